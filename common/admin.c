@@ -1,0 +1,323 @@
+#include "admin.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "util.h"
+
+#define ADMIN_MAX_LINE (1u << 20)
+
+struct mp_admin {
+	struct evconnlistener *evl;
+	const struct mp_admin_method *methods;
+	void *ctx;
+	char *path;
+};
+
+struct admin_conn {
+	struct bufferevent *bev;
+	struct mp_admin *admin;
+	unsigned refs;
+	bool closed;
+	uid_t uid;
+};
+
+struct mp_admin_req {
+	struct admin_conn *conn;
+	json_t *id;
+	const char *method;
+};
+
+/* Out of line: GCC cannot follow the reference count and warns of a use after free. */
+__attribute__((noinline)) static void conn_unref(struct admin_conn *c)
+{
+	if (--c->refs == 0)
+		free(c);
+}
+
+static void conn_close(struct admin_conn *c)
+{
+	if (c->closed)
+		return;
+	c->closed = true;
+	bufferevent_free(c->bev);
+	conn_unref(c);
+}
+
+static void send_json(struct admin_conn *c, json_t *msg)
+{
+	if (c->closed)
+		return;
+	char *text = json_dumps(msg, JSON_COMPACT);
+	if (!text) {
+		log_err("admin: cannot encode a reply");
+		return;
+	}
+	evbuffer_add_printf(bufferevent_get_output(c->bev), "%s\n", text);
+	free(text);
+}
+
+static void finish(struct mp_admin_req *req, json_t *msg)
+{
+	json_object_set(msg, "id", req->id ? req->id : json_null());
+	send_json(req->conn, msg);
+	json_decref(msg);
+	json_decref(req->id);
+	conn_unref(req->conn);
+	free(req);
+}
+
+void mp_admin_reply(struct mp_admin_req *req, json_t *result)
+{
+	if (!result)
+		result = json_object();
+	finish(req, json_pack("{s:o}", "result", result));
+}
+
+void mp_admin_fail(struct mp_admin_req *req, int code, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log_info("admin %s: failed: %s", req->method, msg);
+	finish(req, json_pack("{s:{s:i,s:s}}", "error", "code", code, "message", msg));
+}
+
+const char *mp_admin_method_name(const struct mp_admin_req *req)
+{
+	return req->method;
+}
+
+static void reply_early_error(struct admin_conn *c, json_t *id, int code, const char *msg)
+{
+	json_t *out = json_pack("{s:O?,s:{s:i,s:s}}", "id", id, "error", "code", code, "message",
+				msg);
+	send_json(c, out);
+	json_decref(out);
+}
+
+static void dispatch(struct admin_conn *c, const char *line)
+{
+	json_error_t jerr;
+	json_t *msg = json_loads(line, JSON_REJECT_DUPLICATES, &jerr);
+	if (!msg || !json_is_object(msg)) {
+		reply_early_error(c, NULL, MP_ADMIN_PARSE, msg ? "expected an object" : jerr.text);
+		json_decref(msg);
+		return;
+	}
+	json_t *id = json_object_get(msg, "id");
+	const char *method = json_string_value(json_object_get(msg, "method"));
+	json_t *params = json_object_get(msg, "params");
+	if (!method || (params && !json_is_object(params))) {
+		reply_early_error(c, id, MP_ADMIN_BAD_REQUEST,
+				  "expected {\"method\": string, \"params\": object}");
+		json_decref(msg);
+		return;
+	}
+	const struct mp_admin_method *m = c->admin->methods;
+	while (m->name && strcmp(m->name, method))
+		m++;
+	if (!m->name) {
+		char text[128];
+		snprintf(text, sizeof(text), "unknown method '%.64s'", method);
+		reply_early_error(c, id, MP_ADMIN_NO_METHOD, text);
+		json_decref(msg);
+		return;
+	}
+	struct mp_admin_req *req = calloc(1, sizeof(*req));
+	if (!req) {
+		reply_early_error(c, id, MP_ADMIN_INTERNAL, "out of memory");
+		json_decref(msg);
+		return;
+	}
+	req->conn = c;
+	c->refs++;
+	req->id = json_incref(id);
+	req->method = m->name;
+	json_t *p = params ? json_incref(params) : json_object();
+	m->fn(req, p, c->admin->ctx);
+	json_decref(p);
+	json_decref(msg);
+}
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+	struct admin_conn *c = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	c->refs++;
+	while (!c->closed) {
+		size_t len;
+		char *line = evbuffer_readln(in, &len, EVBUFFER_EOL_LF);
+		if (!line) {
+			if (evbuffer_get_length(in) > ADMIN_MAX_LINE) {
+				log_warn("admin: request line above %u bytes; closing", ADMIN_MAX_LINE);
+				conn_close(c);
+			}
+			break;
+		}
+		if (len > 0)
+			dispatch(c, line);
+		free(line);
+	}
+	conn_unref(c);
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+	(void)bev;
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+		conn_close(arg);
+}
+
+static bool peer_allowed(int fd, uid_t *uid_out)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+		log_warn("admin: SO_PEERCRED failed: %s", strerror(errno));
+		return false;
+	}
+	*uid_out = cred.uid;
+	if (cred.uid == 0 || cred.uid == geteuid() || cred.gid == getegid())
+		return true;
+	log_warn("admin: refusing peer pid %d uid %u gid %u", (int)cred.pid, (unsigned)cred.uid,
+		 (unsigned)cred.gid);
+	return false;
+}
+
+static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa,
+		      int salen, void *arg)
+{
+	struct mp_admin *a = arg;
+	uid_t uid = 0;
+	if (!peer_allowed(fd, &uid)) {
+		evutil_closesocket(fd);
+		return;
+	}
+	struct admin_conn *c = calloc(1, sizeof(*c));
+	struct bufferevent *bev =
+		c ? bufferevent_socket_new(evconnlistener_get_base(evl), fd, BEV_OPT_CLOSE_ON_FREE)
+		  : NULL;
+	if (!bev) {
+		log_err("admin: out of memory accepting a connection");
+		free(c);
+		evutil_closesocket(fd);
+		return;
+	}
+	*c = (struct admin_conn){bev, a, 1, false, uid};
+	bufferevent_setcb(bev, on_read, NULL, on_event, c);
+	bufferevent_enable(bev, EV_READ | EV_WRITE);
+}
+
+struct mp_admin *mp_admin_open(struct event_base *base, const char *path,
+			       const struct mp_admin_method *methods, void *ctx)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		log_err("admin: socket path too long: %s", path);
+		return NULL;
+	}
+	strcpy(sun.sun_path, path);
+	if (unlink(path) != 0 && errno != ENOENT) {
+		log_err("admin: cannot remove stale socket %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	struct mp_admin *a = calloc(1, sizeof(*a));
+	if (!a)
+		return NULL;
+	a->methods = methods;
+	a->ctx = ctx;
+	a->path = strdup(path);
+	mode_t old = umask(0117);
+	a->evl = evconnlistener_new_bind(base, on_accept, a, LEV_OPT_CLOSE_ON_FREE, 16,
+					 (struct sockaddr *)&sun, sizeof(sun));
+	umask(old);
+	if (!a->evl || !a->path) {
+		log_err("admin: cannot listen on %s: %s", path, strerror(errno));
+		free(a->path);
+		free(a);
+		return NULL;
+	}
+	chmod(path, 0660);
+	log_info("admin: listening on %s", path);
+	return a;
+}
+
+void mp_admin_close(struct mp_admin *a)
+{
+	if (!a)
+		return;
+	evconnlistener_free(a->evl);
+	unlink(a->path);
+	free(a->path);
+	free(a);
+}
+
+bool mp_admin_param_str(struct mp_admin_req *req, json_t *params, const char *key,
+			const char **out, bool required)
+{
+	json_t *v = json_object_get(params, key);
+	if (!v && !required) {
+		*out = NULL;
+		return true;
+	}
+	if (!json_is_string(v)) {
+		mp_admin_fail(req, MP_ADMIN_BAD_PARAMS, "parameter '%s' must be a string", key);
+		return false;
+	}
+	*out = json_string_value(v);
+	return true;
+}
+
+bool mp_admin_param_u64(struct mp_admin_req *req, json_t *params, const char *key,
+			uint64_t *out, bool required)
+{
+	json_t *v = json_object_get(params, key);
+	if (!v && !required)
+		return true;
+	if (json_is_integer(v) && json_integer_value(v) >= 0) {
+		*out = (uint64_t)json_integer_value(v);
+		return true;
+	}
+	if (json_is_string(v)) { /* "123": large amounts travel as strings */
+		const char *s = json_string_value(v);
+		char *end;
+		errno = 0;
+		unsigned long long x = strtoull(s, &end, 10);
+		if (*s >= '0' && *s <= '9' && !*end && !errno) {
+			*out = x;
+			return true;
+		}
+	}
+	mp_admin_fail(req, MP_ADMIN_BAD_PARAMS, "parameter '%s' must be a non-negative integer",
+		      key);
+	return false;
+}
+
+bool mp_admin_param_id(struct mp_admin_req *req, json_t *params, const char *key,
+		       uint8_t *out, size_t len)
+{
+	const char *hex;
+	if (!mp_admin_param_str(req, params, key, &hex, true))
+		return false;
+	if (!mp_hex_decode(hex, out, len)) {
+		mp_admin_fail(req, MP_ADMIN_BAD_PARAMS, "parameter '%s' must be %zu hex digits", key,
+			      2 * len);
+		return false;
+	}
+	return true;
+}

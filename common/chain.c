@@ -1,0 +1,109 @@
+#include "chain.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "util.h"
+
+struct mp_hasher {
+	EVP_MD *md;
+	EVP_MD_CTX *ctx;
+};
+
+struct mp_hasher *mp_hasher_new(void)
+{
+	struct mp_hasher *h = calloc(1, sizeof(*h));
+	if (!h)
+		return NULL;
+	h->md = EVP_MD_fetch(NULL, "SHA256", NULL);
+	h->ctx = EVP_MD_CTX_new();
+	if (!h->md || !h->ctx) {
+		log_err("hasher: cannot fetch SHA256 from OpenSSL");
+		mp_hasher_free(h);
+		return NULL;
+	}
+	return h;
+}
+
+void mp_hasher_free(struct mp_hasher *h)
+{
+	if (!h)
+		return;
+	EVP_MD_CTX_free(h->ctx);
+	EVP_MD_free(h->md);
+	free(h);
+}
+
+static void hash_block(struct mp_hasher *h, const uint8_t *in, size_t len,
+		       uint8_t out[MP_HASH_LEN])
+{
+	/* With a pre-fetched digest these calls cannot fail short of memory corruption. */
+	if (EVP_DigestInit_ex2(h->ctx, h->md, NULL) != 1 ||
+	    EVP_DigestUpdate(h->ctx, in, len) != 1 || EVP_DigestFinal_ex(h->ctx, out, NULL) != 1)
+		abort();
+}
+
+void mp_chain_link(struct mp_hasher *h, const uint8_t nonce[MP_NONCE_LEN], uint32_t k,
+		   const uint8_t x[MP_HASH_LEN], uint8_t out[MP_HASH_LEN])
+{
+	uint8_t block[1 + MP_NONCE_LEN + 4 + MP_HASH_LEN];
+	block[0] = 0x4C;
+	memcpy(block + 1, nonce, MP_NONCE_LEN);
+	mp_put_be32(block + 1 + MP_NONCE_LEN, k);
+	memcpy(block + 1 + MP_NONCE_LEN + 4, x, MP_HASH_LEN);
+	hash_block(h, block, sizeof(block), out);
+}
+
+void mp_chain_top(struct mp_hasher *h, const uint8_t seed[MP_SEED_LEN],
+		  const uint8_t nonce[MP_NONCE_LEN], uint8_t out[MP_HASH_LEN])
+{
+	uint8_t block[1 + MP_SEED_LEN + MP_NONCE_LEN];
+	block[0] = 0x53;
+	memcpy(block + 1, seed, MP_SEED_LEN);
+	memcpy(block + 1 + MP_SEED_LEN, nonce, MP_NONCE_LEN);
+	hash_block(h, block, sizeof(block), out);
+}
+
+void mp_chain_walk(struct mp_hasher *h, const uint8_t nonce[MP_NONCE_LEN], uint32_t hi,
+		   const uint8_t w_hi[MP_HASH_LEN], uint32_t lo, uint8_t out[MP_HASH_LEN])
+{
+	uint8_t x[MP_HASH_LEN];
+	memcpy(x, w_hi, MP_HASH_LEN);
+	for (uint32_t k = hi; k > lo; k--)
+		mp_chain_link(h, nonce, k, x, x);
+	memcpy(out, x, MP_HASH_LEN);
+}
+
+bool mp_chain_verify(struct mp_hasher *h, const uint8_t nonce[MP_NONCE_LEN], uint32_t a,
+		     const uint8_t w_a[MP_HASH_LEN], uint32_t b, const uint8_t w_b[MP_HASH_LEN])
+{
+	if (a > b)
+		return false;
+	uint8_t x[MP_HASH_LEN];
+	mp_chain_walk(h, nonce, b, w_b, a, x);
+	return CRYPTO_memcmp(x, w_a, MP_HASH_LEN) == 0;
+}
+
+int mp_chain_generate(struct mp_hasher *h, const uint8_t seed[MP_SEED_LEN],
+		      const uint8_t nonce[MP_NONCE_LEN], uint32_t len, uint32_t interval,
+		      mp_checkpoint_fn on_checkpoint, void *arg, uint8_t root[MP_HASH_LEN])
+{
+	uint8_t x[MP_HASH_LEN];
+	mp_chain_top(h, seed, nonce, x);
+	for (uint32_t k = len;; k--) {
+		bool checkpoint = k == len || k == 0 || (interval && k % interval == 0);
+		if (checkpoint && on_checkpoint) {
+			int rc = on_checkpoint(arg, k, x);
+			if (rc != 0)
+				return rc;
+		}
+		if (k == 0)
+			break;
+		mp_chain_link(h, nonce, k, x, x);
+	}
+	memcpy(root, x, MP_HASH_LEN);
+	return 0;
+}

@@ -1,0 +1,35 @@
+/* Frame codec: be32(length) || Envelope. The length is checked against the configured maximum
+ * before any allocation; a zero length is refused (an Envelope always has a version). */
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto.h"
+
+#define MP_FRAME_HEADER_LEN 4
+#define MP_FRAME_MAX_WALLET (1u << 20)
+#define MP_FRAME_MAX_MERCHANT (16u << 20)
+
+struct evbuffer;
+
+enum mp_frame_result {
+	MP_FRAME_NEED_MORE, /* not a whole frame yet */
+	MP_FRAME_OK,
+	MP_FRAME_EMPTY,   /* length 0 */
+	MP_FRAME_TOO_BIG, /* length above the maximum: refused before allocating */
+	MP_FRAME_NOMEM,
+};
+
+const char *mp_frame_result_str(enum mp_frame_result r);
+
+/* Look at avail bytes: decide whether a whole frame of at most max bytes is there. */
+enum mp_frame_result mp_frame_peek(const uint8_t *buf, size_t avail, size_t max, uint32_t *len);
+
+/* Remove one whole frame from in; on MP_FRAME_OK *body is malloc'd (caller frees). */
+enum mp_frame_result mp_frame_pull(struct evbuffer *in, size_t max, uint8_t **body, size_t *len);
+
+/* Append be32(len) || packed envelope to out. Returns 0, or -1 (logged) on failure. */
+int mp_frame_push(struct evbuffer *out, const MpEnvelope *env, size_t max);
+
+/* Parse an Envelope body; NULL if unparsable. Free with micropay__v1__envelope__free_unpacked. */
+MpEnvelope *mp_envelope_decode(const uint8_t *body, size_t len);

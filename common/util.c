@@ -1,0 +1,53 @@
+#include "util.h"
+
+#include <openssl/rand.h>
+#include <time.h>
+
+void mp_hex_encode(const uint8_t *in, size_t len, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+	for (size_t i = 0; i < len; i++) {
+		out[2 * i] = digits[in[i] >> 4];
+		out[2 * i + 1] = digits[in[i] & 15];
+	}
+	out[2 * len] = '\0';
+}
+
+static int hex_value(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+bool mp_hex_decode(const char *hex, uint8_t *out, size_t len)
+{
+	if (!hex)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		int hi = hex_value(hex[2 * i]);
+		if (hi < 0)
+			return false;
+		int lo = hex_value(hex[2 * i + 1]);
+		if (lo < 0)
+			return false;
+		out[i] = (uint8_t)(hi << 4 | lo);
+	}
+	return hex[2 * len] == '\0';
+}
+
+bool mp_random_bytes(uint8_t *out, size_t len)
+{
+	return RAND_bytes(out, (int)len) == 1;
+}
+
+uint64_t mp_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec;
+}

@@ -1,0 +1,32 @@
+/* Small helpers: hex, ids, time, big-endian integers. */
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define MP_ID_LEN 16
+#define MP_HEX_ID_LEN (2 * MP_ID_LEN)
+
+/* Lower-case hex of len bytes into out (2*len+1 bytes). */
+void mp_hex_encode(const uint8_t *in, size_t len, char *out);
+/* Exactly 2*len hex digits into len bytes; false on any other input. */
+bool mp_hex_decode(const char *hex, uint8_t *out, size_t len);
+
+/* Cryptographically random bytes (OpenSSL RAND); false if the generator failed. */
+bool mp_random_bytes(uint8_t *out, size_t len);
+
+/* Wall-clock seconds since 1970-01-01 UTC. */
+uint64_t mp_now(void);
+
+static inline void mp_put_be32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+static inline uint32_t mp_get_be32(const uint8_t *p)
+{
+	return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
