@@ -1,0 +1,301 @@
+/* brokerd's admin socket: status, metrics, accounts, funding, channels, audit, shutdown. */
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "admin.h"
+#include "amount.h"
+#include "broker.h"
+#include "db.h"
+#include "log.h"
+#include "util.h"
+
+static json_t *hex_json(const uint8_t *data, size_t len)
+{
+	char hex[2 * 64 + 1];
+	if (len > 64)
+		return json_null();
+	mp_hex_encode(data, len, hex);
+	return json_string(hex);
+}
+
+static json_t *blob_json(const PGresult *res, int row, const char *col)
+{
+	size_t len = 0;
+	uint8_t *blob = db_get_blob(res, row, col, &len);
+	json_t *out = blob ? hex_json(blob, len) : json_null();
+	free(blob);
+	return out;
+}
+
+static void admin_status(struct mp_admin_req *req, json_t *params, void *ctx)
+{
+	struct broker *b = ctx;
+	const struct broker_stats *s = &b->stats;
+	mp_admin_reply(req, json_pack("{s:s,s:s,s:o,s:o,s:I,s:I,s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I}}",
+				      "daemon", "brokerd", "currency", b->cfg.currency, "broker_pk",
+				      hex_json(b->key.pk, MP_PK_LEN), "broker_key_id",
+				      hex_json(b->key_id, MP_KEY_ID_LEN), "time", (json_int_t)mp_now(),
+				      "uptime", (json_int_t)(mp_now() - b->started_at), "counters",
+				      "accounts_registered", (json_int_t)s->accounts_registered,
+				      "merchants_registered", (json_int_t)s->merchants_registered,
+				      "channels_issued", (json_int_t)s->channels_issued,
+				      "issue_duplicates", (json_int_t)s->issue_duplicates,
+				      "redeems", (json_int_t)s->redeems, "claims_credited",
+				      (json_int_t)s->claims_credited, "requests_refused",
+				      (json_int_t)s->requests_refused));
+}
+
+static void admin_metrics(struct mp_admin_req *req, json_t *params, void *ctx)
+{
+	struct broker *b = ctx;
+	const struct broker_stats *s = &b->stats;
+	char text[1024];
+	snprintf(text, sizeof(text),
+		 "micropay_broker_channels_issued_total %llu\n"
+		 "micropay_broker_issue_duplicates_total %llu\n"
+		 "micropay_broker_redeems_total %llu\n"
+		 "micropay_broker_claims_credited_total %llu\n"
+		 "micropay_broker_requests_refused_total %llu\n"
+		 "micropay_broker_db_queue %u\n",
+		 (unsigned long long)s->channels_issued, (unsigned long long)s->issue_duplicates,
+		 (unsigned long long)s->redeems, (unsigned long long)s->claims_credited,
+		 (unsigned long long)s->requests_refused, db_pool_queued(b->db));
+	mp_admin_reply(req, json_pack("{s:s}", "prometheus", text));
+}
+
+static void on_admin_done(const PGresult *res, const char *error, void *arg);
+
+struct admin_query {
+	struct mp_admin_req *req;
+	void (*render)(struct mp_admin_req *req, const PGresult *res, void *extra);
+	uint8_t extra[MP_ID_LEN];
+};
+
+static void admin_query(struct broker *b, struct mp_admin_req *req, const char *statement,
+			const struct db_params *p,
+			void (*render)(struct mp_admin_req *, const PGresult *, void *),
+			const uint8_t *extra)
+{
+	struct admin_query *q = calloc(1, sizeof(*q));
+	if (!q) {
+		mp_admin_fail(req, MP_ADMIN_INTERNAL, "out of memory");
+		return;
+	}
+	q->req = req;
+	q->render = render;
+	if (extra)
+		memcpy(q->extra, extra, MP_ID_LEN);
+	if (db_call(b->db, statement, p, on_admin_done, q) != 0) {
+		free(q);
+		mp_admin_fail(req, MP_ADMIN_INTERNAL, "cannot queue the query");
+	}
+}
+
+static void on_admin_done(const PGresult *res, const char *error, void *arg)
+{
+	struct admin_query *q = arg;
+	if (!res)
+		mp_admin_fail(q->req, MP_ADMIN_FAILED, "database: %s", error ? error : "no result");
+	else
+		q->render(q->req, res, q->extra);
+	free(q);
+}
+
+static void render_merchant_created(struct mp_admin_req *req, const PGresult *res, void *extra)
+{
+	mp_admin_reply(req, json_pack("{s:s,s:o}", "kind", "merchant", "merchant_id",
+				      hex_json(extra, MP_ID_LEN)));
+}
+
+static void admin_account_create(struct mp_admin_req *req, json_t *params, void *ctx)
+{
+	struct broker *b = ctx;
+	const char *kind;
+	uint64_t bond = 0;
+	if (!mp_admin_param_str(req, params, "kind", &kind, true) ||
+	    !mp_admin_param_u64(req, params, "bond", &bond, false))
+		return;
+	if (strcmp(kind, "merchant") != 0) {
+		mp_admin_fail(req, MP_ADMIN_BAD_PARAMS,
+			      "kind must be 'merchant' (customers register from their wallet)");
+		return;
+	}
+	if (!mp_amount_valid(bond)) {
+		mp_admin_fail(req, MP_ADMIN_BAD_PARAMS, "bond above 2^63-1");
+		return;
+	}
+	uint8_t mid[MP_ID_LEN], avail[MP_ID_LEN], pending[MP_ID_LEN];
+	if (!mp_random_bytes(mid, MP_ID_LEN) || !mp_random_bytes(avail, MP_ID_LEN) ||
+	    !mp_random_bytes(pending, MP_ID_LEN)) {
+		mp_admin_fail(req, MP_ADMIN_INTERNAL, "random generator failed");
+		return;
+	}
+	struct db_params p = {0};
+	db_param_bytes(&p, mid, MP_ID_LEN);
+	db_param_bytes(&p, avail, MP_ID_LEN);
+	db_param_bytes(&p, pending, MP_ID_LEN);
+	db_param_text(&p, b->cfg.currency);
+	db_param_u64(&p, bond);
+	admin_query(b, req, "create_merchant", &p, render_merchant_created, mid);
+}
+
+static void render_funded(struct mp_admin_req *req, const PGresult *res, void *extra)
+{
+	MpCode code = (MpCode)db_get_i64(res, 0, "status");
+	if (code != MP_ST(OK) && code != MP_ST(DUPLICATE_OK)) {
+		const char *detail = db_get_text(res, 0, "detail");
+		mp_admin_fail(req, MP_ADMIN_FAILED, "%s: %s", mp_code_name(code),
+			      detail ? detail : "");
+		return;
+	}
+	mp_admin_reply(req, json_pack("{s:s,s:o,s:I}", "status", mp_code_name(code), "fund_id",
+				      hex_json(extra, MP_ID_LEN), "balance",
+				      (json_int_t)db_get_i64(res, 0, "balance")));
+}
+
+static void admin_account_fund(struct mp_admin_req *req, json_t *params, void *ctx)
+{
+	struct broker *b = ctx;
+	uint8_t account[MP_ID_LEN], fund_id[MP_ID_LEN];
+	uint64_t amount;
+	const char *fund_hex;
+	if (!mp_admin_param_id(req, params, "account", account, MP_ID_LEN) ||
+	    !mp_admin_param_u64(req, params, "amount", &amount, true) ||
+	    !mp_admin_param_str(req, params, "fund_id", &fund_hex, false))
+		return;
+	if (amount == 0 || !mp_amount_valid(amount)) {
+		mp_admin_fail(req, MP_ADMIN_BAD_PARAMS, "amount must be 1 .. 2^63-1");
+		return;
+	}
+	/* fund_id makes a retried funding credit once; without one, each call is a new funding. */
+	if (fund_hex ? !mp_hex_decode(fund_hex, fund_id, MP_ID_LEN)
+		     : !mp_random_bytes(fund_id, MP_ID_LEN)) {
+		mp_admin_fail(req, MP_ADMIN_BAD_PARAMS, "fund_id must be 32 hex digits");
+		return;
+	}
+	struct db_params p = {0};
+	db_param_bytes(&p, fund_id, MP_ID_LEN);
+	db_param_bytes(&p, account, MP_ID_LEN);
+	db_param_u64(&p, amount);
+	admin_query(b, req, "fund", &p, render_funded, fund_id);
+}
+
+static void render_account(struct mp_admin_req *req, const PGresult *res, void *extra)
+{
+	int rows = PQntuples(res);
+	if (rows == 0) {
+		mp_admin_fail(req, MP_ADMIN_FAILED, "UNKNOWN_ACCOUNT: no such account or merchant");
+		return;
+	}
+	json_t *out = json_pack("{s:o,s:s,s:s,s:I}", "account", hex_json(extra, MP_ID_LEN), "kind",
+				db_get_text(res, 0, "kind"), "currency",
+				db_get_text(res, 0, "currency"), "balance",
+				(json_int_t)db_get_i64(res, 0, "balance"));
+	json_t *related = json_array();
+	for (int i = 0; i < rows; i++) {
+		if (db_is_null(res, i, "related_account"))
+			continue;
+		json_array_append_new(related,
+				      json_pack("{s:o,s:s,s:I}", "account",
+						blob_json(res, i, "related_account"), "kind",
+						db_get_text(res, i, "related_kind"), "balance",
+						(json_int_t)db_get_i64(res, i, "related_balance")));
+	}
+	json_object_set_new(out, "related", related);
+	mp_admin_reply(req, out);
+}
+
+static void admin_account_show(struct mp_admin_req *req, json_t *params, void *ctx)
+{
+	struct broker *b = ctx;
+	uint8_t account[MP_ID_LEN];
+	if (!mp_admin_param_id(req, params, "account", account, MP_ID_LEN))
+		return;
+	struct db_params p = {0};
+	db_param_bytes(&p, account, MP_ID_LEN);
+	admin_query(b, req, "account_show", &p, render_account, account);
+}
+
+static void render_channel(struct mp_admin_req *req, const PGresult *res, void *extra)
+{
+	if (PQntuples(res) == 0 || db_is_null(res, 0, "state")) {
+		mp_admin_fail(req, MP_ADMIN_FAILED, "UNKNOWN_CHANNEL: no such channel");
+		return;
+	}
+	json_error_t jerr;
+	const char *epochs_text = db_get_text(res, 0, "epochs");
+	json_t *epochs = epochs_text ? json_loads(epochs_text, 0, &jerr) : NULL;
+	mp_admin_reply(req, json_pack("{s:o,s:s,s:I,s:I,s:s,s:o,s:I,s:I,s:I,s:o}", "channel",
+				      hex_json(extra, MP_ID_LEN), "state",
+				      db_get_text(res, 0, "state"), "n",
+				      (json_int_t)db_get_i64(res, 0, "n"), "unit_value",
+				      (json_int_t)db_get_i64(res, 0, "unit_value"), "currency",
+				      db_get_text(res, 0, "currency"), "holder0",
+				      blob_json(res, 0, "holder0"), "escrow_balance",
+				      (json_int_t)db_get_i64(res, 0, "escrow_balance"), "pay_until",
+				      (json_int_t)db_get_i64(res, 0, "pay_until"), "redeem_until",
+				      (json_int_t)db_get_i64(res, 0, "redeem_until"), "epochs",
+				      epochs ? epochs : json_array()));
+}
+
+static void admin_channel_show(struct mp_admin_req *req, json_t *params, void *ctx)
+{
+	struct broker *b = ctx;
+	uint8_t channel[MP_ID_LEN];
+	if (!mp_admin_param_id(req, params, "channel", channel, MP_ID_LEN))
+		return;
+	struct db_params p = {0};
+	db_param_bytes(&p, channel, MP_ID_LEN);
+	admin_query(b, req, "channel_show", &p, render_channel, channel);
+}
+
+static void render_audit(struct mp_admin_req *req, const PGresult *res, void *extra)
+{
+	bool all_ok = true;
+	json_t *checks = json_array();
+	for (int i = 0; i < PQntuples(res); i++) {
+		bool ok = db_get_bool(res, i, "ok");
+		const char *detail = db_get_text(res, i, "detail");
+		all_ok = all_ok && ok;
+		json_array_append_new(checks, json_pack("{s:s,s:b,s:s}", "check",
+							db_get_text(res, i, "check_name"), "ok", ok,
+							"detail", detail ? detail : ""));
+	}
+	mp_admin_reply(req, json_pack("{s:b,s:o}", "ok", all_ok, "checks", checks));
+}
+
+static void admin_audit(struct mp_admin_req *req, json_t *params, void *ctx)
+{
+	struct broker *b = ctx;
+	struct db_params p = {0};
+	admin_query(b, req, "audit", &p, render_audit, NULL);
+}
+
+static void admin_shutdown(struct mp_admin_req *req, json_t *params, void *ctx)
+{
+	struct broker *b = ctx;
+	log_info("shutdown requested on the admin socket");
+	mp_admin_reply(req, json_pack("{s:b}", "stopping", true));
+	struct timeval drain = {0, 100000}; /* let the reply leave */
+	event_base_loopexit(b->base, &drain);
+}
+
+static const struct mp_admin_method broker_methods[] = {
+	{"status", admin_status, "daemon status and counters"},
+	{"metrics", admin_metrics, "Prometheus text"},
+	{"account.create", admin_account_create, "{kind: merchant, bond?}"},
+	{"account.fund", admin_account_fund, "{account, amount, fund_id?}"},
+	{"account.show", admin_account_show, "{account} (customer account or merchant id)"},
+	{"channel.show", admin_channel_show, "{channel}"},
+	{"audit", admin_audit, "ledger and escrow invariants"},
+	{"shutdown", admin_shutdown, "stop the daemon"},
+	{NULL, NULL, NULL},
+};
+
+bool broker_admin_open(struct broker *b)
+{
+	b->admin = mp_admin_open(b->base, b->cfg.admin_socket, broker_methods, b);
+	return b->admin != NULL;
+}

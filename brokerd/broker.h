@@ -1,0 +1,85 @@
+/* brokerd: the daemon context and the handlers' entry points. */
+#pragma once
+#include <openssl/ssl.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "chain.h"
+#include "net.h"
+#include "proto.h"
+#include "sig.h"
+#include "util.h"
+
+struct broker_config {
+	char *listen;
+	char *key_file;
+	char *currency;
+	uint64_t max_unit_value;
+	uint64_t max_escrow;
+	uint32_t n_max;
+	uint32_t max_claims;
+	uint64_t hash_budget;
+	uint64_t t_grace;
+	uint64_t max_offset;
+	uint32_t idle_timeout;
+	uint32_t max_frame;
+	char *tls_cert;
+	char *tls_key;
+	char *tls_ca;
+	char *db_conninfo;
+	uint32_t db_pool;
+	char *admin_socket;
+};
+
+struct broker_stats {
+	uint64_t accounts_registered;
+	uint64_t merchants_registered;
+	uint64_t channels_issued;
+	uint64_t issue_duplicates;
+	uint64_t claims_credited;
+	uint64_t redeems;
+	uint64_t requests_refused;
+};
+
+struct broker {
+	struct event_base *base;
+	struct broker_config cfg;
+	struct mp_key key;
+	uint8_t key_id[MP_KEY_ID_LEN];
+	SSL_CTX *tls;
+	struct mp_listener *listener;
+	struct mp_admin *admin;
+	struct db_pool *db;
+	struct mp_hasher *hasher;
+	struct event *sig_int, *sig_term;
+	uint64_t started_at;
+	struct broker_stats stats;
+};
+
+/* A request being answered asynchronously: the connection is held until the reply. */
+struct broker_call {
+	struct broker *b;
+	struct mp_conn *conn;
+	uint64_t request_id;
+};
+
+struct broker_call *broker_call_new(struct broker *b, struct mp_conn *conn,
+				    const MpEnvelope *req);
+/* Send env (its version and request_id are filled in) and release the call. */
+void broker_call_reply(struct broker_call *call, MpEnvelope *env);
+void broker_call_free(struct broker_call *call);
+
+MpStatus *broker_status(MpStatus *st, MpCode code, const char *detail);
+
+/* One file per request. */
+void handle_register_account(struct broker *b, struct mp_conn *c, const MpEnvelope *env);
+void handle_register_merchant(struct broker *b, struct mp_conn *c, const MpEnvelope *env);
+void handle_issue(struct broker *b, struct mp_conn *c, const MpEnvelope *env);
+void handle_redeem(struct broker *b, struct mp_conn *c, const MpEnvelope *env);
+
+
+bool broker_admin_open(struct broker *b);
+bool broker_config_load(struct broker_config *cfg, const char *path, char *err, size_t errlen);
+void broker_config_free(struct broker_config *cfg);
+bool broker_listen(struct broker *b, const char *host, uint16_t port);
+void broker_channel_id(const uint8_t account_id[MP_ID_LEN], const uint8_t req_id[MP_ID_LEN], uint8_t out[MP_ID_LEN]);

@@ -1,0 +1,290 @@
+/* IssueRequest -> ChannelCert (PROTOCOL.md section 6, "Issue"). The signature is checked
+ * first, under the account's registered key; then one SQL function decides replay, conflict,
+ * bounds, funds and reuse in one transaction, and the cert leaves only after COMMIT. */
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "amount.h"
+#include "broker.h"
+#include "db.h"
+#include "log.h"
+#include "stmt.h"
+#include "util.h"
+
+#define HOUR 3600ULL
+#define DAY (24 * HOUR)
+#define REDEEM_WINDOW (48 * HOUR)
+
+struct issue {
+	struct broker_call *call;
+	MpSigned *stmt;
+	uint8_t account_id[MP_ID_LEN];
+};
+
+static void issue_free(struct issue *is)
+{
+	mp_stmt_free(is->stmt);
+	free(is);
+}
+
+static void reply_issue(struct issue *is, MpCode code, const char *detail, const MpSigned *cert,
+			const MpSigned *evidence)
+{
+	Micropay__V1__IssueResp resp = MICROPAY__V1__ISSUE_RESP__INIT;
+	MpStatus st;
+	resp.status = broker_status(&st, code, detail);
+	st.evidence = (MpSigned *)evidence;
+	resp.channel_cert = (MpSigned *)cert;
+	resp.broker_time = mp_now();
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.body_case = MP_BODY(ISSUE_RESP);
+	env.issue_resp = &resp;
+	if (code != MP_ST(OK) && code != MP_ST(DUPLICATE_OK))
+		is->call->b->stats.requests_refused++;
+	broker_call_reply(is->call, &env);
+	issue_free(is);
+}
+
+void broker_channel_id(const uint8_t account_id[MP_ID_LEN], const uint8_t req_id[MP_ID_LEN],
+		       uint8_t out[MP_ID_LEN])
+{
+	static const char prefix[] = "MPAY1-CID";
+	uint8_t buf[sizeof(prefix) - 1 + 2 * MP_ID_LEN], digest[SHA256_DIGEST_LENGTH];
+	memcpy(buf, prefix, sizeof(prefix) - 1);
+	memcpy(buf + sizeof(prefix) - 1, account_id, MP_ID_LEN);
+	memcpy(buf + sizeof(prefix) - 1 + MP_ID_LEN, req_id, MP_ID_LEN);
+	SHA256(buf, sizeof(buf), digest);
+	memcpy(out, digest, MP_ID_LEN);
+}
+
+/* Stateless checks of an issue request: MALFORMED with a detail, or OK. */
+static MpCode check_bounds(const struct broker *b, const Micropay__V1__IssueRequest *r,
+			   const char **detail)
+{
+	uint64_t escrow;
+	switch (mp_escrow_bounds(r->n, r->unit_value, b->cfg.n_max, b->cfg.max_unit_value,
+				 b->cfg.max_escrow, &escrow)) {
+	case MP_ESCROW_OK:
+		break;
+	case MP_ESCROW_BAD_N:
+		*detail = "n out of bounds";
+		return MP_ST(MALFORMED);
+	case MP_ESCROW_BAD_UNIT:
+		*detail = "unit_value out of bounds";
+		return MP_ST(MALFORMED);
+	case MP_ESCROW_TOO_BIG:
+		*detail = "n * unit_value above the maximum escrow";
+		return MP_ST(MALFORMED);
+	}
+	if (strcmp(r->currency, b->cfg.currency) != 0) {
+		*detail = "currency not served by this broker";
+		return MP_ST(MALFORMED);
+	}
+	if (r->pay_until_days != 1 && r->pay_until_days != 7 && r->pay_until_days != 30) {
+		*detail = "pay_until_days must be 1, 7 or 30";
+		return MP_ST(MALFORMED);
+	}
+	if (r->holder0.len == 0) {
+		*detail = "holder0 is required (Bind does not exist yet)";
+		return MP_ST(MALFORMED);
+	}
+	return MP_ST(OK);
+}
+
+/* Lengths must be right before anything is stored or looked up. */
+static bool lengths_ok(const Micropay__V1__IssueRequest *r)
+{
+	return mp_bytes_len_is(r->issue_req_id, MP_ID_LEN) &&
+	       mp_bytes_len_is(r->account_id, MP_ID_LEN) &&
+	       mp_bytes_len_is(r->owner_pk, MP_PK_LEN) &&
+	       mp_bytes_len_is(r->chain_nonce, MP_NONCE_LEN) &&
+	       mp_bytes_len_is(r->root, MP_HASH_LEN) &&
+	       (r->holder0.len == 0 || mp_bytes_len_is(r->holder0, MP_ID_LEN));
+}
+
+struct cert_times {
+	uint64_t now, issued_at, pay_until, redeem_until;
+};
+
+static MpSigned *sign_cert(struct broker *b, const Micropay__V1__IssueRequest *r,
+			   const uint8_t channel_id[MP_ID_LEN], const struct cert_times *t)
+{
+	Micropay__V1__ChannelCert cc = MICROPAY__V1__CHANNEL_CERT__INIT;
+	cc.broker_key_id = (ProtobufCBinaryData){MP_KEY_ID_LEN, b->key_id};
+	cc.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)channel_id};
+	cc.owner_pk = r->owner_pk;
+	cc.chain_nonce = r->chain_nonce;
+	cc.root = r->root;
+	cc.n = r->n;
+	cc.unit_value = r->unit_value;
+	cc.currency = r->currency;
+	cc.holder0 = r->holder0;
+	cc.issued_at = t->issued_at;
+	cc.pay_until = t->pay_until;
+	cc.redeem_until = t->redeem_until;
+	return mp_stmt_sign(&b->key, MP_STMT_CHANNEL_CERT, &cc.base);
+}
+
+static MpSigned *stored_statement(const PGresult *res, const char *col)
+{
+	size_t len = 0;
+	uint8_t *bytes = db_get_blob(res, 0, col, &len);
+	MpSigned *s = bytes ? mp_stmt_decode(bytes, len) : NULL;
+	free(bytes);
+	return s;
+}
+
+static void on_issued(const PGresult *res, const char *error, void *arg)
+{
+	struct issue *is = arg;
+	if (!res || PQntuples(res) != 1) {
+		reply_issue(is, MP_ST(INTERNAL), "database error; retry", NULL, NULL);
+		return;
+	}
+	MpCode code = (MpCode)db_get_i64(res, 0, "status");
+	const char *detail = db_get_text(res, 0, "detail");
+	char hex[MP_HEX_ID_LEN + 1];
+	mp_hex_encode(is->account_id, MP_ID_LEN, hex);
+	log_info("issue for account %s: %s%s%s", hex, mp_code_name(code), detail ? ": " : "",
+		 detail ? detail : "");
+	MpSigned *stored = NULL;
+	if (code == MP_ST(OK) || code == MP_ST(DUPLICATE_OK)) {
+		stored = stored_statement(res, "cert");
+		if (!stored)
+			code = MP_ST(INTERNAL);
+		else if (code == MP_ST(OK))
+			is->call->b->stats.channels_issued++;
+		else
+			is->call->b->stats.issue_duplicates++;
+		reply_issue(is, code, detail, stored, NULL);
+	} else if (code == MP_ST(CONFLICT)) {
+		stored = stored_statement(res, "request");
+		reply_issue(is, code, "issue_req_id already used with another request", NULL,
+			    stored);
+	} else {
+		reply_issue(is, code, detail, NULL, NULL);
+	}
+	mp_stmt_free(stored);
+}
+
+static void call_issue(struct issue *is, const Micropay__V1__IssueRequest *r, MpCode bounds,
+		       const char *bounds_detail)
+{
+	struct broker *b = is->call->b;
+	uint8_t channel_id[MP_ID_LEN], escrow_id[MP_ID_LEN], req_hash[MP_HASH_LEN];
+	broker_channel_id(r->account_id.data, r->issue_req_id.data, channel_id);
+	mp_stmt_hash(is->stmt, req_hash);
+	struct cert_times t = {.now = mp_now()};
+	t.issued_at = t.now - t.now % HOUR;
+	t.pay_until = t.issued_at + r->pay_until_days * DAY;
+	t.redeem_until = t.pay_until + REDEEM_WINDOW;
+	MpSigned *cert = NULL;
+	if (bounds == MP_ST(OK) && !(cert = sign_cert(b, r, channel_id, &t))) {
+		reply_issue(is, MP_ST(INTERNAL), "signing failed", NULL, NULL);
+		return;
+	}
+	size_t req_len = 0, cert_len = 0;
+	uint8_t *req_bytes = mp_stmt_encode(is->stmt, &req_len);
+	uint8_t *cert_bytes = cert ? mp_stmt_encode(cert, &cert_len) : NULL;
+	bool ok = mp_random_bytes(escrow_id, sizeof(escrow_id)) && req_bytes;
+	struct db_params p = {0};
+	db_param_bytes(&p, r->account_id.data, MP_ID_LEN);
+	db_param_bytes(&p, r->issue_req_id.data, MP_ID_LEN);
+	db_param_bytes(&p, req_hash, MP_HASH_LEN);
+	db_param_bytes(&p, req_bytes, req_len);
+	db_param_i64(&p, bounds);
+	db_param_text(&p, bounds_detail ? bounds_detail : "");
+	db_param_bytes(&p, channel_id, MP_ID_LEN);
+	db_param_bytes(&p, escrow_id, MP_ID_LEN);
+	db_param_bytes(&p, r->owner_pk.data, MP_PK_LEN);
+	db_param_bytes(&p, r->chain_nonce.data, MP_NONCE_LEN);
+	db_param_bytes(&p, r->root.data, MP_HASH_LEN);
+	/* Refused bounds never reach a SQL integer: they could not even be converted. */
+	db_param_u64(&p, bounds == MP_ST(OK) ? r->n : 0);
+	db_param_u64(&p, bounds == MP_ST(OK) ? r->unit_value : 0);
+	db_param_text(&p, r->currency);
+	db_param_bytes(&p, r->holder0.data, r->holder0.len);
+	db_param_u64(&p, t.issued_at);
+	db_param_u64(&p, t.pay_until);
+	db_param_u64(&p, t.redeem_until);
+	db_param_u64(&p, b->cfg.t_grace);
+	db_param_u64(&p, t.now);
+	db_param_u64(&p, b->cfg.max_offset);
+	if (cert_bytes)
+		db_param_bytes(&p, cert_bytes, cert_len);
+	else
+		db_param_text(&p, NULL);
+	if (!ok || db_call(b->db, "issue", &p, on_issued, is) != 0)
+		reply_issue(is, MP_ST(INTERNAL), "cannot queue the issue", NULL, NULL);
+	free(req_bytes);
+	free(cert_bytes);
+	mp_stmt_free(cert);
+}
+
+static void on_account_key(const PGresult *res, const char *error, void *arg)
+{
+	struct issue *is = arg;
+	uint8_t pk[MP_PK_LEN];
+	if (!res) {
+		reply_issue(is, MP_ST(INTERNAL), "database error; retry", NULL, NULL);
+		return;
+	}
+	if (PQntuples(res) != 1 || !db_get_bytes(res, 0, "account_pk", pk, MP_PK_LEN)) {
+		reply_issue(is, MP_ST(UNKNOWN_ACCOUNT), "no such account", NULL, NULL);
+		return;
+	}
+	ProtobufCMessage *body;
+	MpCode code = mp_stmt_open(is->stmt, MP_STMT_ISSUE_REQUEST, pk,
+				   &micropay__v1__issue_request__descriptor, &body);
+	if (code != MP_ST(OK)) {
+		reply_issue(is, code, "IssueRequest refused", NULL, NULL);
+		return;
+	}
+	Micropay__V1__IssueRequest *r = (Micropay__V1__IssueRequest *)body;
+	if (!lengths_ok(r) || memcmp(r->account_id.data, is->account_id, MP_ID_LEN) != 0) {
+		reply_issue(is, MP_ST(MALFORMED), "field lengths", NULL, NULL);
+	} else {
+		const char *detail = NULL;
+		MpCode bounds = check_bounds(is->call->b, r, &detail);
+		call_issue(is, r, bounds, detail);
+	}
+	protobuf_c_message_free_unpacked(body, NULL);
+}
+
+/* The account the request claims: read before verification only to find the key to verify
+ * with; the signature is then checked under that account's registered key. */
+static bool claimed_account(const MpSigned *s, uint8_t out[MP_ID_LEN])
+{
+	Micropay__V1__IssueRequest *r = micropay__v1__issue_request__unpack(NULL, s->body.len,
+									     s->body.data);
+	bool ok = r && mp_bytes_len_is(r->account_id, MP_ID_LEN);
+	if (ok)
+		memcpy(out, r->account_id.data, MP_ID_LEN);
+	if (r)
+		micropay__v1__issue_request__free_unpacked(r, NULL);
+	return ok;
+}
+
+void handle_issue(struct broker *b, struct mp_conn *c, const MpEnvelope *env)
+{
+	struct issue *is = calloc(1, sizeof(*is));
+	if (!is || !(is->call = broker_call_new(b, c, env))) {
+		free(is);
+		return;
+	}
+	const MpSigned *s = env->issue_req->stmt;
+	if (!s || !(is->stmt = mp_stmt_copy(s))) {
+		reply_issue(is, MP_ST(MALFORMED), "missing statement", NULL, NULL);
+		return;
+	}
+	if (!claimed_account(s, is->account_id)) {
+		reply_issue(is, MP_ST(MALFORMED), "unparsable IssueRequest", NULL, NULL);
+		return;
+	}
+	struct db_params p = {0};
+	db_param_bytes(&p, is->account_id, MP_ID_LEN);
+	if (db_call(b->db, "customer_key", &p, on_account_key, is) != 0)
+		reply_issue(is, MP_ST(INTERNAL), "cannot queue the key lookup", NULL, NULL);
+}

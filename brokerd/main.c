@@ -1,0 +1,151 @@
+/* brokerd: issues channels, holds accounts, settles redemptions in PostgreSQL. */
+#include <event2/event.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-daemon.h>
+
+#include "admin.h"
+#include "broker.h"
+#include "db.h"
+#include "log.h"
+#include "migrate.h"
+#include "net.h"
+#include "tls.h"
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: brokerd -c CONFIG [-v]\n");
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct broker *b = arg;
+	log_info("signal %d: stopping", (int)sig);
+	sd_notify(0, "STOPPING=1");
+	event_base_loopexit(b->base, NULL);
+}
+
+static bool migrate_and_seed(const struct broker_config *cfg)
+{
+	char err[512];
+	PGconn *pg = db_connect_blocking(cfg->db_conninfo, err, sizeof(err));
+	if (!pg) {
+		log_err("%s", err);
+		return false;
+	}
+	bool ok = migrate(pg, err, sizeof(err));
+	if (!ok)
+		log_err("db migration: %s", err);
+	PQfinish(pg);
+	return ok;
+}
+
+static void on_seeded(const PGresult *res, const char *error, void *arg)
+{
+	struct broker *b = arg;
+	if (!res) {
+		log_err("db: cannot create the system accounts: %s", error);
+		event_base_loopbreak(b->base);
+	}
+}
+
+static bool broker_start(struct broker *b)
+{
+	char err[512];
+	if (!mp_key_load(&b->key, b->cfg.key_file, err, sizeof(err))) {
+		log_err("broker key: %s", err);
+		return false;
+	}
+	mp_key_id(b->key.pk, b->key_id);
+	b->tls = mp_tls_server_ctx(b->cfg.tls_cert, b->cfg.tls_key, b->cfg.tls_ca,
+				   MP_CLIENT_CERT_OPTIONAL, err, sizeof(err));
+	if (!b->tls) {
+		log_err("tls: %s", err);
+		return false;
+	}
+	if (!migrate_and_seed(&b->cfg))
+		return false;
+	b->db = db_pool_open(b->base, b->cfg.db_conninfo, b->cfg.db_pool, broker_statements);
+	if (!b->db)
+		return false;
+	struct db_params p = {0};
+	db_param_text(&p, b->cfg.currency);
+	db_call(b->db, "ensure_system_accounts", &p, on_seeded, b);
+	char host[256];
+	uint16_t port;
+	if (!mp_split_endpoint(b->cfg.listen, host, sizeof(host), &port)) {
+		log_err("config: [broker] listen must be host:port, not '%s'", b->cfg.listen);
+		return false;
+	}
+	if (!broker_listen(b, host, port) || !broker_admin_open(b))
+		return false;
+	b->sig_int = evsignal_new(b->base, SIGINT, on_signal, b);
+	b->sig_term = evsignal_new(b->base, SIGTERM, on_signal, b);
+	event_add(b->sig_int, NULL);
+	event_add(b->sig_term, NULL);
+	return true;
+}
+
+static void broker_stop(struct broker *b)
+{
+	if (b->sig_int)
+		event_free(b->sig_int);
+	if (b->sig_term)
+		event_free(b->sig_term);
+	mp_admin_close(b->admin);
+	mp_listener_free(b->listener);
+	db_pool_close(b->db);
+	if (b->tls)
+		SSL_CTX_free(b->tls);
+	mp_hasher_free(b->hasher);
+	mp_key_free(&b->key);
+	broker_config_free(&b->cfg);
+	if (b->base)
+		event_base_free(b->base);
+}
+
+int main(int argc, char **argv)
+{
+	const char *config = NULL;
+	enum mp_log_level level = MP_LOG_INFO;
+	int opt;
+	while ((opt = getopt(argc, argv, "c:vh")) != -1) {
+		switch (opt) {
+		case 'c':
+			config = optarg;
+			break;
+		case 'v':
+			level = MP_LOG_DEBUG;
+			break;
+		default:
+			usage();
+			return 2;
+		}
+	}
+	if (!config) {
+		usage();
+		return 2;
+	}
+	mp_log_init("brokerd", level);
+	signal(SIGPIPE, SIG_IGN);
+	struct broker b = {0};
+	char err[512];
+	if (!broker_config_load(&b.cfg, config, err, sizeof(err))) {
+		log_err("%s", err);
+		return 1;
+	}
+	b.started_at = mp_now();
+	b.base = event_base_new();
+	b.hasher = mp_hasher_new();
+	bool ok = b.base && b.hasher && broker_start(&b);
+	if (ok) {
+		log_info("brokerd ready (currency %s)", b.cfg.currency);
+		sd_notify(0, "READY=1\nSTATUS=serving");
+		event_base_dispatch(b.base);
+	}
+	broker_stop(&b);
+	return ok ? 0 : 1;
+}

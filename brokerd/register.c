@@ -1,0 +1,261 @@
+/* RegisterAccount and RegisterMerchant (PROTOCOL.md section 6, "Register and fund"). Both are
+ * checked against the key in their own body: they move no money. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker.h"
+#include "db.h"
+#include "log.h"
+#include "stmt.h"
+#include "tls.h"
+#include "util.h"
+
+#define MERCHANT_CERT_LIFETIME (90 * 24 * 3600ULL)
+
+static void reply_account(struct broker_call *call, MpCode code, const char *detail,
+			  const uint8_t *account_id)
+{
+	Micropay__V1__RegisterAccountResp resp = MICROPAY__V1__REGISTER_ACCOUNT_RESP__INIT;
+	MpStatus st;
+	resp.status = broker_status(&st, code, detail);
+	if (account_id)
+		resp.account_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)account_id};
+	resp.broker_time = mp_now();
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.body_case = MP_BODY(REGISTER_ACCOUNT_RESP);
+	env.register_account_resp = &resp;
+	broker_call_reply(call, &env);
+}
+
+static void on_account_registered(const PGresult *res, const char *error, void *arg)
+{
+	struct broker_call *call = arg;
+	uint8_t account_id[MP_ID_LEN];
+	if (!res || PQntuples(res) != 1 || !db_get_bytes(res, 0, "account_id", account_id, MP_ID_LEN)) {
+		reply_account(call, MP_ST(INTERNAL), "database error", NULL);
+		return;
+	}
+	bool created = db_get_bool(res, 0, "created");
+	char hex[MP_HEX_ID_LEN + 1];
+	mp_hex_encode(account_id, MP_ID_LEN, hex);
+	log_info("account %s: %s", hex, created ? "registered" : "registration repeated");
+	if (created)
+		call->b->stats.accounts_registered++;
+	reply_account(call, created ? MP_ST(OK) : MP_ST(DUPLICATE_OK), NULL, account_id);
+}
+
+/* Parse a self-signed statement: the key is taken from the body, then the signature checked
+ * under exactly that key and type. */
+static MpCode open_self_signed(const MpSigned *s, enum mp_stmt_type type,
+			       const ProtobufCMessageDescriptor *desc, size_t key_offset,
+			       ProtobufCMessage **out)
+{
+	*out = NULL;
+	if (!s)
+		return MP_ST(MALFORMED);
+	ProtobufCMessage *peek = mp_strict_unpack(desc, s->body.data, s->body.len);
+	if (!peek)
+		return MP_ST(MALFORMED);
+	ProtobufCBinaryData key = *(ProtobufCBinaryData *)((char *)peek + key_offset);
+	MpCode code = MP_ST(MALFORMED);
+	if (mp_bytes_len_is(key, MP_PK_LEN))
+		code = mp_stmt_open(s, type, key.data, desc, out);
+	protobuf_c_message_free_unpacked(peek, NULL);
+	return code;
+}
+
+void handle_register_account(struct broker *b, struct mp_conn *c, const MpEnvelope *env)
+{
+	struct broker_call *call = broker_call_new(b, c, env);
+	if (!call)
+		return;
+	const MpSigned *s = env->register_account_req->stmt;
+	ProtobufCMessage *body;
+	MpCode code = open_self_signed(s, MP_STMT_REGISTER_ACCOUNT,
+				       &micropay__v1__register_account__descriptor,
+				       offsetof(Micropay__V1__RegisterAccount, account_pk), &body);
+	if (code != MP_ST(OK)) {
+		b->stats.requests_refused++;
+		reply_account(call, code, "RegisterAccount refused", NULL);
+		return;
+	}
+	Micropay__V1__RegisterAccount *ra = (Micropay__V1__RegisterAccount *)body;
+	uint8_t new_id[MP_ID_LEN];
+	size_t stmt_len;
+	uint8_t *stmt = mp_stmt_encode(s, &stmt_len);
+	struct db_params p = {0};
+	db_param_bytes(&p, ra->account_pk.data, MP_PK_LEN);
+	db_param_bytes(&p, new_id, MP_ID_LEN);
+	db_param_bytes(&p, stmt, stmt_len);
+	db_param_text(&p, b->cfg.currency);
+	if (!stmt || !mp_random_bytes(new_id, sizeof(new_id)) ||
+	    db_call(b->db, "register_account", &p, on_account_registered, call) != 0)
+		reply_account(call, MP_ST(INTERNAL), "cannot queue the registration", NULL);
+	free(stmt);
+	protobuf_c_message_free_unpacked(body, NULL);
+}
+
+/* ---- RegisterMerchant ---- */
+
+struct merchant_reg {
+	struct broker_call *call;
+	Micropay__V1__RegisterMerchant *rm;
+	uint8_t reg_hash[MP_HASH_LEN];
+	MpSigned *cert;
+	uint64_t bond;
+};
+
+static void merchant_reg_free(struct merchant_reg *reg)
+{
+	if (reg->rm)
+		micropay__v1__register_merchant__free_unpacked(reg->rm, NULL);
+	mp_stmt_free(reg->cert);
+	free(reg);
+}
+
+static void reply_merchant(struct merchant_reg *reg, MpCode code, const char *detail,
+			   const MpSigned *cert)
+{
+	Micropay__V1__RegisterMerchantResp resp = MICROPAY__V1__REGISTER_MERCHANT_RESP__INIT;
+	MpStatus st;
+	resp.status = broker_status(&st, code, detail);
+	resp.merchant_cert = (MpSigned *)cert;
+	resp.broker_time = mp_now();
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.body_case = MP_BODY(REGISTER_MERCHANT_RESP);
+	env.register_merchant_resp = &resp;
+	broker_call_reply(reg->call, &env);
+	merchant_reg_free(reg);
+}
+
+static void reply_stored_cert(struct merchant_reg *reg, MpCode code, const PGresult *res)
+{
+	size_t len = 0;
+	uint8_t *bytes = db_get_blob(res, 0, "cert", &len);
+	MpSigned *stored = bytes ? mp_stmt_decode(bytes, len) : NULL;
+	free(bytes);
+	if (!stored)
+		reply_merchant(reg, MP_ST(INTERNAL), "stored MerchantCert unreadable", NULL);
+	else
+		reply_merchant(reg, code, code == MP_ST(CONFLICT) ? "merchant already registered" : NULL,
+			       stored);
+	mp_stmt_free(stored);
+}
+
+static void on_merchant_registered(const PGresult *res, const char *error, void *arg)
+{
+	struct merchant_reg *reg = arg;
+	if (!res || PQntuples(res) != 1) {
+		reply_merchant(reg, MP_ST(INTERNAL), "database error", NULL);
+		return;
+	}
+	MpCode code = (MpCode)db_get_i64(res, 0, "status");
+	char hex[MP_HEX_ID_LEN + 1];
+	mp_hex_encode(reg->rm->merchant_id.data, MP_ID_LEN, hex);
+	log_info("merchant %s: registration answered %s", hex, mp_code_name(code));
+	if (code == MP_ST(OK)) {
+		reg->call->b->stats.merchants_registered++;
+		reply_merchant(reg, code, NULL, reg->cert);
+	} else if (code == MP_ST(DUPLICATE_OK) || code == MP_ST(CONFLICT)) {
+		reply_stored_cert(reg, code, res);
+	} else {
+		reply_merchant(reg, code,
+			       code == MP_ST(INTERNAL) ? "bond changed meanwhile; retry"
+						       : "registration refused",
+			       NULL);
+	}
+}
+
+static MpSigned *sign_merchant_cert(struct broker *b, const Micropay__V1__RegisterMerchant *rm,
+				    uint64_t bond, uint64_t valid_until)
+{
+	Micropay__V1__MerchantCert mc = MICROPAY__V1__MERCHANT_CERT__INIT;
+	mc.broker_key_id = (ProtobufCBinaryData){MP_KEY_ID_LEN, b->key_id};
+	mc.merchant_id = rm->merchant_id;
+	mc.merchant_pk = rm->merchant_pk;
+	mc.endpoint = rm->endpoint;
+	mc.bond = bond;
+	mc.valid_until = valid_until;
+	return mp_stmt_sign(&b->key, MP_STMT_MERCHANT_CERT, &mc.base);
+}
+
+static void on_merchant_looked_up(const PGresult *res, const char *error, void *arg)
+{
+	struct merchant_reg *reg = arg;
+	struct broker *b = reg->call->b;
+	if (!res || PQntuples(res) != 1) {
+		reply_merchant(reg, MP_ST(INTERNAL), "database error", NULL);
+		return;
+	}
+	if (!db_get_bool(res, 0, "found")) {
+		reply_merchant(reg, MP_ST(UNKNOWN_ACCOUNT),
+			       "no merchant account with this id: the operator creates it first",
+			       NULL);
+		return;
+	}
+	reg->bond = (uint64_t)db_get_i64(res, 0, "bond");
+	uint64_t valid_until = mp_now() + MERCHANT_CERT_LIFETIME;
+	reg->cert = sign_merchant_cert(b, reg->rm, reg->bond, valid_until);
+	if (!reg->cert) {
+		reply_merchant(reg, MP_ST(INTERNAL), "signing failed", NULL);
+		return;
+	}
+	size_t cert_len;
+	uint8_t *cert = mp_stmt_encode(reg->cert, &cert_len);
+	struct db_params p = {0};
+	db_param_bytes(&p, reg->rm->merchant_id.data, MP_ID_LEN);
+	db_param_bytes(&p, reg->rm->merchant_pk.data, MP_PK_LEN);
+	db_param_text(&p, reg->rm->endpoint);
+	db_param_bytes(&p, reg->reg_hash, MP_HASH_LEN);
+	db_param_u64(&p, reg->bond);
+	db_param_bytes(&p, cert, cert_len);
+	db_param_u64(&p, valid_until);
+	if (!cert || db_call(b->db, "register_merchant", &p, on_merchant_registered, reg) != 0)
+		reply_merchant(reg, MP_ST(INTERNAL), "cannot queue the registration", NULL);
+	free(cert);
+}
+
+static MpCode check_register_merchant(struct mp_conn *c, const MpSigned *s,
+				      Micropay__V1__RegisterMerchant **out, const char **detail)
+{
+	ProtobufCMessage *body;
+	MpCode code = open_self_signed(s, MP_STMT_REGISTER_MERCHANT,
+				       &micropay__v1__register_merchant__descriptor,
+				       offsetof(Micropay__V1__RegisterMerchant, merchant_pk), &body);
+	*out = (Micropay__V1__RegisterMerchant *)body;
+	*detail = "RegisterMerchant refused";
+	if (code != MP_ST(OK))
+		return code;
+	if (!mp_bytes_len_is((*out)->merchant_id, MP_ID_LEN) || !(*out)->endpoint[0]) {
+		*detail = "merchant_id must be 16 bytes and endpoint non-empty";
+		return MP_ST(MALFORMED);
+	}
+	if (!mp_tls_peer_is_merchant(mp_conn_ssl(c), (*out)->merchant_id.data)) {
+		*detail = "the peer certificate does not name this merchant";
+		return MP_ST(BAD_SIG);
+	}
+	return MP_ST(OK);
+}
+
+void handle_register_merchant(struct broker *b, struct mp_conn *c, const MpEnvelope *env)
+{
+	struct merchant_reg *reg = calloc(1, sizeof(*reg));
+	if (!reg || !(reg->call = broker_call_new(b, c, env))) {
+		free(reg);
+		return;
+	}
+	const MpSigned *s = env->register_merchant_req->stmt;
+	const char *detail;
+	MpCode code = check_register_merchant(c, s, &reg->rm, &detail);
+	if (code != MP_ST(OK)) {
+		b->stats.requests_refused++;
+		reply_merchant(reg, code, detail, NULL);
+		return;
+	}
+	mp_stmt_hash(s, reg->reg_hash);
+	struct db_params p = {0};
+	db_param_bytes(&p, reg->rm->merchant_id.data, MP_ID_LEN);
+	if (db_call(b->db, "merchant_lookup", &p, on_merchant_looked_up, reg) != 0)
+		reply_merchant(reg, MP_ST(INTERNAL), "cannot queue the lookup", NULL);
+}

@@ -1,0 +1,165 @@
+/* merchantd's admin socket: status, channels, orders, redeem, metrics, shutdown. */
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "admin.h"
+#include "amount.h"
+#include "log.h"
+#include "merchant.h"
+#include "store.h"
+
+static json_t *hex_json(const uint8_t *data, size_t len)
+{
+	char hex[2 * 64 + 1];
+	mp_hex_encode(data, len, hex);
+	return json_string(hex);
+}
+
+static void admin_status(struct mp_admin_req *req, json_t *params, void *ctx)
+{
+	struct merchant *m = ctx;
+	const struct merchant_stats *s = &m->stats;
+	mp_admin_reply(req, json_pack("{s:s,s:o,s:b,s:I,s:I,s:I,s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}}",
+				      "daemon", "merchantd", "merchant_id", hex_json(m->mid, MP_ID_LEN),
+				      "registered", m->cert_valid_until != 0, "cert_valid_until",
+				      (json_int_t)m->cert_valid_until, "channels",
+				      (json_int_t)m->channels.count, "time", (json_int_t)mp_now(),
+				      "counters", "opens", (json_int_t)s->opens, "pays_ok",
+				      (json_int_t)s->pays_ok, "pays_underpaid",
+				      (json_int_t)s->pays_underpaid, "pays_duplicate",
+				      (json_int_t)s->pays_duplicate, "pays_refused",
+				      (json_int_t)s->pays_refused, "bad_chain", (json_int_t)s->bad_chain,
+				      "batches", (json_int_t)s->batches, "redeems_sent",
+				      (json_int_t)s->redeems_sent, "amount_credited",
+				      (json_int_t)s->amount_credited));
+}
+
+static void admin_metrics(struct mp_admin_req *req, json_t *params, void *ctx)
+{
+	struct merchant *m = ctx;
+	const struct merchant_stats *s = &m->stats;
+	char text[1024];
+	snprintf(text, sizeof(text),
+		 "micropay_merchant_pays_total{result=\"ok\"} %llu\n"
+		 "micropay_merchant_pays_total{result=\"underpaid\"} %llu\n"
+		 "micropay_merchant_pays_total{result=\"duplicate\"} %llu\n"
+		 "micropay_merchant_pays_total{result=\"refused\"} %llu\n"
+		 "micropay_merchant_batches_total %llu\n"
+		 "micropay_merchant_channels %zu\n",
+		 (unsigned long long)s->pays_ok, (unsigned long long)s->pays_underpaid,
+		 (unsigned long long)s->pays_duplicate, (unsigned long long)s->pays_refused,
+		 (unsigned long long)s->batches, m->channels.count);
+	mp_admin_reply(req, json_pack("{s:s}", "prometheus", text));
+}
+
+static json_t *channel_json(const struct channel *ch)
+{
+	return json_pack("{s:o,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "channel_id",
+			 hex_json(ch->id, MP_ID_LEN), "state",
+			 ch->state == CHANNEL_HELD ? "HELD" : "EXPIRED", "epoch", (json_int_t)ch->hseq,
+			 "segment", (json_int_t)ch->seg_seq, "n", (json_int_t)ch->n, "unit_value",
+			 (json_int_t)ch->unit_value, "last", (json_int_t)ch->last, "credit",
+			 (json_int_t)ch->credit, "redeemed_end", (json_int_t)ch->redeemed_end,
+			 "pay_until", (json_int_t)ch->pay_until, "redeem_until",
+			 (json_int_t)ch->redeem_until);
+}
+
+static void admin_channels(struct mp_admin_req *req, json_t *params, void *ctx)
+{
+	struct merchant *m = ctx;
+	json_t *list = json_array();
+	TABLE_FOREACH(&m->channels, struct channel, ch)
+	json_array_append_new(list, channel_json(ch));
+	mp_admin_reply(req, json_pack("{s:o}", "channels", list));
+}
+
+static void admin_order_create(struct mp_admin_req *req, json_t *params, void *ctx)
+{
+	struct merchant *m = ctx;
+	uint64_t price;
+	if (!mp_admin_param_u64(req, params, "price", &price, true))
+		return;
+	if (price == 0 || !mp_amount_valid(price)) {
+		mp_admin_fail(req, MP_ADMIN_BAD_PARAMS, "price must be 1 .. 2^63-1 minor units");
+		return;
+	}
+	struct order *o = calloc(1, sizeof(*o));
+	if (!o || !mp_random_bytes(o->ref, MP_ID_LEN)) {
+		free(o);
+		mp_admin_fail(req, MP_ADMIN_INTERNAL, "cannot create an order reference");
+		return;
+	}
+	o->ref_len = MP_ID_LEN;
+	o->price = price;
+	if (!store_insert_order(m->store, o)) {
+		free(o);
+		mp_admin_fail(req, MP_ADMIN_INTERNAL, "cannot store the order");
+		return;
+	}
+	order_insert(&m->orders, o);
+	mp_admin_reply(req, json_pack("{s:o,s:I,s:s}", "order_ref", hex_json(o->ref, o->ref_len),
+				      "price", (json_int_t)price, "currency", m->cfg.currency));
+}
+
+static void admin_order_show(struct mp_admin_req *req, json_t *params, void *ctx)
+{
+	struct merchant *m = ctx;
+	const char *hex;
+	uint8_t ref[MP_ORDER_REF_MAX];
+	if (!mp_admin_param_str(req, params, "order_ref", &hex, true))
+		return;
+	size_t len = strlen(hex) / 2;
+	struct order *o = NULL;
+	if (len >= 1 && len <= MP_ORDER_REF_MAX && mp_hex_decode(hex, ref, len))
+		o = order_find(&m->orders, ref, len);
+	if (!o) {
+		mp_admin_fail(req, MP_ADMIN_FAILED, "no such order");
+		return;
+	}
+	mp_admin_reply(req, json_pack("{s:s,s:I,s:b}", "order_ref", hex, "price",
+				      (json_int_t)o->price, "paid", o->paid));
+}
+
+static void on_redeem_done(void *arg, bool ok, const char *summary, uint64_t credited)
+{
+	struct mp_admin_req *req = arg;
+	if (!ok)
+		mp_admin_fail(req, MP_ADMIN_FAILED, "%s", summary);
+	else
+		mp_admin_reply(req, json_pack("{s:s,s:I}", "summary", summary, "credited",
+					      (json_int_t)credited));
+}
+
+static void admin_redeem(struct mp_admin_req *req, json_t *params, void *ctx)
+{
+	struct merchant *m = ctx;
+	redeemer_run(m->redeemer, on_redeem_done, req);
+}
+
+static void admin_shutdown(struct mp_admin_req *req, json_t *params, void *ctx)
+{
+	struct merchant *m = ctx;
+	log_info("shutdown requested on the admin socket");
+	mp_admin_reply(req, json_pack("{s:b}", "stopping", true));
+	struct timeval drain = {0, 100000};
+	event_base_loopexit(m->base, &drain);
+}
+
+static const struct mp_admin_method merchant_methods[] = {
+	{"status", admin_status, "daemon status and counters"},
+	{"metrics", admin_metrics, "Prometheus text"},
+	{"channels", admin_channels, "channels held"},
+	{"order.create", admin_order_create, "{price}: an order reference to pay"},
+	{"order.show", admin_order_show, "{order_ref}"},
+	{"redeem", admin_redeem, "redeem accepted payments now"},
+	{"shutdown", admin_shutdown, "stop the daemon"},
+	{NULL, NULL, NULL},
+};
+
+bool merchant_admin_open(struct merchant *m)
+{
+	m->admin = mp_admin_open(m->base, m->cfg.admin_socket, merchant_methods, m);
+	return m->admin != NULL;
+}

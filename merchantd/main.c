@@ -1,0 +1,152 @@
+/* merchantd: verifies off-line hash-chain payments, persists them, redeems in batches. */
+#include <event2/event.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-daemon.h>
+
+#include "admin.h"
+#include "log.h"
+#include "merchant.h"
+#include "stmt.h"
+#include "store.h"
+#include "tls.h"
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct merchant *m = arg;
+	log_info("signal %d: stopping", (int)sig);
+	sd_notify(0, "STOPPING=1");
+	event_base_loopexit(m->base, NULL);
+}
+
+static bool load_identity(struct merchant *m)
+{
+	char err[512];
+	if (!mp_hex_decode(m->cfg.id_hex, m->mid, MP_ID_LEN) ||
+	    !mp_hex_decode(m->cfg.broker_pk_hex, m->broker_pk, MP_PK_LEN)) {
+		log_err("config: [merchant] id must be 32 and broker_pk 64 hex digits");
+		return false;
+	}
+	mp_key_id(m->broker_pk, m->broker_key_id);
+	if (!mp_key_load(&m->key, m->cfg.key_file, err, sizeof(err))) {
+		log_err("merchant key: %s", err);
+		return false;
+	}
+	m->server_tls = mp_tls_server_ctx(m->cfg.tls_cert, m->cfg.tls_key, m->cfg.tls_ca,
+					  MP_CLIENT_CERT_NONE, err, sizeof(err));
+	if (m->server_tls)
+		m->client_tls = mp_tls_client_ctx(m->cfg.tls_ca, m->cfg.tls_cert, m->cfg.tls_key, err,
+						  sizeof(err));
+	if (!m->server_tls || !m->client_tls) {
+		log_err("tls: %s", err);
+		return false;
+	}
+	return true;
+}
+
+/* Recovery: the channel rows hold each channel's last committed payment. */
+static bool load_state(struct merchant *m)
+{
+	char err[512];
+	m->store = store_open(m->cfg.store, err, sizeof(err));
+	if (!m->store) {
+		log_err("store: %s", err);
+		return false;
+	}
+	if (!table_init(&m->channels, 1 << 16) || !table_init(&m->orders, 1 << 14) ||
+	    !store_load_channels(m->store, &m->channels) || !store_load_orders(m->store, &m->orders))
+		return false;
+	uint8_t *cert = NULL;
+	size_t len = 0;
+	if (store_meta_get(m->store, "merchant_cert", &cert, &len)) {
+		MpSigned *s = mp_stmt_decode(cert, len);
+		if (!s || !merchant_accept_cert(m, s, false))
+			log_warn("store: the stored MerchantCert does not verify; registering again");
+		mp_stmt_free(s);
+	}
+	free(cert);
+	log_info("store: %zu channels, %zu orders recovered", m->channels.count, m->orders.count);
+	return true;
+}
+
+static bool merchant_start(struct merchant *m)
+{
+	if (!load_identity(m) || !load_state(m) || !batch_init(m))
+		return false;
+	if (!merchant_listen(m) || !merchant_admin_open(m))
+		return false;
+	m->redeemer = redeemer_new(m);
+	m->sig_int = evsignal_new(m->base, SIGINT, on_signal, m);
+	m->sig_term = evsignal_new(m->base, SIGTERM, on_signal, m);
+	if (!m->redeemer || !m->sig_int || !m->sig_term)
+		return false;
+	event_add(m->sig_int, NULL);
+	event_add(m->sig_term, NULL);
+	return true;
+}
+
+static void merchant_stop(struct merchant *m)
+{
+	if (m->batch.entries)
+		batch_free(m); /* commits and acknowledges what is pending */
+	redeemer_free(m->redeemer);
+	if (m->sig_int)
+		event_free(m->sig_int);
+	if (m->sig_term)
+		event_free(m->sig_term);
+	mp_admin_close(m->admin);
+	mp_listener_free(m->listener);
+	table_free_channels(&m->channels);
+	table_free_orders(&m->orders);
+	store_close(m->store);
+	if (m->server_tls)
+		SSL_CTX_free(m->server_tls);
+	if (m->client_tls)
+		SSL_CTX_free(m->client_tls);
+	mp_hasher_free(m->hasher);
+	mp_key_free(&m->key);
+	merchant_config_free(&m->cfg);
+	if (m->base)
+		event_base_free(m->base);
+}
+
+int main(int argc, char **argv)
+{
+	const char *config = NULL;
+	enum mp_log_level level = MP_LOG_INFO;
+	int opt;
+	while ((opt = getopt(argc, argv, "c:v")) != -1) {
+		if (opt == 'c')
+			config = optarg;
+		else if (opt == 'v')
+			level = MP_LOG_DEBUG;
+		else
+			config = NULL;
+	}
+	if (!config) {
+		fprintf(stderr, "usage: merchantd -c CONFIG [-v]\n");
+		return 2;
+	}
+	mp_log_init("merchantd", level);
+	signal(SIGPIPE, SIG_IGN);
+	struct merchant m = {0};
+	char err[512];
+	if (!merchant_config_load(&m.cfg, config, err, sizeof(err))) {
+		log_err("%s", err);
+		return 1;
+	}
+	m.started_at = mp_now();
+	m.base = event_base_new();
+	m.hasher = mp_hasher_new();
+	bool ok = m.base && m.hasher && merchant_start(&m);
+	if (ok) {
+		log_info("merchantd ready");
+		sd_notify(0, "READY=1\nSTATUS=serving");
+		event_base_dispatch(m.base);
+	}
+	merchant_stop(&m);
+	return ok ? 0 : 1;
+}

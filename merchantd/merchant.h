@@ -1,0 +1,175 @@
+/* merchantd: verifies off-line hash-chain payments, persists what it accepted, redeems. */
+#pragma once
+#include <openssl/ssl.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "chain.h"
+#include "net.h"
+#include "proto.h"
+#include "sig.h"
+#include "util.h"
+
+#define MP_ORDER_REF_MAX 32
+
+struct merchant_config {
+	char *id_hex;
+	char *listen;
+	char *endpoint;
+	char *key_file;
+	char *store;
+	char *broker;
+	char *broker_pk_hex;
+	char *currency;
+	uint32_t max_jump;
+	uint32_t max_bad_chain;
+	uint64_t pay_margin;	  /* δ_pay, seconds */
+	uint64_t t_grace;	  /* the broker's T_grace, seconds */
+	uint64_t max_pay_window;  /* refuse channels whose pay_until is further away */
+	uint32_t redeem_interval; /* seconds; 0: only on demand */
+	uint32_t commit_delay_us; /* group commit: wait at most this long */
+	uint32_t commit_max;	  /* ... or this many payments */
+	uint32_t max_claims;
+	uint32_t idle_timeout;
+	char *tls_cert;
+	char *tls_key;
+	char *tls_ca;
+	char *admin_socket;
+};
+
+enum channel_state { CHANNEL_HELD = 1, CHANNEL_EXPIRED = 2 };
+
+/* One channel this merchant holds. `last`/`w_last`/`credit` include payments whose batch has
+ * not committed yet; the durable_* fields are what the store holds. */
+struct channel {
+	uint8_t id[MP_ID_LEN];
+	uint8_t *cert;
+	size_t cert_len;
+	uint8_t nonce[MP_NONCE_LEN];
+	uint32_t n;
+	uint64_t unit_value;
+	uint64_t pay_until, redeem_until;
+	enum channel_state state;
+	uint32_t hseq, seg_seq, seg_start;
+	uint32_t last;
+	uint8_t w_last[MP_HASH_LEN];
+	uint64_t credit;
+	uint8_t last_order_ref[MP_ORDER_REF_MAX];
+	uint8_t last_order_ref_len;
+	uint32_t durable_last;
+	uint8_t durable_w[MP_HASH_LEN];
+	uint32_t redeemed_end; /* the broker's credited_end for our epoch */
+	bool dirty;	       /* touched by the open batch */
+	struct channel *next;  /* hash bucket */
+};
+
+struct order {
+	uint8_t ref[MP_ORDER_REF_MAX];
+	uint8_t ref_len;
+	uint64_t price;
+	bool paid;
+	struct order *next;
+};
+
+struct table {
+	void **buckets;
+	size_t nbuckets, count;
+};
+
+/* One accepted Pay waiting for its batch to commit. */
+struct pay_entry {
+	struct channel *ch;
+	uint32_t seg_seq, j;
+	uint8_t w[MP_HASH_LEN];
+	uint8_t order_ref[MP_ORDER_REF_MAX];
+	uint8_t order_ref_len;
+	MpCode code;	 /* the answer: OK or UNDERPAID (DUPLICATE_OK for a retried one) */
+	bool fresh;	 /* a new payment (journalled), not a retry waiting for the batch */
+	uint64_t credit; /* channel credit after this payment */
+	uint64_t price;	 /* the order's price when paid, else 0 */
+	struct mp_conn *conn;
+	uint64_t request_id;
+};
+
+struct pay_batch {
+	struct pay_entry *entries;
+	size_t count, cap;
+	struct event *timer;
+	bool timer_armed;
+};
+
+struct merchant_stats {
+	uint64_t pays_ok, pays_underpaid, pays_duplicate, pays_refused, bad_chain;
+	uint64_t batches, opens, redeems_sent, claims_credited, amount_credited;
+};
+
+struct store;
+struct redeemer;
+
+struct merchant {
+	struct event_base *base;
+	struct merchant_config cfg;
+	uint8_t mid[MP_ID_LEN];
+	struct mp_key key;
+	uint8_t broker_pk[MP_PK_LEN];
+	uint8_t broker_key_id[MP_KEY_ID_LEN];
+	uint64_t cert_valid_until; /* our MerchantCert; 0 until registered */
+	SSL_CTX *server_tls, *client_tls;
+	struct mp_listener *listener;
+	struct mp_admin *admin;
+	struct store *store;
+	struct table channels; /* struct channel, by id */
+	struct table orders;   /* struct order, by ref */
+	struct pay_batch batch;
+	struct redeemer *redeemer;
+	struct mp_hasher *hasher;
+	struct event *sig_int, *sig_term;
+	uint64_t started_at;
+	struct merchant_stats stats;
+};
+
+/* config.c */
+bool merchant_config_load(struct merchant_config *cfg, const char *path, char *err, size_t errlen);
+void merchant_config_free(struct merchant_config *cfg);
+
+/* table.c: id-keyed hash tables of channels and orders */
+bool table_init(struct table *t, size_t nbuckets);
+struct channel *channel_find(struct table *t, const uint8_t id[MP_ID_LEN]);
+void channel_insert(struct table *t, struct channel *ch);
+struct order *order_find(struct table *t, const uint8_t *ref, size_t len);
+void order_insert(struct table *t, struct order *o);
+void table_free_channels(struct table *t);
+void table_free_orders(struct table *t);
+#define TABLE_FOREACH(t, type, var)                                                            \
+	for (size_t var##_b = 0; var##_b < (t)->nbuckets; var##_b++)                           \
+		for (type *var = (t)->buckets[var##_b]; var; var = var->next)
+
+/* server.c */
+bool merchant_listen(struct merchant *m);
+void merchant_send(struct mp_conn *c, uint64_t request_id, MpEnvelope *env);
+MpStatus *merchant_status(MpStatus *st, MpCode code, const char *detail);
+
+/* open.c, pay.c */
+void handle_open(struct merchant *m, struct mp_conn *c, const MpEnvelope *env);
+void handle_pay(struct merchant *m, struct mp_conn *c, const MpEnvelope *env);
+void reply_pay(struct mp_conn *c, uint64_t request_id, MpCode code, const char *detail,
+	       uint32_t last, uint64_t credit, uint64_t price);
+
+/* batch.c: group commit of accepted payments */
+bool batch_init(struct merchant *m);
+void batch_add(struct merchant *m, const struct pay_entry *e);
+void batch_flush(struct merchant *m);
+void batch_free(struct merchant *m);
+/* A Pay of the open batch with this (channel, j), if any. */
+const struct pay_entry *batch_find(const struct merchant *m, const struct channel *ch, uint32_t j);
+
+/* redeemer.c: registration with the broker and batched redemption */
+struct redeemer *redeemer_new(struct merchant *m);
+void redeemer_free(struct redeemer *r);
+/* Start a redemption round now; done(arg, summary) is called when it ends. */
+typedef void (*redeem_done_fn)(void *arg, bool ok, const char *summary, uint64_t credited);
+void redeemer_run(struct redeemer *r, redeem_done_fn done, void *arg);
+
+bool merchant_admin_open(struct merchant *m);
+void *merchant_peer_new(void);
+bool merchant_accept_cert(struct merchant *m, const MpSigned *cert, bool persist);

@@ -1,0 +1,182 @@
+/* Pay, in the order of PROTOCOL.md section 6: steps 1-5 without hashing, then the chain
+ * check, then the state change, which is acknowledged only once its batch has committed. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "amount.h"
+#include "log.h"
+#include "merchant.h"
+#include "store.h"
+
+struct peer_state {
+	unsigned bad_chain;
+};
+
+void reply_pay(struct mp_conn *c, uint64_t request_id, MpCode code, const char *detail,
+	       uint32_t last, uint64_t credit, uint64_t price)
+{
+	Micropay__V1__PayAck ack = MICROPAY__V1__PAY_ACK__INIT;
+	MpStatus st;
+	ack.status = merchant_status(&st, code, detail);
+	ack.last = last;
+	ack.credit = credit;
+	ack.order_price = price;
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.body_case = MP_BODY(PAY_ACK);
+	env.pay_ack = &ack;
+	merchant_send(c, request_id, &env);
+}
+
+static bool same_pay(const uint8_t *w, const uint8_t *ref, size_t ref_len, const uint8_t *w2,
+		     const uint8_t *ref2, size_t ref_len2)
+{
+	return ref_len == ref_len2 && memcmp(w, w2, MP_HASH_LEN) == 0 &&
+	       memcmp(ref, ref2, ref_len) == 0;
+}
+
+/* Step 3, j <= last: an identical retry gets its stored answer, anything else STALE_INDEX. */
+static void answer_retry(struct merchant *m, struct mp_conn *c, const MpEnvelope *env,
+			 struct channel *ch)
+{
+	const Micropay__V1__PayReq *p = env->pay_req;
+	struct pay_entry retry = {.ch = ch, .seg_seq = p->seg_seq, .j = p->j, .conn = c,
+				  .request_id = env->request_id};
+	const struct pay_entry *pending = batch_find(m, ch, p->j);
+	if (pending && same_pay(pending->w, pending->order_ref, pending->order_ref_len,
+				p->w_j.data, p->order_ref.data, p->order_ref.len)) {
+		/* Not durable yet: the retry is answered with the batch. */
+		retry.code = pending->code;
+		retry.credit = pending->credit;
+		retry.price = pending->price;
+		batch_add(m, &retry);
+		return;
+	}
+	struct stored_pay sp;
+	if (!pending && store_find_pay(m->store, ch->id, p->j, &sp) &&
+	    same_pay(sp.w, sp.order_ref, sp.order_ref_len, p->w_j.data, p->order_ref.data,
+		     p->order_ref.len)) {
+		m->stats.pays_duplicate++;
+		reply_pay(c, env->request_id, MP_ST(DUPLICATE_OK), mp_code_name(sp.code), sp.j,
+			  sp.credit, sp.price);
+		return;
+	}
+	m->stats.pays_refused++;
+	reply_pay(c, env->request_id, MP_ST(STALE_INDEX), "index already paid", ch->last,
+		  ch->credit, 0);
+}
+
+/* Steps 1-5: the cheap checks, in order. */
+static MpCode precheck(const struct merchant *m, const Micropay__V1__PayReq *p,
+		       const struct channel *ch, const char **detail)
+{
+	if (!ch) {
+		*detail = "unknown channel: Open it first";
+		return MP_ST(UNKNOWN_CHANNEL);
+	}
+	if (ch->state != CHANNEL_HELD) {
+		*detail = "this merchant no longer holds the channel";
+		return MP_ST(NOT_HOLDER);
+	}
+	if (p->seg_seq != ch->seg_seq) {
+		*detail = "not the current segment";
+		return MP_ST(STALE_SEGMENT);
+	}
+	if (p->j <= ch->last)
+		return MP_ST(OK); /* step 3: a retry or a stale index, decided by the caller */
+	if (p->j > ch->n) {
+		*detail = "index beyond n";
+		return MP_ST(OUT_OF_RANGE);
+	}
+	if (p->j - ch->last > m->cfg.max_jump) {
+		*detail = "jump above MAX_JUMP";
+		return MP_ST(OUT_OF_RANGE);
+	}
+	if (mp_now() + m->cfg.pay_margin >= ch->pay_until) {
+		*detail = "channel no longer payable";
+		return MP_ST(EXPIRED);
+	}
+	return MP_ST(OK);
+}
+
+static void refuse(struct merchant *m, struct mp_conn *c, const MpEnvelope *env, MpCode code,
+		   const char *detail, const struct channel *ch)
+{
+	m->stats.pays_refused++;
+	reply_pay(c, env->request_id, code, detail, ch ? ch->last : 0, ch ? ch->credit : 0, 0);
+}
+
+/* Step 6 failed: count it against the connection, never against the channel. */
+static void bad_chain(struct merchant *m, struct mp_conn *c, const MpEnvelope *env,
+		      const struct channel *ch)
+{
+	struct peer_state *ps = mp_conn_data(c);
+	m->stats.bad_chain++;
+	refuse(m, c, env, MP_ST(BAD_CHAIN), "payword does not verify", ch);
+	if (ps && ++ps->bad_chain >= m->cfg.max_bad_chain)
+		mp_conn_close(c, "%u BAD_CHAIN answers", ps->bad_chain);
+}
+
+/* Step 8: credit the units, settle the order if the credit covers its price. */
+static bool settle(struct merchant *m, struct channel *ch, struct pay_entry *e)
+{
+	uint64_t added, credit;
+	if (!mp_amount_mul(e->j - ch->last, ch->unit_value, &added) ||
+	    !mp_amount_add(ch->credit, added, &credit))
+		return false;
+	struct order *o = order_find(&m->orders, e->order_ref, e->order_ref_len);
+	e->code = MP_ST(UNDERPAID);
+	if (o && !o->paid && credit >= o->price) {
+		credit -= o->price;
+		o->paid = true;
+		e->price = o->price;
+		e->code = MP_ST(OK);
+	}
+	ch->last = e->j;
+	memcpy(ch->w_last, e->w, MP_HASH_LEN);
+	ch->credit = credit;
+	memcpy(ch->last_order_ref, e->order_ref, e->order_ref_len);
+	ch->last_order_ref_len = e->order_ref_len;
+	e->credit = credit;
+	return true;
+}
+
+void handle_pay(struct merchant *m, struct mp_conn *c, const MpEnvelope *env)
+{
+	const Micropay__V1__PayReq *p = env->pay_req;
+	if (!mp_bytes_len_is(p->channel_id, MP_ID_LEN) || !mp_bytes_len_is(p->w_j, MP_HASH_LEN) ||
+	    p->order_ref.len < 1 || p->order_ref.len > MP_ORDER_REF_MAX) {
+		refuse(m, c, env, MP_ST(MALFORMED), "field lengths", NULL);
+		return;
+	}
+	struct channel *ch = channel_find(&m->channels, p->channel_id.data);
+	const char *detail = NULL;
+	MpCode code = precheck(m, p, ch, &detail);
+	if (code == MP_ST(OK) && p->j <= ch->last) {
+		answer_retry(m, c, env, ch);
+		return;
+	}
+	if (code != MP_ST(OK)) {
+		refuse(m, c, env, code, detail, ch);
+		return;
+	}
+	if (!mp_chain_verify(m->hasher, ch->nonce, ch->last - ch->seg_start, ch->w_last,
+			     p->j - ch->seg_start, p->w_j.data)) {
+		bad_chain(m, c, env, ch);
+		return;
+	}
+	struct pay_entry e = {.ch = ch, .seg_seq = p->seg_seq, .j = p->j, .fresh = true,
+			      .order_ref_len = (uint8_t)p->order_ref.len, .conn = c,
+			      .request_id = env->request_id};
+	memcpy(e.w, p->w_j.data, MP_HASH_LEN);
+	memcpy(e.order_ref, p->order_ref.data, p->order_ref.len);
+	if (!settle(m, ch, &e)) {
+		refuse(m, c, env, MP_ST(LIMIT), "channel credit would overflow", ch);
+		return;
+	}
+	batch_add(m, &e);
+}
+
+void *merchant_peer_new(void)
+{
+	return calloc(1, sizeof(struct peer_state));
+}

@@ -1,0 +1,54 @@
+/* merchantd's durable state in SQLite (WAL, synchronous=FULL): the channels it holds, an
+ * append-only journal of accepted payments (one transaction per group-committed batch), the
+ * orders its application priced, and the redemption outbox. */
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "merchant.h"
+
+struct store;
+
+struct stored_pay {
+	uint32_t j;
+	uint8_t w[MP_HASH_LEN];
+	uint8_t order_ref[MP_ORDER_REF_MAX];
+	uint8_t order_ref_len;
+	MpCode code;
+	uint64_t credit;
+	uint64_t price;
+};
+
+struct store *store_open(const char *path, char *err, size_t errlen);
+void store_close(struct store *s);
+
+bool store_load_channels(struct store *s, struct table *channels);
+bool store_load_orders(struct store *s, struct table *orders);
+bool store_insert_channel(struct store *s, const struct channel *ch);
+bool store_insert_order(struct store *s, const struct order *o);
+
+/* One transaction: journal every fresh entry, update each touched channel row once, mark
+ * paid orders. False (logged) if it did not commit. */
+bool store_commit_batch(struct store *s, const struct pay_entry *entries, size_t n);
+/* The journalled Pay of channel ch at index j, if any. */
+bool store_find_pay(struct store *s, const uint8_t ch[MP_ID_LEN], uint32_t j,
+		    struct stored_pay *out);
+
+bool store_meta_get(struct store *s, const char *key, uint8_t **value, size_t *len);
+bool store_meta_put(struct store *s, const char *key, const uint8_t *value, size_t len);
+
+/* Redemption outbox: a signed Redeem is stored before it is sent, and resent verbatim until
+ * the broker answers. */
+bool store_outbox_put(struct store *s, const uint8_t redeem_id[MP_ID_LEN], const uint8_t *stmt,
+		      size_t len);
+/* The oldest unanswered Redeem, if any (malloc'd bytes). */
+bool store_outbox_next(struct store *s, uint8_t redeem_id[MP_ID_LEN], uint8_t **stmt,
+		       size_t *len);
+/* Record the broker's answer: per channel credited_end, and the outbox entry answered. */
+struct redeemed_claim {
+	uint8_t channel_id[MP_ID_LEN];
+	uint32_t credited_end;
+};
+bool store_outbox_answered(struct store *s, const uint8_t redeem_id[MP_ID_LEN],
+			   const struct redeemed_claim *claims, size_t n);
