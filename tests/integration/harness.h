@@ -1,0 +1,85 @@
+/* Integration harness: a real network (deploy/mpnet: PostgreSQL, CA, brokerd, merchantd,
+ * walletd) in a temporary folder, admin calls, and a blocking TLS client that speaks the wire
+ * protocol so tests can act as a wallet or a merchant byte by byte. */
+#pragma once
+#include <jansson.h>
+#include <openssl/ssl.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "chain.h"
+#include "proto.h"
+#include "sig.h"
+#include "stmt.h"
+#include "util.h"
+
+struct net {
+	char dir[512];
+};
+
+/* deploy/mpnet up in a fresh temporary folder; aborts the test program on failure. */
+void net_up(struct net *n);
+void net_down(struct net *n);
+/* deploy/mpnet CMD DIR ARGS (e.g. "merchant", "m2"); returns the exit status. */
+int net_cmd(const struct net *n, const char *cmd, const char *args);
+/* Contents of DIR/DAEMON/FILE, trailing newline removed (static buffer per call site use). */
+void net_read(const struct net *n, const char *daemon, const char *file, char *out, size_t len);
+void net_path(const struct net *n, const char *rel, char *out, size_t len);
+
+/* Admin call on DIR/DAEMON/admin.sock: params is a JSON text (or NULL). NULL on error with the
+ * message in err. */
+json_t *admin(const struct net *n, const char *daemon, const char *method, const char *params,
+	      char *err, size_t errlen);
+/* Same, failing the test if the call fails. */
+json_t *admin_ok(const struct net *n, const char *daemon, const char *method, const char *params);
+int64_t json_int(json_t *obj, const char *key);
+const char *json_str(json_t *obj, const char *key);
+
+/* Blocking TLS client. */
+struct wire {
+	SSL_CTX *ctx;
+	SSL *ssl;
+	int fd;
+	uint64_t next_id;
+};
+/* cert/key NULL: no client certificate. */
+bool wire_connect(struct wire *w, const char *endpoint, const char *ca, const char *cert,
+		  const char *key);
+void wire_close(struct wire *w);
+/* Send env (version and request_id set here) and wait for its answer; NULL on EOF/timeout. */
+MpEnvelope *wire_call(struct wire *w, MpEnvelope *env);
+bool wire_write(struct wire *w, const void *data, size_t len);
+
+/* A test wallet: account key, registration, issue with its own chain. */
+struct twallet {
+	struct mp_key account;
+	uint8_t account_id[MP_ID_LEN];
+};
+
+struct tchannel {
+	uint8_t seed[MP_SEED_LEN];
+	uint8_t nonce[MP_NONCE_LEN];
+	uint8_t root[MP_HASH_LEN];
+	uint8_t req_id[MP_ID_LEN];
+	struct mp_key owner;
+	uint32_t n;
+	uint64_t unit_value;
+	uint8_t holder0[MP_ID_LEN];
+	MpSigned *request;
+	MpSigned *cert;
+};
+
+void twallet_register(struct twallet *tw, struct wire *broker);
+/* Build and sign an IssueRequest (fresh chain material). */
+void tchannel_make(struct tchannel *ch, const struct twallet *tw, uint32_t n, uint64_t unit,
+		   const uint8_t holder0[MP_ID_LEN]);
+/* Send IssueReq with the channel's request; returns the response status, stores the cert. */
+MpCode tchannel_issue(struct tchannel *ch, struct wire *broker);
+void tchannel_word(const struct tchannel *ch, uint32_t j, uint8_t out[MP_HASH_LEN]);
+MpEnvelope *tchannel_open(const struct tchannel *ch, struct wire *merchant);
+MpEnvelope *tchannel_pay(const struct tchannel *ch, struct wire *merchant, uint32_t j,
+			 const uint8_t *order_ref, size_t ref_len);
+void tchannel_free(struct tchannel *ch);
+
+/* Hex helpers for tests. */
+void hex_to_bytes(const char *hex, uint8_t *out, size_t len);
