@@ -47,7 +47,7 @@ void net_up(struct net *n)
 		perror("mkdtemp");
 		exit(1);
 	}
-	if (net_cmd(n, "up", NULL) != 0) {
+	if (net_cmd(n, "up", getenv("MP_NO_WALLET") ? "--no-wallet" : NULL) != 0) {
 		char log[1200];
 		snprintf(log, sizeof(log), "cat '%s/mpnet.log' >&2; tail -n 30 '%s'/*/log >&2", n->dir,
 			 n->dir);

@@ -367,6 +367,142 @@ START_TEST(sigkill_loses_no_acknowledged_payment)
 }
 END_TEST
 
+
+/* A Redeem signed by merchant `name` (its key file), sent over mutual TLS with its cert. */
+static MpEnvelope *send_redeem(const char *name, const uint8_t redeem_id[MP_ID_LEN],
+			       const struct tchannel *ch, uint32_t index)
+{
+	char mid_hex[64], key_path[700], cert[700], key[700], err[256];
+	net_read(&net, name, "merchant_id", mid_hex, sizeof(mid_hex));
+	snprintf(key_path, sizeof(key_path), "%s/%s/merchant.key", net.dir, name);
+	snprintf(cert, sizeof(cert), "%s/tls/m-%s.crt", net.dir, mid_hex);
+	snprintf(key, sizeof(key), "%s/tls/m-%s.key", net.dir, mid_hex);
+	struct mp_key mkey;
+	ck_assert_msg(mp_key_load(&mkey, key_path, err, sizeof(err)), "%s", err);
+	uint8_t mid[MP_ID_LEN], w[MP_HASH_LEN], cid[MP_ID_LEN];
+	hex_to_bytes(mid_hex, mid, MP_ID_LEN);
+	tchannel_word(ch, index, w);
+	Micropay__V1__ChannelCert *cc = (Micropay__V1__ChannelCert *)mp_strict_unpack(
+		&micropay__v1__channel_cert__descriptor, ch->cert->body.data, ch->cert->body.len);
+	memcpy(cid, cc->channel_id.data, MP_ID_LEN);
+	micropay__v1__channel_cert__free_unpacked(cc, NULL);
+	MpPoint pt = MICROPAY__V1__POINT__INIT;
+	pt.index = index;
+	pt.w = (ProtobufCBinaryData){MP_HASH_LEN, w};
+	Micropay__V1__Claim claim = MICROPAY__V1__CLAIM__INIT;
+	claim.channel_id = (ProtobufCBinaryData){MP_ID_LEN, cid};
+	claim.point = &pt;
+	Micropay__V1__Claim *claims[] = {&claim};
+	Micropay__V1__Redeem rd = MICROPAY__V1__REDEEM__INIT;
+	rd.redeem_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)redeem_id};
+	rd.merchant_id = (ProtobufCBinaryData){MP_ID_LEN, mid};
+	rd.claims = claims;
+	rd.n_claims = 1;
+	MpSigned *s = mp_stmt_sign(&mkey, MP_STMT_REDEEM, &rd.base);
+	Micropay__V1__RedeemReq req = MICROPAY__V1__REDEEM_REQ__INIT;
+	req.stmt = s;
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.body_case = MP_BODY(REDEEM_REQ);
+	env.redeem_req = &req;
+	struct wire b;
+	ck_assert(wire_connect(&b, broker_ep, ca, cert, key));
+	MpEnvelope *resp = wire_call(&b, &env);
+	ck_assert(resp && resp->body_case == MP_BODY(REDEEM_RESP));
+	wire_close(&b);
+	mp_stmt_free(s);
+	mp_key_free(&mkey);
+	return resp;
+}
+
+/* A channel of m1 on which the test paid up to `paid` units (price never covered). */
+static void paid_channel(struct twallet *tw, struct tchannel *ch, uint32_t paid)
+{
+	issued_channel(tw, ch, 100, 10);
+	struct wire m;
+	connect_merchant(&m, m1_ep);
+	micropay__v1__envelope__free_unpacked(tchannel_open(ch, &m), NULL);
+	uint8_t order[MP_ID_LEN];
+	new_order(1000000, order);
+	for (uint32_t j = 1; j <= paid; j++)
+		ck_assert_int_eq(pay_code(tchannel_pay(ch, &m, j, order, MP_ID_LEN)), MP_ST(UNDERPAID));
+	wire_close(&m);
+}
+
+START_TEST(duplicate_redeem_credits_nothing)
+{
+	struct twallet tw;
+	struct tchannel ch;
+	paid_channel(&tw, &ch, 4);
+	int64_t before = pending_of(m1_hex);
+	uint8_t redeem_id[MP_ID_LEN];
+	ck_assert(mp_random_bytes(redeem_id, MP_ID_LEN));
+	MpEnvelope *r = send_redeem("m1", redeem_id, &ch, 4);
+	ck_assert_int_eq(r->redeem_resp->status->code, MP_ST(OK));
+	ck_assert_uint_eq(r->redeem_resp->n_results, 1);
+	ck_assert_int_eq(r->redeem_resp->results[0]->status, MP_ST(OK));
+	ck_assert_uint_eq(r->redeem_resp->results[0]->credited_end, 4);
+	ck_assert_uint_eq(r->redeem_resp->results[0]->credited_amount, 40);
+	micropay__v1__envelope__free_unpacked(r, NULL);
+	ck_assert_int_eq(pending_of(m1_hex) - before, 40);
+	/* The same Redeem again: the stored answer, nothing credited. */
+	r = send_redeem("m1", redeem_id, &ch, 4);
+	ck_assert_int_eq(r->redeem_resp->status->code, MP_ST(DUPLICATE_OK));
+	ck_assert_uint_eq(r->redeem_resp->results[0]->credited_amount, 40);
+	micropay__v1__envelope__free_unpacked(r, NULL);
+	ck_assert_int_eq(pending_of(m1_hex) - before, 40);
+	/* A new Redeem of the same point: DUPLICATE_OK per claim, credits 0. */
+	ck_assert(mp_random_bytes(redeem_id, MP_ID_LEN));
+	r = send_redeem("m1", redeem_id, &ch, 4);
+	ck_assert_int_eq(r->redeem_resp->results[0]->status, MP_ST(DUPLICATE_OK));
+	ck_assert_uint_eq(r->redeem_resp->results[0]->credited_amount, 0);
+	micropay__v1__envelope__free_unpacked(r, NULL);
+	ck_assert_int_eq(pending_of(m1_hex) - before, 40);
+	audit_clean();
+	tchannel_free(&ch);
+}
+END_TEST
+
+START_TEST(claim_by_non_holder_is_refused)
+{
+	ck_assert_int_eq(net_cmd(&net, "merchant", "m2"), 0);
+	char m2_hex[64];
+	net_read(&net, "m2", "merchant_id", m2_hex, sizeof(m2_hex));
+	struct twallet tw;
+	struct tchannel ch;
+	paid_channel(&tw, &ch, 3);
+	int64_t m1_before = pending_of(m1_hex), m2_before = pending_of(m2_hex);
+	uint8_t redeem_id[MP_ID_LEN];
+	ck_assert(mp_random_bytes(redeem_id, MP_ID_LEN));
+	MpEnvelope *r = send_redeem("m2", redeem_id, &ch, 3); /* valid word, wrong merchant */
+	ck_assert_int_eq(r->redeem_resp->status->code, MP_ST(OK));
+	ck_assert_int_eq(r->redeem_resp->results[0]->status, MP_ST(NOT_HOLDER));
+	ck_assert_uint_eq(r->redeem_resp->results[0]->credited_amount, 0);
+	micropay__v1__envelope__free_unpacked(r, NULL);
+	ck_assert_int_eq(pending_of(m2_hex), m2_before);
+	ck_assert_int_eq(pending_of(m1_hex), m1_before);
+	audit_clean();
+	tchannel_free(&ch);
+}
+END_TEST
+
+START_TEST(claim_with_bad_word_is_bad_chain)
+{
+	struct twallet tw;
+	struct tchannel ch;
+	paid_channel(&tw, &ch, 2);
+	int64_t before = pending_of(m1_hex);
+	struct tchannel forged = ch; /* same cert, another seed: words that do not verify */
+	ck_assert(mp_random_bytes(forged.seed, MP_SEED_LEN));
+	uint8_t redeem_id[MP_ID_LEN];
+	ck_assert(mp_random_bytes(redeem_id, MP_ID_LEN));
+	MpEnvelope *r = send_redeem("m1", redeem_id, &forged, 2);
+	ck_assert_int_eq(r->redeem_resp->results[0]->status, MP_ST(BAD_CHAIN));
+	micropay__v1__envelope__free_unpacked(r, NULL);
+	ck_assert_int_eq(pending_of(m1_hex), before);
+	tchannel_free(&ch);
+}
+END_TEST
+
 Suite *e2e_suite(void);
 Suite *e2e_suite(void)
 {
@@ -381,6 +517,9 @@ Suite *e2e_suite(void)
 	tcase_add_test(tc, forged_cert_is_bad_sig);
 	tcase_add_test(tc, pay_retry_replay_and_jump);
 	tcase_add_test(tc, sigkill_loses_no_acknowledged_payment);
+	tcase_add_test(tc, duplicate_redeem_credits_nothing);
+	tcase_add_test(tc, claim_by_non_holder_is_refused);
+	tcase_add_test(tc, claim_with_bad_word_is_bad_chain);
 	suite_add_tcase(s, tc);
 	return s;
 }
