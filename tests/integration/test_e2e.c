@@ -137,6 +137,7 @@ START_TEST(purchase_settles_exact_balances)
 	ck_assert_int_eq(pending_of(m1_hex) - pending_before, 7 * 5);
 	audit_clean();
 	tchannel_free(&ch);
+	mp_key_free(&tw.account);
 }
 END_TEST
 
@@ -184,6 +185,7 @@ START_TEST(duplicate_issue_returns_same_cert_once)
 	wire_close(&b);
 	mp_stmt_free(first);
 	tchannel_free(&ch);
+	mp_key_free(&tw.account);
 	tchannel_free(&other);
 	audit_clean();
 }
@@ -208,6 +210,7 @@ START_TEST(insufficient_funds_changes_nothing)
 	ck_assert_int_eq(balance_of(acct), 0);
 	wire_close(&b);
 	tchannel_free(&ch);
+	mp_key_free(&tw.account);
 	audit_clean();
 }
 END_TEST
@@ -245,6 +248,7 @@ START_TEST(trailing_unknown_field_is_malformed)
 	free(body);
 	wire_close(&b);
 	tchannel_free(&ch);
+	mp_key_free(&tw.account);
 }
 END_TEST
 
@@ -283,6 +287,7 @@ START_TEST(forged_cert_is_bad_sig)
 	mp_stmt_free(genuine);
 	mp_key_free(&rogue);
 	tchannel_free(&ch);
+	mp_key_free(&tw.account);
 }
 END_TEST
 
@@ -333,6 +338,7 @@ START_TEST(pay_retry_replay_and_jump)
 	ck_assert_int_eq(pay_code(tchannel_pay(&ch, &m, 4, other, MP_ID_LEN)), MP_ST(OK));
 	wire_close(&m);
 	tchannel_free(&ch);
+	mp_key_free(&tw.account);
 }
 END_TEST
 
@@ -364,6 +370,7 @@ START_TEST(sigkill_loses_no_acknowledged_payment)
 	ck_assert_int_eq(pay_code(tchannel_pay(&ch, &m, 21, order, MP_ID_LEN)), MP_ST(UNDERPAID));
 	wire_close(&m);
 	tchannel_free(&ch);
+	mp_key_free(&tw.account);
 }
 END_TEST
 
@@ -459,6 +466,7 @@ START_TEST(duplicate_redeem_credits_nothing)
 	ck_assert_int_eq(pending_of(m1_hex) - before, 40);
 	audit_clean();
 	tchannel_free(&ch);
+	mp_key_free(&tw.account);
 }
 END_TEST
 
@@ -482,6 +490,7 @@ START_TEST(claim_by_non_holder_is_refused)
 	ck_assert_int_eq(pending_of(m1_hex), m1_before);
 	audit_clean();
 	tchannel_free(&ch);
+	mp_key_free(&tw.account);
 }
 END_TEST
 
@@ -500,6 +509,7 @@ START_TEST(claim_with_bad_word_is_bad_chain)
 	micropay__v1__envelope__free_unpacked(r, NULL);
 	ck_assert_int_eq(pending_of(m1_hex), before);
 	tchannel_free(&ch);
+	mp_key_free(&tw.account);
 }
 END_TEST
 
