@@ -48,6 +48,14 @@ static void finish_round(struct redeemer *r, bool ok, const char *summary)
 	r->round_claims = 0;
 }
 
+static void finish_current(struct redeemer *r)
+{
+	char summary[128];
+	snprintf(summary, sizeof(summary), "%u claims answered, %llu credited", r->round_claims,
+		 (unsigned long long)r->round_credited);
+	finish_round(r, true, summary);
+}
+
 /* ---- connection to the broker ---- */
 
 static void on_broker_open(struct mp_conn *c, void *arg)
@@ -194,6 +202,7 @@ struct in_flight {
 	struct redeemer *r;
 	uint8_t redeem_id[MP_ID_LEN];
 	Micropay__V1__Redeem *body;
+	bool resent; /* from the outbox, built by an earlier round */
 };
 
 static void apply_results(struct in_flight *f, const Micropay__V1__RedeemResp *resp)
@@ -208,6 +217,8 @@ static void apply_results(struct in_flight *f, const Micropay__V1__RedeemResp *r
 		memcpy(claims[i].channel_id, f->body->claims[i]->channel_id.data, MP_ID_LEN);
 		claims[i].credited_end = res->credited_end;
 		r->round_credited += res->credited_amount;
+		r->m->stats.amount_credited += res->credited_amount;
+		r->m->stats.claims_credited += res->status == MP_ST(OK);
 		if (res->status != MP_ST(OK) && res->status != MP_ST(DUPLICATE_OK)) {
 			char hex[MP_HEX_ID_LEN + 1];
 			mp_hex_encode(claims[i].channel_id, MP_ID_LEN, hex);
@@ -236,7 +247,12 @@ static void on_redeemed(struct mp_conn *c, const MpEnvelope *env, void *arg)
 	} else if (code == MP_ST(OK) || code == MP_ST(DUPLICATE_OK)) {
 		r->m->stats.redeems_sent++;
 		apply_results(f, resp);
-		start_round(r); /* more to redeem, or finish */
+		/* Another Redeem only if this one was an old one or a full one: a claim the broker
+		 * refused is not retried in a loop. */
+		if (f->resent || f->body->n_claims >= r->m->cfg.max_claims)
+			start_round(r);
+		else
+			finish_current(r);
 	} else {
 		char summary[256];
 		snprintf(summary, sizeof(summary), "broker answered %s: %s", mp_code_name(code),
@@ -250,7 +266,7 @@ static void on_redeemed(struct mp_conn *c, const MpEnvelope *env, void *arg)
 }
 
 static bool send_stored(struct redeemer *r, const uint8_t redeem_id[MP_ID_LEN],
-			const uint8_t *bytes, size_t len)
+			const uint8_t *bytes, size_t len, bool resent)
 {
 	struct in_flight *f = calloc(1, sizeof(*f));
 	MpSigned *s = mp_stmt_decode(bytes, len);
@@ -260,6 +276,7 @@ static bool send_stored(struct redeemer *r, const uint8_t redeem_id[MP_ID_LEN],
 		return false;
 	}
 	f->r = r;
+	f->resent = resent;
 	memcpy(f->redeem_id, redeem_id, MP_ID_LEN);
 	Micropay__V1__RedeemReq req = MICROPAY__V1__REDEEM_REQ__INIT;
 	req.stmt = s;
@@ -330,14 +347,11 @@ static void start_round(struct redeemer *r)
 	uint8_t redeem_id[MP_ID_LEN];
 	uint8_t *bytes = NULL;
 	size_t len = 0;
-	bool have = store_outbox_next(r->m->store, redeem_id, &bytes, &len) ||
-		    build_redeem(r, redeem_id, &bytes, &len);
-	if (!have) {
-		char summary[128];
-		snprintf(summary, sizeof(summary), "%u claims answered, %llu credited",
-			 r->round_claims, (unsigned long long)r->round_credited);
-		finish_round(r, true, summary);
-	} else if (!send_stored(r, redeem_id, bytes, len)) {
+	bool resent = store_outbox_next(r->m->store, redeem_id, &bytes, &len);
+	bool have = resent || build_redeem(r, redeem_id, &bytes, &len);
+	if (!have)
+		finish_current(r);
+	else if (!send_stored(r, redeem_id, bytes, len, resent)) {
 		finish_round(r, false, "cannot send the Redeem");
 	}
 	free(bytes);
