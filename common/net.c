@@ -108,8 +108,8 @@ void mp_conn_close(struct mp_conn *c, const char *fmt, ...)
 	log_info("%s %s: closing connection: %s", c->opts.name, c->peer, reason);
 	if (c->bev) {
 		SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
-		if (ssl)
-			SSL_set_shutdown(ssl, SSL_RECEIVED_SHUTDOWN);
+		if (ssl && c->open)
+			SSL_shutdown(ssl); /* close_notify, best effort: the socket is closed next */
 		bufferevent_free(c->bev);
 		c->bev = NULL;
 	}

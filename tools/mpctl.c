@@ -15,25 +15,26 @@
 
 static void usage(FILE *out)
 {
-	fprintf(out,
-		"usage: mpctl -s SOCKET METHOD [key=value ...]\n"
-		"       mpctl -s SOCKET WORD [WORD ...] [key=value ...]   (words joined with '.')\n"
-		"       mpctl -s SOCKET METHOD --params JSON\n"
-		"\n"
-		"options:\n"
-		"  -s, --socket SOCKET  the daemon's admin socket (e.g. run/brokerd.sock)\n"
-		"  --params JSON        the parameters as one JSON object\n"
-		"  -h, --help           this text\n"
-		"\n"
-		"values: digits are sent as JSON integers (except with a leading zero or above\n"
-		"2^63-1), true/false as booleans, anything else as a string; key:=JSON sends a raw\n"
-		"JSON value. The result is printed as JSON; errors go to stderr with exit status 1.\n"
-		"\n"
-		"examples:\n"
-		"  mpctl -s run/brokerd.sock account.fund account=ab12... amount=1000\n"
-		"  mpctl -s run/brokerd.sock account fund account=ab12... amount=1000\n"
-		"  mpctl -s run/walletd.sock pay channel_id=... endpoint=127.0.0.1:7443 units=5 "
-		"order_ref=0a1b\n");
+	fprintf(
+	    out,
+	    "usage: mpctl -s SOCKET METHOD [key=value ...]\n"
+	    "       mpctl -s SOCKET WORD [WORD ...] [key=value ...]   (words joined with '.')\n"
+	    "       mpctl -s SOCKET METHOD --params JSON\n"
+	    "\n"
+	    "options:\n"
+	    "  -s, --socket SOCKET  the daemon's admin socket (e.g. run/brokerd.sock)\n"
+	    "  --params JSON        the parameters as one JSON object\n"
+	    "  -h, --help           this text\n"
+	    "\n"
+	    "values: digits are sent as JSON integers (except with a leading zero or above\n"
+	    "2^63-1), true/false as booleans, anything else as a string; key:=JSON sends a raw\n"
+	    "JSON value. The result is printed as JSON; errors go to stderr with exit status 1.\n"
+	    "\n"
+	    "examples:\n"
+	    "  mpctl -s run/brokerd.sock account.fund account=ab12... amount=1000\n"
+	    "  mpctl -s run/brokerd.sock account fund account=ab12... amount=1000\n"
+	    "  mpctl -s run/walletd.sock pay channel_id=... endpoint=127.0.0.1:7443 units=5 "
+	    "order_ref=0a1b\n");
 }
 
 static int fail(const char *fmt, const char *arg)

@@ -1,0 +1,225 @@
+/* walletd's store (walletd/store.c): a private file, one walletd per store, and everything the
+ * wallet must find again after a restart (account, channel with its exact request bytes,
+ * checkpoints, in-flight Pays, progress). */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "stmt.h"
+#include "store.h"
+#include "wallet.h"
+
+#define DIR_TEMPLATE "/tmp/mp-test-wstore-XXXXXX"
+static char dir[sizeof(DIR_TEMPLATE)];
+static char path[sizeof(dir) + 16];
+static char err[512];
+
+static void setup(void)
+{
+	memcpy(dir, DIR_TEMPLATE, sizeof(dir));
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/w.db", dir);
+}
+
+static void teardown(void)
+{
+	char p[sizeof(path) + 8];
+	static const char *const suffixes[] = {"", "-wal", "-shm", "-journal"};
+	for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+		snprintf(p, sizeof(p), "%s%s", path, suffixes[i]);
+		unlink(p);
+	}
+	rmdir(dir);
+}
+
+static unsigned file_mode(const char *p)
+{
+	struct stat st;
+	ck_assert_int_eq(stat(p, &st), 0);
+	return st.st_mode & 0777;
+}
+
+START_TEST(private_and_exclusive)
+{
+	struct wstore *s = wstore_open(path, err, sizeof(err));
+	ck_assert_msg(s != NULL, "%s", err);
+	uint8_t seed[MP_SK_LEN] = {1, 2, 3};
+	ck_assert(wstore_set_account_seed(s, seed));
+	ck_assert_uint_eq(file_mode(path), 0600);
+	char wal[sizeof(path) + 8];
+	snprintf(wal, sizeof(wal), "%s-wal", path);
+	if (access(wal, F_OK) == 0)
+		ck_assert_uint_eq(file_mode(wal), 0600);
+	/* A second walletd on the same store is refused while the first runs. */
+	struct wstore *second = wstore_open(path, err, sizeof(err));
+	ck_assert_ptr_null(second);
+	ck_assert_msg(strstr(err, "locked") || strstr(err, "another walletd"), "%s", err);
+	wstore_close(s);
+	/* An existing file readable by others is made private. */
+	ck_assert_int_eq(chmod(path, 0644), 0);
+	s = wstore_open(path, err, sizeof(err));
+	ck_assert_msg(s != NULL, "%s", err);
+	ck_assert_uint_eq(file_mode(path), 0600);
+	wstore_close(s);
+}
+END_TEST
+
+START_TEST(account_round_trip)
+{
+	struct wstore *s = wstore_open(path, err, sizeof(err));
+	ck_assert_msg(s != NULL, "%s", err);
+	uint8_t seed[MP_SK_LEN], id[MP_ID_LEN], got_seed[MP_SK_LEN], got_id[MP_ID_LEN];
+	ck_assert_int_eq(wstore_account_seed(s, got_seed), 0);
+	ck_assert_int_eq(wstore_account_id(s, got_id), 0);
+	memset(seed, 0xab, sizeof(seed));
+	memset(id, 0xcd, sizeof(id));
+	ck_assert(wstore_set_account_seed(s, seed));
+	ck_assert(wstore_set_account_id(s, id));
+	wstore_close(s);
+	s = wstore_open(path, err, sizeof(err));
+	ck_assert_msg(s != NULL, "%s", err);
+	ck_assert_int_eq(wstore_account_seed(s, got_seed), 1);
+	ck_assert_int_eq(wstore_account_id(s, got_id), 1);
+	ck_assert_mem_eq(got_seed, seed, sizeof(seed));
+	ck_assert_mem_eq(got_id, id, sizeof(id));
+	wstore_close(s);
+}
+END_TEST
+
+static struct wchannel *loaded;
+
+static void keep(void *arg, struct wchannel *ch)
+{
+	ck_assert_ptr_null(loaded);
+	loaded = ch;
+}
+
+static struct wchannel *make_channel(struct mp_key *account)
+{
+	struct wchannel *ch = calloc(1, sizeof(*ch));
+	ck_assert_ptr_nonnull(ch);
+	memset(ch->channel_id, 1, MP_ID_LEN);
+	memset(ch->issue_req_id, 2, MP_ID_LEN);
+	memset(ch->holder0, 3, MP_ID_LEN);
+	memset(ch->nonce, 4, MP_NONCE_LEN);
+	ch->n = 1000;
+	ch->days = 7;
+	ch->interval = 256;
+	ch->unit_value = 5;
+	memcpy(ch->currency, "EUR", 4);
+	ch->state = WCH_ISSUING;
+	Micropay__V1__IssueRequest r = MICROPAY__V1__ISSUE_REQUEST__INIT;
+	r.issue_req_id = (ProtobufCBinaryData){MP_ID_LEN, ch->issue_req_id};
+	r.n = ch->n;
+	r.currency = "EUR";
+	ch->request = mp_stmt_sign(account, MP_STMT_ISSUE_REQUEST, &r.base);
+	ck_assert_ptr_nonnull(ch->request);
+	return ch;
+}
+
+START_TEST(channel_and_inflight_survive_restart)
+{
+	uint8_t seed[MP_SK_LEN];
+	struct mp_key account;
+	ck_assert(mp_key_generate(&account, seed));
+	struct wstore *s = wstore_open(path, err, sizeof(err));
+	ck_assert_msg(s != NULL, "%s", err);
+	struct wchannel *ch = make_channel(&account);
+	uint8_t chain_seed[MP_SEED_LEN] = {9}, owner_seed[MP_SK_LEN] = {8}, w[MP_HASH_LEN];
+	ck_assert(wstore_begin(s));
+	memset(w, 0x11, sizeof(w));
+	ck_assert(wstore_checkpoint_put(s, ch->channel_id, 0, w));
+	memset(w, 0x22, sizeof(w));
+	ck_assert(wstore_checkpoint_put(s, ch->channel_id, 256, w));
+	ck_assert(wstore_channel_insert(s, ch, chain_seed, owner_seed));
+	ck_assert(wstore_commit(s));
+	/* A rolled-back transaction leaves nothing. */
+	ck_assert(wstore_begin(s));
+	ck_assert(wstore_checkpoint_put(s, ch->channel_id, 512, w));
+	wstore_rollback(s);
+	ck_assert(!wstore_checkpoint_get(s, ch->channel_id, 512, w));
+	ck_assert(wstore_checkpoint_get(s, ch->channel_id, 256, w));
+	ck_assert_uint_eq(w[0], 0x22);
+
+	struct wstore_pay p1 = {.j = 7, .order_ref = {0xaa}, .order_ref_len = 1};
+	struct wstore_pay p2 = {.j = 9, .order_ref = {0xbb, 0xcc}, .order_ref_len = 2};
+	memset(p1.w, 0x71, MP_HASH_LEN);
+	memset(p2.w, 0x72, MP_HASH_LEN);
+	ck_assert(wstore_inflight_add(s, ch->channel_id, &p1));
+	ck_assert(wstore_inflight_add(s, ch->channel_id, &p2));
+	ck_assert(!wstore_inflight_add(s, ch->channel_id, &p1)); /* one j once */
+	ck_assert(wstore_inflight_done(s, ch->channel_id, 7, 7, 35));
+	ck_assert(wstore_channel_set_state(s, ch->channel_id, "ISSUING", "broker unreachable"));
+	wstore_close(s);
+
+	s = wstore_open(path, err, sizeof(err));
+	ck_assert_msg(s != NULL, "%s", err);
+	loaded = NULL;
+	ck_assert(wstore_channels_load(s, keep, NULL));
+	ck_assert_ptr_nonnull(loaded);
+	ck_assert_mem_eq(loaded->channel_id, ch->channel_id, MP_ID_LEN);
+	ck_assert_int_eq(loaded->state, WCH_ISSUING);
+	ck_assert_str_eq(loaded->detail, "broker unreachable");
+	ck_assert_uint_eq(loaded->n, 1000);
+	ck_assert_uint_eq(loaded->interval, 256);
+	ck_assert_uint_eq(loaded->last, 7);
+	ck_assert_uint_eq(loaded->sent, 9);
+	ck_assert_uint_eq(loaded->credit, 35);
+	ck_assert_uint_eq(loaded->inflight, 1);
+	/* The exact request bytes come back. */
+	size_t a_len, b_len;
+	uint8_t *a = mp_stmt_encode(ch->request, &a_len),
+		*b = mp_stmt_encode(loaded->request, &b_len);
+	ck_assert_uint_eq(a_len, b_len);
+	ck_assert_mem_eq(a, b, a_len);
+	free(a);
+	free(b);
+	struct wstore_pay *list;
+	ck_assert_int_eq(wstore_inflight_list(s, ch->channel_id, &list), 1);
+	ck_assert_uint_eq(list[0].j, 9);
+	ck_assert_uint_eq(list[0].order_ref_len, 2);
+	ck_assert_mem_eq(list[0].w, p2.w, MP_HASH_LEN);
+	ck_assert_mem_eq(list[0].order_ref, p2.order_ref, 2);
+	free(list);
+
+	/* Activation stores the cert and the times. */
+	loaded->cert = mp_stmt_copy(loaded->request);
+	loaded->issued_at = 3600;
+	loaded->pay_until = 3600 + 86400;
+	loaded->redeem_until = loaded->pay_until + 1;
+	ck_assert(wstore_channel_activate(s, loaded));
+	wallet_channel_free(loaded);
+	wstore_close(s);
+	s = wstore_open(path, err, sizeof(err));
+	ck_assert_msg(s != NULL, "%s", err);
+	loaded = NULL;
+	ck_assert(wstore_channels_load(s, keep, NULL));
+	ck_assert_int_eq(loaded->state, WCH_ACTIVE);
+	ck_assert_ptr_nonnull(loaded->cert);
+	ck_assert_ptr_null(loaded->detail);
+	ck_assert_uint_eq(loaded->pay_until, 3600 + 86400);
+	wallet_channel_free(loaded);
+	wallet_channel_free(ch);
+	wstore_close(s);
+	mp_key_free(&account);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("walletd store");
+	TCase *tc = tcase_create("store");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, private_and_exclusive);
+	tcase_add_test(tc, account_round_trip);
+	tcase_add_test(tc, channel_and_inflight_survive_restart);
+	suite_add_tcase(s, tc);
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,146 @@
+/* walletd's admin socket: status, metrics, register, issue, issue.retry, pay, balance, channels,
+ * shutdown. Every method answers one top-level object of a fixed shape. */
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "admin.h"
+#include "amount.h"
+#include "log.h"
+#include "wallet.h"
+
+bool wallet_param_hex(struct mp_admin_req *req, json_t *params, const char *key, uint8_t *out,
+		      size_t maxlen, bool exact, size_t *outlen)
+{
+	json_t *v = json_object_get(params, key);
+	char digits[2 * 64 + 1];
+	const char *hex = NULL;
+	if (json_is_string(v)) {
+		hex = json_string_value(v);
+	} else if (json_is_integer(v) && json_integer_value(v) >= 0) {
+		/* mpctl sends digit-only values as integers: take the digits back. */
+		snprintf(digits, sizeof(digits), "%lld", (long long)json_integer_value(v));
+		hex = digits;
+	}
+	size_t len = hex ? strlen(hex) : 0;
+	bool ok = hex && len % 2 == 0 && len >= 2 && len <= 2 * maxlen &&
+		  (!exact || len == 2 * maxlen) && mp_hex_decode(hex, out, len / 2);
+	if (!ok) {
+		if (exact)
+			mp_admin_fail(req, MP_ADMIN_BAD_PARAMS,
+				      "parameter '%s' must be %zu hex digits", key, 2 * maxlen);
+		else
+			mp_admin_fail(req, MP_ADMIN_BAD_PARAMS,
+				      "parameter '%s' must be 2 .. %zu hex digits (1 .. %zu bytes)",
+				      key, 2 * maxlen, maxlen);
+		return false;
+	}
+	if (outlen)
+		*outlen = len / 2;
+	return true;
+}
+
+static json_t *account_json(const struct wallet *w)
+{
+	if (!w->registered)
+		return json_null();
+	char hex[MP_HEX_ID_LEN + 1];
+	mp_hex_encode(w->account_id, MP_ID_LEN, hex);
+	return json_string(hex);
+}
+
+static void admin_status(struct mp_admin_req *req, json_t *params, void *ctx)
+{
+	struct wallet *w = ctx;
+	char pk[2 * MP_PK_LEN + 1];
+	mp_hex_encode(w->account_key.pk, MP_PK_LEN, pk);
+	mp_admin_reply(req,
+		       json_pack("{s:s,s:o,s:s,s:I,s:s,s:s,s:I,s:I}", "daemon", "walletd",
+				 "account_id", account_json(w), "account_pk", pk, "channels",
+				 (json_int_t)wallet_channel_count(w), "currency", w->cfg.currency,
+				 "broker", w->cfg.broker, "time", (json_int_t)mp_now(), "uptime",
+				 (json_int_t)(mp_now() - w->started_at)));
+}
+
+static void admin_metrics(struct mp_admin_req *req, json_t *params, void *ctx)
+{
+	struct wallet *w = ctx;
+	const struct wallet_stats *s = &w->stats;
+	char text[1024];
+	snprintf(text, sizeof(text),
+		 "micropay_wallet_channels %u\n"
+		 "micropay_wallet_channels_issued_total %llu\n"
+		 "micropay_wallet_issue_attempts_total %llu\n"
+		 "micropay_wallet_pays_sent_total %llu\n"
+		 "micropay_wallet_pays_resent_total %llu\n"
+		 "micropay_wallet_pays_refused_total %llu\n"
+		 "micropay_wallet_units_paid_total %llu\n",
+		 wallet_channel_count(w), (unsigned long long)s->channels_issued,
+		 (unsigned long long)s->issue_attempts, (unsigned long long)s->pays_sent,
+		 (unsigned long long)s->pays_resent, (unsigned long long)s->pays_refused,
+		 (unsigned long long)s->units_paid);
+	mp_admin_reply(req, json_pack("{s:s}", "prometheus", text));
+}
+
+static void admin_balance(struct mp_admin_req *req, json_t *params, void *ctx)
+{
+	struct wallet *w = ctx;
+	json_t *list = json_array();
+	uint64_t total = 0;
+	for (const struct wchannel *ch = w->channels; ch; ch = ch->next) {
+		if (ch->state != WCH_ACTIVE)
+			continue;
+		uint64_t unspent;
+		char hex[MP_HEX_ID_LEN + 1];
+		mp_hex_encode(ch->channel_id, MP_ID_LEN, hex);
+		/* n * unit_value was checked at issue, so neither can overflow. */
+		unspent = (uint64_t)(ch->n - ch->last) * ch->unit_value;
+		if (!mp_amount_add(total, unspent, &total))
+			total = MP_AMOUNT_MAX;
+		json_array_append_new(
+		    list, json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:b}", "channel_id", hex, "currency",
+				    ch->currency, "n", (json_int_t)ch->n, "last",
+				    (json_int_t)ch->last, "unit_value", (json_int_t)ch->unit_value,
+				    "unspent", (json_int_t)unspent, "payable",
+				    mp_now() + WALLET_PAY_MARGIN < ch->pay_until));
+	}
+	mp_admin_reply(req, json_pack("{s:s,s:o,s:I}", "currency", w->cfg.currency, "channels",
+				      list, "unspent_total", (json_int_t)total));
+}
+
+static void admin_channels(struct mp_admin_req *req, json_t *params, void *ctx)
+{
+	struct wallet *w = ctx;
+	json_t *list = json_array();
+	for (const struct wchannel *ch = w->channels; ch; ch = ch->next)
+		json_array_append_new(list, wallet_channel_json(ch));
+	mp_admin_reply(req, json_pack("{s:o}", "channels", list));
+}
+
+static void admin_shutdown(struct mp_admin_req *req, json_t *params, void *ctx)
+{
+	struct wallet *w = ctx;
+	log_info("shutdown requested on the admin socket");
+	mp_admin_reply(req, json_pack("{s:b}", "stopping", true));
+	wallet_stop_soon(w);
+}
+
+static const struct mp_admin_method wallet_methods[] = {
+    {"status", admin_status, "daemon status"},
+    {"metrics", admin_metrics, "Prometheus text"},
+    {"register", wallet_admin_register, "register the account key with the broker"},
+    {"issue", wallet_admin_issue, "{merchant_id, n, unit_value, days: 1|7|30}"},
+    {"issue.retry", wallet_admin_issue_retry, "{channel_id}: resend a stored IssueRequest"},
+    {"pay", wallet_admin_pay, "{channel_id, endpoint, units, order_ref}"},
+    {"balance", admin_balance, "unspent value of the ACTIVE channels"},
+    {"channels", admin_channels, "every channel of this wallet"},
+    {"shutdown", admin_shutdown, "stop the daemon"},
+    {NULL, NULL, NULL},
+};
+
+bool wallet_admin_open(struct wallet *w)
+{
+	w->admin = mp_admin_open(w->base, w->cfg.admin_socket, wallet_methods, w);
+	return w->admin != NULL;
+}

@@ -1,0 +1,128 @@
+/* One-shot requests to the broker: a fresh TLS connection whose certificate must name "broker"
+ * (PROTOCOL.md section 3), one request, one answer, close. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "frame.h"
+#include "log.h"
+#include "stmt.h"
+#include "tls.h"
+#include "wallet.h"
+
+struct broker_req {
+	struct wallet_op op; /* first: the wallet's list of exchanges in progress */
+	struct wallet *w;
+	int body;
+	MpSigned *stmt;
+	wallet_broker_fn fn;
+	void *arg;
+	bool done;
+};
+
+void wallet_status_text(const MpStatus *st, char *out, size_t len)
+{
+	if (!st)
+		snprintf(out, len, "no status in the answer");
+	else if (st->detail && st->detail[0])
+		snprintf(out, len, "%s: %s", mp_code_name(st->code), st->detail);
+	else
+		snprintf(out, len, "%s", mp_code_name(st->code));
+}
+
+static void finish(struct broker_req *r, const MpEnvelope *reply, const char *error)
+{
+	if (r->done)
+		return;
+	r->done = true;
+	r->fn(r->arg, reply, error);
+}
+
+static void on_reply(struct mp_conn *c, const MpEnvelope *env, void *arg)
+{
+	struct broker_req *r = arg;
+	if (!env)
+		return; /* the connection closed: on_close reports why */
+	finish(r, env, NULL);
+	mp_conn_close(c, "exchange complete");
+}
+
+static void on_open(struct mp_conn *c, void *arg)
+{
+	struct broker_req *r = arg;
+	if (!mp_tls_peer_is_broker(mp_conn_ssl(c))) {
+		char cn[128] = "none";
+		mp_tls_peer_cn(mp_conn_ssl(c), cn, sizeof(cn));
+		log_warn("broker %s: certificate CN '%s' is not 'broker'; sending nothing",
+			 mp_conn_peer(c), cn);
+		char why[256];
+		snprintf(
+		    why, sizeof(why),
+		    "the server at %s presented certificate CN '%s', not 'broker'; nothing sent",
+		    mp_conn_peer(c), cn);
+		finish(r, NULL, why);
+		mp_conn_close(c, "not the broker");
+		return;
+	}
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	Micropay__V1__RegisterAccountReq reg = MICROPAY__V1__REGISTER_ACCOUNT_REQ__INIT;
+	Micropay__V1__IssueReq issue = MICROPAY__V1__ISSUE_REQ__INIT;
+	env.version = MP_PROTOCOL_VERSION;
+	env.body_case = r->body;
+	if (r->body == MP_BODY(REGISTER_ACCOUNT_REQ)) {
+		reg.stmt = r->stmt;
+		env.register_account_req = &reg;
+	} else {
+		issue.stmt = r->stmt;
+		env.issue_req = &issue;
+	}
+	if (mp_conn_call(c, &env, on_reply, r) != 0) {
+		finish(r, NULL, "cannot send the request to the broker");
+		mp_conn_close(c, "send failed");
+	}
+}
+
+static void on_close(struct mp_conn *c, const char *reason, void *arg)
+{
+	struct broker_req *r = arg;
+	char why[600];
+	snprintf(why, sizeof(why), "broker %s: %s", mp_conn_peer(c), reason);
+	finish(r, NULL, why);
+	wallet_op_remove(r->w, &r->op);
+	mp_stmt_free(r->stmt);
+	free(r);
+}
+
+static const struct mp_conn_ops broker_ops = {
+    .on_open = on_open,
+    .on_close = on_close,
+};
+
+bool wallet_broker_send(struct wallet *w, int body, const MpSigned *stmt, wallet_broker_fn fn,
+			void *arg, char *err, size_t errlen)
+{
+	if (w->stopping) {
+		snprintf(err, errlen, "walletd is stopping");
+		return false;
+	}
+	struct broker_req *r = calloc(1, sizeof(*r));
+	if (!r || !(r->stmt = mp_stmt_copy(stmt))) {
+		free(r);
+		snprintf(err, errlen, "out of memory");
+		return false;
+	}
+	r->w = w;
+	r->body = body;
+	r->fn = fn;
+	r->arg = arg;
+	struct mp_net_opts opts = {MP_FRAME_MAX_WALLET, w->cfg.idle_timeout, "broker"};
+	r->op.conn = mp_connect(w->base, w->tls, w->cfg.broker_host, w->cfg.broker_port, &opts,
+				&broker_ops, r);
+	if (!r->op.conn) {
+		snprintf(err, errlen, "cannot connect to the broker at %s", w->cfg.broker);
+		mp_stmt_free(r->stmt);
+		free(r);
+		return false;
+	}
+	wallet_op_add(w, &r->op);
+	return true;
+}

@@ -1,0 +1,122 @@
+/* The wallet's channels in memory (loaded from the store at start, written through on change)
+ * and their chain words. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "stmt.h"
+#include "store.h"
+#include "wallet.h"
+
+const char *wch_state_name(enum wch_state s)
+{
+	switch (s) {
+	case WCH_ISSUING:
+		return "ISSUING";
+	case WCH_ACTIVE:
+		return "ACTIVE";
+	case WCH_FAILED:
+		return "FAILED";
+	}
+	return "?";
+}
+
+bool wch_state_parse(const char *name, enum wch_state *out)
+{
+	static const enum wch_state all[] = {WCH_ISSUING, WCH_ACTIVE, WCH_FAILED};
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+		if (strcmp(name, wch_state_name(all[i])) == 0) {
+			*out = all[i];
+			return true;
+		}
+	}
+	return false;
+}
+
+struct wchannel *wallet_channel_find(struct wallet *w, const uint8_t id[MP_ID_LEN])
+{
+	for (struct wchannel *ch = w->channels; ch; ch = ch->next)
+		if (memcmp(ch->channel_id, id, MP_ID_LEN) == 0)
+			return ch;
+	return NULL;
+}
+
+unsigned wallet_channel_count(const struct wallet *w)
+{
+	unsigned n = 0;
+	for (const struct wchannel *ch = w->channels; ch; ch = ch->next)
+		n++;
+	return n;
+}
+
+void wallet_channel_free(struct wchannel *ch)
+{
+	if (!ch)
+		return;
+	mp_stmt_free(ch->request);
+	mp_stmt_free(ch->cert);
+	free(ch->detail);
+	wchain_free(&ch->chain);
+	free(ch);
+}
+
+struct fetch_arg {
+	struct wstore *store;
+	const uint8_t *channel_id;
+};
+
+static bool fetch_checkpoint(void *arg, uint32_t index, uint8_t w[MP_HASH_LEN])
+{
+	struct fetch_arg *f = arg;
+	return wstore_checkpoint_get(f->store, f->channel_id, index, w);
+}
+
+bool wallet_channel_word(struct wallet *w, struct wchannel *ch, uint32_t j,
+			 uint8_t out[MP_HASH_LEN])
+{
+	struct fetch_arg f = {w->store, ch->channel_id};
+	return wchain_word(&ch->chain, w->hasher, j, fetch_checkpoint, &f, out);
+}
+
+static json_t *hex_json(const uint8_t *data, size_t len)
+{
+	char hex[2 * 32 + 1];
+	mp_hex_encode(data, len, hex);
+	return json_string(hex);
+}
+
+/* A time, or null before the channel has its cert. */
+static json_t *time_json(uint64_t t)
+{
+	return t ? json_integer((json_int_t)t) : json_null();
+}
+
+json_t *wallet_channel_json(const struct wchannel *ch)
+{
+	return json_pack("{s:o,s:s,s:o,s:I,s:I,s:s,s:I,s:I,s:I,s:I,s:I,s:o,s:o,s:o,s:I,s:s?}",
+			 "channel_id", hex_json(ch->channel_id, MP_ID_LEN), "state",
+			 wch_state_name(ch->state), "holder0", hex_json(ch->holder0, MP_ID_LEN),
+			 "n", (json_int_t)ch->n, "unit_value", (json_int_t)ch->unit_value,
+			 "currency", ch->currency, "days", (json_int_t)ch->days, "last",
+			 (json_int_t)ch->last, "sent", (json_int_t)ch->sent, "inflight",
+			 (json_int_t)ch->inflight, "credit", (json_int_t)ch->credit, "issued_at",
+			 time_json(ch->issued_at), "pay_until", time_json(ch->pay_until),
+			 "redeem_until", time_json(ch->redeem_until), "checkpoint_interval",
+			 (json_int_t)ch->interval, "detail", ch->detail);
+}
+
+void wallet_op_add(struct wallet *w, struct wallet_op *op)
+{
+	op->next = w->ops;
+	w->ops = op;
+}
+
+void wallet_op_remove(struct wallet *w, struct wallet_op *op)
+{
+	for (struct wallet_op **pp = &w->ops; *pp; pp = &(*pp)->next) {
+		if (*pp == op) {
+			*pp = op->next;
+			return;
+		}
+	}
+}

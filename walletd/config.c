@@ -1,0 +1,76 @@
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "net.h"
+#include "wallet.h"
+
+#define K(sec, name, type, field, req, help)                                                       \
+	{                                                                                          \
+		sec, name, type, offsetof(struct wallet_config, field), req, help                  \
+	}
+
+static const struct mp_cfg_key wallet_keys[] = {
+    K("wallet", "store", MP_CFG_STRING, store, true, "SQLite file, created with mode 0600"),
+    K("wallet", "broker", MP_CFG_STRING, broker, true, "host:port of brokerd"),
+    K("wallet", "broker_pk", MP_CFG_STRING, broker_pk_hex, true,
+      "the broker's Ed25519 public key, 64 hex digits"),
+    K("wallet", "currency", MP_CFG_STRING, currency, false, "ISO 4217 code, default EUR"),
+    K("wallet", "checkpoint_interval", MP_CFG_U32, checkpoint_interval, false,
+      "units between stored chain words, 1 .. 65536, default 256"),
+    K("wallet", "idle_timeout", MP_CFG_U32, idle_timeout, false, "seconds, default 60"),
+    K("tls", "ca", MP_CFG_STRING, tls_ca, true, "PEM CA certificate"),
+    K("admin", "socket", MP_CFG_STRING, admin_socket, true, "Unix socket path"),
+    MP_CFG_END,
+};
+
+static bool is_currency(const char *c)
+{
+	return strlen(c) == 3 && c[0] >= 'A' && c[0] <= 'Z' && c[1] >= 'A' && c[1] <= 'Z' &&
+	       c[2] >= 'A' && c[2] <= 'Z';
+}
+
+bool wallet_config_load(struct wallet_config *cfg, const char *path, char *err, size_t errlen)
+{
+	*cfg = (struct wallet_config){0};
+	cfg->checkpoint_interval = 256;
+	cfg->idle_timeout = 60;
+	if (!mp_config_load(path, wallet_keys, cfg, err, errlen))
+		return false;
+	if (!cfg->currency && !(cfg->currency = strdup("EUR"))) {
+		snprintf(err, errlen, "out of memory");
+		return false;
+	}
+	if (!is_currency(cfg->currency)) {
+		snprintf(err, errlen,
+			 "%s: [wallet] currency must be a 3-letter ISO 4217 code, not '%s'", path,
+			 cfg->currency);
+		return false;
+	}
+	if (!mp_hex_decode(cfg->broker_pk_hex, cfg->broker_pk, MP_PK_LEN)) {
+		snprintf(err, errlen, "%s: [wallet] broker_pk must be 64 hex digits", path);
+		return false;
+	}
+	if (!mp_split_endpoint(cfg->broker, cfg->broker_host, sizeof(cfg->broker_host),
+			       &cfg->broker_port)) {
+		snprintf(err, errlen, "%s: [wallet] broker must be host:port, not '%s'", path,
+			 cfg->broker);
+		return false;
+	}
+	if (cfg->checkpoint_interval < 1 || cfg->checkpoint_interval > 65536) {
+		snprintf(err, errlen, "%s: [wallet] checkpoint_interval must be 1 .. 65536", path);
+		return false;
+	}
+	if (cfg->idle_timeout < 1) {
+		snprintf(err, errlen, "%s: [wallet] idle_timeout must be at least 1 second", path);
+		return false;
+	}
+	return true;
+}
+
+void wallet_config_free(struct wallet_config *cfg)
+{
+	mp_config_free(wallet_keys, cfg);
+}

@@ -1,0 +1,168 @@
+/* walletd: holds the customer's keys, chain seeds and channel state; pays merchants. */
+#include <event2/event.h>
+#include <getopt.h>
+#include <openssl/crypto.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-daemon.h>
+
+#include "admin.h"
+#include "log.h"
+#include "store.h"
+#include "tls.h"
+#include "wallet.h"
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: walletd -c CONFIG [-v]\n");
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct wallet *w = arg;
+	log_info("signal %d: stopping", (int)sig);
+	wallet_stop_soon(w);
+}
+
+void wallet_stop_soon(struct wallet *w)
+{
+	if (w->stopping)
+		return;
+	w->stopping = true;
+	sd_notify(0, "STOPPING=1");
+	while (w->ops)
+		mp_conn_close(w->ops->conn, "walletd is stopping");
+	struct timeval drain = {0, 100000}; /* let the replies leave */
+	event_base_loopexit(w->base, &drain);
+}
+
+/* The account key: generated on the first start, then read from the store. */
+static bool load_account(struct wallet *w)
+{
+	uint8_t seed[MP_SK_LEN];
+	int found = wstore_account_seed(w->store, seed);
+	bool ok = false;
+	if (found == 1) {
+		ok = mp_key_from_seed(&w->account_key, seed);
+	} else if (found == 0) {
+		ok = mp_key_generate(&w->account_key, seed) &&
+		     wstore_set_account_seed(w->store, seed);
+		if (ok)
+			log_info("generated a new account key");
+	}
+	OPENSSL_cleanse(seed, sizeof(seed));
+	if (!ok) {
+		log_err("store %s: cannot read or create the account key", w->cfg.store);
+		return false;
+	}
+	found = wstore_account_id(w->store, w->account_id);
+	if (found < 0)
+		return false;
+	w->registered = found == 1;
+	return true;
+}
+
+static void add_channel(void *arg, struct wchannel *ch)
+{
+	struct wallet *w = arg;
+	struct wchannel **tail = &w->channels;
+	while (*tail)
+		tail = &(*tail)->next;
+	*tail = ch;
+}
+
+static bool wallet_start(struct wallet *w)
+{
+	char err[512];
+	w->store = wstore_open(w->cfg.store, err, sizeof(err));
+	if (!w->store) {
+		log_err("%s", err);
+		return false;
+	}
+	if (!load_account(w) || !wstore_channels_load(w->store, add_channel, w))
+		return false;
+	w->tls = mp_tls_client_ctx(w->cfg.tls_ca, NULL, NULL, err, sizeof(err));
+	if (!w->tls) {
+		log_err("tls: %s", err);
+		return false;
+	}
+	if (!wallet_admin_open(w))
+		return false;
+	w->sig_int = evsignal_new(w->base, SIGINT, on_signal, w);
+	w->sig_term = evsignal_new(w->base, SIGTERM, on_signal, w);
+	event_add(w->sig_int, NULL);
+	event_add(w->sig_term, NULL);
+	wallet_issue_resume(w);
+	return true;
+}
+
+static void wallet_stop(struct wallet *w)
+{
+	while (w->ops)
+		mp_conn_close(w->ops->conn, "walletd is stopping");
+	if (w->sig_int)
+		event_free(w->sig_int);
+	if (w->sig_term)
+		event_free(w->sig_term);
+	mp_admin_close(w->admin);
+	while (w->channels) {
+		struct wchannel *ch = w->channels;
+		w->channels = ch->next;
+		wallet_channel_free(ch);
+	}
+	wstore_close(w->store);
+	if (w->tls)
+		SSL_CTX_free(w->tls);
+	mp_key_free(&w->account_key);
+	mp_hasher_free(w->hasher);
+	wallet_config_free(&w->cfg);
+	if (w->base)
+		event_base_free(w->base);
+}
+
+int main(int argc, char **argv)
+{
+	const char *config = NULL;
+	enum mp_log_level level = MP_LOG_INFO;
+	int opt;
+	while ((opt = getopt(argc, argv, "c:vh")) != -1) {
+		switch (opt) {
+		case 'c':
+			config = optarg;
+			break;
+		case 'v':
+			level = MP_LOG_DEBUG;
+			break;
+		default:
+			usage();
+			return 2;
+		}
+	}
+	if (!config) {
+		usage();
+		return 2;
+	}
+	mp_log_init("walletd", level);
+	signal(SIGPIPE, SIG_IGN);
+	struct wallet w = {0};
+	char err[512];
+	if (!wallet_config_load(&w.cfg, config, err, sizeof(err))) {
+		log_err("%s", err);
+		wallet_config_free(&w.cfg);
+		return 1;
+	}
+	w.started_at = mp_now();
+	w.base = event_base_new();
+	w.hasher = mp_hasher_new();
+	bool ok = w.base && w.hasher && wallet_start(&w);
+	if (ok) {
+		log_info("walletd ready (account %s, %u channels)",
+			 w.registered ? "registered" : "not registered", wallet_channel_count(&w));
+		sd_notify(0, "READY=1\nSTATUS=serving");
+		event_base_dispatch(w.base);
+	}
+	wallet_stop(&w);
+	return ok ? 0 : 1;
+}

@@ -1,0 +1,425 @@
+/* pay (PROTOCOL.md section 6, "Open and pay"): TLS to the merchant, whose certificate must name
+ * holder0 before anything is sent; Open with the cert; the OpenAck's point is checked against our
+ * own chain before any payword leaves; stored in-flight Pays are resent verbatim first; then new
+ * Pays of at most max_jump units, each persisted as in flight before it is sent. */
+#include <openssl/crypto.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "admin.h"
+#include "frame.h"
+#include "log.h"
+#include "stmt.h"
+#include "store.h"
+#include "tls.h"
+#include "wallet.h"
+
+struct pay_op {
+	struct wallet_op op; /* first: the wallet's list of exchanges in progress */
+	struct wallet *w;
+	struct mp_admin_req *req;
+	struct wchannel *ch; /* channels live as long as the wallet */
+	char hex[MP_HEX_ID_LEN + 1];
+	char endpoint[300];
+	uint32_t units; /* requested */
+	uint8_t order_ref[WALLET_ORDER_REF_MAX];
+	size_t order_ref_len;
+	uint32_t open_last;	/* OpenAck's point index */
+	uint32_t merchant_last; /* the merchant's last as far as we know */
+	uint32_t max_jump;
+	struct wstore_pay *resend; /* stored in-flight Pays, resent first */
+	int n_resend, next_resend;
+	struct wstore_pay cur; /* the Pay awaiting its PayAck */
+	bool cur_is_resend;
+	uint32_t paid; /* units of new Pays accepted */
+	unsigned resent;
+	bool have_ack;
+	MpCode ack_status;
+	uint64_t order_price;
+	bool done;
+};
+
+static void pay_reply(struct pay_op *p, bool complete)
+{
+	p->done = true;
+	p->ch->busy = false;
+	mp_admin_reply(p->req,
+		       json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:b}", "status",
+				 p->have_ack ? mp_code_name(p->ack_status) : "NONE", "last",
+				 (json_int_t)p->ch->last, "credit", (json_int_t)p->ch->credit,
+				 "order_price", (json_int_t)p->order_price, "paid_units",
+				 (json_int_t)p->paid, "requested_units", (json_int_t)p->units,
+				 "resent", (json_int_t)p->resent, "complete", complete));
+}
+
+/* Answer the admin call with an error and close the connection (which frees p). */
+__attribute__((format(printf, 2, 3))) static void pay_fail(struct pay_op *p, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (!p->done) {
+		p->done = true;
+		p->ch->busy = false;
+		log_warn("channel %s: pay to %s: %s", p->hex, p->endpoint, msg);
+		if (p->paid || p->resent)
+			mp_admin_fail(p->req, MP_ADMIN_FAILED,
+				      "pay: %s (before this: %u new units accepted, %u in-flight "
+				      "Pays resent; last %u)",
+				      msg, p->paid, p->resent, p->ch->last);
+		else
+			mp_admin_fail(p->req, MP_ADMIN_FAILED, "pay: %s", msg);
+	}
+	if (p->op.conn)
+		mp_conn_close(p->op.conn, "pay failed: %s", msg);
+}
+
+static void pay_succeed(struct pay_op *p, bool complete)
+{
+	pay_reply(p, complete);
+	mp_conn_close(p->op.conn, "payment done");
+}
+
+static void send_next(struct pay_op *p);
+
+static void on_pay_ack(struct mp_conn *c, const MpEnvelope *env, void *arg);
+
+static void send_pay(struct pay_op *p)
+{
+	Micropay__V1__PayReq pr = MICROPAY__V1__PAY_REQ__INIT;
+	pr.channel_id = (ProtobufCBinaryData){MP_ID_LEN, p->ch->channel_id};
+	pr.seg_seq = 0;
+	pr.j = p->cur.j;
+	pr.w_j = (ProtobufCBinaryData){MP_HASH_LEN, p->cur.w};
+	pr.order_ref = (ProtobufCBinaryData){p->cur.order_ref_len, p->cur.order_ref};
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.version = MP_PROTOCOL_VERSION;
+	env.body_case = MP_BODY(PAY_REQ);
+	env.pay_req = &pr;
+	if (mp_conn_call(p->op.conn, &env, on_pay_ack, p) != 0) {
+		pay_fail(p, "cannot send Pay j=%u (it stays in flight for a verbatim retry)",
+			 p->cur.j);
+		return;
+	}
+	if (p->cur_is_resend)
+		p->w->stats.pays_resent++;
+	else
+		p->w->stats.pays_sent++;
+}
+
+static bool accepted(MpCode code)
+{
+	return code == MP_ST(OK) || code == MP_ST(UNDERPAID) || code == MP_ST(DUPLICATE_OK);
+}
+
+/* The merchant has Pay cur: forget it as in flight, store last and credit. */
+static bool settle(struct pay_op *p, uint64_t credit)
+{
+	struct wchannel *ch = p->ch;
+	uint32_t last = ch->last > p->cur.j ? ch->last : p->cur.j;
+	if (!wstore_inflight_done(p->w->store, ch->channel_id, p->cur.j, last, credit))
+		return false;
+	ch->last = last;
+	ch->credit = credit;
+	if (ch->inflight)
+		ch->inflight--;
+	if (p->merchant_last < p->cur.j)
+		p->merchant_last = p->cur.j;
+	return true;
+}
+
+static void on_pay_ack(struct mp_conn *c, const MpEnvelope *env, void *arg)
+{
+	struct pay_op *p = arg;
+	if (!env)
+		return; /* on_close reports why */
+	char text[400];
+	if (env->body_case != MP_BODY(PAY_ACK) || !env->pay_ack->status) {
+		wallet_status_text(env->body_case == MP_BODY(ERROR) ? env->error : NULL, text,
+				   sizeof(text));
+		pay_fail(p, "unexpected answer to Pay j=%u: %s (it stays in flight)", p->cur.j,
+			 text);
+		return;
+	}
+	const Micropay__V1__PayAck *ack = env->pay_ack;
+	MpCode code = ack->status->code;
+	wallet_status_text(ack->status, text, sizeof(text));
+	bool stale_but_taken =
+	    p->cur_is_resend && code == MP_ST(STALE_INDEX) && p->cur.j <= p->open_last;
+	if (!accepted(code) && !stale_but_taken) {
+		p->w->stats.pays_refused++;
+		pay_fail(p, "%s Pay j=%u refused: %s (kept in flight for a verbatim retry)",
+			 p->cur_is_resend ? "in-flight" : "new", p->cur.j, text);
+		return;
+	}
+	/* A replayed answer (DUPLICATE_OK) or a STALE_INDEX carries an old credit: keep ours. */
+	bool fresh = code == MP_ST(OK) || code == MP_ST(UNDERPAID);
+	uint32_t before = p->merchant_last;
+	if (!settle(p, fresh ? ack->credit : p->ch->credit)) {
+		pay_fail(p, "cannot store the acknowledgement of Pay j=%u", p->cur.j);
+		return;
+	}
+	p->have_ack = true;
+	p->ack_status = code;
+	p->order_price = ack->order_price;
+	if (p->cur_is_resend) {
+		p->resent++;
+	} else {
+		p->paid += p->cur.j - before;
+		p->w->stats.units_paid += p->cur.j - before;
+		if (ack->last != p->cur.j)
+			log_warn("channel %s: PayAck for j=%u says last %u", p->hex, p->cur.j,
+				 ack->last);
+	}
+	log_debug("channel %s: Pay j=%u %s, credit %llu", p->hex, p->cur.j, text,
+		  (unsigned long long)p->ch->credit);
+	send_next(p);
+}
+
+static void send_new_pay(struct pay_op *p)
+{
+	struct wchannel *ch = p->ch;
+	uint32_t remaining = p->units - p->paid;
+	uint32_t step = remaining < p->max_jump ? remaining : p->max_jump;
+	if (mp_now() + WALLET_PAY_MARGIN >= ch->pay_until) {
+		if (p->paid == 0)
+			pay_fail(p, "payments on this channel stopped at pay_until - %d s",
+				 WALLET_PAY_MARGIN);
+		else
+			pay_succeed(p, false);
+		return;
+	}
+	struct wstore_pay *cur = &p->cur;
+	cur->j = p->merchant_last + step;
+	memcpy(cur->order_ref, p->order_ref, p->order_ref_len);
+	cur->order_ref_len = p->order_ref_len;
+	p->cur_is_resend = false;
+	if (!wallet_channel_word(p->w, ch, cur->j, cur->w)) {
+		pay_fail(p, "cannot compute the chain word at %u", cur->j);
+		return;
+	}
+	if (!wstore_inflight_add(p->w->store, ch->channel_id, cur)) {
+		pay_fail(p, "cannot record Pay j=%u as in flight; not sent", cur->j);
+		return;
+	}
+	if (ch->sent < cur->j)
+		ch->sent = cur->j;
+	ch->inflight++;
+	send_pay(p);
+}
+
+static void send_next(struct pay_op *p)
+{
+	struct wchannel *ch = p->ch;
+	if (p->next_resend < p->n_resend) {
+		p->cur = p->resend[p->next_resend++];
+		p->cur_is_resend = true;
+		send_pay(p);
+		return;
+	}
+	if (p->paid == 0 && p->resent == (unsigned)p->n_resend) {
+		/* First new Pay: everything sent before must be at the merchant by now. */
+		if (ch->sent > p->merchant_last) {
+			pay_fail(
+			    p,
+			    "the merchant's last index %u is below index %u already sent on this "
+			    "channel; not paying",
+			    p->merchant_last, ch->sent);
+			return;
+		}
+		if (p->units > ch->n - p->merchant_last) {
+			pay_fail(p, "only %u units left on this channel (n %u, last %u)",
+				 ch->n - p->merchant_last, ch->n, p->merchant_last);
+			return;
+		}
+	}
+	if (p->paid < p->units)
+		send_new_pay(p);
+	else
+		pay_succeed(p, true);
+}
+
+/* The OpenAck proves the merchant holds the channel at a point of our own chain. */
+static void on_open_ack(struct mp_conn *c, const MpEnvelope *env, void *arg)
+{
+	struct pay_op *p = arg;
+	struct wchannel *ch = p->ch;
+	if (!env)
+		return;
+	char text[400];
+	if (env->body_case != MP_BODY(OPEN_ACK) || !env->open_ack->status) {
+		wallet_status_text(env->body_case == MP_BODY(ERROR) ? env->error : NULL, text,
+				   sizeof(text));
+		pay_fail(p, "unexpected answer to Open: %s; no payword sent", text);
+		return;
+	}
+	const Micropay__V1__OpenAck *ack = env->open_ack;
+	const MpPoint *pt = ack->point;
+	uint8_t ours[MP_HASH_LEN];
+	if (ack->status->code != MP_ST(OK)) {
+		wallet_status_text(ack->status, text, sizeof(text));
+		pay_fail(p, "Open refused: %s; no payword sent", text);
+	} else if (ack->hseq != 0) {
+		pay_fail(p, "OpenAck names custody epoch %u, expected 0; no payword sent",
+			 ack->hseq);
+	} else if (!pt || pt->seg_seq != 0 || pt->index > ch->n ||
+		   !mp_bytes_len_is(pt->w, MP_HASH_LEN)) {
+		pay_fail(p,
+			 "OpenAck point is missing or not in segment 0 within n; no payword sent");
+	} else if (!wallet_channel_word(p->w, ch, pt->index, ours)) {
+		pay_fail(p, "cannot compute our chain word at %u; no payword sent", pt->index);
+	} else if (CRYPTO_memcmp(ours, pt->w.data, MP_HASH_LEN) != 0) {
+		pay_fail(p, "OpenAck point at index %u does not match our chain; no payword sent",
+			 pt->index);
+	} else if (ack->max_jump == 0) {
+		pay_fail(p, "OpenAck announces max_jump 0; no payword sent");
+	} else {
+		p->open_last = p->merchant_last = pt->index;
+		p->max_jump = ack->max_jump;
+		uint32_t last = ch->last > pt->index ? ch->last : pt->index;
+		if (!wstore_channel_progress(p->w->store, ch->channel_id, last, ack->credit)) {
+			pay_fail(p, "cannot store the OpenAck's point; no payword sent");
+			return;
+		}
+		ch->last = last;
+		ch->credit = ack->credit;
+		p->n_resend = wstore_inflight_list(p->w->store, ch->channel_id, &p->resend);
+		if (p->n_resend < 0) {
+			p->n_resend = 0;
+			pay_fail(p, "cannot read the in-flight Pays; no payword sent");
+			return;
+		}
+		log_info("channel %s: open at %s, last %u, max_jump %u, %d in-flight to resend",
+			 p->hex, p->endpoint, pt->index, p->max_jump, p->n_resend);
+		send_next(p);
+	}
+}
+
+static void on_open(struct mp_conn *c, void *arg)
+{
+	struct pay_op *p = arg;
+	if (!mp_tls_peer_is_merchant(mp_conn_ssl(c), p->ch->holder0)) {
+		char cn[128] = "none", holder[MP_HEX_ID_LEN + 1];
+		mp_tls_peer_cn(mp_conn_ssl(c), cn, sizeof(cn));
+		mp_hex_encode(p->ch->holder0, MP_ID_LEN, holder);
+		pay_fail(p,
+			 "the server at %s presented certificate CN '%s', not m-%s (the channel's "
+			 "holder0); nothing sent",
+			 p->endpoint, cn, holder);
+		return;
+	}
+	Micropay__V1__OpenReq open = MICROPAY__V1__OPEN_REQ__INIT;
+	open.cert = p->ch->cert;
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.version = MP_PROTOCOL_VERSION;
+	env.body_case = MP_BODY(OPEN_REQ);
+	env.open_req = &open;
+	if (mp_conn_call(c, &env, on_open_ack, p) != 0)
+		pay_fail(p, "cannot send Open");
+}
+
+static void on_close(struct mp_conn *c, const char *reason, void *arg)
+{
+	struct pay_op *p = arg;
+	p->op.conn = NULL;
+	pay_fail(p, "connection to %s closed: %s", p->endpoint, reason);
+	wallet_op_remove(p->w, &p->op);
+	free(p->resend);
+	OPENSSL_cleanse(&p->cur, sizeof(p->cur));
+	free(p);
+}
+
+static const struct mp_conn_ops pay_ops = {
+    .on_open = on_open,
+    .on_close = on_close,
+};
+
+/* Channel, endpoint, units and order_ref; NULL (answered) on a bad parameter. */
+static struct pay_op *pay_params(struct wallet *w, struct mp_admin_req *req, json_t *params,
+				 char host[256], uint16_t *port)
+{
+	uint8_t id[MP_ID_LEN];
+	const char *endpoint;
+	uint64_t units;
+	struct pay_op *p = calloc(1, sizeof(*p));
+	if (!p) {
+		mp_admin_fail(req, MP_ADMIN_INTERNAL, "out of memory");
+		return NULL;
+	}
+	if (!wallet_param_hex(req, params, "channel_id", id, MP_ID_LEN, true, NULL) ||
+	    !mp_admin_param_str(req, params, "endpoint", &endpoint, true) ||
+	    !mp_admin_param_u64(req, params, "units", &units, true) ||
+	    !wallet_param_hex(req, params, "order_ref", p->order_ref, WALLET_ORDER_REF_MAX, false,
+			      &p->order_ref_len)) {
+		free(p);
+		return NULL;
+	}
+	const char *bad = NULL;
+	if (units < 1 || units > UINT32_MAX)
+		bad = "units must be 1 .. 2^32-1";
+	else if (!mp_split_endpoint(endpoint, host, 256, port) ||
+		 strlen(endpoint) >= sizeof(p->endpoint))
+		bad = "endpoint must be host:port";
+	else if (!(p->ch = wallet_channel_find(w, id)))
+		bad = "no such channel in this wallet";
+	if (bad) {
+		mp_admin_fail(req, MP_ADMIN_BAD_PARAMS, "pay: %s", bad);
+		free(p);
+		return NULL;
+	}
+	p->w = w;
+	p->req = req;
+	p->units = (uint32_t)units;
+	snprintf(p->endpoint, sizeof(p->endpoint), "%s", endpoint);
+	mp_hex_encode(id, MP_ID_LEN, p->hex);
+	return p;
+}
+
+void wallet_admin_pay(struct mp_admin_req *req, json_t *params, void *ctx)
+{
+	struct wallet *w = ctx;
+	char host[256];
+	uint16_t port;
+	struct pay_op *p = pay_params(w, req, params, host, &port);
+	if (!p)
+		return;
+	struct wchannel *ch = p->ch;
+	const char *refuse = NULL;
+	char why[200];
+	uint32_t spent = ch->last > ch->sent ? ch->last : ch->sent;
+	if (w->stopping) {
+		refuse = "walletd is stopping";
+	} else if (ch->state != WCH_ACTIVE) {
+		snprintf(why, sizeof(why), "the channel is %s, not ACTIVE",
+			 wch_state_name(ch->state));
+		refuse = why;
+	} else if (ch->busy) {
+		refuse = "another pay on this channel is in progress";
+	} else if (mp_now() + WALLET_PAY_MARGIN >= ch->pay_until) {
+		snprintf(why, sizeof(why), "payments on this channel stopped at pay_until - %d s",
+			 WALLET_PAY_MARGIN);
+		refuse = why;
+	} else if (p->units > ch->n - spent) {
+		snprintf(why, sizeof(why), "only %u units left on this channel (n %u, last %u)",
+			 ch->n - spent, ch->n, spent);
+		refuse = why;
+	}
+	if (refuse) {
+		mp_admin_fail(req, MP_ADMIN_FAILED, "pay: %s", refuse);
+		free(p);
+		return;
+	}
+	struct mp_net_opts opts = {MP_FRAME_MAX_WALLET, w->cfg.idle_timeout, "merchant"};
+	p->op.conn = mp_connect(w->base, w->tls, host, port, &opts, &pay_ops, p);
+	if (!p->op.conn) {
+		mp_admin_fail(req, MP_ADMIN_FAILED, "pay: cannot connect to %s", p->endpoint);
+		free(p);
+		return;
+	}
+	ch->busy = true;
+	wallet_op_add(w, &p->op);
+}

@@ -1,0 +1,605 @@
+#include "store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "stmt.h"
+#include "wallet.h"
+
+#define SCHEMA_VERSION 1
+
+struct wstore {
+	sqlite3 *db;
+	char *path;
+	sqlite3_stmt *checkpoint_get; /* the hot read while paying, prepared once */
+};
+
+static const char schema[] =
+    "CREATE TABLE IF NOT EXISTS meta ("
+    "  key TEXT PRIMARY KEY,"
+    "  value BLOB NOT NULL"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS channels ("
+    "  channel_id BLOB PRIMARY KEY CHECK (length(channel_id) = 16),"
+    "  issue_req_id BLOB NOT NULL UNIQUE CHECK (length(issue_req_id) = 16),"
+    "  chain_seed BLOB NOT NULL CHECK (length(chain_seed) = 32),"
+    "  nonce BLOB NOT NULL CHECK (length(nonce) = 16),"
+    "  owner_seed BLOB NOT NULL CHECK (length(owner_seed) = 32),"
+    "  request BLOB NOT NULL,"
+    "  cert BLOB,"
+    "  holder0 BLOB NOT NULL CHECK (length(holder0) = 16),"
+    "  n INTEGER NOT NULL CHECK (n >= 1),"
+    "  unit_value INTEGER NOT NULL CHECK (unit_value >= 1),"
+    "  currency TEXT NOT NULL,"
+    "  days INTEGER NOT NULL,"
+    "  checkpoint_interval INTEGER NOT NULL CHECK (checkpoint_interval >= 1),"
+    "  state TEXT NOT NULL CHECK (state IN ('ISSUING', 'ACTIVE', 'FAILED')),"
+    "  last INTEGER NOT NULL DEFAULT 0 CHECK (last >= 0 AND last <= n),"
+    "  sent INTEGER NOT NULL DEFAULT 0 CHECK (sent >= 0 AND sent <= n),"
+    "  credit INTEGER NOT NULL DEFAULT 0 CHECK (credit >= 0),"
+    "  issued_at INTEGER NOT NULL DEFAULT 0,"
+    "  pay_until INTEGER NOT NULL DEFAULT 0,"
+    "  redeem_until INTEGER NOT NULL DEFAULT 0,"
+    "  detail TEXT,"
+    "  created_at INTEGER NOT NULL"
+    ");"
+    "CREATE TABLE IF NOT EXISTS checkpoints ("
+    "  channel_id BLOB NOT NULL,"
+    "  idx INTEGER NOT NULL,"
+    "  word BLOB NOT NULL CHECK (length(word) = 32),"
+    "  PRIMARY KEY (channel_id, idx)"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS inflight ("
+    "  channel_id BLOB NOT NULL,"
+    "  j INTEGER NOT NULL,"
+    "  w BLOB NOT NULL CHECK (length(w) = 32),"
+    "  order_ref BLOB NOT NULL CHECK (length(order_ref) BETWEEN 1 AND 32),"
+    "  PRIMARY KEY (channel_id, j)"
+    ") WITHOUT ROWID;";
+
+static void log_db_error(struct wstore *s, const char *what)
+{
+	log_err("store %s: %s: %s", s->path, what, sqlite3_errmsg(s->db));
+}
+
+static sqlite3_stmt *prep(struct wstore *s, const char *sql)
+{
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
+		log_db_error(s, sql);
+		return NULL;
+	}
+	return st;
+}
+
+/* Step a write statement to completion and finalise it. */
+static bool run(struct wstore *s, sqlite3_stmt *st, const char *what)
+{
+	if (!st)
+		return false;
+	int rc = sqlite3_step(st);
+	bool ok = rc == SQLITE_DONE;
+	if (!ok)
+		log_db_error(s, what);
+	sqlite3_finalize(st);
+	return ok;
+}
+
+static bool exec(struct wstore *s, const char *sql)
+{
+	char *msg = NULL;
+	if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+		log_err("store %s: %s: %s", s->path, sql, msg ? msg : sqlite3_errmsg(s->db));
+		sqlite3_free(msg);
+		return false;
+	}
+	return true;
+}
+
+static void bind_blob(sqlite3_stmt *st, int i, const void *data, size_t len)
+{
+	sqlite3_bind_blob(st, i, data, (int)len, SQLITE_TRANSIENT);
+}
+
+static bool column_bytes(sqlite3_stmt *st, int col, uint8_t *out, size_t len)
+{
+	if (sqlite3_column_type(st, col) != SQLITE_BLOB ||
+	    (size_t)sqlite3_column_bytes(st, col) != len)
+		return false;
+	memcpy(out, sqlite3_column_blob(st, col), len);
+	return true;
+}
+
+bool wstore_begin(struct wstore *s)
+{
+	return exec(s, "BEGIN IMMEDIATE");
+}
+
+bool wstore_commit(struct wstore *s)
+{
+	if (exec(s, "COMMIT"))
+		return true;
+	wstore_rollback(s);
+	return false;
+}
+
+void wstore_rollback(struct wstore *s)
+{
+	if (!sqlite3_get_autocommit(s->db))
+		exec(s, "ROLLBACK");
+}
+
+/* Create the file with mode 0600 (SQLite gives its -wal file the same mode); tighten an
+ * existing file that is readable by others. */
+static bool create_private(const char *path, char *err, size_t errlen)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		snprintf(err, errlen, "%s: cannot open the wallet store: %s", path,
+			 strerror(errno));
+		return false;
+	}
+	struct stat st;
+	bool ok = fstat(fd, &st) == 0;
+	if (ok && (st.st_mode & 077)) {
+		log_warn("store %s: mode %03o lets others read the keys; setting 0600", path,
+			 (unsigned)(st.st_mode & 0777));
+		ok = fchmod(fd, 0600) == 0;
+	}
+	if (!ok)
+		snprintf(err, errlen, "%s: cannot make the wallet store private: %s", path,
+			 strerror(errno));
+	close(fd);
+	return ok;
+}
+
+static int user_version(struct wstore *s)
+{
+	sqlite3_stmt *st = prep(s, "PRAGMA user_version");
+	int v = -1;
+	if (st && sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+static bool wal_mode(struct wstore *s)
+{
+	sqlite3_stmt *st = prep(s, "PRAGMA journal_mode=WAL");
+	bool ok = st && sqlite3_step(st) == SQLITE_ROW &&
+		  strcmp((const char *)sqlite3_column_text(st, 0), "wal") == 0;
+	sqlite3_finalize(st);
+	return ok;
+}
+
+static bool set_up(struct wstore *s, char *err, size_t errlen)
+{
+	if (!exec(s, "PRAGMA locking_mode=EXCLUSIVE") || !wal_mode(s) ||
+	    !exec(s, "PRAGMA synchronous=FULL") || !exec(s, "PRAGMA secure_delete=ON")) {
+		bool busy = sqlite3_errcode(s->db) == SQLITE_BUSY;
+		snprintf(err, errlen, "%s: cannot set up the wallet store: %s%s", s->path,
+			 sqlite3_errmsg(s->db), busy ? " (is another walletd using it?)" : "");
+		return false;
+	}
+	/* The first write takes the exclusive lock and keeps it while we run. */
+	if (!wstore_begin(s)) {
+		snprintf(err, errlen,
+			 "%s: cannot lock the wallet store (is another walletd using it?): %s",
+			 s->path, sqlite3_errmsg(s->db));
+		return false;
+	}
+	int version = user_version(s);
+	if (version > SCHEMA_VERSION || version < 0) {
+		wstore_rollback(s);
+		snprintf(err, errlen, "%s: store schema version %d, this walletd knows %d", s->path,
+			 version, SCHEMA_VERSION);
+		return false;
+	}
+	char bump[64];
+	snprintf(bump, sizeof(bump), "PRAGMA user_version = %d", SCHEMA_VERSION);
+	if (!exec(s, schema) || !exec(s, bump) || !wstore_commit(s)) {
+		wstore_rollback(s);
+		snprintf(err, errlen, "%s: cannot create the store schema: %s", s->path,
+			 sqlite3_errmsg(s->db));
+		return false;
+	}
+	s->checkpoint_get =
+	    prep(s, "SELECT word FROM checkpoints WHERE channel_id = ?1 AND idx = ?2");
+	if (!s->checkpoint_get) {
+		snprintf(err, errlen, "%s: %s", s->path, sqlite3_errmsg(s->db));
+		return false;
+	}
+	return true;
+}
+
+struct wstore *wstore_open(const char *path, char *err, size_t errlen)
+{
+	if (!create_private(path, err, errlen))
+		return NULL;
+	struct wstore *s = calloc(1, sizeof(*s));
+	if (!s || !(s->path = strdup(path))) {
+		free(s);
+		snprintf(err, errlen, "%s: out of memory", path);
+		return NULL;
+	}
+	if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, NULL) !=
+	    SQLITE_OK) {
+		snprintf(err, errlen, "%s: cannot open the wallet store: %s", path,
+			 s->db ? sqlite3_errmsg(s->db) : "out of memory");
+		wstore_close(s);
+		return NULL;
+	}
+	sqlite3_busy_timeout(s->db, 0);
+	if (!set_up(s, err, errlen)) {
+		wstore_close(s);
+		return NULL;
+	}
+	return s;
+}
+
+void wstore_close(struct wstore *s)
+{
+	if (!s)
+		return;
+	sqlite3_finalize(s->checkpoint_get);
+	sqlite3_close(s->db);
+	free(s->path);
+	free(s);
+}
+
+/* ---- account ---- */
+
+static int meta_get(struct wstore *s, const char *key, uint8_t *out, size_t len)
+{
+	sqlite3_stmt *st = prep(s, "SELECT value FROM meta WHERE key = ?1");
+	if (!st)
+		return -1;
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(st), found = -1;
+	if (rc == SQLITE_DONE)
+		found = 0;
+	else if (rc == SQLITE_ROW && column_bytes(st, 0, out, len))
+		found = 1;
+	else if (rc == SQLITE_ROW)
+		log_err("store %s: meta '%s' has the wrong length", s->path, key);
+	else
+		log_db_error(s, "reading meta");
+	sqlite3_finalize(st);
+	return found;
+}
+
+static bool meta_put(struct wstore *s, const char *key, const uint8_t *data, size_t len)
+{
+	sqlite3_stmt *st = prep(s, "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)");
+	if (st) {
+		sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+		bind_blob(st, 2, data, len);
+	}
+	return run(s, st, key);
+}
+
+int wstore_account_seed(struct wstore *s, uint8_t seed[MP_SK_LEN])
+{
+	return meta_get(s, "account_seed", seed, MP_SK_LEN);
+}
+
+bool wstore_set_account_seed(struct wstore *s, const uint8_t seed[MP_SK_LEN])
+{
+	return meta_put(s, "account_seed", seed, MP_SK_LEN);
+}
+
+int wstore_account_id(struct wstore *s, uint8_t id[MP_ID_LEN])
+{
+	return meta_get(s, "account_id", id, MP_ID_LEN);
+}
+
+bool wstore_set_account_id(struct wstore *s, const uint8_t id[MP_ID_LEN])
+{
+	return meta_put(s, "account_id", id, MP_ID_LEN);
+}
+
+/* ---- channels ---- */
+
+bool wstore_channel_insert(struct wstore *s, const struct wchannel *ch,
+			   const uint8_t chain_seed[MP_SEED_LEN],
+			   const uint8_t owner_seed[MP_SK_LEN])
+{
+	size_t req_len;
+	uint8_t *req = mp_stmt_encode(ch->request, &req_len);
+	if (!req)
+		return false;
+	sqlite3_stmt *st = prep(
+	    s, "INSERT INTO channels (channel_id, issue_req_id, chain_seed, nonce, owner_seed, "
+	       "request, holder0, n, unit_value, currency, days, checkpoint_interval, state, "
+	       "created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)");
+	if (st) {
+		bind_blob(st, 1, ch->channel_id, MP_ID_LEN);
+		bind_blob(st, 2, ch->issue_req_id, MP_ID_LEN);
+		bind_blob(st, 3, chain_seed, MP_SEED_LEN);
+		bind_blob(st, 4, ch->nonce, MP_NONCE_LEN);
+		bind_blob(st, 5, owner_seed, MP_SK_LEN);
+		bind_blob(st, 6, req, req_len);
+		bind_blob(st, 7, ch->holder0, MP_ID_LEN);
+		sqlite3_bind_int64(st, 8, ch->n);
+		sqlite3_bind_int64(st, 9, (sqlite3_int64)ch->unit_value);
+		sqlite3_bind_text(st, 10, ch->currency, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int64(st, 11, ch->days);
+		sqlite3_bind_int64(st, 12, ch->interval);
+		sqlite3_bind_text(st, 13, wch_state_name(ch->state), -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 14, (sqlite3_int64)mp_now());
+	}
+	free(req);
+	return run(s, st, "inserting a channel");
+}
+
+bool wstore_channel_activate(struct wstore *s, const struct wchannel *ch)
+{
+	size_t cert_len;
+	uint8_t *cert = mp_stmt_encode(ch->cert, &cert_len);
+	if (!cert)
+		return false;
+	sqlite3_stmt *st =
+	    prep(s, "UPDATE channels SET state = 'ACTIVE', cert = ?2, issued_at = ?3, "
+		    "pay_until = ?4, redeem_until = ?5, detail = NULL "
+		    "WHERE channel_id = ?1");
+	if (st) {
+		bind_blob(st, 1, ch->channel_id, MP_ID_LEN);
+		bind_blob(st, 2, cert, cert_len);
+		sqlite3_bind_int64(st, 3, (sqlite3_int64)ch->issued_at);
+		sqlite3_bind_int64(st, 4, (sqlite3_int64)ch->pay_until);
+		sqlite3_bind_int64(st, 5, (sqlite3_int64)ch->redeem_until);
+	}
+	free(cert);
+	return run(s, st, "activating a channel");
+}
+
+bool wstore_channel_set_state(struct wstore *s, const uint8_t id[MP_ID_LEN], const char *state,
+			      const char *detail)
+{
+	sqlite3_stmt *st =
+	    prep(s, "UPDATE channels SET state = ?2, detail = ?3 WHERE channel_id = ?1");
+	if (st) {
+		bind_blob(st, 1, id, MP_ID_LEN);
+		sqlite3_bind_text(st, 2, state, -1, SQLITE_STATIC);
+		if (detail)
+			sqlite3_bind_text(st, 3, detail, -1, SQLITE_TRANSIENT);
+		else
+			sqlite3_bind_null(st, 3);
+	}
+	return run(s, st, "updating a channel's state");
+}
+
+static sqlite3_stmt *progress_stmt(struct wstore *s, const uint8_t id[MP_ID_LEN], uint32_t last,
+				   uint64_t credit)
+{
+	sqlite3_stmt *st =
+	    prep(s, "UPDATE channels SET last = ?2, credit = ?3 WHERE channel_id = ?1");
+	if (st) {
+		bind_blob(st, 1, id, MP_ID_LEN);
+		sqlite3_bind_int64(st, 2, last);
+		sqlite3_bind_int64(st, 3, (sqlite3_int64)credit);
+	}
+	return st;
+}
+
+bool wstore_channel_progress(struct wstore *s, const uint8_t id[MP_ID_LEN], uint32_t last,
+			     uint64_t credit)
+{
+	return run(s, progress_stmt(s, id, last, credit), "storing a channel's progress");
+}
+
+static MpSigned *column_stmt(sqlite3_stmt *st, int col)
+{
+	if (sqlite3_column_type(st, col) != SQLITE_BLOB)
+		return NULL;
+	return mp_stmt_decode(sqlite3_column_blob(st, col), (size_t)sqlite3_column_bytes(st, col));
+}
+
+static int inflight_count(struct wstore *s, const uint8_t id[MP_ID_LEN])
+{
+	sqlite3_stmt *st = prep(s, "SELECT count(*) FROM inflight WHERE channel_id = ?1");
+	int n = -1;
+	if (st) {
+		bind_blob(st, 1, id, MP_ID_LEN);
+		if (sqlite3_step(st) == SQLITE_ROW)
+			n = sqlite3_column_int(st, 0);
+	}
+	sqlite3_finalize(st);
+	return n;
+}
+
+/* One row into a heap channel; NULL (logged) if the row is damaged. */
+static struct wchannel *channel_from_row(struct wstore *s, sqlite3_stmt *st)
+{
+	struct wchannel *ch = calloc(1, sizeof(*ch));
+	if (!ch)
+		return NULL;
+	const char *state = (const char *)sqlite3_column_text(st, 11);
+	const char *currency = (const char *)sqlite3_column_text(st, 7);
+	const char *detail = (const char *)sqlite3_column_text(st, 18);
+	bool ok = column_bytes(st, 0, ch->channel_id, MP_ID_LEN) &&
+		  column_bytes(st, 1, ch->issue_req_id, MP_ID_LEN) &&
+		  column_bytes(st, 2, ch->nonce, MP_NONCE_LEN) &&
+		  column_bytes(st, 3, ch->holder0, MP_ID_LEN) && state &&
+		  wch_state_parse(state, &ch->state) && currency && strlen(currency) == 3;
+	if (ok) {
+		ch->n = (uint32_t)sqlite3_column_int64(st, 4);
+		ch->unit_value = (uint64_t)sqlite3_column_int64(st, 5);
+		ch->days = (uint32_t)sqlite3_column_int64(st, 6);
+		memcpy(ch->currency, currency, 4);
+		ch->interval = (uint32_t)sqlite3_column_int64(st, 8);
+		ch->request = column_stmt(st, 9);
+		ch->cert = column_stmt(st, 10);
+		ch->last = (uint32_t)sqlite3_column_int64(st, 12);
+		ch->sent = (uint32_t)sqlite3_column_int64(st, 13);
+		ch->credit = (uint64_t)sqlite3_column_int64(st, 14);
+		ch->issued_at = (uint64_t)sqlite3_column_int64(st, 15);
+		ch->pay_until = (uint64_t)sqlite3_column_int64(st, 16);
+		ch->redeem_until = (uint64_t)sqlite3_column_int64(st, 17);
+		ch->detail = detail ? strdup(detail) : NULL;
+		int inflight = inflight_count(s, ch->channel_id);
+		ch->inflight = inflight > 0 ? (unsigned)inflight : 0;
+		ok = ch->request && (ch->state != WCH_ACTIVE || ch->cert) && inflight >= 0;
+	}
+	if (!ok) {
+		log_err("store %s: a channel row is damaged; stopping", s->path);
+		wallet_channel_free(ch);
+		return NULL;
+	}
+	wchain_init(&ch->chain, ch->nonce, ch->n, ch->interval);
+	return ch;
+}
+
+bool wstore_channels_load(struct wstore *s, void (*fn)(void *arg, struct wchannel *ch), void *arg)
+{
+	sqlite3_stmt *st =
+	    prep(s, "SELECT channel_id, issue_req_id, nonce, holder0, n, unit_value, "
+		    "days, currency, checkpoint_interval, request, cert, state, last, "
+		    "sent, credit, issued_at, pay_until, redeem_until, detail "
+		    "FROM channels ORDER BY created_at, rowid");
+	if (!st)
+		return false;
+	int rc = SQLITE_DONE;
+	bool ok = true;
+	while (ok && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct wchannel *ch = channel_from_row(s, st);
+		if (ch)
+			fn(arg, ch);
+		ok = ch != NULL;
+	}
+	if (ok && rc != SQLITE_DONE) {
+		log_db_error(s, "loading channels");
+		ok = false;
+	}
+	sqlite3_finalize(st);
+	return ok;
+}
+
+/* ---- checkpoints ---- */
+
+bool wstore_checkpoint_put(struct wstore *s, const uint8_t id[MP_ID_LEN], uint32_t index,
+			   const uint8_t w[MP_HASH_LEN])
+{
+	sqlite3_stmt *st =
+	    prep(s, "INSERT INTO checkpoints (channel_id, idx, word) VALUES (?1, ?2, ?3)");
+	if (st) {
+		bind_blob(st, 1, id, MP_ID_LEN);
+		sqlite3_bind_int64(st, 2, index);
+		bind_blob(st, 3, w, MP_HASH_LEN);
+	}
+	return run(s, st, "storing a checkpoint");
+}
+
+bool wstore_checkpoint_get(struct wstore *s, const uint8_t id[MP_ID_LEN], uint32_t index,
+			   uint8_t w[MP_HASH_LEN])
+{
+	sqlite3_stmt *st = s->checkpoint_get;
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	bind_blob(st, 1, id, MP_ID_LEN);
+	sqlite3_bind_int64(st, 2, index);
+	int rc = sqlite3_step(st);
+	bool ok = rc == SQLITE_ROW && column_bytes(st, 0, w, MP_HASH_LEN);
+	if (!ok && rc == SQLITE_ROW)
+		log_err("store %s: checkpoint %u has the wrong length", s->path, index);
+	else if (rc == SQLITE_DONE)
+		log_err("store %s: checkpoint %u is missing", s->path, index);
+	else if (!ok)
+		log_db_error(s, "reading a checkpoint");
+	sqlite3_reset(st);
+	return ok;
+}
+
+/* ---- in-flight Pays ---- */
+
+bool wstore_inflight_add(struct wstore *s, const uint8_t id[MP_ID_LEN],
+			 const struct wstore_pay *pay)
+{
+	if (!wstore_begin(s))
+		return false;
+	sqlite3_stmt *st = prep(s, "INSERT INTO inflight (channel_id, j, w, order_ref) "
+				   "VALUES (?1, ?2, ?3, ?4)");
+	if (st) {
+		bind_blob(st, 1, id, MP_ID_LEN);
+		sqlite3_bind_int64(st, 2, pay->j);
+		bind_blob(st, 3, pay->w, MP_HASH_LEN);
+		bind_blob(st, 4, pay->order_ref, pay->order_ref_len);
+	}
+	bool ok = run(s, st, "recording an in-flight Pay");
+	if (ok) {
+		st = prep(s, "UPDATE channels SET sent = max(sent, ?2) WHERE channel_id = ?1");
+		if (st) {
+			bind_blob(st, 1, id, MP_ID_LEN);
+			sqlite3_bind_int64(st, 2, pay->j);
+		}
+		ok = run(s, st, "recording the highest index sent");
+	}
+	if (!ok) {
+		wstore_rollback(s);
+		return false;
+	}
+	return wstore_commit(s);
+}
+
+bool wstore_inflight_done(struct wstore *s, const uint8_t id[MP_ID_LEN], uint32_t j, uint32_t last,
+			  uint64_t credit)
+{
+	if (!wstore_begin(s))
+		return false;
+	sqlite3_stmt *st = prep(s, "DELETE FROM inflight WHERE channel_id = ?1 AND j = ?2");
+	if (st) {
+		bind_blob(st, 1, id, MP_ID_LEN);
+		sqlite3_bind_int64(st, 2, j);
+	}
+	bool ok = run(s, st, "clearing an in-flight Pay") &&
+		  run(s, progress_stmt(s, id, last, credit), "storing a channel's progress");
+	if (!ok) {
+		wstore_rollback(s);
+		return false;
+	}
+	return wstore_commit(s);
+}
+
+int wstore_inflight_list(struct wstore *s, const uint8_t id[MP_ID_LEN], struct wstore_pay **out)
+{
+	*out = NULL;
+	sqlite3_stmt *st =
+	    prep(s, "SELECT j, w, order_ref FROM inflight WHERE channel_id = ?1 ORDER BY j");
+	if (!st)
+		return -1;
+	bind_blob(st, 1, id, MP_ID_LEN);
+	int count = 0, rc = SQLITE_DONE;
+	bool ok = true;
+	while (ok && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct wstore_pay *grown = realloc(*out, (size_t)(count + 1) * sizeof(**out));
+		ok = grown != NULL;
+		if (!ok)
+			break;
+		*out = grown;
+		struct wstore_pay *p = &grown[count];
+		p->j = (uint32_t)sqlite3_column_int64(st, 0);
+		int ref_len = sqlite3_column_bytes(st, 2);
+		ok = column_bytes(st, 1, p->w, MP_HASH_LEN) && ref_len >= 1 &&
+		     ref_len <= (int)sizeof(p->order_ref) &&
+		     column_bytes(st, 2, p->order_ref, (size_t)ref_len);
+		p->order_ref_len = (size_t)ref_len;
+		count++;
+	}
+	if (ok && rc != SQLITE_DONE)
+		ok = false;
+	if (!ok) {
+		log_db_error(s, "listing in-flight Pays");
+		free(*out);
+		*out = NULL;
+		count = -1;
+	}
+	sqlite3_finalize(st);
+	return count;
+}

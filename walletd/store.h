@@ -1,0 +1,64 @@
+/* walletd's store (SQLite, file mode 0600, WAL, synchronous=FULL, exclusive lock so that no
+ * second walletd can use the same store): the account key, channels with their secrets and
+ * exact signed request bytes, chain checkpoints and in-flight Pays. Every write is durable when
+ * the call returns; nothing is sent before the write it depends on has returned. */
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "chain.h"
+#include "sig.h"
+#include "util.h"
+
+struct wstore;
+struct wchannel;
+
+struct wstore *wstore_open(const char *path, char *err, size_t errlen);
+void wstore_close(struct wstore *s);
+
+/* A transaction around several writes (BEGIN IMMEDIATE ... COMMIT). */
+bool wstore_begin(struct wstore *s);
+bool wstore_commit(struct wstore *s);
+void wstore_rollback(struct wstore *s);
+
+/* 1 found, 0 absent, -1 error. */
+int wstore_account_seed(struct wstore *s, uint8_t seed[MP_SK_LEN]);
+bool wstore_set_account_seed(struct wstore *s, const uint8_t seed[MP_SK_LEN]);
+int wstore_account_id(struct wstore *s, uint8_t id[MP_ID_LEN]);
+bool wstore_set_account_id(struct wstore *s, const uint8_t id[MP_ID_LEN]);
+
+/* A new ISSUING channel with its secrets and the exact signed request (ch->request). */
+bool wstore_channel_insert(struct wstore *s, const struct wchannel *ch,
+			   const uint8_t chain_seed[MP_SEED_LEN],
+			   const uint8_t owner_seed[MP_SK_LEN]);
+/* ACTIVE with ch->cert, issued_at, pay_until and redeem_until. */
+bool wstore_channel_activate(struct wstore *s, const struct wchannel *ch);
+/* State and detail (detail may be NULL). */
+bool wstore_channel_set_state(struct wstore *s, const uint8_t id[MP_ID_LEN], const char *state,
+			      const char *detail);
+bool wstore_channel_progress(struct wstore *s, const uint8_t id[MP_ID_LEN], uint32_t last,
+			     uint64_t credit);
+/* Every channel, oldest first; fn takes ownership of each (heap) channel. */
+bool wstore_channels_load(struct wstore *s, void (*fn)(void *arg, struct wchannel *ch), void *arg);
+
+bool wstore_checkpoint_put(struct wstore *s, const uint8_t id[MP_ID_LEN], uint32_t index,
+			   const uint8_t w[MP_HASH_LEN]);
+bool wstore_checkpoint_get(struct wstore *s, const uint8_t id[MP_ID_LEN], uint32_t index,
+			   uint8_t w[MP_HASH_LEN]);
+
+struct wstore_pay {
+	uint32_t j;
+	uint8_t w[MP_HASH_LEN];
+	uint8_t order_ref[32];
+	size_t order_ref_len;
+};
+
+/* Record a Pay as in flight and sent := j, in one transaction, before it is sent. */
+bool wstore_inflight_add(struct wstore *s, const uint8_t id[MP_ID_LEN],
+			 const struct wstore_pay *pay);
+/* The merchant accepted Pay j: forget it and store last and credit, in one transaction. */
+bool wstore_inflight_done(struct wstore *s, const uint8_t id[MP_ID_LEN], uint32_t j, uint32_t last,
+			  uint64_t credit);
+/* The channel's in-flight Pays by ascending j (*out malloc'd); the count, or -1. */
+int wstore_inflight_list(struct wstore *s, const uint8_t id[MP_ID_LEN], struct wstore_pay **out);

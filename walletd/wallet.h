@@ -1,0 +1,141 @@
+/* walletd: the daemon context, its channels and the handlers' entry points. */
+#pragma once
+#include <jansson.h>
+#include <openssl/ssl.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "chain.h"
+#include "chainstore.h"
+#include "net.h"
+#include "proto.h"
+#include "sig.h"
+#include "util.h"
+
+struct mp_admin;
+struct mp_admin_req;
+struct wstore;
+
+#define WALLET_N_MAX	     (1u << 20) /* PROTOCOL.md section 11: N_MAX */
+#define WALLET_PAY_MARGIN    (2 * 300)	/* wallets stop paying at pay_until - 2 * delta_pay */
+#define WALLET_ORDER_REF_MAX 32
+
+struct wallet_config {
+	char *store;
+	char *broker;
+	char *broker_pk_hex;
+	char *currency;
+	uint32_t checkpoint_interval;
+	uint32_t idle_timeout;
+	char *tls_ca;
+	char *admin_socket;
+	/* Derived at load. */
+	uint8_t broker_pk[MP_PK_LEN];
+	char broker_host[256];
+	uint16_t broker_port;
+};
+
+/* PROTOCOL.md section 10, wallet channel: ISSUING -> ACTIVE; FAILED when the broker refused the
+ * issue (nothing debited). */
+enum wch_state { WCH_ISSUING, WCH_ACTIVE, WCH_FAILED };
+
+struct wchannel {
+	uint8_t channel_id[MP_ID_LEN];
+	uint8_t issue_req_id[MP_ID_LEN];
+	uint8_t holder0[MP_ID_LEN];
+	uint8_t nonce[MP_NONCE_LEN];
+	uint32_t n;
+	uint32_t days;
+	uint32_t interval; /* checkpoint interval this channel's chain was stored with */
+	uint64_t unit_value;
+	char currency[4];
+	enum wch_state state;
+	uint32_t last;	 /* highest index the merchant acknowledged */
+	uint32_t sent;	 /* highest index ever persisted as an in-flight Pay */
+	uint64_t credit; /* channel credit at the merchant, from the last OpenAck or PayAck */
+	uint64_t issued_at, pay_until, redeem_until; /* from the cert; 0 until ACTIVE */
+	MpSigned *request;			     /* the exact signed IssueRequest */
+	MpSigned *cert;	   /* the checked ChannelCert; NULL until ACTIVE */
+	char *detail;	   /* why the last issue attempt did not finish */
+	unsigned inflight; /* in-flight Pays on record */
+	bool busy;	   /* a pay is running on this channel */
+	struct wchain chain;
+	struct wchannel *next;
+};
+
+struct wallet_stats {
+	uint64_t channels_issued;
+	uint64_t issue_attempts;
+	uint64_t pays_sent;
+	uint64_t pays_resent;
+	uint64_t units_paid;
+	uint64_t pays_refused;
+};
+
+struct wallet {
+	struct event_base *base;
+	struct wallet_config cfg;
+	struct wstore *store;
+	struct mp_key account_key;
+	bool registered;
+	uint8_t account_id[MP_ID_LEN];
+	SSL_CTX *tls;
+	struct mp_admin *admin;
+	struct mp_hasher *hasher;
+	struct wchannel *channels;
+	struct wallet_op *ops; /* network exchanges in progress */
+	struct event *sig_int, *sig_term;
+	bool stopping; /* no new network exchange once set */
+	uint64_t started_at;
+	struct wallet_stats stats;
+};
+
+const char *wch_state_name(enum wch_state s);
+bool wch_state_parse(const char *name, enum wch_state *out);
+
+/* Channels (channel.c). */
+struct wchannel *wallet_channel_find(struct wallet *w, const uint8_t id[MP_ID_LEN]);
+unsigned wallet_channel_count(const struct wallet *w);
+void wallet_channel_free(struct wchannel *ch);
+/* The chain word w_j of the channel (0 <= j <= n; 0 is the root). */
+bool wallet_channel_word(struct wallet *w, struct wchannel *ch, uint32_t j,
+			 uint8_t out[MP_HASH_LEN]);
+json_t *wallet_channel_json(const struct wchannel *ch);
+
+/* One network exchange in progress: the connection it owns, for shutdown. */
+struct wallet_op {
+	struct mp_conn *conn;
+	struct wallet_op *next;
+};
+void wallet_op_add(struct wallet *w, struct wallet_op *op);
+void wallet_op_remove(struct wallet *w, struct wallet_op *op);
+
+/* A one-shot request to the broker over TLS (broker.c). fn gets the reply, or NULL and a reason
+ * (unreachable, certificate not CN broker, connection lost). The reply is freed after fn. */
+typedef void (*wallet_broker_fn)(void *arg, const MpEnvelope *reply, const char *error);
+/* body is MP_BODY(REGISTER_ACCOUNT_REQ) or MP_BODY(ISSUE_REQ); stmt is copied. False (with err)
+ * if the connection could not even start; fn is then never called. */
+bool wallet_broker_send(struct wallet *w, int body, const MpSigned *stmt, wallet_broker_fn fn,
+			void *arg, char *err, size_t errlen);
+/* "OK", "INSUFFICIENT_FUNDS: detail", ... of a Status (NULL: "no status"). */
+void wallet_status_text(const MpStatus *st, char *out, size_t len);
+
+/* Handlers (one file each). */
+void wallet_admin_register(struct mp_admin_req *req, json_t *params, void *ctx);
+void wallet_admin_issue(struct mp_admin_req *req, json_t *params, void *ctx);
+void wallet_admin_issue_retry(struct mp_admin_req *req, json_t *params, void *ctx);
+void wallet_admin_pay(struct mp_admin_req *req, json_t *params, void *ctx);
+/* Resend every ISSUING channel's stored request (at start-up). */
+void wallet_issue_resume(struct wallet *w);
+
+/* Hex parameter of exactly len bytes (exact) or 1..len bytes; a JSON integer is taken as its
+ * decimal digits (mpctl sends digit-only values as integers). On failure answers BAD_PARAMS. */
+bool wallet_param_hex(struct mp_admin_req *req, json_t *params, const char *key, uint8_t *out,
+		      size_t maxlen, bool exact, size_t *outlen);
+
+bool wallet_admin_open(struct wallet *w);
+/* Stop: end the exchanges in progress (their callers get an error), refuse new ones, and leave
+ * the loop once the replies had a moment to go out. */
+void wallet_stop_soon(struct wallet *w);
+bool wallet_config_load(struct wallet_config *cfg, const char *path, char *err, size_t errlen);
+void wallet_config_free(struct wallet_config *cfg);
