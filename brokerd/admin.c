@@ -33,18 +33,18 @@ static void admin_status(struct mp_admin_req *req, json_t *params, void *ctx)
 {
 	struct broker *b = ctx;
 	const struct broker_stats *s = &b->stats;
-	mp_admin_reply(req, json_pack("{s:s,s:s,s:o,s:o,s:I,s:I,s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I}}",
-				      "daemon", "brokerd", "currency", b->cfg.currency, "broker_pk",
-				      hex_json(b->key.pk, MP_PK_LEN), "broker_key_id",
-				      hex_json(b->key_id, MP_KEY_ID_LEN), "time", (json_int_t)mp_now(),
-				      "uptime", (json_int_t)(mp_now() - b->started_at), "counters",
-				      "accounts_registered", (json_int_t)s->accounts_registered,
-				      "merchants_registered", (json_int_t)s->merchants_registered,
-				      "channels_issued", (json_int_t)s->channels_issued,
-				      "issue_duplicates", (json_int_t)s->issue_duplicates,
-				      "redeems", (json_int_t)s->redeems, "claims_credited",
-				      (json_int_t)s->claims_credited, "requests_refused",
-				      (json_int_t)s->requests_refused));
+	mp_admin_reply(
+	    req, json_pack("{s:s,s:s,s:o,s:o,s:I,s:I,s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I}}", "daemon",
+			   "brokerd", "currency", b->cfg.currency, "broker_pk",
+			   hex_json(b->key.pk, MP_PK_LEN), "broker_key_id",
+			   hex_json(b->key_id, MP_KEY_ID_LEN), "time", (json_int_t)mp_now(),
+			   "uptime", (json_int_t)(mp_now() - b->started_at), "counters",
+			   "accounts_registered", (json_int_t)s->accounts_registered,
+			   "merchants_registered", (json_int_t)s->merchants_registered,
+			   "channels_issued", (json_int_t)s->channels_issued, "issue_duplicates",
+			   (json_int_t)s->issue_duplicates, "redeems", (json_int_t)s->redeems,
+			   "claims_credited", (json_int_t)s->claims_credited, "requests_refused",
+			   (json_int_t)s->requests_refused));
 }
 
 static void admin_metrics(struct mp_admin_req *req, json_t *params, void *ctx)
@@ -189,10 +189,10 @@ static void render_account(struct mp_admin_req *req, const PGresult *res, void *
 		mp_admin_fail(req, MP_ADMIN_FAILED, "UNKNOWN_ACCOUNT: no such account or merchant");
 		return;
 	}
-	json_t *out = json_pack("{s:o,s:s,s:s,s:I}", "account", hex_json(extra, MP_ID_LEN), "kind",
-				db_get_text(res, 0, "kind"), "currency",
-				db_get_text(res, 0, "currency"), "balance",
-				(json_int_t)db_get_i64(res, 0, "balance"));
+	json_t *out =
+	    json_pack("{s:o,s:s,s:s,s:I}", "account", hex_json(extra, MP_ID_LEN), "kind",
+		      db_get_text(res, 0, "kind"), "currency", db_get_text(res, 0, "currency"),
+		      "balance", (json_int_t)db_get_i64(res, 0, "balance"));
 	json_t *related = json_array();
 	for (int i = 0; i < rows; i++) {
 		if (db_is_null(res, i, "related_account"))
@@ -227,17 +227,16 @@ static void render_channel(struct mp_admin_req *req, const PGresult *res, void *
 	json_error_t jerr;
 	const char *epochs_text = db_get_text(res, 0, "epochs");
 	json_t *epochs = epochs_text ? json_loads(epochs_text, 0, &jerr) : NULL;
-	mp_admin_reply(req, json_pack("{s:o,s:s,s:I,s:I,s:s,s:o,s:I,s:I,s:I,s:o}", "channel",
-				      hex_json(extra, MP_ID_LEN), "state",
-				      db_get_text(res, 0, "state"), "n",
-				      (json_int_t)db_get_i64(res, 0, "n"), "unit_value",
-				      (json_int_t)db_get_i64(res, 0, "unit_value"), "currency",
-				      db_get_text(res, 0, "currency"), "holder0",
-				      blob_json(res, 0, "holder0"), "escrow_balance",
-				      (json_int_t)db_get_i64(res, 0, "escrow_balance"), "pay_until",
-				      (json_int_t)db_get_i64(res, 0, "pay_until"), "redeem_until",
-				      (json_int_t)db_get_i64(res, 0, "redeem_until"), "epochs",
-				      epochs ? epochs : json_array()));
+	mp_admin_reply(
+	    req, json_pack("{s:o,s:s,s:I,s:I,s:s,s:o,s:I,s:I,s:I,s:o}", "channel",
+			   hex_json(extra, MP_ID_LEN), "state", db_get_text(res, 0, "state"), "n",
+			   (json_int_t)db_get_i64(res, 0, "n"), "unit_value",
+			   (json_int_t)db_get_i64(res, 0, "unit_value"), "currency",
+			   db_get_text(res, 0, "currency"), "holder0", blob_json(res, 0, "holder0"),
+			   "escrow_balance", (json_int_t)db_get_i64(res, 0, "escrow_balance"),
+			   "pay_until", (json_int_t)db_get_i64(res, 0, "pay_until"), "redeem_until",
+			   (json_int_t)db_get_i64(res, 0, "redeem_until"), "epochs",
+			   epochs ? epochs : json_array()));
 }
 
 static void admin_channel_show(struct mp_admin_req *req, json_t *params, void *ctx)
@@ -283,15 +282,15 @@ static void admin_shutdown(struct mp_admin_req *req, json_t *params, void *ctx)
 }
 
 static const struct mp_admin_method broker_methods[] = {
-	{"status", admin_status, "daemon status and counters"},
-	{"metrics", admin_metrics, "Prometheus text"},
-	{"account.create", admin_account_create, "{kind: merchant, bond?}"},
-	{"account.fund", admin_account_fund, "{account, amount, fund_id?}"},
-	{"account.show", admin_account_show, "{account} (customer account or merchant id)"},
-	{"channel.show", admin_channel_show, "{channel}"},
-	{"audit", admin_audit, "ledger and escrow invariants"},
-	{"shutdown", admin_shutdown, "stop the daemon"},
-	{NULL, NULL, NULL},
+    {"status", admin_status, "daemon status and counters"},
+    {"metrics", admin_metrics, "Prometheus text"},
+    {"account.create", admin_account_create, "{kind: merchant, bond?}"},
+    {"account.fund", admin_account_fund, "{account, amount, fund_id?}"},
+    {"account.show", admin_account_show, "{account} (customer account or merchant id)"},
+    {"channel.show", admin_channel_show, "{channel}"},
+    {"audit", admin_audit, "ledger and escrow invariants"},
+    {"shutdown", admin_shutdown, "stop the daemon"},
+    {NULL, NULL, NULL},
 };
 
 bool broker_admin_open(struct broker *b)

@@ -63,8 +63,7 @@ struct broker_call {
 	uint64_t request_id;
 };
 
-struct broker_call *broker_call_new(struct broker *b, struct mp_conn *conn,
-				    const MpEnvelope *req);
+struct broker_call *broker_call_new(struct broker *b, struct mp_conn *conn, const MpEnvelope *req);
 /* Send env (its version and request_id are filled in) and release the call. */
 void broker_call_reply(struct broker_call *call, MpEnvelope *env);
 void broker_call_free(struct broker_call *call);
@@ -77,9 +76,9 @@ void handle_register_merchant(struct broker *b, struct mp_conn *c, const MpEnvel
 void handle_issue(struct broker *b, struct mp_conn *c, const MpEnvelope *env);
 void handle_redeem(struct broker *b, struct mp_conn *c, const MpEnvelope *env);
 
-
 bool broker_admin_open(struct broker *b);
 bool broker_config_load(struct broker_config *cfg, const char *path, char *err, size_t errlen);
 void broker_config_free(struct broker_config *cfg);
 bool broker_listen(struct broker *b, const char *host, uint16_t port);
-void broker_channel_id(const uint8_t account_id[MP_ID_LEN], const uint8_t req_id[MP_ID_LEN], uint8_t out[MP_ID_LEN]);
+void broker_channel_id(const uint8_t account_id[MP_ID_LEN], const uint8_t req_id[MP_ID_LEN],
+		       uint8_t out[MP_ID_LEN]);

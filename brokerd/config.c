@@ -7,29 +7,31 @@
 #include "broker.h"
 #include "config.h"
 
-#define K(sec, name, type, field, req, help)                                                   \
-	{sec, name, type, offsetof(struct broker_config, field), req, help}
+#define K(sec, name, type, field, req, help)                                                       \
+	{                                                                                          \
+		sec, name, type, offsetof(struct broker_config, field), req, help                  \
+	}
 
 static const struct mp_cfg_key broker_keys[] = {
-	K("broker", "listen", MP_CFG_STRING, listen, true, "host:port for wallets and merchants"),
-	K("broker", "key_file", MP_CFG_STRING, key_file, true, "Ed25519 seed file, mode 0600"),
-	K("broker", "currency", MP_CFG_STRING, currency, false, "ISO 4217 code, default EUR"),
-	K("broker", "max_unit_value", MP_CFG_U64, max_unit_value, false, "minor units"),
-	K("broker", "max_escrow", MP_CFG_U64, max_escrow, false, "minor units, at most 2^62"),
-	K("broker", "n_max", MP_CFG_U32, n_max, false, "longest chain, default 2^20"),
-	K("broker", "max_claims_per_redeem", MP_CFG_U32, max_claims, false, NULL),
-	K("broker", "redeem_hash_budget", MP_CFG_U64, hash_budget, false, NULL),
-	K("broker", "t_grace", MP_CFG_U64, t_grace, false, "seconds"),
-	K("broker", "max_clock_offset", MP_CFG_U64, max_offset, false, "seconds"),
-	K("broker", "idle_timeout", MP_CFG_U32, idle_timeout, false, "seconds"),
-	K("broker", "max_frame", MP_CFG_U32, max_frame, false, "bytes"),
-	K("tls", "cert", MP_CFG_STRING, tls_cert, true, "PEM certificate with CN broker"),
-	K("tls", "key", MP_CFG_STRING, tls_key, true, "PEM private key"),
-	K("tls", "ca", MP_CFG_STRING, tls_ca, true, "PEM CA certificate"),
-	K("db", "conninfo", MP_CFG_STRING, db_conninfo, true, "libpq connection string"),
-	K("db", "pool", MP_CFG_U32, db_pool, false, "connections, default 4"),
-	K("admin", "socket", MP_CFG_STRING, admin_socket, true, "Unix socket path"),
-	MP_CFG_END,
+    K("broker", "listen", MP_CFG_STRING, listen, true, "host:port for wallets and merchants"),
+    K("broker", "key_file", MP_CFG_STRING, key_file, true, "Ed25519 seed file, mode 0600"),
+    K("broker", "currency", MP_CFG_STRING, currency, false, "ISO 4217 code, default EUR"),
+    K("broker", "max_unit_value", MP_CFG_U64, max_unit_value, false, "minor units"),
+    K("broker", "max_escrow", MP_CFG_U64, max_escrow, false, "minor units, at most 2^62"),
+    K("broker", "n_max", MP_CFG_U32, n_max, false, "longest chain, default 2^20"),
+    K("broker", "max_claims_per_redeem", MP_CFG_U32, max_claims, false, NULL),
+    K("broker", "redeem_hash_budget", MP_CFG_U64, hash_budget, false, NULL),
+    K("broker", "t_grace", MP_CFG_U64, t_grace, false, "seconds"),
+    K("broker", "max_clock_offset", MP_CFG_U64, max_offset, false, "seconds"),
+    K("broker", "idle_timeout", MP_CFG_U32, idle_timeout, false, "seconds"),
+    K("broker", "max_frame", MP_CFG_U32, max_frame, false, "bytes"),
+    K("tls", "cert", MP_CFG_STRING, tls_cert, true, "PEM certificate with CN broker"),
+    K("tls", "key", MP_CFG_STRING, tls_key, true, "PEM private key"),
+    K("tls", "ca", MP_CFG_STRING, tls_ca, true, "PEM CA certificate"),
+    K("db", "conninfo", MP_CFG_STRING, db_conninfo, true, "libpq connection string"),
+    K("db", "pool", MP_CFG_U32, db_pool, false, "connections, default 4"),
+    K("admin", "socket", MP_CFG_STRING, admin_socket, true, "Unix socket path"),
+    MP_CFG_END,
 };
 
 static void set_defaults(struct broker_config *cfg)
@@ -57,7 +59,8 @@ bool broker_config_load(struct broker_config *cfg, const char *path, char *err, 
 		return false;
 	}
 	if (strlen(cfg->currency) != 3) {
-		snprintf(err, errlen, "%s: [broker] currency must be a 3-letter ISO 4217 code", path);
+		snprintf(err, errlen, "%s: [broker] currency must be a 3-letter ISO 4217 code",
+			 path);
 		return false;
 	}
 	if (cfg->max_escrow > ((uint64_t)1 << 62) || cfg->max_unit_value > MP_AMOUNT_MAX) {

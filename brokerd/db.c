@@ -55,7 +55,8 @@ static bool prepare_all(PGconn *pg, const struct db_statement *st, char *err, si
 		PGresult *r = PQprepare(pg, st->name, st->sql, st->nparams, NULL);
 		bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
 		if (!ok)
-			snprintf(err, errlen, "preparing %s: %s", st->name, PQresultErrorMessage(r));
+			snprintf(err, errlen, "preparing %s: %s", st->name,
+				 PQresultErrorMessage(r));
 		PQclear(r);
 		if (!ok)
 			return false;

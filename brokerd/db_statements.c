@@ -4,21 +4,21 @@
 #include "db.h"
 
 const struct db_statement broker_statements[] = {
-	{"customer_key", "SELECT account_pk FROM customers WHERE account_id = $1", 1},
-	{"register_account", "SELECT * FROM mp_register_account($1, $2, $3, $4)", 4},
-	{"create_merchant", "SELECT 1 AS done FROM mp_create_merchant($1, $2, $3, $4, $5)", 5},
-	{"merchant_lookup", "SELECT * FROM mp_merchant_lookup($1)", 1},
-	{"register_merchant", "SELECT * FROM mp_register_merchant($1, $2, $3, $4, $5, $6, $7)", 7},
-	{"fund", "SELECT * FROM mp_fund($1, $2, $3)", 3},
-	{"issue",
-	 "SELECT * FROM mp_issue($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, "
-	 "$16, $17, $18, $19, $20, $21, $22)",
-	 22},
-	{"redeem_prepare", "SELECT * FROM mp_redeem_prepare($1, $2, $3)", 3},
-	{"redeem", "SELECT * FROM mp_redeem($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)", 10},
-	{"audit", "SELECT * FROM mp_audit()", 0},
-	{"account_show", "SELECT * FROM mp_account_show($1)", 1},
-	{"channel_show", "SELECT * FROM mp_channel_show($1)", 1},
-	{"ensure_system_accounts", "SELECT 1 AS done FROM mp_ensure_system_accounts($1)", 1},
-	{NULL, NULL, 0},
+    {"customer_key", "SELECT account_pk FROM customers WHERE account_id = $1", 1},
+    {"register_account", "SELECT * FROM mp_register_account($1, $2, $3, $4)", 4},
+    {"create_merchant", "SELECT 1 AS done FROM mp_create_merchant($1, $2, $3, $4, $5)", 5},
+    {"merchant_lookup", "SELECT * FROM mp_merchant_lookup($1)", 1},
+    {"register_merchant", "SELECT * FROM mp_register_merchant($1, $2, $3, $4, $5, $6, $7)", 7},
+    {"fund", "SELECT * FROM mp_fund($1, $2, $3)", 3},
+    {"issue",
+     "SELECT * FROM mp_issue($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, "
+     "$16, $17, $18, $19, $20, $21, $22)",
+     22},
+    {"redeem_prepare", "SELECT * FROM mp_redeem_prepare($1, $2, $3)", 3},
+    {"redeem", "SELECT * FROM mp_redeem($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)", 10},
+    {"audit", "SELECT * FROM mp_audit()", 0},
+    {"account_show", "SELECT * FROM mp_account_show($1)", 1},
+    {"channel_show", "SELECT * FROM mp_channel_show($1)", 1},
+    {"ensure_system_accounts", "SELECT 1 AS done FROM mp_ensure_system_accounts($1)", 1},
+    {NULL, NULL, 0},
 };

@@ -13,8 +13,8 @@
 #include "stmt.h"
 #include "util.h"
 
-#define HOUR 3600ULL
-#define DAY (24 * HOUR)
+#define HOUR	      3600ULL
+#define DAY	      (24 * HOUR)
 #define REDEEM_WINDOW (48 * HOUR)
 
 struct issue {
@@ -257,8 +257,8 @@ static void on_account_key(const PGresult *res, const char *error, void *arg)
  * with; the signature is then checked under that account's registered key. */
 static bool claimed_account(const MpSigned *s, uint8_t out[MP_ID_LEN])
 {
-	Micropay__V1__IssueRequest *r = micropay__v1__issue_request__unpack(NULL, s->body.len,
-									     s->body.data);
+	Micropay__V1__IssueRequest *r =
+	    micropay__v1__issue_request__unpack(NULL, s->body.len, s->body.data);
 	bool ok = r && mp_bytes_len_is(r->account_id, MP_ID_LEN);
 	if (ok)
 		memcpy(out, r->account_id.data, MP_ID_LEN);

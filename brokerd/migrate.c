@@ -39,10 +39,12 @@ static bool apply(PGconn *pg, const struct migration *m, char *err, size_t errle
 	if (!exec_ok(pg, "BEGIN", err, errlen, m->name))
 		return false;
 	char record[160];
-	snprintf(record, sizeof(record), "INSERT INTO schema_version(version, name) VALUES (%d, '%s')",
-		 m->version, m->name);
+	snprintf(record, sizeof(record),
+		 "INSERT INTO schema_version(version, name) VALUES (%d, '%s')", m->version,
+		 m->name);
 	if (!exec_ok(pg, m->sql, err, errlen, m->name) ||
-	    !exec_ok(pg, record, err, errlen, m->name) || !exec_ok(pg, "COMMIT", err, errlen, m->name)) {
+	    !exec_ok(pg, record, err, errlen, m->name) ||
+	    !exec_ok(pg, "COMMIT", err, errlen, m->name)) {
 		PQclear(PQexec(pg, "ROLLBACK"));
 		return false;
 	}
@@ -61,10 +63,11 @@ bool migrate(PGconn *pg, char *err, size_t errlen)
 	for (const struct migration *m = migrations; m->name; m++)
 		newest = m->version;
 	if (ok && have > newest) {
-		snprintf(err, errlen,
-			 "database schema version %d is newer than this brokerd knows (%d): refusing "
-			 "to start; run a newer brokerd",
-			 have, newest);
+		snprintf(
+		    err, errlen,
+		    "database schema version %d is newer than this brokerd knows (%d): refusing "
+		    "to start; run a newer brokerd",
+		    have, newest);
 		ok = false;
 	}
 	for (const struct migration *m = migrations; ok && m->name; m++)

@@ -72,8 +72,8 @@ static void on_redeemed(const PGresult *res, const char *error, void *arg)
 	}
 	int rows = PQntuples(res);
 	if (rows >= 1 && db_get_bool(res, 0, "conflict")) {
-		reply_redeem(rd, MP_ST(CONFLICT), "redeem_id already used with another Redeem", NULL,
-			     0);
+		reply_redeem(rd, MP_ST(CONFLICT), "redeem_id already used with another Redeem",
+			     NULL, 0);
 		return;
 	}
 	bool replayed = rows >= 1 && db_get_bool(res, 0, "replayed");
@@ -115,7 +115,8 @@ static void check_claim(const Micropay__V1__Claim *cl, const PGresult *res, int 
 {
 	*out = (struct claim_check){MP_ST(OK), "", 0, false};
 	const MpPoint *pt = cl->point;
-	if (!mp_bytes_len_is(cl->channel_id, MP_ID_LEN) || !pt || !mp_bytes_len_is(pt->w, MP_HASH_LEN)) {
+	if (!mp_bytes_len_is(cl->channel_id, MP_ID_LEN) || !pt ||
+	    !mp_bytes_len_is(pt->w, MP_HASH_LEN)) {
 		*out = (struct claim_check){MP_ST(MALFORMED), "claim field lengths", 0, false};
 		return;
 	}
@@ -127,7 +128,8 @@ static void check_claim(const Micropay__V1__Claim *cl, const PGresult *res, int 
 	/* Epochs above 0 come with handoffs (issue B): until then only holder0 can claim. */
 	if (cl->hseq_in != 0 || !db_get_bytes(res, row, "epoch0_merchant", holder0, MP_ID_LEN) ||
 	    memcmp(holder0, mid, MP_ID_LEN) != 0) {
-		*out = (struct claim_check){MP_ST(NOT_HOLDER), "not the holder of that epoch", 0, false};
+		*out = (struct claim_check){MP_ST(NOT_HOLDER), "not the holder of that epoch", 0,
+					    false};
 		return;
 	}
 	if (!db_get_bool(res, row, "seg_found")) {
@@ -137,17 +139,18 @@ static void check_claim(const Micropay__V1__Claim *cl, const PGresult *res, int 
 	int64_t seg_start = db_get_i64(res, row, "seg_start");
 	int64_t n = db_get_i64(res, row, "n");
 	if ((int64_t)pt->index <= seg_start || (int64_t)pt->index > n) {
-		*out = (struct claim_check){MP_ST(OUT_OF_RANGE), "index outside the segment", 0, false};
+		*out = (struct claim_check){MP_ST(OUT_OF_RANGE), "index outside the segment", 0,
+					    false};
 		return;
 	}
 	if ((int64_t)pt->index <= db_get_i64(res, row, "credited_end"))
 		return; /* DUPLICATE_OK decided under lock by the SQL function; no hashing */
 	uint64_t below = db_is_null(res, row, "lo_idx")
-				 ? UINT64_MAX
-				 : pt->index - (uint64_t)db_get_i64(res, row, "lo_idx");
+			     ? UINT64_MAX
+			     : pt->index - (uint64_t)db_get_i64(res, row, "lo_idx");
 	uint64_t above = db_is_null(res, row, "hi_idx")
-				 ? UINT64_MAX
-				 : (uint64_t)db_get_i64(res, row, "hi_idx") - pt->index;
+			     ? UINT64_MAX
+			     : (uint64_t)db_get_i64(res, row, "hi_idx") - pt->index;
 	out->cost = below < above ? below : above;
 	out->verify = true;
 }
@@ -182,8 +185,10 @@ static void call_redeem(struct redeem *rd, const PGresult *prep)
 	for (size_t i = 0; i < rd->r->n_claims; i++) {
 		const Micropay__V1__Claim *cl = rd->r->claims[i];
 		struct claim_check *ck = &rd->checks[i];
-		if (ck->status == MP_ST(OK) && ck->verify && !verify_claim(b->hasher, cl, prep, (int)i))
-			*ck = (struct claim_check){MP_ST(BAD_CHAIN), "word does not verify", 0, false};
+		if (ck->status == MP_ST(OK) && ck->verify &&
+		    !verify_claim(b->hasher, cl, prep, (int)i))
+			*ck = (struct claim_check){MP_ST(BAD_CHAIN), "word does not verify", 0,
+						   false};
 		static const uint8_t zero[MP_HASH_LEN];
 		bool shaped = ck->status != MP_ST(MALFORMED);
 		pg_array_bytea(&ids, shaped ? cl->channel_id.data : zero, MP_ID_LEN);
@@ -274,8 +279,8 @@ static void on_merchant_key(const PGresult *res, const char *error, void *arg)
 		return;
 	}
 	ProtobufCMessage *body;
-	MpCode code = mp_stmt_open(rd->stmt, MP_STMT_REDEEM, pk, &micropay__v1__redeem__descriptor,
-				   &body);
+	MpCode code =
+	    mp_stmt_open(rd->stmt, MP_STMT_REDEEM, pk, &micropay__v1__redeem__descriptor, &body);
 	rd->r = (Micropay__V1__Redeem *)body;
 	if (code != MP_ST(OK)) {
 		reply_redeem(rd, code, "Redeem refused", NULL, 0);
@@ -288,8 +293,8 @@ static void on_merchant_key(const PGresult *res, const char *error, void *arg)
 		return;
 	}
 	if (rd->r->n_claims == 0 || rd->r->n_claims > rd->call->b->cfg.max_claims) {
-		reply_redeem(rd, MP_ST(LIMIT), "claims per Redeem: 1 to MAX_CLAIMS_PER_REDEEM", NULL,
-			     0);
+		reply_redeem(rd, MP_ST(LIMIT), "claims per Redeem: 1 to MAX_CLAIMS_PER_REDEEM",
+			     NULL, 0);
 		return;
 	}
 	rd->checks = calloc(rd->r->n_claims, sizeof(*rd->checks));

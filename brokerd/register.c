@@ -32,7 +32,8 @@ static void on_account_registered(const PGresult *res, const char *error, void *
 {
 	struct broker_call *call = arg;
 	uint8_t account_id[MP_ID_LEN];
-	if (!res || PQntuples(res) != 1 || !db_get_bytes(res, 0, "account_id", account_id, MP_ID_LEN)) {
+	if (!res || PQntuples(res) != 1 ||
+	    !db_get_bytes(res, 0, "account_id", account_id, MP_ID_LEN)) {
 		reply_account(call, MP_ST(INTERNAL), "database error", NULL);
 		return;
 	}
@@ -138,7 +139,8 @@ static void reply_stored_cert(struct merchant_reg *reg, MpCode code, const PGres
 	if (!stored)
 		reply_merchant(reg, MP_ST(INTERNAL), "stored MerchantCert unreadable", NULL);
 	else
-		reply_merchant(reg, code, code == MP_ST(CONFLICT) ? "merchant already registered" : NULL,
+		reply_merchant(reg, code,
+			       code == MP_ST(CONFLICT) ? "merchant already registered" : NULL,
 			       stored);
 	mp_stmt_free(stored);
 }
@@ -220,9 +222,9 @@ static MpCode check_register_merchant(struct mp_conn *c, const MpSigned *s,
 				      Micropay__V1__RegisterMerchant **out, const char **detail)
 {
 	ProtobufCMessage *body;
-	MpCode code = open_self_signed(s, MP_STMT_REGISTER_MERCHANT,
-				       &micropay__v1__register_merchant__descriptor,
-				       offsetof(Micropay__V1__RegisterMerchant, merchant_pk), &body);
+	MpCode code = open_self_signed(
+	    s, MP_STMT_REGISTER_MERCHANT, &micropay__v1__register_merchant__descriptor,
+	    offsetof(Micropay__V1__RegisterMerchant, merchant_pk), &body);
 	*out = (Micropay__V1__RegisterMerchant *)body;
 	*detail = "RegisterMerchant refused";
 	if (code != MP_ST(OK))

@@ -31,15 +31,15 @@ static void on_envelope(struct mp_conn *c, const MpEnvelope *env, void *arg)
 		handle_redeem(b, c, env);
 		return;
 	default:
-		log_info("%s: request %llu of kind %d is not served by the broker",
-			 mp_conn_peer(c), (unsigned long long)env->request_id, (int)env->body_case);
+		log_info("%s: request %llu of kind %d is not served by the broker", mp_conn_peer(c),
+			 (unsigned long long)env->request_id, (int)env->body_case);
 		reply_unroutable(c, env, "not a broker request");
 		return;
 	}
 }
 
 static const struct mp_conn_ops broker_conn_ops = {
-	.on_envelope = on_envelope,
+    .on_envelope = on_envelope,
 };
 
 bool broker_listen(struct broker *b, const char *host, uint16_t port)

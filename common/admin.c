@@ -104,8 +104,8 @@ const char *mp_admin_method_name(const struct mp_admin_req *req)
 
 static void reply_early_error(struct admin_conn *c, json_t *id, int code, const char *msg)
 {
-	json_t *out = json_pack("{s:O?,s:{s:i,s:s}}", "id", id, "error", "code", code, "message",
-				msg);
+	json_t *out =
+	    json_pack("{s:O?,s:{s:i,s:s}}", "id", id, "error", "code", code, "message", msg);
 	send_json(c, out);
 	json_decref(out);
 }
@@ -164,7 +164,8 @@ static void on_read(struct bufferevent *bev, void *arg)
 		char *line = evbuffer_readln(in, &len, EVBUFFER_EOL_LF);
 		if (!line) {
 			if (evbuffer_get_length(in) > ADMIN_MAX_LINE) {
-				log_warn("admin: request line above %u bytes; closing", ADMIN_MAX_LINE);
+				log_warn("admin: request line above %u bytes; closing",
+					 ADMIN_MAX_LINE);
 				conn_close(c);
 			}
 			break;
@@ -210,8 +211,8 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 	}
 	struct admin_conn *c = calloc(1, sizeof(*c));
 	struct bufferevent *bev =
-		c ? bufferevent_socket_new(evconnlistener_get_base(evl), fd, BEV_OPT_CLOSE_ON_FREE)
-		  : NULL;
+	    c ? bufferevent_socket_new(evconnlistener_get_base(evl), fd, BEV_OPT_CLOSE_ON_FREE)
+	      : NULL;
 	if (!bev) {
 		log_err("admin: out of memory accepting a connection");
 		free(c);
@@ -267,8 +268,8 @@ void mp_admin_close(struct mp_admin *a)
 	free(a);
 }
 
-bool mp_admin_param_str(struct mp_admin_req *req, json_t *params, const char *key,
-			const char **out, bool required)
+bool mp_admin_param_str(struct mp_admin_req *req, json_t *params, const char *key, const char **out,
+			bool required)
 {
 	json_t *v = json_object_get(params, key);
 	if (!v && !required) {
@@ -283,8 +284,8 @@ bool mp_admin_param_str(struct mp_admin_req *req, json_t *params, const char *ke
 	return true;
 }
 
-bool mp_admin_param_u64(struct mp_admin_req *req, json_t *params, const char *key,
-			uint64_t *out, bool required)
+bool mp_admin_param_u64(struct mp_admin_req *req, json_t *params, const char *key, uint64_t *out,
+			bool required)
 {
 	json_t *v = json_object_get(params, key);
 	if (!v && !required)
@@ -308,15 +309,15 @@ bool mp_admin_param_u64(struct mp_admin_req *req, json_t *params, const char *ke
 	return false;
 }
 
-bool mp_admin_param_id(struct mp_admin_req *req, json_t *params, const char *key,
-		       uint8_t *out, size_t len)
+bool mp_admin_param_id(struct mp_admin_req *req, json_t *params, const char *key, uint8_t *out,
+		       size_t len)
 {
 	const char *hex;
 	if (!mp_admin_param_str(req, params, key, &hex, true))
 		return false;
 	if (!mp_hex_decode(hex, out, len)) {
-		mp_admin_fail(req, MP_ADMIN_BAD_PARAMS, "parameter '%s' must be %zu hex digits", key,
-			      2 * len);
+		mp_admin_fail(req, MP_ADMIN_BAD_PARAMS, "parameter '%s' must be %zu hex digits",
+			      key, 2 * len);
 		return false;
 	}
 	return true;

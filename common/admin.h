@@ -38,16 +38,16 @@ void mp_admin_close(struct mp_admin *a);
 /* Answer a request (steals result). Each request is answered exactly once. */
 void mp_admin_reply(struct mp_admin_req *req, json_t *result);
 void mp_admin_fail(struct mp_admin_req *req, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 const char *mp_admin_method_name(const struct mp_admin_req *req);
 
 /* Parameter helpers: on failure they answer BAD_PARAMS and return false. */
-bool mp_admin_param_str(struct mp_admin_req *req, json_t *params, const char *key,
-			const char **out, bool required);
-bool mp_admin_param_u64(struct mp_admin_req *req, json_t *params, const char *key,
-			uint64_t *out, bool required);
-bool mp_admin_param_id(struct mp_admin_req *req, json_t *params, const char *key,
-		       uint8_t *out, size_t len);
+bool mp_admin_param_str(struct mp_admin_req *req, json_t *params, const char *key, const char **out,
+			bool required);
+bool mp_admin_param_u64(struct mp_admin_req *req, json_t *params, const char *key, uint64_t *out,
+			bool required);
+bool mp_admin_param_id(struct mp_admin_req *req, json_t *params, const char *key, uint8_t *out,
+		       size_t len);
 
 /* Client side (mpctl, tests): one blocking call. NULL with err filled on any failure; a
  * daemon error comes back as NULL with "code: message" in err. */

@@ -98,8 +98,9 @@ json_t *mp_admin_call(const char *path, const char *method, json_t *params, char
 	int fd = connect_unix(path, err, errlen);
 	if (fd < 0)
 		return NULL;
-	json_t *req = params ? json_pack("{s:i,s:s,s:O}", "id", 1, "method", method, "params", params)
-			     : json_pack("{s:i,s:s,s:{}}", "id", 1, "method", method, "params");
+	json_t *req = params
+			  ? json_pack("{s:i,s:s,s:O}", "id", 1, "method", method, "params", params)
+			  : json_pack("{s:i,s:s,s:{}}", "id", 1, "method", method, "params");
 	char *text = req ? json_dumps(req, JSON_COMPACT) : NULL;
 	json_decref(req);
 	json_t *result = NULL;

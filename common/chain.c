@@ -37,8 +37,7 @@ void mp_hasher_free(struct mp_hasher *h)
 	free(h);
 }
 
-static void hash_block(struct mp_hasher *h, const uint8_t *in, size_t len,
-		       uint8_t out[MP_HASH_LEN])
+static void hash_block(struct mp_hasher *h, const uint8_t *in, size_t len, uint8_t out[MP_HASH_LEN])
 {
 	/* With a pre-fetched digest these calls cannot fail short of memory corruption. */
 	if (EVP_DigestInit_ex2(h->ctx, h->md, NULL) != 1 ||

@@ -7,9 +7,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MP_HASH_LEN 32
+#define MP_HASH_LEN  32
 #define MP_NONCE_LEN 16
-#define MP_SEED_LEN 32
+#define MP_SEED_LEN  32
 
 /* A reusable SHA-256 context: no allocation per hash. One per thread. */
 struct mp_hasher;

@@ -13,7 +13,7 @@ struct cfg_load {
 	char *err;
 	size_t errlen;
 	bool failed;
-	int line;	     /* counted by the reader: inih is built without line numbers */
+	int line; /* counted by the reader: inih is built without line numbers */
 	FILE *file;
 	unsigned char *seen; /* one flag per key */
 };
@@ -106,8 +106,9 @@ static int on_entry(void *user, const char *section, const char *name, const cha
 		if (strcmp(k->section, section) || strcmp(k->name, name))
 			continue;
 		if (!store_value(k, ld->target, value)) {
-			snprintf(ld->err, ld->errlen, "%s:%d: bad value '%s' for [%s] %s: expected %s%s%s",
-				 ld->path, lineno, value, section, name, type_hint(k->type),
+			snprintf(ld->err, ld->errlen,
+				 "%s:%d: bad value '%s' for [%s] %s: expected %s%s%s", ld->path,
+				 lineno, value, section, name, type_hint(k->type),
 				 k->help ? " (" : "", k->help ? k->help : "");
 			if (k->help)
 				strncat(ld->err, ")", ld->errlen - strlen(ld->err) - 1);
@@ -129,7 +130,8 @@ bool mp_config_load(const char *path, const struct mp_cfg_key *keys, void *targe
 	size_t nkeys = 0;
 	while (keys[nkeys].name)
 		nkeys++;
-	struct cfg_load ld = {keys, target, path, err, errlen, false, 0, NULL, calloc(nkeys + 1, 1)};
+	struct cfg_load ld = {
+	    keys, target, path, err, errlen, false, 0, NULL, calloc(nkeys + 1, 1)};
 	if (!ld.seen) {
 		snprintf(err, errlen, "%s: out of memory", path);
 		return false;
@@ -145,8 +147,8 @@ bool mp_config_load(const char *path, const struct mp_cfg_key *keys, void *targe
 	fclose(f);
 	bool ok = !ld.failed;
 	if (ok && rc != 0) {
-		snprintf(err, errlen, "%s:%d: syntax error (expected [section] or key = value)", path,
-			 rc);
+		snprintf(err, errlen, "%s:%d: syntax error (expected [section] or key = value)",
+			 path, rc);
 		ok = false;
 	}
 	for (size_t i = 0; ok && i < nkeys; i++) {

@@ -11,12 +11,15 @@ struct mp_cfg_key {
 	const char *section;
 	const char *name;
 	enum mp_cfg_type type;
-	size_t offset;	/* into the target struct: char *, uint64_t, uint32_t or bool */
+	size_t offset; /* into the target struct: char *, uint64_t, uint32_t or bool */
 	bool required;
 	const char *help; /* what is expected, shown in errors */
 };
 
-#define MP_CFG_END {NULL, NULL, MP_CFG_STRING, 0, false, NULL}
+#define MP_CFG_END                                                                                 \
+	{                                                                                          \
+		NULL, NULL, MP_CFG_STRING, 0, false, NULL                                          \
+	}
 
 /* Load path into target. Returns true, or false with a message "file:line: ..." in err. */
 bool mp_config_load(const char *path, const struct mp_cfg_key *keys, void *target, char *err,

@@ -6,8 +6,8 @@
 
 #include "proto.h"
 
-#define MP_FRAME_HEADER_LEN 4
-#define MP_FRAME_MAX_WALLET (1u << 20)
+#define MP_FRAME_HEADER_LEN   4
+#define MP_FRAME_MAX_WALLET   (1u << 20)
 #define MP_FRAME_MAX_MERCHANT (16u << 20)
 
 struct evbuffer;
@@ -15,7 +15,7 @@ struct evbuffer;
 enum mp_frame_result {
 	MP_FRAME_NEED_MORE, /* not a whole frame yet */
 	MP_FRAME_OK,
-	MP_FRAME_EMPTY,   /* length 0 */
+	MP_FRAME_EMPTY,	  /* length 0 */
 	MP_FRAME_TOO_BIG, /* length above the maximum: refused before allocating */
 	MP_FRAME_NOMEM,
 };

@@ -11,7 +11,7 @@ void mp_log_init(const char *ident, enum mp_log_level max_level);
 void mp_log(enum mp_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void mp_vlog(enum mp_log_level level, const char *fmt, va_list ap);
 
-#define log_err(...) mp_log(MP_LOG_ERR, __VA_ARGS__)
-#define log_warn(...) mp_log(MP_LOG_WARN, __VA_ARGS__)
-#define log_info(...) mp_log(MP_LOG_INFO, __VA_ARGS__)
+#define log_err(...)   mp_log(MP_LOG_ERR, __VA_ARGS__)
+#define log_warn(...)  mp_log(MP_LOG_WARN, __VA_ARGS__)
+#define log_info(...)  mp_log(MP_LOG_INFO, __VA_ARGS__)
 #define log_debug(...) mp_log(MP_LOG_DEBUG, __VA_ARGS__)

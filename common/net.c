@@ -109,7 +109,8 @@ void mp_conn_close(struct mp_conn *c, const char *fmt, ...)
 	if (c->bev) {
 		SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
 		if (ssl && c->open)
-			SSL_shutdown(ssl); /* close_notify, best effort: the socket is closed next */
+			SSL_shutdown(
+			    ssl); /* close_notify, best effort: the socket is closed next */
 		bufferevent_free(c->bev);
 		c->bev = NULL;
 	}
@@ -166,7 +167,7 @@ static void on_read(struct bufferevent *bev, void *ctx)
 		uint8_t *body = NULL;
 		size_t len = 0;
 		enum mp_frame_result r =
-			mp_frame_pull(bufferevent_get_input(bev), c->opts.max_frame, &body, &len);
+		    mp_frame_pull(bufferevent_get_input(bev), c->opts.max_frame, &body, &len);
 		if (r == MP_FRAME_NEED_MORE)
 			break;
 		if (r != MP_FRAME_OK) {
@@ -273,9 +274,9 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 		evutil_closesocket(fd);
 		return;
 	}
-	struct bufferevent *bev = bufferevent_openssl_socket_new(
-		evconnlistener_get_base(evl), fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-		BEV_OPT_CLOSE_ON_FREE);
+	struct bufferevent *bev =
+	    bufferevent_openssl_socket_new(evconnlistener_get_base(evl), fd, ssl,
+					   BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
 	if (!bev) {
 		log_err("%s %s: cannot create TLS bufferevent; dropping connection", l->opts.name,
 			peer);
@@ -317,9 +318,9 @@ struct mp_listener *mp_listen(struct event_base *base, SSL_CTX *ctx, const char 
 	if (!l)
 		return NULL;
 	*l = (struct mp_listener){NULL, ctx, *opts, ops, arg, port};
-	l->evl = evconnlistener_new_bind(base, on_accept, l,
-					 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 128,
-					 (struct sockaddr *)&ss, sslen);
+	l->evl =
+	    evconnlistener_new_bind(base, on_accept, l, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE,
+				    128, (struct sockaddr *)&ss, sslen);
 	if (!l->evl) {
 		log_err("%s listener: cannot listen on %s:%u: %s", opts->name, host, port,
 			evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
@@ -360,7 +361,7 @@ struct mp_conn *mp_connect(struct event_base *base, SSL_CTX *ctx, const char *ho
 	if (!ssl)
 		return NULL;
 	struct bufferevent *bev = bufferevent_openssl_socket_new(
-		base, -1, ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+	    base, -1, ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
 	if (!bev) {
 		SSL_free(ssl);
 		return NULL;

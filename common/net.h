@@ -37,7 +37,8 @@ uint16_t mp_listener_port(const struct mp_listener *l);
 
 /* Start an outgoing TLS connection to host:port; ops->on_open fires after the handshake. */
 struct mp_conn *mp_connect(struct event_base *base, SSL_CTX *ctx, const char *host, uint16_t port,
-			   const struct mp_net_opts *opts, const struct mp_conn_ops *ops, void *arg);
+			   const struct mp_net_opts *opts, const struct mp_conn_ops *ops,
+			   void *arg);
 
 /* Send one envelope. Returns -1 if the connection is closed or the frame is refused. */
 int mp_conn_send(struct mp_conn *c, const MpEnvelope *env);

@@ -10,8 +10,8 @@ typedef Micropay__V1__Status MpStatus;
 typedef Micropay__V1__Point MpPoint;
 typedef Micropay__V1__StatusCode MpCode;
 
-#define MP_ST(name) MICROPAY__V1__STATUS_CODE__##name
-#define MP_BODY(name) MICROPAY__V1__ENVELOPE__BODY_##name
+#define MP_ST(name)	    MICROPAY__V1__STATUS_CODE__##name
+#define MP_BODY(name)	    MICROPAY__V1__ENVELOPE__BODY_##name
 #define MP_PROTOCOL_VERSION 1
 
 /* The protocol name of a status code ("OK", "BAD_SIG", ...). */

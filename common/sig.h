@@ -4,9 +4,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MP_PK_LEN 32
-#define MP_SK_LEN 32
-#define MP_SIG_LEN 64
+#define MP_PK_LEN     32
+#define MP_SK_LEN     32
+#define MP_SIG_LEN    64
 #define MP_KEY_ID_LEN 8
 
 struct mp_key {

@@ -131,13 +131,13 @@ static bool has_unknown_fields(const ProtobufCMessage *m)
 		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
 			size_t n = *(const size_t *)(base + f->quantifier_offset);
 			ProtobufCMessage *const *items =
-				*(ProtobufCMessage *const *const *)(base + f->offset);
+			    *(ProtobufCMessage *const *const *)(base + f->offset);
 			for (size_t k = 0; k < n; k++)
 				if (has_unknown_fields(items[k]))
 					return true;
 		} else {
 			const ProtobufCMessage *sub =
-				*(const ProtobufCMessage *const *)(base + f->offset);
+			    *(const ProtobufCMessage *const *)(base + f->offset);
 			if (sub && has_unknown_fields(sub))
 				return true;
 		}

@@ -36,8 +36,7 @@ static SSL_CTX *new_ctx(const SSL_METHOD *method, char *err, size_t errlen)
 	return ctx;
 }
 
-static bool load_identity(SSL_CTX *ctx, const char *cert, const char *key, char *err,
-			  size_t errlen)
+static bool load_identity(SSL_CTX *ctx, const char *cert, const char *key, char *err, size_t errlen)
 {
 	char e[256];
 	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
@@ -108,14 +107,11 @@ SSL_CTX *mp_tls_client_ctx(const char *ca, const char *cert, const char *key, ch
 	return ctx;
 }
 
-bool mp_tls_peer_cn(SSL *ssl, char *out, size_t outlen)
+static bool cn_of(X509 *cert, char *out, size_t outlen)
 {
-	if (!ssl || SSL_get_verify_result(ssl) != X509_V_OK)
+	if (!cert)
 		return false;
-	X509 *peer = SSL_get0_peer_certificate(ssl);
-	if (!peer)
-		return false;
-	X509_NAME *subject = X509_get_subject_name(peer);
+	X509_NAME *subject = X509_get_subject_name(cert);
 	int idx = X509_NAME_get_index_by_NID(subject, NID_commonName, -1);
 	if (idx < 0 || X509_NAME_get_index_by_NID(subject, NID_commonName, idx) >= 0)
 		return false; /* none, or more than one CN: ambiguous */
@@ -129,6 +125,18 @@ bool mp_tls_peer_cn(SSL *ssl, char *out, size_t outlen)
 	memcpy(out, bytes, (size_t)len);
 	out[len] = '\0';
 	return true;
+}
+
+bool mp_tls_peer_cn(SSL *ssl, char *out, size_t outlen)
+{
+	if (!ssl || SSL_get_verify_result(ssl) != X509_V_OK)
+		return false;
+	return cn_of(SSL_get0_peer_certificate(ssl), out, outlen);
+}
+
+bool mp_tls_own_cn(SSL_CTX *ctx, char *out, size_t outlen)
+{
+	return cn_of(SSL_CTX_get0_certificate(ctx), out, outlen);
 }
 
 bool mp_tls_peer_merchant_id(SSL *ssl, uint8_t mid[MP_ID_LEN])

@@ -20,6 +20,8 @@ SSL_CTX *mp_tls_client_ctx(const char *ca, const char *cert, const char *key, ch
 
 /* The peer's verified certificate subject CN; false if none or not verified. */
 bool mp_tls_peer_cn(SSL *ssl, char *out, size_t outlen);
+/* The CN of our own certificate in ctx. */
+bool mp_tls_own_cn(SSL_CTX *ctx, char *out, size_t outlen);
 /* The verified peer certificate belongs to merchant mid (CN "m-<hex>"). */
 bool mp_tls_peer_is_merchant(SSL *ssl, const uint8_t mid[MP_ID_LEN]);
 /* The verified peer certificate's merchant id, if it names a merchant. */

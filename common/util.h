@@ -4,7 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MP_ID_LEN 16
+#define MP_ID_LEN     16
 #define MP_HEX_ID_LEN (2 * MP_ID_LEN)
 
 /* Lower-case hex of len bytes into out (2*len+1 bytes). */

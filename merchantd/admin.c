@@ -21,19 +21,18 @@ static void admin_status(struct mp_admin_req *req, json_t *params, void *ctx)
 {
 	struct merchant *m = ctx;
 	const struct merchant_stats *s = &m->stats;
-	mp_admin_reply(req, json_pack("{s:s,s:o,s:b,s:I,s:I,s:I,s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}}",
-				      "daemon", "merchantd", "merchant_id", hex_json(m->mid, MP_ID_LEN),
-				      "registered", m->cert_valid_until != 0, "cert_valid_until",
-				      (json_int_t)m->cert_valid_until, "channels",
-				      (json_int_t)m->channels.count, "time", (json_int_t)mp_now(),
-				      "counters", "opens", (json_int_t)s->opens, "pays_ok",
-				      (json_int_t)s->pays_ok, "pays_underpaid",
-				      (json_int_t)s->pays_underpaid, "pays_duplicate",
-				      (json_int_t)s->pays_duplicate, "pays_refused",
-				      (json_int_t)s->pays_refused, "bad_chain", (json_int_t)s->bad_chain,
-				      "batches", (json_int_t)s->batches, "redeems_sent",
-				      (json_int_t)s->redeems_sent, "amount_credited",
-				      (json_int_t)s->amount_credited));
+	mp_admin_reply(
+	    req,
+	    json_pack("{s:s,s:o,s:b,s:I,s:I,s:I,s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}}", "daemon",
+		      "merchantd", "merchant_id", hex_json(m->mid, MP_ID_LEN), "registered",
+		      m->cert_valid_until != 0, "cert_valid_until", (json_int_t)m->cert_valid_until,
+		      "channels", (json_int_t)m->channels.count, "time", (json_int_t)mp_now(),
+		      "counters", "opens", (json_int_t)s->opens, "pays_ok", (json_int_t)s->pays_ok,
+		      "pays_underpaid", (json_int_t)s->pays_underpaid, "pays_duplicate",
+		      (json_int_t)s->pays_duplicate, "pays_refused", (json_int_t)s->pays_refused,
+		      "bad_chain", (json_int_t)s->bad_chain, "batches", (json_int_t)s->batches,
+		      "redeems_sent", (json_int_t)s->redeems_sent, "amount_credited",
+		      (json_int_t)s->amount_credited));
 }
 
 static void admin_metrics(struct mp_admin_req *req, json_t *params, void *ctx)
@@ -58,12 +57,12 @@ static json_t *channel_json(const struct channel *ch)
 {
 	return json_pack("{s:o,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "channel_id",
 			 hex_json(ch->id, MP_ID_LEN), "state",
-			 ch->state == CHANNEL_HELD ? "HELD" : "EXPIRED", "epoch", (json_int_t)ch->hseq,
-			 "segment", (json_int_t)ch->seg_seq, "n", (json_int_t)ch->n, "unit_value",
-			 (json_int_t)ch->unit_value, "last", (json_int_t)ch->last, "credit",
-			 (json_int_t)ch->credit, "redeemed_end", (json_int_t)ch->redeemed_end,
-			 "pay_until", (json_int_t)ch->pay_until, "redeem_until",
-			 (json_int_t)ch->redeem_until);
+			 ch->state == CHANNEL_HELD ? "HELD" : "EXPIRED", "epoch",
+			 (json_int_t)ch->hseq, "segment", (json_int_t)ch->seg_seq, "n",
+			 (json_int_t)ch->n, "unit_value", (json_int_t)ch->unit_value, "last",
+			 (json_int_t)ch->last, "credit", (json_int_t)ch->credit, "redeemed_end",
+			 (json_int_t)ch->redeemed_end, "pay_until", (json_int_t)ch->pay_until,
+			 "redeem_until", (json_int_t)ch->redeem_until);
 }
 
 static void admin_channels(struct mp_admin_req *req, json_t *params, void *ctx)
@@ -148,14 +147,14 @@ static void admin_shutdown(struct mp_admin_req *req, json_t *params, void *ctx)
 }
 
 static const struct mp_admin_method merchant_methods[] = {
-	{"status", admin_status, "daemon status and counters"},
-	{"metrics", admin_metrics, "Prometheus text"},
-	{"channels", admin_channels, "channels held"},
-	{"order.create", admin_order_create, "{price}: an order reference to pay"},
-	{"order.show", admin_order_show, "{order_ref}"},
-	{"redeem", admin_redeem, "redeem accepted payments now"},
-	{"shutdown", admin_shutdown, "stop the daemon"},
-	{NULL, NULL, NULL},
+    {"status", admin_status, "daemon status and counters"},
+    {"metrics", admin_metrics, "Prometheus text"},
+    {"channels", admin_channels, "channels held"},
+    {"order.create", admin_order_create, "{price}: an order reference to pay"},
+    {"order.show", admin_order_show, "{order_ref}"},
+    {"redeem", admin_redeem, "redeem accepted payments now"},
+    {"shutdown", admin_shutdown, "stop the daemon"},
+    {NULL, NULL, NULL},
 };
 
 bool merchant_admin_open(struct merchant *m)

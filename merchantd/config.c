@@ -6,33 +6,35 @@
 #include "config.h"
 #include "merchant.h"
 
-#define K(sec, name, type, field, req, help)                                                   \
-	{sec, name, type, offsetof(struct merchant_config, field), req, help}
+#define K(sec, name, type, field, req, help)                                                       \
+	{                                                                                          \
+		sec, name, type, offsetof(struct merchant_config, field), req, help                \
+	}
 
 static const struct mp_cfg_key merchant_keys[] = {
-	K("merchant", "id", MP_CFG_STRING, id_hex, true, "merchant_id, 32 hex digits"),
-	K("merchant", "listen", MP_CFG_STRING, listen, true, "host:port for wallets"),
-	K("merchant", "endpoint", MP_CFG_STRING, endpoint, false, "announced host:port"),
-	K("merchant", "key_file", MP_CFG_STRING, key_file, true, "Ed25519 seed file, mode 0600"),
-	K("merchant", "store", MP_CFG_STRING, store, true, "SQLite file"),
-	K("merchant", "broker", MP_CFG_STRING, broker, true, "brokerd host:port"),
-	K("merchant", "broker_pk", MP_CFG_STRING, broker_pk_hex, true, "64 hex digits"),
-	K("merchant", "currency", MP_CFG_STRING, currency, false, "ISO 4217, default EUR"),
-	K("merchant", "max_jump", MP_CFG_U32, max_jump, false, "units, default 4096"),
-	K("merchant", "max_bad_chain", MP_CFG_U32, max_bad_chain, false, "per connection"),
-	K("merchant", "pay_margin", MP_CFG_U64, pay_margin, false, "seconds before pay_until"),
-	K("merchant", "t_grace", MP_CFG_U64, t_grace, false, "seconds"),
-	K("merchant", "max_pay_window", MP_CFG_U64, max_pay_window, false, "seconds"),
-	K("merchant", "redeem_interval", MP_CFG_U32, redeem_interval, false, "seconds, 0: off"),
-	K("merchant", "commit_delay_us", MP_CFG_U32, commit_delay_us, false, "microseconds"),
-	K("merchant", "commit_max", MP_CFG_U32, commit_max, false, "payments per batch"),
-	K("merchant", "max_claims_per_redeem", MP_CFG_U32, max_claims, false, NULL),
-	K("merchant", "idle_timeout", MP_CFG_U32, idle_timeout, false, "seconds"),
-	K("tls", "cert", MP_CFG_STRING, tls_cert, true, "PEM certificate, CN m-<id>"),
-	K("tls", "key", MP_CFG_STRING, tls_key, true, "PEM private key"),
-	K("tls", "ca", MP_CFG_STRING, tls_ca, true, "PEM CA certificate"),
-	K("admin", "socket", MP_CFG_STRING, admin_socket, true, "Unix socket path"),
-	MP_CFG_END,
+    K("merchant", "id", MP_CFG_STRING, id_hex, true, "merchant_id, 32 hex digits"),
+    K("merchant", "listen", MP_CFG_STRING, listen, true, "host:port for wallets"),
+    K("merchant", "endpoint", MP_CFG_STRING, endpoint, false, "announced host:port"),
+    K("merchant", "key_file", MP_CFG_STRING, key_file, true, "Ed25519 seed file, mode 0600"),
+    K("merchant", "store", MP_CFG_STRING, store, true, "SQLite file"),
+    K("merchant", "broker", MP_CFG_STRING, broker, true, "brokerd host:port"),
+    K("merchant", "broker_pk", MP_CFG_STRING, broker_pk_hex, true, "64 hex digits"),
+    K("merchant", "currency", MP_CFG_STRING, currency, false, "ISO 4217, default EUR"),
+    K("merchant", "max_jump", MP_CFG_U32, max_jump, false, "units, default 4096"),
+    K("merchant", "max_bad_chain", MP_CFG_U32, max_bad_chain, false, "per connection"),
+    K("merchant", "pay_margin", MP_CFG_U64, pay_margin, false, "seconds before pay_until"),
+    K("merchant", "t_grace", MP_CFG_U64, t_grace, false, "seconds"),
+    K("merchant", "max_pay_window", MP_CFG_U64, max_pay_window, false, "seconds"),
+    K("merchant", "redeem_interval", MP_CFG_U32, redeem_interval, false, "seconds, 0: off"),
+    K("merchant", "commit_delay_us", MP_CFG_U32, commit_delay_us, false, "microseconds"),
+    K("merchant", "commit_max", MP_CFG_U32, commit_max, false, "payments per batch"),
+    K("merchant", "max_claims_per_redeem", MP_CFG_U32, max_claims, false, NULL),
+    K("merchant", "idle_timeout", MP_CFG_U32, idle_timeout, false, "seconds"),
+    K("tls", "cert", MP_CFG_STRING, tls_cert, true, "PEM certificate, CN m-<id>"),
+    K("tls", "key", MP_CFG_STRING, tls_key, true, "PEM private key"),
+    K("tls", "ca", MP_CFG_STRING, tls_ca, true, "PEM CA certificate"),
+    K("admin", "socket", MP_CFG_STRING, admin_socket, true, "Unix socket path"),
+    MP_CFG_END,
 };
 
 bool merchant_config_load(struct merchant_config *cfg, const char *path, char *err, size_t errlen)
@@ -60,8 +62,10 @@ bool merchant_config_load(struct merchant_config *cfg, const char *path, char *e
 	}
 	if (cfg->max_jump == 0 || cfg->commit_max == 0 || cfg->max_bad_chain == 0 ||
 	    cfg->max_claims == 0) {
-		snprintf(err, errlen, "%s: max_jump, commit_max, max_bad_chain and "
-			 "max_claims_per_redeem must be at least 1", path);
+		snprintf(err, errlen,
+			 "%s: max_jump, commit_max, max_bad_chain and "
+			 "max_claims_per_redeem must be at least 1",
+			 path);
 		return false;
 	}
 	return true;

@@ -38,10 +38,18 @@ static bool load_identity(struct merchant *m)
 	m->server_tls = mp_tls_server_ctx(m->cfg.tls_cert, m->cfg.tls_key, m->cfg.tls_ca,
 					  MP_CLIENT_CERT_NONE, err, sizeof(err));
 	if (m->server_tls)
-		m->client_tls = mp_tls_client_ctx(m->cfg.tls_ca, m->cfg.tls_cert, m->cfg.tls_key, err,
-						  sizeof(err));
+		m->client_tls = mp_tls_client_ctx(m->cfg.tls_ca, m->cfg.tls_cert, m->cfg.tls_key,
+						  err, sizeof(err));
 	if (!m->server_tls || !m->client_tls) {
 		log_err("tls: %s", err);
+		return false;
+	}
+	/* Wallets pay only a server whose certificate names the merchant they mean to pay. */
+	char cn[64], want[64], hex[MP_HEX_ID_LEN + 1];
+	mp_hex_encode(m->mid, MP_ID_LEN, hex);
+	snprintf(want, sizeof(want), "m-%s", hex);
+	if (!mp_tls_own_cn(m->server_tls, cn, sizeof(cn)) || strcmp(cn, want) != 0) {
+		log_err("tls: %s must have CN %s (PROTOCOL.md section 3)", m->cfg.tls_cert, want);
 		return false;
 	}
 	return true;
@@ -57,14 +65,16 @@ static bool load_state(struct merchant *m)
 		return false;
 	}
 	if (!table_init(&m->channels, 1 << 16) || !table_init(&m->orders, 1 << 14) ||
-	    !store_load_channels(m->store, &m->channels) || !store_load_orders(m->store, &m->orders))
+	    !store_load_channels(m->store, &m->channels) ||
+	    !store_load_orders(m->store, &m->orders))
 		return false;
 	uint8_t *cert = NULL;
 	size_t len = 0;
 	if (store_meta_get(m->store, "merchant_cert", &cert, &len)) {
 		MpSigned *s = mp_stmt_decode(cert, len);
 		if (!s || !merchant_accept_cert(m, s, false))
-			log_warn("store: the stored MerchantCert does not verify; registering again");
+			log_warn(
+			    "store: the stored MerchantCert does not verify; registering again");
 		mp_stmt_free(s);
 	}
 	free(cert);

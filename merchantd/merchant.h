@@ -140,8 +140,8 @@ struct order *order_find(struct table *t, const uint8_t *ref, size_t len);
 void order_insert(struct table *t, struct order *o);
 void table_free_channels(struct table *t);
 void table_free_orders(struct table *t);
-#define TABLE_FOREACH(t, type, var)                                                            \
-	for (size_t var##_b = 0; var##_b < (t)->nbuckets; var##_b++)                           \
+#define TABLE_FOREACH(t, type, var)                                                                \
+	for (size_t var##_b = 0; var##_b < (t)->nbuckets; var##_b++)                               \
 		for (type *var = (t)->buckets[var##_b]; var; var = var->next)
 
 /* server.c */

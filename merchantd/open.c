@@ -15,7 +15,7 @@ static Micropay__V1__ChannelCert *parse_cert(const uint8_t *bytes, size_t len)
 	if (!s)
 		return NULL;
 	Micropay__V1__ChannelCert *cc = (Micropay__V1__ChannelCert *)mp_strict_unpack(
-		&micropay__v1__channel_cert__descriptor, s->body.data, s->body.len);
+	    &micropay__v1__channel_cert__descriptor, s->body.data, s->body.len);
 	mp_stmt_free(s);
 	return cc;
 }
@@ -58,7 +58,7 @@ static void reply_open(struct mp_conn *c, uint64_t request_id, MpCode code, cons
 		ack.point = &point;
 		ack.credit = ch->credit;
 		ack.last_order_ref =
-			(ProtobufCBinaryData){ch->last_order_ref_len, (uint8_t *)ch->last_order_ref};
+		    (ProtobufCBinaryData){ch->last_order_ref_len, (uint8_t *)ch->last_order_ref};
 		ack.max_jump = m->cfg.max_jump;
 	}
 	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
@@ -75,8 +75,10 @@ static MpCode check_cert(const struct merchant *m, const Micropay__V1__ChannelCe
 	*detail = NULL;
 	if (!mp_bytes_len_is(cc->broker_key_id, MP_KEY_ID_LEN) ||
 	    memcmp(cc->broker_key_id.data, m->broker_key_id, MP_KEY_ID_LEN) != 0 ||
-	    !mp_bytes_len_is(cc->channel_id, MP_ID_LEN) || !mp_bytes_len_is(cc->owner_pk, MP_PK_LEN) ||
-	    !mp_bytes_len_is(cc->chain_nonce, MP_NONCE_LEN) || !mp_bytes_len_is(cc->root, MP_HASH_LEN)) {
+	    !mp_bytes_len_is(cc->channel_id, MP_ID_LEN) ||
+	    !mp_bytes_len_is(cc->owner_pk, MP_PK_LEN) ||
+	    !mp_bytes_len_is(cc->chain_nonce, MP_NONCE_LEN) ||
+	    !mp_bytes_len_is(cc->root, MP_HASH_LEN)) {
 		*detail = "cert fields";
 		return MP_ST(MALFORMED);
 	}
@@ -98,7 +100,8 @@ static MpCode check_cert(const struct merchant *m, const Micropay__V1__ChannelCe
 		*detail = "channel outlives this merchant's policy or MerchantCert";
 		return MP_ST(OUT_OF_RANGE);
 	}
-	if (!mp_bytes_len_is(cc->holder0, MP_ID_LEN) || memcmp(cc->holder0.data, m->mid, MP_ID_LEN)) {
+	if (!mp_bytes_len_is(cc->holder0, MP_ID_LEN) ||
+	    memcmp(cc->holder0.data, m->mid, MP_ID_LEN)) {
 		*detail = "this merchant is not the holder";
 		return MP_ST(NOT_HOLDER);
 	}

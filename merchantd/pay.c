@@ -39,11 +39,11 @@ static void answer_retry(struct merchant *m, struct mp_conn *c, const MpEnvelope
 			 struct channel *ch)
 {
 	const Micropay__V1__PayReq *p = env->pay_req;
-	struct pay_entry retry = {.ch = ch, .seg_seq = p->seg_seq, .j = p->j, .conn = c,
-				  .request_id = env->request_id};
+	struct pay_entry retry = {
+	    .ch = ch, .seg_seq = p->seg_seq, .j = p->j, .conn = c, .request_id = env->request_id};
 	const struct pay_entry *pending = batch_find(m, ch, p->j);
-	if (pending && same_pay(pending->w, pending->order_ref, pending->order_ref_len,
-				p->w_j.data, p->order_ref.data, p->order_ref.len)) {
+	if (pending && same_pay(pending->w, pending->order_ref, pending->order_ref_len, p->w_j.data,
+				p->order_ref.data, p->order_ref.len)) {
 		/* Not durable yet: the retry is answered with the batch. */
 		retry.code = pending->code;
 		retry.credit = pending->credit;
@@ -164,8 +164,12 @@ void handle_pay(struct merchant *m, struct mp_conn *c, const MpEnvelope *env)
 		bad_chain(m, c, env, ch);
 		return;
 	}
-	struct pay_entry e = {.ch = ch, .seg_seq = p->seg_seq, .j = p->j, .fresh = true,
-			      .order_ref_len = (uint8_t)p->order_ref.len, .conn = c,
+	struct pay_entry e = {.ch = ch,
+			      .seg_seq = p->seg_seq,
+			      .j = p->j,
+			      .fresh = true,
+			      .order_ref_len = (uint8_t)p->order_ref.len,
+			      .conn = c,
 			      .request_id = env->request_id};
 	memcpy(e.w, p->w_j.data, MP_HASH_LEN);
 	memcpy(e.order_ref, p->order_ref.data, p->order_ref.len);

@@ -13,7 +13,7 @@
 #include "store.h"
 #include "tls.h"
 
-#define MAX_WAITERS 16
+#define MAX_WAITERS   16
 #define RETRY_SECONDS 5
 
 struct waiter {
@@ -90,8 +90,8 @@ static void on_broker_close(struct mp_conn *c, const char *reason, void *arg)
 }
 
 static const struct mp_conn_ops broker_ops = {
-	.on_open = on_broker_open,
-	.on_close = on_broker_close,
+    .on_open = on_broker_open,
+    .on_close = on_broker_close,
 };
 
 /* True if connected now; otherwise starts connecting (work resumes in on_broker_open). */
@@ -150,8 +150,7 @@ static void on_registered(struct mp_conn *c, const MpEnvelope *env, void *arg)
 	if (!env)
 		return;
 	const Micropay__V1__RegisterMerchantResp *resp =
-		env->body_case == MP_BODY(REGISTER_MERCHANT_RESP) ? env->register_merchant_resp
-								  : NULL;
+	    env->body_case == MP_BODY(REGISTER_MERCHANT_RESP) ? env->register_merchant_resp : NULL;
 	MpCode code = resp && resp->status ? resp->status->code : MP_ST(MALFORMED);
 	if ((code != MP_ST(OK) && code != MP_ST(DUPLICATE_OK)) || !resp->merchant_cert ||
 	    !merchant_accept_cert(r->m, resp->merchant_cert, true)) {
@@ -193,7 +192,7 @@ static Micropay__V1__Redeem *parse_redeem(const uint8_t *bytes, size_t len)
 	if (!s)
 		return NULL;
 	Micropay__V1__Redeem *rd = (Micropay__V1__Redeem *)mp_strict_unpack(
-		&micropay__v1__redeem__descriptor, s->body.data, s->body.len);
+	    &micropay__v1__redeem__descriptor, s->body.data, s->body.len);
 	mp_stmt_free(s);
 	return rd;
 }
@@ -240,7 +239,7 @@ static void on_redeemed(struct mp_conn *c, const MpEnvelope *env, void *arg)
 	struct in_flight *f = arg;
 	struct redeemer *r = f->r;
 	const Micropay__V1__RedeemResp *resp =
-		env && env->body_case == MP_BODY(REDEEM_RESP) ? env->redeem_resp : NULL;
+	    env && env->body_case == MP_BODY(REDEEM_RESP) ? env->redeem_resp : NULL;
 	MpCode code = resp && resp->status ? resp->status->code : MP_ST(INTERNAL);
 	if (!env) {
 		/* on_broker_close reports the round */

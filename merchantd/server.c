@@ -54,9 +54,9 @@ static void on_envelope(struct mp_conn *c, const MpEnvelope *env, void *arg)
 }
 
 static const struct mp_conn_ops wallet_ops = {
-	.on_open = on_open,
-	.on_envelope = on_envelope,
-	.on_close = on_close,
+    .on_open = on_open,
+    .on_envelope = on_envelope,
+    .on_close = on_close,
 };
 
 bool merchant_listen(struct merchant *m)

@@ -11,24 +11,24 @@
 #include "log.h"
 
 static const char schema[] =
-	"CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);"
-	"CREATE TABLE IF NOT EXISTS channels ("
-	" channel_id BLOB PRIMARY KEY, cert BLOB NOT NULL, state INTEGER NOT NULL,"
-	" hseq INTEGER NOT NULL, seg_seq INTEGER NOT NULL, seg_start INTEGER NOT NULL,"
-	" last INTEGER NOT NULL, w_last BLOB NOT NULL, credit INTEGER NOT NULL,"
-	" last_order_ref BLOB NOT NULL, redeemed_end INTEGER NOT NULL DEFAULT 0,"
-	" redeem_until INTEGER NOT NULL);"
-	"CREATE TABLE IF NOT EXISTS pay_journal ("
-	" seq INTEGER PRIMARY KEY, channel_id BLOB NOT NULL, seg_seq INTEGER NOT NULL,"
-	" j INTEGER NOT NULL, w BLOB NOT NULL, order_ref BLOB NOT NULL, code INTEGER NOT NULL,"
-	" credit INTEGER NOT NULL, price INTEGER NOT NULL, at INTEGER NOT NULL);"
-	"CREATE INDEX IF NOT EXISTS pay_journal_channel ON pay_journal (channel_id, j);"
-	"CREATE TABLE IF NOT EXISTS orders ("
-	" order_ref BLOB PRIMARY KEY, price INTEGER NOT NULL, paid INTEGER NOT NULL DEFAULT 0,"
-	" created_at INTEGER NOT NULL);"
-	"CREATE TABLE IF NOT EXISTS redeem_outbox ("
-	" redeem_id BLOB PRIMARY KEY, stmt BLOB NOT NULL, created_at INTEGER NOT NULL,"
-	" answered_at INTEGER);";
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS channels ("
+    " channel_id BLOB PRIMARY KEY, cert BLOB NOT NULL, state INTEGER NOT NULL,"
+    " hseq INTEGER NOT NULL, seg_seq INTEGER NOT NULL, seg_start INTEGER NOT NULL,"
+    " last INTEGER NOT NULL, w_last BLOB NOT NULL, credit INTEGER NOT NULL,"
+    " last_order_ref BLOB NOT NULL, redeemed_end INTEGER NOT NULL DEFAULT 0,"
+    " redeem_until INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS pay_journal ("
+    " seq INTEGER PRIMARY KEY, channel_id BLOB NOT NULL, seg_seq INTEGER NOT NULL,"
+    " j INTEGER NOT NULL, w BLOB NOT NULL, order_ref BLOB NOT NULL, code INTEGER NOT NULL,"
+    " credit INTEGER NOT NULL, price INTEGER NOT NULL, at INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS pay_journal_channel ON pay_journal (channel_id, j);"
+    "CREATE TABLE IF NOT EXISTS orders ("
+    " order_ref BLOB PRIMARY KEY, price INTEGER NOT NULL, paid INTEGER NOT NULL DEFAULT 0,"
+    " created_at INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS redeem_outbox ("
+    " redeem_id BLOB PRIMARY KEY, stmt BLOB NOT NULL, created_at INTEGER NOT NULL,"
+    " answered_at INTEGER);";
 
 enum stmt_id {
 	ST_BEGIN,
@@ -42,16 +42,16 @@ enum stmt_id {
 };
 
 static const char *const stmt_sql[ST_COUNT] = {
-	[ST_BEGIN] = "BEGIN IMMEDIATE",
-	[ST_COMMIT] = "COMMIT",
-	[ST_ROLLBACK] = "ROLLBACK",
-	[ST_JOURNAL] = "INSERT INTO pay_journal (channel_id, seg_seq, j, w, order_ref, code, "
-		       "credit, price, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-	[ST_CHANNEL_UPDATE] = "UPDATE channels SET last = ?, w_last = ?, credit = ?, "
-			      "last_order_ref = ? WHERE channel_id = ?",
-	[ST_ORDER_PAID] = "UPDATE orders SET paid = 1 WHERE order_ref = ?",
-	[ST_FIND_PAY] = "SELECT w, order_ref, code, credit, price FROM pay_journal "
-			"WHERE channel_id = ? AND j = ? ORDER BY seq DESC LIMIT 1",
+    [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_JOURNAL] = "INSERT INTO pay_journal (channel_id, seg_seq, j, w, order_ref, code, "
+		   "credit, price, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    [ST_CHANNEL_UPDATE] = "UPDATE channels SET last = ?, w_last = ?, credit = ?, "
+			  "last_order_ref = ? WHERE channel_id = ?",
+    [ST_ORDER_PAID] = "UPDATE orders SET paid = 1 WHERE order_ref = ?",
+    [ST_FIND_PAY] = "SELECT w, order_ref, code, credit, price FROM pay_journal "
+		    "WHERE channel_id = ? AND j = ? ORDER BY seq DESC LIMIT 1",
 };
 
 struct store {
@@ -96,7 +96,8 @@ struct store *store_open(const char *path, char *err, size_t errlen)
 		close(fd);
 	if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
 	    SQLITE_OK) {
-		snprintf(err, errlen, "%s: %s", path, s->db ? sqlite3_errmsg(s->db) : "cannot open");
+		snprintf(err, errlen, "%s: %s", path,
+			 s->db ? sqlite3_errmsg(s->db) : "cannot open");
 		store_close(s);
 		return NULL;
 	}
@@ -390,14 +391,14 @@ bool store_outbox_put(struct store *s, const uint8_t redeem_id[MP_ID_LEN], const
 	return ok;
 }
 
-bool store_outbox_next(struct store *s, uint8_t redeem_id[MP_ID_LEN], uint8_t **stmt,
-		       size_t *len)
+bool store_outbox_next(struct store *s, uint8_t redeem_id[MP_ID_LEN], uint8_t **stmt, size_t *len)
 {
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(s->db,
-			       "SELECT redeem_id, stmt FROM redeem_outbox WHERE answered_at IS NULL "
-			       "ORDER BY created_at, rowid LIMIT 1",
-			       -1, &st, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(
+		s->db,
+		"SELECT redeem_id, stmt FROM redeem_outbox WHERE answered_at IS NULL "
+		"ORDER BY created_at, rowid LIMIT 1",
+		-1, &st, NULL) != SQLITE_OK)
 		return false;
 	bool found = false;
 	if (sqlite3_step(st) == SQLITE_ROW && column_blob(st, 0, redeem_id, MP_ID_LEN)) {

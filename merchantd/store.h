@@ -43,8 +43,7 @@ bool store_meta_put(struct store *s, const char *key, const uint8_t *value, size
 bool store_outbox_put(struct store *s, const uint8_t redeem_id[MP_ID_LEN], const uint8_t *stmt,
 		      size_t len);
 /* The oldest unanswered Redeem, if any (malloc'd bytes). */
-bool store_outbox_next(struct store *s, uint8_t redeem_id[MP_ID_LEN], uint8_t **stmt,
-		       size_t *len);
+bool store_outbox_next(struct store *s, uint8_t redeem_id[MP_ID_LEN], uint8_t **stmt, size_t *len);
 /* Record the broker's answer: per channel credited_end, and the outbox entry answered. */
 struct redeemed_claim {
 	uint8_t channel_id[MP_ID_LEN];

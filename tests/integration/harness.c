@@ -33,8 +33,9 @@ static const char *build_root(void)
 int net_cmd(const struct net *n, const char *cmd, const char *args)
 {
 	char line[2048];
-	snprintf(line, sizeof(line), "MP_BUILD='%s' '%s/deploy/mpnet' %s '%s' %s >>'%s/mpnet.log' 2>&1",
-		 build_root(), source_root(), cmd, n->dir, args ? args : "", n->dir);
+	snprintf(line, sizeof(line),
+		 "MP_BUILD='%s' '%s/deploy/mpnet' %s '%s' %s >>'%s/mpnet.log' 2>&1", build_root(),
+		 source_root(), cmd, n->dir, args ? args : "", n->dir);
 	int rc = system(line);
 	return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
@@ -49,8 +50,8 @@ void net_up(struct net *n)
 	}
 	if (net_cmd(n, "up", getenv("MP_NO_WALLET") ? "--no-wallet" : NULL) != 0) {
 		char log[1200];
-		snprintf(log, sizeof(log), "cat '%s/mpnet.log' >&2; tail -n 30 '%s'/*/log >&2", n->dir,
-			 n->dir);
+		snprintf(log, sizeof(log), "cat '%s/mpnet.log' >&2; tail -n 30 '%s'/*/log >&2",
+			 n->dir, n->dir);
 		if (system(log) != 0)
 			fprintf(stderr, "(no logs)\n");
 		net_cmd(n, "down", NULL);
@@ -59,9 +60,24 @@ void net_up(struct net *n)
 	}
 }
 
+/* A daemon built with sanitizers reports in its log (at the latest when it exits). */
+static bool sanitizer_reports(const struct net *n)
+{
+	char cmd[1200];
+	snprintf(cmd, sizeof(cmd),
+		 "grep -E -A30 'ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:' "
+		 "'%s'/*/log >&2",
+		 n->dir);
+	return system(cmd) == 0;
+}
+
 void net_down(struct net *n)
 {
 	net_cmd(n, "down", NULL);
+	if (sanitizer_reports(n)) {
+		fprintf(stderr, "harness: a daemon reported a sanitizer error (logs in %s)\n", n->dir);
+		exit(1);
+	}
 	if (!getenv("MP_KEEP")) {
 		char line[1200];
 		snprintf(line, sizeof(line), "rm -rf '%s'", n->dir);
@@ -313,7 +329,7 @@ MpEnvelope *tchannel_pay(const struct tchannel *ch, struct wire *merchant, uint3
 	uint8_t w[MP_HASH_LEN], channel_id[MP_ID_LEN];
 	tchannel_word(ch, j, w);
 	Micropay__V1__ChannelCert *cc = (Micropay__V1__ChannelCert *)mp_strict_unpack(
-		&micropay__v1__channel_cert__descriptor, ch->cert->body.data, ch->cert->body.len);
+	    &micropay__v1__channel_cert__descriptor, ch->cert->body.data, ch->cert->body.len);
 	ck_assert(cc != NULL);
 	memcpy(channel_id, cc->channel_id.data, MP_ID_LEN);
 	micropay__v1__channel_cert__free_unpacked(cc, NULL);

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -205,6 +206,79 @@ START_TEST(garbage_on_admin_sockets)
 }
 END_TEST
 
+/* Run a daemon with a config; return its exit status and first stderr line. */
+static int run_daemon(const char *binary, const char *config, char *out, size_t len)
+{
+	char cmd[1600];
+	snprintf(cmd, sizeof(cmd), "timeout 10 '%s/%s/%s' -c '%s' 2>&1", getenv("MP_BUILD"), binary,
+		 binary, config);
+	FILE *p = popen(cmd, "r");
+	ck_assert(p != NULL);
+	size_t got = fread(out, 1, len - 1, p);
+	out[got] = '\0';
+	int rc = pclose(p);
+	return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	ck_assert(f != NULL);
+	fputs(text, f);
+	fclose(f);
+}
+
+START_TEST(bad_configs_are_refused_with_file_and_line)
+{
+	char path[700], out[4096], expect[800];
+	net_path(&net, "bad.ini", path, sizeof(path));
+	write_file(path, "[broker]\nlisten = 127.0.0.1:1\nlisen = typo\n");
+	ck_assert_int_eq(run_daemon("brokerd", path, out, sizeof(out)), 1);
+	snprintf(expect, sizeof(expect), "%s:3: unknown key 'lisen' in section [broker]", path);
+	ck_assert_msg(strstr(out, expect) != NULL, "got: %s", out);
+	write_file(path, "[merchant]\nmax_jump = many\n");
+	ck_assert_int_eq(run_daemon("merchantd", path, out, sizeof(out)), 1);
+	snprintf(expect, sizeof(expect), "%s:2: bad value 'many' for [merchant] max_jump", path);
+	ck_assert_msg(strstr(out, expect) != NULL, "got: %s", out);
+	ck_assert_int_eq(run_daemon("walletd", "/nonexistent/wallet.ini", out, sizeof(out)), 1);
+	ck_assert_msg(strstr(out, "/nonexistent/wallet.ini") && strstr(out, "No such file"),
+		      "got: %s", out);
+}
+END_TEST
+
+/* brokerd refuses a database whose schema is newer than it knows. */
+START_TEST(newer_schema_is_refused)
+{
+	char conninfo[512], cmd[3000], config[700], out[4096];
+	char path[700];
+	net_path(&net, "broker/config.ini", path, sizeof(path));
+	snprintf(cmd, sizeof(cmd), "sed -n 's/^conninfo = //p' '%s'", path);
+	FILE *p = popen(cmd, "r");
+	ck_assert(p && fgets(conninfo, sizeof(conninfo), p));
+	pclose(p);
+	conninfo[strcspn(conninfo, "\n")] = '\0';
+	snprintf(cmd, sizeof(cmd),
+		 "psql -q '%s' -c \"INSERT INTO schema_version (version, name) VALUES (9999, "
+		 "'9999-future.sql')\" >/dev/null",
+		 conninfo);
+	ck_assert_int_eq(system(cmd), 0);
+	/* A second broker on the same database, another port and socket. */
+	net_path(&net, "broker2.ini", config, sizeof(config));
+	snprintf(cmd, sizeof(cmd),
+		 "sed -e 's/^listen = .*/listen = 127.0.0.1:0/' -e 's|^socket = .*|socket = "
+		 "%s/b2.sock|' "
+		 "'%s' > '%s'",
+		 net.dir, path, config);
+	ck_assert_int_eq(system(cmd), 0);
+	ck_assert_int_eq(run_daemon("brokerd", config, out, sizeof(out)), 1);
+	ck_assert_msg(strstr(out, "newer than this brokerd") != NULL, "got: %s", out);
+	snprintf(cmd, sizeof(cmd),
+		 "psql -q '%s' -c 'DELETE FROM schema_version WHERE version = 9999' >/dev/null",
+		 conninfo);
+	ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("badinput");
@@ -217,6 +291,8 @@ int main(void)
 	tcase_add_test(tc, oversized_length);
 	tcase_add_test(tc, zero_length_frame);
 	tcase_add_test(tc, garbage_on_admin_sockets);
+	tcase_add_test(tc, bad_configs_are_refused_with_file_and_line);
+	tcase_add_test(tc, newer_schema_is_refused);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

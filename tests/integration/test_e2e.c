@@ -163,8 +163,8 @@ START_TEST(duplicate_issue_returns_same_cert_once)
 	tchannel_make(&other, &tw, 20, 3, m1);
 	MpSigned *orig_request = ch.request;
 	Micropay__V1__IssueRequest *r = (Micropay__V1__IssueRequest *)mp_strict_unpack(
-		&micropay__v1__issue_request__descriptor, other.request->body.data,
-		other.request->body.len);
+	    &micropay__v1__issue_request__descriptor, other.request->body.data,
+	    other.request->body.len);
 	memcpy(r->issue_req_id.data, ch.req_id, MP_ID_LEN);
 	mp_stmt_free(other.request);
 	other.request = mp_stmt_sign(&tw.account, MP_STMT_ISSUE_REQUEST, &r->base);
@@ -237,7 +237,8 @@ START_TEST(trailing_unknown_field_is_malformed)
 		memcpy(msg + 6, body, len + 3);
 		uint8_t sig[MP_SIG_LEN];
 		ck_assert(mp_sign(&tw.account, msg, len + 9, sig));
-		forged = mp_stmt_from_parts(MP_STMT_ISSUE_REQUEST, body, len + 3, tw.account.pk, sig);
+		forged =
+		    mp_stmt_from_parts(MP_STMT_ISSUE_REQUEST, body, len + 3, tw.account.pk, sig);
 	}
 	mp_stmt_free(ch.request);
 	ch.request = forged;
@@ -319,7 +320,7 @@ START_TEST(pay_retry_replay_and_jump)
 	Micropay__V1__PayReq req = MICROPAY__V1__PAY_REQ__INIT;
 	uint8_t garbage[MP_HASH_LEN] = {1}, cid[MP_ID_LEN];
 	Micropay__V1__ChannelCert *cc = (Micropay__V1__ChannelCert *)mp_strict_unpack(
-		&micropay__v1__channel_cert__descriptor, ch.cert->body.data, ch.cert->body.len);
+	    &micropay__v1__channel_cert__descriptor, ch.cert->body.data, ch.cert->body.len);
 	memcpy(cid, cc->channel_id.data, MP_ID_LEN);
 	micropay__v1__channel_cert__free_unpacked(cc, NULL);
 	req.channel_id = (ProtobufCBinaryData){MP_ID_LEN, cid};
@@ -365,15 +366,16 @@ START_TEST(sigkill_loses_no_acknowledged_payment)
 	ck_assert_uint_eq(ack->open_ack->credit, 20);
 	micropay__v1__envelope__free_unpacked(ack, NULL);
 	/* An identical retry of an earlier Pay of the last batch: DUPLICATE_OK, not STALE_INDEX. */
-	ck_assert_int_eq(pay_code(tchannel_pay(&ch, &m, 19, order, MP_ID_LEN)), MP_ST(DUPLICATE_OK));
-	ck_assert_int_eq(pay_code(tchannel_pay(&ch, &m, 20, order, MP_ID_LEN)), MP_ST(DUPLICATE_OK));
+	ck_assert_int_eq(pay_code(tchannel_pay(&ch, &m, 19, order, MP_ID_LEN)),
+			 MP_ST(DUPLICATE_OK));
+	ck_assert_int_eq(pay_code(tchannel_pay(&ch, &m, 20, order, MP_ID_LEN)),
+			 MP_ST(DUPLICATE_OK));
 	ck_assert_int_eq(pay_code(tchannel_pay(&ch, &m, 21, order, MP_ID_LEN)), MP_ST(UNDERPAID));
 	wire_close(&m);
 	tchannel_free(&ch);
 	mp_key_free(&tw.account);
 }
 END_TEST
-
 
 /* A Redeem signed by merchant `name` (its key file), sent over mutual TLS with its cert. */
 static MpEnvelope *send_redeem(const char *name, const uint8_t redeem_id[MP_ID_LEN],
@@ -390,7 +392,7 @@ static MpEnvelope *send_redeem(const char *name, const uint8_t redeem_id[MP_ID_L
 	hex_to_bytes(mid_hex, mid, MP_ID_LEN);
 	tchannel_word(ch, index, w);
 	Micropay__V1__ChannelCert *cc = (Micropay__V1__ChannelCert *)mp_strict_unpack(
-		&micropay__v1__channel_cert__descriptor, ch->cert->body.data, ch->cert->body.len);
+	    &micropay__v1__channel_cert__descriptor, ch->cert->body.data, ch->cert->body.len);
 	memcpy(cid, cc->channel_id.data, MP_ID_LEN);
 	micropay__v1__channel_cert__free_unpacked(cc, NULL);
 	MpPoint pt = MICROPAY__V1__POINT__INIT;
@@ -431,7 +433,8 @@ static void paid_channel(struct twallet *tw, struct tchannel *ch, uint32_t paid)
 	uint8_t order[MP_ID_LEN];
 	new_order(1000000, order);
 	for (uint32_t j = 1; j <= paid; j++)
-		ck_assert_int_eq(pay_code(tchannel_pay(ch, &m, j, order, MP_ID_LEN)), MP_ST(UNDERPAID));
+		ck_assert_int_eq(pay_code(tchannel_pay(ch, &m, j, order, MP_ID_LEN)),
+				 MP_ST(UNDERPAID));
 	wire_close(&m);
 }
 

@@ -30,8 +30,9 @@ static int64_t broker_balance(const char *id, bool pending)
 	char params[128];
 	snprintf(params, sizeof(params), "{\"account\":\"%s\"}", id);
 	json_t *acc = admin_ok(&net, "broker", "account.show", params);
-	int64_t b = pending ? json_int(json_array_get(json_object_get(acc, "related"), 0), "balance")
-			    : json_int(acc, "balance");
+	int64_t b = pending
+			? json_int(json_array_get(json_object_get(acc, "related"), 0), "balance")
+			: json_int(acc, "balance");
 	json_decref(acc);
 	return b;
 }
@@ -119,7 +120,7 @@ START_TEST(wallet_refuses_impersonating_merchant)
 	json_t *counters = json_object_get(st, "counters");
 	ck_assert_int_eq(json_int(counters, "opens"), 0); /* not even an Open was sent */
 	ck_assert_int_eq(json_int(counters, "pays_ok") + json_int(counters, "pays_underpaid") +
-				 json_int(counters, "pays_refused") + json_int(counters, "bad_chain"),
+			     json_int(counters, "pays_refused") + json_int(counters, "bad_chain"),
 			 0);
 	json_decref(st);
 	/* The genuine holder is paid normally afterwards. */
