@@ -11,20 +11,11 @@
 #include "log.h"
 #include "util.h"
 
-static json_t *hex_json(const uint8_t *data, size_t len)
-{
-	char hex[2 * 64 + 1];
-	if (len > 64)
-		return json_null();
-	mp_hex_encode(data, len, hex);
-	return json_string(hex);
-}
-
 static json_t *blob_json(const PGresult *res, int row, const char *col)
 {
 	size_t len = 0;
 	uint8_t *blob = db_get_blob(res, row, col, &len);
-	json_t *out = blob ? hex_json(blob, len) : json_null();
+	json_t *out = blob ? mp_json_hex(blob, len) : json_null();
 	free(blob);
 	return out;
 }
@@ -36,8 +27,8 @@ static void admin_status(struct mp_admin_req *req, json_t *params, void *ctx)
 	mp_admin_reply(
 	    req, json_pack("{s:s,s:s,s:o,s:o,s:I,s:I,s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I}}", "daemon",
 			   "brokerd", "currency", b->cfg.currency, "broker_pk",
-			   hex_json(b->key.pk, MP_PK_LEN), "broker_key_id",
-			   hex_json(b->key_id, MP_KEY_ID_LEN), "time", (json_int_t)mp_now(),
+			   mp_json_hex(b->key.pk, MP_PK_LEN), "broker_key_id",
+			   mp_json_hex(b->key_id, MP_KEY_ID_LEN), "time", (json_int_t)mp_now(),
 			   "uptime", (json_int_t)(mp_now() - b->started_at), "counters",
 			   "accounts_registered", (json_int_t)s->accounts_registered,
 			   "merchants_registered", (json_int_t)s->merchants_registered,
@@ -106,7 +97,7 @@ static void on_admin_done(const PGresult *res, const char *error, void *arg)
 static void render_merchant_created(struct mp_admin_req *req, const PGresult *res, void *extra)
 {
 	mp_admin_reply(req, json_pack("{s:s,s:o}", "kind", "merchant", "merchant_id",
-				      hex_json(extra, MP_ID_LEN)));
+				      mp_json_hex(extra, MP_ID_LEN)));
 }
 
 static void admin_account_create(struct mp_admin_req *req, json_t *params, void *ctx)
@@ -151,7 +142,7 @@ static void render_funded(struct mp_admin_req *req, const PGresult *res, void *e
 		return;
 	}
 	mp_admin_reply(req, json_pack("{s:s,s:o,s:I}", "status", mp_code_name(code), "fund_id",
-				      hex_json(extra, MP_ID_LEN), "balance",
+				      mp_json_hex(extra, MP_ID_LEN), "balance",
 				      (json_int_t)db_get_i64(res, 0, "balance")));
 }
 
@@ -190,7 +181,7 @@ static void render_account(struct mp_admin_req *req, const PGresult *res, void *
 		return;
 	}
 	json_t *out =
-	    json_pack("{s:o,s:s,s:s,s:I}", "account", hex_json(extra, MP_ID_LEN), "kind",
+	    json_pack("{s:o,s:s,s:s,s:I}", "account", mp_json_hex(extra, MP_ID_LEN), "kind",
 		      db_get_text(res, 0, "kind"), "currency", db_get_text(res, 0, "currency"),
 		      "balance", (json_int_t)db_get_i64(res, 0, "balance"));
 	json_t *related = json_array();
@@ -229,8 +220,8 @@ static void render_channel(struct mp_admin_req *req, const PGresult *res, void *
 	json_t *epochs = epochs_text ? json_loads(epochs_text, 0, &jerr) : NULL;
 	mp_admin_reply(
 	    req, json_pack("{s:o,s:s,s:I,s:I,s:s,s:o,s:I,s:I,s:I,s:o}", "channel",
-			   hex_json(extra, MP_ID_LEN), "state", db_get_text(res, 0, "state"), "n",
-			   (json_int_t)db_get_i64(res, 0, "n"), "unit_value",
+			   mp_json_hex(extra, MP_ID_LEN), "state", db_get_text(res, 0, "state"),
+			   "n", (json_int_t)db_get_i64(res, 0, "n"), "unit_value",
 			   (json_int_t)db_get_i64(res, 0, "unit_value"), "currency",
 			   db_get_text(res, 0, "currency"), "holder0", blob_json(res, 0, "holder0"),
 			   "escrow_balance", (json_int_t)db_get_i64(res, 0, "escrow_balance"),

@@ -80,5 +80,3 @@ bool broker_admin_open(struct broker *b);
 bool broker_config_load(struct broker_config *cfg, const char *path, char *err, size_t errlen);
 void broker_config_free(struct broker_config *cfg);
 bool broker_listen(struct broker *b, const char *host, uint16_t port);
-void broker_channel_id(const uint8_t account_id[MP_ID_LEN], const uint8_t req_id[MP_ID_LEN],
-		       uint8_t out[MP_ID_LEN]);

@@ -1,7 +1,6 @@
 /* IssueRequest -> ChannelCert (PROTOCOL.md section 6, "Issue"). The signature is checked
  * first, under the account's registered key; then one SQL function decides replay, conflict,
  * bounds, funds and reuse in one transaction, and the cert leaves only after COMMIT. */
-#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +8,7 @@
 #include "amount.h"
 #include "broker.h"
 #include "db.h"
+#include "ids.h"
 #include "log.h"
 #include "stmt.h"
 #include "util.h"
@@ -45,18 +45,6 @@ static void reply_issue(struct issue *is, MpCode code, const char *detail, const
 		is->call->b->stats.requests_refused++;
 	broker_call_reply(is->call, &env);
 	issue_free(is);
-}
-
-void broker_channel_id(const uint8_t account_id[MP_ID_LEN], const uint8_t req_id[MP_ID_LEN],
-		       uint8_t out[MP_ID_LEN])
-{
-	static const char prefix[] = "MPAY1-CID";
-	uint8_t buf[sizeof(prefix) - 1 + 2 * MP_ID_LEN], digest[SHA256_DIGEST_LENGTH];
-	memcpy(buf, prefix, sizeof(prefix) - 1);
-	memcpy(buf + sizeof(prefix) - 1, account_id, MP_ID_LEN);
-	memcpy(buf + sizeof(prefix) - 1 + MP_ID_LEN, req_id, MP_ID_LEN);
-	SHA256(buf, sizeof(buf), digest);
-	memcpy(out, digest, MP_ID_LEN);
 }
 
 /* Stateless checks of an issue request: MALFORMED with a detail, or OK. */
@@ -174,7 +162,7 @@ static void call_issue(struct issue *is, const Micropay__V1__IssueRequest *r, Mp
 {
 	struct broker *b = is->call->b;
 	uint8_t channel_id[MP_ID_LEN], escrow_id[MP_ID_LEN], req_hash[MP_HASH_LEN];
-	broker_channel_id(r->account_id.data, r->issue_req_id.data, channel_id);
+	mp_channel_id(r->account_id.data, r->issue_req_id.data, channel_id);
 	mp_stmt_hash(is->stmt, req_hash);
 	struct cert_times t = {.now = mp_now()};
 	t.issued_at = t.now - t.now % HOUR;

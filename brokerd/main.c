@@ -1,6 +1,5 @@
 /* brokerd: issues channels, holds accounts, settles redemptions in PostgreSQL. */
 #include <event2/event.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,17 +7,13 @@
 #include <systemd/sd-daemon.h>
 
 #include "admin.h"
+#include "daemon.h"
 #include "broker.h"
 #include "db.h"
 #include "log.h"
 #include "migrate.h"
 #include "net.h"
 #include "tls.h"
-
-static void usage(void)
-{
-	fprintf(stderr, "usage: brokerd -c CONFIG [-v]\n");
-}
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
@@ -109,32 +104,14 @@ static void broker_stop(struct broker *b)
 
 int main(int argc, char **argv)
 {
-	const char *config = NULL;
-	enum mp_log_level level = MP_LOG_INFO;
-	int opt;
-	while ((opt = getopt(argc, argv, "c:vh")) != -1) {
-		switch (opt) {
-		case 'c':
-			config = optarg;
-			break;
-		case 'v':
-			level = MP_LOG_DEBUG;
-			break;
-		default:
-			usage();
-			return 2;
-		}
-	}
-	if (!config) {
-		usage();
+	const char *config = mp_daemon_init(argc, argv, "brokerd");
+	if (!config)
 		return 2;
-	}
-	mp_log_init("brokerd", level);
-	signal(SIGPIPE, SIG_IGN);
 	struct broker b = {0};
 	char err[512];
 	if (!broker_config_load(&b.cfg, config, err, sizeof(err))) {
 		log_err("%s", err);
+		broker_config_free(&b.cfg);
 		return 1;
 	}
 	b.started_at = mp_now();

@@ -268,6 +268,17 @@ void mp_admin_close(struct mp_admin *a)
 	free(a);
 }
 
+json_t *mp_json_hex(const uint8_t *data, size_t len)
+{
+	char *hex = malloc(2 * len + 1);
+	if (!hex)
+		return NULL;
+	mp_hex_encode(data, len, hex);
+	json_t *out = json_string(hex);
+	free(hex);
+	return out;
+}
+
 bool mp_admin_param_str(struct mp_admin_req *req, json_t *params, const char *key, const char **out,
 			bool required)
 {

@@ -41,6 +41,9 @@ void mp_admin_fail(struct mp_admin_req *req, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 const char *mp_admin_method_name(const struct mp_admin_req *req);
 
+/* Bytes as a lower-case hex JSON string. */
+json_t *mp_json_hex(const uint8_t *data, size_t len);
+
 /* Parameter helpers: on failure they answer BAD_PARAMS and return false. */
 bool mp_admin_param_str(struct mp_admin_req *req, json_t *params, const char *key, const char **out,
 			bool required);

@@ -10,13 +10,6 @@
 #include "merchant.h"
 #include "store.h"
 
-static json_t *hex_json(const uint8_t *data, size_t len)
-{
-	char hex[2 * 64 + 1];
-	mp_hex_encode(data, len, hex);
-	return json_string(hex);
-}
-
 static void admin_status(struct mp_admin_req *req, json_t *params, void *ctx)
 {
 	struct merchant *m = ctx;
@@ -24,7 +17,7 @@ static void admin_status(struct mp_admin_req *req, json_t *params, void *ctx)
 	mp_admin_reply(
 	    req,
 	    json_pack("{s:s,s:o,s:b,s:I,s:I,s:I,s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}}", "daemon",
-		      "merchantd", "merchant_id", hex_json(m->mid, MP_ID_LEN), "registered",
+		      "merchantd", "merchant_id", mp_json_hex(m->mid, MP_ID_LEN), "registered",
 		      m->cert_valid_until != 0, "cert_valid_until", (json_int_t)m->cert_valid_until,
 		      "channels", (json_int_t)m->channels.count, "time", (json_int_t)mp_now(),
 		      "counters", "opens", (json_int_t)s->opens, "pays_ok", (json_int_t)s->pays_ok,
@@ -56,7 +49,7 @@ static void admin_metrics(struct mp_admin_req *req, json_t *params, void *ctx)
 static json_t *channel_json(const struct channel *ch)
 {
 	return json_pack("{s:o,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "channel_id",
-			 hex_json(ch->id, MP_ID_LEN), "state",
+			 mp_json_hex(ch->id, MP_ID_LEN), "state",
 			 ch->state == CHANNEL_HELD ? "HELD" : "EXPIRED", "epoch",
 			 (json_int_t)ch->hseq, "segment", (json_int_t)ch->seg_seq, "n",
 			 (json_int_t)ch->n, "unit_value", (json_int_t)ch->unit_value, "last",
@@ -98,7 +91,7 @@ static void admin_order_create(struct mp_admin_req *req, json_t *params, void *c
 		return;
 	}
 	order_insert(&m->orders, o);
-	mp_admin_reply(req, json_pack("{s:o,s:I,s:s}", "order_ref", hex_json(o->ref, o->ref_len),
+	mp_admin_reply(req, json_pack("{s:o,s:I,s:s}", "order_ref", mp_json_hex(o->ref, o->ref_len),
 				      "price", (json_int_t)price, "currency", m->cfg.currency));
 }
 

@@ -1,6 +1,5 @@
 /* merchantd: verifies off-line hash-chain payments, persists them, redeems in batches. */
 #include <event2/event.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +7,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "admin.h"
+#include "daemon.h"
 #include "log.h"
 #include "merchant.h"
 #include "stmt.h"
@@ -125,27 +125,14 @@ static void merchant_stop(struct merchant *m)
 
 int main(int argc, char **argv)
 {
-	const char *config = NULL;
-	enum mp_log_level level = MP_LOG_INFO;
-	int opt;
-	while ((opt = getopt(argc, argv, "c:v")) != -1) {
-		if (opt == 'c')
-			config = optarg;
-		else if (opt == 'v')
-			level = MP_LOG_DEBUG;
-		else
-			config = NULL;
-	}
-	if (!config) {
-		fprintf(stderr, "usage: merchantd -c CONFIG [-v]\n");
+	const char *config = mp_daemon_init(argc, argv, "merchantd");
+	if (!config)
 		return 2;
-	}
-	mp_log_init("merchantd", level);
-	signal(SIGPIPE, SIG_IGN);
 	struct merchant m = {0};
 	char err[512];
 	if (!merchant_config_load(&m.cfg, config, err, sizeof(err))) {
 		log_err("%s", err);
+		merchant_config_free(&m.cfg);
 		return 1;
 	}
 	m.started_at = mp_now();

@@ -1,22 +1,10 @@
 #include "certcheck.h"
 
-#include <openssl/sha.h>
 #include <string.h>
 
 #include "chain.h"
+#include "ids.h"
 #include "stmt.h"
-
-void wallet_channel_id(const uint8_t account_id[MP_ID_LEN], const uint8_t issue_req_id[MP_ID_LEN],
-		       uint8_t out[MP_ID_LEN])
-{
-	static const char prefix[] = "MPAY1-CID";
-	uint8_t buf[sizeof(prefix) - 1 + 2 * MP_ID_LEN], digest[SHA256_DIGEST_LENGTH];
-	memcpy(buf, prefix, sizeof(prefix) - 1);
-	memcpy(buf + sizeof(prefix) - 1, account_id, MP_ID_LEN);
-	memcpy(buf + sizeof(prefix) - 1 + MP_ID_LEN, issue_req_id, MP_ID_LEN);
-	SHA256(buf, sizeof(buf), digest);
-	memcpy(out, digest, MP_ID_LEN);
-}
 
 static bool same_bytes(ProtobufCBinaryData a, ProtobufCBinaryData b)
 {
@@ -38,7 +26,7 @@ static const char *compare(const Micropay__V1__ChannelCert *cc, const uint8_t br
 	if (!mp_bytes_len_is(req->account_id, MP_ID_LEN) ||
 	    !mp_bytes_len_is(req->issue_req_id, MP_ID_LEN))
 		return "the request lacks account_id or issue_req_id";
-	wallet_channel_id(req->account_id.data, req->issue_req_id.data, channel_id);
+	mp_channel_id(req->account_id.data, req->issue_req_id.data, channel_id);
 	if (!bytes_equal(cc->channel_id, channel_id, MP_ID_LEN))
 		return "channel_id is not SHA256(\"MPAY1-CID\" || account_id || issue_req_id)";
 	if (!same_bytes(cc->owner_pk, req->owner_pk))

@@ -11,9 +11,6 @@
 #define WALLET_DAY  86400ULL
 #define WALLET_HOUR 3600ULL
 
-/* channel_id = SHA256("MPAY1-CID" || account_id || issue_req_id)[0..16]. */
-void wallet_channel_id(const uint8_t account_id[MP_ID_LEN], const uint8_t issue_req_id[MP_ID_LEN],
-		       uint8_t out[MP_ID_LEN]);
 
 /* Open cert under type 1 and broker_pk, then require: broker_key_id = mp_key_id(broker_pk),
  * channel_id derived from the request, owner_pk, chain_nonce, root, n, unit_value, currency and

@@ -10,6 +10,7 @@
 #include "admin.h"
 #include "amount.h"
 #include "certcheck.h"
+#include "ids.h"
 #include "log.h"
 #include "stmt.h"
 #include "store.h"
@@ -238,7 +239,7 @@ static const char *create_channel(struct wallet *w, struct wchannel *ch)
 	    !mp_random_bytes(chain_seed, MP_SEED_LEN) ||
 	    !mp_random_bytes(ch->nonce, MP_NONCE_LEN) || !mp_key_generate(&owner, owner_seed))
 		return "the random generator failed";
-	wallet_channel_id(w->account_id, ch->issue_req_id, ch->channel_id);
+	mp_channel_id(w->account_id, ch->issue_req_id, ch->channel_id);
 	const char *why = NULL;
 	struct gen_arg g = {w->store, ch->channel_id};
 	if (!wstore_begin(w->store)) {

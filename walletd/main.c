@@ -1,6 +1,5 @@
 /* walletd: holds the customer's keys, chain seeds and channel state; pays merchants. */
 #include <event2/event.h>
-#include <getopt.h>
 #include <openssl/crypto.h>
 #include <signal.h>
 #include <stdio.h>
@@ -9,15 +8,11 @@
 #include <systemd/sd-daemon.h>
 
 #include "admin.h"
+#include "daemon.h"
 #include "log.h"
 #include "store.h"
 #include "tls.h"
 #include "wallet.h"
-
-static void usage(void)
-{
-	fprintf(stderr, "usage: walletd -c CONFIG [-v]\n");
-}
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
@@ -124,28 +119,9 @@ static void wallet_stop(struct wallet *w)
 
 int main(int argc, char **argv)
 {
-	const char *config = NULL;
-	enum mp_log_level level = MP_LOG_INFO;
-	int opt;
-	while ((opt = getopt(argc, argv, "c:vh")) != -1) {
-		switch (opt) {
-		case 'c':
-			config = optarg;
-			break;
-		case 'v':
-			level = MP_LOG_DEBUG;
-			break;
-		default:
-			usage();
-			return 2;
-		}
-	}
-	if (!config) {
-		usage();
+	const char *config = mp_daemon_init(argc, argv, "walletd");
+	if (!config)
 		return 2;
-	}
-	mp_log_init("walletd", level);
-	signal(SIGPIPE, SIG_IGN);
 	struct wallet w = {0};
 	char err[512];
 	if (!wallet_config_load(&w.cfg, config, err, sizeof(err))) {

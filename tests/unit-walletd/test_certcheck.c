@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "certcheck.h"
+#include "ids.h"
 #include "stmt.h"
 
 static struct mp_key broker, other;
@@ -111,7 +112,7 @@ START_TEST(matching_cert_accepted)
 	protobuf_c_message_free_unpacked(&out->base, NULL);
 	mp_stmt_free(s);
 	uint8_t id[MP_ID_LEN];
-	wallet_channel_id(account_id, issue_req_id, id);
+	mp_channel_id(account_id, issue_req_id, id);
 	ck_assert_mem_eq(id, channel_id, MP_ID_LEN);
 }
 END_TEST
