@@ -1,7 +1,6 @@
 #include "frame.h"
 
 #include <event2/buffer.h>
-#include <stdlib.h>
 
 #include "log.h"
 #include "util.h"
@@ -38,7 +37,7 @@ enum mp_frame_result mp_frame_peek(const uint8_t *buf, size_t avail, size_t max,
 	return MP_FRAME_OK;
 }
 
-enum mp_frame_result mp_frame_pull(struct evbuffer *in, size_t max, uint8_t **body, size_t *len)
+enum mp_frame_result mp_frame_take(struct evbuffer *in, size_t max, MpEnvelope **env, size_t *len)
 {
 	uint8_t header[MP_FRAME_HEADER_LEN];
 	size_t avail = evbuffer_get_length(in);
@@ -49,13 +48,12 @@ enum mp_frame_result mp_frame_pull(struct evbuffer *in, size_t max, uint8_t **bo
 	enum mp_frame_result r = mp_frame_peek(header, avail, max, &n);
 	if (r != MP_FRAME_OK)
 		return r;
-	uint8_t *buf = malloc(n);
-	if (!buf)
+	const uint8_t *frame = evbuffer_pullup(in, (ev_ssize_t)(MP_FRAME_HEADER_LEN + n));
+	if (!frame)
 		return MP_FRAME_NOMEM;
-	evbuffer_drain(in, MP_FRAME_HEADER_LEN);
-	evbuffer_remove(in, buf, n);
-	*body = buf;
+	*env = mp_envelope_decode(frame + MP_FRAME_HEADER_LEN, n);
 	*len = n;
+	evbuffer_drain(in, MP_FRAME_HEADER_LEN + n);
 	return MP_FRAME_OK;
 }
 
@@ -66,16 +64,18 @@ int mp_frame_push(struct evbuffer *out, const MpEnvelope *env, size_t max)
 		log_err("frame: refusing to send a %zu-byte envelope (maximum %zu)", n, max);
 		return -1;
 	}
-	uint8_t *buf = malloc(MP_FRAME_HEADER_LEN + n);
-	if (!buf) {
+	/* Packed straight into the output buffer: no allocation per frame. */
+	struct evbuffer_iovec v;
+	if (evbuffer_reserve_space(out, (ev_ssize_t)(MP_FRAME_HEADER_LEN + n), &v, 1) != 1 ||
+	    v.iov_len < MP_FRAME_HEADER_LEN + n) {
 		log_err("frame: out of memory for a %zu-byte envelope", n);
 		return -1;
 	}
+	uint8_t *buf = v.iov_base;
 	mp_put_be32(buf, (uint32_t)n);
 	micropay__v1__envelope__pack(env, buf + MP_FRAME_HEADER_LEN);
-	int rc = evbuffer_add(out, buf, MP_FRAME_HEADER_LEN + n);
-	free(buf);
-	return rc;
+	v.iov_len = MP_FRAME_HEADER_LEN + n;
+	return evbuffer_commit_space(out, &v, 1);
 }
 
 MpEnvelope *mp_envelope_decode(const uint8_t *body, size_t len)

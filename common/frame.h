@@ -25,8 +25,9 @@ const char *mp_frame_result_str(enum mp_frame_result r);
 /* Look at avail bytes: decide whether a whole frame of at most max bytes is there. */
 enum mp_frame_result mp_frame_peek(const uint8_t *buf, size_t avail, size_t max, uint32_t *len);
 
-/* Remove one whole frame from in; on MP_FRAME_OK *body is malloc'd (caller frees). */
-enum mp_frame_result mp_frame_pull(struct evbuffer *in, size_t max, uint8_t **body, size_t *len);
+/* Decode the whole frame at the front of in (no copy), then remove it. On MP_FRAME_OK *env is
+ * the Envelope, or NULL if the frame was not a parsable one (*len says how big it was). */
+enum mp_frame_result mp_frame_take(struct evbuffer *in, size_t max, MpEnvelope **env, size_t *len);
 
 /* Append be32(len) || packed envelope to out. Returns 0, or -1 (logged) on failure. */
 int mp_frame_push(struct evbuffer *out, const MpEnvelope *env, size_t max);

@@ -164,18 +164,16 @@ static void on_read(struct bufferevent *bev, void *ctx)
 	struct mp_conn *c = ctx;
 	mp_conn_ref(c);
 	while (!c->closed) {
-		uint8_t *body = NULL;
+		MpEnvelope *env = NULL;
 		size_t len = 0;
 		enum mp_frame_result r =
-		    mp_frame_pull(bufferevent_get_input(bev), c->opts.max_frame, &body, &len);
+		    mp_frame_take(bufferevent_get_input(bev), c->opts.max_frame, &env, &len);
 		if (r == MP_FRAME_NEED_MORE)
 			break;
 		if (r != MP_FRAME_OK) {
 			mp_conn_close(c, "bad frame: %s", mp_frame_result_str(r));
 			break;
 		}
-		MpEnvelope *env = mp_envelope_decode(body, len);
-		free(body);
 		if (!env) {
 			mp_conn_close(c, "unparsable envelope (%zu bytes)", len);
 			break;
