@@ -75,7 +75,8 @@ void net_down(struct net *n)
 {
 	net_cmd(n, "down", NULL);
 	if (sanitizer_reports(n)) {
-		fprintf(stderr, "harness: a daemon reported a sanitizer error (logs in %s)\n", n->dir);
+		fprintf(stderr, "harness: a daemon reported a sanitizer error (logs in %s)\n",
+			n->dir);
 		exit(1);
 	}
 	if (!getenv("MP_KEEP")) {

@@ -16,6 +16,7 @@ static uint8_t m1[MP_ID_LEN];
 static void setup_net(void)
 {
 	setenv("MP_IDLE_TIMEOUT", "2", 1);
+	setenv("MP_HASH_BUDGET", "5000", 1); /* hashes one Redeem may cost the broker */
 	net_up(&net);
 	net_path(&net, "tls/ca.crt", ca, sizeof(ca));
 	net_read(&net, "broker", "endpoint", broker_ep, sizeof(broker_ep));
@@ -516,6 +517,46 @@ START_TEST(claim_with_bad_word_is_bad_chain)
 }
 END_TEST
 
+START_TEST(redeem_over_hash_budget_is_limit_and_verifies_from_nearest_point)
+{
+	struct twallet tw;
+	struct tchannel ch;
+	issued_channel(&tw, &ch, 10000, 1);
+	struct wire m;
+	connect_merchant(&m, m1_ep);
+	micropay__v1__envelope__free_unpacked(tchannel_open(&ch, &m), NULL);
+	uint8_t order[MP_ID_LEN];
+	new_order(100000, order);
+	ck_assert_int_eq(pay_code(tchannel_pay(&ch, &m, 4096, order, MP_ID_LEN)), MP_ST(UNDERPAID));
+	ck_assert_int_eq(pay_code(tchannel_pay(&ch, &m, 8000, order, MP_ID_LEN)), MP_ST(UNDERPAID));
+	wire_close(&m);
+	int64_t before = pending_of(m1_hex);
+	uint8_t redeem_id[MP_ID_LEN];
+	/* 8000 hashes from the root: above the budget of 5000, refused whole, nothing stored. */
+	ck_assert(mp_random_bytes(redeem_id, MP_ID_LEN));
+	MpEnvelope *r = send_redeem("m1", redeem_id, &ch, 8000);
+	ck_assert_int_eq(r->redeem_resp->status->code, MP_ST(LIMIT));
+	micropay__v1__envelope__free_unpacked(r, NULL);
+	ck_assert_int_eq(pending_of(m1_hex), before);
+	/* The same redeem_id is still free: nothing was stored under it. */
+	r = send_redeem("m1", redeem_id, &ch, 4096);
+	ck_assert_int_eq(r->redeem_resp->status->code, MP_ST(OK));
+	ck_assert_uint_eq(r->redeem_resp->results[0]->credited_amount, 4096);
+	micropay__v1__envelope__free_unpacked(r, NULL);
+	/* Now 8000 costs 3904 hashes from the verified point 4096: within budget. */
+	ck_assert(mp_random_bytes(redeem_id, MP_ID_LEN));
+	r = send_redeem("m1", redeem_id, &ch, 8000);
+	ck_assert_int_eq(r->redeem_resp->status->code, MP_ST(OK));
+	ck_assert_int_eq(r->redeem_resp->results[0]->status, MP_ST(OK));
+	ck_assert_uint_eq(r->redeem_resp->results[0]->credited_amount, 8000 - 4096);
+	micropay__v1__envelope__free_unpacked(r, NULL);
+	ck_assert_int_eq(pending_of(m1_hex) - before, 8000);
+	audit_clean();
+	tchannel_free(&ch);
+	mp_key_free(&tw.account);
+}
+END_TEST
+
 Suite *e2e_suite(void);
 Suite *e2e_suite(void)
 {
@@ -533,6 +574,7 @@ Suite *e2e_suite(void)
 	tcase_add_test(tc, duplicate_redeem_credits_nothing);
 	tcase_add_test(tc, claim_by_non_holder_is_refused);
 	tcase_add_test(tc, claim_with_bad_word_is_bad_chain);
+	tcase_add_test(tc, redeem_over_hash_budget_is_limit_and_verifies_from_nearest_point);
 	suite_add_tcase(s, tc);
 	return s;
 }
