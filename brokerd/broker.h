@@ -41,6 +41,14 @@ struct broker_stats {
 	uint64_t requests_refused;
 };
 
+#define BROKER_KEY_CACHE_SIZE 4096
+
+struct key_cache_entry {
+	uint8_t account_id[MP_ID_LEN];
+	uint8_t pk[MP_PK_LEN];
+	bool used;
+};
+
 struct broker {
 	struct event_base *base;
 	struct broker_config cfg;
@@ -54,7 +62,14 @@ struct broker {
 	struct event *sig_int, *sig_term;
 	uint64_t started_at;
 	struct broker_stats stats;
+	struct key_cache_entry key_cache[BROKER_KEY_CACHE_SIZE];
 };
+
+/* key_cache.c: registered account keys (they never change) */
+bool key_cache_get(const struct broker *b, const uint8_t account_id[MP_ID_LEN],
+		   uint8_t pk[MP_PK_LEN]);
+void key_cache_put(struct broker *b, const uint8_t account_id[MP_ID_LEN],
+		   const uint8_t pk[MP_PK_LEN]);
 
 /* A request being answered asynchronously: the connection is held until the reply. */
 struct broker_call {

@@ -211,18 +211,9 @@ static void call_issue(struct issue *is, const Micropay__V1__IssueRequest *r, Mp
 	mp_stmt_free(cert);
 }
 
-static void on_account_key(const PGresult *res, const char *error, void *arg)
+/* The signature under the account's registered key first, then everything else. */
+static void verify_and_issue(struct issue *is, const uint8_t pk[MP_PK_LEN])
 {
-	struct issue *is = arg;
-	uint8_t pk[MP_PK_LEN];
-	if (!res) {
-		reply_issue(is, MP_ST(INTERNAL), "database error; retry", NULL, NULL);
-		return;
-	}
-	if (PQntuples(res) != 1 || !db_get_bytes(res, 0, "account_pk", pk, MP_PK_LEN)) {
-		reply_issue(is, MP_ST(UNKNOWN_ACCOUNT), "no such account", NULL, NULL);
-		return;
-	}
 	ProtobufCMessage *body;
 	MpCode code = mp_stmt_open(is->stmt, MP_STMT_ISSUE_REQUEST, pk,
 				   &micropay__v1__issue_request__descriptor, &body);
@@ -239,6 +230,22 @@ static void on_account_key(const PGresult *res, const char *error, void *arg)
 		call_issue(is, r, bounds, detail);
 	}
 	protobuf_c_message_free_unpacked(body, NULL);
+}
+
+static void on_account_key(const PGresult *res, const char *error, void *arg)
+{
+	struct issue *is = arg;
+	uint8_t pk[MP_PK_LEN];
+	if (!res) {
+		reply_issue(is, MP_ST(INTERNAL), "database error; retry", NULL, NULL);
+		return;
+	}
+	if (PQntuples(res) != 1 || !db_get_bytes(res, 0, "account_pk", pk, MP_PK_LEN)) {
+		reply_issue(is, MP_ST(UNKNOWN_ACCOUNT), "no such account", NULL, NULL);
+		return;
+	}
+	key_cache_put(is->call->b, is->account_id, pk);
+	verify_and_issue(is, pk);
 }
 
 /* The account the request claims: read before verification only to find the key to verify
@@ -269,6 +276,11 @@ void handle_issue(struct broker *b, struct mp_conn *c, const MpEnvelope *env)
 	}
 	if (!claimed_account(s, is->account_id)) {
 		reply_issue(is, MP_ST(MALFORMED), "unparsable IssueRequest", NULL, NULL);
+		return;
+	}
+	uint8_t pk[MP_PK_LEN];
+	if (key_cache_get(b, is->account_id, pk)) {
+		verify_and_issue(is, pk);
 		return;
 	}
 	struct db_params p = {0};
