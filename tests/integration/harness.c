@@ -324,16 +324,21 @@ MpEnvelope *tchannel_open(const struct tchannel *ch, struct wire *merchant)
 	return wire_call(merchant, &env);
 }
 
+void tchannel_id(const struct tchannel *ch, uint8_t out[MP_ID_LEN])
+{
+	Micropay__V1__ChannelCert *cc = (Micropay__V1__ChannelCert *)mp_strict_unpack(
+	    &micropay__v1__channel_cert__descriptor, ch->cert->body.data, ch->cert->body.len);
+	ck_assert(cc != NULL);
+	memcpy(out, cc->channel_id.data, MP_ID_LEN);
+	micropay__v1__channel_cert__free_unpacked(cc, NULL);
+}
+
 MpEnvelope *tchannel_pay(const struct tchannel *ch, struct wire *merchant, uint32_t j,
 			 const uint8_t *order_ref, size_t ref_len)
 {
 	uint8_t w[MP_HASH_LEN], channel_id[MP_ID_LEN];
 	tchannel_word(ch, j, w);
-	Micropay__V1__ChannelCert *cc = (Micropay__V1__ChannelCert *)mp_strict_unpack(
-	    &micropay__v1__channel_cert__descriptor, ch->cert->body.data, ch->cert->body.len);
-	ck_assert(cc != NULL);
-	memcpy(channel_id, cc->channel_id.data, MP_ID_LEN);
-	micropay__v1__channel_cert__free_unpacked(cc, NULL);
+	tchannel_id(ch, channel_id);
 	Micropay__V1__PayReq req = MICROPAY__V1__PAY_REQ__INIT;
 	req.channel_id = (ProtobufCBinaryData){MP_ID_LEN, channel_id};
 	req.j = j;

@@ -75,6 +75,8 @@ void tchannel_make(struct tchannel *ch, const struct twallet *tw, uint32_t n, ui
 		   const uint8_t holder0[MP_ID_LEN]);
 /* Send IssueReq with the channel's request; returns the response status, stores the cert. */
 MpCode tchannel_issue(struct tchannel *ch, struct wire *broker);
+/* The channel id from the issued cert. */
+void tchannel_id(const struct tchannel *ch, uint8_t out[MP_ID_LEN]);
 void tchannel_word(const struct tchannel *ch, uint32_t j, uint8_t out[MP_HASH_LEN]);
 MpEnvelope *tchannel_open(const struct tchannel *ch, struct wire *merchant);
 MpEnvelope *tchannel_pay(const struct tchannel *ch, struct wire *merchant, uint32_t j,

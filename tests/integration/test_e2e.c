@@ -320,10 +320,7 @@ START_TEST(pay_retry_replay_and_jump)
 	json_decref(st);
 	Micropay__V1__PayReq req = MICROPAY__V1__PAY_REQ__INIT;
 	uint8_t garbage[MP_HASH_LEN] = {1}, cid[MP_ID_LEN];
-	Micropay__V1__ChannelCert *cc = (Micropay__V1__ChannelCert *)mp_strict_unpack(
-	    &micropay__v1__channel_cert__descriptor, ch.cert->body.data, ch.cert->body.len);
-	memcpy(cid, cc->channel_id.data, MP_ID_LEN);
-	micropay__v1__channel_cert__free_unpacked(cc, NULL);
+	tchannel_id(&ch, cid);
 	req.channel_id = (ProtobufCBinaryData){MP_ID_LEN, cid};
 	req.j = 2 + 4097;
 	req.w_j = (ProtobufCBinaryData){MP_HASH_LEN, garbage};
@@ -392,10 +389,7 @@ static MpEnvelope *send_redeem(const char *name, const uint8_t redeem_id[MP_ID_L
 	uint8_t mid[MP_ID_LEN], w[MP_HASH_LEN], cid[MP_ID_LEN];
 	hex_to_bytes(mid_hex, mid, MP_ID_LEN);
 	tchannel_word(ch, index, w);
-	Micropay__V1__ChannelCert *cc = (Micropay__V1__ChannelCert *)mp_strict_unpack(
-	    &micropay__v1__channel_cert__descriptor, ch->cert->body.data, ch->cert->body.len);
-	memcpy(cid, cc->channel_id.data, MP_ID_LEN);
-	micropay__v1__channel_cert__free_unpacked(cc, NULL);
+	tchannel_id(ch, cid);
 	MpPoint pt = MICROPAY__V1__POINT__INIT;
 	pt.index = index;
 	pt.w = (ProtobufCBinaryData){MP_HASH_LEN, w};
