@@ -14,6 +14,7 @@
 
 #include "harness.h"
 #include "net.h"
+#include "../check_run.h"
 
 static struct net net;
 static char ca[700];
@@ -294,9 +295,5 @@ int main(void)
 	tcase_add_test(tc, bad_configs_are_refused_with_file_and_line);
 	tcase_add_test(tc, newer_schema_is_refused);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return mp_check_run(s);
 }

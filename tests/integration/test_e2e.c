@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "../check_run.h"
 
 static struct net net;
 static char ca[700], broker_ep[128], m1_ep[128], m1_hex[64];
@@ -108,6 +109,16 @@ static void issued_channel(struct twallet *tw, struct tchannel *ch, uint32_t n, 
 	tchannel_make(ch, tw, n, unit, m1);
 	ck_assert_int_eq(tchannel_issue(ch, &b), MP_ST(OK));
 	wire_close(&b);
+}
+
+/* Connect to m1 and Open the channel there (OK expected). */
+static void open_at_m1(const struct tchannel *ch, struct wire *m)
+{
+	connect_merchant(m, m1_ep);
+	MpEnvelope *ack = tchannel_open(ch, m);
+	ck_assert(ack && ack->body_case == MP_BODY(OPEN_ACK));
+	ck_assert_int_eq(ack->open_ack->status->code, MP_ST(OK));
+	micropay__v1__envelope__free_unpacked(ack, NULL);
 }
 
 START_TEST(purchase_settles_exact_balances)
@@ -299,9 +310,7 @@ START_TEST(pay_retry_replay_and_jump)
 	struct tchannel ch;
 	issued_channel(&tw, &ch, 10000, 1);
 	struct wire m;
-	connect_merchant(&m, m1_ep);
-	MpEnvelope *ack = tchannel_open(&ch, &m);
-	micropay__v1__envelope__free_unpacked(ack, NULL);
+	open_at_m1(&ch, &m);
 	uint8_t order[MP_ID_LEN], other[MP_ID_LEN];
 	new_order(2, order);
 	new_order(2, other);
@@ -347,8 +356,7 @@ START_TEST(sigkill_loses_no_acknowledged_payment)
 	struct tchannel ch;
 	issued_channel(&tw, &ch, 1000, 1);
 	struct wire m;
-	connect_merchant(&m, m1_ep);
-	micropay__v1__envelope__free_unpacked(tchannel_open(&ch, &m), NULL);
+	open_at_m1(&ch, &m);
 	uint8_t order[MP_ID_LEN];
 	new_order(1000, order); /* never covered: every Pay is UNDERPAID and kept */
 	for (uint32_t j = 1; j <= 20; j++)
@@ -423,8 +431,7 @@ static void paid_channel(struct twallet *tw, struct tchannel *ch, uint32_t paid)
 {
 	issued_channel(tw, ch, 100, 10);
 	struct wire m;
-	connect_merchant(&m, m1_ep);
-	micropay__v1__envelope__free_unpacked(tchannel_open(ch, &m), NULL);
+	open_at_m1(ch, &m);
 	uint8_t order[MP_ID_LEN];
 	new_order(1000000, order);
 	for (uint32_t j = 1; j <= paid; j++)
@@ -517,8 +524,7 @@ START_TEST(redeem_over_hash_budget_is_limit_and_verifies_from_nearest_point)
 	struct tchannel ch;
 	issued_channel(&tw, &ch, 10000, 1);
 	struct wire m;
-	connect_merchant(&m, m1_ep);
-	micropay__v1__envelope__free_unpacked(tchannel_open(&ch, &m), NULL);
+	open_at_m1(&ch, &m);
 	uint8_t order[MP_ID_LEN];
 	new_order(100000, order);
 	ck_assert_int_eq(pay_code(tchannel_pay(&ch, &m, 4096, order, MP_ID_LEN)), MP_ST(UNDERPAID));
@@ -575,9 +581,5 @@ Suite *e2e_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(e2e_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return mp_check_run(e2e_suite());
 }

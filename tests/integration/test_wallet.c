@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "../check_run.h"
 
 static struct net net;
 static char m1_hex[64], m1_ep[128], account[64];
@@ -175,9 +176,5 @@ int main(void)
 	tcase_add_test(tc, insufficient_funds_through_wallet);
 	tcase_add_test(tc, wallet_restart_keeps_channel_state);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return mp_check_run(s);
 }

@@ -8,6 +8,7 @@
 #include "certcheck.h"
 #include "ids.h"
 #include "stmt.h"
+#include "../check_run.h"
 
 static struct mp_key broker, other;
 static uint8_t issue_req_id[MP_ID_LEN], account_id[MP_ID_LEN], owner_pk[MP_PK_LEN],
@@ -195,9 +196,5 @@ int main(void)
 	tcase_add_test(tc, wrong_signer_or_type_refused);
 	tcase_add_test(tc, each_field_mismatch_refused);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return mp_check_run(s);
 }

@@ -6,6 +6,7 @@
 
 #include "chainstore.h"
 #include "util.h"
+#include "../check_run.h"
 
 static struct mp_hasher *h;
 
@@ -211,9 +212,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return mp_check_run(suite());
 }

@@ -11,6 +11,7 @@
 #include "stmt.h"
 #include "store.h"
 #include "wallet.h"
+#include "../check_run.h"
 
 #define DIR_TEMPLATE "/tmp/mp-test-wstore-XXXXXX"
 static char dir[sizeof(DIR_TEMPLATE)];
@@ -217,9 +218,5 @@ int main(void)
 	tcase_add_test(tc, account_round_trip);
 	tcase_add_test(tc, channel_and_inflight_survive_restart);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return mp_check_run(s);
 }

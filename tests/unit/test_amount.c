@@ -3,6 +3,7 @@
 #include <stdint.h>
 
 #include "amount.h"
+#include "../check_run.h"
 
 #define MAX MP_AMOUNT_MAX /* 2^63 - 1 */
 
@@ -131,9 +132,5 @@ int main(void)
 	tcase_add_test(tc, escrow_too_big);
 	suite_add_tcase(s, tc);
 
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed != 0;
+	return mp_check_run(s);
 }

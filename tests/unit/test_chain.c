@@ -6,6 +6,7 @@
 
 #include "chain.h"
 #include "util.h"
+#include "../check_run.h"
 
 static struct mp_hasher *h;
 
@@ -300,9 +301,5 @@ int main(void)
 	tcase_add_test(tc, a_above_b_refused);
 	suite_add_tcase(s, tc);
 
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed != 0;
+	return mp_check_run(s);
 }

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "../check_run.h"
 
 struct cfg {
 	char *listen;
@@ -179,9 +180,5 @@ int main(void)
 	tcase_add_test(tc, syntax_error);
 	suite_add_tcase(s, tc);
 
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed != 0;
+	return mp_check_run(s);
 }

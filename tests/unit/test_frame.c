@@ -6,6 +6,7 @@
 
 #include "frame.h"
 #include "util.h"
+#include "../check_run.h"
 
 #define MAX 1024
 
@@ -180,9 +181,5 @@ int main(void)
 	tcase_add_test(tc, garbage_body_not_decoded);
 	suite_add_tcase(s, tc);
 
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed != 0;
+	return mp_check_run(s);
 }

@@ -10,6 +10,7 @@
 #include "sig.h"
 #include "stmt.h"
 #include "util.h"
+#include "../check_run.h"
 
 static void hex32(const char *hex, uint8_t *out, size_t len)
 {
@@ -323,9 +324,5 @@ int main(void)
 	tcase_add_test(tc, key_id_is_sha256_prefix);
 	suite_add_tcase(s, tc);
 
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed != 0;
+	return mp_check_run(s);
 }

@@ -4,6 +4,7 @@
 
 #include "net.h"
 #include "util.h"
+#include "../check_run.h"
 
 START_TEST(hex_round_trip)
 {
@@ -86,9 +87,5 @@ int main(void)
 	tcase_add_test(tc, endpoint_bad);
 	suite_add_tcase(s, tc);
 
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed != 0;
+	return mp_check_run(s);
 }
