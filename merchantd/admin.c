@@ -1,4 +1,6 @@
-/* merchantd's admin socket: status, channels, orders, redeem, metrics, shutdown. */
+/* merchantd's admin socket: status, channels, orders, redeem, store compaction, metrics,
+ * shutdown. Everything it reports is durable state (the channels' and orders' durable view,
+ * batch.h): what a crash cannot take back. */
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -6,6 +8,8 @@
 
 #include "admin.h"
 #include "amount.h"
+#include "batch.h"
+#include "compact.h"
 #include "log.h"
 #include "merchant.h"
 #include "store.h"
@@ -19,7 +23,7 @@ static void admin_status(struct mp_admin_req *req, json_t *params, void *ctx)
 	    json_pack("{s:s,s:o,s:b,s:I,s:I,s:I,s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}}", "daemon",
 		      "merchantd", "merchant_id", mp_json_hex(m->mid, MP_ID_LEN), "registered",
 		      m->cert_valid_until != 0, "cert_valid_until", (json_int_t)m->cert_valid_until,
-		      "channels", (json_int_t)m->channels.count, "time", (json_int_t)mp_now(),
+		      "channels", (json_int_t)m->channels_recorded, "time", (json_int_t)mp_now(),
 		      "counters", "opens", (json_int_t)s->opens, "pays_ok", (json_int_t)s->pays_ok,
 		      "pays_underpaid", (json_int_t)s->pays_underpaid, "pays_duplicate",
 		      (json_int_t)s->pays_duplicate, "pays_refused", (json_int_t)s->pays_refused,
@@ -32,17 +36,26 @@ static void admin_metrics(struct mp_admin_req *req, json_t *params, void *ctx)
 {
 	struct merchant *m = ctx;
 	const struct merchant_stats *s = &m->stats;
-	char text[1024];
+	const struct compact_totals *ct = compact_totals(m);
+	char text[2048];
 	snprintf(text, sizeof(text),
 		 "micropay_merchant_pays_total{result=\"ok\"} %llu\n"
 		 "micropay_merchant_pays_total{result=\"underpaid\"} %llu\n"
 		 "micropay_merchant_pays_total{result=\"duplicate\"} %llu\n"
 		 "micropay_merchant_pays_total{result=\"refused\"} %llu\n"
 		 "micropay_merchant_batches_total %llu\n"
+		 "micropay_merchant_store_busy_total %llu\n"
+		 "micropay_merchant_compactions_total %llu\n"
+		 "micropay_merchant_journal_rows_folded_total %llu\n"
+		 "micropay_merchant_outbox_rows_deleted_total %llu\n"
+		 "micropay_merchant_store_pages_freed_total %llu\n"
 		 "micropay_merchant_channels %zu\n",
 		 (unsigned long long)s->pays_ok, (unsigned long long)s->pays_underpaid,
 		 (unsigned long long)s->pays_duplicate, (unsigned long long)s->pays_refused,
-		 (unsigned long long)s->batches, m->channels.count);
+		 (unsigned long long)s->batches, (unsigned long long)s->store_busy,
+		 (unsigned long long)ct->runs, (unsigned long long)ct->journal_rows,
+		 (unsigned long long)ct->outbox_rows, (unsigned long long)ct->pages_freed,
+		 m->channels_recorded);
 	mp_admin_reply(req, json_pack("{s:s}", "prometheus", text));
 }
 
@@ -53,9 +66,9 @@ static json_t *channel_json(const struct channel *ch)
 			 ch->state == CHANNEL_HELD ? "HELD" : "EXPIRED", "epoch",
 			 (json_int_t)ch->hseq, "segment", (json_int_t)ch->seg_seq, "n",
 			 (json_int_t)ch->n, "unit_value", (json_int_t)ch->unit_value, "last",
-			 (json_int_t)ch->last, "credit", (json_int_t)ch->credit, "redeemed_end",
-			 (json_int_t)ch->redeemed_end, "pay_until", (json_int_t)ch->pay_until,
-			 "redeem_until", (json_int_t)ch->redeem_until);
+			 (json_int_t)ch->durable_last, "credit", (json_int_t)ch->durable_credit,
+			 "redeemed_end", (json_int_t)ch->redeemed_end, "pay_until",
+			 (json_int_t)ch->pay_until, "redeem_until", (json_int_t)ch->redeem_until);
 }
 
 static void admin_channels(struct mp_admin_req *req, json_t *params, void *ctx)
@@ -63,10 +76,15 @@ static void admin_channels(struct mp_admin_req *req, json_t *params, void *ctx)
 	struct merchant *m = ctx;
 	json_t *list = json_array();
 	TABLE_FOREACH(&m->channels, struct channel, ch)
-	json_array_append_new(list, channel_json(ch));
+	{
+		if (ch->recorded)
+			json_array_append_new(list, channel_json(ch));
+	}
 	mp_admin_reply(req, json_pack("{s:o}", "channels", list));
 }
 
+/* The order is usable by the pay path at once; the call is answered once its record is
+ * durable (batch.h), so a reference the application hands out survives a crash. */
 static void admin_order_create(struct mp_admin_req *req, json_t *params, void *ctx)
 {
 	struct merchant *m = ctx;
@@ -77,6 +95,11 @@ static void admin_order_create(struct mp_admin_req *req, json_t *params, void *c
 		mp_admin_fail(req, MP_ADMIN_BAD_PARAMS, "price must be 1 .. 2^63-1 minor units");
 		return;
 	}
+	if (!batch_has_room(m)) {
+		m->stats.store_busy++;
+		mp_admin_fail(req, MP_ADMIN_UNAVAILABLE, "the store is behind; retry");
+		return;
+	}
 	struct order *o = calloc(1, sizeof(*o));
 	if (!o || !mp_random_bytes(o->ref, MP_ID_LEN)) {
 		free(o);
@@ -85,14 +108,20 @@ static void admin_order_create(struct mp_admin_req *req, json_t *params, void *c
 	}
 	o->ref_len = MP_ID_LEN;
 	o->price = price;
-	if (!store_insert_order(m->store, o)) {
-		free(o);
-		mp_admin_fail(req, MP_ADMIN_INTERNAL, "cannot store the order");
-		return;
-	}
 	order_insert(&m->orders, o);
+	struct batch_entry e = {.kind = ENTRY_ORDER,
+				.order = o,
+				.order_ref_len = o->ref_len,
+				.price = price,
+				.req = req};
+	memcpy(e.order_ref, o->ref, o->ref_len);
+	batch_add(m, &e);
+}
+
+void order_acknowledge(struct merchant *m, struct mp_admin_req *req, const struct order *o)
+{
 	mp_admin_reply(req, json_pack("{s:o,s:I,s:s}", "order_ref", mp_json_hex(o->ref, o->ref_len),
-				      "price", (json_int_t)price, "currency", m->cfg.currency));
+				      "price", (json_int_t)o->price, "currency", m->cfg.currency));
 }
 
 static void admin_order_show(struct mp_admin_req *req, json_t *params, void *ctx)
@@ -106,12 +135,12 @@ static void admin_order_show(struct mp_admin_req *req, json_t *params, void *ctx
 	struct order *o = NULL;
 	if (len >= 1 && len <= MP_ORDER_REF_MAX && mp_hex_decode(hex, ref, len))
 		o = order_find(&m->orders, ref, len);
-	if (!o) {
+	if (!o || !o->recorded) {
 		mp_admin_fail(req, MP_ADMIN_FAILED, "no such order");
 		return;
 	}
 	mp_admin_reply(req, json_pack("{s:s,s:I,s:b}", "order_ref", hex, "price",
-				      (json_int_t)o->price, "paid", o->paid));
+				      (json_int_t)o->price, "paid", o->paid_durable));
 }
 
 static void on_redeem_done(void *arg, bool ok, const char *summary, uint64_t credited)
@@ -130,6 +159,33 @@ static void admin_redeem(struct mp_admin_req *req, json_t *params, void *ctx)
 	redeemer_run(m->redeemer, on_redeem_done, req);
 }
 
+static void on_compacted(void *arg, bool ok, const struct compact_report *r, const char *detail)
+{
+	struct mp_admin_req *req = arg;
+	if (!ok) {
+		mp_admin_fail(req, MP_ADMIN_FAILED, "compaction: %s", detail);
+		return;
+	}
+	mp_admin_reply(
+	    req, json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b,s:I}", "journal_rows",
+			   (json_int_t)r->journal_rows, "outbox_rows", (json_int_t)r->outbox_rows,
+			   "pages_before", (json_int_t)r->pages_before, "pages_after",
+			   (json_int_t)r->pages_after, "pages_freed", (json_int_t)r->pages_freed,
+			   "file_bytes_before", (json_int_t)r->file_bytes_before,
+			   "file_bytes_after", (json_int_t)r->file_bytes_after, "wal_bytes_before",
+			   (json_int_t)r->wal_bytes_before, "wal_bytes_after",
+			   (json_int_t)r->wal_bytes_after, "checkpointed", r->checkpointed, "steps",
+			   (json_int_t)r->steps));
+}
+
+static void admin_store_compact(struct mp_admin_req *req, json_t *params, void *ctx)
+{
+	struct merchant *m = ctx;
+	if (!compact_run(m, on_compacted, req))
+		mp_admin_fail(req, MP_ADMIN_UNAVAILABLE,
+			      "too many compactions waiting, or stopping");
+}
+
 static void admin_shutdown(struct mp_admin_req *req, json_t *params, void *ctx)
 {
 	struct merchant *m = ctx;
@@ -146,6 +202,8 @@ static const struct mp_admin_method merchant_methods[] = {
     {"order.create", admin_order_create, "{price}: an order reference to pay"},
     {"order.show", admin_order_show, "{order_ref}"},
     {"redeem", admin_redeem, "redeem accepted payments now"},
+    {"store.compact", admin_store_compact,
+     "fold old redeemed payments, drop old answered Redeems, shrink the store"},
     {"shutdown", admin_shutdown, "stop the daemon"},
     {NULL, NULL, NULL},
 };

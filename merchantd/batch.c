@@ -1,105 +1,270 @@
-/* Group commit: accepted payments wait in the open batch until one SQLite transaction makes
- * them durable (after commit_delay_us or commit_max payments, whichever first); only then are
- * they acknowledged. A batch that cannot commit stops the daemon: nothing unjournalled was
- * acknowledged, so a restart from the store loses nothing a wallet was told. */
+/* Group commit, pipelined: one batch commits on the store thread while the loop keeps reading,
+ * verifying and queueing into the next. Entries are answered only once their own batch has
+ * committed; a batch that cannot commit stops the daemon (on the store thread, before anything
+ * of it is answered): nothing unjournalled was acknowledged, so a restart from the store loses
+ * nothing a wallet was told.
+ *
+ * The two batches take turns:
+ *
+ *   EMPTY --first entry: timer (commit_delay_us) armed--> FILLING
+ *   FILLING --timer | commit_max entries | batch_flush | an Open or order.create--> due
+ *   due, store thread idle --> COMMITTING (submitted; the other batch becomes the filling one)
+ *   due, a batch committing --> stays FILLING until that commit completes; once full, new
+ *        entries are refused (LIMIT, "store busy") rather than queued without bound
+ *   COMMITTING --committed: durable view advanced, entries answered--> EMPTY
+ *   COMMITTING --failed--> the daemon stops (fail-stop, logged)
+ *
+ * So at most one batch commits and one fills: memory is bounded by 2 * commit_max entries. */
+#include "batch.h"
+
 #include <event2/event.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
-#include "merchant.h"
 #include "store.h"
+#include "store_thread.h"
+
+struct batch {
+	struct batch_entry *entries;
+	size_t count;
+	uint64_t seq;
+	struct st_job job;
+	struct batch_pipe *pipe;
+};
+
+struct batch_pipe {
+	struct merchant *m;
+	struct batch b[2];
+	struct batch *filling;
+	struct batch *committing; /* NULL while the store thread has no batch */
+	size_t cap;
+	struct event *timer;
+	bool timer_armed;
+	bool due; /* commit the filling batch as soon as the store thread is free */
+	uint64_t next_seq;
+};
+
+static void submit(struct batch_pipe *p);
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
-	struct merchant *m = arg;
-	m->batch.timer_armed = false;
-	batch_flush(m);
+	struct batch_pipe *p = arg;
+	p->timer_armed = false;
+	p->due = true;
+	submit(p);
 }
 
-bool batch_init(struct merchant *m)
+/* Store thread. */
+static void run_commit(struct store *s, struct st_job *job)
 {
-	struct pay_batch *b = &m->batch;
-	b->cap = m->cfg.commit_max ? m->cfg.commit_max : 256;
-	b->entries = calloc(b->cap, sizeof(*b->entries));
-	b->timer = evtimer_new(m->base, on_timer, m);
-	return b->entries && b->timer;
-}
-
-void batch_free(struct merchant *m)
-{
-	batch_flush(m);
-	if (m->batch.timer)
-		event_free(m->batch.timer);
-	free(m->batch.entries);
-}
-
-const struct pay_entry *batch_find(const struct merchant *m, const struct channel *ch, uint32_t j)
-{
-	for (size_t i = m->batch.count; i-- > 0;) {
-		const struct pay_entry *e = &m->batch.entries[i];
-		if (e->ch == ch && e->j == j && e->fresh)
-			return e;
+	struct batch *b = job->arg;
+	if (!store_commit_batch(s, b->entries, b->count)) {
+		log_err("store %s: batch %llu of %zu entries did not commit: stopping so that "
+			"nothing unjournalled is acknowledged",
+			store_path(s), (unsigned long long)b->seq, b->count);
+		abort();
 	}
-	return NULL;
 }
 
-void batch_add(struct merchant *m, const struct pay_entry *e)
+/* Loop: advance the durable view with one committed entry. */
+static void make_durable(struct merchant *m, struct batch_entry *e)
 {
-	struct pay_batch *b = &m->batch;
-	b->entries[b->count++] = *e;
-	mp_conn_ref(e->conn);
-	if (e->fresh)
-		e->ch->dirty = true;
-	if (b->count >= b->cap) {
-		batch_flush(m);
+	struct channel *ch = e->ch;
+	switch (e->kind) {
+	case ENTRY_PAY:
+		ch->durable_last = e->j;
+		memcpy(ch->durable_w, e->w, MP_HASH_LEN);
+		ch->durable_credit = e->credit;
+		memcpy(ch->durable_order_ref, e->order_ref, e->order_ref_len);
+		ch->durable_order_ref_len = e->order_ref_len;
+		ch->durable_code = e->code;
+		ch->durable_price = e->price;
+		if (e->order)
+			e->order->paid_durable = true;
+		return;
+	case ENTRY_OPEN:
+		if (e->insert) {
+			ch->recorded = true;
+			m->channels_recorded++;
+		}
+		return;
+	case ENTRY_ORDER:
+		e->order->recorded = true;
+		return;
+	case ENTRY_RETRY:
 		return;
 	}
-	if (!b->timer_armed) {
-		struct timeval tv = {0, (suseconds_t)m->cfg.commit_delay_us};
-		evtimer_add(b->timer, &tv);
-		b->timer_armed = true;
-	}
 }
 
-static void acknowledge(struct merchant *m, struct pay_entry *e)
+static void count_pay(struct merchant *m, const struct batch_entry *e)
 {
-	MpCode code = e->fresh ? e->code : MP_ST(DUPLICATE_OK);
-	const char *detail = e->fresh ? NULL : mp_code_name(e->code);
-	if (mp_conn_is_open(e->conn))
-		reply_pay(e->conn, e->request_id, code, detail, e->j, e->credit, e->price);
-	if (!e->fresh)
+	if (e->kind == ENTRY_RETRY)
 		m->stats.pays_duplicate++;
 	else if (e->code == MP_ST(OK))
 		m->stats.pays_ok++;
 	else
 		m->stats.pays_underpaid++;
+}
+
+static void acknowledge(struct merchant *m, struct batch_entry *e)
+{
+	switch (e->kind) {
+	case ENTRY_PAY:
+	case ENTRY_RETRY:
+		if (mp_conn_is_open(e->conn))
+			reply_pay(e->conn, e->request_id,
+				  e->kind == ENTRY_PAY ? e->code : MP_ST(DUPLICATE_OK),
+				  e->kind == ENTRY_PAY ? NULL : mp_code_name(e->code), e->j,
+				  e->credit, e->price);
+		count_pay(m, e);
+		break;
+	case ENTRY_OPEN:
+		if (mp_conn_is_open(e->conn))
+			open_acknowledge(m, e->conn, e->request_id, e->ch);
+		break;
+	case ENTRY_ORDER:
+		order_acknowledge(m, e->req, e->order);
+		return;
+	}
 	mp_conn_unref(e->conn);
+}
+
+/* Loop: the batch committed. */
+static void on_committed(struct st_job *job)
+{
+	struct batch *b = job->arg;
+	struct batch_pipe *p = b->pipe;
+	struct merchant *m = p->m;
+	m->stats.batches++;
+	for (size_t i = 0; i < b->count; i++)
+		make_durable(m, &b->entries[i]);
+	for (size_t i = 0; i < b->count; i++)
+		acknowledge(m, &b->entries[i]);
+	b->count = 0;
+	p->committing = NULL;
+	submit(p);
+}
+
+/* Mark the last Pay of each channel in the batch: only it updates the channel row. */
+static void mark_row_updates(struct batch *b)
+{
+	for (size_t i = b->count; i-- > 0;) {
+		struct batch_entry *e = &b->entries[i];
+		if (e->kind != ENTRY_PAY)
+			continue;
+		e->updates_row = e->ch->batch_mark != b->seq;
+		e->ch->batch_mark = b->seq;
+	}
+}
+
+/* Hand the filling batch to the store thread if it is due, not empty, and the thread is free. */
+static void submit(struct batch_pipe *p)
+{
+	struct batch *b = p->filling;
+	if (!p->due || p->committing || b->count == 0)
+		return;
+	if (p->timer_armed) {
+		evtimer_del(p->timer);
+		p->timer_armed = false;
+	}
+	p->due = false;
+	b->seq = ++p->next_seq;
+	mark_row_updates(b);
+	p->committing = b;
+	p->filling = b == &p->b[0] ? &p->b[1] : &p->b[0];
+	b->job = (struct st_job){.run = run_commit, .done = on_committed, .arg = b};
+	store_thread_submit(p->m->store_thread, &b->job);
+}
+
+bool batch_init(struct merchant *m)
+{
+	struct batch_pipe *p = calloc(1, sizeof(*p));
+	if (!p)
+		return false;
+	m->batch = p;
+	p->m = m;
+	p->cap = m->cfg.commit_max;
+	for (int i = 0; i < 2; i++) {
+		p->b[i].pipe = p;
+		p->b[i].entries = calloc(p->cap, sizeof(*p->b[i].entries));
+		if (!p->b[i].entries)
+			return false;
+	}
+	p->filling = &p->b[0];
+	p->timer = evtimer_new(m->base, on_timer, p);
+	return p->timer != NULL;
+}
+
+void batch_drain(struct merchant *m)
+{
+	struct batch_pipe *p = m->batch;
+	while (p->committing || p->filling->count) {
+		p->due = true;
+		submit(p);
+		store_thread_sync(m->store_thread); /* on_committed submits the filling batch */
+	}
+}
+
+void batch_free(struct merchant *m)
+{
+	struct batch_pipe *p = m->batch;
+	if (!p)
+		return;
+	if (p->timer)
+		event_free(p->timer);
+	free(p->b[0].entries);
+	free(p->b[1].entries);
+	free(p);
+	m->batch = NULL;
+}
+
+bool batch_has_room(const struct merchant *m)
+{
+	return m->batch->filling->count < m->batch->cap;
+}
+
+static const struct batch_entry *find_in(const struct batch *b, const struct channel *ch,
+					 uint32_t j)
+{
+	for (size_t i = b->count; i-- > 0;) {
+		const struct batch_entry *e = &b->entries[i];
+		if (e->kind == ENTRY_PAY && e->ch == ch && e->j == j)
+			return e;
+	}
+	return NULL;
+}
+
+const struct batch_entry *batch_find(const struct merchant *m, const struct channel *ch, uint32_t j)
+{
+	const struct batch_pipe *p = m->batch;
+	const struct batch_entry *e = find_in(p->filling, ch, j);
+	if (!e && p->committing)
+		e = find_in(p->committing, ch, j);
+	return e;
+}
+
+void batch_add(struct merchant *m, const struct batch_entry *e)
+{
+	struct batch_pipe *p = m->batch;
+	struct batch *b = p->filling;
+	b->entries[b->count++] = *e;
+	if (e->conn)
+		mp_conn_ref(e->conn);
+	/* An Open or order.create waits for nothing else: commit it now. */
+	if (b->count >= p->cap || e->kind == ENTRY_OPEN || e->kind == ENTRY_ORDER)
+		p->due = true;
+	if (!p->due && !p->timer_armed) {
+		uint32_t us = m->cfg.commit_delay_us;
+		struct timeval tv = {(time_t)(us / 1000000), (suseconds_t)(us % 1000000)};
+		evtimer_add(p->timer, &tv);
+		p->timer_armed = true;
+	}
+	submit(p);
 }
 
 void batch_flush(struct merchant *m)
 {
-	struct pay_batch *b = &m->batch;
-	if (b->timer_armed) {
-		evtimer_del(b->timer);
-		b->timer_armed = false;
-	}
-	if (b->count == 0)
-		return;
-	if (!store_commit_batch(m->store, b->entries, b->count)) {
-		log_err("pay batch of %zu payments did not commit: stopping so that nothing "
-			"unjournalled is acknowledged",
-			b->count);
-		abort();
-	}
-	m->stats.batches++;
-	for (size_t i = 0; i < b->count; i++) {
-		struct pay_entry *e = &b->entries[i];
-		if (e->fresh) {
-			e->ch->durable_last = e->j;
-			memcpy(e->ch->durable_w, e->w, MP_HASH_LEN);
-		}
-		acknowledge(m, e);
-	}
-	b->count = 0;
+	m->batch->due = true;
+	submit(m->batch);
 }

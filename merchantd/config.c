@@ -28,6 +28,12 @@ static const struct mp_cfg_key merchant_keys[] = {
     K("merchant", "redeem_interval", MP_CFG_U32, redeem_interval, false, "seconds, 0: off"),
     K("merchant", "commit_delay_us", MP_CFG_U32, commit_delay_us, false, "microseconds"),
     K("merchant", "commit_max", MP_CFG_U32, commit_max, false, "payments per batch"),
+    K("merchant", "t_dedupe", MP_CFG_U64, t_dedupe, false,
+      "seconds an accepted Pay stays in the journal at least, default 3600"),
+    K("merchant", "outbox_retention", MP_CFG_U64, outbox_retention, false,
+      "seconds an answered Redeem is kept, default 604800"),
+    K("merchant", "compact_interval", MP_CFG_U32, compact_interval, false,
+      "seconds between store compactions, default 600; 0: only store.compact"),
     K("merchant", "max_claims_per_redeem", MP_CFG_U32, max_claims, false, NULL),
     K("merchant", "idle_timeout", MP_CFG_U32, idle_timeout, false, "seconds"),
     K("tls", "cert", MP_CFG_STRING, tls_cert, true, "PEM certificate, CN m-<id>"),
@@ -48,6 +54,9 @@ bool merchant_config_load(struct merchant_config *cfg, const char *path, char *e
 	cfg->redeem_interval = 60;
 	cfg->commit_delay_us = 2000;
 	cfg->commit_max = 256;
+	cfg->t_dedupe = 3600;
+	cfg->outbox_retention = 7 * 24 * 3600;
+	cfg->compact_interval = 600;
 	cfg->max_claims = 10000;
 	cfg->idle_timeout = 300;
 	if (!mp_config_load(path, merchant_keys, cfg, err, errlen))

@@ -7,11 +7,14 @@
 #include <systemd/sd-daemon.h>
 
 #include "admin.h"
+#include "batch.h"
+#include "compact.h"
 #include "daemon.h"
 #include "log.h"
 #include "merchant.h"
 #include "stmt.h"
 #include "store.h"
+#include "store_thread.h"
 #include "tls.h"
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -68,6 +71,12 @@ static bool load_state(struct merchant *m)
 	    !store_load_channels(m->store, &m->channels) ||
 	    !store_load_orders(m->store, &m->orders))
 		return false;
+	m->channels_recorded = m->channels.count;
+	m->store_thread = store_thread_start(m->base, m->cfg.store, err, sizeof(err));
+	if (!m->store_thread) {
+		log_err("store thread: %s", err);
+		return false;
+	}
 	uint8_t *cert = NULL;
 	size_t len = 0;
 	if (store_meta_get(m->store, "merchant_cert", &cert, &len)) {
@@ -84,7 +93,7 @@ static bool load_state(struct merchant *m)
 
 static bool merchant_start(struct merchant *m)
 {
-	if (!load_identity(m) || !load_state(m) || !batch_init(m))
+	if (!load_identity(m) || !load_state(m) || !batch_init(m) || !compactor_start(m))
 		return false;
 	if (!merchant_listen(m) || !merchant_admin_open(m))
 		return false;
@@ -100,8 +109,12 @@ static bool merchant_start(struct merchant *m)
 
 static void merchant_stop(struct merchant *m)
 {
-	if (m->batch.entries)
-		batch_free(m); /* commits and acknowledges what is pending */
+	compactor_stop(m);
+	if (m->batch && m->store_thread)
+		batch_drain(m); /* commits and acknowledges what is pending */
+	store_thread_stop(m->store_thread);
+	compactor_free(m);
+	batch_free(m);
 	redeemer_free(m->redeemer);
 	if (m->sig_int)
 		event_free(m->sig_int);

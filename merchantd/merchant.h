@@ -23,12 +23,15 @@ struct merchant_config {
 	char *currency;
 	uint32_t max_jump;
 	uint32_t max_bad_chain;
-	uint64_t pay_margin;	  /* δ_pay, seconds */
-	uint64_t t_grace;	  /* the broker's T_grace, seconds */
-	uint64_t max_pay_window;  /* refuse channels whose pay_until is further away */
-	uint32_t redeem_interval; /* seconds; 0: only on demand */
-	uint32_t commit_delay_us; /* group commit: wait at most this long */
-	uint32_t commit_max;	  /* ... or this many payments */
+	uint64_t pay_margin;	   /* δ_pay, seconds */
+	uint64_t t_grace;	   /* the broker's T_grace, seconds */
+	uint64_t max_pay_window;   /* refuse channels whose pay_until is further away */
+	uint32_t redeem_interval;  /* seconds; 0: only on demand */
+	uint32_t commit_delay_us;  /* group commit: wait at most this long */
+	uint32_t commit_max;	   /* ... or this many payments */
+	uint64_t t_dedupe;	   /* seconds a Pay stays in the journal at least */
+	uint64_t outbox_retention; /* seconds an answered Redeem stays in the outbox */
+	uint32_t compact_interval; /* seconds between compactions; 0: only on demand */
 	uint32_t max_claims;
 	uint32_t idle_timeout;
 	char *tls_cert;
@@ -39,8 +42,10 @@ struct merchant_config {
 
 enum channel_state { CHANNEL_HELD = 1, CHANNEL_EXPIRED = 2 };
 
-/* One channel this merchant holds. `last`/`w_last`/`credit` include payments whose batch has
- * not committed yet; the durable_* fields are what the store holds. */
+/* One channel this merchant holds. `last`/`w_last`/`credit`/`last_order_ref` are the pay
+ * path's view: they include payments whose batch has not committed yet. The durable_* fields
+ * are what the store holds (advanced when a batch's commit completes); everything reported
+ * outside the pay path (OpenAck, admin methods, redemption) uses only those. */
 struct channel {
 	uint8_t id[MP_ID_LEN];
 	uint8_t *cert;
@@ -56,18 +61,26 @@ struct channel {
 	uint64_t credit;
 	uint8_t last_order_ref[MP_ORDER_REF_MAX];
 	uint8_t last_order_ref_len;
+	bool recorded; /* its row is durable (false between a first Open and its commit) */
 	uint32_t durable_last;
 	uint8_t durable_w[MP_HASH_LEN];
-	uint32_t redeemed_end; /* the broker's credited_end for our epoch */
-	bool dirty;	       /* touched by the open batch */
-	struct channel *next;  /* hash bucket */
+	uint64_t durable_credit;
+	uint8_t durable_order_ref[MP_ORDER_REF_MAX];
+	uint8_t durable_order_ref_len;
+	MpCode durable_code;	/* the answer to the Pay at durable_last */
+	uint64_t durable_price; /* the price that Pay paid, else 0 */
+	uint32_t redeemed_end;	/* the broker's credited_end for our epoch */
+	uint64_t batch_mark;	/* batch.c: the last batch that updates this channel's row */
+	struct channel *next;	/* hash bucket */
 };
 
 struct order {
 	uint8_t ref[MP_ORDER_REF_MAX];
 	uint8_t ref_len;
 	uint64_t price;
-	bool paid;
+	bool paid;	   /* pay path: paid by an accepted Pay, durable or not */
+	bool recorded;	   /* its row is durable (order.create answered) */
+	bool paid_durable; /* the Pay that paid it is durable: what order.show reports */
 	struct order *next;
 };
 
@@ -76,34 +89,16 @@ struct table {
 	size_t nbuckets, count;
 };
 
-/* One accepted Pay waiting for its batch to commit. */
-struct pay_entry {
-	struct channel *ch;
-	uint32_t seg_seq, j;
-	uint8_t w[MP_HASH_LEN];
-	uint8_t order_ref[MP_ORDER_REF_MAX];
-	uint8_t order_ref_len;
-	MpCode code;	 /* the answer: OK or UNDERPAID (DUPLICATE_OK for a retried one) */
-	bool fresh;	 /* a new payment (journalled), not a retry waiting for the batch */
-	uint64_t credit; /* channel credit after this payment */
-	uint64_t price;	 /* the order's price when paid, else 0 */
-	struct mp_conn *conn;
-	uint64_t request_id;
-};
-
-struct pay_batch {
-	struct pay_entry *entries;
-	size_t count, cap;
-	struct event *timer;
-	bool timer_armed;
-};
-
 struct merchant_stats {
 	uint64_t pays_ok, pays_underpaid, pays_duplicate, pays_refused, bad_chain;
+	uint64_t store_busy; /* requests refused while the store was behind */
 	uint64_t batches, opens, redeems_sent, claims_credited, amount_credited;
 };
 
 struct store;
+struct store_thread;
+struct batch_pipe;
+struct compactor;
 struct redeemer;
 
 struct merchant {
@@ -117,10 +112,13 @@ struct merchant {
 	SSL_CTX *server_tls, *client_tls;
 	struct mp_listener *listener;
 	struct mp_admin *admin;
-	struct store *store;
-	struct table channels; /* struct channel, by id */
-	struct table orders;   /* struct order, by ref */
-	struct pay_batch batch;
+	struct store *store;		   /* the loop's connection: reads, redemption outbox */
+	struct store_thread *store_thread; /* commits and compaction, off the loop */
+	struct table channels;		   /* struct channel, by id */
+	struct table orders;		   /* struct order, by ref */
+	size_t channels_recorded;	   /* channels whose row is durable */
+	struct batch_pipe *batch;
+	struct compactor *compactor;
 	struct redeemer *redeemer;
 	struct mp_hasher *hasher;
 	struct event *sig_int, *sig_term;
@@ -155,13 +153,11 @@ void handle_pay(struct merchant *m, struct mp_conn *c, const MpEnvelope *env);
 void reply_pay(struct mp_conn *c, uint64_t request_id, MpCode code, const char *detail,
 	       uint32_t last, uint64_t credit, uint64_t price);
 
-/* batch.c: group commit of accepted payments */
+/* batch.c: group commit (batch.h). batch_flush asks for the filling batch to be committed
+ * now rather than after commit_delay_us; it returns at once (acknowledged = durable). */
 bool batch_init(struct merchant *m);
-void batch_add(struct merchant *m, const struct pay_entry *e);
 void batch_flush(struct merchant *m);
 void batch_free(struct merchant *m);
-/* A Pay of the open batch with this (channel, j), if any. */
-const struct pay_entry *batch_find(const struct merchant *m, const struct channel *ch, uint32_t j);
 
 /* redeemer.c: registration with the broker and batched redemption */
 struct redeemer *redeemer_new(struct merchant *m);

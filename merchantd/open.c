@@ -1,9 +1,31 @@
 /* Open: check a ChannelCert off-line against the broker key from our own configuration, apply
  * the holder rule from our own durable record, and prove holding in the OpenAck
- * (PROTOCOL.md section 6, "Open and pay"). */
+ * (PROTOCOL.md section 6, "Open and pay").
+ *
+ * The OpenAck gives the channel's durable point and credit, never the pay path's: an
+ * application or wallet told of a pending Pay could lose it to a crash. Why that is consistent
+ * with what a wallet does with its in-flight Pays (resent verbatim before any new Pay; one with
+ * j <= OpenAck.last that gets STALE_INDEX counts as accepted):
+ *  - a Pay j pending in a batch when the Open arrives: OpenAck.last < j. The wallet resends it;
+ *    step 3 sees j <= the pay path's last and finds it pending, so the retry joins the filling
+ *    batch and gets DUPLICATE_OK after the original's commit (pay.c, answer_retry). If the
+ *    merchant crashes first, nothing of j was durable: after the restart last < j again and
+ *    the resent Pay is simply accepted (OK/UNDERPAID). Either way the wallet ends with j
+ *    accepted exactly once, never a false refusal;
+ *  - j <= OpenAck.last: durable, so a STALE_INDEX the wallet reads as "accepted" is true (and an
+ *    identical retry gets DUPLICATE_OK from the channel row or the journal);
+ *  - the wallet's first new Pay comes after its in-flight ones were answered, so it builds on
+ *    the last they moved it to, which the pay path already had.
+ * Showing the pay path's last instead would let a wallet count a pending Pay as accepted
+ * (STALE_INDEX with j <= last) and then lose it to a crash.
+ *
+ * A channel seen for the first time is recorded through the group commit (batch.h) and its
+ * OpenAck sent once that record is durable; an Open of a channel whose record is still pending
+ * waits for the same commit. Both can be refused LIMIT while the store is behind. */
 #include <stdlib.h>
 #include <string.h>
 
+#include "batch.h"
 #include "log.h"
 #include "merchant.h"
 #include "stmt.h"
@@ -53,12 +75,12 @@ static void reply_open(struct mp_conn *c, uint64_t request_id, MpCode code, cons
 	if (ch) {
 		ack.hseq = ch->hseq;
 		point.seg_seq = ch->seg_seq;
-		point.index = ch->last;
-		point.w = (ProtobufCBinaryData){MP_HASH_LEN, (uint8_t *)ch->w_last};
+		point.index = ch->durable_last;
+		point.w = (ProtobufCBinaryData){MP_HASH_LEN, (uint8_t *)ch->durable_w};
 		ack.point = &point;
-		ack.credit = ch->credit;
-		ack.last_order_ref =
-		    (ProtobufCBinaryData){ch->last_order_ref_len, (uint8_t *)ch->last_order_ref};
+		ack.credit = ch->durable_credit;
+		ack.last_order_ref = (ProtobufCBinaryData){ch->durable_order_ref_len,
+							   (uint8_t *)ch->durable_order_ref};
 		ack.max_jump = m->cfg.max_jump;
 	}
 	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
@@ -108,8 +130,17 @@ static MpCode check_cert(const struct merchant *m, const Micropay__V1__ChannelCe
 	return MP_ST(OK);
 }
 
+void open_acknowledge(struct merchant *m, struct mp_conn *c, uint64_t request_id,
+		      const struct channel *ch)
+{
+	m->stats.opens++;
+	reply_open(c, request_id, MP_ST(OK), NULL, m, ch);
+}
+
+/* A channel held from now on (holder0 is us): in memory at once, so that Pays can follow, and
+ * its record in the filling batch, ahead of any Pay on it. */
 static struct channel *adopt_channel(struct merchant *m, const MpSigned *cert,
-				     const Micropay__V1__ChannelCert *cc)
+				     const Micropay__V1__ChannelCert *cc, struct batch_entry *e)
 {
 	struct channel *ch = calloc(1, sizeof(*ch));
 	if (!ch)
@@ -119,21 +150,60 @@ static struct channel *adopt_channel(struct merchant *m, const MpSigned *cert,
 	uint8_t *bytes = mp_stmt_encode(cert, &len);
 	bool ok = bytes && channel_from_cert(ch, bytes, len);
 	free(bytes);
-	ch->state = CHANNEL_HELD;
-	memcpy(ch->w_last, cc->root.data, MP_HASH_LEN);
-	memcpy(ch->durable_w, cc->root.data, MP_HASH_LEN);
-	/* Durable before the OpenAck: a restart must still know it holds this channel. */
-	if (!ok || !store_insert_channel(m->store, ch)) {
+	if (!ok) {
 		free(ch->cert);
 		free(ch);
 		return NULL;
 	}
+	ch->state = CHANNEL_HELD;
+	memcpy(ch->w_last, cc->root.data, MP_HASH_LEN);
+	memcpy(ch->durable_w, cc->root.data, MP_HASH_LEN);
 	channel_insert(&m->channels, ch);
+	e->insert = true;
+	struct channel_row *r = &e->row;
+	memcpy(r->id, ch->id, MP_ID_LEN);
+	r->cert = ch->cert;
+	r->cert_len = ch->cert_len;
+	r->state = ch->state;
+	r->hseq = ch->hseq;
+	r->seg_seq = ch->seg_seq;
+	r->seg_start = ch->seg_start;
+	memcpy(r->w_last, ch->w_last, MP_HASH_LEN);
+	r->redeem_until = ch->redeem_until;
 	char hex[MP_HEX_ID_LEN + 1];
 	mp_hex_encode(ch->id, MP_ID_LEN, hex);
 	log_info("channel %s: held (epoch 0, n %u, unit %llu)", hex, ch->n,
 		 (unsigned long long)ch->unit_value);
 	return ch;
+}
+
+/* A verified Open of a channel we hold (or will): answer now from the durable record, or once
+ * the record is durable. */
+static void open_held(struct merchant *m, struct mp_conn *c, const MpEnvelope *env,
+		      const Micropay__V1__ChannelCert *cc)
+{
+	struct channel *ch = channel_find(&m->channels, cc->channel_id.data);
+	if (ch && ch->recorded) {
+		open_acknowledge(m, c, env->request_id, ch);
+		return;
+	}
+	if (!batch_has_room(m)) {
+		m->stats.store_busy++;
+		log_info("%s: open refused: the store is behind", mp_conn_peer(c));
+		reply_open(c, env->request_id, MP_ST(LIMIT), "merchant busy; retry", m, NULL);
+		return;
+	}
+	struct batch_entry e = {.kind = ENTRY_OPEN, .conn = c, .request_id = env->request_id};
+	if (!ch && !(ch = adopt_channel(m, env->open_req->cert, cc, &e))) {
+		log_err("%s: open: cannot hold the channel (out of memory or unreadable cert)",
+			mp_conn_peer(c));
+		reply_open(c, env->request_id, MP_ST(INTERNAL), "cannot record the channel", m,
+			   NULL);
+		return;
+	}
+	e.ch = ch;
+	memcpy(e.channel_id, ch->id, MP_ID_LEN);
+	batch_add(m, &e);
 }
 
 void handle_open(struct merchant *m, struct mp_conn *c, const MpEnvelope *env)
@@ -146,19 +216,12 @@ void handle_open(struct merchant *m, struct mp_conn *c, const MpEnvelope *env)
 	const char *detail = "ChannelCert refused";
 	if (code == MP_ST(OK))
 		code = check_cert(m, cc, &detail);
-	struct channel *ch = NULL;
 	if (code == MP_ST(OK)) {
-		ch = channel_find(&m->channels, cc->channel_id.data);
-		if (!ch && !(ch = adopt_channel(m, req->cert, cc))) {
-			code = MP_ST(INTERNAL);
-			detail = "cannot record the channel";
-		}
-	}
-	if (code != MP_ST(OK))
+		open_held(m, c, env, cc);
+	} else {
 		log_info("%s: open refused: %s (%s)", mp_conn_peer(c), mp_code_name(code), detail);
-	else
-		m->stats.opens++;
-	reply_open(c, env->request_id, code, code == MP_ST(OK) ? NULL : detail, m, ch);
+		reply_open(c, env->request_id, code, detail, m, NULL);
+	}
 	if (cc)
 		micropay__v1__channel_cert__free_unpacked(cc, NULL);
 }

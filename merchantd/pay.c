@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "amount.h"
+#include "batch.h"
 #include "log.h"
 #include "merchant.h"
 #include "store.h"
@@ -34,21 +35,64 @@ static bool same_pay(const uint8_t *w, const uint8_t *ref, size_t ref_len, const
 	       memcmp(ref, ref2, ref_len) == 0;
 }
 
-/* Step 3, j <= last: an identical retry gets its stored answer, anything else STALE_INDEX. */
+/* Refusals and replays report the channel's durable point, never a pending one. */
+static void refuse(struct merchant *m, struct mp_conn *c, const MpEnvelope *env, MpCode code,
+		   const char *detail, const struct channel *ch)
+{
+	m->stats.pays_refused++;
+	reply_pay(c, env->request_id, code, detail, ch ? ch->durable_last : 0,
+		  ch ? ch->durable_credit : 0, 0);
+}
+
+/* The pipeline is full (a batch committing, the next one at commit_max): refuse before any
+ * state change; the wallet keeps its Pay in flight and resends it verbatim. */
+static bool store_busy(struct merchant *m, struct mp_conn *c, const MpEnvelope *env,
+		       const struct channel *ch)
+{
+	if (batch_has_room(m))
+		return false;
+	m->stats.store_busy++;
+	refuse(m, c, env, MP_ST(LIMIT), "merchant busy: payments are being committed; retry", ch);
+	return true;
+}
+
+/* Step 3, j <= last (the pay path's last, pending payments included): an identical retry gets
+ * its answer, anything else STALE_INDEX. Where the retried Pay is found:
+ *  - pending in a batch: the retry joins the filling batch and is answered DUPLICATE_OK once
+ *    that batch has committed, which is after the original's (batches commit in order). This
+ *    is the case of a wallet that reconnected while its Pay was pending: its OpenAck showed
+ *    the durable last, below j, and it resends the Pay verbatim;
+ *  - the channel's durable last Pay: answered from memory (kept in the channel row, so also
+ *    after compaction folded its journal row away);
+ *  - an older journalled Pay (at least T_dedupe after it was accepted): from the journal. */
 static void answer_retry(struct merchant *m, struct mp_conn *c, const MpEnvelope *env,
 			 struct channel *ch)
 {
 	const Micropay__V1__PayReq *p = env->pay_req;
-	struct pay_entry retry = {
-	    .ch = ch, .seg_seq = p->seg_seq, .j = p->j, .conn = c, .request_id = env->request_id};
-	const struct pay_entry *pending = batch_find(m, ch, p->j);
+	const struct batch_entry *pending = batch_find(m, ch, p->j);
 	if (pending && same_pay(pending->w, pending->order_ref, pending->order_ref_len, p->w_j.data,
 				p->order_ref.data, p->order_ref.len)) {
-		/* Not durable yet: the retry is answered with the batch. */
-		retry.code = pending->code;
-		retry.credit = pending->credit;
-		retry.price = pending->price;
+		if (store_busy(m, c, env, ch))
+			return;
+		struct batch_entry retry = {.kind = ENTRY_RETRY,
+					    .ch = ch,
+					    .seg_seq = p->seg_seq,
+					    .j = p->j,
+					    .code = pending->code,
+					    .credit = pending->credit,
+					    .price = pending->price,
+					    .conn = c,
+					    .request_id = env->request_id};
+		memcpy(retry.channel_id, ch->id, MP_ID_LEN);
 		batch_add(m, &retry);
+		return;
+	}
+	if (!pending && p->j == ch->durable_last && p->j > 0 &&
+	    same_pay(ch->durable_w, ch->durable_order_ref, ch->durable_order_ref_len, p->w_j.data,
+		     p->order_ref.data, p->order_ref.len)) {
+		m->stats.pays_duplicate++;
+		reply_pay(c, env->request_id, MP_ST(DUPLICATE_OK), mp_code_name(ch->durable_code),
+			  p->j, ch->durable_credit, ch->durable_price);
 		return;
 	}
 	struct stored_pay sp;
@@ -60,9 +104,7 @@ static void answer_retry(struct merchant *m, struct mp_conn *c, const MpEnvelope
 			  sp.credit, sp.price);
 		return;
 	}
-	m->stats.pays_refused++;
-	reply_pay(c, env->request_id, MP_ST(STALE_INDEX), "index already paid", ch->last,
-		  ch->credit, 0);
+	refuse(m, c, env, MP_ST(STALE_INDEX), "index already paid", ch);
 }
 
 /* Steps 1-5: the cheap checks, in order. */
@@ -98,13 +140,6 @@ static MpCode precheck(const struct merchant *m, const Micropay__V1__PayReq *p,
 	return MP_ST(OK);
 }
 
-static void refuse(struct merchant *m, struct mp_conn *c, const MpEnvelope *env, MpCode code,
-		   const char *detail, const struct channel *ch)
-{
-	m->stats.pays_refused++;
-	reply_pay(c, env->request_id, code, detail, ch ? ch->last : 0, ch ? ch->credit : 0, 0);
-}
-
 /* Step 6 failed: count it against the connection, never against the channel. */
 static void bad_chain(struct merchant *m, struct mp_conn *c, const MpEnvelope *env,
 		      const struct channel *ch)
@@ -117,7 +152,7 @@ static void bad_chain(struct merchant *m, struct mp_conn *c, const MpEnvelope *e
 }
 
 /* Step 8: credit the units, settle the order if the credit covers its price. */
-static bool settle(struct merchant *m, struct channel *ch, struct pay_entry *e)
+static bool settle(struct merchant *m, struct channel *ch, struct batch_entry *e)
 {
 	uint64_t added, credit;
 	if (!mp_amount_mul(e->j - ch->last, ch->unit_value, &added) ||
@@ -128,6 +163,7 @@ static bool settle(struct merchant *m, struct channel *ch, struct pay_entry *e)
 	if (o && !o->paid && credit >= o->price) {
 		credit -= o->price;
 		o->paid = true;
+		e->order = o;
 		e->price = o->price;
 		e->code = MP_ST(OK);
 	}
@@ -159,18 +195,21 @@ void handle_pay(struct merchant *m, struct mp_conn *c, const MpEnvelope *env)
 		refuse(m, c, env, code, detail, ch);
 		return;
 	}
+	if (store_busy(m, c, env, ch))
+		return;
 	if (!mp_chain_verify(m->hasher, ch->nonce, ch->last - ch->seg_start, ch->w_last,
 			     p->j - ch->seg_start, p->w_j.data)) {
 		bad_chain(m, c, env, ch);
 		return;
 	}
-	struct pay_entry e = {.ch = ch,
-			      .seg_seq = p->seg_seq,
-			      .j = p->j,
-			      .fresh = true,
-			      .order_ref_len = (uint8_t)p->order_ref.len,
-			      .conn = c,
-			      .request_id = env->request_id};
+	struct batch_entry e = {.kind = ENTRY_PAY,
+				.ch = ch,
+				.seg_seq = p->seg_seq,
+				.j = p->j,
+				.order_ref_len = (uint8_t)p->order_ref.len,
+				.conn = c,
+				.request_id = env->request_id};
+	memcpy(e.channel_id, ch->id, MP_ID_LEN);
 	memcpy(e.w, p->w_j.data, MP_HASH_LEN);
 	memcpy(e.order_ref, p->order_ref.data, p->order_ref.len);
 	if (!settle(m, ch, &e)) {

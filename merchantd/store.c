@@ -17,7 +17,8 @@ static const char schema[] =
     " hseq INTEGER NOT NULL, seg_seq INTEGER NOT NULL, seg_start INTEGER NOT NULL,"
     " last INTEGER NOT NULL, w_last BLOB NOT NULL, credit INTEGER NOT NULL,"
     " last_order_ref BLOB NOT NULL, redeemed_end INTEGER NOT NULL DEFAULT 0,"
-    " redeem_until INTEGER NOT NULL);"
+    " redeem_until INTEGER NOT NULL, last_code INTEGER NOT NULL DEFAULT 0,"
+    " last_price INTEGER NOT NULL DEFAULT 0);"
     "CREATE TABLE IF NOT EXISTS pay_journal ("
     " seq INTEGER PRIMARY KEY, channel_id BLOB NOT NULL, seg_seq INTEGER NOT NULL,"
     " j INTEGER NOT NULL, w BLOB NOT NULL, order_ref BLOB NOT NULL, code INTEGER NOT NULL,"
@@ -35,7 +36,9 @@ enum stmt_id {
 	ST_COMMIT,
 	ST_ROLLBACK,
 	ST_JOURNAL,
+	ST_CHANNEL_INSERT,
 	ST_CHANNEL_UPDATE,
+	ST_ORDER_INSERT,
 	ST_ORDER_PAID,
 	ST_FIND_PAY,
 	ST_COUNT
@@ -47,8 +50,12 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_ROLLBACK] = "ROLLBACK",
     [ST_JOURNAL] = "INSERT INTO pay_journal (channel_id, seg_seq, j, w, order_ref, code, "
 		   "credit, price, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    [ST_CHANNEL_INSERT] = "INSERT INTO channels (channel_id, cert, state, hseq, seg_seq, "
+			  "seg_start, last, w_last, credit, last_order_ref, redeem_until) "
+			  "VALUES (?, ?, ?, ?, ?, ?, 0, ?, 0, x'', ?)",
     [ST_CHANNEL_UPDATE] = "UPDATE channels SET last = ?, w_last = ?, credit = ?, "
-			  "last_order_ref = ? WHERE channel_id = ?",
+			  "last_order_ref = ?, last_code = ?, last_price = ? WHERE channel_id = ?",
+    [ST_ORDER_INSERT] = "INSERT INTO orders (order_ref, price, created_at) VALUES (?, ?, ?)",
     [ST_ORDER_PAID] = "UPDATE orders SET paid = 1 WHERE order_ref = ?",
     [ST_FIND_PAY] = "SELECT w, order_ref, code, credit, price FROM pay_journal "
 		    "WHERE channel_id = ? AND j = ? ORDER BY seq DESC LIMIT 1",
@@ -83,6 +90,53 @@ static bool step_done(struct store *s, sqlite3_stmt *st)
 	return true;
 }
 
+/* Stores written before the channel row kept its last Pay's answer: add the columns and fill
+ * them from the journal. */
+static bool migrate_last_answer(struct store *s)
+{
+	sqlite3_stmt *probe;
+	if (sqlite3_prepare_v2(s->db, "SELECT last_code, last_price FROM channels LIMIT 0", -1,
+			       &probe, NULL) == SQLITE_OK) {
+		sqlite3_finalize(probe);
+		return true;
+	}
+	log_info("store %s: adding each channel's last answer to its row", s->path);
+	return exec(s, "BEGIN IMMEDIATE;"
+		       "ALTER TABLE channels ADD COLUMN last_code INTEGER NOT NULL DEFAULT 0;"
+		       "ALTER TABLE channels ADD COLUMN last_price INTEGER NOT NULL DEFAULT 0;"
+		       "UPDATE channels SET"
+		       " last_code = coalesce((SELECT code FROM pay_journal p WHERE"
+		       "  p.channel_id = channels.channel_id AND p.j = channels.last"
+		       "  ORDER BY seq DESC LIMIT 1), 0),"
+		       " last_price = coalesce((SELECT price FROM pay_journal p WHERE"
+		       "  p.channel_id = channels.channel_id AND p.j = channels.last"
+		       "  ORDER BY seq DESC LIMIT 1), 0);"
+		       "COMMIT;");
+}
+
+/* Freed pages go back to the file system only with incremental auto-vacuum (compact.c). A new
+ * store gets it before its first table; an older one is converted by one VACUUM. */
+static bool ensure_incremental_vacuum(struct store *s)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(s->db, "PRAGMA auto_vacuum", -1, &st, NULL) != SQLITE_OK)
+		return false;
+	int mode = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
+	sqlite3_finalize(st);
+	if (mode == 2)
+		return true;
+	log_info("store %s: converting to incremental auto-vacuum (one VACUUM)", s->path);
+	return exec(s, "PRAGMA auto_vacuum=INCREMENTAL") && exec(s, "VACUUM");
+}
+
+static bool initialise(struct store *s)
+{
+	sqlite3_busy_timeout(s->db, 5000);
+	return exec(s, "PRAGMA auto_vacuum=INCREMENTAL") && exec(s, "PRAGMA journal_mode=WAL") &&
+	       exec(s, "PRAGMA synchronous=FULL") && exec(s, schema) && migrate_last_answer(s) &&
+	       ensure_incremental_vacuum(s);
+}
+
 struct store *store_open(const char *path, char *err, size_t errlen)
 {
 	struct store *s = calloc(1, sizeof(*s));
@@ -94,16 +148,15 @@ struct store *store_open(const char *path, char *err, size_t errlen)
 	int fd = open(path, O_RDWR | O_CREAT, 0600); /* created private, before SQLite sees it */
 	if (fd >= 0)
 		close(fd);
-	if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
-	    SQLITE_OK) {
+	if (sqlite3_open_v2(path, &s->db,
+			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+			    NULL) != SQLITE_OK) {
 		snprintf(err, errlen, "%s: %s", path,
 			 s->db ? sqlite3_errmsg(s->db) : "cannot open");
 		store_close(s);
 		return NULL;
 	}
-	sqlite3_busy_timeout(s->db, 5000);
-	if (!exec(s, "PRAGMA journal_mode=WAL") || !exec(s, "PRAGMA synchronous=FULL") ||
-	    !exec(s, schema)) {
+	if (!initialise(s)) {
 		snprintf(err, errlen, "%s: cannot initialise the store", path);
 		store_close(s);
 		return NULL;
@@ -117,6 +170,16 @@ struct store *store_open(const char *path, char *err, size_t errlen)
 		}
 	}
 	return s;
+}
+
+struct sqlite3 *store_db(struct store *s)
+{
+	return s->db;
+}
+
+const char *store_path(const struct store *s)
+{
+	return s->path;
 }
 
 void store_close(struct store *s)
@@ -161,21 +224,28 @@ static struct channel *channel_from_row(sqlite3_stmt *st)
 	ch->seg_start = (uint32_t)sqlite3_column_int64(st, 5);
 	ch->last = ch->durable_last = (uint32_t)sqlite3_column_int64(st, 6);
 	memcpy(ch->durable_w, ch->w_last, MP_HASH_LEN);
-	ch->credit = (uint64_t)sqlite3_column_int64(st, 8);
-	ch->last_order_ref_len = (uint8_t)ref_len;
-	if (ref_len)
+	ch->credit = ch->durable_credit = (uint64_t)sqlite3_column_int64(st, 8);
+	ch->last_order_ref_len = ch->durable_order_ref_len = (uint8_t)ref_len;
+	if (ref_len) {
 		memcpy(ch->last_order_ref, sqlite3_column_blob(st, 9), (size_t)ref_len);
+		memcpy(ch->durable_order_ref, ch->last_order_ref, (size_t)ref_len);
+	}
 	ch->redeemed_end = (uint32_t)sqlite3_column_int64(st, 10);
+	ch->durable_code = (MpCode)sqlite3_column_int(st, 11);
+	ch->durable_price = (uint64_t)sqlite3_column_int64(st, 12);
+	ch->recorded = true;
 	return ch;
 }
 
 bool store_load_channels(struct store *s, struct table *channels)
 {
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(s->db,
-			       "SELECT channel_id, cert, state, hseq, seg_seq, seg_start, last, "
-			       "w_last, credit, last_order_ref, redeemed_end FROM channels",
-			       -1, &st, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(
+		s->db,
+		"SELECT channel_id, cert, state, hseq, seg_seq, seg_start, last, "
+		"w_last, credit, last_order_ref, redeemed_end, last_code, last_price "
+		"FROM channels",
+		-1, &st, NULL) != SQLITE_OK)
 		return false;
 	bool ok = true;
 	int rc;
@@ -210,61 +280,18 @@ bool store_load_orders(struct store *s, struct table *orders)
 		memcpy(o->ref, sqlite3_column_blob(st, 0), (size_t)len);
 		o->ref_len = (uint8_t)len;
 		o->price = (uint64_t)sqlite3_column_int64(st, 1);
-		o->paid = sqlite3_column_int(st, 2) != 0;
+		o->paid = o->paid_durable = sqlite3_column_int(st, 2) != 0;
+		o->recorded = true;
 		order_insert(orders, o);
 	}
 	sqlite3_finalize(st);
 	return ok;
 }
 
-bool store_insert_channel(struct store *s, const struct channel *ch)
-{
-	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(s->db,
-			       "INSERT INTO channels (channel_id, cert, state, hseq, seg_seq, "
-			       "seg_start, last, w_last, credit, last_order_ref, redeem_until) "
-			       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-			       -1, &st, NULL) != SQLITE_OK)
-		return false;
-	sqlite3_bind_blob(st, 1, ch->id, MP_ID_LEN, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 2, ch->cert, (int)ch->cert_len, SQLITE_STATIC);
-	sqlite3_bind_int(st, 3, ch->state);
-	sqlite3_bind_int64(st, 4, ch->hseq);
-	sqlite3_bind_int64(st, 5, ch->seg_seq);
-	sqlite3_bind_int64(st, 6, ch->seg_start);
-	sqlite3_bind_int64(st, 7, ch->last);
-	sqlite3_bind_blob(st, 8, ch->w_last, MP_HASH_LEN, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 9, (sqlite3_int64)ch->credit);
-	sqlite3_bind_blob(st, 10, ch->last_order_ref, ch->last_order_ref_len, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 11, (sqlite3_int64)ch->redeem_until);
-	bool ok = sqlite3_step(st) == SQLITE_DONE;
-	if (!ok)
-		log_err("store %s: inserting a channel: %s", s->path, sqlite3_errmsg(s->db));
-	sqlite3_finalize(st);
-	return ok;
-}
-
-bool store_insert_order(struct store *s, const struct order *o)
-{
-	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(s->db,
-			       "INSERT INTO orders (order_ref, price, created_at) VALUES (?, ?, "
-			       "strftime('%s', 'now'))",
-			       -1, &st, NULL) != SQLITE_OK)
-		return false;
-	sqlite3_bind_blob(st, 1, o->ref, o->ref_len, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, (sqlite3_int64)o->price);
-	bool ok = sqlite3_step(st) == SQLITE_DONE;
-	if (!ok)
-		log_err("store %s: inserting an order: %s", s->path, sqlite3_errmsg(s->db));
-	sqlite3_finalize(st);
-	return ok;
-}
-
-static bool journal_entry(struct store *s, const struct pay_entry *e, int64_t now)
+static bool journal_entry(struct store *s, const struct batch_entry *e, int64_t now)
 {
 	sqlite3_stmt *st = s->st[ST_JOURNAL];
-	sqlite3_bind_blob(st, 1, e->ch->id, MP_ID_LEN, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 1, e->channel_id, MP_ID_LEN, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, e->seg_seq);
 	sqlite3_bind_int64(st, 3, e->j);
 	sqlite3_bind_blob(st, 4, e->w, MP_HASH_LEN, SQLITE_STATIC);
@@ -282,35 +309,71 @@ static bool journal_entry(struct store *s, const struct pay_entry *e, int64_t no
 	return step_done(s, st);
 }
 
-/* The channel row takes the state after the batch's last payment of that channel. */
-static bool channel_entry(struct store *s, const struct pay_entry *e)
+/* The channel row takes the state after the batch's last payment of that channel, with the
+ * answer given to it, so that a retry of that Pay is recognised after its journal row is
+ * folded away. */
+static bool channel_update(struct store *s, const struct batch_entry *e)
 {
 	sqlite3_stmt *st = s->st[ST_CHANNEL_UPDATE];
 	sqlite3_bind_int64(st, 1, e->j);
 	sqlite3_bind_blob(st, 2, e->w, MP_HASH_LEN, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 3, (sqlite3_int64)e->credit);
 	sqlite3_bind_blob(st, 4, e->order_ref, e->order_ref_len, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 5, e->ch->id, MP_ID_LEN, SQLITE_STATIC);
+	sqlite3_bind_int(st, 5, e->code);
+	sqlite3_bind_int64(st, 6, (sqlite3_int64)e->price);
+	sqlite3_bind_blob(st, 7, e->channel_id, MP_ID_LEN, SQLITE_STATIC);
 	return step_done(s, st);
 }
 
-bool store_commit_batch(struct store *s, const struct pay_entry *entries, size_t n)
+static bool channel_insert_row(struct store *s, const struct channel_row *r)
+{
+	sqlite3_stmt *st = s->st[ST_CHANNEL_INSERT];
+	sqlite3_bind_blob(st, 1, r->id, MP_ID_LEN, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 2, r->cert, (int)r->cert_len, SQLITE_STATIC);
+	sqlite3_bind_int(st, 3, r->state);
+	sqlite3_bind_int64(st, 4, r->hseq);
+	sqlite3_bind_int64(st, 5, r->seg_seq);
+	sqlite3_bind_int64(st, 6, r->seg_start);
+	sqlite3_bind_blob(st, 7, r->w_last, MP_HASH_LEN, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 8, (sqlite3_int64)r->redeem_until);
+	return step_done(s, st);
+}
+
+static bool order_insert_row(struct store *s, const struct batch_entry *e, int64_t now)
+{
+	sqlite3_stmt *st = s->st[ST_ORDER_INSERT];
+	sqlite3_bind_blob(st, 1, e->order_ref, e->order_ref_len, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64)e->price);
+	sqlite3_bind_int64(st, 3, now);
+	return step_done(s, st);
+}
+
+static bool write_entry(struct store *s, const struct batch_entry *e, int64_t now)
+{
+	switch (e->kind) {
+	case ENTRY_PAY:
+		return journal_entry(s, e, now);
+	case ENTRY_OPEN:
+		return !e->insert || channel_insert_row(s, &e->row);
+	case ENTRY_ORDER:
+		return order_insert_row(s, e, now);
+	case ENTRY_RETRY:
+		return true;
+	}
+	return false;
+}
+
+bool store_commit_batch(struct store *s, const struct batch_entry *entries, size_t n)
 {
 	int64_t now = (int64_t)mp_now();
 	if (!step_done(s, s->st[ST_BEGIN]))
 		return false;
 	bool ok = true;
 	for (size_t i = 0; ok && i < n; i++)
-		if (entries[i].fresh)
-			ok = journal_entry(s, &entries[i], now);
-	/* Walk backwards: the first entry seen per channel is its last payment of the batch. */
-	for (size_t i = n; ok && i-- > 0;) {
-		struct channel *ch = entries[i].ch;
-		if (!entries[i].fresh || !ch->dirty)
-			continue;
-		ch->dirty = false;
-		ok = channel_entry(s, &entries[i]);
-	}
+		ok = write_entry(s, &entries[i], now);
+	for (size_t i = 0; ok && i < n; i++)
+		if (entries[i].kind == ENTRY_PAY && entries[i].updates_row)
+			ok = channel_update(s, &entries[i]);
 	if (ok && step_done(s, s->st[ST_COMMIT]))
 		return true;
 	step_done(s, s->st[ST_ROLLBACK]);

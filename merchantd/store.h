@@ -1,11 +1,15 @@
-/* merchantd's durable state in SQLite (WAL, synchronous=FULL): the channels it holds, an
- * append-only journal of accepted payments (one transaction per group-committed batch), the
- * orders its application priced, and the redemption outbox. */
+/* merchantd's durable state in SQLite (WAL, synchronous=FULL, incremental auto-vacuum): the
+ * channels it holds (each row also keeps its last Pay with the answer given), an append-only
+ * journal of accepted payments (one transaction per group-committed batch; compact.c folds
+ * old redeemed rows away), the orders its application priced, and the redemption outbox.
+ * A struct store is one SQLite connection, used by one thread: the loop has one (reads,
+ * outbox), the store thread another (batches, compaction). */
 #pragma once
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "batch.h"
 #include "merchant.h"
 
 struct store;
@@ -22,15 +26,17 @@ struct stored_pay {
 
 struct store *store_open(const char *path, char *err, size_t errlen);
 void store_close(struct store *s);
+/* For compact.c: the connection and the file it opened. */
+struct sqlite3 *store_db(struct store *s);
+const char *store_path(const struct store *s);
 
 bool store_load_channels(struct store *s, struct table *channels);
 bool store_load_orders(struct store *s, struct table *orders);
-bool store_insert_channel(struct store *s, const struct channel *ch);
-bool store_insert_order(struct store *s, const struct order *o);
 
-/* One transaction: journal every fresh entry, update each touched channel row once, mark
- * paid orders. False (logged) if it did not commit. */
-bool store_commit_batch(struct store *s, const struct pay_entry *entries, size_t n);
+/* One transaction, entries in order: insert new channel and order records, journal every
+ * fresh Pay and mark the orders it paid, then update the row of each channel from its
+ * updates_row entry. False (logged) if it did not commit. Store thread. */
+bool store_commit_batch(struct store *s, const struct batch_entry *entries, size_t n);
 /* The journalled Pay of channel ch at index j, if any. */
 bool store_find_pay(struct store *s, const uint8_t ch[MP_ID_LEN], uint32_t j,
 		    struct stored_pay *out);

@@ -1,0 +1,69 @@
+/* Group commit of everything the pay path must make durable before it answers: accepted Pays,
+ * the record of a newly held channel (before its OpenAck) and newly priced orders (before
+ * order.create answers). Entries wait in the filling batch; one SQLite transaction on the store
+ * thread makes a batch durable; only then does the loop advance the durable view (channel
+ * durable_*, order paid_durable) and answer the batch's entries. */
+#pragma once
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "merchant.h"
+
+struct mp_admin_req;
+
+enum entry_kind {
+	ENTRY_PAY,   /* a fresh payment: journalled, channel row updated, order marked paid */
+	ENTRY_RETRY, /* an identical retry of a Pay still pending: answered with the batch */
+	ENTRY_OPEN,  /* an Open answered once the channel's record is durable (inserted if new) */
+	ENTRY_ORDER, /* order.create: the order is recorded, then the admin call answered */
+};
+
+/* The channel record written when a channel is first held. cert points at the channel's own
+ * cert bytes, which never change while the daemon runs. */
+struct channel_row {
+	uint8_t id[MP_ID_LEN];
+	const uint8_t *cert;
+	size_t cert_len;
+	enum channel_state state;
+	uint32_t hseq, seg_seq, seg_start;
+	uint8_t w_last[MP_HASH_LEN];
+	uint64_t redeem_until;
+};
+
+/* Self-contained for the store thread: it reads channel_id and the values, never ch or order,
+ * which belong to the loop. */
+struct batch_entry {
+	enum entry_kind kind;
+	uint8_t channel_id[MP_ID_LEN];
+	struct channel *ch;  /* loop only */
+	struct order *order; /* loop only: the order this Pay paid, or the order created */
+	uint32_t seg_seq, j;
+	uint8_t w[MP_HASH_LEN];
+	uint8_t order_ref[MP_ORDER_REF_MAX];
+	uint8_t order_ref_len;
+	MpCode code;	  /* PAY: OK or UNDERPAID; RETRY: the pending Pay's answer */
+	uint64_t credit;  /* channel credit after this payment */
+	uint64_t price;	  /* the order's price when this Pay paid it (ORDER: its price), else 0 */
+	bool updates_row; /* PAY: the batch's last Pay of its channel (set when submitted) */
+	bool insert;	  /* OPEN: the channel is new; row is written */
+	struct channel_row row;
+	struct mp_conn *conn; /* PAY, RETRY, OPEN: where the answer goes (referenced) */
+	uint64_t request_id;
+	struct mp_admin_req *req; /* ORDER */
+};
+
+/* True if the filling batch can take one more entry. When it is full the previous batch is
+ * still committing: the caller refuses (LIMIT) instead of queueing without bound. */
+bool batch_has_room(const struct merchant *m);
+/* Queue an entry (takes a reference on e->conn). The caller checked batch_has_room. */
+void batch_add(struct merchant *m, const struct batch_entry *e);
+/* The pending fresh Pay of channel ch at index j, in the committing or the filling batch. */
+const struct batch_entry *batch_find(const struct merchant *m, const struct channel *ch,
+				     uint32_t j);
+/* Commit everything queued, wait for it and answer it: at shutdown, outside the loop. */
+void batch_drain(struct merchant *m);
+
+/* Answers sent once an entry is durable (open.c, admin.c). */
+void open_acknowledge(struct merchant *m, struct mp_conn *c, uint64_t request_id,
+		      const struct channel *ch);
+void order_acknowledge(struct merchant *m, struct mp_admin_req *req, const struct order *o);
