@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "channel_cert.h"
 #include "log.h"
 
 static const char schema[] =
@@ -145,7 +146,10 @@ struct store *store_open(const char *path, char *err, size_t errlen)
 		return NULL;
 	}
 	snprintf(s->path, sizeof(s->path), "%s", path);
-	int fd = open(path, O_RDWR | O_CREAT, 0600); /* created private, before SQLite sees it */
+	/* Created private before SQLite sees it. Only when absent: closing a descriptor of a file
+	 * this process has open drops every POSIX lock the process holds on it, including those
+	 * of another connection (the loop's, when the store thread opens its own). */
+	int fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0600);
 	if (fd >= 0)
 		close(fd);
 	if (sqlite3_open_v2(path, &s->db,
@@ -199,9 +203,6 @@ static bool column_blob(sqlite3_stmt *st, int col, uint8_t *out, size_t len)
 	memcpy(out, sqlite3_column_blob(st, col), len);
 	return true;
 }
-
-/* Fill the fields of a channel that come from its ChannelCert. */
-bool channel_from_cert(struct channel *ch, const uint8_t *cert, size_t len);
 
 static struct channel *channel_from_row(sqlite3_stmt *st)
 {

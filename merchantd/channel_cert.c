@@ -1,0 +1,40 @@
+#include "channel_cert.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "stmt.h"
+
+static Micropay__V1__ChannelCert *parse_cert(const uint8_t *bytes, size_t len)
+{
+	MpSigned *s = mp_stmt_decode(bytes, len);
+	if (!s)
+		return NULL;
+	Micropay__V1__ChannelCert *cc = (Micropay__V1__ChannelCert *)mp_strict_unpack(
+	    &micropay__v1__channel_cert__descriptor, s->body.data, s->body.len);
+	mp_stmt_free(s);
+	return cc;
+}
+
+/* From our own stored (already verified) cert bytes. */
+bool channel_from_cert(struct channel *ch, const uint8_t *cert, size_t len)
+{
+	Micropay__V1__ChannelCert *cc = parse_cert(cert, len);
+	if (!cc || !mp_bytes_len_is(cc->chain_nonce, MP_NONCE_LEN)) {
+		if (cc)
+			micropay__v1__channel_cert__free_unpacked(cc, NULL);
+		return false;
+	}
+	memcpy(ch->nonce, cc->chain_nonce.data, MP_NONCE_LEN);
+	ch->n = cc->n;
+	ch->unit_value = cc->unit_value;
+	ch->pay_until = cc->pay_until;
+	ch->redeem_until = cc->redeem_until;
+	micropay__v1__channel_cert__free_unpacked(cc, NULL);
+	ch->cert = malloc(len);
+	if (!ch->cert)
+		return false;
+	memcpy(ch->cert, cert, len);
+	ch->cert_len = len;
+	return true;
+}
