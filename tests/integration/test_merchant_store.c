@@ -1,0 +1,821 @@
+/* merchantd's store under the real daemons (deploy/mpnet): the test acts as a wallet on the
+ * wire and reaches into the merchant's SQLite file only to hold its write lock, the way another
+ * process or a slow disk would stall a commit.
+ *  - what is reported outside the pay path (OpenAck, order.show, channels) is durable only,
+ *    and the loop keeps serving while a commit waits on the store's lock;
+ *  - with one batch committing and the next one full, Pays are refused, not queued;
+ *  - a commit that fails stops the daemon, and nothing of it was acknowledged;
+ *  - kill -9 during a stream of pipelined Pays loses no acknowledged Pay;
+ *  - compaction folds old redeemed journal rows and answered Redeems away and shrinks the
+ *    file, while retries of recent Pays (and of each channel's last Pay) still get
+ *    DUPLICATE_OK. */
+#include <check.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "../check_run.h"
+
+static struct net net;
+static char ca[700], broker_ep[128], m1_ep[128], m1_hex[64], m1_db[700];
+static uint8_t m1[MP_ID_LEN];
+
+/* Append settings to m1's [merchant] section and restart it (same store, same port). */
+static void restart_m1(const char *settings)
+{
+	ck_assert_int_eq(net_cmd(&net, "kill", "m1"), 0);
+	if (settings) {
+		char path[700];
+		snprintf(path, sizeof(path), "%s/m1/config.ini", net.dir);
+		FILE *f = fopen(path, "a");
+		ck_assert_ptr_nonnull(f);
+		fprintf(f, "[merchant]\n%s\n", settings);
+		fclose(f);
+	}
+	ck_assert_int_eq(net_cmd(&net, "start", "m1"), 0);
+}
+
+static void setup_net(void)
+{
+	setenv("MP_NO_WALLET", "1", 1);
+	net_up(&net);
+	net_path(&net, "tls/ca.crt", ca, sizeof(ca));
+	net_path(&net, "m1/merchant.db", m1_db, sizeof(m1_db));
+	net_read(&net, "broker", "endpoint", broker_ep, sizeof(broker_ep));
+	net_read(&net, "m1", "endpoint", m1_ep, sizeof(m1_ep));
+	net_read(&net, "m1", "merchant_id", m1_hex, sizeof(m1_hex));
+	hex_to_bytes(m1_hex, m1, MP_ID_LEN);
+	/* Seconds instead of an hour, so compaction can be tested; only on demand. */
+	restart_m1("t_dedupe = 2\noutbox_retention = 1\ncompact_interval = 0");
+}
+
+static void teardown_net(void)
+{
+	net_down(&net);
+}
+
+/* ---- broker side ---- */
+
+static int64_t pending_of(const char *mid_hex)
+{
+	char params[128];
+	snprintf(params, sizeof(params), "{\"account\":\"%s\"}", mid_hex);
+	json_t *acc = admin_ok(&net, "broker", "account.show", params);
+	json_t *rel = json_array_get(json_object_get(acc, "related"), 0);
+	ck_assert_str_eq(json_str(rel, "kind"), "merchant_pending");
+	int64_t b = json_int(rel, "balance");
+	json_decref(acc);
+	return b;
+}
+
+static void audit_clean(void)
+{
+	json_t *a = admin_ok(&net, "broker", "audit", NULL);
+	char *text = json_dumps(a, JSON_COMPACT);
+	ck_assert_msg(json_is_true(json_object_get(a, "ok")), "audit not clean: %s", text);
+	free(text);
+	json_decref(a);
+}
+
+/* A registered, funded test wallet with a channel of n units of 1 held by m1. */
+static void issued_channel(struct twallet *tw, struct tchannel *ch, uint32_t n)
+{
+	struct wire b;
+	ck_assert(wire_connect(&b, broker_ep, ca, NULL, NULL));
+	twallet_register(tw, &b);
+	char hex[MP_HEX_ID_LEN + 1], params[160];
+	mp_hex_encode(tw->account_id, MP_ID_LEN, hex);
+	snprintf(params, sizeof(params), "{\"account\":\"%s\",\"amount\":%u,\"fund_id\":\"%s\"}",
+		 hex, n, hex);
+	json_decref(admin_ok(&net, "broker", "account.fund", params));
+	tchannel_make(ch, tw, n, 1, m1);
+	ck_assert_int_eq(tchannel_issue(ch, &b), MP_ST(OK));
+	wire_close(&b);
+}
+
+/* ---- merchant side ---- */
+
+static void new_order(uint64_t price, uint8_t ref[MP_ID_LEN])
+{
+	char params[64];
+	snprintf(params, sizeof(params), "{\"price\":%llu}", (unsigned long long)price);
+	json_t *o = admin_ok(&net, "m1", "order.create", params);
+	hex_to_bytes(json_str(o, "order_ref"), ref, MP_ID_LEN);
+	json_decref(o);
+}
+
+static bool order_paid(const uint8_t ref[MP_ID_LEN])
+{
+	char hex[MP_HEX_ID_LEN + 1], params[128];
+	mp_hex_encode(ref, MP_ID_LEN, hex);
+	snprintf(params, sizeof(params), "{\"order_ref\":\"%s\"}", hex);
+	json_t *o = admin_ok(&net, "m1", "order.show", params);
+	bool paid = json_is_true(json_object_get(o, "paid"));
+	json_decref(o);
+	return paid;
+}
+
+/* m1's `channels` entry of this channel: last and credit. */
+static void channel_shown(const struct tchannel *ch, int64_t *last, int64_t *credit)
+{
+	uint8_t id[MP_ID_LEN];
+	char hex[MP_HEX_ID_LEN + 1];
+	tchannel_id(ch, id);
+	mp_hex_encode(id, MP_ID_LEN, hex);
+	json_t *all = admin_ok(&net, "m1", "channels", NULL);
+	json_t *list = json_object_get(all, "channels"), *entry = NULL;
+	size_t i;
+	json_t *it;
+	json_array_foreach(list, i, it) if (!strcmp(json_str(it, "channel_id"), hex)) entry = it;
+	ck_assert_msg(entry != NULL, "channel %s not listed", hex);
+	*last = json_int(entry, "last");
+	*credit = json_int(entry, "credit");
+	json_decref(all);
+}
+
+static void redeem_now(void)
+{
+	json_decref(admin_ok(&net, "m1", "redeem", NULL));
+}
+
+/* ---- a pipelining wallet: requests sent without waiting, answers read by request id ---- */
+
+struct words {
+	uint8_t (*w)[MP_HASH_LEN];
+	uint32_t n;
+};
+
+static int keep_word(void *arg, uint32_t index, const uint8_t w[MP_HASH_LEN])
+{
+	struct words *ws = arg;
+	memcpy(ws->w[index], w, MP_HASH_LEN);
+	return 0;
+}
+
+static void chain_words(const struct tchannel *ch, struct words *ws)
+{
+	ws->n = ch->n;
+	ws->w = calloc(ch->n + 1, MP_HASH_LEN);
+	ck_assert_ptr_nonnull(ws->w);
+	struct mp_hasher *h = mp_hasher_new();
+	uint8_t root[MP_HASH_LEN];
+	ck_assert_int_eq(mp_chain_generate(h, ch->seed, ch->nonce, ch->n, 1, keep_word, ws, root),
+			 0);
+	ck_assert_mem_eq(root, ch->root, MP_HASH_LEN);
+	mp_hasher_free(h);
+}
+
+static uint64_t send_env(struct wire *w, MpEnvelope *env)
+{
+	env->version = MP_PROTOCOL_VERSION;
+	env->request_id = ++w->next_id;
+	size_t len = micropay__v1__envelope__get_packed_size(env);
+	uint8_t *buf = malloc(len + 4);
+	mp_put_be32(buf, (uint32_t)len);
+	micropay__v1__envelope__pack(env, buf + 4);
+	ck_assert(wire_write(w, buf, len + 4));
+	free(buf);
+	return env->request_id;
+}
+
+static bool read_exact(struct wire *w, uint8_t *buf, size_t len)
+{
+	for (size_t got = 0; got < len;) {
+		int n = SSL_read(w->ssl, buf + got, (int)(len - got));
+		if (n <= 0)
+			return false;
+		got += (size_t)n;
+	}
+	return true;
+}
+
+/* The next answer on w; NULL on EOF or after 10 s (wire_connect's receive timeout). */
+static MpEnvelope *recv_env(struct wire *w)
+{
+	uint8_t hdr[4];
+	if (!read_exact(w, hdr, 4))
+		return NULL;
+	uint32_t n = mp_get_be32(hdr);
+	uint8_t *body = malloc(n ? n : 1);
+	MpEnvelope *out =
+	    read_exact(w, body, n) ? micropay__v1__envelope__unpack(NULL, n, body) : NULL;
+	free(body);
+	return out;
+}
+
+/* True if no answer has arrived on w yet (looked at without waiting). */
+static bool nothing_arrived(struct wire *w)
+{
+	int flags = fcntl(w->fd, F_GETFL);
+	fcntl(w->fd, F_SETFL, flags | O_NONBLOCK);
+	uint8_t byte;
+	int n = SSL_peek(w->ssl, &byte, 1);
+	fcntl(w->fd, F_SETFL, flags);
+	return n <= 0 && SSL_get_error(w->ssl, n) == SSL_ERROR_WANT_READ;
+}
+
+static uint64_t send_pay(struct wire *w, const struct tchannel *ch, const struct words *ws,
+			 uint32_t j, const uint8_t ref[MP_ID_LEN])
+{
+	uint8_t id[MP_ID_LEN];
+	tchannel_id(ch, id);
+	Micropay__V1__PayReq req = MICROPAY__V1__PAY_REQ__INIT;
+	req.channel_id = (ProtobufCBinaryData){MP_ID_LEN, id};
+	req.j = j;
+	req.w_j = (ProtobufCBinaryData){MP_HASH_LEN, ws->w[j]};
+	req.order_ref = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)ref};
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.body_case = MP_BODY(PAY_REQ);
+	env.pay_req = &req;
+	return send_env(w, &env);
+}
+
+static uint64_t send_open(struct wire *w, const struct tchannel *ch)
+{
+	Micropay__V1__OpenReq req = MICROPAY__V1__OPEN_REQ__INIT;
+	req.cert = ch->cert;
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.body_case = MP_BODY(OPEN_REQ);
+	env.open_req = &req;
+	return send_env(w, &env);
+}
+
+/* Pay j and wait for its answer: the PayAck (freed by the caller). */
+static MpEnvelope *pay(struct wire *w, const struct tchannel *ch, const struct words *ws,
+		       uint32_t j, const uint8_t ref[MP_ID_LEN])
+{
+	uint64_t id = send_pay(w, ch, ws, j, ref);
+	MpEnvelope *e = recv_env(w);
+	ck_assert_msg(e && e->body_case == MP_BODY(PAY_ACK) && e->request_id == id,
+		      "no PayAck for j=%u", j);
+	return e;
+}
+
+static MpCode pay_code(struct wire *w, const struct tchannel *ch, const struct words *ws,
+		       uint32_t j, const uint8_t ref[MP_ID_LEN])
+{
+	MpEnvelope *e = pay(w, ch, ws, j, ref);
+	MpCode code = e->pay_ack->status->code;
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	return code;
+}
+
+/* Open on w; the OpenAck's point index and credit. */
+static void open_point(struct wire *w, const struct tchannel *ch, uint32_t *last, uint64_t *credit)
+{
+	MpEnvelope *ack = tchannel_open(ch, w);
+	ck_assert(ack && ack->body_case == MP_BODY(OPEN_ACK));
+	ck_assert_int_eq(ack->open_ack->status->code, MP_ST(OK));
+	*last = ack->open_ack->point->index;
+	*credit = ack->open_ack->credit;
+	micropay__v1__envelope__free_unpacked(ack, NULL);
+}
+
+#define PIPELINE 16 /* Pays in flight per connection */
+
+/* Pays from..to, one unit each, PIPELINE at a time; each answered `want`. */
+static void pay_range(struct wire *w, const struct tchannel *ch, const struct words *ws,
+		      uint32_t from, uint32_t to, const uint8_t ref[MP_ID_LEN], MpCode want)
+{
+	for (uint32_t j = from; j <= to; j += PIPELINE) {
+		uint32_t last = j + PIPELINE - 1 < to ? j + PIPELINE - 1 : to;
+		for (uint32_t k = j; k <= last; k++)
+			send_pay(w, ch, ws, k, ref);
+		for (uint32_t k = j; k <= last; k++) {
+			MpEnvelope *e = recv_env(w);
+			ck_assert_msg(e && e->body_case == MP_BODY(PAY_ACK), "no PayAck");
+			ck_assert_msg(e->pay_ack->status->code == want, "Pay answered %s (%s)",
+				      mp_code_name(e->pay_ack->status->code),
+				      e->pay_ack->status->detail);
+			micropay__v1__envelope__free_unpacked(e, NULL);
+		}
+	}
+}
+
+/* ---- the store's write lock, held from outside ---- */
+
+static sqlite3 *hold_store_lock(void)
+{
+	sqlite3 *db;
+	ck_assert_int_eq(sqlite3_open(m1_db, &db), SQLITE_OK);
+	char *msg = NULL;
+	ck_assert_msg(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, &msg) == SQLITE_OK, "%s",
+		      msg ? msg : "?");
+	return db;
+}
+
+static void release_store_lock(sqlite3 *db)
+{
+	ck_assert_int_eq(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+}
+
+static void free_words(struct words *ws)
+{
+	free(ws->w);
+}
+
+/* While a batch waits on the store's lock: its Pay is not in the OpenAck, order.show or
+ * channels; the loop answers Opens and admin calls; a reconnecting wallet's verbatim retry is
+ * answered DUPLICATE_OK once the batch commits. Afterwards everything shows the Pay. */
+START_TEST(pending_pay_is_reported_only_once_durable)
+{
+	struct twallet tw;
+	struct tchannel ch;
+	struct words ws;
+	issued_channel(&tw, &ch, 100);
+	chain_words(&ch, &ws);
+	struct wire a, b;
+	ck_assert(wire_connect(&a, m1_ep, ca, NULL, NULL));
+	uint32_t last;
+	uint64_t credit;
+	open_point(&a, &ch, &last, &credit);
+	uint8_t order[MP_ID_LEN];
+	new_order(3, order);
+	ck_assert_int_eq(pay_code(&a, &ch, &ws, 1, order), MP_ST(UNDERPAID)); /* credit 1 */
+
+	sqlite3 *lock = hold_store_lock();
+	uint64_t pay_id = send_pay(&a, &ch, &ws, 3, order); /* credit 3: pays the order */
+	uint64_t open_id = send_open(&a, &ch);
+	/* Same connection, so the Pay was processed first; its batch is waiting on the lock. */
+	MpEnvelope *e = recv_env(&a);
+	ck_assert_msg(e != NULL, "no answer while the commit waits: the loop is blocked");
+	ck_assert_uint_eq(e->request_id, open_id);
+	ck_assert_int_eq(e->body_case, MP_BODY(OPEN_ACK));
+	ck_assert_uint_eq(e->open_ack->point->index, 1);
+	ck_assert_mem_eq(e->open_ack->point->w.data, ws.w[1], MP_HASH_LEN);
+	ck_assert_uint_eq(e->open_ack->credit, 1);
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	ck_assert(!order_paid(order));
+	int64_t shown_last, shown_credit;
+	channel_shown(&ch, &shown_last, &shown_credit);
+	ck_assert_int_eq(shown_last, 1);
+	ck_assert_int_eq(shown_credit, 1);
+	/* The wallet reconnects: the OpenAck shows the durable last, below the pending Pay,
+	 * which it then resends verbatim. */
+	ck_assert(wire_connect(&b, m1_ep, ca, NULL, NULL));
+	open_point(&b, &ch, &last, &credit);
+	ck_assert_uint_eq(last, 1);
+	ck_assert_uint_eq(credit, 1);
+	uint64_t retry_id = send_pay(&b, &ch, &ws, 3, order);
+	usleep(200 * 1000);
+	ck_assert_msg(nothing_arrived(&a) && nothing_arrived(&b),
+		      "a Pay was answered before its batch committed");
+	release_store_lock(lock);
+
+	e = recv_env(&a);
+	ck_assert(e && e->body_case == MP_BODY(PAY_ACK) && e->request_id == pay_id);
+	ck_assert_int_eq(e->pay_ack->status->code, MP_ST(OK));
+	ck_assert_uint_eq(e->pay_ack->last, 3);
+	ck_assert_uint_eq(e->pay_ack->credit, 0);
+	ck_assert_uint_eq(e->pay_ack->order_price, 3);
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	e = recv_env(&b);
+	ck_assert(e && e->body_case == MP_BODY(PAY_ACK) && e->request_id == retry_id);
+	ck_assert_int_eq(e->pay_ack->status->code, MP_ST(DUPLICATE_OK));
+	ck_assert_uint_eq(e->pay_ack->order_price, 3);
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	ck_assert(order_paid(order));
+	channel_shown(&ch, &shown_last, &shown_credit);
+	ck_assert_int_eq(shown_last, 3);
+	ck_assert_int_eq(shown_credit, 0);
+	open_point(&a, &ch, &last, &credit);
+	ck_assert_uint_eq(last, 3);
+	ck_assert_uint_eq(credit, 0);
+	wire_close(&a);
+	wire_close(&b);
+	int64_t before = pending_of(m1_hex);
+	redeem_now();
+	ck_assert_int_eq(pending_of(m1_hex) - before, 3);
+	audit_clean();
+	free_words(&ws);
+	tchannel_free(&ch);
+	mp_key_free(&tw.account);
+}
+END_TEST
+
+static int64_t metric(const char *name)
+{
+	json_t *r = admin_ok(&net, "m1", "metrics", NULL);
+	const char *text = json_str(r, "prometheus");
+	const char *at = strstr(text, name);
+	ck_assert_msg(at != NULL, "no metric %s", name);
+	int64_t v = strtoll(at + strlen(name), NULL, 10);
+	json_decref(r);
+	return v;
+}
+
+/* One batch committing (held on the lock) and the next one full at commit_max: further Pays
+ * are refused LIMIT at once, not queued; the queued ones are answered after the commit, and
+ * the refused ones are accepted when resent. */
+START_TEST(full_pipeline_refuses_instead_of_queueing)
+{
+	restart_m1("commit_max = 4");
+	struct twallet tw;
+	struct tchannel ch;
+	struct words ws;
+	issued_channel(&tw, &ch, 50);
+	chain_words(&ch, &ws);
+	struct wire a;
+	ck_assert(wire_connect(&a, m1_ep, ca, NULL, NULL));
+	uint32_t last;
+	uint64_t credit;
+	open_point(&a, &ch, &last, &credit);
+	uint8_t order[MP_ID_LEN];
+	new_order(1000, order);
+	int64_t busy_before = metric("micropay_merchant_store_busy_total ");
+
+	sqlite3 *lock = hold_store_lock();
+	uint64_t id[8];
+	id[1] = send_pay(&a, &ch, &ws, 1, order);
+	usleep(300 * 1000); /* its batch is submitted after commit_delay_us and waits */
+	for (uint32_t j = 2; j <= 7; j++)
+		id[j] = send_pay(&a, &ch, &ws, j, order);
+	for (uint32_t j = 6; j <= 7; j++) { /* answered at once: 2..5 filled the next batch */
+		MpEnvelope *e = recv_env(&a);
+		ck_assert_msg(e && e->body_case == MP_BODY(PAY_ACK), "no PayAck for j=%u", j);
+		ck_assert_uint_eq(e->request_id, id[j]);
+		ck_assert_int_eq(e->pay_ack->status->code, MP_ST(LIMIT));
+		ck_assert_uint_eq(e->pay_ack->last, 0); /* the durable point */
+		micropay__v1__envelope__free_unpacked(e, NULL);
+	}
+	ck_assert_int_eq(metric("micropay_merchant_store_busy_total ") - busy_before, 2);
+	release_store_lock(lock);
+	for (uint32_t j = 1; j <= 5; j++) {
+		MpEnvelope *e = recv_env(&a);
+		ck_assert(e && e->body_case == MP_BODY(PAY_ACK));
+		ck_assert_uint_eq(e->request_id, id[j]);
+		ck_assert_int_eq(e->pay_ack->status->code, MP_ST(UNDERPAID));
+		micropay__v1__envelope__free_unpacked(e, NULL);
+	}
+	ck_assert_int_eq(pay_code(&a, &ch, &ws, 6, order), MP_ST(UNDERPAID));
+	ck_assert_int_eq(pay_code(&a, &ch, &ws, 7, order), MP_ST(UNDERPAID));
+	wire_close(&a);
+	restart_m1("commit_max = 256");
+	int64_t before = pending_of(m1_hex);
+	redeem_now();
+	ck_assert_int_eq(pending_of(m1_hex) - before, 7);
+	audit_clean();
+	free_words(&ws);
+	tchannel_free(&ch);
+	mp_key_free(&tw.account);
+}
+END_TEST
+
+static bool log_has(const char *daemon, const char *text)
+{
+	char cmd[1200];
+	snprintf(cmd, sizeof(cmd), "grep -q -F '%s' '%s/%s/log'", text, net.dir, daemon);
+	return system(cmd) == 0;
+}
+
+static bool m1_running(void)
+{
+	char pid[32];
+	net_read(&net, "m1", "pid", pid, sizeof(pid));
+	return kill((pid_t)atoi(pid), 0) == 0;
+}
+
+/* A batch that cannot commit (the lock held past the busy timeout) stops merchantd with a
+ * log line, before its Pay is answered; after a restart the Pay is simply accepted. */
+START_TEST(failed_commit_stops_the_daemon)
+{
+	struct twallet tw;
+	struct tchannel ch;
+	struct words ws;
+	issued_channel(&tw, &ch, 50);
+	chain_words(&ch, &ws);
+	struct wire a;
+	ck_assert(wire_connect(&a, m1_ep, ca, NULL, NULL));
+	uint32_t last;
+	uint64_t credit;
+	open_point(&a, &ch, &last, &credit);
+	uint8_t order[MP_ID_LEN];
+	new_order(1000, order);
+	ck_assert_int_eq(pay_code(&a, &ch, &ws, 2, order), MP_ST(UNDERPAID));
+
+	sqlite3 *lock = hold_store_lock();
+	send_pay(&a, &ch, &ws, 5, order);
+	MpEnvelope *e = recv_env(&a); /* the busy timeout is 5 s, our receive timeout 10 s */
+	ck_assert_msg(e == NULL, "answered although the batch could not commit");
+	release_store_lock(lock);
+	wire_close(&a);
+	for (int i = 0; i < 50 && m1_running(); i++)
+		usleep(100 * 1000);
+	ck_assert_msg(!m1_running(), "merchantd still runs after a failed commit");
+	ck_assert(log_has("m1", "did not commit: stopping so that nothing unjournalled"));
+
+	ck_assert_int_eq(net_cmd(&net, "start", "m1"), 0);
+	ck_assert(wire_connect(&a, m1_ep, ca, NULL, NULL));
+	open_point(&a, &ch, &last, &credit);
+	ck_assert_uint_eq(last, 2);
+	ck_assert_uint_eq(credit, 2);
+	ck_assert_int_eq(pay_code(&a, &ch, &ws, 5, order), MP_ST(UNDERPAID)); /* fresh */
+	ck_assert_int_eq(pay_code(&a, &ch, &ws, 5, order), MP_ST(DUPLICATE_OK));
+	wire_close(&a);
+	int64_t before = pending_of(m1_hex);
+	redeem_now();
+	ck_assert_int_eq(pending_of(m1_hex) - before, 5);
+	audit_clean();
+	free_words(&ws);
+	tchannel_free(&ch);
+	mp_key_free(&tw.account);
+}
+END_TEST
+
+#define STREAM_CHANNELS 3
+#define STREAM_N	20000 /* channel length: more than the stream reaches before the kill */
+
+/* Send a Pay without failing the test if the merchant is gone. */
+static bool try_send_pay(struct wire *w, const struct tchannel *ch, const struct words *ws,
+			 uint32_t j, const uint8_t ref[MP_ID_LEN])
+{
+	uint8_t id[MP_ID_LEN];
+	tchannel_id(ch, id);
+	Micropay__V1__PayReq req = MICROPAY__V1__PAY_REQ__INIT;
+	req.channel_id = (ProtobufCBinaryData){MP_ID_LEN, id};
+	req.j = j;
+	req.w_j = (ProtobufCBinaryData){MP_HASH_LEN, ws->w[j]};
+	req.order_ref = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)ref};
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.body_case = MP_BODY(PAY_REQ);
+	env.pay_req = &req;
+	env.version = MP_PROTOCOL_VERSION;
+	env.request_id = ++w->next_id;
+	size_t len = micropay__v1__envelope__get_packed_size(&env);
+	uint8_t *buf = malloc(len + 4);
+	mp_put_be32(buf, (uint32_t)len);
+	micropay__v1__envelope__pack(&env, buf + 4);
+	bool ok = wire_write(w, buf, len + 4);
+	free(buf);
+	return ok;
+}
+
+struct stream {
+	struct twallet tw;
+	struct tchannel ch;
+	struct words ws;
+	struct wire w;
+	bool *acked;   /* [j]: answered before the kill */
+	uint32_t sent; /* Pays 1..sent were sent (the wallet's in-flight ones included) */
+	bool alive;
+};
+
+/* One round on one channel: PIPELINE Pays sent, then their answers read (until EOF). */
+static void stream_round(struct stream *st, const uint8_t order[MP_ID_LEN])
+{
+	uint64_t first_id = st->w.next_id + 1;
+	uint32_t base = st->sent, k;
+	for (k = 1; k <= PIPELINE && st->alive; k++) {
+		st->alive = try_send_pay(&st->w, &st->ch, &st->ws, base + k, order);
+		if (st->alive)
+			st->sent = base + k;
+	}
+	for (uint32_t n = base; n < st->sent; n++) {
+		MpEnvelope *e = recv_env(&st->w);
+		if (!e) {
+			st->alive = false;
+			return;
+		}
+		ck_assert_int_eq(e->body_case, MP_BODY(PAY_ACK));
+		ck_assert_int_eq(e->pay_ack->status->code, MP_ST(UNDERPAID));
+		uint32_t j = base + (uint32_t)(e->request_id - first_id) + 1;
+		ck_assert_uint_eq(e->pay_ack->last, j);
+		st->acked[j] = true;
+		micropay__v1__envelope__free_unpacked(e, NULL);
+	}
+}
+
+/* Pipelined Pays on three channels while another process kills merchantd with SIGKILL.
+ * Every Pay answered before the kill is there after the restart, and the wallet's verbatim
+ * resend of everything it sent is accepted exactly once. */
+START_TEST(sigkill_during_a_pay_stream_loses_no_acknowledged_pay)
+{
+	struct stream st[STREAM_CHANNELS];
+	uint8_t order[MP_ID_LEN];
+	new_order(1000000, order); /* never covered: every Pay is UNDERPAID */
+	for (int c = 0; c < STREAM_CHANNELS; c++) {
+		st[c] = (struct stream){.alive = true};
+		issued_channel(&st[c].tw, &st[c].ch, STREAM_N);
+		chain_words(&st[c].ch, &st[c].ws);
+		st[c].acked = calloc(STREAM_N + 1, sizeof(bool));
+		ck_assert(wire_connect(&st[c].w, m1_ep, ca, NULL, NULL));
+		uint32_t last;
+		uint64_t credit;
+		open_point(&st[c].w, &st[c].ch, &last, &credit);
+	}
+	int64_t pending_before = pending_of(m1_hex);
+	signal(SIGPIPE, SIG_IGN);
+	pid_t killer = fork();
+	ck_assert_int_ge(killer, 0);
+	if (killer == 0) {
+		usleep(300 * 1000);
+		_exit(net_cmd(&net, "kill", "m1 KILL"));
+	}
+	bool any_alive = true;
+	while (any_alive) {
+		any_alive = false;
+		for (int c = 0; c < STREAM_CHANNELS; c++) {
+			if (st[c].alive && st[c].sent + PIPELINE < STREAM_N)
+				stream_round(&st[c], order);
+			any_alive |= st[c].alive && st[c].sent + PIPELINE < STREAM_N;
+		}
+	}
+	int status;
+	ck_assert_int_eq(waitpid(killer, &status, 0), killer);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	ck_assert_int_eq(net_cmd(&net, "start", "m1"), 0);
+	unsigned sent = 0, unanswered = 0, durable_unanswered = 0;
+	for (int c = 0; c < STREAM_CHANNELS; c++) {
+		ck_assert_msg(st[c].sent + PIPELINE < STREAM_N, "the stream ended before the kill");
+		wire_close(&st[c].w);
+		ck_assert(wire_connect(&st[c].w, m1_ep, ca, NULL, NULL));
+		uint32_t last;
+		uint64_t credit;
+		open_point(&st[c].w, &st[c].ch, &last, &credit);
+		ck_assert_uint_eq(credit, last); /* one unit of 1 per Pay, order never paid */
+		ck_assert_uint_le(last, st[c].sent);
+		for (uint32_t j = 1; j <= st[c].sent; j++) {
+			MpCode code = pay_code(&st[c].w, &st[c].ch, &st[c].ws, j, order);
+			if (st[c].acked[j] || j <= last)
+				ck_assert_msg(code == MP_ST(DUPLICATE_OK),
+					      "channel %d: Pay %u (acked %d, last %u) got %s", c, j,
+					      st[c].acked[j], last, mp_code_name(code));
+			else
+				ck_assert_int_eq(code, MP_ST(UNDERPAID));
+			unanswered += !st[c].acked[j];
+			durable_unanswered += !st[c].acked[j] && j <= last;
+		}
+		open_point(&st[c].w, &st[c].ch, &last, &credit);
+		ck_assert_uint_eq(last, st[c].sent);
+		sent += st[c].sent;
+		wire_close(&st[c].w);
+	}
+	fprintf(stderr,
+		"sigkill stream: %u Pays sent, %u unanswered at the kill (%u of those durable)\n",
+		sent, unanswered, durable_unanswered);
+	redeem_now();
+	ck_assert_int_eq(pending_of(m1_hex) - pending_before, sent);
+	audit_clean();
+	for (int c = 0; c < STREAM_CHANNELS; c++) {
+		free(st[c].acked);
+		free_words(&st[c].ws);
+		tchannel_free(&st[c].ch);
+		mp_key_free(&st[c].tw.account);
+	}
+}
+END_TEST
+
+static int64_t file_size(const char *path)
+{
+	struct stat st;
+	ck_assert_int_eq(stat(path, &st), 0);
+	return (int64_t)st.st_size;
+}
+
+static json_t *compact(void)
+{
+	json_t *r = admin_ok(&net, "m1", "store.compact", NULL);
+	char *text = json_dumps(r, JSON_COMPACT);
+	fprintf(stderr, "store.compact: %s\n", text);
+	free(text);
+	return r;
+}
+
+#define COMPACT_PAYS 2000
+
+/* Two channels of 2000 Pays, redeemed; more than T_dedupe later a compaction folds their
+ * journal rows and the answered Redeem away: the file shrinks, recent Pays and the last Pay
+ * of each channel still get DUPLICATE_OK (also after a kill -9), and paying goes on. */
+START_TEST(compaction_folds_old_payments_and_shrinks_the_store)
+{
+	struct twallet tw[2];
+	struct tchannel ch[2];
+	struct words ws[2];
+	struct wire w[2];
+	uint8_t order[MP_ID_LEN];
+	new_order(1000000, order);
+	for (int c = 0; c < 2; c++) {
+		issued_channel(&tw[c], &ch[c], COMPACT_PAYS + 100);
+		chain_words(&ch[c], &ws[c]);
+		ck_assert(wire_connect(&w[c], m1_ep, ca, NULL, NULL));
+		uint32_t last;
+		uint64_t credit;
+		open_point(&w[c], &ch[c], &last, &credit);
+		pay_range(&w[c], &ch[c], &ws[c], 1, COMPACT_PAYS, order, MP_ST(UNDERPAID));
+	}
+	/* Nothing is redeemed yet: this run only checkpoints, so the file holds every row. */
+	json_t *r = compact();
+	json_decref(r);
+	int64_t size_full = file_size(m1_db);
+	int64_t pending_before = pending_of(m1_hex);
+	redeem_now();
+	ck_assert_int_eq(pending_of(m1_hex) - pending_before, 2 * COMPACT_PAYS);
+	/* Recent Pays on channel 0, not redeemed. */
+	pay_range(&w[0], &ch[0], &ws[0], COMPACT_PAYS + 1, COMPACT_PAYS + 10, order,
+		  MP_ST(UNDERPAID));
+	sleep(3); /* past T_dedupe (2 s) and the outbox retention (1 s) */
+	pay_range(&w[0], &ch[0], &ws[0], COMPACT_PAYS + 11, COMPACT_PAYS + 20, order,
+		  MP_ST(UNDERPAID));
+
+	r = compact();
+	ck_assert_int_ge(json_int(r, "journal_rows"), 2 * COMPACT_PAYS);
+	ck_assert_int_ge(json_int(r, "outbox_rows"), 1);
+	ck_assert_int_gt(json_int(r, "pages_freed"), 0);
+	ck_assert_int_lt(json_int(r, "pages_after"), json_int(r, "pages_before"));
+	ck_assert(json_is_true(json_object_get(r, "checkpointed")));
+	ck_assert_int_eq(json_int(r, "wal_bytes_after"), 0);
+	json_decref(r);
+	int64_t size_compacted = file_size(m1_db);
+	fprintf(stderr, "store file: %lld bytes with %d Pays, %lld after compaction\n",
+		(long long)size_full, 2 * COMPACT_PAYS, (long long)size_compacted);
+	ck_assert_int_lt(size_compacted, size_full / 2);
+
+	for (int round = 0; round < 2; round++) {
+		/* Recent (kept in the journal): DUPLICATE_OK with the stored answer. */
+		MpEnvelope *e = pay(&w[0], &ch[0], &ws[0], COMPACT_PAYS + 5, order);
+		ck_assert_int_eq(e->pay_ack->status->code, MP_ST(DUPLICATE_OK));
+		ck_assert_str_eq(e->pay_ack->status->detail, "UNDERPAID");
+		ck_assert_uint_eq(e->pay_ack->credit, COMPACT_PAYS + 5);
+		micropay__v1__envelope__free_unpacked(e, NULL);
+		ck_assert_int_eq(pay_code(&w[0], &ch[0], &ws[0], COMPACT_PAYS + 20, order),
+				 MP_ST(DUPLICATE_OK));
+		/* Channel 1's last Pay: its journal row is folded, the channel row answers. */
+		e = pay(&w[1], &ch[1], &ws[1], COMPACT_PAYS, order);
+		ck_assert_int_eq(e->pay_ack->status->code, MP_ST(DUPLICATE_OK));
+		ck_assert_str_eq(e->pay_ack->status->detail, "UNDERPAID");
+		ck_assert_uint_eq(e->pay_ack->credit, COMPACT_PAYS);
+		micropay__v1__envelope__free_unpacked(e, NULL);
+		/* Older than T_dedupe and folded: no longer remembered (PROTOCOL.md section 6). */
+		ck_assert_int_eq(pay_code(&w[1], &ch[1], &ws[1], COMPACT_PAYS - 1, order),
+				 MP_ST(STALE_INDEX));
+		if (round == 1)
+			break;
+		/* Again from what a restart reads back. */
+		ck_assert_int_eq(net_cmd(&net, "kill", "m1 KILL"), 0);
+		ck_assert_int_eq(net_cmd(&net, "start", "m1"), 0);
+		for (int c = 0; c < 2; c++) {
+			wire_close(&w[c]);
+			ck_assert(wire_connect(&w[c], m1_ep, ca, NULL, NULL));
+			uint32_t last;
+			uint64_t credit;
+			open_point(&w[c], &ch[c], &last, &credit);
+			ck_assert_uint_eq(last, c == 0 ? COMPACT_PAYS + 20 : COMPACT_PAYS);
+		}
+	}
+	ck_assert_int_eq(pay_code(&w[0], &ch[0], &ws[0], COMPACT_PAYS + 21, order),
+			 MP_ST(UNDERPAID));
+	ck_assert_int_eq(pay_code(&w[1], &ch[1], &ws[1], COMPACT_PAYS + 1, order),
+			 MP_ST(UNDERPAID));
+	pending_before = pending_of(m1_hex);
+	redeem_now();
+	ck_assert_int_eq(pending_of(m1_hex) - pending_before, 21 + 1);
+	audit_clean();
+	for (int c = 0; c < 2; c++) {
+		wire_close(&w[c]);
+		free_words(&ws[c]);
+		tchannel_free(&ch[c]);
+		mp_key_free(&tw[c].account);
+	}
+}
+END_TEST
+
+/* With compact_interval set, compaction runs on its own. */
+START_TEST(compaction_runs_periodically)
+{
+	restart_m1("compact_interval = 1");
+	for (int i = 0; i < 50 && metric("micropay_merchant_compactions_total ") < 2; i++)
+		usleep(100 * 1000);
+	ck_assert_int_ge(metric("micropay_merchant_compactions_total "), 2);
+	ck_assert(log_has("m1", "store compaction:"));
+}
+END_TEST
+
+static Suite *merchant_store_suite(void)
+{
+	Suite *s = suite_create("merchant store");
+	TCase *tc = tcase_create("store");
+	tcase_add_unchecked_fixture(tc, setup_net, teardown_net);
+	tcase_set_timeout(tc, 180);
+	tcase_add_test(tc, pending_pay_is_reported_only_once_durable);
+	tcase_add_test(tc, full_pipeline_refuses_instead_of_queueing);
+	tcase_add_test(tc, failed_commit_stops_the_daemon);
+	tcase_add_test(tc, sigkill_during_a_pay_stream_loses_no_acknowledged_pay);
+	tcase_add_test(tc, compaction_folds_old_payments_and_shrinks_the_store);
+	tcase_add_test(tc, compaction_runs_periodically);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return mp_check_run(merchant_store_suite());
+}

@@ -1,0 +1,304 @@
+/* merchantd's store (merchantd/store.c): a batch is one transaction (channel and order records,
+ * journalled Pays, the channel row with its last Pay's answer) that a restart finds again; a
+ * batch that fails leaves nothing; a store from before the channel row kept its last answer is
+ * migrated and converted to incremental auto-vacuum. */
+#include <check.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "stmt.h"
+#include "store.h"
+#include "../check_run.h"
+
+#define DIR_TEMPLATE "/tmp/mp-test-mstore-XXXXXX"
+static char dir[sizeof(DIR_TEMPLATE)];
+static char path[sizeof(dir) + 16];
+static char err[512];
+
+static void setup(void)
+{
+	memcpy(dir, DIR_TEMPLATE, sizeof(dir));
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/m.db", dir);
+}
+
+static void teardown(void)
+{
+	char p[sizeof(path) + 8];
+	static const char *const suffixes[] = {"", "-wal", "-shm", "-journal"};
+	for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+		snprintf(p, sizeof(p), "%s%s", path, suffixes[i]);
+		unlink(p);
+	}
+	rmdir(dir);
+}
+
+/* A decodable signed ChannelCert (the store never checks its signature: it is our own). */
+struct cert {
+	uint8_t id[MP_ID_LEN], root[MP_HASH_LEN];
+	uint8_t *bytes;
+	size_t len;
+};
+
+static void make_cert(struct cert *c)
+{
+	struct mp_key key;
+	uint8_t seed[MP_SK_LEN], nonce[MP_NONCE_LEN];
+	ck_assert(mp_key_generate(&key, seed));
+	ck_assert(mp_random_bytes(c->id, MP_ID_LEN));
+	ck_assert(mp_random_bytes(c->root, MP_HASH_LEN));
+	ck_assert(mp_random_bytes(nonce, MP_NONCE_LEN));
+	Micropay__V1__ChannelCert cc = MICROPAY__V1__CHANNEL_CERT__INIT;
+	cc.channel_id = (ProtobufCBinaryData){MP_ID_LEN, c->id};
+	cc.chain_nonce = (ProtobufCBinaryData){MP_NONCE_LEN, nonce};
+	cc.root = (ProtobufCBinaryData){MP_HASH_LEN, c->root};
+	cc.n = 100;
+	cc.unit_value = 1;
+	cc.pay_until = 2000000000;
+	cc.redeem_until = 2000172800;
+	MpSigned *s = mp_stmt_sign(&key, MP_STMT_CHANNEL_CERT, &cc.base);
+	ck_assert_ptr_nonnull(s);
+	c->bytes = mp_stmt_encode(s, &c->len);
+	ck_assert_ptr_nonnull(c->bytes);
+	mp_stmt_free(s);
+	mp_key_free(&key);
+}
+
+static struct batch_entry open_entry(const struct cert *c)
+{
+	struct batch_entry e = {.kind = ENTRY_OPEN, .insert = true};
+	memcpy(e.channel_id, c->id, MP_ID_LEN);
+	memcpy(e.row.id, c->id, MP_ID_LEN);
+	e.row.cert = c->bytes;
+	e.row.cert_len = c->len;
+	e.row.state = CHANNEL_HELD;
+	memcpy(e.row.w_last, c->root, MP_HASH_LEN);
+	e.row.redeem_until = 2000172800;
+	return e;
+}
+
+static struct batch_entry pay_entry(const struct cert *c, uint32_t j, const uint8_t ref[4],
+				    MpCode code, uint64_t credit, uint64_t price)
+{
+	struct batch_entry e = {.kind = ENTRY_PAY,
+				.j = j,
+				.order_ref_len = 4,
+				.code = code,
+				.credit = credit,
+				.price = price};
+	memcpy(e.channel_id, c->id, MP_ID_LEN);
+	memset(e.w, (int)j, MP_HASH_LEN);
+	memcpy(e.order_ref, ref, 4);
+	return e;
+}
+
+static struct batch_entry order_entry(const uint8_t ref[4], uint64_t price)
+{
+	struct batch_entry e = {.kind = ENTRY_ORDER, .order_ref_len = 4, .price = price};
+	memcpy(e.order_ref, ref, 4);
+	return e;
+}
+
+START_TEST(batch_survives_restart)
+{
+	struct cert c;
+	make_cert(&c);
+	const uint8_t ref[4] = {'o', 'r', 'd', '1'};
+	struct batch_entry entries[] = {
+	    open_entry(&c),
+	    order_entry(ref, 5),
+	    pay_entry(&c, 2, ref, MP_ST(UNDERPAID), 2, 0),
+	    pay_entry(&c, 7, ref, MP_ST(OK), 2, 5),
+	};
+	entries[3].updates_row = true; /* the batch's last Pay of the channel */
+	struct store *s = store_open(path, err, sizeof(err));
+	ck_assert_msg(s != NULL, "%s", err);
+	ck_assert(store_commit_batch(s, entries, 4));
+	store_close(s);
+
+	s = store_open(path, err, sizeof(err));
+	ck_assert_msg(s != NULL, "%s", err);
+	struct table channels, orders;
+	ck_assert(table_init(&channels, 16) && table_init(&orders, 16));
+	ck_assert(store_load_channels(s, &channels));
+	ck_assert(store_load_orders(s, &orders));
+	struct channel *ch = channel_find(&channels, c.id);
+	ck_assert_ptr_nonnull(ch);
+	ck_assert(ch->recorded);
+	ck_assert_uint_eq(ch->n, 100);
+	ck_assert_uint_eq(ch->last, 7);
+	ck_assert_uint_eq(ch->durable_last, 7);
+	ck_assert_uint_eq(ch->durable_credit, 2);
+	ck_assert_int_eq(ch->durable_code, MP_ST(OK));
+	ck_assert_uint_eq(ch->durable_price, 5);
+	ck_assert_uint_eq(ch->durable_order_ref_len, 4);
+	ck_assert_mem_eq(ch->durable_order_ref, ref, 4);
+	ck_assert_mem_eq(ch->durable_w, entries[3].w, MP_HASH_LEN);
+	struct order *o = order_find(&orders, ref, 4);
+	ck_assert_ptr_nonnull(o);
+	ck_assert(o->recorded && o->paid && o->paid_durable);
+	ck_assert_uint_eq(o->price, 5);
+	struct stored_pay sp;
+	ck_assert(store_find_pay(s, c.id, 2, &sp));
+	ck_assert_int_eq(sp.code, MP_ST(UNDERPAID));
+	ck_assert_uint_eq(sp.credit, 2);
+	ck_assert_mem_eq(sp.w, entries[2].w, MP_HASH_LEN);
+	ck_assert(!store_find_pay(s, c.id, 3, &sp));
+	table_free_channels(&channels);
+	table_free_orders(&orders);
+	store_close(s);
+	free(c.bytes);
+}
+END_TEST
+
+START_TEST(failed_batch_leaves_nothing)
+{
+	struct cert c;
+	make_cert(&c);
+	const uint8_t ref[4] = {'o', 'r', 'd', '2'};
+	struct batch_entry first[] = {open_entry(&c)};
+	struct store *s = store_open(path, err, sizeof(err));
+	ck_assert_msg(s != NULL, "%s", err);
+	ck_assert(store_commit_batch(s, first, 1));
+	/* A Pay, then a second record of the same channel: the batch fails as a whole. */
+	struct batch_entry second[] = {pay_entry(&c, 3, ref, MP_ST(UNDERPAID), 3, 0),
+				       open_entry(&c)};
+	second[0].updates_row = true;
+	ck_assert(!store_commit_batch(s, second, 2));
+	struct stored_pay sp;
+	ck_assert(!store_find_pay(s, c.id, 3, &sp));
+	/* The connection is usable again: the next batch commits. */
+	ck_assert(store_commit_batch(s, second, 1));
+	ck_assert(store_find_pay(s, c.id, 3, &sp));
+	store_close(s);
+	free(c.bytes);
+}
+END_TEST
+
+/* The schema of the walking skeleton, before the channel row kept its last answer. */
+static const char old_schema[] =
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);"
+    "CREATE TABLE channels ("
+    " channel_id BLOB PRIMARY KEY, cert BLOB NOT NULL, state INTEGER NOT NULL,"
+    " hseq INTEGER NOT NULL, seg_seq INTEGER NOT NULL, seg_start INTEGER NOT NULL,"
+    " last INTEGER NOT NULL, w_last BLOB NOT NULL, credit INTEGER NOT NULL,"
+    " last_order_ref BLOB NOT NULL, redeemed_end INTEGER NOT NULL DEFAULT 0,"
+    " redeem_until INTEGER NOT NULL);"
+    "CREATE TABLE pay_journal ("
+    " seq INTEGER PRIMARY KEY, channel_id BLOB NOT NULL, seg_seq INTEGER NOT NULL,"
+    " j INTEGER NOT NULL, w BLOB NOT NULL, order_ref BLOB NOT NULL, code INTEGER NOT NULL,"
+    " credit INTEGER NOT NULL, price INTEGER NOT NULL, at INTEGER NOT NULL);"
+    "CREATE INDEX pay_journal_channel ON pay_journal (channel_id, j);"
+    "CREATE TABLE orders ("
+    " order_ref BLOB PRIMARY KEY, price INTEGER NOT NULL, paid INTEGER NOT NULL DEFAULT 0,"
+    " created_at INTEGER NOT NULL);"
+    "CREATE TABLE redeem_outbox ("
+    " redeem_id BLOB PRIMARY KEY, stmt BLOB NOT NULL, created_at INTEGER NOT NULL,"
+    " answered_at INTEGER);";
+
+static void exec_ok(sqlite3 *db, const char *sql)
+{
+	char *msg = NULL;
+	ck_assert_msg(sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK, "%s: %s", sql,
+		      msg ? msg : "?");
+}
+
+static int pragma(const char *name)
+{
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	char sql[64];
+	snprintf(sql, sizeof(sql), "PRAGMA %s", name);
+	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+	int v = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return v;
+}
+
+START_TEST(old_store_is_migrated)
+{
+	struct cert c;
+	make_cert(&c);
+	sqlite3 *db;
+	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+	exec_ok(db, "PRAGMA journal_mode=WAL");
+	exec_ok(db, old_schema);
+	sqlite3_stmt *st;
+	ck_assert_int_eq(sqlite3_prepare_v2(db,
+					    "INSERT INTO channels VALUES (?, ?, 1, 0, 0, 0, 3, "
+					    "zeroblob(32), 1, x'6f726431', 0, 2000172800)",
+					    -1, &st, NULL),
+			 SQLITE_OK);
+	sqlite3_bind_blob(st, 1, c.id, MP_ID_LEN, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 2, c.bytes, (int)c.len, SQLITE_STATIC);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_DONE);
+	sqlite3_finalize(st);
+	for (int j = 1; j <= 3; j++) {
+		ck_assert_int_eq(
+		    sqlite3_prepare_v2(db,
+				       "INSERT INTO pay_journal (channel_id, seg_seq, j, w, "
+				       "order_ref, code, credit, price, at) VALUES (?, 0, ?, "
+				       "zeroblob(32), x'6f726431', ?, ?, ?, 1)",
+				       -1, &st, NULL),
+		    SQLITE_OK);
+		sqlite3_bind_blob(st, 1, c.id, MP_ID_LEN, SQLITE_STATIC);
+		sqlite3_bind_int(st, 2, j);
+		sqlite3_bind_int(st, 3, j == 3 ? MP_ST(OK) : MP_ST(UNDERPAID));
+		sqlite3_bind_int(st, 4, j == 3 ? 1 : j);
+		sqlite3_bind_int(st, 5, j == 3 ? 2 : 0);
+		ck_assert_int_eq(sqlite3_step(st), SQLITE_DONE);
+		sqlite3_finalize(st);
+	}
+	sqlite3_close(db);
+	ck_assert_int_eq(pragma("auto_vacuum"), 0);
+
+	struct store *s = store_open(path, err, sizeof(err));
+	ck_assert_msg(s != NULL, "%s", err);
+	struct table channels;
+	ck_assert(table_init(&channels, 16));
+	ck_assert(store_load_channels(s, &channels));
+	struct channel *ch = channel_find(&channels, c.id);
+	ck_assert_ptr_nonnull(ch);
+	ck_assert_uint_eq(ch->durable_last, 3);
+	ck_assert_int_eq(ch->durable_code, MP_ST(OK)); /* from the journal row of j = 3 */
+	ck_assert_uint_eq(ch->durable_price, 2);
+	ck_assert_uint_eq(ch->durable_credit, 1);
+	table_free_channels(&channels);
+	store_close(s);
+	ck_assert_int_eq(pragma("auto_vacuum"), 2); /* incremental */
+	free(c.bytes);
+}
+END_TEST
+
+START_TEST(new_store_is_incremental)
+{
+	struct store *s = store_open(path, err, sizeof(err));
+	ck_assert_msg(s != NULL, "%s", err);
+	store_close(s);
+	ck_assert_int_eq(pragma("auto_vacuum"), 2);
+}
+END_TEST
+
+static Suite *store_suite(void)
+{
+	Suite *s = suite_create("merchantd store");
+	TCase *tc = tcase_create("store");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, batch_survives_restart);
+	tcase_add_test(tc, failed_batch_leaves_nothing);
+	tcase_add_test(tc, old_store_is_migrated);
+	tcase_add_test(tc, new_store_is_incremental);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return mp_check_run(store_suite());
+}
