@@ -1,6 +1,19 @@
 /* IssueRequest -> ChannelCert (PROTOCOL.md section 6, "Issue"). The signature is checked
- * first, under the account's registered key; then one SQL function decides replay, conflict,
- * bounds, funds and reuse in one transaction, and the cert leaves only after COMMIT. */
+ * first, under the account's registered key (claimed_account says how that key is found
+ * without parsing the body); then one SQL function decides replay, conflict, bounds, funds and
+ * reuse in one transaction, and the cert leaves only after COMMIT.
+ *
+ *   received --(no account_id in the framing)------------------------------> BAD_SIG
+ *      | account_id read from the framing only
+ *      v
+ *   key cached? --no--> customer_key query --(no row)----------------------> UNKNOWN_ACCOUNT
+ *      | yes                 | key (cached from now on)
+ *      v                     v
+ *   type, signer_pk, signature (mp_stmt_open) --(refused)------------------> BAD_SIG
+ *      | verified: now parse strictly --(refused, lengths, other account)--> MALFORMED
+ *      v
+ *   bounds checked, cert signed, mp_issue --(COMMIT)------------------> OK / DUPLICATE_OK /
+ *                                                      CONFLICT + stored request / refusal */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,12 +23,15 @@
 #include "db.h"
 #include "ids.h"
 #include "log.h"
+#include "pb_peek.h"
 #include "stmt.h"
 #include "util.h"
 
 #define HOUR	      3600ULL
 #define DAY	      (24 * HOUR)
 #define REDEEM_WINDOW (48 * HOUR)
+/* IssueRequest.account_id in proto/micropay.proto */
+#define ISSUE_REQUEST_ACCOUNT_ID_FIELD 2
 
 struct issue {
 	struct broker_call *call;
@@ -222,8 +238,10 @@ static void verify_and_issue(struct issue *is, const uint8_t pk[MP_PK_LEN])
 		return;
 	}
 	Micropay__V1__IssueRequest *r = (Micropay__V1__IssueRequest *)body;
-	if (!lengths_ok(r) || memcmp(r->account_id.data, is->account_id, MP_ID_LEN) != 0) {
+	if (!lengths_ok(r)) {
 		reply_issue(is, MP_ST(MALFORMED), "field lengths", NULL, NULL);
+	} else if (memcmp(r->account_id.data, is->account_id, MP_ID_LEN) != 0) {
+		reply_issue(is, MP_ST(MALFORMED), "account_id appears more than once", NULL, NULL);
 	} else {
 		const char *detail = NULL;
 		MpCode bounds = check_bounds(is->call->b, r, &detail);
@@ -248,18 +266,25 @@ static void on_account_key(const PGresult *res, const char *error, void *arg)
 	verify_and_issue(is, pk);
 }
 
-/* The account the request claims: read before verification only to find the key to verify
- * with; the signature is then checked under that account's registered key. */
+/* Which key must have signed this IssueRequest? PROTOCOL.md section 4: the registered key of
+ * the account the request is for, and that account is named inside the body we may not parse
+ * before the signature is verified (section 2). So only the framing of the top-level fields up
+ * to account_id is read (common/pb_peek.c: no allocation, no sub-message or string looked
+ * into); the id selects a key from our own state (cache or customers table), exactly as a
+ * merchant id from a TLS certificate selects a merchant's key. Naming another account only
+ * selects another key, under which the signature then fails. The full strict parse runs after
+ * the signature verified, and the parsed account_id must equal the one read here. A body that
+ * names no account cannot be verified under any key of ours: BAD_SIG, like a bad signature. */
 static bool claimed_account(const MpSigned *s, uint8_t out[MP_ID_LEN])
 {
-	Micropay__V1__IssueRequest *r =
-	    micropay__v1__issue_request__unpack(NULL, s->body.len, s->body.data);
-	bool ok = r && mp_bytes_len_is(r->account_id, MP_ID_LEN);
-	if (ok)
-		memcpy(out, r->account_id.data, MP_ID_LEN);
-	if (r)
-		micropay__v1__issue_request__free_unpacked(r, NULL);
-	return ok;
+	const uint8_t *id;
+	size_t len;
+	if (!mp_pb_peek_bytes(s->body.data, s->body.len, ISSUE_REQUEST_ACCOUNT_ID_FIELD, &id,
+			      &len) ||
+	    len != MP_ID_LEN)
+		return false;
+	memcpy(out, id, MP_ID_LEN);
+	return true;
 }
 
 void handle_issue(struct broker *b, struct mp_conn *c, const MpEnvelope *env)
@@ -275,7 +300,8 @@ void handle_issue(struct broker *b, struct mp_conn *c, const MpEnvelope *env)
 		return;
 	}
 	if (!claimed_account(s, is->account_id)) {
-		reply_issue(is, MP_ST(MALFORMED), "unparsable IssueRequest", NULL, NULL);
+		reply_issue(is, MP_ST(BAD_SIG),
+			    "IssueRequest names no account whose key could verify it", NULL, NULL);
 		return;
 	}
 	uint8_t pk[MP_PK_LEN];
