@@ -15,7 +15,7 @@ const struct db_statement broker_statements[] = {
      "$16, $17, $18, $19, $20, $21, $22)",
      22},
     {"redeem_prepare", "SELECT * FROM mp_redeem_prepare($1, $2, $3)", 3},
-    {"redeem", "SELECT * FROM mp_redeem($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)", 10},
+    {"redeem", "SELECT * FROM mp_redeem($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)", 11},
     {"audit", "SELECT * FROM mp_audit()", 0},
     {"account_show", "SELECT * FROM mp_account_show($1)", 1},
     {"channel_show", "SELECT * FROM mp_channel_show($1)", 1},
