@@ -10,6 +10,7 @@
 #include "db.h"
 #include "log.h"
 #include "util.h"
+#include "workers.h"
 
 static json_t *blob_json(const PGresult *res, int row, const char *col)
 {
@@ -42,17 +43,26 @@ static void admin_metrics(struct mp_admin_req *req, json_t *params, void *ctx)
 {
 	struct broker *b = ctx;
 	const struct broker_stats *s = &b->stats;
-	char text[1024];
+	char text[2048];
 	snprintf(text, sizeof(text),
 		 "micropay_broker_channels_issued_total %llu\n"
 		 "micropay_broker_issue_duplicates_total %llu\n"
 		 "micropay_broker_redeems_total %llu\n"
 		 "micropay_broker_claims_credited_total %llu\n"
 		 "micropay_broker_requests_refused_total %llu\n"
-		 "micropay_broker_db_queue %u\n",
+		 "micropay_broker_db_queue %u\n"
+		 "micropay_broker_bad_chain_hashes_total %llu\n"
+		 "micropay_broker_bad_chain_budget_refusals_total %llu\n"
+		 "micropay_broker_worker_queue_refusals_total %llu\n"
+		 "micropay_broker_worker_queue %u\n"
+		 "micropay_broker_worker_busy %u\n",
 		 (unsigned long long)s->channels_issued, (unsigned long long)s->issue_duplicates,
 		 (unsigned long long)s->redeems, (unsigned long long)s->claims_credited,
-		 (unsigned long long)s->requests_refused, db_pool_queued(b->db));
+		 (unsigned long long)s->requests_refused, db_pool_queued(b->db),
+		 (unsigned long long)s->bad_chain_hashes,
+		 (unsigned long long)s->bad_chain_budget_refusals,
+		 (unsigned long long)s->worker_queue_refusals, mp_workers_queued(b->workers),
+		 mp_workers_busy(b->workers));
 	mp_admin_reply(req, json_pack("{s:s}", "prometheus", text));
 }
 

@@ -14,6 +14,9 @@
 
 struct bad_chain_budget;
 
+/* Merchants tracked at once by brokerd (merchants are created by the operator). */
+#define BAD_CHAIN_BUDGET_SLOTS 4096
+
 enum bad_chain_verdict {
 	BAD_CHAIN_RESERVED,   /* go ahead and hash; settle afterwards */
 	BAD_CHAIN_EXHAUSTED,  /* over budget: refuse, retry later */

@@ -19,6 +19,10 @@ struct broker_config {
 	uint32_t n_max;
 	uint32_t max_claims;
 	uint64_t hash_budget;
+	uint64_t bad_chain_hash_rate;  /* hashes per second a merchant may waste on BAD_CHAIN */
+	uint64_t bad_chain_hash_burst; /* ... and at most this many at once */
+	uint32_t workers;	       /* threads hashing and verifying off the loop */
+	uint32_t worker_queue;	       /* jobs waiting for a worker, at most */
 	uint64_t t_grace;
 	uint64_t max_offset;
 	uint32_t idle_timeout;
@@ -39,6 +43,9 @@ struct broker_stats {
 	uint64_t claims_credited;
 	uint64_t redeems;
 	uint64_t requests_refused;
+	uint64_t bad_chain_hashes;	    /* charged to merchants' budgets */
+	uint64_t bad_chain_budget_refusals; /* Redeems refused: budget exhausted */
+	uint64_t worker_queue_refusals;	    /* Redeems refused: worker queue full */
 };
 
 #define BROKER_KEY_CACHE_SIZE 4096
@@ -59,6 +66,8 @@ struct broker {
 	struct mp_admin *admin;
 	struct db_pool *db;
 	struct mp_hasher *hasher;
+	struct mp_workers *workers;
+	struct bad_chain_budget *bad_chain;
 	struct event *sig_int, *sig_term;
 	uint64_t started_at;
 	struct broker_stats stats;

@@ -21,6 +21,12 @@ static const struct mp_cfg_key broker_keys[] = {
     K("broker", "n_max", MP_CFG_U32, n_max, false, "longest chain, default 2^20"),
     K("broker", "max_claims_per_redeem", MP_CFG_U32, max_claims, false, NULL),
     K("broker", "redeem_hash_budget", MP_CFG_U64, hash_budget, false, NULL),
+    K("broker", "bad_chain_hash_rate", MP_CFG_U64, bad_chain_hash_rate, false,
+      "hashes per second a merchant may waste on BAD_CHAIN claims, 1..2^40"),
+    K("broker", "bad_chain_hash_burst", MP_CFG_U64, bad_chain_hash_burst, false,
+      "hashes a merchant may waste at once, 1..2^50"),
+    K("broker", "workers", MP_CFG_U32, workers, false, "hashing threads, 1..64, default 2"),
+    K("broker", "worker_queue", MP_CFG_U32, worker_queue, false, "jobs waiting, 1..4096"),
     K("broker", "t_grace", MP_CFG_U64, t_grace, false, "seconds"),
     K("broker", "max_clock_offset", MP_CFG_U64, max_offset, false, "seconds"),
     K("broker", "idle_timeout", MP_CFG_U32, idle_timeout, false, "seconds"),
@@ -42,6 +48,10 @@ static void set_defaults(struct broker_config *cfg)
 	cfg->n_max = 1u << 20;
 	cfg->max_claims = 10000;
 	cfg->hash_budget = (uint64_t)1 << 28;
+	cfg->bad_chain_hash_rate = (uint64_t)1 << 17;
+	cfg->bad_chain_hash_burst = (uint64_t)1 << 28;
+	cfg->workers = 2;
+	cfg->worker_queue = 64;
 	cfg->t_grace = 24 * 3600;
 	cfg->max_offset = 30;
 	cfg->idle_timeout = 300;
@@ -65,6 +75,21 @@ bool broker_config_load(struct broker_config *cfg, const char *path, char *err, 
 	}
 	if (cfg->max_escrow > ((uint64_t)1 << 62) || cfg->max_unit_value > MP_AMOUNT_MAX) {
 		snprintf(err, errlen, "%s: [broker] max_escrow must be <= 2^62", path);
+		return false;
+	}
+	if (cfg->bad_chain_hash_rate == 0 || cfg->bad_chain_hash_rate > ((uint64_t)1 << 40) ||
+	    cfg->bad_chain_hash_burst == 0 || cfg->bad_chain_hash_burst > ((uint64_t)1 << 50)) {
+		snprintf(
+		    err, errlen,
+		    "%s: [broker] bad_chain_hash_rate must be 1..2^40 and bad_chain_hash_burst "
+		    "1..2^50",
+		    path);
+		return false;
+	}
+	if (cfg->workers == 0 || cfg->workers > 64 || cfg->worker_queue == 0 ||
+	    cfg->worker_queue > 4096) {
+		snprintf(err, errlen, "%s: [broker] workers must be 1..64 and worker_queue 1..4096",
+			 path);
 		return false;
 	}
 	if (cfg->db_pool == 0 || cfg->db_pool > 64) {

@@ -7,6 +7,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "admin.h"
+#include "bad_chain_budget.h"
 #include "daemon.h"
 #include "broker.h"
 #include "db.h"
@@ -14,6 +15,7 @@
 #include "migrate.h"
 #include "net.h"
 #include "tls.h"
+#include "workers.h"
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
@@ -63,6 +65,11 @@ static bool broker_start(struct broker *b)
 	}
 	if (!migrate_and_seed(&b->cfg))
 		return false;
+	b->workers = mp_workers_new(b->base, b->cfg.workers, b->cfg.worker_queue);
+	b->bad_chain = bad_chain_budget_new(b->cfg.bad_chain_hash_rate, b->cfg.bad_chain_hash_burst,
+					    BAD_CHAIN_BUDGET_SLOTS);
+	if (!b->workers || !b->bad_chain)
+		return false;
 	b->db = db_pool_open(b->base, b->cfg.db_conninfo, b->cfg.db_pool, broker_statements);
 	if (!b->db)
 		return false;
@@ -90,6 +97,9 @@ static void broker_stop(struct broker *b)
 		event_free(b->sig_int);
 	if (b->sig_term)
 		event_free(b->sig_term);
+	/* First: jobs still queued or running are answered while everything else still exists. */
+	mp_workers_free(b->workers);
+	bad_chain_budget_free(b->bad_chain);
 	mp_admin_close(b->admin);
 	mp_listener_free(b->listener);
 	db_pool_close(b->db);

@@ -1,0 +1,38 @@
+/* A Redeem being answered, shared by redeem.c (the flow up to the hashing) and redeem_credit.c
+ * (the one crediting SQL call and the answer). */
+#pragma once
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "broker.h"
+
+/* What was decided for one claim before the crediting call; OK claims go to the SQL function,
+ * which decides the rest under its locks. */
+struct claim_check {
+	MpCode status;
+	const char *detail;
+	bool verify; /* above the credited end: its word is hashed before crediting */
+};
+
+struct redeem {
+	struct broker_call *call;
+	MpSigned *stmt; /* lent to the signature job while it runs */
+	uint8_t peer_mid[MP_ID_LEN];
+	Micropay__V1__Redeem *r;
+	struct claim_check *checks;
+	uint64_t reserved; /* hashes reserved in the merchant's bad-chain bucket, not settled */
+};
+
+/* uint32 protocol values into SQL int: anything above is out of range anyway. */
+static inline int64_t redeem_sql_int(uint32_t v)
+{
+	return v > INT32_MAX ? INT32_MAX : v;
+}
+
+/* Answer and free rd (an unsettled reservation is returned first). evidence: CONFLICT's
+ * stored statement, or NULL. */
+void redeem_reply(struct redeem *rd, MpCode code, const char *detail,
+		  Micropay__V1__ClaimResult **results, size_t n_results, const MpSigned *evidence);
+
+/* Every claim is decided or verified: credit in one SQL call (mp_redeem), then answer. */
+void redeem_credit(struct redeem *rd);
