@@ -1,0 +1,41 @@
+/* Acting as a merchant towards the broker in integration tests: a merchant's identity from a
+ * deploy/mpnet folder (its Ed25519 key and its TLS certificate), signed Redeems built claim by
+ * claim, and a wire client that sends a request and reads its answer later. */
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+#include "harness.h"
+
+struct tmerchant {
+	uint8_t mid[MP_ID_LEN];
+	char mid_hex[MP_HEX_ID_LEN + 1];
+	struct mp_key key;
+	char cert[700], tls_key[700];
+};
+
+/* Merchant NAME of the network (made by `mpnet merchant DIR NAME`, or m1). */
+void tmerchant_load(struct tmerchant *tm, const struct net *n, const char *name);
+void tmerchant_free(struct tmerchant *tm);
+/* Mutual TLS to the broker with the merchant's certificate; fails the test if impossible. */
+void tmerchant_connect(const struct tmerchant *tm, struct wire *w, const char *broker_ep,
+		       const char *ca);
+
+struct tclaim {
+	uint8_t channel_id[MP_ID_LEN];
+	uint32_t index;
+	uint8_t w[MP_HASH_LEN];
+};
+/* A Redeem of these claims (epoch 0, segment 0) signed with the merchant's key. */
+MpSigned *tmerchant_redeem(const struct tmerchant *tm, const uint8_t redeem_id[MP_ID_LEN],
+			   const struct tclaim *claims, size_t n);
+/* Send a RedeemReq carrying stmt and wait for its RedeemResp (fails the test otherwise). */
+MpEnvelope *redeem_call(struct wire *w, const MpSigned *stmt);
+
+/* Send env (version and request_id set here) without waiting, whatever its size; false on
+ * failure. */
+bool wire_send(struct wire *w, MpEnvelope *env);
+/* The next envelope on the connection; NULL on EOF or timeout. */
+MpEnvelope *wire_recv(struct wire *w);
+/* Receive timeout of the connection (wire_connect sets 10 s). */
+void wire_set_timeout(struct wire *w, int seconds);
