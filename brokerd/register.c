@@ -7,6 +7,7 @@
 #include "broker.h"
 #include "db.h"
 #include "log.h"
+#include "pb_peek.h"
 #include "stmt.h"
 #include "tls.h"
 #include "util.h"
@@ -46,24 +47,43 @@ static void on_account_registered(const PGresult *res, const char *error, void *
 	reply_account(call, created ? MP_ST(OK) : MP_ST(DUPLICATE_OK), NULL, account_id);
 }
 
-/* Parse a self-signed statement: the key is taken from the body, then the signature checked
- * under exactly that key and type. */
+/* The number of the field at key_offset in messages of desc (0 if none). */
+static uint32_t field_number(const ProtobufCMessageDescriptor *desc, size_t key_offset)
+{
+	for (unsigned i = 0; i < desc->n_fields; i++)
+		if (desc->fields[i].offset == key_offset)
+			return desc->fields[i].id;
+	return 0;
+}
+
+/* Open a self-signed statement (checked against the key in its own body, PROTOCOL.md section
+ * 2). Verify before parse here too: the key is read from the body's framing only
+ * (common/pb_peek.c), the signature checked under exactly that key and type, and only then is
+ * the body parsed, whose key must be the one the signature was checked under. */
 static MpCode open_self_signed(const MpSigned *s, enum mp_stmt_type type,
 			       const ProtobufCMessageDescriptor *desc, size_t key_offset,
 			       ProtobufCMessage **out)
 {
 	*out = NULL;
-	if (!s)
+	const uint8_t *key;
+	size_t len;
+	if (!s ||
+	    !mp_pb_peek_bytes(s->body.data, s->body.len, field_number(desc, key_offset), &key,
+			      &len) ||
+	    len != MP_PK_LEN)
 		return MP_ST(MALFORMED);
-	ProtobufCMessage *peek = mp_strict_unpack(desc, s->body.data, s->body.len);
-	if (!peek)
+	uint8_t pk[MP_PK_LEN];
+	memcpy(pk, key, MP_PK_LEN);
+	MpCode code = mp_stmt_open(s, type, pk, desc, out);
+	if (code != MP_ST(OK))
+		return code;
+	ProtobufCBinaryData parsed = *(ProtobufCBinaryData *)((char *)*out + key_offset);
+	if (!mp_bytes_len_is(parsed, MP_PK_LEN) || memcmp(parsed.data, pk, MP_PK_LEN) != 0) {
+		protobuf_c_message_free_unpacked(*out, NULL);
+		*out = NULL;
 		return MP_ST(MALFORMED);
-	ProtobufCBinaryData key = *(ProtobufCBinaryData *)((char *)peek + key_offset);
-	MpCode code = MP_ST(MALFORMED);
-	if (mp_bytes_len_is(key, MP_PK_LEN))
-		code = mp_stmt_open(s, type, key.data, desc, out);
-	protobuf_c_message_free_unpacked(peek, NULL);
-	return code;
+	}
+	return MP_ST(OK);
 }
 
 void handle_register_account(struct broker *b, struct mp_conn *c, const MpEnvelope *env)

@@ -13,9 +13,9 @@
 #include "harness_merchant.h"
 #include "../check_run.h"
 
-/* The broker of this suite: a merchant may waste 2^25 hashes at once, then 2^16 per second. */
-#define BURST	  (1u << 25)
-#define JUNK_COST (1u << 24) /* hashes of one junk Redeem below: two fit in the burst */
+/* The broker of this suite: a merchant may waste 2^24 hashes at once, then 2^16 per second. */
+#define BURST	  (1u << 24)
+#define JUNK_COST (1u << 23) /* hashes of one repeated junk Redeem: two fit in the burst */
 
 static struct net net;
 static char ca[700], broker_ep[128], m1_hex[64];
@@ -23,7 +23,7 @@ static uint8_t m1[MP_ID_LEN];
 
 static void setup_net(void)
 {
-	setenv("MP_BAD_CHAIN_BURST", "33554432", 1);
+	setenv("MP_BAD_CHAIN_BURST", "16777216", 1);
 	setenv("MP_BAD_CHAIN_RATE", "65536", 1);
 	net_up(&net);
 	net_path(&net, "tls/ca.crt", ca, sizeof(ca));
@@ -187,7 +187,7 @@ START_TEST(issue_is_answered_while_a_junk_redeem_is_hashed)
 	struct twallet tw, tw2;
 	struct tchannel ch, ch2;
 	issued_channel(&tw, &ch, 1u << 20, mj.mid);
-	/* 16 claims of 2^20 hashes each: seconds of hashing, within every budget. */
+	/* 16 claims of 2^20 hashes each: seconds of hashing, just within every budget. */
 	MpSigned *junk = junk_redeem(&mj, &ch, 1u << 20, 16);
 	/* Another client, ready to issue. */
 	struct wire b;
@@ -281,12 +281,12 @@ START_TEST(repeated_junk_gets_limit_and_honest_merchant_is_credited)
 	struct wire m;
 	tmerchant_connect(&mj, &m, broker_ep, ca);
 	wire_set_timeout(&m, 300);
-	/* 512 claims of 2^15 hashes (a statement above 16 KiB: its signature is checked on the
+	/* 512 claims of 2^14 hashes (a statement above 16 KiB: its signature is checked on the
 	 * worker pool too). The burst holds two of them. */
 	int accepted = 0;
 	MpEnvelope *resp = NULL;
 	for (int k = 0; k < 6; k++) {
-		MpSigned *junk = junk_redeem(&mj, &ch, 1u << 15, 512);
+		MpSigned *junk = junk_redeem(&mj, &ch, JUNK_COST / 512, 512);
 		ck_assert_uint_gt(junk->body.len, 16 * 1024);
 		resp = redeem_call(&m, junk);
 		mp_stmt_free(junk);
@@ -387,20 +387,61 @@ static MpCode send_issue(struct wire *b, MpSigned *s)
 	return code;
 }
 
+static MpCode send_register_account(struct wire *b, MpSigned *s)
+{
+	Micropay__V1__RegisterAccountReq req = MICROPAY__V1__REGISTER_ACCOUNT_REQ__INIT;
+	req.stmt = s;
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.body_case = MP_BODY(REGISTER_ACCOUNT_REQ);
+	env.register_account_req = &req;
+	MpEnvelope *resp = wire_call(b, &env);
+	ck_assert(resp && resp->body_case == MP_BODY(REGISTER_ACCOUNT_RESP));
+	MpCode code = resp->register_account_resp->status->code;
+	micropay__v1__envelope__free_unpacked(resp, NULL);
+	return code;
+}
+
 /* "MPAY1" || u8(type) || body signed by key (a valid signature over an arbitrary body). */
-static MpSigned *sign_raw(const struct mp_key *key, const uint8_t *body, size_t len)
+static MpSigned *sign_raw(const struct mp_key *key, uint32_t type, const uint8_t *body, size_t len)
 {
 	uint8_t msg[256];
 	ck_assert_uint_le(len + 6, sizeof(msg));
 	memcpy(msg, "MPAY1", 5);
-	msg[5] = MP_STMT_ISSUE_REQUEST;
+	msg[5] = (uint8_t)type;
 	memcpy(msg + 6, body, len);
 	uint8_t sig[MP_SIG_LEN];
 	ck_assert(mp_sign(key, msg, len + 6, sig));
-	return mp_stmt_from_parts(MP_STMT_ISSUE_REQUEST, body, len, key->pk, sig);
+	return mp_stmt_from_parts(type, body, len, key->pk, sig);
 }
 
-START_TEST(issue_signature_is_verified_before_the_body_is_parsed)
+static const uint8_t unparsable[12] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+				       0xff, 0xff, 0xff, 0xff, 0xff, 0x07};
+
+/* RegisterAccount is checked against the key in its own body: that key is read from the
+ * framing, the signature checked, and only then the body parsed. */
+static void register_account_verified_before_parsed(struct wire *b)
+{
+	struct mp_key key;
+	uint8_t seed[MP_SK_LEN], body[64], bad_sig[MP_SIG_LEN];
+	ck_assert(mp_key_generate(&key, seed));
+	size_t len = 0;
+	body[len++] = 0x0a, body[len++] = MP_PK_LEN; /* account_pk */
+	memcpy(body + len, key.pk, MP_PK_LEN);
+	len += MP_PK_LEN;
+	memcpy(body + len, unparsable, sizeof(unparsable));
+	len += sizeof(unparsable);
+	ck_assert(micropay__v1__register_account__unpack(NULL, len, body) == NULL);
+	ck_assert(mp_random_bytes(bad_sig, MP_SIG_LEN));
+	MpSigned *s = mp_stmt_from_parts(MP_STMT_REGISTER_ACCOUNT, body, len, key.pk, bad_sig);
+	ck_assert_int_eq(send_register_account(b, s), MP_ST(BAD_SIG));
+	mp_stmt_free(s);
+	s = sign_raw(&key, MP_STMT_REGISTER_ACCOUNT, body, len);
+	ck_assert_int_eq(send_register_account(b, s), MP_ST(MALFORMED));
+	mp_stmt_free(s);
+	mp_key_free(&key);
+}
+
+START_TEST(signatures_are_verified_before_bodies_are_parsed)
 {
 	struct wire b;
 	ck_assert(wire_connect(&b, broker_ep, ca, NULL, NULL));
@@ -416,8 +457,8 @@ START_TEST(issue_signature_is_verified_before_the_body_is_parsed)
 	body[len++] = 0x12, body[len++] = MP_ID_LEN;
 	memcpy(body + len, tw.account_id, MP_ID_LEN);
 	len += MP_ID_LEN;
-	memcpy(body + len, "\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x07", 12);
-	len += 12;
+	memcpy(body + len, unparsable, sizeof(unparsable));
+	len += sizeof(unparsable);
 	ck_assert(micropay__v1__issue_request__unpack(NULL, len, body) == NULL);
 	/* The account's key as signer, a signature that is not its own: BAD_SIG, not
 	 * MALFORMED, because nothing is parsed before the signature verifies. */
@@ -431,10 +472,11 @@ START_TEST(issue_signature_is_verified_before_the_body_is_parsed)
 	ck_assert_int_eq(send_issue(&b, s), MP_ST(BAD_SIG));
 	mp_stmt_free(s);
 	/* The same unparsable body, really signed by the account: now parsed, MALFORMED. */
-	s = sign_raw(&tw.account, body, len);
+	s = sign_raw(&tw.account, MP_STMT_ISSUE_REQUEST, body, len);
 	ck_assert_int_eq(send_issue(&b, s), MP_ST(MALFORMED));
 	mp_stmt_free(s);
 	ck_assert_int_eq(balance_of(tw.account_id), 100);
+	register_account_verified_before_parsed(&b);
 	wire_close(&b);
 	mp_key_free(&tw.account);
 	audit_clean();
@@ -450,7 +492,7 @@ int main(void)
 	tcase_add_test(tc, issue_is_answered_while_a_junk_redeem_is_hashed);
 	tcase_add_test(tc, repeated_junk_gets_limit_and_honest_merchant_is_credited);
 	tcase_add_test(tc, redeem_conflict_carries_the_stored_redeem);
-	tcase_add_test(tc, issue_signature_is_verified_before_the_body_is_parsed);
+	tcase_add_test(tc, signatures_are_verified_before_bodies_are_parsed);
 	suite_add_tcase(s, tc);
 	return mp_check_run(s);
 }
