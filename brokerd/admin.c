@@ -63,7 +63,9 @@ static void admin_metrics(struct mp_admin_req *req, json_t *params, void *ctx)
 		 (unsigned long long)s->bad_chain_budget_refusals,
 		 (unsigned long long)s->worker_queue_refusals, mp_workers_queued(b->workers),
 		 mp_workers_busy(b->workers));
-	mp_admin_reply(req, json_pack("{s:s}", "prometheus", text));
+	char limits[4096];
+	broker_limits_metrics(b, limits, sizeof(limits));
+	mp_admin_reply(req, json_pack("{s:s+}", "prometheus", text, limits));
 }
 
 static void on_admin_done(const PGresult *res, const char *error, void *arg);

@@ -6,6 +6,7 @@
 
 #include "chain.h"
 #include "net.h"
+#include "net_limits.h"
 #include "proto.h"
 #include "sig.h"
 #include "util.h"
@@ -26,7 +27,10 @@ struct broker_config {
 	uint64_t t_grace;
 	uint64_t max_offset;
 	uint32_t idle_timeout;
-	uint32_t max_frame;
+	struct mp_net_limits limits; /* [limits]: the listener, and frames from wallets */
+	uint32_t max_frame_merchant; /* [limits]: frames from peers with a merchant certificate */
+	uint32_t register_rate;	     /* [limits]: RegisterAccount per minute per address */
+	uint32_t register_burst;
 	char *tls_cert;
 	char *tls_key;
 	char *tls_ca;
@@ -56,6 +60,13 @@ struct key_cache_entry {
 	bool used;
 };
 
+/* RegisterAccount admission per peer address (register_limit.c over ratelimit.c). */
+struct register_limit {
+	struct ratelimit *buckets;
+	uint64_t refused;
+	uint64_t logged_at, unlogged; /* refusals are logged at most once a second */
+};
+
 struct broker {
 	struct event_base *base;
 	struct broker_config cfg;
@@ -63,6 +74,7 @@ struct broker {
 	uint8_t key_id[MP_KEY_ID_LEN];
 	SSL_CTX *tls;
 	struct mp_listener *listener;
+	struct register_limit register_limit;
 	struct mp_admin *admin;
 	struct db_pool *db;
 	struct mp_hasher *hasher;
@@ -104,3 +116,10 @@ bool broker_admin_open(struct broker *b);
 bool broker_config_load(struct broker_config *cfg, const char *path, char *err, size_t errlen);
 void broker_config_free(struct broker_config *cfg);
 bool broker_listen(struct broker *b, const char *host, uint16_t port);
+/* The listener's and the admission limits' counters, Prometheus text appended at out. */
+size_t broker_limits_metrics(const struct broker *b, char *out, size_t len);
+
+/* register_limit.c: false if the request was refused (answered LIMIT, logged, counted). */
+bool register_limit_start(struct broker *b);
+void register_limit_stop(struct broker *b);
+bool register_limit_admit(struct broker *b, struct mp_conn *c, const MpEnvelope *env);

@@ -6,6 +6,8 @@
 #include "amount.h"
 #include "broker.h"
 #include "config.h"
+#include "frame.h"
+#include "proto_limits.h"
 
 #define K(sec, name, type, field, req, help)                                                       \
 	{                                                                                          \
@@ -29,8 +31,13 @@ static const struct mp_cfg_key broker_keys[] = {
     K("broker", "worker_queue", MP_CFG_U32, worker_queue, false, "jobs waiting, 1..4096"),
     K("broker", "t_grace", MP_CFG_U64, t_grace, false, "seconds"),
     K("broker", "max_clock_offset", MP_CFG_U64, max_offset, false, "seconds"),
-    K("broker", "idle_timeout", MP_CFG_U32, idle_timeout, false, "seconds"),
-    K("broker", "max_frame", MP_CFG_U32, max_frame, false, "bytes"),
+    K("broker", "idle_timeout", MP_CFG_U32, idle_timeout, false, "seconds, 1..86400"),
+    MP_NET_LIMIT_KEYS(struct broker_config, limits),
+    K("limits", "max_frame_merchant", MP_CFG_U32, max_frame_merchant, false,
+      "bytes, max_frame..16777216, default 16 MiB"),
+    K("limits", "register_rate", MP_CFG_U32, register_rate, false,
+      "RegisterAccount per minute per address, 1..1000000"),
+    K("limits", "register_burst", MP_CFG_U32, register_burst, false, "1..1000000"),
     K("tls", "cert", MP_CFG_STRING, tls_cert, true, "PEM certificate with CN broker"),
     K("tls", "key", MP_CFG_STRING, tls_key, true, "PEM private key"),
     K("tls", "ca", MP_CFG_STRING, tls_ca, true, "PEM CA certificate"),
@@ -55,8 +62,37 @@ static void set_defaults(struct broker_config *cfg)
 	cfg->t_grace = 24 * 3600;
 	cfg->max_offset = 30;
 	cfg->idle_timeout = 300;
-	cfg->max_frame = 16u << 20;
+	mp_net_limits_default(&cfg->limits);
+	cfg->max_frame_merchant = MP_FRAME_MAX_MERCHANT;
+	cfg->register_rate = 30;
+	cfg->register_burst = 30;
 	cfg->db_pool = 4;
+}
+
+static bool check_limits(const struct broker_config *cfg, const char *path, char *err,
+			 size_t errlen)
+{
+	if (!mp_net_limits_check(&cfg->limits, path, err, errlen) ||
+	    !mp_net_idle_timeout_check(cfg->idle_timeout, path, "broker", err, errlen))
+		return false;
+	if (cfg->max_frame_merchant < cfg->limits.max_frame ||
+	    cfg->max_frame_merchant > MP_FRAME_MAX_MERCHANT) {
+		snprintf(err, errlen, "%s: [limits] max_frame_merchant must be max_frame..%u", path,
+			 MP_FRAME_MAX_MERCHANT);
+		return false;
+	}
+	if (cfg->register_rate < 1 || cfg->register_rate > 1000000 || cfg->register_burst < 1 ||
+	    cfg->register_burst > 1000000) {
+		snprintf(err, errlen,
+			 "%s: [limits] register_rate and register_burst must be 1..1000000", path);
+		return false;
+	}
+	if (cfg->max_claims < 1 || cfg->max_claims > MP_MAX_CLAIMS_CEILING) {
+		snprintf(err, errlen, "%s: [broker] max_claims_per_redeem must be 1..%u", path,
+			 MP_MAX_CLAIMS_CEILING);
+		return false;
+	}
+	return true;
 }
 
 bool broker_config_load(struct broker_config *cfg, const char *path, char *err, size_t errlen)
@@ -96,7 +132,7 @@ bool broker_config_load(struct broker_config *cfg, const char *path, char *err, 
 		snprintf(err, errlen, "%s: [db] pool must be 1..64", path);
 		return false;
 	}
-	return true;
+	return check_limits(cfg, path, err, errlen);
 }
 
 void broker_config_free(struct broker_config *cfg)

@@ -102,6 +102,7 @@ static void broker_stop(struct broker *b)
 	bad_chain_budget_free(b->bad_chain);
 	mp_admin_close(b->admin);
 	mp_listener_free(b->listener);
+	register_limit_stop(b);
 	db_pool_close(b->db);
 	if (b->tls)
 		SSL_CTX_free(b->tls);

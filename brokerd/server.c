@@ -1,7 +1,11 @@
 /* The broker's TLS listener: routes each request to its handler file. */
+#include <stdio.h>
+
 #include "broker.h"
 #include "log.h"
 #include "net.h"
+#include "ratelimit.h"
+#include "tls.h"
 
 static void reply_unroutable(struct mp_conn *c, const MpEnvelope *env, const char *why)
 {
@@ -19,7 +23,8 @@ static void on_envelope(struct mp_conn *c, const MpEnvelope *env, void *arg)
 	struct broker *b = arg;
 	switch (env->body_case) {
 	case MP_BODY(REGISTER_ACCOUNT_REQ):
-		handle_register_account(b, c, env);
+		if (register_limit_admit(b, c, env))
+			handle_register_account(b, c, env);
 		return;
 	case MP_BODY(REGISTER_MERCHANT_REQ):
 		handle_register_merchant(b, c, env);
@@ -38,13 +43,43 @@ static void on_envelope(struct mp_conn *c, const MpEnvelope *env, void *arg)
 	}
 }
 
+/* One listener serves wallets and merchants; the frame maximum is decided per connection
+ * (PROTOCOL.md section 11: 1 MiB towards wallets, 16 MiB between merchant and broker). Every
+ * connection starts with the wallet maximum, and only a peer whose verified client certificate
+ * names a merchant gets [limits] max_frame_merchant once the handshake is done. Wallets never
+ * present certificates, so no wallet can send a merchant-sized frame, and merchants need no
+ * second port (nor operators a second address to publish). */
+static void on_open(struct mp_conn *c, void *arg)
+{
+	struct broker *b = arg;
+	uint8_t mid[MP_ID_LEN];
+	if (mp_tls_peer_merchant_id(mp_conn_ssl(c), mid))
+		mp_conn_set_max_frame(c, b->cfg.max_frame_merchant);
+}
+
 static const struct mp_conn_ops broker_conn_ops = {
+    .on_open = on_open,
     .on_envelope = on_envelope,
 };
 
 bool broker_listen(struct broker *b, const char *host, uint16_t port)
 {
-	struct mp_net_opts opts = {b->cfg.max_frame, b->cfg.idle_timeout, "broker"};
+	struct mp_net_opts opts = mp_net_limits_opts(&b->cfg.limits, b->cfg.idle_timeout, "broker");
+	if (!register_limit_start(b))
+		return false;
 	b->listener = mp_listen(b->base, b->tls, host, port, &opts, &broker_conn_ops, b);
 	return b->listener != NULL;
+}
+
+size_t broker_limits_metrics(const struct broker *b, char *out, size_t len)
+{
+	size_t used = mp_listener_metrics(b->listener, "micropay_broker", out, len);
+	const struct register_limit *rl = &b->register_limit;
+	int n = snprintf(out + used, len - used,
+			 "micropay_broker_register_refused_total{reason=\"register_rate\"} %llu\n"
+			 "micropay_broker_register_rate_addresses %u\n"
+			 "micropay_broker_register_rate_addresses_max %u\n",
+			 (unsigned long long)rl->refused,
+			 rl->buckets ? ratelimit_entries(rl->buckets) : 0, ratelimit_capacity());
+	return n > 0 && (size_t)n < len - used ? used + (size_t)n : len - 1;
 }

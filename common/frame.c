@@ -37,7 +37,8 @@ enum mp_frame_result mp_frame_peek(const uint8_t *buf, size_t avail, size_t max,
 	return MP_FRAME_OK;
 }
 
-enum mp_frame_result mp_frame_take(struct evbuffer *in, size_t max, MpEnvelope **env, size_t *len)
+enum mp_frame_result mp_frame_take(struct evbuffer *in, size_t max, MpEnvelope **env, size_t *len,
+				   struct mp_decode_error *err)
 {
 	uint8_t header[MP_FRAME_HEADER_LEN];
 	size_t avail = evbuffer_get_length(in);
@@ -51,7 +52,7 @@ enum mp_frame_result mp_frame_take(struct evbuffer *in, size_t max, MpEnvelope *
 	const uint8_t *frame = evbuffer_pullup(in, (ev_ssize_t)(MP_FRAME_HEADER_LEN + n));
 	if (!frame)
 		return MP_FRAME_NOMEM;
-	*env = mp_envelope_decode(frame + MP_FRAME_HEADER_LEN, n);
+	*env = mp_envelope_decode(frame + MP_FRAME_HEADER_LEN, n, err);
 	*len = n;
 	evbuffer_drain(in, MP_FRAME_HEADER_LEN + n);
 	return MP_FRAME_OK;
@@ -78,7 +79,7 @@ int mp_frame_push(struct evbuffer *out, const MpEnvelope *env, size_t max)
 	return evbuffer_commit_space(out, &v, 1);
 }
 
-MpEnvelope *mp_envelope_decode(const uint8_t *body, size_t len)
+MpEnvelope *mp_envelope_decode(const uint8_t *body, size_t len, struct mp_decode_error *err)
 {
-	return micropay__v1__envelope__unpack(NULL, len, body);
+	return (MpEnvelope *)mp_decode(&micropay__v1__envelope__descriptor, body, len, err, NULL);
 }

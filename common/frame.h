@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "decode.h"
 #include "proto.h"
 
 #define MP_FRAME_HEADER_LEN   4
@@ -26,11 +27,14 @@ const char *mp_frame_result_str(enum mp_frame_result r);
 enum mp_frame_result mp_frame_peek(const uint8_t *buf, size_t avail, size_t max, uint32_t *len);
 
 /* Decode the whole frame at the front of in (no copy), then remove it. On MP_FRAME_OK *env is
- * the Envelope, or NULL if the frame was not a parsable one (*len says how big it was). */
-enum mp_frame_result mp_frame_take(struct evbuffer *in, size_t max, MpEnvelope **env, size_t *len);
+ * the Envelope, or NULL if decoding refused it (*err says why: unparsable, above the decoded
+ * size budget, too many items; *len says how big the frame was). */
+enum mp_frame_result mp_frame_take(struct evbuffer *in, size_t max, MpEnvelope **env, size_t *len,
+				   struct mp_decode_error *err);
 
 /* Append be32(len) || packed envelope to out. Returns 0, or -1 (logged) on failure. */
 int mp_frame_push(struct evbuffer *out, const MpEnvelope *env, size_t max);
 
-/* Parse an Envelope body; NULL if unparsable. Free with micropay__v1__envelope__free_unpacked. */
-MpEnvelope *mp_envelope_decode(const uint8_t *body, size_t len);
+/* Parse an Envelope body within the decoding bounds of common/decode.h; NULL with *err filled
+ * if refused. Free with micropay__v1__envelope__free_unpacked(env, NULL). */
+MpEnvelope *mp_envelope_decode(const uint8_t *body, size_t len, struct mp_decode_error *err);

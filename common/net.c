@@ -1,52 +1,21 @@
-#include "net.h"
-
-#include <arpa/inet.h>
+/* Connections: the read loop, request accounting and flow control, timeouts, closing (now or
+ * once the answers are sent). The state diagram is in net.h; listeners are in net_listen.c. */
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
-#include <event2/listener.h>
-#include <netdb.h>
 #include <openssl/err.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include "frame.h"
 #include "log.h"
-#include "tls.h"
+#include "net_internal.h"
 
-struct pending_call {
-	uint64_t request_id;
-	mp_reply_fn fn;
-	void *arg;
-	struct pending_call *next;
-};
-
-struct mp_conn {
-	struct bufferevent *bev;
-	struct mp_net_opts opts;
-	const struct mp_conn_ops *ops;
-	void *arg;
-	void *data;
-	unsigned refs;
-	bool open; /* handshake done and not closed */
-	bool closed;
-	uint64_t next_request_id;
-	struct pending_call *pending;
-	char peer[64];
-};
-
-struct mp_listener {
-	struct evconnlistener *evl;
-	SSL_CTX *ctx;
-	struct mp_net_opts opts;
-	const struct mp_conn_ops *ops;
-	void *arg;
-	uint16_t port;
-};
+/* DRAINING's deadline when the connection has no idle timeout. */
+#define DRAIN_TIMEOUT_DEFAULT_S 10
 
 void mp_conn_ref(struct mp_conn *c)
 {
@@ -74,6 +43,11 @@ const char *mp_conn_peer(const struct mp_conn *c)
 	return c->peer;
 }
 
+const struct sockaddr *mp_conn_peer_addr(const struct mp_conn *c)
+{
+	return (const struct sockaddr *)&c->addr;
+}
+
 void mp_conn_set_data(struct mp_conn *c, void *data)
 {
 	c->data = data;
@@ -82,6 +56,13 @@ void mp_conn_set_data(struct mp_conn *c, void *data)
 void *mp_conn_data(const struct mp_conn *c)
 {
 	return c->data;
+}
+
+void mp_conn_set_max_frame(struct mp_conn *c, size_t max_frame)
+{
+	c->opts.max_frame = max_frame;
+	if (c->bev)
+		bufferevent_setwatermark(c->bev, EV_READ, 0, MP_FRAME_HEADER_LEN + max_frame);
 }
 
 static void fail_pending(struct mp_conn *c)
@@ -94,37 +75,171 @@ static void fail_pending(struct mp_conn *c)
 	}
 }
 
-void mp_conn_close(struct mp_conn *c, const char *fmt, ...)
+static void conn_vend(struct mp_conn *c, enum net_end why, const char *fmt, va_list ap)
 {
 	if (c->closed)
 		return;
+	bool was_open = c->open;
 	c->closed = true;
 	c->open = false;
 	char reason[512];
-	va_list ap;
-	va_start(ap, fmt);
 	vsnprintf(reason, sizeof(reason), fmt, ap);
-	va_end(ap);
 	log_info("%s %s: closing connection: %s", c->opts.name, c->peer, reason);
+	if (c->deadline) {
+		event_free(c->deadline);
+		c->deadline = NULL;
+	}
 	if (c->bev) {
 		SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
-		if (ssl && c->open)
+		if (ssl && was_open) {
 			SSL_shutdown(
 			    ssl); /* close_notify, best effort: the socket is closed next */
+			ERR_clear_error();
+		}
 		bufferevent_free(c->bev);
 		c->bev = NULL;
 	}
+	if (c->listener)
+		net_listener_forget(c->listener, c, why);
 	fail_pending(c);
 	if (c->ops->on_close)
 		c->ops->on_close(c, reason, c->arg);
 	mp_conn_unref(c);
 }
 
-int mp_conn_send(struct mp_conn *c, const MpEnvelope *env)
+void net_conn_end(struct mp_conn *c, enum net_end why, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	conn_vend(c, why, fmt, ap);
+	va_end(ap);
+}
+
+void mp_conn_close(struct mp_conn *c, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	conn_vend(c, NET_END_BY_DAEMON, fmt, ap);
+	va_end(ap);
+}
+
+static size_t output_len(struct mp_conn *c)
+{
+	return evbuffer_get_length(bufferevent_get_output(c->bev));
+}
+
+/* DRAINING ends once nothing is owed and everything was handed to the socket. */
+static void finish_drain_if_done(struct mp_conn *c)
+{
+	if (c->draining && !c->closed && c->in_flight == 0 && output_len(c) == 0)
+		net_conn_end(c, c->drain_end, "%s", c->drain_reason);
+}
+
+static void conn_vdrain(struct mp_conn *c, enum net_end why, const char *fmt, va_list ap)
+{
+	if (c->closed || c->draining)
+		return;
+	if (!c->open) {
+		conn_vend(c, why, fmt, ap); /* nothing can have been answered yet */
+		return;
+	}
+	c->draining = true;
+	c->drain_end = why;
+	vsnprintf(c->drain_reason, sizeof(c->drain_reason), fmt, ap);
+	log_info("%s %s: closing once the answers are sent (%u in flight): %s", c->opts.name,
+		 c->peer, c->in_flight, c->drain_reason);
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	evbuffer_drain(in, evbuffer_get_length(in));
+	/* Keep reading (and discarding): closing with unread input would reset the connection,
+	 * and the peer could lose the answers still in transit. */
+	c->paused = false;
+	bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	unsigned secs = c->opts.idle_timeout_s ? c->opts.idle_timeout_s : DRAIN_TIMEOUT_DEFAULT_S;
+	struct timeval tv = {(time_t)secs, 0};
+	evtimer_add(c->deadline, &tv);
+	finish_drain_if_done(c);
+}
+
+void mp_conn_close_after_flush(struct mp_conn *c, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	conn_vdrain(c, NET_END_BY_DAEMON, fmt, ap);
+	va_end(ap);
+}
+
+static void count_pause(struct mp_conn *c, bool in_flight_full)
+{
+	struct net_stats *st = c->listener ? &c->listener->stats : NULL;
+	if (in_flight_full) {
+		if (st)
+			st->paused_in_flight++;
+		if (!c->logged_in_flight)
+			log_info("%s %s: reading paused: %u requests in flight (max_in_flight; "
+				 "logged once per connection)",
+				 c->opts.name, c->peer, c->in_flight);
+		c->logged_in_flight = true;
+	}
+	if (c->output_full) {
+		if (st)
+			st->paused_output++;
+		if (!c->logged_output)
+			log_info(
+			    "%s %s: reading paused: the peer leaves %zu bytes of answers unread "
+			    "(output_high_water; logged once per connection)",
+			    c->opts.name, c->peer, output_len(c));
+		c->logged_output = true;
+	}
+}
+
+/* PAUSED <-> OPEN: read only while fewer than max_in_flight requests are unanswered and the
+ * unsent answers have not passed the high-water mark (or have fallen back to the low one). */
+static void update_reading(struct mp_conn *c)
+{
+	if (c->closed || c->draining || !c->open)
+		return;
+	size_t out = output_len(c);
+	if (c->opts.out_high_water && out > c->opts.out_high_water)
+		c->output_full = true;
+	else if (out <= c->opts.out_low_water)
+		c->output_full = false;
+	bool in_flight_full = c->opts.max_in_flight && c->in_flight >= c->opts.max_in_flight;
+	bool pause = in_flight_full || c->output_full;
+	if (pause == c->paused)
+		return;
+	c->paused = pause;
+	if (pause) {
+		count_pause(c, in_flight_full);
+		bufferevent_disable(c->bev, EV_READ);
+		return;
+	}
+	bufferevent_enable(c->bev, EV_READ);
+	/* Frames that arrived before the pause are still in the input: read them (later). */
+	if (evbuffer_get_length(bufferevent_get_input(c->bev)))
+		bufferevent_trigger(c->bev, EV_READ,
+				    BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
+static int push(struct mp_conn *c, const MpEnvelope *env)
 {
 	if (c->closed || !c->bev)
 		return -1;
 	return mp_frame_push(bufferevent_get_output(c->bev), env, c->opts.max_frame);
+}
+
+int mp_conn_send(struct mp_conn *c, const MpEnvelope *env)
+{
+	if (c->closed || !c->bev)
+		return -1;
+	int rc = push(c, env);
+	if (c->in_flight)
+		c->in_flight--;
+	if (c->draining)
+		finish_drain_if_done(c);
+	else
+		update_reading(c);
+	return rc;
 }
 
 int mp_conn_call(struct mp_conn *c, MpEnvelope *env, mp_reply_fn fn, void *arg)
@@ -135,7 +250,7 @@ int mp_conn_call(struct mp_conn *c, MpEnvelope *env, mp_reply_fn fn, void *arg)
 	if (!p)
 		return -1;
 	env->request_id = ++c->next_request_id;
-	if (mp_conn_send(c, env) != 0) {
+	if (push(c, env) != 0) {
 		free(p);
 		return -1;
 	}
@@ -159,34 +274,120 @@ static bool deliver_reply(struct mp_conn *c, const MpEnvelope *env)
 	return false;
 }
 
+/* A frame this side will not serve. On an accepted connection the peer is told why
+ * (error{MALFORMED}: a request it could not route, as the .proto says), then the connection
+ * closes once that answer is sent. */
+static void refuse(struct mp_conn *c, enum net_end why, uint64_t request_id, const char *answer,
+		   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static void refuse(struct mp_conn *c, enum net_end why, uint64_t request_id, const char *answer,
+		   const char *fmt, ...)
+{
+	if (c->listener) {
+		MpStatus st = MICROPAY__V1__STATUS__INIT;
+		st.code = MP_ST(MALFORMED);
+		st.detail = (char *)answer;
+		MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+		env.version = MP_PROTOCOL_VERSION;
+		env.request_id = request_id;
+		env.body_case = MP_BODY(ERROR);
+		env.error = &st;
+		push(c, &env);
+	}
+	va_list ap;
+	va_start(ap, fmt);
+	conn_vdrain(c, why, fmt, ap);
+	va_end(ap);
+}
+
+static void refuse_frame(struct mp_conn *c, enum mp_frame_result r)
+{
+	char answer[96];
+	switch (r) {
+	case MP_FRAME_TOO_BIG:
+		snprintf(answer, sizeof(answer), "frame above the maximum of %zu bytes",
+			 c->opts.max_frame);
+		refuse(c, NET_END_FRAME_TOO_BIG, 0, answer, "bad frame: %s (%zu bytes)",
+		       mp_frame_result_str(r), c->opts.max_frame);
+		return;
+	case MP_FRAME_EMPTY:
+	case MP_FRAME_NOMEM:
+		refuse(c, NET_END_BAD_FRAME, 0, mp_frame_result_str(r), "bad frame: %s",
+		       mp_frame_result_str(r));
+		return;
+	case MP_FRAME_NEED_MORE:
+	case MP_FRAME_OK:
+		return;
+	}
+}
+
+static void refuse_envelope(struct mp_conn *c, const struct mp_decode_error *err, size_t len)
+{
+	switch (err->code) {
+	case MP_DECODE_OVER_BUDGET:
+		refuse(c, NET_END_DECODE_BUDGET, 0, err->detail, "envelope refused: %s",
+		       err->detail);
+		return;
+	case MP_DECODE_TOO_MANY:
+		refuse(c, NET_END_TOO_MANY_ITEMS, 0, err->detail, "envelope refused: %s",
+		       err->detail);
+		return;
+	case MP_DECODE_UNPARSABLE:
+	case MP_DECODE_OK:
+		refuse(c, NET_END_UNPARSABLE, 0, "unparsable envelope",
+		       "unparsable envelope (%zu bytes)", len);
+		return;
+	}
+}
+
+/* Take and route one frame; false when there is nothing more to do now. */
+static bool take_one(struct mp_conn *c)
+{
+	MpEnvelope *env = NULL;
+	size_t len = 0;
+	struct mp_decode_error err = {MP_DECODE_OK, ""};
+	enum mp_frame_result r =
+	    mp_frame_take(bufferevent_get_input(c->bev), c->opts.max_frame, &env, &len, &err);
+	if (r != MP_FRAME_OK) {
+		refuse_frame(c, r);
+		return false;
+	}
+	if (!env) {
+		refuse_envelope(c, &err, len);
+		return false;
+	}
+	if (env->version != MP_PROTOCOL_VERSION) {
+		refuse(c, NET_END_BAD_VERSION, env->request_id, "unsupported version",
+		       "protocol version %u, expected %u", env->version, MP_PROTOCOL_VERSION);
+	} else if (!deliver_reply(c, env) && c->ops->on_envelope) {
+		c->in_flight++;
+		c->ops->on_envelope(c, env, c->arg);
+		update_reading(c);
+	}
+	micropay__v1__envelope__free_unpacked(env, NULL);
+	return true;
+}
+
 static void on_read(struct bufferevent *bev, void *ctx)
 {
 	struct mp_conn *c = ctx;
-	mp_conn_ref(c);
-	while (!c->closed) {
-		MpEnvelope *env = NULL;
-		size_t len = 0;
-		enum mp_frame_result r =
-		    mp_frame_take(bufferevent_get_input(bev), c->opts.max_frame, &env, &len);
-		if (r == MP_FRAME_NEED_MORE)
-			break;
-		if (r != MP_FRAME_OK) {
-			mp_conn_close(c, "bad frame: %s", mp_frame_result_str(r));
-			break;
-		}
-		if (!env) {
-			mp_conn_close(c, "unparsable envelope (%zu bytes)", len);
-			break;
-		}
-		if (env->version != MP_PROTOCOL_VERSION) {
-			mp_conn_close(c, "protocol version %u, expected %u", env->version,
-				      MP_PROTOCOL_VERSION);
-		} else if (!deliver_reply(c, env) && c->ops->on_envelope) {
-			c->ops->on_envelope(c, env, c->arg);
-		}
-		micropay__v1__envelope__free_unpacked(env, NULL);
+	if (c->draining) {
+		struct evbuffer *in = bufferevent_get_input(bev);
+		evbuffer_drain(in, evbuffer_get_length(in));
+		return;
 	}
+	mp_conn_ref(c);
+	while (!c->closed && !c->draining && !c->paused && take_one(c))
+		;
 	mp_conn_unref(c);
+}
+
+static void on_write(struct bufferevent *bev, void *ctx)
+{
+	struct mp_conn *c = ctx;
+	if (c->draining)
+		finish_drain_if_done(c);
+	else
+		update_reading(c);
 }
 
 static const char *ssl_error_text(struct bufferevent *bev, char *buf, size_t len)
@@ -198,152 +399,100 @@ static const char *ssl_error_text(struct bufferevent *bev, char *buf, size_t len
 	return buf;
 }
 
+static void on_connected(struct mp_conn *c)
+{
+	c->open = true;
+	evtimer_del(c->deadline);
+	if (c->opts.idle_timeout_s) {
+		/* Read: the peer sends nothing; write: it takes none of our answers. */
+		struct timeval tv = {(time_t)c->opts.idle_timeout_s, 0};
+		bufferevent_set_timeouts(c->bev, &tv, &tv);
+	}
+	if (c->opts.out_high_water)
+		bufferevent_setwatermark(c->bev, EV_WRITE, c->opts.out_low_water, 0);
+	if (c->ops->on_open)
+		c->ops->on_open(c, c->arg);
+}
+
 static void on_event(struct bufferevent *bev, short what, void *ctx)
 {
 	struct mp_conn *c = ctx;
 	if (what & BEV_EVENT_CONNECTED) {
-		c->open = true;
-		if (c->ops->on_open)
-			c->ops->on_open(c, c->arg);
+		on_connected(c);
 		return;
 	}
 	char buf[256];
-	if (what & BEV_EVENT_TIMEOUT)
-		mp_conn_close(c, c->open ? "idle timeout" : "TLS handshake timed out");
+	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_WRITING))
+		net_conn_end(c, NET_END_WRITE_TIMEOUT,
+			     "peer does not read its answers (%zu bytes unsent after %us)",
+			     output_len(c), c->opts.idle_timeout_s);
+	else if (what & BEV_EVENT_TIMEOUT)
+		net_conn_end(c, NET_END_IDLE_TIMEOUT, "idle timeout");
 	else if (what & BEV_EVENT_EOF)
-		mp_conn_close(c, "peer closed the connection");
+		net_conn_end(c, NET_END_PEER_CLOSED, "peer closed the connection");
 	else if (what & BEV_EVENT_ERROR) {
 		const char *tls = ssl_error_text(bev, buf, sizeof(buf));
 		if (tls)
-			mp_conn_close(c, "TLS error: %s", tls);
+			net_conn_end(c, NET_END_TLS_ERROR, "TLS error: %s", tls);
 		else
-			mp_conn_close(c, "socket error: %s",
-				      evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+			net_conn_end(c, NET_END_SOCKET_ERROR, "socket error: %s",
+				     evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
 	}
 }
 
-static struct mp_conn *conn_new(struct bufferevent *bev, const struct mp_net_opts *opts,
-				const struct mp_conn_ops *ops, void *arg, const char *peer)
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct mp_conn *c = arg;
+	if (!c->open)
+		net_conn_end(c, NET_END_HANDSHAKE_TIMEOUT, "%s timed out",
+			     c->listener ? "TLS handshake" : "connect and TLS handshake");
+	else if (c->draining)
+		net_conn_end(c, NET_END_DRAIN_TIMEOUT, "answers not taken in time; %s",
+			     c->drain_reason);
+}
+
+static size_t sockaddr_len(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET)
+		return sizeof(struct sockaddr_in);
+	if (sa->sa_family == AF_INET6)
+		return sizeof(struct sockaddr_in6);
+	return 0;
+}
+
+struct mp_conn *net_conn_new(struct event_base *base, struct bufferevent *bev,
+			     const struct mp_net_opts *opts, const struct mp_conn_ops *ops,
+			     void *arg, const struct sockaddr *sa, struct mp_listener *l)
 {
 	struct mp_conn *c = calloc(1, sizeof(*c));
 	if (!c)
 		return NULL;
+	c->deadline = evtimer_new(base, on_deadline, c);
+	if (!c->deadline) {
+		free(c);
+		return NULL;
+	}
 	c->bev = bev;
 	c->opts = *opts;
 	c->ops = ops;
 	c->arg = arg;
-	c->refs = 1; /* held by the open connection, dropped by mp_conn_close */
-	snprintf(c->peer, sizeof(c->peer), "%s", peer);
+	c->listener = l;
+	c->refs = 1; /* held by the open connection, dropped when it ends */
+	size_t salen = sockaddr_len(sa);
+	if (salen <= sizeof(c->addr))
+		memcpy(&c->addr, sa, salen);
+	net_format_addr(sa, c->peer, sizeof(c->peer));
 	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-	bufferevent_setcb(bev, on_read, NULL, on_event, c);
-	if (opts->idle_timeout_s) {
-		struct timeval tv = {(time_t)opts->idle_timeout_s, 0};
-		bufferevent_set_timeouts(bev, &tv, NULL);
+	bufferevent_setcb(bev, on_read, on_write, on_event, c);
+	bufferevent_setwatermark(bev, EV_READ, 0, MP_FRAME_HEADER_LEN + opts->max_frame);
+	unsigned handshake_s =
+	    opts->handshake_timeout_s ? opts->handshake_timeout_s : opts->idle_timeout_s;
+	if (handshake_s) {
+		struct timeval tv = {(time_t)handshake_s, 0};
+		evtimer_add(c->deadline, &tv);
 	}
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
 	return c;
-}
-
-static void format_addr(const struct sockaddr *sa, char *out, size_t len)
-{
-	char host[INET6_ADDRSTRLEN] = "?";
-	uint16_t port = 0;
-	if (sa->sa_family == AF_INET) {
-		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
-		port = ntohs(in->sin_port);
-	} else if (sa->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
-		port = ntohs(in6->sin6_port);
-	}
-	snprintf(out, len, "%s:%u", host, port);
-}
-
-static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa,
-		      int salen, void *arg)
-{
-	struct mp_listener *l = arg;
-	char peer[64];
-	format_addr(sa, peer, sizeof(peer));
-	SSL *ssl = SSL_new(l->ctx);
-	if (!ssl) {
-		log_err("%s %s: SSL_new failed; dropping connection", l->opts.name, peer);
-		evutil_closesocket(fd);
-		return;
-	}
-	struct bufferevent *bev =
-	    bufferevent_openssl_socket_new(evconnlistener_get_base(evl), fd, ssl,
-					   BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
-	if (!bev) {
-		log_err("%s %s: cannot create TLS bufferevent; dropping connection", l->opts.name,
-			peer);
-		SSL_free(ssl);
-		evutil_closesocket(fd);
-		return;
-	}
-	if (!conn_new(bev, &l->opts, l->ops, l->arg, peer)) {
-		log_err("%s %s: out of memory; dropping connection", l->opts.name, peer);
-		bufferevent_free(bev);
-	}
-}
-
-static bool resolve(const char *host, uint16_t port, struct sockaddr_storage *ss, int *sslen)
-{
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
-	struct addrinfo *res = NULL;
-	char service[8];
-	snprintf(service, sizeof(service), "%u", port);
-	if (getaddrinfo(host, service, &hints, &res) != 0 || !res)
-		return false;
-	memcpy(ss, res->ai_addr, res->ai_addrlen);
-	*sslen = (int)res->ai_addrlen;
-	freeaddrinfo(res);
-	return true;
-}
-
-struct mp_listener *mp_listen(struct event_base *base, SSL_CTX *ctx, const char *host,
-			      uint16_t port, const struct mp_net_opts *opts,
-			      const struct mp_conn_ops *ops, void *arg)
-{
-	struct sockaddr_storage ss;
-	int sslen;
-	if (!resolve(host, port, &ss, &sslen)) {
-		log_err("%s listener: cannot resolve %s:%u", opts->name, host, port);
-		return NULL;
-	}
-	struct mp_listener *l = calloc(1, sizeof(*l));
-	if (!l)
-		return NULL;
-	*l = (struct mp_listener){NULL, ctx, *opts, ops, arg, port};
-	l->evl =
-	    evconnlistener_new_bind(base, on_accept, l, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE,
-				    128, (struct sockaddr *)&ss, sslen);
-	if (!l->evl) {
-		log_err("%s listener: cannot listen on %s:%u: %s", opts->name, host, port,
-			evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-		free(l);
-		return NULL;
-	}
-	struct sockaddr_storage bound;
-	socklen_t blen = sizeof(bound);
-	if (getsockname(evconnlistener_get_fd(l->evl), (struct sockaddr *)&bound, &blen) == 0)
-		l->port = ntohs(((struct sockaddr_in *)&bound)->sin_port);
-	log_info("%s listener: listening on %s:%u", opts->name, host, l->port);
-	return l;
-}
-
-uint16_t mp_listener_port(const struct mp_listener *l)
-{
-	return l->port;
-}
-
-void mp_listener_free(struct mp_listener *l)
-{
-	if (!l)
-		return;
-	evconnlistener_free(l->evl);
-	free(l);
 }
 
 struct mp_conn *mp_connect(struct event_base *base, SSL_CTX *ctx, const char *host, uint16_t port,
@@ -351,7 +500,7 @@ struct mp_conn *mp_connect(struct event_base *base, SSL_CTX *ctx, const char *ho
 {
 	struct sockaddr_storage ss;
 	int sslen;
-	if (!resolve(host, port, &ss, &sslen)) {
+	if (!net_resolve(host, port, &ss, &sslen)) {
 		log_warn("%s %s:%u: cannot resolve", opts->name, host, port);
 		return NULL;
 	}
@@ -364,16 +513,15 @@ struct mp_conn *mp_connect(struct event_base *base, SSL_CTX *ctx, const char *ho
 		SSL_free(ssl);
 		return NULL;
 	}
-	char peer[64];
-	snprintf(peer, sizeof(peer), "%s:%u", host, port);
-	struct mp_conn *c = conn_new(bev, opts, ops, arg, peer);
+	struct mp_conn *c = net_conn_new(base, bev, opts, ops, arg, (struct sockaddr *)&ss, NULL);
 	if (!c) {
 		bufferevent_free(bev);
 		return NULL;
 	}
+	snprintf(c->peer, sizeof(c->peer), "%s:%u", host, port);
 	if (bufferevent_socket_connect(bev, (struct sockaddr *)&ss, sslen) != 0) {
 		/* The error event has not fired: close here so the caller sees one outcome. */
-		log_warn("%s %s: connect failed", opts->name, peer);
+		log_warn("%s %s: connect failed", opts->name, c->peer);
 		c->ops = &(const struct mp_conn_ops){0};
 		mp_conn_close(c, "connect failed");
 		return NULL;

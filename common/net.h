@@ -1,6 +1,27 @@
 /* Framed protobuf connections over libevent's OpenSSL bufferevents: listeners, outgoing
  * connections, request/response pairing by request_id. A bad frame, a failed handshake or an
- * idle peer closes that one connection with a logged reason; everyone else is still served. */
+ * idle peer closes that one connection with a logged reason; everyone else is still served.
+ *
+ * What one peer can make a daemon hold is bounded (the limits are in mp_net_opts):
+ * connections per listener (the excess is closed at accept), the TLS handshake's total time,
+ * a frame's wire size, its decoded size and item counts (common/decode.h), the requests a
+ * connection has in flight and the answers it leaves unread (reading from it pauses), and the
+ * time it stays idle or leaves its answers unread. Every refusal is logged and counted in the
+ * listener's metrics.
+ *
+ * A connection (server side; a client connection is the same without the limits):
+ *
+ *   HANDSHAKE --TLS done--> OPEN --mp_conn_close_after_flush, refused frame--> DRAINING
+ *       |                   |  ^                                                   |
+ *       | deadline          |  | in flight < max and unsent answers <= low water   | answers
+ *       v                   v  |                                                   | sent
+ *    CLOSED <--error, EOF-- PAUSED (not reading) <--in flight = max or             v
+ *       ^   timeout, close            unsent answers > high water               CLOSED
+ *       +---------------------------- (from any state: mp_conn_close, EOF, error, timeout)
+ *
+ * DRAINING reads and discards whatever the peer still sends (so that closing does not reset
+ * the connection under the answers), sends the answers still owed, then closes; it has a
+ * deadline too. */
 #pragma once
 #include <openssl/ssl.h>
 #include <stdbool.h>
@@ -12,35 +33,49 @@
 struct event_base;
 struct mp_conn;
 struct mp_listener;
+struct sockaddr;
 
 struct mp_conn_ops {
 	/* TLS handshake complete (server and client side). */
 	void (*on_open)(struct mp_conn *c, void *arg);
-	/* A request or unsolicited message; env is freed after the call returns. */
+	/* A request or unsolicited message; env is freed after the call returns. Each request
+	 * is answered exactly once with mp_conn_send (now or later): that ends it being in
+	 * flight. */
 	void (*on_envelope)(struct mp_conn *c, const MpEnvelope *env, void *arg);
 	/* The connection is gone (reason says why); called once. Pending calls fail first. */
 	void (*on_close)(struct mp_conn *c, const char *reason, void *arg);
 };
 
+/* The first three fields are what a client connection needs; a zero limit is "none". */
 struct mp_net_opts {
-	size_t max_frame;
-	unsigned idle_timeout_s; /* 0: none; also bounds the TLS handshake */
-	const char *name;	 /* for logs: "wallet", "merchant", "broker" */
+	size_t max_frame;	      /* bytes of one frame; mp_conn_set_max_frame may change it */
+	unsigned idle_timeout_s;      /* no request read, or no answer byte taken by the peer */
+	const char *name;	      /* for logs and metrics: "wallet", "merchant", "broker" */
+	unsigned handshake_timeout_s; /* total, from accept or connect; 0: idle_timeout_s */
+	unsigned max_conns;	      /* per listener */
+	unsigned max_in_flight;	      /* requests read and not yet answered, per connection */
+	size_t out_high_water;	      /* unsent answer bytes above which reading pauses */
+	size_t out_low_water;	      /* ... and at or below which it resumes */
 };
 
 struct mp_listener *mp_listen(struct event_base *base, SSL_CTX *ctx, const char *host,
 			      uint16_t port, const struct mp_net_opts *opts,
 			      const struct mp_conn_ops *ops, void *arg);
+/* Stops listening and closes the listener's connections ("shutting down"). */
 void mp_listener_free(struct mp_listener *l);
 /* The port actually bound (useful with port 0). */
 uint16_t mp_listener_port(const struct mp_listener *l);
+/* The listener's counters in Prometheus text (prefix e.g. "micropay_broker"), appended at
+ * out (NUL-terminated, truncated to len). Returns the length written. */
+size_t mp_listener_metrics(const struct mp_listener *l, const char *prefix, char *out, size_t len);
 
 /* Start an outgoing TLS connection to host:port; ops->on_open fires after the handshake. */
 struct mp_conn *mp_connect(struct event_base *base, SSL_CTX *ctx, const char *host, uint16_t port,
 			   const struct mp_net_opts *opts, const struct mp_conn_ops *ops,
 			   void *arg);
 
-/* Send one envelope. Returns -1 if the connection is closed or the frame is refused. */
+/* Send one envelope: the answer to a request (one fewer in flight) or an unsolicited message.
+ * Returns -1 if the connection is closed or the frame is refused. */
 int mp_conn_send(struct mp_conn *c, const MpEnvelope *env);
 
 /* Response callback: env is NULL when the connection closed before the answer came. */
@@ -48,12 +83,22 @@ typedef void (*mp_reply_fn)(struct mp_conn *c, const MpEnvelope *env, void *arg)
 /* Send a request (its request_id is assigned here) and call fn with the matching response. */
 int mp_conn_call(struct mp_conn *c, MpEnvelope *env, mp_reply_fn fn, void *arg);
 
+/* Close now: unsent output is dropped. */
 void mp_conn_close(struct mp_conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Read no further request; send what was already sent and the answers still in flight, then
+ * close (DRAINING above). The reason is logged now and passed to on_close at the end. */
+void mp_conn_close_after_flush(struct mp_conn *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* True from the handshake until the close: answers may be sent (also while DRAINING). */
 bool mp_conn_is_open(const struct mp_conn *c);
 void mp_conn_ref(struct mp_conn *c);
 void mp_conn_unref(struct mp_conn *c);
 SSL *mp_conn_ssl(struct mp_conn *c);
 const char *mp_conn_peer(const struct mp_conn *c);
+/* The peer's socket address (for limits keyed by address). */
+const struct sockaddr *mp_conn_peer_addr(const struct mp_conn *c);
+/* Change the frame maximum of one connection (e.g. once its peer has authenticated). */
+void mp_conn_set_max_frame(struct mp_conn *c, size_t max_frame);
 void mp_conn_set_data(struct mp_conn *c, void *data);
 void *mp_conn_data(const struct mp_conn *c);
 /* Split "host:port" (IPv6 as "[::1]:port"); false if malformed. */

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "decode.h"
 #include "log.h"
 
 static const char sign_prefix[] = "MPAY1";
@@ -148,9 +149,13 @@ static bool has_unknown_fields(const ProtobufCMessage *m)
 ProtobufCMessage *mp_strict_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *data,
 				   size_t len)
 {
-	ProtobufCMessage *m = protobuf_c_message_unpack(desc, NULL, len, data);
-	if (!m)
+	struct mp_decode_error err;
+	ProtobufCMessage *m = mp_decode(desc, data, len, &err, NULL);
+	if (!m) {
+		if (err.code != MP_DECODE_UNPARSABLE)
+			log_warn("stmt: refusing a statement body: %s", err.detail);
 		return NULL;
+	}
 	bool canonical = !has_unknown_fields(m) && protobuf_c_message_get_packed_size(m) == len;
 	if (canonical && len > 0) {
 		uint8_t *again = malloc(len);

@@ -52,7 +52,9 @@ MpSigned *mp_stmt_decode(const uint8_t *data, size_t len);
 MpCode mp_stmt_open(const MpSigned *s, enum mp_stmt_type type, const uint8_t pk[MP_PK_LEN],
 		    const ProtobufCMessageDescriptor *desc, ProtobufCMessage **body);
 
-/* Strict parse: no unknown field at any depth, canonical (serialize(parse(x)) == x). */
+/* Strict parse: no unknown field at any depth, canonical (serialize(parse(x)) == x), decoded
+ * size and repeated-field counts bounded (common/decode.h; a refusal on those grounds is
+ * logged). */
 ProtobufCMessage *mp_strict_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *data,
 				   size_t len);
 

@@ -56,7 +56,9 @@ static void admin_metrics(struct mp_admin_req *req, json_t *params, void *ctx)
 		 (unsigned long long)ct->runs, (unsigned long long)ct->journal_rows,
 		 (unsigned long long)ct->outbox_rows, (unsigned long long)ct->pages_freed,
 		 m->channels_recorded);
-	mp_admin_reply(req, json_pack("{s:s}", "prometheus", text));
+	char limits[4096];
+	merchant_limits_metrics(m, limits, sizeof(limits));
+	mp_admin_reply(req, json_pack("{s:s+}", "prometheus", text, limits));
 }
 
 static json_t *channel_json(const struct channel *ch)

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "proto_limits.h"
 #include "merchant.h"
 
 #define K(sec, name, type, field, req, help)                                                       \
@@ -35,7 +36,8 @@ static const struct mp_cfg_key merchant_keys[] = {
     K("merchant", "compact_interval", MP_CFG_U32, compact_interval, false,
       "seconds between store compactions, default 600; 0: only store.compact"),
     K("merchant", "max_claims_per_redeem", MP_CFG_U32, max_claims, false, NULL),
-    K("merchant", "idle_timeout", MP_CFG_U32, idle_timeout, false, "seconds"),
+    K("merchant", "idle_timeout", MP_CFG_U32, idle_timeout, false, "seconds, 1..86400"),
+    MP_NET_LIMIT_KEYS(struct merchant_config, limits),
     K("tls", "cert", MP_CFG_STRING, tls_cert, true, "PEM certificate, CN m-<id>"),
     K("tls", "key", MP_CFG_STRING, tls_key, true, "PEM private key"),
     K("tls", "ca", MP_CFG_STRING, tls_ca, true, "PEM CA certificate"),
@@ -59,6 +61,7 @@ bool merchant_config_load(struct merchant_config *cfg, const char *path, char *e
 	cfg->compact_interval = 600;
 	cfg->max_claims = 10000;
 	cfg->idle_timeout = 300;
+	mp_net_limits_default(&cfg->limits);
 	if (!mp_config_load(path, merchant_keys, cfg, err, errlen))
 		return false;
 	if (!cfg->currency && !(cfg->currency = strdup("EUR"))) {
@@ -77,7 +80,13 @@ bool merchant_config_load(struct merchant_config *cfg, const char *path, char *e
 			 path);
 		return false;
 	}
-	return true;
+	if (cfg->max_claims > MP_MAX_CLAIMS_CEILING) {
+		snprintf(err, errlen, "%s: [merchant] max_claims_per_redeem must be at most %u",
+			 path, MP_MAX_CLAIMS_CEILING);
+		return false;
+	}
+	return mp_net_limits_check(&cfg->limits, path, err, errlen) &&
+	       mp_net_idle_timeout_check(cfg->idle_timeout, path, "merchant", err, errlen);
 }
 
 void merchant_config_free(struct merchant_config *cfg)

@@ -6,6 +6,7 @@
 
 #include "chain.h"
 #include "net.h"
+#include "net_limits.h"
 #include "proto.h"
 #include "sig.h"
 #include "util.h"
@@ -34,6 +35,7 @@ struct merchant_config {
 	uint32_t compact_interval; /* seconds between compactions; 0: only on demand */
 	uint32_t max_claims;
 	uint32_t idle_timeout;
+	struct mp_net_limits limits; /* [limits]: the wallet-facing listener */
 	char *tls_cert;
 	char *tls_key;
 	char *tls_ca;
@@ -144,6 +146,8 @@ void table_free_orders(struct table *t);
 
 /* server.c */
 bool merchant_listen(struct merchant *m);
+/* The listener's counters, Prometheus text at out. */
+size_t merchant_limits_metrics(const struct merchant *m, char *out, size_t len);
 void merchant_send(struct mp_conn *c, uint64_t request_id, MpEnvelope *env);
 MpStatus *merchant_status(MpStatus *st, MpCode code, const char *detail);
 

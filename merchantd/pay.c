@@ -148,7 +148,7 @@ static void bad_chain(struct merchant *m, struct mp_conn *c, const MpEnvelope *e
 	m->stats.bad_chain++;
 	refuse(m, c, env, MP_ST(BAD_CHAIN), "payword does not verify", ch);
 	if (ps && ++ps->bad_chain >= m->cfg.max_bad_chain)
-		mp_conn_close(c, "%u BAD_CHAIN answers", ps->bad_chain);
+		mp_conn_close_after_flush(c, "%u BAD_CHAIN answers", ps->bad_chain);
 }
 
 /* Step 8: credit the units, settle the order if the credit covers its price. */

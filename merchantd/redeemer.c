@@ -107,7 +107,7 @@ static bool connected(struct redeemer *r)
 		log_err("config: [merchant] broker must be host:port, not '%s'", r->m->cfg.broker);
 		return false;
 	}
-	struct mp_net_opts opts = {16u << 20, 0, "broker"};
+	struct mp_net_opts opts = {.max_frame = 16u << 20, .name = "broker"};
 	r->connecting = true;
 	r->conn = mp_connect(r->m->base, r->m->client_tls, host, port, &opts, &broker_ops, r);
 	if (!r->conn) {

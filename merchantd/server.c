@@ -67,7 +67,12 @@ bool merchant_listen(struct merchant *m)
 		log_err("config: [merchant] listen must be host:port, not '%s'", m->cfg.listen);
 		return false;
 	}
-	struct mp_net_opts opts = {1u << 20, m->cfg.idle_timeout, "wallet"};
+	struct mp_net_opts opts = mp_net_limits_opts(&m->cfg.limits, m->cfg.idle_timeout, "wallet");
 	m->listener = mp_listen(m->base, m->server_tls, host, port, &opts, &wallet_ops, m);
 	return m->listener != NULL;
+}
+
+size_t merchant_limits_metrics(const struct merchant *m, char *out, size_t len)
+{
+	return mp_listener_metrics(m->listener, "micropay_merchant", out, len);
 }

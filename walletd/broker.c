@@ -114,7 +114,9 @@ bool wallet_broker_send(struct wallet *w, int body, const MpSigned *stmt, wallet
 	r->body = body;
 	r->fn = fn;
 	r->arg = arg;
-	struct mp_net_opts opts = {MP_FRAME_MAX_WALLET, w->cfg.idle_timeout, "broker"};
+	struct mp_net_opts opts = {.max_frame = MP_FRAME_MAX_WALLET,
+				   .idle_timeout_s = w->cfg.idle_timeout,
+				   .name = "broker"};
 	r->op.conn = mp_connect(w->base, w->tls, w->cfg.broker_host, w->cfg.broker_port, &opts,
 				&broker_ops, r);
 	if (!r->op.conn) {

@@ -47,7 +47,8 @@ END_TEST
 static enum mp_frame_result take(size_t *len)
 {
 	MpEnvelope *env = NULL;
-	enum mp_frame_result r = mp_frame_take(buf, MAX, &env, len);
+	struct mp_decode_error err;
+	enum mp_frame_result r = mp_frame_take(buf, MAX, &env, len, &err);
 	if (env)
 		micropay__v1__envelope__free_unpacked(env, NULL);
 	return r;
@@ -126,7 +127,8 @@ START_TEST(envelope_round_trip)
 	ck_assert_int_eq(mp_frame_push(buf, &env, MAX), 0);
 	MpEnvelope *got = NULL;
 	size_t len = 0;
-	ck_assert_int_eq(mp_frame_take(buf, MAX, &got, &len), MP_FRAME_OK);
+	struct mp_decode_error err;
+	ck_assert_int_eq(mp_frame_take(buf, MAX, &got, &len, &err), MP_FRAME_OK);
 	ck_assert_uint_eq(evbuffer_get_length(buf), 0);
 	ck_assert_ptr_nonnull(got);
 	ck_assert_uint_eq(got->version, MP_PROTOCOL_VERSION);
@@ -160,9 +162,67 @@ START_TEST(garbage_body_not_decoded)
 {
 	static const uint8_t garbage[] = {0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
 					  0xFF, 0xFF, 0xFF, 0xFF, 0xFF};
-	ck_assert_ptr_null(mp_envelope_decode(garbage, sizeof(garbage)));
+	struct mp_decode_error err;
+	ck_assert_ptr_null(mp_envelope_decode(garbage, sizeof(garbage), &err));
+	ck_assert_int_eq(err.code, MP_DECODE_UNPARSABLE);
 	static const uint8_t truncated[] = {0xB2, 0x01, 0x10, 0x0A}; /* pay_req, 16 bytes, 2 sent */
-	ck_assert_ptr_null(mp_envelope_decode(truncated, sizeof(truncated)));
+	ck_assert_ptr_null(mp_envelope_decode(truncated, sizeof(truncated), &err));
+	ck_assert_int_eq(err.code, MP_DECODE_UNPARSABLE);
+}
+END_TEST
+
+/* An Envelope whose OpenReq holds n empty `segments` (field 2): 2 bytes each on the wire. */
+static uint8_t *segment_bomb(size_t n, size_t *len)
+{
+	size_t inner = 2 * n;
+	uint8_t *b = malloc(inner + 16);
+	size_t k = 0;
+	b[k++] = 0x08; /* version = 1 */
+	b[k++] = 0x01;
+	b[k++] = 0xA2; /* field 20 (open_req), length-delimited */
+	b[k++] = 0x01;
+	for (size_t v = inner;; v >>= 7) { /* varint length */
+		b[k++] = (uint8_t)((v & 0x7f) | (v >= 0x80 ? 0x80 : 0));
+		if (v < 0x80)
+			break;
+	}
+	for (size_t i = 0; i < n; i++) {
+		b[k++] = 0x12; /* field 2 (segments), length-delimited, length 0 */
+		b[k++] = 0x00;
+	}
+	*len = k;
+	return b;
+}
+
+/* A frame that is small on the wire and huge once decoded is taken off the buffer and refused
+ * without decoding beyond the budget; the next frame is decoded normally. */
+START_TEST(decoded_size_bomb_refused)
+{
+	size_t blen;
+	uint8_t *bomb = segment_bomb(400000, &blen); /* 800 kB on the wire */
+	add_header((uint32_t)blen);
+	evbuffer_add(buf, bomb, blen);
+	free(bomb);
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	Micropay__V1__PayReq pay = MICROPAY__V1__PAY_REQ__INIT;
+	env.version = MP_PROTOCOL_VERSION;
+	env.body_case = MP_BODY(PAY_REQ);
+	env.pay_req = &pay;
+	ck_assert_int_eq(mp_frame_push(buf, &env, 1u << 20), 0);
+
+	MpEnvelope *got = NULL;
+	size_t len = 0;
+	struct mp_decode_error err;
+	ck_assert_int_eq(mp_frame_take(buf, 1u << 20, &got, &len, &err), MP_FRAME_OK);
+	ck_assert_ptr_null(got);
+	ck_assert_uint_eq(len, blen);
+	ck_assert_int_eq(err.code, MP_DECODE_OVER_BUDGET);
+	ck_assert_msg(strstr(err.detail, "decoded size above the budget"), "%s", err.detail);
+	ck_assert_int_eq(mp_frame_take(buf, 1u << 20, &got, &len, &err), MP_FRAME_OK);
+	ck_assert_ptr_nonnull(got);
+	ck_assert_int_eq(got->body_case, MP_BODY(PAY_REQ));
+	micropay__v1__envelope__free_unpacked(got, NULL);
+	ck_assert_uint_eq(evbuffer_get_length(buf), 0);
 }
 END_TEST
 
@@ -179,6 +239,7 @@ int main(void)
 	tcase_add_test(tc, envelope_round_trip);
 	tcase_add_test(tc, push_refuses_oversized);
 	tcase_add_test(tc, garbage_body_not_decoded);
+	tcase_add_test(tc, decoded_size_bomb_refused);
 	suite_add_tcase(s, tc);
 
 	return mp_check_run(s);

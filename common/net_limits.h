@@ -1,0 +1,43 @@
+/* The [limits] section every daemon with a TLS listener accepts: what one peer may make it hold
+ * (see net.h). Declared once here, stored in each daemon's config struct, range-checked at
+ * load, turned into the listener's mp_net_opts. */
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "net.h"
+
+struct mp_net_limits {
+	uint32_t max_connections;
+	uint32_t max_in_flight;
+	uint32_t output_high_water;
+	uint32_t output_low_water;
+	uint32_t handshake_timeout;
+	uint32_t max_frame; /* frames from peers without a merchant certificate (wallets) */
+};
+
+/* The [limits] keys, for a daemon's key table: type is its config struct, member the
+ * struct mp_net_limits in it. */
+#define MP_NET_LIMIT_KEY(type, member, name, help)                                                 \
+	{                                                                                          \
+		"limits", #name, MP_CFG_U32, offsetof(type, member.name), false, help              \
+	}
+#define MP_NET_LIMIT_KEYS(type, member)                                                            \
+	MP_NET_LIMIT_KEY(type, member, max_connections, "per listener, 1..1000000"),               \
+	    MP_NET_LIMIT_KEY(type, member, max_in_flight, "requests per connection, 1..65536"),    \
+	    MP_NET_LIMIT_KEY(type, member, output_high_water, "bytes, 4096..1073741824"),          \
+	    MP_NET_LIMIT_KEY(type, member, output_low_water, "bytes, below output_high_water"),    \
+	    MP_NET_LIMIT_KEY(type, member, handshake_timeout, "seconds, 1..3600"),                 \
+	    MP_NET_LIMIT_KEY(type, member, max_frame, "bytes, 4096..16777216, default 1 MiB")
+
+void mp_net_limits_default(struct mp_net_limits *l);
+/* Every value in its range; false with "path: [limits] key ..." in err otherwise. */
+bool mp_net_limits_check(const struct mp_net_limits *l, const char *path, char *err, size_t errlen);
+/* The idle timeout every listening daemon has: 1..86400 seconds. */
+bool mp_net_idle_timeout_check(uint32_t idle_timeout, const char *path, const char *section,
+			       char *err, size_t errlen);
+/* A listener's options from the limits (name: for logs and metrics). */
+struct mp_net_opts mp_net_limits_opts(const struct mp_net_limits *l, uint32_t idle_timeout,
+				      const char *name);

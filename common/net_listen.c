@@ -1,0 +1,271 @@
+/* Listeners: accept within max_conns (the excess is closed at once, logged at most once a
+ * second), keep the list of their connections, count how connections end, render the counters
+ * as metrics. */
+#include <arpa/inet.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "log.h"
+#include "net_internal.h"
+#include "util.h"
+
+const char *net_end_name(enum net_end e)
+{
+	switch (e) {
+	case NET_END_PEER_CLOSED:
+		return "peer_closed";
+	case NET_END_TLS_ERROR:
+		return "tls_error";
+	case NET_END_SOCKET_ERROR:
+		return "socket_error";
+	case NET_END_HANDSHAKE_TIMEOUT:
+		return "handshake_timeout";
+	case NET_END_IDLE_TIMEOUT:
+		return "idle_timeout";
+	case NET_END_WRITE_TIMEOUT:
+		return "write_timeout";
+	case NET_END_DRAIN_TIMEOUT:
+		return "drain_timeout";
+	case NET_END_FRAME_TOO_BIG:
+		return "frame_too_big";
+	case NET_END_BAD_FRAME:
+		return "bad_frame";
+	case NET_END_UNPARSABLE:
+		return "unparsable";
+	case NET_END_DECODE_BUDGET:
+		return "decode_budget";
+	case NET_END_TOO_MANY_ITEMS:
+		return "too_many_items";
+	case NET_END_BAD_VERSION:
+		return "bad_version";
+	case NET_END_BY_DAEMON:
+		return "by_daemon";
+	case NET_END_SHUTDOWN:
+		return "shutdown";
+	case NET_END_COUNT:
+		break;
+	}
+	return "?";
+}
+
+void net_format_addr(const struct sockaddr *sa, char *out, size_t len)
+{
+	char host[INET6_ADDRSTRLEN] = "?";
+	uint16_t port = 0;
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+		port = ntohs(in->sin_port);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+		port = ntohs(in6->sin6_port);
+	}
+	snprintf(out, len, "%s:%u", host, port);
+}
+
+bool net_resolve(const char *host, uint16_t port, struct sockaddr_storage *ss, int *sslen)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+	struct addrinfo *res = NULL;
+	char service[8];
+	snprintf(service, sizeof(service), "%u", port);
+	if (getaddrinfo(host, service, &hints, &res) != 0 || !res)
+		return false;
+	memcpy(ss, res->ai_addr, res->ai_addrlen);
+	*sslen = (int)res->ai_addrlen;
+	freeaddrinfo(res);
+	return true;
+}
+
+void net_listener_forget(struct mp_listener *l, struct mp_conn *c, enum net_end why)
+{
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		l->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	c->prev = c->next = NULL;
+	c->listener = NULL;
+	l->stats.current--;
+	l->stats.ended[why]++;
+}
+
+static void adopt(struct mp_listener *l, struct mp_conn *c)
+{
+	c->next = l->conns;
+	if (l->conns)
+		l->conns->prev = c;
+	l->conns = c;
+	l->stats.current++;
+	l->stats.accepted++;
+}
+
+/* An attacker opening connections in a loop must not flood the log: one line a second. */
+static void log_refusal(struct mp_listener *l, const char *peer)
+{
+	uint64_t now = mp_now();
+	if (now == l->refusal_logged_at) {
+		l->refusals_unlogged++;
+		return;
+	}
+	log_warn("%s listener: refusing connection from %s: %u connections open (max_connections)"
+		 "; %llu more refused since the last such line",
+		 l->opts.name, peer, l->stats.current, (unsigned long long)l->refusals_unlogged);
+	l->refusal_logged_at = now;
+	l->refusals_unlogged = 0;
+}
+
+static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa,
+		      int salen, void *arg)
+{
+	struct mp_listener *l = arg;
+	char peer[64];
+	net_format_addr(sa, peer, sizeof(peer));
+	if (l->opts.max_conns && l->stats.current >= l->opts.max_conns) {
+		l->stats.refused_max_conns++;
+		log_refusal(l, peer);
+		evutil_closesocket(fd);
+		return;
+	}
+	SSL *ssl = SSL_new(l->ctx);
+	if (!ssl) {
+		log_err("%s %s: SSL_new failed; dropping connection", l->opts.name, peer);
+		evutil_closesocket(fd);
+		return;
+	}
+	struct event_base *base = evconnlistener_get_base(evl);
+	struct bufferevent *bev = bufferevent_openssl_socket_new(
+	    base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+	if (!bev) {
+		log_err("%s %s: cannot create TLS bufferevent; dropping connection", l->opts.name,
+			peer);
+		SSL_free(ssl);
+		evutil_closesocket(fd);
+		return;
+	}
+	struct mp_conn *c = net_conn_new(base, bev, &l->opts, l->ops, l->arg, sa, l);
+	if (!c) {
+		log_err("%s %s: out of memory; dropping connection", l->opts.name, peer);
+		bufferevent_free(bev);
+		return;
+	}
+	adopt(l, c);
+}
+
+/* Every connection needs a descriptor: say so at start if the limit cannot be reached. */
+static void check_fd_limit(const struct mp_net_opts *opts)
+{
+	struct rlimit rl;
+	if (opts->max_conns && getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur < (rlim_t)opts->max_conns + 64)
+		log_warn("%s listener: max_connections is %u but the process may open only %llu "
+			 "descriptors (ulimit -n); accept will fail before the limit",
+			 opts->name, opts->max_conns, (unsigned long long)rl.rlim_cur);
+}
+
+struct mp_listener *mp_listen(struct event_base *base, SSL_CTX *ctx, const char *host,
+			      uint16_t port, const struct mp_net_opts *opts,
+			      const struct mp_conn_ops *ops, void *arg)
+{
+	struct sockaddr_storage ss;
+	int sslen;
+	if (!net_resolve(host, port, &ss, &sslen)) {
+		log_err("%s listener: cannot resolve %s:%u", opts->name, host, port);
+		return NULL;
+	}
+	struct mp_listener *l = calloc(1, sizeof(*l));
+	if (!l)
+		return NULL;
+	l->ctx = ctx;
+	l->opts = *opts;
+	l->ops = ops;
+	l->arg = arg;
+	l->port = port;
+	l->evl =
+	    evconnlistener_new_bind(base, on_accept, l, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE,
+				    128, (struct sockaddr *)&ss, sslen);
+	if (!l->evl) {
+		log_err("%s listener: cannot listen on %s:%u: %s", opts->name, host, port,
+			evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+		free(l);
+		return NULL;
+	}
+	struct sockaddr_storage bound;
+	socklen_t blen = sizeof(bound);
+	if (getsockname(evconnlistener_get_fd(l->evl), (struct sockaddr *)&bound, &blen) == 0)
+		l->port = ntohs(((struct sockaddr_in *)&bound)->sin_port);
+	check_fd_limit(opts);
+	log_info("%s listener: listening on %s:%u (max_connections %u, max_in_flight %u, "
+		 "max_frame %zu, handshake %us, idle %us)",
+		 opts->name, host, l->port, opts->max_conns, opts->max_in_flight, opts->max_frame,
+		 opts->handshake_timeout_s, opts->idle_timeout_s);
+	return l;
+}
+
+uint16_t mp_listener_port(const struct mp_listener *l)
+{
+	return l->port;
+}
+
+void mp_listener_free(struct mp_listener *l)
+{
+	if (!l)
+		return;
+	evconnlistener_free(l->evl);
+	while (l->conns)
+		net_conn_end(l->conns, NET_END_SHUTDOWN, "shutting down");
+	free(l);
+}
+
+struct text {
+	char *out;
+	size_t len, used;
+};
+
+static void put(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(struct text *t, const char *fmt, ...)
+{
+	if (t->used >= t->len)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(t->out + t->used, t->len - t->used, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		t->used += (size_t)n < t->len - t->used ? (size_t)n : t->len - t->used - 1;
+}
+
+size_t mp_listener_metrics(const struct mp_listener *l, const char *prefix, char *out, size_t len)
+{
+	struct text t = {out, len, 0};
+	if (len)
+		out[0] = '\0';
+	if (!l)
+		return 0;
+	const struct net_stats *s = &l->stats;
+	const char *n = l->opts.name;
+	put(&t, "%s_connections{listener=\"%s\"} %u\n", prefix, n, s->current);
+	put(&t, "%s_connections_max{listener=\"%s\"} %u\n", prefix, n, l->opts.max_conns);
+	put(&t, "%s_connections_accepted_total{listener=\"%s\"} %llu\n", prefix, n,
+	    (unsigned long long)s->accepted);
+	put(&t, "%s_connections_refused_total{listener=\"%s\",reason=\"max_connections\"} %llu\n",
+	    prefix, n, (unsigned long long)s->refused_max_conns);
+	for (int e = 0; e < NET_END_COUNT; e++)
+		put(&t, "%s_connections_closed_total{listener=\"%s\",reason=\"%s\"} %llu\n", prefix,
+		    n, net_end_name((enum net_end)e), (unsigned long long)s->ended[e]);
+	put(&t, "%s_reads_paused_total{listener=\"%s\",reason=\"max_in_flight\"} %llu\n", prefix, n,
+	    (unsigned long long)s->paused_in_flight);
+	put(&t, "%s_reads_paused_total{listener=\"%s\",reason=\"output_high_water\"} %llu\n",
+	    prefix, n, (unsigned long long)s->paused_output);
+	return t.used;
+}

@@ -1,0 +1,13 @@
+/* Protocol limits on the number of items in a message (PROTOCOL.md section 11). Decoding
+ * refuses a message above them (common/decode.c); daemons refuse configuration above them. */
+#pragma once
+
+#define MP_MAX_HANDOFFS 256 /* Handoffs per channel */
+#define MP_MAX_SEGMENTS 16  /* segments per channel */
+/* A custody chain: event 0 (holder0 or a Bind) and at most MP_MAX_HANDOFFS Handoffs. */
+#define MP_MAX_CUSTODY (MP_MAX_HANDOFFS + 1)
+/* The default MAX_CLAIMS_PER_REDEEM is 10,000; a deployment may raise it up to this ceiling,
+ * which is what a decoder accepts (a broker answers LIMIT above its own configured maximum).
+ * It is bounded by the decoding budget's floor (common/decode.h): a RedeemResp of this many
+ * BAD_CHAIN results is 4 bytes a result on the wire and about 125 bytes decoded. */
+#define MP_MAX_CLAIMS_CEILING 20000
