@@ -80,7 +80,7 @@ END_TEST
 START_TEST(table_stays_bounded)
 {
 	struct ratelimit *rl = ratelimit_new(1, 1);
-	for (uint32_t i = 0; i < 200000; i++) {
+	for (uint32_t i = 0; i < 5 * ratelimit_capacity(); i++) {
 		struct sockaddr_in a = {.sin_family = AF_INET,
 					.sin_addr.s_addr = htonl(0x0a000000 + i)};
 		ck_assert(TAKE(rl, a, 1000 + i));
