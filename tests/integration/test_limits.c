@@ -258,7 +258,9 @@ START_TEST(frame_maximum_depends_on_the_peer)
 	announce(&w, MP_FRAME_MAX_WALLET + 1);
 	refused_then_closed(&w, "frame above the maximum of 1048576 bytes", 0);
 	wire_close(&w);
-	ck_assert(log_has(&net, "m1", "frame length above the maximum", 3000));
+	ck_assert(log_has(&net, "broker", "frame length above the maximum (1048576 bytes)", 3000));
+	ck_assert(log_has(&net, "broker", "frame length above the maximum (16777216 bytes)", 3000));
+	ck_assert(log_has(&net, "m1", "frame length above the maximum (1048576 bytes)", 3000));
 	memory_bounded("broker", rss);
 	served(broker_ep);
 	served(m1_ep);
@@ -270,6 +272,7 @@ END_TEST
 static void handshake_timeout(const char *daemon)
 {
 	int64_t before = closed_count(daemon, "handshake_timeout");
+	int64_t rss = daemon_mem_kb(&net, daemon, "VmRSS");
 	/* Silent: connect and send nothing. */
 	time_t t0 = time(NULL);
 	int fd = tcp_open(endpoint_of(daemon));
@@ -293,6 +296,7 @@ static void handshake_timeout(const char *daemon)
 	close(fd);
 	ck_assert(log_has(&net, daemon, "TLS handshake timed out", 3000));
 	counted(daemon, "connections_closed_total", "handshake_timeout", before + 1);
+	memory_bounded(daemon, rss);
 	served(endpoint_of(daemon));
 }
 
@@ -308,6 +312,7 @@ START_TEST(idle_timeout_closes_silent_tls_clients)
 	const char *daemons[] = {"broker", "m1"};
 	for (int i = 0; i < 2; i++) {
 		int64_t before = closed_count(daemons[i], "idle_timeout");
+		int64_t rss = daemon_mem_kb(&net, daemons[i], "VmRSS");
 		struct wire w;
 		ck_assert(wire_connect(&w, endpoint_of(daemons[i]), ca, NULL, NULL));
 		time_t t0 = time(NULL);
@@ -317,6 +322,7 @@ START_TEST(idle_timeout_closes_silent_tls_clients)
 		wire_close(&w);
 		ck_assert(log_has(&net, daemons[i], "closing connection: idle timeout", 3000));
 		counted(daemons[i], "connections_closed_total", "idle_timeout", before);
+		memory_bounded(daemons[i], rss);
 		served(endpoint_of(daemons[i]));
 	}
 }
