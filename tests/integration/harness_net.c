@@ -165,7 +165,7 @@ static bool read_until(struct wire *w, uint8_t *buf, size_t len, int64_t deadlin
 	return true;
 }
 
-MpEnvelope *wire_recv(struct wire *w, int ms)
+MpEnvelope *wire_recv_within(struct wire *w, int ms)
 {
 	int64_t deadline = now_ms() + ms;
 	uint8_t hdr[4];

@@ -25,7 +25,7 @@ bool wire_send_env(struct wire *w, const MpEnvelope *env);
 /* Several envelopes in one TLS write (pipelined): version 1, request_ids first_id, +1, ... */
 bool wire_send_pipelined(struct wire *w, MpEnvelope *const *envs, size_t n, uint64_t first_id);
 /* Read one frame and decode it; NULL on EOF, error or after ms. */
-MpEnvelope *wire_recv(struct wire *w, int ms);
+MpEnvelope *wire_recv_within(struct wire *w, int ms);
 /* The server closes within ms (answers still arriving are read and dropped). */
 bool wire_closed_within(struct wire *w, int ms);
 /* Write frame (a whole frame) over and over without reading, until writes make no progress

@@ -142,7 +142,7 @@ static const char *endpoint_of(const char *daemon)
 /* The answer is error{MALFORMED} with detail containing `detail`, then the close. */
 static void refused_then_closed(struct wire *w, const char *detail, uint64_t request_id)
 {
-	MpEnvelope *e = wire_recv(w, 5000);
+	MpEnvelope *e = wire_recv_within(w, 5000);
 	ck_assert_msg(e != NULL, "no answer before the close (expected '%s')", detail);
 	ck_assert_int_eq(e->body_case, MP_BODY(ERROR));
 	ck_assert_int_eq(e->error->code, MP_ST(MALFORMED));
@@ -244,7 +244,7 @@ START_TEST(frame_maximum_depends_on_the_peer)
 	uint8_t *big = big_envelope_frame(3u << 20);
 	ck_assert(wire_write_all(&w, big, 4 + mp_get_be32(big)));
 	free(big);
-	MpEnvelope *e = wire_recv(&w, 10000);
+	MpEnvelope *e = wire_recv_within(&w, 10000);
 	ck_assert_msg(e != NULL, "a merchant's 3 MiB frame was not answered");
 	ck_assert_int_eq(e->body_case, MP_BODY(ERROR));
 	ck_assert_str_eq(e->error->detail, "not a broker request");
@@ -416,7 +416,7 @@ START_TEST(requests_above_max_in_flight_wait)
 	ck_assert(wire_send_pipelined(&w, envs, N, 100));
 	/* Every Pay is answered, in order: the ones above the limit waited, none was lost. */
 	for (int i = 0; i < N; i++) {
-		MpEnvelope *a = wire_recv(&w, 5000);
+		MpEnvelope *a = wire_recv_within(&w, 5000);
 		ck_assert_msg(a != NULL, "Pay %d not answered", i);
 		ck_assert_int_eq(a->body_case, MP_BODY(PAY_ACK));
 		ck_assert_uint_eq(a->request_id, 100 + (uint64_t)i);
@@ -508,7 +508,7 @@ START_TEST(three_junk_pays_get_three_answers)
 		envs[i] = junk_pay(&reqs[i], words[i], ids[i]);
 	ck_assert(wire_send_pipelined(&w, envs, 4, 1));
 	for (int i = 0; i < 3; i++) {
-		MpEnvelope *a = wire_recv(&w, 5000);
+		MpEnvelope *a = wire_recv_within(&w, 5000);
 		ck_assert_msg(a != NULL, "pipelined junk Pay %d got no answer", i + 1);
 		ck_assert_uint_eq(a->request_id, (uint64_t)i + 1);
 		ck_assert_int_eq(a->pay_ack->status->code, MP_ST(BAD_CHAIN));
