@@ -26,6 +26,8 @@ struct broker_config {
 	uint32_t worker_queue;	       /* jobs waiting for a worker, at most */
 	uint64_t t_grace;
 	uint64_t max_offset;
+	uint32_t merchant_cert_days;
+	uint64_t merchant_cert_lifetime_s; /* 0: merchant_cert_days */
 	uint32_t idle_timeout;
 	struct mp_net_limits limits; /* [limits]: the listener, and frames from wallets */
 	uint32_t max_frame_merchant; /* [limits]: frames from peers with a merchant certificate */

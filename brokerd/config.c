@@ -9,40 +9,52 @@
 #include "frame.h"
 #include "proto_limits.h"
 
+/* A string or boolean key. */
 #define K(sec, name, type, field, req, help)                                                       \
 	{                                                                                          \
-		sec, name, type, offsetof(struct broker_config, field), req, help                  \
+		sec, name, type, offsetof(struct broker_config, field), req, help, 0, 0            \
+	}
+
+/* A numeric key: never required, always with its accepted range (min .. max). */
+#define N(sec, name, type, field, min, max, help)                                                  \
+	{                                                                                          \
+		sec, name, type, offsetof(struct broker_config, field), false, help, min, max      \
 	}
 
 static const struct mp_cfg_key broker_keys[] = {
     K("broker", "listen", MP_CFG_STRING, listen, true, "host:port for wallets and merchants"),
     K("broker", "key_file", MP_CFG_STRING, key_file, true, "Ed25519 seed file, mode 0600"),
     K("broker", "currency", MP_CFG_STRING, currency, false, "ISO 4217 code, default EUR"),
-    K("broker", "max_unit_value", MP_CFG_U64, max_unit_value, false, "minor units"),
-    K("broker", "max_escrow", MP_CFG_U64, max_escrow, false, "minor units, at most 2^62"),
-    K("broker", "n_max", MP_CFG_U32, n_max, false, "longest chain, default 2^20"),
-    K("broker", "max_claims_per_redeem", MP_CFG_U32, max_claims, false, NULL),
-    K("broker", "redeem_hash_budget", MP_CFG_U64, hash_budget, false, NULL),
-    K("broker", "bad_chain_hash_rate", MP_CFG_U64, bad_chain_hash_rate, false,
-      "hashes per second a merchant may waste on BAD_CHAIN claims, 1..2^40"),
-    K("broker", "bad_chain_hash_burst", MP_CFG_U64, bad_chain_hash_burst, false,
-      "hashes a merchant may waste at once, 1..2^50"),
-    K("broker", "workers", MP_CFG_U32, workers, false, "hashing threads, 1..64, default 2"),
-    K("broker", "worker_queue", MP_CFG_U32, worker_queue, false, "jobs waiting, 1..4096"),
-    K("broker", "t_grace", MP_CFG_U64, t_grace, false, "seconds"),
-    K("broker", "max_clock_offset", MP_CFG_U64, max_offset, false, "seconds"),
-    K("broker", "idle_timeout", MP_CFG_U32, idle_timeout, false, "seconds, 1..86400"),
+    N("broker", "max_unit_value", MP_CFG_U64, max_unit_value, 1, MP_AMOUNT_MAX, "minor units"),
+    N("broker", "max_escrow", MP_CFG_U64, max_escrow, 1, (uint64_t)1 << 62,
+      "minor units, at most 2^62"),
+    N("broker", "n_max", MP_CFG_U32, n_max, 1, INT32_MAX, "longest chain, default 2^20"),
+    N("broker", "max_claims_per_redeem", MP_CFG_U32, max_claims, 1, MP_MAX_CLAIMS_CEILING, NULL),
+    N("broker", "redeem_hash_budget", MP_CFG_U64, hash_budget, 1, (uint64_t)1 << 40, NULL),
+    N("broker", "bad_chain_hash_rate", MP_CFG_U64, bad_chain_hash_rate, 1, (uint64_t)1 << 40,
+      "hashes per second a merchant may waste on BAD_CHAIN claims"),
+    N("broker", "bad_chain_hash_burst", MP_CFG_U64, bad_chain_hash_burst, 1, (uint64_t)1 << 50,
+      "hashes a merchant may waste at once"),
+    N("broker", "workers", MP_CFG_U32, workers, 1, 64, "hashing threads, default 2"),
+    N("broker", "worker_queue", MP_CFG_U32, worker_queue, 1, 4096, "jobs waiting"),
+    N("broker", "t_grace", MP_CFG_U64, t_grace, 0, MP_DAYS(31), "seconds"),
+    N("broker", "max_clock_offset", MP_CFG_U64, max_offset, 1, 3600, "seconds"),
+    N("broker", "idle_timeout", MP_CFG_U32, idle_timeout, 1, MP_DAYS(1), "seconds"),
+    N("broker", "merchant_cert_days", MP_CFG_U32, merchant_cert_days, 1, 3650,
+      "MerchantCert lifetime in days, default 90"),
+    N("broker", "merchant_cert_lifetime_s", MP_CFG_U64, merchant_cert_lifetime_s, 0, MP_DAYS(3650),
+      "MerchantCert lifetime in seconds, overrides merchant_cert_days (tests); 0: off"),
     MP_NET_LIMIT_KEYS(struct broker_config, limits),
-    K("limits", "max_frame_merchant", MP_CFG_U32, max_frame_merchant, false,
-      "bytes, max_frame..16777216, default 16 MiB"),
-    K("limits", "register_rate", MP_CFG_U32, register_rate, false,
-      "RegisterAccount per minute per address, 1..1000000"),
-    K("limits", "register_burst", MP_CFG_U32, register_burst, false, "1..1000000"),
+    N("limits", "max_frame_merchant", MP_CFG_U32, max_frame_merchant, 4096, MP_FRAME_MAX_MERCHANT,
+      "bytes, at least max_frame, default 16 MiB"),
+    N("limits", "register_rate", MP_CFG_U32, register_rate, 1, 1000000,
+      "RegisterAccount per minute per address"),
+    N("limits", "register_burst", MP_CFG_U32, register_burst, 1, 1000000, NULL),
     K("tls", "cert", MP_CFG_STRING, tls_cert, true, "PEM certificate with CN broker"),
     K("tls", "key", MP_CFG_STRING, tls_key, true, "PEM private key"),
     K("tls", "ca", MP_CFG_STRING, tls_ca, true, "PEM CA certificate"),
     K("db", "conninfo", MP_CFG_STRING, db_conninfo, true, "libpq connection string"),
-    K("db", "pool", MP_CFG_U32, db_pool, false, "connections, default 4"),
+    N("db", "pool", MP_CFG_U32, db_pool, 1, 64, "connections, default 4"),
     K("admin", "socket", MP_CFG_STRING, admin_socket, true, "Unix socket path"),
     MP_CFG_END,
 };
@@ -67,6 +79,7 @@ static void set_defaults(struct broker_config *cfg)
 	cfg->register_rate = 30;
 	cfg->register_burst = 30;
 	cfg->db_pool = 4;
+	cfg->merchant_cert_days = 90;
 }
 
 static bool check_limits(const struct broker_config *cfg, const char *path, char *err,
@@ -107,29 +120,6 @@ bool broker_config_load(struct broker_config *cfg, const char *path, char *err, 
 	if (strlen(cfg->currency) != 3) {
 		snprintf(err, errlen, "%s: [broker] currency must be a 3-letter ISO 4217 code",
 			 path);
-		return false;
-	}
-	if (cfg->max_escrow > ((uint64_t)1 << 62) || cfg->max_unit_value > MP_AMOUNT_MAX) {
-		snprintf(err, errlen, "%s: [broker] max_escrow must be <= 2^62", path);
-		return false;
-	}
-	if (cfg->bad_chain_hash_rate == 0 || cfg->bad_chain_hash_rate > ((uint64_t)1 << 40) ||
-	    cfg->bad_chain_hash_burst == 0 || cfg->bad_chain_hash_burst > ((uint64_t)1 << 50)) {
-		snprintf(
-		    err, errlen,
-		    "%s: [broker] bad_chain_hash_rate must be 1..2^40 and bad_chain_hash_burst "
-		    "1..2^50",
-		    path);
-		return false;
-	}
-	if (cfg->workers == 0 || cfg->workers > 64 || cfg->worker_queue == 0 ||
-	    cfg->worker_queue > 4096) {
-		snprintf(err, errlen, "%s: [broker] workers must be 1..64 and worker_queue 1..4096",
-			 path);
-		return false;
-	}
-	if (cfg->db_pool == 0 || cfg->db_pool > 64) {
-		snprintf(err, errlen, "%s: [db] pool must be 1..64", path);
 		return false;
 	}
 	return check_limits(cfg, path, err, errlen);

@@ -53,6 +53,19 @@ static bool parse_bool(const char *s, bool *out)
 	return false;
 }
 
+static bool is_numeric(enum mp_cfg_type t)
+{
+	return t == MP_CFG_U64 || t == MP_CFG_U32;
+}
+
+/* A value that parses but lies outside the key's declared range. */
+static bool out_of_range(const struct mp_cfg_key *k, const char *value)
+{
+	uint64_t v;
+	return is_numeric(k->type) && parse_u64(value, UINT64_MAX, &v) &&
+	       (v < k->min || v > k->max);
+}
+
 static bool store_value(const struct mp_cfg_key *k, void *target, const char *value)
 {
 	char *field = (char *)target + k->offset;
@@ -65,12 +78,12 @@ static bool store_value(const struct mp_cfg_key *k, void *target, const char *va
 		return *slot != NULL;
 	}
 	case MP_CFG_U64:
-		if (!parse_u64(value, UINT64_MAX, &v))
+		if (!parse_u64(value, UINT64_MAX, &v) || v < k->min || v > k->max)
 			return false;
 		*(uint64_t *)field = v;
 		return true;
 	case MP_CFG_U32:
-		if (!parse_u64(value, UINT32_MAX, &v))
+		if (!parse_u64(value, UINT32_MAX, &v) || v < k->min || v > k->max)
 			return false;
 		*(uint32_t *)field = (uint32_t)v;
 		return true;
@@ -105,13 +118,20 @@ static int on_entry(void *user, const char *section, const char *name, const cha
 		const struct mp_cfg_key *k = &ld->keys[i];
 		if (strcmp(k->section, section) || strcmp(k->name, name))
 			continue;
+		if (out_of_range(k, value)) {
+			snprintf(ld->err, ld->errlen,
+				 "%s:%d: [%s] %s = %s is out of range: expected %llu .. %llu%s%s%s",
+				 ld->path, lineno, section, name, value, (unsigned long long)k->min,
+				 (unsigned long long)k->max, k->help ? " (" : "",
+				 k->help ? k->help : "", k->help ? ")" : "");
+			ld->failed = true;
+			return 0;
+		}
 		if (!store_value(k, ld->target, value)) {
 			snprintf(ld->err, ld->errlen,
-				 "%s:%d: bad value '%s' for [%s] %s: expected %s%s%s", ld->path,
+				 "%s:%d: bad value '%s' for [%s] %s: expected %s%s%s%s", ld->path,
 				 lineno, value, section, name, type_hint(k->type),
-				 k->help ? " (" : "", k->help ? k->help : "");
-			if (k->help)
-				strncat(ld->err, ")", ld->errlen - strlen(ld->err) - 1);
+				 k->help ? " (" : "", k->help ? k->help : "", k->help ? ")" : "");
 			ld->failed = true;
 			return 0;
 		}
@@ -128,8 +148,15 @@ bool mp_config_load(const char *path, const struct mp_cfg_key *keys, void *targe
 		    size_t errlen)
 {
 	size_t nkeys = 0;
-	while (keys[nkeys].name)
-		nkeys++;
+	for (; keys[nkeys].name; nkeys++) {
+		const struct mp_cfg_key *k = &keys[nkeys];
+		if (is_numeric(k->type) && (k->max == 0 || k->min > k->max)) {
+			snprintf(err, errlen,
+				 "%s: [%s] %s has no declared range (a bug in this build)", path,
+				 k->section, k->name);
+			return false;
+		}
+	}
 	struct cfg_load ld = {
 	    keys, target, path, err, errlen, false, 0, NULL, calloc(nkeys + 1, 1)};
 	if (!ld.seen) {

@@ -1,5 +1,7 @@
 /* INI configuration via inih, table-driven: every key a daemon accepts is declared; an unknown
- * section or key, a bad value or a missing required key is an error naming file:line. */
+ * section or key, a bad value, a number outside its declared range or a missing required key is
+ * an error naming file:line. Every numeric key declares its range (min .. max, inclusive); a
+ * numeric key declared without one (max 0) is refused at load, so none can slip through. */
 #pragma once
 #include <stdbool.h>
 #include <stddef.h>
@@ -13,12 +15,16 @@ struct mp_cfg_key {
 	enum mp_cfg_type type;
 	size_t offset; /* into the target struct: char *, uint64_t, uint32_t or bool */
 	bool required;
-	const char *help; /* what is expected, shown in errors */
+	const char *help;  /* what is expected, shown in errors */
+	uint64_t min, max; /* numeric keys: the accepted range, inclusive */
 };
+
+/* Seconds in d days, for ranges of time keys. */
+#define MP_DAYS(d) ((uint64_t)(d)*86400)
 
 #define MP_CFG_END                                                                                 \
 	{                                                                                          \
-		NULL, NULL, MP_CFG_STRING, 0, false, NULL                                          \
+		NULL, NULL, MP_CFG_STRING, 0, false, NULL, 0, 0                                    \
 	}
 
 /* Load path into target. Returns true, or false with a message "file:line: ..." in err. */

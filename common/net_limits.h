@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "frame.h"
 #include "net.h"
 
 struct mp_net_limits {
@@ -20,17 +21,19 @@ struct mp_net_limits {
 
 /* The [limits] keys, for a daemon's key table: type is its config struct, member the
  * struct mp_net_limits in it. */
-#define MP_NET_LIMIT_KEY(type, member, name, help)                                                 \
+#define MP_NET_LIMIT_KEY(type, member, name, min, max, help)                                       \
 	{                                                                                          \
-		"limits", #name, MP_CFG_U32, offsetof(type, member.name), false, help              \
+		"limits", #name, MP_CFG_U32, offsetof(type, member.name), false, help, min, max    \
 	}
 #define MP_NET_LIMIT_KEYS(type, member)                                                            \
-	MP_NET_LIMIT_KEY(type, member, max_connections, "per listener, 1..1000000"),               \
-	    MP_NET_LIMIT_KEY(type, member, max_in_flight, "requests per connection, 1..65536"),    \
-	    MP_NET_LIMIT_KEY(type, member, output_high_water, "bytes, 4096..1073741824"),          \
-	    MP_NET_LIMIT_KEY(type, member, output_low_water, "bytes, below output_high_water"),    \
-	    MP_NET_LIMIT_KEY(type, member, handshake_timeout, "seconds, 1..3600"),                 \
-	    MP_NET_LIMIT_KEY(type, member, max_frame, "bytes, 4096..16777216, default 1 MiB")
+	MP_NET_LIMIT_KEY(type, member, max_connections, 1, 1000000, "per listener"),               \
+	    MP_NET_LIMIT_KEY(type, member, max_in_flight, 1, 65536, "requests per connection"),    \
+	    MP_NET_LIMIT_KEY(type, member, output_high_water, 4096, 1u << 30, "bytes"),            \
+	    MP_NET_LIMIT_KEY(type, member, output_low_water, 0, 1u << 30,                          \
+			     "bytes, below output_high_water"),                                    \
+	    MP_NET_LIMIT_KEY(type, member, handshake_timeout, 1, 3600, "seconds"),                 \
+	    MP_NET_LIMIT_KEY(type, member, max_frame, 4096, MP_FRAME_MAX_MERCHANT,                 \
+			     "bytes, default 1 MiB")
 
 void mp_net_limits_default(struct mp_net_limits *l);
 /* Every value in its range; false with "path: [limits] key ..." in err otherwise. */

@@ -7,9 +7,16 @@
 #include "proto_limits.h"
 #include "merchant.h"
 
+/* A string or boolean key. */
 #define K(sec, name, type, field, req, help)                                                       \
 	{                                                                                          \
-		sec, name, type, offsetof(struct merchant_config, field), req, help                \
+		sec, name, type, offsetof(struct merchant_config, field), req, help, 0, 0          \
+	}
+
+/* A numeric key: never required, always with its accepted range (min .. max). */
+#define N(sec, name, type, field, min, max, help)                                                  \
+	{                                                                                          \
+		sec, name, type, offsetof(struct merchant_config, field), false, help, min, max    \
 	}
 
 static const struct mp_cfg_key merchant_keys[] = {
@@ -21,22 +28,22 @@ static const struct mp_cfg_key merchant_keys[] = {
     K("merchant", "broker", MP_CFG_STRING, broker, true, "brokerd host:port"),
     K("merchant", "broker_pk", MP_CFG_STRING, broker_pk_hex, true, "64 hex digits"),
     K("merchant", "currency", MP_CFG_STRING, currency, false, "ISO 4217, default EUR"),
-    K("merchant", "max_jump", MP_CFG_U32, max_jump, false, "units, default 4096"),
-    K("merchant", "max_bad_chain", MP_CFG_U32, max_bad_chain, false, "per connection"),
-    K("merchant", "pay_margin", MP_CFG_U64, pay_margin, false, "seconds before pay_until"),
-    K("merchant", "t_grace", MP_CFG_U64, t_grace, false, "seconds"),
-    K("merchant", "max_pay_window", MP_CFG_U64, max_pay_window, false, "seconds"),
-    K("merchant", "redeem_interval", MP_CFG_U32, redeem_interval, false, "seconds, 0: off"),
-    K("merchant", "commit_delay_us", MP_CFG_U32, commit_delay_us, false, "microseconds"),
-    K("merchant", "commit_max", MP_CFG_U32, commit_max, false, "payments per batch"),
-    K("merchant", "t_dedupe", MP_CFG_U64, t_dedupe, false,
+    N("merchant", "max_jump", MP_CFG_U32, max_jump, 1, 1u << 20, "units, default 4096"),
+    N("merchant", "max_bad_chain", MP_CFG_U32, max_bad_chain, 1, 1000, "per connection"),
+    N("merchant", "pay_margin", MP_CFG_U64, pay_margin, 0, MP_DAYS(1), "seconds before pay_until"),
+    N("merchant", "t_grace", MP_CFG_U64, t_grace, 0, MP_DAYS(31), "seconds"),
+    N("merchant", "max_pay_window", MP_CFG_U64, max_pay_window, 1, MP_DAYS(366), "seconds"),
+    N("merchant", "redeem_interval", MP_CFG_U32, redeem_interval, 0, MP_DAYS(7), "seconds, 0: off"),
+    N("merchant", "commit_delay_us", MP_CFG_U32, commit_delay_us, 0, 999999, "microseconds"),
+    N("merchant", "commit_max", MP_CFG_U32, commit_max, 1, 1000000, "payments per batch"),
+    N("merchant", "t_dedupe", MP_CFG_U64, t_dedupe, 0, MP_DAYS(31),
       "seconds an accepted Pay stays in the journal at least, default 3600"),
-    K("merchant", "outbox_retention", MP_CFG_U64, outbox_retention, false,
+    N("merchant", "outbox_retention", MP_CFG_U64, outbox_retention, 0, MP_DAYS(366),
       "seconds an answered Redeem is kept, default 604800"),
-    K("merchant", "compact_interval", MP_CFG_U32, compact_interval, false,
+    N("merchant", "compact_interval", MP_CFG_U32, compact_interval, 0, MP_DAYS(1),
       "seconds between store compactions, default 600; 0: only store.compact"),
-    K("merchant", "max_claims_per_redeem", MP_CFG_U32, max_claims, false, NULL),
-    K("merchant", "idle_timeout", MP_CFG_U32, idle_timeout, false, "seconds, 1..86400"),
+    N("merchant", "max_claims_per_redeem", MP_CFG_U32, max_claims, 1, MP_MAX_CLAIMS_CEILING, NULL),
+    N("merchant", "idle_timeout", MP_CFG_U32, idle_timeout, 1, MP_DAYS(1), "seconds"),
     MP_NET_LIMIT_KEYS(struct merchant_config, limits),
     K("tls", "cert", MP_CFG_STRING, tls_cert, true, "PEM certificate, CN m-<id>"),
     K("tls", "key", MP_CFG_STRING, tls_key, true, "PEM private key"),
@@ -72,19 +79,7 @@ bool merchant_config_load(struct merchant_config *cfg, const char *path, char *e
 		snprintf(err, errlen, "out of memory");
 		return false;
 	}
-	if (cfg->max_jump == 0 || cfg->commit_max == 0 || cfg->max_bad_chain == 0 ||
-	    cfg->max_claims == 0) {
-		snprintf(err, errlen,
-			 "%s: max_jump, commit_max, max_bad_chain and "
-			 "max_claims_per_redeem must be at least 1",
-			 path);
-		return false;
-	}
-	if (cfg->max_claims > MP_MAX_CLAIMS_CEILING) {
-		snprintf(err, errlen, "%s: [merchant] max_claims_per_redeem must be at most %u",
-			 path, MP_MAX_CLAIMS_CEILING);
-		return false;
-	}
+	/* The ranges are declared with the keys; these are the relations between keys. */
 	return mp_net_limits_check(&cfg->limits, path, err, errlen) &&
 	       mp_net_idle_timeout_check(cfg->idle_timeout, path, "merchant", err, errlen);
 }

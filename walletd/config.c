@@ -7,9 +7,16 @@
 #include "net.h"
 #include "wallet.h"
 
+/* A string or boolean key. */
 #define K(sec, name, type, field, req, help)                                                       \
 	{                                                                                          \
-		sec, name, type, offsetof(struct wallet_config, field), req, help                  \
+		sec, name, type, offsetof(struct wallet_config, field), req, help, 0, 0            \
+	}
+
+/* A numeric key: never required, always with its accepted range (min .. max). */
+#define N(sec, name, type, field, min, max, help)                                                  \
+	{                                                                                          \
+		sec, name, type, offsetof(struct wallet_config, field), false, help, min, max      \
 	}
 
 static const struct mp_cfg_key wallet_keys[] = {
@@ -18,9 +25,9 @@ static const struct mp_cfg_key wallet_keys[] = {
     K("wallet", "broker_pk", MP_CFG_STRING, broker_pk_hex, true,
       "the broker's Ed25519 public key, 64 hex digits"),
     K("wallet", "currency", MP_CFG_STRING, currency, false, "ISO 4217 code, default EUR"),
-    K("wallet", "checkpoint_interval", MP_CFG_U32, checkpoint_interval, false,
+    N("wallet", "checkpoint_interval", MP_CFG_U32, checkpoint_interval, 1, 65536,
       "units between stored chain words, 1 .. 65536, default 256"),
-    K("wallet", "idle_timeout", MP_CFG_U32, idle_timeout, false, "seconds, default 60"),
+    N("wallet", "idle_timeout", MP_CFG_U32, idle_timeout, 1, MP_DAYS(1), "seconds, default 60"),
     K("tls", "ca", MP_CFG_STRING, tls_ca, true, "PEM CA certificate"),
     K("admin", "socket", MP_CFG_STRING, admin_socket, true, "Unix socket path"),
     MP_CFG_END,
@@ -57,14 +64,6 @@ bool wallet_config_load(struct wallet_config *cfg, const char *path, char *err, 
 			       &cfg->broker_port)) {
 		snprintf(err, errlen, "%s: [wallet] broker must be host:port, not '%s'", path,
 			 cfg->broker);
-		return false;
-	}
-	if (cfg->checkpoint_interval < 1 || cfg->checkpoint_interval > 65536) {
-		snprintf(err, errlen, "%s: [wallet] checkpoint_interval must be 1 .. 65536", path);
-		return false;
-	}
-	if (cfg->idle_timeout < 1) {
-		snprintf(err, errlen, "%s: [wallet] idle_timeout must be at least 1 second", path);
 		return false;
 	}
 	return true;

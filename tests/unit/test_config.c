@@ -15,13 +15,20 @@ struct cfg {
 	uint64_t max_escrow;
 	uint32_t n_max;
 	bool tls;
+	uint32_t commit_delay_us;
+	uint64_t pool;
 };
 
 static const struct mp_cfg_key keys[] = {
-    {"broker", "listen", MP_CFG_STRING, offsetof(struct cfg, listen), true, "host:port"},
-    {"broker", "max_escrow", MP_CFG_U64, offsetof(struct cfg, max_escrow), false, NULL},
-    {"limits", "n_max", MP_CFG_U32, offsetof(struct cfg, n_max), false, "units per channel"},
-    {"limits", "tls", MP_CFG_BOOL, offsetof(struct cfg, tls), false, NULL},
+    {"broker", "listen", MP_CFG_STRING, offsetof(struct cfg, listen), true, "host:port", 0, 0},
+    {"broker", "max_escrow", MP_CFG_U64, offsetof(struct cfg, max_escrow), false, NULL, 0,
+     UINT64_MAX},
+    {"limits", "n_max", MP_CFG_U32, offsetof(struct cfg, n_max), false, "units per channel", 0,
+     UINT32_MAX},
+    {"limits", "tls", MP_CFG_BOOL, offsetof(struct cfg, tls), false, NULL, 0, 0},
+    {"limits", "commit_delay_us", MP_CFG_U32, offsetof(struct cfg, commit_delay_us), false,
+     "microseconds", 0, 999999},
+    {"limits", "pool", MP_CFG_U64, offsetof(struct cfg, pool), false, NULL, 1, 64},
     MP_CFG_END,
 };
 
@@ -162,6 +169,55 @@ START_TEST(syntax_error)
 }
 END_TEST
 
+/* A timeval's microseconds stop at 999999: one more is refused with file:line and the range. */
+START_TEST(above_range)
+{
+	ck_assert(!load("[broker]\nlisten = x:1\n[limits]\ncommit_delay_us = 1000000\n"));
+	expect_error(4, "commit_delay_us = 1000000 is out of range", "0 .. 999999 (microseconds)");
+	ck_assert_uint_eq(cfg.commit_delay_us, 0);
+}
+END_TEST
+
+START_TEST(below_range)
+{
+	ck_assert(!load("[broker]\nlisten = x:1\n[limits]\n\npool = 0\n"));
+	expect_error(5, "pool = 0 is out of range", "1 .. 64");
+}
+END_TEST
+
+START_TEST(range_edges_accepted)
+{
+	ck_assert_msg(load("[broker]\nlisten = x:1\n[limits]\ncommit_delay_us = 999999\n"
+			   "pool = 64\n"),
+		      "%s", err);
+	ck_assert_uint_eq(cfg.commit_delay_us, 999999);
+	ck_assert_uint_eq(cfg.pool, 64);
+	mp_config_free(keys, &cfg);
+	ck_assert_msg(load("[broker]\nlisten = x:1\n[limits]\ncommit_delay_us = 0\npool = 1\n"),
+		      "%s", err);
+	ck_assert_uint_eq(cfg.pool, 1);
+}
+END_TEST
+
+/* A numeric key declared without a range is a bug of the build: the loader refuses it even
+ * when the file does not mention the key. */
+START_TEST(numeric_key_without_range_refused)
+{
+	static const struct mp_cfg_key unranged[] = {
+	    {"broker", "listen", MP_CFG_STRING, offsetof(struct cfg, listen), true, NULL, 0, 0},
+	    {"broker", "n_max", MP_CFG_U32, offsetof(struct cfg, n_max), false, NULL, 0, 0},
+	    MP_CFG_END,
+	};
+	FILE *f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("[broker]\nlisten = x:1\n", f);
+	fclose(f);
+	ck_assert(!mp_config_load(path, unranged, &cfg, err, sizeof(err)));
+	ck_assert_msg(strstr(err, "[broker] n_max has no declared range") != NULL, "%s", err);
+	mp_config_free(unranged, &cfg);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("config");
@@ -178,6 +234,10 @@ int main(void)
 	tcase_add_test(tc, missing_required_key);
 	tcase_add_test(tc, unknown_section);
 	tcase_add_test(tc, syntax_error);
+	tcase_add_test(tc, above_range);
+	tcase_add_test(tc, below_range);
+	tcase_add_test(tc, range_edges_accepted);
+	tcase_add_test(tc, numeric_key_without_range_refused);
 	suite_add_tcase(s, tc);
 
 	return mp_check_run(s);
