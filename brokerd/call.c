@@ -30,8 +30,9 @@ void broker_call_reply(struct broker_call *call, MpEnvelope *env)
 	if (!mp_conn_is_open(call->conn))
 		log_info("%s: connection gone before the answer to request %llu",
 			 mp_conn_peer(call->conn), (unsigned long long)call->request_id);
-	else
-		mp_conn_send(call->conn, env);
+	else if (mp_conn_send(call->conn, env) != 0) /* never leave a request unanswered */
+		mp_conn_close(call->conn, "cannot send the answer to request %llu",
+			      (unsigned long long)call->request_id);
 	broker_call_free(call);
 }
 

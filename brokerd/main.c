@@ -75,7 +75,10 @@ static bool broker_start(struct broker *b)
 		return false;
 	struct db_params p = {0};
 	db_param_text(&p, b->cfg.currency);
-	db_call(b->db, "ensure_system_accounts", &p, on_seeded, b);
+	if (db_call(b->db, "ensure_system_accounts", &p, on_seeded, b) != 0) {
+		log_err("db: cannot queue the creation of the system accounts");
+		return false;
+	}
 	char host[256];
 	uint16_t port;
 	if (!mp_split_endpoint(b->cfg.listen, host, sizeof(host), &port)) {
@@ -86,8 +89,11 @@ static bool broker_start(struct broker *b)
 		return false;
 	b->sig_int = evsignal_new(b->base, SIGINT, on_signal, b);
 	b->sig_term = evsignal_new(b->base, SIGTERM, on_signal, b);
-	event_add(b->sig_int, NULL);
-	event_add(b->sig_term, NULL);
+	if (!b->sig_int || !b->sig_term || event_add(b->sig_int, NULL) != 0 ||
+	    event_add(b->sig_term, NULL) != 0) {
+		log_err("cannot watch SIGINT and SIGTERM");
+		return false;
+	}
 	return true;
 }
 

@@ -1,62 +1,92 @@
+#include "pg_array.h"
+
 #include <stdbool.h>
 #include <stdlib.h>
 
-#include "pg_array.h"
+#include "log.h"
 
-bool pg_array_begin(struct pg_array *a)
+static bool usable(const struct pg_array *a)
+{
+	return a->f && !a->failed;
+}
+
+/* Record a failed write (fputc/fputs/fprintf report EOF or a negative count). */
+static void check(struct pg_array *a, bool ok)
+{
+	if (!ok)
+		a->failed = true;
+}
+
+void pg_array_begin(struct pg_array *a)
 {
 	*a = (struct pg_array){0};
 	a->f = open_memstream(&a->text, &a->len);
-	if (a->f)
-		fputc('{', a->f);
-	return a->f != NULL;
+	if (!a->f) {
+		log_err("db: cannot build an array parameter: open_memstream failed");
+		a->failed = true;
+		return;
+	}
+	check(a, fputc('{', a->f) != EOF);
 }
 
 static void separator(struct pg_array *a)
 {
 	if (a->count++)
-		fputc(',', a->f);
+		check(a, fputc(',', a->f) != EOF);
 }
 
 void pg_array_bytea(struct pg_array *a, const uint8_t *data, size_t len)
 {
+	if (!usable(a))
+		return;
 	separator(a);
-	fputs("\"\\\\x", a->f); /* "\\x..." inside an array literal is the bytea \x... */
-	for (size_t i = 0; i < len; i++)
-		fprintf(a->f, "%02x", data[i]);
-	fputc('"', a->f);
+	/* "\\x..." inside an array literal is the bytea \x... */
+	check(a, fputs("\"\\\\x", a->f) != EOF);
+	for (size_t i = 0; i < len && usable(a); i++)
+		check(a, fprintf(a->f, "%02x", data[i]) == 2);
+	check(a, fputc('"', a->f) != EOF);
 }
 
 void pg_array_int(struct pg_array *a, int64_t v)
 {
+	if (!usable(a))
+		return;
 	separator(a);
-	fprintf(a->f, "%lld", (long long)v);
+	check(a, fprintf(a->f, "%lld", (long long)v) > 0);
 }
 
 void pg_array_text(struct pg_array *a, const char *s)
 {
+	if (!usable(a))
+		return;
 	separator(a);
-	fputc('"', a->f);
-	for (; *s; s++) {
+	check(a, fputc('"', a->f) != EOF);
+	for (; *s && usable(a); s++) {
 		if (*s == '"' || *s == '\\')
-			fputc('\\', a->f);
-		fputc(*s, a->f);
+			check(a, fputc('\\', a->f) != EOF);
+		check(a, fputc(*s, a->f) != EOF);
 	}
-	fputc('"', a->f);
+	check(a, fputc('"', a->f) != EOF);
 }
 
 const char *pg_array_end(struct pg_array *a)
 {
-	fputc('}', a->f);
-	bool ok = fclose(a->f) == 0;
+	if (!a->f)
+		return NULL;
+	if (!a->failed)
+		check(a, fputc('}', a->f) != EOF);
+	check(a, fclose(a->f) == 0);
 	a->f = NULL;
-	return ok ? a->text : NULL;
+	if (a->failed)
+		log_err("db: cannot build an array parameter: out of memory");
+	return a->failed ? NULL : a->text;
 }
 
 void pg_array_free(struct pg_array *a)
 {
 	if (a->f)
 		fclose(a->f);
+	a->f = NULL;
 	free(a->text);
 	a->text = NULL;
 }

@@ -1,4 +1,7 @@
-/* PostgreSQL array literals for batch calls ({...} text form), built with open_memstream. */
+/* PostgreSQL array literals for batch calls ({...} text form), built with open_memstream.
+ * Failure is sticky: if pg_array_begin could not open the stream or any append failed (out of
+ * memory), every later append does nothing and pg_array_end returns NULL. A caller therefore
+ * checks one thing, the result of pg_array_end, and never sends a truncated literal. */
 #pragma once
 #include <stdbool.h>
 #include <stdint.h>
@@ -9,12 +12,13 @@ struct pg_array {
 	char *text;
 	size_t len;
 	unsigned count;
+	bool failed;
 };
 
-bool pg_array_begin(struct pg_array *a);
+void pg_array_begin(struct pg_array *a);
 void pg_array_bytea(struct pg_array *a, const uint8_t *data, size_t len);
 void pg_array_int(struct pg_array *a, int64_t v);
 void pg_array_text(struct pg_array *a, const char *s);
-/* Closes the literal; the text stays valid until pg_array_free. NULL on failure. */
-const char *pg_array_end(struct pg_array *a);
+/* Closes the literal; the text stays valid until pg_array_free. NULL if anything failed. */
+__attribute__((warn_unused_result)) const char *pg_array_end(struct pg_array *a);
 void pg_array_free(struct pg_array *a);

@@ -15,7 +15,9 @@ static void reply_unroutable(struct mp_conn *c, const MpEnvelope *env, const cha
 	out.request_id = env->request_id;
 	out.body_case = MP_BODY(ERROR);
 	out.error = broker_status(&st, MP_ST(MALFORMED), why);
-	mp_conn_send(c, &out);
+	if (mp_conn_send(c, &out) != 0)
+		mp_conn_close(c, "cannot send the refusal of request %llu",
+			      (unsigned long long)env->request_id);
 }
 
 static void on_envelope(struct mp_conn *c, const MpEnvelope *env, void *arg)

@@ -491,7 +491,11 @@ struct mp_conn *net_conn_new(struct event_base *base, struct bufferevent *bev,
 		struct timeval tv = {(time_t)handshake_s, 0};
 		evtimer_add(c->deadline, &tv);
 	}
-	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	if (bufferevent_enable(bev, EV_READ | EV_WRITE) != 0) {
+		bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
+		free(c); /* the caller frees bev */
+		return NULL;
+	}
 	return c;
 }
 

@@ -29,8 +29,14 @@ static SSL_CTX *new_ctx(const SSL_METHOD *method, char *err, size_t errlen)
 		snprintf(err, errlen, "SSL_CTX_new: %s", mp_tls_errors(e, sizeof(e)));
 		return NULL;
 	}
-	SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
-	SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION);
+	if (SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) != 1 ||
+	    SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) != 1) {
+		char e[256];
+		snprintf(err, errlen, "cannot restrict TLS to version 1.3: %s",
+			 mp_tls_errors(e, sizeof(e)));
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
 	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	return ctx;
@@ -76,7 +82,13 @@ SSL_CTX *mp_tls_server_ctx(const char *cert, const char *key, const char *ca,
 	}
 	/* Wallets must not be linkable across channels: no session resumption. */
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-	SSL_CTX_set_num_tickets(ctx, 0);
+	if (SSL_CTX_set_num_tickets(ctx, 0) != 1) {
+		char e[256];
+		snprintf(err, errlen, "cannot turn session tickets off: %s",
+			 mp_tls_errors(e, sizeof(e)));
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
 	int mode = SSL_VERIFY_NONE;
 	if (client_cert == MP_CLIENT_CERT_OPTIONAL)
 		mode = SSL_VERIFY_PEER;
@@ -84,9 +96,16 @@ SSL_CTX *mp_tls_server_ctx(const char *cert, const char *key, const char *ca,
 		mode = SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
 	SSL_CTX_set_verify(ctx, mode, NULL);
 	if (client_cert != MP_CLIENT_CERT_NONE) {
+		/* The names of acceptable CAs sent to clients; the list is owned by ctx. */
 		STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(ca);
-		if (names)
-			SSL_CTX_set_client_CA_list(ctx, names);
+		if (!names) {
+			char e[256];
+			snprintf(err, errlen, "%s: cannot read the CA names: %s", ca,
+				 mp_tls_errors(e, sizeof(e)));
+			SSL_CTX_free(ctx);
+			return NULL;
+		}
+		SSL_CTX_set_client_CA_list(ctx, names);
 	}
 	return ctx;
 }

@@ -102,8 +102,10 @@ static bool merchant_start(struct merchant *m)
 	m->sig_term = evsignal_new(m->base, SIGTERM, on_signal, m);
 	if (!m->redeemer || !m->sig_int || !m->sig_term)
 		return false;
-	event_add(m->sig_int, NULL);
-	event_add(m->sig_term, NULL);
+	if (event_add(m->sig_int, NULL) != 0 || event_add(m->sig_term, NULL) != 0) {
+		log_err("cannot watch SIGINT and SIGTERM");
+		return false;
+	}
 	return true;
 }
 

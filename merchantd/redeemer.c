@@ -256,8 +256,14 @@ static void on_redeemed(struct mp_conn *c, const MpEnvelope *env, void *arg)
 		char summary[256];
 		snprintf(summary, sizeof(summary), "broker answered %s: %s", mp_code_name(code),
 			 resp && resp->status ? resp->status->detail : "no answer");
-		if (code != MP_ST(INTERNAL)) /* a refusal of the whole Redeem: do not resend */
-			store_outbox_answered(r->m->store, f->redeem_id, NULL, 0);
+		/* A refusal of the whole Redeem: do not resend. If that cannot be recorded, the
+		 * stored Redeem is sent again verbatim later and the broker refuses it again. */
+		if (code != MP_ST(INTERNAL) &&
+		    !store_outbox_answered(r->m->store, f->redeem_id, NULL, 0))
+			log_err(
+			    "redeem: cannot record the broker's refusal (%s) in the outbox; the "
+			    "Redeem will be sent again",
+			    mp_code_name(code));
 		finish_round(r, false, summary);
 	}
 	micropay__v1__redeem__free_unpacked(f->body, NULL);

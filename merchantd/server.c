@@ -16,7 +16,9 @@ void merchant_send(struct mp_conn *c, uint64_t request_id, MpEnvelope *env)
 {
 	env->version = MP_PROTOCOL_VERSION;
 	env->request_id = request_id;
-	mp_conn_send(c, env);
+	if (mp_conn_send(c, env) != 0) /* never leave a request unanswered */
+		mp_conn_close(c, "cannot send the answer to request %llu",
+			      (unsigned long long)request_id);
 }
 
 static void on_open(struct mp_conn *c, void *arg)

@@ -87,8 +87,11 @@ static bool wallet_start(struct wallet *w)
 		return false;
 	w->sig_int = evsignal_new(w->base, SIGINT, on_signal, w);
 	w->sig_term = evsignal_new(w->base, SIGTERM, on_signal, w);
-	event_add(w->sig_int, NULL);
-	event_add(w->sig_term, NULL);
+	if (!w->sig_int || !w->sig_term || event_add(w->sig_int, NULL) != 0 ||
+	    event_add(w->sig_term, NULL) != 0) {
+		log_err("cannot watch SIGINT and SIGTERM");
+		return false;
+	}
 	wallet_issue_resume(w);
 	return true;
 }
