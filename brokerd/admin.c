@@ -26,13 +26,14 @@ static void admin_status(struct mp_admin_req *req, json_t *params, void *ctx)
 	struct broker *b = ctx;
 	const struct broker_stats *s = &b->stats;
 	mp_admin_reply(
-	    req, json_pack("{s:s,s:s,s:o,s:o,s:I,s:I,s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I}}", "daemon",
-			   "brokerd", "currency", b->cfg.currency, "broker_pk",
+	    req, json_pack("{s:s,s:s,s:o,s:o,s:I,s:I,s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}}",
+			   "daemon", "brokerd", "currency", b->cfg.currency, "broker_pk",
 			   mp_json_hex(b->key.pk, MP_PK_LEN), "broker_key_id",
 			   mp_json_hex(b->key_id, MP_KEY_ID_LEN), "time", (json_int_t)mp_now(),
 			   "uptime", (json_int_t)(mp_now() - b->started_at), "counters",
 			   "accounts_registered", (json_int_t)s->accounts_registered,
 			   "merchants_registered", (json_int_t)s->merchants_registered,
+			   "merchant_certs_renewed", (json_int_t)s->merchant_certs_renewed,
 			   "channels_issued", (json_int_t)s->channels_issued, "issue_duplicates",
 			   (json_int_t)s->issue_duplicates, "redeems", (json_int_t)s->redeems,
 			   "claims_credited", (json_int_t)s->claims_credited, "requests_refused",
@@ -55,14 +56,15 @@ static void admin_metrics(struct mp_admin_req *req, json_t *params, void *ctx)
 		 "micropay_broker_bad_chain_budget_refusals_total %llu\n"
 		 "micropay_broker_worker_queue_refusals_total %llu\n"
 		 "micropay_broker_worker_queue %u\n"
-		 "micropay_broker_worker_busy %u\n",
+		 "micropay_broker_worker_busy %u\n"
+		 "micropay_broker_merchant_certs_renewed_total %llu\n",
 		 (unsigned long long)s->channels_issued, (unsigned long long)s->issue_duplicates,
 		 (unsigned long long)s->redeems, (unsigned long long)s->claims_credited,
 		 (unsigned long long)s->requests_refused, db_pool_queued(b->db),
 		 (unsigned long long)s->bad_chain_hashes,
 		 (unsigned long long)s->bad_chain_budget_refusals,
 		 (unsigned long long)s->worker_queue_refusals, mp_workers_queued(b->workers),
-		 mp_workers_busy(b->workers));
+		 mp_workers_busy(b->workers), (unsigned long long)s->merchant_certs_renewed);
 	char limits[4096];
 	broker_limits_metrics(b, limits, sizeof(limits));
 	mp_admin_reply(req, json_pack("{s:s+}", "prometheus", text, limits));
@@ -163,19 +165,21 @@ static void admin_account_fund(struct mp_admin_req *req, json_t *params, void *c
 	struct broker *b = ctx;
 	uint8_t account[MP_ID_LEN], fund_id[MP_ID_LEN];
 	uint64_t amount;
-	const char *fund_hex;
+	/* fund_id is chosen by the caller and reused on retry, so that a funding whose answer
+	 * was lost credits once: there is no default (one made up here would credit twice). */
+	if (!json_object_get(params, "fund_id")) {
+		mp_admin_fail(
+		    req, MP_ADMIN_BAD_PARAMS,
+		    "parameter 'fund_id' is required: 32 hex digits chosen by the caller "
+		    "(e.g. openssl rand -hex 16), the same on every retry of this funding");
+		return;
+	}
 	if (!mp_admin_param_id(req, params, "account", account, MP_ID_LEN) ||
 	    !mp_admin_param_u64(req, params, "amount", &amount, true) ||
-	    !mp_admin_param_str(req, params, "fund_id", &fund_hex, false))
+	    !mp_admin_param_id(req, params, "fund_id", fund_id, MP_ID_LEN))
 		return;
 	if (amount == 0 || !mp_amount_valid(amount)) {
 		mp_admin_fail(req, MP_ADMIN_BAD_PARAMS, "amount must be 1 .. 2^63-1");
-		return;
-	}
-	/* fund_id makes a retried funding credit once; without one, each call is a new funding. */
-	if (fund_hex ? !mp_hex_decode(fund_hex, fund_id, MP_ID_LEN)
-		     : !mp_random_bytes(fund_id, MP_ID_LEN)) {
-		mp_admin_fail(req, MP_ADMIN_BAD_PARAMS, "fund_id must be 32 hex digits");
 		return;
 	}
 	struct db_params p = {0};
@@ -253,6 +257,25 @@ static void admin_channel_show(struct mp_admin_req *req, json_t *params, void *c
 	admin_query(b, req, "channel_show", &p, render_channel, channel);
 }
 
+/* A PostgreSQL text[] in text form ({a,b,...}; the audit's ids need no quoting) as a JSON
+ * array of strings. */
+static json_t *text_array_json(const char *text)
+{
+	json_t *out = json_array();
+	if (!out || !text || text[0] != '{')
+		return out;
+	const char *p = text + 1;
+	while (*p && *p != '}') {
+		size_t len = strcspn(p, ",}");
+		json_array_append_new(out, json_stringn(p, len));
+		p += len;
+		if (*p == ',')
+			p++;
+	}
+	return out;
+}
+
+/* {ok, checks: [{check, ok, detail, offenders: [ids]}]}: every invariant, violated or not. */
 static void render_audit(struct mp_admin_req *req, const PGresult *res, void *extra)
 {
 	bool all_ok = true;
@@ -261,10 +284,14 @@ static void render_audit(struct mp_admin_req *req, const PGresult *res, void *ex
 		bool ok = db_get_bool(res, i, "ok");
 		const char *detail = db_get_text(res, i, "detail");
 		all_ok = all_ok && ok;
-		json_array_append_new(checks, json_pack("{s:s,s:b,s:s}", "check",
-							db_get_text(res, i, "check_name"), "ok", ok,
-							"detail", detail ? detail : ""));
+		json_array_append_new(checks,
+				      json_pack("{s:s,s:b,s:s,s:o}", "check",
+						db_get_text(res, i, "check_name"), "ok", ok,
+						"detail", detail ? detail : "", "offenders",
+						text_array_json(db_get_text(res, i, "offenders"))));
 	}
+	if (!all_ok)
+		log_warn("audit: invariants violated (see the audit answer)");
 	mp_admin_reply(req, json_pack("{s:b,s:o}", "ok", all_ok, "checks", checks));
 }
 
@@ -288,7 +315,8 @@ static const struct mp_admin_method broker_methods[] = {
     {"status", admin_status, "daemon status and counters"},
     {"metrics", admin_metrics, "Prometheus text"},
     {"account.create", admin_account_create, "{kind: merchant, bond?}"},
-    {"account.fund", admin_account_fund, "{account, amount, fund_id?}"},
+    {"account.fund", admin_account_fund,
+     "{account, amount, fund_id} (fund_id: 32 hex digits, the same on retry)"},
     {"account.show", admin_account_show, "{account} (customer account or merchant id)"},
     {"channel.show", admin_channel_show, "{channel}"},
     {"audit", admin_audit, "ledger and escrow invariants"},

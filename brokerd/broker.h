@@ -44,6 +44,7 @@ struct broker_config {
 struct broker_stats {
 	uint64_t accounts_registered;
 	uint64_t merchants_registered;
+	uint64_t merchant_certs_renewed;
 	uint64_t channels_issued;
 	uint64_t issue_duplicates;
 	uint64_t claims_credited;
@@ -116,6 +117,8 @@ void handle_redeem(struct broker *b, struct mp_conn *c, const MpEnvelope *env);
 
 bool broker_admin_open(struct broker *b);
 bool broker_config_load(struct broker_config *cfg, const char *path, char *err, size_t errlen);
+/* Seconds a MerchantCert lives: merchant_cert_lifetime_s if set, else merchant_cert_days. */
+uint64_t broker_merchant_cert_lifetime(const struct broker_config *cfg);
 void broker_config_free(struct broker_config *cfg);
 bool broker_listen(struct broker *b, const char *host, uint16_t port);
 /* The listener's and the admission limits' counters, Prometheus text appended at out. */

@@ -125,6 +125,12 @@ bool broker_config_load(struct broker_config *cfg, const char *path, char *err, 
 	return check_limits(cfg, path, err, errlen);
 }
 
+uint64_t broker_merchant_cert_lifetime(const struct broker_config *cfg)
+{
+	return cfg->merchant_cert_lifetime_s ? cfg->merchant_cert_lifetime_s
+					     : MP_DAYS(cfg->merchant_cert_days);
+}
+
 void broker_config_free(struct broker_config *cfg)
 {
 	mp_config_free(broker_keys, cfg);

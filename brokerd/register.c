@@ -12,8 +12,6 @@
 #include "tls.h"
 #include "util.h"
 
-#define MERCHANT_CERT_LIFETIME (90 * 24 * 3600ULL)
-
 static void reply_account(struct broker_call *call, MpCode code, const char *detail,
 			  const uint8_t *account_id)
 {
@@ -117,7 +115,18 @@ void handle_register_account(struct broker *b, struct mp_conn *c, const MpEnvelo
 	protobuf_c_message_free_unpacked(body, NULL);
 }
 
-/* ---- RegisterMerchant ---- */
+/* ---- RegisterMerchant ----
+ * Flow (one request):
+ *   check the statement and the peer certificate
+ *     -> merchant_lookup (database clock, stored cert, renewal_due)
+ *        unknown merchant                         -> UNKNOWN_ACCOUNT
+ *        registered, another statement            -> CONFLICT + the stored cert
+ *        registered, same statement, not due      -> DUPLICATE_OK + the stored cert
+ *        not registered, or same statement and due -> sign a cert (valid_until = db_now +
+ *           lifetime) -> register_merchant, which decides again under the row lock
+ *           -> OK + the new cert (registered or renewed) | DUPLICATE_OK / CONFLICT + stored
+ * The renewal rule (less than a third of the life left) is docs/operations.md, "MerchantCert
+ * renewal"; the SQL is brokerd/sql/0005-merchant-cert-history.sql. */
 
 struct merchant_reg {
 	struct broker_call *call;
@@ -125,6 +134,7 @@ struct merchant_reg {
 	uint8_t reg_hash[MP_HASH_LEN];
 	MpSigned *cert;
 	uint64_t bond;
+	bool renewal; /* the merchant is registered: a new cert replaces a due one */
 };
 
 static void merchant_reg_free(struct merchant_reg *reg)
@@ -150,18 +160,24 @@ static void reply_merchant(struct merchant_reg *reg, MpCode code, const char *de
 	merchant_reg_free(reg);
 }
 
-static void reply_stored_cert(struct merchant_reg *reg, MpCode code, const PGresult *res)
+/* DUPLICATE_OK or CONFLICT carrying the stored MerchantCert (PROTOCOL.md section 5). */
+static void reply_stored_cert(struct merchant_reg *reg, MpCode code, const char *detail,
+			      const PGresult *res)
 {
 	size_t len = 0;
 	uint8_t *bytes = db_get_blob(res, 0, "cert", &len);
 	MpSigned *stored = bytes ? mp_stmt_decode(bytes, len) : NULL;
 	free(bytes);
-	if (!stored)
+	char hex[MP_HEX_ID_LEN + 1];
+	mp_hex_encode(reg->rm->merchant_id.data, MP_ID_LEN, hex);
+	if (code == MP_ST(CONFLICT))
+		log_warn("merchant %s: RegisterMerchant refused: %s", hex, detail);
+	if (!stored) {
+		log_err("merchant %s: the stored MerchantCert is missing or unreadable", hex);
 		reply_merchant(reg, MP_ST(INTERNAL), "stored MerchantCert unreadable", NULL);
-	else
-		reply_merchant(reg, code,
-			       code == MP_ST(CONFLICT) ? "merchant already registered" : NULL,
-			       stored);
+	} else {
+		reply_merchant(reg, code, detail, stored);
+	}
 	mp_stmt_free(stored);
 }
 
@@ -175,12 +191,21 @@ static void on_merchant_registered(const PGresult *res, const char *error, void 
 	MpCode code = (MpCode)db_get_i64(res, 0, "status");
 	char hex[MP_HEX_ID_LEN + 1];
 	mp_hex_encode(reg->rm->merchant_id.data, MP_ID_LEN, hex);
-	log_info("merchant %s: registration answered %s", hex, mp_code_name(code));
+	log_info("merchant %s: registration answered %s%s", hex, mp_code_name(code),
+		 code == MP_ST(OK) && reg->renewal ? " (MerchantCert renewed)" : "");
 	if (code == MP_ST(OK)) {
-		reg->call->b->stats.merchants_registered++;
+		if (reg->renewal)
+			reg->call->b->stats.merchant_certs_renewed++;
+		else
+			reg->call->b->stats.merchants_registered++;
 		reply_merchant(reg, code, NULL, reg->cert);
-	} else if (code == MP_ST(DUPLICATE_OK) || code == MP_ST(CONFLICT)) {
-		reply_stored_cert(reg, code, res);
+	} else if (code == MP_ST(DUPLICATE_OK)) {
+		reply_stored_cert(reg, code, NULL, res);
+	} else if (code == MP_ST(CONFLICT)) {
+		reply_stored_cert(reg, code,
+				  "merchant_id or merchant_pk is registered by another "
+				  "RegisterMerchant: the stored MerchantCert is attached",
+				  res);
 	} else {
 		reply_merchant(reg, code,
 			       code == MP_ST(INTERNAL) ? "bond changed meanwhile; retry"
@@ -216,8 +241,26 @@ static void on_merchant_looked_up(const PGresult *res, const char *error, void *
 			       NULL);
 		return;
 	}
+	if (!db_is_null(res, 0, "register_hash")) {
+		uint8_t stored_hash[MP_HASH_LEN];
+		if (!db_get_bytes(res, 0, "register_hash", stored_hash, MP_HASH_LEN) ||
+		    memcmp(stored_hash, reg->reg_hash, MP_HASH_LEN) != 0) {
+			reply_stored_cert(reg, MP_ST(CONFLICT),
+					  "merchant_id is registered with another key or endpoint: "
+					  "the stored MerchantCert is attached",
+					  res);
+			return;
+		}
+		if (!db_get_bool(res, 0, "renewal_due")) {
+			reply_stored_cert(reg, MP_ST(DUPLICATE_OK), NULL, res);
+			return;
+		}
+		reg->renewal = true;
+	}
 	reg->bond = (uint64_t)db_get_i64(res, 0, "bond");
-	uint64_t valid_until = mp_now() + MERCHANT_CERT_LIFETIME;
+	/* The database clock decides broker deadlines (PROTOCOL.md section 5). */
+	uint64_t issued_at = (uint64_t)db_get_i64(res, 0, "db_now");
+	uint64_t valid_until = issued_at + broker_merchant_cert_lifetime(&b->cfg);
 	reg->cert = sign_merchant_cert(b, reg->rm, reg->bond, valid_until);
 	if (!reg->cert) {
 		reply_merchant(reg, MP_ST(INTERNAL), "signing failed", NULL);
@@ -233,6 +276,7 @@ static void on_merchant_looked_up(const PGresult *res, const char *error, void *
 	db_param_u64(&p, reg->bond);
 	db_param_bytes(&p, cert, cert_len);
 	db_param_u64(&p, valid_until);
+	db_param_u64(&p, issued_at);
 	if (!cert || db_call(b->db, "register_merchant", &p, on_merchant_registered, reg) != 0)
 		reply_merchant(reg, MP_ST(INTERNAL), "cannot queue the registration", NULL);
 	free(cert);

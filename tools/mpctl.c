@@ -31,8 +31,10 @@ static void usage(FILE *out)
 	    "JSON value. The result is printed as JSON; errors go to stderr with exit status 1.\n"
 	    "\n"
 	    "examples:\n"
-	    "  mpctl -s run/brokerd.sock account.fund account=ab12... amount=1000\n"
-	    "  mpctl -s run/brokerd.sock account fund account=ab12... amount=1000\n"
+	    "  mpctl -s run/brokerd.sock account.fund account=ab12... amount=1000 fund_id=9f0c...\n"
+	    "  mpctl -s run/brokerd.sock account fund account=ab12... amount=1000 fund_id=9f0c...\n"
+	    "    (fund_id: 32 hex digits you choose, e.g. openssl rand -hex 16; a retry with the\n"
+	    "     same fund_id credits once)\n"
 	    "  mpctl -s run/walletd.sock pay channel_id=... endpoint=127.0.0.1:7443 units=5 "
 	    "order_ref=0a1b\n");
 }

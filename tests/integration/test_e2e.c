@@ -66,10 +66,13 @@ static int64_t pending_of(const char *mid_hex)
 
 static void fund(const uint8_t account[MP_ID_LEN], uint64_t amount)
 {
-	char hex[MP_HEX_ID_LEN + 1], params[160];
+	char hex[MP_HEX_ID_LEN + 1], fund_hex[MP_HEX_ID_LEN + 1], params[200];
+	uint8_t fund_id[MP_ID_LEN];
+	ck_assert(mp_random_bytes(fund_id, MP_ID_LEN));
 	mp_hex_encode(account, MP_ID_LEN, hex);
-	snprintf(params, sizeof(params), "{\"account\":\"%s\",\"amount\":%llu}", hex,
-		 (unsigned long long)amount);
+	mp_hex_encode(fund_id, MP_ID_LEN, fund_hex);
+	snprintf(params, sizeof(params), "{\"account\":\"%s\",\"amount\":%llu,\"fund_id\":\"%s\"}",
+		 hex, (unsigned long long)amount, fund_hex);
 	json_decref(admin_ok(&net, "broker", "account.fund", params));
 }
 

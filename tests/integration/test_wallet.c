@@ -40,9 +40,12 @@ static int64_t broker_balance(const char *id, bool pending)
 
 static void fund(uint64_t amount)
 {
-	char params[160];
-	snprintf(params, sizeof(params), "{\"account\":\"%s\",\"amount\":%llu}", account,
-		 (unsigned long long)amount);
+	char params[200], fund_hex[MP_HEX_ID_LEN + 1];
+	uint8_t fund_id[MP_ID_LEN];
+	ck_assert(mp_random_bytes(fund_id, MP_ID_LEN));
+	mp_hex_encode(fund_id, MP_ID_LEN, fund_hex);
+	snprintf(params, sizeof(params), "{\"account\":\"%s\",\"amount\":%llu,\"fund_id\":\"%s\"}",
+		 account, (unsigned long long)amount, fund_hex);
 	json_decref(admin_ok(&net, "broker", "account.fund", params));
 }
 
