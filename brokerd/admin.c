@@ -326,6 +326,7 @@ static const struct mp_admin_method broker_methods[] = {
 
 bool broker_admin_open(struct broker *b)
 {
-	b->admin = mp_admin_open(b->base, b->cfg.admin_socket, broker_methods, b);
+	b->admin =
+	    mp_admin_open(b->base, b->cfg.admin_socket, b->cfg.admin_group, broker_methods, b);
 	return b->admin != NULL;
 }

@@ -39,6 +39,7 @@ struct broker_config {
 	char *db_conninfo;
 	uint32_t db_pool;
 	char *admin_socket;
+	char *admin_group; /* NULL: none */
 };
 
 struct broker_stats {

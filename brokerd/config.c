@@ -56,6 +56,8 @@ static const struct mp_cfg_key broker_keys[] = {
     K("db", "conninfo", MP_CFG_STRING, db_conninfo, true, "libpq connection string"),
     N("db", "pool", MP_CFG_U32, db_pool, 1, 64, "connections, default 4"),
     K("admin", "socket", MP_CFG_STRING, admin_socket, true, "Unix socket path"),
+    K("admin", "group", MP_CFG_STRING, admin_group, false,
+      "group (name or gid) whose members may use the admin socket"),
     MP_CFG_END,
 };
 

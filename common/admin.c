@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "peercred.h"
 #include "util.h"
 
 #define ADMIN_MAX_LINE (1u << 20)
@@ -24,6 +25,7 @@ struct mp_admin {
 	const struct mp_admin_method *methods;
 	void *ctx;
 	char *path;
+	struct mp_peer_policy policy;
 };
 
 struct admin_conn {
@@ -31,7 +33,6 @@ struct admin_conn {
 	struct mp_admin *admin;
 	unsigned refs;
 	bool closed;
-	uid_t uid;
 };
 
 struct mp_admin_req {
@@ -62,10 +63,14 @@ static void send_json(struct admin_conn *c, json_t *msg)
 		return;
 	char *text = json_dumps(msg, JSON_COMPACT);
 	if (!text) {
-		log_err("admin: cannot encode a reply");
+		log_err("admin: cannot encode a reply; closing the connection");
+		conn_close(c);
 		return;
 	}
-	evbuffer_add_printf(bufferevent_get_output(c->bev), "%s\n", text);
+	if (evbuffer_add_printf(bufferevent_get_output(c->bev), "%s\n", text) < 0) {
+		log_err("admin: cannot queue a reply (out of memory); closing the connection");
+		conn_close(c);
+	}
 	free(text);
 }
 
@@ -184,28 +189,11 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 		conn_close(arg);
 }
 
-static bool peer_allowed(int fd, uid_t *uid_out)
-{
-	struct ucred cred;
-	socklen_t len = sizeof(cred);
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
-		log_warn("admin: SO_PEERCRED failed: %s", strerror(errno));
-		return false;
-	}
-	*uid_out = cred.uid;
-	if (cred.uid == 0 || cred.uid == geteuid() || cred.gid == getegid())
-		return true;
-	log_warn("admin: refusing peer pid %d uid %u gid %u", (int)cred.pid, (unsigned)cred.uid,
-		 (unsigned)cred.gid);
-	return false;
-}
-
 static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa,
 		      int salen, void *arg)
 {
 	struct mp_admin *a = arg;
-	uid_t uid = 0;
-	if (!peer_allowed(fd, &uid)) {
+	if (!mp_peer_allowed(fd, &a->policy)) {
 		evutil_closesocket(fd);
 		return;
 	}
@@ -219,15 +207,42 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 		evutil_closesocket(fd);
 		return;
 	}
-	*c = (struct admin_conn){bev, a, 1, false, uid};
+	*c = (struct admin_conn){bev, a, 1, false};
 	bufferevent_setcb(bev, on_read, NULL, on_event, c);
-	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	if (bufferevent_enable(bev, EV_READ | EV_WRITE) != 0) {
+		log_err("admin: cannot watch a new connection; dropping it");
+		bufferevent_free(bev);
+		free(c);
+	}
 }
 
-struct mp_admin *mp_admin_open(struct event_base *base, const char *path,
+/* Mode 0660, and the admin group's if one is configured: the file system admits its members
+ * (SO_PEERCRED alone cannot let in a group the socket file keeps out). */
+static bool socket_permissions(const char *path, const struct mp_peer_policy *policy)
+{
+	if (chmod(path, 0660) != 0) {
+		log_err("admin: chmod 0660 %s: %s", path, strerror(errno));
+		return false;
+	}
+	if (policy->has_group && chown(path, (uid_t)-1, policy->group) != 0) {
+		log_err("admin: cannot give %s to the admin group %u: %s (the daemon must be root "
+			"or a member of that group)",
+			path, (unsigned)policy->group, strerror(errno));
+		return false;
+	}
+	return true;
+}
+
+struct mp_admin *mp_admin_open(struct event_base *base, const char *path, const char *group,
 			       const struct mp_admin_method *methods, void *ctx)
 {
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	gid_t gid = 0;
+	char err[256];
+	if (group && !mp_group_resolve(group, &gid, err, sizeof(err))) {
+		log_err("admin: %s", err);
+		return NULL;
+	}
 	if (strlen(path) >= sizeof(sun.sun_path)) {
 		log_err("admin: socket path too long: %s", path);
 		return NULL;
@@ -243,6 +258,7 @@ struct mp_admin *mp_admin_open(struct event_base *base, const char *path,
 	a->methods = methods;
 	a->ctx = ctx;
 	a->path = strdup(path);
+	a->policy = mp_peer_policy_self(group ? &gid : NULL);
 	mode_t old = umask(0117);
 	a->evl = evconnlistener_new_bind(base, on_accept, a, LEV_OPT_CLOSE_ON_FREE, 16,
 					 (struct sockaddr *)&sun, sizeof(sun));
@@ -253,8 +269,12 @@ struct mp_admin *mp_admin_open(struct event_base *base, const char *path,
 		free(a);
 		return NULL;
 	}
-	chmod(path, 0660);
-	log_info("admin: listening on %s", path);
+	if (!socket_permissions(path, &a->policy)) {
+		mp_admin_close(a);
+		return NULL;
+	}
+	log_info("admin: listening on %s%s%s", path, group ? ", admin group " : "",
+		 group ? group : "");
 	return a;
 }
 

@@ -1,7 +1,15 @@
 /* JSON-lines admin socket: {"id":1,"method":"status","params":{...}} ->
  * {"id":1,"result":{...}} or {"id":1,"error":{"code":..,"message":..}}.
- * A Unix socket (mode 0660) whose peers are checked with SO_PEERCRED: root, the daemon's own
- * user or a member of its group. Handlers may answer later (after a database or network call). */
+ * Handlers may answer later (after a database or network call).
+ *
+ * Who may connect: the socket file has mode 0660 and belongs to the daemon's user and to the
+ * configured admin group (else the daemon's group), so the file system lets in only those; then
+ * each accepted peer's credentials, as the kernel recorded them at connect (SO_PEERCRED for the
+ * uid and primary gid, SO_PEERGROUPS for the supplementary groups), must be one of:
+ *   - root (uid 0) or the daemon's own effective uid;
+ *   - a process holding the daemon's effective gid, as primary or supplementary group;
+ *   - a process holding the configured admin group ([admin] group), primary or supplementary.
+ * Everyone else is refused at accept with a log line naming pid, uid and gid. */
 #pragma once
 #include <jansson.h>
 #include <stdbool.h>
@@ -30,8 +38,9 @@ enum mp_admin_error {
 	MP_ADMIN_UNAVAILABLE = -2,
 };
 
-/* methods ends with {NULL}. The table must outlive the admin socket. */
-struct mp_admin *mp_admin_open(struct event_base *base, const char *path,
+/* methods ends with {NULL}. The table must outlive the admin socket. group: the admin group
+ * (a group name or a numeric gid), or NULL for none. NULL (logged) on failure. */
+struct mp_admin *mp_admin_open(struct event_base *base, const char *path, const char *group,
 			       const struct mp_admin_method *methods, void *ctx);
 void mp_admin_close(struct mp_admin *a);
 

@@ -212,6 +212,7 @@ static const struct mp_admin_method merchant_methods[] = {
 
 bool merchant_admin_open(struct merchant *m)
 {
-	m->admin = mp_admin_open(m->base, m->cfg.admin_socket, merchant_methods, m);
+	m->admin =
+	    mp_admin_open(m->base, m->cfg.admin_socket, m->cfg.admin_group, merchant_methods, m);
 	return m->admin != NULL;
 }

@@ -77,16 +77,8 @@ static bool load_state(struct merchant *m)
 		log_err("store thread: %s", err);
 		return false;
 	}
-	uint8_t *cert = NULL;
-	size_t len = 0;
-	if (store_meta_get(m->store, "merchant_cert", &cert, &len)) {
-		MpSigned *s = mp_stmt_decode(cert, len);
-		if (!s || !merchant_accept_cert(m, s, false))
-			log_warn(
-			    "store: the stored MerchantCert does not verify; registering again");
-		mp_stmt_free(s);
-	}
-	free(cert);
+	if (!merchant_cert_load(m))
+		return false;
 	log_info("store: %zu channels, %zu orders recovered", m->channels.count, m->orders.count);
 	return true;
 }
@@ -160,5 +152,5 @@ int main(int argc, char **argv)
 		event_base_dispatch(m.base);
 	}
 	merchant_stop(&m);
-	return ok ? 0 : 1;
+	return ok && !m.failed ? 0 : 1;
 }

@@ -40,6 +40,7 @@ struct merchant_config {
 	char *tls_key;
 	char *tls_ca;
 	char *admin_socket;
+	char *admin_group; /* NULL: none */
 };
 
 enum channel_state { CHANNEL_HELD = 1, CHANNEL_EXPIRED = 2 };
@@ -111,6 +112,9 @@ struct merchant {
 	uint8_t broker_pk[MP_PK_LEN];
 	uint8_t broker_key_id[MP_KEY_ID_LEN];
 	uint64_t cert_valid_until; /* our MerchantCert; 0 until registered */
+	uint64_t cert_received_at; /* when we received it: its life is counted from here */
+	bool cert_confirmed;	   /* the broker answered our RegisterMerchant in this run */
+	bool failed;		   /* stopped on a condition no retry can fix: exit status 1 */
 	SSL_CTX *server_tls, *client_tls;
 	struct mp_listener *listener;
 	struct mp_admin *admin;
@@ -172,4 +176,17 @@ void redeemer_run(struct redeemer *r, redeem_done_fn done, void *arg);
 
 bool merchant_admin_open(struct merchant *m);
 void *merchant_peer_new(void);
+
+/* merchant_cert.c: our MerchantCert (accept, load, renewal, CONFLICT) */
+/* Verify cert (broker key, our id and key) and adopt it; persist: store it if it is new. */
 bool merchant_accept_cert(struct merchant *m, const MpSigned *cert, bool persist);
+/* The stored cert at start-up (false only on a store error). */
+bool merchant_cert_load(struct merchant *m);
+/* Less than a third of the cert's life left (or expired). */
+bool merchant_cert_renewal_due(const struct merchant *m, uint64_t now);
+/* A RegisterMerchant is wanted: no cert, not yet confirmed in this run, or renewal due. */
+bool merchant_cert_wanted(const struct merchant *m, uint64_t now);
+/* Seconds between renewal checks: a hundredth of the life, 1 s .. 1 h. */
+unsigned merchant_cert_check_interval(const struct merchant *m);
+/* The broker answered CONFLICT carrying its stored cert: log both sides and stop. */
+void merchant_cert_conflict(struct merchant *m, const MpSigned *stored, const char *detail);

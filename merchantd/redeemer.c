@@ -67,9 +67,9 @@ static void on_broker_open(struct mp_conn *c, void *arg)
 		return;
 	}
 	log_info("broker %s: connected", mp_conn_peer(c));
-	if (r->m->cert_valid_until == 0)
+	if (merchant_cert_wanted(r->m, mp_now()))
 		ensure_registered(r);
-	else if (r->round_running)
+	if (r->m->cert_valid_until != 0 && r->round_running)
 		start_round(r);
 }
 
@@ -120,54 +120,45 @@ static bool connected(struct redeemer *r)
 
 /* ---- registration ---- */
 
-bool merchant_accept_cert(struct merchant *m, const MpSigned *cert, bool persist)
-{
-	ProtobufCMessage *body;
-	if (mp_stmt_open(cert, MP_STMT_MERCHANT_CERT, m->broker_pk,
-			 &micropay__v1__merchant_cert__descriptor, &body) != MP_ST(OK))
-		return false;
-	Micropay__V1__MerchantCert *mc = (Micropay__V1__MerchantCert *)body;
-	bool ok = mp_bytes_len_is(mc->merchant_id, MP_ID_LEN) &&
-		  !memcmp(mc->merchant_id.data, m->mid, MP_ID_LEN) &&
-		  mp_bytes_len_is(mc->merchant_pk, MP_PK_LEN) &&
-		  !memcmp(mc->merchant_pk.data, m->key.pk, MP_PK_LEN);
-	if (ok && persist) {
-		size_t len;
-		uint8_t *bytes = mp_stmt_encode(cert, &len);
-		ok = bytes && store_meta_put(m->store, "merchant_cert", bytes, len);
-		free(bytes);
-	}
-	if (ok)
-		m->cert_valid_until = mc->valid_until;
-	protobuf_c_message_free_unpacked(body, NULL);
-	return ok;
-}
-
+/* The answer to RegisterMerchant: a cert (new, renewed or the same), CONFLICT (stop: no retry
+ * can succeed, see merchant_cert.c), or a refusal retried on the timer. */
 static void on_registered(struct mp_conn *c, const MpEnvelope *env, void *arg)
 {
 	struct redeemer *r = arg;
+	struct merchant *m = r->m;
 	r->registering = false;
 	if (!env)
 		return;
 	const Micropay__V1__RegisterMerchantResp *resp =
 	    env->body_case == MP_BODY(REGISTER_MERCHANT_RESP) ? env->register_merchant_resp : NULL;
 	MpCode code = resp && resp->status ? resp->status->code : MP_ST(MALFORMED);
-	if ((code != MP_ST(OK) && code != MP_ST(DUPLICATE_OK)) || !resp->merchant_cert ||
-	    !merchant_accept_cert(r->m, resp->merchant_cert, true)) {
-		log_err("registration with the broker refused: %s %s", mp_code_name(code),
-			resp && resp->status ? resp->status->detail : "");
+	const char *detail = resp && resp->status ? resp->status->detail : "";
+	if (code == MP_ST(CONFLICT)) {
+		merchant_cert_conflict(m, resp->merchant_cert, detail);
 		return;
 	}
-	log_info("registered with the broker; MerchantCert valid until %llu",
-		 (unsigned long long)r->m->cert_valid_until);
-	if (r->round_running)
+	uint64_t before = m->cert_valid_until;
+	if ((code != MP_ST(OK) && code != MP_ST(DUPLICATE_OK)) || !resp->merchant_cert ||
+	    !merchant_accept_cert(m, resp->merchant_cert, true)) {
+		log_err("registration with the broker refused: %s %s; retrying in %u s",
+			mp_code_name(code), detail, RETRY_SECONDS);
+		return;
+	}
+	m->cert_confirmed = true;
+	if (before == 0)
+		log_info("registered with the broker; MerchantCert valid until %llu",
+			 (unsigned long long)m->cert_valid_until);
+	else if (before != m->cert_valid_until)
+		log_info("MerchantCert renewed: valid until %llu (was %llu)",
+			 (unsigned long long)m->cert_valid_until, (unsigned long long)before);
+	if (before == 0 && r->round_running)
 		start_round(r);
 }
 
 static void ensure_registered(struct redeemer *r)
 {
 	struct merchant *m = r->m;
-	if (m->cert_valid_until || r->registering || !connected(r))
+	if (!merchant_cert_wanted(m, mp_now()) || r->registering || !connected(r))
 		return;
 	Micropay__V1__RegisterMerchant rm = MICROPAY__V1__REGISTER_MERCHANT__INIT;
 	rm.merchant_id = (ProtobufCBinaryData){MP_ID_LEN, m->mid};
@@ -382,15 +373,18 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct redeemer *r = arg;
 	struct merchant *m = r->m;
-	if (m->cert_valid_until == 0)
+	if (merchant_cert_wanted(m, mp_now()))
 		ensure_registered(r);
-	else if (m->cfg.redeem_interval)
+	if (m->cert_valid_until != 0 && m->cfg.redeem_interval)
 		redeemer_run(r, NULL, NULL);
 	unsigned next = m->cert_valid_until == 0 ? RETRY_SECONDS
 			: m->cfg.redeem_interval ? m->cfg.redeem_interval
 						 : 3600;
+	if (m->cert_valid_until != 0 && merchant_cert_check_interval(m) < next)
+		next = merchant_cert_check_interval(m); /* renewal ahead of time */
 	struct timeval tv = {next, 0};
-	evtimer_add(r->timer, &tv);
+	if (evtimer_add(r->timer, &tv) != 0)
+		log_err("redeem: cannot arm the timer; redemption and renewal run only on demand");
 }
 
 struct redeemer *redeemer_new(struct merchant *m)
@@ -405,7 +399,11 @@ struct redeemer *redeemer_new(struct merchant *m)
 		return NULL;
 	}
 	struct timeval now = {0, 0};
-	evtimer_add(r->timer, &now);
+	if (evtimer_add(r->timer, &now) != 0) {
+		event_free(r->timer);
+		free(r);
+		return NULL;
+	}
 	return r;
 }
 

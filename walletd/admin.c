@@ -141,6 +141,7 @@ static const struct mp_admin_method wallet_methods[] = {
 
 bool wallet_admin_open(struct wallet *w)
 {
-	w->admin = mp_admin_open(w->base, w->cfg.admin_socket, wallet_methods, w);
+	w->admin =
+	    mp_admin_open(w->base, w->cfg.admin_socket, w->cfg.admin_group, wallet_methods, w);
 	return w->admin != NULL;
 }

@@ -30,6 +30,8 @@ static const struct mp_cfg_key wallet_keys[] = {
     N("wallet", "idle_timeout", MP_CFG_U32, idle_timeout, 1, MP_DAYS(1), "seconds, default 60"),
     K("tls", "ca", MP_CFG_STRING, tls_ca, true, "PEM CA certificate"),
     K("admin", "socket", MP_CFG_STRING, admin_socket, true, "Unix socket path"),
+    K("admin", "group", MP_CFG_STRING, admin_group, false,
+      "group (name or gid) whose members may use the admin socket"),
     MP_CFG_END,
 };
 

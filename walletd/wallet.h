@@ -29,6 +29,7 @@ struct wallet_config {
 	uint32_t idle_timeout;
 	char *tls_ca;
 	char *admin_socket;
+	char *admin_group; /* NULL: none */
 	/* Derived at load. */
 	uint8_t broker_pk[MP_PK_LEN];
 	char broker_host[256];

@@ -1,0 +1,334 @@
+/* RegisterMerchant against the real brokerd and merchantd: the stored cert is returned while it
+ * has more than a third of its life left and a fresh one (same key, later valid_until) after,
+ * with the old one kept; merchantd renews on its own; a CONFLICT carries the stored cert and
+ * stops a merchantd whose key is not the registered one. The broker's MerchantCert lifetime is
+ * shortened to LIFETIME seconds ([broker] merchant_cert_lifetime_s). */
+#include <check.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "harness_db.h"
+#include "../check_run.h"
+
+#define LIFETIME 15 /* seconds: renewal is due after 10 */
+
+static struct net net;
+static char ca[700], broker_ep[128], m1_hex[64];
+static uint8_t broker_pk[MP_PK_LEN];
+
+static void setup_net(void)
+{
+	char lifetime[16], pk_hex[80];
+	snprintf(lifetime, sizeof(lifetime), "%d", LIFETIME);
+	setenv("MP_MERCHANT_CERT_LIFETIME_S", lifetime, 1);
+	setenv("MP_NO_WALLET", "1", 1);
+	net_up(&net);
+	net_path(&net, "tls/ca.crt", ca, sizeof(ca));
+	net_read(&net, "broker", "endpoint", broker_ep, sizeof(broker_ep));
+	net_read(&net, "broker", "broker_pk", pk_hex, sizeof(pk_hex));
+	hex_to_bytes(pk_hex, broker_pk, MP_PK_LEN);
+	net_read(&net, "m1", "merchant_id", m1_hex, sizeof(m1_hex));
+}
+
+static void teardown_net(void)
+{
+	net_down(&net);
+}
+
+static void audit_clean(void)
+{
+	json_t *a = admin_ok(&net, "broker", "audit", NULL);
+	char *text = json_dumps(a, JSON_COMPACT);
+	ck_assert_msg(json_is_true(json_object_get(a, "ok")), "audit not clean: %s", text);
+	free(text);
+	json_decref(a);
+}
+
+/* A merchant account the operator created, with a TLS certificate, but no merchantd. */
+static void new_merchant_account(char mid_hex[MP_HEX_ID_LEN + 1])
+{
+	json_t *r = admin_ok(&net, "broker", "account.create", "{\"kind\":\"merchant\"}");
+	snprintf(mid_hex, MP_HEX_ID_LEN + 1, "%s", json_str(r, "merchant_id"));
+	json_decref(r);
+	const char *src = getenv("MP_SOURCE_ROOT") ? getenv("MP_SOURCE_ROOT") : ".";
+	char cmd[1600];
+	snprintf(cmd, sizeof(cmd), "'%s/deploy/gen-certs' '%s/tls' merchant %s", src, net.dir,
+		 mid_hex);
+	ck_assert_msg(system(cmd) == 0, "gen-certs failed");
+}
+
+/* Send RegisterMerchant{mid, key, endpoint} over mutual TLS with mid's certificate. */
+static MpEnvelope *register_merchant(const char *mid_hex, const struct mp_key *key,
+				     const char *endpoint)
+{
+	char cert[700], tls_key[700];
+	snprintf(cert, sizeof(cert), "%s/tls/m-%s.crt", net.dir, mid_hex);
+	snprintf(tls_key, sizeof(tls_key), "%s/tls/m-%s.key", net.dir, mid_hex);
+	uint8_t mid[MP_ID_LEN];
+	hex_to_bytes(mid_hex, mid, MP_ID_LEN);
+	Micropay__V1__RegisterMerchant rm = MICROPAY__V1__REGISTER_MERCHANT__INIT;
+	rm.merchant_id = (ProtobufCBinaryData){MP_ID_LEN, mid};
+	rm.merchant_pk = (ProtobufCBinaryData){MP_PK_LEN, (uint8_t *)key->pk};
+	rm.endpoint = (char *)endpoint;
+	MpSigned *s = mp_stmt_sign(key, MP_STMT_REGISTER_MERCHANT, &rm.base);
+	ck_assert(s != NULL);
+	Micropay__V1__RegisterMerchantReq req = MICROPAY__V1__REGISTER_MERCHANT_REQ__INIT;
+	req.stmt = s;
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.body_case = MP_BODY(REGISTER_MERCHANT_REQ);
+	env.register_merchant_req = &req;
+	struct wire w;
+	ck_assert_msg(wire_connect(&w, broker_ep, ca, cert, tls_key), "cannot reach brokerd");
+	MpEnvelope *resp = wire_call(&w, &env);
+	ck_assert(resp && resp->body_case == MP_BODY(REGISTER_MERCHANT_RESP));
+	ck_assert(resp->register_merchant_resp->status != NULL);
+	wire_close(&w);
+	mp_stmt_free(s);
+	return resp;
+}
+
+/* The response's cert: signed by the broker; its body parsed (free with free_unpacked). */
+static Micropay__V1__MerchantCert *cert_of(const MpEnvelope *resp)
+{
+	const MpSigned *cert = resp->register_merchant_resp->merchant_cert;
+	ck_assert_msg(cert != NULL, "no MerchantCert in the answer (%s)",
+		      mp_code_name(resp->register_merchant_resp->status->code));
+	ProtobufCMessage *body;
+	ck_assert_int_eq(mp_stmt_open(cert, MP_STMT_MERCHANT_CERT, broker_pk,
+				      &micropay__v1__merchant_cert__descriptor, &body),
+			 MP_ST(OK));
+	return (Micropay__V1__MerchantCert *)body;
+}
+
+static bool same_cert_bytes(const MpEnvelope *a, const MpEnvelope *b)
+{
+	const MpSigned *x = a->register_merchant_resp->merchant_cert;
+	const MpSigned *y = b->register_merchant_resp->merchant_cert;
+	return x && y && x->body.len == y->body.len &&
+	       !memcmp(x->body.data, y->body.data, x->body.len) &&
+	       !memcmp(x->signature.data, y->signature.data, MP_SIG_LEN);
+}
+
+static MpCode code_of(const MpEnvelope *resp)
+{
+	return resp->register_merchant_resp->status->code;
+}
+
+static void load_merchant_key(const char *name, struct mp_key *key)
+{
+	char path[700], err[256];
+	snprintf(path, sizeof(path), "%s/%s/merchant.key", net.dir, name);
+	ck_assert_msg(mp_key_load(key, path, err, sizeof(err)), "%s", err);
+}
+
+START_TEST(stored_cert_until_two_thirds_then_a_fresh_one_with_history)
+{
+	char mid[MP_HEX_ID_LEN + 1];
+	new_merchant_account(mid);
+	struct mp_key key;
+	uint8_t seed[MP_SK_LEN];
+	ck_assert(mp_key_generate(&key, seed));
+	MpEnvelope *first = register_merchant(mid, &key, "127.0.0.1:1");
+	ck_assert_int_eq(code_of(first), MP_ST(OK));
+	Micropay__V1__MerchantCert *c1 = cert_of(first);
+	ck_assert(!memcmp(c1->merchant_pk.data, key.pk, MP_PK_LEN));
+	uint64_t now = mp_now();
+	ck_assert_msg(c1->valid_until >= now + LIFETIME - 2 && c1->valid_until <= now + LIFETIME,
+		      "valid_until %llu is not now + %d", (unsigned long long)c1->valid_until,
+		      LIFETIME);
+
+	/* Before two thirds of the life: the very same stored cert. */
+	MpEnvelope *again = register_merchant(mid, &key, "127.0.0.1:1");
+	ck_assert_int_eq(code_of(again), MP_ST(DUPLICATE_OK));
+	ck_assert(same_cert_bytes(first, again));
+	micropay__v1__envelope__free_unpacked(again, NULL);
+
+	/* Past two thirds: a new cert, same key, later valid_until. */
+	while (mp_now() * 3 <= c1->valid_until * 3 - LIFETIME + 3)
+		usleep(200000);
+	MpEnvelope *renewed = register_merchant(mid, &key, "127.0.0.1:1");
+	ck_assert_int_eq(code_of(renewed), MP_ST(OK));
+	ck_assert(!same_cert_bytes(first, renewed));
+	Micropay__V1__MerchantCert *c2 = cert_of(renewed);
+	ck_assert_uint_gt(c2->valid_until, c1->valid_until);
+	ck_assert(!memcmp(c2->merchant_pk.data, key.pk, MP_PK_LEN));
+	ck_assert(!memcmp(c2->merchant_id.data, c1->merchant_id.data, MP_ID_LEN));
+	ck_assert_str_eq(c2->endpoint, "127.0.0.1:1");
+
+	/* And that one is now the stored one. */
+	again = register_merchant(mid, &key, "127.0.0.1:1");
+	ck_assert_int_eq(code_of(again), MP_ST(DUPLICATE_OK));
+	ck_assert(same_cert_bytes(renewed, again));
+	micropay__v1__envelope__free_unpacked(again, NULL);
+
+	/* The old cert is kept next to the new one. */
+	char *certs =
+	    sql_value(&net,
+		      "SELECT count(*) || ' ' || min(valid_until) || ' ' || max(valid_until)"
+		      " || ' ' || count(DISTINCT merchant_pk) FROM merchant_certs"
+		      " WHERE merchant_id = '\\x%s'",
+		      mid);
+	char expect[128];
+	snprintf(expect, sizeof(expect), "2 %llu %llu 1", (unsigned long long)c1->valid_until,
+		 (unsigned long long)c2->valid_until);
+	ck_assert_str_eq(certs, expect);
+	free(certs);
+	micropay__v1__merchant_cert__free_unpacked(c1, NULL);
+	micropay__v1__merchant_cert__free_unpacked(c2, NULL);
+	micropay__v1__envelope__free_unpacked(first, NULL);
+	micropay__v1__envelope__free_unpacked(renewed, NULL);
+	mp_key_free(&key);
+	audit_clean();
+}
+END_TEST
+
+START_TEST(merchantd_renews_its_cert_ahead_of_time)
+{
+	json_t *st = admin_ok(&net, "m1", "status", NULL);
+	int64_t first = json_int(st, "cert_valid_until");
+	json_decref(st);
+	int64_t now_valid = first;
+	for (int i = 0; i < 4 * 2 * LIFETIME && now_valid == first; i++) {
+		usleep(250000);
+		st = admin_ok(&net, "m1", "status", NULL);
+		now_valid = json_int(st, "cert_valid_until");
+		json_decref(st);
+	}
+	ck_assert_msg(now_valid > first, "m1 did not renew its MerchantCert (valid until %lld)",
+		      (long long)first);
+	/* Ahead of time: before the old one ran out. */
+	ck_assert_int_lt((int64_t)mp_now(), first);
+	/* The broker holds the new one as m1's current cert, the old one in its history. */
+	char *v =
+	    sql_value(&net,
+		      "SELECT m.cert_valid_until || ' ' || (SELECT count(*) FROM merchant_certs"
+		      " c WHERE c.merchant_id = m.merchant_id AND c.valid_until = %lld)"
+		      " FROM merchants m WHERE m.merchant_id = '\\x%s'",
+		      (long long)first, m1_hex);
+	char expect[64];
+	snprintf(expect, sizeof(expect), "%lld 1", (long long)now_valid);
+	ck_assert_str_eq(v, expect);
+	free(v);
+	char cmd[1200];
+	snprintf(cmd, sizeof(cmd), "grep -q 'MerchantCert renewed: valid until %lld' '%s/m1/log'",
+		 (long long)now_valid, net.dir);
+	ck_assert_msg(system(cmd) == 0, "m1 did not log the renewal");
+	audit_clean();
+}
+END_TEST
+
+START_TEST(conflict_carries_the_stored_cert_and_changes_nothing)
+{
+	char mid[MP_HEX_ID_LEN + 1];
+	new_merchant_account(mid);
+	struct mp_key key, other, m1_key;
+	uint8_t seed[MP_SK_LEN];
+	ck_assert(mp_key_generate(&key, seed) && mp_key_generate(&other, seed));
+	MpEnvelope *stored = register_merchant(mid, &key, "127.0.0.1:2");
+	ck_assert_int_eq(code_of(stored), MP_ST(OK));
+
+	/* The same merchant_id with another key: CONFLICT carrying the stored cert. */
+	MpEnvelope *r = register_merchant(mid, &other, "127.0.0.1:2");
+	ck_assert_int_eq(code_of(r), MP_ST(CONFLICT));
+	ck_assert(same_cert_bytes(stored, r));
+	micropay__v1__envelope__free_unpacked(r, NULL);
+	/* ... or another endpoint. */
+	r = register_merchant(mid, &key, "127.0.0.1:3");
+	ck_assert_int_eq(code_of(r), MP_ST(CONFLICT));
+	ck_assert(same_cert_bytes(stored, r));
+	micropay__v1__envelope__free_unpacked(r, NULL);
+
+	/* A new merchant registering m1's key: CONFLICT carrying m1's cert (was INTERNAL). */
+	char fresh[MP_HEX_ID_LEN + 1];
+	new_merchant_account(fresh);
+	load_merchant_key("m1", &m1_key);
+	r = register_merchant(fresh, &m1_key, "127.0.0.1:4");
+	ck_assert_int_eq(code_of(r), MP_ST(CONFLICT));
+	Micropay__V1__MerchantCert *c = cert_of(r);
+	uint8_t m1[MP_ID_LEN];
+	hex_to_bytes(m1_hex, m1, MP_ID_LEN);
+	ck_assert(!memcmp(c->merchant_id.data, m1, MP_ID_LEN));
+	ck_assert(!memcmp(c->merchant_pk.data, m1_key.pk, MP_PK_LEN));
+	micropay__v1__merchant_cert__free_unpacked(c, NULL);
+	micropay__v1__envelope__free_unpacked(r, NULL);
+
+	/* Nothing changed: the fresh merchant is unregistered, mid keeps its key and one cert. */
+	char *v = sql_value(&net,
+			    "SELECT (SELECT merchant_pk IS NULL FROM merchants WHERE merchant_id ="
+			    " '\\x%s') || ' ' || (SELECT count(*) FROM merchant_certs WHERE"
+			    " merchant_id = '\\x%s')",
+			    fresh, mid);
+	ck_assert_str_eq(v, "true 1");
+	free(v);
+	micropay__v1__envelope__free_unpacked(stored, NULL);
+	mp_key_free(&key);
+	mp_key_free(&other);
+	mp_key_free(&m1_key);
+	audit_clean();
+}
+END_TEST
+
+/* merchantd restarted with a key that is not the registered one: CONFLICT, a clear log line,
+ * exit; it does not retry forever. */
+START_TEST(merchantd_stops_on_conflict)
+{
+	ck_assert_int_eq(net_cmd(&net, "merchant", "m2"), 0);
+	char m2_hex[64];
+	net_read(&net, "m2", "merchant_id", m2_hex, sizeof(m2_hex));
+	char *pk_before = sql_value(&net,
+				    "SELECT encode(merchant_pk, 'hex') FROM merchants"
+				    " WHERE merchant_id = '\\x%s'",
+				    m2_hex);
+	ck_assert_int_eq(net_cmd(&net, "kill", "m2"), 0);
+	char cmd[1600];
+	snprintf(cmd, sizeof(cmd), "(umask 077; openssl rand -hex 32 >'%s/m2/merchant.key')",
+		 net.dir);
+	ck_assert(system(cmd) == 0);
+	net_cmd(&net, "start", "m2"); /* may see it exit already */
+	char pid_text[32];
+	net_read(&net, "m2", "pid", pid_text, sizeof(pid_text));
+	pid_t pid = (pid_t)atoi(pid_text);
+	bool alive = true;
+	for (int i = 0; i < 100 && alive; i++) {
+		usleep(100000);
+		alive = kill(pid, 0) == 0;
+	}
+	ck_assert_msg(!alive, "merchantd keeps running after a registration CONFLICT");
+	snprintf(cmd, sizeof(cmd),
+		 "grep -q 'registration CONFLICT .*the broker holds merchant %s with key %s.*"
+		 "Stopping' '%s/m2/log'",
+		 m2_hex, pk_before, net.dir);
+	ck_assert_msg(system(cmd) == 0, "no clear CONFLICT line in %s/m2/log", net.dir);
+	char *pk_after = sql_value(&net,
+				   "SELECT encode(merchant_pk, 'hex') FROM merchants"
+				   " WHERE merchant_id = '\\x%s'",
+				   m2_hex);
+	ck_assert_str_eq(pk_after, pk_before);
+	free(pk_before);
+	free(pk_after);
+	audit_clean();
+}
+END_TEST
+
+static Suite *registration_suite(void)
+{
+	Suite *s = suite_create("registration");
+	TCase *tc = tcase_create("registration");
+	tcase_add_unchecked_fixture(tc, setup_net, teardown_net);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, stored_cert_until_two_thirds_then_a_fresh_one_with_history);
+	tcase_add_test(tc, merchantd_renews_its_cert_ahead_of_time);
+	tcase_add_test(tc, conflict_carries_the_stored_cert_and_changes_nothing);
+	tcase_add_test(tc, merchantd_stops_on_conflict);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return mp_check_run(registration_suite());
+}
