@@ -17,16 +17,17 @@ static void check(struct pg_array *a, bool ok)
 		a->failed = true;
 }
 
-void pg_array_begin(struct pg_array *a)
+bool pg_array_begin(struct pg_array *a)
 {
 	*a = (struct pg_array){0};
 	a->f = open_memstream(&a->text, &a->len);
 	if (!a->f) {
 		log_err("db: cannot build an array parameter: open_memstream failed");
 		a->failed = true;
-		return;
+		return false;
 	}
 	check(a, fputc('{', a->f) != EOF);
+	return !a->failed;
 }
 
 static void separator(struct pg_array *a)

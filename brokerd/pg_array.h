@@ -1,7 +1,7 @@
 /* PostgreSQL array literals for batch calls ({...} text form), built with open_memstream.
- * Failure is sticky: if pg_array_begin could not open the stream or any append failed (out of
- * memory), every later append does nothing and pg_array_end returns NULL. A caller therefore
- * checks one thing, the result of pg_array_end, and never sends a truncated literal. */
+ * Failure is sticky: if pg_array_begin could not open the stream (it returns false) or any
+ * append failed (out of memory), every later append does nothing and pg_array_end returns NULL,
+ * so a truncated literal is never sent. pg_array_free is safe after any of them. */
 #pragma once
 #include <stdbool.h>
 #include <stdint.h>
@@ -15,7 +15,7 @@ struct pg_array {
 	bool failed;
 };
 
-void pg_array_begin(struct pg_array *a);
+__attribute__((warn_unused_result)) bool pg_array_begin(struct pg_array *a);
 void pg_array_bytea(struct pg_array *a, const uint8_t *data, size_t len);
 void pg_array_int(struct pg_array *a, int64_t v);
 void pg_array_text(struct pg_array *a, const char *s);
