@@ -607,23 +607,22 @@ static void config_refused(const char *daemon, const char *sed, const char *expe
 	out[got] = '\0';
 	int rc = pclose(p);
 	ck_assert_msg(WIFEXITED(rc) && WEXITSTATUS(rc) == 1, "%s accepted %s", binary, sed);
-	char want[1200];
-	snprintf(want, sizeof(want), "%s: %s", bad, expect);
-	ck_assert_msg(strstr(out, want) != NULL, "got: %s", out);
+	/* "file:line: ..." for a value out of its declared range, "file: ..." for a relation */
+	ck_assert_msg(strstr(out, bad) != NULL && strstr(out, expect) != NULL, "got: %s", out);
 }
 
 START_TEST(limits_out_of_range_are_refused)
 {
 	config_refused("broker", "s/^max_in_flight = .*/max_in_flight = 0/",
-		       "[limits] max_in_flight must be 1..65536, not 0");
+		       "[limits] max_in_flight = 0 is out of range: expected 1 .. 65536");
 	config_refused("broker", "s/^register_rate = .*/register_rate = 0/",
-		       "[limits] register_rate and register_burst must be 1..1000000");
+		       "[limits] register_rate = 0 is out of range: expected 1 .. 1000000");
 	config_refused("broker", "s/^idle_timeout = .*/idle_timeout = 0/",
-		       "[broker] idle_timeout must be 1..86400 seconds, not 0");
+		       "[broker] idle_timeout = 0 is out of range: expected 1 .. 86400");
 	config_refused("m1", "s/^output_low_water = .*/output_low_water = 65536/",
 		       "[limits] output_low_water (65536) must be below output_high_water (65536)");
 	config_refused("m1", "s/^handshake_timeout = .*/handshake_timeout = 7200/",
-		       "[limits] handshake_timeout must be 1..3600, not 7200");
+		       "[limits] handshake_timeout = 7200 is out of range: expected 1 .. 3600");
 }
 END_TEST
 
