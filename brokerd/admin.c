@@ -51,7 +51,6 @@ static void admin_metrics(struct mp_admin_req *req, json_t *params, void *ctx)
 		 "micropay_broker_redeems_total %llu\n"
 		 "micropay_broker_claims_credited_total %llu\n"
 		 "micropay_broker_requests_refused_total %llu\n"
-		 "micropay_broker_db_queue %u\n"
 		 "micropay_broker_bad_chain_hashes_total %llu\n"
 		 "micropay_broker_bad_chain_budget_refusals_total %llu\n"
 		 "micropay_broker_worker_queue_refusals_total %llu\n"
@@ -60,14 +59,14 @@ static void admin_metrics(struct mp_admin_req *req, json_t *params, void *ctx)
 		 "micropay_broker_merchant_certs_renewed_total %llu\n",
 		 (unsigned long long)s->channels_issued, (unsigned long long)s->issue_duplicates,
 		 (unsigned long long)s->redeems, (unsigned long long)s->claims_credited,
-		 (unsigned long long)s->requests_refused, db_pool_queued(b->db),
-		 (unsigned long long)s->bad_chain_hashes,
+		 (unsigned long long)s->requests_refused, (unsigned long long)s->bad_chain_hashes,
 		 (unsigned long long)s->bad_chain_budget_refusals,
 		 (unsigned long long)s->worker_queue_refusals, mp_workers_queued(b->workers),
 		 mp_workers_busy(b->workers), (unsigned long long)s->merchant_certs_renewed);
-	char limits[4096];
+	char limits[4096], db_text[1024];
 	broker_limits_metrics(b, limits, sizeof(limits));
-	mp_admin_reply(req, json_pack("{s:s+}", "prometheus", text, limits));
+	db_pool_prometheus(b->db, db_text, sizeof(db_text));
+	mp_admin_reply(req, json_pack("{s:s++}", "prometheus", text, limits, db_text));
 }
 
 static void on_admin_done(const PGresult *res, const char *error, void *arg);
@@ -92,9 +91,10 @@ static void admin_query(struct broker *b, struct mp_admin_req *req, const char *
 	q->render = render;
 	if (extra)
 		memcpy(q->extra, extra, MP_ID_LEN);
-	if (db_call(b->db, statement, p, on_admin_done, q) != 0) {
+	const char *refused = db_call(b->db, statement, p, on_admin_done, q);
+	if (refused) {
 		free(q);
-		mp_admin_fail(req, MP_ADMIN_INTERNAL, "cannot queue the query");
+		mp_admin_fail(req, MP_ADMIN_INTERNAL, "%s", refused);
 	}
 }
 
@@ -102,7 +102,7 @@ static void on_admin_done(const PGresult *res, const char *error, void *arg)
 {
 	struct admin_query *q = arg;
 	if (!res)
-		mp_admin_fail(q->req, MP_ADMIN_FAILED, "database: %s", error ? error : "no result");
+		mp_admin_fail(q->req, MP_ADMIN_FAILED, "%s", error ? error : "no result");
 	else
 		q->render(q->req, res, q->extra);
 	free(q);

@@ -38,6 +38,10 @@ struct broker_config {
 	char *tls_ca;
 	char *db_conninfo;
 	uint32_t db_pool;
+	uint32_t db_max_queue;
+	uint32_t db_queue_timeout_ms;
+	uint32_t db_statement_timeout_ms;
+	uint32_t db_idle_in_tx_timeout_ms;
 	char *admin_socket;
 	char *admin_group; /* NULL: none */
 };

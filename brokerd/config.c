@@ -55,6 +55,14 @@ static const struct mp_cfg_key broker_keys[] = {
     K("tls", "ca", MP_CFG_STRING, tls_ca, true, "PEM CA certificate"),
     K("db", "conninfo", MP_CFG_STRING, db_conninfo, true, "libpq connection string"),
     N("db", "pool", MP_CFG_U32, db_pool, 1, 64, "connections, default 4"),
+    N("db", "max_queue", MP_CFG_U32, db_max_queue, 1, 1000000,
+      "requests waiting for a connection, default 10000"),
+    N("db", "queue_timeout_ms", MP_CFG_U32, db_queue_timeout_ms, 10, 600000,
+      "longest wait for a connection, default 5000"),
+    N("db", "statement_timeout_ms", MP_CFG_U32, db_statement_timeout_ms, 100, 3600000,
+      "PostgreSQL statement_timeout, default 10000"),
+    N("db", "idle_in_transaction_session_timeout_ms", MP_CFG_U32, db_idle_in_tx_timeout_ms, 100,
+      3600000, "PostgreSQL idle_in_transaction_session_timeout, default 10000"),
     K("admin", "socket", MP_CFG_STRING, admin_socket, true, "Unix socket path"),
     K("admin", "group", MP_CFG_STRING, admin_group, false,
       "group (name or gid) whose members may use the admin socket"),
@@ -82,6 +90,10 @@ static void set_defaults(struct broker_config *cfg)
 	cfg->register_burst = 30;
 	cfg->db_pool = 4;
 	cfg->merchant_cert_days = 90;
+	cfg->db_max_queue = 10000;
+	cfg->db_queue_timeout_ms = 5000;
+	cfg->db_statement_timeout_ms = 10000;
+	cfg->db_idle_in_tx_timeout_ms = 10000;
 }
 
 static bool check_limits(const struct broker_config *cfg, const char *path, char *err,

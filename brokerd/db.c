@@ -1,43 +1,31 @@
+/* The pool: a bounded FIFO of requests, each with a deadline, handed to idle connections
+ * (db_conn.c). A request's life:
+ *
+ *   db_call --(queue full / closing)--> refused, done never called
+ *      |
+ *      v        connection idle                  results read / connection lost
+ *   QUEUED ----------------------> IN FLIGHT --------------------------------------> answered
+ *      |                                            (row, database error, or OUTCOME_UNKNOWN)
+ *      +--(queue_timeout_ms passed)--> answered DB_ERR_TIMED_OUT_*
+ *
+ * Queued requests share one timeout, so deadlines grow along the queue and one timer, at the
+ * head's deadline, is enough. */
 #include "db.h"
 
-#include <event2/event.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "db_internal.h"
 #include "log.h"
 
-struct db_query {
-	char *statement;
-	int n;
-	char *values[DB_MAX_PARAMS];
-	int lengths[DB_MAX_PARAMS];
-	int formats[DB_MAX_PARAMS];
-	db_done_fn done;
-	void *arg;
-	struct db_query *next;
-};
-
-struct db_conn {
-	struct db_pool *pool;
-	PGconn *pg;
-	struct event *ev;
-	struct db_query *current;
-	PGresult *result;
-	char error[512];
-	unsigned index;
-};
-
-struct db_pool {
-	struct event_base *base;
-	char *conninfo;
-	const struct db_statement *statements;
-	unsigned size;
-	struct db_conn *conns;
-	struct db_query *head, *tail;
-	unsigned queued;
-};
+uint64_t db_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
 
 static void query_free(struct db_query *q)
 {
@@ -47,253 +35,82 @@ static void query_free(struct db_query *q)
 	free(q);
 }
 
-static void pump(struct db_pool *pool);
-
-static bool prepare_all(PGconn *pg, const struct db_statement *st, char *err, size_t errlen)
+void db_query_answer(struct db_query *q, const PGresult *res, const char *error)
 {
-	for (; st->name; st++) {
-		PGresult *r = PQprepare(pg, st->name, st->sql, st->nparams, NULL);
-		bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-		if (!ok)
-			snprintf(err, errlen, "preparing %s: %s", st->name,
-				 PQresultErrorMessage(r));
-		PQclear(r);
-		if (!ok)
-			return false;
-	}
-	return true;
-}
-
-PGconn *db_connect_blocking(const char *conninfo, char *err, size_t errlen)
-{
-	PGconn *pg = PQconnectdb(conninfo);
-	if (PQstatus(pg) != CONNECTION_OK) {
-		snprintf(err, errlen, "cannot connect to PostgreSQL: %s", PQerrorMessage(pg));
-		PQfinish(pg);
-		return NULL;
-	}
-	return pg;
-}
-
-static void finish_query(struct db_conn *c)
-{
-	struct db_query *q = c->current;
-	PGresult *res = c->result;
-	c->current = NULL;
-	c->result = NULL;
-	if (!c->error[0] && (!res || PQresultStatus(res) != PGRES_TUPLES_OK))
-		snprintf(c->error, sizeof(c->error), "%s: no result rows", q->statement);
-	if (c->error[0]) {
-		log_warn("db: %s failed: %s", q->statement, c->error);
-		q->done(NULL, c->error, q->arg);
-	} else {
-		q->done(res, NULL, q->arg);
-	}
-	PQclear(res);
+	q->done(res, error, q->arg);
 	query_free(q);
 }
 
-static void reconnect(struct db_conn *c)
+static struct db_query *queue_pop(struct db_pool *pool)
 {
-	log_warn("db: connection %u lost (%s); reconnecting", c->index, PQerrorMessage(c->pg));
-	PQreset(c->pg);
-	char err[512];
-	if (PQstatus(c->pg) != CONNECTION_OK ||
-	    !prepare_all(c->pg, c->pool->statements, err, sizeof(err)))
-		log_err("db: connection %u could not be re-established", c->index);
-	PQsetnonblocking(c->pg, 1);
-	event_del(c->ev);
-	event_assign(c->ev, c->pool->base, PQsocket(c->pg), EV_READ | EV_PERSIST,
-		     event_get_callback(c->ev), c);
-	event_add(c->ev, NULL);
+	struct db_query *q = pool->head;
+	pool->head = q->next;
+	if (!pool->head)
+		pool->tail = NULL;
+	q->next = NULL;
+	pool->stats.queued--;
+	return q;
 }
 
-static void on_socket(evutil_socket_t fd, short what, void *arg)
+static void queue_push_front(struct db_pool *pool, struct db_query *q)
 {
-	struct db_conn *c = arg;
-	if (what & EV_WRITE) {
-		if (PQflush(c->pg) == 0) {
-			event_del(c->ev);
-			event_assign(c->ev, c->pool->base, fd, EV_READ | EV_PERSIST, on_socket, c);
-			event_add(c->ev, NULL);
-		}
-	}
-	if (!(what & EV_READ))
+	q->next = pool->head;
+	pool->head = q;
+	if (!pool->tail)
+		pool->tail = q;
+	pool->stats.queued++;
+}
+
+static void arm_queue_timer(struct db_pool *pool)
+{
+	if (!pool->head)
 		return;
-	if (!PQconsumeInput(c->pg)) {
-		if (c->current) {
-			snprintf(c->error, sizeof(c->error), "connection lost: %s",
-				 PQerrorMessage(c->pg));
-			finish_query(c);
-		}
-		reconnect(c);
-		pump(c->pool);
-		return;
-	}
-	while (c->current && !PQisBusy(c->pg)) {
-		PGresult *r = PQgetResult(c->pg);
-		if (!r) {
-			finish_query(c);
-			break;
-		}
-		ExecStatusType st = PQresultStatus(r);
-		if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK && !c->error[0])
-			snprintf(c->error, sizeof(c->error), "%s", PQresultErrorMessage(r));
-		if (st == PGRES_TUPLES_OK && !c->result)
-			c->result = r;
-		else
-			PQclear(r);
-	}
-	pump(c->pool);
+	uint64_t now = db_now_ms();
+	uint64_t wait = pool->head->deadline_ms > now ? pool->head->deadline_ms - now : 0;
+	struct timeval tv = {(time_t)(wait / 1000), (suseconds_t)(wait % 1000) * 1000};
+	evtimer_add(pool->queue_timer, &tv);
 }
 
-static bool start_query(struct db_conn *c, struct db_query *q)
+/* Answer every request whose deadline has passed. */
+static void on_queue_timer(evutil_socket_t fd, short what, void *arg)
 {
-	c->current = q;
-	c->result = NULL;
-	c->error[0] = '\0';
-	if (!PQsendQueryPrepared(c->pg, q->statement, q->n, (const char *const *)q->values,
-				 q->lengths, q->formats, 0)) {
-		snprintf(c->error, sizeof(c->error), "send: %s", PQerrorMessage(c->pg));
-		finish_query(c);
-		return false;
+	struct db_pool *pool = arg;
+	uint64_t now = db_now_ms();
+	while (pool->head && pool->head->deadline_ms <= now) {
+		struct db_query *q = queue_pop(pool);
+		bool none_up = pool->stats.connections_up == 0;
+		pool->stats.requests_expired++;
+		log_warn("db: %s waited %u ms for a connection (%u of %u up): answered timed out",
+			 q->statement, pool->cfg.queue_timeout_ms, pool->stats.connections_up,
+			 pool->cfg.size);
+		db_query_answer(q, NULL, none_up ? DB_ERR_TIMED_OUT_DOWN : DB_ERR_TIMED_OUT_BUSY);
 	}
-	if (PQflush(c->pg) == 1) {
-		event_del(c->ev);
-		event_assign(c->ev, c->pool->base, PQsocket(c->pg), EV_READ | EV_WRITE | EV_PERSIST,
-			     on_socket, c);
-		event_add(c->ev, NULL);
-	}
-	return true;
+	arm_queue_timer(pool);
 }
 
-static void pump(struct db_pool *pool)
+void db_pool_dispatch(struct db_pool *pool)
 {
-	for (unsigned i = 0; i < pool->size && pool->head; i++) {
+	for (unsigned i = 0; i < pool->opened && pool->head && !pool->closing; i++) {
 		struct db_conn *c = &pool->conns[i];
-		if (c->current || PQstatus(c->pg) != CONNECTION_OK)
+		if (c->state != DB_IDLE)
 			continue;
-		struct db_query *q = pool->head;
-		pool->head = q->next;
-		if (!pool->head)
-			pool->tail = NULL;
-		pool->queued--;
-		start_query(c, q);
+		struct db_query *q = queue_pop(pool);
+		if (!db_conn_run(c, q))
+			queue_push_front(pool, q);
 	}
 }
 
-struct db_pool *db_pool_open(struct event_base *base, const char *conninfo, unsigned size,
-			     const struct db_statement *statements)
+static void on_kick(evutil_socket_t fd, short what, void *arg)
 {
-	struct db_pool *pool = calloc(1, sizeof(*pool));
-	if (!pool)
-		return NULL;
-	pool->base = base;
-	pool->conninfo = strdup(conninfo);
-	pool->statements = statements;
-	pool->conns = calloc(size, sizeof(*pool->conns));
-	if (!pool->conninfo || !pool->conns) {
-		db_pool_close(pool);
-		return NULL;
-	}
-	for (unsigned i = 0; i < size; i++) {
-		struct db_conn *c = &pool->conns[i];
-		char err[512];
-		c->pool = pool;
-		c->index = i;
-		c->pg = db_connect_blocking(conninfo, err, sizeof(err));
-		if (!c->pg || !prepare_all(c->pg, statements, err, sizeof(err))) {
-			log_err("db: connection %u: %s", i, err);
-			pool->size = i + 1;
-			db_pool_close(pool);
-			return NULL;
-		}
-		PQsetnonblocking(c->pg, 1);
-		c->ev = event_new(base, PQsocket(c->pg), EV_READ | EV_PERSIST, on_socket, c);
-		event_add(c->ev, NULL);
-		pool->size = i + 1;
-	}
-	log_info("db: %u connections ready", size);
-	return pool;
+	db_pool_dispatch(arg);
 }
 
-void db_pool_close(struct db_pool *pool)
+static struct db_query *query_new(const char *statement, const struct db_params *params,
+				  db_done_fn done, void *arg)
 {
-	if (!pool)
-		return;
-	for (unsigned i = 0; i < pool->size; i++) {
-		struct db_conn *c = &pool->conns[i];
-		if (c->ev)
-			event_free(c->ev);
-		if (c->current) {
-			snprintf(c->error, sizeof(c->error), "shutting down");
-			finish_query(c);
-		}
-		if (c->pg)
-			PQfinish(c->pg);
-	}
-	while (pool->head) {
-		struct db_query *q = pool->head;
-		pool->head = q->next;
-		q->done(NULL, "shutting down", q->arg);
-		query_free(q);
-	}
-	free(pool->conns);
-	free(pool->conninfo);
-	free(pool);
-}
-
-unsigned db_pool_queued(const struct db_pool *pool)
-{
-	return pool->queued;
-}
-
-static void add_param(struct db_params *p, const char *value, int len, int format)
-{
-	if (p->n >= DB_MAX_PARAMS) {
-		p->overflow = true;
-		return;
-	}
-	p->values[p->n] = value;
-	p->lengths[p->n] = len;
-	p->formats[p->n] = format;
-	p->n++;
-}
-
-void db_param_bytes(struct db_params *p, const uint8_t *data, size_t len)
-{
-	add_param(p, data ? (const char *)data : "", (int)len, 1);
-}
-
-void db_param_text(struct db_params *p, const char *s)
-{
-	add_param(p, s, s ? (int)strlen(s) : 0, 0);
-}
-
-void db_param_u64(struct db_params *p, uint64_t v)
-{
-	if (p->n < DB_MAX_PARAMS)
-		snprintf(p->text[p->n], sizeof(p->text[0]), "%" PRIu64, v);
-	add_param(p, p->n < DB_MAX_PARAMS ? p->text[p->n] : NULL, 0, 0);
-}
-
-void db_param_i64(struct db_params *p, int64_t v)
-{
-	if (p->n < DB_MAX_PARAMS)
-		snprintf(p->text[p->n], sizeof(p->text[0]), "%" PRId64, v);
-	add_param(p, p->n < DB_MAX_PARAMS ? p->text[p->n] : NULL, 0, 0);
-}
-
-int db_call(struct db_pool *pool, const char *statement, const struct db_params *params,
-	    db_done_fn done, void *arg)
-{
-	if (params->overflow) {
-		log_err("db: %s: too many parameters", statement);
-		return -1;
-	}
 	struct db_query *q = calloc(1, sizeof(*q));
 	if (!q)
-		return -1;
+		return NULL;
 	q->statement = strdup(statement);
 	q->n = params->n;
 	q->done = done;
@@ -315,78 +132,148 @@ int db_call(struct db_pool *pool, const char *statement, const struct db_params 
 	}
 	if (!ok) {
 		query_free(q);
-		return -1;
+		return NULL;
 	}
+	return q;
+}
+
+const char *db_call(struct db_pool *pool, const char *statement, const struct db_params *params,
+		    db_done_fn done, void *arg)
+{
+	if (pool->closing)
+		return DB_ERR_SHUTTING_DOWN;
+	if (params->overflow) {
+		log_err("db: %s: too many parameters", statement);
+		return "internal error: too many parameters";
+	}
+	if (pool->stats.queued >= pool->cfg.max_queue) {
+		pool->stats.requests_refused++;
+		log_warn("db: %s refused: %u requests already wait for a connection (%u of %u up)",
+			 statement, pool->stats.queued, pool->stats.connections_up, pool->cfg.size);
+		return DB_ERR_QUEUE_FULL;
+	}
+	struct db_query *q = query_new(statement, params, done, arg);
+	if (!q) {
+		log_err("db: %s: out of memory", statement);
+		return "out of memory";
+	}
+	q->deadline_ms = db_now_ms() + pool->cfg.queue_timeout_ms;
+	bool was_empty = !pool->head;
 	if (pool->tail)
 		pool->tail->next = q;
 	else
 		pool->head = q;
 	pool->tail = q;
-	pool->queued++;
-	pump(pool);
-	return 0;
+	pool->stats.queued++;
+	if (was_empty)
+		arm_queue_timer(pool);
+	event_active(pool->kick, EV_TIMEOUT, 1);
+	return NULL;
 }
 
-static int column(const PGresult *res, const char *col)
+static bool prepare_all(PGconn *pg, const struct db_statement *st, char *err, size_t errlen)
 {
-	int c = PQfnumber(res, col);
-	if (c < 0)
-		log_err("db: result has no column '%s'", col);
-	return c;
+	for (; st->name; st++) {
+		PGresult *r = PQprepare(pg, st->name, st->sql, st->nparams, NULL);
+		bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+		if (!ok)
+			snprintf(err, errlen, "preparing %s: %s", st->name,
+				 PQresultErrorMessage(r));
+		PQclear(r);
+		if (!ok)
+			return false;
+	}
+	return true;
 }
 
-bool db_is_null(const PGresult *res, int row, const char *col)
+/* Start-up only: PostgreSQL answers and every statement prepares. */
+static bool check_blocking(const char *conninfo, const struct db_statement *statements)
 {
-	int c = column(res, col);
-	return c < 0 || PQgetisnull(res, row, c);
-}
-
-uint8_t *db_get_blob(const PGresult *res, int row, const char *col, size_t *len)
-{
-	int c = column(res, col);
-	if (c < 0 || PQgetisnull(res, row, c))
-		return NULL;
-	size_t n = 0;
-	unsigned char *raw = PQunescapeBytea((const unsigned char *)PQgetvalue(res, row, c), &n);
-	if (!raw)
-		return NULL;
-	uint8_t *out = malloc(n ? n : 1);
-	if (out && n)
-		memcpy(out, raw, n);
-	PQfreemem(raw);
-	*len = n;
-	return out;
-}
-
-bool db_get_bytes(const PGresult *res, int row, const char *col, uint8_t *out, size_t len)
-{
-	size_t n = 0;
-	uint8_t *blob = db_get_blob(res, row, col, &n);
-	bool ok = blob && n == len;
-	if (ok)
-		memcpy(out, blob, len);
-	free(blob);
+	char err[512];
+	PGconn *pg = db_connect_blocking(conninfo, err, sizeof(err));
+	bool ok = pg && prepare_all(pg, statements, err, sizeof(err));
+	if (!ok)
+		log_err("db: %s", err);
+	PQfinish(pg);
 	return ok;
 }
 
-int64_t db_get_i64(const PGresult *res, int row, const char *col)
+struct db_pool *db_pool_open(struct event_base *base, const struct db_pool_config *cfg,
+			     const struct db_statement *statements)
 {
-	int c = column(res, col);
-	if (c < 0 || PQgetisnull(res, row, c))
-		return 0;
-	return strtoll(PQgetvalue(res, row, c), NULL, 10);
-}
-
-bool db_get_bool(const PGresult *res, int row, const char *col)
-{
-	int c = column(res, col);
-	return c >= 0 && !PQgetisnull(res, row, c) && PQgetvalue(res, row, c)[0] == 't';
-}
-
-const char *db_get_text(const PGresult *res, int row, const char *col)
-{
-	int c = column(res, col);
-	if (c < 0 || PQgetisnull(res, row, c))
+	if (!check_blocking(cfg->conninfo, statements))
 		return NULL;
-	return PQgetvalue(res, row, c);
+	struct db_pool *pool = calloc(1, sizeof(*pool));
+	if (!pool)
+		return NULL;
+	pool->base = base;
+	pool->cfg = *cfg;
+	pool->conninfo = strdup(cfg->conninfo);
+	pool->cfg.conninfo = pool->conninfo;
+	pool->statements = statements;
+	pool->stats.connections = cfg->size;
+	pool->stats.max_queue = cfg->max_queue;
+	pool->conns = calloc(cfg->size, sizeof(*pool->conns));
+	pool->queue_timer = evtimer_new(base, on_queue_timer, pool);
+	pool->kick = event_new(base, -1, 0, on_kick, pool);
+	bool ok = pool->conninfo && pool->conns && pool->queue_timer && pool->kick;
+	for (unsigned i = 0; ok && i < cfg->size; i++) {
+		ok = db_conn_init(&pool->conns[i], pool, i);
+		pool->opened = i + 1;
+	}
+	if (!ok) {
+		log_err("db: out of memory opening the pool");
+		db_pool_close(pool);
+		return NULL;
+	}
+	for (unsigned i = 0; i < cfg->size; i++)
+		db_conn_start(&pool->conns[i]);
+	log_info("db: pool of %u connections opening (queue %u, wait %u ms, statement_timeout %u "
+		 "ms, idle_in_transaction_session_timeout %u ms)",
+		 cfg->size, cfg->max_queue, cfg->queue_timeout_ms, cfg->statement_timeout_ms,
+		 cfg->idle_in_tx_timeout_ms);
+	return pool;
+}
+
+void db_pool_close(struct db_pool *pool)
+{
+	if (!pool)
+		return;
+	pool->closing = true;
+	for (unsigned i = 0; i < pool->opened; i++)
+		db_conn_free(&pool->conns[i]);
+	while (pool->head)
+		db_query_answer(queue_pop(pool), NULL, DB_ERR_SHUTTING_DOWN);
+	if (pool->queue_timer)
+		event_free(pool->queue_timer);
+	if (pool->kick)
+		event_free(pool->kick);
+	free(pool->conns);
+	free(pool->conninfo);
+	free(pool);
+}
+
+void db_pool_get_stats(const struct db_pool *pool, struct db_pool_stats *out)
+{
+	*out = pool->stats;
+}
+
+void db_pool_prometheus(const struct db_pool *pool, char *out, size_t len)
+{
+	const struct db_pool_stats *s = &pool->stats;
+	snprintf(out, len,
+		 "micropay_broker_db_connections %u\n"
+		 "micropay_broker_db_connections_up %u\n"
+		 "micropay_broker_db_queue %u\n"
+		 "micropay_broker_db_queue_max %u\n"
+		 "micropay_broker_db_reconnect_attempts_total %llu\n"
+		 "micropay_broker_db_reconnects_total %llu\n"
+		 "micropay_broker_db_connections_lost_total %llu\n"
+		 "micropay_broker_db_requests_expired_total %llu\n"
+		 "micropay_broker_db_requests_refused_total %llu\n"
+		 "micropay_broker_db_outcome_unknown_total %llu\n",
+		 s->connections, s->connections_up, s->queued, s->max_queue,
+		 (unsigned long long)s->reconnect_attempts, (unsigned long long)s->reconnects,
+		 (unsigned long long)s->connections_lost, (unsigned long long)s->requests_expired,
+		 (unsigned long long)s->requests_refused, (unsigned long long)s->outcome_unknown);
 }

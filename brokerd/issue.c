@@ -144,7 +144,8 @@ static void on_issued(const PGresult *res, const char *error, void *arg)
 {
 	struct issue *is = arg;
 	if (!res || PQntuples(res) != 1) {
-		reply_issue(is, MP_ST(INTERNAL), "database error; retry", NULL, NULL);
+		reply_issue(is, MP_ST(INTERNAL),
+			    error ? error : "unexpected database result; retry", NULL, NULL);
 		return;
 	}
 	MpCode code = (MpCode)db_get_i64(res, 0, "status");
@@ -220,8 +221,9 @@ static void call_issue(struct issue *is, const Micropay__V1__IssueRequest *r, Mp
 		db_param_bytes(&p, cert_bytes, cert_len);
 	else
 		db_param_text(&p, NULL);
-	if (!ok || db_call(b->db, "issue", &p, on_issued, is) != 0)
-		reply_issue(is, MP_ST(INTERNAL), "cannot queue the issue", NULL, NULL);
+	const char *refused = ok ? db_call(b->db, "issue", &p, on_issued, is) : "out of memory";
+	if (refused)
+		reply_issue(is, MP_ST(INTERNAL), refused, NULL, NULL);
 	free(req_bytes);
 	free(cert_bytes);
 	mp_stmt_free(cert);
@@ -255,7 +257,7 @@ static void on_account_key(const PGresult *res, const char *error, void *arg)
 	struct issue *is = arg;
 	uint8_t pk[MP_PK_LEN];
 	if (!res) {
-		reply_issue(is, MP_ST(INTERNAL), "database error; retry", NULL, NULL);
+		reply_issue(is, MP_ST(INTERNAL), error, NULL, NULL);
 		return;
 	}
 	if (PQntuples(res) != 1 || !db_get_bytes(res, 0, "account_pk", pk, MP_PK_LEN)) {
@@ -311,6 +313,7 @@ void handle_issue(struct broker *b, struct mp_conn *c, const MpEnvelope *env)
 	}
 	struct db_params p = {0};
 	db_param_bytes(&p, is->account_id, MP_ID_LEN);
-	if (db_call(b->db, "customer_key", &p, on_account_key, is) != 0)
-		reply_issue(is, MP_ST(INTERNAL), "cannot queue the key lookup", NULL, NULL);
+	const char *refused = db_call(b->db, "customer_key", &p, on_account_key, is);
+	if (refused)
+		reply_issue(is, MP_ST(INTERNAL), refused, NULL, NULL);
 }

@@ -70,13 +70,22 @@ static bool broker_start(struct broker *b)
 					    BAD_CHAIN_BUDGET_SLOTS);
 	if (!b->workers || !b->bad_chain)
 		return false;
-	b->db = db_pool_open(b->base, b->cfg.db_conninfo, b->cfg.db_pool, broker_statements);
+	const struct db_pool_config pool = {
+	    .conninfo = b->cfg.db_conninfo,
+	    .size = b->cfg.db_pool,
+	    .max_queue = b->cfg.db_max_queue,
+	    .queue_timeout_ms = b->cfg.db_queue_timeout_ms,
+	    .statement_timeout_ms = b->cfg.db_statement_timeout_ms,
+	    .idle_in_tx_timeout_ms = b->cfg.db_idle_in_tx_timeout_ms,
+	};
+	b->db = db_pool_open(b->base, &pool, broker_statements);
 	if (!b->db)
 		return false;
 	struct db_params p = {0};
 	db_param_text(&p, b->cfg.currency);
-	if (db_call(b->db, "ensure_system_accounts", &p, on_seeded, b) != 0) {
-		log_err("db: cannot queue the creation of the system accounts");
+	const char *refused = db_call(b->db, "ensure_system_accounts", &p, on_seeded, b);
+	if (refused) {
+		log_err("db: cannot create the system accounts: %s", refused);
 		return false;
 	}
 	char host[256];

@@ -252,7 +252,8 @@ static void on_prepared(const PGresult *res, const char *error, void *arg)
 	struct broker *b = rd->call->b;
 	size_t n = rd->r->n_claims;
 	if (!res || (size_t)PQntuples(res) != n) {
-		redeem_reply(rd, MP_ST(INTERNAL), "database error; retry", NULL, 0, NULL);
+		redeem_reply(rd, MP_ST(INTERNAL),
+			     error ? error : "unexpected database result; retry", NULL, 0, NULL);
 		return;
 	}
 	struct redeem_chain_job *job = calloc(1, sizeof(*job));
@@ -291,9 +292,11 @@ static void prepare(struct redeem *rd)
 		db_param_text(&p, pg_array_end(&segs));
 		db_param_text(&p, pg_array_end(&idx));
 	}
-	if (!ok || !p.values[0] || !p.values[1] || !p.values[2] ||
-	    db_call(rd->call->b->db, "redeem_prepare", &p, on_prepared, rd) != 0)
-		redeem_reply(rd, MP_ST(INTERNAL), "cannot queue the redemption", NULL, 0, NULL);
+	const char *refused = !ok || !p.values[0] || !p.values[1] || !p.values[2]
+				  ? "out of memory"
+				  : db_call(rd->call->b->db, "redeem_prepare", &p, on_prepared, rd);
+	if (refused)
+		redeem_reply(rd, MP_ST(INTERNAL), refused, NULL, 0, NULL);
 	pg_array_free(&ids), pg_array_free(&segs), pg_array_free(&idx);
 }
 
@@ -365,7 +368,8 @@ static void on_merchant_key(const PGresult *res, const char *error, void *arg)
 	struct redeem *rd = arg;
 	uint8_t pk[MP_PK_LEN];
 	if (!res || PQntuples(res) != 1) {
-		redeem_reply(rd, MP_ST(INTERNAL), "database error; retry", NULL, 0, NULL);
+		redeem_reply(rd, MP_ST(INTERNAL),
+			     error ? error : "unexpected database result; retry", NULL, 0, NULL);
 		return;
 	}
 	if (!db_get_bool(res, 0, "found") || !db_get_bytes(res, 0, "merchant_pk", pk, MP_PK_LEN)) {
@@ -394,6 +398,7 @@ void handle_redeem(struct broker *b, struct mp_conn *c, const MpEnvelope *env)
 	}
 	struct db_params p = {0};
 	db_param_bytes(&p, rd->peer_mid, MP_ID_LEN);
-	if (db_call(b->db, "merchant_lookup", &p, on_merchant_key, rd) != 0)
-		redeem_reply(rd, MP_ST(INTERNAL), "cannot queue the key lookup", NULL, 0, NULL);
+	const char *refused = db_call(b->db, "merchant_lookup", &p, on_merchant_key, rd);
+	if (refused)
+		redeem_reply(rd, MP_ST(INTERNAL), refused, NULL, 0, NULL);
 }

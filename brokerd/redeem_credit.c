@@ -31,7 +31,7 @@ static void on_redeemed(const PGresult *res, const char *error, void *arg)
 {
 	struct redeem *rd = arg;
 	if (!res) {
-		redeem_reply(rd, MP_ST(INTERNAL), "database error; retry", NULL, 0, NULL);
+		redeem_reply(rd, MP_ST(INTERNAL), error, NULL, 0, NULL);
 		return;
 	}
 	int rows = PQntuples(res);
@@ -129,8 +129,10 @@ static void call_redeem(struct redeem *rd, struct claim_arrays *a)
 	bool ok = stmt != NULL;
 	for (int i = 3; i < p.n; i++)
 		ok = ok && p.values[i];
-	if (!ok || db_call(rd->call->b->db, "redeem", &p, on_redeemed, rd) != 0)
-		redeem_reply(rd, MP_ST(INTERNAL), "cannot queue the redemption", NULL, 0, NULL);
+	const char *refused =
+	    ok ? db_call(rd->call->b->db, "redeem", &p, on_redeemed, rd) : "out of memory";
+	if (refused)
+		redeem_reply(rd, MP_ST(INTERNAL), refused, NULL, 0, NULL);
 	free(stmt);
 }
 

@@ -33,7 +33,8 @@ static void on_account_registered(const PGresult *res, const char *error, void *
 	uint8_t account_id[MP_ID_LEN];
 	if (!res || PQntuples(res) != 1 ||
 	    !db_get_bytes(res, 0, "account_id", account_id, MP_ID_LEN)) {
-		reply_account(call, MP_ST(INTERNAL), "database error", NULL);
+		reply_account(call, MP_ST(INTERNAL),
+			      error ? error : "unexpected database result; retry", NULL);
 		return;
 	}
 	bool created = db_get_bool(res, 0, "created");
@@ -108,9 +109,12 @@ void handle_register_account(struct broker *b, struct mp_conn *c, const MpEnvelo
 	db_param_bytes(&p, new_id, MP_ID_LEN);
 	db_param_bytes(&p, stmt, stmt_len);
 	db_param_text(&p, b->cfg.currency);
-	if (!stmt || !mp_random_bytes(new_id, sizeof(new_id)) ||
-	    db_call(b->db, "register_account", &p, on_account_registered, call) != 0)
-		reply_account(call, MP_ST(INTERNAL), "cannot queue the registration", NULL);
+	const char *refused =
+	    !stmt || !mp_random_bytes(new_id, sizeof(new_id))
+		? "out of memory or randomness"
+		: db_call(b->db, "register_account", &p, on_account_registered, call);
+	if (refused)
+		reply_account(call, MP_ST(INTERNAL), refused, NULL);
 	free(stmt);
 	protobuf_c_message_free_unpacked(body, NULL);
 }
@@ -185,7 +189,8 @@ static void on_merchant_registered(const PGresult *res, const char *error, void 
 {
 	struct merchant_reg *reg = arg;
 	if (!res || PQntuples(res) != 1) {
-		reply_merchant(reg, MP_ST(INTERNAL), "database error", NULL);
+		reply_merchant(reg, MP_ST(INTERNAL),
+			       error ? error : "unexpected database result; retry", NULL);
 		return;
 	}
 	MpCode code = (MpCode)db_get_i64(res, 0, "status");
@@ -232,7 +237,8 @@ static void on_merchant_looked_up(const PGresult *res, const char *error, void *
 	struct merchant_reg *reg = arg;
 	struct broker *b = reg->call->b;
 	if (!res || PQntuples(res) != 1) {
-		reply_merchant(reg, MP_ST(INTERNAL), "database error", NULL);
+		reply_merchant(reg, MP_ST(INTERNAL),
+			       error ? error : "unexpected database result; retry", NULL);
 		return;
 	}
 	if (!db_get_bool(res, 0, "found")) {
@@ -277,8 +283,11 @@ static void on_merchant_looked_up(const PGresult *res, const char *error, void *
 	db_param_bytes(&p, cert, cert_len);
 	db_param_u64(&p, valid_until);
 	db_param_u64(&p, issued_at);
-	if (!cert || db_call(b->db, "register_merchant", &p, on_merchant_registered, reg) != 0)
-		reply_merchant(reg, MP_ST(INTERNAL), "cannot queue the registration", NULL);
+	const char *refused =
+	    !cert ? "out of memory"
+		  : db_call(b->db, "register_merchant", &p, on_merchant_registered, reg);
+	if (refused)
+		reply_merchant(reg, MP_ST(INTERNAL), refused, NULL);
 	free(cert);
 }
 
@@ -322,6 +331,7 @@ void handle_register_merchant(struct broker *b, struct mp_conn *c, const MpEnvel
 	mp_stmt_hash(s, reg->reg_hash);
 	struct db_params p = {0};
 	db_param_bytes(&p, reg->rm->merchant_id.data, MP_ID_LEN);
-	if (db_call(b->db, "merchant_lookup", &p, on_merchant_looked_up, reg) != 0)
-		reply_merchant(reg, MP_ST(INTERNAL), "cannot queue the lookup", NULL);
+	const char *refused = db_call(b->db, "merchant_lookup", &p, on_merchant_looked_up, reg);
+	if (refused)
+		reply_merchant(reg, MP_ST(INTERNAL), refused, NULL);
 }
