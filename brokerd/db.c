@@ -76,15 +76,21 @@ static void on_queue_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct db_pool *pool = arg;
 	uint64_t now = db_now_ms();
+	bool none_up = pool->stats.connections_up == 0;
+	unsigned expired = 0;
+	char first[64] = "";
 	while (pool->head && pool->head->deadline_ms <= now) {
 		struct db_query *q = queue_pop(pool);
-		bool none_up = pool->stats.connections_up == 0;
+		if (!expired++)
+			snprintf(first, sizeof(first), "%s", q->statement);
 		pool->stats.requests_expired++;
-		log_warn("db: %s waited %u ms for a connection (%u of %u up): answered timed out",
-			 q->statement, pool->cfg.queue_timeout_ms, pool->stats.connections_up,
-			 pool->cfg.size);
 		db_query_answer(q, NULL, none_up ? DB_ERR_TIMED_OUT_DOWN : DB_ERR_TIMED_OUT_BUSY);
 	}
+	if (expired) /* one line per batch: an outage must not flood the log */
+		log_warn("db: %u requests (first: %s) waited %u ms for a connection (%u of %u up): "
+			 "answered timed out",
+			 expired, first, pool->cfg.queue_timeout_ms, pool->stats.connections_up,
+			 pool->cfg.size);
 	arm_queue_timer(pool);
 }
 
@@ -137,6 +143,22 @@ static struct db_query *query_new(const char *statement, const struct db_params 
 	return q;
 }
 
+/* At most one line a second: a full queue must not flood the log. */
+static void log_refusal(struct db_pool *pool, const char *statement)
+{
+	pool->stats.requests_refused++;
+	pool->refused_unlogged++;
+	uint64_t now = db_now_ms();
+	if (pool->refused_logged_at && now - pool->refused_logged_at < 1000)
+		return;
+	log_warn("db: queue full (%u waiting, %u of %u connections up): refused %s and %llu "
+		 "more since the last such line",
+		 pool->stats.queued, pool->stats.connections_up, pool->cfg.size, statement,
+		 (unsigned long long)pool->refused_unlogged - 1);
+	pool->refused_logged_at = now;
+	pool->refused_unlogged = 0;
+}
+
 const char *db_call(struct db_pool *pool, const char *statement, const struct db_params *params,
 		    db_done_fn done, void *arg)
 {
@@ -147,9 +169,7 @@ const char *db_call(struct db_pool *pool, const char *statement, const struct db
 		return "internal error: too many parameters";
 	}
 	if (pool->stats.queued >= pool->cfg.max_queue) {
-		pool->stats.requests_refused++;
-		log_warn("db: %s refused: %u requests already wait for a connection (%u of %u up)",
-			 statement, pool->stats.queued, pool->stats.connections_up, pool->cfg.size);
+		log_refusal(pool, statement);
 		return DB_ERR_QUEUE_FULL;
 	}
 	struct db_query *q = query_new(statement, params, done, arg);

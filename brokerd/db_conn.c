@@ -24,16 +24,22 @@
 static void on_io(evutil_socket_t fd, short what, void *arg);
 static void on_timer(evutil_socket_t fd, short what, void *arg);
 
-/* libpq messages end with a newline; log lines must not. */
+/* libpq messages span lines; a log line must not: whitespace runs become one space. */
 static void copy_message(char *out, size_t len, const char *msg)
 {
-	snprintf(out, len, "%s", msg && msg[0] ? msg : "no message");
-	size_t n = strlen(out);
-	while (n && (out[n - 1] == '\n' || out[n - 1] == ' '))
-		out[--n] = '\0';
-	for (char *p = out; *p; p++)
-		if (*p == '\n')
-			*p = ' ';
+	size_t n = 0;
+	bool space = true; /* drops leading whitespace */
+	for (const char *p = msg && msg[0] ? msg : "no message"; *p && n + 1 < len; p++) {
+		bool ws = *p == ' ' || *p == '\n' || *p == '\t' || *p == '\r';
+		if (!ws)
+			out[n++] = *p;
+		else if (!space)
+			out[n++] = ' ';
+		space = ws;
+	}
+	while (n && out[n - 1] == ' ')
+		n--;
+	out[n] = '\0';
 }
 
 static void on_notice(void *arg, const char *message)
@@ -174,6 +180,8 @@ static void ready(struct db_conn *c)
 		pool->stats.reconnects++;
 		log_info("db: connection %u back after %u failed attempts (down %.1f s)", c->index,
 			 c->failed_attempts, (double)(db_now_ms() - c->down_since_ms) / 1000.0);
+	} else {
+		log_info("db: connection %u ready", c->index);
 	}
 	c->failed_attempts = 0;
 	c->backoff_ms = DB_BACKOFF_MIN_MS;

@@ -58,6 +58,8 @@ struct db_pool {
 	struct event *queue_timer; /* at the head's deadline */
 	struct event *kick;	   /* dispatch queued requests on the next loop turn */
 	bool closing;
+	uint64_t refused_logged_at; /* the last "queue full" log line */
+	uint64_t refused_unlogged;  /* refusals since */
 	struct db_pool_stats stats;
 };
 

@@ -1,0 +1,26 @@
+/* The test network's PostgreSQL cluster under a running brokerd: stop and start it (the way
+ * deploy/pg-cluster runs pg_ctl, as the cluster's owner), reach it directly, reconfigure
+ * brokerd's [db] section, and read brokerd's metrics. */
+#pragma once
+#include <libpq-fe.h>
+#include <stdint.h>
+
+#include "harness.h"
+
+/* pg_ctl stop -m fast (waits until it is down); fails the test if it is still up. */
+void pg_stop(const struct net *n);
+/* Start the cluster again (same data, same socket); fails the test if it does not start. */
+void pg_start(const struct net *n);
+/* A blocking libpq connection to the network's database, as its owner. */
+PGconn *pg_connect(const struct net *n);
+/* Run sql (no parameters); fails the test unless it succeeds. Returns the result. */
+PGresult *pg_exec_ok(PGconn *pg, const char *sql);
+
+/* Append a [db] section with `lines` to brokerd's config and restart brokerd (same state). */
+void broker_reconfigure_db(const struct net *n, const char *lines);
+/* One figure of brokerd's Prometheus metrics; fails the test if it is missing. */
+uint64_t broker_metric(const struct net *n, const char *name);
+/* brokerd's process id (its pid file). */
+long broker_pid(const struct net *n);
+/* Milliseconds on the monotonic clock. */
+uint64_t now_ms(void);
