@@ -61,12 +61,16 @@ static void queue_push_front(struct db_pool *pool, struct db_query *q)
 	pool->stats.queued++;
 }
 
+/* Fires at the head's deadline, rounded up to DB_EXPIRY_TICK_MS so that requests that expire
+ * close together are answered (and logged) together. */
 static void arm_queue_timer(struct db_pool *pool)
 {
 	if (!pool->head)
 		return;
 	uint64_t now = db_now_ms();
-	uint64_t wait = pool->head->deadline_ms > now ? pool->head->deadline_ms - now : 0;
+	uint64_t at = (pool->head->deadline_ms + DB_EXPIRY_TICK_MS - 1) / DB_EXPIRY_TICK_MS *
+		      DB_EXPIRY_TICK_MS;
+	uint64_t wait = at > now ? at - now : 0;
 	struct timeval tv = {(time_t)(wait / 1000), (suseconds_t)(wait % 1000) * 1000};
 	evtimer_add(pool->queue_timer, &tv);
 }

@@ -9,6 +9,7 @@
 #define DB_BACKOFF_MAX_MS     5000u
 #define DB_CONNECT_TIMEOUT_MS 10000u /* one attempt: connect, settings, prepares */
 #define DB_INFLIGHT_GRACE_MS  5000u  /* past statement_timeout, the connection is presumed dead */
+#define DB_EXPIRY_TICK_MS     100u   /* requests expiring this close are answered together */
 #define DB_DIAG_LEN	      512
 
 struct db_query {
