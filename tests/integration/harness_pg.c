@@ -81,9 +81,13 @@ void broker_reconfigure_db(const struct net *n, const char *lines)
 	ck_assert_msg(f != NULL, "cannot append to %s", path);
 	fprintf(f, "[db]\n%s\n", lines);
 	fclose(f);
+	/* m1 first: brokerd stopped with a live connection reports it leaked at exit. */
+	ck_assert_int_eq(net_cmd(n, "kill", "m1"), 0);
 	ck_assert_int_eq(net_cmd(n, "kill", "broker"), 0);
 	ck_assert_msg(net_cmd(n, "start", "broker") == 0,
 		      "brokerd did not start again (%s/broker/log)", n->dir);
+	ck_assert_msg(net_cmd(n, "start", "m1") == 0,
+		      "merchantd m1 did not start again (%s/m1/log)", n->dir);
 }
 
 uint64_t broker_metric(const struct net *n, const char *name)

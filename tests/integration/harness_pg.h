@@ -16,7 +16,8 @@ PGconn *pg_connect(const struct net *n);
 /* Run sql (no parameters); fails the test unless it succeeds. Returns the result. */
 PGresult *pg_exec_ok(PGconn *pg, const char *sql);
 
-/* Append a [db] section with `lines` to brokerd's config and restart brokerd (same state). */
+/* Append a [db] section with `lines` to brokerd's config and restart brokerd (same state; m1
+ * is restarted around it). */
 void broker_reconfigure_db(const struct net *n, const char *lines);
 /* One figure of brokerd's Prometheus metrics; fails the test if it is missing. */
 uint64_t broker_metric(const struct net *n, const char *name);
