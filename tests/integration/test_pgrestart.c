@@ -17,6 +17,7 @@
 
 #include "harness.h"
 #include "harness_pg.h"
+#include "pg_proxy.h"
 #include "../check_run.h"
 
 #define QUEUE_TIMEOUT_MS     1500
@@ -293,6 +294,68 @@ static struct answer retry_verbatim(struct wire *w, const MpSigned *s, bool rede
 	}
 }
 
+/* A session of the test that holds the row `column = id` of `table` locked (FOR UPDATE) until
+ * row_unlock: brokerd's statements that lock it wait meanwhile. */
+static PGconn *row_lock(const char *table, const char *column, const uint8_t id[MP_ID_LEN])
+{
+	PGconn *pg = pg_connect(&net);
+	ck_assert_msg(PQstatus(pg) == CONNECTION_OK, "%s", PQerrorMessage(pg));
+	char hex[MP_HEX_ID_LEN + 1], sql[200];
+	mp_hex_encode(id, MP_ID_LEN, hex);
+	snprintf(sql, sizeof(sql), "SELECT 1 FROM %s WHERE %s = '\\x%s' FOR UPDATE", table, column,
+		 hex);
+	PQclear(pg_exec_ok(pg, "BEGIN"));
+	PGresult *r = pg_exec_ok(pg, sql);
+	ck_assert_int_eq(PQntuples(r), 1);
+	PQclear(r);
+	return pg;
+}
+
+static void row_unlock(PGconn *pg)
+{
+	PQclear(pg_exec_ok(pg, "ROLLBACK"));
+	PQfinish(pg);
+}
+
+/* Run `sql` on brokerd's sessions that wait for a lock, once there is one (at most 2 s). */
+static void on_blocked_brokerd_session(const char *what)
+{
+	char sql[300];
+	snprintf(sql, sizeof(sql),
+		 "SELECT %s FROM pg_stat_activity WHERE application_name = 'brokerd' AND "
+		 "wait_event_type = 'Lock'",
+		 what);
+	PGconn *pg = pg_connect(&net);
+	int found = 0;
+	for (int i = 0; i < 200 && !found; i++) {
+		PGresult *r = pg_exec_ok(pg, sql);
+		found = PQntuples(r);
+		PQclear(r);
+		if (!found)
+			usleep(10000);
+	}
+	PQfinish(pg);
+	ck_assert_msg(found == 1, "%d brokerd sessions wait for the lock", found);
+}
+
+static int64_t count_rows(const char *sql)
+{
+	PGconn *pg = pg_connect(&net);
+	PGresult *r = pg_exec_ok(pg, sql);
+	int64_t n = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
+	PQfinish(pg);
+	return n;
+}
+
+static void assert_outcome_unknown(const struct answer *a)
+{
+	ck_assert_msg(a->got, "no answer after the connection was lost");
+	ck_assert_int_eq(a->code, MP_ST(INTERNAL));
+	ck_assert_msg(strstr(a->detail, "outcome unknown") && strstr(a->detail, "retry verbatim"),
+		      "detail: %s", a->detail);
+}
+
 /* ---- tests ---- */
 
 /* Each session has statement_timeout: a statement blocked on a row lock is cancelled and the
@@ -302,14 +365,7 @@ START_TEST(statement_timeout_cancels_a_blocked_statement)
 	struct twallet tw;
 	funded_wallet(&tw, 100);
 	MpSigned *request = issue_request(&tw, 10);
-	PGconn *pg = pg_connect(&net);
-	ck_assert_msg(PQstatus(pg) == CONNECTION_OK, "%s", PQerrorMessage(pg));
-	char hex[MP_HEX_ID_LEN + 1], sql[200];
-	mp_hex_encode(tw.account_id, MP_ID_LEN, hex);
-	snprintf(sql, sizeof(sql), "SELECT 1 FROM accounts WHERE id = '\\x%s' FOR UPDATE", hex);
-	PQclear(pg_exec_ok(pg, "BEGIN"));
-	PQclear(pg_exec_ok(pg, sql));
-
+	PGconn *lock = row_lock("accounts", "id", tw.account_id);
 	struct wire b;
 	connect_broker(&b);
 	struct answer a = issue_once(&b, request);
@@ -319,8 +375,7 @@ START_TEST(statement_timeout_cancels_a_blocked_statement)
 	ck_assert_msg(a.ms >= STATEMENT_TIMEOUT_MS - 100 && a.ms < STATEMENT_TIMEOUT_MS + 2000,
 		      "answered after %llu ms", (unsigned long long)a.ms);
 
-	PQclear(pg_exec_ok(pg, "ROLLBACK"));
-	PQfinish(pg);
+	row_unlock(lock);
 	a = issue_once(&b, request); /* nothing was stored: the verbatim retry issues */
 	ck_assert_int_eq(a.code, MP_ST(OK));
 	ck_assert_int_eq(balance_of(tw.account_id), 90);
@@ -339,43 +394,20 @@ START_TEST(connection_lost_in_flight_is_outcome_unknown)
 	struct twallet tw;
 	funded_wallet(&tw, 100);
 	MpSigned *request = issue_request(&tw, 10);
-	PGconn *pg = pg_connect(&net);
-	ck_assert_msg(PQstatus(pg) == CONNECTION_OK, "%s", PQerrorMessage(pg));
-	char hex[MP_HEX_ID_LEN + 1], sql[200];
-	mp_hex_encode(tw.account_id, MP_ID_LEN, hex);
-	snprintf(sql, sizeof(sql), "SELECT 1 FROM accounts WHERE id = '\\x%s' FOR UPDATE", hex);
-	PQclear(pg_exec_ok(pg, "BEGIN"));
-	PQclear(pg_exec_ok(pg, sql));
-
+	PGconn *lock = row_lock("accounts", "id", tw.account_id);
 	struct wire b;
 	connect_broker(&b);
 	uint64_t t0 = now_ms();
 	ck_assert(send_issue(&b, request));
-	/* brokerd's session now waits for the row lock: terminate it. */
-	PGconn *admin_pg = pg_connect(&net);
-	int terminated = 0;
-	for (int i = 0; i < 100 && !terminated; i++) {
-		PGresult *r = pg_exec_ok(admin_pg, "SELECT pg_terminate_backend(pid) FROM "
-						   "pg_stat_activity WHERE application_name = "
-						   "'brokerd' AND wait_event_type = 'Lock'");
-		terminated = PQntuples(r);
-		PQclear(r);
-		usleep(10000);
-	}
-	ck_assert_msg(terminated == 1, "no brokerd session waiting for the lock");
+	on_blocked_brokerd_session("pg_terminate_backend(pid)");
 	struct answer a;
 	receive_answer(&b, &a, t0);
-	ck_assert_msg(a.got, "no answer after the connection was lost");
-	ck_assert_int_eq(a.code, MP_ST(INTERNAL));
-	ck_assert_msg(strstr(a.detail, "outcome unknown") && strstr(a.detail, "retry verbatim"),
-		      "detail: %s", a.detail);
+	assert_outcome_unknown(&a);
 	ck_assert_uint_eq(broker_metric(&net, "micropay_broker_db_outcome_unknown_total"),
 			  unknown_before + 1);
 
-	PQclear(pg_exec_ok(pg, "ROLLBACK"));
-	PQfinish(pg);
-	PQfinish(admin_pg);
-	a = retry_verbatim(&b, request, false, 10000);
+	row_unlock(lock);
+	a = retry_verbatim(&b, request, false, 10000); /* it had not committed: issued now */
 	ck_assert_int_eq(a.code, MP_ST(OK));
 	a = issue_once(&b, request);
 	ck_assert_int_eq(a.code, MP_ST(DUPLICATE_OK));
@@ -384,6 +416,106 @@ START_TEST(connection_lost_in_flight_is_outcome_unknown)
 	wire_close(&b);
 	mp_stmt_free(request);
 	mp_key_free(&tw.account);
+	audit_clean();
+}
+END_TEST
+
+/* Send s, let brokerd's statement commit while its answer is lost on the way back (the proxy
+ * cuts the link as the server answers), and return what the client got. */
+static struct answer lose_answer_after_commit(struct pg_proxy *proxy, PGconn *lock, struct wire *w,
+					      const MpSigned *s, bool redeem)
+{
+	uint64_t t0 = now_ms();
+	ck_assert(redeem ? send_redeem(w, s) : send_issue(w, s));
+	on_blocked_brokerd_session("pid");
+	pg_proxy_lose_next_answer(proxy, true);
+	row_unlock(lock); /* the statement goes on, commits, and its answer is dropped */
+	struct answer a;
+	receive_answer(w, &a, t0);
+	ck_assert(pg_proxy_answer_lost(proxy));
+	return a;
+}
+
+/* brokerd's connection breaks, or falls silent, after its statement committed (the answer is
+ * lost between PostgreSQL and brokerd): the client is answered INTERNAL "outcome unknown", and
+ * its verbatim retry gets the stored answer, DUPLICATE_OK, for Issue and for Redeem; nothing is
+ * counted twice. */
+START_TEST(answer_lost_after_commit_is_replayed_on_retry)
+{
+	struct pg_proxy *proxy = pg_proxy_start(&net);
+	char conninfo[700], line[800];
+	pg_proxy_conninfo(&net, conninfo, sizeof(conninfo));
+	snprintf(line, sizeof(line), "conninfo = %s", conninfo);
+	broker_reconfigure_db(&net, line);
+
+	struct twallet tw;
+	funded_wallet(&tw, 100);
+	MpSigned *request = issue_request(&tw, 10);
+	struct wire b;
+	connect_broker(&b);
+	PGconn *lock = row_lock("accounts", "id", tw.account_id);
+	struct answer a = lose_answer_after_commit(proxy, lock, &b, request, false);
+	assert_outcome_unknown(&a);
+	char hex[MP_HEX_ID_LEN + 1], sql[200];
+	mp_hex_encode(tw.account_id, MP_ID_LEN, hex);
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM channels WHERE account_id = '\\x%s'", hex);
+	ck_assert_int_eq(count_rows(sql), 1); /* it did commit */
+	a = retry_verbatim(&b, request, false, 10000);
+	ck_assert_int_eq(a.code, MP_ST(DUPLICATE_OK));
+	ck_assert_int_eq(balance_of(tw.account_id), 90);
+
+	struct twallet payer;
+	funded_wallet(&payer, 100);
+	struct tchannel ch;
+	tchannel_make(&ch, &payer, 100, 1, m1);
+	ck_assert_int_eq(tchannel_issue(&ch, &b), MP_ST(OK));
+	struct mp_key m1_key;
+	load_m1_key(&m1_key);
+	MpSigned *redeem = m1_redeem(&m1_key, &ch, 7);
+	int64_t pending_before = m1_pending();
+	char cert[700], key[700];
+	m1_tls_files(cert, key, sizeof(cert));
+	struct wire m;
+	ck_assert(wire_connect(&m, broker_ep, ca, cert, key));
+	uint8_t cid[MP_ID_LEN];
+	tchannel_id(&ch, cid);
+	lock = row_lock("channels", "channel_id", cid);
+	a = lose_answer_after_commit(proxy, lock, &m, redeem, true);
+	assert_outcome_unknown(&a);
+	ck_assert_int_eq(m1_pending() - pending_before, 7); /* it did commit */
+	a = retry_verbatim(&m, redeem, true, 10000);
+	ck_assert_int_eq(a.code, MP_ST(DUPLICATE_OK));
+	ck_assert_int_eq(a.claim, MP_ST(OK)); /* the stored result, replayed */
+	ck_assert_int_eq(m1_pending() - pending_before, 7);
+
+	/* The link falls silent after COMMIT: brokerd gives up on it after statement_timeout and
+	 * its grace, and answers the same way. */
+	MpSigned *silenced = issue_request(&tw, 10);
+	pg_proxy_lose_next_answer(proxy, false);
+	a = issue_once(&b, silenced);
+	ck_assert(pg_proxy_answer_lost(proxy));
+	assert_outcome_unknown(&a);
+	ck_assert_msg(a.ms >= STATEMENT_TIMEOUT_MS + 5000 - 100 &&
+			  a.ms < STATEMENT_TIMEOUT_MS + 7000,
+		      "answered after %llu ms", (unsigned long long)a.ms);
+	a = retry_verbatim(&b, silenced, false, 10000);
+	ck_assert_int_eq(a.code, MP_ST(DUPLICATE_OK));
+	ck_assert_int_eq(balance_of(tw.account_id), 80);
+	mp_stmt_free(silenced);
+
+	char direct[700];
+	snprintf(direct, sizeof(direct), "conninfo = host=%s/pg user=micropay dbname=postgres",
+		 net.dir);
+	broker_reconfigure_db(&net, direct);
+	pg_proxy_stop(proxy);
+	wire_close(&m);
+	wire_close(&b);
+	mp_stmt_free(request);
+	mp_stmt_free(redeem);
+	tchannel_free(&ch);
+	mp_key_free(&m1_key);
+	mp_key_free(&tw.account);
+	mp_key_free(&payer.account);
 	audit_clean();
 }
 END_TEST
@@ -748,6 +880,7 @@ Suite *pgrestart_suite(void)
 	tcase_add_test(tc, db_config_out_of_range_is_refused);
 	tcase_add_test(tc, statement_timeout_cancels_a_blocked_statement);
 	tcase_add_test(tc, connection_lost_in_flight_is_outcome_unknown);
+	tcase_add_test(tc, answer_lost_after_commit_is_replayed_on_retry);
 	tcase_add_test(tc, queue_deadline_answers_internal_while_db_down);
 	tcase_add_test(tc, pg_restart_under_load);
 	tcase_add_test(tc, full_queue_refuses_at_once); /* last: it changes the queue bound */
