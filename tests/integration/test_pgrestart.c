@@ -18,6 +18,7 @@
 #include "harness.h"
 #include "harness_pg.h"
 #include "pg_proxy.h"
+#include "wire_answer.h"
 #include "../check_run.h"
 
 #define QUEUE_TIMEOUT_MS     1500
@@ -104,116 +105,6 @@ static void wait_pool_up(uint64_t ms)
 	}
 }
 
-/* ---- wire: send and receive apart, so a test can act while a request is pending ---- */
-
-static bool send_env(struct wire *w, MpEnvelope *env)
-{
-	env->version = MP_PROTOCOL_VERSION;
-	env->request_id = ++w->next_id;
-	size_t len = micropay__v1__envelope__get_packed_size(env);
-	uint8_t *buf = malloc(len + 4);
-	mp_put_be32(buf, (uint32_t)len);
-	micropay__v1__envelope__pack(env, buf + 4);
-	bool sent = wire_write(w, buf, len + 4);
-	free(buf);
-	return sent;
-}
-
-static bool read_exact(struct wire *w, uint8_t *buf, size_t len)
-{
-	for (size_t got = 0; got < len;) {
-		int n = SSL_read(w->ssl, buf + got, (int)(len - got));
-		if (n <= 0 && SSL_get_error(w->ssl, n) == SSL_ERROR_WANT_READ && errno == EINTR)
-			continue; /* a signal (a child of system() ending), not the peer */
-		if (n <= 0)
-			return false;
-		got += (size_t)n;
-	}
-	return true;
-}
-
-/* The next answer, or NULL on EOF or silence (wire_connect sets a 10 s receive timeout). */
-static MpEnvelope *receive_env(struct wire *w)
-{
-	uint8_t hdr[4];
-	if (!read_exact(w, hdr, 4))
-		return NULL;
-	uint32_t n = mp_get_be32(hdr);
-	uint8_t *body = malloc(n ? n : 1);
-	MpEnvelope *out =
-	    read_exact(w, body, n) ? micropay__v1__envelope__unpack(NULL, n, body) : NULL;
-	free(body);
-	return out;
-}
-
-/* What one request got. */
-struct answer {
-	bool got; /* false: silence or a dropped connection */
-	MpCode code;
-	MpCode claim; /* Redeem: the one claim's status */
-	char detail[200];
-	uint64_t ms; /* from send to answer */
-};
-
-static bool send_issue(struct wire *w, const MpSigned *request)
-{
-	Micropay__V1__IssueReq req = MICROPAY__V1__ISSUE_REQ__INIT;
-	req.stmt = (MpSigned *)request;
-	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
-	env.body_case = MP_BODY(ISSUE_REQ);
-	env.issue_req = &req;
-	return send_env(w, &env);
-}
-
-static bool send_redeem(struct wire *w, const MpSigned *redeem)
-{
-	Micropay__V1__RedeemReq req = MICROPAY__V1__REDEEM_REQ__INIT;
-	req.stmt = (MpSigned *)redeem;
-	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
-	env.body_case = MP_BODY(REDEEM_REQ);
-	env.redeem_req = &req;
-	return send_env(w, &env);
-}
-
-static void receive_answer(struct wire *w, struct answer *a, uint64_t sent_at)
-{
-	MpEnvelope *e = receive_env(w);
-	*a = (struct answer){.ms = now_ms() - sent_at};
-	const MpStatus *st = NULL;
-	if (e && e->body_case == MP_BODY(ISSUE_RESP))
-		st = e->issue_resp->status;
-	if (e && e->body_case == MP_BODY(REDEEM_RESP)) {
-		st = e->redeem_resp->status;
-		if (e->redeem_resp->n_results == 1)
-			a->claim = e->redeem_resp->results[0]->status;
-	}
-	if (st) {
-		a->got = true;
-		a->code = st->code;
-		snprintf(a->detail, sizeof(a->detail), "%s", st->detail ? st->detail : "");
-	}
-	if (e)
-		micropay__v1__envelope__free_unpacked(e, NULL);
-}
-
-static struct answer issue_once(struct wire *w, const MpSigned *request)
-{
-	struct answer a = {0};
-	uint64_t t0 = now_ms();
-	if (send_issue(w, request))
-		receive_answer(w, &a, t0);
-	return a;
-}
-
-static struct answer redeem_once(struct wire *w, const MpSigned *redeem)
-{
-	struct answer a = {0};
-	uint64_t t0 = now_ms();
-	if (send_redeem(w, redeem))
-		receive_answer(w, &a, t0);
-	return a;
-}
-
 static void connect_broker(struct wire *w)
 {
 	ck_assert_msg(wire_connect(w, broker_ep, ca, NULL, NULL), "cannot reach brokerd");
@@ -278,20 +169,6 @@ static void load_m1_key(struct mp_key *key)
 	char path[700], err[256];
 	snprintf(path, sizeof(path), "%s/m1/merchant.key", net.dir);
 	ck_assert_msg(mp_key_load(key, path, err, sizeof(err)), "%s", err);
-}
-
-/* Retry a request verbatim until it is answered other than INTERNAL (at most `ms`); every
- * attempt must be answered. */
-static struct answer retry_verbatim(struct wire *w, const MpSigned *s, bool redeem, uint64_t ms)
-{
-	uint64_t until = now_ms() + ms;
-	for (;;) {
-		struct answer a = redeem ? redeem_once(w, s) : issue_once(w, s);
-		ck_assert_msg(a.got, "a verbatim retry got no answer");
-		if (a.code != MP_ST(INTERNAL) || now_ms() > until)
-			return a;
-		usleep(100000);
-	}
 }
 
 /* A session of the test that holds the row `column = id` of `table` locked (FOR UPDATE) until
