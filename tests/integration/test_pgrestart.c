@@ -4,7 +4,6 @@
  * every session has a statement_timeout, and the money adds up. The tests act as wallets and as
  * merchant m1 over the wire and stop/start the network's cluster with pg_ctl. */
 #include <check.h>
-#include <errno.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -16,6 +15,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "harness_merchant.h"
 #include "harness_pg.h"
 #include "pg_proxy.h"
 #include "wire_answer.h"
@@ -26,16 +26,15 @@
 #define POOL_SIZE	     2 /* deploy/mpnet's [db] pool */
 
 static struct net net;
-static char ca[700], broker_ep[128], m1_hex[64];
-static uint8_t m1[MP_ID_LEN];
+static char ca[700], broker_ep[128];
+static struct tmerchant m1; /* the network's merchant: the tests redeem as m1 */
 
 static void setup_net(void)
 {
 	net_up(&net);
 	net_path(&net, "tls/ca.crt", ca, sizeof(ca));
 	net_read(&net, "broker", "endpoint", broker_ep, sizeof(broker_ep));
-	net_read(&net, "m1", "merchant_id", m1_hex, sizeof(m1_hex));
-	hex_to_bytes(m1_hex, m1, MP_ID_LEN);
+	tmerchant_load(&m1, &net, "m1");
 	char lines[128];
 	snprintf(lines, sizeof(lines), "queue_timeout_ms = %d\nstatement_timeout_ms = %d",
 		 QUEUE_TIMEOUT_MS, STATEMENT_TIMEOUT_MS);
@@ -44,6 +43,7 @@ static void setup_net(void)
 
 static void teardown_net(void)
 {
+	tmerchant_free(&m1);
 	net_down(&net);
 }
 
@@ -76,7 +76,7 @@ static int64_t balance_of(const uint8_t account[MP_ID_LEN])
 static int64_t m1_pending(void)
 {
 	char params[128];
-	snprintf(params, sizeof(params), "{\"account\":\"%s\"}", m1_hex);
+	snprintf(params, sizeof(params), "{\"account\":\"%s\"}", m1.mid_hex);
 	json_t *acc = admin_ok(&net, "broker", "account.show", params);
 	json_t *rel = json_array_get(json_object_get(acc, "related"), 0);
 	ck_assert_str_eq(json_str(rel, "kind"), "merchant_pending");
@@ -110,13 +110,6 @@ static void connect_broker(struct wire *w)
 	ck_assert_msg(wire_connect(w, broker_ep, ca, NULL, NULL), "cannot reach brokerd");
 }
 
-/* m1's client certificate, as merchantd uses it. */
-static void m1_tls_files(char *cert, char *key, size_t len)
-{
-	snprintf(cert, len, "%s/tls/m-%s.crt", net.dir, m1_hex);
-	snprintf(key, len, "%s/tls/m-%s.key", net.dir, m1_hex);
-}
-
 /* ---- test material ---- */
 
 /* A registered wallet funded with `amount`. */
@@ -133,7 +126,7 @@ static void funded_wallet(struct twallet *tw, uint64_t amount)
 static MpSigned *issue_request(const struct twallet *tw, uint32_t n)
 {
 	struct tchannel ch;
-	tchannel_make(&ch, tw, n, 1, m1);
+	tchannel_make(&ch, tw, n, 1, m1.mid);
 	MpSigned *request = mp_stmt_copy(ch.request);
 	tchannel_free(&ch);
 	ck_assert(request != NULL);
@@ -141,34 +134,14 @@ static MpSigned *issue_request(const struct twallet *tw, uint32_t n)
 }
 
 /* A Redeem by m1 of one claim: point `index` of ch. */
-static MpSigned *m1_redeem(const struct mp_key *m1_key, const struct tchannel *ch, uint32_t index)
+static MpSigned *m1_redeem(const struct tchannel *ch, uint32_t index)
 {
-	uint8_t redeem_id[MP_ID_LEN], w[MP_HASH_LEN], cid[MP_ID_LEN];
+	uint8_t redeem_id[MP_ID_LEN];
 	ck_assert(mp_random_bytes(redeem_id, MP_ID_LEN));
-	tchannel_word(ch, index, w);
-	tchannel_id(ch, cid);
-	MpPoint pt = MICROPAY__V1__POINT__INIT;
-	pt.index = index;
-	pt.w = (ProtobufCBinaryData){MP_HASH_LEN, w};
-	Micropay__V1__Claim claim = MICROPAY__V1__CLAIM__INIT;
-	claim.channel_id = (ProtobufCBinaryData){MP_ID_LEN, cid};
-	claim.point = &pt;
-	Micropay__V1__Claim *claims[] = {&claim};
-	Micropay__V1__Redeem rd = MICROPAY__V1__REDEEM__INIT;
-	rd.redeem_id = (ProtobufCBinaryData){MP_ID_LEN, redeem_id};
-	rd.merchant_id = (ProtobufCBinaryData){MP_ID_LEN, m1};
-	rd.claims = claims;
-	rd.n_claims = 1;
-	MpSigned *s = mp_stmt_sign(m1_key, MP_STMT_REDEEM, &rd.base);
-	ck_assert(s != NULL);
-	return s;
-}
-
-static void load_m1_key(struct mp_key *key)
-{
-	char path[700], err[256];
-	snprintf(path, sizeof(path), "%s/m1/merchant.key", net.dir);
-	ck_assert_msg(mp_key_load(key, path, err, sizeof(err)), "%s", err);
+	struct tclaim claim = {.index = index};
+	tchannel_id(ch, claim.channel_id);
+	tchannel_word(ch, index, claim.w);
+	return tmerchant_redeem(&m1, redeem_id, &claim, 1);
 }
 
 /* A session of the test that holds the row `column = id` of `table` locked (FOR UPDATE) until
@@ -344,16 +317,12 @@ START_TEST(answer_lost_after_commit_is_replayed_on_retry)
 	struct twallet payer;
 	funded_wallet(&payer, 100);
 	struct tchannel ch;
-	tchannel_make(&ch, &payer, 100, 1, m1);
+	tchannel_make(&ch, &payer, 100, 1, m1.mid);
 	ck_assert_int_eq(tchannel_issue(&ch, &b), MP_ST(OK));
-	struct mp_key m1_key;
-	load_m1_key(&m1_key);
-	MpSigned *redeem = m1_redeem(&m1_key, &ch, 7);
+	MpSigned *redeem = m1_redeem(&ch, 7);
 	int64_t pending_before = m1_pending();
-	char cert[700], key[700];
-	m1_tls_files(cert, key, sizeof(cert));
 	struct wire m;
-	ck_assert(wire_connect(&m, broker_ep, ca, cert, key));
+	tmerchant_connect(&m1, &m, broker_ep, ca);
 	uint8_t cid[MP_ID_LEN];
 	tchannel_id(&ch, cid);
 	lock = row_lock("channels", "channel_id", cid);
@@ -390,7 +359,6 @@ START_TEST(answer_lost_after_commit_is_replayed_on_retry)
 	mp_stmt_free(request);
 	mp_stmt_free(redeem);
 	tchannel_free(&ch);
-	mp_key_free(&m1_key);
 	mp_key_free(&tw.account);
 	mp_key_free(&payer.account);
 	audit_clean();
@@ -452,11 +420,9 @@ static void *client_run(void *arg)
 	sigset_t all;
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL); /* signals go to the test's thread */
-	char cert[700], key[700];
-	m1_tls_files(cert, key, sizeof(cert));
 	struct wire w;
-	cl->connected =
-	    wire_connect(&w, broker_ep, ca, cl->redeem ? cert : NULL, cl->redeem ? key : NULL);
+	cl->connected = wire_connect(&w, broker_ep, ca, cl->redeem ? m1.cert : NULL,
+				     cl->redeem ? m1.tls_key : NULL);
 	while (cl->connected && !atomic_load(cl->stop) && cl->sent < cl->n_requests) {
 		const MpSigned *s = cl->requests[cl->sent];
 		struct answer *a = &cl->answers[cl->sent++];
@@ -513,10 +479,8 @@ static void check_answers(const struct client *cl, struct tally *t)
 static void retry_internals(const struct client *cl)
 {
 	struct wire w;
-	char cert[700], key[700];
-	m1_tls_files(cert, key, sizeof(cert));
-	ck_assert(
-	    wire_connect(&w, broker_ep, ca, cl->redeem ? cert : NULL, cl->redeem ? key : NULL));
+	ck_assert(wire_connect(&w, broker_ep, ca, cl->redeem ? m1.cert : NULL,
+			       cl->redeem ? m1.tls_key : NULL));
 	for (size_t i = 0; i < cl->sent; i++) {
 		if (cl->answers[i].code != MP_ST(INTERNAL))
 			continue;
@@ -574,15 +538,13 @@ START_TEST(pg_restart_under_load)
 	struct wire b;
 	connect_broker(&b);
 	for (int k = 0; k < 2; k++) {
-		tchannel_make(&paid[k], &payer, REDEEM_N, 1, m1);
+		tchannel_make(&paid[k], &payer, REDEEM_N, 1, m1.mid);
 		ck_assert_int_eq(tchannel_issue(&paid[k], &b), MP_ST(OK));
 	}
-	struct mp_key m1_key;
-	load_m1_key(&m1_key);
 	struct client *redeemer = &clients[ISSUE_CLIENTS];
 	client_init(redeemer, true, &stop);
 	for (size_t i = 0; i < REQUESTS_PER_CLIENT; i++)
-		redeemer->requests[i] = m1_redeem(&m1_key, &paid[i % 2], redeem_index(i));
+		redeemer->requests[i] = m1_redeem(&paid[i % 2], redeem_index(i));
 	funded_wallet(&probe, 1000);
 	int64_t pending_before = m1_pending();
 
@@ -642,7 +604,6 @@ START_TEST(pg_restart_under_load)
 		mp_key_free(&wallets[c].account);
 	tchannel_free(&paid[0]);
 	tchannel_free(&paid[1]);
-	mp_key_free(&m1_key);
 	mp_key_free(&probe.account);
 	mp_key_free(&payer.account);
 }

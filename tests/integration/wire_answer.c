@@ -2,53 +2,13 @@
 #include "wire_answer.h"
 
 #include <check.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "harness_merchant.h"
 #include "harness_pg.h"
-
-static bool send_env(struct wire *w, MpEnvelope *env)
-{
-	env->version = MP_PROTOCOL_VERSION;
-	env->request_id = ++w->next_id;
-	size_t len = micropay__v1__envelope__get_packed_size(env);
-	uint8_t *buf = malloc(len + 4);
-	mp_put_be32(buf, (uint32_t)len);
-	micropay__v1__envelope__pack(env, buf + 4);
-	bool sent = wire_write(w, buf, len + 4);
-	free(buf);
-	return sent;
-}
-
-static bool read_exact(struct wire *w, uint8_t *buf, size_t len)
-{
-	for (size_t got = 0; got < len;) {
-		int n = SSL_read(w->ssl, buf + got, (int)(len - got));
-		if (n <= 0 && SSL_get_error(w->ssl, n) == SSL_ERROR_WANT_READ && errno == EINTR)
-			continue; /* a signal (a child of system() ending), not the peer */
-		if (n <= 0)
-			return false;
-		got += (size_t)n;
-	}
-	return true;
-}
-
-/* The next answer, or NULL on EOF or silence (wire_connect sets a 10 s receive timeout). */
-static MpEnvelope *receive_env(struct wire *w)
-{
-	uint8_t hdr[4];
-	if (!read_exact(w, hdr, 4))
-		return NULL;
-	uint32_t n = mp_get_be32(hdr);
-	uint8_t *body = malloc(n ? n : 1);
-	MpEnvelope *out =
-	    read_exact(w, body, n) ? micropay__v1__envelope__unpack(NULL, n, body) : NULL;
-	free(body);
-	return out;
-}
 
 bool send_issue(struct wire *w, const MpSigned *request)
 {
@@ -57,7 +17,7 @@ bool send_issue(struct wire *w, const MpSigned *request)
 	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
 	env.body_case = MP_BODY(ISSUE_REQ);
 	env.issue_req = &req;
-	return send_env(w, &env);
+	return wire_send(w, &env);
 }
 
 bool send_redeem(struct wire *w, const MpSigned *redeem)
@@ -67,12 +27,12 @@ bool send_redeem(struct wire *w, const MpSigned *redeem)
 	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
 	env.body_case = MP_BODY(REDEEM_REQ);
 	env.redeem_req = &req;
-	return send_env(w, &env);
+	return wire_send(w, &env);
 }
 
 void receive_answer(struct wire *w, struct answer *a, uint64_t sent_at)
 {
-	MpEnvelope *e = receive_env(w);
+	MpEnvelope *e = wire_recv(w);
 	*a = (struct answer){.ms = now_ms() - sent_at};
 	const MpStatus *st = NULL;
 	if (e && e->body_case == MP_BODY(ISSUE_RESP))

@@ -17,9 +17,8 @@ struct answer {
 
 bool send_issue(struct wire *w, const MpSigned *request);
 bool send_redeem(struct wire *w, const MpSigned *redeem);
-/* Read the next answer into a; a->ms counts from sent_at (now_ms()). A signal does not end the
- * wait; silence past the wire's receive timeout (10 s) or a closed connection leaves a->got
- * false. */
+/* Read the next answer into a; a->ms counts from sent_at (now_ms()). Silence past the wire's
+ * receive timeout (10 s) or a closed connection leaves a->got false. */
 void receive_answer(struct wire *w, struct answer *a, uint64_t sent_at);
 struct answer issue_once(struct wire *w, const MpSigned *request);
 struct answer redeem_once(struct wire *w, const MpSigned *redeem);
