@@ -90,26 +90,6 @@ void broker_reconfigure_db(const struct net *n, const char *lines)
 		      "merchantd m1 did not start again (%s/m1/log)", n->dir);
 }
 
-uint64_t broker_metric(const struct net *n, const char *name)
-{
-	json_t *m = admin_ok(n, "broker", "metrics", NULL);
-	const char *text = json_str(m, "prometheus");
-	size_t len = strlen(name);
-	const char *line = text;
-	bool found = false;
-	uint64_t value = 0;
-	while (line && *line && !found) {
-		found = strncmp(line, name, len) == 0 && line[len] == ' ';
-		if (found)
-			value = strtoull(line + len + 1, NULL, 10);
-		line = strchr(line, '\n');
-		line = line ? line + 1 : NULL;
-	}
-	json_decref(m);
-	ck_assert_msg(found, "no metric %s", name);
-	return value;
-}
-
 long broker_pid(const struct net *n)
 {
 	char pid[32];

@@ -1,6 +1,6 @@
 /* The test network's PostgreSQL cluster under a running brokerd: stop and start it (the way
- * deploy/pg-cluster runs pg_ctl, as the cluster's owner), reach it directly, reconfigure
- * brokerd's [db] section, and read brokerd's metrics. */
+ * deploy/pg-cluster runs pg_ctl, as the cluster's owner), hold a libpq session on it (locks
+ * that outlive one psql call), and reconfigure brokerd's [db] section. */
 #pragma once
 #include <libpq-fe.h>
 #include <stdint.h>
@@ -19,8 +19,6 @@ PGresult *pg_exec_ok(PGconn *pg, const char *sql);
 /* Append a [db] section with `lines` to brokerd's config and restart brokerd (same state; m1
  * is restarted around it). */
 void broker_reconfigure_db(const struct net *n, const char *lines);
-/* One figure of brokerd's Prometheus metrics; fails the test if it is missing. */
-uint64_t broker_metric(const struct net *n, const char *name);
 /* brokerd's process id (its pid file). */
 long broker_pid(const struct net *n);
 /* Milliseconds on the monotonic clock. */

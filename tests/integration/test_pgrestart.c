@@ -15,7 +15,9 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "harness_db.h"
 #include "harness_merchant.h"
+#include "harness_net.h"
 #include "harness_pg.h"
 #include "pg_proxy.h"
 #include "wire_answer.h"
@@ -48,6 +50,14 @@ static void teardown_net(void)
 }
 
 /* ---- admin helpers ---- */
+
+/* One figure of brokerd's metrics; the test fails if brokerd does not print it. */
+static uint64_t broker_metric(const char *name)
+{
+	int64_t v = metric(&net, "broker", name);
+	ck_assert_msg(v >= 0, "brokerd prints no metric %s", name);
+	return (uint64_t)v;
+}
 
 static void fund(const uint8_t account[MP_ID_LEN], uint64_t amount)
 {
@@ -98,7 +108,7 @@ static void audit_clean(void)
 static void wait_pool_up(uint64_t ms)
 {
 	uint64_t until = now_ms() + ms;
-	while (broker_metric(&net, "micropay_broker_db_connections_up") < POOL_SIZE) {
+	while (broker_metric("micropay_broker_db_connections_up") < POOL_SIZE) {
 		ck_assert_msg(now_ms() < until, "the pool did not reconnect within %llu ms",
 			      (unsigned long long)ms);
 		usleep(50000);
@@ -190,11 +200,9 @@ static void on_blocked_brokerd_session(const char *what)
 
 static int64_t count_rows(const char *sql)
 {
-	PGconn *pg = pg_connect(&net);
-	PGresult *r = pg_exec_ok(pg, sql);
-	int64_t n = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-	PQclear(r);
-	PQfinish(pg);
+	char *v = sql_value(&net, "%s", sql);
+	int64_t n = strtoll(v, NULL, 10);
+	free(v);
 	return n;
 }
 
@@ -240,7 +248,7 @@ END_TEST
  * verbatim retry then issues once. The pool reconnects. */
 START_TEST(connection_lost_in_flight_is_outcome_unknown)
 {
-	uint64_t unknown_before = broker_metric(&net, "micropay_broker_db_outcome_unknown_total");
+	uint64_t unknown_before = broker_metric("micropay_broker_db_outcome_unknown_total");
 	struct twallet tw;
 	funded_wallet(&tw, 100);
 	MpSigned *request = issue_request(&tw, 10);
@@ -253,7 +261,7 @@ START_TEST(connection_lost_in_flight_is_outcome_unknown)
 	struct answer a;
 	receive_answer(&b, &a, t0);
 	assert_outcome_unknown(&a);
-	ck_assert_uint_eq(broker_metric(&net, "micropay_broker_db_outcome_unknown_total"),
+	ck_assert_uint_eq(broker_metric("micropay_broker_db_outcome_unknown_total"),
 			  unknown_before + 1);
 
 	row_unlock(lock);
@@ -369,7 +377,7 @@ END_TEST
  * reason; after PostgreSQL is back, its verbatim retry issues. */
 START_TEST(queue_deadline_answers_internal_while_db_down)
 {
-	uint64_t expired_before = broker_metric(&net, "micropay_broker_db_requests_expired_total");
+	uint64_t expired_before = broker_metric("micropay_broker_db_requests_expired_total");
 	struct twallet tw;
 	funded_wallet(&tw, 100);
 	MpSigned *first = issue_request(&tw, 10), *request = issue_request(&tw, 10);
@@ -385,7 +393,7 @@ START_TEST(queue_deadline_answers_internal_while_db_down)
 		      a.detail);
 	ck_assert_msg(a.ms >= QUEUE_TIMEOUT_MS - 100 && a.ms < QUEUE_TIMEOUT_MS + 1500,
 		      "answered after %llu ms", (unsigned long long)a.ms);
-	ck_assert_uint_eq(broker_metric(&net, "micropay_broker_db_requests_expired_total"),
+	ck_assert_uint_eq(broker_metric("micropay_broker_db_requests_expired_total"),
 			  expired_before + 1);
 	pg_start(&net);
 
@@ -521,7 +529,7 @@ static uint32_t redeem_index(size_t i)
  * balances are exact, reconnects are counted, and the audit is clean. */
 START_TEST(pg_restart_under_load)
 {
-	uint64_t reconnects_before = broker_metric(&net, "micropay_broker_db_reconnects_total");
+	uint64_t reconnects_before = broker_metric("micropay_broker_db_reconnects_total");
 	long pid = broker_pid(&net);
 	atomic_bool stop = false;
 	struct twallet wallets[ISSUE_CLIENTS], probe, payer;
@@ -591,7 +599,7 @@ START_TEST(pg_restart_under_load)
 	for (size_t i = 0; i < redeemer->sent; i++)
 		top[i % 2] = redeem_index(i);
 	ck_assert_int_eq(m1_pending() - pending_before, (int64_t)top[0] + top[1]);
-	ck_assert_uint_ge(broker_metric(&net, "micropay_broker_db_reconnects_total"),
+	ck_assert_uint_ge(broker_metric("micropay_broker_db_reconnects_total"),
 			  reconnects_before + POOL_SIZE);
 	wait_pool_up(10000);
 	audit_clean();
@@ -658,9 +666,9 @@ START_TEST(full_queue_refuses_at_once)
 	}
 	ck_assert_int_eq(full, CONCURRENT - 2);
 	ck_assert_int_eq(timed_out, 2);
-	ck_assert_uint_eq(broker_metric(&net, "micropay_broker_db_requests_refused_total"),
+	ck_assert_uint_eq(broker_metric("micropay_broker_db_requests_refused_total"),
 			  CONCURRENT - 2);
-	ck_assert_uint_eq(broker_metric(&net, "micropay_broker_db_queue_max"), 2);
+	ck_assert_uint_eq(broker_metric("micropay_broker_db_queue_max"), 2);
 	pg_start(&net);
 	for (int i = 0; i < CONCURRENT; i++) {
 		ck_assert_int_eq(retry_verbatim(&w[i], requests[i], false, 30000).code, MP_ST(OK));
@@ -677,13 +685,18 @@ END_TEST
 START_TEST(db_config_out_of_range_is_refused)
 {
 	static const char *const bad[][2] = {
-	    {"pool = 65", "[db] pool must be 1..64"},
-	    {"max_queue = 0", "[db] max_queue must be 1..1000000"},
-	    {"queue_timeout_ms = 0", "[db] queue_timeout_ms must be 10..600000"},
-	    {"statement_timeout_ms = 50", "[db] statement_timeout_ms must be 100..3600000"},
+	    {"pool = 65", "[db] pool = 65 is out of range: expected 1 .. 64"},
+	    {"max_queue = 0", "[db] max_queue = 0 is out of range: expected 1 .. 1000000"},
+	    {"queue_timeout_ms = 0",
+	     "[db] queue_timeout_ms = 0 is out of range: expected 10 .. 600000"},
+	    {"statement_timeout_ms = 50",
+	     "[db] statement_timeout_ms = 50 is out of range: expected 100 .. 3600000"},
 	    {"idle_in_transaction_session_timeout_ms = 3600001",
-	     "[db] idle_in_transaction_session_timeout_ms must be 100..3600000"},
+	     "[db] idle_in_transaction_session_timeout_ms = 3600001 is out of range: expected 100 "
+	     ".. "
+	     "3600000"},
 	};
+
 	const char *build = getenv("MP_BUILD") ? getenv("MP_BUILD") : "build";
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		char line[4800], out[700];
