@@ -85,6 +85,8 @@ static void conn_vend(struct mp_conn *c, enum net_end why, const char *fmt, va_l
 	char reason[512];
 	vsnprintf(reason, sizeof(reason), fmt, ap);
 	log_info("%s %s: closing connection: %s", c->opts.name, c->peer, reason);
+	if (c->dns_req)
+		net_connect_cancel(c);
 	if (c->deadline) {
 		event_free(c->deadline);
 		c->deadline = NULL;
@@ -494,40 +496,6 @@ struct mp_conn *net_conn_new(struct event_base *base, struct bufferevent *bev,
 	if (bufferevent_enable(bev, EV_READ | EV_WRITE) != 0) {
 		bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
 		free(c); /* the caller frees bev */
-		return NULL;
-	}
-	return c;
-}
-
-struct mp_conn *mp_connect(struct event_base *base, SSL_CTX *ctx, const char *host, uint16_t port,
-			   const struct mp_net_opts *opts, const struct mp_conn_ops *ops, void *arg)
-{
-	struct sockaddr_storage ss;
-	int sslen;
-	if (!net_resolve(host, port, &ss, &sslen)) {
-		log_warn("%s %s:%u: cannot resolve", opts->name, host, port);
-		return NULL;
-	}
-	SSL *ssl = SSL_new(ctx);
-	if (!ssl)
-		return NULL;
-	struct bufferevent *bev = bufferevent_openssl_socket_new(
-	    base, -1, ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
-	if (!bev) {
-		SSL_free(ssl);
-		return NULL;
-	}
-	struct mp_conn *c = net_conn_new(base, bev, opts, ops, arg, (struct sockaddr *)&ss, NULL);
-	if (!c) {
-		bufferevent_free(bev);
-		return NULL;
-	}
-	snprintf(c->peer, sizeof(c->peer), "%s:%u", host, port);
-	if (bufferevent_socket_connect(bev, (struct sockaddr *)&ss, sslen) != 0) {
-		/* The error event has not fired: close here so the caller sees one outcome. */
-		log_warn("%s %s: connect failed", opts->name, c->peer);
-		c->ops = &(const struct mp_conn_ops){0};
-		mp_conn_close(c, "connect failed");
 		return NULL;
 	}
 	return c;

@@ -31,6 +31,7 @@
 #include "proto.h"
 
 struct event_base;
+struct evdns_base;
 struct mp_conn;
 struct mp_listener;
 struct sockaddr;
@@ -69,10 +70,14 @@ uint16_t mp_listener_port(const struct mp_listener *l);
  * out (NUL-terminated, truncated to len). Returns the length written. */
 size_t mp_listener_metrics(const struct mp_listener *l, const char *prefix, char *out, size_t len);
 
-/* Start an outgoing TLS connection to host:port; ops->on_open fires after the handshake. */
-struct mp_conn *mp_connect(struct event_base *base, SSL_CTX *ctx, const char *host, uint16_t port,
-			   const struct mp_net_opts *opts, const struct mp_conn_ops *ops,
-			   void *arg);
+/* Start an outgoing TLS connection to host:port; ops->on_open fires after the handshake. The
+ * host name is resolved with the asynchronous resolver dns (dns.h) on the loop: the first IPv4
+ * address it returns, else the first address. A failure to resolve or connect after this
+ * returned is reported by ops->on_close, never from inside this call, which returns NULL for a
+ * failure it sees itself. */
+struct mp_conn *mp_connect(struct event_base *base, struct evdns_base *dns, SSL_CTX *ctx,
+			   const char *host, uint16_t port, const struct mp_net_opts *opts,
+			   const struct mp_conn_ops *ops, void *arg);
 
 /* Send one envelope: the answer to a request (one fewer in flight) or an unsolicited message.
  * Returns -1 if the connection is closed or the frame is refused. */

@@ -67,6 +67,11 @@ struct mp_conn {
 	char peer[64];
 	struct mp_listener *listener; /* NULL for an outgoing connection or after its free */
 	struct mp_conn *prev, *next;  /* the listener's connections */
+	/* net_connect.c: an outgoing connection while its host name is resolved */
+	struct evdns_getaddrinfo_request *dns_req; /* holds a reference until answered */
+	bool resolving;
+	bool in_connect;	   /* inside mp_connect: failures are returned */
+	const char *connect_error; /* a failure seen inside mp_connect */
 };
 
 struct mp_listener {
@@ -88,6 +93,10 @@ struct mp_conn *net_conn_new(struct event_base *base, struct bufferevent *bev,
 			     void *arg, const struct sockaddr *sa, struct mp_listener *l);
 void net_conn_end(struct mp_conn *c, enum net_end why, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* net_connect.c: cancel the resolution of a connection that is being closed (its callback
+ * runs now and drops the lookup's reference). */
+void net_connect_cancel(struct mp_conn *c);
 
 /* net_listen.c */
 void net_format_addr(const struct sockaddr *sa, char *out, size_t len);

@@ -42,9 +42,22 @@ static const struct mp_cfg_key merchant_keys[] = {
       "seconds an answered Redeem is kept, default 604800"),
     N("merchant", "compact_interval", MP_CFG_U32, compact_interval, 0, MP_DAYS(1),
       "seconds between store compactions, default 600; 0: only store.compact"),
-    N("merchant", "max_claims_per_redeem", MP_CFG_U32, max_claims, 1, MP_MAX_CLAIMS_CEILING, NULL),
     N("merchant", "idle_timeout", MP_CFG_U32, idle_timeout, 1, MP_DAYS(1), "seconds"),
     MP_NET_LIMIT_KEYS(struct merchant_config, limits),
+    N("broker", "connect_timeout", MP_CFG_U32, broker_connect_timeout, 1, 3600,
+      "seconds to resolve, connect and finish the TLS handshake, default 10"),
+    N("broker", "answer_timeout", MP_CFG_U32, broker_answer_timeout, 1, MP_DAYS(1),
+      "seconds to wait for each answer, default 120"),
+    N("broker", "reconnect_max", MP_CFG_U32, broker_reconnect_max, 1, MP_DAYS(1),
+      "seconds, longest wait between connection attempts, default 60"),
+    K("broker", "resolv_conf", MP_CFG_STRING, broker_resolv_conf, false,
+      "resolver configuration file, default /etc/resolv.conf"),
+    N("redeem", "max_claims", MP_CFG_U32, max_claims, 1, MP_MAX_CLAIMS_CEILING,
+      "claims per Redeem, default 10000"),
+    N("redeem", "hash_budget", MP_CFG_U64, hash_budget, 1, (uint64_t)1 << 40,
+      "hashes per Redeem, default 2^28"),
+    N("redeem", "retry_max", MP_CFG_U32, redeem_retry_max, 1, MP_DAYS(1),
+      "seconds, longest wait before a failed Redeem is retried, default 300"),
     K("tls", "cert", MP_CFG_STRING, tls_cert, true, "PEM certificate, CN m-<id>"),
     K("tls", "key", MP_CFG_STRING, tls_key, true, "PEM private key"),
     K("tls", "ca", MP_CFG_STRING, tls_ca, true, "PEM CA certificate"),
@@ -53,6 +66,18 @@ static const struct mp_cfg_key merchant_keys[] = {
       "group (name or gid) whose members may use the admin socket"),
     MP_CFG_END,
 };
+
+static bool broker_endpoint_valid(const struct merchant_config *cfg, const char *path, char *err,
+				  size_t errlen)
+{
+	char host[256];
+	uint16_t port;
+	if (mp_split_endpoint(cfg->broker, host, sizeof(host), &port))
+		return true;
+	snprintf(err, errlen, "%s: [merchant] broker must be host:port, not '%s'", path,
+		 cfg->broker);
+	return false;
+}
 
 bool merchant_config_load(struct merchant_config *cfg, const char *path, char *err, size_t errlen)
 {
@@ -68,9 +93,14 @@ bool merchant_config_load(struct merchant_config *cfg, const char *path, char *e
 	cfg->t_dedupe = 3600;
 	cfg->outbox_retention = 7 * 24 * 3600;
 	cfg->compact_interval = 600;
-	cfg->max_claims = 10000;
 	cfg->idle_timeout = 300;
 	mp_net_limits_default(&cfg->limits);
+	cfg->broker_connect_timeout = 10;
+	cfg->broker_answer_timeout = 120;
+	cfg->broker_reconnect_max = 60;
+	cfg->max_claims = 10000;	      /* PROTOCOL.md section 11 */
+	cfg->hash_budget = (uint64_t)1 << 28; /* PROTOCOL.md section 11 */
+	cfg->redeem_retry_max = 300;
 	if (!mp_config_load(path, merchant_keys, cfg, err, errlen))
 		return false;
 	if (!cfg->currency && !(cfg->currency = strdup("EUR"))) {
@@ -82,7 +112,8 @@ bool merchant_config_load(struct merchant_config *cfg, const char *path, char *e
 		return false;
 	}
 	/* The ranges are declared with the keys; these are the relations between keys. */
-	return mp_net_limits_check(&cfg->limits, path, err, errlen) &&
+	return broker_endpoint_valid(cfg, path, err, errlen) &&
+	       mp_net_limits_check(&cfg->limits, path, err, errlen) &&
 	       mp_net_idle_timeout_check(cfg->idle_timeout, path, "merchant", err, errlen);
 }
 

@@ -33,9 +33,17 @@ struct merchant_config {
 	uint64_t t_dedupe;	   /* seconds a Pay stays in the journal at least */
 	uint64_t outbox_retention; /* seconds an answered Redeem stays in the outbox */
 	uint32_t compact_interval; /* seconds between compactions; 0: only on demand */
-	uint32_t max_claims;
 	uint32_t idle_timeout;
 	struct mp_net_limits limits; /* [limits]: the wallet-facing listener */
+	/* [broker]: the connection to brokerd (broker_link.c) */
+	uint32_t broker_connect_timeout; /* seconds: resolve, connect, TLS handshake */
+	uint32_t broker_answer_timeout;	 /* seconds per request */
+	uint32_t broker_reconnect_max;	 /* seconds: longest wait between attempts */
+	char *broker_resolv_conf; /* the resolver's configuration, default /etc/resolv.conf */
+	/* [redeem]: what merchantd assumes of the broker's limits until a LIMIT says otherwise */
+	uint32_t max_claims;	   /* claims per Redeem (MAX_CLAIMS_PER_REDEEM) */
+	uint64_t hash_budget;	   /* hashes per Redeem (REDEEM_HASH_BUDGET) */
+	uint32_t redeem_retry_max; /* seconds: longest wait before a failed Redeem is retried */
 	char *tls_cert;
 	char *tls_key;
 	char *tls_ca;
@@ -72,7 +80,8 @@ struct channel {
 	uint8_t durable_order_ref_len;
 	MpCode durable_code;	/* the answer to the Pay at durable_last */
 	uint64_t durable_price; /* the price that Pay paid, else 0 */
-	uint32_t redeemed_end;	/* the broker's credited_end for our epoch */
+	uint32_t redeemed_end;	/* the broker's credited_end for our epoch (durable) */
+	uint32_t redeem_pass;	/* redeemer: the pass of redemption that last claimed it */
 	uint64_t batch_mark;	/* batch.c: the last batch that updates this channel's row */
 	struct channel *next;	/* hash bucket */
 };
@@ -173,6 +182,9 @@ void redeemer_free(struct redeemer *r);
 /* Start a redemption round now; done(arg, summary) is called when it ends. */
 typedef void (*redeem_done_fn)(void *arg, bool ok, const char *summary, uint64_t credited);
 void redeemer_run(struct redeemer *r, redeem_done_fn done, void *arg);
+/* Prometheus lines: unredeemed amount and age, Redeem and broker connection counters. Returns
+ * the length written (truncated to len - 1). */
+size_t redeemer_metrics(struct redeemer *r, char *out, size_t len);
 
 bool merchant_admin_open(struct merchant *m);
 void *merchant_peer_new(void);

@@ -1,20 +1,49 @@
-/* The merchant's client of brokerd over mutual TLS: registration (RegisterMerchant ->
- * MerchantCert) and batched redemption. A Redeem is signed and stored in the outbox before it
- * is sent, and resent verbatim until the broker answers; the broker's credited_end is taken
- * as the truth for the next batch (PROTOCOL.md section 6, "Redemption"). */
+/* Redemption rounds (PROTOCOL.md section 6, "Redemption"): a Redeem is signed and stored in
+ * the outbox before it is sent, resent verbatim until the broker answers it, and the broker's
+ * credited_end is taken as the truth for the next batch. Registration comes first (register.c);
+ * both go over the broker link (broker_link.c: deadlines, reconnection with backoff).
+ *
+ * A round (one at a time; started by the admin method `redeem`, every redeem_interval, and
+ * after a failed round by the retry timer):
+ *
+ *   START --no MerchantCert yet--> REGISTER --MerchantCert stored--> NEXT
+ *         (a stored cert is confirmed, and renewed when due, by RegisterMerchant alongside)
+ *   NEXT  --link not up--> (want the link; on_up: NEXT, on_down: FAILED)
+ *   NEXT  --an unanswered Redeem in the outbox (an older round's, or LIMIT's halves)--> SENT
+ *   NEXT  --else build the next Redeem of the pass--> SENT
+ *         --the pass is over: it credited something (a channel redeemed in steps needs more
+ *           passes)--> new pass, NEXT;  it credited nothing--> DONE
+ *   SENT  --OK / DUPLICATE_OK: credited_end of each claim stored, then applied--> NEXT
+ *   SENT  --LIMIT "retry later" (the broker's load)--> FAILED (the same bytes later)
+ *   SENT  --other LIMIT (stores nothing at the broker): abandoned (answered in the outbox), the
+ *           limits halved (claims; a single claim's hashes: steps), a new pass--> NEXT;
+ *           nothing smaller possible--> FAILED
+ *   SENT  --INTERNAL, no answer (deadline, connection lost)--> FAILED (the same bytes later)
+ *   SENT  --another refusal of the whole Redeem: answered, never sent again--> FAILED
+ *   FAILED --retry timer: 1 s, doubling per failed round up to [redeem] retry_max--> START
+ *
+ * A failed round is always retried, whatever redeem_interval says: a stalled or restarted
+ * broker delays redemption, it never stops it. Each step is logged with its reason. */
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "amount.h"
+#include "broker_link.h"
 #include "log.h"
 #include "merchant.h"
+#include "redeem_build.h"
+#include "redeem_metrics.h"
+#include "register.h"
 #include "stmt.h"
 #include "store.h"
-#include "tls.h"
+#include "store_redeem.h"
 
-#define MAX_WAITERS   16
-#define RETRY_SECONDS 5
+#define MAX_WAITERS	    16
+#define REGISTER_RETRY_SECS 5
+#define IDLE_TICK_SECS	    3600
+#define RETRY_MAX_SHIFT	    20
 
 struct waiter {
 	redeem_done_fn done;
@@ -23,32 +52,63 @@ struct waiter {
 
 struct redeemer {
 	struct merchant *m;
-	struct mp_conn *conn;
-	bool connecting;
+	struct broker_link *link;
+	struct event *tick;  /* registration retries; redeem_interval */
+	struct event *retry; /* a failed round, again */
 	bool registering;
-	bool round_running;
-	struct event *timer;
+	bool running;  /* a round */
+	bool awaiting; /* a Redeem sent, its answer awaited */
+	bool stopping;
+	unsigned failures; /* rounds failed in a row */
+	struct redeem_limits limits;
+	struct redeem_pass pass;
+	uint64_t pass_credited, round_credited;
+	unsigned round_claims;
 	struct waiter waiters[MAX_WAITERS];
 	size_t n_waiters;
-	uint64_t round_credited;
-	unsigned round_claims;
+	struct redeem_stats stats;
 };
 
-static void start_round(struct redeemer *r);
-static void ensure_registered(struct redeemer *r);
+/* One Redeem sent: its id and parsed body, to pair the results with the claims. */
+struct in_flight {
+	struct redeemer *r;
+	uint8_t redeem_id[MP_ID_LEN];
+	Micropay__V1__Redeem *body;
+};
+
+static void next_step(struct redeemer *r);
+
+static const char *id_hex(const uint8_t id[MP_ID_LEN], char out[MP_HEX_ID_LEN + 1])
+{
+	mp_hex_encode(id, MP_ID_LEN, out);
+	return out;
+}
 
 static void finish_round(struct redeemer *r, bool ok, const char *summary)
 {
-	r->round_running = false;
-	log_info("redeem: %s", summary);
+	r->running = false;
+	if (ok) {
+		r->failures = 0;
+		log_info("redeem: %s", summary);
+	} else {
+		if (r->failures < RETRY_MAX_SHIFT)
+			r->failures++;
+		uint64_t delay = (uint64_t)1 << (r->failures - 1);
+		if (delay > r->m->cfg.redeem_retry_max)
+			delay = r->m->cfg.redeem_retry_max;
+		r->stats.failed_rounds++;
+		log_warn("redeem: %s; retrying in %llu s (%u failed in a row)", summary,
+			 (unsigned long long)delay, r->failures);
+		struct timeval tv = {(time_t)delay, 0};
+		if (evtimer_add(r->retry, &tv) != 0)
+			log_err("redeem: cannot arm the retry timer; the next round retries");
+	}
 	for (size_t i = 0; i < r->n_waiters; i++)
 		r->waiters[i].done(r->waiters[i].arg, ok, summary, r->round_credited);
 	r->n_waiters = 0;
-	r->round_credited = 0;
-	r->round_claims = 0;
 }
 
-static void finish_current(struct redeemer *r)
+static void finish_done(struct redeemer *r)
 {
 	char summary[128];
 	snprintf(summary, sizeof(summary), "%u claims answered, %llu credited", r->round_claims,
@@ -56,302 +116,310 @@ static void finish_current(struct redeemer *r)
 	finish_round(r, true, summary);
 }
 
-/* ---- connection to the broker ---- */
-
-static void on_broker_open(struct mp_conn *c, void *arg)
+static void new_pass(struct redeemer *r)
 {
-	struct redeemer *r = arg;
-	r->connecting = false;
-	if (!mp_tls_peer_is_broker(mp_conn_ssl(c))) {
-		mp_conn_close(c, "peer certificate is not the broker's");
-		return;
-	}
-	log_info("broker %s: connected", mp_conn_peer(c));
-	if (merchant_cert_wanted(r->m, mp_now()))
-		ensure_registered(r);
-	if (r->m->cert_valid_until != 0 && r->round_running)
-		start_round(r);
+	if (++r->pass.number == 0)
+		r->pass.number = 1; /* 0 is "never claimed" */
+	r->pass.bucket = 0;
+	r->pass_credited = 0;
 }
 
-static void on_broker_close(struct mp_conn *c, const char *reason, void *arg)
+static void start_round(struct redeemer *r)
 {
-	struct redeemer *r = arg;
-	bool was_connecting = r->connecting;
-	r->connecting = false;
-	r->registering = false;
-	if (r->conn == c) {
-		mp_conn_unref(c);
-		r->conn = NULL;
-	}
-	if (r->round_running)
-		finish_round(r, false,
-			     was_connecting ? "broker unreachable; will retry"
-					    : "connection to the broker lost; will retry");
-}
-
-static const struct mp_conn_ops broker_ops = {
-    .on_open = on_broker_open,
-    .on_close = on_broker_close,
-};
-
-/* True if connected now; otherwise starts connecting (work resumes in on_broker_open). */
-static bool connected(struct redeemer *r)
-{
-	if (r->conn && mp_conn_is_open(r->conn))
-		return true;
-	if (r->connecting)
-		return false;
-	char host[256];
-	uint16_t port;
-	if (!mp_split_endpoint(r->m->cfg.broker, host, sizeof(host), &port)) {
-		log_err("config: [merchant] broker must be host:port, not '%s'", r->m->cfg.broker);
-		return false;
-	}
-	struct mp_net_opts opts = {.max_frame = 16u << 20, .name = "broker"};
-	r->connecting = true;
-	r->conn = mp_connect(r->m->base, r->m->client_tls, host, port, &opts, &broker_ops, r);
-	if (!r->conn) {
-		r->connecting = false;
-		return false;
-	}
-	mp_conn_ref(r->conn);
-	return false;
+	evtimer_del(r->retry); /* this round is the retry */
+	r->running = true;
+	r->limits = (struct redeem_limits){r->m->cfg.max_claims, r->m->cfg.hash_budget};
+	r->round_credited = 0;
+	r->round_claims = 0;
+	new_pass(r);
+	next_step(r);
 }
 
 /* ---- registration ---- */
 
-/* The answer to RegisterMerchant: a cert (new, renewed or the same), CONFLICT (stop: no retry
- * can succeed, see merchant_cert.c), or a refusal retried on the timer. */
-static void on_registered(struct mp_conn *c, const MpEnvelope *env, void *arg)
+static void on_registered(void *arg, bool ok)
 {
 	struct redeemer *r = arg;
-	struct merchant *m = r->m;
 	r->registering = false;
-	if (!env)
+	if (r->stopping || !r->running)
 		return;
-	const Micropay__V1__RegisterMerchantResp *resp =
-	    env->body_case == MP_BODY(REGISTER_MERCHANT_RESP) ? env->register_merchant_resp : NULL;
-	MpCode code = resp && resp->status ? resp->status->code : MP_ST(MALFORMED);
-	const char *detail = resp && resp->status ? resp->status->detail : "";
-	if (code == MP_ST(CONFLICT)) {
-		merchant_cert_conflict(m, resp->merchant_cert, detail);
-		return;
-	}
-	uint64_t before = m->cert_valid_until;
-	if ((code != MP_ST(OK) && code != MP_ST(DUPLICATE_OK)) || !resp->merchant_cert ||
-	    !merchant_accept_cert(m, resp->merchant_cert, true)) {
-		log_err("registration with the broker refused: %s %s; retrying in %u s",
-			mp_code_name(code), detail, RETRY_SECONDS);
-		return;
-	}
-	m->cert_confirmed = true;
-	if (before == 0)
-		log_info("registered with the broker; MerchantCert valid until %llu",
-			 (unsigned long long)m->cert_valid_until);
-	else if (before != m->cert_valid_until)
-		log_info("MerchantCert renewed: valid until %llu (was %llu)",
-			 (unsigned long long)m->cert_valid_until, (unsigned long long)before);
-	if (before == 0 && r->round_running)
-		start_round(r);
+	if (ok)
+		next_step(r);
+	else if (r->m->cert_valid_until == 0)
+		finish_round(r, false, "not registered with the broker");
 }
 
+/* Registration (a first cert, confirming a stored one, renewal) needs the link: sent now if it
+ * is up, else when on_up comes. */
 static void ensure_registered(struct redeemer *r)
 {
-	struct merchant *m = r->m;
-	if (!merchant_cert_wanted(m, mp_now()) || r->registering || !connected(r))
+	if (!merchant_cert_wanted(r->m, mp_now()) || r->registering)
 		return;
-	Micropay__V1__RegisterMerchant rm = MICROPAY__V1__REGISTER_MERCHANT__INIT;
-	rm.merchant_id = (ProtobufCBinaryData){MP_ID_LEN, m->mid};
-	rm.merchant_pk = (ProtobufCBinaryData){MP_PK_LEN, m->key.pk};
-	rm.endpoint = m->cfg.endpoint;
-	MpSigned *s = mp_stmt_sign(&m->key, MP_STMT_REGISTER_MERCHANT, &rm.base);
-	Micropay__V1__RegisterMerchantReq req = MICROPAY__V1__REGISTER_MERCHANT_REQ__INIT;
-	req.stmt = s;
-	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
-	env.version = MP_PROTOCOL_VERSION;
-	env.body_case = MP_BODY(REGISTER_MERCHANT_REQ);
-	env.register_merchant_req = &req;
-	r->registering = s && mp_conn_call(r->conn, &env, on_registered, r) == 0;
-	mp_stmt_free(s);
+	if (!broker_link_is_up(r->link)) {
+		broker_link_want(r->link);
+		return;
+	}
+	r->registering = merchant_register(r->m, r->link, on_registered, r);
+	if (!r->registering && r->running && r->m->cert_valid_until == 0)
+		finish_round(r, false, "cannot send RegisterMerchant");
 }
 
-/* ---- redemption ---- */
+/* ---- answers ---- */
 
-static Micropay__V1__Redeem *parse_redeem(const uint8_t *bytes, size_t len)
+static void log_claim_refused(const Micropay__V1__Claim *c, const Micropay__V1__ClaimResult *res)
 {
-	MpSigned *s = mp_stmt_decode(bytes, len);
-	if (!s)
-		return NULL;
-	Micropay__V1__Redeem *rd = (Micropay__V1__Redeem *)mp_strict_unpack(
-	    &micropay__v1__redeem__descriptor, s->body.data, s->body.len);
-	mp_stmt_free(s);
-	return rd;
+	char hex[MP_HEX_ID_LEN + 1] = "?";
+	if (mp_bytes_len_is(c->channel_id, MP_ID_LEN))
+		id_hex(c->channel_id.data, hex);
+	log_warn("redeem: claim of channel %s at %u refused: %s %s", hex,
+		 c->point ? c->point->index : 0, mp_code_name(res->status), res->detail);
 }
 
-struct in_flight {
-	struct redeemer *r;
-	uint8_t redeem_id[MP_ID_LEN];
-	Micropay__V1__Redeem *body;
-	bool resent; /* from the outbox, built by an earlier round */
-};
-
-static void apply_results(struct in_flight *f, const Micropay__V1__RedeemResp *resp)
+/* Store each claim's credited_end (and the outbox entry answered), then apply it in memory. */
+static bool apply_results(struct redeemer *r, const struct in_flight *f,
+			  const Micropay__V1__RedeemResp *resp)
 {
-	struct redeemer *r = f->r;
-	size_t n = f->body->n_claims < resp->n_results ? f->body->n_claims : resp->n_results;
+	const Micropay__V1__Redeem *body = f->body;
+	size_t n = body->n_claims < resp->n_results ? body->n_claims : resp->n_results;
+	if (resp->n_results != body->n_claims)
+		log_warn("redeem: %zu results for %zu claims", resp->n_results, body->n_claims);
 	struct redeemed_claim *claims = calloc(n + 1, sizeof(*claims));
 	if (!claims)
-		return;
+		return false;
 	for (size_t i = 0; i < n; i++) {
+		if (mp_bytes_len_is(body->claims[i]->channel_id, MP_ID_LEN))
+			memcpy(claims[i].channel_id, body->claims[i]->channel_id.data, MP_ID_LEN);
+		claims[i].credited_end = resp->results[i]->credited_end;
+	}
+	bool stored = store_outbox_answered(r->m->store, f->redeem_id, claims, n);
+	for (size_t i = 0; stored && i < n; i++) {
 		const Micropay__V1__ClaimResult *res = resp->results[i];
-		memcpy(claims[i].channel_id, f->body->claims[i]->channel_id.data, MP_ID_LEN);
-		claims[i].credited_end = res->credited_end;
-		r->round_credited += res->credited_amount;
-		r->m->stats.amount_credited += res->credited_amount;
-		r->m->stats.claims_credited += res->status == MP_ST(OK);
-		if (res->status != MP_ST(OK) && res->status != MP_ST(DUPLICATE_OK)) {
-			char hex[MP_HEX_ID_LEN + 1];
-			mp_hex_encode(claims[i].channel_id, MP_ID_LEN, hex);
-			log_warn("redeem: claim for channel %s refused: %s %s", hex,
-				 mp_code_name(res->status), res->detail);
-		}
 		struct channel *ch = channel_find(&r->m->channels, claims[i].channel_id);
 		if (ch && res->credited_end > ch->redeemed_end)
 			ch->redeemed_end = res->credited_end;
+		if (res->status != MP_ST(OK) && res->status != MP_ST(DUPLICATE_OK))
+			log_claim_refused(body->claims[i], res);
+		r->m->stats.claims_credited += res->status == MP_ST(OK);
+		if (!mp_amount_add(r->m->stats.amount_credited, res->credited_amount,
+				   &r->m->stats.amount_credited))
+			log_warn("redeem: credited amount counter overflow");
+		r->pass_credited += res->credited_amount;
+		r->round_credited += res->credited_amount;
 	}
-	r->round_claims += (unsigned)n;
-	if (!store_outbox_answered(r->m->store, f->redeem_id, claims, n))
-		log_err("redeem: cannot record the broker's answer; it will be asked again");
+	r->round_claims += stored ? (unsigned)n : 0;
 	free(claims);
+	return stored;
+}
+
+/* LIMIT stores nothing under the redeem_id. A LIMIT that asks to retry later (the broker's
+ * worker queue is full, or our budget for hashes wasted on BAD_CHAIN is spent) is about the
+ * broker's load, not this Redeem's size: the same bytes go again after the backoff. The detail
+ * is only a hint: shrinking on a LIMIT that was not about size is slower, never wrong.
+ * Otherwise that Redeem is abandoned (answered in the outbox, never sent again) and the channels
+ * are claimed again, in a new pass, by smaller Redeems with new redeem_ids. Rebuilding rather
+ * than splitting the stored Redeem in halves costs log2(claims / the broker's limit) refused
+ * Redeems, not one per half that is still too big. */
+static void on_limit(struct redeemer *r, const struct in_flight *f, const char *detail)
+{
+	char hex[MP_HEX_ID_LEN + 1], summary[300];
+	id_hex(f->redeem_id, hex);
+	r->stats.limits++;
+	log_warn("redeem %s: LIMIT for %zu claims (%s)", hex, f->body->n_claims, detail);
+	if (strstr(detail, "retry later")) {
+		snprintf(summary, sizeof(summary), "broker answered LIMIT: %s", detail);
+		finish_round(r, false, summary);
+		return;
+	}
+	if (!redeem_limits_shrink(r->m, f->body, &r->limits)) {
+		finish_round(r, false, "LIMIT for a Redeem that cannot be made smaller");
+		return;
+	}
+	if (!store_outbox_answered(r->m->store, f->redeem_id, NULL, 0)) {
+		finish_round(r, false, "cannot record the LIMIT in the outbox");
+		return;
+	}
+	r->stats.splits++;
+	log_info("redeem %s: abandoned; its channels go again in Redeems of at most %u claims "
+		 "and %llu hashes",
+		 hex, r->limits.max_claims, (unsigned long long)r->limits.budget);
+	new_pass(r);
+	next_step(r);
 }
 
 static void on_redeemed(struct mp_conn *c, const MpEnvelope *env, void *arg)
 {
 	struct in_flight *f = arg;
 	struct redeemer *r = f->r;
+	r->awaiting = false;
 	const Micropay__V1__RedeemResp *resp =
 	    env && env->body_case == MP_BODY(REDEEM_RESP) ? env->redeem_resp : NULL;
 	MpCode code = resp && resp->status ? resp->status->code : MP_ST(INTERNAL);
-	if (!env) {
-		/* on_broker_close reports the round */
+	const char *detail =
+	    resp && resp->status && resp->status->detail ? resp->status->detail : "";
+	char hex[MP_HEX_ID_LEN + 1], summary[300];
+	id_hex(f->redeem_id, hex);
+	if (r->stopping) {
+		/* shutting down: the outbox keeps what is unanswered */
+	} else if (!env) {
+		finish_round(r, false, "no answer from the broker (connection lost or late)");
 	} else if (code == MP_ST(OK) || code == MP_ST(DUPLICATE_OK)) {
+		r->stats.answered++;
+		r->failures = 0; /* the backoff is per Redeem: this one is answered */
 		r->m->stats.redeems_sent++;
-		apply_results(f, resp);
-		/* Another Redeem only if this one was an old one or a full one: a claim the broker
-		 * refused is not retried in a loop. */
-		if (f->resent || f->body->n_claims >= r->m->cfg.max_claims)
-			start_round(r);
+		if (apply_results(r, f, resp))
+			next_step(r);
 		else
-			finish_current(r);
+			finish_round(r, false, "cannot store the broker's answer");
+	} else if (code == MP_ST(LIMIT)) {
+		on_limit(r, f, detail);
+	} else if (code == MP_ST(INTERNAL) || !resp) {
+		snprintf(summary, sizeof(summary), "redeem %s: broker answered %s %s", hex,
+			 mp_code_name(code), detail);
+		finish_round(r, false, summary);
 	} else {
-		char summary[256];
-		snprintf(summary, sizeof(summary), "broker answered %s: %s", mp_code_name(code),
-			 resp && resp->status ? resp->status->detail : "no answer");
-		/* A refusal of the whole Redeem: do not resend. If that cannot be recorded, the
-		 * stored Redeem is sent again verbatim later and the broker refuses it again. */
-		if (code != MP_ST(INTERNAL) &&
-		    !store_outbox_answered(r->m->store, f->redeem_id, NULL, 0))
-			log_err(
-			    "redeem: cannot record the broker's refusal (%s) in the outbox; the "
-			    "Redeem will be sent again",
-			    mp_code_name(code));
+		/* Refused whole for good (MALFORMED, BAD_SIG, CONFLICT, ...): these bytes are not
+		 * sent again; the next round builds a new Redeem from the channels. */
+		r->stats.refused++;
+		log_err("redeem %s: refused by the broker: %s %s", hex, mp_code_name(code), detail);
+		if (!store_outbox_answered(r->m->store, f->redeem_id, NULL, 0))
+			log_err("redeem %s: cannot mark it answered; it will be sent again", hex);
+		snprintf(summary, sizeof(summary), "broker refused the Redeem: %s %s",
+			 mp_code_name(code), detail);
 		finish_round(r, false, summary);
 	}
 	micropay__v1__redeem__free_unpacked(f->body, NULL);
 	free(f);
 }
 
-static bool send_stored(struct redeemer *r, const uint8_t redeem_id[MP_ID_LEN],
-			const uint8_t *bytes, size_t len, bool resent)
+/* ---- sending ---- */
+
+enum send_result { SENT, ABANDONED, NOT_SENT };
+
+/* Parse a stored Redeem; one that does not parse is abandoned (logged), it cannot be sent. */
+static struct in_flight *in_flight_new(struct redeemer *r, const struct outbox_item *item,
+				       MpSigned **stmt, bool *abandoned)
 {
 	struct in_flight *f = calloc(1, sizeof(*f));
-	MpSigned *s = mp_stmt_decode(bytes, len);
-	if (!f || !s || !(f->body = parse_redeem(bytes, len))) {
-		free(f);
-		mp_stmt_free(s);
-		return false;
+	if (!f)
+		return NULL;
+	*stmt = mp_stmt_decode(item->bytes, item->len);
+	if (*stmt)
+		f->body = (Micropay__V1__Redeem *)mp_strict_unpack(
+		    &micropay__v1__redeem__descriptor, (*stmt)->body.data, (*stmt)->body.len);
+	if (f->body) {
+		f->r = r;
+		memcpy(f->redeem_id, item->redeem_id, MP_ID_LEN);
+		return f;
 	}
-	f->r = r;
-	f->resent = resent;
-	memcpy(f->redeem_id, redeem_id, MP_ID_LEN);
+	char hex[MP_HEX_ID_LEN + 1];
+	log_err("redeem %s: the stored Redeem does not parse; abandoning it",
+		id_hex(item->redeem_id, hex));
+	*abandoned = store_outbox_answered(r->m->store, item->redeem_id, NULL, 0);
+	free(f);
+	mp_stmt_free(*stmt);
+	*stmt = NULL;
+	return NULL;
+}
+
+static enum send_result send_stored(struct redeemer *r, const struct outbox_item *item)
+{
+	MpSigned *s = NULL;
+	bool abandoned = false;
+	struct in_flight *f = in_flight_new(r, item, &s, &abandoned);
+	if (!f)
+		return abandoned ? ABANDONED : NOT_SENT;
 	Micropay__V1__RedeemReq req = MICROPAY__V1__REDEEM_REQ__INIT;
 	req.stmt = s;
 	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
 	env.version = MP_PROTOCOL_VERSION;
 	env.body_case = MP_BODY(REDEEM_REQ);
 	env.redeem_req = &req;
-	bool ok = mp_conn_call(r->conn, &env, on_redeemed, f) == 0;
+	bool ok = broker_link_call(r->link, &env, on_redeemed, f) == 0;
 	mp_stmt_free(s);
 	if (!ok) {
 		micropay__v1__redeem__free_unpacked(f->body, NULL);
 		free(f);
+		return NOT_SENT;
 	}
-	return ok;
+	r->awaiting = true;
+	r->stats.sent++;
+	return SENT;
 }
 
-/* Build, sign and store a Redeem of every channel with unredeemed durable payments. */
-static bool build_redeem(struct redeemer *r, uint8_t redeem_id[MP_ID_LEN], uint8_t **bytes,
-			 size_t *len)
+/* The oldest unanswered Redeem, else a new one; NOTHING_LEFT when the round is done. */
+static enum build_result next_redeem(struct redeemer *r, struct outbox_item *item)
 {
-	struct merchant *m = r->m;
-	size_t cap = m->cfg.max_claims, n = 0;
-	Micropay__V1__Claim *claims = calloc(cap, sizeof(*claims));
-	Micropay__V1__Claim **ptrs = calloc(cap, sizeof(*ptrs));
-	MpPoint *points = calloc(cap, sizeof(*points));
-	bool ok = claims && ptrs && points;
-	TABLE_FOREACH(&m->channels, struct channel, ch)
-	{
-		if (!ok || n == cap || ch->durable_last <= ch->redeemed_end)
-			continue;
-		micropay__v1__claim__init(&claims[n]);
-		micropay__v1__point__init(&points[n]);
-		claims[n].channel_id = (ProtobufCBinaryData){MP_ID_LEN, ch->id};
-		claims[n].hseq_in = ch->hseq;
-		points[n].seg_seq = ch->seg_seq;
-		points[n].index = ch->durable_last;
-		points[n].w = (ProtobufCBinaryData){MP_HASH_LEN, ch->durable_w};
-		claims[n].point = &points[n];
-		ptrs[n] = &claims[n];
-		n++;
+	*item = (struct outbox_item){0};
+	if (store_outbox_next(r->m->store, item->redeem_id, &item->bytes, &item->len))
+		return BUILD_STORED;
+	for (;;) {
+		unsigned steps = 0;
+		enum build_result res = redeem_build_next(r->m, &r->pass, &r->limits, item, &steps);
+		r->stats.steps += steps;
+		if (res != BUILD_NOTHING_LEFT || r->pass_credited == 0)
+			return res;
+		new_pass(r); /* the last pass made progress: steps may remain */
 	}
-	MpSigned *s = NULL;
-	if (ok && n > 0 && mp_random_bytes(redeem_id, MP_ID_LEN)) {
-		Micropay__V1__Redeem rd = MICROPAY__V1__REDEEM__INIT;
-		rd.redeem_id = (ProtobufCBinaryData){MP_ID_LEN, redeem_id};
-		rd.merchant_id = (ProtobufCBinaryData){MP_ID_LEN, m->mid};
-		rd.claims = ptrs;
-		rd.n_claims = n;
-		s = mp_stmt_sign(&m->key, MP_STMT_REDEEM, &rd.base);
-	}
-	*bytes = s ? mp_stmt_encode(s, len) : NULL;
-	ok = *bytes && store_outbox_put(m->store, redeem_id, *bytes, *len);
-	mp_stmt_free(s);
-	free(claims);
-	free(ptrs);
-	free(points);
-	return ok;
 }
 
-static void start_round(struct redeemer *r)
+static void next_step(struct redeemer *r)
 {
+	if (r->stopping || !r->running || r->awaiting)
+		return;
 	if (r->m->cert_valid_until == 0) {
 		ensure_registered(r);
 		return;
 	}
-	if (!connected(r))
+	if (!broker_link_is_up(r->link)) {
+		broker_link_want(r->link); /* on_up resumes, on_down fails the round */
 		return;
-	uint8_t redeem_id[MP_ID_LEN];
-	uint8_t *bytes = NULL;
-	size_t len = 0;
-	bool resent = store_outbox_next(r->m->store, redeem_id, &bytes, &len);
-	bool have = resent || build_redeem(r, redeem_id, &bytes, &len);
-	if (!have)
-		finish_current(r);
-	else if (!send_stored(r, redeem_id, bytes, len, resent)) {
-		finish_round(r, false, "cannot send the Redeem");
 	}
-	free(bytes);
+	struct outbox_item item;
+	enum send_result sent = NOT_SENT;
+	switch (next_redeem(r, &item)) {
+	case BUILD_STORED:
+		sent = send_stored(r, &item);
+		if (sent == NOT_SENT)
+			finish_round(r, false, "cannot send the Redeem");
+		break;
+	case BUILD_NOTHING_LEFT:
+		finish_done(r);
+		break;
+	case BUILD_FAILED:
+		finish_round(r, false, "cannot build or store a Redeem");
+		break;
+	}
+	free(item.bytes);
+	if (sent == ABANDONED)
+		next_step(r); /* the next one: this one is answered in the outbox now */
 }
+
+/* ---- the link ---- */
+
+static void on_link_up(void *arg)
+{
+	struct redeemer *r = arg;
+	ensure_registered(r);
+	if (r->m->cert_valid_until != 0)
+		next_step(r);
+}
+
+static void on_link_down(void *arg, const char *reason)
+{
+	struct redeemer *r = arg;
+	if (r->running && !r->awaiting) {
+		char summary[300];
+		snprintf(summary, sizeof(summary), "broker unreachable: %s", reason);
+		finish_round(r, false, summary);
+	}
+}
+
+static const struct broker_link_ops link_ops = {
+    .on_up = on_link_up,
+    .on_down = on_link_down,
+};
+
+/* ---- timers and entry points ---- */
 
 void redeemer_run(struct redeemer *r, redeem_done_fn done, void *arg)
 {
@@ -362,28 +430,33 @@ void redeemer_run(struct redeemer *r, redeem_done_fn done, void *arg)
 		}
 		r->waiters[r->n_waiters++] = (struct waiter){done, arg};
 	}
-	if (r->round_running)
+	if (r->running)
 		return;
 	batch_flush(r->m); /* redeem what has been acknowledged, right now */
-	r->round_running = true;
 	start_round(r);
 }
 
-static void on_timer(evutil_socket_t fd, short what, void *arg)
+static void on_retry(evutil_socket_t fd, short what, void *arg)
+{
+	struct redeemer *r = arg;
+	if (!r->running)
+		start_round(r);
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct redeemer *r = arg;
 	struct merchant *m = r->m;
-	if (merchant_cert_wanted(m, mp_now()))
-		ensure_registered(r);
+	ensure_registered(r); /* also the renewal of the MerchantCert, ahead of time */
 	if (m->cert_valid_until != 0 && m->cfg.redeem_interval)
 		redeemer_run(r, NULL, NULL);
-	unsigned next = m->cert_valid_until == 0 ? RETRY_SECONDS
+	unsigned next = m->cert_valid_until == 0 ? REGISTER_RETRY_SECS
 			: m->cfg.redeem_interval ? m->cfg.redeem_interval
-						 : 3600;
+						 : IDLE_TICK_SECS;
 	if (m->cert_valid_until != 0 && merchant_cert_check_interval(m) < next)
-		next = merchant_cert_check_interval(m); /* renewal ahead of time */
+		next = merchant_cert_check_interval(m);
 	struct timeval tv = {next, 0};
-	if (evtimer_add(r->timer, &tv) != 0)
+	if (evtimer_add(r->tick, &tv) != 0)
 		log_err("redeem: cannot arm the timer; redemption and renewal run only on demand");
 }
 
@@ -393,15 +466,16 @@ struct redeemer *redeemer_new(struct merchant *m)
 	if (!r)
 		return NULL;
 	r->m = m;
-	r->timer = evtimer_new(m->base, on_timer, r);
-	if (!r->timer) {
-		free(r);
+	r->link = broker_link_new(m, &link_ops, r);
+	r->tick = evtimer_new(m->base, on_tick, r);
+	r->retry = evtimer_new(m->base, on_retry, r);
+	if (!r->link || !r->tick || !r->retry) {
+		redeemer_free(r);
 		return NULL;
 	}
 	struct timeval now = {0, 0};
-	if (evtimer_add(r->timer, &now) != 0) {
-		event_free(r->timer);
-		free(r);
+	if (evtimer_add(r->tick, &now) != 0) {
+		redeemer_free(r);
 		return NULL;
 	}
 	return r;
@@ -411,13 +485,18 @@ void redeemer_free(struct redeemer *r)
 {
 	if (!r)
 		return;
-	event_free(r->timer);
-	if (r->conn) {
-		struct mp_conn *c = r->conn;
-		r->round_running = false;
-		mp_conn_close(c, "shutting down");
-		if (r->conn)
-			mp_conn_unref(r->conn);
-	}
+	r->stopping = true;
+	broker_link_free(r->link); /* a Redeem in flight stays in the outbox */
+	if (r->tick)
+		event_free(r->tick);
+	if (r->retry)
+		event_free(r->retry);
+	for (size_t i = 0; i < r->n_waiters; i++)
+		r->waiters[i].done(r->waiters[i].arg, false, "merchantd is stopping", 0);
 	free(r);
+}
+
+size_t redeemer_metrics(struct redeemer *r, char *out, size_t len)
+{
+	return redeem_metrics_text(r->m, &r->stats, broker_link_stats(r->link), out, len);
 }

@@ -26,7 +26,7 @@ struct stored_pay {
 
 struct store *store_open(const char *path, char *err, size_t errlen);
 void store_close(struct store *s);
-/* For compact.c: the connection and the file it opened. */
+/* For compact.c and store_redeem.c: the connection and the file it opened. */
 struct sqlite3 *store_db(struct store *s);
 const char *store_path(const struct store *s);
 

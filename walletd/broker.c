@@ -117,8 +117,8 @@ bool wallet_broker_send(struct wallet *w, int body, const MpSigned *stmt, wallet
 	struct mp_net_opts opts = {.max_frame = MP_FRAME_MAX_WALLET,
 				   .idle_timeout_s = w->cfg.idle_timeout,
 				   .name = "broker"};
-	r->op.conn = mp_connect(w->base, w->tls, w->cfg.broker_host, w->cfg.broker_port, &opts,
-				&broker_ops, r);
+	r->op.conn = mp_connect(w->base, w->dns, w->tls, w->cfg.broker_host, w->cfg.broker_port,
+				&opts, &broker_ops, r);
 	if (!r->op.conn) {
 		snprintf(err, errlen, "cannot connect to the broker at %s", w->cfg.broker);
 		mp_stmt_free(r->stmt);

@@ -9,6 +9,7 @@
 
 #include "admin.h"
 #include "daemon.h"
+#include "dns.h"
 #include "log.h"
 #include "store.h"
 #include "tls.h"
@@ -83,7 +84,8 @@ static bool wallet_start(struct wallet *w)
 		log_err("tls: %s", err);
 		return false;
 	}
-	if (!wallet_admin_open(w))
+	w->dns = mp_dns_new(w->base, NULL);
+	if (!w->dns || !wallet_admin_open(w))
 		return false;
 	w->sig_int = evsignal_new(w->base, SIGINT, on_signal, w);
 	w->sig_term = evsignal_new(w->base, SIGTERM, on_signal, w);
@@ -100,6 +102,7 @@ static void wallet_stop(struct wallet *w)
 {
 	while (w->ops)
 		mp_conn_close(w->ops->conn, "walletd is stopping");
+	mp_dns_free(w->dns); /* after the connections: they may have been resolving */
 	if (w->sig_int)
 		event_free(w->sig_int);
 	if (w->sig_term)

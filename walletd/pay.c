@@ -416,7 +416,7 @@ void wallet_admin_pay(struct mp_admin_req *req, json_t *params, void *ctx)
 	struct mp_net_opts opts = {.max_frame = MP_FRAME_MAX_WALLET,
 				   .idle_timeout_s = w->cfg.idle_timeout,
 				   .name = "merchant"};
-	p->op.conn = mp_connect(w->base, w->tls, host, port, &opts, &pay_ops, p);
+	p->op.conn = mp_connect(w->base, w->dns, w->tls, host, port, &opts, &pay_ops, p);
 	if (!p->op.conn) {
 		mp_admin_fail(req, MP_ADMIN_FAILED, "pay: cannot connect to %s", p->endpoint);
 		free(p);

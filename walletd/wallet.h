@@ -81,6 +81,7 @@ struct wallet {
 	bool registered;
 	uint8_t account_id[MP_ID_LEN];
 	SSL_CTX *tls;
+	struct evdns_base *dns; /* resolves broker and merchant host names on the loop */
 	struct mp_admin *admin;
 	struct mp_hasher *hasher;
 	struct wchannel *channels;

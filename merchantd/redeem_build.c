@@ -1,0 +1,206 @@
+#include "redeem_build.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "stmt.h"
+#include "store.h"
+
+/* The claims of one Redeem being built; words are copied, channel ids point at live memory. */
+struct claim_set {
+	Micropay__V1__Claim *claims;
+	Micropay__V1__Claim **ptrs;
+	MpPoint *points;
+	uint8_t (*words)[MP_HASH_LEN];
+	size_t n, cap;
+};
+
+static bool set_init(struct claim_set *cs, size_t cap)
+{
+	*cs = (struct claim_set){.cap = cap};
+	cs->claims = calloc(cap, sizeof(*cs->claims));
+	cs->ptrs = calloc(cap, sizeof(*cs->ptrs));
+	cs->points = calloc(cap, sizeof(*cs->points));
+	cs->words = calloc(cap, sizeof(*cs->words));
+	if (cs->claims && cs->ptrs && cs->points && cs->words)
+		return true;
+	log_err("redeem: out of memory for %zu claims", cap);
+	return false;
+}
+
+static void set_free(struct claim_set *cs)
+{
+	free(cs->claims);
+	free(cs->ptrs);
+	free(cs->points);
+	free(cs->words);
+}
+
+static void set_add(struct claim_set *cs, const uint8_t *channel_id, uint32_t hseq,
+		    uint32_t seg_seq, uint32_t index, const uint8_t w[MP_HASH_LEN])
+{
+	size_t i = cs->n++;
+	micropay__v1__claim__init(&cs->claims[i]);
+	memcpy(cs->words[i], w, MP_HASH_LEN);
+	cs->claims[i].channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)channel_id};
+	cs->claims[i].hseq_in = hseq;
+	cs->points[i] = (MpPoint)MICROPAY__V1__POINT__INIT;
+	cs->points[i].seg_seq = seg_seq;
+	cs->points[i].index = index;
+	cs->points[i].w = (ProtobufCBinaryData){MP_HASH_LEN, cs->words[i]};
+	cs->claims[i].point = &cs->points[i];
+	cs->ptrs[i] = &cs->claims[i];
+}
+
+/* Sign the set as a Redeem under a fresh redeem_id. */
+static bool seal(struct merchant *m, const struct claim_set *cs, struct outbox_item *out)
+{
+	*out = (struct outbox_item){0};
+	if (!mp_random_bytes(out->redeem_id, MP_ID_LEN))
+		return false;
+	Micropay__V1__Redeem rd = MICROPAY__V1__REDEEM__INIT;
+	rd.redeem_id = (ProtobufCBinaryData){MP_ID_LEN, out->redeem_id};
+	rd.merchant_id = (ProtobufCBinaryData){MP_ID_LEN, m->mid};
+	rd.claims = cs->ptrs;
+	rd.n_claims = cs->n;
+	MpSigned *s = mp_stmt_sign(&m->key, MP_STMT_REDEEM, &rd.base);
+	out->bytes = s ? mp_stmt_encode(s, &out->len) : NULL;
+	mp_stmt_free(s);
+	if (!out->bytes)
+		log_err("redeem: cannot sign a Redeem of %zu claims", cs->n);
+	return out->bytes != NULL;
+}
+
+/* The chain word at index `target` of the channel's current segment, for a claim of part of
+ * its unredeemed range (redeemed_end < target < durable_last) when the whole range costs the
+ * broker more hashes than one Redeem may.
+ *
+ * Which words does the merchant hold? The channel row keeps the last accepted word, the journal
+ * every accepted Pay (j, w_j) that is not redeemed yet (compaction folds only redeemed ones).
+ * An earlier Pay's word is a word the customer revealed, and so is every word below a revealed
+ * one: w_i = link^(j-i)(w_j) is exactly what the broker computes to verify w_j, so claiming
+ * (i, w_i) with i < j states nothing the merchant cannot prove. We take the accepted word with
+ * the smallest index j >= target and hash it down to target. The Pay before it left the channel
+ * at an index below target, and a Pay moves at most MAX_JUMP, so this costs fewer than max_jump
+ * hashes on the loop, as little as verifying one Pay. Only if the journal has no such word do we
+ * start from the channel's last word (logged: that walk may be longer). */
+static bool step_word(struct merchant *m, const struct channel *ch, uint32_t target,
+		      uint8_t w[MP_HASH_LEN])
+{
+	char hex[MP_HEX_ID_LEN + 1];
+	mp_hex_encode(ch->id, MP_ID_LEN, hex);
+	uint32_t j;
+	uint8_t wj[MP_HASH_LEN];
+	if (!store_word_at_or_above(m->store, ch->id, ch->seg_seq, target, &j, wj)) {
+		if (ch->durable_last < target) {
+			log_err("redeem: channel %s: no accepted word at or above %u", hex, target);
+			return false;
+		}
+		log_warn("redeem: channel %s: no journalled word at or above %u; hashing down "
+			 "from the last one (%u)",
+			 hex, target, ch->durable_last);
+		j = ch->durable_last;
+		memcpy(wj, ch->durable_w, MP_HASH_LEN);
+	}
+	if (target < ch->seg_start || j < target) {
+		log_err("redeem: channel %s: step %u outside its segment", hex, target);
+		return false;
+	}
+	mp_chain_walk(m->hasher, ch->nonce, j - ch->seg_start, wj, target - ch->seg_start, w);
+	return true;
+}
+
+static bool add_step(struct merchant *m, struct claim_set *cs, struct channel *ch, uint32_t target)
+{
+	uint8_t w[MP_HASH_LEN];
+	if (!step_word(m, ch, target, w))
+		return false;
+	set_add(cs, ch->id, ch->hseq, ch->seg_seq, target, w);
+	char hex[MP_HEX_ID_LEN + 1];
+	mp_hex_encode(ch->id, MP_ID_LEN, hex);
+	log_info("redeem: channel %s: claiming %u of (%u, %u] in this step", hex, target,
+		 ch->redeemed_end, ch->durable_last);
+	return true;
+}
+
+/* Claims from the pass's bucket on, until the claim or hash budget is full. */
+static void fill(struct merchant *m, struct redeem_pass *pass, const struct redeem_limits *lim,
+		 struct claim_set *cs, unsigned *steps)
+{
+	struct table *t = &m->channels;
+	uint64_t cost = 0;
+	for (; pass->bucket < t->nbuckets; pass->bucket++) {
+		for (struct channel *ch = t->buckets[pass->bucket]; ch; ch = ch->next) {
+			if (ch->redeem_pass == pass->number || ch->durable_last <= ch->redeemed_end)
+				continue;
+			uint64_t need = ch->durable_last - ch->redeemed_end;
+			if (cost + need <= lim->budget) {
+				set_add(cs, ch->id, ch->hseq, ch->seg_seq, ch->durable_last,
+					ch->durable_w);
+				cost += need;
+			} else if (cs->n > 0) {
+				return; /* the next Redeem takes it */
+			} else if (add_step(m, cs, ch, ch->redeemed_end + (uint32_t)lim->budget)) {
+				(*steps)++;
+				cost = lim->budget;
+			}
+			ch->redeem_pass = pass->number;
+			if (cs->n == cs->cap || cost >= lim->budget)
+				return; /* this bucket again next time: the marks skip what is done
+					 */
+		}
+	}
+}
+
+enum build_result redeem_build_next(struct merchant *m, struct redeem_pass *pass,
+				    const struct redeem_limits *lim, struct outbox_item *out,
+				    unsigned *steps)
+{
+	size_t cap = lim->max_claims < m->channels.count ? lim->max_claims : m->channels.count;
+	struct claim_set cs;
+	if (cap == 0)
+		return BUILD_NOTHING_LEFT;
+	if (!set_init(&cs, cap)) {
+		set_free(&cs);
+		return BUILD_FAILED;
+	}
+	fill(m, pass, lim, &cs, steps);
+	enum build_result res = BUILD_NOTHING_LEFT;
+	if (cs.n > 0) {
+		res = seal(m, &cs, out) &&
+			      store_outbox_put(m->store, out->redeem_id, out->bytes, out->len)
+			  ? BUILD_STORED
+			  : BUILD_FAILED;
+	}
+	if (res == BUILD_FAILED) {
+		free(out->bytes);
+		out->bytes = NULL;
+	}
+	set_free(&cs);
+	return res;
+}
+
+bool redeem_limits_shrink(struct merchant *m, const Micropay__V1__Redeem *body,
+			  struct redeem_limits *lim)
+{
+	size_t k = body->n_claims;
+	if (k > 1) {
+		/* Too many claims or too many hashes: either way, half as many claims. */
+		uint32_t half_up = (uint32_t)((k + 1) / 2);
+		if (lim->max_claims > half_up)
+			lim->max_claims = half_up;
+		return true;
+	}
+	const Micropay__V1__Claim *c = k == 1 ? body->claims[0] : NULL;
+	struct channel *ch = c && mp_bytes_len_is(c->channel_id, MP_ID_LEN)
+				 ? channel_find(&m->channels, c->channel_id.data)
+				 : NULL;
+	if (!ch || !c->point || c->point->index <= ch->redeemed_end + 1)
+		return false; /* a claim of one hash or none: the LIMIT is not about its size */
+	uint64_t cost = c->point->index - ch->redeemed_end;
+	if (lim->budget > cost / 2)
+		lim->budget = cost / 2; /* the channel is redeemed in steps of at most this */
+	return true;
+}

@@ -1,0 +1,39 @@
+/* Building Redeems (redeem_build.c): claims of the channels with unredeemed durable payments,
+ * packed within the limits the redeemer currently assumes of the broker, lowered after each
+ * LIMIT. Every Redeem built here is signed with a fresh redeem_id and stored in the outbox
+ * before it can be sent. */
+#pragma once
+#include <stdint.h>
+
+#include "merchant.h"
+#include "store_redeem.h"
+
+/* What one Redeem may hold: the configured [redeem] values, lowered by LIMIT answers. */
+struct redeem_limits {
+	uint32_t max_claims;
+	uint64_t budget; /* hashes the broker may need, estimated as index - redeemed_end */
+};
+
+/* A pass over the channel table: each channel is claimed at most once per pass, so a claim the
+ * broker refuses is not asked again in a loop. A channel redeemed in steps needs one pass per
+ * step. */
+struct redeem_pass {
+	uint32_t number; /* compared with channel.redeem_pass */
+	size_t bucket;	 /* where the next Redeem of this pass continues */
+};
+
+enum build_result { BUILD_STORED, BUILD_NOTHING_LEFT, BUILD_FAILED };
+
+/* The next Redeem of the pass, stored in the outbox (out->bytes malloc'd). A channel whose own
+ * range is above the budget gets a step claim (see step_word in redeem_build.c); *steps counts
+ * them. */
+enum build_result redeem_build_next(struct merchant *m, struct redeem_pass *pass,
+				    const struct redeem_limits *lim, struct outbox_item *out,
+				    unsigned *steps);
+
+/* The broker refused a Redeem (body parsed) with LIMIT: lower *lim so that the Redeems built
+ * next are smaller: half as many claims, or for a single claim half as many hashes, so that its
+ * channel is redeemed in steps. False if nothing smaller can be claimed (the LIMIT is not about
+ * this Redeem's size). */
+bool redeem_limits_shrink(struct merchant *m, const Micropay__V1__Redeem *body,
+			  struct redeem_limits *lim);

@@ -1,0 +1,15 @@
+/* Registration with the broker: RegisterMerchant -> MerchantCert (PROTOCOL.md section 6,
+ * "Register and fund"), sent over the broker link, so with its deadlines and backoff. */
+#pragma once
+#include <stdbool.h>
+
+struct merchant;
+struct broker_link;
+
+/* ok: the broker answered a MerchantCert for our id and key (stored if new; m->cert_confirmed
+ * set). A CONFLICT stops the daemon (merchant_cert_conflict). */
+typedef void (*register_done_fn)(void *arg, bool ok);
+/* Send RegisterMerchant on the link, which must be up; done is called once with the outcome
+ * (false also when the connection is lost or the answer is late). False if it cannot be sent;
+ * done is then never called. */
+bool merchant_register(struct merchant *m, struct broker_link *l, register_done_fn done, void *arg);

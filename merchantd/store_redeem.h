@@ -1,0 +1,26 @@
+/* The redeemer's queries of merchantd's store (SQLite, the handle of store.c): chain words
+ * for redemption in steps, and the age of the oldest unredeemed payment. */
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "chain.h"
+#include "util.h"
+
+struct store;
+
+/* A signed Redeem waiting in the outbox. */
+struct outbox_item {
+	uint8_t redeem_id[MP_ID_LEN];
+	uint8_t *bytes;
+	size_t len;
+};
+
+/* The journalled (accepted) word of a channel's segment with the smallest index >= index. */
+bool store_word_at_or_above(struct store *s, const uint8_t channel_id[MP_ID_LEN], uint32_t seg_seq,
+			    uint32_t index, uint32_t *j, uint8_t w[MP_HASH_LEN]);
+
+/* When the oldest journalled payment above its channel's redeemed end was accepted (unix
+ * seconds); 0 if every payment is redeemed. False (logged) on a store error. */
+bool store_oldest_unredeemed(struct store *s, uint64_t *at);
