@@ -1,0 +1,393 @@
+#include "custody.h"
+
+#include <openssl/crypto.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "stmt.h"
+
+/* Hashes walked between two looks at the stop flag: about 10 ms. */
+#define WALK_CHUNK 65536
+
+const char *mp_custody_rule_name(enum mp_custody_rule rule)
+{
+	switch (rule) {
+	case MP_CUSTODY_OK:
+		return "ok";
+	case MP_CUSTODY_TOO_MANY:
+		return "too_many";
+	case MP_CUSTODY_BAD_CHANNEL:
+		return "bad_channel";
+	case MP_CUSTODY_SIGNER_UNKNOWN:
+		return "signer_unknown";
+	case MP_CUSTODY_TYPE:
+		return "type";
+	case MP_CUSTODY_SIGNER:
+		return "signer";
+	case MP_CUSTODY_SIGNATURE:
+		return "signature";
+	case MP_CUSTODY_MALFORMED:
+		return "malformed";
+	case MP_CUSTODY_CHANNEL:
+		return "channel";
+	case MP_CUSTODY_HSEQ:
+		return "hseq";
+	case MP_CUSTODY_PREV_HASH:
+		return "prev_hash";
+	case MP_CUSTODY_FROM_MID:
+		return "from_mid";
+	case MP_CUSTODY_SELF_HANDOFF:
+		return "self_handoff";
+	case MP_CUSTODY_SEGMENT_UNSUPPORTED:
+		return "segment_unsupported";
+	case MP_CUSTODY_SEGMENTS_HEAD:
+		return "segments_head";
+	case MP_CUSTODY_OUT_OF_RANGE:
+		return "out_of_range";
+	case MP_CUSTODY_INDEX_BACKWARDS:
+		return "index_backwards";
+	case MP_CUSTODY_EXHAUSTED:
+		return "exhausted";
+	case MP_CUSTODY_W_AT:
+		return "w_at";
+	case MP_CUSTODY_STOPPED:
+		return "stopped";
+	}
+	return "?";
+}
+
+MpCode mp_custody_rule_code(enum mp_custody_rule rule)
+{
+	switch (rule) {
+	case MP_CUSTODY_OK:
+		return MP_ST(OK);
+	case MP_CUSTODY_TOO_MANY:
+		return MP_ST(LIMIT);
+	case MP_CUSTODY_BAD_CHANNEL:
+	case MP_CUSTODY_STOPPED:
+		return MP_ST(INTERNAL);
+	case MP_CUSTODY_SIGNER_UNKNOWN:
+	case MP_CUSTODY_TYPE:
+	case MP_CUSTODY_SIGNER:
+	case MP_CUSTODY_SIGNATURE:
+		return MP_ST(BAD_SIG);
+	case MP_CUSTODY_MALFORMED:
+	case MP_CUSTODY_CHANNEL:
+	case MP_CUSTODY_HSEQ:
+	case MP_CUSTODY_PREV_HASH:
+	case MP_CUSTODY_FROM_MID:
+	case MP_CUSTODY_SELF_HANDOFF:
+	case MP_CUSTODY_SEGMENT_UNSUPPORTED:
+	case MP_CUSTODY_SEGMENTS_HEAD:
+		return MP_ST(MALFORMED);
+	case MP_CUSTODY_OUT_OF_RANGE:
+	case MP_CUSTODY_INDEX_BACKWARDS:
+	case MP_CUSTODY_EXHAUSTED:
+		return MP_ST(OUT_OF_RANGE);
+	case MP_CUSTODY_W_AT:
+		return MP_ST(BAD_CHAIN);
+	}
+	return MP_ST(INTERNAL);
+}
+
+/* The nearest verified points below (or at) and above (or at) an index, within one segment. */
+struct bounds {
+	uint32_t index;
+	bool has_lo, has_hi;
+	uint32_t lo, hi;
+	const uint8_t *w_lo, *w_hi;
+};
+
+static void bounds_add(struct bounds *b, const struct mp_custody_segment *seg,
+		       const struct mp_custody_point *p)
+{
+	if (p->seg_seq != seg->seg_seq || p->index < seg->start || p->index - seg->start > seg->len)
+		return;
+	if (p->index <= b->index && (!b->has_lo || p->index > b->lo))
+		b->has_lo = true, b->lo = p->index, b->w_lo = p->w;
+	if (p->index >= b->index && (!b->has_hi || p->index < b->hi))
+		b->has_hi = true, b->hi = p->index, b->w_hi = p->w;
+}
+
+/* x := w_hi hashed down from hi to lo (chain-relative), looking at *stop between chunks. */
+static bool walk(struct mp_hasher *h, const uint8_t nonce[MP_NONCE_LEN], uint32_t lo, uint32_t hi,
+		 const uint8_t w_hi[MP_HASH_LEN], const atomic_bool *stop, uint8_t x[MP_HASH_LEN])
+{
+	memcpy(x, w_hi, MP_HASH_LEN);
+	for (uint32_t k = hi; k > lo;) {
+		uint32_t step = k - lo < WALK_CHUNK ? k - lo : WALK_CHUNK;
+		mp_chain_walk(h, nonce, k, x, k - step, x);
+		k -= step;
+		if (stop && atomic_load(stop))
+			return false;
+	}
+	return true;
+}
+
+/* Verify pt against the bounds found (the root is always among them). */
+static enum mp_point_verdict verify_bounded(const struct mp_custody_segment *seg,
+					    const struct bounds *b,
+					    const struct mp_custody_point *pt, struct mp_hasher *h,
+					    const atomic_bool *stop, uint64_t *cost)
+{
+	uint32_t c = seg->start, j = pt->index;
+	uint8_t x[MP_HASH_LEN];
+	const uint8_t *want;
+	if (b->has_hi && (b->hi == j || !b->has_lo || b->hi - j < j - b->lo)) {
+		/* a verified point above (or at) the claim: hash it down to the claim */
+		*cost = b->hi - j;
+		if (!walk(h, seg->nonce, j - c, b->hi - c, b->w_hi, stop, x))
+			return MP_POINT_STOPPED;
+		want = pt->w;
+	} else {
+		*cost = j - b->lo;
+		if (!walk(h, seg->nonce, b->lo - c, j - c, pt->w, stop, x))
+			return MP_POINT_STOPPED;
+		want = b->w_lo;
+	}
+	return CRYPTO_memcmp(x, want, MP_HASH_LEN) == 0 ? MP_POINT_VALID : MP_POINT_INVALID;
+}
+
+/* The segment's base point (start, root) is always the first bound below; pt->index must lie
+ * in the segment. */
+static void bounds_init(struct bounds *b, const struct mp_custody_segment *seg,
+			const struct mp_custody_point *pt)
+{
+	*b = (struct bounds){
+	    .index = pt->index, .has_lo = true, .lo = seg->start, .w_lo = seg->root};
+	if (pt->index == seg->start)
+		b->has_hi = true, b->hi = seg->start, b->w_hi = seg->root;
+}
+
+enum mp_point_verdict mp_custody_point_verify(const struct mp_custody_segment *seg,
+					      const struct mp_custody_point *verified,
+					      size_t n_verified, const struct mp_custody_point *pt,
+					      struct mp_hasher *h, const atomic_bool *stop,
+					      uint64_t *cost)
+{
+	uint64_t spent = 0;
+	if (!cost)
+		cost = &spent;
+	*cost = 0;
+	if (pt->seg_seq != seg->seg_seq || pt->index < seg->start ||
+	    pt->index - seg->start > seg->len)
+		return MP_POINT_INVALID;
+	struct bounds b;
+	bounds_init(&b, seg, pt);
+	for (size_t i = 0; i < n_verified; i++)
+		bounds_add(&b, seg, &verified[i]);
+	return verify_bounded(seg, &b, pt, h, stop, cost);
+}
+
+/* ---- one Handoff ---- */
+
+struct verifier {
+	const struct mp_custody_channel *ch;
+	mp_custody_key_fn key;
+	void *key_arg;
+	struct mp_hasher *h;
+	const atomic_bool *stop;
+	struct mp_custody_event *events;
+	struct mp_custody_result *res;
+};
+
+static enum mp_custody_rule fail(struct mp_custody_result *res, enum mp_custody_rule rule,
+				 uint32_t hseq, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static enum mp_custody_rule fail(struct mp_custody_result *res, enum mp_custody_rule rule,
+				 uint32_t hseq, const char *fmt, ...)
+{
+	res->rule = rule;
+	res->hseq = hseq;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(res->detail, sizeof(res->detail), fmt, ap);
+	va_end(ap);
+	return rule;
+}
+
+static const struct mp_custody_segment *find_segment(const struct mp_custody_channel *ch,
+						     uint32_t seg_seq)
+{
+	for (size_t i = 0; i < ch->n_segments; i++)
+		if (ch->segments[i].seg_seq == seg_seq)
+			return &ch->segments[i];
+	return NULL;
+}
+
+/* Signer, type, key, signature, then the strict parse (mp_stmt_open). */
+static enum mp_custody_rule open_handoff(struct verifier *v, const MpSigned *s, uint32_t h,
+					 Micropay__V1__Handoff **out)
+{
+	const struct mp_custody_event *prev = &v->events[h - 1];
+	char mid[MP_HEX_ID_LEN + 1];
+	mp_hex_encode(prev->merchant_id, MP_ID_LEN, mid);
+	uint8_t pk[MP_PK_LEN];
+	if (!v->key(v->key_arg, prev->merchant_id, v->ch->key_valid_until, pk))
+		return fail(v->res, MP_CUSTODY_SIGNER_UNKNOWN, h,
+			    "handoff %u: no MerchantCert of expected signer %s valid until %llu", h,
+			    mid, (unsigned long long)v->ch->key_valid_until);
+	if (!s || s->type != MP_STMT_HANDOFF)
+		return fail(v->res, MP_CUSTODY_TYPE, h, "handoff %u: statement type %u, not 6", h,
+			    s ? (unsigned)s->type : 0u);
+	if (!mp_bytes_len_is(s->signer_pk, MP_PK_LEN) ||
+	    CRYPTO_memcmp(s->signer_pk.data, pk, MP_PK_LEN) != 0)
+		return fail(v->res, MP_CUSTODY_SIGNER, h,
+			    "handoff %u: signer_pk is not the key of merchant %s", h, mid);
+	ProtobufCMessage *body = NULL;
+	MpCode code =
+	    mp_stmt_open(s, MP_STMT_HANDOFF, pk, &micropay__v1__handoff__descriptor, &body);
+	if (code == MP_ST(BAD_SIG))
+		return fail(v->res, MP_CUSTODY_SIGNATURE, h,
+			    "handoff %u: signature of merchant %s does not verify", h, mid);
+	if (code != MP_ST(OK))
+		return fail(v->res, MP_CUSTODY_MALFORMED, h,
+			    "handoff %u: body is not a strict Handoff", h);
+	*out = (Micropay__V1__Handoff *)body;
+	return MP_CUSTODY_OK;
+}
+
+static bool lengths_ok(const Micropay__V1__Handoff *m)
+{
+	return mp_bytes_len_is(m->channel_id, MP_ID_LEN) &&
+	       mp_bytes_len_is(m->from_mid, MP_ID_LEN) && mp_bytes_len_is(m->to_mid, MP_ID_LEN) &&
+	       m->point && mp_bytes_len_is(m->point->w, MP_HASH_LEN) &&
+	       mp_bytes_len_is(m->segments_head, MP_HASH_LEN) &&
+	       mp_bytes_len_is(m->prev_handoff_hash, MP_HASH_LEN) &&
+	       mp_bytes_len_is(m->move_hash, MP_HASH_LEN);
+}
+
+/* The rules that need no hashing: lengths, links, merchants, segment, indices. */
+static enum mp_custody_rule check_fields(struct verifier *v, const Micropay__V1__Handoff *m,
+					 uint32_t h, const struct mp_custody_segment **seg_out)
+{
+	const struct mp_custody_channel *ch = v->ch;
+	const struct mp_custody_event *prev = &v->events[h - 1];
+	if (!lengths_ok(m))
+		return fail(v->res, MP_CUSTODY_MALFORMED, h,
+			    "handoff %u: a field is missing or of the wrong length", h);
+	if (memcmp(m->channel_id.data, ch->channel_id, MP_ID_LEN) != 0)
+		return fail(v->res, MP_CUSTODY_CHANNEL, h, "handoff %u: names another channel", h);
+	if (m->hseq != h)
+		return fail(v->res, MP_CUSTODY_HSEQ, h, "handoff %u: carries hseq %u", h, m->hseq);
+	if (memcmp(m->prev_handoff_hash.data, prev->stmt_hash, MP_HASH_LEN) != 0)
+		return fail(v->res, MP_CUSTODY_PREV_HASH, h,
+			    "handoff %u: prev_handoff_hash does not link to event %u", h, h - 1);
+	if (memcmp(m->from_mid.data, prev->merchant_id, MP_ID_LEN) != 0)
+		return fail(v->res, MP_CUSTODY_FROM_MID, h,
+			    "handoff %u: from_mid is not the holder of epoch %u", h, h - 1);
+	if (memcmp(m->to_mid.data, m->from_mid.data, MP_ID_LEN) == 0)
+		return fail(v->res, MP_CUSTODY_SELF_HANDOFF, h, "handoff %u: hands off to itself",
+			    h);
+	const MpPoint *p = m->point;
+	if (p->seg_seq != 0)
+		return fail(v->res, MP_CUSTODY_SEGMENT_UNSUPPORTED, h,
+			    "handoff %u: point in segment %u: segments not supported yet", h,
+			    p->seg_seq);
+	const struct mp_custody_segment *seg = find_segment(ch, p->seg_seq);
+	if (!seg)
+		return fail(v->res, MP_CUSTODY_BAD_CHANNEL, h, "handoff %u: segment %u unknown", h,
+			    p->seg_seq);
+	if (memcmp(m->segments_head.data, seg->head, MP_HASH_LEN) != 0)
+		return fail(v->res, MP_CUSTODY_SEGMENTS_HEAD, h,
+			    "handoff %u: segments_head is not the head of segment %u", h,
+			    p->seg_seq);
+	if (p->index < seg->start || p->index > ch->n)
+		return fail(v->res, MP_CUSTODY_OUT_OF_RANGE, h,
+			    "handoff %u: at_index %u outside [%u, %u]", h, p->index, seg->start,
+			    ch->n);
+	if (p->index < prev->point.index)
+		return fail(v->res, MP_CUSTODY_INDEX_BACKWARDS, h,
+			    "handoff %u: at_index %u below event %u's index %u", h, p->index, h - 1,
+			    prev->point.index);
+	if (p->index == ch->n)
+		return fail(v->res, MP_CUSTODY_EXHAUSTED, h,
+			    "handoff %u: at_index %u = n: the channel is exhausted", h, p->index);
+	*seg_out = seg;
+	return MP_CUSTODY_OK;
+}
+
+/* w_at from the nearest of the root, the caller's known points and earlier events' points. */
+static enum mp_custody_rule check_w_at(struct verifier *v, const struct mp_custody_segment *seg,
+				       const struct mp_custody_point *pt, uint32_t h)
+{
+	struct bounds b;
+	bounds_init(&b, seg, pt);
+	for (size_t i = 0; i < v->ch->n_known; i++)
+		bounds_add(&b, seg, &v->ch->known[i]);
+	for (uint32_t e = 1; e < h; e++)
+		bounds_add(&b, seg, &v->events[e].point);
+	uint64_t cost;
+	switch (verify_bounded(seg, &b, pt, v->h, v->stop, &cost)) {
+	case MP_POINT_VALID:
+		return MP_CUSTODY_OK;
+	case MP_POINT_INVALID:
+		return fail(v->res, MP_CUSTODY_W_AT, h,
+			    "handoff %u: w_at at index %u does not verify in segment %u", h,
+			    pt->index, pt->seg_seq);
+	case MP_POINT_STOPPED:
+		return fail(v->res, MP_CUSTODY_STOPPED, h, "handoff %u: stopped while hashing", h);
+	}
+	return fail(v->res, MP_CUSTODY_STOPPED, h, "handoff %u: no verdict", h);
+}
+
+static enum mp_custody_rule verify_one(struct verifier *v, const MpSigned *s, uint32_t h)
+{
+	Micropay__V1__Handoff *m = NULL;
+	enum mp_custody_rule rule = open_handoff(v, s, h, &m);
+	const struct mp_custody_segment *seg = NULL;
+	if (rule == MP_CUSTODY_OK)
+		rule = check_fields(v, m, h, &seg);
+	struct mp_custody_event *ev = &v->events[h];
+	if (rule == MP_CUSTODY_OK) {
+		*ev = (struct mp_custody_event){.hseq = h};
+		memcpy(ev->merchant_id, m->to_mid.data, MP_ID_LEN);
+		ev->point.seg_seq = m->point->seg_seq;
+		ev->point.index = m->point->index;
+		memcpy(ev->point.w, m->point->w.data, MP_HASH_LEN);
+		mp_stmt_hash(s, ev->stmt_hash);
+		rule = check_w_at(v, seg, &ev->point, h);
+	}
+	if (m)
+		protobuf_c_message_free_unpacked(&m->base, NULL);
+	return rule;
+}
+
+static enum mp_custody_rule check_channel(const struct mp_custody_channel *ch,
+					  struct mp_custody_result *res)
+{
+	const struct mp_custody_segment *s0 = ch->n_segments ? &ch->segments[0] : NULL;
+	if (!s0 || s0->seg_seq != 0 || s0->start != 0 || s0->len != ch->n || ch->n == 0)
+		return fail(res, MP_CUSTODY_BAD_CHANNEL, 0,
+			    "channel description: segment 0 must come first with start 0, len n");
+	if (memcmp(s0->head, ch->cert_hash, MP_HASH_LEN) != 0)
+		return fail(res, MP_CUSTODY_BAD_CHANNEL, 0,
+			    "channel description: segment 0's head must be the cert hash");
+	return MP_CUSTODY_OK;
+}
+
+enum mp_custody_rule mp_custody_verify(const struct mp_custody_channel *ch,
+				       MpSigned *const *handoffs, size_t n_handoffs,
+				       mp_custody_key_fn key, void *key_arg, struct mp_hasher *h,
+				       const atomic_bool *stop, struct mp_custody_event *events,
+				       struct mp_custody_result *res)
+{
+	*res = (struct mp_custody_result){.rule = MP_CUSTODY_OK};
+	if (n_handoffs > MP_MAX_HANDOFFS)
+		return fail(res, MP_CUSTODY_TOO_MANY, MP_MAX_HANDOFFS + 1,
+			    "%zu handoffs, at most %d", n_handoffs, MP_MAX_HANDOFFS);
+	if (check_channel(ch, res) != MP_CUSTODY_OK)
+		return res->rule;
+	events[0] = (struct mp_custody_event){.hseq = 0};
+	memcpy(events[0].merchant_id, ch->holder0, MP_ID_LEN);
+	memcpy(events[0].point.w, ch->segments[0].root, MP_HASH_LEN);
+	memcpy(events[0].stmt_hash, ch->cert_hash, MP_HASH_LEN);
+	struct verifier v = {ch, key, key_arg, h, stop, events, res};
+	for (size_t i = 0; i < n_handoffs; i++)
+		if (verify_one(&v, handoffs[i], (uint32_t)(i + 1)) != MP_CUSTODY_OK)
+			return res->rule;
+	snprintf(res->detail, sizeof(res->detail), "%zu handoffs verified", n_handoffs);
+	return MP_CUSTODY_OK;
+}
