@@ -18,9 +18,22 @@
 
 #define PROXY_MAX_LINKS 32
 
+/* The server's first messages are scanned (type byte, be32 length) until BackendKeyData ('K'),
+ * whose first field is the backend's pid: a loss is then asked for by pid, so that traffic of
+ * another session (a merchant registering, a redeem round) can never take it. */
+struct pid_scan {
+	uint8_t hdr[5];
+	unsigned have; /* bytes of hdr (then of the pid) read */
+	uint32_t left; /* body bytes of the current message still to skip */
+	bool in_key;   /* reading a BackendKeyData body */
+	uint8_t pid[4];
+};
+
 struct link {
 	int client, server; /* -1: free; client -1 alone: cut */
 	bool muted;	    /* the server's bytes are dropped, the client left waiting */
+	int backend_pid;    /* 0 until the server told it */
+	struct pid_scan scan;
 };
 
 struct pg_proxy {
@@ -30,6 +43,7 @@ struct pg_proxy {
 	struct link links[PROXY_MAX_LINKS];
 	atomic_bool stop;
 	atomic_bool lose_next;
+	atomic_int lose_pid;	  /* of the backend whose next answer is lost */
 	atomic_bool close_client; /* of that next answer's link */
 	atomic_bool lost;
 };
@@ -49,7 +63,7 @@ static void link_close(struct link *l)
 		close(l->client);
 	if (l->server >= 0)
 		close(l->server);
-	*l = (struct link){-1, -1, false};
+	*l = (struct link){.client = -1, .server = -1};
 }
 
 static void accept_link(struct pg_proxy *p)
@@ -67,7 +81,7 @@ static void accept_link(struct pg_proxy *p)
 	}
 	for (int i = 0; i < PROXY_MAX_LINKS; i++) {
 		if (p->links[i].server < 0) {
-			p->links[i] = (struct link){client, server, false};
+			p->links[i] = (struct link){.client = client, .server = server};
 			return;
 		}
 	}
@@ -75,12 +89,45 @@ static void accept_link(struct pg_proxy *p)
 	close(server);
 }
 
-static bool copy(int from, int to)
+static void scan_byte(struct link *l, uint8_t b)
+{
+	struct pid_scan *s = &l->scan;
+	if (s->in_key) {
+		s->pid[s->have++] = b;
+		if (s->have == 4)
+			l->backend_pid =
+			    (int)((uint32_t)s->pid[0] << 24 | (uint32_t)s->pid[1] << 16 |
+				  (uint32_t)s->pid[2] << 8 | s->pid[3]);
+		return;
+	}
+	if (s->left) {
+		s->left--;
+		return;
+	}
+	s->hdr[s->have++] = b;
+	if (s->have < 5)
+		return;
+	uint32_t len = (uint32_t)s->hdr[1] << 24 | (uint32_t)s->hdr[2] << 16 |
+		       (uint32_t)s->hdr[3] << 8 | s->hdr[4];
+	s->have = 0;
+	s->in_key = s->hdr[0] == 'K';
+	s->left = len >= 4 ? len - 4 : 0;
+}
+
+static void scan_for_pid(struct link *l, const char *buf, ssize_t n)
+{
+	for (ssize_t i = 0; i < n && !l->backend_pid; i++)
+		scan_byte(l, (uint8_t)buf[i]);
+}
+
+static bool copy(struct link *l, int from, int to)
 {
 	char buf[65536];
 	ssize_t n = read(from, buf, sizeof(buf));
 	if (n <= 0)
 		return false;
+	if (from == l->server)
+		scan_for_pid(l, buf, n);
 	for (ssize_t done = 0; done < n;) {
 		ssize_t w = write(to, buf + done, (size_t)(n - done));
 		if (w < 0 && errno == EINTR)
@@ -97,7 +144,8 @@ static bool copy(int from, int to)
 static bool lose_here(struct pg_proxy *p, struct link *l)
 {
 	bool expected = true;
-	if (!atomic_compare_exchange_strong(&p->lose_next, &expected, false))
+	if (l->backend_pid != atomic_load(&p->lose_pid) ||
+	    !atomic_compare_exchange_strong(&p->lose_next, &expected, false))
 		return false;
 	if (atomic_load(&p->close_client)) {
 		close(l->client);
@@ -120,7 +168,7 @@ static void serve_link(struct pg_proxy *p, struct link *l, short client_ev, shor
 {
 	bool server_ready = server_ev & (POLLIN | POLLHUP | POLLERR);
 	bool client_ready = client_ev & (POLLIN | POLLHUP | POLLERR);
-	if (l->client >= 0 && client_ready && !copy(l->client, l->server)) {
+	if (l->client >= 0 && client_ready && !copy(l, l->client, l->server)) {
 		link_close(l);
 		return;
 	}
@@ -128,7 +176,7 @@ static void serve_link(struct pg_proxy *p, struct link *l, short client_ev, shor
 		return;
 	if (l->client < 0 || l->muted || lose_here(p, l))
 		drain(l);
-	else if (!copy(l->server, l->client))
+	else if (!copy(l, l->server, l->client))
 		link_close(l);
 }
 
@@ -159,7 +207,7 @@ struct pg_proxy *pg_proxy_start(const struct net *n)
 	struct pg_proxy *p = calloc(1, sizeof(*p));
 	ck_assert(p != NULL);
 	for (int i = 0; i < PROXY_MAX_LINKS; i++)
-		p->links[i] = (struct link){-1, -1, false};
+		p->links[i] = (struct link){.client = -1, .server = -1};
 	char dir[700], path[800];
 	snprintf(dir, sizeof(dir), "%s/pgproxy", n->dir);
 	mkdir(dir, 0755);
@@ -184,8 +232,9 @@ void pg_proxy_conninfo(const struct net *n, char *out, size_t len)
 	snprintf(out, len, "host=%s/pgproxy user=micropay dbname=postgres", n->dir);
 }
 
-void pg_proxy_lose_next_answer(struct pg_proxy *p, bool close_client)
+void pg_proxy_lose_next_answer(struct pg_proxy *p, int backend_pid, bool close_client)
 {
+	atomic_store(&p->lose_pid, backend_pid);
 	atomic_store(&p->lost, false);
 	atomic_store(&p->close_client, close_client);
 	atomic_store(&p->lose_next, true);
