@@ -257,8 +257,11 @@ void batch_add(struct merchant *m, const struct batch_entry *e)
 	if (!p->due && !p->timer_armed) {
 		uint32_t us = m->cfg.commit_delay_us;
 		struct timeval tv = {(time_t)(us / 1000000), (suseconds_t)(us % 1000000)};
-		evtimer_add(p->timer, &tv);
-		p->timer_armed = true;
+		p->timer_armed = evtimer_add(p->timer, &tv) == 0;
+		if (!p->timer_armed) { /* no timer: nothing would commit this entry; do it now */
+			log_err("store: cannot arm the group commit timer; committing at once");
+			p->due = true;
+		}
 	}
 	submit(p);
 }

@@ -91,6 +91,20 @@ static bool step_done(struct store *s, sqlite3_stmt *st)
 	return true;
 }
 
+/* rcs is the OR of a statement's sqlite3_bind_* results: SQLITE_OK (0) only if every one
+ * succeeded. A failed bind leaves its parameter NULL, which could match nothing or store
+ * nothing without an error: refuse the statement instead (logged, its bindings cleared). */
+static bool bound(struct store *s, sqlite3_stmt *st, int rcs)
+{
+	if (rcs == SQLITE_OK)
+		return true;
+	log_err("store %s: binding the parameters of %s: %s", s->path, sqlite3_sql(st),
+		sqlite3_errmsg(s->db));
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return false;
+}
+
 /* Stores written before the channel row kept its last Pay's answer: add the columns and fill
  * them from the journal. */
 static bool migrate_last_answer(struct store *s)
@@ -292,22 +306,20 @@ bool store_load_orders(struct store *s, struct table *orders)
 static bool journal_entry(struct store *s, const struct batch_entry *e, int64_t now)
 {
 	sqlite3_stmt *st = s->st[ST_JOURNAL];
-	sqlite3_bind_blob(st, 1, e->channel_id, MP_ID_LEN, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, e->seg_seq);
-	sqlite3_bind_int64(st, 3, e->j);
-	sqlite3_bind_blob(st, 4, e->w, MP_HASH_LEN, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 5, e->order_ref, e->order_ref_len, SQLITE_STATIC);
-	sqlite3_bind_int(st, 6, e->code);
-	sqlite3_bind_int64(st, 7, (sqlite3_int64)e->credit);
-	sqlite3_bind_int64(st, 8, (sqlite3_int64)e->price);
-	sqlite3_bind_int64(st, 9, now);
-	if (!step_done(s, st))
+	int rcs =
+	    sqlite3_bind_blob(st, 1, e->channel_id, MP_ID_LEN, SQLITE_STATIC) |
+	    sqlite3_bind_int64(st, 2, e->seg_seq) | sqlite3_bind_int64(st, 3, e->j) |
+	    sqlite3_bind_blob(st, 4, e->w, MP_HASH_LEN, SQLITE_STATIC) |
+	    sqlite3_bind_blob(st, 5, e->order_ref, e->order_ref_len, SQLITE_STATIC) |
+	    sqlite3_bind_int(st, 6, e->code) | sqlite3_bind_int64(st, 7, (sqlite3_int64)e->credit) |
+	    sqlite3_bind_int64(st, 8, (sqlite3_int64)e->price) | sqlite3_bind_int64(st, 9, now);
+	if (!bound(s, st, rcs) || !step_done(s, st))
 		return false;
 	if (!e->price)
 		return true;
 	st = s->st[ST_ORDER_PAID];
-	sqlite3_bind_blob(st, 1, e->order_ref, e->order_ref_len, SQLITE_STATIC);
-	return step_done(s, st);
+	rcs = sqlite3_bind_blob(st, 1, e->order_ref, e->order_ref_len, SQLITE_STATIC);
+	return bound(s, st, rcs) && step_done(s, st);
 }
 
 /* The channel row takes the state after the batch's last payment of that channel, with the
@@ -316,37 +328,35 @@ static bool journal_entry(struct store *s, const struct batch_entry *e, int64_t 
 static bool channel_update(struct store *s, const struct batch_entry *e)
 {
 	sqlite3_stmt *st = s->st[ST_CHANNEL_UPDATE];
-	sqlite3_bind_int64(st, 1, e->j);
-	sqlite3_bind_blob(st, 2, e->w, MP_HASH_LEN, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 3, (sqlite3_int64)e->credit);
-	sqlite3_bind_blob(st, 4, e->order_ref, e->order_ref_len, SQLITE_STATIC);
-	sqlite3_bind_int(st, 5, e->code);
-	sqlite3_bind_int64(st, 6, (sqlite3_int64)e->price);
-	sqlite3_bind_blob(st, 7, e->channel_id, MP_ID_LEN, SQLITE_STATIC);
-	return step_done(s, st);
+	int rcs = sqlite3_bind_int64(st, 1, e->j) |
+		  sqlite3_bind_blob(st, 2, e->w, MP_HASH_LEN, SQLITE_STATIC) |
+		  sqlite3_bind_int64(st, 3, (sqlite3_int64)e->credit) |
+		  sqlite3_bind_blob(st, 4, e->order_ref, e->order_ref_len, SQLITE_STATIC) |
+		  sqlite3_bind_int(st, 5, e->code) |
+		  sqlite3_bind_int64(st, 6, (sqlite3_int64)e->price) |
+		  sqlite3_bind_blob(st, 7, e->channel_id, MP_ID_LEN, SQLITE_STATIC);
+	return bound(s, st, rcs) && step_done(s, st);
 }
 
 static bool channel_insert_row(struct store *s, const struct channel_row *r)
 {
 	sqlite3_stmt *st = s->st[ST_CHANNEL_INSERT];
-	sqlite3_bind_blob(st, 1, r->id, MP_ID_LEN, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 2, r->cert, (int)r->cert_len, SQLITE_STATIC);
-	sqlite3_bind_int(st, 3, r->state);
-	sqlite3_bind_int64(st, 4, r->hseq);
-	sqlite3_bind_int64(st, 5, r->seg_seq);
-	sqlite3_bind_int64(st, 6, r->seg_start);
-	sqlite3_bind_blob(st, 7, r->w_last, MP_HASH_LEN, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 8, (sqlite3_int64)r->redeem_until);
-	return step_done(s, st);
+	int rcs = sqlite3_bind_blob(st, 1, r->id, MP_ID_LEN, SQLITE_STATIC) |
+		  sqlite3_bind_blob(st, 2, r->cert, (int)r->cert_len, SQLITE_STATIC) |
+		  sqlite3_bind_int(st, 3, r->state) | sqlite3_bind_int64(st, 4, r->hseq) |
+		  sqlite3_bind_int64(st, 5, r->seg_seq) | sqlite3_bind_int64(st, 6, r->seg_start) |
+		  sqlite3_bind_blob(st, 7, r->w_last, MP_HASH_LEN, SQLITE_STATIC) |
+		  sqlite3_bind_int64(st, 8, (sqlite3_int64)r->redeem_until);
+	return bound(s, st, rcs) && step_done(s, st);
 }
 
 static bool order_insert_row(struct store *s, const struct batch_entry *e, int64_t now)
 {
 	sqlite3_stmt *st = s->st[ST_ORDER_INSERT];
-	sqlite3_bind_blob(st, 1, e->order_ref, e->order_ref_len, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, (sqlite3_int64)e->price);
-	sqlite3_bind_int64(st, 3, now);
-	return step_done(s, st);
+	int rcs = sqlite3_bind_blob(st, 1, e->order_ref, e->order_ref_len, SQLITE_STATIC) |
+		  sqlite3_bind_int64(st, 2, (sqlite3_int64)e->price) |
+		  sqlite3_bind_int64(st, 3, now);
+	return bound(s, st, rcs) && step_done(s, st);
 }
 
 static bool write_entry(struct store *s, const struct batch_entry *e, int64_t now)
@@ -385,8 +395,10 @@ bool store_find_pay(struct store *s, const uint8_t ch[MP_ID_LEN], uint32_t j,
 		    struct stored_pay *out)
 {
 	sqlite3_stmt *st = s->st[ST_FIND_PAY];
-	sqlite3_bind_blob(st, 1, ch, MP_ID_LEN, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, j);
+	int rcs =
+	    sqlite3_bind_blob(st, 1, ch, MP_ID_LEN, SQLITE_STATIC) | sqlite3_bind_int64(st, 2, j);
+	if (!bound(s, st, rcs))
+		return false;
 	bool found = false;
 	if (sqlite3_step(st) == SQLITE_ROW) {
 		int ref_len = sqlite3_column_bytes(st, 1);
@@ -411,9 +423,9 @@ bool store_meta_get(struct store *s, const char *key, uint8_t **value, size_t *l
 	if (sqlite3_prepare_v2(s->db, "SELECT value FROM meta WHERE key = ?", -1, &st, NULL) !=
 	    SQLITE_OK)
 		return false;
-	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
 	bool found = false;
-	if (sqlite3_step(st) == SQLITE_ROW) {
+	if (bound(s, st, sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC)) &&
+	    sqlite3_step(st) == SQLITE_ROW) {
 		*len = (size_t)sqlite3_column_bytes(st, 0);
 		*value = malloc(*len ? *len : 1);
 		found = *value != NULL;
@@ -430,9 +442,9 @@ bool store_meta_put(struct store *s, const char *key, const uint8_t *value, size
 	if (sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", -1,
 			       &st, NULL) != SQLITE_OK)
 		return false;
-	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 2, value, (int)len, SQLITE_STATIC);
-	bool ok = sqlite3_step(st) == SQLITE_DONE;
+	int rcs = sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC) |
+		  sqlite3_bind_blob(st, 2, value, (int)len, SQLITE_STATIC);
+	bool ok = bound(s, st, rcs) && sqlite3_step(st) == SQLITE_DONE;
 	sqlite3_finalize(st);
 	return ok;
 }
@@ -446,9 +458,9 @@ bool store_outbox_put(struct store *s, const uint8_t redeem_id[MP_ID_LEN], const
 			       "(?, ?, strftime('%s', 'now'))",
 			       -1, &st, NULL) != SQLITE_OK)
 		return false;
-	sqlite3_bind_blob(st, 1, redeem_id, MP_ID_LEN, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 2, stmt, (int)len, SQLITE_STATIC);
-	bool ok = sqlite3_step(st) == SQLITE_DONE;
+	int rcs = sqlite3_bind_blob(st, 1, redeem_id, MP_ID_LEN, SQLITE_STATIC) |
+		  sqlite3_bind_blob(st, 2, stmt, (int)len, SQLITE_STATIC);
+	bool ok = bound(s, st, rcs) && sqlite3_step(st) == SQLITE_DONE;
 	if (!ok)
 		log_err("store %s: outbox: %s", s->path, sqlite3_errmsg(s->db));
 	sqlite3_finalize(st);
@@ -490,14 +502,14 @@ bool store_outbox_answered(struct store *s, const uint8_t redeem_id[MP_ID_LEN],
 				     "WHERE redeem_id = ?",
 				     -1, &done, NULL) == SQLITE_OK;
 	for (size_t i = 0; ok && i < n; i++) {
-		sqlite3_bind_int64(up, 1, claims[i].credited_end);
-		sqlite3_bind_blob(up, 2, claims[i].channel_id, MP_ID_LEN, SQLITE_STATIC);
-		ok = step_done(s, up);
+		int rcs = sqlite3_bind_int64(up, 1, claims[i].credited_end) |
+			  sqlite3_bind_blob(up, 2, claims[i].channel_id, MP_ID_LEN, SQLITE_STATIC);
+		ok = bound(s, up, rcs) && step_done(s, up);
 	}
-	if (ok) {
-		sqlite3_bind_blob(done, 1, redeem_id, MP_ID_LEN, SQLITE_STATIC);
-		ok = step_done(s, done);
-	}
+	if (ok)
+		ok = bound(s, done,
+			   sqlite3_bind_blob(done, 1, redeem_id, MP_ID_LEN, SQLITE_STATIC)) &&
+		     step_done(s, done);
 	sqlite3_finalize(up);
 	sqlite3_finalize(done);
 	if (ok)

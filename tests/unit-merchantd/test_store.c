@@ -1,7 +1,8 @@
 /* merchantd's store (merchantd/store.c): a batch is one transaction (channel and order records,
  * journalled Pays, the channel row with its last Pay's answer) that a restart finds again; a
  * batch that fails leaves nothing; a store from before the channel row kept its last answer is
- * migrated and converted to incremental auto-vacuum. */
+ * migrated and converted to incremental auto-vacuum; a parameter that cannot be bound is an
+ * error, never a NULL. */
 #include <check.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -276,6 +277,40 @@ START_TEST(old_store_is_migrated)
 }
 END_TEST
 
+/* A parameter SQLite cannot bind (here: blobs over the connection's length limit) fails the
+ * statement instead of running it with NULL there, which matched no row and reported success. */
+START_TEST(failed_bind_is_an_error)
+{
+	struct store *s = store_open(path, err, sizeof(err));
+	ck_assert_msg(s != NULL, "%s", err);
+	struct cert c;
+	make_cert(&c);
+	struct batch_entry e = open_entry(&c);
+	ck_assert(store_commit_batch(s, &e, 1));
+	uint8_t rid[MP_ID_LEN], stmt[40] = {1};
+	ck_assert(mp_random_bytes(rid, MP_ID_LEN));
+	ck_assert(store_outbox_put(s, rid, stmt, sizeof(stmt)));
+
+	int limit = sqlite3_limit(store_db(s), SQLITE_LIMIT_LENGTH, MP_ID_LEN - 1);
+	struct redeemed_claim claim = {.credited_end = 5};
+	memcpy(claim.channel_id, c.id, MP_ID_LEN);
+	ck_assert_msg(!store_outbox_answered(s, rid, &claim, 1),
+		      "answered reported although nothing could be bound");
+	ck_assert(!store_meta_put(s, "k", rid, MP_ID_LEN));
+	sqlite3_limit(store_db(s), SQLITE_LIMIT_LENGTH, limit);
+
+	uint8_t next_id[MP_ID_LEN], *bytes = NULL;
+	size_t len = 0;
+	ck_assert(store_outbox_next(s, next_id, &bytes, &len)); /* still unanswered */
+	ck_assert_mem_eq(next_id, rid, MP_ID_LEN);
+	free(bytes);
+	ck_assert(store_outbox_answered(s, rid, &claim, 1));
+	ck_assert(!store_outbox_next(s, next_id, &bytes, &len));
+	store_close(s);
+	free(c.bytes);
+}
+END_TEST
+
 START_TEST(new_store_is_incremental)
 {
 	struct store *s = store_open(path, err, sizeof(err));
@@ -294,6 +329,7 @@ static Suite *store_suite(void)
 	tcase_add_test(tc, failed_batch_leaves_nothing);
 	tcase_add_test(tc, old_store_is_migrated);
 	tcase_add_test(tc, new_store_is_incremental);
+	tcase_add_test(tc, failed_bind_is_an_error);
 	suite_add_tcase(s, tc);
 	return s;
 }
