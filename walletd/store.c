@@ -103,9 +103,21 @@ static bool exec(struct wstore *s, const char *sql)
 	return true;
 }
 
-static void bind_blob(sqlite3_stmt *st, int i, const void *data, size_t len)
+static int bind_blob(sqlite3_stmt *st, int i, const void *data, size_t len)
 {
-	sqlite3_bind_blob(st, i, data, (int)len, SQLITE_TRANSIENT);
+	return sqlite3_bind_blob(st, i, data, (int)len, SQLITE_TRANSIENT);
+}
+
+/* rcs is the OR of a statement's sqlite3_bind_* results: SQLITE_OK (0) only if every one
+ * succeeded. A failed bind leaves its parameter NULL, which would store or match nothing
+ * without an error: the statement is finalised (logged) and NULL returned instead. */
+static sqlite3_stmt *bound(struct wstore *s, sqlite3_stmt *st, int rcs, const char *what)
+{
+	if (rcs == SQLITE_OK)
+		return st;
+	log_db_error(s, what);
+	sqlite3_finalize(st);
+	return NULL;
 }
 
 static bool column_bytes(sqlite3_stmt *st, int col, uint8_t *out, size_t len)
@@ -259,9 +271,11 @@ void wstore_close(struct wstore *s)
 static int meta_get(struct wstore *s, const char *key, uint8_t *out, size_t len)
 {
 	sqlite3_stmt *st = prep(s, "SELECT value FROM meta WHERE key = ?1");
+	if (st)
+		st =
+		    bound(s, st, sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC), "binding a key");
 	if (!st)
 		return -1;
-	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
 	int rc = sqlite3_step(st), found = -1;
 	if (rc == SQLITE_DONE)
 		found = 0;
@@ -278,10 +292,11 @@ static int meta_get(struct wstore *s, const char *key, uint8_t *out, size_t len)
 static bool meta_put(struct wstore *s, const char *key, const uint8_t *data, size_t len)
 {
 	sqlite3_stmt *st = prep(s, "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)");
-	if (st) {
-		sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-		bind_blob(st, 2, data, len);
-	}
+	if (st)
+		st = bound(s, st,
+			   sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC) |
+			       bind_blob(st, 2, data, len),
+			   key);
 	return run(s, st, key);
 }
 
@@ -320,20 +335,20 @@ bool wstore_channel_insert(struct wstore *s, const struct wchannel *ch,
 	       "request, holder0, n, unit_value, currency, days, checkpoint_interval, state, "
 	       "created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)");
 	if (st) {
-		bind_blob(st, 1, ch->channel_id, MP_ID_LEN);
-		bind_blob(st, 2, ch->issue_req_id, MP_ID_LEN);
-		bind_blob(st, 3, chain_seed, MP_SEED_LEN);
-		bind_blob(st, 4, ch->nonce, MP_NONCE_LEN);
-		bind_blob(st, 5, owner_seed, MP_SK_LEN);
-		bind_blob(st, 6, req, req_len);
-		bind_blob(st, 7, ch->holder0, MP_ID_LEN);
-		sqlite3_bind_int64(st, 8, ch->n);
-		sqlite3_bind_int64(st, 9, (sqlite3_int64)ch->unit_value);
-		sqlite3_bind_text(st, 10, ch->currency, -1, SQLITE_TRANSIENT);
-		sqlite3_bind_int64(st, 11, ch->days);
-		sqlite3_bind_int64(st, 12, ch->interval);
-		sqlite3_bind_text(st, 13, wch_state_name(ch->state), -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 14, (sqlite3_int64)mp_now());
+		int rcs = bind_blob(st, 1, ch->channel_id, MP_ID_LEN) |
+			  bind_blob(st, 2, ch->issue_req_id, MP_ID_LEN) |
+			  bind_blob(st, 3, chain_seed, MP_SEED_LEN) |
+			  bind_blob(st, 4, ch->nonce, MP_NONCE_LEN) |
+			  bind_blob(st, 5, owner_seed, MP_SK_LEN) | bind_blob(st, 6, req, req_len) |
+			  bind_blob(st, 7, ch->holder0, MP_ID_LEN) |
+			  sqlite3_bind_int64(st, 8, ch->n) |
+			  sqlite3_bind_int64(st, 9, (sqlite3_int64)ch->unit_value) |
+			  sqlite3_bind_text(st, 10, ch->currency, -1, SQLITE_TRANSIENT) |
+			  sqlite3_bind_int64(st, 11, ch->days) |
+			  sqlite3_bind_int64(st, 12, ch->interval) |
+			  sqlite3_bind_text(st, 13, wch_state_name(ch->state), -1, SQLITE_STATIC) |
+			  sqlite3_bind_int64(st, 14, (sqlite3_int64)mp_now());
+		st = bound(s, st, rcs, "binding a channel");
 	}
 	free(req);
 	return run(s, st, "inserting a channel");
@@ -350,11 +365,12 @@ bool wstore_channel_activate(struct wstore *s, const struct wchannel *ch)
 		    "pay_until = ?4, redeem_until = ?5, detail = NULL "
 		    "WHERE channel_id = ?1");
 	if (st) {
-		bind_blob(st, 1, ch->channel_id, MP_ID_LEN);
-		bind_blob(st, 2, cert, cert_len);
-		sqlite3_bind_int64(st, 3, (sqlite3_int64)ch->issued_at);
-		sqlite3_bind_int64(st, 4, (sqlite3_int64)ch->pay_until);
-		sqlite3_bind_int64(st, 5, (sqlite3_int64)ch->redeem_until);
+		int rcs = bind_blob(st, 1, ch->channel_id, MP_ID_LEN) |
+			  bind_blob(st, 2, cert, cert_len) |
+			  sqlite3_bind_int64(st, 3, (sqlite3_int64)ch->issued_at) |
+			  sqlite3_bind_int64(st, 4, (sqlite3_int64)ch->pay_until) |
+			  sqlite3_bind_int64(st, 5, (sqlite3_int64)ch->redeem_until);
+		st = bound(s, st, rcs, "binding a channel's cert");
 	}
 	free(cert);
 	return run(s, st, "activating a channel");
@@ -366,12 +382,11 @@ bool wstore_channel_set_state(struct wstore *s, const uint8_t id[MP_ID_LEN], con
 	sqlite3_stmt *st =
 	    prep(s, "UPDATE channels SET state = ?2, detail = ?3 WHERE channel_id = ?1");
 	if (st) {
-		bind_blob(st, 1, id, MP_ID_LEN);
-		sqlite3_bind_text(st, 2, state, -1, SQLITE_STATIC);
-		if (detail)
-			sqlite3_bind_text(st, 3, detail, -1, SQLITE_TRANSIENT);
-		else
-			sqlite3_bind_null(st, 3);
+		int rcs = bind_blob(st, 1, id, MP_ID_LEN) |
+			  sqlite3_bind_text(st, 2, state, -1, SQLITE_STATIC) |
+			  (detail ? sqlite3_bind_text(st, 3, detail, -1, SQLITE_TRANSIENT)
+				  : sqlite3_bind_null(st, 3));
+		st = bound(s, st, rcs, "binding a channel's state");
 	}
 	return run(s, st, "updating a channel's state");
 }
@@ -381,11 +396,11 @@ static sqlite3_stmt *progress_stmt(struct wstore *s, const uint8_t id[MP_ID_LEN]
 {
 	sqlite3_stmt *st =
 	    prep(s, "UPDATE channels SET last = ?2, credit = ?3 WHERE channel_id = ?1");
-	if (st) {
-		bind_blob(st, 1, id, MP_ID_LEN);
-		sqlite3_bind_int64(st, 2, last);
-		sqlite3_bind_int64(st, 3, (sqlite3_int64)credit);
-	}
+	if (st)
+		st = bound(s, st,
+			   bind_blob(st, 1, id, MP_ID_LEN) | sqlite3_bind_int64(st, 2, last) |
+			       sqlite3_bind_int64(st, 3, (sqlite3_int64)credit),
+			   "binding a channel's progress");
 	return st;
 }
 
@@ -406,8 +421,9 @@ static int inflight_count(struct wstore *s, const uint8_t id[MP_ID_LEN])
 {
 	sqlite3_stmt *st = prep(s, "SELECT count(*) FROM inflight WHERE channel_id = ?1");
 	int n = -1;
+	if (st)
+		st = bound(s, st, bind_blob(st, 1, id, MP_ID_LEN), "binding a channel id");
 	if (st) {
-		bind_blob(st, 1, id, MP_ID_LEN);
 		if (sqlite3_step(st) == SQLITE_ROW)
 			n = sqlite3_column_int(st, 0);
 	}
@@ -489,11 +505,11 @@ bool wstore_checkpoint_put(struct wstore *s, const uint8_t id[MP_ID_LEN], uint32
 {
 	sqlite3_stmt *st =
 	    prep(s, "INSERT INTO checkpoints (channel_id, idx, word) VALUES (?1, ?2, ?3)");
-	if (st) {
-		bind_blob(st, 1, id, MP_ID_LEN);
-		sqlite3_bind_int64(st, 2, index);
-		bind_blob(st, 3, w, MP_HASH_LEN);
-	}
+	if (st)
+		st = bound(s, st,
+			   bind_blob(st, 1, id, MP_ID_LEN) | sqlite3_bind_int64(st, 2, index) |
+			       bind_blob(st, 3, w, MP_HASH_LEN),
+			   "binding a checkpoint");
 	return run(s, st, "storing a checkpoint");
 }
 
@@ -503,8 +519,10 @@ bool wstore_checkpoint_get(struct wstore *s, const uint8_t id[MP_ID_LEN], uint32
 	sqlite3_stmt *st = s->checkpoint_get;
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
-	bind_blob(st, 1, id, MP_ID_LEN);
-	sqlite3_bind_int64(st, 2, index);
+	if ((bind_blob(st, 1, id, MP_ID_LEN) | sqlite3_bind_int64(st, 2, index)) != SQLITE_OK) {
+		log_db_error(s, "binding a checkpoint's key");
+		return false;
+	}
 	int rc = sqlite3_step(st);
 	bool ok = rc == SQLITE_ROW && column_bytes(st, 0, w, MP_HASH_LEN);
 	if (!ok && rc == SQLITE_ROW)
@@ -526,19 +544,20 @@ bool wstore_inflight_add(struct wstore *s, const uint8_t id[MP_ID_LEN],
 		return false;
 	sqlite3_stmt *st = prep(s, "INSERT INTO inflight (channel_id, j, w, order_ref) "
 				   "VALUES (?1, ?2, ?3, ?4)");
-	if (st) {
-		bind_blob(st, 1, id, MP_ID_LEN);
-		sqlite3_bind_int64(st, 2, pay->j);
-		bind_blob(st, 3, pay->w, MP_HASH_LEN);
-		bind_blob(st, 4, pay->order_ref, pay->order_ref_len);
-	}
+	if (st)
+		st = bound(s, st,
+			   bind_blob(st, 1, id, MP_ID_LEN) | sqlite3_bind_int64(st, 2, pay->j) |
+			       bind_blob(st, 3, pay->w, MP_HASH_LEN) |
+			       bind_blob(st, 4, pay->order_ref, pay->order_ref_len),
+			   "binding an in-flight Pay");
 	bool ok = run(s, st, "recording an in-flight Pay");
 	if (ok) {
 		st = prep(s, "UPDATE channels SET sent = max(sent, ?2) WHERE channel_id = ?1");
-		if (st) {
-			bind_blob(st, 1, id, MP_ID_LEN);
-			sqlite3_bind_int64(st, 2, pay->j);
-		}
+		if (st)
+			st = bound(s, st,
+				   bind_blob(st, 1, id, MP_ID_LEN) |
+				       sqlite3_bind_int64(st, 2, pay->j),
+				   "binding the highest index sent");
 		ok = run(s, st, "recording the highest index sent");
 	}
 	if (!ok) {
@@ -554,10 +573,9 @@ bool wstore_inflight_done(struct wstore *s, const uint8_t id[MP_ID_LEN], uint32_
 	if (!wstore_begin(s))
 		return false;
 	sqlite3_stmt *st = prep(s, "DELETE FROM inflight WHERE channel_id = ?1 AND j = ?2");
-	if (st) {
-		bind_blob(st, 1, id, MP_ID_LEN);
-		sqlite3_bind_int64(st, 2, j);
-	}
+	if (st)
+		st = bound(s, st, bind_blob(st, 1, id, MP_ID_LEN) | sqlite3_bind_int64(st, 2, j),
+			   "binding an in-flight Pay's key");
 	bool ok = run(s, st, "clearing an in-flight Pay") &&
 		  run(s, progress_stmt(s, id, last, credit), "storing a channel's progress");
 	if (!ok) {
@@ -572,9 +590,10 @@ int wstore_inflight_list(struct wstore *s, const uint8_t id[MP_ID_LEN], struct w
 	*out = NULL;
 	sqlite3_stmt *st =
 	    prep(s, "SELECT j, w, order_ref FROM inflight WHERE channel_id = ?1 ORDER BY j");
+	if (st)
+		st = bound(s, st, bind_blob(st, 1, id, MP_ID_LEN), "binding a channel id");
 	if (!st)
 		return -1;
-	bind_blob(st, 1, id, MP_ID_LEN);
 	int count = 0, rc = SQLITE_DONE;
 	bool ok = true;
 	while (ok && (rc = sqlite3_step(st)) == SQLITE_ROW) {

@@ -1,7 +1,9 @@
 /* walletd's store (walletd/store.c): a private file, one walletd per store, and everything the
  * wallet must find again after a restart (account, channel with its exact request bytes,
- * checkpoints, in-flight Pays, progress). */
+ * checkpoints, in-flight Pays, progress); a parameter that cannot be bound is an error, never a
+ * NULL that finds nothing. */
 #include <check.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -209,6 +211,49 @@ START_TEST(channel_and_inflight_survive_restart)
 }
 END_TEST
 
+/* The store's connection, caught as SQLite opens it (an automatic extension), so that a test can
+ * lower its limits. */
+static sqlite3 *opened;
+
+static int catch_connection(sqlite3 *db, const char **msg, const void *api)
+{
+	opened = db;
+	return SQLITE_OK;
+}
+
+/* With every blob and string over 8 bytes refused, reading the account key or the in-flight
+ * Pays is an error (-1), not "none stored": a wallet told "none" would make a new account key or
+ * forget the Pays it must resend. */
+START_TEST(failed_bind_is_an_error)
+{
+	ck_assert_int_eq(sqlite3_auto_extension((void (*)(void))catch_connection), SQLITE_OK);
+	struct wstore *s = wstore_open(path, err, sizeof(err));
+	sqlite3_cancel_auto_extension((void (*)(void))catch_connection);
+	ck_assert_msg(s != NULL, "%s", err);
+	ck_assert_ptr_nonnull(opened);
+	uint8_t seed[MP_SK_LEN], id[MP_ID_LEN] = {7};
+	memset(seed, 0xab, sizeof(seed));
+	ck_assert(wstore_set_account_seed(s, seed));
+	struct wstore_pay pay = {.j = 3, .order_ref = {1}, .order_ref_len = 1};
+	ck_assert(wstore_inflight_add(s, id, &pay));
+
+	int limit = sqlite3_limit(opened, SQLITE_LIMIT_LENGTH, 8);
+	uint8_t got[MP_SK_LEN];
+	ck_assert_int_eq(wstore_account_seed(s, got), -1);
+	struct wstore_pay *list = NULL;
+	ck_assert_int_eq(wstore_inflight_list(s, id, &list), -1);
+	ck_assert_ptr_null(list);
+	ck_assert(!wstore_set_account_id(s, id));
+	sqlite3_limit(opened, SQLITE_LIMIT_LENGTH, limit);
+
+	ck_assert_int_eq(wstore_account_seed(s, got), 1);
+	ck_assert_int_eq(wstore_inflight_list(s, id, &list), 1);
+	free(list);
+	wstore_close(s);
+	opened = NULL;
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("walletd store");
@@ -217,6 +262,7 @@ int main(void)
 	tcase_add_test(tc, private_and_exclusive);
 	tcase_add_test(tc, account_round_trip);
 	tcase_add_test(tc, channel_and_inflight_survive_restart);
+	tcase_add_test(tc, failed_bind_is_an_error);
 	suite_add_tcase(s, tc);
 	return mp_check_run(s);
 }
