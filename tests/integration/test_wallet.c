@@ -1,11 +1,15 @@
 /* The customer's path through the real walletd: register, funding by the operator, issue, pay
- * over TLS with the holder check, redemption, exact balances; and the wallet's refusals. */
+ * over TLS with the holder check, redemption, exact balances; the wallet's refusals; and a Pay
+ * the merchant refuses LIMIT while its commit pipeline is full, kept in flight and resent. */
 #include <check.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
+#include "harness_merchant.h"
 #include "../check_run.h"
 
 static struct net net;
@@ -168,6 +172,130 @@ START_TEST(wallet_restart_keeps_channel_state)
 }
 END_TEST
 
+/* Append settings to m1's [merchant] section and restart it (same store, same port). */
+static void restart_m1(const char *settings)
+{
+	ck_assert_int_eq(net_cmd(&net, "kill", "m1"), 0);
+	char path[700];
+	snprintf(path, sizeof(path), "%s/m1/config.ini", net.dir);
+	FILE *f = fopen(path, "a");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f, "[merchant]\n%s\n", settings);
+	fclose(f);
+	ck_assert_int_eq(net_cmd(&net, "start", "m1"), 0);
+}
+
+/* A Pay on a test channel of m1, sent without waiting for its answer. */
+static void send_test_pay(struct wire *w, const struct tchannel *ch, uint32_t j)
+{
+	uint8_t word[MP_HASH_LEN], id[MP_ID_LEN], ref[1] = {1};
+	tchannel_word(ch, j, word);
+	tchannel_id(ch, id);
+	Micropay__V1__PayReq req = MICROPAY__V1__PAY_REQ__INIT;
+	req.channel_id = (ProtobufCBinaryData){MP_ID_LEN, id};
+	req.j = j;
+	req.w_j = (ProtobufCBinaryData){MP_HASH_LEN, word};
+	req.order_ref = (ProtobufCBinaryData){1, ref};
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.body_case = MP_BODY(PAY_REQ);
+	env.pay_req = &req;
+	ck_assert(wire_send(w, &env));
+}
+
+/* m1 with one batch committing (its store's write lock held from outside) and the next one full
+ * (commit_max 1) answers the wallet's new Pay LIMIT "merchant busy". The wallet's pay fails
+ * saying so, the Pay stays in flight, and the next pay resends it verbatim first: accepted, and
+ * the channel goes on from there. */
+START_TEST(pay_refused_busy_stays_in_flight_and_is_resent)
+{
+	restart_m1("commit_max = 1");
+	json_decref(admin_ok(&net, "m1", "redeem", NULL)); /* what earlier tests paid */
+	int64_t pending_before = broker_balance(m1_hex, true);
+	fund(40);
+	char channel[64], order[64], err[512], ca[700], broker_ep[128], m1_db[700];
+	issue(20, 1, channel, sizeof(channel));
+	new_order(1000, order, sizeof(order));
+	json_t *r = wallet_pay(channel, m1_ep, 1, order, err, sizeof(err));
+	ck_assert_msg(r != NULL, "%s", err); /* m1 holds the channel's record now */
+	json_decref(r);
+
+	/* Our own channel of m1, to fill its pipeline. */
+	net_path(&net, "tls/ca.crt", ca, sizeof(ca));
+	net_path(&net, "m1/merchant.db", m1_db, sizeof(m1_db));
+	net_read(&net, "broker", "endpoint", broker_ep, sizeof(broker_ep));
+	struct twallet tw;
+	struct tchannel filler;
+	struct wire b, m;
+	ck_assert(wire_connect(&b, broker_ep, ca, NULL, NULL));
+	twallet_register(&tw, &b);
+	char hex[MP_HEX_ID_LEN + 1], params[200];
+	mp_hex_encode(tw.account_id, MP_ID_LEN, hex);
+	snprintf(params, sizeof(params), "{\"account\":\"%s\",\"amount\":10,\"fund_id\":\"%s\"}",
+		 hex, hex);
+	json_decref(admin_ok(&net, "broker", "account.fund", params));
+	uint8_t m1[MP_ID_LEN];
+	hex_to_bytes(m1_hex, m1, MP_ID_LEN);
+	tchannel_make(&filler, &tw, 10, 1, m1);
+	ck_assert_int_eq(tchannel_issue(&filler, &b), MP_ST(OK));
+	wire_close(&b);
+	ck_assert(wire_connect(&m, m1_ep, ca, NULL, NULL));
+	MpEnvelope *e = tchannel_open(&filler, &m);
+	ck_assert(e && e->body_case == MP_BODY(OPEN_ACK));
+	ck_assert_int_eq(e->open_ack->status->code, MP_ST(OK));
+	micropay__v1__envelope__free_unpacked(e, NULL);
+
+	sqlite3 *lock;
+	ck_assert_int_eq(sqlite3_open(m1_db, &lock), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_exec(lock, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+	send_test_pay(&m, &filler, 1); /* committing: waits on the lock */
+	usleep(200 * 1000);
+	send_test_pay(&m, &filler, 2); /* the next batch, full */
+	usleep(200 * 1000);
+	r = wallet_pay(channel, m1_ep, 2, order, err, sizeof(err));
+	ck_assert_msg(r == NULL, "paid although the merchant's pipeline was full");
+	ck_assert_msg(strstr(err, "LIMIT") && strstr(err, "merchant busy") &&
+			  strstr(err, "kept in flight"),
+		      "unexpected error: %s", err);
+	ck_assert_int_eq(sqlite3_exec(lock, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(lock);
+	for (int i = 0; i < 2; i++) {
+		e = wire_recv(&m);
+		ck_assert(e && e->body_case == MP_BODY(PAY_ACK));
+		ck_assert_int_eq(e->pay_ack->status->code, MP_ST(UNDERPAID));
+		micropay__v1__envelope__free_unpacked(e, NULL);
+	}
+	wire_close(&m);
+
+	/* The refused Pay (j = 3) is resent verbatim before the new one (j = 4). */
+	r = wallet_pay(channel, m1_ep, 1, order, err, sizeof(err));
+	ck_assert_msg(r != NULL, "%s", err);
+	ck_assert_int_eq(json_int(r, "resent"), 1);
+	ck_assert_int_eq(json_int(r, "paid_units"), 1);
+	ck_assert_int_eq(json_int(r, "last"), 4);
+	json_decref(r);
+	json_t *chans = admin_ok(&net, "m1", "channels", NULL);
+	bool seen = false;
+	for (size_t i = 0; i < json_array_size(json_object_get(chans, "channels")); i++) {
+		json_t *c = json_array_get(json_object_get(chans, "channels"), i);
+		if (strcmp(json_str(c, "channel_id"), channel) == 0) {
+			ck_assert_int_eq(json_int(c, "last"), 4);
+			ck_assert_int_eq(json_int(c, "credit"), 4);
+			seen = true;
+		}
+	}
+	ck_assert(seen);
+	json_decref(chans);
+	restart_m1("commit_max = 256");
+	json_decref(admin_ok(&net, "m1", "redeem", NULL));
+	ck_assert_int_eq(broker_balance(m1_hex, true) - pending_before, 4 + 2);
+	json_t *a = admin_ok(&net, "broker", "audit", NULL);
+	ck_assert(json_is_true(json_object_get(a, "ok")));
+	json_decref(a);
+	tchannel_free(&filler);
+	mp_key_free(&tw.account);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("wallet");
@@ -178,6 +306,7 @@ int main(void)
 	tcase_add_test(tc, wallet_refuses_impersonating_merchant);
 	tcase_add_test(tc, insufficient_funds_through_wallet);
 	tcase_add_test(tc, wallet_restart_keeps_channel_state);
+	tcase_add_test(tc, pay_refused_busy_stays_in_flight_and_is_resent);
 	suite_add_tcase(s, tc);
 	return mp_check_run(s);
 }
