@@ -17,6 +17,9 @@
 #include "store_thread.h"
 #include "tls.h"
 
+/* The longest the event loop waits for a lock on the store (store.h, store_set_lock_wait). */
+#define LOOP_LOCK_WAIT_MS 20
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct merchant *m = arg;
@@ -79,6 +82,7 @@ static bool load_state(struct merchant *m)
 	}
 	if (!merchant_cert_load(m))
 		return false;
+	store_set_lock_wait(m->store, LOOP_LOCK_WAIT_MS); /* serving from now on */
 	log_info("store: %zu channels, %zu orders recovered", m->channels.count, m->orders.count);
 	return true;
 }

@@ -190,6 +190,11 @@ struct store *store_open(const char *path, char *err, size_t errlen)
 	return s;
 }
 
+void store_set_lock_wait(struct store *s, int ms)
+{
+	sqlite3_busy_timeout(s->db, ms);
+}
+
 struct sqlite3 *store_db(struct store *s)
 {
 	return s->db;

@@ -26,6 +26,12 @@ struct stored_pay {
 
 struct store *store_open(const char *path, char *err, size_t errlen);
 void store_close(struct store *s);
+/* How long a statement on this connection waits for a lock another connection holds before it
+ * fails SQLITE_BUSY (store_open: 5 s, for start-up and the store thread). The loop's connection
+ * waits at most a few milliseconds (main.c): its reads do not take the write lock (WAL), and
+ * its writes (the redemption outbox, our MerchantCert) fail and are retried later rather than
+ * stall every peer while a commit or another process holds the lock. */
+void store_set_lock_wait(struct store *s, int ms);
 /* For compact.c and store_redeem.c: the connection and the file it opened. */
 struct sqlite3 *store_db(struct store *s);
 const char *store_path(const struct store *s);

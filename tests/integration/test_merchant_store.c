@@ -2,7 +2,8 @@
  * wire and reaches into the merchant's SQLite file only to hold its write lock, the way another
  * process or a slow disk would stall a commit.
  *  - what is reported outside the pay path (OpenAck, order.show, channels) is durable only,
- *    and the loop keeps serving while a commit waits on the store's lock;
+ *    and the loop keeps serving while a commit waits on the store's lock, or while a
+ *    redemption round would have to wait on it;
  *  - with one batch committing and the next one full, Pays are refused, not queued;
  *  - a commit that fails stops the daemon, and nothing of it was acknowledged;
  *  - kill -9 during a stream of pipelined Pays loses no acknowledged Pay;
@@ -396,6 +397,70 @@ START_TEST(pending_pay_is_reported_only_once_durable)
 	redeem_now();
 	ck_assert_int_eq(pending_of(m1_hex) - before, 3);
 	audit_clean();
+	free_words(&ws);
+	tchannel_free(&ch);
+	mp_key_free(&tw.account);
+}
+END_TEST
+
+static int64_t elapsed_ms(const struct timespec *since)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (now.tv_sec - since->tv_sec) * 1000 + (now.tv_nsec - since->tv_nsec) / 1000000;
+}
+
+/* A redemption round writes its Redeem to the outbox on the loop's connection. While the
+ * store's write lock is held from outside, that write gives up at once instead of waiting on
+ * the lock (5 s before): status and an Open on another connection are answered promptly. The
+ * round is retried later and redeems everything once the lock is free. */
+START_TEST(redeem_does_not_stall_the_loop_on_the_store_lock)
+{
+	struct twallet tw;
+	struct tchannel ch;
+	struct words ws;
+	issued_channel(&tw, &ch, 20);
+	chain_words(&ch, &ws);
+	struct wire a, b;
+	ck_assert(wire_connect(&a, m1_ep, ca, NULL, NULL));
+	uint32_t last;
+	uint64_t credit;
+	open_point(&a, &ch, &last, &credit);
+	uint8_t order[MP_ID_LEN];
+	new_order(1000, order);
+	ck_assert_int_eq(pay_code(&a, &ch, &ws, 3, order), MP_ST(UNDERPAID));
+	int64_t before = pending_of(m1_hex);
+
+	sqlite3 *lock = hold_store_lock();
+	pid_t redeemer = fork(); /* the admin call waits for the round: from a child */
+	ck_assert_int_ge(redeemer, 0);
+	if (redeemer == 0) {
+		char err[256];
+		json_t *r = admin(&net, "m1", "redeem", NULL, err, sizeof(err));
+		json_decref(r);
+		_exit(0);
+	}
+	usleep(500 * 1000); /* the round has reached its outbox write */
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	json_decref(admin_ok(&net, "m1", "status", NULL));
+	int64_t status_ms = elapsed_ms(&t0);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	ck_assert(wire_connect(&b, m1_ep, ca, NULL, NULL));
+	open_point(&b, &ch, &last, &credit);
+	int64_t open_ms = elapsed_ms(&t0);
+	ck_assert_uint_eq(last, 3);
+	ck_assert_msg(status_ms < 1000 && open_ms < 1000,
+		      "the loop waited on the store's lock: status %lld ms, Open %lld ms",
+		      (long long)status_ms, (long long)open_ms);
+	release_store_lock(lock);
+	int st;
+	ck_assert_int_eq(waitpid(redeemer, &st, 0), redeemer);
+	redeem_now();
+	ck_assert_int_eq(pending_of(m1_hex) - before, 3);
+	audit_clean();
+	wire_close(&a);
+	wire_close(&b);
 	free_words(&ws);
 	tchannel_free(&ch);
 	mp_key_free(&tw.account);
@@ -806,6 +871,7 @@ static Suite *merchant_store_suite(void)
 	tcase_add_unchecked_fixture(tc, setup_net, teardown_net);
 	tcase_set_timeout(tc, 180);
 	tcase_add_test(tc, pending_pay_is_reported_only_once_durable);
+	tcase_add_test(tc, redeem_does_not_stall_the_loop_on_the_store_lock);
 	tcase_add_test(tc, full_pipeline_refuses_instead_of_queueing);
 	tcase_add_test(tc, failed_commit_stops_the_daemon);
 	tcase_add_test(tc, sigkill_during_a_pay_stream_loses_no_acknowledged_pay);
