@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "broker.h"
+#include "cert_renewal.h"
 #include "db.h"
 #include "log.h"
 #include "pb_peek.h"
@@ -129,8 +130,9 @@ void handle_register_account(struct broker *b, struct mp_conn *c, const MpEnvelo
  *        not registered, or same statement and due -> sign a cert (valid_until = db_now +
  *           lifetime) -> register_merchant, which decides again under the row lock
  *           -> OK + the new cert (registered or renewed) | DUPLICATE_OK / CONFLICT + stored
- * The renewal rule (less than a third of the life left) is docs/operations.md, "MerchantCert
- * renewal"; the SQL is brokerd/sql/0005-merchant-cert-history.sql. */
+ * The renewal rule (less than max(a third of the life, min(the longest channel's need + a day,
+ * half the life)) left; common/cert_renewal.h) is docs/operations.md, "MerchantCert renewal";
+ * the SQL is brokerd/sql/0005-merchant-cert-history.sql and 0007-merchant-cert-renewal-need.sql. */
 
 struct merchant_reg {
 	struct broker_call *call;
@@ -283,6 +285,7 @@ static void on_merchant_looked_up(const PGresult *res, const char *error, void *
 	db_param_bytes(&p, cert, cert_len);
 	db_param_u64(&p, valid_until);
 	db_param_u64(&p, issued_at);
+	db_param_u64(&p, mp_cert_channel_need(b->cfg.t_grace));
 	const char *refused =
 	    !cert ? "out of memory"
 		  : db_call(b->db, "register_merchant", &p, on_merchant_registered, reg);
@@ -331,7 +334,9 @@ void handle_register_merchant(struct broker *b, struct mp_conn *c, const MpEnvel
 	mp_stmt_hash(s, reg->reg_hash);
 	struct db_params p = {0};
 	db_param_bytes(&p, reg->rm->merchant_id.data, MP_ID_LEN);
-	const char *refused = db_call(b->db, "merchant_lookup", &p, on_merchant_looked_up, reg);
+	db_param_u64(&p, mp_cert_channel_need(b->cfg.t_grace));
+	const char *refused =
+	    db_call(b->db, "merchant_lookup_renewal", &p, on_merchant_looked_up, reg);
 	if (refused)
 		reply_merchant(reg, MP_ST(INTERNAL), refused, NULL);
 }

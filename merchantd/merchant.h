@@ -194,7 +194,7 @@ void *merchant_peer_new(void);
 bool merchant_accept_cert(struct merchant *m, const MpSigned *cert, bool persist);
 /* The stored cert at start-up (false only on a store error). */
 bool merchant_cert_load(struct merchant *m);
-/* Less than a third of the cert's life left (or expired). */
+/* Renewal due (common/cert_renewal.h: the longest channel must still fit), or expired. */
 bool merchant_cert_renewal_due(const struct merchant *m, uint64_t now);
 /* A RegisterMerchant is wanted: no cert, not yet confirmed in this run, or renewal due. */
 bool merchant_cert_wanted(const struct merchant *m, uint64_t now);

@@ -4,18 +4,20 @@
  * Life of the cert (docs/architecture.md, "MerchantCert renewal"):
  *   NONE --RegisterMerchant OK--> HELD (stored; received_at = now)
  *   HELD --start-up-------------> HELD, not confirmed: RegisterMerchant once to confirm it
- *   HELD --less than a third of (valid_until - received_at) left--> DUE: RegisterMerchant
+ *   HELD --less than max(a third, min(the longest channel's need + a day, half)) of
+ *          (valid_until - received_at) left (common/cert_renewal.h)--> DUE: RegisterMerchant
  *          (the same statement) every check interval until the broker answers a cert with a
  *          later valid_until --> HELD (the new cert for every Open after it)
  *   any  --CONFLICT (the broker holds another registration of our id, or our key under
  *          another id)--> STOPPED: logged with both sides, the daemon exits with status 1
- * The broker applies the same third to its own clock and issue time, and received_at is never
+ * The broker applies the same rule to its own clock and issue time, and received_at is never
  * before the broker's issue time, so by the time we ask the broker agrees that it is due. */
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cert_renewal.h"
 #include "log.h"
 #include "merchant.h"
 #include "stmt.h"
@@ -105,10 +107,8 @@ bool merchant_cert_load(struct merchant *m)
 
 bool merchant_cert_renewal_due(const struct merchant *m, uint64_t now)
 {
-	if (m->cert_valid_until <= now)
-		return true;
-	uint64_t life = m->cert_valid_until - m->cert_received_at;
-	return (m->cert_valid_until - now) * 3 < life;
+	return mp_cert_renewal_due(m->cert_received_at, m->cert_valid_until, now,
+				   mp_cert_channel_need(MP_T_GRACE_S));
 }
 
 bool merchant_cert_wanted(const struct merchant *m, uint64_t now)
@@ -121,7 +121,7 @@ unsigned merchant_cert_check_interval(const struct merchant *m)
 	uint64_t life = m->cert_valid_until > m->cert_received_at
 			    ? m->cert_valid_until - m->cert_received_at
 			    : 0;
-	uint64_t every = life / 100; /* the renewal window is a third of the life */
+	uint64_t every = life / 100; /* the renewal window is at least a third of the life */
 	return every < 1 ? 1 : every > CHECK_MAX_S ? CHECK_MAX_S : (unsigned)every;
 }
 

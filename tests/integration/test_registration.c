@@ -186,6 +186,69 @@ START_TEST(stored_cert_until_two_thirds_then_a_fresh_one_with_history)
 }
 END_TEST
 
+/* Make mid's current cert look like a 90-day cert with `left_days` left (its stored times only:
+ * the broker decides renewal on them, in the database clock). */
+static void age_current_cert(const char *mid, int left_days)
+{
+	sql_exec(&net,
+		 "WITH t AS (SELECT floor(extract(epoch FROM now()))::bigint AS now),"
+		 " c AS (UPDATE merchant_certs mc SET valid_until = t.now + %d * 86400,"
+		 " issued_at = t.now + %d * 86400 - 90 * 86400 FROM t, merchants m"
+		 " WHERE mc.merchant_id = '\\x%s' AND m.merchant_id = mc.merchant_id"
+		 " AND mc.valid_until = m.cert_valid_until RETURNING mc.valid_until)"
+		 " UPDATE merchants SET cert_valid_until = (SELECT valid_until FROM c)"
+		 " WHERE merchant_id = '\\x%s'",
+		 left_days, left_days, mid, mid);
+}
+
+/* The renewal gap: a 90-day cert renewed at a third (30 days) left could not back a 30-day
+ * channel (30 d + 48 h + T_grace = 33 days) in its days 57 to 60. The broker now renews once
+ * less than the longest channel's need plus a day (34 days) is left. */
+START_TEST(cert_renewed_while_it_still_backs_the_longest_channel)
+{
+	/* The default lifetime (90 days) from here on: brokerd restarted with it. */
+	ck_assert_int_eq(net_cmd(&net, "kill", "broker"), 0);
+	char cmd[1200];
+	snprintf(cmd, sizeof(cmd),
+		 "sed -i 's/^merchant_cert_lifetime_s = .*/merchant_cert_lifetime_s = 0/' "
+		 "'%s/broker/config.ini'",
+		 net.dir);
+	ck_assert(system(cmd) == 0);
+	ck_assert_int_eq(net_cmd(&net, "start", "broker"), 0);
+	char mid[MP_HEX_ID_LEN + 1];
+	new_merchant_account(mid);
+	struct mp_key key;
+	uint8_t seed[MP_SK_LEN];
+	ck_assert(mp_key_generate(&key, seed));
+	MpEnvelope *first = register_merchant(mid, &key, "127.0.0.1:5");
+	ck_assert_int_eq(code_of(first), MP_ST(OK));
+
+	/* Day 50 of 90 (40 days left): still the stored cert. */
+	age_current_cert(mid, 40);
+	MpEnvelope *r = register_merchant(mid, &key, "127.0.0.1:5");
+	ck_assert_int_eq(code_of(r), MP_ST(DUPLICATE_OK));
+	micropay__v1__envelope__free_unpacked(r, NULL);
+
+	/* Day 58 (32 days left, more than a third): too short for a 30-day channel; renewed. */
+	age_current_cert(mid, 32);
+	r = register_merchant(mid, &key, "127.0.0.1:5");
+	ck_assert_msg(code_of(r) == MP_ST(OK),
+		      "a cert with 32 of 90 days left was not renewed (%s)",
+		      mp_code_name(code_of(r)));
+	Micropay__V1__MerchantCert *c = cert_of(r);
+	ck_assert_uint_ge(c->valid_until, mp_now() + 90 * 86400 - 2);
+	char *current = sql_value(
+	    &net, "SELECT cert_valid_until FROM merchants WHERE merchant_id = '\\x%s'", mid);
+	ck_assert_uint_eq(strtoull(current, NULL, 10), c->valid_until);
+	free(current);
+	micropay__v1__merchant_cert__free_unpacked(c, NULL);
+	micropay__v1__envelope__free_unpacked(r, NULL);
+	micropay__v1__envelope__free_unpacked(first, NULL);
+	mp_key_free(&key);
+	audit_clean();
+}
+END_TEST
+
 START_TEST(merchantd_renews_its_cert_ahead_of_time)
 {
 	json_t *st = admin_ok(&net, "m1", "status", NULL);
@@ -324,6 +387,8 @@ static Suite *registration_suite(void)
 	tcase_add_test(tc, merchantd_renews_its_cert_ahead_of_time);
 	tcase_add_test(tc, conflict_carries_the_stored_cert_and_changes_nothing);
 	tcase_add_test(tc, merchantd_stops_on_conflict);
+	/* Last: it restarts brokerd with the default MerchantCert lifetime. */
+	tcase_add_test(tc, cert_renewed_while_it_still_backs_the_longest_channel);
 	suite_add_tcase(s, tc);
 	return s;
 }
