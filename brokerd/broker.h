@@ -58,6 +58,13 @@ struct broker_stats {
 	uint64_t bad_chain_hashes;	    /* charged to merchants' budgets */
 	uint64_t bad_chain_budget_refusals; /* Redeems refused: budget exhausted */
 	uint64_t worker_queue_refusals;	    /* Redeems refused: worker queue full */
+	uint64_t unroutable_requests;	    /* requests of a kind the broker does not serve */
+};
+
+/* unroutable.c: lines about unroutable requests beyond each connection's first */
+struct unroutable_log {
+	uint64_t logged_at; /* when the last such line was written (seconds), 0: never */
+	uint64_t unlogged;  /* requests since then without a line of their own */
 };
 
 #define BROKER_KEY_CACHE_SIZE 4096
@@ -83,6 +90,7 @@ struct broker {
 	SSL_CTX *tls;
 	struct mp_listener *listener;
 	struct register_limit register_limit;
+	struct unroutable_log unroutable_log;
 	struct mp_admin *admin;
 	struct db_pool *db;
 	struct mp_hasher *hasher;
@@ -119,6 +127,11 @@ void handle_register_account(struct broker *b, struct mp_conn *c, const MpEnvelo
 void handle_register_merchant(struct broker *b, struct mp_conn *c, const MpEnvelope *env);
 void handle_issue(struct broker *b, struct mp_conn *c, const MpEnvelope *env);
 void handle_redeem(struct broker *b, struct mp_conn *c, const MpEnvelope *env);
+/* unroutable.c: MALFORMED "not a broker request", logged within limits; the per-connection
+ * state it keeps (mp_conn_data) is made at open and freed at close. */
+void handle_unroutable(struct broker *b, struct mp_conn *c, const MpEnvelope *env);
+void broker_peer_open(struct mp_conn *c);
+void broker_peer_close(struct mp_conn *c);
 
 bool broker_admin_open(struct broker *b);
 bool broker_config_load(struct broker_config *cfg, const char *path, char *err, size_t errlen);

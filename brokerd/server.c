@@ -7,19 +7,6 @@
 #include "ratelimit.h"
 #include "tls.h"
 
-static void reply_unroutable(struct mp_conn *c, const MpEnvelope *env, const char *why)
-{
-	MpStatus st;
-	MpEnvelope out = MICROPAY__V1__ENVELOPE__INIT;
-	out.version = MP_PROTOCOL_VERSION;
-	out.request_id = env->request_id;
-	out.body_case = MP_BODY(ERROR);
-	out.error = broker_status(&st, MP_ST(MALFORMED), why);
-	if (mp_conn_send(c, &out) != 0)
-		mp_conn_close(c, "cannot send the refusal of request %llu",
-			      (unsigned long long)env->request_id);
-}
-
 static void on_envelope(struct mp_conn *c, const MpEnvelope *env, void *arg)
 {
 	struct broker *b = arg;
@@ -38,9 +25,7 @@ static void on_envelope(struct mp_conn *c, const MpEnvelope *env, void *arg)
 		handle_redeem(b, c, env);
 		return;
 	default:
-		log_info("%s: request %llu of kind %d is not served by the broker", mp_conn_peer(c),
-			 (unsigned long long)env->request_id, (int)env->body_case);
-		reply_unroutable(c, env, "not a broker request");
+		handle_unroutable(b, c, env);
 		return;
 	}
 }
@@ -57,11 +42,18 @@ static void on_open(struct mp_conn *c, void *arg)
 	uint8_t mid[MP_ID_LEN];
 	if (mp_tls_peer_merchant_id(mp_conn_ssl(c), mid))
 		mp_conn_set_max_frame(c, b->cfg.max_frame_merchant);
+	broker_peer_open(c);
+}
+
+static void on_close(struct mp_conn *c, const char *reason, void *arg)
+{
+	broker_peer_close(c);
 }
 
 static const struct mp_conn_ops broker_conn_ops = {
     .on_open = on_open,
     .on_envelope = on_envelope,
+    .on_close = on_close,
 };
 
 bool broker_listen(struct broker *b, const char *host, uint16_t port)
@@ -80,8 +72,10 @@ size_t broker_limits_metrics(const struct broker *b, char *out, size_t len)
 	int n = snprintf(out + used, len - used,
 			 "micropay_broker_register_refused_total{reason=\"register_rate\"} %llu\n"
 			 "micropay_broker_register_rate_addresses %u\n"
-			 "micropay_broker_register_rate_addresses_max %u\n",
+			 "micropay_broker_register_rate_addresses_max %u\n"
+			 "micropay_broker_unroutable_requests_total %llu\n",
 			 (unsigned long long)rl->refused,
-			 rl->buckets ? ratelimit_entries(rl->buckets) : 0, ratelimit_capacity());
+			 rl->buckets ? ratelimit_entries(rl->buckets) : 0, ratelimit_capacity(),
+			 (unsigned long long)b->stats.unroutable_requests);
 	return n > 0 && (size_t)n < len - used ? used + (size_t)n : len - 1;
 }

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "admin.h"
@@ -30,14 +31,36 @@ static const char *build_root(void)
 	return s ? s : "build";
 }
 
+/* system(line), except that the shell (and every daemon it starts) inherits none of the test's
+ * descriptors beyond stdin, stdout and stderr: a daemon holding a test's socket would keep it
+ * open after the test closed it. */
+static int run_without_our_fds(const char *line)
+{
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		if (close_range(3, ~0U, 0) != 0)
+			for (int fd = 3; fd < 65536; fd++)
+				close(fd);
+		execl("/bin/sh", "sh", "-c", line, (char *)NULL);
+		_exit(127);
+	}
+	int rc;
+	while (waitpid(pid, &rc, 0) < 0)
+		if (errno != EINTR)
+			return -1;
+	return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
 int net_cmd(const struct net *n, const char *cmd, const char *args)
 {
 	char line[2048];
 	snprintf(line, sizeof(line),
 		 "MP_BUILD='%s' '%s/deploy/mpnet' %s '%s' %s >>'%s/mpnet.log' 2>&1", build_root(),
 		 source_root(), cmd, n->dir, args ? args : "", n->dir);
-	int rc = system(line);
-	return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+	return run_without_our_fds(line);
 }
 
 void net_up(struct net *n)
