@@ -26,6 +26,7 @@ struct mp_admin {
 	void *ctx;
 	char *path;
 	struct mp_peer_policy policy;
+	struct admin_conn *conns; /* open connections: mp_admin_close closes them */
 };
 
 struct admin_conn {
@@ -33,6 +34,7 @@ struct admin_conn {
 	struct mp_admin *admin;
 	unsigned refs;
 	bool closed;
+	struct admin_conn *prev, *next; /* the admin socket's open connections */
 };
 
 struct mp_admin_req {
@@ -54,6 +56,14 @@ static void conn_close(struct admin_conn *c)
 		return;
 	c->closed = true;
 	bufferevent_free(c->bev);
+	c->bev = NULL;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		c->admin->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	c->prev = c->next = NULL;
 	conn_unref(c);
 }
 
@@ -207,12 +217,14 @@ static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct soc
 		evutil_closesocket(fd);
 		return;
 	}
-	*c = (struct admin_conn){bev, a, 1, false};
+	*c = (struct admin_conn){bev, a, 1, false, NULL, a->conns};
+	if (a->conns)
+		a->conns->prev = c;
+	a->conns = c;
 	bufferevent_setcb(bev, on_read, NULL, on_event, c);
 	if (bufferevent_enable(bev, EV_READ | EV_WRITE) != 0) {
 		log_err("admin: cannot watch a new connection; dropping it");
-		bufferevent_free(bev);
-		free(c);
+		conn_close(c);
 	}
 }
 
@@ -283,6 +295,9 @@ void mp_admin_close(struct mp_admin *a)
 	if (!a)
 		return;
 	evconnlistener_free(a->evl);
+	/* Requests still being answered hold their connection: it is freed with the last. */
+	while (a->conns)
+		conn_close(a->conns);
 	unlink(a->path);
 	free(a->path);
 	free(a);
