@@ -21,6 +21,8 @@ static const struct item_limit item_limits[] = {
     {&micropay__v1__claim__descriptor, 4, MP_MAX_CUSTODY},		/* custody */
     {&micropay__v1__segment_claim__descriptor, 5, MP_MAX_CUSTODY},	/* custody */
     {&micropay__v1__refund_request__descriptor, 6, MP_MAX_CUSTODY},	/* custody */
+    {&micropay__v1__handoff_resp__descriptor, 3, MP_MAX_CUSTODY},	/* custody */
+    {&micropay__v1__handoff_resp__descriptor, 4, MP_MAX_CUSTODY},	/* merchant_certs */
 };
 
 size_t mp_decode_max_items(const ProtobufCMessageDescriptor *desc,
