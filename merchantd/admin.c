@@ -66,9 +66,8 @@ static void admin_metrics(struct mp_admin_req *req, json_t *params, void *ctx)
 static json_t *channel_json(const struct channel *ch)
 {
 	return json_pack("{s:o,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "channel_id",
-			 mp_json_hex(ch->id, MP_ID_LEN), "state",
-			 ch->state == CHANNEL_HELD ? "HELD" : "EXPIRED", "epoch",
-			 (json_int_t)ch->hseq, "segment", (json_int_t)ch->seg_seq, "n",
+			 mp_json_hex(ch->id, MP_ID_LEN), "state", channel_state_name(ch->state),
+			 "epoch", (json_int_t)ch->hseq, "segment", (json_int_t)ch->seg_seq, "n",
 			 (json_int_t)ch->n, "unit_value", (json_int_t)ch->unit_value, "last",
 			 (json_int_t)ch->durable_last, "credit", (json_int_t)ch->durable_credit,
 			 "redeemed_end", (json_int_t)ch->redeemed_end, "pay_until",

@@ -92,6 +92,15 @@ static void make_durable(struct merchant *m, struct batch_entry *e)
 	case ENTRY_ORDER:
 		e->order->recorded = true;
 		return;
+	case ENTRY_HANDOFF:
+		ch->handoff_pending = false;
+		return;
+	case ENTRY_TAKEOVER:
+		if (e->custody->insert) {
+			ch->recorded = true;
+			m->channels_recorded++;
+		}
+		return;
 	case ENTRY_RETRY:
 		return;
 	}
@@ -126,7 +135,15 @@ static void acknowledge(struct merchant *m, struct batch_entry *e)
 	case ENTRY_ORDER:
 		order_acknowledge(m, e->req, e->order);
 		return;
+	case ENTRY_HANDOFF:
+		handoff_acknowledge(m, e);
+		break;
+	case ENTRY_TAKEOVER:
+		takeover_acknowledge(m, e);
+		break;
 	}
+	custody_write_free(e->custody);
+	e->custody = NULL;
 	mp_conn_unref(e->conn);
 }
 
@@ -251,8 +268,9 @@ void batch_add(struct merchant *m, const struct batch_entry *e)
 	b->entries[b->count++] = *e;
 	if (e->conn)
 		mp_conn_ref(e->conn);
-	/* An Open or order.create waits for nothing else: commit it now. */
-	if (b->count >= p->cap || e->kind == ENTRY_OPEN || e->kind == ENTRY_ORDER)
+	/* An Open, order.create or Handoff waits for nothing else: commit it now. */
+	if (b->count >= p->cap || e->kind == ENTRY_OPEN || e->kind == ENTRY_ORDER ||
+	    e->kind == ENTRY_HANDOFF || e->kind == ENTRY_TAKEOVER)
 		p->due = true;
 	if (!p->due && !p->timer_armed) {
 		uint32_t us = m->cfg.commit_delay_us;

@@ -12,11 +12,40 @@
 struct mp_admin_req;
 
 enum entry_kind {
-	ENTRY_PAY,   /* a fresh payment: journalled, channel row updated, order marked paid */
-	ENTRY_RETRY, /* an identical retry of a Pay still pending: answered with the batch */
-	ENTRY_OPEN,  /* an Open answered once the channel's record is durable (inserted if new) */
-	ENTRY_ORDER, /* order.create: the order is recorded, then the admin call answered */
+	ENTRY_PAY,     /* a fresh payment: journalled, channel row updated, order marked paid */
+	ENTRY_RETRY,   /* an identical retry of a Pay still pending: answered with the batch */
+	ENTRY_OPEN,    /* an Open answered once the channel's record is durable (inserted if new) */
+	ENTRY_ORDER,   /* order.create: the order is recorded, then the admin call answered */
+	ENTRY_HANDOFF, /* a Handoff we signed: custody row, our epoch closed, channel HANDED_OFF;
+			* the HandoffResp is sent after the commit (handoff.c) */
+	ENTRY_TAKEOVER, /* a verified chain naming us: custody rows, signers' MerchantCerts, the
+			 * channel row in the new epoch; the OpenAck after the commit (takeover.c)
+			 */
 };
+
+/* One stored statement of a custody chain (a Handoff), or a MerchantCert (mid = its merchant). */
+struct custody_blob {
+	uint32_t hseq;
+	uint8_t mid[MP_ID_LEN];
+	uint8_t *data;
+	size_t len;
+};
+
+/* What a HANDOFF or TAKEOVER entry writes; heap, owned by the entry, freed once answered. */
+struct custody_write {
+	/* HANDOFF: our signed Handoff (hseq = the epoch we close + 1) and the closed epoch's end.
+	 */
+	struct custody_blob handoff;
+	uint32_t closed_hseq, end_index, redeemed_end;
+	uint8_t w_end[MP_HASH_LEN];
+	/* TAKEOVER: the chain (Handoffs 1..h), the signers' certs, the new epoch's start. */
+	struct custody_blob *chain, *certs;
+	size_t n_chain, n_certs;
+	bool insert; /* the channel is new here (row written from the entry's row) */
+	uint32_t hseq, at_index;
+	uint8_t w_at[MP_HASH_LEN];
+};
+void custody_write_free(struct custody_write *cw);
 
 /* The channel record written when a channel is first held. cert points at the channel's own
  * cert bytes, which never change while the daemon runs. */
@@ -49,7 +78,8 @@ struct batch_entry {
 	struct channel_row row;
 	struct mp_conn *conn; /* PAY, RETRY, OPEN: where the answer goes (referenced) */
 	uint64_t request_id;
-	struct mp_admin_req *req; /* ORDER */
+	struct mp_admin_req *req;      /* ORDER */
+	struct custody_write *custody; /* HANDOFF, TAKEOVER (owned) */
 };
 
 /* True if the filling batch can take one more entry. When it is full the previous batch is
@@ -67,3 +97,5 @@ void batch_drain(struct merchant *m);
 void open_acknowledge(struct merchant *m, struct mp_conn *c, uint64_t request_id,
 		      const struct channel *ch);
 void order_acknowledge(struct merchant *m, struct mp_admin_req *req, const struct order *o);
+void handoff_acknowledge(struct merchant *m, struct batch_entry *e);
+void takeover_acknowledge(struct merchant *m, struct batch_entry *e);

@@ -20,12 +20,17 @@ static Micropay__V1__ChannelCert *parse_cert(const uint8_t *bytes, size_t len)
 bool channel_from_cert(struct channel *ch, const uint8_t *cert, size_t len)
 {
 	Micropay__V1__ChannelCert *cc = parse_cert(cert, len);
-	if (!cc || !mp_bytes_len_is(cc->chain_nonce, MP_NONCE_LEN)) {
+	if (!cc || !mp_bytes_len_is(cc->chain_nonce, MP_NONCE_LEN) ||
+	    !mp_bytes_len_is(cc->root, MP_HASH_LEN) || !mp_bytes_len_is(cc->owner_pk, MP_PK_LEN) ||
+	    !mp_bytes_len_is(cc->holder0, MP_ID_LEN)) {
 		if (cc)
 			micropay__v1__channel_cert__free_unpacked(cc, NULL);
 		return false;
 	}
 	memcpy(ch->nonce, cc->chain_nonce.data, MP_NONCE_LEN);
+	memcpy(ch->root, cc->root.data, MP_HASH_LEN);
+	memcpy(ch->owner_pk, cc->owner_pk.data, MP_PK_LEN);
+	memcpy(ch->holder0, cc->holder0.data, MP_ID_LEN);
 	ch->n = cc->n;
 	ch->unit_value = cc->unit_value;
 	ch->pay_until = cc->pay_until;

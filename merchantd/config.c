@@ -43,6 +43,10 @@ static const struct mp_cfg_key merchant_keys[] = {
     N("merchant", "compact_interval", MP_CFG_U32, compact_interval, 0, MP_DAYS(1),
       "seconds between store compactions, default 600; 0: only store.compact"),
     N("merchant", "idle_timeout", MP_CFG_U32, idle_timeout, 1, MP_DAYS(1), "seconds"),
+    N("merchant", "handoff_timeout", MP_CFG_U32, handoff_timeout, 1, 600,
+      "seconds to reach the holder and get its Handoff, default 10"),
+    N("merchant", "handoff_workers", MP_CFG_U32, handoff_workers, 1, 64,
+      "threads verifying received custody chains, default 1"),
     MP_NET_LIMIT_KEYS(struct merchant_config, limits),
     N("broker", "connect_timeout", MP_CFG_U32, broker_connect_timeout, 1, 3600,
       "seconds to resolve, connect and finish the TLS handshake, default 10"),
@@ -94,6 +98,8 @@ bool merchant_config_load(struct merchant_config *cfg, const char *path, char *e
 	cfg->outbox_retention = 7 * 24 * 3600;
 	cfg->compact_interval = 600;
 	cfg->idle_timeout = 300;
+	cfg->handoff_timeout = 10;
+	cfg->handoff_workers = 1;
 	mp_net_limits_default(&cfg->limits);
 	cfg->broker_connect_timeout = 10;
 	cfg->broker_answer_timeout = 120;

@@ -11,6 +11,7 @@
 #include "compact.h"
 #include "daemon.h"
 #include "log.h"
+#include "workers.h"
 #include "merchant.h"
 #include "stmt.h"
 #include "store.h"
@@ -42,7 +43,7 @@ static bool load_identity(struct merchant *m)
 		return false;
 	}
 	m->server_tls = mp_tls_server_ctx(m->cfg.tls_cert, m->cfg.tls_key, m->cfg.tls_ca,
-					  MP_CLIENT_CERT_NONE, err, sizeof(err));
+					  MP_CLIENT_CERT_OPTIONAL, err, sizeof(err));
 	if (m->server_tls)
 		m->client_tls = mp_tls_client_ctx(m->cfg.tls_ca, m->cfg.tls_cert, m->cfg.tls_key,
 						  err, sizeof(err));
@@ -91,6 +92,9 @@ static bool merchant_start(struct merchant *m)
 {
 	if (!load_identity(m) || !load_state(m) || !batch_init(m) || !compactor_start(m))
 		return false;
+	m->workers = mp_workers_new(m->base, m->cfg.handoff_workers, 64);
+	if (!m->workers)
+		return false;
 	if (!merchant_listen(m) || !merchant_admin_open(m))
 		return false;
 	m->redeemer = redeemer_new(m);
@@ -107,6 +111,8 @@ static bool merchant_start(struct merchant *m)
 
 static void merchant_stop(struct merchant *m)
 {
+	if (m->workers)
+		mp_workers_free(m->workers); /* takeovers being verified are refused */
 	compactor_stop(m);
 	if (m->batch && m->store_thread)
 		batch_drain(m); /* commits and acknowledges what is pending */

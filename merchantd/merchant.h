@@ -34,6 +34,8 @@ struct merchant_config {
 	uint64_t outbox_retention; /* seconds an answered Redeem stays in the outbox */
 	uint32_t compact_interval; /* seconds between compactions; 0: only on demand */
 	uint32_t idle_timeout;
+	uint32_t handoff_timeout;    /* seconds to reach a holder and get its Handoff */
+	uint32_t handoff_workers;    /* threads verifying received custody chains */
 	struct mp_net_limits limits; /* [limits]: the wallet-facing listener */
 	/* [broker]: the connection to brokerd (broker_link.c) */
 	uint32_t broker_connect_timeout; /* seconds: resolve, connect, TLS handshake */
@@ -51,7 +53,15 @@ struct merchant_config {
 	char *admin_group; /* NULL: none */
 };
 
-enum channel_state { CHANNEL_HELD = 1, CHANNEL_EXPIRED = 2 };
+/* PROTOCOL.md section 10, merchant channel: UNKNOWN -> HELD(epoch) -> HANDED_OFF, and HELD
+ * again in a later epoch after a new Handoff naming us (handoff.c, takeover.c). */
+enum channel_state {
+	CHANNEL_UNKNOWN = 0, /* in memory only, while its first Handoff is being fetched */
+	CHANNEL_HELD = 1,
+	CHANNEL_EXPIRED = 2,
+	CHANNEL_HANDED_OFF = 3,
+};
+const char *channel_state_name(enum channel_state s);
 
 /* One channel this merchant holds. `last`/`w_last`/`credit`/`last_order_ref` are the pay
  * path's view: they include payments whose batch has not committed yet. The durable_* fields
@@ -62,6 +72,9 @@ struct channel {
 	uint8_t *cert;
 	size_t cert_len;
 	uint8_t nonce[MP_NONCE_LEN];
+	uint8_t root[MP_HASH_LEN];
+	uint8_t owner_pk[MP_PK_LEN];
+	uint8_t holder0[MP_ID_LEN];
 	uint32_t n;
 	uint64_t unit_value;
 	uint64_t pay_until, redeem_until;
@@ -72,7 +85,9 @@ struct channel {
 	uint64_t credit;
 	uint8_t last_order_ref[MP_ORDER_REF_MAX];
 	uint8_t last_order_ref_len;
-	bool recorded; /* its row is durable (false between a first Open and its commit) */
+	bool recorded;	      /* its row is durable (false between a first Open and its commit) */
+	bool handoff_pending; /* a Handoff we signed waits for its batch to commit */
+	bool fetching;	      /* takeover.c: asking the holder for a Handoff */
 	uint32_t durable_last;
 	uint8_t durable_w[MP_HASH_LEN];
 	uint64_t durable_credit;
@@ -105,6 +120,7 @@ struct merchant_stats {
 	uint64_t pays_ok, pays_underpaid, pays_duplicate, pays_refused, bad_chain;
 	uint64_t store_busy; /* requests refused while the store was behind */
 	uint64_t batches, opens, redeems_sent, claims_credited, amount_credited;
+	uint64_t handoffs_signed, handoffs_taken, handoff_refusals;
 };
 
 struct store;
@@ -136,6 +152,7 @@ struct merchant {
 	struct compactor *compactor;
 	struct redeemer *redeemer;
 	struct mp_hasher *hasher;
+	struct mp_workers *workers; /* custody chain verification, off the loop */
 	struct event *sig_int, *sig_term;
 	uint64_t started_at;
 	struct merchant_stats stats;
@@ -164,8 +181,14 @@ size_t merchant_limits_metrics(const struct merchant *m, char *out, size_t len);
 void merchant_send(struct mp_conn *c, uint64_t request_id, MpEnvelope *env);
 MpStatus *merchant_status(MpStatus *st, MpCode code, const char *detail);
 
-/* open.c, pay.c */
+/* open.c, pay.c, handoff.c (holder side), takeover.c (successor side) */
 void handle_open(struct merchant *m, struct mp_conn *c, const MpEnvelope *env);
+void handle_handoff(struct merchant *m, struct mp_conn *c, const MpEnvelope *env);
+/* An Open carrying a Move for a channel we do not hold: ask the holder (cc verified). */
+void takeover_start(struct merchant *m, struct mp_conn *c, const MpEnvelope *env,
+		    const Micropay__V1__ChannelCert *cc, struct channel *ch);
+void reply_open(struct mp_conn *c, uint64_t request_id, MpCode code, const char *detail,
+		struct merchant *m, const struct channel *ch);
 void handle_pay(struct merchant *m, struct mp_conn *c, const MpEnvelope *env);
 void reply_pay(struct mp_conn *c, uint64_t request_id, MpCode code, const char *detail,
 	       uint32_t last, uint64_t credit, uint64_t price);
@@ -192,6 +215,8 @@ void *merchant_peer_new(void);
 /* merchant_cert.c: our MerchantCert (accept, load, renewal, CONFLICT) */
 /* Verify cert (broker key, our id and key) and adopt it; persist: store it if it is new. */
 bool merchant_accept_cert(struct merchant *m, const MpSigned *cert, bool persist);
+/* Our current MerchantCert's stored bytes (malloc'd); false if we have none. */
+bool merchant_own_cert(struct merchant *m, uint8_t **bytes, size_t *len);
 /* The stored cert at start-up (false only on a store error). */
 bool merchant_cert_load(struct merchant *m);
 /* Renewal due (common/cert_renewal.h: the longest channel must still fit), or expired. */

@@ -154,3 +154,8 @@ void merchant_cert_conflict(struct merchant *m, const MpSigned *stored, const ch
 	m->failed = true;
 	event_base_loopexit(m->base, NULL);
 }
+
+bool merchant_own_cert(struct merchant *m, uint8_t **bytes, size_t *len)
+{
+	return m->cert_valid_until != 0 && store_meta_get(m->store, META_CERT, bytes, len);
+}

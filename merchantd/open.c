@@ -27,17 +27,23 @@
 
 #include "batch.h"
 #include "channel_cert.h"
+#include "custody_store.h"
 #include "log.h"
 #include "merchant.h"
 #include "stmt.h"
 #include "store.h"
 
-static void reply_open(struct mp_conn *c, uint64_t request_id, MpCode code, const char *detail,
-		       const struct merchant *m, const struct channel *ch)
+/* The OpenAck proves holding: for an epoch h > 0 it carries the Handoff naming us; it always
+ * carries our MerchantCert, which the wallet passes to the next merchant as its holder hint. */
+void reply_open(struct mp_conn *c, uint64_t request_id, MpCode code, const char *detail,
+		struct merchant *m, const struct channel *ch)
 {
 	Micropay__V1__OpenAck ack = MICROPAY__V1__OPEN_ACK__INIT;
 	MpStatus st;
 	MpPoint point = MICROPAY__V1__POINT__INIT;
+	struct custody_blob event = {0};
+	uint8_t *own = NULL;
+	size_t own_len = 0;
 	ack.status = merchant_status(&st, code, detail);
 	if (ch) {
 		ack.hseq = ch->hseq;
@@ -49,11 +55,19 @@ static void reply_open(struct mp_conn *c, uint64_t request_id, MpCode code, cons
 		ack.last_order_ref = (ProtobufCBinaryData){ch->durable_order_ref_len,
 							   (uint8_t *)ch->durable_order_ref};
 		ack.max_jump = m->cfg.max_jump;
+		if (ch->hseq > 0 && custody_store_get(m->store, ch->id, ch->hseq, &event))
+			ack.custody_event = mp_stmt_decode(event.data, event.len);
+		if (merchant_own_cert(m, &own, &own_len))
+			ack.holder_cert = mp_stmt_decode(own, own_len);
 	}
 	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
 	env.body_case = MP_BODY(OPEN_ACK);
 	env.open_ack = &ack;
 	merchant_send(c, request_id, &env);
+	mp_stmt_free(ack.custody_event);
+	mp_stmt_free(ack.holder_cert);
+	free(event.data);
+	free(own);
 }
 
 /* Policy checks of a verified cert; OK or the refusal with its detail. */
@@ -89,10 +103,9 @@ static MpCode check_cert(const struct merchant *m, const Micropay__V1__ChannelCe
 		*detail = "channel outlives this merchant's policy or MerchantCert";
 		return MP_ST(OUT_OF_RANGE);
 	}
-	if (!mp_bytes_len_is(cc->holder0, MP_ID_LEN) ||
-	    memcmp(cc->holder0.data, m->mid, MP_ID_LEN)) {
-		*detail = "this merchant is not the holder";
-		return MP_ST(NOT_HOLDER);
+	if (!mp_bytes_len_is(cc->holder0, MP_ID_LEN)) {
+		*detail = "cert without holder0";
+		return MP_ST(MALFORMED);
 	}
 	return MP_ST(OK);
 }
@@ -173,6 +186,29 @@ static void open_held(struct merchant *m, struct mp_conn *c, const MpEnvelope *e
 	batch_add(m, &e);
 }
 
+/* The holder rule (PROTOCOL.md section 6): we hold the channel iff our own durable record says
+ * so (holder0 in the cert for a channel new here, or the channel row in state HELD, which only
+ * a Handoff naming us that we received from its signer can put there). A Move only makes us
+ * ask the holder (takeover.c). */
+static void open_verified(struct merchant *m, struct mp_conn *c, const MpEnvelope *env,
+			  const Micropay__V1__ChannelCert *cc)
+{
+	struct channel *ch = channel_find(&m->channels, cc->channel_id.data);
+	bool holder0 = !memcmp(cc->holder0.data, m->mid, MP_ID_LEN);
+	if ((ch && ch->state == CHANNEL_HELD) || (!ch && holder0)) {
+		open_held(m, c, env, cc);
+	} else if (env->open_req->move) {
+		takeover_start(m, c, env, cc, ch);
+	} else if (ch && ch->state == CHANNEL_HANDED_OFF) {
+		reply_open(c, env->request_id, MP_ST(HANDED_OFF),
+			   "handed off to another merchant: pay there", m, NULL);
+	} else {
+		reply_open(c, env->request_id, MP_ST(NOT_HOLDER),
+			   "this merchant is not the holder (open with a Move to move it here)", m,
+			   NULL);
+	}
+}
+
 void handle_open(struct merchant *m, struct mp_conn *c, const MpEnvelope *env)
 {
 	const Micropay__V1__OpenReq *req = env->open_req;
@@ -184,7 +220,7 @@ void handle_open(struct merchant *m, struct mp_conn *c, const MpEnvelope *env)
 	if (code == MP_ST(OK))
 		code = check_cert(m, cc, &detail);
 	if (code == MP_ST(OK)) {
-		open_held(m, c, env, cc);
+		open_verified(m, c, env, cc);
 	} else {
 		log_info("%s: open refused: %s (%s)", mp_conn_peer(c), mp_code_name(code), detail);
 		reply_open(c, env->request_id, code, detail, m, NULL);

@@ -115,8 +115,12 @@ static MpCode precheck(const struct merchant *m, const Micropay__V1__PayReq *p,
 		*detail = "unknown channel: Open it first";
 		return MP_ST(UNKNOWN_CHANNEL);
 	}
+	if (ch->state == CHANNEL_HANDED_OFF) {
+		*detail = "handed off to another merchant: pay there";
+		return MP_ST(HANDED_OFF);
+	}
 	if (ch->state != CHANNEL_HELD) {
-		*detail = "this merchant no longer holds the channel";
+		*detail = "this merchant does not hold the channel";
 		return MP_ST(NOT_HOLDER);
 	}
 	if (p->seg_seq != ch->seg_seq) {

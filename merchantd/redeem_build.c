@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "custody_store.h"
 #include "log.h"
 #include "stmt.h"
 #include "store.h"
@@ -32,10 +33,35 @@ static bool set_init(struct claim_set *cs, size_t cap)
 
 static void set_free(struct claim_set *cs)
 {
+	for (size_t i = 0; cs->claims && i < cs->n; i++) {
+		for (size_t k = 0; k < cs->claims[i].n_custody; k++)
+			mp_stmt_free(cs->claims[i].custody[k]);
+		free(cs->claims[i].custody);
+	}
 	free(cs->claims);
 	free(cs->ptrs);
 	free(cs->points);
 	free(cs->words);
+}
+
+/* Our complete custody record for the channel (PROTOCOL.md section 6, "Redemption"): every
+ * Handoff we received and every Handoff we signed, in hseq order. */
+static bool add_custody(struct merchant *m, Micropay__V1__Claim *cl)
+{
+	struct custody_blob *chain;
+	size_t n;
+	if (!custody_store_chain(m->store, cl->channel_id.data, &chain, &n))
+		return false;
+	bool ok = n == 0 || (cl->custody = calloc(n, sizeof(*cl->custody))) != NULL;
+	for (size_t i = 0; ok && i < n; i++) {
+		cl->custody[i] = mp_stmt_decode(chain[i].data, chain[i].len);
+		ok = cl->custody[i] != NULL;
+		cl->n_custody += ok;
+	}
+	custody_blobs_free(chain, n);
+	if (!ok)
+		log_err("redeem: cannot read a channel's custody record");
+	return ok;
 }
 
 static void set_add(struct claim_set *cs, const uint8_t *channel_id, uint32_t hseq,
@@ -58,6 +84,9 @@ static void set_add(struct claim_set *cs, const uint8_t *channel_id, uint32_t hs
 static bool seal(struct merchant *m, const struct claim_set *cs, struct outbox_item *out)
 {
 	*out = (struct outbox_item){0};
+	for (size_t i = 0; i < cs->n; i++)
+		if (!add_custody(m, &cs->claims[i]))
+			return false;
 	if (!mp_random_bytes(out->redeem_id, MP_ID_LEN))
 		return false;
 	Micropay__V1__Redeem rd = MICROPAY__V1__REDEEM__INIT;
@@ -125,6 +154,23 @@ static bool add_step(struct merchant *m, struct claim_set *cs, struct channel *c
 	return true;
 }
 
+/* Once per pass, after the channel table: the epochs we held and handed off with points above
+ * what the broker credited, as far as the claim set has room. */
+static void fill_epochs(struct merchant *m, struct redeem_pass *pass, struct claim_set *cs,
+			struct held_epoch **epochs)
+{
+	if (pass->epochs_done || cs->n == cs->cap || pass->bucket < m->channels.nbuckets)
+		return;
+	int n = custody_store_unredeemed_epochs(m->store, cs->cap - cs->n, epochs);
+	if (n < 0)
+		return; /* logged; the next round asks again */
+	pass->epochs_done = true;
+	for (int i = 0; i < n; i++) {
+		const struct held_epoch *e = &(*epochs)[i];
+		set_add(cs, e->channel_id, e->hseq, 0, e->end_index, e->w_end);
+	}
+}
+
 /* Claims from the pass's bucket on, until the claim or hash budget is full. */
 static void fill(struct merchant *m, struct redeem_pass *pass, const struct redeem_limits *lim,
 		 struct claim_set *cs, unsigned *steps)
@@ -133,7 +179,8 @@ static void fill(struct merchant *m, struct redeem_pass *pass, const struct rede
 	uint64_t cost = 0;
 	for (; pass->bucket < t->nbuckets; pass->bucket++) {
 		for (struct channel *ch = t->buckets[pass->bucket]; ch; ch = ch->next) {
-			if (ch->redeem_pass == pass->number || ch->durable_last <= ch->redeemed_end)
+			if (ch->redeem_pass == pass->number || ch->state != CHANNEL_HELD ||
+			    !ch->recorded || ch->durable_last <= ch->redeemed_end)
 				continue;
 			uint64_t need = ch->durable_last - ch->redeemed_end;
 			if (cost + need <= lim->budget) {
@@ -166,7 +213,9 @@ enum build_result redeem_build_next(struct merchant *m, struct redeem_pass *pass
 		set_free(&cs);
 		return BUILD_FAILED;
 	}
+	struct held_epoch *epochs = NULL;
 	fill(m, pass, lim, &cs, steps);
+	fill_epochs(m, pass, &cs, &epochs);
 	enum build_result res = BUILD_NOTHING_LEFT;
 	if (cs.n > 0) {
 		res = seal(m, &cs, out) &&
@@ -179,6 +228,7 @@ enum build_result redeem_build_next(struct merchant *m, struct redeem_pass *pass
 		out->bytes = NULL;
 	}
 	set_free(&cs);
+	free(epochs);
 	return res;
 }
 

@@ -1,4 +1,6 @@
-/* Building Redeems (redeem_build.c): claims of the channels with unredeemed durable payments,
+/* Building Redeems (redeem_build.c): claims of the channels with unredeemed durable payments
+ * (the epoch held now, from the channel table, then the epochs held earlier and handed off, from
+ * the store), each with hseq_in = its epoch and our complete custody record for the channel,
  * packed within the limits the redeemer currently assumes of the broker, lowered after each
  * LIMIT. Every Redeem built here is signed with a fresh redeem_id and stored in the outbox
  * before it can be sent. */
@@ -18,8 +20,9 @@ struct redeem_limits {
  * broker refuses is not asked again in a loop. A channel redeemed in steps needs one pass per
  * step. */
 struct redeem_pass {
-	uint32_t number; /* compared with channel.redeem_pass */
-	size_t bucket;	 /* where the next Redeem of this pass continues */
+	uint32_t number;  /* compared with channel.redeem_pass */
+	size_t bucket;	  /* where the next Redeem of this pass continues */
+	bool epochs_done; /* the handed-off epochs (custody_store.h) were claimed in this pass */
 };
 
 enum build_result { BUILD_STORED, BUILD_NOTHING_LEFT, BUILD_FAILED };

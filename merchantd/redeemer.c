@@ -121,6 +121,7 @@ static void new_pass(struct redeemer *r)
 	if (++r->pass.number == 0)
 		r->pass.number = 1; /* 0 is "never claimed" */
 	r->pass.bucket = 0;
+	r->pass.epochs_done = false;
 	r->pass_credited = 0;
 }
 
@@ -189,13 +190,15 @@ static bool apply_results(struct redeemer *r, const struct in_flight *f,
 	for (size_t i = 0; i < n; i++) {
 		if (mp_bytes_len_is(body->claims[i]->channel_id, MP_ID_LEN))
 			memcpy(claims[i].channel_id, body->claims[i]->channel_id.data, MP_ID_LEN);
+		claims[i].hseq = body->claims[i]->hseq_in;
 		claims[i].credited_end = resp->results[i]->credited_end;
 	}
 	bool stored = store_outbox_answered(r->m->store, f->redeem_id, claims, n);
 	for (size_t i = 0; stored && i < n; i++) {
 		const Micropay__V1__ClaimResult *res = resp->results[i];
 		struct channel *ch = channel_find(&r->m->channels, claims[i].channel_id);
-		if (ch && res->credited_end > ch->redeemed_end)
+		if (ch && ch->hseq == claims[i].hseq && ch->state == CHANNEL_HELD &&
+		    res->credited_end > ch->redeemed_end)
 			ch->redeemed_end = res->credited_end;
 		if (res->status != MP_ST(OK) && res->status != MP_ST(DUPLICATE_OK))
 			log_claim_refused(body->claims[i], res);

@@ -42,6 +42,9 @@ static void on_envelope(struct mp_conn *c, const MpEnvelope *env, void *arg)
 	case MP_BODY(OPEN_REQ):
 		handle_open(m, c, env);
 		return;
+	case MP_BODY(HANDOFF_REQ):
+		handle_handoff(m, c, env);
+		return;
 	default: {
 		MpStatus st;
 		MpEnvelope out = MICROPAY__V1__ENVELOPE__INIT;

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "channel_cert.h"
+#include "custody_store.h"
 #include "log.h"
 
 static const char schema[] =
@@ -129,6 +130,32 @@ static bool migrate_last_answer(struct store *s)
 		       "COMMIT;");
 }
 
+/* Stores written before custody chains (issue 6): the Handoffs received and signed per
+ * channel, the epochs this merchant held and handed off (kept for redemption only), and the
+ * MerchantCerts of other merchants that signed Handoffs we hold. */
+static const char schema_custody[] =
+    "CREATE TABLE IF NOT EXISTS custody ("
+    " channel_id BLOB NOT NULL, hseq INTEGER NOT NULL CHECK (hseq >= 1),"
+    " from_mid BLOB NOT NULL, stmt BLOB NOT NULL, PRIMARY KEY (channel_id, hseq));"
+    "CREATE TABLE IF NOT EXISTS epochs ("
+    " channel_id BLOB NOT NULL, hseq INTEGER NOT NULL, end_index INTEGER NOT NULL,"
+    " w_end BLOB NOT NULL, redeemed_end INTEGER NOT NULL DEFAULT 0,"
+    " PRIMARY KEY (channel_id, hseq));"
+    "CREATE TABLE IF NOT EXISTS peer_certs ("
+    " merchant_id BLOB PRIMARY KEY, cert BLOB NOT NULL);";
+
+static bool migrate_custody(struct store *s)
+{
+	sqlite3_stmt *probe;
+	if (sqlite3_prepare_v2(s->db, "SELECT hseq FROM epochs LIMIT 0", -1, &probe, NULL) ==
+	    SQLITE_OK) {
+		sqlite3_finalize(probe);
+		return true;
+	}
+	log_info("store %s: adding custody chains, held epochs and peer MerchantCerts", s->path);
+	return exec(s, "BEGIN IMMEDIATE;") && exec(s, schema_custody) && exec(s, "COMMIT;");
+}
+
 /* Freed pages go back to the file system only with incremental auto-vacuum (compact.c). A new
  * store gets it before its first table; an older one is converted by one VACUUM. */
 static bool ensure_incremental_vacuum(struct store *s)
@@ -149,7 +176,7 @@ static bool initialise(struct store *s)
 	sqlite3_busy_timeout(s->db, 5000);
 	return exec(s, "PRAGMA auto_vacuum=INCREMENTAL") && exec(s, "PRAGMA journal_mode=WAL") &&
 	       exec(s, "PRAGMA synchronous=FULL") && exec(s, schema) && migrate_last_answer(s) &&
-	       ensure_incremental_vacuum(s);
+	       migrate_custody(s) && ensure_incremental_vacuum(s);
 }
 
 struct store *store_open(const char *path, char *err, size_t errlen)
@@ -373,6 +400,10 @@ static bool write_entry(struct store *s, const struct batch_entry *e, int64_t no
 		return !e->insert || channel_insert_row(s, &e->row);
 	case ENTRY_ORDER:
 		return order_insert_row(s, e, now);
+	case ENTRY_HANDOFF:
+		return custody_store_handoff(s, e->channel_id, e->custody);
+	case ENTRY_TAKEOVER:
+		return custody_store_takeover(s, e->channel_id, e->custody, &e->row);
 	case ENTRY_RETRY:
 		return true;
 	}
@@ -496,26 +527,36 @@ bool store_outbox_next(struct store *s, uint8_t redeem_id[MP_ID_LEN], uint8_t **
 bool store_outbox_answered(struct store *s, const uint8_t redeem_id[MP_ID_LEN],
 			   const struct redeemed_claim *claims, size_t n)
 {
-	sqlite3_stmt *up = NULL, *done = NULL;
+	sqlite3_stmt *up = NULL, *ep = NULL, *done = NULL;
 	bool ok = exec(s, "BEGIN IMMEDIATE") &&
 		  sqlite3_prepare_v2(s->db,
-				     "UPDATE channels SET redeemed_end = max(redeemed_end, ?) "
-				     "WHERE channel_id = ?",
+				     "UPDATE channels SET redeemed_end = max(redeemed_end, ?1) "
+				     "WHERE channel_id = ?2 AND hseq = ?3",
 				     -1, &up, NULL) == SQLITE_OK &&
+		  sqlite3_prepare_v2(s->db,
+				     "UPDATE epochs SET redeemed_end = max(redeemed_end, ?1) "
+				     "WHERE channel_id = ?2 AND hseq = ?3",
+				     -1, &ep, NULL) == SQLITE_OK &&
 		  sqlite3_prepare_v2(s->db,
 				     "UPDATE redeem_outbox SET answered_at = strftime('%s', 'now') "
 				     "WHERE redeem_id = ?",
 				     -1, &done, NULL) == SQLITE_OK;
 	for (size_t i = 0; ok && i < n; i++) {
 		int rcs = sqlite3_bind_int64(up, 1, claims[i].credited_end) |
-			  sqlite3_bind_blob(up, 2, claims[i].channel_id, MP_ID_LEN, SQLITE_STATIC);
+			  sqlite3_bind_blob(up, 2, claims[i].channel_id, MP_ID_LEN, SQLITE_STATIC) |
+			  sqlite3_bind_int64(up, 3, claims[i].hseq);
 		ok = bound(s, up, rcs) && step_done(s, up);
+		rcs = sqlite3_bind_int64(ep, 1, claims[i].credited_end) |
+		      sqlite3_bind_blob(ep, 2, claims[i].channel_id, MP_ID_LEN, SQLITE_STATIC) |
+		      sqlite3_bind_int64(ep, 3, claims[i].hseq);
+		ok = ok && bound(s, ep, rcs) && step_done(s, ep);
 	}
 	if (ok)
 		ok = bound(s, done,
 			   sqlite3_bind_blob(done, 1, redeem_id, MP_ID_LEN, SQLITE_STATIC)) &&
 		     step_done(s, done);
 	sqlite3_finalize(up);
+	sqlite3_finalize(ep);
 	sqlite3_finalize(done);
 	if (ok)
 		return exec(s, "COMMIT");

@@ -56,9 +56,11 @@ bool store_outbox_put(struct store *s, const uint8_t redeem_id[MP_ID_LEN], const
 		      size_t len);
 /* The oldest unanswered Redeem, if any (malloc'd bytes). */
 bool store_outbox_next(struct store *s, uint8_t redeem_id[MP_ID_LEN], uint8_t **stmt, size_t *len);
-/* Record the broker's answer: per channel credited_end, and the outbox entry answered. */
+/* Record the broker's answer: per channel and epoch credited_end (the channel row's epoch or
+ * a handed-off epoch), and the outbox entry answered. */
 struct redeemed_claim {
 	uint8_t channel_id[MP_ID_LEN];
+	uint32_t hseq;
 	uint32_t credited_end;
 };
 bool store_outbox_answered(struct store *s, const uint8_t redeem_id[MP_ID_LEN],

@@ -81,3 +81,18 @@ void table_free_orders(struct table *t)
 	free(t->buckets);
 	t->buckets = NULL;
 }
+
+const char *channel_state_name(enum channel_state s)
+{
+	switch (s) {
+	case CHANNEL_UNKNOWN:
+		return "UNKNOWN";
+	case CHANNEL_HELD:
+		return "HELD";
+	case CHANNEL_EXPIRED:
+		return "EXPIRED";
+	case CHANNEL_HANDED_OFF:
+		return "HANDED_OFF";
+	}
+	return "?";
+}

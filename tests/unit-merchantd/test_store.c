@@ -47,8 +47,9 @@ struct cert {
 static void make_cert(struct cert *c)
 {
 	struct mp_key key;
-	uint8_t seed[MP_SK_LEN], nonce[MP_NONCE_LEN];
+	uint8_t seed[MP_SK_LEN], nonce[MP_NONCE_LEN], holder0[MP_ID_LEN];
 	ck_assert(mp_key_generate(&key, seed));
+	ck_assert(mp_random_bytes(holder0, MP_ID_LEN));
 	ck_assert(mp_random_bytes(c->id, MP_ID_LEN));
 	ck_assert(mp_random_bytes(c->root, MP_HASH_LEN));
 	ck_assert(mp_random_bytes(nonce, MP_NONCE_LEN));
@@ -56,6 +57,8 @@ static void make_cert(struct cert *c)
 	cc.channel_id = (ProtobufCBinaryData){MP_ID_LEN, c->id};
 	cc.chain_nonce = (ProtobufCBinaryData){MP_NONCE_LEN, nonce};
 	cc.root = (ProtobufCBinaryData){MP_HASH_LEN, c->root};
+	cc.owner_pk = (ProtobufCBinaryData){MP_PK_LEN, key.pk};
+	cc.holder0 = (ProtobufCBinaryData){MP_ID_LEN, holder0};
 	cc.n = 100;
 	cc.unit_value = 1;
 	cc.pay_until = 2000000000;

@@ -1,0 +1,360 @@
+/* Handoff, holder side (PROTOCOL.md sections 4-6, "Handoff"): another merchant M2, over mutual
+ * TLS, presents the wallet's Move; we sign Handoff h+1 at the channel's in-memory point
+ * (pending payments included) and answer it with the full custody chain once it is durable.
+ *
+ * A HandoffReq, serialised on the channel (one loop thread; a Handoff waiting for its commit
+ * blocks further requests on that channel with LIMIT), takes the first case that applies:
+ *   peer without a merchant certificate   -> MALFORMED, nothing else (no statement leaves)
+ *   channel unknown here                  -> UNKNOWN_CHANNEL
+ *   Move not signed by the channel's owner -> BAD_SIG / MALFORMED (checked before anything is
+ *                                            revealed: HANDED_OFF answers need a valid Move)
+ *   our latest custody event is a Handoff we signed naming the peer, and the Move is for the
+ *   epoch it ended                         -> DUPLICATE_OK with the stored bytes
+ *   not the holder (handed off)            -> HANDED_OFF with the latest Handoff we signed
+ *   Move for another epoch, segment, or another merchant than the peer, or self-handoff
+ *                                          -> NOT_HOLDER / STALE_SEGMENT / MALFORMED
+ *   MAX_HANDOFFS reached                   -> LIMIT;  exhausted (last = n) -> OUT_OF_RANGE;
+ *   past pay_until - δ_xfer                -> EXPIRED
+ *   otherwise: sign Handoff h+1 at (seg_seq, last, w_last) of the pay path, mark the channel
+ *   HANDED_OFF in memory at once (every later Pay gets HANDED_OFF), queue it in the group
+ *   commit after the channel's pending Pays (custody row, closed epoch, channel state in one
+ *   transaction), and send it only after that batch commits (handoff_acknowledge).
+ *
+ *   HELD --valid Move--> HANDOFF_PENDING --commit--> HANDED_OFF --Handoff naming us--> HELD
+ *
+ * Idempotency is by (channel, to_mid, epoch): a retry is recognised by the stored Handoff's
+ * to_mid and hseq, never by a nonce; the stored bytes are returned, never a re-signed one. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "batch.h"
+#include "custody_store.h"
+#include "log.h"
+#include "merchant.h"
+#include "proto_limits.h"
+#include "stmt.h"
+#include "tls.h"
+
+#define DELTA_XFER 3600 /* PROTOCOL.md section 8: Handoffs below pay_until - δ_xfer */
+
+/* Append our stored statement bytes as Signed (decoded) to an array; false on a bad row. */
+static bool push_signed(MpSigned ***arr, size_t *n, const uint8_t *data, size_t len)
+{
+	MpSigned *s = mp_stmt_decode(data, len);
+	MpSigned **grown = s ? realloc(*arr, (*n + 1) * sizeof(**arr)) : NULL;
+	if (!grown) {
+		mp_stmt_free(s);
+		return false;
+	}
+	*arr = grown;
+	grown[(*n)++] = s;
+	return true;
+}
+
+static void free_signed(MpSigned **arr, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		mp_stmt_free(arr[i]);
+	free(arr);
+}
+
+/* The MerchantCert of every signer of the chain (ours from meta, others from peer_certs),
+ * each once. */
+static bool push_certs(struct merchant *m, const struct custody_blob *chain, size_t n,
+		       MpSigned ***certs, size_t *n_certs)
+{
+	for (size_t i = 0; i < n; i++) {
+		bool seen = false;
+		for (size_t k = 0; k < i && !seen; k++)
+			seen = !memcmp(chain[k].mid, chain[i].mid, MP_ID_LEN);
+		if (seen)
+			continue;
+		uint8_t *bytes = NULL;
+		size_t len = 0;
+		bool found = !memcmp(chain[i].mid, m->mid, MP_ID_LEN)
+				 ? merchant_own_cert(m, &bytes, &len)
+				 : custody_store_peer_cert(m->store, chain[i].mid, &bytes, &len);
+		bool ok = found && push_signed(certs, n_certs, bytes, len);
+		free(bytes);
+		if (!ok)
+			return false;
+	}
+	return true;
+}
+
+/* Answer with status and, for OK, DUPLICATE_OK and HANDED_OFF, the Handoff hseq of the channel
+ * with the stored chain up to it and its signers' certs. */
+static void reply_handoff(struct merchant *m, struct mp_conn *c, uint64_t request_id, MpCode code,
+			  const char *detail, const uint8_t *channel_id, uint32_t hseq)
+{
+	Micropay__V1__HandoffResp resp = MICROPAY__V1__HANDOFF_RESP__INIT;
+	MpStatus st;
+	struct custody_blob *chain = NULL;
+	size_t n = 0;
+	if (channel_id && hseq > 0) {
+		bool ok = custody_store_chain(m->store, channel_id, &chain, &n);
+		while (ok && n > 0 && chain[n - 1].hseq > hseq)
+			free(chain[--n].data);
+		ok = ok && n == hseq && chain[n - 1].hseq == hseq;
+		for (size_t i = 0; ok && i < n; i++)
+			ok = push_signed(&resp.custody, &resp.n_custody, chain[i].data,
+					 chain[i].len);
+		ok = ok && push_certs(m, chain, n, &resp.merchant_certs, &resp.n_merchant_certs);
+		if (!ok) {
+			log_err("%s: handoff: the stored custody chain (hseq %u) is unreadable",
+				mp_conn_peer(c), hseq);
+			code = MP_ST(INTERNAL);
+			detail = "stored custody chain unreadable";
+			free_signed(resp.custody, resp.n_custody);
+			free_signed(resp.merchant_certs, resp.n_merchant_certs);
+			resp.custody = resp.merchant_certs = NULL;
+			resp.n_custody = resp.n_merchant_certs = 0;
+		} else {
+			resp.handoff = resp.custody[n - 1];
+		}
+	}
+	resp.status = merchant_status(&st, code, detail);
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.body_case = MP_BODY(HANDOFF_RESP);
+	env.handoff_resp = &resp;
+	merchant_send(c, request_id, &env);
+	free_signed(resp.custody, resp.n_custody);
+	free_signed(resp.merchant_certs, resp.n_merchant_certs);
+	custody_blobs_free(chain, n);
+}
+
+static void refuse(struct merchant *m, struct mp_conn *c, uint64_t request_id, MpCode code,
+		   const char *detail, const char *hex)
+{
+	m->stats.handoff_refusals++;
+	log_info("%s: handoff of channel %s refused: %s (%s)", mp_conn_peer(c), hex,
+		 mp_code_name(code), detail);
+	reply_handoff(m, c, request_id, code, detail, NULL, 0);
+}
+
+/* The channel named by a Move, read from its body only to know which owner key to expect. */
+static struct channel *move_channel(struct merchant *m, const MpSigned *move)
+{
+	if (!move || move->type != MP_STMT_MOVE)
+		return NULL;
+	Micropay__V1__Move *mv = (Micropay__V1__Move *)mp_strict_unpack(
+	    &micropay__v1__move__descriptor, move->body.data, move->body.len);
+	struct channel *ch = NULL;
+	if (mv && mp_bytes_len_is(mv->channel_id, MP_ID_LEN))
+		ch = channel_find(&m->channels, mv->channel_id.data);
+	if (mv)
+		micropay__v1__move__free_unpacked(mv, NULL);
+	return ch;
+}
+
+/* The stored Handoff we signed that ended our latest epoch: it names to_mid and ends hseq. */
+static bool stored_handoff_names(struct merchant *m, const struct channel *ch,
+				 const uint8_t to_mid[MP_ID_LEN])
+{
+	struct custody_blob b;
+	if (!custody_store_get(m->store, ch->id, ch->hseq + 1, &b))
+		return false;
+	MpSigned *s = mp_stmt_decode(b.data, b.len);
+	Micropay__V1__Handoff *h =
+	    s ? (Micropay__V1__Handoff *)mp_strict_unpack(&micropay__v1__handoff__descriptor,
+							  s->body.data, s->body.len)
+	      : NULL;
+	bool names = h && mp_bytes_len_is(h->to_mid, MP_ID_LEN) &&
+		     !memcmp(h->to_mid.data, to_mid, MP_ID_LEN);
+	if (h)
+		micropay__v1__handoff__free_unpacked(h, NULL);
+	mp_stmt_free(s);
+	free(b.data);
+	return names;
+}
+
+/* Checks of a verified Move against our state; OK or the refusal. */
+static MpCode check_move(const struct merchant *m, const struct channel *ch,
+			 const Micropay__V1__Move *mv, const uint8_t peer[MP_ID_LEN],
+			 const char **detail)
+{
+	if (!mp_bytes_len_is(mv->to_mid, MP_ID_LEN) || memcmp(mv->to_mid.data, peer, MP_ID_LEN)) {
+		*detail = "Move.to_mid is not the requesting merchant";
+		return MP_ST(MALFORMED);
+	}
+	if (!memcmp(peer, m->mid, MP_ID_LEN)) {
+		*detail = "self-handoff";
+		return MP_ST(MALFORMED);
+	}
+	if (mv->seg_seq != ch->seg_seq) {
+		*detail = "Move is for another segment";
+		return MP_ST(STALE_SEGMENT);
+	}
+	if (mv->from_epoch != ch->hseq) {
+		*detail = "Move.from_epoch is not this merchant's epoch";
+		return MP_ST(NOT_HOLDER);
+	}
+	if (ch->hseq + 1 > MP_MAX_HANDOFFS) {
+		*detail = "MAX_HANDOFFS reached";
+		return MP_ST(LIMIT);
+	}
+	if (ch->last >= ch->n) {
+		*detail = "channel exhausted";
+		return MP_ST(OUT_OF_RANGE);
+	}
+	if (mp_now() + DELTA_XFER >= ch->pay_until) {
+		*detail = "past pay_until - δ_xfer";
+		return MP_ST(EXPIRED);
+	}
+	return MP_ST(OK);
+}
+
+/* The hash of custody event h of the channel: the cert for 0, else our stored Handoff h. */
+static bool event_hash(struct merchant *m, const struct channel *ch, uint32_t h,
+		       uint8_t out[MP_HASH_LEN])
+{
+	uint8_t *bytes = ch->cert;
+	size_t len = ch->cert_len;
+	struct custody_blob b = {0};
+	if (h > 0) {
+		if (!custody_store_get(m->store, ch->id, h, &b))
+			return false;
+		bytes = b.data;
+		len = b.len;
+	}
+	MpSigned *s = mp_stmt_decode(bytes, len);
+	if (s)
+		mp_stmt_hash(s, out);
+	mp_stmt_free(s);
+	free(b.data);
+	return s != NULL;
+}
+
+/* Sign Handoff h+1 at the pay path's point; the entry that makes it durable. */
+static struct custody_write *sign_handoff(struct merchant *m, struct channel *ch,
+					  const MpSigned *move, const uint8_t to_mid[MP_ID_LEN])
+{
+	uint8_t head[MP_HASH_LEN], prev[MP_HASH_LEN], move_hash[MP_HASH_LEN];
+	if (!event_hash(m, ch, 0, head) || !event_hash(m, ch, ch->hseq, prev))
+		return NULL;
+	mp_stmt_hash(move, move_hash);
+	Micropay__V1__Handoff h = MICROPAY__V1__HANDOFF__INIT;
+	MpPoint pt = MICROPAY__V1__POINT__INIT;
+	h.channel_id = (ProtobufCBinaryData){MP_ID_LEN, ch->id};
+	h.hseq = ch->hseq + 1;
+	h.from_mid = (ProtobufCBinaryData){MP_ID_LEN, m->mid};
+	h.to_mid = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)to_mid};
+	pt.seg_seq = ch->seg_seq;
+	pt.index = ch->last;
+	pt.w = (ProtobufCBinaryData){MP_HASH_LEN, ch->w_last};
+	h.point = &pt;
+	h.segments_head = (ProtobufCBinaryData){MP_HASH_LEN, head};
+	h.prev_handoff_hash = (ProtobufCBinaryData){MP_HASH_LEN, prev};
+	h.move_hash = (ProtobufCBinaryData){MP_HASH_LEN, move_hash};
+	MpSigned *s = mp_stmt_sign(&m->key, MP_STMT_HANDOFF, &h.base);
+	struct custody_write *cw = s ? calloc(1, sizeof(*cw)) : NULL;
+	if (cw) {
+		cw->handoff.hseq = h.hseq;
+		memcpy(cw->handoff.mid, m->mid, MP_ID_LEN);
+		cw->handoff.data = mp_stmt_encode(s, &cw->handoff.len);
+		cw->closed_hseq = ch->hseq;
+		cw->end_index = ch->last;
+		memcpy(cw->w_end, ch->w_last, MP_HASH_LEN);
+		cw->redeemed_end = ch->redeemed_end;
+	}
+	mp_stmt_free(s);
+	if (cw && !cw->handoff.data) {
+		custody_write_free(cw);
+		cw = NULL;
+	}
+	return cw;
+}
+
+static void hand_off(struct merchant *m, struct mp_conn *c, uint64_t request_id, struct channel *ch,
+		     const MpSigned *move, const uint8_t peer[MP_ID_LEN], const char *hex)
+{
+	if (!batch_has_room(m)) {
+		m->stats.store_busy++;
+		refuse(m, c, request_id, MP_ST(LIMIT), "merchant busy; retry", hex);
+		return;
+	}
+	struct custody_write *cw = sign_handoff(m, ch, move, peer);
+	if (!cw) {
+		refuse(m, c, request_id, MP_ST(INTERNAL), "cannot sign the Handoff", hex);
+		return;
+	}
+	ch->state = CHANNEL_HANDED_OFF;
+	ch->handoff_pending = true;
+	struct batch_entry e = {
+	    .kind = ENTRY_HANDOFF, .ch = ch, .conn = c, .request_id = request_id, .custody = cw};
+	memcpy(e.channel_id, ch->id, MP_ID_LEN);
+	batch_add(m, &e);
+	log_info("channel %s: Handoff %u to m-%s at index %u signed; sent once durable", hex,
+		 cw->handoff.hseq, mp_conn_peer(c), cw->end_index);
+}
+
+void handoff_acknowledge(struct merchant *m, struct batch_entry *e)
+{
+	m->stats.handoffs_signed++;
+	if (mp_conn_is_open(e->conn))
+		reply_handoff(m, e->conn, e->request_id, MP_ST(OK), NULL, e->ch->id,
+			      e->custody->handoff.hseq);
+}
+
+/* The Move verified under the channel's owner key; then the cases of the header, in order. */
+static void serve(struct merchant *m, struct mp_conn *c, uint64_t request_id, struct channel *ch,
+		  const MpSigned *move, const Micropay__V1__Move *mv, const uint8_t peer[MP_ID_LEN],
+		  const char *hex)
+{
+	if (ch->handoff_pending || !ch->recorded) {
+		refuse(m, c, request_id, MP_ST(LIMIT),
+		       "the channel's record is being committed; "
+		       "retry",
+		       hex);
+		return;
+	}
+	if (ch->state == CHANNEL_HANDED_OFF) {
+		bool same = mv->from_epoch == ch->hseq && stored_handoff_names(m, ch, peer);
+		reply_handoff(m, c, request_id, same ? MP_ST(DUPLICATE_OK) : MP_ST(HANDED_OFF),
+			      same ? "the stored Handoff" : "handed off: the latest Handoff",
+			      ch->id, ch->hseq + 1);
+		return;
+	}
+	if (ch->state != CHANNEL_HELD) {
+		refuse(m, c, request_id, MP_ST(NOT_HOLDER),
+		       "this merchant does not hold the "
+		       "channel",
+		       hex);
+		return;
+	}
+	const char *detail = NULL;
+	MpCode code = check_move(m, ch, mv, peer, &detail);
+	if (code != MP_ST(OK)) {
+		refuse(m, c, request_id, code, detail, hex);
+		return;
+	}
+	hand_off(m, c, request_id, ch, move, peer, hex);
+}
+
+void handle_handoff(struct merchant *m, struct mp_conn *c, const MpEnvelope *env)
+{
+	const MpSigned *move = env->handoff_req->move;
+	uint8_t peer[MP_ID_LEN];
+	char hex[MP_HEX_ID_LEN + 1] = "?";
+	if (!mp_tls_peer_merchant_id(mp_conn_ssl(c), peer)) {
+		refuse(m, c, env->request_id, MP_ST(MALFORMED),
+		       "a HandoffReq needs mutual TLS with a merchant certificate", hex);
+		return;
+	}
+	struct channel *ch = move_channel(m, move);
+	if (!ch) {
+		refuse(m, c, env->request_id, move ? MP_ST(UNKNOWN_CHANNEL) : MP_ST(MALFORMED),
+		       move ? "unknown channel" : "no Move", hex);
+		return;
+	}
+	mp_hex_encode(ch->id, MP_ID_LEN, hex);
+	ProtobufCMessage *body = NULL;
+	MpCode code =
+	    mp_stmt_open(move, MP_STMT_MOVE, ch->owner_pk, &micropay__v1__move__descriptor, &body);
+	if (code != MP_ST(OK)) {
+		refuse(m, c, env->request_id, code, "Move not signed by the channel's owner", hex);
+		return;
+	}
+	serve(m, c, env->request_id, ch, move, (Micropay__V1__Move *)body, peer, hex);
+	protobuf_c_message_free_unpacked(body, NULL);
+}

@@ -1,0 +1,41 @@
+/* The check of a custody chain a holder returned (takeover.c), on a worker thread: the chain
+ * with common/custody.c, the signers' keys from MerchantCerts verified under the broker key
+ * (valid until at least redeem_until + T_grace), and that its last Handoff is the one we asked
+ * for: it names us, carries our Move's hash, ends the Move's epoch and is above the highest
+ * hseq we recorded. Everything here is a copy: the loop may change its state meanwhile. */
+#pragma once
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "batch.h"
+#include "proto.h"
+
+struct takeover_check {
+	/* in */
+	uint8_t *cert; /* the channel's ChannelCert bytes (verified at Open) */
+	size_t cert_len;
+	MpSigned **chain; /* Handoffs 1..h as the holder sent them */
+	size_t n_chain;
+	MpSigned *handoff; /* the Handoff the response names */
+	MpSigned **certs;  /* MerchantCerts of the signers */
+	size_t n_certs;
+	uint8_t broker_pk[MP_PK_LEN];
+	uint64_t t_grace;
+	uint8_t mid[MP_ID_LEN];
+	uint8_t move_hash[MP_HASH_LEN];
+	uint32_t from_epoch;
+	uint32_t highest; /* the highest hseq we recorded for the channel */
+	/* out */
+	MpCode code;
+	char detail[256];
+	uint32_t hseq, at_index;
+	uint8_t w_at[MP_HASH_LEN];
+	struct custody_blob *chain_rows, *cert_rows; /* what to store (malloc'd) */
+	size_t n_chain_rows, n_cert_rows;
+};
+
+/* Worker thread. */
+void takeover_check_run(struct takeover_check *tc, const atomic_bool *stop);
+void takeover_check_free(struct takeover_check *tc);
