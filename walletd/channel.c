@@ -55,6 +55,7 @@ void wallet_channel_free(struct wchannel *ch)
 		return;
 	mp_stmt_free(ch->request);
 	mp_stmt_free(ch->cert);
+	mp_stmt_free(ch->holder_cert);
 	free(ch->detail);
 	wchain_free(&ch->chain);
 	free(ch);
@@ -93,9 +94,11 @@ static json_t *time_json(uint64_t t)
 
 json_t *wallet_channel_json(const struct wchannel *ch)
 {
-	return json_pack("{s:o,s:s,s:o,s:I,s:I,s:s,s:I,s:I,s:I,s:I,s:I,s:o,s:o,s:o,s:I,s:s?}",
+	return json_pack("{s:o,s:s,s:o,s:o,s:I,s:I,s:I,s:s,s:I,s:I,s:I,s:I,s:I,s:o,s:o,s:o,s:I,"
+			 "s:s?}",
 			 "channel_id", hex_json(ch->channel_id, MP_ID_LEN), "state",
 			 wch_state_name(ch->state), "holder0", hex_json(ch->holder0, MP_ID_LEN),
+			 "holder", hex_json(ch->holder, MP_ID_LEN), "epoch", (json_int_t)ch->epoch,
 			 "n", (json_int_t)ch->n, "unit_value", (json_int_t)ch->unit_value,
 			 "currency", ch->currency, "days", (json_int_t)ch->days, "last",
 			 (json_int_t)ch->last, "sent", (json_int_t)ch->sent, "inflight",

@@ -269,6 +269,7 @@ static bool issue_params(struct mp_admin_req *req, json_t *params, struct wchann
 	    !mp_admin_param_u64(req, params, "unit_value", &unit_value, true) ||
 	    !mp_admin_param_u64(req, params, "days", &days, true))
 		return false;
+	memcpy(ch->holder, ch->holder0, MP_ID_LEN);
 	if (n < 1 || n > WALLET_N_MAX) {
 		mp_admin_fail(req, MP_ADMIN_BAD_PARAMS, "n must be 1 .. %u", WALLET_N_MAX);
 		return false;

@@ -1,7 +1,19 @@
 /* pay (PROTOCOL.md section 6, "Open and pay"): TLS to the merchant, whose certificate must name
- * holder0 before anything is sent; Open with the cert; the OpenAck's point is checked against our
- * own chain before any payword leaves; stored in-flight Pays are resent verbatim first; then new
- * Pays of at most max_jump units, each persisted as in flight before it is sent. */
+ * the merchant we mean to pay (merchant_id, by default the channel's holder) before anything is
+ * sent; Open with the cert; the OpenAck's point is checked against our own chain before any
+ * payword leaves; stored in-flight Pays are resent verbatim first; then new Pays of at most
+ * max_jump units, each persisted as in flight before it is sent.
+ *
+ * Paying a merchant that is not the holder moves the channel there (move.c): the Open carries a
+ * Move from our epoch, signed by the owner key, with the holder's id and MerchantCert as the
+ * hint; the merchant fetches a Handoff from the holder, so its OpenAck may take a while: it is
+ * awaited at most WALLET_OPEN_TIMEOUT seconds. The OpenAck must then carry Handoff epoch+1 from
+ * the old holder naming the new one with our Move; only then do we record the new holder and
+ * epoch (durably) and pay strictly after its point (at_index).
+ *
+ *   CONNECTING --CN names the merchant--> OPENING --OpenAck checked--> RESENDING (in-flight Pays)
+ *   --> PAYING --units paid--> DONE;   any --refusal, timeout, lost connection--> FAILED */
+#include <event2/event.h>
 #include <openssl/crypto.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -26,6 +38,10 @@ struct pay_op {
 	uint32_t units; /* requested */
 	uint8_t order_ref[WALLET_ORDER_REF_MAX];
 	size_t order_ref_len;
+	uint8_t target[MP_ID_LEN]; /* the merchant we pay */
+	char target_hex[MP_HEX_ID_LEN + 1];
+	MpSigned *move; /* when target is not the holder */
+	struct event *open_timer;
 	uint32_t open_last;	/* OpenAck's point index */
 	uint32_t merchant_last; /* the merchant's last as far as we know */
 	uint32_t max_jump;
@@ -76,6 +92,17 @@ __attribute__((format(printf, 2, 3))) static void pay_fail(struct pay_op *p, con
 	}
 	if (p->op.conn)
 		mp_conn_close(p->op.conn, "pay failed: %s", msg);
+}
+
+#define WALLET_OPEN_TIMEOUT 30
+
+static void on_open_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct pay_op *p = arg;
+	pay_fail(p,
+		 "no OpenAck from m-%s within %d s (it may be unable to reach the holder); no "
+		 "payword sent",
+		 p->target_hex, WALLET_OPEN_TIMEOUT);
 }
 
 static void pay_succeed(struct pay_op *p, bool complete)
@@ -243,6 +270,34 @@ static void send_next(struct pay_op *p)
 		pay_succeed(p, true);
 }
 
+/* After a Move: the OpenAck's Handoff checks out; record the new holder, epoch and cert. */
+static const char *adopt_holder(struct pay_op *p, const Micropay__V1__OpenAck *ack)
+{
+	struct wchannel *ch = p->ch;
+	const char *bad = NULL;
+	if (p->move && ack->hseq != ch->epoch + 1)
+		return "the OpenAck after a Move is not in the next epoch";
+	if (!p->move && ack->hseq != ch->epoch)
+		return "the OpenAck is not in the channel's epoch";
+	if (p->move &&
+	    (bad = wallet_move_check_handoff(p->w, ch, ack->custody_event, p->move, p->target)))
+		return bad;
+	if (wallet_merchant_cert_check(p->w, ack->holder_cert, p->target, NULL))
+		return p->move ? "the OpenAck carries no MerchantCert of the merchant" : NULL;
+	MpSigned *cert = mp_stmt_copy(ack->holder_cert);
+	if (!cert)
+		return "out of memory";
+	mp_stmt_free(ch->holder_cert);
+	ch->holder_cert = cert;
+	memcpy(ch->holder, p->target, MP_ID_LEN);
+	ch->epoch = ack->hseq;
+	if (!wstore_channel_holder(p->w->store, ch))
+		return "cannot store the new holder";
+	if (p->move)
+		log_info("channel %s: moved to m-%s (epoch %u)", p->hex, p->target_hex, ch->epoch);
+	return NULL;
+}
+
 /* The OpenAck proves the merchant holds the channel at a point of our own chain. */
 static void on_open_ack(struct mp_conn *c, const MpEnvelope *env, void *arg)
 {
@@ -250,6 +305,7 @@ static void on_open_ack(struct mp_conn *c, const MpEnvelope *env, void *arg)
 	struct wchannel *ch = p->ch;
 	if (!env)
 		return;
+	evtimer_del(p->open_timer);
 	char text[400];
 	if (env->body_case != MP_BODY(OPEN_ACK) || !env->open_ack->status) {
 		wallet_status_text(env->body_case == MP_BODY(ERROR) ? env->error : NULL, text,
@@ -260,12 +316,10 @@ static void on_open_ack(struct mp_conn *c, const MpEnvelope *env, void *arg)
 	const Micropay__V1__OpenAck *ack = env->open_ack;
 	const MpPoint *pt = ack->point;
 	uint8_t ours[MP_HASH_LEN];
+	const char *bad = NULL;
 	if (ack->status->code != MP_ST(OK)) {
 		wallet_status_text(ack->status, text, sizeof(text));
 		pay_fail(p, "Open refused: %s; no payword sent", text);
-	} else if (ack->hseq != 0) {
-		pay_fail(p, "OpenAck names custody epoch %u, expected 0; no payword sent",
-			 ack->hseq);
 	} else if (!pt || pt->seg_seq != 0 || pt->index > ch->n ||
 		   !mp_bytes_len_is(pt->w, MP_HASH_LEN)) {
 		pay_fail(p,
@@ -277,6 +331,8 @@ static void on_open_ack(struct mp_conn *c, const MpEnvelope *env, void *arg)
 			 pt->index);
 	} else if (ack->max_jump == 0) {
 		pay_fail(p, "OpenAck announces max_jump 0; no payword sent");
+	} else if ((bad = adopt_holder(p, ack))) {
+		pay_fail(p, "OpenAck epoch %u: %s; no payword sent", ack->hseq, bad);
 	} else {
 		p->open_last = p->merchant_last = pt->index;
 		p->max_jump = ack->max_jump;
@@ -293,8 +349,9 @@ static void on_open_ack(struct mp_conn *c, const MpEnvelope *env, void *arg)
 			pay_fail(p, "cannot read the in-flight Pays; no payword sent");
 			return;
 		}
-		log_info("channel %s: open at %s, last %u, max_jump %u, %d in-flight to resend",
-			 p->hex, p->endpoint, pt->index, p->max_jump, p->n_resend);
+		log_info("channel %s: open at %s, epoch %u, last %u, max_jump %u, %d in-flight to "
+			 "resend",
+			 p->hex, p->endpoint, ch->epoch, pt->index, p->max_jump, p->n_resend);
 		send_next(p);
 	}
 }
@@ -302,18 +359,28 @@ static void on_open_ack(struct mp_conn *c, const MpEnvelope *env, void *arg)
 static void on_open(struct mp_conn *c, void *arg)
 {
 	struct pay_op *p = arg;
-	if (!mp_tls_peer_is_merchant(mp_conn_ssl(c), p->ch->holder0)) {
-		char cn[128] = "none", holder[MP_HEX_ID_LEN + 1];
+	if (!mp_tls_peer_is_merchant(mp_conn_ssl(c), p->target)) {
+		char cn[128] = "none";
 		mp_tls_peer_cn(mp_conn_ssl(c), cn, sizeof(cn));
-		mp_hex_encode(p->ch->holder0, MP_ID_LEN, holder);
-		pay_fail(p,
-			 "the server at %s presented certificate CN '%s', not m-%s (the channel's "
-			 "holder0); nothing sent",
-			 p->endpoint, cn, holder);
+		pay_fail(
+		    p,
+		    "the server at %s presented certificate CN '%s', not m-%s (the merchant to "
+		    "pay); nothing sent",
+		    p->endpoint, cn, p->target_hex);
 		return;
 	}
 	Micropay__V1__OpenReq open = MICROPAY__V1__OPEN_REQ__INIT;
 	open.cert = p->ch->cert;
+	if (p->move) {
+		open.move = p->move;
+		open.holder_hint = (ProtobufCBinaryData){MP_ID_LEN, p->ch->holder};
+		open.holder_cert = p->ch->holder_cert;
+	}
+	struct timeval tv = {WALLET_OPEN_TIMEOUT, 0};
+	if (evtimer_add(p->open_timer, &tv) != 0) {
+		pay_fail(p, "cannot arm the OpenAck timer; nothing sent");
+		return;
+	}
 	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
 	env.version = MP_PROTOCOL_VERSION;
 	env.body_case = MP_BODY(OPEN_REQ);
@@ -329,6 +396,8 @@ static void on_close(struct mp_conn *c, const char *reason, void *arg)
 	pay_fail(p, "connection to %s closed: %s", p->endpoint, reason);
 	wallet_op_remove(p->w, &p->op);
 	free(p->resend);
+	mp_stmt_free(p->move);
+	event_free(p->open_timer);
 	OPENSSL_cleanse(&p->cur, sizeof(p->cur));
 	free(p);
 }
@@ -338,7 +407,21 @@ static const struct mp_conn_ops pay_ops = {
     .on_close = on_close,
 };
 
-/* Channel, endpoint, units and order_ref; NULL (answered) on a bad parameter. */
+/* merchant_id: the merchant to pay, by default the channel's holder. False (answered, p freed)
+ * on a bad value. */
+static bool target_param(struct mp_admin_req *req, json_t *params, struct pay_op *p)
+{
+	memcpy(p->target, p->ch->holder, MP_ID_LEN);
+	if (json_object_get(params, "merchant_id") &&
+	    !wallet_param_hex(req, params, "merchant_id", p->target, MP_ID_LEN, true, NULL)) {
+		free(p);
+		return false;
+	}
+	mp_hex_encode(p->target, MP_ID_LEN, p->target_hex);
+	return true;
+}
+
+/* Channel, endpoint, units, order_ref and merchant_id; NULL (answered) on a bad parameter. */
 static struct pay_op *pay_params(struct wallet *w, struct mp_admin_req *req, json_t *params,
 				 char host[256], uint16_t *port)
 {
@@ -366,6 +449,8 @@ static struct pay_op *pay_params(struct wallet *w, struct mp_admin_req *req, jso
 		bad = "endpoint must be host:port";
 	else if (!(p->ch = wallet_channel_find(w, id)))
 		bad = "no such channel in this wallet";
+	if (!bad && !target_param(req, params, p))
+		return NULL;
 	if (bad) {
 		mp_admin_fail(req, MP_ADMIN_BAD_PARAMS, "pay: %s", bad);
 		free(p);
@@ -407,9 +492,16 @@ void wallet_admin_pay(struct mp_admin_req *req, json_t *params, void *ctx)
 		snprintf(why, sizeof(why), "only %u units left on this channel (n %u, last %u)",
 			 ch->n - spent, ch->n, spent);
 		refuse = why;
+	} else if (memcmp(p->target, ch->holder, MP_ID_LEN) && !ch->holder_cert) {
+		refuse = "no MerchantCert of the holder is known yet: pay at the holder once, then "
+			 "at other merchants";
+	} else if (memcmp(p->target, ch->holder, MP_ID_LEN) &&
+		   !(p->move = wallet_move_sign(w, ch, p->target))) {
+		refuse = "cannot sign the Move";
 	}
-	if (refuse) {
-		mp_admin_fail(req, MP_ADMIN_FAILED, "pay: %s", refuse);
+	if (refuse || !(p->open_timer = evtimer_new(w->base, on_open_timeout, p))) {
+		mp_admin_fail(req, MP_ADMIN_FAILED, "pay: %s", refuse ? refuse : "out of memory");
+		mp_stmt_free(p->move);
 		free(p);
 		return;
 	}
@@ -419,6 +511,8 @@ void wallet_admin_pay(struct mp_admin_req *req, json_t *params, void *ctx)
 	p->op.conn = mp_connect(w->base, w->dns, w->tls, host, port, &opts, &pay_ops, p);
 	if (!p->op.conn) {
 		mp_admin_fail(req, MP_ADMIN_FAILED, "pay: cannot connect to %s", p->endpoint);
+		mp_stmt_free(p->move);
+		event_free(p->open_timer);
 		free(p);
 		return;
 	}

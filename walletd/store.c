@@ -13,7 +13,7 @@
 #include "stmt.h"
 #include "wallet.h"
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 
 struct wstore {
 	sqlite3 *db;
@@ -172,6 +172,20 @@ static bool create_private(const char *path, char *err, size_t errlen)
 	return ok;
 }
 
+/* Version 2 (issue 6): the channel's current holder (NULL: holder0), custody epoch and the
+ * holder's MerchantCert, which the wallet passes to the next merchant as its holder hint. */
+static bool migrate_holder(struct wstore *s, int version)
+{
+	if (version >= 2)
+		return true;
+	if (version > 0)
+		log_info("store %s: adding each channel's holder, epoch and holder cert", s->path);
+	return exec(s, "ALTER TABLE channels ADD COLUMN holder BLOB CHECK (holder IS NULL OR "
+		       "length(holder) = 16);"
+		       "ALTER TABLE channels ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;"
+		       "ALTER TABLE channels ADD COLUMN holder_cert BLOB;");
+}
+
 static int user_version(struct wstore *s)
 {
 	sqlite3_stmt *st = prep(s, "PRAGMA user_version");
@@ -216,7 +230,8 @@ static bool set_up(struct wstore *s, char *err, size_t errlen)
 	}
 	char bump[64];
 	snprintf(bump, sizeof(bump), "PRAGMA user_version = %d", SCHEMA_VERSION);
-	if (!exec(s, schema) || !exec(s, bump) || !wstore_commit(s)) {
+	if (!exec(s, schema) || !migrate_holder(s, version) || !exec(s, bump) ||
+	    !wstore_commit(s)) {
 		wstore_rollback(s);
 		snprintf(err, errlen, "%s: cannot create the store schema: %s", s->path,
 			 sqlite3_errmsg(s->db));
@@ -410,6 +425,40 @@ bool wstore_channel_progress(struct wstore *s, const uint8_t id[MP_ID_LEN], uint
 	return run(s, progress_stmt(s, id, last, credit), "storing a channel's progress");
 }
 
+bool wstore_channel_holder(struct wstore *s, const struct wchannel *ch)
+{
+	size_t len = 0;
+	uint8_t *cert = ch->holder_cert ? mp_stmt_encode(ch->holder_cert, &len) : NULL;
+	if (ch->holder_cert && !cert)
+		return false;
+	sqlite3_stmt *st = prep(s, "UPDATE channels SET holder = ?2, epoch = ?3, holder_cert = ?4 "
+				   "WHERE channel_id = ?1");
+	if (st) {
+		bind_blob(st, 1, ch->channel_id, MP_ID_LEN);
+		bind_blob(st, 2, ch->holder, MP_ID_LEN);
+		sqlite3_bind_int64(st, 3, ch->epoch);
+		if (cert)
+			bind_blob(st, 4, cert, len);
+	}
+	free(cert);
+	return run(s, st, "storing a channel's holder");
+}
+
+int wstore_owner_seed(struct wstore *s, const uint8_t id[MP_ID_LEN], uint8_t seed[MP_SK_LEN])
+{
+	sqlite3_stmt *st = prep(s, "SELECT owner_seed FROM channels WHERE channel_id = ?1");
+	if (!st)
+		return -1;
+	bind_blob(st, 1, id, MP_ID_LEN);
+	int rc = sqlite3_step(st), found = -1;
+	if (rc == SQLITE_DONE)
+		found = 0;
+	else if (rc == SQLITE_ROW && column_bytes(st, 0, seed, MP_SK_LEN))
+		found = 1;
+	sqlite3_finalize(st);
+	return found;
+}
+
 static MpSigned *column_stmt(sqlite3_stmt *st, int col)
 {
 	if (sqlite3_column_type(st, col) != SQLITE_BLOB)
@@ -460,6 +509,10 @@ static struct wchannel *channel_from_row(struct wstore *s, sqlite3_stmt *st)
 		ch->pay_until = (uint64_t)sqlite3_column_int64(st, 16);
 		ch->redeem_until = (uint64_t)sqlite3_column_int64(st, 17);
 		ch->detail = detail ? strdup(detail) : NULL;
+		if (!column_bytes(st, 19, ch->holder, MP_ID_LEN))
+			memcpy(ch->holder, ch->holder0, MP_ID_LEN);
+		ch->epoch = (uint32_t)sqlite3_column_int64(st, 20);
+		ch->holder_cert = column_stmt(st, 21);
 		int inflight = inflight_count(s, ch->channel_id);
 		ch->inflight = inflight > 0 ? (unsigned)inflight : 0;
 		ok = ch->request && (ch->state != WCH_ACTIVE || ch->cert) && inflight >= 0;
@@ -478,8 +531,8 @@ bool wstore_channels_load(struct wstore *s, void (*fn)(void *arg, struct wchanne
 	sqlite3_stmt *st =
 	    prep(s, "SELECT channel_id, issue_req_id, nonce, holder0, n, unit_value, "
 		    "days, currency, checkpoint_interval, request, cert, state, last, "
-		    "sent, credit, issued_at, pay_until, redeem_until, detail "
-		    "FROM channels ORDER BY created_at, rowid");
+		    "sent, credit, issued_at, pay_until, redeem_until, detail, holder, epoch, "
+		    "holder_cert FROM channels ORDER BY created_at, rowid");
 	if (!st)
 		return false;
 	int rc = SQLITE_DONE;

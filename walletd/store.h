@@ -39,6 +39,10 @@ bool wstore_channel_set_state(struct wstore *s, const uint8_t id[MP_ID_LEN], con
 			      const char *detail);
 bool wstore_channel_progress(struct wstore *s, const uint8_t id[MP_ID_LEN], uint32_t last,
 			     uint64_t credit);
+/* The channel's holder, epoch and holder_cert (may be NULL) as in ch. */
+bool wstore_channel_holder(struct wstore *s, const struct wchannel *ch);
+/* The channel's owner key seed: 1 found, 0 absent, -1 error. */
+int wstore_owner_seed(struct wstore *s, const uint8_t id[MP_ID_LEN], uint8_t seed[MP_SK_LEN]);
 /* Every channel, oldest first; fn takes ownership of each (heap) channel. */
 bool wstore_channels_load(struct wstore *s, void (*fn)(void *arg, struct wchannel *ch), void *arg);
 

@@ -44,6 +44,9 @@ struct wchannel {
 	uint8_t channel_id[MP_ID_LEN];
 	uint8_t issue_req_id[MP_ID_LEN];
 	uint8_t holder0[MP_ID_LEN];
+	uint8_t holder[MP_ID_LEN]; /* the merchant holding the channel (custody epoch `epoch`) */
+	uint32_t epoch;
+	MpSigned *holder_cert; /* its MerchantCert (from its OpenAck); NULL until one is known */
 	uint8_t nonce[MP_NONCE_LEN];
 	uint32_t n;
 	uint32_t days;
@@ -127,6 +130,22 @@ void wallet_admin_register(struct mp_admin_req *req, json_t *params, void *ctx);
 void wallet_admin_issue(struct mp_admin_req *req, json_t *params, void *ctx);
 void wallet_admin_issue_retry(struct mp_admin_req *req, json_t *params, void *ctx);
 void wallet_admin_pay(struct mp_admin_req *req, json_t *params, void *ctx);
+
+/* move.c: moving a channel to another merchant (PROTOCOL.md section 6, "Handoff"). */
+/* The Move from the channel's current epoch to to_mid, signed by the owner key (from the
+ * store); NULL (logged) on failure. */
+MpSigned *wallet_move_sign(struct wallet *w, const struct wchannel *ch,
+			   const uint8_t to_mid[MP_ID_LEN]);
+/* cert is a MerchantCert of mid under the broker key: NULL, or what is wrong. pk (may be NULL)
+ * receives its merchant_pk. */
+const char *wallet_merchant_cert_check(const struct wallet *w, const MpSigned *cert,
+				       const uint8_t mid[MP_ID_LEN], uint8_t pk[MP_PK_LEN]);
+/* OpenAck's custody event after a Move: Handoff epoch+1 of this channel, signed by the holder
+ * we moved from (key from its MerchantCert), naming to_mid and carrying our Move. NULL, or what
+ * is wrong. */
+const char *wallet_move_check_handoff(const struct wallet *w, const struct wchannel *ch,
+				      const MpSigned *event, const MpSigned *move,
+				      const uint8_t to_mid[MP_ID_LEN]);
 /* Resend every ISSUING channel's stored request (at start-up). */
 void wallet_issue_resume(struct wallet *w);
 

@@ -1,0 +1,85 @@
+/* Moving a channel to another merchant (PROTOCOL.md sections 4 and 6, "Handoff"): the Move is
+ * the customer's consent, signed by the current segment's owner key; the new merchant asks the
+ * holder for a Handoff and proves holding in its OpenAck with that Handoff, which the wallet
+ * checks against the previous holder's key before it sends a payword. */
+#include <openssl/crypto.h>
+#include <string.h>
+
+#include "log.h"
+#include "stmt.h"
+#include "store.h"
+#include "wallet.h"
+
+MpSigned *wallet_move_sign(struct wallet *w, const struct wchannel *ch,
+			   const uint8_t to_mid[MP_ID_LEN])
+{
+	uint8_t seed[MP_SK_LEN];
+	struct mp_key owner = {0};
+	char hex[MP_HEX_ID_LEN + 1];
+	mp_hex_encode(ch->channel_id, MP_ID_LEN, hex);
+	if (wstore_owner_seed(w->store, ch->channel_id, seed) != 1 ||
+	    !mp_key_from_seed(&owner, seed)) {
+		OPENSSL_cleanse(seed, sizeof(seed));
+		log_err("channel %s: cannot load the owner key to sign a Move", hex);
+		return NULL;
+	}
+	OPENSSL_cleanse(seed, sizeof(seed));
+	Micropay__V1__Move mv = MICROPAY__V1__MOVE__INIT;
+	mv.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)ch->channel_id};
+	mv.seg_seq = 0;
+	mv.from_epoch = ch->epoch;
+	mv.to_mid = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)to_mid};
+	MpSigned *s = mp_stmt_sign(&owner, MP_STMT_MOVE, &mv.base);
+	mp_key_free(&owner);
+	return s;
+}
+
+const char *wallet_merchant_cert_check(const struct wallet *w, const MpSigned *cert,
+				       const uint8_t mid[MP_ID_LEN], uint8_t pk[MP_PK_LEN])
+{
+	ProtobufCMessage *body = NULL;
+	if (!cert || mp_stmt_open(cert, MP_STMT_MERCHANT_CERT, w->cfg.broker_pk,
+				  &micropay__v1__merchant_cert__descriptor, &body) != MP_ST(OK))
+		return "not a MerchantCert signed by the broker";
+	Micropay__V1__MerchantCert *mc = (Micropay__V1__MerchantCert *)body;
+	const char *bad = NULL;
+	if (!mp_bytes_len_is(mc->merchant_id, MP_ID_LEN) ||
+	    memcmp(mc->merchant_id.data, mid, MP_ID_LEN) ||
+	    !mp_bytes_len_is(mc->merchant_pk, MP_PK_LEN))
+		bad = "a MerchantCert of another merchant";
+	else if (pk)
+		memcpy(pk, mc->merchant_pk.data, MP_PK_LEN);
+	protobuf_c_message_free_unpacked(body, NULL);
+	return bad;
+}
+
+const char *wallet_move_check_handoff(const struct wallet *w, const struct wchannel *ch,
+				      const MpSigned *event, const MpSigned *move,
+				      const uint8_t to_mid[MP_ID_LEN])
+{
+	uint8_t pk[MP_PK_LEN], move_hash[MP_HASH_LEN];
+	const char *bad = wallet_merchant_cert_check(w, ch->holder_cert, ch->holder, pk);
+	if (bad)
+		return "no MerchantCert of the previous holder";
+	ProtobufCMessage *body = NULL;
+	if (!event || mp_stmt_open(event, MP_STMT_HANDOFF, pk, &micropay__v1__handoff__descriptor,
+				   &body) != MP_ST(OK))
+		return "the custody event is not a Handoff signed by the previous holder";
+	Micropay__V1__Handoff *h = (Micropay__V1__Handoff *)body;
+	mp_stmt_hash(move, move_hash);
+	if (!mp_bytes_len_is(h->channel_id, MP_ID_LEN) ||
+	    memcmp(h->channel_id.data, ch->channel_id, MP_ID_LEN))
+		bad = "the Handoff is for another channel";
+	else if (h->hseq != ch->epoch + 1)
+		bad = "the Handoff does not end our epoch";
+	else if (!mp_bytes_len_is(h->from_mid, MP_ID_LEN) ||
+		 memcmp(h->from_mid.data, ch->holder, MP_ID_LEN) ||
+		 !mp_bytes_len_is(h->to_mid, MP_ID_LEN) ||
+		 memcmp(h->to_mid.data, to_mid, MP_ID_LEN))
+		bad = "the Handoff names other merchants";
+	else if (!mp_bytes_len_is(h->move_hash, MP_HASH_LEN) ||
+		 memcmp(h->move_hash.data, move_hash, MP_HASH_LEN))
+		bad = "the Handoff does not carry our Move";
+	protobuf_c_message_free_unpacked(body, NULL);
+	return bad;
+}
