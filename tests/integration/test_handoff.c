@@ -1,0 +1,546 @@
+/* Merchant-to-merchant handoff against the real daemons (deploy/mpnet, three merchants): the
+ * channel moves M1 -> M2 -> M3 -> M1 through walletd with payments at each step; and, with a
+ * test wallet and test merchants speaking the wire protocol byte by byte, the holder's refusals:
+ * HANDED_OFF for a Pay after the handoff, the stored bytes for a replayed HandoffReq (also after
+ * a SIGKILL and restart), nothing for a forged Move, a wrong from_epoch, a request without a Move
+ * or from a peer without a merchant certificate, and a Pay racing a HandoffReq. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "harness_merchant.h"
+#include "../check_run.h"
+
+static struct net net;
+static char ca[700], broker_ep[128], account[64];
+static struct tmerchant tm[4]; /* 1..3 */
+static char ep[4][128];
+
+static void setup_net(void)
+{
+	net_up(&net);
+	ck_assert_int_eq(net_cmd(&net, "merchant", "m2"), 0);
+	ck_assert_int_eq(net_cmd(&net, "merchant", "m3"), 0);
+	net_path(&net, "tls/ca.crt", ca, sizeof(ca));
+	net_read(&net, "broker", "endpoint", broker_ep, sizeof(broker_ep));
+	for (int i = 1; i <= 3; i++) {
+		char name[8];
+		snprintf(name, sizeof(name), "m%d", i);
+		tmerchant_load(&tm[i], &net, name);
+		net_read(&net, name, "endpoint", ep[i], sizeof(ep[i]));
+	}
+	json_t *r = admin_ok(&net, "w1", "register", NULL);
+	snprintf(account, sizeof(account), "%s", json_str(r, "account_id"));
+	json_decref(r);
+}
+
+static void teardown_net(void)
+{
+	for (int i = 1; i <= 3; i++)
+		tmerchant_free(&tm[i]);
+	net_down(&net);
+}
+
+static void audit_clean(void)
+{
+	json_t *a = admin_ok(&net, "broker", "audit", NULL);
+	char *text = json_dumps(a, JSON_COMPACT);
+	ck_assert_msg(json_is_true(json_object_get(a, "ok")), "audit not clean: %s", text);
+	free(text);
+	json_decref(a);
+}
+
+static void fund_hex(const char *account_hex, uint64_t amount)
+{
+	char params[200], fund[MP_HEX_ID_LEN + 1];
+	uint8_t fund_id[MP_ID_LEN];
+	ck_assert(mp_random_bytes(fund_id, MP_ID_LEN));
+	mp_hex_encode(fund_id, MP_ID_LEN, fund);
+	snprintf(params, sizeof(params), "{\"account\":\"%s\",\"amount\":%llu,\"fund_id\":\"%s\"}",
+		 account_hex, (unsigned long long)amount, fund);
+	json_decref(admin_ok(&net, "broker", "account.fund", params));
+}
+
+static int64_t pending_of(const char *mid_hex)
+{
+	char params[128];
+	snprintf(params, sizeof(params), "{\"account\":\"%s\"}", mid_hex);
+	json_t *acc = admin_ok(&net, "broker", "account.show", params);
+	int64_t b = json_int(json_array_get(json_object_get(acc, "related"), 0), "balance");
+	json_decref(acc);
+	return b;
+}
+
+static void new_order(int m, uint64_t price, char *out, size_t len)
+{
+	char params[64], name[8];
+	snprintf(params, sizeof(params), "{\"price\":%llu}", (unsigned long long)price);
+	snprintf(name, sizeof(name), "m%d", m);
+	json_t *o = admin_ok(&net, name, "order.create", params);
+	snprintf(out, len, "%s", json_str(o, "order_ref"));
+	json_decref(o);
+}
+
+/* The channel as merchant m reports it (admin `channels`): state, epoch and last. */
+static bool merchant_channel(int m, const char *channel, char *state, size_t len, int64_t *epoch,
+			     int64_t *last)
+{
+	char name[8];
+	snprintf(name, sizeof(name), "m%d", m);
+	json_t *r = admin_ok(&net, name, "channels", NULL);
+	json_t *list = json_object_get(r, "channels");
+	bool found = false;
+	for (size_t i = 0; i < json_array_size(list) && !found; i++) {
+		json_t *c = json_array_get(list, i);
+		if (strcmp(json_str(c, "channel_id"), channel) != 0)
+			continue;
+		found = true;
+		snprintf(state, len, "%s", json_str(c, "state"));
+		*epoch = json_int(c, "epoch");
+		*last = json_int(c, "last");
+	}
+	json_decref(r);
+	return found;
+}
+
+static void expect_channel(int m, const char *channel, const char *state, int64_t epoch,
+			   int64_t last)
+{
+	char st[32];
+	int64_t e, l;
+	ck_assert_msg(merchant_channel(m, channel, st, sizeof(st), &e, &l),
+		      "m%d does not list the channel", m);
+	ck_assert_msg(strcmp(st, state) == 0 && e == epoch && l == last,
+		      "m%d: channel %s epoch %lld last %lld, expected %s %lld %lld", m, st,
+		      (long long)e, (long long)l, state, (long long)epoch, (long long)last);
+}
+
+/* ---- through walletd ---- */
+
+static json_t *wallet_pay(const char *channel, int m, unsigned units, const char *order, char *err,
+			  size_t errlen)
+{
+	char params[500];
+	snprintf(params, sizeof(params),
+		 "{\"channel_id\":\"%s\",\"merchant_id\":\"%s\",\"endpoint\":\"%s\",\"units\":%u,"
+		 "\"order_ref\":\"%s\"}",
+		 channel, tm[m].mid_hex, ep[m], units, order);
+	return admin(&net, "w1", "pay", params, err, errlen);
+}
+
+static void pay_at(const char *channel, int m, unsigned units, int64_t expect_last)
+{
+	char order[64], err[512];
+	new_order(m, units, order, sizeof(order));
+	json_t *r = wallet_pay(channel, m, units, order, err, sizeof(err));
+	ck_assert_msg(r != NULL, "pay %u at m%d failed: %s", units, m, err);
+	ck_assert_str_eq(json_str(r, "status"), "OK");
+	ck_assert_int_eq(json_int(r, "last"), expect_last);
+	ck_assert_int_eq(json_int(r, "paid_units"), units);
+	json_decref(r);
+}
+
+static void wallet_holder(const char *channel, char *holder, size_t len, int64_t *epoch)
+{
+	json_t *r = admin_ok(&net, "w1", "channels", NULL);
+	json_t *list = json_object_get(r, "channels");
+	bool found = false;
+	for (size_t i = 0; i < json_array_size(list); i++) {
+		json_t *c = json_array_get(list, i);
+		if (strcmp(json_str(c, "channel_id"), channel) == 0) {
+			snprintf(holder, len, "%s", json_str(c, "holder"));
+			*epoch = json_int(c, "epoch");
+			found = true;
+		}
+	}
+	ck_assert(found);
+	json_decref(r);
+}
+
+START_TEST(chain_m1_m2_m3_m1_through_walletd)
+{
+	fund_hex(account, 1000);
+	char params[200], channel[64], holder[64];
+	snprintf(params, sizeof(params),
+		 "{\"merchant_id\":\"%s\",\"n\":100,\"unit_value\":1,\"days\":1}", tm[1].mid_hex);
+	json_t *r = admin_ok(&net, "w1", "issue", params);
+	snprintf(channel, sizeof(channel), "%s", json_str(r, "channel_id"));
+	json_decref(r);
+	int64_t before[4];
+	for (int i = 1; i <= 3; i++)
+		before[i] = pending_of(tm[i].mid_hex);
+
+	pay_at(channel, 1, 3, 3);  /* epoch 0 at m1: (0, 3] */
+	pay_at(channel, 2, 4, 7);  /* handoff 1 to m2 at 3: (3, 7] */
+	pay_at(channel, 3, 5, 12); /* handoff 2 to m3 at 7: (7, 12] */
+	pay_at(channel, 1, 6, 18); /* handoff 3 back to m1 at 12: (12, 18] */
+	int64_t epoch;
+	wallet_holder(channel, holder, sizeof(holder), &epoch);
+	ck_assert_str_eq(holder, tm[1].mid_hex);
+	ck_assert_int_eq(epoch, 3);
+	/* The default merchant is now m1 again, in epoch 3. */
+	char order[64], err[512], p2[600];
+	new_order(1, 2, order, sizeof(order));
+	snprintf(p2, sizeof(p2),
+		 "{\"channel_id\":\"%s\",\"endpoint\":\"%s\",\"units\":2,\"order_ref\":\"%s\"}",
+		 channel, ep[1], order);
+	r = admin(&net, "w1", "pay", p2, err, sizeof(err));
+	ck_assert_msg(r != NULL, "%s", err);
+	ck_assert_int_eq(json_int(r, "last"), 20);
+	json_decref(r);
+
+	expect_channel(1, channel, "HELD", 3, 20);
+	expect_channel(2, channel, "HANDED_OFF", 1, 7);
+	expect_channel(3, channel, "HANDED_OFF", 2, 12);
+
+	/* Redemption: every merchant sends a claim per epoch it held with its custody record.
+	 * Epoch 0 (m1, (0, 3]) is credited by the broker; epochs h > 0 are credited once the
+	 * broker settles custody chains, else refused NOT_HOLDER: never more than each range. */
+	for (int i = 1; i <= 3; i++) {
+		char name[8];
+		snprintf(name, sizeof(name), "m%d", i);
+		json_decref(admin_ok(&net, name, "redeem", NULL));
+	}
+	int64_t got1 = pending_of(tm[1].mid_hex) - before[1];
+	int64_t got2 = pending_of(tm[2].mid_hex) - before[2];
+	int64_t got3 = pending_of(tm[3].mid_hex) - before[3];
+	fprintf(stderr, "handoff chain: credited m1 %lld, m2 %lld, m3 %lld of 20 paid\n",
+		(long long)got1, (long long)got2, (long long)got3);
+	ck_assert_msg(got1 == 3 || got1 == 3 + 8, "m1 credited %lld", (long long)got1);
+	ck_assert_msg(got2 == 0 || got2 == 4, "m2 credited %lld", (long long)got2);
+	ck_assert_msg(got3 == 0 || got3 == 5, "m3 credited %lld", (long long)got3);
+	audit_clean();
+}
+END_TEST
+
+/* ---- byte by byte ---- */
+
+struct setup {
+	struct twallet tw;
+	struct tchannel ch;
+	uint8_t id[MP_ID_LEN];
+	MpSigned *holder_cert[4]; /* from each merchant's OpenAck */
+};
+
+static void make_channel(struct setup *s, uint32_t n)
+{
+	struct wire broker;
+	ck_assert(wire_connect(&broker, broker_ep, ca, NULL, NULL));
+	twallet_register(&s->tw, &broker);
+	char hex[MP_HEX_ID_LEN + 1];
+	mp_hex_encode(s->tw.account_id, MP_ID_LEN, hex);
+	fund_hex(hex, n);
+	tchannel_make(&s->ch, &s->tw, n, 1, tm[1].mid);
+	ck_assert_int_eq(tchannel_issue(&s->ch, &broker), MP_ST(OK));
+	wire_close(&broker);
+	tchannel_id(&s->ch, s->id);
+}
+
+static void free_setup(struct setup *s)
+{
+	for (int i = 0; i < 4; i++)
+		mp_stmt_free(s->holder_cert[i]);
+	tchannel_free(&s->ch);
+	mp_key_free(&s->tw.account);
+}
+
+static MpSigned *sign_move(const struct mp_key *key, const uint8_t id[MP_ID_LEN],
+			   uint32_t from_epoch, const uint8_t to[MP_ID_LEN])
+{
+	Micropay__V1__Move mv = MICROPAY__V1__MOVE__INIT;
+	mv.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)id};
+	mv.from_epoch = from_epoch;
+	mv.to_mid = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)to};
+	MpSigned *s = mp_stmt_sign(key, MP_STMT_MOVE, &mv.base);
+	ck_assert(s != NULL);
+	return s;
+}
+
+/* Open at merchant m (as the wallet), with a Move and the holder hint when move is set. */
+static MpEnvelope *open_at(struct setup *s, struct wire *w, int m, const MpSigned *move, int holder)
+{
+	ck_assert(wire_connect(w, ep[m], ca, NULL, NULL));
+	Micropay__V1__OpenReq req = MICROPAY__V1__OPEN_REQ__INIT;
+	req.cert = s->ch.cert;
+	if (move) {
+		req.move = (MpSigned *)move;
+		req.holder_hint = (ProtobufCBinaryData){MP_ID_LEN, tm[holder].mid};
+		req.holder_cert = s->holder_cert[holder];
+	}
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.body_case = MP_BODY(OPEN_REQ);
+	env.open_req = &req;
+	MpEnvelope *e = wire_call(w, &env);
+	ck_assert_msg(e && e->body_case == MP_BODY(OPEN_ACK), "no OpenAck from m%d", m);
+	if (e->open_ack->status->code == MP_ST(OK)) {
+		ck_assert(e->open_ack->holder_cert != NULL);
+		mp_stmt_free(s->holder_cert[m]);
+		s->holder_cert[m] = mp_stmt_copy(e->open_ack->holder_cert);
+	}
+	return e;
+}
+
+static MpCode pay(struct setup *s, struct wire *w, uint32_t j)
+{
+	static const uint8_t ref[4] = {1, 2, 3, 4};
+	MpEnvelope *e = tchannel_pay(&s->ch, w, j, ref, sizeof(ref));
+	ck_assert_msg(e && e->body_case == MP_BODY(PAY_ACK), "no PayAck for j=%u", j);
+	MpCode code = e->pay_ack->status->code;
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	return code;
+}
+
+static bool accepted(MpCode c)
+{
+	return c == MP_ST(OK) || c == MP_ST(UNDERPAID);
+}
+
+/* A HandoffReq to merchant `to` from merchant `as` (0: no client certificate). */
+static MpEnvelope *handoff_req(int to, int as, const MpSigned *move)
+{
+	struct wire w;
+	ck_assert(
+	    wire_connect(&w, ep[to], ca, as ? tm[as].cert : NULL, as ? tm[as].tls_key : NULL));
+	Micropay__V1__HandoffReq req = MICROPAY__V1__HANDOFF_REQ__INIT;
+	req.move = (MpSigned *)move;
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.body_case = MP_BODY(HANDOFF_REQ);
+	env.handoff_req = &req;
+	MpEnvelope *e = wire_call(&w, &env);
+	wire_close(&w);
+	ck_assert_msg(e && e->body_case == MP_BODY(HANDOFF_RESP), "no HandoffResp from m%d", to);
+	return e;
+}
+
+static bool same_stmt(const MpSigned *a, const MpSigned *b)
+{
+	size_t la, lb;
+	uint8_t *x = mp_stmt_encode(a, &la), *y = mp_stmt_encode(b, &lb);
+	bool same = x && y && la == lb && memcmp(x, y, la) == 0;
+	free(x);
+	free(y);
+	return same;
+}
+
+static uint32_t handoff_at(const MpSigned *h)
+{
+	Micropay__V1__Handoff *b = (Micropay__V1__Handoff *)mp_strict_unpack(
+	    &micropay__v1__handoff__descriptor, h->body.data, h->body.len);
+	ck_assert(b && b->point);
+	uint32_t at = b->point->index;
+	micropay__v1__handoff__free_unpacked(b, NULL);
+	return at;
+}
+
+static void channel_hex(const struct setup *s, char out[MP_HEX_ID_LEN + 1])
+{
+	mp_hex_encode(s->id, MP_ID_LEN, out);
+}
+
+START_TEST(holder_refusals_replay_and_forgeries)
+{
+	struct setup s = {0};
+	make_channel(&s, 50);
+	char hex[MP_HEX_ID_LEN + 1];
+	channel_hex(&s, hex);
+	struct wire w1, w2;
+	MpEnvelope *e = open_at(&s, &w1, 1, NULL, 0);
+	ck_assert_int_eq(e->open_ack->status->code, MP_ST(OK));
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	ck_assert(accepted(pay(&s, &w1, 1)));
+	ck_assert(accepted(pay(&s, &w1, 2)));
+
+	/* Move to m2: m2 fetches Handoff 1 from m1 and proves holding with it. */
+	MpSigned *move = sign_move(&s.ch.owner, s.id, 0, tm[2].mid);
+	e = open_at(&s, &w2, 2, move, 1);
+	ck_assert_int_eq(e->open_ack->status->code, MP_ST(OK));
+	ck_assert_int_eq(e->open_ack->hseq, 1);
+	ck_assert_int_eq(e->open_ack->point->index, 2);
+	MpSigned *handoff1 = mp_stmt_copy(e->open_ack->custody_event);
+	ck_assert(handoff1 != NULL);
+	micropay__v1__envelope__free_unpacked(e, NULL);
+
+	/* The old holder refuses every later Pay; the new one takes them after at_index. */
+	ck_assert_int_eq(pay(&s, &w1, 3), MP_ST(HANDED_OFF));
+	ck_assert(accepted(pay(&s, &w2, 3)));
+	expect_channel(1, hex, "HANDED_OFF", 0, 2);
+
+	/* A replayed HandoffReq from m2 gets the stored bytes. */
+	e = handoff_req(1, 2, move);
+	ck_assert_int_eq(e->handoff_resp->status->code, MP_ST(DUPLICATE_OK));
+	ck_assert(same_stmt(e->handoff_resp->handoff, handoff1));
+	ck_assert_int_eq(e->handoff_resp->n_custody, 1);
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	/* m3 presenting the same (valid) Move learns only that m1 handed off, with Handoff 1. */
+	e = handoff_req(1, 3, move);
+	ck_assert_int_eq(e->handoff_resp->status->code, MP_ST(HANDED_OFF));
+	ck_assert(same_stmt(e->handoff_resp->handoff, handoff1));
+	micropay__v1__envelope__free_unpacked(e, NULL);
+
+	/* Forged Move (another key), wrong from_epoch, no Move, no merchant certificate: refused
+	 * with nothing revealed, and m2 keeps holding. */
+	struct mp_key forger;
+	uint8_t seed[MP_SK_LEN];
+	ck_assert(mp_key_generate(&forger, seed));
+	MpSigned *forged = sign_move(&forger, s.id, 1, tm[3].mid);
+	MpSigned *wrong_epoch = sign_move(&s.ch.owner, s.id, 0, tm[3].mid);
+	MpSigned *good = sign_move(&s.ch.owner, s.id, 1, tm[3].mid);
+	e = handoff_req(2, 3, forged);
+	ck_assert_int_eq(e->handoff_resp->status->code, MP_ST(BAD_SIG));
+	ck_assert(e->handoff_resp->handoff == NULL && e->handoff_resp->n_custody == 0);
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	e = handoff_req(2, 3, wrong_epoch);
+	ck_assert_int_eq(e->handoff_resp->status->code, MP_ST(NOT_HOLDER));
+	ck_assert(e->handoff_resp->handoff == NULL);
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	e = handoff_req(2, 3, NULL);
+	ck_assert_int_eq(e->handoff_resp->status->code, MP_ST(MALFORMED));
+	ck_assert(e->handoff_resp->handoff == NULL);
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	e = handoff_req(2, 0, good);
+	ck_assert_int_eq(e->handoff_resp->status->code, MP_ST(MALFORMED));
+	ck_assert(e->handoff_resp->handoff == NULL && e->handoff_resp->n_custody == 0);
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	/* A Move naming m3 presented by m1 (the peer is not to_mid). */
+	e = handoff_req(2, 1, good);
+	ck_assert_int_eq(e->handoff_resp->status->code, MP_ST(MALFORMED));
+	ck_assert(e->handoff_resp->handoff == NULL);
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	expect_channel(2, hex, "HELD", 1, 3);
+	ck_assert(accepted(pay(&s, &w2, 4)));
+
+	/* An Open at m3 with the forged Move is refused before anyone is asked. */
+	struct wire w3;
+	e = open_at(&s, &w3, 3, forged, 2);
+	ck_assert_int_eq(e->open_ack->status->code, MP_ST(BAD_SIG));
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	wire_close(&w3);
+	expect_channel(2, hex, "HELD", 1, 4);
+
+	wire_close(&w1);
+	wire_close(&w2);
+	mp_key_free(&forger);
+	mp_stmt_free(forged);
+	mp_stmt_free(wrong_epoch);
+	mp_stmt_free(good);
+	mp_stmt_free(move);
+	mp_stmt_free(handoff1);
+	free_setup(&s);
+	audit_clean();
+}
+END_TEST
+
+/* A Pay and a HandoffReq sent together on two connections: the Pay is either accepted and at or
+ * below at_index, or refused HANDED_OFF above it; never both lost nor both accepted. */
+START_TEST(pay_racing_handoff_request)
+{
+	struct setup s = {0};
+	make_channel(&s, 200);
+	struct wire w1, mw;
+	MpEnvelope *e = open_at(&s, &w1, 1, NULL, 0);
+	ck_assert_int_eq(e->open_ack->status->code, MP_ST(OK));
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	MpSigned *move = sign_move(&s.ch.owner, s.id, 0, tm[2].mid);
+	static const uint8_t ref[4] = {9, 9, 9, 9};
+	uint32_t j = 0;
+	for (int round = 0; round < 1; round++) {
+		ck_assert(accepted(pay(&s, &w1, ++j)));
+		ck_assert(wire_connect(&mw, ep[1], ca, tm[2].cert, tm[2].tls_key));
+		/* The Pay first on its connection, the HandoffReq right after on the other. */
+		uint8_t w[MP_HASH_LEN];
+		tchannel_word(&s.ch, ++j, w);
+		Micropay__V1__PayReq pr = MICROPAY__V1__PAY_REQ__INIT;
+		pr.channel_id = (ProtobufCBinaryData){MP_ID_LEN, s.id};
+		pr.j = j;
+		pr.w_j = (ProtobufCBinaryData){MP_HASH_LEN, w};
+		pr.order_ref = (ProtobufCBinaryData){sizeof(ref), (uint8_t *)ref};
+		MpEnvelope pe = MICROPAY__V1__ENVELOPE__INIT;
+		pe.body_case = MP_BODY(PAY_REQ);
+		pe.pay_req = &pr;
+		Micropay__V1__HandoffReq hr = MICROPAY__V1__HANDOFF_REQ__INIT;
+		hr.move = move;
+		MpEnvelope he = MICROPAY__V1__ENVELOPE__INIT;
+		he.body_case = MP_BODY(HANDOFF_REQ);
+		he.handoff_req = &hr;
+		ck_assert(wire_send(&w1, &pe));
+		ck_assert(wire_send(&mw, &he));
+		MpEnvelope *pa = wire_recv(&w1), *ha = wire_recv(&mw);
+		ck_assert(pa && pa->body_case == MP_BODY(PAY_ACK));
+		ck_assert(ha && ha->body_case == MP_BODY(HANDOFF_RESP));
+		ck_assert_int_eq(ha->handoff_resp->status->code, MP_ST(OK));
+		uint32_t at = handoff_at(ha->handoff_resp->handoff);
+		MpCode pc = pa->pay_ack->status->code;
+		fprintf(stderr, "race: Pay j=%u %s, Handoff at %u\n", j, mp_code_name(pc), at);
+		ck_assert_msg((accepted(pc) && j <= at) || (pc == MP_ST(HANDED_OFF) && at < j),
+			      "Pay j=%u answered %s with the Handoff at %u", j, mp_code_name(pc),
+			      at);
+		micropay__v1__envelope__free_unpacked(pa, NULL);
+		micropay__v1__envelope__free_unpacked(ha, NULL);
+		wire_close(&mw);
+	}
+	wire_close(&w1);
+	mp_stmt_free(move);
+	free_setup(&s);
+	audit_clean();
+}
+END_TEST
+
+/* The old holder is killed (SIGKILL) after it journalled a Handoff; after its restart the
+ * requester's retry gets the same stored statement, and Pays are still refused HANDED_OFF. */
+START_TEST(sigkill_after_handoff_keeps_the_stored_statement)
+{
+	struct setup s = {0};
+	make_channel(&s, 50);
+	struct wire w1;
+	MpEnvelope *e = open_at(&s, &w1, 1, NULL, 0);
+	ck_assert_int_eq(e->open_ack->status->code, MP_ST(OK));
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	ck_assert(accepted(pay(&s, &w1, 5)));
+	wire_close(&w1);
+	MpSigned *move = sign_move(&s.ch.owner, s.id, 0, tm[3].mid);
+	e = handoff_req(1, 3, move);
+	ck_assert_int_eq(e->handoff_resp->status->code, MP_ST(OK));
+	MpSigned *first = mp_stmt_copy(e->handoff_resp->handoff);
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	ck_assert_int_eq(net_cmd(&net, "kill", "m1 KILL"), 0);
+	ck_assert_int_eq(net_cmd(&net, "start", "m1"), 0);
+	e = handoff_req(1, 3, move);
+	ck_assert_int_eq(e->handoff_resp->status->code, MP_ST(DUPLICATE_OK));
+	ck_assert(same_stmt(e->handoff_resp->handoff, first));
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	ck_assert(wire_connect(&w1, ep[1], ca, NULL, NULL));
+	ck_assert_int_eq(pay(&s, &w1, 6), MP_ST(HANDED_OFF));
+	wire_close(&w1);
+	/* m3 never stored it (the test asked in its name): a wallet's Open there with the same
+	 * Move now gets the stored Handoff through m3 and m3 holds from index 5. */
+	struct wire w3;
+	e = open_at(&s, &w3, 3, move, 1);
+	ck_assert_int_eq(e->open_ack->status->code, MP_ST(OK));
+	ck_assert_int_eq(e->open_ack->hseq, 1);
+	ck_assert_int_eq(e->open_ack->point->index, 5);
+	ck_assert(same_stmt(e->open_ack->custody_event, first));
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	ck_assert(accepted(pay(&s, &w3, 6)));
+	wire_close(&w3);
+	mp_stmt_free(first);
+	mp_stmt_free(move);
+	free_setup(&s);
+	audit_clean();
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("handoff");
+	TCase *tc = tcase_create("handoff");
+	tcase_add_unchecked_fixture(tc, setup_net, teardown_net);
+	tcase_set_timeout(tc, 180);
+	tcase_add_test(tc, chain_m1_m2_m3_m1_through_walletd);
+	tcase_add_test(tc, holder_refusals_replay_and_forgeries);
+	tcase_add_test(tc, pay_racing_handoff_request);
+	tcase_add_test(tc, sigkill_after_handoff_keeps_the_stored_statement);
+	suite_add_tcase(s, tc);
+	return mp_check_run(s);
+}
