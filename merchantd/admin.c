@@ -20,16 +20,19 @@ static void admin_status(struct mp_admin_req *req, json_t *params, void *ctx)
 	const struct merchant_stats *s = &m->stats;
 	mp_admin_reply(
 	    req,
-	    json_pack("{s:s,s:o,s:b,s:I,s:I,s:I,s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}}", "daemon",
-		      "merchantd", "merchant_id", mp_json_hex(m->mid, MP_ID_LEN), "registered",
-		      m->cert_valid_until != 0, "cert_valid_until", (json_int_t)m->cert_valid_until,
-		      "channels", (json_int_t)m->channels_recorded, "time", (json_int_t)mp_now(),
-		      "counters", "opens", (json_int_t)s->opens, "pays_ok", (json_int_t)s->pays_ok,
-		      "pays_underpaid", (json_int_t)s->pays_underpaid, "pays_duplicate",
-		      (json_int_t)s->pays_duplicate, "pays_refused", (json_int_t)s->pays_refused,
-		      "bad_chain", (json_int_t)s->bad_chain, "batches", (json_int_t)s->batches,
-		      "redeems_sent", (json_int_t)s->redeems_sent, "amount_credited",
-		      (json_int_t)s->amount_credited));
+	    json_pack(
+		"{s:s,s:o,s:b,s:I,s:I,s:I,s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}}",
+		"daemon", "merchantd", "merchant_id", mp_json_hex(m->mid, MP_ID_LEN), "registered",
+		m->cert_valid_until != 0, "cert_valid_until", (json_int_t)m->cert_valid_until,
+		"channels", (json_int_t)m->channels_recorded, "time", (json_int_t)mp_now(),
+		"counters", "opens", (json_int_t)s->opens, "pays_ok", (json_int_t)s->pays_ok,
+		"pays_underpaid", (json_int_t)s->pays_underpaid, "pays_duplicate",
+		(json_int_t)s->pays_duplicate, "pays_refused", (json_int_t)s->pays_refused,
+		"bad_chain", (json_int_t)s->bad_chain, "batches", (json_int_t)s->batches,
+		"redeems_sent", (json_int_t)s->redeems_sent, "amount_credited",
+		(json_int_t)s->amount_credited, "handoffs_signed", (json_int_t)s->handoffs_signed,
+		"handoffs_taken", (json_int_t)s->handoffs_taken, "handoff_refusals",
+		(json_int_t)s->handoff_refusals));
 }
 
 static void admin_metrics(struct mp_admin_req *req, json_t *params, void *ctx)

@@ -531,6 +531,79 @@ START_TEST(sigkill_after_handoff_keeps_the_stored_statement)
 }
 END_TEST
 
+/* The holder cannot be reached: the wallet's pay fails with an error naming it, and the wallet
+ * keeps its place (holder, epoch, last); once the holder is back the move succeeds. */
+START_TEST(unreachable_holder_is_a_clear_error)
+{
+	fund_hex(account, 100);
+	char params[200], channel[64], holder[64], order[64], err[512];
+	snprintf(params, sizeof(params),
+		 "{\"merchant_id\":\"%s\",\"n\":20,\"unit_value\":1,\"days\":1}", tm[1].mid_hex);
+	json_t *r = admin_ok(&net, "w1", "issue", params);
+	snprintf(channel, sizeof(channel), "%s", json_str(r, "channel_id"));
+	json_decref(r);
+	pay_at(channel, 1, 1, 1);
+	pay_at(channel, 2, 1, 2);
+	ck_assert_int_eq(net_cmd(&net, "kill", "m2"), 0);
+	new_order(3, 1, order, sizeof(order));
+	r = wallet_pay(channel, 3, 1, order, err, sizeof(err));
+	ck_assert_msg(r == NULL, "paid at m3 while the holder m2 is down");
+	ck_assert_msg(strstr(err, "could not be reached") && strstr(err, tm[2].mid_hex),
+		      "unclear error: %s", err);
+	int64_t epoch;
+	wallet_holder(channel, holder, sizeof(holder), &epoch);
+	ck_assert_str_eq(holder, tm[2].mid_hex);
+	ck_assert_int_eq(epoch, 1);
+	ck_assert_int_eq(net_cmd(&net, "start", "m2"), 0);
+	pay_at(channel, 3, 1, 3);
+	wallet_holder(channel, holder, sizeof(holder), &epoch);
+	ck_assert_str_eq(holder, tm[3].mid_hex);
+	ck_assert_int_eq(epoch, 2);
+	audit_clean();
+}
+END_TEST
+
+/* MAX_HANDOFFS (256) Handoffs of one channel, m2 and m3 in turn: the 256th is taken, the next
+ * is refused LIMIT by the holder and nothing changes. */
+START_TEST(max_handoffs_enforced)
+{
+	struct setup s = {0};
+	make_channel(&s, 10);
+	struct wire w;
+	MpEnvelope *e = open_at(&s, &w, 1, NULL, 0);
+	ck_assert_int_eq(e->open_ack->status->code, MP_ST(OK));
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	ck_assert(accepted(pay(&s, &w, 1)));
+	wire_close(&w);
+	int holder = 1;
+	for (uint32_t h = 0; h <= 256; h++) {
+		int next = holder == 2 ? 3 : 2;
+		MpSigned *move = sign_move(&s.ch.owner, s.id, h, tm[next].mid);
+		e = open_at(&s, &w, next, move, holder);
+		MpCode code = e->open_ack->status->code;
+		if (h < 256) {
+			ck_assert_msg(code == MP_ST(OK), "handoff %u refused: %s %s", h + 1,
+				      mp_code_name(code), e->open_ack->status->detail);
+			ck_assert_int_eq(e->open_ack->hseq, h + 1);
+			holder = next;
+		} else {
+			ck_assert_msg(code == MP_ST(LIMIT), "handoff 257: %s", mp_code_name(code));
+		}
+		micropay__v1__envelope__free_unpacked(e, NULL);
+		wire_close(&w);
+		mp_stmt_free(move);
+	}
+	char hex[MP_HEX_ID_LEN + 1];
+	channel_hex(&s, hex);
+	expect_channel(holder, hex, "HELD", 256, 1);
+	ck_assert(wire_connect(&w, ep[holder], ca, NULL, NULL));
+	ck_assert(accepted(pay(&s, &w, 2)));
+	wire_close(&w);
+	free_setup(&s);
+	audit_clean();
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("handoff");
@@ -541,6 +614,8 @@ int main(void)
 	tcase_add_test(tc, holder_refusals_replay_and_forgeries);
 	tcase_add_test(tc, pay_racing_handoff_request);
 	tcase_add_test(tc, sigkill_after_handoff_keeps_the_stored_statement);
+	tcase_add_test(tc, unreachable_holder_is_a_clear_error);
+	tcase_add_test(tc, max_handoffs_enforced);
 	suite_add_tcase(s, tc);
 	return mp_check_run(s);
 }
