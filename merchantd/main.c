@@ -10,6 +10,7 @@
 #include "batch.h"
 #include "compact.h"
 #include "daemon.h"
+#include "dns.h"
 #include "log.h"
 #include "workers.h"
 #include "merchant.h"
@@ -93,7 +94,8 @@ static bool merchant_start(struct merchant *m)
 	if (!load_identity(m) || !load_state(m) || !batch_init(m) || !compactor_start(m))
 		return false;
 	m->workers = mp_workers_new(m->base, m->cfg.handoff_workers, 64);
-	if (!m->workers)
+	m->dns = mp_dns_new(m->base, m->cfg.broker_resolv_conf);
+	if (!m->workers || !m->dns)
 		return false;
 	if (!merchant_listen(m) || !merchant_admin_open(m))
 		return false;
@@ -113,6 +115,7 @@ static void merchant_stop(struct merchant *m)
 {
 	if (m->workers)
 		mp_workers_free(m->workers); /* takeovers being verified are refused */
+	takeover_stop_all(m);
 	compactor_stop(m);
 	if (m->batch && m->store_thread)
 		batch_drain(m); /* commits and acknowledges what is pending */
@@ -136,6 +139,8 @@ static void merchant_stop(struct merchant *m)
 	mp_hasher_free(m->hasher);
 	mp_key_free(&m->key);
 	merchant_config_free(&m->cfg);
+	if (m->dns)
+		mp_dns_free(m->dns);
 	if (m->base)
 		event_base_free(m->base);
 }

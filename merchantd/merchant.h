@@ -128,6 +128,8 @@ struct store_thread;
 struct batch_pipe;
 struct compactor;
 struct redeemer;
+struct takeover;
+struct evdns_base;
 
 struct merchant {
 	struct event_base *base;
@@ -153,6 +155,8 @@ struct merchant {
 	struct redeemer *redeemer;
 	struct mp_hasher *hasher;
 	struct mp_workers *workers; /* custody chain verification, off the loop */
+	struct evdns_base *dns;	    /* takeover.c: resolves holders' endpoints on the loop */
+	struct takeover *takeovers; /* takeover.c: in progress */
 	struct event *sig_int, *sig_term;
 	uint64_t started_at;
 	struct merchant_stats stats;
@@ -187,6 +191,8 @@ void handle_handoff(struct merchant *m, struct mp_conn *c, const MpEnvelope *env
 /* An Open carrying a Move for a channel we do not hold: ask the holder (cc verified). */
 void takeover_start(struct merchant *m, struct mp_conn *c, const MpEnvelope *env,
 		    const Micropay__V1__ChannelCert *cc, struct channel *ch);
+/* At shutdown: every takeover in progress ends (its Open answered INTERNAL). */
+void takeover_stop_all(struct merchant *m);
 void reply_open(struct mp_conn *c, uint64_t request_id, MpCode code, const char *detail,
 		struct merchant *m, const struct channel *ch);
 void handle_pay(struct merchant *m, struct mp_conn *c, const MpEnvelope *env);

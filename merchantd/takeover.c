@@ -42,6 +42,7 @@ struct takeover {
 	char holder_hex[MP_HEX_ID_LEN + 1], hex[MP_HEX_ID_LEN + 1], endpoint[256];
 	struct mp_conn *conn; /* to the holder */
 	struct event *deadline;
+	struct takeover *next; /* m->takeovers */
 	bool done, job_running;
 	unsigned busy; /* a function of this file is running on it: not freed under it */
 };
@@ -50,6 +51,12 @@ static void maybe_free(struct takeover *t)
 {
 	if (!t->done || t->conn || t->job_running || t->busy)
 		return;
+	for (struct takeover **pp = &t->m->takeovers; *pp; pp = &(*pp)->next) {
+		if (*pp == t) {
+			*pp = t->next;
+			break;
+		}
+	}
 	if (t->deadline)
 		event_free(t->deadline);
 	mp_stmt_free(t->move);
@@ -379,7 +386,7 @@ static bool connect_holder(struct takeover *t)
 	struct mp_net_opts opts = {.max_frame = MP_FRAME_MAX_WALLET,
 				   .idle_timeout_s = m->cfg.handoff_timeout,
 				   .name = "holder"};
-	t->conn = mp_connect(m->base, m->client_tls, host, port, &opts, &holder_ops, t);
+	t->conn = mp_connect(m->base, m->dns, m->client_tls, host, port, &opts, &holder_ops, t);
 	if (!t->conn)
 		return false;
 	mp_conn_ref(t->conn);
@@ -426,6 +433,8 @@ void takeover_start(struct merchant *m, struct mp_conn *c, const MpEnvelope *env
 		return;
 	}
 	t->m = m;
+	t->next = m->takeovers;
+	m->takeovers = t;
 	t->wallet = c;
 	mp_conn_ref(c);
 	t->request_id = env->request_id;
@@ -455,4 +464,17 @@ void takeover_acknowledge(struct merchant *m, struct batch_entry *e)
 	log_info("channel %s: held (epoch %u from index %u)", hex, cw->hseq, cw->at_index);
 	if (mp_conn_is_open(e->conn))
 		open_acknowledge(m, e->conn, e->request_id, ch);
+}
+
+void takeover_stop_all(struct merchant *m)
+{
+	struct takeover *t = m->takeovers;
+	while (t) {
+		struct takeover *next = t->next;
+		t->busy++;
+		finish(t, MP_ST(INTERNAL), "merchantd is shutting down");
+		t->busy--;
+		maybe_free(t);
+		t = next;
+	}
 }
