@@ -17,6 +17,19 @@ static sqlite3_stmt *prep(struct store *s, const char *sql)
 	return st;
 }
 
+/* rcs is the OR of a statement's sqlite3_bind_* results: a failed bind would leave its
+ * parameter NULL, storing or matching nothing without an error; the statement is finalised
+ * (logged) and NULL returned instead. */
+static sqlite3_stmt *bound(struct store *s, sqlite3_stmt *st, int rcs)
+{
+	if (!st || rcs == SQLITE_OK)
+		return st;
+	log_err("store %s: binding the parameters of %s: %s", store_path(s), sqlite3_sql(st),
+		sqlite3_errmsg(store_db(s)));
+	sqlite3_finalize(st);
+	return NULL;
+}
+
 static bool run(struct store *s, sqlite3_stmt *st)
 {
 	if (!st)
@@ -35,12 +48,12 @@ static bool put_custody(struct store *s, const uint8_t channel_id[MP_ID_LEN],
 {
 	sqlite3_stmt *st = prep(s, "INSERT OR IGNORE INTO custody (channel_id, hseq, from_mid, "
 				   "stmt) VALUES (?, ?, ?, ?)");
-	if (st) {
-		sqlite3_bind_blob(st, 1, channel_id, MP_ID_LEN, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 2, b->hseq);
-		sqlite3_bind_blob(st, 3, b->mid, MP_ID_LEN, SQLITE_STATIC);
-		sqlite3_bind_blob(st, 4, b->data, (int)b->len, SQLITE_STATIC);
-	}
+	if (st)
+		st = bound(s, st,
+			   sqlite3_bind_blob(st, 1, channel_id, MP_ID_LEN, SQLITE_STATIC) |
+			       sqlite3_bind_int64(st, 2, b->hseq) |
+			       sqlite3_bind_blob(st, 3, b->mid, MP_ID_LEN, SQLITE_STATIC) |
+			       sqlite3_bind_blob(st, 4, b->data, (int)b->len, SQLITE_STATIC));
 	return run(s, st);
 }
 
@@ -48,10 +61,10 @@ static bool set_state(struct store *s, const uint8_t channel_id[MP_ID_LEN],
 		      enum channel_state state)
 {
 	sqlite3_stmt *st = prep(s, "UPDATE channels SET state = ? WHERE channel_id = ?");
-	if (st) {
-		sqlite3_bind_int(st, 1, state);
-		sqlite3_bind_blob(st, 2, channel_id, MP_ID_LEN, SQLITE_STATIC);
-	}
+	if (st)
+		st = bound(s, st,
+			   sqlite3_bind_int(st, 1, state) |
+			       sqlite3_bind_blob(st, 2, channel_id, MP_ID_LEN, SQLITE_STATIC));
 	return run(s, st);
 }
 
@@ -60,14 +73,14 @@ bool custody_store_handoff(struct store *s, const uint8_t channel_id[MP_ID_LEN],
 {
 	sqlite3_stmt *st = prep(s, "INSERT OR REPLACE INTO epochs (channel_id, hseq, end_index, "
 				   "w_end, redeemed_end) VALUES (?, ?, ?, ?, ?)");
-	if (st) {
-		sqlite3_bind_blob(st, 1, channel_id, MP_ID_LEN, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 2, cw->closed_hseq);
-		sqlite3_bind_int64(st, 3, cw->end_index);
-		sqlite3_bind_blob(st, 4, cw->w_end, MP_HASH_LEN, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 5, cw->redeemed_end);
-	}
-	return put_custody(s, channel_id, &cw->handoff) && run(s, st) &&
+	if (st)
+		st = bound(s, st,
+			   sqlite3_bind_blob(st, 1, channel_id, MP_ID_LEN, SQLITE_STATIC) |
+			       sqlite3_bind_int64(st, 2, cw->closed_hseq) |
+			       sqlite3_bind_int64(st, 3, cw->end_index) |
+			       sqlite3_bind_blob(st, 4, cw->w_end, MP_HASH_LEN, SQLITE_STATIC) |
+			       sqlite3_bind_int64(st, 5, cw->redeemed_end));
+	return run(s, st) && put_custody(s, channel_id, &cw->handoff) &&
 	       set_state(s, channel_id, CHANNEL_HANDED_OFF);
 }
 
@@ -75,10 +88,10 @@ static bool put_peer_cert(struct store *s, const struct custody_blob *b)
 {
 	sqlite3_stmt *st =
 	    prep(s, "INSERT OR REPLACE INTO peer_certs (merchant_id, cert) VALUES (?, ?)");
-	if (st) {
-		sqlite3_bind_blob(st, 1, b->mid, MP_ID_LEN, SQLITE_STATIC);
-		sqlite3_bind_blob(st, 2, b->data, (int)b->len, SQLITE_STATIC);
-	}
+	if (st)
+		st = bound(s, st,
+			   sqlite3_bind_blob(st, 1, b->mid, MP_ID_LEN, SQLITE_STATIC) |
+			       sqlite3_bind_blob(st, 2, b->data, (int)b->len, SQLITE_STATIC));
 	return run(s, st);
 }
 
@@ -99,18 +112,15 @@ static bool put_channel(struct store *s, const struct custody_write *cw,
 		       "last_price = 0, redeemed_end = ?7 WHERE channel_id = ?1");
 	if (!st)
 		return false;
-	sqlite3_bind_blob(st, 1, r->id, MP_ID_LEN, SQLITE_STATIC);
-	if (cw->insert) {
-		sqlite3_bind_blob(st, 2, r->cert, (int)r->cert_len, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 9, (sqlite3_int64)r->redeem_until);
-	}
-	sqlite3_bind_int(st, 3, CHANNEL_HELD);
-	sqlite3_bind_int64(st, 4, cw->hseq);
-	sqlite3_bind_int64(st, 5, r->seg_seq);
-	sqlite3_bind_int64(st, 6, r->seg_start);
-	sqlite3_bind_int64(st, 7, cw->at_index);
-	sqlite3_bind_blob(st, 8, cw->w_at, MP_HASH_LEN, SQLITE_STATIC);
-	return run(s, st);
+	int rcs = sqlite3_bind_blob(st, 1, r->id, MP_ID_LEN, SQLITE_STATIC);
+	if (cw->insert)
+		rcs |= sqlite3_bind_blob(st, 2, r->cert, (int)r->cert_len, SQLITE_STATIC) |
+		       sqlite3_bind_int64(st, 9, (sqlite3_int64)r->redeem_until);
+	rcs |= sqlite3_bind_int(st, 3, CHANNEL_HELD) | sqlite3_bind_int64(st, 4, cw->hseq) |
+	       sqlite3_bind_int64(st, 5, r->seg_seq) | sqlite3_bind_int64(st, 6, r->seg_start) |
+	       sqlite3_bind_int64(st, 7, cw->at_index) |
+	       sqlite3_bind_blob(st, 8, cw->w_at, MP_HASH_LEN, SQLITE_STATIC);
+	return run(s, bound(s, st, rcs));
 }
 
 bool custody_store_takeover(struct store *s, const uint8_t channel_id[MP_ID_LEN],
@@ -142,9 +152,9 @@ bool custody_store_chain(struct store *s, const uint8_t channel_id[MP_ID_LEN],
 	*n = 0;
 	sqlite3_stmt *st = prep(s, "SELECT hseq, from_mid, stmt FROM custody WHERE channel_id = ? "
 				   "ORDER BY hseq");
+	st = bound(s, st, st ? sqlite3_bind_blob(st, 1, channel_id, MP_ID_LEN, SQLITE_STATIC) : 0);
 	if (!st)
 		return false;
-	sqlite3_bind_blob(st, 1, channel_id, MP_ID_LEN, SQLITE_STATIC);
 	bool ok = true;
 	int rc;
 	while (ok && (rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -176,10 +186,12 @@ bool custody_store_get(struct store *s, const uint8_t channel_id[MP_ID_LEN], uin
 {
 	sqlite3_stmt *st =
 	    prep(s, "SELECT from_mid, stmt FROM custody WHERE channel_id = ? AND hseq = ?");
+	st = bound(s, st,
+		   st ? sqlite3_bind_blob(st, 1, channel_id, MP_ID_LEN, SQLITE_STATIC) |
+			    sqlite3_bind_int64(st, 2, hseq)
+		      : 0);
 	if (!st)
 		return false;
-	sqlite3_bind_blob(st, 1, channel_id, MP_ID_LEN, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, hseq);
 	memset(out, 0, sizeof(*out));
 	bool found = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_bytes(st, 0) == MP_ID_LEN &&
 		     blob_from(st, 1, out);
@@ -196,9 +208,9 @@ uint32_t custody_store_max_hseq(struct store *s, const uint8_t channel_id[MP_ID_
 	sqlite3_stmt *st =
 	    prep(s, "SELECT coalesce(max(hseq), 0) FROM custody WHERE channel_id = ?");
 	uint32_t h = 0;
+	st = bound(s, st, st ? sqlite3_bind_blob(st, 1, channel_id, MP_ID_LEN, SQLITE_STATIC) : 0);
 	if (!st)
 		return 0;
-	sqlite3_bind_blob(st, 1, channel_id, MP_ID_LEN, SQLITE_STATIC);
 	if (sqlite3_step(st) == SQLITE_ROW)
 		h = (uint32_t)sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
@@ -209,9 +221,9 @@ bool custody_store_peer_cert(struct store *s, const uint8_t mid[MP_ID_LEN], uint
 			     size_t *len)
 {
 	sqlite3_stmt *st = prep(s, "SELECT cert FROM peer_certs WHERE merchant_id = ?");
+	st = bound(s, st, st ? sqlite3_bind_blob(st, 1, mid, MP_ID_LEN, SQLITE_STATIC) : 0);
 	if (!st)
 		return false;
-	sqlite3_bind_blob(st, 1, mid, MP_ID_LEN, SQLITE_STATIC);
 	struct custody_blob b = {0};
 	bool found = sqlite3_step(st) == SQLITE_ROW && blob_from(st, 0, &b);
 	sqlite3_finalize(st);
@@ -225,9 +237,9 @@ int custody_store_unredeemed_epochs(struct store *s, size_t max, struct held_epo
 	*out = NULL;
 	sqlite3_stmt *st = prep(s, "SELECT channel_id, hseq, end_index, w_end FROM epochs "
 				   "WHERE end_index > redeemed_end LIMIT ?");
+	st = bound(s, st, st ? sqlite3_bind_int64(st, 1, (sqlite3_int64)max) : 0);
 	if (!st)
 		return -1;
-	sqlite3_bind_int64(st, 1, (sqlite3_int64)max);
 	int n = 0;
 	bool ok = true;
 	while (ok && sqlite3_step(st) == SQLITE_ROW) {

@@ -433,13 +433,13 @@ bool wstore_channel_holder(struct wstore *s, const struct wchannel *ch)
 		return false;
 	sqlite3_stmt *st = prep(s, "UPDATE channels SET holder = ?2, epoch = ?3, holder_cert = ?4 "
 				   "WHERE channel_id = ?1");
-	if (st) {
-		bind_blob(st, 1, ch->channel_id, MP_ID_LEN);
-		bind_blob(st, 2, ch->holder, MP_ID_LEN);
-		sqlite3_bind_int64(st, 3, ch->epoch);
-		if (cert)
-			bind_blob(st, 4, cert, len);
-	}
+	if (st)
+		st = bound(s, st,
+			   bind_blob(st, 1, ch->channel_id, MP_ID_LEN) |
+			       bind_blob(st, 2, ch->holder, MP_ID_LEN) |
+			       sqlite3_bind_int64(st, 3, ch->epoch) |
+			       (cert ? bind_blob(st, 4, cert, len) : SQLITE_OK),
+			   "binding a channel's holder");
 	free(cert);
 	return run(s, st, "storing a channel's holder");
 }
@@ -447,9 +447,10 @@ bool wstore_channel_holder(struct wstore *s, const struct wchannel *ch)
 int wstore_owner_seed(struct wstore *s, const uint8_t id[MP_ID_LEN], uint8_t seed[MP_SK_LEN])
 {
 	sqlite3_stmt *st = prep(s, "SELECT owner_seed FROM channels WHERE channel_id = ?1");
+	if (st)
+		st = bound(s, st, bind_blob(st, 1, id, MP_ID_LEN), "binding a channel id");
 	if (!st)
 		return -1;
-	bind_blob(st, 1, id, MP_ID_LEN);
 	int rc = sqlite3_step(st), found = -1;
 	if (rc == SQLITE_DONE)
 		found = 0;
