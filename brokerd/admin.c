@@ -1,4 +1,5 @@
-/* brokerd's admin socket: status, metrics, accounts, funding, channels, audit, shutdown. */
+/* brokerd's admin socket: status, metrics, accounts, funding, channels, audit, conflicts,
+ * shutdown. */
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,6 +8,7 @@
 #include "admin.h"
 #include "amount.h"
 #include "broker.h"
+#include "conflicts.h"
 #include "db.h"
 #include "log.h"
 #include "util.h"
@@ -302,6 +304,13 @@ static void admin_audit(struct mp_admin_req *req, json_t *params, void *ctx)
 	admin_query(b, req, "audit", &p, render_audit, NULL);
 }
 
+static void admin_conflicts(struct mp_admin_req *req, json_t *params, void *ctx)
+{
+	struct broker *b = ctx;
+	struct db_params p = {0};
+	admin_query(b, req, "conflicts", &p, conflicts_render, NULL);
+}
+
 static void admin_shutdown(struct mp_admin_req *req, json_t *params, void *ctx)
 {
 	struct broker *b = ctx;
@@ -320,6 +329,7 @@ static const struct mp_admin_method broker_methods[] = {
     {"account.show", admin_account_show, "{account} (customer account or merchant id)"},
     {"channel.show", admin_channel_show, "{channel}"},
     {"audit", admin_audit, "ledger and escrow invariants"},
+    {"conflicts", admin_conflicts, "recorded custody conflicts (evidence, liable signer)"},
     {"shutdown", admin_shutdown, "stop the daemon"},
     {NULL, NULL, NULL},
 };

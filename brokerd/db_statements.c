@@ -16,7 +16,13 @@ const struct db_statement broker_statements[] = {
      "SELECT * FROM mp_issue($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, "
      "$16, $17, $18, $19, $20, $21, $22)",
      22},
-    {"redeem_prepare", "SELECT * FROM mp_redeem_prepare($1, $2, $3)", 3},
+    {"redeem_prepare", "SELECT * FROM mp_redeem_prepare($1, $2, $3, $4)", 4},
+    {"custody_prepare", "SELECT * FROM mp_custody_prepare($1, $2)", 2},
+    {"custody_record",
+     "SELECT * FROM mp_custody_record($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, "
+     "$14, $15, $16, $17, $18, $19)",
+     19},
+    {"conflicts", "SELECT * FROM mp_conflicts_list()", 0},
     {"redeem", "SELECT * FROM mp_redeem($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)", 11},
     {"audit", "SELECT * FROM mp_audit()", 0},
     {"account_show", "SELECT * FROM mp_account_show($1)", 1},

@@ -14,7 +14,10 @@
  *      |                                        --(pool queue full)--------> LIMIT busy
  *      | ids (merchant_id = M), 1 <= claims <= MAX_CLAIMS_PER_REDEEM -(no)-> MALFORMED/LIMIT
  *      v
- *   redeem_prepare (db): each claim's channel, epoch 0, nearest verified points
+ *   CUSTODY (redeem_custody.c): custody chains verified on the worker pool, Handoffs,
+ *      | epochs and conflicts recorded (db)
+ *      v
+ *   redeem_prepare (db): each claim's channel, claimed epoch, nearest verified points
  *      v
  *   CHECKS without hashing (each claim: refusal, DUPLICATE_OK, or a chain task with its cost)
  *      | total cost > REDEEM_HASH_BUDGET ---------------------------------> LIMIT, split it
@@ -71,6 +74,7 @@ static void redeem_free(struct redeem *rd)
 	if (rd->r)
 		micropay__v1__redeem__free_unpacked(rd->r, NULL);
 	free(rd->checks);
+	free(rd->custody);
 	free(rd);
 }
 
@@ -184,9 +188,11 @@ static void start_hashing(struct redeem *rd, struct redeem_chain_job *job, uint6
 
 /* ---- CHECKS ---- */
 
-/* Decide what needs no hashing. */
+/* Decide what needs no hashing. cc: the custody step's decision for this claim (NULL or not
+ * checked: no custody evidence, so only epoch 0 can be claimed). */
 static void check_claim(const Micropay__V1__Claim *cl, const PGresult *res, int row,
-			const uint8_t mid[MP_ID_LEN], struct claim_check *out)
+			const uint8_t mid[MP_ID_LEN], const struct custody_claim *cc,
+			struct claim_check *out)
 {
 	*out = (struct claim_check){MP_ST(OK), "", false};
 	const MpPoint *pt = cl->point;
@@ -199,10 +205,17 @@ static void check_claim(const Micropay__V1__Claim *cl, const PGresult *res, int 
 		*out = (struct claim_check){MP_ST(UNKNOWN_CHANNEL), "unknown channel", false};
 		return;
 	}
-	uint8_t holder0[MP_ID_LEN];
-	/* Epochs above 0 come with handoffs (issue B): until then only holder0 can claim. */
-	if (cl->hseq_in != 0 || !db_get_bytes(res, row, "epoch0_merchant", holder0, MP_ID_LEN) ||
-	    memcmp(holder0, mid, MP_ID_LEN) != 0) {
+	bool custody_checked = cc && cc->checked;
+	if (custody_checked && cc->status != MP_ST(OK)) {
+		*out = (struct claim_check){cc->status, cc->detail, false};
+		return;
+	}
+	uint8_t holder[MP_ID_LEN];
+	/* Epochs above 0 need their custody chain (verified by the custody step, which stored
+	 * the epoch read here). */
+	if ((cl->hseq_in != 0 && !custody_checked) ||
+	    !db_get_bytes(res, row, "epoch_merchant", holder, MP_ID_LEN) ||
+	    memcmp(holder, mid, MP_ID_LEN) != 0) {
 		*out =
 		    (struct claim_check){MP_ST(NOT_HOLDER), "not the holder of that epoch", false};
 		return;
@@ -230,7 +243,8 @@ static uint64_t check_claims(struct redeem *rd, const PGresult *res, struct rede
 	for (size_t i = 0; i < rd->r->n_claims; i++) {
 		const Micropay__V1__Claim *cl = rd->r->claims[i];
 		struct claim_check *ck = &rd->checks[i];
-		check_claim(cl, res, (int)i, rd->peer_mid, ck);
+		check_claim(cl, res, (int)i, rd->peer_mid, rd->custody ? &rd->custody[i] : NULL,
+			    ck);
 		if (ck->status != MP_ST(OK) || !ck->verify)
 			continue;
 		struct chain_task *t = &job->tasks[job->n];
@@ -273,31 +287,34 @@ static void on_prepared(const PGresult *res, const char *error, void *arg)
 	start_hashing(rd, job, cost);
 }
 
-static void prepare(struct redeem *rd)
+void redeem_prepare(struct redeem *rd)
 {
-	struct pg_array ids, segs, idx;
-	/* & not &&: all three are begun, so all three can be freed */
-	bool ok = pg_array_begin(&ids) & pg_array_begin(&segs) & pg_array_begin(&idx);
+	struct pg_array ids, hseqs, segs, idx;
+	/* & not &&: all four are begun, so all four can be freed */
+	bool ok = pg_array_begin(&ids) & pg_array_begin(&hseqs) & pg_array_begin(&segs) &
+		  pg_array_begin(&idx);
 	static const uint8_t zero[MP_ID_LEN];
 	for (size_t i = 0; ok && i < rd->r->n_claims; i++) {
 		const Micropay__V1__Claim *cl = rd->r->claims[i];
 		bool id_ok = mp_bytes_len_is(cl->channel_id, MP_ID_LEN);
 		pg_array_bytea(&ids, id_ok ? cl->channel_id.data : zero, MP_ID_LEN);
+		pg_array_int(&hseqs, redeem_sql_int(cl->hseq_in));
 		pg_array_int(&segs, cl->point ? redeem_sql_int(cl->point->seg_seq) : 0);
 		pg_array_int(&idx, cl->point ? redeem_sql_int(cl->point->index) : 0);
 	}
 	struct db_params p = {0};
 	if (ok) {
 		db_param_text(&p, pg_array_end(&ids));
+		db_param_text(&p, pg_array_end(&hseqs));
 		db_param_text(&p, pg_array_end(&segs));
 		db_param_text(&p, pg_array_end(&idx));
 	}
-	const char *refused = !ok || !p.values[0] || !p.values[1] || !p.values[2]
+	const char *refused = !ok || !p.values[0] || !p.values[1] || !p.values[2] || !p.values[3]
 				  ? "out of memory"
 				  : db_call(rd->call->b->db, "redeem_prepare", &p, on_prepared, rd);
 	if (refused)
 		redeem_reply(rd, MP_ST(INTERNAL), refused, NULL, 0, NULL);
-	pg_array_free(&ids), pg_array_free(&segs), pg_array_free(&idx);
+	pg_array_free(&ids), pg_array_free(&hseqs), pg_array_free(&segs), pg_array_free(&idx);
 }
 
 /* ---- SIGNATURE ---- */
@@ -335,7 +352,7 @@ static void on_signature_checked(void *arg, enum mp_job_outcome outcome)
 		redeem_reply(rd, MP_ST(INTERNAL), "out of memory", NULL, 0, NULL);
 		return;
 	}
-	prepare(rd);
+	redeem_custody(rd);
 }
 
 static void check_signature(struct redeem *rd, const uint8_t pk[MP_PK_LEN])

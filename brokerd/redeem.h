@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "broker.h"
+#include "custody_verify.h"
 
 /* What was decided for one claim before the crediting call; OK claims go to the SQL function,
  * which decides the rest under its locks. */
@@ -20,6 +21,7 @@ struct redeem {
 	uint8_t peer_mid[MP_ID_LEN];
 	Micropay__V1__Redeem *r;
 	struct claim_check *checks;
+	struct custody_claim *custody; /* per claim, from the custody step; NULL if none ran */
 	uint64_t reserved; /* hashes reserved in the merchant's bad-chain bucket, not settled */
 };
 
@@ -33,6 +35,12 @@ static inline int64_t redeem_sql_int(uint32_t v)
  * stored statement, or NULL. */
 void redeem_reply(struct redeem *rd, MpCode code, const char *detail,
 		  Micropay__V1__ClaimResult **results, size_t n_results, const MpSigned *evidence);
+
+/* The custody step (redeem_custody.c): verify custody chains, record Handoffs and conflicts,
+ * then redeem_prepare. */
+void redeem_custody(struct redeem *rd);
+/* Read each claim's channel, epoch and nearest verified points, then check and hash. */
+void redeem_prepare(struct redeem *rd);
 
 /* Every claim is decided or verified: credit in one SQL call (mp_redeem), then answer. */
 void redeem_credit(struct redeem *rd);

@@ -1,0 +1,380 @@
+#include "custody_verify.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "stmt.h"
+
+const char *custody_conflict_name(enum custody_conflict_kind kind)
+{
+	switch (kind) {
+	case CONFLICT_DOUBLE_HANDOFF:
+		return "double_handoff";
+	case CONFLICT_CLAIM_ABOVE_HANDOFF:
+		return "claim_above_handoff";
+	case CONFLICT_OMITTED_CUSTODY:
+		return "omitted_custody";
+	case CONFLICT_BAD_W_AT:
+		return "bad_w_at";
+	}
+	return "?";
+}
+
+/* The outcome of verifying one custody list; claims carrying the same list share it. */
+struct verdict {
+	const struct custody_chan *ch;
+	const Micropay__V1__Claim *first; /* the claim whose custody it is */
+	enum mp_custody_rule rule;
+	struct mp_custody_result res;
+	struct mp_custody_event *events; /* n_custody + 1 */
+};
+
+struct run {
+	struct custody_job *job;
+	struct mp_hasher *h;
+	const atomic_bool *stop;
+	struct verdict *verdicts;
+	size_t n_verdicts, cap_verdicts;
+};
+
+static bool key_lookup(void *arg, const uint8_t mid[MP_ID_LEN], uint64_t valid_until,
+		       uint8_t pk[MP_PK_LEN])
+{
+	const struct custody_job *job = arg;
+	for (size_t i = 0; i < job->n_keys; i++)
+		if (memcmp(job->keys[i].mid, mid, MP_ID_LEN) == 0 &&
+		    job->keys[i].valid_until >= valid_until) {
+			memcpy(pk, job->keys[i].pk, MP_PK_LEN);
+			return true;
+		}
+	return false;
+}
+
+static const struct custody_chan *find_chan(const struct custody_job *job, const uint8_t *cid)
+{
+	for (size_t i = 0; i < job->n_chans; i++)
+		if (memcmp(job->chans[i].channel_id, cid, MP_ID_LEN) == 0)
+			return &job->chans[i];
+	return NULL;
+}
+
+static bool same_bytes(ProtobufCBinaryData a, ProtobufCBinaryData b)
+{
+	return a.len == b.len && (a.len == 0 || memcmp(a.data, b.data, a.len) == 0);
+}
+
+static bool same_custody(const Micropay__V1__Claim *a, const Micropay__V1__Claim *b)
+{
+	if (a->n_custody != b->n_custody)
+		return false;
+	for (size_t i = 0; i < a->n_custody; i++) {
+		const MpSigned *x = a->custody[i], *y = b->custody[i];
+		if (x->type != y->type || !same_bytes(x->body, y->body) ||
+		    !same_bytes(x->signer_pk, y->signer_pk) ||
+		    !same_bytes(x->signature, y->signature))
+			return false;
+	}
+	return true;
+}
+
+static struct verdict *find_verdict(struct run *run, const struct custody_chan *ch,
+				    const Micropay__V1__Claim *cl)
+{
+	for (size_t i = 0; i < run->n_verdicts; i++)
+		if (run->verdicts[i].ch == ch && same_custody(run->verdicts[i].first, cl))
+			return &run->verdicts[i];
+	return NULL;
+}
+
+/* Verify cl's custody list against ch (once per distinct list). NULL: out of memory or
+ * stopped. */
+static struct verdict *verify_custody(struct run *run, const struct custody_chan *ch,
+				      const Micropay__V1__Claim *cl)
+{
+	struct verdict *v = find_verdict(run, ch, cl);
+	if (v)
+		return v;
+	if (run->n_verdicts == run->cap_verdicts) {
+		size_t cap = run->cap_verdicts ? 2 * run->cap_verdicts : 8;
+		struct verdict *grown = realloc(run->verdicts, cap * sizeof(*grown));
+		if (!grown)
+			return NULL;
+		run->verdicts = grown, run->cap_verdicts = cap;
+	}
+	struct mp_custody_point *known = calloc(ch->n_stored + 1, sizeof(*known));
+	struct mp_custody_event *events = calloc(cl->n_custody + 1, sizeof(*events));
+	if (!known || !events) {
+		free(known), free(events);
+		return NULL;
+	}
+	for (size_t i = 0; i < ch->n_stored; i++)
+		known[i] = ch->stored[i].pt;
+	struct mp_custody_channel desc = {.n = ch->n,
+					  .key_valid_until = ch->finalize_at,
+					  .segments = &ch->seg0,
+					  .n_segments = 1,
+					  .known = known,
+					  .n_known = ch->n_stored};
+	memcpy(desc.channel_id, ch->channel_id, MP_ID_LEN);
+	memcpy(desc.cert_hash, ch->seg0.head, MP_HASH_LEN);
+	memcpy(desc.holder0, ch->holder0, MP_ID_LEN);
+	v = &run->verdicts[run->n_verdicts];
+	*v = (struct verdict){.ch = ch, .first = cl, .events = events};
+	v->rule = mp_custody_verify(&desc, cl->custody, cl->n_custody, key_lookup, run->job, run->h,
+				    run->stop, events, &v->res);
+	free(known);
+	if (v->rule == MP_CUSTODY_STOPPED) {
+		free(events);
+		return NULL;
+	}
+	run->n_verdicts++;
+	return v;
+}
+
+static struct custody_conflict *add_conflict(struct custody_job *job,
+					     enum custody_conflict_kind kind,
+					     const struct custody_chan *ch, uint32_t hseq,
+					     const uint8_t liable[MP_ID_LEN], const MpSigned *stmt)
+{
+	if (job->n_conflicts == job->cap_conflicts) {
+		size_t cap = job->cap_conflicts ? 2 * job->cap_conflicts : 4;
+		struct custody_conflict *grown = realloc(job->conflicts, cap * sizeof(*grown));
+		if (!grown)
+			return NULL;
+		job->conflicts = grown, job->cap_conflicts = cap;
+	}
+	struct custody_conflict *c = &job->conflicts[job->n_conflicts++];
+	*c = (struct custody_conflict){.kind = kind, .hseq = hseq, .stmt = stmt};
+	memcpy(c->channel_id, ch->channel_id, MP_ID_LEN);
+	memcpy(c->liable, liable, MP_ID_LEN);
+	return c;
+}
+
+/* Handoffs g of the claim's verified chain above what the broker stored, once each. */
+static bool add_new(struct custody_job *job, const struct custody_chan *ch,
+		    const Micropay__V1__Claim *cl, const struct mp_custody_event *ev, uint32_t g)
+{
+	for (size_t i = 0; i < job->n_news; i++)
+		if (job->news[i].hseq == g &&
+		    memcmp(job->news[i].channel_id, ch->channel_id, MP_ID_LEN) == 0 &&
+		    memcmp(job->news[i].hash, ev->stmt_hash, MP_HASH_LEN) == 0)
+			return true;
+	if (job->n_news == job->cap_news) {
+		size_t cap = job->cap_news ? 2 * job->cap_news : 8;
+		struct custody_new *grown = realloc(job->news, cap * sizeof(*grown));
+		if (!grown)
+			return false;
+		job->news = grown, job->cap_news = cap;
+	}
+	struct custody_new *nw = &job->news[job->n_news++];
+	*nw = (struct custody_new){.hseq = g, .stmt = cl->custody[g - 1], .pt = ev->point};
+	memcpy(nw->channel_id, ch->channel_id, MP_ID_LEN);
+	memcpy(nw->hash, ev->stmt_hash, MP_HASH_LEN);
+	memcpy(nw->from, (ev - 1)->merchant_id, MP_ID_LEN);
+	memcpy(nw->to, ev->merchant_id, MP_ID_LEN);
+	return true;
+}
+
+/* Decide the claim's refusal; true (the claim is judged). */
+static bool refuse(struct custody_claim *out, MpCode code, const char *fmt, unsigned a, unsigned b,
+		   unsigned c)
+{
+	out->status = code;
+	snprintf(out->detail, sizeof(out->detail), fmt, a, b, c);
+	return true;
+}
+
+/* The first hseq where the claim's chain and the stored one differ; 0 if they agree. */
+static uint32_t fork_point(const struct custody_chan *ch, const struct verdict *v, size_t n)
+{
+	size_t common = n < ch->n_stored ? n : ch->n_stored;
+	for (size_t h = 1; h <= common; h++)
+		if (memcmp(v->events[h].stmt_hash, ch->stored[h - 1].hash, MP_HASH_LEN) != 0)
+			return (uint32_t)h;
+	return 0;
+}
+
+/* Handoffs the claimant signed that the broker knows and its custody leaves out. */
+static bool check_omitted(struct custody_job *job, const struct custody_chan *ch,
+			  const Micropay__V1__Claim *cl, uint32_t fork)
+{
+	for (size_t g = cl->n_custody + 1; g <= ch->n_stored && (!fork || g < fork); g++) {
+		const struct custody_stored *s = &ch->stored[g - 1];
+		if (memcmp(s->from, job->claimant, MP_ID_LEN) != 0)
+			continue;
+		struct custody_conflict *c = add_conflict(job, CONFLICT_OMITTED_CUSTODY, ch,
+							  (uint32_t)g, job->claimant, s->stmt);
+		if (!c)
+			return false;
+		snprintf(c->detail, sizeof(c->detail),
+			 "custody of a claim on epoch %u omits Handoff %zu it signed", cl->hseq_in,
+			 g);
+	}
+	return true;
+}
+
+/* The claimant's own Handoff hseq_in+1 (its chain's or the stored one): the epoch's end. */
+static const MpSigned *epoch_end(const struct custody_chan *ch, const Micropay__V1__Claim *cl,
+				 const struct verdict *v, uint32_t fork, uint32_t *end)
+{
+	uint32_t next = cl->hseq_in + 1;
+	const MpSigned *stmt = NULL;
+	if (next <= cl->n_custody)
+		stmt = cl->custody[next - 1], *end = v->events[next].point.index;
+	if (next <= ch->n_stored && (!fork || next <= fork)) {
+		const struct custody_stored *s = &ch->stored[next - 1];
+		if (!stmt || s->pt.index < *end)
+			stmt = s->stmt, *end = s->pt.index;
+	}
+	return stmt;
+}
+
+/* A verified chain: fork, holder, omissions, end. False: out of memory. */
+static bool judge_chain(struct custody_job *job, const struct custody_chan *ch,
+			const Micropay__V1__Claim *cl, const struct verdict *v,
+			struct custody_claim *out)
+{
+	uint32_t h = cl->hseq_in, fork = fork_point(ch, v, cl->n_custody);
+	if (fork) {
+		struct custody_conflict *c =
+		    add_conflict(job, CONFLICT_DOUBLE_HANDOFF, ch, fork,
+				 v->events[fork - 1].merchant_id, ch->stored[fork - 1].stmt);
+		if (!c)
+			return false;
+		c->other = cl->custody[fork - 1];
+		snprintf(c->detail, sizeof(c->detail), "two Handoffs with hseq %u", fork);
+	} else {
+		for (uint32_t g = (uint32_t)ch->n_stored + 1; g <= cl->n_custody; g++)
+			if (!add_new(job, ch, cl, &v->events[g], g))
+				return false;
+	}
+	if (!check_omitted(job, ch, cl, fork))
+		return false;
+	if (fork && fork <= h)
+		return refuse(out, MP_ST(CONFLICT), "custody forks from the known chain at hseq %u",
+			      fork, 0, 0);
+	if (h > cl->n_custody)
+		return refuse(out, MP_ST(NOT_HOLDER), "custody does not reach epoch %u", h, 0, 0);
+	if (memcmp(v->events[h].merchant_id, job->claimant, MP_ID_LEN) != 0)
+		return refuse(out, MP_ST(NOT_HOLDER), "custody event %u names another merchant", h,
+			      0, 0);
+	uint32_t end = 0, j = cl->point->index;
+	const MpSigned *end_stmt = epoch_end(ch, cl, v, fork, &end);
+	if (end_stmt && j > end) {
+		struct custody_conflict *c =
+		    add_conflict(job, CONFLICT_CLAIM_ABOVE_HANDOFF, ch, h, job->claimant, end_stmt);
+		if (!c)
+			return false;
+		c->has_index = true, c->claim_index = j;
+		snprintf(c->detail, sizeof(c->detail),
+			 "claim at %u in epoch %u above the claimant's own Handoff %u at %u", j, h,
+			 h + 1, end);
+		return refuse(out, MP_ST(OUT_OF_RANGE),
+			      "claim at %u above your own Handoff %u at index %u", j, h + 1, end);
+	}
+	out->status = MP_ST(OK);
+	return true;
+}
+
+/* False: out of memory or stopped (the job is incomplete). */
+static bool judge_claim(struct run *run, size_t i)
+{
+	struct custody_job *job = run->job;
+	const Micropay__V1__Claim *cl = job->r->claims[i];
+	struct custody_claim *out = &job->claims[i];
+	if (!mp_bytes_len_is(cl->channel_id, MP_ID_LEN) || !cl->point)
+		return true; /* malformed: refused by the usual checks */
+	const struct custody_chan *ch = find_chan(job, cl->channel_id.data);
+	if (!ch)
+		return true; /* no custody here: epoch 0 rules, or refused by the usual checks */
+	out->checked = true;
+	if (!ch->has_holder0)
+		return refuse(out, MP_ST(NOT_HOLDER), "channel not bound to a holder", 0, 0, 0);
+	const struct verdict *v = verify_custody(run, ch, cl);
+	if (!v)
+		return false;
+	if (v->rule == MP_CUSTODY_OK)
+		return judge_chain(job, ch, cl, v, out);
+	out->status = mp_custody_rule_code(v->rule);
+	snprintf(out->detail, sizeof(out->detail), "custody: %.180s", v->res.detail);
+	if (v->rule != MP_CUSTODY_W_AT)
+		return true;
+	/* A signed Handoff whose w_at does not verify: evidence against its signer. */
+	uint32_t g = v->res.hseq;
+	struct custody_conflict *c = add_conflict(job, CONFLICT_BAD_W_AT, ch, g,
+						  v->events[g - 1].merchant_id, cl->custody[g - 1]);
+	if (!c)
+		return false;
+	snprintf(c->detail, sizeof(c->detail), "%.150s", v->res.detail);
+	return true;
+}
+
+/* At most n hashes per distinct custody list with Handoffs the broker has not stored. */
+static bool within_budget(struct run *run)
+{
+	struct custody_job *job = run->job;
+	uint64_t cost = 0;
+	for (size_t i = 0; i < job->r->n_claims; i++) {
+		const Micropay__V1__Claim *cl = job->r->claims[i];
+		const struct custody_chan *ch = mp_bytes_len_is(cl->channel_id, MP_ID_LEN)
+						    ? find_chan(job, cl->channel_id.data)
+						    : NULL;
+		if (!ch || cl->n_custody <= ch->n_stored)
+			continue;
+		bool seen = false;
+		for (size_t k = 0; k < i && !seen; k++)
+			seen = mp_bytes_len_is(job->r->claims[k]->channel_id, MP_ID_LEN) &&
+			       memcmp(job->r->claims[k]->channel_id.data, ch->channel_id,
+				      MP_ID_LEN) == 0 &&
+			       same_custody(job->r->claims[k], cl);
+		cost += seen ? 0 : ch->n;
+		if (cost > job->hash_budget)
+			return false;
+	}
+	return true;
+}
+
+static int by_channel_hseq(const void *a, const void *b)
+{
+	const struct custody_new *x = a, *y = b;
+	int c = memcmp(x->channel_id, y->channel_id, MP_ID_LEN);
+	return c ? c : (x->hseq > y->hseq) - (x->hseq < y->hseq);
+}
+
+void custody_work(void *arg, const atomic_bool *stop)
+{
+	struct custody_job *job = arg;
+	struct run run = {.job = job, .h = mp_hasher_new(), .stop = stop};
+	job->complete = false;
+	job->over_budget = run.h && !within_budget(&run);
+	size_t done = 0;
+	if (run.h && !job->over_budget)
+		for (; done < job->r->n_claims && judge_claim(&run, done); done++)
+			;
+	job->complete = run.h && !job->over_budget && done == job->r->n_claims;
+	if (job->complete && job->n_news)
+		qsort(job->news, job->n_news, sizeof(*job->news), by_channel_hseq);
+	for (size_t i = 0; i < run.n_verdicts; i++)
+		free(run.verdicts[i].events);
+	free(run.verdicts);
+	mp_hasher_free(run.h);
+}
+
+void custody_job_free(struct custody_job *job)
+{
+	if (!job)
+		return;
+	for (size_t i = 0; i < job->n_chans; i++) {
+		mp_stmt_free(job->chans[i].cert);
+		for (size_t k = 0; k < job->chans[i].n_stored; k++)
+			mp_stmt_free(job->chans[i].stored[k].stmt);
+		free(job->chans[i].stored);
+	}
+	free(job->chans);
+	free(job->keys);
+	free(job->claims);
+	free(job->conflicts);
+	free(job->news);
+	free(job);
+}

@@ -1,0 +1,100 @@
+/* The custody step of a Redeem, the part that runs on the worker pool: each claim's custody
+ * chain verified (common/custody.c) against what the broker already knows of its channel, the
+ * claimant's epoch and its end decided, conflicts collected (PROTOCOL.md sections 6 and 7;
+ * docs/custody.md). The job owns copies of everything it reads except the Redeem body, which
+ * the loop does not touch until the job is handed back. */
+#pragma once
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "custody.h"
+#include "proto.h"
+
+/* A Handoff the broker verified and stored before (mp_custody_prepare 'handoff' rows). */
+struct custody_stored {
+	uint32_t hseq;
+	MpSigned *stmt;
+	uint8_t hash[MP_HASH_LEN];
+	uint8_t from[MP_ID_LEN], to[MP_ID_LEN];
+	struct mp_custody_point pt;
+};
+
+struct custody_chan {
+	uint8_t channel_id[MP_ID_LEN];
+	uint32_t n;
+	uint64_t finalize_at; /* redeem_until + T_grace */
+	bool has_holder0;
+	uint8_t holder0[MP_ID_LEN];
+	struct mp_custody_segment seg0;
+	MpSigned *cert;
+	struct custody_stored *stored; /* hseq 1..n_stored in order */
+	size_t n_stored;
+};
+
+struct custody_key {
+	uint8_t mid[MP_ID_LEN];
+	uint8_t pk[MP_PK_LEN];
+	uint64_t valid_until;
+};
+
+enum custody_conflict_kind {
+	CONFLICT_DOUBLE_HANDOFF,
+	CONFLICT_CLAIM_ABOVE_HANDOFF,
+	CONFLICT_OMITTED_CUSTODY,
+	CONFLICT_BAD_W_AT,
+};
+const char *custody_conflict_name(enum custody_conflict_kind kind);
+
+struct custody_conflict {
+	enum custody_conflict_kind kind;
+	uint8_t channel_id[MP_ID_LEN];
+	uint32_t hseq;
+	uint8_t liable[MP_ID_LEN];
+	const MpSigned *stmt;  /* the liable signer's statement (borrowed from the job's inputs) */
+	const MpSigned *other; /* double handoff: the second Handoff; else NULL (the Redeem) */
+	bool has_index;
+	uint32_t claim_index;
+	char detail[160];
+};
+
+/* A Handoff verified now and not yet stored. */
+struct custody_new {
+	uint8_t channel_id[MP_ID_LEN];
+	uint32_t hseq;
+	const MpSigned *stmt; /* borrowed from the Redeem body */
+	uint8_t hash[MP_HASH_LEN];
+	uint8_t from[MP_ID_LEN], to[MP_ID_LEN];
+	struct mp_custody_point pt;
+};
+
+/* Per claim: untouched (no custody and a channel without stored Handoffs), or decided here:
+ * a refusal, or accepted for the usual checks and hashing of its point. */
+struct custody_claim {
+	bool checked;
+	MpCode status; /* OK: holds epoch hseq_in and lies within its end, as far as known */
+	char detail[192];
+};
+
+struct custody_job {
+	void *owner;
+	uint8_t claimant[MP_ID_LEN];
+	const Micropay__V1__Redeem *r; /* borrowed, read only */
+	struct custody_chan *chans;
+	size_t n_chans;
+	struct custody_key *keys;
+	size_t n_keys;
+	uint64_t hash_budget;
+	/* results */
+	struct custody_claim *claims; /* r->n_claims */
+	struct custody_conflict *conflicts;
+	size_t n_conflicts, cap_conflicts;
+	struct custody_new *news;
+	size_t n_news, cap_news;
+	bool complete;	  /* every claim was considered */
+	bool over_budget; /* the chains to verify could need more than hash_budget hashes */
+};
+
+void custody_work(void *arg, const atomic_bool *stop);
+void custody_job_free(struct custody_job *job);
