@@ -4,7 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
 #include "stmt.h"
+#include "util.h"
 
 const char *custody_conflict_name(enum custody_conflict_kind kind)
 {
@@ -24,7 +27,7 @@ const char *custody_conflict_name(enum custody_conflict_kind kind)
 /* The outcome of verifying one custody list; claims carrying the same list share it. */
 struct verdict {
 	const struct custody_chan *ch;
-	const Micropay__V1__Claim *first; /* the claim whose custody it is */
+	uint8_t digest[MP_HASH_LEN]; /* of the custody list */
 	enum mp_custody_rule rule;
 	struct mp_custody_result res;
 	struct mp_custody_event *events; /* n_custody + 1 */
@@ -36,6 +39,7 @@ struct run {
 	const atomic_bool *stop;
 	struct verdict *verdicts;
 	size_t n_verdicts, cap_verdicts;
+	uint8_t (*digests)[MP_HASH_LEN]; /* per claim */
 };
 
 static bool key_lookup(void *arg, const uint8_t mid[MP_ID_LEN], uint64_t valid_until,
@@ -59,30 +63,36 @@ static const struct custody_chan *find_chan(const struct custody_job *job, const
 	return NULL;
 }
 
-static bool same_bytes(ProtobufCBinaryData a, ProtobufCBinaryData b)
+/* A digest of a claim's custody list (every statement's hash, key and signature), so that
+ * claims carrying the same list share one verification. */
+static bool custody_digest(const Micropay__V1__Claim *cl, uint8_t out[MP_HASH_LEN])
 {
-	return a.len == b.len && (a.len == 0 || memcmp(a.data, b.data, a.len) == 0);
-}
-
-static bool same_custody(const Micropay__V1__Claim *a, const Micropay__V1__Claim *b)
-{
-	if (a->n_custody != b->n_custody)
-		return false;
-	for (size_t i = 0; i < a->n_custody; i++) {
-		const MpSigned *x = a->custody[i], *y = b->custody[i];
-		if (x->type != y->type || !same_bytes(x->body, y->body) ||
-		    !same_bytes(x->signer_pk, y->signer_pk) ||
-		    !same_bytes(x->signature, y->signature))
-			return false;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	bool ok = ctx && EVP_DigestInit_ex2(ctx, EVP_sha256(), NULL) == 1;
+	for (size_t i = 0; ok && i < cl->n_custody; i++) {
+		const MpSigned *s = cl->custody[i];
+		uint8_t h[MP_HASH_LEN], lens[8];
+		mp_stmt_hash(s, h);
+		mp_put_be32(lens, (uint32_t)s->signer_pk.len);
+		mp_put_be32(lens + 4, (uint32_t)s->signature.len);
+		ok = EVP_DigestUpdate(ctx, h, sizeof(h)) == 1 &&
+		     EVP_DigestUpdate(ctx, lens, sizeof(lens)) == 1 &&
+		     (!s->signer_pk.len ||
+		      EVP_DigestUpdate(ctx, s->signer_pk.data, s->signer_pk.len) == 1) &&
+		     (!s->signature.len ||
+		      EVP_DigestUpdate(ctx, s->signature.data, s->signature.len) == 1);
 	}
-	return true;
+	ok = ok && EVP_DigestFinal_ex(ctx, out, NULL) == 1;
+	EVP_MD_CTX_free(ctx);
+	return ok;
 }
 
 static struct verdict *find_verdict(struct run *run, const struct custody_chan *ch,
-				    const Micropay__V1__Claim *cl)
+				    const uint8_t digest[MP_HASH_LEN])
 {
 	for (size_t i = 0; i < run->n_verdicts; i++)
-		if (run->verdicts[i].ch == ch && same_custody(run->verdicts[i].first, cl))
+		if (run->verdicts[i].ch == ch &&
+		    memcmp(run->verdicts[i].digest, digest, MP_HASH_LEN) == 0)
 			return &run->verdicts[i];
 	return NULL;
 }
@@ -90,9 +100,10 @@ static struct verdict *find_verdict(struct run *run, const struct custody_chan *
 /* Verify cl's custody list against ch (once per distinct list). NULL: out of memory or
  * stopped. */
 static struct verdict *verify_custody(struct run *run, const struct custody_chan *ch,
-				      const Micropay__V1__Claim *cl)
+				      const Micropay__V1__Claim *cl,
+				      const uint8_t digest[MP_HASH_LEN])
 {
-	struct verdict *v = find_verdict(run, ch, cl);
+	struct verdict *v = find_verdict(run, ch, digest);
 	if (v)
 		return v;
 	if (run->n_verdicts == run->cap_verdicts) {
@@ -120,7 +131,8 @@ static struct verdict *verify_custody(struct run *run, const struct custody_chan
 	memcpy(desc.cert_hash, ch->seg0.head, MP_HASH_LEN);
 	memcpy(desc.holder0, ch->holder0, MP_ID_LEN);
 	v = &run->verdicts[run->n_verdicts];
-	*v = (struct verdict){.ch = ch, .first = cl, .events = events};
+	*v = (struct verdict){.ch = ch, .events = events};
+	memcpy(v->digest, digest, MP_HASH_LEN);
 	v->rule = mp_custody_verify(&desc, cl->custody, cl->n_custody, key_lookup, run->job, run->h,
 				    run->stop, events, &v->res);
 	free(known);
@@ -291,7 +303,7 @@ static bool judge_claim(struct run *run, size_t i)
 	out->checked = true;
 	if (!ch->has_holder0)
 		return refuse(out, MP_ST(NOT_HOLDER), "channel not bound to a holder", 0, 0, 0);
-	const struct verdict *v = verify_custody(run, ch, cl);
+	const struct verdict *v = verify_custody(run, ch, cl, run->digests[i]);
 	if (!v)
 		return false;
 	if (v->rule == MP_CUSTODY_OK)
@@ -310,13 +322,18 @@ static bool judge_claim(struct run *run, size_t i)
 	return true;
 }
 
-/* At most n hashes per distinct custody list with Handoffs the broker has not stored. */
-static bool within_budget(struct run *run)
+/* Digest every claim's custody list, then bound the hashing: at most n hashes per distinct
+ * list (and channel) with Handoffs the broker has not stored. False: above the budget. */
+static bool within_budget(struct run *run, bool *oom)
 {
 	struct custody_job *job = run->job;
 	uint64_t cost = 0;
 	for (size_t i = 0; i < job->r->n_claims; i++) {
 		const Micropay__V1__Claim *cl = job->r->claims[i];
+		if (!custody_digest(cl, run->digests[i])) {
+			*oom = true;
+			return true;
+		}
 		const struct custody_chan *ch = mp_bytes_len_is(cl->channel_id, MP_ID_LEN)
 						    ? find_chan(job, cl->channel_id.data)
 						    : NULL;
@@ -324,10 +341,10 @@ static bool within_budget(struct run *run)
 			continue;
 		bool seen = false;
 		for (size_t k = 0; k < i && !seen; k++)
-			seen = mp_bytes_len_is(job->r->claims[k]->channel_id, MP_ID_LEN) &&
+			seen = memcmp(run->digests[k], run->digests[i], MP_HASH_LEN) == 0 &&
+			       mp_bytes_len_is(job->r->claims[k]->channel_id, MP_ID_LEN) &&
 			       memcmp(job->r->claims[k]->channel_id.data, ch->channel_id,
-				      MP_ID_LEN) == 0 &&
-			       same_custody(job->r->claims[k], cl);
+				      MP_ID_LEN) == 0;
 		cost += seen ? 0 : ch->n;
 		if (cost > job->hash_budget)
 			return false;
@@ -346,18 +363,21 @@ void custody_work(void *arg, const atomic_bool *stop)
 {
 	struct custody_job *job = arg;
 	struct run run = {.job = job, .h = mp_hasher_new(), .stop = stop};
+	run.digests = calloc(job->r->n_claims + 1, sizeof(*run.digests));
+	bool oom = !run.h || !run.digests;
 	job->complete = false;
-	job->over_budget = run.h && !within_budget(&run);
+	job->over_budget = !oom && !within_budget(&run, &oom);
 	size_t done = 0;
-	if (run.h && !job->over_budget)
+	if (!oom && !job->over_budget)
 		for (; done < job->r->n_claims && judge_claim(&run, done); done++)
 			;
-	job->complete = run.h && !job->over_budget && done == job->r->n_claims;
+	job->complete = !oom && !job->over_budget && done == job->r->n_claims;
 	if (job->complete && job->n_news)
 		qsort(job->news, job->n_news, sizeof(*job->news), by_channel_hseq);
 	for (size_t i = 0; i < run.n_verdicts; i++)
 		free(run.verdicts[i].events);
 	free(run.verdicts);
+	free(run.digests);
 	mp_hasher_free(run.h);
 }
 

@@ -432,6 +432,33 @@ START_TEST(bad_w_at_is_recorded)
 }
 END_TEST
 
+START_TEST(handoff_learned_late_exposes_an_earlier_claim)
+{
+	int64_t before1 = pending_of(&m1), before2 = pending_of(&m2);
+	struct tchan c;
+	issue(&c);
+	/* m1 claims epoch 0 at 30 while the broker knows no Handoff: credited 30. */
+	struct cclaim early[] = {{&c, 0, 30, NULL, 0}};
+	redeem_expect(&m1, early, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){30});
+	/* m2 then shows m1's Handoff 1 at 10: recorded against m1; m2 is paid its range. */
+	MpSigned *h[1] = {handoff(&c, 1, &m1, &m2, 10, NULL, NULL)};
+	struct cclaim c2[] = {{&c, 1, 50, h, 1}};
+	redeem_expect(&m2, c2, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){40});
+	json_t *conf = conflicts_of(&c);
+	ck_assert_uint_eq(json_array_size(conf), 1);
+	expect_conflict(conf, "claim_above_handoff", 0, &m1);
+	ck_assert_int_eq(json_int(json_array_get(conf, 0), "claim_index"), 30);
+	json_decref(conf);
+	/* Nothing more for m1 in epoch 0. */
+	struct cclaim more[] = {{&c, 0, 35, h, 1}};
+	redeem_expect(&m1, more, 1, (MpCode[]){MP_ST(OUT_OF_RANGE)}, (uint64_t[]){0});
+	ck_assert_int_eq(pending_of(&m1) - before1, 30);
+	ck_assert_int_eq(pending_of(&m2) - before2, 40);
+	free_all(h, 1);
+	audit_clean();
+}
+END_TEST
+
 static Suite *custody_settle_suite(void)
 {
 	Suite *s = suite_create("custody_settle");
@@ -444,6 +471,7 @@ static Suite *custody_settle_suite(void)
 	tcase_add_test(tc, claim_above_own_handoff_is_recorded);
 	tcase_add_test(tc, omitted_custody_is_recorded);
 	tcase_add_test(tc, bad_w_at_is_recorded);
+	tcase_add_test(tc, handoff_learned_late_exposes_an_earlier_claim);
 	suite_add_tcase(s, tc);
 	return s;
 }
