@@ -236,7 +236,8 @@ static int by_hseq(const void *a, const void *b)
 /* Stored Handoffs in hseq order; only the contiguous run from 1 counts (it always is). */
 static void order_stored(struct custody_chan *ch)
 {
-	qsort(ch->stored, ch->n_stored, sizeof(*ch->stored), by_hseq);
+	if (ch->n_stored)
+		qsort(ch->stored, ch->n_stored, sizeof(*ch->stored), by_hseq);
 	size_t k = 0;
 	while (k < ch->n_stored && ch->stored[k].hseq == k + 1)
 		k++;

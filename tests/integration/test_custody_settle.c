@@ -87,6 +87,12 @@ static void issue(struct tchan *c)
 	mp_stmt_hash(c->ch.cert, c->cert_hash);
 }
 
+static void release(struct tchan *c)
+{
+	tchannel_free(&c->ch);
+	mp_key_free(&c->tw.account);
+}
+
 /* Handoff hseq from `from` (the signer) to `to` at index at, linked to prev (NULL: the cert).
  * w: the word at `at`, or NULL for the channel's true word. */
 static MpSigned *handoff(const struct tchan *c, uint32_t hseq, const struct tmerchant *from,
@@ -299,6 +305,7 @@ START_TEST(chain_m1_m2_m3_m1_pays_each_its_range)
 	ck_assert_uint_eq(json_array_size(conf), 0);
 	json_decref(conf);
 	free_all(h, 3);
+	release(&c);
 	audit_clean();
 }
 END_TEST
@@ -319,6 +326,7 @@ START_TEST(epoch_above_zero_needs_custody)
 	h[0]->signature.data[5] ^= 1;
 	redeem_expect(&m2, wrong, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){10});
 	free_all(h, 1);
+	release(&c);
 	audit_clean();
 }
 END_TEST
@@ -342,6 +350,7 @@ START_TEST(double_handoff_is_recorded_first_one_paid)
 	ck_assert_int_eq(pending_of(&m3) - before3, 0);
 	free_all(a, 1);
 	free_all(b, 1);
+	release(&c);
 	audit_clean();
 }
 END_TEST
@@ -374,6 +383,7 @@ START_TEST(claim_above_own_handoff_is_recorded)
 	ck_assert_int_eq(pending_of(&m2) - before2, 30);
 	ck_assert_int_eq(pending_of(&m3) - before3, 20);
 	free_all(h, 2);
+	release(&c);
 	audit_clean();
 }
 END_TEST
@@ -404,6 +414,7 @@ START_TEST(omitted_custody_is_recorded)
 	ck_assert_int_eq(pending_of(&m1) - before1, 10);
 	ck_assert_int_eq(pending_of(&m2) - before2, 20);
 	free_all(h, 1);
+	release(&c);
 	audit_clean();
 }
 END_TEST
@@ -428,6 +439,7 @@ START_TEST(bad_w_at_is_recorded)
 	ck_assert_int_eq(pending_of(&m1) - before1, 20);
 	ck_assert_int_eq(pending_of(&m2) - before2, 0);
 	free_all(bad, 1);
+	release(&c);
 	audit_clean();
 }
 END_TEST
@@ -455,6 +467,7 @@ START_TEST(handoff_learned_late_exposes_an_earlier_claim)
 	ck_assert_int_eq(pending_of(&m1) - before1, 30);
 	ck_assert_int_eq(pending_of(&m2) - before2, 40);
 	free_all(h, 1);
+	release(&c);
 	audit_clean();
 }
 END_TEST
