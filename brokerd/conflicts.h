@@ -1,5 +1,5 @@
 /* The admin method `conflicts`: the evidence of misbehaviour brokerd recorded while settling
- * custody chains (brokerd/sql/0007-custody.sql, docs/custody.md). */
+ * custody chains (brokerd/sql/0008-custody.sql, docs/custody.md). */
 #pragma once
 #include <libpq-fe.h>
 
