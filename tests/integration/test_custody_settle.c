@@ -18,8 +18,13 @@ static struct net net;
 static char ca[700], broker_ep[128];
 static struct tmerchant m1, m2, m3;
 
+/* The Redeem hash budget of this suite: one new custody chain of a 100-unit channel fits, two do
+ * not (each may cost n hashes). */
+#define HASH_BUDGET "150"
+
 static void setup_net(void)
 {
+	setenv("MP_HASH_BUDGET", HASH_BUDGET, 1);
 	net_up(&net);
 	net_path(&net, "tls/ca.crt", ca, sizeof(ca));
 	net_read(&net, "broker", "endpoint", broker_ep, sizeof(broker_ep));
@@ -472,6 +477,35 @@ START_TEST(handoff_learned_late_exposes_an_earlier_claim)
 }
 END_TEST
 
+START_TEST(custody_above_hash_budget_is_limit)
+{
+	int64_t before2 = pending_of(&m2);
+	struct tchan a, b;
+	issue(&a);
+	issue(&b);
+	MpSigned *ha[1] = {handoff(&a, 1, &m1, &m2, 10, NULL, NULL)};
+	MpSigned *hb[1] = {handoff(&b, 1, &m1, &m2, 10, NULL, NULL)};
+	/* Two new chains could cost 2 x 100 hashes: LIMIT, nothing stored or credited. */
+	struct cclaim both[] = {{&a, 1, 20, ha, 1}, {&b, 1, 20, hb, 1}};
+	MpSigned *s = redeem_stmt(&m2, both, 2);
+	MpEnvelope *resp = redeem_as(&m2, s);
+	ck_assert_int_eq(resp->redeem_resp->status->code, MP_ST(LIMIT));
+	ck_assert_uint_eq(resp->redeem_resp->n_results, 0);
+	micropay__v1__envelope__free_unpacked(resp, NULL);
+	mp_stmt_free(s);
+	ck_assert_int_eq(pending_of(&m2) - before2, 0);
+	/* Split, each fits. */
+	redeem_expect(&m2, both, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){10});
+	redeem_expect(&m2, both + 1, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){10});
+	ck_assert_int_eq(pending_of(&m2) - before2, 20);
+	free_all(ha, 1);
+	free_all(hb, 1);
+	release(&a);
+	release(&b);
+	audit_clean();
+}
+END_TEST
+
 static Suite *custody_settle_suite(void)
 {
 	Suite *s = suite_create("custody_settle");
@@ -485,6 +519,7 @@ static Suite *custody_settle_suite(void)
 	tcase_add_test(tc, omitted_custody_is_recorded);
 	tcase_add_test(tc, bad_w_at_is_recorded);
 	tcase_add_test(tc, handoff_learned_late_exposes_an_earlier_claim);
+	tcase_add_test(tc, custody_above_hash_budget_is_limit);
 	suite_add_tcase(s, tc);
 	return s;
 }
