@@ -99,8 +99,12 @@ static bool journal_window(sqlite3 *db, struct compact_run_state *r, int64_t *en
 			       "WHERE seq > ?1 ORDER BY seq LIMIT ?2)",
 			       -1, &st, NULL) != SQLITE_OK)
 		return fail(r, db, "journal window");
-	sqlite3_bind_int64(st, 1, r->cursor);
-	sqlite3_bind_int(st, 2, STEP_ROWS);
+	if ((sqlite3_bind_int64(st, 1, r->cursor) | sqlite3_bind_int(st, 2, STEP_ROWS)) !=
+	    SQLITE_OK) {
+		fail(r, db, "journal window: binding");
+		sqlite3_finalize(st);
+		return false;
+	}
 	bool found = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL;
 	if (found) {
 		*end = sqlite3_column_int64(st, 0);
@@ -128,10 +132,9 @@ static void journal_step(sqlite3 *db, struct compact_run_state *r)
 		r->phase = PHASE_DONE;
 		return;
 	}
-	sqlite3_bind_int64(st, 1, r->cursor);
-	sqlite3_bind_int64(st, 2, end);
-	sqlite3_bind_int64(st, 3, r->journal_cutoff);
-	if (sqlite3_step(st) == SQLITE_DONE) {
+	int rcs = sqlite3_bind_int64(st, 1, r->cursor) | sqlite3_bind_int64(st, 2, end) |
+		  sqlite3_bind_int64(st, 3, r->journal_cutoff);
+	if (rcs == SQLITE_OK && sqlite3_step(st) == SQLITE_DONE) {
 		r->report.journal_rows += (uint64_t)sqlite3_changes(db);
 		r->cursor = end;
 	} else {
@@ -153,9 +156,8 @@ static void outbox_step(sqlite3 *db, struct compact_run_state *r)
 		r->phase = PHASE_DONE;
 		return;
 	}
-	sqlite3_bind_int64(st, 1, r->outbox_cutoff);
-	sqlite3_bind_int(st, 2, STEP_ROWS);
-	if (sqlite3_step(st) == SQLITE_DONE) {
+	int rcs = sqlite3_bind_int64(st, 1, r->outbox_cutoff) | sqlite3_bind_int(st, 2, STEP_ROWS);
+	if (rcs == SQLITE_OK && sqlite3_step(st) == SQLITE_DONE) {
 		int n = sqlite3_changes(db);
 		r->report.outbox_rows += (uint64_t)n;
 		if (n < STEP_ROWS)

@@ -113,6 +113,7 @@ static bool merchant_start(struct merchant *m)
 
 static void merchant_stop(struct merchant *m)
 {
+	redeemer_stop(m->redeemer); /* its writes completing below send nothing */
 	if (m->workers)
 		mp_workers_free(m->workers); /* takeovers being verified are refused */
 	takeover_stop_all(m);

@@ -145,8 +145,8 @@ struct merchant {
 	SSL_CTX *server_tls, *client_tls;
 	struct mp_listener *listener;
 	struct mp_admin *admin;
-	struct store *store;		   /* the loop's connection: reads, redemption outbox */
-	struct store_thread *store_thread; /* commits and compaction, off the loop */
+	struct store *store;		   /* the loop's connection: reads only */
+	struct store_thread *store_thread; /* every write: commits, outbox, compaction */
 	struct table channels;		   /* struct channel, by id */
 	struct table orders;		   /* struct order, by ref */
 	size_t channels_recorded;	   /* channels whose row is durable */
@@ -207,6 +207,8 @@ void batch_free(struct merchant *m);
 
 /* redeemer.c: registration with the broker and batched redemption */
 struct redeemer *redeemer_new(struct merchant *m);
+/* No further steps (a store write completing at shutdown sends nothing): before batch_drain. */
+void redeemer_stop(struct redeemer *r);
 void redeemer_free(struct redeemer *r);
 /* Start a redemption round now; done(arg, summary) is called when it ends. */
 typedef void (*redeem_done_fn)(void *arg, bool ok, const char *summary, uint64_t credited);
@@ -219,8 +221,10 @@ bool merchant_admin_open(struct merchant *m);
 void *merchant_peer_new(void);
 
 /* merchant_cert.c: our MerchantCert (accept, load, renewal, CONFLICT) */
-/* Verify cert (broker key, our id and key) and adopt it; persist: store it if it is new. */
-bool merchant_accept_cert(struct merchant *m, const MpSigned *cert, bool persist);
+/* Verify cert (broker key, our id and key): its valid_until. Nothing is adopted or stored. */
+bool merchant_cert_check(const struct merchant *m, const MpSigned *cert, uint64_t *valid_until);
+/* Make a cert the one we use (once it is durable: register.c stores it first). */
+void merchant_cert_adopt(struct merchant *m, uint64_t valid_until, uint64_t received_at);
 /* Our current MerchantCert's stored bytes (malloc'd); false if we have none. */
 bool merchant_own_cert(struct merchant *m, uint8_t **bytes, size_t *len);
 /* The stored cert at start-up (false only on a store error). */

@@ -2,7 +2,8 @@
  * ask for a fresh one, and stopping on a registration CONFLICT.
  *
  * Life of the cert (docs/architecture.md, "MerchantCert renewal"):
- *   NONE --RegisterMerchant OK--> HELD (stored; received_at = now)
+ *   NONE --RegisterMerchant OK--> HELD (stored on the store thread, store_writes.h; adopted
+ *          once durable; received_at = when we received it)
  *   HELD --start-up-------------> HELD, not confirmed: RegisterMerchant once to confirm it
  *   HELD --less than max(a third, min(the longest channel's need + a day, half)) of
  *          (valid_until - received_at) left (common/cert_renewal.h)--> DUE: RegisterMerchant
@@ -37,15 +38,7 @@ static Micropay__V1__MerchantCert *open_cert(const struct merchant *m, const MpS
 	return (Micropay__V1__MerchantCert *)body;
 }
 
-static bool store_received(struct merchant *m, uint64_t at)
-{
-	uint8_t be[8];
-	for (int i = 0; i < 8; i++)
-		be[i] = (uint8_t)(at >> (56 - 8 * i));
-	return store_meta_put(m->store, META_RECEIVED, be, sizeof(be));
-}
-
-bool merchant_accept_cert(struct merchant *m, const MpSigned *cert, bool persist)
+bool merchant_cert_check(const struct merchant *m, const MpSigned *cert, uint64_t *valid_until)
 {
 	Micropay__V1__MerchantCert *mc = open_cert(m, cert);
 	if (!mc)
@@ -54,24 +47,16 @@ bool merchant_accept_cert(struct merchant *m, const MpSigned *cert, bool persist
 		  !memcmp(mc->merchant_id.data, m->mid, MP_ID_LEN) &&
 		  mp_bytes_len_is(mc->merchant_pk, MP_PK_LEN) &&
 		  !memcmp(mc->merchant_pk.data, m->key.pk, MP_PK_LEN) && mc->valid_until > 0;
-	bool newer = ok && mc->valid_until != m->cert_valid_until;
-	if (newer && persist) {
-		/* The cert first: a crash before received_at is stored only makes us ask early. */
-		size_t len;
-		uint8_t *bytes = mp_stmt_encode(cert, &len);
-		ok = bytes && store_meta_put(m->store, META_CERT, bytes, len) &&
-		     store_received(m, mp_now());
-		free(bytes);
-		if (!ok)
-			log_err("store: cannot record the MerchantCert valid until %llu",
-				(unsigned long long)mc->valid_until);
-	}
-	if (ok && newer) {
-		m->cert_valid_until = mc->valid_until;
-		m->cert_received_at = mp_now();
-	}
+	if (ok)
+		*valid_until = mc->valid_until;
 	protobuf_c_message_free_unpacked(&mc->base, NULL);
 	return ok;
+}
+
+void merchant_cert_adopt(struct merchant *m, uint64_t valid_until, uint64_t received_at)
+{
+	m->cert_valid_until = valid_until;
+	m->cert_received_at = received_at;
 }
 
 bool merchant_cert_load(struct merchant *m)
@@ -82,7 +67,8 @@ bool merchant_cert_load(struct merchant *m)
 		return true; /* never registered */
 	MpSigned *s = mp_stmt_decode(cert, len);
 	free(cert);
-	if (!s || !merchant_accept_cert(m, s, false)) {
+	uint64_t valid_until = 0;
+	if (!s || !merchant_cert_check(m, s, &valid_until)) {
 		log_warn(
 		    "store: the stored MerchantCert does not verify or is not ours; registering "
 		    "again");
@@ -90,6 +76,7 @@ bool merchant_cert_load(struct merchant *m)
 		return true;
 	}
 	mp_stmt_free(s);
+	merchant_cert_adopt(m, valid_until, mp_now());
 	/* Without a stored receipt time (a store of an older merchantd) the life is counted from
 	 * now: renewal then comes later than it could, never after expiry. */
 	if (store_meta_get(m->store, META_RECEIVED, &received, &rlen) && rlen == 8) {

@@ -113,10 +113,12 @@ static bool seal(struct merchant *m, const struct claim_set *cs, struct outbox_i
  * (i, w_i) with i < j states nothing the merchant cannot prove. We take the accepted word with
  * the smallest index j >= target and hash it down to target. The Pay before it left the channel
  * at an index below target, and a Pay moves at most MAX_JUMP, so this costs fewer than max_jump
- * hashes on the loop, as little as verifying one Pay. Only if the journal has no such word do we
- * start from the channel's last word (logged: that walk may be longer). */
+ * hashes on the loop, as little as verifying one Pay. If the journal has no such word we start
+ * from the channel's last word; a walk longer than max_jump is not done on the loop: it is
+ * handed to the redeemer (*walk filled, false returned with *need_walk), which runs it on a
+ * worker thread and seals the step with redeem_build_step. */
 static bool step_word(struct merchant *m, const struct channel *ch, uint32_t target,
-		      uint8_t w[MP_HASH_LEN])
+		      uint8_t w[MP_HASH_LEN], struct step_walk *walk, bool *need_walk)
 {
 	char hex[MP_HEX_ID_LEN + 1];
 	mp_hex_encode(ch->id, MP_ID_LEN, hex);
@@ -137,20 +139,39 @@ static bool step_word(struct merchant *m, const struct channel *ch, uint32_t tar
 		log_err("redeem: channel %s: step %u outside its segment", hex, target);
 		return false;
 	}
+	if (j - target > m->cfg.max_jump) {
+		*walk = (struct step_walk){.seg_seq = ch->seg_seq,
+					   .from = j - ch->seg_start,
+					   .to = target - ch->seg_start,
+					   .target = target};
+		memcpy(walk->channel_id, ch->id, MP_ID_LEN);
+		memcpy(walk->nonce, ch->nonce, MP_NONCE_LEN);
+		memcpy(walk->w, wj, MP_HASH_LEN);
+		log_info("redeem: channel %s: %u hashes down to %u on a worker thread", hex,
+			 j - target, target);
+		*need_walk = true;
+		return false;
+	}
 	mp_chain_walk(m->hasher, ch->nonce, j - ch->seg_start, wj, target - ch->seg_start, w);
 	return true;
 }
 
-static bool add_step(struct merchant *m, struct claim_set *cs, struct channel *ch, uint32_t target)
+static void log_step(const struct channel *ch, uint32_t target)
 {
-	uint8_t w[MP_HASH_LEN];
-	if (!step_word(m, ch, target, w))
-		return false;
-	set_add(cs, ch->id, ch->hseq, ch->seg_seq, target, w);
 	char hex[MP_HEX_ID_LEN + 1];
 	mp_hex_encode(ch->id, MP_ID_LEN, hex);
 	log_info("redeem: channel %s: claiming %u of (%u, %u] in this step", hex, target,
 		 ch->redeemed_end, ch->durable_last);
+}
+
+static bool add_step(struct merchant *m, struct claim_set *cs, struct channel *ch, uint32_t target,
+		     struct step_walk *walk, bool *need_walk)
+{
+	uint8_t w[MP_HASH_LEN];
+	if (!step_word(m, ch, target, w, walk, need_walk))
+		return false;
+	set_add(cs, ch->id, ch->hseq, ch->seg_seq, target, w);
+	log_step(ch, target);
 	return true;
 }
 
@@ -173,7 +194,7 @@ static void fill_epochs(struct merchant *m, struct redeem_pass *pass, struct cla
 
 /* Claims from the pass's bucket on, until the claim or hash budget is full. */
 static void fill(struct merchant *m, struct redeem_pass *pass, const struct redeem_limits *lim,
-		 struct claim_set *cs, unsigned *steps)
+		 struct claim_set *cs, unsigned *steps, struct step_walk *walk, bool *need_walk)
 {
 	struct table *t = &m->channels;
 	uint64_t cost = 0;
@@ -189,9 +210,12 @@ static void fill(struct merchant *m, struct redeem_pass *pass, const struct rede
 				cost += need;
 			} else if (cs->n > 0) {
 				return; /* the next Redeem takes it */
-			} else if (add_step(m, cs, ch, ch->redeemed_end + (uint32_t)lim->budget)) {
+			} else if (add_step(m, cs, ch, ch->redeemed_end + (uint32_t)lim->budget,
+					    walk, need_walk)) {
 				(*steps)++;
 				cost = lim->budget;
+			} else if (*need_walk) {
+				return; /* claimed once the walk is done (redeem_build_step) */
 			}
 			ch->redeem_pass = pass->number;
 			if (cs->n == cs->cap || cost >= lim->budget)
@@ -203,7 +227,7 @@ static void fill(struct merchant *m, struct redeem_pass *pass, const struct rede
 
 enum build_result redeem_build_next(struct merchant *m, struct redeem_pass *pass,
 				    const struct redeem_limits *lim, struct outbox_item *out,
-				    unsigned *steps)
+				    unsigned *steps, struct step_walk *walk)
 {
 	size_t cap = lim->max_claims < m->channels.count ? lim->max_claims : m->channels.count;
 	struct claim_set cs;
@@ -214,15 +238,14 @@ enum build_result redeem_build_next(struct merchant *m, struct redeem_pass *pass
 		return BUILD_FAILED;
 	}
 	struct held_epoch *epochs = NULL;
-	fill(m, pass, lim, &cs, steps);
-	fill_epochs(m, pass, &cs, &epochs);
-	enum build_result res = BUILD_NOTHING_LEFT;
-	if (cs.n > 0) {
-		res = seal(m, &cs, out) &&
-			      store_outbox_put(m->store, out->redeem_id, out->bytes, out->len)
-			  ? BUILD_STORED
-			  : BUILD_FAILED;
-	}
+	bool need_walk = false;
+	*out = (struct outbox_item){0};
+	fill(m, pass, lim, &cs, steps, walk, &need_walk);
+	if (!need_walk)
+		fill_epochs(m, pass, &cs, &epochs);
+	enum build_result res = need_walk ? BUILD_WALK : BUILD_NOTHING_LEFT;
+	if (!need_walk && cs.n > 0)
+		res = seal(m, &cs, out) ? BUILD_SEALED : BUILD_FAILED;
 	if (res == BUILD_FAILED) {
 		free(out->bytes);
 		out->bytes = NULL;
@@ -230,6 +253,50 @@ enum build_result redeem_build_next(struct merchant *m, struct redeem_pass *pass
 	set_free(&cs);
 	free(epochs);
 	return res;
+}
+
+enum build_result redeem_build_step(struct merchant *m, struct redeem_pass *pass,
+				    const struct step_walk *walk, struct outbox_item *out)
+{
+	*out = (struct outbox_item){0};
+	struct channel *ch = channel_find(&m->channels, walk->channel_id);
+	if (!ch || ch->seg_seq != walk->seg_seq || walk->target <= ch->redeemed_end ||
+	    walk->target > ch->durable_last) {
+		log_info("redeem: a step walked on a worker is no longer needed (the channel "
+			 "moved on)");
+		return BUILD_NOTHING_LEFT;
+	}
+	ch->redeem_pass = pass->number;
+	struct claim_set cs;
+	if (!set_init(&cs, 1)) {
+		set_free(&cs);
+		return BUILD_FAILED;
+	}
+	set_add(&cs, ch->id, ch->hseq, ch->seg_seq, walk->target, walk->w);
+	log_step(ch, walk->target);
+	enum build_result res = seal(m, &cs, out) ? BUILD_SEALED : BUILD_FAILED;
+	if (res == BUILD_FAILED) {
+		free(out->bytes);
+		out->bytes = NULL;
+	}
+	set_free(&cs);
+	return res;
+}
+
+#define WALK_CHUNK (1u << 20) /* hashes between looks at the stop flag */
+
+void redeem_step_walk(struct step_walk *w, const atomic_bool *stop)
+{
+	struct mp_hasher *h = mp_hasher_new();
+	if (!h)
+		return; /* w->done stays false */
+	while (w->from > w->to && !atomic_load(stop)) {
+		uint32_t next = w->from - w->to > WALK_CHUNK ? w->from - WALK_CHUNK : w->to;
+		mp_chain_walk(h, w->nonce, w->from, w->w, next, w->w);
+		w->from = next;
+	}
+	w->done = w->from == w->to;
+	mp_hasher_free(h);
 }
 
 bool redeem_limits_shrink(struct merchant *m, const Micropay__V1__Redeem *body,

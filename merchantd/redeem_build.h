@@ -2,9 +2,10 @@
  * (the epoch held now, from the channel table, then the epochs held earlier and handed off, from
  * the store), each with hseq_in = its epoch and our complete custody record for the channel,
  * packed within the limits the redeemer currently assumes of the broker, lowered after each
- * LIMIT. Every Redeem built here is signed with a fresh redeem_id and stored in the outbox
- * before it can be sent. */
+ * LIMIT. Every Redeem built here is signed with a fresh redeem_id; the redeemer stores it in the
+ * outbox (on the store thread) before it can be sent. */
 #pragma once
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "merchant.h"
@@ -25,14 +26,37 @@ struct redeem_pass {
 	bool epochs_done; /* the handed-off epochs (custody_store.h) were claimed in this pass */
 };
 
-enum build_result { BUILD_STORED, BUILD_NOTHING_LEFT, BUILD_FAILED };
+enum build_result {
+	BUILD_SEALED,	    /* *out holds a signed Redeem, not stored yet */
+	BUILD_NOTHING_LEFT, /* the pass is over */
+	BUILD_FAILED,
+	BUILD_WALK, /* a step's word needs a long walk: *walk, then redeem_build_step */
+};
 
-/* The next Redeem of the pass, stored in the outbox (out->bytes malloc'd). A channel whose own
+/* A chain walk for a step claim, too long for the loop: self-contained for a worker thread. */
+struct step_walk {
+	uint8_t channel_id[MP_ID_LEN];
+	uint8_t nonce[MP_NONCE_LEN];
+	uint32_t seg_seq, target;
+	uint32_t from, to;	/* segment-relative indices, from > to */
+	uint8_t w[MP_HASH_LEN]; /* the word at from; the worker leaves the word at to here */
+	bool done;		/* the walk reached to */
+};
+
+/* On a worker thread (it touches only *w): hash w down from `from` to `to`, stopping early if
+ * *stop becomes true. */
+void redeem_step_walk(struct step_walk *w, const atomic_bool *stop);
+
+/* The next Redeem of the pass, signed (out->bytes malloc'd), not stored. A channel whose own
  * range is above the budget gets a step claim (see step_word in redeem_build.c); *steps counts
  * them. */
 enum build_result redeem_build_next(struct merchant *m, struct redeem_pass *pass,
 				    const struct redeem_limits *lim, struct outbox_item *out,
-				    unsigned *steps);
+				    unsigned *steps, struct step_walk *walk);
+/* The step claim of a finished walk, alone in a signed Redeem (BUILD_NOTHING_LEFT if the
+ * channel no longer needs it). */
+enum build_result redeem_build_step(struct merchant *m, struct redeem_pass *pass,
+				    const struct step_walk *walk, struct outbox_item *out);
 
 /* The broker refused a Redeem (body parsed) with LIMIT: lower *lim so that the Redeems built
  * next are smaller: half as many claims, or for a single claim half as many hashes, so that its

@@ -9,18 +9,29 @@
  *   START --no MerchantCert yet--> REGISTER --MerchantCert stored--> NEXT
  *         (a stored cert is confirmed, and renewed when due, by RegisterMerchant alongside)
  *   NEXT  --link not up--> (want the link; on_up: NEXT, on_down: FAILED)
- *   NEXT  --an unanswered Redeem in the outbox (an older round's, or LIMIT's halves)--> SENT
- *   NEXT  --else build the next Redeem of the pass--> SENT
+ *   NEXT  --an unanswered Redeem in the outbox (an older round's, or one just stored)--> SENT
+ *   NEXT  --else build and sign the next Redeem of the pass--> STORING
+ *         --a step claim needs a long walk--> WALKING --worker done: signed--> STORING
  *         --the pass is over: it credited something (a channel redeemed in steps needs more
  *           passes)--> new pass, NEXT;  it credited nothing--> DONE
- *   SENT  --OK / DUPLICATE_OK: credited_end of each claim stored, then applied--> NEXT
+ *   STORING --outbox write durable (store thread)--> NEXT (which finds and sends it)
+ *   STORING --write failed--> FAILED (nothing was sent)
+ *   SENT  --OK / DUPLICATE_OK--> RECORDING (credited_end of each claim, answered)
+ *           --durable: applied in memory--> NEXT; --write failed--> FAILED (sent again later)
  *   SENT  --LIMIT "retry later" (the broker's load)--> FAILED (the same bytes later)
- *   SENT  --other LIMIT (stores nothing at the broker): abandoned (answered in the outbox), the
- *           limits halved (claims; a single claim's hashes: steps), a new pass--> NEXT;
- *           nothing smaller possible--> FAILED
+ *   SENT  --other LIMIT (stores nothing at the broker): the limits halved (claims; a single
+ *           claim's hashes: steps)--> RECORDING (abandoned: answered in the outbox)
+ *           --durable--> a new pass, NEXT; nothing smaller possible--> FAILED
  *   SENT  --INTERNAL, no answer (deadline, connection lost)--> FAILED (the same bytes later)
- *   SENT  --another refusal of the whole Redeem: answered, never sent again--> FAILED
+ *   SENT  --another refusal of the whole Redeem--> RECORDING (answered, never sent again)
+ *           --> FAILED
  *   FAILED --retry timer: 1 s, doubling per failed round up to [redeem] retry_max--> START
+ *
+ * Every write (STORING, RECORDING) is a job of the store thread (store_writes.h), queued with
+ * the group commits; the loop goes on serving while it waits on the disk or a lock, and nothing
+ * is sent before what it depends on is durable (PROTOCOL.md section 5). One step at a time:
+ * while a write or a walk is under way nothing else of the round runs, and a lost link is
+ * noticed at the next step.
  *
  * A failed round is always retried, whatever redeem_interval says: a stalled or restarted
  * broker delays redemption, it never stops it. Each step is logged with its reason. */
@@ -37,8 +48,9 @@
 #include "redeem_metrics.h"
 #include "register.h"
 #include "stmt.h"
-#include "store.h"
 #include "store_redeem.h"
+#include "store_writes.h"
+#include "workers.h"
 
 #define MAX_WAITERS	    16
 #define REGISTER_RETRY_SECS 5
@@ -58,8 +70,11 @@ struct redeemer {
 	bool registering;
 	bool running;  /* a round */
 	bool awaiting; /* a Redeem sent, its answer awaited */
+	bool storing;  /* a write of ours queued on the store thread (STORING, RECORDING) */
+	bool walking;  /* a step's chain walk on the worker (WALKING) */
 	bool stopping;
-	unsigned failures; /* rounds failed in a row */
+	struct mp_workers *walker; /* one thread: long step walks */
+	unsigned failures;	   /* rounds failed in a row */
 	struct redeem_limits limits;
 	struct redeem_pass pass;
 	uint64_t pass_credited, round_credited;
@@ -176,42 +191,165 @@ static void log_claim_refused(const Micropay__V1__Claim *c, const Micropay__V1__
 		 c->point ? c->point->index : 0, mp_code_name(res->status), res->detail);
 }
 
-/* Store each claim's credited_end (and the outbox entry answered), then apply it in memory. */
-static bool apply_results(struct redeemer *r, const struct in_flight *f,
-			  const Micropay__V1__RedeemResp *resp)
+/* What a Redeem's answer does once it is recorded in the outbox. */
+enum after_answered {
+	AFTER_CREDITED,	   /* OK / DUPLICATE_OK: apply the credited ends, NEXT */
+	AFTER_LIMIT,	   /* abandoned after LIMIT: a new pass with the lowered limits */
+	AFTER_REFUSED,	   /* refused whole: the round fails */
+	AFTER_UNPARSEABLE, /* a stored Redeem that does not parse: NEXT */
+};
+
+/* An outbox write of an answer under way, and what follows it. */
+struct answered {
+	struct redeemer *r;
+	enum after_answered after;
+	uint8_t redeem_id[MP_ID_LEN];
+	struct redeemed_claim *claims; /* CREDITED */
+	uint64_t *amounts;	       /* CREDITED: credited_amount per claim */
+	unsigned fresh;		       /* CREDITED: claims answered OK */
+	size_t n;
+	char summary[300]; /* REFUSED: the round's summary */
+};
+
+static void answered_free(struct answered *a)
+{
+	free(a->claims);
+	free(a->amounts);
+	free(a);
+}
+
+static void on_answer_recorded(void *arg, bool ok);
+
+/* Queue the outbox write of an answer (a's claims, if any); false (a freed) if it cannot. */
+static bool record_answer(struct redeemer *r, struct answered *a)
+{
+	if (!store_write_outbox_answered(r->m, a->redeem_id, a->claims, a->n, on_answer_recorded,
+					 a)) {
+		answered_free(a);
+		return false;
+	}
+	r->storing = true;
+	return true;
+}
+
+static struct answered *answered_new(struct redeemer *r, enum after_answered after,
+				     const uint8_t redeem_id[MP_ID_LEN])
+{
+	struct answered *a = calloc(1, sizeof(*a));
+	if (a) {
+		a->r = r;
+		a->after = after;
+		memcpy(a->redeem_id, redeem_id, MP_ID_LEN);
+	} else {
+		log_err("redeem: out of memory recording an answer");
+	}
+	return a;
+}
+
+/* OK / DUPLICATE_OK: each claim's credited_end to be stored with the entry answered. */
+static bool record_results(struct redeemer *r, const struct in_flight *f,
+			   const Micropay__V1__RedeemResp *resp)
 {
 	const Micropay__V1__Redeem *body = f->body;
 	size_t n = body->n_claims < resp->n_results ? body->n_claims : resp->n_results;
 	if (resp->n_results != body->n_claims)
 		log_warn("redeem: %zu results for %zu claims", resp->n_results, body->n_claims);
-	struct redeemed_claim *claims = calloc(n + 1, sizeof(*claims));
-	if (!claims)
+	struct answered *a = answered_new(r, AFTER_CREDITED, f->redeem_id);
+	if (!a)
 		return false;
-	for (size_t i = 0; i < n; i++) {
-		if (mp_bytes_len_is(body->claims[i]->channel_id, MP_ID_LEN))
-			memcpy(claims[i].channel_id, body->claims[i]->channel_id.data, MP_ID_LEN);
-		claims[i].hseq = body->claims[i]->hseq_in;
-		claims[i].credited_end = resp->results[i]->credited_end;
+	a->claims = calloc(n + 1, sizeof(*a->claims));
+	a->amounts = calloc(n + 1, sizeof(*a->amounts));
+	if (!a->claims || !a->amounts) {
+		answered_free(a);
+		return false;
 	}
-	bool stored = store_outbox_answered(r->m->store, f->redeem_id, claims, n);
-	for (size_t i = 0; stored && i < n; i++) {
+	a->n = n;
+	for (size_t i = 0; i < n; i++) {
 		const Micropay__V1__ClaimResult *res = resp->results[i];
-		struct channel *ch = channel_find(&r->m->channels, claims[i].channel_id);
-		if (ch && ch->hseq == claims[i].hseq && ch->state == CHANNEL_HELD &&
-		    res->credited_end > ch->redeemed_end)
-			ch->redeemed_end = res->credited_end;
+		if (mp_bytes_len_is(body->claims[i]->channel_id, MP_ID_LEN))
+			memcpy(a->claims[i].channel_id, body->claims[i]->channel_id.data,
+			       MP_ID_LEN);
+		a->claims[i].hseq = body->claims[i]->hseq_in;
+		a->claims[i].credited_end = res->credited_end;
+		a->amounts[i] = res->credited_amount;
+		a->fresh += res->status == MP_ST(OK);
 		if (res->status != MP_ST(OK) && res->status != MP_ST(DUPLICATE_OK))
 			log_claim_refused(body->claims[i], res);
-		r->m->stats.claims_credited += res->status == MP_ST(OK);
-		if (!mp_amount_add(r->m->stats.amount_credited, res->credited_amount,
+	}
+	return record_answer(r, a);
+}
+
+/* The answer is durable: apply it in memory. */
+static void apply_results(struct redeemer *r, const struct answered *a)
+{
+	for (size_t i = 0; i < a->n; i++) {
+		struct channel *ch = channel_find(&r->m->channels, a->claims[i].channel_id);
+		if (ch && ch->hseq == a->claims[i].hseq && ch->state == CHANNEL_HELD &&
+		    a->claims[i].credited_end > ch->redeemed_end)
+			ch->redeemed_end = a->claims[i].credited_end;
+		if (!mp_amount_add(r->m->stats.amount_credited, a->amounts[i],
 				   &r->m->stats.amount_credited))
 			log_warn("redeem: credited amount counter overflow");
-		r->pass_credited += res->credited_amount;
-		r->round_credited += res->credited_amount;
+		r->pass_credited += a->amounts[i];
+		r->round_credited += a->amounts[i];
 	}
-	r->round_claims += stored ? (unsigned)n : 0;
-	free(claims);
-	return stored;
+	r->m->stats.claims_credited += a->fresh;
+	r->round_claims += (unsigned)a->n;
+}
+
+static void after_limit(struct redeemer *r, const struct answered *a)
+{
+	char hex[MP_HEX_ID_LEN + 1];
+	r->stats.splits++;
+	log_info("redeem %s: abandoned; its channels go again in Redeems of at most %u claims "
+		 "and %llu hashes",
+		 id_hex(a->redeem_id, hex), r->limits.max_claims,
+		 (unsigned long long)r->limits.budget);
+	new_pass(r);
+	next_step(r);
+}
+
+/* Loop: an answer's outbox write completed. */
+static void on_answer_recorded(void *arg, bool ok)
+{
+	struct answered *a = arg;
+	struct redeemer *r = a->r;
+	char hex[MP_HEX_ID_LEN + 1];
+	r->storing = false;
+	if (r->stopping) {
+		answered_free(a);
+		return;
+	}
+	switch (a->after) {
+	case AFTER_CREDITED:
+		if (ok) {
+			apply_results(r, a);
+			next_step(r);
+		} else {
+			finish_round(r, false, "cannot store the broker's answer");
+		}
+		break;
+	case AFTER_LIMIT:
+		if (ok)
+			after_limit(r, a);
+		else
+			finish_round(r, false, "cannot record the LIMIT in the outbox");
+		break;
+	case AFTER_REFUSED:
+		if (!ok)
+			log_err("redeem %s: cannot mark it answered; it will be sent again",
+				id_hex(a->redeem_id, hex));
+		finish_round(r, false, a->summary);
+		break;
+	case AFTER_UNPARSEABLE:
+		if (ok)
+			next_step(r);
+		else
+			finish_round(r, false,
+				     "cannot abandon a stored Redeem that does not parse");
+		break;
+	}
+	answered_free(a);
 }
 
 /* LIMIT stores nothing under the redeem_id. A LIMIT that asks to retry later (the broker's
@@ -237,16 +375,9 @@ static void on_limit(struct redeemer *r, const struct in_flight *f, const char *
 		finish_round(r, false, "LIMIT for a Redeem that cannot be made smaller");
 		return;
 	}
-	if (!store_outbox_answered(r->m->store, f->redeem_id, NULL, 0)) {
+	struct answered *a = answered_new(r, AFTER_LIMIT, f->redeem_id);
+	if (!a || !record_answer(r, a))
 		finish_round(r, false, "cannot record the LIMIT in the outbox");
-		return;
-	}
-	r->stats.splits++;
-	log_info("redeem %s: abandoned; its channels go again in Redeems of at most %u claims "
-		 "and %llu hashes",
-		 hex, r->limits.max_claims, (unsigned long long)r->limits.budget);
-	new_pass(r);
-	next_step(r);
 }
 
 static void on_redeemed(struct mp_conn *c, const MpEnvelope *env, void *arg)
@@ -269,9 +400,7 @@ static void on_redeemed(struct mp_conn *c, const MpEnvelope *env, void *arg)
 		r->stats.answered++;
 		r->failures = 0; /* the backoff is per Redeem: this one is answered */
 		r->m->stats.redeems_sent++;
-		if (apply_results(r, f, resp))
-			next_step(r);
-		else
+		if (!record_results(r, f, resp))
 			finish_round(r, false, "cannot store the broker's answer");
 	} else if (code == MP_ST(LIMIT)) {
 		on_limit(r, f, detail);
@@ -284,11 +413,15 @@ static void on_redeemed(struct mp_conn *c, const MpEnvelope *env, void *arg)
 		 * sent again; the next round builds a new Redeem from the channels. */
 		r->stats.refused++;
 		log_err("redeem %s: refused by the broker: %s %s", hex, mp_code_name(code), detail);
-		if (!store_outbox_answered(r->m->store, f->redeem_id, NULL, 0))
-			log_err("redeem %s: cannot mark it answered; it will be sent again", hex);
 		snprintf(summary, sizeof(summary), "broker refused the Redeem: %s %s",
 			 mp_code_name(code), detail);
-		finish_round(r, false, summary);
+		struct answered *a = answered_new(r, AFTER_REFUSED, f->redeem_id);
+		if (a)
+			memcpy(a->summary, summary, sizeof(summary));
+		if (!a || !record_answer(r, a)) {
+			log_err("redeem %s: cannot mark it answered; it will be sent again", hex);
+			finish_round(r, false, summary);
+		}
 	}
 	micropay__v1__redeem__free_unpacked(f->body, NULL);
 	free(f);
@@ -296,7 +429,7 @@ static void on_redeemed(struct mp_conn *c, const MpEnvelope *env, void *arg)
 
 /* ---- sending ---- */
 
-enum send_result { SENT, ABANDONED, NOT_SENT };
+enum send_result { SENT, ABANDONING, NOT_SENT };
 
 /* Parse a stored Redeem; one that does not parse is abandoned (logged), it cannot be sent. */
 static struct in_flight *in_flight_new(struct redeemer *r, const struct outbox_item *item,
@@ -317,7 +450,8 @@ static struct in_flight *in_flight_new(struct redeemer *r, const struct outbox_i
 	char hex[MP_HEX_ID_LEN + 1];
 	log_err("redeem %s: the stored Redeem does not parse; abandoning it",
 		id_hex(item->redeem_id, hex));
-	*abandoned = store_outbox_answered(r->m->store, item->redeem_id, NULL, 0);
+	struct answered *a = answered_new(r, AFTER_UNPARSEABLE, item->redeem_id);
+	*abandoned = a && record_answer(r, a);
 	free(f);
 	mp_stmt_free(*stmt);
 	*stmt = NULL;
@@ -330,7 +464,7 @@ static enum send_result send_stored(struct redeemer *r, const struct outbox_item
 	bool abandoned = false;
 	struct in_flight *f = in_flight_new(r, item, &s, &abandoned);
 	if (!f)
-		return abandoned ? ABANDONED : NOT_SENT;
+		return abandoned ? ABANDONING : NOT_SENT;
 	Micropay__V1__RedeemReq req = MICROPAY__V1__REDEEM_REQ__INIT;
 	req.stmt = s;
 	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
@@ -349,15 +483,87 @@ static enum send_result send_stored(struct redeemer *r, const struct outbox_item
 	return SENT;
 }
 
-/* The oldest unanswered Redeem, else a new one; NOTHING_LEFT when the round is done. */
-static enum build_result next_redeem(struct redeemer *r, struct outbox_item *item)
+/* ---- building, walking, storing ---- */
+
+static void on_redeem_stored(void *arg, bool ok)
+{
+	struct redeemer *r = arg;
+	r->storing = false;
+	if (r->stopping)
+		return;
+	if (ok)
+		next_step(r); /* finds it in the outbox and sends it */
+	else
+		finish_round(r, false, "cannot store the Redeem in the outbox (nothing sent)");
+}
+
+/* A signed Redeem: into the outbox on the store thread; sent once durable. */
+static void store_redeem(struct redeemer *r, struct outbox_item *item)
+{
+	r->storing = store_write_outbox_put(r->m, item, on_redeem_stored, r);
+	free(item->bytes);
+	item->bytes = NULL;
+	if (!r->storing)
+		finish_round(r, false, "cannot queue the Redeem's outbox write");
+}
+
+struct walk_job {
+	struct redeemer *r;
+	struct step_walk walk;
+};
+
+/* Worker thread. */
+static void walk_work(void *arg, const atomic_bool *stop)
+{
+	redeem_step_walk(&((struct walk_job *)arg)->walk, stop);
+}
+
+static void on_walked(void *arg, enum mp_job_outcome outcome)
+{
+	struct walk_job *job = arg;
+	struct redeemer *r = job->r;
+	r->walking = false;
+	if (!r->stopping) {
+		struct outbox_item item = {0};
+		enum build_result res = BUILD_FAILED;
+		if (outcome == MP_JOB_DONE && job->walk.done)
+			res = redeem_build_step(r->m, &r->pass, &job->walk, &item);
+		if (res == BUILD_SEALED) {
+			r->stats.steps++;
+			store_redeem(r, &item);
+		} else if (res == BUILD_NOTHING_LEFT) {
+			next_step(r);
+		} else {
+			finish_round(r, false, "cannot walk or sign a step claim");
+		}
+	}
+	free(job);
+}
+
+static void start_walk(struct redeemer *r, const struct step_walk *walk)
+{
+	struct walk_job *job = calloc(1, sizeof(*job));
+	if (job)
+		*job = (struct walk_job){r, *walk};
+	r->walking = job && mp_workers_submit(r->walker, walk_work, on_walked, job);
+	if (!r->walking) {
+		free(job);
+		finish_round(r, false, "cannot start a step's chain walk");
+	}
+}
+
+/* The oldest unanswered Redeem (found), else a new one; NOTHING_LEFT when the round is done. */
+static enum build_result next_redeem(struct redeemer *r, struct outbox_item *item,
+				     struct step_walk *walk, bool *found)
 {
 	*item = (struct outbox_item){0};
-	if (store_outbox_next(r->m->store, item->redeem_id, &item->bytes, &item->len))
-		return BUILD_STORED;
+	*found = store_outbox_next(r->m->store, item->redeem_id, &item->bytes, &item->len);
+	if (*found)
+		return BUILD_SEALED;
 	for (;;) {
 		unsigned steps = 0;
-		enum build_result res = redeem_build_next(r->m, &r->pass, &r->limits, item, &steps);
+		enum build_result res =
+		    redeem_build_next(r->m, &r->pass, &r->limits, item, &steps, walk);
 		r->stats.steps += steps;
 		if (res != BUILD_NOTHING_LEFT || r->pass_credited == 0)
 			return res;
@@ -367,7 +573,7 @@ static enum build_result next_redeem(struct redeemer *r, struct outbox_item *ite
 
 static void next_step(struct redeemer *r)
 {
-	if (r->stopping || !r->running || r->awaiting)
+	if (r->stopping || !r->running || r->awaiting || r->storing || r->walking)
 		return;
 	if (r->m->cert_valid_until == 0) {
 		ensure_registered(r);
@@ -378,23 +584,26 @@ static void next_step(struct redeemer *r)
 		return;
 	}
 	struct outbox_item item;
-	enum send_result sent = NOT_SENT;
-	switch (next_redeem(r, &item)) {
-	case BUILD_STORED:
-		sent = send_stored(r, &item);
-		if (sent == NOT_SENT)
+	struct step_walk walk;
+	bool found;
+	switch (next_redeem(r, &item, &walk, &found)) {
+	case BUILD_SEALED:
+		if (!found)
+			store_redeem(r, &item);
+		else if (send_stored(r, &item) == NOT_SENT)
 			finish_round(r, false, "cannot send the Redeem");
+		break;
+	case BUILD_WALK:
+		start_walk(r, &walk);
 		break;
 	case BUILD_NOTHING_LEFT:
 		finish_done(r);
 		break;
 	case BUILD_FAILED:
-		finish_round(r, false, "cannot build or store a Redeem");
+		finish_round(r, false, "cannot build a Redeem");
 		break;
 	}
 	free(item.bytes);
-	if (sent == ABANDONED)
-		next_step(r); /* the next one: this one is answered in the outbox now */
 }
 
 /* ---- the link ---- */
@@ -410,7 +619,7 @@ static void on_link_up(void *arg)
 static void on_link_down(void *arg, const char *reason)
 {
 	struct redeemer *r = arg;
-	if (r->running && !r->awaiting) {
+	if (r->running && !r->awaiting && !r->storing && !r->walking) {
 		char summary[300];
 		snprintf(summary, sizeof(summary), "broker unreachable: %s", reason);
 		finish_round(r, false, summary);
@@ -472,7 +681,8 @@ struct redeemer *redeemer_new(struct merchant *m)
 	r->link = broker_link_new(m, &link_ops, r);
 	r->tick = evtimer_new(m->base, on_tick, r);
 	r->retry = evtimer_new(m->base, on_retry, r);
-	if (!r->link || !r->tick || !r->retry) {
+	r->walker = mp_workers_new(m->base, 1, 1);
+	if (!r->link || !r->tick || !r->retry || !r->walker) {
 		redeemer_free(r);
 		return NULL;
 	}
@@ -484,12 +694,20 @@ struct redeemer *redeemer_new(struct merchant *m)
 	return r;
 }
 
+void redeemer_stop(struct redeemer *r)
+{
+	if (r)
+		r->stopping = true;
+}
+
 void redeemer_free(struct redeemer *r)
 {
 	if (!r)
 		return;
 	r->stopping = true;
-	broker_link_free(r->link); /* a Redeem in flight stays in the outbox */
+	if (r->walker)
+		mp_workers_free(r->walker); /* a walk under way: cancelled, on_walked frees it */
+	broker_link_free(r->link);	    /* a Redeem in flight stays in the outbox */
 	if (r->tick)
 		event_free(r->tick);
 	if (r->retry)

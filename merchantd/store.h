@@ -2,8 +2,8 @@
  * channels it holds (each row also keeps its last Pay with the answer given), an append-only
  * journal of accepted payments (one transaction per group-committed batch; compact.c folds
  * old redeemed rows away), the orders its application priced, and the redemption outbox.
- * A struct store is one SQLite connection, used by one thread: the loop has one (reads,
- * outbox), the store thread another (batches, compaction). */
+ * A struct store is one SQLite connection, used by one thread: the loop has one (reads), the
+ * store thread another (batches, the outbox, our MerchantCert, compaction). */
 #pragma once
 #include <stdbool.h>
 #include <stddef.h>
@@ -28,9 +28,8 @@ struct store *store_open(const char *path, char *err, size_t errlen);
 void store_close(struct store *s);
 /* How long a statement on this connection waits for a lock another connection holds before it
  * fails SQLITE_BUSY (store_open: 5 s, for start-up and the store thread). The loop's connection
- * waits at most a few milliseconds (main.c): its reads do not take the write lock (WAL), and
- * its writes (the redemption outbox, our MerchantCert) fail and are retried later rather than
- * stall every peer while a commit or another process holds the lock. */
+ * only reads once serving (WAL: readers do not wait for the writer) and waits at most a few
+ * milliseconds (main.c); every write runs on the store thread (batch.c, store_writes.c). */
 void store_set_lock_wait(struct store *s, int ms);
 /* For compact.c and store_redeem.c: the connection and the file it opened. */
 struct sqlite3 *store_db(struct store *s);

@@ -24,9 +24,15 @@ bool store_word_at_or_above(struct store *s, const uint8_t channel_id[MP_ID_LEN]
 		     "ORDER BY j LIMIT 1",
 		     &st))
 		return false;
-	sqlite3_bind_blob(st, 1, channel_id, MP_ID_LEN, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, index);
-	sqlite3_bind_int64(st, 3, seg_seq);
+	/* A parameter left NULL by a failed bind would match nothing: a store error, logged. */
+	int rcs = sqlite3_bind_blob(st, 1, channel_id, MP_ID_LEN, SQLITE_STATIC) |
+		  sqlite3_bind_int64(st, 2, index) | sqlite3_bind_int64(st, 3, seg_seq);
+	if (rcs != SQLITE_OK) {
+		log_err("store: binding the step word query (index %u): %s", index,
+			sqlite3_errmsg(db));
+		sqlite3_finalize(st);
+		return false;
+	}
 	bool found = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_bytes(st, 1) == MP_HASH_LEN;
 	if (found) {
 		*j = (uint32_t)sqlite3_column_int64(st, 0);

@@ -1,8 +1,8 @@
-/* The store thread: every write of merchantd's durable state that the pay path waits for (group
- * commits, channel and order records, compaction) runs here, on the thread's own SQLite
- * connection, so fsyncs and lock waits never run on the event loop. Jobs run one at a time in
- * submission order (so a batch committed after a channel's record sees that record); their
- * completion is handed back to the loop through an eventfd watched by libevent.
+/* The store thread: every write of merchantd's durable state while it serves (group commits,
+ * channel and order records, the redemption outbox, our MerchantCert, compaction) runs here, on
+ * the thread's own SQLite connection, so fsyncs and lock waits never run on the event loop. Jobs
+ * run one at a time in submission order (so a batch committed after a channel's record sees that
+ * record); their completion is handed back to the loop through an eventfd watched by libevent.
  *
  * A job's life:
  *
@@ -12,7 +12,8 @@
  *        +----------- loop: done(job) <------------ DONE (eventfd signalled)
  *
  * The queue holds caller-owned jobs; its length is bounded by the callers (at most one batch
- * committing and one compaction step: see batch.c and compact.c). */
+ * committing, one compaction step and one write of the redeemer or of registration: see
+ * batch.c, compact.c and store_writes.h). */
 #pragma once
 #include <stdbool.h>
 #include <stddef.h>
