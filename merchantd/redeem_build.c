@@ -260,13 +260,14 @@ enum build_result redeem_build_step(struct merchant *m, struct redeem_pass *pass
 {
 	*out = (struct outbox_item){0};
 	struct channel *ch = channel_find(&m->channels, walk->channel_id);
+	if (ch)
+		ch->redeem_pass = pass->number; /* claimed in this pass, or not at all */
 	if (!ch || ch->seg_seq != walk->seg_seq || walk->target <= ch->redeemed_end ||
 	    walk->target > ch->durable_last) {
 		log_info("redeem: a step walked on a worker is no longer needed (the channel "
 			 "moved on)");
 		return BUILD_NOTHING_LEFT;
 	}
-	ch->redeem_pass = pass->number;
 	struct claim_set cs;
 	if (!set_init(&cs, 1)) {
 		set_free(&cs);
