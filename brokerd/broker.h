@@ -127,6 +127,7 @@ void handle_register_account(struct broker *b, struct mp_conn *c, const MpEnvelo
 void handle_register_merchant(struct broker *b, struct mp_conn *c, const MpEnvelope *env);
 void handle_issue(struct broker *b, struct mp_conn *c, const MpEnvelope *env);
 void handle_redeem(struct broker *b, struct mp_conn *c, const MpEnvelope *env);
+void handle_bind(struct broker *b, struct mp_conn *c, const MpEnvelope *env);
 /* unroutable.c: MALFORMED "not a broker request", logged within limits; the per-connection
  * state it keeps (mp_conn_data) is made at open and freed at close. */
 void handle_unroutable(struct broker *b, struct mp_conn *c, const MpEnvelope *env);

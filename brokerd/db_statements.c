@@ -16,6 +16,8 @@ const struct db_statement broker_statements[] = {
      "SELECT * FROM mp_issue($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, "
      "$16, $17, $18, $19, $20, $21, $22)",
      22},
+    {"bind_lookup", "SELECT * FROM mp_bind_lookup($1)", 1},
+    {"bind", "SELECT * FROM mp_bind($1, $2, $3, $4, $5, $6)", 6},
     {"redeem_prepare", "SELECT * FROM mp_redeem_prepare($1, $2, $3, $4)", 4},
     {"custody_prepare", "SELECT * FROM mp_custody_prepare($1, $2)", 2},
     {"custody_record",

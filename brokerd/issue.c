@@ -90,10 +90,6 @@ static MpCode check_bounds(const struct broker *b, const Micropay__V1__IssueRequ
 		*detail = "pay_until_days must be 1, 7 or 30";
 		return MP_ST(MALFORMED);
 	}
-	if (r->holder0.len == 0) {
-		*detail = "holder0 is required (Bind does not exist yet)";
-		return MP_ST(MALFORMED);
-	}
 	return MP_ST(OK);
 }
 

@@ -24,6 +24,9 @@ static void on_envelope(struct mp_conn *c, const MpEnvelope *env, void *arg)
 	case MP_BODY(REDEEM_REQ):
 		handle_redeem(b, c, env);
 		return;
+	case MP_BODY(BIND_REQ):
+		handle_bind(b, c, env);
+		return;
 	default:
 		handle_unroutable(b, c, env);
 		return;

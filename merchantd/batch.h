@@ -53,6 +53,8 @@ struct channel_row {
 	uint8_t id[MP_ID_LEN];
 	const uint8_t *cert;
 	size_t cert_len;
+	const uint8_t *bind; /* the channel's Bind (unbound cert), stored with the row; or NULL */
+	size_t bind_len;
 	enum channel_state state;
 	uint32_t hseq, seg_seq, seg_start;
 	uint8_t w_last[MP_HASH_LEN];

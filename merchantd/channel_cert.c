@@ -22,7 +22,7 @@ bool channel_from_cert(struct channel *ch, const uint8_t *cert, size_t len)
 	Micropay__V1__ChannelCert *cc = parse_cert(cert, len);
 	if (!cc || !mp_bytes_len_is(cc->chain_nonce, MP_NONCE_LEN) ||
 	    !mp_bytes_len_is(cc->root, MP_HASH_LEN) || !mp_bytes_len_is(cc->owner_pk, MP_PK_LEN) ||
-	    !mp_bytes_len_is(cc->holder0, MP_ID_LEN)) {
+	    (cc->holder0.len != 0 && !mp_bytes_len_is(cc->holder0, MP_ID_LEN))) {
 		if (cc)
 			micropay__v1__channel_cert__free_unpacked(cc, NULL);
 		return false;
@@ -30,7 +30,9 @@ bool channel_from_cert(struct channel *ch, const uint8_t *cert, size_t len)
 	memcpy(ch->nonce, cc->chain_nonce.data, MP_NONCE_LEN);
 	memcpy(ch->root, cc->root.data, MP_HASH_LEN);
 	memcpy(ch->owner_pk, cc->owner_pk.data, MP_PK_LEN);
-	memcpy(ch->holder0, cc->holder0.data, MP_ID_LEN);
+	ch->unbound = cc->holder0.len == 0; /* holder0 comes from the Bind (bind.c) */
+	if (!ch->unbound)
+		memcpy(ch->holder0, cc->holder0.data, MP_ID_LEN);
 	ch->n = cc->n;
 	ch->unit_value = cc->unit_value;
 	ch->pay_until = cc->pay_until;

@@ -189,6 +189,10 @@ static MpCode check_move(const struct merchant *m, const struct channel *ch,
 		*detail = "Move.from_epoch is not this merchant's epoch";
 		return MP_ST(NOT_HOLDER);
 	}
+	if (ch->unbound) { /* Handoff 1 would link to the Bind, which custody.c cannot check */
+		*detail = "a channel bound by a Bind is not handed off yet";
+		return MP_ST(LIMIT);
+	}
 	if (ch->hseq + 1 > MP_MAX_HANDOFFS) {
 		*detail = "MAX_HANDOFFS reached";
 		return MP_ST(LIMIT);

@@ -123,7 +123,8 @@ static void merchant_stop(struct merchant *m)
 	store_thread_stop(m->store_thread);
 	compactor_free(m);
 	batch_free(m);
-	redeemer_free(m->redeemer);
+	redeemer_free(m->redeemer); /* Binds awaited get their answer: none */
+	bind_stop_all(m);
 	if (m->sig_int)
 		event_free(m->sig_int);
 	if (m->sig_term)

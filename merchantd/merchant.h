@@ -74,7 +74,10 @@ struct channel {
 	uint8_t nonce[MP_NONCE_LEN];
 	uint8_t root[MP_HASH_LEN];
 	uint8_t owner_pk[MP_PK_LEN];
-	uint8_t holder0[MP_ID_LEN];
+	uint8_t holder0[MP_ID_LEN]; /* the cert's, or the Bind's merchant for an unbound cert */
+	bool unbound;		    /* the cert has no holder0: event 0 is the Bind (bind.c) */
+	uint8_t *bind;		    /* our stored Bind's bytes (unbound certs), else NULL */
+	size_t bind_len;
 	uint32_t n;
 	uint64_t unit_value;
 	uint64_t pay_until, redeem_until;
@@ -129,6 +132,7 @@ struct batch_pipe;
 struct compactor;
 struct redeemer;
 struct takeover;
+struct binding;
 struct evdns_base;
 
 struct merchant {
@@ -157,6 +161,8 @@ struct merchant {
 	struct mp_workers *workers; /* custody chain verification, off the loop */
 	struct evdns_base *dns;	    /* takeover.c: resolves holders' endpoints on the loop */
 	struct takeover *takeovers; /* takeover.c: in progress */
+	struct binding *binds;	    /* bind.c: asking the broker for a Bind */
+	size_t n_binds;
 	struct event *sig_int, *sig_term;
 	uint64_t started_at;
 	struct merchant_stats stats;
@@ -195,6 +201,18 @@ void takeover_start(struct merchant *m, struct mp_conn *c, const MpEnvelope *env
 void takeover_stop_all(struct merchant *m);
 void reply_open(struct mp_conn *c, uint64_t request_id, MpCode code, const char *detail,
 		struct merchant *m, const struct channel *ch);
+/* The same with Status.evidence (bind.c: NOT_HOLDER carrying another merchant's Bind). */
+void reply_open_evidence(struct mp_conn *c, uint64_t request_id, MpCode code, const char *detail,
+			 struct merchant *m, const MpSigned *evidence);
+/* A verified Open of a channel we hold or will hold from now on: acknowledged once its record
+ * is durable. bind: our Bind for a cert without holder0 (stored with the record), else NULL. */
+void open_hold(struct merchant *m, struct mp_conn *c, uint64_t request_id, const MpSigned *cert,
+	       const Micropay__V1__ChannelCert *cc, const MpSigned *bind);
+/* bind.c: an Open with a Move for an unbound channel new here: ask the broker for the Bind. */
+void bind_start(struct merchant *m, struct mp_conn *c, const MpEnvelope *env,
+		const Micropay__V1__ChannelCert *cc);
+/* At shutdown, after the broker link is gone: every Bind still awaited ends (INTERNAL). */
+void bind_stop_all(struct merchant *m);
 void handle_pay(struct merchant *m, struct mp_conn *c, const MpEnvelope *env);
 void reply_pay(struct mp_conn *c, uint64_t request_id, MpCode code, const char *detail,
 	       uint32_t last, uint64_t credit, uint64_t price);
@@ -210,6 +228,8 @@ struct redeemer *redeemer_new(struct merchant *m);
 /* No further steps (a store write completing at shutdown sends nothing): before batch_drain. */
 void redeemer_stop(struct redeemer *r);
 void redeemer_free(struct redeemer *r);
+/* The one connection to the broker (also used by bind.c). */
+struct broker_link *redeemer_link(struct redeemer *r);
 /* Start a redemption round now; done(arg, summary) is called when it ends. */
 typedef void (*redeem_done_fn)(void *arg, bool ok, const char *summary, uint64_t credited);
 void redeemer_run(struct redeemer *r, redeem_done_fn done, void *arg);

@@ -35,8 +35,8 @@
 
 /* The OpenAck proves holding: for an epoch h > 0 it carries the Handoff naming us; it always
  * carries our MerchantCert, which the wallet passes to the next merchant as its holder hint. */
-void reply_open(struct mp_conn *c, uint64_t request_id, MpCode code, const char *detail,
-		struct merchant *m, const struct channel *ch)
+static void reply_open_full(struct mp_conn *c, uint64_t request_id, MpCode code, const char *detail,
+			    struct merchant *m, const struct channel *ch, const MpSigned *evidence)
 {
 	Micropay__V1__OpenAck ack = MICROPAY__V1__OPEN_ACK__INIT;
 	MpStatus st;
@@ -45,6 +45,7 @@ void reply_open(struct mp_conn *c, uint64_t request_id, MpCode code, const char 
 	uint8_t *own = NULL;
 	size_t own_len = 0;
 	ack.status = merchant_status(&st, code, detail);
+	st.evidence = (MpSigned *)evidence;
 	if (ch) {
 		ack.hseq = ch->hseq;
 		point.seg_seq = ch->seg_seq;
@@ -57,6 +58,8 @@ void reply_open(struct mp_conn *c, uint64_t request_id, MpCode code, const char 
 		ack.max_jump = m->cfg.max_jump;
 		if (ch->hseq > 0 && custody_store_get(m->store, ch->id, ch->hseq, &event))
 			ack.custody_event = mp_stmt_decode(event.data, event.len);
+		else if (ch->hseq == 0 && ch->bind) /* event 0 of an unbound cert: our Bind */
+			ack.custody_event = mp_stmt_decode(ch->bind, ch->bind_len);
 		if (merchant_own_cert(m, &own, &own_len))
 			ack.holder_cert = mp_stmt_decode(own, own_len);
 	}
@@ -68,6 +71,18 @@ void reply_open(struct mp_conn *c, uint64_t request_id, MpCode code, const char 
 	mp_stmt_free(ack.holder_cert);
 	free(event.data);
 	free(own);
+}
+
+void reply_open(struct mp_conn *c, uint64_t request_id, MpCode code, const char *detail,
+		struct merchant *m, const struct channel *ch)
+{
+	reply_open_full(c, request_id, code, detail, m, ch, NULL);
+}
+
+void reply_open_evidence(struct mp_conn *c, uint64_t request_id, MpCode code, const char *detail,
+			 struct merchant *m, const MpSigned *evidence)
+{
+	reply_open_full(c, request_id, code, detail, m, NULL, evidence);
 }
 
 /* Policy checks of a verified cert; OK or the refusal with its detail. */
@@ -103,8 +118,8 @@ static MpCode check_cert(const struct merchant *m, const Micropay__V1__ChannelCe
 		*detail = "channel outlives this merchant's policy or MerchantCert";
 		return MP_ST(OUT_OF_RANGE);
 	}
-	if (!mp_bytes_len_is(cc->holder0, MP_ID_LEN)) {
-		*detail = "cert without holder0";
+	if (cc->holder0.len != 0 && !mp_bytes_len_is(cc->holder0, MP_ID_LEN)) {
+		*detail = "cert holder0 length";
 		return MP_ST(MALFORMED);
 	}
 	return MP_ST(OK);
@@ -117,10 +132,22 @@ void open_acknowledge(struct merchant *m, struct mp_conn *c, uint64_t request_id
 	reply_open(c, request_id, MP_ST(OK), NULL, m, ch);
 }
 
-/* A channel held from now on (holder0 is us): in memory at once, so that Pays can follow, and
- * its record in the filling batch, ahead of any Pay on it. */
+/* An unbound cert's channel takes holder0 from our Bind (kept with the channel, stored with
+ * its row). */
+static bool take_bind(struct channel *ch, const uint8_t mid[MP_ID_LEN], const MpSigned *bind)
+{
+	if (!bind)
+		return !ch->unbound; /* an unbound cert is never held without its Bind */
+	ch->bind = mp_stmt_encode(bind, &ch->bind_len);
+	memcpy(ch->holder0, mid, MP_ID_LEN);
+	return ch->bind != NULL;
+}
+
+/* A channel held from now on (holder0 or the Bind is us): in memory at once, so that Pays can
+ * follow, and its record in the filling batch, ahead of any Pay on it. */
 static struct channel *adopt_channel(struct merchant *m, const MpSigned *cert,
-				     const Micropay__V1__ChannelCert *cc, struct batch_entry *e)
+				     const Micropay__V1__ChannelCert *cc, const MpSigned *bind,
+				     struct batch_entry *e)
 {
 	struct channel *ch = calloc(1, sizeof(*ch));
 	if (!ch)
@@ -128,10 +155,11 @@ static struct channel *adopt_channel(struct merchant *m, const MpSigned *cert,
 	memcpy(ch->id, cc->channel_id.data, MP_ID_LEN);
 	size_t len;
 	uint8_t *bytes = mp_stmt_encode(cert, &len);
-	bool ok = bytes && channel_from_cert(ch, bytes, len);
+	bool ok = bytes && channel_from_cert(ch, bytes, len) && take_bind(ch, m->mid, bind);
 	free(bytes);
 	if (!ok) {
 		free(ch->cert);
+		free(ch->bind);
 		free(ch);
 		return NULL;
 	}
@@ -144,6 +172,8 @@ static struct channel *adopt_channel(struct merchant *m, const MpSigned *cert,
 	memcpy(r->id, ch->id, MP_ID_LEN);
 	r->cert = ch->cert;
 	r->cert_len = ch->cert_len;
+	r->bind = ch->bind;
+	r->bind_len = ch->bind_len;
 	r->state = ch->state;
 	r->hseq = ch->hseq;
 	r->seg_seq = ch->seg_seq;
@@ -159,26 +189,25 @@ static struct channel *adopt_channel(struct merchant *m, const MpSigned *cert,
 
 /* A verified Open of a channel we hold (or will): answer now from the durable record, or once
  * the record is durable. */
-static void open_held(struct merchant *m, struct mp_conn *c, const MpEnvelope *env,
-		      const Micropay__V1__ChannelCert *cc)
+void open_hold(struct merchant *m, struct mp_conn *c, uint64_t request_id, const MpSigned *cert,
+	       const Micropay__V1__ChannelCert *cc, const MpSigned *bind)
 {
 	struct channel *ch = channel_find(&m->channels, cc->channel_id.data);
 	if (ch && ch->recorded) {
-		open_acknowledge(m, c, env->request_id, ch);
+		open_acknowledge(m, c, request_id, ch);
 		return;
 	}
 	if (!batch_has_room(m)) {
 		m->stats.store_busy++;
 		log_info("%s: open refused: the store is behind", mp_conn_peer(c));
-		reply_open(c, env->request_id, MP_ST(LIMIT), "merchant busy; retry", m, NULL);
+		reply_open(c, request_id, MP_ST(LIMIT), "merchant busy; retry", m, NULL);
 		return;
 	}
-	struct batch_entry e = {.kind = ENTRY_OPEN, .conn = c, .request_id = env->request_id};
-	if (!ch && !(ch = adopt_channel(m, env->open_req->cert, cc, &e))) {
+	struct batch_entry e = {.kind = ENTRY_OPEN, .conn = c, .request_id = request_id};
+	if (!ch && !(ch = adopt_channel(m, cert, cc, bind, &e))) {
 		log_err("%s: open: cannot hold the channel (out of memory or unreadable cert)",
 			mp_conn_peer(c));
-		reply_open(c, env->request_id, MP_ST(INTERNAL), "cannot record the channel", m,
-			   NULL);
+		reply_open(c, request_id, MP_ST(INTERNAL), "cannot record the channel", m, NULL);
 		return;
 	}
 	e.ch = ch;
@@ -194,9 +223,16 @@ static void open_verified(struct merchant *m, struct mp_conn *c, const MpEnvelop
 			  const Micropay__V1__ChannelCert *cc)
 {
 	struct channel *ch = channel_find(&m->channels, cc->channel_id.data);
-	bool holder0 = !memcmp(cc->holder0.data, m->mid, MP_ID_LEN);
+	bool unbound = cc->holder0.len == 0;
+	bool holder0 = !unbound && !memcmp(cc->holder0.data, m->mid, MP_ID_LEN);
 	if ((ch && ch->state == CHANNEL_HELD) || (!ch && holder0)) {
-		open_held(m, c, env, cc);
+		open_hold(m, c, env->request_id, env->open_req->cert, cc, NULL);
+	} else if (!ch && unbound && env->open_req->move) {
+		bind_start(m, c, env,
+			   cc); /* bind.c: the broker binds it to us, or names the holder */
+	} else if (!ch && unbound) {
+		reply_open(c, env->request_id, MP_ST(NOT_HOLDER),
+			   "channel not bound yet: open with a Move to bind it here", m, NULL);
 	} else if (env->open_req->move) {
 		takeover_start(m, c, env, cc, ch);
 	} else if (ch && ch->state == CHANNEL_HANDED_OFF) {

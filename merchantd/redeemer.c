@@ -672,6 +672,11 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 		log_err("redeem: cannot arm the timer; redemption and renewal run only on demand");
 }
 
+struct broker_link *redeemer_link(struct redeemer *r)
+{
+	return r->link;
+}
+
 struct redeemer *redeemer_new(struct merchant *m)
 {
 	struct redeemer *r = calloc(1, sizeof(*r));

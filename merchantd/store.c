@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "channel_cert.h"
+#include "bind_store.h"
 #include "custody_store.h"
 #include "log.h"
 
@@ -176,7 +177,7 @@ static bool initialise(struct store *s)
 	sqlite3_busy_timeout(s->db, 5000);
 	return exec(s, "PRAGMA auto_vacuum=INCREMENTAL") && exec(s, "PRAGMA journal_mode=WAL") &&
 	       exec(s, "PRAGMA synchronous=FULL") && exec(s, schema) && migrate_last_answer(s) &&
-	       migrate_custody(s) && ensure_incremental_vacuum(s);
+	       migrate_custody(s) && bind_store_migrate(s) && ensure_incremental_vacuum(s);
 }
 
 struct store *store_open(const char *path, char *err, size_t errlen)
@@ -298,6 +299,14 @@ bool store_load_channels(struct store *s, struct table *channels)
 	int rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		struct channel *ch = channel_from_row(st);
+		if (ch && ch->unbound && !bind_store_load(s, ch)) {
+			log_err("store %s: a channel without holder0 and without its Bind",
+				s->path);
+			free(ch->cert);
+			free(ch->bind);
+			free(ch);
+			ch = NULL;
+		}
 		if (!ch) {
 			log_err("store %s: an unreadable channel row; refusing to start", s->path);
 			ok = false;
@@ -397,7 +406,9 @@ static bool write_entry(struct store *s, const struct batch_entry *e, int64_t no
 	case ENTRY_PAY:
 		return journal_entry(s, e, now);
 	case ENTRY_OPEN:
-		return !e->insert || channel_insert_row(s, &e->row);
+		return !e->insert || (channel_insert_row(s, &e->row) &&
+				      (!e->row.bind || bind_store_put(s, e->channel_id, e->row.bind,
+								      e->row.bind_len)));
 	case ENTRY_ORDER:
 		return order_insert_row(s, e, now);
 	case ENTRY_HANDOFF:

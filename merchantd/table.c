@@ -60,6 +60,7 @@ void table_free_channels(struct table *t)
 		while (ch) {
 			struct channel *next = ch->next;
 			free(ch->cert);
+			free(ch->bind);
 			free(ch);
 			ch = next;
 		}

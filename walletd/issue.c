@@ -225,7 +225,8 @@ static MpSigned *sign_request(struct wallet *w, const struct wchannel *ch,
 	r.n = ch->n;
 	r.unit_value = ch->unit_value;
 	r.currency = (char *)ch->currency;
-	r.holder0 = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)ch->holder0};
+	if (!wallet_id_is_zero(ch->holder0)) /* else unbound: no holder0 */
+		r.holder0 = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)ch->holder0};
 	r.pay_until_days = ch->days;
 	return mp_stmt_sign(&w->account_key, MP_STMT_ISSUE_REQUEST, &r.base);
 }
@@ -264,7 +265,9 @@ static const char *create_channel(struct wallet *w, struct wchannel *ch)
 static bool issue_params(struct mp_admin_req *req, json_t *params, struct wchannel *ch)
 {
 	uint64_t n, unit_value, days, escrow;
-	if (!wallet_param_hex(req, params, "merchant_id", ch->holder0, MP_ID_LEN, true, NULL) ||
+	/* Without merchant_id the channel is unbound: the first merchant paid binds it. */
+	if ((json_object_get(params, "merchant_id") &&
+	     !wallet_param_hex(req, params, "merchant_id", ch->holder0, MP_ID_LEN, true, NULL)) ||
 	    !mp_admin_param_u64(req, params, "n", &n, true) ||
 	    !mp_admin_param_u64(req, params, "unit_value", &unit_value, true) ||
 	    !mp_admin_param_u64(req, params, "days", &days, true))

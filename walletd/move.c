@@ -34,6 +34,31 @@ MpSigned *wallet_move_sign(struct wallet *w, const struct wchannel *ch,
 	return s;
 }
 
+bool wallet_id_is_zero(const uint8_t id[MP_ID_LEN])
+{
+	static const uint8_t zero[MP_ID_LEN];
+	return memcmp(id, zero, MP_ID_LEN) == 0;
+}
+
+const char *wallet_bind_check(const struct wallet *w, const struct wchannel *ch,
+			      const MpSigned *bind, uint8_t mid[MP_ID_LEN])
+{
+	ProtobufCMessage *body = NULL;
+	if (!bind || mp_stmt_open(bind, MP_STMT_BIND, w->cfg.broker_pk,
+				  &micropay__v1__bind__descriptor, &body) != MP_ST(OK))
+		return "not a Bind signed by the broker";
+	Micropay__V1__Bind *b = (Micropay__V1__Bind *)body;
+	const char *bad = NULL;
+	if (!mp_bytes_len_is(b->channel_id, MP_ID_LEN) ||
+	    memcmp(b->channel_id.data, ch->channel_id, MP_ID_LEN) ||
+	    !mp_bytes_len_is(b->merchant_id, MP_ID_LEN))
+		bad = "a Bind of another channel";
+	else
+		memcpy(mid, b->merchant_id.data, MP_ID_LEN);
+	protobuf_c_message_free_unpacked(body, NULL);
+	return bad;
+}
+
 const char *wallet_merchant_cert_check(const struct wallet *w, const MpSigned *cert,
 				       const uint8_t mid[MP_ID_LEN], uint8_t pk[MP_PK_LEN])
 {

@@ -270,16 +270,33 @@ static void send_next(struct pay_op *p)
 		pay_succeed(p, true);
 }
 
-/* After a Move: the OpenAck's Handoff checks out; record the new holder, epoch and cert. */
+/* An unbound channel opened with a Move: the OpenAck must carry the broker's Bind naming the
+ * merchant we opened at, in epoch 0. */
+static const char *check_bind(struct pay_op *p, const Micropay__V1__OpenAck *ack)
+{
+	uint8_t mid[MP_ID_LEN];
+	const char *bad = wallet_bind_check(p->w, p->ch, ack->custody_event, mid);
+	if (bad)
+		return bad;
+	if (memcmp(mid, p->target, MP_ID_LEN))
+		return "the Bind names another merchant";
+	return ack->hseq == 0 ? NULL : "the OpenAck after a Bind is not in epoch 0";
+}
+
+/* After a Move: the OpenAck's Handoff (or Bind) checks out; record the new holder, epoch and
+ * cert. */
 static const char *adopt_holder(struct pay_op *p, const Micropay__V1__OpenAck *ack)
 {
 	struct wchannel *ch = p->ch;
 	const char *bad = NULL;
-	if (p->move && ack->hseq != ch->epoch + 1)
+	bool binding = p->move && wallet_id_is_zero(ch->holder);
+	if (binding && (bad = check_bind(p, ack)))
+		return bad;
+	if (p->move && !binding && ack->hseq != ch->epoch + 1)
 		return "the OpenAck after a Move is not in the next epoch";
 	if (!p->move && ack->hseq != ch->epoch)
 		return "the OpenAck is not in the channel's epoch";
-	if (p->move &&
+	if (p->move && !binding &&
 	    (bad = wallet_move_check_handoff(p->w, ch, ack->custody_event, p->move, p->target)))
 		return bad;
 	if (wallet_merchant_cert_check(p->w, ack->holder_cert, p->target, NULL))
@@ -296,6 +313,26 @@ static const char *adopt_holder(struct pay_op *p, const Micropay__V1__OpenAck *a
 	if (p->move)
 		log_info("channel %s: moved to m-%s (epoch %u)", p->hex, p->target_hex, ch->epoch);
 	return NULL;
+}
+
+/* An unbound channel another merchant was bound to first (NOT_HOLDER carrying the broker's
+ * Bind): record that merchant as the holder, so that a pay without merchant_id goes there. */
+static const char *note_bound(struct pay_op *p, const Micropay__V1__OpenAck *ack, char *note,
+			      size_t note_len)
+{
+	uint8_t mid[MP_ID_LEN];
+	char hex[MP_HEX_ID_LEN + 1];
+	const char *bad = wallet_bind_check(p->w, p->ch, ack->status->evidence, mid);
+	if (bad)
+		return bad;
+	memcpy(p->ch->holder, mid, MP_ID_LEN);
+	p->ch->epoch = 0;
+	if (!wstore_channel_holder(p->w->store, p->ch))
+		return "cannot store the bound merchant";
+	mp_hex_encode(mid, MP_ID_LEN, hex);
+	snprintf(note, note_len, "the broker bound the channel to m-%s: pay there", hex);
+	log_info("channel %s: bound to m-%s", p->hex, hex);
+	return note;
 }
 
 /* The OpenAck proves the merchant holds the channel at a point of our own chain. */
@@ -317,7 +354,13 @@ static void on_open_ack(struct mp_conn *c, const MpEnvelope *env, void *arg)
 	const MpPoint *pt = ack->point;
 	uint8_t ours[MP_HASH_LEN];
 	const char *bad = NULL;
-	if (ack->status->code != MP_ST(OK)) {
+	if (ack->status->code == MP_ST(NOT_HOLDER) && wallet_id_is_zero(ch->holder) &&
+	    ack->status->evidence) {
+		wallet_status_text(ack->status, text, sizeof(text));
+		char note[160];
+		pay_fail(p, "Open refused: %s; %s; no payword sent", text,
+			 note_bound(p, ack, note, sizeof(note)));
+	} else if (ack->status->code != MP_ST(OK)) {
 		wallet_status_text(ack->status, text, sizeof(text));
 		pay_fail(p, "Open refused: %s; no payword sent", text);
 	} else if (!pt || pt->seg_seq != 0 || pt->index > ch->n ||
@@ -373,7 +416,8 @@ static void on_open(struct mp_conn *c, void *arg)
 	open.cert = p->ch->cert;
 	if (p->move) {
 		open.move = p->move;
-		open.holder_hint = (ProtobufCBinaryData){MP_ID_LEN, p->ch->holder};
+		if (!wallet_id_is_zero(p->ch->holder)) /* else unbound: the merchant binds it */
+			open.holder_hint = (ProtobufCBinaryData){MP_ID_LEN, p->ch->holder};
 		open.holder_cert = p->ch->holder_cert;
 	}
 	struct timeval tv = {WALLET_OPEN_TIMEOUT, 0};
@@ -412,6 +456,12 @@ static const struct mp_conn_ops pay_ops = {
 static bool target_param(struct mp_admin_req *req, json_t *params, struct pay_op *p)
 {
 	memcpy(p->target, p->ch->holder, MP_ID_LEN);
+	if (!json_object_get(params, "merchant_id") && wallet_id_is_zero(p->ch->holder)) {
+		mp_admin_fail(req, MP_ADMIN_BAD_PARAMS,
+			      "pay: the channel is not bound to a merchant yet: give merchant_id");
+		free(p);
+		return false;
+	}
 	if (json_object_get(params, "merchant_id") &&
 	    !wallet_param_hex(req, params, "merchant_id", p->target, MP_ID_LEN, true, NULL)) {
 		free(p);
@@ -492,7 +542,8 @@ void wallet_admin_pay(struct mp_admin_req *req, json_t *params, void *ctx)
 		snprintf(why, sizeof(why), "only %u units left on this channel (n %u, last %u)",
 			 ch->n - spent, ch->n, spent);
 		refuse = why;
-	} else if (memcmp(p->target, ch->holder, MP_ID_LEN) && !ch->holder_cert) {
+	} else if (memcmp(p->target, ch->holder, MP_ID_LEN) && !ch->holder_cert &&
+		   !wallet_id_is_zero(ch->holder)) {
 		refuse = "no MerchantCert of the holder is known yet: pay at the holder once, then "
 			 "at other merchants";
 	} else if (memcmp(p->target, ch->holder, MP_ID_LEN) &&

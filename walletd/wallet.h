@@ -146,6 +146,14 @@ const char *wallet_merchant_cert_check(const struct wallet *w, const MpSigned *c
 const char *wallet_move_check_handoff(const struct wallet *w, const struct wchannel *ch,
 				      const MpSigned *event, const MpSigned *move,
 				      const uint8_t to_mid[MP_ID_LEN]);
+/* Bind-on-first-use (PROTOCOL.md section 6, "Bind"): a channel issued without merchant_id has
+ * an all-zero holder0 here (its IssueRequest and cert carry none), and an all-zero holder until
+ * a merchant is bound to it. */
+bool wallet_id_is_zero(const uint8_t id[MP_ID_LEN]);
+/* bind is a Bind of this channel signed by the broker: NULL, or what is wrong; mid receives the
+ * merchant it binds. */
+const char *wallet_bind_check(const struct wallet *w, const struct wchannel *ch,
+			      const MpSigned *bind, uint8_t mid[MP_ID_LEN]);
 /* Resend every ISSUING channel's stored request (at start-up). */
 void wallet_issue_resume(struct wallet *w);
 

@@ -1,0 +1,209 @@
+/* BindReq -> Bind (PROTOCOL.md sections 4 and 6, "Bind"): a channel issued without holder0 is
+ * bound by the first merchant that asks. The asking merchant is the peer certificate (mutual
+ * TLS); the customer's consent is the wallet's Move (from_epoch 0, to_mid = that merchant),
+ * verified under the owner key of the channel's current segment taken from our own state. One
+ * SQL function (mp_bind, brokerd/sql/0009-bind.sql) binds by compare-and-set on the channel
+ * row; the Bind leaves only after COMMIT, and a retry gets the stored bytes.
+ *
+ *   received --(no merchant certificate)-----------------------------------> BAD_SIG
+ *      | --(channel_id length, no Move)----------------------------------> MALFORMED
+ *      v
+ *   bind_lookup --(no channel)---------------------------------------------> UNKNOWN_CHANNEL
+ *      | owner key of the current segment
+ *      v
+ *   Move verified (type, key, signature; channel, seg_seq, from_epoch 0, to_mid = peer)
+ *      |                                         --(refused)---------------> BAD_SIG/MALFORMED
+ *      v
+ *   Bind signed, mp_bind --(COMMIT)--> OK / DUPLICATE_OK (stored Bind) /
+ *                                      NOT_HOLDER + the stored Bind of another merchant /
+ *                                      refusal (EXPIRED, MALFORMED, ...) */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker.h"
+#include "db.h"
+#include "log.h"
+#include "stmt.h"
+#include "tls.h"
+#include "util.h"
+
+struct bind_call {
+	struct broker_call *call;
+	uint8_t channel_id[MP_ID_LEN];
+	uint8_t peer_mid[MP_ID_LEN];
+	MpSigned *move;
+	char what[2 * MP_HEX_ID_LEN + 16]; /* "channel X for merchant Y" context for logs */
+};
+
+static void bind_free(struct bind_call *bc)
+{
+	mp_stmt_free(bc->move);
+	free(bc);
+}
+
+static void reply_bind(struct bind_call *bc, MpCode code, const char *detail, const MpSigned *bind)
+{
+	Micropay__V1__BindResp resp = MICROPAY__V1__BIND_RESP__INIT;
+	MpStatus st;
+	resp.status = broker_status(&st, code, detail);
+	if (code == MP_ST(NOT_HOLDER))
+		st.evidence = (MpSigned *)bind;
+	resp.bind = (MpSigned *)bind;
+	resp.broker_time = mp_now();
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.body_case = MP_BODY(BIND_RESP);
+	env.bind_resp = &resp;
+	log_info("bind %s: %s%s%s", bc->what, mp_code_name(code), detail && *detail ? ": " : "",
+		 detail ? detail : "");
+	if (code != MP_ST(OK) && code != MP_ST(DUPLICATE_OK))
+		bc->call->b->stats.requests_refused++;
+	broker_call_reply(bc->call, &env);
+	bind_free(bc);
+}
+
+static MpSigned *stored_bind(const PGresult *res)
+{
+	size_t len = 0;
+	uint8_t *bytes = db_get_blob(res, 0, "bind", &len);
+	MpSigned *s = bytes ? mp_stmt_decode(bytes, len) : NULL;
+	free(bytes);
+	return s;
+}
+
+static void on_bound(const PGresult *res, const char *error, void *arg)
+{
+	struct bind_call *bc = arg;
+	if (!res || PQntuples(res) != 1) {
+		reply_bind(bc, MP_ST(INTERNAL), error ? error : "unexpected database result; retry",
+			   NULL);
+		return;
+	}
+	MpCode code = (MpCode)db_get_i64(res, 0, "status");
+	const char *detail = db_get_text(res, 0, "detail");
+	MpSigned *bind = stored_bind(res);
+	if ((code == MP_ST(OK) || code == MP_ST(DUPLICATE_OK)) && !bind)
+		reply_bind(bc, MP_ST(INTERNAL), "stored Bind unreadable", NULL);
+	else
+		reply_bind(bc, code, detail, bind);
+	mp_stmt_free(bind);
+}
+
+static MpSigned *sign_bind(struct broker *b, const struct bind_call *bc)
+{
+	Micropay__V1__Bind bd = MICROPAY__V1__BIND__INIT;
+	bd.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)bc->channel_id};
+	bd.merchant_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)bc->peer_mid};
+	return mp_stmt_sign(&b->key, MP_STMT_BIND, &bd.base);
+}
+
+static void call_bind(struct bind_call *bc, const uint8_t owner_pk[MP_PK_LEN])
+{
+	struct broker *b = bc->call->b;
+	MpSigned *bind = sign_bind(b, bc);
+	size_t len = 0;
+	uint8_t *bytes = bind ? mp_stmt_encode(bind, &len) : NULL;
+	uint8_t hash[MP_HASH_LEN];
+	if (!bytes) {
+		mp_stmt_free(bind);
+		reply_bind(bc, MP_ST(INTERNAL), "signing failed", NULL);
+		return;
+	}
+	mp_stmt_hash(bind, hash);
+	struct db_params p = {0};
+	db_param_bytes(&p, bc->channel_id, MP_ID_LEN);
+	db_param_bytes(&p, bc->peer_mid, MP_ID_LEN);
+	db_param_bytes(&p, owner_pk, MP_PK_LEN);
+	db_param_bytes(&p, hash, MP_HASH_LEN);
+	db_param_bytes(&p, bytes, len);
+	db_param_u64(&p, b->cfg.t_grace);
+	const char *refused = db_call(b->db, "bind", &p, on_bound, bc);
+	free(bytes);
+	mp_stmt_free(bind);
+	if (refused)
+		reply_bind(bc, MP_ST(INTERNAL), refused, NULL);
+}
+
+/* The Move under the key from our own state, then its fields against the request. */
+static MpCode check_move(const struct bind_call *bc, const uint8_t owner_pk[MP_PK_LEN],
+			 uint32_t seg_seq, const char **detail)
+{
+	ProtobufCMessage *body;
+	MpCode code =
+	    mp_stmt_open(bc->move, MP_STMT_MOVE, owner_pk, &micropay__v1__move__descriptor, &body);
+	if (code != MP_ST(OK)) {
+		*detail = "Move refused under the current segment's owner key";
+		return code;
+	}
+	const Micropay__V1__Move *mv = (const Micropay__V1__Move *)body;
+	code = MP_ST(MALFORMED);
+	if (!mp_bytes_len_is(mv->channel_id, MP_ID_LEN) || !mp_bytes_len_is(mv->to_mid, MP_ID_LEN))
+		*detail = "Move field lengths";
+	else if (memcmp(mv->channel_id.data, bc->channel_id, MP_ID_LEN) != 0)
+		*detail = "Move names another channel";
+	else if (memcmp(mv->to_mid.data, bc->peer_mid, MP_ID_LEN) != 0)
+		*detail = "Move names another merchant than the peer certificate";
+	else if (mv->seg_seq != seg_seq)
+		*detail = "Move names another segment than the current one";
+	else if (mv->from_epoch != 0)
+		*detail = "Move for a Bind must have from_epoch 0";
+	else
+		code = MP_ST(OK);
+	protobuf_c_message_free_unpacked(body, NULL);
+	return code;
+}
+
+static void on_lookup(const PGresult *res, const char *error, void *arg)
+{
+	struct bind_call *bc = arg;
+	uint8_t owner_pk[MP_PK_LEN];
+	if (!res) {
+		reply_bind(bc, MP_ST(INTERNAL), error, NULL);
+		return;
+	}
+	if (PQntuples(res) != 1 || !db_get_bytes(res, 0, "owner_pk", owner_pk, MP_PK_LEN)) {
+		reply_bind(bc, MP_ST(UNKNOWN_CHANNEL), "no such channel", NULL);
+		return;
+	}
+	if (db_get_bool(res, 0, "cert_holder0")) {
+		reply_bind(bc, MP_ST(NOT_HOLDER), "the cert names holder0: no Bind", NULL);
+		return;
+	}
+	const char *detail = NULL;
+	MpCode code = check_move(bc, owner_pk, (uint32_t)db_get_i64(res, 0, "seg_seq"), &detail);
+	if (code != MP_ST(OK))
+		reply_bind(bc, code, detail, NULL);
+	else
+		call_bind(bc, owner_pk);
+}
+
+void handle_bind(struct broker *b, struct mp_conn *c, const MpEnvelope *env)
+{
+	struct bind_call *bc = calloc(1, sizeof(*bc));
+	if (!bc || !(bc->call = broker_call_new(b, c, env))) {
+		free(bc);
+		return;
+	}
+	const Micropay__V1__BindReq *req = env->bind_req;
+	snprintf(bc->what, sizeof(bc->what), "from %s", mp_conn_peer(c));
+	if (!mp_tls_peer_merchant_id(mp_conn_ssl(c), bc->peer_mid)) {
+		reply_bind(bc, MP_ST(BAD_SIG), "BindReq needs a merchant client certificate", NULL);
+		return;
+	}
+	if (!mp_bytes_len_is(req->channel_id, MP_ID_LEN) || !req->move ||
+	    !(bc->move = mp_stmt_copy(req->move))) {
+		reply_bind(bc, MP_ST(MALFORMED), "channel_id of 16 bytes and a Move required",
+			   NULL);
+		return;
+	}
+	memcpy(bc->channel_id, req->channel_id.data, MP_ID_LEN);
+	char ch_hex[MP_HEX_ID_LEN + 1], m_hex[MP_HEX_ID_LEN + 1];
+	mp_hex_encode(bc->channel_id, MP_ID_LEN, ch_hex);
+	mp_hex_encode(bc->peer_mid, MP_ID_LEN, m_hex);
+	snprintf(bc->what, sizeof(bc->what), "%s for %s", ch_hex, m_hex);
+	struct db_params p = {0};
+	db_param_bytes(&p, bc->channel_id, MP_ID_LEN);
+	const char *refused = db_call(b->db, "bind_lookup", &p, on_lookup, bc);
+	if (refused)
+		reply_bind(bc, MP_ST(INTERNAL), refused, NULL);
+}
