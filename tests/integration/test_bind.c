@@ -216,10 +216,11 @@ static void make_unbound(struct unbound *u, uint32_t n)
 	    &micropay__v1__issue_request__descriptor, u->ch.request->body.data,
 	    u->ch.request->body.len);
 	ck_assert(r != NULL);
+	ProtobufCBinaryData holder0 = r->holder0;
 	r->holder0 = (ProtobufCBinaryData){0, NULL};
 	mp_stmt_free(u->ch.request);
 	u->ch.request = mp_stmt_sign(&u->tw.account, MP_STMT_ISSUE_REQUEST, &r->base);
-	r->holder0.data = NULL;
+	r->holder0 = holder0; /* freed with the message */
 	micropay__v1__issue_request__free_unpacked(r, NULL);
 	ck_assert(u->ch.request != NULL);
 	memset(u->ch.holder0, 0, MP_ID_LEN);
