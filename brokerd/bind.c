@@ -1,4 +1,4 @@
-/* BindReq -> Bind (PROTOCOL.md sections 4 and 6, "Bind"): a channel issued without holder0 is
+/* BindReq -> Bind (protocol.md sections 4 and 6, "Bind"): a channel issued without holder0 is
  * bound by the first merchant that asks. The asking merchant is the peer certificate (mutual
  * TLS); the customer's consent is the wallet's Move (from_epoch 0, to_mid = that merchant),
  * verified under the owner key of the channel's current segment taken from our own state. One

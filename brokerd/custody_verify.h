@@ -1,6 +1,6 @@
 /* The custody step of a Redeem, the part that runs on the worker pool: each claim's custody
  * chain verified (common/custody.c) against what the broker already knows of its channel, the
- * claimant's epoch and its end decided, conflicts collected (PROTOCOL.md sections 6 and 7;
+ * claimant's epoch and its end decided, conflicts collected (protocol.md sections 6 and 7;
  * docs/custody.md). The job owns copies of everything it reads except the Redeem body, which
  * the loop does not touch until the job is handed back. */
 #pragma once

@@ -1,7 +1,7 @@
 /* Asynchronous PostgreSQL on the event loop: a small pool of non-blocking libpq connections,
  * each running one prepared statement at a time. A query's callback runs only after the whole
  * implicit transaction has ended: every result read up to PQgetResult's NULL, none an error.
- * A result row is not a commit (PROTOCOL.md section 5).
+ * A result row is not a commit (protocol.md section 5).
  *
  * The pool outlives PostgreSQL restarts: a lost connection is re-established on the loop
  * (PQconnectStart/PQconnectPoll, exponential backoff, forever) and its session set up again

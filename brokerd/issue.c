@@ -1,4 +1,4 @@
-/* IssueRequest -> ChannelCert (PROTOCOL.md section 6, "Issue"). The signature is checked
+/* IssueRequest -> ChannelCert (protocol.md section 6, "Issue"). The signature is checked
  * first, under the account's registered key (claimed_account says how that key is found
  * without parsing the body); then one SQL function decides replay, conflict, bounds, funds and
  * reuse in one transaction, and the cert leaves only after COMMIT.
@@ -264,7 +264,7 @@ static void on_account_key(const PGresult *res, const char *error, void *arg)
 	verify_and_issue(is, pk);
 }
 
-/* Which key must have signed this IssueRequest? PROTOCOL.md section 4: the registered key of
+/* Which key must have signed this IssueRequest? protocol.md section 4: the registered key of
  * the account the request is for, and that account is named inside the body we may not parse
  * before the signature is verified (section 2). So only the framing of the top-level fields up
  * to account_id is read (common/pb_peek.c: no allocation, no sub-message or string looked

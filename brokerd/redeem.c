@@ -1,4 +1,4 @@
-/* Redeem: batched, signed, idempotent redemption (PROTOCOL.md section 6, "Redemption").
+/* Redeem: batched, signed, idempotent redemption (protocol.md section 6, "Redemption").
  * The loop keeps answering everyone else while a Redeem is verified: the signature of a large
  * statement and the hashing of claims run on the worker pool (redeem_verify.c), with copies of
  * what they read, and come back to the loop for the next step.

@@ -1,7 +1,7 @@
 /* The last step of a Redeem: one SQL function (mp_redeem) credits the verified claims, stores
  * the per-claim results and the Redeem's bytes under redeem_id and commits; the answer leaves
  * after COMMIT. The same redeem_id again replays the stored results; with another Redeem it is
- * CONFLICT carrying the stored Redeem (PROTOCOL.md section 5). */
+ * CONFLICT carrying the stored Redeem (protocol.md section 5). */
 #include <stdlib.h>
 #include <string.h>
 

@@ -1,4 +1,4 @@
-/* The custody step of a Redeem (PROTOCOL.md sections 6 and 7; docs/custody.md), between the
+/* The custody step of a Redeem (protocol.md sections 6 and 7; docs/custody.md), between the
  * signature and redeem_prepare:
  *
  *   custody_prepare (db): channels of the Redeem with custody or stored Handoffs, their stored

@@ -1,4 +1,4 @@
-/* RegisterAccount and RegisterMerchant (PROTOCOL.md section 6, "Register and fund"). Both are
+/* RegisterAccount and RegisterMerchant (protocol.md section 6, "Register and fund"). Both are
  * checked against the key in their own body: they move no money. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,7 +56,7 @@ static uint32_t field_number(const ProtobufCMessageDescriptor *desc, size_t key_
 	return 0;
 }
 
-/* Open a self-signed statement (checked against the key in its own body, PROTOCOL.md section
+/* Open a self-signed statement (checked against the key in its own body, protocol.md section
  * 2). Verify before parse here too: the key is read from the body's framing only
  * (common/pb_peek.c), the signature checked under exactly that key and type, and only then is
  * the body parsed, whose key must be the one the signature was checked under. */
@@ -166,7 +166,7 @@ static void reply_merchant(struct merchant_reg *reg, MpCode code, const char *de
 	merchant_reg_free(reg);
 }
 
-/* DUPLICATE_OK or CONFLICT carrying the stored MerchantCert (PROTOCOL.md section 5). */
+/* DUPLICATE_OK or CONFLICT carrying the stored MerchantCert (protocol.md section 5). */
 static void reply_stored_cert(struct merchant_reg *reg, MpCode code, const char *detail,
 			      const PGresult *res)
 {
@@ -266,7 +266,7 @@ static void on_merchant_looked_up(const PGresult *res, const char *error, void *
 		reg->renewal = true;
 	}
 	reg->bond = (uint64_t)db_get_i64(res, 0, "bond");
-	/* The database clock decides broker deadlines (PROTOCOL.md section 5). */
+	/* The database clock decides broker deadlines (protocol.md section 5). */
 	uint64_t issued_at = (uint64_t)db_get_i64(res, 0, "db_now");
 	uint64_t valid_until = issued_at + broker_merchant_cert_lifetime(&b->cfg);
 	reg->cert = sign_merchant_cert(b, reg->rm, reg->bond, valid_until);

@@ -34,7 +34,7 @@ static void on_envelope(struct mp_conn *c, const MpEnvelope *env, void *arg)
 }
 
 /* One listener serves wallets and merchants; the frame maximum is decided per connection
- * (PROTOCOL.md section 11: 1 MiB towards wallets, 16 MiB between merchant and broker). Every
+ * (protocol.md section 11: 1 MiB towards wallets, 16 MiB between merchant and broker). Every
  * connection starts with the wallet maximum, and only a peer whose verified client certificate
  * names a merchant gets [limits] max_frame_merchant once the handshake is done. Wallets never
  * present certificates, so no wallet can send a merchant-sized frame, and merchants need no

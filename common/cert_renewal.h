@@ -14,7 +14,7 @@
 
 #define MP_LONGEST_PAY_UNTIL_S ((uint64_t)30 * 86400) /* pay_until_days 30 */
 #define MP_REDEEM_WINDOW_S     ((uint64_t)48 * 3600)  /* redeem_until - pay_until */
-#define MP_T_GRACE_S	       ((uint64_t)24 * 3600)  /* PROTOCOL.md section 11 */
+#define MP_T_GRACE_S	       ((uint64_t)24 * 3600)  /* protocol.md section 11 */
 #define MP_CERT_RENEW_MARGIN_S ((uint64_t)86400)      /* checks, clock offsets */
 
 /* Seconds of cert life the longest channel needs, plus the margin, for a broker's T_grace. */

@@ -1,4 +1,4 @@
-/* MPAY/1 hash chains (PROTOCOL.md section 2).
+/* MPAY/1 hash chains (protocol.md section 2).
  * link(nonce, k, x) = SHA256(0x4C || nonce[16] || be32(k) || x[32])   (one compression block)
  * top            = SHA256(0x53 || seed[32] || nonce[16])               (u_len)
  * u_{k-1} = link(nonce, k, u_k); root u_0. Indices here are chain-relative. */

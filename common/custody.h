@@ -1,4 +1,4 @@
-/* Custody chains (PROTOCOL.md section 4, "A custody chain is valid iff"): pure protocol logic,
+/* Custody chains (protocol.md section 4, "A custody chain is valid iff"): pure protocol logic,
  * no I/O, shared by merchantd (receiving a Handoff) and brokerd (settling claims).
  *
  * Event 0 is holder0 of the ChannelCert at the base point of segment 0; event h >= 1 is the

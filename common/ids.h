@@ -1,4 +1,4 @@
-/* Identifiers derived by every party the same way (PROTOCOL.md section 2). */
+/* Identifiers derived by every party the same way (protocol.md section 2). */
 #pragma once
 #include <stdint.h>
 

@@ -1,6 +1,6 @@
 /* One top-level field of a serialised protobuf message, read without parsing the message.
  * For a verifier that must learn which key to verify with (an IssueRequest's account_id)
- * before it may parse a signed body (PROTOCOL.md section 2: verify, then parse). */
+ * before it may parse a signed body (protocol.md section 2: verify, then parse). */
 #pragma once
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,4 +1,4 @@
-/* Protocol limits on the number of items in a message (PROTOCOL.md section 11). Decoding
+/* Protocol limits on the number of items in a message (protocol.md section 11). Decoding
  * refuses a message above them (common/decode.c); daemons refuse configuration above them. */
 #pragma once
 

@@ -1,6 +1,6 @@
 /* Signed statements: Signed{type, body, signer_pk, signature}, signature over
  * "MPAY1" || u8(type) || body; identity stmt_hash = SHA256("MPAY1-H" || u8(type) || body).
- * A verifier never takes the type or the key from the statement (PROTOCOL.md section 2). */
+ * A verifier never takes the type or the key from the statement (protocol.md section 2). */
 #pragma once
 #include <stdbool.h>
 #include <stdint.h>

@@ -1,5 +1,5 @@
 /* TLS 1.3-only contexts with CA verification; peer identities by certificate CN
- * (PROTOCOL.md section 3: "m-" + merchant_id in 32 lowercase hex digits, or "broker"). */
+ * (protocol.md section 3: "m-" + merchant_id in 32 lowercase hex digits, or "broker"). */
 #pragma once
 #include <openssl/ssl.h>
 #include <stdbool.h>

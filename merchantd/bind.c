@@ -1,4 +1,4 @@
-/* Bind-on-first-use, merchant side (PROTOCOL.md sections 4 and 6, "Bind"): a wallet opens
+/* Bind-on-first-use, merchant side (protocol.md sections 4 and 6, "Bind"): a wallet opens
  * here with a Move (from_epoch 0, to_mid = us) for a channel whose cert has no holder0. We ask
  * the broker over the broker link (mutual TLS: our certificate names us) with a BindReq
  * carrying the channel_id and the Move (the customer's consent). The broker's Bind, verified

@@ -1,4 +1,4 @@
-/* merchantd's stored Binds (PROTOCOL.md sections 4 and 6, "Bind"): for a channel issued
+/* merchantd's stored Binds (protocol.md sections 4 and 6, "Bind"): for a channel issued
  * without holder0, the broker-signed Bind naming us is custody event 0. It is written in the
  * same transaction as the channel's row (store_commit_batch, ENTRY_OPEN), before the OpenAck
  * that carries it, and read back with the channel at start-up. Table binds (created here). */

@@ -12,7 +12,7 @@
 #include "merchant.h"
 #include "tls.h"
 
-#define BROKER_FRAME_MAX  (16u << 20) /* PROTOCOL.md section 11: merchant <-> broker */
+#define BROKER_FRAME_MAX  (16u << 20) /* protocol.md section 11: merchant <-> broker */
 #define BACKOFF_MAX_SHIFT 16
 
 enum link_state { LINK_IDLE, LINK_CONNECTING, LINK_UP, LINK_BACKOFF };

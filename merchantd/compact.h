@@ -1,7 +1,7 @@
 /* Store compaction, on the store thread in bounded steps, every compact_interval seconds and on
  * the admin method store.compact:
  *  - the pay journal: a row goes once the broker has credited its index (j <= the channel's
- *    redeemed_end) and it is older than T_dedupe (PROTOCOL.md section 6, step 7). The channel
+ *    redeemed_end) and it is older than T_dedupe (protocol.md section 6, step 7). The channel
  *    row already holds the channel's point, credit and last Pay with its answer (it is
  *    updated by every batch), so folding a row into it is deleting the row; the last Pay of a
  *    channel stays answerable from that row until the channel record goes;

@@ -104,8 +104,8 @@ bool merchant_config_load(struct merchant_config *cfg, const char *path, char *e
 	cfg->broker_connect_timeout = 10;
 	cfg->broker_answer_timeout = 120;
 	cfg->broker_reconnect_max = 60;
-	cfg->max_claims = 10000;	      /* PROTOCOL.md section 11 */
-	cfg->hash_budget = (uint64_t)1 << 28; /* PROTOCOL.md section 11 */
+	cfg->max_claims = 10000;	      /* protocol.md section 11 */
+	cfg->hash_budget = (uint64_t)1 << 28; /* protocol.md section 11 */
 	cfg->redeem_retry_max = 300;
 	if (!mp_config_load(path, merchant_keys, cfg, err, errlen))
 		return false;

@@ -1,4 +1,4 @@
-/* Handoff, holder side (PROTOCOL.md sections 4-6, "Handoff"): another merchant M2, over mutual
+/* Handoff, holder side (protocol.md sections 4-6, "Handoff"): another merchant M2, over mutual
  * TLS, presents the wallet's Move; we sign Handoff h+1 at the channel's in-memory point
  * (pending payments included) and answer it with the full custody chain once it is durable.
  *
@@ -35,7 +35,7 @@
 #include "stmt.h"
 #include "tls.h"
 
-#define DELTA_XFER 3600 /* PROTOCOL.md section 8: Handoffs below pay_until - δ_xfer */
+#define DELTA_XFER 3600 /* protocol.md section 8: Handoffs below pay_until - δ_xfer */
 
 /* Append our stored statement bytes as Signed (decoded) to an array; false on a bad row. */
 static bool push_signed(MpSigned ***arr, size_t *n, const uint8_t *data, size_t len)

@@ -57,7 +57,7 @@ static bool load_identity(struct merchant *m)
 	mp_hex_encode(m->mid, MP_ID_LEN, hex);
 	snprintf(want, sizeof(want), "m-%s", hex);
 	if (!mp_tls_own_cn(m->server_tls, cn, sizeof(cn)) || strcmp(cn, want) != 0) {
-		log_err("tls: %s must have CN %s (PROTOCOL.md section 3)", m->cfg.tls_cert, want);
+		log_err("tls: %s must have CN %s (protocol.md section 3)", m->cfg.tls_cert, want);
 		return false;
 	}
 	return true;

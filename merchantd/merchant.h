@@ -53,7 +53,7 @@ struct merchant_config {
 	char *admin_group; /* NULL: none */
 };
 
-/* PROTOCOL.md section 10, merchant channel: UNKNOWN -> HELD(epoch) -> HANDED_OFF, and HELD
+/* protocol.md section 10, merchant channel: UNKNOWN -> HELD(epoch) -> HANDED_OFF, and HELD
  * again in a later epoch after a new Handoff naming us (handoff.c, takeover.c). */
 enum channel_state {
 	CHANNEL_UNKNOWN = 0, /* in memory only, while its first Handoff is being fetched */

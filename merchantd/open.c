@@ -1,6 +1,6 @@
 /* Open: check a ChannelCert off-line against the broker key from our own configuration, apply
  * the holder rule from our own durable record, and prove holding in the OpenAck
- * (PROTOCOL.md section 6, "Open and pay").
+ * (protocol.md section 6, "Open and pay").
  *
  * The OpenAck gives the channel's durable point and credit, never the pay path's: an
  * application or wallet told of a pending Pay could lose it to a crash. Why that is consistent
@@ -215,7 +215,7 @@ void open_hold(struct merchant *m, struct mp_conn *c, uint64_t request_id, const
 	batch_add(m, &e);
 }
 
-/* The holder rule (PROTOCOL.md section 6): we hold the channel iff our own durable record says
+/* The holder rule (protocol.md section 6): we hold the channel iff our own durable record says
  * so (holder0 in the cert for a channel new here, or the channel row in state HELD, which only
  * a Handoff naming us that we received from its signer can put there). A Move only makes us
  * ask the holder (takeover.c). */

@@ -1,4 +1,4 @@
-/* Pay, in the order of PROTOCOL.md section 6: steps 1-5 without hashing, then the chain
+/* Pay, in the order of protocol.md section 6: steps 1-5 without hashing, then the chain
  * check, then the state change, which is acknowledged only once its batch has committed. */
 #include <stdlib.h>
 #include <string.h>

@@ -44,7 +44,7 @@ static void set_free(struct claim_set *cs)
 	free(cs->words);
 }
 
-/* Our complete custody record for the channel (PROTOCOL.md section 6, "Redemption"): every
+/* Our complete custody record for the channel (protocol.md section 6, "Redemption"): every
  * Handoff we received and every Handoff we signed, in hseq order. */
 static bool add_custody(struct merchant *m, Micropay__V1__Claim *cl)
 {

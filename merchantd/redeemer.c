@@ -1,4 +1,4 @@
-/* Redemption rounds (PROTOCOL.md section 6, "Redemption"): a Redeem is signed and stored in
+/* Redemption rounds (protocol.md section 6, "Redemption"): a Redeem is signed and stored in
  * the outbox before it is sent, resent verbatim until the broker answers it, and the broker's
  * credited_end is taken as the truth for the next batch. Registration comes first (register.c);
  * both go over the broker link (broker_link.c: deadlines, reconnection with backoff).
@@ -29,7 +29,7 @@
  *
  * Every write (STORING, RECORDING) is a job of the store thread (store_writes.h), queued with
  * the group commits; the loop goes on serving while it waits on the disk or a lock, and nothing
- * is sent before what it depends on is durable (PROTOCOL.md section 5). One step at a time:
+ * is sent before what it depends on is durable (protocol.md section 5). One step at a time:
  * while a write or a walk is under way nothing else of the round runs, and a lost link is
  * noticed at the next step.
  *

@@ -1,4 +1,4 @@
-/* Registration with the broker: RegisterMerchant -> MerchantCert (PROTOCOL.md section 6,
+/* Registration with the broker: RegisterMerchant -> MerchantCert (protocol.md section 6,
  * "Register and fund"), sent over the broker link, so with its deadlines and backoff. */
 #pragma once
 #include <stdbool.h>

@@ -1,7 +1,7 @@
 /* The durable writes of redemption and registration (the redemption outbox, our MerchantCert),
  * as jobs of the store thread (store_thread.h): queued in order with the group commits, run on
  * the thread's own connection, so their fsyncs and lock waits never run on the event loop. The
- * caller waits for done before it acts on the write (PROTOCOL.md section 5: durable before
+ * caller waits for done before it acts on the write (protocol.md section 5: durable before
  * sent), and must not free what arg points to until then.
  *
  *   caller --store_write_*--> QUEUED (copies of the data) --store thread--> written or not

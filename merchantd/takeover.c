@@ -1,4 +1,4 @@
-/* Handoff, successor side (PROTOCOL.md section 6, "Handoff"): a wallet opens here with a Move
+/* Handoff, successor side (protocol.md section 6, "Handoff"): a wallet opens here with a Move
  * for a channel we do not hold. We ask the holder it names for a Handoff over mutual TLS,
  * verify the returned custody chain off the loop, store it durably and only then acknowledge
  * the Open; the wallet then pays strictly after at_index.

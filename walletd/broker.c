@@ -1,5 +1,5 @@
 /* One-shot requests to the broker: a fresh TLS connection whose certificate must name "broker"
- * (PROTOCOL.md section 3), one request, one answer, close. */
+ * (protocol.md section 3), one request, one answer, close. */
 #include <stdio.h>
 #include <stdlib.h>
 

@@ -1,5 +1,5 @@
 /* The wallet checks the broker's ChannelCert against its own IssueRequest before using it
- * (PROTOCOL.md section 6, "Issue": "The wallet checks that the cert matches its request"). */
+ * (protocol.md section 6, "Issue": "The wallet checks that the cert matches its request"). */
 #pragma once
 #include <stddef.h>
 #include <stdint.h>

@@ -1,4 +1,4 @@
-/* The wallet's chain store: w_j from the stored checkpoints (PROTOCOL.md section 2, "chain-relative
+/* The wallet's chain store: w_j from the stored checkpoints (protocol.md section 2, "chain-relative
  * indices ... exist only ... in a wallet's chain store"). Checkpoints are the words at every
  * multiple of the interval, at len and at 0 (the root). A word between two checkpoints is hashed
  * down from the checkpoint above it; the words of the last block used stay cached, so paying

@@ -1,4 +1,4 @@
-/* issue and issue.retry (PROTOCOL.md section 6, "Issue"): fresh issue_req_id, chain seed, nonce
+/* issue and issue.retry (protocol.md section 6, "Issue"): fresh issue_req_id, chain seed, nonce
  * and owner key; the chain's checkpoints and the exact signed IssueRequest are stored before the
  * request leaves, and every retry sends those bytes again. The cert is checked against the
  * request before the channel becomes ACTIVE. */

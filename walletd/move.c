@@ -1,4 +1,4 @@
-/* Moving a channel to another merchant (PROTOCOL.md sections 4 and 6, "Handoff"): the Move is
+/* Moving a channel to another merchant (protocol.md sections 4 and 6, "Handoff"): the Move is
  * the customer's consent, signed by the current segment's owner key; the new merchant asks the
  * holder for a Handoff and proves holding in its OpenAck with that Handoff, which the wallet
  * checks against the previous holder's key before it sends a payword. */

@@ -1,4 +1,4 @@
-/* pay (PROTOCOL.md section 6, "Open and pay"): TLS to the merchant, whose certificate must name
+/* pay (protocol.md section 6, "Open and pay"): TLS to the merchant, whose certificate must name
  * the merchant we mean to pay (merchant_id, by default the channel's holder) before anything is
  * sent; Open with the cert; the OpenAck's point is checked against our own chain before any
  * payword leaves; stored in-flight Pays are resent verbatim first; then new Pays of at most

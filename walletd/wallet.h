@@ -16,7 +16,7 @@ struct mp_admin;
 struct mp_admin_req;
 struct wstore;
 
-#define WALLET_N_MAX	     (1u << 20) /* PROTOCOL.md section 11: N_MAX */
+#define WALLET_N_MAX	     (1u << 20) /* protocol.md section 11: N_MAX */
 #define WALLET_PAY_MARGIN    (2 * 300)	/* wallets stop paying at pay_until - 2 * delta_pay */
 #define WALLET_ORDER_REF_MAX 32
 
@@ -36,7 +36,7 @@ struct wallet_config {
 	uint16_t broker_port;
 };
 
-/* PROTOCOL.md section 10, wallet channel: ISSUING -> ACTIVE; FAILED when the broker refused the
+/* protocol.md section 10, wallet channel: ISSUING -> ACTIVE; FAILED when the broker refused the
  * issue (nothing debited). */
 enum wch_state { WCH_ISSUING, WCH_ACTIVE, WCH_FAILED };
 
@@ -131,7 +131,7 @@ void wallet_admin_issue(struct mp_admin_req *req, json_t *params, void *ctx);
 void wallet_admin_issue_retry(struct mp_admin_req *req, json_t *params, void *ctx);
 void wallet_admin_pay(struct mp_admin_req *req, json_t *params, void *ctx);
 
-/* move.c: moving a channel to another merchant (PROTOCOL.md section 6, "Handoff"). */
+/* move.c: moving a channel to another merchant (protocol.md section 6, "Handoff"). */
 /* The Move from the channel's current epoch to to_mid, signed by the owner key (from the
  * store); NULL (logged) on failure. */
 MpSigned *wallet_move_sign(struct wallet *w, const struct wchannel *ch,
@@ -146,7 +146,7 @@ const char *wallet_merchant_cert_check(const struct wallet *w, const MpSigned *c
 const char *wallet_move_check_handoff(const struct wallet *w, const struct wchannel *ch,
 				      const MpSigned *event, const MpSigned *move,
 				      const uint8_t to_mid[MP_ID_LEN]);
-/* Bind-on-first-use (PROTOCOL.md section 6, "Bind"): a channel issued without merchant_id has
+/* Bind-on-first-use (protocol.md section 6, "Bind"): a channel issued without merchant_id has
  * an all-zero holder0 here (its IssueRequest and cert carry none), and an all-zero holder until
  * a merchant is bound to it. */
 bool wallet_id_is_zero(const uint8_t id[MP_ID_LEN]);

@@ -1,4 +1,4 @@
--- brokerd migration 0001: the double-entry ledger (PROTOCOL.md section 2, "Ledger").
+-- brokerd migration 0001: the double-entry ledger (protocol.md section 2, "Ledger").
 -- Applied by brokerd in its own transaction; no BEGIN/COMMIT here, no psql meta-commands.
 --
 -- Every movement of money is one ledger row inside one transfer. A row moves `amount` from

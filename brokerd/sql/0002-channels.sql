@@ -1,5 +1,5 @@
 -- brokerd migration 0002: customers, merchants, fundings, channels, segments, verified chain
--- points, custody epochs and redemptions (PROTOCOL.md sections 4-6).
+-- points, custody epochs and redemptions (protocol.md sections 4-6).
 --
 -- Room for later issues: channels.holder0 is nullable (Bind, issue B); segments are keyed by
 -- (channel_id, seg_seq) for customer transfers (issue B); epochs are keyed by (channel_id, hseq)

@@ -165,7 +165,7 @@ BEGIN
 END
 $$;
 
--- IssueRequest (PROTOCOL.md section 6, "Issue"). brokerd has verified the signature, parsed
+-- IssueRequest (protocol.md section 6, "Issue"). brokerd has verified the signature, parsed
 -- the request, checked the bounds (p_bounds_status/p_bounds_detail, 0 = fine), computed
 -- channel_id, drawn the escrow account id and signed the ChannelCert (p_cert) with its own
 -- clock p_broker_now. Nothing is stored unless the answer is OK.
@@ -340,7 +340,7 @@ BEGIN
 END
 $$;
 
--- Redeem (PROTOCOL.md section 6, "Redemption"). brokerd has verified the signature, checked
+-- Redeem (protocol.md section 6, "Redemption"). brokerd has verified the signature, checked
 -- the limits, and for each claim either decided a refusal (p_pre_status <> 0) or verified the
 -- word against a stored point (p_pre_status = 0; claims at or below the credited end may come
 -- unverified: they are answered DUPLICATE_OK and their word is not stored). The results are

@@ -1,4 +1,4 @@
--- brokerd migration 0004: a Redeem CONFLICT carries the stored statement (PROTOCOL.md
+-- brokerd migration 0004: a Redeem CONFLICT carries the stored statement (protocol.md
 -- sections 3 and 5: "reused with another stmt_hash it gets CONFLICT carrying the stored
 -- statement"). redeems keeps the exact signed bytes of each Redeem, and mp_redeem takes them
 -- (p_stmt) and returns them (stored_stmt) in its CONFLICT row. Redeems stored before this
@@ -8,7 +8,7 @@ ALTER TABLE redeems ADD COLUMN stmt bytea;
 
 DROP FUNCTION mp_redeem(bytea, bytea, bytea, bytea[], int[], int[], int[], bytea[], int[], text[]);
 
--- Redeem (PROTOCOL.md section 6, "Redemption"). brokerd has verified the signature, checked
+-- Redeem (protocol.md section 6, "Redemption"). brokerd has verified the signature, checked
 -- the limits, and for each claim either decided a refusal (p_pre_status <> 0) or verified the
 -- word against a stored point (p_pre_status = 0; claims at or below the credited end may come
 -- unverified: they are answered DUPLICATE_OK and their word is not stored). The results are

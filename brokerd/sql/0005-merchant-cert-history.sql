@@ -6,7 +6,7 @@
 -- that a cert backing a channel (valid until the channel's redeem_until + T_grace) is never
 -- lost when a newer one replaces it as current; custody checks of later issues (a Handoff is
 -- signed by the merchant_pk of "a MerchantCert of that merchant valid until at least the
--- channel's redeem_until + T_grace", PROTOCOL.md section 4) look a key up here.
+-- channel's redeem_until + T_grace", protocol.md section 4) look a key up here.
 --
 -- The rule: a RegisterMerchant identical to the stored one (same register_hash) gets the stored
 -- cert (DUPLICATE_OK) while it has at least a third of its life left, and a fresh cert (same

@@ -1,4 +1,4 @@
--- brokerd migration 0008: settlement of custody chains (PROTOCOL.md sections 4, 6 and 7;
+-- brokerd migration 0008: settlement of custody chains (protocol.md sections 4, 6 and 7;
 -- docs/custody.md).
 --
 -- brokerd verifies each claim's custody chain (common/custody.c, on its worker pool) against

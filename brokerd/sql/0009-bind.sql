@@ -1,4 +1,4 @@
--- brokerd migration 0009: Bind-on-first-use (PROTOCOL.md sections 4 and 6, "Bind").
+-- brokerd migration 0009: Bind-on-first-use (protocol.md sections 4 and 6, "Bind").
 --
 -- A channel may be issued without holder0 (mp_issue below, as in 0003 except that an empty
 -- holder0 is stored as NULL and epoch 0 is not created). The first merchant that asks the

@@ -1,5 +1,5 @@
 /* Bind-on-first-use against the real daemons (deploy/mpnet, three merchants): a channel issued
- * without holder0 is bound by the first merchant that asks the broker (PROTOCOL.md sections 4
+ * without holder0 is bound by the first merchant that asks the broker (protocol.md sections 4
  * and 6, "Bind"). Through walletd: issue without merchant_id, pay at m1 (m1 binds it), pay at
  * the holder again, also after m1 restarts, and m1's redemption of epoch 0 is credited. Byte by
  * byte, acting as merchants towards the broker over mutual TLS: the same merchant asking twice

@@ -1007,7 +1007,7 @@ START_TEST(compaction_folds_old_payments_and_shrinks_the_store)
 		ck_assert_str_eq(e->pay_ack->status->detail, "UNDERPAID");
 		ck_assert_uint_eq(e->pay_ack->credit, COMPACT_PAYS);
 		micropay__v1__envelope__free_unpacked(e, NULL);
-		/* Older than T_dedupe and folded: no longer remembered (PROTOCOL.md section 6). */
+		/* Older than T_dedupe and folded: no longer remembered (protocol.md section 6). */
 		ck_assert_int_eq(pay_code(&w[1], &ch[1], &ws[1], COMPACT_PAYS - 1, order),
 				 MP_ST(STALE_INDEX));
 		if (round == 1)
