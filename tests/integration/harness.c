@@ -379,3 +379,12 @@ void tchannel_free(struct tchannel *ch)
 	mp_stmt_free(ch->cert);
 	mp_key_free(&ch->owner);
 }
+
+void net_audit_clean(const struct net *n)
+{
+	json_t *a = admin_ok(n, "broker", "audit", NULL);
+	char *text = json_dumps(a, JSON_COMPACT);
+	ck_assert_msg(json_is_true(json_object_get(a, "ok")), "audit not clean: %s", text);
+	free(text);
+	json_decref(a);
+}

@@ -32,6 +32,8 @@ json_t *admin(const struct net *n, const char *daemon, const char *method, const
 	      char *err, size_t errlen);
 /* Same, failing the test if the call fails. */
 json_t *admin_ok(const struct net *n, const char *daemon, const char *method, const char *params);
+/* The broker's audit answers ok; fails the test with the whole answer otherwise. */
+void net_audit_clean(const struct net *n);
 int64_t json_int(json_t *obj, const char *key);
 const char *json_str(json_t *obj, const char *key);
 

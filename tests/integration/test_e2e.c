@@ -78,11 +78,7 @@ static void fund(const uint8_t account[MP_ID_LEN], uint64_t amount)
 
 static void audit_clean(void)
 {
-	json_t *a = admin_ok(&net, "broker", "audit", NULL);
-	char *text = json_dumps(a, JSON_COMPACT);
-	ck_assert_msg(json_is_true(json_object_get(a, "ok")), "audit not clean: %s", text);
-	free(text);
-	json_decref(a);
+	net_audit_clean(&net);
 }
 
 static void new_order(uint64_t price, uint8_t ref[MP_ID_LEN])

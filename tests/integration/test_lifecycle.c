@@ -36,11 +36,7 @@ static void teardown_net(void)
 
 static void audit_clean(void)
 {
-	json_t *a = admin_ok(&net, "broker", "audit", NULL);
-	char *text = json_dumps(a, JSON_COMPACT);
-	ck_assert_msg(json_is_true(json_object_get(a, "ok")), "audit not clean: %s", text);
-	free(text);
-	json_decref(a);
+	net_audit_clean(&net);
 }
 
 /* Lines of DAEMON's log containing needle. */

@@ -80,11 +80,7 @@ static int64_t pending_of(const char *mid_hex)
 
 static void audit_clean(void)
 {
-	json_t *a = admin_ok(&net, "broker", "audit", NULL);
-	char *text = json_dumps(a, JSON_COMPACT);
-	ck_assert_msg(json_is_true(json_object_get(a, "ok")), "audit not clean: %s", text);
-	free(text);
-	json_decref(a);
+	net_audit_clean(&net);
 }
 
 /* A registered, funded test wallet with a channel of n units of 1 held by m1. */

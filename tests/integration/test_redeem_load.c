@@ -62,11 +62,7 @@ static void fund(const uint8_t account[MP_ID_LEN], uint64_t amount)
 
 static void audit_clean(void)
 {
-	json_t *a = admin_ok(&net, "broker", "audit", NULL);
-	char *text = json_dumps(a, JSON_COMPACT);
-	ck_assert_msg(json_is_true(json_object_get(a, "ok")), "audit not clean: %s", text);
-	free(text);
-	json_decref(a);
+	net_audit_clean(&net);
 }
 
 static int64_t balance_of(const uint8_t account[MP_ID_LEN])
