@@ -53,6 +53,24 @@ const char *mp_custody_rule_name(enum mp_custody_rule rule)
 		return "w_at";
 	case MP_CUSTODY_STOPPED:
 		return "stopped";
+	case MP_CUSTODY_SEGMENTS_ODD:
+		return "segments_odd";
+	case MP_CUSTODY_SEG_SEQ:
+		return "seg_seq";
+	case MP_CUSTODY_PREV_SEG_HASH:
+		return "prev_seg_hash";
+	case MP_CUSTODY_CAP_LINK:
+		return "cap_link";
+	case MP_CUSTODY_CAP_EPOCH:
+		return "cap_epoch";
+	case MP_CUSTODY_CAP_RANGE:
+		return "cap_range";
+	case MP_CUSTODY_TRANSFER_SHORT:
+		return "transfer_short";
+	case MP_CUSTODY_W_CAP:
+		return "w_cap";
+	case MP_CUSTODY_SEGMENT_ORDER:
+		return "segment_order";
 	}
 	return "?";
 }
@@ -80,7 +98,19 @@ MpCode mp_custody_rule_code(enum mp_custody_rule rule)
 	case MP_CUSTODY_SELF_HANDOFF:
 	case MP_CUSTODY_SEGMENT_UNSUPPORTED:
 	case MP_CUSTODY_SEGMENTS_HEAD:
+	case MP_CUSTODY_SEGMENTS_ODD:
+	case MP_CUSTODY_SEG_SEQ:
+	case MP_CUSTODY_PREV_SEG_HASH:
+	case MP_CUSTODY_CAP_LINK:
+	case MP_CUSTODY_SEGMENT_ORDER:
 		return MP_ST(MALFORMED);
+	case MP_CUSTODY_CAP_EPOCH:
+		return MP_ST(NOT_HOLDER);
+	case MP_CUSTODY_CAP_RANGE:
+	case MP_CUSTODY_TRANSFER_SHORT:
+		return MP_ST(OUT_OF_RANGE);
+	case MP_CUSTODY_W_CAP:
+		return MP_ST(BAD_CHAIN);
 	case MP_CUSTODY_OUT_OF_RANGE:
 	case MP_CUSTODY_INDEX_BACKWARDS:
 	case MP_CUSTODY_EXHAUSTED:
@@ -89,6 +119,14 @@ MpCode mp_custody_rule_code(enum mp_custody_rule rule)
 		return MP_ST(BAD_CHAIN);
 	}
 	return MP_ST(INTERNAL);
+}
+
+uint32_t mp_custody_segment_end(const struct mp_custody_segment *seg, uint32_t n)
+{
+	if (seg->capped)
+		return seg->cap_index;
+	uint64_t end = (uint64_t)seg->start + seg->len;
+	return end < n ? (uint32_t)end : n;
 }
 
 /* The nearest verified points below (or at) and above (or at) an index, within one segment. */

@@ -28,8 +28,10 @@
 #include "util.h"
 
 /* A segment as the verifier knows it. Segment 0 comes from the ChannelCert: start 0, len n,
- * the cert's chain nonce and root, head = stmt_hash(ChannelCert). Later segments (customer
- * transfers) are refused for now with MP_CUSTODY_SEGMENT_UNSUPPORTED. */
+ * the cert's chain nonce, root and owner_pk, head = stmt_hash(ChannelCert). Segment s >= 1
+ * comes from Transfer s and its Cap (mp_custody_verify_all): start = the Cap's index, len, nonce,
+ * root and owner_pk from the Transfer, head = stmt_hash(Transfer s). A point of the segment has
+ * start <= index <= min(n, start + len), and <= cap_index once a Cap has ended it. */
 struct mp_custody_segment {
 	uint32_t seg_seq;
 	uint32_t start; /* absolute cap index c; 0 for segment 0 */
@@ -37,7 +39,13 @@ struct mp_custody_segment {
 	uint8_t nonce[MP_NONCE_LEN];
 	uint8_t root[MP_HASH_LEN];
 	uint8_t head[MP_HASH_LEN]; /* segments_head while this is the latest segment */
+	uint8_t owner_pk[MP_PK_LEN];
+	bool capped;	    /* Cap seg_seq+1 ended it ... */
+	uint32_t cap_index; /* ... at this absolute index */
 };
+
+/* The highest absolute index a point of seg may carry in a channel of n units. */
+uint32_t mp_custody_segment_end(const struct mp_custody_segment *seg, uint32_t n);
 
 /* (seg_seq, absolute index, word) */
 struct mp_custody_point {
@@ -52,8 +60,8 @@ struct mp_custody_channel {
 	uint8_t holder0[MP_ID_LEN];
 	uint32_t n;
 	uint64_t key_valid_until; /* redeem_until + T_grace: signers' MerchantCerts must reach it */
-	const struct mp_custody_segment *segments; /* segment 0 first */
-	size_t n_segments;
+	const struct mp_custody_segment *segments; /* segment 0 (later entries are ignored: */
+	size_t n_segments;			   /* they come from verified Transfer/Cap pairs) */
 	const struct mp_custody_point *known; /* points the caller verified before; may be NULL */
 	size_t n_known;
 };
@@ -68,6 +76,17 @@ struct mp_custody_event {
 	uint8_t merchant_id[MP_ID_LEN]; /* the holder of epoch hseq */
 	struct mp_custody_point point;	/* event 0: (0, 0, root) */
 	uint8_t stmt_hash[MP_HASH_LEN]; /* event 0: stmt_hash(ChannelCert) */
+};
+
+/* Segment s >= 1 as established by Transfer s and the Cap that ended segment s-1. */
+struct mp_custody_cap {
+	uint32_t seg_seq; /* s, the new segment */
+	uint32_t hseq;	  /* the epoch whose holder signed the Cap */
+	uint8_t holder[MP_ID_LEN];
+	struct mp_custody_point point; /* (s-1, cap_index, w_cap) */
+	uint32_t declared_last;
+	uint8_t transfer_hash[MP_HASH_LEN];
+	uint8_t cap_hash[MP_HASH_LEN];
 };
 
 enum mp_custody_rule {
@@ -91,11 +110,22 @@ enum mp_custody_rule {
 	MP_CUSTODY_EXHAUSTED,		/* at_index == n: an exhausted channel is not handed off */
 	MP_CUSTODY_W_AT,		/* w_at does not verify in its segment */
 	MP_CUSTODY_STOPPED,		/* *stop turned true while hashing: no verdict */
+	/* Transfer/Cap pairs (seg_seq in the result) */
+	MP_CUSTODY_SEGMENTS_ODD,  /* the segment statements are not Transfer/Cap pairs */
+	MP_CUSTODY_SEG_SEQ,	  /* new_seg_seq is not s (Transfer or Cap) */
+	MP_CUSTODY_PREV_SEG_HASH, /* prev_seg_hash is not the head of segment s-1 */
+	MP_CUSTODY_CAP_LINK,	  /* transfer_hash, or holder_epoch != the Cap's hseq */
+	MP_CUSTODY_CAP_EPOCH,	  /* the Cap's hseq names no epoch before the next Handoff */
+	MP_CUSTODY_CAP_RANGE,	  /* cap_index outside its epoch, segment, or above declared_last */
+	MP_CUSTODY_TRANSFER_SHORT, /* cap_index + new_len < n: the new chain cannot reach n */
+	MP_CUSTODY_W_CAP,	   /* w_cap does not verify in segment s-1 */
+	MP_CUSTODY_SEGMENT_ORDER,  /* a Handoff's point is not in the latest segment of its time */
 };
 
 struct mp_custody_result {
 	enum mp_custody_rule rule;
-	uint32_t hseq; /* the Handoff that broke it (0: the chain as a whole) */
+	uint32_t hseq;	  /* the Handoff that broke it (0: the chain as a whole) */
+	uint32_t seg_seq; /* the segment whose Transfer/Cap broke it (0: none) */
 	char detail[192];
 };
 
@@ -108,6 +138,39 @@ enum mp_custody_rule mp_custody_verify(const struct mp_custody_channel *ch,
 				       mp_custody_key_fn key, void *key_arg, struct mp_hasher *h,
 				       const atomic_bool *stop, struct mp_custody_event *events,
 				       struct mp_custody_result *res);
+
+/* Everything a party holds for a channel: Handoffs 1..H and the Transfer/Cap pairs of
+ * segments 1..S as statements Transfer 1, Cap 1, Transfer 2, Cap 2, ... */
+struct mp_custody_evidence {
+	MpSigned *const *handoffs;
+	size_t n_handoffs;
+	MpSigned *const *segment_stmts;
+	size_t n_segment_stmts;
+};
+
+/* Verify Handoffs and Transfer/Cap pairs together, in the order they were signed: the pairs
+ * whose Cap was signed in epoch g are checked once events 0..g are, before Handoff g+1.
+ *
+ * Per pair s, in this order (the first rule broken is the result):
+ *   Transfer: type 7 -> signer_pk = owner_pk of segment s-1 -> signature -> strict parse ->
+ *     lengths -> channel_id -> new_seg_seq == s -> prev_seg_hash = head of segment s-1
+ *   Cap: its hseq g (read before parsing, to know the expected signer) names an epoch already
+ *     verified -> type 8 -> signer_pk = the key of the merchant of event g -> signature ->
+ *     strict parse -> lengths -> channel_id -> new_seg_seq == s -> transfer_hash =
+ *     stmt_hash(Transfer s) and Transfer.holder_epoch == g -> point in segment s-1 ->
+ *     cap_index in [epoch g's start, its end if Handoff g+1 is known], within segment s-1,
+ *     < n and <= declared_last -> cap_index + new_len >= n -> w_cap verifies (hashes)
+ * A Handoff's point must lie in the latest segment at its time (segment_order), and its
+ * segments_head must be that segment's head. More than MP_MAX_SEGMENTS - 1 pairs is too_many.
+ * events: n_handoffs + 1 entries; segments: n_segment_stmts / 2 + 1 (segment 0 first, each
+ * ended by the next one's Cap); caps: n_segment_stmts / 2 (may be NULL when there are none).
+ * On MP_CUSTODY_OK all are filled. */
+enum mp_custody_rule
+mp_custody_verify_all(const struct mp_custody_channel *ch, const struct mp_custody_evidence *ev,
+		      mp_custody_key_fn key, void *key_arg, struct mp_hasher *h,
+		      const atomic_bool *stop, struct mp_custody_event *events,
+		      struct mp_custody_segment *segments, struct mp_custody_cap *caps,
+		      struct mp_custody_result *res);
 
 /* A stable lower-case name for logs and stored evidence ("w_at", "self_handoff", ...). */
 const char *mp_custody_rule_name(enum mp_custody_rule rule);

@@ -65,3 +65,21 @@ bool mp_pb_peek_bytes(const uint8_t *msg, size_t len, uint32_t number, const uin
 	}
 	return false;
 }
+
+bool mp_pb_peek_uint(const uint8_t *msg, size_t len, uint32_t number, uint64_t *value)
+{
+	size_t pos = 0;
+	while (pos < len) {
+		uint64_t tag, field;
+		size_t value_pos, start = 0, vlen = 0;
+		if (!read_varint(msg, len, &pos, &tag) || (field = tag >> 3) == 0)
+			return false;
+		value_pos = pos;
+		if (!skip_value(msg, len, &pos, tag & 7, &start, &vlen))
+			return false;
+		if (field == number && (tag & 7) == WT_VARINT)
+			return read_varint(msg, len, &value_pos, value);
+	}
+	*value = 0; /* proto3: an absent scalar is its default */
+	return true;
+}

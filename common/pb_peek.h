@@ -13,3 +13,8 @@
  * string is looked into, at most len bytes are read. */
 bool mp_pb_peek_bytes(const uint8_t *msg, size_t len, uint32_t number, const uint8_t **value,
 		      size_t *value_len);
+
+/* The first varint field `number` of msg, read the same way; an absent field is 0 (proto3's
+ * default) and true. False only on a framing error before it. For a verifier that must learn
+ * which signer to expect (a Cap's hseq names the epoch whose holder signed it). */
+bool mp_pb_peek_uint(const uint8_t *msg, size_t len, uint32_t number, uint64_t *value);

@@ -3,7 +3,9 @@
 #pragma once
 
 #define MP_MAX_HANDOFFS 256 /* Handoffs per channel */
-#define MP_MAX_SEGMENTS 16  /* segments per channel */
+#define MP_MAX_SEGMENTS 16  /* segments per channel, segment 0 included: seg_seq <= 15 */
+/* The Transfer/Cap pairs of segments 1..MP_MAX_SEGMENTS-1, as carried in "segments" fields. */
+#define MP_MAX_SEGMENT_STMTS (2 * (MP_MAX_SEGMENTS - 1))
 /* A custody chain: event 0 (holder0 or a Bind) and at most MP_MAX_HANDOFFS Handoffs. */
 #define MP_MAX_CUSTODY (MP_MAX_HANDOFFS + 1)
 /* The default MAX_CLAIMS_PER_REDEEM is 10,000; a deployment may raise it up to this ceiling,
