@@ -91,25 +91,24 @@ struct mp_custody_cap {
 
 enum mp_custody_rule {
 	MP_CUSTODY_OK,
-	MP_CUSTODY_TOO_MANY,		/* more than MP_MAX_HANDOFFS Handoffs */
-	MP_CUSTODY_BAD_CHANNEL,		/* the caller's channel description is unusable */
-	MP_CUSTODY_SIGNER_UNKNOWN,	/* no MerchantCert of the expected signer */
-	MP_CUSTODY_TYPE,		/* Signed.type is not 6 */
-	MP_CUSTODY_SIGNER,		/* Signed.signer_pk is not the expected signer's key */
-	MP_CUSTODY_SIGNATURE,		/* the signature does not verify */
-	MP_CUSTODY_MALFORMED,		/* strict parse or a field of the wrong length */
-	MP_CUSTODY_CHANNEL,		/* channel_id is another channel */
-	MP_CUSTODY_HSEQ,		/* hseq is not h */
-	MP_CUSTODY_PREV_HASH,		/* prev_handoff_hash does not link to event h-1 */
-	MP_CUSTODY_FROM_MID,		/* from_mid is not the merchant of event h-1 */
-	MP_CUSTODY_SELF_HANDOFF,	/* to_mid == from_mid */
-	MP_CUSTODY_SEGMENT_UNSUPPORTED, /* seg_seq != 0: segments are not supported yet */
-	MP_CUSTODY_SEGMENTS_HEAD,	/* segments_head is not the head of the point's segment */
-	MP_CUSTODY_OUT_OF_RANGE,	/* at_index outside [seg_start, n] */
-	MP_CUSTODY_INDEX_BACKWARDS,	/* at_index below the previous event's index */
-	MP_CUSTODY_EXHAUSTED,		/* at_index == n: an exhausted channel is not handed off */
-	MP_CUSTODY_W_AT,		/* w_at does not verify in its segment */
-	MP_CUSTODY_STOPPED,		/* *stop turned true while hashing: no verdict */
+	MP_CUSTODY_TOO_MANY,	    /* more than MP_MAX_HANDOFFS Handoffs */
+	MP_CUSTODY_BAD_CHANNEL,	    /* the caller's channel description is unusable */
+	MP_CUSTODY_SIGNER_UNKNOWN,  /* no MerchantCert of the expected signer */
+	MP_CUSTODY_TYPE,	    /* Signed.type is not 6 */
+	MP_CUSTODY_SIGNER,	    /* Signed.signer_pk is not the expected signer's key */
+	MP_CUSTODY_SIGNATURE,	    /* the signature does not verify */
+	MP_CUSTODY_MALFORMED,	    /* strict parse or a field of the wrong length */
+	MP_CUSTODY_CHANNEL,	    /* channel_id is another channel */
+	MP_CUSTODY_HSEQ,	    /* hseq is not h */
+	MP_CUSTODY_PREV_HASH,	    /* prev_handoff_hash does not link to event h-1 */
+	MP_CUSTODY_FROM_MID,	    /* from_mid is not the merchant of event h-1 */
+	MP_CUSTODY_SELF_HANDOFF,    /* to_mid == from_mid */
+	MP_CUSTODY_SEGMENTS_HEAD,   /* segments_head is not the head of the point's segment */
+	MP_CUSTODY_OUT_OF_RANGE,    /* at_index outside [seg_start, n] */
+	MP_CUSTODY_INDEX_BACKWARDS, /* at_index below the previous event's index */
+	MP_CUSTODY_EXHAUSTED,	    /* at_index == n: an exhausted channel is not handed off */
+	MP_CUSTODY_W_AT,	    /* w_at does not verify in its segment */
+	MP_CUSTODY_STOPPED,	    /* *stop turned true while hashing: no verdict */
 	/* Transfer/Cap pairs (seg_seq in the result) */
 	MP_CUSTODY_SEGMENTS_ODD,  /* the segment statements are not Transfer/Cap pairs */
 	MP_CUSTODY_SEG_SEQ,	  /* new_seg_seq is not s (Transfer or Cap) */

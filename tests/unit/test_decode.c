@@ -79,11 +79,12 @@ END_TEST
 START_TEST(too_many_segments_refused)
 {
 	size_t len;
-	uint8_t *items = empty_items(2, MP_MAX_SEGMENTS + 1, &len); /* OpenReq.segments */
+	/* OpenReq.segments: the Transfer/Cap pairs of segments 1..15 */
+	uint8_t *items = empty_items(2, MP_MAX_SEGMENT_STMTS + 1, &len);
 	struct mp_decode_error err;
 	ck_assert_ptr_null(mp_decode(&micropay__v1__open_req__descriptor, items, len, &err, NULL));
 	ck_assert_int_eq(err.code, MP_DECODE_TOO_MANY);
-	ck_assert_str_eq(err.detail, "17 items in OpenReq.segments, at most 16");
+	ck_assert_str_eq(err.detail, "31 items in OpenReq.segments, at most 30");
 	ProtobufCMessage *ok =
 	    mp_decode(&micropay__v1__open_req__descriptor, items, len - 2, &err, NULL);
 	ck_assert_ptr_nonnull(ok);

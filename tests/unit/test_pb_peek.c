@@ -26,6 +26,41 @@ static size_t packed_issue_request(uint8_t *out, size_t cap, const uint8_t accou
 	return len;
 }
 
+/* A Cap's hseq (field 4, varint) as protobuf-c packs it; absent means 0; framing errors. */
+START_TEST(peeks_a_varint_field)
+{
+	uint8_t w[32] = {1}, th[32] = {2}, cid[16] = {3};
+	MpPoint pt = MICROPAY__V1__POINT__INIT;
+	pt.index = 7;
+	pt.w = (ProtobufCBinaryData){32, w};
+	Micropay__V1__Cap c = MICROPAY__V1__CAP__INIT;
+	c.channel_id = (ProtobufCBinaryData){16, cid};
+	c.new_seg_seq = 2;
+	c.transfer_hash = (ProtobufCBinaryData){32, th};
+	c.hseq = 300; /* two varint bytes */
+	c.point = &pt;
+	uint8_t buf[256];
+	size_t len = micropay__v1__cap__pack(&c, buf);
+	uint64_t v = 99;
+	ck_assert(mp_pb_peek_uint(buf, len, 4, &v));
+	ck_assert_uint_eq(v, 300);
+	ck_assert(mp_pb_peek_uint(buf, len, 2, &v));
+	ck_assert_uint_eq(v, 2);
+	c.hseq = 0; /* proto3 leaves it out */
+	len = micropay__v1__cap__pack(&c, buf);
+	v = 99;
+	ck_assert(mp_pb_peek_uint(buf, len, 4, &v));
+	ck_assert_uint_eq(v, 0);
+	/* a length-delimited field of that number is not taken for it */
+	ck_assert(mp_pb_peek_uint(buf, len, 1, &v));
+	ck_assert_uint_eq(v, 0);
+	/* truncated framing before the field */
+	ck_assert(!mp_pb_peek_uint(buf, 5, 4, &v));
+	static const uint8_t bad_varint[] = {0x20, 0xff, 0xff};
+	ck_assert(!mp_pb_peek_uint(bad_varint, sizeof(bad_varint), 4, &v));
+}
+END_TEST
+
 START_TEST(finds_the_field_protobuf_c_packed)
 {
 	uint8_t account[16], buf[512];
@@ -98,6 +133,7 @@ int main(void)
 	tcase_add_test(tc, finds_the_field_protobuf_c_packed);
 	tcase_add_test(tc, junk_after_the_field_is_not_read);
 	tcase_add_test(tc, broken_framing_before_the_field_is_refused);
+	tcase_add_test(tc, peeks_a_varint_field);
 	suite_add_tcase(s, tc);
 	return mp_check_run(s);
 }
