@@ -411,7 +411,7 @@ static void segment0_init(const struct mp_custody_channel *ch, struct mp_custody
 	events[0] = (struct mp_custody_event){.hseq = 0};
 	memcpy(events[0].merchant_id, ch->holder0, MP_ID_LEN);
 	memcpy(events[0].point.w, ch->segments[0].root, MP_HASH_LEN);
-	memcpy(events[0].stmt_hash, ch->cert_hash, MP_HASH_LEN);
+	memcpy(events[0].stmt_hash, ch->bound ? ch->bind_hash : ch->cert_hash, MP_HASH_LEN);
 }
 
 /* Handoff h follows the pairs capped in epochs up to h-1; pairs capped in the last epoch

@@ -56,8 +56,14 @@ struct mp_custody_point {
 
 struct mp_custody_channel {
 	uint8_t channel_id[MP_ID_LEN];
-	uint8_t cert_hash[MP_HASH_LEN]; /* stmt_hash(ChannelCert): Handoff 1's prev_handoff_hash */
+	uint8_t cert_hash[MP_HASH_LEN]; /* stmt_hash(ChannelCert): segment 0's head */
+	/* Event 0: holder0 of the cert, or the merchant of the broker's Bind for a channel issued
+	 * without one; bind_hash then holds stmt_hash(Bind), which Handoff 1's prev_handoff_hash
+	 * links to (else it links to cert_hash). The caller verified the Bind under the broker key.
+	 */
 	uint8_t holder0[MP_ID_LEN];
+	bool bound;
+	uint8_t bind_hash[MP_HASH_LEN];
 	uint32_t n;
 	uint64_t key_valid_until; /* redeem_until + T_grace: signers' MerchantCerts must reach it */
 	const struct mp_custody_segment *segments; /* segment 0 (later entries are ignored: */
@@ -75,7 +81,7 @@ struct mp_custody_event {
 	uint32_t hseq;
 	uint8_t merchant_id[MP_ID_LEN]; /* the holder of epoch hseq */
 	struct mp_custody_point point;	/* event 0: (0, 0, root) */
-	uint8_t stmt_hash[MP_HASH_LEN]; /* event 0: stmt_hash(ChannelCert) */
+	uint8_t stmt_hash[MP_HASH_LEN]; /* event 0: stmt_hash(ChannelCert), or of the Bind */
 };
 
 /* Segment s >= 1 as established by Transfer s and the Cap that ended segment s-1. */

@@ -251,6 +251,30 @@ START_TEST(valid_chain_m1_m2_m3_m1)
 }
 END_TEST
 
+/* A channel issued without holder0 and bound to M1 by the broker's Bind: Handoff 1 links to
+ * stmt_hash(Bind), not to the cert; a chain linking to the cert is refused. */
+START_TEST(bound_channel_links_to_the_bind)
+{
+	uint8_t bind_hash[MP_HASH_LEN];
+	memset(bind_hash, 0xb1, sizeof(bind_hash));
+	spec[0].prev_set = true;
+	memcpy(spec[0].prev, bind_hash, MP_HASH_LEN);
+	build_chain();
+	ck_assert_int_eq(run(3), MP_CUSTODY_PREV_HASH);
+	ch.bound = true;
+	memcpy(ch.bind_hash, bind_hash, MP_HASH_LEN);
+	ck_assert_int_eq(run(3), MP_CUSTODY_OK);
+	ck_assert_mem_eq(events[0].stmt_hash, bind_hash, MP_HASH_LEN);
+	ck_assert_mem_eq(events[0].merchant_id, mid[1], MP_ID_LEN);
+	/* segments_head still names the cert: segment 0 comes from it either way */
+	ck_assert_mem_eq(seg0.head, cert_hash, MP_HASH_LEN);
+	spec[0].prev_set = false;
+	build_chain();
+	ck_assert_int_eq(run(3), MP_CUSTODY_PREV_HASH);
+	ch.bound = false;
+}
+END_TEST
+
 START_TEST(equal_indices_chain)
 {
 	/* at_index may equal the previous event's index (no payment in between). */
@@ -531,6 +555,7 @@ static Suite *custody_suite(void)
 	tcase_add_test(tc, first_link_must_be_cert);
 	tcase_add_test(tc, from_mid_not_previous_holder);
 	tcase_add_test(tc, self_handoff);
+	tcase_add_test(tc, bound_channel_links_to_the_bind);
 	tcase_add_test(tc, later_segment_refused);
 	tcase_add_test(tc, wrong_segments_head);
 	tcase_add_test(tc, index_above_n);
