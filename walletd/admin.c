@@ -1,5 +1,5 @@
-/* walletd's admin socket: status, metrics, register, issue, issue.retry, pay, balance, channels,
- * shutdown. Every method answers one top-level object of a fixed shape. */
+/* walletd's admin socket: status, metrics, register, issue, issue.retry, pay, transfer.offer,
+ * transfer.send, transfer.accept, balance, channels, shutdown. Every method answers one top-level object of a fixed shape. */
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,7 +115,13 @@ static void admin_channels(struct mp_admin_req *req, json_t *params, void *ctx)
 	json_t *list = json_array();
 	for (const struct wchannel *ch = w->channels; ch; ch = ch->next)
 		json_array_append_new(list, wallet_channel_json(ch));
-	mp_admin_reply(req, json_pack("{s:o}", "channels", list));
+	json_t *offers = wallet_offers_json(w);
+	if (!offers) {
+		json_decref(list);
+		mp_admin_fail(req, MP_ADMIN_INTERNAL, "channels: cannot read the offers");
+		return;
+	}
+	mp_admin_reply(req, json_pack("{s:o,s:o}", "channels", list, "offers", offers));
 }
 
 static void admin_shutdown(struct mp_admin_req *req, json_t *params, void *ctx)
@@ -134,6 +140,12 @@ static const struct mp_admin_method wallet_methods[] = {
     {"issue.retry", wallet_admin_issue_retry, "{channel_id}: resend a stored IssueRequest"},
     {"pay", wallet_admin_pay,
      "{channel_id, endpoint, units, order_ref, merchant_id (default: the holder)}"},
+    {"transfer.offer", wallet_admin_transfer_offer,
+     "{channel_id, len (default 10000)}: B's offer to receive a channel"},
+    {"transfer.send", wallet_admin_transfer_send,
+     "{channel_id, offer, endpoint (default: the holder's)}: give the channel's rest away"},
+    {"transfer.accept", wallet_admin_transfer_accept,
+     "{bundle}: take a channel given to this wallet"},
     {"balance", admin_balance, "unspent value of the ACTIVE channels"},
     {"channels", admin_channels, "every channel of this wallet"},
     {"shutdown", admin_shutdown, "stop the daemon"},

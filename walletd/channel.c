@@ -17,13 +17,18 @@ const char *wch_state_name(enum wch_state s)
 		return "ACTIVE";
 	case WCH_FAILED:
 		return "FAILED";
+	case WCH_TRANSFERRING:
+		return "TRANSFERRING";
+	case WCH_TRANSFERRED_OUT:
+		return "TRANSFERRED_OUT";
 	}
 	return "?";
 }
 
 bool wch_state_parse(const char *name, enum wch_state *out)
 {
-	static const enum wch_state all[] = {WCH_ISSUING, WCH_ACTIVE, WCH_FAILED};
+	static const enum wch_state all[] = {WCH_ISSUING, WCH_ACTIVE, WCH_FAILED, WCH_TRANSFERRING,
+					     WCH_TRANSFERRED_OUT};
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
 		if (strcmp(name, wch_state_name(all[i])) == 0) {
 			*out = all[i];
@@ -57,6 +62,7 @@ void wallet_channel_free(struct wchannel *ch)
 	mp_stmt_free(ch->cert);
 	mp_stmt_free(ch->holder_cert);
 	free(ch->detail);
+	wstore_stmts_free(ch->segments, ch->n_segments);
 	wchain_free(&ch->chain);
 	free(ch);
 }
@@ -75,8 +81,10 @@ static bool fetch_checkpoint(void *arg, uint32_t index, uint8_t w[MP_HASH_LEN])
 bool wallet_channel_word(struct wallet *w, struct wchannel *ch, uint32_t j,
 			 uint8_t out[MP_HASH_LEN])
 {
-	struct fetch_arg f = {w->store, ch->channel_id};
-	return wchain_word(&ch->chain, w->hasher, j, fetch_checkpoint, &f, out);
+	struct fetch_arg f = {w->store, ch->chain_key};
+	if (j < ch->seg_start || j > ch->n)
+		return false;
+	return wchain_word(&ch->chain, w->hasher, j - ch->seg_start, fetch_checkpoint, &f, out);
 }
 
 static json_t *hex_json(const uint8_t *data, size_t len)
@@ -94,7 +102,7 @@ static json_t *time_json(uint64_t t)
 
 json_t *wallet_channel_json(const struct wchannel *ch)
 {
-	return json_pack("{s:o,s:s,s:o,s:o,s:I,s:I,s:I,s:s,s:I,s:I,s:I,s:I,s:I,s:o,s:o,s:o,s:I,"
+	json_t *o = json_pack("{s:o,s:s,s:o,s:o,s:I,s:I,s:I,s:s,s:I,s:I,s:I,s:I,s:I,s:o,s:o,s:o,s:I,"
 			 "s:s?}",
 			 "channel_id", hex_json(ch->channel_id, MP_ID_LEN), "state",
 			 wch_state_name(ch->state), "holder0", hex_json(ch->holder0, MP_ID_LEN),
@@ -106,6 +114,13 @@ json_t *wallet_channel_json(const struct wchannel *ch)
 			 time_json(ch->issued_at), "pay_until", time_json(ch->pay_until),
 			 "redeem_until", time_json(ch->redeem_until), "checkpoint_interval",
 			 (json_int_t)ch->interval, "detail", ch->detail);
+	if (o) {
+		json_object_set_new(o, "segment", wallet_segment_json(ch));
+		json_object_set_new(o, "broker_ack",
+				    ch->claim_state < 0 ? json_null()
+							: json_boolean(ch->claim_state > 0));
+	}
+	return o;
 }
 
 void wallet_op_add(struct wallet *w, struct wallet_op *op)

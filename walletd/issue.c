@@ -322,7 +322,10 @@ void wallet_admin_issue(struct mp_admin_req *req, json_t *params, void *ctx)
 		mp_admin_fail(req, MP_ADMIN_INTERNAL, "issue: %s", why);
 		return;
 	}
-	wchain_init(&ch->chain, ch->nonce, ch->n, ch->interval);
+	ch->seg_len = ch->n;
+	memcpy(ch->chain_key, ch->channel_id, MP_ID_LEN);
+	ch->claim_state = -1;
+	wchain_init(&ch->chain, ch->nonce, ch->seg_len, ch->interval);
 	struct wchannel **tail = &w->channels;
 	while (*tail)
 		tail = &(*tail)->next;

@@ -79,6 +79,9 @@ static bool wallet_start(struct wallet *w)
 	}
 	if (!load_account(w) || !wstore_channels_load(w->store, add_channel, w))
 		return false;
+	for (struct wchannel *ch = w->channels; ch; ch = ch->next)
+		if (!wallet_segment_load(w, ch))
+			return false;
 	w->tls = mp_tls_client_ctx(w->cfg.tls_ca, NULL, NULL, err, sizeof(err));
 	if (!w->tls) {
 		log_err("tls: %s", err);
@@ -95,6 +98,7 @@ static bool wallet_start(struct wallet *w)
 		return false;
 	}
 	wallet_issue_resume(w);
+	wallet_segment_claim_resume(w);
 	return true;
 }
 

@@ -13,20 +13,12 @@
 MpSigned *wallet_move_sign(struct wallet *w, const struct wchannel *ch,
 			   const uint8_t to_mid[MP_ID_LEN])
 {
-	uint8_t seed[MP_SK_LEN];
 	struct mp_key owner = {0};
-	char hex[MP_HEX_ID_LEN + 1];
-	mp_hex_encode(ch->channel_id, MP_ID_LEN, hex);
-	if (wstore_owner_seed(w->store, ch->channel_id, seed) != 1 ||
-	    !mp_key_from_seed(&owner, seed)) {
-		OPENSSL_cleanse(seed, sizeof(seed));
-		log_err("channel %s: cannot load the owner key to sign a Move", hex);
+	if (!wallet_owner_key(w, ch, &owner))
 		return NULL;
-	}
-	OPENSSL_cleanse(seed, sizeof(seed));
 	Micropay__V1__Move mv = MICROPAY__V1__MOVE__INIT;
 	mv.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)ch->channel_id};
-	mv.seg_seq = 0;
+	mv.seg_seq = ch->seg_seq; /* signed by this segment's owner key */
 	mv.from_epoch = ch->epoch;
 	mv.to_mid = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)to_mid};
 	MpSigned *s = mp_stmt_sign(&owner, MP_STMT_MOVE, &mv.base);

@@ -11,8 +11,15 @@
  * the old holder naming the new one with our Move; only then do we record the new holder and
  * epoch (durably) and pay strictly after its point (at_index).
  *
+ * A channel received by transfer is in segment s >= 1: the Open carries its Transfer/Cap pairs,
+ * the OpenAck's point must lie in segment s and match our chain at index - seg_start, Pays carry
+ * seg_seq s and the Move is signed by segment s's owner key.
+ *
  *   CONNECTING --CN names the merchant--> OPENING --OpenAck checked--> RESENDING (in-flight Pays)
- *   --> PAYING --units paid--> DONE;   any --refusal, timeout, lost connection--> FAILED */
+ *   --> PAYING --units paid--> DONE;   any --refusal, timeout, lost connection--> FAILED
+ *
+ * The same session serves transfer.send (session.h): after RESENDING it hands the open
+ * connection to its continuation instead of PAYING. */
 #include <event2/event.h>
 #include <openssl/crypto.h>
 #include <stdarg.h>
@@ -26,6 +33,7 @@
 #include "stmt.h"
 #include "store.h"
 #include "tls.h"
+#include "session.h"
 #include "wallet.h"
 
 struct pay_op {
@@ -55,6 +63,13 @@ struct pay_op {
 	MpCode ack_status;
 	uint64_t order_price;
 	bool done;
+	/* session.h: the admin method answering ("pay", "transfer.send") and the continuation
+	 * run once the in-flight Pays are resolved (NULL for pay). */
+	const char *verb;
+	wallet_session_fn then;
+	void *then_arg;
+	void (*then_free)(void *arg);
+	MpSigned *custody_event; /* the OpenAck's, when it had one */
 };
 
 static void pay_reply(struct pay_op *p, bool complete)
@@ -81,14 +96,14 @@ __attribute__((format(printf, 2, 3))) static void pay_fail(struct pay_op *p, con
 	if (!p->done) {
 		p->done = true;
 		p->ch->busy = false;
-		log_warn("channel %s: pay to %s: %s", p->hex, p->endpoint, msg);
+		log_warn("channel %s: %s at %s: %s", p->hex, p->verb, p->endpoint, msg);
 		if (p->paid || p->resent)
 			mp_admin_fail(p->req, MP_ADMIN_FAILED,
-				      "pay: %s (before this: %u new units accepted, %u in-flight "
+				      "%s: %s (before this: %u new units accepted, %u in-flight "
 				      "Pays resent; last %u)",
-				      msg, p->paid, p->resent, p->ch->last);
+				      p->verb, msg, p->paid, p->resent, p->ch->last);
 		else
-			mp_admin_fail(p->req, MP_ADMIN_FAILED, "pay: %s", msg);
+			mp_admin_fail(p->req, MP_ADMIN_FAILED, "%s: %s", p->verb, msg);
 	}
 	if (p->op.conn)
 		mp_conn_close(p->op.conn, "pay failed: %s", msg);
@@ -119,7 +134,7 @@ static void send_pay(struct pay_op *p)
 {
 	Micropay__V1__PayReq pr = MICROPAY__V1__PAY_REQ__INIT;
 	pr.channel_id = (ProtobufCBinaryData){MP_ID_LEN, p->ch->channel_id};
-	pr.seg_seq = 0;
+	pr.seg_seq = p->ch->seg_seq;
 	pr.j = p->cur.j;
 	pr.w_j = (ProtobufCBinaryData){MP_HASH_LEN, p->cur.w};
 	pr.order_ref = (ProtobufCBinaryData){p->cur.order_ref_len, p->cur.order_ref};
@@ -248,6 +263,10 @@ static void send_next(struct pay_op *p)
 		send_pay(p);
 		return;
 	}
+	if (p->then) {
+		p->then(p, p->then_arg);
+		return;
+	}
 	if (p->paid == 0 && p->resent == (unsigned)p->n_resend) {
 		/* First new Pay: everything sent before must be at the merchant by now. */
 		if (ch->sent > p->merchant_last) {
@@ -363,10 +382,12 @@ static void on_open_ack(struct mp_conn *c, const MpEnvelope *env, void *arg)
 	} else if (ack->status->code != MP_ST(OK)) {
 		wallet_status_text(ack->status, text, sizeof(text));
 		pay_fail(p, "Open refused: %s; no payword sent", text);
-	} else if (!pt || pt->seg_seq != 0 || pt->index > ch->n ||
-		   !mp_bytes_len_is(pt->w, MP_HASH_LEN)) {
+	} else if (!pt || pt->seg_seq != ch->seg_seq || pt->index < ch->seg_start ||
+		   pt->index > ch->n || !mp_bytes_len_is(pt->w, MP_HASH_LEN)) {
 		pay_fail(p,
-			 "OpenAck point is missing or not in segment 0 within n; no payword sent");
+			 "OpenAck point is missing or not in our segment %u (%u .. %u); no payword "
+			 "sent",
+			 ch->seg_seq, ch->seg_start, ch->n);
 	} else if (!wallet_channel_word(p->w, ch, pt->index, ours)) {
 		pay_fail(p, "cannot compute our chain word at %u; no payword sent", pt->index);
 	} else if (CRYPTO_memcmp(ours, pt->w.data, MP_HASH_LEN) != 0) {
@@ -376,6 +397,8 @@ static void on_open_ack(struct mp_conn *c, const MpEnvelope *env, void *arg)
 		pay_fail(p, "OpenAck announces max_jump 0; no payword sent");
 	} else if ((bad = adopt_holder(p, ack))) {
 		pay_fail(p, "OpenAck epoch %u: %s; no payword sent", ack->hseq, bad);
+	} else if (ack->custody_event && !(p->custody_event = mp_stmt_copy(ack->custody_event))) {
+		pay_fail(p, "out of memory");
 	} else {
 		p->open_last = p->merchant_last = pt->index;
 		p->max_jump = ack->max_jump;
@@ -414,6 +437,8 @@ static void on_open(struct mp_conn *c, void *arg)
 	}
 	Micropay__V1__OpenReq open = MICROPAY__V1__OPEN_REQ__INIT;
 	open.cert = p->ch->cert;
+	open.n_segments = p->ch->n_segments;
+	open.segments = p->ch->segments;
 	if (p->move) {
 		open.move = p->move;
 		if (!wallet_id_is_zero(p->ch->holder)) /* else unbound: the merchant binds it */
@@ -441,6 +466,9 @@ static void on_close(struct mp_conn *c, const char *reason, void *arg)
 	wallet_op_remove(p->w, &p->op);
 	free(p->resend);
 	mp_stmt_free(p->move);
+	mp_stmt_free(p->custody_event);
+	if (p->then_free)
+		p->then_free(p->then_arg);
 	event_free(p->open_timer);
 	OPENSSL_cleanse(&p->cur, sizeof(p->cur));
 	free(p);
@@ -514,6 +542,58 @@ static struct pay_op *pay_params(struct wallet *w, struct mp_admin_req *req, jso
 	return p;
 }
 
+/* Connect to host:port for p (whose open_timer is armed on open); false (nothing to free but
+ * p's own parts, done by the caller) if the connection could not even start. */
+static bool session_connect(struct pay_op *p, const char *host, uint16_t port)
+{
+	struct wallet *w = p->w;
+	struct mp_net_opts opts = {.max_frame = MP_FRAME_MAX_WALLET,
+				   .idle_timeout_s = w->cfg.idle_timeout,
+				   .name = "merchant"};
+	p->op.conn = mp_connect(w->base, w->dns, w->tls, host, port, &opts, &pay_ops, p);
+	if (!p->op.conn)
+		return false;
+	p->ch->busy = true;
+	wallet_op_add(w, &p->op);
+	return true;
+}
+
+static const char *pay_refusal(struct wallet *w, struct pay_op *p, char *why, size_t len)
+{
+	struct wchannel *ch = p->ch;
+	uint32_t spent = ch->last > ch->sent ? ch->last : ch->sent;
+	if (w->stopping)
+		return "walletd is stopping";
+	if (ch->state == WCH_TRANSFERRED_OUT)
+		return "channel transferred out (its rest belongs to the customer it was given to)";
+	if (ch->state == WCH_TRANSFERRING)
+		return "channel is TRANSFERRING: no more payments (finish it with transfer.send)";
+	if (ch->state != WCH_ACTIVE) {
+		snprintf(why, len, "the channel is %s, not ACTIVE", wch_state_name(ch->state));
+		return why;
+	}
+	if (ch->busy)
+		return "another pay or transfer on this channel is in progress";
+	if (mp_now() + WALLET_PAY_MARGIN >= ch->pay_until) {
+		snprintf(why, len, "payments on this channel stopped at pay_until - %d s",
+			 WALLET_PAY_MARGIN);
+		return why;
+	}
+	if (p->units > ch->n - spent) {
+		snprintf(why, len, "only %u units left on this channel (n %u, last %u)",
+			 ch->n - spent, ch->n, spent);
+		return why;
+	}
+	if (memcmp(p->target, ch->holder, MP_ID_LEN) && !ch->holder_cert &&
+	    !wallet_id_is_zero(ch->holder))
+		return "no MerchantCert of the holder is known yet: pay at the holder once, then "
+		       "at other merchants";
+	if (memcmp(p->target, ch->holder, MP_ID_LEN) &&
+	    !(p->move = wallet_move_sign(w, ch, p->target)))
+		return "cannot sign the Move";
+	return NULL;
+}
+
 void wallet_admin_pay(struct mp_admin_req *req, json_t *params, void *ctx)
 {
 	struct wallet *w = ctx;
@@ -522,51 +602,85 @@ void wallet_admin_pay(struct mp_admin_req *req, json_t *params, void *ctx)
 	struct pay_op *p = pay_params(w, req, params, host, &port);
 	if (!p)
 		return;
-	struct wchannel *ch = p->ch;
-	const char *refuse = NULL;
+	p->verb = "pay";
 	char why[200];
-	uint32_t spent = ch->last > ch->sent ? ch->last : ch->sent;
-	if (w->stopping) {
-		refuse = "walletd is stopping";
-	} else if (ch->state != WCH_ACTIVE) {
-		snprintf(why, sizeof(why), "the channel is %s, not ACTIVE",
-			 wch_state_name(ch->state));
-		refuse = why;
-	} else if (ch->busy) {
-		refuse = "another pay on this channel is in progress";
-	} else if (mp_now() + WALLET_PAY_MARGIN >= ch->pay_until) {
-		snprintf(why, sizeof(why), "payments on this channel stopped at pay_until - %d s",
-			 WALLET_PAY_MARGIN);
-		refuse = why;
-	} else if (p->units > ch->n - spent) {
-		snprintf(why, sizeof(why), "only %u units left on this channel (n %u, last %u)",
-			 ch->n - spent, ch->n, spent);
-		refuse = why;
-	} else if (memcmp(p->target, ch->holder, MP_ID_LEN) && !ch->holder_cert &&
-		   !wallet_id_is_zero(ch->holder)) {
-		refuse = "no MerchantCert of the holder is known yet: pay at the holder once, then "
-			 "at other merchants";
-	} else if (memcmp(p->target, ch->holder, MP_ID_LEN) &&
-		   !(p->move = wallet_move_sign(w, ch, p->target))) {
-		refuse = "cannot sign the Move";
-	}
+	const char *refuse = pay_refusal(w, p, why, sizeof(why));
 	if (refuse || !(p->open_timer = evtimer_new(w->base, on_open_timeout, p))) {
 		mp_admin_fail(req, MP_ADMIN_FAILED, "pay: %s", refuse ? refuse : "out of memory");
 		mp_stmt_free(p->move);
 		free(p);
 		return;
 	}
-	struct mp_net_opts opts = {.max_frame = MP_FRAME_MAX_WALLET,
-				   .idle_timeout_s = w->cfg.idle_timeout,
-				   .name = "merchant"};
-	p->op.conn = mp_connect(w->base, w->dns, w->tls, host, port, &opts, &pay_ops, p);
-	if (!p->op.conn) {
+	if (!session_connect(p, host, port)) {
 		mp_admin_fail(req, MP_ADMIN_FAILED, "pay: cannot connect to %s", p->endpoint);
 		mp_stmt_free(p->move);
 		event_free(p->open_timer);
 		free(p);
-		return;
 	}
-	ch->busy = true;
-	wallet_op_add(w, &p->op);
+}
+
+/* ---- session.h ---- */
+
+bool wallet_session_open(struct wallet *w, struct mp_admin_req *req, const char *verb,
+			 struct wchannel *ch, const char *endpoint, wallet_session_fn then,
+			 void *arg, void (*free_arg)(void *arg), char *err, size_t errlen)
+{
+	char host[256];
+	uint16_t port;
+	if (!mp_split_endpoint(endpoint, host, sizeof(host), &port)) {
+		snprintf(err, errlen, "the holder's endpoint '%s' is not host:port", endpoint);
+		return false;
+	}
+	struct pay_op *p = calloc(1, sizeof(*p));
+	if (!p || !(p->open_timer = evtimer_new(w->base, on_open_timeout, p))) {
+		free(p);
+		snprintf(err, errlen, "out of memory");
+		return false;
+	}
+	p->w = w;
+	p->req = req;
+	p->ch = ch;
+	p->verb = verb;
+	p->then = then;
+	p->then_arg = arg;
+	memcpy(p->target, ch->holder, MP_ID_LEN);
+	mp_hex_encode(p->target, MP_ID_LEN, p->target_hex);
+	mp_hex_encode(ch->channel_id, MP_ID_LEN, p->hex);
+	snprintf(p->endpoint, sizeof(p->endpoint), "%s", endpoint);
+	if (!session_connect(p, host, port)) {
+		snprintf(err, errlen, "cannot connect to %s", endpoint);
+		event_free(p->open_timer);
+		free(p);
+		return false;
+	}
+	p->then_free = free_arg; /* from here on the session owns arg */
+	return true;
+}
+
+struct mp_conn *wallet_session_conn(struct pay_op *p)
+{
+	return p->op.conn;
+}
+
+const MpSigned *wallet_session_custody_event(const struct pay_op *p)
+{
+	return p->custody_event;
+}
+
+void wallet_session_fail(struct pay_op *p, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	pay_fail(p, "%s", msg);
+}
+
+void wallet_session_reply(struct pay_op *p, json_t *result)
+{
+	p->done = true;
+	p->ch->busy = false;
+	mp_admin_reply(p->req, result);
+	mp_conn_close(p->op.conn, "%s done", p->verb);
 }

@@ -1,4 +1,5 @@
 #include "store.h"
+#include "store_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -13,13 +14,8 @@
 #include "stmt.h"
 #include "wallet.h"
 
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 
-struct wstore {
-	sqlite3 *db;
-	char *path;
-	sqlite3_stmt *checkpoint_get; /* the hot read while paying, prepared once */
-};
 
 static const char schema[] =
     "CREATE TABLE IF NOT EXISTS meta ("
@@ -64,35 +60,35 @@ static const char schema[] =
     "  PRIMARY KEY (channel_id, j)"
     ") WITHOUT ROWID;";
 
-static void log_db_error(struct wstore *s, const char *what)
+void wsql_log_error(struct wstore *s, const char *what)
 {
 	log_err("store %s: %s: %s", s->path, what, sqlite3_errmsg(s->db));
 }
 
-static sqlite3_stmt *prep(struct wstore *s, const char *sql)
+sqlite3_stmt *wsql_prep(struct wstore *s, const char *sql)
 {
 	sqlite3_stmt *st = NULL;
 	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
-		log_db_error(s, sql);
+		wsql_log_error(s, sql);
 		return NULL;
 	}
 	return st;
 }
 
 /* Step a write statement to completion and finalise it. */
-static bool run(struct wstore *s, sqlite3_stmt *st, const char *what)
+bool wsql_run(struct wstore *s, sqlite3_stmt *st, const char *what)
 {
 	if (!st)
 		return false;
 	int rc = sqlite3_step(st);
 	bool ok = rc == SQLITE_DONE;
 	if (!ok)
-		log_db_error(s, what);
+		wsql_log_error(s, what);
 	sqlite3_finalize(st);
 	return ok;
 }
 
-static bool exec(struct wstore *s, const char *sql)
+bool wsql_exec(struct wstore *s, const char *sql)
 {
 	char *msg = NULL;
 	if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
@@ -103,7 +99,7 @@ static bool exec(struct wstore *s, const char *sql)
 	return true;
 }
 
-static int bind_blob(sqlite3_stmt *st, int i, const void *data, size_t len)
+int wsql_bind_blob(sqlite3_stmt *st, int i, const void *data, size_t len)
 {
 	return sqlite3_bind_blob(st, i, data, (int)len, SQLITE_TRANSIENT);
 }
@@ -111,16 +107,16 @@ static int bind_blob(sqlite3_stmt *st, int i, const void *data, size_t len)
 /* rcs is the OR of a statement's sqlite3_bind_* results: SQLITE_OK (0) only if every one
  * succeeded. A failed bind leaves its parameter NULL, which would store or match nothing
  * without an error: the statement is finalised (logged) and NULL returned instead. */
-static sqlite3_stmt *bound(struct wstore *s, sqlite3_stmt *st, int rcs, const char *what)
+sqlite3_stmt *wsql_bound(struct wstore *s, sqlite3_stmt *st, int rcs, const char *what)
 {
 	if (rcs == SQLITE_OK)
 		return st;
-	log_db_error(s, what);
+	wsql_log_error(s, what);
 	sqlite3_finalize(st);
 	return NULL;
 }
 
-static bool column_bytes(sqlite3_stmt *st, int col, uint8_t *out, size_t len)
+bool wsql_column_bytes(sqlite3_stmt *st, int col, uint8_t *out, size_t len)
 {
 	if (sqlite3_column_type(st, col) != SQLITE_BLOB ||
 	    (size_t)sqlite3_column_bytes(st, col) != len)
@@ -131,12 +127,12 @@ static bool column_bytes(sqlite3_stmt *st, int col, uint8_t *out, size_t len)
 
 bool wstore_begin(struct wstore *s)
 {
-	return exec(s, "BEGIN IMMEDIATE");
+	return wsql_exec(s, "BEGIN IMMEDIATE");
 }
 
 bool wstore_commit(struct wstore *s)
 {
-	if (exec(s, "COMMIT"))
+	if (wsql_exec(s, "COMMIT"))
 		return true;
 	wstore_rollback(s);
 	return false;
@@ -145,7 +141,7 @@ bool wstore_commit(struct wstore *s)
 void wstore_rollback(struct wstore *s)
 {
 	if (!sqlite3_get_autocommit(s->db))
-		exec(s, "ROLLBACK");
+		wsql_exec(s, "ROLLBACK");
 }
 
 /* Create the file with mode 0600 (SQLite gives its -wal file the same mode); tighten an
@@ -180,7 +176,7 @@ static bool migrate_holder(struct wstore *s, int version)
 		return true;
 	if (version > 0)
 		log_info("store %s: adding each channel's holder, epoch and holder cert", s->path);
-	return exec(s, "ALTER TABLE channels ADD COLUMN holder BLOB CHECK (holder IS NULL OR "
+	return wsql_exec(s, "ALTER TABLE channels ADD COLUMN holder BLOB CHECK (holder IS NULL OR "
 		       "length(holder) = 16);"
 		       "ALTER TABLE channels ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;"
 		       "ALTER TABLE channels ADD COLUMN holder_cert BLOB;");
@@ -188,7 +184,7 @@ static bool migrate_holder(struct wstore *s, int version)
 
 static int user_version(struct wstore *s)
 {
-	sqlite3_stmt *st = prep(s, "PRAGMA user_version");
+	sqlite3_stmt *st = wsql_prep(s, "PRAGMA user_version");
 	int v = -1;
 	if (st && sqlite3_step(st) == SQLITE_ROW)
 		v = sqlite3_column_int(st, 0);
@@ -198,7 +194,7 @@ static int user_version(struct wstore *s)
 
 static bool wal_mode(struct wstore *s)
 {
-	sqlite3_stmt *st = prep(s, "PRAGMA journal_mode=WAL");
+	sqlite3_stmt *st = wsql_prep(s, "PRAGMA journal_mode=WAL");
 	bool ok = st && sqlite3_step(st) == SQLITE_ROW &&
 		  strcmp((const char *)sqlite3_column_text(st, 0), "wal") == 0;
 	sqlite3_finalize(st);
@@ -207,8 +203,8 @@ static bool wal_mode(struct wstore *s)
 
 static bool set_up(struct wstore *s, char *err, size_t errlen)
 {
-	if (!exec(s, "PRAGMA locking_mode=EXCLUSIVE") || !wal_mode(s) ||
-	    !exec(s, "PRAGMA synchronous=FULL") || !exec(s, "PRAGMA secure_delete=ON")) {
+	if (!wsql_exec(s, "PRAGMA locking_mode=EXCLUSIVE") || !wal_mode(s) ||
+	    !wsql_exec(s, "PRAGMA synchronous=FULL") || !wsql_exec(s, "PRAGMA secure_delete=ON")) {
 		bool busy = sqlite3_errcode(s->db) == SQLITE_BUSY;
 		snprintf(err, errlen, "%s: cannot set up the wallet store: %s%s", s->path,
 			 sqlite3_errmsg(s->db), busy ? " (is another walletd using it?)" : "");
@@ -230,7 +226,8 @@ static bool set_up(struct wstore *s, char *err, size_t errlen)
 	}
 	char bump[64];
 	snprintf(bump, sizeof(bump), "PRAGMA user_version = %d", SCHEMA_VERSION);
-	if (!exec(s, schema) || !migrate_holder(s, version) || !exec(s, bump) ||
+	if (!wsql_exec(s, schema) || !migrate_holder(s, version) ||
+	    !wstore_migrate_transfer(s, version) || !wsql_exec(s, bump) ||
 	    !wstore_commit(s)) {
 		wstore_rollback(s);
 		snprintf(err, errlen, "%s: cannot create the store schema: %s", s->path,
@@ -238,7 +235,7 @@ static bool set_up(struct wstore *s, char *err, size_t errlen)
 		return false;
 	}
 	s->checkpoint_get =
-	    prep(s, "SELECT word FROM checkpoints WHERE channel_id = ?1 AND idx = ?2");
+	    wsql_prep(s, "SELECT word FROM checkpoints WHERE channel_id = ?1 AND idx = ?2");
 	if (!s->checkpoint_get) {
 		snprintf(err, errlen, "%s: %s", s->path, sqlite3_errmsg(s->db));
 		return false;
@@ -285,34 +282,34 @@ void wstore_close(struct wstore *s)
 
 static int meta_get(struct wstore *s, const char *key, uint8_t *out, size_t len)
 {
-	sqlite3_stmt *st = prep(s, "SELECT value FROM meta WHERE key = ?1");
+	sqlite3_stmt *st = wsql_prep(s, "SELECT value FROM meta WHERE key = ?1");
 	if (st)
 		st =
-		    bound(s, st, sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC), "binding a key");
+		    wsql_bound(s, st, sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC), "binding a key");
 	if (!st)
 		return -1;
 	int rc = sqlite3_step(st), found = -1;
 	if (rc == SQLITE_DONE)
 		found = 0;
-	else if (rc == SQLITE_ROW && column_bytes(st, 0, out, len))
+	else if (rc == SQLITE_ROW && wsql_column_bytes(st, 0, out, len))
 		found = 1;
 	else if (rc == SQLITE_ROW)
 		log_err("store %s: meta '%s' has the wrong length", s->path, key);
 	else
-		log_db_error(s, "reading meta");
+		wsql_log_error(s, "reading meta");
 	sqlite3_finalize(st);
 	return found;
 }
 
 static bool meta_put(struct wstore *s, const char *key, const uint8_t *data, size_t len)
 {
-	sqlite3_stmt *st = prep(s, "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)");
+	sqlite3_stmt *st = wsql_prep(s, "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)");
 	if (st)
-		st = bound(s, st,
+		st = wsql_bound(s, st,
 			   sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC) |
-			       bind_blob(st, 2, data, len),
+			       wsql_bind_blob(st, 2, data, len),
 			   key);
-	return run(s, st, key);
+	return wsql_run(s, st, key);
 }
 
 int wstore_account_seed(struct wstore *s, uint8_t seed[MP_SK_LEN])
@@ -345,17 +342,17 @@ bool wstore_channel_insert(struct wstore *s, const struct wchannel *ch,
 	uint8_t *req = mp_stmt_encode(ch->request, &req_len);
 	if (!req)
 		return false;
-	sqlite3_stmt *st = prep(
+	sqlite3_stmt *st = wsql_prep(
 	    s, "INSERT INTO channels (channel_id, issue_req_id, chain_seed, nonce, owner_seed, "
 	       "request, holder0, n, unit_value, currency, days, checkpoint_interval, state, "
 	       "created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)");
 	if (st) {
-		int rcs = bind_blob(st, 1, ch->channel_id, MP_ID_LEN) |
-			  bind_blob(st, 2, ch->issue_req_id, MP_ID_LEN) |
-			  bind_blob(st, 3, chain_seed, MP_SEED_LEN) |
-			  bind_blob(st, 4, ch->nonce, MP_NONCE_LEN) |
-			  bind_blob(st, 5, owner_seed, MP_SK_LEN) | bind_blob(st, 6, req, req_len) |
-			  bind_blob(st, 7, ch->holder0, MP_ID_LEN) |
+		int rcs = wsql_bind_blob(st, 1, ch->channel_id, MP_ID_LEN) |
+			  wsql_bind_blob(st, 2, ch->issue_req_id, MP_ID_LEN) |
+			  wsql_bind_blob(st, 3, chain_seed, MP_SEED_LEN) |
+			  wsql_bind_blob(st, 4, ch->nonce, MP_NONCE_LEN) |
+			  wsql_bind_blob(st, 5, owner_seed, MP_SK_LEN) | wsql_bind_blob(st, 6, req, req_len) |
+			  wsql_bind_blob(st, 7, ch->holder0, MP_ID_LEN) |
 			  sqlite3_bind_int64(st, 8, ch->n) |
 			  sqlite3_bind_int64(st, 9, (sqlite3_int64)ch->unit_value) |
 			  sqlite3_bind_text(st, 10, ch->currency, -1, SQLITE_TRANSIENT) |
@@ -363,10 +360,10 @@ bool wstore_channel_insert(struct wstore *s, const struct wchannel *ch,
 			  sqlite3_bind_int64(st, 12, ch->interval) |
 			  sqlite3_bind_text(st, 13, wch_state_name(ch->state), -1, SQLITE_STATIC) |
 			  sqlite3_bind_int64(st, 14, (sqlite3_int64)mp_now());
-		st = bound(s, st, rcs, "binding a channel");
+		st = wsql_bound(s, st, rcs, "binding a channel");
 	}
 	free(req);
-	return run(s, st, "inserting a channel");
+	return wsql_run(s, st, "inserting a channel");
 }
 
 bool wstore_channel_activate(struct wstore *s, const struct wchannel *ch)
@@ -376,44 +373,44 @@ bool wstore_channel_activate(struct wstore *s, const struct wchannel *ch)
 	if (!cert)
 		return false;
 	sqlite3_stmt *st =
-	    prep(s, "UPDATE channels SET state = 'ACTIVE', cert = ?2, issued_at = ?3, "
+	    wsql_prep(s, "UPDATE channels SET state = 'ACTIVE', cert = ?2, issued_at = ?3, "
 		    "pay_until = ?4, redeem_until = ?5, detail = NULL "
 		    "WHERE channel_id = ?1");
 	if (st) {
-		int rcs = bind_blob(st, 1, ch->channel_id, MP_ID_LEN) |
-			  bind_blob(st, 2, cert, cert_len) |
+		int rcs = wsql_bind_blob(st, 1, ch->channel_id, MP_ID_LEN) |
+			  wsql_bind_blob(st, 2, cert, cert_len) |
 			  sqlite3_bind_int64(st, 3, (sqlite3_int64)ch->issued_at) |
 			  sqlite3_bind_int64(st, 4, (sqlite3_int64)ch->pay_until) |
 			  sqlite3_bind_int64(st, 5, (sqlite3_int64)ch->redeem_until);
-		st = bound(s, st, rcs, "binding a channel's cert");
+		st = wsql_bound(s, st, rcs, "binding a channel's cert");
 	}
 	free(cert);
-	return run(s, st, "activating a channel");
+	return wsql_run(s, st, "activating a channel");
 }
 
 bool wstore_channel_set_state(struct wstore *s, const uint8_t id[MP_ID_LEN], const char *state,
 			      const char *detail)
 {
 	sqlite3_stmt *st =
-	    prep(s, "UPDATE channels SET state = ?2, detail = ?3 WHERE channel_id = ?1");
+	    wsql_prep(s, "UPDATE channels SET state = ?2, detail = ?3 WHERE channel_id = ?1");
 	if (st) {
-		int rcs = bind_blob(st, 1, id, MP_ID_LEN) |
+		int rcs = wsql_bind_blob(st, 1, id, MP_ID_LEN) |
 			  sqlite3_bind_text(st, 2, state, -1, SQLITE_STATIC) |
 			  (detail ? sqlite3_bind_text(st, 3, detail, -1, SQLITE_TRANSIENT)
 				  : sqlite3_bind_null(st, 3));
-		st = bound(s, st, rcs, "binding a channel's state");
+		st = wsql_bound(s, st, rcs, "binding a channel's state");
 	}
-	return run(s, st, "updating a channel's state");
+	return wsql_run(s, st, "updating a channel's state");
 }
 
 static sqlite3_stmt *progress_stmt(struct wstore *s, const uint8_t id[MP_ID_LEN], uint32_t last,
 				   uint64_t credit)
 {
 	sqlite3_stmt *st =
-	    prep(s, "UPDATE channels SET last = ?2, credit = ?3 WHERE channel_id = ?1");
+	    wsql_prep(s, "UPDATE channels SET last = ?2, credit = ?3 WHERE channel_id = ?1");
 	if (st)
-		st = bound(s, st,
-			   bind_blob(st, 1, id, MP_ID_LEN) | sqlite3_bind_int64(st, 2, last) |
+		st = wsql_bound(s, st,
+			   wsql_bind_blob(st, 1, id, MP_ID_LEN) | sqlite3_bind_int64(st, 2, last) |
 			       sqlite3_bind_int64(st, 3, (sqlite3_int64)credit),
 			   "binding a channel's progress");
 	return st;
@@ -422,7 +419,7 @@ static sqlite3_stmt *progress_stmt(struct wstore *s, const uint8_t id[MP_ID_LEN]
 bool wstore_channel_progress(struct wstore *s, const uint8_t id[MP_ID_LEN], uint32_t last,
 			     uint64_t credit)
 {
-	return run(s, progress_stmt(s, id, last, credit), "storing a channel's progress");
+	return wsql_run(s, progress_stmt(s, id, last, credit), "storing a channel's progress");
 }
 
 bool wstore_channel_holder(struct wstore *s, const struct wchannel *ch)
@@ -431,36 +428,46 @@ bool wstore_channel_holder(struct wstore *s, const struct wchannel *ch)
 	uint8_t *cert = ch->holder_cert ? mp_stmt_encode(ch->holder_cert, &len) : NULL;
 	if (ch->holder_cert && !cert)
 		return false;
-	sqlite3_stmt *st = prep(s, "UPDATE channels SET holder = ?2, epoch = ?3, holder_cert = ?4 "
+	sqlite3_stmt *st = wsql_prep(s, "UPDATE channels SET holder = ?2, epoch = ?3, holder_cert = ?4 "
 				   "WHERE channel_id = ?1");
 	if (st)
-		st = bound(s, st,
-			   bind_blob(st, 1, ch->channel_id, MP_ID_LEN) |
-			       bind_blob(st, 2, ch->holder, MP_ID_LEN) |
+		st = wsql_bound(s, st,
+			   wsql_bind_blob(st, 1, ch->channel_id, MP_ID_LEN) |
+			       wsql_bind_blob(st, 2, ch->holder, MP_ID_LEN) |
 			       sqlite3_bind_int64(st, 3, ch->epoch) |
-			       (cert ? bind_blob(st, 4, cert, len) : SQLITE_OK),
+			       (cert ? wsql_bind_blob(st, 4, cert, len) : SQLITE_OK),
 			   "binding a channel's holder");
 	free(cert);
-	return run(s, st, "storing a channel's holder");
+	return wsql_run(s, st, "storing a channel's holder");
 }
 
 int wstore_owner_seed(struct wstore *s, const uint8_t id[MP_ID_LEN], uint8_t seed[MP_SK_LEN])
 {
-	sqlite3_stmt *st = prep(s, "SELECT owner_seed FROM channels WHERE channel_id = ?1");
+	sqlite3_stmt *st = wsql_prep(s, "SELECT owner_seed FROM channels WHERE channel_id = ?1");
 	if (st)
-		st = bound(s, st, bind_blob(st, 1, id, MP_ID_LEN), "binding a channel id");
+		st = wsql_bound(s, st, wsql_bind_blob(st, 1, id, MP_ID_LEN), "binding a channel id");
 	if (!st)
 		return -1;
 	int rc = sqlite3_step(st), found = -1;
 	if (rc == SQLITE_DONE)
 		found = 0;
-	else if (rc == SQLITE_ROW && column_bytes(st, 0, seed, MP_SK_LEN))
+	else if (rc == SQLITE_ROW && wsql_column_bytes(st, 0, seed, MP_SK_LEN))
 		found = 1;
 	sqlite3_finalize(st);
 	return found;
 }
 
-static MpSigned *column_stmt(sqlite3_stmt *st, int col)
+int wsql_bind_stmt(sqlite3_stmt *st, int i, const MpSigned *stmt)
+{
+	size_t len;
+	uint8_t *bytes = mp_stmt_encode(stmt, &len);
+	if (!bytes)
+		return SQLITE_NOMEM;
+	int rc = sqlite3_bind_blob(st, i, bytes, (int)len, free);
+	return rc;
+}
+
+MpSigned *wsql_column_stmt(sqlite3_stmt *st, int col)
 {
 	if (sqlite3_column_type(st, col) != SQLITE_BLOB)
 		return NULL;
@@ -469,10 +476,10 @@ static MpSigned *column_stmt(sqlite3_stmt *st, int col)
 
 static int inflight_count(struct wstore *s, const uint8_t id[MP_ID_LEN])
 {
-	sqlite3_stmt *st = prep(s, "SELECT count(*) FROM inflight WHERE channel_id = ?1");
+	sqlite3_stmt *st = wsql_prep(s, "SELECT count(*) FROM inflight WHERE channel_id = ?1");
 	int n = -1;
 	if (st)
-		st = bound(s, st, bind_blob(st, 1, id, MP_ID_LEN), "binding a channel id");
+		st = wsql_bound(s, st, wsql_bind_blob(st, 1, id, MP_ID_LEN), "binding a channel id");
 	if (st) {
 		if (sqlite3_step(st) == SQLITE_ROW)
 			n = sqlite3_column_int(st, 0);
@@ -490,10 +497,11 @@ static struct wchannel *channel_from_row(struct wstore *s, sqlite3_stmt *st)
 	const char *state = (const char *)sqlite3_column_text(st, 11);
 	const char *currency = (const char *)sqlite3_column_text(st, 7);
 	const char *detail = (const char *)sqlite3_column_text(st, 18);
-	bool ok = column_bytes(st, 0, ch->channel_id, MP_ID_LEN) &&
-		  column_bytes(st, 1, ch->issue_req_id, MP_ID_LEN) &&
-		  column_bytes(st, 2, ch->nonce, MP_NONCE_LEN) &&
-		  column_bytes(st, 3, ch->holder0, MP_ID_LEN) && state &&
+	bool ok = wsql_column_bytes(st, 0, ch->channel_id, MP_ID_LEN) &&
+		  (sqlite3_column_type(st, 1) == SQLITE_NULL || /* received: no IssueRequest */
+		   wsql_column_bytes(st, 1, ch->issue_req_id, MP_ID_LEN)) &&
+		  wsql_column_bytes(st, 2, ch->nonce, MP_NONCE_LEN) &&
+		  wsql_column_bytes(st, 3, ch->holder0, MP_ID_LEN) && state &&
 		  wch_state_parse(state, &ch->state) && currency && strlen(currency) == 3;
 	if (ok) {
 		ch->n = (uint32_t)sqlite3_column_int64(st, 4);
@@ -501,8 +509,8 @@ static struct wchannel *channel_from_row(struct wstore *s, sqlite3_stmt *st)
 		ch->days = (uint32_t)sqlite3_column_int64(st, 6);
 		memcpy(ch->currency, currency, 4);
 		ch->interval = (uint32_t)sqlite3_column_int64(st, 8);
-		ch->request = column_stmt(st, 9);
-		ch->cert = column_stmt(st, 10);
+		ch->request = wsql_column_stmt(st, 9);
+		ch->cert = wsql_column_stmt(st, 10);
 		ch->last = (uint32_t)sqlite3_column_int64(st, 12);
 		ch->sent = (uint32_t)sqlite3_column_int64(st, 13);
 		ch->credit = (uint64_t)sqlite3_column_int64(st, 14);
@@ -510,30 +518,40 @@ static struct wchannel *channel_from_row(struct wstore *s, sqlite3_stmt *st)
 		ch->pay_until = (uint64_t)sqlite3_column_int64(st, 16);
 		ch->redeem_until = (uint64_t)sqlite3_column_int64(st, 17);
 		ch->detail = detail ? strdup(detail) : NULL;
-		if (!column_bytes(st, 19, ch->holder, MP_ID_LEN))
+		if (!wsql_column_bytes(st, 19, ch->holder, MP_ID_LEN))
 			memcpy(ch->holder, ch->holder0, MP_ID_LEN);
 		ch->epoch = (uint32_t)sqlite3_column_int64(st, 20);
-		ch->holder_cert = column_stmt(st, 21);
+		ch->holder_cert = wsql_column_stmt(st, 21);
+		ch->seg_seq = (uint32_t)sqlite3_column_int64(st, 22);
+		ch->seg_start = (uint32_t)sqlite3_column_int64(st, 23);
+		ch->seg_len = sqlite3_column_type(st, 24) == SQLITE_NULL
+				  ? ch->n
+				  : (uint32_t)sqlite3_column_int64(st, 24);
+		if (!wsql_column_bytes(st, 25, ch->chain_key, MP_ID_LEN))
+			memcpy(ch->chain_key, ch->channel_id, MP_ID_LEN);
 		int inflight = inflight_count(s, ch->channel_id);
 		ch->inflight = inflight > 0 ? (unsigned)inflight : 0;
-		ok = ch->request && (ch->state != WCH_ACTIVE || ch->cert) && inflight >= 0;
+		ok = (ch->request || ch->seg_seq > 0) && (ch->state == WCH_ISSUING ||
+							   ch->state == WCH_FAILED || ch->cert) &&
+		     inflight >= 0 && ch->seg_len >= 1;
 	}
 	if (!ok) {
 		log_err("store %s: a channel row is damaged; stopping", s->path);
 		wallet_channel_free(ch);
 		return NULL;
 	}
-	wchain_init(&ch->chain, ch->nonce, ch->n, ch->interval);
+	wchain_init(&ch->chain, ch->nonce, ch->seg_len, ch->interval);
 	return ch;
 }
 
 bool wstore_channels_load(struct wstore *s, void (*fn)(void *arg, struct wchannel *ch), void *arg)
 {
 	sqlite3_stmt *st =
-	    prep(s, "SELECT channel_id, issue_req_id, nonce, holder0, n, unit_value, "
+	    wsql_prep(s, "SELECT channel_id, issue_req_id, nonce, holder0, n, unit_value, "
 		    "days, currency, checkpoint_interval, request, cert, state, last, "
 		    "sent, credit, issued_at, pay_until, redeem_until, detail, holder, epoch, "
-		    "holder_cert FROM channels ORDER BY created_at, rowid");
+		    "holder_cert, seg_seq, seg_start, seg_len, chain_key FROM channels "
+		    "ORDER BY created_at, rowid");
 	if (!st)
 		return false;
 	int rc = SQLITE_DONE;
@@ -545,7 +563,7 @@ bool wstore_channels_load(struct wstore *s, void (*fn)(void *arg, struct wchanne
 		ok = ch != NULL;
 	}
 	if (ok && rc != SQLITE_DONE) {
-		log_db_error(s, "loading channels");
+		wsql_log_error(s, "loading channels");
 		ok = false;
 	}
 	sqlite3_finalize(st);
@@ -558,13 +576,13 @@ bool wstore_checkpoint_put(struct wstore *s, const uint8_t id[MP_ID_LEN], uint32
 			   const uint8_t w[MP_HASH_LEN])
 {
 	sqlite3_stmt *st =
-	    prep(s, "INSERT INTO checkpoints (channel_id, idx, word) VALUES (?1, ?2, ?3)");
+	    wsql_prep(s, "INSERT INTO checkpoints (channel_id, idx, word) VALUES (?1, ?2, ?3)");
 	if (st)
-		st = bound(s, st,
-			   bind_blob(st, 1, id, MP_ID_LEN) | sqlite3_bind_int64(st, 2, index) |
-			       bind_blob(st, 3, w, MP_HASH_LEN),
+		st = wsql_bound(s, st,
+			   wsql_bind_blob(st, 1, id, MP_ID_LEN) | sqlite3_bind_int64(st, 2, index) |
+			       wsql_bind_blob(st, 3, w, MP_HASH_LEN),
 			   "binding a checkpoint");
-	return run(s, st, "storing a checkpoint");
+	return wsql_run(s, st, "storing a checkpoint");
 }
 
 bool wstore_checkpoint_get(struct wstore *s, const uint8_t id[MP_ID_LEN], uint32_t index,
@@ -573,18 +591,18 @@ bool wstore_checkpoint_get(struct wstore *s, const uint8_t id[MP_ID_LEN], uint32
 	sqlite3_stmt *st = s->checkpoint_get;
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
-	if ((bind_blob(st, 1, id, MP_ID_LEN) | sqlite3_bind_int64(st, 2, index)) != SQLITE_OK) {
-		log_db_error(s, "binding a checkpoint's key");
+	if ((wsql_bind_blob(st, 1, id, MP_ID_LEN) | sqlite3_bind_int64(st, 2, index)) != SQLITE_OK) {
+		wsql_log_error(s, "binding a checkpoint's key");
 		return false;
 	}
 	int rc = sqlite3_step(st);
-	bool ok = rc == SQLITE_ROW && column_bytes(st, 0, w, MP_HASH_LEN);
+	bool ok = rc == SQLITE_ROW && wsql_column_bytes(st, 0, w, MP_HASH_LEN);
 	if (!ok && rc == SQLITE_ROW)
 		log_err("store %s: checkpoint %u has the wrong length", s->path, index);
 	else if (rc == SQLITE_DONE)
 		log_err("store %s: checkpoint %u is missing", s->path, index);
 	else if (!ok)
-		log_db_error(s, "reading a checkpoint");
+		wsql_log_error(s, "reading a checkpoint");
 	sqlite3_reset(st);
 	return ok;
 }
@@ -596,23 +614,23 @@ bool wstore_inflight_add(struct wstore *s, const uint8_t id[MP_ID_LEN],
 {
 	if (!wstore_begin(s))
 		return false;
-	sqlite3_stmt *st = prep(s, "INSERT INTO inflight (channel_id, j, w, order_ref) "
+	sqlite3_stmt *st = wsql_prep(s, "INSERT INTO inflight (channel_id, j, w, order_ref) "
 				   "VALUES (?1, ?2, ?3, ?4)");
 	if (st)
-		st = bound(s, st,
-			   bind_blob(st, 1, id, MP_ID_LEN) | sqlite3_bind_int64(st, 2, pay->j) |
-			       bind_blob(st, 3, pay->w, MP_HASH_LEN) |
-			       bind_blob(st, 4, pay->order_ref, pay->order_ref_len),
+		st = wsql_bound(s, st,
+			   wsql_bind_blob(st, 1, id, MP_ID_LEN) | sqlite3_bind_int64(st, 2, pay->j) |
+			       wsql_bind_blob(st, 3, pay->w, MP_HASH_LEN) |
+			       wsql_bind_blob(st, 4, pay->order_ref, pay->order_ref_len),
 			   "binding an in-flight Pay");
-	bool ok = run(s, st, "recording an in-flight Pay");
+	bool ok = wsql_run(s, st, "recording an in-flight Pay");
 	if (ok) {
-		st = prep(s, "UPDATE channels SET sent = max(sent, ?2) WHERE channel_id = ?1");
+		st = wsql_prep(s, "UPDATE channels SET sent = max(sent, ?2) WHERE channel_id = ?1");
 		if (st)
-			st = bound(s, st,
-				   bind_blob(st, 1, id, MP_ID_LEN) |
+			st = wsql_bound(s, st,
+				   wsql_bind_blob(st, 1, id, MP_ID_LEN) |
 				       sqlite3_bind_int64(st, 2, pay->j),
 				   "binding the highest index sent");
-		ok = run(s, st, "recording the highest index sent");
+		ok = wsql_run(s, st, "recording the highest index sent");
 	}
 	if (!ok) {
 		wstore_rollback(s);
@@ -626,12 +644,12 @@ bool wstore_inflight_done(struct wstore *s, const uint8_t id[MP_ID_LEN], uint32_
 {
 	if (!wstore_begin(s))
 		return false;
-	sqlite3_stmt *st = prep(s, "DELETE FROM inflight WHERE channel_id = ?1 AND j = ?2");
+	sqlite3_stmt *st = wsql_prep(s, "DELETE FROM inflight WHERE channel_id = ?1 AND j = ?2");
 	if (st)
-		st = bound(s, st, bind_blob(st, 1, id, MP_ID_LEN) | sqlite3_bind_int64(st, 2, j),
+		st = wsql_bound(s, st, wsql_bind_blob(st, 1, id, MP_ID_LEN) | sqlite3_bind_int64(st, 2, j),
 			   "binding an in-flight Pay's key");
-	bool ok = run(s, st, "clearing an in-flight Pay") &&
-		  run(s, progress_stmt(s, id, last, credit), "storing a channel's progress");
+	bool ok = wsql_run(s, st, "clearing an in-flight Pay") &&
+		  wsql_run(s, progress_stmt(s, id, last, credit), "storing a channel's progress");
 	if (!ok) {
 		wstore_rollback(s);
 		return false;
@@ -643,9 +661,9 @@ int wstore_inflight_list(struct wstore *s, const uint8_t id[MP_ID_LEN], struct w
 {
 	*out = NULL;
 	sqlite3_stmt *st =
-	    prep(s, "SELECT j, w, order_ref FROM inflight WHERE channel_id = ?1 ORDER BY j");
+	    wsql_prep(s, "SELECT j, w, order_ref FROM inflight WHERE channel_id = ?1 ORDER BY j");
 	if (st)
-		st = bound(s, st, bind_blob(st, 1, id, MP_ID_LEN), "binding a channel id");
+		st = wsql_bound(s, st, wsql_bind_blob(st, 1, id, MP_ID_LEN), "binding a channel id");
 	if (!st)
 		return -1;
 	int count = 0, rc = SQLITE_DONE;
@@ -659,16 +677,16 @@ int wstore_inflight_list(struct wstore *s, const uint8_t id[MP_ID_LEN], struct w
 		struct wstore_pay *p = &grown[count];
 		p->j = (uint32_t)sqlite3_column_int64(st, 0);
 		int ref_len = sqlite3_column_bytes(st, 2);
-		ok = column_bytes(st, 1, p->w, MP_HASH_LEN) && ref_len >= 1 &&
+		ok = wsql_column_bytes(st, 1, p->w, MP_HASH_LEN) && ref_len >= 1 &&
 		     ref_len <= (int)sizeof(p->order_ref) &&
-		     column_bytes(st, 2, p->order_ref, (size_t)ref_len);
+		     wsql_column_bytes(st, 2, p->order_ref, (size_t)ref_len);
 		p->order_ref_len = (size_t)ref_len;
 		count++;
 	}
 	if (ok && rc != SQLITE_DONE)
 		ok = false;
 	if (!ok) {
-		log_db_error(s, "listing in-flight Pays");
+		wsql_log_error(s, "listing in-flight Pays");
 		free(*out);
 		*out = NULL;
 		count = -1;

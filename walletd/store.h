@@ -66,3 +66,76 @@ bool wstore_inflight_done(struct wstore *s, const uint8_t id[MP_ID_LEN], uint32_
 			  uint64_t credit);
 /* The channel's in-flight Pays by ascending j (*out malloc'd); the count, or -1. */
 int wstore_inflight_list(struct wstore *s, const uint8_t id[MP_ID_LEN], struct wstore_pay **out);
+
+/* ---- customer-to-customer transfers (store_transfer.c; docs/transfer.md) ---- */
+
+/* The channel's Transfer/Cap pairs 1..S in order (Transfer 1, Cap 1, ...; *out malloc'd, free
+ * with wstore_stmts_free). */
+bool wstore_segments_load(struct wstore *s, const uint8_t id[MP_ID_LEN], MpSigned ***out,
+			  size_t *count);
+void wstore_stmts_free(MpSigned **stmts, size_t count);
+
+/* B's offer for a channel: its chain (checkpoints under chain_key), the exact TransferOffer
+ * bytes shown, and the bundle once accepted (NULL before). */
+struct wstore_offer {
+	uint8_t channel_id[MP_ID_LEN];
+	uint8_t chain_key[MP_ID_LEN];
+	uint8_t nonce[MP_NONCE_LEN];
+	uint32_t len, interval;
+	uint8_t *offer;
+	size_t offer_len;
+	uint8_t *bundle;
+	size_t bundle_len;
+	uint64_t created_at;
+};
+bool wstore_offer_insert(struct wstore *s, const struct wstore_offer *o,
+			 const uint8_t chain_seed[MP_SEED_LEN], const uint8_t owner_seed[MP_SK_LEN]);
+/* 1 found (o filled; free with wstore_offer_clear), 0 absent, -1 error. */
+int wstore_offer_get(struct wstore *s, const uint8_t id[MP_ID_LEN], struct wstore_offer *o);
+bool wstore_offers_each(struct wstore *s, void (*fn)(void *arg, const struct wstore_offer *o),
+			void *arg);
+void wstore_offer_clear(struct wstore_offer *o);
+/* The offer's owner key seed (the new segment's key): 1 found, 0 absent, -1 error. */
+int wstore_offer_seed(struct wstore *s, const uint8_t id[MP_ID_LEN], uint8_t seed[MP_SK_LEN]);
+
+/* Accepting a bundle, in one transaction: the channel row ACTIVE in ch's segment (chain
+ * secrets copied from the offer row), pairs 1..s, the SegmentClaimReq to send, and the bundle
+ * on the offer row. */
+struct wstore_accept {
+	MpSigned *const *segments;
+	size_t n_segments;
+	const uint8_t *claim_req;
+	size_t claim_req_len;
+	const uint8_t *bundle;
+	size_t bundle_len;
+};
+bool wstore_accept(struct wstore *s, const struct wchannel *ch, const struct wstore_accept *a);
+
+/* B's SegmentClaimReq for (channel, seg_seq) and the broker's answer so far. */
+struct wstore_claim {
+	uint8_t *request;
+	size_t request_len;
+	bool acked;
+	char status[200];
+};
+int wstore_claim_get(struct wstore *s, const uint8_t id[MP_ID_LEN], uint32_t seg_seq,
+		     struct wstore_claim *c);
+void wstore_claim_clear(struct wstore_claim *c);
+bool wstore_claim_answer(struct wstore *s, const uint8_t id[MP_ID_LEN], uint32_t seg_seq,
+			 bool acked, const char *status);
+
+/* A's transfer out: the offer it answers, the exact signed Transfer (state TRANSFERRING, one
+ * transaction), then the bundle (state TRANSFERRED_OUT, one transaction). */
+struct wstore_xfer {
+	uint8_t *offer;
+	size_t offer_len;
+	MpSigned *transfer;
+	uint8_t *bundle; /* NULL while TRANSFERRING */
+	size_t bundle_len;
+};
+bool wstore_xfer_begin(struct wstore *s, const uint8_t id[MP_ID_LEN], const uint8_t *offer,
+		       size_t offer_len, const MpSigned *transfer);
+bool wstore_xfer_done(struct wstore *s, const uint8_t id[MP_ID_LEN], const uint8_t *bundle,
+		      size_t bundle_len);
+int wstore_xfer_get(struct wstore *s, const uint8_t id[MP_ID_LEN], struct wstore_xfer *x);
+void wstore_xfer_clear(struct wstore_xfer *x);

@@ -36,9 +36,15 @@ struct wallet_config {
 	uint16_t broker_port;
 };
 
-/* protocol.md section 10, wallet channel: ISSUING -> ACTIVE; FAILED when the broker refused the
- * issue (nothing debited). */
-enum wch_state { WCH_ISSUING, WCH_ACTIVE, WCH_FAILED };
+/* protocol.md section 10, wallet channel; docs/transfer.md:
+ *
+ *   ISSUING --cert checked--> ACTIVE --transfer.send: Transfer signed and stored--> TRANSFERRING
+ *      |                        ^                         --Cap checked, bundle stored--> TRANSFERRED_OUT
+ *      +--refused--> FAILED     |
+ *   (offer: OFFERED, in the offers table) --transfer.accept: bundle verified--> ACTIVE(segment s)
+ *
+ * FAILED when the broker refused the issue (nothing debited). */
+enum wch_state { WCH_ISSUING, WCH_ACTIVE, WCH_FAILED, WCH_TRANSFERRING, WCH_TRANSFERRED_OUT };
 
 struct wchannel {
 	uint8_t channel_id[MP_ID_LEN];
@@ -62,7 +68,18 @@ struct wchannel {
 	MpSigned *cert;	   /* the checked ChannelCert; NULL until ACTIVE */
 	char *detail;	   /* why the last issue attempt did not finish */
 	unsigned inflight; /* in-flight Pays on record */
-	bool busy;	   /* a pay is running on this channel */
+	bool busy;	   /* a pay or transfer.send is running on this channel */
+	/* The current segment (protocol.md section 4; docs/transfer.md): segment 0 from the cert,
+	 * or the segment this wallet received by transfer. Its chain is this wallet's: absolute
+	 * index j is paid with u_{j - seg_start}, of a chain of seg_len words whose checkpoints
+	 * are stored under chain_key (channel_id for segment 0). nonce is that chain's nonce and
+	 * the store's owner_seed that segment's owner key. */
+	uint32_t seg_seq, seg_start, seg_len;
+	uint8_t chain_key[MP_ID_LEN];
+	MpSigned **segments;	       /* Transfer 1, Cap 1, ... of segments 1..seg_seq */
+	size_t n_segments;
+	int claim_state; /* received channels: 0 claim not acknowledged yet, 1 acknowledged;
+			    -1 segment 0 (no claim) */
 	struct wchain chain;
 	struct wchannel *next;
 };
@@ -102,10 +119,19 @@ bool wch_state_parse(const char *name, enum wch_state *out);
 struct wchannel *wallet_channel_find(struct wallet *w, const uint8_t id[MP_ID_LEN]);
 unsigned wallet_channel_count(const struct wallet *w);
 void wallet_channel_free(struct wchannel *ch);
-/* The chain word w_j of the channel (0 <= j <= n; 0 is the root). */
+/* The chain word w_j of the channel's current segment for absolute index j (seg_start <= j <=
+ * min(n, seg_start + seg_len); seg_start gives the segment's base word, the root). */
 bool wallet_channel_word(struct wallet *w, struct wchannel *ch, uint32_t j,
 			 uint8_t out[MP_HASH_LEN]);
 json_t *wallet_channel_json(const struct wchannel *ch);
+/* segment.c: read the channel's pairs and claim state from the store and derive seg_head. */
+bool wallet_segment_load(struct wallet *w, struct wchannel *ch);
+/* stmt_hash of the latest Transfer of the pairs, or of the cert when there are none. */
+void wallet_segment_head(const struct wchannel *ch, uint8_t head[MP_HASH_LEN]);
+/* The current segment as JSON {seg_seq, start, len, owner_pk?, head}. */
+json_t *wallet_segment_json(const struct wchannel *ch);
+/* The owner key of the channel's current segment (from the store). */
+bool wallet_owner_key(struct wallet *w, const struct wchannel *ch, struct mp_key *key);
 
 /* One network exchange in progress: the connection it owns, for shutdown. */
 struct wallet_op {
@@ -130,6 +156,13 @@ void wallet_admin_register(struct mp_admin_req *req, json_t *params, void *ctx);
 void wallet_admin_issue(struct mp_admin_req *req, json_t *params, void *ctx);
 void wallet_admin_issue_retry(struct mp_admin_req *req, json_t *params, void *ctx);
 void wallet_admin_pay(struct mp_admin_req *req, json_t *params, void *ctx);
+void wallet_admin_transfer_offer(struct mp_admin_req *req, json_t *params, void *ctx);
+void wallet_admin_transfer_send(struct mp_admin_req *req, json_t *params, void *ctx);
+void wallet_admin_transfer_accept(struct mp_admin_req *req, json_t *params, void *ctx);
+/* Resend every received channel's SegmentClaim the broker has not acknowledged (start-up). */
+void wallet_segment_claim_resume(struct wallet *w);
+/* offers of this wallet not yet accepted, for `channels`: [{channel_id, state: OFFERED, ...}] */
+json_t *wallet_offers_json(struct wallet *w);
 
 /* move.c: moving a channel to another merchant (protocol.md section 6, "Handoff"). */
 /* The Move from the channel's current epoch to to_mid, signed by the owner key (from the

@@ -1,0 +1,32 @@
+/* An open channel at its holder, for another exchange than paying (pay.c): TLS to the holder
+ * whose certificate must name it, Open with the cert and the channel's segments, the OpenAck
+ * checked against our own chain, stored in-flight Pays resent verbatim; then the continuation
+ * runs with the connection open. Errors are answered on the admin request as "<verb>: ..." and
+ * close the connection; the session frees the continuation's argument when it ends. */
+#pragma once
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "net.h"
+#include "proto.h"
+
+struct pay_op;
+struct wallet;
+struct wchannel;
+struct mp_admin_req;
+
+typedef void (*wallet_session_fn)(struct pay_op *s, void *arg);
+
+/* False (err filled, arg not taken) if the connection could not even start. */
+bool wallet_session_open(struct wallet *w, struct mp_admin_req *req, const char *verb,
+			 struct wchannel *ch, const char *endpoint, wallet_session_fn then,
+			 void *arg, void (*free_arg)(void *arg), char *err, size_t errlen);
+struct mp_conn *wallet_session_conn(struct pay_op *s);
+/* The OpenAck's custody event (a Handoff or a Bind), or NULL. */
+const MpSigned *wallet_session_custody_event(const struct pay_op *s);
+/* Answer the admin request with an error and close. */
+void wallet_session_fail(struct pay_op *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Answer the admin request (steals result) and close. */
+void wallet_session_reply(struct pay_op *s, json_t *result);
