@@ -1,5 +1,6 @@
 /* walletd's admin socket: status, metrics, register, issue, issue.retry, pay, transfer.offer,
- * transfer.send, transfer.accept, balance, channels, shutdown. Every method answers one top-level object of a fixed shape. */
+ * transfer.send, transfer.accept, balance, channels, shutdown. Every method answers one top-level
+ * object of a fixed shape. */
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -14,6 +14,7 @@ struct broker_req {
 	struct wallet *w;
 	int body;
 	MpSigned *stmt;
+	Micropay__V1__SegmentClaimReq *claim; /* for MP_BODY(SEGMENT_CLAIM_REQ) */
 	wallet_broker_fn fn;
 	void *arg;
 	bool done;
@@ -27,6 +28,14 @@ void wallet_status_text(const MpStatus *st, char *out, size_t len)
 		snprintf(out, len, "%s: %s", mp_code_name(st->code), st->detail);
 	else
 		snprintf(out, len, "%s", mp_code_name(st->code));
+}
+
+static void request_free(struct broker_req *r)
+{
+	mp_stmt_free(r->stmt);
+	if (r->claim)
+		protobuf_c_message_free_unpacked(&r->claim->base, NULL);
+	free(r);
 }
 
 static void finish(struct broker_req *r, const MpEnvelope *reply, const char *error)
@@ -68,7 +77,9 @@ static void on_open(struct mp_conn *c, void *arg)
 	Micropay__V1__IssueReq issue = MICROPAY__V1__ISSUE_REQ__INIT;
 	env.version = MP_PROTOCOL_VERSION;
 	env.body_case = r->body;
-	if (r->body == MP_BODY(REGISTER_ACCOUNT_REQ)) {
+	if (r->body == MP_BODY(SEGMENT_CLAIM_REQ)) {
+		env.segment_claim_req = r->claim;
+	} else if (r->body == MP_BODY(REGISTER_ACCOUNT_REQ)) {
 		reg.stmt = r->stmt;
 		env.register_account_req = &reg;
 	} else {
@@ -88,14 +99,30 @@ static void on_close(struct mp_conn *c, const char *reason, void *arg)
 	snprintf(why, sizeof(why), "broker %s: %s", mp_conn_peer(c), reason);
 	finish(r, NULL, why);
 	wallet_op_remove(r->w, &r->op);
-	mp_stmt_free(r->stmt);
-	free(r);
+	request_free(r);
 }
 
 static const struct mp_conn_ops broker_ops = {
     .on_open = on_open,
     .on_close = on_close,
 };
+
+/* Connect for r (whose request is set); false (r freed, err filled) if that cannot start. */
+static bool broker_connect(struct wallet *w, struct broker_req *r, char *err, size_t errlen)
+{
+	struct mp_net_opts opts = {.max_frame = MP_FRAME_MAX_WALLET,
+				   .idle_timeout_s = w->cfg.idle_timeout,
+				   .name = "broker"};
+	r->op.conn = mp_connect(w->base, w->dns, w->tls, w->cfg.broker_host, w->cfg.broker_port,
+				&opts, &broker_ops, r);
+	if (!r->op.conn) {
+		snprintf(err, errlen, "cannot connect to the broker at %s", w->cfg.broker);
+		request_free(r);
+		return false;
+	}
+	wallet_op_add(w, &r->op);
+	return true;
+}
 
 bool wallet_broker_send(struct wallet *w, int body, const MpSigned *stmt, wallet_broker_fn fn,
 			void *arg, char *err, size_t errlen)
@@ -114,17 +141,28 @@ bool wallet_broker_send(struct wallet *w, int body, const MpSigned *stmt, wallet
 	r->body = body;
 	r->fn = fn;
 	r->arg = arg;
-	struct mp_net_opts opts = {.max_frame = MP_FRAME_MAX_WALLET,
-				   .idle_timeout_s = w->cfg.idle_timeout,
-				   .name = "broker"};
-	r->op.conn = mp_connect(w->base, w->dns, w->tls, w->cfg.broker_host, w->cfg.broker_port,
-				&opts, &broker_ops, r);
-	if (!r->op.conn) {
-		snprintf(err, errlen, "cannot connect to the broker at %s", w->cfg.broker);
-		mp_stmt_free(r->stmt);
-		free(r);
+	return broker_connect(w, r, err, errlen);
+}
+
+bool wallet_broker_send_claim(struct wallet *w, const uint8_t *request, size_t len,
+			      wallet_broker_fn fn, void *arg, char *err, size_t errlen)
+{
+	if (w->stopping) {
+		snprintf(err, errlen, "walletd is stopping");
 		return false;
 	}
-	wallet_op_add(w, &r->op);
-	return true;
+	struct broker_req *r = calloc(1, sizeof(*r));
+	if (r)
+		r->claim = (Micropay__V1__SegmentClaimReq *)mp_strict_unpack(
+		    &micropay__v1__segment_claim_req__descriptor, request, len);
+	if (!r || !r->claim) {
+		free(r);
+		snprintf(err, errlen, "the stored SegmentClaimReq is unreadable");
+		return false;
+	}
+	r->w = w;
+	r->body = MP_BODY(SEGMENT_CLAIM_REQ);
+	r->fn = fn;
+	r->arg = arg;
+	return broker_connect(w, r, err, errlen);
 }

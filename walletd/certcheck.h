@@ -11,7 +11,6 @@
 #define WALLET_DAY  86400ULL
 #define WALLET_HOUR 3600ULL
 
-
 /* Open cert under type 1 and broker_pk, then require: broker_key_id = mp_key_id(broker_pk),
  * channel_id derived from the request, owner_pk, chain_nonce, root, n, unit_value, currency and
  * holder0 equal to the request, issued_at on the hour, pay_until = issued_at + pay_until_days

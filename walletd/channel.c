@@ -102,18 +102,18 @@ static json_t *time_json(uint64_t t)
 
 json_t *wallet_channel_json(const struct wchannel *ch)
 {
-	json_t *o = json_pack("{s:o,s:s,s:o,s:o,s:I,s:I,s:I,s:s,s:I,s:I,s:I,s:I,s:I,s:o,s:o,s:o,s:I,"
-			 "s:s?}",
-			 "channel_id", hex_json(ch->channel_id, MP_ID_LEN), "state",
-			 wch_state_name(ch->state), "holder0", hex_json(ch->holder0, MP_ID_LEN),
-			 "holder", hex_json(ch->holder, MP_ID_LEN), "epoch", (json_int_t)ch->epoch,
-			 "n", (json_int_t)ch->n, "unit_value", (json_int_t)ch->unit_value,
-			 "currency", ch->currency, "days", (json_int_t)ch->days, "last",
-			 (json_int_t)ch->last, "sent", (json_int_t)ch->sent, "inflight",
-			 (json_int_t)ch->inflight, "credit", (json_int_t)ch->credit, "issued_at",
-			 time_json(ch->issued_at), "pay_until", time_json(ch->pay_until),
-			 "redeem_until", time_json(ch->redeem_until), "checkpoint_interval",
-			 (json_int_t)ch->interval, "detail", ch->detail);
+	json_t *o =
+	    json_pack("{s:o,s:s,s:o,s:o,s:I,s:I,s:I,s:s,s:I,s:I,s:I,s:I,s:I,s:o,s:o,s:o,s:I,"
+		      "s:s?}",
+		      "channel_id", hex_json(ch->channel_id, MP_ID_LEN), "state",
+		      wch_state_name(ch->state), "holder0", hex_json(ch->holder0, MP_ID_LEN),
+		      "holder", hex_json(ch->holder, MP_ID_LEN), "epoch", (json_int_t)ch->epoch,
+		      "n", (json_int_t)ch->n, "unit_value", (json_int_t)ch->unit_value, "currency",
+		      ch->currency, "days", (json_int_t)ch->days, "last", (json_int_t)ch->last,
+		      "sent", (json_int_t)ch->sent, "inflight", (json_int_t)ch->inflight, "credit",
+		      (json_int_t)ch->credit, "issued_at", time_json(ch->issued_at), "pay_until",
+		      time_json(ch->pay_until), "redeem_until", time_json(ch->redeem_until),
+		      "checkpoint_interval", (json_int_t)ch->interval, "detail", ch->detail);
 	if (o) {
 		json_object_set_new(o, "segment", wallet_segment_json(ch));
 		json_object_set_new(o, "broker_ack",

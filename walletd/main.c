@@ -14,6 +14,7 @@
 #include "store.h"
 #include "tls.h"
 #include "wallet.h"
+#include "workers.h"
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
@@ -87,6 +88,9 @@ static bool wallet_start(struct wallet *w)
 		log_err("tls: %s", err);
 		return false;
 	}
+	w->workers = mp_workers_new(w->base, 1, 8);
+	if (!w->workers)
+		return false;
 	w->dns = mp_dns_new(w->base, NULL);
 	if (!w->dns || !wallet_admin_open(w))
 		return false;
@@ -104,6 +108,8 @@ static bool wallet_start(struct wallet *w)
 
 static void wallet_stop(struct wallet *w)
 {
+	if (w->workers) /* cancelled verifications answer their admin requests first */
+		mp_workers_free(w->workers);
 	while (w->ops)
 		mp_conn_close(w->ops->conn, "walletd is stopping");
 	mp_dns_free(w->dns); /* after the connections: they may have been resolving */

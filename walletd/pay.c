@@ -354,6 +354,13 @@ static const char *note_bound(struct pay_op *p, const Micropay__V1__OpenAck *ack
 	return note;
 }
 
+/* transfer.send retried after the holder switched to the segment our Transfer created. */
+static bool capped_already(const struct pay_op *p, const Micropay__V1__OpenAck *ack)
+{
+	return p->then && p->ch->state == WCH_TRANSFERRING && p->ch->inflight == 0 && ack->point &&
+	       ack->point->seg_seq == p->ch->seg_seq + 1;
+}
+
 /* The OpenAck proves the merchant holds the channel at a point of our own chain. */
 static void on_open_ack(struct mp_conn *c, const MpEnvelope *env, void *arg)
 {
@@ -382,6 +389,13 @@ static void on_open_ack(struct mp_conn *c, const MpEnvelope *env, void *arg)
 	} else if (ack->status->code != MP_ST(OK)) {
 		wallet_status_text(ack->status, text, sizeof(text));
 		pay_fail(p, "Open refused: %s; no payword sent", text);
+	} else if (capped_already(p, ack)) {
+		/* A TRANSFERRING retry after the holder capped our segment: the holder is in the
+		 * next segment (not our chain), nothing of ours is in flight; ask for the Cap. */
+		if ((bad = adopt_holder(p, ack)))
+			pay_fail(p, "OpenAck epoch %u: %s", ack->hseq, bad);
+		else
+			p->then(p, p->then_arg);
 	} else if (!pt || pt->seg_seq != ch->seg_seq || pt->index < ch->seg_start ||
 		   pt->index > ch->n || !mp_bytes_len_is(pt->w, MP_HASH_LEN)) {
 		pay_fail(p,
@@ -683,4 +697,9 @@ void wallet_session_reply(struct pay_op *p, json_t *result)
 	p->ch->busy = false;
 	mp_admin_reply(p->req, result);
 	mp_conn_close(p->op.conn, "%s done", p->verb);
+}
+
+void *wallet_session_arg(struct pay_op *p)
+{
+	return p->then_arg;
 }

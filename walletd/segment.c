@@ -44,8 +44,8 @@ void wallet_segment_head(const struct wchannel *ch, uint8_t head[MP_HASH_LEN])
 bool wallet_owner_key(struct wallet *w, const struct wchannel *ch, struct mp_key *key)
 {
 	uint8_t seed[MP_SK_LEN];
-	bool ok = wstore_owner_seed(w->store, ch->channel_id, seed) == 1 &&
-		  mp_key_from_seed(key, seed);
+	bool ok =
+	    wstore_owner_seed(w->store, ch->channel_id, seed) == 1 && mp_key_from_seed(key, seed);
 	OPENSSL_cleanse(seed, sizeof(seed));
 	if (!ok) {
 		char hex[MP_HEX_ID_LEN + 1];

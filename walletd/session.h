@@ -23,6 +23,8 @@ bool wallet_session_open(struct wallet *w, struct mp_admin_req *req, const char 
 			 struct wchannel *ch, const char *endpoint, wallet_session_fn then,
 			 void *arg, void (*free_arg)(void *arg), char *err, size_t errlen);
 struct mp_conn *wallet_session_conn(struct pay_op *s);
+/* The continuation's argument. */
+void *wallet_session_arg(struct pay_op *s);
 /* The OpenAck's custody event (a Handoff or a Bind), or NULL. */
 const MpSigned *wallet_session_custody_event(const struct pay_op *s);
 /* Answer the admin request with an error and close. */

@@ -16,7 +16,6 @@
 
 #define SCHEMA_VERSION 3
 
-
 static const char schema[] =
     "CREATE TABLE IF NOT EXISTS meta ("
     "  key TEXT PRIMARY KEY,"
@@ -177,9 +176,9 @@ static bool migrate_holder(struct wstore *s, int version)
 	if (version > 0)
 		log_info("store %s: adding each channel's holder, epoch and holder cert", s->path);
 	return wsql_exec(s, "ALTER TABLE channels ADD COLUMN holder BLOB CHECK (holder IS NULL OR "
-		       "length(holder) = 16);"
-		       "ALTER TABLE channels ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;"
-		       "ALTER TABLE channels ADD COLUMN holder_cert BLOB;");
+			    "length(holder) = 16);"
+			    "ALTER TABLE channels ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;"
+			    "ALTER TABLE channels ADD COLUMN holder_cert BLOB;");
 }
 
 static int user_version(struct wstore *s)
@@ -227,8 +226,7 @@ static bool set_up(struct wstore *s, char *err, size_t errlen)
 	char bump[64];
 	snprintf(bump, sizeof(bump), "PRAGMA user_version = %d", SCHEMA_VERSION);
 	if (!wsql_exec(s, schema) || !migrate_holder(s, version) ||
-	    !wstore_migrate_transfer(s, version) || !wsql_exec(s, bump) ||
-	    !wstore_commit(s)) {
+	    !wstore_migrate_transfer(s, version) || !wsql_exec(s, bump) || !wstore_commit(s)) {
 		wstore_rollback(s);
 		snprintf(err, errlen, "%s: cannot create the store schema: %s", s->path,
 			 sqlite3_errmsg(s->db));
@@ -284,8 +282,8 @@ static int meta_get(struct wstore *s, const char *key, uint8_t *out, size_t len)
 {
 	sqlite3_stmt *st = wsql_prep(s, "SELECT value FROM meta WHERE key = ?1");
 	if (st)
-		st =
-		    wsql_bound(s, st, sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC), "binding a key");
+		st = wsql_bound(s, st, sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC),
+				"binding a key");
 	if (!st)
 		return -1;
 	int rc = sqlite3_step(st), found = -1;
@@ -306,9 +304,9 @@ static bool meta_put(struct wstore *s, const char *key, const uint8_t *data, siz
 	sqlite3_stmt *st = wsql_prep(s, "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)");
 	if (st)
 		st = wsql_bound(s, st,
-			   sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC) |
-			       wsql_bind_blob(st, 2, data, len),
-			   key);
+				sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC) |
+				    wsql_bind_blob(st, 2, data, len),
+				key);
 	return wsql_run(s, st, key);
 }
 
@@ -351,7 +349,8 @@ bool wstore_channel_insert(struct wstore *s, const struct wchannel *ch,
 			  wsql_bind_blob(st, 2, ch->issue_req_id, MP_ID_LEN) |
 			  wsql_bind_blob(st, 3, chain_seed, MP_SEED_LEN) |
 			  wsql_bind_blob(st, 4, ch->nonce, MP_NONCE_LEN) |
-			  wsql_bind_blob(st, 5, owner_seed, MP_SK_LEN) | wsql_bind_blob(st, 6, req, req_len) |
+			  wsql_bind_blob(st, 5, owner_seed, MP_SK_LEN) |
+			  wsql_bind_blob(st, 6, req, req_len) |
 			  wsql_bind_blob(st, 7, ch->holder0, MP_ID_LEN) |
 			  sqlite3_bind_int64(st, 8, ch->n) |
 			  sqlite3_bind_int64(st, 9, (sqlite3_int64)ch->unit_value) |
@@ -374,8 +373,8 @@ bool wstore_channel_activate(struct wstore *s, const struct wchannel *ch)
 		return false;
 	sqlite3_stmt *st =
 	    wsql_prep(s, "UPDATE channels SET state = 'ACTIVE', cert = ?2, issued_at = ?3, "
-		    "pay_until = ?4, redeem_until = ?5, detail = NULL "
-		    "WHERE channel_id = ?1");
+			 "pay_until = ?4, redeem_until = ?5, detail = NULL "
+			 "WHERE channel_id = ?1");
 	if (st) {
 		int rcs = wsql_bind_blob(st, 1, ch->channel_id, MP_ID_LEN) |
 			  wsql_bind_blob(st, 2, cert, cert_len) |
@@ -410,9 +409,10 @@ static sqlite3_stmt *progress_stmt(struct wstore *s, const uint8_t id[MP_ID_LEN]
 	    wsql_prep(s, "UPDATE channels SET last = ?2, credit = ?3 WHERE channel_id = ?1");
 	if (st)
 		st = wsql_bound(s, st,
-			   wsql_bind_blob(st, 1, id, MP_ID_LEN) | sqlite3_bind_int64(st, 2, last) |
-			       sqlite3_bind_int64(st, 3, (sqlite3_int64)credit),
-			   "binding a channel's progress");
+				wsql_bind_blob(st, 1, id, MP_ID_LEN) |
+				    sqlite3_bind_int64(st, 2, last) |
+				    sqlite3_bind_int64(st, 3, (sqlite3_int64)credit),
+				"binding a channel's progress");
 	return st;
 }
 
@@ -428,15 +428,16 @@ bool wstore_channel_holder(struct wstore *s, const struct wchannel *ch)
 	uint8_t *cert = ch->holder_cert ? mp_stmt_encode(ch->holder_cert, &len) : NULL;
 	if (ch->holder_cert && !cert)
 		return false;
-	sqlite3_stmt *st = wsql_prep(s, "UPDATE channels SET holder = ?2, epoch = ?3, holder_cert = ?4 "
-				   "WHERE channel_id = ?1");
+	sqlite3_stmt *st =
+	    wsql_prep(s, "UPDATE channels SET holder = ?2, epoch = ?3, holder_cert = ?4 "
+			 "WHERE channel_id = ?1");
 	if (st)
 		st = wsql_bound(s, st,
-			   wsql_bind_blob(st, 1, ch->channel_id, MP_ID_LEN) |
-			       wsql_bind_blob(st, 2, ch->holder, MP_ID_LEN) |
-			       sqlite3_bind_int64(st, 3, ch->epoch) |
-			       (cert ? wsql_bind_blob(st, 4, cert, len) : SQLITE_OK),
-			   "binding a channel's holder");
+				wsql_bind_blob(st, 1, ch->channel_id, MP_ID_LEN) |
+				    wsql_bind_blob(st, 2, ch->holder, MP_ID_LEN) |
+				    sqlite3_bind_int64(st, 3, ch->epoch) |
+				    (cert ? wsql_bind_blob(st, 4, cert, len) : SQLITE_OK),
+				"binding a channel's holder");
 	free(cert);
 	return wsql_run(s, st, "storing a channel's holder");
 }
@@ -445,7 +446,8 @@ int wstore_owner_seed(struct wstore *s, const uint8_t id[MP_ID_LEN], uint8_t see
 {
 	sqlite3_stmt *st = wsql_prep(s, "SELECT owner_seed FROM channels WHERE channel_id = ?1");
 	if (st)
-		st = wsql_bound(s, st, wsql_bind_blob(st, 1, id, MP_ID_LEN), "binding a channel id");
+		st =
+		    wsql_bound(s, st, wsql_bind_blob(st, 1, id, MP_ID_LEN), "binding a channel id");
 	if (!st)
 		return -1;
 	int rc = sqlite3_step(st), found = -1;
@@ -479,7 +481,8 @@ static int inflight_count(struct wstore *s, const uint8_t id[MP_ID_LEN])
 	sqlite3_stmt *st = wsql_prep(s, "SELECT count(*) FROM inflight WHERE channel_id = ?1");
 	int n = -1;
 	if (st)
-		st = wsql_bound(s, st, wsql_bind_blob(st, 1, id, MP_ID_LEN), "binding a channel id");
+		st =
+		    wsql_bound(s, st, wsql_bind_blob(st, 1, id, MP_ID_LEN), "binding a channel id");
 	if (st) {
 		if (sqlite3_step(st) == SQLITE_ROW)
 			n = sqlite3_column_int(st, 0);
@@ -531,8 +534,8 @@ static struct wchannel *channel_from_row(struct wstore *s, sqlite3_stmt *st)
 			memcpy(ch->chain_key, ch->channel_id, MP_ID_LEN);
 		int inflight = inflight_count(s, ch->channel_id);
 		ch->inflight = inflight > 0 ? (unsigned)inflight : 0;
-		ok = (ch->request || ch->seg_seq > 0) && (ch->state == WCH_ISSUING ||
-							   ch->state == WCH_FAILED || ch->cert) &&
+		ok = (ch->request || ch->seg_seq > 0) &&
+		     (ch->state == WCH_ISSUING || ch->state == WCH_FAILED || ch->cert) &&
 		     inflight >= 0 && ch->seg_len >= 1;
 	}
 	if (!ok) {
@@ -548,10 +551,10 @@ bool wstore_channels_load(struct wstore *s, void (*fn)(void *arg, struct wchanne
 {
 	sqlite3_stmt *st =
 	    wsql_prep(s, "SELECT channel_id, issue_req_id, nonce, holder0, n, unit_value, "
-		    "days, currency, checkpoint_interval, request, cert, state, last, "
-		    "sent, credit, issued_at, pay_until, redeem_until, detail, holder, epoch, "
-		    "holder_cert, seg_seq, seg_start, seg_len, chain_key FROM channels "
-		    "ORDER BY created_at, rowid");
+			 "days, currency, checkpoint_interval, request, cert, state, last, "
+			 "sent, credit, issued_at, pay_until, redeem_until, detail, holder, epoch, "
+			 "holder_cert, seg_seq, seg_start, seg_len, chain_key FROM channels "
+			 "ORDER BY created_at, rowid");
 	if (!st)
 		return false;
 	int rc = SQLITE_DONE;
@@ -579,9 +582,10 @@ bool wstore_checkpoint_put(struct wstore *s, const uint8_t id[MP_ID_LEN], uint32
 	    wsql_prep(s, "INSERT INTO checkpoints (channel_id, idx, word) VALUES (?1, ?2, ?3)");
 	if (st)
 		st = wsql_bound(s, st,
-			   wsql_bind_blob(st, 1, id, MP_ID_LEN) | sqlite3_bind_int64(st, 2, index) |
-			       wsql_bind_blob(st, 3, w, MP_HASH_LEN),
-			   "binding a checkpoint");
+				wsql_bind_blob(st, 1, id, MP_ID_LEN) |
+				    sqlite3_bind_int64(st, 2, index) |
+				    wsql_bind_blob(st, 3, w, MP_HASH_LEN),
+				"binding a checkpoint");
 	return wsql_run(s, st, "storing a checkpoint");
 }
 
@@ -591,7 +595,8 @@ bool wstore_checkpoint_get(struct wstore *s, const uint8_t id[MP_ID_LEN], uint32
 	sqlite3_stmt *st = s->checkpoint_get;
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
-	if ((wsql_bind_blob(st, 1, id, MP_ID_LEN) | sqlite3_bind_int64(st, 2, index)) != SQLITE_OK) {
+	if ((wsql_bind_blob(st, 1, id, MP_ID_LEN) | sqlite3_bind_int64(st, 2, index)) !=
+	    SQLITE_OK) {
 		wsql_log_error(s, "binding a checkpoint's key");
 		return false;
 	}
@@ -615,21 +620,22 @@ bool wstore_inflight_add(struct wstore *s, const uint8_t id[MP_ID_LEN],
 	if (!wstore_begin(s))
 		return false;
 	sqlite3_stmt *st = wsql_prep(s, "INSERT INTO inflight (channel_id, j, w, order_ref) "
-				   "VALUES (?1, ?2, ?3, ?4)");
+					"VALUES (?1, ?2, ?3, ?4)");
 	if (st)
 		st = wsql_bound(s, st,
-			   wsql_bind_blob(st, 1, id, MP_ID_LEN) | sqlite3_bind_int64(st, 2, pay->j) |
-			       wsql_bind_blob(st, 3, pay->w, MP_HASH_LEN) |
-			       wsql_bind_blob(st, 4, pay->order_ref, pay->order_ref_len),
-			   "binding an in-flight Pay");
+				wsql_bind_blob(st, 1, id, MP_ID_LEN) |
+				    sqlite3_bind_int64(st, 2, pay->j) |
+				    wsql_bind_blob(st, 3, pay->w, MP_HASH_LEN) |
+				    wsql_bind_blob(st, 4, pay->order_ref, pay->order_ref_len),
+				"binding an in-flight Pay");
 	bool ok = wsql_run(s, st, "recording an in-flight Pay");
 	if (ok) {
 		st = wsql_prep(s, "UPDATE channels SET sent = max(sent, ?2) WHERE channel_id = ?1");
 		if (st)
 			st = wsql_bound(s, st,
-				   wsql_bind_blob(st, 1, id, MP_ID_LEN) |
-				       sqlite3_bind_int64(st, 2, pay->j),
-				   "binding the highest index sent");
+					wsql_bind_blob(st, 1, id, MP_ID_LEN) |
+					    sqlite3_bind_int64(st, 2, pay->j),
+					"binding the highest index sent");
 		ok = wsql_run(s, st, "recording the highest index sent");
 	}
 	if (!ok) {
@@ -646,8 +652,9 @@ bool wstore_inflight_done(struct wstore *s, const uint8_t id[MP_ID_LEN], uint32_
 		return false;
 	sqlite3_stmt *st = wsql_prep(s, "DELETE FROM inflight WHERE channel_id = ?1 AND j = ?2");
 	if (st)
-		st = wsql_bound(s, st, wsql_bind_blob(st, 1, id, MP_ID_LEN) | sqlite3_bind_int64(st, 2, j),
-			   "binding an in-flight Pay's key");
+		st = wsql_bound(s, st,
+				wsql_bind_blob(st, 1, id, MP_ID_LEN) | sqlite3_bind_int64(st, 2, j),
+				"binding an in-flight Pay's key");
 	bool ok = wsql_run(s, st, "clearing an in-flight Pay") &&
 		  wsql_run(s, progress_stmt(s, id, last, credit), "storing a channel's progress");
 	if (!ok) {
@@ -663,7 +670,8 @@ int wstore_inflight_list(struct wstore *s, const uint8_t id[MP_ID_LEN], struct w
 	sqlite3_stmt *st =
 	    wsql_prep(s, "SELECT j, w, order_ref FROM inflight WHERE channel_id = ?1 ORDER BY j");
 	if (st)
-		st = wsql_bound(s, st, wsql_bind_blob(st, 1, id, MP_ID_LEN), "binding a channel id");
+		st =
+		    wsql_bound(s, st, wsql_bind_blob(st, 1, id, MP_ID_LEN), "binding a channel id");
 	if (!st)
 		return -1;
 	int count = 0, rc = SQLITE_DONE;

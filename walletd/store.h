@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "chain.h"
+#include "proto.h"
 #include "sig.h"
 #include "util.h"
 
@@ -89,7 +90,8 @@ struct wstore_offer {
 	uint64_t created_at;
 };
 bool wstore_offer_insert(struct wstore *s, const struct wstore_offer *o,
-			 const uint8_t chain_seed[MP_SEED_LEN], const uint8_t owner_seed[MP_SK_LEN]);
+			 const uint8_t chain_seed[MP_SEED_LEN],
+			 const uint8_t owner_seed[MP_SK_LEN]);
 /* 1 found (o filled; free with wstore_offer_clear), 0 absent, -1 error. */
 int wstore_offer_get(struct wstore *s, const uint8_t id[MP_ID_LEN], struct wstore_offer *o);
 bool wstore_offers_each(struct wstore *s, void (*fn)(void *arg, const struct wstore_offer *o),

@@ -109,7 +109,8 @@ static sqlite3_stmt *by_channel(struct wstore *s, const char *sql, const uint8_t
 {
 	sqlite3_stmt *st = wsql_prep(s, sql);
 	if (st)
-		st = wsql_bound(s, st, wsql_bind_blob(st, 1, id, MP_ID_LEN), "binding a channel id");
+		st =
+		    wsql_bound(s, st, wsql_bind_blob(st, 1, id, MP_ID_LEN), "binding a channel id");
 	return st;
 }
 
@@ -178,20 +179,21 @@ bool wstore_offer_insert(struct wstore *s, const struct wstore_offer *o,
 			 const uint8_t chain_seed[MP_SEED_LEN], const uint8_t owner_seed[MP_SK_LEN])
 {
 	sqlite3_stmt *st = wsql_prep(
-	    s, "INSERT INTO offers (channel_id, chain_key, chain_seed, nonce, owner_seed, len, "
-	       "checkpoint_interval, offer, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
+	    s,
+	    "INSERT INTO offers (channel_id, chain_key, chain_seed, nonce, owner_seed, len, "
+	    "checkpoint_interval, offer, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
 	if (st)
-		st = wsql_bound(
-		    s, st,
-		    wsql_bind_blob(st, 1, o->channel_id, MP_ID_LEN) |
-			wsql_bind_blob(st, 2, o->chain_key, MP_ID_LEN) |
-			wsql_bind_blob(st, 3, chain_seed, MP_SEED_LEN) |
-			wsql_bind_blob(st, 4, o->nonce, MP_NONCE_LEN) |
-			wsql_bind_blob(st, 5, owner_seed, MP_SK_LEN) |
-			sqlite3_bind_int64(st, 6, o->len) | sqlite3_bind_int64(st, 7, o->interval) |
-			wsql_bind_blob(st, 8, o->offer, o->offer_len) |
-			sqlite3_bind_int64(st, 9, (sqlite3_int64)mp_now()),
-		    "binding an offer");
+		st = wsql_bound(s, st,
+				wsql_bind_blob(st, 1, o->channel_id, MP_ID_LEN) |
+				    wsql_bind_blob(st, 2, o->chain_key, MP_ID_LEN) |
+				    wsql_bind_blob(st, 3, chain_seed, MP_SEED_LEN) |
+				    wsql_bind_blob(st, 4, o->nonce, MP_NONCE_LEN) |
+				    wsql_bind_blob(st, 5, owner_seed, MP_SK_LEN) |
+				    sqlite3_bind_int64(st, 6, o->len) |
+				    sqlite3_bind_int64(st, 7, o->interval) |
+				    wsql_bind_blob(st, 8, o->offer, o->offer_len) |
+				    sqlite3_bind_int64(st, 9, (sqlite3_int64)mp_now()),
+				"binding an offer");
 	return wsql_run(s, st, "storing an offer");
 }
 
@@ -226,7 +228,8 @@ static bool offer_from_row(sqlite3_stmt *st, struct wstore_offer *o)
 }
 
 #define OFFER_COLUMNS                                                                              \
-	"SELECT channel_id, chain_key, nonce, len, checkpoint_interval, offer, bundle, created_at " \
+	"SELECT channel_id, chain_key, nonce, len, checkpoint_interval, offer, bundle, "           \
+	"created_at "                                                                              \
 	"FROM offers"
 
 int wstore_offer_get(struct wstore *s, const uint8_t id[MP_ID_LEN], struct wstore_offer *o)
@@ -351,8 +354,8 @@ bool wstore_accept(struct wstore *s, const struct wchannel *ch, const struct wst
 				 a->segments[i + 1]);
 	ok = ok && claim_insert(s, ch->channel_id, ch->seg_seq, a->claim_req, a->claim_req_len);
 	if (ok) {
-		sqlite3_stmt *st = by_channel(s, "UPDATE offers SET bundle = ?2 WHERE channel_id = ?1",
-					      ch->channel_id);
+		sqlite3_stmt *st = by_channel(
+		    s, "UPDATE offers SET bundle = ?2 WHERE channel_id = ?1", ch->channel_id);
 		if (st)
 			st = wsql_bound(s, st, wsql_bind_blob(st, 2, a->bundle, a->bundle_len),
 					"binding an accepted bundle");
@@ -404,15 +407,17 @@ void wstore_claim_clear(struct wstore_claim *c)
 bool wstore_claim_answer(struct wstore *s, const uint8_t id[MP_ID_LEN], uint32_t seg_seq,
 			 bool acked, const char *status)
 {
-	sqlite3_stmt *st = by_channel(s,
-				      "UPDATE segment_claims SET acked = max(acked, ?3), status = ?4 "
-				      "WHERE channel_id = ?1 AND seg_seq = ?2",
-				      id);
+	sqlite3_stmt *st =
+	    by_channel(s,
+		       "UPDATE segment_claims SET acked = max(acked, ?3), status = ?4 "
+		       "WHERE channel_id = ?1 AND seg_seq = ?2",
+		       id);
 	if (st)
-		st = wsql_bound(s, st,
-				sqlite3_bind_int64(st, 2, seg_seq) | sqlite3_bind_int(st, 3, acked) |
-				    sqlite3_bind_text(st, 4, status, -1, SQLITE_TRANSIENT),
-				"binding a claim's answer");
+		st =
+		    wsql_bound(s, st,
+			       sqlite3_bind_int64(st, 2, seg_seq) | sqlite3_bind_int(st, 3, acked) |
+				   sqlite3_bind_text(st, 4, status, -1, SQLITE_TRANSIENT),
+			       "binding a claim's answer");
 	return wsql_run(s, st, "storing a claim's answer");
 }
 

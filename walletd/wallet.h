@@ -39,7 +39,8 @@ struct wallet_config {
 /* protocol.md section 10, wallet channel; docs/transfer.md:
  *
  *   ISSUING --cert checked--> ACTIVE --transfer.send: Transfer signed and stored--> TRANSFERRING
- *      |                        ^                         --Cap checked, bundle stored--> TRANSFERRED_OUT
+ *      |                        ^                         --Cap checked, bundle stored-->
+ * TRANSFERRED_OUT
  *      +--refused--> FAILED     |
  *   (offer: OFFERED, in the offers table) --transfer.accept: bundle verified--> ACTIVE(segment s)
  *
@@ -76,7 +77,7 @@ struct wchannel {
 	 * the store's owner_seed that segment's owner key. */
 	uint32_t seg_seq, seg_start, seg_len;
 	uint8_t chain_key[MP_ID_LEN];
-	MpSigned **segments;	       /* Transfer 1, Cap 1, ... of segments 1..seg_seq */
+	MpSigned **segments; /* Transfer 1, Cap 1, ... of segments 1..seg_seq */
 	size_t n_segments;
 	int claim_state; /* received channels: 0 claim not acknowledged yet, 1 acknowledged;
 			    -1 segment 0 (no claim) */
@@ -104,6 +105,7 @@ struct wallet {
 	struct evdns_base *dns; /* resolves broker and merchant host names on the loop */
 	struct mp_admin *admin;
 	struct mp_hasher *hasher;
+	struct mp_workers *workers; /* verifies received bundles off the loop */
 	struct wchannel *channels;
 	struct wallet_op *ops; /* network exchanges in progress */
 	struct event *sig_int, *sig_term;
@@ -148,6 +150,9 @@ typedef void (*wallet_broker_fn)(void *arg, const MpEnvelope *reply, const char 
  * if the connection could not even start; fn is then never called. */
 bool wallet_broker_send(struct wallet *w, int body, const MpSigned *stmt, wallet_broker_fn fn,
 			void *arg, char *err, size_t errlen);
+/* A SegmentClaimReq (its exact packed bytes) to the broker; as wallet_broker_send. */
+bool wallet_broker_send_claim(struct wallet *w, const uint8_t *request, size_t len,
+			      wallet_broker_fn fn, void *arg, char *err, size_t errlen);
 /* "OK", "INSUFFICIENT_FUNDS: detail", ... of a Status (NULL: "no status"). */
 void wallet_status_text(const MpStatus *st, char *out, size_t len);
 
@@ -159,6 +164,9 @@ void wallet_admin_pay(struct mp_admin_req *req, json_t *params, void *ctx);
 void wallet_admin_transfer_offer(struct mp_admin_req *req, json_t *params, void *ctx);
 void wallet_admin_transfer_send(struct mp_admin_req *req, json_t *params, void *ctx);
 void wallet_admin_transfer_accept(struct mp_admin_req *req, json_t *params, void *ctx);
+/* segment_claim.c: send the channel's stored SegmentClaimReq unless the broker acknowledged it;
+ * req (may be NULL) gets {channel_id, seg_seq, start, spendable, broker_ack, broker_status}. */
+void wallet_segment_claim_send(struct wallet *w, struct wchannel *ch, struct mp_admin_req *req);
 /* Resend every received channel's SegmentClaim the broker has not acknowledged (start-up). */
 void wallet_segment_claim_resume(struct wallet *w);
 /* offers of this wallet not yet accepted, for `channels`: [{channel_id, state: OFFERED, ...}] */
