@@ -1,5 +1,5 @@
-/* brokerd's admin socket: status, metrics, accounts, funding, channels, audit, conflicts,
- * shutdown. */
+/* brokerd's admin socket: status, metrics, accounts, funding, channels and their segments,
+ * audit, conflicts, shutdown. */
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +8,7 @@
 #include "admin.h"
 #include "amount.h"
 #include "broker.h"
+#include "channel_segments.h"
 #include "conflicts.h"
 #include "db.h"
 #include "log.h"
@@ -259,6 +260,17 @@ static void admin_channel_show(struct mp_admin_req *req, json_t *params, void *c
 	admin_query(b, req, "channel_show", &p, render_channel, channel);
 }
 
+static void admin_channel_segments(struct mp_admin_req *req, json_t *params, void *ctx)
+{
+	struct broker *b = ctx;
+	uint8_t channel[MP_ID_LEN];
+	if (!mp_admin_param_id(req, params, "channel", channel, MP_ID_LEN))
+		return;
+	struct db_params p = {0};
+	db_param_bytes(&p, channel, MP_ID_LEN);
+	admin_query(b, req, "channel_segments", &p, channel_segments_render, channel);
+}
+
 /* A PostgreSQL text[] in text form ({a,b,...}; the audit's ids need no quoting) as a JSON
  * array of strings. */
 static json_t *text_array_json(const char *text)
@@ -328,6 +340,8 @@ static const struct mp_admin_method broker_methods[] = {
      "{account, amount, fund_id} (fund_id: 32 hex digits, the same on retry)"},
     {"account.show", admin_account_show, "{account} (customer account or merchant id)"},
     {"channel.show", admin_channel_show, "{channel}"},
+    {"channel.segments", admin_channel_segments,
+     "{channel}: segments (owner, payout account, the Caps that end them)"},
     {"audit", admin_audit, "ledger and escrow invariants"},
     {"conflicts", admin_conflicts, "recorded custody conflicts (evidence, liable signer)"},
     {"shutdown", admin_shutdown, "stop the daemon"},

@@ -128,6 +128,8 @@ void handle_register_merchant(struct broker *b, struct mp_conn *c, const MpEnvel
 void handle_issue(struct broker *b, struct mp_conn *c, const MpEnvelope *env);
 void handle_redeem(struct broker *b, struct mp_conn *c, const MpEnvelope *env);
 void handle_bind(struct broker *b, struct mp_conn *c, const MpEnvelope *env);
+void handle_cap_notice(struct broker *b, struct mp_conn *c, const MpEnvelope *env);
+void handle_segment_claim(struct broker *b, struct mp_conn *c, const MpEnvelope *env);
 /* unroutable.c: MALFORMED "not a broker request", logged within limits; the per-connection
  * state it keeps (mp_conn_data) is made at open and freed at close. */
 void handle_unroutable(struct broker *b, struct mp_conn *c, const MpEnvelope *env);

@@ -24,20 +24,25 @@ const char *custody_conflict_name(enum custody_conflict_kind kind)
 	return "?";
 }
 
-/* The outcome of verifying one custody list; claims carrying the same list share it. */
+/* The outcome of verifying one claim's evidence (custody list and segments); claims carrying
+ * the same evidence share it. */
 struct verdict {
 	const struct custody_chan *ch;
-	uint8_t digest[MP_HASH_LEN]; /* of the custody list */
+	uint8_t digest[MP_HASH_LEN]; /* of the custody list and the segments */
 	enum mp_custody_rule rule;
 	struct mp_custody_result res;
-	struct mp_custody_event *events; /* n_custody + 1 */
+	struct mp_custody_event *events;       /* n_custody + 1 */
+	MpSigned *stmts[MP_MAX_SEGMENT_STMTS]; /* the segment evidence verified (borrowed) */
+	size_t n_stmts;
+	struct mp_custody_segment segments[MP_MAX_SEGMENTS];
+	struct mp_custody_cap caps[MP_MAX_SEGMENTS];
 };
 
 struct run {
 	struct custody_job *job;
 	struct mp_hasher *h;
 	const atomic_bool *stop;
-	struct verdict *verdicts;
+	struct verdict **verdicts;
 	size_t n_verdicts, cap_verdicts;
 	uint8_t (*digests)[MP_HASH_LEN]; /* per claim */
 };
@@ -46,13 +51,7 @@ static bool key_lookup(void *arg, const uint8_t mid[MP_ID_LEN], uint64_t valid_u
 		       uint8_t pk[MP_PK_LEN])
 {
 	const struct custody_job *job = arg;
-	for (size_t i = 0; i < job->n_keys; i++)
-		if (memcmp(job->keys[i].mid, mid, MP_ID_LEN) == 0 &&
-		    job->keys[i].valid_until >= valid_until) {
-			memcpy(pk, job->keys[i].pk, MP_PK_LEN);
-			return true;
-		}
-	return false;
+	return custody_key_find(job->keys, job->n_keys, mid, valid_until, pk);
 }
 
 static const struct custody_chan *find_chan(const struct custody_job *job, const uint8_t *cid)
@@ -65,12 +64,13 @@ static const struct custody_chan *find_chan(const struct custody_job *job, const
 
 /* A digest of a claim's custody list (every statement's hash, key and signature), so that
  * claims carrying the same list share one verification. */
-static bool custody_digest(const Micropay__V1__Claim *cl, uint8_t out[MP_HASH_LEN])
+static bool digest_list(EVP_MD_CTX *ctx, MpSigned *const *list, size_t n)
 {
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	bool ok = ctx && EVP_DigestInit_ex2(ctx, EVP_sha256(), NULL) == 1;
-	for (size_t i = 0; ok && i < cl->n_custody; i++) {
-		const MpSigned *s = cl->custody[i];
+	uint8_t count[4];
+	mp_put_be32(count, (uint32_t)n);
+	bool ok = EVP_DigestUpdate(ctx, count, sizeof(count)) == 1;
+	for (size_t i = 0; ok && i < n; i++) {
+		const MpSigned *s = list[i];
 		uint8_t h[MP_HASH_LEN], lens[8];
 		mp_stmt_hash(s, h);
 		mp_put_be32(lens, (uint32_t)s->signer_pk.len);
@@ -82,6 +82,21 @@ static bool custody_digest(const Micropay__V1__Claim *cl, uint8_t out[MP_HASH_LE
 		     (!s->signature.len ||
 		      EVP_DigestUpdate(ctx, s->signature.data, s->signature.len) == 1);
 	}
+	return ok;
+}
+
+/* A digest of a claim's evidence (every statement's hash, key and signature, of the custody
+ * list then the segments), so that claims carrying the same evidence share one verification.
+ * The point's segment is in it too: it decides which recorded pairs complete the evidence. */
+static bool custody_digest(const Micropay__V1__Claim *cl, uint8_t out[MP_HASH_LEN])
+{
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	uint8_t seg[4];
+	mp_put_be32(seg, cl->point ? cl->point->seg_seq : 0);
+	bool ok = ctx && EVP_DigestInit_ex2(ctx, EVP_sha256(), NULL) == 1 &&
+		  digest_list(ctx, cl->custody, cl->n_custody) &&
+		  digest_list(ctx, cl->segments, cl->n_segments) &&
+		  EVP_DigestUpdate(ctx, seg, sizeof(seg)) == 1;
 	ok = ok && EVP_DigestFinal_ex(ctx, out, NULL) == 1;
 	EVP_MD_CTX_free(ctx);
 	return ok;
@@ -91,14 +106,14 @@ static struct verdict *find_verdict(struct run *run, const struct custody_chan *
 				    const uint8_t digest[MP_HASH_LEN])
 {
 	for (size_t i = 0; i < run->n_verdicts; i++)
-		if (run->verdicts[i].ch == ch &&
-		    memcmp(run->verdicts[i].digest, digest, MP_HASH_LEN) == 0)
-			return &run->verdicts[i];
+		if (run->verdicts[i]->ch == ch &&
+		    memcmp(run->verdicts[i]->digest, digest, MP_HASH_LEN) == 0)
+			return run->verdicts[i];
 	return NULL;
 }
 
-/* Verify cl's custody list against ch (once per distinct list). NULL: out of memory or
- * stopped. */
+/* Verify cl's custody list and segments against ch (once per distinct evidence), with the
+ * recorded pairs completing the segments up to the claim's. NULL: out of memory or stopped. */
 static struct verdict *verify_custody(struct run *run, const struct custody_chan *ch,
 				      const Micropay__V1__Claim *cl,
 				      const uint8_t digest[MP_HASH_LEN])
@@ -108,40 +123,64 @@ static struct verdict *verify_custody(struct run *run, const struct custody_chan
 		return v;
 	if (run->n_verdicts == run->cap_verdicts) {
 		size_t cap = run->cap_verdicts ? 2 * run->cap_verdicts : 8;
-		struct verdict *grown = realloc(run->verdicts, cap * sizeof(*grown));
+		struct verdict **grown = realloc(run->verdicts, cap * sizeof(*grown));
 		if (!grown)
 			return NULL;
 		run->verdicts = grown, run->cap_verdicts = cap;
 	}
-	struct mp_custody_point *known = calloc(ch->n_stored + 1, sizeof(*known));
+	v = calloc(1, sizeof(*v));
 	struct mp_custody_event *events = calloc(cl->n_custody + 1, sizeof(*events));
-	if (!known || !events) {
-		free(known), free(events);
+	if (!v || !events) {
+		free(v), free(events);
 		return NULL;
 	}
-	for (size_t i = 0; i < ch->n_stored; i++)
-		known[i] = ch->stored[i].pt;
-	struct mp_custody_channel desc = {.n = ch->n,
-					  .key_valid_until = ch->finalize_at,
-					  .segments = &ch->seg0,
-					  .n_segments = 1,
-					  .known = known,
-					  .n_known = ch->n_stored};
-	memcpy(desc.channel_id, ch->channel_id, MP_ID_LEN);
-	memcpy(desc.cert_hash, ch->seg0.head, MP_HASH_LEN);
-	memcpy(desc.holder0, ch->holder0, MP_ID_LEN);
-	v = &run->verdicts[run->n_verdicts];
-	*v = (struct verdict){.ch = ch, .events = events};
+	struct mp_custody_channel desc;
+	custody_channel_desc(ch, &desc);
+	v->ch = ch, v->events = events;
 	memcpy(v->digest, digest, MP_HASH_LEN);
-	v->rule = mp_custody_verify(&desc, cl->custody, cl->n_custody, key_lookup, run->job, run->h,
-				    run->stop, events, &v->res);
-	free(known);
+	v->n_stmts = custody_segment_evidence(ch, cl->segments, cl->n_segments,
+					      cl->point ? cl->point->seg_seq : 0, v->stmts);
+	struct mp_custody_evidence ev = {.handoffs = cl->custody,
+					 .n_handoffs = cl->n_custody,
+					 .segment_stmts = v->stmts,
+					 .n_segment_stmts = v->n_stmts};
+	v->rule = mp_custody_verify_all(&desc, &ev, key_lookup, run->job, run->h, run->stop, events,
+					v->segments, v->caps, &v->res);
 	if (v->rule == MP_CUSTODY_STOPPED) {
-		free(events);
+		free(events), free(v);
 		return NULL;
 	}
-	run->n_verdicts++;
+	run->verdicts[run->n_verdicts++] = v;
 	return v;
+}
+
+/* The verified pairs of v that the broker has not recorded with the same bytes, once each. */
+static bool add_found(struct custody_job *job, const struct verdict *v)
+{
+	const struct custody_chan *ch = v->ch;
+	for (uint32_t k = 1; k <= v->n_stmts / 2; k++) {
+		const struct mp_custody_cap *cap = &v->caps[k - 1];
+		if (k <= ch->n_pairs &&
+		    memcmp(ch->pairs[k - 1].c_hash, cap->cap_hash, MP_HASH_LEN) == 0)
+			continue;
+		bool seen = false;
+		for (size_t i = 0; i < job->n_found && !seen; i++)
+			seen = job->found[i].seg_seq == k &&
+			       memcmp(job->found[i].channel_id, ch->channel_id, MP_ID_LEN) == 0 &&
+			       memcmp(job->found[i].c_hash, cap->cap_hash, MP_HASH_LEN) == 0;
+		if (seen)
+			continue;
+		if (job->n_found == job->cap_found) {
+			size_t n = job->cap_found ? 2 * job->cap_found : 4;
+			struct segment_found *grown = realloc(job->found, n * sizeof(*grown));
+			if (!grown)
+				return false;
+			job->found = grown, job->cap_found = n;
+		}
+		segment_found_set(&job->found[job->n_found++], ch->channel_id, v->segments, v->caps,
+				  v->stmts, k);
+	}
+	return true;
 }
 
 static struct custody_conflict *add_conflict(struct custody_job *job,
@@ -307,7 +346,7 @@ static bool judge_claim(struct run *run, size_t i)
 	if (!v)
 		return false;
 	if (v->rule == MP_CUSTODY_OK)
-		return judge_chain(job, ch, cl, v, out);
+		return add_found(job, v) && judge_chain(job, ch, cl, v, out);
 	out->status = mp_custody_rule_code(v->rule);
 	snprintf(out->detail, sizeof(out->detail), "custody: %.180s", v->res.detail);
 	if (v->rule != MP_CUSTODY_W_AT)
@@ -337,7 +376,7 @@ static bool within_budget(struct run *run, bool *oom)
 		const struct custody_chan *ch = mp_bytes_len_is(cl->channel_id, MP_ID_LEN)
 						    ? find_chan(job, cl->channel_id.data)
 						    : NULL;
-		if (!ch || cl->n_custody <= ch->n_stored)
+		if (!ch || (cl->n_custody <= ch->n_stored && cl->n_segments <= 2 * ch->n_pairs))
 			continue;
 		bool seen = false;
 		for (size_t k = 0; k < i && !seen; k++)
@@ -359,6 +398,13 @@ static int by_channel_hseq(const void *a, const void *b)
 	return c ? c : (x->hseq > y->hseq) - (x->hseq < y->hseq);
 }
 
+static int by_channel_seg(const void *a, const void *b)
+{
+	const struct segment_found *x = a, *y = b;
+	int c = memcmp(x->channel_id, y->channel_id, MP_ID_LEN);
+	return c ? c : (x->seg_seq > y->seg_seq) - (x->seg_seq < y->seg_seq);
+}
+
 void custody_work(void *arg, const atomic_bool *stop)
 {
 	struct custody_job *job = arg;
@@ -374,8 +420,10 @@ void custody_work(void *arg, const atomic_bool *stop)
 	job->complete = !oom && !job->over_budget && done == job->r->n_claims;
 	if (job->complete && job->n_news)
 		qsort(job->news, job->n_news, sizeof(*job->news), by_channel_hseq);
+	if (job->complete && job->n_found)
+		qsort(job->found, job->n_found, sizeof(*job->found), by_channel_seg);
 	for (size_t i = 0; i < run.n_verdicts; i++)
-		free(run.verdicts[i].events);
+		free(run.verdicts[i]->events), free(run.verdicts[i]);
 	free(run.verdicts);
 	free(run.digests);
 	mp_hasher_free(run.h);
@@ -385,16 +433,11 @@ void custody_job_free(struct custody_job *job)
 {
 	if (!job)
 		return;
-	for (size_t i = 0; i < job->n_chans; i++) {
-		mp_stmt_free(job->chans[i].cert);
-		for (size_t k = 0; k < job->chans[i].n_stored; k++)
-			mp_stmt_free(job->chans[i].stored[k].stmt);
-		free(job->chans[i].stored);
-	}
-	free(job->chans);
+	custody_chans_free(job->chans, job->n_chans);
 	free(job->keys);
 	free(job->claims);
 	free(job->conflicts);
 	free(job->news);
+	free(job->found);
 	free(job);
 }

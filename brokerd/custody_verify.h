@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <libpq-fe.h>
+
 #include "custody.h"
 #include "proto.h"
 
@@ -21,16 +23,27 @@ struct custody_stored {
 	struct mp_custody_point pt;
 };
 
+/* A Transfer/Cap pair the broker recorded (mp_custody_prepare 'pair' rows). */
+struct custody_pair {
+	uint32_t seg_seq;
+	MpSigned *transfer, *cap;
+	uint8_t t_hash[MP_HASH_LEN], c_hash[MP_HASH_LEN];
+};
+
 struct custody_chan {
 	uint8_t channel_id[MP_ID_LEN];
 	uint32_t n;
 	uint64_t finalize_at; /* redeem_until + T_grace */
 	bool has_holder0;
 	uint8_t holder0[MP_ID_LEN];
-	struct mp_custody_segment seg0;
+	struct mp_custody_segment seg0; /* with the cert's owner_pk */
 	MpSigned *cert;
 	struct custody_stored *stored; /* hseq 1..n_stored in order */
 	size_t n_stored;
+	struct custody_pair *pairs; /* segments 1..n_pairs in order */
+	size_t n_pairs;
+	struct mp_custody_point *known; /* every point the broker verified (chain_points) */
+	size_t n_known;
 };
 
 struct custody_key {
@@ -38,6 +51,24 @@ struct custody_key {
 	uint8_t pk[MP_PK_LEN];
 	uint64_t valid_until;
 };
+
+/* custody_load.c: mp_custody_prepare rows into channels and keys (malloc'd; free with
+ * custody_chans_free). False: unreadable rows or out of memory (what was loaded must still be
+ * freed). */
+bool custody_load(const PGresult *res, struct custody_chan **chans, size_t *n_chans,
+		  struct custody_key **keys, size_t *n_keys);
+void custody_chans_free(struct custody_chan *chans, size_t n_chans);
+/* The key of a MerchantCert of mid valid until at least valid_until, among keys. */
+bool custody_key_find(const struct custody_key *keys, size_t n_keys, const uint8_t mid[MP_ID_LEN],
+		      uint64_t valid_until, uint8_t pk[MP_PK_LEN]);
+/* The verifier's description of ch (segment 0, the known points); valid while ch is. */
+void custody_channel_desc(const struct custody_chan *ch, struct mp_custody_channel *desc);
+/* The segment statements to verify for a segment upto: the given ones (Transfer 1, Cap 1, ...),
+ * then the recorded pairs after them up to segment upto. out holds MP_MAX_SEGMENT_STMTS
+ * entries; returns the count (given ones beyond MP_MAX_SEGMENT_STMTS are cut: the verifier
+ * refuses them as too many anyway when upto says so). */
+size_t custody_segment_evidence(const struct custody_chan *ch, MpSigned *const *given,
+				size_t n_given, uint32_t upto, MpSigned **out);
 
 enum custody_conflict_kind {
 	CONFLICT_DOUBLE_HANDOFF,
@@ -69,6 +100,8 @@ struct custody_new {
 	struct mp_custody_point pt;
 };
 
+#include "segment_record.h"
+
 /* Per claim: untouched (no custody and a channel without stored Handoffs), or decided here:
  * a refusal, or accepted for the usual checks and hashing of its point. */
 struct custody_claim {
@@ -92,6 +125,8 @@ struct custody_job {
 	size_t n_conflicts, cap_conflicts;
 	struct custody_new *news;
 	size_t n_news, cap_news;
+	struct segment_found *found; /* verified Transfer/Cap pairs of the claims' segments */
+	size_t n_found, cap_found;
 	bool complete;	  /* every claim was considered */
 	bool over_budget; /* the chains to verify could need more than hash_budget hashes */
 };

@@ -25,6 +25,11 @@ const struct db_statement broker_statements[] = {
      "$14, $15, $16, $17, $18, $19)",
      19},
     {"conflicts", "SELECT * FROM mp_conflicts_list()", 0},
+    {"segment_record",
+     "SELECT * FROM mp_segment_record($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, "
+     "$14, $15, $16, $17, $18, $19, $20)",
+     20},
+    {"channel_segments", "SELECT * FROM mp_channel_segments($1)", 1},
     {"redeem", "SELECT * FROM mp_redeem($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)", 11},
     {"audit", "SELECT * FROM mp_audit()", 0},
     {"account_show", "SELECT * FROM mp_account_show($1)", 1},

@@ -221,14 +221,16 @@ static void check_claim(const Micropay__V1__Claim *cl, const PGresult *res, int 
 		return;
 	}
 	if (!db_get_bool(res, row, "seg_found")) {
-		*out = (struct claim_check){MP_ST(STALE_SEGMENT), "unknown segment", false};
+		*out = (struct claim_check){MP_ST(TOO_EARLY), "segment unknown", false};
 		return;
 	}
 	int64_t seg_start = db_get_i64(res, row, "seg_start");
 	int64_t n = db_get_i64(res, row, "n");
-	if ((int64_t)pt->index <= seg_start || (int64_t)pt->index > n) {
+	/* A segment ended by the next one's Cap ends at its cap index. */
+	int64_t end = db_is_null(res, row, "seg_end") ? n : db_get_i64(res, row, "seg_end");
+	if ((int64_t)pt->index <= seg_start || (int64_t)pt->index > n || (int64_t)pt->index > end) {
 		*out =
-		    (struct claim_check){MP_ST(OUT_OF_RANGE), "index outside the segment", false};
+		    (struct claim_check){MP_ST(OUT_OF_RANGE), "index outside its segment", false};
 		return;
 	}
 	/* At or below the credited end: DUPLICATE_OK decided under lock by the SQL function. */

@@ -1,12 +1,15 @@
 /* The custody step of a Redeem (protocol.md sections 6 and 7; docs/custody.md), between the
  * signature and redeem_prepare:
  *
- *   custody_prepare (db): channels of the Redeem with custody or stored Handoffs, their stored
- *      | Handoffs, merchant keys        --(no such channel)--> redeem_prepare (epoch 0 rules)
+ *   custody_prepare (db): channels of the Redeem with custody, segments or stored evidence: their
+ *      | Handoffs, pairs, points, keys  --(no such channel)--> redeem_prepare (epoch 0 rules)
  *      v
  *   VERIFY [worker pool] (custody_verify.c): each distinct custody list once; per claim a
  *      | refusal or OK; new Handoffs; conflicts   --(queue full)-----> LIMIT busy
  *      |                                          --(over the hash budget)--> LIMIT
+ *      v
+ *   segment_record (db, one transaction per channel with new Transfer/Cap pairs from the
+ *      | claims' segments: segments, base and cap points, statements; brokerd/segment_record.c)
  *      v
  *   custody_record (db, one transaction): Handoffs, their points, epochs and their ends,
  *      | conflicts (nothing new: skipped)
@@ -135,6 +138,81 @@ static void record(struct redeem *rd, const struct custody_job *job)
 		redeem_reply(rd, MP_ST(INTERNAL), refused, NULL, 0, NULL);
 }
 
+/* Handoffs and conflicts (or nothing new: straight on), then the job is done. */
+static void record_custody(struct redeem *rd, struct custody_job *job)
+{
+	if (job->n_news || job->n_conflicts)
+		record(rd, job);
+	else
+		redeem_prepare(rd);
+	custody_job_free(job);
+}
+
+/* ---- RECORD PAIRS: one mp_segment_record per channel with pairs new to the broker ---- */
+
+struct pairs_step {
+	struct redeem *rd;
+	struct custody_job *job;
+	size_t from, to; /* job->found[from, to): one channel's pairs */
+};
+
+static void record_pairs(struct redeem *rd, struct custody_job *job, size_t from);
+
+static void on_pairs_recorded(const PGresult *res, const char *error, void *arg)
+{
+	struct pairs_step *st = arg;
+	struct redeem *rd = st->rd;
+	struct custody_job *job = st->job;
+	size_t to = st->to;
+	free(st);
+	if (!res || PQntuples(res) != 1) {
+		custody_job_free(job);
+		redeem_reply(rd, MP_ST(INTERNAL), error ? error : "segments not recorded; retry",
+			     NULL, 0, NULL);
+		return;
+	}
+	int64_t status = db_get_i64(res, 0, "status");
+	int64_t fresh = db_get_i64(res, 0, "pairs_new");
+	char hex[MP_HEX_ID_LEN + 1], cid[MP_HEX_ID_LEN + 1];
+	mid_hex(rd, hex);
+	mp_hex_encode(job->found[to - 1].channel_id, MP_ID_LEN, cid);
+	if (status != MP_ST(OK) && status != MP_ST(DUPLICATE_OK))
+		log_warn("redeem from merchant %s: segments of channel %s not all recorded: %s "
+			 "(%s)",
+			 hex, cid, mp_code_name((MpCode)status), db_get_text(res, 0, "detail"));
+	else if (fresh)
+		log_info("redeem from merchant %s: %lld new segments of channel %s recorded", hex,
+			 (long long)fresh, cid);
+	record_pairs(rd, job, to);
+}
+
+static void record_pairs(struct redeem *rd, struct custody_job *job, size_t from)
+{
+	if (from >= job->n_found) {
+		record_custody(rd, job);
+		return;
+	}
+	size_t to = from + 1;
+	while (to < job->n_found &&
+	       memcmp(job->found[to].channel_id, job->found[from].channel_id, MP_ID_LEN) == 0)
+		to++;
+	struct pairs_step *st = malloc(sizeof(*st));
+	struct segment_record_req req = {.channel_id = job->found[from].channel_id,
+					 .source = "redeem",
+					 .pairs = &job->found[from],
+					 .n_pairs = to - from};
+	const char *refused = "out of memory";
+	if (st) {
+		*st = (struct pairs_step){rd, job, from, to};
+		refused = segment_record_call(rd->call->b->db, &req, on_pairs_recorded, st);
+	}
+	if (refused) {
+		free(st);
+		custody_job_free(job);
+		redeem_reply(rd, MP_ST(INTERNAL), refused, NULL, 0, NULL);
+	}
+}
+
 /* ---- VERIFY ---- */
 
 static void on_verified(void *arg, enum mp_job_outcome outcome)
@@ -163,120 +241,13 @@ static void on_verified(void *arg, enum mp_job_outcome outcome)
 	if (job->n_conflicts)
 		log_warn("redeem from merchant %s: %zu conflicts found in custody evidence", hex,
 			 job->n_conflicts);
-	if (job->n_news || job->n_conflicts)
-		record(rd, job);
+	if (job->n_found)
+		record_pairs(rd, job, 0);
 	else
-		redeem_prepare(rd);
-	custody_job_free(job);
+		record_custody(rd, job);
 }
 
-/* ---- LOAD (custody_prepare rows into the job) ---- */
-
-static struct custody_chan *chan_of(struct custody_job *job, const PGresult *res, int row)
-{
-	uint8_t cid[MP_ID_LEN];
-	if (!db_get_bytes(res, row, "channel_id", cid, MP_ID_LEN))
-		return NULL;
-	for (size_t i = 0; i < job->n_chans; i++)
-		if (memcmp(job->chans[i].channel_id, cid, MP_ID_LEN) == 0)
-			return &job->chans[i];
-	return NULL;
-}
-
-static MpSigned *row_stmt(const PGresult *res, int row)
-{
-	size_t len = 0;
-	uint8_t *bytes = db_get_blob(res, row, "bytes_a", &len);
-	MpSigned *s = bytes ? mp_stmt_decode(bytes, len) : NULL;
-	free(bytes);
-	return s;
-}
-
-static bool load_chan(struct custody_chan *ch, const PGresult *res, int row)
-{
-	ch->n = (uint32_t)db_get_i64(res, row, "n");
-	ch->finalize_at = (uint64_t)db_get_i64(res, row, "finalize_at");
-	ch->has_holder0 = db_get_bytes(res, row, "merchant_id", ch->holder0, MP_ID_LEN);
-	ch->seg0 = (struct mp_custody_segment){.seg_seq = 0, .start = 0, .len = ch->n};
-	ch->cert = row_stmt(res, row);
-	if (!ch->cert)
-		return false;
-	mp_stmt_hash(ch->cert, ch->seg0.head);
-	return db_get_bytes(res, row, "channel_id", ch->channel_id, MP_ID_LEN) &&
-	       db_get_bytes(res, row, "nonce", ch->seg0.nonce, MP_NONCE_LEN) &&
-	       db_get_bytes(res, row, "root", ch->seg0.root, MP_HASH_LEN);
-}
-
-static bool load_handoff(struct custody_chan *ch, const PGresult *res, int row)
-{
-	struct custody_stored *grown = realloc(ch->stored, (ch->n_stored + 1) * sizeof(*grown));
-	if (!grown)
-		return false;
-	ch->stored = grown;
-	struct custody_stored *s = &ch->stored[ch->n_stored];
-	*s = (struct custody_stored){.hseq = (uint32_t)db_get_i64(res, row, "hseq")};
-	s->pt.seg_seq = (uint32_t)db_get_i64(res, row, "seg_seq");
-	s->pt.index = (uint32_t)db_get_i64(res, row, "idx");
-	s->stmt = row_stmt(res, row);
-	if (!s->stmt)
-		return false;
-	ch->n_stored++;
-	mp_stmt_hash(s->stmt, s->hash);
-	return db_get_bytes(res, row, "merchant_id", s->from, MP_ID_LEN) &&
-	       db_get_bytes(res, row, "to_mid", s->to, MP_ID_LEN) &&
-	       db_get_bytes(res, row, "w", s->pt.w, MP_HASH_LEN);
-}
-
-static int by_hseq(const void *a, const void *b)
-{
-	const struct custody_stored *x = a, *y = b;
-	return (x->hseq > y->hseq) - (x->hseq < y->hseq);
-}
-
-/* Stored Handoffs in hseq order; only the contiguous run from 1 counts (it always is). */
-static void order_stored(struct custody_chan *ch)
-{
-	if (ch->n_stored)
-		qsort(ch->stored, ch->n_stored, sizeof(*ch->stored), by_hseq);
-	size_t k = 0;
-	while (k < ch->n_stored && ch->stored[k].hseq == k + 1)
-		k++;
-	for (size_t i = k; i < ch->n_stored; i++)
-		mp_stmt_free(ch->stored[i].stmt);
-	ch->n_stored = k;
-}
-
-static bool load_rows(struct custody_job *job, const PGresult *res)
-{
-	int rows = PQntuples(res);
-	job->chans = calloc((size_t)rows + 1, sizeof(*job->chans));
-	job->keys = calloc((size_t)rows + 1, sizeof(*job->keys));
-	if (!job->chans || !job->keys)
-		return false;
-	for (int i = 0; i < rows; i++) {
-		const char *kind = db_get_text(res, i, "kind");
-		if (kind && strcmp(kind, "chan") == 0) {
-			if (!load_chan(&job->chans[job->n_chans++], res, i))
-				return false;
-		} else if (kind && strcmp(kind, "key") == 0) {
-			struct custody_key *k = &job->keys[job->n_keys++];
-			k->valid_until = (uint64_t)db_get_i64(res, i, "valid_until");
-			if (!db_get_bytes(res, i, "merchant_id", k->mid, MP_ID_LEN) ||
-			    !db_get_bytes(res, i, "bytes_a", k->pk, MP_PK_LEN))
-				return false;
-		}
-	}
-	for (int i = 0; i < rows; i++) {
-		const char *kind = db_get_text(res, i, "kind");
-		struct custody_chan *ch =
-		    kind && strcmp(kind, "handoff") == 0 ? chan_of(job, res, i) : NULL;
-		if (ch && !load_handoff(ch, res, i))
-			return false;
-	}
-	for (size_t i = 0; i < job->n_chans; i++)
-		order_stored(&job->chans[i]);
-	return true;
-}
+/* ---- LOAD ---- */
 
 static void on_custody_prepared(const PGresult *res, const char *error, void *arg)
 {
@@ -292,7 +263,7 @@ static void on_custody_prepared(const PGresult *res, const char *error, void *ar
 	}
 	struct custody_job *job = calloc(1, sizeof(*job));
 	if (!job || !(job->claims = calloc(rd->r->n_claims, sizeof(*job->claims))) ||
-	    !load_rows(job, res)) {
+	    !custody_load(res, &job->chans, &job->n_chans, &job->keys, &job->n_keys)) {
 		char hex[MP_HEX_ID_LEN + 1];
 		mid_hex(rd, hex);
 		log_err("redeem from merchant %s: custody rows unreadable or out of memory", hex);
@@ -322,7 +293,7 @@ void redeem_custody(struct redeem *rd)
 		if (!mp_bytes_len_is(cl->channel_id, MP_ID_LEN))
 			continue;
 		pg_array_bytea(&ids, cl->channel_id.data, MP_ID_LEN);
-		if (cl->n_custody || cl->hseq_in)
+		if (cl->n_custody || cl->hseq_in || cl->n_segments)
 			pg_array_bytea(&with, cl->channel_id.data, MP_ID_LEN);
 	}
 	struct db_params p = {0};

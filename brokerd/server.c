@@ -27,6 +27,12 @@ static void on_envelope(struct mp_conn *c, const MpEnvelope *env, void *arg)
 	case MP_BODY(BIND_REQ):
 		handle_bind(b, c, env);
 		return;
+	case MP_BODY(CAP_NOTICE_REQ):
+		handle_cap_notice(b, c, env);
+		return;
+	case MP_BODY(SEGMENT_CLAIM_REQ):
+		handle_segment_claim(b, c, env);
+		return;
 	default:
 		handle_unroutable(b, c, env);
 		return;

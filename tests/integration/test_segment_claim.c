@@ -1,0 +1,741 @@
+/* Customer-to-customer transfers at the broker (docs/transfer.md "The broker"), with the real
+ * daemons (deploy/mpnet) and PostgreSQL. The test acts at the wire level as customer A (signs
+ * Transfers with the channel's owner key), as customer B (its own segment chain and key, signs
+ * SegmentClaims, no client certificate) and as the holder m1 (signs Caps, sends CapNoticeReq
+ * and Redeems over mutual TLS), and checks what brokerd records, refuses and credits. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "custody.h"
+#include "harness.h"
+#include "harness_db.h"
+#include "harness_merchant.h"
+#include "../check_run.h"
+
+#define N 100
+
+static struct net net;
+static char ca[700], broker_ep[128];
+static struct tmerchant m1, m2;
+
+static void setup_net(void)
+{
+	net_up(&net);
+	net_path(&net, "tls/ca.crt", ca, sizeof(ca));
+	net_read(&net, "broker", "endpoint", broker_ep, sizeof(broker_ep));
+	ck_assert_int_eq(net_cmd(&net, "merchant", "m2"), 0);
+	tmerchant_load(&m1, &net, "m1");
+	tmerchant_load(&m2, &net, "m2");
+}
+
+static void teardown_net(void)
+{
+	tmerchant_free(&m1);
+	tmerchant_free(&m2);
+	net_down(&net);
+}
+
+static int64_t pending_of(const struct tmerchant *tm)
+{
+	char params[128];
+	snprintf(params, sizeof(params), "{\"account\":\"%s\"}", tm->mid_hex);
+	json_t *acc = admin_ok(&net, "broker", "account.show", params);
+	json_t *rel = json_array_get(json_object_get(acc, "related"), 0);
+	int64_t b = json_int(rel, "balance");
+	json_decref(acc);
+	return b;
+}
+
+/* Customer A's channel of N units of 1, holder0 = m1. */
+struct tchan {
+	struct twallet tw;
+	struct tchannel ch;
+	uint8_t id[MP_ID_LEN];
+	uint8_t cert_hash[MP_HASH_LEN];
+};
+
+static void register_wallet(struct twallet *tw)
+{
+	struct wire b;
+	ck_assert(wire_connect(&b, broker_ep, ca, NULL, NULL));
+	twallet_register(tw, &b);
+	wire_close(&b);
+}
+
+static void issue(struct tchan *c)
+{
+	register_wallet(&c->tw);
+	char hex[MP_HEX_ID_LEN + 1], params[200], fund_hex[MP_HEX_ID_LEN + 1];
+	uint8_t fund_id[MP_ID_LEN];
+	ck_assert(mp_random_bytes(fund_id, MP_ID_LEN));
+	mp_hex_encode(fund_id, MP_ID_LEN, fund_hex);
+	mp_hex_encode(c->tw.account_id, MP_ID_LEN, hex);
+	snprintf(params, sizeof(params), "{\"account\":\"%s\",\"amount\":%d,\"fund_id\":\"%s\"}",
+		 hex, N, fund_hex);
+	json_decref(admin_ok(&net, "broker", "account.fund", params));
+	tchannel_make(&c->ch, &c->tw, N, 1, m1.mid);
+	struct wire b;
+	ck_assert(wire_connect(&b, broker_ep, ca, NULL, NULL));
+	ck_assert_int_eq(tchannel_issue(&c->ch, &b), MP_ST(OK));
+	wire_close(&b);
+	tchannel_id(&c->ch, c->id);
+	mp_stmt_hash(c->ch.cert, c->cert_hash);
+}
+
+static void release(struct tchan *c)
+{
+	tchannel_free(&c->ch);
+	mp_key_free(&c->tw.account);
+}
+
+/* A new owner's segment material (what B's offer carries) and its key. */
+struct tseg {
+	struct mp_key owner;
+	uint8_t seed[MP_SEED_LEN], nonce[MP_NONCE_LEN], root[MP_HASH_LEN];
+	uint32_t len;
+};
+
+static void seg_make(struct tseg *s, uint32_t len)
+{
+	uint8_t owner_seed[MP_SK_LEN];
+	ck_assert(mp_random_bytes(s->seed, sizeof(s->seed)));
+	ck_assert(mp_random_bytes(s->nonce, sizeof(s->nonce)));
+	ck_assert(mp_key_generate(&s->owner, owner_seed));
+	s->len = len;
+	struct mp_hasher *h = mp_hasher_new();
+	ck_assert_int_eq(mp_chain_generate(h, s->seed, s->nonce, len, 0, NULL, NULL, s->root), 0);
+	mp_hasher_free(h);
+}
+
+/* The word of chain-relative index k of s. */
+static void seg_word(const struct tseg *s, uint32_t k, uint8_t out[MP_HASH_LEN])
+{
+	struct mp_hasher *h = mp_hasher_new();
+	uint8_t top[MP_HASH_LEN];
+	mp_chain_top(h, s->seed, s->nonce, top);
+	mp_chain_walk(h, s->nonce, s->len, top, k, out);
+	mp_hasher_free(h);
+}
+
+/* Transfer seg_seq of c to `to`, signed by `signer`; prev: Transfer seg_seq-1 (NULL: cert). */
+static MpSigned *transfer(const struct tchan *c, uint32_t seg_seq, uint32_t epoch,
+			  uint32_t declared_last, const struct tseg *to,
+			  const struct mp_key *signer, const MpSigned *prev)
+{
+	uint8_t prev_hash[MP_HASH_LEN];
+	if (prev)
+		mp_stmt_hash(prev, prev_hash);
+	else
+		memcpy(prev_hash, c->cert_hash, MP_HASH_LEN);
+	Micropay__V1__Transfer t = MICROPAY__V1__TRANSFER__INIT;
+	t.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)c->id};
+	t.new_seg_seq = seg_seq;
+	t.holder_epoch = epoch;
+	t.declared_last = declared_last;
+	t.to_owner_pk = (ProtobufCBinaryData){MP_PK_LEN, (uint8_t *)to->owner.pk};
+	t.new_nonce = (ProtobufCBinaryData){MP_NONCE_LEN, (uint8_t *)to->nonce};
+	t.new_root = (ProtobufCBinaryData){MP_HASH_LEN, (uint8_t *)to->root};
+	t.new_len = to->len;
+	t.prev_seg_hash = (ProtobufCBinaryData){MP_HASH_LEN, prev_hash};
+	t.valid_until = (uint64_t)mp_now() + 3600;
+	MpSigned *s = mp_stmt_sign(signer, MP_STMT_TRANSFER, &t.base);
+	ck_assert_ptr_nonnull(s);
+	return s;
+}
+
+/* Cap of Transfer t signed by `by` in epoch hseq at point (seg_seq - 1, at, w). */
+static MpSigned *cap(const struct tchan *c, const MpSigned *t, uint32_t seg_seq, uint32_t hseq,
+		     uint32_t at, const uint8_t w[MP_HASH_LEN], const struct tmerchant *by)
+{
+	uint8_t t_hash[MP_HASH_LEN], word[MP_HASH_LEN];
+	mp_stmt_hash(t, t_hash);
+	memcpy(word, w, MP_HASH_LEN);
+	MpPoint pt = MICROPAY__V1__POINT__INIT;
+	pt.seg_seq = seg_seq - 1;
+	pt.index = at;
+	pt.w = (ProtobufCBinaryData){MP_HASH_LEN, word};
+	Micropay__V1__Cap cp = MICROPAY__V1__CAP__INIT;
+	cp.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)c->id};
+	cp.new_seg_seq = seg_seq;
+	cp.transfer_hash = (ProtobufCBinaryData){MP_HASH_LEN, t_hash};
+	cp.hseq = hseq;
+	cp.point = &pt;
+	MpSigned *s = mp_stmt_sign(&by->key, MP_STMT_CAP, &cp.base);
+	ck_assert_ptr_nonnull(s);
+	return s;
+}
+
+/* The honest Cap of segment 0 at index at (A's own word). */
+static MpSigned *cap0(const struct tchan *c, const MpSigned *t, uint32_t at)
+{
+	uint8_t w[MP_HASH_LEN];
+	tchannel_word(&c->ch, at, w);
+	return cap(c, t, 1, 0, at, w, &m1);
+}
+
+static MpSigned *segment_claim(const struct tchan *c, uint32_t seg_seq, const MpSigned *t,
+			       const MpSigned *cp, const uint8_t payout[MP_ID_LEN],
+			       const struct mp_key *signer)
+{
+	Micropay__V1__SegmentClaim sc = MICROPAY__V1__SEGMENT_CLAIM__INIT;
+	sc.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)c->id};
+	sc.seg_seq = seg_seq;
+	sc.transfer = (MpSigned *)t;
+	sc.cap = (MpSigned *)cp;
+	sc.payout_account_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)payout};
+	MpSigned *s = mp_stmt_sign(signer, MP_STMT_SEGMENT_CLAIM, &sc.base);
+	ck_assert_ptr_nonnull(s);
+	return s;
+}
+
+/* A CapNoticeReq as merchant tm (NULL: no client certificate); returns the status code, the
+ * evidence's stmt_hash into evidence (if not NULL; zeros when none). */
+static MpCode cap_notice(const struct tmerchant *tm, MpSigned *t, MpSigned *cp, MpSigned **pairs,
+			 size_t n_pairs, uint8_t evidence[MP_HASH_LEN])
+{
+	struct wire w;
+	if (tm)
+		tmerchant_connect(tm, &w, broker_ep, ca);
+	else
+		ck_assert(wire_connect(&w, broker_ep, ca, NULL, NULL));
+	Micropay__V1__CapNoticeReq req = MICROPAY__V1__CAP_NOTICE_REQ__INIT;
+	req.transfer = t;
+	req.cap = cp;
+	req.segments = pairs;
+	req.n_segments = n_pairs;
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.body_case = MP_BODY(CAP_NOTICE_REQ);
+	env.cap_notice_req = &req;
+	MpEnvelope *resp = wire_call(&w, &env);
+	wire_close(&w);
+	ck_assert(resp && resp->body_case == MP_BODY(CAP_NOTICE_RESP));
+	const MpStatus *st = resp->cap_notice_resp->status;
+	MpCode code = st->code;
+	if (evidence) {
+		memset(evidence, 0, MP_HASH_LEN);
+		if (st->evidence)
+			mp_stmt_hash(st->evidence, evidence);
+	}
+	ck_assert_uint_gt(resp->cap_notice_resp->broker_time, 0);
+	micropay__v1__envelope__free_unpacked(resp, NULL);
+	return code;
+}
+
+static MpCode claim_req(MpSigned *stmt, MpSigned **pairs, size_t n_pairs,
+			uint8_t evidence[MP_HASH_LEN], char *detail, size_t detail_len)
+{
+	struct wire w;
+	ck_assert(wire_connect(&w, broker_ep, ca, NULL, NULL));
+	Micropay__V1__SegmentClaimReq req = MICROPAY__V1__SEGMENT_CLAIM_REQ__INIT;
+	req.stmt = stmt;
+	req.segments = pairs;
+	req.n_segments = n_pairs;
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.body_case = MP_BODY(SEGMENT_CLAIM_REQ);
+	env.segment_claim_req = &req;
+	MpEnvelope *resp = wire_call(&w, &env);
+	wire_close(&w);
+	ck_assert(resp && resp->body_case == MP_BODY(SEGMENT_CLAIM_RESP));
+	const MpStatus *st = resp->segment_claim_resp->status;
+	MpCode code = st->code;
+	if (evidence) {
+		memset(evidence, 0, MP_HASH_LEN);
+		if (st->evidence)
+			mp_stmt_hash(st->evidence, evidence);
+	}
+	if (detail)
+		snprintf(detail, detail_len, "%s", st->detail ? st->detail : "");
+	micropay__v1__envelope__free_unpacked(resp, NULL);
+	return code;
+}
+
+static json_t *segments_of(const struct tchan *c)
+{
+	char hex[MP_HEX_ID_LEN + 1], params[128];
+	mp_hex_encode(c->id, MP_ID_LEN, hex);
+	snprintf(params, sizeof(params), "{\"channel\":\"%s\"}", hex);
+	json_t *all = admin_ok(&net, "broker", "channel.segments", params);
+	json_t *list = json_object_get(all, "segments");
+	ck_assert(json_is_array(list));
+	json_incref(list);
+	json_decref(all);
+	return list;
+}
+
+/* Rows the broker stored for c's transfers (segments beyond 0 and segment_transfers). */
+static void expect_stored(const struct tchan *c, int segments)
+{
+	char lit[2 * MP_ID_LEN + 32];
+	sql_bytea(c->id, MP_ID_LEN, lit, sizeof(lit));
+	char *a = sql_value(&net, "SELECT count(*) FROM segments WHERE channel_id = %s", lit);
+	char *b =
+	    sql_value(&net, "SELECT count(*) FROM segment_transfers WHERE channel_id = %s", lit);
+	ck_assert_int_eq(atoi(a), segments + 1);
+	ck_assert_int_eq(atoi(b), segments);
+	free(a);
+	free(b);
+}
+
+static void hash_of(const MpSigned *s, uint8_t out[MP_HASH_LEN])
+{
+	mp_stmt_hash(s, out);
+}
+
+static void hex_of(const uint8_t *data, size_t len, char *out)
+{
+	mp_hex_encode(data, len, out);
+}
+
+START_TEST(cap_notice_records_the_segment)
+{
+	struct tchan c;
+	struct tseg b;
+	issue(&c);
+	seg_make(&b, N);
+	MpSigned *t = transfer(&c, 1, 0, 30, &b, &c.ch.owner, NULL);
+	MpSigned *cp = cap0(&c, t, 30);
+	/* Only a merchant may send it. */
+	ck_assert_int_eq(cap_notice(NULL, t, cp, NULL, 0, NULL), MP_ST(BAD_SIG));
+	expect_stored(&c, 0);
+	ck_assert_int_eq(cap_notice(&m1, t, cp, NULL, 0, NULL), MP_ST(OK));
+	ck_assert_int_eq(cap_notice(&m1, t, cp, NULL, 0, NULL), MP_ST(DUPLICATE_OK));
+	expect_stored(&c, 1);
+	json_t *segs = segments_of(&c);
+	ck_assert_uint_eq(json_array_size(segs), 2);
+	json_t *s0 = json_array_get(segs, 0), *s1 = json_array_get(segs, 1);
+	char pk[2 * MP_PK_LEN + 1], acct[MP_HEX_ID_LEN + 1];
+	ck_assert_int_eq(json_int(s0, "start"), 0);
+	ck_assert_int_eq(json_int(s0, "cap_index"), 30);
+	hex_of(c.tw.account_id, MP_ID_LEN, acct);
+	ck_assert_str_eq(json_str(s0, "payout_account"), acct);
+	ck_assert_int_eq(json_int(s1, "seg_seq"), 1);
+	ck_assert_int_eq(json_int(s1, "start"), 30);
+	ck_assert_int_eq(json_int(s1, "len"), N);
+	hex_of(b.owner.pk, MP_PK_LEN, pk);
+	ck_assert_str_eq(json_str(s1, "owner_pk"), pk);
+	ck_assert_str_eq(json_str(s1, "holder"), m1.mid_hex);
+	ck_assert_int_eq(json_int(s1, "cap_hseq"), 0);
+	ck_assert(json_is_null(json_object_get(s1, "cap_index")));
+	ck_assert(json_is_integer(json_object_get(s1, "noticed")));
+	ck_assert(json_is_null(json_object_get(s1, "claimed")));
+	ck_assert(json_is_null(json_object_get(s1, "payout_account")));
+	json_decref(segs);
+	mp_stmt_free(t);
+	mp_stmt_free(cp);
+	mp_key_free(&b.owner);
+	release(&c);
+	net_audit_clean(&net);
+}
+END_TEST
+
+START_TEST(segment_claim_records_the_payout_account)
+{
+	struct tchan c;
+	struct tseg b;
+	struct twallet wb, wc;
+	issue(&c);
+	seg_make(&b, 80);
+	register_wallet(&wb);
+	register_wallet(&wc);
+	MpSigned *t = transfer(&c, 1, 0, 25, &b, &c.ch.owner, NULL);
+	MpSigned *cp = cap0(&c, t, 25);
+	MpSigned *sc = segment_claim(&c, 1, t, cp, wb.account_id, &b.owner);
+	/* The broker learns the segment from the claim itself, before any CapNotice. */
+	char detail[200];
+	ck_assert_int_eq(claim_req(sc, NULL, 0, NULL, detail, sizeof(detail)), MP_ST(OK));
+	ck_assert_int_eq(claim_req(sc, NULL, 0, NULL, detail, sizeof(detail)), MP_ST(DUPLICATE_OK));
+	/* Another SegmentClaim for the claimed segment: CONFLICT with the stored one. */
+	MpSigned *other = segment_claim(&c, 1, t, cp, wc.account_id, &b.owner);
+	uint8_t ev[MP_HASH_LEN], want[MP_HASH_LEN];
+	ck_assert_int_eq(claim_req(other, NULL, 0, ev, detail, sizeof(detail)), MP_ST(CONFLICT));
+	hash_of(sc, want);
+	ck_assert_mem_eq(ev, want, MP_HASH_LEN);
+	/* The holder's notice comes later: the segment was recorded already. */
+	ck_assert_int_eq(cap_notice(&m1, t, cp, NULL, 0, NULL), MP_ST(DUPLICATE_OK));
+	expect_stored(&c, 1);
+	json_t *segs = segments_of(&c);
+	json_t *s1 = json_array_get(segs, 1);
+	char acct[MP_HEX_ID_LEN + 1];
+	hex_of(wb.account_id, MP_ID_LEN, acct);
+	ck_assert_str_eq(json_str(s1, "payout_account"), acct);
+	ck_assert(json_is_integer(json_object_get(s1, "claimed")));
+	ck_assert(json_is_integer(json_object_get(s1, "noticed")));
+	ck_assert_int_eq(json_int(s1, "start"), 25);
+	json_decref(segs);
+	mp_stmt_free(t);
+	mp_stmt_free(cp);
+	mp_stmt_free(sc);
+	mp_stmt_free(other);
+	mp_key_free(&b.owner);
+	mp_key_free(&wb.account);
+	mp_key_free(&wc.account);
+	release(&c);
+	net_audit_clean(&net);
+}
+END_TEST
+
+/* One bad hand-over, refused with want and nothing stored. */
+struct bad_case {
+	const char *name;
+	MpSigned *t, *cp;
+	MpCode want;
+	const char *detail_part; /* in the SegmentClaim answer's detail, or NULL */
+};
+
+static void expect_refused(const struct tchan *c, const struct tseg *b, const struct twallet *wb,
+			   const struct bad_case *bc)
+{
+	ck_assert_msg(cap_notice(&m1, bc->t, bc->cp, NULL, 0, NULL) == bc->want,
+		      "%s: CapNotice not %s", bc->name, mp_code_name(bc->want));
+	MpSigned *sc = segment_claim(c, 1, bc->t, bc->cp, wb->account_id, &b->owner);
+	char detail[200];
+	MpCode got = claim_req(sc, NULL, 0, NULL, detail, sizeof(detail));
+	ck_assert_msg(got == bc->want, "%s: SegmentClaim %s (%s), want %s", bc->name,
+		      mp_code_name(got), detail, mp_code_name(bc->want));
+	if (bc->detail_part)
+		ck_assert_msg(strstr(detail, bc->detail_part), "%s: detail '%s' lacks '%s'",
+			      bc->name, detail, bc->detail_part);
+	mp_stmt_free(sc);
+	expect_stored(c, 0);
+}
+
+START_TEST(bad_hand_overs_are_refused_and_change_nothing)
+{
+	struct tchan c;
+	struct tseg b;
+	struct twallet wb;
+	struct mp_key stranger;
+	uint8_t seed[MP_SK_LEN], junk[MP_HASH_LEN];
+	issue(&c);
+	seg_make(&b, N);
+	register_wallet(&wb);
+	ck_assert(mp_key_generate(&stranger, seed));
+	memset(junk, 0x5a, sizeof(junk));
+	MpSigned *honest = transfer(&c, 1, 0, 30, &b, &c.ch.owner, NULL);
+	MpSigned *forged_t = transfer(&c, 1, 0, 30, &b, &stranger, NULL);
+	MpSigned *epoch1 = transfer(&c, 1, 1, 30, &b, &c.ch.owner, NULL);
+	uint8_t w30[MP_HASH_LEN], w35[MP_HASH_LEN];
+	tchannel_word(&c.ch, 30, w30);
+	tchannel_word(&c.ch, 35, w35);
+	/* B's new nonce is the nonce of segment 0: reused. */
+	struct tseg reuse = b;
+	memcpy(reuse.nonce, c.ch.nonce, MP_NONCE_LEN);
+	MpSigned *reused = transfer(&c, 1, 0, 30, &reuse, &c.ch.owner, NULL);
+	struct bad_case cases[] = {
+	    {"forged Transfer", forged_t, cap(&c, forged_t, 1, 0, 30, w30, &m1), MP_ST(BAD_SIG),
+	     NULL},
+	    {"forged Cap", honest, cap(&c, honest, 1, 0, 30, w30, &m2), MP_ST(BAD_SIG), NULL},
+	    {"wrong epoch", epoch1, cap(&c, epoch1, 1, 1, 30, w30, &m1),
+	     mp_custody_rule_code(MP_CUSTODY_CAP_EPOCH), NULL},
+	    {"w_cap not verifying", honest, cap(&c, honest, 1, 0, 30, junk, &m1),
+	     mp_custody_rule_code(MP_CUSTODY_W_CAP), NULL},
+	    {"cap_index above declared_last", honest, cap(&c, honest, 1, 0, 35, w35, &m1),
+	     mp_custody_rule_code(MP_CUSTODY_CAP_RANGE), NULL},
+	    {"reused nonce", reused, cap(&c, reused, 1, 0, 30, w30, &m1), MP_ST(MALFORMED),
+	     "reused"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		ck_assert_msg(cases[i].want != MP_ST(OK), "%s", cases[i].name);
+		expect_refused(&c, &b, &wb, &cases[i]);
+		mp_stmt_free(cases[i].cp);
+	}
+	/* A SegmentClaim not signed by the Transfer's new owner, or naming an unknown payout
+	 * account: refused, nothing stored (not even the valid pair it carries). */
+	MpSigned *cp = cap0(&c, honest, 30);
+	MpSigned *by_a = segment_claim(&c, 1, honest, cp, wb.account_id, &c.ch.owner);
+	ck_assert_int_eq(claim_req(by_a, NULL, 0, NULL, NULL, 0), MP_ST(BAD_SIG));
+	uint8_t nobody[MP_ID_LEN];
+	ck_assert(mp_random_bytes(nobody, MP_ID_LEN));
+	MpSigned *unknown = segment_claim(&c, 1, honest, cp, nobody, &b.owner);
+	ck_assert_int_eq(claim_req(unknown, NULL, 0, NULL, NULL, 0), MP_ST(UNKNOWN_ACCOUNT));
+	expect_stored(&c, 0);
+	/* The honest pair is then accepted. */
+	MpSigned *good = segment_claim(&c, 1, honest, cp, wb.account_id, &b.owner);
+	ck_assert_int_eq(claim_req(good, NULL, 0, NULL, NULL, 0), MP_ST(OK));
+	expect_stored(&c, 1);
+	mp_stmt_free(by_a);
+	mp_stmt_free(unknown);
+	mp_stmt_free(good);
+	mp_stmt_free(cp);
+	mp_stmt_free(honest);
+	mp_stmt_free(forged_t);
+	mp_stmt_free(epoch1);
+	mp_stmt_free(reused);
+	mp_key_free(&stranger);
+	mp_key_free(&b.owner);
+	mp_key_free(&wb.account);
+	release(&c);
+	net_audit_clean(&net);
+}
+END_TEST
+
+static json_t *conflicts_of(const struct tchan *c)
+{
+	json_t *all = admin_ok(&net, "broker", "conflicts", NULL);
+	json_t *list = json_object_get(all, "conflicts");
+	char hex[MP_HEX_ID_LEN + 1];
+	mp_hex_encode(c->id, MP_ID_LEN, hex);
+	json_t *mine = json_array();
+	size_t i;
+	json_t *item;
+	json_array_foreach(list, i, item)
+	{
+		if (strcmp(json_str(item, "channel"), hex) == 0)
+			json_array_append(mine, item);
+	}
+	json_decref(all);
+	return mine;
+}
+
+START_TEST(second_cap_for_a_segment_is_a_conflict)
+{
+	struct tchan c;
+	struct tseg b, b2;
+	issue(&c);
+	seg_make(&b, N);
+	seg_make(&b2, N);
+	MpSigned *t = transfer(&c, 1, 0, 30, &b, &c.ch.owner, NULL);
+	MpSigned *cp = cap0(&c, t, 30);
+	ck_assert_int_eq(cap_notice(&m1, t, cp, NULL, 0, NULL), MP_ST(OK));
+	/* The holder caps another Transfer for segment 1, and the same one again lower. */
+	MpSigned *t2 = transfer(&c, 1, 0, 40, &b2, &c.ch.owner, NULL);
+	MpSigned *cp2 = cap0(&c, t2, 40);
+	MpSigned *cp3 = cap0(&c, t, 20);
+	uint8_t ev[MP_HASH_LEN], want[MP_HASH_LEN];
+	hash_of(cp, want);
+	ck_assert_int_eq(cap_notice(&m1, t2, cp2, NULL, 0, ev), MP_ST(CONFLICT));
+	ck_assert_mem_eq(ev, want, MP_HASH_LEN);
+	ck_assert_int_eq(cap_notice(&m1, t, cp3, NULL, 0, ev), MP_ST(CONFLICT));
+	ck_assert_mem_eq(ev, want, MP_HASH_LEN);
+	json_t *conf = conflicts_of(&c);
+	ck_assert_uint_eq(json_array_size(conf), 2);
+	for (size_t i = 0; i < 2; i++) {
+		json_t *k = json_array_get(conf, i);
+		ck_assert_str_eq(json_str(k, "kind"), "double_cap");
+		ck_assert_str_eq(json_str(k, "liable"), m1.mid_hex);
+		ck_assert_int_eq(json_int(k, "hseq"), 0);
+		ck_assert(json_is_string(json_object_get(k, "stmt_b")));
+	}
+	json_decref(conf);
+	/* Replayed: recorded once. */
+	ck_assert_int_eq(cap_notice(&m1, t2, cp2, NULL, 0, NULL), MP_ST(CONFLICT));
+	conf = conflicts_of(&c);
+	ck_assert_uint_eq(json_array_size(conf), 2);
+	json_decref(conf);
+	/* The first pair stays. */
+	json_t *segs = segments_of(&c);
+	ck_assert_int_eq(json_int(json_array_get(segs, 1), "start"), 30);
+	json_decref(segs);
+	expect_stored(&c, 1);
+	mp_stmt_free(t), mp_stmt_free(cp), mp_stmt_free(t2), mp_stmt_free(cp2), mp_stmt_free(cp3);
+	mp_key_free(&b.owner);
+	mp_key_free(&b2.owner);
+	release(&c);
+	net_audit_clean(&net);
+}
+END_TEST
+
+/* A claim of m1 in epoch 0 at (seg_seq, index, w) carrying segments. */
+struct sclaim {
+	const struct tchan *c;
+	uint32_t seg_seq, index;
+	uint8_t w[MP_HASH_LEN];
+	MpSigned **segments;
+	size_t n_segments;
+};
+
+static MpEnvelope *redeem_claims(const struct sclaim *claims, size_t n)
+{
+	MpPoint points[4];
+	Micropay__V1__Claim items[4], *ptrs[4];
+	uint8_t redeem_id[MP_ID_LEN];
+	ck_assert_uint_le(n, 4);
+	ck_assert(mp_random_bytes(redeem_id, MP_ID_LEN));
+	for (size_t i = 0; i < n; i++) {
+		micropay__v1__point__init(&points[i]);
+		points[i].seg_seq = claims[i].seg_seq;
+		points[i].index = claims[i].index;
+		points[i].w = (ProtobufCBinaryData){MP_HASH_LEN, (uint8_t *)claims[i].w};
+		micropay__v1__claim__init(&items[i]);
+		items[i].channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)claims[i].c->id};
+		items[i].point = &points[i];
+		items[i].segments = claims[i].segments;
+		items[i].n_segments = claims[i].n_segments;
+		ptrs[i] = &items[i];
+	}
+	Micropay__V1__Redeem rd = MICROPAY__V1__REDEEM__INIT;
+	rd.redeem_id = (ProtobufCBinaryData){MP_ID_LEN, redeem_id};
+	rd.merchant_id = (ProtobufCBinaryData){MP_ID_LEN, m1.mid};
+	rd.claims = ptrs;
+	rd.n_claims = n;
+	MpSigned *s = mp_stmt_sign(&m1.key, MP_STMT_REDEEM, &rd.base);
+	ck_assert_ptr_nonnull(s);
+	struct wire w;
+	tmerchant_connect(&m1, &w, broker_ep, ca);
+	MpEnvelope *resp = redeem_call(&w, s);
+	wire_close(&w);
+	mp_stmt_free(s);
+	ck_assert_uint_eq(resp->redeem_resp->n_results, n);
+	return resp;
+}
+
+static void expect_result(const MpEnvelope *resp, size_t i, MpCode status, uint64_t amount,
+			  const char *detail_part)
+{
+	const Micropay__V1__ClaimResult *cr = resp->redeem_resp->results[i];
+	ck_assert_msg(cr->status == status, "claim %zu: %s (%s), want %s", i,
+		      mp_code_name(cr->status), cr->detail, mp_code_name(status));
+	ck_assert_uint_eq(cr->credited_amount, amount);
+	if (detail_part)
+		ck_assert_msg(strstr(cr->detail, detail_part), "claim %zu: '%s' lacks '%s'", i,
+			      cr->detail, detail_part);
+}
+
+START_TEST(redeem_across_segments_is_exact)
+{
+	int64_t before = pending_of(&m1);
+	struct tchan c;
+	struct tseg b;
+	issue(&c);
+	seg_make(&b, N);
+	MpSigned *pair[2];
+	pair[0] = transfer(&c, 1, 0, 30, &b, &c.ch.owner, NULL);
+	pair[1] = cap0(&c, pair[0], 30);
+	ck_assert_int_eq(cap_notice(&m1, pair[0], pair[1], NULL, 0, NULL), MP_ST(OK));
+	/* Segment 0 above its cap, a segment nobody knows, then B's index 50 (u_20 of B's
+	 * chain): the units of both segments in epoch 0, 30 + 20. */
+	struct sclaim cl[3] = {
+	    {&c, 0, 40, {0}, NULL, 0}, {&c, 2, 60, {0}, NULL, 0}, {&c, 1, 50, {0}, pair, 2}};
+	tchannel_word(&c.ch, 40, cl[0].w);
+	memset(cl[1].w, 0x33, MP_HASH_LEN);
+	seg_word(&b, 20, cl[2].w);
+	MpEnvelope *resp = redeem_claims(cl, 3);
+	ck_assert_int_eq(resp->redeem_resp->status->code, MP_ST(OK));
+	expect_result(resp, 0, MP_ST(OUT_OF_RANGE), 0, "index outside its segment");
+	expect_result(resp, 1, MP_ST(TOO_EARLY), 0, "segment unknown");
+	expect_result(resp, 2, MP_ST(OK), 50, NULL);
+	micropay__v1__envelope__free_unpacked(resp, NULL);
+	/* A false word in segment 1, then the next honest one: 10 more. */
+	struct sclaim more[2] = {{&c, 1, 55, {0}, NULL, 0}, {&c, 1, 60, {0}, NULL, 0}};
+	seg_word(&b, 24, more[0].w); /* the word of 54, not 55 */
+	seg_word(&b, 30, more[1].w);
+	resp = redeem_claims(more, 2);
+	expect_result(resp, 0, MP_ST(BAD_CHAIN), 0, NULL);
+	expect_result(resp, 1, MP_ST(OK), 10, NULL);
+	micropay__v1__envelope__free_unpacked(resp, NULL);
+	ck_assert_int_eq(pending_of(&m1) - before, 60);
+	mp_stmt_free(pair[0]);
+	mp_stmt_free(pair[1]);
+	mp_key_free(&b.owner);
+	release(&c);
+	net_audit_clean(&net);
+}
+END_TEST
+
+START_TEST(redeem_records_segments_the_broker_did_not_know)
+{
+	int64_t before = pending_of(&m1);
+	struct tchan c;
+	struct tseg b, b2;
+	issue(&c);
+	seg_make(&b, N);
+	seg_make(&b2, N);
+	/* A gives the rest to B at 20, B gives its rest to B2 at 45; no CapNotice reached the
+	 * broker. m1 claims index 70 of segment 2 with both pairs. */
+	MpSigned *pairs[4];
+	pairs[0] = transfer(&c, 1, 0, 20, &b, &c.ch.owner, NULL);
+	pairs[1] = cap0(&c, pairs[0], 20);
+	pairs[2] = transfer(&c, 2, 0, 45, &b2, &b.owner, pairs[0]);
+	uint8_t w45[MP_HASH_LEN];
+	seg_word(&b, 25, w45);
+	pairs[3] = cap(&c, pairs[2], 2, 0, 45, w45, &m1);
+	struct sclaim cl[1] = {{&c, 2, 70, {0}, pairs, 4}};
+	seg_word(&b2, 25, cl[0].w);
+	MpEnvelope *resp = redeem_claims(cl, 1);
+	expect_result(resp, 0, MP_ST(OK), 70, NULL);
+	micropay__v1__envelope__free_unpacked(resp, NULL);
+	ck_assert_int_eq(pending_of(&m1) - before, 70);
+	expect_stored(&c, 2);
+	json_t *segs = segments_of(&c);
+	ck_assert_int_eq(json_int(json_array_get(segs, 1), "start"), 20);
+	ck_assert_int_eq(json_int(json_array_get(segs, 1), "cap_index"), 45);
+	ck_assert_int_eq(json_int(json_array_get(segs, 2), "start"), 45);
+	ck_assert(json_is_null(json_object_get(json_array_get(segs, 2), "noticed")));
+	json_decref(segs);
+	/* B2's SegmentClaim for segment 2 is then acknowledged from the recorded pairs. */
+	struct twallet w2;
+	register_wallet(&w2);
+	MpSigned *sc = segment_claim(&c, 2, pairs[2], pairs[3], w2.account_id, &b2.owner);
+	ck_assert_int_eq(claim_req(sc, NULL, 0, NULL, NULL, 0), MP_ST(OK));
+	mp_stmt_free(sc);
+	mp_key_free(&w2.account);
+	for (size_t i = 0; i < 4; i++)
+		mp_stmt_free(pairs[i]);
+	mp_key_free(&b.owner);
+	mp_key_free(&b2.owner);
+	release(&c);
+	net_audit_clean(&net);
+}
+END_TEST
+
+START_TEST(segment_claim_carries_the_pairs_before_it)
+{
+	struct tchan c;
+	struct tseg b, b2;
+	struct twallet w2;
+	issue(&c);
+	seg_make(&b, N);
+	seg_make(&b2, N);
+	register_wallet(&w2);
+	MpSigned *pairs[2];
+	pairs[0] = transfer(&c, 1, 0, 10, &b, &c.ch.owner, NULL);
+	pairs[1] = cap0(&c, pairs[0], 10);
+	MpSigned *t2 = transfer(&c, 2, 0, 40, &b2, &b.owner, pairs[0]);
+	uint8_t w40[MP_HASH_LEN];
+	seg_word(&b, 30, w40);
+	MpSigned *c2 = cap(&c, t2, 2, 0, 40, w40, &m1);
+	MpSigned *sc = segment_claim(&c, 2, t2, c2, w2.account_id, &b2.owner);
+	/* Without the pair before it the broker cannot know segment 1's owner. */
+	ck_assert_int_eq(claim_req(sc, NULL, 0, NULL, NULL, 0), MP_ST(TOO_EARLY));
+	expect_stored(&c, 0);
+	ck_assert_int_eq(claim_req(sc, pairs, 2, NULL, NULL, 0), MP_ST(OK));
+	expect_stored(&c, 2);
+	json_t *segs = segments_of(&c);
+	char acct[MP_HEX_ID_LEN + 1];
+	hex_of(w2.account_id, MP_ID_LEN, acct);
+	ck_assert_str_eq(json_str(json_array_get(segs, 2), "payout_account"), acct);
+	ck_assert(json_is_null(json_object_get(json_array_get(segs, 1), "payout_account")));
+	json_decref(segs);
+	mp_stmt_free(sc), mp_stmt_free(t2), mp_stmt_free(c2);
+	mp_stmt_free(pairs[0]), mp_stmt_free(pairs[1]);
+	mp_key_free(&b.owner);
+	mp_key_free(&b2.owner);
+	mp_key_free(&w2.account);
+	release(&c);
+	net_audit_clean(&net);
+}
+END_TEST
+
+static Suite *segment_claim_suite(void)
+{
+	Suite *s = suite_create("segment_claim");
+	TCase *tc = tcase_create("segments");
+	tcase_set_timeout(tc, 300);
+	tcase_add_unchecked_fixture(tc, setup_net, teardown_net);
+	tcase_add_test(tc, cap_notice_records_the_segment);
+	tcase_add_test(tc, segment_claim_records_the_payout_account);
+	tcase_add_test(tc, bad_hand_overs_are_refused_and_change_nothing);
+	tcase_add_test(tc, second_cap_for_a_segment_is_a_conflict);
+	tcase_add_test(tc, redeem_across_segments_is_exact);
+	tcase_add_test(tc, redeem_records_segments_the_broker_did_not_know);
+	tcase_add_test(tc, segment_claim_carries_the_pairs_before_it);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return mp_check_run(segment_claim_suite());
+}
