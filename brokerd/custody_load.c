@@ -35,6 +35,9 @@ static bool load_chan(struct custody_chan *ch, const PGresult *res, int row)
 	ch->n = (uint32_t)db_get_i64(res, row, "n");
 	ch->finalize_at = (uint64_t)db_get_i64(res, row, "finalize_at");
 	ch->has_holder0 = db_get_bytes(res, row, "merchant_id", ch->holder0, MP_ID_LEN);
+	ch->bound = !db_is_null(res, row, "w");
+	if (ch->bound && !db_get_bytes(res, row, "w", ch->bind_hash, MP_HASH_LEN))
+		return false;
 	ch->seg0 = (struct mp_custody_segment){.seg_seq = 0, .start = 0, .len = ch->n};
 	ch->cert = row_stmt(res, row, "bytes_a");
 	if (!ch->cert)
@@ -213,6 +216,8 @@ void custody_channel_desc(const struct custody_chan *ch, struct mp_custody_chann
 	memcpy(desc->channel_id, ch->channel_id, MP_ID_LEN);
 	memcpy(desc->cert_hash, ch->seg0.head, MP_HASH_LEN);
 	memcpy(desc->holder0, ch->holder0, MP_ID_LEN);
+	desc->bound = ch->bound;
+	memcpy(desc->bind_hash, ch->bind_hash, MP_HASH_LEN);
 }
 
 size_t custody_segment_evidence(const struct custody_chan *ch, MpSigned *const *given,

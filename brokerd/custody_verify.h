@@ -36,6 +36,8 @@ struct custody_chan {
 	uint64_t finalize_at; /* redeem_until + T_grace */
 	bool has_holder0;
 	uint8_t holder0[MP_ID_LEN];
+	bool bound; /* holder0 comes from the broker's Bind, whose stmt_hash is bind_hash */
+	uint8_t bind_hash[MP_HASH_LEN];
 	struct mp_custody_segment seg0; /* with the cert's owner_pk */
 	MpSigned *cert;
 	struct custody_stored *stored; /* hseq 1..n_stored in order */

@@ -41,7 +41,8 @@ ALTER TABLE conflicts ADD CONSTRAINT conflicts_kind_check
                     'double_cap'));
 
 -- What brokerd needs to verify custody and segment evidence, as typed rows (0008's rows plus
--- 'pair' and 'point'):
+-- 'pair' and 'point'; a 'chan' row also carries the stmt_hash of the channel's Bind in w, NULL
+-- if it has none, and segment 0's owner key in bytes_b):
 --   'chan'    per channel that has stored Handoffs or pairs, or is in p_with_custody
 --   'handoff' per stored Handoff of those channels
 --   'pair'    per recorded segment s >= 1: seg_seq, Transfer (bytes_a), Cap (bytes_b)
@@ -65,8 +66,9 @@ BEGIN
                 OR EXISTS (SELECT 1 FROM segment_transfers t
                             WHERE t.channel_id = c.channel_id)))
     SELECT 'chan'::text, ch.channel_id, NULL::int, ch.n, ch.finalize_at, ch.holder0, NULL::bytea,
-           s.nonce, s.root, ch.cert, 0, NULL::int, NULL::bytea, NULL::bigint, s.owner_pk
+           s.nonce, s.root, ch.cert, 0, NULL::int, b.stmt_hash, NULL::bigint, s.owner_pk
       FROM ch JOIN segments s ON s.channel_id = ch.channel_id AND s.seg_seq = 0
+      LEFT JOIN binds b ON b.channel_id = ch.channel_id
     UNION ALL
     SELECT 'handoff', h.channel_id, h.hseq, NULL, NULL, h.from_mid, h.to_mid, NULL, NULL,
            h.stmt, h.seg_seq, h.at_index, h.w_at, NULL, NULL
@@ -118,6 +120,7 @@ DECLARE
     v_new    int := 0;
     v_status int := 0;
     v_main   boolean;
+    v_conf   bigint;
 BEGIN
     IF p_source NOT IN ('notice', 'claim', 'redeem') THEN
         RAISE EXCEPTION 'mp_segment_record: source %', p_source;
@@ -149,12 +152,13 @@ BEGIN
                 END IF;
                 CONTINUE;
             END IF;
+            SELECT count(*) INTO v_conf FROM conflicts;
             PERFORM mp_conflict_add('double_cap', p_channel_id, p_hseq[i], p_holder[i],
                                     p_cap[i], v_t.cap, NULL, NULL,
                                     'two Caps for segment ' || p_seg[i]);
             RETURN QUERY SELECT 16, ('segment ' || p_seg[i]
                                      || ' recorded with another Transfer/Cap')::text,
-                                v_t.cap, v_new, 1;
+                                v_t.cap, v_new, ((SELECT count(*) FROM conflicts) - v_conf)::int;
             RETURN;
         END IF;
         IF p_seg[i] > 15 THEN

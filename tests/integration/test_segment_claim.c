@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "custody.h"
 #include "harness.h"
 #include "harness_db.h"
 #include "harness_merchant.h"
@@ -427,12 +426,11 @@ START_TEST(bad_hand_overs_are_refused_and_change_nothing)
 	    {"forged Transfer", forged_t, cap(&c, forged_t, 1, 0, 30, w30, &m1), MP_ST(BAD_SIG),
 	     NULL},
 	    {"forged Cap", honest, cap(&c, honest, 1, 0, 30, w30, &m2), MP_ST(BAD_SIG), NULL},
-	    {"wrong epoch", epoch1, cap(&c, epoch1, 1, 1, 30, w30, &m1),
-	     mp_custody_rule_code(MP_CUSTODY_CAP_EPOCH), NULL},
-	    {"w_cap not verifying", honest, cap(&c, honest, 1, 0, 30, junk, &m1),
-	     mp_custody_rule_code(MP_CUSTODY_W_CAP), NULL},
+	    {"wrong epoch", epoch1, cap(&c, epoch1, 1, 1, 30, w30, &m1), MP_ST(NOT_HOLDER), NULL},
+	    {"w_cap not verifying", honest, cap(&c, honest, 1, 0, 30, junk, &m1), MP_ST(BAD_CHAIN),
+	     NULL},
 	    {"cap_index above declared_last", honest, cap(&c, honest, 1, 0, 35, w35, &m1),
-	     mp_custody_rule_code(MP_CUSTODY_CAP_RANGE), NULL},
+	     MP_ST(OUT_OF_RANGE), NULL},
 	    {"reused nonce", reused, cap(&c, reused, 1, 0, 30, w30, &m1), MP_ST(MALFORMED),
 	     "reused"},
 	};
