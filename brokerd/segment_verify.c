@@ -107,11 +107,16 @@ static bool open_claim(struct segment_job *job)
 static bool build_evidence(struct segment_job *job)
 {
 	uint32_t s = job->seg_seq;
-	if (job->n_given % 2 || job->n_given > 2 * (size_t)(s - 1))
+	size_t n_given = job->n_given;
+	/* Pairs 1..s given whole (pair s the request's own): the same evidence. */
+	if (n_given == 2 * (size_t)s && same_stmt(job->given[2 * s - 2], job->transfer) &&
+	    same_stmt(job->given[2 * s - 1], job->cap))
+		n_given -= 2;
+	if (n_given % 2 || n_given > 2 * (size_t)(s - 1))
 		return refuse(job, MP_ST(MALFORMED), "segments must be the pairs before segment %u",
 			      s);
 	job->n_stmts =
-	    custody_segment_evidence(&job->chans[0], job->given, job->n_given, s - 1, job->stmts);
+	    custody_segment_evidence(&job->chans[0], job->given, n_given, s - 1, job->stmts);
 	if (job->n_stmts != 2 * (size_t)(s - 1))
 		return refuse(job, MP_ST(TOO_EARLY), "segment %u unknown",
 			      (unsigned)(job->n_stmts / 2 + 1));

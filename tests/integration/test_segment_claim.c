@@ -300,6 +300,11 @@ START_TEST(cap_notice_records_the_segment)
 	expect_stored(&c, 0);
 	ck_assert_int_eq(cap_notice(&m1, t, cp, NULL, 0, NULL), MP_ST(OK));
 	ck_assert_int_eq(cap_notice(&m1, t, cp, NULL, 0, NULL), MP_ST(DUPLICATE_OK));
+	/* Segments holding the pair itself after the ones before it: the same evidence. Any
+	 * other pair beyond segment s-1 is not. */
+	MpSigned *self[2] = {t, cp}, *odd[2] = {cp, t};
+	ck_assert_int_eq(cap_notice(&m1, t, cp, self, 2, NULL), MP_ST(DUPLICATE_OK));
+	ck_assert_int_eq(cap_notice(&m1, t, cp, odd, 2, NULL), MP_ST(MALFORMED));
 	expect_stored(&c, 1);
 	json_t *segs = segments_of(&c);
 	ck_assert_uint_eq(json_array_size(segs), 2);
@@ -716,6 +721,65 @@ START_TEST(segment_claim_carries_the_pairs_before_it)
 }
 END_TEST
 
+/* Whether the audit's segments_backed_by_transfers check names segment seg_seq of c. */
+static bool audit_names_segment(const struct tchan *c, uint32_t seg_seq)
+{
+	json_t *audit = admin_ok(&net, "broker", "audit", NULL);
+	json_t *checks = json_object_get(audit, "checks");
+	char want[MP_HEX_ID_LEN + 16], hex[MP_HEX_ID_LEN + 1];
+	mp_hex_encode(c->id, MP_ID_LEN, hex);
+	snprintf(want, sizeof(want), "%s/%u", hex, seg_seq);
+	bool found = false, seen = false;
+	size_t i, k;
+	json_t *item, *id;
+	json_array_foreach(checks, i, item)
+	{
+		if (strcmp(json_str(item, "check"), "segments_backed_by_transfers") != 0)
+			continue;
+		seen = true;
+		json_array_foreach(json_object_get(item, "offenders"), k, id)
+		{
+			found = found || strcmp(json_string_value(id), want) == 0;
+		}
+	}
+	json_decref(audit);
+	ck_assert_msg(seen, "the audit has no segments_backed_by_transfers check");
+	return found;
+}
+
+START_TEST(audit_checks_segments_and_limit_is_enforced)
+{
+	struct tchan c;
+	struct tseg b;
+	issue(&c);
+	seg_make(&b, N);
+	/* A 16th segment is refused before anything is verified. */
+	MpSigned *t16 = transfer(&c, 16, 0, 30, &b, &c.ch.owner, NULL);
+	MpSigned *c16 = cap(&c, t16, 16, 0, 30, b.root, &m1);
+	ck_assert_int_eq(cap_notice(&m1, t16, c16, NULL, 0, NULL), MP_ST(LIMIT));
+	expect_stored(&c, 0);
+	MpSigned *t = transfer(&c, 1, 0, 30, &b, &c.ch.owner, NULL);
+	MpSigned *cp = cap0(&c, t, 30);
+	ck_assert_int_eq(cap_notice(&m1, t, cp, NULL, 0, NULL), MP_ST(OK));
+	ck_assert(!audit_names_segment(&c, 1));
+	/* A segment whose start is not its Cap's index is named by the audit. */
+	char lit[2 * MP_ID_LEN + 32];
+	sql_bytea(c.id, MP_ID_LEN, lit, sizeof(lit));
+	sql_exec(&net,
+		 "UPDATE segment_transfers SET cap_index = cap_index - 1 WHERE channel_id = %s",
+		 lit);
+	ck_assert(audit_names_segment(&c, 1));
+	sql_exec(&net,
+		 "UPDATE segment_transfers SET cap_index = cap_index + 1 WHERE channel_id = %s",
+		 lit);
+	ck_assert(!audit_names_segment(&c, 1));
+	mp_stmt_free(t16), mp_stmt_free(c16), mp_stmt_free(t), mp_stmt_free(cp);
+	mp_key_free(&b.owner);
+	release(&c);
+	net_audit_clean(&net);
+}
+END_TEST
+
 static Suite *segment_claim_suite(void)
 {
 	Suite *s = suite_create("segment_claim");
@@ -729,6 +793,7 @@ static Suite *segment_claim_suite(void)
 	tcase_add_test(tc, redeem_across_segments_is_exact);
 	tcase_add_test(tc, redeem_records_segments_the_broker_did_not_know);
 	tcase_add_test(tc, segment_claim_carries_the_pairs_before_it);
+	tcase_add_test(tc, audit_checks_segments_and_limit_is_enforced);
 	suite_add_tcase(s, tc);
 	return s;
 }
