@@ -206,14 +206,14 @@ START_TEST(too_many_items_are_refused)
 	const char *daemons[] = {"broker", "m1"};
 	for (int i = 0; i < 2; i++) {
 		size_t len;
-		uint8_t *msg = segment_bomb(MP_MAX_SEGMENTS + 1, &len);
+		uint8_t *msg = segment_bomb(MP_MAX_SEGMENT_STMTS + 1, &len);
 		struct wire w;
 		ck_assert(wire_connect(&w, endpoint_of(daemons[i]), ca, NULL, NULL));
 		ck_assert(wire_send_frame(&w, msg, len));
 		free(msg);
-		refused_then_closed(&w, "17 items in OpenReq.segments, at most 16", 0);
+		refused_then_closed(&w, "31 items in OpenReq.segments, at most 30", 0);
 		wire_close(&w);
-		ck_assert(log_has(&net, daemons[i], "17 items in OpenReq.segments", 3000));
+		ck_assert(log_has(&net, daemons[i], "31 items in OpenReq.segments", 3000));
 		served(endpoint_of(daemons[i]));
 	}
 }
