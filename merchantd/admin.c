@@ -9,9 +9,11 @@
 #include "admin.h"
 #include "amount.h"
 #include "batch.h"
+#include "cap_outbox.h"
 #include "compact.h"
 #include "log.h"
 #include "merchant.h"
+#include "segments.h"
 #include "store.h"
 
 static void admin_status(struct mp_admin_req *req, json_t *params, void *ctx)
@@ -21,7 +23,8 @@ static void admin_status(struct mp_admin_req *req, json_t *params, void *ctx)
 	mp_admin_reply(
 	    req,
 	    json_pack(
-		"{s:s,s:o,s:b,s:I,s:I,s:I,s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}}",
+		"{s:s,s:o,s:b,s:I,s:I,s:I,s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,"
+		"s:I,s:I},s:{s:I,s:I}}",
 		"daemon", "merchantd", "merchant_id", mp_json_hex(m->mid, MP_ID_LEN), "registered",
 		m->cert_valid_until != 0, "cert_valid_until", (json_int_t)m->cert_valid_until,
 		"channels", (json_int_t)m->channels_recorded, "time", (json_int_t)mp_now(),
@@ -32,7 +35,11 @@ static void admin_status(struct mp_admin_req *req, json_t *params, void *ctx)
 		"redeems_sent", (json_int_t)s->redeems_sent, "amount_credited",
 		(json_int_t)s->amount_credited, "handoffs_signed", (json_int_t)s->handoffs_signed,
 		"handoffs_taken", (json_int_t)s->handoffs_taken, "handoff_refusals",
-		(json_int_t)s->handoff_refusals));
+		(json_int_t)s->handoff_refusals, "caps_signed", (json_int_t)s->caps_signed,
+		"transfer_refusals", (json_int_t)s->transfer_refusals, "stale_segment",
+		(json_int_t)s->stale_segment, "cap_outbox", "pending",
+		(json_int_t)cap_outbox_pending(m), "conflicts",
+		(json_int_t)cap_outbox_conflicts(m)));
 }
 
 static void admin_metrics(struct mp_admin_req *req, json_t *params, void *ctx)
@@ -60,18 +67,28 @@ static void admin_metrics(struct mp_admin_req *req, json_t *params, void *ctx)
 			 (unsigned long long)ct->outbox_rows, (unsigned long long)ct->pages_freed,
 			 m->channels_recorded);
 	if (n > 0 && (size_t)n < sizeof(text))
+		n += (int)cap_outbox_metrics(m, text + n, sizeof(text) - (size_t)n);
+	if (n > 0 && (size_t)n < sizeof(text))
 		redeemer_metrics(m->redeemer, text + n, sizeof(text) - (size_t)n);
 	char limits[4096];
 	merchant_limits_metrics(m, limits, sizeof(limits));
 	mp_admin_reply(req, json_pack("{s:s+}", "prometheus", text, limits));
 }
 
+/* Where the segment of the durable point starts (a Cap waiting for its commit moved the pay
+ * path already). */
+static uint32_t durable_seg_start(const struct channel *ch)
+{
+	return ch->durable_seg == 0 ? 0 : ch->segs[ch->durable_seg - 1].start;
+}
+
 static json_t *channel_json(const struct channel *ch)
 {
-	return json_pack("{s:o,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "channel_id",
+	return json_pack("{s:o,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "channel_id",
 			 mp_json_hex(ch->id, MP_ID_LEN), "state", channel_state_name(ch->state),
-			 "epoch", (json_int_t)ch->hseq, "segment", (json_int_t)ch->seg_seq, "n",
-			 (json_int_t)ch->n, "unit_value", (json_int_t)ch->unit_value, "last",
+			 "epoch", (json_int_t)ch->hseq, "segment", (json_int_t)ch->durable_seg,
+			 "seg_start", (json_int_t)durable_seg_start(ch), "n", (json_int_t)ch->n,
+			 "unit_value", (json_int_t)ch->unit_value, "last",
 			 (json_int_t)ch->durable_last, "credit", (json_int_t)ch->durable_credit,
 			 "redeemed_end", (json_int_t)ch->redeemed_end, "pay_until",
 			 (json_int_t)ch->pay_until, "redeem_until", (json_int_t)ch->redeem_until);

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "segments.h"
 #include "store.h"
 #include "store_thread.h"
 
@@ -95,6 +96,16 @@ static void make_durable(struct merchant *m, struct batch_entry *e)
 	case ENTRY_HANDOFF:
 		ch->handoff_pending = false;
 		return;
+	case ENTRY_CAP: /* the channel row is at the new segment's base point */
+		ch->cap_pending = false;
+		ch->durable_seg = e->seg->seg_seq;
+		ch->durable_last = e->seg->start;
+		memcpy(ch->durable_w, e->seg->root, MP_HASH_LEN);
+		ch->durable_credit = 0;
+		ch->durable_order_ref_len = 0;
+		ch->durable_code = MP_ST(OK);
+		ch->durable_price = 0;
+		return;
 	case ENTRY_TAKEOVER:
 		if (e->custody->insert) {
 			ch->recorded = true;
@@ -141,9 +152,14 @@ static void acknowledge(struct merchant *m, struct batch_entry *e)
 	case ENTRY_TAKEOVER:
 		takeover_acknowledge(m, e);
 		break;
+	case ENTRY_CAP:
+		transfer_acknowledge(m, e);
+		break;
 	}
 	custody_write_free(e->custody);
 	e->custody = NULL;
+	segment_rows_free(e->seg, e->seg ? 1 : 0);
+	e->seg = NULL;
 	mp_conn_unref(e->conn);
 }
 
@@ -163,11 +179,15 @@ static void on_committed(struct st_job *job)
 	submit(p);
 }
 
-/* Mark the last Pay of each channel in the batch: only it updates the channel row. */
+/* Mark the last Pay of each channel in the batch: only it updates the channel row (after every
+ * entry is written). A Cap writes the row itself (the new segment's base point): the Pays of
+ * the capped segment before it in the batch leave the row alone, those after it update it. */
 static void mark_row_updates(struct batch *b)
 {
 	for (size_t i = b->count; i-- > 0;) {
 		struct batch_entry *e = &b->entries[i];
+		if (e->kind == ENTRY_CAP)
+			e->ch->batch_mark = b->seq;
 		if (e->kind != ENTRY_PAY)
 			continue;
 		e->updates_row = e->ch->batch_mark != b->seq;
@@ -242,22 +262,23 @@ bool batch_has_room(const struct merchant *m)
 }
 
 static const struct batch_entry *find_in(const struct batch *b, const struct channel *ch,
-					 uint32_t j)
+					 uint32_t seg_seq, uint32_t j)
 {
 	for (size_t i = b->count; i-- > 0;) {
 		const struct batch_entry *e = &b->entries[i];
-		if (e->kind == ENTRY_PAY && e->ch == ch && e->j == j)
+		if (e->kind == ENTRY_PAY && e->ch == ch && e->seg_seq == seg_seq && e->j == j)
 			return e;
 	}
 	return NULL;
 }
 
-const struct batch_entry *batch_find(const struct merchant *m, const struct channel *ch, uint32_t j)
+const struct batch_entry *batch_find(const struct merchant *m, const struct channel *ch,
+				     uint32_t seg_seq, uint32_t j)
 {
 	const struct batch_pipe *p = m->batch;
-	const struct batch_entry *e = find_in(p->filling, ch, j);
+	const struct batch_entry *e = find_in(p->filling, ch, seg_seq, j);
 	if (!e && p->committing)
-		e = find_in(p->committing, ch, j);
+		e = find_in(p->committing, ch, seg_seq, j);
 	return e;
 }
 
@@ -270,7 +291,7 @@ void batch_add(struct merchant *m, const struct batch_entry *e)
 		mp_conn_ref(e->conn);
 	/* An Open, order.create or Handoff waits for nothing else: commit it now. */
 	if (b->count >= p->cap || e->kind == ENTRY_OPEN || e->kind == ENTRY_ORDER ||
-	    e->kind == ENTRY_HANDOFF || e->kind == ENTRY_TAKEOVER)
+	    e->kind == ENTRY_HANDOFF || e->kind == ENTRY_TAKEOVER || e->kind == ENTRY_CAP)
 		p->due = true;
 	if (!p->due && !p->timer_armed) {
 		uint32_t us = m->cfg.commit_delay_us;

@@ -21,7 +21,11 @@ enum entry_kind {
 	ENTRY_TAKEOVER, /* a verified chain naming us: custody rows, signers' MerchantCerts, the
 			 * channel row in the new epoch; the OpenAck after the commit (takeover.c)
 			 */
+	ENTRY_CAP, /* a Cap we signed: the Transfer/Cap pair, the channel row in the new segment,
+		    * a Cap outbox row; the TransferResp after the commit (transfer.c) */
 };
+
+struct segment_row;
 
 /* One stored statement of a custody chain (a Handoff), or a MerchantCert (mid = its merchant). */
 struct custody_blob {
@@ -36,11 +40,13 @@ struct custody_write {
 	/* HANDOFF: our signed Handoff (hseq = the epoch we close + 1) and the closed epoch's end.
 	 */
 	struct custody_blob handoff;
-	uint32_t closed_hseq, end_index, redeemed_end;
+	uint32_t closed_hseq, end_seg, end_index, redeemed_end;
 	uint8_t w_end[MP_HASH_LEN];
 	/* TAKEOVER: the chain (Handoffs 1..h), the signers' certs, the new epoch's start. */
 	struct custody_blob *chain, *certs;
 	size_t n_chain, n_certs;
+	struct segment_row *segs; /* the Transfer/Cap pairs 1..n_segs (the last is current) */
+	size_t n_segs;
 	bool insert; /* the channel is new here (row written from the entry's row) */
 	uint32_t hseq, at_index;
 	uint8_t w_at[MP_HASH_LEN];
@@ -82,6 +88,7 @@ struct batch_entry {
 	uint64_t request_id;
 	struct mp_admin_req *req;      /* ORDER */
 	struct custody_write *custody; /* HANDOFF, TAKEOVER (owned) */
+	struct segment_row *seg;       /* CAP: the pair we signed (owned) */
 };
 
 /* True if the filling batch can take one more entry. When it is full the previous batch is
@@ -89,9 +96,10 @@ struct batch_entry {
 bool batch_has_room(const struct merchant *m);
 /* Queue an entry (takes a reference on e->conn). The caller checked batch_has_room. */
 void batch_add(struct merchant *m, const struct batch_entry *e);
-/* The pending fresh Pay of channel ch at index j, in the committing or the filling batch. */
+/* The pending fresh Pay of channel ch in segment seg_seq at index j, in the committing or the
+ * filling batch. */
 const struct batch_entry *batch_find(const struct merchant *m, const struct channel *ch,
-				     uint32_t j);
+				     uint32_t seg_seq, uint32_t j);
 /* Commit everything queued, wait for it and answer it: at shutdown, outside the loop. */
 void batch_drain(struct merchant *m);
 
@@ -101,3 +109,4 @@ void open_acknowledge(struct merchant *m, struct mp_conn *c, uint64_t request_id
 void order_acknowledge(struct merchant *m, struct mp_admin_req *req, const struct order *o);
 void handoff_acknowledge(struct merchant *m, struct batch_entry *e);
 void takeover_acknowledge(struct merchant *m, struct batch_entry *e);
+void transfer_acknowledge(struct merchant *m, struct batch_entry *e);

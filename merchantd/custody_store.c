@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "segment_store.h"
 #include "store.h"
 
 static sqlite3_stmt *prep(struct store *s, const char *sql)
@@ -72,14 +73,15 @@ bool custody_store_handoff(struct store *s, const uint8_t channel_id[MP_ID_LEN],
 			   const struct custody_write *cw)
 {
 	sqlite3_stmt *st = prep(s, "INSERT OR REPLACE INTO epochs (channel_id, hseq, end_index, "
-				   "w_end, redeemed_end) VALUES (?, ?, ?, ?, ?)");
+				   "w_end, redeemed_end, seg_seq) VALUES (?, ?, ?, ?, ?, ?)");
 	if (st)
 		st = bound(s, st,
 			   sqlite3_bind_blob(st, 1, channel_id, MP_ID_LEN, SQLITE_STATIC) |
 			       sqlite3_bind_int64(st, 2, cw->closed_hseq) |
 			       sqlite3_bind_int64(st, 3, cw->end_index) |
 			       sqlite3_bind_blob(st, 4, cw->w_end, MP_HASH_LEN, SQLITE_STATIC) |
-			       sqlite3_bind_int64(st, 5, cw->redeemed_end));
+			       sqlite3_bind_int64(st, 5, cw->redeemed_end) |
+			       sqlite3_bind_int64(st, 6, cw->end_seg));
 	return run(s, st) && put_custody(s, channel_id, &cw->handoff) &&
 	       set_state(s, channel_id, CHANNEL_HANDED_OFF);
 }
@@ -131,6 +133,8 @@ bool custody_store_takeover(struct store *s, const uint8_t channel_id[MP_ID_LEN]
 		ok = put_custody(s, channel_id, &cw->chain[i]);
 	for (size_t i = 0; ok && i < cw->n_certs; i++)
 		ok = put_peer_cert(s, &cw->certs[i]);
+	for (size_t i = 0; ok && i < cw->n_segs; i++)
+		ok = segment_store_put(s, channel_id, &cw->segs[i]);
 	return ok && put_channel(s, cw, row);
 }
 
@@ -235,7 +239,7 @@ bool custody_store_peer_cert(struct store *s, const uint8_t mid[MP_ID_LEN], uint
 int custody_store_unredeemed_epochs(struct store *s, size_t max, struct held_epoch **out)
 {
 	*out = NULL;
-	sqlite3_stmt *st = prep(s, "SELECT channel_id, hseq, end_index, w_end FROM epochs "
+	sqlite3_stmt *st = prep(s, "SELECT channel_id, hseq, end_index, w_end, seg_seq FROM epochs "
 				   "WHERE end_index > redeemed_end LIMIT ?");
 	st = bound(s, st, st ? sqlite3_bind_int64(st, 1, (sqlite3_int64)max) : 0);
 	if (!st)
@@ -255,6 +259,7 @@ int custody_store_unredeemed_epochs(struct store *s, size_t max, struct held_epo
 		e->hseq = (uint32_t)sqlite3_column_int64(st, 1);
 		e->end_index = (uint32_t)sqlite3_column_int64(st, 2);
 		memcpy(e->w_end, sqlite3_column_blob(st, 3), MP_HASH_LEN);
+		e->seg_seq = (uint32_t)sqlite3_column_int64(st, 4);
 	}
 	sqlite3_finalize(st);
 	if (!ok) {
@@ -277,6 +282,7 @@ void custody_write_free(struct custody_write *cw)
 	if (!cw)
 		return;
 	free(cw->handoff.data);
+	segment_rows_free(cw->segs, cw->n_segs);
 	custody_blobs_free(cw->chain, cw->n_chain);
 	custody_blobs_free(cw->certs, cw->n_certs);
 	free(cw);

@@ -34,7 +34,7 @@ bool custody_store_peer_cert(struct store *s, const uint8_t mid[MP_ID_LEN], uint
 /* Epochs we held and handed off with points above what the broker credited. */
 struct held_epoch {
 	uint8_t channel_id[MP_ID_LEN];
-	uint32_t hseq, end_index;
+	uint32_t hseq, seg_seq, end_index; /* the end point (seg_seq, end_index, w_end) */
 	uint8_t w_end[MP_HASH_LEN];
 };
 /* At most max of them (malloc'd array); the count, or -1 on a store error. */

@@ -6,16 +6,21 @@
  * blocks further requests on that channel with LIMIT), takes the first case that applies:
  *   peer without a merchant certificate   -> MALFORMED, nothing else (no statement leaves)
  *   channel unknown here                  -> UNKNOWN_CHANNEL
- *   Move not signed by the channel's owner -> BAD_SIG / MALFORMED (checked before anything is
+ *   Move for a segment we do not know      -> STALE_SEGMENT "unknown segment"
+ *   Move not signed by the owner of its segment (the cert's for 0, Transfer s's to_owner_pk
+ *   for s)                                 -> BAD_SIG / MALFORMED (checked before anything is
  *                                            revealed: HANDED_OFF answers need a valid Move)
+ *   a Handoff or Cap of the channel waiting for its commit -> LIMIT (retry)
  *   our latest custody event is a Handoff we signed naming the peer, and the Move is for the
  *   epoch it ended                         -> DUPLICATE_OK with the stored bytes
  *   not the holder (handed off)            -> HANDED_OFF with the latest Handoff we signed
- *   Move for another epoch, segment, or another merchant than the peer, or self-handoff
- *                                          -> NOT_HOLDER / STALE_SEGMENT / MALFORMED
+ *   Move for another merchant than the peer, or self-handoff -> MALFORMED
+ *   Move for an earlier segment            -> STALE_SEGMENT carrying the Cap that ended it
+ *   Move for another epoch                 -> NOT_HOLDER
  *   MAX_HANDOFFS reached                   -> LIMIT;  exhausted (last = n) -> OUT_OF_RANGE;
  *   past pay_until - δ_xfer                -> EXPIRED
- *   otherwise: sign Handoff h+1 at (seg_seq, last, w_last) of the pay path, mark the channel
+ *   otherwise: sign Handoff h+1 at (seg_seq, last, w_last) of the pay path (the current
+ *   segment; segments_head = its head) and answer with the channel's pairs too, mark the channel
  *   HANDED_OFF in memory at once (every later Pay gets HANDED_OFF), queue it in the group
  *   commit after the channel's pending Pays (custody row, closed epoch, channel state in one
  *   transaction), and send it only after that batch commits (handoff_acknowledge).
@@ -28,65 +33,24 @@
 #include <string.h>
 
 #include "batch.h"
+#include "custody_reply.h"
 #include "custody_store.h"
 #include "log.h"
 #include "merchant.h"
 #include "proto_limits.h"
+#include "segments.h"
 #include "stmt.h"
 #include "tls.h"
 
 #define DELTA_XFER 3600 /* protocol.md section 8: Handoffs below pay_until - δ_xfer */
 
-/* Append our stored statement bytes as Signed (decoded) to an array; false on a bad row. */
-static bool push_signed(MpSigned ***arr, size_t *n, const uint8_t *data, size_t len)
-{
-	MpSigned *s = mp_stmt_decode(data, len);
-	MpSigned **grown = s ? realloc(*arr, (*n + 1) * sizeof(**arr)) : NULL;
-	if (!grown) {
-		mp_stmt_free(s);
-		return false;
-	}
-	*arr = grown;
-	grown[(*n)++] = s;
-	return true;
-}
-
-static void free_signed(MpSigned **arr, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		mp_stmt_free(arr[i]);
-	free(arr);
-}
-
-/* The MerchantCert of every signer of the chain (ours from meta, others from peer_certs),
- * each once. */
-static bool push_certs(struct merchant *m, const struct custody_blob *chain, size_t n,
-		       MpSigned ***certs, size_t *n_certs)
-{
-	for (size_t i = 0; i < n; i++) {
-		bool seen = false;
-		for (size_t k = 0; k < i && !seen; k++)
-			seen = !memcmp(chain[k].mid, chain[i].mid, MP_ID_LEN);
-		if (seen)
-			continue;
-		uint8_t *bytes = NULL;
-		size_t len = 0;
-		bool found = !memcmp(chain[i].mid, m->mid, MP_ID_LEN)
-				 ? merchant_own_cert(m, &bytes, &len)
-				 : custody_store_peer_cert(m->store, chain[i].mid, &bytes, &len);
-		bool ok = found && push_signed(certs, n_certs, bytes, len);
-		free(bytes);
-		if (!ok)
-			return false;
-	}
-	return true;
-}
-
 /* Answer with status and, for OK, DUPLICATE_OK and HANDED_OFF, the Handoff hseq of the channel
- * with the stored chain up to it and its signers' certs. */
+ * with the stored chain up to it, its signers' certs and the channel's Transfer/Cap pairs. */
 static void reply_handoff(struct merchant *m, struct mp_conn *c, uint64_t request_id, MpCode code,
-			  const char *detail, const uint8_t *channel_id, uint32_t hseq)
+			  const char *detail, const struct channel *ch, uint32_t hseq,
+			  const MpSigned *evidence)
 {
+	const uint8_t *channel_id = ch ? ch->id : NULL;
 	Micropay__V1__HandoffResp resp = MICROPAY__V1__HANDOFF_RESP__INIT;
 	MpStatus st;
 	struct custody_blob *chain = NULL;
@@ -97,43 +61,53 @@ static void reply_handoff(struct merchant *m, struct mp_conn *c, uint64_t reques
 			free(chain[--n].data);
 		ok = ok && n == hseq && chain[n - 1].hseq == hseq;
 		for (size_t i = 0; ok && i < n; i++)
-			ok = push_signed(&resp.custody, &resp.n_custody, chain[i].data,
-					 chain[i].len);
-		ok = ok && push_certs(m, chain, n, &resp.merchant_certs, &resp.n_merchant_certs);
+			ok = stmt_push(&resp.custody, &resp.n_custody, chain[i].data, chain[i].len);
+		ok = ok && certs_push(m, chain, n, &resp.merchant_certs, &resp.n_merchant_certs);
+		ok = ok && segment_stmts(ch, 1, ch->seg_seq, &resp.segments, &resp.n_segments);
 		if (!ok) {
 			log_err("%s: handoff: the stored custody chain (hseq %u) is unreadable",
 				mp_conn_peer(c), hseq);
 			code = MP_ST(INTERNAL);
 			detail = "stored custody chain unreadable";
-			free_signed(resp.custody, resp.n_custody);
-			free_signed(resp.merchant_certs, resp.n_merchant_certs);
-			resp.custody = resp.merchant_certs = NULL;
-			resp.n_custody = resp.n_merchant_certs = 0;
+			stmts_free(resp.custody, resp.n_custody);
+			stmts_free(resp.merchant_certs, resp.n_merchant_certs);
+			segment_stmts_free(resp.segments, resp.n_segments);
+			resp.custody = resp.merchant_certs = resp.segments = NULL;
+			resp.n_custody = resp.n_merchant_certs = resp.n_segments = 0;
 		} else {
 			resp.handoff = resp.custody[n - 1];
 		}
 	}
 	resp.status = merchant_status(&st, code, detail);
+	st.evidence = (MpSigned *)evidence;
 	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
 	env.body_case = MP_BODY(HANDOFF_RESP);
 	env.handoff_resp = &resp;
 	merchant_send(c, request_id, &env);
-	free_signed(resp.custody, resp.n_custody);
-	free_signed(resp.merchant_certs, resp.n_merchant_certs);
+	stmts_free(resp.custody, resp.n_custody);
+	stmts_free(resp.merchant_certs, resp.n_merchant_certs);
+	segment_stmts_free(resp.segments, resp.n_segments);
 	custody_blobs_free(chain, n);
+}
+
+static void refuse_evidence(struct merchant *m, struct mp_conn *c, uint64_t request_id, MpCode code,
+			    const char *detail, const char *hex, const MpSigned *evidence)
+{
+	m->stats.handoff_refusals++;
+	log_info("%s: handoff of channel %s refused: %s (%s)", mp_conn_peer(c), hex,
+		 mp_code_name(code), detail);
+	reply_handoff(m, c, request_id, code, detail, NULL, 0, evidence);
 }
 
 static void refuse(struct merchant *m, struct mp_conn *c, uint64_t request_id, MpCode code,
 		   const char *detail, const char *hex)
 {
-	m->stats.handoff_refusals++;
-	log_info("%s: handoff of channel %s refused: %s (%s)", mp_conn_peer(c), hex,
-		 mp_code_name(code), detail);
-	reply_handoff(m, c, request_id, code, detail, NULL, 0);
+	refuse_evidence(m, c, request_id, code, detail, hex, NULL);
 }
 
-/* The channel named by a Move, read from its body only to know which owner key to expect. */
-static struct channel *move_channel(struct merchant *m, const MpSigned *move)
+/* The channel and segment named by a Move, read from its body only to know which owner key to
+ * expect (the owner of that segment). */
+static struct channel *move_channel(struct merchant *m, const MpSigned *move, uint32_t *seg_seq)
 {
 	if (!move || move->type != MP_STMT_MOVE)
 		return NULL;
@@ -142,8 +116,10 @@ static struct channel *move_channel(struct merchant *m, const MpSigned *move)
 	struct channel *ch = NULL;
 	if (mv && mp_bytes_len_is(mv->channel_id, MP_ID_LEN))
 		ch = channel_find(&m->channels, mv->channel_id.data);
-	if (mv)
+	if (mv) {
+		*seg_seq = mv->seg_seq;
 		micropay__v1__move__free_unpacked(mv, NULL);
+	}
 	return ch;
 }
 
@@ -181,8 +157,8 @@ static MpCode check_move(const struct merchant *m, const struct channel *ch,
 		*detail = "self-handoff";
 		return MP_ST(MALFORMED);
 	}
-	if (mv->seg_seq != ch->seg_seq) {
-		*detail = "Move is for another segment";
+	if (mv->seg_seq != ch->seg_seq) { /* an earlier one: serve() adds its Cap */
+		*detail = "Move is for a segment that was transferred";
 		return MP_ST(STALE_SEGMENT);
 	}
 	if (mv->from_epoch != ch->hseq) {
@@ -233,8 +209,8 @@ static bool event_hash(struct merchant *m, const struct channel *ch, uint32_t h,
 static struct custody_write *sign_handoff(struct merchant *m, struct channel *ch,
 					  const MpSigned *move, const uint8_t to_mid[MP_ID_LEN])
 {
-	uint8_t head[MP_HASH_LEN], prev[MP_HASH_LEN], move_hash[MP_HASH_LEN];
-	if (!event_hash(m, ch, 0, head) || !event_hash(m, ch, ch->hseq, prev))
+	uint8_t prev[MP_HASH_LEN], move_hash[MP_HASH_LEN];
+	if (!event_hash(m, ch, ch->hseq, prev))
 		return NULL;
 	mp_stmt_hash(move, move_hash);
 	Micropay__V1__Handoff h = MICROPAY__V1__HANDOFF__INIT;
@@ -247,7 +223,7 @@ static struct custody_write *sign_handoff(struct merchant *m, struct channel *ch
 	pt.index = ch->last;
 	pt.w = (ProtobufCBinaryData){MP_HASH_LEN, ch->w_last};
 	h.point = &pt;
-	h.segments_head = (ProtobufCBinaryData){MP_HASH_LEN, head};
+	h.segments_head = (ProtobufCBinaryData){MP_HASH_LEN, ch->seg_head};
 	h.prev_handoff_hash = (ProtobufCBinaryData){MP_HASH_LEN, prev};
 	h.move_hash = (ProtobufCBinaryData){MP_HASH_LEN, move_hash};
 	MpSigned *s = mp_stmt_sign(&m->key, MP_STMT_HANDOFF, &h.base);
@@ -257,6 +233,7 @@ static struct custody_write *sign_handoff(struct merchant *m, struct channel *ch
 		memcpy(cw->handoff.mid, m->mid, MP_ID_LEN);
 		cw->handoff.data = mp_stmt_encode(s, &cw->handoff.len);
 		cw->closed_hseq = ch->hseq;
+		cw->end_seg = ch->seg_seq;
 		cw->end_index = ch->last;
 		memcpy(cw->w_end, ch->w_last, MP_HASH_LEN);
 		cw->redeemed_end = ch->redeemed_end;
@@ -296,16 +273,16 @@ void handoff_acknowledge(struct merchant *m, struct batch_entry *e)
 {
 	m->stats.handoffs_signed++;
 	if (mp_conn_is_open(e->conn))
-		reply_handoff(m, e->conn, e->request_id, MP_ST(OK), NULL, e->ch->id,
-			      e->custody->handoff.hseq);
+		reply_handoff(m, e->conn, e->request_id, MP_ST(OK), NULL, e->ch,
+			      e->custody->handoff.hseq, NULL);
 }
 
-/* The Move verified under the channel's owner key; then the cases of the header, in order. */
+/* The Move verified under the owner key of its segment; then the cases of the header, in order. */
 static void serve(struct merchant *m, struct mp_conn *c, uint64_t request_id, struct channel *ch,
 		  const MpSigned *move, const Micropay__V1__Move *mv, const uint8_t peer[MP_ID_LEN],
 		  const char *hex)
 {
-	if (ch->handoff_pending || !ch->recorded) {
+	if (ch->handoff_pending || ch->cap_pending || !ch->recorded) {
 		refuse(m, c, request_id, MP_ST(LIMIT),
 		       "the channel's record is being committed; "
 		       "retry",
@@ -315,8 +292,8 @@ static void serve(struct merchant *m, struct mp_conn *c, uint64_t request_id, st
 	if (ch->state == CHANNEL_HANDED_OFF) {
 		bool same = mv->from_epoch == ch->hseq && stored_handoff_names(m, ch, peer);
 		reply_handoff(m, c, request_id, same ? MP_ST(DUPLICATE_OK) : MP_ST(HANDED_OFF),
-			      same ? "the stored Handoff" : "handed off: the latest Handoff",
-			      ch->id, ch->hseq + 1);
+			      same ? "the stored Handoff" : "handed off: the latest Handoff", ch,
+			      ch->hseq + 1, NULL);
 		return;
 	}
 	if (ch->state != CHANNEL_HELD) {
@@ -328,6 +305,13 @@ static void serve(struct merchant *m, struct mp_conn *c, uint64_t request_id, st
 	}
 	const char *detail = NULL;
 	MpCode code = check_move(m, ch, mv, peer, &detail);
+	if (code == MP_ST(STALE_SEGMENT)) { /* mv->seg_seq < ch->seg_seq: the Cap that ended it */
+		const struct segment_row *ended = &ch->segs[mv->seg_seq];
+		MpSigned *cap = mp_stmt_decode(ended->cap, ended->cap_len);
+		refuse_evidence(m, c, request_id, code, detail, hex, cap);
+		mp_stmt_free(cap);
+		return;
+	}
 	if (code != MP_ST(OK)) {
 		refuse(m, c, request_id, code, detail, hex);
 		return;
@@ -345,16 +329,22 @@ void handle_handoff(struct merchant *m, struct mp_conn *c, const MpEnvelope *env
 		       "a HandoffReq needs mutual TLS with a merchant certificate", hex);
 		return;
 	}
-	struct channel *ch = move_channel(m, move);
+	uint32_t seg_seq = 0;
+	struct channel *ch = move_channel(m, move, &seg_seq);
 	if (!ch) {
 		refuse(m, c, env->request_id, move ? MP_ST(UNKNOWN_CHANNEL) : MP_ST(MALFORMED),
 		       move ? "unknown channel" : "no Move", hex);
 		return;
 	}
 	mp_hex_encode(ch->id, MP_ID_LEN, hex);
+	const uint8_t *owner = channel_segment_owner(ch, seg_seq);
+	if (!owner) {
+		refuse(m, c, env->request_id, MP_ST(STALE_SEGMENT), "unknown segment", hex);
+		return;
+	}
 	ProtobufCMessage *body = NULL;
 	MpCode code =
-	    mp_stmt_open(move, MP_STMT_MOVE, ch->owner_pk, &micropay__v1__move__descriptor, &body);
+	    mp_stmt_open(move, MP_STMT_MOVE, owner, &micropay__v1__move__descriptor, &body);
 	if (code != MP_ST(OK)) {
 		refuse(m, c, env->request_id, code, "Move not signed by the channel's owner", hex);
 		return;

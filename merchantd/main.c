@@ -8,6 +8,7 @@
 
 #include "admin.h"
 #include "batch.h"
+#include "cap_outbox.h"
 #include "compact.h"
 #include "daemon.h"
 #include "dns.h"
@@ -100,6 +101,8 @@ static bool merchant_start(struct merchant *m)
 	if (!merchant_listen(m) || !merchant_admin_open(m))
 		return false;
 	m->redeemer = redeemer_new(m);
+	if (!m->redeemer || !cap_outbox_start(m))
+		return false;
 	m->sig_int = evsignal_new(m->base, SIGINT, on_signal, m);
 	m->sig_term = evsignal_new(m->base, SIGTERM, on_signal, m);
 	if (!m->redeemer || !m->sig_int || !m->sig_term)
@@ -114,6 +117,7 @@ static bool merchant_start(struct merchant *m)
 static void merchant_stop(struct merchant *m)
 {
 	redeemer_stop(m->redeemer); /* its writes completing below send nothing */
+	cap_outbox_stop(m);
 	if (m->workers)
 		mp_workers_free(m->workers); /* takeovers being verified are refused */
 	takeover_stop_all(m);
@@ -125,6 +129,7 @@ static void merchant_stop(struct merchant *m)
 	batch_free(m);
 	redeemer_free(m->redeemer); /* Binds awaited get their answer: none */
 	bind_stop_all(m);
+	cap_outbox_free(m); /* after the link: a notice in flight got its answer, none */
 	if (m->sig_int)
 		event_free(m->sig_int);
 	if (m->sig_term)

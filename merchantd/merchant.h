@@ -67,16 +67,24 @@ const char *channel_state_name(enum channel_state s);
  * path's view: they include payments whose batch has not committed yet. The durable_* fields
  * are what the store holds (advanced when a batch's commit completes); everything reported
  * outside the pay path (OpenAck, admin methods, redemption) uses only those. */
+struct segment_row;
+
+/* The current segment (nonce, root, owner_pk, seg_seq, seg_start, seg_head) is the last of the
+ * channel's Transfer/Cap pairs, or segment 0 from the cert while there is none (segments.h). */
 struct channel {
 	uint8_t id[MP_ID_LEN];
 	uint8_t *cert;
 	size_t cert_len;
-	uint8_t nonce[MP_NONCE_LEN];
-	uint8_t root[MP_HASH_LEN];
-	uint8_t owner_pk[MP_PK_LEN];
-	uint8_t holder0[MP_ID_LEN]; /* the cert's, or the Bind's merchant for an unbound cert */
-	bool unbound;		    /* the cert has no holder0: event 0 is the Bind (bind.c) */
-	uint8_t *bind;		    /* our stored Bind's bytes (unbound certs), else NULL */
+	uint8_t cert_hash[MP_HASH_LEN]; /* stmt_hash(ChannelCert): segment 0's head */
+	uint8_t nonce0[MP_NONCE_LEN], root0[MP_HASH_LEN], owner0_pk[MP_PK_LEN]; /* segment 0 */
+	uint8_t nonce[MP_NONCE_LEN];   /* of the current segment */
+	uint8_t root[MP_HASH_LEN];     /* of the current segment */
+	uint8_t owner_pk[MP_PK_LEN];   /* of the current segment */
+	uint8_t seg_head[MP_HASH_LEN]; /* segments_head: the latest Transfer's hash, or cert's */
+	struct segment_row *segs;      /* pairs 1..seg_seq: segs[s-1] made segment s */
+	uint8_t holder0[MP_ID_LEN];    /* the cert's, or the Bind's merchant for an unbound cert */
+	bool unbound;		       /* the cert has no holder0: event 0 is the Bind (bind.c) */
+	uint8_t *bind;		       /* our stored Bind's bytes (unbound certs), else NULL */
 	size_t bind_len;
 	uint32_t n;
 	uint64_t unit_value;
@@ -90,7 +98,9 @@ struct channel {
 	uint8_t last_order_ref_len;
 	bool recorded;	      /* its row is durable (false between a first Open and its commit) */
 	bool handoff_pending; /* a Handoff we signed waits for its batch to commit */
+	bool cap_pending;     /* a Cap we signed (the last pair) waits for its batch to commit */
 	bool fetching;	      /* takeover.c: asking the holder for a Handoff */
+	uint32_t durable_seg; /* the segment of the durable point */
 	uint32_t durable_last;
 	uint8_t durable_w[MP_HASH_LEN];
 	uint64_t durable_credit;
@@ -124,6 +134,7 @@ struct merchant_stats {
 	uint64_t store_busy; /* requests refused while the store was behind */
 	uint64_t batches, opens, redeems_sent, claims_credited, amount_credited;
 	uint64_t handoffs_signed, handoffs_taken, handoff_refusals;
+	uint64_t caps_signed, transfer_refusals, stale_segment;
 };
 
 struct store;
@@ -133,6 +144,7 @@ struct compactor;
 struct redeemer;
 struct takeover;
 struct binding;
+struct cap_outbox;
 struct evdns_base;
 
 struct merchant {
@@ -163,6 +175,7 @@ struct merchant {
 	struct takeover *takeovers; /* takeover.c: in progress */
 	struct binding *binds;	    /* bind.c: asking the broker for a Bind */
 	size_t n_binds;
+	struct cap_outbox *cap_outbox; /* cap_outbox.c: Caps not yet acknowledged by the broker */
 	struct event *sig_int, *sig_term;
 	uint64_t started_at;
 	struct merchant_stats stats;
@@ -179,6 +192,8 @@ void channel_insert(struct table *t, struct channel *ch);
 struct order *order_find(struct table *t, const uint8_t *ref, size_t len);
 void order_insert(struct table *t, struct order *o);
 void table_free_channels(struct table *t);
+/* A channel's memory (cert, Bind, segment pairs). */
+void channel_free(struct channel *ch);
 void table_free_orders(struct table *t);
 #define TABLE_FOREACH(t, type, var)                                                                \
 	for (size_t var##_b = 0; var##_b < (t)->nbuckets; var##_b++)                               \
@@ -194,6 +209,8 @@ MpStatus *merchant_status(MpStatus *st, MpCode code, const char *detail);
 /* open.c, pay.c, handoff.c (holder side), takeover.c (successor side) */
 void handle_open(struct merchant *m, struct mp_conn *c, const MpEnvelope *env);
 void handle_handoff(struct merchant *m, struct mp_conn *c, const MpEnvelope *env);
+/* transfer.c: wallet A's TransferReq (holder side of a customer-to-customer transfer). */
+void handle_transfer(struct merchant *m, struct mp_conn *c, const MpEnvelope *env);
 /* An Open carrying a Move for a channel we do not hold: ask the holder (cc verified). */
 void takeover_start(struct merchant *m, struct mp_conn *c, const MpEnvelope *env,
 		    const Micropay__V1__ChannelCert *cc, struct channel *ch);

@@ -48,7 +48,7 @@ static void reply_open_full(struct mp_conn *c, uint64_t request_id, MpCode code,
 	st.evidence = (MpSigned *)evidence;
 	if (ch) {
 		ack.hseq = ch->hseq;
-		point.seg_seq = ch->seg_seq;
+		point.seg_seq = ch->durable_seg; /* the current segment, once its Cap is durable */
 		point.index = ch->durable_last;
 		point.w = (ProtobufCBinaryData){MP_HASH_LEN, (uint8_t *)ch->durable_w};
 		ack.point = &point;

@@ -1,5 +1,8 @@
 /* Pay, in the order of protocol.md section 6: steps 1-5 without hashing, then the chain
- * check, then the state change, which is acknowledged only once its batch has committed. */
+ * check, then the state change, which is acknowledged only once its batch has committed.
+ * Indices are absolute; the chain check is relative to the current segment's start (a segment
+ * after a transfer is paid with its owner's own chain, docs/transfer.md). A Pay of an earlier
+ * segment gets STALE_SEGMENT carrying the Cap that ended that segment (once it is durable). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -7,18 +10,22 @@
 #include "batch.h"
 #include "log.h"
 #include "merchant.h"
+#include "segments.h"
+#include "stmt.h"
 #include "store.h"
 
 struct peer_state {
 	unsigned bad_chain;
 };
 
-void reply_pay(struct mp_conn *c, uint64_t request_id, MpCode code, const char *detail,
-	       uint32_t last, uint64_t credit, uint64_t price)
+static void reply_pay_evidence(struct mp_conn *c, uint64_t request_id, MpCode code,
+			       const char *detail, uint32_t last, uint64_t credit, uint64_t price,
+			       const MpSigned *evidence)
 {
 	Micropay__V1__PayAck ack = MICROPAY__V1__PAY_ACK__INIT;
 	MpStatus st;
 	ack.status = merchant_status(&st, code, detail);
+	st.evidence = (MpSigned *)evidence;
 	ack.last = last;
 	ack.credit = credit;
 	ack.order_price = price;
@@ -26,6 +33,12 @@ void reply_pay(struct mp_conn *c, uint64_t request_id, MpCode code, const char *
 	env.body_case = MP_BODY(PAY_ACK);
 	env.pay_ack = &ack;
 	merchant_send(c, request_id, &env);
+}
+
+void reply_pay(struct mp_conn *c, uint64_t request_id, MpCode code, const char *detail,
+	       uint32_t last, uint64_t credit, uint64_t price)
+{
+	reply_pay_evidence(c, request_id, code, detail, last, credit, price, NULL);
 }
 
 static bool same_pay(const uint8_t *w, const uint8_t *ref, size_t ref_len, const uint8_t *w2,
@@ -42,6 +55,22 @@ static void refuse(struct merchant *m, struct mp_conn *c, const MpEnvelope *env,
 	m->stats.pays_refused++;
 	reply_pay(c, env->request_id, code, detail, ch ? ch->durable_last : 0,
 		  ch ? ch->durable_credit : 0, 0);
+}
+
+/* A Pay of segment k < current: the Cap k+1 that ended it, once durable (while it waits for
+ * its commit the answer carries no evidence: nothing unjournalled is sent). */
+static void stale_segment(struct merchant *m, struct mp_conn *c, const MpEnvelope *env,
+			  const struct channel *ch, const char *detail)
+{
+	uint32_t k = env->pay_req->seg_seq;
+	bool pending = ch->cap_pending && k + 1 == ch->seg_seq;
+	const struct segment_row *ended = &ch->segs[k];
+	MpSigned *cap = pending ? NULL : mp_stmt_decode(ended->cap, ended->cap_len);
+	m->stats.pays_refused++;
+	m->stats.stale_segment++;
+	reply_pay_evidence(c, env->request_id, MP_ST(STALE_SEGMENT), detail, ch->durable_last,
+			   ch->durable_credit, 0, cap);
+	mp_stmt_free(cap);
 }
 
 /* The pipeline is full (a batch committing, the next one at commit_max): refuse before any
@@ -69,7 +98,7 @@ static void answer_retry(struct merchant *m, struct mp_conn *c, const MpEnvelope
 			 struct channel *ch)
 {
 	const Micropay__V1__PayReq *p = env->pay_req;
-	const struct batch_entry *pending = batch_find(m, ch, p->j);
+	const struct batch_entry *pending = batch_find(m, ch, p->seg_seq, p->j);
 	if (pending && same_pay(pending->w, pending->order_ref, pending->order_ref_len, p->w_j.data,
 				p->order_ref.data, p->order_ref.len)) {
 		if (store_busy(m, c, env, ch))
@@ -96,7 +125,7 @@ static void answer_retry(struct merchant *m, struct mp_conn *c, const MpEnvelope
 		return;
 	}
 	struct stored_pay sp;
-	if (!pending && store_find_pay(m->store, ch->id, p->j, &sp) &&
+	if (!pending && store_find_pay(m->store, ch->id, p->seg_seq, p->j, &sp) &&
 	    same_pay(sp.w, sp.order_ref, sp.order_ref_len, p->w_j.data, p->order_ref.data,
 		     p->order_ref.len)) {
 		m->stats.pays_duplicate++;
@@ -123,8 +152,12 @@ static MpCode precheck(const struct merchant *m, const Micropay__V1__PayReq *p,
 		*detail = "this merchant does not hold the channel";
 		return MP_ST(NOT_HOLDER);
 	}
-	if (p->seg_seq != ch->seg_seq) {
-		*detail = "not the current segment";
+	if (p->seg_seq < ch->seg_seq) {
+		*detail = "segment transferred: the Cap ended it";
+		return MP_ST(STALE_SEGMENT);
+	}
+	if (p->seg_seq > ch->seg_seq) {
+		*detail = "unknown segment";
 		return MP_ST(STALE_SEGMENT);
 	}
 	if (p->j <= ch->last)
@@ -193,6 +226,10 @@ void handle_pay(struct merchant *m, struct mp_conn *c, const MpEnvelope *env)
 	MpCode code = precheck(m, p, ch, &detail);
 	if (code == MP_ST(OK) && p->j <= ch->last) {
 		answer_retry(m, c, env, ch);
+		return;
+	}
+	if (code == MP_ST(STALE_SEGMENT) && p->seg_seq < ch->seg_seq) {
+		stale_segment(m, c, env, ch, detail);
 		return;
 	}
 	if (code != MP_ST(OK)) {

@@ -6,6 +6,7 @@
 
 #include "custody_store.h"
 #include "log.h"
+#include "segments.h"
 #include "stmt.h"
 #include "store.h"
 
@@ -37,11 +38,26 @@ static void set_free(struct claim_set *cs)
 		for (size_t k = 0; k < cs->claims[i].n_custody; k++)
 			mp_stmt_free(cs->claims[i].custody[k]);
 		free(cs->claims[i].custody);
+		segment_stmts_free(cs->claims[i].segments, cs->claims[i].n_segments);
 	}
 	free(cs->claims);
 	free(cs->ptrs);
 	free(cs->points);
 	free(cs->words);
+}
+
+/* Every Transfer/Cap pair we know of the channel (Claim.segments), the durable ones: a Cap
+ * waiting for its commit is not sent anywhere yet. */
+static bool add_segments(struct merchant *m, Micropay__V1__Claim *cl)
+{
+	const struct channel *ch = channel_find(&m->channels, cl->channel_id.data);
+	if (!ch)
+		return true; /* a handed-off epoch of a channel no longer in memory: none known */
+	uint32_t durable = ch->seg_seq - (ch->cap_pending ? 1 : 0);
+	if (segment_stmts(ch, 1, durable, &cl->segments, &cl->n_segments))
+		return true;
+	log_err("redeem: cannot read a channel's Transfer/Cap pairs");
+	return false;
 }
 
 /* Our complete custody record for the channel (protocol.md section 6, "Redemption"): every
@@ -85,7 +101,7 @@ static bool seal(struct merchant *m, const struct claim_set *cs, struct outbox_i
 {
 	*out = (struct outbox_item){0};
 	for (size_t i = 0; i < cs->n; i++)
-		if (!add_custody(m, &cs->claims[i]))
+		if (!add_custody(m, &cs->claims[i]) || !add_segments(m, &cs->claims[i]))
 			return false;
 	if (!mp_random_bytes(out->redeem_id, MP_ID_LEN))
 		return false;
@@ -102,57 +118,86 @@ static bool seal(struct merchant *m, const struct claim_set *cs, struct outbox_i
 	return out->bytes != NULL;
 }
 
-/* The chain word at index `target` of the channel's current segment, for a claim of part of
- * its unredeemed range (redeemed_end < target < durable_last) when the whole range costs the
- * broker more hashes than one Redeem may.
+/* The segment of the channel's durable range that holds index target (redeemed_end < target
+ * <= durable_last): the lowest segment k whose range (start_k, end_k] contains it, where end_k is
+ * the index the Cap k+1 ended it at, or durable_last for the segment of the durable point. Its
+ * chain nonce and start, and its highest word we hold: the Cap's w_cap (we signed or verified
+ * it), or the durable last word. */
+struct seg_view {
+	uint32_t seg_seq, start, top;
+	const uint8_t *nonce, *top_w;
+};
+
+static void segment_at(const struct channel *ch, uint32_t target, struct seg_view *v)
+{
+	for (uint32_t k = 0;; k++) {
+		bool last = k == ch->durable_seg;
+		uint32_t end = last ? ch->durable_last : ch->segs[k].start;
+		if (target <= end || last) {
+			v->seg_seq = k;
+			v->start = k ? ch->segs[k - 1].start : 0;
+			v->nonce = k ? ch->segs[k - 1].nonce : ch->nonce0;
+			v->top = end;
+			v->top_w = last ? ch->durable_w : ch->segs[k].w_cap;
+			return;
+		}
+	}
+}
+
+/* The chain word at index `target` of the channel, for a claim of part of its unredeemed range
+ * (redeemed_end < target < durable_last) when the whole range costs the broker more hashes than
+ * one Redeem may. The claim point lies in the segment that holds target (segment_at): after a
+ * transfer, the range may span segments.
  *
  * Which words does the merchant hold? The channel row keeps the last accepted word, the journal
- * every accepted Pay (j, w_j) that is not redeemed yet (compaction folds only redeemed ones).
- * An earlier Pay's word is a word the customer revealed, and so is every word below a revealed
- * one: w_i = link^(j-i)(w_j) is exactly what the broker computes to verify w_j, so claiming
- * (i, w_i) with i < j states nothing the merchant cannot prove. We take the accepted word with
- * the smallest index j >= target and hash it down to target. The Pay before it left the channel
- * at an index below target, and a Pay moves at most MAX_JUMP, so this costs fewer than max_jump
- * hashes on the loop, as little as verifying one Pay. If the journal has no such word we start
- * from the channel's last word; a walk longer than max_jump is not done on the loop: it is
- * handed to the redeemer (*walk filled, false returned with *need_walk), which runs it on a
- * worker thread and seals the step with redeem_build_step. */
+ * every accepted Pay (j, w_j) that is not redeemed yet (compaction folds only redeemed ones), and
+ * each Cap the point that ended a segment. An earlier Pay's word is a word the customer revealed,
+ * and so is every word below a revealed one: w_i = link^(j-i)(w_j) is exactly what the broker
+ * computes to verify w_j, so claiming (i, w_i) with i < j states nothing the merchant cannot
+ * prove. We take the accepted word of that segment with the smallest index j >= target and hash
+ * it down to target. The Pay before it left the channel at an index below target, and a Pay
+ * moves at most MAX_JUMP, so this costs fewer than max_jump hashes on the loop, as little as
+ * verifying one Pay. If the journal has no such word we start from the segment's highest word;
+ * a walk longer than max_jump is not done on the loop: it is handed to the redeemer (*walk
+ * filled, false returned with *need_walk), which runs it on a worker thread and seals the step
+ * with redeem_build_step. */
 static bool step_word(struct merchant *m, const struct channel *ch, uint32_t target,
-		      uint8_t w[MP_HASH_LEN], struct step_walk *walk, bool *need_walk)
+		      uint32_t *seg_seq, uint8_t w[MP_HASH_LEN], struct step_walk *walk,
+		      bool *need_walk)
 {
 	char hex[MP_HEX_ID_LEN + 1];
 	mp_hex_encode(ch->id, MP_ID_LEN, hex);
+	struct seg_view v;
+	segment_at(ch, target, &v);
 	uint32_t j;
 	uint8_t wj[MP_HASH_LEN];
-	if (!store_word_at_or_above(m->store, ch->id, ch->seg_seq, target, &j, wj)) {
-		if (ch->durable_last < target) {
-			log_err("redeem: channel %s: no accepted word at or above %u", hex, target);
-			return false;
-		}
-		log_warn("redeem: channel %s: no journalled word at or above %u; hashing down "
-			 "from the last one (%u)",
-			 hex, target, ch->durable_last);
-		j = ch->durable_last;
-		memcpy(wj, ch->durable_w, MP_HASH_LEN);
+	if (!store_word_at_or_above(m->store, ch->id, v.seg_seq, target, &j, wj) || j > v.top) {
+		log_warn("redeem: channel %s: no journalled word at or above %u in segment %u; "
+			 "hashing down from its highest (%u)",
+			 hex, target, v.seg_seq, v.top);
+		j = v.top;
+		memcpy(wj, v.top_w, MP_HASH_LEN);
 	}
-	if (target < ch->seg_start || j < target) {
-		log_err("redeem: channel %s: step %u outside its segment", hex, target);
+	if (target <= v.start || j < target) {
+		log_err("redeem: channel %s: step %u outside segment %u (%u, %u]", hex, target,
+			v.seg_seq, v.start, v.top);
 		return false;
 	}
+	*seg_seq = v.seg_seq;
 	if (j - target > m->cfg.max_jump) {
-		*walk = (struct step_walk){.seg_seq = ch->seg_seq,
-					   .from = j - ch->seg_start,
-					   .to = target - ch->seg_start,
+		*walk = (struct step_walk){.seg_seq = v.seg_seq,
+					   .from = j - v.start,
+					   .to = target - v.start,
 					   .target = target};
 		memcpy(walk->channel_id, ch->id, MP_ID_LEN);
-		memcpy(walk->nonce, ch->nonce, MP_NONCE_LEN);
+		memcpy(walk->nonce, v.nonce, MP_NONCE_LEN);
 		memcpy(walk->w, wj, MP_HASH_LEN);
 		log_info("redeem: channel %s: %u hashes down to %u on a worker thread", hex,
 			 j - target, target);
 		*need_walk = true;
 		return false;
 	}
-	mp_chain_walk(m->hasher, ch->nonce, j - ch->seg_start, wj, target - ch->seg_start, w);
+	mp_chain_walk(m->hasher, v.nonce, j - v.start, wj, target - v.start, w);
 	return true;
 }
 
@@ -168,9 +213,10 @@ static bool add_step(struct merchant *m, struct claim_set *cs, struct channel *c
 		     struct step_walk *walk, bool *need_walk)
 {
 	uint8_t w[MP_HASH_LEN];
-	if (!step_word(m, ch, target, w, walk, need_walk))
+	uint32_t seg_seq;
+	if (!step_word(m, ch, target, &seg_seq, w, walk, need_walk))
 		return false;
-	set_add(cs, ch->id, ch->hseq, ch->seg_seq, target, w);
+	set_add(cs, ch->id, ch->hseq, seg_seq, target, w);
 	log_step(ch, target);
 	return true;
 }
@@ -188,7 +234,7 @@ static void fill_epochs(struct merchant *m, struct redeem_pass *pass, struct cla
 	pass->epochs_done = true;
 	for (int i = 0; i < n; i++) {
 		const struct held_epoch *e = &(*epochs)[i];
-		set_add(cs, e->channel_id, e->hseq, 0, e->end_index, e->w_end);
+		set_add(cs, e->channel_id, e->hseq, e->seg_seq, e->end_index, e->w_end);
 	}
 }
 
@@ -201,11 +247,12 @@ static void fill(struct merchant *m, struct redeem_pass *pass, const struct rede
 	for (; pass->bucket < t->nbuckets; pass->bucket++) {
 		for (struct channel *ch = t->buckets[pass->bucket]; ch; ch = ch->next) {
 			if (ch->redeem_pass == pass->number || ch->state != CHANNEL_HELD ||
-			    !ch->recorded || ch->durable_last <= ch->redeemed_end)
+			    !ch->recorded || ch->cap_pending ||
+			    ch->durable_last <= ch->redeemed_end)
 				continue;
 			uint64_t need = ch->durable_last - ch->redeemed_end;
 			if (cost + need <= lim->budget) {
-				set_add(cs, ch->id, ch->hseq, ch->seg_seq, ch->durable_last,
+				set_add(cs, ch->id, ch->hseq, ch->durable_seg, ch->durable_last,
 					ch->durable_w);
 				cost += need;
 			} else if (cs->n > 0) {
@@ -262,7 +309,7 @@ enum build_result redeem_build_step(struct merchant *m, struct redeem_pass *pass
 	struct channel *ch = channel_find(&m->channels, walk->channel_id);
 	if (ch)
 		ch->redeem_pass = pass->number; /* claimed in this pass, or not at all */
-	if (!ch || ch->seg_seq != walk->seg_seq || walk->target <= ch->redeemed_end ||
+	if (!ch || ch->durable_seg < walk->seg_seq || walk->target <= ch->redeemed_end ||
 	    walk->target > ch->durable_last) {
 		log_info("redeem: a step walked on a worker is no longer needed (the channel "
 			 "moved on)");
@@ -273,7 +320,7 @@ enum build_result redeem_build_step(struct merchant *m, struct redeem_pass *pass
 		set_free(&cs);
 		return BUILD_FAILED;
 	}
-	set_add(&cs, ch->id, ch->hseq, ch->seg_seq, walk->target, walk->w);
+	set_add(&cs, ch->id, ch->hseq, walk->seg_seq, walk->target, walk->w);
 	log_step(ch, walk->target);
 	enum build_result res = seal(m, &cs, out) ? BUILD_SEALED : BUILD_FAILED;
 	if (res == BUILD_FAILED) {

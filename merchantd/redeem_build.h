@@ -1,6 +1,7 @@
 /* Building Redeems (redeem_build.c): claims of the channels with unredeemed durable payments
  * (the epoch held now, from the channel table, then the epochs held earlier and handed off, from
- * the store), each with hseq_in = its epoch and our complete custody record for the channel,
+ * the store), each with hseq_in = its epoch, our complete custody record for the channel and
+ * every Transfer/Cap pair we know of it (Claim.segments; a point may lie in any segment),
  * packed within the limits the redeemer currently assumes of the broker, lowered after each
  * LIMIT. Every Redeem built here is signed with a fresh redeem_id; the redeemer stores it in the
  * outbox (on the store thread) before it can be sent. */

@@ -1,4 +1,4 @@
-/* The wallet-facing TLS listener: routes Open and Pay. */
+/* The wallet-facing TLS listener: routes Open, Pay, HandoffReq and TransferReq. */
 #include <stdlib.h>
 
 #include "log.h"
@@ -44,6 +44,9 @@ static void on_envelope(struct mp_conn *c, const MpEnvelope *env, void *arg)
 		return;
 	case MP_BODY(HANDOFF_REQ):
 		handle_handoff(m, c, env);
+		return;
+	case MP_BODY(TRANSFER_REQ):
+		handle_transfer(m, c, env);
 		return;
 	default: {
 		MpStatus st;

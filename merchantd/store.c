@@ -12,6 +12,7 @@
 #include "bind_store.h"
 #include "custody_store.h"
 #include "log.h"
+#include "segment_store.h"
 
 static const char schema[] =
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);"
@@ -61,7 +62,7 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_ORDER_INSERT] = "INSERT INTO orders (order_ref, price, created_at) VALUES (?, ?, ?)",
     [ST_ORDER_PAID] = "UPDATE orders SET paid = 1 WHERE order_ref = ?",
     [ST_FIND_PAY] = "SELECT w, order_ref, code, credit, price FROM pay_journal "
-		    "WHERE channel_id = ? AND j = ? ORDER BY seq DESC LIMIT 1",
+		    "WHERE channel_id = ? AND j = ? AND seg_seq = ? ORDER BY seq DESC LIMIT 1",
 };
 
 struct store {
@@ -177,7 +178,8 @@ static bool initialise(struct store *s)
 	sqlite3_busy_timeout(s->db, 5000);
 	return exec(s, "PRAGMA auto_vacuum=INCREMENTAL") && exec(s, "PRAGMA journal_mode=WAL") &&
 	       exec(s, "PRAGMA synchronous=FULL") && exec(s, schema) && migrate_last_answer(s) &&
-	       migrate_custody(s) && bind_store_migrate(s) && ensure_incremental_vacuum(s);
+	       migrate_custody(s) && segment_store_migrate(s) && bind_store_migrate(s) &&
+	       ensure_incremental_vacuum(s);
 }
 
 struct store *store_open(const char *path, char *err, size_t errlen)
@@ -302,11 +304,15 @@ bool store_load_channels(struct store *s, struct table *channels)
 		if (ch && ch->unbound && !bind_store_load(s, ch)) {
 			log_err("store %s: a channel without holder0 and without its Bind",
 				s->path);
-			free(ch->cert);
-			free(ch->bind);
-			free(ch);
+			channel_free(ch);
 			ch = NULL;
 		}
+		if (ch && !segment_store_load(s, ch)) {
+			channel_free(ch);
+			ch = NULL;
+		}
+		if (ch)
+			ch->durable_seg = ch->seg_seq;
 		if (!ch) {
 			log_err("store %s: an unreadable channel row; refusing to start", s->path);
 			ok = false;
@@ -415,6 +421,8 @@ static bool write_entry(struct store *s, const struct batch_entry *e, int64_t no
 		return custody_store_handoff(s, e->channel_id, e->custody);
 	case ENTRY_TAKEOVER:
 		return custody_store_takeover(s, e->channel_id, e->custody, &e->row);
+	case ENTRY_CAP:
+		return segment_store_cap(s, e->channel_id, e->seg, now);
 	case ENTRY_RETRY:
 		return true;
 	}
@@ -438,12 +446,12 @@ bool store_commit_batch(struct store *s, const struct batch_entry *entries, size
 	return false;
 }
 
-bool store_find_pay(struct store *s, const uint8_t ch[MP_ID_LEN], uint32_t j,
+bool store_find_pay(struct store *s, const uint8_t ch[MP_ID_LEN], uint32_t seg_seq, uint32_t j,
 		    struct stored_pay *out)
 {
 	sqlite3_stmt *st = s->st[ST_FIND_PAY];
-	int rcs =
-	    sqlite3_bind_blob(st, 1, ch, MP_ID_LEN, SQLITE_STATIC) | sqlite3_bind_int64(st, 2, j);
+	int rcs = sqlite3_bind_blob(st, 1, ch, MP_ID_LEN, SQLITE_STATIC) |
+		  sqlite3_bind_int64(st, 2, j) | sqlite3_bind_int64(st, 3, seg_seq);
 	if (!bound(s, st, rcs))
 		return false;
 	bool found = false;

@@ -42,8 +42,8 @@ bool store_load_orders(struct store *s, struct table *orders);
  * fresh Pay and mark the orders it paid, then update the row of each channel from its
  * updates_row entry. False (logged) if it did not commit. Store thread. */
 bool store_commit_batch(struct store *s, const struct batch_entry *entries, size_t n);
-/* The journalled Pay of channel ch at index j, if any. */
-bool store_find_pay(struct store *s, const uint8_t ch[MP_ID_LEN], uint32_t j,
+/* The journalled Pay of channel ch in segment seg_seq at index j, if any. */
+bool store_find_pay(struct store *s, const uint8_t ch[MP_ID_LEN], uint32_t seg_seq, uint32_t j,
 		    struct stored_pay *out);
 
 bool store_meta_get(struct store *s, const char *key, uint8_t **value, size_t *len);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "merchant.h"
+#include "segments.h"
 
 bool table_init(struct table *t, size_t nbuckets)
 {
@@ -59,14 +60,22 @@ void table_free_channels(struct table *t)
 		struct channel *ch = t->buckets[b];
 		while (ch) {
 			struct channel *next = ch->next;
-			free(ch->cert);
-			free(ch->bind);
-			free(ch);
+			channel_free(ch);
 			ch = next;
 		}
 	}
 	free(t->buckets);
 	t->buckets = NULL;
+}
+
+void channel_free(struct channel *ch)
+{
+	if (!ch)
+		return;
+	segment_rows_free(ch->segs, ch->seg_seq);
+	free(ch->cert);
+	free(ch->bind);
+	free(ch);
 }
 
 void table_free_orders(struct table *t)

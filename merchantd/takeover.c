@@ -3,12 +3,19 @@
  * verify the returned custody chain off the loop, store it durably and only then acknowledge
  * the Open; the wallet then pays strictly after at_index.
  *
+ * The Move is checked against the owner key of the segment it names: the cert's for segment 0,
+ * ours for a segment we know, else Transfer s's to_owner_pk among the Open's segments (evidence
+ * only: whom to ask); a Move for a segment we know was transferred is STALE_SEGMENT. The
+ * holder's answer carries the channel's Transfer/Cap pairs: they are verified with the Handoffs
+ * (mp_custody_verify_all), must extend the pairs we hold, and the last one's segment becomes the
+ * channel's current segment (the Move must be signed by its owner, the Handoff point into it).
+ *
  *   START --Move, hint and holder's MerchantCert check out--> CONNECTING (to the cert's endpoint,
  *         with our merchant certificate; the peer's must name the hinted holder)
  *   CONNECTING --handshake--> ASKING (HandoffReq carrying the wallet's Move)
  *   ASKING --OK / DUPLICATE_OK with a chain--> VERIFYING (worker: common/custody.c)
  *   VERIFYING --valid, hseq above the highest recorded--> COMMITTING (group commit: custody
- *         rows, signers' certs, the channel row in the new epoch)
+ *         rows, signers' certs, Transfer/Cap pairs, the channel row in the new epoch and segment)
  *   COMMITTING --durable--> HELD: OpenAck (takeover_acknowledge)
  *   any state --deadline (handoff_timeout), connection lost, a refusal, a chain that does not
  *         verify--> DONE: the Open answered with a clear error, nothing stored
@@ -25,6 +32,7 @@
 #include "channel_cert.h"
 #include "custody_store.h"
 #include "log.h"
+#include "segments.h"
 #include "merchant.h"
 #include "stmt.h"
 #include "takeover_verify.h"
@@ -37,7 +45,7 @@ struct takeover {
 	uint64_t request_id;
 	struct channel *ch; /* in the table; state UNKNOWN if it is new here */
 	MpSigned *move;
-	uint32_t from_epoch;
+	uint32_t from_epoch, move_seg;
 	uint8_t holder[MP_ID_LEN];
 	char holder_hex[MP_HEX_ID_LEN + 1], hex[MP_HEX_ID_LEN + 1], endpoint[256];
 	struct mp_conn *conn; /* to the holder */
@@ -136,6 +144,10 @@ static void commit_takeover(struct takeover *t, struct takeover_check *tc)
 	cw->n_certs = tc->n_cert_rows;
 	tc->chain_rows = tc->cert_rows = NULL;
 	tc->n_chain_rows = tc->n_cert_rows = 0;
+	cw->segs = tc->seg_rows;
+	cw->n_segs = tc->n_seg_rows;
+	tc->seg_rows = NULL;
+	tc->n_seg_rows = 0;
 	cw->insert = !ch->recorded;
 	cw->hseq = tc->hseq;
 	cw->at_index = tc->at_index;
@@ -150,8 +162,8 @@ static void commit_takeover(struct takeover *t, struct takeover_check *tc)
 	memcpy(r->id, ch->id, MP_ID_LEN);
 	r->cert = ch->cert;
 	r->cert_len = ch->cert_len;
-	r->seg_seq = ch->seg_seq;
-	r->seg_start = ch->seg_start;
+	r->seg_seq = tc->seg_seq;
+	r->seg_start = tc->seg_start;
 	r->redeem_until = ch->redeem_until;
 	/* The pay path's view moves now: the wallet pays only after the OpenAck, which waits
 	 * for this commit, and any Pay in between is refused until then (state below). */
@@ -164,6 +176,20 @@ static void commit_takeover(struct takeover *t, struct takeover_check *tc)
 		mp_conn_close(t->conn, "handoff of channel %s received", t->hex);
 	log_info("channel %s: Handoff %u from m-%s verified (at index %u); recording it", t->hex,
 		 tc->hseq, t->holder_hex, tc->at_index);
+}
+
+/* The pairs we hold of the channel are the verified chain's first ones (a holder cannot make
+ * us forget a segment), and it has no fewer. */
+static bool same_pairs(const struct channel *ch, const struct takeover_check *tc)
+{
+	if (tc->n_seg_rows < ch->seg_seq)
+		return false;
+	for (uint32_t i = 0; i < ch->seg_seq; i++)
+		if (memcmp(ch->segs[i].transfer_hash, tc->seg_rows[i].transfer_hash, MP_HASH_LEN) ||
+		    ch->segs[i].cap_len != tc->seg_rows[i].cap_len ||
+		    memcmp(ch->segs[i].cap, tc->seg_rows[i].cap, ch->segs[i].cap_len))
+			return false;
+	return true;
 }
 
 static void verify_done(void *arg, enum mp_job_outcome outcome)
@@ -180,6 +206,8 @@ static void verify_done(void *arg, enum mp_job_outcome outcome)
 		   t->ch->state == CHANNEL_HELD) {
 		finish(t, MP_ST(STALE_INDEX), "a Handoff at or above hseq %u is already recorded",
 		       j->tc->hseq);
+	} else if (!same_pairs(t->ch, j->tc)) {
+		finish(t, MP_ST(CONFLICT), "the holder's Transfer/Cap pairs differ from ours");
 	} else {
 		commit_takeover(t, j->tc);
 	}
@@ -213,12 +241,16 @@ static struct takeover_check *check_of(struct takeover *t, const Micropay__V1__H
 	tc->chain = copy_all(r->custody, r->n_custody);
 	tc->certs = copy_all(r->merchant_certs, r->n_merchant_certs);
 	tc->handoff = r->handoff ? mp_stmt_copy(r->handoff) : NULL;
-	if (!tc->cert || !tc->chain || !tc->certs) {
+	tc->segments = copy_all(r->segments, r->n_segments);
+	tc->move = mp_stmt_copy(t->move);
+	if (!tc->cert || !tc->chain || !tc->certs || !tc->segments || !tc->move) {
 		takeover_check_free(tc);
 		return NULL;
 	}
 	tc->n_chain = r->n_custody;
 	tc->n_certs = r->n_merchant_certs;
+	tc->n_segments = r->n_segments;
+	tc->move_seg = t->move_seg;
 	memcpy(tc->cert, t->ch->cert, t->ch->cert_len);
 	tc->cert_len = t->ch->cert_len;
 	memcpy(tc->broker_pk, m->broker_pk, MP_PK_LEN);
@@ -309,28 +341,85 @@ static const struct mp_conn_ops holder_ops = {
 
 /* ---- START ---- */
 
-/* The Move (owner key, this channel, us, the current segment) and the holder's MerchantCert
- * (broker key, the hinted merchant, not us); OK or the refusal. */
+/* The segment a Move names, read from its body only to know which owner key to expect. */
+static bool move_segment(const MpSigned *move, uint32_t *seg_seq)
+{
+	if (!move || move->type != MP_STMT_MOVE)
+		return false;
+	Micropay__V1__Move *mv = (Micropay__V1__Move *)mp_strict_unpack(
+	    &micropay__v1__move__descriptor, move->body.data, move->body.len);
+	if (mv)
+		*seg_seq = mv->seg_seq;
+	if (mv)
+		micropay__v1__move__free_unpacked(mv, NULL);
+	return mv != NULL;
+}
+
+/* The owner key of segment k as far as we can tell before asking: the cert's for 0, ours if we
+ * know segment k, else to_owner_pk of Transfer k among the wallet's OpenReq.segments. That is
+ * evidence only (whom to ask): the Move is checked again against the chain the holder returns
+ * (takeover_verify.c). */
+static bool move_owner(const struct channel *ch, const Micropay__V1__OpenReq *req,
+		       const Micropay__V1__ChannelCert *cc, uint32_t k, uint8_t pk[MP_PK_LEN])
+{
+	const uint8_t *known = k == 0 ? cc->owner_pk.data
+			       : ch   ? channel_segment_owner(ch, k)
+				      : NULL;
+	if (known) {
+		memcpy(pk, known, MP_PK_LEN);
+		return true;
+	}
+	for (size_t i = 0; i < req->n_segments; i++) {
+		const MpSigned *s = req->segments[i];
+		if (!s || s->type != MP_STMT_TRANSFER)
+			continue;
+		Micropay__V1__Transfer *tr = (Micropay__V1__Transfer *)mp_strict_unpack(
+		    &micropay__v1__transfer__descriptor, s->body.data, s->body.len);
+		bool found =
+		    tr && tr->new_seg_seq == k && mp_bytes_len_is(tr->to_owner_pk, MP_PK_LEN);
+		if (found)
+			memcpy(pk, tr->to_owner_pk.data, MP_PK_LEN);
+		if (tr)
+			micropay__v1__transfer__free_unpacked(tr, NULL);
+		if (found)
+			return true;
+	}
+	return false;
+}
+
+/* The Move (owner key of its segment, this channel, us) and the holder's MerchantCert (broker
+ * key, the hinted merchant, not us); OK or the refusal. */
 static MpCode check_request(struct takeover *t, const Micropay__V1__OpenReq *req,
-			    const Micropay__V1__ChannelCert *cc, const char **detail)
+			    const Micropay__V1__ChannelCert *cc, const struct channel *ch,
+			    const char **detail)
 {
 	struct merchant *m = t->m;
 	ProtobufCMessage *body = NULL;
-	*detail = "Move not signed by the channel's owner";
-	MpCode code = mp_stmt_open(req->move, MP_STMT_MOVE, cc->owner_pk.data,
-				   &micropay__v1__move__descriptor, &body);
+	uint8_t owner[MP_PK_LEN];
+	uint32_t k = 0;
+	*detail = "Move for a segment whose owner neither we nor the Open's segments name";
+	if (!move_segment(req->move, &k) || !move_owner(ch, req, cc, k, owner))
+		return req->move ? MP_ST(STALE_SEGMENT) : MP_ST(MALFORMED);
+	*detail = "Move not signed by the owner of its segment";
+	MpCode code =
+	    mp_stmt_open(req->move, MP_STMT_MOVE, owner, &micropay__v1__move__descriptor, &body);
 	if (code != MP_ST(OK))
 		return code;
 	Micropay__V1__Move *mv = (Micropay__V1__Move *)body;
 	bool ok = mp_bytes_len_is(mv->channel_id, MP_ID_LEN) &&
 		  !memcmp(mv->channel_id.data, cc->channel_id.data, MP_ID_LEN) &&
 		  mp_bytes_len_is(mv->to_mid, MP_ID_LEN) &&
-		  !memcmp(mv->to_mid.data, m->mid, MP_ID_LEN) && mv->seg_seq == 0;
+		  !memcmp(mv->to_mid.data, m->mid, MP_ID_LEN);
 	t->from_epoch = mv->from_epoch;
+	t->move_seg = mv->seg_seq;
 	protobuf_c_message_free_unpacked(body, NULL);
 	if (!ok) {
-		*detail = "the Move is not for this channel, this merchant and segment 0";
+		*detail = "the Move is not for this channel and this merchant";
 		return MP_ST(MALFORMED);
+	}
+	if (ch && k < ch->seg_seq) {
+		*detail = "the Move is for a segment that was transferred";
+		return MP_ST(STALE_SEGMENT);
 	}
 	*detail = "holder_cert is not a MerchantCert of holder_hint";
 	if (!req->holder_cert || !mp_bytes_len_is(req->holder_hint, MP_ID_LEN) ||
@@ -398,7 +487,7 @@ static void start(struct takeover *t, const MpEnvelope *env, const Micropay__V1_
 {
 	struct merchant *m = t->m;
 	const char *detail = NULL;
-	MpCode code = check_request(t, env->open_req, cc, &detail);
+	MpCode code = check_request(t, env->open_req, cc, ch, &detail);
 	if (code != MP_ST(OK)) {
 		finish(t, code, "%s", detail);
 		return;
@@ -442,11 +531,37 @@ void takeover_start(struct merchant *m, struct mp_conn *c, const MpEnvelope *env
 	start(t, env, cc, ch);
 }
 
+/* The channel's segments from the verified chain: the pairs we did not have are appended (the
+ * ones we have are the same statements: the chain verified against our segment heads). */
+static bool take_segments(struct channel *ch, const struct custody_write *cw)
+{
+	for (size_t i = ch->seg_seq; i < cw->n_segs; i++)
+		if (!channel_push_segment(ch, &cw->segs[i]))
+			return false;
+	return ch->seg_seq == cw->n_segs;
+}
+
 /* The new epoch is durable: the pay path takes it over, then the OpenAck. */
 void takeover_acknowledge(struct merchant *m, struct batch_entry *e)
 {
 	struct channel *ch = e->ch;
 	const struct custody_write *cw = e->custody;
+	char hex[MP_HEX_ID_LEN + 1];
+	mp_hex_encode(ch->id, MP_ID_LEN, hex);
+	if (!take_segments(ch, cw)) {
+		/* Durable but not in memory: refuse to serve the channel until a restart loads it
+		 */
+		log_err("channel %s: cannot take the verified segments in memory (out of memory or "
+			"a pair differs); the channel is served again after a restart",
+			hex);
+		ch->fetching = false;
+		ch->state = CHANNEL_UNKNOWN;
+		if (mp_conn_is_open(e->conn))
+			reply_open(e->conn, e->request_id, MP_ST(INTERNAL), "out of memory", m,
+				   NULL);
+		return;
+	}
+	ch->durable_seg = ch->seg_seq;
 	ch->state = CHANNEL_HELD;
 	ch->hseq = cw->hseq;
 	ch->last = ch->durable_last = cw->at_index;
@@ -459,9 +574,8 @@ void takeover_acknowledge(struct merchant *m, struct batch_entry *e)
 	ch->redeemed_end = cw->at_index;
 	ch->fetching = false;
 	m->stats.handoffs_taken++;
-	char hex[MP_HEX_ID_LEN + 1];
-	mp_hex_encode(ch->id, MP_ID_LEN, hex);
-	log_info("channel %s: held (epoch %u from index %u)", hex, cw->hseq, cw->at_index);
+	log_info("channel %s: held (epoch %u, segment %u, from index %u)", hex, cw->hseq,
+		 ch->seg_seq, cw->at_index);
 	if (mp_conn_is_open(e->conn))
 		open_acknowledge(m, e->conn, e->request_id, ch);
 }

@@ -79,7 +79,8 @@ static bool describe(const struct takeover_check *tc, struct mp_custody_channel 
 	bool ok = cc && mp_bytes_len_is(cc->channel_id, MP_ID_LEN) &&
 		  mp_bytes_len_is(cc->holder0, MP_ID_LEN) &&
 		  mp_bytes_len_is(cc->chain_nonce, MP_NONCE_LEN) &&
-		  mp_bytes_len_is(cc->root, MP_HASH_LEN);
+		  mp_bytes_len_is(cc->root, MP_HASH_LEN) &&
+		  mp_bytes_len_is(cc->owner_pk, MP_PK_LEN);
 	if (ok) {
 		memset(ch, 0, sizeof(*ch));
 		memset(seg0, 0, sizeof(*seg0));
@@ -92,6 +93,7 @@ static bool describe(const struct takeover_check *tc, struct mp_custody_channel 
 		memcpy(seg0->nonce, cc->chain_nonce.data, MP_NONCE_LEN);
 		memcpy(seg0->root, cc->root.data, MP_HASH_LEN);
 		memcpy(seg0->head, ch->cert_hash, MP_HASH_LEN);
+		memcpy(seg0->owner_pk, cc->owner_pk.data, MP_PK_LEN);
 		ch->segments = seg0;
 		ch->n_segments = 1;
 	}
@@ -137,6 +139,43 @@ static void check_last(struct takeover_check *tc, const struct mp_custody_event 
 		micropay__v1__handoff__free_unpacked(h, NULL);
 }
 
+/* The last Handoff points into the last verified segment, whose owner signed our Move: that
+ * segment is the channel's current one from now on. */
+static void check_segment(struct takeover_check *tc, const struct mp_custody_event *last,
+			  const struct mp_custody_segment *cur)
+{
+	ProtobufCMessage *body = NULL;
+	if (last->point.seg_seq != cur->seg_seq) {
+		fail(tc, MP_ST(MALFORMED), "the Handoff is not in the channel's last segment");
+	} else if (tc->move_seg != cur->seg_seq) {
+		fail(tc, MP_ST(STALE_SEGMENT), "the Move is not for the channel's last segment");
+	} else if (mp_stmt_open(tc->move, MP_STMT_MOVE, cur->owner_pk,
+				&micropay__v1__move__descriptor, &body) != MP_ST(OK)) {
+		fail(tc, MP_ST(BAD_SIG), "the Move is not signed by the last segment's owner");
+	} else {
+		tc->seg_seq = cur->seg_seq;
+		tc->seg_start = cur->start;
+	}
+	if (body)
+		protobuf_c_message_free_unpacked(body, NULL);
+}
+
+/* Rows to store: every verified Transfer/Cap pair. */
+static bool seg_rows(struct takeover_check *tc)
+{
+	size_t n = tc->n_segments / 2;
+	tc->seg_rows = calloc(n + 1, sizeof(*tc->seg_rows));
+	if (!tc->seg_rows)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (!segment_row_from(&tc->seg_rows[i], tc->segments[2 * i],
+				      tc->segments[2 * i + 1]))
+			return false;
+		tc->n_seg_rows++;
+	}
+	return true;
+}
+
 /* Rows to store: every Handoff of the chain with the merchant that signed it. */
 static bool chain_rows(struct takeover_check *tc, const struct mp_custody_event *events)
 {
@@ -155,6 +194,48 @@ static bool chain_rows(struct takeover_check *tc, const struct mp_custody_event 
 	return true;
 }
 
+/* Verified: the last Handoff is ours, the segments lead to it; the rows to store. */
+static void conclude(struct takeover_check *tc, const struct mp_custody_event *events,
+		     const struct mp_custody_segment *segments)
+{
+	check_last(tc, &events[tc->n_chain]);
+	if (tc->code == MP_ST(OK))
+		check_segment(tc, &events[tc->n_chain], &segments[tc->n_segments / 2]);
+	if (tc->code == MP_ST(OK) && (!chain_rows(tc, events) || !seg_rows(tc)))
+		fail(tc, MP_ST(INTERNAL), "out of memory");
+}
+
+static void verify(struct takeover_check *tc, const struct signers *signers,
+		   const struct mp_custody_channel *ch, struct mp_hasher *h,
+		   const atomic_bool *stop, struct mp_custody_event *events)
+{
+	size_t n_pairs = tc->n_segments / 2;
+	struct mp_custody_segment *segments = calloc(n_pairs + 1, sizeof(*segments));
+	struct mp_custody_cap *caps = calloc(n_pairs + 1, sizeof(*caps));
+	struct mp_custody_result res = {0};
+	struct mp_custody_evidence ev = {.handoffs = tc->chain,
+					 .n_handoffs = tc->n_chain,
+					 .segment_stmts = tc->segments,
+					 .n_segment_stmts = tc->n_segments};
+	if (!segments || !caps) {
+		fail(tc, MP_ST(INTERNAL), "out of memory");
+	} else {
+		enum mp_custody_rule rule = mp_custody_verify_all(
+		    ch, &ev, key_lookup, (void *)signers, h, stop, events, segments, caps, &res);
+		if (rule != MP_CUSTODY_OK) {
+			tc->code = mp_custody_rule_code(rule);
+			snprintf(tc->detail, sizeof(tc->detail),
+				 "custody chain: Handoff %u, segment %u: %s%s%s", res.hseq,
+				 res.seg_seq, mp_custody_rule_name(rule), res.detail[0] ? ": " : "",
+				 res.detail);
+		} else {
+			conclude(tc, events, segments);
+		}
+	}
+	free(segments);
+	free(caps);
+}
+
 void takeover_check_run(struct takeover_check *tc, const atomic_bool *stop)
 {
 	struct signers signers = {0};
@@ -162,24 +243,11 @@ void takeover_check_run(struct takeover_check *tc, const atomic_bool *stop)
 	struct mp_custody_segment seg0;
 	struct mp_custody_event *events = calloc(tc->n_chain + 1, sizeof(*events));
 	struct mp_hasher *h = mp_hasher_new();
-	struct mp_custody_result res = {0};
 	fail(tc, MP_ST(INTERNAL), "out of memory");
 	if (tc->n_chain == 0 || !tc->handoff)
 		fail(tc, MP_ST(MALFORMED), "no custody chain");
-	else if (events && h && open_certs(tc, &signers) && describe(tc, &ch, &seg0)) {
-		enum mp_custody_rule rule = mp_custody_verify(
-		    &ch, tc->chain, tc->n_chain, key_lookup, &signers, h, stop, events, &res);
-		if (rule != MP_CUSTODY_OK) {
-			tc->code = mp_custody_rule_code(rule);
-			snprintf(tc->detail, sizeof(tc->detail),
-				 "custody chain: Handoff %u: %s%s%s", res.hseq,
-				 mp_custody_rule_name(rule), res.detail[0] ? ": " : "", res.detail);
-		} else {
-			check_last(tc, &events[tc->n_chain]);
-			if (tc->code == MP_ST(OK) && !chain_rows(tc, events))
-				fail(tc, MP_ST(INTERNAL), "out of memory");
-		}
-	}
+	else if (events && h && open_certs(tc, &signers) && describe(tc, &ch, &seg0))
+		verify(tc, &signers, &ch, h, stop, events);
 	free(signers.list);
 	free(events);
 	mp_hasher_free(h);
@@ -194,6 +262,11 @@ void takeover_check_free(struct takeover_check *tc)
 		mp_stmt_free(tc->chain[i]);
 	free(tc->chain);
 	mp_stmt_free(tc->handoff);
+	for (size_t i = 0; i < tc->n_segments; i++)
+		mp_stmt_free(tc->segments[i]);
+	free(tc->segments);
+	mp_stmt_free(tc->move);
+	segment_rows_free(tc->seg_rows, tc->n_seg_rows);
 	for (size_t i = 0; i < tc->n_certs; i++)
 		mp_stmt_free(tc->certs[i]);
 	free(tc->certs);

@@ -1,8 +1,11 @@
-/* The check of a custody chain a holder returned (takeover.c), on a worker thread: the chain
- * with common/custody.c, the signers' keys from MerchantCerts verified under the broker key
- * (valid until at least redeem_until + T_grace), and that its last Handoff is the one we asked
- * for: it names us, carries our Move's hash, ends the Move's epoch and is above the highest
- * hseq we recorded. Everything here is a copy: the loop may change its state meanwhile. */
+/* The check of a custody chain a holder returned (takeover.c), on a worker thread: the
+ * Handoffs and the channel's Transfer/Cap pairs together with mp_custody_verify_all
+ * (common/custody.c), the signers' keys from MerchantCerts verified under the broker key (valid
+ * until at least redeem_until + T_grace), and that its last Handoff is the one we asked for: it
+ * names us, carries our Move's hash, ends the Move's epoch, is above the highest hseq we
+ * recorded and points into the last verified segment, whose owner key signed our Move. That
+ * segment becomes the channel's current one. Everything here is a copy: the loop may change its
+ * state meanwhile. */
 #pragma once
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -11,6 +14,7 @@
 
 #include "batch.h"
 #include "proto.h"
+#include "segments.h"
 
 struct takeover_check {
 	/* in */
@@ -18,8 +22,12 @@ struct takeover_check {
 	size_t cert_len;
 	MpSigned **chain; /* Handoffs 1..h as the holder sent them */
 	size_t n_chain;
-	MpSigned *handoff; /* the Handoff the response names */
-	MpSigned **certs;  /* MerchantCerts of the signers */
+	MpSigned *handoff;   /* the Handoff the response names */
+	MpSigned **segments; /* Transfer 1, Cap 1, ... as the holder sent them */
+	size_t n_segments;
+	MpSigned *move; /* the wallet's Move we presented */
+	uint32_t move_seg;
+	MpSigned **certs; /* MerchantCerts of the signers */
 	size_t n_certs;
 	uint8_t broker_pk[MP_PK_LEN];
 	uint64_t t_grace;
@@ -32,6 +40,9 @@ struct takeover_check {
 	char detail[256];
 	uint32_t hseq, at_index;
 	uint8_t w_at[MP_HASH_LEN];
+	uint32_t seg_seq, seg_start;  /* the current segment: the last verified one */
+	struct segment_row *seg_rows; /* the verified pairs 1..seg_seq (malloc'd) */
+	size_t n_seg_rows;
 	struct custody_blob *chain_rows, *cert_rows; /* what to store (malloc'd) */
 	size_t n_chain_rows, n_cert_rows;
 };

@@ -146,11 +146,11 @@ START_TEST(batch_survives_restart)
 	ck_assert(o->recorded && o->paid && o->paid_durable);
 	ck_assert_uint_eq(o->price, 5);
 	struct stored_pay sp;
-	ck_assert(store_find_pay(s, c.id, 2, &sp));
+	ck_assert(store_find_pay(s, c.id, 0, 2, &sp));
 	ck_assert_int_eq(sp.code, MP_ST(UNDERPAID));
 	ck_assert_uint_eq(sp.credit, 2);
 	ck_assert_mem_eq(sp.w, entries[2].w, MP_HASH_LEN);
-	ck_assert(!store_find_pay(s, c.id, 3, &sp));
+	ck_assert(!store_find_pay(s, c.id, 0, 3, &sp));
 	table_free_channels(&channels);
 	table_free_orders(&orders);
 	store_close(s);
@@ -173,10 +173,10 @@ START_TEST(failed_batch_leaves_nothing)
 	second[0].updates_row = true;
 	ck_assert(!store_commit_batch(s, second, 2));
 	struct stored_pay sp;
-	ck_assert(!store_find_pay(s, c.id, 3, &sp));
+	ck_assert(!store_find_pay(s, c.id, 0, 3, &sp));
 	/* The connection is usable again: the next batch commits. */
 	ck_assert(store_commit_batch(s, second, 1));
-	ck_assert(store_find_pay(s, c.id, 3, &sp));
+	ck_assert(store_find_pay(s, c.id, 0, 3, &sp));
 	store_close(s);
 	free(c.bytes);
 }

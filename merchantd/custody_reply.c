@@ -1,0 +1,72 @@
+#include "custody_reply.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "stmt.h"
+
+bool stmt_push(MpSigned ***arr, size_t *n, const uint8_t *data, size_t len)
+{
+	MpSigned *s = mp_stmt_decode(data, len);
+	MpSigned **grown = s ? realloc(*arr, (*n + 1) * sizeof(**arr)) : NULL;
+	if (!grown) {
+		mp_stmt_free(s);
+		return false;
+	}
+	*arr = grown;
+	grown[(*n)++] = s;
+	return true;
+}
+
+void stmts_free(MpSigned **arr, size_t n)
+{
+	for (size_t i = 0; arr && i < n; i++)
+		mp_stmt_free(arr[i]);
+	free(arr);
+}
+
+static bool push_cert_of(struct merchant *m, const uint8_t mid[MP_ID_LEN], MpSigned ***certs,
+			 size_t *n_certs)
+{
+	uint8_t *bytes = NULL;
+	size_t len = 0;
+	bool found = !memcmp(mid, m->mid, MP_ID_LEN)
+			 ? merchant_own_cert(m, &bytes, &len)
+			 : custody_store_peer_cert(m->store, mid, &bytes, &len);
+	bool ok = found && stmt_push(certs, n_certs, bytes, len);
+	free(bytes);
+	return ok;
+}
+
+bool certs_push(struct merchant *m, const struct custody_blob *chain, size_t n, MpSigned ***certs,
+		size_t *n_certs)
+{
+	for (size_t i = 0; i < n; i++) {
+		bool seen = false;
+		for (size_t k = 0; k < i && !seen; k++)
+			seen = !memcmp(chain[k].mid, chain[i].mid, MP_ID_LEN);
+		if (!seen && !push_cert_of(m, chain[i].mid, certs, n_certs))
+			return false;
+	}
+	return true;
+}
+
+bool custody_reply_load(struct merchant *m, const uint8_t channel_id[MP_ID_LEN], uint32_t upto,
+			MpSigned ***custody, size_t *n_custody, MpSigned ***certs, size_t *n_certs)
+{
+	struct custody_blob *chain = NULL;
+	size_t n = 0;
+	bool ok = custody_store_chain(m->store, channel_id, &chain, &n);
+	bool ours = false;
+	for (size_t i = 0; ok && i < n; i++) {
+		ours = ours || !memcmp(chain[i].mid, m->mid, MP_ID_LEN);
+		if (chain[i].hseq <= upto)
+			ok = chain[i].hseq == i + 1 &&
+			     stmt_push(custody, n_custody, chain[i].data, chain[i].len);
+	}
+	ok = ok && *n_custody == upto && certs_push(m, chain, n, certs, n_certs);
+	if (ok && !ours)
+		ok = push_cert_of(m, m->mid, certs, n_certs);
+	custody_blobs_free(chain, n);
+	return ok;
+}
