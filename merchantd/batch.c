@@ -289,7 +289,7 @@ void batch_add(struct merchant *m, const struct batch_entry *e)
 	b->entries[b->count++] = *e;
 	if (e->conn)
 		mp_conn_ref(e->conn);
-	/* An Open, order.create or Handoff waits for nothing else: commit it now. */
+	/* An Open, order.create, Handoff, takeover or Cap waits for nothing else: commit it now. */
 	if (b->count >= p->cap || e->kind == ENTRY_OPEN || e->kind == ENTRY_ORDER ||
 	    e->kind == ENTRY_HANDOFF || e->kind == ENTRY_TAKEOVER || e->kind == ENTRY_CAP)
 		p->due = true;

@@ -25,7 +25,6 @@ struct cap_outbox {
 	struct event *timer;
 	int64_t cursor;	   /* rowid of the last row handled in this sweep */
 	bool sweep_failed; /* a row of this sweep got no acknowledgement */
-	bool kicked;	   /* a Cap committed during a sweep: sweep again after it */
 	bool stopping;
 	unsigned polls, failures;
 	/* the row in flight */
@@ -188,44 +187,43 @@ static bool send_row(struct cap_outbox *ob, struct broker_link *link)
 
 /* ---- NEXT ---- */
 
+/* The next pending row after the cursor, sent; rows whose notice cannot be built are skipped
+ * (logged; the sweep counts as failed, so they are tried again after the backoff). */
 static void next(struct cap_outbox *ob)
 {
 	char hex[MP_HEX_ID_LEN + 1];
-	if (!cap_outbox_next(ob->m->store, ob->cursor, ob->channel_id, &ob->seg_seq, &ob->rowid)) {
-		bool again = ob->kicked;
-		ob->cursor = 0;
-		ob->kicked = false;
-		if (ob->sweep_failed) {
-			backoff(ob, "a Cap notice was not acknowledged");
-		} else {
-			ob->state = OB_IDLE;
-			if (again)
-				next(ob);
+	for (;;) {
+		if (!cap_outbox_next(ob->m->store, ob->cursor, ob->channel_id, &ob->seg_seq,
+				     &ob->rowid)) {
+			ob->cursor = 0;
+			if (ob->sweep_failed)
+				backoff(ob, "a Cap notice was not acknowledged");
+			else
+				ob->state = OB_IDLE;
+			return;
 		}
-		return;
-	}
-	struct broker_link *link = redeemer_link(ob->m->redeemer);
-	if (!broker_link_is_up(link)) {
-		broker_link_want(link);
-		if (++ob->polls * (uint64_t)POLL_US >
-		    ob->m->cfg.broker_connect_timeout * 1000000ull)
-			backoff(ob, "the broker cannot be reached");
-		else
-			arm(ob, OB_WAITING, POLL_US);
-		return;
-	}
-	ob->polls = 0;
-	ob->cursor = ob->rowid;
-	if (!send_row(ob, link)) {
+		struct broker_link *link = redeemer_link(ob->m->redeemer);
+		if (!broker_link_is_up(link)) {
+			broker_link_want(link);
+			if (++ob->polls * (uint64_t)POLL_US >
+			    ob->m->cfg.broker_connect_timeout * 1000000ull)
+				backoff(ob, "the broker cannot be reached");
+			else
+				arm(ob, OB_WAITING, POLL_US);
+			return;
+		}
+		ob->polls = 0;
+		ob->cursor = ob->rowid;
+		if (send_row(ob, link)) {
+			ob->sent++;
+			ob->state = OB_SENDING;
+			return;
+		}
 		row_hex(ob, hex);
 		log_err("cap outbox: channel %s segment %u: the notice cannot be built or sent",
 			hex, ob->seg_seq);
 		ob->sweep_failed = true;
-		next(ob);
-		return;
 	}
-	ob->sent++;
-	ob->state = OB_SENDING;
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
@@ -241,13 +239,10 @@ void cap_outbox_kick(struct merchant *m)
 	if (!ob || ob->stopping)
 		return;
 	ob->pending++;
-	if (ob->state == OB_IDLE) {
-		next(ob);
-	} else if (ob->state == OB_BACKOFF) {
+	/* A sweep under way reaches the new row (rows are read in order as it goes). */
+	if (ob->state == OB_IDLE || ob->state == OB_BACKOFF) {
 		evtimer_del(ob->timer); /* a new Cap goes at once */
 		next(ob);
-	} else {
-		ob->kicked = true;
 	}
 }
 

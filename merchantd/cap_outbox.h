@@ -6,8 +6,10 @@
  * CONFLICT, logged as an error and kept for the operator). Rows survive restarts: the outbox
  * starts with a sweep. Whether or not the channel has anything to redeem.
  *
- *   IDLE --kick (a Cap committed) | timer--> NEXT (sweep from the oldest pending row)
+ *   IDLE | BACKOFF --kick (a Cap committed) | timer--> NEXT (sweep from the oldest pending row;
+ *         a Cap committed during a sweep is reached by it: rows are read in order as it goes)
  *   NEXT --no row after the cursor--> IDLE, or BACKOFF if a row of this sweep failed
+ *   NEXT --a row whose notice cannot be built (logged)--> NEXT (after it; the sweep failed)
  *   NEXT --a row, link not up--> WAITING (want the link; poll every 200 ms up to the broker's
  *         connect timeout) --up--> NEXT;  --still down--> BACKOFF
  *   NEXT --a row, link up--> SENDING (CapNoticeReq)

@@ -6,7 +6,8 @@
  * blocks further requests on that channel with LIMIT), takes the first case that applies:
  *   peer without a merchant certificate   -> MALFORMED, nothing else (no statement leaves)
  *   channel unknown here                  -> UNKNOWN_CHANNEL
- *   Move for a segment we do not know      -> STALE_SEGMENT "unknown segment"
+ *   Move for a segment we do not know      -> HANDED_OFF without a statement if we handed the
+ *                                             channel off, else STALE_SEGMENT "unknown segment"
  *   Move not signed by the owner of its segment (the cert's for 0, Transfer s's to_owner_pk
  *   for s)                                 -> BAD_SIG / MALFORMED (checked before anything is
  *                                            revealed: HANDED_OFF answers need a valid Move)
@@ -338,8 +339,11 @@ void handle_handoff(struct merchant *m, struct mp_conn *c, const MpEnvelope *env
 	}
 	mp_hex_encode(ch->id, MP_ID_LEN, hex);
 	const uint8_t *owner = channel_segment_owner(ch, seg_seq);
-	if (!owner) {
-		refuse(m, c, env->request_id, MP_ST(STALE_SEGMENT), "unknown segment", hex);
+	if (!owner) { /* nothing is revealed for a Move we cannot verify */
+		bool gone = ch->state == CHANNEL_HANDED_OFF;
+		refuse(m, c, env->request_id, gone ? MP_ST(HANDED_OFF) : MP_ST(STALE_SEGMENT),
+		       gone ? "handed off (the Move's segment is unknown here)" : "unknown segment",
+		       hex);
 		return;
 	}
 	ProtobufCMessage *body = NULL;

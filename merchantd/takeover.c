@@ -348,11 +348,11 @@ static bool move_segment(const MpSigned *move, uint32_t *seg_seq)
 		return false;
 	Micropay__V1__Move *mv = (Micropay__V1__Move *)mp_strict_unpack(
 	    &micropay__v1__move__descriptor, move->body.data, move->body.len);
-	if (mv)
-		*seg_seq = mv->seg_seq;
-	if (mv)
-		micropay__v1__move__free_unpacked(mv, NULL);
-	return mv != NULL;
+	if (!mv)
+		return false;
+	*seg_seq = mv->seg_seq;
+	micropay__v1__move__free_unpacked(mv, NULL);
+	return true;
 }
 
 /* The owner key of segment k as far as we can tell before asking: the cert's for 0, ours if we
