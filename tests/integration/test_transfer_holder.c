@@ -353,6 +353,8 @@ static void expect_stale(MpEnvelope *e, const MpSigned *cap)
 	micropay__v1__envelope__free_unpacked(e, NULL);
 }
 
+static int64_t pending_of(const char *mid_hex);
+
 /* ---- the tests ---- */
 
 /* Bad Transfers: each refused with its documented status, nothing changes (A still pays). */
@@ -453,6 +455,7 @@ START_TEST(transfer_at_the_holder)
 	/* The Cap's notice went to the broker at once after the commit. */
 	int64_t pending = cap_outbox_settled();
 	fprintf(stderr, "cap outbox pending at m1: %lld\n", (long long)pending);
+	ck_assert_int_eq(pending, 0); /* brokerd records CapNotices */
 	/* A Transfer by A for segment 2 (not the current owner any more): BAD_SIG. */
 	uint8_t th1[MP_HASH_LEN];
 	mp_stmt_hash(t1, th1);
@@ -577,6 +580,9 @@ START_TEST(handoff_after_transfer)
 {
 	struct setup s = {0};
 	make_channel(&s, 200);
+	json_decref(admin_ok(&net, "m1", "redeem", NULL)); /* earlier tests' units first */
+	json_decref(admin_ok(&net, "m2", "redeem", NULL));
+	int64_t before1 = pending_of(tm[1].mid_hex), before2 = pending_of(tm[2].mid_hex);
 	struct wire w1, w2;
 	open_ok(&s, &w1, 1);
 	for (uint32_t j = 1; j <= 3; j++)
@@ -645,11 +651,155 @@ START_TEST(handoff_after_transfer)
 	ck_assert(accepted(pay_o(&s, &w2, &b, 1, 8)));
 	wire_close(&w2);
 
+	/* Each merchant is credited its range: m1 (0, 5] across the transfer, m2 (5, 8]. */
+	json_decref(admin_ok(&net, "m1", "redeem", NULL));
+	json_decref(admin_ok(&net, "m2", "redeem", NULL));
+	int64_t got1 = pending_of(tm[1].mid_hex) - before1;
+	int64_t got2 = pending_of(tm[2].mid_hex) - before2;
+	fprintf(stderr, "handoff after transfer: credited m1 %lld, m2 %lld of 8 paid\n",
+		(long long)got1, (long long)got2);
+	ck_assert_int_eq(got1, 5);
+	ck_assert_int_eq(got2, 3);
+
 	mp_stmt_free(t1);
 	mp_stmt_free(pair[0]);
 	mp_stmt_free(pair[1]);
 	mp_stmt_free(move_a);
 	mp_stmt_free(move_b);
+	mp_key_free(&b.key);
+	free_setup(&s);
+	net_audit_clean(&net);
+}
+END_TEST
+
+static int64_t pending_of(const char *mid_hex)
+{
+	char params[128];
+	snprintf(params, sizeof(params), "{\"account\":\"%s\"}", mid_hex);
+	json_t *acc = admin_ok(&net, "broker", "account.show", params);
+	int64_t b = json_int(json_array_get(json_object_get(acc, "related"), 0), "balance");
+	json_decref(acc);
+	return b;
+}
+
+/* The broker's record of segment seg of the channel (admin channel.segments): its start and
+ * whether a CapNotice recorded it. */
+static bool broker_segment(const struct setup *s, int64_t seg, int64_t *start, bool *noticed)
+{
+	char params[128];
+	snprintf(params, sizeof(params), "{\"channel\":\"%s\"}", s->hex);
+	json_t *r = admin_ok(&net, "broker", "channel.segments", params);
+	json_t *list = json_object_get(r, "segments");
+	bool found = false;
+	for (size_t i = 0; i < json_array_size(list) && !found; i++) {
+		json_t *g = json_array_get(list, i);
+		if (json_int(g, "seg_seq") != seg)
+			continue;
+		found = true;
+		*start = json_int(g, "start");
+		*noticed = !json_is_null(json_object_get(g, "noticed"));
+	}
+	json_decref(r);
+	return found;
+}
+
+/* The holder's outbox delivers the Cap to the broker (nothing to redeem yet), and a redemption
+ * afterwards credits the holder for both segments: A's units up to the cap and B's after it. */
+START_TEST(cap_notice_reaches_the_broker_and_both_segments_are_credited)
+{
+	struct setup s = {0};
+	make_channel(&s, 50);
+	int64_t before = pending_of(tm[1].mid_hex);
+	json_decref(admin_ok(&net, "m1", "redeem", NULL)); /* earlier tests' units first */
+	before = pending_of(tm[1].mid_hex);
+	struct wire w;
+	open_ok(&s, &w, 1);
+	for (uint32_t j = 1; j <= 4; j++)
+		ck_assert(accepted(pay_a(&s, &w, j)));
+	struct towner b;
+	towner_make(&b, 50 - 4);
+	struct xfer x = {
+	    .seg = 1, .epoch = 0, .declared_last = 4, .len = b.len, .prev_hash = s.cert_hash};
+	MpSigned *t1 = sign_transfer(&s, &s.ch.owner, &b, &x);
+	MpEnvelope *e = transfer_call(&w, t1);
+	ck_assert_int_eq(e->transfer_resp->status->code, MP_ST(OK));
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	b.start = 4;
+
+	int64_t start = -1;
+	bool noticed = false;
+	for (int i = 0; i < 100 && !noticed; i++) {
+		if (!broker_segment(&s, 1, &start, &noticed) || !noticed)
+			usleep(100000);
+	}
+	ck_assert_msg(noticed, "the broker never recorded the Cap from m1's outbox");
+	ck_assert_int_eq(start, 4);
+	ck_assert_int_eq(metric_wait(&net, "m1",
+				     "micropay_merchant_cap_notices_total{result=\"recorded\"}", 1,
+				     5000) >= 1,
+			 1);
+
+	for (uint32_t j = 5; j <= 9; j++)
+		ck_assert(accepted(pay_o(&s, &w, &b, 1, j)));
+	wire_close(&w);
+	json_decref(admin_ok(&net, "m1", "redeem", NULL));
+	int64_t got = pending_of(tm[1].mid_hex) - before;
+	fprintf(stderr, "redeemed across the transfer: %lld of 9 units\n", (long long)got);
+	ck_assert_int_eq(got, 9);
+	mp_stmt_free(t1);
+	mp_key_free(&b.key);
+	free_setup(&s);
+	net_audit_clean(&net);
+}
+END_TEST
+
+/* Append settings to m1's [merchant] section and restart it (same store, same port). */
+static void restart_m1(const char *settings)
+{
+	ck_assert_int_eq(net_cmd(&net, "kill", "m1"), 0);
+	char path[700];
+	snprintf(path, sizeof(path), "%s/m1/config.ini", net.dir);
+	FILE *f = fopen(path, "a");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f, "[merchant]\n%s\n", settings);
+	fclose(f);
+	ck_assert_int_eq(net_cmd(&net, "start", "m1"), 0);
+}
+
+/* A range above m1's hash budget is redeemed in steps; across the transfer each step's point
+ * lies in the segment that holds it (A's chain up to the cap, B's after it). */
+START_TEST(redemption_in_steps_across_the_transfer)
+{
+	json_decref(admin_ok(&net, "m1", "redeem", NULL)); /* earlier tests' units first */
+	restart_m1("[redeem]\nhash_budget = 3");
+	struct setup s = {0};
+	make_channel(&s, 30);
+	int64_t before = pending_of(tm[1].mid_hex);
+	struct wire w;
+	open_ok(&s, &w, 1);
+	for (uint32_t j = 1; j <= 4; j++)
+		ck_assert(accepted(pay_a(&s, &w, j)));
+	struct towner b;
+	towner_make(&b, 30 - 4);
+	struct xfer x = {
+	    .seg = 1, .epoch = 0, .declared_last = 4, .len = b.len, .prev_hash = s.cert_hash};
+	MpSigned *t1 = sign_transfer(&s, &s.ch.owner, &b, &x);
+	MpEnvelope *e = transfer_call(&w, t1);
+	ck_assert_int_eq(e->transfer_resp->status->code, MP_ST(OK));
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	b.start = 4;
+	for (uint32_t j = 5; j <= 11; j++)
+		ck_assert(accepted(pay_o(&s, &w, &b, 1, j)));
+	wire_close(&w);
+	json_decref(admin_ok(&net, "m1", "redeem", NULL));
+	int64_t got = pending_of(tm[1].mid_hex) - before;
+	fprintf(stderr, "redeemed in steps across the transfer: %lld of 11 units\n",
+		(long long)got);
+	ck_assert_int_eq(got, 11);
+	ck_assert(log_has(&net, "m1", "claiming 3 of (0, 11]", 1000));
+	ck_assert(log_has(&net, "m1", "claiming 6 of (3, 11]", 1000));
+	restart_m1("[redeem]\nhash_budget = 268435456");
+	mp_stmt_free(t1);
 	mp_key_free(&b.key);
 	free_setup(&s);
 	net_audit_clean(&net);
@@ -665,6 +815,8 @@ int main(void)
 	tcase_add_test(tc, transfer_at_the_holder);
 	tcase_add_test(tc, max_segments_enforced);
 	tcase_add_test(tc, handoff_after_transfer);
+	tcase_add_test(tc, cap_notice_reaches_the_broker_and_both_segments_are_credited);
+	tcase_add_test(tc, redemption_in_steps_across_the_transfer);
 	suite_add_tcase(s, tc);
 	return mp_check_run(s);
 }
