@@ -64,6 +64,10 @@ struct mp_custody_channel {
 	uint8_t holder0[MP_ID_LEN];
 	bool bound;
 	uint8_t bind_hash[MP_HASH_LEN];
+	/* A channel issued without holder0 (issued_unbound) may have been transferred through the
+	 * broker before any Bind: that Cap is signed by broker_pk, in epoch 0 at index 0. */
+	bool issued_unbound;
+	uint8_t broker_pk[MP_PK_LEN];
 	uint32_t n;
 	uint64_t key_valid_until; /* redeem_until + T_grace: signers' MerchantCerts must reach it */
 	const struct mp_custody_segment *segments; /* segment 0 (later entries are ignored: */
@@ -86,9 +90,10 @@ struct mp_custody_event {
 
 /* Segment s >= 1 as established by Transfer s and the Cap that ended segment s-1. */
 struct mp_custody_cap {
-	uint32_t seg_seq; /* s, the new segment */
-	uint32_t hseq;	  /* the epoch whose holder signed the Cap */
-	uint8_t holder[MP_ID_LEN];
+	uint32_t seg_seq;	       /* s, the new segment */
+	uint32_t hseq;		       /* the epoch whose holder signed the Cap */
+	uint8_t holder[MP_ID_LEN];     /* all zero when by_broker */
+	bool by_broker;		       /* signed by the broker for a channel no merchant held yet */
 	struct mp_custody_point point; /* (s-1, cap_index, w_cap) */
 	uint32_t declared_last;
 	uint8_t transfer_hash[MP_HASH_LEN];
@@ -160,7 +165,9 @@ struct mp_custody_evidence {
  *   Transfer: type 7 -> signer_pk = owner_pk of segment s-1 -> signature -> strict parse ->
  *     lengths -> channel_id -> new_seg_seq == s -> prev_seg_hash = head of segment s-1
  *   Cap: its hseq g (read before parsing, to know the expected signer) names an epoch already
- *     verified -> type 8 -> signer_pk = the key of the merchant of event g -> signature ->
+ *     verified -> type 8 -> signer_pk = the key of the merchant of event g (or, for epoch 0
+ *     of a channel issued without holder0, the broker key, and then cap_index must be 0) ->
+ *     signature ->
  *     strict parse -> lengths -> channel_id -> new_seg_seq == s -> transfer_hash =
  *     stmt_hash(Transfer s) and Transfer.holder_epoch == g -> point in segment s-1 ->
  *     cap_index in [epoch g's start, its end if Handoff g+1 is known], within segment s-1,

@@ -164,7 +164,8 @@ static enum mp_custody_rule check_w_cap(struct verifier *v, const struct mp_cust
 
 /* The new segment and its cap record, once everything verified. */
 static void establish(struct verifier *v, const MpSigned *ts, const Micropay__V1__Transfer *t,
-		      const MpSigned *cs, const struct mp_custody_point *pt, uint32_t g)
+		      const MpSigned *cs, const struct mp_custody_point *pt, uint32_t g,
+		      bool by_broker)
 {
 	uint32_t s = (uint32_t)v->n_segs;
 	struct mp_custody_segment *prev = &v->segs[s - 1], *seg = &v->segs[s];
@@ -178,10 +179,21 @@ static void establish(struct verifier *v, const MpSigned *ts, const Micropay__V1
 	struct mp_custody_cap *cap = &v->caps[s - 1];
 	*cap = (struct mp_custody_cap){
 	    .seg_seq = s, .hseq = g, .point = *pt, .declared_last = t->declared_last};
-	memcpy(cap->holder, v->events[g].merchant_id, MP_ID_LEN);
+	cap->by_broker = by_broker;
+	if (!by_broker)
+		memcpy(cap->holder, v->events[g].merchant_id, MP_ID_LEN);
 	memcpy(cap->transfer_hash, seg->head, MP_HASH_LEN);
 	mp_stmt_hash(cs, cap->cap_hash);
 	v->n_segs++;
+}
+
+/* Epoch 0 of a channel issued without holder0: a Cap signed by the broker key (the channel was
+ * transferred through the broker before any merchant held it). Both possible signers come
+ * from the verifier's state; the statement's key only selects between them. */
+static bool broker_capped(const struct verifier *v, const MpSigned *cs, uint32_t g)
+{
+	return v->ch->issued_unbound && g == 0 && cs && mp_bytes_len_is(cs->signer_pk, MP_PK_LEN) &&
+	       CRYPTO_memcmp(cs->signer_pk.data, v->ch->broker_pk, MP_PK_LEN) == 0;
 }
 
 static enum mp_custody_rule verify_cap(struct verifier *v, const MpSigned *ts,
@@ -190,7 +202,10 @@ static enum mp_custody_rule verify_cap(struct verifier *v, const MpSigned *ts,
 {
 	uint32_t s = (uint32_t)v->n_segs, verified_events = v->n_events;
 	uint8_t pk[MP_PK_LEN];
-	if (!v->key(v->key_arg, v->events[g].merchant_id, v->ch->key_valid_until, pk))
+	bool by_broker = broker_capped(v, cs, g);
+	if (by_broker)
+		memcpy(pk, v->ch->broker_pk, MP_PK_LEN);
+	else if (!v->key(v->key_arg, v->events[g].merchant_id, v->ch->key_valid_until, pk))
 		return custody_segment_fail(v, MP_CUSTODY_SIGNER_UNKNOWN, s,
 					    "cap %u: no MerchantCert of the holder of epoch %u", s,
 					    g);
@@ -204,6 +219,10 @@ static enum mp_custody_rule verify_cap(struct verifier *v, const MpSigned *ts,
 	enum mp_custody_rule rule = check_cap_links(v, c, t, th, s, g);
 	if (rule == MP_CUSTODY_OK)
 		rule = check_cap_range(v, c, t, s, g, verified_events);
+	if (rule == MP_CUSTODY_OK && by_broker && c->point->index != 0)
+		rule = custody_segment_fail(v, MP_CUSTODY_CAP_RANGE, s,
+					    "cap %u: the broker caps only at index 0, not %u", s,
+					    c->point->index);
 	struct mp_custody_point pt = {0};
 	if (rule == MP_CUSTODY_OK) {
 		pt.seg_seq = s - 1;
@@ -212,7 +231,7 @@ static enum mp_custody_rule verify_cap(struct verifier *v, const MpSigned *ts,
 		rule = check_w_cap(v, &pt, s, verified_events);
 	}
 	if (rule == MP_CUSTODY_OK)
-		establish(v, ts, t, cs, &pt, g);
+		establish(v, ts, t, cs, &pt, g, by_broker);
 	protobuf_c_message_free_unpacked(body, NULL);
 	return rule;
 }

@@ -328,6 +328,43 @@ START_TEST(order_rules)
 }
 END_TEST
 
+/* A channel issued without holder0 and transferred through the broker before any Bind: the
+ * broker's Cap at index 0 starts B's segment; elsewhere a broker's Cap is refused. */
+START_TEST(broker_cap_of_an_unbound_channel)
+{
+	struct mp_key broker;
+	uint8_t sk[MP_SK_LEN];
+	memset(sk, 0x99, sizeof(sk));
+	ck_assert(mp_key_from_seed(&broker, sk));
+	tsp[0].declared_last = 0, tsp[0].new_len = N;
+	len[1] = N;
+	csp[0].signer = &broker, csp[0].index = 0;
+	word(0, 0, 0, csp[0].w);
+	build_all();
+	/* Not issued unbound: the broker is not the holder of epoch 0. */
+	ck_assert_int_eq(run(0, 2), MP_CUSTODY_SIGNER);
+	ch.issued_unbound = true;
+	memcpy(ch.broker_pk, broker.pk, MP_PK_LEN);
+	memset(ch.holder0, 0, MP_ID_LEN); /* no Bind yet */
+	ck_assert_msg(run(0, 2) == MP_CUSTODY_OK, "%s", res.detail);
+	ck_assert(caps[0].by_broker);
+	ck_assert_uint_eq(segs[1].start, 0);
+	ck_assert_mem_eq(segs[1].owner_pk, owner[1].pk, MP_PK_LEN);
+	/* The broker caps only where nothing was paid. */
+	csp[0].index = 0;
+	tsp[0].declared_last = 5;
+	build_all();
+	ck_assert_int_eq(run(0, 2), MP_CUSTODY_OK);
+	csp[0].index = 5;
+	word(0, 0, 5, csp[0].w);
+	build_all();
+	ck_assert_int_eq(run(0, 2), MP_CUSTODY_CAP_RANGE);
+	ck_assert_msg(strstr(res.detail, "only at index 0"), "%s", res.detail);
+	len[1] = 80;
+	mp_key_free(&broker);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("custody_segments");
@@ -337,6 +374,7 @@ int main(void)
 	tcase_add_test(tc, transfer_rules);
 	tcase_add_test(tc, cap_rules);
 	tcase_add_test(tc, order_rules);
+	tcase_add_test(tc, broker_cap_of_an_unbound_channel);
 	suite_add_tcase(s, tc);
 	return mp_check_run(s);
 }
