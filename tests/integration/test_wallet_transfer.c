@@ -7,6 +7,7 @@
  * segment 1 and kept across a restart. */
 #include <check.h>
 #include <openssl/evp.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -164,6 +165,62 @@ static char *pack_b64(const ProtobufCMessage *m)
 	return text;
 }
 
+/* With `who` stopped, record Pay j of channel as in flight in its store (sent := j), with the
+ * channel's own chain word (from the stored checkpoint at n, n <= the checkpoint interval) or,
+ * if !genuine, a word the merchant refuses. */
+static void inject_inflight(const char *who, const char *channel, uint32_t j, bool genuine)
+{
+	char db_path[700], rel[64];
+	uint8_t id[MP_ID_LEN], nonce[MP_NONCE_LEN], top[MP_HASH_LEN], w[MP_HASH_LEN] = {0};
+	hex_to_bytes(channel, id, MP_ID_LEN);
+	snprintf(rel, sizeof(rel), "%s/wallet.db", who);
+	net_path(&net, rel, db_path, sizeof(db_path));
+	snprintf(rel, sizeof(rel), "%s", who);
+	ck_assert_int_eq(net_cmd(&net, "kill", rel), 0);
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	ck_assert_int_eq(sqlite3_open(db_path, &db), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_prepare_v2(db,
+					    "SELECT c.nonce, c.n, k.word FROM channels c JOIN "
+					    "checkpoints k ON k.channel_id = c.channel_id AND "
+					    "k.idx = c.n WHERE c.channel_id = ?1",
+					    -1, &st, NULL),
+			 SQLITE_OK);
+	sqlite3_bind_blob(st, 1, id, MP_ID_LEN, SQLITE_STATIC);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+	memcpy(nonce, sqlite3_column_blob(st, 0), MP_NONCE_LEN);
+	uint32_t n = (uint32_t)sqlite3_column_int64(st, 1);
+	memcpy(top, sqlite3_column_blob(st, 2), MP_HASH_LEN);
+	sqlite3_finalize(st);
+	if (genuine) {
+		struct mp_hasher *h = mp_hasher_new();
+		mp_chain_walk(h, nonce, n, top, j, w);
+		mp_hasher_free(h);
+	}
+	uint8_t ref = 1;
+	ck_assert_int_eq(sqlite3_prepare_v2(db,
+					    "INSERT INTO inflight (channel_id, j, w, order_ref) "
+					    "VALUES (?1, ?2, ?3, ?4)",
+					    -1, &st, NULL),
+			 SQLITE_OK);
+	sqlite3_bind_blob(st, 1, id, MP_ID_LEN, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, j);
+	sqlite3_bind_blob(st, 3, w, MP_HASH_LEN, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 4, &ref, 1, SQLITE_STATIC);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_DONE);
+	sqlite3_finalize(st);
+	ck_assert_int_eq(sqlite3_prepare_v2(db,
+					    "UPDATE channels SET sent = ?2 WHERE channel_id = ?1",
+					    -1, &st, NULL),
+			 SQLITE_OK);
+	sqlite3_bind_blob(st, 1, id, MP_ID_LEN, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, j);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_DONE);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	ck_assert_int_eq(net_cmd(&net, "start", rel), 0);
+}
+
 /* ---- B's offer ---- */
 
 START_TEST(offer_is_stored_and_repeated)
@@ -310,6 +367,33 @@ START_TEST(send_refuses_short_offer_and_exhausted_channel)
 	ck_assert_str_eq(json_str(c, "state"), "ACTIVE");
 	json_decref(c);
 	pay_w1(channel, 1);
+}
+END_TEST
+
+/* An in-flight Pay is resent before the Transfer is signed; one the holder refuses stops the
+ * transfer with nothing signed: the channel stays ACTIVE and a later pay still works from it. */
+START_TEST(send_refused_while_an_inflight_pay_is_refused)
+{
+	char channel[64], good[4096], params[8192];
+	issue_w1(20, channel, sizeof(channel));
+	pay_w1(channel, 2);
+	offer("w2", channel, 100, good, sizeof(good));
+	inject_inflight("w1", channel, 3, false);
+	snprintf(params, sizeof(params), "{\"channel_id\":\"%s\",\"offer\":\"%s\"}", channel, good);
+	refused("w1", "transfer.send", params, "in-flight Pay j=3 refused: BAD_CHAIN");
+	json_t *c = wallet_channel("w1", channel);
+	ck_assert_str_eq(json_str(c, "state"), "ACTIVE");
+	ck_assert_int_eq(json_int(c, "last"), 2);
+	ck_assert_int_eq(json_int(c, "inflight"), 1);
+	json_decref(c);
+	json_t *m = admin_ok(&net, "m1", "channels", NULL);
+	json_t *list = json_object_get(m, "channels");
+	for (size_t i = 0; i < json_array_size(list); i++) {
+		json_t *e = json_array_get(list, i);
+		if (strcmp(json_str(e, "channel_id"), channel) == 0)
+			ck_assert_int_eq(json_int(e, "last"), 2); /* nothing capped, nothing paid */
+	}
+	json_decref(m);
 }
 END_TEST
 
@@ -548,6 +632,7 @@ int main(void)
 	tcase_add_test(tc, offer_refused_for_own_channel);
 	tcase_add_test(tc, send_refuses_bad_input);
 	tcase_add_test(tc, send_refuses_short_offer_and_exhausted_channel);
+	tcase_add_test(tc, send_refused_while_an_inflight_pay_is_refused);
 	tcase_add_test(tc, accept_refuses_bad_input);
 	tcase_add_test(tc, accept_verifies_and_stores_the_segment);
 	suite_add_tcase(s, tc);
