@@ -4,7 +4,10 @@
  * nothing (a short offer, another channel's offer, an exhausted channel, junk blobs, a bundle
  * with a forged signer or a wrong w_cap); and a bundle built here by a test customer A whose Cap
  * is signed with m1's key is verified by walletd B (mp_custody_verify_all), stored ACTIVE in
- * segment 1 and kept across a restart. */
+ * segment 1 and kept across a restart. With the real holder and broker: A pays at m1, B offers,
+ * A sends (an in-flight Pay resolved first), B accepts (broker_ack), B pays at m1 in segment 1
+ * and at m2 through a handoff, A's pay is refused, B gives the rest on to C at m2 (segment 2),
+ * and each merchant is credited exactly its units of every segment; the audit stays clean. */
 #include <check.h>
 #include <openssl/evp.h>
 #include <sqlite3.h>
@@ -622,6 +625,141 @@ START_TEST(accept_verifies_and_stores_the_segment)
 }
 END_TEST
 
+/* ---- the whole hand-over with the real merchant and broker ---- */
+
+static int64_t pending_of(const char *mid_hex)
+{
+	char params[128];
+	snprintf(params, sizeof(params), "{\"account\":\"%s\"}", mid_hex);
+	json_t *acc = admin_ok(&net, "broker", "account.show", params);
+	int64_t b = json_int(json_array_get(json_object_get(acc, "related"), 0), "balance");
+	json_decref(acc);
+	return b;
+}
+
+/* `who` pays units at merchant m ("m1", "m2") of channel; the pay answer (new reference). */
+static json_t *pay_at(const char *who, const char *channel, const char *m, unsigned units,
+		      char *err, size_t errlen)
+{
+	char params[600], order[64], mid[64], ep[128];
+	net_read(&net, m, "merchant_id", mid, sizeof(mid));
+	net_read(&net, m, "endpoint", ep, sizeof(ep));
+	snprintf(params, sizeof(params), "{\"price\":%u}", units);
+	json_t *o = admin_ok(&net, m, "order.create", params);
+	snprintf(order, sizeof(order), "%s", json_str(o, "order_ref"));
+	json_decref(o);
+	snprintf(params, sizeof(params),
+		 "{\"channel_id\":\"%s\",\"merchant_id\":\"%s\",\"endpoint\":\"%s\",\"units\":%u,"
+		 "\"order_ref\":\"%s\"}",
+		 channel, mid, ep, units, order);
+	return admin(&net, who, "pay", params, err, errlen);
+}
+
+START_TEST(a_gives_b_the_rest_and_b_pays_at_two_merchants)
+{
+	char channel[64], offer_text[4096], err[1024], m2_hex[64];
+	ck_assert_int_eq(net_cmd(&net, "merchant", "m2"), 0);
+	net_read(&net, "m2", "merchant_id", m2_hex, sizeof(m2_hex));
+	json_decref(admin_ok(&net, "m1", "redeem", NULL)); /* what earlier tests paid */
+	int64_t m1_before = pending_of(m1_hex), m2_before = pending_of(m2_hex);
+	issue_w1(30, channel, sizeof(channel));
+	json_t *r = pay_at("w1", channel, "m1", 3, err, sizeof(err));
+	ck_assert_msg(r != NULL, "%s", err);
+	json_decref(r);
+
+	/* A Pay left in flight is resent first: declared_last and the Cap include it. */
+	inject_inflight("w1", channel, 4, true);
+	offer("w2", channel, 0, offer_text, sizeof(offer_text));
+	char *params = malloc(strlen(offer_text) + 200);
+	sprintf(params, "{\"channel_id\":\"%s\",\"offer\":\"%s\"}", channel, offer_text);
+	r = admin_ok(&net, "w1", "transfer.send", params);
+	char *bundle = strdup(json_str(r, "bundle"));
+	ck_assert_int_eq(json_int(r, "seg_seq"), 1);
+	json_decref(r);
+	r = admin_ok(&net, "w1", "transfer.send", params); /* again: the stored bundle */
+	ck_assert_str_eq(json_str(r, "bundle"), bundle);
+	json_decref(r);
+	free(params);
+	json_t *c = wallet_channel("w1", channel);
+	ck_assert_str_eq(json_str(c, "state"), "TRANSFERRED_OUT");
+	ck_assert_int_eq(json_int(c, "last"), 4);
+	ck_assert_int_eq(json_int(c, "inflight"), 0);
+	json_decref(c);
+	r = pay_at("w1", channel, "m1", 1, err, sizeof(err));
+	ck_assert_msg(r == NULL && strstr(err, "channel transferred out"), "A paid: %s", err);
+
+	params = malloc(strlen(bundle) + 64);
+	sprintf(params, "{\"bundle\":\"%s\"}", bundle);
+	r = admin_ok(&net, "w2", "transfer.accept", params);
+	ck_assert_str_eq(json_str(r, "channel_id"), channel);
+	ck_assert_int_eq(json_int(r, "seg_seq"), 1);
+	ck_assert_int_eq(json_int(r, "spendable"), 26);
+	ck_assert_msg(json_is_true(json_object_get(r, "broker_ack")), "broker: %s",
+		      json_str(r, "broker_status"));
+	json_decref(r);
+	r = admin_ok(&net, "w2", "transfer.accept", params); /* again: the same channel */
+	ck_assert(json_is_true(json_object_get(r, "broker_ack")));
+	json_decref(r);
+	free(params);
+	free(bundle);
+
+	/* B pays at the holder in segment 1, then at m2 through a handoff. */
+	r = pay_at("w2", channel, "m1", 2, err, sizeof(err));
+	ck_assert_msg(r != NULL, "B at m1: %s", err);
+	ck_assert_str_eq(json_str(r, "status"), "OK");
+	ck_assert_int_eq(json_int(r, "last"), 6);
+	json_decref(r);
+	r = pay_at("w2", channel, "m2", 4, err, sizeof(err));
+	ck_assert_msg(r != NULL, "B at m2: %s", err);
+	ck_assert_str_eq(json_str(r, "status"), "OK");
+	ck_assert_int_eq(json_int(r, "last"), 10);
+	json_decref(r);
+	c = wallet_channel("w2", channel);
+	ck_assert_str_eq(json_str(c, "holder"), m2_hex);
+	ck_assert_int_eq(json_int(c, "epoch"), 1);
+	ck_assert_int_eq(json_int(json_object_get(c, "segment"), "seg_seq"), 1);
+	json_decref(c);
+	/* A's channel stays refused. */
+	r = pay_at("w1", channel, "m2", 1, err, sizeof(err));
+	ck_assert_msg(r == NULL && strstr(err, "channel transferred out"), "A paid: %s", err);
+
+	/* B gives the rest on to C at m2 (after the handoff): segment 2, signed by B's key. */
+	ck_assert_int_eq(net_cmd(&net, "wallet", "w3"), 0);
+	json_decref(admin_ok(&net, "w3", "register", NULL));
+	offer("w3", channel, 21, offer_text, sizeof(offer_text));
+	params = malloc(strlen(offer_text) + 200);
+	sprintf(params, "{\"channel_id\":\"%s\",\"offer\":\"%s\"}", channel, offer_text);
+	r = admin_ok(&net, "w2", "transfer.send", params);
+	ck_assert_int_eq(json_int(r, "seg_seq"), 2);
+	bundle = strdup(json_str(r, "bundle"));
+	json_decref(r);
+	free(params);
+	params = malloc(strlen(bundle) + 64);
+	sprintf(params, "{\"bundle\":\"%s\"}", bundle);
+	r = admin_ok(&net, "w3", "transfer.accept", params);
+	ck_assert_int_eq(json_int(r, "seg_seq"), 2);
+	ck_assert_int_eq(json_int(r, "spendable"), 20);
+	ck_assert_msg(json_is_true(json_object_get(r, "broker_ack")), "broker: %s",
+		      json_str(r, "broker_status"));
+	json_decref(r);
+	free(params);
+	free(bundle);
+	r = pay_at("w3", channel, "m2", 1, err, sizeof(err));
+	ck_assert_msg(r != NULL, "C at m2: %s", err);
+	ck_assert_int_eq(json_int(r, "last"), 11);
+	json_decref(r);
+	r = pay_at("w2", channel, "m2", 1, err, sizeof(err));
+	ck_assert_msg(r == NULL && strstr(err, "channel transferred out"), "B paid: %s", err);
+
+	/* Each merchant is paid its units of both segments. */
+	json_decref(admin_ok(&net, "m1", "redeem", NULL));
+	json_decref(admin_ok(&net, "m2", "redeem", NULL));
+	ck_assert_int_eq(pending_of(m1_hex) - m1_before, 4 + 2);
+	ck_assert_int_eq(pending_of(m2_hex) - m2_before, 4 + 1);
+	net_audit_clean(&net);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("wallet_transfer");
@@ -635,6 +773,7 @@ int main(void)
 	tcase_add_test(tc, send_refused_while_an_inflight_pay_is_refused);
 	tcase_add_test(tc, accept_refuses_bad_input);
 	tcase_add_test(tc, accept_verifies_and_stores_the_segment);
+	tcase_add_test(tc, a_gives_b_the_rest_and_b_pays_at_two_merchants);
 	suite_add_tcase(s, tc);
 	return mp_check_run(s);
 }
