@@ -123,10 +123,12 @@ static uint8_t *pack_bundle(struct send_op *x, struct pay_op *s,
 	MpSigned **certs = calloc(n_certs + 1, sizeof(*certs));
 	uint8_t *buf = NULL;
 	if (segs && certs) {
-		memcpy(segs, ch->segments, ch->n_segments * sizeof(*segs));
+		for (size_t i = 0; i < ch->n_segments; i++) /* none for segment 0 */
+			segs[i] = ch->segments[i];
 		segs[n_seg - 2] = x->transfer;
 		segs[n_seg - 1] = r->cap;
-		memcpy(certs, r->merchant_certs, n_certs * sizeof(*certs));
+		for (size_t i = 0; i < n_certs; i++)
+			certs[i] = r->merchant_certs[i];
 		if (!has_cert(r, ch->holder_cert))
 			certs[n_certs++] = ch->holder_cert;
 		Micropay__V1__TransferBundle b = MICROPAY__V1__TRANSFER_BUNDLE__INIT;
