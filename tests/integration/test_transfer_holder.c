@@ -6,7 +6,9 @@
  * refuses A's paywords (STALE_SEGMENT carrying the Cap) and accepts B's (relative indexing,
  * MAX_JUMP), refuses bad Transfers with the documented status and changes nothing, keeps the
  * segment over a restart, enforces MAX_SEGMENTS, and hands the channel to m2 on a Move signed
- * by B, after which m2 refuses A's paywords too. */
+ * by B, after which m2 refuses A's paywords too. m1's Cap outbox delivers the Cap to the broker
+ * (or keeps a CONFLICT for the operator), and redemption credits each merchant its range across
+ * the segments, in steps too. */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -806,6 +808,93 @@ START_TEST(redemption_in_steps_across_the_transfer)
 }
 END_TEST
 
+/* A Cap for segment 1 signed with m1's key (the test acts as a misbehaving m1). */
+static MpSigned *sign_cap_as_m1(const struct setup *s, const MpSigned *transfer, uint32_t index,
+				const uint8_t w[MP_HASH_LEN])
+{
+	uint8_t th[MP_HASH_LEN];
+	mp_stmt_hash(transfer, th);
+	Micropay__V1__Cap cap = MICROPAY__V1__CAP__INIT;
+	MpPoint pt = MICROPAY__V1__POINT__INIT;
+	cap.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)s->id};
+	cap.new_seg_seq = 1;
+	cap.transfer_hash = (ProtobufCBinaryData){MP_HASH_LEN, th};
+	cap.hseq = 0;
+	pt.seg_seq = 0;
+	pt.index = index;
+	pt.w = (ProtobufCBinaryData){MP_HASH_LEN, (uint8_t *)w};
+	cap.point = &pt;
+	MpSigned *c = mp_stmt_sign(&tm[1].key, MP_STMT_CAP, &cap.base);
+	ck_assert(c != NULL);
+	return c;
+}
+
+/* The broker already holds another pair for the segment (a second Cap signed with m1's key,
+ * sent first): m1's notice gets CONFLICT, which its outbox keeps for the operator (logged as an
+ * error, counted, not retried); the transfer itself stands at m1. */
+START_TEST(cap_notice_conflict_is_kept_for_the_operator)
+{
+	struct setup s = {0};
+	make_channel(&s, 40);
+	struct wire w, bw;
+	open_ok(&s, &w, 1);
+	for (uint32_t j = 1; j <= 3; j++)
+		ck_assert(accepted(pay_a(&s, &w, j)));
+	struct towner b, c;
+	towner_make(&b, 40 - 3);
+	towner_make(&c, 40 - 3);
+	struct xfer x = {
+	    .seg = 1, .epoch = 0, .declared_last = 3, .len = b.len, .prev_hash = s.cert_hash};
+	MpSigned *tb = sign_transfer(&s, &s.ch.owner, &b, &x);
+	MpSigned *tc = sign_transfer(&s, &s.ch.owner, &c, &x);
+	uint8_t w3[MP_HASH_LEN];
+	tchannel_word(&s.ch, 3, w3);
+	MpSigned *cap_c = sign_cap_as_m1(&s, tc, 3, w3);
+
+	/* The other pair reaches the broker first. */
+	tmerchant_connect(&tm[1], &bw, broker_ep, ca);
+	Micropay__V1__CapNoticeReq req = MICROPAY__V1__CAP_NOTICE_REQ__INIT;
+	req.transfer = tc;
+	req.cap = cap_c;
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.body_case = MP_BODY(CAP_NOTICE_REQ);
+	env.cap_notice_req = &req;
+	MpEnvelope *e = wire_call(&bw, &env);
+	ck_assert(e && e->body_case == MP_BODY(CAP_NOTICE_RESP));
+	ck_assert_int_eq(e->cap_notice_resp->status->code, MP_ST(OK));
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	wire_close(&bw);
+
+	int64_t conflicts_before = -1;
+	json_t *st = admin_ok(&net, "m1", "status", NULL);
+	conflicts_before = json_int(json_object_get(st, "cap_outbox"), "conflicts");
+	json_decref(st);
+	e = transfer_call(&w, tb);
+	ck_assert_int_eq(e->transfer_resp->status->code, MP_ST(OK));
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	b.start = 3;
+	int64_t conflicts = conflicts_before;
+	for (int i = 0; i < 100 && conflicts == conflicts_before; i++) {
+		usleep(100000);
+		st = admin_ok(&net, "m1", "status", NULL);
+		conflicts = json_int(json_object_get(st, "cap_outbox"), "conflicts");
+		json_decref(st);
+	}
+	ck_assert_int_eq(conflicts, conflicts_before + 1);
+	ck_assert_int_eq(cap_outbox_pending(1), 0);
+	ck_assert(log_has(&net, "m1", "the broker holds another Cap for this segment", 1000));
+	ck_assert(accepted(pay_o(&s, &w, &b, 1, 4)));
+	wire_close(&w);
+	mp_stmt_free(tb);
+	mp_stmt_free(tc);
+	mp_stmt_free(cap_c);
+	mp_key_free(&b.key);
+	mp_key_free(&c.key);
+	free_setup(&s);
+	net_audit_clean(&net);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("transfer_holder");
@@ -817,6 +906,7 @@ int main(void)
 	tcase_add_test(tc, handoff_after_transfer);
 	tcase_add_test(tc, cap_notice_reaches_the_broker_and_both_segments_are_credited);
 	tcase_add_test(tc, redemption_in_steps_across_the_transfer);
+	tcase_add_test(tc, cap_notice_conflict_is_kept_for_the_operator);
 	suite_add_tcase(s, tc);
 	return mp_check_run(s);
 }
