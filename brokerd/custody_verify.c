@@ -246,13 +246,18 @@ static uint32_t fork_point(const struct custody_chan *ch, const struct verdict *
 	return 0;
 }
 
-/* Handoffs the claimant signed that the broker knows and its custody leaves out. */
+/* Handoffs the claimant signed that the broker knows and its custody leaves out, where the
+ * claim relies on holding past them. A Redeem cannot list a Handoff signed after it: merchantd
+ * resends a Redeem verbatim, and one signed before its Handoff g claims a point at or below
+ * g's at_index (its epoch ended there). Only a claim above the omitted Handoff's point proves
+ * that the Redeem was signed after the Handoff and leaves it out: that is the conflict. */
 static bool check_omitted(struct custody_job *job, const struct custody_chan *ch,
 			  const Micropay__V1__Claim *cl, uint32_t fork)
 {
 	for (size_t g = cl->n_custody + 1; g <= ch->n_stored && (!fork || g < fork); g++) {
 		const struct custody_stored *s = &ch->stored[g - 1];
-		if (memcmp(s->from, job->claimant, MP_ID_LEN) != 0)
+		if (memcmp(s->from, job->claimant, MP_ID_LEN) != 0 ||
+		    cl->point->index <= s->pt.index)
 			continue;
 		struct custody_conflict *c = add_conflict(job, CONFLICT_OMITTED_CUSTODY, ch,
 							  (uint32_t)g, job->claimant, s->stmt);
