@@ -24,14 +24,14 @@ static json_t *int_or_null(const PGresult *res, int row, const char *col)
 static json_t *segment_json(const PGresult *res, int i)
 {
 	return json_pack(
-	    "{s:I,s:I,s:I,s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "seg_seq",
+	    "{s:I,s:I,s:I,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:b}", "seg_seq",
 	    (json_int_t)db_get_i64(res, i, "seg_seq"), "start",
 	    (json_int_t)db_get_i64(res, i, "seg_start"), "len",
 	    (json_int_t)db_get_i64(res, i, "len"), "owner_pk", hex_or_null(res, i, "owner_pk"),
 	    "payout_account", hex_or_null(res, i, "payout_account"), "cap_index",
 	    int_or_null(res, i, "cap_index"), "cap_hseq", int_or_null(res, i, "cap_hseq"), "holder",
 	    hex_or_null(res, i, "holder"), "noticed", int_or_null(res, i, "noticed_at"), "claimed",
-	    int_or_null(res, i, "claimed_at"));
+	    int_or_null(res, i, "claimed_at"), "voided", db_get_bool(res, i, "voided"));
 }
 
 void channel_segments_render(struct mp_admin_req *req, const PGresult *res, void *extra)

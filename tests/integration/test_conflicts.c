@@ -248,6 +248,362 @@ static void free_all(MpSigned **s, size_t n)
 		mp_stmt_free(s[i]);
 }
 
+/* A new owner's segment material (what B's offer carries) and its key. */
+struct tseg {
+	struct mp_key owner;
+	uint8_t seed[MP_SEED_LEN], nonce[MP_NONCE_LEN], root[MP_HASH_LEN];
+	uint32_t len;
+};
+
+static void seg_make(struct tseg *s, uint32_t len)
+{
+	uint8_t owner_seed[MP_SK_LEN];
+	ck_assert(mp_random_bytes(s->seed, sizeof(s->seed)));
+	ck_assert(mp_random_bytes(s->nonce, sizeof(s->nonce)));
+	ck_assert(mp_key_generate(&s->owner, owner_seed));
+	s->len = len;
+	struct mp_hasher *h = mp_hasher_new();
+	ck_assert_int_eq(mp_chain_generate(h, s->seed, s->nonce, len, 0, NULL, NULL, s->root), 0);
+	mp_hasher_free(h);
+}
+
+/* The word of chain-relative index k of s. */
+static void seg_word(const struct tseg *s, uint32_t k, uint8_t out[MP_HASH_LEN])
+{
+	struct mp_hasher *h = mp_hasher_new();
+	uint8_t top[MP_HASH_LEN];
+	mp_chain_top(h, s->seed, s->nonce, top);
+	mp_chain_walk(h, s->nonce, s->len, top, k, out);
+	mp_hasher_free(h);
+}
+
+/* Transfer seg_seq of c to `to`, signed by `signer`; prev: Transfer seg_seq-1 (NULL: cert). */
+static MpSigned *transfer(const struct tchan *c, uint32_t seg_seq, uint32_t epoch,
+			  uint32_t declared_last, const struct tseg *to,
+			  const struct mp_key *signer, const MpSigned *prev)
+{
+	uint8_t prev_hash[MP_HASH_LEN];
+	if (prev)
+		mp_stmt_hash(prev, prev_hash);
+	else
+		memcpy(prev_hash, c->cert_hash, MP_HASH_LEN);
+	Micropay__V1__Transfer t = MICROPAY__V1__TRANSFER__INIT;
+	t.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)c->id};
+	t.new_seg_seq = seg_seq;
+	t.holder_epoch = epoch;
+	t.declared_last = declared_last;
+	t.to_owner_pk = (ProtobufCBinaryData){MP_PK_LEN, (uint8_t *)to->owner.pk};
+	t.new_nonce = (ProtobufCBinaryData){MP_NONCE_LEN, (uint8_t *)to->nonce};
+	t.new_root = (ProtobufCBinaryData){MP_HASH_LEN, (uint8_t *)to->root};
+	t.new_len = to->len;
+	t.prev_seg_hash = (ProtobufCBinaryData){MP_HASH_LEN, prev_hash};
+	t.valid_until = (uint64_t)mp_now() + 3600;
+	MpSigned *s = mp_stmt_sign(signer, MP_STMT_TRANSFER, &t.base);
+	ck_assert_ptr_nonnull(s);
+	return s;
+}
+
+/* Cap of Transfer t signed by `by` in epoch hseq at point (seg_seq - 1, at, w). */
+static MpSigned *cap(const struct tchan *c, const MpSigned *t, uint32_t seg_seq, uint32_t hseq,
+		     uint32_t at, const uint8_t w[MP_HASH_LEN], const struct tmerchant *by)
+{
+	uint8_t t_hash[MP_HASH_LEN], word[MP_HASH_LEN];
+	mp_stmt_hash(t, t_hash);
+	memcpy(word, w, MP_HASH_LEN);
+	MpPoint pt = MICROPAY__V1__POINT__INIT;
+	pt.seg_seq = seg_seq - 1;
+	pt.index = at;
+	pt.w = (ProtobufCBinaryData){MP_HASH_LEN, word};
+	Micropay__V1__Cap cp = MICROPAY__V1__CAP__INIT;
+	cp.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)c->id};
+	cp.new_seg_seq = seg_seq;
+	cp.transfer_hash = (ProtobufCBinaryData){MP_HASH_LEN, t_hash};
+	cp.hseq = hseq;
+	cp.point = &pt;
+	MpSigned *s = mp_stmt_sign(&by->key, MP_STMT_CAP, &cp.base);
+	ck_assert_ptr_nonnull(s);
+	return s;
+}
+
+/* A CapNoticeReq as merchant tm (NULL: no client certificate); returns the status code, the
+ * evidence's stmt_hash into evidence (if not NULL; zeros when none). */
+static MpCode cap_notice(const struct tmerchant *tm, MpSigned *t, MpSigned *cp, MpSigned **pairs,
+			 size_t n_pairs, uint8_t evidence[MP_HASH_LEN])
+{
+	struct wire w;
+	if (tm)
+		tmerchant_connect(tm, &w, broker_ep, ca);
+	else
+		ck_assert(wire_connect(&w, broker_ep, ca, NULL, NULL));
+	Micropay__V1__CapNoticeReq req = MICROPAY__V1__CAP_NOTICE_REQ__INIT;
+	req.transfer = t;
+	req.cap = cp;
+	req.segments = pairs;
+	req.n_segments = n_pairs;
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.body_case = MP_BODY(CAP_NOTICE_REQ);
+	env.cap_notice_req = &req;
+	MpEnvelope *resp = wire_call(&w, &env);
+	wire_close(&w);
+	ck_assert(resp && resp->body_case == MP_BODY(CAP_NOTICE_RESP));
+	const MpStatus *st = resp->cap_notice_resp->status;
+	MpCode code = st->code;
+	if (evidence) {
+		memset(evidence, 0, MP_HASH_LEN);
+		if (st->evidence)
+			mp_stmt_hash(st->evidence, evidence);
+	}
+	ck_assert_uint_gt(resp->cap_notice_resp->broker_time, 0);
+	micropay__v1__envelope__free_unpacked(resp, NULL);
+	return code;
+}
+
+static json_t *segments_of(const struct tchan *c)
+{
+	char hex[MP_HEX_ID_LEN + 1], params[128];
+	mp_hex_encode(c->id, MP_ID_LEN, hex);
+	snprintf(params, sizeof(params), "{\"channel\":\"%s\"}", hex);
+	json_t *all = admin_ok(&net, "broker", "channel.segments", params);
+	json_t *list = json_object_get(all, "segments");
+	ck_assert(json_is_array(list));
+	json_incref(list);
+	json_decref(all);
+	return list;
+}
+
+/* A customer transfer of c's segment 0 capped by m1 in epoch 0 at `at` (A's true word). */
+struct tcap {
+	struct tseg b;
+	MpSigned *pair[2]; /* Transfer 1, Cap 1 */
+};
+
+static void cap_by_m1(struct tcap *x, const struct tchan *c, uint32_t at)
+{
+	uint8_t w[MP_HASH_LEN];
+	seg_make(&x->b, N);
+	x->pair[0] = transfer(c, 1, 0, at, &x->b, &c->ch.owner, NULL);
+	tchannel_word(&c->ch, at, w);
+	x->pair[1] = cap(c, x->pair[0], 1, 0, at, w, &m1);
+}
+
+static void tcap_free(struct tcap *x)
+{
+	free_all(x->pair, 2);
+	mp_key_free(&x->b.owner);
+}
+
+/* B's SegmentClaimReq for segment 1 (its payout account: a fresh wallet's); the status. */
+static MpCode b_claims(const struct tcap *x, const struct tchan *c, uint8_t ev[MP_HASH_LEN])
+{
+	struct twallet wb;
+	struct wire w;
+	ck_assert(wire_connect(&w, broker_ep, ca, NULL, NULL));
+	twallet_register(&wb, &w);
+	wire_close(&w);
+	Micropay__V1__SegmentClaim sc = MICROPAY__V1__SEGMENT_CLAIM__INIT;
+	sc.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)c->id};
+	sc.seg_seq = 1;
+	sc.transfer = x->pair[0];
+	sc.cap = x->pair[1];
+	sc.payout_account_id = (ProtobufCBinaryData){MP_ID_LEN, wb.account_id};
+	MpSigned *stmt = mp_stmt_sign(&x->b.owner, MP_STMT_SEGMENT_CLAIM, &sc.base);
+	ck_assert_ptr_nonnull(stmt);
+	ck_assert(wire_connect(&w, broker_ep, ca, NULL, NULL));
+	Micropay__V1__SegmentClaimReq req = MICROPAY__V1__SEGMENT_CLAIM_REQ__INIT;
+	req.stmt = stmt;
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.body_case = MP_BODY(SEGMENT_CLAIM_REQ);
+	env.segment_claim_req = &req;
+	MpEnvelope *resp = wire_call(&w, &env);
+	wire_close(&w);
+	ck_assert(resp && resp->body_case == MP_BODY(SEGMENT_CLAIM_RESP));
+	const MpStatus *st = resp->segment_claim_resp->status;
+	MpCode code = st->code;
+	memset(ev, 0, MP_HASH_LEN);
+	if (st->evidence)
+		mp_stmt_hash(st->evidence, ev);
+	micropay__v1__envelope__free_unpacked(resp, NULL);
+	mp_stmt_free(stmt);
+	mp_key_free(&wb.account);
+	return code;
+}
+
+/* Exactly one conflict for c: cap_after_handoff in epoch 0 against m1, the Cap as stmt_a. */
+static void expect_cap_after_handoff(const struct tchan *c, const MpSigned *cp)
+{
+	json_t *conf = conflicts_of(c);
+	ck_assert_uint_eq(json_array_size(conf), 1);
+	expect_conflict(conf, "cap_after_handoff", 0, &m1);
+	size_t len = 0;
+	uint8_t *bytes = mp_stmt_encode(cp, &len);
+	ck_assert_ptr_nonnull(bytes);
+	char *hex = malloc(2 * len + 1);
+	mp_hex_encode(bytes, len, hex);
+	ck_assert_str_eq(json_str(json_array_get(conf, 0), "stmt_a"), hex);
+	free(hex);
+	free(bytes);
+	json_decref(conf);
+}
+
+static void expect_segment_1_void(const struct tchan *c)
+{
+	json_t *segs = segments_of(c);
+	ck_assert_uint_eq(json_array_size(segs), 2);
+	ck_assert(json_is_false(json_object_get(json_array_get(segs, 0), "voided")));
+	ck_assert(json_is_true(json_object_get(json_array_get(segs, 1), "voided")));
+	json_decref(segs);
+}
+
+/* m1 hands off to m2 at 10, then caps a transfer of segment 0 in its old epoch at 5: the
+ * Handoff (point in segment 0) does not include the Transfer. The broker learns the Handoff
+ * first (m2's Redeem), then the Cap (m1's notice, B's claim). */
+START_TEST(cap_after_own_handoff_handoff_first)
+{
+	int64_t before1 = pending_of(&m1), before2 = pending_of(&m2);
+	struct tchan c;
+	issue(&c);
+	MpSigned *h[1] = {handoff(&c, 1, &m1, &m2, 10, NULL, NULL)};
+	struct cclaim c2[] = {{&c, 1, 30, h, 1}};
+	redeem_expect(&m2, c2, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){20});
+	struct tcap x;
+	cap_by_m1(&x, &c, 5);
+	uint8_t ev[MP_HASH_LEN], want[MP_HASH_LEN];
+	mp_stmt_hash(h[0], want);
+	for (int round = 0; round < 2; round++) {
+		ck_assert_int_eq(cap_notice(&m1, x.pair[0], x.pair[1], NULL, 0, ev),
+				 MP_ST(CONFLICT));
+		ck_assert_mem_eq(ev, want, MP_HASH_LEN);
+	}
+	ck_assert_int_eq(b_claims(&x, &c, ev), MP_ST(CONFLICT));
+	ck_assert_mem_eq(ev, want, MP_HASH_LEN);
+	expect_cap_after_handoff(&c, x.pair[1]);
+	expect_segment_1_void(&c);
+	/* The honest successor is paid past the void cap; m1 its own range. */
+	struct cclaim more[] = {{&c, 1, 60, h, 1}};
+	redeem_expect(&m2, more, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){30});
+	struct cclaim own[] = {{&c, 0, 10, h, 1}};
+	redeem_expect(&m1, own, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){10});
+	ck_assert_int_eq(pending_of(&m1) - before1, 10);
+	ck_assert_int_eq(pending_of(&m2) - before2, 50);
+	expect_cap_after_handoff(&c, x.pair[1]);
+	tcap_free(&x);
+	free_all(h, 1);
+	release(&c);
+	audit_clean();
+}
+END_TEST
+
+/* The same misbehaviour learned in the other order: m1's Cap at 20 first (notice and B's claim
+ * acknowledged), then m2's Redeem with m1's Handoff 1 at 10. The segment is voided then. */
+START_TEST(cap_after_own_handoff_cap_first)
+{
+	int64_t before1 = pending_of(&m1), before2 = pending_of(&m2);
+	struct tchan c;
+	issue(&c);
+	struct tcap x;
+	cap_by_m1(&x, &c, 20);
+	uint8_t ev[MP_HASH_LEN], want[MP_HASH_LEN];
+	ck_assert_int_eq(cap_notice(&m1, x.pair[0], x.pair[1], NULL, 0, NULL), MP_ST(OK));
+	ck_assert_int_eq(b_claims(&x, &c, ev), MP_ST(OK));
+	json_t *conf = conflicts_of(&c);
+	ck_assert_uint_eq(json_array_size(conf), 0);
+	json_decref(conf);
+	MpSigned *h[1] = {handoff(&c, 1, &m1, &m2, 10, NULL, NULL)};
+	/* m2 is paid above the void cap at 20: its Handoff defines its segment. */
+	struct cclaim c2[] = {{&c, 1, 30, h, 1}};
+	redeem_expect(&m2, c2, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){20});
+	expect_cap_after_handoff(&c, x.pair[1]);
+	expect_segment_1_void(&c);
+	/* The Cap again: CONFLICT with the Handoff; recorded once. */
+	mp_stmt_hash(h[0], want);
+	ck_assert_int_eq(cap_notice(&m1, x.pair[0], x.pair[1], NULL, 0, ev), MP_ST(CONFLICT));
+	ck_assert_mem_eq(ev, want, MP_HASH_LEN);
+	expect_cap_after_handoff(&c, x.pair[1]);
+	/* m1's own range only. */
+	struct cclaim own[] = {{&c, 0, 10, h, 1}};
+	redeem_expect(&m1, own, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){10});
+	ck_assert_int_eq(pending_of(&m1) - before1, 10);
+	ck_assert_int_eq(pending_of(&m2) - before2, 20);
+	tcap_free(&x);
+	free_all(h, 1);
+	release(&c);
+	audit_clean();
+}
+END_TEST
+
+/* A Cap consistent with the signer's later Handoff (the Handoff's point in the new segment,
+ * at or above the cap): no conflict, nothing void. */
+START_TEST(cap_before_own_handoff_is_consistent)
+{
+	struct tchan c;
+	issue(&c);
+	struct tcap x;
+	cap_by_m1(&x, &c, 20);
+	ck_assert_int_eq(cap_notice(&m1, x.pair[0], x.pair[1], NULL, 0, NULL), MP_ST(OK));
+	/* Handoff 1 from m1 to m2 at B's index 30 in segment 1. */
+	uint8_t word[MP_HASH_LEN], prev_hash[MP_HASH_LEN], move_hash[MP_HASH_LEN],
+	    head[MP_HASH_LEN];
+	seg_word(&x.b, 10, word);
+	memcpy(prev_hash, c.cert_hash, MP_HASH_LEN);
+	memset(move_hash, 0x4d, sizeof(move_hash));
+	mp_stmt_hash(x.pair[0], head);
+	MpPoint pt = MICROPAY__V1__POINT__INIT;
+	pt.seg_seq = 1;
+	pt.index = 30;
+	pt.w = (ProtobufCBinaryData){MP_HASH_LEN, word};
+	Micropay__V1__Handoff hb = MICROPAY__V1__HANDOFF__INIT;
+	hb.channel_id = (ProtobufCBinaryData){MP_ID_LEN, c.id};
+	hb.hseq = 1;
+	hb.from_mid = (ProtobufCBinaryData){MP_ID_LEN, m1.mid};
+	hb.to_mid = (ProtobufCBinaryData){MP_ID_LEN, m2.mid};
+	hb.point = &pt;
+	hb.segments_head = (ProtobufCBinaryData){MP_HASH_LEN, head};
+	hb.prev_handoff_hash = (ProtobufCBinaryData){MP_HASH_LEN, prev_hash};
+	hb.move_hash = (ProtobufCBinaryData){MP_HASH_LEN, move_hash};
+	MpSigned *h = mp_stmt_sign(&m1.key, MP_STMT_HANDOFF, &hb.base);
+	ck_assert_ptr_nonnull(h);
+	int64_t before2 = pending_of(&m2);
+	MpSigned *custody[1] = {h};
+	uint8_t w40[MP_HASH_LEN];
+	seg_word(&x.b, 20, w40);
+	MpPoint p40 = MICROPAY__V1__POINT__INIT;
+	p40.seg_seq = 1;
+	p40.index = 40;
+	p40.w = (ProtobufCBinaryData){MP_HASH_LEN, w40};
+	Micropay__V1__Claim cl = MICROPAY__V1__CLAIM__INIT, *cls[1] = {&cl};
+	cl.channel_id = (ProtobufCBinaryData){MP_ID_LEN, c.id};
+	cl.hseq_in = 1;
+	cl.point = &p40;
+	cl.custody = custody;
+	cl.n_custody = 1;
+	cl.segments = x.pair;
+	cl.n_segments = 2;
+	uint8_t rid[MP_ID_LEN];
+	ck_assert(mp_random_bytes(rid, MP_ID_LEN));
+	Micropay__V1__Redeem rd = MICROPAY__V1__REDEEM__INIT;
+	rd.redeem_id = (ProtobufCBinaryData){MP_ID_LEN, rid};
+	rd.merchant_id = (ProtobufCBinaryData){MP_ID_LEN, m2.mid};
+	rd.claims = cls;
+	rd.n_claims = 1;
+	MpSigned *s = mp_stmt_sign(&m2.key, MP_STMT_REDEEM, &rd.base);
+	MpEnvelope *resp = redeem_as(&m2, s);
+	expect_result(resp, 0, MP_ST(OK), 10, NULL);
+	micropay__v1__envelope__free_unpacked(resp, NULL);
+	ck_assert_int_eq(pending_of(&m2) - before2, 10);
+	json_t *conf = conflicts_of(&c);
+	ck_assert_uint_eq(json_array_size(conf), 0);
+	json_decref(conf);
+	json_t *segs = segments_of(&c);
+	ck_assert(json_is_false(json_object_get(json_array_get(segs, 1), "voided")));
+	json_decref(segs);
+	mp_stmt_free(s);
+	mp_stmt_free(h);
+	tcap_free(&x);
+	release(&c);
+	audit_clean();
+}
+END_TEST
+
 /* merchantd resends a Redeem verbatim; one it signed before its Handoff cannot list that
  * Handoff. Neither its replay nor its late first delivery is an omitted custody statement. */
 START_TEST(redeem_signed_before_own_handoff_is_no_omission)
@@ -343,6 +699,9 @@ static Suite *conflicts_suite(void)
 	tcase_add_unchecked_fixture(tc, setup_net, teardown_net);
 	tcase_add_test(tc, redeem_signed_before_own_handoff_is_no_omission);
 	tcase_add_test(tc, later_epoch_redeem_before_next_handoff_is_no_omission);
+	tcase_add_test(tc, cap_after_own_handoff_handoff_first);
+	tcase_add_test(tc, cap_after_own_handoff_cap_first);
+	tcase_add_test(tc, cap_before_own_handoff_is_consistent);
 	suite_add_tcase(s, tc);
 	return s;
 }
