@@ -392,7 +392,8 @@ BEGIN
 END
 $$;
 
--- Admin `channel.segments` gains `voided`.
+-- Admin `channel.segments` gains `voided`; a void segment does not give the one before it a
+-- cap_index.
 DROP FUNCTION mp_channel_segments(bytea);
 CREATE FUNCTION mp_channel_segments(p_channel_id bytea)
 RETURNS TABLE (seg_seq int, seg_start int, len int, owner_pk bytea, payout_account bytea,
@@ -409,6 +410,10 @@ LANGUAGE sql STABLE AS $$
       LEFT JOIN segment_transfers t ON t.channel_id = s.channel_id AND t.seg_seq = s.seg_seq
       LEFT JOIN segment_transfers nt ON nt.channel_id = s.channel_id
                                     AND nt.seg_seq = s.seg_seq + 1
+                                    AND NOT EXISTS (SELECT 1 FROM segments v
+                                                     WHERE v.channel_id = nt.channel_id
+                                                       AND v.seg_seq = nt.seg_seq
+                                                       AND v.voided)
      WHERE s.channel_id = p_channel_id
      ORDER BY s.seg_seq;
 $$;

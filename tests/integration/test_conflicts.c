@@ -454,6 +454,44 @@ static void expect_segment_1_void(const struct tchan *c)
 	json_decref(segs);
 }
 
+/* m1 claims epoch 0 at (seg_seq 1, index) of x's segment (B's true word), carrying the pair
+ * and custody; returns the claim's result status (nothing may be credited). */
+static MpCode m1_claims_in_segment_1(const struct tchan *c, struct tcap *x, uint32_t index,
+				     MpSigned **custody, size_t n_custody)
+{
+	uint8_t w[MP_HASH_LEN], rid[MP_ID_LEN];
+	seg_word(&x->b, index - 20, w);
+	MpPoint pt = MICROPAY__V1__POINT__INIT;
+	pt.seg_seq = 1;
+	pt.index = index;
+	pt.w = (ProtobufCBinaryData){MP_HASH_LEN, w};
+	Micropay__V1__Claim cl = MICROPAY__V1__CLAIM__INIT, *cls[1] = {&cl};
+	cl.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)c->id};
+	cl.point = &pt;
+	cl.custody = custody;
+	cl.n_custody = n_custody;
+	cl.segments = x->pair;
+	cl.n_segments = 2;
+	ck_assert(mp_random_bytes(rid, MP_ID_LEN));
+	Micropay__V1__Redeem rd = MICROPAY__V1__REDEEM__INIT;
+	rd.redeem_id = (ProtobufCBinaryData){MP_ID_LEN, rid};
+	rd.merchant_id = (ProtobufCBinaryData){MP_ID_LEN, m1.mid};
+	rd.claims = cls;
+	rd.n_claims = 1;
+	MpSigned *s = mp_stmt_sign(&m1.key, MP_STMT_REDEEM, &rd.base);
+	ck_assert_ptr_nonnull(s);
+	MpEnvelope *resp = redeem_as(&m1, s);
+	ck_assert_uint_eq(resp->redeem_resp->n_results, 1);
+	const Micropay__V1__ClaimResult *r = resp->redeem_resp->results[0];
+	MpCode code = r->status;
+	ck_assert_uint_eq(r->credited_amount, 0);
+	fprintf(stderr, "m1 in void segment 1 at %u: %s (%s)\n", index, mp_code_name(code),
+		r->detail);
+	micropay__v1__envelope__free_unpacked(resp, NULL);
+	mp_stmt_free(s);
+	return code;
+}
+
 /* m1 hands off to m2 at 10, then caps a transfer of segment 0 in its old epoch at 5: the
  * Handoff (point in segment 0) does not include the Transfer. The broker learns the Handoff
  * first (m2's Redeem), then the Cap (m1's notice, B's claim). */
@@ -519,6 +557,11 @@ START_TEST(cap_after_own_handoff_cap_first)
 	ck_assert_int_eq(cap_notice(&m1, x.pair[0], x.pair[1], NULL, 0, ev), MP_ST(CONFLICT));
 	ck_assert_mem_eq(ev, want, MP_HASH_LEN);
 	expect_cap_after_handoff(&c, x.pair[1]);
+	/* m1 cannot be paid in the void segment: without its Handoff the claim is above that
+	 * Handoff; with it, the evidence contradicts itself (the Handoff's point is in segment 0
+	 * while the Cap before it started segment 1). */
+	ck_assert_int_eq(m1_claims_in_segment_1(&c, &x, 25, NULL, 0), MP_ST(OUT_OF_RANGE));
+	ck_assert_int_eq(m1_claims_in_segment_1(&c, &x, 25, h, 1), MP_ST(MALFORMED));
 	/* m1's own range only. */
 	struct cclaim own[] = {{&c, 0, 10, h, 1}};
 	redeem_expect(&m1, own, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){10});
