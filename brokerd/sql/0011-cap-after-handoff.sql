@@ -7,8 +7,8 @@
 -- merchant that had already handed the channel off (or the Handoff contradicts it): it is
 -- recorded as a `cap_after_handoff` conflict against its signer and it is void for settlement,
 -- whichever of the two statements the broker learns first:
---   * Handoff first: mp_segment_record records nothing for that pair and answers 16 with the
---     Handoff as evidence;
+--   * Handoff first: mp_segment_record keeps the pair as evidence, marks its segment void at
+--     once and answers 16 with the Handoff as evidence;
 --   * Cap first: when mp_custody_record stores the Handoff, the segment the Cap started (and
 --     every later one, which rests on it) is marked void.
 -- A void segment keeps its rows (its Transfer and Cap stay as evidence, its points stay
