@@ -32,10 +32,12 @@
  * to_mid and hseq, never by a nonce; the stored bytes are returned, never a re-signed one. */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "batch.h"
 #include "custody_reply.h"
 #include "custody_store.h"
+#include "fault.h"
 #include "log.h"
 #include "merchant.h"
 #include "proto_limits.h"
@@ -273,6 +275,12 @@ static void hand_off(struct merchant *m, struct mp_conn *c, uint64_t request_id,
 void handoff_acknowledge(struct merchant *m, struct batch_entry *e)
 {
 	m->stats.handoffs_signed++;
+	if (m->fault == MP_FAULT_HANDOFF_AFTER_COMMIT) { /* test-only: crash before the answer */
+		log_warn("MP_FAULT=handoff_after_commit: Handoff %u committed; exiting before "
+			 "sending it",
+			 e->custody->handoff.hseq);
+		_exit(MP_FAULT_EXIT);
+	}
 	if (mp_conn_is_open(e->conn))
 		reply_handoff(m, e->conn, e->request_id, MP_ST(OK), NULL, e->ch,
 			      e->custody->handoff.hseq, NULL);

@@ -19,6 +19,7 @@
 #include "store.h"
 #include "store_thread.h"
 #include "tls.h"
+#include "fault.h"
 
 /* The longest the event loop waits for a lock on the store (store.h, store_set_lock_wait). */
 #define LOOP_LOCK_WAIT_MS 20
@@ -161,6 +162,10 @@ int main(int argc, char **argv)
 	char err[512];
 	if (!merchant_config_load(&m.cfg, config, err, sizeof(err))) {
 		log_err("%s", err);
+		merchant_config_free(&m.cfg);
+		return 1;
+	}
+	if (!mp_fault_from_env(&m.fault)) {
 		merchant_config_free(&m.cfg);
 		return 1;
 	}

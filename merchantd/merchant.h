@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "chain.h"
+#include "fault.h"
 #include "net.h"
 #include "net_limits.h"
 #include "proto.h"
@@ -179,6 +180,7 @@ struct merchant {
 	struct event *sig_int, *sig_term;
 	uint64_t started_at;
 	struct merchant_stats stats;
+	enum mp_fault fault; /* fault.h: test-only, from MP_FAULT at start-up */
 };
 
 /* config.c */

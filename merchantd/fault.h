@@ -1,0 +1,17 @@
+/* Test-only fault injection (docs/operations.md, "Fault injection (tests only)"): the
+ * environment variable MP_FAULT, read once at start-up into struct merchant's `fault`, names a
+ * point where merchantd ends itself with _exit(MP_FAULT_EXIT) to simulate a crash there. Unset
+ * (the production case) nothing ever happens. */
+#pragma once
+#include <stdbool.h>
+
+#define MP_FAULT_EXIT 77
+
+enum mp_fault {
+	MP_FAULT_NONE = 0,
+	/* right after the batch holding a signed Handoff committed, before it is answered */
+	MP_FAULT_HANDOFF_AFTER_COMMIT,
+};
+
+/* MP_FAULT from the environment; false (and the reason logged) for an unknown name. */
+bool mp_fault_from_env(enum mp_fault *out);
