@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bind_store.h"
 #include "log.h"
 #include "segment_store.h"
 #include "store.h"
@@ -135,7 +136,8 @@ bool custody_store_takeover(struct store *s, const uint8_t channel_id[MP_ID_LEN]
 		ok = put_peer_cert(s, &cw->certs[i]);
 	for (size_t i = 0; ok && i < cw->n_segs; i++)
 		ok = segment_store_put(s, channel_id, &cw->segs[i]);
-	return ok && put_channel(s, cw, row);
+	return ok && put_channel(s, cw, row) &&
+	       (!row->bind || bind_store_put(s, channel_id, row->bind, row->bind_len));
 }
 
 static bool blob_from(sqlite3_stmt *st, int col, struct custody_blob *b)

@@ -18,6 +18,8 @@
  *   Move for another merchant than the peer, or self-handoff -> MALFORMED
  *   Move for an earlier segment            -> STALE_SEGMENT carrying the Cap that ended it
  *   Move for another epoch                 -> NOT_HOLDER
+ *   (a channel issued without holder0 is handed off like any other: Handoff 1 links to the
+ *   broker's Bind, which every answer carries in HandoffResp.bind)
  *   MAX_HANDOFFS reached                   -> LIMIT;  exhausted (last = n) -> OUT_OF_RANGE;
  *   past pay_until - δ_xfer                -> EXPIRED
  *   otherwise: sign Handoff h+1 at (seg_seq, last, w_last) of the pay path (the current
@@ -80,6 +82,10 @@ static void reply_handoff(struct merchant *m, struct mp_conn *c, uint64_t reques
 		} else {
 			resp.handoff = resp.custody[n - 1];
 		}
+		/* event 0 of a cert without holder0: the successor verifies the chain from it */
+		if (ok && ch->unbound && !(resp.bind = mp_stmt_decode(ch->bind, ch->bind_len)))
+			log_err("%s: handoff: the channel's stored Bind is unreadable",
+				mp_conn_peer(c));
 	}
 	resp.status = merchant_status(&st, code, detail);
 	st.evidence = (MpSigned *)evidence;
@@ -87,6 +93,7 @@ static void reply_handoff(struct merchant *m, struct mp_conn *c, uint64_t reques
 	env.body_case = MP_BODY(HANDOFF_RESP);
 	env.handoff_resp = &resp;
 	merchant_send(c, request_id, &env);
+	mp_stmt_free(resp.bind);
 	stmts_free(resp.custody, resp.n_custody);
 	stmts_free(resp.merchant_certs, resp.n_merchant_certs);
 	segment_stmts_free(resp.segments, resp.n_segments);
@@ -168,9 +175,9 @@ static MpCode check_move(const struct merchant *m, const struct channel *ch,
 		*detail = "Move.from_epoch is not this merchant's epoch";
 		return MP_ST(NOT_HOLDER);
 	}
-	if (ch->unbound) { /* Handoff 1 would link to the Bind, which custody.c cannot check */
-		*detail = "a channel bound by a Bind is not handed off yet";
-		return MP_ST(LIMIT);
+	if (ch->unbound && !ch->bind) { /* never held without it (open.c, takeover.c) */
+		*detail = "the channel's Bind is missing here";
+		return MP_ST(INTERNAL);
 	}
 	if (ch->hseq + 1 > MP_MAX_HANDOFFS) {
 		*detail = "MAX_HANDOFFS reached";
@@ -187,12 +194,16 @@ static MpCode check_move(const struct merchant *m, const struct channel *ch,
 	return MP_ST(OK);
 }
 
-/* The hash of custody event h of the channel: the cert for 0, else our stored Handoff h. */
+/* The hash of custody event h of the channel: for 0 the cert, or the broker's Bind for a cert
+ * without holder0 (Handoff 1 links to it: common/custody.h, bind_hash); else our stored
+ * Handoff h. */
 static bool event_hash(struct merchant *m, const struct channel *ch, uint32_t h,
 		       uint8_t out[MP_HASH_LEN])
 {
-	uint8_t *bytes = ch->cert;
-	size_t len = ch->cert_len;
+	uint8_t *bytes = ch->unbound ? ch->bind : ch->cert;
+	size_t len = ch->unbound ? ch->bind_len : ch->cert_len;
+	if (!bytes)
+		return false;
 	struct custody_blob b = {0};
 	if (h > 0) {
 		if (!custody_store_get(m->store, ch->id, h, &b))

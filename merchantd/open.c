@@ -215,6 +215,15 @@ void open_hold(struct merchant *m, struct mp_conn *c, uint64_t request_id, const
 	batch_add(m, &e);
 }
 
+/* The wallet names another merchant as the holder of a channel without holder0 (it paid
+ * there, so a Bind exists): ask that merchant for a Handoff (takeover.c verifies the Bind it
+ * sends with the chain) instead of asking the broker for a Bind. */
+static bool hints_another(const struct merchant *m, const Micropay__V1__OpenReq *req)
+{
+	return req->holder_cert && mp_bytes_len_is(req->holder_hint, MP_ID_LEN) &&
+	       memcmp(req->holder_hint.data, m->mid, MP_ID_LEN) != 0;
+}
+
 /* The holder rule (protocol.md section 6): we hold the channel iff our own durable record says
  * so (holder0 in the cert for a channel new here, or the channel row in state HELD, which only
  * a Handoff naming us that we received from its signer can put there). A Move only makes us
@@ -227,7 +236,7 @@ static void open_verified(struct merchant *m, struct mp_conn *c, const MpEnvelop
 	bool holder0 = !unbound && !memcmp(cc->holder0.data, m->mid, MP_ID_LEN);
 	if ((ch && ch->state == CHANNEL_HELD) || (!ch && holder0)) {
 		open_hold(m, c, env->request_id, env->open_req->cert, cc, NULL);
-	} else if (!ch && unbound && env->open_req->move) {
+	} else if (!ch && unbound && env->open_req->move && !hints_another(m, env->open_req)) {
 		bind_start(m, c, env,
 			   cc); /* bind.c: the broker binds it to us, or names the holder */
 	} else if (!ch && unbound) {

@@ -9,6 +9,8 @@
  * holder's answer carries the channel's Transfer/Cap pairs: they are verified with the Handoffs
  * (mp_custody_verify_all), must extend the pairs we hold, and the last one's segment becomes the
  * channel's current segment (the Move must be signed by its owner, the Handoff point into it).
+ * For a channel issued without holder0 the holder also sends the broker's Bind (event 0): it is
+ * verified with the chain, stored with the channel and passed on in our own Handoffs.
  *
  *   START --Move, hint and holder's MerchantCert check out--> CONNECTING (to the cert's endpoint,
  *         with our merchant certificate; the peer's must name the hinted holder)
@@ -124,6 +126,19 @@ static void verify_work(void *arg, const atomic_bool *stop)
 	takeover_check_run(j->tc, stop);
 }
 
+/* A cert without holder0: the verified Bind becomes the channel's (kept with it to pass it on
+ * in our own Handoffs and stored with the row); a Bind we hold already is the same one (the
+ * broker signs one Bind per channel). */
+static bool take_bind(struct channel *ch, const struct takeover_check *tc)
+{
+	if (!tc->bound || ch->bind)
+		return true;
+	ch->bind = mp_stmt_encode(tc->bind, &ch->bind_len);
+	if (ch->bind)
+		memcpy(ch->holder0, tc->bind_mid, MP_ID_LEN);
+	return ch->bind != NULL;
+}
+
 static void commit_takeover(struct takeover *t, struct takeover_check *tc)
 {
 	struct merchant *m = t->m;
@@ -148,6 +163,11 @@ static void commit_takeover(struct takeover *t, struct takeover_check *tc)
 	cw->n_segs = tc->n_seg_rows;
 	tc->seg_rows = NULL;
 	tc->n_seg_rows = 0;
+	if (!take_bind(ch, tc)) {
+		custody_write_free(cw);
+		finish(t, MP_ST(INTERNAL), "out of memory");
+		return;
+	}
 	cw->insert = !ch->recorded;
 	cw->hseq = tc->hseq;
 	cw->at_index = tc->at_index;
@@ -165,6 +185,9 @@ static void commit_takeover(struct takeover *t, struct takeover_check *tc)
 	r->seg_seq = tc->seg_seq;
 	r->seg_start = tc->seg_start;
 	r->redeem_until = ch->redeem_until;
+	r->bind =
+	    ch->bind; /* stored with the channel (bind_store_put) for a cert without holder0 */
+	r->bind_len = ch->bind_len;
 	/* The pay path's view moves now: the wallet pays only after the OpenAck, which waits
 	 * for this commit, and any Pay in between is refused until then (state below). */
 	batch_add(m, &e);
@@ -243,7 +266,9 @@ static struct takeover_check *check_of(struct takeover *t, const Micropay__V1__H
 	tc->handoff = r->handoff ? mp_stmt_copy(r->handoff) : NULL;
 	tc->segments = copy_all(r->segments, r->n_segments);
 	tc->move = mp_stmt_copy(t->move);
-	if (!tc->cert || !tc->chain || !tc->certs || !tc->segments || !tc->move) {
+	tc->bind = r->bind ? mp_stmt_copy(r->bind) : NULL;
+	if (!tc->cert || !tc->chain || !tc->certs || !tc->segments || !tc->move ||
+	    (r->bind && !tc->bind)) {
 		takeover_check_free(tc);
 		return NULL;
 	}

@@ -67,8 +67,46 @@ static bool open_certs(struct takeover_check *tc, struct signers *s)
 	return true;
 }
 
-/* The channel as custody.c describes it, from our verified cert. */
-static bool describe(const struct takeover_check *tc, struct mp_custody_channel *ch,
+static void fail(struct takeover_check *tc, MpCode code, const char *detail)
+{
+	tc->code = code;
+	snprintf(tc->detail, sizeof(tc->detail), "%s", detail);
+}
+
+/* Event 0 of a cert without holder0: the Bind, signed by the broker (type 4), for this
+ * channel, naming a merchant; holder0 and bind_hash of ch from it. */
+static bool check_bind(struct takeover_check *tc, struct mp_custody_channel *ch)
+{
+	ProtobufCMessage *body = NULL;
+	if (!tc->bind) {
+		fail(tc, MP_ST(MALFORMED),
+		     "the channel has no holder0 and the holder sent no Bind");
+		return false;
+	}
+	MpCode code = mp_stmt_open(tc->bind, MP_STMT_BIND, tc->broker_pk,
+				   &micropay__v1__bind__descriptor, &body);
+	Micropay__V1__Bind *b = (Micropay__V1__Bind *)body;
+	bool ok = code == MP_ST(OK) && mp_bytes_len_is(b->channel_id, MP_ID_LEN) &&
+		  !memcmp(b->channel_id.data, ch->channel_id, MP_ID_LEN) &&
+		  mp_bytes_len_is(b->merchant_id, MP_ID_LEN);
+	if (ok) {
+		ch->bound = true;
+		mp_stmt_hash(tc->bind, ch->bind_hash);
+		memcpy(ch->holder0, b->merchant_id.data, MP_ID_LEN);
+		tc->bound = true;
+		memcpy(tc->bind_mid, b->merchant_id.data, MP_ID_LEN);
+	} else {
+		fail(tc, code == MP_ST(OK) ? MP_ST(MALFORMED) : code,
+		     "the holder's Bind is not the broker's Bind of this channel");
+	}
+	if (body)
+		protobuf_c_message_free_unpacked(body, NULL);
+	return ok;
+}
+
+/* The channel as custody.c describes it, from our verified cert (and the Bind if it has no
+ * holder0). */
+static bool describe(struct takeover_check *tc, struct mp_custody_channel *ch,
 		     struct mp_custody_segment *seg0)
 {
 	MpSigned *s = mp_stmt_decode(tc->cert, tc->cert_len);
@@ -76,8 +114,9 @@ static bool describe(const struct takeover_check *tc, struct mp_custody_channel 
 	    s ? (Micropay__V1__ChannelCert *)mp_strict_unpack(
 		    &micropay__v1__channel_cert__descriptor, s->body.data, s->body.len)
 	      : NULL;
+	bool unbound = cc && cc->holder0.len == 0;
 	bool ok = cc && mp_bytes_len_is(cc->channel_id, MP_ID_LEN) &&
-		  mp_bytes_len_is(cc->holder0, MP_ID_LEN) &&
+		  (unbound || mp_bytes_len_is(cc->holder0, MP_ID_LEN)) &&
 		  mp_bytes_len_is(cc->chain_nonce, MP_NONCE_LEN) &&
 		  mp_bytes_len_is(cc->root, MP_HASH_LEN) &&
 		  mp_bytes_len_is(cc->owner_pk, MP_PK_LEN);
@@ -86,7 +125,10 @@ static bool describe(const struct takeover_check *tc, struct mp_custody_channel 
 		memset(seg0, 0, sizeof(*seg0));
 		memcpy(ch->channel_id, cc->channel_id.data, MP_ID_LEN);
 		mp_stmt_hash(s, ch->cert_hash);
-		memcpy(ch->holder0, cc->holder0.data, MP_ID_LEN);
+		if (!unbound)
+			memcpy(ch->holder0, cc->holder0.data, MP_ID_LEN);
+		ch->issued_unbound = unbound;
+		memcpy(ch->broker_pk, tc->broker_pk, MP_PK_LEN);
 		ch->n = cc->n;
 		ch->key_valid_until = cc->redeem_until + tc->t_grace;
 		seg0->len = cc->n;
@@ -96,17 +138,12 @@ static bool describe(const struct takeover_check *tc, struct mp_custody_channel 
 		memcpy(seg0->owner_pk, cc->owner_pk.data, MP_PK_LEN);
 		ch->segments = seg0;
 		ch->n_segments = 1;
+		ok = !unbound || check_bind(tc, ch);
 	}
 	if (cc)
 		micropay__v1__channel_cert__free_unpacked(cc, NULL);
 	mp_stmt_free(s);
 	return ok;
-}
-
-static void fail(struct takeover_check *tc, MpCode code, const char *detail)
-{
-	tc->code = code;
-	snprintf(tc->detail, sizeof(tc->detail), "%s", detail);
 }
 
 /* The last Handoff is the one our Move asked for. */
@@ -266,6 +303,7 @@ void takeover_check_free(struct takeover_check *tc)
 		mp_stmt_free(tc->segments[i]);
 	free(tc->segments);
 	mp_stmt_free(tc->move);
+	mp_stmt_free(tc->bind);
 	segment_rows_free(tc->seg_rows, tc->n_seg_rows);
 	for (size_t i = 0; i < tc->n_certs; i++)
 		mp_stmt_free(tc->certs[i]);

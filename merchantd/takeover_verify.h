@@ -3,7 +3,10 @@
  * (common/custody.c), the signers' keys from MerchantCerts verified under the broker key (valid
  * until at least redeem_until + T_grace), and that its last Handoff is the one we asked for: it
  * names us, carries our Move's hash, ends the Move's epoch, is above the highest hseq we
- * recorded and points into the last verified segment, whose owner key signed our Move. That
+ * recorded and points into the last verified segment, whose owner key signed our Move. For a
+ * cert without holder0, event 0 is the broker's Bind the holder sent (HandoffResp.bind): type 4
+ * under the broker key, parsed strictly, for this channel; its merchant is holder0 and Handoff
+ * 1 links to its hash (mp_custody_channel.bound, bind_hash). That
  * segment becomes the channel's current one. Everything here is a copy: the loop may change its
  * state meanwhile. */
 #pragma once
@@ -26,6 +29,7 @@ struct takeover_check {
 	MpSigned **segments; /* Transfer 1, Cap 1, ... as the holder sent them */
 	size_t n_segments;
 	MpSigned *move; /* the wallet's Move we presented */
+	MpSigned *bind; /* HandoffResp.bind: event 0 of a cert without holder0, else NULL */
 	uint32_t move_seg;
 	MpSigned **certs; /* MerchantCerts of the signers */
 	size_t n_certs;
@@ -40,7 +44,9 @@ struct takeover_check {
 	char detail[256];
 	uint32_t hseq, at_index;
 	uint8_t w_at[MP_HASH_LEN];
-	uint32_t seg_seq, seg_start;  /* the current segment: the last verified one */
+	uint32_t seg_seq, seg_start; /* the current segment: the last verified one */
+	bool bound;		     /* the cert has no holder0: `bind` verified, naming bind_mid */
+	uint8_t bind_mid[MP_ID_LEN];
 	struct segment_row *seg_rows; /* the verified pairs 1..seg_seq (malloc'd) */
 	size_t n_seg_rows;
 	struct custody_blob *chain_rows, *cert_rows; /* what to store (malloc'd) */
