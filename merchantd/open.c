@@ -239,7 +239,7 @@ static void open_verified(struct merchant *m, struct mp_conn *c, const MpEnvelop
 	} else if (!ch && unbound && env->open_req->move && !hints_another(m, env->open_req)) {
 		bind_start(m, c, env,
 			   cc); /* bind.c: the broker binds it to us, or names the holder */
-	} else if (!ch && unbound) {
+	} else if (!ch && unbound && !env->open_req->move) {
 		reply_open(c, env->request_id, MP_ST(NOT_HOLDER),
 			   "channel not bound yet: open with a Move to bind it here", m, NULL);
 	} else if (env->open_req->move) {
