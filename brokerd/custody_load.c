@@ -218,6 +218,12 @@ void custody_channel_desc(const struct custody_chan *ch, struct mp_custody_chann
 	memcpy(desc->holder0, ch->holder0, MP_ID_LEN);
 	desc->bound = ch->bound;
 	memcpy(desc->bind_hash, ch->bind_hash, MP_HASH_LEN);
+	/* Issued without holder0: unbound now, or bound later by our Bind. Such a channel may
+	 * have segments capped by the broker (unbound_transfer.c) under the key that signed its
+	 * cert, which is ours. */
+	desc->issued_unbound = !ch->has_holder0 || ch->bound;
+	if (desc->issued_unbound && mp_bytes_len_is(ch->cert->signer_pk, MP_PK_LEN))
+		memcpy(desc->broker_pk, ch->cert->signer_pk.data, MP_PK_LEN);
 }
 
 size_t custody_segment_evidence(const struct custody_chan *ch, MpSigned *const *given,

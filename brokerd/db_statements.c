@@ -18,6 +18,11 @@ const struct db_statement broker_statements[] = {
      22},
     {"bind_lookup", "SELECT * FROM mp_bind_lookup($1)", 1},
     {"bind", "SELECT * FROM mp_bind($1, $2, $3, $4, $5, $6)", 6},
+    {"unbound_transfer_lookup", "SELECT * FROM mp_unbound_transfer_lookup($1)", 1},
+    {"unbound_transfer",
+     "SELECT * FROM mp_unbound_transfer($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, "
+     "$14, $15)",
+     15},
     {"redeem_prepare", "SELECT * FROM mp_redeem_prepare($1, $2, $3, $4)", 4},
     {"custody_prepare", "SELECT * FROM mp_custody_prepare($1, $2)", 2},
     {"custody_record",

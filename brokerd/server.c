@@ -6,6 +6,7 @@
 #include "net.h"
 #include "ratelimit.h"
 #include "tls.h"
+#include "unbound_transfer.h"
 
 static void on_envelope(struct mp_conn *c, const MpEnvelope *env, void *arg)
 {
@@ -32,6 +33,9 @@ static void on_envelope(struct mp_conn *c, const MpEnvelope *env, void *arg)
 		return;
 	case MP_BODY(SEGMENT_CLAIM_REQ):
 		handle_segment_claim(b, c, env);
+		return;
+	case MP_BODY(TRANSFER_REQ):
+		handle_unbound_transfer(b, c, env);
 		return;
 	default:
 		handle_unroutable(b, c, env);

@@ -1,0 +1,445 @@
+/* Transfer of a channel no merchant holds yet, through the broker (docs/transfer.md "Unbound
+ * channels"; protocol.md section 6), against the real daemons (deploy/mpnet) and PostgreSQL.
+ * Byte by byte, acting as wallets A and B towards brokerd (no client certificate) and as
+ * merchants (mutual TLS): the broker caps segment 0 at index 0 with its own key and records the
+ * pair as a CapNotice would; a retry gets the same bytes, another Transfer for that segment the
+ * stored pair (CONFLICT), a forged Transfer, a wrong seg_seq or a wrong epoch change nothing;
+ * B's SegmentClaim verifies the broker's Cap; a Bind needs B's consent in segment 1 (A's Move
+ * binds nothing); once bound, the broker refuses the next Transfer with NOT_HOLDER carrying
+ * the Bind. Every test ends with the broker's audit clean. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "harness_db.h"
+#include "harness_merchant.h"
+#include "../check_run.h"
+
+#define N 100
+
+static struct net net;
+static char ca[700], broker_ep[128];
+static uint8_t broker_pk[MP_PK_LEN];
+static struct tmerchant tm[3]; /* 1..2 */
+static char ep[3][128];
+
+static void setup_net(void)
+{
+	net_up(&net);
+	ck_assert_int_eq(net_cmd(&net, "merchant", "m2"), 0);
+	net_path(&net, "tls/ca.crt", ca, sizeof(ca));
+	net_read(&net, "broker", "endpoint", broker_ep, sizeof(broker_ep));
+	char pk_hex[80];
+	net_read(&net, "broker", "broker_pk", pk_hex, sizeof(pk_hex));
+	hex_to_bytes(pk_hex, broker_pk, MP_PK_LEN);
+	for (int i = 1; i <= 2; i++) {
+		char name[8];
+		snprintf(name, sizeof(name), "m%d", i);
+		tmerchant_load(&tm[i], &net, name);
+		net_read(&net, name, "endpoint", ep[i], sizeof(ep[i]));
+	}
+}
+
+static void teardown_net(void)
+{
+	for (int i = 1; i <= 2; i++)
+		tmerchant_free(&tm[i]);
+	net_down(&net);
+}
+
+static void fund_hex(const char *account_hex, uint64_t amount)
+{
+	char params[200], fund[MP_HEX_ID_LEN + 1];
+	uint8_t fund_id[MP_ID_LEN];
+	ck_assert(mp_random_bytes(fund_id, MP_ID_LEN));
+	mp_hex_encode(fund_id, MP_ID_LEN, fund);
+	snprintf(params, sizeof(params), "{\"account\":\"%s\",\"amount\":%llu,\"fund_id\":\"%s\"}",
+		 account_hex, (unsigned long long)amount, fund);
+	json_decref(admin_ok(&net, "broker", "account.fund", params));
+}
+
+static char *sql_of_channel(const char *what, const char *table, const char *channel_hex)
+{
+	return sql_value(&net, "SELECT %s FROM %s WHERE channel_id = '\\x%s'::bytea", what, table,
+			 channel_hex);
+}
+
+static void expect_sql(const char *what, const char *table, const char *channel_hex,
+		       const char *expected)
+{
+	char *v = sql_of_channel(what, table, channel_hex);
+	ck_assert_msg(v && strcmp(v, expected) == 0, "%s of %s: %s, expected %s", what, table,
+		      v ? v : "(none)", expected);
+	free(v);
+}
+
+/* ---- wallets A and B at the wire level ---- */
+
+struct unbound {
+	struct twallet tw;
+	struct tchannel ch;
+	uint8_t id[MP_ID_LEN], cert_hash[MP_HASH_LEN];
+	char hex[MP_HEX_ID_LEN + 1];
+};
+
+/* An IssueRequest with no holder0, signed by the test wallet's account key, issued. */
+static void make_unbound(struct unbound *u)
+{
+	struct wire broker;
+	ck_assert(wire_connect(&broker, broker_ep, ca, NULL, NULL));
+	twallet_register(&u->tw, &broker);
+	char hex[MP_HEX_ID_LEN + 1];
+	mp_hex_encode(u->tw.account_id, MP_ID_LEN, hex);
+	fund_hex(hex, N);
+	tchannel_make(&u->ch, &u->tw, N, 1, tm[1].mid);
+	Micropay__V1__IssueRequest *r = (Micropay__V1__IssueRequest *)mp_strict_unpack(
+	    &micropay__v1__issue_request__descriptor, u->ch.request->body.data,
+	    u->ch.request->body.len);
+	ck_assert(r != NULL);
+	ProtobufCBinaryData holder0 = r->holder0;
+	r->holder0 = (ProtobufCBinaryData){0, NULL};
+	mp_stmt_free(u->ch.request);
+	u->ch.request = mp_stmt_sign(&u->tw.account, MP_STMT_ISSUE_REQUEST, &r->base);
+	r->holder0 = holder0; /* freed with the message */
+	micropay__v1__issue_request__free_unpacked(r, NULL);
+	ck_assert(u->ch.request != NULL);
+	memset(u->ch.holder0, 0, MP_ID_LEN);
+	ck_assert_int_eq(tchannel_issue(&u->ch, &broker), MP_ST(OK));
+	wire_close(&broker);
+	tchannel_id(&u->ch, u->id);
+	mp_hex_encode(u->id, MP_ID_LEN, u->hex);
+	mp_stmt_hash(u->ch.cert, u->cert_hash);
+}
+
+static void free_unbound(struct unbound *u)
+{
+	tchannel_free(&u->ch);
+	mp_key_free(&u->tw.account);
+}
+
+/* A new owner's segment material (what B's offer carries) and its key. */
+struct tseg {
+	struct mp_key owner;
+	uint8_t seed[MP_SEED_LEN], nonce[MP_NONCE_LEN], root[MP_HASH_LEN];
+	uint32_t len;
+};
+
+static void seg_make(struct tseg *s, uint32_t len)
+{
+	uint8_t owner_seed[MP_SK_LEN];
+	ck_assert(mp_random_bytes(s->seed, sizeof(s->seed)));
+	ck_assert(mp_random_bytes(s->nonce, sizeof(s->nonce)));
+	ck_assert(mp_key_generate(&s->owner, owner_seed));
+	s->len = len;
+	struct mp_hasher *h = mp_hasher_new();
+	ck_assert_int_eq(mp_chain_generate(h, s->seed, s->nonce, len, 0, NULL, NULL, s->root), 0);
+	mp_hasher_free(h);
+}
+
+/* Transfer seg_seq of u to `to`, signed by `signer`, after the segment whose head is prev. */
+static MpSigned *transfer(const struct unbound *u, uint32_t seg_seq, uint32_t epoch,
+			  const struct tseg *to, const struct mp_key *signer,
+			  const uint8_t prev[MP_HASH_LEN])
+{
+	Micropay__V1__Transfer t = MICROPAY__V1__TRANSFER__INIT;
+	t.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)u->id};
+	t.new_seg_seq = seg_seq;
+	t.holder_epoch = epoch;
+	t.declared_last = 0;
+	t.to_owner_pk = (ProtobufCBinaryData){MP_PK_LEN, (uint8_t *)to->owner.pk};
+	t.new_nonce = (ProtobufCBinaryData){MP_NONCE_LEN, (uint8_t *)to->nonce};
+	t.new_root = (ProtobufCBinaryData){MP_HASH_LEN, (uint8_t *)to->root};
+	t.new_len = to->len;
+	t.prev_seg_hash = (ProtobufCBinaryData){MP_HASH_LEN, (uint8_t *)prev};
+	t.valid_until = (uint64_t)mp_now() + 3600;
+	MpSigned *s = mp_stmt_sign(signer, MP_STMT_TRANSFER, &t.base);
+	ck_assert_ptr_nonnull(s);
+	return s;
+}
+
+/* TransferReq to the broker without a client certificate; the answer (caller frees). */
+static MpEnvelope *transfer_req(MpSigned *t)
+{
+	struct wire w;
+	ck_assert(wire_connect(&w, broker_ep, ca, NULL, NULL));
+	Micropay__V1__TransferReq req = MICROPAY__V1__TRANSFER_REQ__INIT;
+	req.transfer = t;
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.body_case = MP_BODY(TRANSFER_REQ);
+	env.transfer_req = &req;
+	MpEnvelope *resp = wire_call(&w, &env);
+	wire_close(&w);
+	ck_assert_msg(resp && resp->body_case == MP_BODY(TRANSFER_RESP), "no TransferResp");
+	ck_assert(resp->transfer_resp->status != NULL);
+	return resp;
+}
+
+static MpCode transfer_code(MpSigned *t)
+{
+	MpEnvelope *e = transfer_req(t);
+	MpCode code = e->transfer_resp->status->code;
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	return code;
+}
+
+static bool same_stmt(const MpSigned *a, const MpSigned *b)
+{
+	size_t la, lb;
+	uint8_t *x = a ? mp_stmt_encode(a, &la) : NULL, *y = b ? mp_stmt_encode(b, &lb) : NULL;
+	bool same = x && y && la == lb && memcmp(x, y, la) == 0;
+	free(x);
+	free(y);
+	return same;
+}
+
+/* The Cap is the broker's, for Transfer t, ending segment seg_seq-1 at (0, root0). */
+static void expect_broker_cap(const MpSigned *cap, const MpSigned *t, uint32_t seg_seq,
+			      const uint8_t root0[MP_HASH_LEN], const struct unbound *u)
+{
+	ck_assert_ptr_nonnull(cap);
+	ProtobufCMessage *body = NULL;
+	ck_assert_int_eq(
+	    mp_stmt_open(cap, MP_STMT_CAP, broker_pk, &micropay__v1__cap__descriptor, &body),
+	    MP_ST(OK));
+	const Micropay__V1__Cap *c = (const Micropay__V1__Cap *)body;
+	uint8_t t_hash[MP_HASH_LEN];
+	mp_stmt_hash(t, t_hash);
+	ck_assert(mp_bytes_len_is(c->channel_id, MP_ID_LEN) &&
+		  memcmp(c->channel_id.data, u->id, MP_ID_LEN) == 0);
+	ck_assert_uint_eq(c->new_seg_seq, seg_seq);
+	ck_assert(mp_bytes_len_is(c->transfer_hash, MP_HASH_LEN) &&
+		  memcmp(c->transfer_hash.data, t_hash, MP_HASH_LEN) == 0);
+	ck_assert_uint_eq(c->hseq, 0);
+	ck_assert_ptr_nonnull(c->point);
+	ck_assert_uint_eq(c->point->seg_seq, seg_seq - 1);
+	ck_assert_uint_eq(c->point->index, 0);
+	ck_assert(mp_bytes_len_is(c->point->w, MP_HASH_LEN) &&
+		  memcmp(c->point->w.data, root0, MP_HASH_LEN) == 0);
+	protobuf_c_message_free_unpacked(body, NULL);
+}
+
+static MpCode segment_claim(const struct unbound *u, uint32_t seg_seq, MpSigned *t, MpSigned *cp,
+			    const struct twallet *payout, const struct mp_key *signer,
+			    MpSigned **pairs, size_t n_pairs)
+{
+	Micropay__V1__SegmentClaim sc = MICROPAY__V1__SEGMENT_CLAIM__INIT;
+	sc.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)u->id};
+	sc.seg_seq = seg_seq;
+	sc.transfer = t;
+	sc.cap = cp;
+	sc.payout_account_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)payout->account_id};
+	MpSigned *stmt = mp_stmt_sign(signer, MP_STMT_SEGMENT_CLAIM, &sc.base);
+	ck_assert_ptr_nonnull(stmt);
+	struct wire w;
+	ck_assert(wire_connect(&w, broker_ep, ca, NULL, NULL));
+	Micropay__V1__SegmentClaimReq req = MICROPAY__V1__SEGMENT_CLAIM_REQ__INIT;
+	req.stmt = stmt;
+	req.segments = pairs;
+	req.n_segments = n_pairs;
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.body_case = MP_BODY(SEGMENT_CLAIM_REQ);
+	env.segment_claim_req = &req;
+	MpEnvelope *resp = wire_call(&w, &env);
+	wire_close(&w);
+	mp_stmt_free(stmt);
+	ck_assert(resp && resp->body_case == MP_BODY(SEGMENT_CLAIM_RESP));
+	MpCode code = resp->segment_claim_resp->status->code;
+	micropay__v1__envelope__free_unpacked(resp, NULL);
+	return code;
+}
+
+/* BindReq from merchant m with a Move (seg_seq, from_epoch 0, to m) signed by key. */
+static MpEnvelope *bind_as(int m, const struct unbound *u, const struct mp_key *key,
+			   uint32_t seg_seq)
+{
+	Micropay__V1__Move mv = MICROPAY__V1__MOVE__INIT;
+	mv.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)u->id};
+	mv.seg_seq = seg_seq;
+	mv.to_mid = (ProtobufCBinaryData){MP_ID_LEN, tm[m].mid};
+	MpSigned *move = mp_stmt_sign(key, MP_STMT_MOVE, &mv.base);
+	ck_assert_ptr_nonnull(move);
+	struct wire w;
+	tmerchant_connect(&tm[m], &w, broker_ep, ca);
+	Micropay__V1__BindReq req = MICROPAY__V1__BIND_REQ__INIT;
+	req.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)u->id};
+	req.move = move;
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.body_case = MP_BODY(BIND_REQ);
+	env.bind_req = &req;
+	ck_assert(wire_send(&w, &env));
+	MpEnvelope *e = wire_recv(&w);
+	wire_close(&w);
+	mp_stmt_free(move);
+	ck_assert_msg(e && e->body_case == MP_BODY(BIND_RESP), "no BindResp");
+	return e;
+}
+
+static MpCode bind_code(int m, const struct unbound *u, const struct mp_key *key, uint32_t seg)
+{
+	MpEnvelope *e = bind_as(m, u, key, seg);
+	MpCode code = e->bind_resp->status->code;
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	return code;
+}
+
+START_TEST(broker_caps_an_unbound_channel)
+{
+	struct unbound u;
+	make_unbound(&u);
+	struct tseg b, c, forger;
+	seg_make(&b, N);
+	seg_make(&c, N);
+	seg_make(&forger, N);
+
+	/* Refusals change nothing: a Transfer signed by another key, for segment 2, in epoch 1,
+	 * with a chain too short to reach n, naming another segment head. */
+	MpSigned *forged = transfer(&u, 1, 0, &b, &forger.owner, u.cert_hash);
+	ck_assert_int_eq(transfer_code(forged), MP_ST(BAD_SIG));
+	MpSigned *t2 = transfer(&u, 2, 0, &b, &u.ch.owner, u.cert_hash);
+	ck_assert_int_eq(transfer_code(t2), MP_ST(MALFORMED));
+	MpSigned *e1 = transfer(&u, 1, 1, &b, &u.ch.owner, u.cert_hash);
+	ck_assert_int_eq(transfer_code(e1), MP_ST(NOT_HOLDER));
+	struct tseg short_seg;
+	seg_make(&short_seg, N - 1);
+	MpSigned *too_short = transfer(&u, 1, 0, &short_seg, &u.ch.owner, u.cert_hash);
+	ck_assert_int_eq(transfer_code(too_short), MP_ST(OUT_OF_RANGE));
+	MpSigned *bad_prev = transfer(&u, 1, 0, &b, &u.ch.owner, b.root);
+	ck_assert_int_eq(transfer_code(bad_prev), MP_ST(MALFORMED));
+	expect_sql("count(*)", "segment_transfers", u.hex, "0");
+	expect_sql("count(*)", "segments", u.hex, "1");
+
+	/* A's Transfer to B: the broker's Cap at (0, 0, root of segment 0), recorded. */
+	MpSigned *t1 = transfer(&u, 1, 0, &b, &u.ch.owner, u.cert_hash);
+	MpEnvelope *ok = transfer_req(t1);
+	ck_assert_int_eq(ok->transfer_resp->status->code, MP_ST(OK));
+	ck_assert(same_stmt(ok->transfer_resp->transfer, t1));
+	expect_broker_cap(ok->transfer_resp->cap, t1, 1, u.ch.root, &u);
+	ck_assert_uint_eq(ok->transfer_resp->n_segments, 0);
+	MpSigned *cap1 = mp_stmt_copy(ok->transfer_resp->cap);
+	micropay__v1__envelope__free_unpacked(ok, NULL);
+	expect_sql("count(*)", "segment_transfers", u.hex, "1");
+	expect_sql("by_broker::text || '/' || cap_index || '/' || cap_hseq || '/' || "
+		   "encode(holder_mid, 'hex')",
+		   "segment_transfers", u.hex, "true/0/0/00000000000000000000000000000000");
+	expect_sql("string_agg(seg_seq || ':' || seg_start || ':' || len, ',' ORDER BY seg_seq)",
+		   "segments", u.hex, "0:0:100,1:0:100");
+
+	/* The same Transfer again: the stored Cap, byte for byte. */
+	MpEnvelope *dup = transfer_req(t1);
+	ck_assert_int_eq(dup->transfer_resp->status->code, MP_ST(DUPLICATE_OK));
+	ck_assert(same_stmt(dup->transfer_resp->cap, cap1));
+	micropay__v1__envelope__free_unpacked(dup, NULL);
+
+	/* Another Transfer of segment 0 (A to C): CONFLICT with the stored pair. */
+	MpSigned *t1c = transfer(&u, 1, 0, &c, &u.ch.owner, u.cert_hash);
+	MpEnvelope *conf = transfer_req(t1c);
+	ck_assert_int_eq(conf->transfer_resp->status->code, MP_ST(CONFLICT));
+	ck_assert(same_stmt(conf->transfer_resp->transfer, t1));
+	ck_assert(same_stmt(conf->transfer_resp->cap, cap1));
+	micropay__v1__envelope__free_unpacked(conf, NULL);
+	/* ... and A can no longer sign segment 2's Transfer. */
+	uint8_t head1[MP_HASH_LEN];
+	mp_stmt_hash(t1, head1);
+	MpSigned *t2a = transfer(&u, 2, 0, &c, &u.ch.owner, head1);
+	ck_assert_int_eq(transfer_code(t2a), MP_ST(BAD_SIG));
+	expect_sql("count(*)", "segment_transfers", u.hex, "1");
+
+	/* B's SegmentClaim: the broker's Cap verifies; B is recorded for the refund. */
+	struct twallet tb;
+	struct wire w;
+	ck_assert(wire_connect(&w, broker_ep, ca, NULL, NULL));
+	twallet_register(&tb, &w);
+	wire_close(&w);
+	ck_assert_int_eq(segment_claim(&u, 1, t1, cap1, &tb, &b.owner, NULL, 0), MP_ST(OK));
+	ck_assert_int_eq(segment_claim(&u, 1, t1, cap1, &tb, &b.owner, NULL, 0),
+			 MP_ST(DUPLICATE_OK));
+	char tb_hex[MP_HEX_ID_LEN + 1];
+	mp_hex_encode(tb.account_id, MP_ID_LEN, tb_hex);
+	expect_sql("encode(payout_account_id, 'hex')", "segment_transfers", u.hex, tb_hex);
+
+	/* A Bind needs the current owner's consent: A's Move (segment 0) binds nothing. */
+	ck_assert_int_eq(bind_code(1, &u, &u.ch.owner, 0), MP_ST(BAD_SIG));
+	ck_assert_int_eq(bind_code(1, &u, &u.ch.owner, 1), MP_ST(BAD_SIG));
+	expect_sql("count(*)", "binds", u.hex, "0");
+	ck_assert_int_eq(bind_code(1, &u, &b.owner, 1), MP_ST(OK));
+	expect_sql("encode(holder0, 'hex')", "channels", u.hex, tm[1].mid_hex);
+
+	/* Bound: B's Transfer to C goes to the holder; the broker answers NOT_HOLDER + the Bind. */
+	MpSigned *t2b = transfer(&u, 2, 0, &c, &b.owner, head1);
+	MpEnvelope *nh = transfer_req(t2b);
+	ck_assert_int_eq(nh->transfer_resp->status->code, MP_ST(NOT_HOLDER));
+	const MpSigned *bind = nh->transfer_resp->status->evidence;
+	ck_assert_ptr_nonnull(bind);
+	ck_assert_uint_eq(bind->type, MP_STMT_BIND);
+	ProtobufCMessage *bind_body = NULL;
+	ck_assert_int_eq(mp_stmt_open(bind, MP_STMT_BIND, broker_pk,
+				      &micropay__v1__bind__descriptor, &bind_body),
+			 MP_ST(OK));
+	protobuf_c_message_free_unpacked(bind_body, NULL);
+	micropay__v1__envelope__free_unpacked(nh, NULL);
+	expect_sql("count(*)", "segment_transfers", u.hex, "1");
+
+	MpSigned *all[] = {forged, t2, e1, too_short, bad_prev, t1, cap1, t1c, t2a, t2b};
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+		mp_stmt_free(all[i]);
+	mp_key_free(&b.owner);
+	mp_key_free(&c.owner);
+	mp_key_free(&forger.owner);
+	mp_key_free(&short_seg.owner);
+	mp_key_free(&tb.account);
+	free_unbound(&u);
+	net_audit_clean(&net);
+}
+END_TEST
+
+/* A channel whose cert names holder0 is never capped by the broker. */
+START_TEST(broker_refuses_a_channel_with_holder0)
+{
+	struct unbound u;
+	struct wire broker;
+	ck_assert(wire_connect(&broker, broker_ep, ca, NULL, NULL));
+	twallet_register(&u.tw, &broker);
+	char hex[MP_HEX_ID_LEN + 1];
+	mp_hex_encode(u.tw.account_id, MP_ID_LEN, hex);
+	fund_hex(hex, N);
+	tchannel_make(&u.ch, &u.tw, N, 1, tm[1].mid);
+	ck_assert_int_eq(tchannel_issue(&u.ch, &broker), MP_ST(OK));
+	wire_close(&broker);
+	tchannel_id(&u.ch, u.id);
+	mp_hex_encode(u.id, MP_ID_LEN, u.hex);
+	mp_stmt_hash(u.ch.cert, u.cert_hash);
+	struct tseg b;
+	seg_make(&b, N);
+	MpSigned *t1 = transfer(&u, 1, 0, &b, &u.ch.owner, u.cert_hash);
+	ck_assert_int_eq(transfer_code(t1), MP_ST(NOT_HOLDER));
+	expect_sql("count(*)", "segment_transfers", u.hex, "0");
+	/* An unknown channel. */
+	u.id[0] ^= 1;
+	MpSigned *tu = transfer(&u, 1, 0, &b, &u.ch.owner, u.cert_hash);
+	ck_assert_int_eq(transfer_code(tu), MP_ST(UNKNOWN_CHANNEL));
+	mp_stmt_free(t1);
+	mp_stmt_free(tu);
+	mp_key_free(&b.owner);
+	free_unbound(&u);
+	net_audit_clean(&net);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("unbound_transfer");
+	TCase *tc = tcase_create("broker");
+	tcase_add_unchecked_fixture(tc, setup_net, teardown_net);
+	tcase_set_timeout(tc, 300);
+	tcase_add_test(tc, broker_caps_an_unbound_channel);
+	tcase_add_test(tc, broker_refuses_a_channel_with_holder0);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return mp_check_run(suite());
+}
