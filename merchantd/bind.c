@@ -14,7 +14,8 @@
  *   ASKING --any other answer--> DONE: the Open answered with the broker's refusal
  *   any state --deadline (broker connect_timeout + answer_timeout)--> DONE: INTERNAL
  * The struct lives until DONE and no broker call refers to it. At most MAX_BINDINGS at once
- * (another Open gets LIMIT). */
+ * (another Open gets LIMIT). An Open carrying segments (a channel transferred through the broker
+ * before any Bind) is refused MALFORMED before the broker is asked: not supported here yet. */
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -197,6 +198,17 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 void bind_start(struct merchant *m, struct mp_conn *c, const MpEnvelope *env,
 		const Micropay__V1__ChannelCert *cc)
 {
+	if (env->open_req->n_segments > 0) {
+		/* Transferred through the broker before any Bind: taking the current segment
+		 * from the broker-capped pairs is not implemented here yet. Refused before the
+		 * broker is asked, so nothing is bound to us that we could not serve. */
+		log_warn("%s: open of an unbound channel with %zu segment statements refused",
+			 mp_conn_peer(c), env->open_req->n_segments);
+		reply_open(c, env->request_id, MP_ST(MALFORMED),
+			   "this merchant cannot bind a channel transferred before its Bind", m,
+			   NULL);
+		return;
+	}
 	struct binding *bd = m->n_binds < MAX_BINDINGS ? calloc(1, sizeof(*bd)) : NULL;
 	if (!bd) {
 		reply_open(c, env->request_id, MP_ST(LIMIT), "merchant busy; retry", m, NULL);

@@ -322,7 +322,8 @@ static bool received_insert(struct wstore *s, const struct wchannel *ch)
 				    sqlite3_bind_int64(st, 12, (sqlite3_int64)mp_now()) |
 				    wsql_bind_blob(st, 13, ch->holder, MP_ID_LEN) |
 				    sqlite3_bind_int64(st, 14, ch->epoch) |
-				    wsql_bind_stmt(st, 15, ch->holder_cert) |
+				    (ch->holder_cert ? wsql_bind_stmt(st, 15, ch->holder_cert)
+						     : sqlite3_bind_null(st, 15)) |
 				    sqlite3_bind_int64(st, 16, ch->seg_seq),
 				"binding a received channel");
 	if (!wsql_run(s, st, "storing a received channel"))

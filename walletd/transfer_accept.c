@@ -43,6 +43,7 @@ struct accept_job {
 	struct wstore_offer offer;
 	struct signer *signers;
 	size_t n_signers;
+	bool unheld; /* no holder0, no Bind: transferred through the broker, no holder yet */
 	/* verification (the worker owns these while it runs) */
 	struct mp_custody_channel chan;
 	struct mp_custody_segment seg0;
@@ -155,6 +156,8 @@ static const char *open_signers(struct accept_job *j)
 		if (bad)
 			return bad;
 	}
+	if (j->unheld)
+		return NULL; /* only the broker signed Caps: its key is in our configuration */
 	return b->holder_cert ? add_signer(j, b->holder_cert)
 			      : "the bundle carries no MerchantCert of the holder";
 }
@@ -193,6 +196,12 @@ static const char *describe(struct accept_job *j)
 		memcpy(ch->holder0, cc->holder0.data, MP_ID_LEN);
 		return NULL;
 	}
+	/* Issued unbound: Caps in epoch 0 at index 0 may be the broker's (transferred before any
+	 * Bind); with no Bind at all, no merchant holds it and only the broker signed. */
+	ch->issued_unbound = true;
+	memcpy(ch->broker_pk, j->w->cfg.broker_pk, MP_PK_LEN);
+	if (j->unheld)
+		return j->b->n_custody ? "a channel without a Bind has no Handoffs" : NULL;
 	struct wchannel probe = {0};
 	memcpy(probe.channel_id, ch->channel_id, MP_ID_LEN);
 	const char *bad = wallet_bind_check(j->w, &probe, j->b->bind, ch->holder0);
@@ -294,9 +303,9 @@ static struct wchannel *received_channel(struct accept_job *j, uint32_t s)
 	memcpy(ch->chain_key, j->offer.chain_key, MP_ID_LEN);
 	ch->claim_state = 0;
 	ch->cert = mp_stmt_copy(j->b->cert);
-	ch->holder_cert = mp_stmt_copy(j->b->holder_cert);
+	ch->holder_cert = j->unheld ? NULL : mp_stmt_copy(j->b->holder_cert);
 	ch->segments = calloc(2 * (size_t)s, sizeof(*ch->segments));
-	bool ok = ch->cert && ch->holder_cert && ch->segments;
+	bool ok = ch->cert && (ch->holder_cert || j->unheld) && ch->segments;
 	for (size_t i = 0; ok && i < 2 * (size_t)s; i++) {
 		ch->segments[i] = mp_stmt_copy(j->b->segments[i]);
 		ch->n_segments = i + 1;
@@ -315,7 +324,8 @@ static void verified(struct accept_job *j)
 {
 	uint32_t s = (uint32_t)(j->b->n_segments / 2);
 	const struct mp_custody_event *holder = &j->events[j->b->n_custody];
-	if (wallet_merchant_cert_check(j->w, j->b->holder_cert, holder->merchant_id, NULL)) {
+	if (!j->unheld &&
+	    wallet_merchant_cert_check(j->w, j->b->holder_cert, holder->merchant_id, NULL)) {
 		accept_fail(j, MP_ADMIN_FAILED, "transfer.accept: %s",
 			    "the bundle's holder_cert is not the holder's MerchantCert");
 		return;
@@ -400,6 +410,7 @@ static const char *precheck(struct accept_job *j, int *code)
 	if (!j->w->registered)
 		return "the wallet is not registered (call register): the broker records our "
 		       "account for the refund";
+	j->unheld = j->cc->holder0.len == 0 && !j->b->bind && !j->b->holder_cert;
 	if ((bad = check_offer(j)) || (bad = open_signers(j)) || (bad = describe(j)))
 		return bad;
 	size_t n_pairs = j->b->n_segments / 2;

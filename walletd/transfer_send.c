@@ -23,22 +23,10 @@
 #include "session.h"
 #include "stmt.h"
 #include "store.h"
+#include "transfer_send.h"
 #include "wallet.h"
 
-#define DELTA_XFER 3600 /* protocol.md section 11: a Transfer is valid before pay_until - 1 h */
-
-struct send_op {
-	struct wallet *w;
-	struct wchannel *ch;
-	char hex[MP_HEX_ID_LEN + 1];
-	uint8_t *offer_bytes; /* exactly as given, stored with the Transfer */
-	size_t offer_len;
-	Micropay__V1__TransferOffer *offer;
-	MpSigned *transfer; /* the stored Transfer once signed */
-	uint32_t declared_last;
-};
-
-static void send_op_free(void *arg)
+void send_op_free(void *arg)
 {
 	struct send_op *x = arg;
 	free(x->offer_bytes);
@@ -151,8 +139,8 @@ static uint8_t *pack_bundle(struct send_op *x, struct pay_op *s,
 	return buf;
 }
 
-static void reply_bundle(struct mp_admin_req *req, struct pay_op *s, const uint8_t *bundle,
-			 size_t len, uint32_t seg_seq)
+void transfer_reply_bundle(struct mp_admin_req *req, struct pay_op *s, const uint8_t *bundle,
+			   size_t len, uint32_t seg_seq)
 {
 	char *text = wallet_b64_encode(bundle, len);
 	json_t *r =
@@ -197,7 +185,7 @@ static void capped(struct send_op *x, struct pay_op *s, const Micropay__V1__Tran
 	x->ch->state = WCH_TRANSFERRED_OUT;
 	log_info("channel %s: TRANSFERRED_OUT (segment %u from index %u)", x->hex, seg_seq,
 		 cap_index);
-	reply_bundle(NULL, s, bundle, len, seg_seq);
+	transfer_reply_bundle(NULL, s, bundle, len, seg_seq);
 	free(bundle);
 }
 
@@ -231,7 +219,7 @@ static void on_transfer_resp(struct mp_conn *c, const MpEnvelope *env, void *arg
 
 /* ---- signing and sending ---- */
 
-static MpSigned *sign_transfer(struct send_op *x)
+MpSigned *transfer_sign(struct send_op *x)
 {
 	struct wchannel *ch = x->ch;
 	const Micropay__V1__TransferOffer *o = x->offer;
@@ -274,7 +262,7 @@ static void on_opened(struct pay_op *s, void *arg)
 					    ch->n - ch->last);
 			return;
 		}
-		if (!(x->transfer = sign_transfer(x)) ||
+		if (!(x->transfer = transfer_sign(x)) ||
 		    !wstore_xfer_begin(x->w->store, ch->channel_id, x->offer_bytes, x->offer_len,
 				       x->transfer)) {
 			wallet_session_fail(s, "cannot sign and store the Transfer; nothing sent");
@@ -317,7 +305,7 @@ static bool resume(struct mp_admin_req *req, struct send_op *x)
 			      x->ch->state == WCH_TRANSFERRED_OUT ? "transferred out"
 								  : "TRANSFERRING");
 	else if (st.bundle)
-		reply_bundle(req, NULL, st.bundle, st.bundle_len, x->ch->seg_seq + 1);
+		transfer_reply_bundle(req, NULL, st.bundle, st.bundle_len, x->ch->seg_seq + 1);
 	else if (x->ch->busy)
 		mp_admin_fail(req, MP_ADMIN_FAILED,
 			      "transfer.send: a transfer of this channel is in progress");
@@ -355,8 +343,6 @@ static const char *refusal(struct send_op *x, char *why, size_t len)
 	}
 	if (mp_now() + 60 >= ch->pay_until - DELTA_XFER)
 		return "too late to transfer: a Transfer must be valid until pay_until - 1 h";
-	if (wallet_id_is_zero(ch->holder))
-		return "the channel is not bound to a merchant yet: pay once, then transfer";
 	return NULL;
 }
 
@@ -433,8 +419,15 @@ void wallet_admin_transfer_send(struct mp_admin_req *req, json_t *params, void *
 		send_op_free(x);
 		return;
 	}
-	if ((resuming && !resume(req, x)) ||
-	    !holder_endpoint(req, params, x, endpoint, sizeof(endpoint))) {
+	if (resuming && !resume(req, x)) {
+		send_op_free(x);
+		return;
+	}
+	if (wallet_id_is_zero(x->ch->holder)) { /* no merchant holds it: through the broker */
+		transfer_send_unbound(req, x);
+		return;
+	}
+	if (!holder_endpoint(req, params, x, endpoint, sizeof(endpoint))) {
 		send_op_free(x);
 		return;
 	}

@@ -1,0 +1,34 @@
+/* transfer.send's shared parts (transfer_send.c: through the holder; transfer_unbound.c: through
+ * the broker for a channel no merchant holds yet). */
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+#include "admin.h"
+#include "proto.h"
+#include "session.h"
+#include "wallet.h"
+
+#define DELTA_XFER 3600 /* protocol.md section 11: a Transfer is valid before pay_until - 1 h */
+
+struct send_op {
+	struct wallet *w;
+	struct wchannel *ch;
+	char hex[MP_HEX_ID_LEN + 1];
+	uint8_t *offer_bytes; /* exactly as given, stored with the Transfer */
+	size_t offer_len;
+	Micropay__V1__TransferOffer *offer;
+	MpSigned *transfer; /* the stored Transfer once signed */
+	uint32_t declared_last;
+	struct mp_admin_req *req; /* through the broker: answered when it answers */
+};
+
+void send_op_free(void *arg);
+/* Transfer{s = seg_seq + 1, holder_epoch = epoch, declared_last = last, the offer's segment}
+ * signed by the current segment's owner key; NULL if the key cannot be had. */
+MpSigned *transfer_sign(struct send_op *x);
+/* {"bundle", "seg_seq"} to the session s, else to req. */
+void transfer_reply_bundle(struct mp_admin_req *req, struct pay_op *s, const uint8_t *bundle,
+			   size_t len, uint32_t seg_seq);
+/* transfer_unbound.c: the channel has no holder: the TransferReq goes to the broker. Owns x. */
+void transfer_send_unbound(struct mp_admin_req *req, struct send_op *x);
