@@ -58,7 +58,8 @@ static uint8_t *pack_bundle(struct send_op *x, MpSigned *cap, size_t *len)
 	MpSigned **segs = calloc(n_seg, sizeof(*segs));
 	uint8_t *buf = NULL;
 	if (segs) {
-		memcpy(segs, ch->segments, ch->n_segments * sizeof(*segs));
+		for (size_t i = 0; i < ch->n_segments; i++) /* none for segment 0 */
+			segs[i] = ch->segments[i];
 		segs[n_seg - 2] = x->transfer;
 		segs[n_seg - 1] = cap;
 		Micropay__V1__TransferBundle b = MICROPAY__V1__TRANSFER_BUNDLE__INIT;
