@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "admin.h"
+#include "clock.h"
 #include "amount.h"
 #include "broker.h"
 #include "channel_segments.h"
@@ -32,8 +33,9 @@ static void admin_status(struct mp_admin_req *req, json_t *params, void *ctx)
 	    req, json_pack("{s:s,s:s,s:o,s:o,s:I,s:I,s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}}",
 			   "daemon", "brokerd", "currency", b->cfg.currency, "broker_pk",
 			   mp_json_hex(b->key.pk, MP_PK_LEN), "broker_key_id",
-			   mp_json_hex(b->key_id, MP_KEY_ID_LEN), "time", (json_int_t)mp_now(),
-			   "uptime", (json_int_t)(mp_now() - b->started_at), "counters",
+			   mp_json_hex(b->key_id, MP_KEY_ID_LEN), "time",
+			   (json_int_t)mp_clock_now(&b->clock), "uptime",
+			   (json_int_t)(mp_monotonic_s() - b->started_mono), "counters",
 			   "accounts_registered", (json_int_t)s->accounts_registered,
 			   "merchants_registered", (json_int_t)s->merchants_registered,
 			   "merchant_certs_renewed", (json_int_t)s->merchant_certs_renewed,
@@ -332,6 +334,18 @@ static void admin_shutdown(struct mp_admin_req *req, json_t *params, void *ctx)
 	event_base_loopexit(b->base, &drain);
 }
 
+static void admin_clock_advance(struct mp_admin_req *req, json_t *params, void *ctx)
+{
+	struct broker *b = ctx;
+	mp_clock_admin_advance(req, params, &b->clock);
+}
+
+static void admin_clock_show(struct mp_admin_req *req, json_t *params, void *ctx)
+{
+	struct broker *b = ctx;
+	mp_clock_admin_show(req, &b->clock);
+}
+
 static const struct mp_admin_method broker_methods[] = {
     {"status", admin_status, "daemon status and counters"},
     {"metrics", admin_metrics, "Prometheus text"},
@@ -344,6 +358,9 @@ static const struct mp_admin_method broker_methods[] = {
      "{channel}: segments (owner, payout account, the Caps that end them)"},
     {"audit", admin_audit, "ledger and escrow invariants"},
     {"conflicts", admin_conflicts, "recorded custody conflicts (evidence, liable signer)"},
+    {"clock.show", admin_clock_show, "protocol time: {test_clock, offset, now}"},
+    {"clock.advance", admin_clock_advance,
+     "{seconds}: move the test clock forward (--test-clock only)"},
     {"shutdown", admin_shutdown, "stop the daemon"},
     {NULL, NULL, NULL},
 };

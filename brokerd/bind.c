@@ -50,7 +50,7 @@ static void reply_bind(struct bind_call *bc, MpCode code, const char *detail, co
 	if (code == MP_ST(NOT_HOLDER))
 		st.evidence = (MpSigned *)bind;
 	resp.bind = (MpSigned *)bind;
-	resp.broker_time = mp_now();
+	resp.broker_time = mp_clock_now(&bc->call->b->clock);
 	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
 	env.body_case = MP_BODY(BIND_RESP);
 	env.bind_resp = &resp;

@@ -4,6 +4,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "clock.h"
 #include "chain.h"
 #include "net.h"
 #include "net_limits.h"
@@ -97,7 +98,8 @@ struct broker {
 	struct mp_workers *workers;
 	struct bad_chain_budget *bad_chain;
 	struct event *sig_int, *sig_term;
-	uint64_t started_at;
+	uint64_t started_mono; /* mp_monotonic_s() at start, for uptime */
+	struct mp_clock clock; /* protocol time (clock.h) */
 	struct broker_stats stats;
 	struct key_cache_entry key_cache[BROKER_KEY_CACHE_SIZE];
 };

@@ -53,7 +53,7 @@ static void reply_issue(struct issue *is, MpCode code, const char *detail, const
 	resp.status = broker_status(&st, code, detail);
 	st.evidence = (MpSigned *)evidence;
 	resp.channel_cert = (MpSigned *)cert;
-	resp.broker_time = mp_now();
+	resp.broker_time = mp_clock_now(&is->call->b->clock);
 	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
 	env.body_case = MP_BODY(ISSUE_RESP);
 	env.issue_resp = &resp;
@@ -177,7 +177,7 @@ static void call_issue(struct issue *is, const Micropay__V1__IssueRequest *r, Mp
 	uint8_t channel_id[MP_ID_LEN], escrow_id[MP_ID_LEN], req_hash[MP_HASH_LEN];
 	mp_channel_id(r->account_id.data, r->issue_req_id.data, channel_id);
 	mp_stmt_hash(is->stmt, req_hash);
-	struct cert_times t = {.now = mp_now()};
+	struct cert_times t = {.now = mp_clock_now(&is->call->b->clock)};
 	t.issued_at = t.now - t.now % HOUR;
 	t.pay_until = t.issued_at + r->pay_until_days * DAY;
 	t.redeem_until = t.pay_until + REDEEM_WINDOW;

@@ -8,6 +8,7 @@
 
 #include "admin.h"
 #include "bad_chain_budget.h"
+#include "clock.h"
 #include "daemon.h"
 #include "broker.h"
 #include "db.h"
@@ -130,17 +131,19 @@ static void broker_stop(struct broker *b)
 
 int main(int argc, char **argv)
 {
-	const char *config = mp_daemon_init(argc, argv, "brokerd");
-	if (!config)
+	struct mp_daemon_opts opts;
+	if (!mp_daemon_init(argc, argv, "brokerd", &opts))
 		return 2;
+	const char *config = opts.config;
 	struct broker b = {0};
+	mp_clock_init(&b.clock, opts.test_clock);
 	char err[512];
 	if (!broker_config_load(&b.cfg, config, err, sizeof(err))) {
 		log_err("%s", err);
 		broker_config_free(&b.cfg);
 		return 1;
 	}
-	b.started_at = mp_now();
+	b.started_mono = mp_monotonic_s();
 	b.base = event_base_new();
 	b.hasher = mp_hasher_new();
 	bool ok = b.base && b.hasher && broker_start(&b);

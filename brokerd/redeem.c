@@ -87,7 +87,7 @@ void redeem_reply(struct redeem *rd, MpCode code, const char *detail,
 	st.evidence = (MpSigned *)evidence;
 	resp.results = results;
 	resp.n_results = n_results;
-	resp.broker_time = mp_now();
+	resp.broker_time = mp_clock_now(&rd->call->b->clock);
 	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
 	env.body_case = MP_BODY(REDEEM_RESP);
 	env.redeem_resp = &resp;

@@ -21,7 +21,7 @@ static void reply_account(struct broker_call *call, MpCode code, const char *det
 	resp.status = broker_status(&st, code, detail);
 	if (account_id)
 		resp.account_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)account_id};
-	resp.broker_time = mp_now();
+	resp.broker_time = mp_clock_now(&call->b->clock);
 	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
 	env.body_case = MP_BODY(REGISTER_ACCOUNT_RESP);
 	env.register_account_resp = &resp;
@@ -158,7 +158,7 @@ static void reply_merchant(struct merchant_reg *reg, MpCode code, const char *de
 	MpStatus st;
 	resp.status = broker_status(&st, code, detail);
 	resp.merchant_cert = (MpSigned *)cert;
-	resp.broker_time = mp_now();
+	resp.broker_time = mp_clock_now(&reg->call->b->clock);
 	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
 	env.body_case = MP_BODY(REGISTER_MERCHANT_RESP);
 	env.register_merchant_resp = &resp;

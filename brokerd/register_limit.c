@@ -26,7 +26,7 @@ void register_limit_stop(struct broker *b)
 static void log_refusal(struct broker *b, struct mp_conn *c)
 {
 	struct register_limit *rl = &b->register_limit;
-	uint64_t now = mp_now();
+	uint64_t now = mp_monotonic_s();
 	if (now == rl->logged_at) {
 		rl->unlogged++;
 		return;
@@ -53,7 +53,7 @@ bool register_limit_admit(struct broker *b, struct mp_conn *c, const MpEnvelope 
 	Micropay__V1__RegisterAccountResp resp = MICROPAY__V1__REGISTER_ACCOUNT_RESP__INIT;
 	MpStatus st;
 	resp.status = broker_status(&st, MP_ST(LIMIT), detail);
-	resp.broker_time = mp_now();
+	resp.broker_time = mp_clock_now(&b->clock);
 	MpEnvelope out = MICROPAY__V1__ENVELOPE__INIT;
 	out.version = MP_PROTOCOL_VERSION;
 	out.request_id = env->request_id;

@@ -37,12 +37,12 @@ void segment_intake_reply(struct segment_intake *in, MpCode code, const char *de
 	Micropay__V1__SegmentClaimResp claim = MICROPAY__V1__SEGMENT_CLAIM_RESP__INIT;
 	if (in->is_claim) {
 		claim.status = &st;
-		claim.broker_time = mp_now();
+		claim.broker_time = mp_clock_now(&in->call->b->clock);
 		env.body_case = MP_BODY(SEGMENT_CLAIM_RESP);
 		env.segment_claim_resp = &claim;
 	} else {
 		notice.status = &st;
-		notice.broker_time = mp_now();
+		notice.broker_time = mp_clock_now(&in->call->b->clock);
 		env.body_case = MP_BODY(CAP_NOTICE_RESP);
 		env.cap_notice_resp = &notice;
 	}

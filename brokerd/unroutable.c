@@ -45,7 +45,7 @@ static void log_unroutable(struct broker *b, struct mp_conn *c, const MpEnvelope
 			 (unsigned long long)env->request_id, (int)env->body_case);
 		return;
 	}
-	uint64_t now = mp_now();
+	uint64_t now = mp_monotonic_s();
 	ul->unlogged++;
 	if (ul->logged_at && now < ul->logged_at + UNROUTABLE_LOG_EVERY_S)
 		return;

@@ -2,6 +2,11 @@
 #pragma once
 #include <stdbool.h>
 
-/* Parse "-c CONFIG [-v]", initialise logging as `name` and ignore SIGPIPE. Returns the config
- * path, or NULL after printing the usage (exit with status 2 then). */
-const char *mp_daemon_init(int argc, char **argv, const char *name);
+struct mp_daemon_opts {
+	const char *config; /* -c CONFIG */
+	bool test_clock;    /* --test-clock: clock.advance may move this daemon's time (clock.h) */
+};
+
+/* Parse "-c CONFIG [-v] [--test-clock]", initialise logging as `name` and ignore SIGPIPE.
+ * False after printing the usage (exit with status 2 then). */
+bool mp_daemon_init(int argc, char **argv, const char *name, struct mp_daemon_opts *out);

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "clock.h"
 #include "log.h"
 #include "net_internal.h"
 #include "util.h"
@@ -113,7 +114,7 @@ static void adopt(struct mp_listener *l, struct mp_conn *c)
 /* An attacker opening connections in a loop must not flood the log: one line a second. */
 static void log_refusal(struct mp_listener *l, const char *peer)
 {
-	uint64_t now = mp_now();
+	uint64_t now = mp_monotonic_s();
 	if (now == l->refusal_logged_at) {
 		l->refusals_unlogged++;
 		return;

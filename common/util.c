@@ -1,7 +1,6 @@
 #include "util.h"
 
 #include <openssl/rand.h>
-#include <time.h>
 
 void mp_hex_encode(const uint8_t *in, size_t len, char *out)
 {
@@ -43,11 +42,4 @@ bool mp_hex_decode(const char *hex, uint8_t *out, size_t len)
 bool mp_random_bytes(uint8_t *out, size_t len)
 {
 	return RAND_bytes(out, (int)len) == 1;
-}
-
-uint64_t mp_now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec;
 }

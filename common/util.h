@@ -1,4 +1,4 @@
-/* Small helpers: hex, ids, time, big-endian integers. */
+/* Small helpers: hex, ids, big-endian integers. (Time: clock.h.) */
 #pragma once
 #include <stdbool.h>
 #include <stddef.h>
@@ -14,9 +14,6 @@ bool mp_hex_decode(const char *hex, uint8_t *out, size_t len);
 
 /* Cryptographically random bytes (OpenSSL RAND); false if the generator failed. */
 bool mp_random_bytes(uint8_t *out, size_t len);
-
-/* Wall-clock seconds since 1970-01-01 UTC. */
-uint64_t mp_now(void);
 
 static inline void mp_put_be32(uint8_t *p, uint32_t v)
 {

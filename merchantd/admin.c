@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "admin.h"
+#include "clock.h"
 #include "amount.h"
 #include "batch.h"
 #include "cap_outbox.h"
@@ -27,17 +28,17 @@ static void admin_status(struct mp_admin_req *req, json_t *params, void *ctx)
 		"s:I,s:I},s:{s:I,s:I}}",
 		"daemon", "merchantd", "merchant_id", mp_json_hex(m->mid, MP_ID_LEN), "registered",
 		m->cert_valid_until != 0, "cert_valid_until", (json_int_t)m->cert_valid_until,
-		"channels", (json_int_t)m->channels_recorded, "time", (json_int_t)mp_now(),
-		"counters", "opens", (json_int_t)s->opens, "pays_ok", (json_int_t)s->pays_ok,
-		"pays_underpaid", (json_int_t)s->pays_underpaid, "pays_duplicate",
-		(json_int_t)s->pays_duplicate, "pays_refused", (json_int_t)s->pays_refused,
-		"bad_chain", (json_int_t)s->bad_chain, "batches", (json_int_t)s->batches,
-		"redeems_sent", (json_int_t)s->redeems_sent, "amount_credited",
-		(json_int_t)s->amount_credited, "handoffs_signed", (json_int_t)s->handoffs_signed,
-		"handoffs_taken", (json_int_t)s->handoffs_taken, "handoff_refusals",
-		(json_int_t)s->handoff_refusals, "caps_signed", (json_int_t)s->caps_signed,
-		"transfer_refusals", (json_int_t)s->transfer_refusals, "stale_segment",
-		(json_int_t)s->stale_segment, "cap_outbox", "pending",
+		"channels", (json_int_t)m->channels_recorded, "time",
+		(json_int_t)mp_clock_now(&m->clock), "counters", "opens", (json_int_t)s->opens,
+		"pays_ok", (json_int_t)s->pays_ok, "pays_underpaid", (json_int_t)s->pays_underpaid,
+		"pays_duplicate", (json_int_t)s->pays_duplicate, "pays_refused",
+		(json_int_t)s->pays_refused, "bad_chain", (json_int_t)s->bad_chain, "batches",
+		(json_int_t)s->batches, "redeems_sent", (json_int_t)s->redeems_sent,
+		"amount_credited", (json_int_t)s->amount_credited, "handoffs_signed",
+		(json_int_t)s->handoffs_signed, "handoffs_taken", (json_int_t)s->handoffs_taken,
+		"handoff_refusals", (json_int_t)s->handoff_refusals, "caps_signed",
+		(json_int_t)s->caps_signed, "transfer_refusals", (json_int_t)s->transfer_refusals,
+		"stale_segment", (json_int_t)s->stale_segment, "cap_outbox", "pending",
 		(json_int_t)cap_outbox_pending(m), "conflicts",
 		(json_int_t)cap_outbox_conflicts(m)));
 }
@@ -218,6 +219,18 @@ static void admin_shutdown(struct mp_admin_req *req, json_t *params, void *ctx)
 	event_base_loopexit(m->base, &drain);
 }
 
+static void admin_clock_advance(struct mp_admin_req *req, json_t *params, void *ctx)
+{
+	struct merchant *m = ctx;
+	mp_clock_admin_advance(req, params, &m->clock);
+}
+
+static void admin_clock_show(struct mp_admin_req *req, json_t *params, void *ctx)
+{
+	struct merchant *m = ctx;
+	mp_clock_admin_show(req, &m->clock);
+}
+
 static const struct mp_admin_method merchant_methods[] = {
     {"status", admin_status, "daemon status and counters"},
     {"metrics", admin_metrics, "Prometheus text"},
@@ -227,6 +240,9 @@ static const struct mp_admin_method merchant_methods[] = {
     {"redeem", admin_redeem, "redeem accepted payments now"},
     {"store.compact", admin_store_compact,
      "fold old redeemed payments, drop old answered Redeems, shrink the store"},
+    {"clock.show", admin_clock_show, "protocol time: {test_clock, offset, now}"},
+    {"clock.advance", admin_clock_advance,
+     "{seconds}: move the test clock forward (--test-clock only)"},
     {"shutdown", admin_shutdown, "stop the daemon"},
     {NULL, NULL, NULL},
 };

@@ -298,7 +298,7 @@ static void on_step(struct st_job *job)
 
 static void start_run(struct compactor *c)
 {
-	uint64_t now = mp_now();
+	uint64_t now = mp_clock_now(&c->m->clock);
 	const struct merchant_config *cfg = &c->m->cfg;
 	c->run = (struct compact_run_state){
 	    .phase = PHASE_JOURNAL,

@@ -187,7 +187,7 @@ static MpCode check_move(const struct merchant *m, const struct channel *ch,
 		*detail = "channel exhausted";
 		return MP_ST(OUT_OF_RANGE);
 	}
-	if (mp_now() + DELTA_XFER >= ch->pay_until) {
+	if (mp_clock_now(&m->clock) + DELTA_XFER >= ch->pay_until) {
 		*detail = "past pay_until - δ_xfer";
 		return MP_ST(EXPIRED);
 	}

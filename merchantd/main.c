@@ -10,6 +10,7 @@
 #include "batch.h"
 #include "cap_outbox.h"
 #include "compact.h"
+#include "clock.h"
 #include "daemon.h"
 #include "dns.h"
 #include "log.h"
@@ -69,7 +70,7 @@ static bool load_identity(struct merchant *m)
 static bool load_state(struct merchant *m)
 {
 	char err[512];
-	m->store = store_open(m->cfg.store, err, sizeof(err));
+	m->store = store_open(m->cfg.store, &m->clock, err, sizeof(err));
 	if (!m->store) {
 		log_err("store: %s", err);
 		return false;
@@ -79,7 +80,7 @@ static bool load_state(struct merchant *m)
 	    !store_load_orders(m->store, &m->orders))
 		return false;
 	m->channels_recorded = m->channels.count;
-	m->store_thread = store_thread_start(m->base, m->cfg.store, err, sizeof(err));
+	m->store_thread = store_thread_start(m->base, m->cfg.store, &m->clock, err, sizeof(err));
 	if (!m->store_thread) {
 		log_err("store thread: %s", err);
 		return false;
@@ -155,10 +156,12 @@ static void merchant_stop(struct merchant *m)
 
 int main(int argc, char **argv)
 {
-	const char *config = mp_daemon_init(argc, argv, "merchantd");
-	if (!config)
+	struct mp_daemon_opts opts;
+	if (!mp_daemon_init(argc, argv, "merchantd", &opts))
 		return 2;
+	const char *config = opts.config;
 	struct merchant m = {0};
+	mp_clock_init(&m.clock, opts.test_clock);
 	char err[512];
 	if (!merchant_config_load(&m.cfg, config, err, sizeof(err))) {
 		log_err("%s", err);
@@ -169,7 +172,7 @@ int main(int argc, char **argv)
 		merchant_config_free(&m.cfg);
 		return 1;
 	}
-	m.started_at = mp_now();
+	m.started_mono = mp_monotonic_s();
 	m.base = event_base_new();
 	m.hasher = mp_hasher_new();
 	bool ok = m.base && m.hasher && merchant_start(&m);

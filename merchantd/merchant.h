@@ -4,6 +4,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "clock.h"
 #include "chain.h"
 #include "fault.h"
 #include "net.h"
@@ -178,7 +179,8 @@ struct merchant {
 	size_t n_binds;
 	struct cap_outbox *cap_outbox; /* cap_outbox.c: Caps not yet acknowledged by the broker */
 	struct event *sig_int, *sig_term;
-	uint64_t started_at;
+	uint64_t started_mono; /* mp_monotonic_s() at start, for uptime */
+	struct mp_clock clock; /* protocol time (clock.h) */
 	struct merchant_stats stats;
 	enum mp_fault fault; /* fault.h: test-only, from MP_FAULT at start-up */
 };

@@ -76,7 +76,7 @@ bool merchant_cert_load(struct merchant *m)
 		return true;
 	}
 	mp_stmt_free(s);
-	merchant_cert_adopt(m, valid_until, mp_now());
+	merchant_cert_adopt(m, valid_until, mp_clock_now(&m->clock));
 	/* Without a stored receipt time (a store of an older merchantd) the life is counted from
 	 * now: renewal then comes later than it could, never after expiry. */
 	if (store_meta_get(m->store, META_RECEIVED, &received, &rlen) && rlen == 8) {

@@ -89,7 +89,7 @@ void reply_open_evidence(struct mp_conn *c, uint64_t request_id, MpCode code, co
 static MpCode check_cert(const struct merchant *m, const Micropay__V1__ChannelCert *cc,
 			 const char **detail)
 {
-	uint64_t now = mp_now();
+	uint64_t now = mp_clock_now(&m->clock);
 	*detail = NULL;
 	if (!mp_bytes_len_is(cc->broker_key_id, MP_KEY_ID_LEN) ||
 	    memcmp(cc->broker_key_id.data, m->broker_key_id, MP_KEY_ID_LEN) != 0 ||

@@ -170,7 +170,7 @@ static MpCode precheck(const struct merchant *m, const Micropay__V1__PayReq *p,
 		*detail = "jump above MAX_JUMP";
 		return MP_ST(OUT_OF_RANGE);
 	}
-	if (mp_now() + m->cfg.pay_margin >= ch->pay_until) {
+	if (mp_clock_now(&m->clock) + m->cfg.pay_margin >= ch->pay_until) {
 		*detail = "channel no longer payable";
 		return MP_ST(EXPIRED);
 	}

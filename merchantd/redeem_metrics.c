@@ -24,7 +24,7 @@ static uint64_t unredeemed_amount(const struct merchant *m)
 size_t redeem_metrics_text(struct merchant *m, const struct redeem_stats *s,
 			   const struct broker_link_stats *ls, char *out, size_t len)
 {
-	uint64_t oldest = 0, now = mp_now(), age = 0;
+	uint64_t oldest = 0, now = mp_clock_now(&m->clock), age = 0;
 	if (store_oldest_unredeemed(m->store, &oldest) && oldest && now > oldest)
 		age = now - oldest;
 	int n = snprintf(out, len,

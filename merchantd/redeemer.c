@@ -169,7 +169,7 @@ static void on_registered(void *arg, bool ok)
  * is up, else when on_up comes. */
 static void ensure_registered(struct redeemer *r)
 {
-	if (!merchant_cert_wanted(r->m, mp_now()) || r->registering)
+	if (!merchant_cert_wanted(r->m, mp_clock_now(&r->m->clock)) || r->registering)
 		return;
 	if (!broker_link_is_up(r->link)) {
 		broker_link_want(r->link);

@@ -91,7 +91,7 @@ static enum answer registered(struct registration *reg, const MpEnvelope *env)
 	}
 	size_t len;
 	uint8_t *bytes = mp_stmt_encode(resp->merchant_cert, &len);
-	reg->received_at = mp_now();
+	reg->received_at = mp_clock_now(&reg->m->clock);
 	bool queued =
 	    bytes && store_write_cert(m, bytes, len, reg->received_at, on_cert_stored, reg);
 	free(bytes);

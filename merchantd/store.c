@@ -66,6 +66,7 @@ static const char *const stmt_sql[ST_COUNT] = {
 };
 
 struct store {
+	const struct mp_clock *clock; /* protocol time for the rows it stamps */
 	sqlite3 *db;
 	sqlite3_stmt *st[ST_COUNT];
 	char path[512];
@@ -182,13 +183,14 @@ static bool initialise(struct store *s)
 	       ensure_incremental_vacuum(s);
 }
 
-struct store *store_open(const char *path, char *err, size_t errlen)
+struct store *store_open(const char *path, const struct mp_clock *clock, char *err, size_t errlen)
 {
 	struct store *s = calloc(1, sizeof(*s));
 	if (!s) {
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
+	s->clock = clock;
 	snprintf(s->path, sizeof(s->path), "%s", path);
 	/* Created private before SQLite sees it. Only when absent: closing a descriptor of a file
 	 * this process has open drops every POSIX lock the process holds on it, including those
@@ -431,7 +433,7 @@ static bool write_entry(struct store *s, const struct batch_entry *e, int64_t no
 
 bool store_commit_batch(struct store *s, const struct batch_entry *entries, size_t n)
 {
-	int64_t now = (int64_t)mp_now();
+	int64_t now = (int64_t)mp_clock_now(s->clock);
 	if (!step_done(s, s->st[ST_BEGIN]))
 		return false;
 	bool ok = true;

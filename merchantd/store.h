@@ -12,6 +12,8 @@
 #include "batch.h"
 #include "merchant.h"
 
+struct mp_clock;
+
 struct store;
 
 struct stored_pay {
@@ -24,7 +26,7 @@ struct stored_pay {
 	uint64_t price;
 };
 
-struct store *store_open(const char *path, char *err, size_t errlen);
+struct store *store_open(const char *path, const struct mp_clock *clock, char *err, size_t errlen);
 void store_close(struct store *s);
 /* How long a statement on this connection waits for a lock another connection holds before it
  * fails SQLITE_BUSY (store_open: 5 s, for start-up and the store thread). The loop's connection

@@ -111,8 +111,8 @@ static void thread_free(struct store_thread *t)
 	free(t);
 }
 
-struct store_thread *store_thread_start(struct event_base *base, const char *path, char *err,
-					size_t errlen)
+struct store_thread *store_thread_start(struct event_base *base, const char *path,
+					const struct mp_clock *clock, char *err, size_t errlen)
 {
 	struct store_thread *t = calloc(1, sizeof(*t));
 	if (!t) {
@@ -123,7 +123,7 @@ struct store_thread *store_thread_start(struct event_base *base, const char *pat
 	pthread_mutex_init(&t->mu, NULL);
 	pthread_cond_init(&t->wake, NULL);
 	pthread_cond_init(&t->idle, NULL);
-	t->store = store_open(path, err, errlen);
+	t->store = store_open(path, clock, err, errlen);
 	if (!t->store) {
 		thread_free(t);
 		return NULL;

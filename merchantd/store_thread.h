@@ -18,6 +18,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+struct mp_clock;
+
 struct event_base;
 struct store;
 struct store_thread;
@@ -32,8 +34,8 @@ struct st_job {
 };
 
 /* Open the thread's own connection to the store at path and start the thread. */
-struct store_thread *store_thread_start(struct event_base *base, const char *path, char *err,
-					size_t errlen);
+struct store_thread *store_thread_start(struct event_base *base, const char *path,
+					const struct mp_clock *clock, char *err, size_t errlen);
 void store_thread_submit(struct store_thread *t, struct st_job *job);
 /* Outside the loop (shutdown): wait until no job is queued or running, running each finished
  * job's done callback here, including the jobs those callbacks submit. */

@@ -118,7 +118,7 @@ static bool lengths_ok(const Micropay__V1__Transfer *t)
 static MpCode check(const struct merchant *m, const struct channel *ch,
 		    const Micropay__V1__Transfer *t, const char **detail)
 {
-	uint64_t now = mp_now();
+	uint64_t now = mp_clock_now(&m->clock);
 	if (!lengths_ok(t))
 		return *detail = "field lengths", MP_ST(MALFORMED);
 	if (memcmp(t->channel_id.data, ch->id, MP_ID_LEN))

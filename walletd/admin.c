@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "admin.h"
+#include "clock.h"
 #include "amount.h"
 #include "log.h"
 #include "wallet.h"
@@ -56,12 +57,12 @@ static void admin_status(struct mp_admin_req *req, json_t *params, void *ctx)
 	struct wallet *w = ctx;
 	char pk[2 * MP_PK_LEN + 1];
 	mp_hex_encode(w->account_key.pk, MP_PK_LEN, pk);
-	mp_admin_reply(req,
-		       json_pack("{s:s,s:o,s:s,s:I,s:s,s:s,s:I,s:I}", "daemon", "walletd",
-				 "account_id", account_json(w), "account_pk", pk, "channels",
-				 (json_int_t)wallet_channel_count(w), "currency", w->cfg.currency,
-				 "broker", w->cfg.broker, "time", (json_int_t)mp_now(), "uptime",
-				 (json_int_t)(mp_now() - w->started_at)));
+	mp_admin_reply(req, json_pack("{s:s,s:o,s:s,s:I,s:s,s:s,s:I,s:I}", "daemon", "walletd",
+				      "account_id", account_json(w), "account_pk", pk, "channels",
+				      (json_int_t)wallet_channel_count(w), "currency",
+				      w->cfg.currency, "broker", w->cfg.broker, "time",
+				      (json_int_t)mp_clock_now(&w->clock), "uptime",
+				      (json_int_t)(mp_monotonic_s() - w->started_mono)));
 }
 
 static void admin_metrics(struct mp_admin_req *req, json_t *params, void *ctx)
@@ -104,7 +105,7 @@ static void admin_balance(struct mp_admin_req *req, json_t *params, void *ctx)
 				    ch->currency, "n", (json_int_t)ch->n, "last",
 				    (json_int_t)ch->last, "unit_value", (json_int_t)ch->unit_value,
 				    "unspent", (json_int_t)unspent, "payable",
-				    mp_now() + WALLET_PAY_MARGIN < ch->pay_until));
+				    mp_clock_now(&w->clock) + WALLET_PAY_MARGIN < ch->pay_until));
 	}
 	mp_admin_reply(req, json_pack("{s:s,s:o,s:I}", "currency", w->cfg.currency, "channels",
 				      list, "unspent_total", (json_int_t)total));
@@ -133,6 +134,18 @@ static void admin_shutdown(struct mp_admin_req *req, json_t *params, void *ctx)
 	wallet_stop_soon(w);
 }
 
+static void admin_clock_advance(struct mp_admin_req *req, json_t *params, void *ctx)
+{
+	struct wallet *w = ctx;
+	mp_clock_admin_advance(req, params, &w->clock);
+}
+
+static void admin_clock_show(struct mp_admin_req *req, json_t *params, void *ctx)
+{
+	struct wallet *w = ctx;
+	mp_clock_admin_show(req, &w->clock);
+}
+
 static const struct mp_admin_method wallet_methods[] = {
     {"status", admin_status, "daemon status"},
     {"metrics", admin_metrics, "Prometheus text"},
@@ -149,6 +162,9 @@ static const struct mp_admin_method wallet_methods[] = {
      "{bundle}: take a channel given to this wallet"},
     {"balance", admin_balance, "unspent value of the ACTIVE channels"},
     {"channels", admin_channels, "every channel of this wallet"},
+    {"clock.show", admin_clock_show, "protocol time: {test_clock, offset, now}"},
+    {"clock.advance", admin_clock_advance,
+     "{seconds}: move the test clock forward (--test-clock only)"},
     {"shutdown", admin_shutdown, "stop the daemon"},
     {NULL, NULL, NULL},
 };

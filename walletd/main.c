@@ -8,6 +8,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "admin.h"
+#include "clock.h"
 #include "daemon.h"
 #include "dns.h"
 #include "log.h"
@@ -73,7 +74,7 @@ static void add_channel(void *arg, struct wchannel *ch)
 static bool wallet_start(struct wallet *w)
 {
 	char err[512];
-	w->store = wstore_open(w->cfg.store, err, sizeof(err));
+	w->store = wstore_open(w->cfg.store, &w->clock, err, sizeof(err));
 	if (!w->store) {
 		log_err("%s", err);
 		return false;
@@ -135,17 +136,19 @@ static void wallet_stop(struct wallet *w)
 
 int main(int argc, char **argv)
 {
-	const char *config = mp_daemon_init(argc, argv, "walletd");
-	if (!config)
+	struct mp_daemon_opts opts;
+	if (!mp_daemon_init(argc, argv, "walletd", &opts))
 		return 2;
+	const char *config = opts.config;
 	struct wallet w = {0};
+	mp_clock_init(&w.clock, opts.test_clock);
 	char err[512];
 	if (!wallet_config_load(&w.cfg, config, err, sizeof(err))) {
 		log_err("%s", err);
 		wallet_config_free(&w.cfg);
 		return 1;
 	}
-	w.started_at = mp_now();
+	w.started_mono = mp_monotonic_s();
 	w.base = event_base_new();
 	w.hasher = mp_hasher_new();
 	bool ok = w.base && w.hasher && wallet_start(&w);

@@ -227,7 +227,7 @@ static void send_new_pay(struct pay_op *p)
 	struct wchannel *ch = p->ch;
 	uint32_t remaining = p->units - p->paid;
 	uint32_t step = remaining < p->max_jump ? remaining : p->max_jump;
-	if (mp_now() + WALLET_PAY_MARGIN >= ch->pay_until) {
+	if (mp_clock_now(&p->w->clock) + WALLET_PAY_MARGIN >= ch->pay_until) {
 		if (p->paid == 0)
 			pay_fail(p, "payments on this channel stopped at pay_until - %d s",
 				 WALLET_PAY_MARGIN);
@@ -588,7 +588,7 @@ static const char *pay_refusal(struct wallet *w, struct pay_op *p, char *why, si
 	}
 	if (ch->busy)
 		return "another pay or transfer on this channel is in progress";
-	if (mp_now() + WALLET_PAY_MARGIN >= ch->pay_until) {
+	if (mp_clock_now(&w->clock) + WALLET_PAY_MARGIN >= ch->pay_until) {
 		snprintf(why, len, "payments on this channel stopped at pay_until - %d s",
 			 WALLET_PAY_MARGIN);
 		return why;

@@ -241,7 +241,7 @@ static bool set_up(struct wstore *s, char *err, size_t errlen)
 	return true;
 }
 
-struct wstore *wstore_open(const char *path, char *err, size_t errlen)
+struct wstore *wstore_open(const char *path, const struct mp_clock *clock, char *err, size_t errlen)
 {
 	if (!create_private(path, err, errlen))
 		return NULL;
@@ -251,6 +251,7 @@ struct wstore *wstore_open(const char *path, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: out of memory", path);
 		return NULL;
 	}
+	s->clock = clock;
 	if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, NULL) !=
 	    SQLITE_OK) {
 		snprintf(err, errlen, "%s: cannot open the wallet store: %s", path,
@@ -358,7 +359,7 @@ bool wstore_channel_insert(struct wstore *s, const struct wchannel *ch,
 			  sqlite3_bind_int64(st, 11, ch->days) |
 			  sqlite3_bind_int64(st, 12, ch->interval) |
 			  sqlite3_bind_text(st, 13, wch_state_name(ch->state), -1, SQLITE_STATIC) |
-			  sqlite3_bind_int64(st, 14, (sqlite3_int64)mp_now());
+			  sqlite3_bind_int64(st, 14, (sqlite3_int64)mp_clock_now(s->clock));
 		st = wsql_bound(s, st, rcs, "binding a channel");
 	}
 	free(req);

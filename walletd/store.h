@@ -12,10 +12,13 @@
 #include "sig.h"
 #include "util.h"
 
+struct mp_clock;
+
 struct wstore;
 struct wchannel;
 
-struct wstore *wstore_open(const char *path, char *err, size_t errlen);
+struct wstore *wstore_open(const char *path, const struct mp_clock *clock, char *err,
+			   size_t errlen);
 void wstore_close(struct wstore *s);
 
 /* A transaction around several writes (BEGIN IMMEDIATE ... COMMIT). */

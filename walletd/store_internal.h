@@ -10,6 +10,7 @@
 #include "proto.h"
 
 struct wstore {
+	const struct mp_clock *clock; /* protocol time for the rows it stamps */
 	sqlite3 *db;
 	char *path;
 	sqlite3_stmt *checkpoint_get; /* the hot read while paying, prepared once */

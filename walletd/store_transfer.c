@@ -183,17 +183,17 @@ bool wstore_offer_insert(struct wstore *s, const struct wstore_offer *o,
 	    "INSERT INTO offers (channel_id, chain_key, chain_seed, nonce, owner_seed, len, "
 	    "checkpoint_interval, offer, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
 	if (st)
-		st = wsql_bound(s, st,
-				wsql_bind_blob(st, 1, o->channel_id, MP_ID_LEN) |
-				    wsql_bind_blob(st, 2, o->chain_key, MP_ID_LEN) |
-				    wsql_bind_blob(st, 3, chain_seed, MP_SEED_LEN) |
-				    wsql_bind_blob(st, 4, o->nonce, MP_NONCE_LEN) |
-				    wsql_bind_blob(st, 5, owner_seed, MP_SK_LEN) |
-				    sqlite3_bind_int64(st, 6, o->len) |
-				    sqlite3_bind_int64(st, 7, o->interval) |
-				    wsql_bind_blob(st, 8, o->offer, o->offer_len) |
-				    sqlite3_bind_int64(st, 9, (sqlite3_int64)mp_now()),
-				"binding an offer");
+		st = wsql_bound(
+		    s, st,
+		    wsql_bind_blob(st, 1, o->channel_id, MP_ID_LEN) |
+			wsql_bind_blob(st, 2, o->chain_key, MP_ID_LEN) |
+			wsql_bind_blob(st, 3, chain_seed, MP_SEED_LEN) |
+			wsql_bind_blob(st, 4, o->nonce, MP_NONCE_LEN) |
+			wsql_bind_blob(st, 5, owner_seed, MP_SK_LEN) |
+			sqlite3_bind_int64(st, 6, o->len) | sqlite3_bind_int64(st, 7, o->interval) |
+			wsql_bind_blob(st, 8, o->offer, o->offer_len) |
+			sqlite3_bind_int64(st, 9, (sqlite3_int64)mp_clock_now(s->clock)),
+		    "binding an offer");
 	return wsql_run(s, st, "storing an offer");
 }
 
@@ -307,25 +307,26 @@ static bool received_insert(struct wstore *s, const struct wchannel *ch)
 	       "checkpoint_interval, 'ACTIVE', ?8, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?8, "
 	       "len, chain_key FROM offers WHERE channel_id = ?1");
 	if (st)
-		st = wsql_bound(s, st,
-				wsql_bind_blob(st, 1, ch->channel_id, MP_ID_LEN) |
-				    wsql_bind_stmt(st, 2, ch->cert) |
-				    wsql_bind_blob(st, 3, ch->holder0, MP_ID_LEN) |
-				    sqlite3_bind_int64(st, 4, ch->n) |
-				    sqlite3_bind_int64(st, 5, (sqlite3_int64)ch->unit_value) |
-				    sqlite3_bind_text(st, 6, ch->currency, -1, SQLITE_TRANSIENT) |
-				    sqlite3_bind_int64(st, 7, ch->days) |
-				    sqlite3_bind_int64(st, 8, ch->seg_start) |
-				    sqlite3_bind_int64(st, 9, (sqlite3_int64)ch->issued_at) |
-				    sqlite3_bind_int64(st, 10, (sqlite3_int64)ch->pay_until) |
-				    sqlite3_bind_int64(st, 11, (sqlite3_int64)ch->redeem_until) |
-				    sqlite3_bind_int64(st, 12, (sqlite3_int64)mp_now()) |
-				    wsql_bind_blob(st, 13, ch->holder, MP_ID_LEN) |
-				    sqlite3_bind_int64(st, 14, ch->epoch) |
-				    (ch->holder_cert ? wsql_bind_stmt(st, 15, ch->holder_cert)
-						     : sqlite3_bind_null(st, 15)) |
-				    sqlite3_bind_int64(st, 16, ch->seg_seq),
-				"binding a received channel");
+		st = wsql_bound(
+		    s, st,
+		    wsql_bind_blob(st, 1, ch->channel_id, MP_ID_LEN) |
+			wsql_bind_stmt(st, 2, ch->cert) |
+			wsql_bind_blob(st, 3, ch->holder0, MP_ID_LEN) |
+			sqlite3_bind_int64(st, 4, ch->n) |
+			sqlite3_bind_int64(st, 5, (sqlite3_int64)ch->unit_value) |
+			sqlite3_bind_text(st, 6, ch->currency, -1, SQLITE_TRANSIENT) |
+			sqlite3_bind_int64(st, 7, ch->days) |
+			sqlite3_bind_int64(st, 8, ch->seg_start) |
+			sqlite3_bind_int64(st, 9, (sqlite3_int64)ch->issued_at) |
+			sqlite3_bind_int64(st, 10, (sqlite3_int64)ch->pay_until) |
+			sqlite3_bind_int64(st, 11, (sqlite3_int64)ch->redeem_until) |
+			sqlite3_bind_int64(st, 12, (sqlite3_int64)mp_clock_now(s->clock)) |
+			wsql_bind_blob(st, 13, ch->holder, MP_ID_LEN) |
+			sqlite3_bind_int64(st, 14, ch->epoch) |
+			(ch->holder_cert ? wsql_bind_stmt(st, 15, ch->holder_cert)
+					 : sqlite3_bind_null(st, 15)) |
+			sqlite3_bind_int64(st, 16, ch->seg_seq),
+		    "binding a received channel");
 	if (!wsql_run(s, st, "storing a received channel"))
 		return false;
 	return sqlite3_changes(s->db) == 1;
@@ -432,12 +433,12 @@ bool wstore_xfer_begin(struct wstore *s, const uint8_t id[MP_ID_LEN], const uint
 	sqlite3_stmt *st = wsql_prep(s, "INSERT INTO transfers_out (channel_id, offer, transfer, "
 					"created_at) VALUES (?1, ?2, ?3, ?4)");
 	if (st)
-		st = wsql_bound(s, st,
-				wsql_bind_blob(st, 1, id, MP_ID_LEN) |
-				    wsql_bind_blob(st, 2, offer, offer_len) |
-				    wsql_bind_stmt(st, 3, transfer) |
-				    sqlite3_bind_int64(st, 4, (sqlite3_int64)mp_now()),
-				"binding a transfer");
+		st = wsql_bound(
+		    s, st,
+		    wsql_bind_blob(st, 1, id, MP_ID_LEN) | wsql_bind_blob(st, 2, offer, offer_len) |
+			wsql_bind_stmt(st, 3, transfer) |
+			sqlite3_bind_int64(st, 4, (sqlite3_int64)mp_clock_now(s->clock)),
+		    "binding a transfer");
 	bool ok = wsql_run(s, st, "storing a transfer") &&
 		  wstore_channel_set_state(s, id, "TRANSFERRING", NULL);
 	if (!ok) {

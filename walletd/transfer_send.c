@@ -341,7 +341,7 @@ static const char *refusal(struct send_op *x, char *why, size_t len)
 		snprintf(why, len, "offer chain too short: need len >= %u", ch->n - spent);
 		return why;
 	}
-	if (mp_now() + 60 >= ch->pay_until - DELTA_XFER)
+	if (mp_clock_now(&x->w->clock) + 60 >= ch->pay_until - DELTA_XFER)
 		return "too late to transfer: a Transfer must be valid until pay_until - 1 h";
 	return NULL;
 }

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "clock.h"
 #include "chain.h"
 #include "chainstore.h"
 #include "net.h"
@@ -109,8 +110,9 @@ struct wallet {
 	struct wchannel *channels;
 	struct wallet_op *ops; /* network exchanges in progress */
 	struct event *sig_int, *sig_term;
-	bool stopping; /* no new network exchange once set */
-	uint64_t started_at;
+	bool stopping;	       /* no new network exchange once set */
+	uint64_t started_mono; /* mp_monotonic_s() at start, for uptime */
+	struct mp_clock clock; /* protocol time (clock.h) */
 	struct wallet_stats stats;
 };
 

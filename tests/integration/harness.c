@@ -2,11 +2,13 @@
 
 #include <arpa/inet.h>
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
 #include <netdb.h>
 #include <openssl/err.h>
 #include <openssl/sha.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,6 +128,27 @@ void net_read(const struct net *n, const char *daemon, const char *file, char *o
 	out[got] = '\0';
 	while (got && (out[got - 1] == '\n'))
 		out[--got] = '\0';
+}
+
+void net_clock_advance(const struct net *n, uint64_t seconds)
+{
+	DIR *d = opendir(n->dir);
+	ck_assert_msg(d != NULL, "cannot list %s", n->dir);
+	char params[64];
+	snprintf(params, sizeof(params), "{\"seconds\":%llu}", (unsigned long long)seconds);
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		char pidfile[1100], pid[32];
+		snprintf(pidfile, sizeof(pidfile), "%s/%s/pid", n->dir, e->d_name);
+		FILE *f = e->d_name[0] != '.' ? fopen(pidfile, "r") : NULL;
+		if (!f)
+			continue;
+		bool have = fgets(pid, sizeof(pid), f) != NULL;
+		fclose(f);
+		if (have && kill((pid_t)atol(pid), 0) == 0)
+			json_decref(admin_ok(n, e->d_name, "clock.advance", params));
+	}
+	closedir(d);
 }
 
 json_t *admin(const struct net *n, const char *daemon, const char *method, const char *params,

@@ -32,6 +32,9 @@ json_t *admin(const struct net *n, const char *daemon, const char *method, const
 	      char *err, size_t errlen);
 /* Same, failing the test if the call fails. */
 json_t *admin_ok(const struct net *n, const char *daemon, const char *method, const char *params);
+/* Move the test clock of every daemon of the network (started with MP_TEST_CLOCK=1) forward
+ * by `seconds` (admin clock.advance); daemons that are not running are skipped. */
+void net_clock_advance(const struct net *n, uint64_t seconds);
 /* The broker's audit answers ok; fails the test with the whole answer otherwise. */
 void net_audit_clean(const struct net *n);
 int64_t json_int(json_t *obj, const char *key);

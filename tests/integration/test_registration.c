@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "harness.h"
 #include "harness_db.h"
 #include "../check_run.h"
@@ -132,7 +133,7 @@ START_TEST(stored_cert_until_two_thirds_then_a_fresh_one_with_history)
 	ck_assert_int_eq(code_of(first), MP_ST(OK));
 	Micropay__V1__MerchantCert *c1 = cert_of(first);
 	ck_assert(!memcmp(c1->merchant_pk.data, key.pk, MP_PK_LEN));
-	uint64_t now = mp_now();
+	uint64_t now = mp_wall_clock_s();
 	ck_assert_msg(c1->valid_until >= now + LIFETIME - 2 && c1->valid_until <= now + LIFETIME,
 		      "valid_until %llu is not now + %d", (unsigned long long)c1->valid_until,
 		      LIFETIME);
@@ -144,7 +145,7 @@ START_TEST(stored_cert_until_two_thirds_then_a_fresh_one_with_history)
 	micropay__v1__envelope__free_unpacked(again, NULL);
 
 	/* Past two thirds: a new cert, same key, later valid_until. */
-	while (mp_now() * 3 <= c1->valid_until * 3 - LIFETIME + 3)
+	while (mp_wall_clock_s() * 3 <= c1->valid_until * 3 - LIFETIME + 3)
 		usleep(200000);
 	MpEnvelope *renewed = register_merchant(mid, &key, "127.0.0.1:1");
 	ck_assert_int_eq(code_of(renewed), MP_ST(OK));
@@ -232,7 +233,7 @@ START_TEST(cert_renewed_while_it_still_backs_the_longest_channel)
 		      "a cert with 32 of 90 days left was not renewed (%s)",
 		      mp_code_name(code_of(r)));
 	Micropay__V1__MerchantCert *c = cert_of(r);
-	ck_assert_uint_ge(c->valid_until, mp_now() + 90 * 86400 - 2);
+	ck_assert_uint_ge(c->valid_until, mp_wall_clock_s() + 90 * 86400 - 2);
 	char *current = sql_value(
 	    &net, "SELECT cert_valid_until FROM merchants WHERE merchant_id = '\\x%s'", mid);
 	ck_assert_uint_eq(strtoull(current, NULL, 10), c->valid_until);
@@ -260,7 +261,7 @@ START_TEST(merchantd_renews_its_cert_ahead_of_time)
 	ck_assert_msg(now_valid > first, "m1 did not renew its MerchantCert (valid until %lld)",
 		      (long long)first);
 	/* Ahead of time: before the old one ran out. */
-	ck_assert_int_lt((int64_t)mp_now(), first);
+	ck_assert_int_lt((int64_t)mp_wall_clock_s(), first);
 	/* The broker holds the new one as m1's current cert, the old one in its history. */
 	char *v =
 	    sql_value(&net,

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "harness.h"
 #include "harness_db.h"
 #include "harness_merchant.h"
@@ -138,7 +139,7 @@ static MpSigned *transfer(const struct tchan *c, uint32_t seg_seq, uint32_t epoc
 	t.new_root = (ProtobufCBinaryData){MP_HASH_LEN, (uint8_t *)to->root};
 	t.new_len = to->len;
 	t.prev_seg_hash = (ProtobufCBinaryData){MP_HASH_LEN, prev_hash};
-	t.valid_until = (uint64_t)mp_now() + 3600;
+	t.valid_until = (uint64_t)mp_wall_clock_s() + 3600;
 	MpSigned *s = mp_stmt_sign(signer, MP_STMT_TRANSFER, &t.base);
 	ck_assert_ptr_nonnull(s);
 	return s;

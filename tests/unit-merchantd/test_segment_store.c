@@ -14,6 +14,10 @@
 #include "stmt.h"
 #include "store.h"
 #include "../check_run.h"
+#include "clock.h"
+
+/* The stores stamp rows with protocol time: a clock at offset 0. */
+static struct mp_clock test_clock;
 
 #define DIR_TEMPLATE "/tmp/mp-test-mseg-XXXXXX"
 static char dir[sizeof(DIR_TEMPLATE)];
@@ -147,7 +151,7 @@ START_TEST(cap_moves_the_channel_and_survives_restart)
 	struct segment_row r1, r2;
 	make_row(&r1, 1, 3);
 	make_row(&r2, 2, 5);
-	struct store *s = store_open(path, err, sizeof(err));
+	struct store *s = store_open(path, &test_clock, err, sizeof(err));
 	ck_assert_msg(s != NULL, "%s", err);
 	/* Pays of segment 0 before the Cap leave the row to it; a Pay after it moves it on. */
 	struct batch_entry first[] = {open_entry(&c), pay_entry(&c, 0, 2, false),
@@ -160,7 +164,7 @@ START_TEST(cap_moves_the_channel_and_survives_restart)
 	ck_assert_int_eq(cap_outbox_count(s, CAP_OUTBOX_PENDING), 2);
 	store_close(s);
 
-	s = store_open(path, err, sizeof(err));
+	s = store_open(path, &test_clock, err, sizeof(err));
 	ck_assert_msg(s != NULL, "%s", err);
 	struct table t;
 	struct channel *ch = load_one(s, &t, &c);
@@ -214,12 +218,12 @@ START_TEST(pay_after_cap_in_one_batch)
 	make_cert(&c);
 	struct segment_row r1;
 	make_row(&r1, 1, 0);
-	struct store *s = store_open(path, err, sizeof(err));
+	struct store *s = store_open(path, &test_clock, err, sizeof(err));
 	ck_assert_msg(s != NULL, "%s", err);
 	struct batch_entry e[] = {open_entry(&c), cap_entry(&c, &r1), pay_entry(&c, 1, 2, true)};
 	ck_assert(store_commit_batch(s, e, 3));
 	store_close(s);
-	s = store_open(path, err, sizeof(err));
+	s = store_open(path, &test_clock, err, sizeof(err));
 	ck_assert_msg(s != NULL, "%s", err);
 	struct table t;
 	struct channel *ch = load_one(s, &t, &c);
@@ -241,7 +245,7 @@ START_TEST(missing_pair_stops_the_load)
 	make_cert(&c);
 	struct segment_row r1;
 	make_row(&r1, 1, 3);
-	struct store *s = store_open(path, err, sizeof(err));
+	struct store *s = store_open(path, &test_clock, err, sizeof(err));
 	ck_assert_msg(s != NULL, "%s", err);
 	struct batch_entry e[] = {open_entry(&c), cap_entry(&c, &r1)};
 	ck_assert(store_commit_batch(s, e, 2));

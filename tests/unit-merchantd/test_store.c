@@ -13,6 +13,10 @@
 #include "stmt.h"
 #include "store.h"
 #include "../check_run.h"
+#include "clock.h"
+
+/* The stores stamp rows with protocol time: a clock at offset 0. */
+static struct mp_clock test_clock;
 
 #define DIR_TEMPLATE "/tmp/mp-test-mstore-XXXXXX"
 static char dir[sizeof(DIR_TEMPLATE)];
@@ -118,12 +122,12 @@ START_TEST(batch_survives_restart)
 	    pay_entry(&c, 7, ref, MP_ST(OK), 2, 5),
 	};
 	entries[3].updates_row = true; /* the batch's last Pay of the channel */
-	struct store *s = store_open(path, err, sizeof(err));
+	struct store *s = store_open(path, &test_clock, err, sizeof(err));
 	ck_assert_msg(s != NULL, "%s", err);
 	ck_assert(store_commit_batch(s, entries, 4));
 	store_close(s);
 
-	s = store_open(path, err, sizeof(err));
+	s = store_open(path, &test_clock, err, sizeof(err));
 	ck_assert_msg(s != NULL, "%s", err);
 	struct table channels, orders;
 	ck_assert(table_init(&channels, 16) && table_init(&orders, 16));
@@ -164,7 +168,7 @@ START_TEST(failed_batch_leaves_nothing)
 	make_cert(&c);
 	const uint8_t ref[4] = {'o', 'r', 'd', '2'};
 	struct batch_entry first[] = {open_entry(&c)};
-	struct store *s = store_open(path, err, sizeof(err));
+	struct store *s = store_open(path, &test_clock, err, sizeof(err));
 	ck_assert_msg(s != NULL, "%s", err);
 	ck_assert(store_commit_batch(s, first, 1));
 	/* A Pay, then a second record of the same channel: the batch fails as a whole. */
@@ -262,7 +266,7 @@ START_TEST(old_store_is_migrated)
 	sqlite3_close(db);
 	ck_assert_int_eq(pragma("auto_vacuum"), 0);
 
-	struct store *s = store_open(path, err, sizeof(err));
+	struct store *s = store_open(path, &test_clock, err, sizeof(err));
 	ck_assert_msg(s != NULL, "%s", err);
 	struct table channels;
 	ck_assert(table_init(&channels, 16));
@@ -284,7 +288,7 @@ END_TEST
  * statement instead of running it with NULL there, which matched no row and reported success. */
 START_TEST(failed_bind_is_an_error)
 {
-	struct store *s = store_open(path, err, sizeof(err));
+	struct store *s = store_open(path, &test_clock, err, sizeof(err));
 	ck_assert_msg(s != NULL, "%s", err);
 	struct cert c;
 	make_cert(&c);
@@ -316,7 +320,7 @@ END_TEST
 
 START_TEST(new_store_is_incremental)
 {
-	struct store *s = store_open(path, err, sizeof(err));
+	struct store *s = store_open(path, &test_clock, err, sizeof(err));
 	ck_assert_msg(s != NULL, "%s", err);
 	store_close(s);
 	ck_assert_int_eq(pragma("auto_vacuum"), 2);

@@ -14,6 +14,10 @@
 #include "store.h"
 #include "wallet.h"
 #include "../check_run.h"
+#include "clock.h"
+
+/* The stores stamp rows with protocol time: a clock at offset 0. */
+static struct mp_clock test_clock;
 
 #define DIR_TEMPLATE "/tmp/mp-test-wstore-XXXXXX"
 static char dir[sizeof(DIR_TEMPLATE)];
@@ -47,7 +51,7 @@ static unsigned file_mode(const char *p)
 
 START_TEST(private_and_exclusive)
 {
-	struct wstore *s = wstore_open(path, err, sizeof(err));
+	struct wstore *s = wstore_open(path, &test_clock, err, sizeof(err));
 	ck_assert_msg(s != NULL, "%s", err);
 	uint8_t seed[MP_SK_LEN] = {1, 2, 3};
 	ck_assert(wstore_set_account_seed(s, seed));
@@ -57,13 +61,13 @@ START_TEST(private_and_exclusive)
 	if (access(wal, F_OK) == 0)
 		ck_assert_uint_eq(file_mode(wal), 0600);
 	/* A second walletd on the same store is refused while the first runs. */
-	struct wstore *second = wstore_open(path, err, sizeof(err));
+	struct wstore *second = wstore_open(path, &test_clock, err, sizeof(err));
 	ck_assert_ptr_null(second);
 	ck_assert_msg(strstr(err, "locked") || strstr(err, "another walletd"), "%s", err);
 	wstore_close(s);
 	/* An existing file readable by others is made private. */
 	ck_assert_int_eq(chmod(path, 0644), 0);
-	s = wstore_open(path, err, sizeof(err));
+	s = wstore_open(path, &test_clock, err, sizeof(err));
 	ck_assert_msg(s != NULL, "%s", err);
 	ck_assert_uint_eq(file_mode(path), 0600);
 	wstore_close(s);
@@ -72,7 +76,7 @@ END_TEST
 
 START_TEST(account_round_trip)
 {
-	struct wstore *s = wstore_open(path, err, sizeof(err));
+	struct wstore *s = wstore_open(path, &test_clock, err, sizeof(err));
 	ck_assert_msg(s != NULL, "%s", err);
 	uint8_t seed[MP_SK_LEN], id[MP_ID_LEN], got_seed[MP_SK_LEN], got_id[MP_ID_LEN];
 	ck_assert_int_eq(wstore_account_seed(s, got_seed), 0);
@@ -82,7 +86,7 @@ START_TEST(account_round_trip)
 	ck_assert(wstore_set_account_seed(s, seed));
 	ck_assert(wstore_set_account_id(s, id));
 	wstore_close(s);
-	s = wstore_open(path, err, sizeof(err));
+	s = wstore_open(path, &test_clock, err, sizeof(err));
 	ck_assert_msg(s != NULL, "%s", err);
 	ck_assert_int_eq(wstore_account_seed(s, got_seed), 1);
 	ck_assert_int_eq(wstore_account_id(s, got_id), 1);
@@ -128,7 +132,7 @@ START_TEST(channel_and_inflight_survive_restart)
 	uint8_t seed[MP_SK_LEN];
 	struct mp_key account;
 	ck_assert(mp_key_generate(&account, seed));
-	struct wstore *s = wstore_open(path, err, sizeof(err));
+	struct wstore *s = wstore_open(path, &test_clock, err, sizeof(err));
 	ck_assert_msg(s != NULL, "%s", err);
 	struct wchannel *ch = make_channel(&account);
 	uint8_t chain_seed[MP_SEED_LEN] = {9}, owner_seed[MP_SK_LEN] = {8}, w[MP_HASH_LEN];
@@ -158,7 +162,7 @@ START_TEST(channel_and_inflight_survive_restart)
 	ck_assert(wstore_channel_set_state(s, ch->channel_id, "ISSUING", "broker unreachable"));
 	wstore_close(s);
 
-	s = wstore_open(path, err, sizeof(err));
+	s = wstore_open(path, &test_clock, err, sizeof(err));
 	ck_assert_msg(s != NULL, "%s", err);
 	loaded = NULL;
 	ck_assert(wstore_channels_load(s, keep, NULL));
@@ -196,7 +200,7 @@ START_TEST(channel_and_inflight_survive_restart)
 	ck_assert(wstore_channel_activate(s, loaded));
 	wallet_channel_free(loaded);
 	wstore_close(s);
-	s = wstore_open(path, err, sizeof(err));
+	s = wstore_open(path, &test_clock, err, sizeof(err));
 	ck_assert_msg(s != NULL, "%s", err);
 	loaded = NULL;
 	ck_assert(wstore_channels_load(s, keep, NULL));
@@ -227,7 +231,7 @@ static int catch_connection(sqlite3 *db, const char **msg, const void *api)
 START_TEST(failed_bind_is_an_error)
 {
 	ck_assert_int_eq(sqlite3_auto_extension((void (*)(void))catch_connection), SQLITE_OK);
-	struct wstore *s = wstore_open(path, err, sizeof(err));
+	struct wstore *s = wstore_open(path, &test_clock, err, sizeof(err));
 	sqlite3_cancel_auto_extension((void (*)(void))catch_connection);
 	ck_assert_msg(s != NULL, "%s", err);
 	ck_assert_ptr_nonnull(opened);

@@ -14,6 +14,10 @@
 #include "store.h"
 #include "wallet.h"
 #include "../check_run.h"
+#include "clock.h"
+
+/* The stores stamp rows with protocol time: a clock at offset 0. */
+static struct mp_clock test_clock;
 
 #define DIR_TEMPLATE "/tmp/mp-test-wxfer-XXXXXX"
 static char dir[sizeof(DIR_TEMPLATE)];
@@ -57,7 +61,7 @@ static struct wstore *reopen(struct wstore *s)
 	for (size_t i = 0; i < n_loaded; i++)
 		wallet_channel_free(loaded[i]);
 	n_loaded = 0;
-	s = wstore_open(path, err, sizeof(err));
+	s = wstore_open(path, &test_clock, err, sizeof(err));
 	ck_assert_msg(s != NULL, "%s", err);
 	ck_assert(wstore_channels_load(s, keep, NULL));
 	return s;
