@@ -11,6 +11,7 @@ void tmerchant_load(struct tmerchant *tm, const struct net *n, const char *name)
 {
 	char key_path[700], err[256];
 	memset(tm, 0, sizeof(*tm));
+	snprintf(tm->name, sizeof(tm->name), "%s", name);
 	net_read(n, name, "merchant_id", tm->mid_hex, sizeof(tm->mid_hex));
 	hex_to_bytes(tm->mid_hex, tm->mid, MP_ID_LEN);
 	snprintf(key_path, sizeof(key_path), "%s/%s/merchant.key", n->dir, name);

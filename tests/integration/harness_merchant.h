@@ -8,6 +8,7 @@
 #include "harness.h"
 
 struct tmerchant {
+	char name[16]; /* its daemon's name in the network: "m1", ... */
 	uint8_t mid[MP_ID_LEN];
 	char mid_hex[MP_HEX_ID_LEN + 1];
 	struct mp_key key;

@@ -13,9 +13,9 @@ struct pg_proxy;
 struct pg_proxy *pg_proxy_start(const struct net *n);
 /* libpq conninfo that goes through the proxy. */
 void pg_proxy_conninfo(const struct net *n, char *out, size_t len);
-/* The next bytes the server sends on the link of backend `backend_pid` are dropped; close_client: that link is closed
- * too (the client sees the connection break), else it stays open and mute (the client waits
- * for an answer that never comes). The links after it are forwarded normally. */
+/* The next bytes the server sends on the link of backend `backend_pid` are dropped; close_client:
+ * that link is closed too (the client sees the connection break), else it stays open and mute (the
+ * client waits for an answer that never comes). The links after it are forwarded normally. */
 void pg_proxy_lose_next_answer(struct pg_proxy *p, int backend_pid, bool close_client);
 /* True once that answer was lost. */
 bool pg_proxy_answer_lost(struct pg_proxy *p);

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "harness_ledger.h"
 #include "harness_db.h"
 #include "harness_merchant.h"
 #include "../check_run.h"
@@ -52,43 +53,12 @@ static void audit_clean(void)
 	net_audit_clean(&net);
 }
 
-static void fund_hex(const char *account_hex, uint64_t amount)
-{
-	char params[200], fund[MP_HEX_ID_LEN + 1];
-	uint8_t fund_id[MP_ID_LEN];
-	ck_assert(mp_random_bytes(fund_id, MP_ID_LEN));
-	mp_hex_encode(fund_id, MP_ID_LEN, fund);
-	snprintf(params, sizeof(params), "{\"account\":\"%s\",\"amount\":%llu,\"fund_id\":\"%s\"}",
-		 account_hex, (unsigned long long)amount, fund);
-	json_decref(admin_ok(&net, "broker", "account.fund", params));
-}
-
-static int64_t pending_of(const char *mid_hex)
-{
-	char params[128];
-	snprintf(params, sizeof(params), "{\"account\":\"%s\"}", mid_hex);
-	json_t *acc = admin_ok(&net, "broker", "account.show", params);
-	int64_t b = json_int(json_array_get(json_object_get(acc, "related"), 0), "balance");
-	json_decref(acc);
-	return b;
-}
-
-static void new_order(int m, uint64_t price, char *out, size_t len)
-{
-	char params[64], name[8];
-	snprintf(params, sizeof(params), "{\"price\":%llu}", (unsigned long long)price);
-	snprintf(name, sizeof(name), "m%d", m);
-	json_t *o = admin_ok(&net, name, "order.create", params);
-	snprintf(out, len, "%s", json_str(o, "order_ref"));
-	json_decref(o);
-}
-
 /* pay through walletd at merchant m (merchant_id given when with_mid). */
 static json_t *wallet_pay(const char *channel, int m, bool with_mid, unsigned units, char *err,
 			  size_t errlen)
 {
 	char params[500], order[64], mid[80] = "";
-	new_order(m, units, order, sizeof(order));
+	net_new_order(&net, tm[m].name, units, order, sizeof(order));
 	if (with_mid)
 		snprintf(mid, sizeof(mid), "\"merchant_id\":\"%s\",", tm[m].mid_hex);
 	snprintf(params, sizeof(params),
@@ -153,7 +123,7 @@ static void expect_holder0(const char *channel_hex, const char *mid_hex)
 
 START_TEST(unbound_channel_bound_by_first_pay_and_redeemed)
 {
-	fund_hex(account, 1000);
+	net_fund(&net, account, 1000);
 	json_t *r = admin_ok(&net, "w1", "issue", "{\"n\":50,\"unit_value\":2,\"days\":1}");
 	char channel[64], holder[64], err[512];
 	snprintf(channel, sizeof(channel), "%s", json_str(r, "channel_id"));
@@ -166,7 +136,7 @@ START_TEST(unbound_channel_bound_by_first_pay_and_redeemed)
 	r = wallet_pay(channel, 1, false, 1, err, sizeof(err));
 	ck_assert_msg(r == NULL && strstr(err, "not bound"), "pay without merchant_id: %s", err);
 
-	int64_t before = pending_of(tm[1].mid_hex);
+	int64_t before = net_pending(&net, tm[1].mid_hex);
 	pay_ok(channel, 1, true, 3, 3); /* m1 asks the broker: bound to m1 */
 	int64_t epoch = -1;
 	wallet_holder(channel, holder, sizeof(holder), &epoch);
@@ -183,7 +153,7 @@ START_TEST(unbound_channel_bound_by_first_pay_and_redeemed)
 	pay_ok(channel, 1, false, 1, 6);
 
 	json_decref(admin_ok(&net, "m1", "redeem", NULL));
-	ck_assert_int_eq(pending_of(tm[1].mid_hex) - before, 6 * 2);
+	ck_assert_int_eq(net_pending(&net, tm[1].mid_hex) - before, 6 * 2);
 	expect_rows("binds", channel, "1");
 	audit_clean();
 }
@@ -206,7 +176,7 @@ static void make_unbound(struct unbound *u, uint32_t n)
 	twallet_register(&u->tw, &broker);
 	char hex[MP_HEX_ID_LEN + 1];
 	mp_hex_encode(u->tw.account_id, MP_ID_LEN, hex);
-	fund_hex(hex, n);
+	net_fund(&net, hex, n);
 	tchannel_make(&u->ch, &u->tw, n, 1, tm[1].mid);
 	Micropay__V1__IssueRequest *r = (Micropay__V1__IssueRequest *)mp_strict_unpack(
 	    &micropay__v1__issue_request__descriptor, u->ch.request->body.data,
@@ -387,9 +357,9 @@ START_TEST(same_merchant_same_bytes_other_merchant_gets_the_bind)
 	micropay__v1__envelope__free_unpacked(again, NULL);
 	micropay__v1__envelope__free_unpacked(other, NULL);
 	/* m1 redeems what it was paid in epoch 0 of the bound channel. */
-	int64_t before = pending_of(tm[1].mid_hex);
+	int64_t before = net_pending(&net, tm[1].mid_hex);
 	json_decref(admin_ok(&net, "m1", "redeem", NULL));
-	ck_assert_int_eq(pending_of(tm[1].mid_hex) - before, 4);
+	ck_assert_int_eq(net_pending(&net, tm[1].mid_hex) - before, 4);
 	free_unbound(&u);
 	audit_clean();
 }
@@ -440,7 +410,7 @@ START_TEST(channel_with_holder0_gets_no_bind)
 	ck_assert(wire_connect(&broker, broker_ep, ca, NULL, NULL));
 	twallet_register(&tw, &broker);
 	mp_hex_encode(tw.account_id, MP_ID_LEN, hex);
-	fund_hex(hex, 10);
+	net_fund(&net, hex, 10);
 	tchannel_make(&ch, &tw, 10, 1, tm[1].mid);
 	ck_assert_int_eq(tchannel_issue(&ch, &broker), MP_ST(OK));
 	wire_close(&broker);

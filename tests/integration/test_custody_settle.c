@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "harness_ledger.h"
 #include "harness_merchant.h"
 #include "../check_run.h"
 
@@ -46,18 +47,6 @@ static void teardown_net(void)
 static void audit_clean(void)
 {
 	net_audit_clean(&net);
-}
-
-static int64_t pending_of(const struct tmerchant *tm)
-{
-	char params[128];
-	snprintf(params, sizeof(params), "{\"account\":\"%s\"}", tm->mid_hex);
-	json_t *acc = admin_ok(&net, "broker", "account.show", params);
-	json_t *rel = json_array_get(json_object_get(acc, "related"), 0);
-	ck_assert_str_eq(json_str(rel, "kind"), "merchant_pending");
-	int64_t b = json_int(rel, "balance");
-	json_decref(acc);
-	return b;
 }
 
 /* A funded wallet's channel of N units of 1, holder0 = m1. */
@@ -256,7 +245,8 @@ static void free_all(MpSigned **s, size_t n)
 
 START_TEST(chain_m1_m2_m3_m1_pays_each_its_range)
 {
-	int64_t before1 = pending_of(&m1), before2 = pending_of(&m2), before3 = pending_of(&m3);
+	int64_t before1 = net_pending(&net, m1.mid_hex), before2 = net_pending(&net, m2.mid_hex),
+		before3 = net_pending(&net, m3.mid_hex);
 	struct tchan c;
 	issue(&c);
 	/* Paid: 10 at m1, 30 at m2, 30 at m3, 20 at m1 again: 90 units. */
@@ -271,9 +261,9 @@ START_TEST(chain_m1_m2_m3_m1_pays_each_its_range)
 	redeem_expect(&m2, c2, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){30});
 	struct cclaim c3[] = {{&c, 2, 70, h, 3}};
 	redeem_expect(&m3, c3, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){30});
-	ck_assert_int_eq(pending_of(&m1) - before1, 30);
-	ck_assert_int_eq(pending_of(&m2) - before2, 30);
-	ck_assert_int_eq(pending_of(&m3) - before3, 30);
+	ck_assert_int_eq(net_pending(&net, m1.mid_hex) - before1, 30);
+	ck_assert_int_eq(net_pending(&net, m2.mid_hex) - before2, 30);
+	ck_assert_int_eq(net_pending(&net, m3.mid_hex) - before3, 30);
 	/* The epochs as stored: ranges and credits, summing to the 90 units paid. */
 	char hex[MP_HEX_ID_LEN + 1], params[128];
 	mp_hex_encode(c.id, MP_ID_LEN, hex);
@@ -334,7 +324,7 @@ END_TEST
 
 START_TEST(double_handoff_is_recorded_first_one_paid)
 {
-	int64_t before2 = pending_of(&m2), before3 = pending_of(&m3);
+	int64_t before2 = net_pending(&net, m2.mid_hex), before3 = net_pending(&net, m3.mid_hex);
 	struct tchan c;
 	issue(&c);
 	/* m1 hands epoch 1 to m2 and again to m3. */
@@ -347,8 +337,8 @@ START_TEST(double_handoff_is_recorded_first_one_paid)
 	json_t *conf = conflicts_of(&c);
 	expect_conflict(conf, "double_handoff", 1, &m1);
 	json_decref(conf);
-	ck_assert_int_eq(pending_of(&m2) - before2, 20);
-	ck_assert_int_eq(pending_of(&m3) - before3, 0);
+	ck_assert_int_eq(net_pending(&net, m2.mid_hex) - before2, 20);
+	ck_assert_int_eq(net_pending(&net, m3.mid_hex) - before3, 0);
 	free_all(a, 1);
 	free_all(b, 1);
 	release(&c);
@@ -358,7 +348,7 @@ END_TEST
 
 START_TEST(claim_above_own_handoff_is_recorded)
 {
-	int64_t before2 = pending_of(&m2), before3 = pending_of(&m3);
+	int64_t before2 = net_pending(&net, m2.mid_hex), before3 = net_pending(&net, m3.mid_hex);
 	struct tchan c;
 	issue(&c);
 	MpSigned *h[2];
@@ -381,8 +371,8 @@ START_TEST(claim_above_own_handoff_is_recorded)
 	redeem_expect(&m2, fair, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){30});
 	struct cclaim c3[] = {{&c, 2, 60, h, 2}};
 	redeem_expect(&m3, c3, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){20});
-	ck_assert_int_eq(pending_of(&m2) - before2, 30);
-	ck_assert_int_eq(pending_of(&m3) - before3, 20);
+	ck_assert_int_eq(net_pending(&net, m2.mid_hex) - before2, 30);
+	ck_assert_int_eq(net_pending(&net, m3.mid_hex) - before3, 20);
 	free_all(h, 2);
 	release(&c);
 	audit_clean();
@@ -391,7 +381,7 @@ END_TEST
 
 START_TEST(omitted_custody_is_recorded)
 {
-	int64_t before1 = pending_of(&m1), before2 = pending_of(&m2);
+	int64_t before1 = net_pending(&net, m1.mid_hex), before2 = net_pending(&net, m2.mid_hex);
 	struct tchan c;
 	issue(&c);
 	MpSigned *h[1] = {handoff(&c, 1, &m1, &m2, 10, NULL, NULL)};
@@ -412,8 +402,8 @@ START_TEST(omitted_custody_is_recorded)
 	/* Its own range is still paid. */
 	struct cclaim own[] = {{&c, 0, 10, h, 1}};
 	redeem_expect(&m1, own, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){10});
-	ck_assert_int_eq(pending_of(&m1) - before1, 10);
-	ck_assert_int_eq(pending_of(&m2) - before2, 20);
+	ck_assert_int_eq(net_pending(&net, m1.mid_hex) - before1, 10);
+	ck_assert_int_eq(net_pending(&net, m2.mid_hex) - before2, 20);
 	free_all(h, 1);
 	release(&c);
 	audit_clean();
@@ -422,7 +412,7 @@ END_TEST
 
 START_TEST(bad_w_at_is_recorded)
 {
-	int64_t before1 = pending_of(&m1), before2 = pending_of(&m2);
+	int64_t before1 = net_pending(&net, m1.mid_hex), before2 = net_pending(&net, m2.mid_hex);
 	struct tchan c;
 	issue(&c);
 	uint8_t junk[MP_HASH_LEN];
@@ -437,8 +427,8 @@ START_TEST(bad_w_at_is_recorded)
 	/* The false Handoff was not stored: m1's epoch 0 is not ended by it. */
 	struct cclaim c1[] = {{&c, 0, 20, NULL, 0}};
 	redeem_expect(&m1, c1, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){20});
-	ck_assert_int_eq(pending_of(&m1) - before1, 20);
-	ck_assert_int_eq(pending_of(&m2) - before2, 0);
+	ck_assert_int_eq(net_pending(&net, m1.mid_hex) - before1, 20);
+	ck_assert_int_eq(net_pending(&net, m2.mid_hex) - before2, 0);
 	free_all(bad, 1);
 	release(&c);
 	audit_clean();
@@ -447,7 +437,7 @@ END_TEST
 
 START_TEST(handoff_learned_late_exposes_an_earlier_claim)
 {
-	int64_t before1 = pending_of(&m1), before2 = pending_of(&m2);
+	int64_t before1 = net_pending(&net, m1.mid_hex), before2 = net_pending(&net, m2.mid_hex);
 	struct tchan c;
 	issue(&c);
 	/* m1 claims epoch 0 at 30 while the broker knows no Handoff: credited 30. */
@@ -465,8 +455,8 @@ START_TEST(handoff_learned_late_exposes_an_earlier_claim)
 	/* Nothing more for m1 in epoch 0. */
 	struct cclaim more[] = {{&c, 0, 35, h, 1}};
 	redeem_expect(&m1, more, 1, (MpCode[]){MP_ST(OUT_OF_RANGE)}, (uint64_t[]){0});
-	ck_assert_int_eq(pending_of(&m1) - before1, 30);
-	ck_assert_int_eq(pending_of(&m2) - before2, 40);
+	ck_assert_int_eq(net_pending(&net, m1.mid_hex) - before1, 30);
+	ck_assert_int_eq(net_pending(&net, m2.mid_hex) - before2, 40);
 	free_all(h, 1);
 	release(&c);
 	audit_clean();
@@ -475,7 +465,7 @@ END_TEST
 
 START_TEST(custody_above_hash_budget_is_limit)
 {
-	int64_t before2 = pending_of(&m2);
+	int64_t before2 = net_pending(&net, m2.mid_hex);
 	struct tchan a, b;
 	issue(&a);
 	issue(&b);
@@ -489,11 +479,11 @@ START_TEST(custody_above_hash_budget_is_limit)
 	ck_assert_uint_eq(resp->redeem_resp->n_results, 0);
 	micropay__v1__envelope__free_unpacked(resp, NULL);
 	mp_stmt_free(s);
-	ck_assert_int_eq(pending_of(&m2) - before2, 0);
+	ck_assert_int_eq(net_pending(&net, m2.mid_hex) - before2, 0);
 	/* Split, each fits. */
 	redeem_expect(&m2, both, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){10});
 	redeem_expect(&m2, both + 1, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){10});
-	ck_assert_int_eq(pending_of(&m2) - before2, 20);
+	ck_assert_int_eq(net_pending(&net, m2.mid_hex) - before2, 20);
 	free_all(ha, 1);
 	free_all(hb, 1);
 	release(&a);

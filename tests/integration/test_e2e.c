@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "harness_ledger.h"
 #include "../check_run.h"
 
 static struct net net;
@@ -41,41 +42,6 @@ static void connect_merchant(struct wire *w, const char *endpoint)
 	ck_assert_msg(wire_connect(w, endpoint, ca, NULL, NULL), "cannot reach merchantd");
 }
 
-static int64_t balance_of(const char *account_hex)
-{
-	char params[128];
-	snprintf(params, sizeof(params), "{\"account\":\"%s\"}", account_hex);
-	json_t *acc = admin_ok(&net, "broker", "account.show", params);
-	int64_t b = json_int(acc, "balance");
-	json_decref(acc);
-	return b;
-}
-
-/* The merchant's pending balance: the related account of kind merchant_pending. */
-static int64_t pending_of(const char *mid_hex)
-{
-	char params[128];
-	snprintf(params, sizeof(params), "{\"account\":\"%s\"}", mid_hex);
-	json_t *acc = admin_ok(&net, "broker", "account.show", params);
-	json_t *rel = json_array_get(json_object_get(acc, "related"), 0);
-	ck_assert_str_eq(json_str(rel, "kind"), "merchant_pending");
-	int64_t b = json_int(rel, "balance");
-	json_decref(acc);
-	return b;
-}
-
-static void fund(const uint8_t account[MP_ID_LEN], uint64_t amount)
-{
-	char hex[MP_HEX_ID_LEN + 1], fund_hex[MP_HEX_ID_LEN + 1], params[200];
-	uint8_t fund_id[MP_ID_LEN];
-	ck_assert(mp_random_bytes(fund_id, MP_ID_LEN));
-	mp_hex_encode(account, MP_ID_LEN, hex);
-	mp_hex_encode(fund_id, MP_ID_LEN, fund_hex);
-	snprintf(params, sizeof(params), "{\"account\":\"%s\",\"amount\":%llu,\"fund_id\":\"%s\"}",
-		 hex, (unsigned long long)amount, fund_hex);
-	json_decref(admin_ok(&net, "broker", "account.fund", params));
-}
-
 static void audit_clean(void)
 {
 	net_audit_clean(&net);
@@ -104,7 +70,7 @@ static void issued_channel(struct twallet *tw, struct tchannel *ch, uint32_t n, 
 	struct wire b;
 	connect_broker(&b);
 	twallet_register(tw, &b);
-	fund(tw->account_id, (uint64_t)n * unit);
+	net_fund_id(&net, tw->account_id, (uint64_t)n * unit);
 	tchannel_make(ch, tw, n, unit, m1);
 	ck_assert_int_eq(tchannel_issue(ch, &b), MP_ST(OK));
 	wire_close(&b);
@@ -127,8 +93,8 @@ START_TEST(purchase_settles_exact_balances)
 	issued_channel(&tw, &ch, 100, 5);
 	char acct[MP_HEX_ID_LEN + 1];
 	mp_hex_encode(tw.account_id, MP_ID_LEN, acct);
-	ck_assert_int_eq(balance_of(acct), 0); /* debited n * v = 500 at issue */
-	int64_t pending_before = pending_of(m1_hex);
+	ck_assert_int_eq(net_balance(&net, acct), 0); /* debited n * v = 500 at issue */
+	int64_t pending_before = net_pending(&net, m1_hex);
 
 	struct wire m;
 	connect_merchant(&m, m1_ep);
@@ -145,7 +111,7 @@ START_TEST(purchase_settles_exact_balances)
 	}
 	wire_close(&m);
 	json_decref(admin_ok(&net, "m1", "redeem", NULL));
-	ck_assert_int_eq(pending_of(m1_hex) - pending_before, 7 * 5);
+	ck_assert_int_eq(net_pending(&net, m1_hex) - pending_before, 7 * 5);
 	audit_clean();
 	tchannel_free(&ch);
 	mp_key_free(&tw.account);
@@ -157,7 +123,7 @@ START_TEST(duplicate_issue_returns_same_cert_once)
 	struct twallet tw;
 	struct tchannel ch;
 	issued_channel(&tw, &ch, 10, 3);
-	fund(tw.account_id, 1000);
+	net_fund_id(&net, tw.account_id, 1000);
 	struct wire b;
 	connect_broker(&b);
 	MpSigned *first = mp_stmt_copy(ch.cert);
@@ -167,7 +133,7 @@ START_TEST(duplicate_issue_returns_same_cert_once)
 	ck_assert_mem_eq(first->signature.data, ch.cert->signature.data, MP_SIG_LEN);
 	char acct[MP_HEX_ID_LEN + 1];
 	mp_hex_encode(tw.account_id, MP_ID_LEN, acct);
-	ck_assert_int_eq(balance_of(acct), 1000); /* debited once */
+	ck_assert_int_eq(net_balance(&net, acct), 1000); /* debited once */
 
 	/* Same issue_req_id, another body: CONFLICT carrying the stored request. */
 	struct tchannel other;
@@ -192,7 +158,7 @@ START_TEST(duplicate_issue_returns_same_cert_once)
 	ck_assert_mem_eq(resp->issue_resp->status->evidence->body.data, orig_request->body.data,
 			 orig_request->body.len);
 	micropay__v1__envelope__free_unpacked(resp, NULL);
-	ck_assert_int_eq(balance_of(acct), 1000);
+	ck_assert_int_eq(net_balance(&net, acct), 1000);
 	wire_close(&b);
 	mp_stmt_free(first);
 	tchannel_free(&ch);
@@ -208,17 +174,17 @@ START_TEST(insufficient_funds_changes_nothing)
 	connect_broker(&b);
 	struct twallet tw;
 	twallet_register(&tw, &b);
-	fund(tw.account_id, 99);
+	net_fund_id(&net, tw.account_id, 99);
 	struct tchannel ch;
 	tchannel_make(&ch, &tw, 10, 10, m1);
 	ck_assert_int_eq(tchannel_issue(&ch, &b), MP_ST(INSUFFICIENT_FUNDS));
 	char acct[MP_HEX_ID_LEN + 1];
 	mp_hex_encode(tw.account_id, MP_ID_LEN, acct);
-	ck_assert_int_eq(balance_of(acct), 99);
+	ck_assert_int_eq(net_balance(&net, acct), 99);
 	/* No trace: after funding, the very same request issues normally. */
-	fund(tw.account_id, 1);
+	net_fund_id(&net, tw.account_id, 1);
 	ck_assert_int_eq(tchannel_issue(&ch, &b), MP_ST(OK));
-	ck_assert_int_eq(balance_of(acct), 0);
+	ck_assert_int_eq(net_balance(&net, acct), 0);
 	wire_close(&b);
 	tchannel_free(&ch);
 	mp_key_free(&tw.account);
@@ -232,7 +198,7 @@ START_TEST(trailing_unknown_field_is_malformed)
 	connect_broker(&b);
 	struct twallet tw;
 	twallet_register(&tw, &b);
-	fund(tw.account_id, 100);
+	net_fund_id(&net, tw.account_id, 100);
 	struct tchannel ch;
 	tchannel_make(&ch, &tw, 10, 1, m1);
 	size_t len = ch.request->body.len;
@@ -256,7 +222,7 @@ START_TEST(trailing_unknown_field_is_malformed)
 	ck_assert_int_eq(tchannel_issue(&ch, &b), MP_ST(MALFORMED));
 	char acct[MP_HEX_ID_LEN + 1];
 	mp_hex_encode(tw.account_id, MP_ID_LEN, acct);
-	ck_assert_int_eq(balance_of(acct), 100);
+	ck_assert_int_eq(net_balance(&net, acct), 100);
 	free(body);
 	wire_close(&b);
 	tchannel_free(&ch);
@@ -444,7 +410,7 @@ START_TEST(duplicate_redeem_credits_nothing)
 	struct twallet tw;
 	struct tchannel ch;
 	paid_channel(&tw, &ch, 4);
-	int64_t before = pending_of(m1_hex);
+	int64_t before = net_pending(&net, m1_hex);
 	uint8_t redeem_id[MP_ID_LEN];
 	ck_assert(mp_random_bytes(redeem_id, MP_ID_LEN));
 	MpEnvelope *r = send_redeem("m1", redeem_id, &ch, 4);
@@ -454,20 +420,20 @@ START_TEST(duplicate_redeem_credits_nothing)
 	ck_assert_uint_eq(r->redeem_resp->results[0]->credited_end, 4);
 	ck_assert_uint_eq(r->redeem_resp->results[0]->credited_amount, 40);
 	micropay__v1__envelope__free_unpacked(r, NULL);
-	ck_assert_int_eq(pending_of(m1_hex) - before, 40);
+	ck_assert_int_eq(net_pending(&net, m1_hex) - before, 40);
 	/* The same Redeem again: the stored answer, nothing credited. */
 	r = send_redeem("m1", redeem_id, &ch, 4);
 	ck_assert_int_eq(r->redeem_resp->status->code, MP_ST(DUPLICATE_OK));
 	ck_assert_uint_eq(r->redeem_resp->results[0]->credited_amount, 40);
 	micropay__v1__envelope__free_unpacked(r, NULL);
-	ck_assert_int_eq(pending_of(m1_hex) - before, 40);
+	ck_assert_int_eq(net_pending(&net, m1_hex) - before, 40);
 	/* A new Redeem of the same point: DUPLICATE_OK per claim, credits 0. */
 	ck_assert(mp_random_bytes(redeem_id, MP_ID_LEN));
 	r = send_redeem("m1", redeem_id, &ch, 4);
 	ck_assert_int_eq(r->redeem_resp->results[0]->status, MP_ST(DUPLICATE_OK));
 	ck_assert_uint_eq(r->redeem_resp->results[0]->credited_amount, 0);
 	micropay__v1__envelope__free_unpacked(r, NULL);
-	ck_assert_int_eq(pending_of(m1_hex) - before, 40);
+	ck_assert_int_eq(net_pending(&net, m1_hex) - before, 40);
 	audit_clean();
 	tchannel_free(&ch);
 	mp_key_free(&tw.account);
@@ -482,7 +448,7 @@ START_TEST(claim_by_non_holder_is_refused)
 	struct twallet tw;
 	struct tchannel ch;
 	paid_channel(&tw, &ch, 3);
-	int64_t m1_before = pending_of(m1_hex), m2_before = pending_of(m2_hex);
+	int64_t m1_before = net_pending(&net, m1_hex), m2_before = net_pending(&net, m2_hex);
 	uint8_t redeem_id[MP_ID_LEN];
 	ck_assert(mp_random_bytes(redeem_id, MP_ID_LEN));
 	MpEnvelope *r = send_redeem("m2", redeem_id, &ch, 3); /* valid word, wrong merchant */
@@ -490,8 +456,8 @@ START_TEST(claim_by_non_holder_is_refused)
 	ck_assert_int_eq(r->redeem_resp->results[0]->status, MP_ST(NOT_HOLDER));
 	ck_assert_uint_eq(r->redeem_resp->results[0]->credited_amount, 0);
 	micropay__v1__envelope__free_unpacked(r, NULL);
-	ck_assert_int_eq(pending_of(m2_hex), m2_before);
-	ck_assert_int_eq(pending_of(m1_hex), m1_before);
+	ck_assert_int_eq(net_pending(&net, m2_hex), m2_before);
+	ck_assert_int_eq(net_pending(&net, m1_hex), m1_before);
 	audit_clean();
 	tchannel_free(&ch);
 	mp_key_free(&tw.account);
@@ -503,7 +469,7 @@ START_TEST(claim_with_bad_word_is_bad_chain)
 	struct twallet tw;
 	struct tchannel ch;
 	paid_channel(&tw, &ch, 2);
-	int64_t before = pending_of(m1_hex);
+	int64_t before = net_pending(&net, m1_hex);
 	struct tchannel forged = ch; /* same cert, another seed: words that do not verify */
 	ck_assert(mp_random_bytes(forged.seed, MP_SEED_LEN));
 	uint8_t redeem_id[MP_ID_LEN];
@@ -511,7 +477,7 @@ START_TEST(claim_with_bad_word_is_bad_chain)
 	MpEnvelope *r = send_redeem("m1", redeem_id, &forged, 2);
 	ck_assert_int_eq(r->redeem_resp->results[0]->status, MP_ST(BAD_CHAIN));
 	micropay__v1__envelope__free_unpacked(r, NULL);
-	ck_assert_int_eq(pending_of(m1_hex), before);
+	ck_assert_int_eq(net_pending(&net, m1_hex), before);
 	tchannel_free(&ch);
 	mp_key_free(&tw.account);
 }
@@ -529,14 +495,14 @@ START_TEST(redeem_over_hash_budget_is_limit_and_verifies_from_nearest_point)
 	ck_assert_int_eq(pay_code(tchannel_pay(&ch, &m, 4096, order, MP_ID_LEN)), MP_ST(UNDERPAID));
 	ck_assert_int_eq(pay_code(tchannel_pay(&ch, &m, 8000, order, MP_ID_LEN)), MP_ST(UNDERPAID));
 	wire_close(&m);
-	int64_t before = pending_of(m1_hex);
+	int64_t before = net_pending(&net, m1_hex);
 	uint8_t redeem_id[MP_ID_LEN];
 	/* 8000 hashes from the root: above the budget of 5000, refused whole, nothing stored. */
 	ck_assert(mp_random_bytes(redeem_id, MP_ID_LEN));
 	MpEnvelope *r = send_redeem("m1", redeem_id, &ch, 8000);
 	ck_assert_int_eq(r->redeem_resp->status->code, MP_ST(LIMIT));
 	micropay__v1__envelope__free_unpacked(r, NULL);
-	ck_assert_int_eq(pending_of(m1_hex), before);
+	ck_assert_int_eq(net_pending(&net, m1_hex), before);
 	/* The same redeem_id is still free: nothing was stored under it. */
 	r = send_redeem("m1", redeem_id, &ch, 4096);
 	ck_assert_int_eq(r->redeem_resp->status->code, MP_ST(OK));
@@ -549,7 +515,7 @@ START_TEST(redeem_over_hash_budget_is_limit_and_verifies_from_nearest_point)
 	ck_assert_int_eq(r->redeem_resp->results[0]->status, MP_ST(OK));
 	ck_assert_uint_eq(r->redeem_resp->results[0]->credited_amount, 8000 - 4096);
 	micropay__v1__envelope__free_unpacked(r, NULL);
-	ck_assert_int_eq(pending_of(m1_hex) - before, 8000);
+	ck_assert_int_eq(net_pending(&net, m1_hex) - before, 8000);
 	audit_clean();
 	tchannel_free(&ch);
 	mp_key_free(&tw.account);

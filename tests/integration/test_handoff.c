@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "harness_ledger.h"
 #include "harness_merchant.h"
 #include "../check_run.h"
 
@@ -46,37 +47,6 @@ static void teardown_net(void)
 static void audit_clean(void)
 {
 	net_audit_clean(&net);
-}
-
-static void fund_hex(const char *account_hex, uint64_t amount)
-{
-	char params[200], fund[MP_HEX_ID_LEN + 1];
-	uint8_t fund_id[MP_ID_LEN];
-	ck_assert(mp_random_bytes(fund_id, MP_ID_LEN));
-	mp_hex_encode(fund_id, MP_ID_LEN, fund);
-	snprintf(params, sizeof(params), "{\"account\":\"%s\",\"amount\":%llu,\"fund_id\":\"%s\"}",
-		 account_hex, (unsigned long long)amount, fund);
-	json_decref(admin_ok(&net, "broker", "account.fund", params));
-}
-
-static int64_t pending_of(const char *mid_hex)
-{
-	char params[128];
-	snprintf(params, sizeof(params), "{\"account\":\"%s\"}", mid_hex);
-	json_t *acc = admin_ok(&net, "broker", "account.show", params);
-	int64_t b = json_int(json_array_get(json_object_get(acc, "related"), 0), "balance");
-	json_decref(acc);
-	return b;
-}
-
-static void new_order(int m, uint64_t price, char *out, size_t len)
-{
-	char params[64], name[8];
-	snprintf(params, sizeof(params), "{\"price\":%llu}", (unsigned long long)price);
-	snprintf(name, sizeof(name), "m%d", m);
-	json_t *o = admin_ok(&net, name, "order.create", params);
-	snprintf(out, len, "%s", json_str(o, "order_ref"));
-	json_decref(o);
 }
 
 /* The channel as merchant m reports it (admin `channels`): state, epoch and last. */
@@ -129,7 +99,7 @@ static json_t *wallet_pay(const char *channel, int m, unsigned units, const char
 static void pay_at(const char *channel, int m, unsigned units, int64_t expect_last)
 {
 	char order[64], err[512];
-	new_order(m, units, order, sizeof(order));
+	net_new_order(&net, tm[m].name, units, order, sizeof(order));
 	json_t *r = wallet_pay(channel, m, units, order, err, sizeof(err));
 	ck_assert_msg(r != NULL, "pay %u at m%d failed: %s", units, m, err);
 	ck_assert_str_eq(json_str(r, "status"), "OK");
@@ -157,7 +127,7 @@ static void wallet_holder(const char *channel, char *holder, size_t len, int64_t
 
 START_TEST(chain_m1_m2_m3_m1_through_walletd)
 {
-	fund_hex(account, 1000);
+	net_fund(&net, account, 1000);
 	char params[200], channel[64], holder[64];
 	snprintf(params, sizeof(params),
 		 "{\"merchant_id\":\"%s\",\"n\":100,\"unit_value\":1,\"days\":1}", tm[1].mid_hex);
@@ -166,7 +136,7 @@ START_TEST(chain_m1_m2_m3_m1_through_walletd)
 	json_decref(r);
 	int64_t before[4];
 	for (int i = 1; i <= 3; i++)
-		before[i] = pending_of(tm[i].mid_hex);
+		before[i] = net_pending(&net, tm[i].mid_hex);
 
 	pay_at(channel, 1, 3, 3);  /* epoch 0 at m1: (0, 3] */
 	pay_at(channel, 2, 4, 7);  /* handoff 1 to m2 at 3: (3, 7] */
@@ -178,7 +148,7 @@ START_TEST(chain_m1_m2_m3_m1_through_walletd)
 	ck_assert_int_eq(epoch, 3);
 	/* The default merchant is now m1 again, in epoch 3. */
 	char order[64], err[512], p2[600];
-	new_order(1, 2, order, sizeof(order));
+	net_new_order(&net, "m1", 2, order, sizeof(order));
 	snprintf(p2, sizeof(p2),
 		 "{\"channel_id\":\"%s\",\"endpoint\":\"%s\",\"units\":2,\"order_ref\":\"%s\"}",
 		 channel, ep[1], order);
@@ -199,9 +169,9 @@ START_TEST(chain_m1_m2_m3_m1_through_walletd)
 		snprintf(name, sizeof(name), "m%d", i);
 		json_decref(admin_ok(&net, name, "redeem", NULL));
 	}
-	int64_t got1 = pending_of(tm[1].mid_hex) - before[1];
-	int64_t got2 = pending_of(tm[2].mid_hex) - before[2];
-	int64_t got3 = pending_of(tm[3].mid_hex) - before[3];
+	int64_t got1 = net_pending(&net, tm[1].mid_hex) - before[1];
+	int64_t got2 = net_pending(&net, tm[2].mid_hex) - before[2];
+	int64_t got3 = net_pending(&net, tm[3].mid_hex) - before[3];
 	fprintf(stderr, "handoff chain: credited m1 %lld, m2 %lld, m3 %lld of 20 paid\n",
 		(long long)got1, (long long)got2, (long long)got3);
 	ck_assert_int_eq(got1, 3 + 8);
@@ -227,7 +197,7 @@ static void make_channel(struct setup *s, uint32_t n)
 	twallet_register(&s->tw, &broker);
 	char hex[MP_HEX_ID_LEN + 1];
 	mp_hex_encode(s->tw.account_id, MP_ID_LEN, hex);
-	fund_hex(hex, n);
+	net_fund(&net, hex, n);
 	tchannel_make(&s->ch, &s->tw, n, 1, tm[1].mid);
 	ck_assert_int_eq(tchannel_issue(&s->ch, &broker), MP_ST(OK));
 	wire_close(&broker);
@@ -531,7 +501,7 @@ END_TEST
  * keeps its place (holder, epoch, last); once the holder is back the move succeeds. */
 START_TEST(unreachable_holder_is_a_clear_error)
 {
-	fund_hex(account, 100);
+	net_fund(&net, account, 100);
 	char params[200], channel[64], holder[64], order[64], err[512];
 	snprintf(params, sizeof(params),
 		 "{\"merchant_id\":\"%s\",\"n\":20,\"unit_value\":1,\"days\":1}", tm[1].mid_hex);
@@ -541,7 +511,7 @@ START_TEST(unreachable_holder_is_a_clear_error)
 	pay_at(channel, 1, 1, 1);
 	pay_at(channel, 2, 1, 2);
 	ck_assert_int_eq(net_cmd(&net, "kill", "m2"), 0);
-	new_order(3, 1, order, sizeof(order));
+	net_new_order(&net, "m3", 1, order, sizeof(order));
 	r = wallet_pay(channel, 3, 1, order, err, sizeof(err));
 	ck_assert_msg(r == NULL, "paid at m3 while the holder m2 is down");
 	ck_assert_msg(strstr(err, "could not be reached") && strstr(err, tm[2].mid_hex),

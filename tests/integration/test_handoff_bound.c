@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "harness_ledger.h"
 #include "harness_merchant.h"
 #include "../check_run.h"
 
@@ -39,27 +40,6 @@ static void teardown_net(void)
 	for (int i = 1; i <= 3; i++)
 		tmerchant_free(&tm[i]);
 	net_down(&net);
-}
-
-static void fund(uint64_t amount)
-{
-	char params[200], fund_hex[MP_HEX_ID_LEN + 1];
-	uint8_t fund_id[MP_ID_LEN];
-	ck_assert(mp_random_bytes(fund_id, MP_ID_LEN));
-	mp_hex_encode(fund_id, MP_ID_LEN, fund_hex);
-	snprintf(params, sizeof(params), "{\"account\":\"%s\",\"amount\":%llu,\"fund_id\":\"%s\"}",
-		 account, (unsigned long long)amount, fund_hex);
-	json_decref(admin_ok(&net, "broker", "account.fund", params));
-}
-
-static int64_t pending_of(const char *mid_hex)
-{
-	char params[128];
-	snprintf(params, sizeof(params), "{\"account\":\"%s\"}", mid_hex);
-	json_t *acc = admin_ok(&net, "broker", "account.show", params);
-	int64_t b = json_int(json_array_get(json_object_get(acc, "related"), 0), "balance");
-	json_decref(acc);
-	return b;
 }
 
 /* Pay `units` at merchant m through walletd (an order of that many units' price); the wallet's
@@ -112,14 +92,14 @@ static void expect_channel(int m, const char *channel, const char *state, int64_
 
 START_TEST(bound_channel_handed_off_m1_m2_m3_m1)
 {
-	fund(1000);
+	net_fund(&net, account, 1000);
 	json_t *r = admin_ok(&net, "w1", "issue", "{\"n\":60,\"unit_value\":2,\"days\":1}");
 	char channel[64];
 	snprintf(channel, sizeof(channel), "%s", json_str(r, "channel_id"));
 	json_decref(r);
 	int64_t before[4];
 	for (int i = 1; i <= 3; i++)
-		before[i] = pending_of(tm[i].mid_hex);
+		before[i] = net_pending(&net, tm[i].mid_hex);
 
 	pay_at(channel, 1, 3, 2, 3);  /* m1 binds it: epoch 0 (0, 3] */
 	pay_at(channel, 2, 4, 2, 7);  /* Handoff 1 from the Bind: (3, 7] at m2 */
@@ -138,9 +118,9 @@ START_TEST(bound_channel_handed_off_m1_m2_m3_m1)
 		snprintf(name, sizeof(name), "m%d", i);
 		json_decref(admin_ok(&net, name, "redeem", NULL));
 	}
-	int64_t got1 = pending_of(tm[1].mid_hex) - before[1];
-	int64_t got2 = pending_of(tm[2].mid_hex) - before[2];
-	int64_t got3 = pending_of(tm[3].mid_hex) - before[3];
+	int64_t got1 = net_pending(&net, tm[1].mid_hex) - before[1];
+	int64_t got2 = net_pending(&net, tm[2].mid_hex) - before[2];
+	int64_t got3 = net_pending(&net, tm[3].mid_hex) - before[3];
 	fprintf(stderr, "bound handoff chain: credited m1 %lld, m2 %lld, m3 %lld of 36 paid\n",
 		(long long)got1, (long long)got2, (long long)got3);
 	ck_assert_int_eq(got1, (3 + 5) * 2);
@@ -152,9 +132,9 @@ START_TEST(bound_channel_handed_off_m1_m2_m3_m1)
 		snprintf(name, sizeof(name), "m%d", i);
 		json_decref(admin_ok(&net, name, "redeem", NULL));
 	}
-	ck_assert_int_eq(pending_of(tm[1].mid_hex) - before[1], got1);
-	ck_assert_int_eq(pending_of(tm[2].mid_hex) - before[2], got2);
-	ck_assert_int_eq(pending_of(tm[3].mid_hex) - before[3], got3);
+	ck_assert_int_eq(net_pending(&net, tm[1].mid_hex) - before[1], got1);
+	ck_assert_int_eq(net_pending(&net, tm[2].mid_hex) - before[2], got2);
+	ck_assert_int_eq(net_pending(&net, tm[3].mid_hex) - before[3], got3);
 	net_audit_clean(&net);
 }
 END_TEST

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "harness_ledger.h"
 #include "harness_merchant.h"
 #include "../check_run.h"
 
@@ -44,17 +45,6 @@ static void teardown_net(void)
 	net_down(&net);
 }
 
-static void fund_hex(const char *account_hex, uint64_t amount)
-{
-	char params[200], fund[MP_HEX_ID_LEN + 1];
-	uint8_t fund_id[MP_ID_LEN];
-	ck_assert(mp_random_bytes(fund_id, MP_ID_LEN));
-	mp_hex_encode(fund_id, MP_ID_LEN, fund);
-	snprintf(params, sizeof(params), "{\"account\":\"%s\",\"amount\":%llu,\"fund_id\":\"%s\"}",
-		 account_hex, (unsigned long long)amount, fund);
-	json_decref(admin_ok(&net, "broker", "account.fund", params));
-}
-
 struct setup {
 	struct twallet tw;
 	struct tchannel ch;
@@ -69,7 +59,7 @@ static void make_channel(struct setup *s, uint32_t n)
 	twallet_register(&s->tw, &broker);
 	char hex[MP_HEX_ID_LEN + 1];
 	mp_hex_encode(s->tw.account_id, MP_ID_LEN, hex);
-	fund_hex(hex, n);
+	net_fund(&net, hex, n);
 	tchannel_make(&s->ch, &s->tw, n, 1, tm[1].mid);
 	ck_assert_int_eq(tchannel_issue(&s->ch, &broker), MP_ST(OK));
 	wire_close(&broker);

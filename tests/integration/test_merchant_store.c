@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "harness_ledger.h"
 #include "harness_db.h"
 #include "../check_run.h"
 
@@ -65,18 +66,6 @@ static void teardown_net(void)
 }
 
 /* ---- broker side ---- */
-
-static int64_t pending_of(const char *mid_hex)
-{
-	char params[128];
-	snprintf(params, sizeof(params), "{\"account\":\"%s\"}", mid_hex);
-	json_t *acc = admin_ok(&net, "broker", "account.show", params);
-	json_t *rel = json_array_get(json_object_get(acc, "related"), 0);
-	ck_assert_str_eq(json_str(rel, "kind"), "merchant_pending");
-	int64_t b = json_int(rel, "balance");
-	json_decref(acc);
-	return b;
-}
 
 static void audit_clean(void)
 {
@@ -406,9 +395,9 @@ START_TEST(pending_pay_is_reported_only_once_durable)
 	ck_assert_uint_eq(credit, 0);
 	wire_close(&a);
 	wire_close(&b);
-	int64_t before = pending_of(m1_hex);
+	int64_t before = net_pending(&net, m1_hex);
 	redeem_now();
-	ck_assert_int_eq(pending_of(m1_hex) - before, 3);
+	ck_assert_int_eq(net_pending(&net, m1_hex) - before, 3);
 	audit_clean();
 	free_words(&ws);
 	tchannel_free(&ch);
@@ -446,7 +435,7 @@ START_TEST(redeem_does_not_stall_the_loop_on_the_store_lock)
 	}
 	ck_assert_int_eq(pay_code(&w[0], &ch[0], &ws[0], 3, order), MP_ST(UNDERPAID));
 	ck_assert_int_eq(pay_code(&w[1], &ch[1], &ws[1], 1, order), MP_ST(UNDERPAID));
-	int64_t before = pending_of(m1_hex);
+	int64_t before = net_pending(&net, m1_hex);
 
 	sqlite3 *lock = hold_store_lock();
 	pid_t redeemer = fork(); /* the admin call waits for the round: from a child */
@@ -481,7 +470,7 @@ START_TEST(redeem_does_not_stall_the_loop_on_the_store_lock)
 	ck_assert_msg(worst < 1000, "the loop waited on the store's lock: %lld ms",
 		      (long long)worst);
 	/* Durable before sent: nothing reached the broker, the fresh Pay is not answered. */
-	ck_assert_int_eq(pending_of(m1_hex), before);
+	ck_assert_int_eq(net_pending(&net, m1_hex), before);
 	ck_assert(nothing_arrived(&w[1]));
 	int st;
 	ck_assert_int_eq(waitpid(redeemer, &st, WNOHANG), 0); /* the round waits, not failed */
@@ -495,7 +484,7 @@ START_TEST(redeem_does_not_stall_the_loop_on_the_store_lock)
 	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
 		      "the round waiting on the lock failed");
 	redeem_now();
-	ck_assert_int_eq(pending_of(m1_hex) - before, 3 + 2);
+	ck_assert_int_eq(net_pending(&net, m1_hex) - before, 3 + 2);
 	audit_clean();
 	for (int c = 0; c < 2; c++) {
 		wire_close(&w[c]);
@@ -553,7 +542,7 @@ START_TEST(a_stored_redeem_is_sent_verbatim_after_a_crash)
 	ck_assert_int_eq(pay_code(&a, &ch, &ws, 4, order), MP_ST(UNDERPAID));
 	wire_close(&a);
 	redeem_now(); /* the link is up and nothing older is unanswered */
-	int64_t before = pending_of(m1_hex);
+	int64_t before = net_pending(&net, m1_hex);
 	ck_assert_int_eq(pay_code_new_conn(&ch, &ws, 6, order), MP_ST(UNDERPAID));
 
 	sqlite3 *lock = hold_store_lock();
@@ -584,9 +573,9 @@ START_TEST(a_stored_redeem_is_sent_verbatim_after_a_crash)
 	ck_assert_int_eq(net_cmd(&net, "start", "broker"), 0);
 	ck_assert_int_eq(net_cmd(&net, "start", "m1"), 0);
 	redeem_now();
-	ck_assert_int_eq(pending_of(m1_hex) - before, 2); /* 4 -> 6, once */
+	ck_assert_int_eq(net_pending(&net, m1_hex) - before, 2); /* 4 -> 6, once */
 	redeem_now();
-	ck_assert_int_eq(pending_of(m1_hex) - before, 2);
+	ck_assert_int_eq(net_pending(&net, m1_hex) - before, 2);
 	MpSigned *s = mp_stmt_decode(stmt, len);
 	ck_assert_ptr_nonnull(s);
 	uint8_t hash[MP_HASH_LEN];
@@ -667,9 +656,9 @@ START_TEST(full_pipeline_refuses_instead_of_queueing)
 	ck_assert_int_eq(pay_code(&a, &ch, &ws, 7, order), MP_ST(UNDERPAID));
 	wire_close(&a);
 	restart_m1("commit_max = 256");
-	int64_t before = pending_of(m1_hex);
+	int64_t before = net_pending(&net, m1_hex);
 	redeem_now();
-	ck_assert_int_eq(pending_of(m1_hex) - before, 7);
+	ck_assert_int_eq(net_pending(&net, m1_hex) - before, 7);
 	audit_clean();
 	free_words(&ws);
 	tchannel_free(&ch);
@@ -728,9 +717,9 @@ START_TEST(failed_commit_stops_the_daemon)
 	ck_assert_int_eq(pay_code(&a, &ch, &ws, 5, order), MP_ST(UNDERPAID)); /* fresh */
 	ck_assert_int_eq(pay_code(&a, &ch, &ws, 5, order), MP_ST(DUPLICATE_OK));
 	wire_close(&a);
-	int64_t before = pending_of(m1_hex);
+	int64_t before = net_pending(&net, m1_hex);
 	redeem_now();
-	ck_assert_int_eq(pending_of(m1_hex) - before, 5);
+	ck_assert_int_eq(net_pending(&net, m1_hex) - before, 5);
 	audit_clean();
 	free_words(&ws);
 	tchannel_free(&ch);
@@ -767,9 +756,9 @@ START_TEST(long_step_walks_run_on_a_worker)
 	sqlite3_finalize(st);
 	sqlite3_close(db);
 
-	int64_t before = pending_of(m1_hex);
+	int64_t before = net_pending(&net, m1_hex);
 	redeem_now();
-	ck_assert_int_eq(pending_of(m1_hex) - before, 3000);
+	ck_assert_int_eq(net_pending(&net, m1_hex) - before, 3000);
 	ck_assert(log_has("m1", "2000 hashes down to 1000 on a worker thread"));
 	ck_assert(log_has("m1", "1000 hashes down to 2000 on a worker thread"));
 	restart_m1("max_jump = 4096\n[redeem]\nhash_budget = 268435456");
@@ -861,7 +850,7 @@ START_TEST(sigkill_during_a_pay_stream_loses_no_acknowledged_pay)
 		uint64_t credit;
 		open_point(&st[c].w, &st[c].ch, &last, &credit);
 	}
-	int64_t pending_before = pending_of(m1_hex);
+	int64_t pending_before = net_pending(&net, m1_hex);
 	signal(SIGPIPE, SIG_IGN);
 	pid_t killer = fork();
 	ck_assert_int_ge(killer, 0);
@@ -912,7 +901,7 @@ START_TEST(sigkill_during_a_pay_stream_loses_no_acknowledged_pay)
 		"sigkill stream: %u Pays sent, %u unanswered at the kill (%u of those durable)\n",
 		sent, unanswered, durable_unanswered);
 	redeem_now();
-	ck_assert_int_eq(pending_of(m1_hex) - pending_before, sent);
+	ck_assert_int_eq(net_pending(&net, m1_hex) - pending_before, sent);
 	audit_clean();
 	for (int c = 0; c < STREAM_CHANNELS; c++) {
 		free(st[c].acked);
@@ -965,9 +954,9 @@ START_TEST(compaction_folds_old_payments_and_shrinks_the_store)
 	json_t *r = compact();
 	json_decref(r);
 	int64_t size_full = file_size(m1_db);
-	int64_t pending_before = pending_of(m1_hex);
+	int64_t pending_before = net_pending(&net, m1_hex);
 	redeem_now();
-	ck_assert_int_eq(pending_of(m1_hex) - pending_before, 2 * COMPACT_PAYS);
+	ck_assert_int_eq(net_pending(&net, m1_hex) - pending_before, 2 * COMPACT_PAYS);
 	/* Recent Pays on channel 0, not redeemed. */
 	pay_range(&w[0], &ch[0], &ws[0], COMPACT_PAYS + 1, COMPACT_PAYS + 10, order,
 		  MP_ST(UNDERPAID));
@@ -1024,9 +1013,9 @@ START_TEST(compaction_folds_old_payments_and_shrinks_the_store)
 			 MP_ST(UNDERPAID));
 	ck_assert_int_eq(pay_code(&w[1], &ch[1], &ws[1], COMPACT_PAYS + 1, order),
 			 MP_ST(UNDERPAID));
-	pending_before = pending_of(m1_hex);
+	pending_before = net_pending(&net, m1_hex);
 	redeem_now();
-	ck_assert_int_eq(pending_of(m1_hex) - pending_before, 21 + 1);
+	ck_assert_int_eq(net_pending(&net, m1_hex) - pending_before, 21 + 1);
 	audit_clean();
 	for (int c = 0; c < 2; c++) {
 		wire_close(&w[c]);

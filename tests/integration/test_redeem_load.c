@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "harness.h"
+#include "harness_ledger.h"
 #include "harness_merchant.h"
 #include "../check_run.h"
 
@@ -47,19 +48,6 @@ static double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void fund(const uint8_t account[MP_ID_LEN], uint64_t amount)
-{
-	char hex[MP_HEX_ID_LEN + 1], params[200];
-	mp_hex_encode(account, MP_ID_LEN, hex);
-	uint8_t fund_id[MP_ID_LEN];
-	char fund_hex[MP_HEX_ID_LEN + 1];
-	ck_assert(mp_random_bytes(fund_id, MP_ID_LEN));
-	mp_hex_encode(fund_id, MP_ID_LEN, fund_hex);
-	snprintf(params, sizeof(params), "{\"account\":\"%s\",\"amount\":%llu,\"fund_id\":\"%s\"}",
-		 hex, (unsigned long long)amount, fund_hex);
-	json_decref(admin_ok(&net, "broker", "account.fund", params));
-}
-
 static void audit_clean(void)
 {
 	net_audit_clean(&net);
@@ -72,18 +60,6 @@ static int64_t balance_of(const uint8_t account[MP_ID_LEN])
 	snprintf(params, sizeof(params), "{\"account\":\"%s\"}", hex);
 	json_t *acc = admin_ok(&net, "broker", "account.show", params);
 	int64_t b = json_int(acc, "balance");
-	json_decref(acc);
-	return b;
-}
-
-static int64_t pending_of(const char *mid_hex)
-{
-	char params[128];
-	snprintf(params, sizeof(params), "{\"account\":\"%s\"}", mid_hex);
-	json_t *acc = admin_ok(&net, "broker", "account.show", params);
-	json_t *rel = json_array_get(json_object_get(acc, "related"), 0);
-	ck_assert_str_eq(json_str(rel, "kind"), "merchant_pending");
-	int64_t b = json_int(rel, "balance");
 	json_decref(acc);
 	return b;
 }
@@ -122,7 +98,7 @@ static void issued_channel(struct twallet *tw, struct tchannel *ch, uint32_t n,
 	struct wire b;
 	ck_assert(wire_connect(&b, broker_ep, ca, NULL, NULL));
 	twallet_register(tw, &b);
-	fund(tw->account_id, n);
+	net_fund_id(&net, tw->account_id, n);
 	tchannel_make(ch, tw, n, 1, holder0);
 	ck_assert_int_eq(tchannel_issue(ch, &b), MP_ST(OK));
 	wire_close(&b);
@@ -189,7 +165,7 @@ START_TEST(issue_is_answered_while_a_junk_redeem_is_hashed)
 	struct wire b;
 	ck_assert(wire_connect(&b, broker_ep, ca, NULL, NULL));
 	twallet_register(&tw2, &b);
-	fund(tw2.account_id, 10);
+	net_fund_id(&net, tw2.account_id, 10);
 	tchannel_make(&ch2, &tw2, 10, 1, m1);
 	uint64_t wasted_before = metric("micropay_broker_bad_chain_hashes_total");
 
@@ -258,9 +234,9 @@ static void honest_m1_redeems(uint32_t units)
 		micropay__v1__envelope__free_unpacked(e, NULL);
 	}
 	wire_close(&m);
-	int64_t before = pending_of(m1_hex);
+	int64_t before = net_pending(&net, m1_hex);
 	json_decref(admin_ok(&net, "m1", "redeem", NULL));
-	ck_assert_int_eq(pending_of(m1_hex) - before, units);
+	ck_assert_int_eq(net_pending(&net, m1_hex) - before, units);
 	tchannel_free(&ch);
 	mp_key_free(&tw.account);
 }
@@ -333,7 +309,7 @@ START_TEST(redeem_conflict_carries_the_stored_redeem)
 	ck_assert_uint_gt(first->body.len, 16 * 1024);
 	ck_assert(mp_random_bytes(claims[0].channel_id, MP_ID_LEN));
 	MpSigned *other = tmerchant_redeem(&tm, redeem_id, claims, 1);
-	int64_t pending = pending_of(tm.mid_hex);
+	int64_t pending = net_pending(&net, tm.mid_hex);
 	struct wire m;
 	tmerchant_connect(&tm, &m, broker_ep, ca);
 	MpEnvelope *r = redeem_call(&m, first);
@@ -361,7 +337,7 @@ START_TEST(redeem_conflict_carries_the_stored_redeem)
 	ck_assert_uint_eq(r->redeem_resp->n_results, N);
 	micropay__v1__envelope__free_unpacked(r, NULL);
 	wire_close(&m);
-	ck_assert_int_eq(pending_of(tm.mid_hex), pending);
+	ck_assert_int_eq(net_pending(&net, tm.mid_hex), pending);
 	mp_stmt_free(first);
 	mp_stmt_free(other);
 	tmerchant_free(&tm);
@@ -443,7 +419,7 @@ START_TEST(signatures_are_verified_before_bodies_are_parsed)
 	ck_assert(wire_connect(&b, broker_ep, ca, NULL, NULL));
 	struct twallet tw;
 	twallet_register(&tw, &b);
-	fund(tw.account_id, 100);
+	net_fund_id(&net, tw.account_id, 100);
 	/* issue_req_id and account_id, then bytes no protobuf parser accepts. */
 	uint8_t body[64];
 	size_t len = 0;

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "harness_ledger.h"
 #include "harness_merchant.h"
 #include "../check_run.h"
 
@@ -46,42 +47,11 @@ static void teardown_net(void)
 	net_down(&net);
 }
 
-static void fund_hex(const char *account_hex, uint64_t amount)
-{
-	char params[200], fund[MP_HEX_ID_LEN + 1];
-	uint8_t fund_id[MP_ID_LEN];
-	ck_assert(mp_random_bytes(fund_id, MP_ID_LEN));
-	mp_hex_encode(fund_id, MP_ID_LEN, fund);
-	snprintf(params, sizeof(params), "{\"account\":\"%s\",\"amount\":%llu,\"fund_id\":\"%s\"}",
-		 account_hex, (unsigned long long)amount, fund);
-	json_decref(admin_ok(&net, "broker", "account.fund", params));
-}
-
-static int64_t pending_of(const char *mid_hex)
-{
-	char params[128];
-	snprintf(params, sizeof(params), "{\"account\":\"%s\"}", mid_hex);
-	json_t *acc = admin_ok(&net, "broker", "account.show", params);
-	int64_t b = json_int(json_array_get(json_object_get(acc, "related"), 0), "balance");
-	json_decref(acc);
-	return b;
-}
-
-static void new_order(int m, uint64_t price, char *out, size_t len)
-{
-	char params[64], name[8];
-	snprintf(params, sizeof(params), "{\"price\":%llu}", (unsigned long long)price);
-	snprintf(name, sizeof(name), "m%d", m);
-	json_t *o = admin_ok(&net, name, "order.create", params);
-	snprintf(out, len, "%s", json_str(o, "order_ref"));
-	json_decref(o);
-}
-
 static json_t *wallet_pay(int w, const char *channel, int m, unsigned units, char *err,
 			  size_t errlen)
 {
 	char params[500], order[64], name[8];
-	new_order(m, units, order, sizeof(order));
+	net_new_order(&net, tm[m].name, units, order, sizeof(order));
 	snprintf(name, sizeof(name), "w%d", w);
 	snprintf(params, sizeof(params),
 		 "{\"channel_id\":\"%s\",\"merchant_id\":\"%s\",\"endpoint\":\"%s\",\"units\":%u,"
@@ -127,7 +97,7 @@ static char *transfer_call(int w, const char *method, const char *params, const 
 
 START_TEST(a_to_b_across_handoffs)
 {
-	fund_hex(account[1], 1000);
+	net_fund(&net, account[1], 1000);
 	char params[4096], channel[64], err[512];
 	snprintf(params, sizeof(params),
 		 "{\"merchant_id\":\"%s\",\"n\":100,\"unit_value\":1,\"days\":1}", tm[1].mid_hex);
@@ -136,7 +106,7 @@ START_TEST(a_to_b_across_handoffs)
 	json_decref(r);
 	int64_t before[4];
 	for (int i = 1; i <= 3; i++)
-		before[i] = pending_of(tm[i].mid_hex);
+		before[i] = net_pending(&net, tm[i].mid_hex);
 
 	pay_at(1, channel, 1, 3, 3); /* epoch 0 at m1: (0, 3] */
 	pay_at(1, channel, 2, 4, 7); /* handoff 1 to m2 at 3: (3, 7] in A's segment */
@@ -217,7 +187,7 @@ START_TEST(a_to_b_across_handoffs)
 	}
 	int64_t got[4];
 	for (int i = 1; i <= 3; i++)
-		got[i] = pending_of(tm[i].mid_hex) - before[i];
+		got[i] = net_pending(&net, tm[i].mid_hex) - before[i];
 	fprintf(stderr, "transfer: credited m1 %lld, m2 %lld, m3 %lld of 18 paid\n",
 		(long long)got[1], (long long)got[2], (long long)got[3]);
 	ck_assert_int_eq(got[1], 3);

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "harness_ledger.h"
 #include "harness_merchant.h"
 #include "../check_run.h"
 
@@ -40,17 +41,6 @@ static int64_t broker_balance(const char *id, bool pending)
 			: json_int(acc, "balance");
 	json_decref(acc);
 	return b;
-}
-
-static void fund(uint64_t amount)
-{
-	char params[200], fund_hex[MP_HEX_ID_LEN + 1];
-	uint8_t fund_id[MP_ID_LEN];
-	ck_assert(mp_random_bytes(fund_id, MP_ID_LEN));
-	mp_hex_encode(fund_id, MP_ID_LEN, fund_hex);
-	snprintf(params, sizeof(params), "{\"account\":\"%s\",\"amount\":%llu,\"fund_id\":\"%s\"}",
-		 account, (unsigned long long)amount, fund_hex);
-	json_decref(admin_ok(&net, "broker", "account.fund", params));
 }
 
 static void issue(uint32_t n, uint64_t unit, char *channel, size_t len)
@@ -88,7 +78,7 @@ static json_t *wallet_pay(const char *channel, const char *endpoint, unsigned un
 START_TEST(quickstart_scenario_exact_balances)
 {
 	int64_t before = broker_balance(account, false);
-	fund(1000);
+	net_fund(&net, account, 1000);
 	char channel[64], order[64], err[512];
 	issue(100, 2, channel, sizeof(channel));
 	ck_assert_int_eq(broker_balance(account, false), before + 1000 - 200);
@@ -116,7 +106,7 @@ END_TEST
 
 START_TEST(wallet_refuses_impersonating_merchant)
 {
-	fund(100);
+	net_fund(&net, account, 100);
 	char channel[64], order[64], err[512], m2_ep[128];
 	issue(10, 1, channel, sizeof(channel));
 	ck_assert_int_eq(net_cmd(&net, "merchant", "m2"), 0); /* same CA, another merchant */
@@ -154,7 +144,7 @@ END_TEST
 
 START_TEST(wallet_restart_keeps_channel_state)
 {
-	fund(50);
+	net_fund(&net, account, 50);
 	char channel[64], order[64], err[512];
 	issue(50, 1, channel, sizeof(channel));
 	new_order(3, order, sizeof(order));
@@ -211,7 +201,7 @@ START_TEST(pay_refused_busy_stays_in_flight_and_is_resent)
 	restart_m1("commit_max = 1");
 	json_decref(admin_ok(&net, "m1", "redeem", NULL)); /* what earlier tests paid */
 	int64_t pending_before = broker_balance(m1_hex, true);
-	fund(40);
+	net_fund(&net, account, 40);
 	char channel[64], order[64], err[512], ca[700], broker_ep[128], m1_db[700];
 	issue(20, 1, channel, sizeof(channel));
 	new_order(1000, order, sizeof(order));

@@ -1,0 +1,73 @@
+#include "harness_ledger.h"
+
+#include <check.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "util.h"
+
+void net_fund(const struct net *n, const char *account_hex, uint64_t amount)
+{
+	char params[200], fund_hex[MP_HEX_ID_LEN + 1];
+	uint8_t fund_id[MP_ID_LEN];
+	ck_assert(mp_random_bytes(fund_id, MP_ID_LEN));
+	mp_hex_encode(fund_id, MP_ID_LEN, fund_hex);
+	snprintf(params, sizeof(params), "{\"account\":\"%s\",\"amount\":%llu,\"fund_id\":\"%s\"}",
+		 account_hex, (unsigned long long)amount, fund_hex);
+	json_decref(admin_ok(n, "broker", "account.fund", params));
+}
+
+void net_fund_id(const struct net *n, const uint8_t account[MP_ID_LEN], uint64_t amount)
+{
+	char hex[MP_HEX_ID_LEN + 1];
+	mp_hex_encode(account, MP_ID_LEN, hex);
+	net_fund(n, hex, amount);
+}
+
+static json_t *account_show(const struct net *n, const char *account_hex)
+{
+	char params[128];
+	snprintf(params, sizeof(params), "{\"account\":\"%s\"}", account_hex);
+	return admin_ok(n, "broker", "account.show", params);
+}
+
+int64_t net_balance(const struct net *n, const char *account_hex)
+{
+	json_t *acc = account_show(n, account_hex);
+	int64_t b = json_int(acc, "balance");
+	json_decref(acc);
+	return b;
+}
+
+int64_t net_merchant_balance(const struct net *n, const char *merchant_hex, const char *kind)
+{
+	json_t *acc = account_show(n, merchant_hex);
+	json_t *related = json_object_get(acc, "related");
+	size_t i;
+	json_t *r;
+	json_array_foreach(related, i, r)
+	{
+		if (strcmp(json_str(r, "kind"), kind) == 0) {
+			int64_t b = json_int(r, "balance");
+			json_decref(acc);
+			return b;
+		}
+	}
+	char *text = json_dumps(acc, JSON_COMPACT);
+	ck_abort_msg("merchant %s has no %s account: %s", merchant_hex, kind, text);
+	return 0;
+}
+
+int64_t net_pending(const struct net *n, const char *merchant_hex)
+{
+	return net_merchant_balance(n, merchant_hex, "merchant_pending");
+}
+
+void net_new_order(const struct net *n, const char *daemon, uint64_t price, char *out, size_t len)
+{
+	char params[64];
+	snprintf(params, sizeof(params), "{\"price\":%llu}", (unsigned long long)price);
+	json_t *o = admin_ok(n, daemon, "order.create", params);
+	snprintf(out, len, "%s", json_str(o, "order_ref"));
+	json_decref(o);
+}
