@@ -87,7 +87,7 @@ struct batch_entry {
 	struct mp_conn *conn; /* PAY, RETRY, OPEN: where the answer goes (referenced) */
 	uint64_t request_id;
 	struct mp_admin_req *req;      /* ORDER */
-	struct custody_write *custody; /* HANDOFF, TAKEOVER (owned) */
+	struct custody_write *custody; /* HANDOFF, TAKEOVER, OPEN: its pairs (segs; owned) */
 	struct segment_row *seg;       /* CAP: the pair we signed (owned) */
 };
 

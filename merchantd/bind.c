@@ -5,26 +5,39 @@
  * under the broker key from our configuration, is stored with the channel's record and the
  * Open acknowledged once that is durable, with the Bind as the custody event (open.c).
  *
+ *   START --Open carries segments--> VERIFYING (worker: bind_verify.c, the broker-signed
+ *         Transfer/Cap pairs and the Move of the last segment's owner)
+ *   VERIFYING --valid--> START (asking as below)   VERIFYING --refused--> DONE: the typed error
  *   START --link up--> ASKING (BindReq)      START --link down--> WAITING (poll the link)
  *   WAITING --link up--> ASKING              ASKING --no answer (link lost)--> WAITING
- *   ASKING --OK / DUPLICATE_OK, a Bind naming us--> HOLD (open_hold: record + Bind in the
- *         group commit; the OpenAck after the commit) --> DONE
+ *   ASKING --OK / DUPLICATE_OK, a Bind naming us--> HOLD (open_hold: record + Bind + the
+ *         verified pairs, in the last segment, in the group commit; the OpenAck after the
+ *         commit) --> DONE
  *   ASKING --NOT_HOLDER with a Bind naming another merchant--> DONE: the Open answered
  *         NOT_HOLDER carrying that Bind (the wallet pays there)
  *   ASKING --any other answer--> DONE: the Open answered with the broker's refusal
  *   any state --deadline (broker connect_timeout + answer_timeout)--> DONE: INTERNAL
- * The struct lives until DONE and no broker call refers to it. At most MAX_BINDINGS at once
- * (another Open gets LIMIT). An Open carrying segments (a channel transferred through the broker
- * before any Bind) is refused MALFORMED before the broker is asked: not supported here yet. */
+ * The struct lives until DONE and neither a broker call nor a worker job refers to it. At most
+ * MAX_BINDINGS at once (another Open gets LIMIT).
+ *
+ * Segments (a channel transferred through the broker before any Bind; docs/transfer.md): the
+ * pairs are verified before the broker is asked, so a forged or inconsistent list binds
+ * nothing. The broker verifies the same Move under its own record of the current segment's
+ * owner (brokerd/bind.c, and again under the channel row lock in mp_bind); owner keys are never
+ * reused, so a Bind means our last verified segment is the broker's current one, and a list
+ * older than the broker's is refused (BAD_SIG) without a Bind. */
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "bind_verify.h"
 #include "broker_link.h"
 #include "log.h"
 #include "merchant.h"
+#include "segments.h"
 #include "stmt.h"
+#include "workers.h"
 
 #define MAX_BINDINGS  256
 #define POLL_INTERVAL 100000 /* microseconds between looks at a broker link that is down */
@@ -37,13 +50,15 @@ struct binding {
 	uint8_t channel_id[MP_ID_LEN];
 	char hex[MP_HEX_ID_LEN + 1];
 	struct event *deadline, *poll;
-	bool done, calling;
+	struct segment_row *rows; /* the verified pairs 1..n_rows: the channel's segments */
+	size_t n_rows;
+	bool done, calling, verifying;
 	struct binding *next; /* m->binds */
 };
 
 static void maybe_free(struct binding *bd)
 {
-	if (!bd->done || bd->calling)
+	if (!bd->done || bd->calling || bd->verifying)
 		return;
 	for (struct binding **pp = &bd->m->binds; *pp; pp = &(*pp)->next) {
 		if (*pp == bd) {
@@ -58,6 +73,7 @@ static void maybe_free(struct binding *bd)
 		event_free(bd->poll);
 	mp_stmt_free(bd->cert);
 	mp_stmt_free(bd->move);
+	segment_rows_free(bd->rows, bd->n_rows);
 	free(bd);
 }
 
@@ -110,7 +126,8 @@ static void hold(struct binding *bd, const MpSigned *bind)
 	}
 	log_info("channel %s: bound here by the broker", bd->hex);
 	if (mp_conn_is_open(bd->wallet))
-		open_hold(bd->m, bd->wallet, bd->request_id, bd->cert, cc, bind);
+		open_hold(bd->m, bd->wallet, bd->request_id, bd->cert, cc, bind, bd->rows,
+			  bd->n_rows);
 	micropay__v1__channel_cert__free_unpacked(cc, NULL);
 	finish(bd, MP_ST(OK), "", NULL);
 }
@@ -195,20 +212,77 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 	finish(bd, MP_ST(INTERNAL), detail, NULL);
 }
 
+/* ---- VERIFYING ---- */
+
+struct verify_job {
+	struct binding *bd;
+	struct bind_check *check;
+};
+
+static void verify_work(void *arg, const atomic_bool *stop)
+{
+	struct verify_job *j = arg;
+	bind_check_run(j->check, stop);
+}
+
+static void verify_done(void *arg, enum mp_job_outcome outcome)
+{
+	struct verify_job *j = arg;
+	struct binding *bd = j->bd; /* bd->verifying keeps it alive until the end */
+	if (bd->done) {
+		/* the deadline passed meanwhile; the Open was answered */
+	} else if (outcome != MP_JOB_DONE) {
+		finish(bd, MP_ST(INTERNAL), "merchant shutting down", NULL);
+	} else if (j->check->code != MP_ST(OK)) {
+		char detail[300];
+		snprintf(detail, sizeof(detail), "the Open's segments were refused: %s",
+			 j->check->detail);
+		finish(bd, j->check->code, detail, NULL);
+	} else {
+		bd->rows = j->check->rows;
+		bd->n_rows = j->check->n_rows;
+		j->check->rows = NULL;
+		j->check->n_rows = 0;
+		log_info("channel %s: %zu broker-capped transfers verified; asking the broker to "
+			 "bind it here in segment %zu",
+			 bd->hex, bd->n_rows, bd->n_rows);
+		ask(bd);
+	}
+	bind_check_free(j->check);
+	free(j);
+	bd->verifying = false;
+	maybe_free(bd);
+}
+
+/* The Open's pairs and Move, checked on a worker before the broker is asked. */
+static void verify_segments(struct binding *bd, const Micropay__V1__OpenReq *req)
+{
+	struct merchant *m = bd->m;
+	size_t cert_len = 0;
+	uint8_t *cert = mp_stmt_encode(bd->cert, &cert_len);
+	struct verify_job *j = cert ? calloc(1, sizeof(*j)) : NULL;
+	if (j)
+		j->check = bind_check_new(cert, cert_len, req->segments, req->n_segments, req->move,
+					  m->broker_pk, m->mid, m->cfg.t_grace);
+	free(cert);
+	if (!j || !j->check) {
+		free(j);
+		finish(bd, MP_ST(INTERNAL), "out of memory", NULL);
+		return;
+	}
+	j->bd = bd;
+	if (!mp_workers_submit(m->workers, verify_work, verify_done, j)) {
+		bind_check_free(j->check);
+		free(j);
+		finish(bd, MP_ST(LIMIT), "merchant busy verifying custody chains; retry", NULL);
+		return;
+	}
+	bd->verifying = true;
+}
+
 void bind_start(struct merchant *m, struct mp_conn *c, const MpEnvelope *env,
 		const Micropay__V1__ChannelCert *cc)
 {
-	if (env->open_req->n_segments > 0) {
-		/* Transferred through the broker before any Bind: taking the current segment
-		 * from the broker-capped pairs is not implemented here yet. Refused before the
-		 * broker is asked, so nothing is bound to us that we could not serve. */
-		log_warn("%s: open of an unbound channel with %zu segment statements refused",
-			 mp_conn_peer(c), env->open_req->n_segments);
-		reply_open(c, env->request_id, MP_ST(MALFORMED),
-			   "this merchant cannot bind a channel transferred before its Bind", m,
-			   NULL);
-		return;
-	}
 	struct binding *bd = m->n_binds < MAX_BINDINGS ? calloc(1, sizeof(*bd)) : NULL;
 	if (!bd) {
 		reply_open(c, env->request_id, MP_ST(LIMIT), "merchant busy; retry", m, NULL);
@@ -232,6 +306,12 @@ void bind_start(struct merchant *m, struct mp_conn *c, const MpEnvelope *env,
 	if (!bd->cert || !bd->move || !bd->deadline || !bd->poll ||
 	    evtimer_add(bd->deadline, &tv) != 0) {
 		finish(bd, MP_ST(INTERNAL), "out of memory", NULL);
+		return;
+	}
+	if (env->open_req->n_segments > 0) {
+		log_info("channel %s: unbound, %zu segment statements; verifying them", bd->hex,
+			 env->open_req->n_segments);
+		verify_segments(bd, env->open_req);
 		return;
 	}
 	log_info("channel %s: unbound; asking the broker to bind it here", bd->hex);

@@ -226,9 +226,13 @@ void reply_open(struct mp_conn *c, uint64_t request_id, MpCode code, const char 
 void reply_open_evidence(struct mp_conn *c, uint64_t request_id, MpCode code, const char *detail,
 			 struct merchant *m, const MpSigned *evidence);
 /* A verified Open of a channel we hold or will hold from now on: acknowledged once its record
- * is durable. bind: our Bind for a cert without holder0 (stored with the record), else NULL. */
+ * is durable. bind: our Bind for a cert without holder0 (stored with the record), else NULL.
+ * rows: for a channel new here, its verified Transfer/Cap pairs 1..n_rows (a channel
+ * transferred through the broker before its Bind): the last is its current segment, and the
+ * pairs are stored with the record (copied). */
 void open_hold(struct merchant *m, struct mp_conn *c, uint64_t request_id, const MpSigned *cert,
-	       const Micropay__V1__ChannelCert *cc, const MpSigned *bind);
+	       const Micropay__V1__ChannelCert *cc, const MpSigned *bind,
+	       const struct segment_row *rows, size_t n_rows);
 /* bind.c: an Open with a Move for an unbound channel new here: ask the broker for the Bind. */
 void bind_start(struct merchant *m, struct mp_conn *c, const MpEnvelope *env,
 		const Micropay__V1__ChannelCert *cc);

@@ -30,6 +30,7 @@
 #include "custody_store.h"
 #include "log.h"
 #include "merchant.h"
+#include "segments.h"
 #include "stmt.h"
 #include "store.h"
 
@@ -143,10 +144,35 @@ static bool take_bind(struct channel *ch, const uint8_t mid[MP_ID_LEN], const Mp
 	return ch->bind != NULL;
 }
 
+/* The pairs of a channel transferred through the broker before its Bind (bind_verify.c
+ * verified them): in memory, the last one current at its base point (cap_index, new root), and
+ * copies for the channel's record in the batch entry. */
+static bool take_segments(struct channel *ch, const struct segment_row *rows, size_t n_rows,
+			  struct batch_entry *e)
+{
+	if (n_rows == 0)
+		return true;
+	struct custody_write *cw = calloc(1, sizeof(*cw));
+	if (cw)
+		cw->segs = calloc(n_rows, sizeof(*cw->segs));
+	bool ok = cw && cw->segs;
+	for (size_t i = 0; ok && i < n_rows; i++) {
+		ok = channel_push_segment(ch, &rows[i]) && segment_row_copy(&cw->segs[i], &rows[i]);
+		cw->n_segs += ok ? 1 : 0;
+	}
+	e->custody = cw;
+	if (!ok)
+		return false;
+	ch->last = ch->durable_last = ch->seg_start;
+	ch->durable_seg = ch->seg_seq;
+	return true;
+}
+
 /* A channel held from now on (holder0 or the Bind is us): in memory at once, so that Pays can
  * follow, and its record in the filling batch, ahead of any Pay on it. */
 static struct channel *adopt_channel(struct merchant *m, const MpSigned *cert,
 				     const Micropay__V1__ChannelCert *cc, const MpSigned *bind,
+				     const struct segment_row *rows, size_t n_rows,
 				     struct batch_entry *e)
 {
 	struct channel *ch = calloc(1, sizeof(*ch));
@@ -155,17 +181,18 @@ static struct channel *adopt_channel(struct merchant *m, const MpSigned *cert,
 	memcpy(ch->id, cc->channel_id.data, MP_ID_LEN);
 	size_t len;
 	uint8_t *bytes = mp_stmt_encode(cert, &len);
-	bool ok = bytes && channel_from_cert(ch, bytes, len) && take_bind(ch, m->mid, bind);
+	bool ok = bytes && channel_from_cert(ch, bytes, len) && take_bind(ch, m->mid, bind) &&
+		  take_segments(ch, rows, n_rows, e);
 	free(bytes);
 	if (!ok) {
-		free(ch->cert);
-		free(ch->bind);
-		free(ch);
+		custody_write_free(e->custody);
+		e->custody = NULL;
+		channel_free(ch);
 		return NULL;
 	}
 	ch->state = CHANNEL_HELD;
-	memcpy(ch->w_last, cc->root.data, MP_HASH_LEN);
-	memcpy(ch->durable_w, cc->root.data, MP_HASH_LEN);
+	memcpy(ch->w_last, ch->root, MP_HASH_LEN); /* the current segment's base point */
+	memcpy(ch->durable_w, ch->root, MP_HASH_LEN);
 	channel_insert(&m->channels, ch);
 	e->insert = true;
 	struct channel_row *r = &e->row;
@@ -182,15 +209,16 @@ static struct channel *adopt_channel(struct merchant *m, const MpSigned *cert,
 	r->redeem_until = ch->redeem_until;
 	char hex[MP_HEX_ID_LEN + 1];
 	mp_hex_encode(ch->id, MP_ID_LEN, hex);
-	log_info("channel %s: held (epoch 0, n %u, unit %llu)", hex, ch->n,
-		 (unsigned long long)ch->unit_value);
+	log_info("channel %s: held (epoch 0, segment %u from index %u, n %u, unit %llu)", hex,
+		 ch->seg_seq, ch->seg_start, ch->n, (unsigned long long)ch->unit_value);
 	return ch;
 }
 
 /* A verified Open of a channel we hold (or will): answer now from the durable record, or once
  * the record is durable. */
 void open_hold(struct merchant *m, struct mp_conn *c, uint64_t request_id, const MpSigned *cert,
-	       const Micropay__V1__ChannelCert *cc, const MpSigned *bind)
+	       const Micropay__V1__ChannelCert *cc, const MpSigned *bind,
+	       const struct segment_row *rows, size_t n_rows)
 {
 	struct channel *ch = channel_find(&m->channels, cc->channel_id.data);
 	if (ch && ch->recorded) {
@@ -204,7 +232,7 @@ void open_hold(struct merchant *m, struct mp_conn *c, uint64_t request_id, const
 		return;
 	}
 	struct batch_entry e = {.kind = ENTRY_OPEN, .conn = c, .request_id = request_id};
-	if (!ch && !(ch = adopt_channel(m, cert, cc, bind, &e))) {
+	if (!ch && !(ch = adopt_channel(m, cert, cc, bind, rows, n_rows, &e))) {
 		log_err("%s: open: cannot hold the channel (out of memory or unreadable cert)",
 			mp_conn_peer(c));
 		reply_open(c, request_id, MP_ST(INTERNAL), "cannot record the channel", m, NULL);
@@ -235,7 +263,7 @@ static void open_verified(struct merchant *m, struct mp_conn *c, const MpEnvelop
 	bool unbound = cc->holder0.len == 0;
 	bool holder0 = !unbound && !memcmp(cc->holder0.data, m->mid, MP_ID_LEN);
 	if ((ch && ch->state == CHANNEL_HELD) || (!ch && holder0)) {
-		open_hold(m, c, env->request_id, env->open_req->cert, cc, NULL);
+		open_hold(m, c, env->request_id, env->open_req->cert, cc, NULL, NULL, 0);
 	} else if (!ch && unbound && env->open_req->move && !hints_another(m, env->open_req)) {
 		bind_start(m, c, env,
 			   cc); /* bind.c: the broker binds it to us, or names the holder */

@@ -408,6 +408,15 @@ static bool order_insert_row(struct store *s, const struct batch_entry *e, int64
 	return bound(s, st, rcs) && step_done(s, st);
 }
 
+/* A channel transferred through the broker before its Bind: its pairs with its record. */
+static bool open_segments_put(struct store *s, const struct batch_entry *e)
+{
+	bool ok = true;
+	for (size_t i = 0; ok && e->custody && i < e->custody->n_segs; i++)
+		ok = segment_store_put(s, e->channel_id, &e->custody->segs[i]);
+	return ok;
+}
+
 static bool write_entry(struct store *s, const struct batch_entry *e, int64_t now)
 {
 	switch (e->kind) {
@@ -416,7 +425,8 @@ static bool write_entry(struct store *s, const struct batch_entry *e, int64_t no
 	case ENTRY_OPEN:
 		return !e->insert || (channel_insert_row(s, &e->row) &&
 				      (!e->row.bind || bind_store_put(s, e->channel_id, e->row.bind,
-								      e->row.bind_len)));
+								      e->row.bind_len)) &&
+				      open_segments_put(s, e));
 	case ENTRY_ORDER:
 		return order_insert_row(s, e, now);
 	case ENTRY_HANDOFF:

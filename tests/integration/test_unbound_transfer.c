@@ -16,6 +16,7 @@
 #include "clock.h"
 #include "harness.h"
 #include "harness_db.h"
+#include "harness_ledger.h"
 #include "harness_merchant.h"
 #include "../check_run.h"
 
@@ -294,6 +295,181 @@ static MpCode bind_code(int m, const struct unbound *u, const struct mp_key *key
 	return code;
 }
 
+/* A Move of u to merchant m in segment seg_seq (epoch 0), signed by key. */
+static MpSigned *move_to(int m, const struct unbound *u, const struct mp_key *key, uint32_t seg_seq)
+{
+	Micropay__V1__Move mv = MICROPAY__V1__MOVE__INIT;
+	mv.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)u->id};
+	mv.seg_seq = seg_seq;
+	mv.to_mid = (ProtobufCBinaryData){MP_ID_LEN, tm[m].mid};
+	MpSigned *move = mp_stmt_sign(key, MP_STMT_MOVE, &mv.base);
+	ck_assert_ptr_nonnull(move);
+	return move;
+}
+
+/* A wallet's Open at merchant m with the cert, these segment statements and a Move; the
+ * OpenAck (caller frees). */
+static MpEnvelope *open_with(int m, const struct unbound *u, MpSigned **segs, size_t n_segs,
+			     MpSigned *move)
+{
+	struct wire w;
+	ck_assert(wire_connect(&w, ep[m], ca, NULL, NULL));
+	Micropay__V1__OpenReq req = MICROPAY__V1__OPEN_REQ__INIT;
+	req.cert = u->ch.cert;
+	req.segments = segs;
+	req.n_segments = n_segs;
+	req.move = move;
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.body_case = MP_BODY(OPEN_REQ);
+	env.open_req = &req;
+	MpEnvelope *resp = wire_call(&w, &env);
+	wire_close(&w);
+	ck_assert_msg(resp && resp->body_case == MP_BODY(OPEN_ACK) && resp->open_ack->status,
+		      "no OpenAck");
+	return resp;
+}
+
+/* The Open is refused with `want` and binds nothing: no Bind at the broker, nothing held at
+ * any merchant. */
+static void open_refused(int m, const struct unbound *u, MpSigned **segs, size_t n_segs,
+			 MpSigned *move, MpCode want, const char *what)
+{
+	MpEnvelope *e = open_with(m, u, segs, n_segs, move);
+	const MpStatus *st = e->open_ack->status;
+	fprintf(stderr, "unbound_transfer: open with %s: %s %s\n", what, mp_code_name(st->code),
+		st->detail ? st->detail : "");
+	ck_assert_msg(st->code == want, "open with %s: %s, expected %s", what,
+		      mp_code_name(st->code), mp_code_name(want));
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	expect_sql("count(*)", "binds", u->hex, "0");
+	for (int i = 1; i <= 2; i++) {
+		char name[8];
+		snprintf(name, sizeof(name), "m%d", i);
+		json_t *r = admin_ok(&net, name, "channels", NULL);
+		json_t *list = json_object_get(r, "channels");
+		for (size_t k = 0; k < json_array_size(list); k++)
+			ck_assert_str_ne(json_str(json_array_get(list, k), "channel_id"), u->hex);
+		json_decref(r);
+	}
+}
+
+/* A's Transfer to B through the broker: the broker's Cap (caller frees both). */
+static void broker_transfer(const struct unbound *u, uint32_t seg_seq, const struct tseg *to,
+			    const struct mp_key *signer, const uint8_t prev[MP_HASH_LEN],
+			    MpSigned **t, MpSigned **cap)
+{
+	*t = transfer(u, seg_seq, 0, to, signer, prev);
+	MpEnvelope *e = transfer_req(*t);
+	ck_assert_int_eq(e->transfer_resp->status->code, MP_ST(OK));
+	*cap = mp_stmt_copy(e->transfer_resp->cap);
+	ck_assert_ptr_nonnull(*cap);
+	micropay__v1__envelope__free_unpacked(e, NULL);
+}
+
+/* A Cap with the broker Cap's body signed by another key. */
+static MpSigned *recap(const MpSigned *cap, const struct mp_key *key)
+{
+	Micropay__V1__Cap *c = (Micropay__V1__Cap *)mp_strict_unpack(&micropay__v1__cap__descriptor,
+								     cap->body.data, cap->body.len);
+	ck_assert_ptr_nonnull(c);
+	MpSigned *s = mp_stmt_sign(key, MP_STMT_CAP, &c->base);
+	micropay__v1__cap__free_unpacked(c, NULL);
+	ck_assert_ptr_nonnull(s);
+	return s;
+}
+
+/* Merchant m adopts a channel transferred twice through the broker before any Bind (A -> B ->
+ * C): an Open whose segments are forged, inconsistent, or older than the broker's, or whose
+ * Move is not the last owner's, is refused with a typed error and binds nothing; the full list
+ * with C's Move binds the channel to m1, which holds it in segment 2 from index 0. */
+START_TEST(merchant_adopts_broker_capped_segments)
+{
+	struct unbound u;
+	make_unbound(&u);
+	struct tseg b, c, forger;
+	seg_make(&b, N);
+	seg_make(&c, N);
+	seg_make(&forger, N);
+	MpSigned *t1, *cap1, *t2, *cap2;
+	broker_transfer(&u, 1, &b, &u.ch.owner, u.cert_hash, &t1, &cap1);
+	uint8_t head1[MP_HASH_LEN];
+	mp_stmt_hash(t1, head1);
+
+	/* Segment 1 is B's: forged and mismatching lists first. */
+	MpSigned *forged_cap = recap(cap1, &forger.owner);
+	MpSigned *t1c = transfer(&u, 1, 0, &c, &u.ch.owner, u.cert_hash); /* not what cap1 caps */
+	MpSigned *b_move = move_to(1, &u, &b.owner, 1), *a_move = move_to(1, &u, &u.ch.owner, 0);
+	MpSigned *b_move0 = move_to(1, &u, &b.owner, 0), *b_move_m2 = move_to(2, &u, &b.owner, 1);
+	MpSigned *forged[] = {t1, forged_cap}, *odd[] = {t1}, *mismatch[] = {t1c, cap1},
+		 *good1[] = {t1, cap1};
+	open_refused(1, &u, forged, 2, b_move, MP_ST(BAD_SIG), "a Cap not signed by the broker");
+	open_refused(1, &u, odd, 1, b_move, MP_ST(MALFORMED), "a Transfer without its Cap");
+	open_refused(1, &u, mismatch, 2, b_move, MP_ST(MALFORMED), "a Cap of another Transfer");
+	open_refused(1, &u, good1, 2, a_move, MP_ST(BAD_SIG), "the old owner's Move");
+	open_refused(1, &u, good1, 2, b_move0, MP_ST(STALE_SEGMENT),
+		     "a Move for segment 0 signed by the new owner");
+	open_refused(1, &u, good1, 2, b_move_m2, MP_ST(MALFORMED), "a Move to another merchant");
+
+	/* B gives it to C through the broker: B's list (segment 1) is now older than the
+	 * broker's. m1 verifies it, the broker refuses the Bind (B's Move is not the current
+	 * owner's consent), nothing is bound. */
+	broker_transfer(&u, 2, &c, &b.owner, head1, &t2, &cap2);
+	open_refused(1, &u, good1, 2, b_move, MP_ST(BAD_SIG), "a list older than the broker's");
+	expect_sql("count(*)", "segment_transfers", u.hex, "2");
+
+	/* The full list with C's Move: bound to m1, held in segment 2 from (0, C's root). */
+	MpSigned *c_move = move_to(1, &u, &c.owner, 2);
+	MpSigned *good2[] = {t1, cap1, t2, cap2};
+	MpEnvelope *e = open_with(1, &u, good2, 4, c_move);
+	const Micropay__V1__OpenAck *ack = e->open_ack;
+	ck_assert_msg(ack->status->code == MP_ST(OK), "open: %s %s",
+		      mp_code_name(ack->status->code), ack->status->detail);
+	ck_assert_uint_eq(ack->hseq, 0);
+	ck_assert_ptr_nonnull(ack->point);
+	ck_assert_uint_eq(ack->point->seg_seq, 2);
+	ck_assert_uint_eq(ack->point->index, 0);
+	ck_assert(mp_bytes_len_is(ack->point->w, MP_HASH_LEN) &&
+		  memcmp(ack->point->w.data, c.root, MP_HASH_LEN) == 0);
+	ck_assert_ptr_nonnull(ack->custody_event);
+	ck_assert_uint_eq(ack->custody_event->type, MP_STMT_BIND);
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	expect_sql("encode(merchant_id, 'hex')", "binds", u.hex, tm[1].mid_hex);
+	/* The same Open again: the same answer from the record. */
+	e = open_with(1, &u, good2, 4, c_move);
+	ck_assert_int_eq(e->open_ack->status->code, MP_ST(OK));
+	ck_assert_uint_eq(e->open_ack->point->seg_seq, 2);
+	micropay__v1__envelope__free_unpacked(e, NULL);
+
+	/* m1 restarted: the segments were stored with the channel before the OpenAck. */
+	ck_assert_int_eq(net_cmd(&net, "kill", "m1 KILL"), 0);
+	ck_assert_int_eq(net_cmd(&net, "start", "m1"), 0);
+	json_t *r = admin_ok(&net, "m1", "channels", NULL);
+	json_t *list = json_object_get(r, "channels"), *held = NULL;
+	for (size_t k = 0; k < json_array_size(list); k++)
+		if (!strcmp(json_str(json_array_get(list, k), "channel_id"), u.hex))
+			held = json_array_get(list, k);
+	ck_assert_msg(held != NULL, "m1 does not hold the channel after a restart");
+	ck_assert_str_eq(json_str(held, "state"), "HELD");
+	ck_assert_int_eq(json_int(held, "segment"), 2);
+	ck_assert_int_eq(json_int(held, "seg_start"), 0);
+	json_decref(r);
+	e = open_with(1, &u, good2, 4, c_move);
+	ck_assert_int_eq(e->open_ack->status->code, MP_ST(OK));
+	ck_assert_uint_eq(e->open_ack->point->seg_seq, 2);
+	micropay__v1__envelope__free_unpacked(e, NULL);
+
+	MpSigned *all[] = {t1,	   cap1,   t2,	    cap2,      forged_cap, t1c,
+			   b_move, a_move, b_move0, b_move_m2, c_move};
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+		mp_stmt_free(all[i]);
+	mp_key_free(&b.owner);
+	mp_key_free(&c.owner);
+	mp_key_free(&forger.owner);
+	free_unbound(&u);
+	net_audit_clean(&net);
+}
+END_TEST
+
 START_TEST(broker_caps_an_unbound_channel)
 {
 	struct unbound u;
@@ -453,7 +629,9 @@ static json_t *wallet_pay(int w, const char *channel, int m, unsigned units, cha
 {
 	char params[500], name[8], mname[8];
 	snprintf(mname, sizeof(mname), "m%d", m);
-	json_t *o = admin_ok(&net, mname, "order.create", "{\"price\":1}");
+	char price[40];
+	snprintf(price, sizeof(price), "{\"price\":%u}", units);
+	json_t *o = admin_ok(&net, mname, "order.create", price);
 	snprintf(name, sizeof(name), "w%d", w);
 	snprintf(params, sizeof(params),
 		 "{\"channel_id\":\"%s\",\"merchant_id\":\"%s\",\"endpoint\":\"%s\",\"units\":%u,"
@@ -461,6 +639,21 @@ static json_t *wallet_pay(int w, const char *channel, int m, unsigned units, cha
 		 channel, tm[m].mid_hex, ep[m], units, json_str(o, "order_ref"));
 	json_decref(o);
 	return admin(&net, name, "pay", params, err, errlen);
+}
+
+/* Merchant m's record of a channel (admin `channels`). */
+static json_t *merchant_channel(int m, const char *channel)
+{
+	char name[8];
+	snprintf(name, sizeof(name), "m%d", m);
+	json_t *r = admin_ok(&net, name, "channels", NULL);
+	json_t *list = json_object_get(r, "channels"), *found = NULL;
+	for (size_t i = 0; i < json_array_size(list) && !found; i++)
+		if (strcmp(json_str(json_array_get(list, i), "channel_id"), channel) == 0)
+			found = json_incref(json_array_get(list, i));
+	json_decref(r);
+	ck_assert_msg(found != NULL, "m%d does not hold channel %s", m, channel);
+	return found;
 }
 
 static char *call_str(int w, const char *method, const char *params, const char *field)
@@ -546,14 +739,44 @@ START_TEST(wallets_transfer_an_unbound_channel_through_the_broker)
 	json_t *r = wallet_pay(1, channel, 1, 1, err, sizeof(err));
 	ck_assert_msg(r == NULL, "w1 paid after giving the channel away");
 	fprintf(stderr, "unbound_transfer: w1's pay refused: %s\n", err);
-	/* m1 cannot take a channel's current segment from broker-capped pairs yet: it refuses
-	 * before asking the broker, so the channel stays unbound (no Bind to a merchant that
-	 * could not serve it). */
-	r = wallet_pay(2, channel, 1, 1, err, sizeof(err));
-	ck_assert_msg(r == NULL, "m1 accepted a Pay it cannot serve");
-	fprintf(stderr, "unbound_transfer: w2's pay at m1: %s\n", err);
-	expect_sql("count(*)", "binds", channel, "0");
+	/* w2 pays at m1: m1 verifies the broker-capped pair, the broker binds the channel to
+	 * m1, which holds it in segment 1 from index 0. */
+	int64_t before1 = net_pending(&net, tm[1].mid_hex);
+	int64_t before2 = net_pending(&net, tm[2].mid_hex);
+	r = wallet_pay(2, channel, 1, 3, err, sizeof(err));
+	ck_assert_msg(r != NULL, "w2: pay at m1 failed: %s", err);
+	json_decref(r);
+	expect_sql("encode(merchant_id, 'hex')", "binds", channel, tm[1].mid_hex);
 	expect_sql("count(*)", "segment_transfers", channel, "1");
+	json_t *held = merchant_channel(1, channel);
+	ck_assert_int_eq(json_int(held, "segment"), 1);
+	ck_assert_int_eq(json_int(held, "last"), 3);
+	json_decref(held);
+	/* m1 redeems: credited exactly w2's 3 units (its claim carries the broker's pair). */
+	json_decref(admin_ok(&net, "m1", "redeem", NULL));
+	ck_assert_int_eq(net_pending(&net, tm[1].mid_hex) - before1, 3);
+	/* w2 pays at m2: m1's Handoff carries the segments, m2 takes payments. */
+	r = wallet_pay(2, channel, 2, 4, err, sizeof(err));
+	ck_assert_msg(r != NULL, "w2: pay at m2 failed: %s", err);
+	json_decref(r);
+	held = merchant_channel(2, channel);
+	ck_assert_int_eq(json_int(held, "segment"), 1);
+	ck_assert_int_eq(json_int(held, "epoch"), 1);
+	ck_assert_int_eq(json_int(held, "last"), 7);
+	json_decref(held);
+	r = wallet_pay(1, channel, 2, 1, err, sizeof(err));
+	ck_assert_msg(r == NULL, "w1 paid at m2 after giving the channel away");
+	for (int m = 1; m <= 2; m++) {
+		char name[8];
+		snprintf(name, sizeof(name), "m%d", m);
+		json_decref(admin_ok(&net, name, "redeem", NULL));
+	}
+	int64_t got1 = net_pending(&net, tm[1].mid_hex) - before1;
+	int64_t got2 = net_pending(&net, tm[2].mid_hex) - before2;
+	fprintf(stderr, "unbound_transfer: credited m1 %lld, m2 %lld of 7 paid by w2\n",
+		(long long)got1, (long long)got2);
+	ck_assert_int_eq(got1, 3);
+	ck_assert_int_eq(got2, 4);
 	free(channel);
 	net_audit_clean(&net);
 }
@@ -598,6 +821,7 @@ static Suite *suite(void)
 	tcase_set_timeout(tc, 300);
 	tcase_add_test(tc, broker_caps_an_unbound_channel);
 	tcase_add_test(tc, broker_refuses_a_channel_with_holder0);
+	tcase_add_test(tc, merchant_adopts_broker_capped_segments);
 	suite_add_tcase(s, tc);
 	TCase *tw = tcase_create("wallets");
 	tcase_add_unchecked_fixture(tw, setup_net, teardown_net);
