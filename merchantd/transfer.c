@@ -34,6 +34,7 @@
  * STALE_SEGMENT (the Cap is sent as evidence only once durable), Handoffs and Transfers LIMIT. */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "batch.h"
 #include "cap_outbox.h"
@@ -196,6 +197,11 @@ static void cap(struct merchant *m, struct mp_conn *c, uint64_t request_id, stru
 void transfer_acknowledge(struct merchant *m, struct batch_entry *e)
 {
 	m->stats.caps_signed++;
+	if (m->fault == MP_FAULT_CAP_AFTER_COMMIT) { /* test-only: crash before the answer */
+		log_warn("MP_FAULT=cap_after_commit: Cap %u committed; exiting before sending it",
+			 e->seg->seg_seq);
+		_exit(MP_FAULT_EXIT);
+	}
 	if (mp_conn_is_open(e->conn))
 		transfer_reply(m, e->conn, e->request_id, MP_ST(OK), NULL, e->ch, e->seg->seg_seq);
 	cap_outbox_kick(m);
