@@ -92,6 +92,9 @@ struct wstore_offer {
 	size_t bundle_len;
 	uint64_t created_at;
 };
+/* Inside a transaction: forget our accepted offer for a channel (it came to us with it and we
+ * gave it away since; a new offer for it comes next). No-op if there is none. */
+bool wstore_offer_drop_accepted(struct wstore *s, const uint8_t id[MP_ID_LEN]);
 bool wstore_offer_insert(struct wstore *s, const struct wstore_offer *o,
 			 const uint8_t chain_seed[MP_SEED_LEN],
 			 const uint8_t owner_seed[MP_SK_LEN]);
@@ -113,6 +116,7 @@ struct wstore_accept {
 	size_t claim_req_len;
 	const uint8_t *bundle;
 	size_t bundle_len;
+	bool returning; /* the channel is in this wallet, TRANSFERRED_OUT: its row is updated */
 };
 bool wstore_accept(struct wstore *s, const struct wchannel *ch, const struct wstore_accept *a);
 

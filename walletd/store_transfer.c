@@ -159,11 +159,12 @@ void wstore_stmts_free(MpSigned **stmts, size_t count)
 	free(stmts);
 }
 
+/* A pair stored already (a channel that comes back: its earlier segments) is kept. */
 static bool segment_put(struct wstore *s, const uint8_t id[MP_ID_LEN], uint32_t seg_seq,
 			const MpSigned *transfer, const MpSigned *cap)
 {
-	sqlite3_stmt *st = wsql_prep(
-	    s, "INSERT INTO segments (channel_id, seg_seq, transfer, cap) VALUES (?1, ?2, ?3, ?4)");
+	sqlite3_stmt *st = wsql_prep(s, "INSERT OR IGNORE INTO segments (channel_id, seg_seq, "
+					"transfer, cap) VALUES (?1, ?2, ?3, ?4)");
 	if (st)
 		st = wsql_bound(s, st,
 				wsql_bind_blob(st, 1, id, MP_ID_LEN) |
@@ -195,6 +196,13 @@ bool wstore_offer_insert(struct wstore *s, const struct wstore_offer *o,
 			sqlite3_bind_int64(st, 9, (sqlite3_int64)mp_clock_now(s->clock)),
 		    "binding an offer");
 	return wsql_run(s, st, "storing an offer");
+}
+
+bool wstore_offer_drop_accepted(struct wstore *s, const uint8_t id[MP_ID_LEN])
+{
+	sqlite3_stmt *st =
+	    by_channel(s, "DELETE FROM offers WHERE channel_id = ?1 AND bundle IS NOT NULL", id);
+	return wsql_run(s, st, "dropping an accepted offer");
 }
 
 static bool column_copy(sqlite3_stmt *st, int col, uint8_t **out, size_t *len)
@@ -332,6 +340,34 @@ static bool received_insert(struct wstore *s, const struct wchannel *ch)
 	return sqlite3_changes(s->db) == 1;
 }
 
+/* A channel this wallet transferred out comes back (docs/transfer.md "Receiving a channel
+ * back"): its row takes the new segment's chain secrets from the offer row and the new
+ * segment's place; the finished transfer out is dropped (the channel came back through it, and a
+ * later transfer out records its own). */
+static bool returned_update(struct wstore *s, const struct wchannel *ch)
+{
+	sqlite3_stmt *st = wsql_prep(
+	    s, "UPDATE channels SET (chain_seed, nonce, owner_seed, checkpoint_interval, seg_len, "
+	       "chain_key) = (SELECT chain_seed, nonce, owner_seed, checkpoint_interval, len, "
+	       "chain_key FROM offers WHERE channel_id = ?1), state = 'ACTIVE', last = ?2, "
+	       "sent = ?2, credit = 0, detail = NULL, holder = ?3, epoch = ?4, holder_cert = ?5, "
+	       "seg_seq = ?6, seg_start = ?2 WHERE channel_id = ?1 AND state = 'TRANSFERRED_OUT'");
+	if (st)
+		st = wsql_bound(s, st,
+				wsql_bind_blob(st, 1, ch->channel_id, MP_ID_LEN) |
+				    sqlite3_bind_int64(st, 2, ch->seg_start) |
+				    wsql_bind_blob(st, 3, ch->holder, MP_ID_LEN) |
+				    sqlite3_bind_int64(st, 4, ch->epoch) |
+				    (ch->holder_cert ? wsql_bind_stmt(st, 5, ch->holder_cert)
+						     : sqlite3_bind_null(st, 5)) |
+				    sqlite3_bind_int64(st, 6, ch->seg_seq),
+				"binding a channel that comes back");
+	if (!wsql_run(s, st, "storing a channel that comes back") || sqlite3_changes(s->db) != 1)
+		return false;
+	st = by_channel(s, "DELETE FROM transfers_out WHERE channel_id = ?1", ch->channel_id);
+	return wsql_run(s, st, "dropping the finished transfer out");
+}
+
 static bool claim_insert(struct wstore *s, const uint8_t id[MP_ID_LEN], uint32_t seg_seq,
 			 const uint8_t *request, size_t request_len)
 {
@@ -350,7 +386,7 @@ bool wstore_accept(struct wstore *s, const struct wchannel *ch, const struct wst
 {
 	if (!wstore_begin(s))
 		return false;
-	bool ok = received_insert(s, ch);
+	bool ok = a->returning ? returned_update(s, ch) : received_insert(s, ch);
 	for (size_t i = 0; ok && i + 1 < a->n_segments; i += 2)
 		ok = segment_put(s, ch->channel_id, (uint32_t)(i / 2 + 1), a->segments[i],
 				 a->segments[i + 1]);

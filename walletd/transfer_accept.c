@@ -43,7 +43,8 @@ struct accept_job {
 	struct wstore_offer offer;
 	struct signer *signers;
 	size_t n_signers;
-	bool unheld; /* no holder0, no Bind: transferred through the broker, no holder yet */
+	bool unheld;	/* no holder0, no Bind: transferred through the broker, no holder yet */
+	bool returning; /* the channel is in this wallet, TRANSFERRED_OUT: it comes back */
 	/* verification (the worker owns these while it runs) */
 	struct mp_custody_channel chan;
 	struct mp_custody_segment seg0;
@@ -333,7 +334,8 @@ static void verified(struct accept_job *j)
 	size_t req_len = 0;
 	uint8_t *claim = claim_request(j, s, &req_len);
 	struct wchannel *ch = claim ? received_channel(j, s) : NULL;
-	struct wstore_accept a = {j->b->segments, 2 * (size_t)s, claim, req_len, j->bytes, j->len};
+	struct wstore_accept a = {j->b->segments, 2 * (size_t)s, claim,	      req_len,
+				  j->bytes,	  j->len,	 j->returning};
 	if (!ch || !wstore_accept(j->w->store, ch, &a)) {
 		free(claim);
 		wallet_channel_free(ch);
@@ -343,8 +345,12 @@ static void verified(struct accept_job *j)
 	}
 	free(claim);
 	struct wchannel **tail = &j->w->channels;
-	while (*tail)
+	while (*tail && memcmp((*tail)->channel_id, ch->channel_id, MP_ID_LEN))
 		tail = &(*tail)->next;
+	if (*tail) { /* it comes back: the new segment replaces the one we gave away */
+		ch->next = (*tail)->next;
+		wallet_channel_free(*tail);
+	}
 	*tail = ch;
 	log_info("channel %s: received, ACTIVE in segment %u from index %u (holder epoch %u)",
 		 j->hex, s, ch->seg_start, ch->epoch);
@@ -403,8 +409,10 @@ static const char *precheck(struct accept_job *j, int *code)
 		return "no offer stored for this channel (call transfer.offer first)";
 	if (j->offer.bundle)
 		return NULL; /* accepted before: accepted_again */
-	if (wallet_channel_find(j->w, j->cc->channel_id.data))
+	const struct wchannel *have = wallet_channel_find(j->w, j->cc->channel_id.data);
+	if (have && (have->state != WCH_TRANSFERRED_OUT || have->busy))
 		return "the channel is already in this wallet";
+	j->returning = have != NULL; /* we gave it away; it comes back in a new segment */
 	if (strcmp(j->cc->currency, j->w->cfg.currency))
 		return "the channel's currency is not this wallet's";
 	if (!j->w->registered)

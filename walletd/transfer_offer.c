@@ -65,7 +65,8 @@ static const char *create_offer(struct wallet *w, struct wstore_offer *o)
 		why = "cannot store the chain's checkpoints";
 	else if (!(o->offer = pack_offer(o, owner.pk, root, &o->offer_len)))
 		why = "out of memory";
-	else if (!wstore_offer_insert(w->store, o, chain_seed, owner_seed) ||
+	else if (!wstore_offer_drop_accepted(w->store, o->channel_id) ||
+		 !wstore_offer_insert(w->store, o, chain_seed, owner_seed) ||
 		 !wstore_commit(w->store))
 		why = "cannot store the offer";
 	if (why)
@@ -90,6 +91,14 @@ static void reply_offer(struct mp_admin_req *req, const struct wstore_offer *o)
 	free(text);
 }
 
+/* A channel this wallet gave away may come back to it in a new segment (docs/transfer.md
+ * "Receiving a channel back"): an offer for it is made with a fresh key like any other, and
+ * replaces an earlier offer of ours for it that was accepted. */
+static bool comes_back(const struct wchannel *have)
+{
+	return have && have->state == WCH_TRANSFERRED_OUT;
+}
+
 void wallet_admin_transfer_offer(struct mp_admin_req *req, json_t *params, void *ctx)
 {
 	struct wallet *w = ctx;
@@ -105,10 +114,9 @@ void wallet_admin_transfer_offer(struct mp_admin_req *req, json_t *params, void 
 	int found = wstore_offer_get(w->store, o.channel_id, &stored);
 	if (found < 0) {
 		mp_admin_fail(req, MP_ADMIN_INTERNAL, "transfer.offer: cannot read the store");
-	} else if (found == 1) { /* the same offer again, never a new key */
-		reply_offer(req, &stored);
-		wstore_offer_clear(&stored);
-	} else if (have) {
+	} else if (found == 1 && !(stored.bundle && comes_back(have))) {
+		reply_offer(req, &stored); /* the same offer again, never a new key */
+	} else if (have && !comes_back(have)) {
 		mp_admin_fail(req, MP_ADMIN_FAILED,
 			      "transfer.offer: channel %s is already in this wallet (%s)", hex,
 			      wch_state_name(have->state));
@@ -129,6 +137,8 @@ void wallet_admin_transfer_offer(struct mp_admin_req *req, json_t *params, void 
 		}
 		wstore_offer_clear(&o);
 	}
+	if (found == 1)
+		wstore_offer_clear(&stored);
 }
 
 static void offer_json(void *arg, const struct wstore_offer *o)

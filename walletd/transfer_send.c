@@ -318,6 +318,23 @@ static bool resume(struct mp_admin_req *req, struct send_op *x)
 	return go_on;
 }
 
+/* The offer names an owner key a segment of this channel already had (an offer answered
+ * before: a channel that came back keeps the pairs that gave it away and back). */
+static bool offer_key_used(const struct send_op *x)
+{
+	bool used = false;
+	for (size_t i = 0; !used && i + 1 < x->ch->n_segments; i += 2) {
+		const MpSigned *ts = x->ch->segments[i];
+		Micropay__V1__Transfer *t = (Micropay__V1__Transfer *)mp_strict_unpack(
+		    &micropay__v1__transfer__descriptor, ts->body.data, ts->body.len);
+		used = t && t->to_owner_pk.len == x->offer->owner_pk.len &&
+		       !memcmp(t->to_owner_pk.data, x->offer->owner_pk.data, t->to_owner_pk.len);
+		if (t)
+			micropay__v1__transfer__free_unpacked(t, NULL);
+	}
+	return used;
+}
+
 /* An ACTIVE channel's refusals before anything is sent; NULL if it may be transferred. */
 static const char *refusal(struct send_op *x, char *why, size_t len)
 {
@@ -341,6 +358,9 @@ static const char *refusal(struct send_op *x, char *why, size_t len)
 		snprintf(why, len, "offer chain too short: need len >= %u", ch->n - spent);
 		return why;
 	}
+	if (offer_key_used(x))
+		return "the offer's owner key already owned a segment of this channel (an old "
+		       "offer?): ask for a new offer";
 	if (mp_clock_now(&x->w->clock) + 60 >= ch->pay_until - DELTA_XFER)
 		return "too late to transfer: a Transfer must be valid until pay_until - 1 h";
 	return NULL;
@@ -407,7 +427,7 @@ void wallet_admin_transfer_send(struct mp_admin_req *req, json_t *params, void *
 	struct send_op *x = send_params(w, req, params);
 	if (!x)
 		return;
-	char why[200], endpoint[300], err[300];
+	char why[200], endpoint[300];
 	const char *refuse = NULL;
 	bool resuming = x->ch->state == WCH_TRANSFERRING || x->ch->state == WCH_TRANSFERRED_OUT;
 	if (w->stopping)
@@ -424,6 +444,12 @@ void wallet_admin_transfer_send(struct mp_admin_req *req, json_t *params, void *
 		return;
 	}
 	if (wallet_id_is_zero(x->ch->holder)) { /* no merchant holds it: through the broker */
+		const char *given = NULL;
+		if (!mp_admin_param_str(req, params, "endpoint", &given, false)) {
+			send_op_free(x);
+			return;
+		}
+		snprintf(x->endpoint, sizeof(x->endpoint), "%s", given ? given : "");
 		transfer_send_unbound(req, x);
 		return;
 	}
@@ -431,7 +457,13 @@ void wallet_admin_transfer_send(struct mp_admin_req *req, json_t *params, void *
 		send_op_free(x);
 		return;
 	}
-	if (!wallet_session_open(w, req, "transfer.send", x->ch, endpoint, on_opened, x,
+	transfer_send_at_holder(req, x, endpoint);
+}
+
+void transfer_send_at_holder(struct mp_admin_req *req, struct send_op *x, const char *endpoint)
+{
+	char err[300];
+	if (!wallet_session_open(x->w, req, "transfer.send", x->ch, endpoint, on_opened, x,
 				 send_op_free, err, sizeof(err))) {
 		mp_admin_fail(req, MP_ADMIN_FAILED, "transfer.send: %s", err);
 		send_op_free(x);

@@ -21,6 +21,7 @@ struct send_op {
 	MpSigned *transfer; /* the stored Transfer once signed */
 	uint32_t declared_last;
 	struct mp_admin_req *req; /* through the broker: answered when it answers */
+	char endpoint[300];	  /* the `endpoint` parameter, or empty */
 };
 
 void send_op_free(void *arg);
@@ -32,3 +33,6 @@ void transfer_reply_bundle(struct mp_admin_req *req, struct pay_op *s, const uin
 			   size_t len, uint32_t seg_seq);
 /* transfer_unbound.c: the channel has no holder: the TransferReq goes to the broker. Owns x. */
 void transfer_send_unbound(struct mp_admin_req *req, struct send_op *x);
+/* transfer_send.c: TRANSFERRING at the holder at `endpoint` (the stored Transfer, or one signed
+ * and stored after the Open if the channel is ACTIVE). Owns x; req is answered. */
+void transfer_send_at_holder(struct mp_admin_req *req, struct send_op *x, const char *endpoint);

@@ -6,7 +6,15 @@
  *     --TransferReq to the broker--> OK / DUPLICATE_OK: the Cap checked (broker key,
  *     transfer_hash, hseq 0, point (seg, 0, our word at 0)), bundle stored --> TRANSFERRED_OUT
  *   TRANSFERRING --transfer.send with the same offer--> the stored Transfer sent again
- *   any refusal (NOT_HOLDER: bound meanwhile) or lost answer: stays TRANSFERRING. */
+ *   TRANSFERRING --NOT_HOLDER carrying the broker's Bind (another Open of this owner key bound
+ *     the channel meanwhile)--> the Bind's merchant recorded as holder (epoch 0); with an
+ *     `endpoint` parameter the same stored Transfer goes to it at once (transfer_send.c),
+ *     else the answer asks for a retry with that merchant's endpoint (which does the same)
+ *   any other refusal or lost answer: stays TRANSFERRING.
+ * Why the same Transfer and never a new one (docs/transfer.md "Bound while TRANSFERRING"): a
+ * retry sends the stored bytes (protocol.md section 5); the stored Transfer names
+ * holder_epoch 0, which is the epoch of the merchant the Bind names, and declared_last 0, which
+ * is all that can have been paid with our consent (none of our Pays are on record). */
 #include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,6 +116,42 @@ static void capped(struct send_op *x, const Micropay__V1__TransferResp *r)
 	free(bundle);
 }
 
+/* The broker bound the channel before it got our Transfer: record the Bind's merchant as the
+ * holder in epoch 0 and send it the same stored Transfer (now if we have its endpoint). Returns
+ * x if it is still ours to free, NULL if the holder path took it. */
+static struct send_op *bound_meanwhile(struct send_op *x, const MpSigned *bind, const char *text)
+{
+	uint8_t mid[MP_ID_LEN];
+	char mhex[MP_HEX_ID_LEN + 1], detail[400];
+	const char *bad = wallet_bind_check(x->w, x->ch, bind, mid);
+	if (bad) {
+		fail(x, "the broker refused the Transfer with an unusable Bind", bad);
+		return x;
+	}
+	memcpy(x->ch->holder, mid, MP_ID_LEN);
+	x->ch->epoch = 0;
+	if (!wstore_channel_holder(x->w->store, x->ch)) {
+		fail(x, "cannot store the merchant the broker bound the channel to", "store");
+		return x;
+	}
+	mp_hex_encode(mid, MP_ID_LEN, mhex);
+	log_info("channel %s: bound to m-%s while TRANSFERRING (%s); the same Transfer goes there",
+		 x->hex, mhex, text);
+	if (x->endpoint[0]) {
+		struct mp_admin_req *req = x->req;
+		char endpoint[sizeof(x->endpoint)];
+		snprintf(endpoint, sizeof(endpoint), "%s", x->endpoint);
+		transfer_send_at_holder(req, x, endpoint);
+		return NULL;
+	}
+	snprintf(detail, sizeof(detail),
+		 "the broker bound the channel to m-%s meanwhile; retry transfer.send with "
+		 "endpoint=HOST:PORT of m-%s (the same Transfer goes there)",
+		 mhex, mhex);
+	fail(x, "bound meanwhile", detail);
+	return x;
+}
+
 static void on_broker_answer(void *arg, const MpEnvelope *reply, const char *error)
 {
 	struct send_op *x = arg;
@@ -125,10 +169,13 @@ static void on_broker_answer(void *arg, const MpEnvelope *reply, const char *err
 		wallet_status_text(r->status, text, sizeof(text));
 		if (code == MP_ST(OK) || code == MP_ST(DUPLICATE_OK))
 			capped(x, r);
+		else if (code == MP_ST(NOT_HOLDER) && r->status->evidence)
+			x = bound_meanwhile(x, r->status->evidence, text);
 		else
 			fail(x, "the broker refused the Transfer", text);
 	}
-	send_op_free(x);
+	if (x)
+		send_op_free(x);
 }
 
 void transfer_send_unbound(struct mp_admin_req *req, struct send_op *x)

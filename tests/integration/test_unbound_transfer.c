@@ -8,6 +8,8 @@
  * binds nothing); once bound, the broker refuses the next Transfer with NOT_HOLDER carrying
  * the Bind. Every test ends with the broker's audit clean. */
 #include <check.h>
+#include <openssl/evp.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -782,6 +784,141 @@ START_TEST(wallets_transfer_an_unbound_channel_through_the_broker)
 }
 END_TEST
 
+/* One blob column of a row of w's store, by channel (malloc'd; *len its length). walletd
+ * holds its store exclusively: it is stopped for the read and started again. */
+static uint8_t *wallet_blob(int w, const char *sql, const char *channel, size_t *len)
+{
+	char rel[64], path[700], name[8];
+	snprintf(name, sizeof(name), "w%d", w);
+	ck_assert_int_eq(net_cmd(&net, "kill", name), 0);
+	uint8_t id[MP_ID_LEN];
+	hex_to_bytes(channel, id, MP_ID_LEN);
+	snprintf(rel, sizeof(rel), "w%d/wallet.db", w);
+	net_path(&net, rel, path, sizeof(path));
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	sqlite3_bind_blob(st, 1, id, MP_ID_LEN, SQLITE_STATIC);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+	*len = (size_t)sqlite3_column_bytes(st, 0);
+	uint8_t *out = malloc(*len + 1);
+	ck_assert_ptr_nonnull(out);
+	memcpy(out, sqlite3_column_blob(st, 0), *len);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	ck_assert_int_eq(net_cmd(&net, "start", name), 0);
+	return out;
+}
+
+/* base64 text to bytes (malloc'd). */
+static uint8_t *b64_bytes(const char *text, size_t *len)
+{
+	size_t n = strlen(text);
+	uint8_t *out = malloc(n + 1);
+	ck_assert_ptr_nonnull(out);
+	int got = EVP_DecodeBlock(out, (const unsigned char *)text, (int)n);
+	ck_assert_int_ge(got, 0);
+	size_t pad = (n > 0 && text[n - 1] == '=') + (n > 1 && text[n - 2] == '=');
+	*len = (size_t)got - pad;
+	return out;
+}
+
+/* Another copy of w1's owner key (the test reads it from w1's store, as a second device of
+ * the same customer would have it) binds the channel to m1 with a wire-level Open; w1 does not
+ * know. Its transfer.send goes to the broker, which answers NOT_HOLDER with the Bind: w1
+ * records m1 as the holder and sends it the same stored Transfer (holder_epoch 0), at once when
+ * it has m1's endpoint, else on the retry it asks for. m1 caps it; w2 accepts and pays at m1. */
+START_TEST(bound_while_transferring_sends_the_same_transfer_to_the_holder)
+{
+	char *channel = issue_unbound();
+	size_t cert_len, seed_len;
+	uint8_t *cert_bytes =
+	    wallet_blob(1, "SELECT cert FROM channels WHERE channel_id = ?1", channel, &cert_len);
+	uint8_t *seed = wallet_blob(1, "SELECT owner_seed FROM channels WHERE channel_id = ?1",
+				    channel, &seed_len);
+	ck_assert_uint_eq(seed_len, MP_SK_LEN);
+	struct unbound u = {0};
+	u.ch.cert = mp_stmt_decode(cert_bytes, cert_len);
+	ck_assert_ptr_nonnull(u.ch.cert);
+	hex_to_bytes(channel, u.id, MP_ID_LEN);
+	snprintf(u.hex, sizeof(u.hex), "%s", channel);
+	struct mp_key owner;
+	ck_assert(mp_key_from_seed(&owner, seed));
+	MpSigned *move = move_to(1, &u, &owner, 0);
+	MpEnvelope *e = open_with(1, &u, NULL, 0, move);
+	ck_assert_int_eq(e->open_ack->status->code, MP_ST(OK));
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	expect_sql("encode(merchant_id, 'hex')", "binds", channel, tm[1].mid_hex);
+
+	/* w1 still sees no holder: transfer.send without an endpoint goes to the broker, which
+	 * names m1; w1 stays TRANSFERRING and asks for m1's endpoint. */
+	char params[4096], err[1024];
+	snprintf(params, sizeof(params), "{\"channel_id\":\"%s\"}", channel);
+	char *offer = call_str(2, "transfer.offer", params, "offer");
+	snprintf(params, sizeof(params), "{\"channel_id\":\"%s\",\"offer\":\"%s\"}", channel,
+		 offer);
+	json_t *r = admin(&net, "w1", "transfer.send", params, err, sizeof(err));
+	ck_assert_msg(r == NULL, "transfer.send went through the broker of a bound channel");
+	fprintf(stderr, "unbound_transfer: send while bound: %s\n", err);
+	ck_assert_msg(strstr(err, "bound") && strstr(err, tm[1].mid_hex), "%s", err);
+	json_t *a = wallet_channel(1, channel);
+	ck_assert_str_eq(json_str(a, "state"), "TRANSFERRING");
+	json_decref(a);
+	size_t stored_len;
+	uint8_t *stored = wallet_blob(1, "SELECT transfer FROM transfers_out WHERE channel_id = ?1",
+				      channel, &stored_len);
+
+	/* The retry with m1's endpoint: the same Transfer, capped by m1 in epoch 0. */
+	snprintf(params, sizeof(params),
+		 "{\"channel_id\":\"%s\",\"offer\":\"%s\",\"endpoint\":\"%s\"}", channel, offer,
+		 ep[1]);
+	char *bundle = call_str(1, "transfer.send", params, "bundle");
+	size_t blen;
+	uint8_t *bb = b64_bytes(bundle, &blen);
+	Micropay__V1__TransferBundle *tb = (Micropay__V1__TransferBundle *)mp_strict_unpack(
+	    &micropay__v1__transfer_bundle__descriptor, bb, blen);
+	ck_assert_ptr_nonnull(tb);
+	ck_assert_uint_eq(tb->n_segments, 2);
+	size_t sent_len;
+	uint8_t *sent = mp_stmt_encode(tb->segments[0], &sent_len);
+	ck_assert(sent && sent_len == stored_len && !memcmp(sent, stored, sent_len));
+	ProtobufCMessage *body = NULL;
+	ck_assert_int_eq(mp_stmt_open(tb->segments[1], MP_STMT_CAP, tm[1].key.pk,
+				      &micropay__v1__cap__descriptor, &body),
+			 MP_ST(OK));
+	ck_assert_uint_eq(((Micropay__V1__Cap *)body)->hseq, 0);
+	protobuf_c_message_free_unpacked(body, NULL);
+	micropay__v1__transfer_bundle__free_unpacked(tb, NULL);
+	a = wallet_channel(1, channel);
+	ck_assert_str_eq(json_str(a, "state"), "TRANSFERRED_OUT");
+	json_decref(a);
+
+	/* w2 takes it and pays at m1; m1 is credited exactly that. */
+	accept_bundle(channel, bundle, N);
+	int64_t before = net_pending(&net, tm[1].mid_hex);
+	r = wallet_pay(2, channel, 1, 2, err, sizeof(err));
+	ck_assert_msg(r != NULL, "w2: pay at m1 failed: %s", err);
+	json_decref(r);
+	json_decref(admin_ok(&net, "m1", "redeem", NULL));
+	ck_assert_int_eq(net_pending(&net, tm[1].mid_hex) - before, 2);
+
+	free(sent);
+	free(bb);
+	free(bundle);
+	free(stored);
+	free(offer);
+	mp_stmt_free(move);
+	mp_key_free(&owner);
+	mp_stmt_free(u.ch.cert);
+	free(cert_bytes);
+	free(seed);
+	free(channel);
+	net_audit_clean(&net);
+}
+END_TEST
+
 /* A channel bound by its first pay: transfer.send goes to the holder, as before. */
 START_TEST(bound_channel_transfers_through_the_holder)
 {
@@ -828,6 +965,7 @@ static Suite *suite(void)
 	tcase_set_timeout(tw, 300);
 	tcase_add_test(tw, wallets_transfer_an_unbound_channel_through_the_broker);
 	tcase_add_test(tw, bound_channel_transfers_through_the_holder);
+	tcase_add_test(tw, bound_while_transferring_sends_the_same_transfer_to_the_holder);
 	suite_add_tcase(s, tw);
 	return s;
 }

@@ -14,8 +14,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
+#include "harness_db.h"
 #include "harness_merchant.h"
 #include "../check_run.h"
 
@@ -760,6 +762,206 @@ START_TEST(a_gives_b_the_rest_and_b_pays_at_two_merchants)
 }
 END_TEST
 
+/* The holder's answer is lost: m1 (MP_FAULT=cap_after_commit) dies right after committing the
+ * Cap, before the TransferResp. w1 stays TRANSFERRING; after m1's restart, the retry of
+ * transfer.send resends the stored Transfer byte for byte and gets the stored Cap
+ * (DUPLICATE_OK), the same one the broker records from m1's outbox; asking again returns the
+ * identical bundle. */
+START_TEST(send_retried_after_a_lost_answer_returns_the_same_bundle)
+{
+	char channel[64], offer_text[4096], err[1024];
+	issue_w1(30, channel, sizeof(channel));
+	json_t *r = pay_at("w1", channel, "m1", 2, err, sizeof(err));
+	ck_assert_msg(r != NULL, "%s", err);
+	json_decref(r);
+	ck_assert_int_eq(net_cmd(&net, "kill", "m1"), 0);
+	ck_assert_int_eq(setenv("MP_FAULT", "cap_after_commit", 1), 0);
+	int started = net_cmd(&net, "start", "m1");
+	unsetenv("MP_FAULT");
+	ck_assert_int_eq(started, 0);
+
+	offer("w2", channel, 0, offer_text, sizeof(offer_text));
+	char *params = malloc(strlen(offer_text) + 200);
+	sprintf(params, "{\"channel_id\":\"%s\",\"offer\":\"%s\"}", channel, offer_text);
+	r = admin(&net, "w1", "transfer.send", params, err, sizeof(err));
+	ck_assert_msg(r == NULL, "transfer.send answered although m1 died before answering");
+	fprintf(stderr, "wallet_transfer: send with the answer lost: %s\n", err);
+	json_t *c = wallet_channel("w1", channel);
+	ck_assert_str_eq(json_str(c, "state"), "TRANSFERRING");
+	json_decref(c);
+	/* The Transfer w1 stored before sending it (walletd holds its store exclusively: it is
+	 * stopped for the read). */
+	ck_assert_int_eq(net_cmd(&net, "kill", "w1"), 0);
+	char rel[64], path[700];
+	uint8_t id[MP_ID_LEN];
+	hex_to_bytes(channel, id, MP_ID_LEN);
+	snprintf(rel, sizeof(rel), "w1/wallet.db");
+	net_path(&net, rel, path, sizeof(path));
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	ck_assert_int_eq(
+	    sqlite3_prepare_v2(db, "SELECT transfer FROM transfers_out WHERE channel_id = ?1", -1,
+			       &st, NULL),
+	    SQLITE_OK);
+	sqlite3_bind_blob(st, 1, id, MP_ID_LEN, SQLITE_STATIC);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+	size_t stored_len = (size_t)sqlite3_column_bytes(st, 0);
+	uint8_t *stored = malloc(stored_len);
+	memcpy(stored, sqlite3_column_blob(st, 0), stored_len);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	ck_assert_int_eq(net_cmd(&net, "start", "w1"), 0);
+
+	ck_assert_int_eq(net_cmd(&net, "start", "m1"), 0);
+	r = admin_ok(&net, "w1", "transfer.send", params);
+	char *bundle = strdup(json_str(r, "bundle"));
+	json_decref(r);
+	r = admin_ok(&net, "w1", "transfer.send", params);
+	ck_assert_str_eq(json_str(r, "bundle"), bundle);
+	json_decref(r);
+	size_t blen;
+	uint8_t *bb = unb64(bundle, &blen);
+	Micropay__V1__TransferBundle *tb = (Micropay__V1__TransferBundle *)mp_strict_unpack(
+	    &micropay__v1__transfer_bundle__descriptor, bb, blen);
+	ck_assert_ptr_nonnull(tb);
+	ck_assert_uint_eq(tb->n_segments, 2);
+	size_t sent_len, cap_len;
+	uint8_t *sent = mp_stmt_encode(tb->segments[0], &sent_len);
+	uint8_t *cap = mp_stmt_encode(tb->segments[1], &cap_len);
+	ck_assert_msg(sent_len == stored_len && !memcmp(sent, stored, sent_len),
+		      "the retry did not send the stored Transfer");
+	/* The Cap is the one m1 committed before dying: its outbox tells the broker that one. */
+	char *want = malloc(2 * cap_len + 1);
+	mp_hex_encode(cap, cap_len, want);
+	char *got = NULL;
+	for (int tries = 0; tries < 100; tries++) {
+		free(got);
+		got = sql_value(&net,
+				"SELECT encode(cap, 'hex') FROM segment_transfers "
+				"WHERE channel_id = '\\x%s'::bytea AND seg_seq = 1",
+				channel);
+		if (got && *got)
+			break;
+		usleep(100000);
+	}
+	ck_assert_msg(got && strcmp(got, want) == 0, "the broker's Cap is not the bundle's");
+	micropay__v1__transfer_bundle__free_unpacked(tb, NULL);
+
+	sprintf(params, "{\"channel_id\":\"%s\",\"offer\":\"%s\"}", channel, offer_text);
+	char *accept = malloc(strlen(bundle) + 64);
+	sprintf(accept, "{\"bundle\":\"%s\"}", bundle);
+	r = admin_ok(&net, "w2", "transfer.accept", accept);
+	ck_assert_int_eq(json_int(r, "spendable"), 28);
+	json_decref(r);
+	r = pay_at("w2", channel, "m1", 1, err, sizeof(err));
+	ck_assert_msg(r != NULL, "w2: %s", err);
+	json_decref(r);
+	free(accept);
+	free(got);
+	free(want);
+	free(sent);
+	free(cap);
+	free(bb);
+	free(bundle);
+	free(stored);
+	free(params);
+	net_audit_clean(&net);
+}
+END_TEST
+
+static char *send_bundle(const char *who, const char *channel, const char *offer_text)
+{
+	char *params = malloc(strlen(offer_text) + 200);
+	sprintf(params, "{\"channel_id\":\"%s\",\"offer\":\"%s\"}", channel, offer_text);
+	json_t *r = admin_ok(&net, who, "transfer.send", params);
+	char *bundle = strdup(json_str(r, "bundle"));
+	json_decref(r);
+	free(params);
+	return bundle;
+}
+
+static json_t *accept_bundle(const char *who, const char *bundle)
+{
+	char *params = malloc(strlen(bundle) + 64);
+	sprintf(params, "{\"bundle\":\"%s\"}", bundle);
+	json_t *r = admin_ok(&net, who, "transfer.accept", params);
+	free(params);
+	return r;
+}
+
+/* A -> B -> A: w1 gives the channel to w2, w2 pays and gives the rest back; w1 offers with a
+ * fresh key although the channel is in its store (TRANSFERRED_OUT), accepts it back in segment
+ * 2 (its row updated, surviving a restart) and pays again at the holder; w2's and w1's old
+ * paywords are refused, an old offer is refused, and m1 is credited every unit of the three
+ * segments. */
+START_TEST(a_receives_back_the_channel_it_gave_away)
+{
+	char channel[64], offer1[4096], offer2[4096], again[4096], err[1024];
+	json_decref(admin_ok(&net, "m1", "redeem", NULL)); /* what earlier tests paid */
+	int64_t before = pending_of(m1_hex);
+	issue_w1(30, channel, sizeof(channel));
+	json_t *r = pay_at("w1", channel, "m1", 3, err, sizeof(err));
+	ck_assert_msg(r != NULL, "%s", err);
+	json_decref(r);
+	offer("w2", channel, 0, offer1, sizeof(offer1));
+	char *bundle1 = send_bundle("w1", channel, offer1);
+	json_decref(accept_bundle("w2", bundle1));
+	r = pay_at("w2", channel, "m1", 4, err, sizeof(err));
+	ck_assert_msg(r != NULL, "w2: %s", err);
+	json_decref(r);
+
+	/* w1 offers for a channel it gave away: a fresh offer, the same when asked again. */
+	offer("w1", channel, 0, offer2, sizeof(offer2));
+	offer("w1", channel, 0, again, sizeof(again));
+	ck_assert_str_eq(offer2, again);
+	char *bundle2 = send_bundle("w2", channel, offer2);
+	r = accept_bundle("w1", bundle2);
+	ck_assert_str_eq(json_str(r, "channel_id"), channel);
+	ck_assert_int_eq(json_int(r, "seg_seq"), 2);
+	ck_assert_int_eq(json_int(r, "spendable"), 30 - 7);
+	ck_assert(json_is_true(json_object_get(r, "broker_ack")));
+	json_decref(r);
+	json_decref(accept_bundle("w1", bundle2)); /* again: the same channel */
+	json_t *c = wallet_channel("w1", channel);
+	ck_assert_str_eq(json_str(c, "state"), "ACTIVE");
+	ck_assert_int_eq(json_int(json_object_get(c, "segment"), "seg_seq"), 2);
+	ck_assert_int_eq(json_int(json_object_get(c, "segment"), "start"), 7);
+	json_decref(c);
+
+	/* w1 pays again, before and after a restart; w2 can no longer pay. */
+	r = pay_at("w1", channel, "m1", 2, err, sizeof(err));
+	ck_assert_msg(r != NULL, "w1 in segment 2: %s", err);
+	json_decref(r);
+	ck_assert_int_eq(net_cmd(&net, "kill", "w1"), 0);
+	ck_assert_int_eq(net_cmd(&net, "start", "w1"), 0);
+	r = pay_at("w1", channel, "m1", 3, err, sizeof(err));
+	ck_assert_msg(r != NULL, "w1 in segment 2 after a restart: %s", err);
+	json_decref(r);
+	r = pay_at("w2", channel, "m1", 1, err, sizeof(err));
+	ck_assert_msg(r == NULL, "w2 paid after giving the channel back");
+	/* w1's first offer to w2 is an old one now: refused, nothing signed. */
+	char *params = malloc(strlen(offer1) + 200);
+	sprintf(params, "{\"channel_id\":\"%s\",\"offer\":\"%s\"}", channel, offer1);
+	r = admin(&net, "w1", "transfer.send", params, err, sizeof(err));
+	ck_assert_msg(r == NULL && strstr(err, "already owned"), "old offer: %s", err);
+	free(params);
+	c = wallet_channel("w1", channel);
+	ck_assert_str_eq(json_str(c, "state"), "ACTIVE");
+	json_decref(c);
+
+	json_decref(admin_ok(&net, "m1", "redeem", NULL));
+	int64_t got = pending_of(m1_hex) - before;
+	fprintf(stderr, "wallet_transfer: A -> B -> A: m1 credited %lld of 12 paid\n",
+		(long long)got);
+	ck_assert_int_eq(got, 3 + 4 + 5);
+	free(bundle1);
+	free(bundle2);
+	net_audit_clean(&net);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("wallet_transfer");
@@ -774,6 +976,8 @@ int main(void)
 	tcase_add_test(tc, accept_refuses_bad_input);
 	tcase_add_test(tc, accept_verifies_and_stores_the_segment);
 	tcase_add_test(tc, a_gives_b_the_rest_and_b_pays_at_two_merchants);
+	tcase_add_test(tc, send_retried_after_a_lost_answer_returns_the_same_bundle);
+	tcase_add_test(tc, a_receives_back_the_channel_it_gave_away);
 	suite_add_tcase(s, tc);
 	return mp_check_run(s);
 }

@@ -226,7 +226,8 @@ START_TEST(offer_accept_and_claim_survive_reopening)
 	ch.holder_cert = stmt(2, 0x41);
 	MpSigned *pairs[4] = {stmt(7, 0x50), stmt(8, 0x51), stmt(7, 0x52), stmt(8, 0x53)};
 	uint8_t claim_req[6] = {1, 1, 2, 3, 5, 8}, bundle[2] = {4, 2};
-	struct wstore_accept a = {pairs, 4, claim_req, sizeof(claim_req), bundle, sizeof(bundle)};
+	struct wstore_accept a = {pairs,	  4,	claim_req, sizeof(claim_req), bundle,
+				  sizeof(bundle), false};
 	ck_assert(wstore_accept(s, &ch, &a));
 	ck_assert(!wstore_accept(s, &ch, &a)); /* once: nothing of the second attempt stays */
 	s = reopen(s);
