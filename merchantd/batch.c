@@ -96,6 +96,9 @@ static void make_durable(struct merchant *m, struct batch_entry *e)
 	case ENTRY_HANDOFF:
 		ch->handoff_pending = false;
 		return;
+	case ENTRY_CLOSE:
+		ch->close_pending = false;
+		return;
 	case ENTRY_CAP: /* the channel row is at the new segment's base point */
 		ch->cap_pending = false;
 		ch->durable_seg = e->seg->seg_seq;
@@ -154,6 +157,9 @@ static void acknowledge(struct merchant *m, struct batch_entry *e)
 		break;
 	case ENTRY_CAP:
 		transfer_acknowledge(m, e);
+		break;
+	case ENTRY_CLOSE:
+		close_acknowledge(m, e);
 		break;
 	}
 	custody_write_free(e->custody);
@@ -289,9 +295,11 @@ void batch_add(struct merchant *m, const struct batch_entry *e)
 	b->entries[b->count++] = *e;
 	if (e->conn)
 		mp_conn_ref(e->conn);
-	/* An Open, order.create, Handoff, takeover or Cap waits for nothing else: commit it now. */
+	/* An Open, order.create, Handoff, takeover, Cap or Close waits for nothing else: commit it
+	 * now. */
 	if (b->count >= p->cap || e->kind == ENTRY_OPEN || e->kind == ENTRY_ORDER ||
-	    e->kind == ENTRY_HANDOFF || e->kind == ENTRY_TAKEOVER || e->kind == ENTRY_CAP)
+	    e->kind == ENTRY_HANDOFF || e->kind == ENTRY_TAKEOVER || e->kind == ENTRY_CAP ||
+	    e->kind == ENTRY_CLOSE)
 		p->due = true;
 	if (!p->due && !p->timer_armed) {
 		uint32_t us = m->cfg.commit_delay_us;

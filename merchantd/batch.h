@@ -21,8 +21,10 @@ enum entry_kind {
 	ENTRY_TAKEOVER, /* a verified chain naming us: custody rows, signers' MerchantCerts, the
 			 * channel row in the new epoch; the OpenAck after the commit (takeover.c)
 			 */
-	ENTRY_CAP, /* a Cap we signed: the Transfer/Cap pair, the channel row in the new segment,
-		    * a Cap outbox row; the TransferResp after the commit (transfer.c) */
+	ENTRY_CAP,   /* a Cap we signed: the Transfer/Cap pair, the channel row in the new segment,
+		      * a Cap outbox row; the TransferResp after the commit (transfer.c) */
+	ENTRY_CLOSE, /* a Close we signed: the Close, our epoch's end, the channel CLOSED; the
+		      * CloseResp after the commit (close.c) */
 };
 
 struct segment_row;
@@ -38,7 +40,7 @@ struct custody_blob {
 /* What a HANDOFF or TAKEOVER entry writes; heap, owned by the entry, freed once answered. */
 struct custody_write {
 	/* HANDOFF: our signed Handoff (hseq = the epoch we close + 1) and the closed epoch's end.
-	 */
+	 * CLOSE: the same with our signed Close in handoff (hseq = the epoch it ends). */
 	struct custody_blob handoff;
 	uint32_t closed_hseq, end_seg, end_index, redeemed_end;
 	uint8_t w_end[MP_HASH_LEN];
@@ -110,3 +112,4 @@ void order_acknowledge(struct merchant *m, struct mp_admin_req *req, const struc
 void handoff_acknowledge(struct merchant *m, struct batch_entry *e);
 void takeover_acknowledge(struct merchant *m, struct batch_entry *e);
 void transfer_acknowledge(struct merchant *m, struct batch_entry *e);
+void close_acknowledge(struct merchant *m, struct batch_entry *e);

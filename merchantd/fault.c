@@ -21,7 +21,13 @@ bool mp_fault_from_env(enum mp_fault *out)
 		log_warn("MP_FAULT=%s: test-only fault injection is armed", name);
 		return true;
 	}
-	log_err("MP_FAULT=%s: unknown fault point (known: handoff_after_commit, cap_after_commit)",
+	if (!strcmp(name, "close_after_commit")) {
+		*out = MP_FAULT_CLOSE_AFTER_COMMIT;
+		log_warn("MP_FAULT=%s: test-only fault injection is armed", name);
+		return true;
+	}
+	log_err("MP_FAULT=%s: unknown fault point (known: handoff_after_commit, cap_after_commit, "
+		"close_after_commit)",
 		name);
 	return false;
 }

@@ -13,6 +13,8 @@ enum mp_fault {
 	MP_FAULT_HANDOFF_AFTER_COMMIT,
 	/* right after the batch holding a signed Cap committed, before the TransferResp is sent */
 	MP_FAULT_CAP_AFTER_COMMIT,
+	/* right after the batch holding a signed Close committed, before it is answered */
+	MP_FAULT_CLOSE_AFTER_COMMIT,
 };
 
 /* MP_FAULT from the environment; false (and the reason logged) for an unknown name. */

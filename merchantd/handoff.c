@@ -11,7 +11,8 @@
  *   Move not signed by the owner of its segment (the cert's for 0, Transfer s's to_owner_pk
  *   for s)                                 -> BAD_SIG / MALFORMED (checked before anything is
  *                                            revealed: HANDED_OFF answers need a valid Move)
- *   a Handoff or Cap of the channel waiting for its commit -> LIMIT (retry)
+ *   a Handoff, Cap or Close of the channel waiting for its commit -> LIMIT (retry)
+ *   closed (close.c)                       -> CLOSED carrying the Close as evidence
  *   our latest custody event is a Handoff we signed naming the peer, and the Move is for the
  *   epoch it ended                         -> DUPLICATE_OK with the stored bytes
  *   not the holder (handed off)            -> HANDED_OFF with the latest Handoff we signed
@@ -302,11 +303,20 @@ static void serve(struct merchant *m, struct mp_conn *c, uint64_t request_id, st
 		  const MpSigned *move, const Micropay__V1__Move *mv, const uint8_t peer[MP_ID_LEN],
 		  const char *hex)
 {
-	if (ch->handoff_pending || ch->cap_pending || !ch->recorded) {
+	if (ch->handoff_pending || ch->cap_pending || ch->close_pending || !ch->recorded) {
 		refuse(m, c, request_id, MP_ST(LIMIT),
 		       "the channel's record is being committed; "
 		       "retry",
 		       hex);
+		return;
+	}
+	if (ch->state == CHANNEL_CLOSED) { /* protocol.md section 6: CLOSED with the Close */
+		MpSigned *close = mp_stmt_decode(ch->close, ch->close_len);
+		refuse_evidence(m, c, request_id, close ? MP_ST(CLOSED) : MP_ST(INTERNAL),
+				close ? "closed by its owner: the Close"
+				      : "stored Close unreadable",
+				hex, close);
+		mp_stmt_free(close);
 		return;
 	}
 	if (ch->state == CHANNEL_HANDED_OFF) {

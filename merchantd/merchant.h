@@ -55,13 +55,15 @@ struct merchant_config {
 	char *admin_group; /* NULL: none */
 };
 
-/* protocol.md section 10, merchant channel: UNKNOWN -> HELD(epoch) -> HANDED_OFF, and HELD
- * again in a later epoch after a new Handoff naming us (handoff.c, takeover.c). */
+/* protocol.md section 10, merchant channel: UNKNOWN -> HELD(epoch) -> HANDED_OFF | CLOSED, and
+ * HELD again in a later epoch after a new Handoff naming us (handoff.c, takeover.c); CLOSED
+ * after a Close we signed on the owner's CloseRequest (close.c) is final. */
 enum channel_state {
 	CHANNEL_UNKNOWN = 0, /* in memory only, while its first Handoff is being fetched */
 	CHANNEL_HELD = 1,
 	CHANNEL_EXPIRED = 2,
 	CHANNEL_HANDED_OFF = 3,
+	CHANNEL_CLOSED = 4,
 };
 const char *channel_state_name(enum channel_state s);
 
@@ -88,6 +90,8 @@ struct channel {
 	bool unbound;		       /* the cert has no holder0: event 0 is the Bind (bind.c) */
 	uint8_t *bind;		       /* our stored Bind's bytes (unbound certs), else NULL */
 	size_t bind_len;
+	uint8_t *close; /* the Close we signed (state CLOSED), else NULL */
+	size_t close_len;
 	uint32_t n;
 	uint64_t unit_value;
 	uint64_t pay_until, redeem_until;
@@ -101,6 +105,7 @@ struct channel {
 	bool recorded;	      /* its row is durable (false between a first Open and its commit) */
 	bool handoff_pending; /* a Handoff we signed waits for its batch to commit */
 	bool cap_pending;     /* a Cap we signed (the last pair) waits for its batch to commit */
+	bool close_pending;   /* a Close we signed waits for its batch to commit */
 	bool fetching;	      /* takeover.c: asking the holder for a Handoff */
 	uint32_t durable_seg; /* the segment of the durable point */
 	uint32_t durable_last;
@@ -137,6 +142,7 @@ struct merchant_stats {
 	uint64_t batches, opens, redeems_sent, claims_credited, amount_credited;
 	uint64_t handoffs_signed, handoffs_taken, handoff_refusals;
 	uint64_t caps_signed, transfer_refusals, stale_segment;
+	uint64_t closes_signed, close_refusals;
 };
 
 struct store;
@@ -215,6 +221,8 @@ void handle_open(struct merchant *m, struct mp_conn *c, const MpEnvelope *env);
 void handle_handoff(struct merchant *m, struct mp_conn *c, const MpEnvelope *env);
 /* transfer.c: wallet A's TransferReq (holder side of a customer-to-customer transfer). */
 void handle_transfer(struct merchant *m, struct mp_conn *c, const MpEnvelope *env);
+/* close.c: the owner's CloseRequest (holder side of an early close). */
+void handle_close(struct merchant *m, struct mp_conn *c, const MpEnvelope *env);
 /* An Open carrying a Move for a channel we do not hold: ask the holder (cc verified). */
 void takeover_start(struct merchant *m, struct mp_conn *c, const MpEnvelope *env,
 		    const Micropay__V1__ChannelCert *cc, struct channel *ch);

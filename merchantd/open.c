@@ -252,6 +252,17 @@ static bool hints_another(const struct merchant *m, const Micropay__V1__OpenReq 
 	       memcmp(req->holder_hint.data, m->mid, MP_ID_LEN) != 0;
 }
 
+/* A channel we closed (close.c): CLOSED, carrying the Close once it is durable. */
+static void open_closed(struct merchant *m, struct mp_conn *c, uint64_t request_id,
+			const struct channel *ch)
+{
+	MpSigned *close = ch->close_pending ? NULL : mp_stmt_decode(ch->close, ch->close_len);
+	reply_open_evidence(c, request_id, MP_ST(CLOSED),
+			    close ? "closed by its owner: the Close" : "closed by its owner", m,
+			    close);
+	mp_stmt_free(close);
+}
+
 /* The holder rule (protocol.md section 6): we hold the channel iff our own durable record says
  * so (holder0 in the cert for a channel new here, or the channel row in state HELD, which only
  * a Handoff naming us that we received from its signer can put there). A Move only makes us
@@ -270,6 +281,8 @@ static void open_verified(struct merchant *m, struct mp_conn *c, const MpEnvelop
 	} else if (!ch && unbound && !env->open_req->move) {
 		reply_open(c, env->request_id, MP_ST(NOT_HOLDER),
 			   "channel not bound yet: open with a Move to bind it here", m, NULL);
+	} else if (ch && ch->state == CHANNEL_CLOSED) {
+		open_closed(m, c, env->request_id, ch);
 	} else if (env->open_req->move) {
 		takeover_start(m, c, env, cc, ch);
 	} else if (ch && ch->state == CHANNEL_HANDED_OFF) {

@@ -148,6 +148,10 @@ static MpCode precheck(const struct merchant *m, const Micropay__V1__PayReq *p,
 		*detail = "handed off to another merchant: pay there";
 		return MP_ST(HANDED_OFF);
 	}
+	if (ch->state == CHANNEL_CLOSED) {
+		*detail = "closed by its owner: no more payments";
+		return MP_ST(CLOSED);
+	}
 	if (ch->state != CHANNEL_HELD) {
 		*detail = "this merchant does not hold the channel";
 		return MP_ST(NOT_HOLDER);

@@ -1,4 +1,4 @@
-/* The wallet-facing TLS listener: routes Open, Pay, HandoffReq and TransferReq. */
+/* The wallet-facing TLS listener: routes Open, Pay, HandoffReq, TransferReq and CloseReq. */
 #include <stdlib.h>
 
 #include "log.h"
@@ -47,6 +47,9 @@ static void on_envelope(struct mp_conn *c, const MpEnvelope *env, void *arg)
 		return;
 	case MP_BODY(TRANSFER_REQ):
 		handle_transfer(m, c, env);
+		return;
+	case MP_BODY(CLOSE_REQ):
+		handle_close(m, c, env);
 		return;
 	default: {
 		MpStatus st;

@@ -10,6 +10,7 @@
 
 #include "channel_cert.h"
 #include "bind_store.h"
+#include "close_store.h"
 #include "custody_store.h"
 #include "log.h"
 #include "segment_store.h"
@@ -180,7 +181,7 @@ static bool initialise(struct store *s)
 	return exec(s, "PRAGMA auto_vacuum=INCREMENTAL") && exec(s, "PRAGMA journal_mode=WAL") &&
 	       exec(s, "PRAGMA synchronous=FULL") && exec(s, schema) && migrate_last_answer(s) &&
 	       migrate_custody(s) && segment_store_migrate(s) && bind_store_migrate(s) &&
-	       ensure_incremental_vacuum(s);
+	       close_store_migrate(s) && ensure_incremental_vacuum(s);
 }
 
 struct store *store_open(const char *path, const struct mp_clock *clock, char *err, size_t errlen)
@@ -306,6 +307,11 @@ bool store_load_channels(struct store *s, struct table *channels)
 		if (ch && ch->unbound && !bind_store_load(s, ch)) {
 			log_err("store %s: a channel without holder0 and without its Bind",
 				s->path);
+			channel_free(ch);
+			ch = NULL;
+		}
+		if (ch && ch->state == CHANNEL_CLOSED && !close_store_load(s, ch)) {
+			log_err("store %s: a CLOSED channel without its Close", s->path);
 			channel_free(ch);
 			ch = NULL;
 		}
@@ -435,6 +441,8 @@ static bool write_entry(struct store *s, const struct batch_entry *e, int64_t no
 		return custody_store_takeover(s, e->channel_id, e->custody, &e->row);
 	case ENTRY_CAP:
 		return segment_store_cap(s, e->channel_id, e->seg, now);
+	case ENTRY_CLOSE:
+		return close_store_put(s, e->channel_id, e->custody);
 	case ENTRY_RETRY:
 		return true;
 	}

@@ -75,6 +75,7 @@ void channel_free(struct channel *ch)
 	segment_rows_free(ch->segs, ch->seg_seq);
 	free(ch->cert);
 	free(ch->bind);
+	free(ch->close);
 	free(ch);
 }
 
@@ -103,6 +104,8 @@ const char *channel_state_name(enum channel_state s)
 		return "EXPIRED";
 	case CHANNEL_HANDED_OFF:
 		return "HANDED_OFF";
+	case CHANNEL_CLOSED:
+		return "CLOSED";
 	}
 	return "?";
 }

@@ -8,7 +8,8 @@
  * or Cap waiting for its commit makes it LIMIT), takes the first case that applies:
  *   no Transfer, or a body naming no channel      -> MALFORMED
  *   channel unknown here                         -> UNKNOWN_CHANNEL
- *   handed off -> HANDED_OFF;  not held (a takeover in progress) -> NOT_HOLDER
+ *   handed off -> HANDED_OFF;  closed (close.c) -> CLOSED unless it names a segment we
+ *   capped before the Close;  not held (a takeover in progress) -> NOT_HOLDER
  *   new_seg_seq in 1..current (a segment we already capped): verified under the owner key of
  *   segment new_seg_seq - 1 (BAD_SIG / MALFORMED); while that Cap waits for its commit -> LIMIT;
  *   the same stmt_hash as the stored Transfer -> DUPLICATE_OK with the stored Cap (never
@@ -142,7 +143,8 @@ static MpCode check(const struct merchant *m, const struct channel *ch,
 		return *detail = "payments above declared_last were accepted", MP_ST(STALE_INDEX);
 	if ((uint64_t)ch->last + t->new_len < ch->n)
 		return *detail = "new_len too short to reach n", MP_ST(OUT_OF_RANGE);
-	if (ch->handoff_pending || ch->cap_pending || !ch->recorded || !batch_has_room(m))
+	if (ch->handoff_pending || ch->cap_pending || ch->close_pending || !ch->recorded ||
+	    !batch_has_room(m))
 		return *detail = "the channel or the store is busy; retry", MP_ST(LIMIT);
 	return MP_ST(OK);
 }
@@ -214,12 +216,17 @@ static void serve(struct merchant *m, struct mp_conn *c, uint64_t request_id, st
 		refuse(m, c, request_id, MP_ST(HANDED_OFF), "handed off to another merchant", hex);
 		return;
 	}
-	if (ch->state != CHANNEL_HELD) {
+	bool capped = s >= 1 && s <= ch->seg_seq;
+	if (ch->state == CHANNEL_CLOSED && !capped) {
+		refuse(m, c, request_id, MP_ST(CLOSED), "closed by its owner: no transfer", hex);
+		return;
+	}
+	if (ch->state != CHANNEL_HELD && ch->state != CHANNEL_CLOSED) {
 		refuse(m, c, request_id, MP_ST(NOT_HOLDER),
 		       "this merchant does not hold the channel", hex);
 		return;
 	}
-	if (s >= 1 && s <= ch->seg_seq) {
+	if (capped) {
 		answer_capped(m, c, request_id, ch, transfer, s, hex);
 		return;
 	}
