@@ -160,6 +160,8 @@ static const struct mp_admin_method wallet_methods[] = {
      "{channel_id, offer, endpoint (default: the holder's)}: give the channel's rest away"},
     {"transfer.accept", wallet_admin_transfer_accept,
      "{bundle}: take a channel given to this wallet"},
+    {"close", wallet_admin_close,
+     "{channel_id, endpoint (default: the holder's)}: close the channel early at its holder"},
     {"balance", admin_balance, "unspent value of the ACTIVE channels"},
     {"channels", admin_channels, "every channel of this wallet"},
     {"clock.show", admin_clock_show, "protocol time: {test_clock, offset, now}"},

@@ -21,6 +21,10 @@ const char *wch_state_name(enum wch_state s)
 		return "TRANSFERRING";
 	case WCH_TRANSFERRED_OUT:
 		return "TRANSFERRED_OUT";
+	case WCH_CLOSING:
+		return "CLOSING";
+	case WCH_CLOSED:
+		return "CLOSED";
 	}
 	return "?";
 }

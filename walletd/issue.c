@@ -352,6 +352,8 @@ void wallet_admin_issue_retry(struct mp_admin_req *req, json_t *params, void *ct
 	case WCH_ACTIVE:
 	case WCH_TRANSFERRING:
 	case WCH_TRANSFERRED_OUT:
+	case WCH_CLOSING:
+	case WCH_CLOSED:
 		mp_admin_reply(req, issue_result(ch, NULL));
 		return;
 	case WCH_FAILED:

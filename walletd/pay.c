@@ -361,6 +361,13 @@ static bool capped_already(const struct pay_op *p, const Micropay__V1__OpenAck *
 	       ack->point->seg_seq == p->ch->seg_seq + 1;
 }
 
+/* close retried after the holder closed the channel: its Open answers CLOSED; the CloseRequest
+ * we stored gets the stored Close (close.c). */
+static bool closed_already(const struct pay_op *p, const Micropay__V1__OpenAck *ack)
+{
+	return p->then && p->ch->state == WCH_CLOSING && ack->status->code == MP_ST(CLOSED);
+}
+
 /* The OpenAck proves the merchant holds the channel at a point of our own chain. */
 static void on_open_ack(struct mp_conn *c, const MpEnvelope *env, void *arg)
 {
@@ -386,6 +393,8 @@ static void on_open_ack(struct mp_conn *c, const MpEnvelope *env, void *arg)
 		char note[160];
 		pay_fail(p, "Open refused: %s; %s; no payword sent", text,
 			 note_bound(p, ack, note, sizeof(note)));
+	} else if (closed_already(p, ack)) {
+		p->then(p, p->then_arg);
 	} else if (ack->status->code != MP_ST(OK)) {
 		wallet_status_text(ack->status, text, sizeof(text));
 		pay_fail(p, "Open refused: %s; no payword sent", text);

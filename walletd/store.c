@@ -12,6 +12,7 @@
 
 #include "log.h"
 #include "stmt.h"
+#include "store_close.h"
 #include "wallet.h"
 
 #define SCHEMA_VERSION 3
@@ -226,7 +227,8 @@ static bool set_up(struct wstore *s, char *err, size_t errlen)
 	char bump[64];
 	snprintf(bump, sizeof(bump), "PRAGMA user_version = %d", SCHEMA_VERSION);
 	if (!wsql_exec(s, schema) || !migrate_holder(s, version) ||
-	    !wstore_migrate_transfer(s, version) || !wsql_exec(s, bump) || !wstore_commit(s)) {
+	    !wstore_migrate_transfer(s, version) || !wstore_close_migrate(s) ||
+	    !wsql_exec(s, bump) || !wstore_commit(s)) {
 		wstore_rollback(s);
 		snprintf(err, errlen, "%s: cannot create the store schema: %s", s->path,
 			 sqlite3_errmsg(s->db));

@@ -45,8 +45,20 @@ struct wallet_config {
  *      +--refused--> FAILED     |
  *   (offer: OFFERED, in the offers table) --transfer.accept: bundle verified--> ACTIVE(segment s)
  *
- * FAILED when the broker refused the issue (nothing debited). */
-enum wch_state { WCH_ISSUING, WCH_ACTIVE, WCH_FAILED, WCH_TRANSFERRING, WCH_TRANSFERRED_OUT };
+ *   ACTIVE --close: CloseRequest signed and stored--> CLOSING --the holder's Close checked and
+ *   stored--> CLOSED (close.c; REFUND_PENDING once the broker refunds early closes)
+ *
+ * FAILED when the broker refused the issue (nothing debited). CLOSING and CLOSED come from the
+ * store's closes table (store_close.h), not from the channels row. */
+enum wch_state {
+	WCH_ISSUING,
+	WCH_ACTIVE,
+	WCH_FAILED,
+	WCH_TRANSFERRING,
+	WCH_TRANSFERRED_OUT,
+	WCH_CLOSING,
+	WCH_CLOSED,
+};
 
 struct wchannel {
 	uint8_t channel_id[MP_ID_LEN];
@@ -166,6 +178,11 @@ void wallet_admin_pay(struct mp_admin_req *req, json_t *params, void *ctx);
 void wallet_admin_transfer_offer(struct mp_admin_req *req, json_t *params, void *ctx);
 void wallet_admin_transfer_send(struct mp_admin_req *req, json_t *params, void *ctx);
 void wallet_admin_transfer_accept(struct mp_admin_req *req, json_t *params, void *ctx);
+/* close.c: early close at the holder (docs/close.md). */
+void wallet_admin_close(struct mp_admin_req *req, json_t *params, void *ctx);
+/* At start-up: CLOSING or CLOSED for every channel with a stored close; false on a store
+ * error. */
+bool wallet_close_load(struct wallet *w);
 /* segment_claim.c: send the channel's stored SegmentClaimReq unless the broker acknowledged it;
  * req (may be NULL) gets {channel_id, seg_seq, start, spendable, broker_ack, broker_status}. */
 void wallet_segment_claim_send(struct wallet *w, struct wchannel *ch, struct mp_admin_req *req);
