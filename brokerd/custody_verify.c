@@ -6,6 +6,7 @@
 
 #include <openssl/evp.h>
 
+#include "close_verify.h"
 #include "stmt.h"
 #include "util.h"
 
@@ -36,6 +37,11 @@ struct verdict {
 	size_t n_stmts;
 	struct mp_custody_segment segments[MP_MAX_SEGMENTS];
 	struct mp_custody_cap caps[MP_MAX_SEGMENTS];
+	size_t n_handoffs;     /* the custody list without a trailing Close */
+	const MpSigned *close; /* that Close (borrowed), if any */
+	MpCode close_code; /* its verdict once the chain verified (OK: it ends epoch n_handoffs) */
+	uint32_t final_index;
+	char close_detail[160];
 };
 
 struct run {
@@ -140,13 +146,26 @@ static struct verdict *verify_custody(struct run *run, const struct custody_chan
 	memcpy(v->digest, digest, MP_HASH_LEN);
 	v->n_stmts = custody_segment_evidence(ch, cl->segments, cl->n_segments,
 					      cl->point ? cl->point->seg_seq : 0, v->stmts);
+	v->n_handoffs = close_split(cl, &v->close);
 	struct mp_custody_evidence ev = {.handoffs = cl->custody,
-					 .n_handoffs = cl->n_custody,
+					 .n_handoffs = v->n_handoffs,
 					 .segment_stmts = v->stmts,
 					 .n_segment_stmts = v->n_stmts};
 	v->rule = mp_custody_verify_all(&desc, &ev, key_lookup, run->job, run->h, run->stop, events,
 					v->segments, v->caps, &v->res);
-	if (v->rule == MP_CUSTODY_STOPPED) {
+	if (v->rule == MP_CUSTODY_OK && v->close)
+		v->close_code = close_verify(&(struct close_check){.ch = ch,
+								   .events = events,
+								   .n_handoffs = v->n_handoffs,
+								   .segments = v->segments,
+								   .n_segments = v->n_stmts / 2 + 1,
+								   .key = key_lookup,
+								   .key_arg = run->job,
+								   .h = run->h,
+								   .stop = run->stop},
+					     v->close, &v->final_index, v->close_detail,
+					     sizeof(v->close_detail));
+	if (v->rule == MP_CUSTODY_STOPPED || (v->close && v->close_code == MP_ST(INTERNAL))) {
 		free(events), free(v);
 		return NULL;
 	}
@@ -252,9 +271,9 @@ static uint32_t fork_point(const struct custody_chan *ch, const struct verdict *
  * g's at_index (its epoch ended there). Only a claim above the omitted Handoff's point proves
  * that the Redeem was signed after the Handoff and leaves it out: that is the conflict. */
 static bool check_omitted(struct custody_job *job, const struct custody_chan *ch,
-			  const Micropay__V1__Claim *cl, uint32_t fork)
+			  const Micropay__V1__Claim *cl, size_t n_handoffs, uint32_t fork)
 {
-	for (size_t g = cl->n_custody + 1; g <= ch->n_stored && (!fork || g < fork); g++) {
+	for (size_t g = n_handoffs + 1; g <= ch->n_stored && (!fork || g < fork); g++) {
 		const struct custody_stored *s = &ch->stored[g - 1];
 		if (memcmp(s->from, job->claimant, MP_ID_LEN) != 0 ||
 		    cl->point->index <= s->pt.index)
@@ -270,14 +289,17 @@ static bool check_omitted(struct custody_job *job, const struct custody_chan *ch
 	return true;
 }
 
-/* The claimant's own Handoff hseq_in+1 (its chain's or the stored one): the epoch's end. */
+/* The claimant's own Handoff hseq_in+1 (its chain's or the stored one), or its Close of epoch
+ * hseq_in in the chain: the epoch's end. */
 static const MpSigned *epoch_end(const struct custody_chan *ch, const Micropay__V1__Claim *cl,
 				 const struct verdict *v, uint32_t fork, uint32_t *end)
 {
 	uint32_t next = cl->hseq_in + 1;
 	const MpSigned *stmt = NULL;
-	if (next <= cl->n_custody)
+	if (next <= v->n_handoffs)
 		stmt = cl->custody[next - 1], *end = v->events[next].point.index;
+	else if (v->close && cl->hseq_in == v->n_handoffs)
+		stmt = v->close, *end = v->final_index;
 	if (next <= ch->n_stored && (!fork || next <= fork)) {
 		const struct custody_stored *s = &ch->stored[next - 1];
 		if (!stmt || s->pt.index < *end)
@@ -291,7 +313,7 @@ static bool judge_chain(struct custody_job *job, const struct custody_chan *ch,
 			const Micropay__V1__Claim *cl, const struct verdict *v,
 			struct custody_claim *out)
 {
-	uint32_t h = cl->hseq_in, fork = fork_point(ch, v, cl->n_custody);
+	uint32_t h = cl->hseq_in, fork = fork_point(ch, v, v->n_handoffs);
 	if (fork) {
 		struct custody_conflict *c =
 		    add_conflict(job, CONFLICT_DOUBLE_HANDOFF, ch, fork,
@@ -301,16 +323,21 @@ static bool judge_chain(struct custody_job *job, const struct custody_chan *ch,
 		c->other = cl->custody[fork - 1];
 		snprintf(c->detail, sizeof(c->detail), "two Handoffs with hseq %u", fork);
 	} else {
-		for (uint32_t g = (uint32_t)ch->n_stored + 1; g <= cl->n_custody; g++)
+		for (uint32_t g = (uint32_t)ch->n_stored + 1; g <= v->n_handoffs; g++)
 			if (!add_new(job, ch, cl, &v->events[g], g))
 				return false;
 	}
-	if (!check_omitted(job, ch, cl, fork))
+	if (!check_omitted(job, ch, cl, v->n_handoffs, fork))
 		return false;
 	if (fork && fork <= h)
 		return refuse(out, MP_ST(CONFLICT), "custody forks from the known chain at hseq %u",
 			      fork, 0, 0);
-	if (h > cl->n_custody)
+	if (v->close && v->close_code != MP_ST(OK)) {
+		out->status = v->close_code;
+		snprintf(out->detail, sizeof(out->detail), "%s", v->close_detail);
+		return true;
+	}
+	if (h > v->n_handoffs)
 		return refuse(out, MP_ST(NOT_HOLDER), "custody does not reach epoch %u", h, 0, 0);
 	if (memcmp(v->events[h].merchant_id, job->claimant, MP_ID_LEN) != 0)
 		return refuse(out, MP_ST(NOT_HOLDER), "custody event %u names another merchant", h,
@@ -323,11 +350,14 @@ static bool judge_chain(struct custody_job *job, const struct custody_chan *ch,
 		if (!c)
 			return false;
 		c->has_index = true, c->claim_index = j;
+		bool closed = end_stmt == v->close;
 		snprintf(c->detail, sizeof(c->detail),
-			 "claim at %u in epoch %u above the claimant's own Handoff %u at %u", j, h,
-			 h + 1, end);
+			 "claim at %u in epoch %u above the claimant's own %s at %u", j, h,
+			 closed ? "Close" : "Handoff", end);
 		return refuse(out, MP_ST(OUT_OF_RANGE),
-			      "claim at %u above your own Handoff %u at index %u", j, h + 1, end);
+			      closed ? "claim at %u above your own Close of epoch %u at index %u"
+				     : "claim at %u above your own Handoff %u at index %u",
+			      j, closed ? h : h + 1, end);
 	}
 	out->status = MP_ST(OK);
 	return true;

@@ -61,20 +61,30 @@ static bool add_segments(struct merchant *m, Micropay__V1__Claim *cl)
 }
 
 /* Our complete custody record for the channel (protocol.md section 6, "Redemption"): every
- * Handoff we received and every Handoff we signed, in hseq order. */
+ * Handoff we received and every Handoff we signed, in hseq order, then the Close we signed if
+ * we closed the channel (close.c: durable once close_pending is clear), which ends our last
+ * epoch (brokerd/close_verify.h). */
 static bool add_custody(struct merchant *m, Micropay__V1__Claim *cl)
 {
 	struct custody_blob *chain;
 	size_t n;
 	if (!custody_store_chain(m->store, cl->channel_id.data, &chain, &n))
 		return false;
-	bool ok = n == 0 || (cl->custody = calloc(n, sizeof(*cl->custody))) != NULL;
+	const struct channel *ch = channel_find(&m->channels, cl->channel_id.data);
+	bool closed = ch && ch->close && !ch->close_pending;
+	bool ok =
+	    n + closed == 0 || (cl->custody = calloc(n + closed, sizeof(*cl->custody))) != NULL;
 	for (size_t i = 0; ok && i < n; i++) {
 		cl->custody[i] = mp_stmt_decode(chain[i].data, chain[i].len);
 		ok = cl->custody[i] != NULL;
 		cl->n_custody += ok;
 	}
 	custody_blobs_free(chain, n);
+	if (ok && closed) {
+		cl->custody[n] = mp_stmt_decode(ch->close, ch->close_len);
+		ok = cl->custody[n] != NULL;
+		cl->n_custody += ok;
+	}
 	if (!ok)
 		log_err("redeem: cannot read a channel's custody record");
 	return ok;

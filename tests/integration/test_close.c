@@ -4,7 +4,9 @@
  *   another epoch or an unknown segment are refused with a typed error and change nothing; the
  *   owner's CloseRequest gets a Close at the last accepted index, the same request again the
  *   same bytes; afterwards Pay and Transfer get CLOSED, a HandoffReq and an Open get CLOSED
- *   carrying the Close; m1 still redeems everything up to final_index and is credited;
+ *   carrying the Close; m1 still redeems everything up to final_index (its claims carry the
+ *   Close as custody evidence) and is credited; the broker refuses a claim above final_index
+ *   with that Close, and a Close not signed by the holder;
  * - walletd's `close`: a half-spent channel closes at its holder (CLOSED at the wallet and at
  *   m1, the wallet pays no more, a repeat answers the stored Close);
  * - the holder crashes (MP_FAULT=close_after_commit, merchantd/fault.h) strictly between
@@ -306,6 +308,59 @@ START_TEST(forged_close_requests_change_nothing)
 }
 END_TEST
 
+/* A Redeem by m1 of one claim on epoch 0, segment 0 at index j, its custody the given Close;
+ * the claim's status (and credited_end). */
+static MpCode redeem_with_close(const struct setup *s, uint32_t j, const MpSigned *close,
+				uint32_t *credited_end)
+{
+	uint8_t word[MP_HASH_LEN], redeem_id[MP_ID_LEN];
+	tchannel_word(&s->ch, j, word);
+	ck_assert(mp_random_bytes(redeem_id, MP_ID_LEN));
+	MpPoint pt = MICROPAY__V1__POINT__INIT;
+	pt.index = j;
+	pt.w = (ProtobufCBinaryData){MP_HASH_LEN, word};
+	Micropay__V1__Claim claim = MICROPAY__V1__CLAIM__INIT;
+	claim.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)s->id};
+	claim.point = &pt;
+	MpSigned *custody[1] = {(MpSigned *)close};
+	claim.custody = custody;
+	claim.n_custody = 1;
+	Micropay__V1__Claim *claims[1] = {&claim};
+	Micropay__V1__Redeem rd = MICROPAY__V1__REDEEM__INIT;
+	rd.redeem_id = (ProtobufCBinaryData){MP_ID_LEN, redeem_id};
+	rd.merchant_id = (ProtobufCBinaryData){MP_ID_LEN, m1.mid};
+	rd.claims = claims;
+	rd.n_claims = 1;
+	MpSigned *stmt = mp_stmt_sign(&m1.key, MP_STMT_REDEEM, &rd.base);
+	ck_assert(stmt != NULL);
+	struct wire w;
+	tmerchant_connect(&m1, &w, broker_ep, ca);
+	MpEnvelope *e = redeem_call(&w, stmt);
+	wire_close(&w);
+	ck_assert_int_eq(e->redeem_resp->n_results, 1);
+	MpCode code = e->redeem_resp->results[0]->status;
+	*credited_end = e->redeem_resp->results[0]->credited_end;
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	mp_stmt_free(stmt);
+	return code;
+}
+
+/* A Close of the channel as m2 would sign it (not the holder). */
+static MpSigned *close_by_m2(const struct setup *s, uint32_t final_index)
+{
+	uint8_t word[MP_HASH_LEN];
+	tchannel_word(&s->ch, final_index, word);
+	MpPoint pt = MICROPAY__V1__POINT__INIT;
+	pt.index = final_index;
+	pt.w = (ProtobufCBinaryData){MP_HASH_LEN, word};
+	Micropay__V1__Close cl = MICROPAY__V1__CLOSE__INIT;
+	cl.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)s->id};
+	cl.point = &pt;
+	MpSigned *st = mp_stmt_sign(&m2.key, MP_STMT_CLOSE, &cl.base);
+	ck_assert(st != NULL);
+	return st;
+}
+
 START_TEST(holder_closes_refuses_after_and_redeems_to_final_index)
 {
 	struct setup s = {0};
@@ -389,6 +444,16 @@ START_TEST(holder_closes_refuses_after_and_redeems_to_final_index)
 	json_decref(admin_ok(&net, "m1", "redeem", NULL));
 	ck_assert_int_eq(pending_of(m1_hex) - before, 8);
 	json_decref(admin_ok(&net, "m1", "redeem", NULL)); /* nothing more, nothing twice */
+	ck_assert_int_eq(pending_of(m1_hex) - before, 8);
+
+	/* the broker reads the Close in the custody evidence as the end of m1's epoch */
+	uint32_t end = 0;
+	ck_assert_int_eq(redeem_with_close(&s, 8, close, &end), MP_ST(DUPLICATE_OK));
+	ck_assert_int_eq(end, 8);
+	ck_assert_int_eq(redeem_with_close(&s, 10, close, &end), MP_ST(OUT_OF_RANGE));
+	MpSigned *forged = close_by_m2(&s, 10);
+	ck_assert_int_eq(redeem_with_close(&s, 10, forged, &end), MP_ST(BAD_SIG));
+	mp_stmt_free(forged);
 	ck_assert_int_eq(pending_of(m1_hex) - before, 8);
 
 	mp_stmt_free(transfer);
