@@ -22,6 +22,7 @@
 #include <openssl/evp.h>
 
 #include "harness.h"
+#include "harness_ledger.h"
 #include "harness_merchant.h"
 #include "../check_run.h"
 
@@ -52,29 +53,6 @@ static void teardown_net(void)
 }
 
 /* ---- helpers ---- */
-
-static void fund(const char *account, uint64_t amount)
-{
-	char params[200], fund_hex[MP_HEX_ID_LEN + 1];
-	uint8_t fund_id[MP_ID_LEN];
-	ck_assert(mp_random_bytes(fund_id, MP_ID_LEN));
-	mp_hex_encode(fund_id, MP_ID_LEN, fund_hex);
-	snprintf(params, sizeof(params), "{\"account\":\"%s\",\"amount\":%llu,\"fund_id\":\"%s\"}",
-		 account, (unsigned long long)amount, fund_hex);
-	json_decref(admin_ok(&net, "broker", "account.fund", params));
-}
-
-static int64_t pending_of(const char *mid_hex)
-{
-	char params[128];
-	snprintf(params, sizeof(params), "{\"account\":\"%s\"}", mid_hex);
-	json_t *acc = admin_ok(&net, "broker", "account.show", params);
-	json_t *rel = json_array_get(json_object_get(acc, "related"), 0);
-	ck_assert_str_eq(json_str(rel, "kind"), "merchant_pending");
-	int64_t b = json_int(rel, "balance");
-	json_decref(acc);
-	return b;
-}
 
 /* m1's `channels` entry of a channel (hex id): its state and last into out. */
 static void m1_channel(const char *hex, char *state, size_t len, int64_t *last)
@@ -138,7 +116,7 @@ static void make_channel(struct setup *s, uint32_t n)
 	twallet_register(&s->tw, &broker);
 	char hex[MP_HEX_ID_LEN + 1];
 	mp_hex_encode(s->tw.account_id, MP_ID_LEN, hex);
-	fund(hex, n);
+	net_fund(&net, hex, n);
 	tchannel_make(&s->ch, &s->tw, n, 1, m1.mid);
 	ck_assert_int_eq(tchannel_issue(&s->ch, &broker), MP_ST(OK));
 	wire_close(&broker);
@@ -292,6 +270,10 @@ START_TEST(forged_close_requests_change_nothing)
 	m1_channel(s.hex, state, sizeof(state), &last);
 	ck_assert_str_eq(state, "HELD");
 	ck_assert_int_eq(last, 2);
+	json_t *st = admin_ok(&net, "m1", "status", NULL);
+	ck_assert_int_eq(json_int(json_object_get(st, "counters"), "closes_signed"), 0);
+	ck_assert_int_eq(json_int(json_object_get(st, "counters"), "close_refusals"), 5);
+	json_decref(st);
 	ck_assert(accepted(pay(&s, &w, 3))); /* still paying: nothing changed */
 	m1_channel(s.hex, state, sizeof(state), &last);
 	ck_assert_str_eq(state, "HELD");
@@ -366,7 +348,7 @@ START_TEST(holder_closes_refuses_after_and_redeems_to_final_index)
 	struct setup s = {0};
 	make_channel(&s, 20);
 	json_decref(admin_ok(&net, "m1", "redeem", NULL)); /* what earlier tests left */
-	int64_t before = pending_of(m1_hex);
+	int64_t before = net_pending(&net, m1_hex);
 	struct wire w;
 	ck_assert(wire_connect(&w, m1_ep, ca, NULL, NULL));
 	MpEnvelope *e = tchannel_open(&s.ch, &w);
@@ -442,9 +424,9 @@ START_TEST(holder_closes_refuses_after_and_redeems_to_final_index)
 
 	/* m1 redeems its epoch up to final_index and is credited for all of it */
 	json_decref(admin_ok(&net, "m1", "redeem", NULL));
-	ck_assert_int_eq(pending_of(m1_hex) - before, 8);
+	ck_assert_int_eq(net_pending(&net, m1_hex) - before, 8);
 	json_decref(admin_ok(&net, "m1", "redeem", NULL)); /* nothing more, nothing twice */
-	ck_assert_int_eq(pending_of(m1_hex) - before, 8);
+	ck_assert_int_eq(net_pending(&net, m1_hex) - before, 8);
 
 	/* the broker reads the Close in the custody evidence as the end of m1's epoch */
 	uint32_t end = 0;
@@ -454,7 +436,7 @@ START_TEST(holder_closes_refuses_after_and_redeems_to_final_index)
 	MpSigned *forged = close_by_m2(&s, 10);
 	ck_assert_int_eq(redeem_with_close(&s, 10, forged, &end), MP_ST(BAD_SIG));
 	mp_stmt_free(forged);
-	ck_assert_int_eq(pending_of(m1_hex) - before, 8);
+	ck_assert_int_eq(net_pending(&net, m1_hex) - before, 8);
 
 	mp_stmt_free(transfer);
 	mp_stmt_free(move);
@@ -470,7 +452,7 @@ END_TEST
 static void issue_w1(uint32_t n, char *channel, size_t len)
 {
 	char params[200];
-	fund(account_w1, n);
+	net_fund(&net, account_w1, n);
 	snprintf(params, sizeof(params),
 		 "{\"merchant_id\":\"%s\",\"n\":%u,\"unit_value\":1,\"days\":1}", m1_hex, n);
 	json_t *r = admin_ok(&net, "w1", "issue", params);
@@ -481,11 +463,8 @@ static void issue_w1(uint32_t n, char *channel, size_t len)
 
 static json_t *pay_w1(const char *channel, unsigned units, char *err, size_t errlen)
 {
-	char params[400], order[64];
-	snprintf(params, sizeof(params), "{\"price\":%u}", units);
-	json_t *o = admin_ok(&net, "m1", "order.create", params);
-	snprintf(order, sizeof(order), "%s", json_str(o, "order_ref"));
-	json_decref(o);
+	char params[400], order[80];
+	net_new_order(&net, "m1", units, order, sizeof(order));
 	snprintf(params, sizeof(params),
 		 "{\"channel_id\":\"%s\",\"endpoint\":\"%s\",\"units\":%u,\"order_ref\":\"%s\"}",
 		 channel, m1_ep, units, order);
@@ -550,7 +529,7 @@ START_TEST(wallet_closes_a_half_spent_channel)
 	char channel[64], params[200], err[1024], state[32];
 	issue_w1(20, channel, sizeof(channel));
 	json_decref(admin_ok(&net, "m1", "redeem", NULL)); /* what earlier tests left */
-	int64_t before = pending_of(m1_hex);
+	int64_t before = net_pending(&net, m1_hex);
 	json_t *r = pay_w1(channel, 9, err, sizeof(err));
 	ck_assert_msg(r != NULL, "pay: %s", err);
 	json_decref(r);
@@ -579,7 +558,7 @@ START_TEST(wallet_closes_a_half_spent_channel)
 	r = pay_w1(channel, 1, err, sizeof(err));
 	ck_assert_msg(r == NULL && strstr(err, "CLOSED"), "paid after the close: %s", err);
 	json_decref(admin_ok(&net, "m1", "redeem", NULL));
-	ck_assert_int_eq(pending_of(m1_hex) - before, 9);
+	ck_assert_int_eq(net_pending(&net, m1_hex) - before, 9);
 	free(got);
 	free(again);
 	free(stored);
