@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "admin.h"
+#include "admin_money.h"
+#include "admin_query.h"
 #include "clock.h"
 #include "amount.h"
 #include "broker.h"
@@ -82,10 +84,10 @@ struct admin_query {
 	uint8_t extra[MP_ID_LEN];
 };
 
-static void admin_query(struct broker *b, struct mp_admin_req *req, const char *statement,
-			const struct db_params *p,
-			void (*render)(struct mp_admin_req *, const PGresult *, void *),
-			const uint8_t *extra)
+void admin_query(struct broker *b, struct mp_admin_req *req, const char *statement,
+		 const struct db_params *p,
+		 void (*render)(struct mp_admin_req *, const PGresult *, void *),
+		 const uint8_t *extra)
 {
 	struct admin_query *q = calloc(1, sizeof(*q));
 	if (!q) {
@@ -132,8 +134,11 @@ static void admin_account_create(struct mp_admin_req *req, json_t *params, void 
 			      "kind must be 'merchant' (customers register from their wallet)");
 		return;
 	}
-	if (!mp_amount_valid(bond)) {
-		mp_admin_fail(req, MP_ADMIN_BAD_PARAMS, "bond above 2^63-1");
+	if (bond != 0) {
+		mp_admin_fail(
+		    req, MP_ADMIN_BAD_PARAMS,
+		    "a bond is money: create the merchant, fund its available account and "
+		    "post the bond with bond.post");
 		return;
 	}
 	uint8_t mid[MP_ID_LEN], avail[MP_ID_LEN], pending[MP_ID_LEN];
@@ -201,10 +206,10 @@ static void render_account(struct mp_admin_req *req, const PGresult *res, void *
 		mp_admin_fail(req, MP_ADMIN_FAILED, "UNKNOWN_ACCOUNT: no such account or merchant");
 		return;
 	}
-	json_t *out =
-	    json_pack("{s:o,s:s,s:s,s:I}", "account", mp_json_hex(extra, MP_ID_LEN), "kind",
-		      db_get_text(res, 0, "kind"), "currency", db_get_text(res, 0, "currency"),
-		      "balance", (json_int_t)db_get_i64(res, 0, "balance"));
+	json_t *out = json_pack(
+	    "{s:o,s:o,s:s,s:s,s:I}", "account", mp_json_hex(extra, MP_ID_LEN), "account_id",
+	    blob_json(res, 0, "account_id"), "kind", db_get_text(res, 0, "kind"), "currency",
+	    db_get_text(res, 0, "currency"), "balance", (json_int_t)db_get_i64(res, 0, "balance"));
 	json_t *related = json_array();
 	for (int i = 0; i < rows; i++) {
 		if (db_is_null(res, i, "related_account"))
@@ -349,10 +354,16 @@ static void admin_clock_show(struct mp_admin_req *req, json_t *params, void *ctx
 static const struct mp_admin_method broker_methods[] = {
     {"status", admin_status, "daemon status and counters"},
     {"metrics", admin_metrics, "Prometheus text"},
-    {"account.create", admin_account_create, "{kind: merchant, bond?}"},
+    {"account.create", admin_account_create, "{kind: merchant}"},
     {"account.fund", admin_account_fund,
      "{account, amount, fund_id} (fund_id: 32 hex digits, the same on retry)"},
     {"account.show", admin_account_show, "{account} (customer account or merchant id)"},
+    {"account.payout", admin_account_payout,
+     "{account, amount, payout_id}: customer or merchant available -> external"},
+    {"payouts", admin_payouts, "{account?}: payouts, oldest first"},
+    {"bond.post", admin_bond_post, "{merchant, amount, op_id}: available -> bond"},
+    {"bond.release", admin_bond_release, "{merchant, amount, op_id}: bond -> available"},
+    {"loss_reserve.fund", admin_loss_reserve_fund, "{amount, fund_id}: external -> loss reserve"},
     {"channel.show", admin_channel_show, "{channel}"},
     {"channel.segments", admin_channel_segments,
      "{channel}: segments (owner, payout account, the Caps that end them)"},

@@ -215,13 +215,16 @@ START_TEST(clean_network_audit_lists_every_invariant)
 	    "account_balances_match_ledger",
 	    "balances_sum_to_zero",
 	    "fundings_match_ledger",
-	    "funding_total_is_minus_external",
+	    "external_is_payouts_minus_fundings",
 	    "escrow_outflows_within_inflows",
 	    "epoch_credits_match_redeems",
 	    "channel_credit_matches_epochs",
 	    "credited_end_is_verified_point",
 	    "merchant_pending_is_unfinalised_credit",
 	    "channel_escrow_plus_credit_is_face",
+	    "payouts_match_ledger",
+	    "payouts_from_payable_accounts",
+	    "merchant_bond_matches_account",
 	};
 	for (size_t k = 0; k < sizeof(invariants) / sizeof(invariants[0]); k++) {
 		bool found = false;
@@ -249,7 +252,7 @@ START_TEST(audit_names_a_funding_that_disagrees_with_the_ledger)
 	audit_clean();
 	sql_exec(&net, "UPDATE fundings SET amount = amount + 1 WHERE fund_id = '\\x%s'", fid);
 	audit_names("fundings_match_ledger", fid);
-	audit_names("funding_total_is_minus_external", "EUR");
+	audit_names("external_is_payouts_minus_fundings", "EUR");
 	sql_exec(&net, "UPDATE fundings SET amount = amount - 1 WHERE fund_id = '\\x%s'", fid);
 	audit_clean();
 }

@@ -246,6 +246,62 @@ START_TEST(cert_renewed_while_it_still_backs_the_longest_channel)
 }
 END_TEST
 
+/* The MerchantCert's bond is the bond posted (bond.post) when the cert is issued or renewed; a
+ * cert already issued keeps its figure until the next renewal. */
+static void post_bond(const char *mid, uint64_t fund, uint64_t amount)
+{
+	char params[256], id[MP_HEX_ID_LEN + 1];
+	uint8_t raw[MP_ID_LEN];
+	snprintf(params, sizeof(params), "{\"account\":\"%s\"}", mid);
+	json_t *a = admin_ok(&net, "broker", "account.show", params);
+	char avail[MP_HEX_ID_LEN + 1];
+	snprintf(avail, sizeof(avail), "%s", json_str(a, "account_id"));
+	json_decref(a);
+	ck_assert(mp_random_bytes(raw, MP_ID_LEN));
+	mp_hex_encode(raw, MP_ID_LEN, id);
+	snprintf(params, sizeof(params), "{\"account\":\"%s\",\"amount\":%llu,\"fund_id\":\"%s\"}",
+		 avail, (unsigned long long)fund, id);
+	json_decref(admin_ok(&net, "broker", "account.fund", params));
+	ck_assert(mp_random_bytes(raw, MP_ID_LEN));
+	mp_hex_encode(raw, MP_ID_LEN, id);
+	snprintf(params, sizeof(params), "{\"merchant\":\"%s\",\"amount\":%llu,\"op_id\":\"%s\"}",
+		 mid, (unsigned long long)amount, id);
+	json_decref(admin_ok(&net, "broker", "bond.post", params));
+}
+
+START_TEST(cert_carries_the_posted_bond_refreshed_at_renewal)
+{
+	char mid[MP_HEX_ID_LEN + 1];
+	new_merchant_account(mid);
+	post_bond(mid, 100, 70);
+	struct mp_key key;
+	uint8_t seed[MP_SK_LEN];
+	ck_assert(mp_key_generate(&key, seed));
+	MpEnvelope *first = register_merchant(mid, &key, "127.0.0.1:6");
+	ck_assert_int_eq(code_of(first), MP_ST(OK));
+	Micropay__V1__MerchantCert *c = cert_of(first);
+	ck_assert_uint_eq(c->bond, 70);
+	micropay__v1__merchant_cert__free_unpacked(c, NULL);
+
+	/* More bond posted: the issued cert keeps 70 until it is renewed. */
+	post_bond(mid, 10, 10);
+	MpEnvelope *r = register_merchant(mid, &key, "127.0.0.1:6");
+	ck_assert_int_eq(code_of(r), MP_ST(DUPLICATE_OK));
+	ck_assert(same_cert_bytes(first, r));
+	micropay__v1__envelope__free_unpacked(r, NULL);
+	age_current_cert(mid, 10);
+	r = register_merchant(mid, &key, "127.0.0.1:6");
+	ck_assert_int_eq(code_of(r), MP_ST(OK));
+	c = cert_of(r);
+	ck_assert_uint_eq(c->bond, 80);
+	micropay__v1__merchant_cert__free_unpacked(c, NULL);
+	micropay__v1__envelope__free_unpacked(r, NULL);
+	micropay__v1__envelope__free_unpacked(first, NULL);
+	mp_key_free(&key);
+	audit_clean();
+}
+END_TEST
+
 START_TEST(merchantd_renews_its_cert_ahead_of_time)
 {
 	json_t *st = admin_ok(&net, "m1", "status", NULL);
@@ -386,6 +442,7 @@ static Suite *registration_suite(void)
 	tcase_add_test(tc, merchantd_stops_on_conflict);
 	/* Last: it restarts brokerd with the default MerchantCert lifetime. */
 	tcase_add_test(tc, cert_renewed_while_it_still_backs_the_longest_channel);
+	tcase_add_test(tc, cert_carries_the_posted_bond_refreshed_at_renewal);
 	suite_add_tcase(s, tc);
 	return s;
 }
