@@ -308,6 +308,19 @@ static const MpSigned *epoch_end(const struct custody_chan *ch, const Micropay__
 	return stmt;
 }
 
+/* Both branches of a fork are honoured (docs/custody.md "Forks"): a claim on epoch h whose
+ * custody forks from the stored chain exactly at its own incoming Handoff h, which names the
+ * claimant while the stored Handoff h names another merchant, is a claim on the second
+ * branch. Its Handoff h is recorded (custody_record opens the fork epoch) and the claim goes
+ * on; a fork below the claimant's epoch, or two Handoffs h to one merchant, stay CONFLICT. */
+static bool honoured_fork(const struct custody_chan *ch, const struct verdict *v,
+			  const uint8_t claimant[MP_ID_LEN], uint32_t h)
+{
+	return h >= 1 && h <= ch->n_stored &&
+	       memcmp(v->events[h].merchant_id, claimant, MP_ID_LEN) == 0 &&
+	       memcmp(ch->stored[h - 1].to, claimant, MP_ID_LEN) != 0;
+}
+
 /* A verified chain: fork, holder, omissions, end. False: out of memory. */
 static bool judge_chain(struct custody_job *job, const struct custody_chan *ch,
 			const Micropay__V1__Claim *cl, const struct verdict *v,
@@ -329,7 +342,10 @@ static bool judge_chain(struct custody_job *job, const struct custody_chan *ch,
 	}
 	if (!check_omitted(job, ch, cl, v->n_handoffs, fork))
 		return false;
-	if (fork && fork <= h)
+	bool second_branch = fork && fork == h && honoured_fork(ch, v, job->claimant, h);
+	if (second_branch && !add_new(job, ch, cl, &v->events[h], h))
+		return false;
+	if (fork && fork <= h && !second_branch)
 		return refuse(out, MP_ST(CONFLICT), "custody forks from the known chain at hseq %u",
 			      fork, 0, 0);
 	if (v->close && v->close_code != MP_ST(OK)) {

@@ -23,7 +23,7 @@ const struct db_statement broker_statements[] = {
      "SELECT * FROM mp_unbound_transfer($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, "
      "$14, $15)",
      15},
-    {"redeem_prepare", "SELECT * FROM mp_redeem_prepare($1, $2, $3, $4)", 4},
+    {"redeem_prepare", "SELECT * FROM mp_redeem_prepare($1, $2, $3, $4, $5)", 5},
     {"custody_prepare", "SELECT * FROM mp_custody_prepare($1, $2)", 2},
     {"custody_record",
      "SELECT * FROM mp_custody_record($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, "

@@ -310,6 +310,7 @@ void redeem_prepare(struct redeem *rd)
 		db_param_text(&p, pg_array_end(&hseqs));
 		db_param_text(&p, pg_array_end(&segs));
 		db_param_text(&p, pg_array_end(&idx));
+		db_param_bytes(&p, rd->peer_mid, MP_ID_LEN); /* its fork epoch, if it holds one */
 	}
 	const char *refused = !ok || !p.values[0] || !p.values[1] || !p.values[2] || !p.values[3]
 				  ? "out of memory"

@@ -63,6 +63,28 @@ int64_t net_pending(const struct net *n, const char *merchant_hex)
 	return net_merchant_balance(n, merchant_hex, "merchant_pending");
 }
 
+void net_merchant_fund(const struct net *n, const char *merchant_hex, uint64_t amount)
+{
+	json_t *acc = account_show(n, merchant_hex);
+	ck_assert_str_eq(json_str(acc, "kind"), "merchant_available");
+	char avail[MP_HEX_ID_LEN + 1];
+	snprintf(avail, sizeof(avail), "%s", json_str(acc, "account_id"));
+	json_decref(acc);
+	net_fund(n, avail, amount);
+}
+
+void net_post_bond(const struct net *n, const char *merchant_hex, uint64_t amount)
+{
+	net_merchant_fund(n, merchant_hex, amount);
+	char params[200], op_hex[MP_HEX_ID_LEN + 1];
+	uint8_t op_id[MP_ID_LEN];
+	ck_assert(mp_random_bytes(op_id, MP_ID_LEN));
+	mp_hex_encode(op_id, MP_ID_LEN, op_hex);
+	snprintf(params, sizeof(params), "{\"merchant\":\"%s\",\"amount\":%llu,\"op_id\":\"%s\"}",
+		 merchant_hex, (unsigned long long)amount, op_hex);
+	json_decref(admin_ok(n, "broker", "bond.post", params));
+}
+
 void net_new_order(const struct net *n, const char *daemon, uint64_t price, char *out, size_t len)
 {
 	char params[64];

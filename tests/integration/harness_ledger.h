@@ -18,5 +18,10 @@ int64_t net_balance(const struct net *n, const char *account_hex);
 int64_t net_merchant_balance(const struct net *n, const char *merchant_hex, const char *kind);
 /* The merchant's pending credit (redeemed, not yet finalised). */
 int64_t net_pending(const struct net *n, const char *merchant_hex);
+/* account.fund of the merchant's available account (found through account.show). */
+void net_merchant_fund(const struct net *n, const char *merchant_hex, uint64_t amount);
+/* net_merchant_fund of amount, then bond.post of it with a fresh op_id (docs/operations.md
+ * "Money out"); fails the test if refused. */
+void net_post_bond(const struct net *n, const char *merchant_hex, uint64_t amount);
 /* order.create {price} at merchant `daemon` ("m1", ...): its order_ref in hex into out. */
 void net_new_order(const struct net *n, const char *daemon, uint64_t price, char *out, size_t len);

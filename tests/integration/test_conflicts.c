@@ -9,6 +9,7 @@
 
 #include "clock.h"
 #include "harness.h"
+#include "harness_db.h"
 #include "harness_merchant.h"
 #include "../check_run.h"
 
@@ -63,7 +64,14 @@ struct tchan {
 	uint8_t cert_hash[MP_HASH_LEN];
 };
 
+static void issue_held_by(struct tchan *c, const struct tmerchant *holder0);
+
 static void issue(struct tchan *c)
+{
+	issue_held_by(c, &m1);
+}
+
+static void issue_held_by(struct tchan *c, const struct tmerchant *holder0)
 {
 	struct wire b;
 	ck_assert(wire_connect(&b, broker_ep, ca, NULL, NULL));
@@ -76,7 +84,7 @@ static void issue(struct tchan *c)
 	snprintf(params, sizeof(params), "{\"account\":\"%s\",\"amount\":%d,\"fund_id\":\"%s\"}",
 		 hex, N, fund_hex);
 	json_decref(admin_ok(&net, "broker", "account.fund", params));
-	tchannel_make(&c->ch, &c->tw, N, 1, m1.mid);
+	tchannel_make(&c->ch, &c->tw, N, 1, holder0->mid);
 	ck_assert_int_eq(tchannel_issue(&c->ch, &b), MP_ST(OK));
 	wire_close(&b);
 	tchannel_id(&c->ch, c->id);
@@ -735,6 +743,174 @@ START_TEST(later_epoch_redeem_before_next_handoff_is_no_omission)
 }
 END_TEST
 
+/* ---- Forks: both branches honoured (docs/custody.md "Forks") ---- */
+
+static char *new_id_hex(char out[MP_HEX_ID_LEN + 1])
+{
+	uint8_t id[MP_ID_LEN];
+	ck_assert(mp_random_bytes(id, MP_ID_LEN));
+	mp_hex_encode(id, MP_ID_LEN, out);
+	return out;
+}
+
+/* account.show of tm: the balance of its related account of this kind (0 if none). */
+static int64_t related_of(const struct tmerchant *tm, const char *kind)
+{
+	char params[128];
+	snprintf(params, sizeof(params), "{\"account\":\"%s\"}", tm->mid_hex);
+	json_t *acc = admin_ok(&net, "broker", "account.show", params);
+	int64_t out = 0;
+	size_t i;
+	json_t *r;
+	json_array_foreach(json_object_get(acc, "related"), i, r)
+	{
+		if (strcmp(json_str(r, "kind"), kind) == 0)
+			out = json_int(r, "balance");
+	}
+	json_decref(acc);
+	return out;
+}
+
+/* Operator funding of tm's available account, then bond.post of amount (op_id returned). */
+static void post_bond(const struct tmerchant *tm, int64_t amount)
+{
+	char params[256], id[MP_HEX_ID_LEN + 1];
+	snprintf(params, sizeof(params), "{\"account\":\"%s\"}", tm->mid_hex);
+	json_t *acc = admin_ok(&net, "broker", "account.show", params);
+	char avail[MP_HEX_ID_LEN + 1];
+	snprintf(avail, sizeof(avail), "%s", json_str(acc, "account_id"));
+	json_decref(acc);
+	snprintf(params, sizeof(params), "{\"account\":\"%s\",\"amount\":%lld,\"fund_id\":\"%s\"}",
+		 avail, (long long)amount, new_id_hex(id));
+	json_decref(admin_ok(&net, "broker", "account.fund", params));
+	snprintf(params, sizeof(params), "{\"merchant\":\"%s\",\"amount\":%lld,\"op_id\":\"%s\"}",
+		 tm->mid_hex, (long long)amount, new_id_hex(id));
+	json_decref(admin_ok(&net, "broker", "bond.post", params));
+}
+
+static int64_t loss_reserve(void)
+{
+	char *v = sql_value(&net, "SELECT balance FROM accounts WHERE kind = 'loss_reserve'");
+	int64_t out = strtoll(v, NULL, 10);
+	free(v);
+	return out;
+}
+
+static int64_t escrow_of(const struct tchan *c)
+{
+	char hex[MP_HEX_ID_LEN + 1], params[128];
+	mp_hex_encode(c->id, MP_ID_LEN, hex);
+	snprintf(params, sizeof(params), "{\"channel\":\"%s\"}", hex);
+	json_t *ch = admin_ok(&net, "broker", "channel.show", params);
+	int64_t out = json_int(ch, "escrow_balance");
+	json_decref(ch);
+	return out;
+}
+
+/* What the liabilities of c collected: "pending bond reserve" summed. */
+static char *collected_of(const struct tchan *c)
+{
+	char hex[MP_HEX_ID_LEN + 1];
+	mp_hex_encode(c->id, MP_ID_LEN, hex);
+	return sql_value(
+	    &net,
+	    "SELECT coalesce(sum(from_pending), 0) || ' ' || coalesce(sum(from_bond), 0)"
+	    " || ' ' || coalesce(sum(from_reserve), 0) FROM liabilities"
+	    " WHERE channel_id = '\\x%s'",
+	    hex);
+}
+
+/* m4 (the double signer, acting through this test) holds c from issue and signs Handoff 1
+ * twice at 10: to m2 and to m3. Both successors take payments and redeem; both are credited
+ * in full. The units credited on both branches (the excess) are paid from m4's pending credit
+ * (6, earned on another channel), then its bond (4), then the loss reserve; while those cannot
+ * cover an excess the claim waits (INSUFFICIENT_FUNDS, nothing moves) until the operator funds
+ * the reserve. The escrow pays each unit once. */
+START_TEST(fork_both_branches_paid_excess_from_pending_bond_reserve)
+{
+	struct tmerchant m4;
+	ck_assert_int_eq(net_cmd(&net, "merchant", "m4"), 0);
+	tmerchant_load(&m4, &net, "m4");
+	ck_assert_int_eq(loss_reserve(), 0);
+	/* m4 earns 6 of pending credit on channel d, and posts a bond of 4. */
+	struct tchan d, c;
+	issue_held_by(&d, &m4);
+	struct cclaim own[] = {{&d, 0, 6, NULL, 0}};
+	redeem_expect(&m4, own, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){6});
+	post_bond(&m4, 4);
+	ck_assert_int_eq(pending_of(&m4), 6);
+	ck_assert_int_eq(related_of(&m4, "merchant_bond"), 4);
+	int64_t before2 = pending_of(&m2), before3 = pending_of(&m3);
+
+	issue_held_by(&c, &m4);
+	MpSigned *a[1] = {handoff(&c, 1, &m4, &m2, 10, NULL, NULL)};
+	MpSigned *b[1] = {handoff(&c, 1, &m4, &m3, 10, NULL, NULL)};
+	struct cclaim c2[] = {{&c, 1, 30, a, 1}};
+	redeem_expect(&m2, c2, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){20});
+	/* m3's branch: (10, 32] overlaps m2's (10, 30] by 20 units; 6 + 4 + 0 cannot cover. */
+	struct cclaim c3[] = {{&c, 1, 32, b, 1}};
+	MpSigned *r3 = redeem_stmt(&m3, c3, 1);
+	MpEnvelope *resp = redeem_as(&m3, r3);
+	expect_result(resp, 0, MP_ST(INSUFFICIENT_FUNDS), 0, "fork excess of 20 not covered");
+	micropay__v1__envelope__free_unpacked(resp, NULL);
+	mp_stmt_free(r3);
+	json_t *conf = conflicts_of(&c);
+	expect_conflict(conf, "double_handoff", 1, &m4);
+	json_decref(conf);
+	ck_assert_int_eq(pending_of(&m3), before3);
+	ck_assert_int_eq(pending_of(&m4), 6);
+	ck_assert_int_eq(related_of(&m4, "merchant_bond"), 4);
+	ck_assert_int_eq(escrow_of(&c), N - 20);
+	audit_clean();
+
+	/* The operator funds the loss reserve; m3 claims again: 2 units from the escrow, 20 of
+	 * excess from m4's pending (6), its bond (4) and the reserve (10). */
+	char params[128], id[MP_HEX_ID_LEN + 1];
+	snprintf(params, sizeof(params), "{\"amount\":15,\"fund_id\":\"%s\"}", new_id_hex(id));
+	json_decref(admin_ok(&net, "broker", "loss_reserve.fund", params));
+	redeem_expect(&m3, c3, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){22});
+	ck_assert_int_eq(pending_of(&m3) - before3, 22);
+	ck_assert_int_eq(pending_of(&m4), 0);
+	ck_assert_int_eq(related_of(&m4, "merchant_bond"), 0);
+	ck_assert_int_eq(loss_reserve(), 5);
+	ck_assert_int_eq(escrow_of(&c), N - 22);
+	char *col = collected_of(&c);
+	ck_assert_str_eq(col, "6 4 10");
+	free(col);
+	audit_clean();
+
+	/* m4 owes the reserve 10: its bond cannot be released below that. */
+	post_bond(&m4, 20);
+	snprintf(params, sizeof(params), "{\"merchant\":\"%s\",\"amount\":11,\"op_id\":\"%s\"}",
+		 m4.mid_hex, new_id_hex(id));
+	char err[512];
+	ck_assert_ptr_null(admin(&net, "broker", "bond.release", params, err, sizeof(err)));
+	ck_assert_msg(strstr(err, "below the merchant's unsettled liabilities of 10"), "%s", err);
+	snprintf(params, sizeof(params), "{\"merchant\":\"%s\",\"amount\":10,\"op_id\":\"%s\"}",
+		 m4.mid_hex, new_id_hex(id));
+	json_decref(admin_ok(&net, "broker", "bond.release", params));
+	ck_assert_int_eq(related_of(&m4, "merchant_bond"), 10);
+
+	/* m2 goes on to 40: (30, 32] were credited on m3's branch (2 from the bond), (32, 40]
+	 * come from the escrow. Each successor has its whole range. */
+	struct cclaim more[] = {{&c, 1, 40, a, 1}};
+	redeem_expect(&m2, more, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){10});
+	ck_assert_int_eq(pending_of(&m2) - before2, 30);
+	ck_assert_int_eq(pending_of(&m3) - before3, 22);
+	ck_assert_int_eq(related_of(&m4, "merchant_bond"), 8);
+	ck_assert_int_eq(escrow_of(&c), N - 30);
+	col = collected_of(&c);
+	ck_assert_str_eq(col, "6 6 10");
+	free(col);
+	free_all(a, 1);
+	free_all(b, 1);
+	release(&c);
+	release(&d);
+	tmerchant_free(&m4);
+	audit_clean();
+}
+END_TEST
+
 static Suite *conflicts_suite(void)
 {
 	Suite *s = suite_create("conflicts");
@@ -746,6 +922,7 @@ static Suite *conflicts_suite(void)
 	tcase_add_test(tc, cap_after_own_handoff_handoff_first);
 	tcase_add_test(tc, cap_after_own_handoff_cap_first);
 	tcase_add_test(tc, cap_before_own_handoff_is_consistent);
+	tcase_add_test(tc, fork_both_branches_paid_excess_from_pending_bond_reserve);
 	suite_add_tcase(s, tc);
 	return s;
 }

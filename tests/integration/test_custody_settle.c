@@ -322,9 +322,20 @@ START_TEST(epoch_above_zero_needs_custody)
 }
 END_TEST
 
-START_TEST(double_handoff_is_recorded_first_one_paid)
+/* Both branches of a fork are paid (docs/custody.md "Forks"; the whole collection order is
+ * test_conflicts' fork_both_branches_paid_excess_from_pending_bond_reserve): m3's 20 units
+ * that m2 was also credited are collected from m1 (its pending credit, then the bond posted
+ * here), the other 20 come from the escrow. */
+static int64_t bond_of_m1(void)
+{
+	return net_merchant_balance(&net, m1.mid_hex, "merchant_bond");
+}
+
+START_TEST(double_handoff_is_recorded_both_branches_paid)
 {
 	int64_t before2 = net_pending(&net, m2.mid_hex), before3 = net_pending(&net, m3.mid_hex);
+	net_post_bond(&net, m1.mid_hex, 20);
+	int64_t before1 = net_pending(&net, m1.mid_hex) + bond_of_m1();
 	struct tchan c;
 	issue(&c);
 	/* m1 hands epoch 1 to m2 and again to m3. */
@@ -333,12 +344,18 @@ START_TEST(double_handoff_is_recorded_first_one_paid)
 	struct cclaim c2[] = {{&c, 1, 30, a, 1}};
 	redeem_expect(&m2, c2, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){20});
 	struct cclaim c3[] = {{&c, 1, 50, b, 1}};
-	redeem_expect(&m3, c3, 1, (MpCode[]){MP_ST(CONFLICT)}, (uint64_t[]){0});
+	redeem_expect(&m3, c3, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){40});
 	json_t *conf = conflicts_of(&c);
 	expect_conflict(conf, "double_handoff", 1, &m1);
 	json_decref(conf);
 	ck_assert_int_eq(net_pending(&net, m2.mid_hex) - before2, 20);
-	ck_assert_int_eq(net_pending(&net, m3.mid_hex) - before3, 0);
+	ck_assert_int_eq(net_pending(&net, m3.mid_hex) - before3, 40);
+	ck_assert_int_eq(before1 - (net_pending(&net, m1.mid_hex) + bond_of_m1()), 20);
+	/* A third Handoff 1, to m2 again: the first to m2 stands, this one is CONFLICT. */
+	MpSigned *again[1] = {handoff(&c, 1, &m1, &m2, 12, NULL, NULL)};
+	struct cclaim c2b[] = {{&c, 1, 35, again, 1}};
+	redeem_expect(&m2, c2b, 1, (MpCode[]){MP_ST(CONFLICT)}, (uint64_t[]){0});
+	free_all(again, 1);
 	free_all(a, 1);
 	free_all(b, 1);
 	release(&c);
@@ -500,7 +517,7 @@ static Suite *custody_settle_suite(void)
 	tcase_add_unchecked_fixture(tc, setup_net, teardown_net);
 	tcase_add_test(tc, chain_m1_m2_m3_m1_pays_each_its_range);
 	tcase_add_test(tc, epoch_above_zero_needs_custody);
-	tcase_add_test(tc, double_handoff_is_recorded_first_one_paid);
+	tcase_add_test(tc, double_handoff_is_recorded_both_branches_paid);
 	tcase_add_test(tc, claim_above_own_handoff_is_recorded);
 	tcase_add_test(tc, omitted_custody_is_recorded);
 	tcase_add_test(tc, bad_w_at_is_recorded);
