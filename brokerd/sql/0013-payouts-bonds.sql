@@ -179,12 +179,6 @@ BEGIN
         RETURN QUERY SELECT 18, 'no such merchant', NULL::bigint, NULL::bigint;
         RETURN;
     END IF;
-    IF m.bond_account IS NULL THEN
-        INSERT INTO accounts (id, kind, currency)
-        VALUES (mp_bond_account_id(p_merchant_id), 'merchant_bond', m.currency);
-        UPDATE merchants SET bond_account = mp_bond_account_id(p_merchant_id)
-         WHERE merchant_id = p_merchant_id RETURNING * INTO m;
-    END IF;
     SELECT * INTO v_op FROM bond_ops o WHERE o.op_id = p_op_id;
     IF FOUND THEN
         RETURN QUERY
@@ -194,11 +188,12 @@ BEGIN
                          AND v_op.amount = p_amount THEN 'already done'
                     ELSE 'op_id already used for ' || v_op.direction || ' of ' || v_op.amount
                          || ' by merchant ' || encode(v_op.merchant_id, 'hex') END,
-               (SELECT balance FROM accounts WHERE id = m.bond_account),
+               coalesce((SELECT balance FROM accounts WHERE id = m.bond_account), 0),
                (SELECT balance FROM accounts WHERE id = m.available_account);
         RETURN;
     END IF;
     SELECT balance INTO v_bond FROM accounts WHERE id = m.bond_account FOR UPDATE;
+    v_bond := coalesce(v_bond, 0);
     SELECT balance INTO v_avail FROM accounts WHERE id = m.available_account FOR UPDATE;
     IF p_direction = 'post' AND v_avail < p_amount THEN
         RETURN QUERY SELECT 14, 'available ' || v_avail || ' below ' || p_amount, v_bond, v_avail;
@@ -225,6 +220,13 @@ BEGIN
         -- A concurrent op with this id for another merchant committed first.
         RETURN QUERY SELECT 16, 'op_id already used', v_bond, v_avail;
         RETURN;
+    END IF;
+    IF m.bond_account IS NULL THEN
+        -- The first bond.post creates the bond account (a release found a zero bond above).
+        INSERT INTO accounts (id, kind, currency)
+        VALUES (mp_bond_account_id(p_merchant_id), 'merchant_bond', m.currency);
+        UPDATE merchants SET bond_account = mp_bond_account_id(p_merchant_id)
+         WHERE merchant_id = p_merchant_id RETURNING * INTO m;
     END IF;
     INSERT INTO transfers (txn_id, kind, ref) VALUES (v_txn, 'bond_' || p_direction, p_op_id);
     IF p_direction = 'post' THEN

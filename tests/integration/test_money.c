@@ -295,7 +295,14 @@ START_TEST(bond_posted_and_released_through_available)
 	int64_t avail = balance_of(m1.mid_hex, NULL);
 	int64_t pending = balance_of(m1.mid_hex, "merchant_pending");
 	int64_t bond0 = balance_of(m1.mid_hex, "merchant_bond");
-	bond0 = bond0 < 0 ? 0 : bond0;
+	ck_assert_int_eq(bond0, -1); /* no bond account before the first post */
+	bond0 = 0;
+	/* A refused operation creates nothing, not even an empty bond account. */
+	char o0[MP_HEX_ID_LEN + 1];
+	new_id(o0);
+	bond_refused("bond.release", 1, o0, "INSUFFICIENT_FUNDS: bond 0 below 1");
+	bond_refused("bond.post", avail + 1, o0, "INSUFFICIENT_FUNDS");
+	ck_assert_int_eq(balance_of(m1.mid_hex, "merchant_bond"), -1);
 	fund_m1_available(100);
 	avail += 100;
 	char o1[MP_HEX_ID_LEN + 1], o2[MP_HEX_ID_LEN + 1], o3[MP_HEX_ID_LEN + 1];
