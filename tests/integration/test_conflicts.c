@@ -10,6 +10,7 @@
 #include "clock.h"
 #include "harness.h"
 #include "harness_db.h"
+#include "harness_ledger.h"
 #include "harness_merchant.h"
 #include "../check_run.h"
 
@@ -753,41 +754,6 @@ static char *new_id_hex(char out[MP_HEX_ID_LEN + 1])
 	return out;
 }
 
-/* account.show of tm: the balance of its related account of this kind (0 if none). */
-static int64_t related_of(const struct tmerchant *tm, const char *kind)
-{
-	char params[128];
-	snprintf(params, sizeof(params), "{\"account\":\"%s\"}", tm->mid_hex);
-	json_t *acc = admin_ok(&net, "broker", "account.show", params);
-	int64_t out = 0;
-	size_t i;
-	json_t *r;
-	json_array_foreach(json_object_get(acc, "related"), i, r)
-	{
-		if (strcmp(json_str(r, "kind"), kind) == 0)
-			out = json_int(r, "balance");
-	}
-	json_decref(acc);
-	return out;
-}
-
-/* Operator funding of tm's available account, then bond.post of amount (op_id returned). */
-static void post_bond(const struct tmerchant *tm, int64_t amount)
-{
-	char params[256], id[MP_HEX_ID_LEN + 1];
-	snprintf(params, sizeof(params), "{\"account\":\"%s\"}", tm->mid_hex);
-	json_t *acc = admin_ok(&net, "broker", "account.show", params);
-	char avail[MP_HEX_ID_LEN + 1];
-	snprintf(avail, sizeof(avail), "%s", json_str(acc, "account_id"));
-	json_decref(acc);
-	snprintf(params, sizeof(params), "{\"account\":\"%s\",\"amount\":%lld,\"fund_id\":\"%s\"}",
-		 avail, (long long)amount, new_id_hex(id));
-	json_decref(admin_ok(&net, "broker", "account.fund", params));
-	snprintf(params, sizeof(params), "{\"merchant\":\"%s\",\"amount\":%lld,\"op_id\":\"%s\"}",
-		 tm->mid_hex, (long long)amount, new_id_hex(id));
-	json_decref(admin_ok(&net, "broker", "bond.post", params));
-}
-
 static int64_t loss_reserve(void)
 {
 	char *v = sql_value(&net, "SELECT balance FROM accounts WHERE kind = 'loss_reserve'");
@@ -837,9 +803,9 @@ START_TEST(fork_both_branches_paid_excess_from_pending_bond_reserve)
 	issue_held_by(&d, &m4);
 	struct cclaim own[] = {{&d, 0, 6, NULL, 0}};
 	redeem_expect(&m4, own, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){6});
-	post_bond(&m4, 4);
+	net_post_bond(&net, m4.mid_hex, 4);
 	ck_assert_int_eq(pending_of(&m4), 6);
-	ck_assert_int_eq(related_of(&m4, "merchant_bond"), 4);
+	ck_assert_int_eq(net_merchant_balance(&net, m4.mid_hex, "merchant_bond"), 4);
 	int64_t before2 = pending_of(&m2), before3 = pending_of(&m3);
 
 	issue_held_by(&c, &m4);
@@ -859,7 +825,7 @@ START_TEST(fork_both_branches_paid_excess_from_pending_bond_reserve)
 	json_decref(conf);
 	ck_assert_int_eq(pending_of(&m3), before3);
 	ck_assert_int_eq(pending_of(&m4), 6);
-	ck_assert_int_eq(related_of(&m4, "merchant_bond"), 4);
+	ck_assert_int_eq(net_merchant_balance(&net, m4.mid_hex, "merchant_bond"), 4);
 	ck_assert_int_eq(escrow_of(&c), N - 20);
 	audit_clean();
 
@@ -871,7 +837,7 @@ START_TEST(fork_both_branches_paid_excess_from_pending_bond_reserve)
 	redeem_expect(&m3, c3, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){22});
 	ck_assert_int_eq(pending_of(&m3) - before3, 22);
 	ck_assert_int_eq(pending_of(&m4), 0);
-	ck_assert_int_eq(related_of(&m4, "merchant_bond"), 0);
+	ck_assert_int_eq(net_merchant_balance(&net, m4.mid_hex, "merchant_bond"), 0);
 	ck_assert_int_eq(loss_reserve(), 5);
 	ck_assert_int_eq(escrow_of(&c), N - 22);
 	char *col = collected_of(&c);
@@ -880,7 +846,7 @@ START_TEST(fork_both_branches_paid_excess_from_pending_bond_reserve)
 	audit_clean();
 
 	/* m4 owes the reserve 10: its bond cannot be released below that. */
-	post_bond(&m4, 20);
+	net_post_bond(&net, m4.mid_hex, 20);
 	snprintf(params, sizeof(params), "{\"merchant\":\"%s\",\"amount\":11,\"op_id\":\"%s\"}",
 		 m4.mid_hex, new_id_hex(id));
 	char err[512];
@@ -889,7 +855,7 @@ START_TEST(fork_both_branches_paid_excess_from_pending_bond_reserve)
 	snprintf(params, sizeof(params), "{\"merchant\":\"%s\",\"amount\":10,\"op_id\":\"%s\"}",
 		 m4.mid_hex, new_id_hex(id));
 	json_decref(admin_ok(&net, "broker", "bond.release", params));
-	ck_assert_int_eq(related_of(&m4, "merchant_bond"), 10);
+	ck_assert_int_eq(net_merchant_balance(&net, m4.mid_hex, "merchant_bond"), 10);
 
 	/* m2 goes on to 40: (30, 32] were credited on m3's branch (2 from the bond), (32, 40]
 	 * come from the escrow. Each successor has its whole range. */
@@ -897,7 +863,7 @@ START_TEST(fork_both_branches_paid_excess_from_pending_bond_reserve)
 	redeem_expect(&m2, more, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){10});
 	ck_assert_int_eq(pending_of(&m2) - before2, 30);
 	ck_assert_int_eq(pending_of(&m3) - before3, 22);
-	ck_assert_int_eq(related_of(&m4, "merchant_bond"), 8);
+	ck_assert_int_eq(net_merchant_balance(&net, m4.mid_hex, "merchant_bond"), 8);
 	ck_assert_int_eq(escrow_of(&c), N - 30);
 	col = collected_of(&c);
 	ck_assert_str_eq(col, "6 6 10");

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "harness_ledger.h"
 #include "harness_merchant.h"
 #include "../check_run.h"
 
@@ -46,11 +47,7 @@ static void new_customer(char hex[MP_HEX_ID_LEN + 1], uint64_t amount)
 	wire_close(&b);
 	mp_hex_encode(tw.account_id, MP_ID_LEN, hex);
 	mp_key_free(&tw.account);
-	char fid[MP_HEX_ID_LEN + 1], params[256];
-	new_id(fid);
-	snprintf(params, sizeof(params), "{\"account\":\"%s\",\"amount\":%llu,\"fund_id\":\"%s\"}",
-		 hex, (unsigned long long)amount, fid);
-	json_decref(admin_ok(&net, "broker", "account.fund", params));
+	net_fund(&net, hex, amount);
 }
 
 /* account.show: the balance of the account shown (a merchant id: its available account) or,
@@ -170,12 +167,7 @@ static void m1_earns_pending(uint32_t units)
 	struct wire b;
 	ck_assert(wire_connect(&b, broker_ep, ca, NULL, NULL));
 	twallet_register(&tw, &b);
-	char hex[MP_HEX_ID_LEN + 1], fid[MP_HEX_ID_LEN + 1], params[256];
-	mp_hex_encode(tw.account_id, MP_ID_LEN, hex);
-	new_id(fid);
-	snprintf(params, sizeof(params), "{\"account\":\"%s\",\"amount\":100,\"fund_id\":\"%s\"}",
-		 hex, fid);
-	json_decref(admin_ok(&net, "broker", "account.fund", params));
+	net_fund_id(&net, tw.account_id, 100);
 	tchannel_make(&ch, &tw, 100, 1, m1.mid);
 	ck_assert_int_eq(tchannel_issue(&ch, &b), MP_ST(OK));
 	wire_close(&b);
@@ -196,22 +188,6 @@ static void m1_earns_pending(uint32_t units)
 	mp_stmt_free(s);
 	tchannel_free(&ch);
 	mp_key_free(&tw.account);
-}
-
-/* Fund m1's available account (operator funding, the ledger's way in). */
-static void fund_m1_available(uint64_t amount)
-{
-	char params[256], fid[MP_HEX_ID_LEN + 1];
-	snprintf(params, sizeof(params), "{\"account\":\"%s\"}", m1.mid_hex);
-	json_t *a = admin_ok(&net, "broker", "account.show", params);
-	ck_assert_str_eq(json_str(a, "kind"), "merchant_available");
-	char avail[MP_HEX_ID_LEN + 1];
-	snprintf(avail, sizeof(avail), "%s", json_str(a, "account_id"));
-	json_decref(a);
-	new_id(fid);
-	snprintf(params, sizeof(params), "{\"account\":\"%s\",\"amount\":%llu,\"fund_id\":\"%s\"}",
-		 avail, (unsigned long long)amount, fid);
-	json_decref(admin_ok(&net, "broker", "account.fund", params));
 }
 
 static const char *pending_account_of_m1(char out[MP_HEX_ID_LEN + 1])
@@ -239,7 +215,7 @@ START_TEST(merchant_pays_out_available_never_pending)
 	payout_refused(m1.mid_hex, avail + 1, p1, "INSUFFICIENT_FUNDS");
 	payout_refused(pending_account_of_m1(pend), 1, p1, "pending credit cannot be paid out");
 	ck_assert_int_eq(balance_of(m1.mid_hex, "merchant_pending"), pending);
-	fund_m1_available(40);
+	net_merchant_fund(&net, m1.mid_hex, 40);
 	char err[512];
 	json_t *r = payout(m1.mid_hex, avail + 30, p1, err, sizeof(err));
 	ck_assert_msg(r, "%s", err);
@@ -303,7 +279,7 @@ START_TEST(bond_posted_and_released_through_available)
 	bond_refused("bond.release", 1, o0, "INSUFFICIENT_FUNDS: bond 0 below 1");
 	bond_refused("bond.post", avail + 1, o0, "INSUFFICIENT_FUNDS");
 	ck_assert_int_eq(balance_of(m1.mid_hex, "merchant_bond"), -1);
-	fund_m1_available(100);
+	net_merchant_fund(&net, m1.mid_hex, 100);
 	avail += 100;
 	char o1[MP_HEX_ID_LEN + 1], o2[MP_HEX_ID_LEN + 1], o3[MP_HEX_ID_LEN + 1];
 	new_id(o1);

@@ -13,6 +13,7 @@
 #include "clock.h"
 #include "harness.h"
 #include "harness_db.h"
+#include "harness_ledger.h"
 #include "../check_run.h"
 
 #define LIFETIME 15 /* seconds: renewal is due after 10 */
@@ -248,32 +249,11 @@ END_TEST
 
 /* The MerchantCert's bond is the bond posted (bond.post) when the cert is issued or renewed; a
  * cert already issued keeps its figure until the next renewal. */
-static void post_bond(const char *mid, uint64_t fund, uint64_t amount)
-{
-	char params[256], id[MP_HEX_ID_LEN + 1];
-	uint8_t raw[MP_ID_LEN];
-	snprintf(params, sizeof(params), "{\"account\":\"%s\"}", mid);
-	json_t *a = admin_ok(&net, "broker", "account.show", params);
-	char avail[MP_HEX_ID_LEN + 1];
-	snprintf(avail, sizeof(avail), "%s", json_str(a, "account_id"));
-	json_decref(a);
-	ck_assert(mp_random_bytes(raw, MP_ID_LEN));
-	mp_hex_encode(raw, MP_ID_LEN, id);
-	snprintf(params, sizeof(params), "{\"account\":\"%s\",\"amount\":%llu,\"fund_id\":\"%s\"}",
-		 avail, (unsigned long long)fund, id);
-	json_decref(admin_ok(&net, "broker", "account.fund", params));
-	ck_assert(mp_random_bytes(raw, MP_ID_LEN));
-	mp_hex_encode(raw, MP_ID_LEN, id);
-	snprintf(params, sizeof(params), "{\"merchant\":\"%s\",\"amount\":%llu,\"op_id\":\"%s\"}",
-		 mid, (unsigned long long)amount, id);
-	json_decref(admin_ok(&net, "broker", "bond.post", params));
-}
-
 START_TEST(cert_carries_the_posted_bond_refreshed_at_renewal)
 {
 	char mid[MP_HEX_ID_LEN + 1];
 	new_merchant_account(mid);
-	post_bond(mid, 100, 70);
+	net_post_bond(&net, mid, 70);
 	struct mp_key key;
 	uint8_t seed[MP_SK_LEN];
 	ck_assert(mp_key_generate(&key, seed));
@@ -284,7 +264,7 @@ START_TEST(cert_carries_the_posted_bond_refreshed_at_renewal)
 	micropay__v1__merchant_cert__free_unpacked(c, NULL);
 
 	/* More bond posted: the issued cert keeps 70 until it is renewed. */
-	post_bond(mid, 10, 10);
+	net_post_bond(&net, mid, 10);
 	MpEnvelope *r = register_merchant(mid, &key, "127.0.0.1:6");
 	ck_assert_int_eq(code_of(r), MP_ST(DUPLICATE_OK));
 	ck_assert(same_cert_bytes(first, r));
