@@ -25,7 +25,7 @@ static void admin_status(struct mp_admin_req *req, json_t *params, void *ctx)
 	    req,
 	    json_pack(
 		"{s:s,s:o,s:b,s:I,s:I,s:I,s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,"
-		"s:I,s:I,s:I,s:I},s:{s:I,s:I}}",
+		"s:I,s:I,s:I,s:I,s:I},s:{s:I,s:I}}",
 		"daemon", "merchantd", "merchant_id", mp_json_hex(m->mid, MP_ID_LEN), "registered",
 		m->cert_valid_until != 0, "cert_valid_until", (json_int_t)m->cert_valid_until,
 		"channels", (json_int_t)m->channels_recorded, "time",
@@ -36,11 +36,12 @@ static void admin_status(struct mp_admin_req *req, json_t *params, void *ctx)
 		(json_int_t)s->batches, "redeems_sent", (json_int_t)s->redeems_sent,
 		"amount_credited", (json_int_t)s->amount_credited, "handoffs_signed",
 		(json_int_t)s->handoffs_signed, "handoffs_taken", (json_int_t)s->handoffs_taken,
-		"handoff_refusals", (json_int_t)s->handoff_refusals, "caps_signed",
-		(json_int_t)s->caps_signed, "transfer_refusals", (json_int_t)s->transfer_refusals,
-		"stale_segment", (json_int_t)s->stale_segment, "closes_signed",
-		(json_int_t)s->closes_signed, "close_refusals", (json_int_t)s->close_refusals,
-		"cap_outbox", "pending", (json_int_t)cap_outbox_pending(m), "conflicts",
+		"handoff_refusals", (json_int_t)s->handoff_refusals, "handoff_redirects",
+		(json_int_t)s->handoff_redirects, "caps_signed", (json_int_t)s->caps_signed,
+		"transfer_refusals", (json_int_t)s->transfer_refusals, "stale_segment",
+		(json_int_t)s->stale_segment, "closes_signed", (json_int_t)s->closes_signed,
+		"close_refusals", (json_int_t)s->close_refusals, "cap_outbox", "pending",
+		(json_int_t)cap_outbox_pending(m), "conflicts",
 		(json_int_t)cap_outbox_conflicts(m)));
 }
 

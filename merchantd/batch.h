@@ -44,7 +44,9 @@ struct custody_write {
 	struct custody_blob handoff;
 	uint32_t closed_hseq, end_seg, end_index, redeemed_end;
 	uint8_t w_end[MP_HASH_LEN];
-	/* TAKEOVER: the chain (Handoffs 1..h), the signers' certs, the new epoch's start. */
+	/* TAKEOVER: the chain (Handoffs 1..h), the signers' certs, the new epoch's start.
+	 * HANDOFF: certs holds the requester's MerchantCert when it sent one (kept to pass on in
+	 * HANDED_OFF answers). */
 	struct custody_blob *chain, *certs;
 	size_t n_chain, n_certs;
 	struct segment_row *segs; /* the Transfer/Cap pairs 1..n_segs (the last is current) */

@@ -51,6 +51,28 @@ bool certs_push(struct merchant *m, const struct custody_blob *chain, size_t n, 
 	return true;
 }
 
+bool certs_push_named(struct merchant *m, const struct custody_blob *chain, size_t n,
+		      MpSigned ***certs, size_t *n_certs)
+{
+	if (n == 0)
+		return true;
+	MpSigned *s = mp_stmt_decode(chain[n - 1].data, chain[n - 1].len);
+	Micropay__V1__Handoff *h =
+	    s ? (Micropay__V1__Handoff *)mp_strict_unpack(&micropay__v1__handoff__descriptor,
+							  s->body.data, s->body.len)
+	      : NULL;
+	bool ok = h && mp_bytes_len_is(h->to_mid, MP_ID_LEN);
+	bool have = false;
+	for (size_t i = 0; ok && i < n && !have; i++)
+		have = !memcmp(chain[i].mid, h->to_mid.data, MP_ID_LEN);
+	if (ok && !have)
+		push_cert_of(m, h->to_mid.data, certs, n_certs); /* absent: nothing to add */
+	if (h)
+		micropay__v1__handoff__free_unpacked(h, NULL);
+	mp_stmt_free(s);
+	return ok;
+}
+
 bool custody_reply_load(struct merchant *m, const uint8_t channel_id[MP_ID_LEN], uint32_t upto,
 			MpSigned ***custody, size_t *n_custody, MpSigned ***certs, size_t *n_certs)
 {

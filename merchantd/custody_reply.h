@@ -16,6 +16,11 @@ void stmts_free(MpSigned **arr, size_t n);
  * appended to *certs. */
 bool certs_push(struct merchant *m, const struct custody_blob *chain, size_t n, MpSigned ***certs,
 		size_t *n_certs);
+/* The MerchantCert of the merchant the last Handoff of chain names (to_mid), appended to *certs
+ * unless it signed one of chain (then certs_push has it) or we do not have it (a requester that
+ * sent no HandoffReq.requester_cert). False only on an unreadable Handoff. */
+bool certs_push_named(struct merchant *m, const struct custody_blob *chain, size_t n,
+		      MpSigned ***certs, size_t *n_certs);
 /* The channel's stored Handoffs 1..upto (exactly those: false if one is missing) into *custody,
  * and the MerchantCerts of the signers of every stored Handoff and ours into *certs. */
 bool custody_reply_load(struct merchant *m, const uint8_t channel_id[MP_ID_LEN], uint32_t upto,

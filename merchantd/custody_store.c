@@ -70,6 +70,17 @@ static bool set_state(struct store *s, const uint8_t channel_id[MP_ID_LEN],
 	return run(s, st);
 }
 
+static bool put_peer_cert(struct store *s, const struct custody_blob *b)
+{
+	sqlite3_stmt *st =
+	    prep(s, "INSERT OR REPLACE INTO peer_certs (merchant_id, cert) VALUES (?, ?)");
+	if (st)
+		st = bound(s, st,
+			   sqlite3_bind_blob(st, 1, b->mid, MP_ID_LEN, SQLITE_STATIC) |
+			       sqlite3_bind_blob(st, 2, b->data, (int)b->len, SQLITE_STATIC));
+	return run(s, st);
+}
+
 bool custody_store_handoff(struct store *s, const uint8_t channel_id[MP_ID_LEN],
 			   const struct custody_write *cw)
 {
@@ -83,19 +94,11 @@ bool custody_store_handoff(struct store *s, const uint8_t channel_id[MP_ID_LEN],
 			       sqlite3_bind_blob(st, 4, cw->w_end, MP_HASH_LEN, SQLITE_STATIC) |
 			       sqlite3_bind_int64(st, 5, cw->redeemed_end) |
 			       sqlite3_bind_int64(st, 6, cw->end_seg));
-	return run(s, st) && put_custody(s, channel_id, &cw->handoff) &&
-	       set_state(s, channel_id, CHANNEL_HANDED_OFF);
-}
-
-static bool put_peer_cert(struct store *s, const struct custody_blob *b)
-{
-	sqlite3_stmt *st =
-	    prep(s, "INSERT OR REPLACE INTO peer_certs (merchant_id, cert) VALUES (?, ?)");
-	if (st)
-		st = bound(s, st,
-			   sqlite3_bind_blob(st, 1, b->mid, MP_ID_LEN, SQLITE_STATIC) |
-			       sqlite3_bind_blob(st, 2, b->data, (int)b->len, SQLITE_STATIC));
-	return run(s, st);
+	bool ok = run(s, st) && put_custody(s, channel_id, &cw->handoff) &&
+		  set_state(s, channel_id, CHANNEL_HANDED_OFF);
+	for (size_t i = 0; ok && i < cw->n_certs; i++) /* the requester's MerchantCert */
+		ok = put_peer_cert(s, &cw->certs[i]);
+	return ok;
 }
 
 /* The channel row of the new epoch: at the Handoff's point, no credit, nothing to redeem below

@@ -51,7 +51,8 @@
 #define DELTA_XFER 3600 /* protocol.md section 8: Handoffs below pay_until - δ_xfer */
 
 /* Answer with status and, for OK, DUPLICATE_OK and HANDED_OFF, the Handoff hseq of the channel
- * with the stored chain up to it, its signers' certs and the channel's Transfer/Cap pairs. */
+ * with the stored chain up to it, its signers' certs and the channel's Transfer/Cap pairs; for
+ * HANDED_OFF also the MerchantCert of the merchant that Handoff names, when we have it. */
 static void reply_handoff(struct merchant *m, struct mp_conn *c, uint64_t request_id, MpCode code,
 			  const char *detail, const struct channel *ch, uint32_t hseq,
 			  const MpSigned *evidence)
@@ -69,6 +70,10 @@ static void reply_handoff(struct merchant *m, struct mp_conn *c, uint64_t reques
 		for (size_t i = 0; ok && i < n; i++)
 			ok = stmt_push(&resp.custody, &resp.n_custody, chain[i].data, chain[i].len);
 		ok = ok && certs_push(m, chain, n, &resp.merchant_certs, &resp.n_merchant_certs);
+		/* where the merchant we handed the channel to is reached (docs/custody.md) */
+		ok = ok &&
+		     (code != MP_ST(HANDED_OFF) ||
+		      certs_push_named(m, chain, n, &resp.merchant_certs, &resp.n_merchant_certs));
 		ok = ok && segment_stmts(ch, 1, ch->seg_seq, &resp.segments, &resp.n_segments);
 		if (!ok) {
 			log_err("%s: handoff: the stored custody chain (hseq %u) is unreadable",
@@ -261,8 +266,32 @@ static struct custody_write *sign_handoff(struct merchant *m, struct channel *ch
 	return cw;
 }
 
+/* HandoffReq.requester_cert: absent, or the broker's MerchantCert of the peer; kept with the
+ * Handoff (one certs row of cw) so that HANDED_OFF answers can say where the peer is. */
+static bool take_requester_cert(struct merchant *m, struct custody_write *cw, const MpSigned *cert,
+				const uint8_t peer[MP_ID_LEN])
+{
+	if (!cert)
+		return true;
+	ProtobufCMessage *body = NULL;
+	if (mp_stmt_open(cert, MP_STMT_MERCHANT_CERT, m->broker_pk,
+			 &micropay__v1__merchant_cert__descriptor, &body) != MP_ST(OK))
+		return false;
+	Micropay__V1__MerchantCert *mc = (Micropay__V1__MerchantCert *)body;
+	bool ok = mp_bytes_len_is(mc->merchant_id, MP_ID_LEN) &&
+		  !memcmp(mc->merchant_id.data, peer, MP_ID_LEN);
+	protobuf_c_message_free_unpacked(body, NULL);
+	if (!ok || !(cw->certs = calloc(1, sizeof(*cw->certs))))
+		return false;
+	memcpy(cw->certs[0].mid, peer, MP_ID_LEN);
+	cw->certs[0].data = mp_stmt_encode(cert, &cw->certs[0].len);
+	cw->n_certs = 1;
+	return cw->certs[0].data != NULL;
+}
+
 static void hand_off(struct merchant *m, struct mp_conn *c, uint64_t request_id, struct channel *ch,
-		     const MpSigned *move, const uint8_t peer[MP_ID_LEN], const char *hex)
+		     const MpSigned *move, const MpSigned *requester_cert,
+		     const uint8_t peer[MP_ID_LEN], const char *hex)
 {
 	if (!batch_has_room(m)) {
 		m->stats.store_busy++;
@@ -272,6 +301,12 @@ static void hand_off(struct merchant *m, struct mp_conn *c, uint64_t request_id,
 	struct custody_write *cw = sign_handoff(m, ch, move, peer);
 	if (!cw) {
 		refuse(m, c, request_id, MP_ST(INTERNAL), "cannot sign the Handoff", hex);
+		return;
+	}
+	if (!take_requester_cert(m, cw, requester_cert, peer)) {
+		custody_write_free(cw); /* signed but never stored nor sent */
+		refuse(m, c, request_id, MP_ST(MALFORMED),
+		       "requester_cert is not the broker's MerchantCert of the requester", hex);
 		return;
 	}
 	ch->state = CHANNEL_HANDED_OFF;
@@ -300,8 +335,8 @@ void handoff_acknowledge(struct merchant *m, struct batch_entry *e)
 
 /* The Move verified under the owner key of its segment; then the cases of the header, in order. */
 static void serve(struct merchant *m, struct mp_conn *c, uint64_t request_id, struct channel *ch,
-		  const MpSigned *move, const Micropay__V1__Move *mv, const uint8_t peer[MP_ID_LEN],
-		  const char *hex)
+		  const Micropay__V1__HandoffReq *req, const Micropay__V1__Move *mv,
+		  const uint8_t peer[MP_ID_LEN], const char *hex)
 {
 	if (ch->handoff_pending || ch->cap_pending || ch->close_pending || !ch->recorded) {
 		refuse(m, c, request_id, MP_ST(LIMIT),
@@ -346,7 +381,7 @@ static void serve(struct merchant *m, struct mp_conn *c, uint64_t request_id, st
 		refuse(m, c, request_id, code, detail, hex);
 		return;
 	}
-	hand_off(m, c, request_id, ch, move, peer, hex);
+	hand_off(m, c, request_id, ch, req->move, req->requester_cert, peer, hex);
 }
 
 void handle_handoff(struct merchant *m, struct mp_conn *c, const MpEnvelope *env)
@@ -382,6 +417,6 @@ void handle_handoff(struct merchant *m, struct mp_conn *c, const MpEnvelope *env
 		refuse(m, c, env->request_id, code, "Move not signed by the channel's owner", hex);
 		return;
 	}
-	serve(m, c, env->request_id, ch, move, (Micropay__V1__Move *)body, peer, hex);
+	serve(m, c, env->request_id, ch, env->handoff_req, (Micropay__V1__Move *)body, peer, hex);
 	protobuf_c_message_free_unpacked(body, NULL);
 }

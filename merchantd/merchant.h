@@ -141,6 +141,7 @@ struct merchant_stats {
 	uint64_t store_busy; /* requests refused while the store was behind */
 	uint64_t batches, opens, redeems_sent, claims_credited, amount_credited;
 	uint64_t handoffs_signed, handoffs_taken, handoff_refusals;
+	uint64_t handoff_redirects; /* Opens answered HANDED_OFF with a verified redirect */
 	uint64_t caps_signed, transfer_refusals, stale_segment;
 	uint64_t closes_signed, close_refusals;
 };

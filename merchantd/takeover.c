@@ -15,7 +15,13 @@
  *   START --Move, hint and holder's MerchantCert check out--> CONNECTING (to the cert's endpoint,
  *         with our merchant certificate; the peer's must name the hinted holder)
  *   CONNECTING --handshake--> ASKING (HandoffReq carrying the wallet's Move)
+ *   ASKING --LIMIT (the holder is committing another Handoff or is busy)--> ASKING again
+ *         after TAKEOVER_RETRY_MS, until the deadline
  *   ASKING --OK / DUPLICATE_OK with a chain--> VERIFYING (worker: common/custody.c)
+ *   ASKING --HANDED_OFF with the holder's latest Handoff and chain--> VERIFYING the redirect
+ *         --evidence checks out (takeover_redirect.c)--> DONE: the Open answered HANDED_OFF with
+ *         OpenAck.redirect, nothing stored (the wallet signs a Move from the new epoch and opens
+ *         again naming the new holder)
  *   VERIFYING --valid, hseq above the highest recorded--> COMMITTING (group commit: custody
  *         rows, signers' certs, Transfer/Cap pairs, the channel row in the new epoch and segment)
  *   COMMITTING --durable--> HELD: OpenAck (takeover_acknowledge)
@@ -37,9 +43,12 @@
 #include "segments.h"
 #include "merchant.h"
 #include "stmt.h"
+#include "takeover_redirect.h"
 #include "takeover_verify.h"
 #include "tls.h"
 #include "workers.h"
+
+#define TAKEOVER_RETRY_MS 50 /* asking again after a LIMIT, until handoff_timeout */
 
 struct takeover {
 	struct merchant *m;
@@ -52,6 +61,7 @@ struct takeover {
 	char holder_hex[MP_HEX_ID_LEN + 1], hex[MP_HEX_ID_LEN + 1], endpoint[256];
 	struct mp_conn *conn; /* to the holder */
 	struct event *deadline;
+	struct event *retry;   /* asking again after the holder's LIMIT */
 	struct takeover *next; /* m->takeovers */
 	bool done, job_running;
 	unsigned busy; /* a function of this file is running on it: not freed under it */
@@ -69,6 +79,8 @@ static void maybe_free(struct takeover *t)
 	}
 	if (t->deadline)
 		event_free(t->deadline);
+	if (t->retry)
+		event_free(t->retry);
 	mp_stmt_free(t->move);
 	free(t);
 }
@@ -100,6 +112,8 @@ __attribute__((format(printf, 3, 4))) static void finish(struct takeover *t, MpC
 	t->wallet = NULL;
 	if (t->deadline)
 		evtimer_del(t->deadline);
+	if (t->retry)
+		evtimer_del(t->retry);
 	if (t->conn)
 		mp_conn_close(t->conn, "takeover of channel %s ended", t->hex);
 	t->busy--;
@@ -195,6 +209,8 @@ static void commit_takeover(struct takeover *t, struct takeover_check *tc)
 	mp_conn_unref(t->wallet);
 	t->wallet = NULL;
 	evtimer_del(t->deadline);
+	if (t->retry)
+		evtimer_del(t->retry);
 	if (t->conn)
 		mp_conn_close(t->conn, "handoff of channel %s received", t->hex);
 	log_info("channel %s: Handoff %u from m-%s verified (at index %u); recording it", t->hex,
@@ -224,11 +240,17 @@ static void verify_done(void *arg, enum mp_job_outcome outcome)
 	} else if (outcome != MP_JOB_DONE) {
 		finish(t, MP_ST(INTERNAL), "shutting down");
 	} else if (j->tc->code != MP_ST(OK)) {
-		finish(t, j->tc->code, "the holder's custody chain was refused: %s", j->tc->detail);
+		finish(t, j->tc->code, "the holder's %s was refused: %s",
+		       j->tc->redirect ? "HANDED_OFF evidence" : "custody chain", j->tc->detail);
 	} else if (custody_store_max_hseq(t->m->store, t->ch->id) >= j->tc->hseq ||
 		   t->ch->state == CHANNEL_HELD) {
 		finish(t, MP_ST(STALE_INDEX), "a Handoff at or above hseq %u is already recorded",
 		       j->tc->hseq);
+	} else if (j->tc->redirect) {
+		if (mp_conn_is_open(t->wallet))
+			takeover_redirect_reply(t->m, t->wallet, t->request_id, j->tc,
+						t->holder_hex);
+		finish(t, MP_ST(OK), "redirected"); /* answered; nothing stored */
 	} else if (!same_pairs(t->ch, j->tc)) {
 		finish(t, MP_ST(CONFLICT), "the holder's Transfer/Cap pairs differ from ours");
 	} else {
@@ -298,14 +320,21 @@ static void on_handoff_resp(struct mp_conn *c, const MpEnvelope *env, void *arg)
 	    env->body_case == MP_BODY(HANDOFF_RESP) ? env->handoff_resp : NULL;
 	MpCode code = r && r->status ? r->status->code : MP_ST(MALFORMED);
 	const char *detail = r && r->status ? r->status->detail : "not a HandoffResp";
-	if (code == MP_ST(HANDED_OFF)) {
-		finish(t, MP_ST(NOT_HOLDER),
-		       "m-%s no longer holds the channel (HANDED_OFF); open with the current "
-		       "holder's hint",
-		       t->holder_hex);
+	if (code == MP_ST(LIMIT)) { /* e.g. another Handoff of the channel is being committed */
+		struct timeval tv = {0, TAKEOVER_RETRY_MS * 1000};
+		if (evtimer_add(t->retry, &tv) != 0)
+			finish(t, code, "the holder m-%s refused the handoff: %s", t->holder_hex,
+			       detail);
 		return;
 	}
-	if (code != MP_ST(OK) && code != MP_ST(DUPLICATE_OK)) {
+	bool redirect = code == MP_ST(HANDED_OFF) && r->handoff && r->n_custody > 0;
+	if (code == MP_ST(HANDED_OFF) && !redirect) {
+		finish(t, MP_ST(HANDED_OFF),
+		       "m-%s no longer holds the channel and sent no Handoff as evidence: %s",
+		       t->holder_hex, detail);
+		return;
+	}
+	if (code != MP_ST(OK) && code != MP_ST(DUPLICATE_OK) && !redirect) {
 		finish(t, code, "the holder m-%s refused the handoff: %s", t->holder_hex, detail);
 		return;
 	}
@@ -317,6 +346,8 @@ static void on_handoff_resp(struct mp_conn *c, const MpEnvelope *env, void *arg)
 		finish(t, MP_ST(INTERNAL), "out of memory");
 		return;
 	}
+	j->tc->redirect = redirect;
+	memcpy(j->tc->asked, t->holder, MP_ID_LEN);
 	j->t = t;
 	if (!mp_workers_submit(t->m->workers, verify_work, verify_done, j)) {
 		takeover_check_free(j->tc);
@@ -325,6 +356,33 @@ static void on_handoff_resp(struct mp_conn *c, const MpEnvelope *env, void *arg)
 		return;
 	}
 	t->job_running = true;
+}
+
+/* The HandoffReq: the wallet's Move and our own MerchantCert (kept by the holder to tell later
+ * requesters where we are, docs/custody.md). */
+static void ask(struct takeover *t)
+{
+	uint8_t *own = NULL;
+	size_t own_len = 0;
+	Micropay__V1__HandoffReq req = MICROPAY__V1__HANDOFF_REQ__INIT;
+	req.move = t->move;
+	if (merchant_own_cert(t->m, &own, &own_len))
+		req.requester_cert = mp_stmt_decode(own, own_len);
+	free(own);
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.version = MP_PROTOCOL_VERSION;
+	env.body_case = MP_BODY(HANDOFF_REQ);
+	env.handoff_req = &req;
+	if (!t->conn || mp_conn_call(t->conn, &env, on_handoff_resp, t) != 0)
+		finish(t, MP_ST(INTERNAL), "cannot send the HandoffReq to m-%s", t->holder_hex);
+	mp_stmt_free(req.requester_cert);
+}
+
+static void on_retry(evutil_socket_t fd, short what, void *arg)
+{
+	struct takeover *t = arg;
+	if (!t->done)
+		ask(t);
 }
 
 static void on_holder_open(struct mp_conn *c, void *arg)
@@ -337,14 +395,7 @@ static void on_holder_open(struct mp_conn *c, void *arg)
 		       t->holder_hex);
 		return;
 	}
-	Micropay__V1__HandoffReq req = MICROPAY__V1__HANDOFF_REQ__INIT;
-	req.move = t->move;
-	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
-	env.version = MP_PROTOCOL_VERSION;
-	env.body_case = MP_BODY(HANDOFF_REQ);
-	env.handoff_req = &req;
-	if (mp_conn_call(c, &env, on_handoff_resp, t) != 0)
-		finish(t, MP_ST(INTERNAL), "cannot send the HandoffReq to m-%s", t->holder_hex);
+	ask(t);
 }
 
 static void on_holder_close(struct mp_conn *c, const char *reason, void *arg)
@@ -494,8 +545,9 @@ static bool connect_holder(struct takeover *t)
 	if (!mp_split_endpoint(t->endpoint, host, sizeof(host), &port))
 		return false;
 	t->deadline = evtimer_new(m->base, on_deadline, t);
+	t->retry = evtimer_new(m->base, on_retry, t);
 	struct timeval tv = {m->cfg.handoff_timeout, 0};
-	if (!t->deadline || evtimer_add(t->deadline, &tv) != 0)
+	if (!t->deadline || !t->retry || evtimer_add(t->deadline, &tv) != 0)
 		return false;
 	struct mp_net_opts opts = {.max_frame = MP_FRAME_MAX_WALLET,
 				   .idle_timeout_s = m->cfg.handoff_timeout,

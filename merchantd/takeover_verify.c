@@ -7,6 +7,7 @@
 #include "custody.h"
 #include "custody_store.h"
 #include "stmt.h"
+#include "takeover_redirect.h"
 
 struct signer {
 	uint8_t mid[MP_ID_LEN];
@@ -235,6 +236,10 @@ static bool chain_rows(struct takeover_check *tc, const struct mp_custody_event 
 static void conclude(struct takeover_check *tc, const struct mp_custody_event *events,
 		     const struct mp_custody_segment *segments)
 {
+	if (tc->redirect) {
+		takeover_redirect_conclude(tc, events);
+		return;
+	}
 	check_last(tc, &events[tc->n_chain]);
 	if (tc->code == MP_ST(OK))
 		check_segment(tc, &events[tc->n_chain], &segments[tc->n_segments / 2]);

@@ -7,8 +7,9 @@
  * cert without holder0, event 0 is the broker's Bind the holder sent (HandoffResp.bind): type 4
  * under the broker key, parsed strictly, for this channel; its merchant is holder0 and Handoff
  * 1 links to its hash (mp_custody_channel.bound, bind_hash). That
- * segment becomes the channel's current one. Everything here is a copy: the loop may change its
- * state meanwhile. */
+ * segment becomes the channel's current one. For a HANDED_OFF answer (tc->redirect) the chain
+ * is verified the same way and its last Handoff judged by takeover_redirect.c instead. Everything
+ * here is a copy: the loop may change its state meanwhile. */
 #pragma once
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -38,7 +39,9 @@ struct takeover_check {
 	uint8_t mid[MP_ID_LEN];
 	uint8_t move_hash[MP_HASH_LEN];
 	uint32_t from_epoch;
-	uint32_t highest; /* the highest hseq we recorded for the channel */
+	uint32_t highest;	  /* the highest hseq we recorded for the channel */
+	bool redirect;		  /* a HANDED_OFF answer: takeover_redirect_conclude decides */
+	uint8_t asked[MP_ID_LEN]; /* the merchant we asked (the HANDED_OFF answer's signer) */
 	/* out */
 	MpCode code;
 	char detail[256];
@@ -47,7 +50,8 @@ struct takeover_check {
 	uint32_t seg_seq, seg_start; /* the current segment: the last verified one */
 	bool bound;		     /* the cert has no holder0: `bind` verified, naming bind_mid */
 	uint8_t bind_mid[MP_ID_LEN];
-	struct segment_row *seg_rows; /* the verified pairs 1..seg_seq (malloc'd) */
+	uint8_t new_holder[MP_ID_LEN]; /* redirect: the merchant the last Handoff names */
+	struct segment_row *seg_rows;  /* the verified pairs 1..seg_seq (malloc'd) */
 	size_t n_seg_rows;
 	struct custody_blob *chain_rows, *cert_rows; /* what to store (malloc'd) */
 	size_t n_chain_rows, n_cert_rows;

@@ -17,6 +17,10 @@
  *
  *   CONNECTING --CN names the merchant--> OPENING --OpenAck checked--> RESENDING (in-flight Pays)
  *   --> PAYING --units paid--> DONE;   any --refusal, timeout, lost connection--> FAILED
+ *   OPENING --HANDED_OFF with a redirect (after a Move), checked (redirect.c)--> new holder and
+ *         epoch recorded, a Move from that epoch signed --> OPENING again on the same
+ *         connection; at most MP_MAX_HANDOFFS redirects, all within WALLET_OPEN_TIMEOUT of the
+ *         first Open
  *
  * The same session serves transfer.send (session.h): after RESENDING it hands the open
  * connection to its continuation instead of PAYING. */
@@ -30,6 +34,7 @@
 #include "admin.h"
 #include "frame.h"
 #include "log.h"
+#include "proto_limits.h"
 #include "stmt.h"
 #include "store.h"
 #include "tls.h"
@@ -70,6 +75,8 @@ struct pay_op {
 	void *then_arg;
 	void (*then_free)(void *arg);
 	MpSigned *custody_event; /* the OpenAck's, when it had one */
+	uint64_t open_started;	 /* when the first Open was sent (redirects share its deadline) */
+	unsigned redirects;	 /* HANDED_OFF redirects followed so far */
 };
 
 static void pay_reply(struct pay_op *p, bool complete)
@@ -368,6 +375,8 @@ static bool closed_already(const struct pay_op *p, const Micropay__V1__OpenAck *
 	return p->then && p->ch->state == WCH_CLOSING && ack->status->code == MP_ST(CLOSED);
 }
 
+static void follow_redirect(struct pay_op *p, const Micropay__V1__OpenAck *ack);
+
 /* The OpenAck proves the merchant holds the channel at a point of our own chain. */
 static void on_open_ack(struct mp_conn *c, const MpEnvelope *env, void *arg)
 {
@@ -395,6 +404,8 @@ static void on_open_ack(struct mp_conn *c, const MpEnvelope *env, void *arg)
 			 note_bound(p, ack, note, sizeof(note)));
 	} else if (closed_already(p, ack)) {
 		p->then(p, p->then_arg);
+	} else if (ack->status->code == MP_ST(HANDED_OFF) && ack->redirect && p->move) {
+		follow_redirect(p, ack);
 	} else if (ack->status->code != MP_ST(OK)) {
 		wallet_status_text(ack->status, text, sizeof(text));
 		pay_fail(p, "Open refused: %s; no payword sent", text);
@@ -445,6 +456,71 @@ static void on_open_ack(struct mp_conn *c, const MpEnvelope *env, void *arg)
 	}
 }
 
+static void send_open(struct pay_op *p);
+
+/* HANDED_OFF with a redirect: the holder we named had handed the channel on. Step one epoch
+ * (redirect.c), then open again with a Move from it, or without one if the target is now the
+ * holder. */
+static void follow_redirect(struct pay_op *p, const Micropay__V1__OpenAck *ack)
+{
+	char text[400];
+	wallet_status_text(ack->status, text, sizeof(text));
+	const char *bad = NULL;
+	if (++p->redirects > MP_MAX_HANDOFFS) {
+		pay_fail(p, "Open refused: %s; more than %d redirects; no payword sent", text,
+			 MP_MAX_HANDOFFS);
+		return;
+	}
+	if ((bad = wallet_redirect_follow(p->w, p->ch, ack->redirect))) {
+		pay_fail(p, "Open refused: %s; redirect not followed: %s; no payword sent", text,
+			 bad);
+		return;
+	}
+	char hex[MP_HEX_ID_LEN + 1];
+	mp_hex_encode(p->ch->holder, MP_ID_LEN, hex);
+	log_info("channel %s: redirected by m-%s to the holder m-%s (epoch %u)", p->hex,
+		 p->target_hex, hex, p->ch->epoch);
+	mp_stmt_free(p->move);
+	p->move = NULL;
+	if (memcmp(p->target, p->ch->holder, MP_ID_LEN) &&
+	    !(p->move = wallet_move_sign(p->w, p->ch, p->target))) {
+		pay_fail(p, "cannot sign the Move from epoch %u; no payword sent", p->ch->epoch);
+		return;
+	}
+	send_open(p);
+}
+
+static void send_open(struct pay_op *p)
+{
+	uint64_t spent = mp_now() - p->open_started;
+	if (spent >= WALLET_OPEN_TIMEOUT) {
+		pay_fail(p, "no OpenAck accepted within %d s (%u redirects); no payword sent",
+			 WALLET_OPEN_TIMEOUT, p->redirects);
+		return;
+	}
+	Micropay__V1__OpenReq open = MICROPAY__V1__OPEN_REQ__INIT;
+	open.cert = p->ch->cert;
+	open.n_segments = p->ch->n_segments;
+	open.segments = p->ch->segments;
+	if (p->move) {
+		open.move = p->move;
+		if (!wallet_id_is_zero(p->ch->holder)) /* else unbound: the merchant binds it */
+			open.holder_hint = (ProtobufCBinaryData){MP_ID_LEN, p->ch->holder};
+		open.holder_cert = p->ch->holder_cert;
+	}
+	struct timeval tv = {(time_t)(WALLET_OPEN_TIMEOUT - spent), 0};
+	if (evtimer_add(p->open_timer, &tv) != 0) {
+		pay_fail(p, "cannot arm the OpenAck timer; nothing sent");
+		return;
+	}
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.version = MP_PROTOCOL_VERSION;
+	env.body_case = MP_BODY(OPEN_REQ);
+	env.open_req = &open;
+	if (mp_conn_call(p->op.conn, &env, on_open_ack, p) != 0)
+		pay_fail(p, "cannot send Open");
+}
+
 static void on_open(struct mp_conn *c, void *arg)
 {
 	struct pay_op *p = arg;
@@ -458,27 +534,8 @@ static void on_open(struct mp_conn *c, void *arg)
 		    p->endpoint, cn, p->target_hex);
 		return;
 	}
-	Micropay__V1__OpenReq open = MICROPAY__V1__OPEN_REQ__INIT;
-	open.cert = p->ch->cert;
-	open.n_segments = p->ch->n_segments;
-	open.segments = p->ch->segments;
-	if (p->move) {
-		open.move = p->move;
-		if (!wallet_id_is_zero(p->ch->holder)) /* else unbound: the merchant binds it */
-			open.holder_hint = (ProtobufCBinaryData){MP_ID_LEN, p->ch->holder};
-		open.holder_cert = p->ch->holder_cert;
-	}
-	struct timeval tv = {WALLET_OPEN_TIMEOUT, 0};
-	if (evtimer_add(p->open_timer, &tv) != 0) {
-		pay_fail(p, "cannot arm the OpenAck timer; nothing sent");
-		return;
-	}
-	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
-	env.version = MP_PROTOCOL_VERSION;
-	env.body_case = MP_BODY(OPEN_REQ);
-	env.open_req = &open;
-	if (mp_conn_call(c, &env, on_open_ack, p) != 0)
-		pay_fail(p, "cannot send Open");
+	p->open_started = mp_now();
+	send_open(p);
 }
 
 static void on_close(struct mp_conn *c, const char *reason, void *arg)

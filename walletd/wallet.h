@@ -203,6 +203,11 @@ const char *wallet_merchant_cert_check(const struct wallet *w, const MpSigned *c
 /* OpenAck's custody event after a Move: Handoff epoch+1 of this channel, signed by the holder
  * we moved from (key from its MerchantCert), naming to_mid and carrying our Move. NULL, or what
  * is wrong. */
+/* A HANDED_OFF OpenAck's redirect (redirect.c): Handoff epoch+1 from the holder we know,
+ * checked against its MerchantCert and our own chain, and the new holder's MerchantCert; then
+ * the new holder and epoch are recorded (durably). NULL, or why not (nothing changed). */
+const char *wallet_redirect_follow(struct wallet *w, struct wchannel *ch,
+				   const Micropay__V1__HandoffResp *r);
 const char *wallet_move_check_handoff(const struct wallet *w, const struct wchannel *ch,
 				      const MpSigned *event, const MpSigned *move,
 				      const uint8_t to_mid[MP_ID_LEN]);
