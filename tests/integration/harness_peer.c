@@ -1,0 +1,109 @@
+#include "harness_peer.h"
+
+#include <arpa/inet.h>
+#include <check.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "net.h"
+#include "tls.h"
+
+static void blob(sqlite3_stmt *st, int col, void *out, size_t len)
+{
+	ck_assert_int_eq(sqlite3_column_bytes(st, col), (int)len);
+	memcpy(out, sqlite3_column_blob(st, col), len);
+}
+
+void twallet_channel_load(const struct net *n, const char *wallet, const char *channel_hex,
+			  struct tchannel *ch)
+{
+	char rel[64], path[700];
+	uint8_t id[MP_ID_LEN], owner_seed[MP_SK_LEN];
+	snprintf(rel, sizeof(rel), "%s/wallet.db", wallet);
+	net_path(n, rel, path, sizeof(path));
+	hex_to_bytes(channel_hex, id, MP_ID_LEN);
+	memset(ch, 0, sizeof(*ch));
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	ck_assert_int_eq(net_cmd(n, "kill", wallet), 0); /* walletd locks its store exclusively */
+	ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	ck_assert_int_eq(sqlite3_prepare_v2(db,
+					    "SELECT chain_seed, nonce, owner_seed, n, cert FROM "
+					    "channels WHERE channel_id = ?",
+					    -1, &st, NULL),
+			 SQLITE_OK);
+	sqlite3_bind_blob(st, 1, id, MP_ID_LEN, SQLITE_STATIC);
+	ck_assert_msg(sqlite3_step(st) == SQLITE_ROW, "%s has no channel %s", wallet, channel_hex);
+	blob(st, 0, ch->seed, MP_SEED_LEN);
+	blob(st, 1, ch->nonce, MP_NONCE_LEN);
+	blob(st, 2, owner_seed, MP_SK_LEN);
+	ch->n = (uint32_t)sqlite3_column_int64(st, 3);
+	ch->cert = mp_stmt_decode(sqlite3_column_blob(st, 4), (size_t)sqlite3_column_bytes(st, 4));
+	ck_assert(ch->cert != NULL);
+	ck_assert(mp_key_from_seed(&ch->owner, owner_seed));
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	ck_assert_int_eq(net_cmd(n, "start", wallet), 0);
+}
+
+bool tserver_listen(struct tserver *s, const char *endpoint, const char *cert, const char *key,
+		    const char *ca)
+{
+	char host[256], err[512];
+	uint16_t port;
+	*s = (struct tserver){.fd = -1};
+	if (!mp_split_endpoint(endpoint, host, sizeof(host), &port))
+		return false;
+	s->ctx = mp_tls_server_ctx(cert, key, ca, MP_CLIENT_CERT_OPTIONAL, err, sizeof(err));
+	if (!s->ctx) {
+		fprintf(stderr, "tserver: %s\n", err);
+		return false;
+	}
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(port)};
+	inet_pton(AF_INET, host, &sin.sin_addr);
+	int one = 1;
+	s->fd = socket(AF_INET, SOCK_STREAM, 0);
+	setsockopt(s->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (s->fd < 0 || bind(s->fd, (struct sockaddr *)&sin, sizeof(sin)) != 0 ||
+	    listen(s->fd, 8) != 0) {
+		perror("tserver: bind/listen");
+		tserver_close(s);
+		return false;
+	}
+	return true;
+}
+
+bool tserver_accept(struct tserver *s, struct wire *w, int ms)
+{
+	*w = (struct wire){.fd = -1};
+	struct pollfd p = {.fd = s->fd, .events = POLLIN};
+	if (poll(&p, 1, ms) != 1)
+		return false;
+	w->fd = accept(s->fd, NULL, NULL);
+	if (w->fd < 0)
+		return false;
+	struct timeval tv = {10, 0};
+	setsockopt(w->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	w->ssl = SSL_new(s->ctx);
+	SSL_set_fd(w->ssl, w->fd);
+	if (SSL_accept(w->ssl) != 1) {
+		wire_close(w);
+		return false;
+	}
+	return true;
+}
+
+void tserver_close(struct tserver *s)
+{
+	if (s->fd >= 0)
+		close(s->fd);
+	if (s->ctx)
+		SSL_CTX_free(s->ctx);
+	*s = (struct tserver){.fd = -1};
+}

@@ -1,0 +1,27 @@
+/* Acting as parties the real daemons talk to: a second device of a walletd customer (the
+ * channel's chain and owner key read from walletd's store, so a test can sign Moves and pay
+ * with the same channel) and a one-connection TLS server that stands in for a merchant at its
+ * endpoint (for answers no honest merchantd would give). */
+#pragma once
+#include <stdbool.h>
+
+#include "harness.h"
+
+/* Channel channel_hex of walletd WALLET (e.g. "w1") as a tchannel: chain seed, nonce, owner
+ * key, n and cert from the wallet's store (segment 0). walletd holds its store exclusively, so
+ * it is stopped (SIGTERM) for the read and started again. Fails the test if absent. */
+void twallet_channel_load(const struct net *n, const char *wallet, const char *channel_hex,
+			  struct tchannel *ch);
+
+struct tserver {
+	SSL_CTX *ctx;
+	int fd;
+};
+/* Listen on endpoint (host:port, address reuse) presenting cert/key, asking clients for a
+ * certificate from ca. False on failure. */
+bool tserver_listen(struct tserver *s, const char *endpoint, const char *cert, const char *key,
+		    const char *ca);
+/* Accept one connection within ms and finish its handshake into w (wire_recv, wire_send_env and
+ * wire_close work on it; the context stays the server's). */
+bool tserver_accept(struct tserver *s, struct wire *w, int ms);
+void tserver_close(struct tserver *s);

@@ -1,0 +1,624 @@
+/* The successor following a HANDED_OFF redirect, against the real daemons (deploy/mpnet: three
+ * merchants, walletd w1), docs/custody.md "Following a redirect":
+ * - two merchants ask the holder m1 for the same channel at once: walletd pays at m2 (its Move
+ *   from epoch 0) while a second device of the same customer (the test, with the owner key and
+ *   chain read from w1's store) opens at m3 with its own Move from epoch 0. m1 signs exactly one
+ *   Handoff 1; the loser's Open is answered HANDED_OFF with the winner's Handoff as evidence,
+ *   the loser signs a Move from epoch 1 and ends up holder through Handoff 2 from the winner.
+ *   Rounds repeat until walletd was the loser at least once (its redirect followed through the
+ *   real m2 and w1); payments at both merchants are accepted in order, the redemption credits
+ *   each merchant exactly its range and the audit is clean;
+ * - a holder answering HANDED_OFF with evidence that does not verify (wrong signer, a w_at not
+ *   of the chain, more than MAX_HANDOFFS Handoffs, no MerchantCert of the new holder) gets the
+ *   wallet's pay refused with a clear error, and nothing changes at the successor or the
+ *   wallet. */
+#include <check.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "harness_merchant.h"
+#include "harness_net.h"
+#include "harness_peer.h"
+#include "proto_limits.h"
+#include "../check_run.h"
+
+static struct net net;
+static char ca[700], broker_ep[128], account[64];
+static struct tmerchant tm[4]; /* 1..3 */
+static char ep[4][128];
+
+static void setup_net(void)
+{
+	net_up(&net);
+	ck_assert_int_eq(net_cmd(&net, "merchant", "m2"), 0);
+	ck_assert_int_eq(net_cmd(&net, "merchant", "m3"), 0);
+	net_path(&net, "tls/ca.crt", ca, sizeof(ca));
+	net_read(&net, "broker", "endpoint", broker_ep, sizeof(broker_ep));
+	for (int i = 1; i <= 3; i++) {
+		char name[8];
+		snprintf(name, sizeof(name), "m%d", i);
+		tmerchant_load(&tm[i], &net, name);
+		net_read(&net, name, "endpoint", ep[i], sizeof(ep[i]));
+	}
+	json_t *r = admin_ok(&net, "w1", "register", NULL);
+	snprintf(account, sizeof(account), "%s", json_str(r, "account_id"));
+	json_decref(r);
+	char params[200], fund[MP_HEX_ID_LEN + 1];
+	uint8_t fund_id[MP_ID_LEN];
+	ck_assert(mp_random_bytes(fund_id, MP_ID_LEN));
+	mp_hex_encode(fund_id, MP_ID_LEN, fund);
+	snprintf(params, sizeof(params), "{\"account\":\"%s\",\"amount\":5000,\"fund_id\":\"%s\"}",
+		 account, fund);
+	json_decref(admin_ok(&net, "broker", "account.fund", params));
+}
+
+static void teardown_net(void)
+{
+	for (int i = 1; i <= 3; i++)
+		tmerchant_free(&tm[i]);
+	net_down(&net);
+}
+
+static int64_t pending_of(int m)
+{
+	char params[128];
+	snprintf(params, sizeof(params), "{\"account\":\"%s\"}", tm[m].mid_hex);
+	json_t *acc = admin_ok(&net, "broker", "account.show", params);
+	int64_t b = json_int(json_array_get(json_object_get(acc, "related"), 0), "balance");
+	json_decref(acc);
+	return b;
+}
+
+static void new_order(int m, uint64_t price, char *out, size_t len)
+{
+	char params[64], name[8];
+	snprintf(params, sizeof(params), "{\"price\":%llu}", (unsigned long long)price);
+	snprintf(name, sizeof(name), "m%d", m);
+	json_t *o = admin_ok(&net, name, "order.create", params);
+	snprintf(out, len, "%s", json_str(o, "order_ref"));
+	json_decref(o);
+}
+
+/* Merchant m's view of the channel (admin `channels`); false if it does not list it. */
+static bool merchant_channel(int m, const char *channel, char *state, size_t len, int64_t *epoch,
+			     int64_t *last)
+{
+	char name[8];
+	snprintf(name, sizeof(name), "m%d", m);
+	json_t *r = admin_ok(&net, name, "channels", NULL);
+	json_t *list = json_object_get(r, "channels");
+	bool found = false;
+	for (size_t i = 0; i < json_array_size(list) && !found; i++) {
+		json_t *c = json_array_get(list, i);
+		if (strcmp(json_str(c, "channel_id"), channel) != 0)
+			continue;
+		found = true;
+		snprintf(state, len, "%s", json_str(c, "state"));
+		*epoch = json_int(c, "epoch");
+		*last = json_int(c, "last");
+	}
+	json_decref(r);
+	return found;
+}
+
+static void expect_channel(int m, const char *channel, const char *state, int64_t epoch,
+			   int64_t last)
+{
+	char st[32];
+	int64_t e, l;
+	ck_assert_msg(merchant_channel(m, channel, st, sizeof(st), &e, &l),
+		      "m%d does not list the channel", m);
+	ck_assert_msg(strcmp(st, state) == 0 && e == epoch && l == last,
+		      "m%d: channel %s epoch %lld last %lld, expected %s %lld %lld", m, st,
+		      (long long)e, (long long)l, state, (long long)epoch, (long long)last);
+}
+
+static void wallet_holder(const char *channel, char *holder, size_t len, int64_t *epoch)
+{
+	json_t *r = admin_ok(&net, "w1", "channels", NULL);
+	json_t *list = json_object_get(r, "channels");
+	bool found = false;
+	for (size_t i = 0; i < json_array_size(list); i++) {
+		json_t *c = json_array_get(list, i);
+		if (strcmp(json_str(c, "channel_id"), channel) == 0) {
+			snprintf(holder, len, "%s", json_str(c, "holder"));
+			*epoch = json_int(c, "epoch");
+			found = true;
+		}
+	}
+	ck_assert(found);
+	json_decref(r);
+}
+
+static void expect_wallet_holder(const char *channel, int m, int64_t epoch)
+{
+	char holder[64];
+	int64_t e;
+	wallet_holder(channel, holder, sizeof(holder), &e);
+	ck_assert_msg(strcmp(holder, tm[m].mid_hex) == 0 && e == epoch,
+		      "w1 records holder %s epoch %lld, expected m%d epoch %lld", holder,
+		      (long long)e, m, (long long)epoch);
+}
+
+/* walletd pays units at merchant m (a Move when m is not the holder) in a thread. */
+struct bg_pay {
+	const char *channel;
+	int m;
+	unsigned units;
+	char order[64];
+	json_t *result;
+	char err[600];
+	pthread_t thread;
+};
+
+static void *bg_pay_run(void *arg)
+{
+	struct bg_pay *b = arg;
+	char params[500];
+	snprintf(params, sizeof(params),
+		 "{\"channel_id\":\"%s\",\"merchant_id\":\"%s\",\"endpoint\":\"%s\",\"units\":%u,"
+		 "\"order_ref\":\"%s\"}",
+		 b->channel, tm[b->m].mid_hex, ep[b->m], b->units, b->order);
+	b->result = admin(&net, "w1", "pay", params, b->err, sizeof(b->err));
+	return NULL;
+}
+
+static void bg_pay_start(struct bg_pay *b, const char *channel, int m, unsigned units)
+{
+	memset(b, 0, sizeof(*b));
+	b->channel = channel;
+	b->m = m;
+	b->units = units;
+	new_order(m, units, b->order, sizeof(b->order));
+	ck_assert_int_eq(pthread_create(&b->thread, NULL, bg_pay_run, b), 0);
+}
+
+/* A channel of w1 with holder0 m1 on which w1 paid 3 units at m1. */
+static void wallet_channel(char channel[MP_HEX_ID_LEN + 1])
+{
+	char params[400], order[64], err[512];
+	snprintf(params, sizeof(params),
+		 "{\"merchant_id\":\"%s\",\"n\":100,\"unit_value\":1,\"days\":1}", tm[1].mid_hex);
+	json_t *r = admin_ok(&net, "w1", "issue", params);
+	snprintf(channel, MP_HEX_ID_LEN + 1, "%s", json_str(r, "channel_id"));
+	json_decref(r);
+	new_order(1, 3, order, sizeof(order));
+	snprintf(params, sizeof(params),
+		 "{\"channel_id\":\"%s\",\"endpoint\":\"%s\",\"units\":3,\"order_ref\":\"%s\"}",
+		 channel, ep[1], order);
+	r = admin(&net, "w1", "pay", params, err, sizeof(err));
+	ck_assert_msg(r != NULL, "pay at m1: %s", err);
+	ck_assert_int_eq(json_int(r, "last"), 3);
+	json_decref(r);
+}
+
+static MpSigned *sign_move(const struct mp_key *key, const uint8_t id[MP_ID_LEN],
+			   uint32_t from_epoch, const uint8_t to[MP_ID_LEN])
+{
+	Micropay__V1__Move mv = MICROPAY__V1__MOVE__INIT;
+	mv.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)id};
+	mv.from_epoch = from_epoch;
+	mv.to_mid = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)to};
+	MpSigned *s = mp_stmt_sign(key, MP_STMT_MOVE, &mv.base);
+	ck_assert(s != NULL);
+	return s;
+}
+
+/* Send an Open at the connected merchant with a Move naming holder `hint` (its cert). */
+static void send_open(struct wire *w, const struct tchannel *ch, const MpSigned *move,
+		      const uint8_t hint[MP_ID_LEN], const MpSigned *hint_cert)
+{
+	Micropay__V1__OpenReq req = MICROPAY__V1__OPEN_REQ__INIT;
+	req.cert = ch->cert;
+	req.move = (MpSigned *)move;
+	req.holder_hint = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)hint};
+	req.holder_cert = (MpSigned *)hint_cert;
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.body_case = MP_BODY(OPEN_REQ);
+	env.open_req = &req;
+	ck_assert(wire_send(w, &env));
+}
+
+static MpEnvelope *recv_open_ack(struct wire *w)
+{
+	MpEnvelope *e = wire_recv(w);
+	ck_assert_msg(e && e->body_case == MP_BODY(OPEN_ACK), "no OpenAck");
+	return e;
+}
+
+/* m1's MerchantCert from an Open at m1, the holder. */
+static MpSigned *m1_cert_of(const struct tchannel *ch)
+{
+	struct wire w;
+	ck_assert(wire_connect(&w, ep[1], ca, NULL, NULL));
+	MpEnvelope *e = tchannel_open(ch, &w);
+	ck_assert(e && e->body_case == MP_BODY(OPEN_ACK));
+	ck_assert_int_eq(e->open_ack->status->code, MP_ST(OK));
+	MpSigned *cert = mp_stmt_copy(e->open_ack->holder_cert);
+	ck_assert(cert != NULL);
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	wire_close(&w);
+	return cert;
+}
+
+static bool accepted(MpCode c)
+{
+	return c == MP_ST(OK) || c == MP_ST(UNDERPAID);
+}
+
+static MpCode pay(const struct tchannel *ch, struct wire *w, uint32_t j)
+{
+	static const uint8_t ref[4] = {9, 9, 9, 9};
+	MpEnvelope *e = tchannel_pay(ch, w, j, ref, sizeof(ref));
+	ck_assert_msg(e && e->body_case == MP_BODY(PAY_ACK), "no PayAck for j=%u", j);
+	MpCode code = e->pay_ack->status->code;
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	return code;
+}
+
+/* Handoffs with this hseq of the channel in merchant m's store. */
+static int custody_rows(int m, const uint8_t id[MP_ID_LEN], uint32_t hseq)
+{
+	char rel[64], path[700];
+	snprintf(rel, sizeof(rel), "m%d/merchant.db", m);
+	net_path(&net, rel, path, sizeof(path));
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	ck_assert_int_eq(sqlite3_prepare_v2(db,
+					    "SELECT count(*) FROM custody WHERE channel_id = ? "
+					    "AND hseq = ?",
+					    -1, &st, NULL),
+			 SQLITE_OK);
+	sqlite3_bind_blob(st, 1, id, MP_ID_LEN, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, hseq);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+	int n = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return n;
+}
+
+static Micropay__V1__Handoff *handoff_body(const MpSigned *h)
+{
+	ck_assert(h != NULL);
+	Micropay__V1__Handoff *b = (Micropay__V1__Handoff *)mp_strict_unpack(
+	    &micropay__v1__handoff__descriptor, h->body.data, h->body.len);
+	ck_assert(b && b->point && mp_bytes_len_is(b->to_mid, MP_ID_LEN));
+	return b;
+}
+
+/* The MerchantCert of merchant m among certs (NULL if absent). */
+static const MpSigned *cert_of(MpSigned *const *certs, size_t n, int m)
+{
+	for (size_t i = 0; i < n; i++) {
+		Micropay__V1__MerchantCert *mc = (Micropay__V1__MerchantCert *)mp_strict_unpack(
+		    &micropay__v1__merchant_cert__descriptor, certs[i]->body.data,
+		    certs[i]->body.len);
+		bool is = mc && mp_bytes_len_is(mc->merchant_id, MP_ID_LEN) &&
+			  !memcmp(mc->merchant_id.data, tm[m].mid, MP_ID_LEN);
+		if (mc)
+			micropay__v1__merchant_cert__free_unpacked(mc, NULL);
+		if (is)
+			return certs[i];
+	}
+	return NULL;
+}
+
+/* m3 (opened by the second device) won the race: walletd's Open at m2 was redirected to m3;
+ * the test pays at m3 meanwhile. Adds the expected credits. */
+static void m3_won(const char *channel, const struct tchannel *tch, struct wire *w3,
+		   const Micropay__V1__OpenAck *ack, struct bg_pay *bg, int64_t expect[4])
+{
+	ck_assert_int_eq(ack->hseq, 1);
+	ck_assert_int_eq(ack->point->index, 3);
+	uint32_t last_ok = 3;
+	bool refused = false;
+	for (uint32_t j = 4; j <= 9; j++) {
+		MpCode c = pay(tch, w3, j);
+		if (accepted(c)) {
+			ck_assert_msg(!refused, "m3 accepted j=%u after refusing an earlier one",
+				      j);
+			last_ok = j;
+		} else {
+			ck_assert_int_eq(c, MP_ST(HANDED_OFF));
+			refused = true;
+		}
+	}
+	ck_assert_int_eq(pthread_join(bg->thread, NULL), 0);
+	ck_assert_msg(bg->result != NULL, "walletd's pay at m2 (the loser) failed: %s", bg->err);
+	ck_assert_str_eq(json_str(bg->result, "status"), "OK");
+	ck_assert_int_eq(json_int(bg->result, "paid_units"), 2);
+	int64_t last = json_int(bg->result, "last");
+	json_decref(bg->result);
+	/* Handoff 2 from m3 at its last accepted Pay; m2 took it from there. */
+	expect_channel(3, channel, "HANDED_OFF", 1, last_ok);
+	expect_channel(2, channel, "HELD", 2, last_ok + 2);
+	ck_assert_int_eq(last, last_ok + 2);
+	expect_wallet_holder(channel, 2, 2);
+	fprintf(stderr, "race: m3 won, m3 paid up to %u, walletd redirected and paid at m2\n",
+		last_ok);
+	expect[1] += 3;
+	expect[3] += last_ok - 3;
+	expect[2] += 2;
+}
+
+/* walletd's m2 won: the second device's Open at m3 is answered HANDED_OFF with Handoff 1 naming
+ * m2 and m2's MerchantCert; it follows the redirect (Move from epoch 1, hint m2) on the same
+ * connection once walletd's pay is done. */
+static void m2_won(const char *channel, const struct tchannel *tch, struct wire *w3,
+		   const Micropay__V1__OpenAck *ack, struct bg_pay *bg, int64_t expect[4])
+{
+	uint8_t id[MP_ID_LEN];
+	tchannel_id(tch, id);
+	ck_assert_msg(ack->status->code == MP_ST(HANDED_OFF), "m3: %s %s",
+		      mp_code_name(ack->status->code), ack->status->detail);
+	ck_assert(ack->redirect != NULL && ack->status->evidence != NULL);
+	Micropay__V1__Handoff *h = handoff_body(ack->redirect->handoff);
+	ck_assert_int_eq(h->hseq, 1);
+	ck_assert(!memcmp(h->to_mid.data, tm[2].mid, MP_ID_LEN));
+	micropay__v1__handoff__free_unpacked(h, NULL);
+	const MpSigned *m2_cert =
+	    cert_of(ack->redirect->merchant_certs, ack->redirect->n_merchant_certs, 2);
+	ck_assert_msg(m2_cert != NULL, "the redirect carries no MerchantCert of m2");
+	ck_assert_int_eq(pthread_join(bg->thread, NULL), 0);
+	ck_assert_msg(bg->result != NULL, "walletd's pay at m2 (the winner) failed: %s", bg->err);
+	ck_assert_int_eq(json_int(bg->result, "last"), 5);
+	json_decref(bg->result);
+	MpSigned *move = sign_move(&tch->owner, id, 1, tm[3].mid);
+	send_open(w3, tch, move, tm[2].mid, m2_cert);
+	mp_stmt_free(move);
+	MpEnvelope *e = recv_open_ack(w3);
+	ck_assert_msg(e->open_ack->status->code == MP_ST(OK), "m3 after the redirect: %s %s",
+		      mp_code_name(e->open_ack->status->code), e->open_ack->status->detail);
+	ck_assert_int_eq(e->open_ack->hseq, 2);
+	ck_assert_int_eq(e->open_ack->point->index, 5);
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	ck_assert(accepted(pay(tch, w3, 6)));
+	ck_assert(accepted(pay(tch, w3, 7)));
+	expect_channel(2, channel, "HANDED_OFF", 1, 5);
+	expect_channel(3, channel, "HELD", 2, 7);
+	fprintf(stderr, "race: walletd's m2 won; the second device followed the redirect to m3\n");
+	expect[1] += 3;
+	expect[2] += 2;
+	expect[3] += 2;
+}
+
+/* One race on a fresh channel, the device's Open at m3 sent gap_ms after walletd's pay started;
+ * true if walletd was the loser. */
+static bool race_round(int64_t expect[4], unsigned gap_ms)
+{
+	char channel[MP_HEX_ID_LEN + 1];
+	wallet_channel(channel);
+	struct tchannel tch;
+	twallet_channel_load(&net, "w1", channel, &tch);
+	uint8_t id[MP_ID_LEN];
+	tchannel_id(&tch, id);
+	MpSigned *m1_cert = m1_cert_of(&tch);
+	MpSigned *move3 = sign_move(&tch.owner, id, 0, tm[3].mid);
+	struct wire w3;
+	ck_assert(wire_connect(&w3, ep[3], ca, NULL, NULL));
+	struct bg_pay bg;
+	/* at once: walletd's pay at m2 and the second device's Open at m3, both from epoch 0
+	 * (walletd's path to m1 is longer: admin call, TLS to m2, m2's TLS to m1) */
+	bg_pay_start(&bg, channel, 2, 2);
+	usleep(gap_ms * 1000);
+	send_open(&w3, &tch, move3, tm[1].mid, m1_cert);
+	MpEnvelope *e = recv_open_ack(&w3);
+	bool walletd_lost = e->open_ack->status->code == MP_ST(OK);
+	if (walletd_lost)
+		m3_won(channel, &tch, &w3, e->open_ack, &bg, expect);
+	else
+		m2_won(channel, &tch, &w3, e->open_ack, &bg, expect);
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	/* exactly one Handoff 1, signed by m1, and nothing else from m1 */
+	ck_assert_int_eq(custody_rows(1, id, 1), 1);
+	ck_assert_int_eq(custody_rows(1, id, 2), 0);
+	expect_channel(1, channel, "HANDED_OFF", 0, 3);
+	wire_close(&w3);
+	mp_stmt_free(move3);
+	mp_stmt_free(m1_cert);
+	tchannel_free(&tch);
+	return walletd_lost;
+}
+
+START_TEST(two_merchants_ask_at_once_the_loser_follows_the_redirect)
+{
+	int64_t before[4], expect[4] = {0};
+	for (int i = 1; i <= 3; i++)
+		before[i] = pending_of(i);
+	/* Rounds until each side lost at least once: the gap between the two requests varies. */
+	static const unsigned gaps_ms[] = {0, 20, 5, 40, 10, 30, 2, 60, 15, 80, 25, 50};
+	int rounds = 0, lost[2] = {0, 0}; /* [1]: walletd lost */
+	while ((!lost[0] || !lost[1]) && rounds < (int)(sizeof(gaps_ms) / sizeof(gaps_ms[0]))) {
+		lost[race_round(expect, gaps_ms[rounds])]++;
+		rounds++;
+	}
+	fprintf(stderr, "%d rounds: walletd lost %d, the second device lost %d\n", rounds, lost[1],
+		lost[0]);
+	ck_assert_msg(lost[1] > 0, "walletd never lost the race in %d rounds", rounds);
+	ck_assert_msg(lost[0] > 0, "the second device never lost the race in %d rounds", rounds);
+	json_t *st = admin_ok(&net, "m2", "status", NULL);
+	ck_assert_int_ge(json_int(json_object_get(st, "counters"), "handoff_redirects"), 1);
+	json_decref(st);
+	for (int i = 1; i <= 3; i++) {
+		char name[8];
+		snprintf(name, sizeof(name), "m%d", i);
+		json_decref(admin_ok(&net, name, "redeem", NULL));
+	}
+	for (int i = 1; i <= 3; i++) {
+		int64_t got = pending_of(i) - before[i];
+		fprintf(stderr, "after %d rounds: m%d credited %lld, its ranges sum to %lld\n",
+			rounds, i, (long long)got, (long long)expect[i]);
+		ck_assert_int_eq(got, expect[i]);
+	}
+	net_audit_clean(&net);
+}
+END_TEST
+
+/* ---- a holder whose HANDED_OFF evidence does not verify (a test server at m1's endpoint) ---- */
+
+enum bad_evidence { WRONG_SIGNER, BAD_W_AT, TOO_MANY, NO_NEW_HOLDER_CERT, N_BAD };
+
+static MpSigned *make_handoff(const struct mp_key *key, const uint8_t id[MP_ID_LEN], uint32_t hseq,
+			      int from, int to, uint32_t at, const uint8_t w[MP_HASH_LEN],
+			      const uint8_t head[MP_HASH_LEN], const uint8_t prev[MP_HASH_LEN],
+			      const uint8_t move_hash[MP_HASH_LEN])
+{
+	Micropay__V1__Handoff h = MICROPAY__V1__HANDOFF__INIT;
+	MpPoint pt = MICROPAY__V1__POINT__INIT;
+	h.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)id};
+	h.hseq = hseq;
+	h.from_mid = (ProtobufCBinaryData){MP_ID_LEN, tm[from].mid};
+	h.to_mid = (ProtobufCBinaryData){MP_ID_LEN, tm[to].mid};
+	pt.index = at;
+	pt.w = (ProtobufCBinaryData){MP_HASH_LEN, (uint8_t *)w};
+	h.point = &pt;
+	h.segments_head = (ProtobufCBinaryData){MP_HASH_LEN, (uint8_t *)head};
+	h.prev_handoff_hash = (ProtobufCBinaryData){MP_HASH_LEN, (uint8_t *)prev};
+	h.move_hash = (ProtobufCBinaryData){MP_HASH_LEN, (uint8_t *)move_hash};
+	MpSigned *s = mp_stmt_sign(key, MP_STMT_HANDOFF, &h.base);
+	ck_assert(s != NULL);
+	return s;
+}
+
+/* The custody chain a misbehaving m1 answers with; *n Handoffs (malloc'd array). */
+static MpSigned **bad_chain(enum bad_evidence kind, const struct tchannel *tch,
+			    const MpSigned *move, size_t *n)
+{
+	uint8_t id[MP_ID_LEN], head[MP_HASH_LEN], prev[MP_HASH_LEN], mh[MP_HASH_LEN],
+	    w3[MP_HASH_LEN];
+	tchannel_id(tch, id);
+	mp_stmt_hash(tch->cert, head);
+	memcpy(prev, head, MP_HASH_LEN);
+	mp_stmt_hash(move, mh);
+	tchannel_word(tch, 3, w3);
+	*n = kind == TOO_MANY ? MP_MAX_HANDOFFS + 1 : 1;
+	MpSigned **chain = calloc(*n, sizeof(*chain));
+	ck_assert(chain != NULL);
+	if (kind == BAD_W_AT)
+		w3[0] ^= 1;
+	for (size_t k = 0; k < *n; k++) {
+		int from = k % 2 ? 3 : 1, to = k % 2 ? 1 : 3;
+		const struct mp_key *key = kind == WRONG_SIGNER ? &tm[3].key : &tm[from].key;
+		chain[k] = make_handoff(key, id, (uint32_t)k + 1, from, to, 3, w3, head, prev, mh);
+		mp_stmt_hash(chain[k], prev);
+	}
+	return chain;
+}
+
+/* Serve one HandoffReq from m2 as a misbehaving m1: HANDED_OFF with evidence of `kind`. */
+static void serve_bad(struct tserver *srv, enum bad_evidence kind, const struct tchannel *tch,
+		      MpSigned *m1_cert)
+{
+	struct wire c;
+	ck_assert_msg(tserver_accept(srv, &c, 15000), "m2 did not connect to m1's endpoint");
+	MpEnvelope *req = wire_recv(&c);
+	ck_assert(req && req->body_case == MP_BODY(HANDOFF_REQ) && req->handoff_req->move);
+	ck_assert_msg(req->handoff_req->requester_cert &&
+			  cert_of(&req->handoff_req->requester_cert, 1, 2) != NULL,
+		      "the HandoffReq does not carry m2's MerchantCert");
+	size_t n = 0;
+	MpSigned **chain = bad_chain(kind, tch, req->handoff_req->move, &n);
+	Micropay__V1__HandoffResp resp = MICROPAY__V1__HANDOFF_RESP__INIT;
+	MpStatus st = MICROPAY__V1__STATUS__INIT;
+	st.code = MP_ST(HANDED_OFF);
+	st.detail = "handed off";
+	st.evidence = chain[n - 1];
+	resp.status = &st;
+	resp.handoff = chain[n - 1];
+	resp.custody = chain;
+	resp.n_custody = n;
+	resp.merchant_certs = &m1_cert; /* never m3's: for NO_NEW_HOLDER_CERT that is the fault */
+	resp.n_merchant_certs = 1;
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.version = MP_PROTOCOL_VERSION;
+	env.request_id = req->request_id;
+	env.body_case = MP_BODY(HANDOFF_RESP);
+	env.handoff_resp = &resp;
+	ck_assert(wire_send_env(&c, &env));
+	for (size_t k = 0; k < n; k++)
+		mp_stmt_free(chain[k]);
+	free(chain);
+	micropay__v1__envelope__free_unpacked(req, NULL);
+	wire_closed_within(&c, 15000); /* m2 closes once it has judged the answer */
+	wire_close(&c);
+}
+
+START_TEST(evidence_that_does_not_verify_changes_nothing)
+{
+	static const char *const expected[N_BAD] = {
+	    [WRONG_SIGNER] = "signer",
+	    [BAD_W_AT] = "w_at",
+	    [TOO_MANY] = "too_many",
+	    [NO_NEW_HOLDER_CERT] = "cannot be reached",
+	};
+	char channel[MP_HEX_ID_LEN + 1];
+	wallet_channel(channel);
+	struct tchannel tch;
+	twallet_channel_load(&net, "w1", channel, &tch);
+	uint8_t id[MP_ID_LEN];
+	tchannel_id(&tch, id);
+	MpSigned *m1_cert = m1_cert_of(&tch);
+	json_t *st = admin_ok(&net, "m2", "status", NULL);
+	int64_t taken = json_int(json_object_get(st, "counters"), "handoffs_taken");
+	json_decref(st);
+	ck_assert_int_eq(net_cmd(&net, "kill", "m1"), 0);
+	struct tserver srv;
+	ck_assert(tserver_listen(&srv, ep[1], tm[1].cert, tm[1].tls_key, ca));
+	for (int kind = 0; kind < N_BAD; kind++) {
+		struct bg_pay bg;
+		bg_pay_start(&bg, channel, 2, 2);
+		serve_bad(&srv, (enum bad_evidence)kind, &tch, m1_cert);
+		ck_assert_int_eq(pthread_join(bg.thread, NULL), 0);
+		ck_assert_msg(bg.result == NULL, "kind %d: walletd's pay succeeded", kind);
+		fprintf(stderr, "bad evidence %d: %s\n", kind, bg.err);
+		ck_assert_msg(strstr(bg.err, "HANDED_OFF") && strstr(bg.err, expected[kind]),
+			      "kind %d: unclear error: %s", kind, bg.err);
+		ck_assert_msg(strstr(bg.err, "no payword sent"), "kind %d: %s", kind, bg.err);
+		/* nothing changed: m2 holds nothing and stored nothing; w1 keeps m1 in epoch 0 */
+		char state[32];
+		int64_t e, l;
+		ck_assert(!merchant_channel(2, channel, state, sizeof(state), &e, &l) ||
+			  strcmp(state, "HELD") != 0);
+		for (uint32_t h = 1; h <= MP_MAX_HANDOFFS + 1; h += MP_MAX_HANDOFFS)
+			ck_assert_int_eq(custody_rows(2, id, h), 0);
+		expect_wallet_holder(channel, 1, 0);
+	}
+	tserver_close(&srv);
+	st = admin_ok(&net, "m2", "status", NULL);
+	ck_assert_int_eq(json_int(json_object_get(st, "counters"), "handoffs_taken"), taken);
+	json_decref(st);
+	/* The real m1 back: the same wallet moves the channel to m2 from where it was. */
+	ck_assert_int_eq(net_cmd(&net, "start", "m1"), 0);
+	struct bg_pay bg;
+	bg_pay_start(&bg, channel, 2, 2);
+	ck_assert_int_eq(pthread_join(bg.thread, NULL), 0);
+	ck_assert_msg(bg.result != NULL, "pay at m2 with the real m1 back: %s", bg.err);
+	ck_assert_int_eq(json_int(bg.result, "last"), 5);
+	json_decref(bg.result);
+	expect_wallet_holder(channel, 2, 1);
+	expect_channel(2, channel, "HELD", 1, 5);
+	mp_stmt_free(m1_cert);
+	tchannel_free(&tch);
+	net_audit_clean(&net);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("handoff_redirect");
+	TCase *tc = tcase_create("handoff_redirect");
+	tcase_add_unchecked_fixture(tc, setup_net, teardown_net);
+	tcase_set_timeout(tc, 300);
+	tcase_add_test(tc, two_merchants_ask_at_once_the_loser_follows_the_redirect);
+	tcase_add_test(tc, evidence_that_does_not_verify_changes_nothing);
+	suite_add_tcase(s, tc);
+	return mp_check_run(s);
+}
