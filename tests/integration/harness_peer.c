@@ -6,11 +6,11 @@
 #include <poll.h>
 #include <sqlite3.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "net.h"
 #include "tls.h"
 
 static void blob(sqlite3_stmt *st, int col, void *out, size_t len)
@@ -52,14 +52,39 @@ void twallet_channel_load(const struct net *n, const char *wallet, const char *c
 	ck_assert_int_eq(net_cmd(n, "start", wallet), 0);
 }
 
+MpSigned *tmerchant_stored_cert(const struct net *n, const char *name)
+{
+	char rel[64], path[700];
+	snprintf(rel, sizeof(rel), "%s/merchant.db", name);
+	net_path(n, rel, path, sizeof(path));
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	ck_assert_int_eq(sqlite3_prepare_v2(db,
+					    "SELECT value FROM meta WHERE key = 'merchant_cert'",
+					    -1, &st, NULL),
+			 SQLITE_OK);
+	ck_assert_msg(sqlite3_step(st) == SQLITE_ROW, "%s has no MerchantCert", name);
+	MpSigned *cert =
+	    mp_stmt_decode(sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0));
+	ck_assert(cert != NULL);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return cert;
+}
+
 bool tserver_listen(struct tserver *s, const char *endpoint, const char *cert, const char *key,
 		    const char *ca)
 {
 	char host[256], err[512];
-	uint16_t port;
 	*s = (struct tserver){.fd = -1};
-	if (!mp_split_endpoint(endpoint, host, sizeof(host), &port))
+	const char *colon = strrchr(endpoint, ':');
+	if (!colon || (size_t)(colon - endpoint) >= sizeof(host))
 		return false;
+	memcpy(host, endpoint, (size_t)(colon - endpoint));
+	host[colon - endpoint] = '\0';
+	uint16_t port = (uint16_t)atoi(colon + 1);
 	s->ctx = mp_tls_server_ctx(cert, key, ca, MP_CLIENT_CERT_OPTIONAL, err, sizeof(err));
 	if (!s->ctx) {
 		fprintf(stderr, "tserver: %s\n", err);
@@ -77,6 +102,16 @@ bool tserver_listen(struct tserver *s, const char *endpoint, const char *cert, c
 		return false;
 	}
 	return true;
+}
+
+void tserver_endpoint(const struct tserver *s, char *out, size_t len)
+{
+	struct sockaddr_in sin;
+	socklen_t sl = sizeof(sin);
+	char host[64] = "?";
+	ck_assert_int_eq(getsockname(s->fd, (struct sockaddr *)&sin, &sl), 0);
+	inet_ntop(AF_INET, &sin.sin_addr, host, sizeof(host));
+	snprintf(out, len, "%s:%u", host, (unsigned)ntohs(sin.sin_port));
 }
 
 bool tserver_accept(struct tserver *s, struct wire *w, int ms)

@@ -13,14 +13,19 @@
 void twallet_channel_load(const struct net *n, const char *wallet, const char *channel_hex,
 			  struct tchannel *ch);
 
+/* Merchant NAME's own MerchantCert (from its store's meta table). Fails the test if absent. */
+MpSigned *tmerchant_stored_cert(const struct net *n, const char *name);
+
 struct tserver {
 	SSL_CTX *ctx;
 	int fd;
 };
-/* Listen on endpoint (host:port, address reuse) presenting cert/key, asking clients for a
- * certificate from ca. False on failure. */
+/* Listen on endpoint (host:port, address reuse; port 0 picks a free one) presenting cert/key,
+ * asking clients for a certificate from ca. False on failure. */
 bool tserver_listen(struct tserver *s, const char *endpoint, const char *cert, const char *key,
 		    const char *ca);
+/* The endpoint it listens on, host:port. */
+void tserver_endpoint(const struct tserver *s, char *out, size_t len);
 /* Accept one connection within ms and finish its handshake into w (wire_recv, wire_send_env and
  * wire_close work on it; the context stays the server's). */
 bool tserver_accept(struct tserver *s, struct wire *w, int ms);

@@ -29,7 +29,7 @@
 
 static struct net net;
 static char ca[700], broker_ep[128], account[64];
-static struct tmerchant tm[4]; /* 1..3 */
+static struct tmerchant tm[4]; /* 1..3; 0: a test server presenting m2's certificate */
 static char ep[4][128];
 
 static void setup_net(void)
@@ -433,12 +433,18 @@ START_TEST(two_merchants_ask_at_once_the_loser_follows_the_redirect)
 	int64_t before[4], expect[4] = {0};
 	for (int i = 1; i <= 3; i++)
 		before[i] = pending_of(i);
-	/* Rounds until each side lost at least once: the gap between the two requests varies. */
-	static const unsigned gaps_ms[] = {0, 20, 5, 40, 10, 30, 2, 60, 15, 80, 25, 50};
+	/* Rounds until each side lost at least once. walletd's path to m1 is longer, so the
+	 * device's Open waits gap_ms: longer after walletd lost, shorter after it won. */
 	int rounds = 0, lost[2] = {0, 0}; /* [1]: walletd lost */
-	while ((!lost[0] || !lost[1]) && rounds < (int)(sizeof(gaps_ms) / sizeof(gaps_ms[0]))) {
-		lost[race_round(expect, gaps_ms[rounds])]++;
+	unsigned gap_ms = 0;
+	while ((!lost[0] || !lost[1]) && rounds < 16) {
+		bool walletd_lost = race_round(expect, gap_ms);
+		lost[walletd_lost]++;
 		rounds++;
+		if (walletd_lost)
+			gap_ms += gap_ms < 400 ? 20 : 0;
+		else
+			gap_ms -= gap_ms >= 10 ? 10 : gap_ms;
 	}
 	fprintf(stderr, "%d rounds: walletd lost %d, the second device lost %d\n", rounds, lost[1],
 		lost[0]);
@@ -488,29 +494,46 @@ static MpSigned *make_handoff(const struct mp_key *key, const uint8_t id[MP_ID_L
 	return s;
 }
 
-/* The custody chain a misbehaving m1 answers with; *n Handoffs (malloc'd array). */
-static MpSigned **bad_chain(enum bad_evidence kind, const struct tchannel *tch,
-			    const MpSigned *move, size_t *n)
+/* Handoffs 1..n of the channel alternating m1 -> m3 -> m1 ..., all at index 3 (the wallet paid 3
+ * at m1) with the word of the wallet's chain unless bad_w, each signed by its from merchant
+ * unless wrong_signer (then by m3); move_hash of move (zero without one). malloc'd array. */
+static MpSigned **make_chain(const struct tchannel *tch, size_t n, bool wrong_signer, bool bad_w,
+			     const MpSigned *move)
 {
-	uint8_t id[MP_ID_LEN], head[MP_HASH_LEN], prev[MP_HASH_LEN], mh[MP_HASH_LEN],
-	    w3[MP_HASH_LEN];
+	uint8_t id[MP_ID_LEN], head[MP_HASH_LEN], prev[MP_HASH_LEN], mh[MP_HASH_LEN] = {0},
+								     w3[MP_HASH_LEN];
 	tchannel_id(tch, id);
 	mp_stmt_hash(tch->cert, head);
 	memcpy(prev, head, MP_HASH_LEN);
-	mp_stmt_hash(move, mh);
+	if (move)
+		mp_stmt_hash(move, mh);
 	tchannel_word(tch, 3, w3);
-	*n = kind == TOO_MANY ? MP_MAX_HANDOFFS + 1 : 1;
-	MpSigned **chain = calloc(*n, sizeof(*chain));
-	ck_assert(chain != NULL);
-	if (kind == BAD_W_AT)
+	if (bad_w)
 		w3[0] ^= 1;
-	for (size_t k = 0; k < *n; k++) {
+	MpSigned **chain = calloc(n, sizeof(*chain));
+	ck_assert(chain != NULL);
+	for (size_t k = 0; k < n; k++) {
 		int from = k % 2 ? 3 : 1, to = k % 2 ? 1 : 3;
-		const struct mp_key *key = kind == WRONG_SIGNER ? &tm[3].key : &tm[from].key;
+		const struct mp_key *key = wrong_signer ? &tm[3].key : &tm[from].key;
 		chain[k] = make_handoff(key, id, (uint32_t)k + 1, from, to, 3, w3, head, prev, mh);
 		mp_stmt_hash(chain[k], prev);
 	}
 	return chain;
+}
+
+static void free_chain(MpSigned **chain, size_t n)
+{
+	for (size_t k = 0; k < n; k++)
+		mp_stmt_free(chain[k]);
+	free(chain);
+}
+
+/* The custody chain a misbehaving m1 answers with; *n Handoffs (malloc'd array). */
+static MpSigned **bad_chain(enum bad_evidence kind, const struct tchannel *tch,
+			    const MpSigned *move, size_t *n)
+{
+	*n = kind == TOO_MANY ? MP_MAX_HANDOFFS + 1 : 1;
+	return make_chain(tch, *n, kind == WRONG_SIGNER, kind == BAD_W_AT, move);
 }
 
 /* Serve one HandoffReq from m2 as a misbehaving m1: HANDED_OFF with evidence of `kind`. */
@@ -524,6 +547,23 @@ static void serve_bad(struct tserver *srv, enum bad_evidence kind, const struct 
 	ck_assert_msg(req->handoff_req->requester_cert &&
 			  cert_of(&req->handoff_req->requester_cert, 1, 2) != NULL,
 		      "the HandoffReq does not carry m2's MerchantCert");
+	if (kind == WRONG_SIGNER) { /* busy first: m2 asks again on the same connection */
+		Micropay__V1__HandoffResp busy = MICROPAY__V1__HANDOFF_RESP__INIT;
+		MpStatus bst = MICROPAY__V1__STATUS__INIT;
+		bst.code = MP_ST(LIMIT);
+		bst.detail = "a Handoff of this channel is being committed; retry";
+		busy.status = &bst;
+		MpEnvelope benv = MICROPAY__V1__ENVELOPE__INIT;
+		benv.version = MP_PROTOCOL_VERSION;
+		benv.request_id = req->request_id;
+		benv.body_case = MP_BODY(HANDOFF_RESP);
+		benv.handoff_resp = &busy;
+		ck_assert(wire_send_env(&c, &benv));
+		micropay__v1__envelope__free_unpacked(req, NULL);
+		req = wire_recv(&c);
+		ck_assert_msg(req && req->body_case == MP_BODY(HANDOFF_REQ),
+			      "m2 did not ask again after LIMIT");
+	}
 	size_t n = 0;
 	MpSigned **chain = bad_chain(kind, tch, req->handoff_req->move, &n);
 	Micropay__V1__HandoffResp resp = MICROPAY__V1__HANDOFF_RESP__INIT;
@@ -543,9 +583,7 @@ static void serve_bad(struct tserver *srv, enum bad_evidence kind, const struct 
 	env.body_case = MP_BODY(HANDOFF_RESP);
 	env.handoff_resp = &resp;
 	ck_assert(wire_send_env(&c, &env));
-	for (size_t k = 0; k < n; k++)
-		mp_stmt_free(chain[k]);
-	free(chain);
+	free_chain(chain, n);
 	micropay__v1__envelope__free_unpacked(req, NULL);
 	wire_closed_within(&c, 15000); /* m2 closes once it has judged the answer */
 	wire_close(&c);
@@ -611,6 +649,123 @@ START_TEST(evidence_that_does_not_verify_changes_nothing)
 }
 END_TEST
 
+/* ---- a successor whose redirect the wallet must not follow (a test server as m2) ---- */
+
+enum bad_redirect { NOT_OUR_WORD, NOT_THE_HOLDERS_KEY, NO_CERT_OF_NEW_HOLDER, ENDLESS, N_REDIRECT };
+
+/* Answer every Open on c as a misbehaving m2 until the wallet closes: HANDED_OFF with a redirect
+ * carrying chain and certs. Each Move must be from the epoch the wallet reached (one per
+ * redirect followed). Returns the number of Opens. */
+static int serve_redirects(struct wire *c, MpSigned **chain, size_t n_chain, MpSigned **certs,
+			   size_t n_certs)
+{
+	int opens = 0;
+	MpEnvelope *req;
+	while ((req = wire_recv(c)) != NULL) {
+		ck_assert(req->body_case == MP_BODY(OPEN_REQ) && req->open_req->move);
+		const MpSigned *m = req->open_req->move;
+		Micropay__V1__Move *mv = (Micropay__V1__Move *)mp_strict_unpack(
+		    &micropay__v1__move__descriptor, m->body.data, m->body.len);
+		ck_assert(mv != NULL);
+		ck_assert_int_eq(mv->from_epoch, opens);
+		micropay__v1__move__free_unpacked(mv, NULL);
+		size_t last = (size_t)opens < n_chain ? (size_t)opens : n_chain - 1;
+		Micropay__V1__HandoffResp redirect = MICROPAY__V1__HANDOFF_RESP__INIT;
+		redirect.handoff = chain[last];
+		redirect.custody = chain;
+		redirect.n_custody = n_chain;
+		redirect.merchant_certs = certs;
+		redirect.n_merchant_certs = n_certs;
+		Micropay__V1__OpenAck ack = MICROPAY__V1__OPEN_ACK__INIT;
+		MpStatus st = MICROPAY__V1__STATUS__INIT;
+		st.code = MP_ST(HANDED_OFF);
+		st.detail = "handed off";
+		st.evidence = chain[last];
+		ack.status = &st;
+		ack.redirect = &redirect;
+		MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+		env.version = MP_PROTOCOL_VERSION;
+		env.request_id = req->request_id;
+		env.body_case = MP_BODY(OPEN_ACK);
+		env.open_ack = &ack;
+		micropay__v1__envelope__free_unpacked(req, NULL);
+		if (!wire_send_env(c, &env))
+			break;
+		opens++;
+	}
+	return opens;
+}
+
+/* walletd pays at a server presenting m2's certificate, which answers with forged redirects:
+ * the wallet refuses each with a clear error (and keeps its holder) or, for an endless chain of
+ * redirects that each verify, stops after MAX_HANDOFFS. */
+START_TEST(wallet_follows_only_redirects_it_can_verify)
+{
+	static const char *const expected[N_REDIRECT] = {
+	    [NOT_OUR_WORD] = "not a word of our chain",
+	    [NOT_THE_HOLDERS_KEY] = "not a Handoff signed by the holder we know",
+	    [NO_CERT_OF_NEW_HOLDER] = "no MerchantCert of the new holder",
+	    [ENDLESS] = "more than 256 redirects",
+	};
+	char channel[MP_HEX_ID_LEN + 1], fake_ep[128];
+	wallet_channel(channel);
+	struct tchannel tch;
+	twallet_channel_load(&net, "w1", channel, &tch);
+	MpSigned *certs[2] = {tmerchant_stored_cert(&net, "m1"), tmerchant_stored_cert(&net, "m3")};
+	struct tserver srv;
+	ck_assert(tserver_listen(&srv, "127.0.0.1:0", tm[2].cert, tm[2].tls_key, ca));
+	tserver_endpoint(&srv, fake_ep, sizeof(fake_ep));
+	snprintf(ep[0], sizeof(ep[0]), "%s", fake_ep); /* "merchant 0": m2's id at the fake */
+	memcpy(tm[0].mid, tm[2].mid, MP_ID_LEN);
+	snprintf(tm[0].mid_hex, sizeof(tm[0].mid_hex), "%s", tm[2].mid_hex);
+	for (int kind = 0; kind < N_REDIRECT; kind++) {
+		size_t n = kind == ENDLESS ? MP_MAX_HANDOFFS + 1 : 1;
+		MpSigned **chain =
+		    make_chain(&tch, n, kind == NOT_THE_HOLDERS_KEY, kind == NOT_OUR_WORD, NULL);
+		struct bg_pay bg;
+		memset(&bg, 0, sizeof(bg));
+		bg.channel = channel;
+		bg.m = 0;
+		bg.units = 2;
+		snprintf(bg.order, sizeof(bg.order), "0102");
+		ck_assert_int_eq(pthread_create(&bg.thread, NULL, bg_pay_run, &bg), 0);
+		struct wire c;
+		ck_assert_msg(tserver_accept(&srv, &c, 15000), "walletd did not connect");
+		int opens =
+		    serve_redirects(&c, chain, n, certs, kind == NO_CERT_OF_NEW_HOLDER ? 1 : 2);
+		wire_close(&c);
+		ck_assert_int_eq(pthread_join(bg.thread, NULL), 0);
+		ck_assert_msg(bg.result == NULL, "kind %d: walletd's pay succeeded", kind);
+		fprintf(stderr, "forged redirect %d (%d Opens): %s\n", kind, opens, bg.err);
+		ck_assert_msg(strstr(bg.err, expected[kind]) && strstr(bg.err, "no payword sent"),
+			      "kind %d: unclear error: %s", kind, bg.err);
+		if (kind == ENDLESS) {
+			/* every step verified under the previous holder's key: followed, then the
+			 * limit; the epoch reached is MAX_HANDOFFS (Handoff 256 names m1) */
+			ck_assert_int_eq(opens, MP_MAX_HANDOFFS + 1);
+			expect_wallet_holder(channel, 1, MP_MAX_HANDOFFS);
+		} else {
+			ck_assert_int_eq(opens, 1);
+			expect_wallet_holder(channel, 1, 0);
+		}
+		free_chain(chain, n);
+	}
+	/* the wallet kept its place: nothing was paid anywhere past index 3 */
+	json_t *r = admin_ok(&net, "w1", "channels", NULL);
+	json_t *list = json_object_get(r, "channels");
+	for (size_t i = 0; i < json_array_size(list); i++)
+		if (!strcmp(json_str(json_array_get(list, i), "channel_id"), channel))
+			ck_assert_int_eq(json_int(json_array_get(list, i), "last"), 3);
+	json_decref(r);
+	expect_channel(1, channel, "HELD", 0, 3);
+	tserver_close(&srv);
+	mp_stmt_free(certs[0]);
+	mp_stmt_free(certs[1]);
+	tchannel_free(&tch);
+	net_audit_clean(&net);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("handoff_redirect");
@@ -619,6 +774,7 @@ int main(void)
 	tcase_set_timeout(tc, 300);
 	tcase_add_test(tc, two_merchants_ask_at_once_the_loser_follows_the_redirect);
 	tcase_add_test(tc, evidence_that_does_not_verify_changes_nothing);
+	tcase_add_test(tc, wallet_follows_only_redirects_it_can_verify);
 	suite_add_tcase(s, tc);
 	return mp_check_run(s);
 }
