@@ -15,7 +15,9 @@
  *   closed (close.c)                       -> CLOSED carrying the Close as evidence
  *   our latest custody event is a Handoff we signed naming the peer, and the Move is for the
  *   epoch it ended                         -> DUPLICATE_OK with the stored bytes
- *   not the holder (handed off)            -> HANDED_OFF with the latest Handoff we signed
+ *   not the holder (handed off)            -> HANDED_OFF with the latest Handoff we signed and
+ *                                             the MerchantCert of the merchant it names (kept
+ *                                             from its HandoffReq.requester_cert)
  *   Move for another merchant than the peer, or self-handoff -> MALFORMED
  *   Move for an earlier segment            -> STALE_SEGMENT carrying the Cap that ended it
  *   Move for another epoch                 -> NOT_HOLDER
@@ -23,6 +25,7 @@
  *   broker's Bind, which every answer carries in HandoffResp.bind)
  *   MAX_HANDOFFS reached                   -> LIMIT;  exhausted (last = n) -> OUT_OF_RANGE;
  *   past pay_until - δ_xfer                -> EXPIRED
+ *   requester_cert present but not the broker's MerchantCert of the peer -> MALFORMED
  *   otherwise: sign Handoff h+1 at (seg_seq, last, w_last) of the pay path (the current
  *   segment; segments_head = its head) and answer with the channel's pairs too, mark the channel
  *   HANDED_OFF in memory at once (every later Pay gets HANDED_OFF), queue it in the group
