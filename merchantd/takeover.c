@@ -16,7 +16,7 @@
  *         with our merchant certificate; the peer's must name the hinted holder)
  *   CONNECTING --handshake--> ASKING (HandoffReq carrying the wallet's Move)
  *   ASKING --LIMIT (the holder is committing another Handoff or is busy)--> ASKING again
- *         after TAKEOVER_RETRY_MS, until the deadline
+ *         after TAKEOVER_RETRY_MS, at most TAKEOVER_RETRIES times (then DONE with LIMIT)
  *   ASKING --OK / DUPLICATE_OK with a chain--> VERIFYING (worker: common/custody.c)
  *   ASKING --HANDED_OFF with the holder's latest Handoff and chain--> VERIFYING the redirect
  *         --evidence checks out (takeover_redirect.c)--> DONE: the Open answered HANDED_OFF with
@@ -48,7 +48,11 @@
 #include "tls.h"
 #include "workers.h"
 
-#define TAKEOVER_RETRY_MS 50 /* asking again after a LIMIT, until handoff_timeout */
+/* Asking again after a LIMIT (a Handoff of the channel being committed at the holder lasts one
+ * group commit): every TAKEOVER_RETRY_MS, at most TAKEOVER_RETRIES times (a lasting LIMIT such
+ * as MAX_HANDOFFS is then passed on), within handoff_timeout. */
+#define TAKEOVER_RETRY_MS 50
+#define TAKEOVER_RETRIES  20
 
 struct takeover {
 	struct merchant *m;
@@ -61,7 +65,8 @@ struct takeover {
 	char holder_hex[MP_HEX_ID_LEN + 1], hex[MP_HEX_ID_LEN + 1], endpoint[256];
 	struct mp_conn *conn; /* to the holder */
 	struct event *deadline;
-	struct event *retry;   /* asking again after the holder's LIMIT */
+	struct event *retry; /* asking again after the holder's LIMIT */
+	unsigned retries;
 	struct takeover *next; /* m->takeovers */
 	bool done, job_running;
 	unsigned busy; /* a function of this file is running on it: not freed under it */
@@ -322,7 +327,7 @@ static void on_handoff_resp(struct mp_conn *c, const MpEnvelope *env, void *arg)
 	const char *detail = r && r->status ? r->status->detail : "not a HandoffResp";
 	if (code == MP_ST(LIMIT)) { /* e.g. another Handoff of the channel is being committed */
 		struct timeval tv = {0, TAKEOVER_RETRY_MS * 1000};
-		if (evtimer_add(t->retry, &tv) != 0)
+		if (++t->retries > TAKEOVER_RETRIES || evtimer_add(t->retry, &tv) != 0)
 			finish(t, code, "the holder m-%s refused the handoff: %s", t->holder_hex,
 			       detail);
 		return;
