@@ -492,7 +492,7 @@ static void follow_redirect(struct pay_op *p, const Micropay__V1__OpenAck *ack)
 
 static void send_open(struct pay_op *p)
 {
-	uint64_t spent = mp_now() - p->open_started;
+	uint64_t spent = mp_monotonic_s() - p->open_started;
 	if (spent >= WALLET_OPEN_TIMEOUT) {
 		pay_fail(p, "no OpenAck accepted within %d s (%u redirects); no payword sent",
 			 WALLET_OPEN_TIMEOUT, p->redirects);
@@ -534,7 +534,7 @@ static void on_open(struct mp_conn *c, void *arg)
 		    p->endpoint, cn, p->target_hex);
 		return;
 	}
-	p->open_started = mp_now();
+	p->open_started = mp_monotonic_s();
 	send_open(p);
 }
 

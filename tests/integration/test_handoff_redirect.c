@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "harness_ledger.h"
 #include "harness_merchant.h"
 #include "harness_net.h"
 #include "harness_peer.h"
@@ -48,13 +49,7 @@ static void setup_net(void)
 	json_t *r = admin_ok(&net, "w1", "register", NULL);
 	snprintf(account, sizeof(account), "%s", json_str(r, "account_id"));
 	json_decref(r);
-	char params[200], fund[MP_HEX_ID_LEN + 1];
-	uint8_t fund_id[MP_ID_LEN];
-	ck_assert(mp_random_bytes(fund_id, MP_ID_LEN));
-	mp_hex_encode(fund_id, MP_ID_LEN, fund);
-	snprintf(params, sizeof(params), "{\"account\":\"%s\",\"amount\":5000,\"fund_id\":\"%s\"}",
-		 account, fund);
-	json_decref(admin_ok(&net, "broker", "account.fund", params));
+	net_fund(&net, account, 5000);
 }
 
 static void teardown_net(void)
@@ -64,24 +59,11 @@ static void teardown_net(void)
 	net_down(&net);
 }
 
-static int64_t pending_of(int m)
-{
-	char params[128];
-	snprintf(params, sizeof(params), "{\"account\":\"%s\"}", tm[m].mid_hex);
-	json_t *acc = admin_ok(&net, "broker", "account.show", params);
-	int64_t b = json_int(json_array_get(json_object_get(acc, "related"), 0), "balance");
-	json_decref(acc);
-	return b;
-}
-
 static void new_order(int m, uint64_t price, char *out, size_t len)
 {
-	char params[64], name[8];
-	snprintf(params, sizeof(params), "{\"price\":%llu}", (unsigned long long)price);
+	char name[8];
 	snprintf(name, sizeof(name), "m%d", m);
-	json_t *o = admin_ok(&net, name, "order.create", params);
-	snprintf(out, len, "%s", json_str(o, "order_ref"));
-	json_decref(o);
+	net_new_order(&net, name, price, out, len);
 }
 
 /* Merchant m's view of the channel (admin `channels`); false if it does not list it. */
@@ -432,7 +414,7 @@ START_TEST(two_merchants_ask_at_once_the_loser_follows_the_redirect)
 {
 	int64_t before[4], expect[4] = {0};
 	for (int i = 1; i <= 3; i++)
-		before[i] = pending_of(i);
+		before[i] = net_pending(&net, tm[i].mid_hex);
 	/* Rounds until each side lost at least once. walletd's path to m1 is longer, so the
 	 * device's Open waits gap_ms: longer after walletd lost, shorter after it won. */
 	int rounds = 0, lost[2] = {0, 0}; /* [1]: walletd lost */
@@ -459,7 +441,7 @@ START_TEST(two_merchants_ask_at_once_the_loser_follows_the_redirect)
 		json_decref(admin_ok(&net, name, "redeem", NULL));
 	}
 	for (int i = 1; i <= 3; i++) {
-		int64_t got = pending_of(i) - before[i];
+		int64_t got = net_pending(&net, tm[i].mid_hex) - before[i];
 		fprintf(stderr, "after %d rounds: m%d credited %lld, its ranges sum to %lld\n",
 			rounds, i, (long long)got, (long long)expect[i]);
 		ck_assert_int_eq(got, expect[i]);
