@@ -12,9 +12,11 @@
 #include "amount.h"
 #include "broker.h"
 #include "channel_segments.h"
+#include "channel_settlement.h"
 #include "conflicts.h"
 #include "db.h"
 #include "log.h"
+#include "sweep.h"
 #include "util.h"
 #include "workers.h"
 
@@ -70,10 +72,12 @@ static void admin_metrics(struct mp_admin_req *req, json_t *params, void *ctx)
 		 (unsigned long long)s->bad_chain_budget_refusals,
 		 (unsigned long long)s->worker_queue_refusals, mp_workers_queued(b->workers),
 		 mp_workers_busy(b->workers), (unsigned long long)s->merchant_certs_renewed);
-	char limits[4096], db_text[1024];
+	char limits[4096], db_text[1024], sweep_text[1024];
 	broker_limits_metrics(b, limits, sizeof(limits));
 	db_pool_prometheus(b->db, db_text, sizeof(db_text));
-	mp_admin_reply(req, json_pack("{s:s++}", "prometheus", text, limits, db_text));
+	sweep_prometheus(b->sweep, sweep_text, sizeof(sweep_text));
+	mp_admin_reply(req,
+		       json_pack("{s:s+++}", "prometheus", text, limits, db_text, sweep_text));
 }
 
 static void on_admin_done(const PGresult *res, const char *error, void *arg);
@@ -278,6 +282,23 @@ static void admin_channel_segments(struct mp_admin_req *req, json_t *params, voi
 	admin_query(b, req, "channel_segments", &p, channel_segments_render, channel);
 }
 
+static void admin_channel_settlement(struct mp_admin_req *req, json_t *params, void *ctx)
+{
+	struct broker *b = ctx;
+	uint8_t channel[MP_ID_LEN];
+	if (!mp_admin_param_id(req, params, "channel", channel, MP_ID_LEN))
+		return;
+	struct db_params p = {0};
+	db_param_bytes(&p, channel, MP_ID_LEN);
+	admin_query(b, req, "channel_settlement", &p, channel_settlement_render, channel);
+}
+
+static void admin_sweep_run(struct mp_admin_req *req, json_t *params, void *ctx)
+{
+	struct broker *b = ctx;
+	sweep_run_admin(b->sweep, req);
+}
+
 /* A PostgreSQL text[] in text form ({a,b,...}; the audit's ids need no quoting) as a JSON
  * array of strings. */
 static json_t *text_array_json(const char *text)
@@ -367,6 +388,10 @@ static const struct mp_admin_method broker_methods[] = {
     {"channel.show", admin_channel_show, "{channel}"},
     {"channel.segments", admin_channel_segments,
      "{channel}: segments (owner, payout account, the Caps that end them)"},
+    {"channel.settlement", admin_channel_settlement,
+     "{channel}: lifecycle state, deadlines, finalisation and refund"},
+    {"sweep.run", admin_sweep_run,
+     "run a settlement sweep now; answers when it is done {time, expired, finalized, failures}"},
     {"audit", admin_audit, "ledger and escrow invariants"},
     {"conflicts", admin_conflicts, "recorded custody conflicts (evidence, liable signer)"},
     {"clock.show", admin_clock_show, "protocol time: {test_clock, offset, now}"},

@@ -30,6 +30,8 @@ struct broker_config {
 	uint32_t merchant_cert_days;
 	uint64_t merchant_cert_lifetime_s; /* 0: merchant_cert_days */
 	uint32_t idle_timeout;
+	uint32_t sweep_interval; /* seconds between settlement sweeps */
+	uint32_t sweep_batch;	 /* channels listed per batch */
 	struct mp_net_limits limits; /* [limits]: the listener, and frames from wallets */
 	uint32_t max_frame_merchant; /* [limits]: frames from peers with a merchant certificate */
 	uint32_t register_rate;	     /* [limits]: RegisterAccount per minute per address */
@@ -97,12 +99,21 @@ struct broker {
 	struct mp_hasher *hasher;
 	struct mp_workers *workers;
 	struct bad_chain_budget *bad_chain;
+	struct sweep *sweep; /* sweep.c: expiry and finalisation */
 	struct event *sig_int, *sig_term;
 	uint64_t started_mono; /* mp_monotonic_s() at start, for uptime */
 	struct mp_clock clock; /* protocol time (clock.h) */
 	struct broker_stats stats;
 	struct key_cache_entry key_cache[BROKER_KEY_CACHE_SIZE];
 };
+
+/* The broker's effective time: every deadline it evaluates, in C or in the database (as the
+ * SQL functions' p_now), is against this clock. */
+static inline uint64_t broker_now(const struct broker *b)
+{
+	(void)b;
+	return mp_now();
+}
 
 /* key_cache.c: registered account keys (they never change) */
 bool key_cache_get(const struct broker *b, const uint8_t account_id[MP_ID_LEN],
@@ -132,6 +143,7 @@ void handle_redeem(struct broker *b, struct mp_conn *c, const MpEnvelope *env);
 void handle_bind(struct broker *b, struct mp_conn *c, const MpEnvelope *env);
 void handle_cap_notice(struct broker *b, struct mp_conn *c, const MpEnvelope *env);
 void handle_segment_claim(struct broker *b, struct mp_conn *c, const MpEnvelope *env);
+void handle_refund(struct broker *b, struct mp_conn *c, const MpEnvelope *env);
 /* unroutable.c: MALFORMED "not a broker request", logged within limits; the per-connection
  * state it keeps (mp_conn_data) is made at open and freed at close. */
 void handle_unroutable(struct broker *b, struct mp_conn *c, const MpEnvelope *env);

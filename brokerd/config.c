@@ -39,6 +39,10 @@ static const struct mp_cfg_key broker_keys[] = {
     N("broker", "worker_queue", MP_CFG_U32, worker_queue, 1, 4096, "jobs waiting"),
     N("broker", "t_grace", MP_CFG_U64, t_grace, 0, MP_DAYS(31), "seconds"),
     N("broker", "max_clock_offset", MP_CFG_U64, max_offset, 1, 3600, "seconds"),
+    N("broker", "sweep_interval", MP_CFG_U32, sweep_interval, 1, 3600,
+      "seconds between settlement sweeps, default 60"),
+    N("broker", "sweep_batch", MP_CFG_U32, sweep_batch, 1, 10000,
+      "channels listed per sweep batch, default 100"),
     N("broker", "idle_timeout", MP_CFG_U32, idle_timeout, 1, MP_DAYS(1), "seconds"),
     N("broker", "merchant_cert_days", MP_CFG_U32, merchant_cert_days, 1, 3650,
       "MerchantCert lifetime in days, default 90"),
@@ -84,6 +88,8 @@ static void set_defaults(struct broker_config *cfg)
 	cfg->t_grace = 24 * 3600;
 	cfg->max_offset = 30;
 	cfg->idle_timeout = 300;
+	cfg->sweep_interval = 60;
+	cfg->sweep_batch = 100;
 	mp_net_limits_default(&cfg->limits);
 	cfg->max_frame_merchant = MP_FRAME_MAX_MERCHANT;
 	cfg->register_rate = 30;

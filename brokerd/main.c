@@ -14,6 +14,7 @@
 #include "db.h"
 #include "log.h"
 #include "migrate.h"
+#include "sweep.h"
 #include "net.h"
 #include "tls.h"
 #include "workers.h"
@@ -97,6 +98,9 @@ static bool broker_start(struct broker *b)
 	}
 	if (!broker_listen(b, host, port) || !broker_admin_open(b))
 		return false;
+	b->sweep = sweep_start(b, b->cfg.sweep_interval, b->cfg.sweep_batch);
+	if (!b->sweep)
+		return false;
 	b->sig_int = evsignal_new(b->base, SIGINT, on_signal, b);
 	b->sig_term = evsignal_new(b->base, SIGTERM, on_signal, b);
 	if (!b->sig_int || !b->sig_term || event_add(b->sig_int, NULL) != 0 ||
@@ -119,7 +123,9 @@ static void broker_stop(struct broker *b)
 	mp_admin_close(b->admin);
 	mp_listener_free(b->listener);
 	register_limit_stop(b);
+	sweep_stop(b->sweep);
 	db_pool_close(b->db);
+	sweep_free(b->sweep);
 	if (b->tls)
 		SSL_CTX_free(b->tls);
 	mp_hasher_free(b->hasher);

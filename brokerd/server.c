@@ -34,6 +34,9 @@ static void on_envelope(struct mp_conn *c, const MpEnvelope *env, void *arg)
 	case MP_BODY(SEGMENT_CLAIM_REQ):
 		handle_segment_claim(b, c, env);
 		return;
+	case MP_BODY(REFUND_REQ):
+		handle_refund(b, c, env);
+		return;
 	case MP_BODY(TRANSFER_REQ):
 		handle_unbound_transfer(b, c, env);
 		return;
