@@ -76,8 +76,7 @@ static void admin_metrics(struct mp_admin_req *req, json_t *params, void *ctx)
 	broker_limits_metrics(b, limits, sizeof(limits));
 	db_pool_prometheus(b->db, db_text, sizeof(db_text));
 	sweep_prometheus(b->sweep, sweep_text, sizeof(sweep_text));
-	mp_admin_reply(req,
-		       json_pack("{s:s+++}", "prometheus", text, limits, db_text, sweep_text));
+	mp_admin_reply(req, json_pack("{s:s+++}", "prometheus", text, limits, db_text, sweep_text));
 }
 
 static void on_admin_done(const PGresult *res, const char *error, void *arg);

@@ -30,8 +30,8 @@ struct broker_config {
 	uint32_t merchant_cert_days;
 	uint64_t merchant_cert_lifetime_s; /* 0: merchant_cert_days */
 	uint32_t idle_timeout;
-	uint32_t sweep_interval; /* seconds between settlement sweeps */
-	uint32_t sweep_batch;	 /* channels listed per batch */
+	uint32_t sweep_interval;     /* seconds between settlement sweeps */
+	uint32_t sweep_batch;	     /* channels listed per batch */
 	struct mp_net_limits limits; /* [limits]: the listener, and frames from wallets */
 	uint32_t max_frame_merchant; /* [limits]: frames from peers with a merchant certificate */
 	uint32_t register_rate;	     /* [limits]: RegisterAccount per minute per address */

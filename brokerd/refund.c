@@ -87,8 +87,8 @@ static void on_requested(const PGresult *res, const char *error, void *arg)
 {
 	struct refund_call *rc = arg;
 	if (!res || PQntuples(res) != 1) {
-		reply_refund(rc, MP_ST(INTERNAL), error ? error : "unexpected database result; retry",
-			     NULL);
+		reply_refund(rc, MP_ST(INTERNAL),
+			     error ? error : "unexpected database result; retry", NULL);
 		return;
 	}
 	struct refund_result r = {0};
@@ -224,8 +224,8 @@ void handle_refund(struct broker *b, struct mp_conn *c, const MpEnvelope *env)
 			     NULL);
 		return;
 	}
-	if (!req->stmt || !mp_pb_peek_bytes(req->stmt->body.data, req->stmt->body.len, 2, &cid,
-					    &cid_len) ||
+	if (!req->stmt ||
+	    !mp_pb_peek_bytes(req->stmt->body.data, req->stmt->body.len, 2, &cid, &cid_len) ||
 	    cid_len != MP_ID_LEN || !(rc->stmt = mp_stmt_copy(req->stmt))) {
 		reply_refund(rc, MP_ST(MALFORMED), "a RefundRequest with a channel_id required",
 			     NULL);

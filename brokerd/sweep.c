@@ -117,12 +117,13 @@ static void on_stepped(const PGresult *res, const char *error, void *arg)
 			s->stats.channels_expired++;
 		} else if (strcmp(action, "finalized") == 0) {
 			bool paid = db_get_bool(res, 0, "refund_paid");
-			log_info("sweep: channel %s FINALIZED: spent %lld, refund %lld%s, unclaimed "
-				 "%lld",
-				 ch, (long long)db_get_i64(res, 0, "spent"),
-				 (long long)db_get_i64(res, 0, "refund"),
-				 paid ? " paid" : " held (no payout account recorded)",
-				 (long long)db_get_i64(res, 0, "unclaimed"));
+			log_info(
+			    "sweep: channel %s FINALIZED: spent %lld, refund %lld%s, unclaimed "
+			    "%lld",
+			    ch, (long long)db_get_i64(res, 0, "spent"),
+			    (long long)db_get_i64(res, 0, "refund"),
+			    paid ? " paid" : " held (no payout account recorded)",
+			    (long long)db_get_i64(res, 0, "unclaimed"));
 			s->pass.finalized++;
 			s->stats.channels_finalized++;
 			s->stats.refunds_paid += paid;

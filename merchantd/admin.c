@@ -13,6 +13,7 @@
 #include "cap_outbox.h"
 #include "compact.h"
 #include "log.h"
+#include "redeem_deadline.h"
 #include "merchant.h"
 #include "segments.h"
 #include "store.h"
@@ -72,7 +73,9 @@ static void admin_metrics(struct mp_admin_req *req, json_t *params, void *ctx)
 	if (n > 0 && (size_t)n < sizeof(text))
 		n += (int)cap_outbox_metrics(m, text + n, sizeof(text) - (size_t)n);
 	if (n > 0 && (size_t)n < sizeof(text))
-		redeemer_metrics(m->redeemer, text + n, sizeof(text) - (size_t)n);
+		n += (int)redeemer_metrics(m->redeemer, text + n, sizeof(text) - (size_t)n);
+	if (n > 0 && (size_t)n < sizeof(text))
+		redeem_deadline_metrics(m->deadline, text + n, sizeof(text) - (size_t)n);
 	char limits[4096];
 	merchant_limits_metrics(m, limits, sizeof(limits));
 	mp_admin_reply(req, json_pack("{s:s+}", "prometheus", text, limits));

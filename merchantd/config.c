@@ -62,6 +62,11 @@ static const struct mp_cfg_key merchant_keys[] = {
       "hashes per Redeem, default 2^28"),
     N("redeem", "retry_max", MP_CFG_U32, redeem_retry_max, 1, MP_DAYS(1),
       "seconds, longest wait before a failed Redeem is retried, default 300"),
+    N("redeem", "deadline_margin", MP_CFG_U64, deadline_margin, 60, MP_DAYS(2),
+      "seconds before redeem_until when every unredeemed channel is redeemed on its own and "
+      "counted at risk, default 21600"),
+    N("redeem", "deadline_check_interval", MP_CFG_U32, deadline_check, 1, 3600,
+      "seconds between the checks for channels near redeem_until, default 60"),
     K("tls", "cert", MP_CFG_STRING, tls_cert, true, "PEM certificate, CN m-<id>"),
     K("tls", "key", MP_CFG_STRING, tls_key, true, "PEM private key"),
     K("tls", "ca", MP_CFG_STRING, tls_ca, true, "PEM CA certificate"),
@@ -107,6 +112,8 @@ bool merchant_config_load(struct merchant_config *cfg, const char *path, char *e
 	cfg->max_claims = 10000;	      /* protocol.md section 11 */
 	cfg->hash_budget = (uint64_t)1 << 28; /* protocol.md section 11 */
 	cfg->redeem_retry_max = 300;
+	cfg->deadline_margin = 6 * 3600;
+	cfg->deadline_check = 60;
 	if (!mp_config_load(path, merchant_keys, cfg, err, errlen))
 		return false;
 	if (!cfg->currency && !(cfg->currency = strdup("EUR"))) {

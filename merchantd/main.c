@@ -14,6 +14,7 @@
 #include "daemon.h"
 #include "dns.h"
 #include "log.h"
+#include "redeem_deadline.h"
 #include "workers.h"
 #include "merchant.h"
 #include "stmt.h"
@@ -105,6 +106,9 @@ static bool merchant_start(struct merchant *m)
 	m->redeemer = redeemer_new(m);
 	if (!m->redeemer || !cap_outbox_start(m))
 		return false;
+	m->deadline = redeem_deadline_start(m, m->cfg.deadline_check);
+	if (!m->deadline)
+		return false;
 	m->sig_int = evsignal_new(m->base, SIGINT, on_signal, m);
 	m->sig_term = evsignal_new(m->base, SIGTERM, on_signal, m);
 	if (!m->redeemer || !m->sig_int || !m->sig_term)
@@ -129,6 +133,7 @@ static void merchant_stop(struct merchant *m)
 	store_thread_stop(m->store_thread);
 	compactor_free(m);
 	batch_free(m);
+	redeem_deadline_free(m->deadline);
 	redeemer_free(m->redeemer); /* Binds awaited get their answer: none */
 	bind_stop_all(m);
 	cap_outbox_free(m); /* after the link: a notice in flight got its answer, none */

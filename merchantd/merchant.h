@@ -48,6 +48,8 @@ struct merchant_config {
 	uint32_t max_claims;	   /* claims per Redeem (MAX_CLAIMS_PER_REDEEM) */
 	uint64_t hash_budget;	   /* hashes per Redeem (REDEEM_HASH_BUDGET) */
 	uint32_t redeem_retry_max; /* seconds: longest wait before a failed Redeem is retried */
+	uint64_t deadline_margin;  /* redeem everything this long before redeem_until */
+	uint32_t deadline_check;   /* seconds between the checks for it */
 	char *tls_cert;
 	char *tls_key;
 	char *tls_ca;
@@ -117,6 +119,8 @@ struct channel {
 	uint64_t durable_price; /* the price that Pay paid, else 0 */
 	uint32_t redeemed_end;	/* the broker's credited_end for our epoch (durable) */
 	uint32_t redeem_pass;	/* redeemer: the pass of redemption that last claimed it */
+	bool too_late;		/* the broker answered TOO_LATE: never claimed again */
+	bool risk_logged;	/* redeem_deadline.c: its at-risk warning was logged */
 	uint64_t batch_mark;	/* batch.c: the last batch that updates this channel's row */
 	struct channel *next;	/* hash bucket */
 };
@@ -155,6 +159,7 @@ struct takeover;
 struct binding;
 struct cap_outbox;
 struct evdns_base;
+struct redeem_deadline;
 
 struct merchant {
 	struct event_base *base;
@@ -173,6 +178,7 @@ struct merchant {
 	struct store *store;		   /* the loop's connection: reads only */
 	struct store_thread *store_thread; /* every write: commits, outbox, compaction */
 	struct table channels;		   /* struct channel, by id */
+	struct redeem_deadline *deadline;  /* redeem_deadline.c */
 	struct table orders;		   /* struct order, by ref */
 	size_t channels_recorded;	   /* channels whose row is durable */
 	struct batch_pipe *batch;
@@ -209,6 +215,13 @@ void table_free_orders(struct table *t);
 #define TABLE_FOREACH(t, type, var)                                                                \
 	for (size_t var##_b = 0; var##_b < (t)->nbuckets; var##_b++)                               \
 		for (type *var = (t)->buckets[var##_b]; var; var = var->next)
+
+/* The merchant's protocol time. */
+static inline uint64_t merchant_now(const struct merchant *m)
+{
+	(void)m;
+	return mp_now();
+}
 
 /* server.c */
 bool merchant_listen(struct merchant *m);

@@ -257,7 +257,7 @@ static void fill(struct merchant *m, struct redeem_pass *pass, const struct rede
 	for (; pass->bucket < t->nbuckets; pass->bucket++) {
 		for (struct channel *ch = t->buckets[pass->bucket]; ch; ch = ch->next) {
 			if (ch->redeem_pass == pass->number || ch->state != CHANNEL_HELD ||
-			    !ch->recorded || ch->cap_pending ||
+			    ch->too_late || !ch->recorded || ch->cap_pending ||
 			    ch->durable_last <= ch->redeemed_end)
 				continue;
 			uint64_t need = ch->durable_last - ch->redeemed_end;

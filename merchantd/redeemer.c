@@ -45,6 +45,7 @@
 #include "log.h"
 #include "merchant.h"
 #include "redeem_build.h"
+#include "redeem_deadline.h"
 #include "redeem_metrics.h"
 #include "register.h"
 #include "stmt.h"
@@ -273,7 +274,13 @@ static bool record_results(struct redeemer *r, const struct in_flight *f,
 		a->claims[i].credited_end = res->credited_end;
 		a->amounts[i] = res->credited_amount;
 		a->fresh += res->status == MP_ST(OK);
-		if (res->status != MP_ST(OK) && res->status != MP_ST(DUPLICATE_OK))
+		if (res->status == MP_ST(TOO_LATE) &&
+		    mp_bytes_len_is(body->claims[i]->channel_id, MP_ID_LEN))
+			redeem_deadline_too_late(
+			    r->m, body->claims[i]->channel_id.data, body->claims[i]->hseq_in,
+			    body->claims[i]->point ? body->claims[i]->point->index : 0,
+			    res->detail);
+		else if (res->status != MP_ST(OK) && res->status != MP_ST(DUPLICATE_OK))
 			log_claim_refused(body->claims[i], res);
 	}
 	return record_answer(r, a);

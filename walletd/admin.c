@@ -85,30 +85,62 @@ static void admin_metrics(struct mp_admin_req *req, json_t *params, void *ctx)
 	mp_admin_reply(req, json_pack("{s:s}", "prometheus", text));
 }
 
+/* The customer's position (protocol.md section 10, wallet channel): spendable (ACTIVE and
+ * still payable), in open channels (every ACTIVE channel not yet past pay_until, payable or
+ * not), pending refunds (the unspent value of channels past pay_until not yet refunded, as the
+ * wallet counts it: the broker pays (n - spent) * unit_value, spent by its own count) and
+ * refunded (what the broker reported refunded). */
+struct position {
+	uint64_t spendable, in_open, pending_refunds, refunded;
+};
+
+static void add_capped(uint64_t *total, uint64_t v)
+{
+	if (!mp_amount_add(*total, v, total))
+		*total = MP_AMOUNT_MAX;
+}
+
+static json_t *balance_entry(const struct wallet *w, const struct wchannel *ch,
+			     struct position *pos)
+{
+	char hex[MP_HEX_ID_LEN + 1];
+	mp_hex_encode(ch->channel_id, MP_ID_LEN, hex);
+	/* n * unit_value was checked at issue, so neither can overflow. */
+	uint32_t spent = ch->last > ch->sent ? ch->last : ch->sent;
+	uint64_t unspent = (uint64_t)(ch->n - spent) * ch->unit_value;
+	uint64_t now = wallet_now(w);
+	bool expired = ch->pay_until && now >= ch->pay_until;
+	bool payable = now + WALLET_PAY_MARGIN < ch->pay_until;
+	if (ch->refunded)
+		add_capped(&pos->refunded, ch->refund_amount);
+	else if (expired)
+		add_capped(&pos->pending_refunds, unspent);
+	else
+		add_capped(&pos->in_open, unspent);
+	if (!ch->refunded && payable)
+		add_capped(&pos->spendable, unspent);
+	return json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:b,s:I}", "channel_id", hex, "state",
+			 wallet_channel_state_name(w, ch), "currency", ch->currency, "n",
+			 (json_int_t)ch->n, "last", (json_int_t)ch->last, "unit_value",
+			 (json_int_t)ch->unit_value, "unspent", (json_int_t)unspent, "payable",
+			 payable && !ch->refunded, "refunded",
+			 (json_int_t)(ch->refunded ? ch->refund_amount : 0));
+}
+
 static void admin_balance(struct mp_admin_req *req, json_t *params, void *ctx)
 {
 	struct wallet *w = ctx;
 	json_t *list = json_array();
-	uint64_t total = 0;
-	for (const struct wchannel *ch = w->channels; ch; ch = ch->next) {
-		if (ch->state != WCH_ACTIVE)
-			continue;
-		uint64_t unspent;
-		char hex[MP_HEX_ID_LEN + 1];
-		mp_hex_encode(ch->channel_id, MP_ID_LEN, hex);
-		/* n * unit_value was checked at issue, so neither can overflow. */
-		unspent = (uint64_t)(ch->n - ch->last) * ch->unit_value;
-		if (!mp_amount_add(total, unspent, &total))
-			total = MP_AMOUNT_MAX;
-		json_array_append_new(
-		    list, json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:b}", "channel_id", hex, "currency",
-				    ch->currency, "n", (json_int_t)ch->n, "last",
-				    (json_int_t)ch->last, "unit_value", (json_int_t)ch->unit_value,
-				    "unspent", (json_int_t)unspent, "payable",
-				    mp_clock_now(&w->clock) + WALLET_PAY_MARGIN < ch->pay_until));
-	}
-	mp_admin_reply(req, json_pack("{s:s,s:o,s:I}", "currency", w->cfg.currency, "channels",
-				      list, "unspent_total", (json_int_t)total));
+	struct position pos = {0};
+	for (const struct wchannel *ch = w->channels; ch; ch = ch->next)
+		if (ch->state == WCH_ACTIVE)
+			json_array_append_new(list, balance_entry(w, ch, &pos));
+	mp_admin_reply(req, json_pack("{s:s,s:o,s:I,s:I,s:I,s:I,s:I}", "currency", w->cfg.currency,
+				      "channels", list, "unspent_total", (json_int_t)pos.in_open,
+				      "spendable", (json_int_t)pos.spendable, "in_open_channels",
+				      (json_int_t)pos.in_open, "pending_refunds",
+				      (json_int_t)pos.pending_refunds, "refunded",
+				      (json_int_t)pos.refunded));
 }
 
 static void admin_channels(struct mp_admin_req *req, json_t *params, void *ctx)
@@ -116,7 +148,7 @@ static void admin_channels(struct mp_admin_req *req, json_t *params, void *ctx)
 	struct wallet *w = ctx;
 	json_t *list = json_array();
 	for (const struct wchannel *ch = w->channels; ch; ch = ch->next)
-		json_array_append_new(list, wallet_channel_json(ch));
+		json_array_append_new(list, wallet_channel_json(w, ch));
 	json_t *offers = wallet_offers_json(w);
 	if (!offers) {
 		json_decref(list);
@@ -162,7 +194,10 @@ static const struct mp_admin_method wallet_methods[] = {
      "{bundle}: take a channel given to this wallet"},
     {"close", wallet_admin_close,
      "{channel_id, endpoint (default: the holder's)}: close the channel early at its holder"},
-    {"balance", admin_balance, "unspent value of the ACTIVE channels"},
+    {"refund", wallet_admin_refund,
+     "{channel_id}: ask the broker for the channel's refund (TOO_EARLY: when to ask again)"},
+    {"balance", admin_balance,
+     "spendable value, value in open channels, pending refunds, refunded, per channel"},
     {"channels", admin_channels, "every channel of this wallet"},
     {"clock.show", admin_clock_show, "protocol time: {test_clock, offset, now}"},
     {"clock.advance", admin_clock_advance,

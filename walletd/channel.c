@@ -104,13 +104,24 @@ static json_t *time_json(uint64_t t)
 	return t ? json_integer((json_int_t)t) : json_null();
 }
 
-json_t *wallet_channel_json(const struct wchannel *ch)
+const char *wallet_channel_state_name(const struct wallet *w, const struct wchannel *ch)
+{
+	if (ch->state != WCH_ACTIVE)
+		return wch_state_name(ch->state);
+	if (ch->refunded)
+		return "REFUNDED";
+	if (ch->pay_until && wallet_now(w) >= ch->pay_until)
+		return "REFUND_PENDING";
+	return wch_state_name(ch->state);
+}
+
+json_t *wallet_channel_json(const struct wallet *w, const struct wchannel *ch)
 {
 	json_t *o =
 	    json_pack("{s:o,s:s,s:o,s:o,s:I,s:I,s:I,s:s,s:I,s:I,s:I,s:I,s:I,s:o,s:o,s:o,s:I,"
 		      "s:s?}",
 		      "channel_id", hex_json(ch->channel_id, MP_ID_LEN), "state",
-		      wch_state_name(ch->state), "holder0", hex_json(ch->holder0, MP_ID_LEN),
+		      wallet_channel_state_name(w, ch), "holder0", hex_json(ch->holder0, MP_ID_LEN),
 		      "holder", hex_json(ch->holder, MP_ID_LEN), "epoch", (json_int_t)ch->epoch,
 		      "n", (json_int_t)ch->n, "unit_value", (json_int_t)ch->unit_value, "currency",
 		      ch->currency, "days", (json_int_t)ch->days, "last", (json_int_t)ch->last,

@@ -228,6 +228,7 @@ static bool set_up(struct wstore *s, char *err, size_t errlen)
 	snprintf(bump, sizeof(bump), "PRAGMA user_version = %d", SCHEMA_VERSION);
 	if (!wsql_exec(s, schema) || !migrate_holder(s, version) ||
 	    !wstore_migrate_transfer(s, version) || !wstore_close_migrate(s) ||
+	    !wstore_migrate_refund(s) ||
 	    !wsql_exec(s, bump) || !wstore_commit(s)) {
 		wstore_rollback(s);
 		snprintf(err, errlen, "%s: cannot create the store schema: %s", s->path,

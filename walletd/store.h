@@ -133,6 +133,24 @@ void wstore_claim_clear(struct wstore_claim *c);
 bool wstore_claim_answer(struct wstore *s, const uint8_t id[MP_ID_LEN], uint32_t seg_seq,
 			 bool acked, const char *status);
 
+/* A channel's refund (store_refund.c): the exact signed RefundRequest and the broker's answer.
+ * refunded: the broker answered OK or DUPLICATE_OK with the result below (written once). */
+struct wstore_refund {
+	MpSigned *request;
+	bool refunded;
+	uint64_t amount, refunded_at, not_before;
+	uint8_t payout[MP_ID_LEN];
+	bool has_payout;
+	char status[200]; /* the broker's last answer, for the operator */
+};
+bool wstore_refund_insert(struct wstore *s, const uint8_t id[MP_ID_LEN], const MpSigned *request);
+/* 1 found (free with wstore_refund_clear), 0 absent, -1 error. */
+int wstore_refund_get(struct wstore *s, const uint8_t id[MP_ID_LEN], struct wstore_refund *r);
+void wstore_refund_clear(struct wstore_refund *r);
+/* Store the answer; a refund once recorded as refunded is never changed. */
+bool wstore_refund_answer(struct wstore *s, const uint8_t id[MP_ID_LEN],
+			  const struct wstore_refund *r);
+
 /* A's transfer out: the offer it answers, the exact signed Transfer (state TRANSFERRING, one
  * transaction), then the bundle (state TRANSFERRED_OUT, one transaction). */
 struct wstore_xfer {

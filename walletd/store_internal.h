@@ -31,3 +31,5 @@ MpSigned *wsql_column_stmt(sqlite3_stmt *st, int col);
 int wsql_bind_stmt(sqlite3_stmt *st, int i, const MpSigned *s);
 /* Version 3 (issue 6, customer transfers): segments, offers, transfers out, segment claims. */
 bool wstore_migrate_transfer(struct wstore *s, int version);
+/* The refunds table (store_refund.c), created if absent. */
+bool wstore_migrate_refund(struct wstore *s);

@@ -49,7 +49,11 @@ struct wallet_config {
  *   stored--> CLOSED (close.c; REFUND_PENDING once the broker refunds early closes)
  *
  * FAILED when the broker refused the issue (nothing debited). CLOSING and CLOSED come from the
- * store's closes table (store_close.h), not from the channels row. */
+ * store's closes table (store_close.h), not from the channels row.
+ *
+ * Refund (refund.c; not a column of the channels table): an ACTIVE channel past pay_until shows
+ * as REFUND_PENDING, and as REFUNDED once the broker answered the refund's result:
+ *   ACTIVE --pay_until--> REFUND_PENDING --refund: OK / DUPLICATE_OK--> REFUNDED */
 enum wch_state {
 	WCH_ISSUING,
 	WCH_ACTIVE,
@@ -92,8 +96,10 @@ struct wchannel {
 	uint8_t chain_key[MP_ID_LEN];
 	MpSigned **segments; /* Transfer 1, Cap 1, ... of segments 1..seg_seq */
 	size_t n_segments;
-	int claim_state; /* received channels: 0 claim not acknowledged yet, 1 acknowledged;
-			    -1 segment 0 (no claim) */
+	bool refunded;		/* refund.c: the broker answered the refund's result */
+	uint64_t refund_amount; /* ... that amount */
+	int claim_state;	/* received channels: 0 claim not acknowledged yet, 1 acknowledged;
+				   -1 segment 0 (no claim) */
 	struct wchain chain;
 	struct wchannel *next;
 };
@@ -139,7 +145,16 @@ void wallet_channel_free(struct wchannel *ch);
  * min(n, seg_start + seg_len); seg_start gives the segment's base word, the root). */
 bool wallet_channel_word(struct wallet *w, struct wchannel *ch, uint32_t j,
 			 uint8_t out[MP_HASH_LEN]);
-json_t *wallet_channel_json(const struct wchannel *ch);
+json_t *wallet_channel_json(const struct wallet *w, const struct wchannel *ch);
+/* The state a user sees: wch_state_name, or REFUND_PENDING / REFUNDED for an ACTIVE channel
+ * past pay_until / refunded. */
+const char *wallet_channel_state_name(const struct wallet *w, const struct wchannel *ch);
+/* The wallet's protocol time. */
+static inline uint64_t wallet_now(const struct wallet *w)
+{
+	(void)w;
+	return mp_now();
+}
 /* segment.c: read the channel's pairs and claim state from the store and derive seg_head. */
 bool wallet_segment_load(struct wallet *w, struct wchannel *ch);
 /* stmt_hash of the latest Transfer of the pairs, or of the cert when there are none. */
@@ -160,8 +175,8 @@ void wallet_op_remove(struct wallet *w, struct wallet_op *op);
 /* A one-shot request to the broker over TLS (broker.c). fn gets the reply, or NULL and a reason
  * (unreachable, certificate not CN broker, connection lost). The reply is freed after fn. */
 typedef void (*wallet_broker_fn)(void *arg, const MpEnvelope *reply, const char *error);
-/* body is MP_BODY(REGISTER_ACCOUNT_REQ) or MP_BODY(ISSUE_REQ); stmt is copied. False (with err)
- * if the connection could not even start; fn is then never called. */
+/* body is MP_BODY(REGISTER_ACCOUNT_REQ), ISSUE_REQ, TRANSFER_REQ or REFUND_REQ; stmt is copied.
+ * False (with err) if the connection could not even start; fn is then never called. */
 bool wallet_broker_send(struct wallet *w, int body, const MpSigned *stmt, wallet_broker_fn fn,
 			void *arg, char *err, size_t errlen);
 /* A SegmentClaimReq (its exact packed bytes) to the broker; as wallet_broker_send. */
@@ -183,6 +198,9 @@ void wallet_admin_close(struct mp_admin_req *req, json_t *params, void *ctx);
 /* At start-up: CLOSING or CLOSED for every channel with a stored close; false on a store
  * error. */
 bool wallet_close_load(struct wallet *w);
+void wallet_admin_refund(struct mp_admin_req *req, json_t *params, void *ctx);
+/* refund.c: each channel's refund state from the store (start-up). */
+bool wallet_refund_load(struct wallet *w);
 /* segment_claim.c: send the channel's stored SegmentClaimReq unless the broker acknowledged it;
  * req (may be NULL) gets {channel_id, seg_seq, start, spendable, broker_ack, broker_status}. */
 void wallet_segment_claim_send(struct wallet *w, struct wchannel *ch, struct mp_admin_req *req);

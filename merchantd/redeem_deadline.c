@@ -1,0 +1,145 @@
+/* Redeeming before the deadline (redeem_deadline.h). At each check (every
+ * [redeem] deadline_check_interval seconds, merchant clock):
+ *
+ *   for each channel with durable payments above the broker's credited end (not TOO_LATE):
+ *     now < redeem_until - margin        --> nothing to do yet
+ *     now >= redeem_until - margin       --> at risk: counted, logged once per channel,
+ *                                            and a redemption round is started (one per check)
+ *   TOO_LATE from the broker (the channel is finalised) --> never claimed again, logged with
+ *                                            the amount lost, counted
+ *
+ * A round started here is an ordinary redeemer round: a channel at risk that it credits stops
+ * being at risk at the next check; one it cannot credit (broker unreachable) is retried by the
+ * redeemer's own backoff and by the next checks. */
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "amount.h"
+#include "log.h"
+#include "merchant.h"
+#include "redeem_deadline.h"
+
+struct redeem_deadline {
+	struct merchant *m;
+	struct event *timer;
+	struct redeem_deadline_stats stats;
+};
+
+static uint64_t unredeemed(const struct channel *ch)
+{
+	uint64_t amount;
+	if (ch->durable_last <= ch->redeemed_end ||
+	    !mp_amount_mul(ch->durable_last - ch->redeemed_end, ch->unit_value, &amount))
+		return 0;
+	return amount;
+}
+
+static void on_round_done(void *arg, bool ok, const char *summary, uint64_t credited)
+{
+	log_info("redeem before the deadline: round %s: %s", ok ? "done" : "failed", summary);
+}
+
+static void check_channels(struct redeem_deadline *d)
+{
+	struct merchant *m = d->m;
+	uint64_t now = merchant_now(m), margin = m->cfg.deadline_margin;
+	uint64_t at_risk = 0, amount = 0;
+	TABLE_FOREACH(&m->channels, struct channel, ch)
+	{
+		uint64_t owed = unredeemed(ch);
+		if (!owed || ch->too_late || now + margin < ch->redeem_until)
+			continue;
+		at_risk++;
+		if (!mp_amount_add(amount, owed, &amount))
+			amount = MP_AMOUNT_MAX;
+		if (ch->risk_logged)
+			continue;
+		ch->risk_logged = true;
+		char hex[MP_HEX_ID_LEN + 1];
+		mp_hex_encode(ch->id, MP_ID_LEN, hex);
+		log_warn(
+		    "channel %s: %llu unredeemed (units %u..%u) and redeem_until %llu is %s: at "
+		    "risk of expiring unredeemed; redeeming now",
+		    hex, (unsigned long long)owed, ch->redeemed_end + 1, ch->durable_last,
+		    (unsigned long long)ch->redeem_until,
+		    now >= ch->redeem_until ? "past" : "within the margin");
+	}
+	d->stats.at_risk = at_risk;
+	d->stats.amount_at_risk = amount;
+	if (at_risk) {
+		d->stats.rounds_started++;
+		redeemer_run(m->redeemer, on_round_done, NULL);
+	}
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	check_channels(arg);
+}
+
+struct redeem_deadline *redeem_deadline_start(struct merchant *m, uint32_t check_s)
+{
+	struct redeem_deadline *d = calloc(1, sizeof(*d));
+	if (!d)
+		return NULL;
+	d->m = m;
+	d->timer = event_new(m->base, -1, EV_PERSIST, on_timer, d);
+	struct timeval tv = {.tv_sec = check_s};
+	if (!d->timer || event_add(d->timer, &tv) != 0) {
+		log_err("redeem deadline: cannot start its timer");
+		redeem_deadline_free(d);
+		return NULL;
+	}
+	return d;
+}
+
+void redeem_deadline_free(struct redeem_deadline *d)
+{
+	if (!d)
+		return;
+	if (d->timer)
+		event_free(d->timer);
+	free(d);
+}
+
+void redeem_deadline_too_late(struct merchant *m, const uint8_t id[MP_ID_LEN], uint32_t hseq,
+			      uint32_t index, const char *detail)
+{
+	char hex[MP_HEX_ID_LEN + 1];
+	mp_hex_encode(id, MP_ID_LEN, hex);
+	struct channel *ch = channel_find(&m->channels, id);
+	uint64_t lost = 0;
+	if (ch && ch->hseq == hseq && !ch->too_late) {
+		ch->too_late = true;
+		lost = unredeemed(ch);
+	}
+	if (m->deadline) {
+		m->deadline->stats.claims_too_late++;
+		if (!mp_amount_add(m->deadline->stats.amount_too_late, lost,
+				   &m->deadline->stats.amount_too_late))
+			m->deadline->stats.amount_too_late = MP_AMOUNT_MAX;
+	}
+	log_warn("channel %s: claim of epoch %u at %u TOO_LATE (%s): the broker finalised the "
+		 "channel; %llu unredeemed is lost and the claim is not retried",
+		 hex, hseq, index, detail ? detail : "", (unsigned long long)lost);
+}
+
+size_t redeem_deadline_metrics(const struct redeem_deadline *d, char *out, size_t len)
+{
+	const struct redeem_deadline_stats *s = &d->stats;
+	int n =
+	    snprintf(out, len,
+		     "micropay_merchant_channels_at_risk %llu\n"
+		     "micropay_merchant_amount_at_risk %llu\n"
+		     "micropay_merchant_deadline_rounds_total %llu\n"
+		     "micropay_merchant_claims_too_late_total %llu\n"
+		     "micropay_merchant_amount_too_late_total %llu\n",
+		     (unsigned long long)s->at_risk, (unsigned long long)s->amount_at_risk,
+		     (unsigned long long)s->rounds_started, (unsigned long long)s->claims_too_late,
+		     (unsigned long long)s->amount_too_late);
+	if (n < 0)
+		return 0;
+	return (size_t)n < len ? (size_t)n : len - 1;
+}

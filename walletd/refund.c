@@ -1,0 +1,195 @@
+/* refund {channel_id} (protocol.md section 6, "Finalisation and refund"; docs/settlement.md
+ * "The wallet"): the owner of the channel's current segment asks the broker for the refund.
+ * The broker pays it at finalisation to the recorded payout account (this wallet's account for
+ * a channel it issued, or named in its SegmentClaim for one it received); the RefundRequest
+ * learns the result. It names this wallet's account as payout too, which the broker uses only
+ * when none was recorded. The exact signed request is stored before it is first sent and resent
+ * verbatim on every later call (refund_id is its idempotency key), so a second call gets the
+ * stored result again (DUPLICATE_OK).
+ *
+ *   ACTIVE --refund: RefundRequest signed and stored--> sent to the broker
+ *     sent --TOO_EARLY (not_before)--> unchanged: the answer shows when to ask again
+ *     sent --OK / DUPLICATE_OK--> REFUNDED (amount, account, time stored)
+ *     sent --refused, unreachable--> unchanged (the answer is kept for the operator)
+ *   An ACTIVE channel past pay_until shows as REFUND_PENDING until it is REFUNDED. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "admin.h"
+#include "log.h"
+#include "stmt.h"
+#include "store.h"
+#include "wallet.h"
+
+struct refund_op {
+	struct wallet *w;
+	struct mp_admin_req *req;
+	uint8_t channel_id[MP_ID_LEN];
+};
+
+static json_t *time_or_null(uint64_t t)
+{
+	return t ? json_integer((json_int_t)t) : json_null();
+}
+
+/* {channel_id, state, broker_status, detail, not_before, refund, payout_account, spent,
+ * unclaimed, refunded_at}: the same shape for every answer. */
+static void refund_reply(struct refund_op *op, const struct wchannel *ch, const char *status,
+			 const char *detail, const struct wstore_refund *r, uint32_t spent,
+			 uint64_t unclaimed)
+{
+	char hex[MP_HEX_ID_LEN + 1];
+	mp_hex_encode(op->channel_id, MP_ID_LEN, hex);
+	json_t *payout = r->has_payout ? mp_json_hex(r->payout, MP_ID_LEN) : json_null();
+	mp_admin_reply(op->req, json_pack("{s:s,s:s,s:s,s:s,s:o,s:I,s:o,s:I,s:I,s:o}", "channel_id",
+					  hex, "state", wallet_channel_state_name(op->w, ch),
+					  "broker_status", status, "detail", detail ? detail : "",
+					  "not_before", time_or_null(r->not_before), "refund",
+					  (json_int_t)r->amount, "payout_account", payout, "spent",
+					  (json_int_t)spent, "unclaimed", (json_int_t)unclaimed,
+					  "refunded_at", time_or_null(r->refunded_at)));
+}
+
+static void on_refund_reply(void *arg, const MpEnvelope *reply, const char *error)
+{
+	struct refund_op *op = arg;
+	struct wchannel *ch = wallet_channel_find(op->w, op->channel_id);
+	char hex[MP_HEX_ID_LEN + 1];
+	mp_hex_encode(op->channel_id, MP_ID_LEN, hex);
+	if (!ch || !reply || reply->body_case != MP_BODY(REFUND_RESP) ||
+	    !reply->refund_resp->status) {
+		char st[400] = "";
+		if (reply)
+			wallet_status_text(reply->body_case == MP_BODY(ERROR) ? reply->error : NULL,
+					   st, sizeof(st));
+		log_warn("channel %s: refund request not answered: %s", hex, reply ? st : error);
+		mp_admin_fail(op->req, MP_ADMIN_FAILED, "refund: %s",
+			      reply ? st : (error ? error : "no answer"));
+		free(op);
+		return;
+	}
+	const Micropay__V1__RefundResp *resp = reply->refund_resp;
+	MpCode code = resp->status->code;
+	struct wstore_refund r = {0};
+	r.refunded = code == MP_ST(OK) || code == MP_ST(DUPLICATE_OK);
+	if (r.refunded) {
+		r.amount = resp->refund;
+		r.refunded_at = resp->refunded_at;
+		r.has_payout = resp->payout_account_id.len == MP_ID_LEN;
+		if (r.has_payout)
+			memcpy(r.payout, resp->payout_account_id.data, MP_ID_LEN);
+	}
+	if (code == MP_ST(TOO_EARLY))
+		r.not_before = resp->not_before;
+	wallet_status_text(resp->status, r.status, sizeof(r.status));
+	if (!wstore_refund_answer(op->w->store, op->channel_id, &r)) {
+		mp_admin_fail(op->req, MP_ADMIN_INTERNAL,
+			      "refund: cannot store the broker's answer (%s)", r.status);
+		free(op);
+		return;
+	}
+	if (r.refunded && !ch->refunded) {
+		ch->refunded = true;
+		ch->refund_amount = r.amount;
+		log_info("channel %s: REFUNDED %llu (%s)", hex, (unsigned long long)r.amount,
+			 r.status);
+	} else if (!r.refunded) {
+		log_info("channel %s: refund: %s", hex, r.status);
+	}
+	refund_reply(op, ch, mp_code_name(code), resp->status->detail, &r, resp->spent,
+		     resp->unclaimed);
+	free(op);
+}
+
+static MpSigned *sign_request(struct wallet *w, const struct wchannel *ch)
+{
+	struct mp_key owner;
+	if (!wallet_owner_key(w, ch, &owner))
+		return NULL;
+	uint8_t refund_id[MP_ID_LEN];
+	MpSigned *s = NULL;
+	if (mp_random_bytes(refund_id, MP_ID_LEN)) {
+		Micropay__V1__RefundRequest rq = MICROPAY__V1__REFUND_REQUEST__INIT;
+		rq.refund_id = (ProtobufCBinaryData){MP_ID_LEN, refund_id};
+		rq.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)ch->channel_id};
+		rq.seg_seq = ch->seg_seq;
+		rq.payout_account_id = (ProtobufCBinaryData){MP_ID_LEN, w->account_id};
+		s = mp_stmt_sign(&owner, MP_STMT_REFUND_REQUEST, &rq.base);
+	}
+	mp_key_free(&owner);
+	return s;
+}
+
+/* The stored RefundRequest, or a new one signed and stored now; NULL (req answered) if
+ * neither. */
+static MpSigned *stored_request(struct wallet *w, const struct wchannel *ch,
+				struct mp_admin_req *req)
+{
+	struct wstore_refund r;
+	int found = wstore_refund_get(w->store, ch->channel_id, &r);
+	if (found == 1)
+		return r.request;
+	if (found < 0) {
+		mp_admin_fail(req, MP_ADMIN_INTERNAL, "refund: cannot read the store");
+		return NULL;
+	}
+	MpSigned *s = sign_request(w, ch);
+	if (!s || !wstore_refund_insert(w->store, ch->channel_id, s)) {
+		mp_stmt_free(s);
+		mp_admin_fail(req, MP_ADMIN_INTERNAL, "refund: cannot sign and store the request");
+		return NULL;
+	}
+	return s;
+}
+
+void wallet_admin_refund(struct mp_admin_req *req, json_t *params, void *ctx)
+{
+	struct wallet *w = ctx;
+	uint8_t id[MP_ID_LEN];
+	if (!wallet_param_hex(req, params, "channel_id", id, MP_ID_LEN, true, NULL))
+		return;
+	struct wchannel *ch = wallet_channel_find(w, id);
+	if (!ch) {
+		mp_admin_fail(req, MP_ADMIN_FAILED, "refund: unknown channel");
+		return;
+	}
+	if (ch->state != WCH_ACTIVE || !w->registered) {
+		mp_admin_fail(req, MP_ADMIN_FAILED,
+			      "refund: channel is %s; only an ACTIVE channel of a registered "
+			      "wallet has a refund to ask for",
+			      wch_state_name(ch->state));
+		return;
+	}
+	MpSigned *stmt = stored_request(w, ch, req);
+	if (!stmt)
+		return;
+	struct refund_op *op = calloc(1, sizeof(*op));
+	char err[300] = "out of memory";
+	if (op) {
+		*op = (struct refund_op){w, req, {0}};
+		memcpy(op->channel_id, ch->channel_id, MP_ID_LEN);
+	}
+	if (!op || !wallet_broker_send(w, MP_BODY(REFUND_REQ), stmt, on_refund_reply, op, err,
+				       sizeof(err))) {
+		free(op);
+		mp_admin_fail(req, MP_ADMIN_FAILED, "refund: %s", err);
+	}
+	mp_stmt_free(stmt);
+}
+
+bool wallet_refund_load(struct wallet *w)
+{
+	for (struct wchannel *ch = w->channels; ch; ch = ch->next) {
+		struct wstore_refund r;
+		int found = wstore_refund_get(w->store, ch->channel_id, &r);
+		if (found < 0)
+			return false;
+		if (found == 1) {
+			ch->refunded = r.refunded;
+			ch->refund_amount = r.amount;
+			wstore_refund_clear(&r);
+		}
+	}
+	return true;
+}
