@@ -117,6 +117,7 @@ static void call_bind(struct bind_call *bc, const uint8_t owner_pk[MP_PK_LEN])
 	db_param_bytes(&p, hash, MP_HASH_LEN);
 	db_param_bytes(&p, bytes, len);
 	db_param_u64(&p, b->cfg.t_grace);
+	db_param_u64(&p, broker_now(b));
 	const char *refused = db_call(b->db, "bind", &p, on_bound, bc);
 	free(bytes);
 	mp_stmt_free(bind);

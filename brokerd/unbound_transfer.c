@@ -173,6 +173,7 @@ static void record(struct unbound_call *uc, const Micropay__V1__Transfer *t)
 		db_param_bytes(&p, uc->segs[s - 1].root, MP_HASH_LEN);
 		db_param_u64(&p, t->valid_until > INT64_MAX ? INT64_MAX : t->valid_until);
 		db_param_u64(&p, DELTA_XFER);
+		db_param_u64(&p, broker_now(b));
 		refused = db_call(b->db, "unbound_transfer", &p, on_recorded, uc);
 	}
 	free(t_bytes);
