@@ -6,6 +6,7 @@
 
 #include "custody_store.h"
 #include "log.h"
+#include "redeem_deadline.h"
 #include "segments.h"
 #include "stmt.h"
 #include "store.h"
@@ -244,6 +245,8 @@ static void fill_epochs(struct merchant *m, struct redeem_pass *pass, struct cla
 	pass->epochs_done = true;
 	for (int i = 0; i < n; i++) {
 		const struct held_epoch *e = &(*epochs)[i];
+		if (redeem_deadline_is_too_late(m, e->channel_id, e->hseq))
+			continue; /* the broker finalised the channel: never again */
 		set_add(cs, e->channel_id, e->hseq, e->seg_seq, e->end_index, e->w_end);
 	}
 }
@@ -257,7 +260,8 @@ static void fill(struct merchant *m, struct redeem_pass *pass, const struct rede
 	for (; pass->bucket < t->nbuckets; pass->bucket++) {
 		for (struct channel *ch = t->buckets[pass->bucket]; ch; ch = ch->next) {
 			if (ch->redeem_pass == pass->number || ch->state != CHANNEL_HELD ||
-			    ch->too_late || !ch->recorded || ch->cap_pending ||
+			    ch->too_late || redeem_deadline_is_too_late(m, ch->id, ch->hseq) ||
+			    !ch->recorded || ch->cap_pending ||
 			    ch->durable_last <= ch->redeemed_end)
 				continue;
 			uint64_t need = ch->durable_last - ch->redeemed_end;

@@ -1,7 +1,8 @@
 /* Redeeming before the deadline (redeem_deadline.h). At each check (every
  * [redeem] deadline_check_interval seconds, merchant clock):
  *
- *   for each channel with durable payments above the broker's credited end (not TOO_LATE):
+ *   for each channel held now with durable payments above the broker's credited end (not
+ *   TOO_LATE; epochs handed off earlier are claimed by every round, see redeem_build.c):
  *     now < redeem_until - margin        --> nothing to do yet
  *     now >= redeem_until - margin       --> at risk: counted, logged once per channel,
  *                                            and a redemption round is started (one per check)
@@ -21,10 +22,21 @@
 #include "merchant.h"
 #include "redeem_deadline.h"
 
+/* Epochs answered TOO_LATE, remembered in a ring of this many (an epoch pushed out of it is
+ * claimed once more and answered TOO_LATE again). */
+#define TOO_LATE_MAX 4096
+
+struct late_epoch {
+	uint8_t channel_id[MP_ID_LEN];
+	uint32_t hseq;
+};
+
 struct redeem_deadline {
 	struct merchant *m;
 	struct event *timer;
 	struct redeem_deadline_stats stats;
+	struct late_epoch late[TOO_LATE_MAX];
+	size_t n_late, next_late;
 };
 
 static uint64_t unredeemed(const struct channel *ch)
@@ -49,7 +61,8 @@ static void check_channels(struct redeem_deadline *d)
 	TABLE_FOREACH(&m->channels, struct channel, ch)
 	{
 		uint64_t owed = unredeemed(ch);
-		if (!owed || ch->too_late || now + margin < ch->redeem_until)
+		if (!owed || ch->state != CHANNEL_HELD || ch->too_late ||
+		    now + margin < ch->redeem_until)
 			continue;
 		at_risk++;
 		if (!mp_amount_add(amount, owed, &amount))
@@ -104,18 +117,40 @@ void redeem_deadline_free(struct redeem_deadline *d)
 	free(d);
 }
 
+bool redeem_deadline_is_too_late(const struct merchant *m, const uint8_t id[MP_ID_LEN],
+				 uint32_t hseq)
+{
+	const struct redeem_deadline *d = m->deadline;
+	for (size_t i = 0; d && i < d->n_late; i++)
+		if (d->late[i].hseq == hseq && memcmp(d->late[i].channel_id, id, MP_ID_LEN) == 0)
+			return true;
+	return false;
+}
+
+static void remember_late(struct redeem_deadline *d, const uint8_t id[MP_ID_LEN], uint32_t hseq)
+{
+	struct late_epoch *e = &d->late[d->next_late];
+	memcpy(e->channel_id, id, MP_ID_LEN);
+	e->hseq = hseq;
+	d->next_late = (d->next_late + 1) % TOO_LATE_MAX;
+	if (d->n_late < TOO_LATE_MAX)
+		d->n_late++;
+}
+
 void redeem_deadline_too_late(struct merchant *m, const uint8_t id[MP_ID_LEN], uint32_t hseq,
-			      uint32_t index, const char *detail)
+			      uint32_t index, uint32_t credited_end, const char *detail)
 {
 	char hex[MP_HEX_ID_LEN + 1];
 	mp_hex_encode(id, MP_ID_LEN, hex);
 	struct channel *ch = channel_find(&m->channels, id);
 	uint64_t lost = 0;
-	if (ch && ch->hseq == hseq && !ch->too_late) {
+	if (ch && index > credited_end &&
+	    !mp_amount_mul(index - credited_end, ch->unit_value, &lost))
+		lost = MP_AMOUNT_MAX;
+	if (ch && ch->hseq == hseq)
 		ch->too_late = true;
-		lost = unredeemed(ch);
-	}
-	if (m->deadline) {
+	if (m->deadline && !redeem_deadline_is_too_late(m, id, hseq)) {
+		remember_late(m->deadline, id, hseq);
 		m->deadline->stats.claims_too_late++;
 		if (!mp_amount_add(m->deadline->stats.amount_too_late, lost,
 				   &m->deadline->stats.amount_too_late))

@@ -3,6 +3,7 @@
  * [redeem] deadline_margin of its redeem_until, and counts and logs the channels at risk of
  * expiring unredeemed. Claims the broker answers TOO_LATE are counted here too. */
 #pragma once
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -20,9 +21,12 @@ struct redeem_deadline_stats {
 /* Checks every check_s seconds. NULL on failure (logged). */
 struct redeem_deadline *redeem_deadline_start(struct merchant *m, uint32_t check_s);
 void redeem_deadline_free(struct redeem_deadline *d);
-/* The redeemer got TOO_LATE for a claim of channel id in epoch hseq: the channel is never
- * claimed again; logged with the amount lost, counted. */
+/* The redeemer got TOO_LATE for a claim of channel id in epoch hseq at index, the broker's
+ * credited end of that epoch being credited_end: that epoch is never claimed again by this
+ * process; logged with the amount lost, counted. */
 void redeem_deadline_too_late(struct merchant *m, const uint8_t id[16], uint32_t hseq,
-			      uint32_t index, const char *detail);
+			      uint32_t index, uint32_t credited_end, const char *detail);
+/* Whether a claim of channel id in epoch hseq was answered TOO_LATE (redeem_build.c skips it). */
+bool redeem_deadline_is_too_late(const struct merchant *m, const uint8_t id[16], uint32_t hseq);
 /* Prometheus lines (prefix micropay_merchant_); returns the length written. */
 size_t redeem_deadline_metrics(const struct redeem_deadline *d, char *out, size_t len);

@@ -279,7 +279,7 @@ static bool record_results(struct redeemer *r, const struct in_flight *f,
 			redeem_deadline_too_late(
 			    r->m, body->claims[i]->channel_id.data, body->claims[i]->hseq_in,
 			    body->claims[i]->point ? body->claims[i]->point->index : 0,
-			    res->detail);
+			    res->credited_end, res->detail);
 		else if (res->status != MP_ST(OK) && res->status != MP_ST(DUPLICATE_OK))
 			log_claim_refused(body->claims[i], res);
 	}
