@@ -28,6 +28,8 @@ static const struct mp_cfg_key wallet_keys[] = {
     N("wallet", "checkpoint_interval", MP_CFG_U32, checkpoint_interval, 1, 65536,
       "units between stored chain words, 1 .. 65536, default 256"),
     N("wallet", "idle_timeout", MP_CFG_U32, idle_timeout, 1, MP_DAYS(1), "seconds, default 60"),
+    N("wallet", "refund_check_interval", MP_CFG_U32, refund_check_interval, 0, MP_DAYS(1),
+      "seconds between the checks for refunds to ask for, default 300; 0: only on demand"),
     K("tls", "ca", MP_CFG_STRING, tls_ca, true, "PEM CA certificate"),
     K("admin", "socket", MP_CFG_STRING, admin_socket, true, "Unix socket path"),
     K("admin", "group", MP_CFG_STRING, admin_group, false,
@@ -46,6 +48,7 @@ bool wallet_config_load(struct wallet_config *cfg, const char *path, char *err, 
 	*cfg = (struct wallet_config){0};
 	cfg->checkpoint_interval = 256;
 	cfg->idle_timeout = 60;
+	cfg->refund_check_interval = 300;
 	if (!mp_config_load(path, wallet_keys, cfg, err, errlen))
 		return false;
 	if (!cfg->currency && !(cfg->currency = strdup("EUR"))) {

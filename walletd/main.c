@@ -106,11 +106,12 @@ static bool wallet_start(struct wallet *w)
 	}
 	wallet_issue_resume(w);
 	wallet_segment_claim_resume(w);
-	return true;
+	return wallet_refund_start(w);
 }
 
 static void wallet_stop(struct wallet *w)
 {
+	wallet_refund_stop(w);
 	if (w->workers) /* cancelled verifications answer their admin requests first */
 		mp_workers_free(w->workers);
 	while (w->ops)

@@ -11,7 +11,12 @@
  *     sent --TOO_EARLY (not_before)--> unchanged: the answer shows when to ask again
  *     sent --OK / DUPLICATE_OK--> REFUNDED (amount, account, time stored)
  *     sent --refused, unreachable--> unchanged (the answer is kept for the operator)
- *   An ACTIVE channel past pay_until shows as REFUND_PENDING until it is REFUNDED. */
+ *   An ACTIVE channel past pay_until shows as REFUND_PENDING until it is REFUNDED.
+ *
+ * The wallet also asks on its own, every [wallet] refund_check_interval seconds (0: never), for
+ * each channel past pay_until that is not REFUNDED and has no request in flight: first at once
+ * (the broker's TOO_EARLY says when: not_before), then again once not_before has passed. */
+#include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +29,7 @@
 
 struct refund_op {
 	struct wallet *w;
-	struct mp_admin_req *req;
+	struct mp_admin_req *req; /* NULL: asked by the wallet's own check */
 	uint8_t channel_id[MP_ID_LEN];
 };
 
@@ -39,6 +44,8 @@ static void refund_reply(struct refund_op *op, const struct wchannel *ch, const 
 			 const char *detail, const struct wstore_refund *r, uint32_t spent,
 			 uint64_t unclaimed)
 {
+	if (!op->req)
+		return;
 	char hex[MP_HEX_ID_LEN + 1];
 	mp_hex_encode(op->channel_id, MP_ID_LEN, hex);
 	json_t *payout = r->has_payout ? mp_json_hex(r->payout, MP_ID_LEN) : json_null();
@@ -57,6 +64,8 @@ static void on_refund_reply(void *arg, const MpEnvelope *reply, const char *erro
 	struct wchannel *ch = wallet_channel_find(op->w, op->channel_id);
 	char hex[MP_HEX_ID_LEN + 1];
 	mp_hex_encode(op->channel_id, MP_ID_LEN, hex);
+	if (ch && !op->req)
+		ch->refund_busy = false;
 	if (!ch || !reply || reply->body_case != MP_BODY(REFUND_RESP) ||
 	    !reply->refund_resp->status) {
 		char st[400] = "";
@@ -64,8 +73,9 @@ static void on_refund_reply(void *arg, const MpEnvelope *reply, const char *erro
 			wallet_status_text(reply->body_case == MP_BODY(ERROR) ? reply->error : NULL,
 					   st, sizeof(st));
 		log_warn("channel %s: refund request not answered: %s", hex, reply ? st : error);
-		mp_admin_fail(op->req, MP_ADMIN_FAILED, "refund: %s",
-			      reply ? st : (error ? error : "no answer"));
+		if (op->req)
+			mp_admin_fail(op->req, MP_ADMIN_FAILED, "refund: %s",
+				      reply ? st : (error ? error : "no answer"));
 		free(op);
 		return;
 	}
@@ -84,8 +94,9 @@ static void on_refund_reply(void *arg, const MpEnvelope *reply, const char *erro
 		r.not_before = resp->not_before;
 	wallet_status_text(resp->status, r.status, sizeof(r.status));
 	if (!wstore_refund_answer(op->w->store, op->channel_id, &r)) {
-		mp_admin_fail(op->req, MP_ADMIN_INTERNAL,
-			      "refund: cannot store the broker's answer (%s)", r.status);
+		if (op->req)
+			mp_admin_fail(op->req, MP_ADMIN_INTERNAL,
+				      "refund: cannot store the broker's answer (%s)", r.status);
 		free(op);
 		return;
 	}
@@ -97,6 +108,7 @@ static void on_refund_reply(void *arg, const MpEnvelope *reply, const char *erro
 	} else if (!r.refunded) {
 		log_info("channel %s: refund: %s", hex, r.status);
 	}
+	ch->refund_not_before = r.not_before;
 	refund_reply(op, ch, mp_code_name(code), resp->status->detail, &r, resp->spent,
 		     resp->unclaimed);
 	free(op);
@@ -131,16 +143,45 @@ static MpSigned *stored_request(struct wallet *w, const struct wchannel *ch,
 	if (found == 1)
 		return r.request;
 	if (found < 0) {
-		mp_admin_fail(req, MP_ADMIN_INTERNAL, "refund: cannot read the store");
+		if (req)
+			mp_admin_fail(req, MP_ADMIN_INTERNAL, "refund: cannot read the store");
 		return NULL;
 	}
 	MpSigned *s = sign_request(w, ch);
 	if (!s || !wstore_refund_insert(w->store, ch->channel_id, s)) {
 		mp_stmt_free(s);
-		mp_admin_fail(req, MP_ADMIN_INTERNAL, "refund: cannot sign and store the request");
+		if (req)
+			mp_admin_fail(req, MP_ADMIN_INTERNAL,
+				      "refund: cannot sign and store the request");
 		return NULL;
 	}
 	return s;
+}
+
+/* Send the channel's stored (or a new) RefundRequest; req (NULL: the wallet's own check) gets
+ * the answer. */
+static void refund_send(struct wallet *w, struct wchannel *ch, struct mp_admin_req *req)
+{
+	MpSigned *stmt = stored_request(w, ch, req);
+	if (!stmt)
+		return;
+	struct refund_op *op = calloc(1, sizeof(*op));
+	char err[300] = "out of memory";
+	if (op) {
+		*op = (struct refund_op){w, req, {0}};
+		memcpy(op->channel_id, ch->channel_id, MP_ID_LEN);
+	}
+	if (!op || !wallet_broker_send(w, MP_BODY(REFUND_REQ), stmt, on_refund_reply, op, err,
+				       sizeof(err))) {
+		free(op);
+		if (req)
+			mp_admin_fail(req, MP_ADMIN_FAILED, "refund: %s", err);
+		else
+			log_warn("refund: %s", err);
+	} else if (!req) {
+		ch->refund_busy = true;
+	}
+	mp_stmt_free(stmt);
 }
 
 void wallet_admin_refund(struct mp_admin_req *req, json_t *params, void *ctx)
@@ -161,21 +202,7 @@ void wallet_admin_refund(struct mp_admin_req *req, json_t *params, void *ctx)
 			      wch_state_name(ch->state));
 		return;
 	}
-	MpSigned *stmt = stored_request(w, ch, req);
-	if (!stmt)
-		return;
-	struct refund_op *op = calloc(1, sizeof(*op));
-	char err[300] = "out of memory";
-	if (op) {
-		*op = (struct refund_op){w, req, {0}};
-		memcpy(op->channel_id, ch->channel_id, MP_ID_LEN);
-	}
-	if (!op || !wallet_broker_send(w, MP_BODY(REFUND_REQ), stmt, on_refund_reply, op, err,
-				       sizeof(err))) {
-		free(op);
-		mp_admin_fail(req, MP_ADMIN_FAILED, "refund: %s", err);
-	}
-	mp_stmt_free(stmt);
+	refund_send(w, ch, req);
 }
 
 bool wallet_refund_load(struct wallet *w)
@@ -188,8 +215,41 @@ bool wallet_refund_load(struct wallet *w)
 		if (found == 1) {
 			ch->refunded = r.refunded;
 			ch->refund_amount = r.amount;
+			ch->refund_not_before = r.not_before;
 			wstore_refund_clear(&r);
 		}
 	}
 	return true;
+}
+
+static void on_refund_check(evutil_socket_t fd, short what, void *arg)
+{
+	struct wallet *w = arg;
+	uint64_t now = wallet_now(w);
+	for (struct wchannel *ch = w->channels; ch && !w->stopping; ch = ch->next) {
+		if (ch->state != WCH_ACTIVE || ch->refunded || ch->refund_busy || !ch->pay_until ||
+		    now < ch->pay_until || now < ch->refund_not_before || !w->registered)
+			continue;
+		refund_send(w, ch, NULL);
+	}
+}
+
+bool wallet_refund_start(struct wallet *w)
+{
+	if (!w->cfg.refund_check_interval)
+		return true;
+	w->refund_timer = event_new(w->base, -1, EV_PERSIST, on_refund_check, w);
+	struct timeval tv = {.tv_sec = w->cfg.refund_check_interval};
+	if (!w->refund_timer || event_add(w->refund_timer, &tv) != 0) {
+		log_err("refund: cannot start the check timer");
+		return false;
+	}
+	return true;
+}
+
+void wallet_refund_stop(struct wallet *w)
+{
+	if (w->refund_timer)
+		event_free(w->refund_timer);
+	w->refund_timer = NULL;
 }

@@ -28,6 +28,7 @@ struct wallet_config {
 	char *currency;
 	uint32_t checkpoint_interval;
 	uint32_t idle_timeout;
+	uint32_t refund_check_interval; /* seconds; 0: only on the admin method refund */
 	char *tls_ca;
 	char *admin_socket;
 	char *admin_group; /* NULL: none */
@@ -96,10 +97,12 @@ struct wchannel {
 	uint8_t chain_key[MP_ID_LEN];
 	MpSigned **segments; /* Transfer 1, Cap 1, ... of segments 1..seg_seq */
 	size_t n_segments;
-	bool refunded;		/* refund.c: the broker answered the refund's result */
-	uint64_t refund_amount; /* ... that amount */
-	int claim_state;	/* received channels: 0 claim not acknowledged yet, 1 acknowledged;
-				   -1 segment 0 (no claim) */
+	bool refunded;		    /* refund.c: the broker answered the refund's result */
+	uint64_t refund_amount;	    /* ... that amount */
+	uint64_t refund_not_before; /* the broker's TOO_EARLY: not to be asked again before */
+	bool refund_busy;	    /* the wallet's own refund request is in flight */
+	int claim_state; /* received channels: 0 claim not acknowledged yet, 1 acknowledged;
+			    -1 segment 0 (no claim) */
 	struct wchain chain;
 	struct wchannel *next;
 };
@@ -126,7 +129,8 @@ struct wallet {
 	struct mp_hasher *hasher;
 	struct mp_workers *workers; /* verifies received bundles off the loop */
 	struct wchannel *channels;
-	struct wallet_op *ops; /* network exchanges in progress */
+	struct wallet_op *ops;	    /* network exchanges in progress */
+	struct event *refund_timer; /* refund.c: asks for refunds on its own */
 	struct event *sig_int, *sig_term;
 	bool stopping;	       /* no new network exchange once set */
 	uint64_t started_mono; /* mp_monotonic_s() at start, for uptime */
@@ -201,6 +205,9 @@ bool wallet_close_load(struct wallet *w);
 void wallet_admin_refund(struct mp_admin_req *req, json_t *params, void *ctx);
 /* refund.c: each channel's refund state from the store (start-up). */
 bool wallet_refund_load(struct wallet *w);
+/* The refund check timer ([wallet] refund_check_interval); stop before the connections close. */
+bool wallet_refund_start(struct wallet *w);
+void wallet_refund_stop(struct wallet *w);
 /* segment_claim.c: send the channel's stored SegmentClaimReq unless the broker acknowledged it;
  * req (may be NULL) gets {channel_id, seg_seq, start, spendable, broker_ack, broker_status}. */
 void wallet_segment_claim_send(struct wallet *w, struct wchannel *ch, struct mp_admin_req *req);

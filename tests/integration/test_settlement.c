@@ -21,18 +21,21 @@ static struct net net;
 static struct tmerchant tm[3]; /* 1, 2 */
 static char ep[3][128], account[3][64];
 
-/* deadline_check: merchantd's [redeem] deadline_check_interval. */
-static void setup_net_checking(const char *deadline_check)
+/* check: merchantd's [redeem] deadline_check_interval and walletd's [wallet]
+ * refund_check_interval (0: the wallet asks only when told to). */
+static void setup_net_checking(const char *deadline_check, const char *refund_check)
 {
 	setenv("MP_TEST_CLOCK", "1", 1);
 	setenv("MP_SWEEP_INTERVAL", "3600", 1); /* sweeps when the test asks */
 	setenv("MP_DEADLINE_CHECK", deadline_check, 1);
+	setenv("MP_REFUND_CHECK", refund_check, 1);
 	net_up(&net);
 	ck_assert_int_eq(net_cmd(&net, "merchant", "m2"), 0);
 	ck_assert_int_eq(net_cmd(&net, "wallet", "w2"), 0);
 	unsetenv("MP_TEST_CLOCK");
 	unsetenv("MP_SWEEP_INTERVAL");
 	unsetenv("MP_DEADLINE_CHECK");
+	unsetenv("MP_REFUND_CHECK");
 	for (int i = 1; i <= 2; i++) {
 		char name[8];
 		snprintf(name, sizeof(name), "m%d", i);
@@ -45,16 +48,16 @@ static void setup_net_checking(const char *deadline_check)
 	}
 }
 
-/* Merchants redeem only when told to (the deadline check comes after an hour). */
+/* Merchants redeem and wallets ask for refunds only when told to. */
 static void setup_net(void)
 {
-	setup_net_checking("3600");
+	setup_net_checking("3600", "0");
 }
 
-/* Merchants check every second for channels near redeem_until. */
+/* Merchants check every second for channels near redeem_until, wallets for refunds. */
 static void setup_net_deadline(void)
 {
-	setup_net_checking("1");
+	setup_net_checking("1", "1");
 }
 
 static void teardown_net(void)
@@ -319,6 +322,37 @@ START_TEST(merchant_redeems_before_the_deadline)
 }
 END_TEST
 
+static bool w1_refunded(void *arg)
+{
+	json_t *bal = wallet_balance(1);
+	bool done = json_int(bal, "refunded") == *(int64_t *)arg;
+	json_decref(bal);
+	return done;
+}
+
+/* walletd asks for the refund of an expired channel on its own: TOO_EARLY at pay_until, then
+ * again once the broker's not_before has passed, until REFUNDED. */
+START_TEST(wallet_asks_for_its_refund)
+{
+	char channel[64];
+	settle_fund(&net, account[1], 100);
+	issue(1, 1, 20, 2, channel, sizeof(channel));
+	pay_at(1, channel, 1, 3, 2, 3);
+	redeem_at(1);
+	settle_advance_to(&net, channel_time(channel, "pay_until"));
+	uint64_t t0 = now_ms();
+	while (!log_contains(&net, "w1", "refund: TOO_EARLY") && now_ms() - t0 < 10000)
+		usleep(100000);
+	ck_assert_msg(log_contains(&net, "w1", "refund: TOO_EARLY"), "w1 did not ask");
+	settle_advance_to(&net, channel_time(channel, "finalize_at"));
+	json_decref(settle_sweep(&net));
+	int64_t want = (20 - 3) * 2;
+	ck_assert_msg(wait_for(w1_refunded, &want, 10000), "w1 did not get its refund on its own");
+	ck_assert_int_eq(settle_balance(&net, account[1], NULL), 100 - 40 + want);
+	net_audit_clean(&net);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("settlement");
@@ -332,6 +366,7 @@ int main(void)
 	tcase_set_timeout(td, 300);
 	tcase_add_checked_fixture(td, setup_net_deadline, teardown_net);
 	tcase_add_test(td, merchant_redeems_before_the_deadline);
+	tcase_add_test(td, wallet_asks_for_its_refund);
 	suite_add_tcase(s, td);
 	return mp_check_run(s);
 }
