@@ -28,8 +28,9 @@ ALTER TABLE channels
     ADD COLUMN early_refund bigint NOT NULL DEFAULT 0 CHECK (early_refund >= 0),
     ADD COLUMN expired_at   bigint;  -- the effective time the sweep marked it EXPIRED
 
-CREATE INDEX channels_pay_until_open_idx ON channels (pay_until) WHERE state = 'OPEN';
-CREATE INDEX channels_finalize_at_idx ON channels (finalize_at) WHERE state <> 'FINALIZED';
+-- The sweep walks the channels not yet finalised in channel_id order (finalised ones, the
+-- bulk of an old database, are never scanned again).
+CREATE INDEX channels_unfinalized_idx ON channels (channel_id) WHERE state <> 'FINALIZED';
 
 -- The result of each channel's finalisation (one row, written with the state flip).
 CREATE TABLE finalizations (
@@ -78,9 +79,9 @@ CREATE FUNCTION mp_sweep_due(p_now bigint, p_after bytea, p_limit int)
 RETURNS TABLE (channel_id bytea)
 LANGUAGE sql STABLE AS $$
     SELECT c.channel_id FROM channels c
-     WHERE c.channel_id > coalesce(p_after, '\x'::bytea)
-       AND ((c.state = 'OPEN' AND c.pay_until <= p_now)
-            OR (c.state <> 'FINALIZED' AND c.finalize_at <= p_now))
+     WHERE c.state <> 'FINALIZED'
+       AND c.channel_id > coalesce(p_after, '\x'::bytea)
+       AND ((c.state = 'OPEN' AND c.pay_until <= p_now) OR c.finalize_at <= p_now)
      ORDER BY c.channel_id
      LIMIT greatest(p_limit, 1);
 $$;
