@@ -219,8 +219,7 @@ void table_free_orders(struct table *t);
 /* The merchant's protocol time. */
 static inline uint64_t merchant_now(const struct merchant *m)
 {
-	(void)m;
-	return mp_now();
+	return mp_clock_now(&m->clock);
 }
 
 /* server.c */

@@ -156,8 +156,7 @@ const char *wallet_channel_state_name(const struct wallet *w, const struct wchan
 /* The wallet's protocol time. */
 static inline uint64_t wallet_now(const struct wallet *w)
 {
-	(void)w;
-	return mp_now();
+	return mp_clock_now(&w->clock);
 }
 /* segment.c: read the channel's pairs and claim state from the store and derive seg_head. */
 bool wallet_segment_load(struct wallet *w, struct wchannel *ch);

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "stmt.h"
 #include "store.h"
 #include "../check_run.h"
@@ -15,6 +16,7 @@
 static char dir[sizeof(DIR_TEMPLATE)];
 static char path[sizeof(dir) + 16];
 static char err[512];
+static struct mp_clock test_clock; /* offset 0: the wall clock */
 
 static void setup(void)
 {
@@ -38,7 +40,7 @@ static struct wstore *reopen(struct wstore *s)
 {
 	if (s)
 		wstore_close(s);
-	s = wstore_open(path, err, sizeof(err));
+	s = wstore_open(path, &test_clock, err, sizeof(err));
 	ck_assert_msg(s != NULL, "%s", err);
 	return s;
 }
