@@ -6,17 +6,6 @@
 #include "harness_db.h"
 #include "harness_settle.h"
 
-void settle_fund(const struct net *n, const char *account_hex, uint64_t amount)
-{
-	char params[200], fund[MP_HEX_ID_LEN + 1];
-	uint8_t fund_id[MP_ID_LEN];
-	ck_assert(mp_random_bytes(fund_id, MP_ID_LEN));
-	mp_hex_encode(fund_id, MP_ID_LEN, fund);
-	snprintf(params, sizeof(params), "{\"account\":\"%s\",\"amount\":%llu,\"fund_id\":\"%s\"}",
-		 account_hex, (unsigned long long)amount, fund);
-	json_decref(admin_ok(n, "broker", "account.fund", params));
-}
-
 uint64_t settle_broker_now(const struct net *n)
 {
 	json_t *r = admin_ok(n, "broker", "clock.show", NULL);
@@ -43,18 +32,6 @@ json_t *settle_channel(const struct net *n, const char *channel_hex)
 	char params[128];
 	snprintf(params, sizeof(params), "{\"channel\":\"%s\"}", channel_hex);
 	return admin_ok(n, "broker", "channel.settlement", params);
-}
-
-int64_t settle_balance(const struct net *n, const char *id_hex, int64_t *pending)
-{
-	char params[128];
-	snprintf(params, sizeof(params), "{\"account\":\"%s\"}", id_hex);
-	json_t *acc = admin_ok(n, "broker", "account.show", params);
-	int64_t b = json_int(acc, "balance");
-	if (pending)
-		*pending = json_int(json_array_get(json_object_get(acc, "related"), 0), "balance");
-	json_decref(acc);
-	return b;
 }
 
 int64_t settle_unclaimed(const struct net *n)

@@ -1,13 +1,12 @@
 /* Helpers for the settlement tests (docs/settlement.md): time moved with the test clock,
- * sweeps run on demand, balances read from the broker's admin socket. */
+ * sweeps run on demand, a channel's settlement and the `unclaimed` account (funding and
+ * balances: harness_ledger.h). */
 #pragma once
 #include <jansson.h>
 #include <stdint.h>
 
 #include "harness.h"
 
-/* Fund a customer account (hex id) with a fresh fund_id. */
-void settle_fund(const struct net *n, const char *account_hex, uint64_t amount);
 /* The broker's protocol time (admin clock.show). */
 uint64_t settle_broker_now(const struct net *n);
 /* Move every daemon's test clock so that the broker's time is at least t. */
@@ -16,8 +15,5 @@ void settle_advance_to(const struct net *n, uint64_t t);
 json_t *settle_sweep(const struct net *n);
 /* Admin channel.settlement of a channel (hex id) (caller frees). */
 json_t *settle_channel(const struct net *n, const char *channel_hex);
-/* The balance of an account (hex id); for a merchant id its available balance, and in
- * *pending (if not NULL) its pending one. */
-int64_t settle_balance(const struct net *n, const char *id_hex, int64_t *pending);
 /* The balance of the broker's `unclaimed` account of EUR. */
 int64_t settle_unclaimed(const struct net *n);

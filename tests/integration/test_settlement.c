@@ -14,6 +14,7 @@
 #include "harness.h"
 #include "harness_merchant.h"
 #include "harness_redeem.h"
+#include "harness_ledger.h"
 #include "harness_settle.h"
 #include "../check_run.h"
 
@@ -84,11 +85,8 @@ static void pay_at(int w, const char *channel, int m, unsigned units, uint64_t u
 		   int64_t expect_last)
 {
 	char params[500], order[64], name[8], err[512];
-	snprintf(params, sizeof(params), "{\"price\":%llu}", (unsigned long long)(units * unit));
 	snprintf(name, sizeof(name), "m%d", m);
-	json_t *o = admin_ok(&net, name, "order.create", params);
-	snprintf(order, sizeof(order), "%s", json_str(o, "order_ref"));
-	json_decref(o);
+	net_new_order(&net, name, units * unit, order, sizeof(order));
 	snprintf(name, sizeof(name), "w%d", w);
 	snprintf(params, sizeof(params),
 		 "{\"channel_id\":\"%s\",\"merchant_id\":\"%s\",\"endpoint\":\"%s\",\"units\":%u,"
@@ -146,15 +144,14 @@ static void expect_sweep(int64_t expired, int64_t finalized)
 START_TEST(refund_after_expiry_partial_spending)
 {
 	char channel[64];
-	settle_fund(&net, account[1], 1000);
+	net_fund(&net, account[1], 1000);
 	issue(1, 1, 100, 3, channel, sizeof(channel));
-	ck_assert_int_eq(settle_balance(&net, account[1], NULL), 700);
+	ck_assert_int_eq(net_balance(&net, account[1]), 700);
 	pay_at(1, channel, 1, 10, 3, 10);
 	pay_at(1, channel, 2, 5, 3, 15); /* handoff to m2 at 10 */
 	redeem_at(2);
-	int64_t m1_pending, m2_pending;
-	ck_assert_int_eq(settle_balance(&net, tm[2].mid_hex, &m2_pending), 0);
-	ck_assert_int_eq(m2_pending, 15);
+	ck_assert_int_eq(net_balance(&net, tm[2].mid_hex), 0);
+	ck_assert_int_eq(net_pending(&net, tm[2].mid_hex), 15);
 	int64_t unclaimed0 = settle_unclaimed(&net);
 
 	/* Before finalisation: TOO_EARLY with the time it becomes possible. */
@@ -196,11 +193,11 @@ START_TEST(refund_after_expiry_partial_spending)
 	ck_assert(json_is_true(json_object_get(f, "refund_paid")));
 	ck_assert_str_eq(json_str(f, "refund_account"), account[1]);
 	json_decref(s);
-	ck_assert_int_eq(settle_balance(&net, account[1], NULL), 700 + 255);
-	ck_assert_int_eq(settle_balance(&net, tm[2].mid_hex, &m2_pending), 15);
-	ck_assert_int_eq(m2_pending, 0);
-	ck_assert_int_eq(settle_balance(&net, tm[1].mid_hex, &m1_pending), 0);
-	ck_assert_int_eq(m1_pending, 0);
+	ck_assert_int_eq(net_balance(&net, account[1]), 700 + 255);
+	ck_assert_int_eq(net_balance(&net, tm[2].mid_hex), 15);
+	ck_assert_int_eq(net_pending(&net, tm[2].mid_hex), 0);
+	ck_assert_int_eq(net_balance(&net, tm[1].mid_hex), 0);
+	ck_assert_int_eq(net_pending(&net, tm[1].mid_hex), 0);
 	ck_assert_int_eq(settle_unclaimed(&net) - unclaimed0, 30);
 	expect_sweep(0, 0);
 
@@ -212,8 +209,8 @@ START_TEST(refund_after_expiry_partial_spending)
 	redeem_at(1);
 	ck_assert_int_eq(metric(&net, "m1", "micropay_merchant_redeems_sent_total"), sent);
 	ck_assert_int_eq(metric(&net, "m1", "micropay_merchant_claims_too_late_total"), 1);
-	ck_assert_int_eq(settle_balance(&net, tm[1].mid_hex, &m1_pending), 0);
-	ck_assert_int_eq(m1_pending, 0);
+	ck_assert_int_eq(net_balance(&net, tm[1].mid_hex), 0);
+	ck_assert_int_eq(net_pending(&net, tm[1].mid_hex), 0);
 
 	/* The refund request now gets the stored result; again: DUPLICATE_OK, nothing paid. */
 	r = refund(1, channel);
@@ -228,7 +225,7 @@ START_TEST(refund_after_expiry_partial_spending)
 	ck_assert_str_eq(json_str(r, "broker_status"), "DUPLICATE_OK");
 	ck_assert_int_eq(json_int(r, "refund"), 255);
 	json_decref(r);
-	ck_assert_int_eq(settle_balance(&net, account[1], NULL), 700 + 255);
+	ck_assert_int_eq(net_balance(&net, account[1]), 700 + 255);
 	bal = wallet_balance(1);
 	ck_assert_int_eq(json_int(bal, "pending_refunds"), 0);
 	ck_assert_int_eq(json_int(bal, "refunded"), 255);
@@ -241,8 +238,8 @@ END_TEST
 START_TEST(refund_after_transfer_goes_to_new_owner)
 {
 	char channel[64], params[4096];
-	settle_fund(&net, account[1], 100);
-	int64_t b_before = settle_balance(&net, account[2], NULL);
+	net_fund(&net, account[1], 100);
+	int64_t b_before = net_balance(&net, account[2]);
 	issue(1, 1, 50, 2, channel, sizeof(channel));
 	pay_at(1, channel, 1, 5, 2, 5);
 	snprintf(params, sizeof(params), "{\"channel_id\":\"%s\"}", channel);
@@ -260,7 +257,7 @@ START_TEST(refund_after_transfer_goes_to_new_owner)
 	json_decref(r);
 	pay_at(2, channel, 1, 7, 2, 12);
 	redeem_at(1);
-	int64_t a_after_issue = settle_balance(&net, account[1], NULL);
+	int64_t a_after_issue = net_balance(&net, account[1]);
 
 	/* A gave the channel away: its wallet has no refund to ask for. */
 	char err[512];
@@ -276,8 +273,8 @@ START_TEST(refund_after_transfer_goes_to_new_owner)
 	ck_assert_str_eq(json_str(f, "refund_account"), account[2]);
 	ck_assert_int_eq(json_int(f, "refund"), (50 - 12) * 2);
 	json_decref(s);
-	ck_assert_int_eq(settle_balance(&net, account[2], NULL) - b_before, (50 - 12) * 2);
-	ck_assert_int_eq(settle_balance(&net, account[1], NULL), a_after_issue);
+	ck_assert_int_eq(net_balance(&net, account[2]) - b_before, (50 - 12) * 2);
+	ck_assert_int_eq(net_balance(&net, account[1]), a_after_issue);
 	r = refund(2, channel);
 	ck_assert_str_eq(json_str(r, "broker_status"), "OK");
 	ck_assert_int_eq(json_int(r, "refund"), (50 - 12) * 2);
@@ -289,9 +286,7 @@ END_TEST
 
 static bool m1_credited(void *arg)
 {
-	int64_t pending;
-	settle_balance(&net, tm[1].mid_hex, &pending);
-	return pending >= *(int64_t *)arg;
+	return net_pending(&net, tm[1].mid_hex) >= *(int64_t *)arg;
 }
 
 /* merchantd redeems on its own once a channel comes within [redeem] deadline_margin (6 h by
@@ -299,18 +294,15 @@ static bool m1_credited(void *arg)
 START_TEST(merchant_redeems_before_the_deadline)
 {
 	char channel[64];
-	settle_fund(&net, account[1], 100);
+	net_fund(&net, account[1], 100);
 	issue(1, 1, 20, 1, channel, sizeof(channel));
 	pay_at(1, channel, 1, 4, 1, 4);
-	int64_t pending0;
-	settle_balance(&net, tm[1].mid_hex, &pending0);
+	int64_t pending0 = net_pending(&net, tm[1].mid_hex);
 	uint64_t redeem_until = channel_time(channel, "redeem_until");
 
 	settle_advance_to(&net, redeem_until - 6 * 3600 - 600); /* outside the margin */
 	usleep(2500 * 1000);					/* a few checks */
-	int64_t pending;
-	settle_balance(&net, tm[1].mid_hex, &pending);
-	ck_assert_int_eq(pending, pending0);
+	ck_assert_int_eq(net_pending(&net, tm[1].mid_hex), pending0);
 	ck_assert_int_eq(metric(&net, "m1", "micropay_merchant_channels_at_risk"), 0);
 
 	settle_advance_to(&net, redeem_until - 3600); /* within it */
@@ -335,7 +327,7 @@ static bool w1_refunded(void *arg)
 START_TEST(wallet_asks_for_its_refund)
 {
 	char channel[64];
-	settle_fund(&net, account[1], 100);
+	net_fund(&net, account[1], 100);
 	issue(1, 1, 20, 2, channel, sizeof(channel));
 	pay_at(1, channel, 1, 3, 2, 3);
 	redeem_at(1);
@@ -348,7 +340,7 @@ START_TEST(wallet_asks_for_its_refund)
 	json_decref(settle_sweep(&net));
 	int64_t want = (20 - 3) * 2;
 	ck_assert_msg(wait_for(w1_refunded, &want, 10000), "w1 did not get its refund on its own");
-	ck_assert_int_eq(settle_balance(&net, account[1], NULL), 100 - 40 + want);
+	ck_assert_int_eq(net_balance(&net, account[1]), 100 - 40 + want);
 	net_audit_clean(&net);
 }
 END_TEST

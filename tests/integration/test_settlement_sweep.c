@@ -21,6 +21,7 @@
 #include "harness_db.h"
 #include "harness_merchant.h"
 #include "harness_redeem.h"
+#include "harness_ledger.h"
 #include "harness_settle.h"
 #include "../check_run.h"
 
@@ -67,7 +68,7 @@ static void teardown_net(void)
 
 static void issue_channels(struct tchannel *chs, size_t k, uint32_t n)
 {
-	settle_fund(&net, tw_hex, (uint64_t)k * n);
+	net_fund(&net, tw_hex, (uint64_t)k * n);
 	for (size_t i = 0; i < k; i++) {
 		tchannel_make(&chs[i], &tw, n, 1, m1.mid);
 		ck_assert_int_eq(tchannel_issue(&chs[i], &wb), MP_ST(OK));
@@ -195,10 +196,10 @@ START_TEST(refund_request_checks)
 	MpSigned *owner_req = refund_stmt(&ch[0].owner, id0, rid, 0, NULL, false);
 	ck_assert_int_eq(refund_code(owner_req), MP_ST(TOO_EARLY));
 
-	int64_t before = settle_balance(&net, tw_hex, NULL);
+	int64_t before = net_balance(&net, tw_hex);
 	settle_advance_to(&net, fin);
 	json_decref(settle_sweep(&net));
-	ck_assert_int_eq(settle_balance(&net, tw_hex, NULL) - before, 20); /* both refunded */
+	ck_assert_int_eq(net_balance(&net, tw_hex) - before, 20); /* both refunded */
 
 	/* The same request now: the result; again: DUPLICATE_OK; refund_id reused: CONFLICT. */
 	r = refund_call(owner_req);
@@ -222,7 +223,7 @@ START_TEST(refund_request_checks)
 	ck_assert_int_eq(refund_code(s), MP_ST(DUPLICATE_OK));
 	mp_stmt_free(s);
 	mp_stmt_free(owner_req);
-	ck_assert_int_eq(settle_balance(&net, tw_hex, NULL) - before, 20); /* nothing paid again */
+	ck_assert_int_eq(net_balance(&net, tw_hex) - before, 20); /* nothing paid again */
 	mp_key_free(&stranger);
 	for (int i = 0; i < 2; i++)
 		tchannel_free(&ch[i]);
@@ -244,8 +245,8 @@ static unsigned race_round(void)
 	issue_channels(ch, RACE_CHANNELS, 10);
 	settle_advance_to(&net, finalize_at(&ch[0]));
 	MpSigned *rd = redeem_of(ch, RACE_CHANNELS, RACE_INDEX);
-	int64_t cust0 = settle_balance(&net, tw_hex, NULL);
-	int64_t avail0 = settle_balance(&net, m1.mid_hex, NULL);
+	int64_t cust0 = net_balance(&net, tw_hex);
+	int64_t avail0 = net_balance(&net, m1.mid_hex);
 
 	struct wire wm;
 	tmerchant_connect(&m1, &wm, broker_ep, ca);
@@ -279,9 +280,8 @@ static unsigned race_round(void)
 		ck_assert_int_eq(json_int(f, "refund"), ok ? 10 - RACE_INDEX : 10);
 		json_decref(s);
 	}
-	ck_assert_int_eq(settle_balance(&net, m1.mid_hex, NULL) - avail0,
-			 (int64_t)credited * RACE_INDEX);
-	ck_assert_int_eq(settle_balance(&net, tw_hex, NULL) - cust0,
+	ck_assert_int_eq(net_balance(&net, m1.mid_hex) - avail0, (int64_t)credited * RACE_INDEX);
+	ck_assert_int_eq(net_balance(&net, tw_hex) - cust0,
 			 (int64_t)credited * (10 - RACE_INDEX) +
 			     (int64_t)(RACE_CHANNELS - credited) * 10);
 	micropay__v1__envelope__free_unpacked(resp, NULL);
@@ -331,7 +331,7 @@ static bool all_finalized(void *arg)
 START_TEST(sigkill_during_sweep)
 {
 	static struct tchannel ch[KILL_CHANNELS];
-	int64_t cust0 = settle_balance(&net, tw_hex, NULL);
+	int64_t cust0 = net_balance(&net, tw_hex);
 	issue_channels(ch, KILL_CHANNELS, 10);
 	struct wire wm;
 	tmerchant_connect(&m1, &wm, broker_ep, ca);
@@ -371,9 +371,9 @@ START_TEST(sigkill_during_sweep)
 	free(refunds);
 	/* Every unit not credited came back once: of what was funded for the escrows, the
 	 * customer lost exactly what m1 earned. */
-	ck_assert_int_eq(settle_balance(&net, tw_hex, NULL) - cust0,
+	ck_assert_int_eq(net_balance(&net, tw_hex) - cust0,
 			 (int64_t)KILL_CHANNELS * 10 - (int64_t)KILL_REDEEMED * KILL_INDEX);
-	ck_assert_int_eq(settle_balance(&net, m1.mid_hex, NULL), KILL_REDEEMED * KILL_INDEX);
+	ck_assert_int_eq(net_balance(&net, m1.mid_hex), KILL_REDEEMED * KILL_INDEX);
 	json_decref(settle_sweep(&net));
 	ck_assert_int_eq(finalized_count(), KILL_CHANNELS);
 	for (size_t i = 0; i < KILL_CHANNELS; i++)
