@@ -1,5 +1,5 @@
 /* The admin method `channel.settlement`: a channel's lifecycle and, once FINALIZED, its
- * finalisation (brokerd/sql/0013-settlement.sql mp_channel_settlement; docs/settlement.md). */
+ * finalisation (brokerd/sql/0015-settlement.sql mp_channel_settlement; docs/settlement.md). */
 #pragma once
 #include <libpq-fe.h>
 

@@ -21,7 +21,8 @@
 --               a transfer; if that segment has none recorded, the refund stays in the escrow
 --               until its owner names one in a RefundRequest (mp_refund_request)
 --   unclaimed = what else is left in the escrow (units spent but never redeemed)
---   every merchant's pending credit from this channel moves to its available account.
+--   every merchant's pending credit from this channel moves to its available account (less
+--   what fork liabilities, migration 0014, already took from it).
 
 ALTER TABLE channels
     ADD COLUMN close_index  int    CHECK (close_index >= 0),   -- CLOSED_EARLY (later piece)
@@ -97,13 +98,9 @@ DECLARE
     v_txn      bigint;
     v_m        record;
 BEGIN
-    -- Liabilities from forks (protocol.md section 7) are collected into the escrow here, by
-    -- the function helper `money` adds (mp_collect_liabilities(channel_id)), before anything
-    -- is computed from the escrow; without it there is nothing to collect.
-    IF to_regprocedure('mp_collect_liabilities(bytea)') IS NOT NULL THEN
-        EXECUTE 'SELECT mp_collect_liabilities($1)' USING p_ch.channel_id;
-    END IF;
-
+    -- Liabilities from forks (protocol.md section 7) were collected when the excess was
+    -- credited (mp_collect_liability, migration 0014): the escrow paid only units credited
+    -- once, so what is left in it is exact; the pending credit they took is not released.
     v_f.channel_id := p_ch.channel_id;
     v_f.finalized_at := p_now;
     SELECT greatest(coalesce(max(e.credited_end), 0), coalesce(p_ch.close_index, 0)),
@@ -138,12 +135,16 @@ BEGIN
         PERFORM mp_post(v_txn, p_ch.escrow_account,
                         mp_system_account_id('unclaimed', p_ch.currency), v_f.unclaimed);
     END IF;
-    -- Pending credit -> available, per merchant, in merchant order.
+    -- Pending credit -> available, per merchant, in merchant order: its credit from this
+    -- channel less what fork liabilities (0014) already took from that credit.
     FOR v_m IN
-        SELECT m.pending_account, m.available_account, sum(e.credited_amount) AS amount
+        SELECT m.pending_account, m.available_account,
+               sum(e.credited_amount) - mp_pending_collected(m.merchant_id, p_ch.channel_id)
+               AS amount
           FROM epochs e JOIN merchants m ON m.merchant_id = e.merchant_id
          WHERE e.channel_id = p_ch.channel_id AND e.credited_amount > 0
          GROUP BY m.merchant_id, m.pending_account, m.available_account
+        HAVING sum(e.credited_amount) - mp_pending_collected(m.merchant_id, p_ch.channel_id) > 0
          ORDER BY m.merchant_id
     LOOP
         INSERT INTO transfers (kind, ref) VALUES ('release', p_ch.channel_id)
@@ -389,7 +390,9 @@ BEGIN
             SELECT c.channel_id, c.state, c.n::numeric * c.unit_value AS face,
                    a.balance::numeric AS escrow,
                    (SELECT coalesce(sum(e.credited_amount::numeric), 0) FROM epochs e
-                     WHERE e.channel_id = c.channel_id) AS credited,
+                     WHERE e.channel_id = c.channel_id)
+                   - (SELECT coalesce(sum(li.amount::numeric), 0) FROM liabilities li
+                       WHERE li.channel_id = c.channel_id) AS credited,
                    (SELECT coalesce(sum(l.amount::numeric), 0)
                       FROM ledger l JOIN transfers x ON x.txn_id = l.txn_id
                      WHERE l.debit_account = c.escrow_account AND x.kind = 'refund')
@@ -418,6 +421,10 @@ BEGIN
                    f.unclaimed, f.refund_txn,
                    (SELECT coalesce(sum(e.credited_amount::numeric), 0) FROM epochs e
                      WHERE e.channel_id = c.channel_id) AS epoch_credit,
+                   (SELECT coalesce(sum(li.amount::numeric), 0) FROM liabilities li
+                     WHERE li.channel_id = c.channel_id) AS excess,
+                   (SELECT coalesce(sum(s.amount::numeric), 0) FROM liability_sources s
+                     WHERE s.channel_id = c.channel_id) AS collected,
                    (SELECT greatest(coalesce(max(e.credited_end), 0),
                                     coalesce(c.close_index, 0))
                       FROM epochs e WHERE e.channel_id = c.channel_id) AS epoch_spent,
@@ -440,9 +447,10 @@ BEGIN
                || credited || ' epochs ' || epoch_credit || ' released ' || l_release || ')'
                AS what
           FROM t
-         WHERE spent <> epoch_spent OR credited <> epoch_credit OR l_release <> epoch_credit
+         WHERE spent <> epoch_spent OR credited <> epoch_credit
+            OR l_release <> epoch_credit - collected
             OR refund::numeric <> (n - spent)::numeric * unit_value - early_refund
-            OR unclaimed::numeric <> spent::numeric * unit_value - epoch_credit
+            OR unclaimed::numeric <> spent::numeric * unit_value - (epoch_credit - excess)
             OR l_unclaimed <> unclaimed
             OR (refund_txn IS NULL AND (l_refund <> 0 OR n_refund <> 0))
             OR (refund_txn IS NOT NULL AND (l_refund <> refund OR n_refund <> 1)) $q$);
