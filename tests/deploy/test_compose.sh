@@ -4,7 +4,8 @@
 #  2. the placement the containers use works, on loopback: every daemon configured by
 #     `mpnet config` and run in the foreground by `mpnet exec` as the compose services do, the
 #     broker on a PostgreSQL given by conninfo, every daemon listening on one address and
-#     announced by a host name; the demo (deploy/demo) then passes with a clean audit;
+#     announced by a host name; the demo (deploy/demo) then passes with a clean audit, and no
+#     seed, key or payword of the run appears in any daemon's log (secrets_in_logs.py);
 #  3. where a Docker daemon answers, the compose network itself is built and brought up and its
 #     demo service must exit 0. Where none answers, this test says so: it has not run it.
 set -euo pipefail
@@ -69,6 +70,9 @@ MPCTL=$MP_BUILD/tools/mpctl MP_BROKER_SOCK=$dir/broker/admin.sock \
 grep -q "FINALIZED" "$dir/demo.out" || { cat "$dir/demo.out"; fail "the demo did not finalise"; }
 mpctl -s "$dir/broker/admin.sock" audit | grep -q '"ok": *true' || fail "the audit is not clean"
 echo "ok: the compose roles on loopback ran the demo to settlement; the audit is clean"
+# No seed, key or payword of this run in any daemon's log or the demo's output.
+python3 "$src/tests/deploy/secrets_in_logs.py" "$dir" "$dir"/*.out ||
+	fail "a secret appears in the logs"
 
 # 3. The containers themselves, where Docker is available.
 if ! docker info >/dev/null 2>&1; then

@@ -8,7 +8,8 @@
 #  - a partition between m2 and the broker during m2's redemption: after heal, m2's own retry
 #    delivers it;
 #  - time advanced past settlement: the channel finalises, the customer's refund is exact,
-#    each merchant is credited exactly what it was paid, and the audit is clean.
+#    each merchant is credited exactly what it was paid, and the audit is clean;
+#  - no seed, key or payword of the run appears in any daemon's log.
 # Skipped (exit 77, with the reason) where network namespaces cannot be created.
 set -euo pipefail
 src=${MP_SOURCE_ROOT:?MP_SOURCE_ROOT is not set}
@@ -92,6 +93,7 @@ expect "the customer's balance" "$(mpctl -s "$B" account.show account="$account"
 expect "m1 available" "$(mpctl -s "$B" account.show account="$mid1" | get balance)" 6
 expect "m2 available" "$(mpctl -s "$B" account.show account="$mid2" | get balance)" 8
 expect "audit clean" "$(mpctl -s "$B" audit | get ok)" True
+python3 "$src/tests/deploy/secrets_in_logs.py" "$dir" "$dir"/*/log || fail "a secret appears in the logs"
 
 "$testnet" down "$dir"
 prefix=$(cat "$dir/testnet" 2>/dev/null || true)
