@@ -70,7 +70,10 @@ MPCTL=$MP_BUILD/tools/mpctl MP_BROKER_SOCK=$dir/broker/admin.sock \
 grep -q "FINALIZED" "$dir/demo.out" || { cat "$dir/demo.out"; fail "the demo did not finalise"; }
 mpctl -s "$dir/broker/admin.sock" audit | grep -q '"ok": *true' || fail "the audit is not clean"
 echo "ok: the compose roles on loopback ran the demo to settlement; the audit is clean"
-# No seed, key or payword of this run in any daemon's log or the demo's output.
+# No seed, key or payword of this run in any daemon's log or the demo's output (read once the
+# daemons stopped: they hold their stores locked).
+for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+pids=()
 python3 "$src/tests/deploy/secrets_in_logs.py" "$dir" "$dir"/*.out ||
 	fail "a secret appears in the logs"
 
