@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "harness_handoff.h"
 #include "harness_ledger.h"
 #include "harness_db.h"
 #include "harness_merchant.h"
@@ -77,23 +78,6 @@ static void pay_ok(const char *channel, int m, bool with_mid, unsigned units, in
 	json_decref(r);
 }
 
-static void wallet_holder(const char *channel, char *holder, size_t len, int64_t *epoch)
-{
-	json_t *r = admin_ok(&net, "w1", "channels", NULL);
-	json_t *list = json_object_get(r, "channels");
-	bool found = false;
-	for (size_t i = 0; i < json_array_size(list); i++) {
-		json_t *c = json_array_get(list, i);
-		if (strcmp(json_str(c, "channel_id"), channel) == 0) {
-			snprintf(holder, len, "%s", json_str(c, "holder"));
-			*epoch = json_int(c, "epoch");
-			found = true;
-		}
-	}
-	ck_assert(found);
-	json_decref(r);
-}
-
 static char *count_rows(const char *table, const char *channel_hex)
 {
 	return sql_value(&net, "SELECT count(*) FROM %s WHERE channel_id = '\\x%s'::bytea", table,
@@ -139,7 +123,7 @@ START_TEST(unbound_channel_bound_by_first_pay_and_redeemed)
 	int64_t before = net_pending(&net, tm[1].mid_hex);
 	pay_ok(channel, 1, true, 3, 3); /* m1 asks the broker: bound to m1 */
 	int64_t epoch = -1;
-	wallet_holder(channel, holder, sizeof(holder), &epoch);
+	wallet_channel_holder(&net, "w1", channel, holder, sizeof(holder), &epoch);
 	ck_assert_str_eq(holder, tm[1].mid_hex);
 	ck_assert_int_eq(epoch, 0);
 	expect_holder0(channel, tm[1].mid_hex);
@@ -202,17 +186,6 @@ static void free_unbound(struct unbound *u)
 	mp_key_free(&u->tw.account);
 }
 
-static MpSigned *sign_move(const struct mp_key *key, const uint8_t id[MP_ID_LEN],
-			   const uint8_t to[MP_ID_LEN])
-{
-	Micropay__V1__Move mv = MICROPAY__V1__MOVE__INIT;
-	mv.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)id};
-	mv.to_mid = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)to};
-	MpSigned *s = mp_stmt_sign(key, MP_STMT_MOVE, &mv.base);
-	ck_assert(s != NULL);
-	return s;
-}
-
 static void send_bind(struct wire *w, const uint8_t id[MP_ID_LEN], const MpSigned *move)
 {
 	Micropay__V1__BindReq req = MICROPAY__V1__BIND_REQ__INIT;
@@ -237,7 +210,7 @@ static MpEnvelope *bind_as(int m, const struct unbound *u, const struct mp_key *
 {
 	struct wire w;
 	tmerchant_connect(&tm[m], &w, broker_ep, ca);
-	MpSigned *move = sign_move(key, u->id, tm[to_m].mid);
+	MpSigned *move = sign_move(key, u->id, 0, tm[to_m].mid);
 	send_bind(&w, u->id, move);
 	MpEnvelope *e = recv_bind(&w);
 	wire_close(&w);
@@ -319,7 +292,7 @@ START_TEST(same_merchant_same_bytes_other_merchant_gets_the_bind)
 	 * m1's Bind; at m1 the wallet is acknowledged with the Bind as its custody event. */
 	struct wire w;
 	ck_assert(wire_connect(&w, ep[2], ca, NULL, NULL));
-	MpSigned *move = sign_move(&u.ch.owner, u.id, tm[2].mid);
+	MpSigned *move = sign_move(&u.ch.owner, u.id, 0, tm[2].mid);
 	Micropay__V1__OpenReq req = MICROPAY__V1__OPEN_REQ__INIT;
 	req.cert = u.ch.cert;
 	req.move = move;
@@ -336,7 +309,7 @@ START_TEST(same_merchant_same_bytes_other_merchant_gets_the_bind)
 	mp_stmt_free(move);
 
 	ck_assert(wire_connect(&w, ep[1], ca, NULL, NULL));
-	move = sign_move(&u.ch.owner, u.id, tm[1].mid);
+	move = sign_move(&u.ch.owner, u.id, 0, tm[1].mid);
 	req.move = move;
 	e = wire_call(&w, &env);
 	ck_assert(e && e->body_case == MP_BODY(OPEN_ACK));
@@ -373,8 +346,8 @@ START_TEST(racing_merchants_get_exactly_one_bind)
 		struct wire w2, w3;
 		tmerchant_connect(&tm[2], &w2, broker_ep, ca);
 		tmerchant_connect(&tm[3], &w3, broker_ep, ca);
-		MpSigned *m2 = sign_move(&u.ch.owner, u.id, tm[2].mid);
-		MpSigned *m3 = sign_move(&u.ch.owner, u.id, tm[3].mid);
+		MpSigned *m2 = sign_move(&u.ch.owner, u.id, 0, tm[2].mid);
+		MpSigned *m3 = sign_move(&u.ch.owner, u.id, 0, tm[3].mid);
 		send_bind(&w2, u.id, m2);
 		send_bind(&w3, u.id, m3);
 		MpEnvelope *a = recv_bind(&w2), *b = recv_bind(&w3);

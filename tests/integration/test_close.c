@@ -22,6 +22,7 @@
 #include <openssl/evp.h>
 
 #include "harness.h"
+#include "harness_handoff.h"
 #include "harness_ledger.h"
 #include "harness_merchant.h"
 #include "../check_run.h"
@@ -178,18 +179,6 @@ static MpCode close_code(struct wire *w, const MpSigned *request)
 		      mp_code_name(code));
 	micropay__v1__envelope__free_unpacked(e, NULL);
 	return code;
-}
-
-static MpSigned *sign_move(const struct mp_key *key, const uint8_t id[MP_ID_LEN],
-			   uint32_t from_epoch, const uint8_t to[MP_ID_LEN])
-{
-	Micropay__V1__Move mv = MICROPAY__V1__MOVE__INIT;
-	mv.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)id};
-	mv.from_epoch = from_epoch;
-	mv.to_mid = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)to};
-	MpSigned *s = mp_stmt_sign(key, MP_STMT_MOVE, &mv.base);
-	ck_assert(s != NULL);
-	return s;
 }
 
 /* A Transfer of the channel's rest (segment 1) signed by the owner, to a fresh key. */

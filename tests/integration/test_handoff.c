@@ -10,77 +10,28 @@
 #include <string.h>
 
 #include "harness.h"
+#include "harness_handoff.h"
 #include "harness_ledger.h"
 #include "harness_merchant.h"
 #include "../check_run.h"
 
-static struct net net;
-static char ca[700], broker_ep[128], account[64];
-static struct tmerchant tm[4]; /* 1..3 */
-static char ep[4][128];
+static struct handoff_net hn;
+static char account[64];
 
 static void setup_net(void)
 {
-	net_up(&net);
-	ck_assert_int_eq(net_cmd(&net, "merchant", "m2"), 0);
-	ck_assert_int_eq(net_cmd(&net, "merchant", "m3"), 0);
-	net_path(&net, "tls/ca.crt", ca, sizeof(ca));
-	net_read(&net, "broker", "endpoint", broker_ep, sizeof(broker_ep));
-	for (int i = 1; i <= 3; i++) {
-		char name[8];
-		snprintf(name, sizeof(name), "m%d", i);
-		tmerchant_load(&tm[i], &net, name);
-		net_read(&net, name, "endpoint", ep[i], sizeof(ep[i]));
-	}
-	json_t *r = admin_ok(&net, "w1", "register", NULL);
-	snprintf(account, sizeof(account), "%s", json_str(r, "account_id"));
-	json_decref(r);
+	handoff_net_up(&hn);
+	handoff_wallet_register(&hn, account, sizeof(account));
 }
 
 static void teardown_net(void)
 {
-	for (int i = 1; i <= 3; i++)
-		tmerchant_free(&tm[i]);
-	net_down(&net);
+	handoff_net_down(&hn);
 }
 
 static void audit_clean(void)
 {
-	net_audit_clean(&net);
-}
-
-/* The channel as merchant m reports it (admin `channels`): state, epoch and last. */
-static bool merchant_channel(int m, const char *channel, char *state, size_t len, int64_t *epoch,
-			     int64_t *last)
-{
-	char name[8];
-	snprintf(name, sizeof(name), "m%d", m);
-	json_t *r = admin_ok(&net, name, "channels", NULL);
-	json_t *list = json_object_get(r, "channels");
-	bool found = false;
-	for (size_t i = 0; i < json_array_size(list) && !found; i++) {
-		json_t *c = json_array_get(list, i);
-		if (strcmp(json_str(c, "channel_id"), channel) != 0)
-			continue;
-		found = true;
-		snprintf(state, len, "%s", json_str(c, "state"));
-		*epoch = json_int(c, "epoch");
-		*last = json_int(c, "last");
-	}
-	json_decref(r);
-	return found;
-}
-
-static void expect_channel(int m, const char *channel, const char *state, int64_t epoch,
-			   int64_t last)
-{
-	char st[32];
-	int64_t e, l;
-	ck_assert_msg(merchant_channel(m, channel, st, sizeof(st), &e, &l),
-		      "m%d does not list the channel", m);
-	ck_assert_msg(strcmp(st, state) == 0 && e == epoch && l == last,
-		      "m%d: channel %s epoch %lld last %lld, expected %s %lld %lld", m, st,
-		      (long long)e, (long long)l, state, (long long)epoch, (long long)last);
+	net_audit_clean(&hn.net);
 }
 
 /* ---- through walletd ---- */
@@ -92,14 +43,14 @@ static json_t *wallet_pay(const char *channel, int m, unsigned units, const char
 	snprintf(params, sizeof(params),
 		 "{\"channel_id\":\"%s\",\"merchant_id\":\"%s\",\"endpoint\":\"%s\",\"units\":%u,"
 		 "\"order_ref\":\"%s\"}",
-		 channel, tm[m].mid_hex, ep[m], units, order);
-	return admin(&net, "w1", "pay", params, err, errlen);
+		 channel, hn.tm[m].mid_hex, hn.ep[m], units, order);
+	return admin(&hn.net, "w1", "pay", params, err, errlen);
 }
 
 static void pay_at(const char *channel, int m, unsigned units, int64_t expect_last)
 {
 	char order[64], err[512];
-	net_new_order(&net, tm[m].name, units, order, sizeof(order));
+	net_new_order(&hn.net, hn.tm[m].name, units, order, sizeof(order));
 	json_t *r = wallet_pay(channel, m, units, order, err, sizeof(err));
 	ck_assert_msg(r != NULL, "pay %u at m%d failed: %s", units, m, err);
 	ck_assert_str_eq(json_str(r, "status"), "OK");
@@ -108,58 +59,42 @@ static void pay_at(const char *channel, int m, unsigned units, int64_t expect_la
 	json_decref(r);
 }
 
-static void wallet_holder(const char *channel, char *holder, size_t len, int64_t *epoch)
-{
-	json_t *r = admin_ok(&net, "w1", "channels", NULL);
-	json_t *list = json_object_get(r, "channels");
-	bool found = false;
-	for (size_t i = 0; i < json_array_size(list); i++) {
-		json_t *c = json_array_get(list, i);
-		if (strcmp(json_str(c, "channel_id"), channel) == 0) {
-			snprintf(holder, len, "%s", json_str(c, "holder"));
-			*epoch = json_int(c, "epoch");
-			found = true;
-		}
-	}
-	ck_assert(found);
-	json_decref(r);
-}
-
 START_TEST(chain_m1_m2_m3_m1_through_walletd)
 {
-	net_fund(&net, account, 1000);
+	net_fund(&hn.net, account, 1000);
 	char params[200], channel[64], holder[64];
 	snprintf(params, sizeof(params),
-		 "{\"merchant_id\":\"%s\",\"n\":100,\"unit_value\":1,\"days\":1}", tm[1].mid_hex);
-	json_t *r = admin_ok(&net, "w1", "issue", params);
+		 "{\"merchant_id\":\"%s\",\"n\":100,\"unit_value\":1,\"days\":1}",
+		 hn.tm[1].mid_hex);
+	json_t *r = admin_ok(&hn.net, "w1", "issue", params);
 	snprintf(channel, sizeof(channel), "%s", json_str(r, "channel_id"));
 	json_decref(r);
 	int64_t before[4];
 	for (int i = 1; i <= 3; i++)
-		before[i] = net_pending(&net, tm[i].mid_hex);
+		before[i] = net_pending(&hn.net, hn.tm[i].mid_hex);
 
 	pay_at(channel, 1, 3, 3);  /* epoch 0 at m1: (0, 3] */
 	pay_at(channel, 2, 4, 7);  /* handoff 1 to m2 at 3: (3, 7] */
 	pay_at(channel, 3, 5, 12); /* handoff 2 to m3 at 7: (7, 12] */
 	pay_at(channel, 1, 6, 18); /* handoff 3 back to m1 at 12: (12, 18] */
 	int64_t epoch;
-	wallet_holder(channel, holder, sizeof(holder), &epoch);
-	ck_assert_str_eq(holder, tm[1].mid_hex);
+	wallet_channel_holder(&hn.net, "w1", channel, holder, sizeof(holder), &epoch);
+	ck_assert_str_eq(holder, hn.tm[1].mid_hex);
 	ck_assert_int_eq(epoch, 3);
 	/* The default merchant is now m1 again, in epoch 3. */
 	char order[64], err[512], p2[600];
-	net_new_order(&net, "m1", 2, order, sizeof(order));
+	net_new_order(&hn.net, "m1", 2, order, sizeof(order));
 	snprintf(p2, sizeof(p2),
 		 "{\"channel_id\":\"%s\",\"endpoint\":\"%s\",\"units\":2,\"order_ref\":\"%s\"}",
-		 channel, ep[1], order);
-	r = admin(&net, "w1", "pay", p2, err, sizeof(err));
+		 channel, hn.ep[1], order);
+	r = admin(&hn.net, "w1", "pay", p2, err, sizeof(err));
 	ck_assert_msg(r != NULL, "%s", err);
 	ck_assert_int_eq(json_int(r, "last"), 20);
 	json_decref(r);
 
-	expect_channel(1, channel, "HELD", 3, 20);
-	expect_channel(2, channel, "HANDED_OFF", 1, 7);
-	expect_channel(3, channel, "HANDED_OFF", 2, 12);
+	expect_merchant_channel(&hn.net, hn.tm[1].name, channel, "HELD", 3, 20);
+	expect_merchant_channel(&hn.net, hn.tm[2].name, channel, "HANDED_OFF", 1, 7);
+	expect_merchant_channel(&hn.net, hn.tm[3].name, channel, "HANDED_OFF", 2, 12);
 
 	/* Redemption: every merchant sends a claim per epoch it held with its custody record, and
 	 * the broker credits each exactly its ranges: m1 (0, 3] and (12, 20], m2 (3, 7], m3
@@ -167,11 +102,11 @@ START_TEST(chain_m1_m2_m3_m1_through_walletd)
 	for (int i = 1; i <= 3; i++) {
 		char name[8];
 		snprintf(name, sizeof(name), "m%d", i);
-		json_decref(admin_ok(&net, name, "redeem", NULL));
+		json_decref(admin_ok(&hn.net, name, "redeem", NULL));
 	}
-	int64_t got1 = net_pending(&net, tm[1].mid_hex) - before[1];
-	int64_t got2 = net_pending(&net, tm[2].mid_hex) - before[2];
-	int64_t got3 = net_pending(&net, tm[3].mid_hex) - before[3];
+	int64_t got1 = net_pending(&hn.net, hn.tm[1].mid_hex) - before[1];
+	int64_t got2 = net_pending(&hn.net, hn.tm[2].mid_hex) - before[2];
+	int64_t got3 = net_pending(&hn.net, hn.tm[3].mid_hex) - before[3];
 	fprintf(stderr, "handoff chain: credited m1 %lld, m2 %lld, m3 %lld of 20 paid\n",
 		(long long)got1, (long long)got2, (long long)got3);
 	ck_assert_int_eq(got1, 3 + 8);
@@ -192,16 +127,7 @@ struct setup {
 
 static void make_channel(struct setup *s, uint32_t n)
 {
-	struct wire broker;
-	ck_assert(wire_connect(&broker, broker_ep, ca, NULL, NULL));
-	twallet_register(&s->tw, &broker);
-	char hex[MP_HEX_ID_LEN + 1];
-	mp_hex_encode(s->tw.account_id, MP_ID_LEN, hex);
-	net_fund(&net, hex, n);
-	tchannel_make(&s->ch, &s->tw, n, 1, tm[1].mid);
-	ck_assert_int_eq(tchannel_issue(&s->ch, &broker), MP_ST(OK));
-	wire_close(&broker);
-	tchannel_id(&s->ch, s->id);
+	handoff_channel(&hn, &s->tw, &s->ch, s->id, n);
 }
 
 static void free_setup(struct setup *s)
@@ -212,27 +138,15 @@ static void free_setup(struct setup *s)
 	mp_key_free(&s->tw.account);
 }
 
-static MpSigned *sign_move(const struct mp_key *key, const uint8_t id[MP_ID_LEN],
-			   uint32_t from_epoch, const uint8_t to[MP_ID_LEN])
-{
-	Micropay__V1__Move mv = MICROPAY__V1__MOVE__INIT;
-	mv.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)id};
-	mv.from_epoch = from_epoch;
-	mv.to_mid = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)to};
-	MpSigned *s = mp_stmt_sign(key, MP_STMT_MOVE, &mv.base);
-	ck_assert(s != NULL);
-	return s;
-}
-
 /* Open at merchant m (as the wallet), with a Move and the holder hint when move is set. */
 static MpEnvelope *open_at(struct setup *s, struct wire *w, int m, const MpSigned *move, int holder)
 {
-	ck_assert(wire_connect(w, ep[m], ca, NULL, NULL));
+	ck_assert(wire_connect(w, hn.ep[m], hn.ca, NULL, NULL));
 	Micropay__V1__OpenReq req = MICROPAY__V1__OPEN_REQ__INIT;
 	req.cert = s->ch.cert;
 	if (move) {
 		req.move = (MpSigned *)move;
-		req.holder_hint = (ProtobufCBinaryData){MP_ID_LEN, tm[holder].mid};
+		req.holder_hint = (ProtobufCBinaryData){MP_ID_LEN, hn.tm[holder].mid};
 		req.holder_cert = s->holder_cert[holder];
 	}
 	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
@@ -248,27 +162,12 @@ static MpEnvelope *open_at(struct setup *s, struct wire *w, int m, const MpSigne
 	return e;
 }
 
-static MpCode pay(struct setup *s, struct wire *w, uint32_t j)
-{
-	static const uint8_t ref[4] = {1, 2, 3, 4};
-	MpEnvelope *e = tchannel_pay(&s->ch, w, j, ref, sizeof(ref));
-	ck_assert_msg(e && e->body_case == MP_BODY(PAY_ACK), "no PayAck for j=%u", j);
-	MpCode code = e->pay_ack->status->code;
-	micropay__v1__envelope__free_unpacked(e, NULL);
-	return code;
-}
-
-static bool accepted(MpCode c)
-{
-	return c == MP_ST(OK) || c == MP_ST(UNDERPAID);
-}
-
 /* A HandoffReq to merchant `to` from merchant `as` (0: no client certificate). */
 static MpEnvelope *handoff_req(int to, int as, const MpSigned *move)
 {
 	struct wire w;
-	ck_assert(
-	    wire_connect(&w, ep[to], ca, as ? tm[as].cert : NULL, as ? tm[as].tls_key : NULL));
+	ck_assert(wire_connect(&w, hn.ep[to], hn.ca, as ? hn.tm[as].cert : NULL,
+			       as ? hn.tm[as].tls_key : NULL));
 	Micropay__V1__HandoffReq req = MICROPAY__V1__HANDOFF_REQ__INIT;
 	req.move = (MpSigned *)move;
 	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
@@ -315,11 +214,11 @@ START_TEST(holder_refusals_replay_and_forgeries)
 	MpEnvelope *e = open_at(&s, &w1, 1, NULL, 0);
 	ck_assert_int_eq(e->open_ack->status->code, MP_ST(OK));
 	micropay__v1__envelope__free_unpacked(e, NULL);
-	ck_assert(accepted(pay(&s, &w1, 1)));
-	ck_assert(accepted(pay(&s, &w1, 2)));
+	ck_assert(pay_accepted(pay_status(&s.ch, &w1, 1)));
+	ck_assert(pay_accepted(pay_status(&s.ch, &w1, 2)));
 
 	/* Move to m2: m2 fetches Handoff 1 from m1 and proves holding with it. */
-	MpSigned *move = sign_move(&s.ch.owner, s.id, 0, tm[2].mid);
+	MpSigned *move = sign_move(&s.ch.owner, s.id, 0, hn.tm[2].mid);
 	e = open_at(&s, &w2, 2, move, 1);
 	ck_assert_int_eq(e->open_ack->status->code, MP_ST(OK));
 	ck_assert_int_eq(e->open_ack->hseq, 1);
@@ -329,9 +228,9 @@ START_TEST(holder_refusals_replay_and_forgeries)
 	micropay__v1__envelope__free_unpacked(e, NULL);
 
 	/* The old holder refuses every later Pay; the new one takes them after at_index. */
-	ck_assert_int_eq(pay(&s, &w1, 3), MP_ST(HANDED_OFF));
-	ck_assert(accepted(pay(&s, &w2, 3)));
-	expect_channel(1, hex, "HANDED_OFF", 0, 2);
+	ck_assert_int_eq(pay_status(&s.ch, &w1, 3), MP_ST(HANDED_OFF));
+	ck_assert(pay_accepted(pay_status(&s.ch, &w2, 3)));
+	expect_merchant_channel(&hn.net, hn.tm[1].name, hex, "HANDED_OFF", 0, 2);
 
 	/* A replayed HandoffReq from m2 gets the stored bytes. */
 	e = handoff_req(1, 2, move);
@@ -350,9 +249,9 @@ START_TEST(holder_refusals_replay_and_forgeries)
 	struct mp_key forger;
 	uint8_t seed[MP_SK_LEN];
 	ck_assert(mp_key_generate(&forger, seed));
-	MpSigned *forged = sign_move(&forger, s.id, 1, tm[3].mid);
-	MpSigned *wrong_epoch = sign_move(&s.ch.owner, s.id, 0, tm[3].mid);
-	MpSigned *good = sign_move(&s.ch.owner, s.id, 1, tm[3].mid);
+	MpSigned *forged = sign_move(&forger, s.id, 1, hn.tm[3].mid);
+	MpSigned *wrong_epoch = sign_move(&s.ch.owner, s.id, 0, hn.tm[3].mid);
+	MpSigned *good = sign_move(&s.ch.owner, s.id, 1, hn.tm[3].mid);
 	e = handoff_req(2, 3, forged);
 	ck_assert_int_eq(e->handoff_resp->status->code, MP_ST(BAD_SIG));
 	ck_assert(e->handoff_resp->handoff == NULL && e->handoff_resp->n_custody == 0);
@@ -374,8 +273,8 @@ START_TEST(holder_refusals_replay_and_forgeries)
 	ck_assert_int_eq(e->handoff_resp->status->code, MP_ST(MALFORMED));
 	ck_assert(e->handoff_resp->handoff == NULL);
 	micropay__v1__envelope__free_unpacked(e, NULL);
-	expect_channel(2, hex, "HELD", 1, 3);
-	ck_assert(accepted(pay(&s, &w2, 4)));
+	expect_merchant_channel(&hn.net, hn.tm[2].name, hex, "HELD", 1, 3);
+	ck_assert(pay_accepted(pay_status(&s.ch, &w2, 4)));
 
 	/* An Open at m3 with the forged Move is refused before anyone is asked. */
 	struct wire w3;
@@ -383,7 +282,7 @@ START_TEST(holder_refusals_replay_and_forgeries)
 	ck_assert_int_eq(e->open_ack->status->code, MP_ST(BAD_SIG));
 	micropay__v1__envelope__free_unpacked(e, NULL);
 	wire_close(&w3);
-	expect_channel(2, hex, "HELD", 1, 4);
+	expect_merchant_channel(&hn.net, hn.tm[2].name, hex, "HELD", 1, 4);
 
 	wire_close(&w1);
 	wire_close(&w2);
@@ -408,12 +307,12 @@ START_TEST(pay_racing_handoff_request)
 	MpEnvelope *e = open_at(&s, &w1, 1, NULL, 0);
 	ck_assert_int_eq(e->open_ack->status->code, MP_ST(OK));
 	micropay__v1__envelope__free_unpacked(e, NULL);
-	MpSigned *move = sign_move(&s.ch.owner, s.id, 0, tm[2].mid);
+	MpSigned *move = sign_move(&s.ch.owner, s.id, 0, hn.tm[2].mid);
 	static const uint8_t ref[4] = {9, 9, 9, 9};
 	uint32_t j = 0;
 	for (int round = 0; round < 1; round++) {
-		ck_assert(accepted(pay(&s, &w1, ++j)));
-		ck_assert(wire_connect(&mw, ep[1], ca, tm[2].cert, tm[2].tls_key));
+		ck_assert(pay_accepted(pay_status(&s.ch, &w1, ++j)));
+		ck_assert(wire_connect(&mw, hn.ep[1], hn.ca, hn.tm[2].cert, hn.tm[2].tls_key));
 		/* The Pay first on its connection, the HandoffReq right after on the other. */
 		uint8_t w[MP_HASH_LEN];
 		tchannel_word(&s.ch, ++j, w);
@@ -439,7 +338,7 @@ START_TEST(pay_racing_handoff_request)
 		uint32_t at = handoff_at(ha->handoff_resp->handoff);
 		MpCode pc = pa->pay_ack->status->code;
 		fprintf(stderr, "race: Pay j=%u %s, Handoff at %u\n", j, mp_code_name(pc), at);
-		ck_assert_msg((accepted(pc) && j <= at) || (pc == MP_ST(HANDED_OFF) && at < j),
+		ck_assert_msg((pay_accepted(pc) && j <= at) || (pc == MP_ST(HANDED_OFF) && at < j),
 			      "Pay j=%u answered %s with the Handoff at %u", j, mp_code_name(pc),
 			      at);
 		micropay__v1__envelope__free_unpacked(pa, NULL);
@@ -463,21 +362,21 @@ START_TEST(sigkill_after_handoff_keeps_the_stored_statement)
 	MpEnvelope *e = open_at(&s, &w1, 1, NULL, 0);
 	ck_assert_int_eq(e->open_ack->status->code, MP_ST(OK));
 	micropay__v1__envelope__free_unpacked(e, NULL);
-	ck_assert(accepted(pay(&s, &w1, 5)));
+	ck_assert(pay_accepted(pay_status(&s.ch, &w1, 5)));
 	wire_close(&w1);
-	MpSigned *move = sign_move(&s.ch.owner, s.id, 0, tm[3].mid);
+	MpSigned *move = sign_move(&s.ch.owner, s.id, 0, hn.tm[3].mid);
 	e = handoff_req(1, 3, move);
 	ck_assert_int_eq(e->handoff_resp->status->code, MP_ST(OK));
 	MpSigned *first = mp_stmt_copy(e->handoff_resp->handoff);
 	micropay__v1__envelope__free_unpacked(e, NULL);
-	ck_assert_int_eq(net_cmd(&net, "kill", "m1 KILL"), 0);
-	ck_assert_int_eq(net_cmd(&net, "start", "m1"), 0);
+	ck_assert_int_eq(net_cmd(&hn.net, "kill", "m1 KILL"), 0);
+	ck_assert_int_eq(net_cmd(&hn.net, "start", "m1"), 0);
 	e = handoff_req(1, 3, move);
 	ck_assert_int_eq(e->handoff_resp->status->code, MP_ST(DUPLICATE_OK));
 	ck_assert(same_stmt(e->handoff_resp->handoff, first));
 	micropay__v1__envelope__free_unpacked(e, NULL);
-	ck_assert(wire_connect(&w1, ep[1], ca, NULL, NULL));
-	ck_assert_int_eq(pay(&s, &w1, 6), MP_ST(HANDED_OFF));
+	ck_assert(wire_connect(&w1, hn.ep[1], hn.ca, NULL, NULL));
+	ck_assert_int_eq(pay_status(&s.ch, &w1, 6), MP_ST(HANDED_OFF));
 	wire_close(&w1);
 	/* m3 never stored it (the test asked in its name): a wallet's Open there with the same
 	 * Move now gets the stored Handoff through m3 and m3 holds from index 5. */
@@ -488,7 +387,7 @@ START_TEST(sigkill_after_handoff_keeps_the_stored_statement)
 	ck_assert_int_eq(e->open_ack->point->index, 5);
 	ck_assert(same_stmt(e->open_ack->custody_event, first));
 	micropay__v1__envelope__free_unpacked(e, NULL);
-	ck_assert(accepted(pay(&s, &w3, 6)));
+	ck_assert(pay_accepted(pay_status(&s.ch, &w3, 6)));
 	wire_close(&w3);
 	mp_stmt_free(first);
 	mp_stmt_free(move);
@@ -501,29 +400,29 @@ END_TEST
  * keeps its place (holder, epoch, last); once the holder is back the move succeeds. */
 START_TEST(unreachable_holder_is_a_clear_error)
 {
-	net_fund(&net, account, 100);
+	net_fund(&hn.net, account, 100);
 	char params[200], channel[64], holder[64], order[64], err[512];
 	snprintf(params, sizeof(params),
-		 "{\"merchant_id\":\"%s\",\"n\":20,\"unit_value\":1,\"days\":1}", tm[1].mid_hex);
-	json_t *r = admin_ok(&net, "w1", "issue", params);
+		 "{\"merchant_id\":\"%s\",\"n\":20,\"unit_value\":1,\"days\":1}", hn.tm[1].mid_hex);
+	json_t *r = admin_ok(&hn.net, "w1", "issue", params);
 	snprintf(channel, sizeof(channel), "%s", json_str(r, "channel_id"));
 	json_decref(r);
 	pay_at(channel, 1, 1, 1);
 	pay_at(channel, 2, 1, 2);
-	ck_assert_int_eq(net_cmd(&net, "kill", "m2"), 0);
-	net_new_order(&net, "m3", 1, order, sizeof(order));
+	ck_assert_int_eq(net_cmd(&hn.net, "kill", "m2"), 0);
+	net_new_order(&hn.net, "m3", 1, order, sizeof(order));
 	r = wallet_pay(channel, 3, 1, order, err, sizeof(err));
 	ck_assert_msg(r == NULL, "paid at m3 while the holder m2 is down");
-	ck_assert_msg(strstr(err, "could not be reached") && strstr(err, tm[2].mid_hex),
+	ck_assert_msg(strstr(err, "could not be reached") && strstr(err, hn.tm[2].mid_hex),
 		      "unclear error: %s", err);
 	int64_t epoch;
-	wallet_holder(channel, holder, sizeof(holder), &epoch);
-	ck_assert_str_eq(holder, tm[2].mid_hex);
+	wallet_channel_holder(&hn.net, "w1", channel, holder, sizeof(holder), &epoch);
+	ck_assert_str_eq(holder, hn.tm[2].mid_hex);
 	ck_assert_int_eq(epoch, 1);
-	ck_assert_int_eq(net_cmd(&net, "start", "m2"), 0);
+	ck_assert_int_eq(net_cmd(&hn.net, "start", "m2"), 0);
 	pay_at(channel, 3, 1, 3);
-	wallet_holder(channel, holder, sizeof(holder), &epoch);
-	ck_assert_str_eq(holder, tm[3].mid_hex);
+	wallet_channel_holder(&hn.net, "w1", channel, holder, sizeof(holder), &epoch);
+	ck_assert_str_eq(holder, hn.tm[3].mid_hex);
 	ck_assert_int_eq(epoch, 2);
 	audit_clean();
 }
@@ -539,12 +438,12 @@ START_TEST(max_handoffs_enforced)
 	MpEnvelope *e = open_at(&s, &w, 1, NULL, 0);
 	ck_assert_int_eq(e->open_ack->status->code, MP_ST(OK));
 	micropay__v1__envelope__free_unpacked(e, NULL);
-	ck_assert(accepted(pay(&s, &w, 1)));
+	ck_assert(pay_accepted(pay_status(&s.ch, &w, 1)));
 	wire_close(&w);
 	int holder = 1;
 	for (uint32_t h = 0; h <= 256; h++) {
 		int next = holder == 2 ? 3 : 2;
-		MpSigned *move = sign_move(&s.ch.owner, s.id, h, tm[next].mid);
+		MpSigned *move = sign_move(&s.ch.owner, s.id, h, hn.tm[next].mid);
 		e = open_at(&s, &w, next, move, holder);
 		MpCode code = e->open_ack->status->code;
 		if (h < 256) {
@@ -561,9 +460,9 @@ START_TEST(max_handoffs_enforced)
 	}
 	char hex[MP_HEX_ID_LEN + 1];
 	channel_hex(&s, hex);
-	expect_channel(holder, hex, "HELD", 256, 1);
-	ck_assert(wire_connect(&w, ep[holder], ca, NULL, NULL));
-	ck_assert(accepted(pay(&s, &w, 2)));
+	expect_merchant_channel(&hn.net, hn.tm[holder].name, hex, "HELD", 256, 1);
+	ck_assert(wire_connect(&w, hn.ep[holder], hn.ca, NULL, NULL));
+	ck_assert(pay_accepted(pay_status(&s.ch, &w, 2)));
 	wire_close(&w);
 	free_setup(&s);
 	audit_clean();

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "harness_handoff.h"
 #include "harness_ledger.h"
 #include "harness_merchant.h"
 #include "../check_run.h"
@@ -65,31 +66,6 @@ static void pay_at(const char *channel, int m, unsigned units, uint64_t unit_val
 	json_decref(r);
 }
 
-/* The channel as merchant m reports it (admin `channels`). */
-static void expect_channel(int m, const char *channel, const char *state, int64_t epoch,
-			   int64_t last)
-{
-	char name[8];
-	snprintf(name, sizeof(name), "m%d", m);
-	json_t *r = admin_ok(&net, name, "channels", NULL);
-	json_t *list = json_object_get(r, "channels");
-	bool found = false;
-	for (size_t i = 0; i < json_array_size(list) && !found; i++) {
-		json_t *c = json_array_get(list, i);
-		if (strcmp(json_str(c, "channel_id"), channel) != 0)
-			continue;
-		found = true;
-		ck_assert_msg(!strcmp(json_str(c, "state"), state) &&
-				  json_int(c, "epoch") == epoch && json_int(c, "last") == last,
-			      "m%d: channel %s epoch %lld last %lld, expected %s %lld %lld", m,
-			      json_str(c, "state"), (long long)json_int(c, "epoch"),
-			      (long long)json_int(c, "last"), state, (long long)epoch,
-			      (long long)last);
-	}
-	json_decref(r);
-	ck_assert_msg(found, "m%d does not list the channel", m);
-}
-
 START_TEST(bound_channel_handed_off_m1_m2_m3_m1)
 {
 	net_fund(&net, account, 1000);
@@ -109,9 +85,9 @@ START_TEST(bound_channel_handed_off_m1_m2_m3_m1)
 	ck_assert_int_eq(net_cmd(&net, "start", "m3"), 0);
 	pay_at(channel, 3, 1, 2, 13);
 	pay_at(channel, 1, 5, 2, 18); /* Handoff 3 back to m1: (13, 18] */
-	expect_channel(1, channel, "HELD", 3, 18);
-	expect_channel(2, channel, "HANDED_OFF", 1, 7);
-	expect_channel(3, channel, "HANDED_OFF", 2, 13);
+	expect_merchant_channel(&net, tm[1].name, channel, "HELD", 3, 18);
+	expect_merchant_channel(&net, tm[2].name, channel, "HANDED_OFF", 1, 7);
+	expect_merchant_channel(&net, tm[3].name, channel, "HANDED_OFF", 2, 13);
 
 	for (int i = 1; i <= 3; i++) {
 		char name[8];

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "harness_handoff.h"
 #include "harness_ledger.h"
 #include "harness_merchant.h"
 #include "harness_net.h"
@@ -28,101 +29,27 @@
 #include "proto_limits.h"
 #include "../check_run.h"
 
-static struct net net;
-static char ca[700], broker_ep[128], account[64];
-static struct tmerchant tm[4]; /* 1..3; 0: a test server presenting m2's certificate */
-static char ep[4][128];
+static struct handoff_net hn;
+static char account[64];
 
 static void setup_net(void)
 {
-	net_up(&net);
-	ck_assert_int_eq(net_cmd(&net, "merchant", "m2"), 0);
-	ck_assert_int_eq(net_cmd(&net, "merchant", "m3"), 0);
-	net_path(&net, "tls/ca.crt", ca, sizeof(ca));
-	net_read(&net, "broker", "endpoint", broker_ep, sizeof(broker_ep));
-	for (int i = 1; i <= 3; i++) {
-		char name[8];
-		snprintf(name, sizeof(name), "m%d", i);
-		tmerchant_load(&tm[i], &net, name);
-		net_read(&net, name, "endpoint", ep[i], sizeof(ep[i]));
-	}
-	json_t *r = admin_ok(&net, "w1", "register", NULL);
-	snprintf(account, sizeof(account), "%s", json_str(r, "account_id"));
-	json_decref(r);
-	net_fund(&net, account, 5000);
+	handoff_net_up(&hn);
+	handoff_wallet_register(&hn, account, sizeof(account));
+	net_fund(&hn.net, account, 5000);
 }
 
 static void teardown_net(void)
 {
-	for (int i = 1; i <= 3; i++)
-		tmerchant_free(&tm[i]);
-	net_down(&net);
-}
-
-static void new_order(int m, uint64_t price, char *out, size_t len)
-{
-	char name[8];
-	snprintf(name, sizeof(name), "m%d", m);
-	net_new_order(&net, name, price, out, len);
-}
-
-/* Merchant m's view of the channel (admin `channels`); false if it does not list it. */
-static bool merchant_channel(int m, const char *channel, char *state, size_t len, int64_t *epoch,
-			     int64_t *last)
-{
-	char name[8];
-	snprintf(name, sizeof(name), "m%d", m);
-	json_t *r = admin_ok(&net, name, "channels", NULL);
-	json_t *list = json_object_get(r, "channels");
-	bool found = false;
-	for (size_t i = 0; i < json_array_size(list) && !found; i++) {
-		json_t *c = json_array_get(list, i);
-		if (strcmp(json_str(c, "channel_id"), channel) != 0)
-			continue;
-		found = true;
-		snprintf(state, len, "%s", json_str(c, "state"));
-		*epoch = json_int(c, "epoch");
-		*last = json_int(c, "last");
-	}
-	json_decref(r);
-	return found;
-}
-
-static void expect_channel(int m, const char *channel, const char *state, int64_t epoch,
-			   int64_t last)
-{
-	char st[32];
-	int64_t e, l;
-	ck_assert_msg(merchant_channel(m, channel, st, sizeof(st), &e, &l),
-		      "m%d does not list the channel", m);
-	ck_assert_msg(strcmp(st, state) == 0 && e == epoch && l == last,
-		      "m%d: channel %s epoch %lld last %lld, expected %s %lld %lld", m, st,
-		      (long long)e, (long long)l, state, (long long)epoch, (long long)last);
-}
-
-static void wallet_holder(const char *channel, char *holder, size_t len, int64_t *epoch)
-{
-	json_t *r = admin_ok(&net, "w1", "channels", NULL);
-	json_t *list = json_object_get(r, "channels");
-	bool found = false;
-	for (size_t i = 0; i < json_array_size(list); i++) {
-		json_t *c = json_array_get(list, i);
-		if (strcmp(json_str(c, "channel_id"), channel) == 0) {
-			snprintf(holder, len, "%s", json_str(c, "holder"));
-			*epoch = json_int(c, "epoch");
-			found = true;
-		}
-	}
-	ck_assert(found);
-	json_decref(r);
+	handoff_net_down(&hn);
 }
 
 static void expect_wallet_holder(const char *channel, int m, int64_t epoch)
 {
 	char holder[64];
 	int64_t e;
-	wallet_holder(channel, holder, sizeof(holder), &e);
-	ck_assert_msg(strcmp(holder, tm[m].mid_hex) == 0 && e == epoch,
+	wallet_channel_holder(&hn.net, "w1", channel, holder, sizeof(holder), &e);
+	ck_assert_msg(strcmp(holder, hn.tm[m].mid_hex) == 0 && e == epoch,
 		      "w1 records holder %s epoch %lld, expected m%d epoch %lld", holder,
 		      (long long)e, m, (long long)epoch);
 }
@@ -145,8 +72,8 @@ static void *bg_pay_run(void *arg)
 	snprintf(params, sizeof(params),
 		 "{\"channel_id\":\"%s\",\"merchant_id\":\"%s\",\"endpoint\":\"%s\",\"units\":%u,"
 		 "\"order_ref\":\"%s\"}",
-		 b->channel, tm[b->m].mid_hex, ep[b->m], b->units, b->order);
-	b->result = admin(&net, "w1", "pay", params, b->err, sizeof(b->err));
+		 b->channel, hn.tm[b->m].mid_hex, hn.ep[b->m], b->units, b->order);
+	b->result = admin(&hn.net, "w1", "pay", params, b->err, sizeof(b->err));
 	return NULL;
 }
 
@@ -156,7 +83,7 @@ static void bg_pay_start(struct bg_pay *b, const char *channel, int m, unsigned 
 	b->channel = channel;
 	b->m = m;
 	b->units = units;
-	new_order(m, units, b->order, sizeof(b->order));
+	net_new_order(&hn.net, hn.tm[m].name, units, b->order, sizeof(b->order));
 	ck_assert_int_eq(pthread_create(&b->thread, NULL, bg_pay_run, b), 0);
 }
 
@@ -165,30 +92,19 @@ static void wallet_channel(char channel[MP_HEX_ID_LEN + 1])
 {
 	char params[400], order[64], err[512];
 	snprintf(params, sizeof(params),
-		 "{\"merchant_id\":\"%s\",\"n\":100,\"unit_value\":1,\"days\":1}", tm[1].mid_hex);
-	json_t *r = admin_ok(&net, "w1", "issue", params);
+		 "{\"merchant_id\":\"%s\",\"n\":100,\"unit_value\":1,\"days\":1}",
+		 hn.tm[1].mid_hex);
+	json_t *r = admin_ok(&hn.net, "w1", "issue", params);
 	snprintf(channel, MP_HEX_ID_LEN + 1, "%s", json_str(r, "channel_id"));
 	json_decref(r);
-	new_order(1, 3, order, sizeof(order));
+	net_new_order(&hn.net, hn.tm[1].name, 3, order, sizeof(order));
 	snprintf(params, sizeof(params),
 		 "{\"channel_id\":\"%s\",\"endpoint\":\"%s\",\"units\":3,\"order_ref\":\"%s\"}",
-		 channel, ep[1], order);
-	r = admin(&net, "w1", "pay", params, err, sizeof(err));
+		 channel, hn.ep[1], order);
+	r = admin(&hn.net, "w1", "pay", params, err, sizeof(err));
 	ck_assert_msg(r != NULL, "pay at m1: %s", err);
 	ck_assert_int_eq(json_int(r, "last"), 3);
 	json_decref(r);
-}
-
-static MpSigned *sign_move(const struct mp_key *key, const uint8_t id[MP_ID_LEN],
-			   uint32_t from_epoch, const uint8_t to[MP_ID_LEN])
-{
-	Micropay__V1__Move mv = MICROPAY__V1__MOVE__INIT;
-	mv.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)id};
-	mv.from_epoch = from_epoch;
-	mv.to_mid = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)to};
-	MpSigned *s = mp_stmt_sign(key, MP_STMT_MOVE, &mv.base);
-	ck_assert(s != NULL);
-	return s;
 }
 
 /* Send an Open at the connected merchant with a Move naming holder `hint` (its cert). */
@@ -217,7 +133,7 @@ static MpEnvelope *recv_open_ack(struct wire *w)
 static MpSigned *m1_cert_of(const struct tchannel *ch)
 {
 	struct wire w;
-	ck_assert(wire_connect(&w, ep[1], ca, NULL, NULL));
+	ck_assert(wire_connect(&w, hn.ep[1], hn.ca, NULL, NULL));
 	MpEnvelope *e = tchannel_open(ch, &w);
 	ck_assert(e && e->body_case == MP_BODY(OPEN_ACK));
 	ck_assert_int_eq(e->open_ack->status->code, MP_ST(OK));
@@ -228,27 +144,12 @@ static MpSigned *m1_cert_of(const struct tchannel *ch)
 	return cert;
 }
 
-static bool accepted(MpCode c)
-{
-	return c == MP_ST(OK) || c == MP_ST(UNDERPAID);
-}
-
-static MpCode pay(const struct tchannel *ch, struct wire *w, uint32_t j)
-{
-	static const uint8_t ref[4] = {9, 9, 9, 9};
-	MpEnvelope *e = tchannel_pay(ch, w, j, ref, sizeof(ref));
-	ck_assert_msg(e && e->body_case == MP_BODY(PAY_ACK), "no PayAck for j=%u", j);
-	MpCode code = e->pay_ack->status->code;
-	micropay__v1__envelope__free_unpacked(e, NULL);
-	return code;
-}
-
 /* Handoffs with this hseq of the channel in merchant m's store. */
 static int custody_rows(int m, const uint8_t id[MP_ID_LEN], uint32_t hseq)
 {
 	char rel[64], path[700];
 	snprintf(rel, sizeof(rel), "m%d/merchant.db", m);
-	net_path(&net, rel, path, sizeof(path));
+	net_path(&hn.net, rel, path, sizeof(path));
 	sqlite3 *db = NULL;
 	sqlite3_stmt *st = NULL;
 	ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
@@ -284,7 +185,7 @@ static const MpSigned *cert_of(MpSigned *const *certs, size_t n, int m)
 		    &micropay__v1__merchant_cert__descriptor, certs[i]->body.data,
 		    certs[i]->body.len);
 		bool is = mc && mp_bytes_len_is(mc->merchant_id, MP_ID_LEN) &&
-			  !memcmp(mc->merchant_id.data, tm[m].mid, MP_ID_LEN);
+			  !memcmp(mc->merchant_id.data, hn.tm[m].mid, MP_ID_LEN);
 		if (mc)
 			micropay__v1__merchant_cert__free_unpacked(mc, NULL);
 		if (is)
@@ -303,8 +204,8 @@ static void m3_won(const char *channel, const struct tchannel *tch, struct wire 
 	uint32_t last_ok = 3;
 	bool refused = false;
 	for (uint32_t j = 4; j <= 9; j++) {
-		MpCode c = pay(tch, w3, j);
-		if (accepted(c)) {
+		MpCode c = pay_status(tch, w3, j);
+		if (pay_accepted(c)) {
 			ck_assert_msg(!refused, "m3 accepted j=%u after refusing an earlier one",
 				      j);
 			last_ok = j;
@@ -320,8 +221,8 @@ static void m3_won(const char *channel, const struct tchannel *tch, struct wire 
 	int64_t last = json_int(bg->result, "last");
 	json_decref(bg->result);
 	/* Handoff 2 from m3 at its last accepted Pay; m2 took it from there. */
-	expect_channel(3, channel, "HANDED_OFF", 1, last_ok);
-	expect_channel(2, channel, "HELD", 2, last_ok + 2);
+	expect_merchant_channel(&hn.net, hn.tm[3].name, channel, "HANDED_OFF", 1, last_ok);
+	expect_merchant_channel(&hn.net, hn.tm[2].name, channel, "HELD", 2, last_ok + 2);
 	ck_assert_int_eq(last, last_ok + 2);
 	expect_wallet_holder(channel, 2, 2);
 	fprintf(stderr, "race: m3 won, m3 paid up to %u, walletd redirected and paid at m2\n",
@@ -344,7 +245,7 @@ static void m2_won(const char *channel, const struct tchannel *tch, struct wire 
 	ck_assert(ack->redirect != NULL && ack->status->evidence != NULL);
 	Micropay__V1__Handoff *h = handoff_body(ack->redirect->handoff);
 	ck_assert_int_eq(h->hseq, 1);
-	ck_assert(!memcmp(h->to_mid.data, tm[2].mid, MP_ID_LEN));
+	ck_assert(!memcmp(h->to_mid.data, hn.tm[2].mid, MP_ID_LEN));
 	micropay__v1__handoff__free_unpacked(h, NULL);
 	const MpSigned *m2_cert =
 	    cert_of(ack->redirect->merchant_certs, ack->redirect->n_merchant_certs, 2);
@@ -353,8 +254,8 @@ static void m2_won(const char *channel, const struct tchannel *tch, struct wire 
 	ck_assert_msg(bg->result != NULL, "walletd's pay at m2 (the winner) failed: %s", bg->err);
 	ck_assert_int_eq(json_int(bg->result, "last"), 5);
 	json_decref(bg->result);
-	MpSigned *move = sign_move(&tch->owner, id, 1, tm[3].mid);
-	send_open(w3, tch, move, tm[2].mid, m2_cert);
+	MpSigned *move = sign_move(&tch->owner, id, 1, hn.tm[3].mid);
+	send_open(w3, tch, move, hn.tm[2].mid, m2_cert);
 	mp_stmt_free(move);
 	MpEnvelope *e = recv_open_ack(w3);
 	ck_assert_msg(e->open_ack->status->code == MP_ST(OK), "m3 after the redirect: %s %s",
@@ -362,10 +263,10 @@ static void m2_won(const char *channel, const struct tchannel *tch, struct wire 
 	ck_assert_int_eq(e->open_ack->hseq, 2);
 	ck_assert_int_eq(e->open_ack->point->index, 5);
 	micropay__v1__envelope__free_unpacked(e, NULL);
-	ck_assert(accepted(pay(tch, w3, 6)));
-	ck_assert(accepted(pay(tch, w3, 7)));
-	expect_channel(2, channel, "HANDED_OFF", 1, 5);
-	expect_channel(3, channel, "HELD", 2, 7);
+	ck_assert(pay_accepted(pay_status(tch, w3, 6)));
+	ck_assert(pay_accepted(pay_status(tch, w3, 7)));
+	expect_merchant_channel(&hn.net, hn.tm[2].name, channel, "HANDED_OFF", 1, 5);
+	expect_merchant_channel(&hn.net, hn.tm[3].name, channel, "HELD", 2, 7);
 	fprintf(stderr, "race: walletd's m2 won; the second device followed the redirect to m3\n");
 	expect[1] += 3;
 	expect[2] += 2;
@@ -379,19 +280,19 @@ static bool race_round(int64_t expect[4], unsigned gap_ms)
 	char channel[MP_HEX_ID_LEN + 1];
 	wallet_channel(channel);
 	struct tchannel tch;
-	twallet_channel_load(&net, "w1", channel, &tch);
+	twallet_channel_load(&hn.net, "w1", channel, &tch);
 	uint8_t id[MP_ID_LEN];
 	tchannel_id(&tch, id);
 	MpSigned *m1_cert = m1_cert_of(&tch);
-	MpSigned *move3 = sign_move(&tch.owner, id, 0, tm[3].mid);
+	MpSigned *move3 = sign_move(&tch.owner, id, 0, hn.tm[3].mid);
 	struct wire w3;
-	ck_assert(wire_connect(&w3, ep[3], ca, NULL, NULL));
+	ck_assert(wire_connect(&w3, hn.ep[3], hn.ca, NULL, NULL));
 	struct bg_pay bg;
 	/* at once: walletd's pay at m2 and the second device's Open at m3, both from epoch 0
 	 * (walletd's path to m1 is longer: admin call, TLS to m2, m2's TLS to m1) */
 	bg_pay_start(&bg, channel, 2, 2);
 	usleep(gap_ms * 1000);
-	send_open(&w3, &tch, move3, tm[1].mid, m1_cert);
+	send_open(&w3, &tch, move3, hn.tm[1].mid, m1_cert);
 	MpEnvelope *e = recv_open_ack(&w3);
 	bool walletd_lost = e->open_ack->status->code == MP_ST(OK);
 	if (walletd_lost)
@@ -402,7 +303,7 @@ static bool race_round(int64_t expect[4], unsigned gap_ms)
 	/* exactly one Handoff 1, signed by m1, and nothing else from m1 */
 	ck_assert_int_eq(custody_rows(1, id, 1), 1);
 	ck_assert_int_eq(custody_rows(1, id, 2), 0);
-	expect_channel(1, channel, "HANDED_OFF", 0, 3);
+	expect_merchant_channel(&hn.net, hn.tm[1].name, channel, "HANDED_OFF", 0, 3);
 	wire_close(&w3);
 	mp_stmt_free(move3);
 	mp_stmt_free(m1_cert);
@@ -414,7 +315,7 @@ START_TEST(two_merchants_ask_at_once_the_loser_follows_the_redirect)
 {
 	int64_t before[4], expect[4] = {0};
 	for (int i = 1; i <= 3; i++)
-		before[i] = net_pending(&net, tm[i].mid_hex);
+		before[i] = net_pending(&hn.net, hn.tm[i].mid_hex);
 	/* Rounds until each side lost at least once. walletd's path to m1 is longer, so the
 	 * device's Open waits gap_ms: longer after walletd lost, shorter after it won. */
 	int rounds = 0, lost[2] = {0, 0}; /* [1]: walletd lost */
@@ -432,21 +333,21 @@ START_TEST(two_merchants_ask_at_once_the_loser_follows_the_redirect)
 		lost[0]);
 	ck_assert_msg(lost[1] > 0, "walletd never lost the race in %d rounds", rounds);
 	ck_assert_msg(lost[0] > 0, "the second device never lost the race in %d rounds", rounds);
-	json_t *st = admin_ok(&net, "m2", "status", NULL);
+	json_t *st = admin_ok(&hn.net, "m2", "status", NULL);
 	ck_assert_int_ge(json_int(json_object_get(st, "counters"), "handoff_redirects"), 1);
 	json_decref(st);
 	for (int i = 1; i <= 3; i++) {
 		char name[8];
 		snprintf(name, sizeof(name), "m%d", i);
-		json_decref(admin_ok(&net, name, "redeem", NULL));
+		json_decref(admin_ok(&hn.net, name, "redeem", NULL));
 	}
 	for (int i = 1; i <= 3; i++) {
-		int64_t got = net_pending(&net, tm[i].mid_hex) - before[i];
+		int64_t got = net_pending(&hn.net, hn.tm[i].mid_hex) - before[i];
 		fprintf(stderr, "after %d rounds: m%d credited %lld, its ranges sum to %lld\n",
 			rounds, i, (long long)got, (long long)expect[i]);
 		ck_assert_int_eq(got, expect[i]);
 	}
-	net_audit_clean(&net);
+	net_audit_clean(&hn.net);
 }
 END_TEST
 
@@ -463,8 +364,8 @@ static MpSigned *make_handoff(const struct mp_key *key, const uint8_t id[MP_ID_L
 	MpPoint pt = MICROPAY__V1__POINT__INIT;
 	h.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)id};
 	h.hseq = hseq;
-	h.from_mid = (ProtobufCBinaryData){MP_ID_LEN, tm[from].mid};
-	h.to_mid = (ProtobufCBinaryData){MP_ID_LEN, tm[to].mid};
+	h.from_mid = (ProtobufCBinaryData){MP_ID_LEN, hn.tm[from].mid};
+	h.to_mid = (ProtobufCBinaryData){MP_ID_LEN, hn.tm[to].mid};
 	pt.index = at;
 	pt.w = (ProtobufCBinaryData){MP_HASH_LEN, (uint8_t *)w};
 	h.point = &pt;
@@ -496,7 +397,7 @@ static MpSigned **make_chain(const struct tchannel *tch, size_t n, bool wrong_si
 	ck_assert(chain != NULL);
 	for (size_t k = 0; k < n; k++) {
 		int from = k % 2 ? 3 : 1, to = k % 2 ? 1 : 3;
-		const struct mp_key *key = wrong_signer ? &tm[3].key : &tm[from].key;
+		const struct mp_key *key = wrong_signer ? &hn.tm[3].key : &hn.tm[from].key;
 		chain[k] = make_handoff(key, id, (uint32_t)k + 1, from, to, 3, w3, head, prev, mh);
 		mp_stmt_hash(chain[k], prev);
 	}
@@ -582,16 +483,16 @@ START_TEST(evidence_that_does_not_verify_changes_nothing)
 	char channel[MP_HEX_ID_LEN + 1];
 	wallet_channel(channel);
 	struct tchannel tch;
-	twallet_channel_load(&net, "w1", channel, &tch);
+	twallet_channel_load(&hn.net, "w1", channel, &tch);
 	uint8_t id[MP_ID_LEN];
 	tchannel_id(&tch, id);
 	MpSigned *m1_cert = m1_cert_of(&tch);
-	json_t *st = admin_ok(&net, "m2", "status", NULL);
+	json_t *st = admin_ok(&hn.net, "m2", "status", NULL);
 	int64_t taken = json_int(json_object_get(st, "counters"), "handoffs_taken");
 	json_decref(st);
-	ck_assert_int_eq(net_cmd(&net, "kill", "m1"), 0);
+	ck_assert_int_eq(net_cmd(&hn.net, "kill", "m1"), 0);
 	struct tserver srv;
-	ck_assert(tserver_listen(&srv, ep[1], tm[1].cert, tm[1].tls_key, ca));
+	ck_assert(tserver_listen(&srv, hn.ep[1], hn.tm[1].cert, hn.tm[1].tls_key, hn.ca));
 	for (int kind = 0; kind < N_BAD; kind++) {
 		struct bg_pay bg;
 		bg_pay_start(&bg, channel, 2, 2);
@@ -605,18 +506,19 @@ START_TEST(evidence_that_does_not_verify_changes_nothing)
 		/* nothing changed: m2 holds nothing and stored nothing; w1 keeps m1 in epoch 0 */
 		char state[32];
 		int64_t e, l;
-		ck_assert(!merchant_channel(2, channel, state, sizeof(state), &e, &l) ||
+		ck_assert(!merchant_channel_state(&hn.net, hn.tm[2].name, channel, state,
+						  sizeof(state), &e, &l) ||
 			  strcmp(state, "HELD") != 0);
 		for (uint32_t h = 1; h <= MP_MAX_HANDOFFS + 1; h += MP_MAX_HANDOFFS)
 			ck_assert_int_eq(custody_rows(2, id, h), 0);
 		expect_wallet_holder(channel, 1, 0);
 	}
 	tserver_close(&srv);
-	st = admin_ok(&net, "m2", "status", NULL);
+	st = admin_ok(&hn.net, "m2", "status", NULL);
 	ck_assert_int_eq(json_int(json_object_get(st, "counters"), "handoffs_taken"), taken);
 	json_decref(st);
 	/* The real m1 back: the same wallet moves the channel to m2 from where it was. */
-	ck_assert_int_eq(net_cmd(&net, "start", "m1"), 0);
+	ck_assert_int_eq(net_cmd(&hn.net, "start", "m1"), 0);
 	struct bg_pay bg;
 	bg_pay_start(&bg, channel, 2, 2);
 	ck_assert_int_eq(pthread_join(bg.thread, NULL), 0);
@@ -624,10 +526,10 @@ START_TEST(evidence_that_does_not_verify_changes_nothing)
 	ck_assert_int_eq(json_int(bg.result, "last"), 5);
 	json_decref(bg.result);
 	expect_wallet_holder(channel, 2, 1);
-	expect_channel(2, channel, "HELD", 1, 5);
+	expect_merchant_channel(&hn.net, hn.tm[2].name, channel, "HELD", 1, 5);
 	mp_stmt_free(m1_cert);
 	tchannel_free(&tch);
-	net_audit_clean(&net);
+	net_audit_clean(&hn.net);
 }
 END_TEST
 
@@ -692,14 +594,15 @@ START_TEST(wallet_follows_only_redirects_it_can_verify)
 	char channel[MP_HEX_ID_LEN + 1], fake_ep[128];
 	wallet_channel(channel);
 	struct tchannel tch;
-	twallet_channel_load(&net, "w1", channel, &tch);
-	MpSigned *certs[2] = {tmerchant_stored_cert(&net, "m1"), tmerchant_stored_cert(&net, "m3")};
+	twallet_channel_load(&hn.net, "w1", channel, &tch);
+	MpSigned *certs[2] = {tmerchant_stored_cert(&hn.net, "m1"),
+			      tmerchant_stored_cert(&hn.net, "m3")};
 	struct tserver srv;
-	ck_assert(tserver_listen(&srv, "127.0.0.1:0", tm[2].cert, tm[2].tls_key, ca));
+	ck_assert(tserver_listen(&srv, "127.0.0.1:0", hn.tm[2].cert, hn.tm[2].tls_key, hn.ca));
 	tserver_endpoint(&srv, fake_ep, sizeof(fake_ep));
-	snprintf(ep[0], sizeof(ep[0]), "%s", fake_ep); /* "merchant 0": m2's id at the fake */
-	memcpy(tm[0].mid, tm[2].mid, MP_ID_LEN);
-	snprintf(tm[0].mid_hex, sizeof(tm[0].mid_hex), "%s", tm[2].mid_hex);
+	snprintf(hn.ep[0], sizeof(hn.ep[0]), "%s", fake_ep); /* "merchant 0": m2's id at the fake */
+	memcpy(hn.tm[0].mid, hn.tm[2].mid, MP_ID_LEN);
+	snprintf(hn.tm[0].mid_hex, sizeof(hn.tm[0].mid_hex), "%s", hn.tm[2].mid_hex);
 	for (int kind = 0; kind < N_REDIRECT; kind++) {
 		size_t n = kind == ENDLESS ? MP_MAX_HANDOFFS + 1 : 1;
 		MpSigned **chain =
@@ -733,18 +636,18 @@ START_TEST(wallet_follows_only_redirects_it_can_verify)
 		free_chain(chain, n);
 	}
 	/* the wallet kept its place: nothing was paid anywhere past index 3 */
-	json_t *r = admin_ok(&net, "w1", "channels", NULL);
+	json_t *r = admin_ok(&hn.net, "w1", "channels", NULL);
 	json_t *list = json_object_get(r, "channels");
 	for (size_t i = 0; i < json_array_size(list); i++)
 		if (!strcmp(json_str(json_array_get(list, i), "channel_id"), channel))
 			ck_assert_int_eq(json_int(json_array_get(list, i), "last"), 3);
 	json_decref(r);
-	expect_channel(1, channel, "HELD", 0, 3);
+	expect_merchant_channel(&hn.net, hn.tm[1].name, channel, "HELD", 0, 3);
 	tserver_close(&srv);
 	mp_stmt_free(certs[0]);
 	mp_stmt_free(certs[1]);
 	tchannel_free(&tch);
-	net_audit_clean(&net);
+	net_audit_clean(&hn.net);
 }
 END_TEST
 

@@ -14,35 +14,21 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "harness_handoff.h"
 #include "harness_ledger.h"
 #include "harness_merchant.h"
 #include "../check_run.h"
 
-static struct net net;
-static char ca[700], broker_ep[128];
-static struct tmerchant tm[4]; /* 1..3 */
-static char ep[4][128];
+static struct handoff_net hn;
 
 static void setup_net(void)
 {
-	net_up(&net);
-	ck_assert_int_eq(net_cmd(&net, "merchant", "m2"), 0);
-	ck_assert_int_eq(net_cmd(&net, "merchant", "m3"), 0);
-	net_path(&net, "tls/ca.crt", ca, sizeof(ca));
-	net_read(&net, "broker", "endpoint", broker_ep, sizeof(broker_ep));
-	for (int i = 1; i <= 3; i++) {
-		char name[8];
-		snprintf(name, sizeof(name), "m%d", i);
-		tmerchant_load(&tm[i], &net, name);
-		net_read(&net, name, "endpoint", ep[i], sizeof(ep[i]));
-	}
+	handoff_net_up(&hn);
 }
 
 static void teardown_net(void)
 {
-	for (int i = 1; i <= 3; i++)
-		tmerchant_free(&tm[i]);
-	net_down(&net);
+	handoff_net_down(&hn);
 }
 
 struct setup {
@@ -54,16 +40,7 @@ struct setup {
 /* A channel of n units issued with holder0 = m1. */
 static void make_channel(struct setup *s, uint32_t n)
 {
-	struct wire broker;
-	ck_assert(wire_connect(&broker, broker_ep, ca, NULL, NULL));
-	twallet_register(&s->tw, &broker);
-	char hex[MP_HEX_ID_LEN + 1];
-	mp_hex_encode(s->tw.account_id, MP_ID_LEN, hex);
-	net_fund(&net, hex, n);
-	tchannel_make(&s->ch, &s->tw, n, 1, tm[1].mid);
-	ck_assert_int_eq(tchannel_issue(&s->ch, &broker), MP_ST(OK));
-	wire_close(&broker);
-	tchannel_id(&s->ch, s->id);
+	handoff_channel(&hn, &s->tw, &s->ch, s->id, n);
 }
 
 static void free_setup(struct setup *s)
@@ -72,22 +49,10 @@ static void free_setup(struct setup *s)
 	mp_key_free(&s->tw.account);
 }
 
-static MpSigned *sign_move(const struct mp_key *key, const uint8_t id[MP_ID_LEN],
-			   uint32_t from_epoch, const uint8_t to[MP_ID_LEN])
-{
-	Micropay__V1__Move mv = MICROPAY__V1__MOVE__INIT;
-	mv.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)id};
-	mv.from_epoch = from_epoch;
-	mv.to_mid = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)to};
-	MpSigned *s = mp_stmt_sign(key, MP_STMT_MOVE, &mv.base);
-	ck_assert(s != NULL);
-	return s;
-}
-
 /* The wallet's Open at holder m1 (no Move); m1's MerchantCert from the OpenAck if wanted. */
 static void open_at_m1(struct setup *s, struct wire *w, MpSigned **holder_cert)
 {
-	ck_assert(wire_connect(w, ep[1], ca, NULL, NULL));
+	ck_assert(wire_connect(w, hn.ep[1], hn.ca, NULL, NULL));
 	MpEnvelope *e = tchannel_open(&s->ch, w);
 	ck_assert_msg(e && e->body_case == MP_BODY(OPEN_ACK), "no OpenAck from m1");
 	ck_assert_int_eq(e->open_ack->status->code, MP_ST(OK));
@@ -96,21 +61,6 @@ static void open_at_m1(struct setup *s, struct wire *w, MpSigned **holder_cert)
 		*holder_cert = mp_stmt_copy(e->open_ack->holder_cert);
 	}
 	micropay__v1__envelope__free_unpacked(e, NULL);
-}
-
-static bool accepted(MpCode c)
-{
-	return c == MP_ST(OK) || c == MP_ST(UNDERPAID);
-}
-
-static MpCode pay(struct setup *s, struct wire *w, uint32_t j)
-{
-	static const uint8_t ref[4] = {1, 2, 3, 4};
-	MpEnvelope *e = tchannel_pay(&s->ch, w, j, ref, sizeof(ref));
-	ck_assert_msg(e && e->body_case == MP_BODY(PAY_ACK), "no PayAck for j=%u", j);
-	MpCode code = e->pay_ack->status->code;
-	micropay__v1__envelope__free_unpacked(e, NULL);
-	return code;
 }
 
 static void send_handoff_req(struct wire *w, const MpSigned *move)
@@ -127,7 +77,7 @@ static void send_handoff_req(struct wire *w, const MpSigned *move)
 static MpEnvelope *handoff_req(int as, const MpSigned *move)
 {
 	struct wire w;
-	ck_assert(wire_connect(&w, ep[1], ca, tm[as].cert, tm[as].tls_key));
+	ck_assert(wire_connect(&w, hn.ep[1], hn.ca, hn.tm[as].cert, hn.tm[as].tls_key));
 	send_handoff_req(&w, move);
 	MpEnvelope *e = wire_recv(&w);
 	wire_close(&w);
@@ -146,7 +96,7 @@ static uint8_t *encoded(const MpSigned *s, size_t *len)
 static uint8_t *stored_handoff(const uint8_t id[MP_ID_LEN], uint32_t hseq, size_t *len)
 {
 	char path[700];
-	net_path(&net, "m1/merchant.db", path, sizeof(path));
+	net_path(&hn.net, "m1/merchant.db", path, sizeof(path));
 	sqlite3 *db = NULL;
 	sqlite3_stmt *st = NULL;
 	uint8_t *out = NULL;
@@ -173,7 +123,7 @@ static bool log_has(const char *daemon, const char *text)
 {
 	char path[700], line[2048];
 	snprintf(line, sizeof(line), "%s/log", daemon);
-	net_path(&net, line, path, sizeof(path));
+	net_path(&hn.net, line, path, sizeof(path));
 	FILE *f = fopen(path, "r");
 	bool found = false;
 	while (f && !found && fgets(line, sizeof(line), f))
@@ -191,17 +141,17 @@ START_TEST(crash_between_commit_and_send_returns_the_stored_handoff)
 {
 	struct setup s = {0};
 	make_channel(&s, 50);
-	ck_assert_int_eq(net_cmd(&net, "kill", "m1"), 0);
+	ck_assert_int_eq(net_cmd(&hn.net, "kill", "m1"), 0);
 	ck_assert_int_eq(setenv("MP_FAULT", "handoff_after_commit", 1), 0);
-	int started = net_cmd(&net, "start", "m1");
+	int started = net_cmd(&hn.net, "start", "m1");
 	unsetenv("MP_FAULT");
 	ck_assert_int_eq(started, 0);
 	struct wire w1;
 	MpSigned *m1_cert = NULL;
 	open_at_m1(&s, &w1, &m1_cert);
-	ck_assert(accepted(pay(&s, &w1, 5)));
+	ck_assert(pay_accepted(pay_status(&s.ch, &w1, 5)));
 	wire_close(&w1);
-	MpSigned *move = sign_move(&s.ch.owner, s.id, 0, tm[3].mid);
+	MpSigned *move = sign_move(&s.ch.owner, s.id, 0, hn.tm[3].mid);
 	MpEnvelope *e = handoff_req(3, move);
 	ck_assert_msg(e == NULL, "m1 answered (%s) although the fault was armed",
 		      mp_code_name(e ? e->handoff_resp->status->code : 0));
@@ -209,7 +159,7 @@ START_TEST(crash_between_commit_and_send_returns_the_stored_handoff)
 	size_t stored_len = 0;
 	uint8_t *stored = stored_handoff(s.id, 1, &stored_len);
 	ck_assert_msg(stored != NULL, "the Handoff was not committed before the crash");
-	ck_assert_int_eq(net_cmd(&net, "start", "m1"), 0);
+	ck_assert_int_eq(net_cmd(&hn.net, "start", "m1"), 0);
 	for (int retry = 0; retry < 2; retry++) {
 		e = handoff_req(3, move);
 		ck_assert(e != NULL);
@@ -221,16 +171,16 @@ START_TEST(crash_between_commit_and_send_returns_the_stored_handoff)
 		free(got);
 		micropay__v1__envelope__free_unpacked(e, NULL);
 	}
-	ck_assert(wire_connect(&w1, ep[1], ca, NULL, NULL));
-	ck_assert_int_eq(pay(&s, &w1, 6), MP_ST(HANDED_OFF));
+	ck_assert(wire_connect(&w1, hn.ep[1], hn.ca, NULL, NULL));
+	ck_assert_int_eq(pay_status(&s.ch, &w1, 6), MP_ST(HANDED_OFF));
 	wire_close(&w1);
 	struct wire w3;
-	ck_assert(wire_connect(&w3, ep[3], ca, NULL, NULL));
+	ck_assert(wire_connect(&w3, hn.ep[3], hn.ca, NULL, NULL));
 	/* The wallet's Open at m3 with the Move and m1 as the hint. */
 	Micropay__V1__OpenReq req = MICROPAY__V1__OPEN_REQ__INIT;
 	req.cert = s.ch.cert;
 	req.move = move;
-	req.holder_hint = (ProtobufCBinaryData){MP_ID_LEN, tm[1].mid};
+	req.holder_hint = (ProtobufCBinaryData){MP_ID_LEN, hn.tm[1].mid};
 	req.holder_cert = m1_cert;
 	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
 	env.body_case = MP_BODY(OPEN_REQ);
@@ -247,12 +197,12 @@ START_TEST(crash_between_commit_and_send_returns_the_stored_handoff)
 	ck_assert(len == stored_len && !memcmp(got, stored, len));
 	free(got);
 	micropay__v1__envelope__free_unpacked(e, NULL);
-	ck_assert(accepted(pay(&s, &w3, 6)));
+	ck_assert(pay_accepted(pay_status(&s.ch, &w3, 6)));
 	wire_close(&w3);
 	free(stored);
 	mp_stmt_free(move);
 	free_setup(&s);
-	net_audit_clean(&net);
+	net_audit_clean(&hn.net);
 }
 END_TEST
 
@@ -292,9 +242,9 @@ static enum race_outcome race_once(unsigned gap_us)
 	make_channel(&s, 20);
 	struct wire w1, mw;
 	open_at_m1(&s, &w1, NULL);
-	ck_assert(accepted(pay(&s, &w1, 1)));
-	MpSigned *move = sign_move(&s.ch.owner, s.id, 0, tm[2].mid);
-	ck_assert(wire_connect(&mw, ep[1], ca, tm[2].cert, tm[2].tls_key));
+	ck_assert(pay_accepted(pay_status(&s.ch, &w1, 1)));
+	MpSigned *move = sign_move(&s.ch.owner, s.id, 0, hn.tm[2].mid);
+	ck_assert(wire_connect(&mw, hn.ep[1], hn.ca, hn.tm[2].cert, hn.tm[2].tls_key));
 	send_handoff_req(&mw, move);
 	if (gap_us)
 		usleep(gap_us);
@@ -305,7 +255,7 @@ static enum race_outcome race_once(unsigned gap_us)
 	ck_assert_int_eq(ha->handoff_resp->status->code, MP_ST(OK));
 	uint32_t at = handoff_at(ha->handoff_resp->handoff);
 	MpCode pc = pa->pay_ack->status->code;
-	bool paid = accepted(pc) && 2 <= at;
+	bool paid = pay_accepted(pc) && 2 <= at;
 	bool refused = pc == MP_ST(HANDED_OFF) && at < 2;
 	ck_assert_msg(paid || refused, "Pay j=2 answered %s with the Handoff at %u (gap %u us)",
 		      mp_code_name(pc), at, gap_us);
@@ -338,7 +288,7 @@ START_TEST(pay_racing_handoff_sees_both_outcomes)
 		"refused %u\n",
 		rounds, gap, seen[RACE_PAY_FIRST], seen[RACE_HANDOFF_FIRST]);
 	ck_assert_msg(seen[0] && seen[1], "only one outcome in %u rounds", rounds);
-	net_audit_clean(&net);
+	net_audit_clean(&hn.net);
 }
 END_TEST
 

@@ -10,6 +10,8 @@
 
 #include "clock.h"
 #include "harness.h"
+#include "harness_custody.h"
+#include "harness_ledger.h"
 #include "harness_db.h"
 #include "harness_merchant.h"
 #include "../check_run.h"
@@ -17,14 +19,11 @@
 #define N 100
 
 static struct net net;
-static char ca[700], broker_ep[128];
 static struct tmerchant m1, m2;
 
 static void setup_net(void)
 {
 	net_up(&net);
-	net_path(&net, "tls/ca.crt", ca, sizeof(ca));
-	net_read(&net, "broker", "endpoint", broker_ep, sizeof(broker_ep));
 	ck_assert_int_eq(net_cmd(&net, "merchant", "m2"), 0);
 	tmerchant_load(&m1, &net, "m1");
 	tmerchant_load(&m2, &net, "m2");
@@ -37,231 +36,12 @@ static void teardown_net(void)
 	net_down(&net);
 }
 
-static int64_t pending_of(const struct tmerchant *tm)
-{
-	char params[128];
-	snprintf(params, sizeof(params), "{\"account\":\"%s\"}", tm->mid_hex);
-	json_t *acc = admin_ok(&net, "broker", "account.show", params);
-	json_t *rel = json_array_get(json_object_get(acc, "related"), 0);
-	int64_t b = json_int(rel, "balance");
-	json_decref(acc);
-	return b;
-}
-
-/* Customer A's channel of N units of 1, holder0 = m1. */
-struct tchan {
-	struct twallet tw;
-	struct tchannel ch;
-	uint8_t id[MP_ID_LEN];
-	uint8_t cert_hash[MP_HASH_LEN];
-};
-
-static void register_wallet(struct twallet *tw)
-{
-	struct wire b;
-	ck_assert(wire_connect(&b, broker_ep, ca, NULL, NULL));
-	twallet_register(tw, &b);
-	wire_close(&b);
-}
-
-static void issue(struct tchan *c)
-{
-	register_wallet(&c->tw);
-	char hex[MP_HEX_ID_LEN + 1], params[200], fund_hex[MP_HEX_ID_LEN + 1];
-	uint8_t fund_id[MP_ID_LEN];
-	ck_assert(mp_random_bytes(fund_id, MP_ID_LEN));
-	mp_hex_encode(fund_id, MP_ID_LEN, fund_hex);
-	mp_hex_encode(c->tw.account_id, MP_ID_LEN, hex);
-	snprintf(params, sizeof(params), "{\"account\":\"%s\",\"amount\":%d,\"fund_id\":\"%s\"}",
-		 hex, N, fund_hex);
-	json_decref(admin_ok(&net, "broker", "account.fund", params));
-	tchannel_make(&c->ch, &c->tw, N, 1, m1.mid);
-	struct wire b;
-	ck_assert(wire_connect(&b, broker_ep, ca, NULL, NULL));
-	ck_assert_int_eq(tchannel_issue(&c->ch, &b), MP_ST(OK));
-	wire_close(&b);
-	tchannel_id(&c->ch, c->id);
-	mp_stmt_hash(c->ch.cert, c->cert_hash);
-}
-
-static void release(struct tchan *c)
-{
-	tchannel_free(&c->ch);
-	mp_key_free(&c->tw.account);
-}
-
-/* A new owner's segment material (what B's offer carries) and its key. */
-struct tseg {
-	struct mp_key owner;
-	uint8_t seed[MP_SEED_LEN], nonce[MP_NONCE_LEN], root[MP_HASH_LEN];
-	uint32_t len;
-};
-
-static void seg_make(struct tseg *s, uint32_t len)
-{
-	uint8_t owner_seed[MP_SK_LEN];
-	ck_assert(mp_random_bytes(s->seed, sizeof(s->seed)));
-	ck_assert(mp_random_bytes(s->nonce, sizeof(s->nonce)));
-	ck_assert(mp_key_generate(&s->owner, owner_seed));
-	s->len = len;
-	struct mp_hasher *h = mp_hasher_new();
-	ck_assert_int_eq(mp_chain_generate(h, s->seed, s->nonce, len, 0, NULL, NULL, s->root), 0);
-	mp_hasher_free(h);
-}
-
-/* The word of chain-relative index k of s. */
-static void seg_word(const struct tseg *s, uint32_t k, uint8_t out[MP_HASH_LEN])
-{
-	struct mp_hasher *h = mp_hasher_new();
-	uint8_t top[MP_HASH_LEN];
-	mp_chain_top(h, s->seed, s->nonce, top);
-	mp_chain_walk(h, s->nonce, s->len, top, k, out);
-	mp_hasher_free(h);
-}
-
-/* Transfer seg_seq of c to `to`, signed by `signer`; prev: Transfer seg_seq-1 (NULL: cert). */
-static MpSigned *transfer(const struct tchan *c, uint32_t seg_seq, uint32_t epoch,
-			  uint32_t declared_last, const struct tseg *to,
-			  const struct mp_key *signer, const MpSigned *prev)
-{
-	uint8_t prev_hash[MP_HASH_LEN];
-	if (prev)
-		mp_stmt_hash(prev, prev_hash);
-	else
-		memcpy(prev_hash, c->cert_hash, MP_HASH_LEN);
-	Micropay__V1__Transfer t = MICROPAY__V1__TRANSFER__INIT;
-	t.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)c->id};
-	t.new_seg_seq = seg_seq;
-	t.holder_epoch = epoch;
-	t.declared_last = declared_last;
-	t.to_owner_pk = (ProtobufCBinaryData){MP_PK_LEN, (uint8_t *)to->owner.pk};
-	t.new_nonce = (ProtobufCBinaryData){MP_NONCE_LEN, (uint8_t *)to->nonce};
-	t.new_root = (ProtobufCBinaryData){MP_HASH_LEN, (uint8_t *)to->root};
-	t.new_len = to->len;
-	t.prev_seg_hash = (ProtobufCBinaryData){MP_HASH_LEN, prev_hash};
-	t.valid_until = (uint64_t)mp_wall_clock_s() + 3600;
-	MpSigned *s = mp_stmt_sign(signer, MP_STMT_TRANSFER, &t.base);
-	ck_assert_ptr_nonnull(s);
-	return s;
-}
-
-/* Cap of Transfer t signed by `by` in epoch hseq at point (seg_seq - 1, at, w). */
-static MpSigned *cap(const struct tchan *c, const MpSigned *t, uint32_t seg_seq, uint32_t hseq,
-		     uint32_t at, const uint8_t w[MP_HASH_LEN], const struct tmerchant *by)
-{
-	uint8_t t_hash[MP_HASH_LEN], word[MP_HASH_LEN];
-	mp_stmt_hash(t, t_hash);
-	memcpy(word, w, MP_HASH_LEN);
-	MpPoint pt = MICROPAY__V1__POINT__INIT;
-	pt.seg_seq = seg_seq - 1;
-	pt.index = at;
-	pt.w = (ProtobufCBinaryData){MP_HASH_LEN, word};
-	Micropay__V1__Cap cp = MICROPAY__V1__CAP__INIT;
-	cp.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)c->id};
-	cp.new_seg_seq = seg_seq;
-	cp.transfer_hash = (ProtobufCBinaryData){MP_HASH_LEN, t_hash};
-	cp.hseq = hseq;
-	cp.point = &pt;
-	MpSigned *s = mp_stmt_sign(&by->key, MP_STMT_CAP, &cp.base);
-	ck_assert_ptr_nonnull(s);
-	return s;
-}
-
 /* The honest Cap of segment 0 at index at (A's own word). */
 static MpSigned *cap0(const struct tchan *c, const MpSigned *t, uint32_t at)
 {
 	uint8_t w[MP_HASH_LEN];
 	tchannel_word(&c->ch, at, w);
-	return cap(c, t, 1, 0, at, w, &m1);
-}
-
-static MpSigned *segment_claim(const struct tchan *c, uint32_t seg_seq, const MpSigned *t,
-			       const MpSigned *cp, const uint8_t payout[MP_ID_LEN],
-			       const struct mp_key *signer)
-{
-	Micropay__V1__SegmentClaim sc = MICROPAY__V1__SEGMENT_CLAIM__INIT;
-	sc.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)c->id};
-	sc.seg_seq = seg_seq;
-	sc.transfer = (MpSigned *)t;
-	sc.cap = (MpSigned *)cp;
-	sc.payout_account_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)payout};
-	MpSigned *s = mp_stmt_sign(signer, MP_STMT_SEGMENT_CLAIM, &sc.base);
-	ck_assert_ptr_nonnull(s);
-	return s;
-}
-
-/* A CapNoticeReq as merchant tm (NULL: no client certificate); returns the status code, the
- * evidence's stmt_hash into evidence (if not NULL; zeros when none). */
-static MpCode cap_notice(const struct tmerchant *tm, MpSigned *t, MpSigned *cp, MpSigned **pairs,
-			 size_t n_pairs, uint8_t evidence[MP_HASH_LEN])
-{
-	struct wire w;
-	if (tm)
-		tmerchant_connect(tm, &w, broker_ep, ca);
-	else
-		ck_assert(wire_connect(&w, broker_ep, ca, NULL, NULL));
-	Micropay__V1__CapNoticeReq req = MICROPAY__V1__CAP_NOTICE_REQ__INIT;
-	req.transfer = t;
-	req.cap = cp;
-	req.segments = pairs;
-	req.n_segments = n_pairs;
-	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
-	env.body_case = MP_BODY(CAP_NOTICE_REQ);
-	env.cap_notice_req = &req;
-	MpEnvelope *resp = wire_call(&w, &env);
-	wire_close(&w);
-	ck_assert(resp && resp->body_case == MP_BODY(CAP_NOTICE_RESP));
-	const MpStatus *st = resp->cap_notice_resp->status;
-	MpCode code = st->code;
-	if (evidence) {
-		memset(evidence, 0, MP_HASH_LEN);
-		if (st->evidence)
-			mp_stmt_hash(st->evidence, evidence);
-	}
-	ck_assert_uint_gt(resp->cap_notice_resp->broker_time, 0);
-	micropay__v1__envelope__free_unpacked(resp, NULL);
-	return code;
-}
-
-static MpCode claim_req(MpSigned *stmt, MpSigned **pairs, size_t n_pairs,
-			uint8_t evidence[MP_HASH_LEN], char *detail, size_t detail_len)
-{
-	struct wire w;
-	ck_assert(wire_connect(&w, broker_ep, ca, NULL, NULL));
-	Micropay__V1__SegmentClaimReq req = MICROPAY__V1__SEGMENT_CLAIM_REQ__INIT;
-	req.stmt = stmt;
-	req.segments = pairs;
-	req.n_segments = n_pairs;
-	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
-	env.body_case = MP_BODY(SEGMENT_CLAIM_REQ);
-	env.segment_claim_req = &req;
-	MpEnvelope *resp = wire_call(&w, &env);
-	wire_close(&w);
-	ck_assert(resp && resp->body_case == MP_BODY(SEGMENT_CLAIM_RESP));
-	const MpStatus *st = resp->segment_claim_resp->status;
-	MpCode code = st->code;
-	if (evidence) {
-		memset(evidence, 0, MP_HASH_LEN);
-		if (st->evidence)
-			mp_stmt_hash(st->evidence, evidence);
-	}
-	if (detail)
-		snprintf(detail, detail_len, "%s", st->detail ? st->detail : "");
-	micropay__v1__envelope__free_unpacked(resp, NULL);
-	return code;
-}
-
-static json_t *segments_of(const struct tchan *c)
-{
-	char hex[MP_HEX_ID_LEN + 1], params[128];
-	mp_hex_encode(c->id, MP_ID_LEN, hex);
-	snprintf(params, sizeof(params), "{\"channel\":\"%s\"}", hex);
-	json_t *all = admin_ok(&net, "broker", "channel.segments", params);
-	json_t *list = json_object_get(all, "segments");
-	ck_assert(json_is_array(list));
-	json_incref(list);
-	json_decref(all);
-	return list;
+	return tchan_cap(c, t, 1, 0, at, w, &m1);
 }
 
 /* Rows the broker stored for c's transfers (segments beyond 0 and segment_transfers). */
@@ -292,22 +72,22 @@ START_TEST(cap_notice_records_the_segment)
 {
 	struct tchan c;
 	struct tseg b;
-	issue(&c);
-	seg_make(&b, N);
-	MpSigned *t = transfer(&c, 1, 0, 30, &b, &c.ch.owner, NULL);
+	tchan_issue(&net, &c, N, &m1);
+	tseg_make(&b, N);
+	MpSigned *t = tchan_transfer(&c, 1, 0, 30, &b, &c.ch.owner, NULL);
 	MpSigned *cp = cap0(&c, t, 30);
 	/* Only a merchant may send it. */
-	ck_assert_int_eq(cap_notice(NULL, t, cp, NULL, 0, NULL), MP_ST(BAD_SIG));
+	ck_assert_int_eq(cap_notice(&net, NULL, t, cp, NULL, 0, NULL), MP_ST(BAD_SIG));
 	expect_stored(&c, 0);
-	ck_assert_int_eq(cap_notice(&m1, t, cp, NULL, 0, NULL), MP_ST(OK));
-	ck_assert_int_eq(cap_notice(&m1, t, cp, NULL, 0, NULL), MP_ST(DUPLICATE_OK));
+	ck_assert_int_eq(cap_notice(&net, &m1, t, cp, NULL, 0, NULL), MP_ST(OK));
+	ck_assert_int_eq(cap_notice(&net, &m1, t, cp, NULL, 0, NULL), MP_ST(DUPLICATE_OK));
 	/* Segments holding the pair itself after the ones before it: the same evidence. Any
 	 * other pair beyond segment s-1 is not. */
 	MpSigned *self[2] = {t, cp}, *odd[2] = {cp, t};
-	ck_assert_int_eq(cap_notice(&m1, t, cp, self, 2, NULL), MP_ST(DUPLICATE_OK));
-	ck_assert_int_eq(cap_notice(&m1, t, cp, odd, 2, NULL), MP_ST(MALFORMED));
+	ck_assert_int_eq(cap_notice(&net, &m1, t, cp, self, 2, NULL), MP_ST(DUPLICATE_OK));
+	ck_assert_int_eq(cap_notice(&net, &m1, t, cp, odd, 2, NULL), MP_ST(MALFORMED));
 	expect_stored(&c, 1);
-	json_t *segs = segments_of(&c);
+	json_t *segs = channel_segments(&net, c.id);
 	ck_assert_uint_eq(json_array_size(segs), 2);
 	json_t *s0 = json_array_get(segs, 0), *s1 = json_array_get(segs, 1);
 	char pk[2 * MP_PK_LEN + 1], acct[MP_HEX_ID_LEN + 1];
@@ -330,7 +110,7 @@ START_TEST(cap_notice_records_the_segment)
 	mp_stmt_free(t);
 	mp_stmt_free(cp);
 	mp_key_free(&b.owner);
-	release(&c);
+	tchan_release(&c);
 	net_audit_clean(&net);
 }
 END_TEST
@@ -340,27 +120,30 @@ START_TEST(segment_claim_records_the_payout_account)
 	struct tchan c;
 	struct tseg b;
 	struct twallet wb, wc;
-	issue(&c);
-	seg_make(&b, 80);
-	register_wallet(&wb);
-	register_wallet(&wc);
-	MpSigned *t = transfer(&c, 1, 0, 25, &b, &c.ch.owner, NULL);
+	tchan_issue(&net, &c, N, &m1);
+	tseg_make(&b, 80);
+	tchan_register_wallet(&net, &wb);
+	tchan_register_wallet(&net, &wc);
+	MpSigned *t = tchan_transfer(&c, 1, 0, 25, &b, &c.ch.owner, NULL);
 	MpSigned *cp = cap0(&c, t, 25);
-	MpSigned *sc = segment_claim(&c, 1, t, cp, wb.account_id, &b.owner);
+	MpSigned *sc = segment_claim_sign(c.id, 1, t, cp, wb.account_id, &b.owner);
 	/* The broker learns the segment from the claim itself, before any CapNotice. */
 	char detail[200];
-	ck_assert_int_eq(claim_req(sc, NULL, 0, NULL, detail, sizeof(detail)), MP_ST(OK));
-	ck_assert_int_eq(claim_req(sc, NULL, 0, NULL, detail, sizeof(detail)), MP_ST(DUPLICATE_OK));
+	ck_assert_int_eq(segment_claim_send(&net, sc, NULL, 0, NULL, detail, sizeof(detail)),
+			 MP_ST(OK));
+	ck_assert_int_eq(segment_claim_send(&net, sc, NULL, 0, NULL, detail, sizeof(detail)),
+			 MP_ST(DUPLICATE_OK));
 	/* Another SegmentClaim for the claimed segment: CONFLICT with the stored one. */
-	MpSigned *other = segment_claim(&c, 1, t, cp, wc.account_id, &b.owner);
+	MpSigned *other = segment_claim_sign(c.id, 1, t, cp, wc.account_id, &b.owner);
 	uint8_t ev[MP_HASH_LEN], want[MP_HASH_LEN];
-	ck_assert_int_eq(claim_req(other, NULL, 0, ev, detail, sizeof(detail)), MP_ST(CONFLICT));
+	ck_assert_int_eq(segment_claim_send(&net, other, NULL, 0, ev, detail, sizeof(detail)),
+			 MP_ST(CONFLICT));
 	hash_of(sc, want);
 	ck_assert_mem_eq(ev, want, MP_HASH_LEN);
 	/* The holder's notice comes later: the segment was recorded already. */
-	ck_assert_int_eq(cap_notice(&m1, t, cp, NULL, 0, NULL), MP_ST(DUPLICATE_OK));
+	ck_assert_int_eq(cap_notice(&net, &m1, t, cp, NULL, 0, NULL), MP_ST(DUPLICATE_OK));
 	expect_stored(&c, 1);
-	json_t *segs = segments_of(&c);
+	json_t *segs = channel_segments(&net, c.id);
 	json_t *s1 = json_array_get(segs, 1);
 	char acct[MP_HEX_ID_LEN + 1];
 	hex_of(wb.account_id, MP_ID_LEN, acct);
@@ -376,7 +159,7 @@ START_TEST(segment_claim_records_the_payout_account)
 	mp_key_free(&b.owner);
 	mp_key_free(&wb.account);
 	mp_key_free(&wc.account);
-	release(&c);
+	tchan_release(&c);
 	net_audit_clean(&net);
 }
 END_TEST
@@ -392,11 +175,11 @@ struct bad_case {
 static void expect_refused(const struct tchan *c, const struct tseg *b, const struct twallet *wb,
 			   const struct bad_case *bc)
 {
-	ck_assert_msg(cap_notice(&m1, bc->t, bc->cp, NULL, 0, NULL) == bc->want,
+	ck_assert_msg(cap_notice(&net, &m1, bc->t, bc->cp, NULL, 0, NULL) == bc->want,
 		      "%s: CapNotice not %s", bc->name, mp_code_name(bc->want));
-	MpSigned *sc = segment_claim(c, 1, bc->t, bc->cp, wb->account_id, &b->owner);
+	MpSigned *sc = segment_claim_sign(c->id, 1, bc->t, bc->cp, wb->account_id, &b->owner);
 	char detail[200];
-	MpCode got = claim_req(sc, NULL, 0, NULL, detail, sizeof(detail));
+	MpCode got = segment_claim_send(&net, sc, NULL, 0, NULL, detail, sizeof(detail));
 	ck_assert_msg(got == bc->want, "%s: SegmentClaim %s (%s), want %s", bc->name,
 		      mp_code_name(got), detail, mp_code_name(bc->want));
 	if (bc->detail_part)
@@ -413,31 +196,32 @@ START_TEST(bad_hand_overs_are_refused_and_change_nothing)
 	struct twallet wb;
 	struct mp_key stranger;
 	uint8_t seed[MP_SK_LEN], junk[MP_HASH_LEN];
-	issue(&c);
-	seg_make(&b, N);
-	register_wallet(&wb);
+	tchan_issue(&net, &c, N, &m1);
+	tseg_make(&b, N);
+	tchan_register_wallet(&net, &wb);
 	ck_assert(mp_key_generate(&stranger, seed));
 	memset(junk, 0x5a, sizeof(junk));
-	MpSigned *honest = transfer(&c, 1, 0, 30, &b, &c.ch.owner, NULL);
-	MpSigned *forged_t = transfer(&c, 1, 0, 30, &b, &stranger, NULL);
-	MpSigned *epoch1 = transfer(&c, 1, 1, 30, &b, &c.ch.owner, NULL);
+	MpSigned *honest = tchan_transfer(&c, 1, 0, 30, &b, &c.ch.owner, NULL);
+	MpSigned *forged_t = tchan_transfer(&c, 1, 0, 30, &b, &stranger, NULL);
+	MpSigned *epoch1 = tchan_transfer(&c, 1, 1, 30, &b, &c.ch.owner, NULL);
 	uint8_t w30[MP_HASH_LEN], w35[MP_HASH_LEN];
 	tchannel_word(&c.ch, 30, w30);
 	tchannel_word(&c.ch, 35, w35);
 	/* B's new nonce is the nonce of segment 0: reused. */
 	struct tseg reuse = b;
 	memcpy(reuse.nonce, c.ch.nonce, MP_NONCE_LEN);
-	MpSigned *reused = transfer(&c, 1, 0, 30, &reuse, &c.ch.owner, NULL);
+	MpSigned *reused = tchan_transfer(&c, 1, 0, 30, &reuse, &c.ch.owner, NULL);
 	struct bad_case cases[] = {
-	    {"forged Transfer", forged_t, cap(&c, forged_t, 1, 0, 30, w30, &m1), MP_ST(BAD_SIG),
+	    {"forged Transfer", forged_t, tchan_cap(&c, forged_t, 1, 0, 30, w30, &m1),
+	     MP_ST(BAD_SIG), NULL},
+	    {"forged Cap", honest, tchan_cap(&c, honest, 1, 0, 30, w30, &m2), MP_ST(BAD_SIG), NULL},
+	    {"wrong epoch", epoch1, tchan_cap(&c, epoch1, 1, 1, 30, w30, &m1), MP_ST(NOT_HOLDER),
 	     NULL},
-	    {"forged Cap", honest, cap(&c, honest, 1, 0, 30, w30, &m2), MP_ST(BAD_SIG), NULL},
-	    {"wrong epoch", epoch1, cap(&c, epoch1, 1, 1, 30, w30, &m1), MP_ST(NOT_HOLDER), NULL},
-	    {"w_cap not verifying", honest, cap(&c, honest, 1, 0, 30, junk, &m1), MP_ST(BAD_CHAIN),
-	     NULL},
-	    {"cap_index above declared_last", honest, cap(&c, honest, 1, 0, 35, w35, &m1),
+	    {"w_cap not verifying", honest, tchan_cap(&c, honest, 1, 0, 30, junk, &m1),
+	     MP_ST(BAD_CHAIN), NULL},
+	    {"cap_index above declared_last", honest, tchan_cap(&c, honest, 1, 0, 35, w35, &m1),
 	     MP_ST(OUT_OF_RANGE), NULL},
-	    {"reused nonce", reused, cap(&c, reused, 1, 0, 30, w30, &m1), MP_ST(MALFORMED),
+	    {"reused nonce", reused, tchan_cap(&c, reused, 1, 0, 30, w30, &m1), MP_ST(MALFORMED),
 	     "reused"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -448,16 +232,17 @@ START_TEST(bad_hand_overs_are_refused_and_change_nothing)
 	/* A SegmentClaim not signed by the Transfer's new owner, or naming an unknown payout
 	 * account: refused, nothing stored (not even the valid pair it carries). */
 	MpSigned *cp = cap0(&c, honest, 30);
-	MpSigned *by_a = segment_claim(&c, 1, honest, cp, wb.account_id, &c.ch.owner);
-	ck_assert_int_eq(claim_req(by_a, NULL, 0, NULL, NULL, 0), MP_ST(BAD_SIG));
+	MpSigned *by_a = segment_claim_sign(c.id, 1, honest, cp, wb.account_id, &c.ch.owner);
+	ck_assert_int_eq(segment_claim_send(&net, by_a, NULL, 0, NULL, NULL, 0), MP_ST(BAD_SIG));
 	uint8_t nobody[MP_ID_LEN];
 	ck_assert(mp_random_bytes(nobody, MP_ID_LEN));
-	MpSigned *unknown = segment_claim(&c, 1, honest, cp, nobody, &b.owner);
-	ck_assert_int_eq(claim_req(unknown, NULL, 0, NULL, NULL, 0), MP_ST(UNKNOWN_ACCOUNT));
+	MpSigned *unknown = segment_claim_sign(c.id, 1, honest, cp, nobody, &b.owner);
+	ck_assert_int_eq(segment_claim_send(&net, unknown, NULL, 0, NULL, NULL, 0),
+			 MP_ST(UNKNOWN_ACCOUNT));
 	expect_stored(&c, 0);
 	/* The honest pair is then accepted. */
-	MpSigned *good = segment_claim(&c, 1, honest, cp, wb.account_id, &b.owner);
-	ck_assert_int_eq(claim_req(good, NULL, 0, NULL, NULL, 0), MP_ST(OK));
+	MpSigned *good = segment_claim_sign(c.id, 1, honest, cp, wb.account_id, &b.owner);
+	ck_assert_int_eq(segment_claim_send(&net, good, NULL, 0, NULL, NULL, 0), MP_ST(OK));
 	expect_stored(&c, 1);
 	mp_stmt_free(by_a);
 	mp_stmt_free(unknown);
@@ -470,50 +255,32 @@ START_TEST(bad_hand_overs_are_refused_and_change_nothing)
 	mp_key_free(&stranger);
 	mp_key_free(&b.owner);
 	mp_key_free(&wb.account);
-	release(&c);
+	tchan_release(&c);
 	net_audit_clean(&net);
 }
 END_TEST
-
-static json_t *conflicts_of(const struct tchan *c)
-{
-	json_t *all = admin_ok(&net, "broker", "conflicts", NULL);
-	json_t *list = json_object_get(all, "conflicts");
-	char hex[MP_HEX_ID_LEN + 1];
-	mp_hex_encode(c->id, MP_ID_LEN, hex);
-	json_t *mine = json_array();
-	size_t i;
-	json_t *item;
-	json_array_foreach(list, i, item)
-	{
-		if (strcmp(json_str(item, "channel"), hex) == 0)
-			json_array_append(mine, item);
-	}
-	json_decref(all);
-	return mine;
-}
 
 START_TEST(second_cap_for_a_segment_is_a_conflict)
 {
 	struct tchan c;
 	struct tseg b, b2;
-	issue(&c);
-	seg_make(&b, N);
-	seg_make(&b2, N);
-	MpSigned *t = transfer(&c, 1, 0, 30, &b, &c.ch.owner, NULL);
+	tchan_issue(&net, &c, N, &m1);
+	tseg_make(&b, N);
+	tseg_make(&b2, N);
+	MpSigned *t = tchan_transfer(&c, 1, 0, 30, &b, &c.ch.owner, NULL);
 	MpSigned *cp = cap0(&c, t, 30);
-	ck_assert_int_eq(cap_notice(&m1, t, cp, NULL, 0, NULL), MP_ST(OK));
+	ck_assert_int_eq(cap_notice(&net, &m1, t, cp, NULL, 0, NULL), MP_ST(OK));
 	/* The holder caps another Transfer for segment 1, and the same one again lower. */
-	MpSigned *t2 = transfer(&c, 1, 0, 40, &b2, &c.ch.owner, NULL);
+	MpSigned *t2 = tchan_transfer(&c, 1, 0, 40, &b2, &c.ch.owner, NULL);
 	MpSigned *cp2 = cap0(&c, t2, 40);
 	MpSigned *cp3 = cap0(&c, t, 20);
 	uint8_t ev[MP_HASH_LEN], want[MP_HASH_LEN];
 	hash_of(cp, want);
-	ck_assert_int_eq(cap_notice(&m1, t2, cp2, NULL, 0, ev), MP_ST(CONFLICT));
+	ck_assert_int_eq(cap_notice(&net, &m1, t2, cp2, NULL, 0, ev), MP_ST(CONFLICT));
 	ck_assert_mem_eq(ev, want, MP_HASH_LEN);
-	ck_assert_int_eq(cap_notice(&m1, t, cp3, NULL, 0, ev), MP_ST(CONFLICT));
+	ck_assert_int_eq(cap_notice(&net, &m1, t, cp3, NULL, 0, ev), MP_ST(CONFLICT));
 	ck_assert_mem_eq(ev, want, MP_HASH_LEN);
-	json_t *conf = conflicts_of(&c);
+	json_t *conf = channel_conflicts(&net, c.id);
 	ck_assert_uint_eq(json_array_size(conf), 2);
 	for (size_t i = 0; i < 2; i++) {
 		json_t *k = json_array_get(conf, i);
@@ -524,19 +291,19 @@ START_TEST(second_cap_for_a_segment_is_a_conflict)
 	}
 	json_decref(conf);
 	/* Replayed: recorded once. */
-	ck_assert_int_eq(cap_notice(&m1, t2, cp2, NULL, 0, NULL), MP_ST(CONFLICT));
-	conf = conflicts_of(&c);
+	ck_assert_int_eq(cap_notice(&net, &m1, t2, cp2, NULL, 0, NULL), MP_ST(CONFLICT));
+	conf = channel_conflicts(&net, c.id);
 	ck_assert_uint_eq(json_array_size(conf), 2);
 	json_decref(conf);
 	/* The first pair stays. */
-	json_t *segs = segments_of(&c);
+	json_t *segs = channel_segments(&net, c.id);
 	ck_assert_int_eq(json_int(json_array_get(segs, 1), "start"), 30);
 	json_decref(segs);
 	expect_stored(&c, 1);
 	mp_stmt_free(t), mp_stmt_free(cp), mp_stmt_free(t2), mp_stmt_free(cp2), mp_stmt_free(cp3);
 	mp_key_free(&b.owner);
 	mp_key_free(&b2.owner);
-	release(&c);
+	tchan_release(&c);
 	net_audit_clean(&net);
 }
 END_TEST
@@ -576,93 +343,78 @@ static MpEnvelope *redeem_claims(const struct sclaim *claims, size_t n)
 	rd.n_claims = n;
 	MpSigned *s = mp_stmt_sign(&m1.key, MP_STMT_REDEEM, &rd.base);
 	ck_assert_ptr_nonnull(s);
-	struct wire w;
-	tmerchant_connect(&m1, &w, broker_ep, ca);
-	MpEnvelope *resp = redeem_call(&w, s);
-	wire_close(&w);
+	MpEnvelope *resp = redeem_as(&net, &m1, s);
 	mp_stmt_free(s);
 	ck_assert_uint_eq(resp->redeem_resp->n_results, n);
 	return resp;
 }
 
-static void expect_result(const MpEnvelope *resp, size_t i, MpCode status, uint64_t amount,
-			  const char *detail_part)
-{
-	const Micropay__V1__ClaimResult *cr = resp->redeem_resp->results[i];
-	ck_assert_msg(cr->status == status, "claim %zu: %s (%s), want %s", i,
-		      mp_code_name(cr->status), cr->detail, mp_code_name(status));
-	ck_assert_uint_eq(cr->credited_amount, amount);
-	if (detail_part)
-		ck_assert_msg(strstr(cr->detail, detail_part), "claim %zu: '%s' lacks '%s'", i,
-			      cr->detail, detail_part);
-}
-
 START_TEST(redeem_across_segments_is_exact)
 {
-	int64_t before = pending_of(&m1);
+	int64_t before = net_pending(&net, m1.mid_hex);
 	struct tchan c;
 	struct tseg b;
-	issue(&c);
-	seg_make(&b, N);
+	tchan_issue(&net, &c, N, &m1);
+	tseg_make(&b, N);
 	MpSigned *pair[2];
-	pair[0] = transfer(&c, 1, 0, 30, &b, &c.ch.owner, NULL);
+	pair[0] = tchan_transfer(&c, 1, 0, 30, &b, &c.ch.owner, NULL);
 	pair[1] = cap0(&c, pair[0], 30);
-	ck_assert_int_eq(cap_notice(&m1, pair[0], pair[1], NULL, 0, NULL), MP_ST(OK));
+	ck_assert_int_eq(cap_notice(&net, &m1, pair[0], pair[1], NULL, 0, NULL), MP_ST(OK));
 	/* Segment 0 above its cap, a segment nobody knows, then B's index 50 (u_20 of B's
 	 * chain): the units of both segments in epoch 0, 30 + 20. */
 	struct sclaim cl[3] = {
 	    {&c, 0, 40, {0}, NULL, 0}, {&c, 2, 60, {0}, NULL, 0}, {&c, 1, 50, {0}, pair, 2}};
 	tchannel_word(&c.ch, 40, cl[0].w);
 	memset(cl[1].w, 0x33, MP_HASH_LEN);
-	seg_word(&b, 20, cl[2].w);
+	tseg_word(&b, 20, cl[2].w);
 	MpEnvelope *resp = redeem_claims(cl, 3);
 	ck_assert_int_eq(resp->redeem_resp->status->code, MP_ST(OK));
-	expect_result(resp, 0, MP_ST(OUT_OF_RANGE), 0, "index outside its segment");
-	expect_result(resp, 1, MP_ST(TOO_EARLY), 0, "segment unknown");
-	expect_result(resp, 2, MP_ST(OK), 50, NULL);
+	expect_claim_result(resp, 0, MP_ST(OUT_OF_RANGE), 0, "index outside its segment");
+	expect_claim_result(resp, 1, MP_ST(TOO_EARLY), 0, "segment unknown");
+	expect_claim_result(resp, 2, MP_ST(OK), 50, NULL);
 	micropay__v1__envelope__free_unpacked(resp, NULL);
 	/* A false word in segment 1, then the next honest one: 10 more. */
 	struct sclaim more[2] = {{&c, 1, 55, {0}, NULL, 0}, {&c, 1, 60, {0}, NULL, 0}};
-	seg_word(&b, 24, more[0].w); /* the word of 54, not 55 */
-	seg_word(&b, 30, more[1].w);
+	tseg_word(&b, 24, more[0].w); /* the word of 54, not 55 */
+	tseg_word(&b, 30, more[1].w);
 	resp = redeem_claims(more, 2);
-	expect_result(resp, 0, MP_ST(BAD_CHAIN), 0, NULL);
-	expect_result(resp, 1, MP_ST(OK), 10, NULL);
+	expect_claim_result(resp, 0, MP_ST(BAD_CHAIN), 0, NULL);
+	expect_claim_result(resp, 1, MP_ST(OK), 10, NULL);
 	micropay__v1__envelope__free_unpacked(resp, NULL);
-	ck_assert_int_eq(pending_of(&m1) - before, 60);
+	ck_assert_int_eq(net_pending(&net, m1.mid_hex) - before, 60);
 	mp_stmt_free(pair[0]);
 	mp_stmt_free(pair[1]);
 	mp_key_free(&b.owner);
-	release(&c);
+	tchan_release(&c);
 	net_audit_clean(&net);
 }
 END_TEST
 
 START_TEST(redeem_records_segments_the_broker_did_not_know)
 {
-	int64_t before = pending_of(&m1);
+	int64_t before = net_pending(&net, m1.mid_hex);
 	struct tchan c;
 	struct tseg b, b2;
-	issue(&c);
-	seg_make(&b, N);
-	seg_make(&b2, N);
+	tchan_issue(&net, &c, N, &m1);
+	tseg_make(&b, N);
+	tseg_make(&b2, N);
 	/* A gives the rest to B at 20, B gives its rest to B2 at 45; no CapNotice reached the
 	 * broker. m1 claims index 70 of segment 2 with both pairs. */
 	MpSigned *pairs[4];
-	pairs[0] = transfer(&c, 1, 0, 20, &b, &c.ch.owner, NULL);
+	pairs[0] = tchan_transfer(&c, 1, 0, 20, &b, &c.ch.owner, NULL);
 	pairs[1] = cap0(&c, pairs[0], 20);
-	pairs[2] = transfer(&c, 2, 0, 45, &b2, &b.owner, pairs[0]);
+	pairs[2] = tchan_transfer(&c, 2, 0, 45, &b2, &b.owner, pairs[0]);
 	uint8_t w45[MP_HASH_LEN];
-	seg_word(&b, 25, w45);
-	pairs[3] = cap(&c, pairs[2], 2, 0, 45, w45, &m1);
+	tseg_word(&b, 25, w45);
+	pairs[3] = tchan_cap(&c, pairs[2], 2, 0, 45, w45, &m1);
 	struct sclaim cl[1] = {{&c, 2, 70, {0}, pairs, 4}};
-	seg_word(&b2, 25, cl[0].w);
+	tseg_word(&b2, 25, cl[0].w);
 	MpEnvelope *resp = redeem_claims(cl, 1);
-	expect_result(resp, 0, MP_ST(OK), 70, NULL);
+	expect_claim_result(resp, 0, MP_ST(OK), 70, NULL);
 	micropay__v1__envelope__free_unpacked(resp, NULL);
-	ck_assert_int_eq(pending_of(&m1) - before, 70);
+	ck_assert_int_eq(net_pending(&net, m1.mid_hex) - before, 70);
 	expect_stored(&c, 2);
-	json_t *segs = segments_of(&c);
+	json_t *segs = channel_segments(&net, c.id);
 	ck_assert_int_eq(json_int(json_array_get(segs, 1), "start"), 20);
 	ck_assert_int_eq(json_int(json_array_get(segs, 1), "cap_index"), 45);
 	ck_assert_int_eq(json_int(json_array_get(segs, 2), "start"), 45);
@@ -670,16 +422,16 @@ START_TEST(redeem_records_segments_the_broker_did_not_know)
 	json_decref(segs);
 	/* B2's SegmentClaim for segment 2 is then acknowledged from the recorded pairs. */
 	struct twallet w2;
-	register_wallet(&w2);
-	MpSigned *sc = segment_claim(&c, 2, pairs[2], pairs[3], w2.account_id, &b2.owner);
-	ck_assert_int_eq(claim_req(sc, NULL, 0, NULL, NULL, 0), MP_ST(OK));
+	tchan_register_wallet(&net, &w2);
+	MpSigned *sc = segment_claim_sign(c.id, 2, pairs[2], pairs[3], w2.account_id, &b2.owner);
+	ck_assert_int_eq(segment_claim_send(&net, sc, NULL, 0, NULL, NULL, 0), MP_ST(OK));
 	mp_stmt_free(sc);
 	mp_key_free(&w2.account);
 	for (size_t i = 0; i < 4; i++)
 		mp_stmt_free(pairs[i]);
 	mp_key_free(&b.owner);
 	mp_key_free(&b2.owner);
-	release(&c);
+	tchan_release(&c);
 	net_audit_clean(&net);
 }
 END_TEST
@@ -689,24 +441,24 @@ START_TEST(segment_claim_carries_the_pairs_before_it)
 	struct tchan c;
 	struct tseg b, b2;
 	struct twallet w2;
-	issue(&c);
-	seg_make(&b, N);
-	seg_make(&b2, N);
-	register_wallet(&w2);
+	tchan_issue(&net, &c, N, &m1);
+	tseg_make(&b, N);
+	tseg_make(&b2, N);
+	tchan_register_wallet(&net, &w2);
 	MpSigned *pairs[2];
-	pairs[0] = transfer(&c, 1, 0, 10, &b, &c.ch.owner, NULL);
+	pairs[0] = tchan_transfer(&c, 1, 0, 10, &b, &c.ch.owner, NULL);
 	pairs[1] = cap0(&c, pairs[0], 10);
-	MpSigned *t2 = transfer(&c, 2, 0, 40, &b2, &b.owner, pairs[0]);
+	MpSigned *t2 = tchan_transfer(&c, 2, 0, 40, &b2, &b.owner, pairs[0]);
 	uint8_t w40[MP_HASH_LEN];
-	seg_word(&b, 30, w40);
-	MpSigned *c2 = cap(&c, t2, 2, 0, 40, w40, &m1);
-	MpSigned *sc = segment_claim(&c, 2, t2, c2, w2.account_id, &b2.owner);
+	tseg_word(&b, 30, w40);
+	MpSigned *c2 = tchan_cap(&c, t2, 2, 0, 40, w40, &m1);
+	MpSigned *sc = segment_claim_sign(c.id, 2, t2, c2, w2.account_id, &b2.owner);
 	/* Without the pair before it the broker cannot know segment 1's owner. */
-	ck_assert_int_eq(claim_req(sc, NULL, 0, NULL, NULL, 0), MP_ST(TOO_EARLY));
+	ck_assert_int_eq(segment_claim_send(&net, sc, NULL, 0, NULL, NULL, 0), MP_ST(TOO_EARLY));
 	expect_stored(&c, 0);
-	ck_assert_int_eq(claim_req(sc, pairs, 2, NULL, NULL, 0), MP_ST(OK));
+	ck_assert_int_eq(segment_claim_send(&net, sc, pairs, 2, NULL, NULL, 0), MP_ST(OK));
 	expect_stored(&c, 2);
-	json_t *segs = segments_of(&c);
+	json_t *segs = channel_segments(&net, c.id);
 	char acct[MP_HEX_ID_LEN + 1];
 	hex_of(w2.account_id, MP_ID_LEN, acct);
 	ck_assert_str_eq(json_str(json_array_get(segs, 2), "payout_account"), acct);
@@ -717,7 +469,7 @@ START_TEST(segment_claim_carries_the_pairs_before_it)
 	mp_key_free(&b.owner);
 	mp_key_free(&b2.owner);
 	mp_key_free(&w2.account);
-	release(&c);
+	tchan_release(&c);
 	net_audit_clean(&net);
 }
 END_TEST
@@ -752,16 +504,16 @@ START_TEST(audit_checks_segments_and_limit_is_enforced)
 {
 	struct tchan c;
 	struct tseg b;
-	issue(&c);
-	seg_make(&b, N);
+	tchan_issue(&net, &c, N, &m1);
+	tseg_make(&b, N);
 	/* A 16th segment is refused before anything is verified. */
-	MpSigned *t16 = transfer(&c, 16, 0, 30, &b, &c.ch.owner, NULL);
-	MpSigned *c16 = cap(&c, t16, 16, 0, 30, b.root, &m1);
-	ck_assert_int_eq(cap_notice(&m1, t16, c16, NULL, 0, NULL), MP_ST(LIMIT));
+	MpSigned *t16 = tchan_transfer(&c, 16, 0, 30, &b, &c.ch.owner, NULL);
+	MpSigned *c16 = tchan_cap(&c, t16, 16, 0, 30, b.root, &m1);
+	ck_assert_int_eq(cap_notice(&net, &m1, t16, c16, NULL, 0, NULL), MP_ST(LIMIT));
 	expect_stored(&c, 0);
-	MpSigned *t = transfer(&c, 1, 0, 30, &b, &c.ch.owner, NULL);
+	MpSigned *t = tchan_transfer(&c, 1, 0, 30, &b, &c.ch.owner, NULL);
 	MpSigned *cp = cap0(&c, t, 30);
-	ck_assert_int_eq(cap_notice(&m1, t, cp, NULL, 0, NULL), MP_ST(OK));
+	ck_assert_int_eq(cap_notice(&net, &m1, t, cp, NULL, 0, NULL), MP_ST(OK));
 	ck_assert(!audit_names_segment(&c, 1));
 	/* A segment whose start is not its Cap's index is named by the audit. */
 	char lit[2 * MP_ID_LEN + 32];
@@ -776,7 +528,7 @@ START_TEST(audit_checks_segments_and_limit_is_enforced)
 	ck_assert(!audit_names_segment(&c, 1));
 	mp_stmt_free(t16), mp_stmt_free(c16), mp_stmt_free(t), mp_stmt_free(cp);
 	mp_key_free(&b.owner);
-	release(&c);
+	tchan_release(&c);
 	net_audit_clean(&net);
 }
 END_TEST

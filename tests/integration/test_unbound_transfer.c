@@ -17,6 +17,7 @@
 
 #include "clock.h"
 #include "harness.h"
+#include "harness_custody.h"
 #include "harness_db.h"
 #include "harness_ledger.h"
 #include "harness_merchant.h"
@@ -62,17 +63,6 @@ static void teardown_net(void)
 	net_down(&net);
 }
 
-static void fund_hex(const char *account_hex, uint64_t amount)
-{
-	char params[200], fund[MP_HEX_ID_LEN + 1];
-	uint8_t fund_id[MP_ID_LEN];
-	ck_assert(mp_random_bytes(fund_id, MP_ID_LEN));
-	mp_hex_encode(fund_id, MP_ID_LEN, fund);
-	snprintf(params, sizeof(params), "{\"account\":\"%s\",\"amount\":%llu,\"fund_id\":\"%s\"}",
-		 account_hex, (unsigned long long)amount, fund);
-	json_decref(admin_ok(&net, "broker", "account.fund", params));
-}
-
 static char *sql_of_channel(const char *what, const char *table, const char *channel_hex)
 {
 	return sql_value(&net, "SELECT %s FROM %s WHERE channel_id = '\\x%s'::bytea", what, table,
@@ -105,7 +95,7 @@ static void make_unbound(struct unbound *u)
 	twallet_register(&u->tw, &broker);
 	char hex[MP_HEX_ID_LEN + 1];
 	mp_hex_encode(u->tw.account_id, MP_ID_LEN, hex);
-	fund_hex(hex, N);
+	net_fund(&net, hex, N);
 	tchannel_make(&u->ch, &u->tw, N, 1, tm[1].mid);
 	Micropay__V1__IssueRequest *r = (Micropay__V1__IssueRequest *)mp_strict_unpack(
 	    &micropay__v1__issue_request__descriptor, u->ch.request->body.data,
@@ -130,46 +120,6 @@ static void free_unbound(struct unbound *u)
 {
 	tchannel_free(&u->ch);
 	mp_key_free(&u->tw.account);
-}
-
-/* A new owner's segment material (what B's offer carries) and its key. */
-struct tseg {
-	struct mp_key owner;
-	uint8_t seed[MP_SEED_LEN], nonce[MP_NONCE_LEN], root[MP_HASH_LEN];
-	uint32_t len;
-};
-
-static void seg_make(struct tseg *s, uint32_t len)
-{
-	uint8_t owner_seed[MP_SK_LEN];
-	ck_assert(mp_random_bytes(s->seed, sizeof(s->seed)));
-	ck_assert(mp_random_bytes(s->nonce, sizeof(s->nonce)));
-	ck_assert(mp_key_generate(&s->owner, owner_seed));
-	s->len = len;
-	struct mp_hasher *h = mp_hasher_new();
-	ck_assert_int_eq(mp_chain_generate(h, s->seed, s->nonce, len, 0, NULL, NULL, s->root), 0);
-	mp_hasher_free(h);
-}
-
-/* Transfer seg_seq of u to `to`, signed by `signer`, after the segment whose head is prev. */
-static MpSigned *transfer(const struct unbound *u, uint32_t seg_seq, uint32_t epoch,
-			  const struct tseg *to, const struct mp_key *signer,
-			  const uint8_t prev[MP_HASH_LEN])
-{
-	Micropay__V1__Transfer t = MICROPAY__V1__TRANSFER__INIT;
-	t.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)u->id};
-	t.new_seg_seq = seg_seq;
-	t.holder_epoch = epoch;
-	t.declared_last = 0;
-	t.to_owner_pk = (ProtobufCBinaryData){MP_PK_LEN, (uint8_t *)to->owner.pk};
-	t.new_nonce = (ProtobufCBinaryData){MP_NONCE_LEN, (uint8_t *)to->nonce};
-	t.new_root = (ProtobufCBinaryData){MP_HASH_LEN, (uint8_t *)to->root};
-	t.new_len = to->len;
-	t.prev_seg_hash = (ProtobufCBinaryData){MP_HASH_LEN, (uint8_t *)prev};
-	t.valid_until = (uint64_t)mp_wall_clock_s() + 3600;
-	MpSigned *s = mp_stmt_sign(signer, MP_STMT_TRANSFER, &t.base);
-	ck_assert_ptr_nonnull(s);
-	return s;
 }
 
 /* TransferReq to the broker without a client certificate; the answer (caller frees). */
@@ -237,29 +187,9 @@ static MpCode segment_claim(const struct unbound *u, uint32_t seg_seq, MpSigned 
 			    const struct twallet *payout, const struct mp_key *signer,
 			    MpSigned **pairs, size_t n_pairs)
 {
-	Micropay__V1__SegmentClaim sc = MICROPAY__V1__SEGMENT_CLAIM__INIT;
-	sc.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)u->id};
-	sc.seg_seq = seg_seq;
-	sc.transfer = t;
-	sc.cap = cp;
-	sc.payout_account_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)payout->account_id};
-	MpSigned *stmt = mp_stmt_sign(signer, MP_STMT_SEGMENT_CLAIM, &sc.base);
-	ck_assert_ptr_nonnull(stmt);
-	struct wire w;
-	ck_assert(wire_connect(&w, broker_ep, ca, NULL, NULL));
-	Micropay__V1__SegmentClaimReq req = MICROPAY__V1__SEGMENT_CLAIM_REQ__INIT;
-	req.stmt = stmt;
-	req.segments = pairs;
-	req.n_segments = n_pairs;
-	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
-	env.body_case = MP_BODY(SEGMENT_CLAIM_REQ);
-	env.segment_claim_req = &req;
-	MpEnvelope *resp = wire_call(&w, &env);
-	wire_close(&w);
+	MpSigned *stmt = segment_claim_sign(u->id, seg_seq, t, cp, payout->account_id, signer);
+	MpCode code = segment_claim_send(&net, stmt, pairs, n_pairs, NULL, NULL, 0);
 	mp_stmt_free(stmt);
-	ck_assert(resp && resp->body_case == MP_BODY(SEGMENT_CLAIM_RESP));
-	MpCode code = resp->segment_claim_resp->status->code;
-	micropay__v1__envelope__free_unpacked(resp, NULL);
 	return code;
 }
 
@@ -360,7 +290,7 @@ static void broker_transfer(const struct unbound *u, uint32_t seg_seq, const str
 			    const struct mp_key *signer, const uint8_t prev[MP_HASH_LEN],
 			    MpSigned **t, MpSigned **cap)
 {
-	*t = transfer(u, seg_seq, 0, to, signer, prev);
+	*t = transfer_sign(u->id, seg_seq, 0, 0, to, signer, prev);
 	MpEnvelope *e = transfer_req(*t);
 	ck_assert_int_eq(e->transfer_resp->status->code, MP_ST(OK));
 	*cap = mp_stmt_copy(e->transfer_resp->cap);
@@ -389,9 +319,9 @@ START_TEST(merchant_adopts_broker_capped_segments)
 	struct unbound u;
 	make_unbound(&u);
 	struct tseg b, c, forger;
-	seg_make(&b, N);
-	seg_make(&c, N);
-	seg_make(&forger, N);
+	tseg_make(&b, N);
+	tseg_make(&c, N);
+	tseg_make(&forger, N);
 	MpSigned *t1, *cap1, *t2, *cap2;
 	broker_transfer(&u, 1, &b, &u.ch.owner, u.cert_hash, &t1, &cap1);
 	uint8_t head1[MP_HASH_LEN];
@@ -399,7 +329,8 @@ START_TEST(merchant_adopts_broker_capped_segments)
 
 	/* Segment 1 is B's: forged and mismatching lists first. */
 	MpSigned *forged_cap = recap(cap1, &forger.owner);
-	MpSigned *t1c = transfer(&u, 1, 0, &c, &u.ch.owner, u.cert_hash); /* not what cap1 caps */
+	MpSigned *t1c =
+	    transfer_sign(u.id, 1, 0, 0, &c, &u.ch.owner, u.cert_hash); /* not what cap1 caps */
 	MpSigned *b_move = move_to(1, &u, &b.owner, 1), *a_move = move_to(1, &u, &u.ch.owner, 0);
 	MpSigned *b_move0 = move_to(1, &u, &b.owner, 0), *b_move_m2 = move_to(2, &u, &b.owner, 1);
 	MpSigned *forged[] = {t1, forged_cap}, *odd[] = {t1}, *mismatch[] = {t1c, cap1},
@@ -477,29 +408,29 @@ START_TEST(broker_caps_an_unbound_channel)
 	struct unbound u;
 	make_unbound(&u);
 	struct tseg b, c, forger;
-	seg_make(&b, N);
-	seg_make(&c, N);
-	seg_make(&forger, N);
+	tseg_make(&b, N);
+	tseg_make(&c, N);
+	tseg_make(&forger, N);
 
 	/* Refusals change nothing: a Transfer signed by another key, for segment 2, in epoch 1,
 	 * with a chain too short to reach n, naming another segment head. */
-	MpSigned *forged = transfer(&u, 1, 0, &b, &forger.owner, u.cert_hash);
+	MpSigned *forged = transfer_sign(u.id, 1, 0, 0, &b, &forger.owner, u.cert_hash);
 	ck_assert_int_eq(transfer_code(forged), MP_ST(BAD_SIG));
-	MpSigned *t2 = transfer(&u, 2, 0, &b, &u.ch.owner, u.cert_hash);
+	MpSigned *t2 = transfer_sign(u.id, 2, 0, 0, &b, &u.ch.owner, u.cert_hash);
 	ck_assert_int_eq(transfer_code(t2), MP_ST(MALFORMED));
-	MpSigned *e1 = transfer(&u, 1, 1, &b, &u.ch.owner, u.cert_hash);
+	MpSigned *e1 = transfer_sign(u.id, 1, 1, 0, &b, &u.ch.owner, u.cert_hash);
 	ck_assert_int_eq(transfer_code(e1), MP_ST(NOT_HOLDER));
 	struct tseg short_seg;
-	seg_make(&short_seg, N - 1);
-	MpSigned *too_short = transfer(&u, 1, 0, &short_seg, &u.ch.owner, u.cert_hash);
+	tseg_make(&short_seg, N - 1);
+	MpSigned *too_short = transfer_sign(u.id, 1, 0, 0, &short_seg, &u.ch.owner, u.cert_hash);
 	ck_assert_int_eq(transfer_code(too_short), MP_ST(OUT_OF_RANGE));
-	MpSigned *bad_prev = transfer(&u, 1, 0, &b, &u.ch.owner, b.root);
+	MpSigned *bad_prev = transfer_sign(u.id, 1, 0, 0, &b, &u.ch.owner, b.root);
 	ck_assert_int_eq(transfer_code(bad_prev), MP_ST(MALFORMED));
 	expect_sql("count(*)", "segment_transfers", u.hex, "0");
 	expect_sql("count(*)", "segments", u.hex, "1");
 
 	/* A's Transfer to B: the broker's Cap at (0, 0, root of segment 0), recorded. */
-	MpSigned *t1 = transfer(&u, 1, 0, &b, &u.ch.owner, u.cert_hash);
+	MpSigned *t1 = transfer_sign(u.id, 1, 0, 0, &b, &u.ch.owner, u.cert_hash);
 	MpEnvelope *ok = transfer_req(t1);
 	ck_assert_int_eq(ok->transfer_resp->status->code, MP_ST(OK));
 	ck_assert(same_stmt(ok->transfer_resp->transfer, t1));
@@ -521,7 +452,7 @@ START_TEST(broker_caps_an_unbound_channel)
 	micropay__v1__envelope__free_unpacked(dup, NULL);
 
 	/* Another Transfer of segment 0 (A to C): CONFLICT with the stored pair. */
-	MpSigned *t1c = transfer(&u, 1, 0, &c, &u.ch.owner, u.cert_hash);
+	MpSigned *t1c = transfer_sign(u.id, 1, 0, 0, &c, &u.ch.owner, u.cert_hash);
 	MpEnvelope *conf = transfer_req(t1c);
 	ck_assert_int_eq(conf->transfer_resp->status->code, MP_ST(CONFLICT));
 	ck_assert(same_stmt(conf->transfer_resp->transfer, t1));
@@ -530,7 +461,7 @@ START_TEST(broker_caps_an_unbound_channel)
 	/* ... and A can no longer sign segment 2's Transfer. */
 	uint8_t head1[MP_HASH_LEN];
 	mp_stmt_hash(t1, head1);
-	MpSigned *t2a = transfer(&u, 2, 0, &c, &u.ch.owner, head1);
+	MpSigned *t2a = transfer_sign(u.id, 2, 0, 0, &c, &u.ch.owner, head1);
 	ck_assert_int_eq(transfer_code(t2a), MP_ST(BAD_SIG));
 	expect_sql("count(*)", "segment_transfers", u.hex, "1");
 
@@ -555,7 +486,7 @@ START_TEST(broker_caps_an_unbound_channel)
 	expect_sql("encode(holder0, 'hex')", "channels", u.hex, tm[1].mid_hex);
 
 	/* Bound: B's Transfer to C goes to the holder; the broker answers NOT_HOLDER + the Bind. */
-	MpSigned *t2b = transfer(&u, 2, 0, &c, &b.owner, head1);
+	MpSigned *t2b = transfer_sign(u.id, 2, 0, 0, &c, &b.owner, head1);
 	MpEnvelope *nh = transfer_req(t2b);
 	ck_assert_int_eq(nh->transfer_resp->status->code, MP_ST(NOT_HOLDER));
 	const MpSigned *bind = nh->transfer_resp->status->evidence;
@@ -591,7 +522,7 @@ START_TEST(broker_refuses_a_channel_with_holder0)
 	twallet_register(&u.tw, &broker);
 	char hex[MP_HEX_ID_LEN + 1];
 	mp_hex_encode(u.tw.account_id, MP_ID_LEN, hex);
-	fund_hex(hex, N);
+	net_fund(&net, hex, N);
 	tchannel_make(&u.ch, &u.tw, N, 1, tm[1].mid);
 	ck_assert_int_eq(tchannel_issue(&u.ch, &broker), MP_ST(OK));
 	wire_close(&broker);
@@ -599,13 +530,13 @@ START_TEST(broker_refuses_a_channel_with_holder0)
 	mp_hex_encode(u.id, MP_ID_LEN, u.hex);
 	mp_stmt_hash(u.ch.cert, u.cert_hash);
 	struct tseg b;
-	seg_make(&b, N);
-	MpSigned *t1 = transfer(&u, 1, 0, &b, &u.ch.owner, u.cert_hash);
+	tseg_make(&b, N);
+	MpSigned *t1 = transfer_sign(u.id, 1, 0, 0, &b, &u.ch.owner, u.cert_hash);
 	ck_assert_int_eq(transfer_code(t1), MP_ST(NOT_HOLDER));
 	expect_sql("count(*)", "segment_transfers", u.hex, "0");
 	/* An unknown channel. */
 	u.id[0] ^= 1;
-	MpSigned *tu = transfer(&u, 1, 0, &b, &u.ch.owner, u.cert_hash);
+	MpSigned *tu = transfer_sign(u.id, 1, 0, 0, &b, &u.ch.owner, u.cert_hash);
 	ck_assert_int_eq(transfer_code(tu), MP_ST(UNKNOWN_CHANNEL));
 	mp_stmt_free(t1);
 	mp_stmt_free(tu);
@@ -619,7 +550,7 @@ END_TEST
 
 static char *issue_unbound(void)
 {
-	fund_hex(account[1], N);
+	net_fund(&net, account[1], N);
 	json_t *r = admin_ok(&net, "w1", "issue", "{\"n\":100,\"unit_value\":1,\"days\":1}");
 	char *channel = strdup(json_str(r, "channel_id"));
 	json_decref(r);
