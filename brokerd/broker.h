@@ -1,5 +1,6 @@
 /* brokerd: the daemon context and the handlers' entry points. */
 #pragma once
+#include "config_doc.h"
 #include <openssl/ssl.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -154,6 +155,8 @@ bool broker_config_load(struct broker_config *cfg, const char *path, char *err, 
 /* Seconds a MerchantCert lives: merchant_cert_lifetime_s if set, else merchant_cert_days. */
 uint64_t broker_merchant_cert_lifetime(const struct broker_config *cfg);
 void broker_config_free(struct broker_config *cfg);
+/* Every configuration key with its default, in `format` (common/config_doc.h). */
+bool broker_config_doc(FILE *out, enum mp_cfg_doc_format format);
 bool broker_listen(struct broker *b, const char *host, uint16_t port);
 /* The listener's and the admission limits' counters, Prometheus text appended at out. */
 size_t broker_limits_metrics(const struct broker *b, char *out, size_t len);

@@ -6,6 +6,7 @@
 #include "amount.h"
 #include "broker.h"
 #include "config.h"
+#include "config_doc.h"
 #include "frame.h"
 #include "proto_limits.h"
 
@@ -154,4 +155,23 @@ uint64_t broker_merchant_cert_lifetime(const struct broker_config *cfg)
 void broker_config_free(struct broker_config *cfg)
 {
 	mp_config_free(broker_keys, cfg);
+}
+
+/* Values the example configuration gives the required keys. */
+static const struct mp_cfg_example broker_examples[] = {
+    {"broker", "listen", "0.0.0.0:7000"},
+    {"broker", "key_file", "/var/lib/micropay/broker/broker.key"},
+    {"tls", "cert", "/etc/micropay/tls/broker.crt"},
+    {"tls", "key", "/etc/micropay/tls/broker.key"},
+    {"tls", "ca", "/etc/micropay/tls/ca.crt"},
+    {"db", "conninfo", "host=/run/postgresql dbname=micropay user=micropay"},
+    {"admin", "socket", "/run/micropay/broker.sock"},
+    {NULL, NULL, NULL},
+};
+
+bool broker_config_doc(FILE *out, enum mp_cfg_doc_format format)
+{
+	struct broker_config defaults;
+	set_defaults(&defaults);
+	return mp_config_doc(out, format, "brokerd", broker_keys, &defaults, broker_examples);
 }

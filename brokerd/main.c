@@ -138,8 +138,14 @@ static void broker_stop(struct broker *b)
 int main(int argc, char **argv)
 {
 	struct mp_daemon_opts opts;
-	if (!mp_daemon_init(argc, argv, "brokerd", &opts))
+	switch (mp_daemon_init(argc, argv, "brokerd", broker_config_doc, &opts)) {
+	case MP_DAEMON_RUN:
+		break;
+	case MP_DAEMON_EXIT_OK:
+		return 0;
+	case MP_DAEMON_EXIT_USAGE:
 		return 2;
+	}
 	const char *config = opts.config;
 	struct broker b = {0};
 	mp_clock_init(&b.clock, opts.test_clock);
@@ -148,6 +154,10 @@ int main(int argc, char **argv)
 		log_err("%s", err);
 		broker_config_free(&b.cfg);
 		return 1;
+	}
+	if (opts.check_config) {
+		broker_config_free(&b.cfg);
+		return mp_daemon_config_ok("brokerd", config);
 	}
 	b.started_mono = mp_monotonic_s();
 	b.base = event_base_new();

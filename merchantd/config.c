@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "config_doc.h"
 #include "proto_limits.h"
 #include "merchant.h"
 
@@ -88,7 +89,7 @@ static bool broker_endpoint_valid(const struct merchant_config *cfg, const char 
 	return false;
 }
 
-bool merchant_config_load(struct merchant_config *cfg, const char *path, char *err, size_t errlen)
+static void set_defaults(struct merchant_config *cfg)
 {
 	*cfg = (struct merchant_config){0};
 	cfg->max_jump = 4096;
@@ -114,6 +115,11 @@ bool merchant_config_load(struct merchant_config *cfg, const char *path, char *e
 	cfg->redeem_retry_max = 300;
 	cfg->deadline_margin = 6 * 3600;
 	cfg->deadline_check = 60;
+}
+
+bool merchant_config_load(struct merchant_config *cfg, const char *path, char *err, size_t errlen)
+{
+	set_defaults(cfg);
 	if (!mp_config_load(path, merchant_keys, cfg, err, errlen))
 		return false;
 	if (!cfg->currency && !(cfg->currency = strdup("EUR"))) {
@@ -133,4 +139,26 @@ bool merchant_config_load(struct merchant_config *cfg, const char *path, char *e
 void merchant_config_free(struct merchant_config *cfg)
 {
 	mp_config_free(merchant_keys, cfg);
+}
+
+/* Values the example configuration gives the required keys. */
+static const struct mp_cfg_example merchant_examples[] = {
+    {"merchant", "id", "00112233445566778899aabbccddeeff"},
+    {"merchant", "listen", "0.0.0.0:7100"},
+    {"merchant", "key_file", "/var/lib/micropay/merchant/merchant.key"},
+    {"merchant", "store", "/var/lib/micropay/merchant/merchant.db"},
+    {"merchant", "broker", "broker.example.net:7000"},
+    {"merchant", "broker_pk", "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"},
+    {"tls", "cert", "/etc/micropay/tls/m-00112233445566778899aabbccddeeff.crt"},
+    {"tls", "key", "/etc/micropay/tls/m-00112233445566778899aabbccddeeff.key"},
+    {"tls", "ca", "/etc/micropay/tls/ca.crt"},
+    {"admin", "socket", "/run/micropay/merchant.sock"},
+    {NULL, NULL, NULL},
+};
+
+bool merchant_config_doc(FILE *out, enum mp_cfg_doc_format format)
+{
+	struct merchant_config defaults;
+	set_defaults(&defaults);
+	return mp_config_doc(out, format, "merchantd", merchant_keys, &defaults, merchant_examples);
 }

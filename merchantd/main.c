@@ -162,8 +162,14 @@ static void merchant_stop(struct merchant *m)
 int main(int argc, char **argv)
 {
 	struct mp_daemon_opts opts;
-	if (!mp_daemon_init(argc, argv, "merchantd", &opts))
+	switch (mp_daemon_init(argc, argv, "merchantd", merchant_config_doc, &opts)) {
+	case MP_DAEMON_RUN:
+		break;
+	case MP_DAEMON_EXIT_OK:
+		return 0;
+	case MP_DAEMON_EXIT_USAGE:
 		return 2;
+	}
 	const char *config = opts.config;
 	struct merchant m = {0};
 	mp_clock_init(&m.clock, opts.test_clock);
@@ -172,6 +178,10 @@ int main(int argc, char **argv)
 		log_err("%s", err);
 		merchant_config_free(&m.cfg);
 		return 1;
+	}
+	if (opts.check_config) {
+		merchant_config_free(&m.cfg);
+		return mp_daemon_config_ok("merchantd", config);
 	}
 	if (!mp_fault_from_env(&m.fault)) {
 		merchant_config_free(&m.cfg);

@@ -1,5 +1,6 @@
 /* merchantd: verifies off-line hash-chain payments, persists what it accepted, redeems. */
 #pragma once
+#include "config_doc.h"
 #include <openssl/ssl.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -201,6 +202,8 @@ struct merchant {
 /* config.c */
 bool merchant_config_load(struct merchant_config *cfg, const char *path, char *err, size_t errlen);
 void merchant_config_free(struct merchant_config *cfg);
+/* Every configuration key with its default, in `format` (common/config_doc.h). */
+bool merchant_config_doc(FILE *out, enum mp_cfg_doc_format format);
 
 /* table.c: id-keyed hash tables of channels and orders */
 bool table_init(struct table *t, size_t nbuckets);

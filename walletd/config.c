@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "config_doc.h"
 #include "net.h"
 #include "wallet.h"
 
@@ -43,12 +44,17 @@ static bool is_currency(const char *c)
 	       c[2] >= 'A' && c[2] <= 'Z';
 }
 
-bool wallet_config_load(struct wallet_config *cfg, const char *path, char *err, size_t errlen)
+static void set_defaults(struct wallet_config *cfg)
 {
 	*cfg = (struct wallet_config){0};
 	cfg->checkpoint_interval = 256;
 	cfg->idle_timeout = 60;
 	cfg->refund_check_interval = 300;
+}
+
+bool wallet_config_load(struct wallet_config *cfg, const char *path, char *err, size_t errlen)
+{
+	set_defaults(cfg);
 	if (!mp_config_load(path, wallet_keys, cfg, err, errlen))
 		return false;
 	if (!cfg->currency && !(cfg->currency = strdup("EUR"))) {
@@ -77,4 +83,21 @@ bool wallet_config_load(struct wallet_config *cfg, const char *path, char *err, 
 void wallet_config_free(struct wallet_config *cfg)
 {
 	mp_config_free(wallet_keys, cfg);
+}
+
+/* Values the example configuration gives the required keys. */
+static const struct mp_cfg_example wallet_examples[] = {
+    {"wallet", "store", "/var/lib/micropay/wallet/wallet.db"},
+    {"wallet", "broker", "broker.example.net:7000"},
+    {"wallet", "broker_pk", "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"},
+    {"tls", "ca", "/etc/micropay/tls/ca.crt"},
+    {"admin", "socket", "/run/micropay/wallet.sock"},
+    {NULL, NULL, NULL},
+};
+
+bool wallet_config_doc(FILE *out, enum mp_cfg_doc_format format)
+{
+	struct wallet_config defaults;
+	set_defaults(&defaults);
+	return mp_config_doc(out, format, "walletd", wallet_keys, &defaults, wallet_examples);
 }

@@ -140,8 +140,14 @@ static void wallet_stop(struct wallet *w)
 int main(int argc, char **argv)
 {
 	struct mp_daemon_opts opts;
-	if (!mp_daemon_init(argc, argv, "walletd", &opts))
+	switch (mp_daemon_init(argc, argv, "walletd", wallet_config_doc, &opts)) {
+	case MP_DAEMON_RUN:
+		break;
+	case MP_DAEMON_EXIT_OK:
+		return 0;
+	case MP_DAEMON_EXIT_USAGE:
 		return 2;
+	}
 	const char *config = opts.config;
 	struct wallet w = {0};
 	mp_clock_init(&w.clock, opts.test_clock);
@@ -150,6 +156,10 @@ int main(int argc, char **argv)
 		log_err("%s", err);
 		wallet_config_free(&w.cfg);
 		return 1;
+	}
+	if (opts.check_config) {
+		wallet_config_free(&w.cfg);
+		return mp_daemon_config_ok("walletd", config);
 	}
 	w.started_mono = mp_monotonic_s();
 	w.base = event_base_new();

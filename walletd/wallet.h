@@ -1,5 +1,6 @@
 /* walletd: the daemon context, its channels and the handlers' entry points. */
 #pragma once
+#include "config_doc.h"
 #include <jansson.h>
 #include <openssl/ssl.h>
 #include <stdbool.h>
@@ -257,3 +258,5 @@ bool wallet_admin_open(struct wallet *w);
 void wallet_stop_soon(struct wallet *w);
 bool wallet_config_load(struct wallet_config *cfg, const char *path, char *err, size_t errlen);
 void wallet_config_free(struct wallet_config *cfg);
+/* Every configuration key with its default, in `format` (common/config_doc.h). */
+bool wallet_config_doc(FILE *out, enum mp_cfg_doc_format format);
