@@ -371,33 +371,65 @@ static void admin_clock_show(struct mp_admin_req *req, json_t *params, void *ctx
 	mp_clock_admin_show(req, &b->clock);
 }
 
+#define ID_PARAM(name, what)                                                                       \
+	{                                                                                          \
+		name, MP_ADMIN_T_HEX, true, NULL, what " (32 hex digits)"                          \
+	}
+#define OP_ID(name)                                                                                \
+	{                                                                                          \
+		name, MP_ADMIN_T_HEX, true, NULL,                                                  \
+		    "32 hex digits chosen by the caller (e.g. openssl rand -hex 16), the same on " \
+		    "every "                                                                       \
+		    "retry"                                                                        \
+	}
+#define AMOUNT                                                                                     \
+	{                                                                                          \
+		"amount", MP_ADMIN_T_UINT, true, NULL, "1 .. 2^63-1 minor units"                   \
+	}
+
 static const struct mp_admin_method broker_methods[] = {
-    {"status", admin_status, "daemon status and counters"},
-    {"metrics", admin_metrics, "Prometheus text"},
-    {"account.create", admin_account_create, "{kind: merchant}"},
-    {"account.fund", admin_account_fund,
-     "{account, amount, fund_id} (fund_id: 32 hex digits, the same on retry)"},
-    {"account.show", admin_account_show, "{account} (customer account or merchant id)"},
-    {"account.payout", admin_account_payout,
-     "{account, amount, payout_id}: customer or merchant available -> external"},
-    {"payouts", admin_payouts, "{account?}: payouts, oldest first"},
-    {"bond.post", admin_bond_post, "{merchant, amount, op_id}: available -> bond"},
-    {"bond.release", admin_bond_release, "{merchant, amount, op_id}: bond -> available"},
-    {"loss_reserve.fund", admin_loss_reserve_fund, "{amount, fund_id}: external -> loss reserve"},
-    {"channel.show", admin_channel_show, "{channel}"},
+    {"status", admin_status, "daemon status and counters", NULL},
+    {"metrics", admin_metrics, "Prometheus text", NULL},
+    {"account.create", admin_account_create, "create a merchant account",
+     MP_ADMIN_PARAMS(
+	 {"kind", MP_ADMIN_T_STRING, true, NULL, "merchant (customers register from their wallet)"},
+	 {"bond", MP_ADMIN_T_UINT, false, "0",
+	  "must be 0: a bond is money (fund the merchant, then bond.post)"})},
+    {"account.fund", admin_account_fund, "external -> a customer or merchant available account",
+     MP_ADMIN_PARAMS(ID_PARAM("account", "the account id or merchant id"), AMOUNT,
+		     OP_ID("fund_id"))},
+    {"account.show", admin_account_show, "an account with its balance and related accounts",
+     MP_ADMIN_PARAMS(ID_PARAM("account", "customer account, account or merchant id"))},
+    {"account.payout", admin_account_payout, "customer or merchant available -> external",
+     MP_ADMIN_PARAMS(ID_PARAM("account", "the account id or merchant id"), AMOUNT,
+		     OP_ID("payout_id"))},
+    {"payouts", admin_payouts, "payouts, oldest first",
+     MP_ADMIN_PARAMS({"account", MP_ADMIN_T_HEX, false, "every account",
+		      "only this account's (32 hex digits)"})},
+    {"bond.post", admin_bond_post, "a merchant's available -> its bond",
+     MP_ADMIN_PARAMS(ID_PARAM("merchant", "the merchant id"), AMOUNT, OP_ID("op_id"))},
+    {"bond.release", admin_bond_release, "a merchant's bond -> its available",
+     MP_ADMIN_PARAMS(ID_PARAM("merchant", "the merchant id"), AMOUNT, OP_ID("op_id"))},
+    {"loss_reserve.fund", admin_loss_reserve_fund, "external -> the loss reserve",
+     MP_ADMIN_PARAMS(AMOUNT, OP_ID("fund_id"))},
+    {"channel.show", admin_channel_show, "a channel, its escrow and its epochs",
+     MP_ADMIN_PARAMS(ID_PARAM("channel", "the channel id"))},
     {"channel.segments", admin_channel_segments,
-     "{channel}: segments (owner, payout account, the Caps that end them)"},
+     "a channel's segments (owner, payout account, the Caps that end them)",
+     MP_ADMIN_PARAMS(ID_PARAM("channel", "the channel id"))},
     {"channel.settlement", admin_channel_settlement,
-     "{channel}: lifecycle state, deadlines, finalisation and refund"},
+     "a channel's lifecycle state, deadlines, finalisation and refund",
+     MP_ADMIN_PARAMS(ID_PARAM("channel", "the channel id"))},
     {"sweep.run", admin_sweep_run,
-     "run a settlement sweep now; answers when it is done {time, expired, finalized, failures}"},
-    {"audit", admin_audit, "ledger and escrow invariants"},
-    {"conflicts", admin_conflicts, "recorded custody conflicts (evidence, liable signer)"},
-    {"clock.show", admin_clock_show, "protocol time: {test_clock, offset, now}"},
-    {"clock.advance", admin_clock_advance,
-     "{seconds}: move the test clock forward (--test-clock only)"},
-    {"shutdown", admin_shutdown, "stop the daemon"},
-    {NULL, NULL, NULL},
+     "run a settlement sweep now; answers when it is done {time, expired, finalized, failures}",
+     NULL},
+    {"audit", admin_audit, "ledger and escrow invariants", NULL},
+    {"conflicts", admin_conflicts, "recorded custody conflicts (evidence, liable signer)", NULL},
+    {"clock.show", admin_clock_show, "protocol time: {test_clock, offset, now}", NULL},
+    {"clock.advance", admin_clock_advance, "move the test clock forward (--test-clock only)",
+     MP_ADMIN_PARAMS({"seconds", MP_ADMIN_T_UINT, true, NULL, "seconds to add"})},
+    {"shutdown", admin_shutdown, "stop the daemon", NULL},
+    {NULL, NULL, NULL, NULL},
 };
 
 bool broker_admin_open(struct broker *b)

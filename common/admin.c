@@ -14,6 +14,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "admin_builtin.h"
+#include "admin_params.h"
 #include "log.h"
 #include "peercred.h"
 #include "util.h"
@@ -87,6 +89,7 @@ static void send_json(struct admin_conn *c, json_t *msg)
 static void finish(struct mp_admin_req *req, json_t *msg)
 {
 	json_object_set(msg, "id", req->id ? req->id : json_null());
+	json_object_set_new(msg, "version", json_integer(MP_ADMIN_PROTOCOL_VERSION));
 	send_json(req->conn, msg);
 	json_decref(msg);
 	json_decref(req->id);
@@ -101,15 +104,66 @@ void mp_admin_reply(struct mp_admin_req *req, json_t *result)
 	finish(req, json_pack("{s:o}", "result", result));
 }
 
-void mp_admin_fail(struct mp_admin_req *req, int code, const char *fmt, ...)
+static json_t *error_json(int code, const char *param, const char *msg)
+{
+	return json_pack("{s:i,s:s,s:s?,s:s}", "code", code, "type", mp_admin_error_name(code),
+			 "param", param, "message", msg);
+}
+
+static void fail_v(struct mp_admin_req *req, int code, const char *param, const char *fmt,
+		   va_list ap)
 {
 	char msg[512];
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	log_info("admin %s: failed: %s", req->method, msg);
+	finish(req, json_pack("{s:o}", "error", error_json(code, param, msg)));
+}
+
+void mp_admin_fail(struct mp_admin_req *req, int code, const char *fmt, ...)
+{
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	fail_v(req, code, NULL, fmt, ap);
 	va_end(ap);
-	log_info("admin %s: failed: %s", req->method, msg);
-	finish(req, json_pack("{s:{s:i,s:s}}", "error", "code", code, "message", msg));
+}
+
+void mp_admin_fail_param(struct mp_admin_req *req, int code, const char *param, const char *fmt,
+			 ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fail_v(req, code, param, fmt, ap);
+	va_end(ap);
+}
+
+const char *mp_admin_error_name(int code)
+{
+	switch (code) {
+	case MP_ADMIN_PARSE:
+		return "PARSE";
+	case MP_ADMIN_BAD_REQUEST:
+		return "BAD_REQUEST";
+	case MP_ADMIN_NO_METHOD:
+		return "NO_METHOD";
+	case MP_ADMIN_BAD_PARAMS:
+		return "BAD_PARAMS";
+	case MP_ADMIN_INTERNAL:
+		return "INTERNAL";
+	case MP_ADMIN_VERSION:
+		return "VERSION";
+	case MP_ADMIN_REFUSED:
+		return "REFUSED";
+	case MP_ADMIN_FAILED:
+		return "FAILED";
+	case MP_ADMIN_UNAVAILABLE:
+		return "UNAVAILABLE";
+	}
+	return "ERROR";
+}
+
+const struct mp_admin_method *mp_admin_daemon_methods(const struct mp_admin *a)
+{
+	return a->methods;
 }
 
 const char *mp_admin_method_name(const struct mp_admin_req *req)
@@ -117,54 +171,98 @@ const char *mp_admin_method_name(const struct mp_admin_req *req)
 	return req->method;
 }
 
-static void reply_early_error(struct admin_conn *c, json_t *id, int code, const char *msg)
+/* An answer sent before any method runs (no request object yet). */
+static void reply_early_error(struct admin_conn *c, json_t *id, int code, const char *param,
+			      const char *msg)
 {
-	json_t *out =
-	    json_pack("{s:O?,s:{s:i,s:s}}", "id", id, "error", "code", code, "message", msg);
+	log_info("admin: request refused: %s", msg);
+	json_t *out = json_pack("{s:O?,s:i,s:o}", "id", id, "version", MP_ADMIN_PROTOCOL_VERSION,
+				"error", error_json(code, param, msg));
 	send_json(c, out);
 	json_decref(out);
 }
 
+static const struct mp_admin_method *find_method(const struct mp_admin_method *table,
+						 const char *name)
+{
+	for (const struct mp_admin_method *m = table; m->name; m++)
+		if (!strcmp(m->name, name))
+			return m;
+	return NULL;
+}
+
+/* The request's version must be this daemon's; false (answered) otherwise. */
+static bool version_accepted(struct admin_conn *c, json_t *msg, json_t *id)
+{
+	json_t *v = json_object_get(msg, "version");
+	if (json_is_integer(v) && json_integer_value(v) == MP_ADMIN_PROTOCOL_VERSION)
+		return true;
+	char text[256];
+	if (json_is_integer(v))
+		snprintf(text, sizeof(text),
+			 "admin protocol version %lld is not supported: this daemon speaks version "
+			 "%d (use the mpctl of the daemon's build)",
+			 (long long)json_integer_value(v), MP_ADMIN_PROTOCOL_VERSION);
+	else
+		snprintf(text, sizeof(text),
+			 "the request carries no admin protocol version: this daemon speaks "
+			 "version %d (use the mpctl of the daemon's build)",
+			 MP_ADMIN_PROTOCOL_VERSION);
+	reply_early_error(c, id, MP_ADMIN_VERSION, NULL, text);
+	return false;
+}
+
+/* Checked in this order, each refusal answered before the method runs: JSON object, version,
+ * request shape, method name, declared parameters. */
 static void dispatch(struct admin_conn *c, const char *line)
 {
 	json_error_t jerr;
 	json_t *msg = json_loads(line, JSON_REJECT_DUPLICATES, &jerr);
 	if (!msg || !json_is_object(msg)) {
-		reply_early_error(c, NULL, MP_ADMIN_PARSE, msg ? "expected an object" : jerr.text);
+		reply_early_error(c, NULL, MP_ADMIN_PARSE, NULL,
+				  msg ? "expected an object" : jerr.text);
 		json_decref(msg);
 		return;
 	}
 	json_t *id = json_object_get(msg, "id");
 	const char *method = json_string_value(json_object_get(msg, "method"));
 	json_t *params = json_object_get(msg, "params");
+	if (!version_accepted(c, msg, id)) {
+		json_decref(msg);
+		return;
+	}
 	if (!method || (params && !json_is_object(params))) {
-		reply_early_error(c, id, MP_ADMIN_BAD_REQUEST,
-				  "expected {\"method\": string, \"params\": object}");
+		reply_early_error(
+		    c, id, MP_ADMIN_BAD_REQUEST, NULL,
+		    "expected {\"version\": int, \"method\": string, \"params\": object}");
 		json_decref(msg);
 		return;
 	}
-	const struct mp_admin_method *m = c->admin->methods;
-	while (m->name && strcmp(m->name, method))
-		m++;
-	if (!m->name) {
-		char text[128];
-		snprintf(text, sizeof(text), "unknown method '%.64s'", method);
-		reply_early_error(c, id, MP_ADMIN_NO_METHOD, text);
+	void *ctx = c->admin->ctx;
+	const struct mp_admin_method *m = find_method(c->admin->methods, method);
+	if (!m && (m = find_method(mp_admin_builtins, method)))
+		ctx = c->admin;
+	if (!m) {
+		char text[160];
+		snprintf(text, sizeof(text), "unknown method '%.64s' (see: help)", method);
+		reply_early_error(c, id, MP_ADMIN_NO_METHOD, NULL, text);
 		json_decref(msg);
 		return;
 	}
-	struct mp_admin_req *req = calloc(1, sizeof(*req));
-	if (!req) {
-		reply_early_error(c, id, MP_ADMIN_INTERNAL, "out of memory");
-		json_decref(msg);
-		return;
-	}
-	req->conn = c;
-	c->refs++;
-	req->id = json_incref(id);
-	req->method = m->name;
 	json_t *p = params ? json_incref(params) : json_object();
-	m->fn(req, p, c->admin->ctx);
+	struct mp_admin_param_error perr;
+	struct mp_admin_req *req = NULL;
+	if (!mp_admin_check_params(m, p, &perr))
+		reply_early_error(c, id, MP_ADMIN_BAD_PARAMS, perr.param, perr.message);
+	else if (!(req = calloc(1, sizeof(*req))))
+		reply_early_error(c, id, MP_ADMIN_INTERNAL, NULL, "out of memory");
+	if (req) {
+		req->conn = c;
+		c->refs++;
+		req->id = json_incref(id);
+		req->method = m->name;
+		m->fn(req, p, ctx);
+	}
 	json_decref(p);
 	json_decref(msg);
 }
@@ -199,12 +297,29 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 		conn_close(arg);
 }
 
+/* Tell a refused peer why (one line, never blocking: a fresh socket's buffer is empty), then
+ * close. mp_peer_allowed logged it. */
+static void refuse_peer(evutil_socket_t fd)
+{
+	char line[256];
+	int len = snprintf(line, sizeof(line),
+			   "{\"id\":null,\"version\":%d,\"error\":{\"code\":%d,\"type\":\"%s\","
+			   "\"message\":\"caller refused: not root, not the daemon's user, not a "
+			   "member of its group or of the admin group\"}}\n",
+			   MP_ADMIN_PROTOCOL_VERSION, MP_ADMIN_REFUSED,
+			   mp_admin_error_name(MP_ADMIN_REFUSED));
+	if (len > 0 && (size_t)len < sizeof(line) &&
+	    send(fd, line, (size_t)len, MSG_DONTWAIT | MSG_NOSIGNAL) != len)
+		log_info("admin: could not tell the refused peer: %s", strerror(errno));
+	evutil_closesocket(fd);
+}
+
 static void on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa,
 		      int salen, void *arg)
 {
 	struct mp_admin *a = arg;
 	if (!mp_peer_allowed(fd, &a->policy)) {
-		evutil_closesocket(fd);
+		refuse_peer(fd);
 		return;
 	}
 	struct admin_conn *c = calloc(1, sizeof(*c));
@@ -323,7 +438,8 @@ bool mp_admin_param_str(struct mp_admin_req *req, json_t *params, const char *ke
 		return true;
 	}
 	if (!json_is_string(v)) {
-		mp_admin_fail(req, MP_ADMIN_BAD_PARAMS, "parameter '%s' must be a string", key);
+		mp_admin_fail_param(req, MP_ADMIN_BAD_PARAMS, key,
+				    "parameter '%s' must be a string", key);
 		return false;
 	}
 	*out = json_string_value(v);
@@ -350,20 +466,25 @@ bool mp_admin_param_u64(struct mp_admin_req *req, json_t *params, const char *ke
 			return true;
 		}
 	}
-	mp_admin_fail(req, MP_ADMIN_BAD_PARAMS, "parameter '%s' must be a non-negative integer",
-		      key);
+	mp_admin_fail_param(req, MP_ADMIN_BAD_PARAMS, key,
+			    "parameter '%s' must be a non-negative integer", key);
 	return false;
 }
 
 bool mp_admin_param_id(struct mp_admin_req *req, json_t *params, const char *key, uint8_t *out,
 		       size_t len)
 {
-	const char *hex;
-	if (!mp_admin_param_str(req, params, key, &hex, true))
-		return false;
-	if (!mp_hex_decode(hex, out, len)) {
-		mp_admin_fail(req, MP_ADMIN_BAD_PARAMS, "parameter '%s' must be %zu hex digits",
-			      key, 2 * len);
+	json_t *v = json_object_get(params, key);
+	char digits[32];
+	const char *hex = json_string_value(v);
+	if (json_is_integer(v) && json_integer_value(v) >= 0) {
+		/* mpctl sends digit-only values as integers: take the digits back. */
+		snprintf(digits, sizeof(digits), "%lld", (long long)json_integer_value(v));
+		hex = digits;
+	}
+	if (!hex || strlen(hex) != 2 * len || !mp_hex_decode(hex, out, len)) {
+		mp_admin_fail_param(req, MP_ADMIN_BAD_PARAMS, key,
+				    "parameter '%s' must be %zu hex digits", key, 2 * len);
 		return false;
 	}
 	return true;

@@ -22,11 +22,48 @@ struct mp_admin_req;
 
 typedef void (*mp_admin_fn)(struct mp_admin_req *req, json_t *params, void *ctx);
 
+/* The admin protocol's version: every request and every answer carries it ("version"); a
+ * request of another version (or none) is refused with MP_ADMIN_VERSION before anything else,
+ * and the client refuses an answer of another version. Raise it when a change would make an
+ * older mpctl or daemon misread a message. */
+#define MP_ADMIN_PROTOCOL_VERSION 1
+
+/* What a parameter's JSON value may be (checked before the method runs):
+ *   STRING: a string;  UINT: a non-negative integer, or a string of decimal digits;
+ *   HEX: a string of hex digits, or a non-negative integer (mpctl sends digit-only values as
+ *   integers);  BOOL: true or false;  JSON: any JSON value. */
+enum mp_admin_type {
+	MP_ADMIN_T_STRING,
+	MP_ADMIN_T_UINT,
+	MP_ADMIN_T_HEX,
+	MP_ADMIN_T_BOOL,
+	MP_ADMIN_T_JSON,
+};
+
+/* One declared parameter. fallback: what an absent optional parameter means (shown by help;
+ * NULL: nothing to say). */
+struct mp_admin_param {
+	const char *name;
+	enum mp_admin_type type;
+	bool required;
+	const char *fallback;
+	const char *help;
+};
+
+/* A method: its handler, a one-line description and its parameters (an array ending with
+ * {NULL}; NULL: none). A request naming a parameter not declared here, or lacking a required
+ * one, or giving one of the wrong type, is refused (MP_ADMIN_BAD_PARAMS naming it) before fn
+ * runs. */
 struct mp_admin_method {
 	const char *name;
 	mp_admin_fn fn;
 	const char *help;
+	const struct mp_admin_param *params;
 };
+
+/* A parameter list for a method table: MP_ADMIN_PARAMS({"channel", MP_ADMIN_T_HEX, true,
+ * NULL, "the channel id"}, ...). */
+#define MP_ADMIN_PARAMS(...) ((const struct mp_admin_param[]){__VA_ARGS__, {NULL}})
 
 enum mp_admin_error {
 	MP_ADMIN_PARSE = -32700,
@@ -34,9 +71,14 @@ enum mp_admin_error {
 	MP_ADMIN_NO_METHOD = -32601,
 	MP_ADMIN_BAD_PARAMS = -32602,
 	MP_ADMIN_INTERNAL = -32603,
-	MP_ADMIN_FAILED = -1, /* the operation itself failed; message says why */
+	MP_ADMIN_VERSION = -32001, /* the request's protocol version is not this daemon's */
+	MP_ADMIN_REFUSED = -32002, /* the caller's credentials are not admitted */
+	MP_ADMIN_FAILED = -1,	   /* the operation itself failed; message says why */
 	MP_ADMIN_UNAVAILABLE = -2,
 };
+
+/* The error's type as it appears in answers ("error": {"code", "type", "message"}). */
+const char *mp_admin_error_name(int code);
 
 /* methods ends with {NULL}. The table must outlive the admin socket. group: the admin group
  * (a group name or a numeric gid), or NULL for none. NULL (logged) on failure. */
@@ -49,6 +91,9 @@ void mp_admin_reply(struct mp_admin_req *req, json_t *result);
 void mp_admin_fail(struct mp_admin_req *req, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 const char *mp_admin_method_name(const struct mp_admin_req *req);
+/* Like mp_admin_fail, naming the parameter at fault ("param" in the answer). */
+void mp_admin_fail_param(struct mp_admin_req *req, int code, const char *param, const char *fmt,
+			 ...) __attribute__((format(printf, 4, 5)));
 
 /* Bytes as a lower-case hex JSON string. */
 json_t *mp_json_hex(const uint8_t *data, size_t len);
@@ -61,7 +106,29 @@ bool mp_admin_param_u64(struct mp_admin_req *req, json_t *params, const char *ke
 bool mp_admin_param_id(struct mp_admin_req *req, json_t *params, const char *key, uint8_t *out,
 		       size_t len);
 
-/* Client side (mpctl, tests): one blocking call. NULL with err filled on any failure; a
- * daemon error comes back as NULL with "code: message" in err. */
+/* Client side (mpctl, tests). */
+enum mp_admin_outcome {
+	MP_CALL_OK,	  /* the result */
+	MP_CALL_FAILED,	  /* the daemon answered an error (error holds it) */
+	MP_CALL_DOWN,	  /* no socket, nobody listening */
+	MP_CALL_REFUSED,  /* the caller is not admitted (credentials or file permissions) */
+	MP_CALL_TIMEOUT,  /* no answer before the deadline */
+	MP_CALL_PROTOCOL, /* an answer of another version, unparsable, or none */
+};
+
+struct mp_admin_answer {
+	enum mp_admin_outcome outcome;
+	json_t *result;	    /* MP_CALL_OK: owned by the caller */
+	json_t *error;	    /* MP_CALL_FAILED, MP_CALL_REFUSED when the daemon said so: owned */
+	char message[1024]; /* every outcome but OK: one line saying what happened */
+};
+
+/* One call with a deadline of timeout_ms on connecting, sending and answering (0: none). */
+void mp_admin_call_timed(const char *path, const char *method, json_t *params, int timeout_ms,
+			 struct mp_admin_answer *out);
+void mp_admin_answer_free(struct mp_admin_answer *a);
+
+/* One blocking call (tests; a deadline of 10 minutes). NULL with err filled on any failure; a
+ * daemon error comes back as NULL with "error CODE TYPE: message" in err. */
 json_t *mp_admin_call(const char *path, const char *method, json_t *params, char *err,
 		      size_t errlen);

@@ -1,122 +1,264 @@
-/* Blocking client of the admin socket, for mpctl and the tests. */
+/* Blocking client of the admin socket, for mpctl and the tests: one request, one answer, every
+ * step under one deadline.
+ *
+ *   connect (non-blocking, poll) -> send the request line -> read the answer line -> check its
+ *   version -> result | error
+ *
+ * Outcomes (admin.h): DOWN when no socket or nobody listens, REFUSED when the file system or
+ * the daemon's credential check refuses the caller, TIMEOUT when the deadline passes,
+ * PROTOCOL for an answer of another version or none, FAILED for an error answer. */
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "admin.h"
 
-static bool write_all(int fd, const char *buf, size_t len)
+#define ANSWER_MAX (64u << 20) /* an answer longer than this is not one */
+
+struct call {
+	int fd;
+	int64_t deadline_ms; /* monotonic; 0: none */
+	struct mp_admin_answer *out;
+};
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void say(struct call *c, enum mp_admin_outcome outcome, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void say(struct call *c, enum mp_admin_outcome outcome, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(c->out->message, sizeof(c->out->message), fmt, ap);
+	va_end(ap);
+	c->out->outcome = outcome;
+}
+
+/* Wait for events on the socket until the deadline: 1 ready, 0 timed out, -1 error. */
+static int wait_for(struct call *c, short events)
+{
+	for (;;) {
+		int timeout = -1;
+		if (c->deadline_ms) {
+			int64_t left = c->deadline_ms - now_ms();
+			if (left <= 0)
+				return 0;
+			timeout = left > 3600000 ? 3600000 : (int)left;
+		}
+		struct pollfd p = {c->fd, events, 0};
+		int n = poll(&p, 1, timeout);
+		if (n > 0)
+			return 1;
+		if (n < 0 && errno != EINTR)
+			return -1;
+	}
+}
+
+static bool connect_unix(struct call *c, const char *path, int timeout_ms)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		say(c, MP_CALL_DOWN, "%s: socket path too long", path);
+		return false;
+	}
+	strcpy(sun.sun_path, path);
+	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (c->fd < 0) {
+		say(c, MP_CALL_DOWN, "cannot create a socket: %s", strerror(errno));
+		return false;
+	}
+	if (connect(c->fd, (struct sockaddr *)&sun, sizeof(sun)) == 0)
+		return true;
+	int err = errno;
+	if (err == EAGAIN || err == EINPROGRESS) { /* the daemon's backlog is full */
+		socklen_t len = sizeof(err);
+		int ready = wait_for(c, POLLOUT);
+		if (ready == 0) {
+			say(c, MP_CALL_TIMEOUT, "%s: not accepting connections within %d ms", path,
+			    timeout_ms);
+			return false;
+		}
+		if (ready > 0 && getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 &&
+		    err == 0)
+			return true;
+	}
+	if (err == EACCES || err == EPERM)
+		say(c, MP_CALL_REFUSED,
+		    "%s: permission denied (not the daemon's user, not in its group or admin "
+		    "group)",
+		    path);
+	else
+		say(c, MP_CALL_DOWN, "cannot connect to %s (is the daemon running?): %s", path,
+		    strerror(err));
+	return false;
+}
+
+static bool send_all(struct call *c, const char *buf, size_t len, int timeout_ms)
 {
 	while (len) {
-		ssize_t n = write(fd, buf, len);
+		ssize_t n = send(c->fd, buf, len, MSG_NOSIGNAL);
+		if (n > 0) {
+			buf += n;
+			len -= (size_t)n;
+			continue;
+		}
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n <= 0)
-			return false;
-		buf += n;
-		len -= (size_t)n;
+		if (n < 0 && errno == EAGAIN) {
+			int ready = wait_for(c, POLLOUT);
+			if (ready == 0) {
+				say(c, MP_CALL_TIMEOUT, "the daemon took no request within %d ms",
+				    timeout_ms);
+				return false;
+			}
+			if (ready > 0)
+				continue;
+		}
+		/* A refused caller finds the socket closed: its answer may still be readable. */
+		if (n < 0 && (errno == EPIPE || errno == ECONNRESET))
+			return true;
+		say(c, MP_CALL_PROTOCOL, "cannot send the request: %s",
+		    n < 0 ? strerror(errno) : "nothing sent");
+		return false;
 	}
 	return true;
 }
 
-/* Read one line (the reply); malloc'd, NULL on EOF or error. */
-static char *read_line(int fd)
+/* The answer line, malloc'd; NULL with the outcome said. */
+static char *read_line(struct call *c, int timeout_ms)
 {
 	size_t cap = 4096, len = 0;
 	char *buf = malloc(cap);
 	while (buf) {
-		if (len + 1 == cap) {
-			char *bigger = realloc(buf, cap *= 2);
+		if (len + 1 >= cap) {
+			char *bigger = cap < ANSWER_MAX ? realloc(buf, cap *= 2) : NULL;
 			if (!bigger)
 				break;
 			buf = bigger;
 		}
-		ssize_t n = read(fd, buf + len, 1);
+		ssize_t n = recv(c->fd, buf + len, cap - 1 - len, 0);
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n <= 0)
-			break;
-		if (buf[len] == '\n') {
-			buf[len] = '\0';
+		if (n < 0 && errno == EAGAIN) {
+			int ready = wait_for(c, POLLIN);
+			if (ready == 0) {
+				say(c, MP_CALL_TIMEOUT, "no answer within %d ms", timeout_ms);
+				free(buf);
+				return NULL;
+			}
+			if (ready > 0)
+				continue;
+		}
+		if (n <= 0) {
+			say(c, MP_CALL_PROTOCOL,
+			    "the daemon closed the connection without an answer");
+			free(buf);
+			return NULL;
+		}
+		char *nl = memchr(buf + len, '\n', (size_t)n);
+		len += (size_t)n;
+		if (nl) {
+			*nl = '\0';
 			return buf;
 		}
-		len++;
 	}
+	say(c, MP_CALL_PROTOCOL, "answer too long or out of memory");
 	free(buf);
 	return NULL;
 }
 
-static int connect_unix(const char *path, char *err, size_t errlen)
-{
-	struct sockaddr_un sun = {.sun_family = AF_UNIX};
-	if (strlen(path) >= sizeof(sun.sun_path)) {
-		snprintf(err, errlen, "%s: socket path too long", path);
-		return -1;
-	}
-	strcpy(sun.sun_path, path);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
-		snprintf(err, errlen, "cannot connect to %s (is the daemon running?): %s", path,
-			 strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	return fd;
-}
-
-static json_t *parse_reply(const char *line, char *err, size_t errlen)
+static void take_answer(struct call *c, const char *line)
 {
 	json_error_t jerr;
 	json_t *reply = json_loads(line, 0, &jerr);
-	if (!reply) {
-		snprintf(err, errlen, "unparsable reply: %s", jerr.text);
-		return NULL;
-	}
-	json_t *error = json_object_get(reply, "error");
-	if (error) {
-		snprintf(err, errlen, "error %lld: %s",
-			 (long long)json_integer_value(json_object_get(error, "code")),
-			 json_string_value(json_object_get(error, "message")) ?: "(no message)");
+	if (!json_is_object(reply)) {
+		say(c, MP_CALL_PROTOCOL, "unparsable answer: %s",
+		    reply ? "not an object" : jerr.text);
 		json_decref(reply);
-		return NULL;
+		return;
 	}
-	json_t *result = json_incref(json_object_get(reply, "result"));
+	json_t *version = json_object_get(reply, "version");
+	json_t *error = json_object_get(reply, "error");
+	json_t *result = json_object_get(reply, "result");
+	if (!json_is_integer(version) || json_integer_value(version) != MP_ADMIN_PROTOCOL_VERSION) {
+		say(c, MP_CALL_PROTOCOL,
+		    "the daemon answered in admin protocol version %lld; this mpctl speaks version "
+		    "%d (use the mpctl of the daemon's build)",
+		    json_is_integer(version) ? (long long)json_integer_value(version) : -1LL,
+		    MP_ADMIN_PROTOCOL_VERSION);
+	} else if (json_is_object(error)) {
+		long long code = (long long)json_integer_value(json_object_get(error, "code"));
+		say(c, code == MP_ADMIN_REFUSED ? MP_CALL_REFUSED : MP_CALL_FAILED,
+		    "error %lld %s: %s", code,
+		    json_string_value(json_object_get(error, "type")) ?: "ERROR",
+		    json_string_value(json_object_get(error, "message")) ?: "(no message)");
+		c->out->error = json_incref(error);
+	} else if (result) {
+		c->out->outcome = MP_CALL_OK;
+		c->out->result = json_incref(result);
+	} else {
+		say(c, MP_CALL_PROTOCOL, "the answer has neither result nor error");
+	}
 	json_decref(reply);
-	if (!result)
-		snprintf(err, errlen, "reply has neither result nor error");
-	return result;
+}
+
+void mp_admin_call_timed(const char *path, const char *method, json_t *params, int timeout_ms,
+			 struct mp_admin_answer *out)
+{
+	*out = (struct mp_admin_answer){0};
+	struct call c = {-1, timeout_ms > 0 ? now_ms() + timeout_ms : 0, out};
+	if (!connect_unix(&c, path, timeout_ms))
+		goto done;
+	json_t *req = json_pack("{s:i,s:i,s:s,s:O}", "id", 1, "version", MP_ADMIN_PROTOCOL_VERSION,
+				"method", method, "params", params ? params : json_object());
+	char *text = req ? json_dumps(req, JSON_COMPACT) : NULL;
+	json_decref(req);
+	if (!text) {
+		say(&c, MP_CALL_PROTOCOL, "cannot encode the request");
+		goto done;
+	}
+	size_t len = strlen(text);
+	text[len] = '\n'; /* json_dumps' terminator: the line is sent without it */
+	bool sent = send_all(&c, text, len + 1, timeout_ms);
+	free(text);
+	char *line = sent ? read_line(&c, timeout_ms) : NULL;
+	if (line)
+		take_answer(&c, line);
+	free(line);
+done:
+	if (c.fd >= 0)
+		close(c.fd);
+}
+
+void mp_admin_answer_free(struct mp_admin_answer *a)
+{
+	json_decref(a->result);
+	json_decref(a->error);
+	a->result = a->error = NULL;
 }
 
 json_t *mp_admin_call(const char *path, const char *method, json_t *params, char *err,
 		      size_t errlen)
 {
-	int fd = connect_unix(path, err, errlen);
-	if (fd < 0)
-		return NULL;
-	json_t *req = params
-			  ? json_pack("{s:i,s:s,s:O}", "id", 1, "method", method, "params", params)
-			  : json_pack("{s:i,s:s,s:{}}", "id", 1, "method", method, "params");
-	char *text = req ? json_dumps(req, JSON_COMPACT) : NULL;
-	json_decref(req);
-	json_t *result = NULL;
-	if (!text) {
-		snprintf(err, errlen, "cannot encode the request");
-	} else if (!write_all(fd, text, strlen(text)) || !write_all(fd, "\n", 1)) {
-		snprintf(err, errlen, "cannot send to %s: %s", path, strerror(errno));
-	} else {
-		char *line = read_line(fd);
-		if (!line)
-			snprintf(err, errlen, "%s closed the connection without a reply", path);
-		else
-			result = parse_reply(line, err, errlen);
-		free(line);
-	}
-	free(text);
-	close(fd);
+	struct mp_admin_answer a;
+	mp_admin_call_timed(path, method, params, 600000, &a);
+	if (a.outcome != MP_CALL_OK)
+		snprintf(err, errlen, "%s", a.message);
+	json_t *result = a.result;
+	a.result = NULL;
+	mp_admin_answer_free(&a);
 	return result;
 }

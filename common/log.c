@@ -1,25 +1,50 @@
 #include "log.h"
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+/* ident and journal are written once at start; max_level is atomic: any thread reads it, the
+ * event loop's thread changes it (mp_log_set_level). */
 static struct {
 	char ident[32];
-	enum mp_log_level max_level;
+	_Atomic int max_level;
 	bool journal;
 } log_cfg = {"micropay", MP_LOG_INFO, false};
 
 void mp_log_init(const char *ident, enum mp_log_level max_level)
 {
 	snprintf(log_cfg.ident, sizeof(log_cfg.ident), "%s", ident);
-	log_cfg.max_level = max_level;
+	atomic_store(&log_cfg.max_level, (int)max_level);
 	log_cfg.journal = getenv("JOURNAL_STREAM") != NULL;
 }
 
-static const char *level_name(enum mp_log_level level)
+enum mp_log_level mp_log_level(void)
+{
+	return (enum mp_log_level)atomic_load(&log_cfg.max_level);
+}
+
+void mp_log_set_level(enum mp_log_level level)
+{
+	atomic_store(&log_cfg.max_level, (int)level);
+}
+
+bool mp_log_level_parse(const char *name, enum mp_log_level *out)
+{
+	static const enum mp_log_level all[] = {MP_LOG_ERR, MP_LOG_WARN, MP_LOG_INFO, MP_LOG_DEBUG};
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+		if (!strcmp(name, mp_log_level_name(all[i]))) {
+			*out = all[i];
+			return true;
+		}
+	}
+	return false;
+}
+
+const char *mp_log_level_name(enum mp_log_level level)
 {
 	switch (level) {
 	case MP_LOG_ERR:
@@ -36,7 +61,7 @@ static const char *level_name(enum mp_log_level level)
 
 void mp_vlog(enum mp_log_level level, const char *fmt, va_list ap)
 {
-	if (level > log_cfg.max_level)
+	if ((int)level > atomic_load(&log_cfg.max_level))
 		return;
 	char line[1024];
 	vsnprintf(line, sizeof(line), fmt, ap);
@@ -51,7 +76,7 @@ void mp_vlog(enum mp_log_level level, const char *fmt, va_list ap)
 	char stamp[32];
 	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
 	fprintf(stderr, "%s.%03ldZ %s %s: %s\n", stamp, ts.tv_nsec / 1000000, log_cfg.ident,
-		level_name(level), line);
+		mp_log_level_name(level), line);
 }
 
 void mp_log(enum mp_log_level level, const char *fmt, ...)

@@ -237,19 +237,21 @@ static void admin_clock_show(struct mp_admin_req *req, json_t *params, void *ctx
 }
 
 static const struct mp_admin_method merchant_methods[] = {
-    {"status", admin_status, "daemon status and counters"},
-    {"metrics", admin_metrics, "Prometheus text"},
-    {"channels", admin_channels, "channels held"},
-    {"order.create", admin_order_create, "{price}: an order reference to pay"},
-    {"order.show", admin_order_show, "{order_ref}"},
-    {"redeem", admin_redeem, "redeem accepted payments now"},
+    {"status", admin_status, "daemon status and counters", NULL},
+    {"metrics", admin_metrics, "Prometheus text", NULL},
+    {"channels", admin_channels, "channels held", NULL},
+    {"order.create", admin_order_create, "an order reference to pay",
+     MP_ADMIN_PARAMS({"price", MP_ADMIN_T_UINT, true, NULL, "price in minor units"})},
+    {"order.show", admin_order_show, "one order",
+     MP_ADMIN_PARAMS({"order_ref", MP_ADMIN_T_HEX, true, NULL, "the order reference (hex)"})},
+    {"redeem", admin_redeem, "redeem accepted payments now", NULL},
     {"store.compact", admin_store_compact,
-     "fold old redeemed payments, drop old answered Redeems, shrink the store"},
-    {"clock.show", admin_clock_show, "protocol time: {test_clock, offset, now}"},
-    {"clock.advance", admin_clock_advance,
-     "{seconds}: move the test clock forward (--test-clock only)"},
-    {"shutdown", admin_shutdown, "stop the daemon"},
-    {NULL, NULL, NULL},
+     "fold old redeemed payments, drop old answered Redeems, shrink the store", NULL},
+    {"clock.show", admin_clock_show, "protocol time: {test_clock, offset, now}", NULL},
+    {"clock.advance", admin_clock_advance, "move the test clock forward (--test-clock only)",
+     MP_ADMIN_PARAMS({"seconds", MP_ADMIN_T_UINT, true, NULL, "seconds to add"})},
+    {"shutdown", admin_shutdown, "stop the daemon", NULL},
+    {NULL, NULL, NULL, NULL},
 };
 
 bool merchant_admin_open(struct merchant *m)

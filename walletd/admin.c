@@ -178,32 +178,57 @@ static void admin_clock_show(struct mp_admin_req *req, json_t *params, void *ctx
 	mp_clock_admin_show(req, &w->clock);
 }
 
+#define CHANNEL_ID                                                                                 \
+	{                                                                                          \
+		"channel_id", MP_ADMIN_T_HEX, true, NULL, "the channel id (32 hex digits)"         \
+	}
+#define ENDPOINT_HOLDER                                                                            \
+	{                                                                                          \
+		"endpoint", MP_ADMIN_T_STRING, false, "the holder's",                              \
+		    "host:port of the merchant holding the channel"                                \
+	}
+
 static const struct mp_admin_method wallet_methods[] = {
-    {"status", admin_status, "daemon status"},
-    {"metrics", admin_metrics, "Prometheus text"},
-    {"register", wallet_admin_register, "register the account key with the broker"},
-    {"issue", wallet_admin_issue, "{merchant_id, n, unit_value, days: 1|7|30}"},
-    {"issue.retry", wallet_admin_issue_retry, "{channel_id}: resend a stored IssueRequest"},
-    {"pay", wallet_admin_pay,
-     "{channel_id, endpoint, units, order_ref, merchant_id (default: the holder)}"},
-    {"transfer.offer", wallet_admin_transfer_offer,
-     "{channel_id, len (default 10000)}: B's offer to receive a channel"},
-    {"transfer.send", wallet_admin_transfer_send,
-     "{channel_id, offer, endpoint (default: the holder's)}: give the channel's rest away"},
-    {"transfer.accept", wallet_admin_transfer_accept,
-     "{bundle}: take a channel given to this wallet"},
-    {"close", wallet_admin_close,
-     "{channel_id, endpoint (default: the holder's)}: close the channel early at its holder"},
+    {"status", admin_status, "daemon status: account, channels, currency, broker, time", NULL},
+    {"metrics", admin_metrics, "Prometheus text", NULL},
+    {"register", wallet_admin_register, "register the account key with the broker", NULL},
+    {"issue", wallet_admin_issue, "issue a channel: escrow n * unit_value at the broker",
+     MP_ADMIN_PARAMS({"merchant_id", MP_ADMIN_T_HEX, false, "unbound",
+		      "the first holder (32 hex digits); without it the first merchant paid "
+		      "binds the channel"},
+		     {"n", MP_ADMIN_T_UINT, true, NULL, "number of units"},
+		     {"unit_value", MP_ADMIN_T_UINT, true, NULL, "value of one unit, minor units"},
+		     {"days", MP_ADMIN_T_UINT, true, NULL, "lifetime: 1, 7 or 30"})},
+    {"issue.retry", wallet_admin_issue_retry, "resend a stored IssueRequest",
+     MP_ADMIN_PARAMS(CHANNEL_ID)},
+    {"pay", wallet_admin_pay, "pay units at a merchant for an order",
+     MP_ADMIN_PARAMS(
+	 CHANNEL_ID, {"endpoint", MP_ADMIN_T_STRING, true, NULL, "host:port of the merchant"},
+	 {"units", MP_ADMIN_T_UINT, true, NULL, "units to pay"},
+	 {"order_ref", MP_ADMIN_T_HEX, true, NULL, "the merchant's order reference (hex)"},
+	 {"merchant_id", MP_ADMIN_T_HEX, false, "the holder",
+	  "the merchant to pay (another one: a handoff)"})},
+    {"transfer.offer", wallet_admin_transfer_offer, "the receiver's offer to take a channel",
+     MP_ADMIN_PARAMS(CHANNEL_ID, {"len", MP_ADMIN_T_UINT, false, "10000",
+				  "length of the receiver's new chain"})},
+    {"transfer.send", wallet_admin_transfer_send, "give the channel's rest away",
+     MP_ADMIN_PARAMS(CHANNEL_ID, {"offer", MP_ADMIN_T_STRING, true, NULL, "the receiver's offer"},
+		     ENDPOINT_HOLDER)},
+    {"transfer.accept", wallet_admin_transfer_accept, "take a channel given to this wallet",
+     MP_ADMIN_PARAMS({"bundle", MP_ADMIN_T_STRING, true, NULL, "the sender's bundle"})},
+    {"close", wallet_admin_close, "close the channel early at its holder",
+     MP_ADMIN_PARAMS(CHANNEL_ID, ENDPOINT_HOLDER)},
     {"refund", wallet_admin_refund,
-     "{channel_id}: ask the broker for the channel's refund (TOO_EARLY: when to ask again)"},
+     "ask the broker for the channel's refund (TOO_EARLY: when to ask again)",
+     MP_ADMIN_PARAMS(CHANNEL_ID)},
     {"balance", admin_balance,
-     "spendable value, value in open channels, pending refunds, refunded, per channel"},
-    {"channels", admin_channels, "every channel of this wallet"},
-    {"clock.show", admin_clock_show, "protocol time: {test_clock, offset, now}"},
-    {"clock.advance", admin_clock_advance,
-     "{seconds}: move the test clock forward (--test-clock only)"},
-    {"shutdown", admin_shutdown, "stop the daemon"},
-    {NULL, NULL, NULL},
+     "spendable value, value in open channels, pending refunds, refunded, per channel", NULL},
+    {"channels", admin_channels, "every channel of this wallet, and its offers", NULL},
+    {"clock.show", admin_clock_show, "protocol time: {test_clock, offset, now}", NULL},
+    {"clock.advance", admin_clock_advance, "move the test clock forward (--test-clock only)",
+     MP_ADMIN_PARAMS({"seconds", MP_ADMIN_T_UINT, true, NULL, "seconds to add"})},
+    {"shutdown", admin_shutdown, "stop the daemon", NULL},
+    {NULL, NULL, NULL, NULL},
 };
 
 bool wallet_admin_open(struct wallet *w)
