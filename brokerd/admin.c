@@ -1,11 +1,12 @@
-/* brokerd's admin socket: status, metrics, accounts, funding, channels and their segments,
- * audit, conflicts, shutdown. */
+/* brokerd's admin socket: status, metrics, accounts and their ledger entries, funding, channels
+ * and their segments, audit, conflicts, shutdown. */
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "admin.h"
+#include "admin_lists.h"
 #include "admin_money.h"
 #include "admin_query.h"
 #include "clock.h"
@@ -400,6 +401,9 @@ static const struct mp_admin_method broker_methods[] = {
 		     OP_ID("fund_id"))},
     {"account.show", admin_account_show, "an account with its balance and related accounts",
      MP_ADMIN_PARAMS(ID_PARAM("account", "customer account, account or merchant id"))},
+    {"account.ledger", admin_account_ledger,
+     "the ledger entries of an account, newest first, paged", admin_ledger_params},
+    {"accounts", admin_accounts, "accounts by id, paged", admin_accounts_params},
     {"account.payout", admin_account_payout, "customer or merchant available -> external",
      MP_ADMIN_PARAMS(ID_PARAM("account", "the account id or merchant id"), AMOUNT,
 		     OP_ID("payout_id"))},
@@ -412,6 +416,7 @@ static const struct mp_admin_method broker_methods[] = {
      MP_ADMIN_PARAMS(ID_PARAM("merchant", "the merchant id"), AMOUNT, OP_ID("op_id"))},
     {"loss_reserve.fund", admin_loss_reserve_fund, "external -> the loss reserve",
      MP_ADMIN_PARAMS(AMOUNT, OP_ID("fund_id"))},
+    {"channels", admin_channels, "channels by id, paged", admin_channels_params},
     {"channel.show", admin_channel_show, "a channel, its escrow and its epochs",
      MP_ADMIN_PARAMS(ID_PARAM("channel", "the channel id"))},
     {"channel.segments", admin_channel_segments,

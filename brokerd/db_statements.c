@@ -45,6 +45,33 @@ const struct db_statement broker_statements[] = {
     {"audit", "SELECT * FROM mp_audit()", 0},
     {"payout", "SELECT * FROM mp_payout($1, $2, $3)", 3},
     {"payouts_list", "SELECT * FROM mp_payouts_list($1)", 1},
+    /* Paged admin listings (admin_lists.c): newest ledger entries first, ids ascending. */
+    {"account_ledger",
+     "WITH a AS (SELECT acc.id, acc.kind, acc.currency, acc.balance FROM accounts acc "
+     "WHERE acc.id = COALESCE((SELECT m.available_account FROM merchants m "
+     "WHERE m.merchant_id = $1), $1)) "
+     "SELECT a.id AS account_id, a.kind AS account_kind, a.currency, a.balance, e.* FROM a "
+     "LEFT JOIN LATERAL (SELECT l.entry_id, l.txn_id, t.kind, t.ref, "
+     "extract(epoch FROM t.created_at)::bigint AS created_at, "
+     "CASE WHEN l.credit_account = a.id THEN 'in' ELSE 'out' END AS direction, "
+     "CASE WHEN l.credit_account = a.id THEN l.debit_account ELSE l.credit_account END "
+     "AS counterparty, l.amount FROM ledger l JOIN transfers t ON t.txn_id = l.txn_id "
+     "WHERE (l.debit_account = a.id OR l.credit_account = a.id) "
+     "AND ($2::bigint IS NULL OR l.entry_id < $2::bigint) "
+     "ORDER BY l.entry_id DESC LIMIT $3::int) e ON true ORDER BY e.entry_id DESC",
+     3},
+    {"accounts_list",
+     "SELECT id, kind, currency, balance, extract(epoch FROM created_at)::bigint AS created_at "
+     "FROM accounts WHERE ($1::text IS NULL OR kind = $1::text) "
+     "AND ($2::bytea IS NULL OR id > $2::bytea) ORDER BY id LIMIT $3::int",
+     3},
+    {"channels_list",
+     "SELECT c.channel_id, c.state, c.n, c.unit_value, c.currency, c.holder0, c.account_id, "
+     "a.balance AS escrow_balance, c.issued_at, c.pay_until, c.redeem_until, c.finalize_at "
+     "FROM channels c JOIN accounts a ON a.id = c.escrow_account "
+     "WHERE ($1::text IS NULL OR c.state = $1::text) "
+     "AND ($2::bytea IS NULL OR c.channel_id > $2::bytea) ORDER BY c.channel_id LIMIT $3::int",
+     3},
     {"bond_move", "SELECT * FROM mp_bond_move($1, $2, $3, $4)", 4},
     {"loss_reserve_fund", "SELECT * FROM mp_loss_reserve_fund($1, $2, $3)", 3},
     {"account_show", "SELECT * FROM mp_account_show($1)", 1},

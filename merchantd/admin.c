@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "admin.h"
+#include "admin_orders.h"
 #include "clock.h"
 #include "amount.h"
 #include "batch.h"
@@ -242,6 +243,7 @@ static const struct mp_admin_method merchant_methods[] = {
     {"channels", admin_channels, "channels held", NULL},
     {"order.create", admin_order_create, "an order reference to pay",
      MP_ADMIN_PARAMS({"price", MP_ADMIN_T_UINT, true, NULL, "price in minor units"})},
+    {"orders", admin_orders, "orders by reference, paged", admin_orders_params},
     {"order.show", admin_order_show, "one order",
      MP_ADMIN_PARAMS({"order_ref", MP_ADMIN_T_HEX, true, NULL, "the order reference (hex)"})},
     {"redeem", admin_redeem, "redeem accepted payments now", NULL},
