@@ -297,6 +297,29 @@ START_TEST(method_help_is_asked_from_the_daemon)
 }
 END_TEST
 
+/* docs/operations.md holds the reference deploy/admin-reference generates from these daemons'
+ * help, verbatim: a method or parameter added without regenerating it fails here. */
+START_TEST(operations_doc_holds_the_daemons_own_reference)
+{
+	char cmd[2400], generated[700], doc[700];
+	const char *src = getenv("MP_SOURCE_ROOT") ?: ".";
+	snprintf(generated, sizeof(generated), "%s/admin-reference.md", net.dir);
+	snprintf(doc, sizeof(doc), "%s/docs/operations.md", src);
+	snprintf(cmd, sizeof(cmd), "'%s/deploy/admin-reference' '%s' >'%s'", src, net.dir,
+		 generated);
+	ck_assert_msg(system(cmd) == 0, "deploy/admin-reference failed");
+	static char want[65536], have[262144];
+	slurp(generated, want, sizeof(want));
+	slurp(doc, have, sizeof(have));
+	ck_assert(strlen(want) > 1000 && strlen(want) < sizeof(want) - 1);
+	ck_assert_msg(strstr(have, want) != NULL,
+		      "docs/operations.md's admin method reference is stale: regenerate it with "
+		      "deploy/admin-reference DIR (a network from deploy/mpnet up) and paste it "
+		      "between the admin-reference markers; generated: %s",
+		      generated);
+}
+END_TEST
+
 /* ---- output ---- */
 
 /* The column `name` starts at the same offset in the header and in every row below it. */
@@ -676,6 +699,7 @@ static Suite *mpctl_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, help_lists_each_daemons_methods_with_their_parameters);
 	tcase_add_test(tc, method_help_is_asked_from_the_daemon);
+	tcase_add_test(tc, operations_doc_holds_the_daemons_own_reference);
 	tcase_add_test(tc, human_prints_tables_and_key_value_lines);
 	tcase_add_test(tc, timeout_on_a_daemon_that_does_not_answer);
 	tcase_add_test(tc, daemon_down_is_exit_3);
