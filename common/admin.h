@@ -1,6 +1,10 @@
-/* JSON-lines admin socket: {"id":1,"method":"status","params":{...}} ->
- * {"id":1,"result":{...}} or {"id":1,"error":{"code":..,"message":..}}.
- * Handlers may answer later (after a database or network call).
+/* JSON-lines admin socket: {"id":1,"version":1,"method":"status","params":{...}} ->
+ * {"id":1,"version":1,"result":{...}} or
+ * {"id":1,"version":1,"error":{"code":..,"type":..,"param":..?,"message":..}}.
+ * Before a handler runs, the version, the method and the declared parameters are checked
+ * (each refusal answered with a typed error). Handlers may answer later (after a database or
+ * network call). Besides its daemon's table every socket answers help and log.level
+ * (admin_builtin.h).
  *
  * Who may connect: the socket file has mode 0660 and belongs to the daemon's user and to the
  * configured admin group (else the daemon's group), so the file system lets in only those; then

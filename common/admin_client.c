@@ -80,20 +80,23 @@ static bool connect_unix(struct call *c, const char *path, int timeout_ms)
 		say(c, MP_CALL_DOWN, "cannot create a socket: %s", strerror(errno));
 		return false;
 	}
-	if (connect(c->fd, (struct sockaddr *)&sun, sizeof(sun)) == 0)
-		return true;
-	int err = errno;
-	if (err == EAGAIN || err == EINPROGRESS) { /* the daemon's backlog is full */
-		socklen_t len = sizeof(err);
-		int ready = wait_for(c, POLLOUT);
-		if (ready == 0) {
+	int err;
+	/* A Unix socket whose daemon's backlog is full refuses with EAGAIN (nothing is in
+	 * progress): try again every 10 ms until the deadline. */
+	for (;;) {
+		if (connect(c->fd, (struct sockaddr *)&sun, sizeof(sun)) == 0)
+			return true;
+		err = errno;
+		if (err == EINTR)
+			continue;
+		if (err != EAGAIN)
+			break;
+		if (c->deadline_ms && now_ms() >= c->deadline_ms) {
 			say(c, MP_CALL_TIMEOUT, "%s: not accepting connections within %d ms", path,
 			    timeout_ms);
 			return false;
 		}
-		if (ready > 0 && getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 &&
-		    err == 0)
-			return true;
+		poll(NULL, 0, 10);
 	}
 	if (err == EACCES || err == EPERM)
 		say(c, MP_CALL_REFUSED,

@@ -378,6 +378,30 @@ START_TEST(timeout_on_a_daemon_that_does_not_answer)
 	ck_assert_msg(r.seconds >= 0.9 && r.seconds < 5, "took %.2f s", r.seconds);
 	mpctl(&r, "--timeout 0 -s %s status", path);
 	expect_exit(&r, 2, "--timeout");
+	/* A daemon that accepts nothing: its backlog fills, the connect itself times out. */
+	snprintf(path, sizeof(path), "%s/stuck.sock", net.dir);
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	ck_assert(strlen(path) < sizeof(sun.sun_path));
+	memcpy(sun.sun_path, path, strlen(path) + 1);
+	int lfd = socket(AF_UNIX, SOCK_STREAM, 0), fill[16], filled = 0;
+	ck_assert(lfd >= 0 && bind(lfd, (struct sockaddr *)&sun, sizeof(sun)) == 0 &&
+		  listen(lfd, 0) == 0);
+	while (filled < 16) {
+		fill[filled] = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+		ck_assert(fill[filled] >= 0);
+		if (connect(fill[filled], (struct sockaddr *)&sun, sizeof(sun)) != 0) {
+			close(fill[filled]);
+			break;
+		}
+		filled++;
+	}
+	ck_assert_msg(filled < 16, "the backlog never filled");
+	mpctl(&r, "--timeout 1 -s %s status", path);
+	expect_exit(&r, 5, "not accepting connections within 1000 ms");
+	ck_assert_msg(r.seconds >= 0.9 && r.seconds < 5, "took %.2f s", r.seconds);
+	while (filled > 0)
+		close(fill[--filled]);
+	close(lfd);
 }
 END_TEST
 
