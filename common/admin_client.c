@@ -225,8 +225,9 @@ void mp_admin_call_timed(const char *path, const char *method, json_t *params, i
 	struct call c = {-1, timeout_ms > 0 ? now_ms() + timeout_ms : 0, out};
 	if (!connect_unix(&c, path, timeout_ms))
 		goto done;
-	json_t *req = json_pack("{s:i,s:i,s:s,s:O}", "id", 1, "version", MP_ADMIN_PROTOCOL_VERSION,
-				"method", method, "params", params ? params : json_object());
+	json_t *req =
+	    json_pack("{s:i,s:i,s:s,s:o}", "id", 1, "version", MP_ADMIN_PROTOCOL_VERSION, "method",
+		      method, "params", params ? json_incref(params) : json_object());
 	char *text = req ? json_dumps(req, JSON_COMPACT) : NULL;
 	json_decref(req);
 	if (!text) {
