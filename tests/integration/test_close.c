@@ -22,9 +22,11 @@
 #include <openssl/evp.h>
 
 #include "harness.h"
+#include "harness_db.h"
 #include "harness_handoff.h"
 #include "harness_ledger.h"
 #include "harness_merchant.h"
+#include "harness_settle.h"
 #include "../check_run.h"
 
 static struct net net;
@@ -33,7 +35,11 @@ static struct tmerchant m1, m2;
 
 static void setup_net(void)
 {
+	setenv("MP_TEST_CLOCK", "1", 1);	/* the last test finalises */
+	setenv("MP_SWEEP_INTERVAL", "3600", 1); /* sweeps when the test asks */
 	net_up(&net);
+	unsetenv("MP_TEST_CLOCK");
+	unsetenv("MP_SWEEP_INTERVAL");
 	ck_assert_int_eq(net_cmd(&net, "merchant", "m2"), 0);
 	net_path(&net, "tls/ca.crt", ca, sizeof(ca));
 	net_read(&net, "broker", "endpoint", broker_ep, sizeof(broker_ep));
@@ -555,6 +561,102 @@ START_TEST(wallet_closes_a_half_spent_channel)
 }
 END_TEST
 
+/* mp_refund_early (brokerd/sql/0017-early-refund.sql) called directly: brokerd does not yet
+ * verify a RefundRequest carrying a Close nor call it (docs/close.md "Not built yet"). The
+ * arguments stand for what brokerd would pass once it verified the Close (epoch 0, index 9). */
+static char *refund_early(const char *channel, const uint8_t *close, size_t close_len,
+			  const char *stmt, uint8_t hash_byte)
+{
+	uint8_t id[MP_ID_LEN], rid[MP_ID_LEN], hash[MP_HASH_LEN], chash[MP_HASH_LEN];
+	hex_to_bytes(channel, id, MP_ID_LEN);
+	memset(rid, 0x5a, sizeof(rid));
+	memset(hash, hash_byte, sizeof(hash));
+	memset(chash, 0xc1, sizeof(chash));
+	char b_id[64], b_rid[64], b_hash[96], b_chash[96], b_stmt[256],
+	    *b_close = malloc(2 * close_len + 16);
+	ck_assert(b_close != NULL);
+	char *out = sql_value(
+	    &net,
+	    "SELECT status || ',' || coalesce(refund, -1) || ',' || coalesce(spent, -1) FROM "
+	    "mp_refund_early(%s, %s, 0, %s, %s, NULL, %s, %s, 0, 9, 1000)",
+	    sql_bytea(rid, MP_ID_LEN, b_rid, sizeof(b_rid)),
+	    sql_bytea(id, MP_ID_LEN, b_id, sizeof(b_id)),
+	    sql_bytea(hash, MP_HASH_LEN, b_hash, sizeof(b_hash)),
+	    sql_bytea((const uint8_t *)stmt, strlen(stmt), b_stmt, sizeof(b_stmt)),
+	    sql_bytea(chash, MP_HASH_LEN, b_chash, sizeof(b_chash)),
+	    sql_bytea(close, close_len, b_close, 2 * close_len + 16));
+	free(b_close);
+	return out;
+}
+
+static char *broker_channel(const char *channel)
+{
+	return sql_value(&net,
+			 "SELECT state || ',' || coalesce(close_index, -1) || ',' || early_refund "
+			 "FROM channels WHERE channel_id = '\\x%s'::bytea",
+			 channel);
+}
+
+START_TEST(early_refund_pays_the_unspent_rest_once)
+{
+	char channel[64], params[200], err[1024];
+	issue_w1(20, channel, sizeof(channel));
+	json_decref(admin_ok(&net, "m1", "redeem", NULL)); /* what earlier tests left */
+	int64_t pending = net_pending(&net, m1_hex);
+	json_t *r = pay_w1(channel, 9, err, sizeof(err));
+	ck_assert_msg(r != NULL, "pay: %s", err);
+	json_decref(r);
+	snprintf(params, sizeof(params), "{\"channel_id\":\"%s\"}", channel);
+	r = admin_ok(&net, "w1", "close", params);
+	ck_assert_int_eq(json_int(r, "final_index"), 9);
+	size_t len;
+	uint8_t *close = answer_close(r, &len);
+	json_decref(r);
+	int64_t before = net_balance(&net, account_w1);
+	char *got = refund_early(channel, close, len, "request", 0x11);
+	ck_assert_str_eq(got, "0,11,9");
+	free(got);
+	ck_assert_int_eq(net_balance(&net, account_w1) - before, 11);
+	got = broker_channel(channel);
+	ck_assert_str_eq(got, "CLOSED_EARLY,9,11");
+	free(got);
+	got = refund_early(channel, close, len, "request", 0x11); /* the retry */
+	ck_assert_str_eq(got, "1,11,9");
+	free(got);
+	got = refund_early(channel, close, len, "another", 0x22); /* same id, other bytes */
+	ck_assert_str_eq(got, "16,-1,-1");
+	free(got);
+	ck_assert_int_eq(net_balance(&net, account_w1) - before, 11);
+	net_audit_clean(&net);
+	/* the holder's claims up to final_index are still credited */
+	json_decref(admin_ok(&net, "m1", "redeem", NULL));
+	ck_assert_int_eq(net_pending(&net, m1_hex) - pending, 9);
+	ck_assert_int_eq(net_balance(&net, account_w1) - before, 11);
+	/* finalisation subtracts the early refund: nothing more to refund, nothing unclaimed */
+	json_t *s = settle_channel(&net, channel);
+	settle_advance_to(&net, (uint64_t)json_int(s, "finalize_at"));
+	json_decref(s);
+	json_decref(settle_sweep(&net));
+	s = settle_channel(&net, channel);
+	ck_assert_str_eq(json_str(s, "state"), "FINALIZED");
+	json_t *f = json_object_get(s, "finalization");
+	ck_assert_int_eq(json_int(f, "spent"), 9);
+	ck_assert_int_eq(json_int(f, "refund"), 0);
+	ck_assert_int_eq(json_int(f, "unclaimed"), 0);
+	ck_assert_int_eq(json_int(f, "credited"), 9);
+	json_decref(s);
+	/* (w1's channels of the earlier tests were refunded too: count this one's transfers) */
+	got = sql_value(&net,
+			"SELECT count(*) FILTER (WHERE kind = 'refund') || ',' || count(*) FILTER "
+			"(WHERE kind = 'early_refund') FROM transfers WHERE ref = '\\x%s'::bytea",
+			channel);
+	ck_assert_str_eq(got, "0,1");
+	free(got);
+	free(close);
+	net_audit_clean(&net);
+}
+END_TEST
+
 START_TEST(holder_crash_after_commit_then_the_retry_gets_the_stored_close)
 {
 	char channel[64], params[200], err[1024], state[32];
@@ -612,6 +714,7 @@ int main(void)
 	tcase_add_test(tc, holder_closes_refuses_after_and_redeems_to_final_index);
 	tcase_add_test(tc, wallet_closes_a_half_spent_channel);
 	tcase_add_test(tc, holder_crash_after_commit_then_the_retry_gets_the_stored_close);
+	tcase_add_test(tc, early_refund_pays_the_unspent_rest_once); /* last: moves the clock */
 	suite_add_tcase(s, tc);
 	return mp_check_run(s);
 }
