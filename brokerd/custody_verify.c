@@ -492,3 +492,96 @@ void custody_job_free(struct custody_job *job)
 	free(job->found);
 	free(job);
 }
+
+/* ---- the Close of a RefundRequest ---- */
+
+static void close_refused(struct custody_close_job *cj, MpCode code, const char *detail)
+{
+	cj->code = code;
+	snprintf(cj->detail, sizeof(cj->detail), "%s", detail);
+}
+
+/* The segment of the (verified) Close's point. */
+static bool close_segment(const MpSigned *close, uint32_t *seg_seq)
+{
+	Micropay__V1__Close *cl = (Micropay__V1__Close *)protobuf_c_message_unpack(
+	    &micropay__v1__close__descriptor, NULL, close->body.len, close->body.data);
+	bool ok = cl && cl->point;
+	if (ok)
+		*seg_seq = cl->point->seg_seq;
+	if (cl)
+		protobuf_c_message_free_unpacked(&cl->base, NULL);
+	return ok;
+}
+
+/* The verified evidence's verdict: the chain's rule, a fork from the stored chain, the
+ * Close's checks, its segment. */
+static void judge_close(struct custody_close_job *cj, const struct custody_chan *ch,
+			const struct verdict *v)
+{
+	char text[200];
+	uint32_t fork, seg = 0;
+	if (!v->close) {
+		close_refused(cj, MP_ST(MALFORMED), "no Close after the custody chain");
+	} else if (v->rule != MP_CUSTODY_OK) {
+		snprintf(text, sizeof(text), "custody: %.180s", v->res.detail);
+		close_refused(cj, mp_custody_rule_code(v->rule), text);
+	} else if ((fork = fork_point(ch, v, v->n_handoffs)) != 0) {
+		snprintf(text, sizeof(text), "custody forks from the known chain at hseq %u", fork);
+		close_refused(cj, MP_ST(CONFLICT), text);
+	} else if (v->close_code != MP_ST(OK)) {
+		close_refused(cj, v->close_code, v->close_detail);
+	} else if (!close_segment(v->close, &seg)) {
+		close_refused(cj, MP_ST(INTERNAL), "Close unreadable after verification");
+	} else if (seg != cj->seg_seq) {
+		snprintf(text, sizeof(text), "the Close is in segment %u, not the last segment %u",
+			 seg, cj->seg_seq);
+		close_refused(cj, MP_ST(STALE_SEGMENT), text);
+	} else {
+		cj->code = MP_ST(OK);
+		cj->hseq = (uint32_t)v->n_handoffs;
+		cj->final_index = v->final_index;
+		memcpy(cj->closer, v->events[v->n_handoffs].merchant_id, MP_ID_LEN);
+	}
+}
+
+void custody_close_work(void *arg, const atomic_bool *stop)
+{
+	struct custody_close_job *cj = arg;
+	struct custody_job job = {
+	    .chans = cj->chans, .n_chans = cj->n_chans, .keys = cj->keys, .n_keys = cj->n_keys};
+	struct run run = {.job = &job, .h = mp_hasher_new(), .stop = stop};
+	MpPoint pt = MICROPAY__V1__POINT__INIT;
+	Micropay__V1__Claim cl = MICROPAY__V1__CLAIM__INIT;
+	const struct custody_chan *ch = &cj->chans[0];
+	uint8_t digest[MP_HASH_LEN] = {0};
+	pt.seg_seq = cj->seg_seq; /* the recorded pairs up to the last segment */
+	cl.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)ch->channel_id};
+	cl.point = &pt;
+	cl.custody = cj->custody;
+	cl.n_custody = cj->n_custody;
+	close_refused(cj, MP_ST(INTERNAL), "verification did not finish; retry");
+	if (!ch->has_holder0) {
+		close_refused(cj, MP_ST(NOT_HOLDER), "channel not bound to a holder");
+	} else if (run.h) {
+		const struct verdict *v = verify_custody(&run, ch, &cl, digest);
+		if (v)
+			judge_close(cj, ch, v);
+	}
+	for (size_t i = 0; i < run.n_verdicts; i++)
+		free(run.verdicts[i]->events), free(run.verdicts[i]);
+	free(run.verdicts);
+	mp_hasher_free(run.h);
+}
+
+void custody_close_job_free(struct custody_close_job *job)
+{
+	if (!job)
+		return;
+	custody_chans_free(job->chans, job->n_chans);
+	free(job->keys);
+	for (size_t i = 0; i < job->n_custody; i++)
+		mp_stmt_free(job->custody[i]);
+	free(job->custody);
+	free(job);
+}

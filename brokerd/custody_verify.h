@@ -135,3 +135,27 @@ struct custody_job {
 
 void custody_work(void *arg, const atomic_bool *stop);
 void custody_job_free(struct custody_job *job);
+
+/* A RefundRequest's Close and its custody chain (protocol.md section 6 "Close"; docs/close.md),
+ * verified exactly as a claim carrying them would be: Handoffs 1..H against the channel as the
+ * broker knows it (its recorded pairs complete the segments up to seg_seq, its stored Handoffs
+ * must agree), then the Close by the merchant of event H, whose point must lie in seg_seq, the
+ * last segment. The job owns everything it holds. */
+struct custody_close_job {
+	void *owner;
+	struct custody_chan *chans; /* the one channel (mp_custody_prepare) */
+	size_t n_chans;
+	struct custody_key *keys;
+	size_t n_keys;
+	MpSigned **custody; /* Handoffs 1..H, then the Close */
+	size_t n_custody;
+	uint32_t seg_seq;
+	/* results */
+	MpCode code; /* OK: the Close ends epoch hseq at final_index */
+	char detail[200];
+	uint32_t hseq, final_index;
+	uint8_t closer[MP_ID_LEN];
+};
+
+void custody_close_work(void *arg, const atomic_bool *stop);
+void custody_close_job_free(struct custody_close_job *job);

@@ -6,13 +6,16 @@
  * name one of them, verifies, and only then is the body parsed. Idempotent by refund_id (same
  * bytes: DUPLICATE_OK; other bytes: CONFLICT with the stored RefundRequest).
  *
- *   received --(no statement, no channel_id, a Close)------------------> MALFORMED
+ *   received --(no statement, no channel_id, body too large)------------> MALFORMED
  *      v
  *   refund_lookup --(no channel)---------------------------------------> UNKNOWN_CHANNEL
  *      | the last segment and its key(s)
  *      v
  *   Signed.type 12, signer_pk one of those keys, signature --(else)---> BAD_SIG
  *      | body: refund_id 16, channel_id as peeked, payout 0 or 16 bytes --(else)--> MALFORMED
+ *      v
+ *      | custody without a Close, a close that is not a Close ----------> MALFORMED
+ *      +--(a Close)--> refund_early.c: the early refund (CLOSED_EARLY) --> its answer
  *      v
  *   mp_refund_request(p_now) --(COMMIT)--> OK / DUPLICATE_OK + the result /
  *                              TOO_EARLY + not_before / STALE_SEGMENT / CONFLICT + stored /
@@ -25,28 +28,16 @@
 #include "db.h"
 #include "log.h"
 #include "pb_peek.h"
+#include "proto_limits.h"
+#include "refund.h"
 #include "stmt.h"
 #include "util.h"
 
-/* A RefundRequest without a Close is about 100 bytes; larger ones are refused before their
- * signature is checked on the loop. */
-#define REFUND_BODY_MAX 1024
-
-struct refund_call {
-	struct broker_call *call;
-	uint8_t channel_id[MP_ID_LEN];
-	MpSigned *stmt;
-	char what[MP_HEX_ID_LEN + 80]; /* "channel X from PEER" for logs */
-};
-
-/* The answer's fields besides the status. */
-struct refund_result {
-	uint64_t not_before, refund, unclaimed, refunded_at;
-	uint32_t spent;
-	uint8_t payout[MP_ID_LEN];
-	bool has_payout;
-	MpSigned *evidence; /* CONFLICT: the stored RefundRequest */
-};
+/* A RefundRequest without a Close is about 100 bytes; with one it carries the Close and up to
+ * MAX_HANDOFFS Handoffs (a Signed Handoff is about 300 bytes). Larger ones are refused before
+ * their signature is checked on the loop. */
+#define REFUND_SIGNED_STMT_MAX 512
+#define REFUND_BODY_MAX	       (1024 + (MP_MAX_HANDOFFS + 1) * REFUND_SIGNED_STMT_MAX)
 
 static void refund_free(struct refund_call *rc)
 {
@@ -54,8 +45,8 @@ static void refund_free(struct refund_call *rc)
 	free(rc);
 }
 
-static void reply_refund(struct refund_call *rc, MpCode code, const char *detail,
-			 const struct refund_result *r)
+void refund_reply(struct refund_call *rc, MpCode code, const char *detail,
+		  const struct refund_result *r)
 {
 	Micropay__V1__RefundResp resp = MICROPAY__V1__REFUND_RESP__INIT;
 	MpStatus st;
@@ -83,11 +74,10 @@ static void reply_refund(struct refund_call *rc, MpCode code, const char *detail
 	refund_free(rc);
 }
 
-static void on_requested(const PGresult *res, const char *error, void *arg)
+void refund_reply_row(struct refund_call *rc, const PGresult *res, const char *error)
 {
-	struct refund_call *rc = arg;
 	if (!res || PQntuples(res) != 1) {
-		reply_refund(rc, MP_ST(INTERNAL),
+		refund_reply(rc, MP_ST(INTERNAL),
 			     error ? error : "unexpected database result; retry", NULL);
 		return;
 	}
@@ -108,8 +98,13 @@ static void on_requested(const PGresult *res, const char *error, void *arg)
 	uint8_t *stored = db_get_blob(res, 0, "stored_stmt", &len);
 	r.evidence = stored ? mp_stmt_decode(stored, len) : NULL;
 	free(stored);
-	reply_refund(rc, code, db_get_text(res, 0, "detail"), &r);
+	refund_reply(rc, code, db_get_text(res, 0, "detail"), &r);
 	mp_stmt_free(r.evidence);
+}
+
+static void on_requested(const PGresult *res, const char *error, void *arg)
+{
+	refund_reply_row(arg, res, error);
 }
 
 static void call_request(struct refund_call *rc, const Micropay__V1__RefundRequest *rq)
@@ -119,7 +114,7 @@ static void call_request(struct refund_call *rc, const Micropay__V1__RefundReque
 	uint8_t *bytes = mp_stmt_encode(rc->stmt, &len);
 	uint8_t hash[MP_HASH_LEN];
 	if (!bytes) {
-		reply_refund(rc, MP_ST(INTERNAL), "out of memory", NULL);
+		refund_reply(rc, MP_ST(INTERNAL), "out of memory", NULL);
 		return;
 	}
 	mp_stmt_hash(rc->stmt, hash);
@@ -137,7 +132,7 @@ static void call_request(struct refund_call *rc, const Micropay__V1__RefundReque
 	const char *refused = db_call(b->db, "refund_request", &p, on_requested, rc);
 	free(bytes);
 	if (refused)
-		reply_refund(rc, MP_ST(INTERNAL), refused, NULL);
+		refund_reply(rc, MP_ST(INTERNAL), refused, NULL);
 }
 
 /* The key the Signed names, if our state allows it to sign: the last segment's owner key, or
@@ -165,8 +160,10 @@ static const char *check_body(const struct refund_call *rc, const Micropay__V1__
 		return "channel_id unreadable";
 	if (rq->payout_account_id.len != 0 && rq->payout_account_id.len != MP_ID_LEN)
 		return "payout_account_id must be empty or 16 bytes";
-	if (rq->close || rq->n_custody)
-		return "a Close-based early refund is not supported yet";
+	if (!rq->close && rq->n_custody)
+		return "custody without a Close";
+	if (rq->close && rq->close->type != MP_STMT_CLOSE)
+		return "close must be a Close statement (type 10)";
 	return NULL;
 }
 
@@ -174,17 +171,17 @@ static void on_lookup(const PGresult *res, const char *error, void *arg)
 {
 	struct refund_call *rc = arg;
 	if (!res) {
-		reply_refund(rc, MP_ST(INTERNAL), error, NULL);
+		refund_reply(rc, MP_ST(INTERNAL), error, NULL);
 		return;
 	}
 	if (PQntuples(res) != 1) {
-		reply_refund(rc, MP_ST(UNKNOWN_CHANNEL), "no such channel", NULL);
+		refund_reply(rc, MP_ST(UNKNOWN_CHANNEL), "no such channel", NULL);
 		return;
 	}
 	uint8_t owner[MP_PK_LEN], account[MP_PK_LEN];
 	const uint8_t *key = expected_key(res, rc->stmt, owner, account);
 	if (!key) {
-		reply_refund(rc, MP_ST(BAD_SIG),
+		refund_reply(rc, MP_ST(BAD_SIG),
 			     "not signed by the owner of the last segment (segment 0: or the "
 			     "issuing account)",
 			     NULL);
@@ -194,13 +191,16 @@ static void on_lookup(const PGresult *res, const char *error, void *arg)
 	MpCode code = mp_stmt_open(rc->stmt, MP_STMT_REFUND_REQUEST, key,
 				   &micropay__v1__refund_request__descriptor, &body);
 	if (code != MP_ST(OK)) {
-		reply_refund(rc, code, "RefundRequest refused under the last segment's key", NULL);
+		refund_reply(rc, code, "RefundRequest refused under the last segment's key", NULL);
 		return;
 	}
 	const Micropay__V1__RefundRequest *rq = (const Micropay__V1__RefundRequest *)body;
 	const char *bad = check_body(rc, rq);
+	rc->last_seg = (uint32_t)db_get_i64(res, 0, "seg_seq");
 	if (bad)
-		reply_refund(rc, MP_ST(MALFORMED), bad, NULL);
+		refund_reply(rc, MP_ST(MALFORMED), bad, NULL);
+	else if (rq->close)
+		refund_early_run(rc, rq);
 	else
 		call_request(rc, rq);
 	protobuf_c_message_free_unpacked(body, NULL);
@@ -218,16 +218,15 @@ void handle_refund(struct broker *b, struct mp_conn *c, const MpEnvelope *env)
 	const uint8_t *cid;
 	size_t cid_len;
 	if (req->stmt && req->stmt->body.len > REFUND_BODY_MAX) {
-		reply_refund(rc, MP_ST(MALFORMED),
-			     "RefundRequest too large (a Close-based early refund is not supported "
-			     "yet)",
+		refund_reply(rc, MP_ST(MALFORMED),
+			     "RefundRequest too large (a Close and at most MAX_HANDOFFS Handoffs)",
 			     NULL);
 		return;
 	}
 	if (!req->stmt ||
 	    !mp_pb_peek_bytes(req->stmt->body.data, req->stmt->body.len, 2, &cid, &cid_len) ||
 	    cid_len != MP_ID_LEN || !(rc->stmt = mp_stmt_copy(req->stmt))) {
-		reply_refund(rc, MP_ST(MALFORMED), "a RefundRequest with a channel_id required",
+		refund_reply(rc, MP_ST(MALFORMED), "a RefundRequest with a channel_id required",
 			     NULL);
 		return;
 	}
@@ -239,5 +238,5 @@ void handle_refund(struct broker *b, struct mp_conn *c, const MpEnvelope *env)
 	db_param_bytes(&p, rc->channel_id, MP_ID_LEN);
 	const char *refused = db_call(b->db, "refund_lookup", &p, on_lookup, rc);
 	if (refused)
-		reply_refund(rc, MP_ST(INTERNAL), refused, NULL);
+		refund_reply(rc, MP_ST(INTERNAL), refused, NULL);
 }

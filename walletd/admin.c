@@ -86,8 +86,9 @@ static void admin_metrics(struct mp_admin_req *req, json_t *params, void *ctx)
 }
 
 /* The customer's position (protocol.md section 10, wallet channel): spendable (ACTIVE and
- * still payable), in open channels (every ACTIVE channel not yet past pay_until, payable or
- * not), pending refunds (the unspent value of channels past pay_until not yet refunded, as the
+ * still payable), in open channels (every ACTIVE or CLOSING channel not yet past pay_until,
+ * payable or not), pending refunds (the unspent value of channels past pay_until or CLOSED
+ * not yet refunded, as the
  * wallet counts it: the broker pays (n - spent) * unit_value, spent by its own count) and
  * refunded (what the broker reported refunded). */
 struct position {
@@ -109,8 +110,10 @@ static json_t *balance_entry(const struct wallet *w, const struct wchannel *ch,
 	uint32_t spent = ch->last > ch->sent ? ch->last : ch->sent;
 	uint64_t unspent = (uint64_t)(ch->n - spent) * ch->unit_value;
 	uint64_t now = wallet_now(w);
-	bool expired = ch->pay_until && now >= ch->pay_until;
-	bool payable = now + WALLET_PAY_MARGIN < ch->pay_until;
+	/* A closed channel's unspent rest is refunded early, an expired one's at finalisation;
+	 * a CLOSING channel pays no more but its value is still in the channel. */
+	bool expired = ch->state == WCH_CLOSED || (ch->pay_until && now >= ch->pay_until);
+	bool payable = ch->state == WCH_ACTIVE && now + WALLET_PAY_MARGIN < ch->pay_until;
 	if (ch->refunded)
 		add_capped(&pos->refunded, ch->refund_amount);
 	else if (expired)
@@ -133,7 +136,7 @@ static void admin_balance(struct mp_admin_req *req, json_t *params, void *ctx)
 	json_t *list = json_array();
 	struct position pos = {0};
 	for (const struct wchannel *ch = w->channels; ch; ch = ch->next)
-		if (ch->state == WCH_ACTIVE)
+		if (ch->state == WCH_ACTIVE || ch->state == WCH_CLOSING || ch->state == WCH_CLOSED)
 			json_array_append_new(list, balance_entry(w, ch, &pos));
 	mp_admin_reply(req, json_pack("{s:s,s:o,s:I,s:I,s:I,s:I,s:I}", "currency", w->cfg.currency,
 				      "channels", list, "unspent_total", (json_int_t)pos.in_open,

@@ -106,6 +106,8 @@ static json_t *time_json(uint64_t t)
 
 const char *wallet_channel_state_name(const struct wallet *w, const struct wchannel *ch)
 {
+	if (ch->state == WCH_CLOSED) /* closed early: its refund is asked for at once */
+		return ch->refunded ? "REFUNDED" : "REFUND_PENDING";
 	if (ch->state != WCH_ACTIVE)
 		return wch_state_name(ch->state);
 	if (ch->refunded)

@@ -14,6 +14,7 @@
  *   CLOSING --the holder refuses (it signed nothing: NOT_HOLDER, HANDED_OFF, ...)--> ACTIVE
  *   CLOSING --no answer, LIMIT, INTERNAL, a Close that does not check out--> stays CLOSING
  *   CLOSED --close--> the stored Close
+ *   CLOSED --at once (refund_early.c)--> RefundRequest with the Close --> REFUNDED
  * A CLOSING channel pays no more (pay refuses every state but ACTIVE). */
 #include <openssl/crypto.h>
 #include <stdio.h>
@@ -127,6 +128,7 @@ static json_t *closed_json(const struct wchannel *ch, const uint8_t *resp, size_
 static void closed(struct close_op *x, struct pay_op *s, const Micropay__V1__CloseResp *r)
 {
 	struct wchannel *ch = x->ch;
+	struct wallet *w = x->w; /* x is freed with the session once it answered */
 	Micropay__V1__Close *cl = NULL;
 	const char *bad = check_close(x->w, ch, r->close, &cl);
 	uint32_t final_index = cl && cl->point ? cl->point->index : 0;
@@ -158,6 +160,7 @@ static void closed(struct close_op *x, struct pay_op *s, const Micropay__V1__Clo
 		wallet_session_reply(s, out);
 	else
 		wallet_session_fail(s, "CLOSED, but the answer cannot be shown (retry close)");
+	wallet_refund_after_close(w, ch); /* the early refund (refund_early.c) */
 }
 
 /* A refusal after which the holder has signed nothing for this request. */

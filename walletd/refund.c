@@ -73,6 +73,8 @@ static void on_refund_reply(void *arg, const MpEnvelope *reply, const char *erro
 			wallet_status_text(reply->body_case == MP_BODY(ERROR) ? reply->error : NULL,
 					   st, sizeof(st));
 		log_warn("channel %s: refund request not answered: %s", hex, reply ? st : error);
+		if (ch && ch->state == WCH_CLOSED)
+			wallet_refund_retry(op->w, ch);
 		if (op->req)
 			mp_admin_fail(op->req, MP_ADMIN_FAILED, "refund: %s",
 				      reply ? st : (error ? error : "no answer"));
@@ -109,6 +111,11 @@ static void on_refund_reply(void *arg, const MpEnvelope *reply, const char *erro
 		log_info("channel %s: refund: %s", hex, r.status);
 	}
 	ch->refund_not_before = r.not_before;
+	if (ch->state == WCH_CLOSED && !r.refunded &&
+	    (code == MP_ST(LIMIT) || code == MP_ST(INTERNAL)))
+		wallet_refund_retry(op->w, ch);
+	else if (ch->state == WCH_CLOSED && !r.refunded)
+		log_warn("channel %s: the early refund was refused: %s", hex, r.status);
 	refund_reply(op, ch, mp_code_name(code), resp->status->detail, &r, resp->spent,
 		     resp->unclaimed);
 	free(op);
@@ -116,9 +123,15 @@ static void on_refund_reply(void *arg, const MpEnvelope *reply, const char *erro
 
 static MpSigned *sign_request(struct wallet *w, const struct wchannel *ch)
 {
-	struct mp_key owner;
-	if (!wallet_owner_key(w, ch, &owner))
+	Micropay__V1__CloseResp *closed = NULL;
+	if (ch->state == WCH_CLOSED && !(closed = wallet_refund_close_evidence(w, ch)))
 		return NULL;
+	struct mp_key owner;
+	if (!wallet_owner_key(w, ch, &owner)) {
+		if (closed)
+			protobuf_c_message_free_unpacked(&closed->base, NULL);
+		return NULL;
+	}
 	uint8_t refund_id[MP_ID_LEN];
 	MpSigned *s = NULL;
 	if (mp_random_bytes(refund_id, MP_ID_LEN)) {
@@ -127,9 +140,16 @@ static MpSigned *sign_request(struct wallet *w, const struct wchannel *ch)
 		rq.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)ch->channel_id};
 		rq.seg_seq = ch->seg_seq;
 		rq.payout_account_id = (ProtobufCBinaryData){MP_ID_LEN, w->account_id};
+		if (closed) { /* the early refund: the Close and the Handoffs 1..hseq it ends */
+			rq.close = closed->close;
+			rq.custody = closed->custody;
+			rq.n_custody = closed->n_custody;
+		}
 		s = mp_stmt_sign(&owner, MP_STMT_REFUND_REQUEST, &rq.base);
 	}
 	mp_key_free(&owner);
+	if (closed)
+		protobuf_c_message_free_unpacked(&closed->base, NULL);
 	return s;
 }
 
@@ -140,15 +160,22 @@ static MpSigned *stored_request(struct wallet *w, const struct wchannel *ch,
 {
 	struct wstore_refund r;
 	int found = wstore_refund_get(w->store, ch->channel_id, &r);
-	if (found == 1)
+	/* A request stored before the channel was closed (TOO_EARLY then) is replaced by one
+	 * carrying the Close; once refunded the stored one stays. */
+	bool replace = found == 1 && ch->state == WCH_CLOSED && !r.refunded &&
+		       !wallet_refund_request_has_close(r.request);
+	if (found == 1 && !replace)
 		return r.request;
+	if (replace)
+		wstore_refund_clear(&r);
 	if (found < 0) {
 		if (req)
 			mp_admin_fail(req, MP_ADMIN_INTERNAL, "refund: cannot read the store");
 		return NULL;
 	}
 	MpSigned *s = sign_request(w, ch);
-	if (!s || !wstore_refund_insert(w->store, ch->channel_id, s)) {
+	if (!s || !(replace ? wstore_refund_replace(w->store, ch->channel_id, s)
+			    : wstore_refund_insert(w->store, ch->channel_id, s))) {
 		mp_stmt_free(s);
 		if (req)
 			mp_admin_fail(req, MP_ADMIN_INTERNAL,
@@ -160,7 +187,7 @@ static MpSigned *stored_request(struct wallet *w, const struct wchannel *ch,
 
 /* Send the channel's stored (or a new) RefundRequest; req (NULL: the wallet's own check) gets
  * the answer. */
-static void refund_send(struct wallet *w, struct wchannel *ch, struct mp_admin_req *req)
+void wallet_refund_send(struct wallet *w, struct wchannel *ch, struct mp_admin_req *req)
 {
 	MpSigned *stmt = stored_request(w, ch, req);
 	if (!stmt)
@@ -178,6 +205,8 @@ static void refund_send(struct wallet *w, struct wchannel *ch, struct mp_admin_r
 			mp_admin_fail(req, MP_ADMIN_FAILED, "refund: %s", err);
 		else
 			log_warn("refund: %s", err);
+		if (ch->state == WCH_CLOSED)
+			wallet_refund_retry(w, ch);
 	} else if (!req) {
 		ch->refund_busy = true;
 	}
@@ -195,14 +224,14 @@ void wallet_admin_refund(struct mp_admin_req *req, json_t *params, void *ctx)
 		mp_admin_fail(req, MP_ADMIN_FAILED, "refund: unknown channel");
 		return;
 	}
-	if (ch->state != WCH_ACTIVE || !w->registered) {
+	if ((ch->state != WCH_ACTIVE && ch->state != WCH_CLOSED) || !w->registered) {
 		mp_admin_fail(req, MP_ADMIN_FAILED,
-			      "refund: channel is %s; only an ACTIVE channel of a registered "
-			      "wallet has a refund to ask for",
+			      "refund: channel is %s; only an ACTIVE or CLOSED channel of a "
+			      "registered wallet has a refund to ask for",
 			      wch_state_name(ch->state));
 		return;
 	}
-	refund_send(w, ch, req);
+	wallet_refund_send(w, ch, req);
 }
 
 bool wallet_refund_load(struct wallet *w)
@@ -230,12 +259,15 @@ static void on_refund_check(evutil_socket_t fd, short what, void *arg)
 		if (ch->state != WCH_ACTIVE || ch->refunded || ch->refund_busy || !ch->pay_until ||
 		    now < ch->pay_until || now < ch->refund_not_before || !w->registered)
 			continue;
-		refund_send(w, ch, NULL);
+		wallet_refund_send(w, ch, NULL);
 	}
 }
 
 bool wallet_refund_start(struct wallet *w)
 {
+	for (struct wchannel *ch = w->channels; ch; ch = ch->next)
+		if (ch->state == WCH_CLOSED && !ch->refunded)
+			wallet_refund_retry(w, ch); /* a closed channel's refund, after a restart */
 	if (!w->cfg.refund_check_interval)
 		return true;
 	w->refund_timer = event_new(w->base, -1, EV_PERSIST, on_refund_check, w);
@@ -249,6 +281,9 @@ bool wallet_refund_start(struct wallet *w)
 
 void wallet_refund_stop(struct wallet *w)
 {
+	w->stopping = true; /* no retry is scheduled after this */
+	for (struct wchannel *ch = w->channels; ch; ch = ch->next)
+		wallet_refund_retry_free(ch);
 	if (w->refund_timer)
 		event_free(w->refund_timer);
 	w->refund_timer = NULL;

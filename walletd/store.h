@@ -144,6 +144,8 @@ struct wstore_refund {
 	char status[200]; /* the broker's last answer, for the operator */
 };
 bool wstore_refund_insert(struct wstore *s, const uint8_t id[MP_ID_LEN], const MpSigned *request);
+/* A request of a channel not refunded yet replaced (the early refund after a close). */
+bool wstore_refund_replace(struct wstore *s, const uint8_t id[MP_ID_LEN], const MpSigned *request);
 /* 1 found (free with wstore_refund_clear), 0 absent, -1 error. */
 int wstore_refund_get(struct wstore *s, const uint8_t id[MP_ID_LEN], struct wstore_refund *r);
 void wstore_refund_clear(struct wstore_refund *r);

@@ -38,6 +38,17 @@ bool wstore_refund_insert(struct wstore *s, const uint8_t id[MP_ID_LEN], const M
 	return wsql_run(s, st, "storing a refund request");
 }
 
+bool wstore_refund_replace(struct wstore *s, const uint8_t id[MP_ID_LEN], const MpSigned *request)
+{
+	sqlite3_stmt *st = wsql_prep(s, "UPDATE refunds SET request = ?2, status = NULL, "
+					"not_before = 0 WHERE channel_id = ?1 AND refunded = 0");
+	if (st)
+		st = wsql_bound(
+		    s, st, wsql_bind_blob(st, 1, id, MP_ID_LEN) | wsql_bind_stmt(st, 2, request),
+		    "binding a refund request");
+	return wsql_run(s, st, "replacing a refund request");
+}
+
 int wstore_refund_get(struct wstore *s, const uint8_t id[MP_ID_LEN], struct wstore_refund *r)
 {
 	memset(r, 0, sizeof(*r));

@@ -48,14 +48,15 @@ struct wallet_config {
  *   (offer: OFFERED, in the offers table) --transfer.accept: bundle verified--> ACTIVE(segment s)
  *
  *   ACTIVE --close: CloseRequest signed and stored--> CLOSING --the holder's Close checked and
- *   stored--> CLOSED (close.c; REFUND_PENDING once the broker refunds early closes)
+ *   stored--> CLOSED (close.c), shown REFUND_PENDING until the early refund (refund_early.c)
  *
  * FAILED when the broker refused the issue (nothing debited). CLOSING and CLOSED come from the
  * store's closes table (store_close.h), not from the channels row.
  *
  * Refund (refund.c; not a column of the channels table): an ACTIVE channel past pay_until shows
  * as REFUND_PENDING, and as REFUNDED once the broker answered the refund's result:
- *   ACTIVE --pay_until--> REFUND_PENDING --refund: OK / DUPLICATE_OK--> REFUNDED */
+ *   ACTIVE --pay_until--> REFUND_PENDING --refund: OK / DUPLICATE_OK--> REFUNDED
+ *   CLOSED (REFUND_PENDING) --early refund: OK / DUPLICATE_OK--> REFUNDED */
 enum wch_state {
 	WCH_ISSUING,
 	WCH_ACTIVE,
@@ -102,6 +103,9 @@ struct wchannel {
 	uint64_t refund_amount;	    /* ... that amount */
 	uint64_t refund_not_before; /* the broker's TOO_EARLY: not to be asked again before */
 	bool refund_busy;	    /* the wallet's own refund request is in flight */
+	struct event *refund_retry; /* refund_early.c: the next try of a CLOSED channel's refund */
+	unsigned refund_backoff;    /* ... its delay in seconds (doubles, at most 60) */
+	struct wallet *refund_wallet; /* ... the wallet, for the timer's callback */
 	int claim_state; /* received channels: 0 claim not acknowledged yet, 1 acknowledged;
 			    -1 segment 0 (no claim) */
 	struct wchain chain;
@@ -152,7 +156,7 @@ bool wallet_channel_word(struct wallet *w, struct wchannel *ch, uint32_t j,
 			 uint8_t out[MP_HASH_LEN]);
 json_t *wallet_channel_json(const struct wallet *w, const struct wchannel *ch);
 /* The state a user sees: wch_state_name, or REFUND_PENDING / REFUNDED for an ACTIVE channel
- * past pay_until / refunded. */
+ * past pay_until or a CLOSED one / refunded. */
 const char *wallet_channel_state_name(const struct wallet *w, const struct wchannel *ch);
 /* The wallet's protocol time. */
 static inline uint64_t wallet_now(const struct wallet *w)
@@ -208,6 +212,18 @@ bool wallet_refund_load(struct wallet *w);
 /* The refund check timer ([wallet] refund_check_interval); stop before the connections close. */
 bool wallet_refund_start(struct wallet *w);
 void wallet_refund_stop(struct wallet *w);
+/* Send the channel's stored RefundRequest (or a new one, signed and stored first: with the
+ * stored Close and its custody for a CLOSED channel); req (NULL: the wallet's own) gets the
+ * answer. */
+void wallet_refund_send(struct wallet *w, struct wchannel *ch, struct mp_admin_req *req);
+/* refund_early.c: the stored CloseResp of a CLOSED channel (free with
+ * protobuf_c_message_free_unpacked), NULL if none. */
+Micropay__V1__CloseResp *wallet_refund_close_evidence(struct wallet *w, const struct wchannel *ch);
+bool wallet_refund_request_has_close(const MpSigned *request);
+/* A CLOSED channel's refund: ask now (after the close), or again after the backoff. */
+void wallet_refund_after_close(struct wallet *w, struct wchannel *ch);
+void wallet_refund_retry(struct wallet *w, struct wchannel *ch);
+void wallet_refund_retry_free(struct wchannel *ch);
 /* segment_claim.c: send the channel's stored SegmentClaimReq unless the broker acknowledged it;
  * req (may be NULL) gets {channel_id, seg_seq, start, spendable, broker_ack, broker_status}. */
 void wallet_segment_claim_send(struct wallet *w, struct wchannel *ch, struct mp_admin_req *req);

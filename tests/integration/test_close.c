@@ -9,6 +9,9 @@
  *   with that Close, and a Close not signed by the holder;
  * - walletd's `close`: a half-spent channel closes at its holder (CLOSED at the wallet and at
  *   m1, the wallet pays no more, a repeat answers the stored Close);
+ * - walletd asks for the early refund on its own right after the Close (REFUNDED, the exact
+ *   unspent rest, CLOSED_EARLY at the broker); another Close of the channel gets CONFLICT;
+ *   finalisation later pays nothing more;
  * - the holder crashes (MP_FAULT=close_after_commit, merchantd/fault.h) strictly between
  *   committing the Close and answering it: the wallet stays CLOSING; after the restart its
  *   retry gets exactly the bytes in m1's store.
@@ -18,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/evp.h>
 
@@ -478,6 +482,17 @@ static const char *w1_state(const char *channel, char *out, size_t len)
 	return out;
 }
 
+/* A closed channel's state at the wallet once its early refund was answered: REFUNDED (the
+ * wallet asks on its own right after the Close, docs/close.md "The refund"). */
+static void w1_refunded_soon(const char *channel)
+{
+	char state[32] = "";
+	for (int i = 0; i < 100 && strcmp(w1_state(channel, state, sizeof(state)), "REFUNDED"); i++)
+		usleep(100 * 1000);
+	ck_assert_msg(!strcmp(state, "REFUNDED"), "channel %s is %s at w1, not REFUNDED", channel,
+		      state);
+}
+
 /* m1's stored Close of a channel (malloc'd), or NULL. */
 static uint8_t *stored_close(const char *hex, size_t *len)
 {
@@ -545,7 +560,7 @@ START_TEST(wallet_closes_a_half_spent_channel)
 	uint8_t *again = answer_close(r, &len2);
 	ck_assert(len2 == len && !memcmp(again, got, len));
 	json_decref(r);
-	ck_assert_str_eq(w1_state(channel, state, sizeof(state)), "CLOSED");
+	w1_refunded_soon(channel);
 	int64_t last;
 	m1_channel(channel, state, sizeof(state), &last);
 	ck_assert_str_eq(state, "CLOSED");
@@ -561,9 +576,8 @@ START_TEST(wallet_closes_a_half_spent_channel)
 }
 END_TEST
 
-/* mp_refund_early (brokerd/sql/0017-early-refund.sql) called directly: brokerd does not yet
- * verify a RefundRequest carrying a Close nor call it (docs/close.md "Not built yet"). The
- * arguments stand for what brokerd would pass once it verified the Close (epoch 0, index 9). */
+/* mp_refund_early (brokerd/sql/0017-early-refund.sql) called directly with another Close of
+ * the channel (its hash here a made-up one) and a new refund_id: the status, refund and spent. */
 static char *refund_early(const char *channel, const uint8_t *close, size_t close_len,
 			  const char *stmt, uint8_t hash_byte)
 {
@@ -606,25 +620,25 @@ START_TEST(early_refund_pays_the_unspent_rest_once)
 	json_t *r = pay_w1(channel, 9, err, sizeof(err));
 	ck_assert_msg(r != NULL, "pay: %s", err);
 	json_decref(r);
+	int64_t before = net_balance(&net, account_w1);
 	snprintf(params, sizeof(params), "{\"channel_id\":\"%s\"}", channel);
 	r = admin_ok(&net, "w1", "close", params);
 	ck_assert_int_eq(json_int(r, "final_index"), 9);
 	size_t len;
 	uint8_t *close = answer_close(r, &len);
 	json_decref(r);
-	int64_t before = net_balance(&net, account_w1);
-	char *got = refund_early(channel, close, len, "request", 0x11);
-	ck_assert_str_eq(got, "0,11,9");
-	free(got);
+	/* walletd asks for the early refund on its own, with the Close */
+	w1_refunded_soon(channel);
 	ck_assert_int_eq(net_balance(&net, account_w1) - before, 11);
-	got = broker_channel(channel);
+	char *got = broker_channel(channel);
 	ck_assert_str_eq(got, "CLOSED_EARLY,9,11");
 	free(got);
-	got = refund_early(channel, close, len, "request", 0x11); /* the retry */
-	ck_assert_str_eq(got, "1,11,9");
-	free(got);
-	got = refund_early(channel, close, len, "another", 0x22); /* same id, other bytes */
+	/* another Close of the channel (another refund_id): CONFLICT, nothing moves */
+	got = refund_early(channel, close, len, "request", 0x11);
 	ck_assert_str_eq(got, "16,-1,-1");
+	free(got);
+	got = broker_channel(channel);
+	ck_assert_str_eq(got, "CLOSED_EARLY,9,11");
 	free(got);
 	ck_assert_int_eq(net_balance(&net, account_w1) - before, 11);
 	net_audit_clean(&net);
@@ -694,7 +708,7 @@ START_TEST(holder_crash_after_commit_then_the_retry_gets_the_stored_close)
 		free(got);
 		json_decref(r);
 	}
-	ck_assert_str_eq(w1_state(channel, state, sizeof(state)), "CLOSED");
+	w1_refunded_soon(channel);
 	int64_t last;
 	m1_channel(channel, state, sizeof(state), &last);
 	ck_assert_str_eq(state, "CLOSED");
