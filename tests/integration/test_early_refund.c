@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "chain.h"
+#include "proto_limits.h"
 #include "harness.h"
 #include "harness_ledger.h"
 #include "harness_merchant.h"
@@ -227,6 +228,7 @@ static MpSigned *sign_close(const struct mp_key *key, const uint8_t id[MP_ID_LEN
 	return s;
 }
 
+/* A RefundRequest of w1's account carrying close (taken: freed here) and custody. */
 static MpSigned *sign_refund(const struct mp_key *key, const uint8_t id[MP_ID_LEN], MpSigned *close,
 			     MpSigned **custody, size_t n_custody)
 {
@@ -242,6 +244,7 @@ static MpSigned *sign_refund(const struct mp_key *key, const uint8_t id[MP_ID_LE
 	rq.n_custody = n_custody;
 	MpSigned *s = mp_stmt_sign(key, MP_STMT_REFUND_REQUEST, &rq.base);
 	ck_assert(s != NULL);
+	mp_stmt_free(close); /* taken */
 	return s;
 }
 
@@ -255,7 +258,8 @@ static MpCode refund_call(MpSigned *stmt, char *detail, size_t len, MpSigned **e
 	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
 	env.body_case = MP_BODY(REFUND_REQ);
 	env.refund_req = &req;
-	MpEnvelope *e = wire_call(&w, &env);
+	ck_assert(wire_send(&w, &env)); /* whatever its size */
+	MpEnvelope *e = wire_recv(&w);
 	wire_close(&w);
 	ck_assert(e && e->body_case == MP_BODY(REFUND_RESP) && e->refund_resp->status);
 	MpCode code = e->refund_resp->status->code;
@@ -374,6 +378,32 @@ START_TEST(early_close_end_to_end)
 	not_close->type = MP_STMT_HANDOFF;
 	expect_refused(sign_refund(owner, id, not_close, custody, 1), MP_ST(MALFORMED),
 		       "a close field that is not a Close");
+	/* The size bound: MAX_HANDOFFS Handoffs fit (refused here by the chain's checks, not for
+	 * its size); a body above 1 KiB + 257 * 512 bytes is refused before anything else. */
+	MpSigned *many[MP_MAX_HANDOFFS];
+	for (size_t i = 0; i < MP_MAX_HANDOFFS; i++)
+		many[i] = h1;
+	MpSigned *big =
+	    sign_refund(owner, id, sign_close(&tm[2].key, id, MP_MAX_HANDOFFS, 15, word), many,
+			MP_MAX_HANDOFFS);
+	ck_assert_int_gt(big->body.len, 64 * 1024);
+	MpCode code = refund_call(big, detail, sizeof(detail), NULL);
+	ck_assert_msg(code != MP_ST(OK) && !strstr(detail, "too large"), "%s: %s",
+		      mp_code_name(code), detail);
+	uint8_t filler[1000] = {0};
+	MpSigned fake = MICROPAY__V1__SIGNED__INIT;
+	fake.type = MP_STMT_HANDOFF;
+	fake.body = (ProtobufCBinaryData){sizeof(filler), filler};
+	MpSigned *fakes[200];
+	for (size_t i = 0; i < 200; i++)
+		fakes[i] = &fake;
+	MpSigned *huge =
+	    sign_refund(owner, id, sign_close(&tm[2].key, id, 1, 15, word), fakes, 200);
+	code = refund_call(huge, detail, sizeof(detail), NULL);
+	ck_assert_msg(code == MP_ST(MALFORMED) && strstr(detail, "too large"), "%s: %s",
+		      mp_code_name(code), detail);
+	mp_stmt_free(big);
+	mp_stmt_free(huge);
 	expect_broker_state(channel, "OPEN");
 	ck_assert_int_eq(net_balance(&net, account), 700);
 
