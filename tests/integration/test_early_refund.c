@@ -494,14 +494,19 @@ START_TEST(early_close_end_to_end)
 }
 END_TEST
 
-/* The broker is down when the wallet closes at m1: the RefundRequest stays stored and is
- * retried with backoff; once brokerd is back the refund is paid, once. */
+/* The broker is down when the wallet closes at m1: the RefundRequest (replacing the one without
+ * a Close that got TOO_EARLY before) stays stored and is retried with backoff; once brokerd is
+ * back the refund is paid, once. */
 START_TEST(wallet_retries_the_early_refund_until_answered)
 {
 	char channel[64], state[32];
 	net_fund(&net, account, 40);
 	issue(20, 2, channel, sizeof(channel));
 	pay_at(channel, 1, 6, 2, 6);
+	/* a refund asked before the close: TOO_EARLY, its request (without a Close) stored */
+	json_t *early = channel_call("refund", channel);
+	ck_assert_str_eq(json_str(early, "broker_status"), "TOO_EARLY");
+	json_decref(early);
 	ck_assert_int_eq(net_cmd(&net, "kill", "broker"), 0);
 	json_t *r = channel_call("close", channel);
 	ck_assert_int_eq(json_int(r, "final_index"), 6);
