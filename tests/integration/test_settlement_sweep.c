@@ -175,8 +175,8 @@ START_TEST(refund_request_checks)
 	s = refund_stmt(&ch[0].owner, id0, rid, 1, NULL, false);
 	ck_assert_int_eq(refund_code(s), MP_ST(STALE_SEGMENT));
 	mp_stmt_free(s);
-	s = refund_stmt(&ch[0].owner, id0, rid, 0, NULL, true);
-	ck_assert_int_eq(refund_code(s), MP_ST(MALFORMED));
+	s = refund_stmt(&ch[0].owner, id0, rid, 0, NULL, true); /* a Close not by the holder */
+	ck_assert_int_eq(refund_code(s), MP_ST(BAD_SIG));
 	mp_stmt_free(s);
 	s = refund_stmt(&ch[1].owner, id0, rid, 0, NULL, false); /* another channel's owner */
 	ck_assert_int_eq(refund_code(s), MP_ST(BAD_SIG));
