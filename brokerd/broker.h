@@ -10,10 +10,12 @@
 #include "net.h"
 #include "net_limits.h"
 #include "proto.h"
+#include "service.h"
 #include "sig.h"
 #include "util.h"
 
 struct broker_config {
+	struct mp_service_config service;
 	char *listen;
 	char *key_file;
 	char *currency;
@@ -100,10 +102,14 @@ struct broker {
 	struct mp_hasher *hasher;
 	struct mp_workers *workers;
 	struct bad_chain_budget *bad_chain;
-	struct sweep *sweep; /* sweep.c: expiry and finalisation */
-	struct event *sig_int, *sig_term;
-	uint64_t started_mono; /* mp_monotonic_s() at start, for uptime */
-	struct mp_clock clock; /* protocol time (clock.h) */
+	struct sweep *sweep;	    /* sweep.c: expiry and finalisation */
+	const char *config_path;    /* -c: read again on reload */
+	bool failed;		    /* start-up failed inside the loop: exit 1 */
+	struct mp_service *service; /* READY=1, STATUS=, watchdog (service.c) */
+	struct mp_reload *reload;   /* SIGHUP, admin reload */
+	struct mp_drain *drain;	    /* SIGTERM, SIGINT, admin shutdown */
+	uint64_t started_mono;	    /* mp_monotonic_s() at start, for uptime */
+	struct mp_clock clock;	    /* protocol time (clock.h) */
 	struct broker_stats stats;
 	struct key_cache_entry key_cache[BROKER_KEY_CACHE_SIZE];
 };
@@ -165,3 +171,7 @@ size_t broker_limits_metrics(const struct broker *b, char *out, size_t len);
 bool register_limit_start(struct broker *b);
 void register_limit_stop(struct broker *b);
 bool register_limit_admit(struct broker *b, struct mp_conn *c, const MpEnvelope *env);
+
+/* service.c: systemd notifications, reload and graceful stop (after the listener is up). */
+bool broker_service_start(struct broker *b);
+void broker_service_stop(struct broker *b);

@@ -9,6 +9,7 @@
 #include "config_doc.h"
 #include "frame.h"
 #include "proto_limits.h"
+#include "service.h"
 
 /* A string or boolean key. */
 #define K(sec, name, type, field, req, help)                                                       \
@@ -71,6 +72,7 @@ static const struct mp_cfg_key broker_keys[] = {
     K("admin", "socket", MP_CFG_STRING, admin_socket, true, "Unix socket path"),
     K("admin", "group", MP_CFG_STRING, admin_group, false,
       "group (name or gid) whose members may use the admin socket"),
+    MP_SERVICE_KEYS(struct broker_config, service),
     MP_CFG_END,
 };
 
@@ -92,6 +94,7 @@ static void set_defaults(struct broker_config *cfg)
 	cfg->sweep_interval = 60;
 	cfg->sweep_batch = 100;
 	mp_net_limits_default(&cfg->limits);
+	mp_service_config_default(&cfg->service);
 	cfg->max_frame_merchant = MP_FRAME_MAX_MERCHANT;
 	cfg->register_rate = 30;
 	cfg->register_burst = 30;
@@ -143,7 +146,9 @@ bool broker_config_load(struct broker_config *cfg, const char *path, char *err, 
 			 path);
 		return false;
 	}
-	return check_limits(cfg, path, err, errlen);
+	enum mp_log_level level;
+	return check_limits(cfg, path, err, errlen) &&
+	       mp_service_log_level(&cfg->service, path, &level, err, errlen);
 }
 
 uint64_t broker_merchant_cert_lifetime(const struct broker_config *cfg)

@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <systemd/sd-daemon.h>
 
 #include "admin.h"
 #include "bad_chain_budget.h"
@@ -18,14 +17,6 @@
 #include "net.h"
 #include "tls.h"
 #include "workers.h"
-
-static void on_signal(evutil_socket_t sig, short what, void *arg)
-{
-	struct broker *b = arg;
-	log_info("signal %d: stopping", (int)sig);
-	sd_notify(0, "STOPPING=1");
-	event_base_loopexit(b->base, NULL);
-}
 
 static bool migrate_and_seed(const struct broker_config *cfg)
 {
@@ -42,13 +33,18 @@ static bool migrate_and_seed(const struct broker_config *cfg)
 	return ok;
 }
 
+/* The database answered: storage is up, the listener already is. Only now READY=1. */
 static void on_seeded(const PGresult *res, const char *error, void *arg)
 {
 	struct broker *b = arg;
 	if (!res) {
 		log_err("db: cannot create the system accounts: %s", error);
+		b->failed = true;
 		event_base_loopbreak(b->base);
+		return;
 	}
+	log_info("brokerd ready (currency %s)", b->cfg.currency);
+	mp_service_ready(b->service);
 }
 
 static bool broker_start(struct broker *b)
@@ -101,22 +97,12 @@ static bool broker_start(struct broker *b)
 	b->sweep = sweep_start(b, b->cfg.sweep_interval, b->cfg.sweep_batch);
 	if (!b->sweep)
 		return false;
-	b->sig_int = evsignal_new(b->base, SIGINT, on_signal, b);
-	b->sig_term = evsignal_new(b->base, SIGTERM, on_signal, b);
-	if (!b->sig_int || !b->sig_term || event_add(b->sig_int, NULL) != 0 ||
-	    event_add(b->sig_term, NULL) != 0) {
-		log_err("cannot watch SIGINT and SIGTERM");
-		return false;
-	}
-	return true;
+	return broker_service_start(b);
 }
 
 static void broker_stop(struct broker *b)
 {
-	if (b->sig_int)
-		event_free(b->sig_int);
-	if (b->sig_term)
-		event_free(b->sig_term);
+	broker_service_stop(b);
 	/* First: jobs still queued or running are answered while everything else still exists. */
 	mp_workers_free(b->workers);
 	bad_chain_budget_free(b->bad_chain);
@@ -150,7 +136,9 @@ int main(int argc, char **argv)
 	struct broker b = {0};
 	mp_clock_init(&b.clock, opts.test_clock);
 	char err[512];
-	if (!broker_config_load(&b.cfg, config, err, sizeof(err))) {
+	b.config_path = config;
+	if (!broker_config_load(&b.cfg, config, err, sizeof(err)) ||
+	    !mp_service_apply_log_level(&b.cfg.service, config, opts.verbose, err, sizeof(err))) {
 		log_err("%s", err);
 		broker_config_free(&b.cfg);
 		return 1;
@@ -163,11 +151,8 @@ int main(int argc, char **argv)
 	b.base = event_base_new();
 	b.hasher = mp_hasher_new();
 	bool ok = b.base && b.hasher && broker_start(&b);
-	if (ok) {
-		log_info("brokerd ready (currency %s)", b.cfg.currency);
-		sd_notify(0, "READY=1\nSTATUS=serving");
-		event_base_dispatch(b.base);
-	}
+	if (ok)
+		event_base_dispatch(b.base); /* READY=1 once the database answered (on_seeded) */
 	broker_stop(&b);
-	return ok ? 0 : 1;
+	return ok && !b.failed ? 0 : 1;
 }

@@ -93,6 +93,38 @@ static bool store_value(const struct mp_cfg_key *k, void *target, const char *va
 	return false;
 }
 
+/* "$NAME/rest" for NAME one of the directories systemd passes (credentials, state, runtime)
+ * becomes "<value of $NAME>/rest", so that a unit's LoadCredential=, StateDirectory= and
+ * RuntimeDirectory= can be named in the configuration. Any other value is taken as it is.
+ * False with err set when the variable is unset, empty or not a single directory. */
+static bool expand_dir(const char *value, char *out, size_t outlen, char *why, size_t whylen)
+{
+	static const char *const vars[] = {"CREDENTIALS_DIRECTORY", "STATE_DIRECTORY",
+					   "RUNTIME_DIRECTORY"};
+	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
+		size_t n = strlen(vars[i]);
+		if (value[0] != '$' || strncmp(value + 1, vars[i], n) != 0 || value[1 + n] != '/')
+			continue;
+		const char *dir = getenv(vars[i]);
+		if (!dir || !*dir || strchr(dir, ':')) {
+			snprintf(why, whylen,
+				 "$%s is %s (set by systemd for a unit with %s; or give a path)",
+				 vars[i], !dir || !*dir ? "not set" : "a list of directories",
+				 i == 0	  ? "LoadCredential="
+				 : i == 1 ? "StateDirectory="
+					  : "RuntimeDirectory=");
+			return false;
+		}
+		if ((size_t)snprintf(out, outlen, "%s%s", dir, value + 1 + n) >= outlen) {
+			snprintf(why, whylen, "the path under $%s is too long", vars[i]);
+			return false;
+		}
+		return true;
+	}
+	snprintf(out, outlen, "%s", value);
+	return strlen(value) < outlen || (snprintf(why, whylen, "value too long"), false);
+}
+
 static const char *type_hint(enum mp_cfg_type t)
 {
 	switch (t) {
@@ -127,6 +159,16 @@ static int on_entry(void *user, const char *section, const char *name, const cha
 			ld->failed = true;
 			return 0;
 		}
+		char expanded[4096], why[256];
+		if (k->type == MP_CFG_STRING &&
+		    !expand_dir(value, expanded, sizeof(expanded), why, sizeof(why))) {
+			snprintf(ld->err, ld->errlen, "%s:%d: [%s] %s = %s: %s", ld->path, lineno,
+				 section, name, value, why);
+			ld->failed = true;
+			return 0;
+		}
+		if (k->type == MP_CFG_STRING)
+			value = expanded;
 		if (!store_value(k, ld->target, value)) {
 			snprintf(ld->err, ld->errlen,
 				 "%s:%d: bad value '%s' for [%s] %s: expected %s%s%s%s", ld->path,

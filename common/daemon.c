@@ -69,7 +69,7 @@ enum mp_daemon_start mp_daemon_init(int argc, char **argv, const char *name, mp_
 		if (opt == 'c')
 			out->config = optarg;
 		else if (opt == 'v')
-			level = MP_LOG_DEBUG;
+			level = MP_LOG_DEBUG, out->verbose = true;
 		else if (opt == OPT_TEST_CLOCK)
 			out->test_clock = true;
 		else if (opt == OPT_CHECK_CONFIG)

@@ -9,6 +9,7 @@ struct mp_daemon_opts {
 	const char *config; /* -c CONFIG */
 	bool test_clock;    /* --test-clock: clock.advance may move this daemon's time (clock.h) */
 	bool check_config;  /* --check-config: load and validate CONFIG, then exit */
+	bool verbose;	    /* -v: log at debug level from the start, whatever [service] says */
 };
 
 /* What main does after mp_daemon_init. */

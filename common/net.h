@@ -64,6 +64,15 @@ struct mp_listener *mp_listen(struct event_base *base, SSL_CTX *ctx, const char 
 			      const struct mp_conn_ops *ops, void *arg);
 /* Stops listening and closes the listener's connections ("shutting down"). */
 void mp_listener_free(struct mp_listener *l);
+/* Serve new connections with ctx (a renewed certificate); connections already open keep the
+ * context they were accepted with (each SSL holds a reference to it). The listener does not
+ * own ctx: the caller frees the old one once it swapped in the new. */
+void mp_listener_set_ctx(struct mp_listener *l, SSL_CTX *ctx);
+/* Graceful stop: accept no more connections and move every open one to DRAINING (answers
+ * still in flight are sent, then it closes; mp_conn_close_after_flush). */
+void mp_listener_drain(struct mp_listener *l, const char *reason);
+/* Connections open (including those still in their handshake or DRAINING). */
+unsigned mp_listener_connections(const struct mp_listener *l);
 /* The port actually bound (useful with port 0). */
 uint16_t mp_listener_port(const struct mp_listener *l);
 /* The listener's counters in Prometheus text (prefix e.g. "micropay_broker"), appended at

@@ -213,6 +213,33 @@ struct mp_listener *mp_listen(struct event_base *base, SSL_CTX *ctx, const char 
 	return l;
 }
 
+void mp_listener_set_ctx(struct mp_listener *l, SSL_CTX *ctx)
+{
+	l->ctx = ctx;
+}
+
+void mp_listener_drain(struct mp_listener *l, const char *reason)
+{
+	if (!l)
+		return;
+	if (evconnlistener_disable(l->evl) != 0)
+		log_err("%s listener: cannot stop accepting; closing new connections at drain's "
+			"end",
+			l->opts.name);
+	log_info("%s listener: no longer accepting (%s); draining %u connections", l->opts.name,
+		 reason, l->stats.current);
+	/* A connection with nothing owed ends inside the call and leaves the list. */
+	for (struct mp_conn *c = l->conns, *next; c; c = next) {
+		next = c->next;
+		mp_conn_close_after_flush(c, "%s", reason);
+	}
+}
+
+unsigned mp_listener_connections(const struct mp_listener *l)
+{
+	return l ? l->stats.current : 0;
+}
+
 uint16_t mp_listener_port(const struct mp_listener *l)
 {
 	return l->port;

@@ -13,6 +13,8 @@
 #include "batch.h"
 #include "cap_outbox.h"
 #include "compact.h"
+#include "drain.h"
+#include "reload.h"
 #include "log.h"
 #include "redeem_deadline.h"
 #include "merchant.h"
@@ -221,8 +223,22 @@ static void admin_shutdown(struct mp_admin_req *req, json_t *params, void *ctx)
 	struct merchant *m = ctx;
 	log_info("shutdown requested on the admin socket");
 	mp_admin_reply(req, json_pack("{s:b}", "stopping", true));
-	struct timeval drain = {0, 100000};
-	event_base_loopexit(m->base, &drain);
+	mp_drain_start(m->drain, "admin shutdown");
+}
+
+/* What SIGHUP does: the TLS certificate, key and CA and the log level from the configuration
+ * file (merchantd/service.c). */
+static void admin_reload(struct mp_admin_req *req, json_t *params, void *ctx)
+{
+	struct merchant *m = ctx;
+	char err[512];
+	if (!mp_reload_run(m->reload, "admin reload", err, sizeof(err))) {
+		mp_admin_fail(req, MP_ADMIN_FAILED, "reload failed, previous settings kept: %s",
+			      err);
+		return;
+	}
+	mp_admin_reply(req, json_pack("{s:b,s:s}", "reloaded", true, "log_level",
+				      mp_log_level_name(mp_log_level())));
 }
 
 static void admin_clock_advance(struct mp_admin_req *req, json_t *params, void *ctx)
@@ -252,7 +268,9 @@ static const struct mp_admin_method merchant_methods[] = {
     {"clock.show", admin_clock_show, "protocol time: {test_clock, offset, now}", NULL},
     {"clock.advance", admin_clock_advance, "move the test clock forward (--test-clock only)",
      MP_ADMIN_PARAMS({"seconds", MP_ADMIN_T_UINT, true, NULL, "seconds to add"})},
-    {"shutdown", admin_shutdown, "stop the daemon", NULL},
+    {"reload", admin_reload, "re-read the TLS certificate, key, CA and log level (as SIGHUP)",
+     NULL},
+    {"shutdown", admin_shutdown, "stop gracefully: answer what is in flight, then exit", NULL},
     {NULL, NULL, NULL, NULL},
 };
 

@@ -249,6 +249,11 @@ void batch_drain(struct merchant *m)
 	}
 }
 
+bool batch_is_idle(const struct merchant *m)
+{
+	return !m->batch->committing && m->batch->filling->count == 0;
+}
+
 void batch_free(struct merchant *m)
 {
 	struct batch_pipe *p = m->batch;

@@ -106,6 +106,8 @@ const struct batch_entry *batch_find(const struct merchant *m, const struct chan
 				     uint32_t seg_seq, uint32_t j);
 /* Commit everything queued, wait for it and answer it: at shutdown, outside the loop. */
 void batch_drain(struct merchant *m);
+/* Nothing filling, nothing committing. */
+bool batch_is_idle(const struct merchant *m);
 
 /* Answers sent once an entry is durable (open.c, admin.c). */
 void open_acknowledge(struct merchant *m, struct mp_conn *c, uint64_t request_id,

@@ -5,6 +5,7 @@
 
 #include "config.h"
 #include "config_doc.h"
+#include "service.h"
 #include "proto_limits.h"
 #include "merchant.h"
 
@@ -74,6 +75,7 @@ static const struct mp_cfg_key merchant_keys[] = {
     K("admin", "socket", MP_CFG_STRING, admin_socket, true, "Unix socket path"),
     K("admin", "group", MP_CFG_STRING, admin_group, false,
       "group (name or gid) whose members may use the admin socket"),
+    MP_SERVICE_KEYS(struct merchant_config, service),
     MP_CFG_END,
 };
 
@@ -107,6 +109,7 @@ static void set_defaults(struct merchant_config *cfg)
 	cfg->handoff_timeout = 10;
 	cfg->handoff_workers = 1;
 	mp_net_limits_default(&cfg->limits);
+	mp_service_config_default(&cfg->service);
 	cfg->broker_connect_timeout = 10;
 	cfg->broker_answer_timeout = 120;
 	cfg->broker_reconnect_max = 60;
@@ -131,7 +134,9 @@ bool merchant_config_load(struct merchant_config *cfg, const char *path, char *e
 		return false;
 	}
 	/* The ranges are declared with the keys; these are the relations between keys. */
-	return broker_endpoint_valid(cfg, path, err, errlen) &&
+	enum mp_log_level level;
+	return mp_service_log_level(&cfg->service, path, &level, err, errlen) &&
+	       broker_endpoint_valid(cfg, path, err, errlen) &&
 	       mp_net_limits_check(&cfg->limits, path, err, errlen) &&
 	       mp_net_idle_timeout_check(cfg->idle_timeout, path, "merchant", err, errlen);
 }

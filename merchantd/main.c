@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <systemd/sd-daemon.h>
 
 #include "admin.h"
 #include "batch.h"
@@ -26,14 +25,6 @@
 /* The longest the event loop waits for a lock on the store (store.h, store_set_lock_wait). */
 #define LOOP_LOCK_WAIT_MS 20
 
-static void on_signal(evutil_socket_t sig, short what, void *arg)
-{
-	struct merchant *m = arg;
-	log_info("signal %d: stopping", (int)sig);
-	sd_notify(0, "STOPPING=1");
-	event_base_loopexit(m->base, NULL);
-}
-
 static bool load_identity(struct merchant *m)
 {
 	char err[512];
@@ -47,21 +38,8 @@ static bool load_identity(struct merchant *m)
 		log_err("merchant key: %s", err);
 		return false;
 	}
-	m->server_tls = mp_tls_server_ctx(m->cfg.tls_cert, m->cfg.tls_key, m->cfg.tls_ca,
-					  MP_CLIENT_CERT_OPTIONAL, err, sizeof(err));
-	if (m->server_tls)
-		m->client_tls = mp_tls_client_ctx(m->cfg.tls_ca, m->cfg.tls_cert, m->cfg.tls_key,
-						  err, sizeof(err));
-	if (!m->server_tls || !m->client_tls) {
+	if (!merchant_tls_load(m, &m->cfg, &m->server_tls, &m->client_tls, err, sizeof(err))) {
 		log_err("tls: %s", err);
-		return false;
-	}
-	/* Wallets pay only a server whose certificate names the merchant they mean to pay. */
-	char cn[64], want[64], hex[MP_HEX_ID_LEN + 1];
-	mp_hex_encode(m->mid, MP_ID_LEN, hex);
-	snprintf(want, sizeof(want), "m-%s", hex);
-	if (!mp_tls_own_cn(m->server_tls, cn, sizeof(cn)) || strcmp(cn, want) != 0) {
-		log_err("tls: %s must have CN %s (protocol.md section 3)", m->cfg.tls_cert, want);
 		return false;
 	}
 	return true;
@@ -109,15 +87,7 @@ static bool merchant_start(struct merchant *m)
 	m->deadline = redeem_deadline_start(m, m->cfg.deadline_check);
 	if (!m->deadline)
 		return false;
-	m->sig_int = evsignal_new(m->base, SIGINT, on_signal, m);
-	m->sig_term = evsignal_new(m->base, SIGTERM, on_signal, m);
-	if (!m->redeemer || !m->sig_int || !m->sig_term)
-		return false;
-	if (event_add(m->sig_int, NULL) != 0 || event_add(m->sig_term, NULL) != 0) {
-		log_err("cannot watch SIGINT and SIGTERM");
-		return false;
-	}
-	return true;
+	return merchant_service_start(m);
 }
 
 static void merchant_stop(struct merchant *m)
@@ -137,10 +107,7 @@ static void merchant_stop(struct merchant *m)
 	redeemer_free(m->redeemer); /* Binds awaited get their answer: none */
 	bind_stop_all(m);
 	cap_outbox_free(m); /* after the link: a notice in flight got its answer, none */
-	if (m->sig_int)
-		event_free(m->sig_int);
-	if (m->sig_term)
-		event_free(m->sig_term);
+	merchant_service_stop(m);
 	mp_admin_close(m->admin);
 	mp_listener_free(m->listener);
 	table_free_channels(&m->channels);
@@ -174,7 +141,9 @@ int main(int argc, char **argv)
 	struct merchant m = {0};
 	mp_clock_init(&m.clock, opts.test_clock);
 	char err[512];
-	if (!merchant_config_load(&m.cfg, config, err, sizeof(err))) {
+	m.config_path = config;
+	if (!merchant_config_load(&m.cfg, config, err, sizeof(err)) ||
+	    !mp_service_apply_log_level(&m.cfg.service, config, opts.verbose, err, sizeof(err))) {
 		log_err("%s", err);
 		merchant_config_free(&m.cfg);
 		return 1;
@@ -193,7 +162,7 @@ int main(int argc, char **argv)
 	bool ok = m.base && m.hasher && merchant_start(&m);
 	if (ok) {
 		log_info("merchantd ready");
-		sd_notify(0, "READY=1\nSTATUS=serving");
+		mp_service_ready(m.service);
 		event_base_dispatch(m.base);
 	}
 	merchant_stop(&m);

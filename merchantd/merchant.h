@@ -11,12 +11,14 @@
 #include "net.h"
 #include "net_limits.h"
 #include "proto.h"
+#include "service.h"
 #include "sig.h"
 #include "util.h"
 
 #define MP_ORDER_REF_MAX 32
 
 struct merchant_config {
+	struct mp_service_config service;
 	char *id_hex;
 	char *listen;
 	char *endpoint;
@@ -192,9 +194,12 @@ struct merchant {
 	struct binding *binds;	    /* bind.c: asking the broker for a Bind */
 	size_t n_binds;
 	struct cap_outbox *cap_outbox; /* cap_outbox.c: Caps not yet acknowledged by the broker */
-	struct event *sig_int, *sig_term;
-	uint64_t started_mono; /* mp_monotonic_s() at start, for uptime */
-	struct mp_clock clock; /* protocol time (clock.h) */
+	const char *config_path;       /* -c: read again on reload */
+	struct mp_service *service;    /* READY=1, STATUS=, watchdog (service.c) */
+	struct mp_reload *reload;      /* SIGHUP, admin reload */
+	struct mp_drain *drain;	       /* SIGTERM, SIGINT, admin shutdown */
+	uint64_t started_mono;	       /* mp_monotonic_s() at start, for uptime */
+	struct mp_clock clock;	       /* protocol time (clock.h) */
 	struct merchant_stats stats;
 	enum mp_fault fault; /* fault.h: test-only, from MP_FAULT at start-up */
 };
@@ -306,3 +311,11 @@ bool merchant_cert_wanted(const struct merchant *m, uint64_t now);
 unsigned merchant_cert_check_interval(const struct merchant *m);
 /* The broker answered CONFLICT carrying its stored cert: log both sides and stop. */
 void merchant_cert_conflict(struct merchant *m, const MpSigned *stored, const char *detail);
+
+/* service.c: systemd notifications, reload and graceful stop (after the listener is up). */
+bool merchant_service_start(struct merchant *m);
+void merchant_service_stop(struct merchant *m);
+/* TLS contexts from cfg's [tls] files: the server one must name this merchant (CN m-<id>).
+ * False with err (nothing allocated) otherwise. */
+bool merchant_tls_load(const struct merchant *m, const struct merchant_config *cfg,
+		       SSL_CTX **server, SSL_CTX **client, char *err, size_t errlen);

@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "admin.h"
+#include "drain.h"
+#include "reload.h"
 #include "clock.h"
 #include "amount.h"
 #include "log.h"
@@ -166,7 +168,21 @@ static void admin_shutdown(struct mp_admin_req *req, json_t *params, void *ctx)
 	struct wallet *w = ctx;
 	log_info("shutdown requested on the admin socket");
 	mp_admin_reply(req, json_pack("{s:b}", "stopping", true));
-	wallet_stop_soon(w);
+	mp_drain_start(w->drain, "admin shutdown");
+}
+
+/* What SIGHUP does: the CA and the log level from the configuration file (walletd/service.c). */
+static void admin_reload(struct mp_admin_req *req, json_t *params, void *ctx)
+{
+	struct wallet *w = ctx;
+	char err[512];
+	if (!mp_reload_run(w->reload, "admin reload", err, sizeof(err))) {
+		mp_admin_fail(req, MP_ADMIN_FAILED, "reload failed, previous settings kept: %s",
+			      err);
+		return;
+	}
+	mp_admin_reply(req, json_pack("{s:b,s:s}", "reloaded", true, "log_level",
+				      mp_log_level_name(mp_log_level())));
 }
 
 static void admin_clock_advance(struct mp_admin_req *req, json_t *params, void *ctx)
@@ -230,7 +246,9 @@ static const struct mp_admin_method wallet_methods[] = {
     {"clock.show", admin_clock_show, "protocol time: {test_clock, offset, now}", NULL},
     {"clock.advance", admin_clock_advance, "move the test clock forward (--test-clock only)",
      MP_ADMIN_PARAMS({"seconds", MP_ADMIN_T_UINT, true, NULL, "seconds to add"})},
-    {"shutdown", admin_shutdown, "stop the daemon", NULL},
+    {"reload", admin_reload, "re-read the CA and the log level (as SIGHUP)", NULL},
+    {"shutdown", admin_shutdown,
+     "stop gracefully: refuse new exchanges, finish those in progress, then exit", NULL},
     {NULL, NULL, NULL, NULL},
 };
 

@@ -5,6 +5,7 @@
 
 #include "config.h"
 #include "config_doc.h"
+#include "service.h"
 #include "net.h"
 #include "wallet.h"
 
@@ -35,6 +36,7 @@ static const struct mp_cfg_key wallet_keys[] = {
     K("admin", "socket", MP_CFG_STRING, admin_socket, true, "Unix socket path"),
     K("admin", "group", MP_CFG_STRING, admin_group, false,
       "group (name or gid) whose members may use the admin socket"),
+    MP_SERVICE_KEYS(struct wallet_config, service),
     MP_CFG_END,
 };
 
@@ -50,6 +52,7 @@ static void set_defaults(struct wallet_config *cfg)
 	cfg->checkpoint_interval = 256;
 	cfg->idle_timeout = 60;
 	cfg->refund_check_interval = 300;
+	mp_service_config_default(&cfg->service);
 }
 
 bool wallet_config_load(struct wallet_config *cfg, const char *path, char *err, size_t errlen)
@@ -77,7 +80,8 @@ bool wallet_config_load(struct wallet_config *cfg, const char *path, char *err, 
 			 cfg->broker);
 		return false;
 	}
-	return true;
+	enum mp_log_level level;
+	return mp_service_log_level(&cfg->service, path, &level, err, errlen);
 }
 
 void wallet_config_free(struct wallet_config *cfg)

@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <systemd/sd-daemon.h>
 
 #include "admin.h"
 #include "clock.h"
@@ -16,25 +15,6 @@
 #include "tls.h"
 #include "wallet.h"
 #include "workers.h"
-
-static void on_signal(evutil_socket_t sig, short what, void *arg)
-{
-	struct wallet *w = arg;
-	log_info("signal %d: stopping", (int)sig);
-	wallet_stop_soon(w);
-}
-
-void wallet_stop_soon(struct wallet *w)
-{
-	if (w->stopping)
-		return;
-	w->stopping = true;
-	sd_notify(0, "STOPPING=1");
-	while (w->ops)
-		mp_conn_close(w->ops->conn, "walletd is stopping");
-	struct timeval drain = {0, 100000}; /* let the replies leave */
-	event_base_loopexit(w->base, &drain);
-}
 
 /* The account key: generated on the first start, then read from the store. */
 static bool load_account(struct wallet *w)
@@ -97,13 +77,8 @@ static bool wallet_start(struct wallet *w)
 	w->dns = mp_dns_new(w->base, NULL);
 	if (!w->dns || !wallet_admin_open(w))
 		return false;
-	w->sig_int = evsignal_new(w->base, SIGINT, on_signal, w);
-	w->sig_term = evsignal_new(w->base, SIGTERM, on_signal, w);
-	if (!w->sig_int || !w->sig_term || event_add(w->sig_int, NULL) != 0 ||
-	    event_add(w->sig_term, NULL) != 0) {
-		log_err("cannot watch SIGINT and SIGTERM");
+	if (!wallet_service_start(w))
 		return false;
-	}
 	wallet_issue_resume(w);
 	wallet_segment_claim_resume(w);
 	return wallet_refund_start(w);
@@ -117,10 +92,7 @@ static void wallet_stop(struct wallet *w)
 	while (w->ops)
 		mp_conn_close(w->ops->conn, "walletd is stopping");
 	mp_dns_free(w->dns); /* after the connections: they may have been resolving */
-	if (w->sig_int)
-		event_free(w->sig_int);
-	if (w->sig_term)
-		event_free(w->sig_term);
+	wallet_service_stop(w);
 	mp_admin_close(w->admin);
 	while (w->channels) {
 		struct wchannel *ch = w->channels;
@@ -152,7 +124,9 @@ int main(int argc, char **argv)
 	struct wallet w = {0};
 	mp_clock_init(&w.clock, opts.test_clock);
 	char err[512];
-	if (!wallet_config_load(&w.cfg, config, err, sizeof(err))) {
+	w.config_path = config;
+	if (!wallet_config_load(&w.cfg, config, err, sizeof(err)) ||
+	    !mp_service_apply_log_level(&w.cfg.service, config, opts.verbose, err, sizeof(err))) {
 		log_err("%s", err);
 		wallet_config_free(&w.cfg);
 		return 1;
@@ -168,7 +142,7 @@ int main(int argc, char **argv)
 	if (ok) {
 		log_info("walletd ready (account %s, %u channels)",
 			 w.registered ? "registered" : "not registered", wallet_channel_count(&w));
-		sd_notify(0, "READY=1\nSTATUS=serving");
+		mp_service_ready(w.service);
 		event_base_dispatch(w.base);
 	}
 	wallet_stop(&w);

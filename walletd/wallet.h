@@ -11,6 +11,7 @@
 #include "chainstore.h"
 #include "net.h"
 #include "proto.h"
+#include "service.h"
 #include "sig.h"
 #include "util.h"
 
@@ -23,6 +24,7 @@ struct wstore;
 #define WALLET_ORDER_REF_MAX 32
 
 struct wallet_config {
+	struct mp_service_config service;
 	char *store;
 	char *broker;
 	char *broker_pk_hex;
@@ -136,10 +138,13 @@ struct wallet {
 	struct wchannel *channels;
 	struct wallet_op *ops;	    /* network exchanges in progress */
 	struct event *refund_timer; /* refund.c: asks for refunds on its own */
-	struct event *sig_int, *sig_term;
-	bool stopping;	       /* no new network exchange once set */
-	uint64_t started_mono; /* mp_monotonic_s() at start, for uptime */
-	struct mp_clock clock; /* protocol time (clock.h) */
+	const char *config_path;    /* -c: read again on reload */
+	struct mp_service *service; /* READY=1, STATUS=, watchdog (service.c) */
+	struct mp_reload *reload;   /* SIGHUP, admin reload */
+	struct mp_drain *drain;	    /* SIGTERM, SIGINT, admin shutdown */
+	bool stopping;		    /* no new network exchange once set */
+	uint64_t started_mono;	    /* mp_monotonic_s() at start, for uptime */
+	struct mp_clock clock;	    /* protocol time (clock.h) */
 	struct wallet_stats stats;
 };
 
@@ -269,9 +274,10 @@ bool wallet_param_hex(struct mp_admin_req *req, json_t *params, const char *key,
 		      size_t maxlen, bool exact, size_t *outlen);
 
 bool wallet_admin_open(struct wallet *w);
-/* Stop: end the exchanges in progress (their callers get an error), refuse new ones, and leave
- * the loop once the replies had a moment to go out. */
-void wallet_stop_soon(struct wallet *w);
+/* service.c: systemd notifications, reload and graceful stop (SIGTERM, admin shutdown: refuse
+ * new exchanges, let those in progress answer their callers, then leave the loop). */
+bool wallet_service_start(struct wallet *w);
+void wallet_service_stop(struct wallet *w);
 bool wallet_config_load(struct wallet_config *cfg, const char *path, char *err, size_t errlen);
 void wallet_config_free(struct wallet_config *cfg);
 /* Every configuration key with its default, in `format` (common/config_doc.h). */

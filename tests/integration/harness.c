@@ -33,6 +33,11 @@ static const char *build_root(void)
 	return s ? s : "build";
 }
 
+const char *net_build_root(void)
+{
+	return build_root();
+}
+
 /* system(line), except that the shell (and every daemon it starts) inherits none of the test's
  * descriptors beyond stdin, stdout and stderr: a daemon holding a test's socket would keep it
  * open after the test closed it. */

@@ -25,6 +25,8 @@ int net_cmd(const struct net *n, const char *cmd, const char *args);
 /* Contents of DIR/DAEMON/FILE, trailing newline removed (static buffer per call site use). */
 void net_read(const struct net *n, const char *daemon, const char *file, char *out, size_t len);
 void net_path(const struct net *n, const char *rel, char *out, size_t len);
+/* Where the daemons' binaries are built ($MP_BUILD, default ./build). */
+const char *net_build_root(void);
 
 /* Admin call on DIR/DAEMON/admin.sock: params is a JSON text (or NULL). NULL on error with the
  * message in err. */

@@ -218,6 +218,29 @@ START_TEST(numeric_key_without_range_refused)
 }
 END_TEST
 
+/* "$CREDENTIALS_DIRECTORY/..." (and the state and runtime directories) name the directory
+ * systemd passes; an unset variable is an error naming the key; other values stay as they are. */
+START_TEST(systemd_directories_expanded)
+{
+	setenv("CREDENTIALS_DIRECTORY", "/run/credentials/brokerd.service", 1);
+	ck_assert_msg(load("[broker]\nlisten = $CREDENTIALS_DIRECTORY/tls.crt\n"), "%s", err);
+	ck_assert_str_eq(cfg.listen, "/run/credentials/brokerd.service/tls.crt");
+	setenv("STATE_DIRECTORY", "/var/lib/micropay", 1);
+	ck_assert_msg(load("[broker]\nlisten = $STATE_DIRECTORY/m.db\n"), "%s", err);
+	ck_assert_str_eq(cfg.listen, "/var/lib/micropay/m.db");
+	ck_assert_msg(load("[broker]\nlisten = $HOME/x\n"), "%s", err);
+	ck_assert_str_eq(cfg.listen, "$HOME/x");
+	unsetenv("RUNTIME_DIRECTORY");
+	ck_assert(!load("[broker]\nlisten = $RUNTIME_DIRECTORY/admin.sock\n"));
+	expect_error(2, "$RUNTIME_DIRECTORY is not set", "[broker] listen");
+	setenv("STATE_DIRECTORY", "/var/lib/a:/var/lib/b", 1);
+	ck_assert(!load("[broker]\nlisten = $STATE_DIRECTORY/m.db\n"));
+	expect_error(2, "a list of directories", NULL);
+	unsetenv("CREDENTIALS_DIRECTORY");
+	unsetenv("STATE_DIRECTORY");
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("config");
@@ -238,6 +261,7 @@ int main(void)
 	tcase_add_test(tc, below_range);
 	tcase_add_test(tc, range_edges_accepted);
 	tcase_add_test(tc, numeric_key_without_range_refused);
+	tcase_add_test(tc, systemd_directories_expanded);
 	suite_add_tcase(s, tc);
 
 	return mp_check_run(s);
