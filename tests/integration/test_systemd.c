@@ -91,13 +91,14 @@ static void renew_certificate(const char *args)
 	ck_assert_int_eq(system(cmd), 0);
 }
 
-/* Stop DAEMON (mpnet) and start it again as our child, reporting to ns. */
-static pid_t restart_notified(const char *daemon, struct notify_sock *ns)
+/* Stop DAEMON (mpnet) and start it again as our child, reporting to ns, with env (default:
+ * WATCHDOG_USEC of 1 s). */
+static pid_t restart_notified(const char *daemon, struct notify_sock *ns, const char *const *env)
 {
 	ck_assert_int_eq(net_cmd(&net, "kill", daemon), 0);
 	append_config(daemon, "[service]\nstatus_interval = 1\ndrain_timeout = 20");
 	notify_open(ns, &net, daemon);
-	pid_t pid = net_start_notified(&net, daemon, ns, watchdog_env);
+	pid_t pid = net_start_notified(&net, daemon, ns, env ? env : watchdog_env);
 	char msg[1024];
 	ck_assert_msg(notify_wait(ns, "READY=1", 30000, msg, sizeof(msg)), "%s: no READY=1",
 		      daemon);
@@ -231,7 +232,7 @@ static bool running(pid_t pid)
 START_TEST(merchantd_notify_reload_and_drain)
 {
 	struct notify_sock ns;
-	pid_t pid = restart_notified("m1", &ns);
+	pid_t pid = restart_notified("m1", &ns, NULL);
 	struct twallet tw;
 	struct tchannel ch;
 	new_channel(&tw, &ch, 20);
@@ -317,7 +318,7 @@ static void *hold_account_lock(void *arg)
 START_TEST(brokerd_notify_reload_and_drain)
 {
 	struct notify_sock ns;
-	pid_t pid = restart_notified("broker", &ns);
+	pid_t pid = restart_notified("broker", &ns, NULL);
 	char before[80], after[80], renewed[80];
 	struct wire old, fresh;
 	served_fingerprint(&old, broker_ep, before);
@@ -396,19 +397,33 @@ START_TEST(walletd_notify_reload_and_drain)
 	snprintf(channel, sizeof(channel), "%s", json_str(r, "channel_id"));
 	json_decref(r);
 
-	struct notify_sock ns;
-	pid_t pid = restart_notified("w1", &ns);
-	reload_by_sighup(pid, &ns, "w1");
-	ck_assert(log_has(&net, "w1", "reload (SIGHUP): done", 2000));
-
-	/* A CA that cannot be read: the reload fails and the wallet keeps the one it has. */
-	char missing[700], saved[8192], path[700];
+	/* Paths as a unit gives them: the CA through LoadCredential=, the store in
+	 * StateDirectory=, the admin socket in RuntimeDirectory= (deploy/systemd). */
+	char saved[8192], path[700];
 	net_path(&net, "w1/config.ini", path, sizeof(path));
 	FILE *f = fopen(path, "r");
 	ck_assert_ptr_nonnull(f);
 	size_t len = fread(saved, 1, sizeof(saved) - 1, f);
 	fclose(f);
 	saved[len] = '\0';
+	append_config("w1", "[tls]\nca = $CREDENTIALS_DIRECTORY/ca.crt\n[wallet]\n"
+			    "store = $STATE_DIRECTORY/wallet.db\n[admin]\n"
+			    "socket = $RUNTIME_DIRECTORY/admin.sock");
+	static char creds[700], state[700], runtime[700];
+	snprintf(creds, sizeof(creds), "CREDENTIALS_DIRECTORY=%s/tls", net.dir);
+	snprintf(state, sizeof(state), "STATE_DIRECTORY=%s/w1", net.dir);
+	snprintf(runtime, sizeof(runtime), "RUNTIME_DIRECTORY=%s/w1", net.dir);
+	const char *const env[] = {creds, state, runtime, "WATCHDOG_USEC=1000000", NULL};
+	struct notify_sock ns;
+	pid_t pid = restart_notified("w1", &ns, env);
+	json_t *bal = admin_ok(&net, "w1", "channels", NULL); /* the same store: our channel */
+	ck_assert_int_eq(json_array_size(json_object_get(bal, "channels")), 1);
+	json_decref(bal);
+	reload_by_sighup(pid, &ns, "w1");
+	ck_assert(log_has(&net, "w1", "reload (SIGHUP): done", 2000));
+
+	/* A CA that cannot be read: the reload fails and the wallet keeps the one it has. */
+	char missing[700];
 	net_path(&net, "tls/missing-ca.crt", missing, sizeof(missing));
 	char line[800];
 	snprintf(line, sizeof(line), "[tls]\nca = %s", missing);
