@@ -68,8 +68,9 @@ void mp_listener_free(struct mp_listener *l);
  * context they were accepted with (each SSL holds a reference to it). The listener does not
  * own ctx: the caller frees the old one once it swapped in the new. */
 void mp_listener_set_ctx(struct mp_listener *l, SSL_CTX *ctx);
-/* Graceful stop: accept no more connections and move every open one to DRAINING (answers
- * still in flight are sent, then it closes; mp_conn_close_after_flush). */
+/* Graceful stop: close the listening socket (new connections are refused) and move every open
+ * connection to DRAINING (answers still in flight are sent, then it closes;
+ * mp_conn_close_after_flush). */
 void mp_listener_drain(struct mp_listener *l, const char *reason);
 /* Connections open (including those still in their handshake or DRAINING). */
 unsigned mp_listener_connections(const struct mp_listener *l);

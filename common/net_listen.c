@@ -222,12 +222,12 @@ void mp_listener_drain(struct mp_listener *l, const char *reason)
 {
 	if (!l)
 		return;
-	if (evconnlistener_disable(l->evl) != 0)
-		log_err("%s listener: cannot stop accepting; closing new connections at drain's "
-			"end",
-			l->opts.name);
-	log_info("%s listener: no longer accepting (%s); draining %u connections", l->opts.name,
-		 reason, l->stats.current);
+	if (l->evl) { /* closes the listening socket: new connections are refused at once */
+		evconnlistener_free(l->evl);
+		l->evl = NULL;
+	}
+	log_info("%s listener: closed (%s); draining %u connections", l->opts.name, reason,
+		 l->stats.current);
 	/* A connection with nothing owed ends inside the call and leaves the list. */
 	for (struct mp_conn *c = l->conns, *next; c; c = next) {
 		next = c->next;
@@ -249,7 +249,8 @@ void mp_listener_free(struct mp_listener *l)
 {
 	if (!l)
 		return;
-	evconnlistener_free(l->evl);
+	if (l->evl)
+		evconnlistener_free(l->evl);
 	while (l->conns)
 		net_conn_end(l->conns, NET_END_SHUTDOWN, "shutting down");
 	free(l);

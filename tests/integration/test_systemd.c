@@ -4,7 +4,9 @@
  * new connections while an existing connection keeps working, and a failed reload keeping the
  * old one; SIGTERM: STOPPING=1, the request in flight answered (a payment acknowledged, and
  * found in the merchant's store after a restart), exit status 0. */
+#include <arpa/inet.h>
 #include <check.h>
+#include <netinet/in.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -14,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -22,6 +25,7 @@
 #include "harness_merchant.h"
 #include "harness_net.h"
 #include "harness_notify.h"
+#include "net.h"
 #include "../check_run.h"
 
 static struct net net;
@@ -224,6 +228,21 @@ static void unlock_m1_store(sqlite3 *db)
 	sqlite3_close(db);
 }
 
+/* A TCP connection to endpoint (host:port, IPv4) is accepted by the kernel. */
+static bool accepts_connections(const char *endpoint)
+{
+	char host[64];
+	uint16_t port;
+	ck_assert(mp_split_endpoint(endpoint, host, sizeof(host), &port));
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+	ck_assert_int_eq(inet_pton(AF_INET, host, &sa.sin_addr), 1);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(fd, 0);
+	bool ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	close(fd);
+	return ok;
+}
+
 static bool running(pid_t pid)
 {
 	return kill(pid, 0) == 0;
@@ -289,6 +308,7 @@ START_TEST(merchantd_notify_reload_and_drain)
 	stopping_after_sigterm(pid, &ns, "m1");
 	usleep(300 * 1000);
 	ck_assert_msg(running(pid), "merchantd exited with a payment in flight");
+	ck_assert_msg(!accepts_connections(m1_ep), "merchantd still listens while draining");
 	unlock_m1_store(lock);
 	expect_pay_ack(&old, 2);
 	wire_close(&old);
@@ -356,6 +376,7 @@ START_TEST(brokerd_notify_reload_and_drain)
 	stopping_after_sigterm(pid, &ns, "broker");
 	usleep(200 * 1000);
 	ck_assert_msg(running(pid), "brokerd exited with a request in flight");
+	ck_assert_msg(!accepts_connections(broker_ep), "brokerd still listens while draining");
 	MpEnvelope *e = wire_recv(&old);
 	ck_assert_msg(e && e->body_case == MP_BODY(ISSUE_RESP),
 		      "the Issue in flight got no answer");
