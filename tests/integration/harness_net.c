@@ -297,6 +297,19 @@ int64_t daemon_mem_kb(const struct net *n, const char *daemon, const char *field
 	return kb;
 }
 
+int log_lines_with(const struct net *n, const char *daemon, const char *needle)
+{
+	char path[700], line[4096];
+	snprintf(path, sizeof(path), "%s/%s/log", n->dir, daemon);
+	FILE *f = fopen(path, "r");
+	int count = 0;
+	while (f && fgets(line, sizeof(line), f))
+		count += strstr(line, needle) != NULL;
+	if (f)
+		fclose(f);
+	return count;
+}
+
 bool log_has(const struct net *n, const char *daemon, const char *needle, int ms)
 {
 	char path[700], line[4096];

@@ -129,11 +129,13 @@ static void reload_by_sighup(pid_t pid, struct notify_sock *ns, const char *daem
 		      "%s: no READY=1 after the reload", daemon);
 }
 
-/* The daemon ends (exit status 0) after STOPPING=1; then mpnet starts it again. */
-static void expect_clean_exit(pid_t pid, struct notify_sock *ns, const char *daemon)
+/* The daemon ends its drain (one more "drain: done" line than drains_before) and exits with
+ * status 0 after STOPPING=1; then mpnet starts it again. */
+static void expect_clean_exit(pid_t pid, struct notify_sock *ns, const char *daemon,
+			      int drains_before)
 {
 	ck_assert_int_eq(net_child_exit(pid, 25000), 0);
-	ck_assert(log_has(&net, daemon, "drain: done", 100));
+	ck_assert_int_eq(log_lines_with(&net, daemon, "drain: done"), drains_before + 1);
 	notify_close(ns);
 	char pidfile[700];
 	snprintf(pidfile, sizeof(pidfile), "%s/%s/pid", net.dir, daemon);
@@ -305,6 +307,7 @@ START_TEST(merchantd_notify_reload_and_drain)
 	sqlite3 *lock = lock_m1_store();
 	send_pay(&old, &ch, 2);
 	usleep(300 * 1000);
+	int drains = log_lines_with(&net, "m1", "drain: done");
 	stopping_after_sigterm(pid, &ns, "m1");
 	usleep(300 * 1000);
 	ck_assert_msg(running(pid), "merchantd exited with a payment in flight");
@@ -312,7 +315,7 @@ START_TEST(merchantd_notify_reload_and_drain)
 	unlock_m1_store(lock);
 	expect_pay_ack(&old, 2);
 	wire_close(&old);
-	expect_clean_exit(pid, &ns, "m1");
+	expect_clean_exit(pid, &ns, "m1", drains);
 	ck_assert_int_eq(m1_last(&ch), 2);
 	tchannel_free(&ch);
 	mp_key_free(&tw.account);
@@ -373,6 +376,7 @@ START_TEST(brokerd_notify_reload_and_drain)
 	env.issue_req = &req;
 	ck_assert(wire_send(&old, &env));
 	usleep(200 * 1000);
+	int drains = log_lines_with(&net, "broker", "drain: done");
 	stopping_after_sigterm(pid, &ns, "broker");
 	usleep(200 * 1000);
 	ck_assert_msg(running(pid), "brokerd exited with a request in flight");
@@ -384,7 +388,7 @@ START_TEST(brokerd_notify_reload_and_drain)
 	micropay__v1__envelope__free_unpacked(e, NULL);
 	pthread_join(t, NULL);
 	wire_close(&old);
-	expect_clean_exit(pid, &ns, "broker");
+	expect_clean_exit(pid, &ns, "broker", drains);
 	tchannel_free(&ch);
 	tchannel_free(&ch2);
 	mp_key_free(&tw.account);
@@ -468,6 +472,7 @@ START_TEST(walletd_notify_reload_and_drain)
 	pthread_t t;
 	ck_assert_int_eq(pthread_create(&t, NULL, wallet_pay, &call), 0);
 	usleep(500 * 1000);
+	int drains = log_lines_with(&net, "w1", "drain: done");
 	stopping_after_sigterm(pid, &ns, "w1");
 	usleep(300 * 1000);
 	ck_assert_msg(running(pid), "walletd exited with a payment in flight");
@@ -475,7 +480,7 @@ START_TEST(walletd_notify_reload_and_drain)
 	pthread_join(t, NULL);
 	ck_assert_msg(call.result != NULL, "the payment in flight failed: %s", call.err);
 	json_decref(call.result);
-	expect_clean_exit(pid, &ns, "w1");
+	expect_clean_exit(pid, &ns, "w1", drains);
 	snprintf(params, sizeof(params), "{\"order_ref\":\"%s\"}", order);
 	r = admin_ok(&net, "m1", "order.show", params); /* acknowledged, so durable at m1 */
 	ck_assert(json_is_true(json_object_get(r, "paid")));
