@@ -232,6 +232,24 @@ static bool add_step(struct merchant *m, struct claim_set *cs, struct channel *c
 	return true;
 }
 
+/* A point at the base of its segment s > 0 (index = the Cap's index, word = the segment's root)
+ * is no payword of segment s: the broker takes a claim only strictly inside its segment
+ * (docs/transfer.md, "Segments and indices"), and answers OUT_OF_RANGE "index outside its
+ * segment" for ever. Such a point is where a Transfer left the channel when nothing was paid in
+ * the new segment since (the durable point after the Cap, a Handoff or Close signed right after
+ * it). The same units are proven by the Cap's point (s-1, cap_index, w_cap), which the holder
+ * signed or verified: step back until the point lies inside its segment (several Caps can sit
+ * at one index). */
+static void claim_point_inside(const struct channel *ch, uint32_t *seg_seq, uint32_t index,
+			       const uint8_t **w)
+{
+	while (ch && *seg_seq > 0 && *seg_seq <= ch->seg_seq &&
+	       ch->segs[*seg_seq - 1].start == index) {
+		*w = ch->segs[*seg_seq - 1].w_cap;
+		(*seg_seq)--;
+	}
+}
+
 /* Once per pass, after the channel table: the epochs we held and handed off with points above
  * what the broker credited, as far as the claim set has room. */
 static void fill_epochs(struct merchant *m, struct redeem_pass *pass, struct claim_set *cs,
@@ -247,7 +265,11 @@ static void fill_epochs(struct merchant *m, struct redeem_pass *pass, struct cla
 		const struct held_epoch *e = &(*epochs)[i];
 		if (redeem_deadline_is_too_late(m, e->channel_id, e->hseq))
 			continue; /* the broker finalised the channel: never again */
-		set_add(cs, e->channel_id, e->hseq, e->seg_seq, e->end_index, e->w_end);
+		uint32_t seg_seq = e->seg_seq;
+		const uint8_t *w = e->w_end;
+		claim_point_inside(channel_find(&m->channels, e->channel_id), &seg_seq,
+				   e->end_index, &w);
+		set_add(cs, e->channel_id, e->hseq, seg_seq, e->end_index, w);
 	}
 }
 
@@ -266,8 +288,10 @@ static void fill(struct merchant *m, struct redeem_pass *pass, const struct rede
 				continue;
 			uint64_t need = ch->durable_last - ch->redeemed_end;
 			if (cost + need <= lim->budget) {
-				set_add(cs, ch->id, ch->hseq, ch->durable_seg, ch->durable_last,
-					ch->durable_w);
+				uint32_t seg_seq = ch->durable_seg;
+				const uint8_t *w = ch->durable_w;
+				claim_point_inside(ch, &seg_seq, ch->durable_last, &w);
+				set_add(cs, ch->id, ch->hseq, seg_seq, ch->durable_last, w);
 				cost += need;
 			} else if (cs->n > 0) {
 				return; /* the next Redeem takes it */
