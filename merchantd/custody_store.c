@@ -245,7 +245,9 @@ int custody_store_unredeemed_epochs(struct store *s, size_t max, struct held_epo
 {
 	*out = NULL;
 	sqlite3_stmt *st = prep(s, "SELECT channel_id, hseq, end_index, w_end, seg_seq FROM epochs "
-				   "WHERE end_index > redeemed_end LIMIT ?");
+				   "WHERE end_index > redeemed_end AND NOT EXISTS (SELECT 1 FROM "
+				   "too_late_epochs t WHERE t.channel_id = epochs.channel_id AND "
+				   "t.hseq = epochs.hseq) LIMIT ?");
 	st = bound(s, st, st ? sqlite3_bind_int64(st, 1, (sqlite3_int64)max) : 0);
 	if (!st)
 		return -1;

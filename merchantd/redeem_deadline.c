@@ -21,9 +21,12 @@
 #include "log.h"
 #include "merchant.h"
 #include "redeem_deadline.h"
+#include "too_late_store.h"
 
-/* Epochs answered TOO_LATE, remembered in a ring of this many (an epoch pushed out of it is
- * claimed once more and answered TOO_LATE again). */
+/* Epochs answered TOO_LATE, remembered in a ring of this many for counting each once. An epoch
+ * pushed out of it is still never claimed again: the store records every such epoch
+ * (too_late_store.h), a held channel carries the flag, and the store's query of handed-off
+ * epochs leaves recorded ones out. */
 #define TOO_LATE_MAX 4096
 
 struct late_epoch {
@@ -92,12 +95,36 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	check_channels(arg);
 }
 
+static void remember_late(struct redeem_deadline *d, const uint8_t id[MP_ID_LEN], uint32_t hseq);
+
+/* Start-up: an epoch answered TOO_LATE before the restart (too_late_store.h). */
+static void load_late(void *arg, const uint8_t id[MP_ID_LEN], uint32_t hseq, uint64_t lost)
+{
+	struct redeem_deadline *d = arg;
+	struct channel *ch = channel_find(&d->m->channels, id);
+	if (ch && ch->hseq == hseq)
+		ch->too_late = true;
+	remember_late(d, id, hseq);
+	d->stats.claims_too_late++;
+	if (!mp_amount_add(d->stats.amount_too_late, lost, &d->stats.amount_too_late))
+		d->stats.amount_too_late = MP_AMOUNT_MAX;
+}
+
 struct redeem_deadline *redeem_deadline_start(struct merchant *m, uint32_t check_s)
 {
 	struct redeem_deadline *d = calloc(1, sizeof(*d));
 	if (!d)
 		return NULL;
 	d->m = m;
+	if (!too_late_store_load(m->store, load_late, d)) {
+		free(d);
+		return NULL;
+	}
+	if (d->stats.claims_too_late)
+		log_info("redeem: %llu epochs answered TOO_LATE before (%llu lost): not claimed "
+			 "again",
+			 (unsigned long long)d->stats.claims_too_late,
+			 (unsigned long long)d->stats.amount_too_late);
 	d->timer = event_new(m->base, -1, EV_PERSIST, on_timer, d);
 	struct timeval tv = {.tv_sec = check_s};
 	if (!d->timer || event_add(d->timer, &tv) != 0) {
@@ -137,8 +164,8 @@ static void remember_late(struct redeem_deadline *d, const uint8_t id[MP_ID_LEN]
 		d->n_late++;
 }
 
-void redeem_deadline_too_late(struct merchant *m, const uint8_t id[MP_ID_LEN], uint32_t hseq,
-			      uint32_t index, uint32_t credited_end, const char *detail)
+uint64_t redeem_deadline_too_late(struct merchant *m, const uint8_t id[MP_ID_LEN], uint32_t hseq,
+				  uint32_t index, uint32_t credited_end, const char *detail)
 {
 	char hex[MP_HEX_ID_LEN + 1];
 	mp_hex_encode(id, MP_ID_LEN, hex);
@@ -159,6 +186,7 @@ void redeem_deadline_too_late(struct merchant *m, const uint8_t id[MP_ID_LEN], u
 	log_warn("channel %s: claim of epoch %u at %u TOO_LATE (%s): the broker finalised the "
 		 "channel; %llu unredeemed is lost and the claim is not retried",
 		 hex, hseq, index, detail ? detail : "", (unsigned long long)lost);
+	return lost;
 }
 
 size_t redeem_deadline_metrics(const struct redeem_deadline *d, char *out, size_t len)

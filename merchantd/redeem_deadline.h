@@ -22,10 +22,12 @@ struct redeem_deadline_stats {
 struct redeem_deadline *redeem_deadline_start(struct merchant *m, uint32_t check_s);
 void redeem_deadline_free(struct redeem_deadline *d);
 /* The redeemer got TOO_LATE for a claim of channel id in epoch hseq at index, the broker's
- * credited end of that epoch being credited_end: that epoch is never claimed again by this
- * process; logged with the amount lost, counted. */
-void redeem_deadline_too_late(struct merchant *m, const uint8_t id[16], uint32_t hseq,
-			      uint32_t index, uint32_t credited_end, const char *detail);
+ * credited end of that epoch being credited_end: that epoch is never claimed again; logged
+ * with the amount lost, counted; returns that amount. The redeemer stores the epoch with the
+ * answer (too_late_store.h), and a restarted merchantd loads it back
+ * (redeem_deadline_start). */
+uint64_t redeem_deadline_too_late(struct merchant *m, const uint8_t id[16], uint32_t hseq,
+				  uint32_t index, uint32_t credited_end, const char *detail);
 /* Whether a claim of channel id in epoch hseq was answered TOO_LATE (redeem_build.c skips it). */
 bool redeem_deadline_is_too_late(const struct merchant *m, const uint8_t id[16], uint32_t hseq);
 /* Prometheus lines (prefix micropay_merchant_); returns the length written. */

@@ -275,12 +275,14 @@ static bool record_results(struct redeemer *r, const struct in_flight *f,
 		a->amounts[i] = res->credited_amount;
 		a->fresh += res->status == MP_ST(OK);
 		if (res->status == MP_ST(TOO_LATE) &&
-		    mp_bytes_len_is(body->claims[i]->channel_id, MP_ID_LEN))
-			redeem_deadline_too_late(
+		    mp_bytes_len_is(body->claims[i]->channel_id, MP_ID_LEN)) {
+			a->claims[i].too_late = true;
+			a->claims[i].index =
+			    body->claims[i]->point ? body->claims[i]->point->index : 0;
+			a->claims[i].lost = redeem_deadline_too_late(
 			    r->m, body->claims[i]->channel_id.data, body->claims[i]->hseq_in,
-			    body->claims[i]->point ? body->claims[i]->point->index : 0,
-			    res->credited_end, res->detail);
-		else if (res->status != MP_ST(OK) && res->status != MP_ST(DUPLICATE_OK))
+			    a->claims[i].index, res->credited_end, res->detail);
+		} else if (res->status != MP_ST(OK) && res->status != MP_ST(DUPLICATE_OK))
 			log_claim_refused(body->claims[i], res);
 	}
 	return record_answer(r, a);

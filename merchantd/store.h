@@ -63,6 +63,9 @@ struct redeemed_claim {
 	uint8_t channel_id[MP_ID_LEN];
 	uint32_t hseq;
 	uint32_t credited_end;
+	bool too_late;	/* answered TOO_LATE: recorded in too_late_epochs (too_late_store.h) */
+	uint32_t index; /* too_late: the claim's index, and the amount it lost */
+	uint64_t lost;
 };
 bool store_outbox_answered(struct store *s, const uint8_t redeem_id[MP_ID_LEN],
 			   const struct redeemed_claim *claims, size_t n);

@@ -345,6 +345,70 @@ START_TEST(wallet_asks_for_its_refund)
 }
 END_TEST
 
+static bool m1_metric_is(void *arg)
+{
+	const int64_t *want = arg; /* {value, metric index} */
+	static const char *names[] = {"micropay_merchant_claims_too_late_total",
+				      "micropay_merchant_channels_at_risk"};
+	return metric(&net, "m1", names[want[1]]) == want[0];
+}
+
+static int log_count(const char *daemon, const char *text)
+{
+	char path[600], line[4096];
+	snprintf(path, sizeof(path), "%s/%s/log", net.dir, daemon);
+	FILE *f = fopen(path, "r");
+	int count = 0;
+	while (f && fgets(line, sizeof(line), f))
+		count += strstr(line, text) != NULL;
+	if (f)
+		fclose(f);
+	return count;
+}
+
+/* m1 never redeemed 5 units of 2 before finalisation: its own deadline check claims them, the
+ * broker answers TOO_LATE. merchantd keeps that in its store: restarted, it does not claim the
+ * epoch again (no Redeem sent, on its own or when told), does not count the channel at risk,
+ * and its metrics still show the claim and the amount lost. */
+START_TEST(too_late_survives_a_restart)
+{
+	char channel[64];
+	net_fund(&net, account[1], 100);
+	issue(1, 1, 20, 2, channel, sizeof(channel));
+	pay_at(1, channel, 1, 5, 2, 5);
+	settle_advance_to(&net, channel_time(channel, "finalize_at"));
+	expect_sweep(0, 1);
+	int64_t want[2] = {1, 0};
+	ck_assert_msg(wait_for(m1_metric_is, want, 10000), "m1 got no TOO_LATE on its own");
+	want[1] = 1;
+	want[0] = 0;
+	ck_assert_msg(wait_for(m1_metric_is, want, 5000), "m1 still counts the channel at risk");
+	ck_assert_int_eq(metric(&net, "m1", "micropay_merchant_amount_too_late_total"), 10);
+	ck_assert_int_eq(log_count("m1", "TOO_LATE ("), 1);
+
+	ck_assert_int_eq(net_cmd(&net, "kill", "m1"), 0);
+	ck_assert_int_eq(net_cmd(&net, "start", "m1"), 0);
+	/* The restarted merchantd's test clock starts again at the wall clock: move it on. */
+	json_t *r = admin_ok(&net, "m1", "clock.show", NULL);
+	uint64_t m1_now = (uint64_t)json_int(r, "now");
+	json_decref(r);
+	char params[64];
+	snprintf(params, sizeof(params), "{\"seconds\":%llu}",
+		 (unsigned long long)(settle_broker_now(&net) - m1_now));
+	json_decref(admin_ok(&net, "m1", "clock.advance", params));
+	ck_assert(log_contains(&net, "m1", "answered TOO_LATE before (10 lost)"));
+	usleep(3000 * 1000); /* three deadline checks */
+	redeem_at(1);
+	ck_assert_int_eq(metric(&net, "m1", "micropay_merchant_redeems_sent_total"), 0);
+	ck_assert_int_eq(metric(&net, "m1", "micropay_merchant_channels_at_risk"), 0);
+	ck_assert_int_eq(metric(&net, "m1", "micropay_merchant_claims_too_late_total"), 1);
+	ck_assert_int_eq(metric(&net, "m1", "micropay_merchant_amount_too_late_total"), 10);
+	ck_assert_int_eq(log_count("m1", "TOO_LATE ("), 1);
+	ck_assert_int_eq(net_pending(&net, tm[1].mid_hex), 0);
+	net_audit_clean(&net);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("settlement");
@@ -359,6 +423,7 @@ int main(void)
 	tcase_add_checked_fixture(td, setup_net_deadline, teardown_net);
 	tcase_add_test(td, merchant_redeems_before_the_deadline);
 	tcase_add_test(td, wallet_asks_for_its_refund);
+	tcase_add_test(td, too_late_survives_a_restart);
 	suite_add_tcase(s, td);
 	return mp_check_run(s);
 }
