@@ -61,10 +61,15 @@ void transfer_reply(struct merchant *m, struct mp_conn *c, uint64_t request_id, 
 		resp.n_merchant_certs = ev.n_certs;
 		resp.segments = ev.segments;
 		resp.n_segments = ev.n_segments;
+		/* event 0 of a cert without holder0: B verifies the custody chain from it */
+		if (s > 0 && ch->unbound && !(resp.bind = mp_stmt_decode(ch->bind, ch->bind_len)))
+			log_err("%s: transfer: the channel's stored Bind is unreadable",
+				mp_conn_peer(c));
 	}
 	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
 	env.body_case = MP_BODY(TRANSFER_RESP);
 	env.transfer_resp = &resp;
 	merchant_send(c, request_id, &env);
+	mp_stmt_free(resp.bind);
 	transfer_evidence_free(&ev);
 }

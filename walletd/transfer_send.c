@@ -128,8 +128,12 @@ static uint8_t *pack_bundle(struct send_op *x, struct pay_op *s,
 		b.n_merchant_certs = n_certs;
 		b.merchant_certs = certs;
 		b.holder_cert = ch->holder_cert;
-		if (wallet_id_is_zero(ch->holder0) && ch->epoch == 0)
-			b.bind = (MpSigned *)wallet_session_custody_event(s);
+		/* event 0 of a channel issued without holder0: the holder's copy of the Bind (any
+		 * epoch), else the OpenAck's custody event in epoch 0 (a holder that sends none) */
+		if (wallet_id_is_zero(ch->holder0))
+			b.bind = r->bind	  ? r->bind
+				 : ch->epoch == 0 ? (MpSigned *)wallet_session_custody_event(s)
+						  : NULL;
 		*len = protobuf_c_message_get_packed_size(&b.base);
 		if ((buf = malloc(*len)))
 			protobuf_c_message_pack(&b.base, buf);

@@ -258,6 +258,31 @@ START_TEST(holder_redeems_a_range_ending_at_a_transfer)
 }
 END_TEST
 
+/* Found by settlement_random: a channel issued without holder0, bound at m1 and handed off to
+ * m2, given to w2 at m2. w2 verifies the custody chain from the Bind, which w1's bundle took
+ * from m2's TransferResp (it had none in epoch 1 before). */
+START_TEST(bound_and_handed_off_channel_transferred)
+{
+	net_fund(&net, account[1], 1000);
+	char params[300], channel[64];
+	snprintf(params, sizeof(params), "{\"n\":30,\"unit_value\":1,\"days\":1}");
+	json_t *r = admin_ok(&net, "w1", "issue", params);
+	snprintf(channel, sizeof(channel), "%s", json_str(r, "channel_id"));
+	json_decref(r);
+	int64_t before1 = net_pending(&net, tm[1].mid_hex);
+	int64_t before2 = net_pending(&net, tm[2].mid_hex);
+	pay_at(1, channel, 1, 4, 4); /* the Bind to m1 */
+	pay_at(1, channel, 2, 3, 7); /* Handoff 1 to m2 */
+	give(1, 2, channel, 2);
+	pay_at(2, channel, 2, 5, 12);
+	ck_assert_int_eq(redeem_credit(1), 4);
+	ck_assert_int_eq(redeem_credit(2), 8);
+	ck_assert_int_eq(net_pending(&net, tm[1].mid_hex) - before1, 4);
+	ck_assert_int_eq(net_pending(&net, tm[2].mid_hex) - before2, 8);
+	net_audit_clean(&net);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("transfer");
@@ -266,6 +291,7 @@ int main(void)
 	tcase_add_unchecked_fixture(tc, setup_net, teardown_net);
 	tcase_add_test(tc, a_to_b_across_handoffs);
 	tcase_add_test(tc, holder_redeems_a_range_ending_at_a_transfer);
+	tcase_add_test(tc, bound_and_handed_off_channel_transferred);
 	suite_add_tcase(s, tc);
 	return mp_check_run(s);
 }
