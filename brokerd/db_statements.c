@@ -8,9 +8,9 @@ const struct db_statement broker_statements[] = {
     {"register_account", "SELECT * FROM mp_register_account($1, $2, $3, $4)", 4},
     {"create_merchant", "SELECT 1 AS done FROM mp_create_merchant($1, $2, $3, $4, $5)", 5},
     {"merchant_lookup", "SELECT * FROM mp_merchant_lookup($1)", 1},
-    {"merchant_lookup_renewal", "SELECT * FROM mp_merchant_lookup($1, $2)", 2},
-    {"register_merchant", "SELECT * FROM mp_register_merchant($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-     9},
+    {"merchant_lookup_renewal", "SELECT * FROM mp_merchant_lookup($1, $2, $3)", 3},
+    {"register_merchant",
+     "SELECT * FROM mp_register_merchant($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)", 9},
     {"fund", "SELECT * FROM mp_fund($1, $2, $3)", 3},
     {"issue",
      "SELECT * FROM mp_issue($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, "

@@ -123,16 +123,18 @@ void handle_register_account(struct broker *b, struct mp_conn *c, const MpEnvelo
 /* ---- RegisterMerchant ----
  * Flow (one request):
  *   check the statement and the peer certificate
- *     -> merchant_lookup (database clock, stored cert, renewal_due)
+ *     -> merchant_lookup (the broker's protocol time p_now, stored cert, renewal_due)
  *        unknown merchant                         -> UNKNOWN_ACCOUNT
  *        registered, another statement            -> CONFLICT + the stored cert
  *        registered, same statement, not due      -> DUPLICATE_OK + the stored cert
- *        not registered, or same statement and due -> sign a cert (valid_until = db_now +
+ *        not registered, or same statement and due -> sign a cert (valid_until = p_now +
  *           lifetime) -> register_merchant, which decides again under the row lock
  *           -> OK + the new cert (registered or renewed) | DUPLICATE_OK / CONFLICT + stored
  * The renewal rule (less than max(a third of the life, min(the longest channel's need + a day,
  * half the life)) left; common/cert_renewal.h) is docs/operations.md, "MerchantCert renewal";
- * the SQL is brokerd/sql/0005-merchant-cert-history.sql and 0007-merchant-cert-renewal-need.sql. */
+ * the SQL is brokerd/sql/0005-merchant-cert-history.sql, 0007-merchant-cert-renewal-need.sql and
+ * 0018-merchant-cert-broker-time.sql (p_now: under --test-clock the broker's time moves on and
+ * certs age with it). */
 
 struct merchant_reg {
 	struct broker_call *call;
@@ -141,6 +143,7 @@ struct merchant_reg {
 	MpSigned *cert;
 	uint64_t bond;
 	bool renewal; /* the merchant is registered: a new cert replaces a due one */
+	uint64_t now; /* the broker's protocol time: renewal is decided and the cert issued at it */
 };
 
 static void merchant_reg_free(struct merchant_reg *reg)
@@ -266,8 +269,8 @@ static void on_merchant_looked_up(const PGresult *res, const char *error, void *
 		reg->renewal = true;
 	}
 	reg->bond = (uint64_t)db_get_i64(res, 0, "bond");
-	/* The database clock decides broker deadlines (protocol.md section 5). */
-	uint64_t issued_at = (uint64_t)db_get_i64(res, 0, "db_now");
+	/* The broker's protocol time, as the lookup decided renewal with it. */
+	uint64_t issued_at = reg->now;
 	uint64_t valid_until = issued_at + broker_merchant_cert_lifetime(&b->cfg);
 	reg->cert = sign_merchant_cert(b, reg->rm, reg->bond, valid_until);
 	if (!reg->cert) {
@@ -286,6 +289,7 @@ static void on_merchant_looked_up(const PGresult *res, const char *error, void *
 	db_param_u64(&p, valid_until);
 	db_param_u64(&p, issued_at);
 	db_param_u64(&p, mp_cert_channel_need(b->cfg.t_grace));
+	db_param_u64(&p, reg->now);
 	const char *refused =
 	    !cert ? "out of memory"
 		  : db_call(b->db, "register_merchant", &p, on_merchant_registered, reg);
@@ -335,6 +339,8 @@ void handle_register_merchant(struct broker *b, struct mp_conn *c, const MpEnvel
 	struct db_params p = {0};
 	db_param_bytes(&p, reg->rm->merchant_id.data, MP_ID_LEN);
 	db_param_u64(&p, mp_cert_channel_need(b->cfg.t_grace));
+	reg->now = mp_clock_now(&b->clock);
+	db_param_u64(&p, reg->now);
 	const char *refused =
 	    db_call(b->db, "merchant_lookup_renewal", &p, on_merchant_looked_up, reg);
 	if (refused)

@@ -410,6 +410,59 @@ START_TEST(merchantd_stops_on_conflict)
 }
 END_TEST
 
+/* Renewal is decided at the broker's protocol time, not the database clock (migration 0018):
+ * brokerd restarted with --test-clock; a 90-day cert registered now is still the stored one
+ * 50 days later by the broker's clock, renewed at day 57 (33 days left, less than the longest
+ * channel's need of 34), and the new cert is valid from the broker's time, not the wall's. */
+START_TEST(cert_renewal_follows_the_broker_clock)
+{
+	char path[600];
+	snprintf(path, sizeof(path), "%s/test-clock", net.dir);
+	FILE *f = fopen(path, "w"); /* mpnet starts the network's daemons with --test-clock */
+	ck_assert(f != NULL);
+	fclose(f);
+	ck_assert_int_eq(net_cmd(&net, "kill", "broker"), 0);
+	ck_assert_int_eq(net_cmd(&net, "start", "broker"), 0);
+	char mid[MP_HEX_ID_LEN + 1];
+	new_merchant_account(mid);
+	struct mp_key key;
+	uint8_t seed[MP_SK_LEN];
+	ck_assert(mp_key_generate(&key, seed));
+	MpEnvelope *first = register_merchant(mid, &key, "127.0.0.1:6");
+	ck_assert_int_eq(code_of(first), MP_ST(OK));
+	Micropay__V1__MerchantCert *c1 = cert_of(first);
+
+	json_decref(admin_ok(&net, "broker", "clock.advance", "{\"seconds\":4320000}")); /* 50 d */
+	MpEnvelope *r = register_merchant(mid, &key, "127.0.0.1:6");
+	ck_assert_int_eq(code_of(r), MP_ST(DUPLICATE_OK));
+	ck_assert(same_cert_bytes(first, r));
+	micropay__v1__envelope__free_unpacked(r, NULL);
+
+	json_decref(admin_ok(&net, "broker", "clock.advance", "{\"seconds\":604800}")); /* 57 d */
+	json_t *clock = admin_ok(&net, "broker", "clock.show", NULL);
+	uint64_t broker_now = (uint64_t)json_int(clock, "now");
+	json_decref(clock);
+	r = register_merchant(mid, &key, "127.0.0.1:6");
+	ck_assert_msg(code_of(r) == MP_ST(OK),
+		      "a cert with 33 of 90 days left by the broker's clock was not renewed (%s)",
+		      mp_code_name(code_of(r)));
+	Micropay__V1__MerchantCert *c2 = cert_of(r);
+	ck_assert_uint_ge(c2->valid_until, broker_now + 90 * 86400);
+	ck_assert_uint_le(c2->valid_until, broker_now + 90 * 86400 + 5);
+	ck_assert_uint_ge(c2->valid_until, c1->valid_until + 57 * 86400);
+	char *current = sql_value(
+	    &net, "SELECT cert_valid_until FROM merchants WHERE merchant_id = '\\x%s'", mid);
+	ck_assert_uint_eq(strtoull(current, NULL, 10), c2->valid_until);
+	free(current);
+	micropay__v1__merchant_cert__free_unpacked(c1, NULL);
+	micropay__v1__merchant_cert__free_unpacked(c2, NULL);
+	micropay__v1__envelope__free_unpacked(r, NULL);
+	micropay__v1__envelope__free_unpacked(first, NULL);
+	mp_key_free(&key);
+	audit_clean();
+}
+END_TEST
+
 static Suite *registration_suite(void)
 {
 	Suite *s = suite_create("registration");
@@ -423,6 +476,8 @@ static Suite *registration_suite(void)
 	/* Last: it restarts brokerd with the default MerchantCert lifetime. */
 	tcase_add_test(tc, cert_renewed_while_it_still_backs_the_longest_channel);
 	tcase_add_test(tc, cert_carries_the_posted_bond_refreshed_at_renewal);
+	/* Last: it restarts brokerd with --test-clock. */
+	tcase_add_test(tc, cert_renewal_follows_the_broker_clock);
 	suite_add_tcase(s, tc);
 	return s;
 }
