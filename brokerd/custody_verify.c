@@ -7,6 +7,7 @@
 #include <openssl/evp.h>
 
 #include "close_verify.h"
+#include "custody_cap_conflict.h"
 #include "stmt.h"
 #include "util.h"
 
@@ -21,6 +22,8 @@ const char *custody_conflict_name(enum custody_conflict_kind kind)
 		return "omitted_custody";
 	case CONFLICT_BAD_W_AT:
 		return "bad_w_at";
+	case CONFLICT_CAP_AFTER_HANDOFF:
+		return "cap_after_handoff";
 	}
 	return "?";
 }
@@ -221,6 +224,16 @@ static struct custody_conflict *add_conflict(struct custody_job *job,
 	return c;
 }
 
+static void fill_new(struct custody_new *nw, const struct custody_chan *ch,
+		     const Micropay__V1__Claim *cl, const struct mp_custody_event *ev, uint32_t g)
+{
+	*nw = (struct custody_new){.hseq = g, .stmt = cl->custody[g - 1], .pt = ev->point};
+	memcpy(nw->channel_id, ch->channel_id, MP_ID_LEN);
+	memcpy(nw->hash, ev->stmt_hash, MP_HASH_LEN);
+	memcpy(nw->from, (ev - 1)->merchant_id, MP_ID_LEN);
+	memcpy(nw->to, ev->merchant_id, MP_ID_LEN);
+}
+
 /* Handoffs g of the claim's verified chain above what the broker stored, once each. */
 static bool add_new(struct custody_job *job, const struct custody_chan *ch,
 		    const Micropay__V1__Claim *cl, const struct mp_custody_event *ev, uint32_t g)
@@ -237,12 +250,37 @@ static bool add_new(struct custody_job *job, const struct custody_chan *ch,
 			return false;
 		job->news = grown, job->cap_news = cap;
 	}
-	struct custody_new *nw = &job->news[job->n_news++];
-	*nw = (struct custody_new){.hseq = g, .stmt = cl->custody[g - 1], .pt = ev->point};
-	memcpy(nw->channel_id, ch->channel_id, MP_ID_LEN);
-	memcpy(nw->hash, ev->stmt_hash, MP_HASH_LEN);
-	memcpy(nw->from, (ev - 1)->merchant_id, MP_ID_LEN);
-	memcpy(nw->to, ev->merchant_id, MP_ID_LEN);
+	fill_new(&job->news[job->n_news++], ch, cl, ev, g);
+	return true;
+}
+
+/* The claim's Handoffs fork..n_handoffs, a second branch from its fork Handoff on, once each
+ * (custody_record stores them and opens the branch's epochs). */
+static bool add_branch(struct custody_job *job, const struct custody_chan *ch,
+		       const Micropay__V1__Claim *cl, const struct verdict *v, uint32_t fork)
+{
+	for (uint32_t g = fork; g <= v->n_handoffs; g++) {
+		const struct mp_custody_event *ev = &v->events[g];
+		bool seen = false;
+		for (size_t i = 0; i < job->n_branches && !seen; i++)
+			seen =
+			    job->branches[i].h.hseq == g &&
+			    memcmp(job->branches[i].h.channel_id, ch->channel_id, MP_ID_LEN) == 0 &&
+			    memcmp(job->branches[i].h.hash, ev->stmt_hash, MP_HASH_LEN) == 0;
+		if (seen)
+			continue;
+		if (job->n_branches == job->cap_branches) {
+			size_t cap = job->cap_branches ? 2 * job->cap_branches : 4;
+			struct custody_branch *grown = realloc(job->branches, cap * sizeof(*grown));
+			if (!grown)
+				return false;
+			job->branches = grown, job->cap_branches = cap;
+		}
+		struct custody_branch *b = &job->branches[job->n_branches++];
+		memcpy(b->branch, v->events[fork].stmt_hash, MP_HASH_LEN);
+		memcpy(b->liable, v->events[fork - 1].merchant_id, MP_ID_LEN);
+		fill_new(&b->h, ch, cl, ev, g);
+	}
 	return true;
 }
 
@@ -263,6 +301,36 @@ static uint32_t fork_point(const struct custody_chan *ch, const struct verdict *
 		if (memcmp(v->events[h].stmt_hash, ch->stored[h - 1].hash, MP_HASH_LEN) != 0)
 			return (uint32_t)h;
 	return 0;
+}
+
+/* Where the claim's chain and the stored one differ in a Handoff that names the same merchant
+ * (two Handoffs g to one merchant), that merchant holds one epoch g either way: the first
+ * stored defines it and the chains are compared on from g+1, each such Handoff recorded as a
+ * double handoff against its signer. The first hseq where they name different merchants (a
+ * fork: two branches); 0 if there is none. False: out of memory. */
+static bool fork_between_merchants(struct custody_job *job, const struct custody_chan *ch,
+				   const Micropay__V1__Claim *cl, const struct verdict *v,
+				   uint32_t *fork)
+{
+	size_t n = v->n_handoffs, common = n < ch->n_stored ? n : ch->n_stored;
+	*fork = 0;
+	for (size_t g = fork_point(ch, v, n); g && g <= common; g++) {
+		if (memcmp(v->events[g].stmt_hash, ch->stored[g - 1].hash, MP_HASH_LEN) == 0)
+			continue;
+		if (memcmp(v->events[g].merchant_id, ch->stored[g - 1].to, MP_ID_LEN) != 0) {
+			*fork = (uint32_t)g;
+			return true;
+		}
+		struct custody_conflict *c =
+		    add_conflict(job, CONFLICT_DOUBLE_HANDOFF, ch, (uint32_t)g,
+				 v->events[g - 1].merchant_id, ch->stored[g - 1].stmt);
+		if (!c)
+			return false;
+		c->other = cl->custody[g - 1];
+		snprintf(c->detail, sizeof(c->detail), "two Handoffs with hseq %zu to one merchant",
+			 g);
+	}
+	return true;
 }
 
 /* Handoffs the claimant signed that the broker knows and its custody leaves out, where the
@@ -308,17 +376,15 @@ static const MpSigned *epoch_end(const struct custody_chan *ch, const Micropay__
 	return stmt;
 }
 
-/* Both branches of a fork are honoured (docs/custody.md "Forks"): a claim on epoch h whose
- * custody forks from the stored chain exactly at its own incoming Handoff h, which names the
- * claimant while the stored Handoff h names another merchant, is a claim on the second
- * branch. Its Handoff h is recorded (custody_record opens the fork epoch) and the claim goes
- * on; a fork below the claimant's epoch, or two Handoffs h to one merchant, stay CONFLICT. */
-static bool honoured_fork(const struct custody_chan *ch, const struct verdict *v,
-			  const uint8_t claimant[MP_ID_LEN], uint32_t h)
+/* Both branches of a fork are honoured (docs/custody.md "Forks"): a claim whose custody forks
+ * from the stored chain at hseq f at or below its epoch, where its Handoff f names another
+ * merchant than the stored Handoff f, is a claim on a second branch. Its Handoffs f.. are
+ * recorded (custody_record opens the branch's epochs, each liable to f's signer) and the claim
+ * goes on; two Handoffs f to one merchant stay CONFLICT. */
+static bool honoured_fork(const struct custody_chan *ch, const struct verdict *v, uint32_t f)
 {
-	return h >= 1 && h <= ch->n_stored &&
-	       memcmp(v->events[h].merchant_id, claimant, MP_ID_LEN) == 0 &&
-	       memcmp(ch->stored[h - 1].to, claimant, MP_ID_LEN) != 0;
+	return f >= 1 && f <= ch->n_stored && f <= v->n_handoffs &&
+	       memcmp(v->events[f].merchant_id, ch->stored[f - 1].to, MP_ID_LEN) != 0;
 }
 
 /* A verified chain: fork, holder, omissions, end. False: out of memory. */
@@ -326,7 +392,9 @@ static bool judge_chain(struct custody_job *job, const struct custody_chan *ch,
 			const Micropay__V1__Claim *cl, const struct verdict *v,
 			struct custody_claim *out)
 {
-	uint32_t h = cl->hseq_in, fork = fork_point(ch, v, v->n_handoffs);
+	uint32_t h = cl->hseq_in, fork = 0;
+	if (!fork_between_merchants(job, ch, cl, v, &fork))
+		return false;
 	if (fork) {
 		struct custody_conflict *c =
 		    add_conflict(job, CONFLICT_DOUBLE_HANDOFF, ch, fork,
@@ -342,8 +410,8 @@ static bool judge_chain(struct custody_job *job, const struct custody_chan *ch,
 	}
 	if (!check_omitted(job, ch, cl, v->n_handoffs, fork))
 		return false;
-	bool second_branch = fork && fork == h && honoured_fork(ch, v, job->claimant, h);
-	if (second_branch && !add_new(job, ch, cl, &v->events[h], h))
+	bool second_branch = fork && fork <= h && h <= v->n_handoffs && honoured_fork(ch, v, fork);
+	if (second_branch && !add_branch(job, ch, cl, v, fork))
 		return false;
 	if (fork && fork <= h && !second_branch)
 		return refuse(out, MP_ST(CONFLICT), "custody forks from the known chain at hseq %u",
@@ -379,6 +447,46 @@ static bool judge_chain(struct custody_job *job, const struct custody_chan *ch,
 	return true;
 }
 
+/* A signed Handoff whose w_at does not verify: evidence against its signer. False: out of
+ * memory. */
+static bool add_bad_w_at(struct custody_job *job, const struct custody_chan *ch,
+			 const Micropay__V1__Claim *cl, const struct verdict *v)
+{
+	uint32_t g = v->res.hseq;
+	struct custody_conflict *c = add_conflict(job, CONFLICT_BAD_W_AT, ch, g,
+						  v->events[g - 1].merchant_id, cl->custody[g - 1]);
+	if (!c)
+		return false;
+	snprintf(c->detail, sizeof(c->detail), "%.150s", v->res.detail);
+	return true;
+}
+
+/* The evidence broke a rule at Handoff g because a Cap of epoch g-1 it verified before is
+ * inconsistent with that Handoff by the same signer: the Cap and the Handoff are recorded
+ * against the signer (custody_cap_conflict.h). False: out of memory. */
+static bool add_cap_after_handoff(struct custody_job *job, const struct custody_chan *ch,
+				  const Micropay__V1__Claim *cl, const struct verdict *v)
+{
+	uint32_t g = v->res.hseq;
+	if (g == 0 || g > v->n_handoffs)
+		return true;
+	const uint8_t *signer = v->events[g - 1].merchant_id;
+	int k = custody_inconsistent_cap(v->rule, cl->custody[g - 1], g, signer, v->caps, v->stmts,
+					 v->n_stmts);
+	if (k < 0)
+		return true;
+	struct custody_conflict *c =
+	    add_conflict(job, CONFLICT_CAP_AFTER_HANDOFF, ch, g - 1, signer, v->stmts[2 * k + 1]);
+	if (!c)
+		return false;
+	c->other = cl->custody[g - 1];
+	snprintf(c->detail, sizeof(c->detail),
+		 "Cap of segment %u at %u in epoch %u inconsistent with the signer's own Handoff "
+		 "%u in the same evidence",
+		 v->caps[k].seg_seq, v->caps[k].point.index, g - 1, g);
+	return true;
+}
+
 /* False: out of memory or stopped (the job is incomplete). */
 static bool judge_claim(struct run *run, size_t i)
 {
@@ -400,16 +508,8 @@ static bool judge_claim(struct run *run, size_t i)
 		return add_found(job, v) && judge_chain(job, ch, cl, v, out);
 	out->status = mp_custody_rule_code(v->rule);
 	snprintf(out->detail, sizeof(out->detail), "custody: %.180s", v->res.detail);
-	if (v->rule != MP_CUSTODY_W_AT)
-		return true;
-	/* A signed Handoff whose w_at does not verify: evidence against its signer. */
-	uint32_t g = v->res.hseq;
-	struct custody_conflict *c = add_conflict(job, CONFLICT_BAD_W_AT, ch, g,
-						  v->events[g - 1].merchant_id, cl->custody[g - 1]);
-	if (!c)
-		return false;
-	snprintf(c->detail, sizeof(c->detail), "%.150s", v->res.detail);
-	return true;
+	return v->rule == MP_CUSTODY_W_AT ? add_bad_w_at(job, ch, cl, v)
+					  : add_cap_after_handoff(job, ch, cl, v);
 }
 
 /* Digest every claim's custody list, then bound the hashing: at most n hashes per distinct
@@ -449,6 +549,15 @@ static int by_channel_hseq(const void *a, const void *b)
 	return c ? c : (x->hseq > y->hseq) - (x->hseq < y->hseq);
 }
 
+static int by_channel_branch_hseq(const void *a, const void *b)
+{
+	const struct custody_branch *x = a, *y = b;
+	int c = memcmp(x->h.channel_id, y->h.channel_id, MP_ID_LEN);
+	if (!c)
+		c = memcmp(x->branch, y->branch, MP_HASH_LEN);
+	return c ? c : (x->h.hseq > y->h.hseq) - (x->h.hseq < y->h.hseq);
+}
+
 static int by_channel_seg(const void *a, const void *b)
 {
 	const struct segment_found *x = a, *y = b;
@@ -471,6 +580,9 @@ void custody_work(void *arg, const atomic_bool *stop)
 	job->complete = !oom && !job->over_budget && done == job->r->n_claims;
 	if (job->complete && job->n_news)
 		qsort(job->news, job->n_news, sizeof(*job->news), by_channel_hseq);
+	if (job->complete && job->n_branches)
+		qsort(job->branches, job->n_branches, sizeof(*job->branches),
+		      by_channel_branch_hseq);
 	if (job->complete && job->n_found)
 		qsort(job->found, job->n_found, sizeof(*job->found), by_channel_seg);
 	for (size_t i = 0; i < run.n_verdicts; i++)
@@ -489,6 +601,7 @@ void custody_job_free(struct custody_job *job)
 	free(job->claims);
 	free(job->conflicts);
 	free(job->news);
+	free(job->branches);
 	free(job->found);
 	free(job);
 }

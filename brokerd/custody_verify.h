@@ -77,6 +77,7 @@ enum custody_conflict_kind {
 	CONFLICT_CLAIM_ABOVE_HANDOFF,
 	CONFLICT_OMITTED_CUSTODY,
 	CONFLICT_BAD_W_AT,
+	CONFLICT_CAP_AFTER_HANDOFF,
 };
 const char *custody_conflict_name(enum custody_conflict_kind kind);
 
@@ -86,7 +87,8 @@ struct custody_conflict {
 	uint32_t hseq;
 	uint8_t liable[MP_ID_LEN];
 	const MpSigned *stmt;  /* the liable signer's statement (borrowed from the job's inputs) */
-	const MpSigned *other; /* double handoff: the second Handoff; else NULL (the Redeem) */
+	const MpSigned *other; /* the second Handoff of a double handoff, the Handoff of a Cap
+				  after it; else NULL (the Redeem) */
 	bool has_index;
 	uint32_t claim_index;
 	char detail[160];
@@ -100,6 +102,15 @@ struct custody_new {
 	uint8_t hash[MP_HASH_LEN];
 	uint8_t from[MP_ID_LEN], to[MP_ID_LEN];
 	struct mp_custody_point pt;
+};
+
+/* A Handoff of a second branch of a fork (docs/custody.md "Forks"): one of a claim's verified
+ * Handoffs from where its chain forks from the stored one (a different Handoff f naming
+ * another merchant) on. */
+struct custody_branch {
+	uint8_t branch[MP_HASH_LEN]; /* stmt_hash of the branch's Handoff f */
+	uint8_t liable[MP_ID_LEN];   /* its signer, the double signer */
+	struct custody_new h;
 };
 
 #include "segment_record.h"
@@ -127,6 +138,8 @@ struct custody_job {
 	size_t n_conflicts, cap_conflicts;
 	struct custody_new *news;
 	size_t n_news, cap_news;
+	struct custody_branch *branches; /* by channel, branch, hseq */
+	size_t n_branches, cap_branches;
 	struct segment_found *found; /* verified Transfer/Cap pairs of the claims' segments */
 	size_t n_found, cap_found;
 	bool complete;	  /* every claim was considered */

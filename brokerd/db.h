@@ -76,7 +76,7 @@ void db_pool_prometheus(const struct db_pool *pool, char *out, size_t len);
 extern const struct db_statement broker_statements[];
 
 /* Parameters for one call: bytea travel in binary, everything else as text. */
-#define DB_MAX_PARAMS 24
+#define DB_MAX_PARAMS 32
 struct db_params {
 	int n;
 	const char *values[DB_MAX_PARAMS];

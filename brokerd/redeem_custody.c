@@ -12,7 +12,7 @@
  *      | claims' segments: segments, base and cap points, statements; brokerd/segment_record.c)
  *      v
  *   custody_record (db, one transaction): Handoffs, their points, epochs and their ends,
- *      | conflicts (nothing new: skipped)
+ *      | second branches of forks (their Handoffs and epochs), conflicts (nothing new: skipped)
  *      v
  *   redeem_prepare (redeem.c), which reads the claimed epochs stored above
  *
@@ -57,18 +57,28 @@ static void on_recorded(const PGresult *res, const char *error, void *arg)
 	redeem_prepare(rd);
 }
 
-struct record_arrays {
-	struct pg_array h_cid, h_hseq, h_stmt, h_hash, h_from, h_to, h_seg, h_idx, h_w;
-	struct pg_array c_kind, c_cid, c_hseq, c_liable, c_stmt, c_other, c_idx, c_detail;
+/* The arrays of one Handoff list: channel, hseq, statement, hash, from, to, point. */
+struct handoff_arrays {
+	struct pg_array cid, hseq, stmt, hash, from, to, seg, idx, w;
 };
-#define RECORD_ARRAYS 17
 
+struct record_arrays {
+	struct handoff_arrays h;
+	struct pg_array c_kind, c_cid, c_hseq, c_liable, c_stmt, c_other, c_idx, c_detail;
+	struct pg_array b_branch, b_liable; /* between b.cid and b.hseq */
+	struct handoff_arrays b;
+};
+#define RECORD_ARRAYS 28
+
+/* In the order of mp_custody_record_branches' parameters after the first two. */
 static struct pg_array *record_array(struct record_arrays *a, int i)
 {
 	struct pg_array *all[RECORD_ARRAYS] = {
-	    &a->h_cid,	  &a->h_hseq, &a->h_stmt,  &a->h_hash, &a->h_from,  &a->h_to,
-	    &a->h_seg,	  &a->h_idx,  &a->h_w,	   &a->c_kind, &a->c_cid,   &a->c_hseq,
-	    &a->c_liable, &a->c_stmt, &a->c_other, &a->c_idx,  &a->c_detail};
+	    &a->h.cid,	  &a->h.hseq,	&a->h.stmt,  &a->h.hash, &a->h.from,   &a->h.to,
+	    &a->h.seg,	  &a->h.idx,	&a->h.w,     &a->c_kind, &a->c_cid,    &a->c_hseq,
+	    &a->c_liable, &a->c_stmt,	&a->c_other, &a->c_idx,	 &a->c_detail, &a->b.cid,
+	    &a->b_branch, &a->b_liable, &a->b.hseq,  &a->b.stmt, &a->b.hash,   &a->b.from,
+	    &a->b.to,	  &a->b.seg,	&a->b.idx,   &a->b.w};
 	return all[i];
 }
 
@@ -83,19 +93,28 @@ static void array_stmt(struct pg_array *a, const MpSigned *s)
 	free(bytes);
 }
 
+static void fill_handoff(struct handoff_arrays *a, const struct custody_new *nw)
+{
+	pg_array_bytea(&a->cid, nw->channel_id, MP_ID_LEN);
+	pg_array_int(&a->hseq, nw->hseq);
+	array_stmt(&a->stmt, nw->stmt);
+	pg_array_bytea(&a->hash, nw->hash, MP_HASH_LEN);
+	pg_array_bytea(&a->from, nw->from, MP_ID_LEN);
+	pg_array_bytea(&a->to, nw->to, MP_ID_LEN);
+	pg_array_int(&a->seg, nw->pt.seg_seq);
+	pg_array_int(&a->idx, nw->pt.index);
+	pg_array_bytea(&a->w, nw->pt.w, MP_HASH_LEN);
+}
+
 static void fill_record(struct record_arrays *a, const struct custody_job *job)
 {
-	for (size_t i = 0; i < job->n_news; i++) {
-		const struct custody_new *nw = &job->news[i];
-		pg_array_bytea(&a->h_cid, nw->channel_id, MP_ID_LEN);
-		pg_array_int(&a->h_hseq, nw->hseq);
-		array_stmt(&a->h_stmt, nw->stmt);
-		pg_array_bytea(&a->h_hash, nw->hash, MP_HASH_LEN);
-		pg_array_bytea(&a->h_from, nw->from, MP_ID_LEN);
-		pg_array_bytea(&a->h_to, nw->to, MP_ID_LEN);
-		pg_array_int(&a->h_seg, nw->pt.seg_seq);
-		pg_array_int(&a->h_idx, nw->pt.index);
-		pg_array_bytea(&a->h_w, nw->pt.w, MP_HASH_LEN);
+	for (size_t i = 0; i < job->n_news; i++)
+		fill_handoff(&a->h, &job->news[i]);
+	for (size_t i = 0; i < job->n_branches; i++) {
+		const struct custody_branch *b = &job->branches[i];
+		fill_handoff(&a->b, &b->h);
+		pg_array_bytea(&a->b_branch, b->branch, MP_HASH_LEN);
+		pg_array_bytea(&a->b_liable, b->liable, MP_ID_LEN);
 	}
 	for (size_t i = 0; i < job->n_conflicts; i++) {
 		const struct custody_conflict *c = &job->conflicts[i];
@@ -138,10 +157,11 @@ static void record(struct redeem *rd, const struct custody_job *job)
 		redeem_reply(rd, MP_ST(INTERNAL), refused, NULL, 0, NULL);
 }
 
-/* Handoffs and conflicts (or nothing new: straight on), then the job is done. */
+/* Handoffs, second branches and conflicts (or nothing new: straight on), then the job is
+ * done. */
 static void record_custody(struct redeem *rd, struct custody_job *job)
 {
-	if (job->n_news || job->n_conflicts)
+	if (job->n_news || job->n_conflicts || job->n_branches)
 		record(rd, job);
 	else
 		redeem_prepare(rd);

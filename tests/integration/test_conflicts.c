@@ -18,16 +18,18 @@
 #define N 100
 
 static struct net net;
-static struct tmerchant m1, m2, m3;
+static struct tmerchant m1, m2, m3, m4;
 
 static void setup_net(void)
 {
 	net_up(&net);
 	ck_assert_int_eq(net_cmd(&net, "merchant", "m2"), 0);
 	ck_assert_int_eq(net_cmd(&net, "merchant", "m3"), 0);
+	ck_assert_int_eq(net_cmd(&net, "merchant", "m4"), 0);
 	tmerchant_load(&m1, &net, "m1");
 	tmerchant_load(&m2, &net, "m2");
 	tmerchant_load(&m3, &net, "m3");
+	tmerchant_load(&m4, &net, "m4");
 }
 
 static void teardown_net(void)
@@ -35,6 +37,7 @@ static void teardown_net(void)
 	tmerchant_free(&m1);
 	tmerchant_free(&m2);
 	tmerchant_free(&m3);
+	tmerchant_free(&m4);
 	net_down(&net);
 }
 
@@ -140,6 +143,48 @@ static MpCode m1_claims_in_segment_1(const struct tchan *c, struct tcap *x, uint
 	mp_stmt_free(s);
 	return code;
 }
+
+/* m1 caps a transfer of segment 0 at 20 in epoch 0 and hands off to m2 at 10 in segment 0;
+ * the broker learns of neither. One Redeem carrying both (m1's claim in segment 1 with the
+ * pair and its own Handoff) fails verification at the Handoff, which leaves out the segment
+ * the Cap started, and the pair is recorded against m1 as cap_after_handoff (the Cap, then
+ * the Handoff), once however often it comes; nothing of segment 1 is recorded or credited,
+ * and m2 is paid its range. */
+START_TEST(cap_and_own_handoff_in_one_redeem_are_recorded)
+{
+	int64_t before1 = net_pending(&net, m1.mid_hex), before2 = net_pending(&net, m2.mid_hex);
+	struct tchan c;
+	tchan_issue(&net, &c, N, &m1);
+	struct tcap x;
+	cap_by_m1(&x, &c, 20);
+	MpSigned *h[1] = {tchan_handoff(&c, 1, &m1, &m2, 10, NULL, NULL)};
+	size_t len = 0;
+	uint8_t *bytes = mp_stmt_encode(h[0], &len);
+	ck_assert_ptr_nonnull(bytes);
+	char *h_hex = malloc(2 * len + 1);
+	mp_hex_encode(bytes, len, h_hex);
+	free(bytes);
+	for (int round = 0; round < 2; round++) {
+		ck_assert_int_eq(m1_claims_in_segment_1(&c, &x, 25, h, 1), MP_ST(MALFORMED));
+		expect_cap_after_handoff(&c, x.pair[1]);
+		json_t *conf = channel_conflicts(&net, c.id);
+		ck_assert_str_eq(json_str(json_array_get(conf, 0), "stmt_b"), h_hex);
+		json_decref(conf);
+	}
+	free(h_hex);
+	json_t *segs = channel_segments(&net, c.id);
+	ck_assert_uint_eq(json_array_size(segs), 1);
+	json_decref(segs);
+	ck_assert_int_eq(net_pending(&net, m1.mid_hex), before1);
+	struct cclaim c2[] = {{&c, 1, 30, h, 1}};
+	cclaim_redeem_expect(&net, &m2, c2, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){20});
+	ck_assert_int_eq(net_pending(&net, m2.mid_hex) - before2, 20);
+	tcap_free(&x);
+	stmts_free(h, 1);
+	tchan_release(&c);
+	audit_clean();
+}
+END_TEST
 
 /* m1 hands off to m2 at 10, then caps a transfer of segment 0 in its old epoch at 5: the
  * Handoff (point in segment 0) does not include the Transfer. The broker learns the Handoff
@@ -433,9 +478,6 @@ static char *collected_of(const struct tchan *c)
  * the reserve. The escrow pays each unit once. */
 START_TEST(fork_both_branches_paid_excess_from_pending_bond_reserve)
 {
-	struct tmerchant m4;
-	ck_assert_int_eq(net_cmd(&net, "merchant", "m4"), 0);
-	tmerchant_load(&m4, &net, "m4");
 	ck_assert_int_eq(loss_reserve(), 0);
 	/* m4 earns 6 of pending credit on channel d, and posts a bond of 4. */
 	struct tchan d, c;
@@ -511,7 +553,119 @@ START_TEST(fork_both_branches_paid_excess_from_pending_bond_reserve)
 	stmts_free(b, 1);
 	tchan_release(&c);
 	tchan_release(&d);
-	tmerchant_free(&m4);
+	audit_clean();
+}
+END_TEST
+
+/* What the liabilities of c collected in all. */
+static int64_t collected_total(const struct tchan *c)
+{
+	char hex[MP_HEX_ID_LEN + 1];
+	mp_hex_encode(c->id, MP_ID_LEN, hex);
+	char *v = sql_value(&net,
+			    "SELECT coalesce(sum(amount), 0) FROM liabilities"
+			    " WHERE channel_id = '\\x%s'",
+			    hex);
+	int64_t out = strtoll(v, NULL, 10);
+	free(v);
+	return out;
+}
+
+/* m1 signs Handoff 1 at 10 twice: to m2 (the first branch) and to m3, who hands the channel on
+ * to m4 at 20 (Handoff 2 of the second branch). Every holder on the second branch is paid its
+ * range: m4 with its custody (1', 2'), m3 with its complete record (1' received, 2' signed),
+ * not above its own Handoff 2'; the units also credited on the first branch (m2's (10, 30])
+ * come from m1 (its bond covers them), the escrow pays each unit once. A second Handoff 2 by
+ * m3 on that branch (to m2) is recorded against m3 and not honoured. */
+START_TEST(fork_whole_second_branch_paid)
+{
+	int64_t before2 = net_pending(&net, m2.mid_hex), before3 = net_pending(&net, m3.mid_hex),
+		before4 = net_pending(&net, m4.mid_hex);
+	net_post_bond(&net, m1.mid_hex, 40);
+	struct tchan c;
+	tchan_issue(&net, &c, N, &m1);
+	MpSigned *a[1] = {tchan_handoff(&c, 1, &m1, &m2, 10, NULL, NULL)};
+	MpSigned *b[2];
+	b[0] = tchan_handoff(&c, 1, &m1, &m3, 10, NULL, NULL);
+	b[1] = tchan_handoff(&c, 2, &m3, &m4, 20, b[0], NULL);
+	struct cclaim c2[] = {{&c, 1, 30, a, 1}};
+	cclaim_redeem_expect(&net, &m2, c2, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){20});
+	/* m4, two Handoffs down the second branch: (20, 40], of which (20, 30] is excess. */
+	struct cclaim c4[] = {{&c, 2, 40, b, 2}};
+	cclaim_redeem_expect(&net, &m4, c4, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){20});
+	ck_assert_int_eq(escrow_of(&c), N - 30);
+	ck_assert_int_eq(collected_total(&c), 10);
+	audit_clean();
+	/* m3: not above its own Handoff 2' (the broker has it from m4's claim), then its range. */
+	struct cclaim above[] = {{&c, 1, 25, b, 1}};
+	cclaim_redeem_expect(&net, &m3, above, 1, (MpCode[]){MP_ST(OUT_OF_RANGE)}, (uint64_t[]){0});
+	struct cclaim c3[] = {{&c, 1, 20, b, 2}};
+	cclaim_redeem_expect(&net, &m3, c3, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){10});
+	ck_assert_int_eq(escrow_of(&c), N - 30);
+	ck_assert_int_eq(collected_total(&c), 20);
+	ck_assert_int_eq(net_pending(&net, m2.mid_hex) - before2, 20);
+	ck_assert_int_eq(net_pending(&net, m3.mid_hex) - before3, 10);
+	ck_assert_int_eq(net_pending(&net, m4.mid_hex) - before4, 20);
+	json_t *conf = channel_conflicts(&net, c.id);
+	expect_conflict(conf, "double_handoff", 1, &m1);
+	json_decref(conf);
+	audit_clean();
+
+	/* m3 signs another Handoff 2 on its branch, to m2: recorded against m3, not paid. */
+	MpSigned *d[2] = {b[0], tchan_handoff(&c, 2, &m3, &m2, 25, b[0], NULL)};
+	struct cclaim again[] = {{&c, 2, 35, d, 2}};
+	cclaim_redeem_expect(&net, &m2, again, 1, (MpCode[]){MP_ST(NOT_HOLDER)}, (uint64_t[]){0});
+	conf = channel_conflicts(&net, c.id);
+	expect_conflict(conf, "double_handoff", 2, &m3);
+	json_decref(conf);
+	ck_assert_int_eq(net_pending(&net, m2.mid_hex) - before2, 20);
+	ck_assert_int_eq(escrow_of(&c), N - 30);
+	mp_stmt_free(d[1]);
+	stmts_free(a, 1);
+	stmts_free(b, 2);
+	tchan_release(&c);
+	audit_clean();
+}
+END_TEST
+
+/* m1 signs Handoff 1 twice, both to m2 (at 10 and at 15): m2 holds one epoch 1, defined by the
+ * first the broker stores; m2's claims with either Handoff are credited within it, and so is
+ * the next holder m3, whose Handoff 2 from m2 links to the second. The double handoff is
+ * recorded against m1 (once), no unit is paid twice, nothing is collected, and m1 keeps its own
+ * range. */
+START_TEST(double_handoff_to_one_merchant_pays_its_epoch)
+{
+	int64_t before2 = net_pending(&net, m2.mid_hex), before3 = net_pending(&net, m3.mid_hex);
+	struct tchan c;
+	tchan_issue(&net, &c, N, &m1);
+	MpSigned *a[1] = {tchan_handoff(&c, 1, &m1, &m2, 10, NULL, NULL)};
+	MpSigned *b[2];
+	b[0] = tchan_handoff(&c, 1, &m1, &m2, 15, NULL, NULL);
+	b[1] = tchan_handoff(&c, 2, &m2, &m3, 40, b[0], NULL);
+	struct cclaim first[] = {{&c, 1, 20, a, 1}};
+	cclaim_redeem_expect(&net, &m2, first, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){10});
+	struct cclaim second[] = {{&c, 1, 35, b, 1}};
+	cclaim_redeem_expect(&net, &m2, second, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){15});
+	struct cclaim again[] = {{&c, 1, 30, b, 1}};
+	cclaim_redeem_expect(&net, &m2, again, 1, (MpCode[]){MP_ST(DUPLICATE_OK)}, (uint64_t[]){0});
+	/* m3 after m2 on the chain through the second Handoff 1; m2 up to its own Handoff 2. */
+	struct cclaim c3[] = {{&c, 2, 50, b, 2}};
+	cclaim_redeem_expect(&net, &m3, c3, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){10});
+	struct cclaim rest[] = {{&c, 1, 40, b, 2}};
+	cclaim_redeem_expect(&net, &m2, rest, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){5});
+	struct cclaim own[] = {{&c, 0, 10, a, 1}};
+	cclaim_redeem_expect(&net, &m1, own, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){10});
+	json_t *conf = channel_conflicts(&net, c.id);
+	ck_assert_uint_eq(json_array_size(conf), 1);
+	expect_conflict(conf, "double_handoff", 1, &m1);
+	json_decref(conf);
+	ck_assert_int_eq(net_pending(&net, m2.mid_hex) - before2, 30);
+	ck_assert_int_eq(net_pending(&net, m3.mid_hex) - before3, 10);
+	ck_assert_int_eq(escrow_of(&c), N - 50);
+	ck_assert_int_eq(collected_total(&c), 0);
+	stmts_free(a, 1);
+	stmts_free(b, 2);
+	tchan_release(&c);
 	audit_clean();
 }
 END_TEST
@@ -527,7 +681,10 @@ static Suite *conflicts_suite(void)
 	tcase_add_test(tc, cap_after_own_handoff_handoff_first);
 	tcase_add_test(tc, cap_after_own_handoff_cap_first);
 	tcase_add_test(tc, cap_before_own_handoff_is_consistent);
+	tcase_add_test(tc, cap_and_own_handoff_in_one_redeem_are_recorded);
 	tcase_add_test(tc, fork_both_branches_paid_excess_from_pending_bond_reserve);
+	tcase_add_test(tc, fork_whole_second_branch_paid);
+	tcase_add_test(tc, double_handoff_to_one_merchant_pays_its_epoch);
 	suite_add_tcase(s, tc);
 	return s;
 }
