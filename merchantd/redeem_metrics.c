@@ -27,26 +27,31 @@ size_t redeem_metrics_text(struct merchant *m, const struct redeem_stats *s,
 	uint64_t oldest = 0, now = mp_clock_now(&m->clock), age = 0;
 	if (store_oldest_unredeemed(m->store, &oldest) && oldest && now > oldest)
 		age = now - oldest;
-	int n = snprintf(out, len,
-			 "micropay_merchant_unredeemed_amount %llu\n"
-			 "micropay_merchant_unredeemed_oldest_age_seconds %llu\n"
-			 "micropay_merchant_redeems_sent_total %llu\n"
-			 "micropay_merchant_redeems_answered_total %llu\n"
-			 "micropay_merchant_redeem_limits_total %llu\n"
-			 "micropay_merchant_redeem_splits_total %llu\n"
-			 "micropay_merchant_redeem_steps_total %llu\n"
-			 "micropay_merchant_redeems_refused_total %llu\n"
-			 "micropay_merchant_redeem_rounds_failed_total %llu\n"
-			 "micropay_merchant_broker_connects_total{result=\"ok\"} %llu\n"
-			 "micropay_merchant_broker_connects_total{result=\"failed\"} %llu\n"
-			 "micropay_merchant_broker_answer_timeouts_total %llu\n",
-			 (unsigned long long)unredeemed_amount(m), (unsigned long long)age,
-			 (unsigned long long)s->sent, (unsigned long long)s->answered,
-			 (unsigned long long)s->limits, (unsigned long long)s->splits,
-			 (unsigned long long)s->steps, (unsigned long long)s->refused,
-			 (unsigned long long)s->failed_rounds, (unsigned long long)ls->connects_ok,
-			 (unsigned long long)ls->connects_failed,
-			 (unsigned long long)ls->answer_timeouts);
+	int n =
+	    snprintf(out, len,
+		     "micropay_merchant_unredeemed_amount %llu\n"
+		     "micropay_merchant_unredeemed_oldest_age_seconds %llu\n"
+		     "micropay_merchant_redeems_sent_total %llu\n"
+		     "micropay_merchant_redeems_answered_total %llu\n"
+		     "micropay_merchant_redeem_limits_total %llu\n"
+		     "micropay_merchant_redeem_splits_total %llu\n"
+		     "micropay_merchant_redeem_steps_total %llu\n"
+		     "micropay_merchant_redeems_refused_total %llu\n"
+		     "micropay_merchant_redeem_rounds_failed_total %llu\n"
+		     "micropay_merchant_redeem_claims_waiting_funds %llu\n"
+		     "micropay_merchant_redeem_waiting_retries_total %llu\n"
+		     "micropay_merchant_redeem_waiting_dropped_total %llu\n"
+		     "micropay_merchant_broker_connects_total{result=\"ok\"} %llu\n"
+		     "micropay_merchant_broker_connects_total{result=\"failed\"} %llu\n"
+		     "micropay_merchant_broker_answer_timeouts_total %llu\n",
+		     (unsigned long long)unredeemed_amount(m), (unsigned long long)age,
+		     (unsigned long long)s->sent, (unsigned long long)s->answered,
+		     (unsigned long long)s->limits, (unsigned long long)s->splits,
+		     (unsigned long long)s->steps, (unsigned long long)s->refused,
+		     (unsigned long long)s->failed_rounds, (unsigned long long)s->claims_waiting,
+		     (unsigned long long)s->waiting_retries, (unsigned long long)s->waiting_dropped,
+		     (unsigned long long)ls->connects_ok, (unsigned long long)ls->connects_failed,
+		     (unsigned long long)ls->answer_timeouts);
 	if (n < 0)
 		return 0;
 	return (size_t)n < len ? (size_t)n : len - 1;

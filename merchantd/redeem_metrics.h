@@ -9,6 +9,9 @@ struct merchant;
 
 struct redeem_stats {
 	uint64_t sent, answered, limits, splits, steps, refused, failed_rounds;
+	/* claims waiting for the broker's funds (redeem_wait.h), the rounds run for them, and
+	 * those not kept */
+	uint64_t claims_waiting, waiting_retries, waiting_dropped;
 };
 
 /* The unredeemed amount (durable payments above each channel's redeemed end, in minor units),

@@ -26,6 +26,8 @@
  *   SENT  --another refusal of the whole Redeem--> RECORDING (answered, never sent again)
  *           --> FAILED
  *   FAILED --retry timer: 1 s, doubling per failed round up to [redeem] retry_max--> START
+ *   DONE with claims answered INSUFFICIENT_FUNDS (redeem_wait.h) --again timer: 1 s, doubling
+ *           while they wait, up to [redeem] retry_max--> START
  *
  * Every write (STORING, RECORDING) is a job of the store thread (store_writes.h), queued with
  * the group commits; the loop goes on serving while it waits on the disk or a lock, and nothing
@@ -47,6 +49,7 @@
 #include "redeem_build.h"
 #include "redeem_deadline.h"
 #include "redeem_metrics.h"
+#include "redeem_wait.h"
 #include "register.h"
 #include "stmt.h"
 #include "store_redeem.h"
@@ -68,6 +71,7 @@ struct redeemer {
 	struct broker_link *link;
 	struct event *tick;  /* registration retries; redeem_interval */
 	struct event *retry; /* a failed round, again */
+	struct event *again; /* claims waiting for the broker's funds (redeem_wait.h), again */
 	bool registering;
 	bool running;  /* a round */
 	bool awaiting; /* a Redeem sent, its answer awaited */
@@ -83,6 +87,7 @@ struct redeemer {
 	struct waiter waiters[MAX_WAITERS];
 	size_t n_waiters;
 	struct redeem_stats stats;
+	struct redeem_wait wait;
 };
 
 /* One Redeem sent: its id and parsed body, to pair the results with the claims. */
@@ -100,12 +105,27 @@ static const char *id_hex(const uint8_t id[MP_ID_LEN], char out[MP_HEX_ID_LEN + 
 	return out;
 }
 
+/* Claims that wait for the broker's funds: the next round after the backoff. */
+static void schedule_waiting(struct redeemer *r)
+{
+	uint64_t delay = redeem_wait_next_delay(&r->wait, r->m->cfg.redeem_retry_max);
+	if (!delay)
+		return;
+	log_info("redeem: %zu claims wait for the broker's funds; claiming them again in %llu s "
+		 "(attempt %u)",
+		 r->wait.n, (unsigned long long)delay, r->wait.attempts);
+	struct timeval tv = {(time_t)delay, 0};
+	if (evtimer_add(r->again, &tv) != 0)
+		log_err("redeem: cannot arm the timer of waiting claims; the next round retries");
+}
+
 static void finish_round(struct redeemer *r, bool ok, const char *summary)
 {
 	r->running = false;
 	if (ok) {
 		r->failures = 0;
 		log_info("redeem: %s", summary);
+		schedule_waiting(r);
 	} else {
 		if (r->failures < RETRY_MAX_SHIFT)
 			r->failures++;
@@ -274,6 +294,9 @@ static bool record_results(struct redeemer *r, const struct in_flight *f,
 		a->claims[i].credited_end = res->credited_end;
 		a->amounts[i] = res->credited_amount;
 		a->fresh += res->status == MP_ST(OK);
+		if (mp_bytes_len_is(body->claims[i]->channel_id, MP_ID_LEN))
+			redeem_wait_result(&r->wait, body->claims[i]->channel_id.data,
+					   body->claims[i]->hseq_in, res->status);
 		if (res->status == MP_ST(TOO_LATE) &&
 		    mp_bytes_len_is(body->claims[i]->channel_id, MP_ID_LEN)) {
 			a->claims[i].too_late = true;
@@ -664,6 +687,15 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
 		start_round(r);
 }
 
+static void on_again(evutil_socket_t fd, short what, void *arg)
+{
+	struct redeemer *r = arg;
+	if (r->running)
+		return; /* this round claims them; its end schedules the next attempt */
+	r->wait.retries++;
+	start_round(r);
+}
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct redeemer *r = arg;
@@ -695,8 +727,9 @@ struct redeemer *redeemer_new(struct merchant *m)
 	r->link = broker_link_new(m, &link_ops, r);
 	r->tick = evtimer_new(m->base, on_tick, r);
 	r->retry = evtimer_new(m->base, on_retry, r);
+	r->again = evtimer_new(m->base, on_again, r);
 	r->walker = mp_workers_new(m->base, 1, 1);
-	if (!r->link || !r->tick || !r->retry || !r->walker) {
+	if (!r->link || !r->tick || !r->retry || !r->again || !r->walker) {
 		redeemer_free(r);
 		return NULL;
 	}
@@ -726,6 +759,8 @@ void redeemer_free(struct redeemer *r)
 		event_free(r->tick);
 	if (r->retry)
 		event_free(r->retry);
+	if (r->again)
+		event_free(r->again);
 	for (size_t i = 0; i < r->n_waiters; i++)
 		r->waiters[i].done(r->waiters[i].arg, false, "merchantd is stopping", 0);
 	free(r);
@@ -733,5 +768,8 @@ void redeemer_free(struct redeemer *r)
 
 size_t redeemer_metrics(struct redeemer *r, char *out, size_t len)
 {
+	r->stats.claims_waiting = r->wait.n;
+	r->stats.waiting_retries = r->wait.retries;
+	r->stats.waiting_dropped = r->wait.dropped;
 	return redeem_metrics_text(r->m, &r->stats, broker_link_stats(r->link), out, len);
 }

@@ -8,11 +8,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
+#include "harness_custody.h"
+#include "harness_db.h"
 #include "harness_handoff.h"
 #include "harness_ledger.h"
 #include "harness_merchant.h"
+#include "harness_net.h"
 #include "../check_run.h"
 
 static struct handoff_net hn;
@@ -204,6 +208,22 @@ static void channel_hex(const struct setup *s, char out[MP_HEX_ID_LEN + 1])
 	mp_hex_encode(s->id, MP_ID_LEN, out);
 }
 
+/* The wallet opens at m1 and pays 1 and 2 there, then moves to m2 (a Move from epoch 0, into
+ * *move): m2's OpenAck, status OK (the caller frees it). */
+static MpEnvelope *pay_m1_then_move_to_m2(struct setup *s, struct wire *w1, struct wire *w2,
+					  MpSigned **move)
+{
+	MpEnvelope *e = open_at(s, w1, 1, NULL, 0);
+	ck_assert_int_eq(e->open_ack->status->code, MP_ST(OK));
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	ck_assert(pay_accepted(pay_status(&s->ch, w1, 1)));
+	ck_assert(pay_accepted(pay_status(&s->ch, w1, 2)));
+	*move = sign_move(&s->ch.owner, s->id, 0, hn.tm[2].mid);
+	e = open_at(s, w2, 2, *move, 1);
+	ck_assert_int_eq(e->open_ack->status->code, MP_ST(OK));
+	return e;
+}
+
 START_TEST(holder_refusals_replay_and_forgeries)
 {
 	struct setup s = {0};
@@ -211,16 +231,9 @@ START_TEST(holder_refusals_replay_and_forgeries)
 	char hex[MP_HEX_ID_LEN + 1];
 	channel_hex(&s, hex);
 	struct wire w1, w2;
-	MpEnvelope *e = open_at(&s, &w1, 1, NULL, 0);
-	ck_assert_int_eq(e->open_ack->status->code, MP_ST(OK));
-	micropay__v1__envelope__free_unpacked(e, NULL);
-	ck_assert(pay_accepted(pay_status(&s.ch, &w1, 1)));
-	ck_assert(pay_accepted(pay_status(&s.ch, &w1, 2)));
-
 	/* Move to m2: m2 fetches Handoff 1 from m1 and proves holding with it. */
-	MpSigned *move = sign_move(&s.ch.owner, s.id, 0, hn.tm[2].mid);
-	e = open_at(&s, &w2, 2, move, 1);
-	ck_assert_int_eq(e->open_ack->status->code, MP_ST(OK));
+	MpSigned *move = NULL;
+	MpEnvelope *e = pay_m1_then_move_to_m2(&s, &w1, &w2, &move);
 	ck_assert_int_eq(e->open_ack->hseq, 1);
 	ck_assert_int_eq(e->open_ack->point->index, 2);
 	MpSigned *handoff1 = mp_stmt_copy(e->open_ack->custody_event);
@@ -469,6 +482,81 @@ START_TEST(max_handoffs_enforced)
 }
 END_TEST
 
+static int64_t loss_reserve(void)
+{
+	char *v = sql_value(&hn.net, "SELECT balance FROM accounts WHERE kind = 'loss_reserve'");
+	int64_t out = strtoll(v, NULL, 10);
+	free(v);
+	return out;
+}
+
+/* merchantd m2 holds a channel through Handoff 1 from m1 and takes k payments. m1 (the test,
+ * with its key) also signed a Handoff 1 to m3, and m3 (the test, at the wire level) is credited
+ * first: its Handoff is the first branch. m2's claim is then on the second branch and all its
+ * units are credited on m3's too: an excess that m1's pending credit, bond and the loss reserve
+ * cannot cover, INSUFFICIENT_FUNDS, nothing moves (docs/custody.md "Forks"). merchantd keeps
+ * the claim and claims it again with backoff on its own (metrics, log); once the operator funds
+ * the loss reserve, m2 is credited without another `redeem`. */
+START_TEST(waiting_claim_claimed_again_until_credited)
+{
+	/* What m1 and m2 earned in the earlier tests is credited first. */
+	json_decref(admin_ok(&hn.net, "m1", "redeem", NULL));
+	json_decref(admin_ok(&hn.net, "m2", "redeem", NULL));
+	int64_t p1 = net_pending(&hn.net, hn.tm[1].mid_hex), reserve = loss_reserve();
+	int64_t before2 = net_pending(&hn.net, hn.tm[2].mid_hex);
+	uint32_t k = (uint32_t)(p1 + reserve + 5);
+	ck_assert_uint_le(k, 150);
+	struct setup s = {0};
+	make_channel(&s, 200);
+	struct wire w1, w2;
+	MpSigned *move = NULL;
+	micropay__v1__envelope__free_unpacked(pay_m1_then_move_to_m2(&s, &w1, &w2, &move), NULL);
+	for (uint32_t j = 3; j <= 2 + k; j++)
+		ck_assert(pay_accepted(pay_status(&s.ch, &w2, j)));
+	wire_close(&w1);
+	wire_close(&w2);
+
+	/* m1's second Handoff 1, to m3, at the same index; m3 is credited first. */
+	struct tchan t = {.ch = s.ch};
+	memcpy(t.id, s.id, MP_ID_LEN);
+	mp_stmt_hash(s.ch.cert, t.cert_hash);
+	MpSigned *fork[1] = {tchan_handoff(&t, 1, &hn.tm[1], &hn.tm[3], 2, NULL, NULL)};
+	struct cclaim c3[] = {{&t, 1, 2 + k, fork, 1}};
+	cclaim_redeem_expect(&hn.net, &hn.tm[3], c3, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){k});
+
+	/* m2 redeems: its claim waits for the broker's funds. */
+	json_decref(admin_ok(&hn.net, "m2", "redeem", NULL));
+	ck_assert_int_eq(net_pending(&hn.net, hn.tm[2].mid_hex), before2);
+	ck_assert_int_eq(metric(&hn.net, "m2", "micropay_merchant_redeem_claims_waiting_funds"), 1);
+	ck_assert(log_has(&hn.net, "m2", "waits for the broker's funds (INSUFFICIENT_FUNDS)", 0));
+	/* merchantd claims it again on its own; the reserve is funded meanwhile. */
+	ck_assert_int_ge(
+	    metric_wait(&hn.net, "m2", "micropay_merchant_redeem_waiting_retries_total", 1, 10000),
+	    1);
+	char params[128], id[MP_HEX_ID_LEN + 1];
+	uint8_t fund[MP_ID_LEN];
+	ck_assert(mp_random_bytes(fund, MP_ID_LEN));
+	mp_hex_encode(fund, MP_ID_LEN, id);
+	snprintf(params, sizeof(params), "{\"amount\":%u,\"fund_id\":\"%s\"}", k, id);
+	json_decref(admin_ok(&hn.net, "broker", "loss_reserve.fund", params));
+	int64_t got = 0;
+	for (int i = 0; i < 120 && got != k; i++) {
+		usleep(500 * 1000);
+		got = net_pending(&hn.net, hn.tm[2].mid_hex) - before2;
+	}
+	fprintf(stderr, "waiting claim: m2 credited %lld of %u after %lld retries\n",
+		(long long)got, k,
+		(long long)metric(&hn.net, "m2", "micropay_merchant_redeem_waiting_retries_total"));
+	ck_assert_int_eq(got, k);
+	ck_assert_int_eq(metric(&hn.net, "m2", "micropay_merchant_redeem_claims_waiting_funds"), 0);
+	ck_assert(log_has(&hn.net, "m2", "no longer waits: OK", 0));
+	mp_stmt_free(fork[0]);
+	mp_stmt_free(move);
+	free_setup(&s);
+	audit_clean();
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("handoff");
@@ -481,6 +569,7 @@ int main(void)
 	tcase_add_test(tc, sigkill_after_handoff_keeps_the_stored_statement);
 	tcase_add_test(tc, unreachable_holder_is_a_clear_error);
 	tcase_add_test(tc, max_handoffs_enforced);
+	tcase_add_test(tc, waiting_claim_claimed_again_until_credited);
 	suite_add_tcase(s, tc);
 	return mp_check_run(s);
 }
