@@ -1,4 +1,4 @@
--- brokerd migration 0018: the whole second branch of a fork honoured (protocol.md section 7;
+-- brokerd migration 0019: the whole second branch of a fork honoured (protocol.md section 7;
 -- docs/custody.md "Forks").
 --
 -- 0014 honoured a fork for the second branch's first merchant only. Now a claim whose custody
