@@ -19,6 +19,7 @@
 #include "drain.h"
 #include "reload.h"
 #include "log.h"
+#include "metrics_admin.h"
 #include "sweep.h"
 #include "util.h"
 #include "workers.h"
@@ -55,31 +56,7 @@ static void admin_status(struct mp_admin_req *req, json_t *params, void *ctx)
 static void admin_metrics(struct mp_admin_req *req, json_t *params, void *ctx)
 {
 	struct broker *b = ctx;
-	const struct broker_stats *s = &b->stats;
-	char text[2048];
-	snprintf(text, sizeof(text),
-		 "micropay_broker_channels_issued_total %llu\n"
-		 "micropay_broker_issue_duplicates_total %llu\n"
-		 "micropay_broker_redeems_total %llu\n"
-		 "micropay_broker_claims_credited_total %llu\n"
-		 "micropay_broker_requests_refused_total %llu\n"
-		 "micropay_broker_bad_chain_hashes_total %llu\n"
-		 "micropay_broker_bad_chain_budget_refusals_total %llu\n"
-		 "micropay_broker_worker_queue_refusals_total %llu\n"
-		 "micropay_broker_worker_queue %u\n"
-		 "micropay_broker_worker_busy %u\n"
-		 "micropay_broker_merchant_certs_renewed_total %llu\n",
-		 (unsigned long long)s->channels_issued, (unsigned long long)s->issue_duplicates,
-		 (unsigned long long)s->redeems, (unsigned long long)s->claims_credited,
-		 (unsigned long long)s->requests_refused, (unsigned long long)s->bad_chain_hashes,
-		 (unsigned long long)s->bad_chain_budget_refusals,
-		 (unsigned long long)s->worker_queue_refusals, mp_workers_queued(b->workers),
-		 mp_workers_busy(b->workers), (unsigned long long)s->merchant_certs_renewed);
-	char limits[4096], db_text[1024], sweep_text[1024];
-	broker_limits_metrics(b, limits, sizeof(limits));
-	db_pool_prometheus(b->db, db_text, sizeof(db_text));
-	sweep_prometheus(b->sweep, sweep_text, sizeof(sweep_text));
-	mp_admin_reply(req, json_pack("{s:s+++}", "prometheus", text, limits, db_text, sweep_text));
+	mp_admin_metrics_reply(req, b->metrics);
 }
 
 static void on_admin_done(const PGresult *res, const char *error, void *arg);

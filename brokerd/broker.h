@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "clock.h"
+#include "metrics_http.h"
 #include "chain.h"
 #include "net.h"
 #include "net_limits.h"
@@ -50,6 +51,7 @@ struct broker_config {
 	uint32_t db_idle_in_tx_timeout_ms;
 	char *admin_socket;
 	char *admin_group; /* NULL: none */
+	struct mp_metrics_config metrics;
 };
 
 struct broker_stats {
@@ -65,6 +67,8 @@ struct broker_stats {
 	uint64_t bad_chain_budget_refusals; /* Redeems refused: budget exhausted */
 	uint64_t worker_queue_refusals;	    /* Redeems refused: worker queue full */
 	uint64_t unroutable_requests;	    /* requests of a kind the broker does not serve */
+	uint64_t refunds;		    /* RefundRequests answered OK */
+	uint64_t refund_duplicates;	    /* ... answered DUPLICATE_OK */
 };
 
 /* unroutable.c: lines about unroutable requests beyond each connection's first */
@@ -111,6 +115,9 @@ struct broker {
 	uint64_t started_mono;	    /* mp_monotonic_s() at start, for uptime */
 	struct mp_clock clock;	    /* protocol time (clock.h) */
 	struct broker_stats stats;
+	struct mp_metrics *metrics;	       /* broker_metrics.c: everything the admin
+						* `metrics` and the HTTP port show */
+	struct mp_metrics_http *metrics_http; /* NULL: [metrics] http_listen not set */
 	struct key_cache_entry key_cache[BROKER_KEY_CACHE_SIZE];
 };
 
@@ -165,7 +172,11 @@ void broker_config_free(struct broker_config *cfg);
 bool broker_config_doc(FILE *out, enum mp_cfg_doc_format format);
 bool broker_listen(struct broker *b, const char *host, uint16_t port);
 /* The listener's and the admission limits' counters, Prometheus text appended at out. */
-size_t broker_limits_metrics(const struct broker *b, char *out, size_t len);
+/* broker_metrics.c: registers every metric (after the listener, the pool and the sweep are
+ * up) and opens the HTTP port if configured; false (logged) on failure. Closed before the
+ * listener, the pool and the sweep are freed. */
+bool broker_metrics_open(struct broker *b);
+void broker_metrics_close(struct broker *b);
 
 /* register_limit.c: false if the request was refused (answered LIMIT, logged, counted). */
 bool register_limit_start(struct broker *b);

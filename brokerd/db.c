@@ -19,6 +19,7 @@
 
 #include "db_internal.h"
 #include "log.h"
+#include "metrics.h"
 
 uint64_t db_now_ms(void)
 {
@@ -282,22 +283,44 @@ void db_pool_get_stats(const struct db_pool *pool, struct db_pool_stats *out)
 	*out = pool->stats;
 }
 
-void db_pool_prometheus(const struct db_pool *pool, char *out, size_t len)
+static const double db_rtt_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+				      0.05,   0.1,   0.25,   0.5,   1,    2.5};
+
+void db_pool_metrics_forget(struct db_pool *pool)
 {
-	const struct db_pool_stats *s = &pool->stats;
-	snprintf(out, len,
-		 "micropay_broker_db_connections %u\n"
-		 "micropay_broker_db_connections_up %u\n"
-		 "micropay_broker_db_queue %u\n"
-		 "micropay_broker_db_queue_max %u\n"
-		 "micropay_broker_db_reconnect_attempts_total %llu\n"
-		 "micropay_broker_db_reconnects_total %llu\n"
-		 "micropay_broker_db_connections_lost_total %llu\n"
-		 "micropay_broker_db_requests_expired_total %llu\n"
-		 "micropay_broker_db_requests_refused_total %llu\n"
-		 "micropay_broker_db_outcome_unknown_total %llu\n",
-		 s->connections, s->connections_up, s->queued, s->max_queue,
-		 (unsigned long long)s->reconnect_attempts, (unsigned long long)s->reconnects,
-		 (unsigned long long)s->connections_lost, (unsigned long long)s->requests_expired,
-		 (unsigned long long)s->requests_refused, (unsigned long long)s->outcome_unknown);
+	if (pool)
+		pool->rtt = NULL;
+}
+
+void db_pool_metrics_register(struct db_pool *pool, struct mp_metrics *reg)
+{
+	struct db_pool_stats *s = &pool->stats;
+	mp_metrics_u32(reg, MP_METRIC_GAUGE, "micropay_broker_db_connections",
+		       "Connections the pool keeps ([db] pool_size).", NULL, &s->connections);
+	mp_metrics_u32(reg, MP_METRIC_GAUGE, "micropay_broker_db_connections_up",
+		       "Pool connections with a ready session.", NULL, &s->connections_up);
+	mp_metrics_u32(reg, MP_METRIC_GAUGE, "micropay_broker_db_queue",
+		       "Requests waiting for a pool connection.", NULL, &s->queued);
+	mp_metrics_u32(reg, MP_METRIC_GAUGE, "micropay_broker_db_queue_max",
+		       "The most requests that may wait ([db] max_queue).", NULL, &s->max_queue);
+	mp_metrics_u64(reg, MP_METRIC_COUNTER, "micropay_broker_db_reconnect_attempts_total",
+		       "Connection attempts after a connection's first (the pool's retries).",
+		       NULL, &s->reconnect_attempts);
+	mp_metrics_u64(reg, MP_METRIC_COUNTER, "micropay_broker_db_reconnects_total",
+		       "Reconnection attempts that ended with a ready session.", NULL,
+		       &s->reconnects);
+	mp_metrics_u64(reg, MP_METRIC_COUNTER, "micropay_broker_db_connections_lost_total",
+		       "Ready connections lost.", NULL, &s->connections_lost);
+	mp_metrics_u64(reg, MP_METRIC_COUNTER, "micropay_broker_db_requests_expired_total",
+		       "Requests answered timed out while queued.", NULL, &s->requests_expired);
+	mp_metrics_u64(reg, MP_METRIC_COUNTER, "micropay_broker_db_requests_refused_total",
+		       "Requests refused: the queue was full.", NULL, &s->requests_refused);
+	mp_metrics_u64(reg, MP_METRIC_COUNTER, "micropay_broker_db_outcome_unknown_total",
+		       "Requests whose connection died in flight (answered outcome unknown; the "
+		       "caller may retry verbatim).",
+		       NULL, &s->outcome_unknown);
+	pool->rtt = mp_metrics_histogram(
+	    reg, "micropay_broker_db_round_trip_seconds",
+	    "Time from sending a statement to its last result, per request that got an answer.",
+	    NULL, db_rtt_bounds, sizeof(db_rtt_bounds) / sizeof(db_rtt_bounds[0]));
 }

@@ -70,7 +70,12 @@ struct db_pool *db_pool_open(struct event_base *base, const struct db_pool_confi
 void db_pool_close(struct db_pool *pool);
 void db_pool_get_stats(const struct db_pool *pool, struct db_pool_stats *out);
 /* The pool's figures as Prometheus text lines (prefix micropay_broker_db_), written to out. */
-void db_pool_prometheus(const struct db_pool *pool, char *out, size_t len);
+struct mp_metrics;
+/* Registers the pool's gauges, counters and round-trip histogram (docs/metrics.md); the pool
+ * must outlive every exposition of reg. */
+void db_pool_metrics_register(struct db_pool *pool, struct mp_metrics *reg);
+/* Before the registry is freed: the pool stops observing round trips. */
+void db_pool_metrics_forget(struct db_pool *pool);
 
 /* brokerd's prepared statements (db_statements.c). */
 extern const struct db_statement broker_statements[];

@@ -20,6 +20,7 @@
 
 #include "db_internal.h"
 #include "log.h"
+#include "metrics.h"
 
 static void on_io(evutil_socket_t fd, short what, void *arg);
 static void on_timer(evutil_socket_t fd, short what, void *arg);
@@ -276,6 +277,9 @@ static void query_done(struct db_conn *c)
 	c->result = NULL;
 	c->state = DB_IDLE;
 	evtimer_del(c->timer);
+	if (c->pool->rtt) /* the loop thread: libpq runs on it */
+		mp_histogram_observe(c->pool->rtt,
+				     (double)(mp_metrics_now_us() - c->sent_us) / 1e6);
 	if (!c->failed && (!res || PQresultStatus(res) != PGRES_TUPLES_OK)) {
 		snprintf(c->diag, sizeof(c->diag), "no result rows");
 		snprintf(c->primary, sizeof(c->primary), "no result rows");
@@ -384,6 +388,7 @@ bool db_conn_run(struct db_conn *c, struct db_query *q)
 	c->result = NULL;
 	c->failed = false;
 	c->state = DB_BUSY;
+	c->sent_us = mp_metrics_now_us();
 	if (!PQsendQueryPrepared(c->pg, q->statement, q->n, (const char *const *)q->values,
 				 q->lengths, q->formats, 0)) {
 		fail_with_pq_error(c, "sending the query");

@@ -46,6 +46,7 @@ struct db_conn {
 	bool attempted;		   /* made its first attempt: later ones are reconnects */
 	bool reconnecting;	   /* the current attempt is a reconnect */
 	uint64_t down_since_ms;
+	uint64_t sent_us; /* mp_metrics_now_us() when the query in flight was sent */
 };
 
 struct db_pool {
@@ -62,6 +63,7 @@ struct db_pool {
 	uint64_t refused_logged_at; /* the last "queue full" log line */
 	uint64_t refused_unlogged;  /* refusals since */
 	struct db_pool_stats stats;
+	struct mp_histogram *rtt; /* round trips (db_pool_metrics_register); NULL before */
 };
 
 uint64_t db_now_ms(void);

@@ -95,7 +95,7 @@ static bool broker_start(struct broker *b)
 	if (!broker_listen(b, host, port) || !broker_admin_open(b))
 		return false;
 	b->sweep = sweep_start(b, b->cfg.sweep_interval, b->cfg.sweep_batch);
-	if (!b->sweep)
+	if (!b->sweep || !broker_metrics_open(b))
 		return false;
 	return broker_service_start(b);
 }
@@ -106,6 +106,7 @@ static void broker_stop(struct broker *b)
 	/* First: jobs still queued or running are answered while everything else still exists. */
 	mp_workers_free(b->workers);
 	bad_chain_budget_free(b->bad_chain);
+	broker_metrics_close(b);
 	mp_admin_close(b->admin);
 	mp_listener_free(b->listener);
 	register_limit_stop(b);

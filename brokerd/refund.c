@@ -68,7 +68,11 @@ void refund_reply(struct refund_call *rc, MpCode code, const char *detail,
 	env.refund_resp = &resp;
 	log_info("refund %s: %s%s%s", rc->what, mp_code_name(code), detail && *detail ? ": " : "",
 		 detail ? detail : "");
-	if (code != MP_ST(OK) && code != MP_ST(DUPLICATE_OK))
+	if (code == MP_ST(OK))
+		rc->call->b->stats.refunds++;
+	else if (code == MP_ST(DUPLICATE_OK))
+		rc->call->b->stats.refund_duplicates++;
+	else
 		rc->call->b->stats.requests_refused++;
 	broker_call_reply(rc->call, &env);
 	refund_free(rc);

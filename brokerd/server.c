@@ -80,18 +80,3 @@ bool broker_listen(struct broker *b, const char *host, uint16_t port)
 	b->listener = mp_listen(b->base, b->tls, host, port, &opts, &broker_conn_ops, b);
 	return b->listener != NULL;
 }
-
-size_t broker_limits_metrics(const struct broker *b, char *out, size_t len)
-{
-	size_t used = mp_listener_metrics(b->listener, "micropay_broker", out, len);
-	const struct register_limit *rl = &b->register_limit;
-	int n = snprintf(out + used, len - used,
-			 "micropay_broker_register_refused_total{reason=\"register_rate\"} %llu\n"
-			 "micropay_broker_register_rate_addresses %u\n"
-			 "micropay_broker_register_rate_addresses_max %u\n"
-			 "micropay_broker_unroutable_requests_total %llu\n",
-			 (unsigned long long)rl->refused,
-			 rl->buckets ? ratelimit_entries(rl->buckets) : 0, ratelimit_capacity(),
-			 (unsigned long long)b->stats.unroutable_requests);
-	return n > 0 && (size_t)n < len - used ? used + (size_t)n : len - 1;
-}

@@ -22,6 +22,7 @@
 #include "broker.h"
 #include "db.h"
 #include "log.h"
+#include "metrics.h"
 #include "sweep.h"
 #include "util.h"
 
@@ -270,19 +271,24 @@ void sweep_get_stats(const struct sweep *s, struct sweep_stats *out)
 	*out = s->stats;
 }
 
-void sweep_prometheus(const struct sweep *s, char *out, size_t len)
+void sweep_metrics_register(struct sweep *s, struct mp_metrics *reg)
 {
-	const struct sweep_stats *st = &s->stats;
-	snprintf(out, len,
-		 "micropay_broker_sweep_passes_total %llu\n"
-		 "micropay_broker_sweep_channels_expired_total %llu\n"
-		 "micropay_broker_sweep_channels_finalized_total %llu\n"
-		 "micropay_broker_sweep_refunds_paid_total %llu\n"
-		 "micropay_broker_sweep_failures_total %llu\n"
-		 "micropay_broker_sweep_last_pass_time %llu\n"
-		 "micropay_broker_sweep_last_pass_ms %llu\n",
-		 (unsigned long long)st->passes, (unsigned long long)st->channels_expired,
-		 (unsigned long long)st->channels_finalized, (unsigned long long)st->refunds_paid,
-		 (unsigned long long)st->failures, (unsigned long long)st->last_pass_at,
-		 (unsigned long long)st->last_pass_ms);
+	struct sweep_stats *st = &s->stats;
+	mp_metrics_u64(reg, MP_METRIC_COUNTER, "micropay_broker_sweep_passes_total",
+		       "Settlement sweep passes completed.", NULL, &st->passes);
+	mp_metrics_u64(reg, MP_METRIC_COUNTER, "micropay_broker_sweep_channels_expired_total",
+		       "Channels moved OPEN -> EXPIRED by the sweep.", NULL, &st->channels_expired);
+	mp_metrics_u64(reg, MP_METRIC_COUNTER, "micropay_broker_sweep_channels_finalized_total",
+		       "Channels finalised by the sweep.", NULL, &st->channels_finalized);
+	mp_metrics_u64(reg, MP_METRIC_COUNTER, "micropay_broker_sweep_refunds_paid_total",
+		       "Finalisations that paid the refund at once.", NULL, &st->refunds_paid);
+	mp_metrics_u64(reg, MP_METRIC_COUNTER, "micropay_broker_sweep_failures_total",
+		       "Sweep channel steps or listings that failed (logged).", NULL,
+		       &st->failures);
+	mp_metrics_u64(reg, MP_METRIC_GAUGE, "micropay_broker_sweep_last_pass_time",
+		       "Broker time (Unix seconds) of the last completed pass; 0: none.", NULL,
+		       &st->last_pass_at);
+	mp_metrics_u64(reg, MP_METRIC_GAUGE, "micropay_broker_sweep_last_pass_ms",
+		       "Duration of the last completed pass, milliseconds.", NULL,
+		       &st->last_pass_ms);
 }

@@ -30,5 +30,6 @@ void sweep_free(struct sweep *s);
  * pass completes, with what it did. */
 void sweep_run_admin(struct sweep *s, struct mp_admin_req *req);
 void sweep_get_stats(const struct sweep *s, struct sweep_stats *out);
-/* The sweep's figures as Prometheus text (prefix micropay_broker_sweep_), written to out. */
-void sweep_prometheus(const struct sweep *s, char *out, size_t len);
+/* Registers the sweep's figures (micropay_broker_sweep_*); s must outlive every exposition. */
+struct mp_metrics;
+void sweep_metrics_register(struct sweep *s, struct mp_metrics *reg);

@@ -76,9 +76,12 @@ void mp_listener_drain(struct mp_listener *l, const char *reason);
 unsigned mp_listener_connections(const struct mp_listener *l);
 /* The port actually bound (useful with port 0). */
 uint16_t mp_listener_port(const struct mp_listener *l);
-/* The listener's counters in Prometheus text (prefix e.g. "micropay_broker"), appended at
- * out (NUL-terminated, truncated to len). Returns the length written. */
-size_t mp_listener_metrics(const struct mp_listener *l, const char *prefix, char *out, size_t len);
+/* Registers the listener's connection counters and limit refusals in reg under prefix (e.g.
+ * "micropay_broker"): <prefix>_connections{listener}, ..._closed_total{listener,reason}, ...
+ * (docs/metrics.md). The listener must outlive every exposition of reg. */
+struct mp_metrics;
+void mp_listener_metrics_register(const struct mp_listener *l, struct mp_metrics *reg,
+				  const char *prefix);
 
 /* Start an outgoing TLS connection to host:port; ops->on_open fires after the handshake. The
  * host name is resolved with the asynchronous resolver dns (dns.h) on the loop: the first IPv4

@@ -15,6 +15,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "metrics.h"
 #include "net_internal.h"
 #include "util.h"
 
@@ -256,45 +257,38 @@ void mp_listener_free(struct mp_listener *l)
 	free(l);
 }
 
-struct text {
-	char *out;
-	size_t len, used;
-};
-
-static void put(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put(struct text *t, const char *fmt, ...)
+/* Registers the listener's counters under prefix (e.g. "micropay_broker"); the listener must
+ * outlive the registry's expositions. */
+void mp_listener_metrics_register(const struct mp_listener *l, struct mp_metrics *reg,
+				  const char *prefix)
 {
-	if (t->used >= t->len)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(t->out + t->used, t->len - t->used, fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		t->used += (size_t)n < t->len - t->used ? (size_t)n : t->len - t->used - 1;
-}
-
-size_t mp_listener_metrics(const struct mp_listener *l, const char *prefix, char *out, size_t len)
-{
-	struct text t = {out, len, 0};
-	if (len)
-		out[0] = '\0';
-	if (!l)
-		return 0;
 	const struct net_stats *s = &l->stats;
 	const char *n = l->opts.name;
-	put(&t, "%s_connections{listener=\"%s\"} %u\n", prefix, n, s->current);
-	put(&t, "%s_connections_max{listener=\"%s\"} %u\n", prefix, n, l->opts.max_conns);
-	put(&t, "%s_connections_accepted_total{listener=\"%s\"} %llu\n", prefix, n,
-	    (unsigned long long)s->accepted);
-	put(&t, "%s_connections_refused_total{listener=\"%s\",reason=\"max_connections\"} %llu\n",
-	    prefix, n, (unsigned long long)s->refused_max_conns);
+	char name[128];
+	snprintf(name, sizeof(name), "%s_connections", prefix);
+	mp_metrics_u32(reg, MP_METRIC_GAUGE, name, "Open connections, handshakes included.",
+		       (const char *[]){"listener", n, NULL}, &s->current);
+	snprintf(name, sizeof(name), "%s_connections_max", prefix);
+	mp_metrics_u32(reg, MP_METRIC_GAUGE, name, "[limits] max_connections of the listener.",
+		       (const char *[]){"listener", n, NULL}, &l->opts.max_conns);
+	snprintf(name, sizeof(name), "%s_connections_accepted_total", prefix);
+	mp_metrics_u64(reg, MP_METRIC_COUNTER, name, "Connections accepted.",
+		       (const char *[]){"listener", n, NULL}, &s->accepted);
+	snprintf(name, sizeof(name), "%s_connections_refused_total", prefix);
+	mp_metrics_u64(reg, MP_METRIC_COUNTER, name, "Connections closed at accept by a limit.",
+		       (const char *[]){"listener", n, "reason", "max_connections", NULL},
+		       &s->refused_max_conns);
+	snprintf(name, sizeof(name), "%s_connections_closed_total", prefix);
 	for (int e = 0; e < NET_END_COUNT; e++)
-		put(&t, "%s_connections_closed_total{listener=\"%s\",reason=\"%s\"} %llu\n", prefix,
-		    n, net_end_name((enum net_end)e), (unsigned long long)s->ended[e]);
-	put(&t, "%s_reads_paused_total{listener=\"%s\",reason=\"max_in_flight\"} %llu\n", prefix, n,
-	    (unsigned long long)s->paused_in_flight);
-	put(&t, "%s_reads_paused_total{listener=\"%s\",reason=\"output_high_water\"} %llu\n",
-	    prefix, n, (unsigned long long)s->paused_output);
-	return t.used;
+		mp_metrics_u64(reg, MP_METRIC_COUNTER, name, "Connections ended, by reason.",
+			       (const char *[]){"listener", n, "reason",
+						net_end_name((enum net_end)e), NULL},
+			       &s->ended[e]);
+	snprintf(name, sizeof(name), "%s_reads_paused_total", prefix);
+	mp_metrics_u64(reg, MP_METRIC_COUNTER, name, "Times reading from a peer paused, by limit.",
+		       (const char *[]){"listener", n, "reason", "max_in_flight", NULL},
+		       &s->paused_in_flight);
+	mp_metrics_u64(reg, MP_METRIC_COUNTER, name, "Times reading from a peer paused, by limit.",
+		       (const char *[]){"listener", n, "reason", "output_high_water", NULL},
+		       &s->paused_output);
 }

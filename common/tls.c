@@ -4,6 +4,7 @@
 #include <openssl/x509.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 const char *mp_tls_errors(char *buf, size_t len)
 {
@@ -180,4 +181,15 @@ bool mp_tls_peer_is_broker(SSL *ssl)
 {
 	char cn[64];
 	return mp_tls_peer_cn(ssl, cn, sizeof(cn)) && strcmp(cn, "broker") == 0;
+}
+
+double mp_tls_cert_not_after(const void *arg)
+{
+	SSL_CTX *const *ctx = arg;
+	X509 *cert = ctx && *ctx ? SSL_CTX_get0_certificate(*ctx) : NULL;
+	const ASN1_TIME *not_after = cert ? X509_get0_notAfter(cert) : NULL;
+	struct tm tm;
+	if (!not_after || ASN1_TIME_to_tm(not_after, &tm) != 1)
+		return 0;
+	return (double)timegm(&tm);
 }

@@ -30,3 +30,8 @@ bool mp_tls_peer_is_broker(SSL *ssl);
 
 /* Render the OpenSSL error queue into buf (and clear it). */
 const char *mp_tls_errors(char *buf, size_t len);
+
+/* For a metrics gauge (metrics.h, mp_metrics_fn): the notAfter time (Unix seconds) of the
+ * certificate in the SSL_CTX that arg points to (an SSL_CTX *const *, so that a context
+ * replaced at reload is followed); 0 when there is none. */
+double mp_tls_cert_not_after(const void *arg);

@@ -16,6 +16,7 @@
 #include "drain.h"
 #include "reload.h"
 #include "log.h"
+#include "metrics_admin.h"
 #include "redeem_deadline.h"
 #include "merchant.h"
 #include "segments.h"
@@ -52,36 +53,7 @@ static void admin_status(struct mp_admin_req *req, json_t *params, void *ctx)
 static void admin_metrics(struct mp_admin_req *req, json_t *params, void *ctx)
 {
 	struct merchant *m = ctx;
-	const struct merchant_stats *s = &m->stats;
-	const struct compact_totals *ct = compact_totals(m);
-	char text[4096];
-	int n = snprintf(text, sizeof(text),
-			 "micropay_merchant_pays_total{result=\"ok\"} %llu\n"
-			 "micropay_merchant_pays_total{result=\"underpaid\"} %llu\n"
-			 "micropay_merchant_pays_total{result=\"duplicate\"} %llu\n"
-			 "micropay_merchant_pays_total{result=\"refused\"} %llu\n"
-			 "micropay_merchant_batches_total %llu\n"
-			 "micropay_merchant_store_busy_total %llu\n"
-			 "micropay_merchant_compactions_total %llu\n"
-			 "micropay_merchant_journal_rows_folded_total %llu\n"
-			 "micropay_merchant_outbox_rows_deleted_total %llu\n"
-			 "micropay_merchant_store_pages_freed_total %llu\n"
-			 "micropay_merchant_channels %zu\n",
-			 (unsigned long long)s->pays_ok, (unsigned long long)s->pays_underpaid,
-			 (unsigned long long)s->pays_duplicate, (unsigned long long)s->pays_refused,
-			 (unsigned long long)s->batches, (unsigned long long)s->store_busy,
-			 (unsigned long long)ct->runs, (unsigned long long)ct->journal_rows,
-			 (unsigned long long)ct->outbox_rows, (unsigned long long)ct->pages_freed,
-			 m->channels_recorded);
-	if (n > 0 && (size_t)n < sizeof(text))
-		n += (int)cap_outbox_metrics(m, text + n, sizeof(text) - (size_t)n);
-	if (n > 0 && (size_t)n < sizeof(text))
-		n += (int)redeemer_metrics(m->redeemer, text + n, sizeof(text) - (size_t)n);
-	if (n > 0 && (size_t)n < sizeof(text))
-		redeem_deadline_metrics(m->deadline, text + n, sizeof(text) - (size_t)n);
-	char limits[4096];
-	merchant_limits_metrics(m, limits, sizeof(limits));
-	mp_admin_reply(req, json_pack("{s:s+}", "prometheus", text, limits));
+	mp_admin_metrics_reply(req, m->metrics);
 }
 
 /* Where the segment of the durable point starts (a Cap waiting for its commit moved the pay

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "segments.h"
 #include "store.h"
 #include "store_thread.h"
@@ -29,6 +30,7 @@
 struct batch {
 	struct batch_entry *entries;
 	size_t count;
+	uint64_t submitted_us; /* when handed to the store thread (loop clock) */
 	uint64_t seq;
 	struct st_job job;
 	struct batch_pipe *pipe;
@@ -120,6 +122,8 @@ static void make_durable(struct merchant *m, struct batch_entry *e)
 	}
 }
 
+/* Counted on the loop, after the answer went out: the latency runs from the Pay's frame to
+ * here, group commit included. */
 static void count_pay(struct merchant *m, const struct batch_entry *e)
 {
 	if (e->kind == ENTRY_RETRY)
@@ -128,6 +132,10 @@ static void count_pay(struct merchant *m, const struct batch_entry *e)
 		m->stats.pays_ok++;
 	else
 		m->stats.pays_underpaid++;
+	merchant_count_pay_answer(m, e->kind == ENTRY_PAY ? e->code : MP_ST(DUPLICATE_OK));
+	if (m->hot.pay_latency)
+		mp_histogram_observe(m->hot.pay_latency,
+				     (double)(mp_metrics_now_us() - e->read_us) / 1e6);
 }
 
 static void acknowledge(struct merchant *m, struct batch_entry *e)
@@ -176,6 +184,11 @@ static void on_committed(struct st_job *job)
 	struct batch_pipe *p = b->pipe;
 	struct merchant *m = p->m;
 	m->stats.batches++;
+	if (m->hot.batch_entries) { /* measured on the loop: no value crosses threads */
+		mp_histogram_observe(m->hot.batch_entries, (double)b->count);
+		mp_histogram_observe(m->hot.batch_seconds,
+				     (double)(mp_metrics_now_us() - b->submitted_us) / 1e6);
+	}
 	for (size_t i = 0; i < b->count; i++)
 		make_durable(m, &b->entries[i]);
 	for (size_t i = 0; i < b->count; i++)
@@ -216,6 +229,7 @@ static void submit(struct batch_pipe *p)
 	mark_row_updates(b);
 	p->committing = b;
 	p->filling = b == &p->b[0] ? &p->b[1] : &p->b[0];
+	b->submitted_us = mp_metrics_now_us();
 	b->job = (struct st_job){.run = run_commit, .done = on_committed, .arg = b};
 	store_thread_submit(p->m->store_thread, &b->job);
 }

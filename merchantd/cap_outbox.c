@@ -7,6 +7,7 @@
 
 #include "broker_link.h"
 #include "log.h"
+#include "metrics.h"
 #include "merchant.h"
 #include "segment_store.h"
 #include "store.h"
@@ -293,22 +294,20 @@ int64_t cap_outbox_conflicts(const struct merchant *m)
 	return m->cap_outbox ? m->cap_outbox->conflicts : 0;
 }
 
-size_t cap_outbox_metrics(const struct merchant *m, char *out, size_t len)
+void cap_outbox_metrics_register(struct merchant *m, struct mp_metrics *reg)
 {
-	const struct cap_outbox *ob = m->cap_outbox;
-	if (!ob || len == 0)
-		return 0;
-	int n = snprintf(out, len,
-			 "micropay_merchant_cap_outbox_pending %lld\n"
-			 "micropay_merchant_cap_outbox_conflicts %lld\n"
-			 "micropay_merchant_cap_notices_sent_total %llu\n"
-			 "micropay_merchant_cap_notices_total{result=\"recorded\"} %llu\n"
-			 "micropay_merchant_cap_notices_total{result=\"refused\"} %llu\n"
-			 "micropay_merchant_cap_notices_total{result=\"unanswered\"} %llu\n",
-			 (long long)ob->pending, (long long)ob->conflicts,
-			 (unsigned long long)ob->sent, (unsigned long long)ob->delivered,
-			 (unsigned long long)ob->refused, (unsigned long long)ob->unanswered);
-	if (n < 0)
-		return 0;
-	return (size_t)n < len ? (size_t)n : len - 1;
+	struct cap_outbox *ob = m->cap_outbox;
+	mp_metrics_i64(reg, MP_METRIC_GAUGE, "micropay_merchant_cap_outbox_pending",
+		       "Caps not yet acknowledged by the broker.", NULL, &ob->pending);
+	mp_metrics_i64(reg, MP_METRIC_GAUGE, "micropay_merchant_cap_outbox_conflicts",
+		       "Caps the broker refused as conflicting.", NULL, &ob->conflicts);
+	mp_metrics_u64(reg, MP_METRIC_COUNTER, "micropay_merchant_cap_notices_sent_total",
+		       "CapNotices sent to the broker.", NULL, &ob->sent);
+	const char *help = "CapNotice answers, by result.";
+	mp_metrics_u64(reg, MP_METRIC_COUNTER, "micropay_merchant_cap_notices_total", help,
+		       (const char *[]){"result", "recorded", NULL}, &ob->delivered);
+	mp_metrics_u64(reg, MP_METRIC_COUNTER, "micropay_merchant_cap_notices_total", help,
+		       (const char *[]){"result", "refused", NULL}, &ob->refused);
+	mp_metrics_u64(reg, MP_METRIC_COUNTER, "micropay_merchant_cap_notices_total", help,
+		       (const char *[]){"result", "unanswered", NULL}, &ob->unanswered);
 }

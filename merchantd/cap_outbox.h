@@ -38,4 +38,5 @@ void cap_outbox_free(struct merchant *m);
 int64_t cap_outbox_pending(const struct merchant *m);
 int64_t cap_outbox_conflicts(const struct merchant *m);
 /* Prometheus lines; the length written (truncated to len - 1). */
-size_t cap_outbox_metrics(const struct merchant *m, char *out, size_t len);
+struct mp_metrics;
+void cap_outbox_metrics_register(struct merchant *m, struct mp_metrics *reg);

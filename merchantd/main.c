@@ -85,13 +85,14 @@ static bool merchant_start(struct merchant *m)
 	if (!m->redeemer || !cap_outbox_start(m))
 		return false;
 	m->deadline = redeem_deadline_start(m, m->cfg.deadline_check);
-	if (!m->deadline)
+	if (!m->deadline || !merchant_metrics_open(m))
 		return false;
 	return merchant_service_start(m);
 }
 
 static void merchant_stop(struct merchant *m)
 {
+	merchant_metrics_close(m);
 	redeemer_stop(m->redeemer); /* its writes completing below send nothing */
 	cap_outbox_stop(m);
 	if (m->workers)

@@ -6,6 +6,8 @@
 #include <stdint.h>
 
 #include "clock.h"
+#include "metrics.h"
+#include "metrics_http.h"
 #include "chain.h"
 #include "fault.h"
 #include "net.h"
@@ -58,6 +60,7 @@ struct merchant_config {
 	char *tls_ca;
 	char *admin_socket;
 	char *admin_group; /* NULL: none */
+	struct mp_metrics_config metrics;
 };
 
 /* protocol.md section 10, merchant channel: UNKNOWN -> HELD(epoch) -> HANDED_OFF | CLOSED, and
@@ -153,6 +156,18 @@ struct merchant_stats {
 	uint64_t closes_signed, close_refusals;
 };
 
+/* Metrics the pay path and the redeemer update on the loop thread (merchant_metrics.c);
+ * NULL until registered and again once the registry is freed (every update checks). */
+#define MERCHANT_PAY_CODES (MP_ST(INTERNAL) + 1)
+struct merchant_hot_metrics {
+	struct mp_histogram *pay_latency;   /* accepted Pays: frame read -> answer sent */
+	struct mp_histogram *batch_entries; /* entries per committed group-commit batch */
+	struct mp_histogram *batch_seconds; /* submit -> committed, per batch */
+	struct mp_counter *pay_answers[MERCHANT_PAY_CODES]; /* Pay answers by status */
+	struct mp_gauge *broker_clock_offset; /* broker_time - our clock at its last answer */
+	struct mp_gauge *broker_clock_known;  /* 1 once a broker_time was seen */
+};
+
 struct store;
 struct store_thread;
 struct batch_pipe;
@@ -201,6 +216,9 @@ struct merchant {
 	uint64_t started_mono;	       /* mp_monotonic_s() at start, for uptime */
 	struct mp_clock clock;	       /* protocol time (clock.h) */
 	struct merchant_stats stats;
+	struct mp_metrics *metrics;	       /* merchant_metrics.c */
+	struct mp_metrics_http *metrics_http; /* NULL: [metrics] http_listen not set */
+	struct merchant_hot_metrics hot;
 	enum mp_fault fault; /* fault.h: test-only, from MP_FAULT at start-up */
 };
 
@@ -233,7 +251,19 @@ static inline uint64_t merchant_now(const struct merchant *m)
 /* server.c */
 bool merchant_listen(struct merchant *m);
 /* The listener's counters, Prometheus text at out. */
-size_t merchant_limits_metrics(const struct merchant *m, char *out, size_t len);
+/* merchant_metrics.c: registers every metric (after the listener, the redeemer, the Cap
+ * outbox and the deadline timer are up) and opens the HTTP port if configured; false (logged)
+ * on failure. Closed first at shutdown (the hot pointers are cleared). */
+bool merchant_metrics_open(struct merchant *m);
+void merchant_metrics_close(struct merchant *m);
+/* A Pay answered with code (loop thread). */
+static inline void merchant_count_pay_answer(struct merchant *m, MpCode code)
+{
+	if ((unsigned)code < MERCHANT_PAY_CODES && m->hot.pay_answers[code])
+		mp_counter_inc(m->hot.pay_answers[code]);
+}
+/* A broker answer carrying broker_time (0: none) arrived now: the clock offset gauge. */
+void merchant_broker_time_seen(struct merchant *m, uint64_t broker_time);
 void merchant_send(struct mp_conn *c, uint64_t request_id, MpEnvelope *env);
 MpStatus *merchant_status(MpStatus *st, MpCode code, const char *detail);
 
@@ -289,7 +319,7 @@ typedef void (*redeem_done_fn)(void *arg, bool ok, const char *summary, uint64_t
 void redeemer_run(struct redeemer *r, redeem_done_fn done, void *arg);
 /* Prometheus lines: unredeemed amount and age, Redeem and broker connection counters. Returns
  * the length written (truncated to len - 1). */
-size_t redeemer_metrics(struct redeemer *r, char *out, size_t len);
+void redeemer_metrics_register(struct redeemer *r, struct mp_metrics *reg);
 
 bool merchant_admin_open(struct merchant *m);
 void *merchant_peer_new(void);

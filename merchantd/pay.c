@@ -9,6 +9,7 @@
 #include "amount.h"
 #include "batch.h"
 #include "log.h"
+#include "metrics.h"
 #include "merchant.h"
 #include "segments.h"
 #include "stmt.h"
@@ -53,6 +54,7 @@ static void refuse(struct merchant *m, struct mp_conn *c, const MpEnvelope *env,
 		   const char *detail, const struct channel *ch)
 {
 	m->stats.pays_refused++;
+	merchant_count_pay_answer(m, code);
 	reply_pay(c, env->request_id, code, detail, ch ? ch->durable_last : 0,
 		  ch ? ch->durable_credit : 0, 0);
 }
@@ -68,6 +70,7 @@ static void stale_segment(struct merchant *m, struct mp_conn *c, const MpEnvelop
 	MpSigned *cap = pending ? NULL : mp_stmt_decode(ended->cap, ended->cap_len);
 	m->stats.pays_refused++;
 	m->stats.stale_segment++;
+	merchant_count_pay_answer(m, MP_ST(STALE_SEGMENT));
 	reply_pay_evidence(c, env->request_id, MP_ST(STALE_SEGMENT), detail, ch->durable_last,
 			   ch->durable_credit, 0, cap);
 	mp_stmt_free(cap);
@@ -95,7 +98,7 @@ static bool store_busy(struct merchant *m, struct mp_conn *c, const MpEnvelope *
  *    after compaction folded its journal row away);
  *  - an older journalled Pay (at least T_dedupe after it was accepted): from the journal. */
 static void answer_retry(struct merchant *m, struct mp_conn *c, const MpEnvelope *env,
-			 struct channel *ch)
+			 struct channel *ch, uint64_t read_us)
 {
 	const Micropay__V1__PayReq *p = env->pay_req;
 	const struct batch_entry *pending = batch_find(m, ch, p->seg_seq, p->j);
@@ -111,7 +114,8 @@ static void answer_retry(struct merchant *m, struct mp_conn *c, const MpEnvelope
 					    .credit = pending->credit,
 					    .price = pending->price,
 					    .conn = c,
-					    .request_id = env->request_id};
+					    .request_id = env->request_id,
+					    .read_us = read_us};
 		memcpy(retry.channel_id, ch->id, MP_ID_LEN);
 		batch_add(m, &retry);
 		return;
@@ -120,6 +124,7 @@ static void answer_retry(struct merchant *m, struct mp_conn *c, const MpEnvelope
 	    same_pay(ch->durable_w, ch->durable_order_ref, ch->durable_order_ref_len, p->w_j.data,
 		     p->order_ref.data, p->order_ref.len)) {
 		m->stats.pays_duplicate++;
+		merchant_count_pay_answer(m, MP_ST(DUPLICATE_OK));
 		reply_pay(c, env->request_id, MP_ST(DUPLICATE_OK), mp_code_name(ch->durable_code),
 			  p->j, ch->durable_credit, ch->durable_price);
 		return;
@@ -129,6 +134,7 @@ static void answer_retry(struct merchant *m, struct mp_conn *c, const MpEnvelope
 	    same_pay(sp.w, sp.order_ref, sp.order_ref_len, p->w_j.data, p->order_ref.data,
 		     p->order_ref.len)) {
 		m->stats.pays_duplicate++;
+		merchant_count_pay_answer(m, MP_ST(DUPLICATE_OK));
 		reply_pay(c, env->request_id, MP_ST(DUPLICATE_OK), mp_code_name(sp.code), sp.j,
 			  sp.credit, sp.price);
 		return;
@@ -219,6 +225,8 @@ static bool settle(struct merchant *m, struct channel *ch, struct batch_entry *e
 
 void handle_pay(struct merchant *m, struct mp_conn *c, const MpEnvelope *env)
 {
+	/* Called from the read callback that took the frame: the pay latency starts here. */
+	uint64_t read_us = mp_metrics_now_us();
 	const Micropay__V1__PayReq *p = env->pay_req;
 	if (!mp_bytes_len_is(p->channel_id, MP_ID_LEN) || !mp_bytes_len_is(p->w_j, MP_HASH_LEN) ||
 	    p->order_ref.len < 1 || p->order_ref.len > MP_ORDER_REF_MAX) {
@@ -229,7 +237,7 @@ void handle_pay(struct merchant *m, struct mp_conn *c, const MpEnvelope *env)
 	const char *detail = NULL;
 	MpCode code = precheck(m, p, ch, &detail);
 	if (code == MP_ST(OK) && p->j <= ch->last) {
-		answer_retry(m, c, env, ch);
+		answer_retry(m, c, env, ch, read_us);
 		return;
 	}
 	if (code == MP_ST(STALE_SEGMENT) && p->seg_seq < ch->seg_seq) {
@@ -253,7 +261,8 @@ void handle_pay(struct merchant *m, struct mp_conn *c, const MpEnvelope *env)
 				.j = p->j,
 				.order_ref_len = (uint8_t)p->order_ref.len,
 				.conn = c,
-				.request_id = env->request_id};
+				.request_id = env->request_id,
+				.read_us = read_us};
 	memcpy(e.channel_id, ch->id, MP_ID_LEN);
 	memcpy(e.w, p->w_j.data, MP_HASH_LEN);
 	memcpy(e.order_ref, p->order_ref.data, p->order_ref.len);

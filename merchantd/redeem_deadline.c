@@ -19,6 +19,7 @@
 
 #include "amount.h"
 #include "log.h"
+#include "metrics.h"
 #include "merchant.h"
 #include "redeem_deadline.h"
 #include "too_late_store.h"
@@ -189,20 +190,19 @@ uint64_t redeem_deadline_too_late(struct merchant *m, const uint8_t id[MP_ID_LEN
 	return lost;
 }
 
-size_t redeem_deadline_metrics(const struct redeem_deadline *d, char *out, size_t len)
+void redeem_deadline_metrics_register(struct redeem_deadline *d, struct mp_metrics *reg)
 {
-	const struct redeem_deadline_stats *s = &d->stats;
-	int n =
-	    snprintf(out, len,
-		     "micropay_merchant_channels_at_risk %llu\n"
-		     "micropay_merchant_amount_at_risk %llu\n"
-		     "micropay_merchant_deadline_rounds_total %llu\n"
-		     "micropay_merchant_claims_too_late_total %llu\n"
-		     "micropay_merchant_amount_too_late_total %llu\n",
-		     (unsigned long long)s->at_risk, (unsigned long long)s->amount_at_risk,
-		     (unsigned long long)s->rounds_started, (unsigned long long)s->claims_too_late,
-		     (unsigned long long)s->amount_too_late);
-	if (n < 0)
-		return 0;
-	return (size_t)n < len ? (size_t)n : len - 1;
+	struct redeem_deadline_stats *s = &d->stats;
+	mp_metrics_u64(reg, MP_METRIC_GAUGE, "micropay_merchant_channels_at_risk",
+		       "Channels near their redeem deadline with unredeemed payments (last check).",
+		       NULL, &s->at_risk);
+	mp_metrics_u64(reg, MP_METRIC_GAUGE, "micropay_merchant_amount_at_risk",
+		       "Their unredeemed amount, minor units.", NULL, &s->amount_at_risk);
+	mp_metrics_u64(reg, MP_METRIC_COUNTER, "micropay_merchant_deadline_rounds_total",
+		       "Redeem rounds the deadline timer started.", NULL, &s->rounds_started);
+	mp_metrics_u64(reg, MP_METRIC_COUNTER, "micropay_merchant_claims_too_late_total",
+		       "Claims answered TOO_LATE (never retried).", NULL, &s->claims_too_late);
+	mp_metrics_u64(reg, MP_METRIC_COUNTER, "micropay_merchant_amount_too_late_total",
+		       "Unredeemed amount of channels answered TOO_LATE (lost), minor units.",
+		       NULL, &s->amount_too_late);
 }

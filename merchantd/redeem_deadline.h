@@ -31,4 +31,5 @@ uint64_t redeem_deadline_too_late(struct merchant *m, const uint8_t id[16], uint
 /* Whether a claim of channel id in epoch hseq was answered TOO_LATE (redeem_build.c skips it). */
 bool redeem_deadline_is_too_late(const struct merchant *m, const uint8_t id[16], uint32_t hseq);
 /* Prometheus lines (prefix micropay_merchant_); returns the length written. */
-size_t redeem_deadline_metrics(const struct redeem_deadline *d, char *out, size_t len);
+struct mp_metrics;
+void redeem_deadline_metrics_register(struct redeem_deadline *d, struct mp_metrics *reg);

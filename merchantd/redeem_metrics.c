@@ -1,14 +1,14 @@
 #include "redeem_metrics.h"
 
-#include <stdio.h>
-
 #include "amount.h"
 #include "merchant.h"
+#include "metrics.h"
 #include "store_redeem.h"
 
 /* Earned but not yet credited: durable payments above each channel's redeemed end. */
-static uint64_t unredeemed_amount(const struct merchant *m)
+static double unredeemed_amount(const void *arg)
 {
+	const struct merchant *m = arg;
 	uint64_t total = 0, part;
 	TABLE_FOREACH(&m->channels, struct channel, ch)
 	{
@@ -16,43 +16,55 @@ static uint64_t unredeemed_amount(const struct merchant *m)
 			continue;
 		if (!mp_amount_mul(ch->durable_last - ch->redeemed_end, ch->unit_value, &part) ||
 		    !mp_amount_add(total, part, &total))
-			return MP_AMOUNT_MAX;
+			return (double)MP_AMOUNT_MAX;
 	}
-	return total;
+	return (double)total;
 }
 
-size_t redeem_metrics_text(struct merchant *m, const struct redeem_stats *s,
-			   const struct broker_link_stats *ls, char *out, size_t len)
+/* The redemption lag: how long the oldest unredeemed payment has waited (protocol time). */
+static double oldest_unredeemed_age(const void *arg)
 {
-	uint64_t oldest = 0, now = mp_clock_now(&m->clock), age = 0;
+	const struct merchant *m = arg;
+	uint64_t oldest = 0, now = mp_clock_now(&m->clock);
 	if (store_oldest_unredeemed(m->store, &oldest) && oldest && now > oldest)
-		age = now - oldest;
-	int n =
-	    snprintf(out, len,
-		     "micropay_merchant_unredeemed_amount %llu\n"
-		     "micropay_merchant_unredeemed_oldest_age_seconds %llu\n"
-		     "micropay_merchant_redeems_sent_total %llu\n"
-		     "micropay_merchant_redeems_answered_total %llu\n"
-		     "micropay_merchant_redeem_limits_total %llu\n"
-		     "micropay_merchant_redeem_splits_total %llu\n"
-		     "micropay_merchant_redeem_steps_total %llu\n"
-		     "micropay_merchant_redeems_refused_total %llu\n"
-		     "micropay_merchant_redeem_rounds_failed_total %llu\n"
-		     "micropay_merchant_redeem_claims_waiting_funds %llu\n"
-		     "micropay_merchant_redeem_waiting_retries_total %llu\n"
-		     "micropay_merchant_redeem_waiting_dropped_total %llu\n"
-		     "micropay_merchant_broker_connects_total{result=\"ok\"} %llu\n"
-		     "micropay_merchant_broker_connects_total{result=\"failed\"} %llu\n"
-		     "micropay_merchant_broker_answer_timeouts_total %llu\n",
-		     (unsigned long long)unredeemed_amount(m), (unsigned long long)age,
-		     (unsigned long long)s->sent, (unsigned long long)s->answered,
-		     (unsigned long long)s->limits, (unsigned long long)s->splits,
-		     (unsigned long long)s->steps, (unsigned long long)s->refused,
-		     (unsigned long long)s->failed_rounds, (unsigned long long)s->claims_waiting,
-		     (unsigned long long)s->waiting_retries, (unsigned long long)s->waiting_dropped,
-		     (unsigned long long)ls->connects_ok, (unsigned long long)ls->connects_failed,
-		     (unsigned long long)ls->answer_timeouts);
-	if (n < 0)
-		return 0;
-	return (size_t)n < len ? (size_t)n : len - 1;
+		return (double)(now - oldest);
+	return 0;
+}
+
+static void counter(struct mp_metrics *reg, const char *name, const char *help,
+		    const char *const *labels, const uint64_t *v)
+{
+	mp_metrics_u64(reg, MP_METRIC_COUNTER, name, help, labels, v);
+}
+
+void redeem_metrics_register(struct merchant *m, const struct redeem_stats *s,
+			     const struct broker_link_stats *ls, struct mp_metrics *reg)
+{
+	mp_metrics_fn(reg, MP_METRIC_GAUGE, "micropay_merchant_unredeemed_amount",
+		      "Accepted durable payments not yet credited by the broker, minor units.",
+		      NULL, unredeemed_amount, m);
+	mp_metrics_fn(reg, MP_METRIC_GAUGE, "micropay_merchant_unredeemed_oldest_age_seconds",
+		      "Redemption lag: age of the oldest unredeemed payment, seconds.", NULL,
+		      oldest_unredeemed_age, m);
+	counter(reg, "micropay_merchant_redeems_sent_total", "Redeem requests sent.", NULL,
+		&s->sent);
+	counter(reg, "micropay_merchant_redeems_answered_total", "Redeem requests answered.", NULL,
+		&s->answered);
+	counter(reg, "micropay_merchant_redeem_limits_total",
+		"Redeems answered LIMIT (split and retried).", NULL, &s->limits);
+	counter(reg, "micropay_merchant_redeem_splits_total", "Redeems split after a LIMIT.", NULL,
+		&s->splits);
+	counter(reg, "micropay_merchant_redeem_steps_total", "Redeem round steps.", NULL,
+		&s->steps);
+	counter(reg, "micropay_merchant_redeems_refused_total", "Redeems refused by the broker.",
+		NULL, &s->refused);
+	counter(reg, "micropay_merchant_redeem_rounds_failed_total", "Redeem rounds that failed.",
+		NULL, &s->failed_rounds);
+	const char *help = "Connections to the broker, by result.";
+	counter(reg, "micropay_merchant_broker_connects_total", help,
+		(const char *[]){"result", "ok", NULL}, &ls->connects_ok);
+	counter(reg, "micropay_merchant_broker_connects_total", help,
+		(const char *[]){"result", "failed", NULL}, &ls->connects_failed);
+	counter(reg, "micropay_merchant_broker_answer_timeouts_total",
+		"Broker requests that got no answer in time.", NULL, &ls->answer_timeouts);
 }

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "util.h"
 
 #define WAIT_MAX_SHIFT 20
@@ -55,4 +56,23 @@ uint64_t redeem_wait_next_delay(struct redeem_wait *w, uint64_t max_secs)
 		w->attempts++;
 	uint64_t delay = (uint64_t)1 << (w->attempts - 1);
 	return delay < max_secs ? delay : max_secs;
+}
+
+static double claims_waiting(const void *arg)
+{
+	const struct redeem_wait *w = arg;
+	return (double)w->n;
+}
+
+void redeem_wait_metrics_register(const struct redeem_wait *w, struct mp_metrics *reg)
+{
+	mp_metrics_fn(reg, MP_METRIC_GAUGE, "micropay_merchant_redeem_claims_waiting_funds",
+		      "Claims answered INSUFFICIENT_FUNDS, waiting to be claimed again.", NULL,
+		      claims_waiting, w);
+	mp_metrics_u64(reg, MP_METRIC_COUNTER, "micropay_merchant_redeem_waiting_retries_total",
+		       "Redemption rounds run again for claims waiting for the broker's funds.",
+		       NULL, &w->retries);
+	mp_metrics_u64(reg, MP_METRIC_COUNTER, "micropay_merchant_redeem_waiting_dropped_total",
+		       "Claims answered INSUFFICIENT_FUNDS not kept (more than REDEEM_WAIT_MAX).",
+		       NULL, &w->dropped);
 }

@@ -43,3 +43,8 @@ void redeem_wait_result(struct redeem_wait *w, const uint8_t channel_id[MP_ID_LE
 /* A round is over: the seconds until claims that wait are claimed again (1, 2, 4, ... at most
  * max_secs), counting the attempt; 0 when nothing waits. */
 uint64_t redeem_wait_next_delay(struct redeem_wait *w, uint64_t max_secs);
+
+struct mp_metrics;
+/* Registers the claims waiting, the rounds run for them and those not kept; w must outlive
+ * every exposition. */
+void redeem_wait_metrics_register(const struct redeem_wait *w, struct mp_metrics *reg);

@@ -423,6 +423,8 @@ static void on_redeemed(struct mp_conn *c, const MpEnvelope *env, void *arg)
 	const char *detail =
 	    resp && resp->status && resp->status->detail ? resp->status->detail : "";
 	char hex[MP_HEX_ID_LEN + 1], summary[300];
+	if (resp)
+		merchant_broker_time_seen(r->m, resp->broker_time);
 	id_hex(f->redeem_id, hex);
 	if (r->stopping) {
 		/* shutting down: the outbox keeps what is unanswered */
@@ -766,10 +768,8 @@ void redeemer_free(struct redeemer *r)
 	free(r);
 }
 
-size_t redeemer_metrics(struct redeemer *r, char *out, size_t len)
+void redeemer_metrics_register(struct redeemer *r, struct mp_metrics *reg)
 {
-	r->stats.claims_waiting = r->wait.n;
-	r->stats.waiting_retries = r->wait.retries;
-	r->stats.waiting_dropped = r->wait.dropped;
-	return redeem_metrics_text(r->m, &r->stats, broker_link_stats(r->link), out, len);
+	redeem_metrics_register(r->m, &r->stats, broker_link_stats(r->link), reg);
+	redeem_wait_metrics_register(&r->wait, reg);
 }

@@ -71,6 +71,8 @@ static enum answer registered(struct registration *reg, const MpEnvelope *env)
 								     : NULL;
 	MpCode code = resp && resp->status ? resp->status->code : MP_ST(MALFORMED);
 	const char *detail = resp && resp->status ? resp->status->detail : "";
+	if (resp)
+		merchant_broker_time_seen(m, resp->broker_time);
 	if (!env) {
 		log_warn("registration with the broker: no answer; will retry");
 		return ANSWER_REFUSED;

@@ -82,8 +82,3 @@ bool merchant_listen(struct merchant *m)
 	m->listener = mp_listen(m->base, m->server_tls, host, port, &opts, &wallet_ops, m);
 	return m->listener != NULL;
 }
-
-size_t merchant_limits_metrics(const struct merchant *m, char *out, size_t len)
-{
-	return mp_listener_metrics(m->listener, "micropay_merchant", out, len);
-}

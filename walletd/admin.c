@@ -12,6 +12,7 @@
 #include "clock.h"
 #include "amount.h"
 #include "log.h"
+#include "metrics_admin.h"
 #include "wallet.h"
 
 bool wallet_param_hex(struct mp_admin_req *req, json_t *params, const char *key, uint8_t *out,
@@ -70,21 +71,7 @@ static void admin_status(struct mp_admin_req *req, json_t *params, void *ctx)
 static void admin_metrics(struct mp_admin_req *req, json_t *params, void *ctx)
 {
 	struct wallet *w = ctx;
-	const struct wallet_stats *s = &w->stats;
-	char text[1024];
-	snprintf(text, sizeof(text),
-		 "micropay_wallet_channels %u\n"
-		 "micropay_wallet_channels_issued_total %llu\n"
-		 "micropay_wallet_issue_attempts_total %llu\n"
-		 "micropay_wallet_pays_sent_total %llu\n"
-		 "micropay_wallet_pays_resent_total %llu\n"
-		 "micropay_wallet_pays_refused_total %llu\n"
-		 "micropay_wallet_units_paid_total %llu\n",
-		 wallet_channel_count(w), (unsigned long long)s->channels_issued,
-		 (unsigned long long)s->issue_attempts, (unsigned long long)s->pays_sent,
-		 (unsigned long long)s->pays_resent, (unsigned long long)s->pays_refused,
-		 (unsigned long long)s->units_paid);
-	mp_admin_reply(req, json_pack("{s:s}", "prometheus", text));
+	mp_admin_metrics_reply(req, w->metrics);
 }
 
 /* The customer's position (protocol.md section 10, wallet channel): spendable (ACTIVE and

@@ -133,6 +133,7 @@ static void on_issue_reply(void *arg, const MpEnvelope *reply, const char *error
 	} else {
 		const Micropay__V1__IssueResp *resp = reply->issue_resp;
 		MpCode code = resp->status->code;
+		wallet_broker_time_seen(w, resp->broker_time);
 		wallet_status_text(resp->status, text, sizeof(text));
 		if (code == MP_ST(OK) || code == MP_ST(DUPLICATE_OK)) {
 			const char *why = activate(w, ch, resp->channel_cert);

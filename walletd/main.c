@@ -75,7 +75,7 @@ static bool wallet_start(struct wallet *w)
 	if (!w->workers)
 		return false;
 	w->dns = mp_dns_new(w->base, NULL);
-	if (!w->dns || !wallet_admin_open(w))
+	if (!w->dns || !wallet_admin_open(w) || !wallet_metrics_open(w))
 		return false;
 	if (!wallet_service_start(w))
 		return false;
@@ -86,6 +86,7 @@ static bool wallet_start(struct wallet *w)
 
 static void wallet_stop(struct wallet *w)
 {
+	wallet_metrics_close(w);
 	wallet_refund_stop(w);
 	if (w->workers) /* cancelled verifications answer their admin requests first */
 		mp_workers_free(w->workers);

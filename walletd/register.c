@@ -42,6 +42,7 @@ static void on_registered(void *arg, const MpEnvelope *reply, const char *error)
 	}
 	const Micropay__V1__RegisterAccountResp *resp = reply->register_account_resp;
 	MpCode code = resp->status ? resp->status->code : MP_ST(INTERNAL);
+	wallet_broker_time_seen(w, resp->broker_time);
 	if (code != MP_ST(OK) && code != MP_ST(DUPLICATE_OK)) {
 		wallet_status_text(resp->status, text, sizeof(text));
 		mp_admin_fail(req, MP_ADMIN_FAILED, "register refused: %s", text);

@@ -7,6 +7,8 @@
 #include <stdint.h>
 
 #include "clock.h"
+#include "metrics.h"
+#include "metrics_http.h"
 #include "chain.h"
 #include "chainstore.h"
 #include "net.h"
@@ -35,6 +37,7 @@ struct wallet_config {
 	char *tls_ca;
 	char *admin_socket;
 	char *admin_group; /* NULL: none */
+	struct mp_metrics_config metrics;
 	/* Derived at load. */
 	uint8_t broker_pk[MP_PK_LEN];
 	char broker_host[256];
@@ -146,7 +149,17 @@ struct wallet {
 	uint64_t started_mono;	    /* mp_monotonic_s() at start, for uptime */
 	struct mp_clock clock;	    /* protocol time (clock.h) */
 	struct wallet_stats stats;
+	struct mp_metrics *metrics;	       /* wallet_metrics.c */
+	struct mp_metrics_http *metrics_http; /* NULL: [metrics] http_listen not set */
+	struct mp_gauge *broker_clock_offset, *broker_clock_known; /* NULL when closed */
 };
+
+/* wallet_metrics.c: registers every metric and opens the HTTP port if configured; false
+ * (logged) on failure. Closed first at shutdown. */
+bool wallet_metrics_open(struct wallet *w);
+void wallet_metrics_close(struct wallet *w);
+/* A broker answer carrying broker_time (0: none) arrived now: the clock offset gauge. */
+void wallet_broker_time_seen(struct wallet *w, uint64_t broker_time);
 
 const char *wch_state_name(enum wch_state s);
 bool wch_state_parse(const char *name, enum wch_state *out);

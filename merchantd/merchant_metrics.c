@@ -1,0 +1,162 @@
+/* merchantd's metrics: one registry (common/metrics.h) describing the pay path, group commit,
+ * the redeemer, the Cap outbox, the deadline timer, compaction, the wallet listener and the
+ * certificates, exposed by the admin `metrics` method and, if configured, on the HTTP port.
+ *
+ * Threads: every value here changes on the loop thread. The store thread commits batches, but
+ * their sizes and durations are measured on the loop (submit and completion both run there);
+ * compaction totals and the Cap outbox counts are updated by their loop callbacks. So no
+ * metric needs an atomic. docs/metrics.md lists every metric. */
+#include <stdlib.h>
+
+#include "cap_outbox.h"
+#include "compact.h"
+#include "log.h"
+#include "merchant.h"
+#include "redeem_deadline.h"
+#include "tls.h"
+
+/* Seconds; a Pay waits at most commit_delay_us plus one commit. */
+static const double pay_latency_bounds[] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.02,
+					    0.05,   0.1,   0.2,   0.5,   1,    2.5};
+static const double batch_seconds_bounds[] = {0.0005, 0.001, 0.002, 0.005, 0.01,
+					      0.02,   0.05,  0.1,   0.25,  1};
+static const double batch_entries_bounds[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096};
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+static double channels_recorded(const void *arg)
+{
+	const struct merchant *m = arg;
+	return (double)m->channels_recorded;
+}
+
+static void counter(struct merchant *m, const char *name, const char *help,
+		    const char *const *labels, const uint64_t *v)
+{
+	mp_metrics_u64(m->metrics, MP_METRIC_COUNTER, name, help, labels, v);
+}
+
+static void register_pays(struct merchant *m)
+{
+	struct merchant_stats *s = &m->stats;
+	const char *help = "Pay answers by result (ok, underpaid, duplicate, refused).";
+	const char *name = "micropay_merchant_pays_total";
+	counter(m, name, help, (const char *[]){"result", "ok", NULL}, &s->pays_ok);
+	counter(m, name, help, (const char *[]){"result", "underpaid", NULL}, &s->pays_underpaid);
+	counter(m, name, help, (const char *[]){"result", "duplicate", NULL}, &s->pays_duplicate);
+	counter(m, name, help, (const char *[]){"result", "refused", NULL}, &s->pays_refused);
+	for (int code = 0; code < MERCHANT_PAY_CODES; code++)
+		m->hot.pay_answers[code] = mp_metrics_counter(
+		    m->metrics, "micropay_merchant_pay_answers_total",
+		    "Pay answers by protocol status: OK and UNDERPAID accepted, DUPLICATE_OK "
+		    "replayed, every other status refused.",
+		    (const char *[]){"status", mp_code_name((MpCode)code), NULL});
+	m->hot.pay_latency = mp_metrics_histogram(
+	    m->metrics, "micropay_merchant_pay_latency_seconds",
+	    "Accepted Pays (and retries of pending ones): from the frame read to the answer sent, "
+	    "group commit included.",
+	    NULL, pay_latency_bounds, COUNT(pay_latency_bounds));
+	counter(m, "micropay_merchant_bad_chain_total", "Pays answered BAD_CHAIN.", NULL,
+		&s->bad_chain);
+	counter(m, "micropay_merchant_store_busy_total",
+		"Requests refused while the store was behind (LIMIT).", NULL, &s->store_busy);
+}
+
+static void register_commit(struct merchant *m)
+{
+	counter(m, "micropay_merchant_batches_total", "Group-commit batches committed.", NULL,
+		&m->stats.batches);
+	m->hot.batch_entries = mp_metrics_histogram(
+	    m->metrics, "micropay_merchant_batch_entries", "Entries per committed batch.", NULL,
+	    batch_entries_bounds, COUNT(batch_entries_bounds));
+	m->hot.batch_seconds = mp_metrics_histogram(
+	    m->metrics, "micropay_merchant_batch_commit_seconds",
+	    "Per batch: from its hand-over to the store thread to its commit seen by the loop.",
+	    NULL, batch_seconds_bounds, COUNT(batch_seconds_bounds));
+	const struct compact_totals *ct = compact_totals(m);
+	counter(m, "micropay_merchant_compactions_total", "Store compactions run.", NULL,
+		&ct->runs);
+	counter(m, "micropay_merchant_journal_rows_folded_total",
+		"Redeemed journal rows folded by compaction.", NULL, &ct->journal_rows);
+	counter(m, "micropay_merchant_outbox_rows_deleted_total",
+		"Answered Redeem outbox rows deleted by compaction.", NULL, &ct->outbox_rows);
+	counter(m, "micropay_merchant_store_pages_freed_total", "Store pages freed by compaction.",
+		NULL, &ct->pages_freed);
+}
+
+static void register_channels(struct merchant *m)
+{
+	struct merchant_stats *s = &m->stats;
+	mp_metrics_fn(m->metrics, MP_METRIC_GAUGE, "micropay_merchant_channels",
+		      "Channels whose record is durable here.", NULL, channels_recorded, m);
+	counter(m, "micropay_merchant_opens_total", "Opens answered.", NULL, &s->opens);
+	counter(m, "micropay_merchant_handoffs_signed_total", "Handoffs signed.", NULL,
+		&s->handoffs_signed);
+	counter(m, "micropay_merchant_handoffs_taken_total", "Channels taken over.", NULL,
+		&s->handoffs_taken);
+	counter(m, "micropay_merchant_handoff_refusals_total", "Handoff requests refused.", NULL,
+		&s->handoff_refusals);
+	counter(m, "micropay_merchant_handoff_redirects_total",
+		"Opens answered HANDED_OFF with a verified redirect.", NULL, &s->handoff_redirects);
+	counter(m, "micropay_merchant_caps_signed_total", "Caps signed.", NULL, &s->caps_signed);
+	counter(m, "micropay_merchant_transfer_refusals_total", "Transfers refused.", NULL,
+		&s->transfer_refusals);
+	counter(m, "micropay_merchant_stale_segment_total", "Pays answered STALE_SEGMENT.", NULL,
+		&s->stale_segment);
+	counter(m, "micropay_merchant_closes_signed_total", "Closes signed.", NULL,
+		&s->closes_signed);
+	counter(m, "micropay_merchant_close_refusals_total", "Closes refused.", NULL,
+		&s->close_refusals);
+}
+
+static void register_time(struct merchant *m)
+{
+	mp_metrics_fn(m->metrics, MP_METRIC_GAUGE, "micropay_merchant_tls_cert_expiry_time",
+		      "notAfter of the merchant's TLS certificate, Unix seconds.", NULL,
+		      mp_tls_cert_not_after, &m->server_tls);
+	mp_metrics_u64(m->metrics, MP_METRIC_GAUGE, "micropay_merchant_merchant_cert_expiry_time",
+		       "valid_until of our MerchantCert (protocol time, seconds); 0: none yet.",
+		       NULL, &m->cert_valid_until);
+	m->hot.broker_clock_offset = mp_metrics_gauge(
+	    m->metrics, "micropay_merchant_broker_clock_offset_seconds",
+	    "broker_time of the broker's last answer minus our clock when it arrived (positive: "
+	    "the broker is ahead).",
+	    NULL);
+	m->hot.broker_clock_known = mp_metrics_gauge(
+	    m->metrics, "micropay_merchant_broker_clock_known",
+	    "1 once a broker answer with broker_time arrived in this run, else 0.", NULL);
+}
+
+void merchant_broker_time_seen(struct merchant *m, uint64_t broker_time)
+{
+	mp_metrics_broker_time_seen(m->hot.broker_clock_offset, m->hot.broker_clock_known,
+				    broker_time, mp_clock_now(&m->clock));
+}
+
+bool merchant_metrics_open(struct merchant *m)
+{
+	m->metrics = mp_metrics_new();
+	if (!m->metrics) {
+		log_err("metrics: out of memory");
+		return false;
+	}
+	register_pays(m);
+	register_commit(m);
+	register_channels(m);
+	redeemer_metrics_register(m->redeemer, m->metrics);
+	cap_outbox_metrics_register(m, m->metrics);
+	redeem_deadline_metrics_register(m->deadline, m->metrics);
+	mp_listener_metrics_register(m->listener, m->metrics, "micropay_merchant");
+	register_time(m);
+	if (!mp_metrics_ok(m->metrics))
+		return false;
+	return mp_metrics_http_start(m->base, &m->cfg.metrics, m->metrics, &m->metrics_http);
+}
+
+void merchant_metrics_close(struct merchant *m)
+{
+	m->hot = (struct merchant_hot_metrics){0};
+	mp_metrics_http_close(m->metrics_http);
+	m->metrics_http = NULL;
+	mp_metrics_free(m->metrics);
+	m->metrics = NULL;
+}
