@@ -115,8 +115,8 @@ struct broker {
 	uint64_t started_mono;	    /* mp_monotonic_s() at start, for uptime */
 	struct mp_clock clock;	    /* protocol time (clock.h) */
 	struct broker_stats stats;
-	struct mp_metrics *metrics;	       /* broker_metrics.c: everything the admin
-						* `metrics` and the HTTP port show */
+	struct mp_metrics *metrics;	      /* broker_metrics.c: everything the admin
+					       * `metrics` and the HTTP port show */
 	struct mp_metrics_http *metrics_http; /* NULL: [metrics] http_listen not set */
 	struct key_cache_entry key_cache[BROKER_KEY_CACHE_SIZE];
 };

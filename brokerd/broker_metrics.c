@@ -85,10 +85,11 @@ static void register_limits(struct broker *b)
 		      "Hashing threads at work.", NULL, worker_busy, b);
 	mp_metrics_u64(b->metrics, MP_METRIC_COUNTER, "micropay_broker_register_refused_total",
 		       "RegisterAccount refused by a limit.",
-		       (const char *[]){"reason", "register_rate", NULL}, &b->register_limit.refused);
+		       (const char *[]){"reason", "register_rate", NULL},
+		       &b->register_limit.refused);
 	mp_metrics_fn(b->metrics, MP_METRIC_GAUGE, "micropay_broker_register_rate_addresses",
-		      "Peer addresses in the RegisterAccount rate table.", NULL,
-		      register_addresses, b);
+		      "Peer addresses in the RegisterAccount rate table.", NULL, register_addresses,
+		      b);
 	mp_metrics_fn(b->metrics, MP_METRIC_GAUGE, "micropay_broker_register_rate_addresses_max",
 		      "Size of the RegisterAccount rate table.", NULL, register_addresses_max, b);
 	mp_listener_metrics_register(b->listener, b->metrics, "micropay_broker");

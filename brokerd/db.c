@@ -284,7 +284,7 @@ void db_pool_get_stats(const struct db_pool *pool, struct db_pool_stats *out)
 }
 
 static const double db_rtt_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-				      0.05,   0.1,   0.25,   0.5,   1,    2.5};
+				       0.05,   0.1,   0.25,   0.5,   1,	   2.5};
 
 void db_pool_metrics_forget(struct db_pool *pool)
 {
@@ -304,8 +304,8 @@ void db_pool_metrics_register(struct db_pool *pool, struct mp_metrics *reg)
 	mp_metrics_u32(reg, MP_METRIC_GAUGE, "micropay_broker_db_queue_max",
 		       "The most requests that may wait ([db] max_queue).", NULL, &s->max_queue);
 	mp_metrics_u64(reg, MP_METRIC_COUNTER, "micropay_broker_db_reconnect_attempts_total",
-		       "Connection attempts after a connection's first (the pool's retries).",
-		       NULL, &s->reconnect_attempts);
+		       "Connection attempts after a connection's first (the pool's retries).", NULL,
+		       &s->reconnect_attempts);
 	mp_metrics_u64(reg, MP_METRIC_COUNTER, "micropay_broker_db_reconnects_total",
 		       "Reconnection attempts that ended with a ready session.", NULL,
 		       &s->reconnects);

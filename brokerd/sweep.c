@@ -271,6 +271,12 @@ void sweep_get_stats(const struct sweep *s, struct sweep_stats *out)
 	*out = s->stats;
 }
 
+static double last_pass_seconds(const void *arg)
+{
+	const struct sweep *s = arg;
+	return (double)s->stats.last_pass_ms / 1000;
+}
+
 void sweep_metrics_register(struct sweep *s, struct mp_metrics *reg)
 {
 	struct sweep_stats *st = &s->stats;
@@ -288,7 +294,6 @@ void sweep_metrics_register(struct sweep *s, struct mp_metrics *reg)
 	mp_metrics_u64(reg, MP_METRIC_GAUGE, "micropay_broker_sweep_last_pass_time",
 		       "Broker time (Unix seconds) of the last completed pass; 0: none.", NULL,
 		       &st->last_pass_at);
-	mp_metrics_u64(reg, MP_METRIC_GAUGE, "micropay_broker_sweep_last_pass_ms",
-		       "Duration of the last completed pass, milliseconds.", NULL,
-		       &st->last_pass_ms);
+	mp_metrics_fn(reg, MP_METRIC_GAUGE, "micropay_broker_sweep_last_pass_seconds",
+		      "Duration of the last completed pass, seconds.", NULL, last_pass_seconds, s);
 }

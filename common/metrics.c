@@ -143,7 +143,8 @@ static char *render_labels(const char *const *labels, bool *ok)
 		return NULL;
 	}
 	for (size_t i = 0; *ok && labels[i]; i += 2) {
-		*ok = labels[i + 1] && name_valid(labels[i], true) && strcmp(labels[i], "le") != 0 &&
+		*ok = labels[i + 1] && name_valid(labels[i], true) &&
+		      strcmp(labels[i], "le") != 0 &&
 		      evbuffer_add_printf(b, "%s%s=\"", i ? "," : "", labels[i]) >= 0 &&
 		      mp_metrics_escape(b, labels[i + 1], true) && evbuffer_add(b, "\"", 1) == 0;
 	}
@@ -304,13 +305,16 @@ static void format_double(char *out, size_t len, double v)
 		snprintf(out, len, "%sInf", v > 0 ? "+" : "-");
 	else if (v == (double)(int64_t)v && fabs(v) < 9e15)
 		snprintf(out, len, "%lld", (long long)v);
-	else
-		snprintf(out, len, "%.17g", v);
+	else {
+		snprintf(out, len, "%.15g", v); /* short when exact: 0.1, not 0.10000000000000001 */
+		if (strtod(out, NULL) != v)
+			snprintf(out, len, "%.17g", v);
+	}
 }
 
 /* name{labels[,extra]} value */
-static bool sample(struct evbuffer *out, const char *name, const char *suffix,
-		   const char *labels, const char *extra, const char *value)
+static bool sample(struct evbuffer *out, const char *name, const char *suffix, const char *labels,
+		   const char *extra, const char *value)
 {
 	bool braces = labels || extra;
 	return evbuffer_add_printf(out, "%s%s%s%s%s%s%s %s\n", name, suffix, braces ? "{" : "",
@@ -358,9 +362,9 @@ static void series_value(const struct series *s, char *out, size_t len)
 		snprintf(out, len, "%lld", (long long)*s->v.i64);
 		return;
 	case SRC_ATOMIC:
-		snprintf(out, len, "%llu",
-			 (unsigned long long)atomic_load_explicit(s->v.atomic,
-								  memory_order_relaxed));
+		snprintf(
+		    out, len, "%llu",
+		    (unsigned long long)atomic_load_explicit(s->v.atomic, memory_order_relaxed));
 		return;
 	case SRC_FN:
 		format_double(out, len, s->v.fn.fn(s->v.fn.arg));

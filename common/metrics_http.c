@@ -109,9 +109,9 @@ static bool bind_listener(struct mp_metrics_http *h, const struct sockaddr *sa, 
 	socklen_t len = sizeof(bound);
 	evutil_socket_t fd = evconnlistener_get_fd(h->listener);
 	if (getsockname(fd, (struct sockaddr *)&bound, &len) == 0)
-		h->port = ntohs(bound.ss_family == AF_INET6
-				    ? ((struct sockaddr_in6 *)&bound)->sin6_port
-				    : ((struct sockaddr_in *)&bound)->sin_port);
+		h->port =
+		    ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+						      : ((struct sockaddr_in *)&bound)->sin_port);
 	evconnlistener_enable(h->listener);
 	return true;
 }
@@ -128,7 +128,8 @@ static bool setup(struct mp_metrics_http *h, const struct sockaddr *sa, int sale
 	evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
 	evhttp_set_bevcb(h->http, on_accept, h);
 	evhttp_set_gencb(h->http, on_other, h);
-	return evhttp_set_cb(h->http, "/metrics", on_metrics, h) == 0 && bind_listener(h, sa, salen);
+	return evhttp_set_cb(h->http, "/metrics", on_metrics, h) == 0 &&
+	       bind_listener(h, sa, salen);
 }
 
 struct mp_metrics_http *mp_metrics_http_open(struct event_base *base, const char *listen,

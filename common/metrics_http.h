@@ -34,26 +34,24 @@ struct mp_metrics_config {
 	 MP_CFG_STRING,                                                                            \
 	 offsetof(type, member.http_listen),                                                       \
 	 false,                                                                                    \
-	 "numeric address:port for GET /metrics (loopback only unless allowed); default off",     \
+	 "numeric address:port for GET /metrics (loopback only unless allowed); default off",      \
 	 0,                                                                                        \
 	 0},                                                                                       \
-	    {"metrics",                                                                            \
-	     "http_allow_non_loopback",                                                            \
-	     MP_CFG_BOOL,                                                                          \
-	     offsetof(type, member.http_allow_non_loopback),                                       \
-	     false,                                                                                \
-	     "serve http_listen on a non-loopback address (no authentication); default false",    \
-	     0,                                                                                    \
-	     0}
+	{                                                                                          \
+		"metrics", "http_allow_non_loopback", MP_CFG_BOOL,                                 \
+		    offsetof(type, member.http_allow_non_loopback), false,                         \
+		    "serve http_listen on a non-loopback address (no authentication); default "    \
+		    "false",                                                                       \
+		    0, 0                                                                           \
+	}
 
 #define MP_METRICS_HTTP_ACCEPT_RATE 64
-#define MP_METRICS_HTTP_TIMEOUT_S 5
+#define MP_METRICS_HTTP_TIMEOUT_S   5
 
 /* listen: "host:port" with a numeric host (IPv6 in brackets). NULL, logged, when the address
  * is not numeric, not loopback (and not allowed), or cannot be bound. */
 struct mp_metrics_http *mp_metrics_http_open(struct event_base *base, const char *listen,
-					     bool allow_non_loopback,
-					     const struct mp_metrics *reg);
+					     bool allow_non_loopback, const struct mp_metrics *reg);
 void mp_metrics_http_close(struct mp_metrics_http *h);
 /* Opens the HTTP port if cfg->http_listen is set. True (and *out NULL) when it is not set;
  * false, logged, when it is set and cannot be served. */

@@ -280,10 +280,10 @@ void mp_listener_metrics_register(const struct mp_listener *l, struct mp_metrics
 		       &s->refused_max_conns);
 	snprintf(name, sizeof(name), "%s_connections_closed_total", prefix);
 	for (int e = 0; e < NET_END_COUNT; e++)
-		mp_metrics_u64(reg, MP_METRIC_COUNTER, name, "Connections ended, by reason.",
-			       (const char *[]){"listener", n, "reason",
-						net_end_name((enum net_end)e), NULL},
-			       &s->ended[e]);
+		mp_metrics_u64(
+		    reg, MP_METRIC_COUNTER, name, "Connections ended, by reason.",
+		    (const char *[]){"listener", n, "reason", net_end_name((enum net_end)e), NULL},
+		    &s->ended[e]);
 	snprintf(name, sizeof(name), "%s_reads_paused_total", prefix);
 	mp_metrics_u64(reg, MP_METRIC_COUNTER, name, "Times reading from a peer paused, by limit.",
 		       (const char *[]){"listener", n, "reason", "max_in_flight", NULL},

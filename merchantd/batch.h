@@ -90,9 +90,9 @@ struct batch_entry {
 	struct channel_row row;
 	struct mp_conn *conn; /* PAY, RETRY, OPEN: where the answer goes (referenced) */
 	uint64_t request_id;
-	uint64_t read_us; /* PAY, RETRY: mp_metrics_now_us() when the Pay was taken from its
-			   * frame, for the pay latency histogram */
-	struct mp_admin_req *req;      /* ORDER */
+	uint64_t read_us;	  /* PAY, RETRY: mp_metrics_now_us() when the Pay was taken from its
+				   * frame, for the pay latency histogram */
+	struct mp_admin_req *req; /* ORDER */
 	struct custody_write *custody; /* HANDOFF, TAKEOVER, OPEN: its pairs (segs; owned) */
 	struct segment_row *seg;       /* CAP: the pair we signed (owned) */
 };

@@ -216,7 +216,7 @@ struct merchant {
 	uint64_t started_mono;	       /* mp_monotonic_s() at start, for uptime */
 	struct mp_clock clock;	       /* protocol time (clock.h) */
 	struct merchant_stats stats;
-	struct mp_metrics *metrics;	       /* merchant_metrics.c */
+	struct mp_metrics *metrics;	      /* merchant_metrics.c */
 	struct mp_metrics_http *metrics_http; /* NULL: [metrics] http_listen not set */
 	struct merchant_hot_metrics hot;
 	enum mp_fault fault; /* fault.h: test-only, from MP_FAULT at start-up */

@@ -17,7 +17,7 @@
 
 /* Seconds; a Pay waits at most commit_delay_us plus one commit. */
 static const double pay_latency_bounds[] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.02,
-					    0.05,   0.1,   0.2,   0.5,   1,    2.5};
+					    0.05,   0.1,   0.2,	  0.5,	 1,    2.5};
 static const double batch_seconds_bounds[] = {0.0005, 0.001, 0.002, 0.005, 0.01,
 					      0.02,   0.05,  0.1,   0.25,  1};
 static const double batch_entries_bounds[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096};

@@ -203,6 +203,6 @@ void redeem_deadline_metrics_register(struct redeem_deadline *d, struct mp_metri
 	mp_metrics_u64(reg, MP_METRIC_COUNTER, "micropay_merchant_claims_too_late_total",
 		       "Claims answered TOO_LATE (never retried).", NULL, &s->claims_too_late);
 	mp_metrics_u64(reg, MP_METRIC_COUNTER, "micropay_merchant_amount_too_late_total",
-		       "Unredeemed amount of channels answered TOO_LATE (lost), minor units.",
-		       NULL, &s->amount_too_late);
+		       "Unredeemed amount of channels answered TOO_LATE (lost), minor units.", NULL,
+		       &s->amount_too_late);
 }

@@ -149,7 +149,7 @@ struct wallet {
 	uint64_t started_mono;	    /* mp_monotonic_s() at start, for uptime */
 	struct mp_clock clock;	    /* protocol time (clock.h) */
 	struct wallet_stats stats;
-	struct mp_metrics *metrics;	       /* wallet_metrics.c */
+	struct mp_metrics *metrics;	      /* wallet_metrics.c */
 	struct mp_metrics_http *metrics_http; /* NULL: [metrics] http_listen not set */
 	struct mp_gauge *broker_clock_offset, *broker_clock_known; /* NULL when closed */
 };
