@@ -132,12 +132,39 @@ static bool setup(struct mp_metrics_http *h, const struct sockaddr *sa, int sale
 	       bind_listener(h, sa, salen);
 }
 
+/* "a.b.c.d:port" or "[v6]:port", port 0..65535 (0: any free port, for tests). evutil's
+ * parser takes a bare address too (a mistake here, not "any port") and refuses port 0, so the
+ * port is split off and set here. */
+static bool parse_listen(const char *listen, struct sockaddr_storage *ss, int *salen)
+{
+	const char *colon = strrchr(listen, ':');
+	if (!colon || !colon[1] || strlen(colon + 1) > 5 ||
+	    strspn(colon + 1, "0123456789") != strlen(colon + 1))
+		return false;
+	if (listen[0] == '[' ? colon == listen || colon[-1] != ']' : strchr(listen, ':') != colon)
+		return false;
+	unsigned long port = strtoul(colon + 1, NULL, 10);
+	char host[64];
+	size_t hl = (size_t)(colon - listen);
+	if (port > 65535 || hl == 0 || hl >= sizeof(host))
+		return false;
+	memcpy(host, listen, hl);
+	host[hl] = '\0';
+	if (evutil_parse_sockaddr_port(host, (struct sockaddr *)ss, salen) != 0)
+		return false;
+	if (ss->ss_family == AF_INET)
+		((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
+	else
+		((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
+	return true;
+}
+
 struct mp_metrics_http *mp_metrics_http_open(struct event_base *base, const char *listen,
 					     bool allow_non_loopback, const struct mp_metrics *reg)
 {
 	struct sockaddr_storage ss;
 	int salen = sizeof(ss);
-	if (evutil_parse_sockaddr_port(listen, (struct sockaddr *)&ss, &salen) != 0) {
+	if (!parse_listen(listen, &ss, &salen)) {
 		log_err("config: [metrics] http_listen = '%s' is not a numeric address:port",
 			listen);
 		return NULL;
