@@ -296,7 +296,7 @@ void db_pool_metrics_register(struct db_pool *pool, struct mp_metrics *reg)
 {
 	struct db_pool_stats *s = &pool->stats;
 	mp_metrics_u32(reg, MP_METRIC_GAUGE, "micropay_broker_db_connections",
-		       "Connections the pool keeps ([db] pool_size).", NULL, &s->connections);
+		       "Connections the pool keeps ([db] pool).", NULL, &s->connections);
 	mp_metrics_u32(reg, MP_METRIC_GAUGE, "micropay_broker_db_connections_up",
 		       "Pool connections with a ready session.", NULL, &s->connections_up);
 	mp_metrics_u32(reg, MP_METRIC_GAUGE, "micropay_broker_db_queue",
