@@ -70,10 +70,10 @@ static const struct mp_cfg_key broker_keys[] = {
     N("db", "idle_in_transaction_session_timeout_ms", MP_CFG_U32, db_idle_in_tx_timeout_ms, 100,
       3600000, "PostgreSQL idle_in_transaction_session_timeout, default 10000"),
     K("admin", "socket", MP_CFG_STRING, admin_socket, true, "Unix socket path"),
-    MP_METRICS_KEYS(struct broker_config, metrics),
     K("admin", "group", MP_CFG_STRING, admin_group, false,
       "group (name or gid) whose members may use the admin socket"),
     MP_SERVICE_KEYS(struct broker_config, service),
+    MP_METRICS_KEYS(struct broker_config, metrics),
     MP_CFG_END,
 };
 

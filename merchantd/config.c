@@ -73,10 +73,10 @@ static const struct mp_cfg_key merchant_keys[] = {
     K("tls", "key", MP_CFG_STRING, tls_key, true, "PEM private key"),
     K("tls", "ca", MP_CFG_STRING, tls_ca, true, "PEM CA certificate"),
     K("admin", "socket", MP_CFG_STRING, admin_socket, true, "Unix socket path"),
-    MP_METRICS_KEYS(struct merchant_config, metrics),
     K("admin", "group", MP_CFG_STRING, admin_group, false,
       "group (name or gid) whose members may use the admin socket"),
     MP_SERVICE_KEYS(struct merchant_config, service),
+    MP_METRICS_KEYS(struct merchant_config, metrics),
     MP_CFG_END,
 };
 

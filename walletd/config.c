@@ -34,10 +34,10 @@ static const struct mp_cfg_key wallet_keys[] = {
       "seconds between the checks for refunds to ask for, default 300; 0: only on demand"),
     K("tls", "ca", MP_CFG_STRING, tls_ca, true, "PEM CA certificate"),
     K("admin", "socket", MP_CFG_STRING, admin_socket, true, "Unix socket path"),
-    MP_METRICS_KEYS(struct wallet_config, metrics),
     K("admin", "group", MP_CFG_STRING, admin_group, false,
       "group (name or gid) whose members may use the admin socket"),
     MP_SERVICE_KEYS(struct wallet_config, service),
+    MP_METRICS_KEYS(struct wallet_config, metrics),
     MP_CFG_END,
 };
 
