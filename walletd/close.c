@@ -230,11 +230,8 @@ static void on_opened(struct pay_op *s, void *arg)
 	struct close_op *x = arg;
 	struct wchannel *ch = x->ch;
 	if (ch->state == WCH_ACTIVE) {
-		if (ch->inflight > 0 || ch->sent > ch->last) {
-			wallet_session_fail(
-			    s, "in-flight Pays up to %u are not resolved; not closing", ch->sent);
+		if (!wallet_session_pays_resolved(s, ch, "closing"))
 			return;
-		}
 		if (!(x->request = request_sign(x)) ||
 		    !wstore_close_begin(x->w->store, ch->channel_id, x->request)) {
 			wallet_session_fail(s,
@@ -309,30 +306,6 @@ static const char *refusal(struct wallet *w, const struct wchannel *ch, char *wh
 	return NULL;
 }
 
-/* endpoint parameter, else the one in the holder's MerchantCert. */
-static bool holder_endpoint(struct mp_admin_req *req, json_t *params, struct close_op *x, char *out,
-			    size_t len)
-{
-	const char *given = NULL;
-	if (!mp_admin_param_str(req, params, "endpoint", &given, false))
-		return false;
-	if (given) {
-		snprintf(out, len, "%s", given);
-		return true;
-	}
-	ProtobufCMessage *body = NULL;
-	if (x->ch->holder_cert &&
-	    mp_stmt_open(x->ch->holder_cert, MP_STMT_MERCHANT_CERT, x->w->cfg.broker_pk,
-			 &micropay__v1__merchant_cert__descriptor, &body) == MP_ST(OK)) {
-		snprintf(out, len, "%s", ((Micropay__V1__MerchantCert *)body)->endpoint);
-		protobuf_c_message_free_unpacked(body, NULL);
-		return true;
-	}
-	mp_admin_fail(req, MP_ADMIN_BAD_PARAMS,
-		      "close: the holder's endpoint is not known yet: give endpoint=HOST:PORT");
-	return false;
-}
-
 void wallet_admin_close(struct mp_admin_req *req, json_t *params, void *ctx)
 {
 	struct wallet *w = ctx;
@@ -356,7 +329,7 @@ void wallet_admin_close(struct mp_admin_req *req, json_t *params, void *ctx)
 	x->ch = ch;
 	mp_hex_encode(id, MP_ID_LEN, x->hex);
 	if ((ch->state != WCH_ACTIVE && !resume(req, x)) ||
-	    !holder_endpoint(req, params, x, endpoint, sizeof(endpoint))) {
+	    !wallet_session_endpoint(req, params, w, ch, "close", "", endpoint, sizeof(endpoint))) {
 		close_op_free(x);
 		return;
 	}

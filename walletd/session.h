@@ -32,3 +32,12 @@ void wallet_session_fail(struct pay_op *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* Answer the admin request (steals result) and close. */
 void wallet_session_reply(struct pay_op *s, json_t *result);
+
+/* The holder's endpoint: the `endpoint` parameter, else the one in the holder's MerchantCert
+ * we hold. False (the admin request answered "<verb>: ...<hint>") when neither is there. */
+bool wallet_session_endpoint(struct mp_admin_req *req, json_t *params, const struct wallet *w,
+			     const struct wchannel *ch, const char *verb, const char *hint,
+			     char *out, size_t len);
+/* Every Pay of ch the holder had to answer is answered (the Open resent them): true; else the
+ * session fails with "... not <doing>" and false. */
+bool wallet_session_pays_resolved(struct pay_op *s, const struct wchannel *ch, const char *doing);

@@ -254,13 +254,8 @@ static void on_opened(struct pay_op *s, void *arg)
 	struct send_op *x = arg;
 	struct wchannel *ch = x->ch;
 	if (ch->state == WCH_ACTIVE) {
-		if (ch->inflight > 0 || ch->sent > ch->last) {
-			wallet_session_fail(s,
-					    "in-flight Pays up to %u are not resolved; not "
-					    "transferring",
-					    ch->sent);
+		if (!wallet_session_pays_resolved(s, ch, "transferring"))
 			return;
-		}
 		if (x->offer->len < ch->n - ch->last) {
 			wallet_session_fail(s, "offer chain too short: need len >= %u",
 					    ch->n - ch->last);
@@ -370,31 +365,6 @@ static const char *refusal(struct send_op *x, char *why, size_t len)
 	return NULL;
 }
 
-/* endpoint parameter, else the one in the holder's MerchantCert. */
-static bool holder_endpoint(struct mp_admin_req *req, json_t *params, struct send_op *x, char *out,
-			    size_t len)
-{
-	const char *given = NULL;
-	if (!mp_admin_param_str(req, params, "endpoint", &given, false))
-		return false;
-	if (given) {
-		snprintf(out, len, "%s", given);
-		return true;
-	}
-	ProtobufCMessage *body = NULL;
-	if (x->ch->holder_cert &&
-	    mp_stmt_open(x->ch->holder_cert, MP_STMT_MERCHANT_CERT, x->w->cfg.broker_pk,
-			 &micropay__v1__merchant_cert__descriptor, &body) == MP_ST(OK)) {
-		snprintf(out, len, "%s", ((Micropay__V1__MerchantCert *)body)->endpoint);
-		protobuf_c_message_free_unpacked(body, NULL);
-		return true;
-	}
-	mp_admin_fail(req, MP_ADMIN_BAD_PARAMS,
-		      "transfer.send: the holder's endpoint is not known yet: give "
-		      "endpoint=HOST:PORT (or pay at the holder once)");
-	return false;
-}
-
 static struct send_op *send_params(struct wallet *w, struct mp_admin_req *req, json_t *params)
 {
 	uint8_t id[MP_ID_LEN];
@@ -457,7 +427,8 @@ void wallet_admin_transfer_send(struct mp_admin_req *req, json_t *params, void *
 		transfer_send_unbound(req, x);
 		return;
 	}
-	if (!holder_endpoint(req, params, x, endpoint, sizeof(endpoint))) {
+	if (!wallet_session_endpoint(req, params, w, x->ch, "transfer.send",
+				     " (or pay at the holder once)", endpoint, sizeof(endpoint))) {
 		send_op_free(x);
 		return;
 	}
