@@ -48,7 +48,7 @@ static void slurp(const char *path, char *buf, size_t len)
 /* mpctl with the space-separated args (none contains a space), as uid `as` unless it is -1. */
 static void mpctl_as(struct run *r, long as, const char *fmt, ...)
 {
-	char args[2048], outp[700], errp[700], bin[600];
+	char args[2048], outp[700], errp[700], bin[700];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(args, sizeof(args), fmt, ap);
@@ -56,6 +56,16 @@ static void mpctl_as(struct run *r, long as, const char *fmt, ...)
 	snprintf(outp, sizeof(outp), "%s/mpctl.out", net.dir);
 	snprintf(errp, sizeof(errp), "%s/mpctl.err", net.dir);
 	snprintf(bin, sizeof(bin), "%s/tools/mpctl", getenv("MP_BUILD") ?: "build");
+	if (as >= 0) {
+		/* Another uid may not reach the build tree (a clone under /root, a mode 0700
+		 * temporary folder): it runs a copy of mpctl in the test network's folder, which
+		 * the test opens to others. */
+		char copy[700], cmd[2200];
+		snprintf(copy, sizeof(copy), "%s/mpctl-other-uid", net.dir);
+		snprintf(cmd, sizeof(cmd), "cp '%s' '%s' && chmod 0755 '%s'", bin, copy, copy);
+		ck_assert_msg(system(cmd) == 0, "cannot copy mpctl for another uid: %s", cmd);
+		snprintf(bin, sizeof(bin), "%s", copy);
+	}
 	char *argv[64] = {bin};
 	int argc = 1;
 	for (char *tok = strtok(args, " "); tok && argc < 63; tok = strtok(NULL, " "))
