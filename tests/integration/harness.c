@@ -249,14 +249,22 @@ bool wire_write(struct wire *w, const void *data, size_t len)
 	return SSL_write(w->ssl, data, (int)len) == (int)len;
 }
 
-static bool read_exact(struct wire *w, uint8_t *buf, size_t len)
+bool wire_read_exact(struct wire *w, uint8_t *buf, size_t len)
 {
 	size_t got = 0;
 	while (got < len) {
 		int n = SSL_read(w->ssl, buf + got, (int)(len - got));
-		if (n <= 0)
+		if (n > 0) {
+			got += (size_t)n;
+			continue;
+		}
+		/* A signal (a child such as psql exiting) interrupts a read under SO_RCVTIMEO even
+		 * with SA_RESTART: read again; the receive timeout still bounds each wait. */
+		bool interrupted =
+		    SSL_get_error(w->ssl, n) == SSL_ERROR_WANT_READ && errno == EINTR;
+		ERR_clear_error();
+		if (!interrupted)
 			return false;
-		got += (size_t)n;
 	}
 	return true;
 }
@@ -274,12 +282,12 @@ MpEnvelope *wire_call(struct wire *w, MpEnvelope *env)
 	if (!sent)
 		return NULL;
 	uint8_t hdr[4];
-	if (!read_exact(w, hdr, 4))
+	if (!wire_read_exact(w, hdr, 4))
 		return NULL;
 	uint32_t n = mp_get_be32(hdr);
 	uint8_t *body = malloc(n ? n : 1);
 	MpEnvelope *out = NULL;
-	if (read_exact(w, body, n))
+	if (wire_read_exact(w, body, n))
 		out = micropay__v1__envelope__unpack(NULL, n, body);
 	free(body);
 	return out;

@@ -56,6 +56,9 @@ void wire_close(struct wire *w);
 /* Send env (version and request_id set here) and wait for its answer; NULL on EOF/timeout. */
 MpEnvelope *wire_call(struct wire *w, MpEnvelope *env);
 bool wire_write(struct wire *w, const void *data, size_t len);
+/* Exactly len bytes from w (reads interrupted by a signal are retried); false on EOF, error or
+ * the receive timeout. */
+bool wire_read_exact(struct wire *w, uint8_t *buf, size_t len);
 
 /* A test wallet: account key, registration, issue with its own chain. */
 struct twallet {

@@ -104,26 +104,15 @@ bool wire_send(struct wire *w, MpEnvelope *env)
 	return sent;
 }
 
-static bool read_exact(struct wire *w, uint8_t *buf, size_t len)
-{
-	for (size_t got = 0; got < len;) {
-		int n = SSL_read(w->ssl, buf + got, (int)(len - got));
-		if (n <= 0)
-			return false;
-		got += (size_t)n;
-	}
-	return true;
-}
-
 MpEnvelope *wire_recv(struct wire *w)
 {
 	uint8_t hdr[4];
-	if (!read_exact(w, hdr, sizeof(hdr)))
+	if (!wire_read_exact(w, hdr, sizeof(hdr)))
 		return NULL;
 	uint32_t n = mp_get_be32(hdr);
 	uint8_t *body = malloc(n ? n : 1);
 	MpEnvelope *out = NULL;
-	if (body && read_exact(w, body, n))
+	if (body && wire_read_exact(w, body, n))
 		out = micropay__v1__envelope__unpack(NULL, n, body);
 	free(body);
 	return out;

@@ -149,7 +149,12 @@ static bool read_until(struct wire *w, uint8_t *buf, size_t len, int64_t deadlin
 		if (SSL_pending(w->ssl) == 0) {
 			struct pollfd p = {w->fd, POLLIN, 0};
 			int64_t left = deadline - now_ms();
-			if (left <= 0 || poll(&p, 1, (int)left) != 1)
+			if (left <= 0)
+				return false;
+			int ready = poll(&p, 1, (int)left);
+			if (ready < 0 && errno == EINTR)
+				continue;
+			if (ready != 1)
 				return false;
 		}
 		int n = SSL_read(w->ssl, buf + got, (int)(len - got));
@@ -188,7 +193,12 @@ bool wire_closed_within(struct wire *w, int ms)
 		if (SSL_pending(w->ssl) == 0) {
 			struct pollfd p = {w->fd, POLLIN, 0};
 			int64_t left = deadline - now_ms();
-			if (left <= 0 || poll(&p, 1, (int)left) != 1)
+			if (left <= 0)
+				return false;
+			int ready = poll(&p, 1, (int)left);
+			if (ready < 0 && errno == EINTR)
+				continue;
+			if (ready != 1)
 				return false;
 		}
 		int n = SSL_read(w->ssl, buf, sizeof(buf));

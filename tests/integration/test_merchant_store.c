@@ -173,27 +173,16 @@ static uint64_t send_env(struct wire *w, MpEnvelope *env)
 	return env->request_id;
 }
 
-static bool read_exact(struct wire *w, uint8_t *buf, size_t len)
-{
-	for (size_t got = 0; got < len;) {
-		int n = SSL_read(w->ssl, buf + got, (int)(len - got));
-		if (n <= 0)
-			return false;
-		got += (size_t)n;
-	}
-	return true;
-}
-
 /* The next answer on w; NULL on EOF or after 10 s (wire_connect's receive timeout). */
 static MpEnvelope *recv_env(struct wire *w)
 {
 	uint8_t hdr[4];
-	if (!read_exact(w, hdr, 4))
+	if (!wire_read_exact(w, hdr, 4))
 		return NULL;
 	uint32_t n = mp_get_be32(hdr);
 	uint8_t *body = malloc(n ? n : 1);
 	MpEnvelope *out =
-	    read_exact(w, body, n) ? micropay__v1__envelope__unpack(NULL, n, body) : NULL;
+	    wire_read_exact(w, body, n) ? micropay__v1__envelope__unpack(NULL, n, body) : NULL;
 	free(body);
 	return out;
 }
