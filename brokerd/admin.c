@@ -17,6 +17,7 @@
 #include "conflicts.h"
 #include "db.h"
 #include "drain.h"
+#include "admin_service.h"
 #include "reload.h"
 #include "log.h"
 #include "metrics_admin.h"
@@ -333,9 +334,7 @@ static void admin_conflicts(struct mp_admin_req *req, json_t *params, void *ctx)
 static void admin_shutdown(struct mp_admin_req *req, json_t *params, void *ctx)
 {
 	struct broker *b = ctx;
-	log_info("shutdown requested on the admin socket");
-	mp_admin_reply(req, json_pack("{s:b}", "stopping", true));
-	mp_drain_start(b->drain, "admin shutdown");
+	mp_admin_answer_shutdown(req, b->drain);
 }
 
 /* What SIGHUP does: the TLS certificate, key and CA and the log level from the configuration
@@ -343,14 +342,7 @@ static void admin_shutdown(struct mp_admin_req *req, json_t *params, void *ctx)
 static void admin_reload(struct mp_admin_req *req, json_t *params, void *ctx)
 {
 	struct broker *b = ctx;
-	char err[512];
-	if (!mp_reload_run(b->reload, "admin reload", err, sizeof(err))) {
-		mp_admin_fail(req, MP_ADMIN_FAILED, "reload failed, previous settings kept: %s",
-			      err);
-		return;
-	}
-	mp_admin_reply(req, json_pack("{s:b,s:s}", "reloaded", true, "log_level",
-				      mp_log_level_name(mp_log_level())));
+	mp_admin_answer_reload(req, b->reload);
 }
 
 static void admin_clock_advance(struct mp_admin_req *req, json_t *params, void *ctx)

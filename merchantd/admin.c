@@ -14,6 +14,7 @@
 #include "cap_outbox.h"
 #include "compact.h"
 #include "drain.h"
+#include "admin_service.h"
 #include "reload.h"
 #include "log.h"
 #include "metrics_admin.h"
@@ -193,9 +194,7 @@ static void admin_store_compact(struct mp_admin_req *req, json_t *params, void *
 static void admin_shutdown(struct mp_admin_req *req, json_t *params, void *ctx)
 {
 	struct merchant *m = ctx;
-	log_info("shutdown requested on the admin socket");
-	mp_admin_reply(req, json_pack("{s:b}", "stopping", true));
-	mp_drain_start(m->drain, "admin shutdown");
+	mp_admin_answer_shutdown(req, m->drain);
 }
 
 /* What SIGHUP does: the TLS certificate, key and CA and the log level from the configuration
@@ -203,14 +202,7 @@ static void admin_shutdown(struct mp_admin_req *req, json_t *params, void *ctx)
 static void admin_reload(struct mp_admin_req *req, json_t *params, void *ctx)
 {
 	struct merchant *m = ctx;
-	char err[512];
-	if (!mp_reload_run(m->reload, "admin reload", err, sizeof(err))) {
-		mp_admin_fail(req, MP_ADMIN_FAILED, "reload failed, previous settings kept: %s",
-			      err);
-		return;
-	}
-	mp_admin_reply(req, json_pack("{s:b,s:s}", "reloaded", true, "log_level",
-				      mp_log_level_name(mp_log_level())));
+	mp_admin_answer_reload(req, m->reload);
 }
 
 static void admin_clock_advance(struct mp_admin_req *req, json_t *params, void *ctx)

@@ -8,6 +8,7 @@
 
 #include "admin.h"
 #include "drain.h"
+#include "admin_service.h"
 #include "reload.h"
 #include "clock.h"
 #include "amount.h"
@@ -153,23 +154,14 @@ static void admin_channels(struct mp_admin_req *req, json_t *params, void *ctx)
 static void admin_shutdown(struct mp_admin_req *req, json_t *params, void *ctx)
 {
 	struct wallet *w = ctx;
-	log_info("shutdown requested on the admin socket");
-	mp_admin_reply(req, json_pack("{s:b}", "stopping", true));
-	mp_drain_start(w->drain, "admin shutdown");
+	mp_admin_answer_shutdown(req, w->drain);
 }
 
 /* What SIGHUP does: the CA and the log level from the configuration file (walletd/service.c). */
 static void admin_reload(struct mp_admin_req *req, json_t *params, void *ctx)
 {
 	struct wallet *w = ctx;
-	char err[512];
-	if (!mp_reload_run(w->reload, "admin reload", err, sizeof(err))) {
-		mp_admin_fail(req, MP_ADMIN_FAILED, "reload failed, previous settings kept: %s",
-			      err);
-		return;
-	}
-	mp_admin_reply(req, json_pack("{s:b,s:s}", "reloaded", true, "log_level",
-				      mp_log_level_name(mp_log_level())));
+	mp_admin_answer_reload(req, w->reload);
 }
 
 static void admin_clock_advance(struct mp_admin_req *req, json_t *params, void *ctx)

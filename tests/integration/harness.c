@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "harness_merchant.h"
 #include "net.h"
 #include "tls.h"
 
@@ -392,8 +393,9 @@ void tchannel_id(const struct tchannel *ch, uint8_t out[MP_ID_LEN])
 	micropay__v1__channel_cert__free_unpacked(cc, NULL);
 }
 
-MpEnvelope *tchannel_pay(const struct tchannel *ch, struct wire *merchant, uint32_t j,
-			 const uint8_t *order_ref, size_t ref_len)
+/* Send a Pay of word j; wait for its answer (returned) or not (NULL). */
+static MpEnvelope *pay_word(const struct tchannel *ch, struct wire *merchant, uint32_t j,
+			    const uint8_t *order_ref, size_t ref_len, bool wait)
 {
 	uint8_t w[MP_HASH_LEN], channel_id[MP_ID_LEN];
 	tchannel_word(ch, j, w);
@@ -406,7 +408,22 @@ MpEnvelope *tchannel_pay(const struct tchannel *ch, struct wire *merchant, uint3
 	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
 	env.body_case = MP_BODY(PAY_REQ);
 	env.pay_req = &req;
-	return wire_call(merchant, &env);
+	if (wait)
+		return wire_call(merchant, &env);
+	ck_assert(wire_send(merchant, &env));
+	return NULL;
+}
+
+MpEnvelope *tchannel_pay(const struct tchannel *ch, struct wire *merchant, uint32_t j,
+			 const uint8_t *order_ref, size_t ref_len)
+{
+	return pay_word(ch, merchant, j, order_ref, ref_len, true);
+}
+
+void tchannel_send_pay(const struct tchannel *ch, struct wire *merchant, uint32_t j)
+{
+	static const uint8_t ref[1] = {1};
+	pay_word(ch, merchant, j, ref, sizeof(ref), false);
 }
 
 void tchannel_free(struct tchannel *ch)

@@ -91,6 +91,8 @@ void tchannel_word(const struct tchannel *ch, uint32_t j, uint8_t out[MP_HASH_LE
 MpEnvelope *tchannel_open(const struct tchannel *ch, struct wire *merchant);
 MpEnvelope *tchannel_pay(const struct tchannel *ch, struct wire *merchant, uint32_t j,
 			 const uint8_t *order_ref, size_t ref_len);
+/* The same Pay (order_ref 0x01), sent without waiting for its answer. */
+void tchannel_send_pay(const struct tchannel *ch, struct wire *merchant, uint32_t j);
 void tchannel_free(struct tchannel *ch);
 
 /* Hex helpers for tests. */

@@ -93,3 +93,16 @@ void net_new_order(const struct net *n, const char *daemon, uint64_t price, char
 	snprintf(out, len, "%s", json_str(o, "order_ref"));
 	json_decref(o);
 }
+
+void net_wallet_issue(const struct net *n, const char *wallet, const char *merchant_hex,
+		      uint32_t units, uint64_t unit_value, char *channel, size_t len)
+{
+	char params[200];
+	snprintf(params, sizeof(params),
+		 "{\"merchant_id\":\"%s\",\"n\":%u,\"unit_value\":%llu,\"days\":1}", merchant_hex,
+		 units, (unsigned long long)unit_value);
+	json_t *r = admin_ok(n, wallet, "issue", params);
+	ck_assert_str_eq(json_str(r, "status"), "ACTIVE");
+	snprintf(channel, len, "%s", json_str(r, "channel_id"));
+	json_decref(r);
+}

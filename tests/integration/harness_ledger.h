@@ -23,5 +23,9 @@ void net_merchant_fund(const struct net *n, const char *merchant_hex, uint64_t a
 /* net_merchant_fund of amount, then bond.post of it with a fresh op_id (docs/operations.md
  * "Money out"); fails the test if refused. */
 void net_post_bond(const struct net *n, const char *merchant_hex, uint64_t amount);
+/* walletd `wallet`'s admin issue of a channel of n units of unit_value at merchant_hex (one
+ * day); fails the test unless it is ACTIVE; its channel id in hex into channel. */
+void net_wallet_issue(const struct net *n, const char *wallet, const char *merchant_hex,
+		      uint32_t units, uint64_t unit_value, char *channel, size_t len);
 /* order.create {price} at merchant `daemon` ("m1", ...): its order_ref in hex into out. */
 void net_new_order(const struct net *n, const char *daemon, uint64_t price, char *out, size_t len);

@@ -126,18 +126,6 @@ static bool have_promtool(void)
 	return false;
 }
 
-static void issue(uint32_t n, uint64_t unit, char *channel, size_t len)
-{
-	char params[200];
-	snprintf(params, sizeof(params),
-		 "{\"merchant_id\":\"%s\",\"n\":%u,\"unit_value\":%llu,\"days\":1}", m1_hex, n,
-		 (unsigned long long)unit);
-	json_t *r = admin_ok(&net, "w1", "issue", params);
-	ck_assert_str_eq(json_str(r, "status"), "ACTIVE");
-	snprintf(channel, len, "%s", json_str(r, "channel_id"));
-	json_decref(r);
-}
-
 static void pay(const char *channel, unsigned units, uint64_t price, const char *status)
 {
 	char order[128], params[400];
@@ -161,7 +149,7 @@ START_TEST(pays_and_redeem_move_the_counters_by_the_expected_amounts)
 	enum { N = 6 };
 	net_fund(&net, account, 10000);
 	char channel[64];
-	issue(1000, 2, channel, sizeof(channel));
+	net_wallet_issue(&net, "w1", m1_hex, 1000, 2, channel, sizeof(channel));
 	char *before = admin_text("m1");
 	double w_sent = admin_value("w1", "micropay_wallet_pays_sent_total");
 	double b_redeems = admin_value("broker", "micropay_broker_redeems_total");

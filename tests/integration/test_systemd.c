@@ -151,23 +151,6 @@ static void stopping_after_sigterm(pid_t pid, struct notify_sock *ns, const char
 		      daemon);
 }
 
-/* A Pay on a test channel, sent without waiting for its answer. */
-static void send_pay(struct wire *w, const struct tchannel *ch, uint32_t j)
-{
-	uint8_t word[MP_HASH_LEN], id[MP_ID_LEN], ref[1] = {1};
-	tchannel_word(ch, j, word);
-	tchannel_id(ch, id);
-	Micropay__V1__PayReq req = MICROPAY__V1__PAY_REQ__INIT;
-	req.channel_id = (ProtobufCBinaryData){MP_ID_LEN, id};
-	req.j = j;
-	req.w_j = (ProtobufCBinaryData){MP_HASH_LEN, word};
-	req.order_ref = (ProtobufCBinaryData){1, ref};
-	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
-	env.body_case = MP_BODY(PAY_REQ);
-	env.pay_req = &req;
-	ck_assert(wire_send(w, &env));
-}
-
 /* The merchant acknowledged payment j (a PayAck: recorded durably, whatever the order). */
 static void expect_pay_ack(struct wire *w, uint32_t j)
 {
@@ -277,7 +260,7 @@ START_TEST(merchantd_notify_reload_and_drain)
 	served_fingerprint(&fresh, m1_ep, after);
 	ck_assert_str_eq(after, renewed);
 	wire_close(&fresh);
-	send_pay(&old, &ch, 1); /* the connection accepted before the reload still works */
+	tchannel_send_pay(&ch, &old, 1); /* the connection accepted before the reload still works */
 	expect_pay_ack(&old, 1);
 
 	/* A reload that fails (an unreadable certificate) keeps the certificate in use. */
@@ -305,7 +288,7 @@ START_TEST(merchantd_notify_reload_and_drain)
 	/* SIGTERM with a payment in the open batch (its commit held by the store's lock): the
 	 * daemon waits for it, acknowledges it, then exits 0; the payment is in the store. */
 	sqlite3 *lock = lock_m1_store();
-	send_pay(&old, &ch, 2);
+	tchannel_send_pay(&ch, &old, 2);
 	usleep(300 * 1000);
 	int drains = log_lines_with(&net, "m1", "drain: done");
 	stopping_after_sigterm(pid, &ns, "m1");

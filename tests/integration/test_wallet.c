@@ -43,18 +43,6 @@ static int64_t broker_balance(const char *id, bool pending)
 	return b;
 }
 
-static void issue(uint32_t n, uint64_t unit, char *channel, size_t len)
-{
-	char params[200];
-	snprintf(params, sizeof(params),
-		 "{\"merchant_id\":\"%s\",\"n\":%u,\"unit_value\":%llu,\"days\":1}", m1_hex, n,
-		 (unsigned long long)unit);
-	json_t *r = admin_ok(&net, "w1", "issue", params);
-	ck_assert_str_eq(json_str(r, "status"), "ACTIVE");
-	snprintf(channel, len, "%s", json_str(r, "channel_id"));
-	json_decref(r);
-}
-
 static const char *new_order(uint64_t price, char *out, size_t len)
 {
 	char params[64];
@@ -80,7 +68,7 @@ START_TEST(quickstart_scenario_exact_balances)
 	int64_t before = broker_balance(account, false);
 	net_fund(&net, account, 1000);
 	char channel[64], order[64], err[512];
-	issue(100, 2, channel, sizeof(channel));
+	net_wallet_issue(&net, "w1", m1_hex, 100, 2, channel, sizeof(channel));
 	ck_assert_int_eq(broker_balance(account, false), before + 1000 - 200);
 	int64_t pending_before = broker_balance(m1_hex, true);
 	unsigned paid = 0;
@@ -108,7 +96,7 @@ START_TEST(wallet_refuses_impersonating_merchant)
 {
 	net_fund(&net, account, 100);
 	char channel[64], order[64], err[512], m2_ep[128];
-	issue(10, 1, channel, sizeof(channel));
+	net_wallet_issue(&net, "w1", m1_hex, 10, 1, channel, sizeof(channel));
 	ck_assert_int_eq(net_cmd(&net, "merchant", "m2"), 0); /* same CA, another merchant */
 	net_read(&net, "m2", "endpoint", m2_ep, sizeof(m2_ep));
 	new_order(1, order, sizeof(order));
@@ -146,7 +134,7 @@ START_TEST(wallet_restart_keeps_channel_state)
 {
 	net_fund(&net, account, 50);
 	char channel[64], order[64], err[512];
-	issue(50, 1, channel, sizeof(channel));
+	net_wallet_issue(&net, "w1", m1_hex, 50, 1, channel, sizeof(channel));
 	new_order(3, order, sizeof(order));
 	json_t *r = wallet_pay(channel, m1_ep, 3, order, err, sizeof(err));
 	ck_assert_msg(r != NULL, "%s", err);
@@ -175,23 +163,6 @@ static void restart_m1(const char *settings)
 	ck_assert_int_eq(net_cmd(&net, "start", "m1"), 0);
 }
 
-/* A Pay on a test channel of m1, sent without waiting for its answer. */
-static void send_test_pay(struct wire *w, const struct tchannel *ch, uint32_t j)
-{
-	uint8_t word[MP_HASH_LEN], id[MP_ID_LEN], ref[1] = {1};
-	tchannel_word(ch, j, word);
-	tchannel_id(ch, id);
-	Micropay__V1__PayReq req = MICROPAY__V1__PAY_REQ__INIT;
-	req.channel_id = (ProtobufCBinaryData){MP_ID_LEN, id};
-	req.j = j;
-	req.w_j = (ProtobufCBinaryData){MP_HASH_LEN, word};
-	req.order_ref = (ProtobufCBinaryData){1, ref};
-	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
-	env.body_case = MP_BODY(PAY_REQ);
-	env.pay_req = &req;
-	ck_assert(wire_send(w, &env));
-}
-
 /* m1 with one batch committing (its store's write lock held from outside) and the next one full
  * (commit_max 1) answers the wallet's new Pay LIMIT "merchant busy". The wallet's pay fails
  * saying so, the Pay stays in flight, and the next pay resends it verbatim first: accepted, and
@@ -203,7 +174,7 @@ START_TEST(pay_refused_busy_stays_in_flight_and_is_resent)
 	int64_t pending_before = broker_balance(m1_hex, true);
 	net_fund(&net, account, 40);
 	char channel[64], order[64], err[512], ca[700], broker_ep[128], m1_db[700];
-	issue(20, 1, channel, sizeof(channel));
+	net_wallet_issue(&net, "w1", m1_hex, 20, 1, channel, sizeof(channel));
 	new_order(1000, order, sizeof(order));
 	json_t *r = wallet_pay(channel, m1_ep, 1, order, err, sizeof(err));
 	ck_assert_msg(r != NULL, "%s", err); /* m1 holds the channel's record now */
@@ -237,9 +208,9 @@ START_TEST(pay_refused_busy_stays_in_flight_and_is_resent)
 	sqlite3 *lock;
 	ck_assert_int_eq(sqlite3_open(m1_db, &lock), SQLITE_OK);
 	ck_assert_int_eq(sqlite3_exec(lock, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
-	send_test_pay(&m, &filler, 1); /* committing: waits on the lock */
+	tchannel_send_pay(&filler, &m, 1); /* committing: waits on the lock */
 	usleep(200 * 1000);
-	send_test_pay(&m, &filler, 2); /* the next batch, full */
+	tchannel_send_pay(&filler, &m, 2); /* the next batch, full */
 	usleep(200 * 1000);
 	r = wallet_pay(channel, m1_ep, 2, order, err, sizeof(err));
 	ck_assert_msg(r == NULL, "paid although the merchant's pipeline was full");
