@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "admin_builtin.h"
-#include "admin_params.h"
+#include "admin_request.h"
 #include "log.h"
 #include "peercred.h"
 #include "util.h"
@@ -182,89 +182,30 @@ static void reply_early_error(struct admin_conn *c, json_t *id, int code, const 
 	json_decref(out);
 }
 
-static const struct mp_admin_method *find_method(const struct mp_admin_method *table,
-						 const char *name)
-{
-	for (const struct mp_admin_method *m = table; m->name; m++)
-		if (!strcmp(m->name, name))
-			return m;
-	return NULL;
-}
-
-/* The request's version must be this daemon's; false (answered) otherwise. */
-static bool version_accepted(struct admin_conn *c, json_t *msg, json_t *id)
-{
-	json_t *v = json_object_get(msg, "version");
-	if (json_is_integer(v) && json_integer_value(v) == MP_ADMIN_PROTOCOL_VERSION)
-		return true;
-	char text[256];
-	if (json_is_integer(v))
-		snprintf(text, sizeof(text),
-			 "admin protocol version %lld is not supported: this daemon speaks version "
-			 "%d (use the mpctl of the daemon's build)",
-			 (long long)json_integer_value(v), MP_ADMIN_PROTOCOL_VERSION);
-	else
-		snprintf(text, sizeof(text),
-			 "the request carries no admin protocol version: this daemon speaks "
-			 "version %d (use the mpctl of the daemon's build)",
-			 MP_ADMIN_PROTOCOL_VERSION);
-	reply_early_error(c, id, MP_ADMIN_VERSION, NULL, text);
-	return false;
-}
-
-/* Checked in this order, each refusal answered before the method runs: JSON object, version,
- * request shape, method name, declared parameters. */
+/* The request line is checked (admin_request.h) before its method runs; a refusal is answered
+ * at once. */
 static void dispatch(struct admin_conn *c, const char *line)
 {
-	json_error_t jerr;
-	json_t *msg = json_loads(line, JSON_REJECT_DUPLICATES, &jerr);
-	if (!msg || !json_is_object(msg)) {
-		reply_early_error(c, NULL, MP_ADMIN_PARSE, NULL,
-				  msg ? "expected an object" : jerr.text);
-		json_decref(msg);
+	struct mp_admin_request r;
+	struct mp_admin_refusal why;
+	if (!mp_admin_request_parse(line, c->admin->methods, &r, &why)) {
+		reply_early_error(c, why.id, why.code, why.param[0] ? why.param : NULL,
+				  why.message);
+		mp_admin_request_free(&r);
 		return;
 	}
-	json_t *id = json_object_get(msg, "id");
-	const char *method = json_string_value(json_object_get(msg, "method"));
-	json_t *params = json_object_get(msg, "params");
-	if (!version_accepted(c, msg, id)) {
-		json_decref(msg);
+	struct mp_admin_req *req = calloc(1, sizeof(*req));
+	if (!req) {
+		reply_early_error(c, r.id, MP_ADMIN_INTERNAL, NULL, "out of memory");
+		mp_admin_request_free(&r);
 		return;
 	}
-	if (!method || (params && !json_is_object(params))) {
-		reply_early_error(
-		    c, id, MP_ADMIN_BAD_REQUEST, NULL,
-		    "expected {\"version\": int, \"method\": string, \"params\": object}");
-		json_decref(msg);
-		return;
-	}
-	void *ctx = c->admin->ctx;
-	const struct mp_admin_method *m = find_method(c->admin->methods, method);
-	if (!m && (m = find_method(mp_admin_builtins, method)))
-		ctx = c->admin;
-	if (!m) {
-		char text[160];
-		snprintf(text, sizeof(text), "unknown method '%.64s' (see: help)", method);
-		reply_early_error(c, id, MP_ADMIN_NO_METHOD, NULL, text);
-		json_decref(msg);
-		return;
-	}
-	json_t *p = params ? json_incref(params) : json_object();
-	struct mp_admin_param_error perr;
-	struct mp_admin_req *req = NULL;
-	if (!mp_admin_check_params(m, p, &perr))
-		reply_early_error(c, id, MP_ADMIN_BAD_PARAMS, perr.param, perr.message);
-	else if (!(req = calloc(1, sizeof(*req))))
-		reply_early_error(c, id, MP_ADMIN_INTERNAL, NULL, "out of memory");
-	if (req) {
-		req->conn = c;
-		c->refs++;
-		req->id = json_incref(id);
-		req->method = m->name;
-		m->fn(req, p, ctx);
-	}
-	json_decref(p);
-	json_decref(msg);
+	req->conn = c;
+	c->refs++;
+	req->id = json_incref(r.id);
+	req->method = r.method->name;
+	r.method->fn(req, r.params, r.builtin ? (void *)c->admin : c->admin->ctx);
+	mp_admin_request_free(&r);
 }
 
 static void on_read(struct bufferevent *bev, void *arg)
