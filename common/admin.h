@@ -67,7 +67,7 @@ struct mp_admin_method {
 
 /* A parameter list for a method table: MP_ADMIN_PARAMS({"channel", MP_ADMIN_T_HEX, true,
  * NULL, "the channel id"}, ...). */
-#define MP_ADMIN_PARAMS(...) ((const struct mp_admin_param[]){__VA_ARGS__, {NULL}})
+#define MP_ADMIN_PARAMS(...) ((const struct mp_admin_param[]){__VA_ARGS__, {0}})
 
 enum mp_admin_error {
 	MP_ADMIN_PARSE = -32700,

@@ -108,7 +108,7 @@ static int print_result(const struct mpctl_options *o, const json_t *result)
 	}
 	char *text = json_dumps(result, JSON_INDENT(2) | JSON_ENCODE_ANY);
 	if (!text) {
-		mpctl_complain("cannot print the result");
+		mpctl_complain(o, "cannot print the result");
 		return EXIT_PROTOCOL;
 	}
 	puts(text);
@@ -123,11 +123,11 @@ static int run(struct mpctl_options *o)
 		return EXIT_DONE;
 	}
 	if (!o->socket) {
-		mpctl_complain("no admin socket given (-s SOCKET; see --help)");
+		mpctl_complain(o, "no admin socket given (-s SOCKET; see --help)");
 		return EXIT_USAGE;
 	}
 	if (!o->method[0]) {
-		mpctl_complain("no method given (see --help)");
+		mpctl_complain(o, "no method given (see --help)");
 		return EXIT_USAGE;
 	}
 	if (o->raw_params && !mpctl_merge_raw_params(o))
@@ -139,7 +139,7 @@ static int run(struct mpctl_options *o)
 	if (a.outcome == MP_CALL_OK)
 		rc = print_result(o, a.result);
 	else
-		mpctl_complain("%s%s%s", o->method,
+		mpctl_complain(o, "%s%s%s", o->method,
 			       a.outcome == MP_CALL_FAILED ? " failed: " : ": ", a.message);
 	mp_admin_answer_free(&a);
 	return rc;
@@ -147,10 +147,10 @@ static int run(struct mpctl_options *o)
 
 int main(int argc, char **argv)
 {
-	struct mpctl_options o = {.params = json_object(), .timeout_ms = 30000};
+	struct mpctl_options o = {.params = json_object(), .timeout_ms = 30000, .errors = stderr};
 	int rc = EXIT_USAGE;
 	if (!o.params)
-		mpctl_complain("out of memory");
+		mpctl_complain(&o, "out of memory");
 	else if (mpctl_parse_args(argc, argv, &o))
 		rc = run(&o);
 	json_decref(o.params);

@@ -6,13 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-void mpctl_complain(const char *fmt, ...)
+void mpctl_complain(const struct mpctl_options *o, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	fputs("mpctl: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
+	fputs("mpctl: ", o->errors);
+	vfprintf(o->errors, fmt, ap);
+	fputc('\n', o->errors);
 	va_end(ap);
 }
 
@@ -46,26 +46,26 @@ static json_t *typed_value(const char *s)
 }
 
 /* key=value or key:=JSON into params; false with a message on stderr. */
-static bool add_param(json_t *params, const char *arg)
+static bool add_param(const struct mpctl_options *o, json_t *params, const char *arg)
 {
 	const char *eq = strchr(arg, '=');
 	bool raw = eq > arg && eq[-1] == ':';
 	size_t klen = (size_t)(eq - arg) - (raw ? 1 : 0);
 	if (klen == 0) {
-		mpctl_complain("'%s': expected key=value", arg);
+		mpctl_complain(o, "'%s': expected key=value", arg);
 		return false;
 	}
 	char *key = strndup(arg, klen);
 	if (!key) {
-		mpctl_complain("out of memory");
+		mpctl_complain(o, "out of memory");
 		return false;
 	}
 	json_t *value = NULL;
 	json_error_t jerr;
 	if (json_object_get(params, key))
-		mpctl_complain("parameter '%s' given twice", key);
+		mpctl_complain(o, "parameter '%s' given twice", key);
 	else if (raw && !(value = json_loads(eq + 1, JSON_DECODE_ANY, &jerr)))
-		mpctl_complain("'%s': the value after := is not JSON", arg);
+		mpctl_complain(o, "'%s': the value after := is not JSON", arg);
 	else if (!raw)
 		value = typed_value(eq + 1);
 	bool ok = value && json_object_set_new(params, key, value) == 0;
@@ -74,13 +74,13 @@ static bool add_param(json_t *params, const char *arg)
 }
 
 /* SECONDS (decimal, 0.001 .. 86400) into ms. */
-static bool parse_timeout(const char *text, int *ms)
+static bool parse_timeout(const struct mpctl_options *o, const char *text, int *ms)
 {
 	char *end;
 	errno = 0;
 	double s = strtod(text, &end);
 	if (errno || end == text || *end || !(s >= 0.001 && s <= 86400)) {
-		mpctl_complain("--timeout '%s': expected seconds, 0.001 .. 86400", text);
+		mpctl_complain(o, "--timeout '%s': expected seconds, 0.001 .. 86400", text);
 		return false;
 	}
 	*ms = (int)(s * 1000 + 0.5);
@@ -90,7 +90,7 @@ static bool parse_timeout(const char *text, int *ms)
 static bool add_word(struct mpctl_options *o, const char *word)
 {
 	if (strlen(o->method) + strlen(word) + 2 > sizeof(o->method)) {
-		mpctl_complain("method name too long: %s", word);
+		mpctl_complain(o, "method name too long: %s", word);
 		return false;
 	}
 	if (o->method[0])
@@ -100,7 +100,8 @@ static bool add_word(struct mpctl_options *o, const char *word)
 }
 
 /* An option taking a value: --name VALUE or --name=VALUE. */
-static const char *option_value(int argc, char **argv, int *i, const char *name)
+static const char *option_value(const struct mpctl_options *o, int argc, char **argv, int *i,
+				const char *name)
 {
 	size_t len = strlen(name);
 	if (!strncmp(argv[*i], name, len) && argv[*i][len] == '=')
@@ -108,7 +109,7 @@ static const char *option_value(int argc, char **argv, int *i, const char *name)
 	if (strcmp(argv[*i], name) != 0)
 		return NULL;
 	if (*i + 1 >= argc) {
-		mpctl_complain("%s needs a value (see --help)", name);
+		mpctl_complain(o, "%s needs a value (see --help)", name);
 		return "";
 	}
 	return argv[++*i];
@@ -125,27 +126,27 @@ bool mpctl_parse_args(int argc, char **argv, struct mpctl_options *o)
 			o->human = true;
 		else if (!strcmp(a, "--json"))
 			o->json = true;
-		else if ((v = option_value(argc, argv, &i, "--timeout"))) {
-			if (!*v || !parse_timeout(v, &o->timeout_ms))
+		else if ((v = option_value(o, argc, argv, &i, "--timeout"))) {
+			if (!*v || !parse_timeout(o, v, &o->timeout_ms))
 				return false;
-		} else if ((v = option_value(argc, argv, &i, "--socket")) ||
-			   (v = option_value(argc, argv, &i, "-s"))) {
+		} else if ((v = option_value(o, argc, argv, &i, "--socket")) ||
+			   (v = option_value(o, argc, argv, &i, "-s"))) {
 			if (!*v)
 				return false;
 			o->socket = v;
-		} else if ((v = option_value(argc, argv, &i, "--params"))) {
+		} else if ((v = option_value(o, argc, argv, &i, "--params"))) {
 			if (!*v)
 				return false;
 			o->raw_params = v;
 		} else if (a[0] == '-' && a[1]) {
-			mpctl_complain("unknown option '%s' (see --help)", a);
+			mpctl_complain(o, "unknown option '%s' (see --help)", a);
 			return false;
 		} else if (strchr(a, '=')) {
 			in_params = true;
-			if (!add_param(o->params, a))
+			if (!add_param(o, o->params, a))
 				return false;
 		} else if (in_params) {
-			mpctl_complain("'%s': expected key=value after the first parameter", a);
+			mpctl_complain(o, "'%s': expected key=value after the first parameter", a);
 			return false;
 		} else if (!add_word(o, a)) {
 			return false;
@@ -160,7 +161,7 @@ bool mpctl_merge_raw_params(struct mpctl_options *o)
 	json_t *given = json_loads(o->raw_params, 0, &jerr);
 	if (!json_is_object(given)) {
 		json_decref(given);
-		mpctl_complain("--params must be a JSON object: %s", jerr.text);
+		mpctl_complain(o, "--params must be a JSON object: %s", jerr.text);
 		return false;
 	}
 	const char *key;
@@ -169,7 +170,7 @@ bool mpctl_merge_raw_params(struct mpctl_options *o)
 	{
 		if (json_object_get(given, key)) {
 			json_decref(given);
-			mpctl_complain("parameter '%s' given twice", key);
+			mpctl_complain(o, "parameter '%s' given twice", key);
 			return false;
 		}
 	}

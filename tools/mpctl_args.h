@@ -1,9 +1,10 @@
 /* mpctl's command line: options, the method (words joined with '.'), key=value and key:=JSON
  * parameters, --params JSON, and help requests (tools/mpctl.c documents the syntax). Pure
- * apart from messages on stderr; fuzzed by tests/fuzz/fuzz_mpctl_args.c. */
+ * apart from messages on o->errors; fuzzed by tests/fuzz/fuzz_mpctl_args.c. */
 #pragma once
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdio.h>
 
 struct mpctl_options {
 	const char *socket, *raw_params;
@@ -11,10 +12,12 @@ struct mpctl_options {
 	json_t *params; /* an object, created by the caller */
 	bool human, json, help;
 	int timeout_ms;
+	FILE *errors; /* where usage errors are said (stderr) */
 };
 
-/* "mpctl: " and the message on stderr. */
-void mpctl_complain(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* "mpctl: " and the message on o->errors. */
+void mpctl_complain(const struct mpctl_options *o, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 /* argv[1..argc-1] into o; false (said on stderr) on a usage error. */
 bool mpctl_parse_args(int argc, char **argv, struct mpctl_options *o);
 /* --params JSON merged with the key=value arguments (which may not repeat its keys). */
