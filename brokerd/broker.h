@@ -43,6 +43,7 @@ struct broker_config {
 	char *tls_cert;
 	char *tls_key;
 	char *tls_ca;
+	uint32_t tls_expiry_warning_days;
 	char *db_conninfo;
 	uint32_t db_pool;
 	uint32_t db_max_queue;
@@ -106,14 +107,15 @@ struct broker {
 	struct mp_hasher *hasher;
 	struct mp_workers *workers;
 	struct bad_chain_budget *bad_chain;
-	struct sweep *sweep;	    /* sweep.c: expiry and finalisation */
-	const char *config_path;    /* -c: read again on reload */
-	bool failed;		    /* start-up failed inside the loop: exit 1 */
-	struct mp_service *service; /* READY=1, STATUS=, watchdog (service.c) */
-	struct mp_reload *reload;   /* SIGHUP, admin reload */
-	struct mp_drain *drain;	    /* SIGTERM, SIGINT, admin shutdown */
-	uint64_t started_mono;	    /* mp_monotonic_s() at start, for uptime */
-	struct mp_clock clock;	    /* protocol time (clock.h) */
+	struct sweep *sweep;		    /* sweep.c: expiry and finalisation */
+	const char *config_path;	    /* -c: read again on reload */
+	bool failed;			    /* start-up failed inside the loop: exit 1 */
+	struct mp_service *service;	    /* READY=1, STATUS=, watchdog (service.c) */
+	struct mp_reload *reload;	    /* SIGHUP, admin reload */
+	struct mp_drain *drain;		    /* SIGTERM, SIGINT, admin shutdown */
+	struct mp_cert_expiry *cert_expiry; /* warnings ahead of the TLS certificate expiring */
+	uint64_t started_mono;		    /* mp_monotonic_s() at start, for uptime */
+	struct mp_clock clock;		    /* protocol time (clock.h) */
 	struct broker_stats stats;
 	struct mp_metrics *metrics;	      /* broker_metrics.c: everything the admin
 					       * `metrics` and the HTTP port show */

@@ -59,6 +59,9 @@ static const struct mp_cfg_key broker_keys[] = {
     K("tls", "cert", MP_CFG_STRING, tls_cert, true, "PEM certificate with CN broker"),
     K("tls", "key", MP_CFG_STRING, tls_key, true, "PEM private key"),
     K("tls", "ca", MP_CFG_STRING, tls_ca, true, "PEM CA certificate"),
+    N("tls", "expiry_warning_days", MP_CFG_U32, tls_expiry_warning_days, 0, 3650,
+      "days before the certificate's notAfter from which a warning is logged daily (0: "
+      "never), default 21"),
     K("db", "conninfo", MP_CFG_STRING, db_conninfo, true, "libpq connection string"),
     N("db", "pool", MP_CFG_U32, db_pool, 1, 64, "connections, default 4"),
     N("db", "max_queue", MP_CFG_U32, db_max_queue, 1, 1000000,
@@ -91,6 +94,7 @@ static void set_defaults(struct broker_config *cfg)
 	cfg->worker_queue = 64;
 	cfg->t_grace = 24 * 3600;
 	cfg->max_offset = 30;
+	cfg->tls_expiry_warning_days = 21;
 	cfg->idle_timeout = 300;
 	cfg->sweep_interval = 60;
 	cfg->sweep_batch = 100;

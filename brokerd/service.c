@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "broker.h"
+#include "cert_expiry.h"
 #include "drain.h"
 #include "log.h"
 #include "net.h"
@@ -53,6 +54,7 @@ static bool broker_reload(void *ctx, char *err, size_t errlen)
 	log_info("reload: certificate %s, key %s, CA %s, log level %s", fresh.tls_cert,
 		 fresh.tls_key, fresh.tls_ca, mp_log_level_name(level));
 	broker_config_free(&fresh);
+	mp_cert_expiry_check(b->cert_expiry);
 	return true;
 }
 
@@ -79,11 +81,15 @@ bool broker_service_start(struct broker *b)
 		return false;
 	b->reload = mp_reload_new(b->base, b->service, broker_reload, b);
 	b->drain = mp_drain_new(b->base, &broker_drain_hooks, b, b->cfg.service.drain_timeout);
-	return b->reload && b->drain;
+	b->cert_expiry = mp_cert_expiry_new(b->base, "brokerd TLS certificate", &b->tls,
+					    b->cfg.tls_expiry_warning_days);
+	return b->reload && b->drain && b->cert_expiry;
 }
 
 void broker_service_stop(struct broker *b)
 {
+	mp_cert_expiry_free(b->cert_expiry);
+	b->cert_expiry = NULL;
 	mp_drain_free(b->drain);
 	mp_reload_free(b->reload);
 	mp_service_free(b->service);

@@ -72,6 +72,9 @@ static const struct mp_cfg_key merchant_keys[] = {
     K("tls", "cert", MP_CFG_STRING, tls_cert, true, "PEM certificate, CN m-<id>"),
     K("tls", "key", MP_CFG_STRING, tls_key, true, "PEM private key"),
     K("tls", "ca", MP_CFG_STRING, tls_ca, true, "PEM CA certificate"),
+    N("tls", "expiry_warning_days", MP_CFG_U32, tls_expiry_warning_days, 0, 3650,
+      "days before the certificate's notAfter from which a warning is logged daily (0: "
+      "never), default 21"),
     K("admin", "socket", MP_CFG_STRING, admin_socket, true, "Unix socket path"),
     K("admin", "group", MP_CFG_STRING, admin_group, false,
       "group (name or gid) whose members may use the admin socket"),
@@ -102,6 +105,7 @@ static void set_defaults(struct merchant_config *cfg)
 	cfg->max_pay_window = 31 * 24 * 3600;
 	cfg->redeem_interval = 60;
 	cfg->commit_delay_us = 2000;
+	cfg->tls_expiry_warning_days = 21;
 	cfg->commit_max = 256;
 	cfg->t_dedupe = 3600;
 	cfg->outbox_retention = 7 * 24 * 3600;

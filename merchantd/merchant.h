@@ -58,6 +58,7 @@ struct merchant_config {
 	char *tls_cert;
 	char *tls_key;
 	char *tls_ca;
+	uint32_t tls_expiry_warning_days;
 	char *admin_socket;
 	char *admin_group; /* NULL: none */
 	struct mp_metrics_config metrics;
@@ -213,8 +214,9 @@ struct merchant {
 	struct mp_service *service;    /* READY=1, STATUS=, watchdog (service.c) */
 	struct mp_reload *reload;      /* SIGHUP, admin reload */
 	struct mp_drain *drain;	       /* SIGTERM, SIGINT, admin shutdown */
-	uint64_t started_mono;	       /* mp_monotonic_s() at start, for uptime */
-	struct mp_clock clock;	       /* protocol time (clock.h) */
+	struct mp_cert_expiry *cert_expiry; /* warnings ahead of the TLS certificate expiring */
+	uint64_t started_mono;		    /* mp_monotonic_s() at start, for uptime */
+	struct mp_clock clock;		    /* protocol time (clock.h) */
 	struct merchant_stats stats;
 	struct mp_metrics *metrics;	      /* merchant_metrics.c */
 	struct mp_metrics_http *metrics_http; /* NULL: [metrics] http_listen not set */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "batch.h"
+#include "cert_expiry.h"
 #include "drain.h"
 #include "log.h"
 #include "merchant.h"
@@ -79,6 +80,7 @@ static bool merchant_reload(void *ctx, char *err, size_t errlen)
 	log_info("reload: certificate %s, key %s, CA %s, log level %s", fresh.tls_cert,
 		 fresh.tls_key, fresh.tls_ca, mp_log_level_name(level));
 	merchant_config_free(&fresh);
+	mp_cert_expiry_check(m->cert_expiry);
 	return true;
 }
 
@@ -109,11 +111,15 @@ bool merchant_service_start(struct merchant *m)
 		return false;
 	m->reload = mp_reload_new(m->base, m->service, merchant_reload, m);
 	m->drain = mp_drain_new(m->base, &merchant_drain_hooks, m, m->cfg.service.drain_timeout);
-	return m->reload && m->drain;
+	m->cert_expiry = mp_cert_expiry_new(m->base, "merchantd TLS certificate", &m->server_tls,
+					    m->cfg.tls_expiry_warning_days);
+	return m->reload && m->drain && m->cert_expiry;
 }
 
 void merchant_service_stop(struct merchant *m)
 {
+	mp_cert_expiry_free(m->cert_expiry);
+	m->cert_expiry = NULL;
 	mp_drain_free(m->drain);
 	mp_reload_free(m->reload);
 	mp_service_free(m->service);

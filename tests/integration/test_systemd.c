@@ -472,6 +472,33 @@ START_TEST(walletd_notify_reload_and_drain)
 }
 END_TEST
 
+/* A certificate near its notAfter is warned of when loaded (here at a reload, as at start and
+ * once a day): "expires in N days" in the log, within [tls] expiry_warning_days (21). A
+ * certificate of the usual 825 days is not. */
+START_TEST(expiring_certificate_warned_at_reload)
+{
+	char args[128];
+	snprintf(args, sizeof(args), "merchant %s", m1_hex);
+	int before = log_lines_with(&net, "m1", "TLS certificate expires in");
+	setenv("MP_CERT_DAYS", "5", 1);
+	renew_certificate(args);
+	unsetenv("MP_CERT_DAYS");
+	json_decref(admin_ok(&net, "m1", "reload", NULL));
+	/* 5 days from its signing, less the seconds until the reload read it. */
+	ck_assert_msg(log_has(&net, "m1", "merchantd TLS certificate expires in", 5000),
+		      "no expiry warning after loading a certificate valid for 5 days");
+	ck_assert(log_lines_with(&net, "m1", "TLS certificate expires in 4 days") +
+		      log_lines_with(&net, "m1", "TLS certificate expires in 5 days") ==
+		  before + 1);
+	ck_assert_int_eq(log_lines_with(&net, "m1", "TLS certificate expires in"), before + 1);
+	renew_certificate(args);
+	json_decref(admin_ok(&net, "m1", "reload", NULL));
+	ck_assert(log_has(&net, "m1", "reload: certificate", 5000));
+	ck_assert_int_eq(log_lines_with(&net, "m1", "TLS certificate expires in"), before + 1);
+	net_audit_clean(&net);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("systemd");
@@ -481,6 +508,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, merchantd_notify_reload_and_drain);
 	tcase_add_test(tc, brokerd_notify_reload_and_drain);
 	tcase_add_test(tc, walletd_notify_reload_and_drain);
+	tcase_add_test(tc, expiring_certificate_warned_at_reload);
 	suite_add_tcase(s, tc);
 	return s;
 }
