@@ -33,6 +33,8 @@ bool mp_key_generate(struct mp_key *key, uint8_t seed_out[MP_SK_LEN])
 
 bool mp_key_load(struct mp_key *key, const char *path, char *err, size_t errlen)
 {
+	if (!mp_file_is_private(path, err, errlen))
+		return false;
 	FILE *f = fopen(path, "r");
 	if (!f) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
@@ -44,7 +46,9 @@ bool mp_key_load(struct mp_key *key, const char *path, char *err, size_t errlen)
 	while (got > 0 && (hex[got - 1] == '\n' || hex[got - 1] == '\r'))
 		hex[--got] = '\0';
 	uint8_t seed[MP_SK_LEN];
-	if (!mp_hex_decode(hex, seed, sizeof(seed))) {
+	bool decoded = mp_hex_decode(hex, seed, sizeof(seed));
+	OPENSSL_cleanse(hex, sizeof(hex));
+	if (!decoded) {
 		snprintf(err, errlen, "%s: expected 64 hex digits (an Ed25519 seed)", path);
 		return false;
 	}

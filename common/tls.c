@@ -46,6 +46,8 @@ static SSL_CTX *new_ctx(const SSL_METHOD *method, char *err, size_t errlen)
 static bool load_identity(SSL_CTX *ctx, const char *cert, const char *key, char *err, size_t errlen)
 {
 	char e[256];
+	if (!mp_file_is_private(key, err, errlen))
+		return false;
 	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
 		snprintf(err, errlen, "%s: cannot load certificate: %s", cert,
 			 mp_tls_errors(e, sizeof(e)));

@@ -1,5 +1,10 @@
 #include "util.h"
 
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
 #include <openssl/rand.h>
 
 void mp_hex_encode(const uint8_t *in, size_t len, char *out)
@@ -42,4 +47,19 @@ bool mp_hex_decode(const char *hex, uint8_t *out, size_t len)
 bool mp_random_bytes(uint8_t *out, size_t len)
 {
 	return RAND_bytes(out, (int)len) == 1;
+}
+
+bool mp_file_is_private(const char *path, char *err, size_t errlen)
+{
+	struct stat st;
+	if (stat(path, &st) != 0) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return false;
+	}
+	if (st.st_mode & 077) {
+		snprintf(err, errlen, "%s: mode %04o lets other users read the key: chmod 600 %s",
+			 path, (unsigned)(st.st_mode & 07777), path);
+		return false;
+	}
+	return true;
 }

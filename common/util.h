@@ -12,6 +12,11 @@ void mp_hex_encode(const uint8_t *in, size_t len, char *out);
 /* Exactly 2*len hex digits into len bytes; false on any other input. */
 bool mp_hex_decode(const char *hex, uint8_t *out, size_t len);
 
+/* A file holding a secret (a key): true if only its owner may read or write it (no group or
+ * other permission bits); else false with "PATH: mode 0644 lets other users read the key: chmod
+ * 600 PATH" (or why it cannot be checked) in err. */
+bool mp_file_is_private(const char *path, char *err, size_t errlen);
+
 /* Cryptographically random bytes (OpenSSL RAND); false if the generator failed. */
 bool mp_random_bytes(uint8_t *out, size_t len);
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # TLS posture of every TLS listener of a network (brokerd and a merchant), as sslscan
 # (Debian's sslscan) sees it from outside: TLS 1.3 only (SSLv2, SSLv3, TLS 1.0, 1.1 and 1.2
-# refused), no renegotiation, no compression, only TLS 1.3 AEAD suites. Skipped (exit 77, with
-# the reason) where sslscan is not installed.
+# refused), no renegotiation, no compression, only TLS 1.3 AEAD suites. Then the key files: a
+# daemon refuses to start while its TLS key or its signing key can be read by other users.
+# Skipped (exit 77, with the reason) where sslscan is not installed.
 set -euo pipefail
 src=${MP_SOURCE_ROOT:?MP_SOURCE_ROOT is not set}
 export MP_BUILD=${MP_BUILD:?MP_BUILD is not set}
@@ -31,4 +32,17 @@ $out"
 		fail "$daemon ($ep): a suite other than TLS 1.3 AEAD"
 	fi
 	echo "ok: $daemon ($ep): TLS 1.3 only, $(wc -l <<<"$ciphers") AEAD suites, no renegotiation"
+done
+
+# Key files readable by others are refused at start, naming the file and the fix.
+"$src/deploy/mpnet" kill "$dir" broker >/dev/null
+for key in "$dir/tls/broker.key" "$dir/broker/broker.key"; do
+	chmod 0644 "$key"
+	if "$MP_BUILD/brokerd/brokerd" -c "$dir/broker/config.ini" >"$dir/refused.log" 2>&1; then
+		fail "brokerd started with $key readable by others"
+	fi
+	grep -q "$key: mode 0644 lets other users read the key: chmod 600" "$dir/refused.log" ||
+		fail "brokerd's refusal does not name $key and the fix: $(cat "$dir/refused.log")"
+	chmod 0600 "$key"
+	echo "ok: brokerd refuses to start with $key mode 0644"
 done

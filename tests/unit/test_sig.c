@@ -282,6 +282,12 @@ START_TEST(key_file_round_trip)
 	ck_assert_uint_eq(st.st_mode & 07777, 0600);
 	ck_assert_msg(mp_key_load(&loaded, path, err, sizeof(err)), "%s", err);
 	ck_assert_mem_eq(loaded.pk, made.pk, MP_PK_LEN);
+	/* Refused while group or others may read it, with the mode and the fix in the message. */
+	ck_assert_int_eq(chmod(path, 0640), 0);
+	struct mp_key refused;
+	ck_assert(!mp_key_load(&refused, path, err, sizeof(err)));
+	ck_assert_msg(strstr(err, "mode 0640") && strstr(err, "chmod 600"), "%s", err);
+	ck_assert_int_eq(chmod(path, 0600), 0);
 	/* An existing key file is never overwritten. */
 	ck_assert(!mp_key_save_seed(seed, path, err, sizeof(err)));
 	ck_assert_ptr_nonnull(strstr(err, path));
