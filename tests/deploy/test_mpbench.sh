@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# mpbench's smoke test (not a benchmark: no timing is asserted). A private network with
+# --spawn, every built scenario for one second with a handful of channels, --json: the machine
+# facts, a result with a non-zero count for every scenario, the ratios, the pay extras, and the
+# broker's audit clean afterwards (mpbench's own and, independently, mpctl's). A scenario that
+# is not built is refused with usage status 2; --csv has one line per scenario.
+set -euo pipefail
+src=${MP_SOURCE_ROOT:?MP_SOURCE_ROOT is not set}
+build=${MP_BUILD:?MP_BUILD is not set}
+fail() { echo "FAIL: $*" >&2; exit 1; }
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/mpbench-smoke.XXXXXX")
+net=$tmp/net
+trap 'MP_BUILD="$build" "$src/deploy/mpnet" down "$net" >/dev/null 2>&1 || true; rm -rf "$tmp"' EXIT
+
+bench() { "$build/tools/mpbench" --mpnet "$src/deploy/mpnet" --build "$build" "$@"; }
+
+rc=0; bench redeem >/dev/null 2>"$tmp/usage.err" || rc=$?
+[ "$rc" = 2 ] || fail "an unbuilt scenario gave status $rc, expected 2"
+grep -q "not" "$tmp/usage.err" || fail "no reason for refusing 'redeem': $(cat "$tmp/usage.err")"
+
+bench --spawn="$net" --keep --json -q -d 1 -n 20 -u 100 -c 2 -w 8 >"$tmp/run.json" \
+	2>"$tmp/run.err" || { cat "$tmp/run.err" >&2; fail "mpbench --spawn exited with $?"; }
+
+python3 - "$tmp/run.json" <<'PY'
+import json, sys
+run = json.load(open(sys.argv[1]))
+def need(cond, what):
+    if not cond:
+        sys.exit("FAIL: " + what + "\n" + json.dumps(run, indent=1)[:4000])
+m = run["machine"]
+need(m["cpu"] and m["cores"] >= 1 and m["kernel"], "machine facts")
+need(len(m["load_average"]) == 3, "load average")
+need(m["disk_sync"]["rounds"] > 0 and m["disk_sync"]["p50_us"] > 0, "disk sync latency")
+res = run["results"]
+for name in ["chain", "tls", "pay", "online-baseline", "issue"]:
+    r = res.get(name)
+    need(r is not None, "no result for " + name)
+    need(r["count"] > 0 and r["per_second"] > 0, name + ": zero count or rate")
+    need(isinstance(r["ratios"], dict), name + ": no ratios")
+    if name != "chain":
+        need(r["latency_us"]["p50"] > 0 and r["latency_us"]["p99"] >= r["latency_us"]["p50"]
+             and r["latency_us"]["p999"] >= r["latency_us"]["p99"], name + ": latency percentiles")
+for name in ["tls", "pay", "issue"]:
+    need(set(res[name]["ratios"]) == {"chain", "tls", "online-baseline"} - {name},
+         name + ": ratios against the three references")
+pay = res["pay"]
+need(pay["failed"] == 0 and pay["lost"] == 0, "pay: payments failed or lost")
+need(pay["channels"] == 20 and pay["units_paid"] >= pay["count"], "pay: channels, units")
+need(pay["answers"].get("UNDERPAID", 0) + pay["answers"].get("OK", 0) == pay["count"],
+     "pay: answers by code add up")
+need(pay["cpu_seconds"]["merchantd"] > 0, "pay: merchantd CPU seconds")
+need(pay["merchant_rss_per_channel_bytes"] is not None, "pay: memory per channel")
+need(pay["batches"]["batches"] > 0, "pay: batches")
+need(res["issue"]["count"] == 20, "issue: every channel issued")
+need(res["online-baseline"]["cpu_seconds"]["postgres"] > 0, "online-baseline: postgres CPU")
+need(run["audit"]["ok"] is True, "mpbench's audit")
+PY
+
+"$build/tools/mpctl" -s "$net/broker/admin.sock" audit >"$tmp/audit.json"
+python3 -c 'import json,sys; a=json.load(open(sys.argv[1])); sys.exit(0 if a["ok"] is True else "FAIL: audit not clean: %s" % a)' "$tmp/audit.json"
+
+bench --net "$net" --csv -q -d 1 -n 5 -u 50 -c 1 -w 4 chain tls >"$tmp/run.csv" ||
+	fail "mpbench --net --csv failed"
+[ "$(wc -l <"$tmp/run.csv")" = 3 ] || fail "csv: expected a header and 2 lines: $(cat "$tmp/run.csv")"
+grep -q '^tls,frames echoed,' "$tmp/run.csv" || fail "csv: no tls line: $(cat "$tmp/run.csv")"
+echo "mpbench smoke test passed"

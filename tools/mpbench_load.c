@@ -1,0 +1,299 @@
+/* The load engine (state diagram in mpbench_load.h). One event loop, one thread: the client
+ * side costs as little as the project's own connection code (common/net.c) allows. */
+#include "mpbench_load.h"
+
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dns.h"
+#include "frame.h"
+#include "net.h"
+#include "tls.h"
+
+#define DRAIN_DEADLINE_S 30.0
+
+enum conn_state { CONN_CONNECTING, CONN_RUNNING, CONN_DRAINING, CONN_IDLE, CONN_DEAD };
+
+struct load_conn {
+	struct load *l;
+	struct mp_conn *c;
+	unsigned index;
+	unsigned in_flight;
+	enum conn_state state;
+};
+
+struct slot {
+	double sent_at;
+	struct load_conn *lc;
+};
+
+struct load {
+	const struct load_spec *spec;
+	struct event_base *base;
+	struct evdns_base *dns;
+	struct load_conn *conns;
+	struct slot *slots;
+	struct event *tick;
+	struct load_result *out;
+	double started, ends_at, last_answer, drain_until, last_progress;
+	uint64_t last_done;
+	bool stopping;
+};
+
+static void fill(struct load_conn *lc);
+
+static bool all_finished(const struct load *l)
+{
+	for (unsigned i = 0; i < l->spec->conns; i++)
+		if (l->conns[i].state == CONN_CONNECTING || l->conns[i].state == CONN_RUNNING ||
+		    l->conns[i].state == CONN_DRAINING)
+			return false;
+	return true;
+}
+
+static void finish_if_done(struct load *l)
+{
+	if (all_finished(l))
+		event_base_loopbreak(l->base);
+}
+
+static void settle_conn(struct load_conn *lc)
+{
+	if (lc->in_flight == 0 && (lc->state == CONN_DRAINING || lc->state == CONN_RUNNING))
+		lc->state = CONN_IDLE;
+	finish_if_done(lc->l);
+}
+
+static void on_answer(struct mp_conn *c, const MpEnvelope *env, void *arg)
+{
+	struct slot *s = arg;
+	struct load_conn *lc = s->lc;
+	struct load *l = lc->l;
+	lc->in_flight--;
+	if (!env) {
+		l->out->lost++;
+		settle_conn(lc);
+		return;
+	}
+	double now = bench_now();
+	l->last_answer = now;
+	hist_add(&l->out->latency, (uint64_t)((now - s->sent_at) * 1e6));
+	unsigned slot = (unsigned)(s - l->slots);
+	enum load_outcome o = l->spec->ops->answer(l->spec->arg, slot, env);
+	switch (o) {
+	case LOAD_DONE:
+		l->out->done++;
+		break;
+	case LOAD_FAIL:
+		l->out->failed++;
+		break;
+	case LOAD_RETRY:
+		l->out->retried++;
+		if (!l->stopping && lc->state == CONN_RUNNING &&
+		    l->spec->ops->again(l->spec->arg, l, c, slot))
+			return;
+		break;
+	}
+	if (lc->state == CONN_RUNNING && !l->stopping &&
+	    l->spec->ops->next(l->spec->arg, l, c, slot))
+		return;
+	if (lc->state == CONN_RUNNING && lc->in_flight == 0)
+		lc->state = CONN_IDLE;
+	settle_conn(lc);
+}
+
+bool load_send(struct load *l, struct mp_conn *c, unsigned slot, MpEnvelope *env)
+{
+	struct slot *s = &l->slots[slot];
+	env->version = MP_PROTOCOL_VERSION;
+	s->sent_at = bench_now();
+	if (mp_conn_call(c, env, on_answer, s) != 0)
+		return false;
+	s->lc->in_flight++;
+	return true;
+}
+
+static void fill(struct load_conn *lc)
+{
+	struct load *l = lc->l;
+	unsigned w = l->spec->window;
+	for (unsigned i = 0; i < w && !l->stopping; i++)
+		l->spec->ops->next(l->spec->arg, l, lc->c, lc->index * w + i);
+	if (lc->in_flight == 0)
+		lc->state = CONN_IDLE;
+}
+
+static void on_open(struct mp_conn *c, void *arg)
+{
+	struct load_conn *lc = arg;
+	struct load *l = lc->l;
+	lc->state = CONN_RUNNING;
+	l->out->conns_open++;
+	if (l->started == 0) {
+		l->started = bench_now();
+		if (l->spec->duration > 0)
+			l->ends_at = l->started + l->spec->duration;
+	}
+	fill(lc);
+	finish_if_done(l);
+}
+
+static void on_close(struct mp_conn *c, const char *reason, void *arg)
+{
+	struct load_conn *lc = arg;
+	if (lc->state != CONN_IDLE || !lc->l->stopping)
+		fprintf(stderr, "mpbench: %s: connection %u closed: %s\n", lc->l->spec->name,
+			lc->index, reason);
+	lc->state = CONN_DEAD;
+	lc->c = NULL;
+	finish_if_done(lc->l);
+}
+
+static const struct mp_conn_ops conn_ops = {
+    .on_open = on_open, .on_envelope = NULL, .on_close = on_close};
+
+static void progress(struct load *l, double now)
+{
+	if (l->spec->quiet || now - l->last_progress < 1.0 || l->started == 0)
+		return;
+	double rate = (double)(l->out->done - l->last_done) / (now - l->last_progress);
+	fprintf(stderr, "mpbench: %s: %.0f s, %llu done, %.0f/s now, %llu retried, %llu failed\n",
+		l->spec->name, now - l->started, (unsigned long long)l->out->done, rate,
+		(unsigned long long)l->out->retried, (unsigned long long)l->out->failed);
+	l->last_progress = now;
+	l->last_done = l->out->done;
+}
+
+static void start_draining(struct load *l, double now)
+{
+	l->stopping = true;
+	l->drain_until = now + DRAIN_DEADLINE_S;
+	for (unsigned i = 0; i < l->spec->conns; i++) {
+		struct load_conn *lc = &l->conns[i];
+		if (lc->state == CONN_RUNNING)
+			lc->state = lc->in_flight ? CONN_DRAINING : CONN_IDLE;
+	}
+	finish_if_done(l);
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct load *l = arg;
+	double now = bench_now();
+	progress(l, now);
+	if (!l->stopping && l->ends_at > 0 && now >= l->ends_at)
+		start_draining(l, now);
+	if (l->stopping && now >= l->drain_until) {
+		fprintf(stderr, "mpbench: %s: answers still missing after %.0f s; stopping\n",
+			l->spec->name, DRAIN_DEADLINE_S);
+		event_base_loopbreak(l->base);
+	}
+	if (l->started == 0 && now - l->last_progress > DRAIN_DEADLINE_S) {
+		fprintf(stderr, "mpbench: %s: no connection opened within %.0f s\n", l->spec->name,
+			DRAIN_DEADLINE_S);
+		event_base_loopbreak(l->base);
+	}
+}
+
+static bool connect_all(struct load *l, SSL_CTX *ctx)
+{
+	char host[256];
+	uint16_t port;
+	if (!mp_split_endpoint(l->spec->endpoint, host, sizeof(host), &port)) {
+		fprintf(stderr, "mpbench: bad endpoint '%s'\n", l->spec->endpoint);
+		return false;
+	}
+	struct mp_net_opts opts = {.max_frame = MP_FRAME_MAX_MERCHANT, .name = "mpbench"};
+	for (unsigned i = 0; i < l->spec->conns; i++) {
+		struct load_conn *lc = &l->conns[i];
+		*lc = (struct load_conn){.l = l, .index = i, .state = CONN_CONNECTING};
+		for (unsigned s = 0; s < l->spec->window; s++)
+			l->slots[i * l->spec->window + s].lc = lc;
+		lc->c = mp_connect(l->base, l->dns, ctx, host, port, &opts, &conn_ops, lc);
+		if (!lc->c)
+			lc->state = CONN_DEAD;
+	}
+	return true;
+}
+
+static void close_all(struct load *l)
+{
+	for (unsigned i = 0; i < l->spec->conns; i++) {
+		struct load_conn *lc = &l->conns[i];
+		if (lc->c && lc->state != CONN_DEAD) {
+			l->out->lost += lc->in_flight;
+			lc->state = CONN_IDLE;
+			mp_conn_close(lc->c, "benchmark over");
+		}
+	}
+}
+
+static bool setup(struct load *l, const struct load_spec *spec, struct load_result *out)
+{
+	*l = (struct load){.spec = spec, .out = out};
+	l->base = event_base_new();
+	l->dns = l->base ? mp_dns_new(l->base, NULL) : NULL;
+	l->conns = calloc(spec->conns, sizeof(*l->conns));
+	l->slots = calloc((size_t)spec->conns * spec->window, sizeof(*l->slots));
+	l->tick = l->base ? event_new(l->base, -1, EV_PERSIST, on_tick, l) : NULL;
+	return l->dns && l->conns && l->slots && l->tick;
+}
+
+static void teardown(struct load *l)
+{
+	if (l->tick)
+		event_free(l->tick);
+	if (l->dns)
+		mp_dns_free(l->dns);
+	/* Connections closed above free themselves on the loop: let it run them out. */
+	if (l->base) {
+		event_base_loop(l->base, EVLOOP_NONBLOCK);
+		event_base_free(l->base);
+	}
+	free(l->conns);
+	free(l->slots);
+}
+
+bool load_run(const struct load_spec *spec, struct load_result *out)
+{
+	*out = (struct load_result){0};
+	char err[512];
+	SSL_CTX *ctx = mp_tls_client_ctx(spec->ca, spec->cert, spec->key, err, sizeof(err));
+	if (!ctx) {
+		fprintf(stderr, "mpbench: TLS: %s\n", err);
+		return false;
+	}
+	struct load l;
+	bool ok = setup(&l, spec, out) && connect_all(&l, ctx);
+	if (ok) {
+		struct timeval tv = {0, 100000};
+		l.last_progress = bench_now();
+		event_add(l.tick, &tv);
+		event_base_dispatch(l.base);
+		double end = l.last_answer > l.started ? l.last_answer : bench_now();
+		out->seconds = l.started > 0 ? end - l.started : 0;
+		l.stopping = true;
+		close_all(&l);
+	}
+	teardown(&l);
+	SSL_CTX_free(ctx);
+	if (ok && out->conns_open == 0) {
+		fprintf(stderr, "mpbench: %s: no connection to %s opened\n", spec->name,
+			spec->endpoint);
+		return false;
+	}
+	return ok;
+}
+
+json_t *load_json(const struct load_result *r, const char *rate_name)
+{
+	double rate = r->seconds > 0 ? (double)r->done / r->seconds : 0;
+	return json_pack("{s:I, s:I, s:I, s:I, s:f, s:f, s:{s:f, s:f, s:f, s:f}}", "count",
+			 (json_int_t)r->done, "failed", (json_int_t)r->failed, "retried",
+			 (json_int_t)r->retried, "lost", (json_int_t)r->lost, "seconds", r->seconds,
+			 rate_name, rate, "latency_us", "p50", hist_quantile(&r->latency, 0.5),
+			 "p99", hist_quantile(&r->latency, 0.99), "p999",
+			 hist_quantile(&r->latency, 0.999), "max", hist_quantile(&r->latency, 1.0));
+}
