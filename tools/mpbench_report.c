@@ -14,6 +14,21 @@ static double rate_of(json_t *result)
 	return json_number_value(json_object_get(result, "per_second"));
 }
 
+/* CPU µs per counted operation of each daemon (what one payment, issue or frame costs). */
+static void add_cpu_per_op(json_t *r)
+{
+	json_t *cpu = json_object_get(r, "cpu_seconds");
+	double count = (double)json_integer_value(json_object_get(r, "count"));
+	if (!cpu || count <= 0)
+		return;
+	json_t *per = json_object();
+	const char *d;
+	json_t *v;
+	json_object_foreach(cpu, d, v)
+	    json_object_set_new(per, d, json_real(json_number_value(v) * 1e6 / count));
+	json_object_set_new(r, "cpu_us_per_op", per);
+}
+
 static void add_ratios(json_t *results)
 {
 	const char *name;
@@ -28,6 +43,7 @@ static void add_ratios(json_t *results)
 						    json_real(rate_of(r) / rate_of(ref)));
 		}
 		json_object_set_new(r, "ratios", ratios);
+		add_cpu_per_op(r);
 	}
 }
 
@@ -92,7 +108,7 @@ static void print_table(json_t *run)
 			print_ratio(r, references[i]);
 		printf("\n");
 	}
-	printf("\nCPU seconds during each run:\n");
+	printf("\nCPU seconds during each run (µs per operation):\n");
 	json_object_foreach(json_object_get(run, "results"), name, r)
 	{
 		json_t *cpu = json_object_get(r, "cpu_seconds");
@@ -101,7 +117,9 @@ static void print_table(json_t *run)
 		if (!cpu || json_object_size(cpu) == 0)
 			continue;
 		printf("  %-16s", name);
-		json_object_foreach(cpu, d, v) printf(" %s %.2f", d, json_number_value(v));
+		json_t *per = json_object_get(r, "cpu_us_per_op");
+		json_object_foreach(cpu, d, v) printf(" %s %.2f (%.1f)", d, json_number_value(v),
+						      json_number_value(json_object_get(per, d)));
 		printf("\n");
 	}
 	json_t *pay = json_object_get(json_object_get(run, "results"), "pay");
