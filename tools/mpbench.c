@@ -23,7 +23,7 @@
 #define MPBENCH_BUILD_ROOT "build"
 #endif
 
-static const char *const built[] = {"chain", "tls", "pay", "online-baseline", "issue"};
+static const char *const built[] = {"chain", "tls", "pay", "online-baseline", "issue", "redeem"};
 #define N_BUILT (sizeof(built) / sizeof(built[0]))
 
 static void usage(FILE *out)
@@ -253,7 +253,7 @@ static int parse(struct bench_opts *o, int argc, char **argv)
 		if (!known(argv[i]) || o->n_scenarios == 16) {
 			fprintf(stderr,
 				"mpbench: unknown scenario '%s' (built: chain tls pay "
-				"online-baseline issue; redeem, handoff and transfer are not)\n",
+				"online-baseline issue redeem; handoff and transfer are not)\n",
 				argv[i]);
 			return 2;
 		}
@@ -280,6 +280,8 @@ static json_t *run_one(const char *name, const struct bench_opts *o, const struc
 		return scenario_pay(o, n);
 	if (strcmp(name, "online-baseline") == 0)
 		return scenario_online_baseline(o, n);
+	if (strcmp(name, "redeem") == 0)
+		return scenario_redeem(o, n);
 	return scenario_issue(o, n);
 }
 

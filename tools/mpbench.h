@@ -97,6 +97,7 @@ json_t *scenario_chain(const struct bench_opts *o);
 json_t *scenario_tls(const struct bench_opts *o, const struct bench_net *n);
 json_t *scenario_issue(const struct bench_opts *o, const struct bench_net *n);
 json_t *scenario_pay(const struct bench_opts *o, const struct bench_net *n);
+json_t *scenario_redeem(const struct bench_opts *o, const struct bench_net *n);
 json_t *scenario_online_baseline(const struct bench_opts *o, const struct bench_net *n);
 
 /* ---- mpbench_report.c ---- */

@@ -256,6 +256,23 @@ static void teardown(struct load *l)
 	free(l->slots);
 }
 
+struct load_spec load_spec_for(const struct bench_opts *o, const struct bench_net *n,
+			       const char *name, const char *endpoint, const struct load_ops *ops,
+			       void *arg)
+{
+	return (struct load_spec){.name = name,
+				  .endpoint = endpoint,
+				  .ca = n->ca,
+				  .cert = o->cert,
+				  .key = o->key,
+				  .conns = o->conns,
+				  .window = o->window,
+				  .duration = o->duration,
+				  .quiet = o->quiet,
+				  .ops = ops,
+				  .arg = arg};
+}
+
 bool load_run(const struct load_spec *spec, struct load_result *out)
 {
 	*out = (struct load_result){0};

@@ -53,6 +53,11 @@ struct load_result {
 	unsigned conns_open; /* connections that completed their handshake */
 };
 
+/* A spec with the load flags of o (connections, window, duration, client certificate, quiet)
+ * and the network's CA, against endpoint. */
+struct load_spec load_spec_for(const struct bench_opts *o, const struct bench_net *n,
+			       const char *name, const char *endpoint, const struct load_ops *ops,
+			       void *arg);
 /* Run the load; false if no connection could be opened (said on stderr). */
 bool load_run(const struct load_spec *spec, struct load_result *out);
 /* Send env as slot's request on c (the latency starts now). */

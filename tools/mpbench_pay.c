@@ -125,6 +125,57 @@ static json_t *batch_json(json_t *before, json_t *after)
 			 batches ? (double)pays / (double)batches : 0.0);
 }
 
+/* Channels with a redeemed point and the units redeemed, from the merchant's channel list. */
+static void redeemed(const struct bench_net *n, json_int_t *claims, json_int_t *units)
+{
+	*claims = *units = 0;
+	json_t *list = bench_admin(n->merchant_admin, "channels", NULL);
+	size_t i;
+	json_t *ch;
+	json_array_foreach(json_object_get(list, "channels"), i, ch)
+	{
+		json_int_t end = json_integer_value(json_object_get(ch, "redeemed_end"));
+		*claims += end > 0;
+		*units += end;
+	}
+	json_decref(list);
+}
+
+/* The `redeem` scenario: after a pay load, the merchant's admin `redeem` (one round: it
+ * answers once the broker settled every claim) timed from the call to its answer; claims and
+ * paywords settled per second. The pay load's figures are kept under "pay". */
+static json_t *redeem_all(const struct bench_opts *o, const struct bench_net *n, json_t *pay)
+{
+	if (!n->merchant_admin[0]) {
+		fprintf(stderr, "mpbench: redeem needs the merchant's admin socket\n");
+		json_decref(pay);
+		return NULL;
+	}
+	if (!o->quiet)
+		fprintf(stderr, "mpbench: redeem: asking the merchant to redeem everything\n");
+	struct bench_cpu c0, c1;
+	json_int_t claims0, units0, claims1, units1;
+	redeemed(n, &claims0, &units0);
+	cpu_sample(n, &c0);
+	double t0 = bench_now();
+	json_t *answer = bench_admin(n->merchant_admin, "redeem", NULL);
+	double seconds = bench_now() - t0;
+	cpu_sample(n, &c1);
+	redeemed(n, &claims1, &units1);
+	if (!answer) {
+		json_decref(pay);
+		return NULL;
+	}
+	json_int_t claims = claims1 - claims0, units = units1 - units0;
+	json_t *out = json_pack(
+	    "{s:s, s:I, s:f, s:f, s:I, s:f, s:O, s:o, s:o}", "unit", "claims settled", "count",
+	    claims, "seconds", seconds, "per_second", seconds > 0 ? (double)claims / seconds : 0.0,
+	    "paywords", units, "paywords_per_second", seconds > 0 ? (double)units / seconds : 0.0,
+	    "merchant_answer", answer, "cpu_seconds", cpu_delta(n, &c0, &c1), "pay", pay);
+	json_decref(answer);
+	return out;
+}
+
 static bool prepare(struct bench_wallet *w, const struct bench_opts *o, const struct bench_net *n,
 		    struct load_result *issued)
 {
@@ -168,17 +219,7 @@ static json_t *pay_load(struct bench_wallet *w, const struct bench_opts *o,
 	struct pay_run pr = {.w = w, .o = o};
 	pr.slots = calloc((size_t)o->conns * o->window, sizeof(*pr.slots));
 	pr.rotor = calloc(o->conns, sizeof(*pr.rotor));
-	struct load_spec spec = {.name = "pay",
-				 .endpoint = n->merchant,
-				 .ca = n->ca,
-				 .cert = o->cert,
-				 .key = o->key,
-				 .conns = o->conns,
-				 .window = o->window,
-				 .duration = o->duration,
-				 .quiet = o->quiet,
-				 .ops = &pay_ops,
-				 .arg = &pr};
+	struct load_spec spec = load_spec_for(o, n, "pay", n->merchant, &pay_ops, &pr);
 	struct load_result r;
 	struct bench_cpu c0, c1;
 	json_t *st0 = n->merchant_admin[0] ? bench_admin(n->merchant_admin, "status", NULL) : NULL;
@@ -202,7 +243,8 @@ static json_t *pay_load(struct bench_wallet *w, const struct bench_opts *o,
 	return out;
 }
 
-json_t *scenario_pay(const struct bench_opts *o, const struct bench_net *n)
+/* Issue, open, pay for the duration; then, if asked, the merchant's redemption of it all. */
+static json_t *pay_session(const struct bench_opts *o, const struct bench_net *n, bool redeem)
 {
 	struct bench_wallet w;
 	struct load_result issued, opened;
@@ -214,7 +256,11 @@ json_t *scenario_pay(const struct bench_opts *o, const struct bench_net *n)
 		uint64_t rss1 = merchant ? proc_rss_bytes(merchant) : 0;
 		out = ok ? pay_load(&w, o, n) : NULL;
 		if (out) {
+			unsigned paid = 0;
+			for (unsigned i = 0; i < w.n_channels; i++)
+				paid += w.channels[i].next_j > 0;
 			json_object_set_new(out, "channels", json_integer(w.opened));
+			json_object_set_new(out, "channels_paid", json_integer(paid));
 			json_object_set_new(out, "connections", json_integer(o->conns));
 			json_object_set_new(out, "window", json_integer(o->window));
 			json_object_set_new(
@@ -225,7 +271,19 @@ json_t *scenario_pay(const struct bench_opts *o, const struct bench_net *n)
 						? json_real((double)(rss1 - rss0) / w.opened)
 						: json_null());
 		}
+		if (out && redeem)
+			out = redeem_all(o, n, out);
 	}
 	wallet_free(&w);
 	return out;
+}
+
+json_t *scenario_pay(const struct bench_opts *o, const struct bench_net *n)
+{
+	return pay_session(o, n, false);
+}
+
+json_t *scenario_redeem(const struct bench_opts *o, const struct bench_net *n)
+{
+	return pay_session(o, n, true);
 }

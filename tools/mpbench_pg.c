@@ -46,6 +46,8 @@ struct pg_run {
 	uint64_t sent;
 	double started, ends_at;
 	bool stopping;
+	struct event *tick; /* progress lines */
+	uint64_t last_done;
 };
 
 static bool exec_ok(PGconn *db, const char *sql)
@@ -167,13 +169,29 @@ static bool connect_clients(struct pg_run *run, const char *conninfo)
 	return true;
 }
 
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct pg_run *run = arg;
+	fprintf(stderr, "mpbench: online-baseline: %.0f s, %llu done, %llu/s now, %llu failed\n",
+		bench_now() - run->started, (unsigned long long)run->r.done,
+		(unsigned long long)(run->r.done - run->last_done),
+		(unsigned long long)run->r.failed);
+	run->last_done = run->r.done;
+}
+
 static void run_load(struct pg_run *run)
 {
 	run->started = bench_now();
 	run->ends_at = run->started + run->o->duration;
+	struct timeval second = {1, 0};
+	run->tick = run->o->quiet ? NULL : event_new(run->base, -1, EV_PERSIST, on_tick, run);
+	if (run->tick)
+		event_add(run->tick, &second);
 	for (unsigned i = 0; i < PG_CLIENTS; i++)
 		send_debit(&run->clients[i]);
 	event_base_dispatch(run->base);
+	if (run->tick)
+		event_free(run->tick);
 }
 
 static void free_clients(struct pg_run *run)

@@ -50,16 +50,7 @@ static const struct load_ops tls_ops = {tls_next, tls_next, tls_answer};
 
 json_t *scenario_tls(const struct bench_opts *o, const struct bench_net *n)
 {
-	struct load_spec spec = {.name = "tls",
-				 .endpoint = n->broker,
-				 .ca = n->ca,
-				 .cert = o->cert,
-				 .key = o->key,
-				 .conns = o->conns,
-				 .window = o->window,
-				 .duration = o->duration,
-				 .quiet = o->quiet,
-				 .ops = &tls_ops};
+	struct load_spec spec = load_spec_for(o, n, "tls", n->broker, &tls_ops, NULL);
 	struct load_result r;
 	struct bench_cpu c0, c1;
 	cpu_sample(n, &c0);

@@ -92,16 +92,10 @@ bool wallet_setup(struct bench_wallet *w, const struct bench_opts *o, const stru
 		return false;
 	}
 	struct register_run rr = {.w = w};
-	struct load_spec spec = {.name = "register",
-				 .endpoint = n->broker,
-				 .ca = n->ca,
-				 .cert = o->cert,
-				 .key = o->key,
-				 .conns = 1,
-				 .window = 1,
-				 .quiet = true,
-				 .ops = &register_ops,
-				 .arg = &rr};
+	struct load_spec spec = load_spec_for(o, n, "register", n->broker, &register_ops, &rr);
+	spec.conns = spec.window = 1;
+	spec.duration = 0;
+	spec.quiet = true;
 	struct load_result r;
 	if (!load_run(&spec, &r) || !rr.registered)
 		return false;
@@ -283,23 +277,16 @@ static enum load_outcome channel_answer(void *arg, unsigned slot, const MpEnvelo
 
 static const struct load_ops channel_ops = {channel_next, channel_again, channel_answer};
 
-static bool channel_load(struct bench_wallet *w, const struct bench_opts *o, const char *endpoint,
-			 const char *ca, bool opening, struct load_result *r)
+static bool channel_load(struct bench_wallet *w, const struct bench_opts *o,
+			 const struct bench_net *n, bool opening, struct load_result *r)
 {
 	struct channel_run cr = {.w = w, .opening = opening};
 	cr.in_slot = calloc((size_t)o->conns * o->window, sizeof(*cr.in_slot));
 	if (!cr.in_slot)
 		return false;
-	struct load_spec spec = {.name = opening ? "open" : "issue",
-				 .endpoint = endpoint,
-				 .ca = ca,
-				 .cert = o->cert,
-				 .key = o->key,
-				 .conns = o->conns,
-				 .window = o->window,
-				 .quiet = o->quiet,
-				 .ops = &channel_ops,
-				 .arg = &cr};
+	struct load_spec spec = load_spec_for(o, n, opening ? "open" : "issue",
+					      opening ? n->merchant : n->broker, &channel_ops, &cr);
+	spec.duration = 0; /* until every channel is done */
 	bool ok = load_run(&spec, r);
 	free(cr.in_slot);
 	return ok;
@@ -308,13 +295,13 @@ static bool channel_load(struct bench_wallet *w, const struct bench_opts *o, con
 bool wallet_issue(struct bench_wallet *w, const struct bench_opts *o, const struct bench_net *n,
 		  struct load_result *r)
 {
-	return channel_load(w, o, n->broker, n->ca, false, r) && w->issued > 0;
+	return channel_load(w, o, n, false, r) && w->issued > 0;
 }
 
 bool wallet_open(struct bench_wallet *w, const struct bench_opts *o, const struct bench_net *n,
 		 struct load_result *r)
 {
-	return channel_load(w, o, n->merchant, n->ca, true, r) && w->opened > 0;
+	return channel_load(w, o, n, true, r) && w->opened > 0;
 }
 
 void wallet_free(struct bench_wallet *w)

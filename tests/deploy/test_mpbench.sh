@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # mpbench's smoke test (not a benchmark: no timing is asserted). A private network with
-# --spawn, every built scenario for one second with a handful of channels, --json: the machine
-# facts, a result with a non-zero count for every scenario, the ratios, the pay extras, and the
-# broker's audit clean afterwards (mpbench's own and, independently, mpctl's). A scenario that
-# is not built is refused with usage status 2; --csv has one line per scenario.
+# --spawn, every built scenario (chain tls pay online-baseline issue redeem) for one second
+# with a handful of channels, --json: the machine facts, a result with a non-zero count for
+# every scenario, the ratios, the pay extras, every unit paid redeemed, and the broker's audit
+# clean afterwards (mpbench's own and, independently, mpctl's). A scenario that is not built is
+# refused with usage status 2; --csv has one line per scenario.
 set -euo pipefail
 src=${MP_SOURCE_ROOT:?MP_SOURCE_ROOT is not set}
 build=${MP_BUILD:?MP_BUILD is not set}
@@ -14,9 +15,9 @@ trap 'MP_BUILD="$build" "$src/deploy/mpnet" down "$net" >/dev/null 2>&1 || true;
 
 bench() { "$build/tools/mpbench" --mpnet "$src/deploy/mpnet" --build "$build" "$@"; }
 
-rc=0; bench redeem >/dev/null 2>"$tmp/usage.err" || rc=$?
+rc=0; bench handoff >/dev/null 2>"$tmp/usage.err" || rc=$?
 [ "$rc" = 2 ] || fail "an unbuilt scenario gave status $rc, expected 2"
-grep -q "not" "$tmp/usage.err" || fail "no reason for refusing 'redeem': $(cat "$tmp/usage.err")"
+grep -q "not" "$tmp/usage.err" || fail "no reason for refusing 'handoff': $(cat "$tmp/usage.err")"
 
 bench --spawn="$net" --keep --json -q -d 1 -n 20 -u 100 -c 2 -w 8 >"$tmp/run.json" \
 	2>"$tmp/run.err" || { cat "$tmp/run.err" >&2; fail "mpbench --spawn exited with $?"; }
@@ -32,12 +33,12 @@ need(m["cpu"] and m["cores"] >= 1 and m["kernel"], "machine facts")
 need(len(m["load_average"]) == 3, "load average")
 need(m["disk_sync"]["rounds"] > 0 and m["disk_sync"]["p50_us"] > 0, "disk sync latency")
 res = run["results"]
-for name in ["chain", "tls", "pay", "online-baseline", "issue"]:
+for name in ["chain", "tls", "pay", "online-baseline", "issue", "redeem"]:
     r = res.get(name)
     need(r is not None, "no result for " + name)
     need(r["count"] > 0 and r["per_second"] > 0, name + ": zero count or rate")
     need(isinstance(r["ratios"], dict), name + ": no ratios")
-    if name != "chain":
+    if name not in ("chain", "redeem"):
         need(r["latency_us"]["p50"] > 0 and r["latency_us"]["p99"] >= r["latency_us"]["p50"]
              and r["latency_us"]["p999"] >= r["latency_us"]["p99"], name + ": latency percentiles")
 for name in ["tls", "pay", "issue"]:
@@ -53,6 +54,12 @@ need(pay["merchant_rss_per_channel_bytes"] is not None, "pay: memory per channel
 need(pay["batches"]["batches"] > 0, "pay: batches")
 need(res["issue"]["count"] == 20, "issue: every channel issued")
 need(res["online-baseline"]["cpu_seconds"]["postgres"] > 0, "online-baseline: postgres CPU")
+red = res["redeem"]
+need(red["pay"]["failed"] == 0 and red["count"] == red["pay"]["channels_paid"] > 0,
+     "redeem: one claim per paid channel")
+need(red["paywords"] == red["pay"]["units_paid"] == red["merchant_answer"]["credited"],
+     "redeem: every unit paid was redeemed and credited")
+need(red["cpu_seconds"]["brokerd"] > 0, "redeem: brokerd CPU")
 need(run["audit"]["ok"] is True, "mpbench's audit")
 PY
 
