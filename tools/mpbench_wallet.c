@@ -69,9 +69,10 @@ static bool fund(struct bench_wallet *w, const struct bench_opts *o, const struc
 	mp_hex_encode(fund_id, MP_ID_LEN, fund_hex);
 	/* Units of value 1, every channel in full, twice over for any fee. */
 	json_int_t amount = (json_int_t)o->channels * o->units * 2 + 1000;
-	json_t *r = bench_admin(n->broker_admin, "account.fund",
-				json_pack("{s:s, s:I, s:s}", "account", account, "amount", amount,
-					  "fund_id", fund_hex));
+	json_t *params =
+	    json_pack("{s:s, s:I, s:s}", "account", account, "amount", amount, "fund_id", fund_hex);
+	json_t *r = bench_admin(n->broker_admin, "account.fund", params);
+	json_decref(params);
 	json_decref(r);
 	return r != NULL;
 }

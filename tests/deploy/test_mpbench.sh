@@ -19,8 +19,9 @@ rc=0; bench handoff >/dev/null 2>"$tmp/usage.err" || rc=$?
 [ "$rc" = 2 ] || fail "an unbuilt scenario gave status $rc, expected 2"
 grep -q "not" "$tmp/usage.err" || fail "no reason for refusing 'handoff': $(cat "$tmp/usage.err")"
 
-bench --spawn="$net" --keep --json -q -d 1 -n 20 -u 100 -c 2 -w 8 >"$tmp/run.json" \
-	2>"$tmp/run.err" || { cat "$tmp/run.err" >&2; fail "mpbench --spawn exited with $?"; }
+rc=0; bench --spawn="$net" --keep --json -q -d 1 -n 20 -u 100 -c 2 -w 8 >"$tmp/run.json" \
+	2>"$tmp/run.err" || rc=$?
+[ "$rc" = 0 ] || { cat "$tmp/run.err" >&2; fail "mpbench --spawn exited with $rc"; }
 
 python3 - "$tmp/run.json" <<'PY'
 import json, sys
@@ -72,4 +73,9 @@ bench --net "$net" --csv -q -d 1 -n 5 -u 50 -c 1 -w 4 chain tls >"$tmp/run.csv" 
 	fail "mpbench --net --csv failed"
 [ "$(wc -l <"$tmp/run.csv")" = 3 ] || fail "csv: expected a header and 2 lines: $(cat "$tmp/run.csv")"
 grep -q '^tls,frames echoed,' "$tmp/run.csv" || fail "csv: no tls line: $(cat "$tmp/run.csv")"
+# Daemons built with sanitizers report in their logs, at the latest when they exit.
+MP_BUILD="$build" "$src/deploy/mpnet" down "$net" >/dev/null 2>&1
+if grep -E -A30 'ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:' "$net"/*/log >&2; then
+	fail "a daemon reported a sanitizer error"
+fi
 echo "mpbench smoke test passed"
