@@ -185,32 +185,24 @@ struct channel_run {
 	bool opening;
 };
 
-static bool send_issue(struct channel_run *cr, struct load *l, struct mp_conn *c, unsigned slot)
-{
-	struct bench_channel *ch = &cr->w->channels[cr->in_slot[slot]];
-	Micropay__V1__IssueReq req = MICROPAY__V1__ISSUE_REQ__INIT;
-	req.stmt = ch->request;
-	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
-	env.body_case = MP_BODY(ISSUE_REQ);
-	env.issue_req = &req;
-	return load_send(l, c, slot, &env);
-}
-
-static bool send_open(struct channel_run *cr, struct load *l, struct mp_conn *c, unsigned slot)
-{
-	struct bench_channel *ch = &cr->w->channels[cr->in_slot[slot]];
-	Micropay__V1__OpenReq req = MICROPAY__V1__OPEN_REQ__INIT;
-	req.cert = ch->cert;
-	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
-	env.body_case = MP_BODY(OPEN_REQ);
-	env.open_req = &req;
-	return load_send(l, c, slot, &env);
-}
-
+/* Send slot's request again: its channel's IssueReq, or its OpenReq when opening. */
 static bool channel_again(void *arg, struct load *l, struct mp_conn *c, unsigned slot)
 {
 	struct channel_run *cr = arg;
-	return cr->opening ? send_open(cr, l, c, slot) : send_issue(cr, l, c, slot);
+	struct bench_channel *ch = &cr->w->channels[cr->in_slot[slot]];
+	Micropay__V1__IssueReq issue = MICROPAY__V1__ISSUE_REQ__INIT;
+	Micropay__V1__OpenReq open = MICROPAY__V1__OPEN_REQ__INIT;
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	if (cr->opening) {
+		open.cert = ch->cert;
+		env.body_case = MP_BODY(OPEN_REQ);
+		env.open_req = &open;
+	} else {
+		issue.stmt = ch->request;
+		env.body_case = MP_BODY(ISSUE_REQ);
+		env.issue_req = &issue;
+	}
+	return load_send(l, c, slot, &env);
 }
 
 static bool channel_next(void *arg, struct load *l, struct mp_conn *c, unsigned slot)
