@@ -4,6 +4,7 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "redeem_wait_store.h"
 #include "util.h"
 
 #define WAIT_MAX_SHIFT 20
@@ -17,7 +18,7 @@ static size_t find(const struct redeem_wait *w, const uint8_t channel_id[MP_ID_L
 	return w->n;
 }
 
-void redeem_wait_result(struct redeem_wait *w, const uint8_t channel_id[MP_ID_LEN], uint32_t hseq,
+bool redeem_wait_result(struct redeem_wait *w, const uint8_t channel_id[MP_ID_LEN], uint32_t hseq,
 			MpCode status)
 {
 	char hex[MP_HEX_ID_LEN + 1];
@@ -31,13 +32,14 @@ void redeem_wait_result(struct redeem_wait *w, const uint8_t channel_id[MP_ID_LE
 			    "redeem: claim of channel %s epoch %u waits for the broker's funds; "
 			    "%d claims wait already, not kept (the next round claims it)",
 			    hex, hseq, REDEEM_WAIT_MAX);
-			return;
+			return false;
 		}
 		w->items[w->n++] = (struct redeem_waiting){.hseq = hseq};
 		memcpy(w->items[i].channel_id, channel_id, MP_ID_LEN);
 		log_info("redeem: claim of channel %s epoch %u waits for the broker's funds "
 			 "(INSUFFICIENT_FUNDS); it will be claimed again",
 			 hex, hseq);
+		return true;
 	} else if (!waits && i < w->n) {
 		mp_hex_encode(channel_id, MP_ID_LEN, hex);
 		log_info("redeem: claim of channel %s epoch %u no longer waits: %s", hex, hseq,
@@ -45,7 +47,29 @@ void redeem_wait_result(struct redeem_wait *w, const uint8_t channel_id[MP_ID_LE
 		w->items[i] = w->items[--w->n];
 		if (w->n == 0)
 			w->attempts = 0;
+		return true;
 	}
+	return false;
+}
+
+static void load_one(void *arg, const uint8_t channel_id[MP_ID_LEN], uint32_t hseq)
+{
+	struct redeem_wait *w = arg;
+	if (w->n == REDEEM_WAIT_MAX || find(w, channel_id, hseq) < w->n)
+		return; /* at most REDEEM_WAIT_MAX rows are ever written */
+	w->items[w->n] = (struct redeem_waiting){.hseq = hseq};
+	memcpy(w->items[w->n++].channel_id, channel_id, MP_ID_LEN);
+}
+
+bool redeem_wait_load(struct redeem_wait *w, struct store *s)
+{
+	if (!redeem_wait_store_load(s, load_one, w))
+		return false;
+	if (w->n)
+		log_info("redeem: %zu claims waited for the broker's funds before the restart; "
+			 "claiming them again",
+			 w->n);
+	return true;
 }
 
 uint64_t redeem_wait_next_delay(struct redeem_wait *w, uint64_t max_secs)

@@ -12,8 +12,11 @@
  *   WAITING --answered anything else (credited, DUPLICATE_OK, TOO_LATE, ...)--> (none)
  *
  * At most REDEEM_WAIT_MAX claims are kept; one more is dropped (logged and counted: the next
- * scheduled round claims it anyway). A restarted merchantd forgets them (the next round claims
- * them again). */
+ * scheduled round claims it anyway). The claims kept are also in the store (redeem_wait_store.h,
+ * written with the answer): a restarted merchantd loads them and claims them again after 1 s,
+ * with the same backoff:
+ *
+ *   (start) --rows in redeem_waiting--> WAITING (attempt 1: 1 s) */
 #pragma once
 #include <stdbool.h>
 #include <stddef.h>
@@ -37,11 +40,14 @@ struct redeem_wait {
 };
 
 /* A claim's answer: INSUFFICIENT_FUNDS keeps (channel, hseq) waiting, anything else ends its
- * wait. */
-void redeem_wait_result(struct redeem_wait *w, const uint8_t channel_id[MP_ID_LEN], uint32_t hseq,
+ * wait. True when its wait began or ended (to be recorded in the store). */
+bool redeem_wait_result(struct redeem_wait *w, const uint8_t channel_id[MP_ID_LEN], uint32_t hseq,
 			MpCode status);
 /* A round is over: the seconds until claims that wait are claimed again (1, 2, 4, ... at most
  * max_secs), counting the attempt; 0 when nothing waits. */
+/* Start-up: the claims the store keeps waiting; false (logged) on a store error. */
+struct store;
+bool redeem_wait_load(struct redeem_wait *w, struct store *s);
 uint64_t redeem_wait_next_delay(struct redeem_wait *w, uint64_t max_secs);
 
 struct mp_metrics;

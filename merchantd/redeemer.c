@@ -294,9 +294,12 @@ static bool record_results(struct redeemer *r, const struct in_flight *f,
 		a->claims[i].credited_end = res->credited_end;
 		a->amounts[i] = res->credited_amount;
 		a->fresh += res->status == MP_ST(OK);
-		if (mp_bytes_len_is(body->claims[i]->channel_id, MP_ID_LEN))
-			redeem_wait_result(&r->wait, body->claims[i]->channel_id.data,
-					   body->claims[i]->hseq_in, res->status);
+		if (mp_bytes_len_is(body->claims[i]->channel_id, MP_ID_LEN)) {
+			a->claims[i].waits = res->status == MP_ST(INSUFFICIENT_FUNDS);
+			a->claims[i].wait_changed =
+			    redeem_wait_result(&r->wait, body->claims[i]->channel_id.data,
+					       body->claims[i]->hseq_in, res->status);
+		}
 		if (res->status == MP_ST(TOO_LATE) &&
 		    mp_bytes_len_is(body->claims[i]->channel_id, MP_ID_LEN)) {
 			a->claims[i].too_late = true;
@@ -736,10 +739,11 @@ struct redeemer *redeemer_new(struct merchant *m)
 		return NULL;
 	}
 	struct timeval now = {0, 0};
-	if (evtimer_add(r->tick, &now) != 0) {
+	if (!redeem_wait_load(&r->wait, m->store) || evtimer_add(r->tick, &now) != 0) {
 		redeemer_free(r);
 		return NULL;
 	}
+	schedule_waiting(r); /* claims that waited before a restart */
 	return r;
 }
 

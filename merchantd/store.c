@@ -11,6 +11,7 @@
 #include "channel_cert.h"
 #include "bind_store.h"
 #include "close_store.h"
+#include "redeem_wait_store.h"
 #include "too_late_store.h"
 #include "custody_store.h"
 #include "log.h"
@@ -182,7 +183,8 @@ static bool initialise(struct store *s)
 	return exec(s, "PRAGMA auto_vacuum=INCREMENTAL") && exec(s, "PRAGMA journal_mode=WAL") &&
 	       exec(s, "PRAGMA synchronous=FULL") && exec(s, schema) && migrate_last_answer(s) &&
 	       migrate_custody(s) && segment_store_migrate(s) && bind_store_migrate(s) &&
-	       close_store_migrate(s) && too_late_store_migrate(s) && ensure_incremental_vacuum(s);
+	       close_store_migrate(s) && too_late_store_migrate(s) &&
+	       redeem_wait_store_migrate(s) && ensure_incremental_vacuum(s);
 }
 
 struct store *store_open(const char *path, const struct mp_clock *clock, char *err, size_t errlen)
@@ -591,6 +593,7 @@ bool store_outbox_answered(struct store *s, const uint8_t redeem_id[MP_ID_LEN],
 		      sqlite3_bind_int64(ep, 3, claims[i].hseq);
 		ok = ok && bound(s, ep, rcs) && step_done(s, ep);
 		ok = ok && (!claims[i].too_late || too_late_store_put(s, &claims[i]));
+		ok = ok && (!claims[i].wait_changed || redeem_wait_store_put(s, &claims[i]));
 	}
 	if (ok)
 		ok = bound(s, done,

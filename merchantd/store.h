@@ -66,6 +66,8 @@ struct redeemed_claim {
 	bool too_late;	/* answered TOO_LATE: recorded in too_late_epochs (too_late_store.h) */
 	uint32_t index; /* too_late: the claim's index, and the amount it lost */
 	uint64_t lost;
+	bool wait_changed; /* its wait for funds began or ended (redeem_wait_store.h) */
+	bool waits;	   /* wait_changed: answered INSUFFICIENT_FUNDS, kept waiting */
 };
 bool store_outbox_answered(struct store *s, const uint8_t redeem_id[MP_ID_LEN],
 			   const struct redeemed_claim *claims, size_t n);

@@ -575,8 +575,7 @@ static int64_t collected_total(const struct tchan *c)
  * to m4 at 20 (Handoff 2 of the second branch). Every holder on the second branch is paid its
  * range: m4 with its custody (1', 2'), m3 with its complete record (1' received, 2' signed),
  * not above its own Handoff 2'; the units also credited on the first branch (m2's (10, 30])
- * come from m1 (its bond covers them), the escrow pays each unit once. A second Handoff 2 by
- * m3 on that branch (to m2) is recorded against m3 and not honoured. */
+ * come from m1 (its bond covers them), the escrow pays each unit once. */
 START_TEST(fork_whole_second_branch_paid)
 {
 	int64_t before2 = net_pending(&net, m2.mid_hex), before3 = net_pending(&net, m3.mid_hex),
@@ -611,19 +610,155 @@ START_TEST(fork_whole_second_branch_paid)
 	json_decref(conf);
 	audit_clean();
 
-	/* m3 signs another Handoff 2 on its branch, to m2: recorded against m3, not paid. */
-	MpSigned *d[2] = {b[0], tchan_handoff(&c, 2, &m3, &m2, 25, b[0], NULL)};
-	struct cclaim again[] = {{&c, 2, 35, d, 2}};
-	cclaim_redeem_expect(&net, &m2, again, 1, (MpCode[]){MP_ST(NOT_HOLDER)}, (uint64_t[]){0});
-	conf = channel_conflicts(&net, c.id);
-	expect_conflict(conf, "double_handoff", 2, &m3);
-	json_decref(conf);
-	ck_assert_int_eq(net_pending(&net, m2.mid_hex) - before2, 20);
-	ck_assert_int_eq(escrow_of(&c), N - 30);
-	mp_stmt_free(d[1]);
 	stmts_free(a, 1);
 	stmts_free(b, 2);
 	tchan_release(&c);
+	audit_clean();
+}
+END_TEST
+
+/* What the liabilities of c collected from merchant tm. */
+static int64_t collected_from(const struct tchan *c, const struct tmerchant *tm)
+{
+	char hex[MP_HEX_ID_LEN + 1];
+	mp_hex_encode(c->id, MP_ID_LEN, hex);
+	char *v = sql_value(&net,
+			    "SELECT coalesce(sum(amount), 0) FROM liabilities"
+			    " WHERE channel_id = '\\x%s' AND liable_mid = '\\x%s'",
+			    hex, tm->mid_hex);
+	int64_t out = strtoll(v, NULL, 10);
+	free(v);
+	return out;
+}
+
+/* The conflicts of c of this kind. */
+static size_t conflicts_of_kind(const struct tchan *c, const char *kind)
+{
+	json_t *conf = channel_conflicts(&net, c->id);
+	size_t n = 0, i;
+	json_t *x;
+	json_array_foreach(conf, i, x) n += strcmp(json_str(x, "kind"), kind) == 0;
+	json_decref(conf);
+	return n;
+}
+
+/* m1 signs Handoff 1 at 10 to m2 (the first branch) and to m3; m3 signs Handoff 2 on that
+ * second branch twice: to m4 at 20 and to m2 at 25 (a fork within the second branch). Each
+ * holder is paid its range: m2 its epoch 2 on the new branch (25, 35], all of it also credited
+ * on other branches, collected from m3 (the double signer of Handoff 2); then m2 hands on to m4
+ * (Handoff 3 on the new branch, at 45), m4 is paid (45, 50] from the escrow and m2 the rest of
+ * its range, (35, 45], of which (35, 40] was credited to m4 on the other branch (collected
+ * from m3). A claim of m2 above its own Handoff 3 is refused and recorded. The escrow pays each
+ * unit once, the audit is clean. */
+START_TEST(fork_within_second_branch_paid)
+{
+	int64_t before2 = net_pending(&net, m2.mid_hex), before4 = net_pending(&net, m4.mid_hex);
+	net_post_bond(&net, m1.mid_hex, 40);
+	net_post_bond(&net, m3.mid_hex, 40);
+	struct tchan c;
+	tchan_issue(&net, &c, N, &m1);
+	MpSigned *a[1] = {tchan_handoff(&c, 1, &m1, &m2, 10, NULL, NULL)};
+	MpSigned *b[2], *d[3];
+	b[0] = tchan_handoff(&c, 1, &m1, &m3, 10, NULL, NULL);
+	b[1] = tchan_handoff(&c, 2, &m3, &m4, 20, b[0], NULL);
+	d[0] = b[0];
+	d[1] = tchan_handoff(&c, 2, &m3, &m2, 25, b[0], NULL);
+	d[2] = tchan_handoff(&c, 3, &m2, &m4, 45, d[1], NULL);
+	struct cclaim c2[] = {{&c, 1, 30, a, 1}};
+	cclaim_redeem_expect(&net, &m2, c2, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){20});
+	struct cclaim c4[] = {{&c, 2, 40, b, 2}};
+	cclaim_redeem_expect(&net, &m4, c4, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){20});
+	ck_assert_int_eq(escrow_of(&c), N - 30);
+	ck_assert_int_eq(collected_from(&c, &m1), 10);
+
+	/* m2 on the branch within the branch: (25, 35], credited on m4's (20, 40] already. */
+	struct cclaim sub[] = {{&c, 2, 35, d, 2}};
+	cclaim_redeem_expect(&net, &m2, sub, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){10});
+	ck_assert_int_eq(net_pending(&net, m2.mid_hex) - before2, 30);
+	ck_assert_int_eq(escrow_of(&c), N - 30);
+	ck_assert_int_eq(collected_from(&c, &m3), 10);
+	json_t *conf = channel_conflicts(&net, c.id);
+	expect_conflict(conf, "double_handoff", 1, &m1);
+	expect_conflict(conf, "double_handoff", 2, &m3);
+	json_decref(conf);
+	audit_clean();
+
+	/* Further down the new branch: m4 after m2's Handoff 3, then m2 up to it. */
+	struct cclaim c4b[] = {{&c, 3, 50, d, 3}};
+	cclaim_redeem_expect(&net, &m4, c4b, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){5});
+	struct cclaim above[] = {{&c, 2, 48, d, 2}};
+	cclaim_redeem_expect(&net, &m2, above, 1, (MpCode[]){MP_ST(OUT_OF_RANGE)}, (uint64_t[]){0});
+	ck_assert_uint_eq(conflicts_of_kind(&c, "claim_above_handoff"), 1);
+	struct cclaim rest[] = {{&c, 2, 45, d, 3}};
+	cclaim_redeem_expect(&net, &m2, rest, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){10});
+	ck_assert_int_eq(net_pending(&net, m2.mid_hex) - before2, 40);
+	ck_assert_int_eq(net_pending(&net, m4.mid_hex) - before4, 25);
+	ck_assert_int_eq(escrow_of(&c), N - 40);
+	ck_assert_int_eq(collected_from(&c, &m3), 15);
+	ck_assert_int_eq(collected_from(&c, &m1), 10);
+	mp_stmt_free(d[1]);
+	mp_stmt_free(d[2]);
+	stmts_free(a, 1);
+	stmts_free(b, 2);
+	tchan_release(&c);
+	audit_clean();
+}
+END_TEST
+
+/* On a second branch (m1 -> m3 at 10 beside m1 -> m2; m3 -> m4 at 20), m3's claim above its
+ * own Handoff 2, which the broker has from m4's claim while m3's custody leaves it out, is
+ * refused and recorded as claim_above_handoff against m3, once (the replay records nothing);
+ * m3 is then paid its range. On a second channel the order is reversed: m3 is credited up to
+ * 25 first, and m4's claim bringing m3's Handoff 2 at 20 records m3's claim above it. */
+START_TEST(second_branch_claim_above_own_handoff_is_recorded)
+{
+	int64_t before3 = net_pending(&net, m3.mid_hex);
+	net_post_bond(&net, m1.mid_hex, 60);
+	struct tchan c, e;
+	tchan_issue(&net, &c, N, &m1);
+	tchan_issue(&net, &e, N, &m1);
+	MpSigned *a[1] = {tchan_handoff(&c, 1, &m1, &m2, 10, NULL, NULL)};
+	MpSigned *b[2];
+	b[0] = tchan_handoff(&c, 1, &m1, &m3, 10, NULL, NULL);
+	b[1] = tchan_handoff(&c, 2, &m3, &m4, 20, b[0], NULL);
+	struct cclaim c2[] = {{&c, 1, 30, a, 1}};
+	cclaim_redeem_expect(&net, &m2, c2, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){20});
+	struct cclaim c4[] = {{&c, 2, 40, b, 2}};
+	cclaim_redeem_expect(&net, &m4, c4, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){20});
+	struct cclaim above[] = {{&c, 1, 25, b, 1}};
+	cclaim_redeem_expect(&net, &m3, above, 1, (MpCode[]){MP_ST(OUT_OF_RANGE)}, (uint64_t[]){0});
+	json_t *conf = channel_conflicts(&net, c.id);
+	expect_conflict(conf, "claim_above_handoff", 1, &m3);
+	json_decref(conf);
+	ck_assert_uint_eq(conflicts_of_kind(&c, "claim_above_handoff"), 1);
+	struct cclaim c3[] = {{&c, 1, 20, b, 2}};
+	cclaim_redeem_expect(&net, &m3, c3, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){10});
+	ck_assert_int_eq(net_pending(&net, m3.mid_hex) - before3, 10);
+	ck_assert_int_eq(escrow_of(&c), N - 30);
+	audit_clean();
+
+	/* m3 first, above the Handoff 2 the broker does not know yet; m4's claim brings it. */
+	MpSigned *x[1] = {tchan_handoff(&e, 1, &m1, &m2, 10, NULL, NULL)};
+	MpSigned *y[2];
+	y[0] = tchan_handoff(&e, 1, &m1, &m3, 10, NULL, NULL);
+	y[1] = tchan_handoff(&e, 2, &m3, &m4, 20, y[0], NULL);
+	struct cclaim e2[] = {{&e, 1, 30, x, 1}};
+	cclaim_redeem_expect(&net, &m2, e2, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){20});
+	struct cclaim e3[] = {{&e, 1, 25, y, 1}};
+	cclaim_redeem_expect(&net, &m3, e3, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){15});
+	ck_assert_uint_eq(conflicts_of_kind(&e, "claim_above_handoff"), 0);
+	struct cclaim e4[] = {{&e, 2, 40, y, 2}};
+	cclaim_redeem_expect(&net, &m4, e4, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){20});
+	conf = channel_conflicts(&net, e.id);
+	expect_conflict(conf, "claim_above_handoff", 1, &m3);
+	json_decref(conf);
+	ck_assert_uint_eq(conflicts_of_kind(&e, "claim_above_handoff"), 1);
+	stmts_free(a, 1);
+	stmts_free(b, 2);
+	stmts_free(x, 1);
+	stmts_free(y, 2);
+	tchan_release(&c);
+	tchan_release(&e);
 	audit_clean();
 }
 END_TEST
@@ -685,6 +820,8 @@ static Suite *conflicts_suite(void)
 	tcase_add_test(tc, fork_both_branches_paid_excess_from_pending_bond_reserve);
 	tcase_add_test(tc, fork_whole_second_branch_paid);
 	tcase_add_test(tc, double_handoff_to_one_merchant_pays_its_epoch);
+	tcase_add_test(tc, fork_within_second_branch_paid);
+	tcase_add_test(tc, second_branch_claim_above_own_handoff_is_recorded);
 	suite_add_tcase(s, tc);
 	return s;
 }

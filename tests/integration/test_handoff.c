@@ -490,70 +490,109 @@ static int64_t loss_reserve(void)
 	return out;
 }
 
+/* A claim of m2 that waits for the broker's funds. */
+struct waiting_claim {
+	struct setup s;
+	MpSigned *fork, *move;
+	uint32_t k;	/* m2's units, all an excess */
+	int64_t before; /* m2's pending balance before */
+};
+
 /* merchantd m2 holds a channel through Handoff 1 from m1 and takes k payments. m1 (the test,
  * with its key) also signed a Handoff 1 to m3, and m3 (the test, at the wire level) is credited
  * first: its Handoff is the first branch. m2's claim is then on the second branch and all its
  * units are credited on m3's too: an excess that m1's pending credit, bond and the loss reserve
- * cannot cover, INSUFFICIENT_FUNDS, nothing moves (docs/custody.md "Forks"). merchantd keeps
- * the claim and claims it again with backoff on its own (metrics, log); once the operator funds
- * the loss reserve, m2 is credited without another `redeem`. */
-START_TEST(waiting_claim_claimed_again_until_credited)
+ * cannot cover, INSUFFICIENT_FUNDS, nothing moves (docs/custody.md "Forks"). */
+static void claim_waits(struct waiting_claim *wc)
 {
 	/* What m1 and m2 earned in the earlier tests is credited first. */
 	json_decref(admin_ok(&hn.net, "m1", "redeem", NULL));
 	json_decref(admin_ok(&hn.net, "m2", "redeem", NULL));
 	int64_t p1 = net_pending(&hn.net, hn.tm[1].mid_hex), reserve = loss_reserve();
-	int64_t before2 = net_pending(&hn.net, hn.tm[2].mid_hex);
-	uint32_t k = (uint32_t)(p1 + reserve + 5);
-	ck_assert_uint_le(k, 150);
-	struct setup s = {0};
-	make_channel(&s, 200);
+	wc->before = net_pending(&hn.net, hn.tm[2].mid_hex);
+	wc->k = (uint32_t)(p1 + reserve + 5);
+	ck_assert_uint_le(wc->k, 150);
+	make_channel(&wc->s, 200);
 	struct wire w1, w2;
-	MpSigned *move = NULL;
-	micropay__v1__envelope__free_unpacked(pay_m1_then_move_to_m2(&s, &w1, &w2, &move), NULL);
-	for (uint32_t j = 3; j <= 2 + k; j++)
-		ck_assert(pay_accepted(pay_status(&s.ch, &w2, j)));
+	micropay__v1__envelope__free_unpacked(pay_m1_then_move_to_m2(&wc->s, &w1, &w2, &wc->move),
+					      NULL);
+	for (uint32_t j = 3; j <= 2 + wc->k; j++)
+		ck_assert(pay_accepted(pay_status(&wc->s.ch, &w2, j)));
 	wire_close(&w1);
 	wire_close(&w2);
 
 	/* m1's second Handoff 1, to m3, at the same index; m3 is credited first. */
-	struct tchan t = {.ch = s.ch};
-	memcpy(t.id, s.id, MP_ID_LEN);
-	mp_stmt_hash(s.ch.cert, t.cert_hash);
-	MpSigned *fork[1] = {tchan_handoff(&t, 1, &hn.tm[1], &hn.tm[3], 2, NULL, NULL)};
-	struct cclaim c3[] = {{&t, 1, 2 + k, fork, 1}};
-	cclaim_redeem_expect(&hn.net, &hn.tm[3], c3, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){k});
+	struct tchan t = {.ch = wc->s.ch};
+	memcpy(t.id, wc->s.id, MP_ID_LEN);
+	mp_stmt_hash(wc->s.ch.cert, t.cert_hash);
+	wc->fork = tchan_handoff(&t, 1, &hn.tm[1], &hn.tm[3], 2, NULL, NULL);
+	struct cclaim c3[] = {{&t, 1, 2 + wc->k, &wc->fork, 1}};
+	cclaim_redeem_expect(&hn.net, &hn.tm[3], c3, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){wc->k});
 
 	/* m2 redeems: its claim waits for the broker's funds. */
 	json_decref(admin_ok(&hn.net, "m2", "redeem", NULL));
-	ck_assert_int_eq(net_pending(&hn.net, hn.tm[2].mid_hex), before2);
+	ck_assert_int_eq(net_pending(&hn.net, hn.tm[2].mid_hex), wc->before);
 	ck_assert_int_eq(metric(&hn.net, "m2", "micropay_merchant_redeem_claims_waiting_funds"), 1);
 	ck_assert(log_has(&hn.net, "m2", "waits for the broker's funds (INSUFFICIENT_FUNDS)", 0));
-	/* merchantd claims it again on its own; the reserve is funded meanwhile. */
-	ck_assert_int_ge(
-	    metric_wait(&hn.net, "m2", "micropay_merchant_redeem_waiting_retries_total", 1, 10000),
-	    1);
+}
+
+/* The operator funds the loss reserve; m2, which claims again on its own, is credited its k
+ * units without another `redeem`, its claim no longer waits, and the audit is clean. */
+static void claim_credited_once_funded(struct waiting_claim *wc)
+{
 	char params[128], id[MP_HEX_ID_LEN + 1];
 	uint8_t fund[MP_ID_LEN];
 	ck_assert(mp_random_bytes(fund, MP_ID_LEN));
 	mp_hex_encode(fund, MP_ID_LEN, id);
-	snprintf(params, sizeof(params), "{\"amount\":%u,\"fund_id\":\"%s\"}", k, id);
+	snprintf(params, sizeof(params), "{\"amount\":%u,\"fund_id\":\"%s\"}", wc->k, id);
 	json_decref(admin_ok(&hn.net, "broker", "loss_reserve.fund", params));
 	int64_t got = 0;
-	for (int i = 0; i < 120 && got != k; i++) {
+	for (int i = 0; i < 120 && got != wc->k; i++) {
 		usleep(500 * 1000);
-		got = net_pending(&hn.net, hn.tm[2].mid_hex) - before2;
+		got = net_pending(&hn.net, hn.tm[2].mid_hex) - wc->before;
 	}
 	fprintf(stderr, "waiting claim: m2 credited %lld of %u after %lld retries\n",
-		(long long)got, k,
+		(long long)got, wc->k,
 		(long long)metric(&hn.net, "m2", "micropay_merchant_redeem_waiting_retries_total"));
-	ck_assert_int_eq(got, k);
+	ck_assert_int_eq(got, wc->k);
 	ck_assert_int_eq(metric(&hn.net, "m2", "micropay_merchant_redeem_claims_waiting_funds"), 0);
 	ck_assert(log_has(&hn.net, "m2", "no longer waits: OK", 0));
-	mp_stmt_free(fork[0]);
-	mp_stmt_free(move);
-	free_setup(&s);
+	mp_stmt_free(wc->fork);
+	mp_stmt_free(wc->move);
+	free_setup(&wc->s);
 	audit_clean();
+}
+
+/* merchantd keeps the waiting claim and claims it again with backoff on its own (metrics,
+ * log); once the operator funds the loss reserve, m2 is credited without another `redeem`. */
+START_TEST(waiting_claim_claimed_again_until_credited)
+{
+	struct waiting_claim wc = {0};
+	claim_waits(&wc);
+	/* merchantd claims it again on its own; the reserve is funded meanwhile. */
+	ck_assert_int_ge(
+	    metric_wait(&hn.net, "m2", "micropay_merchant_redeem_waiting_retries_total", 1, 10000),
+	    1);
+	claim_credited_once_funded(&wc);
+}
+END_TEST
+
+/* m2 is killed while its claim waits and started again: the claim is in its store, so the
+ * restarted merchantd still counts it waiting and claims it again on its own (no `redeem`, no
+ * redeem_interval in this net) until it is credited once the reserve is funded. */
+START_TEST(waiting_claim_survives_a_restart)
+{
+	struct waiting_claim wc = {0};
+	claim_waits(&wc);
+	ck_assert_int_eq(net_cmd(&hn.net, "kill", "m2 KILL"), 0);
+	ck_assert_int_eq(net_cmd(&hn.net, "start", "m2"), 0);
+	ck_assert_int_eq(metric(&hn.net, "m2", "micropay_merchant_redeem_claims_waiting_funds"), 1);
+	ck_assert(log_has(&hn.net, "m2", "waited for the broker's funds before the restart", 5000));
+	ck_assert_int_ge(
+	    metric_wait(&hn.net, "m2", "micropay_merchant_redeem_waiting_retries_total", 1, 10000),
+	    1);
+	ck_assert_int_eq(net_pending(&hn.net, hn.tm[2].mid_hex), wc.before);
+	claim_credited_once_funded(&wc);
 }
 END_TEST
 
@@ -570,6 +609,7 @@ int main(void)
 	tcase_add_test(tc, unreachable_holder_is_a_clear_error);
 	tcase_add_test(tc, max_handoffs_enforced);
 	tcase_add_test(tc, waiting_claim_claimed_again_until_credited);
+	tcase_add_test(tc, waiting_claim_survives_a_restart);
 	suite_add_tcase(s, tc);
 	return mp_check_run(s);
 }
