@@ -28,6 +28,8 @@
  *   FAILED --retry timer: 1 s, doubling per failed round up to [redeem] retry_max--> START
  *   DONE with claims answered INSUFFICIENT_FUNDS (redeem_wait.h) --again timer: 1 s, doubling
  *           while they wait, up to [redeem] retry_max--> START
+ *   (start-up) with claims the store keeps waiting (redeem_wait_store.h) --again timer: 1 s-->
+ *           START
  *
  * Every write (STORING, RECORDING) is a job of the store thread (store_writes.h), queued with
  * the group commits; the loop goes on serving while it waits on the disk or a lock, and nothing
