@@ -86,6 +86,11 @@ static bool exec(struct store *s, const char *sql)
 	return true;
 }
 
+bool store_exec(struct store *s, const char *sql)
+{
+	return exec(s, sql);
+}
+
 static bool step_done(struct store *s, sqlite3_stmt *st)
 {
 	int rc = sqlite3_step(st);

@@ -36,6 +36,9 @@ void store_set_lock_wait(struct store *s, int ms);
 /* For compact.c and store_redeem.c: the connection and the file it opened. */
 struct sqlite3 *store_db(struct store *s);
 const char *store_path(const struct store *s);
+/* Run sql (statements without results, e.g. a table's creation); false (logged with the sql)
+ * on an error. */
+bool store_exec(struct store *s, const char *sql);
 
 bool store_load_channels(struct store *s, struct table *channels);
 bool store_load_orders(struct store *s, struct table *orders);

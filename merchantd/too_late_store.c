@@ -6,17 +6,10 @@
 
 bool too_late_store_migrate(struct store *s)
 {
-	char *err = NULL;
-	if (sqlite3_exec(store_db(s),
-			 "CREATE TABLE IF NOT EXISTS too_late_epochs ("
-			 " channel_id BLOB NOT NULL CHECK (length(channel_id) = 16),"
-			 " hseq INTEGER NOT NULL, claim_index INTEGER NOT NULL,"
-			 " lost INTEGER NOT NULL, PRIMARY KEY (channel_id, hseq));",
-			 NULL, NULL, &err) == SQLITE_OK)
-		return true;
-	log_err("store %s: creating the too_late_epochs table: %s", store_path(s), err ? err : "?");
-	sqlite3_free(err);
-	return false;
+	return store_exec(s, "CREATE TABLE IF NOT EXISTS too_late_epochs ("
+			     " channel_id BLOB NOT NULL CHECK (length(channel_id) = 16),"
+			     " hseq INTEGER NOT NULL, claim_index INTEGER NOT NULL,"
+			     " lost INTEGER NOT NULL, PRIMARY KEY (channel_id, hseq));");
 }
 
 bool too_late_store_put(struct store *s, const struct redeemed_claim *c)

@@ -642,6 +642,22 @@ static size_t conflicts_of_kind(const struct tchan *c, const char *kind)
 	return n;
 }
 
+/* c issued to m1; m1's Handoff 1 at 10 to m2 (a: the first branch, m2 credited (10, 30]) and
+ * to m3 (b[0]); m3's Handoff 2 at 20 to m4 on that second branch (b[1]: m4 credited (20, 40],
+ * the 10 units also credited to m2 collected from m1). */
+static void fork_m2_and_m3_to_m4(struct tchan *c, MpSigned *a[1], MpSigned *b[2])
+{
+	tchan_issue(&net, c, N, &m1);
+	a[0] = tchan_handoff(c, 1, &m1, &m2, 10, NULL, NULL);
+	b[0] = tchan_handoff(c, 1, &m1, &m3, 10, NULL, NULL);
+	b[1] = tchan_handoff(c, 2, &m3, &m4, 20, b[0], NULL);
+	struct cclaim c2[] = {{c, 1, 30, a, 1}};
+	cclaim_redeem_expect(&net, &m2, c2, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){20});
+	struct cclaim c4[] = {{c, 2, 40, b, 2}};
+	cclaim_redeem_expect(&net, &m4, c4, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){20});
+	ck_assert_int_eq(escrow_of(c), N - 30);
+}
+
 /* m1 signs Handoff 1 at 10 to m2 (the first branch) and to m3; m3 signs Handoff 2 on that
  * second branch twice: to m4 at 20 and to m2 at 25 (a fork within the second branch). Each
  * holder is paid its range: m2 its epoch 2 on the new branch (25, 35], all of it also credited
@@ -656,19 +672,11 @@ START_TEST(fork_within_second_branch_paid)
 	net_post_bond(&net, m1.mid_hex, 40);
 	net_post_bond(&net, m3.mid_hex, 40);
 	struct tchan c;
-	tchan_issue(&net, &c, N, &m1);
-	MpSigned *a[1] = {tchan_handoff(&c, 1, &m1, &m2, 10, NULL, NULL)};
-	MpSigned *b[2], *d[3];
-	b[0] = tchan_handoff(&c, 1, &m1, &m3, 10, NULL, NULL);
-	b[1] = tchan_handoff(&c, 2, &m3, &m4, 20, b[0], NULL);
+	MpSigned *a[1], *b[2], *d[3];
+	fork_m2_and_m3_to_m4(&c, a, b);
 	d[0] = b[0];
 	d[1] = tchan_handoff(&c, 2, &m3, &m2, 25, b[0], NULL);
 	d[2] = tchan_handoff(&c, 3, &m2, &m4, 45, d[1], NULL);
-	struct cclaim c2[] = {{&c, 1, 30, a, 1}};
-	cclaim_redeem_expect(&net, &m2, c2, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){20});
-	struct cclaim c4[] = {{&c, 2, 40, b, 2}};
-	cclaim_redeem_expect(&net, &m4, c4, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){20});
-	ck_assert_int_eq(escrow_of(&c), N - 30);
 	ck_assert_int_eq(collected_from(&c, &m1), 10);
 
 	/* m2 on the branch within the branch: (25, 35], credited on m4's (20, 40] already. */
@@ -715,16 +723,9 @@ START_TEST(second_branch_claim_above_own_handoff_is_recorded)
 	int64_t before3 = net_pending(&net, m3.mid_hex);
 	net_post_bond(&net, m1.mid_hex, 60);
 	struct tchan c, e;
-	tchan_issue(&net, &c, N, &m1);
+	MpSigned *a[1], *b[2];
+	fork_m2_and_m3_to_m4(&c, a, b);
 	tchan_issue(&net, &e, N, &m1);
-	MpSigned *a[1] = {tchan_handoff(&c, 1, &m1, &m2, 10, NULL, NULL)};
-	MpSigned *b[2];
-	b[0] = tchan_handoff(&c, 1, &m1, &m3, 10, NULL, NULL);
-	b[1] = tchan_handoff(&c, 2, &m3, &m4, 20, b[0], NULL);
-	struct cclaim c2[] = {{&c, 1, 30, a, 1}};
-	cclaim_redeem_expect(&net, &m2, c2, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){20});
-	struct cclaim c4[] = {{&c, 2, 40, b, 2}};
-	cclaim_redeem_expect(&net, &m4, c4, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){20});
 	struct cclaim above[] = {{&c, 1, 25, b, 1}};
 	cclaim_redeem_expect(&net, &m3, above, 1, (MpCode[]){MP_ST(OUT_OF_RANGE)}, (uint64_t[]){0});
 	json_t *conf = channel_conflicts(&net, c.id);
