@@ -77,12 +77,15 @@ DECLARE
 BEGIN
     status := 1;
     next_branch := p_branch;
-    INSERT INTO fork_handoffs (channel_id, branch, hseq, stmt_hash, stmt, from_mid, to_mid,
-                               seg_seq, at_index, w_at, liable_mid)
-    VALUES (p_channel, p_branch, p_hseq, p_hash, p_stmt, p_from, p_to, p_seg, p_idx, p_w,
-            p_liable)
-    ON CONFLICT DO NOTHING;
-    IF NOT FOUND THEN
+    -- At most twice: into p_branch, then (a fork within it) into the branch p_hash starts,
+    -- whose Handoff g can only be p_hash itself.
+    LOOP
+        INSERT INTO fork_handoffs (channel_id, branch, hseq, stmt_hash, stmt, from_mid, to_mid,
+                                   seg_seq, at_index, w_at, liable_mid)
+        VALUES (p_channel, p_branch, p_hseq, p_hash, p_stmt, p_from, p_to, p_seg, p_idx, p_w,
+                p_liable)
+        ON CONFLICT DO NOTHING;
+        EXIT WHEN FOUND;
         SELECT * INTO v_old FROM fork_handoffs f
          WHERE f.channel_id = p_channel AND f.branch = p_branch AND f.hseq = p_hseq;
         IF v_old.stmt_hash = p_hash THEN
@@ -96,19 +99,10 @@ BEGIN
             RETURN;
         END IF;
         -- A fork within the branch: p_hash starts a branch of its own, liable its signer.
-        next_branch := p_hash;
-        INSERT INTO fork_handoffs (channel_id, branch, hseq, stmt_hash, stmt, from_mid, to_mid,
-                                   seg_seq, at_index, w_at, liable_mid)
-        VALUES (p_channel, p_hash, p_hseq, p_hash, p_stmt, p_from, p_to, p_seg, p_idx, p_w,
-                p_from)
-        ON CONFLICT DO NOTHING;
-        IF NOT FOUND THEN
-            status := 0;
-            RETURN;
-        END IF;
         p_branch := p_hash;
         p_liable := p_from;
-    END IF;
+        next_branch := p_hash;
+    END LOOP;
     INSERT INTO chain_points (channel_id, seg_seq, idx, w)
     VALUES (p_channel, p_seg, p_idx, p_w)
     ON CONFLICT DO NOTHING;
