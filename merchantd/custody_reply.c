@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
+#include "segments.h"
 #include "stmt.h"
 
 bool stmt_push(MpSigned ***arr, size_t *n, const uint8_t *data, size_t len)
@@ -91,4 +93,47 @@ bool custody_reply_load(struct merchant *m, const uint8_t channel_id[MP_ID_LEN],
 		ok = push_cert_of(m, m->mid, certs, n_certs);
 	custody_blobs_free(chain, n);
 	return ok;
+}
+
+void handoff_resp_clear(Micropay__V1__HandoffResp *resp)
+{
+	stmts_free(resp->custody, resp->n_custody);
+	stmts_free(resp->merchant_certs, resp->n_merchant_certs);
+	segment_stmts_free(resp->segments, resp->n_segments);
+	mp_stmt_free(resp->bind);
+	resp->handoff = NULL;
+	resp->custody = resp->merchant_certs = resp->segments = NULL;
+	resp->n_custody = resp->n_merchant_certs = resp->n_segments = 0;
+	resp->bind = NULL;
+}
+
+bool handoff_resp_load(struct merchant *m, const struct channel *ch, uint32_t hseq, bool named,
+		       Micropay__V1__HandoffResp *resp)
+{
+	struct custody_blob *chain = NULL;
+	size_t n = 0;
+	bool ok = custody_store_chain(m->store, ch->id, &chain, &n);
+	while (ok && n > 0 && chain[n - 1].hseq > hseq)
+		free(chain[--n].data);
+	ok = ok && n == hseq && chain[n - 1].hseq == hseq;
+	for (size_t i = 0; ok && i < n; i++)
+		ok = stmt_push(&resp->custody, &resp->n_custody, chain[i].data, chain[i].len);
+	ok = ok && certs_push(m, chain, n, &resp->merchant_certs, &resp->n_merchant_certs);
+	/* where the merchant the last Handoff names is reached (docs/custody.md) */
+	ok = ok && (!named ||
+		    certs_push_named(m, chain, n, &resp->merchant_certs, &resp->n_merchant_certs));
+	ok = ok && segment_stmts(ch, 1, ch->seg_seq, &resp->segments, &resp->n_segments);
+	custody_blobs_free(chain, n);
+	char hex[MP_HEX_ID_LEN + 1];
+	mp_hex_encode(ch->id, MP_ID_LEN, hex);
+	if (!ok) {
+		log_err("channel %s: the stored custody chain (hseq %u) is unreadable", hex, hseq);
+		handoff_resp_clear(resp);
+		return false;
+	}
+	resp->handoff = resp->custody[n - 1];
+	/* event 0 of a cert without holder0: the successor verifies the chain from it */
+	if (ch->unbound && !(resp->bind = mp_stmt_decode(ch->bind, ch->bind_len)))
+		log_err("channel %s: the stored Bind is unreadable", hex);
+	return true;
 }

@@ -25,3 +25,12 @@ bool certs_push_named(struct merchant *m, const struct custody_blob *chain, size
  * and the MerchantCerts of the signers of every stored Handoff and ours into *certs. */
 bool custody_reply_load(struct merchant *m, const uint8_t channel_id[MP_ID_LEN], uint32_t upto,
 			MpSigned ***custody, size_t *n_custody, MpSigned ***certs, size_t *n_certs);
+
+/* The body of an answer about Handoff hseq >= 1 of ch that we signed or received: custody = the
+ * stored Handoffs 1..hseq (handoff = the last), the MerchantCerts of their signers (with
+ * `named`: also of the merchant Handoff hseq names, when we have it), the channel's pairs and,
+ * for a cert without holder0, the Bind. False (logged, resp left empty) if the store cannot
+ * give it. Free with handoff_resp_clear. */
+bool handoff_resp_load(struct merchant *m, const struct channel *ch, uint32_t hseq, bool named,
+		       Micropay__V1__HandoffResp *resp);
+void handoff_resp_clear(Micropay__V1__HandoffResp *resp);

@@ -60,41 +60,13 @@ static void reply_handoff(struct merchant *m, struct mp_conn *c, uint64_t reques
 			  const char *detail, const struct channel *ch, uint32_t hseq,
 			  const MpSigned *evidence)
 {
-	const uint8_t *channel_id = ch ? ch->id : NULL;
 	Micropay__V1__HandoffResp resp = MICROPAY__V1__HANDOFF_RESP__INIT;
 	MpStatus st;
-	struct custody_blob *chain = NULL;
-	size_t n = 0;
-	if (channel_id && hseq > 0) {
-		bool ok = custody_store_chain(m->store, channel_id, &chain, &n);
-		while (ok && n > 0 && chain[n - 1].hseq > hseq)
-			free(chain[--n].data);
-		ok = ok && n == hseq && chain[n - 1].hseq == hseq;
-		for (size_t i = 0; ok && i < n; i++)
-			ok = stmt_push(&resp.custody, &resp.n_custody, chain[i].data, chain[i].len);
-		ok = ok && certs_push(m, chain, n, &resp.merchant_certs, &resp.n_merchant_certs);
-		/* where the merchant we handed the channel to is reached (docs/custody.md) */
-		ok = ok &&
-		     (code != MP_ST(HANDED_OFF) ||
-		      certs_push_named(m, chain, n, &resp.merchant_certs, &resp.n_merchant_certs));
-		ok = ok && segment_stmts(ch, 1, ch->seg_seq, &resp.segments, &resp.n_segments);
-		if (!ok) {
-			log_err("%s: handoff: the stored custody chain (hseq %u) is unreadable",
-				mp_conn_peer(c), hseq);
-			code = MP_ST(INTERNAL);
-			detail = "stored custody chain unreadable";
-			stmts_free(resp.custody, resp.n_custody);
-			stmts_free(resp.merchant_certs, resp.n_merchant_certs);
-			segment_stmts_free(resp.segments, resp.n_segments);
-			resp.custody = resp.merchant_certs = resp.segments = NULL;
-			resp.n_custody = resp.n_merchant_certs = resp.n_segments = 0;
-		} else {
-			resp.handoff = resp.custody[n - 1];
-		}
-		/* event 0 of a cert without holder0: the successor verifies the chain from it */
-		if (ok && ch->unbound && !(resp.bind = mp_stmt_decode(ch->bind, ch->bind_len)))
-			log_err("%s: handoff: the channel's stored Bind is unreadable",
-				mp_conn_peer(c));
+	if (ch && hseq > 0 && !handoff_resp_load(m, ch, hseq, code == MP_ST(HANDED_OFF), &resp)) {
+		log_err("%s: handoff: the stored custody chain (hseq %u) is unreadable",
+			mp_conn_peer(c), hseq);
+		code = MP_ST(INTERNAL);
+		detail = "stored custody chain unreadable";
 	}
 	resp.status = merchant_status(&st, code, detail);
 	st.evidence = (MpSigned *)evidence;
@@ -102,11 +74,7 @@ static void reply_handoff(struct merchant *m, struct mp_conn *c, uint64_t reques
 	env.body_case = MP_BODY(HANDOFF_RESP);
 	env.handoff_resp = &resp;
 	merchant_send(c, request_id, &env);
-	mp_stmt_free(resp.bind);
-	stmts_free(resp.custody, resp.n_custody);
-	stmts_free(resp.merchant_certs, resp.n_merchant_certs);
-	segment_stmts_free(resp.segments, resp.n_segments);
-	custody_blobs_free(chain, n);
+	handoff_resp_clear(&resp);
 }
 
 static void refuse_evidence(struct merchant *m, struct mp_conn *c, uint64_t request_id, MpCode code,

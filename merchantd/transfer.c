@@ -8,8 +8,10 @@
  * or Cap waiting for its commit makes it LIMIT), takes the first case that applies:
  *   no Transfer, or a body naming no channel      -> MALFORMED
  *   channel unknown here                         -> UNKNOWN_CHANNEL
- *   handed off -> HANDED_OFF;  closed (close.c) -> CLOSED unless it names a segment we
- *   capped before the Close;  not held (a takeover in progress) -> NOT_HOLDER
+ *   handed off, unless it names a segment we capped before the Handoff -> HANDED_OFF, with a
+ *   redirect for a Transfer the owner signed (transfer_redirect.c);  closed (close.c) ->
+ *   CLOSED unless it names a segment we capped before the Close;  not held (a takeover in
+ *   progress) -> NOT_HOLDER
  *   new_seg_seq in 1..current (a segment we already capped): verified under the owner key of
  *   segment new_seg_seq - 1 (BAD_SIG / MALFORMED); while that Cap waits for its commit -> LIMIT;
  *   the same stmt_hash as the stored Transfer -> DUPLICATE_OK with the stored Cap (never
@@ -44,6 +46,7 @@
 #include "proto_limits.h"
 #include "segments.h"
 #include "stmt.h"
+#include "transfer_redirect.h"
 #include "transfer_reply.h"
 
 #define DELTA_XFER 3600 /* protocol.md section 8: Transfer and Cap below pay_until - δ_xfer */
@@ -212,16 +215,17 @@ void transfer_acknowledge(struct merchant *m, struct batch_entry *e)
 static void serve(struct merchant *m, struct mp_conn *c, uint64_t request_id, struct channel *ch,
 		  const MpSigned *transfer, uint32_t s, const char *hex)
 {
-	if (ch->state == CHANNEL_HANDED_OFF) {
-		refuse(m, c, request_id, MP_ST(HANDED_OFF), "handed off to another merchant", hex);
+	bool capped = s >= 1 && s <= ch->seg_seq;
+	if (ch->state == CHANNEL_HANDED_OFF && !capped) {
+		transfer_redirect(m, c, request_id, ch, transfer, s, hex);
 		return;
 	}
-	bool capped = s >= 1 && s <= ch->seg_seq;
 	if (ch->state == CHANNEL_CLOSED && !capped) {
 		refuse(m, c, request_id, MP_ST(CLOSED), "closed by its owner: no transfer", hex);
 		return;
 	}
-	if (ch->state != CHANNEL_HELD && ch->state != CHANNEL_CLOSED) {
+	if (ch->state != CHANNEL_HELD && ch->state != CHANNEL_CLOSED &&
+	    ch->state != CHANNEL_HANDED_OFF) {
 		refuse(m, c, request_id, MP_ST(NOT_HOLDER),
 		       "this merchant does not hold the channel", hex);
 		return;

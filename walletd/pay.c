@@ -75,6 +75,7 @@ struct pay_op {
 	void *then_arg;
 	void (*then_free)(void *arg);
 	MpSigned *custody_event; /* the OpenAck's, when it had one */
+	bool in_segment;	 /* the OpenAck's point was in our segment, checked */
 	uint64_t open_started;	 /* when the first Open was sent (redirects share its deadline) */
 	unsigned redirects;	 /* HANDED_OFF redirects followed so far */
 };
@@ -375,6 +376,14 @@ static bool closed_already(const struct pay_op *p, const Micropay__V1__OpenAck *
 	return p->then && p->ch->state == WCH_CLOSING && ack->status->code == MP_ST(CLOSED);
 }
 
+/* transfer.send of a channel TRANSFERRING at a merchant that handed it on: the Transfer itself
+ * asks for the redirect (transfer_moved.c), since only the owner's signature may reveal it. */
+static bool handed_off_transferring(const struct pay_op *p, const Micropay__V1__OpenAck *ack)
+{
+	return p->then && p->ch->state == WCH_TRANSFERRING && !p->move &&
+	       ack->status->code == MP_ST(HANDED_OFF);
+}
+
 static void follow_redirect(struct pay_op *p, const Micropay__V1__OpenAck *ack);
 
 /* The OpenAck proves the merchant holds the channel at a point of our own chain. */
@@ -402,7 +411,7 @@ static void on_open_ack(struct mp_conn *c, const MpEnvelope *env, void *arg)
 		char note[160];
 		pay_fail(p, "Open refused: %s; %s; no payword sent", text,
 			 note_bound(p, ack, note, sizeof(note)));
-	} else if (closed_already(p, ack)) {
+	} else if (closed_already(p, ack) || handed_off_transferring(p, ack)) {
 		p->then(p, p->then_arg);
 	} else if (ack->status->code == MP_ST(HANDED_OFF) && ack->redirect && p->move) {
 		follow_redirect(p, ack);
@@ -436,6 +445,7 @@ static void on_open_ack(struct mp_conn *c, const MpEnvelope *env, void *arg)
 	} else {
 		p->open_last = p->merchant_last = pt->index;
 		p->max_jump = ack->max_jump;
+		p->in_segment = true;
 		uint32_t last = ch->last > pt->index ? ch->last : pt->index;
 		if (!wstore_channel_progress(p->w->store, ch->channel_id, last, ack->credit)) {
 			pay_fail(p, "cannot store the OpenAck's point; no payword sent");
@@ -768,4 +778,20 @@ void wallet_session_reply(struct pay_op *p, json_t *result)
 void *wallet_session_arg(struct pay_op *p)
 {
 	return p->then_arg;
+}
+
+bool wallet_session_in_segment(const struct pay_op *p)
+{
+	return p->in_segment;
+}
+
+void *wallet_session_handover(struct pay_op *p, struct mp_admin_req **req)
+{
+	void *arg = p->then_arg;
+	*req = p->req;
+	p->done = true; /* the admin request is the caller's now */
+	p->ch->busy = false;
+	p->then_free = NULL;
+	mp_conn_close(p->op.conn, "%s goes on elsewhere", p->verb);
+	return arg;
 }

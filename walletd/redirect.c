@@ -3,10 +3,12 @@
  * answered HANDED_OFF with OpenAck.redirect, M1's answer to it. We step exactly one epoch, and
  * only on what we can check ourselves:
  *   - redirect.custody[h] is Handoff h+1 of this channel, signed by the key of the MerchantCert
- *     we hold for M1 (verified under the broker key when we stored it), from M1, naming a
- *     merchant M3 other than M1;
- *   - its point lies in our current segment and its word is our own chain's word at that index
- *     (so the new epoch starts at a point of our chain: we never lose our place);
+ *     we hold for M1 (verified under the broker key when we stored it; for a holder we know
+ *     only from the broker's Bind, M1's MerchantCert in the redirect, verified under the broker
+ *     key), from M1, naming a merchant M3 other than M1;
+ *   - its point lies in our current segment, its segments_head is that segment's head (no
+ *     Transfer of our segment was capped before it), and its word is our own chain's word at
+ *     that index (so the new epoch starts at a point of our chain: we never lose our place);
  *   - a MerchantCert of M3 under the broker key is among redirect.merchant_certs (its key
  *     checks M3's next Handoff, its endpoint is where M2 will ask).
  * Then M3 becomes the holder in epoch h+1, durably, before any Move from h+1 is signed. Every
@@ -20,12 +22,13 @@
 #include "wallet.h"
 
 /* The Handoff ending our epoch, signed by the holder we know: NULL or why not. */
-static const char *check_handoff(struct wallet *w, struct wchannel *ch, const MpSigned *s,
-				 uint8_t to_mid[MP_ID_LEN])
+static const char *check_handoff(struct wallet *w, struct wchannel *ch, const MpSigned *holder_cert,
+				 const MpSigned *s, uint8_t to_mid[MP_ID_LEN])
 {
-	uint8_t pk[MP_PK_LEN], ours[MP_HASH_LEN];
-	if (wallet_merchant_cert_check(w, ch->holder_cert, ch->holder, pk))
+	uint8_t pk[MP_PK_LEN], ours[MP_HASH_LEN], head[MP_HASH_LEN];
+	if (wallet_merchant_cert_check(w, holder_cert, ch->holder, pk))
 		return "no MerchantCert of the holder we know";
+	wallet_segment_head(ch, head);
 	ProtobufCMessage *body = NULL;
 	if (!s || mp_stmt_open(s, MP_STMT_HANDOFF, pk, &micropay__v1__handoff__descriptor, &body) !=
 		      MP_ST(OK))
@@ -46,6 +49,9 @@ static const char *check_handoff(struct wallet *w, struct wchannel *ch, const Mp
 	else if (!pt || pt->seg_seq != ch->seg_seq || pt->index < ch->seg_start ||
 		 pt->index > ch->n || !mp_bytes_len_is(pt->w, MP_HASH_LEN))
 		bad = "the Handoff's point is not in our segment";
+	else if (!mp_bytes_len_is(h->segments_head, MP_HASH_LEN) ||
+		 memcmp(h->segments_head.data, head, MP_HASH_LEN))
+		bad = "the Handoff's segments_head is not our segment's head";
 	else if (!wallet_channel_word(w, ch, pt->index, ours) ||
 		 CRYPTO_memcmp(ours, pt->w.data, MP_HASH_LEN))
 		bad = "the Handoff's point is not a word of our chain";
@@ -63,7 +69,13 @@ const char *wallet_redirect_follow(struct wallet *w, struct wchannel *ch,
 		return "a redirect for a channel not bound to a merchant";
 	if (!r || r->n_custody <= ch->epoch)
 		return "the redirect does not carry the Handoff ending our epoch";
-	const char *bad = check_handoff(w, ch, r->custody[ch->epoch], to_mid);
+	/* the holder's MerchantCert from its OpenAck, else (a holder we know only from the
+	 * broker's Bind) the one the redirect carries, checked under the broker key */
+	const MpSigned *holder_cert = ch->holder_cert;
+	for (size_t i = 0; i < r->n_merchant_certs && !holder_cert; i++)
+		if (!wallet_merchant_cert_check(w, r->merchant_certs[i], ch->holder, NULL))
+			holder_cert = r->merchant_certs[i];
+	const char *bad = check_handoff(w, ch, holder_cert, r->custody[ch->epoch], to_mid);
 	if (bad)
 		return bad;
 	const MpSigned *cert = NULL;

@@ -25,6 +25,11 @@ bool wallet_session_open(struct wallet *w, struct mp_admin_req *req, const char 
 struct mp_conn *wallet_session_conn(struct pay_op *s);
 /* The continuation's argument. */
 void *wallet_session_arg(struct pay_op *s);
+/* The OpenAck's point lay in our current segment and matched our chain (ch->last took it). */
+bool wallet_session_in_segment(const struct pay_op *s);
+/* End the session without answering: the continuation's argument and the admin request are
+ * the caller's from now on (the connection closes, the channel is no longer busy). */
+void *wallet_session_handover(struct pay_op *s, struct mp_admin_req **req);
 /* The OpenAck's custody event (a Handoff or a Bind), or NULL. */
 const MpSigned *wallet_session_custody_event(const struct pay_op *s);
 /* Answer the admin request with an error and close. */
@@ -38,6 +43,10 @@ void wallet_session_reply(struct pay_op *s, json_t *result);
 bool wallet_session_endpoint(struct mp_admin_req *req, json_t *params, const struct wallet *w,
 			     const struct wchannel *ch, const char *verb, const char *hint,
 			     char *out, size_t len);
+/* The endpoint in the holder's MerchantCert we hold (checked under the broker key); false if
+ * we hold none. */
+bool wallet_holder_endpoint(const struct wallet *w, const struct wchannel *ch, char *out,
+			    size_t len);
 /* Every Pay of ch the holder had to answer is answered (the Open resent them): true; else the
  * session fails with "... not <doing>" and false. */
 bool wallet_session_pays_resolved(struct pay_op *s, const struct wchannel *ch, const char *doing);

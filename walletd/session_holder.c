@@ -8,6 +8,19 @@
 #include "stmt.h"
 #include "wallet.h"
 
+bool wallet_holder_endpoint(const struct wallet *w, const struct wchannel *ch, char *out,
+			    size_t len)
+{
+	ProtobufCMessage *body = NULL;
+	if (!ch->holder_cert ||
+	    mp_stmt_open(ch->holder_cert, MP_STMT_MERCHANT_CERT, w->cfg.broker_pk,
+			 &micropay__v1__merchant_cert__descriptor, &body) != MP_ST(OK))
+		return false;
+	snprintf(out, len, "%s", ((Micropay__V1__MerchantCert *)body)->endpoint);
+	protobuf_c_message_free_unpacked(body, NULL);
+	return true;
+}
+
 bool wallet_session_endpoint(struct mp_admin_req *req, json_t *params, const struct wallet *w,
 			     const struct wchannel *ch, const char *verb, const char *hint,
 			     char *out, size_t len)
@@ -19,14 +32,8 @@ bool wallet_session_endpoint(struct mp_admin_req *req, json_t *params, const str
 		snprintf(out, len, "%s", given);
 		return true;
 	}
-	ProtobufCMessage *body = NULL;
-	if (ch->holder_cert &&
-	    mp_stmt_open(ch->holder_cert, MP_STMT_MERCHANT_CERT, w->cfg.broker_pk,
-			 &micropay__v1__merchant_cert__descriptor, &body) == MP_ST(OK)) {
-		snprintf(out, len, "%s", ((Micropay__V1__MerchantCert *)body)->endpoint);
-		protobuf_c_message_free_unpacked(body, NULL);
+	if (wallet_holder_endpoint(w, ch, out, len))
 		return true;
-	}
 	mp_admin_fail(req, MP_ADMIN_BAD_PARAMS,
 		      "%s: the holder's endpoint is not known yet: give endpoint=HOST:PORT%s", verb,
 		      hint);

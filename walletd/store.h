@@ -166,5 +166,9 @@ bool wstore_xfer_begin(struct wstore *s, const uint8_t id[MP_ID_LEN], const uint
 		       size_t offer_len, const MpSigned *transfer);
 bool wstore_xfer_done(struct wstore *s, const uint8_t id[MP_ID_LEN], const uint8_t *bundle,
 		      size_t bundle_len);
+/* Replace the stored Transfer `dead` (still without a bundle) by `transfer` (docs/transfer.md,
+ * "Bound while TRANSFERRING"): 1 done, 0 the stored one is not `dead` any more, -1 error. */
+int wstore_xfer_resign(struct wstore *s, const uint8_t id[MP_ID_LEN], const MpSigned *dead,
+		       const MpSigned *transfer);
 int wstore_xfer_get(struct wstore *s, const uint8_t id[MP_ID_LEN], struct wstore_xfer *x);
 void wstore_xfer_clear(struct wstore_xfer *x);

@@ -503,6 +503,23 @@ bool wstore_xfer_done(struct wstore *s, const uint8_t id[MP_ID_LEN], const uint8
 	return wstore_commit(s);
 }
 
+int wstore_xfer_resign(struct wstore *s, const uint8_t id[MP_ID_LEN], const MpSigned *dead,
+		       const MpSigned *transfer)
+{
+	sqlite3_stmt *st =
+	    by_channel(s,
+		       "UPDATE transfers_out SET transfer = ?3 WHERE channel_id = ?1 "
+		       "AND transfer = ?2 AND bundle IS NULL",
+		       id);
+	if (st)
+		st =
+		    wsql_bound(s, st, wsql_bind_stmt(st, 2, dead) | wsql_bind_stmt(st, 3, transfer),
+			       "binding a re-signed transfer");
+	if (!wsql_run(s, st, "storing a re-signed transfer"))
+		return -1;
+	return sqlite3_changes(s->db) == 1 ? 1 : 0;
+}
+
 int wstore_xfer_get(struct wstore *s, const uint8_t id[MP_ID_LEN], struct wstore_xfer *x)
 {
 	memset(x, 0, sizeof(*x));

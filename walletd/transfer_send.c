@@ -8,6 +8,8 @@
  *     --Transfer signed, stored--> TRANSFERRING --TransferReq--> (holder) --Cap checked,
  *     bundle stored--> TRANSFERRED_OUT
  *   TRANSFERRING --transfer.send with the same offer--> OPENING --the stored Transfer--> ...
+ *   TRANSFERRING, the holder handed the channel on --HANDED_OFF with a redirect--> the next
+ *     holder, where the Transfer is re-signed for its epoch (transfer_moved.c)
  *   TRANSFERRED_OUT --transfer.send with the same offer--> the stored bundle
  *   any failure after TRANSFERRING: stays TRANSFERRING (no more payments); retry. */
 #include <openssl/crypto.h>
@@ -213,6 +215,8 @@ static void on_transfer_resp(struct mp_conn *c, const MpEnvelope *env, void *arg
 	x = wallet_session_arg(s);
 	if (code == MP_ST(OK) || code == MP_ST(DUPLICATE_OK)) {
 		capped(x, s, r);
+	} else if (code == MP_ST(HANDED_OFF) && r->redirect) {
+		transfer_follow(s, x, r);
 	} else {
 		log_warn("channel %s: the holder refused the Transfer: %s; stays TRANSFERRING",
 			 x->hex, text);
@@ -270,6 +274,8 @@ static void on_opened(struct pay_op *s, void *arg)
 		ch->state = WCH_TRANSFERRING;
 		log_info("channel %s: TRANSFERRING (segment %u, declared_last %u, epoch %u)",
 			 x->hex, ch->seg_seq + 1, ch->last, ch->epoch);
+	} else if (!transfer_current(s, x)) {
+		return;
 	}
 	Micropay__V1__TransferReq req = MICROPAY__V1__TRANSFER_REQ__INIT;
 	req.transfer = x->transfer;
@@ -378,6 +384,7 @@ static struct send_op *send_params(struct wallet *w, struct mp_admin_req *req, j
 		return NULL;
 	}
 	x->w = w;
+	x->started = mp_monotonic_s();
 	mp_hex_encode(id, MP_ID_LEN, x->hex);
 	const char *bad = offer_parse(text, x);
 	int code = MP_ADMIN_BAD_PARAMS;

@@ -22,6 +22,8 @@ struct send_op {
 	uint32_t declared_last;
 	struct mp_admin_req *req; /* through the broker: answered when it answers */
 	char endpoint[300];	  /* the `endpoint` parameter, or empty */
+	unsigned redirects;	  /* transfer_moved.c: HANDED_OFF redirects followed so far */
+	uint64_t started;	  /* ... mp_monotonic_s() of the transfer.send call */
 };
 
 void send_op_free(void *arg);
@@ -36,3 +38,12 @@ void transfer_send_unbound(struct mp_admin_req *req, struct send_op *x);
 /* transfer_send.c: TRANSFERRING at the holder at `endpoint` (the stored Transfer, or one signed
  * and stored after the Open if the channel is ACTIVE). Owns x; req is answered. */
 void transfer_send_at_holder(struct mp_admin_req *req, struct send_op *x, const char *endpoint);
+/* transfer_moved.c (docs/transfer.md "Bound while TRANSFERRING"): the merchant we sent the
+ * Transfer to handed the channel on and answered HANDED_OFF with r->redirect: step one epoch
+ * (walletd/redirect.c) and go on at the new holder; else the session fails (still
+ * TRANSFERRING, nothing changed). */
+void transfer_follow(struct pay_op *s, struct send_op *x, const Micropay__V1__TransferResp *r);
+/* TRANSFERRING, open at the holder: x->transfer is what goes to it, the stored Transfer or, when
+ * the stored one can no longer be capped by anyone, one re-signed for the holder's epoch and
+ * stored in its place. False: the session failed (answered). */
+bool transfer_current(struct pay_op *s, struct send_op *x);

@@ -117,3 +117,47 @@ bool pay_accepted(MpCode c)
 {
 	return c == MP_ST(OK) || c == MP_ST(UNDERPAID);
 }
+
+void handoff_open_send(struct wire *w, const struct tchannel *ch, const MpSigned *move,
+		       const uint8_t hint[MP_ID_LEN], const MpSigned *hint_cert)
+{
+	Micropay__V1__OpenReq req = MICROPAY__V1__OPEN_REQ__INIT;
+	req.cert = ch->cert;
+	req.move = (MpSigned *)move;
+	if (hint)
+		req.holder_hint = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)hint};
+	req.holder_cert = (MpSigned *)hint_cert;
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.body_case = MP_BODY(OPEN_REQ);
+	env.open_req = &req;
+	ck_assert(wire_send(w, &env));
+}
+
+MpEnvelope *handoff_open_ack(struct wire *w)
+{
+	MpEnvelope *e = wire_recv(w);
+	ck_assert_msg(e && e->body_case == MP_BODY(OPEN_ACK) && e->open_ack->status, "no OpenAck");
+	return e;
+}
+
+MpSigned *handoff_forge(const struct mp_key *key, const uint8_t id[MP_ID_LEN], uint32_t hseq,
+			const uint8_t from[MP_ID_LEN], const uint8_t to[MP_ID_LEN], uint32_t at,
+			const uint8_t w[MP_HASH_LEN], const uint8_t head[MP_HASH_LEN],
+			const uint8_t prev[MP_HASH_LEN], const uint8_t move_hash[MP_HASH_LEN])
+{
+	Micropay__V1__Handoff h = MICROPAY__V1__HANDOFF__INIT;
+	MpPoint pt = MICROPAY__V1__POINT__INIT;
+	h.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)id};
+	h.hseq = hseq;
+	h.from_mid = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)from};
+	h.to_mid = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)to};
+	pt.index = at;
+	pt.w = (ProtobufCBinaryData){MP_HASH_LEN, (uint8_t *)w};
+	h.point = &pt;
+	h.segments_head = (ProtobufCBinaryData){MP_HASH_LEN, (uint8_t *)head};
+	h.prev_handoff_hash = (ProtobufCBinaryData){MP_HASH_LEN, (uint8_t *)prev};
+	h.move_hash = (ProtobufCBinaryData){MP_HASH_LEN, (uint8_t *)move_hash};
+	MpSigned *s = mp_stmt_sign(key, MP_STMT_HANDOFF, &h.base);
+	ck_assert(s != NULL);
+	return s;
+}

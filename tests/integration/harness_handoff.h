@@ -45,3 +45,16 @@ MpSigned *sign_move(const struct mp_key *key, const uint8_t id[MP_ID_LEN], uint3
 MpCode pay_status(const struct tchannel *ch, struct wire *w, uint32_t j);
 /* The merchant accepted the Pay (OK, or UNDERPAID for an order not covered). */
 bool pay_accepted(MpCode c);
+
+/* Send an Open of ch at the connected merchant with a Move naming holder `hint` (NULL: none)
+ * and its MerchantCert; handoff_open_ack reads the answer (fails the test if it is not an
+ * OpenAck; the caller frees it). */
+void handoff_open_send(struct wire *w, const struct tchannel *ch, const MpSigned *move,
+		       const uint8_t hint[MP_ID_LEN], const MpSigned *hint_cert);
+MpEnvelope *handoff_open_ack(struct wire *w);
+/* Handoff hseq of channel id from `from` to `to` at index at (segment 0) with word w, signed by
+ * key (an honest one or not), segments_head head, linked to prev, move_hash move_hash. */
+MpSigned *handoff_forge(const struct mp_key *key, const uint8_t id[MP_ID_LEN], uint32_t hseq,
+			const uint8_t from[MP_ID_LEN], const uint8_t to[MP_ID_LEN], uint32_t at,
+			const uint8_t w[MP_HASH_LEN], const uint8_t head[MP_HASH_LEN],
+			const uint8_t prev[MP_HASH_LEN], const uint8_t move_hash[MP_HASH_LEN]);

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <check.h>
 #include <netinet/in.h>
+#include <openssl/evp.h>
 #include <poll.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -50,6 +51,44 @@ void twallet_channel_load(const struct net *n, const char *wallet, const char *c
 	sqlite3_finalize(st);
 	sqlite3_close(db);
 	ck_assert_int_eq(net_cmd(n, "start", wallet), 0);
+}
+
+uint8_t *twallet_blob(const struct net *n, const char *wallet, const char *sql,
+		      const char *channel_hex, size_t *len)
+{
+	char rel[64], path[700];
+	ck_assert_int_eq(net_cmd(n, "kill", wallet), 0); /* walletd locks its store exclusively */
+	uint8_t id[MP_ID_LEN];
+	hex_to_bytes(channel_hex, id, MP_ID_LEN);
+	snprintf(rel, sizeof(rel), "%s/wallet.db", wallet);
+	net_path(n, rel, path, sizeof(path));
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	sqlite3_bind_blob(st, 1, id, MP_ID_LEN, SQLITE_STATIC);
+	ck_assert_msg(sqlite3_step(st) == SQLITE_ROW, "%s: no row for %s", wallet, channel_hex);
+	*len = (size_t)sqlite3_column_bytes(st, 0);
+	uint8_t *out = malloc(*len + 1);
+	ck_assert_ptr_nonnull(out);
+	memcpy(out, sqlite3_column_blob(st, 0), *len);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	ck_assert_int_eq(net_cmd(n, "start", wallet), 0);
+	return out;
+}
+
+uint8_t *twallet_b64_decode(const char *text, size_t *len)
+{
+	size_t n = strlen(text);
+	uint8_t *out = malloc(n + 1);
+	ck_assert_ptr_nonnull(out);
+	int got = EVP_DecodeBlock(out, (const unsigned char *)text, (int)n);
+	ck_assert_int_ge(got, 0);
+	size_t pad = (n > 0 && text[n - 1] == '=') + (n > 1 && text[n - 2] == '=');
+	*len = (size_t)got - pad;
+	return out;
 }
 
 MpSigned *tmerchant_stored_cert(const struct net *n, const char *name)

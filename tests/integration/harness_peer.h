@@ -13,6 +13,15 @@
 void twallet_channel_load(const struct net *n, const char *wallet, const char *channel_hex,
 			  struct tchannel *ch);
 
+/* One blob column of the row sql selects from walletd WALLET's store, sql's ?1 bound to the
+ * channel id (malloc'd; *len its length). walletd is stopped for the read and started again.
+ * Fails the test if there is no such row. */
+uint8_t *twallet_blob(const struct net *n, const char *wallet, const char *sql,
+		      const char *channel_hex, size_t *len);
+
+/* A walletd answer's base64 text (an offer, a bundle) as bytes (malloc'd; *len its length). */
+uint8_t *twallet_b64_decode(const char *text, size_t *len);
+
 /* Merchant NAME's own MerchantCert (from its store's meta table). Fails the test if absent. */
 MpSigned *tmerchant_stored_cert(const struct net *n, const char *name);
 

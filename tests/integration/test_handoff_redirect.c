@@ -107,28 +107,6 @@ static void wallet_channel(char channel[MP_HEX_ID_LEN + 1])
 	json_decref(r);
 }
 
-/* Send an Open at the connected merchant with a Move naming holder `hint` (its cert). */
-static void send_open(struct wire *w, const struct tchannel *ch, const MpSigned *move,
-		      const uint8_t hint[MP_ID_LEN], const MpSigned *hint_cert)
-{
-	Micropay__V1__OpenReq req = MICROPAY__V1__OPEN_REQ__INIT;
-	req.cert = ch->cert;
-	req.move = (MpSigned *)move;
-	req.holder_hint = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)hint};
-	req.holder_cert = (MpSigned *)hint_cert;
-	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
-	env.body_case = MP_BODY(OPEN_REQ);
-	env.open_req = &req;
-	ck_assert(wire_send(w, &env));
-}
-
-static MpEnvelope *recv_open_ack(struct wire *w)
-{
-	MpEnvelope *e = wire_recv(w);
-	ck_assert_msg(e && e->body_case == MP_BODY(OPEN_ACK), "no OpenAck");
-	return e;
-}
-
 /* m1's MerchantCert from an Open at m1, the holder. */
 static MpSigned *m1_cert_of(const struct tchannel *ch)
 {
@@ -255,9 +233,9 @@ static void m2_won(const char *channel, const struct tchannel *tch, struct wire 
 	ck_assert_int_eq(json_int(bg->result, "last"), 5);
 	json_decref(bg->result);
 	MpSigned *move = sign_move(&tch->owner, id, 1, hn.tm[3].mid);
-	send_open(w3, tch, move, hn.tm[2].mid, m2_cert);
+	handoff_open_send(w3, tch, move, hn.tm[2].mid, m2_cert);
 	mp_stmt_free(move);
-	MpEnvelope *e = recv_open_ack(w3);
+	MpEnvelope *e = handoff_open_ack(w3);
 	ck_assert_msg(e->open_ack->status->code == MP_ST(OK), "m3 after the redirect: %s %s",
 		      mp_code_name(e->open_ack->status->code), e->open_ack->status->detail);
 	ck_assert_int_eq(e->open_ack->hseq, 2);
@@ -292,8 +270,8 @@ static bool race_round(int64_t expect[4], unsigned gap_ms)
 	 * (walletd's path to m1 is longer: admin call, TLS to m2, m2's TLS to m1) */
 	bg_pay_start(&bg, channel, 2, 2);
 	usleep(gap_ms * 1000);
-	send_open(&w3, &tch, move3, hn.tm[1].mid, m1_cert);
-	MpEnvelope *e = recv_open_ack(&w3);
+	handoff_open_send(&w3, &tch, move3, hn.tm[1].mid, m1_cert);
+	MpEnvelope *e = handoff_open_ack(&w3);
 	bool walletd_lost = e->open_ack->status->code == MP_ST(OK);
 	if (walletd_lost)
 		m3_won(channel, &tch, &w3, e->open_ack, &bg, expect);
@@ -355,28 +333,6 @@ END_TEST
 
 enum bad_evidence { WRONG_SIGNER, BAD_W_AT, TOO_MANY, NO_NEW_HOLDER_CERT, N_BAD };
 
-static MpSigned *make_handoff(const struct mp_key *key, const uint8_t id[MP_ID_LEN], uint32_t hseq,
-			      int from, int to, uint32_t at, const uint8_t w[MP_HASH_LEN],
-			      const uint8_t head[MP_HASH_LEN], const uint8_t prev[MP_HASH_LEN],
-			      const uint8_t move_hash[MP_HASH_LEN])
-{
-	Micropay__V1__Handoff h = MICROPAY__V1__HANDOFF__INIT;
-	MpPoint pt = MICROPAY__V1__POINT__INIT;
-	h.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)id};
-	h.hseq = hseq;
-	h.from_mid = (ProtobufCBinaryData){MP_ID_LEN, hn.tm[from].mid};
-	h.to_mid = (ProtobufCBinaryData){MP_ID_LEN, hn.tm[to].mid};
-	pt.index = at;
-	pt.w = (ProtobufCBinaryData){MP_HASH_LEN, (uint8_t *)w};
-	h.point = &pt;
-	h.segments_head = (ProtobufCBinaryData){MP_HASH_LEN, (uint8_t *)head};
-	h.prev_handoff_hash = (ProtobufCBinaryData){MP_HASH_LEN, (uint8_t *)prev};
-	h.move_hash = (ProtobufCBinaryData){MP_HASH_LEN, (uint8_t *)move_hash};
-	MpSigned *s = mp_stmt_sign(key, MP_STMT_HANDOFF, &h.base);
-	ck_assert(s != NULL);
-	return s;
-}
-
 /* Handoffs 1..n of the channel alternating m1 -> m3 -> m1 ..., all at index 3 (the wallet paid 3
  * at m1) with the word of the wallet's chain unless bad_w, each signed by its from merchant
  * unless wrong_signer (then by m3); move_hash of move (zero without one). malloc'd array. */
@@ -398,7 +354,8 @@ static MpSigned **make_chain(const struct tchannel *tch, size_t n, bool wrong_si
 	for (size_t k = 0; k < n; k++) {
 		int from = k % 2 ? 3 : 1, to = k % 2 ? 1 : 3;
 		const struct mp_key *key = wrong_signer ? &hn.tm[3].key : &hn.tm[from].key;
-		chain[k] = make_handoff(key, id, (uint32_t)k + 1, from, to, 3, w3, head, prev, mh);
+		chain[k] = handoff_forge(key, id, (uint32_t)k + 1, hn.tm[from].mid, hn.tm[to].mid,
+					 3, w3, head, prev, mh);
 		mp_stmt_hash(chain[k], prev);
 	}
 	return chain;

@@ -8,8 +8,6 @@
  * binds nothing); once bound, the broker refuses the next Transfer with NOT_HOLDER carrying
  * the Bind. Every test ends with the broker's audit clean. */
 #include <check.h>
-#include <openssl/evp.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +19,7 @@
 #include "harness_db.h"
 #include "harness_ledger.h"
 #include "harness_merchant.h"
+#include "harness_peer.h"
 #include "../check_run.h"
 
 #define N 100
@@ -715,47 +714,6 @@ START_TEST(wallets_transfer_an_unbound_channel_through_the_broker)
 }
 END_TEST
 
-/* One blob column of a row of w's store, by channel (malloc'd; *len its length). walletd
- * holds its store exclusively: it is stopped for the read and started again. */
-static uint8_t *wallet_blob(int w, const char *sql, const char *channel, size_t *len)
-{
-	char rel[64], path[700], name[8];
-	snprintf(name, sizeof(name), "w%d", w);
-	ck_assert_int_eq(net_cmd(&net, "kill", name), 0);
-	uint8_t id[MP_ID_LEN];
-	hex_to_bytes(channel, id, MP_ID_LEN);
-	snprintf(rel, sizeof(rel), "w%d/wallet.db", w);
-	net_path(&net, rel, path, sizeof(path));
-	sqlite3 *db;
-	sqlite3_stmt *st;
-	ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-	sqlite3_busy_timeout(db, 5000);
-	ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-	sqlite3_bind_blob(st, 1, id, MP_ID_LEN, SQLITE_STATIC);
-	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
-	*len = (size_t)sqlite3_column_bytes(st, 0);
-	uint8_t *out = malloc(*len + 1);
-	ck_assert_ptr_nonnull(out);
-	memcpy(out, sqlite3_column_blob(st, 0), *len);
-	sqlite3_finalize(st);
-	sqlite3_close(db);
-	ck_assert_int_eq(net_cmd(&net, "start", name), 0);
-	return out;
-}
-
-/* base64 text to bytes (malloc'd). */
-static uint8_t *b64_bytes(const char *text, size_t *len)
-{
-	size_t n = strlen(text);
-	uint8_t *out = malloc(n + 1);
-	ck_assert_ptr_nonnull(out);
-	int got = EVP_DecodeBlock(out, (const unsigned char *)text, (int)n);
-	ck_assert_int_ge(got, 0);
-	size_t pad = (n > 0 && text[n - 1] == '=') + (n > 1 && text[n - 2] == '=');
-	*len = (size_t)got - pad;
-	return out;
-}
-
 /* Another copy of w1's owner key (the test reads it from w1's store, as a second device of
  * the same customer would have it) binds the channel to m1 with a wire-level Open; w1 does not
  * know. Its transfer.send goes to the broker, which answers NOT_HOLDER with the Bind: w1
@@ -765,10 +723,11 @@ START_TEST(bound_while_transferring_sends_the_same_transfer_to_the_holder)
 {
 	char *channel = issue_unbound();
 	size_t cert_len, seed_len;
-	uint8_t *cert_bytes =
-	    wallet_blob(1, "SELECT cert FROM channels WHERE channel_id = ?1", channel, &cert_len);
-	uint8_t *seed = wallet_blob(1, "SELECT owner_seed FROM channels WHERE channel_id = ?1",
-				    channel, &seed_len);
+	uint8_t *cert_bytes = twallet_blob(
+	    &net, "w1", "SELECT cert FROM channels WHERE channel_id = ?1", channel, &cert_len);
+	uint8_t *seed =
+	    twallet_blob(&net, "w1", "SELECT owner_seed FROM channels WHERE channel_id = ?1",
+			 channel, &seed_len);
 	ck_assert_uint_eq(seed_len, MP_SK_LEN);
 	struct unbound u = {0};
 	u.ch.cert = mp_stmt_decode(cert_bytes, cert_len);
@@ -798,8 +757,9 @@ START_TEST(bound_while_transferring_sends_the_same_transfer_to_the_holder)
 	ck_assert_str_eq(json_str(a, "state"), "TRANSFERRING");
 	json_decref(a);
 	size_t stored_len;
-	uint8_t *stored = wallet_blob(1, "SELECT transfer FROM transfers_out WHERE channel_id = ?1",
-				      channel, &stored_len);
+	uint8_t *stored =
+	    twallet_blob(&net, "w1", "SELECT transfer FROM transfers_out WHERE channel_id = ?1",
+			 channel, &stored_len);
 
 	/* The retry with m1's endpoint: the same Transfer, capped by m1 in epoch 0. */
 	snprintf(params, sizeof(params),
@@ -807,7 +767,7 @@ START_TEST(bound_while_transferring_sends_the_same_transfer_to_the_holder)
 		 ep[1]);
 	char *bundle = call_str(1, "transfer.send", params, "bundle");
 	size_t blen;
-	uint8_t *bb = b64_bytes(bundle, &blen);
+	uint8_t *bb = twallet_b64_decode(bundle, &blen);
 	Micropay__V1__TransferBundle *tb = (Micropay__V1__TransferBundle *)mp_strict_unpack(
 	    &micropay__v1__transfer_bundle__descriptor, bb, blen);
 	ck_assert_ptr_nonnull(tb);
