@@ -79,6 +79,22 @@ uint8_t *twallet_blob(const struct net *n, const char *wallet, const char *sql,
 	return out;
 }
 
+MpEnvelope *twallet_transfer_call(const char *endpoint, const char *ca, MpSigned *t)
+{
+	struct wire w;
+	ck_assert(wire_connect(&w, endpoint, ca, NULL, NULL));
+	Micropay__V1__TransferReq req = MICROPAY__V1__TRANSFER_REQ__INIT;
+	req.transfer = t;
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.body_case = MP_BODY(TRANSFER_REQ);
+	env.transfer_req = &req;
+	MpEnvelope *e = wire_call(&w, &env);
+	wire_close(&w);
+	ck_assert_msg(e && e->body_case == MP_BODY(TRANSFER_RESP) && e->transfer_resp->status,
+		      "no TransferResp from %s", endpoint);
+	return e;
+}
+
 uint8_t *twallet_b64_decode(const char *text, size_t *len)
 {
 	size_t n = strlen(text);

@@ -19,6 +19,10 @@ void twallet_channel_load(const struct net *n, const char *wallet, const char *c
 uint8_t *twallet_blob(const struct net *n, const char *wallet, const char *sql,
 		      const char *channel_hex, size_t *len);
 
+/* A wallet's TransferReq carrying t to endpoint (a merchant, or the broker), without a client
+ * certificate; the TransferResp (fails the test if there is none; the caller frees it). */
+MpEnvelope *twallet_transfer_call(const char *endpoint, const char *ca, MpSigned *t);
+
 /* A walletd answer's base64 text (an offer, a bundle) as bytes (malloc'd; *len its length). */
 uint8_t *twallet_b64_decode(const char *text, size_t *len);
 

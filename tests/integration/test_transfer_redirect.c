@@ -250,23 +250,6 @@ static void finish_at_m2(const char *channel, const char *offer, const struct tc
 	free(t0);
 }
 
-/* A TransferReq to merchant m; the answer (caller frees). */
-static MpEnvelope *transfer_at(int m, MpSigned *t)
-{
-	struct wire w;
-	ck_assert(wire_connect(&w, hn.ep[m], hn.ca, NULL, NULL));
-	Micropay__V1__TransferReq req = MICROPAY__V1__TRANSFER_REQ__INIT;
-	req.transfer = t;
-	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
-	env.body_case = MP_BODY(TRANSFER_REQ);
-	env.transfer_req = &req;
-	MpEnvelope *e = wire_call(&w, &env);
-	wire_close(&w);
-	ck_assert_msg(e && e->body_case == MP_BODY(TRANSFER_RESP) && e->transfer_resp->status,
-		      "no TransferResp");
-	return e;
-}
-
 /* m1 shows its Handoff only to the owner: a Transfer signed by another key gets HANDED_OFF
  * alone; the owner's gets Handoff 1 naming m2, m2's MerchantCert and the Bind. */
 static void m1_redirects_only_the_owner(const struct tchannel *tch)
@@ -277,12 +260,12 @@ static void m1_redirects_only_the_owner(const struct tchannel *tch)
 	struct tseg junk;
 	tseg_make(&junk, N);
 	MpSigned *forged = transfer_sign(id, 1, 0, 0, &junk, &junk.owner, head);
-	MpEnvelope *e = transfer_at(1, forged);
+	MpEnvelope *e = twallet_transfer_call(hn.ep[1], hn.ca, forged);
 	ck_assert_int_eq(e->transfer_resp->status->code, MP_ST(HANDED_OFF));
 	ck_assert(e->transfer_resp->redirect == NULL && e->transfer_resp->status->evidence == NULL);
 	micropay__v1__envelope__free_unpacked(e, NULL);
 	MpSigned *owners = transfer_sign(id, 1, 0, 0, &junk, &tch->owner, head);
-	e = transfer_at(1, owners);
+	e = twallet_transfer_call(hn.ep[1], hn.ca, owners);
 	const Micropay__V1__TransferResp *r = e->transfer_resp;
 	ck_assert_int_eq(r->status->code, MP_ST(HANDED_OFF));
 	ck_assert(r->redirect && r->redirect->n_custody == 1 && r->redirect->handoff &&

@@ -124,18 +124,7 @@ static void free_unbound(struct unbound *u)
 /* TransferReq to the broker without a client certificate; the answer (caller frees). */
 static MpEnvelope *transfer_req(MpSigned *t)
 {
-	struct wire w;
-	ck_assert(wire_connect(&w, broker_ep, ca, NULL, NULL));
-	Micropay__V1__TransferReq req = MICROPAY__V1__TRANSFER_REQ__INIT;
-	req.transfer = t;
-	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
-	env.body_case = MP_BODY(TRANSFER_REQ);
-	env.transfer_req = &req;
-	MpEnvelope *resp = wire_call(&w, &env);
-	wire_close(&w);
-	ck_assert_msg(resp && resp->body_case == MP_BODY(TRANSFER_RESP), "no TransferResp");
-	ck_assert(resp->transfer_resp->status != NULL);
-	return resp;
+	return twallet_transfer_call(broker_ep, ca, t);
 }
 
 static MpCode transfer_code(MpSigned *t)
