@@ -1,0 +1,616 @@
+/* A randomized run of the whole money cycle against the real daemons (issue 7): one network
+ * with --test-clock (brokerd, merchants m1..m3, wallets w1..w3) and many interleaved operations
+ * chosen by a seeded PRNG: issue (bound or not), pay at the holder, pay at another merchant
+ * (a handoff), transfer to another customer, redeem, close, refund, payout, and clock advances
+ * that cross pay_until and redeem_until + T_grace, each followed by the broker's sweep.
+ *
+ * The test keeps its own record of what every daemon acknowledged (the model below): per
+ * channel its epochs (merchant, start, last acknowledged index, index redeemed in time), its
+ * owner, its state. After EVERY step it calls the broker's audit; every answer is compared
+ * with the model (the last index of a pay, a Close's final_index, a refund's amount, a
+ * payout's balance). At the end everything is redeemed, the clock passes every channel's
+ * finalize_at and the sweep finalises them; then for every channel
+ *   escrow = merchant credit + refund + unclaimed,
+ * each equal to what the model predicts, and each merchant's credit (pending + available +
+ * paid out) is exactly the units the model saw acknowledged for it and redeemed in time.
+ *
+ * The seed is printed; MP_RANDOM_SEED=<seed> reproduces a run, MP_RANDOM_STEPS=<n> changes
+ * its length (default 140). */
+#include <check.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "harness_ledger.h"
+#include "harness_merchant.h"
+#include "harness_redeem.h"
+#include "harness_settle.h"
+#include "../check_run.h"
+
+#define N_MERCHANTS  3
+#define N_WALLETS    3
+#define MAX_CHANNELS 32
+#define MAX_EPOCHS   24
+#define WALLET_FUNDS 1000000
+/* Pays, transfers and closes only while the broker's time is this far before pay_until (the
+ * protocol's δ_xfer is 1 h; walletd refuses a transfer 60 s before that). */
+#define PAY_MARGIN (3 * 3600)
+
+static struct net net;
+static struct tmerchant tm[N_MERCHANTS + 1]; /* 1.. */
+static char ep[N_MERCHANTS + 1][128], account[N_WALLETS + 1][64];
+
+/* ---- the PRNG (splitmix64) ---- */
+static uint64_t rng_state;
+
+static uint64_t rng_next(void)
+{
+	uint64_t z = (rng_state += 0x9e3779b97f4a7c15ULL);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+/* Uniform in [lo, hi]. */
+static uint64_t rng_range(uint64_t lo, uint64_t hi)
+{
+	return lo + rng_next() % (hi - lo + 1);
+}
+
+/* ---- the model ---- */
+struct mepoch {
+	int merchant;
+	unsigned start, end; /* acknowledged (start, end] */
+	unsigned redeemed;   /* index the broker credited (start when nothing yet) */
+};
+
+enum mstate { CH_ACTIVE, CH_CLOSED };
+
+struct mchannel {
+	char id[MP_HEX_ID_LEN + 1];
+	int owner;  /* wallet 1.. */
+	int holder; /* merchant 1.., 0: not bound yet */
+	unsigned n, last;
+	uint64_t unit;
+	uint64_t pay_until, finalize_at;
+	enum mstate state;
+	bool finalized;
+	/* The owner's wallet has the holder's MerchantCert (from an OpenAck or a bundle): it can
+	 * pay elsewhere through a handoff. */
+	bool holder_cert_known;
+	struct mepoch epochs[MAX_EPOCHS];
+	int n_epochs;
+};
+
+static struct mchannel chans[MAX_CHANNELS];
+static int n_chans;
+static uint64_t paid_out[N_MERCHANTS + 1];
+static int64_t issued_by[N_WALLETS + 1]; /* escrow of the channels each wallet issued */
+static unsigned n_payouts;
+
+/* What finalisation must find (docs/settlement.md "Finalisation"). */
+struct mexpect {
+	unsigned spent;
+	uint64_t credited, refund, unclaimed;
+};
+
+static struct mexpect model_expect(const struct mchannel *c)
+{
+	struct mexpect e = {0};
+	for (int i = 0; i < c->n_epochs; i++) {
+		const struct mepoch *ep_ = &c->epochs[i];
+		if (ep_->redeemed > e.spent)
+			e.spent = ep_->redeemed;
+		e.credited += (uint64_t)(ep_->redeemed - ep_->start) * c->unit;
+	}
+	e.refund = (uint64_t)(c->n - e.spent) * c->unit;
+	e.unclaimed = (uint64_t)e.spent * c->unit - e.credited;
+	return e;
+}
+
+static uint64_t model_credit(int m)
+{
+	uint64_t sum = 0;
+	for (int i = 0; i < n_chans; i++)
+		for (int k = 0; k < chans[i].n_epochs; k++)
+			if (chans[i].epochs[k].merchant == m)
+				sum += (uint64_t)(chans[i].epochs[k].redeemed -
+						  chans[i].epochs[k].start) *
+				       chans[i].unit;
+	return sum;
+}
+
+static uint64_t model_acknowledged(int m)
+{
+	uint64_t sum = 0;
+	for (int i = 0; i < n_chans; i++)
+		for (int k = 0; k < chans[i].n_epochs; k++)
+			if (chans[i].epochs[k].merchant == m)
+				sum +=
+				    (uint64_t)(chans[i].epochs[k].end - chans[i].epochs[k].start) *
+				    chans[i].unit;
+	return sum;
+}
+
+static struct mepoch *current_epoch(struct mchannel *c)
+{
+	return c->n_epochs ? &c->epochs[c->n_epochs - 1] : NULL;
+}
+
+static void new_epoch(struct mchannel *c, int m)
+{
+	ck_assert_int_lt(c->n_epochs, MAX_EPOCHS);
+	c->epochs[c->n_epochs++] = (struct mepoch){m, c->last, c->last, c->last};
+	c->holder = m;
+}
+
+/* ---- the network ---- */
+static void setup_net(void)
+{
+	setenv("MP_TEST_CLOCK", "1", 1);
+	setenv("MP_SWEEP_INTERVAL", "3600", 1); /* the test sweeps after each advance */
+	setenv("MP_DEADLINE_CHECK", "3600", 1); /* merchants redeem when the test says */
+	setenv("MP_REFUND_CHECK", "0", 1);
+	net_up(&net);
+	for (int m = 2; m <= N_MERCHANTS; m++) {
+		char name[8];
+		snprintf(name, sizeof(name), "m%d", m);
+		ck_assert_int_eq(net_cmd(&net, "merchant", name), 0);
+	}
+	for (int w = 2; w <= N_WALLETS; w++) {
+		char name[8];
+		snprintf(name, sizeof(name), "w%d", w);
+		ck_assert_int_eq(net_cmd(&net, "wallet", name), 0);
+	}
+	unsetenv("MP_TEST_CLOCK");
+	unsetenv("MP_SWEEP_INTERVAL");
+	unsetenv("MP_DEADLINE_CHECK");
+	unsetenv("MP_REFUND_CHECK");
+	for (int m = 1; m <= N_MERCHANTS; m++) {
+		char name[8];
+		snprintf(name, sizeof(name), "m%d", m);
+		tmerchant_load(&tm[m], &net, name);
+		net_read(&net, name, "endpoint", ep[m], sizeof(ep[m]));
+	}
+	for (int w = 1; w <= N_WALLETS; w++) {
+		char name[8];
+		snprintf(name, sizeof(name), "w%d", w);
+		json_t *r = admin_ok(&net, name, "register", NULL);
+		snprintf(account[w], sizeof(account[w]), "%s", json_str(r, "account_id"));
+		json_decref(r);
+		net_fund(&net, account[w], WALLET_FUNDS);
+	}
+}
+
+static void teardown_net(void)
+{
+	for (int m = 1; m <= N_MERCHANTS; m++)
+		tmerchant_free(&tm[m]);
+	net_down(&net);
+}
+
+static const char *wname(int w)
+{
+	static char names[N_WALLETS + 1][8];
+	snprintf(names[w], sizeof(names[w]), "w%d", w);
+	return names[w];
+}
+
+static const char *mname(int m)
+{
+	return tm[m].name;
+}
+
+/* A channel the model can pay with now (ACTIVE, unspent, well before pay_until). */
+static struct mchannel *pick_payable(uint64_t now)
+{
+	int cand[MAX_CHANNELS], k = 0;
+	for (int i = 0; i < n_chans; i++)
+		if (chans[i].state == CH_ACTIVE && chans[i].last < chans[i].n &&
+		    now + PAY_MARGIN < chans[i].pay_until)
+			cand[k++] = i;
+	return k ? &chans[cand[rng_range(0, (uint64_t)k - 1)]] : NULL;
+}
+
+/* ---- the operations; each returns false when it did not apply ---- */
+static bool op_issue(uint64_t now)
+{
+	(void)now;
+	if (n_chans == MAX_CHANNELS)
+		return false;
+	struct mchannel *c = &chans[n_chans];
+	memset(c, 0, sizeof(*c));
+	c->owner = (int)rng_range(1, N_WALLETS);
+	c->n = (unsigned)rng_range(15, 60);
+	c->unit = rng_range(1, 3);
+	bool unbound = rng_range(0, 3) == 0;
+	int m = (int)rng_range(1, N_MERCHANTS);
+	char params[300], holder[120] = "";
+	if (!unbound)
+		snprintf(holder, sizeof(holder), "\"merchant_id\":\"%s\",", tm[m].mid_hex);
+	snprintf(params, sizeof(params), "{%s\"n\":%u,\"unit_value\":%" PRIu64 ",\"days\":1}",
+		 holder, c->n, c->unit);
+	json_t *r = admin_ok(&net, wname(c->owner), "issue", params);
+	snprintf(c->id, sizeof(c->id), "%s", json_str(r, "channel_id"));
+	json_decref(r);
+	json_t *s = settle_channel(&net, c->id);
+	ck_assert_str_eq(json_str(s, "state"), "OPEN");
+	c->pay_until = (uint64_t)json_int(s, "pay_until");
+	c->finalize_at = (uint64_t)json_int(s, "finalize_at");
+	json_decref(s);
+	if (!unbound)
+		new_epoch(c, m);
+	issued_by[c->owner] += (int64_t)(c->n * c->unit);
+	n_chans++;
+	fprintf(stderr, "  issue %s by w%d: n %u unit %" PRIu64 " holder %s\n", c->id, c->owner,
+		c->n, c->unit, unbound ? "none" : mname(m));
+	return true;
+}
+
+/* Pay k units of c at merchant m (a handoff, or the Bind, when m is not the holder). */
+static void pay(struct mchannel *c, int m, unsigned k)
+{
+	char params[600], order[64], err[512];
+	net_new_order(&net, mname(m), k * c->unit, order, sizeof(order));
+	snprintf(params, sizeof(params),
+		 "{\"channel_id\":\"%s\",\"merchant_id\":\"%s\",\"endpoint\":\"%s\","
+		 "\"units\":%u,\"order_ref\":\"%s\"}",
+		 c->id, tm[m].mid_hex, ep[m], k, order);
+	json_t *r = admin(&net, wname(c->owner), "pay", params, err, sizeof(err));
+	ck_assert_msg(r != NULL, "w%d: pay %u of %s at %s refused: %s", c->owner, k, c->id,
+		      mname(m), err);
+	ck_assert_str_eq(json_str(r, "status"), "OK");
+	ck_assert_int_eq(json_int(r, "last"), c->last + k);
+	json_decref(r);
+	if (c->holder != m)
+		new_epoch(c, m);
+	c->holder_cert_known = true;
+	c->last += k;
+	current_epoch(c)->end = c->last;
+	fprintf(stderr, "  pay %u of %s by w%d at %s: last %u\n", k, c->id, c->owner, mname(m),
+		c->last);
+}
+
+static unsigned pick_units(const struct mchannel *c)
+{
+	unsigned left = c->n - c->last;
+	return (unsigned)rng_range(1, left < 8 ? left : 8);
+}
+
+static bool op_pay_at_holder(uint64_t now)
+{
+	struct mchannel *c = pick_payable(now);
+	if (!c || !c->holder)
+		return false;
+	pay(c, c->holder, pick_units(c));
+	return true;
+}
+
+static bool op_pay_elsewhere(uint64_t now)
+{
+	struct mchannel *c = pick_payable(now);
+	if (!c)
+		return false;
+	int m = (int)rng_range(1, N_MERCHANTS);
+	if (m == c->holder)
+		m = m % N_MERCHANTS + 1;
+	if (c->holder && !c->holder_cert_known) {
+		/* walletd needs the holder's MerchantCert for the holder hint of a Move: it has
+		 * it once it paid there (docs/custody.md). */
+		pay(c, c->holder, 1);
+		if (c->last == c->n)
+			return true;
+	}
+	pay(c, m, pick_units(c));
+	return true;
+}
+
+static bool op_transfer(uint64_t now)
+{
+	struct mchannel *c = pick_payable(now);
+	if (!c || (!c->holder && c->last > 0))
+		return false;
+	int to = (int)rng_range(1, N_WALLETS);
+	if (to == c->owner)
+		to = to % N_WALLETS + 1;
+	char params[8192];
+	snprintf(params, sizeof(params), "{\"channel_id\":\"%s\"}", c->id);
+	json_t *r = admin_ok(&net, wname(to), "transfer.offer", params);
+	char hold[200] = "";
+	if (c->holder)
+		snprintf(hold, sizeof(hold), ",\"endpoint\":\"%s\"", ep[c->holder]);
+	snprintf(params, sizeof(params), "{\"channel_id\":\"%s\",\"offer\":\"%s\"%s}", c->id,
+		 json_str(r, "offer"), hold);
+	json_decref(r);
+	r = admin_ok(&net, wname(c->owner), "transfer.send", params);
+	ck_assert_int_lt(strlen(json_str(r, "bundle")) + 20, sizeof(params));
+	snprintf(params, sizeof(params), "{\"bundle\":\"%s\"}", json_str(r, "bundle"));
+	json_decref(r);
+	r = admin_ok(&net, wname(to), "transfer.accept", params);
+	ck_assert_str_eq(json_str(r, "channel_id"), c->id);
+	ck_assert_int_eq(json_int(r, "spendable"), c->n - c->last);
+	ck_assert(json_is_true(json_object_get(r, "broker_ack")));
+	json_decref(r);
+	fprintf(stderr, "  transfer %s from w%d to w%d at %u\n", c->id, c->owner, to, c->last);
+	c->owner = to;
+	c->holder_cert_known = c->holder != 0;
+	return true;
+}
+
+static bool op_close(uint64_t now)
+{
+	struct mchannel *c = pick_payable(now);
+	if (!c || !c->holder)
+		return false;
+	char params[300];
+	snprintf(params, sizeof(params), "{\"channel_id\":\"%s\",\"endpoint\":\"%s\"}", c->id,
+		 ep[c->holder]);
+	json_t *r = admin_ok(&net, wname(c->owner), "close", params);
+	ck_assert_str_eq(json_str(r, "state"), "CLOSED");
+	ck_assert_int_eq(json_int(r, "final_index"), c->last);
+	ck_assert_int_eq(json_int(r, "refund_units"), c->n - c->last);
+	json_decref(r);
+	c->state = CH_CLOSED;
+	fprintf(stderr, "  close %s by w%d at %s: final_index %u\n", c->id, c->owner,
+		mname(c->holder), c->last);
+	return true;
+}
+
+/* merchantd redeems every epoch it holds; the model: each of m's epochs of a channel not yet
+ * finalised is credited to its acknowledged end. */
+static void redeem_at(int m)
+{
+	json_decref(admin_ok(&net, mname(m), "redeem", NULL));
+	for (int i = 0; i < n_chans; i++)
+		for (int k = 0; k < chans[i].n_epochs && !chans[i].finalized; k++)
+			if (chans[i].epochs[k].merchant == m)
+				chans[i].epochs[k].redeemed = chans[i].epochs[k].end;
+}
+
+static bool op_redeem(uint64_t now)
+{
+	(void)now;
+	int m = (int)rng_range(1, N_MERCHANTS);
+	redeem_at(m);
+	fprintf(stderr, "  redeem at %s\n", mname(m));
+	return true;
+}
+
+/* The current owner asks for the refund: TOO_EARLY before finalisation, else the amount the
+ * model expects (OK the first time, DUPLICATE_OK after). */
+static bool op_refund(uint64_t now)
+{
+	(void)now;
+	if (n_chans == 0)
+		return false;
+	struct mchannel *c = &chans[rng_range(0, (uint64_t)n_chans - 1)];
+	char params[128], err[512];
+	snprintf(params, sizeof(params), "{\"channel_id\":\"%s\"}", c->id);
+	if (c->state == CH_CLOSED) {
+		/* The broker pays a closed channel's refund at finalisation; the wallet does not
+		 * ask for it (docs/close.md). */
+		ck_assert_ptr_null(
+		    admin(&net, wname(c->owner), "refund", params, err, sizeof(err)));
+		ck_assert_msg(strstr(err, "CLOSED"), "%s", err);
+		fprintf(stderr, "  refund %s by w%d: refused, CLOSED\n", c->id, c->owner);
+		return true;
+	}
+	json_t *r = admin_ok(&net, wname(c->owner), "refund", params);
+	const char *st = json_str(r, "broker_status");
+	if (!c->finalized) {
+		ck_assert_msg(strcmp(st, "TOO_EARLY") == 0, "refund of %s before finalisation: %s",
+			      c->id, st);
+		ck_assert_int_eq(json_int(r, "not_before"), (int64_t)c->finalize_at);
+	} else {
+		ck_assert_msg(strcmp(st, "OK") == 0 || strcmp(st, "DUPLICATE_OK") == 0,
+			      "refund of finalised %s: %s", c->id, st);
+		ck_assert_int_eq(json_int(r, "refund"), (int64_t)model_expect(c).refund);
+		ck_assert_str_eq(json_str(r, "payout_account"), account[c->owner]);
+	}
+	fprintf(stderr, "  refund %s by w%d: %s\n", c->id, c->owner, st);
+	json_decref(r);
+	return true;
+}
+
+static json_t *payout(int m, uint64_t amount, const char *id, char *err, size_t len)
+{
+	char params[300];
+	snprintf(params, sizeof(params),
+		 "{\"account\":\"%s\",\"amount\":%" PRIu64 ",\"payout_id\":\"%s\"}", tm[m].mid_hex,
+		 amount, id);
+	return admin(&net, "broker", "account.payout", params, err, len);
+}
+
+/* A merchant's available balance paid out in part (and the payout retried: DUPLICATE_OK), or
+ * more than it has: INSUFFICIENT_FUNDS, nothing moves. */
+static bool op_payout(uint64_t now)
+{
+	(void)now;
+	int m = (int)rng_range(1, N_MERCHANTS);
+	int64_t avail = net_balance(&net, tm[m].mid_hex);
+	char id[MP_HEX_ID_LEN + 1], err[512];
+	snprintf(id, sizeof(id), "%016" PRIx64 "%016x", rng_next(), ++n_payouts);
+	if (avail == 0) {
+		ck_assert_ptr_null(payout(m, 1, id, err, sizeof(err)));
+		ck_assert_msg(strstr(err, "INSUFFICIENT_FUNDS"), "%s", err);
+		ck_assert_int_eq(net_balance(&net, tm[m].mid_hex), 0);
+		fprintf(stderr, "  payout at %s: nothing available\n", mname(m));
+		return true;
+	}
+	uint64_t amount = rng_range(1, (uint64_t)avail);
+	for (int again = 0; again < 2; again++) {
+		json_t *r = payout(m, amount, id, err, sizeof(err));
+		ck_assert_msg(r != NULL, "payout %" PRIu64 " of %s: %s", amount, mname(m), err);
+		ck_assert_str_eq(json_str(r, "status"), again ? "DUPLICATE_OK" : "OK");
+		json_decref(r);
+	}
+	paid_out[m] += amount;
+	ck_assert_int_eq(net_balance(&net, tm[m].mid_hex), avail - (int64_t)amount);
+	fprintf(stderr, "  payout %" PRIu64 " of %s\n", amount, mname(m));
+	return true;
+}
+
+/* Check a channel the sweep just finalised against the model. */
+static void check_finalized(struct mchannel *c)
+{
+	struct mexpect e = model_expect(c);
+	json_t *s = settle_channel(&net, c->id);
+	ck_assert_str_eq(json_str(s, "state"), "FINALIZED");
+	json_t *f = json_object_get(s, "finalization");
+	ck_assert_msg(json_int(f, "spent") == e.spent, "%s: spent %lld, model %u", c->id,
+		      (long long)json_int(f, "spent"), e.spent);
+	ck_assert_msg(json_int(f, "credited") == (int64_t)e.credited,
+		      "%s: credited %lld, model %llu", c->id, (long long)json_int(f, "credited"),
+		      (unsigned long long)e.credited);
+	ck_assert_msg(json_int(f, "refund") == (int64_t)e.refund, "%s: refund %lld, model %llu",
+		      c->id, (long long)json_int(f, "refund"), (unsigned long long)e.refund);
+	ck_assert_msg(json_int(f, "unclaimed") == (int64_t)e.unclaimed,
+		      "%s: unclaimed %lld, model %llu", c->id, (long long)json_int(f, "unclaimed"),
+		      (unsigned long long)e.unclaimed);
+	ck_assert_int_eq(e.credited + e.refund + e.unclaimed, (uint64_t)c->n * c->unit);
+	if (e.refund > 0) { /* nothing to pay, no ledger transfer */
+		ck_assert_msg(json_is_true(json_object_get(f, "refund_paid")),
+			      "%s: refund not paid", c->id);
+		ck_assert_str_eq(json_str(f, "refund_account"), account[c->owner]);
+	}
+	json_decref(s);
+	c->finalized = true;
+	fprintf(stderr, "  finalised %s: spent %u refund %" PRIu64 " unclaimed %" PRIu64 "\n",
+		c->id, e.spent, e.refund, e.unclaimed);
+}
+
+/* Move the clock by dt (most of the time every merchant redeems first, as merchantd does on its
+ * own before redeem_until), sweep, and check every channel the sweep finalised. */
+static void advance(uint64_t dt, bool redeem_first)
+{
+	if (redeem_first)
+		for (int m = 1; m <= N_MERCHANTS; m++)
+			redeem_at(m);
+	net_clock_advance(&net, dt);
+	uint64_t now = settle_broker_now(&net);
+	json_t *r = settle_sweep(&net);
+	ck_assert_int_eq(json_int(r, "failures"), 0);
+	json_decref(r);
+	fprintf(stderr, "  advance %" PRIu64 " s%s: now %" PRIu64 "\n", dt,
+		redeem_first ? " (redeemed first)" : "", now);
+	for (int i = 0; i < n_chans; i++)
+		if (!chans[i].finalized && chans[i].finalize_at <= now)
+			check_finalized(&chans[i]);
+}
+
+static bool op_advance(uint64_t now)
+{
+	(void)now;
+	advance(rng_range(1800, 20 * 3600), rng_range(0, 3) != 0);
+	return true;
+}
+
+struct op {
+	const char *name;
+	bool (*run)(uint64_t now);
+	unsigned weight;
+};
+
+static const struct op ops[] = {
+    {"issue", op_issue, 10},	  {"pay", op_pay_at_holder, 24}, {"handoff", op_pay_elsewhere, 10},
+    {"transfer", op_transfer, 7}, {"redeem", op_redeem, 8},	 {"close", op_close, 4},
+    {"refund", op_refund, 6},	  {"payout", op_payout, 5},	 {"advance", op_advance, 9},
+};
+
+static const struct op *pick_op(void)
+{
+	unsigned total = 0;
+	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
+		total += ops[i].weight;
+	unsigned r = (unsigned)rng_range(0, total - 1);
+	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+		if (r < ops[i].weight)
+			return &ops[i];
+		r -= ops[i].weight;
+	}
+	return &ops[0];
+}
+
+/* The end: every merchant redeems, the clock passes every finalize_at, the sweep finalises
+ * what is left; then every channel, merchant and customer is checked against the model. */
+static void finish_and_check(void)
+{
+	uint64_t last = 0;
+	for (int i = 0; i < n_chans; i++)
+		if (chans[i].finalize_at > last)
+			last = chans[i].finalize_at;
+	uint64_t now = settle_broker_now(&net);
+	advance(last > now ? last - now : 1, true);
+	net_audit_clean(&net);
+	for (int i = 0; i < n_chans; i++) {
+		ck_assert_msg(chans[i].finalized, "%s not finalised", chans[i].id);
+		json_t *s = settle_channel(&net, chans[i].id);
+		ck_assert_str_eq(json_str(s, "state"), "FINALIZED");
+		json_t *f = json_object_get(s, "finalization");
+		ck_assert_int_eq(json_int(f, "credited") + json_int(f, "refund") +
+				     json_int(f, "unclaimed"),
+				 (int64_t)(chans[i].n * chans[i].unit));
+		json_decref(s);
+	}
+	for (int m = 1; m <= N_MERCHANTS; m++) {
+		int64_t credit = net_pending(&net, tm[m].mid_hex) +
+				 net_balance(&net, tm[m].mid_hex) + (int64_t)paid_out[m];
+		fprintf(stderr,
+			"%s: credit %lld (paid out %" PRIu64 "), acknowledged %" PRIu64
+			", redeemed in time %" PRIu64 "\n",
+			mname(m), (long long)credit, paid_out[m], model_acknowledged(m),
+			model_credit(m));
+		ck_assert_int_eq(net_pending(&net, tm[m].mid_hex), 0);
+		ck_assert_int_eq(credit, (int64_t)model_credit(m));
+	}
+	for (int w = 1; w <= N_WALLETS; w++) {
+		int64_t refunds = 0;
+		for (int i = 0; i < n_chans; i++)
+			if (chans[i].owner == w)
+				refunds += (int64_t)model_expect(&chans[i]).refund;
+		ck_assert_int_eq(net_balance(&net, account[w]),
+				 WALLET_FUNDS - issued_by[w] + refunds);
+	}
+}
+
+START_TEST(random_interleaving)
+{
+	const char *env = getenv("MP_RANDOM_SEED");
+	uint64_t seed = env ? strtoull(env, NULL, 0) : (uint64_t)time(NULL) ^ (uint64_t)getpid();
+	const char *steps_env = getenv("MP_RANDOM_STEPS");
+	unsigned steps = steps_env ? (unsigned)atoi(steps_env) : 140;
+	fprintf(stderr,
+		"settlement_random: seed %" PRIu64 " (MP_RANDOM_SEED=%" PRIu64
+		" reproduces it), %u steps\n",
+		seed, seed, steps);
+	rng_state = seed;
+	uint64_t t0 = now_ms();
+	op_issue(0);
+	for (unsigned i = 0; i < steps; i++) {
+		uint64_t now = settle_broker_now(&net);
+		const struct op *op = pick_op();
+		fprintf(stderr, "step %u (%.1f s): %s\n", i, (now_ms() - t0) / 1000.0, op->name);
+		if (!op->run(now))
+			fprintf(stderr, "  (nothing to do)\n");
+		net_audit_clean(&net);
+	}
+	finish_and_check();
+	fprintf(stderr, "settlement_random: seed %" PRIu64 ": %d channels, all checks passed\n",
+		seed, n_chans);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("settlement_random");
+	TCase *tc = tcase_create("random");
+	tcase_set_timeout(tc, 600);
+	tcase_add_checked_fixture(tc, setup_net, teardown_net);
+	tcase_add_test(tc, random_interleaving);
+	suite_add_tcase(s, tc);
+	return mp_check_run(s);
+}
