@@ -4,6 +4,7 @@
  * stops a merchantd whose key is not the registered one. The broker's MerchantCert lifetime is
  * shortened to LIFETIME seconds ([broker] merchant_cert_lifetime_s). */
 #include <check.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -463,6 +464,44 @@ START_TEST(cert_renewal_follows_the_broker_clock)
 }
 END_TEST
 
+/* No function of the merchant lookup path reads the database clock (issue 7): the one-argument
+ * lookup a Redeem uses returns the merchant's key and current cert only (its renewal_due and
+ * db_now columns, computed from now(), are gone with migration 0021), and renewal is decided at
+ * the broker's time by the three-argument lookup. */
+START_TEST(merchant_lookup_reads_no_clock)
+{
+	char mid[MP_HEX_ID_LEN + 1];
+	new_merchant_account(mid);
+	struct mp_key key;
+	uint8_t seed[MP_SK_LEN];
+	ck_assert(mp_key_generate(&key, seed));
+	MpEnvelope *r = register_merchant(mid, &key, "127.0.0.1:7");
+	ck_assert_int_eq(code_of(r), MP_ST(OK));
+	Micropay__V1__MerchantCert *c = cert_of(r);
+	char *clocked =
+	    sql_value(&net, "SELECT string_agg(p.oid::regprocedure::text, ', ') FROM pg_proc p"
+			    " WHERE p.proname IN ('mp_merchant_lookup',"
+			    " 'mp_merchant_cert_renewal_due', 'mp_register_merchant')"
+			    " AND p.prosrc ILIKE '%%now()%%'");
+	ck_assert_msg(clocked == NULL || clocked[0] == '\0', "read now(): %s", clocked);
+	free(clocked);
+	char *cols = sql_value(&net, "SELECT pg_get_function_result('mp_merchant_lookup(bytea)'"
+				     "::regprocedure)");
+	ck_assert_msg(!strstr(cols, "renewal_due") && !strstr(cols, "db_now"), "%s", cols);
+	free(cols);
+	char *row = sql_value(
+	    &net, "SELECT found || ' ' || cert_valid_until FROM mp_merchant_lookup('\\x%s')", mid);
+	char want[64];
+	snprintf(want, sizeof(want), "true %" PRIu64, c->valid_until);
+	ck_assert_str_eq(row, want);
+	free(row);
+	micropay__v1__merchant_cert__free_unpacked(c, NULL);
+	micropay__v1__envelope__free_unpacked(r, NULL);
+	mp_key_free(&key);
+	audit_clean();
+}
+END_TEST
+
 static Suite *registration_suite(void)
 {
 	Suite *s = suite_create("registration");
@@ -473,6 +512,7 @@ static Suite *registration_suite(void)
 	tcase_add_test(tc, merchantd_renews_its_cert_ahead_of_time);
 	tcase_add_test(tc, conflict_carries_the_stored_cert_and_changes_nothing);
 	tcase_add_test(tc, merchantd_stops_on_conflict);
+	tcase_add_test(tc, merchant_lookup_reads_no_clock);
 	/* Last: it restarts brokerd with the default MerchantCert lifetime. */
 	tcase_add_test(tc, cert_renewed_while_it_still_backs_the_longest_channel);
 	tcase_add_test(tc, cert_carries_the_posted_bond_refreshed_at_renewal);
