@@ -627,10 +627,28 @@ static bool close_segment(const MpSigned *close, uint32_t *seg_seq)
 	return ok;
 }
 
+/* The verified Handoffs above the stored ones, for mp_refund_early to store (OK), or the
+ * refusal when out of memory. */
+static void close_news(struct custody_close_job *cj, const struct custody_chan *ch,
+		       const Micropay__V1__Claim *cl, const struct verdict *v)
+{
+	size_t from = ch->n_stored + 1;
+	if (v->n_handoffs >= from) {
+		cj->news = calloc(v->n_handoffs - from + 1, sizeof(*cj->news));
+		if (!cj->news) {
+			close_refused(cj, MP_ST(INTERNAL), "out of memory; retry");
+			return;
+		}
+	}
+	for (size_t g = from; g <= v->n_handoffs; g++)
+		fill_new(&cj->news[cj->n_news++], ch, cl, &v->events[g], (uint32_t)g);
+	cj->code = MP_ST(OK);
+}
+
 /* The verified evidence's verdict: the chain's rule, a fork from the stored chain, the
  * Close's checks, its segment. */
 static void judge_close(struct custody_close_job *cj, const struct custody_chan *ch,
-			const struct verdict *v)
+			const Micropay__V1__Claim *cl, const struct verdict *v)
 {
 	char text[200];
 	uint32_t fork, seg = 0;
@@ -651,7 +669,7 @@ static void judge_close(struct custody_close_job *cj, const struct custody_chan 
 			 seg, cj->seg_seq);
 		close_refused(cj, MP_ST(STALE_SEGMENT), text);
 	} else {
-		cj->code = MP_ST(OK);
+		close_news(cj, ch, cl, v);
 		cj->hseq = (uint32_t)v->n_handoffs;
 		cj->final_index = v->final_index;
 		memcpy(cj->closer, v->events[v->n_handoffs].merchant_id, MP_ID_LEN);
@@ -679,7 +697,7 @@ void custody_close_work(void *arg, const atomic_bool *stop)
 	} else if (run.h) {
 		const struct verdict *v = verify_custody(&run, ch, &cl, digest);
 		if (v)
-			judge_close(cj, ch, v);
+			judge_close(cj, ch, &cl, v);
 	}
 	for (size_t i = 0; i < run.n_verdicts; i++)
 		free(run.verdicts[i]->events), free(run.verdicts[i]);
@@ -696,5 +714,6 @@ void custody_close_job_free(struct custody_close_job *job)
 	for (size_t i = 0; i < job->n_custody; i++)
 		mp_stmt_free(job->custody[i]);
 	free(job->custody);
+	free(job->news);
 	free(job);
 }

@@ -168,6 +168,8 @@ struct custody_close_job {
 	char detail[200];
 	uint32_t hseq, final_index;
 	uint8_t closer[MP_ID_LEN];
+	struct custody_new *news; /* the Handoffs 1..hseq the broker has not stored (custody) */
+	size_t n_news;
 };
 
 void custody_close_work(void *arg, const atomic_bool *stop);

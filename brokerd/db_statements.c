@@ -43,8 +43,10 @@ const struct db_statement broker_statements[] = {
     {"channel_states", "SELECT * FROM mp_channel_states()", 0},
     {"refund_lookup", "SELECT * FROM mp_refund_lookup($1)", 1},
     {"refund_request", "SELECT * FROM mp_refund_request($1, $2, $3, $4, $5, $6, $7)", 7},
-    {"refund_early", "SELECT * FROM mp_refund_early($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-     11},
+    {"refund_early",
+     "SELECT * FROM mp_refund_early($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, "
+     "$12, $13, $14, $15, $16, $17, $18, $19, $20)",
+     20},
     {"audit", "SELECT * FROM mp_audit()", 0},
     {"payout", "SELECT * FROM mp_payout($1, $2, $3)", 3},
     {"payouts_list", "SELECT * FROM mp_payouts_list($1)", 1},

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "custody_arrays.h"
 #include "custody_verify.h"
 #include "db.h"
 #include "log.h"
@@ -57,11 +58,6 @@ static void on_recorded(const PGresult *res, const char *error, void *arg)
 	redeem_prepare(rd);
 }
 
-/* The arrays of one Handoff list: channel, hseq, statement, hash, from, to, point. */
-struct handoff_arrays {
-	struct pg_array cid, hseq, stmt, hash, from, to, seg, idx, w;
-};
-
 struct record_arrays {
 	struct handoff_arrays h;
 	struct pg_array c_kind, c_cid, c_hseq, c_liable, c_stmt, c_other, c_idx, c_detail;
@@ -82,37 +78,13 @@ static struct pg_array *record_array(struct record_arrays *a, int i)
 	return all[i];
 }
 
-/* A statement's exact bytes into an array (an empty element when s is NULL). */
-static void array_stmt(struct pg_array *a, const MpSigned *s)
-{
-	size_t len = 0;
-	uint8_t *bytes = s ? mp_stmt_encode(s, &len) : NULL;
-	if (s && !bytes)
-		a->failed = true;
-	pg_array_bytea(a, bytes, len);
-	free(bytes);
-}
-
-static void fill_handoff(struct handoff_arrays *a, const struct custody_new *nw)
-{
-	pg_array_bytea(&a->cid, nw->channel_id, MP_ID_LEN);
-	pg_array_int(&a->hseq, nw->hseq);
-	array_stmt(&a->stmt, nw->stmt);
-	pg_array_bytea(&a->hash, nw->hash, MP_HASH_LEN);
-	pg_array_bytea(&a->from, nw->from, MP_ID_LEN);
-	pg_array_bytea(&a->to, nw->to, MP_ID_LEN);
-	pg_array_int(&a->seg, nw->pt.seg_seq);
-	pg_array_int(&a->idx, nw->pt.index);
-	pg_array_bytea(&a->w, nw->pt.w, MP_HASH_LEN);
-}
-
 static void fill_record(struct record_arrays *a, const struct custody_job *job)
 {
 	for (size_t i = 0; i < job->n_news; i++)
-		fill_handoff(&a->h, &job->news[i]);
+		custody_fill_handoff(&a->h, &job->news[i]);
 	for (size_t i = 0; i < job->n_branches; i++) {
 		const struct custody_branch *b = &job->branches[i];
-		fill_handoff(&a->b, &b->h);
+		custody_fill_handoff(&a->b, &b->h);
 		pg_array_bytea(&a->b_branch, b->branch, MP_HASH_LEN);
 		pg_array_bytea(&a->b_liable, b->liable, MP_ID_LEN);
 	}
@@ -122,8 +94,8 @@ static void fill_record(struct record_arrays *a, const struct custody_job *job)
 		pg_array_bytea(&a->c_cid, c->channel_id, MP_ID_LEN);
 		pg_array_int(&a->c_hseq, c->hseq);
 		pg_array_bytea(&a->c_liable, c->liable, MP_ID_LEN);
-		array_stmt(&a->c_stmt, c->stmt);
-		array_stmt(&a->c_other, c->other);
+		custody_array_stmt(&a->c_stmt, c->stmt);
+		custody_array_stmt(&a->c_other, c->other);
 		pg_array_int(&a->c_idx, c->has_index ? (int64_t)c->claim_index : -1);
 		pg_array_text(&a->c_detail, c->detail);
 	}

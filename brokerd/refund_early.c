@@ -17,11 +17,15 @@
  *      stored result / CONFLICT + the stored RefundRequest or Close / TOO_LATE / HANDED_OFF /
  *      STALE_SEGMENT / MALFORMED (name a payout account) / UNKNOWN_ACCOUNT
  *
- * Nothing is stored before the last step, which is idempotent by refund_id and by channel. */
+ * Nothing is stored before the last step, which is idempotent by refund_id and by channel. It
+ * stores the Handoffs 1..H the broker did not have as custody evidence (as a Redeem's custody
+ * is stored), with the refund; a Handoff H+1 already stored makes the Close void (HANDED_OFF,
+ * conflict close_after_handoff against its signer; migration 0022, docs/close.md). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "custody_arrays.h"
 #include "custody_verify.h"
 #include "db.h"
 #include "log.h"
@@ -56,6 +60,24 @@ static void on_refunded(const PGresult *res, const char *error, void *arg)
 	free(x);
 }
 
+/* The Handoffs the broker has not stored as mp_refund_early's p_h_* parameters (all arrays but
+ * the channel's). a must be freed after the call whatever this returns. */
+static bool handoff_params(struct db_params *p, struct handoff_arrays *a,
+			   const struct custody_close_job *job)
+{
+	bool ok = true;
+	for (int i = 0; i < HANDOFF_ARRAYS; i++)
+		ok = pg_array_begin(custody_handoff_array(a, i)) & ok; /* all begun: all freeable */
+	for (size_t i = 0; ok && i < job->n_news; i++)
+		custody_fill_handoff(a, &job->news[i]);
+	for (int i = 1; ok && i < HANDOFF_ARRAYS; i++) {
+		const char *text = pg_array_end(custody_handoff_array(a, i));
+		ok = text != NULL;
+		db_param_text(p, text);
+	}
+	return ok;
+}
+
 static void pay(struct refund_early *x)
 {
 	struct refund_call *rc = x->rc;
@@ -87,7 +109,13 @@ static void pay(struct refund_early *x)
 	db_param_u64(&p, job->hseq);
 	db_param_u64(&p, job->final_index);
 	db_param_u64(&p, broker_now(rc->call->b));
-	const char *refused = db_call(rc->call->b->db, "refund_early", &p, on_refunded, x);
+	db_param_bytes(&p, job->closer, MP_ID_LEN);
+	struct handoff_arrays a;
+	bool ok = handoff_params(&p, &a, job);
+	const char *refused =
+	    ok ? db_call(rc->call->b->db, "refund_early", &p, on_refunded, x) : "out of memory";
+	for (int i = 0; i < HANDOFF_ARRAYS; i++)
+		pg_array_free(custody_handoff_array(&a, i));
 	free(bytes);
 	free(close_bytes);
 	if (refused)

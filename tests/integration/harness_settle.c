@@ -34,6 +34,19 @@ json_t *settle_channel(const struct net *n, const char *channel_hex)
 	return admin_ok(n, "broker", "channel.settlement", params);
 }
 
+void settle_expect_finalized(const struct net *n, const char *channel_hex, int64_t spent,
+			     int64_t refund, int64_t unclaimed, int64_t credited)
+{
+	json_t *s = settle_channel(n, channel_hex);
+	ck_assert_str_eq(json_str(s, "state"), "FINALIZED");
+	json_t *f = json_object_get(s, "finalization");
+	ck_assert_int_eq(json_int(f, "spent"), spent);
+	ck_assert_int_eq(json_int(f, "refund"), refund);
+	ck_assert_int_eq(json_int(f, "unclaimed"), unclaimed);
+	ck_assert_int_eq(json_int(f, "credited"), credited);
+	json_decref(s);
+}
+
 int64_t settle_unclaimed(const struct net *n)
 {
 	char *v = sql_value(n, "SELECT balance FROM accounts WHERE kind = 'unclaimed' "

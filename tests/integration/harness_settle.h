@@ -15,5 +15,8 @@ void settle_advance_to(const struct net *n, uint64_t t);
 json_t *settle_sweep(const struct net *n);
 /* Admin channel.settlement of a channel (hex id) (caller frees). */
 json_t *settle_channel(const struct net *n, const char *channel_hex);
+/* The channel is FINALIZED with these figures of its finalisation. */
+void settle_expect_finalized(const struct net *n, const char *channel_hex, int64_t spent,
+			     int64_t refund, int64_t unclaimed, int64_t credited);
 /* The balance of the broker's `unclaimed` account of EUR. */
 int64_t settle_unclaimed(const struct net *n);

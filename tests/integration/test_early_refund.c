@@ -22,6 +22,7 @@
 #include "chain.h"
 #include "proto_limits.h"
 #include "harness.h"
+#include "harness_db.h"
 #include "harness_ledger.h"
 #include "harness_merchant.h"
 #include "harness_redeem.h"
@@ -308,19 +309,26 @@ static MpCode claim_at(int m, const uint8_t id[MP_ID_LEN], const struct secrets 
 	return code;
 }
 
-/* The number of conflicts of a kind recorded for a channel (admin conflicts). */
-static int conflicts_of(const char *channel, const char *kind)
+/* The number of conflicts of a kind recorded for a channel against liable (NULL: anyone)
+ * (admin conflicts). */
+static int conflicts_against(const char *channel, const char *kind, const char *liable)
 {
 	json_t *r = admin_ok(&net, "broker", "conflicts", NULL);
 	json_t *list = json_object_get(r, "conflicts");
 	int count = 0;
 	for (size_t i = 0; i < json_array_size(list); i++) {
 		json_t *c = json_array_get(list, i);
-		count +=
-		    !strcmp(json_str(c, "channel"), channel) && !strcmp(json_str(c, "kind"), kind);
+		count += !strcmp(json_str(c, "channel"), channel) &&
+			 !strcmp(json_str(c, "kind"), kind) &&
+			 (!liable || !strcmp(json_str(c, "liable"), liable));
 	}
 	json_decref(r);
 	return count;
+}
+
+static int conflicts_of(const char *channel, const char *kind)
+{
+	return conflicts_against(channel, kind, NULL);
 }
 
 static void expect_refused(MpSigned *stmt, MpCode want, const char *what)
@@ -467,14 +475,7 @@ START_TEST(early_close_end_to_end)
 	settle_advance_to(&net, (uint64_t)json_int(s, "finalize_at"));
 	json_decref(s);
 	json_decref(settle_sweep(&net));
-	s = broker_channel(channel);
-	ck_assert_str_eq(json_str(s, "state"), "FINALIZED");
-	json_t *f = json_object_get(s, "finalization");
-	ck_assert_int_eq(json_int(f, "spent"), 15);
-	ck_assert_int_eq(json_int(f, "refund"), 0);
-	ck_assert_int_eq(json_int(f, "unclaimed"), 0);
-	ck_assert_int_eq(json_int(f, "credited"), 45);
-	json_decref(s);
+	settle_expect_finalized(&net, channel, 15, 0, 0, 45);
 	ck_assert_int_eq(net_balance(&net, account), 1000 - 300 + 255);
 	ck_assert_int_eq(net_balance(&net, tm[1].mid_hex), 30);
 	ck_assert_int_eq(net_pending(&net, tm[1].mid_hex), 0);
@@ -530,6 +531,116 @@ START_TEST(wallet_retries_the_early_refund_until_answered)
 }
 END_TEST
 
+/* A Close by a merchant that had already handed the channel on is void (protocol.md section 7:
+ * a Close of epoch h and its signer's Handoff h+1 are never consistent), whichever of the two
+ * the broker learns first; the conflict names the signer; honest holders are paid in full and
+ * the refund is never reduced (docs/close.md "A Close after a Handoff"). Three channels of
+ * n = 100, unit_value 3, each paid 10 units at m1, then 5 at m2 after a handoff at 10:
+ * - C: the wallet closes at m2 before anyone redeemed: its RefundRequest's Handoff 1 is stored
+ *   as custody (epoch 1 of m2 from 10), so m1's claim at 12 that leaves it out is refused
+ *   (OUT_OF_RANGE, omitted_custody against m1) instead of credited below the Close at 15;
+ * - B: the customer and m1 forge m1's Close of epoch 0 at 10 while the broker knows no
+ *   Handoff: the refund 90 * 3 = 270 is paid. m1's Redeem then brings Handoff 1: the Close is
+ *   void (close_after_handoff against m1, close_index gone); m2's 5 units are credited, 15
+ *   taken from m1's pending credit; finalisation pays nothing more (refund 0, unclaimed 0);
+ * - A: the same forged Close after the broker stored Handoff 1: HANDED_OFF, the conflict
+ *   against m1, nothing paid; the wallet's own close at m2 then gets 85 * 3 = 255.
+ * At the end customer 255 + 270 + 255 back, m1 30 + 30 + 30 - 15, m2 3 * 15: nothing made or
+ * lost. */
+START_TEST(close_after_handoff_is_void)
+{
+	char ch[3][64], detail[300];
+	uint8_t id[3][MP_ID_LEN], word[MP_HASH_LEN];
+	struct secrets sc[3];
+	enum { A, B, C };
+	net_fund(&net, account, 900);
+	for (int k = A; k <= C; k++) {
+		issue(100, 3, ch[k], sizeof(ch[k]));
+		hex_to_bytes(ch[k], id[k], MP_ID_LEN);
+		pay_at(ch[k], 1, 10, 3, 10);
+		pay_at(ch[k], 2, 5, 3, 15); /* handoff to m2 at 10 */
+		w1_secrets(id[k], 100, &sc[k]);
+	}
+
+	/* C: the honest close; the broker stores the Handoff its RefundRequest carries. */
+	json_decref(channel_call("close", ch[C]));
+	ck_assert_msg(wait_for(w1_refunded, ch[C], 10000), "w1 got no early refund");
+	ck_assert_int_eq(net_balance(&net, account), 255);
+	char *stored = sql_value(&net,
+				 "SELECT count(*) || ' ' || min(e.start_index) FROM handoffs h"
+				 " JOIN epochs e ON e.channel_id = h.channel_id AND e.hseq = 1"
+				 " WHERE h.channel_id = '\\x%s' AND h.hseq = 1",
+				 ch[C]);
+	ck_assert_str_eq(stored, "1 10");
+	free(stored);
+	ck_assert_int_eq(claim_at(1, id[C], &sc[C], 0, 12, NULL, 0), MP_ST(OUT_OF_RANGE));
+	ck_assert_int_eq(conflicts_against(ch[C], "omitted_custody", tm[1].mid_hex), 1);
+	ck_assert_int_eq(net_pending(&net, tm[1].mid_hex), 0);
+
+	/* B: m1's Close of epoch 0 at 10, the Handoff unknown to the broker: paid. */
+	w1_word(&sc[B], 10, word);
+	MpSigned *forged =
+	    sign_refund(&sc[B].owner, id[B], sign_close(&tm[1].key, id[B], 0, 10, word), NULL, 0);
+	ck_assert_int_eq(refund_call(forged, detail, sizeof(detail), NULL), MP_ST(OK));
+	mp_stmt_free(forged);
+	ck_assert_int_eq(net_balance(&net, account), 255 + 270);
+	json_t *s = broker_channel(ch[B]);
+	ck_assert_str_eq(json_str(s, "state"), "CLOSED_EARLY");
+	ck_assert_int_eq(json_int(s, "close_index"), 10);
+	json_decref(s);
+	net_audit_clean(&net);
+	/* m1 redeems (its custody carries Handoff 1 of each channel): B's Close is void. */
+	json_decref(admin_ok(&net, "m1", "redeem", NULL));
+	ck_assert_int_eq(net_pending(&net, tm[1].mid_hex), 90);
+	ck_assert_int_eq(conflicts_against(ch[B], "close_after_handoff", tm[1].mid_hex), 1);
+	ck_assert_int_eq(conflicts_of(ch[B], "close_after_handoff"), 1);
+	s = broker_channel(ch[B]);
+	ck_assert_str_eq(json_str(s, "state"), "CLOSED_EARLY");
+	ck_assert(json_is_null(json_object_get(s, "close_index")));
+	ck_assert_int_eq(json_int(s, "early_refund"), 270);
+	json_decref(s);
+	/* m2, the honest successor, is paid its 5 units of every channel; B's from m1. */
+	json_decref(admin_ok(&net, "m2", "redeem", NULL));
+	ck_assert_int_eq(net_pending(&net, tm[2].mid_hex), 45);
+	ck_assert_int_eq(net_pending(&net, tm[1].mid_hex), 90 - 15);
+	net_audit_clean(&net);
+
+	/* A: the same forgery once the broker stored Handoff 1: void at once, nothing paid. */
+	w1_word(&sc[A], 10, word);
+	forged =
+	    sign_refund(&sc[A].owner, id[A], sign_close(&tm[1].key, id[A], 0, 10, word), NULL, 0);
+	ck_assert_int_eq(refund_call(forged, detail, sizeof(detail), NULL), MP_ST(HANDED_OFF));
+	mp_stmt_free(forged);
+	ck_assert_int_eq(conflicts_against(ch[A], "close_after_handoff", tm[1].mid_hex), 1);
+	expect_broker_state(ch[A], "OPEN");
+	ck_assert_int_eq(net_balance(&net, account), 255 + 270);
+	json_decref(channel_call("close", ch[A]));
+	ck_assert_msg(wait_for(w1_refunded, ch[A], 10000), "w1 got no early refund");
+	ck_assert_int_eq(net_balance(&net, account), 255 + 270 + 255);
+	net_audit_clean(&net);
+
+	/* Finalisation pays nothing more; everyone's share is exact. */
+	uint64_t last = 0;
+	for (int k = A; k <= C; k++) {
+		s = broker_channel(ch[k]);
+		if ((uint64_t)json_int(s, "finalize_at") > last)
+			last = (uint64_t)json_int(s, "finalize_at");
+		json_decref(s);
+	}
+	settle_advance_to(&net, last);
+	json_decref(settle_sweep(&net));
+	for (int k = A; k <= C; k++) {
+		settle_expect_finalized(&net, ch[k], 15, 0, 0, 45);
+		mp_key_free(&sc[k].owner);
+	}
+	ck_assert_int_eq(net_balance(&net, account), 255 + 270 + 255);
+	ck_assert_int_eq(net_balance(&net, tm[1].mid_hex), 90 - 15);
+	ck_assert_int_eq(net_balance(&net, tm[2].mid_hex), 45);
+	ck_assert_int_eq(net_pending(&net, tm[1].mid_hex) + net_pending(&net, tm[2].mid_hex), 0);
+	net_audit_clean(&net);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("early_refund");
@@ -538,6 +649,7 @@ int main(void)
 	tcase_add_checked_fixture(tc, setup_net, teardown_net);
 	tcase_add_test(tc, early_close_end_to_end);
 	tcase_add_test(tc, wallet_retries_the_early_refund_until_answered);
+	tcase_add_test(tc, close_after_handoff_is_void);
 	suite_add_tcase(s, tc);
 	return mp_check_run(s);
 }
