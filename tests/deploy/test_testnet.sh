@@ -13,22 +13,8 @@
 #  - no seed, key or payword of the run appears in any daemon's log.
 # Skipped (exit 77, with the reason) where network namespaces cannot be created.
 set -euo pipefail
-src=${MP_SOURCE_ROOT:?MP_SOURCE_ROOT is not set}
-export MP_BUILD=${MP_BUILD:?MP_BUILD is not set}
-testnet=$src/deploy/testnet
-mpctl() { "$MP_BUILD/tools/mpctl" "$@"; }
-get() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
-fail() { echo "FAIL: $*" >&2; exit 1; }
-expect() { # WHAT ACTUAL WANTED
-	[ "$2" = "$3" ] || fail "$1: $2, expected $3"
-	echo "ok: $1 = $3"
-}
-
-if [ "$(id -u)" != 0 ] || ! ip netns add "mpprobe$$" 2>/dev/null; then
-	echo "SKIP: network namespaces cannot be created here (needs root and iproute2)"
-	exit 77
-fi
-ip netns del "mpprobe$$"
+. "$(dirname "$0")/testnet_lib.sh"
+testnet_probe
 
 dir=$(mktemp -d /tmp/mptestnet.XXXXXX)
 trap '"$testnet" down "$dir" || true; rm -rf "$dir"' EXIT
@@ -39,12 +25,6 @@ mid1=$(cat "$dir/m1/merchant_id") mid2=$(cat "$dir/m2/merchant_id")
 ep1=$(cat "$dir/m1/endpoint") ep2=$(cat "$dir/m2/endpoint")
 expect "m1 announces its own host's address" "$ep1" "10.77.0.11:7100"
 
-pending() { # MERCHANT_ID
-	mpctl -s "$B" account.show account="$1" | python3 -c '
-import json, sys
-print(sum(r["balance"] for r in json.load(sys.stdin)["related"] if r["kind"] == "merchant_pending"))'
-}
-order() { mpctl -s "$1" order.create price="$2" | get order_ref; }
 pay() { # MERCHANT_SOCK ENDPOINT MERCHANT_ID UNITS [ORDER]: one purchase, prints the status
 	local o=${5:-$(order "$1" "$4")}
 	mpctl -s "$W" pay channel_id="$ch" merchant_id="$3" endpoint="$2" units="$4" order_ref="$o" | get status
@@ -86,10 +66,7 @@ expect "m2's pending credit while cut off" "$(pending "$mid2")" 0
 for _ in $(seq 1 600); do [ "$(pending "$mid2")" = 8 ] && break; sleep 0.1; done
 expect "m2's pending credit after heal, redeemed by m2's own retry" "$(pending "$mid2")" 8
 
-for h in broker m1 m2 m3 w1 w2; do
-	mpctl -s "$dir/$h/admin.sock" clock.advance seconds=$((4 * 86400 + 3600)) >/dev/null
-done
-mpctl -s "$B" sweep.run >/dev/null
+advance_past_settlement
 expect "channel state" "$(mpctl -s "$B" channel.settlement channel="$ch" | get state)" FINALIZED
 expect "the customer's refund" "$(mpctl -s "$W" refund channel_id="$ch" | get refund)" 86
 expect "the customer's balance" "$(mpctl -s "$B" account.show account="$account" | get balance)" 986
@@ -97,10 +74,4 @@ expect "m1 available" "$(mpctl -s "$B" account.show account="$mid1" | get balanc
 expect "m2 available" "$(mpctl -s "$B" account.show account="$mid2" | get balance)" 8
 expect "audit clean" "$(mpctl -s "$B" audit | get ok)" True
 
-"$testnet" down "$dir"
-prefix=$(cat "$dir/testnet" 2>/dev/null || true)
-[ -z "$prefix" ] || fail "testnet down left its record"
-if ip netns list | grep -q "^mp$(printf '%s' "$dir" | sha256sum | cut -c1-6)-"; then fail "namespaces left behind"; fi
-echo "ok: testnet down removed every namespace"
-# Read once the daemons stopped: they hold their stores locked.
-python3 "$src/tests/deploy/secrets_in_logs.py" "$dir" "$dir"/*/log || fail "a secret appears in the logs"
+down_and_check_logs
