@@ -3,16 +3,29 @@
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "log.h"
 
-enum { OPT_TEST_CLOCK = 256, OPT_CHECK_CONFIG, OPT_PRINT_CONFIG, OPT_PRINT_REFERENCE };
+enum {
+	OPT_TEST_CLOCK = 256,
+	OPT_CHECK_CONFIG,
+	OPT_PRINT_CONFIG,
+	OPT_PRINT_REFERENCE,
+	OPT_RESTORED
+};
+
+/* --restored exists for merchantd only (merchantd/restore.h). */
+static bool takes_restored(const char *name)
+{
+	return strcmp(name, "merchantd") == 0;
+}
 
 static void usage(FILE *out, const char *name)
 {
 	fprintf(
 	    out,
-	    "usage: %s -c CONFIG [-v] [--test-clock] [--check-config]\n"
+	    "usage: %s -c CONFIG [-v] [--test-clock] [--check-config]%s\n"
 	    "       %s --help | --print-config | --print-config-reference\n\n"
 	    "  -c CONFIG                  the INI configuration file\n"
 	    "  -v                         log at debug level\n"
@@ -25,8 +38,19 @@ static void usage(FILE *out, const char *name)
 	    "                             with file:line; the files it names are not opened\n"
 	    "  --print-config             an example configuration with every key and its default\n"
 	    "  --print-config-reference   every key as a Markdown table (docs/config.md)\n"
+	    "%s"
 	    "  -h, --help                 this text and every configuration key\n\n",
-	    name, name);
+	    name, takes_restored(name) ? " [--restored]" : "", name,
+	    takes_restored(name) ? "  --restored                 the store was restored from a "
+				   "backup: the channels it\n"
+				   "                             holds now are not served as held "
+				   "until the operator\n"
+				   "                             confirms each (admin "
+				   "restore.confirm); recorded in the\n"
+				   "                             store, so give it once, at the "
+				   "first start after the\n"
+				   "                             restore\n"
+				 : "");
 }
 
 /* Answers the options that only print; false when `opt` is not one of them. */
@@ -57,6 +81,7 @@ enum mp_daemon_start mp_daemon_init(int argc, char **argv, const char *name, mp_
 	    {"print-config", no_argument, NULL, OPT_PRINT_CONFIG},
 	    {"print-config-reference", no_argument, NULL, OPT_PRINT_REFERENCE},
 	    {"help", no_argument, NULL, 'h'},
+	    {"restored", no_argument, NULL, OPT_RESTORED},
 	    {NULL, 0, NULL, 0},
 	};
 	enum mp_log_level level = MP_LOG_INFO;
@@ -74,6 +99,8 @@ enum mp_daemon_start mp_daemon_init(int argc, char **argv, const char *name, mp_
 			out->test_clock = true;
 		else if (opt == OPT_CHECK_CONFIG)
 			out->check_config = true;
+		else if (opt == OPT_RESTORED && takes_restored(name))
+			out->restored = true;
 		else
 			ok = false;
 	}

@@ -10,6 +10,7 @@ struct mp_daemon_opts {
 	bool test_clock;    /* --test-clock: clock.advance may move this daemon's time (clock.h) */
 	bool check_config;  /* --check-config: load and validate CONFIG, then exit */
 	bool verbose;	    /* -v: log at debug level from the start, whatever [service] says */
+	bool restored;	    /* --restored (merchantd): the store was restored from a backup */
 };
 
 /* What main does after mp_daemon_init. */
@@ -22,7 +23,8 @@ enum mp_daemon_start {
 /* The daemon's description of its configuration keys (e.g. broker_config_doc). */
 typedef bool (*mp_config_doc_fn)(FILE *out, enum mp_cfg_doc_format format);
 
-/* Parse "-c CONFIG [-v] [--test-clock] [--check-config]", or answer "--help",
+/* Parse "-c CONFIG [-v] [--test-clock] [--check-config]" (and "--restored" for merchantd), or
+ * answer "--help",
  * "--print-config" (an example configuration) and "--print-config-reference" (the keys as
  * Markdown) from `doc`; initialise logging as `name` and ignore SIGPIPE. */
 enum mp_daemon_start mp_daemon_init(int argc, char **argv, const char *name, mp_config_doc_fn doc,

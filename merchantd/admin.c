@@ -19,6 +19,7 @@
 #include "log.h"
 #include "metrics_admin.h"
 #include "redeem_deadline.h"
+#include "restore.h"
 #include "merchant.h"
 #include "segments.h"
 #include "store.h"
@@ -31,7 +32,7 @@ static void admin_status(struct mp_admin_req *req, json_t *params, void *ctx)
 	    req,
 	    json_pack(
 		"{s:s,s:o,s:b,s:I,s:I,s:I,s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,"
-		"s:I,s:I,s:I,s:I,s:I},s:{s:I,s:I}}",
+		"s:I,s:I,s:I,s:I,s:I},s:{s:I,s:I},s:o}",
 		"daemon", "merchantd", "merchant_id", mp_json_hex(m->mid, MP_ID_LEN), "registered",
 		m->cert_valid_until != 0, "cert_valid_until", (json_int_t)m->cert_valid_until,
 		"channels", (json_int_t)m->channels_recorded, "time",
@@ -47,8 +48,8 @@ static void admin_status(struct mp_admin_req *req, json_t *params, void *ctx)
 		"transfer_refusals", (json_int_t)s->transfer_refusals, "stale_segment",
 		(json_int_t)s->stale_segment, "closes_signed", (json_int_t)s->closes_signed,
 		"close_refusals", (json_int_t)s->close_refusals, "cap_outbox", "pending",
-		(json_int_t)cap_outbox_pending(m), "conflicts",
-		(json_int_t)cap_outbox_conflicts(m)));
+		(json_int_t)cap_outbox_pending(m), "conflicts", (json_int_t)cap_outbox_conflicts(m),
+		"restore", restore_status_json(m)));
 }
 
 static void admin_metrics(struct mp_admin_req *req, json_t *params, void *ctx)
@@ -66,14 +67,15 @@ static uint32_t durable_seg_start(const struct channel *ch)
 
 static json_t *channel_json(const struct channel *ch)
 {
-	return json_pack("{s:o,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "channel_id",
+	return json_pack("{s:o,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b}", "channel_id",
 			 mp_json_hex(ch->id, MP_ID_LEN), "state", channel_state_name(ch->state),
 			 "epoch", (json_int_t)ch->hseq, "segment", (json_int_t)ch->durable_seg,
 			 "seg_start", (json_int_t)durable_seg_start(ch), "n", (json_int_t)ch->n,
 			 "unit_value", (json_int_t)ch->unit_value, "last",
 			 (json_int_t)ch->durable_last, "credit", (json_int_t)ch->durable_credit,
 			 "redeemed_end", (json_int_t)ch->redeemed_end, "pay_until",
-			 (json_int_t)ch->pay_until, "redeem_until", (json_int_t)ch->redeem_until);
+			 (json_int_t)ch->pay_until, "redeem_until", (json_int_t)ch->redeem_until,
+			 "custody_unconfirmed", ch->custody_unconfirmed);
 }
 
 static void admin_channels(struct mp_admin_req *req, json_t *params, void *ctx)
@@ -227,6 +229,10 @@ static const struct mp_admin_method merchant_methods[] = {
     {"order.show", admin_order_show, "one order",
      MP_ADMIN_PARAMS({"order_ref", MP_ADMIN_T_HEX, true, NULL, "the order reference (hex)"})},
     {"redeem", admin_redeem, "redeem accepted payments now", NULL},
+    {"restore.confirm", restore_admin_confirm,
+     "after a restore (--restored): serve a channel as held again, once its custody is confirmed",
+     MP_ADMIN_PARAMS({"channel", MP_ADMIN_T_HEX, true, NULL,
+		      "the channel id (32 hex digits) whose custody is confirmed"})},
     {"store.compact", admin_store_compact,
      "fold old redeemed payments, drop old answered Redeems, shrink the store", NULL},
     {"clock.show", admin_clock_show, "protocol time: {test_clock, offset, now}", NULL},

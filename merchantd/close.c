@@ -38,6 +38,7 @@
 #include "close_reply.h"
 #include "fault.h"
 #include "log.h"
+#include "restore.h"
 #include "merchant.h"
 #include "segments.h"
 #include "stmt.h"
@@ -158,6 +159,8 @@ static MpCode check(const struct channel *ch, const Micropay__V1__CloseRequest *
 		return *detail = "handed off to another merchant: close there", MP_ST(HANDED_OFF);
 	if (ch->state != CHANNEL_HELD)
 		return *detail = "this merchant does not hold the channel", MP_ST(NOT_HOLDER);
+	if (restore_unconfirmed(ch))
+		return *detail = RESTORE_DETAIL, MP_ST(NOT_HOLDER);
 	if (r->seg_seq != ch->seg_seq)
 		return *detail = "segment transferred: the Cap ended it", MP_ST(STALE_SEGMENT);
 	if (r->epoch != ch->hseq)

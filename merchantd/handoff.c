@@ -45,6 +45,7 @@
 #include "custody_store.h"
 #include "fault.h"
 #include "log.h"
+#include "restore.h"
 #include "merchant.h"
 #include "proto_limits.h"
 #include "segments.h"
@@ -337,6 +338,10 @@ static void serve(struct merchant *m, struct mp_conn *c, uint64_t request_id, st
 		       "this merchant does not hold the "
 		       "channel",
 		       hex);
+		return;
+	}
+	if (restore_unconfirmed(ch)) {
+		refuse(m, c, request_id, MP_ST(NOT_HOLDER), RESTORE_DETAIL, hex);
 		return;
 	}
 	const char *detail = NULL;

@@ -14,6 +14,7 @@
 #include "dns.h"
 #include "log.h"
 #include "redeem_deadline.h"
+#include "restore.h"
 #include "workers.h"
 #include "merchant.h"
 #include "stmt.h"
@@ -56,7 +57,7 @@ static bool load_state(struct merchant *m)
 	}
 	if (!table_init(&m->channels, 1 << 16) || !table_init(&m->orders, 1 << 14) ||
 	    !store_load_channels(m->store, &m->channels) ||
-	    !store_load_orders(m->store, &m->orders))
+	    !store_load_orders(m->store, &m->orders) || !restore_start(m, m->start_restored))
 		return false;
 	m->channels_recorded = m->channels.count;
 	m->store_thread = store_thread_start(m->base, m->cfg.store, &m->clock, err, sizeof(err));
@@ -143,6 +144,7 @@ int main(int argc, char **argv)
 	mp_clock_init(&m.clock, opts.test_clock);
 	char err[512];
 	m.config_path = config;
+	m.start_restored = opts.restored;
 	if (!merchant_config_load(&m.cfg, config, err, sizeof(err)) ||
 	    !mp_service_apply_log_level(&m.cfg.service, config, opts.verbose, err, sizeof(err))) {
 		log_err("%s", err);

@@ -122,14 +122,15 @@ struct channel {
 	uint64_t durable_credit;
 	uint8_t durable_order_ref[MP_ORDER_REF_MAX];
 	uint8_t durable_order_ref_len;
-	MpCode durable_code;	/* the answer to the Pay at durable_last */
-	uint64_t durable_price; /* the price that Pay paid, else 0 */
-	uint32_t redeemed_end;	/* the broker's credited_end for our epoch (durable) */
-	uint32_t redeem_pass;	/* redeemer: the pass of redemption that last claimed it */
-	bool too_late;		/* the broker answered TOO_LATE: never claimed again */
-	bool risk_logged;	/* redeem_deadline.c: its at-risk warning was logged */
-	uint64_t batch_mark;	/* batch.c: the last batch that updates this channel's row */
-	struct channel *next;	/* hash bucket */
+	MpCode durable_code;	  /* the answer to the Pay at durable_last */
+	uint64_t durable_price;	  /* the price that Pay paid, else 0 */
+	uint32_t redeemed_end;	  /* the broker's credited_end for our epoch (durable) */
+	uint32_t redeem_pass;	  /* redeemer: the pass of redemption that last claimed it */
+	bool too_late;		  /* the broker answered TOO_LATE: never claimed again */
+	bool risk_logged;	  /* redeem_deadline.c: its at-risk warning was logged */
+	bool custody_unconfirmed; /* restore.h: held when the store was restored; not served */
+	uint64_t batch_mark;	  /* batch.c: the last batch that updates this channel's row */
+	struct channel *next;	  /* hash bucket */
 };
 
 struct order {
@@ -222,6 +223,11 @@ struct merchant {
 	struct mp_metrics_http *metrics_http; /* NULL: [metrics] http_listen not set */
 	struct merchant_hot_metrics hot;
 	enum mp_fault fault; /* fault.h: test-only, from MP_FAULT at start-up */
+	bool start_restored; /* --restored: mark the channels held now (restore.h) */
+	struct {
+		uint64_t restored_at; /* protocol time of the latest --restored start; 0: never */
+		uint64_t unconfirmed; /* channels whose custody is unconfirmed (restore.h) */
+	} restore;
 };
 
 /* config.c */

@@ -106,6 +106,14 @@ static void register_channels(struct merchant *m)
 		&s->closes_signed);
 	counter(m, "micropay_merchant_close_refusals_total", "Closes refused.", NULL,
 		&s->close_refusals);
+	mp_metrics_u64(m->metrics, MP_METRIC_GAUGE,
+		       "micropay_merchant_custody_unconfirmed_channels",
+		       "Channels held when the store was restored (--restored) whose custody the "
+		       "operator has not confirmed: not served as held.",
+		       NULL, &m->restore.unconfirmed);
+	mp_metrics_u64(m->metrics, MP_METRIC_GAUGE, "micropay_merchant_store_restored_time",
+		       "Protocol time of the latest start with --restored; 0: never.", NULL,
+		       &m->restore.restored_at);
 }
 
 static void register_time(struct merchant *m)

@@ -29,6 +29,7 @@
 #include "channel_cert.h"
 #include "custody_store.h"
 #include "log.h"
+#include "restore.h"
 #include "merchant.h"
 #include "segments.h"
 #include "stmt.h"
@@ -273,7 +274,9 @@ static void open_verified(struct merchant *m, struct mp_conn *c, const MpEnvelop
 	struct channel *ch = channel_find(&m->channels, cc->channel_id.data);
 	bool unbound = cc->holder0.len == 0;
 	bool holder0 = !unbound && !memcmp(cc->holder0.data, m->mid, MP_ID_LEN);
-	if ((ch && ch->state == CHANNEL_HELD) || (!ch && holder0)) {
+	if (ch && ch->state == CHANNEL_HELD && restore_unconfirmed(ch)) {
+		reply_open(c, env->request_id, MP_ST(NOT_HOLDER), RESTORE_DETAIL, m, NULL);
+	} else if ((ch && ch->state == CHANNEL_HELD) || (!ch && holder0)) {
 		open_hold(m, c, env->request_id, env->open_req->cert, cc, NULL, NULL, 0);
 	} else if (!ch && unbound && env->open_req->move && !hints_another(m, env->open_req)) {
 		bind_start(m, c, env,

@@ -10,6 +10,7 @@
 #include "batch.h"
 #include "log.h"
 #include "metrics.h"
+#include "restore.h"
 #include "merchant.h"
 #include "segments.h"
 #include "stmt.h"
@@ -160,6 +161,10 @@ static MpCode precheck(const struct merchant *m, const Micropay__V1__PayReq *p,
 	}
 	if (ch->state != CHANNEL_HELD) {
 		*detail = "this merchant does not hold the channel";
+		return MP_ST(NOT_HOLDER);
+	}
+	if (restore_unconfirmed(ch)) {
+		*detail = RESTORE_DETAIL;
 		return MP_ST(NOT_HOLDER);
 	}
 	if (p->seg_seq < ch->seg_seq) {

@@ -13,6 +13,7 @@
 #include "close_store.h"
 #include "redeem_wait_store.h"
 #include "too_late_store.h"
+#include "restore_store.h"
 #include "custody_store.h"
 #include "log.h"
 #include "segment_store.h"
@@ -189,7 +190,8 @@ static bool initialise(struct store *s)
 	       exec(s, "PRAGMA synchronous=FULL") && exec(s, schema) && migrate_last_answer(s) &&
 	       migrate_custody(s) && segment_store_migrate(s) && bind_store_migrate(s) &&
 	       close_store_migrate(s) && too_late_store_migrate(s) &&
-	       redeem_wait_store_migrate(s) && ensure_incremental_vacuum(s);
+	       redeem_wait_store_migrate(s) && restore_store_migrate(s) &&
+	       ensure_incremental_vacuum(s);
 }
 
 struct store *store_open(const char *path, const struct mp_clock *clock, char *err, size_t errlen)

@@ -42,6 +42,7 @@
 #include "batch.h"
 #include "cap_outbox.h"
 #include "log.h"
+#include "restore.h"
 #include "merchant.h"
 #include "proto_limits.h"
 #include "segments.h"
@@ -232,6 +233,10 @@ static void serve(struct merchant *m, struct mp_conn *c, uint64_t request_id, st
 	}
 	if (capped) {
 		answer_capped(m, c, request_id, ch, transfer, s, hex);
+		return;
+	}
+	if (restore_unconfirmed(ch)) {
+		refuse(m, c, request_id, MP_ST(NOT_HOLDER), RESTORE_DETAIL, hex);
 		return;
 	}
 	ProtobufCMessage *body = NULL;

@@ -1,15 +1,7 @@
-# Shared by the deploy/testnet suites (sourced): checks, the probe for namespaces, and the
-# calls the suites make on the network in DIR (set `dir` and the sockets before use).
-src=${MP_SOURCE_ROOT:?MP_SOURCE_ROOT is not set}
-export MP_BUILD=${MP_BUILD:?MP_BUILD is not set}
+# Shared by the deploy/testnet suites (sourced): the probe for namespaces and the calls the
+# suites make on the network in `dir` (set it and the admin sockets before use).
+. "$(dirname "${BASH_SOURCE[0]}")/deploy_lib.sh"
 testnet=$src/deploy/testnet
-mpctl() { "$MP_BUILD/tools/mpctl" "$@"; }
-get() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
-fail() { echo "FAIL: $*" >&2; exit 1; }
-expect() { # WHAT ACTUAL WANTED
-	[ "$2" = "$3" ] || fail "$1: $2, expected $3"
-	echo "ok: $1 = $3"
-}
 
 # Exit 77 (skipped, with the reason) where network namespaces cannot be created.
 testnet_probe() {
@@ -19,13 +11,6 @@ testnet_probe() {
 	fi
 	ip netns del "mpprobe$$"
 }
-
-pending() { # MERCHANT_ID: its pending credit at the broker
-	mpctl -s "$B" account.show account="$1" | python3 -c '
-import json, sys
-print(sum(r["balance"] for r in json.load(sys.stdin)["related"] if r["kind"] == "merchant_pending"))'
-}
-order() { mpctl -s "$1" order.create price="$2" | get order_ref; }
 
 # Time past settlement on every host, then the broker's sweep.
 advance_past_settlement() {
