@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "log.h"
 #include "tls.h"
 
@@ -29,7 +30,7 @@ void mp_cert_expiry_check(struct mp_cert_expiry *w)
 	char at[32];
 	struct tm tm;
 	strftime(at, sizeof(at), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&not_after, &tm));
-	time_t now = time(NULL);
+	time_t now = (time_t)mp_wall_clock_s(); /* OpenSSL checks validity against real time */
 	if (not_after <= now) {
 		log_err("%s expired at %s; peers refuse it: renew it and reload (SIGHUP)", w->what,
 			at);

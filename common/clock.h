@@ -33,8 +33,9 @@ bool mp_clock_advance(struct mp_clock *c, int64_t seconds, char *err, size_t err
 
 /* Seconds of a clock no test moves and no one sets (CLOCK_MONOTONIC): for rate limiters. */
 uint64_t mp_monotonic_s(void);
-/* Wall-clock seconds with no offset: only for mp_clock itself and for test programs, which
- * compare against the real time of the machine. */
+/* Wall-clock seconds with no offset: only for mp_clock itself, for test programs, which
+ * compare against the real time of the machine, and for TLS certificate expiry warnings
+ * (cert_expiry.c: OpenSSL checks a certificate's validity against the real time). */
 uint64_t mp_wall_clock_s(void);
 
 /* The admin methods every daemon offers over its clock:
