@@ -25,7 +25,8 @@
 
 static const struct mp_cfg_key broker_keys[] = {
     K("broker", "listen", MP_CFG_STRING, listen, true, "host:port for wallets and merchants"),
-    K("broker", "key_file", MP_CFG_STRING, key_file, true, "Ed25519 seed file, mode 0600"),
+    K("broker", "key_file", MP_CFG_STRING, key_file, true,
+      "Ed25519 seed file (mode 0600) or a PKCS#11 URI (docs/keys.md)"),
     K("broker", "currency", MP_CFG_STRING, currency, false, "ISO 4217 code, default EUR"),
     N("broker", "max_unit_value", MP_CFG_U64, max_unit_value, 1, MP_AMOUNT_MAX, "minor units"),
     N("broker", "max_escrow", MP_CFG_U64, max_escrow, 1, (uint64_t)1 << 62,

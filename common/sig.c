@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "sig_token.h"
 #include "util.h"
 
 bool mp_key_from_seed(struct mp_key *key, const uint8_t seed[MP_SK_LEN])
@@ -21,6 +22,7 @@ bool mp_key_from_seed(struct mp_key *key, const uint8_t seed[MP_SK_LEN])
 		return false;
 	}
 	key->pkey = pkey;
+	key->token = NULL;
 	return true;
 }
 
@@ -33,6 +35,11 @@ bool mp_key_generate(struct mp_key *key, uint8_t seed_out[MP_SK_LEN])
 
 bool mp_key_load(struct mp_key *key, const char *path, char *err, size_t errlen)
 {
+	if (mp_token_uri(path)) {
+		key->pkey = NULL;
+		key->token = mp_token_key_open(path, key->pk, err, errlen);
+		return key->token != NULL;
+	}
 	if (!mp_file_is_private(path, err, errlen))
 		return false;
 	FILE *f = fopen(path, "r");
@@ -81,10 +88,14 @@ void mp_key_free(struct mp_key *key)
 {
 	EVP_PKEY_free(key->pkey);
 	key->pkey = NULL;
+	mp_token_key_close(key->token);
+	key->token = NULL;
 }
 
 bool mp_sign(const struct mp_key *key, const uint8_t *msg, size_t len, uint8_t sig[MP_SIG_LEN])
 {
+	if (key->token)
+		return mp_token_sign(key->token, msg, len, sig);
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	if (!ctx)
 		return false;

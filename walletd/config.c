@@ -23,6 +23,9 @@
 
 static const struct mp_cfg_key wallet_keys[] = {
     K("wallet", "store", MP_CFG_STRING, store, true, "SQLite file, created with mode 0600"),
+    K("wallet", "account_key", MP_CFG_STRING, account_key, false,
+      "the account key: a seed file (mode 0600) or a PKCS#11 URI (docs/keys.md); default: "
+      "generated at the first start and kept in the store"),
     K("wallet", "broker", MP_CFG_STRING, broker, true, "host:port of brokerd"),
     K("wallet", "broker_pk", MP_CFG_STRING, broker_pk_hex, true,
       "the broker's Ed25519 public key, 64 hex digits"),

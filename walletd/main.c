@@ -16,14 +16,19 @@
 #include "wallet.h"
 #include "workers.h"
 
-/* The account key: generated on the first start, then read from the store. */
-static bool load_account(struct wallet *w)
+/* The account key from the store: its seed, or a new one on the first start. A store whose
+ * account key was configured (a token) and is not any more has a pk but no seed: refused. */
+static bool stored_account_key(struct wallet *w, bool has_pk)
 {
 	uint8_t seed[MP_SK_LEN];
 	int found = wstore_account_seed(w->store, seed);
 	bool ok = false;
 	if (found == 1) {
 		ok = mp_key_from_seed(&w->account_key, seed);
+	} else if (found == 0 && has_pk) {
+		log_err("store %s: the account key is not in the store (it was configured by "
+			"[wallet] account_key); set account_key again",
+			w->cfg.store);
 	} else if (found == 0) {
 		ok = mp_key_generate(&w->account_key, seed) &&
 		     wstore_set_account_seed(w->store, seed);
@@ -31,11 +36,41 @@ static bool load_account(struct wallet *w)
 			log_info("generated a new account key");
 	}
 	OPENSSL_cleanse(seed, sizeof(seed));
-	if (!ok) {
+	if (!ok && found >= 0)
 		log_err("store %s: cannot read or create the account key", w->cfg.store);
+	return ok;
+}
+
+/* The account key: [wallet] account_key (a seed file or a PKCS#11 URI) or the store's; it must
+ * be the key this store has used before (its pk is kept in the store). */
+static bool load_account_key(struct wallet *w)
+{
+	uint8_t pk[MP_PK_LEN];
+	int has_pk = wstore_account_pk(w->store, pk);
+	if (has_pk < 0)
+		return false;
+	char err[512];
+	if (w->cfg.account_key &&
+	    !mp_key_load(&w->account_key, w->cfg.account_key, err, sizeof(err))) {
+		log_err("[wallet] account_key: %s", err);
 		return false;
 	}
-	found = wstore_account_id(w->store, w->account_id);
+	if (!w->cfg.account_key && !stored_account_key(w, has_pk == 1))
+		return false;
+	if (has_pk == 1 && memcmp(pk, w->account_key.pk, MP_PK_LEN) != 0) {
+		log_err("store %s: the account key differs from the one this store has used; a "
+			"wallet's account key cannot change",
+			w->cfg.store);
+		return false;
+	}
+	return has_pk == 1 || wstore_set_account_pk(w->store, w->account_key.pk);
+}
+
+static bool load_account(struct wallet *w)
+{
+	if (!load_account_key(w))
+		return false;
+	int found = wstore_account_id(w->store, w->account_id);
 	if (found < 0)
 		return false;
 	w->registered = found == 1;

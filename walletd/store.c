@@ -228,8 +228,7 @@ static bool set_up(struct wstore *s, char *err, size_t errlen)
 	snprintf(bump, sizeof(bump), "PRAGMA user_version = %d", SCHEMA_VERSION);
 	if (!wsql_exec(s, schema) || !migrate_holder(s, version) ||
 	    !wstore_migrate_transfer(s, version) || !wstore_close_migrate(s) ||
-	    !wstore_migrate_refund(s) ||
-	    !wsql_exec(s, bump) || !wstore_commit(s)) {
+	    !wstore_migrate_refund(s) || !wsql_exec(s, bump) || !wstore_commit(s)) {
 		wstore_rollback(s);
 		snprintf(err, errlen, "%s: cannot create the store schema: %s", s->path,
 			 sqlite3_errmsg(s->db));
@@ -322,6 +321,16 @@ int wstore_account_seed(struct wstore *s, uint8_t seed[MP_SK_LEN])
 bool wstore_set_account_seed(struct wstore *s, const uint8_t seed[MP_SK_LEN])
 {
 	return meta_put(s, "account_seed", seed, MP_SK_LEN);
+}
+
+int wstore_account_pk(struct wstore *s, uint8_t pk[MP_PK_LEN])
+{
+	return meta_get(s, "account_pk", pk, MP_PK_LEN);
+}
+
+bool wstore_set_account_pk(struct wstore *s, const uint8_t pk[MP_PK_LEN])
+{
+	return meta_put(s, "account_pk", pk, MP_PK_LEN);
 }
 
 int wstore_account_id(struct wstore *s, uint8_t id[MP_ID_LEN])

@@ -29,6 +29,9 @@ void wstore_rollback(struct wstore *s);
 /* 1 found, 0 absent, -1 error. */
 int wstore_account_seed(struct wstore *s, uint8_t seed[MP_SK_LEN]);
 bool wstore_set_account_seed(struct wstore *s, const uint8_t seed[MP_SK_LEN]);
+/* The account's public key, recorded at the first start whatever holds the key. */
+int wstore_account_pk(struct wstore *s, uint8_t pk[MP_PK_LEN]);
+bool wstore_set_account_pk(struct wstore *s, const uint8_t pk[MP_PK_LEN]);
 int wstore_account_id(struct wstore *s, uint8_t id[MP_ID_LEN]);
 bool wstore_set_account_id(struct wstore *s, const uint8_t id[MP_ID_LEN]);
 

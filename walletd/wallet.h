@@ -28,6 +28,7 @@ struct wstore;
 struct wallet_config {
 	struct mp_service_config service;
 	char *store;
+	char *account_key; /* NULL: the key is generated and kept in the store */
 	char *broker;
 	char *broker_pk_hex;
 	char *currency;

@@ -16,3 +16,12 @@ import json, sys
 print(sum(r["balance"] for r in json.load(sys.stdin)["related"] if r["kind"] == "merchant_pending"))'
 }
 order() { mpctl -s "$1" order.create price="$2" | get order_ref; }
+
+run_demo() { # NET OUT: deploy/demo against the mpnet network NET (broker, m1, m2, w1, w2), its
+	# output in OUT; fails the suite (printing OUT) when the demo fails
+	MPCTL=$MP_BUILD/tools/mpctl MP_BROKER_SOCK=$1/broker/admin.sock \
+		MP_SHOP1_SOCK=$1/m1/admin.sock MP_SHOP2_SOCK=$1/m2/admin.sock \
+		MP_SHOP1_ENDPOINT=$(cat "$1/m1/endpoint") MP_SHOP2_ENDPOINT=$(cat "$1/m2/endpoint") \
+		MP_WALLET1_SOCK=$1/w1/admin.sock MP_WALLET2_SOCK=$1/w2/admin.sock \
+		"$src/deploy/demo" >"$2" 2>&1 || { cat "$2"; fail "the demo failed"; }
+}

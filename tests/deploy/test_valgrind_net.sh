@@ -29,11 +29,7 @@ export MP_DAEMON_WRAPPER="valgrind --leak-check=full
 "$mpnet" wallet "$dir" w2 >/dev/null
 echo "ok: brokerd, m1, m2, w1 and w2 answer under valgrind"
 
-MPCTL=$MP_BUILD/tools/mpctl MP_BROKER_SOCK=$dir/broker/admin.sock \
-	MP_SHOP1_SOCK=$dir/m1/admin.sock MP_SHOP2_SOCK=$dir/m2/admin.sock \
-	MP_SHOP1_ENDPOINT=$(cat "$dir/m1/endpoint") MP_SHOP2_ENDPOINT=$(cat "$dir/m2/endpoint") \
-	MP_WALLET1_SOCK=$dir/w1/admin.sock MP_WALLET2_SOCK=$dir/w2/admin.sock \
-	"$src/deploy/demo" >"$dir/demo.out" 2>&1 || { cat "$dir/demo.out"; fail "the demo failed under valgrind"; }
+run_demo "$dir" "$dir/demo.out"
 echo "ok: the demo ran to settlement with a clean audit"
 
 for name in w2 w1 m2 m1 broker; do
