@@ -309,12 +309,15 @@ static bool run_all(const struct bench_opts *o, const struct bench_net *n, json_
 		json_object_set_new(results, o->scenarios[i], r);
 	}
 	if (n->broker_admin[0]) {
+		double t0 = bench_now();
 		json_t *audit = bench_admin(n->broker_admin, "audit", NULL);
+		double seconds = bench_now() - t0;
 		ok = ok && json_is_true(json_object_get(audit, "ok"));
-		json_object_set_new(run, "audit",
-				    audit ? audit
-					  : json_pack("{s:b, s:s}", "ok", 0, "error",
-						      "the audit call failed (stderr says why)"));
+		if (!audit)
+			audit = json_pack("{s:b, s:s}", "ok", 0, "error",
+					  "the audit call failed (stderr says why)");
+		json_object_set_new(audit, "seconds", json_real(seconds));
+		json_object_set_new(run, "audit", audit);
 	}
 	return ok;
 }

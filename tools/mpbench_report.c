@@ -138,8 +138,9 @@ static void print_table(json_t *run)
 	}
 	json_t *audit = json_object_get(run, "audit");
 	if (audit)
-		printf("broker audit afterwards: %s\n",
-		       json_is_true(json_object_get(audit, "ok")) ? "clean" : "NOT CLEAN");
+		printf("broker audit afterwards: %s (%.2f s)\n",
+		       json_is_true(json_object_get(audit, "ok")) ? "clean" : "NOT CLEAN",
+		       json_number_value(json_object_get(audit, "seconds")));
 }
 
 static void print_csv(json_t *run)

@@ -64,6 +64,7 @@ need(red["paywords"] == red["pay"]["units_paid"] + pay["units_paid"] ==
      red["merchant_answer"]["credited"], "redeem: every unit paid was redeemed and credited")
 need("brokerd" in red["cpu_seconds"], "redeem: brokerd CPU seconds reported")
 need(run["audit"]["ok"] is True, "mpbench's audit")
+need(run["audit"]["seconds"] > 0, "mpbench's audit: its duration")
 PY
 
 "$build/tools/mpctl" -s "$net/broker/admin.sock" audit >"$tmp/audit.json"
