@@ -413,6 +413,10 @@ static bool judge_chain(struct custody_job *job, const struct custody_chan *ch,
 	bool second_branch = fork && fork <= h && h <= v->n_handoffs && honoured_fork(ch, v, fork);
 	if (second_branch && !add_branch(job, ch, cl, v, fork))
 		return false;
+	if (second_branch) {
+		out->on_branch = true;
+		memcpy(out->opener, v->events[h].stmt_hash, MP_HASH_LEN);
+	}
 	if (fork && fork <= h && !second_branch)
 		return refuse(out, MP_ST(CONFLICT), "custody forks from the known chain at hseq %u",
 			      fork, 0, 0);

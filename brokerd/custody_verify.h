@@ -121,6 +121,11 @@ struct custody_claim {
 	bool checked;
 	MpCode status; /* OK: holds epoch hseq_in and lies within its end, as far as known */
 	char detail[192];
+	/* A claim on a second branch of a fork names its epoch by the Handoff that opened it:
+	 * the stmt_hash of the claim's own Handoff hseq_in (the same merchant can hold hseq_in on
+	 * another branch too). */
+	bool on_branch;
+	uint8_t opener[MP_HASH_LEN];
 };
 
 struct custody_job {

@@ -23,7 +23,7 @@ const struct db_statement broker_statements[] = {
      "SELECT * FROM mp_unbound_transfer($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, "
      "$14, $15, $16)",
      16},
-    {"redeem_prepare", "SELECT * FROM mp_redeem_prepare($1, $2, $3, $4, $5)", 5},
+    {"redeem_prepare", "SELECT * FROM mp_redeem_prepare($1, $2, $3, $4, $5, $6)", 6},
     {"custody_prepare", "SELECT * FROM mp_custody_prepare($1, $2)", 2},
     {"custody_record",
      "SELECT * FROM mp_custody_record_branches($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, "
@@ -36,7 +36,7 @@ const struct db_statement broker_statements[] = {
      "$14, $15, $16, $17, $18, $19, $20)",
      20},
     {"channel_segments", "SELECT * FROM mp_channel_segments($1)", 1},
-    {"redeem", "SELECT * FROM mp_redeem($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)", 11},
+    {"redeem", "SELECT * FROM mp_redeem($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)", 12},
     {"sweep_due", "SELECT * FROM mp_sweep_due($1, $2, $3)", 3},
     {"sweep_channel", "SELECT * FROM mp_sweep_channel($1, $2)", 2},
     {"channel_settlement", "SELECT * FROM mp_channel_settlement($1)", 1},

@@ -291,10 +291,10 @@ static void on_prepared(const PGresult *res, const char *error, void *arg)
 
 void redeem_prepare(struct redeem *rd)
 {
-	struct pg_array ids, hseqs, segs, idx;
-	/* & not &&: all four are begun, so all four can be freed */
+	struct pg_array ids, hseqs, segs, idx, openers;
+	/* & not &&: all five are begun, so all five can be freed */
 	bool ok = pg_array_begin(&ids) & pg_array_begin(&hseqs) & pg_array_begin(&segs) &
-		  pg_array_begin(&idx);
+		  pg_array_begin(&idx) & pg_array_begin(&openers);
 	static const uint8_t zero[MP_ID_LEN];
 	for (size_t i = 0; ok && i < rd->r->n_claims; i++) {
 		const Micropay__V1__Claim *cl = rd->r->claims[i];
@@ -303,6 +303,7 @@ void redeem_prepare(struct redeem *rd)
 		pg_array_int(&hseqs, redeem_sql_int(cl->hseq_in));
 		pg_array_int(&segs, cl->point ? redeem_sql_int(cl->point->seg_seq) : 0);
 		pg_array_int(&idx, cl->point ? redeem_sql_int(cl->point->index) : 0);
+		redeem_array_opener(&openers, rd, i);
 	}
 	struct db_params p = {0};
 	if (ok) {
@@ -311,13 +312,16 @@ void redeem_prepare(struct redeem *rd)
 		db_param_text(&p, pg_array_end(&segs));
 		db_param_text(&p, pg_array_end(&idx));
 		db_param_bytes(&p, rd->peer_mid, MP_ID_LEN); /* its fork epoch, if it holds one */
+		db_param_text(&p, pg_array_end(&openers));   /* which, if it holds two */
 	}
-	const char *refused = !ok || !p.values[0] || !p.values[1] || !p.values[2] || !p.values[3]
-				  ? "out of memory"
-				  : db_call(rd->call->b->db, "redeem_prepare", &p, on_prepared, rd);
+	const char *refused =
+	    !ok || !p.values[0] || !p.values[1] || !p.values[2] || !p.values[3] || !p.values[5]
+		? "out of memory"
+		: db_call(rd->call->b->db, "redeem_prepare", &p, on_prepared, rd);
 	if (refused)
 		redeem_reply(rd, MP_ST(INTERNAL), refused, NULL, 0, NULL);
 	pg_array_free(&ids), pg_array_free(&hseqs), pg_array_free(&segs), pg_array_free(&idx);
+	pg_array_free(&openers);
 }
 
 /* ---- SIGNATURE ---- */

@@ -42,5 +42,11 @@ void redeem_custody(struct redeem *rd);
 /* Read each claim's channel, epoch and nearest verified points, then check and hash. */
 void redeem_prepare(struct redeem *rd);
 
+struct pg_array;
+/* Claim i's epoch opener for mp_redeem_prepare / mp_redeem: the stmt_hash of its own Handoff
+ * when its custody puts it on a second branch of a fork, else '' (brokerd/sql
+ * 0023-fork-epoch-branch.sql). */
+void redeem_array_opener(struct pg_array *a, const struct redeem *rd, size_t i);
+
 /* Every claim is decided or verified: credit in one SQL call (mp_redeem), then answer. */
 void redeem_credit(struct redeem *rd);

@@ -73,21 +73,28 @@ static void on_redeemed(const PGresult *res, const char *error, void *arg)
 	free(ptrs);
 }
 
+void redeem_array_opener(struct pg_array *a, const struct redeem *rd, size_t i)
+{
+	const struct custody_claim *cc = rd->custody ? &rd->custody[i] : NULL;
+	bool on_branch = cc && cc->checked && cc->on_branch;
+	pg_array_bytea(a, on_branch ? cc->opener : NULL, on_branch ? MP_HASH_LEN : 0);
+}
+
 struct claim_arrays {
-	struct pg_array ids, hseqs, segs, idx, words, pre, details;
+	struct pg_array ids, hseqs, segs, idx, words, pre, details, openers;
 };
 
 static bool arrays_begin(struct claim_arrays *a)
 {
 	return pg_array_begin(&a->ids) && pg_array_begin(&a->hseqs) && pg_array_begin(&a->segs) &&
 	       pg_array_begin(&a->idx) && pg_array_begin(&a->words) && pg_array_begin(&a->pre) &&
-	       pg_array_begin(&a->details);
+	       pg_array_begin(&a->details) && pg_array_begin(&a->openers);
 }
 
 static void arrays_free(struct claim_arrays *a)
 {
-	struct pg_array *all[] = {&a->ids,   &a->hseqs, &a->segs,   &a->idx,
-				  &a->words, &a->pre,	&a->details};
+	struct pg_array *all[] = {&a->ids,   &a->hseqs, &a->segs,    &a->idx,
+				  &a->words, &a->pre,	&a->details, &a->openers};
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
 		pg_array_free(all[i]);
 }
@@ -108,8 +115,10 @@ static void arrays_add(struct claim_arrays *a, const Micropay__V1__Claim *cl,
 
 static void call_redeem(struct redeem *rd, struct claim_arrays *a)
 {
-	for (size_t i = 0; i < rd->r->n_claims; i++)
+	for (size_t i = 0; i < rd->r->n_claims; i++) {
 		arrays_add(a, rd->r->claims[i], &rd->checks[i]);
+		redeem_array_opener(&a->openers, rd, i);
+	}
 	uint8_t hash[MP_HASH_LEN];
 	mp_stmt_hash(rd->stmt, hash);
 	size_t stmt_len = 0;
@@ -126,6 +135,7 @@ static void call_redeem(struct redeem *rd, struct claim_arrays *a)
 	db_param_text(&p, pg_array_end(&a->pre));
 	db_param_text(&p, pg_array_end(&a->details));
 	db_param_bytes(&p, stmt, stmt_len);
+	db_param_text(&p, pg_array_end(&a->openers));
 	bool ok = stmt != NULL;
 	for (int i = 3; i < p.n; i++)
 		ok = ok && p.values[i];

@@ -129,7 +129,10 @@ static void expect_found(const char *corrupt, const char *check)
 #define REDEEM_TXN "(SELECT txn_id FROM transfers WHERE kind = 'redeem' AND ref = " CH(O) ")"
 #define FORK_EPOCH_1                                                                               \
 	"UPDATE epochs SET fork_of = sha256('\\x01'), liable_mid = merchant_id "                   \
-	"WHERE channel_id = " CH(O) "; "
+	"WHERE channel_id = " CH(                                                                  \
+	    O) "; "                                                                                \
+	       "UPDATE redeem_results SET fork_of = sha256('\\x01') WHERE channel_id = " CH(       \
+		   O) "; "
 
 START_TEST(both_audits_are_clean_and_equal_on_the_network)
 {

@@ -806,6 +806,82 @@ START_TEST(double_handoff_to_one_merchant_pays_its_epoch)
 }
 END_TEST
 
+/* m4's epochs of hseq 2 on c: "credited_end:first_branch" of each, the first branch's first. */
+static char *m4_epochs_2(const struct tchan *c)
+{
+	char hex[MP_HEX_ID_LEN + 1];
+	mp_hex_encode(c->id, MP_ID_LEN, hex);
+	return sql_value(&net,
+			 "SELECT string_agg(credited_end || ':' || (fork_of IS NULL),"
+			 " ' ' ORDER BY fork_of IS NULL DESC) FROM epochs"
+			 " WHERE channel_id = '\\x%s' AND hseq = 2 AND merchant_id = '\\x%s'",
+			 hex, m4.mid_hex);
+}
+
+/* m1 signs Handoff 1 at 10 twice: to m2 (the first branch) and to m3; each hands the channel
+ * on to m4 with its own Handoff 2 (m2's at 20, m3's at 25), so m4 holds epoch 2 on both
+ * branches and is credited its range on each, exactly once: (20, 40] on the first branch;
+ * (25, 35] on the second (all of it credited on the first already: collected from m1); then,
+ * in one Redeem, (40, 45] on the first and (35, 50] on the second (10 collected). m3 gets
+ * (10, 25], all collected. Repeats are DUPLICATE_OK; the escrow pays each unit once. */
+START_TEST(merchant_on_both_branches_credited_on_each)
+{
+	int64_t before2 = net_pending(&net, m2.mid_hex), before3 = net_pending(&net, m3.mid_hex),
+		before4 = net_pending(&net, m4.mid_hex);
+	net_post_bond(&net, m1.mid_hex, 60);
+	struct tchan c;
+	tchan_issue(&net, &c, N, &m1);
+	MpSigned *a[2], *b[2];
+	a[0] = tchan_handoff(&c, 1, &m1, &m2, 10, NULL, NULL);
+	a[1] = tchan_handoff(&c, 2, &m2, &m4, 20, a[0], NULL);
+	b[0] = tchan_handoff(&c, 1, &m1, &m3, 10, NULL, NULL);
+	b[1] = tchan_handoff(&c, 2, &m3, &m4, 25, b[0], NULL);
+	struct cclaim c2[] = {{&c, 1, 20, a, 2}};
+	cclaim_redeem_expect(&net, &m2, c2, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){10});
+	struct cclaim first[] = {{&c, 2, 40, a, 2}};
+	cclaim_redeem_expect(&net, &m4, first, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){20});
+	ck_assert_int_eq(escrow_of(&c), N - 30);
+
+	/* On the second branch, below its first-branch credited end: a credit of its own. */
+	struct cclaim second[] = {{&c, 2, 35, b, 2}};
+	cclaim_redeem_expect(&net, &m4, second, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){10});
+	ck_assert_int_eq(escrow_of(&c), N - 30);
+	ck_assert_int_eq(collected_from(&c, &m1), 10);
+	audit_clean();
+
+	/* One Redeem, one claim per branch: (40, 45] from the escrow, then (35, 50] of which
+	 * (35, 45] is credited on the first branch (collected) and (45, 50] from the escrow. */
+	struct cclaim both[] = {{&c, 2, 45, a, 2}, {&c, 2, 50, b, 2}};
+	cclaim_redeem_expect(&net, &m4, both, 2, (MpCode[]){MP_ST(OK), MP_ST(OK)},
+			     (uint64_t[]){5, 15});
+	ck_assert_int_eq(escrow_of(&c), N - 40);
+	ck_assert_int_eq(collected_from(&c, &m1), 20);
+	char *ep = m4_epochs_2(&c);
+	ck_assert_str_eq(ep, "45:true 50:false");
+	free(ep);
+	cclaim_redeem_expect(&net, &m4, both, 2,
+			     (MpCode[]){MP_ST(DUPLICATE_OK), MP_ST(DUPLICATE_OK)},
+			     (uint64_t[]){0, 0});
+
+	/* m3 up to its own Handoff 2: all of (10, 25] was credited on the first branch. */
+	struct cclaim c3[] = {{&c, 1, 25, b, 2}};
+	cclaim_redeem_expect(&net, &m3, c3, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){15});
+	ck_assert_int_eq(net_pending(&net, m2.mid_hex) - before2, 10);
+	ck_assert_int_eq(net_pending(&net, m3.mid_hex) - before3, 15);
+	ck_assert_int_eq(net_pending(&net, m4.mid_hex) - before4, 50);
+	ck_assert_int_eq(escrow_of(&c), N - 40);
+	ck_assert_int_eq(collected_total(&c), 35);
+	ck_assert_int_eq(collected_from(&c, &m1), 35);
+	json_t *conf = channel_conflicts(&net, c.id);
+	expect_conflict(conf, "double_handoff", 1, &m1);
+	json_decref(conf);
+	stmts_free(a, 2);
+	stmts_free(b, 2);
+	tchan_release(&c);
+	audit_clean();
+}
+END_TEST
+
 static Suite *conflicts_suite(void)
 {
 	Suite *s = suite_create("conflicts");
@@ -823,6 +899,7 @@ static Suite *conflicts_suite(void)
 	tcase_add_test(tc, double_handoff_to_one_merchant_pays_its_epoch);
 	tcase_add_test(tc, fork_within_second_branch_paid);
 	tcase_add_test(tc, second_branch_claim_above_own_handoff_is_recorded);
+	tcase_add_test(tc, merchant_on_both_branches_credited_on_each);
 	suite_add_tcase(s, tc);
 	return s;
 }
