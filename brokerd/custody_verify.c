@@ -279,6 +279,7 @@ static bool add_branch(struct custody_job *job, const struct custody_chan *ch,
 		struct custody_branch *b = &job->branches[job->n_branches++];
 		memcpy(b->branch, v->events[fork].stmt_hash, MP_HASH_LEN);
 		memcpy(b->liable, v->events[fork - 1].merchant_id, MP_ID_LEN);
+		memcpy(b->prev, v->events[g - 1].stmt_hash, MP_HASH_LEN);
 		fill_new(&b->h, ch, cl, ev, g);
 	}
 	return true;

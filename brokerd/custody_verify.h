@@ -110,6 +110,7 @@ struct custody_new {
 struct custody_branch {
 	uint8_t branch[MP_HASH_LEN]; /* stmt_hash of the branch's Handoff f */
 	uint8_t liable[MP_ID_LEN];   /* its signer, the double signer */
+	uint8_t prev[MP_HASH_LEN];   /* stmt_hash of the Handoff before h in the claim's chain */
 	struct custody_new h;
 };
 

@@ -28,8 +28,8 @@ const struct db_statement broker_statements[] = {
     {"custody_record",
      "SELECT * FROM mp_custody_record_branches($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, "
      "$12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, "
-     "$29, $30)",
-     30},
+     "$29, $30, $31)",
+     31},
     {"conflicts", "SELECT * FROM mp_conflicts_list()", 0},
     {"segment_record",
      "SELECT * FROM mp_segment_record($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, "

@@ -63,8 +63,9 @@ struct record_arrays {
 	struct pg_array c_kind, c_cid, c_hseq, c_liable, c_stmt, c_other, c_idx, c_detail;
 	struct pg_array b_branch, b_liable; /* between b.cid and b.hseq */
 	struct handoff_arrays b;
+	struct pg_array b_prev; /* after b.w: each branch row's predecessor in its chain */
 };
-#define RECORD_ARRAYS 28
+#define RECORD_ARRAYS 29
 
 /* In the order of mp_custody_record_branches' parameters after the first two. */
 static struct pg_array *record_array(struct record_arrays *a, int i)
@@ -74,7 +75,7 @@ static struct pg_array *record_array(struct record_arrays *a, int i)
 	    &a->h.seg,	  &a->h.idx,	&a->h.w,     &a->c_kind, &a->c_cid,    &a->c_hseq,
 	    &a->c_liable, &a->c_stmt,	&a->c_other, &a->c_idx,	 &a->c_detail, &a->b.cid,
 	    &a->b_branch, &a->b_liable, &a->b.hseq,  &a->b.stmt, &a->b.hash,   &a->b.from,
-	    &a->b.to,	  &a->b.seg,	&a->b.idx,   &a->b.w};
+	    &a->b.to,	  &a->b.seg,	&a->b.idx,   &a->b.w,	 &a->b_prev};
 	return all[i];
 }
 
@@ -87,6 +88,7 @@ static void fill_record(struct record_arrays *a, const struct custody_job *job)
 		custody_fill_handoff(&a->b, &b->h);
 		pg_array_bytea(&a->b_branch, b->branch, MP_HASH_LEN);
 		pg_array_bytea(&a->b_liable, b->liable, MP_ID_LEN);
+		pg_array_bytea(&a->b_prev, b->prev, MP_HASH_LEN);
 	}
 	for (size_t i = 0; i < job->n_conflicts; i++) {
 		const struct custody_conflict *c = &job->conflicts[i];

@@ -882,6 +882,59 @@ START_TEST(merchant_on_both_branches_credited_on_each)
 }
 END_TEST
 
+/* One Redeem carrying two chains that split inside a second branch, each followed on its own
+ * branch. m1's Handoff 1 at 10 goes to m2 (the first branch) and to m3 (branch B); on B m3
+ * signs Handoff 2 to m4 at 20 and to m2 at 25 (B'); on B' m2 signs Handoff 3 at 45 twice: to
+ * m4 (Q) and to m1 (R). m2's one Redeem carries its complete record twice, once with each of
+ * its Handoffs 3: both are followed on B' (the second one recorded as m2's double handoff, a
+ * branch B'' of its own), so m1's claim on R is paid with the excess collected from m2. */
+START_TEST(one_redeem_two_chains_split_in_a_second_branch)
+{
+	int64_t before4 = net_pending(&net, m4.mid_hex);
+	net_post_bond(&net, m1.mid_hex, 40);
+	net_post_bond(&net, m2.mid_hex, 40);
+	net_post_bond(&net, m3.mid_hex, 40);
+	struct tchan c;
+	MpSigned *a[1], *b[2], *q[3], *r[3];
+	fork_m2_and_m3_to_m4(&c, a, b);
+	q[0] = r[0] = b[0];
+	q[1] = r[1] = tchan_handoff(&c, 2, &m3, &m2, 25, b[0], NULL);
+	q[2] = tchan_handoff(&c, 3, &m2, &m4, 45, q[1], NULL);
+	r[2] = tchan_handoff(&c, 3, &m2, &m1, 45, q[1], NULL);
+	ck_assert_int_eq(collected_from(&c, &m1), 10);
+
+	/* (25, 35] on B', all credited on other branches: collected from m3. */
+	struct cclaim both[] = {{&c, 2, 35, q, 3}, {&c, 2, 35, r, 3}};
+	cclaim_redeem_expect(&net, &m2, both, 2, (MpCode[]){MP_ST(OK), MP_ST(DUPLICATE_OK)},
+			     (uint64_t[]){10, 0});
+	ck_assert_int_eq(collected_from(&c, &m3), 10);
+	json_t *conf = channel_conflicts(&net, c.id);
+	expect_conflict(conf, "double_handoff", 1, &m1);
+	expect_conflict(conf, "double_handoff", 2, &m3);
+	expect_conflict(conf, "double_handoff", 3, &m2);
+	json_decref(conf);
+	audit_clean();
+
+	/* m4 on Q: (45, 55] from the escrow; m1 on R: the same units, collected from m2. */
+	struct cclaim c4[] = {{&c, 3, 55, q, 3}};
+	cclaim_redeem_expect(&net, &m4, c4, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){10});
+	struct cclaim c1[] = {{&c, 3, 55, r, 3}};
+	cclaim_redeem_expect(&net, &m1, c1, 1, (MpCode[]){MP_ST(OK)}, (uint64_t[]){10});
+	ck_assert_int_eq(collected_from(&c, &m2), 10);
+	ck_assert_int_eq(collected_from(&c, &m3), 10);
+	ck_assert_int_eq(collected_from(&c, &m1), 10);
+	ck_assert_int_eq(escrow_of(&c), N - 40);
+	ck_assert_int_eq(net_pending(&net, m4.mid_hex) - before4, 30);
+	mp_stmt_free(q[1]);
+	mp_stmt_free(q[2]);
+	mp_stmt_free(r[2]);
+	stmts_free(a, 1);
+	stmts_free(b, 2);
+	tchan_release(&c);
+	audit_clean();
+}
+END_TEST
+
 static Suite *conflicts_suite(void)
 {
 	Suite *s = suite_create("conflicts");
@@ -900,6 +953,7 @@ static Suite *conflicts_suite(void)
 	tcase_add_test(tc, fork_within_second_branch_paid);
 	tcase_add_test(tc, second_branch_claim_above_own_handoff_is_recorded);
 	tcase_add_test(tc, merchant_on_both_branches_credited_on_each);
+	tcase_add_test(tc, one_redeem_two_chains_split_in_a_second_branch);
 	suite_add_tcase(s, tc);
 	return s;
 }
