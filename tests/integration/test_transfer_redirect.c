@@ -517,6 +517,99 @@ START_TEST(forged_redirects_change_nothing)
 }
 END_TEST
 
+/* w2 (B) pays units at merchant m, expecting its last index then. */
+static void w2_pays(const char *channel, int m, int units, int64_t last)
+{
+	char params[600], order[64], name[8], err[600];
+	snprintf(name, sizeof(name), "m%d", m);
+	net_new_order(&hn.net, name, units, order, sizeof(order));
+	snprintf(params, sizeof(params),
+		 "{\"channel_id\":\"%s\",\"merchant_id\":\"%s\",\"endpoint\":\"%s\",\"units\":%d,"
+		 "\"order_ref\":\"%s\"}",
+		 channel, hn.tm[m].mid_hex, hn.ep[m], units, order);
+	json_t *r = admin(&hn.net, "w2", "pay", params, err, sizeof(err));
+	ck_assert_msg(r != NULL, "w2: pay at m%d failed: %s", m, err);
+	ck_assert_int_eq(json_int(r, "last"), last);
+	json_decref(r);
+}
+
+/* A TransferResp carries the pair m2 stored for segment 1: Transfer t and m2's Cap of it at 7. */
+static void expect_stored_pair(const Micropay__V1__TransferResp *r, const MpSigned *t)
+{
+	uint8_t th[MP_HASH_LEN], got[MP_HASH_LEN];
+	mp_stmt_hash(t, th);
+	ck_assert(r->transfer && r->cap && r->redirect == NULL);
+	mp_stmt_hash(r->transfer, got);
+	ck_assert(!memcmp(got, th, MP_HASH_LEN));
+	ProtobufCMessage *body = NULL;
+	ck_assert_int_eq(mp_stmt_open(r->cap, MP_STMT_CAP, hn.tm[2].key.pk,
+				      &micropay__v1__cap__descriptor, &body),
+			 MP_ST(OK));
+	const Micropay__V1__Cap *cap = (const Micropay__V1__Cap *)body;
+	ck_assert(cap->hseq == 1 && cap->new_seg_seq == 1 && cap->point && cap->point->index == 7 &&
+		  !memcmp(cap->transfer_hash.data, th, MP_HASH_LEN));
+	protobuf_c_message_free_unpacked(body, NULL);
+}
+
+/* m2 capped segment 1 (w1's Transfer, re-signed for epoch 1) and then handed the channel on to
+ * m3 when B paid there. A former holder answers a Transfer for a segment it capped before its
+ * Handoff with what it stored, not with a redirect: w1's Transfer again is DUPLICATE_OK with
+ * the stored Cap (byte for byte the pair of the bundle); another Transfer of segment 1 signed
+ * by A's key is CONFLICT with the stored Cap as evidence. Nothing changes: B goes on paying at
+ * m3, each merchant is credited its range (m1 3, m2 4, m3 3). */
+START_TEST(handed_off_holder_answers_its_capped_segment_with_the_stored_pair)
+{
+	int64_t before[4];
+	for (int m = 1; m <= 3; m++)
+		before[m] = net_pending(&hn.net, hn.tm[m].mid_hex);
+	char channel[MP_HEX_ID_LEN + 1];
+	struct tchannel tch;
+	moved_behind_w1(channel, &tch);
+	char *offer = send_through_broker(channel);
+	finish_at_m2(channel, offer, &tch);
+	w2_pays(channel, 3, 2, 9); /* m2 -> m3: Handoff 2 at 7 of segment 1 */
+	size_t len;
+	uint8_t *bytes = stored_transfer(channel, &len);
+	MpSigned *t1 = mp_stmt_decode(bytes, len);
+	ck_assert_ptr_nonnull(t1);
+	MpEnvelope *e = twallet_transfer_call(hn.ep[2], hn.ca, t1);
+	ck_assert_int_eq(e->transfer_resp->status->code, MP_ST(DUPLICATE_OK));
+	expect_stored_pair(e->transfer_resp, t1);
+	micropay__v1__envelope__free_unpacked(e, NULL);
+
+	uint8_t id[MP_ID_LEN], head[MP_HASH_LEN];
+	tchannel_id(&tch, id);
+	mp_stmt_hash(tch.cert, head);
+	struct tseg other;
+	tseg_make(&other, N);
+	MpSigned *t2 = transfer_sign(id, 1, 1, 7, &other, &tch.owner, head);
+	e = twallet_transfer_call(hn.ep[2], hn.ca, t2);
+	const Micropay__V1__TransferResp *r = e->transfer_resp;
+	ck_assert_int_eq(r->status->code, MP_ST(CONFLICT));
+	expect_stored_pair(r, t1);
+	ck_assert_ptr_nonnull(r->status->evidence);
+	ck_assert_int_eq(r->status->evidence->type, MP_STMT_CAP);
+	micropay__v1__envelope__free_unpacked(e, NULL);
+
+	w2_pays(channel, 3, 1, 10);
+	for (int m = 1; m <= 3; m++) {
+		char name[8];
+		snprintf(name, sizeof(name), "m%d", m);
+		json_decref(admin_ok(&hn.net, name, "redeem", NULL));
+	}
+	const int64_t expect[4] = {0, 3, 4, 3};
+	for (int m = 1; m <= 3; m++)
+		ck_assert_int_eq(net_pending(&hn.net, hn.tm[m].mid_hex) - before[m], expect[m]);
+	mp_stmt_free(t1);
+	mp_stmt_free(t2);
+	mp_key_free(&other.owner);
+	free(bytes);
+	free(offer);
+	tchannel_free(&tch);
+	net_audit_clean(&hn.net);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("transfer_redirect");
@@ -525,6 +618,7 @@ int main(void)
 	tcase_set_timeout(tc, 300);
 	tcase_add_test(tc, transfer_stuck_at_a_former_holder_finishes_at_the_current_one);
 	tcase_add_test(tc, forged_redirects_change_nothing);
+	tcase_add_test(tc, handed_off_holder_answers_its_capped_segment_with_the_stored_pair);
 	suite_add_tcase(s, tc);
 	return mp_check_run(s);
 }
