@@ -4,13 +4,19 @@
  * of it is answered): nothing unjournalled was acknowledged, so a restart from the store loses
  * nothing a wallet was told.
  *
- * The two batches take turns:
+ * The two batches take turns. With commit_delay_us = 0 (the default) the commit is adaptive:
+ * a batch is handed over the moment the store thread has none, so a lone Pay waits for its own
+ * commit only, and under load the entries arriving during one commit form the next batch. With
+ * commit_delay_us > 0 a batch first waits that long for company (the timer):
  *
- *   EMPTY --first entry: timer (commit_delay_us) armed--> FILLING
+ *   EMPTY --first entry, delay 0: due at once--> FILLING
+ *   EMPTY --first entry, delay > 0: timer (commit_delay_us) armed--> FILLING
  *   FILLING --timer | commit_max entries | batch_flush | an Open or order.create--> due
- *   due, store thread idle --> COMMITTING (submitted; the other batch becomes the filling one)
- *   due, a batch committing --> stays FILLING until that commit completes; once full, new
- *        entries are refused (LIMIT, "store busy") rather than queued without bound
+ *   due, no batch committing --> COMMITTING (submitted; the other batch becomes the filling one;
+ *        counted by trigger: "idle" from batch_add/batch_flush, "timer")
+ *   due, a batch committing --> stays FILLING until that commit completes, then COMMITTING
+ *        (trigger "after_commit"); once full, new entries are refused (LIMIT, "store busy")
+ *        rather than queued without bound
  *   COMMITTING --committed: durable view advanced, entries answered--> EMPTY
  *   COMMITTING --failed--> the daemon stops (fail-stop, logged)
  *
@@ -48,14 +54,14 @@ struct batch_pipe {
 	uint64_t next_seq;
 };
 
-static void submit(struct batch_pipe *p);
+static void submit(struct batch_pipe *p, enum batch_trigger trigger);
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct batch_pipe *p = arg;
 	p->timer_armed = false;
 	p->due = true;
-	submit(p);
+	submit(p, BATCH_TIMER);
 }
 
 /* Store thread. */
@@ -195,7 +201,7 @@ static void on_committed(struct st_job *job)
 		acknowledge(m, &b->entries[i]);
 	b->count = 0;
 	p->committing = NULL;
-	submit(p);
+	submit(p, BATCH_AFTER_COMMIT);
 }
 
 /* Mark the last Pay of each channel in the batch: only it updates the channel row (after every
@@ -214,8 +220,9 @@ static void mark_row_updates(struct batch *b)
 	}
 }
 
-/* Hand the filling batch to the store thread if it is due, not empty, and the thread is free. */
-static void submit(struct batch_pipe *p)
+/* Hand the filling batch to the store thread if it is due, not empty, and the thread is free;
+ * count what triggered it. */
+static void submit(struct batch_pipe *p, enum batch_trigger trigger)
 {
 	struct batch *b = p->filling;
 	if (!p->due || p->committing || b->count == 0)
@@ -229,6 +236,7 @@ static void submit(struct batch_pipe *p)
 	mark_row_updates(b);
 	p->committing = b;
 	p->filling = b == &p->b[0] ? &p->b[1] : &p->b[0];
+	p->m->stats.batches_by_trigger[trigger]++;
 	b->submitted_us = mp_metrics_now_us();
 	b->job = (struct st_job){.run = run_commit, .done = on_committed, .arg = b};
 	store_thread_submit(p->m->store_thread, &b->job);
@@ -258,7 +266,7 @@ void batch_drain(struct merchant *m)
 	struct batch_pipe *p = m->batch;
 	while (p->committing || p->filling->count) {
 		p->due = true;
-		submit(p);
+		submit(p, BATCH_IDLE);
 		store_thread_sync(m->store_thread); /* on_committed submits the filling batch */
 	}
 }
@@ -315,10 +323,10 @@ void batch_add(struct merchant *m, const struct batch_entry *e)
 	if (e->conn)
 		mp_conn_ref(e->conn);
 	/* An Open, order.create, Handoff, takeover, Cap or Close waits for nothing else: commit it
-	 * now. */
+	 * now; so does everything when the commit is adaptive (commit_delay_us = 0). */
 	if (b->count >= p->cap || e->kind == ENTRY_OPEN || e->kind == ENTRY_ORDER ||
 	    e->kind == ENTRY_HANDOFF || e->kind == ENTRY_TAKEOVER || e->kind == ENTRY_CAP ||
-	    e->kind == ENTRY_CLOSE)
+	    e->kind == ENTRY_CLOSE || m->cfg.commit_delay_us == 0)
 		p->due = true;
 	if (!p->due && !p->timer_armed) {
 		uint32_t us = m->cfg.commit_delay_us;
@@ -329,11 +337,11 @@ void batch_add(struct merchant *m, const struct batch_entry *e)
 			p->due = true;
 		}
 	}
-	submit(p);
+	submit(p, BATCH_IDLE);
 }
 
 void batch_flush(struct merchant *m)
 {
 	m->batch->due = true;
-	submit(m->batch);
+	submit(m->batch, BATCH_IDLE);
 }

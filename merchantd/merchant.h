@@ -35,7 +35,7 @@ struct merchant_config {
 	uint64_t t_grace;	   /* the broker's T_grace, seconds */
 	uint64_t max_pay_window;   /* refuse channels whose pay_until is further away */
 	uint32_t redeem_interval;  /* seconds; 0: only on demand */
-	uint32_t commit_delay_us;  /* group commit: wait at most this long */
+	uint32_t commit_delay_us;  /* group commit: wait this long for company; 0: adaptive */
 	uint32_t commit_max;	   /* ... or this many payments */
 	uint64_t t_dedupe;	   /* seconds a Pay stays in the journal at least */
 	uint64_t outbox_retention; /* seconds an answered Redeem stays in the outbox */
@@ -148,6 +148,14 @@ struct table {
 	size_t nbuckets, count;
 };
 
+/* What handed a group-commit batch to the store thread (batch.c). */
+enum batch_trigger {
+	BATCH_IDLE,	    /* due when its entry arrived, and no batch was committing */
+	BATCH_AFTER_COMMIT, /* due while a batch committed: handed over when that one completed */
+	BATCH_TIMER,	    /* commit_delay_us elapsed with no batch committing */
+};
+#define BATCH_TRIGGERS (BATCH_TIMER + 1)
+
 struct merchant_stats {
 	uint64_t pays_ok, pays_underpaid, pays_duplicate, pays_refused, bad_chain;
 	uint64_t store_busy; /* requests refused while the store was behind */
@@ -156,6 +164,7 @@ struct merchant_stats {
 	uint64_t handoff_redirects; /* Opens answered HANDED_OFF with a verified redirect */
 	uint64_t caps_signed, transfer_refusals, stale_segment;
 	uint64_t closes_signed, close_refusals;
+	uint64_t batches_by_trigger[BATCH_TRIGGERS]; /* batches handed to the store thread */
 };
 
 /* Metrics the pay path and the redeemer update on the loop thread (merchant_metrics.c);
@@ -310,7 +319,8 @@ void reply_pay(struct mp_conn *c, uint64_t request_id, MpCode code, const char *
 	       uint32_t last, uint64_t credit, uint64_t price);
 
 /* batch.c: group commit (batch.h). batch_flush asks for the filling batch to be committed
- * now rather than after commit_delay_us; it returns at once (acknowledged = durable). */
+ * as soon as the store thread is free rather than after commit_delay_us; it returns at once
+ * (acknowledged = durable). */
 bool batch_init(struct merchant *m);
 void batch_flush(struct merchant *m);
 void batch_free(struct merchant *m);

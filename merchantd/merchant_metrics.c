@@ -15,7 +15,8 @@
 #include "redeem_deadline.h"
 #include "tls.h"
 
-/* Seconds; a Pay waits at most commit_delay_us plus one commit. */
+/* Seconds; a Pay waits at most commit_delay_us (adaptive, 0: one commit in flight) plus one
+ * commit. */
 static const double pay_latency_bounds[] = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.02,
 					    0.05,   0.1,   0.2,	  0.5,	 1,    2.5};
 static const double batch_seconds_bounds[] = {0.0005, 0.001, 0.002, 0.005, 0.01,
@@ -65,6 +66,15 @@ static void register_commit(struct merchant *m)
 {
 	counter(m, "micropay_merchant_batches_total", "Group-commit batches committed.", NULL,
 		&m->stats.batches);
+	const char *help = "Group-commit batches handed to the store thread, by trigger: idle (at "
+			   "once, no batch committing), after_commit (waited for the committing "
+			   "batch), timer (commit_delay_us elapsed).";
+	const char *trigger[BATCH_TRIGGERS] = {
+	    [BATCH_IDLE] = "idle", [BATCH_AFTER_COMMIT] = "after_commit", [BATCH_TIMER] = "timer"};
+	for (int t = 0; t < BATCH_TRIGGERS; t++)
+		counter(m, "micropay_merchant_batches_submitted_total", help,
+			(const char *[]){"trigger", trigger[t], NULL},
+			&m->stats.batches_by_trigger[t]);
 	m->hot.batch_entries = mp_metrics_histogram(
 	    m->metrics, "micropay_merchant_batch_entries", "Entries per committed batch.", NULL,
 	    batch_entries_bounds, COUNT(batch_entries_bounds));

@@ -433,6 +433,19 @@ void tchannel_free(struct tchannel *ch)
 	mp_key_free(&ch->owner);
 }
 
+void net_restart_with(const struct net *n, const char *daemon, const char *section,
+		      const char *settings)
+{
+	ck_assert_int_eq(net_cmd(n, "kill", daemon), 0);
+	char path[700];
+	snprintf(path, sizeof(path), "%s/%s/config.ini", n->dir, daemon);
+	FILE *f = fopen(path, "a");
+	ck_assert_msg(f != NULL, "cannot append to %s", path);
+	fprintf(f, "[%s]\n%s\n", section, settings);
+	fclose(f);
+	ck_assert_int_eq(net_cmd(n, "start", daemon), 0);
+}
+
 void net_audit_clean(const struct net *n)
 {
 	json_t *a = admin_ok(n, "broker", "audit", NULL);

@@ -22,6 +22,10 @@ void net_up(struct net *n);
 void net_down(struct net *n);
 /* deploy/mpnet CMD DIR ARGS (e.g. "merchant", "m2"); returns the exit status. */
 int net_cmd(const struct net *n, const char *cmd, const char *args);
+/* Stop DAEMON, append "[section]\nsettings\n" to its config.ini (the last value of a key
+ * wins) and start it again (same state, same port); fails the test if it does not start. */
+void net_restart_with(const struct net *n, const char *daemon, const char *section,
+		      const char *settings);
 /* Contents of DIR/DAEMON/FILE, trailing newline removed (static buffer per call site use). */
 void net_read(const struct net *n, const char *daemon, const char *file, char *out, size_t len);
 void net_path(const struct net *n, const char *rel, char *out, size_t len);

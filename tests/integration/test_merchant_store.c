@@ -25,25 +25,16 @@
 #include "harness.h"
 #include "harness_ledger.h"
 #include "harness_db.h"
+#include "harness_store.h"
 #include "../check_run.h"
 
 static struct net net;
 static char ca[700], broker_ep[128], m1_ep[128], m1_hex[64], m1_db[700];
 static uint8_t m1[MP_ID_LEN];
 
-/* Append settings to m1's [merchant] section and restart it (same store, same port). */
 static void restart_m1(const char *settings)
 {
-	ck_assert_int_eq(net_cmd(&net, "kill", "m1"), 0);
-	if (settings) {
-		char path[700];
-		snprintf(path, sizeof(path), "%s/m1/config.ini", net.dir);
-		FILE *f = fopen(path, "a");
-		ck_assert_ptr_nonnull(f);
-		fprintf(f, "[merchant]\n%s\n", settings);
-		fclose(f);
-	}
-	ck_assert_int_eq(net_cmd(&net, "start", "m1"), 0);
+	net_restart_with(&net, "m1", "merchant", settings);
 }
 
 static void setup_net(void)
@@ -296,18 +287,7 @@ static void pay_range(struct wire *w, const struct tchannel *ch, const struct wo
 
 static sqlite3 *hold_store_lock(void)
 {
-	sqlite3 *db;
-	ck_assert_int_eq(sqlite3_open(m1_db, &db), SQLITE_OK);
-	char *msg = NULL;
-	ck_assert_msg(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, &msg) == SQLITE_OK, "%s",
-		      msg ? msg : "?");
-	return db;
-}
-
-static void release_store_lock(sqlite3 *db)
-{
-	ck_assert_int_eq(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
-	sqlite3_close(db);
+	return store_lock_hold(m1_db);
 }
 
 static void free_words(struct words *ws)
@@ -361,7 +341,7 @@ START_TEST(pending_pay_is_reported_only_once_durable)
 	usleep(200 * 1000);
 	ck_assert_msg(nothing_arrived(&a) && nothing_arrived(&b),
 		      "a Pay was answered before its batch committed");
-	release_store_lock(lock);
+	store_lock_release(lock);
 
 	e = recv_env(&a);
 	ck_assert(e && e->body_case == MP_BODY(PAY_ACK) && e->request_id == pay_id);
@@ -463,7 +443,7 @@ START_TEST(redeem_does_not_stall_the_loop_on_the_store_lock)
 	ck_assert(nothing_arrived(&w[1]));
 	int st;
 	ck_assert_int_eq(waitpid(redeemer, &st, WNOHANG), 0); /* the round waits, not failed */
-	release_store_lock(lock);
+	store_lock_release(lock);
 
 	MpEnvelope *e = recv_env(&w[1]);
 	ck_assert(e && e->body_case == MP_BODY(PAY_ACK) && e->request_id == fresh_id);
@@ -544,7 +524,7 @@ START_TEST(a_stored_redeem_is_sent_verbatim_after_a_crash)
 	}
 	usleep(500 * 1000); /* built and signed; its outbox write waits on the lock */
 	ck_assert_int_eq(net_cmd(&net, "kill", "broker KILL"), 0);
-	release_store_lock(lock);
+	store_lock_release(lock);
 	int st;
 	ck_assert_int_eq(waitpid(redeemer, &st, 0), redeemer);
 	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 1, "redeemed with the broker down");
@@ -625,7 +605,7 @@ START_TEST(full_pipeline_refuses_instead_of_queueing)
 	sqlite3 *lock = hold_store_lock();
 	uint64_t id[8];
 	id[1] = send_pay(&a, &ch, &ws, 1, order);
-	usleep(300 * 1000); /* its batch is submitted after commit_delay_us and waits */
+	usleep(300 * 1000); /* its batch is submitted (at once: the store is idle) and waits */
 	for (uint32_t j = 2; j <= 7; j++)
 		id[j] = send_pay(&a, &ch, &ws, j, order);
 	for (uint32_t j = 6; j <= 7; j++) { /* answered at once: 2..5 filled the next batch */
@@ -637,7 +617,7 @@ START_TEST(full_pipeline_refuses_instead_of_queueing)
 		micropay__v1__envelope__free_unpacked(e, NULL);
 	}
 	ck_assert_int_eq(metric_of_m1("micropay_merchant_store_busy_total ") - busy_before, 2);
-	release_store_lock(lock);
+	store_lock_release(lock);
 	for (uint32_t j = 1; j <= 5; j++) {
 		MpEnvelope *e = recv_env(&a);
 		ck_assert(e && e->body_case == MP_BODY(PAY_ACK));
@@ -695,7 +675,7 @@ START_TEST(failed_commit_stops_the_daemon)
 	send_pay(&a, &ch, &ws, 5, order);
 	MpEnvelope *e = recv_env(&a); /* the busy timeout is 5 s, our receive timeout 10 s */
 	ck_assert_msg(e == NULL, "answered although the batch could not commit");
-	release_store_lock(lock);
+	store_lock_release(lock);
 	wire_close(&a);
 	for (int i = 0; i < 50 && m1_running(); i++)
 		usleep(100 * 1000);

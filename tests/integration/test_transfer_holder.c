@@ -758,14 +758,7 @@ END_TEST
 /* Append settings to m1's [merchant] section and restart it (same store, same port). */
 static void restart_m1(const char *settings)
 {
-	ck_assert_int_eq(net_cmd(&net, "kill", "m1"), 0);
-	char path[700];
-	snprintf(path, sizeof(path), "%s/m1/config.ini", net.dir);
-	FILE *f = fopen(path, "a");
-	ck_assert_ptr_nonnull(f);
-	fprintf(f, "[merchant]\n%s\n", settings);
-	fclose(f);
-	ck_assert_int_eq(net_cmd(&net, "start", "m1"), 0);
+	net_restart_with(&net, "m1", "merchant", settings);
 }
 
 /* A range above m1's hash budget is redeemed in steps; across the transfer each step's point
