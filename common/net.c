@@ -5,6 +5,7 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <openssl/err.h>
+#include <openssl/x509.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -146,6 +147,7 @@ static void conn_vdrain(struct mp_conn *c, enum net_end why, const char *fmt, va
 		return;
 	}
 	c->draining = true;
+	c->frame_timer_on = false; /* deadline now the drain's */
 	c->drain_end = why;
 	vsnprintf(c->drain_reason, sizeof(c->drain_reason), fmt, ap);
 	log_info("%s %s: closing once the answers are sent (%u in flight): %s", c->opts.name,
@@ -170,6 +172,8 @@ void mp_conn_close_after_flush(struct mp_conn *c, const char *fmt, ...)
 	conn_vdrain(c, NET_END_BY_DAEMON, fmt, ap);
 	va_end(ap);
 }
+
+static void watch_partial_frame(struct mp_conn *c, bool took_frame);
 
 static void count_pause(struct mp_conn *c, bool in_flight_full)
 {
@@ -214,6 +218,7 @@ static void update_reading(struct mp_conn *c)
 	if (pause) {
 		count_pause(c, in_flight_full);
 		bufferevent_disable(c->bev, EV_READ);
+		watch_partial_frame(c, false);
 		return;
 	}
 	bufferevent_enable(c->bev, EV_READ);
@@ -369,6 +374,28 @@ static bool take_one(struct mp_conn *c)
 	return true;
 }
 
+/* The frame deadline (slowloris): a frame whose first byte has been read must be whole within
+ * frame_timeout, however steadily its bytes trickle (each byte resets the idle timeout, not
+ * this). It runs while reading with part of a frame in the input, restarts once a frame was
+ * taken, and stops while reading is paused (the peer is not at fault then). */
+static void watch_partial_frame(struct mp_conn *c, bool took_frame)
+{
+	if (c->closed || c->draining || !c->open || !c->opts.frame_timeout_s)
+		return;
+	bool partial = !c->paused && evbuffer_get_length(bufferevent_get_input(c->bev)) > 0;
+	if (!partial) {
+		if (c->frame_timer_on)
+			evtimer_del(c->deadline);
+		c->frame_timer_on = false;
+		return;
+	}
+	if (c->frame_timer_on && !took_frame)
+		return;
+	struct timeval tv = {(time_t)c->opts.frame_timeout_s, 0};
+	evtimer_add(c->deadline, &tv);
+	c->frame_timer_on = true;
+}
+
 static void on_read(struct bufferevent *bev, void *ctx)
 {
 	struct mp_conn *c = ctx;
@@ -378,8 +405,10 @@ static void on_read(struct bufferevent *bev, void *ctx)
 		return;
 	}
 	mp_conn_ref(c);
+	bool took = false;
 	while (!c->closed && !c->draining && !c->paused && take_one(c))
-		;
+		took = true;
+	watch_partial_frame(c, took);
 	mp_conn_unref(c);
 }
 
@@ -399,6 +428,19 @@ static const char *ssl_error_text(struct bufferevent *bev, char *buf, size_t len
 		return NULL;
 	ERR_error_string_n(e, buf, len);
 	return buf;
+}
+
+/* Why the peer's certificate was refused in the handshake ("; peer certificate: certificate
+ * has expired"), or "" when it was not: "certificate verify failed" alone does not tell an
+ * operator an expired certificate from one of another CA. */
+static const char *peer_cert_problem(struct mp_conn *c, char *out, size_t len)
+{
+	SSL *ssl = c->open ? NULL : bufferevent_openssl_get_ssl(c->bev);
+	long v = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
+	if (v == X509_V_OK)
+		return "";
+	snprintf(out, len, "; peer certificate: %s", X509_verify_cert_error_string(v));
+	return out;
 }
 
 static void on_connected(struct mp_conn *c)
@@ -423,7 +465,7 @@ static void on_event(struct bufferevent *bev, short what, void *ctx)
 		on_connected(c);
 		return;
 	}
-	char buf[256];
+	char buf[256], why[160];
 	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_WRITING))
 		net_conn_end(c, NET_END_WRITE_TIMEOUT,
 			     "peer does not read its answers (%zu bytes unsent after %us)",
@@ -435,7 +477,8 @@ static void on_event(struct bufferevent *bev, short what, void *ctx)
 	else if (what & BEV_EVENT_ERROR) {
 		const char *tls = ssl_error_text(bev, buf, sizeof(buf));
 		if (tls)
-			net_conn_end(c, NET_END_TLS_ERROR, "TLS error: %s", tls);
+			net_conn_end(c, NET_END_TLS_ERROR, "TLS error: %s%s", tls,
+				     peer_cert_problem(c, why, sizeof(why)));
 		else
 			net_conn_end(c, NET_END_SOCKET_ERROR, "socket error: %s",
 				     evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
@@ -451,6 +494,12 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 	else if (c->draining)
 		net_conn_end(c, NET_END_DRAIN_TIMEOUT, "answers not taken in time; %s",
 			     c->drain_reason);
+	else if (c->frame_timer_on)
+		net_conn_end(c, NET_END_FRAME_TIMEOUT,
+			     "frame not whole %us after its first byte (%zu bytes of it read; "
+			     "frame_timeout)",
+			     c->opts.frame_timeout_s,
+			     evbuffer_get_length(bufferevent_get_input(c->bev)));
 }
 
 static size_t sockaddr_len(const struct sockaddr *sa)

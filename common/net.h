@@ -4,9 +4,10 @@
  *
  * What one peer can make a daemon hold is bounded (the limits are in mp_net_opts):
  * connections per listener (the excess is closed at accept), the TLS handshake's total time,
- * a frame's wire size, its decoded size and item counts (common/decode.h), the requests a
- * connection has in flight and the answers it leaves unread (reading from it pauses), and the
- * time it stays idle or leaves its answers unread. Every refusal is logged and counted in the
+ * a frame's wire size, the time from a frame's first byte to its last (frame_timeout_s: bytes
+ * trickled one by one reset the idle timeout but not this), its decoded size and item counts
+ * (common/decode.h), the requests a connection has in flight and the answers it leaves unread
+ * (reading from it pauses), and the time it stays idle or leaves its answers unread. Every refusal is logged and counted in the
  * listener's metrics.
  *
  * A connection (server side; a client connection is the same without the limits):
@@ -19,6 +20,8 @@
  *       ^   timeout, close            unsent answers > high water               CLOSED
  *       +---------------------------- (from any state: mp_conn_close, EOF, error, timeout)
  *
+ * In OPEN, part of a frame in the input starts the frame deadline (restarted by each frame
+ * taken, stopped in PAUSED); when it passes, the connection is CLOSED (frame_timeout).
  * DRAINING reads and discards whatever the peer still sends (so that closing does not reset
  * the connection under the answers), sends the answers still owed, then closes; it has a
  * deadline too. */
@@ -53,6 +56,7 @@ struct mp_net_opts {
 	unsigned idle_timeout_s;      /* no request read, or no answer byte taken by the peer */
 	const char *name;	      /* for logs and metrics: "wallet", "merchant", "broker" */
 	unsigned handshake_timeout_s; /* total, from accept or connect; 0: idle_timeout_s */
+	unsigned frame_timeout_s;     /* a frame whole within this of its first byte; 0: none */
 	unsigned max_conns;	      /* per listener */
 	unsigned max_in_flight;	      /* requests read and not yet answered, per connection */
 	size_t out_high_water;	      /* unsent answer bytes above which reading pauses */

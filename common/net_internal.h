@@ -16,6 +16,7 @@ enum net_end {
 	NET_END_IDLE_TIMEOUT,
 	NET_END_WRITE_TIMEOUT, /* the peer did not take its answers */
 	NET_END_DRAIN_TIMEOUT,
+	NET_END_FRAME_TIMEOUT, /* a frame begun was not whole in time (bytes trickled) */
 	NET_END_FRAME_TOO_BIG,
 	NET_END_BAD_FRAME, /* zero length, out of memory */
 	NET_END_UNPARSABLE,
@@ -46,7 +47,7 @@ struct pending_call {
 
 struct mp_conn {
 	struct bufferevent *bev;
-	struct event *deadline; /* the handshake's, then the drain's */
+	struct event *deadline; /* the handshake's, a partial frame's, then the drain's */
 	struct mp_net_opts opts;
 	const struct mp_conn_ops *ops;
 	void *arg;
@@ -57,6 +58,7 @@ struct mp_conn {
 	bool draining; /* closing once the answers are sent */
 	bool paused;   /* not reading: too many in flight or unread answers */
 	bool output_full;
+	bool frame_timer_on;		      /* deadline runs for the partial frame in the input */
 	bool logged_in_flight, logged_output; /* one log line per connection and reason */
 	unsigned in_flight;
 	enum net_end drain_end;

@@ -12,6 +12,7 @@ void mp_net_limits_default(struct mp_net_limits *l)
 	    .output_high_water = 1u << 20,
 	    .output_low_water = 256u << 10,
 	    .handshake_timeout = 10,
+	    .frame_timeout = 60,
 	    .max_frame = MP_FRAME_MAX_WALLET,
 	};
 }
@@ -32,6 +33,7 @@ bool mp_net_limits_check(const struct mp_net_limits *l, const char *path, char *
 	    !in_range(l->output_high_water, 4096, 1u << 30, path, "output_high_water", err,
 		      errlen) ||
 	    !in_range(l->handshake_timeout, 1, 3600, path, "handshake_timeout", err, errlen) ||
+	    !in_range(l->frame_timeout, 1, 3600, path, "frame_timeout", err, errlen) ||
 	    !in_range(l->max_frame, 4096, MP_FRAME_MAX_MERCHANT, path, "max_frame", err, errlen))
 		return false;
 	if (l->output_low_water >= l->output_high_water) {
@@ -61,6 +63,7 @@ struct mp_net_opts mp_net_limits_opts(const struct mp_net_limits *l, uint32_t id
 	    .idle_timeout_s = idle_timeout,
 	    .name = name,
 	    .handshake_timeout_s = l->handshake_timeout,
+	    .frame_timeout_s = l->frame_timeout,
 	    .max_conns = l->max_connections,
 	    .max_in_flight = l->max_in_flight,
 	    .out_high_water = l->output_high_water,

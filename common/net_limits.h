@@ -16,7 +16,8 @@ struct mp_net_limits {
 	uint32_t output_high_water;
 	uint32_t output_low_water;
 	uint32_t handshake_timeout;
-	uint32_t max_frame; /* frames from peers without a merchant certificate (wallets) */
+	uint32_t frame_timeout; /* seconds from a frame's first byte to its last */
+	uint32_t max_frame;	/* frames from peers without a merchant certificate (wallets) */
 };
 
 /* The [limits] keys, for a daemon's key table: type is its config struct, member the
@@ -32,6 +33,8 @@ struct mp_net_limits {
 	    MP_NET_LIMIT_KEY(type, member, output_low_water, 0, 1u << 30,                          \
 			     "bytes, below output_high_water"),                                    \
 	    MP_NET_LIMIT_KEY(type, member, handshake_timeout, 1, 3600, "seconds"),                 \
+	    MP_NET_LIMIT_KEY(type, member, frame_timeout, 1, 3600,                                 \
+			     "seconds from a frame's first byte to its last"),                     \
 	    MP_NET_LIMIT_KEY(type, member, max_frame, 4096, MP_FRAME_MAX_MERCHANT,                 \
 			     "bytes, default 1 MiB")
 

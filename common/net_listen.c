@@ -36,6 +36,8 @@ const char *net_end_name(enum net_end e)
 		return "write_timeout";
 	case NET_END_DRAIN_TIMEOUT:
 		return "drain_timeout";
+	case NET_END_FRAME_TIMEOUT:
+		return "frame_timeout";
 	case NET_END_FRAME_TOO_BIG:
 		return "frame_too_big";
 	case NET_END_BAD_FRAME:
