@@ -307,6 +307,18 @@ int64_t daemon_mem_kb(const struct net *n, const char *daemon, const char *field
 	return kb;
 }
 
+bool daemon_peak_reset(const struct net *n, const char *daemon)
+{
+	char pid[32], path[128];
+	net_read(n, daemon, "pid", pid, sizeof(pid));
+	snprintf(path, sizeof(path), "/proc/%s/clear_refs", pid);
+	FILE *f = fopen(path, "w");
+	if (!f)
+		return false;
+	bool ok = fputs("5", f) >= 0;
+	return fclose(f) == 0 && ok;
+}
+
 int log_lines_with(const struct net *n, const char *daemon, const char *needle)
 {
 	char path[700], line[4096];

@@ -44,6 +44,9 @@ int64_t metric_wait(const struct net *n, const char *daemon, const char *name, i
 		    int ms);
 /* Kilobytes of /proc/PID/status field (VmRSS, VmHWM) of DAEMON (its pid is in DIR/DAEMON/pid). */
 int64_t daemon_mem_kb(const struct net *n, const char *daemon, const char *field);
+/* Reset DAEMON's peak RSS (VmHWM) to its current RSS (/proc/PID/clear_refs, value 5); false if
+ * the kernel refused. */
+bool daemon_peak_reset(const struct net *n, const char *daemon);
 /* Lines of DAEMON's log containing needle (0 if there is no log). */
 int log_lines_with(const struct net *n, const char *daemon, const char *needle);
 /* DAEMON's log has a line containing needle (within ms, polling). */

@@ -15,11 +15,12 @@
 #include "admin.h"
 #include "harness.h"
 #include "harness_db.h"
+#include "harness_uid.h"
 #include "../check_run.h"
 
 #define ADMIN_GID 4242u /* the admin group: a bare gid, no name needed */
 #define OTHER_GID 4243u
-#define NOBODY	  65534u
+#define NOBODY	  UID_NOBODY
 
 static struct net net;
 static char m1_hex[64], m1_ep[128], account[64], channel[64];
@@ -302,27 +303,6 @@ END_TEST
 
 /* ---- admin socket access ---- */
 
-/* In a child: become uid nobody with primary gid `gid` and supplementary `groups`, call status
- * on sock. Returns true if the daemon answered. */
-static bool status_as(const char *sock, gid_t gid, const gid_t *groups, size_t n)
-{
-	pid_t pid = fork();
-	ck_assert(pid >= 0);
-	if (pid == 0) {
-		signal(SIGPIPE, SIG_IGN); /* a refused peer finds the socket closed */
-		if (setgroups(n, groups) != 0 || setgid(gid) != 0 || setuid(NOBODY) != 0)
-			_exit(2);
-		char err[256];
-		json_t *r = mp_admin_call(sock, "status", NULL, err, sizeof(err));
-		_exit(r ? 0 : 1);
-	}
-	int status;
-	ck_assert(waitpid(pid, &status, 0) == pid);
-	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) != 2,
-		      "the client child failed (status %#x: 2 = cannot drop privileges)", status);
-	return WEXITSTATUS(status) == 0;
-}
-
 START_TEST(admin_group_members_may_connect_through_supplementary_groups)
 {
 	if (geteuid() != 0) {
@@ -342,18 +322,19 @@ START_TEST(admin_group_members_may_connect_through_supplementary_groups)
 		ck_assert_uint_eq(st.st_gid, ADMIN_GID);
 		ck_assert_uint_eq(st.st_mode & 0777, 0660);
 		const gid_t admin_group[] = {ADMIN_GID}, other_group[] = {OTHER_GID};
-		ck_assert_msg(status_as(sock, NOBODY, admin_group, 1),
+		ck_assert_msg(admin_status_as(sock, NOBODY, NOBODY, admin_group, 1),
 			      "%s: a supplementary member of the admin group was refused",
 			      daemons[i]);
-		ck_assert_msg(status_as(sock, ADMIN_GID, NULL, 0),
+		ck_assert_msg(admin_status_as(sock, NOBODY, ADMIN_GID, NULL, 0),
 			      "%s: a primary member of the admin group was refused", daemons[i]);
-		ck_assert_msg(!status_as(sock, NOBODY, other_group, 1),
+		ck_assert_msg(!admin_status_as(sock, NOBODY, NOBODY, other_group, 1),
 			      "%s: a non-member was let in", daemons[i]);
 		/* Past the file system (socket opened to all), the credentials still decide. */
 		ck_assert(chmod(sock, 0666) == 0);
-		ck_assert_msg(!status_as(sock, NOBODY, other_group, 1),
+		ck_assert_msg(!admin_status_as(sock, NOBODY, NOBODY, other_group, 1),
 			      "%s: SO_PEERCRED let a non-member in", daemons[i]);
-		ck_assert_msg(status_as(sock, NOBODY, admin_group, 1), "%s", daemons[i]);
+		ck_assert_msg(admin_status_as(sock, NOBODY, NOBODY, admin_group, 1), "%s",
+			      daemons[i]);
 		ck_assert(chmod(sock, 0660) == 0);
 	}
 	char cmd[1200];
