@@ -17,6 +17,7 @@
 #include "frame.h"
 #include "harness_attack.h"
 #include "harness_certs.h"
+#include "harness_custody.h"
 #include "harness_flood.h"
 #include "harness_ledger.h"
 #include "harness_merchant.h"
@@ -482,8 +483,30 @@ static void forged_at_merchant(void)
 	env.handoff_req = &hr;
 	expect_answer(m1_ep, m2.cert, m2.tls_key, &env, MP_ST(BAD_SIG), NULL, "forged Move");
 	mp_stmt_free(hr.move);
+	/* MerchantCert (2): the genuine Move with m2's MerchantCert forged */
+	hr.move = s;
+	MpSigned *cert = hr.requester_cert;
+	hr.requester_cert = forged(cert);
+	expect_answer(m1_ep, m2.cert, m2.tls_key, &env, MP_ST(MALFORMED),
+		      "requester_cert is not the broker's MerchantCert of the requester",
+		      "forged MerchantCert");
 	mp_stmt_free(hr.requester_cert);
+	mp_stmt_free(cert);
 	mp_stmt_free(s);
+	/* Transfer (7) to a new owner, forged: a genuine one would cap the channel */
+	struct tseg seg;
+	tseg_make(&seg, 10);
+	uint8_t cert_hash[MP_HASH_LEN];
+	mp_stmt_hash(other_ch.cert, cert_hash);
+	s = transfer_sign(id, 1, 0, 0, &seg, &other_ch.owner, cert_hash);
+	Micropay__V1__TransferReq tr = MICROPAY__V1__TRANSFER_REQ__INIT;
+	tr.transfer = forged(s);
+	env.body_case = MP_BODY(TRANSFER_REQ);
+	env.transfer_req = &tr;
+	expect_answer(m1_ep, NULL, NULL, &env, MP_ST(BAD_SIG), NULL, "forged Transfer");
+	mp_stmt_free(tr.transfer);
+	mp_stmt_free(s);
+	mp_key_free(&seg.owner);
 }
 
 START_TEST(forged_signatures_are_bad_sig_and_change_nothing)
@@ -538,6 +561,124 @@ START_TEST(forged_signatures_are_bad_sig_and_change_nothing)
 	micropay__v1__envelope__free_unpacked(fr.first, NULL);
 	attack_end(&r);
 	wire_close(&m);
+}
+END_TEST
+
+/* ---- forged custody statements ---- */
+
+static MpSigned *close_sign(const struct tchan *c, const struct tmerchant *by, uint32_t index)
+{
+	uint8_t w[MP_HASH_LEN];
+	tchannel_word(&c->ch, index, w);
+	MpPoint pt = MICROPAY__V1__POINT__INIT;
+	pt.index = index;
+	pt.w = (ProtobufCBinaryData){MP_HASH_LEN, w};
+	Micropay__V1__Close cl = MICROPAY__V1__CLOSE__INIT;
+	cl.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)c->id};
+	cl.point = &pt;
+	return mp_stmt_sign(&by->key, MP_STMT_CLOSE, &cl.base);
+}
+
+/* A RefundRequest of c's owner carrying close (or none), its signature forged if asked. */
+static void refund_expect(const struct tchan *c, const MpSigned *close, bool forge, MpCode code,
+			  const char *what)
+{
+	uint8_t refund_id[MP_ID_LEN];
+	ck_assert(mp_random_bytes(refund_id, MP_ID_LEN));
+	Micropay__V1__RefundRequest rq = MICROPAY__V1__REFUND_REQUEST__INIT;
+	rq.refund_id = (ProtobufCBinaryData){MP_ID_LEN, refund_id};
+	rq.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)c->id};
+	rq.payout_account_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)c->tw.account_id};
+	rq.close = (MpSigned *)close;
+	MpSigned *s = mp_stmt_sign(&c->ch.owner, MP_STMT_REFUND_REQUEST, &rq.base);
+	Micropay__V1__RefundReq req = MICROPAY__V1__REFUND_REQ__INIT;
+	req.stmt = forge ? forged(s) : s;
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.body_case = MP_BODY(REFUND_REQ);
+	env.refund_req = &req;
+	expect_answer(broker_ep, NULL, NULL, &env, code, NULL, what);
+	if (forge)
+		mp_stmt_free(req.stmt);
+	mp_stmt_free(s);
+}
+
+START_TEST(forged_custody_statements_are_bad_sig_and_change_nothing)
+{
+	struct attack a;
+	attack_begin(&a, &net, "broker", "forged custody statements", &honest);
+	struct tchan c; /* 20 units held by m1, never opened: only the broker sees these */
+	tchan_issue(&net, &c, 20, &m1);
+	int64_t m1_pending = net_pending(&net, m1.mid_hex);
+	int64_t m2_pending = net_pending(&net, m2.mid_hex);
+	/* Handoff (6) in m2's claim: m1 -> m2 at 5, forged; m2 claims 8. */
+	MpSigned *h1 = tchan_handoff(&c, 1, &m1, &m2, 5, NULL, NULL);
+	MpSigned *custody[1] = {forged(h1)};
+	struct cclaim claim = {&c, 1, 8, custody, 1};
+	MpSigned *redeem = cclaim_redeem(&m2, &claim, 1);
+	MpEnvelope *e = redeem_as(&net, &m2, redeem);
+	printf("Redeem with a forged Handoff: %s, claim %s\n",
+	       mp_code_name(e->redeem_resp->status->code),
+	       mp_code_name(e->redeem_resp->results[0]->status));
+	expect_claim_result(e, 0, MP_ST(BAD_SIG), 0, NULL);
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	mp_stmt_free(redeem);
+	/* Transfer (7) and Cap (8) in m1's CapNotice, each forged in turn. */
+	struct tseg seg;
+	tseg_make(&seg, 10);
+	MpSigned *t = tchan_transfer(&c, 1, 0, 10, &seg, &c.ch.owner, NULL);
+	uint8_t w10[MP_HASH_LEN];
+	tchannel_word(&c.ch, 10, w10);
+	MpSigned *cp = tchan_cap(&c, t, 1, 0, 10, w10, &m1);
+	MpSigned *ft = forged(t), *fcp = forged(cp);
+	MpCode code = cap_notice(&net, &m1, ft, cp, NULL, 0, NULL);
+	printf("CapNotice with a forged Transfer: %s\n", mp_code_name(code));
+	ck_assert_int_eq(code, MP_ST(BAD_SIG));
+	code = cap_notice(&net, &m1, t, fcp, NULL, 0, NULL);
+	printf("CapNotice with a forged Cap: %s\n", mp_code_name(code));
+	ck_assert_int_eq(code, MP_ST(BAD_SIG));
+	/* SegmentClaim (11) of the new owner, forged (the Transfer and Cap genuine). */
+	uint8_t payout[MP_ID_LEN];
+	memcpy(payout, c.tw.account_id, MP_ID_LEN);
+	MpSigned *sc = segment_claim_sign(c.id, 1, t, cp, payout, &seg.owner);
+	MpSigned *fsc = forged(sc);
+	char detail[200];
+	code = segment_claim_send(&net, fsc, NULL, 0, NULL, detail, sizeof(detail));
+	printf("forged SegmentClaim: %s \"%s\"\n", mp_code_name(code), detail);
+	ck_assert_int_eq(code, MP_ST(BAD_SIG));
+	/* RefundRequest (12) forged; a genuine one carrying a forged Close (10) of m1. */
+	refund_expect(&c, NULL, true, MP_ST(BAD_SIG), "forged RefundRequest");
+	MpSigned *cl = close_sign(&c, &m1, 4), *fcl = forged(cl);
+	refund_expect(&c, fcl, false, MP_ST(BAD_SIG), "RefundRequest with a forged Close");
+	/* RegisterMerchant (20) of m1 over its own certificate, forged. */
+	Micropay__V1__RegisterMerchant rm = MICROPAY__V1__REGISTER_MERCHANT__INIT;
+	char m1_public_ep[128];
+	net_read(&net, "m1", "endpoint", m1_public_ep, sizeof(m1_public_ep));
+	rm.merchant_id = (ProtobufCBinaryData){MP_ID_LEN, m1.mid};
+	rm.merchant_pk = (ProtobufCBinaryData){MP_PK_LEN, m1.key.pk};
+	rm.endpoint = m1_public_ep;
+	MpSigned *reg = mp_stmt_sign(&m1.key, MP_STMT_REGISTER_MERCHANT, &rm.base);
+	Micropay__V1__RegisterMerchantReq rr = MICROPAY__V1__REGISTER_MERCHANT_REQ__INIT;
+	rr.stmt = forged(reg);
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.body_case = MP_BODY(REGISTER_MERCHANT_REQ);
+	env.register_merchant_req = &rr;
+	expect_answer(broker_ep, m1.cert, m1.tls_key, &env, MP_ST(BAD_SIG), NULL,
+		      "forged RegisterMerchant");
+	mp_stmt_free(rr.stmt);
+	/* Nothing moved, nothing recorded. */
+	ck_assert_int_eq(net_pending(&net, m1.mid_hex), m1_pending);
+	ck_assert_int_eq(net_pending(&net, m2.mid_hex), m2_pending);
+	json_t *segs = channel_segments(&net, c.id);
+	ck_assert_uint_eq(json_array_size(segs), 1); /* segment 0 only */
+	json_decref(segs);
+	json_t *conflicts = channel_conflicts(&net, c.id);
+	ck_assert_uint_eq(json_array_size(conflicts), 0);
+	json_decref(conflicts);
+	MpSigned *all[] = {h1, custody[0], t, cp, ft, fcp, sc, fsc, cl, fcl, reg};
+	stmts_free(all, sizeof(all) / sizeof(all[0]));
+	mp_key_free(&seg.owner);
+	tchan_release(&c);
+	attack_end(&a);
 }
 END_TEST
 
@@ -910,6 +1051,7 @@ int main(void)
 	tcase_add_test(tc, many_tiny_frames_are_each_answered);
 	tcase_add_test(tc, frames_at_the_maximum_are_served_and_one_byte_over_refused);
 	tcase_add_test(tc, forged_signatures_are_bad_sig_and_change_nothing);
+	tcase_add_test(tc, forged_custody_statements_are_bad_sig_and_change_nothing);
 	tcase_add_test(tc, replayed_broker_requests_get_the_stored_answer);
 	tcase_add_test(tc, unknown_channels_and_indices_beyond_n_are_refused);
 	tcase_add_test(tc, bad_client_certificates_are_refused_in_the_handshake);

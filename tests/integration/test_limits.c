@@ -623,6 +623,8 @@ START_TEST(limits_out_of_range_are_refused)
 		       "[limits] output_low_water (65536) must be below output_high_water (65536)");
 	config_refused("m1", "s/^handshake_timeout = .*/handshake_timeout = 7200/",
 		       "[limits] handshake_timeout = 7200 is out of range: expected 1 .. 3600");
+	config_refused("broker", "s/^frame_timeout = .*/frame_timeout = 0/",
+		       "[limits] frame_timeout = 0 is out of range: expected 1 .. 3600");
 }
 END_TEST
 
