@@ -56,6 +56,15 @@ static void issue_at_m1(struct tchannel *ch, uint32_t n)
 
 static void setup_net(void)
 {
+#if defined(__SANITIZE_ADDRESS__)
+	/* ASan keeps freed memory in a quarantine (256 MiB by default) that a million small
+	 * requests fill: a small one makes the daemons' peak RSS measure them, not ASan. */
+	static char asan[512];
+	const char *given = getenv("ASAN_OPTIONS");
+	snprintf(asan, sizeof(asan), "%s%squarantine_size_mb=16", given ? given : "",
+		 given && *given ? ":" : "");
+	setenv("ASAN_OPTIONS", asan, 1);
+#endif
 	setenv("MP_IDLE_TIMEOUT", "5", 1);
 	setenv("MP_HANDSHAKE_TIMEOUT", "2", 1);
 	setenv("MP_FRAME_TIMEOUT", "2", 1);
