@@ -424,18 +424,3 @@ char *mp_metrics_text(const struct mp_metrics *reg)
 		evbuffer_free(b);
 	return text;
 }
-
-void mp_metrics_broker_time_seen(struct mp_gauge *offset, struct mp_gauge *known,
-				 uint64_t broker_time, uint64_t now)
-{
-	if (!broker_time || !offset || !known)
-		return;
-	int64_t v = (int64_t)(broker_time - now);
-	if (!known->value)
-		log_info("clock offset against the broker: %lld s", (long long)v);
-	else if (v != offset->value)
-		log_info("clock offset against the broker now %lld s (was %lld s)", (long long)v,
-			 (long long)offset->value);
-	offset->value = v;
-	known->value = 1;
-}

@@ -108,12 +108,5 @@ char *mp_metrics_text(const struct mp_metrics *reg);
  * (\\ \n) appended to out. */
 bool mp_metrics_escape(struct evbuffer *out, const char *text, bool label_value);
 
-/* The clock offset against the broker (protocol.md section 8: every daemon exports it): an
- * answer carrying broker_time (0: none, ignored) arrived when our clock read now. Sets offset
- * to broker_time - now and known to 1; logs the first offset and every change. Either gauge
- * may be NULL (metrics closed): nothing happens. */
-void mp_metrics_broker_time_seen(struct mp_gauge *offset, struct mp_gauge *known,
-				 uint64_t broker_time, uint64_t now);
-
 /* Monotonic microseconds, for latency measurements (no allocation, no syscall on Linux). */
 uint64_t mp_metrics_now_us(void);

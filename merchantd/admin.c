@@ -32,7 +32,7 @@ static void admin_status(struct mp_admin_req *req, json_t *params, void *ctx)
 	    req,
 	    json_pack(
 		"{s:s,s:o,s:b,s:I,s:I,s:I,s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,"
-		"s:I,s:I,s:I,s:I,s:I},s:{s:I,s:I},s:o}",
+		"s:I,s:I,s:I,s:I,s:I},s:{s:I,s:I},s:o,s:o}",
 		"daemon", "merchantd", "merchant_id", mp_json_hex(m->mid, MP_ID_LEN), "registered",
 		m->cert_valid_until != 0, "cert_valid_until", (json_int_t)m->cert_valid_until,
 		"channels", (json_int_t)m->channels_recorded, "time",
@@ -49,7 +49,7 @@ static void admin_status(struct mp_admin_req *req, json_t *params, void *ctx)
 		(json_int_t)s->stale_segment, "closes_signed", (json_int_t)s->closes_signed,
 		"close_refusals", (json_int_t)s->close_refusals, "cap_outbox", "pending",
 		(json_int_t)cap_outbox_pending(m), "conflicts", (json_int_t)cap_outbox_conflicts(m),
-		"restore", restore_status_json(m)));
+		"restore", restore_status_json(m), "clock", mp_clock_guard_json(m->clock_guard)));
 }
 
 static void admin_metrics(struct mp_admin_req *req, json_t *params, void *ctx)
@@ -211,6 +211,7 @@ static void admin_clock_advance(struct mp_admin_req *req, json_t *params, void *
 {
 	struct merchant *m = ctx;
 	mp_clock_admin_advance(req, params, &m->clock);
+	mp_clock_guard_moved(m->clock_guard);
 }
 
 static void admin_clock_show(struct mp_admin_req *req, json_t *params, void *ctx)

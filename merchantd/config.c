@@ -5,6 +5,7 @@
 
 #include "config.h"
 #include "config_doc.h"
+#include "clock_guard.h"
 #include "service.h"
 #include "proto_limits.h"
 #include "merchant.h"
@@ -82,6 +83,7 @@ static const struct mp_cfg_key merchant_keys[] = {
       "group (name or gid) whose members may use the admin socket"),
     MP_SERVICE_KEYS(struct merchant_config, service),
     MP_METRICS_KEYS(struct merchant_config, metrics),
+    MP_CLOCK_GUARD_KEYS(struct merchant_config, clock_guard),
     MP_CFG_END,
 };
 
@@ -125,6 +127,7 @@ static void set_defaults(struct merchant_config *cfg)
 	cfg->redeem_retry_max = 300;
 	cfg->deadline_margin = 6 * 3600;
 	cfg->deadline_check = 60;
+	mp_clock_guard_config_default(&cfg->clock_guard);
 }
 
 bool merchant_config_load(struct merchant_config *cfg, const char *path, char *err, size_t errlen)

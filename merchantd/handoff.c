@@ -370,6 +370,11 @@ void handle_handoff(struct merchant *m, struct mp_conn *c, const MpEnvelope *env
 		       "a HandoffReq needs mutual TLS with a merchant certificate", hex);
 		return;
 	}
+	char why[200];
+	if (!mp_clock_guard_serving(m->clock_guard, why, sizeof(why))) {
+		refuse(m, c, env->request_id, MP_ST(INTERNAL), why, hex);
+		return;
+	}
 	uint32_t seg_seq = 0;
 	struct channel *ch = move_channel(m, move, &seg_seq);
 	if (!ch) {

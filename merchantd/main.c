@@ -85,6 +85,10 @@ static bool merchant_start(struct merchant *m)
 	m->redeemer = redeemer_new(m);
 	if (!m->redeemer || !cap_outbox_start(m))
 		return false;
+	m->clock_guard = mp_clock_guard_new(m->base, &m->clock, &m->cfg.clock_guard, "merchantd",
+					    redeemer_probe_clock, m->redeemer);
+	if (!m->clock_guard)
+		return false;
 	m->deadline = redeem_deadline_start(m, m->cfg.deadline_check);
 	if (!m->deadline || !merchant_metrics_open(m))
 		return false;
@@ -107,6 +111,7 @@ static void merchant_stop(struct merchant *m)
 	batch_free(m);
 	redeem_deadline_free(m->deadline);
 	redeemer_free(m->redeemer); /* Binds awaited get their answer: none */
+	mp_clock_guard_free(m->clock_guard);
 	bind_stop_all(m);
 	cap_outbox_free(m); /* after the link: a notice in flight got its answer, none */
 	merchant_service_stop(m);

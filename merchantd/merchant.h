@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "clock.h"
+#include "clock_guard.h"
 #include "metrics.h"
 #include "metrics_http.h"
 #include "chain.h"
@@ -62,6 +63,7 @@ struct merchant_config {
 	char *admin_socket;
 	char *admin_group; /* NULL: none */
 	struct mp_metrics_config metrics;
+	struct mp_clock_guard_config clock_guard; /* [clock] */
 };
 
 /* protocol.md section 10, merchant channel: UNKNOWN -> HELD(epoch) -> HANDED_OFF | CLOSED, and
@@ -175,8 +177,6 @@ struct merchant_hot_metrics {
 	struct mp_histogram *batch_entries; /* entries per committed group-commit batch */
 	struct mp_histogram *batch_seconds; /* submit -> committed, per batch */
 	struct mp_counter *pay_answers[MERCHANT_PAY_CODES]; /* Pay answers by status */
-	struct mp_gauge *broker_clock_offset; /* broker_time - our clock at its last answer */
-	struct mp_gauge *broker_clock_known;  /* 1 once a broker_time was seen */
 };
 
 struct store;
@@ -227,6 +227,7 @@ struct merchant {
 	struct mp_cert_expiry *cert_expiry; /* warnings ahead of the TLS certificate expiring */
 	uint64_t started_mono;		    /* mp_monotonic_s() at start, for uptime */
 	struct mp_clock clock;		    /* protocol time (clock.h) */
+	struct mp_clock_guard *clock_guard; /* offset against the broker (clock_guard.h) */
 	struct merchant_stats stats;
 	struct mp_metrics *metrics;	      /* merchant_metrics.c */
 	struct mp_metrics_http *metrics_http; /* NULL: [metrics] http_listen not set */
@@ -279,7 +280,8 @@ static inline void merchant_count_pay_answer(struct merchant *m, MpCode code)
 	if ((unsigned)code < MERCHANT_PAY_CODES && m->hot.pay_answers[code])
 		mp_counter_inc(m->hot.pay_answers[code]);
 }
-/* A broker answer carrying broker_time (0: none) arrived now: the clock offset gauge. */
+/* A broker answer carrying broker_time (0: none) arrived now: the clock guard (its offset
+ * against the broker, clock_guard.h). */
 void merchant_broker_time_seen(struct merchant *m, uint64_t broker_time);
 void merchant_send(struct mp_conn *c, uint64_t request_id, MpEnvelope *env);
 MpStatus *merchant_status(MpStatus *st, MpCode code, const char *detail);
@@ -335,6 +337,9 @@ struct broker_link *redeemer_link(struct redeemer *r);
 /* Start a redemption round now; done(arg, summary) is called when it ends. */
 typedef void (*redeem_done_fn)(void *arg, bool ok, const char *summary, uint64_t credited);
 void redeemer_run(struct redeemer *r, redeem_done_fn done, void *arg);
+/* The clock guard's probe (clock_guard.h): RegisterMerchant, whose answer carries broker_time,
+ * unless one is already on its way; the link is asked for if it is down. */
+void redeemer_probe_clock(void *r);
 /* Prometheus lines: unredeemed amount and age, Redeem and broker connection counters. Returns
  * the length written (truncated to len - 1). */
 void redeemer_metrics_register(struct redeemer *r, struct mp_metrics *reg);

@@ -134,20 +134,12 @@ static void register_time(struct merchant *m)
 	mp_metrics_u64(m->metrics, MP_METRIC_GAUGE, "micropay_merchant_merchant_cert_expiry_time",
 		       "valid_until of our MerchantCert (protocol time, seconds); 0: none yet.",
 		       NULL, &m->cert_valid_until);
-	m->hot.broker_clock_offset = mp_metrics_gauge(
-	    m->metrics, "micropay_merchant_broker_clock_offset_seconds",
-	    "broker_time of the broker's last answer minus our clock when it arrived (positive: "
-	    "the broker is ahead).",
-	    NULL);
-	m->hot.broker_clock_known = mp_metrics_gauge(
-	    m->metrics, "micropay_merchant_broker_clock_known",
-	    "1 once a broker answer with broker_time arrived in this run, else 0.", NULL);
+	mp_clock_guard_metrics(m->clock_guard, m->metrics, "micropay_merchant");
 }
 
 void merchant_broker_time_seen(struct merchant *m, uint64_t broker_time)
 {
-	mp_metrics_broker_time_seen(m->hot.broker_clock_offset, m->hot.broker_clock_known,
-				    broker_time, mp_clock_now(&m->clock));
+	mp_clock_guard_seen(m->clock_guard, broker_time);
 }
 
 bool merchant_metrics_open(struct merchant *m)

@@ -301,6 +301,11 @@ static void open_verified(struct merchant *m, struct mp_conn *c, const MpEnvelop
 void handle_open(struct merchant *m, struct mp_conn *c, const MpEnvelope *env)
 {
 	const Micropay__V1__OpenReq *req = env->open_req;
+	char why[200];
+	if (!mp_clock_guard_serving(m->clock_guard, why, sizeof(why))) {
+		reply_open(c, env->request_id, MP_ST(INTERNAL), why, m, NULL);
+		return;
+	}
 	ProtobufCMessage *body = NULL;
 	MpCode code = mp_stmt_open(req->cert, MP_STMT_CHANNEL_CERT, m->broker_pk,
 				   &micropay__v1__channel_cert__descriptor, &body);

@@ -239,6 +239,11 @@ void handle_pay(struct merchant *m, struct mp_conn *c, const MpEnvelope *env)
 		return;
 	}
 	struct channel *ch = channel_find(&m->channels, p->channel_id.data);
+	char why[200];
+	if (!mp_clock_guard_serving(m->clock_guard, why, sizeof(why))) {
+		refuse(m, c, env, MP_ST(INTERNAL), why, ch); /* nothing stored: resent later */
+		return;
+	}
 	const char *detail = NULL;
 	MpCode code = precheck(m, p, ch, &detail);
 	if (code == MP_ST(OK) && p->j <= ch->last) {

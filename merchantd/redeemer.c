@@ -203,6 +203,20 @@ static void ensure_registered(struct redeemer *r)
 		finish_round(r, false, "cannot send RegisterMerchant");
 }
 
+void redeemer_probe_clock(void *arg)
+{
+	struct redeemer *r = arg;
+	if (r->registering || r->stopping)
+		return;
+	if (!broker_link_is_up(r->link)) {
+		broker_link_want(r->link);
+		return;
+	}
+	r->registering = merchant_register(r->m, r->link, on_registered, r);
+	if (!r->registering)
+		log_warn("clock: cannot send RegisterMerchant to learn the broker's time");
+}
+
 /* ---- answers ---- */
 
 static void log_claim_refused(const Micropay__V1__Claim *c, const Micropay__V1__ClaimResult *res)

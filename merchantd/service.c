@@ -45,14 +45,16 @@ static void merchant_status_line(void *ctx, char *out, size_t len)
 	const struct merchant_stats *s = &m->stats;
 	unsigned reloads, reload_failures;
 	mp_reload_counts(m->reload, &reloads, &reload_failures);
-	snprintf(out, len,
-		 "%s: %u connections, %zu channels, %llu payments accepted, %llu refused, "
-		 "%llu batches committed, %llu claims credited, %u reloads (%u failed)",
-		 mp_drain_active(m->drain) ? "stopping" : "serving",
-		 mp_listener_connections(m->listener), m->channels.count,
-		 (unsigned long long)s->pays_ok, (unsigned long long)s->pays_refused,
-		 (unsigned long long)s->batches, (unsigned long long)s->claims_credited, reloads,
-		 reload_failures);
+	snprintf(
+	    out, len,
+	    "%s: %u connections, %zu channels, %llu payments accepted, %llu refused, "
+	    "%llu batches committed, %llu claims credited, %u reloads (%u failed)",
+	    mp_drain_active(m->drain)		    ? "stopping"
+	    : mp_clock_guard_within(m->clock_guard) ? "serving"
+						    : "refusing (clock offset against the broker)",
+	    mp_listener_connections(m->listener), m->channels.count, (unsigned long long)s->pays_ok,
+	    (unsigned long long)s->pays_refused, (unsigned long long)s->batches,
+	    (unsigned long long)s->claims_credited, reloads, reload_failures);
 }
 
 /* The configuration file again: new TLS contexts (server for new wallet connections, client

@@ -267,5 +267,10 @@ void handle_transfer(struct merchant *m, struct mp_conn *c, const MpEnvelope *en
 		return;
 	}
 	mp_hex_encode(ch->id, MP_ID_LEN, hex);
+	char why[200];
+	if (!mp_clock_guard_serving(m->clock_guard, why, sizeof(why))) {
+		refuse(m, c, env->request_id, MP_ST(INTERNAL), why, hex);
+		return;
+	}
 	serve(m, c, env->request_id, ch, transfer, s, hex);
 }

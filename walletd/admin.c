@@ -61,12 +61,13 @@ static void admin_status(struct mp_admin_req *req, json_t *params, void *ctx)
 	struct wallet *w = ctx;
 	char pk[2 * MP_PK_LEN + 1];
 	mp_hex_encode(w->account_key.pk, MP_PK_LEN, pk);
-	mp_admin_reply(req, json_pack("{s:s,s:o,s:s,s:I,s:s,s:s,s:I,s:I}", "daemon", "walletd",
+	mp_admin_reply(req, json_pack("{s:s,s:o,s:s,s:I,s:s,s:s,s:I,s:I,s:o}", "daemon", "walletd",
 				      "account_id", account_json(w), "account_pk", pk, "channels",
 				      (json_int_t)wallet_channel_count(w), "currency",
 				      w->cfg.currency, "broker", w->cfg.broker, "time",
 				      (json_int_t)mp_clock_now(&w->clock), "uptime",
-				      (json_int_t)(mp_monotonic_s() - w->started_mono)));
+				      (json_int_t)(mp_monotonic_s() - w->started_mono), "clock",
+				      mp_clock_guard_json(w->clock_guard)));
 }
 
 static void admin_metrics(struct mp_admin_req *req, json_t *params, void *ctx)
@@ -168,6 +169,7 @@ static void admin_clock_advance(struct mp_admin_req *req, json_t *params, void *
 {
 	struct wallet *w = ctx;
 	mp_clock_admin_advance(req, params, &w->clock);
+	mp_clock_guard_moved(w->clock_guard);
 }
 
 static void admin_clock_show(struct mp_admin_req *req, json_t *params, void *ctx)

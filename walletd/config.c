@@ -5,6 +5,7 @@
 
 #include "config.h"
 #include "config_doc.h"
+#include "clock_guard.h"
 #include "service.h"
 #include "net.h"
 #include "wallet.h"
@@ -41,6 +42,7 @@ static const struct mp_cfg_key wallet_keys[] = {
       "group (name or gid) whose members may use the admin socket"),
     MP_SERVICE_KEYS(struct wallet_config, service),
     MP_METRICS_KEYS(struct wallet_config, metrics),
+    MP_CLOCK_GUARD_KEYS(struct wallet_config, clock_guard),
     MP_CFG_END,
 };
 
@@ -57,6 +59,7 @@ static void set_defaults(struct wallet_config *cfg)
 	cfg->idle_timeout = 60;
 	cfg->refund_check_interval = 300;
 	mp_service_config_default(&cfg->service);
+	mp_clock_guard_config_default(&cfg->clock_guard);
 }
 
 bool wallet_config_load(struct wallet_config *cfg, const char *path, char *err, size_t errlen)

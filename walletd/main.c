@@ -110,7 +110,9 @@ static bool wallet_start(struct wallet *w)
 	if (!w->workers)
 		return false;
 	w->dns = mp_dns_new(w->base, NULL);
-	if (!w->dns || !wallet_admin_open(w) || !wallet_metrics_open(w))
+	w->clock_guard = mp_clock_guard_new(w->base, &w->clock, &w->cfg.clock_guard, "walletd",
+					    wallet_clock_probe, w);
+	if (!w->dns || !w->clock_guard || !wallet_admin_open(w) || !wallet_metrics_open(w))
 		return false;
 	if (!wallet_service_start(w))
 		return false;
@@ -128,6 +130,7 @@ static void wallet_stop(struct wallet *w)
 	while (w->ops)
 		mp_conn_close(w->ops->conn, "walletd is stopping");
 	mp_dns_free(w->dns); /* after the connections: they may have been resolving */
+	mp_clock_guard_free(w->clock_guard); /* after the connections: a probe's answer uses it */
 	wallet_service_stop(w);
 	mp_admin_close(w->admin);
 	while (w->channels) {

@@ -654,6 +654,8 @@ static const char *pay_refusal(struct wallet *w, struct pay_op *p, char *why, si
 	uint32_t spent = ch->last > ch->sent ? ch->last : ch->sent;
 	if (w->stopping)
 		return "walletd is stopping";
+	if (!mp_clock_guard_serving(w->clock_guard, why, len))
+		return why;
 	if (ch->state == WCH_TRANSFERRED_OUT)
 		return "channel transferred out (its rest belongs to the customer it was given to)";
 	if (ch->state == WCH_TRANSFERRING)

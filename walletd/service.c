@@ -30,8 +30,11 @@ static void wallet_status_line(void *ctx, char *out, size_t len)
 	snprintf(out, len,
 		 "%s: %u channels, %u exchanges in progress, %llu payments sent, %llu units paid, "
 		 "%llu refused, %llu channels issued, %u reloads (%u failed)",
-		 mp_drain_active(w->drain) ? "stopping" : "serving", wallet_channel_count(w),
-		 ops_in_progress(w), (unsigned long long)s->pays_sent,
+		 mp_drain_active(w->drain) ? "stopping"
+		 : mp_clock_guard_within(w->clock_guard)
+		     ? "serving"
+		     : "refusing to pay (clock offset against the broker)",
+		 wallet_channel_count(w), ops_in_progress(w), (unsigned long long)s->pays_sent,
 		 (unsigned long long)s->units_paid, (unsigned long long)s->pays_refused,
 		 (unsigned long long)s->channels_issued, reloads, reload_failures);
 }

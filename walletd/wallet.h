@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "clock.h"
+#include "clock_guard.h"
 #include "metrics.h"
 #include "metrics_http.h"
 #include "chain.h"
@@ -39,6 +40,7 @@ struct wallet_config {
 	char *admin_socket;
 	char *admin_group; /* NULL: none */
 	struct mp_metrics_config metrics;
+	struct mp_clock_guard_config clock_guard; /* [clock] */
 	/* Derived at load. */
 	uint8_t broker_pk[MP_PK_LEN];
 	char broker_host[256];
@@ -152,15 +154,18 @@ struct wallet {
 	struct wallet_stats stats;
 	struct mp_metrics *metrics;	      /* wallet_metrics.c */
 	struct mp_metrics_http *metrics_http; /* NULL: [metrics] http_listen not set */
-	struct mp_gauge *broker_clock_offset, *broker_clock_known; /* NULL when closed */
+	struct mp_clock_guard *clock_guard;   /* offset against the broker (clock_guard.h) */
+	bool clock_probing;		      /* clock_probe.c: a probe is on its way */
 };
 
 /* wallet_metrics.c: registers every metric and opens the HTTP port if configured; false
  * (logged) on failure. Closed first at shutdown. */
 bool wallet_metrics_open(struct wallet *w);
 void wallet_metrics_close(struct wallet *w);
-/* A broker answer carrying broker_time (0: none) arrived now: the clock offset gauge. */
+/* A broker answer carrying broker_time (0: none) arrived now: the clock guard. */
 void wallet_broker_time_seen(struct wallet *w, uint64_t broker_time);
+/* clock_probe.c: the clock guard's probe (arg: the wallet). */
+void wallet_clock_probe(void *arg);
 
 const char *wch_state_name(enum wch_state s);
 bool wch_state_parse(const char *name, enum wch_state *out);

@@ -33,14 +33,7 @@ bool wallet_metrics_open(struct wallet *w)
 	counter(w, "micropay_wallet_pays_refused_total", "Pays refused by merchants.",
 		&s->pays_refused);
 	counter(w, "micropay_wallet_units_paid_total", "Units paid (accepted).", &s->units_paid);
-	w->broker_clock_offset = mp_metrics_gauge(
-	    w->metrics, "micropay_wallet_broker_clock_offset_seconds",
-	    "broker_time of the broker's last answer minus our clock when it arrived (positive: "
-	    "the broker is ahead).",
-	    NULL);
-	w->broker_clock_known = mp_metrics_gauge(
-	    w->metrics, "micropay_wallet_broker_clock_known",
-	    "1 once a broker answer with broker_time arrived in this run, else 0.", NULL);
+	mp_clock_guard_metrics(w->clock_guard, w->metrics, "micropay_wallet");
 	if (!mp_metrics_ok(w->metrics))
 		return false;
 	return mp_metrics_http_start(w->base, &w->cfg.metrics, w->metrics, &w->metrics_http);
@@ -48,14 +41,11 @@ bool wallet_metrics_open(struct wallet *w)
 
 void wallet_broker_time_seen(struct wallet *w, uint64_t broker_time)
 {
-	mp_metrics_broker_time_seen(w->broker_clock_offset, w->broker_clock_known, broker_time,
-				    wallet_now(w));
+	mp_clock_guard_seen(w->clock_guard, broker_time);
 }
 
 void wallet_metrics_close(struct wallet *w)
 {
-	w->broker_clock_offset = NULL;
-	w->broker_clock_known = NULL;
 	mp_metrics_http_close(w->metrics_http);
 	w->metrics_http = NULL;
 	mp_metrics_free(w->metrics);

@@ -39,7 +39,9 @@ json_t *admin(const struct net *n, const char *daemon, const char *method, const
 /* Same, failing the test if the call fails. */
 json_t *admin_ok(const struct net *n, const char *daemon, const char *method, const char *params);
 /* Move the test clock of every daemon of the network (started with MP_TEST_CLOCK=1) forward
- * by `seconds` (admin clock.advance); daemons that are not running are skipped. */
+ * by `seconds` (admin clock.advance), the broker's first; daemons that are not running are
+ * skipped. Returns once every daemon whose clock guard served before serves again (it asks
+ * the broker's time when its clock moves: common/clock_guard.h). */
 void net_clock_advance(const struct net *n, uint64_t seconds);
 /* The broker's audit answers ok; fails the test with the whole answer otherwise. */
 void net_audit_clean(const struct net *n);

@@ -108,7 +108,8 @@ START_TEST(advance_moves_every_daemon)
 }
 END_TEST
 
-/* Past pay_until on the wallet's clock: walletd stops paying with a clear reason. */
+/* Past pay_until (every clock moved: one daemon's alone would be refused for its offset
+ * against the broker, test_clock_offset.c): walletd stops paying with a clear reason. */
 START_TEST(wallet_stops_paying_at_pay_until)
 {
 	char channel[64], err[512];
@@ -116,7 +117,7 @@ START_TEST(wallet_stops_paying_at_pay_until)
 	json_t *r = pay_one(channel, err, sizeof(err));
 	ck_assert_msg(r != NULL, "pay before expiry failed: %s", err);
 	json_decref(r);
-	json_decref(admin_ok(&net, "w1", "clock.advance", "{\"seconds\":172800}"));
+	net_clock_advance(&net, 172800);
 	ck_assert(pay_one(channel, err, sizeof(err)) == NULL);
 	ck_assert_msg(strstr(err, "payments on this channel stopped at pay_until") != NULL, "%s",
 		      err);
@@ -124,8 +125,8 @@ START_TEST(wallet_stops_paying_at_pay_until)
 }
 END_TEST
 
-/* Past pay_until on the merchant's clock only: merchantd answers EXPIRED (protocol step 5),
- * and the payment before it stays accepted. */
+/* Past pay_until on the merchant's clock (a raw wallet, which does not look at pay_until):
+ * merchantd answers EXPIRED (protocol step 5), and the payment before it stays accepted. */
 START_TEST(merchant_refuses_pay_after_pay_until)
 {
 	struct twallet tw;
@@ -155,7 +156,7 @@ START_TEST(merchant_refuses_pay_after_pay_until)
 	ck_assert_int_eq(e->pay_ack->status->code, MP_ST(UNDERPAID)); /* accepted, no such order */
 	micropay__v1__envelope__free_unpacked(e, NULL);
 
-	json_decref(admin_ok(&net, "m1", "clock.advance", "{\"seconds\":172800}"));
+	net_clock_advance(&net, 172800);
 	e = tchannel_pay(&ch, &m, 2, order, MP_ID_LEN);
 	ck_assert(e && e->body_case == MP_BODY(PAY_ACK));
 	ck_assert_int_eq(e->pay_ack->status->code, MP_ST(EXPIRED));
