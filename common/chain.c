@@ -64,6 +64,7 @@ void mp_chain_top(struct mp_hasher *h, const uint8_t seed[MP_SEED_LEN],
 	memcpy(block + 1, seed, MP_SEED_LEN);
 	memcpy(block + 1 + MP_SEED_LEN, nonce, MP_NONCE_LEN);
 	hash_block(h, block, sizeof(block), out);
+	OPENSSL_cleanse(block, sizeof(block)); /* the seed */
 }
 
 void mp_chain_walk(struct mp_hasher *h, const uint8_t nonce[MP_NONCE_LEN], uint32_t hi,
@@ -96,8 +97,11 @@ int mp_chain_generate(struct mp_hasher *h, const uint8_t seed[MP_SEED_LEN],
 		bool checkpoint = k == len || k == 0 || (interval && k % interval == 0);
 		if (checkpoint && on_checkpoint) {
 			int rc = on_checkpoint(arg, k, x);
-			if (rc != 0)
+			if (rc != 0) {
+				OPENSSL_cleanse(x,
+						sizeof(x)); /* a word of the chain, not yet paid */
 				return rc;
+			}
 		}
 		if (k == 0)
 			break;

@@ -42,14 +42,16 @@ bool mp_key_load(struct mp_key *key, const char *path, char *err, size_t errlen)
 	}
 	if (!mp_file_is_private(path, err, errlen))
 		return false;
-	FILE *f = fopen(path, "r");
-	if (!f) {
+	/* read(2) into our own buffer: stdio would leave a copy in its buffer, freed unwiped. */
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return false;
 	}
 	char hex[2 * MP_SK_LEN + 2] = {0};
-	size_t got = fread(hex, 1, sizeof(hex) - 1, f);
-	fclose(f);
+	ssize_t n = read(fd, hex, sizeof(hex) - 1);
+	close(fd);
+	size_t got = n > 0 ? (size_t)n : 0;
 	while (got > 0 && (hex[got - 1] == '\n' || hex[got - 1] == '\r'))
 		hex[--got] = '\0';
 	uint8_t seed[MP_SK_LEN];
@@ -86,10 +88,9 @@ bool mp_key_save_seed(const uint8_t seed[MP_SK_LEN], const char *path, char *err
 
 void mp_key_free(struct mp_key *key)
 {
-	EVP_PKEY_free(key->pkey);
-	key->pkey = NULL;
+	EVP_PKEY_free(key->pkey); /* OpenSSL wipes the private key it holds */
 	mp_token_key_close(key->token);
-	key->token = NULL;
+	OPENSSL_cleanse(key, sizeof(*key));
 }
 
 bool mp_sign(const struct mp_key *key, const uint8_t *msg, size_t len, uint8_t sig[MP_SIG_LEN])

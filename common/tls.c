@@ -1,10 +1,16 @@
 #include "tls.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+
+#define MP_TLS_KEY_MAX (64 * 1024) /* bytes of a PEM private key file, at most */
 
 const char *mp_tls_errors(char *buf, size_t len)
 {
@@ -43,6 +49,35 @@ static SSL_CTX *new_ctx(const SSL_METHOD *method, char *err, size_t errlen)
 	return ctx;
 }
 
+/* The PEM private key at path, read with read(2) into a buffer wiped after parsing: OpenSSL's
+ * own file BIO reads through stdio, whose buffer is freed with the key's text still in it. */
+static EVP_PKEY *read_private_key(const char *path, char *err, size_t errlen)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	char *pem = OPENSSL_malloc(MP_TLS_KEY_MAX);
+	size_t len = 0;
+	ssize_t n = 1;
+	while (pem && len < MP_TLS_KEY_MAX && (n = read(fd, pem + len, MP_TLS_KEY_MAX - len)) > 0)
+		len += (size_t)n;
+	close(fd);
+	EVP_PKEY *pkey = NULL;
+	BIO *bio = pem && n >= 0 && len < MP_TLS_KEY_MAX ? BIO_new_mem_buf(pem, (int)len) : NULL;
+	if (bio)
+		pkey = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+	BIO_free(bio);
+	OPENSSL_clear_free(pem, MP_TLS_KEY_MAX);
+	if (!pkey) {
+		char e[256];
+		snprintf(err, errlen, "%s: cannot read a PEM private key (at most %d bytes): %s",
+			 path, MP_TLS_KEY_MAX, mp_tls_errors(e, sizeof(e)));
+	}
+	return pkey;
+}
+
 static bool load_identity(SSL_CTX *ctx, const char *cert, const char *key, char *err, size_t errlen)
 {
 	char e[256];
@@ -53,13 +88,15 @@ static bool load_identity(SSL_CTX *ctx, const char *cert, const char *key, char 
 			 mp_tls_errors(e, sizeof(e)));
 		return false;
 	}
-	if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
-	    SSL_CTX_check_private_key(ctx) != 1) {
+	EVP_PKEY *pkey = read_private_key(key, err, errlen);
+	if (!pkey)
+		return false;
+	bool ok = SSL_CTX_use_PrivateKey(ctx, pkey) == 1 && SSL_CTX_check_private_key(ctx) == 1;
+	EVP_PKEY_free(pkey); /* the context holds its own reference */
+	if (!ok)
 		snprintf(err, errlen, "%s: cannot load private key matching %s: %s", key, cert,
 			 mp_tls_errors(e, sizeof(e)));
-		return false;
-	}
-	return true;
+	return ok;
 }
 
 static bool load_ca(SSL_CTX *ctx, const char *ca, char *err, size_t errlen)

@@ -49,17 +49,42 @@ bool mp_random_bytes(uint8_t *out, size_t len)
 	return RAND_bytes(out, (int)len) == 1;
 }
 
-bool mp_file_is_private(const char *path, char *err, size_t errlen)
+/* path's mode has no group or other bits; absent is private when may_be_absent. */
+static bool mode_private(const char *path, const char *what, bool may_be_absent, char *err,
+			 size_t errlen)
 {
 	struct stat st;
 	if (stat(path, &st) != 0) {
+		if (may_be_absent && errno == ENOENT)
+			return true;
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return false;
 	}
 	if (st.st_mode & 077) {
-		snprintf(err, errlen, "%s: mode %04o lets other users read the key: chmod 600 %s",
-			 path, (unsigned)(st.st_mode & 07777), path);
+		snprintf(err, errlen, "%s: mode %04o lets other users read the %s: chmod 600 %s",
+			 path, (unsigned)(st.st_mode & 07777), what, path);
 		return false;
+	}
+	return true;
+}
+
+bool mp_file_is_private(const char *path, char *err, size_t errlen)
+{
+	return mode_private(path, "key", false, err, errlen);
+}
+
+bool mp_store_is_private(const char *path, char *err, size_t errlen)
+{
+	static const char *const suffixes[] = {"", "-wal", "-shm", "-journal"};
+	for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+		char file[4096];
+		if ((size_t)snprintf(file, sizeof(file), "%s%s", path, suffixes[i]) >=
+		    sizeof(file)) {
+			snprintf(err, errlen, "%s: path too long", path);
+			return false;
+		}
+		if (!mode_private(file, "store", true, err, errlen))
+			return false;
 	}
 	return true;
 }

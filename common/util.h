@@ -16,6 +16,10 @@ bool mp_hex_decode(const char *hex, uint8_t *out, size_t len);
  * other permission bits); else false with "PATH: mode 0644 lets other users read the key: chmod
  * 600 PATH" (or why it cannot be checked) in err. */
 bool mp_file_is_private(const char *path, char *err, size_t errlen);
+/* A SQLite store (and its -wal, -shm, -journal files, where present) has no group or other
+ * permission: false with "PATH: mode 0644 lets other users read the store: chmod 600 PATH".
+ * An absent store is private (it is created 0600). */
+bool mp_store_is_private(const char *path, char *err, size_t errlen);
 
 /* Cryptographically random bytes (OpenSSL RAND); false if the generator failed. */
 bool mp_random_bytes(uint8_t *out, size_t len);

@@ -16,6 +16,7 @@
 #include "restore_store.h"
 #include "custody_store.h"
 #include "log.h"
+#include "util.h"
 #include "segment_store.h"
 
 static const char schema[] =
@@ -203,6 +204,10 @@ struct store *store_open(const char *path, const struct mp_clock *clock, char *e
 	}
 	s->clock = clock;
 	snprintf(s->path, sizeof(s->path), "%s", path);
+	if (!mp_store_is_private(path, err, errlen)) { /* the journal holds paywords */
+		store_close(s);
+		return NULL;
+	}
 	/* Created private before SQLite sees it. Only when absent: closing a descriptor of a file
 	 * this process has open drops every POSIX lock the process holds on it, including those
 	 * of another connection (the loop's, when the store thread opens its own). */

@@ -1,5 +1,6 @@
 #include "chainstore.h"
 
+#include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,7 +13,8 @@ void wchain_init(struct wchain *c, const uint8_t nonce[MP_NONCE_LEN], uint32_t l
 
 void wchain_free(struct wchain *c)
 {
-	free(c->words);
+	/* Words not paid yet are secrets (the next paywords): wiped, not only freed. */
+	OPENSSL_clear_free(c->words, (size_t)c->interval * MP_HASH_LEN);
 	c->words = NULL;
 	c->lo = c->hi = 0;
 }
@@ -26,7 +28,7 @@ bool wchain_is_checkpoint(const struct wchain *c, uint32_t j)
 static bool fill_block(struct wchain *c, struct mp_hasher *h, uint32_t lo, uint32_t hi,
 		       wchain_fetch_fn fetch, void *arg)
 {
-	if (!c->words && !(c->words = calloc(c->interval, MP_HASH_LEN)))
+	if (!c->words && !(c->words = OPENSSL_zalloc((size_t)c->interval * MP_HASH_LEN)))
 		return false;
 	c->lo = c->hi = 0; /* invalid until the whole block is in */
 	if (!fetch(arg, hi, c->words[hi - lo - 1]))

@@ -25,6 +25,7 @@ struct wchain {
 /* len >= 1, interval >= 1. No allocation until the first word between checkpoints. */
 void wchain_init(struct wchain *c, const uint8_t nonce[MP_NONCE_LEN], uint32_t len,
 		 uint32_t interval);
+/* Wipes the cached words (OPENSSL_clear_free: they include paywords not yet sent). */
 void wchain_free(struct wchain *c);
 
 /* Index j holds a checkpoint (0, len or a multiple of the interval). */

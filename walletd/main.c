@@ -89,6 +89,10 @@ static void add_channel(void *arg, struct wchannel *ch)
 static bool wallet_start(struct wallet *w)
 {
 	char err[512];
+	if (!wstore_wipe_freed_memory()) {
+		log_err("store: cannot make SQLite wipe the memory it frees");
+		return false;
+	}
 	w->store = wstore_open(w->cfg.store, &w->clock, err, sizeof(err));
 	if (!w->store) {
 		log_err("%s", err);

@@ -13,6 +13,7 @@
 #include "log.h"
 #include "stmt.h"
 #include "store_close.h"
+#include "util.h"
 #include "wallet.h"
 
 #define SCHEMA_VERSION 3
@@ -144,28 +145,20 @@ void wstore_rollback(struct wstore *s)
 		wsql_exec(s, "ROLLBACK");
 }
 
-/* Create the file with mode 0600 (SQLite gives its -wal file the same mode); tighten an
- * existing file that is readable by others. */
+/* Create the file with mode 0600 (SQLite gives its -wal and -shm files the same mode); refuse
+ * a store that others may read (it holds the seeds), as key files are refused. */
 static bool create_private(const char *path, char *err, size_t errlen)
 {
+	if (!mp_store_is_private(path, err, errlen))
+		return false;
 	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		snprintf(err, errlen, "%s: cannot open the wallet store: %s", path,
 			 strerror(errno));
 		return false;
 	}
-	struct stat st;
-	bool ok = fstat(fd, &st) == 0;
-	if (ok && (st.st_mode & 077)) {
-		log_warn("store %s: mode %03o lets others read the keys; setting 0600", path,
-			 (unsigned)(st.st_mode & 0777));
-		ok = fchmod(fd, 0600) == 0;
-	}
-	if (!ok)
-		snprintf(err, errlen, "%s: cannot make the wallet store private: %s", path,
-			 strerror(errno));
 	close(fd);
-	return ok;
+	return true;
 }
 
 /* Version 2 (issue 6): the channel's current holder (NULL: holder0), custody epoch and the

@@ -17,6 +17,10 @@ struct mp_clock;
 struct wstore;
 struct wchannel;
 
+/* Make SQLite clear every block of its heap before freeing it (store_memory.c): the store's
+ * pages and values hold seeds. Process-wide; call before any other SQLite call (false if SQLite
+ * had started already). */
+bool wstore_wipe_freed_memory(void);
 struct wstore *wstore_open(const char *path, const struct mp_clock *clock, char *err,
 			   size_t errlen);
 void wstore_close(struct wstore *s);

@@ -10,6 +10,7 @@
  * The signers' keys come from the bundle's MerchantCerts, each verified under the broker key
  * and valid until redeem_until + T_grace; the expected signer of every statement is derived by
  * mp_custody_verify_all, never taken from the statement. */
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -246,7 +247,7 @@ static uint8_t *claim_request(struct accept_job *j, uint32_t s, size_t *len)
 	struct mp_key key = {0};
 	bool have = wstore_offer_seed(j->w->store, j->chan.channel_id, seed) == 1 &&
 		    mp_key_from_seed(&key, seed);
-	memset(seed, 0, sizeof(seed));
+	OPENSSL_cleanse(seed, sizeof(seed));
 	if (!have)
 		return NULL;
 	Micropay__V1__SegmentClaim c = MICROPAY__V1__SEGMENT_CLAIM__INIT;

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "stmt.h"
@@ -109,6 +110,42 @@ static struct batch_entry order_entry(const uint8_t ref[4], uint64_t price)
 	memcpy(e.order_ref, ref, 4);
 	return e;
 }
+
+static unsigned file_mode(const char *p)
+{
+	struct stat st;
+	ck_assert_int_eq(stat(p, &st), 0);
+	return st.st_mode & 07777;
+}
+
+/* The store (its journal holds paywords) is created 0600 and refused, like a key file, while
+ * others may read it or its WAL; nothing is changed then. */
+START_TEST(private_store)
+{
+	struct store *s = store_open(path, &test_clock, err, sizeof(err));
+	ck_assert_msg(s != NULL, "%s", err);
+	ck_assert_uint_eq(file_mode(path), 0600);
+	store_close(s);
+	ck_assert_int_eq(chmod(path, 0644), 0);
+	ck_assert_ptr_null(store_open(path, &test_clock, err, sizeof(err)));
+	ck_assert_msg(strstr(err, "mode 0644 lets other users read the store: chmod 600"), "%s",
+		      err);
+	ck_assert_uint_eq(file_mode(path), 0644);
+	ck_assert_int_eq(chmod(path, 0600), 0);
+	char wal[sizeof(path) + 8];
+	snprintf(wal, sizeof(wal), "%s-wal", path);
+	FILE *f = fopen(wal, "a");
+	ck_assert_ptr_nonnull(f);
+	fclose(f);
+	ck_assert_int_eq(chmod(wal, 0660), 0);
+	ck_assert_ptr_null(store_open(path, &test_clock, err, sizeof(err)));
+	ck_assert_msg(strstr(err, "-wal: mode 0660"), "%s", err);
+	ck_assert_int_eq(chmod(wal, 0600), 0);
+	s = store_open(path, &test_clock, err, sizeof(err));
+	ck_assert_msg(s != NULL, "%s", err);
+	store_close(s);
+}
+END_TEST
 
 START_TEST(batch_survives_restart)
 {
@@ -226,6 +263,7 @@ static int pragma(const char *name)
 	int v = sqlite3_column_int(st, 0);
 	sqlite3_finalize(st);
 	sqlite3_close(db);
+	ck_assert_int_eq(chmod(path, 0600), 0); /* sqlite3_open created it under the umask */
 	return v;
 }
 
@@ -332,6 +370,7 @@ static Suite *store_suite(void)
 	Suite *s = suite_create("merchantd store");
 	TCase *tc = tcase_create("store");
 	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, private_store);
 	tcase_add_test(tc, batch_survives_restart);
 	tcase_add_test(tc, failed_batch_leaves_nothing);
 	tcase_add_test(tc, old_store_is_migrated);

@@ -7,6 +7,7 @@
 #include "chainstore.h"
 #include "util.h"
 #include "../check_run.h"
+#include "../secret_heap.h"
 
 static struct mp_hasher *h;
 
@@ -196,6 +197,23 @@ START_TEST(refusals)
 }
 END_TEST
 
+/* The cached block holds words not paid yet: freed wiped (secret_heap.h records OpenSSL's
+ * heap, which the cache uses). */
+START_TEST(cached_words_are_wiped_when_freed)
+{
+	struct fixture f;
+	fixture_init(&f, 1000, 256);
+	struct wchain c;
+	wchain_init(&c, f.nonce, f.len, f.interval);
+	expect_word(&c, &f, 300); /* fills the block (256, 512] */
+	secret_heap_watch(f.all[400], MP_HASH_LEN);
+	wchain_free(&c);
+	ck_assert_ptr_null(c.words);
+	ck_assert_uint_eq(secret_heap_hits, 0);
+	fixture_free(&f);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("walletd chainstore");
@@ -206,11 +224,14 @@ static Suite *suite(void)
 	tcase_add_loop_test(tc, any_order_equals_walk, 0, N_SHAPES);
 	tcase_add_test(tc, checkpoints_cost_no_hash);
 	tcase_add_test(tc, refusals);
+	tcase_add_test(tc, cached_words_are_wiped_when_freed);
 	suite_add_tcase(s, tc);
 	return s;
 }
 
 int main(void)
 {
+	if (!secret_heap_install())
+		return 1;
 	return mp_check_run(suite());
 }

@@ -65,12 +65,117 @@ START_TEST(private_and_exclusive)
 	ck_assert_ptr_null(second);
 	ck_assert_msg(strstr(err, "locked") || strstr(err, "another walletd"), "%s", err);
 	wstore_close(s);
-	/* An existing file readable by others is made private. */
-	ck_assert_int_eq(chmod(path, 0644), 0);
+	/* A store others may read is refused, like a key file, and left as it is. */
+	ck_assert_int_eq(chmod(path, 0640), 0);
+	ck_assert_ptr_null(wstore_open(path, &test_clock, err, sizeof(err)));
+	ck_assert_msg(strstr(err, "mode 0640 lets other users read the store: chmod 600"), "%s",
+		      err);
+	ck_assert_uint_eq(file_mode(path), 0640);
+	ck_assert_int_eq(chmod(path, 0600), 0);
+	/* So is one whose WAL others may read. */
+	FILE *f = fopen(wal, "a");
+	ck_assert_ptr_nonnull(f);
+	fclose(f);
+	ck_assert_int_eq(chmod(wal, 0604), 0);
+	ck_assert_ptr_null(wstore_open(path, &test_clock, err, sizeof(err)));
+	ck_assert_msg(strstr(err, "-wal: mode 0604 lets other users read the store"), "%s", err);
+	ck_assert_int_eq(chmod(wal, 0600), 0);
 	s = wstore_open(path, &test_clock, err, sizeof(err));
 	ck_assert_msg(s != NULL, "%s", err);
-	ck_assert_uint_eq(file_mode(path), 0600);
 	wstore_close(s);
+}
+END_TEST
+
+/* SQLite's heap, recorded: each block carries its size in a header; a block freed while it
+ * still holds the test's seed pattern is counted. */
+static uint8_t pattern[MP_SK_LEN];
+static int freed_with_seed;
+
+static void *rec_malloc(int n)
+{
+	uint64_t *p = malloc((size_t)n + 16);
+	if (!p)
+		return NULL;
+	p[0] = (uint64_t)n;
+	return p + 2;
+}
+
+static void rec_free(void *q)
+{
+	if (!q)
+		return;
+	uint64_t *p = (uint64_t *)q - 2;
+	if (memmem(q, (size_t)p[0], pattern, sizeof(pattern)))
+		freed_with_seed++;
+	free(p);
+}
+
+static int rec_size(void *q)
+{
+	return q ? (int)((uint64_t *)q - 2)[0] : 0;
+}
+
+static void *rec_realloc(void *q, int n)
+{
+	void *r = rec_malloc(n);
+	if (r && q) {
+		int have = rec_size(q);
+		memcpy(r, q, (size_t)(have < n ? have : n));
+		rec_free(q);
+	}
+	return r;
+}
+
+static int rec_roundup(int n)
+{
+	return (n + 7) & ~7;
+}
+
+static int rec_init(void *arg)
+{
+	return SQLITE_OK;
+}
+
+static void rec_shutdown(void *arg)
+{
+}
+
+/* The account seed written and read again under the recording allocator (wiped or not): how
+ * many freed blocks still held it. */
+static int seed_left_in_freed_memory(bool wipe)
+{
+	static const sqlite3_mem_methods rec = {rec_malloc,  rec_free, rec_realloc,  rec_size,
+						rec_roundup, rec_init, rec_shutdown, NULL};
+	ck_assert_int_eq(sqlite3_config(SQLITE_CONFIG_MALLOC, &rec), SQLITE_OK);
+	if (wipe)
+		ck_assert(wstore_wipe_freed_memory());
+	memset(pattern, 0xa7, sizeof(pattern));
+	freed_with_seed = 0;
+	struct wstore *s = wstore_open(path, &test_clock, err, sizeof(err));
+	ck_assert_msg(s != NULL, "%s", err);
+	ck_assert(wstore_set_account_seed(s, pattern));
+	wstore_close(s);
+	s = wstore_open(path, &test_clock, err, sizeof(err));
+	uint8_t got[MP_SK_LEN];
+	ck_assert_int_eq(wstore_account_seed(s, got), 1);
+	ck_assert_mem_eq(got, pattern, sizeof(got));
+	wstore_close(s);
+	sqlite3_shutdown();
+	return freed_with_seed;
+}
+
+/* The control: without the wiping allocator SQLite frees blocks holding the seed (so the test
+ * can see it)... */
+START_TEST(sqlite_frees_the_seed_unwiped_by_default)
+{
+	ck_assert_int_gt(seed_left_in_freed_memory(false), 0);
+}
+END_TEST
+
+/* ... and with it (walletd installs it at start) no freed block holds it. */
+START_TEST(freed_sqlite_memory_is_wiped)
+{
+	ck_assert_int_eq(seed_left_in_freed_memory(true), 0);
 }
 END_TEST
 
@@ -267,6 +372,8 @@ int main(void)
 	tcase_add_test(tc, account_round_trip);
 	tcase_add_test(tc, channel_and_inflight_survive_restart);
 	tcase_add_test(tc, failed_bind_is_an_error);
+	tcase_add_test(tc, sqlite_frees_the_seed_unwiped_by_default);
+	tcase_add_test(tc, freed_sqlite_memory_is_wiped);
 	suite_add_tcase(s, tc);
 	return mp_check_run(s);
 }
