@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "stmt.h"
@@ -86,6 +87,7 @@ static void sql(const char *text)
 	int rc = sqlite3_exec(db, text, NULL, NULL, &msg);
 	ck_assert_msg(rc == SQLITE_OK, "%s: %s", text, msg ? msg : "");
 	sqlite3_close(db);
+	ck_assert_int_eq(chmod(path, 0600), 0); /* sqlite3_open created it under the umask */
 }
 
 /* The schema of version 2, as walletd wrote it before transfers. */
