@@ -42,7 +42,7 @@ const char *net_build_root(void)
 /* system(line), except that the shell (and every daemon it starts) inherits none of the test's
  * descriptors beyond stdin, stdout and stderr: a daemon holding a test's socket would keep it
  * open after the test closed it. */
-static int run_without_our_fds(const char *line)
+int run_without_our_fds(const char *line)
 {
 	fflush(NULL);
 	pid_t pid = fork();

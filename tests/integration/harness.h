@@ -26,6 +26,9 @@ int net_cmd(const struct net *n, const char *cmd, const char *args);
  * wins) and start it again (same state, same port); fails the test if it does not start. */
 void net_restart_with(const struct net *n, const char *daemon, const char *section,
 		      const char *settings);
+/* Run a shell command line without the test's open descriptors (a server it starts must not
+ * hold the test's connections open); its exit status, -1 if it did not exit. */
+int run_without_our_fds(const char *line);
 /* Contents of DIR/DAEMON/FILE, trailing newline removed (static buffer per call site use). */
 void net_read(const struct net *n, const char *daemon, const char *file, char *out, size_t len);
 void net_path(const struct net *n, const char *rel, char *out, size_t len);

@@ -35,6 +35,7 @@
 #include "harness.h"
 #include "harness_ledger.h"
 #include "harness_merchant.h"
+#include "harness_model.h"
 #include "harness_redeem.h"
 #include "harness_settle.h"
 #include "../check_run.h"
@@ -42,7 +43,6 @@
 #define N_MERCHANTS  3
 #define N_WALLETS    3
 #define MAX_CHANNELS 32
-#define MAX_EPOCHS   24
 #define WALLET_FUNDS 1000000
 /* Pays, transfers and closes only while the broker's time is this far before pay_until (the
  * protocol's δ_xfer is 1 h; walletd refuses a transfer 60 s before that). */
@@ -54,116 +54,13 @@ static struct net net;
 static struct tmerchant tm[N_MERCHANTS + 1]; /* 1.. */
 static char ep[N_MERCHANTS + 1][128], account[N_WALLETS + 1][64];
 
-/* ---- the PRNG (splitmix64) ---- */
-static uint64_t rng_state;
-
-static uint64_t rng_next(void)
-{
-	uint64_t z = (rng_state += 0x9e3779b97f4a7c15ULL);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
-
-/* Uniform in [lo, hi]. */
-static uint64_t rng_range(uint64_t lo, uint64_t hi)
-{
-	return lo + rng_next() % (hi - lo + 1);
-}
-
-/* ---- the model ---- */
-struct mepoch {
-	int merchant;
-	unsigned start, end; /* acknowledged (start, end] */
-	unsigned redeemed;   /* index the broker credited (start when nothing yet) */
-};
-
-enum mstate { CH_ACTIVE, CH_CLOSED };
-
-struct mchannel {
-	char id[MP_HEX_ID_LEN + 1];
-	int owner;  /* wallet 1.. */
-	int holder; /* merchant 1.., 0: not bound yet */
-	unsigned n, last;
-	uint64_t unit;
-	uint64_t pay_until, finalize_at;
-	enum mstate state;
-	unsigned close_index;  /* CH_CLOSED: the Close's final_index */
-	uint64_t early_refund; /* CH_CLOSED: paid at once after the close */
-	bool finalized;
-	/* The owner's wallet has the holder's MerchantCert (from an OpenAck or a bundle): it can
-	 * pay elsewhere through a handoff. */
-	bool holder_cert_known;
-	struct mepoch epochs[MAX_EPOCHS];
-	int n_epochs;
-};
-
-static struct mchannel chans[MAX_CHANNELS];
-static int n_chans;
+static struct rng rng;
+static struct model md;
 static uint64_t paid_out[N_MERCHANTS + 1];
 static int64_t issued_by[N_WALLETS + 1]; /* escrow of the channels each wallet issued */
 static unsigned n_payouts;
 /* Balances when the current seed's run began (earlier runs on the same network). */
 static int64_t wallet_base[N_WALLETS + 1], merchant_base[N_MERCHANTS + 1];
-
-/* What finalisation must find (docs/settlement.md "Finalisation"): spent counts the Close's
- * index, and the refund is what the early refund left. */
-struct mexpect {
-	unsigned spent;
-	uint64_t credited, refund, unclaimed;
-};
-
-static struct mexpect model_expect(const struct mchannel *c)
-{
-	struct mexpect e = {0};
-	for (int i = 0; i < c->n_epochs; i++) {
-		const struct mepoch *ep_ = &c->epochs[i];
-		if (ep_->redeemed > e.spent)
-			e.spent = ep_->redeemed;
-		e.credited += (uint64_t)(ep_->redeemed - ep_->start) * c->unit;
-	}
-	if (c->state == CH_CLOSED && c->close_index > e.spent)
-		e.spent = c->close_index;
-	e.refund = (uint64_t)(c->n - e.spent) * c->unit - c->early_refund;
-	e.unclaimed = (uint64_t)e.spent * c->unit - e.credited;
-	return e;
-}
-
-static uint64_t model_credit(int m)
-{
-	uint64_t sum = 0;
-	for (int i = 0; i < n_chans; i++)
-		for (int k = 0; k < chans[i].n_epochs; k++)
-			if (chans[i].epochs[k].merchant == m)
-				sum += (uint64_t)(chans[i].epochs[k].redeemed -
-						  chans[i].epochs[k].start) *
-				       chans[i].unit;
-	return sum;
-}
-
-static uint64_t model_acknowledged(int m)
-{
-	uint64_t sum = 0;
-	for (int i = 0; i < n_chans; i++)
-		for (int k = 0; k < chans[i].n_epochs; k++)
-			if (chans[i].epochs[k].merchant == m)
-				sum +=
-				    (uint64_t)(chans[i].epochs[k].end - chans[i].epochs[k].start) *
-				    chans[i].unit;
-	return sum;
-}
-
-static struct mepoch *current_epoch(struct mchannel *c)
-{
-	return c->n_epochs ? &c->epochs[c->n_epochs - 1] : NULL;
-}
-
-static void new_epoch(struct mchannel *c, int m)
-{
-	ck_assert_int_lt(c->n_epochs, MAX_EPOCHS);
-	c->epochs[c->n_epochs++] = (struct mepoch){m, c->last, c->last, c->last};
-	c->holder = m;
-}
 
 /* ---- the network ---- */
 static void setup_net(void)
@@ -226,26 +123,26 @@ static const char *mname(int m)
 static struct mchannel *pick_payable(uint64_t now)
 {
 	int cand[MAX_CHANNELS], k = 0;
-	for (int i = 0; i < n_chans; i++)
-		if (chans[i].state == CH_ACTIVE && chans[i].last < chans[i].n &&
-		    now + PAY_MARGIN < chans[i].pay_until)
+	for (int i = 0; i < md.n_chans; i++)
+		if (md.chans[i].state == CH_ACTIVE && md.chans[i].last < md.chans[i].n &&
+		    now + PAY_MARGIN < md.chans[i].pay_until)
 			cand[k++] = i;
-	return k ? &chans[cand[rng_range(0, (uint64_t)k - 1)]] : NULL;
+	return k ? &md.chans[cand[rng_range(&rng, 0, (uint64_t)k - 1)]] : NULL;
 }
 
 /* ---- the operations; each returns false when it did not apply ---- */
 static bool op_issue(uint64_t now)
 {
 	(void)now;
-	if (n_chans == MAX_CHANNELS)
+	if (md.n_chans == MAX_CHANNELS)
 		return false;
-	struct mchannel *c = &chans[n_chans];
+	struct mchannel *c = &md.chans[md.n_chans];
 	memset(c, 0, sizeof(*c));
-	c->owner = (int)rng_range(1, N_WALLETS);
-	c->n = (unsigned)rng_range(15, 60);
-	c->unit = rng_range(1, 3);
-	bool unbound = rng_range(0, 3) == 0;
-	int m = (int)rng_range(1, N_MERCHANTS);
+	c->owner = (int)rng_range(&rng, 1, N_WALLETS);
+	c->n = (unsigned)rng_range(&rng, 15, 60);
+	c->unit = rng_range(&rng, 1, 3);
+	bool unbound = rng_range(&rng, 0, 3) == 0;
+	int m = (int)rng_range(&rng, 1, N_MERCHANTS);
 	char params[300], holder[120] = "";
 	if (!unbound)
 		snprintf(holder, sizeof(holder), "\"merchant_id\":\"%s\",", tm[m].mid_hex);
@@ -260,9 +157,9 @@ static bool op_issue(uint64_t now)
 	c->finalize_at = (uint64_t)json_int(s, "finalize_at");
 	json_decref(s);
 	if (!unbound)
-		new_epoch(c, m);
+		model_new_epoch(c, m);
 	issued_by[c->owner] += (int64_t)(c->n * c->unit);
-	n_chans++;
+	md.n_chans++;
 	fprintf(stderr, "  issue %s by w%d: n %u unit %" PRIu64 " holder %s\n", c->id, c->owner,
 		c->n, c->unit, unbound ? "none" : mname(m));
 	return true;
@@ -284,10 +181,10 @@ static void pay(struct mchannel *c, int m, unsigned k)
 	ck_assert_int_eq(json_int(r, "last"), c->last + k);
 	json_decref(r);
 	if (c->holder != m)
-		new_epoch(c, m);
+		model_new_epoch(c, m);
 	c->holder_cert_known = true;
 	c->last += k;
-	current_epoch(c)->end = c->last;
+	model_epoch(c)->end = c->last;
 	fprintf(stderr, "  pay %u of %s by w%d at %s: last %u\n", k, c->id, c->owner, mname(m),
 		c->last);
 }
@@ -295,7 +192,7 @@ static void pay(struct mchannel *c, int m, unsigned k)
 static unsigned pick_units(const struct mchannel *c)
 {
 	unsigned left = c->n - c->last;
-	return (unsigned)rng_range(1, left < 8 ? left : 8);
+	return (unsigned)rng_range(&rng, 1, left < 8 ? left : 8);
 }
 
 static bool op_pay_at_holder(uint64_t now)
@@ -312,7 +209,7 @@ static bool op_pay_elsewhere(uint64_t now)
 	struct mchannel *c = pick_payable(now);
 	if (!c)
 		return false;
-	int m = (int)rng_range(1, N_MERCHANTS);
+	int m = (int)rng_range(&rng, 1, N_MERCHANTS);
 	if (m == c->holder)
 		m = m % N_MERCHANTS + 1;
 	if (c->holder && !c->holder_cert_known) {
@@ -331,7 +228,7 @@ static bool op_transfer(uint64_t now)
 	struct mchannel *c = pick_payable(now);
 	if (!c || (!c->holder && c->last > 0))
 		return false;
-	int to = (int)rng_range(1, N_WALLETS);
+	int to = (int)rng_range(&rng, 1, N_WALLETS);
 	if (to == c->owner)
 		to = to % N_WALLETS + 1;
 	char params[8192];
@@ -414,16 +311,13 @@ static bool op_close(uint64_t now)
 static void redeem_at(int m)
 {
 	json_decref(admin_ok(&net, mname(m), "redeem", NULL));
-	for (int i = 0; i < n_chans; i++)
-		for (int k = 0; k < chans[i].n_epochs && !chans[i].finalized; k++)
-			if (chans[i].epochs[k].merchant == m)
-				chans[i].epochs[k].redeemed = chans[i].epochs[k].end;
+	model_redeemed(&md, m);
 }
 
 static bool op_redeem(uint64_t now)
 {
 	(void)now;
-	int m = (int)rng_range(1, N_MERCHANTS);
+	int m = (int)rng_range(&rng, 1, N_MERCHANTS);
 	redeem_at(m);
 	fprintf(stderr, "  redeem at %s\n", mname(m));
 	return true;
@@ -434,9 +328,9 @@ static bool op_redeem(uint64_t now)
 static bool op_refund(uint64_t now)
 {
 	(void)now;
-	if (n_chans == 0)
+	if (md.n_chans == 0)
 		return false;
-	struct mchannel *c = &chans[rng_range(0, (uint64_t)n_chans - 1)];
+	struct mchannel *c = &md.chans[rng_range(&rng, 0, (uint64_t)md.n_chans - 1)];
 	char params[128];
 	snprintf(params, sizeof(params), "{\"channel_id\":\"%s\"}", c->id);
 	if (c->state == CH_CLOSED) {
@@ -475,10 +369,10 @@ static json_t *payout(int m, uint64_t amount, const char *id, char *err, size_t 
 static bool op_payout(uint64_t now)
 {
 	(void)now;
-	int m = (int)rng_range(1, N_MERCHANTS);
+	int m = (int)rng_range(&rng, 1, N_MERCHANTS);
 	int64_t avail = net_balance(&net, tm[m].mid_hex);
 	char id[MP_HEX_ID_LEN + 1], err[512];
-	snprintf(id, sizeof(id), "%016" PRIx64 "%016x", rng_next(), ++n_payouts);
+	snprintf(id, sizeof(id), "%016" PRIx64 "%016x", rng_next(&rng), ++n_payouts);
 	if (avail == 0) {
 		ck_assert_ptr_null(payout(m, 1, id, err, sizeof(err)));
 		ck_assert_msg(strstr(err, "INSUFFICIENT_FUNDS"), "%s", err);
@@ -486,7 +380,7 @@ static bool op_payout(uint64_t now)
 		fprintf(stderr, "  payout at %s: nothing available\n", mname(m));
 		return true;
 	}
-	uint64_t amount = rng_range(1, (uint64_t)avail);
+	uint64_t amount = rng_range(&rng, 1, (uint64_t)avail);
 	for (int again = 0; again < 2; again++) {
 		json_t *r = payout(m, amount, id, err, sizeof(err));
 		ck_assert_msg(r != NULL, "payout %" PRIu64 " of %s: %s", amount, mname(m), err);
@@ -497,37 +391,6 @@ static bool op_payout(uint64_t now)
 	ck_assert_int_eq(net_balance(&net, tm[m].mid_hex), avail - (int64_t)amount);
 	fprintf(stderr, "  payout %" PRIu64 " of %s\n", amount, mname(m));
 	return true;
-}
-
-/* Check a channel the sweep just finalised against the model. */
-static void check_finalized(struct mchannel *c)
-{
-	struct mexpect e = model_expect(c);
-	json_t *s = settle_channel(&net, c->id);
-	ck_assert_str_eq(json_str(s, "state"), "FINALIZED");
-	json_t *f = json_object_get(s, "finalization");
-	ck_assert_msg(json_int(f, "spent") == e.spent, "%s: spent %lld, model %u", c->id,
-		      (long long)json_int(f, "spent"), e.spent);
-	ck_assert_msg(json_int(f, "credited") == (int64_t)e.credited,
-		      "%s: credited %lld, model %llu", c->id, (long long)json_int(f, "credited"),
-		      (unsigned long long)e.credited);
-	ck_assert_msg(json_int(f, "refund") == (int64_t)e.refund, "%s: refund %lld, model %llu",
-		      c->id, (long long)json_int(f, "refund"), (unsigned long long)e.refund);
-	ck_assert_msg(json_int(f, "unclaimed") == (int64_t)e.unclaimed,
-		      "%s: unclaimed %lld, model %llu", c->id, (long long)json_int(f, "unclaimed"),
-		      (unsigned long long)e.unclaimed);
-	ck_assert_int_eq(json_int(s, "early_refund"), (int64_t)c->early_refund);
-	ck_assert_int_eq(e.credited + c->early_refund + e.refund + e.unclaimed,
-			 (uint64_t)c->n * c->unit);
-	if (e.refund > 0) { /* nothing to pay, no ledger transfer */
-		ck_assert_msg(json_is_true(json_object_get(f, "refund_paid")),
-			      "%s: refund not paid", c->id);
-		ck_assert_str_eq(json_str(f, "refund_account"), account[c->owner]);
-	}
-	json_decref(s);
-	c->finalized = true;
-	fprintf(stderr, "  finalised %s: spent %u refund %" PRIu64 " unclaimed %" PRIu64 "\n",
-		c->id, e.spent, e.refund, e.unclaimed);
 }
 
 /* Move the clock by dt (most of the time every merchant redeems first, as merchantd does on its
@@ -544,15 +407,15 @@ static void advance(uint64_t dt, bool redeem_first)
 	json_decref(r);
 	fprintf(stderr, "  advance %" PRIu64 " s%s: now %" PRIu64 "\n", dt,
 		redeem_first ? " (redeemed first)" : "", now);
-	for (int i = 0; i < n_chans; i++)
-		if (!chans[i].finalized && chans[i].finalize_at <= now)
-			check_finalized(&chans[i]);
+	for (int i = 0; i < md.n_chans; i++)
+		if (!md.chans[i].finalized && md.chans[i].finalize_at <= now)
+			model_check_finalized(&net, &md.chans[i], account[md.chans[i].owner]);
 }
 
 static bool op_advance(uint64_t now)
 {
 	(void)now;
-	advance(rng_range(1800, 20 * 3600), rng_range(0, 3) != 0);
+	advance(rng_range(&rng, 1800, 20 * 3600), rng_range(&rng, 0, 3) != 0);
 	return true;
 }
 
@@ -573,7 +436,7 @@ static const struct op *pick_op(void)
 	unsigned total = 0;
 	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
 		total += ops[i].weight;
-	unsigned r = (unsigned)rng_range(0, total - 1);
+	unsigned r = (unsigned)rng_range(&rng, 0, total - 1);
 	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
 		if (r < ops[i].weight)
 			return &ops[i];
@@ -587,20 +450,20 @@ static const struct op *pick_op(void)
 static void finish_and_check(void)
 {
 	uint64_t last = 0;
-	for (int i = 0; i < n_chans; i++)
-		if (chans[i].finalize_at > last)
-			last = chans[i].finalize_at;
+	for (int i = 0; i < md.n_chans; i++)
+		if (md.chans[i].finalize_at > last)
+			last = md.chans[i].finalize_at;
 	uint64_t now = settle_broker_now(&net);
 	advance(last > now ? last - now : 1, true);
 	net_audit_clean(&net);
-	for (int i = 0; i < n_chans; i++) {
-		ck_assert_msg(chans[i].finalized, "%s not finalised", chans[i].id);
-		json_t *s = settle_channel(&net, chans[i].id);
+	for (int i = 0; i < md.n_chans; i++) {
+		ck_assert_msg(md.chans[i].finalized, "%s not finalised", md.chans[i].id);
+		json_t *s = settle_channel(&net, md.chans[i].id);
 		ck_assert_str_eq(json_str(s, "state"), "FINALIZED");
 		json_t *f = json_object_get(s, "finalization");
 		ck_assert_int_eq(json_int(f, "credited") + json_int(s, "early_refund") +
 				     json_int(f, "refund") + json_int(f, "unclaimed"),
-				 (int64_t)(chans[i].n * chans[i].unit));
+				 (int64_t)(md.chans[i].n * md.chans[i].unit));
 		json_decref(s);
 	}
 	for (int m = 1; m <= N_MERCHANTS; m++) {
@@ -609,17 +472,17 @@ static void finish_and_check(void)
 		fprintf(stderr,
 			"%s: credit %lld (paid out %" PRIu64 "), acknowledged %" PRIu64
 			", redeemed in time %" PRIu64 "\n",
-			mname(m), (long long)credit, paid_out[m], model_acknowledged(m),
-			model_credit(m));
+			mname(m), (long long)credit, paid_out[m], model_acknowledged(&md, m),
+			model_credit(&md, m));
 		ck_assert_int_eq(net_pending(&net, tm[m].mid_hex), 0);
-		ck_assert_int_eq(credit - merchant_base[m], (int64_t)model_credit(m));
+		ck_assert_int_eq(credit - merchant_base[m], (int64_t)model_credit(&md, m));
 	}
 	for (int w = 1; w <= N_WALLETS; w++) {
 		int64_t refunds = 0;
-		for (int i = 0; i < n_chans; i++)
-			if (chans[i].owner == w)
-				refunds += (int64_t)(model_expect(&chans[i]).refund +
-						     chans[i].early_refund);
+		for (int i = 0; i < md.n_chans; i++)
+			if (md.chans[i].owner == w)
+				refunds += (int64_t)(model_expect(&md.chans[i]).refund +
+						     md.chans[i].early_refund);
 		ck_assert_int_eq(net_balance(&net, account[w]),
 				 wallet_base[w] - issued_by[w] + refunds);
 	}
@@ -629,8 +492,7 @@ static void finish_and_check(void)
  * finalised, so nothing is pending; the balances now are the run's base. */
 static void model_reset(void)
 {
-	memset(chans, 0, sizeof(chans));
-	n_chans = 0;
+	memset(&md, 0, sizeof(md));
 	for (int w = 1; w <= N_WALLETS; w++) {
 		issued_by[w] = 0;
 		wallet_base[w] = net_balance(&net, account[w]);
@@ -650,7 +512,7 @@ static void run_seed(uint64_t seed, unsigned steps)
 		" reproduces it), %u steps\n",
 		seed, seed, steps);
 	model_reset();
-	rng_state = seed;
+	rng.state = seed;
 	uint64_t t0 = now_ms();
 	op_issue(0);
 	for (unsigned i = 0; i < steps; i++) {
@@ -663,7 +525,7 @@ static void run_seed(uint64_t seed, unsigned steps)
 	}
 	finish_and_check();
 	fprintf(stderr, "settlement_random: seed %" PRIu64 ": %d channels, all checks passed\n",
-		seed, n_chans);
+		seed, md.n_chans);
 }
 
 START_TEST(random_interleaving)
