@@ -386,13 +386,29 @@ static bool op_transfer(void)
 	return true;
 }
 
+/* walletd's refund, asked again while the broker answers INTERNAL (its database died with the
+ * request in flight: the outcome is unknown, the same request is to be sent again). */
+static json_t *refund_call(const struct mchannel *c, const char *params)
+{
+	uint64_t t0 = now_ms();
+	for (unsigned tries = 1;; tries++) {
+		json_t *r = call(wname(c->owner), "refund", params, NULL);
+		if (strcmp(json_str(r, "broker_status"), "INTERNAL") != 0)
+			return r;
+		json_decref(r);
+		ck_assert_msg(now_ms() - t0 < RETRY_MS, "refund of %s: INTERNAL for %u tries",
+			      c->id, tries);
+		after_failure(tries, "refund", "the broker answered INTERNAL");
+	}
+}
+
 /* The early refund of a closed channel asked for by its owner (walletd sends it on its own
  * too): OK or DUPLICATE_OK with the model's amount. */
 static void check_early_refund(const struct mchannel *c)
 {
 	char params[128];
 	snprintf(params, sizeof(params), "{\"channel_id\":\"%s\"}", c->id);
-	json_t *r = call(wname(c->owner), "refund", params, NULL);
+	json_t *r = refund_call(c, params);
 	const char *s = json_str(r, "broker_status");
 	ck_assert_msg(strcmp(s, "OK") == 0 || strcmp(s, "DUPLICATE_OK") == 0,
 		      "early refund of %s: %s", c->id, s);
@@ -452,7 +468,7 @@ static bool op_refund(void)
 		return false;
 	char params[128];
 	snprintf(params, sizeof(params), "{\"channel_id\":\"%s\"}", c->id);
-	json_t *r = call(wname(c->owner), "refund", params, NULL);
+	json_t *r = refund_call(c, params);
 	ck_assert_str_eq(json_str(r, "broker_status"), "TOO_EARLY");
 	json_decref(r);
 	st.refunds++;
