@@ -52,7 +52,7 @@
 #define RETRY_MS       120000
 #define MAX_WIRE       64
 #define PAY_MARGIN     (3 * 3600)
-#define DEFAULT_SEED   7
+#define DEFAULT_SEED   11
 
 static struct net net;
 static struct tmerchant tm[N_MERCHANTS + 1]; /* 1.. */
