@@ -8,6 +8,7 @@
  * stored result again (DUPLICATE_OK).
  *
  *   ACTIVE --refund: RefundRequest signed and stored--> sent to the broker
+ *     (a stored request of an earlier segment: signed again for the current one, replacing it)
  *     sent --TOO_EARLY (not_before)--> unchanged: the answer shows when to ask again
  *     sent --OK / DUPLICATE_OK--> REFUNDED (amount, account, time stored)
  *     sent --refused, unreachable--> unchanged (the answer is kept for the operator)
@@ -153,6 +154,18 @@ static MpSigned *sign_request(struct wallet *w, const struct wchannel *ch)
 	return s;
 }
 
+/* The stored request was signed for the channel's current segment (a channel given away and
+ * received back is in a later segment, whose owner key alone the broker accepts). */
+static bool signed_for_current_segment(const MpSigned *request, const struct wchannel *ch)
+{
+	Micropay__V1__RefundRequest *rq = (Micropay__V1__RefundRequest *)protobuf_c_message_unpack(
+	    &micropay__v1__refund_request__descriptor, NULL, request->body.len, request->body.data);
+	bool current = rq && rq->seg_seq == ch->seg_seq;
+	if (rq)
+		protobuf_c_message_free_unpacked(&rq->base, NULL);
+	return current;
+}
+
 /* The stored RefundRequest, or a new one signed and stored now; NULL (req answered) if
  * neither. */
 static MpSigned *stored_request(struct wallet *w, const struct wchannel *ch,
@@ -161,9 +174,12 @@ static MpSigned *stored_request(struct wallet *w, const struct wchannel *ch,
 	struct wstore_refund r;
 	int found = wstore_refund_get(w->store, ch->channel_id, &r);
 	/* A request stored before the channel was closed (TOO_EARLY then) is replaced by one
-	 * carrying the Close; once refunded the stored one stays. */
-	bool replace = found == 1 && ch->state == WCH_CLOSED && !r.refunded &&
-		       !wallet_refund_request_has_close(r.request);
+	 * carrying the Close, and one stored in an earlier segment (the channel was given away
+	 * and came back) by one signed for the current segment; once refunded the stored one
+	 * stays. */
+	bool replace = found == 1 && !r.refunded &&
+		       ((ch->state == WCH_CLOSED && !wallet_refund_request_has_close(r.request)) ||
+			!signed_for_current_segment(r.request, ch));
 	if (found == 1 && !replace)
 		return r.request;
 	if (replace)

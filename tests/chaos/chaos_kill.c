@@ -31,10 +31,10 @@ static pid_t read_pid(const char *path)
 	return (pid_t)pid;
 }
 
-/* The process exists and is not a zombie. */
-static bool alive(pid_t pid)
+/* State letter and parent of a process from /proc/PID/stat; false if it is gone. */
+static bool proc_stat(pid_t pid, char *state, pid_t *parent)
 {
-	char path[64], stat[256];
+	char path[64], stat[512];
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
 	FILE *f = fopen(path, "r");
 	if (!f)
@@ -43,32 +43,25 @@ static bool alive(pid_t pid)
 	fclose(f);
 	stat[len] = '\0';
 	const char *paren = strrchr(stat, ')');
-	return paren && paren[1] == ' ' && paren[2] != 'Z' && paren[2] != 'X';
+	int ppid = 0;
+	if (!paren || sscanf(paren + 1, " %c %d", state, &ppid) != 2)
+		return false;
+	*parent = (pid_t)ppid;
+	return true;
+}
+
+/* The process exists and is not a zombie. */
+static bool alive(pid_t pid)
+{
+	char state;
+	pid_t parent;
+	return proc_stat(pid, &state, &parent) && state != 'Z' && state != 'X';
 }
 
 static void wait_gone(pid_t pid)
 {
 	for (int i = 0; i < 400 && alive(pid); i++)
 		usleep(10000);
-}
-
-/* The parent pid from /proc/PID/stat; 0 if unknown. */
-static pid_t parent_of(pid_t pid)
-{
-	char path[64], stat[512];
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return 0;
-	size_t len = fread(stat, 1, sizeof(stat) - 1, f);
-	fclose(f);
-	stat[len] = '\0';
-	const char *paren = strrchr(stat, ')');
-	int ppid = 0;
-	char state;
-	if (!paren || sscanf(paren + 1, " %c %d", &state, &ppid) != 2)
-		return 0;
-	return (pid_t)ppid;
 }
 
 /* The postmaster stopped first (it forks no new backend then), every child of it killed, then
@@ -85,8 +78,9 @@ static void kill_postgres(const struct net *n)
 	DIR *d = opendir("/proc");
 	struct dirent *e;
 	while (d && (e = readdir(d)) && k < 256) {
-		pid_t pid = (pid_t)atol(e->d_name);
-		if (pid > 0 && parent_of(pid) == pm)
+		pid_t pid = (pid_t)atol(e->d_name), parent;
+		char state;
+		if (pid > 0 && proc_stat(pid, &state, &parent) && parent == pm)
 			children[k++] = pid;
 	}
 	if (d)

@@ -29,6 +29,7 @@
  * phase's time. */
 #include <check.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -146,6 +147,7 @@ static MpCode wire_issue_send(struct wire_issue *w, uint8_t *cert, size_t *cert_
 			resp = wire_call(&b, &env);
 			wire_close(&b);
 		}
+		bool answered = resp != NULL;
 		if (resp && resp->body_case == MP_BODY(ISSUE_RESP)) {
 			MpCode code = resp->issue_resp->status->code;
 			*cert_len = 0;
@@ -164,7 +166,7 @@ static MpCode wire_issue_send(struct wire_issue *w, uint8_t *cert, size_t *cert_
 		}
 		ck_assert_msg(now_ms() - t0 < RETRY_MS, "wire IssueReq unanswered after %u tries",
 			      tries);
-		after_failure(tries, "wire IssueReq", resp ? "INTERNAL or LIMIT" : "no answer");
+		after_failure(tries, "wire IssueReq", answered ? "INTERNAL or LIMIT" : "no answer");
 	}
 }
 
@@ -537,16 +539,8 @@ static const struct op ops[] = {
 
 static const struct op *pick_op(void)
 {
-	unsigned total = 0;
-	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
-		total += ops[i].weight;
-	unsigned r = (unsigned)rng_range(&rng, 0, total - 1);
-	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
-		if (r < ops[i].weight)
-			return &ops[i];
-		r -= ops[i].weight;
-	}
-	return &ops[0];
+	return &ops[rng_weighted(&rng, ops, sizeof(ops) / sizeof(ops[0]), sizeof(ops[0]),
+				 offsetof(struct op, weight))];
 }
 
 /* ---- the checks ---- */
@@ -604,8 +598,10 @@ static struct mchannel *model_find(const char *hex)
 }
 
 /* Channels of a wallet the model does not know: an issue whose admin answer a crash of walletd
- * lost (the test issued another). Each still ISSUING is retried until the broker has it. */
-static void issue_orphans(int w)
+ * lost (the test issued another). Before finalisation each still ISSUING is retried until the
+ * broker has it; after, each must be finalised with nothing credited (never paid with) and its
+ * escrow refunded. */
+static void orphans(int w, bool finalized)
 {
 	json_t *r = admin_ok(&net, wname(w), "channels", NULL);
 	json_t *list = json_object_get(r, "channels"), *e;
@@ -613,26 +609,15 @@ static void issue_orphans(int w)
 	json_array_foreach(list, i, e)
 	{
 		const char *id = json_str(e, "channel_id");
-		if (model_find(id) || strcmp(json_str(e, "state"), "ISSUING") != 0)
+		if (model_find(id) || strcmp(json_str(e, "state"), "FAILED") == 0)
+			continue; /* FAILED: the broker refused it, nothing was taken */
+		if (!finalized) {
+			char params[128];
+			snprintf(params, sizeof(params), "{\"channel_id\":\"%s\"}", id);
+			if (strcmp(json_str(e, "state"), "ISSUING") == 0)
+				json_decref(issued(w, call(wname(w), "issue.retry", params, NULL)));
 			continue;
-		char params[128];
-		snprintf(params, sizeof(params), "{\"channel_id\":\"%s\"}", id);
-		json_decref(issued(w, call(wname(w), "issue.retry", params, NULL)));
-	}
-	json_decref(r);
-}
-
-/* The orphans are finalised, nothing credited (never paid with), their escrow refunded. */
-static void check_orphans(int w)
-{
-	json_t *r = admin_ok(&net, wname(w), "channels", NULL);
-	json_t *list = json_object_get(r, "channels"), *e;
-	size_t i;
-	json_array_foreach(list, i, e)
-	{
-		const char *id = json_str(e, "channel_id");
-		if (model_find(id))
-			continue;
+		}
 		json_t *s = settle_channel(&net, id);
 		ck_assert_str_eq(json_str(s, "state"), "FINALIZED");
 		json_t *f = json_object_get(s, "finalization");
@@ -652,7 +637,7 @@ static void finish_and_check(void)
 		redeem_at(m);
 	}
 	for (int w = 1; w <= N_WALLETS; w++)
-		issue_orphans(w);
+		orphans(w, false);
 	uint64_t last = 0;
 	for (int i = 0; i < md.n_chans; i++)
 		if (md.chans[i].finalize_at > last)
@@ -675,7 +660,7 @@ static void finish_and_check(void)
 		ck_assert_int_eq(model_credit(&md, m), model_acknowledged(&md, m));
 	}
 	for (int w = 1; w <= N_WALLETS; w++)
-		check_orphans(w);
+		orphans(w, true);
 	for (int i = 0; i < n_wiss; i++)
 		wire_replay(&wiss[i]);
 	net_audit_clean(&net);

@@ -3,6 +3,7 @@
 #include <check.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "harness_settle.h"
 
@@ -17,6 +18,28 @@ uint64_t rng_next(struct rng *r)
 uint64_t rng_range(struct rng *r, uint64_t lo, uint64_t hi)
 {
 	return lo + rng_next(r) % (hi - lo + 1);
+}
+
+static unsigned weight_at(const void *items, size_t i, size_t size, size_t weight_offset)
+{
+	unsigned w;
+	memcpy(&w, (const char *)items + i * size + weight_offset, sizeof(w));
+	return w;
+}
+
+size_t rng_weighted(struct rng *r, const void *items, size_t n, size_t size, size_t weight_offset)
+{
+	unsigned total = 0;
+	for (size_t i = 0; i < n; i++)
+		total += weight_at(items, i, size, weight_offset);
+	unsigned x = (unsigned)rng_range(r, 0, total - 1);
+	for (size_t i = 0; i < n; i++) {
+		unsigned w = weight_at(items, i, size, weight_offset);
+		if (x < w)
+			return i;
+		x -= w;
+	}
+	return 0;
 }
 
 struct mexpect model_expect(const struct mchannel *c)

@@ -5,6 +5,7 @@
  * (docs/settlement.md "Finalisation"). */
 #pragma once
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "harness.h"
@@ -16,6 +17,9 @@ struct rng {
 uint64_t rng_next(struct rng *r);
 /* Uniform in [lo, hi]. */
 uint64_t rng_range(struct rng *r, uint64_t lo, uint64_t hi);
+/* An index of items[0..n) (each `size` bytes, with an unsigned weight at weight_offset) drawn
+ * with probability proportional to its weight. */
+size_t rng_weighted(struct rng *r, const void *items, size_t n, size_t size, size_t weight_offset);
 
 #define MODEL_MAX_CHANNELS 64
 #define MODEL_MAX_EPOCHS   24

@@ -26,6 +26,7 @@
  * longer run), MP_RANDOM_STEPS=<n> changes each run's length (default 90). */
 #include <check.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -433,16 +434,8 @@ static const struct op ops[] = {
 
 static const struct op *pick_op(void)
 {
-	unsigned total = 0;
-	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
-		total += ops[i].weight;
-	unsigned r = (unsigned)rng_range(&rng, 0, total - 1);
-	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
-		if (r < ops[i].weight)
-			return &ops[i];
-		r -= ops[i].weight;
-	}
-	return &ops[0];
+	return &ops[rng_weighted(&rng, ops, sizeof(ops) / sizeof(ops[0]), sizeof(ops[0]),
+				 offsetof(struct op, weight))];
 }
 
 /* The end: every merchant redeems, the clock passes every finalize_at, the sweep finalises

@@ -962,6 +962,46 @@ START_TEST(a_receives_back_the_channel_it_gave_away)
 }
 END_TEST
 
+static const char *refund_status(const char *who, const char *channel)
+{
+	static char status[64];
+	char params[128];
+	snprintf(params, sizeof(params), "{\"channel_id\":\"%s\"}", channel);
+	json_t *r = admin_ok(&net, who, "refund", params);
+	snprintf(status, sizeof(status), "%s", json_str(r, "broker_status"));
+	json_decref(r);
+	return status;
+}
+
+/* Found by the chaos test (docs/chaos.md): w1 asks for the refund of its channel (TOO_EARLY:
+ * the signed request is stored and resent verbatim), gives the channel to w2 and gets it back
+ * in segment 2. Its refund is asked again under segment 2's owner key: TOO_EARLY, not the
+ * stored segment-0 request the broker refuses (BAD_SIG: not the last segment's owner). */
+START_TEST(refund_after_the_channel_came_back_is_signed_for_the_new_segment)
+{
+	char channel[64], offer1[4096], offer2[4096], err[1024];
+	issue_w1(20, channel, sizeof(channel));
+	json_t *r = pay_at("w1", channel, "m1", 2, err, sizeof(err));
+	ck_assert_msg(r != NULL, "%s", err);
+	json_decref(r);
+	ck_assert_str_eq(refund_status("w1", channel), "TOO_EARLY");
+	offer("w2", channel, 0, offer1, sizeof(offer1));
+	char *bundle1 = send_bundle("w1", channel, offer1);
+	json_decref(accept_bundle("w2", bundle1));
+	ck_assert_str_eq(refund_status("w2", channel), "TOO_EARLY");
+	offer("w1", channel, 0, offer2, sizeof(offer2));
+	char *bundle2 = send_bundle("w2", channel, offer2);
+	r = accept_bundle("w1", bundle2);
+	ck_assert_int_eq(json_int(r, "seg_seq"), 2);
+	json_decref(r);
+	ck_assert_str_eq(refund_status("w1", channel), "TOO_EARLY");
+	ck_assert_str_eq(refund_status("w1", channel), "TOO_EARLY"); /* the stored one again */
+	free(bundle1);
+	free(bundle2);
+	net_audit_clean(&net);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("wallet_transfer");
@@ -978,6 +1018,7 @@ int main(void)
 	tcase_add_test(tc, a_gives_b_the_rest_and_b_pays_at_two_merchants);
 	tcase_add_test(tc, send_retried_after_a_lost_answer_returns_the_same_bundle);
 	tcase_add_test(tc, a_receives_back_the_channel_it_gave_away);
+	tcase_add_test(tc, refund_after_the_channel_came_back_is_signed_for_the_new_segment);
 	suite_add_tcase(s, tc);
 	return mp_check_run(s);
 }
