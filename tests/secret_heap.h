@@ -14,9 +14,11 @@ static uint8_t secret_heap_watched[64];
 static size_t secret_heap_watched_len;
 static unsigned secret_heap_hits;
 
+/* Blocks start zeroed: with MALLOC_PERTURB_ (meson sets a random one) malloc fills new memory
+ * with one repeated byte, which a uniform test seed of the complementary byte would match. */
 static void *secret_heap_malloc(size_t n, const char *file, int line)
 {
-	uint64_t *p = malloc(n + 16);
+	uint64_t *p = calloc(1, n + 16);
 	if (!p)
 		return NULL;
 	p[0] = n;
