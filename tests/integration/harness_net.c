@@ -120,6 +120,18 @@ bool wire_send_env(struct wire *w, const MpEnvelope *env)
 	return ok;
 }
 
+size_t env_frame(MpEnvelope *env, uint64_t request_id, uint8_t *frame, size_t cap)
+{
+	env->version = MP_PROTOCOL_VERSION;
+	env->request_id = request_id;
+	size_t len = micropay__v1__envelope__get_packed_size(env);
+	if (len + 4 > cap)
+		return 0;
+	mp_put_be32(frame, (uint32_t)len);
+	micropay__v1__envelope__pack(env, frame + 4);
+	return len + 4;
+}
+
 bool wire_send_pipelined(struct wire *w, MpEnvelope *const *envs, size_t n, uint64_t first_id)
 {
 	size_t total = 0;

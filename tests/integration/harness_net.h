@@ -22,6 +22,9 @@ bool wire_write_all(struct wire *w, const void *data, size_t len);
 bool wire_send_frame(struct wire *w, const uint8_t *body, size_t len);
 /* Pack env as it is (version and request_id untouched) and send it as one frame. */
 bool wire_send_env(struct wire *w, const MpEnvelope *env);
+/* env as one frame (be32 length, Envelope of this version and request_id) in frame[cap];
+ * its length, 0 when it does not fit. */
+size_t env_frame(MpEnvelope *env, uint64_t request_id, uint8_t *frame, size_t cap);
 /* Several envelopes in one TLS write (pipelined): version 1, request_ids first_id, +1, ... */
 bool wire_send_pipelined(struct wire *w, MpEnvelope *const *envs, size_t n, uint64_t first_id);
 /* Read one frame and decode it; NULL on EOF, error or after ms. */
