@@ -40,20 +40,9 @@ bool mp_key_load(struct mp_key *key, const char *path, char *err, size_t errlen)
 		key->token = mp_token_key_open(path, key->pk, err, errlen);
 		return key->token != NULL;
 	}
-	if (!mp_file_is_private(path, err, errlen))
-		return false;
-	/* read(2) into our own buffer: stdio would leave a copy in its buffer, freed unwiped. */
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		return false;
-	}
 	char hex[2 * MP_SK_LEN + 2] = {0};
-	ssize_t n = read(fd, hex, sizeof(hex) - 1);
-	close(fd);
-	size_t got = n > 0 ? (size_t)n : 0;
-	while (got > 0 && (hex[got - 1] == '\n' || hex[got - 1] == '\r'))
-		hex[--got] = '\0';
+	if (mp_read_secret_line(path, hex, sizeof(hex), err, errlen) < 0)
+		return false;
 	uint8_t seed[MP_SK_LEN];
 	bool decoded = mp_hex_decode(hex, seed, sizeof(seed));
 	OPENSSL_cleanse(hex, sizeof(hex));

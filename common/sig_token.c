@@ -54,17 +54,11 @@ static bool read_pin(P11KitUri *uri, char pin[PIN_MAX], char *err, size_t errlen
 	}
 	if (strncmp(source, "file:", 5) == 0)
 		source += 5;
-	if (!mp_file_is_private(source, err, errlen))
+	ssize_t got = mp_read_secret_line(source, pin, PIN_MAX, err, errlen);
+	if (got < 0)
 		return false;
-	FILE *f = fopen(source, "r");
-	size_t got = f ? fread(pin, 1, PIN_MAX - 1, f) : 0;
-	if (f)
-		fclose(f);
-	while (got > 0 && (pin[got - 1] == '\n' || pin[got - 1] == '\r'))
-		got--;
-	pin[got] = '\0';
 	if (got == 0)
-		snprintf(err, errlen, "PKCS#11 PIN file %s: unreadable or empty", source);
+		snprintf(err, errlen, "PKCS#11 PIN file %s: empty", source);
 	return got > 0;
 }
 

@@ -3,7 +3,9 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <openssl/rand.h>
 
@@ -71,6 +73,24 @@ static bool mode_private(const char *path, const char *what, bool may_be_absent,
 bool mp_file_is_private(const char *path, char *err, size_t errlen)
 {
 	return mode_private(path, "key", false, err, errlen);
+}
+
+ssize_t mp_read_secret_line(const char *path, char *buf, size_t cap, char *err, size_t errlen)
+{
+	if (!mp_file_is_private(path, err, errlen))
+		return -1;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	ssize_t n = read(fd, buf, cap - 1);
+	close(fd);
+	size_t got = n > 0 ? (size_t)n : 0;
+	while (got > 0 && (buf[got - 1] == '\n' || buf[got - 1] == '\r'))
+		got--;
+	buf[got] = '\0';
+	return (ssize_t)got;
 }
 
 bool mp_store_is_private(const char *path, char *err, size_t errlen)

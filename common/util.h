@@ -2,6 +2,7 @@
 #pragma once
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 #include <stdint.h>
 
 #define MP_ID_LEN     16
@@ -16,6 +17,10 @@ bool mp_hex_decode(const char *hex, uint8_t *out, size_t len);
  * other permission bits); else false with "PATH: mode 0644 lets other users read the key: chmod
  * 600 PATH" (or why it cannot be checked) in err. */
 bool mp_file_is_private(const char *path, char *err, size_t errlen);
+/* A secret file's first cap-1 bytes (a key's hex, a PIN) into buf, NUL-terminated, trailing
+ * newlines dropped: refused unless private (mp_file_is_private); read with read(2), so no stdio
+ * buffer keeps a copy. The caller wipes buf. Its length, or -1 with a message in err. */
+ssize_t mp_read_secret_line(const char *path, char *buf, size_t cap, char *err, size_t errlen);
 /* A SQLite store (and its -wal, -shm, -journal files, where present) has no group or other
  * permission: false with "PATH: mode 0644 lets other users read the store: chmod 600 PATH".
  * An absent store is private (it is created 0600). */
