@@ -23,7 +23,8 @@
 #define MPBENCH_BUILD_ROOT "build"
 #endif
 
-static const char *const built[] = {"chain", "tls", "pay", "online-baseline", "issue", "redeem"};
+static const char *const built[] = {"chain", "tls",    "pay",	  "online-baseline",
+				    "issue", "redeem", "handoff", "transfer"};
 #define N_BUILT (sizeof(built) / sizeof(built[0]))
 
 static void usage(FILE *out)
@@ -31,13 +32,18 @@ static void usage(FILE *out)
 	fprintf(
 	    out,
 	    "usage: mpbench [options] [SCENARIO ...]\n"
-	    "scenarios (default: all, in this order): chain tls pay online-baseline issue\n"
+	    "scenarios (default: all, in this order): chain tls pay online-baseline issue redeem\n"
+	    "handoff transfer\n"
 	    "  chain            chain links/s with the project's hash code (the ceiling)\n"
 	    "  tls              frames/s echoed by brokerd with no work (an Envelope without a "
 	    "body)\n"
 	    "  pay              merchantd payments/s, latency percentiles\n"
 	    "  online-baseline  the same load as one PostgreSQL debit transaction per payment\n"
 	    "  issue            brokerd channels issued/s\n"
+	    "  redeem           a pay load, then claims and paywords settled/s by the broker\n"
+	    "  handoff          channels moved from merchant m1 to m2 per second (m2 is started\n"
+	    "                   with --spawn; with --net it must exist)\n"
+	    "  transfer         channels given to another customer at their holder per second\n"
 	    "the network:\n"
 	    "  --spawn[=DIR]         start a private network (deploy/mpnet) and stop it after\n"
 	    "  --keep                with --spawn: leave it running\n"
@@ -55,6 +61,8 @@ static void usage(FILE *out)
 	    "  -w, --window W        requests in flight per connection (default 64)\n"
 	    "  -k, --k-units K       the size of a k-unit payment (default 10)\n"
 	    "  -p, --k-percent P     percent of payments that are k-unit (default 10)\n"
+	    "  --sweep channels=A,B,...  the scenarios once for each number of channels (the\n"
+	    "                        merchant keeps the channels of earlier points)\n"
 	    "output:\n"
 	    "  --compare             also run chain, tls and online-baseline (for the ratios)\n"
 	    "  --json | --csv        for machines (the table is the default)\n"
@@ -82,6 +90,7 @@ enum long_only {
 	OPT_JSON,
 	OPT_CSV,
 	OPT_SYNC_DIR,
+	OPT_SWEEP,
 };
 
 static const struct option long_opts[] = {
@@ -102,6 +111,7 @@ static const struct option long_opts[] = {
     {"json", no_argument, NULL, OPT_JSON},
     {"csv", no_argument, NULL, OPT_CSV},
     {"sync-dir", required_argument, NULL, OPT_SYNC_DIR},
+    {"sweep", required_argument, NULL, OPT_SWEEP},
     {"duration", required_argument, NULL, 'd'},
     {"channels", required_argument, NULL, 'n'},
     {"units", required_argument, NULL, 'u'},
@@ -122,6 +132,21 @@ static bool number(const char *s, unsigned lo, unsigned hi, unsigned *out)
 		return false;
 	*out = (unsigned)v;
 	return true;
+}
+
+/* "channels=A,B,..." (at most 16 values, each a valid -n). */
+static bool sweep_values(struct bench_opts *o, const char *arg)
+{
+	static const char prefix[] = "channels=";
+	if (strncmp(arg, prefix, sizeof(prefix) - 1) != 0)
+		return false;
+	char list[256];
+	snprintf(list, sizeof(list), "%s", arg + sizeof(prefix) - 1);
+	o->n_sweep = 0;
+	for (char *save = NULL, *v = strtok_r(list, ",", &save); v; v = strtok_r(NULL, ",", &save))
+		if (o->n_sweep == 16 || !number(v, 1, 10000000, &o->sweep[o->n_sweep++]))
+			return false;
+	return o->n_sweep > 0;
 }
 
 static bool long_flag(struct bench_opts *o, int c, const char *arg)
@@ -179,6 +204,8 @@ static bool long_flag(struct bench_opts *o, int c, const char *arg)
 	case OPT_SYNC_DIR:
 		o->sync_dir = arg;
 		return true;
+	case OPT_SWEEP:
+		return sweep_values(o, arg);
 	}
 	return false;
 }
@@ -253,7 +280,7 @@ static int parse(struct bench_opts *o, int argc, char **argv)
 		if (!known(argv[i]) || o->n_scenarios == 16) {
 			fprintf(stderr,
 				"mpbench: unknown scenario '%s' (built: chain tls pay "
-				"online-baseline issue redeem; handoff and transfer are not)\n",
+				"online-baseline issue redeem handoff transfer)\n",
 				argv[i]);
 			return 2;
 		}
@@ -265,6 +292,7 @@ static int parse(struct bench_opts *o, int argc, char **argv)
 		if ((all || (o->compare && reference)) && !asked(o, built[i]))
 			o->scenarios[o->n_scenarios++] = built[i];
 	}
+	o->second_merchant = asked(o, "handoff");
 	return 0;
 }
 
@@ -282,6 +310,10 @@ static json_t *run_one(const char *name, const struct bench_opts *o, const struc
 		return scenario_online_baseline(o, n);
 	if (strcmp(name, "redeem") == 0)
 		return scenario_redeem(o, n);
+	if (strcmp(name, "handoff") == 0)
+		return scenario_handoff(o, n);
+	if (strcmp(name, "transfer") == 0)
+		return scenario_transfer(o, n);
 	return scenario_issue(o, n);
 }
 
@@ -293,12 +325,10 @@ static json_t *options_json(const struct bench_opts *o, const struct bench_net *
 			 n->spawned, "broker", n->broker, "merchant", n->merchant);
 }
 
-/* Every scenario in order, then the audit; false if any failed. */
-static bool run_all(const struct bench_opts *o, const struct bench_net *n, json_t *run)
+/* Every scenario in order into results; false if any failed. */
+static bool run_scenarios(const struct bench_opts *o, const struct bench_net *n, json_t *results)
 {
 	bool ok = true;
-	json_t *results = json_object();
-	json_object_set_new(run, "results", results);
 	for (unsigned i = 0; i < o->n_scenarios; i++) {
 		json_t *r = run_one(o->scenarios[i], o, n);
 		if (!r) {
@@ -307,6 +337,40 @@ static bool run_all(const struct bench_opts *o, const struct bench_net *n, json_
 			continue;
 		}
 		json_object_set_new(results, o->scenarios[i], r);
+	}
+	return ok;
+}
+
+/* The scenarios once per --sweep value, each point {"channels": N, "results": {...}}. */
+static bool run_sweep(const struct bench_opts *o, const struct bench_net *n, json_t *points)
+{
+	bool ok = true;
+	for (unsigned i = 0; i < o->n_sweep; i++) {
+		struct bench_opts point = *o;
+		point.channels = o->sweep[i];
+		if (!o->quiet)
+			fprintf(stderr, "mpbench: sweep point %u of %u: %u channels\n", i + 1,
+				o->n_sweep, point.channels);
+		json_t *results = json_object();
+		json_array_append_new(points, json_pack("{s:i, s:o}", "channels", point.channels,
+							"results", results));
+		ok = run_scenarios(&point, n, results) && ok;
+	}
+	return ok;
+}
+
+/* Every scenario in order (or every sweep point), then the audit; false if any failed. */
+static bool run_all(const struct bench_opts *o, const struct bench_net *n, json_t *run)
+{
+	bool ok;
+	if (o->n_sweep) {
+		json_t *points = json_array();
+		json_object_set_new(run, "sweep", points);
+		ok = run_sweep(o, n, points);
+	} else {
+		json_t *results = json_object();
+		json_object_set_new(run, "results", results);
+		ok = run_scenarios(o, n, results);
 	}
 	if (n->broker_admin[0]) {
 		double t0 = bench_now();

@@ -7,6 +7,7 @@
  *   mpbench_wallet.c   account, channels (issue, open), paywords (the `issue` and `pay` loads)
  *   mpbench_simple.c   the ceilings: `chain` (links/s) and `tls` (frames/s)
  *   mpbench_pg.c       `online-baseline`: one PostgreSQL debit transaction per payment
+ *   mpbench_custody.c  `handoff` (merchant to merchant) and `transfer` (customer to customer)
  *   mpbench_report.c   the human table, --json, --csv */
 #pragma once
 #include <jansson.h>
@@ -34,6 +35,9 @@ struct bench_opts {
 	unsigned channels, conns, window, units, k, k_percent;
 	double duration;
 	bool json, csv, compare, quiet, keep;
+	bool second_merchant; /* a scenario needs merchant m2 (handoff) */
+	unsigned sweep[16];   /* --sweep channels=A,B,...: the scenarios once per value */
+	unsigned n_sweep;
 	const char *scenarios[16];
 	unsigned n_scenarios;
 };
@@ -52,6 +56,7 @@ struct bench_net {
 	char broker[256], merchant[256], ca[512], broker_admin[600], merchant_admin[600];
 	char pg[1024];
 	char merchant_id[64];
+	char merchant2[256], merchant2_id[64], merchant2_admin[600]; /* m2 when there is one */
 	struct bench_daemon daemons[BENCH_MAX_DAEMONS];
 	unsigned n_daemons;
 };
@@ -99,6 +104,8 @@ json_t *scenario_issue(const struct bench_opts *o, const struct bench_net *n);
 json_t *scenario_pay(const struct bench_opts *o, const struct bench_net *n);
 json_t *scenario_redeem(const struct bench_opts *o, const struct bench_net *n);
 json_t *scenario_online_baseline(const struct bench_opts *o, const struct bench_net *n);
+json_t *scenario_handoff(const struct bench_opts *o, const struct bench_net *n);
+json_t *scenario_transfer(const struct bench_opts *o, const struct bench_net *n);
 
 /* ---- mpbench_report.c ---- */
 /* Adds "ratios" to every scenario result (against chain, tls and online-baseline when they

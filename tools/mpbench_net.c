@@ -85,12 +85,18 @@ static bool from_folder(struct bench_net *n, const char *dir)
 	snprintf(ini, sizeof(ini), "%s/broker/config.ini", dir);
 	ini_value(ini, "conninfo", n->pg, sizeof(n->pg));
 	add_daemon(n, "merchantd", pid_in(dir, "m1/pid"), false);
+	if (read_line(dir, "m2/endpoint", n->merchant2, sizeof(n->merchant2)) &&
+	    read_line(dir, "m2/merchant_id", n->merchant2_id, sizeof(n->merchant2_id))) {
+		snprintf(n->merchant2_admin, sizeof(n->merchant2_admin), "%s/m2/admin.sock", dir);
+		add_daemon(n, "merchantd2", pid_in(dir, "m2/pid"), false);
+	}
 	add_daemon(n, "brokerd", pid_in(dir, "broker/pid"), false);
 	add_daemon(n, "postgres", pid_in(dir, "pg/data/postmaster.pid"), true);
 	return true;
 }
 
-static int run(const struct bench_opts *o, const char *cmd, const char *dir)
+/* deploy/mpnet CMD DIR ARG, its output in DIR/mpnet.log; its exit status, -1 if none. */
+static int run(const struct bench_opts *o, const char *cmd, const char *dir, const char *arg)
 {
 	char window[32];
 	snprintf(window, sizeof(window), "%u", o->window > 64 ? o->window : 64);
@@ -107,7 +113,7 @@ static int run(const struct bench_opts *o, const char *cmd, const char *dir)
 		FILE *f = freopen(log, "a", stdout);
 		if (!f || dup2(fileno(stdout), 2) < 0)
 			_exit(126);
-		execl(o->mpnet, o->mpnet, cmd, dir, "--no-wallet", (char *)NULL);
+		execl(o->mpnet, o->mpnet, cmd, dir, arg, (char *)NULL);
 		_exit(127);
 	}
 	int rc;
@@ -137,9 +143,14 @@ static bool spawn(struct bench_net *n, const struct bench_opts *o)
 		fprintf(stderr, "mpbench: starting a private network in %s (%s)\n", n->dir,
 			o->mpnet);
 	n->spawned = true;
-	if (run(o, "up", n->dir) != 0) {
+	if (run(o, "up", n->dir, "--no-wallet") != 0) {
 		fprintf(stderr, "mpbench: %s up %s failed (see %s/mpnet.log)\n", o->mpnet, n->dir,
 			n->dir);
+		return false;
+	}
+	if (o->second_merchant && run(o, "merchant", n->dir, "m2") != 0) {
+		fprintf(stderr, "mpbench: %s merchant %s m2 failed (see %s/mpnet.log)\n", o->mpnet,
+			n->dir, n->dir);
 		return false;
 	}
 	return from_folder(n, n->dir);
@@ -180,7 +191,7 @@ void bench_net_close(struct bench_net *n, const struct bench_opts *o)
 				n->dir, o->mpnet, n->dir);
 		return;
 	}
-	if (run(o, "down", n->dir) != 0)
+	if (run(o, "down", n->dir, NULL) != 0)
 		fprintf(stderr, "mpbench: %s down %s failed\n", o->mpnet, n->dir);
 	if (!o->spawn_dir) {
 		char line[1200];

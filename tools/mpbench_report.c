@@ -87,14 +87,13 @@ static void print_ratio(json_t *r, const char *ref)
 		printf(" %10s", "-");
 }
 
-static void print_table(json_t *run)
+static void print_results(json_t *results)
 {
-	print_machine(json_object_get(run, "machine"));
 	printf("\n%-16s %-20s %10s %12s %9s %9s %9s %10s %10s %10s\n", "scenario", "unit", "count",
 	       "per second", "p50 ms", "p99 ms", "p999 ms", "vs chain", "vs tls", "vs online");
 	const char *name;
 	json_t *r;
-	json_object_foreach(json_object_get(run, "results"), name, r)
+	json_object_foreach(results, name, r)
 	{
 		printf("%-16s %-20s %10lld %12.0f", name,
 		       json_string_value(json_object_get(r, "unit")),
@@ -109,7 +108,7 @@ static void print_table(json_t *run)
 		printf("\n");
 	}
 	printf("\nCPU seconds during each run (µs per operation):\n");
-	json_object_foreach(json_object_get(run, "results"), name, r)
+	json_object_foreach(results, name, r)
 	{
 		json_t *cpu = json_object_get(r, "cpu_seconds");
 		const char *d;
@@ -122,7 +121,7 @@ static void print_table(json_t *run)
 						      json_number_value(json_object_get(per, d)));
 		printf("\n");
 	}
-	json_t *pay = json_object_get(json_object_get(run, "results"), "pay");
+	json_t *pay = json_object_get(results, "pay");
 	if (pay) {
 		json_t *b = json_object_get(pay, "batches");
 		printf(
@@ -136,6 +135,22 @@ static void print_table(json_t *run)
 		    (long long)json_integer_value(json_object_get(pay, "failed")),
 		    (long long)json_integer_value(json_object_get(pay, "retried")));
 	}
+}
+
+static void print_table(json_t *run)
+{
+	print_machine(json_object_get(run, "machine"));
+	json_t *results = json_object_get(run, "results");
+	if (results)
+		print_results(results);
+	size_t i;
+	json_t *point;
+	json_array_foreach(json_object_get(run, "sweep"), i, point)
+	{
+		printf("\n== %lld channels ==\n",
+		       (long long)json_integer_value(json_object_get(point, "channels")));
+		print_results(json_object_get(point, "results"));
+	}
 	json_t *audit = json_object_get(run, "audit");
 	if (audit)
 		printf("broker audit afterwards: %s (%.2f s)\n",
@@ -143,21 +158,16 @@ static void print_table(json_t *run)
 		       json_number_value(json_object_get(audit, "seconds")));
 }
 
-static void print_csv(json_t *run)
+/* One CSV line per scenario of results; channels is the sweep point's (or -n). */
+static void print_csv_lines(json_t *results, unsigned channels, double load1, double sync)
 {
-	json_t *m = json_object_get(run, "machine");
-	double load1 = json_number_value(json_array_get(json_object_get(m, "load_average"), 0));
-	double sync = json_number_value(json_object_get(json_object_get(m, "disk_sync"), "p50_us"));
-	printf("scenario,unit,count,seconds,per_second,p50_us,p99_us,p999_us,failed,retried,"
-	       "vs_chain,vs_tls,vs_online,cpu_merchantd,cpu_brokerd,cpu_postgres,load1,"
-	       "disk_sync_p50_us\n");
 	const char *name;
 	json_t *r;
-	json_object_foreach(json_object_get(run, "results"), name, r)
+	json_object_foreach(results, name, r)
 	{
 		printf(
 		    "%s,%s,%lld,%.3f,%.1f,%.0f,%.0f,%.0f,%lld,%lld,%.4g,%.4g,%.4g,%.3f,%.3f,%.3f,"
-		    "%.2f,%.0f\n",
+		    "%.2f,%.0f,%u\n",
 		    name, json_string_value(json_object_get(r, "unit")),
 		    (long long)json_integer_value(json_object_get(r, "count")),
 		    json_number_value(json_object_get(r, "seconds")), rate_of(r), latency(r, "p50"),
@@ -165,19 +175,43 @@ static void print_csv(json_t *run)
 		    (long long)json_integer_value(json_object_get(r, "failed")),
 		    (long long)json_integer_value(json_object_get(r, "retried")), ratio(r, "chain"),
 		    ratio(r, "tls"), ratio(r, "online-baseline"), cpu_of(r, "merchantd"),
-		    cpu_of(r, "brokerd"), cpu_of(r, "postgres"), load1, sync);
+		    cpu_of(r, "brokerd"), cpu_of(r, "postgres"), load1, sync, channels);
 	}
+}
+
+static void print_csv(const struct bench_opts *o, json_t *run)
+{
+	json_t *m = json_object_get(run, "machine");
+	double load1 = json_number_value(json_array_get(json_object_get(m, "load_average"), 0));
+	double sync = json_number_value(json_object_get(json_object_get(m, "disk_sync"), "p50_us"));
+	printf("scenario,unit,count,seconds,per_second,p50_us,p99_us,p999_us,failed,retried,"
+	       "vs_chain,vs_tls,vs_online,cpu_merchantd,cpu_brokerd,cpu_postgres,load1,"
+	       "disk_sync_p50_us,channels\n");
+	json_t *results = json_object_get(run, "results");
+	if (results)
+		print_csv_lines(results, o->channels, load1, sync);
+	size_t i;
+	json_t *point;
+	json_array_foreach(json_object_get(run, "sweep"), i, point) print_csv_lines(
+	    json_object_get(point, "results"),
+	    (unsigned)json_integer_value(json_object_get(point, "channels")), load1, sync);
 }
 
 void report_print(const struct bench_opts *o, json_t *run)
 {
-	add_ratios(json_object_get(run, "results"));
+	json_t *results = json_object_get(run, "results");
+	if (results)
+		add_ratios(results);
+	size_t i;
+	json_t *point;
+	json_array_foreach(json_object_get(run, "sweep"), i, point)
+	    add_ratios(json_object_get(point, "results"));
 	if (o->json) {
 		json_dumpf(run, stdout,
 			   JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
 		printf("\n");
 	} else if (o->csv) {
-		print_csv(run);
+		print_csv(o, run);
 	} else {
 		print_table(run);
 	}

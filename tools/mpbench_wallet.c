@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "stmt.h"
 
 /* ---- registration ---- */
@@ -116,13 +118,13 @@ static int keep_checkpoint(void *arg, uint32_t index, const uint8_t word[MP_HASH
 
 static bool make_channel(struct bench_wallet *w, struct bench_channel *ch, uint32_t n)
 {
-	uint8_t seed[MP_SEED_LEN], req_id[MP_ID_LEN], root[MP_HASH_LEN], owner_seed[MP_SK_LEN];
+	uint8_t seed[MP_SEED_LEN], req_id[MP_ID_LEN], root[MP_HASH_LEN];
 	struct mp_key owner;
 	ch->n = n;
 	ch->checkpoints = calloc(n / CHAIN_CHECKPOINT + 2, MP_HASH_LEN);
 	if (!ch->checkpoints || !mp_random_bytes(seed, sizeof(seed)) ||
 	    !mp_random_bytes(ch->nonce, sizeof(ch->nonce)) ||
-	    !mp_random_bytes(req_id, sizeof(req_id)) || !mp_key_generate(&owner, owner_seed))
+	    !mp_random_bytes(req_id, sizeof(req_id)) || !mp_key_generate(&owner, ch->owner_seed))
 		return false;
 	mp_chain_generate(w->hasher, seed, ch->nonce, n, CHAIN_CHECKPOINT, keep_checkpoint, ch,
 			  root);
@@ -228,6 +230,7 @@ static bool keep_cert(struct bench_channel *ch, const MpSigned *cert)
 		return false;
 	}
 	memcpy(ch->id, cc->channel_id.data, MP_ID_LEN);
+	ch->pay_until = cc->pay_until;
 	micropay__v1__channel_cert__free_unpacked(cc, NULL);
 	ch->cert = mp_stmt_copy(cert);
 	return ch->cert != NULL;
@@ -252,6 +255,8 @@ static enum load_outcome channel_answer(void *arg, unsigned slot, const MpEnvelo
 	if (cr->opening && env->body_case == MP_BODY(OPEN_ACK)) {
 		st = env->open_ack->status;
 		if (st && st->code == MP_ST(OK)) {
+			if (!cr->w->holder_cert && env->open_ack->holder_cert)
+				cr->w->holder_cert = mp_stmt_copy(env->open_ack->holder_cert);
 			ch->open = true;
 			cr->w->opened++;
 			return LOAD_DONE;
@@ -303,7 +308,9 @@ void wallet_free(struct bench_wallet *w)
 		free(w->channels[i].checkpoints);
 		mp_stmt_free(w->channels[i].request);
 		mp_stmt_free(w->channels[i].cert);
+		OPENSSL_cleanse(w->channels[i].owner_seed, MP_SK_LEN);
 	}
+	mp_stmt_free(w->holder_cert);
 	free(w->channels);
 	if (w->hasher)
 		mp_hasher_free(w->hasher);

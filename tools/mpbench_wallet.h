@@ -22,6 +22,9 @@ struct bench_channel {
 	uint8_t *checkpoints; /* word of index i * CHAIN_CHECKPOINT, and of n, 32 bytes each */
 	MpSigned *request;    /* the signed IssueRequest */
 	MpSigned *cert;	      /* the ChannelCert once issued */
+	uint64_t pay_until;   /* from the cert */
+	uint8_t
+	    owner_seed[MP_SK_LEN]; /* segment 0's owner key (handoff and transfer sign with it) */
 	/* Paying: the words of [base, base + CHAIN_CHECKPOINT] kept, next index to pay. */
 	uint32_t base;
 	bool have_words;
@@ -36,6 +39,7 @@ struct bench_wallet {
 	uint8_t merchant_id[MP_ID_LEN];
 	struct bench_channel *channels;
 	unsigned n_channels, issued, opened;
+	MpSigned *holder_cert; /* the merchant's MerchantCert, from its first OpenAck */
 	struct mp_hasher *hasher;
 };
 

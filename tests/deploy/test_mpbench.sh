@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # mpbench's smoke test (not a benchmark: no timing is asserted). A private network with
-# --spawn, every built scenario (chain tls pay online-baseline issue redeem) for one second
-# with a handful of channels, --json: the machine facts, a result with a non-zero count for
-# every scenario, the ratios, the pay extras, every unit paid redeemed, and the broker's audit
-# clean afterwards (mpbench's own and, independently, mpctl's). A scenario that is not built is
-# refused with usage status 2; --csv has one line per scenario.
+# --spawn, every built scenario (chain tls pay online-baseline issue redeem handoff transfer)
+# for one second with a handful of channels, --json: the machine facts, a result with a
+# non-zero count for every scenario, the ratios, the pay extras, every unit paid redeemed, every
+# channel handed off to m2 and transferred once, and the broker's audit clean afterwards
+# (mpbench's own and, independently, mpctl's). An unknown scenario is refused with usage status
+# 2; --csv has one line per scenario.
 set -euo pipefail
 src=${MP_SOURCE_ROOT:?MP_SOURCE_ROOT is not set}
 build=${MP_BUILD:?MP_BUILD is not set}
@@ -15,9 +16,10 @@ trap 'MP_BUILD="$build" "$src/deploy/mpnet" down "$net" >/dev/null 2>&1 || true;
 
 bench() { "$build/tools/mpbench" --mpnet "$src/deploy/mpnet" --build "$build" "$@"; }
 
-rc=0; bench handoff >/dev/null 2>"$tmp/usage.err" || rc=$?
-[ "$rc" = 2 ] || fail "an unbuilt scenario gave status $rc, expected 2"
-grep -q "not" "$tmp/usage.err" || fail "no reason for refusing 'handoff': $(cat "$tmp/usage.err")"
+rc=0; bench nosuch >/dev/null 2>"$tmp/usage.err" || rc=$?
+[ "$rc" = 2 ] || fail "an unknown scenario gave status $rc, expected 2"
+grep -q "unknown scenario 'nosuch'" "$tmp/usage.err" ||
+	fail "no reason for refusing 'nosuch': $(cat "$tmp/usage.err")"
 
 rc=0; bench --spawn="$net" --keep --json -q -d 1 -n 20 -u 100 -c 2 -w 8 >"$tmp/run.json" \
 	2>"$tmp/run.err" || rc=$?
@@ -34,7 +36,7 @@ need(m["cpu"] and m["cores"] >= 1 and m["kernel"], "machine facts")
 need(len(m["load_average"]) == 3, "load average")
 need(m["disk_sync"]["rounds"] > 0 and m["disk_sync"]["p50_us"] > 0, "disk sync latency")
 res = run["results"]
-for name in ["chain", "tls", "pay", "online-baseline", "issue", "redeem"]:
+for name in ["chain", "tls", "pay", "online-baseline", "issue", "redeem", "handoff", "transfer"]:
     r = res.get(name)
     need(r is not None, "no result for " + name)
     need(r["count"] > 0 and r["per_second"] > 0, name + ": zero count or rate")
@@ -54,6 +56,11 @@ need(pay["cpu_seconds"]["merchantd"] > 0, "pay: merchantd CPU seconds")
 need(pay["merchant_rss_per_channel_bytes"] is not None, "pay: memory per channel")
 need(pay["batches"]["batches"] > 0, "pay: batches")
 need(res["issue"]["count"] == 20, "issue: every channel issued")
+for name, merchant in [("handoff", "merchantd2"), ("transfer", "merchantd")]:
+    r = res[name]
+    need(r["count"] == r["channels"] == 20 and r["failed"] == 0 and r["lost"] == 0,
+         name + ": every channel exactly once, none refused")
+    need(r["cpu_seconds"][merchant] > 0, name + ": CPU seconds of the merchant serving it")
 need(res["online-baseline"]["cpu_seconds"]["postgres"] > 0, "online-baseline: postgres CPU")
 red = res["redeem"]
 # The round redeems everything the merchant holds unredeemed: the pay scenario's payments too.
@@ -74,6 +81,18 @@ bench --net "$net" --csv -q -d 1 -n 5 -u 50 -c 1 -w 4 chain tls >"$tmp/run.csv" 
 	fail "mpbench --net --csv failed"
 [ "$(wc -l <"$tmp/run.csv")" = 3 ] || fail "csv: expected a header and 2 lines: $(cat "$tmp/run.csv")"
 grep -q '^tls,frames echoed,' "$tmp/run.csv" || fail "csv: no tls line: $(cat "$tmp/run.csv")"
+# --sweep: the scenarios once per number of channels, the point in the CSV's last column.
+bench --net "$net" --csv -q -d 1 -u 50 -c 1 -w 4 --sweep channels=3,6 issue >"$tmp/sweep.csv" ||
+	fail "mpbench --sweep failed"
+python3 - "$tmp/sweep.csv" <<'PY'
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+got = [(r["scenario"], r["count"], r["channels"]) for r in rows]
+if got != [("issue", "3", "3"), ("issue", "6", "6")]:
+    sys.exit("FAIL: sweep: expected issue 3 then 6 channels, got %s" % got)
+PY
+rc=0; bench --sweep channels=x issue >/dev/null 2>&1 || rc=$?
+[ "$rc" = 2 ] || fail "--sweep channels=x gave status $rc, expected 2"
 # Daemons built with sanitizers report in their logs, at the latest when they exit.
 MP_BUILD="$build" "$src/deploy/mpnet" down "$net" >/dev/null 2>&1
 if grep -E -A30 'ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:' "$net"/*/log >&2; then
