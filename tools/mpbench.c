@@ -23,8 +23,8 @@
 #define MPBENCH_BUILD_ROOT "build"
 #endif
 
-static const char *const built[] = {"chain", "tls",    "pay",	  "online-baseline",
-				    "issue", "redeem", "handoff", "transfer"};
+static const char *const built[] = {"chain",  "tls",	 "pay",	     "online-baseline", "issue",
+				    "redeem", "handoff", "transfer", "half-peak"};
 #define N_BUILT (sizeof(built) / sizeof(built[0]))
 
 static void usage(FILE *out)
@@ -33,7 +33,7 @@ static void usage(FILE *out)
 	    out,
 	    "usage: mpbench [options] [SCENARIO ...]\n"
 	    "scenarios (default: all, in this order): chain tls pay online-baseline issue redeem\n"
-	    "handoff transfer\n"
+	    "handoff transfer half-peak\n"
 	    "  chain            chain links/s with the project's hash code (the ceiling)\n"
 	    "  tls              frames/s echoed by brokerd with no work (an Envelope without a "
 	    "body)\n"
@@ -44,6 +44,8 @@ static void usage(FILE *out)
 	    "  handoff          channels moved from merchant m1 to m2 per second (m2 is started\n"
 	    "                   with --spawn; with --net it must exist)\n"
 	    "  transfer         channels given to another customer at their holder per second\n"
+	    "  half-peak        pay latency at half of the peak: a pay load as fast as answered,\n"
+	    "                   then one paced at half its rate (--rate paces every scenario)\n"
 	    "the network:\n"
 	    "  --spawn[=DIR]         start a private network (deploy/mpnet) and stop it after\n"
 	    "  --keep                with --spawn: leave it running\n"
@@ -61,6 +63,7 @@ static void usage(FILE *out)
 	    "  -w, --window W        requests in flight per connection (default 64)\n"
 	    "  -k, --k-units K       the size of a k-unit payment (default 10)\n"
 	    "  -p, --k-percent P     percent of payments that are k-unit (default 10)\n"
+	    "  --rate R              pace each load at R requests/s over all connections\n"
 	    "  --sweep channels=A,B,...  the scenarios once for each number of channels (the\n"
 	    "                        merchant keeps the channels of earlier points)\n"
 	    "output:\n"
@@ -91,6 +94,7 @@ enum long_only {
 	OPT_CSV,
 	OPT_SYNC_DIR,
 	OPT_SWEEP,
+	OPT_RATE,
 };
 
 static const struct option long_opts[] = {
@@ -112,6 +116,7 @@ static const struct option long_opts[] = {
     {"csv", no_argument, NULL, OPT_CSV},
     {"sync-dir", required_argument, NULL, OPT_SYNC_DIR},
     {"sweep", required_argument, NULL, OPT_SWEEP},
+    {"rate", required_argument, NULL, OPT_RATE},
     {"duration", required_argument, NULL, 'd'},
     {"channels", required_argument, NULL, 'n'},
     {"units", required_argument, NULL, 'u'},
@@ -206,6 +211,13 @@ static bool long_flag(struct bench_opts *o, int c, const char *arg)
 		return true;
 	case OPT_SWEEP:
 		return sweep_values(o, arg);
+	case OPT_RATE: {
+		unsigned rate;
+		if (!number(arg, 1, 100000000, &rate))
+			return false;
+		o->rate = rate;
+		return true;
+	}
 	}
 	return false;
 }
@@ -280,7 +292,7 @@ static int parse(struct bench_opts *o, int argc, char **argv)
 		if (!known(argv[i]) || o->n_scenarios == 16) {
 			fprintf(stderr,
 				"mpbench: unknown scenario '%s' (built: chain tls pay "
-				"online-baseline issue redeem handoff transfer)\n",
+				"online-baseline issue redeem handoff transfer half-peak)\n",
 				argv[i]);
 			return 2;
 		}
@@ -314,6 +326,8 @@ static json_t *run_one(const char *name, const struct bench_opts *o, const struc
 		return scenario_handoff(o, n);
 	if (strcmp(name, "transfer") == 0)
 		return scenario_transfer(o, n);
+	if (strcmp(name, "half-peak") == 0)
+		return scenario_half_peak(o, n);
 	return scenario_issue(o, n);
 }
 

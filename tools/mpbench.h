@@ -34,6 +34,7 @@ struct bench_opts {
 	const char *sync_dir;	    /* where the fdatasync loop writes */
 	unsigned channels, conns, window, units, k, k_percent;
 	double duration;
+	double rate; /* --rate R: requests/s over all connections (0: as fast as answered) */
 	bool json, csv, compare, quiet, keep;
 	bool second_merchant; /* a scenario needs merchant m2 (handoff) */
 	unsigned sweep[16];   /* --sweep channels=A,B,...: the scenarios once per value */
@@ -103,6 +104,7 @@ json_t *scenario_tls(const struct bench_opts *o, const struct bench_net *n);
 json_t *scenario_issue(const struct bench_opts *o, const struct bench_net *n);
 json_t *scenario_pay(const struct bench_opts *o, const struct bench_net *n);
 json_t *scenario_redeem(const struct bench_opts *o, const struct bench_net *n);
+json_t *scenario_half_peak(const struct bench_opts *o, const struct bench_net *n);
 json_t *scenario_online_baseline(const struct bench_opts *o, const struct bench_net *n);
 json_t *scenario_handoff(const struct bench_opts *o, const struct bench_net *n);
 json_t *scenario_transfer(const struct bench_opts *o, const struct bench_net *n);

@@ -13,6 +13,8 @@
 #include "tls.h"
 
 #define DRAIN_DEADLINE_S 30.0
+#define PACE_MS		 1    /* the paced load's timer */
+#define PACE_BURST_MS	 10.0 /* tokens kept at most: this long's worth of requests */
 
 enum conn_state { CONN_CONNECTING, CONN_RUNNING, CONN_DRAINING, CONN_IDLE, CONN_DEAD };
 
@@ -21,6 +23,7 @@ struct load_conn {
 	struct mp_conn *c;
 	unsigned index;
 	unsigned in_flight;
+	unsigned parked; /* paced: slots waiting for a token */
 	enum conn_state state;
 };
 
@@ -36,6 +39,10 @@ struct load {
 	struct load_conn *conns;
 	struct slot *slots;
 	struct event *tick;
+	struct event *pace;	/* paced loads only */
+	unsigned *parked_slots; /* paced: a stack of slots waiting for a token */
+	unsigned n_parked;
+	double tokens, last_refill;
 	struct load_result *out;
 	double started, ends_at, last_answer, drain_until, last_progress;
 	uint64_t last_done;
@@ -61,9 +68,16 @@ static void finish_if_done(struct load *l)
 
 static void settle_conn(struct load_conn *lc)
 {
-	if (lc->in_flight == 0 && (lc->state == CONN_DRAINING || lc->state == CONN_RUNNING))
+	if (lc->in_flight == 0 && lc->parked == 0 &&
+	    (lc->state == CONN_DRAINING || lc->state == CONN_RUNNING))
 		lc->state = CONN_IDLE;
 	finish_if_done(lc->l);
+}
+
+static void park(struct load *l, struct load_conn *lc, unsigned slot)
+{
+	l->parked_slots[l->n_parked++] = slot;
+	lc->parked++;
 }
 
 static void on_answer(struct mp_conn *c, const MpEnvelope *env, void *arg)
@@ -96,11 +110,13 @@ static void on_answer(struct mp_conn *c, const MpEnvelope *env, void *arg)
 			return;
 		break;
 	}
+	if (lc->state == CONN_RUNNING && !l->stopping && l->spec->rate > 0) {
+		park(l, lc, slot); /* the pacer sends its next request */
+		return;
+	}
 	if (lc->state == CONN_RUNNING && !l->stopping &&
 	    l->spec->ops->next(l->spec->arg, l, c, slot))
 		return;
-	if (lc->state == CONN_RUNNING && lc->in_flight == 0)
-		lc->state = CONN_IDLE;
 	settle_conn(lc);
 }
 
@@ -119,10 +135,43 @@ static void fill(struct load_conn *lc)
 {
 	struct load *l = lc->l;
 	unsigned w = l->spec->window;
-	for (unsigned i = 0; i < w && !l->stopping; i++)
-		l->spec->ops->next(l->spec->arg, l, lc->c, lc->index * w + i);
-	if (lc->in_flight == 0)
+	for (unsigned i = 0; i < w && !l->stopping; i++) {
+		if (l->spec->rate > 0)
+			park(l, lc, lc->index * w + i);
+		else
+			l->spec->ops->next(l->spec->arg, l, lc->c, lc->index * w + i);
+	}
+	if (lc->in_flight == 0 && lc->parked == 0)
 		lc->state = CONN_IDLE;
+}
+
+/* Paced loads: tokens at the rate, each one sends a parked slot's next request; tokens that
+ * overflow the burst found no parked slot in time and are counted as behind. */
+static void on_pace(evutil_socket_t fd, short what, void *arg)
+{
+	struct load *l = arg;
+	double now = bench_now(), burst = l->spec->rate * PACE_BURST_MS / 1000.0;
+	if (l->stopping || l->started == 0 || l->last_refill < l->started) {
+		l->last_refill = now;
+		return;
+	}
+	l->tokens += (now - l->last_refill) * l->spec->rate;
+	l->last_refill = now;
+	if (burst < 1)
+		burst = 1;
+	while (l->tokens >= 1 && l->n_parked > 0) {
+		unsigned slot = l->parked_slots[--l->n_parked];
+		struct load_conn *lc = l->slots[slot].lc;
+		lc->parked--;
+		if (lc->state == CONN_RUNNING && l->spec->ops->next(l->spec->arg, l, lc->c, slot))
+			l->tokens -= 1;
+		else
+			settle_conn(lc);
+	}
+	if (l->tokens > burst) {
+		l->out->behind += (uint64_t)(l->tokens - burst);
+		l->tokens = burst;
+	}
 }
 
 static void on_open(struct mp_conn *c, void *arg)
@@ -170,8 +219,10 @@ static void start_draining(struct load *l, double now)
 {
 	l->stopping = true;
 	l->drain_until = now + DRAIN_DEADLINE_S;
+	l->n_parked = 0;
 	for (unsigned i = 0; i < l->spec->conns; i++) {
 		struct load_conn *lc = &l->conns[i];
+		lc->parked = 0;
 		if (lc->state == CONN_RUNNING)
 			lc->state = lc->in_flight ? CONN_DRAINING : CONN_IDLE;
 	}
@@ -238,6 +289,12 @@ static bool setup(struct load *l, const struct load_spec *spec, struct load_resu
 	l->conns = calloc(spec->conns, sizeof(*l->conns));
 	l->slots = calloc((size_t)spec->conns * spec->window, sizeof(*l->slots));
 	l->tick = l->base ? event_new(l->base, -1, EV_PERSIST, on_tick, l) : NULL;
+	if (spec->rate > 0) {
+		l->parked_slots = calloc((size_t)spec->conns * spec->window, sizeof(unsigned));
+		l->pace = l->base ? event_new(l->base, -1, EV_PERSIST, on_pace, l) : NULL;
+		if (!l->parked_slots || !l->pace)
+			return false;
+	}
 	return l->dns && l->conns && l->slots && l->tick;
 }
 
@@ -245,6 +302,9 @@ static void teardown(struct load *l)
 {
 	if (l->tick)
 		event_free(l->tick);
+	if (l->pace)
+		event_free(l->pace);
+	free(l->parked_slots);
 	if (l->dns)
 		mp_dns_free(l->dns);
 	/* Connections closed above free themselves on the loop: let it run them out. */
@@ -268,6 +328,7 @@ struct load_spec load_spec_for(const struct bench_opts *o, const struct bench_ne
 				  .conns = o->conns,
 				  .window = o->window,
 				  .duration = o->duration,
+				  .rate = o->rate,
 				  .quiet = o->quiet,
 				  .ops = ops,
 				  .arg = arg};
@@ -286,8 +347,11 @@ bool load_run(const struct load_spec *spec, struct load_result *out)
 	bool ok = setup(&l, spec, out) && connect_all(&l, ctx);
 	if (ok) {
 		struct timeval tv = {0, 100000};
-		l.last_progress = bench_now();
+		l.last_progress = l.last_refill = bench_now();
 		event_add(l.tick, &tv);
+		struct timeval pace = {0, PACE_MS * 1000};
+		if (l.pace)
+			event_add(l.pace, &pace);
 		event_base_dispatch(l.base);
 		double end = l.last_answer > l.started ? l.last_answer : bench_now();
 		out->seconds = l.started > 0 ? end - l.started : 0;
@@ -307,10 +371,11 @@ bool load_run(const struct load_spec *spec, struct load_result *out)
 json_t *load_json(const struct load_result *r, const char *rate_name)
 {
 	double rate = r->seconds > 0 ? (double)r->done / r->seconds : 0;
-	return json_pack("{s:I, s:I, s:I, s:I, s:f, s:f, s:{s:f, s:f, s:f, s:f}}", "count",
-			 (json_int_t)r->done, "failed", (json_int_t)r->failed, "retried",
-			 (json_int_t)r->retried, "lost", (json_int_t)r->lost, "seconds", r->seconds,
-			 rate_name, rate, "latency_us", "p50", hist_quantile(&r->latency, 0.5),
-			 "p99", hist_quantile(&r->latency, 0.99), "p999",
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:{s:f, s:f, s:f, s:f}}", "count",
+			 (json_int_t)r->done, "failed", (json_int_t)r->failed, "behind",
+			 (json_int_t)r->behind, "retried", (json_int_t)r->retried, "lost",
+			 (json_int_t)r->lost, "seconds", r->seconds, rate_name, rate, "latency_us",
+			 "p50", hist_quantile(&r->latency, 0.5), "p99",
+			 hist_quantile(&r->latency, 0.99), "p999",
 			 hist_quantile(&r->latency, 0.999), "max", hist_quantile(&r->latency, 1.0));
 }

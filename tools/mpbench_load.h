@@ -7,7 +7,12 @@
  *        | failed               |  | (or the same again when retried)      v
  *        +--------> DEAD <------+ closed                                   IDLE
  * The loop ends when no connection is CONNECTING, RUNNING or DRAINING, or at the drain
- * deadline (answers still missing then are counted as lost). */
+ * deadline (answers still missing then are counted as lost).
+ *
+ * Paced (spec.rate > 0): a slot whose answer came is parked instead of sending at once; a
+ * timer every PACE_MS releases parked slots at the rate (a token bucket of at most
+ * PACE_BURST_MS worth of requests). Tokens that find no parked slot are counted as `behind`:
+ * then the window, not the rate, limited the load and latency figures are closed-loop. */
 #pragma once
 #include <jansson.h>
 #include <stdbool.h>
@@ -41,6 +46,7 @@ struct load_spec {
 	const char *ca, *cert, *key;
 	unsigned conns, window;
 	double duration; /* 0: until the scenario has no more work */
+	double rate;	 /* requests per second over all connections; 0: as fast as answered */
 	bool quiet;
 	const struct load_ops *ops;
 	void *arg;
@@ -51,6 +57,7 @@ struct load_result {
 	double seconds; /* first send to last answer */
 	struct hist latency;
 	unsigned conns_open; /* connections that completed their handshake */
+	uint64_t behind;     /* paced sends that found no free slot (the window was too small) */
 };
 
 /* A spec with the load flags of o (connections, window, duration, client certificate, quiet)

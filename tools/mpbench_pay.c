@@ -243,8 +243,44 @@ static json_t *pay_load(struct bench_wallet *w, const struct bench_opts *o,
 	return out;
 }
 
-/* Issue, open, pay for the duration; then, if asked, the merchant's redemption of it all. */
-static json_t *pay_session(const struct bench_opts *o, const struct bench_net *n, bool redeem)
+/* half-peak: the pay load as fast as answered (the peak), then again on the same channels
+ * paced at half the peak's rate; the result is the paced run's, with the peak kept under
+ * "peak". */
+static json_t *half_peak(struct bench_wallet *w, const struct bench_opts *o,
+			 const struct bench_net *n, json_t *peak)
+{
+	struct bench_opts paced = *o;
+	paced.rate = json_number_value(json_object_get(peak, "per_second")) / 2;
+	if (paced.rate < 1) {
+		fprintf(stderr, "mpbench: half-peak: the peak run paid nothing\n");
+		json_decref(peak);
+		return NULL;
+	}
+	if (!o->quiet)
+		fprintf(stderr, "mpbench: half-peak: peak %.0f/s, now paced at %.0f/s\n",
+			paced.rate * 2, paced.rate);
+	json_t *out = pay_load(w, &paced, n);
+	if (out && json_integer_value(json_object_get(out, "count")) == 0) {
+		fprintf(stderr, "mpbench: half-peak: the peak run spent every unit of the channels; "
+				"raise -u or -n\n");
+		json_decref(out);
+		out = NULL;
+	}
+	if (out) {
+		json_object_set_new(out, "paced_at_per_second", json_real(paced.rate));
+		json_object_set_new(out, "peak", peak);
+	} else {
+		json_decref(peak);
+	}
+	return out;
+}
+
+enum pay_then { PAY_ONLY, PAY_THEN_REDEEM, PAY_THEN_HALF_PEAK };
+
+/* Issue, open, pay for the duration; then, if asked, the merchant's redemption of it all or
+ * a second pay load at half the rate. */
+static json_t *pay_session(const struct bench_opts *o, const struct bench_net *n,
+			   enum pay_then then)
 {
 	struct bench_wallet w;
 	struct load_result issued, opened;
@@ -271,8 +307,10 @@ static json_t *pay_session(const struct bench_opts *o, const struct bench_net *n
 						? json_real((double)(rss1 - rss0) / w.opened)
 						: json_null());
 		}
-		if (out && redeem)
+		if (out && then == PAY_THEN_REDEEM)
 			out = redeem_all(o, n, out);
+		if (out && then == PAY_THEN_HALF_PEAK)
+			out = half_peak(&w, o, n, out);
 	}
 	wallet_free(&w);
 	return out;
@@ -280,10 +318,15 @@ static json_t *pay_session(const struct bench_opts *o, const struct bench_net *n
 
 json_t *scenario_pay(const struct bench_opts *o, const struct bench_net *n)
 {
-	return pay_session(o, n, false);
+	return pay_session(o, n, PAY_ONLY);
 }
 
 json_t *scenario_redeem(const struct bench_opts *o, const struct bench_net *n)
 {
-	return pay_session(o, n, true);
+	return pay_session(o, n, PAY_THEN_REDEEM);
+}
+
+json_t *scenario_half_peak(const struct bench_opts *o, const struct bench_net *n)
+{
+	return pay_session(o, n, PAY_THEN_HALF_PEAK);
 }

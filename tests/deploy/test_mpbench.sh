@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # mpbench's smoke test (not a benchmark: no timing is asserted). A private network with
-# --spawn, every built scenario (chain tls pay online-baseline issue redeem handoff transfer)
-# for one second with a handful of channels, --json: the machine facts, a result with a
+# --spawn, every built scenario (chain tls pay online-baseline issue redeem handoff transfer
+# half-peak) for one second with a handful of channels, --json: the machine facts, a result with a
 # non-zero count for every scenario, the ratios, the pay extras, every unit paid redeemed, every
 # channel handed off to m2 and transferred once, and the broker's audit clean afterwards
 # (mpbench's own and, independently, mpctl's). An unknown scenario is refused with usage status
@@ -21,7 +21,7 @@ rc=0; bench nosuch >/dev/null 2>"$tmp/usage.err" || rc=$?
 grep -q "unknown scenario 'nosuch'" "$tmp/usage.err" ||
 	fail "no reason for refusing 'nosuch': $(cat "$tmp/usage.err")"
 
-rc=0; bench --spawn="$net" --keep --json -q -d 1 -n 20 -u 100 -c 2 -w 8 >"$tmp/run.json" \
+rc=0; bench --spawn="$net" --keep --json -q -d 1 -n 20 -u 2000 -c 2 -w 8 >"$tmp/run.json" \
 	2>"$tmp/run.err" || rc=$?
 [ "$rc" = 0 ] || { cat "$tmp/run.err" >&2; fail "mpbench --spawn exited with $rc"; }
 
@@ -36,7 +36,8 @@ need(m["cpu"] and m["cores"] >= 1 and m["kernel"], "machine facts")
 need(len(m["load_average"]) == 3, "load average")
 need(m["disk_sync"]["rounds"] > 0 and m["disk_sync"]["p50_us"] > 0, "disk sync latency")
 res = run["results"]
-for name in ["chain", "tls", "pay", "online-baseline", "issue", "redeem", "handoff", "transfer"]:
+for name in ["chain", "tls", "pay", "online-baseline", "issue", "redeem", "handoff", "transfer",
+             "half-peak"]:
     r = res.get(name)
     need(r is not None, "no result for " + name)
     need(r["count"] > 0 and r["per_second"] > 0, name + ": zero count or rate")
@@ -61,6 +62,11 @@ for name, merchant in [("handoff", "merchantd2"), ("transfer", "merchantd")]:
     need(r["count"] == r["channels"] == 20 and r["failed"] == 0 and r["lost"] == 0,
          name + ": every channel exactly once, none refused")
     need(r["cpu_seconds"][merchant] > 0, name + ": CPU seconds of the merchant serving it")
+hp = res["half-peak"]
+need(hp["peak"]["count"] > 0 and
+     abs(hp["paced_at_per_second"] - hp["peak"]["per_second"] / 2) < 0.01 and
+     hp["failed"] == 0 and hp["lost"] == 0 and "behind" in hp,
+     "half-peak: a peak run, then one paced at half its rate")
 need(res["online-baseline"]["cpu_seconds"]["postgres"] > 0, "online-baseline: postgres CPU")
 red = res["redeem"]
 # The round redeems everything the merchant holds unredeemed: the pay scenario's payments too.
