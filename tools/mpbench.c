@@ -24,7 +24,7 @@
 #endif
 
 static const char *const built[] = {"chain",  "tls",	 "pay",	     "online-baseline", "issue",
-				    "redeem", "handoff", "transfer", "half-peak"};
+				    "redeem", "handoff", "transfer", "half-peak",	"issue2"};
 #define N_BUILT (sizeof(built) / sizeof(built[0]))
 
 static void usage(FILE *out)
@@ -33,7 +33,7 @@ static void usage(FILE *out)
 	    out,
 	    "usage: mpbench [options] [SCENARIO ...]\n"
 	    "scenarios (default: all, in this order): chain tls pay online-baseline issue redeem\n"
-	    "handoff transfer half-peak\n"
+	    "handoff transfer half-peak issue2\n"
 	    "  chain            chain links/s with the project's hash code (the ceiling)\n"
 	    "  tls              frames/s echoed by brokerd with no work (an Envelope without a "
 	    "body)\n"
@@ -46,6 +46,8 @@ static void usage(FILE *out)
 	    "  transfer         channels given to another customer at their holder per second\n"
 	    "  half-peak        pay latency at half of the peak: a pay load as fast as answered,\n"
 	    "                   then one paced at half its rate (--rate paces every scenario)\n"
+	    "  issue2           channels issued/s by two brokerd processes over one database\n"
+	    "                   (half the connections each; --spawn starts the second, b2)\n"
 	    "the network:\n"
 	    "  --spawn[=DIR]         start a private network (deploy/mpnet) and stop it after\n"
 	    "  --keep                with --spawn: leave it running\n"
@@ -292,7 +294,7 @@ static int parse(struct bench_opts *o, int argc, char **argv)
 		if (!known(argv[i]) || o->n_scenarios == 16) {
 			fprintf(stderr,
 				"mpbench: unknown scenario '%s' (built: chain tls pay "
-				"online-baseline issue redeem handoff transfer half-peak)\n",
+				"online-baseline issue redeem handoff transfer half-peak issue2)\n",
 				argv[i]);
 			return 2;
 		}
@@ -305,6 +307,7 @@ static int parse(struct bench_opts *o, int argc, char **argv)
 			o->scenarios[o->n_scenarios++] = built[i];
 	}
 	o->second_merchant = asked(o, "handoff");
+	o->second_broker = asked(o, "issue2");
 	return 0;
 }
 
@@ -326,6 +329,8 @@ static json_t *run_one(const char *name, const struct bench_opts *o, const struc
 		return scenario_handoff(o, n);
 	if (strcmp(name, "transfer") == 0)
 		return scenario_transfer(o, n);
+	if (strcmp(name, "issue2") == 0)
+		return scenario_issue2(o, n);
 	if (strcmp(name, "half-peak") == 0)
 		return scenario_half_peak(o, n);
 	return scenario_issue(o, n);

@@ -37,6 +37,7 @@ struct bench_opts {
 	double rate; /* --rate R: requests/s over all connections (0: as fast as answered) */
 	bool json, csv, compare, quiet, keep;
 	bool second_merchant; /* a scenario needs merchant m2 (handoff) */
+	bool second_broker;   /* a scenario needs brokerd b2 (issue2) */
 	unsigned sweep[16];   /* --sweep channels=A,B,...: the scenarios once per value */
 	unsigned n_sweep;
 	const char *scenarios[16];
@@ -58,6 +59,7 @@ struct bench_net {
 	char pg[1024];
 	char merchant_id[64];
 	char merchant2[256], merchant2_id[64], merchant2_admin[600]; /* m2 when there is one */
+	char broker2[256]; /* a second brokerd over the same database (b2) when there is one */
 	struct bench_daemon daemons[BENCH_MAX_DAEMONS];
 	unsigned n_daemons;
 };
@@ -102,6 +104,7 @@ pid_t bench_daemon_pid(const struct bench_net *n, const char *name);
 json_t *scenario_chain(const struct bench_opts *o);
 json_t *scenario_tls(const struct bench_opts *o, const struct bench_net *n);
 json_t *scenario_issue(const struct bench_opts *o, const struct bench_net *n);
+json_t *scenario_issue2(const struct bench_opts *o, const struct bench_net *n);
 json_t *scenario_pay(const struct bench_opts *o, const struct bench_net *n);
 json_t *scenario_redeem(const struct bench_opts *o, const struct bench_net *n);
 json_t *scenario_half_peak(const struct bench_opts *o, const struct bench_net *n);

@@ -250,19 +250,23 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 
 static bool connect_all(struct load *l, SSL_CTX *ctx)
 {
-	char host[256];
-	uint16_t port;
-	if (!mp_split_endpoint(l->spec->endpoint, host, sizeof(host), &port)) {
-		fprintf(stderr, "mpbench: bad endpoint '%s'\n", l->spec->endpoint);
-		return false;
-	}
+	char host[2][256];
+	uint16_t port[2];
+	const char *endpoint[2] = {l->spec->endpoint,
+				   l->spec->endpoint2 ? l->spec->endpoint2 : l->spec->endpoint};
+	for (unsigned e = 0; e < 2; e++)
+		if (!mp_split_endpoint(endpoint[e], host[e], sizeof(host[e]), &port[e])) {
+			fprintf(stderr, "mpbench: bad endpoint '%s'\n", endpoint[e]);
+			return false;
+		}
 	struct mp_net_opts opts = {.max_frame = MP_FRAME_MAX_MERCHANT, .name = "mpbench"};
 	for (unsigned i = 0; i < l->spec->conns; i++) {
 		struct load_conn *lc = &l->conns[i];
 		*lc = (struct load_conn){.l = l, .index = i, .state = CONN_CONNECTING};
 		for (unsigned s = 0; s < l->spec->window; s++)
 			l->slots[i * l->spec->window + s].lc = lc;
-		lc->c = mp_connect(l->base, l->dns, ctx, host, port, &opts, &conn_ops, lc);
+		lc->c = mp_connect(l->base, l->dns, ctx, host[i % 2], port[i % 2], &opts, &conn_ops,
+				   lc);
 		if (!lc->c)
 			lc->state = CONN_DEAD;
 	}

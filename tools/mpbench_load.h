@@ -41,8 +41,9 @@ struct load_ops {
 };
 
 struct load_spec {
-	const char *name;     /* for progress lines */
-	const char *endpoint; /* host:port */
+	const char *name;      /* for progress lines */
+	const char *endpoint;  /* host:port */
+	const char *endpoint2; /* if set, the odd-numbered connections go here */
 	const char *ca, *cert, *key;
 	unsigned conns, window;
 	double duration; /* 0: until the scenario has no more work */

@@ -91,6 +91,8 @@ static bool from_folder(struct bench_net *n, const char *dir)
 		add_daemon(n, "merchantd2", pid_in(dir, "m2/pid"), false);
 	}
 	add_daemon(n, "brokerd", pid_in(dir, "broker/pid"), false);
+	if (read_line(dir, "b2/endpoint", n->broker2, sizeof(n->broker2)))
+		add_daemon(n, "brokerd2", pid_in(dir, "b2/pid"), false);
 	add_daemon(n, "postgres", pid_in(dir, "pg/data/postmaster.pid"), true);
 	return true;
 }
@@ -146,6 +148,11 @@ static bool spawn(struct bench_net *n, const struct bench_opts *o)
 	if (run(o, "up", n->dir, "--no-wallet") != 0) {
 		fprintf(stderr, "mpbench: %s up %s failed (see %s/mpnet.log)\n", o->mpnet, n->dir,
 			n->dir);
+		return false;
+	}
+	if (o->second_broker && run(o, "broker", n->dir, "b2") != 0) {
+		fprintf(stderr, "mpbench: %s broker %s b2 failed (see %s/mpnet.log)\n", o->mpnet,
+			n->dir, n->dir);
 		return false;
 	}
 	if (o->second_merchant && run(o, "merchant", n->dir, "m2") != 0) {

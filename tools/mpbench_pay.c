@@ -193,24 +193,48 @@ static bool prepare(struct bench_wallet *w, const struct bench_opts *o, const st
 	return true;
 }
 
-json_t *scenario_issue(const struct bench_opts *o, const struct bench_net *n)
+/* Channels issued/s at the broker, or (two) at both brokerds of the network, the connections
+ * split between them. */
+static json_t *issue_load(const struct bench_opts *o, const struct bench_net *n, bool two)
 {
 	struct bench_wallet w;
 	struct load_result r;
 	struct bench_cpu c0, c1;
 	json_t *out = NULL;
+	if (two && !n->broker2[0]) {
+		fprintf(stderr,
+			"mpbench: issue2 needs a second brokerd b2 (--spawn starts one; with "
+			"--net DIR, run `deploy/mpnet broker DIR b2` first)\n");
+		return NULL;
+	}
+	if (two && o->conns < 2) {
+		fprintf(stderr, "mpbench: issue2 needs at least 2 connections (-c)\n");
+		return NULL;
+	}
 	if (wallet_setup(&w, o, n) && wallet_make_channels(&w, o)) {
+		w.broker2 = two ? n->broker2 : NULL;
 		cpu_sample(n, &c0);
 		bool ok = wallet_issue(&w, o, n, &r);
 		cpu_sample(n, &c1);
 		if (ok) {
 			out = load_json(&r, "per_second");
 			json_object_set_new(out, "unit", json_string("channels issued"));
+			json_object_set_new(out, "brokers", json_integer(two ? 2 : 1));
 			json_object_set_new(out, "cpu_seconds", cpu_delta(n, &c0, &c1));
 		}
 	}
 	wallet_free(&w);
 	return out;
+}
+
+json_t *scenario_issue(const struct bench_opts *o, const struct bench_net *n)
+{
+	return issue_load(o, n, false);
+}
+
+json_t *scenario_issue2(const struct bench_opts *o, const struct bench_net *n)
+{
+	return issue_load(o, n, true);
 }
 
 static json_t *pay_load(struct bench_wallet *w, const struct bench_opts *o,
@@ -261,8 +285,9 @@ static json_t *half_peak(struct bench_wallet *w, const struct bench_opts *o,
 			paced.rate * 2, paced.rate);
 	json_t *out = pay_load(w, &paced, n);
 	if (out && json_integer_value(json_object_get(out, "count")) == 0) {
-		fprintf(stderr, "mpbench: half-peak: the peak run spent every unit of the channels; "
-				"raise -u or -n\n");
+		fprintf(stderr,
+			"mpbench: half-peak: the peak run spent every unit of the channels; "
+			"raise -u or -n\n");
 		json_decref(out);
 		out = NULL;
 	}

@@ -285,6 +285,8 @@ static bool channel_load(struct bench_wallet *w, const struct bench_opts *o,
 	struct load_spec spec = load_spec_for(o, n, opening ? "open" : "issue",
 					      opening ? n->merchant : n->broker, &channel_ops, &cr);
 	spec.duration = 0; /* until every channel is done */
+	if (!opening)
+		spec.endpoint2 = w->broker2;
 	bool ok = load_run(&spec, r);
 	free(cr.in_slot);
 	return ok;

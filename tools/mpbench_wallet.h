@@ -40,6 +40,7 @@ struct bench_wallet {
 	struct bench_channel *channels;
 	unsigned n_channels, issued, opened;
 	MpSigned *holder_cert; /* the merchant's MerchantCert, from its first OpenAck */
+	const char *broker2;   /* if set, issue over both brokers (half the connections each) */
 	struct mp_hasher *hasher;
 };
 

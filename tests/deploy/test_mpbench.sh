@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # mpbench's smoke test (not a benchmark: no timing is asserted). A private network with
 # --spawn, every built scenario (chain tls pay online-baseline issue redeem handoff transfer
-# half-peak) for one second with a handful of channels, --json: the machine facts, a result with a
+# half-peak issue2) for one second with a handful of channels, --json: the machine facts, a result with a
 # non-zero count for every scenario, the ratios, the pay extras, every unit paid redeemed, every
 # channel handed off to m2 and transferred once, and the broker's audit clean afterwards
 # (mpbench's own and, independently, mpctl's). An unknown scenario is refused with usage status
@@ -37,7 +37,7 @@ need(len(m["load_average"]) == 3, "load average")
 need(m["disk_sync"]["rounds"] > 0 and m["disk_sync"]["p50_us"] > 0, "disk sync latency")
 res = run["results"]
 for name in ["chain", "tls", "pay", "online-baseline", "issue", "redeem", "handoff", "transfer",
-             "half-peak"]:
+             "half-peak", "issue2"]:
     r = res.get(name)
     need(r is not None, "no result for " + name)
     need(r["count"] > 0 and r["per_second"] > 0, name + ": zero count or rate")
@@ -56,7 +56,9 @@ need(pay["answers"].get("UNDERPAID", 0) + pay["answers"].get("OK", 0) == pay["co
 need(pay["cpu_seconds"]["merchantd"] > 0, "pay: merchantd CPU seconds")
 need(pay["merchant_rss_per_channel_bytes"] is not None, "pay: memory per channel")
 need(pay["batches"]["batches"] > 0, "pay: batches")
-need(res["issue"]["count"] == 20, "issue: every channel issued")
+need(res["issue"]["count"] == 20 and res["issue"]["brokers"] == 1, "issue: every channel issued")
+need(res["issue2"]["count"] == 20 and res["issue2"]["brokers"] == 2 and
+     res["issue2"]["failed"] == 0, "issue2: every channel issued over two brokerds")
 for name, merchant in [("handoff", "merchantd2"), ("transfer", "merchantd")]:
     r = res[name]
     need(r["count"] == r["channels"] == 20 and r["failed"] == 0 and r["lost"] == 0,
