@@ -372,14 +372,28 @@ bool load_run(const struct load_spec *spec, struct load_result *out)
 	return ok;
 }
 
+/* The latency distribution as [[quantile, µs], ...] (for a CDF plot). */
+static json_t *latency_cdf(const struct hist *h)
+{
+	static const double q[] = {0.001, 0.01, 0.05, 0.1,  0.2,  0.3,	 0.4,	0.5, 0.6,
+				   0.7,	  0.8,	0.9,  0.95, 0.99, 0.995, 0.999, 1.0};
+	json_t *cdf = json_array();
+	for (size_t i = 0; i < sizeof(q) / sizeof(q[0]); i++)
+		json_array_append_new(cdf, json_pack("[f, f]", q[i], hist_quantile(h, q[i])));
+	return cdf;
+}
+
 json_t *load_json(const struct load_result *r, const char *rate_name)
 {
 	double rate = r->seconds > 0 ? (double)r->done / r->seconds : 0;
-	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:{s:f, s:f, s:f, s:f}}", "count",
-			 (json_int_t)r->done, "failed", (json_int_t)r->failed, "behind",
-			 (json_int_t)r->behind, "retried", (json_int_t)r->retried, "lost",
-			 (json_int_t)r->lost, "seconds", r->seconds, rate_name, rate, "latency_us",
-			 "p50", hist_quantile(&r->latency, 0.5), "p99",
-			 hist_quantile(&r->latency, 0.99), "p999",
-			 hist_quantile(&r->latency, 0.999), "max", hist_quantile(&r->latency, 1.0));
+	json_t *out = json_pack(
+	    "{s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:{s:f, s:f, s:f, s:f}}", "count",
+	    (json_int_t)r->done, "failed", (json_int_t)r->failed, "behind", (json_int_t)r->behind,
+	    "retried", (json_int_t)r->retried, "lost", (json_int_t)r->lost, "seconds", r->seconds,
+	    rate_name, rate, "latency_us", "p50", hist_quantile(&r->latency, 0.5), "p99",
+	    hist_quantile(&r->latency, 0.99), "p999", hist_quantile(&r->latency, 0.999), "max",
+	    hist_quantile(&r->latency, 1.0));
+	if (out)
+		json_object_set_new(out, "latency_cdf_us", latency_cdf(&r->latency));
+	return out;
 }

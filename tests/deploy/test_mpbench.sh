@@ -101,6 +101,14 @@ if got != [("issue", "3", "3"), ("issue", "6", "6")]:
 PY
 rc=0; bench --sweep channels=x issue >/dev/null 2>&1 || rc=$?
 [ "$rc" = 2 ] || fail "--sweep channels=x gave status $rc, expected 2"
+# deploy/bench-report: medians over runs (one tiny one here) and the plot data.
+"$src/deploy/bench-report" --build "$build" --runs 1 --no-sweep --out "$tmp/report" -- \
+	-d 1 -n 5 -u 200 -c 1 -w 4 pay >"$tmp/report.out" 2>"$tmp/report.err" ||
+	{ cat "$tmp/report.err" >&2; fail "bench-report failed"; }
+grep -q '^| pay | payments | 1 | ' "$tmp/report/medians.md" ||
+	fail "bench-report: no median row for pay: $(cat "$tmp/report/medians.md")"
+grep -q 'Every audit clean: yes' "$tmp/report/medians.md" || fail "bench-report: audits"
+[ -s "$tmp/report/latency-cdf.dat" ] || fail "bench-report: no latency CDF data"
 # Daemons built with sanitizers report in their logs, at the latest when they exit.
 MP_BUILD="$build" "$src/deploy/mpnet" down "$net" >/dev/null 2>&1
 if grep -E -A30 'ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:' "$net"/*/log >&2; then
