@@ -20,7 +20,9 @@
  *              paid out) is exactly what it acknowledged (nothing forgotten, nothing twice);
  *              every channel any wallet knows (also one issued by a retry) is finalised with
  *              its escrow accounted for; every IssueReq of the wire client answered again with
- *              the same ChannelCert bytes; the audit is clean.
+ *              the same ChannelCert bytes, and (before redemption) every Transfer sent again to
+ *              whoever capped it answered DUPLICATE_OK with the same Cap bytes its wallet got
+ *              in the bundle; the audit is clean.
  *
  * Which operations run and which daemon dies, after how long, follow from the seed alone; where
  * a kill lands inside an operation depends on timing too. The seed is printed first:
@@ -41,6 +43,7 @@
 #include "harness_ledger.h"
 #include "harness_merchant.h"
 #include "harness_model.h"
+#include "harness_peer.h"
 #include "harness_pg.h"
 #include "harness_settle.h"
 #include "../check_run.h"
@@ -51,9 +54,10 @@
 #define MERCHANT_FUNDS 100000
 #define KILL_WINDOW_MS 600
 #define RETRY_MS       120000
-#define MAX_WIRE       64
+#define MAX_WIRE       256
 #define PAY_MARGIN     (3 * 3600)
 #define DEFAULT_SEED   11
+#define MAX_CAPPED     256
 
 static struct net net;
 static struct tmerchant tm[N_MERCHANTS + 1]; /* 1.. */
@@ -67,7 +71,7 @@ static int64_t merchant_base[N_MERCHANTS + 1];
 
 struct stats {
 	unsigned ops, pays, units, handoffs, transfers, closes, redeems, refunds, payouts, issues;
-	unsigned retries, replays, orphans;
+	unsigned retries, replays, orphans, cap_replays;
 };
 static struct stats st;
 
@@ -80,6 +84,16 @@ struct wire_issue {
 static struct twallet tw;
 static struct wire_issue wiss[MAX_WIRE];
 static int n_wiss;
+
+/* Every transfer's Transfer and the Cap its wallet got in the bundle, with who capped it
+ * (merchant m, or 0: the broker, for a channel no merchant held). */
+struct capped {
+	int capper;
+	uint8_t *transfer, *cap;
+	size_t transfer_len, cap_len;
+};
+static struct capped caps[MAX_CAPPED];
+static int n_caps;
 
 static const char *wname(int w)
 {
@@ -359,6 +373,46 @@ static bool op_pay_elsewhere(void)
 	return true;
 }
 
+/* The bundle's new pair (its last two segments: Transfer s, Cap s), kept for the replays. */
+static void keep_capped(const char *bundle_b64, int capper)
+{
+	if (n_caps == MAX_CAPPED)
+		return;
+	size_t len;
+	uint8_t *bytes = twallet_b64_decode(bundle_b64, &len);
+	Micropay__V1__TransferBundle *b = micropay__v1__transfer_bundle__unpack(NULL, len, bytes);
+	ck_assert_msg(b && b->n_segments >= 2 && b->n_segments % 2 == 0, "a bundle without pairs");
+	struct capped *k = &caps[n_caps++];
+	k->capper = capper;
+	k->transfer = mp_stmt_encode(b->segments[b->n_segments - 2], &k->transfer_len);
+	k->cap = mp_stmt_encode(b->segments[b->n_segments - 1], &k->cap_len);
+	ck_assert(k->transfer && k->cap);
+	micropay__v1__transfer_bundle__free_unpacked(b, NULL);
+	free(bytes);
+}
+
+/* The Transfer sent again to whoever capped it: DUPLICATE_OK with the same Cap, byte for
+ * byte (protocol.md section 5: a resent request gets the stored statement). */
+static void cap_replay(const struct capped *k)
+{
+	MpSigned *t = mp_stmt_decode(k->transfer, k->transfer_len);
+	ck_assert_ptr_nonnull(t);
+	MpEnvelope *e = twallet_transfer_call(k->capper ? ep[k->capper] : broker_ep, ca, t);
+	const Micropay__V1__TransferResp *r = e->transfer_resp;
+	ck_assert_msg(r->status->code == MP_ST(DUPLICATE_OK), "replayed Transfer at %s: %s %s",
+		      k->capper ? mname(k->capper) : "the broker", mp_code_name(r->status->code),
+		      r->status->detail ? r->status->detail : "");
+	size_t len = 0;
+	uint8_t *cap = r->cap ? mp_stmt_encode(r->cap, &len) : NULL;
+	ck_assert_msg(cap && len == k->cap_len && memcmp(cap, k->cap, len) == 0,
+		      "replayed Transfer at %s: another Cap (%zu bytes, first %zu)",
+		      k->capper ? mname(k->capper) : "the broker", len, k->cap_len);
+	free(cap);
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	mp_stmt_free(t);
+	st.cap_replays++;
+}
+
 static bool op_transfer(void)
 {
 	struct mchannel *c = pick_payable();
@@ -374,6 +428,7 @@ static bool op_transfer(void)
 		 json_str(r, "offer"), hold);
 	json_decref(r);
 	r = call(wname(c->owner), "transfer.send", params, NULL);
+	keep_capped(json_str(r, "bundle"), c->holder);
 	ck_assert_int_lt(strlen(json_str(r, "bundle")) + 20, sizeof(params));
 	snprintf(params, sizeof(params), "{\"bundle\":\"%s\"}", json_str(r, "bundle"));
 	json_decref(r);
@@ -632,6 +687,9 @@ static void orphans(int w, bool finalized)
 
 static void finish_and_check(void)
 {
+	for (int i = 0; i < n_caps; i++)
+		cap_replay(&caps[i]); /* before redemption and finalisation, while every capper
+					 holds its records */
 	for (int m = 1; m <= N_MERCHANTS; m++) {
 		check_acknowledged(m);
 		redeem_at(m);
@@ -727,11 +785,13 @@ static void report(uint64_t seed, unsigned cycles, uint64_t ms)
 		"chaos: seed %" PRIu64 ": %u cycles, %u kills (broker %u, m1 %u, m2 %u, w1 %u, "
 		"w2 %u, postgres %u) in %.1f s; %u operations: %u pays (%u units, %u handoffs), "
 		"%u issues, %u transfers, %u closes, %u redeems, %u refunds, %u payouts, %u "
-		"certificate replays; %u retries; %d channels (+%u orphans from retried issues)\n",
+		"certificate replays, %u Cap replays; %u retries; %d channels (+%u orphans from "
+		"retried issues)\n",
 		seed, cycles, kills, killer.kills[V_BROKER], killer.kills[V_M1], killer.kills[V_M2],
 		killer.kills[V_W1], killer.kills[V_W2], killer.kills[V_PG], ms / 1000.0, st.ops,
 		st.pays, st.units, st.handoffs, st.issues, st.transfers, st.closes, st.redeems,
-		st.refunds, st.payouts, st.replays, st.retries, md.n_chans, st.orphans);
+		st.refunds, st.payouts, st.replays, st.cap_replays, st.retries, md.n_chans,
+		st.orphans);
 }
 
 START_TEST(kill_anything_anytime)

@@ -21,7 +21,7 @@ uint64_t rng_range(struct rng *r, uint64_t lo, uint64_t hi);
  * with probability proportional to its weight. */
 size_t rng_weighted(struct rng *r, const void *items, size_t n, size_t size, size_t weight_offset);
 
-#define MODEL_MAX_CHANNELS 64
+#define MODEL_MAX_CHANNELS 512
 #define MODEL_MAX_EPOCHS   24
 
 struct mepoch {
