@@ -13,6 +13,8 @@
 #include "log.h"
 #include "store.h"
 #include "tls.h"
+#include "util.h"
+#include "vault.h"
 #include "wallet.h"
 #include "workers.h"
 
@@ -86,6 +88,33 @@ static void add_channel(void *arg, struct wchannel *ch)
 	*tail = ch;
 }
 
+/* [wallet] passphrase_file read and the store opened with it (store_vault.c: refused without
+ * the passphrase an encrypted store needs, or with a wrong one; a plain store is encrypted).
+ * scrypt runs here, before the daemon serves. */
+static bool unlock_store(struct wallet *w)
+{
+	char pass[WVAULT_PASSPHRASE_MAX + 1], err[512];
+	ssize_t len = 0;
+	if (w->cfg.passphrase_file) {
+		len = mp_read_secret_line(w->cfg.passphrase_file, pass, sizeof(pass), err,
+					  sizeof(err));
+		if (len == 0)
+			snprintf(err, sizeof(err), "%s: the passphrase is empty",
+				 w->cfg.passphrase_file);
+		if (len <= 0) {
+			log_err("[wallet] passphrase_file: %s", err);
+			OPENSSL_cleanse(pass, sizeof(pass));
+			return false;
+		}
+	}
+	bool ok = wstore_unlock(w->store, w->cfg.passphrase_file ? pass : NULL, (size_t)len,
+				WVAULT_LOG2_N_DEFAULT, err, sizeof(err));
+	OPENSSL_cleanse(pass, sizeof(pass));
+	if (!ok)
+		log_err("%s", err);
+	return ok;
+}
+
 static bool wallet_start(struct wallet *w)
 {
 	char err[512];
@@ -98,7 +127,7 @@ static bool wallet_start(struct wallet *w)
 		log_err("%s", err);
 		return false;
 	}
-	if (!load_account(w) || !wstore_channels_load(w->store, add_channel, w))
+	if (!unlock_store(w) || !load_account(w) || !wstore_channels_load(w->store, add_channel, w))
 		return false;
 	for (struct wchannel *ch = w->channels; ch; ch = ch->next)
 		if (!wallet_segment_load(w, ch))

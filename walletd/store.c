@@ -2,6 +2,7 @@
 #include "store_internal.h"
 
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <fcntl.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -16,7 +17,7 @@
 #include "util.h"
 #include "wallet.h"
 
-#define SCHEMA_VERSION 3
+#define SCHEMA_VERSION 4
 
 static const char schema[] =
     "CREATE TABLE IF NOT EXISTS meta ("
@@ -221,7 +222,8 @@ static bool set_up(struct wstore *s, char *err, size_t errlen)
 	snprintf(bump, sizeof(bump), "PRAGMA user_version = %d", SCHEMA_VERSION);
 	if (!wsql_exec(s, schema) || !migrate_holder(s, version) ||
 	    !wstore_migrate_transfer(s, version) || !wstore_close_migrate(s) ||
-	    !wstore_migrate_refund(s) || !wsql_exec(s, bump) || !wstore_commit(s)) {
+	    !wstore_migrate_refund(s) || !wstore_migrate_vault(s, version) || !wsql_exec(s, bump) ||
+	    !wstore_commit(s)) {
 		wstore_rollback(s);
 		snprintf(err, errlen, "%s: cannot create the store schema: %s", s->path,
 			 sqlite3_errmsg(s->db));
@@ -268,13 +270,16 @@ void wstore_close(struct wstore *s)
 		return;
 	sqlite3_finalize(s->checkpoint_get);
 	sqlite3_close(s->db);
+	OPENSSL_cleanse(s->data_key, sizeof(s->data_key));
 	free(s->path);
 	free(s);
 }
 
 /* ---- account ---- */
 
-static int meta_get(struct wstore *s, const char *key, uint8_t *out, size_t len)
+/* ad: the value is a secret (sealed in an encrypted store); NULL: a public value. */
+static int meta_get(struct wstore *s, const char *key, uint8_t *out, size_t len,
+		    const struct wvault_ad *ad)
 {
 	sqlite3_stmt *st = wsql_prep(s, "SELECT value FROM meta WHERE key = ?1");
 	if (st)
@@ -285,55 +290,62 @@ static int meta_get(struct wstore *s, const char *key, uint8_t *out, size_t len)
 	int rc = sqlite3_step(st), found = -1;
 	if (rc == SQLITE_DONE)
 		found = 0;
-	else if (rc == SQLITE_ROW && wsql_column_bytes(st, 0, out, len))
+	else if (rc == SQLITE_ROW && (ad ? wsql_column_secret(s, st, 0, out, len, ad)
+					 : wsql_column_bytes(st, 0, out, len)))
 		found = 1;
 	else if (rc == SQLITE_ROW)
-		log_err("store %s: meta '%s' has the wrong length", s->path, key);
+		log_err("store %s: meta '%s' is unreadable", s->path, key);
 	else
 		wsql_log_error(s, "reading meta");
 	sqlite3_finalize(st);
 	return found;
 }
 
-static bool meta_put(struct wstore *s, const char *key, const uint8_t *data, size_t len)
+static bool meta_put(struct wstore *s, const char *key, const uint8_t *data, size_t len,
+		     const struct wvault_ad *ad)
 {
 	sqlite3_stmt *st = wsql_prep(s, "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)");
 	if (st)
 		st = wsql_bound(s, st,
 				sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC) |
-				    wsql_bind_blob(st, 2, data, len),
+				    (ad ? wsql_bind_secret(s, st, 2, data, len, ad)
+					: wsql_bind_blob(st, 2, data, len)),
 				key);
 	return wsql_run(s, st, key);
 }
 
 int wstore_account_seed(struct wstore *s, uint8_t seed[MP_SK_LEN])
 {
-	return meta_get(s, "account_seed", seed, MP_SK_LEN);
+	struct wvault_ad ad;
+	wvault_ad_make(&ad, WVAULT_ACCOUNT_SEED, NULL, NULL, 0);
+	return meta_get(s, "account_seed", seed, MP_SK_LEN, &ad);
 }
 
 bool wstore_set_account_seed(struct wstore *s, const uint8_t seed[MP_SK_LEN])
 {
-	return meta_put(s, "account_seed", seed, MP_SK_LEN);
+	struct wvault_ad ad;
+	wvault_ad_make(&ad, WVAULT_ACCOUNT_SEED, NULL, NULL, 0);
+	return meta_put(s, "account_seed", seed, MP_SK_LEN, &ad);
 }
 
 int wstore_account_pk(struct wstore *s, uint8_t pk[MP_PK_LEN])
 {
-	return meta_get(s, "account_pk", pk, MP_PK_LEN);
+	return meta_get(s, "account_pk", pk, MP_PK_LEN, NULL);
 }
 
 bool wstore_set_account_pk(struct wstore *s, const uint8_t pk[MP_PK_LEN])
 {
-	return meta_put(s, "account_pk", pk, MP_PK_LEN);
+	return meta_put(s, "account_pk", pk, MP_PK_LEN, NULL);
 }
 
 int wstore_account_id(struct wstore *s, uint8_t id[MP_ID_LEN])
 {
-	return meta_get(s, "account_id", id, MP_ID_LEN);
+	return meta_get(s, "account_id", id, MP_ID_LEN, NULL);
 }
 
 bool wstore_set_account_id(struct wstore *s, const uint8_t id[MP_ID_LEN])
 {
-	return meta_put(s, "account_id", id, MP_ID_LEN);
+	return meta_put(s, "account_id", id, MP_ID_LEN, NULL);
 }
 
 /* ---- channels ---- */
@@ -350,12 +362,15 @@ bool wstore_channel_insert(struct wstore *s, const struct wchannel *ch,
 	    s, "INSERT INTO channels (channel_id, issue_req_id, chain_seed, nonce, owner_seed, "
 	       "request, holder0, n, unit_value, currency, days, checkpoint_interval, state, "
 	       "created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)");
+	struct wvault_ad chain_ad, owner_ad; /* segment 0: the chain's key is the channel id */
+	wvault_ad_make(&chain_ad, WVAULT_CHAIN_SEED, ch->channel_id, ch->channel_id, 0);
+	wvault_ad_make(&owner_ad, WVAULT_OWNER_SEED, ch->channel_id, ch->channel_id, 0);
 	if (st) {
 		int rcs = wsql_bind_blob(st, 1, ch->channel_id, MP_ID_LEN) |
 			  wsql_bind_blob(st, 2, ch->issue_req_id, MP_ID_LEN) |
-			  wsql_bind_blob(st, 3, chain_seed, MP_SEED_LEN) |
+			  wsql_bind_secret(s, st, 3, chain_seed, MP_SEED_LEN, &chain_ad) |
 			  wsql_bind_blob(st, 4, ch->nonce, MP_NONCE_LEN) |
-			  wsql_bind_blob(st, 5, owner_seed, MP_SK_LEN) |
+			  wsql_bind_secret(s, st, 5, owner_seed, MP_SK_LEN, &owner_ad) |
 			  wsql_bind_blob(st, 6, req, req_len) |
 			  wsql_bind_blob(st, 7, ch->holder0, MP_ID_LEN) |
 			  sqlite3_bind_int64(st, 8, ch->n) |
@@ -450,7 +465,8 @@ bool wstore_channel_holder(struct wstore *s, const struct wchannel *ch)
 
 int wstore_owner_seed(struct wstore *s, const uint8_t id[MP_ID_LEN], uint8_t seed[MP_SK_LEN])
 {
-	sqlite3_stmt *st = wsql_prep(s, "SELECT owner_seed FROM channels WHERE channel_id = ?1");
+	sqlite3_stmt *st = wsql_prep(s, "SELECT owner_seed, coalesce(chain_key, channel_id) "
+					"FROM channels WHERE channel_id = ?1");
 	if (st)
 		st =
 		    wsql_bound(s, st, wsql_bind_blob(st, 1, id, MP_ID_LEN), "binding a channel id");
@@ -459,10 +475,20 @@ int wstore_owner_seed(struct wstore *s, const uint8_t id[MP_ID_LEN], uint8_t see
 	int rc = sqlite3_step(st), found = -1;
 	if (rc == SQLITE_DONE)
 		found = 0;
-	else if (rc == SQLITE_ROW && wsql_column_bytes(st, 0, seed, MP_SK_LEN))
-		found = 1;
+	else if (rc == SQLITE_ROW)
+		found = wsql_column_owner_seed(s, st, id, seed) ? 1 : -1;
 	sqlite3_finalize(st);
 	return found;
+}
+
+bool wsql_column_owner_seed(struct wstore *s, sqlite3_stmt *st, const uint8_t id[MP_ID_LEN],
+			    uint8_t seed[MP_SK_LEN])
+{
+	struct wvault_ad ad;
+	if (sqlite3_column_type(st, 1) != SQLITE_BLOB || sqlite3_column_bytes(st, 1) != MP_ID_LEN)
+		return false;
+	wvault_ad_make(&ad, WVAULT_OWNER_SEED, id, sqlite3_column_blob(st, 1), 0);
+	return wsql_column_secret(s, st, 0, seed, MP_SK_LEN, &ad);
 }
 
 int wsql_bind_stmt(sqlite3_stmt *st, int i, const MpSigned *stmt)
@@ -584,13 +610,15 @@ bool wstore_channels_load(struct wstore *s, void (*fn)(void *arg, struct wchanne
 bool wstore_checkpoint_put(struct wstore *s, const uint8_t id[MP_ID_LEN], uint32_t index,
 			   const uint8_t w[MP_HASH_LEN])
 {
+	struct wvault_ad ad;
+	wvault_ad_make(&ad, WVAULT_CHECKPOINT, NULL, id, index);
 	sqlite3_stmt *st =
 	    wsql_prep(s, "INSERT INTO checkpoints (channel_id, idx, word) VALUES (?1, ?2, ?3)");
 	if (st)
 		st = wsql_bound(s, st,
 				wsql_bind_blob(st, 1, id, MP_ID_LEN) |
 				    sqlite3_bind_int64(st, 2, index) |
-				    wsql_bind_blob(st, 3, w, MP_HASH_LEN),
+				    wsql_bind_secret(s, st, 3, w, MP_HASH_LEN, &ad),
 				"binding a checkpoint");
 	return wsql_run(s, st, "storing a checkpoint");
 }
@@ -606,10 +634,12 @@ bool wstore_checkpoint_get(struct wstore *s, const uint8_t id[MP_ID_LEN], uint32
 		wsql_log_error(s, "binding a checkpoint's key");
 		return false;
 	}
+	struct wvault_ad ad;
+	wvault_ad_make(&ad, WVAULT_CHECKPOINT, NULL, id, index);
 	int rc = sqlite3_step(st);
-	bool ok = rc == SQLITE_ROW && wsql_column_bytes(st, 0, w, MP_HASH_LEN);
+	bool ok = rc == SQLITE_ROW && wsql_column_secret(s, st, 0, w, MP_HASH_LEN, &ad);
 	if (!ok && rc == SQLITE_ROW)
-		log_err("store %s: checkpoint %u has the wrong length", s->path, index);
+		log_err("store %s: checkpoint %u is unreadable", s->path, index);
 	else if (rc == SQLITE_DONE)
 		log_err("store %s: checkpoint %u is missing", s->path, index);
 	else if (!ok)

@@ -25,6 +25,23 @@ struct wstore *wstore_open(const char *path, const struct mp_clock *clock, char 
 			   size_t errlen);
 void wstore_close(struct wstore *s);
 
+/* ---- encryption (store_vault.c, docs/wallet-store.md) ---- */
+
+struct wvault_kdf;
+/* Right after wstore_open, before any other call: pass is the passphrase (len bytes) or NULL.
+ * An encrypted store is opened with it (refused without one, or with a wrong one); a plain
+ * store given one is encrypted in one transaction, its new key derived with scrypt N = 2^log2_n;
+ * a plain store without one stays plain. Runs scrypt: seconds, never on a serving loop. False
+ * with err set when refused. */
+bool wstore_unlock(struct wstore *s, const char *pass, size_t len, uint8_t log2_n, char *err,
+		   size_t errlen);
+bool wstore_is_sealed(const struct wstore *s);
+/* The stored vault record (WVAULT_RECORD_LEN bytes): 1 found, 0 a plain store, -1 error. */
+int wstore_vault_record(struct wstore *s, uint8_t *record);
+/* The data key wrapped again under kek (derived by kdf from a new passphrase); the secrets are
+ * not touched. False in a plain store or on a store error. */
+bool wstore_rewrap(struct wstore *s, const struct wvault_kdf *kdf, const uint8_t *kek);
+
 /* A transaction around several writes (BEGIN IMMEDIATE ... COMMIT). */
 bool wstore_begin(struct wstore *s);
 bool wstore_commit(struct wstore *s);

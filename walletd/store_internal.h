@@ -8,12 +8,15 @@
 #include <stdint.h>
 
 #include "proto.h"
+#include "vault.h"
 
 struct wstore {
 	const struct mp_clock *clock; /* protocol time for the rows it stamps */
 	sqlite3 *db;
 	char *path;
 	sqlite3_stmt *checkpoint_get; /* the hot read while paying, prepared once */
+	bool sealed;		      /* secrets sealed under data_key (store_vault.c) */
+	uint8_t data_key[WVAULT_KEY_LEN];
 };
 
 void wsql_log_error(struct wstore *s, const char *what);
@@ -33,3 +36,16 @@ int wsql_bind_stmt(sqlite3_stmt *st, int i, const MpSigned *s);
 bool wstore_migrate_transfer(struct wstore *s, int version);
 /* The refunds table (store_refund.c), created if absent. */
 bool wstore_migrate_refund(struct wstore *s);
+/* Version 4: the secret columns' CHECKs accept sealed values (store_vault.c). */
+bool wstore_migrate_vault(struct wstore *s, int version);
+/* Bind a secret (32 bytes): itself in a plain store, sealed under the data key with ad as its
+ * associated data in an encrypted one. An SQLite error code (logged) if it cannot be sealed. */
+int wsql_bind_secret(struct wstore *s, sqlite3_stmt *st, int i, const uint8_t *secret, size_t len,
+		     const struct wvault_ad *ad);
+/* A secret column of len bytes (opened in an encrypted store); false if absent, of the wrong
+ * length, or (logged) sealed for another row or altered. */
+bool wsql_column_secret(struct wstore *s, sqlite3_stmt *st, int col, uint8_t *out, size_t len,
+			const struct wvault_ad *ad);
+/* Columns (owner_seed, the row's chain key) of channel or offer id: the owner seed opened. */
+bool wsql_column_owner_seed(struct wstore *s, sqlite3_stmt *st, const uint8_t id[MP_ID_LEN],
+			    uint8_t seed[MP_SK_LEN]);

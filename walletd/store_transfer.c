@@ -179,6 +179,9 @@ static bool segment_put(struct wstore *s, const uint8_t id[MP_ID_LEN], uint32_t 
 bool wstore_offer_insert(struct wstore *s, const struct wstore_offer *o,
 			 const uint8_t chain_seed[MP_SEED_LEN], const uint8_t owner_seed[MP_SK_LEN])
 {
+	struct wvault_ad chain_ad, owner_ad;
+	wvault_ad_make(&chain_ad, WVAULT_CHAIN_SEED, o->channel_id, o->chain_key, 0);
+	wvault_ad_make(&owner_ad, WVAULT_OWNER_SEED, o->channel_id, o->chain_key, 0);
 	sqlite3_stmt *st = wsql_prep(
 	    s,
 	    "INSERT INTO offers (channel_id, chain_key, chain_seed, nonce, owner_seed, len, "
@@ -188,9 +191,9 @@ bool wstore_offer_insert(struct wstore *s, const struct wstore_offer *o,
 		    s, st,
 		    wsql_bind_blob(st, 1, o->channel_id, MP_ID_LEN) |
 			wsql_bind_blob(st, 2, o->chain_key, MP_ID_LEN) |
-			wsql_bind_blob(st, 3, chain_seed, MP_SEED_LEN) |
+			wsql_bind_secret(s, st, 3, chain_seed, MP_SEED_LEN, &chain_ad) |
 			wsql_bind_blob(st, 4, o->nonce, MP_NONCE_LEN) |
-			wsql_bind_blob(st, 5, owner_seed, MP_SK_LEN) |
+			wsql_bind_secret(s, st, 5, owner_seed, MP_SK_LEN, &owner_ad) |
 			sqlite3_bind_int64(st, 6, o->len) | sqlite3_bind_int64(st, 7, o->interval) |
 			wsql_bind_blob(st, 8, o->offer, o->offer_len) |
 			sqlite3_bind_int64(st, 9, (sqlite3_int64)mp_clock_now(s->clock)),
@@ -289,14 +292,15 @@ void wstore_offer_clear(struct wstore_offer *o)
 
 int wstore_offer_seed(struct wstore *s, const uint8_t id[MP_ID_LEN], uint8_t seed[MP_SK_LEN])
 {
-	sqlite3_stmt *st = by_channel(s, "SELECT owner_seed FROM offers WHERE channel_id = ?1", id);
+	sqlite3_stmt *st =
+	    by_channel(s, "SELECT owner_seed, chain_key FROM offers WHERE channel_id = ?1", id);
 	if (!st)
 		return -1;
 	int rc = sqlite3_step(st), found = -1;
 	if (rc == SQLITE_DONE)
 		found = 0;
-	else if (rc == SQLITE_ROW && wsql_column_bytes(st, 0, seed, MP_SK_LEN))
-		found = 1;
+	else if (rc == SQLITE_ROW)
+		found = wsql_column_owner_seed(s, st, id, seed) ? 1 : -1;
 	sqlite3_finalize(st);
 	return found;
 }

@@ -29,7 +29,8 @@ struct wstore;
 struct wallet_config {
 	struct mp_service_config service;
 	char *store;
-	char *account_key; /* NULL: the key is generated and kept in the store */
+	char *account_key;     /* NULL: the key is generated and kept in the store */
+	char *passphrase_file; /* NULL: a plain store (docs/wallet-store.md) */
 	char *broker;
 	char *broker_pk_hex;
 	char *currency;
