@@ -153,6 +153,13 @@ static bool encrypt_store(struct wstore *s, const uint8_t dk[WVAULT_KEY_LEN],
 	ok = ok && wstore_commit(s);
 	if (!ok)
 		wstore_rollback(s);
+	/* The plain pages are in the main file until a checkpoint copies the sealed ones over
+	 * them (secure_delete zeroes what they leave free); the WAL, which held them before, is
+	 * truncated to nothing. */
+	if (ok && !wsql_exec(s, "PRAGMA wal_checkpoint(TRUNCATE)"))
+		log_warn("store %s: encrypted, but the plain pages stay in the file until the next "
+			 "checkpoint",
+			 s->path);
 	sqlite3_create_function_v2(s->db, "mp_seal", 5, SQLITE_UTF8, s, NULL, NULL, NULL, NULL);
 	s->sealed = ok;
 	if (!ok)

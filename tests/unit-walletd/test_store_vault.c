@@ -213,6 +213,7 @@ START_TEST(plain_store_migrates_and_stays_spendable)
 	s = open_with(pass);
 	ck_assert_msg(s != NULL, "%s", err);
 	ck_assert(wstore_is_sealed(s));
+	ck_assert_int_eq(secrets_in_files(), 0); /* at once, not only after a clean stop */
 	everything_comes_back(s);
 	wstore_close(s);
 	ck_assert_int_eq(secrets_in_files(), 0);
