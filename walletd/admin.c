@@ -1,6 +1,6 @@
 /* walletd's admin socket: status, metrics, register, issue, issue.retry, pay, transfer.offer,
- * transfer.send, transfer.accept, balance, channels, shutdown. Every method answers one top-level
- * object of a fixed shape. */
+ * transfer.send, transfer.accept, balance, channels, passphrase.change, shutdown. Every method
+ * answers one top-level object of a fixed shape. */
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -227,6 +227,10 @@ static const struct mp_admin_method wallet_methods[] = {
     {"clock.show", admin_clock_show, "protocol time: {test_clock, offset, now}", NULL},
     {"clock.advance", admin_clock_advance, "move the test clock forward (--test-clock only)",
      MP_ADMIN_PARAMS({"seconds", MP_ADMIN_T_UINT, true, NULL, "seconds to add"})},
+    {"passphrase.change", wallet_admin_passphrase_change,
+     "re-wrap the store's data key under the passphrase now in [wallet] passphrase_file "
+     "(docs/wallet-store.md)",
+     NULL},
     {"reload", admin_reload, "re-read the CA and the log level (as SIGHUP)", NULL},
     {"shutdown", admin_shutdown,
      "stop gracefully: refuse new exchanges, finish those in progress, then exit", NULL},

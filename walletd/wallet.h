@@ -157,6 +157,7 @@ struct wallet {
 	struct mp_metrics_http *metrics_http; /* NULL: [metrics] http_listen not set */
 	struct mp_clock_guard *clock_guard;   /* offset against the broker (clock_guard.h) */
 	bool clock_probing;		      /* clock_probe.c: a probe is on its way */
+	bool rewrapping;		      /* passphrase.c: a passphrase.change is running */
 };
 
 /* wallet_metrics.c: registers every metric and opens the HTTP port if configured; false
@@ -232,6 +233,8 @@ void wallet_admin_close(struct mp_admin_req *req, json_t *params, void *ctx);
  * error. */
 bool wallet_close_load(struct wallet *w);
 void wallet_admin_refund(struct mp_admin_req *req, json_t *params, void *ctx);
+/* passphrase.c: the store's data key re-wrapped under [wallet] passphrase_file. */
+void wallet_admin_passphrase_change(struct mp_admin_req *req, json_t *params, void *ctx);
 /* refund.c: each channel's refund state from the store (start-up). */
 bool wallet_refund_load(struct wallet *w);
 /* The refund check timer ([wallet] refund_check_interval); stop before the connections close. */

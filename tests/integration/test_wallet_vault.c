@@ -5,7 +5,8 @@
  * w2 is encrypted too before it takes a channel w1 gives it (its offer's secrets sealed, copied
  * sealed to the received channel) and pays with it. w1's first channel is closed early and its
  * refund paid; w1 restarted with a wrong passphrase is refused and says so, with the right one it
- * pays on. The audit stays clean. */
+ * pays on; passphrase.change re-wraps the data key under a new passphrase, which then opens it
+ * and the old one does not. The audit stays clean. */
 #include <check.h>
 #include <fcntl.h>
 #include <sqlite3.h>
@@ -221,6 +222,24 @@ START_TEST(encrypted_wallet_pays_transfers_and_refunds)
 	ck_assert_int_eq(net_cmd(&net, "start", "w1"), 0);
 	pay("w1", c, 2);
 	ck_assert_uint_eq(secrets_in_store("w1"), 0);
+
+	/* A new passphrase: the data key re-wrapped (on a worker) under the file's new content;
+	 * the old one no longer opens the store, the new one does. A plain wallet has none. */
+	write_passphrase("w1", "w1's new passphrase", 0600);
+	json_t *r = admin_ok(&net, "w1", "passphrase.change", NULL);
+	ck_assert(json_is_true(json_object_get(r, "rewrapped")));
+	ck_assert_int_eq(json_int(r, "log2_n"), 17); /* docs/wallet-store.md: N = 2^17 */
+	json_decref(r);
+	ck_assert_int_eq(restart("w1"), 0);
+	pay("w1", c, 1);
+	write_passphrase("w1", "w1's long passphrase\n", 0600);
+	ck_assert_int_ne(restart("w1"), 0);
+	write_passphrase("w1", "w1's new passphrase", 0600);
+	ck_assert_int_eq(net_cmd(&net, "start", "w1"), 0);
+	char err[512];
+	ck_assert_int_eq(net_cmd(&net, "wallet", "w3"), 0);
+	ck_assert_ptr_null(admin(&net, "w3", "passphrase.change", NULL, err, sizeof(err)));
+	ck_assert_msg(strstr(err, "the store is not encrypted"), "%s", err);
 	net_audit_clean(&net);
 }
 END_TEST
