@@ -28,9 +28,8 @@ static const struct mp_cfg_key wallet_keys[] = {
       "the account key: a seed file (mode 0600) or a PKCS#11 URI (docs/keys.md); default: "
       "generated at the first start and kept in the store"),
     K("wallet", "passphrase_file", MP_CFG_STRING, passphrase_file, false,
-      "file (mode 0600) holding the store's passphrase on its first line: the store's secrets "
-      "are encrypted under it (docs/wallet-store.md); a plain store is encrypted at the next "
-      "start; default: a plain store"),
+      "file (mode 0600), the passphrase the store's secrets are encrypted under "
+      "(docs/wallet-store.md); default: a plain store"),
     K("wallet", "broker", MP_CFG_STRING, broker, true, "host:port of brokerd"),
     K("wallet", "broker_pk", MP_CFG_STRING, broker_pk_hex, true,
       "the broker's Ed25519 public key, 64 hex digits"),
