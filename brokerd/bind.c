@@ -14,9 +14,15 @@
  *   Move verified (type, key, signature; channel, seg_seq, from_epoch 0, to_mid = peer)
  *      |                                         --(refused)---------------> BAD_SIG/MALFORMED
  *      v
- *   Bind signed, mp_bind --(COMMIT)--> OK / DUPLICATE_OK (stored Bind) /
- *                                      NOT_HOLDER + the stored Bind of another merchant /
- *                                      refusal (EXPIRED, MALFORMED, ...) */
+ *   SIGNING [worker pool, common/sign_job.h]: the Bind --(queue full)------> LIMIT busy
+ *      |                                   --(failed, or pool stopped)--> INTERNAL
+ *      v
+ *   mp_bind --(COMMIT)--> OK / DUPLICATE_OK (stored Bind, byte for byte) /
+ *                         NOT_HOLDER + the stored Bind of another merchant /
+ *                         refusal (EXPIRED, MALFORMED, ...)
+ *
+ * Nothing is stored before mp_bind. While the Bind is on a worker the call holds its own
+ * reference to the connection: a peer that hangs up only loses the answer. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +30,7 @@
 #include "broker.h"
 #include "db.h"
 #include "log.h"
+#include "sign_job.h"
 #include "stmt.h"
 #include "tls.h"
 #include "util.h"
@@ -33,6 +40,7 @@ struct bind_call {
 	uint8_t channel_id[MP_ID_LEN];
 	uint8_t peer_mid[MP_ID_LEN];
 	MpSigned *move;
+	uint8_t owner_pk[MP_PK_LEN];	   /* of the current segment, from bind_lookup */
 	char what[2 * MP_HEX_ID_LEN + 16]; /* "channel X for merchant Y" context for logs */
 };
 
@@ -89,40 +97,54 @@ static void on_bound(const PGresult *res, const char *error, void *arg)
 	mp_stmt_free(bind);
 }
 
-static MpSigned *sign_bind(struct broker *b, const struct bind_call *bc)
-{
-	Micropay__V1__Bind bd = MICROPAY__V1__BIND__INIT;
-	bd.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)bc->channel_id};
-	bd.merchant_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)bc->peer_mid};
-	return mp_stmt_sign(&b->key, MP_STMT_BIND, &bd.base);
-}
-
-static void call_bind(struct bind_call *bc, const uint8_t owner_pk[MP_PK_LEN])
+static void store_bind(struct bind_call *bc, const MpSigned *bind)
 {
 	struct broker *b = bc->call->b;
-	MpSigned *bind = sign_bind(b, bc);
 	size_t len = 0;
-	uint8_t *bytes = bind ? mp_stmt_encode(bind, &len) : NULL;
+	uint8_t *bytes = mp_stmt_encode(bind, &len);
 	uint8_t hash[MP_HASH_LEN];
 	if (!bytes) {
-		mp_stmt_free(bind);
-		reply_bind(bc, MP_ST(INTERNAL), "signing failed", NULL);
+		reply_bind(bc, MP_ST(INTERNAL), "out of memory", NULL);
 		return;
 	}
 	mp_stmt_hash(bind, hash);
 	struct db_params p = {0};
 	db_param_bytes(&p, bc->channel_id, MP_ID_LEN);
 	db_param_bytes(&p, bc->peer_mid, MP_ID_LEN);
-	db_param_bytes(&p, owner_pk, MP_PK_LEN);
+	db_param_bytes(&p, bc->owner_pk, MP_PK_LEN);
 	db_param_bytes(&p, hash, MP_HASH_LEN);
 	db_param_bytes(&p, bytes, len);
 	db_param_u64(&p, b->cfg.t_grace);
 	db_param_u64(&p, broker_now(b));
 	const char *refused = db_call(b->db, "bind", &p, on_bound, bc);
 	free(bytes);
-	mp_stmt_free(bind);
 	if (refused)
 		reply_bind(bc, MP_ST(INTERNAL), refused, NULL);
+}
+
+static void on_bind_signed(void *arg, MpSigned *bind)
+{
+	struct bind_call *bc = arg;
+	if (!bind) {
+		reply_bind(bc, MP_ST(INTERNAL), "signing failed; retry", NULL);
+		return;
+	}
+	bc->call->b->stats.signatures_worker++;
+	store_bind(bc, bind);
+	mp_stmt_free(bind);
+}
+
+static void sign_bind(struct bind_call *bc)
+{
+	struct broker *b = bc->call->b;
+	Micropay__V1__Bind bd = MICROPAY__V1__BIND__INIT;
+	bd.channel_id = (ProtobufCBinaryData){MP_ID_LEN, bc->channel_id};
+	bd.merchant_id = (ProtobufCBinaryData){MP_ID_LEN, bc->peer_mid};
+	if (mp_sign_job_submit(b->workers, &b->key, MP_STMT_BIND, &bd.base, on_bind_signed, bc))
+		return;
+	log_warn("bind %s refused: worker queue full", bc->what);
+	b->stats.worker_queue_refusals++;
+	reply_bind(bc, MP_ST(LIMIT), "broker busy: signing queue full, retry later", NULL);
 }
 
 /* The Move under the key from our own state, then its fields against the request. */
@@ -172,10 +194,11 @@ static void on_lookup(const PGresult *res, const char *error, void *arg)
 	}
 	const char *detail = NULL;
 	MpCode code = check_move(bc, owner_pk, (uint32_t)db_get_i64(res, 0, "seg_seq"), &detail);
+	memcpy(bc->owner_pk, owner_pk, MP_PK_LEN);
 	if (code != MP_ST(OK))
 		reply_bind(bc, code, detail, NULL);
 	else
-		call_bind(bc, owner_pk);
+		sign_bind(bc);
 }
 
 void handle_bind(struct broker *b, struct mp_conn *c, const MpEnvelope *env)

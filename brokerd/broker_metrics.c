@@ -78,7 +78,11 @@ static void register_limits(struct broker *b)
 		"Redeems refused: the merchant's BAD_CHAIN budget was spent.",
 		&s->bad_chain_budget_refusals);
 	counter(b, "micropay_broker_worker_queue_refusals_total",
-		"Redeems refused: the hashing queue was full.", &s->worker_queue_refusals);
+		"Requests refused: the worker queue (hashing, verifying, signing) was full.",
+		&s->worker_queue_refusals);
+	mp_metrics_u64(b->metrics, MP_METRIC_COUNTER, "micropay_broker_signatures_total",
+		       "Statements brokerd signed while serving peers, by where the signature ran.",
+		       (const char *[]){"where", "worker", NULL}, &s->signatures_worker);
 	mp_metrics_fn(b->metrics, MP_METRIC_GAUGE, "micropay_broker_worker_queue",
 		      "Hashing jobs waiting.", NULL, worker_queue, b);
 	mp_metrics_fn(b->metrics, MP_METRIC_GAUGE, "micropay_broker_worker_busy",

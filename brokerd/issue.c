@@ -1,7 +1,9 @@
 /* IssueRequest -> ChannelCert (protocol.md section 6, "Issue"). The signature is checked
  * first, under the account's registered key (claimed_account says how that key is found
  * without parsing the body); then one SQL function decides replay, conflict, bounds, funds and
- * reuse in one transaction, and the cert leaves only after COMMIT.
+ * reuse in one transaction, and the cert leaves only after COMMIT. Both Ed25519 operations run
+ * on the worker pool (common/sign_job.h), never on the loop: the request's verification, and
+ * the cert's signature (in memory or in a PKCS#11 token, docs/keys.md).
  *
  *   received --(no account_id in the framing)------------------------------> BAD_SIG
  *      | account_id read from the framing only
@@ -9,11 +11,23 @@
  *   key cached? --no--> customer_key query --(no row)----------------------> UNKNOWN_ACCOUNT
  *      | yes                 | key (cached from now on)
  *      v                     v
- *   type, signer_pk, signature (mp_stmt_open) --(refused)------------------> BAD_SIG
+ *   VERIFYING [worker]: type, signer_pk, signature (mp_stmt_open) --(refused)-> BAD_SIG
+ *      |                                    --(pool queue full)------------> LIMIT busy
  *      | verified: now parse strictly --(refused, lengths, other account)--> MALFORMED
  *      v
- *   bounds checked, cert signed, mp_issue --(COMMIT)------------------> OK / DUPLICATE_OK /
- *                                                      CONFLICT + stored request / refusal */
+ *   bounds checked --(refused: no cert signed)-----------------------+
+ *      | in bounds                                                   |
+ *      v                                                             |
+ *   SIGNING [worker]: the ChannelCert --(pool queue full)------------|----> LIMIT busy
+ *      |                          --(failed, or pool stopped)--------|----> INTERNAL
+ *      v                                                             v
+ *   mp_issue (db) --(COMMIT)--> OK / DUPLICATE_OK (the stored cert, byte for byte) /
+ *                               CONFLICT + stored request / refusal
+ *
+ * Nothing is stored before mp_issue: a LIMIT busy or INTERNAL before it leaves no trace, and a
+ * resent request goes through the whole path again. A connection that closes while a job is on
+ * a worker only loses the answer: the call holds its own reference to the connection, and the
+ * job's arg (the issue) stays valid until its done ran on the loop. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +38,7 @@
 #include "ids.h"
 #include "log.h"
 #include "pb_peek.h"
+#include "sign_job.h"
 #include "stmt.h"
 #include "util.h"
 
@@ -33,15 +48,28 @@
 /* IssueRequest.account_id in proto/micropay.proto */
 #define ISSUE_REQUEST_ACCOUNT_ID_FIELD 2
 
+struct cert_times {
+	uint64_t now, issued_at, pay_until, redeem_until;
+};
+
 struct issue {
 	struct broker_call *call;
 	MpSigned *stmt;
 	uint8_t account_id[MP_ID_LEN];
+	Micropay__V1__IssueRequest *req; /* parsed once verified */
+	MpCode bounds;			 /* check_bounds: OK, or the refusal mp_issue stores */
+	const char *bounds_detail;
+	uint8_t channel_id[MP_ID_LEN];
+	struct cert_times t;
 };
+
+static const char busy_detail[] = "broker busy: signing queue full, retry later";
 
 static void issue_free(struct issue *is)
 {
 	mp_stmt_free(is->stmt);
+	if (is->req)
+		micropay__v1__issue_request__free_unpacked(is->req, NULL);
 	free(is);
 }
 
@@ -104,29 +132,6 @@ static bool lengths_ok(const Micropay__V1__IssueRequest *r)
 	       (r->holder0.len == 0 || mp_bytes_len_is(r->holder0, MP_ID_LEN));
 }
 
-struct cert_times {
-	uint64_t now, issued_at, pay_until, redeem_until;
-};
-
-static MpSigned *sign_cert(struct broker *b, const Micropay__V1__IssueRequest *r,
-			   const uint8_t channel_id[MP_ID_LEN], const struct cert_times *t)
-{
-	Micropay__V1__ChannelCert cc = MICROPAY__V1__CHANNEL_CERT__INIT;
-	cc.broker_key_id = (ProtobufCBinaryData){MP_KEY_ID_LEN, b->key_id};
-	cc.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)channel_id};
-	cc.owner_pk = r->owner_pk;
-	cc.chain_nonce = r->chain_nonce;
-	cc.root = r->root;
-	cc.n = r->n;
-	cc.unit_value = r->unit_value;
-	cc.currency = r->currency;
-	cc.holder0 = r->holder0;
-	cc.issued_at = t->issued_at;
-	cc.pay_until = t->pay_until;
-	cc.redeem_until = t->redeem_until;
-	return mp_stmt_sign(&b->key, MP_STMT_CHANNEL_CERT, &cc.base);
-}
-
 static MpSigned *stored_statement(const PGresult *res, const char *col)
 {
 	size_t len = 0;
@@ -170,50 +175,44 @@ static void on_issued(const PGresult *res, const char *error, void *arg)
 	mp_stmt_free(stored);
 }
 
-static void call_issue(struct issue *is, const Micropay__V1__IssueRequest *r, MpCode bounds,
-		       const char *bounds_detail)
+/* mp_issue with the request and, when in bounds, the signed cert (NULL otherwise). */
+static void store_issue(struct issue *is, const MpSigned *cert)
 {
 	struct broker *b = is->call->b;
-	uint8_t channel_id[MP_ID_LEN], escrow_id[MP_ID_LEN], req_hash[MP_HASH_LEN];
-	mp_channel_id(r->account_id.data, r->issue_req_id.data, channel_id);
+	const Micropay__V1__IssueRequest *r = is->req;
+	const struct cert_times *t = &is->t;
+	uint8_t escrow_id[MP_ID_LEN], req_hash[MP_HASH_LEN];
 	mp_stmt_hash(is->stmt, req_hash);
-	struct cert_times t = {.now = mp_clock_now(&is->call->b->clock)};
-	t.issued_at = t.now - t.now % HOUR;
-	t.pay_until = t.issued_at + r->pay_until_days * DAY;
-	t.redeem_until = t.pay_until + REDEEM_WINDOW;
-	MpSigned *cert = NULL;
-	if (bounds == MP_ST(OK) && !(cert = sign_cert(b, r, channel_id, &t))) {
-		reply_issue(is, MP_ST(INTERNAL), "signing failed", NULL, NULL);
-		return;
-	}
 	size_t req_len = 0, cert_len = 0;
 	uint8_t *req_bytes = mp_stmt_encode(is->stmt, &req_len);
 	uint8_t *cert_bytes = cert ? mp_stmt_encode(cert, &cert_len) : NULL;
-	bool ok = mp_random_bytes(escrow_id, sizeof(escrow_id)) && req_bytes;
+	bool ok =
+	    mp_random_bytes(escrow_id, sizeof(escrow_id)) && req_bytes && (!cert || cert_bytes);
+	bool in_bounds = is->bounds == MP_ST(OK);
 	struct db_params p = {0};
 	db_param_bytes(&p, r->account_id.data, MP_ID_LEN);
 	db_param_bytes(&p, r->issue_req_id.data, MP_ID_LEN);
 	db_param_bytes(&p, req_hash, MP_HASH_LEN);
 	db_param_bytes(&p, req_bytes, req_len);
-	db_param_i64(&p, bounds);
-	db_param_text(&p, bounds_detail ? bounds_detail : "");
-	db_param_bytes(&p, channel_id, MP_ID_LEN);
+	db_param_i64(&p, is->bounds);
+	db_param_text(&p, is->bounds_detail ? is->bounds_detail : "");
+	db_param_bytes(&p, is->channel_id, MP_ID_LEN);
 	db_param_bytes(&p, escrow_id, MP_ID_LEN);
 	db_param_bytes(&p, r->owner_pk.data, MP_PK_LEN);
 	db_param_bytes(&p, r->chain_nonce.data, MP_NONCE_LEN);
 	db_param_bytes(&p, r->root.data, MP_HASH_LEN);
 	/* Refused bounds never reach a SQL integer: they could not even be converted. */
-	db_param_u64(&p, bounds == MP_ST(OK) ? r->n : 0);
-	db_param_u64(&p, bounds == MP_ST(OK) ? r->unit_value : 0);
+	db_param_u64(&p, in_bounds ? r->n : 0);
+	db_param_u64(&p, in_bounds ? r->unit_value : 0);
 	db_param_text(&p, r->currency);
 	db_param_bytes(&p, r->holder0.data, r->holder0.len);
-	db_param_u64(&p, t.issued_at);
-	db_param_u64(&p, t.pay_until);
-	db_param_u64(&p, t.redeem_until);
+	db_param_u64(&p, t->issued_at);
+	db_param_u64(&p, t->pay_until);
+	db_param_u64(&p, t->redeem_until);
 	db_param_u64(&p, b->cfg.t_grace);
 	/* The SQL function compares brokerd's clock with the database's: without the test
 	 * clock's offset, which moves the deadlines (issued_at, pay_until), not the machine. */
-	db_param_u64(&p, t.now - (uint64_t)atomic_load(&b->clock.offset));
+	db_param_u64(&p, t->now - (uint64_t)atomic_load(&b->clock.offset));
 	db_param_u64(&p, b->cfg.max_offset);
 	if (cert_bytes)
 		db_param_bytes(&p, cert_bytes, cert_len);
@@ -224,30 +223,96 @@ static void call_issue(struct issue *is, const Micropay__V1__IssueRequest *r, Mp
 		reply_issue(is, MP_ST(INTERNAL), refused, NULL, NULL);
 	free(req_bytes);
 	free(cert_bytes);
+}
+
+static void reply_busy(struct issue *is, const char *step)
+{
+	char hex[MP_HEX_ID_LEN + 1];
+	mp_hex_encode(is->account_id, MP_ID_LEN, hex);
+	log_warn("issue for account %s refused at %s: worker queue full (%s)", hex, step,
+		 mp_conn_peer(is->call->conn));
+	is->call->b->stats.worker_queue_refusals++;
+	reply_issue(is, MP_ST(LIMIT), busy_detail, NULL, NULL);
+}
+
+/* SIGNING done, on the loop. */
+static void on_cert_signed(void *arg, MpSigned *cert)
+{
+	struct issue *is = arg;
+	if (!cert) {
+		reply_issue(is, MP_ST(INTERNAL), "signing failed; retry", NULL, NULL);
+		return;
+	}
+	is->call->b->stats.signatures_worker++;
+	store_issue(is, cert);
 	mp_stmt_free(cert);
 }
 
-/* The signature under the account's registered key first, then everything else. */
-static void verify_and_issue(struct issue *is, const uint8_t pk[MP_PK_LEN])
+/* The cert's body, serialised now; its signature is made on a worker. */
+static void sign_cert(struct issue *is)
 {
-	ProtobufCMessage *body;
-	MpCode code = mp_stmt_open(is->stmt, MP_STMT_ISSUE_REQUEST, pk,
-				   &micropay__v1__issue_request__descriptor, &body);
+	struct broker *b = is->call->b;
+	const Micropay__V1__IssueRequest *r = is->req;
+	Micropay__V1__ChannelCert cc = MICROPAY__V1__CHANNEL_CERT__INIT;
+	cc.broker_key_id = (ProtobufCBinaryData){MP_KEY_ID_LEN, b->key_id};
+	cc.channel_id = (ProtobufCBinaryData){MP_ID_LEN, is->channel_id};
+	cc.owner_pk = r->owner_pk;
+	cc.chain_nonce = r->chain_nonce;
+	cc.root = r->root;
+	cc.n = r->n;
+	cc.unit_value = r->unit_value;
+	cc.currency = r->currency;
+	cc.holder0 = r->holder0;
+	cc.issued_at = is->t.issued_at;
+	cc.pay_until = is->t.pay_until;
+	cc.redeem_until = is->t.redeem_until;
+	if (!mp_sign_job_submit(b->workers, &b->key, MP_STMT_CHANNEL_CERT, &cc.base, on_cert_signed,
+				is))
+		reply_busy(is, "signing");
+}
+
+static void check_and_sign(struct issue *is)
+{
+	const Micropay__V1__IssueRequest *r = is->req;
+	mp_channel_id(r->account_id.data, r->issue_req_id.data, is->channel_id);
+	is->t.now = mp_clock_now(&is->call->b->clock);
+	is->t.issued_at = is->t.now - is->t.now % HOUR;
+	is->t.pay_until = is->t.issued_at + r->pay_until_days * DAY;
+	is->t.redeem_until = is->t.pay_until + REDEEM_WINDOW;
+	is->bounds = check_bounds(is->call->b, r, &is->bounds_detail);
+	if (is->bounds == MP_ST(OK))
+		sign_cert(is);
+	else
+		store_issue(is, NULL);
+}
+
+/* VERIFYING done, on the loop: now the parsed body may be looked at. */
+static void on_verified(void *arg, MpCode code, ProtobufCMessage *body)
+{
+	struct issue *is = arg;
 	if (code != MP_ST(OK)) {
-		reply_issue(is, code, "IssueRequest refused", NULL, NULL);
+		reply_issue(is, code,
+			    code == MP_ST(INTERNAL) ? "verification did not finish; retry"
+						    : "IssueRequest refused",
+			    NULL, NULL);
 		return;
 	}
-	Micropay__V1__IssueRequest *r = (Micropay__V1__IssueRequest *)body;
-	if (!lengths_ok(r)) {
+	is->req = (Micropay__V1__IssueRequest *)body;
+	if (!lengths_ok(is->req))
 		reply_issue(is, MP_ST(MALFORMED), "field lengths", NULL, NULL);
-	} else if (memcmp(r->account_id.data, is->account_id, MP_ID_LEN) != 0) {
+	else if (memcmp(is->req->account_id.data, is->account_id, MP_ID_LEN) != 0)
 		reply_issue(is, MP_ST(MALFORMED), "account_id appears more than once", NULL, NULL);
-	} else {
-		const char *detail = NULL;
-		MpCode bounds = check_bounds(is->call->b, r, &detail);
-		call_issue(is, r, bounds, detail);
-	}
-	protobuf_c_message_free_unpacked(body, NULL);
+	else
+		check_and_sign(is);
+}
+
+/* The signature under the account's registered key first (on a worker: is->stmt is the
+ * job's to read until on_verified), then everything else. */
+static void verify_and_issue(struct issue *is, const uint8_t pk[MP_PK_LEN])
+{
+	if (!mp_verify_job_submit(is->call->b->workers, is->stmt, MP_STMT_ISSUE_REQUEST, pk,
+				  &micropay__v1__issue_request__descriptor, on_verified, is))
+		reply_busy(is, "verification");
 }
 
 static void on_account_key(const PGresult *res, const char *error, void *arg)

@@ -9,6 +9,7 @@
 #include "db.h"
 #include "log.h"
 #include "pb_peek.h"
+#include "sign_job.h"
 #include "stmt.h"
 #include "tls.h"
 #include "util.h"
@@ -128,7 +129,9 @@ void handle_register_account(struct broker *b, struct mp_conn *c, const MpEnvelo
  *        registered, another statement            -> CONFLICT + the stored cert
  *        registered, same statement, not due      -> DUPLICATE_OK + the stored cert
  *        not registered, or same statement and due -> sign a cert (valid_until = p_now +
- *           lifetime) -> register_merchant, which decides again under the row lock
+ *           lifetime) on the worker pool (common/sign_job.h; queue full -> LIMIT busy,
+ *           signing failed or pool stopped -> INTERNAL; nothing stored either way)
+ *           -> register_merchant, which decides again under the row lock
  *           -> OK + the new cert (registered or renewed) | DUPLICATE_OK / CONFLICT + stored
  * The renewal rule (less than max(a third of the life, min(the longest channel's need + a day,
  * half the life)) left; common/cert_renewal.h) is docs/operations.md, "MerchantCert renewal";
@@ -142,6 +145,7 @@ struct merchant_reg {
 	uint8_t reg_hash[MP_HASH_LEN];
 	MpSigned *cert;
 	uint64_t bond;
+	uint64_t valid_until;
 	bool renewal; /* the merchant is registered: a new cert replaces a due one */
 	uint64_t now; /* the broker's protocol time: renewal is decided and the cert issued at it */
 };
@@ -224,17 +228,61 @@ static void on_merchant_registered(const PGresult *res, const char *error, void 
 	}
 }
 
-static MpSigned *sign_merchant_cert(struct broker *b, const Micropay__V1__RegisterMerchant *rm,
-				    uint64_t bond, uint64_t valid_until)
+static void store_merchant_cert(struct merchant_reg *reg)
 {
+	struct broker *b = reg->call->b;
+	size_t cert_len;
+	uint8_t *cert = mp_stmt_encode(reg->cert, &cert_len);
+	struct db_params p = {0};
+	db_param_bytes(&p, reg->rm->merchant_id.data, MP_ID_LEN);
+	db_param_bytes(&p, reg->rm->merchant_pk.data, MP_PK_LEN);
+	db_param_text(&p, reg->rm->endpoint);
+	db_param_bytes(&p, reg->reg_hash, MP_HASH_LEN);
+	db_param_u64(&p, reg->bond);
+	db_param_bytes(&p, cert, cert_len);
+	db_param_u64(&p, reg->valid_until);
+	db_param_u64(&p, reg->now);
+	db_param_u64(&p, mp_cert_channel_need(b->cfg.t_grace));
+	db_param_u64(&p, reg->now);
+	const char *refused =
+	    !cert ? "out of memory"
+		  : db_call(b->db, "register_merchant", &p, on_merchant_registered, reg);
+	if (refused)
+		reply_merchant(reg, MP_ST(INTERNAL), refused, NULL);
+	free(cert);
+}
+
+static void on_merchant_cert_signed(void *arg, MpSigned *cert)
+{
+	struct merchant_reg *reg = arg;
+	if (!cert) {
+		reply_merchant(reg, MP_ST(INTERNAL), "signing failed; retry", NULL);
+		return;
+	}
+	reg->call->b->stats.signatures_worker++;
+	reg->cert = cert;
+	store_merchant_cert(reg);
+}
+
+/* The cert's body now; its signature on a worker. */
+static void sign_merchant_cert(struct merchant_reg *reg)
+{
+	struct broker *b = reg->call->b;
 	Micropay__V1__MerchantCert mc = MICROPAY__V1__MERCHANT_CERT__INIT;
 	mc.broker_key_id = (ProtobufCBinaryData){MP_KEY_ID_LEN, b->key_id};
-	mc.merchant_id = rm->merchant_id;
-	mc.merchant_pk = rm->merchant_pk;
-	mc.endpoint = rm->endpoint;
-	mc.bond = bond;
-	mc.valid_until = valid_until;
-	return mp_stmt_sign(&b->key, MP_STMT_MERCHANT_CERT, &mc.base);
+	mc.merchant_id = reg->rm->merchant_id;
+	mc.merchant_pk = reg->rm->merchant_pk;
+	mc.endpoint = reg->rm->endpoint;
+	mc.bond = reg->bond;
+	mc.valid_until = reg->valid_until;
+	if (mp_sign_job_submit(b->workers, &b->key, MP_STMT_MERCHANT_CERT, &mc.base,
+			       on_merchant_cert_signed, reg))
+		return;
+	char hex[MP_HEX_ID_LEN + 1];
+	mp_hex_encode(reg->rm->merchant_id.data, MP_ID_LEN, hex);
+	log_warn("merchant %s: RegisterMerchant refused: worker queue full", hex);
+	b->stats.worker_queue_refusals++;
+	reply_merchant(reg, MP_ST(LIMIT), "broker busy: signing queue full, retry later", NULL);
 }
 
 static void on_merchant_looked_up(const PGresult *res, const char *error, void *arg)
@@ -270,32 +318,8 @@ static void on_merchant_looked_up(const PGresult *res, const char *error, void *
 	}
 	reg->bond = (uint64_t)db_get_i64(res, 0, "bond");
 	/* The broker's protocol time, as the lookup decided renewal with it. */
-	uint64_t issued_at = reg->now;
-	uint64_t valid_until = issued_at + broker_merchant_cert_lifetime(&b->cfg);
-	reg->cert = sign_merchant_cert(b, reg->rm, reg->bond, valid_until);
-	if (!reg->cert) {
-		reply_merchant(reg, MP_ST(INTERNAL), "signing failed", NULL);
-		return;
-	}
-	size_t cert_len;
-	uint8_t *cert = mp_stmt_encode(reg->cert, &cert_len);
-	struct db_params p = {0};
-	db_param_bytes(&p, reg->rm->merchant_id.data, MP_ID_LEN);
-	db_param_bytes(&p, reg->rm->merchant_pk.data, MP_PK_LEN);
-	db_param_text(&p, reg->rm->endpoint);
-	db_param_bytes(&p, reg->reg_hash, MP_HASH_LEN);
-	db_param_u64(&p, reg->bond);
-	db_param_bytes(&p, cert, cert_len);
-	db_param_u64(&p, valid_until);
-	db_param_u64(&p, issued_at);
-	db_param_u64(&p, mp_cert_channel_need(b->cfg.t_grace));
-	db_param_u64(&p, reg->now);
-	const char *refused =
-	    !cert ? "out of memory"
-		  : db_call(b->db, "register_merchant", &p, on_merchant_registered, reg);
-	if (refused)
-		reply_merchant(reg, MP_ST(INTERNAL), refused, NULL);
-	free(cert);
+	reg->valid_until = reg->now + broker_merchant_cert_lifetime(&b->cfg);
+	sign_merchant_cert(reg);
 }
 
 static MpCode check_register_merchant(struct mp_conn *c, const MpSigned *s,

@@ -20,9 +20,15 @@
  *      | new_seg_seq < MAX_SEGMENTS --------------------------------------> LIMIT
  *      | 0 + new_len >= n -------------------------------------------------> OUT_OF_RANGE
  *      v
- *   Cap signed, mp_unbound_transfer --(COMMIT)--> OK / DUPLICATE_OK / CONFLICT / NOT_HOLDER
- *                                                 (bound meanwhile) / EXPIRED (database
- *                                                 clock) / MALFORMED ("reused") */
+ *   SIGNING [worker pool, common/sign_job.h]: the Cap --(queue full)---------> LIMIT busy
+ *      |                                  --(failed, or pool stopped)------> INTERNAL
+ *      v
+ *   mp_unbound_transfer --(COMMIT)--> OK / DUPLICATE_OK / CONFLICT / NOT_HOLDER
+ *                                     (bound meanwhile) / EXPIRED (database
+ *                                     clock) / MALFORMED ("reused")
+ *
+ * Nothing is stored before mp_unbound_transfer. While the Cap is on a worker the call holds
+ * its own reference to the connection: a peer that hangs up only loses the answer. */
 #include "unbound_transfer.h"
 
 #include <stdio.h>
@@ -32,6 +38,7 @@
 #include "db.h"
 #include "log.h"
 #include "pb_peek.h"
+#include "sign_job.h"
 #include "proto_limits.h"
 #include "stmt.h"
 #include "util.h"
@@ -50,6 +57,7 @@ struct unbound_call {
 	uint8_t channel_id[MP_ID_LEN];
 	uint64_t peeked_seg; /* new_seg_seq read from the body before verification */
 	MpSigned *transfer;
+	Micropay__V1__Transfer *t; /* parsed once verified and checked */
 	struct unbound_seg segs[MP_MAX_SEGMENTS];
 	uint32_t n_segs, n;
 	char what[MP_HEX_ID_LEN + 1];
@@ -58,6 +66,8 @@ struct unbound_call {
 static void unbound_free(struct unbound_call *uc)
 {
 	mp_stmt_free(uc->transfer);
+	if (uc->t)
+		micropay__v1__transfer__free_unpacked(uc->t, NULL);
 	for (uint32_t i = 0; i < uc->n_segs; i++) {
 		mp_stmt_free(uc->segs[i].transfer);
 		mp_stmt_free(uc->segs[i].cap);
@@ -127,33 +137,16 @@ static void on_recorded(const PGresult *res, const char *error, void *arg)
 	mp_stmt_free(bind);
 }
 
-static MpSigned *sign_cap(struct broker *b, const struct unbound_call *uc, uint32_t s)
-{
-	uint8_t transfer_hash[MP_HASH_LEN];
-	mp_stmt_hash(uc->transfer, transfer_hash);
-	Micropay__V1__Cap cap = MICROPAY__V1__CAP__INIT;
-	MpPoint pt = MICROPAY__V1__POINT__INIT;
-	cap.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)uc->channel_id};
-	cap.new_seg_seq = s;
-	cap.transfer_hash = (ProtobufCBinaryData){MP_HASH_LEN, transfer_hash};
-	cap.hseq = 0;
-	pt.seg_seq = s - 1;
-	pt.index = 0;
-	pt.w = (ProtobufCBinaryData){MP_HASH_LEN, (uint8_t *)uc->segs[s - 1].root};
-	cap.point = &pt;
-	return mp_stmt_sign(&b->key, MP_STMT_CAP, &cap.base);
-}
-
-static void record(struct unbound_call *uc, const Micropay__V1__Transfer *t)
+static void record(struct unbound_call *uc, const MpSigned *cap)
 {
 	struct broker *b = uc->call->b;
+	const Micropay__V1__Transfer *t = uc->t;
 	uint32_t s = t->new_seg_seq;
-	MpSigned *cap = sign_cap(b, uc, s);
 	size_t t_len = 0, c_len = 0;
 	uint8_t *t_bytes = mp_stmt_encode(uc->transfer, &t_len);
-	uint8_t *c_bytes = cap ? mp_stmt_encode(cap, &c_len) : NULL;
+	uint8_t *c_bytes = mp_stmt_encode(cap, &c_len);
 	uint8_t t_hash[MP_HASH_LEN], c_hash[MP_HASH_LEN];
-	const char *refused = "signing failed";
+	const char *refused = "out of memory";
 	if (t_bytes && c_bytes) {
 		mp_stmt_hash(uc->transfer, t_hash);
 		mp_stmt_hash(cap, c_hash);
@@ -178,9 +171,45 @@ static void record(struct unbound_call *uc, const Micropay__V1__Transfer *t)
 	}
 	free(t_bytes);
 	free(c_bytes);
-	mp_stmt_free(cap);
 	if (refused)
 		reply(uc, MP_ST(INTERNAL), refused, NULL, NULL, NULL, 0);
+}
+
+static void on_cap_signed(void *arg, MpSigned *cap)
+{
+	struct unbound_call *uc = arg;
+	if (!cap) {
+		reply(uc, MP_ST(INTERNAL), "signing failed; retry", NULL, NULL, NULL, 0);
+		return;
+	}
+	uc->call->b->stats.signatures_worker++;
+	record(uc, cap);
+	mp_stmt_free(cap);
+}
+
+/* The Cap's body now; its signature on a worker. */
+static void sign_cap(struct unbound_call *uc)
+{
+	struct broker *b = uc->call->b;
+	uint32_t s = uc->t->new_seg_seq;
+	uint8_t transfer_hash[MP_HASH_LEN];
+	mp_stmt_hash(uc->transfer, transfer_hash);
+	Micropay__V1__Cap cap = MICROPAY__V1__CAP__INIT;
+	MpPoint pt = MICROPAY__V1__POINT__INIT;
+	cap.channel_id = (ProtobufCBinaryData){MP_ID_LEN, uc->channel_id};
+	cap.new_seg_seq = s;
+	cap.transfer_hash = (ProtobufCBinaryData){MP_HASH_LEN, transfer_hash};
+	cap.hseq = 0;
+	pt.seg_seq = s - 1;
+	pt.index = 0;
+	pt.w = (ProtobufCBinaryData){MP_HASH_LEN, uc->segs[s - 1].root};
+	cap.point = &pt;
+	if (mp_sign_job_submit(b->workers, &b->key, MP_STMT_CAP, &cap.base, on_cap_signed, uc))
+		return;
+	log_warn("unbound transfer of channel %s refused: worker queue full", uc->what);
+	b->stats.worker_queue_refusals++;
+	reply(uc, MP_ST(LIMIT), "broker busy: signing queue full, retry later", NULL, NULL, NULL,
+	      0);
 }
 
 static bool lengths_ok(const Micropay__V1__Transfer *t)
@@ -258,14 +287,13 @@ static void decide(struct unbound_call *uc)
 		      NULL, NULL, 0);
 		return;
 	}
-	const Micropay__V1__Transfer *t = (const Micropay__V1__Transfer *)body;
+	uc->t = (Micropay__V1__Transfer *)body;
 	const char *detail = NULL;
-	code = check(uc, t, &detail);
+	code = check(uc, uc->t, &detail);
 	if (code == MP_ST(OK))
-		record(uc, t);
+		sign_cap(uc);
 	else
 		reply(uc, code, detail, NULL, NULL, NULL, 0);
-	protobuf_c_message_free_unpacked(body, NULL);
 }
 
 /* Our records, one row per segment in order: key, root, start; the head of each segment (the

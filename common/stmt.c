@@ -79,23 +79,38 @@ static uint8_t *signing_input(uint32_t type, const uint8_t *body, size_t len, si
 	return msg;
 }
 
-MpSigned *mp_stmt_sign(const struct mp_key *key, enum mp_stmt_type type,
-		       const ProtobufCMessage *body)
+MpSigned *mp_stmt_sign_packed(const struct mp_key *key, enum mp_stmt_type type, const uint8_t *body,
+			      size_t body_len)
 {
-	size_t body_len = protobuf_c_message_get_packed_size(body);
-	uint8_t *packed = malloc(body_len ? body_len : 1);
-	if (!packed)
-		return NULL;
-	protobuf_c_message_pack(body, packed);
 	size_t msg_len;
-	uint8_t *msg = signing_input(type, packed, body_len, &msg_len);
+	uint8_t *msg = signing_input(type, body, body_len, &msg_len);
 	uint8_t sig[MP_SIG_LEN];
 	MpSigned *s = NULL;
 	if (msg && mp_sign(key, msg, msg_len, sig))
-		s = mp_stmt_from_parts(type, packed, body_len, key->pk, sig);
+		s = mp_stmt_from_parts(type, body, body_len, key->pk, sig);
 	else
 		log_err("stmt: signing a type %u statement failed", (unsigned)type);
 	free(msg);
+	return s;
+}
+
+uint8_t *mp_stmt_pack_body(const ProtobufCMessage *body, size_t *len)
+{
+	*len = protobuf_c_message_get_packed_size(body);
+	uint8_t *packed = malloc(*len ? *len : 1);
+	if (packed)
+		protobuf_c_message_pack(body, packed);
+	return packed;
+}
+
+MpSigned *mp_stmt_sign(const struct mp_key *key, enum mp_stmt_type type,
+		       const ProtobufCMessage *body)
+{
+	size_t body_len;
+	uint8_t *packed = mp_stmt_pack_body(body, &body_len);
+	if (!packed)
+		return NULL;
+	MpSigned *s = mp_stmt_sign_packed(key, type, packed, body_len);
 	free(packed);
 	return s;
 }

@@ -38,6 +38,11 @@ MpSigned *mp_stmt_from_parts(uint32_t type, const uint8_t *body, size_t body_len
 /* Serialise body and sign it under type. NULL on failure (logged). */
 MpSigned *mp_stmt_sign(const struct mp_key *key, enum mp_stmt_type type,
 		       const ProtobufCMessage *body);
+/* The two halves of mp_stmt_sign: the body serialised (malloc'd; NULL when memory is short),
+ * then signed (any thread: the key is only read; common/sign_job.h runs it on a worker). */
+uint8_t *mp_stmt_pack_body(const ProtobufCMessage *body, size_t *len);
+MpSigned *mp_stmt_sign_packed(const struct mp_key *key, enum mp_stmt_type type, const uint8_t *body,
+			      size_t body_len);
 MpSigned *mp_stmt_copy(const MpSigned *s);
 void mp_stmt_free(MpSigned *s);
 

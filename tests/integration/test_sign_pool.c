@@ -1,0 +1,322 @@
+/* Signatures off brokerd's event loop (docs/keys.md, "Threads and the token"), with the
+ * broker's key in a PKCS#11 token (SoftHSM2, one session shared by the worker threads):
+ *  - many IssueRequests pipelined on several connections at once are all issued; each
+ *    ChannelCert verifies under the broker's key and names the channel asked for; every cert
+ *    was signed on the worker pool (micropay_broker_signatures_total{where="worker"} moved by
+ *    exactly the number issued); a request with no body sent meanwhile is answered MALFORMED;
+ *    each request sent again is answered DUPLICATE_OK with the stored cert byte for byte;
+ *  - with one worker and a queue of one job, a burst of IssueRequests is partly answered
+ *    LIMIT busy: those left nothing behind (the balance moved by the issued escrow only, and
+ *    each refused request sent again later is issued OK, not DUPLICATE_OK), and
+ *    worker_queue_refusals counts them. The audit is clean at the end. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "harness_ledger.h"
+#include "harness_net.h"
+#include "ids.h"
+#include "../check_run.h"
+
+#define CONNS		 4
+#define PER_CONN	 16
+#define BURST		 48
+#define UNITS		 10
+#define UNIT_VALUE	 1
+#define SIGNED_BY_WORKER "micropay_broker_signatures_total{where=\"worker\"}"
+#define REFUSED_BUSY	 "micropay_broker_worker_queue_refusals_total"
+
+static struct net net;
+static char token_dir[64] = "/tmp/mpsignpool.XXXXXX";
+static char ca[700], broker_ep[128];
+static uint8_t broker_pk[MP_PK_LEN];
+static uint8_t m1[MP_ID_LEN];
+
+/* A fresh SoftHSM2 token the network's keys are generated in (deploy/mpnet, MP_PKCS11_*). */
+static void make_token(void)
+{
+	ck_assert(mkdtemp(token_dir) != NULL);
+	char path[512], cmd[1024];
+	snprintf(path, sizeof(path), "%s/softhsm2.conf", token_dir);
+	FILE *f = fopen(path, "w");
+	ck_assert(f != NULL);
+	fprintf(f, "directories.tokendir = %s/tokens\nobjectstore.backend = file\n", token_dir);
+	fclose(f);
+	setenv("SOFTHSM2_CONF", path, 1);
+	snprintf(cmd, sizeof(cmd),
+		 "mkdir -p '%s/tokens' && (umask 077; echo 1234 >'%s/pin') && "
+		 "softhsm2-util --init-token --free --label micropay --pin 1234 --so-pin 5678 "
+		 ">/dev/null",
+		 token_dir, token_dir);
+	ck_assert_msg(system(cmd) == 0, "softhsm2-util --init-token failed");
+	snprintf(path, sizeof(path), "%s/pin", token_dir);
+	setenv("MP_PKCS11_PIN_FILE", path, 1);
+	setenv("MP_PKCS11_TOKEN", "micropay", 1);
+	const char *module = "/usr/lib/softhsm/libsofthsm2.so";
+	if (access(module, R_OK) != 0)
+		module = "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so";
+	setenv("MP_PKCS11_MODULE", module, 1);
+}
+
+static void setup_net(void)
+{
+	make_token();
+	setenv("MP_NO_WALLET", "1", 1);
+	net_up(&net);
+	char pk_hex[80], m1_hex[64];
+	net_path(&net, "tls/ca.crt", ca, sizeof(ca));
+	net_read(&net, "broker", "endpoint", broker_ep, sizeof(broker_ep));
+	net_read(&net, "broker", "broker_pk", pk_hex, sizeof(pk_hex));
+	hex_to_bytes(pk_hex, broker_pk, MP_PK_LEN);
+	net_read(&net, "m1", "merchant_id", m1_hex, sizeof(m1_hex));
+	hex_to_bytes(m1_hex, m1, MP_ID_LEN);
+	char config[600];
+	net_path(&net, "broker/config.ini", config, sizeof(config));
+	char line[1200];
+	snprintf(line, sizeof(line), "grep -q '^key_file = pkcs11:' '%s'", config);
+	ck_assert_msg(system(line) == 0, "the broker's key is not in the token");
+}
+
+static void teardown_net(void)
+{
+	net_down(&net);
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", token_dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "cannot remove %s\n", token_dir);
+}
+
+static void connect_broker(struct wire *w)
+{
+	ck_assert(wire_connect(w, broker_ep, ca, NULL, NULL));
+}
+
+static MpEnvelope *issue_env(const struct tchannel *ch, Micropay__V1__IssueReq *req)
+{
+	MpEnvelope *env = calloc(1, sizeof(*env));
+	micropay__v1__envelope__init(env);
+	micropay__v1__issue_req__init(req);
+	req->stmt = ch->request;
+	env->body_case = MP_BODY(ISSUE_REQ);
+	env->issue_req = req;
+	return env;
+}
+
+/* The IssueRequests of chs[0..n) in one write, request ids first_id.. */
+static void send_issues(struct wire *w, struct tchannel *chs, size_t n, uint64_t first_id)
+{
+	MpEnvelope **envs = calloc(n, sizeof(*envs));
+	Micropay__V1__IssueReq *reqs = calloc(n, sizeof(*reqs));
+	for (size_t i = 0; i < n; i++)
+		envs[i] = issue_env(&chs[i], &reqs[i]);
+	ck_assert(wire_send_pipelined(w, envs, n, first_id));
+	for (size_t i = 0; i < n; i++)
+		free(envs[i]);
+	free(envs);
+	free(reqs);
+}
+
+/* n answers (in any order) into resp[request_id - first_id]. */
+static void read_answers(struct wire *w, MpEnvelope **resp, size_t n, uint64_t first_id)
+{
+	for (size_t got = 0; got < n; got++) {
+		MpEnvelope *e = wire_recv_within(w, 60000);
+		ck_assert_msg(e != NULL, "answer %zu of %zu missing", got + 1, n);
+		ck_assert(e->body_case == MP_BODY(ISSUE_RESP));
+		ck_assert(e->request_id >= first_id && e->request_id < first_id + n);
+		ck_assert(resp[e->request_id - first_id] == NULL);
+		resp[e->request_id - first_id] = e;
+	}
+}
+
+/* The cert verifies under the broker's key and names the channel ch asked for. */
+static void check_cert(const struct tchannel *ch, const struct twallet *tw, const MpSigned *cert)
+{
+	ck_assert(cert != NULL);
+	ProtobufCMessage *body = NULL;
+	ck_assert_int_eq(mp_stmt_open(cert, MP_STMT_CHANNEL_CERT, broker_pk,
+				      &micropay__v1__channel_cert__descriptor, &body),
+			 MP_ST(OK));
+	Micropay__V1__ChannelCert *cc = (Micropay__V1__ChannelCert *)body;
+	uint8_t id[MP_ID_LEN];
+	mp_channel_id(tw->account_id, ch->req_id, id);
+	ck_assert(cc->channel_id.len == MP_ID_LEN && !memcmp(cc->channel_id.data, id, MP_ID_LEN));
+	ck_assert(cc->root.len == MP_HASH_LEN && !memcmp(cc->root.data, ch->root, MP_HASH_LEN));
+	ck_assert_int_eq(cc->n, UNITS);
+	protobuf_c_message_free_unpacked(body, NULL);
+}
+
+static bool same_statement(const MpSigned *a, const MpSigned *b)
+{
+	size_t la = 0, lb = 0;
+	uint8_t *ba = mp_stmt_encode(a, &la), *bb = mp_stmt_encode(b, &lb);
+	bool same = ba && bb && la == lb && memcmp(ba, bb, la) == 0;
+	free(ba);
+	free(bb);
+	return same;
+}
+
+/* A request with no body on its own connection: MALFORMED, "not a broker request". */
+static void cheap_request_answered(void)
+{
+	struct wire w;
+	connect_broker(&w);
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	MpEnvelope *resp = wire_call(&w, &env);
+	ck_assert_msg(resp != NULL, "no answer to an empty Envelope");
+	ck_assert(resp->body_case == MP_BODY(ERROR));
+	ck_assert_int_eq(resp->error->code, MP_ST(MALFORMED));
+	micropay__v1__envelope__free_unpacked(resp, NULL);
+	wire_close(&w);
+}
+
+static void new_funded_wallet(struct twallet *tw, uint64_t amount)
+{
+	struct wire b;
+	connect_broker(&b);
+	twallet_register(tw, &b);
+	wire_close(&b);
+	net_fund_id(&net, tw->account_id, amount);
+}
+
+START_TEST(concurrent_issues_signed_on_workers)
+{
+	struct twallet tw;
+	new_funded_wallet(&tw, 1000000);
+	struct wire warm;
+	connect_broker(&warm);
+	struct tchannel first;
+	tchannel_make(&first, &tw, UNITS, UNIT_VALUE, m1);
+	ck_assert_int_eq(tchannel_issue(&first, &warm), MP_ST(OK)); /* the account key cached */
+	check_cert(&first, &tw, first.cert);
+	wire_close(&warm);
+	int64_t signed_before = metric(&net, "broker", SIGNED_BY_WORKER);
+	ck_assert_int_ge(signed_before, 1);
+
+	static struct tchannel chs[CONNS][PER_CONN];
+	static MpEnvelope *resp[CONNS][PER_CONN];
+	struct wire w[CONNS];
+	for (int c = 0; c < CONNS; c++) {
+		connect_broker(&w[c]);
+		for (int i = 0; i < PER_CONN; i++)
+			tchannel_make(&chs[c][i], &tw, UNITS, UNIT_VALUE, m1);
+	}
+	for (int c = 0; c < CONNS; c++)
+		send_issues(&w[c], chs[c], PER_CONN, 1);
+	cheap_request_answered();
+	for (int c = 0; c < CONNS; c++)
+		read_answers(&w[c], resp[c], PER_CONN, 1);
+	for (int c = 0; c < CONNS; c++)
+		for (int i = 0; i < PER_CONN; i++) {
+			Micropay__V1__IssueResp *r = resp[c][i]->issue_resp;
+			ck_assert_msg(r->status->code == MP_ST(OK), "issue %d/%d: %s %s", c, i,
+				      mp_code_name(r->status->code), r->status->detail);
+			check_cert(&chs[c][i], &tw, r->channel_cert);
+		}
+	ck_assert_int_eq(metric(&net, "broker", SIGNED_BY_WORKER),
+			 signed_before + CONNS * PER_CONN);
+
+	/* Sent again, on the same connections: the stored certs, byte for byte. */
+	static MpEnvelope *again[CONNS][PER_CONN];
+	for (int c = 0; c < CONNS; c++)
+		send_issues(&w[c], chs[c], PER_CONN, 1000);
+	for (int c = 0; c < CONNS; c++)
+		read_answers(&w[c], again[c], PER_CONN, 1000);
+	for (int c = 0; c < CONNS; c++) {
+		for (int i = 0; i < PER_CONN; i++) {
+			Micropay__V1__IssueResp *r = again[c][i]->issue_resp;
+			ck_assert_int_eq(r->status->code, MP_ST(DUPLICATE_OK));
+			ck_assert(
+			    same_statement(r->channel_cert, resp[c][i]->issue_resp->channel_cert));
+			micropay__v1__envelope__free_unpacked(resp[c][i], NULL);
+			micropay__v1__envelope__free_unpacked(again[c][i], NULL);
+			tchannel_free(&chs[c][i]);
+		}
+		wire_close(&w[c]);
+	}
+	char acct[MP_HEX_ID_LEN + 1];
+	mp_hex_encode(tw.account_id, MP_ID_LEN, acct);
+	ck_assert_int_eq(net_balance(&net, acct),
+			 1000000 - (int64_t)(CONNS * PER_CONN + 1) * UNITS * UNIT_VALUE);
+	tchannel_free(&first);
+	mp_key_free(&tw.account);
+	net_audit_clean(&net);
+}
+END_TEST
+
+START_TEST(queue_full_answers_busy_and_stores_nothing)
+{
+	net_restart_with(&net, "broker", "broker", "workers = 1\nworker_queue = 1");
+	struct twallet tw;
+	new_funded_wallet(&tw, 100000);
+	struct wire w;
+	connect_broker(&w);
+	struct tchannel first;
+	tchannel_make(&first, &tw, UNITS, UNIT_VALUE, m1);
+	ck_assert_int_eq(tchannel_issue(&first, &w), MP_ST(OK)); /* the account key cached */
+	int64_t refused_before = metric(&net, "broker", REFUSED_BUSY);
+	ck_assert_int_ge(refused_before, 0);
+
+	static struct tchannel chs[BURST];
+	static MpEnvelope *resp[BURST];
+	for (int i = 0; i < BURST; i++)
+		tchannel_make(&chs[i], &tw, UNITS, UNIT_VALUE, m1);
+	send_issues(&w, chs, BURST, 1);
+	read_answers(&w, resp, BURST, 1);
+	int issued = 0, busy = 0;
+	bool was_busy[BURST] = {false};
+	for (int i = 0; i < BURST; i++) {
+		MpStatus *st = resp[i]->issue_resp->status;
+		if (st->code == MP_ST(OK)) {
+			check_cert(&chs[i], &tw, resp[i]->issue_resp->channel_cert);
+			issued++;
+		} else {
+			ck_assert_msg(st->code == MP_ST(LIMIT) && strstr(st->detail, "busy"),
+				      "issue %d: %s %s", i, mp_code_name(st->code), st->detail);
+			ck_assert(resp[i]->issue_resp->channel_cert == NULL);
+			was_busy[i] = true;
+			busy++;
+		}
+		micropay__v1__envelope__free_unpacked(resp[i], NULL);
+	}
+	printf("burst of %d IssueRequests, one worker, queue of one: %d issued, %d LIMIT busy\n",
+	       BURST, issued, busy);
+	ck_assert_msg(busy >= 1, "no LIMIT busy among %d pipelined IssueRequests", BURST);
+	ck_assert_int_eq(metric(&net, "broker", REFUSED_BUSY), refused_before + busy);
+	char acct[MP_HEX_ID_LEN + 1];
+	mp_hex_encode(tw.account_id, MP_ID_LEN, acct);
+	ck_assert_int_eq(net_balance(&net, acct),
+			 100000 - (int64_t)(issued + 1) * UNITS * UNIT_VALUE);
+	/* Nothing was stored for a refused request: sent again alone, it is issued afresh. */
+	for (int i = 0; i < BURST; i++) {
+		if (was_busy[i])
+			ck_assert_int_eq(tchannel_issue(&chs[i], &w), MP_ST(OK));
+		tchannel_free(&chs[i]);
+	}
+	ck_assert_int_eq(net_balance(&net, acct),
+			 100000 - (int64_t)(BURST + 1) * UNITS * UNIT_VALUE);
+	wire_close(&w);
+	tchannel_free(&first);
+	mp_key_free(&tw.account);
+	net_audit_clean(&net);
+}
+END_TEST
+
+int main(void)
+{
+	if (system("command -v softhsm2-util >/dev/null 2>&1") != 0) {
+		printf("SKIP: softhsm2-util is not installed (deploy/install-deps installs it)\n");
+		return 77;
+	}
+	Suite *s = suite_create("sign_pool");
+	TCase *tc = tcase_create("token");
+	tcase_add_unchecked_fixture(tc, setup_net, teardown_net);
+	tcase_set_timeout(tc, 600);
+	tcase_add_test(tc, concurrent_issues_signed_on_workers);
+	tcase_add_test(tc, queue_full_answers_busy_and_stores_nothing);
+	suite_add_tcase(s, tc);
+	return mp_check_run(s);
+}
