@@ -12,9 +12,20 @@
 #include "merchant.h"
 #include "wallet.h"
 
+/* One in-memory file for all inputs (made once: creating and closing a memfd per input cost
+ * more than parsing it), rewritten for each input, and its /proc path. */
+static int config_fd = -1;
+static char config_path[64];
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	fuzz_quiet();
+	config_fd = memfd_create("fuzz-config", MFD_CLOEXEC);
+	if (config_fd < 0) {
+		perror("fuzz_config: memfd_create");
+		return -1;
+	}
+	snprintf(config_path, sizeof(config_path), "/proc/self/fd/%d", config_fd);
 	return 0;
 }
 
@@ -53,14 +64,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 1)
 		return 0;
-	int fd = memfd_create("fuzz-config", MFD_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	if (write(fd, data + 1, size - 1) == (ssize_t)(size - 1)) {
-		char path[64];
-		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-		load(data[0], path);
+	if (ftruncate(config_fd, 0) != 0 ||
+	    pwrite(config_fd, data + 1, size - 1, 0) != (ssize_t)(size - 1)) {
+		perror("fuzz_config: rewriting the in-memory file");
+		abort(); /* the harness, not the loader: stop rather than test a stale file */
 	}
-	close(fd);
+	load(data[0], config_path);
 	return 0;
 }
