@@ -226,6 +226,29 @@ START_TEST(decoded_size_bomb_refused)
 }
 END_TEST
 
+/* Found by fuzz_frame on 2026-11-30 (docs/fuzzing.md, "Findings"), the input as it was: a
+ * 3-byte Envelope 80 00 00 (an unknown field numbered 0, its tag written in two bytes, value 0),
+ * then 2 bytes of the next header. protobuf-c decoded it but packs the field back as the
+ * one-byte tag 00, which it refuses: an Envelope the daemon accepted could not be encoded
+ * again. The frame is taken off the buffer and refused as unparsable; the rest waits. */
+START_TEST(fuzz_unknown_field_zero_refused)
+{
+	static const uint8_t input[] = {0x00, 0x00, 0x00, 0x03, 0x80, 0x00, 0x00, 0x10, 0xce};
+	ck_assert_int_eq(evbuffer_add(buf, input, sizeof(input)), 0);
+	MpEnvelope *got = NULL;
+	size_t len = 0;
+	struct mp_decode_error err;
+	ck_assert_int_eq(mp_frame_take(buf, MP_FRAME_MAX_WALLET, &got, &len, &err), MP_FRAME_OK);
+	ck_assert_ptr_null(got);
+	ck_assert_uint_eq(len, 3);
+	ck_assert_int_eq(err.code, MP_DECODE_UNPARSABLE);
+	ck_assert_msg(strstr(err.detail, "field number 0"), "%s", err.detail);
+	ck_assert_int_eq(mp_frame_take(buf, MP_FRAME_MAX_WALLET, &got, &len, &err),
+			 MP_FRAME_NEED_MORE);
+	ck_assert_uint_eq(evbuffer_get_length(buf), 2);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("frame");
@@ -240,6 +263,7 @@ int main(void)
 	tcase_add_test(tc, push_refuses_oversized);
 	tcase_add_test(tc, garbage_body_not_decoded);
 	tcase_add_test(tc, decoded_size_bomb_refused);
+	tcase_add_test(tc, fuzz_unknown_field_zero_refused);
 	suite_add_tcase(s, tc);
 
 	return mp_check_run(s);
