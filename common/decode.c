@@ -75,9 +75,27 @@ static void budget_free(void *data, void *p)
 	free(p); /* the budget counts what was allocated, never what is given back */
 }
 
-/* The first repeated field above its limit, at any depth; false if none. */
-static bool over_item_limit(const ProtobufCMessage *m, struct mp_decode_error *err)
+/* An unknown field numbered 0, which no encoder writes: protobuf-c takes it when its tag is
+ * written in more than one byte (80 00) but packs it back as the one-byte tag 00, which it
+ * refuses, so a message holding one could not be encoded again (found by fuzz_frame). */
+static bool unknown_field_zero(const ProtobufCMessage *m, struct mp_decode_error *err)
 {
+	for (unsigned u = 0; u < m->n_unknown_fields; u++) {
+		if (m->unknown_fields[u].tag == 0) {
+			snprintf(err->detail, sizeof(err->detail), "field number 0 in %s",
+				 m->descriptor->short_name);
+			return true;
+		}
+	}
+	return false;
+}
+
+/* What refuses a decoded message, at any depth: an unknown field numbered 0 (UNPARSABLE) or a
+ * repeated field above its limit (TOO_MANY); MP_DECODE_OK if nothing does. */
+static enum mp_decode_result refusal(const ProtobufCMessage *m, struct mp_decode_error *err)
+{
+	if (unknown_field_zero(m, err))
+		return MP_DECODE_UNPARSABLE;
 	const ProtobufCMessageDescriptor *d = m->descriptor;
 	const char *base = (const char *)m;
 	for (unsigned i = 0; i < d->n_fields; i++) {
@@ -91,18 +109,21 @@ static bool over_item_limit(const ProtobufCMessage *m, struct mp_decode_error *e
 			snprintf(err->detail, sizeof(err->detail),
 				 "%zu items in %s.%s, at most %zu", n, d->short_name, f->name,
 				 mp_decode_max_items(d, f));
-			return true;
+			return MP_DECODE_TOO_MANY;
 		}
 		if (f->type != PROTOBUF_C_TYPE_MESSAGE)
 			continue;
 		ProtobufCMessage *const *items =
 		    repeated ? *(ProtobufCMessage *const *const *)(base + f->offset)
 			     : (ProtobufCMessage *const *)(base + f->offset);
-		for (size_t k = 0; k < n; k++)
-			if (items[k] && over_item_limit(items[k], err))
-				return true;
+		for (size_t k = 0; k < n; k++) {
+			enum mp_decode_result code =
+			    items[k] ? refusal(items[k], err) : MP_DECODE_OK;
+			if (code != MP_DECODE_OK)
+				return code;
+		}
 	}
-	return false;
+	return MP_DECODE_OK;
 }
 
 ProtobufCMessage *mp_decode(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
@@ -128,8 +149,9 @@ ProtobufCMessage *mp_decode(const ProtobufCMessageDescriptor *desc, const uint8_
 			 desc->short_name, len);
 		return NULL;
 	}
-	if (over_item_limit(m, err)) {
-		err->code = MP_DECODE_TOO_MANY;
+	enum mp_decode_result code = refusal(m, err);
+	if (code != MP_DECODE_OK) {
+		err->code = code;
 		protobuf_c_message_free_unpacked(m, NULL);
 		return NULL;
 	}
