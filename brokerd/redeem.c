@@ -29,6 +29,9 @@
  *      v
  *   mp_redeem (db, one transaction) --> OK / DUPLICATE_OK (replay) / CONFLICT + stored Redeem
  *
+ * A database step (custody, redeem_prepare, mp_redeem) cancelled by the statement timeout
+ * stores nothing and answers LIMIT "split it" (redeem_timeout.c); another database failure
+ * answers INTERNAL (the same bytes again).
  * Every refusal before mp_redeem stores nothing. A job cancelled by shutdown answers INTERNAL
  * (retry), and returns its reservation. */
 #include <stdlib.h>
@@ -268,8 +271,8 @@ static void on_prepared(const PGresult *res, const char *error, void *arg)
 	struct broker *b = rd->call->b;
 	size_t n = rd->r->n_claims;
 	if (!res || (size_t)PQntuples(res) != n) {
-		redeem_reply(rd, MP_ST(INTERNAL),
-			     error ? error : "unexpected database result; retry", NULL, 0, NULL);
+		redeem_reply_db_error(rd, "redeem_prepare", error,
+				      "unexpected database result; retry");
 		return;
 	}
 	struct redeem_chain_job *job = calloc(1, sizeof(*job));

@@ -36,6 +36,11 @@ static inline int64_t redeem_sql_int(uint32_t v)
 void redeem_reply(struct redeem *rd, MpCode code, const char *detail,
 		  Micropay__V1__ClaimResult **results, size_t n_results, const MpSigned *evidence);
 
+/* Answer a failed database step (redeem_timeout.c): LIMIT "split it" after a statement
+ * timeout, else INTERNAL with error (or fallback when there is none). */
+void redeem_reply_db_error(struct redeem *rd, const char *step, const char *error,
+			   const char *fallback);
+
 /* The custody step (redeem_custody.c): verify custody chains, record Handoffs and conflicts,
  * then redeem_prepare. */
 void redeem_custody(struct redeem *rd);

@@ -31,7 +31,7 @@ static void on_redeemed(const PGresult *res, const char *error, void *arg)
 {
 	struct redeem *rd = arg;
 	if (!res) {
-		redeem_reply(rd, MP_ST(INTERNAL), error, NULL, 0, NULL);
+		redeem_reply_db_error(rd, "mp_redeem", error, "no result; retry");
 		return;
 	}
 	int rows = PQntuples(res);

@@ -42,8 +42,7 @@ static void on_recorded(const PGresult *res, const char *error, void *arg)
 {
 	struct redeem *rd = arg;
 	if (!res || PQntuples(res) != 1) {
-		redeem_reply(rd, MP_ST(INTERNAL), error ? error : "custody not recorded; retry",
-			     NULL, 0, NULL);
+		redeem_reply_db_error(rd, "custody_record", error, "custody not recorded; retry");
 		return;
 	}
 	int64_t handoffs = db_get_i64(res, 0, "handoffs_new");
@@ -161,8 +160,7 @@ static void on_pairs_recorded(const PGresult *res, const char *error, void *arg)
 	free(st);
 	if (!res || PQntuples(res) != 1) {
 		custody_job_free(job);
-		redeem_reply(rd, MP_ST(INTERNAL), error ? error : "segments not recorded; retry",
-			     NULL, 0, NULL);
+		redeem_reply_db_error(rd, "segment_record", error, "segments not recorded; retry");
 		return;
 	}
 	int64_t status = db_get_i64(res, 0, "status");
@@ -247,8 +245,7 @@ static void on_custody_prepared(const PGresult *res, const char *error, void *ar
 {
 	struct redeem *rd = arg;
 	if (!res) {
-		redeem_reply(rd, MP_ST(INTERNAL), error ? error : "no result; retry", NULL, 0,
-			     NULL);
+		redeem_reply_db_error(rd, "custody_prepare", error, "no result; retry");
 		return;
 	}
 	if (PQntuples(res) == 0) {
