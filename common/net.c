@@ -63,7 +63,7 @@ void mp_conn_set_max_frame(struct mp_conn *c, size_t max_frame)
 {
 	c->opts.max_frame = max_frame;
 	if (c->bev)
-		bufferevent_setwatermark(c->bev, EV_READ, 0, MP_FRAME_HEADER_LEN + max_frame);
+		bufferevent_setwatermark(c->bev, EV_READ, 0, net_read_high_water(c));
 }
 
 static void fail_pending(struct mp_conn *c)
@@ -88,6 +88,7 @@ static void conn_vend(struct mp_conn *c, enum net_end why, const char *fmt, va_l
 	log_info("%s %s: closing connection: %s", c->opts.name, c->peer, reason);
 	if (c->dns_req)
 		net_connect_cancel(c);
+	net_budget_forget(c);
 	if (c->deadline) {
 		event_free(c->deadline);
 		c->deadline = NULL;
@@ -154,6 +155,7 @@ static void conn_vdrain(struct mp_conn *c, enum net_end why, const char *fmt, va
 		 c->peer, c->in_flight, c->drain_reason);
 	struct evbuffer *in = bufferevent_get_input(c->bev);
 	evbuffer_drain(in, evbuffer_get_length(in));
+	net_budget_forget(c);
 	/* Keep reading (and discarding): closing with unread input would reset the connection,
 	 * and the peer could lose the answers still in transit. */
 	c->paused = false;
@@ -358,6 +360,7 @@ static bool take_one(struct mp_conn *c)
 		refuse_frame(c, r);
 		return false;
 	}
+	net_budget_frame_taken(c);
 	if (!env) {
 		refuse_envelope(c, &err, len);
 		return false;
@@ -408,6 +411,7 @@ static void on_read(struct bufferevent *bev, void *ctx)
 	bool took = false;
 	while (!c->closed && !c->draining && !c->paused && take_one(c))
 		took = true;
+	net_budget_admit(c);
 	watch_partial_frame(c, took);
 	mp_conn_unref(c);
 }
@@ -535,7 +539,7 @@ struct mp_conn *net_conn_new(struct event_base *base, struct bufferevent *bev,
 	net_format_addr(sa, c->peer, sizeof(c->peer));
 	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
 	bufferevent_setcb(bev, on_read, on_write, on_event, c);
-	bufferevent_setwatermark(bev, EV_READ, 0, MP_FRAME_HEADER_LEN + opts->max_frame);
+	bufferevent_setwatermark(bev, EV_READ, 0, net_read_high_water(c));
 	unsigned handshake_s =
 	    opts->handshake_timeout_s ? opts->handshake_timeout_s : opts->idle_timeout_s;
 	if (handshake_s) {

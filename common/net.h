@@ -7,8 +7,10 @@
  * a frame's wire size, the time from a frame's first byte to its last (frame_timeout_s: bytes
  * trickled one by one reset the idle timeout but not this), its decoded size and item counts
  * (common/decode.h), the requests a connection has in flight and the answers it leaves unread
- * (reading from it pauses), and the time it stays idle or leaves its answers unread. Every refusal is logged and counted in the
- * listener's metrics.
+ * (reading from it pauses), and the time it stays idle or leaves its answers unread; what all
+ * its connections hold in partially read frames together is bounded by the listener's read
+ * budget (net_budget.h: a large frame waits for its share). Every refusal is logged and counted in
+ * the listener's metrics.
  *
  * A connection (server side; a client connection is the same without the limits):
  *
@@ -61,6 +63,7 @@ struct mp_net_opts {
 	unsigned max_in_flight;	      /* requests read and not yet answered, per connection */
 	size_t out_high_water;	      /* unsent answer bytes above which reading pauses */
 	size_t out_low_water;	      /* ... and at or below which it resumes */
+	size_t read_budget; /* bytes of partial frames, all connections together (net_budget.h) */
 };
 
 struct mp_listener *mp_listen(struct event_base *base, SSL_CTX *ctx, const char *host,

@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 
 #include "net.h"
+#include "net_budget.h"
 
 struct bufferevent;
 struct event;
@@ -60,6 +61,11 @@ struct mp_conn {
 	bool output_full;
 	bool frame_timer_on;		      /* deadline runs for the partial frame in the input */
 	bool logged_in_flight, logged_output; /* one log line per connection and reason */
+	bool logged_budget;
+	/* net_budget.c: the large frame at the head of the input, reserved or waiting */
+	uint64_t budget_held, budget_want;
+	bool budget_waiting;
+	struct mp_conn *wait_prev, *wait_next; /* the listener's line for the read budget */
 	unsigned in_flight;
 	enum net_end drain_end;
 	char drain_reason[256];
@@ -85,6 +91,7 @@ struct mp_listener {
 	uint16_t port;
 	struct mp_conn *conns;
 	struct net_stats stats;
+	struct net_budget budget;
 	uint64_t refusal_logged_at; /* refusals at accept are logged at most once a second */
 	uint64_t refusals_unlogged;
 };

@@ -14,6 +14,7 @@ void mp_net_limits_default(struct mp_net_limits *l)
 	    .handshake_timeout = 10,
 	    .frame_timeout = 60,
 	    .max_frame = MP_FRAME_MAX_WALLET,
+	    .read_budget = 64u << 20,
 	};
 }
 
@@ -34,7 +35,9 @@ bool mp_net_limits_check(const struct mp_net_limits *l, const char *path, char *
 		      errlen) ||
 	    !in_range(l->handshake_timeout, 1, 3600, path, "handshake_timeout", err, errlen) ||
 	    !in_range(l->frame_timeout, 1, 3600, path, "frame_timeout", err, errlen) ||
-	    !in_range(l->max_frame, 4096, MP_FRAME_MAX_MERCHANT, path, "max_frame", err, errlen))
+	    !in_range(l->max_frame, 4096, MP_FRAME_MAX_MERCHANT, path, "max_frame", err, errlen) ||
+	    !in_range(l->read_budget, MP_NET_READ_BUDGET_MIN, MP_NET_READ_BUDGET_MAX, path,
+		      "read_budget", err, errlen))
 		return false;
 	if (l->output_low_water >= l->output_high_water) {
 		snprintf(err, errlen,
@@ -68,5 +71,6 @@ struct mp_net_opts mp_net_limits_opts(const struct mp_net_limits *l, uint32_t id
 	    .max_in_flight = l->max_in_flight,
 	    .out_high_water = l->output_high_water,
 	    .out_low_water = l->output_low_water,
+	    .read_budget = l->read_budget,
 	};
 }

@@ -10,6 +10,9 @@
 #include "frame.h"
 #include "net.h"
 
+#define MP_NET_READ_BUDGET_MIN (1u << 20)
+#define MP_NET_READ_BUDGET_MAX (1u << 31)
+
 struct mp_net_limits {
 	uint32_t max_connections;
 	uint32_t max_in_flight;
@@ -18,6 +21,7 @@ struct mp_net_limits {
 	uint32_t handshake_timeout;
 	uint32_t frame_timeout; /* seconds from a frame's first byte to its last */
 	uint32_t max_frame;	/* frames from peers without a merchant certificate (wallets) */
+	uint32_t read_budget;	/* bytes in partial frames, all connections together */
 };
 
 /* The [limits] keys, for a daemon's key table: type is its config struct, member the
@@ -36,7 +40,11 @@ struct mp_net_limits {
 	    MP_NET_LIMIT_KEY(type, member, frame_timeout, 1, 3600,                                 \
 			     "seconds from a frame's first byte to its last"),                     \
 	    MP_NET_LIMIT_KEY(type, member, max_frame, 4096, MP_FRAME_MAX_MERCHANT,                 \
-			     "bytes, default 1 MiB")
+			     "bytes, default 1 MiB"),                                              \
+	    MP_NET_LIMIT_KEY(type, member, read_budget, MP_NET_READ_BUDGET_MIN,                    \
+			     MP_NET_READ_BUDGET_MAX,                                               \
+			     "bytes held in partly read frames, all connections together; "        \
+			     "default 64 MiB")
 
 void mp_net_limits_default(struct mp_net_limits *l);
 /* Every value in its range; false with "path: [limits] key ..." in err otherwise. */

@@ -192,6 +192,7 @@ struct mp_listener *mp_listen(struct event_base *base, SSL_CTX *ctx, const char 
 		return NULL;
 	l->ctx = ctx;
 	l->opts = *opts;
+	l->budget.limit = opts->read_budget;
 	l->ops = ops;
 	l->arg = arg;
 	l->port = port;
@@ -293,4 +294,14 @@ void mp_listener_metrics_register(const struct mp_listener *l, struct mp_metrics
 	mp_metrics_u64(reg, MP_METRIC_COUNTER, name, "Times reading from a peer paused, by limit.",
 		       (const char *[]){"listener", n, "reason", "output_high_water", NULL},
 		       &s->paused_output);
+	mp_metrics_u64(reg, MP_METRIC_COUNTER, name, "Times reading from a peer paused, by limit.",
+		       (const char *[]){"listener", n, "reason", "read_budget", NULL},
+		       &l->budget.waits);
+	snprintf(name, sizeof(name), "%s_read_budget_bytes", prefix);
+	mp_metrics_u64(reg, MP_METRIC_GAUGE, name, "[limits] read_budget of the listener.",
+		       (const char *[]){"listener", n, NULL}, &l->budget.limit);
+	snprintf(name, sizeof(name), "%s_read_budget_reserved_bytes", prefix);
+	mp_metrics_u64(reg, MP_METRIC_GAUGE, name,
+		       "Bytes of the read budget reserved by large frames being read.",
+		       (const char *[]){"listener", n, NULL}, &l->budget.reserved);
 }

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -117,4 +118,51 @@ void flood_frames(struct wire *w, const uint8_t *frame, size_t len, uint64_t cou
 	free(rd.first);
 	free(rd.buf);
 	free(chunk);
+}
+
+/* One non-blocking write of what is left for w; false once w has failed. */
+static bool fill_one(struct wire *w, const uint8_t *data, size_t len, size_t *took)
+{
+	int n = SSL_write(w->ssl, data + *took, (int)(len - *took));
+	if (n > 0) {
+		*took += (size_t)n;
+		return true;
+	}
+	int e = SSL_get_error(w->ssl, n);
+	ERR_clear_error();
+	return e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ;
+}
+
+void flood_fill(struct wire *w, int n, const uint8_t *data, size_t len, int ms, size_t *took)
+{
+	int *flags = calloc((size_t)n, sizeof(*flags));
+	bool *failed = calloc((size_t)n, sizeof(*failed));
+	for (int i = 0; i < n; i++) {
+		took[i] = 0;
+		flags[i] = fcntl(w[i].fd, F_GETFL);
+		fcntl(w[i].fd, F_SETFL, flags[i] | O_NONBLOCK);
+		SSL_set_mode(w[i].ssl, SSL_MODE_ENABLE_PARTIAL_WRITE);
+	}
+	double end = now_s() + ms / 1000.0;
+	while (now_s() < end) {
+		bool progress = false, left = false;
+		for (int i = 0; i < n; i++) {
+			if (failed[i] || took[i] == len)
+				continue;
+			size_t before = took[i];
+			failed[i] = !fill_one(&w[i], data, len, &took[i]);
+			progress = progress || took[i] > before;
+			left = left || (!failed[i] && took[i] < len);
+		}
+		if (!left)
+			break;
+		if (!progress)
+			usleep(20000);
+	}
+	for (int i = 0; i < n; i++) {
+		SSL_clear_mode(w[i].ssl, SSL_MODE_ENABLE_PARTIAL_WRITE);
+		fcntl(w[i].fd, F_SETFL, flags[i]);
+	}
+	free(flags);
+	free(failed);
 }

@@ -19,3 +19,8 @@ struct flood_result {
  * `count` of them, the connection ends, or nothing moves for stall_ms. */
 void flood_frames(struct wire *w, const uint8_t *frame, size_t len, uint64_t count, int stall_ms,
 		  struct flood_result *r);
+
+/* Write as much of data to each of the n connections as it takes without blocking, for ms
+ * milliseconds: a connection whose peer stops reading keeps the rest. took[i] is what w[i]
+ * took. */
+void flood_fill(struct wire *w, int n, const uint8_t *data, size_t len, int ms, size_t *took);

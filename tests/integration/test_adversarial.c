@@ -4,7 +4,8 @@
  * a bound above its RSS before the attack (harness_attack.h); an honest customer pays at m1
  * and asks the broker throughout each attack and must be served (harness_honest.h). The suite
  * ends with every acknowledged payment redeemed exactly and a clean broker audit.
- * Limits are short here: 16 connections per listener, 2 s handshake and frame deadlines. */
+ * Limits are short here: 16 connections per listener, 2 s handshake and frame deadlines, a
+ * read budget of 4 MiB. */
 #include <check.h>
 #include <signal.h>
 #include <stdio.h>
@@ -31,6 +32,7 @@
 #define MAX_CONNS   16
 #define HONEST_N    20000 /* units of the honest customer's channel */
 #define OTHER_N	    100	  /* units of the channel the attacks use at m1 */
+#define READ_BUDGET (4u << 20)
 
 static struct net net;
 static char ca[700], broker_ep[128], m1_ep[128];
@@ -69,6 +71,9 @@ static void setup_net(void)
 	setenv("MP_HANDSHAKE_TIMEOUT", "2", 1);
 	setenv("MP_FRAME_TIMEOUT", "2", 1);
 	setenv("MP_MAX_CONNECTIONS", "16", 1);
+	char budget[32];
+	snprintf(budget, sizeof(budget), "%u", READ_BUDGET);
+	setenv("MP_READ_BUDGET", budget, 1);
 	net_up(&net);
 	ck_assert_int_eq(net_cmd(&net, "merchant", "m2"), 0);
 	net_path(&net, "tls/ca.crt", ca, sizeof(ca));
@@ -391,6 +396,80 @@ START_TEST(frames_at_the_maximum_are_served_and_one_byte_over_refused)
 	frame_at_max("broker", m1.cert, m1.tls_key, MP_FRAME_MAX_MERCHANT);
 	a.slack_kb += 3 * (MP_FRAME_MAX_MERCHANT / 1024);
 	attack_end(&a);
+}
+END_TEST
+
+/* ---- the read budget: many peers each holding most of a maximal frame ---- */
+
+/* micropay_<broker|merchant>_<what>{listener="<broker|wallet>"<labels>} of daemon */
+static int64_t listener_metric(const char *daemon, const char *what, const char *labels)
+{
+	char name[256];
+	bool broker = strcmp(daemon, "broker") == 0;
+	snprintf(name, sizeof(name), "micropay_%s_%s{listener=\"%s\"%s}",
+		 broker ? "broker" : "merchant", what, broker ? "broker" : "wallet", labels);
+	return metric(&net, daemon, name);
+}
+
+static int64_t budget_waits(const char *daemon)
+{
+	return listener_metric(daemon, "reads_paused_total", ",reason=\"read_budget\"");
+}
+
+static int64_t budget_reserved(const char *daemon)
+{
+	return listener_metric(daemon, "read_budget_reserved_bytes", "");
+}
+
+/* PEERS connections each send all but the last byte of a maximal frame. At most
+ * READ_BUDGET / max frames are read past 64 KiB at once (the rest wait, counted); each is
+ * closed at its frame deadline; the daemon's peak stays under the budget plus 64 KiB per
+ * connection (and slack), where the peers' frames together are three times the budget; the
+ * honest customer pays throughout; a whole maximal frame is served afterwards (every
+ * reservation released). */
+static void partial_frames_within_budget(const char *daemon)
+{
+	enum { PEERS = 12 };
+	struct attack a;
+	attack_begin(&a, &net, daemon, "partial maximal frames", &honest);
+	int64_t waits_before = budget_waits(daemon);
+	int64_t timeouts_before = closed_count(daemon, "frame_timeout");
+	ck_assert_int_ge(waits_before, 0);
+	size_t len = 4 + MP_FRAME_MAX_WALLET - 1;
+	uint8_t *big = big_envelope_frame(MP_FRAME_MAX_WALLET);
+	struct wire w[PEERS];
+	for (int i = 0; i < PEERS; i++)
+		ck_assert(wire_connect(&w[i], endpoint_of(daemon), ca, NULL, NULL));
+	size_t took[PEERS];
+	flood_fill(w, PEERS, big, len, 1000 * FRAME_S / 2, took);
+	free(big);
+	int64_t waits = budget_waits(daemon) - waits_before;
+	int64_t reserved = budget_reserved(daemon);
+	printf("%s: %d peers sending %zu bytes each: %lld waited for the read budget, %lld bytes "
+	       "reserved\n",
+	       daemon, PEERS, len, (long long)waits, (long long)reserved);
+	ck_assert_int_ge(waits, PEERS - READ_BUDGET / MP_FRAME_MAX_WALLET);
+	ck_assert_int_le(reserved, READ_BUDGET);
+	for (int i = 0; i < PEERS; i++) {
+		ck_assert_msg(wire_closed_within(&w[i], 5000 * FRAME_S),
+			      "%s: peer %d holding %zu bytes of a frame not closed", daemon, i,
+			      took[i]);
+		wire_close(&w[i]);
+	}
+	ck_assert_int_ge(closed_count(daemon, "frame_timeout"), timeouts_before + PEERS);
+	ck_assert(log_has(&net, daemon, "waits for the read budget", 3000));
+	ck_assert_int_eq(budget_reserved(daemon), 0);
+	/* The bound: the budget and 64 KiB per connection, with room for TLS and buffers. */
+	a.slack_kb =
+	    (READ_BUDGET / 1024 + PEERS * 128 + 4096) * (ATTACK_MEM_SLACK_KB / (32 * 1024));
+	attack_end(&a);
+	frame_at_max(daemon, NULL, NULL, MP_FRAME_MAX_WALLET);
+}
+
+START_TEST(partial_frames_of_many_peers_stay_within_the_read_budget)
+{
+	partial_frames_within_budget("broker");
+	partial_frames_within_budget("m1");
 }
 END_TEST
 
@@ -1055,6 +1134,7 @@ int main(void)
 	tcase_add_test(tc, connection_flood_beyond_the_limit_is_refused_at_accept);
 	tcase_add_test(tc, many_tiny_frames_are_each_answered);
 	tcase_add_test(tc, frames_at_the_maximum_are_served_and_one_byte_over_refused);
+	tcase_add_test(tc, partial_frames_of_many_peers_stay_within_the_read_budget);
 	tcase_add_test(tc, forged_signatures_are_bad_sig_and_change_nothing);
 	tcase_add_test(tc, forged_custody_statements_are_bad_sig_and_change_nothing);
 	tcase_add_test(tc, replayed_broker_requests_get_the_stored_answer);
