@@ -348,6 +348,20 @@ static void refuse_envelope(struct mp_conn *c, const struct mp_decode_error *err
 	}
 }
 
+/* A frame on a connection that takes only answers (an outgoing one) that answers none of its
+ * calls: a stale or forged answer from a hostile server. Dropped, logged once per connection;
+ * the caller's own deadline ends a wait that such frames keep busy. */
+static void drop_unsolicited(struct mp_conn *c, const MpEnvelope *env)
+{
+	if (!c->logged_unsolicited)
+		log_warn(
+		    "%s %s: dropping a frame that answers no request of ours (request_id %llu, "
+		    "body %d; logged once per connection)",
+		    c->opts.name, c->peer, (unsigned long long)env->request_id,
+		    (int)env->body_case);
+	c->logged_unsolicited = true;
+}
+
 /* Take and route one frame; false when there is nothing more to do now. */
 static bool take_one(struct mp_conn *c)
 {
@@ -368,10 +382,14 @@ static bool take_one(struct mp_conn *c)
 	if (env->version != MP_PROTOCOL_VERSION) {
 		refuse(c, NET_END_BAD_VERSION, env->request_id, "unsupported version",
 		       "protocol version %u, expected %u", env->version, MP_PROTOCOL_VERSION);
-	} else if (!deliver_reply(c, env) && c->ops->on_envelope) {
+	} else if (deliver_reply(c, env)) {
+		/* handed to the caller */
+	} else if (c->ops->on_envelope) {
 		c->in_flight++;
 		c->ops->on_envelope(c, env, c->arg);
 		update_reading(c);
+	} else {
+		drop_unsolicited(c, env);
 	}
 	micropay__v1__envelope__free_unpacked(env, NULL);
 	return true;

@@ -62,6 +62,7 @@ struct mp_conn {
 	bool frame_timer_on;		      /* deadline runs for the partial frame in the input */
 	bool logged_in_flight, logged_output; /* one log line per connection and reason */
 	bool logged_budget;
+	bool logged_unsolicited; /* a frame that answered no call was dropped */
 	/* net_budget.c: the large frame at the head of the input, reserved or waiting */
 	uint64_t budget_held, budget_want;
 	bool budget_waiting;
