@@ -17,6 +17,8 @@
  *
  *   CONNECTING --CN names the merchant--> OPENING --OpenAck checked--> RESENDING (in-flight Pays)
  *   --> PAYING --units paid--> DONE;   any --refusal, timeout, lost connection--> FAILED
+ *   (each Pay's answer is awaited at most idle_timeout, however the merchant keeps the
+ *   connection busy: bytes trickled, frames that answer no request)
  *   OPENING --HANDED_OFF with a redirect (after a Move), checked (redirect.c)--> new holder and
  *         epoch recorded, a Move from that epoch signed --> OPENING again on the same
  *         connection; at most MP_MAX_HANDOFFS redirects, all within WALLET_OPEN_TIMEOUT of the
@@ -55,8 +57,9 @@ struct pay_op {
 	char target_hex[MP_HEX_ID_LEN + 1];
 	MpSigned *move; /* when target is not the holder */
 	struct event *open_timer;
-	uint32_t open_last;	/* OpenAck's point index */
-	uint32_t merchant_last; /* the merchant's last as far as we know */
+	struct event *pay_timer; /* the answer to the Pay in cur: within idle_timeout */
+	uint32_t open_last;	 /* OpenAck's point index */
+	uint32_t merchant_last;	 /* the merchant's last as far as we know */
 	uint32_t max_jump;
 	struct wstore_pay *resend; /* stored in-flight Pays, resent first */
 	int n_resend, next_resend;
@@ -128,6 +131,29 @@ static void on_open_timeout(evutil_socket_t fd, short what, void *arg)
 		 p->target_hex, WALLET_OPEN_TIMEOUT);
 }
 
+/* A merchant that answers nothing, trickles its answer or sends frames that answer no request
+ * would otherwise hold the channel busy for ever (each byte resets the idle timeout). */
+static void on_pay_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct pay_op *p = arg;
+	pay_fail(
+	    p,
+	    "no answer to Pay j=%u from m-%s within %u s (idle_timeout); it stays in flight for "
+	    "a verbatim retry",
+	    p->cur.j, p->target_hex, p->w->cfg.idle_timeout);
+}
+
+/* Arm the deadline of the Pay just sent; false (p failed) if it cannot be armed. */
+static bool arm_pay_timer(struct pay_op *p)
+{
+	struct timeval tv = {(time_t)p->w->cfg.idle_timeout, 0};
+	if ((p->pay_timer || (p->pay_timer = evtimer_new(p->w->base, on_pay_timeout, p))) &&
+	    evtimer_add(p->pay_timer, &tv) == 0)
+		return true;
+	pay_fail(p, "cannot arm the deadline of Pay j=%u (it stays in flight)", p->cur.j);
+	return false;
+}
+
 static void pay_succeed(struct pay_op *p, bool complete)
 {
 	pay_reply(p, complete);
@@ -155,6 +181,8 @@ static void send_pay(struct pay_op *p)
 			 p->cur.j);
 		return;
 	}
+	if (!arm_pay_timer(p))
+		return;
 	if (p->cur_is_resend)
 		p->w->stats.pays_resent++;
 	else
@@ -187,6 +215,7 @@ static void on_pay_ack(struct mp_conn *c, const MpEnvelope *env, void *arg)
 	struct pay_op *p = arg;
 	if (!env)
 		return; /* on_close reports why */
+	evtimer_del(p->pay_timer);
 	char text[400];
 	if (env->body_case != MP_BODY(PAY_ACK) || !env->pay_ack->status) {
 		wallet_status_text(env->body_case == MP_BODY(ERROR) ? env->error : NULL, text,
@@ -560,6 +589,8 @@ static void on_close(struct mp_conn *c, const char *reason, void *arg)
 	if (p->then_free)
 		p->then_free(p->then_arg);
 	event_free(p->open_timer);
+	if (p->pay_timer)
+		event_free(p->pay_timer);
 	OPENSSL_cleanse(&p->cur, sizeof(p->cur));
 	free(p);
 }
