@@ -181,8 +181,8 @@ static void *hostile_main(void *arg)
 	return NULL;
 }
 
-void hostile_start(struct hostile *h, const char *cert, const char *key, enum hostile_mode mode,
-		   unsigned honest, hostile_answer_fn answer, void *arg)
+void hostile_start(struct hostile *h, uint16_t port, const char *cert, const char *key,
+		   enum hostile_mode mode, unsigned honest, hostile_answer_fn answer, void *arg)
 {
 	*h = (struct hostile){.mode = mode, .honest = honest, .answer = answer, .arg = arg};
 	signal(SIGPIPE, SIG_IGN); /* a write to a client that left fails, it does not kill us */
@@ -192,8 +192,13 @@ void hostile_start(struct hostile *h, const char *cert, const char *key, enum ho
 	ck_assert_int_eq(SSL_CTX_use_certificate_chain_file(h->ctx, cert), 1);
 	ck_assert_int_eq(SSL_CTX_use_PrivateKey_file(h->ctx, key, SSL_FILETYPE_PEM), 1);
 	h->lfd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	ck_assert_int_eq(bind(h->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	int one = 1;
+	setsockopt(h->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+				 .sin_port = htons(port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	ck_assert_msg(bind(h->lfd, (struct sockaddr *)&sa, sizeof(sa)) == 0, "cannot bind port %u",
+		      port);
 	ck_assert_int_eq(listen(h->lfd, 8), 0);
 	socklen_t sl = sizeof(sa);
 	getsockname(h->lfd, (struct sockaddr *)&sa, &sl);

@@ -37,8 +37,9 @@ struct hostile {
 	atomic_uint requests; /* requests read over all connections */
 };
 
-/* Listen on 127.0.0.1 (a free port) with cert/key; fails the test if impossible. */
-void hostile_start(struct hostile *h, const char *cert, const char *key, enum hostile_mode mode,
-		   unsigned honest, hostile_answer_fn answer, void *arg);
+/* Listen on 127.0.0.1:port (0: a free port; else e.g. the port of a daemon just stopped) with
+ * cert/key; fails the test if impossible. */
+void hostile_start(struct hostile *h, uint16_t port, const char *cert, const char *key,
+		   enum hostile_mode mode, unsigned honest, hostile_answer_fn answer, void *arg);
 /* Stop the thread, close everything. */
 void hostile_stop(struct hostile *h);

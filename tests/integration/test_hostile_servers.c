@@ -1,12 +1,17 @@
 /* Hostile servers against a daemon acting as a client (docs/adversarial.md, "Hostile
- * servers"): walletd pays at a server that presents m1's own certificate (a merchant gone bad:
- * the wallet cannot tell it from m1) or m2's. The server answers the Open honestly (a point of
+ * servers"). First walletd pays at a server that presents m1's own certificate (a merchant gone
+ * bad: the wallet cannot tell it from m1) or m2's. The server answers the Open honestly (a point of
  * the wallet's own chain: the root, from the ChannelCert it was sent) and then the Pay with
  * silence, a trickled frame, replays of its earlier answer, an answer of the wrong type,
  * garbage, an oversized frame or half a frame. Each time walletd fails the pay with a clear
  * error (the Pay stays in flight), keeps serving (a payment at the real m1 on another channel
  * goes through while the hostile one is stuck), and the next pay at the real m1 resends the
- * in-flight Pay and is acknowledged. walletd's memory stays bounded; the audit is clean. */
+ * in-flight Pay and is acknowledged. walletd's memory stays bounded.
+ * Then merchantd as a successor: m2 is stopped and a hostile server with m2's certificate takes
+ * its port; a wallet moving a channel from m2 to m1 makes m1 ask it for a Handoff, answered by
+ * silence, a trickle, the wrong type, garbage, an oversized frame or a close. m1 answers the
+ * Open with a clear refusal (nothing stored, no payword sent), serves other wallets meanwhile,
+ * and takes the channel over once the real m2 is back. The audit is clean. */
 #include <check.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -21,7 +26,8 @@
 #include "harness_net.h"
 #include "../check_run.h"
 
-#define WALLET_IDLE_S 3 /* walletd's idle_timeout here: the deadline of each Pay's answer */
+#define WALLET_IDLE_S 6 /* walletd's idle_timeout here: the deadline of each Pay's answer */
+#define HANDOFF_S     2 /* merchantd's handoff_timeout here, well below WALLET_IDLE_S */
 
 static struct net net;
 static struct tmerchant m1, m2;
@@ -33,6 +39,8 @@ static void setup_net(void)
 	char idle[16];
 	snprintf(idle, sizeof(idle), "%d", WALLET_IDLE_S);
 	setenv("MP_WALLET_IDLE_TIMEOUT", idle, 1);
+	snprintf(idle, sizeof(idle), "%d", HANDOFF_S);
+	setenv("MP_HANDOFF_TIMEOUT", idle, 1);
 	net_up(&net);
 	ck_assert_int_eq(net_cmd(&net, "merchant", "m2"), 0);
 	net_read(&net, "m1", "endpoint", m1_ep, sizeof(m1_ep));
@@ -89,7 +97,7 @@ static size_t pay_ack(const MpEnvelope *req, uint8_t *frame, size_t cap)
 	st.code = MP_ST(OK);
 	Micropay__V1__PayAck ack = MICROPAY__V1__PAY_ACK__INIT;
 	ack.status = &st;
-	ack.last = req->pay_req->j;
+	ack.last = req->body_case == MP_BODY(PAY_REQ) ? req->pay_req->j : 0;
 	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
 	env.body_case = MP_BODY(PAY_ACK);
 	env.pay_ack = &ack;
@@ -100,16 +108,16 @@ static size_t answer(const MpEnvelope *req, uint8_t *frame, size_t cap, void *ar
 {
 	if (req->body_case == MP_BODY(OPEN_REQ))
 		return open_ack(req, arg, frame, cap);
-	if (req->body_case == MP_BODY(PAY_REQ))
-		return pay_ack(req, frame, cap);
+	if (req->body_case == MP_BODY(PAY_REQ) || req->body_case == MP_BODY(HANDOFF_REQ))
+		return pay_ack(req, frame, cap); /* to a HandoffReq: the wrong type */
 	return 0;
 }
 
 /* ---- paying ---- */
 
 struct pay_call {
-	const char *channel, *endpoint;
-	char order[64]; /* a new order of one unit at m1 */
+	const char *channel, *endpoint, *merchant;
+	char order[64]; /* a new order of one unit at the merchant */
 	pthread_t thread;
 	json_t *result;
 	char err[512];
@@ -123,18 +131,27 @@ static void *pay_main(void *arg)
 	snprintf(params, sizeof(params),
 		 "{\"channel_id\":\"%s\",\"endpoint\":\"%s\",\"units\":1,\"merchant_id\":\"%s\","
 		 "\"order_ref\":\"%s\"}",
-		 pc->channel, pc->endpoint, m1.mid_hex, pc->order);
+		 pc->channel, pc->endpoint, pc->merchant, pc->order);
 	pc->result = admin(&net, "w1", "pay", params, pc->err, sizeof(pc->err));
 	atomic_store(&pc->done, true);
 	return NULL;
 }
 
-static void pay_start(struct pay_call *pc, const char *channel, const char *endpoint)
+/* Pay one unit of channel at endpoint to merchant (daemon "m1" or "m2", m1 when NULL). */
+static void pay_start_to(struct pay_call *pc, const char *channel, const char *endpoint,
+			 const struct tmerchant *merchant)
 {
-	*pc = (struct pay_call){.channel = channel, .endpoint = endpoint};
-	net_new_order(&net, "m1", 1, pc->order, sizeof(pc->order));
+	merchant = merchant ? merchant : &m1;
+	*pc = (struct pay_call){
+	    .channel = channel, .endpoint = endpoint, .merchant = merchant->mid_hex};
+	net_new_order(&net, merchant->name, 1, pc->order, sizeof(pc->order));
 	atomic_init(&pc->done, false);
 	ck_assert_int_eq(pthread_create(&pc->thread, NULL, pay_main, pc), 0);
+}
+
+static void pay_start(struct pay_call *pc, const char *channel, const char *endpoint)
+{
+	pay_start_to(pc, channel, endpoint, NULL);
 }
 
 /* Wait for the pay (generously); fails the test if walletd never answers. */
@@ -171,7 +188,7 @@ static void hostile_case(const char *name, const char *cert, const char *key,
 	char stuck_ch[64];
 	net_wallet_issue(&net, "w1", m1.mid_hex, 10, 1, stuck_ch, sizeof(stuck_ch));
 	struct hostile h;
-	hostile_start(&h, cert, key, mode, honest, answer, sc);
+	hostile_start(&h, 0, cert, key, mode, honest, answer, sc);
 	struct pay_call pc;
 	pay_start(&pc, stuck_ch, h.endpoint);
 	pay_honestly(other_ch, NULL);
@@ -212,6 +229,75 @@ START_TEST(walletd_survives_hostile_merchants)
 	int64_t peak = daemon_mem_kb(&net, "w1", "VmHWM");
 	printf("walletd: RSS before %lld kB, peak %lld kB\n", (long long)before, (long long)peak);
 	ck_assert_int_lt(peak - before, 32 * 1024);
+}
+END_TEST
+
+/* A pay of channel at m1 that moves it from m2 (a Move): m1 asks m2's endpoint for a Handoff.
+ * NULL and the error in err when refused. */
+static json_t *move_to_m1(const char *channel, char *err, size_t errlen)
+{
+	struct pay_call pc;
+	pay_start(&pc, channel, m1_ep);
+	pay_join(&pc, 90);
+	snprintf(err, errlen, "%s", pc.err);
+	return pc.result;
+}
+
+/* m1 asks a hostile "m2" (its certificate, its port) for a Handoff of channel: the Open is
+ * refused with a clear error and no payword leaves; m1 serves another wallet meanwhile. */
+static void hostile_holder_case(const char *name, const char *channel, uint16_t port,
+				enum hostile_mode mode, unsigned honest, const char *expect)
+{
+	struct script sc = {0};
+	struct hostile h;
+	hostile_start(&h, port, m2.cert, m2.tls_key, mode, honest, answer, &sc);
+	struct pay_call pc;
+	pay_start(&pc, channel, m1_ep);
+	pay_honestly(other_ch, NULL);
+	pay_join(&pc, 90);
+	unsigned asked = atomic_load(&h.requests);
+	hostile_stop(&h);
+	printf("holder %s: pay failed: %s\n", name, pc.result ? "(it did not)" : pc.err);
+	ck_assert_msg(!pc.result, "holder %s: the move succeeded", name);
+	ck_assert_uint_ge(asked, 1); /* m1 did ask the hostile holder */
+	ck_assert_msg(strstr(pc.err, expect) && strstr(pc.err, "no payword sent"),
+		      "holder %s: error '%s' does not say '%s' and 'no payword sent'", name, pc.err,
+		      expect);
+}
+
+START_TEST(merchantd_survives_a_hostile_holder)
+{
+	char channel[64], m2_ep[128], err[512];
+	net_read(&net, "m2", "endpoint", m2_ep, sizeof(m2_ep));
+	const char *colon = strrchr(m2_ep, ':');
+	uint16_t port = (uint16_t)atoi(colon + 1);
+	net_wallet_issue(&net, "w1", m2.mid_hex, 10, 1, channel, sizeof(channel));
+	struct pay_call pc; /* once at m2: the wallet learns its MerchantCert */
+	pay_start_to(&pc, channel, m2_ep, &m2);
+	pay_join(&pc, 60);
+	ck_assert_msg(pc.result, "pay at m2: %s", pc.err);
+	json_decref(pc.result);
+	int64_t before = daemon_mem_kb(&net, "m1", "VmRSS");
+	daemon_peak_reset(&net, "m1");
+	ck_assert_int_eq(net_cmd(&net, "kill", "m2"), 0);
+	hostile_holder_case("silent", channel, port, HOSTILE_SILENT, 0, "did not hand the channel");
+	hostile_holder_case("trickling", channel, port, HOSTILE_TRICKLE, 0,
+			    "did not hand the channel");
+	hostile_holder_case("answering a PayAck", channel, port, HOSTILE_SILENT, 1,
+			    "not a HandoffResp");
+	hostile_holder_case("garbage", channel, port, HOSTILE_GARBAGE, 0, "unparsable");
+	hostile_holder_case("oversized", channel, port, HOSTILE_OVERSIZED, 0, "frame length");
+	hostile_holder_case("closing", channel, port, HOSTILE_CLOSE_MID_FRAME, 0, "reached");
+	int64_t peak = daemon_mem_kb(&net, "m1", "VmHWM");
+	printf("m1: RSS before %lld kB, peak %lld kB\n", (long long)before, (long long)peak);
+	ck_assert_int_lt(peak - before, 32 * 1024);
+	ck_assert_int_eq(net_cmd(&net, "start", "m2"), 0);
+	json_t *r = NULL;
+	for (int i = 0; i < 20 && !(r = move_to_m1(channel, err, sizeof(err))); i++)
+		sleep(1); /* m2 starting */
+	ck_assert_msg(r, "the move to m1 with the real m2 back: %s", err);
+	ck_assert_str_eq(json_str(r, "status"), "OK");
+	json_decref(r);
 	net_audit_clean(&net);
 }
 END_TEST
@@ -223,6 +309,7 @@ int main(void)
 	tcase_add_unchecked_fixture(tc, setup_net, teardown_net);
 	tcase_set_timeout(tc, 900);
 	tcase_add_test(tc, walletd_survives_hostile_merchants);
+	tcase_add_test(tc, merchantd_survives_a_hostile_holder);
 	suite_add_tcase(s, tc);
 	return mp_check_run(s);
 }
