@@ -293,6 +293,8 @@ void handle_handoff(struct merchant *m, struct mp_conn *c, const MpEnvelope *env
 void handle_transfer(struct merchant *m, struct mp_conn *c, const MpEnvelope *env);
 /* close.c: the owner's CloseRequest (holder side of an early close). */
 void handle_close(struct merchant *m, struct mp_conn *c, const MpEnvelope *env);
+/* receipt.c: a wallet's ReceiptReq for a payment we durably accepted. */
+void handle_receipt(struct merchant *m, struct mp_conn *c, const MpEnvelope *env);
 /* An Open carrying a Move for a channel we do not hold: ask the holder (cc verified). */
 void takeover_start(struct merchant *m, struct mp_conn *c, const MpEnvelope *env,
 		    const Micropay__V1__ChannelCert *cc, struct channel *ch);

@@ -51,6 +51,9 @@ static void on_envelope(struct mp_conn *c, const MpEnvelope *env, void *arg)
 	case MP_BODY(CLOSE_REQ):
 		handle_close(m, c, env);
 		return;
+	case MP_BODY(RECEIPT_REQ):
+		handle_receipt(m, c, env);
+		return;
 	default: {
 		MpStatus st;
 		MpEnvelope out = MICROPAY__V1__ENVELOPE__INIT;

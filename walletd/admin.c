@@ -15,6 +15,7 @@
 #include "log.h"
 #include "metrics_admin.h"
 #include "wallet.h"
+#include "wallet_receipt.h"
 
 bool wallet_param_hex(struct mp_admin_req *req, json_t *params, const char *key, uint8_t *out,
 		      size_t maxlen, bool exact, size_t *outlen)
@@ -218,6 +219,24 @@ static const struct mp_admin_method wallet_methods[] = {
      MP_ADMIN_PARAMS({"bundle", MP_ADMIN_T_STRING, true, NULL, "the sender's bundle"})},
     {"close", wallet_admin_close, "close the channel early at its holder",
      MP_ADMIN_PARAMS(CHANNEL_ID, ENDPOINT_HOLDER)},
+    {"receipt", wallet_admin_receipt,
+     "ask a merchant for the signed Receipt of an acknowledged payment; stored and shown",
+     MP_ADMIN_PARAMS(
+	 CHANNEL_ID,
+	 {"index", MP_ADMIN_T_UINT, false, "the channel's last",
+	  "the paid index (a Pay's j) in the current segment"},
+	 {"merchant_id", MP_ADMIN_T_HEX, false, "the holder",
+	  "the merchant that accepted the payment"},
+	 {"endpoint", MP_ADMIN_T_STRING, false, "the holder's", "host:port of that merchant"})},
+    {"receipts", wallet_admin_receipts, "the channel's stored receipts, checked again",
+     MP_ADMIN_PARAMS(CHANNEL_ID)},
+    {"receipt.verify", wallet_admin_receipt_verify,
+     "check a Receipt against a MerchantCert and the broker key, off-line; show its fields",
+     MP_ADMIN_PARAMS(
+	 {"receipt", MP_ADMIN_T_STRING, true, NULL, "the Receipt (base64)"},
+	 {"merchant_cert", MP_ADMIN_T_STRING, true, NULL, "the merchant's MerchantCert (base64)"},
+	 {"broker_pk", MP_ADMIN_T_HEX, false, "this wallet's broker key",
+	  "the broker's public key (hex)"})},
     {"refund", wallet_admin_refund,
      "ask the broker for the channel's refund (TOO_EARLY: when to ask again)",
      MP_ADMIN_PARAMS(CHANNEL_ID)},

@@ -1,0 +1,19 @@
+/* Receipts at the wallet (docs/receipts.md): fetching one from a merchant (receipt.c) and
+ * checking and showing them off-line (receipt_admin.c). */
+#pragma once
+#include <jansson.h>
+
+#include "proto.h"
+#include "sig.h"
+
+struct wallet;
+struct mp_admin_req;
+
+/* The Receipt checked against the MerchantCert under broker_pk: its fields and both statements
+ * (base64 of the Signed bytes) as JSON; NULL and *why when it does not verify. */
+json_t *wallet_receipt_json(const MpSigned *receipt, const MpSigned *merchant_cert,
+			    const uint8_t broker_pk[MP_PK_LEN], const char **why);
+
+void wallet_admin_receipt(struct mp_admin_req *req, json_t *params, void *ctx);
+void wallet_admin_receipt_verify(struct mp_admin_req *req, json_t *params, void *ctx);
+void wallet_admin_receipts(struct mp_admin_req *req, json_t *params, void *ctx);
