@@ -42,6 +42,7 @@
 #include "tls.h"
 #include "session.h"
 #include "wallet.h"
+#include "wallet_receipt.h"
 
 struct pay_op {
 	struct wallet_op op; /* first: the wallet's list of exchanges in progress */
@@ -81,19 +82,35 @@ struct pay_op {
 	bool in_segment;	 /* the OpenAck's point was in our segment, checked */
 	uint64_t open_started;	 /* when the first Open was sent (redirects share its deadline) */
 	unsigned redirects;	 /* HANDED_OFF redirects followed so far */
+	bool want_receipt;	 /* receipt=true: the last new Pay's Receipt (receipt.c) */
+	uint32_t last_paid;	 /* the j of the last new Pay this call had accepted */
 };
+
+static json_t *pay_answer(struct pay_op *p, bool complete)
+{
+	return json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:b}", "status",
+			 p->have_ack ? mp_code_name(p->ack_status) : "NONE", "last",
+			 (json_int_t)p->ch->last, "credit", (json_int_t)p->ch->credit,
+			 "order_price", (json_int_t)p->order_price, "paid_units",
+			 (json_int_t)p->paid, "requested_units", (json_int_t)p->units, "resent",
+			 (json_int_t)p->resent, "complete", complete);
+}
 
 static void pay_reply(struct pay_op *p, bool complete)
 {
 	p->done = true;
 	p->ch->busy = false;
-	mp_admin_reply(p->req,
-		       json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:b}", "status",
-				 p->have_ack ? mp_code_name(p->ack_status) : "NONE", "last",
-				 (json_int_t)p->ch->last, "credit", (json_int_t)p->ch->credit,
-				 "order_price", (json_int_t)p->order_price, "paid_units",
-				 (json_int_t)p->paid, "requested_units", (json_int_t)p->units,
-				 "resent", (json_int_t)p->resent, "complete", complete));
+	json_t *answer = pay_answer(p, complete);
+	/* receipt=true: the answer waits for the Receipt of the last new Pay (receipt.c) */
+	if (p->want_receipt && p->last_paid &&
+	    wallet_receipt_after_pay(p->w, p->req, answer, p->ch, p->last_paid, p->target,
+				     p->endpoint))
+		return;
+	if (p->want_receipt)
+		json_object_set_new(answer, "receipt_error",
+				    json_string(p->last_paid ? "cannot ask for the receipt"
+							     : "no new payment was accepted"));
+	mp_admin_reply(p->req, answer);
 }
 
 /* Answer the admin call with an error and close the connection (which frees p). */
@@ -249,6 +266,7 @@ static void on_pay_ack(struct mp_conn *c, const MpEnvelope *env, void *arg)
 		p->resent++;
 	} else {
 		p->paid += p->cur.j - before;
+		p->last_paid = p->cur.j;
 		p->w->stats.units_paid += p->cur.j - before;
 		if (ack->last != p->cur.j)
 			log_warn("channel %s: PayAck for j=%u says last %u", p->hex, p->cur.j,
@@ -658,6 +676,7 @@ static struct pay_op *pay_params(struct wallet *w, struct mp_admin_req *req, jso
 	p->w = w;
 	p->req = req;
 	p->units = (uint32_t)units;
+	p->want_receipt = json_is_true(json_object_get(params, "receipt"));
 	snprintf(p->endpoint, sizeof(p->endpoint), "%s", endpoint);
 	mp_hex_encode(id, MP_ID_LEN, p->hex);
 	return p;

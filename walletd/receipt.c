@@ -38,8 +38,22 @@ struct receipt_op {
 	uint8_t target[MP_ID_LEN];
 	char target_hex[MP_HEX_ID_LEN + 1];
 	char endpoint[300];
+	json_t *after_pay; /* pay receipt=true: the pay's answer, completed with the receipt */
 	bool done;
 };
+
+/* Answer the admin request: the receipt (steals it), or the pay's answer with it. */
+static void answer(struct receipt_op *r, json_t *receipt)
+{
+	r->done = true;
+	if (!r->after_pay) {
+		mp_admin_reply(r->req, receipt);
+		return;
+	}
+	json_object_set_new(r->after_pay, "receipt", receipt);
+	mp_admin_reply(r->req, r->after_pay);
+	r->after_pay = NULL;
+}
 
 __attribute__((format(printf, 2, 3))) static void receipt_fail(struct receipt_op *r,
 							       const char *fmt, ...)
@@ -55,7 +69,14 @@ __attribute__((format(printf, 2, 3))) static void receipt_fail(struct receipt_op
 		log_warn("channel %s: receipt for index %u at m-%s (%s): %s", hex, r->index,
 			 r->target_hex, r->endpoint, msg);
 		r->done = true;
-		mp_admin_fail(r->req, MP_ADMIN_FAILED, "receipt: %s", msg);
+		if (r->after_pay) { /* the payment itself went through: say so, and why no receipt
+				     */
+			json_object_set_new(r->after_pay, "receipt_error", json_string(msg));
+			mp_admin_reply(r->req, r->after_pay);
+			r->after_pay = NULL;
+		} else {
+			mp_admin_fail(r->req, MP_ADMIN_FAILED, "receipt: %s", msg);
+		}
 	}
 	if (r->op.conn)
 		mp_conn_close(r->op.conn, "receipt: %s", msg);
@@ -98,8 +119,7 @@ static void take_receipt(struct receipt_op *r, const Micropay__V1__ReceiptResp *
 	const char *why = NULL;
 	json_t *out =
 	    wallet_receipt_json(resp->receipt, resp->merchant_cert, r->w->cfg.broker_pk, &why);
-	r->done = true;
-	mp_admin_reply(r->req, out);
+	answer(r, out);
 	mp_conn_close(r->op.conn, "receipt received");
 }
 
@@ -158,6 +178,7 @@ static void on_close(struct mp_conn *c, const char *reason, void *arg)
 	receipt_fail(r, "connection to %s closed: %s", r->endpoint, reason);
 	wallet_op_remove(r->w, &r->op);
 	event_free(r->timer);
+	json_decref(r->after_pay);
 	OPENSSL_cleanse(r->w_index, sizeof(r->w_index));
 	free(r);
 }
@@ -233,14 +254,13 @@ static bool receipt_params(struct receipt_op *r, json_t *params)
 	return target_params(r, params, ch);
 }
 
+/* False (nothing answered) if the connection could not even start. */
 static bool receipt_connect(struct receipt_op *r)
 {
 	char host[256];
 	uint16_t port;
-	if (!mp_split_endpoint(r->endpoint, host, sizeof(host), &port)) {
-		mp_admin_fail(r->req, MP_ADMIN_BAD_PARAMS, "receipt: endpoint must be host:port");
+	if (!mp_split_endpoint(r->endpoint, host, sizeof(host), &port))
 		return false;
-	}
 	struct mp_net_opts opts = {.max_frame = MP_FRAME_MAX_WALLET,
 				   .idle_timeout_s = r->w->cfg.idle_timeout,
 				   .name = "merchant"};
@@ -271,10 +291,10 @@ void wallet_admin_receipt(struct mp_admin_req *req, json_t *params, void *ctx)
 	r->req = req;
 	bool started = false;
 	if (receipt_params(r, params)) {
-		if (!(r->timer = evtimer_new(w->base, on_timeout, r)))
-			mp_admin_fail(req, MP_ADMIN_INTERNAL, "out of memory");
-		else
-			started = receipt_connect(r);
+		started = (r->timer = evtimer_new(w->base, on_timeout, r)) && receipt_connect(r);
+		if (!started)
+			mp_admin_fail(req, MP_ADMIN_FAILED, "receipt: cannot connect to %s",
+				      r->endpoint);
 	}
 	if (started)
 		return;
@@ -282,4 +302,28 @@ void wallet_admin_receipt(struct mp_admin_req *req, json_t *params, void *ctx)
 		event_free(r->timer);
 	OPENSSL_cleanse(r->w_index, sizeof(r->w_index));
 	free(r);
+}
+
+bool wallet_receipt_after_pay(struct wallet *w, struct mp_admin_req *req, json_t *pay_answer,
+			      struct wchannel *ch, uint32_t index, const uint8_t target[MP_ID_LEN],
+			      const char *endpoint)
+{
+	struct receipt_op *r = calloc(1, sizeof(*r));
+	if (!r)
+		return false;
+	*r = (struct receipt_op){.w = w, .req = req, .seg_seq = ch->seg_seq, .index = index};
+	memcpy(r->channel_id, ch->channel_id, MP_ID_LEN);
+	memcpy(r->target, target, MP_ID_LEN);
+	mp_hex_encode(target, MP_ID_LEN, r->target_hex);
+	snprintf(r->endpoint, sizeof(r->endpoint), "%s", endpoint);
+	if (wallet_channel_word(w, ch, index, r->w_index) &&
+	    (r->timer = evtimer_new(w->base, on_timeout, r)) && receipt_connect(r)) {
+		r->after_pay = pay_answer;
+		return true;
+	}
+	if (r->timer)
+		event_free(r->timer);
+	OPENSSL_cleanse(r->w_index, sizeof(r->w_index));
+	free(r);
+	return false;
 }

@@ -2,11 +2,15 @@
  * checking and showing them off-line (receipt_admin.c). */
 #pragma once
 #include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
 
 #include "proto.h"
 #include "sig.h"
+#include "util.h"
 
 struct wallet;
+struct wchannel;
 struct mp_admin_req;
 
 /* The Receipt checked against the MerchantCert under broker_pk: its fields and both statements
@@ -17,3 +21,11 @@ json_t *wallet_receipt_json(const MpSigned *receipt, const MpSigned *merchant_ce
 void wallet_admin_receipt(struct mp_admin_req *req, json_t *params, void *ctx);
 void wallet_admin_receipt_verify(struct mp_admin_req *req, json_t *params, void *ctx);
 void wallet_admin_receipts(struct mp_admin_req *req, json_t *params, void *ctx);
+
+/* pay receipt=true: once the Pays are acknowledged, ask target at endpoint for the Receipt at
+ * index (the last Pay's j) and answer req with pay_answer (taken) plus "receipt", or plus
+ * "receipt_error" (the payment stands either way). False (nothing taken, nothing answered) if
+ * the request could not even start. */
+bool wallet_receipt_after_pay(struct wallet *w, struct mp_admin_req *req, json_t *pay_answer,
+			      struct wchannel *ch, uint32_t index, const uint8_t target[MP_ID_LEN],
+			      const char *endpoint);

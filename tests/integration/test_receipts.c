@@ -10,6 +10,7 @@
  *   the wrong word, an unknown channel or index 0 gets a typed error;
  * - a tampered receipt, a receipt checked under another broker key or against the wrong
  *   statement is refused by receipt.verify with the reason.
+ * - `pay ... receipt=true` answers the payment with the last Pay's Receipt, stored.
  * Every test ends with the broker's audit clean. */
 #include <check.h>
 #include <openssl/evp.h>
@@ -224,6 +225,37 @@ START_TEST(receipt_verified_offline_and_replayed_byte_for_byte)
 }
 END_TEST
 
+/* pay receipt=true: the pay's answer carries the last Pay's Receipt, stored like any other. */
+START_TEST(pay_with_receipt)
+{
+	char channel[64], order[64], params[400];
+	net_wallet_issue(&net, "w1", m1_hex, 100, 2, channel, sizeof(channel));
+	net_new_order(&net, "m1", 10, order, sizeof(order));
+	snprintf(params, sizeof(params),
+		 "{\"channel_id\":\"%s\",\"endpoint\":\"%s\",\"units\":5,\"order_ref\":\"%s\","
+		 "\"receipt\":true}",
+		 channel, m1_ep, order);
+	json_t *paid = admin_ok(&net, "w1", "pay", params);
+	ck_assert_str_eq(json_str(paid, "status"), "OK");
+	ck_assert_int_eq(json_int(paid, "last"), 5);
+	json_t *r = json_object_get(paid, "receipt");
+	ck_assert_msg(r != NULL, "no receipt in the pay's answer: %s",
+		      json_str(paid, "receipt_error"));
+	expect_fields(r, channel, 5, order);
+	verify_here(r, 5);
+	json_t *again = receipt_ok(channel, 5);
+	ck_assert_str_eq(json_str(again, "receipt"), json_str(r, "receipt"));
+	json_decref(again);
+	snprintf(params, sizeof(params), "{\"channel_id\":\"%s\"}", channel);
+	json_t *list = admin_ok(&net, "w1", "receipts", params);
+	ck_assert_uint_eq(json_array_size(json_object_get(list, "receipts")), 1);
+	json_decref(list);
+	json_decref(paid);
+	json_decref(admin_ok(&net, "m1", "redeem", NULL));
+	net_audit_clean(&net);
+}
+END_TEST
+
 /* A ReceiptReq sent by hand: its answer's status code. */
 static MpCode wire_receipt(const uint8_t channel[MP_ID_LEN], uint32_t index,
 			   const uint8_t w[MP_HASH_LEN])
@@ -324,6 +356,7 @@ int main(void)
 	tcase_set_timeout(tc, 300);
 	tcase_add_unchecked_fixture(tc, setup_net, teardown_net);
 	tcase_add_test(tc, receipt_verified_offline_and_replayed_byte_for_byte);
+	tcase_add_test(tc, pay_with_receipt);
 	tcase_add_test(tc, receipt_for_unaccepted_payment_refused);
 	tcase_add_test(tc, tampered_receipt_refused);
 	suite_add_tcase(s, tc);
