@@ -166,6 +166,7 @@ struct merchant_stats {
 	uint64_t handoff_redirects; /* Opens answered HANDED_OFF with a verified redirect */
 	uint64_t caps_signed, transfer_refusals, stale_segment;
 	uint64_t closes_signed, close_refusals;
+	uint64_t receipts_signed, receipt_refusals;  /* receipt.c */
 	uint64_t batches_by_trigger[BATCH_TRIGGERS]; /* batches handed to the store thread */
 };
 

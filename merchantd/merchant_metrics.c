@@ -116,6 +116,11 @@ static void register_channels(struct merchant *m)
 		&s->closes_signed);
 	counter(m, "micropay_merchant_close_refusals_total", "Closes refused.", NULL,
 		&s->close_refusals);
+	counter(m, "micropay_merchant_receipts_signed_total", "Receipts signed and sent.", NULL,
+		&s->receipts_signed);
+	counter(m, "micropay_merchant_receipt_refusals_total",
+		"Receipt requests refused (not accepted here, wrong word, busy, ...).", NULL,
+		&s->receipt_refusals);
 	mp_metrics_u64(m->metrics, MP_METRIC_GAUGE,
 		       "micropay_merchant_custody_unconfirmed_channels",
 		       "Channels held when the store was restored (--restored) whose custody the "

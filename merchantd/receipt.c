@@ -52,8 +52,10 @@ static void reply_receipt(struct mp_conn *c, uint64_t request_id, MpCode code, c
 	merchant_send(c, request_id, &env);
 }
 
-static void refuse(struct mp_conn *c, const MpEnvelope *env, MpCode code, const char *detail)
+static void refuse(struct merchant *m, struct mp_conn *c, const MpEnvelope *env, MpCode code,
+		   const char *detail)
 {
+	m->stats.receipt_refusals++;
 	const Micropay__V1__ReceiptReq *r = env->receipt_req;
 	char hex[MP_HEX_ID_LEN + 1] = "?";
 	if (mp_bytes_len_is(r->channel_id, MP_ID_LEN))
@@ -78,11 +80,14 @@ static void on_signed(void *arg, MpSigned *receipt)
 		log_err("channel %s: the receipt for index %u could not be signed", j->hex,
 			j->index);
 	if (mp_conn_is_open(j->conn)) {
-		if (receipt && cert)
+		if (receipt && cert) {
+			j->m->stats.receipts_signed++;
 			reply_receipt(j->conn, j->request_id, MP_ST(OK), "", receipt, cert);
-		else
+		} else {
+			j->m->stats.receipt_refusals++;
 			reply_receipt(j->conn, j->request_id, MP_ST(INTERNAL),
 				      "the receipt could not be signed; retry", NULL, NULL);
+		}
 	}
 	mp_stmt_free(receipt);
 	mp_stmt_free(cert);
@@ -142,28 +147,29 @@ void handle_receipt(struct merchant *m, struct mp_conn *c, const MpEnvelope *env
 	const Micropay__V1__ReceiptReq *r = env->receipt_req;
 	if (!mp_bytes_len_is(r->channel_id, MP_ID_LEN) || !mp_bytes_len_is(r->w, MP_HASH_LEN) ||
 	    r->index < 1) {
-		refuse(c, env, MP_ST(MALFORMED), "field lengths or index 0");
+		refuse(m, c, env, MP_ST(MALFORMED), "field lengths or index 0");
 		return;
 	}
 	struct journalled_pay p;
 	const char *detail = NULL;
 	if (!receipt_store_find(m->store, r->channel_id.data, r->seg_seq, r->index, &p)) {
 		MpCode code = not_found(m, r, &detail);
-		refuse(c, env, code, detail);
+		refuse(m, c, env, code, detail);
 		return;
 	}
 	if (CRYPTO_memcmp(p.w, r->w.data, MP_HASH_LEN)) {
-		refuse(c, env, MP_ST(BAD_CHAIN), "w is not the word of the payment at this index");
+		refuse(m, c, env, MP_ST(BAD_CHAIN),
+		       "w is not the word of the payment at this index");
 		return;
 	}
 	uint8_t *cert = NULL;
 	size_t cert_len = 0;
 	if (!merchant_own_cert(m, &cert, &cert_len)) {
-		refuse(c, env, MP_ST(INTERNAL), "this merchant has no MerchantCert yet; retry");
+		refuse(m, c, env, MP_ST(INTERNAL), "this merchant has no MerchantCert yet; retry");
 		return;
 	}
 	if (!submit(m, c, env, &p, cert, cert_len)) {
 		free(cert);
-		refuse(c, env, MP_ST(LIMIT), "merchant busy: signing queue full; retry");
+		refuse(m, c, env, MP_ST(LIMIT), "merchant busy: signing queue full; retry");
 	}
 }

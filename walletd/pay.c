@@ -104,7 +104,7 @@ static void pay_reply(struct pay_op *p, bool complete)
 	/* receipt=true: the answer waits for the Receipt of the last new Pay (receipt.c) */
 	if (p->want_receipt && p->last_paid &&
 	    wallet_receipt_after_pay(p->w, p->req, answer, p->ch, p->last_paid, p->target,
-				     p->endpoint))
+				     p->endpoint, p->order_ref, p->order_ref_len))
 		return;
 	if (p->want_receipt)
 		json_object_set_new(answer, "receipt_error",

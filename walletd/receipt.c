@@ -39,6 +39,8 @@ struct receipt_op {
 	char target_hex[MP_HEX_ID_LEN + 1];
 	char endpoint[300];
 	json_t *after_pay; /* pay receipt=true: the pay's answer, completed with the receipt */
+	uint8_t order_ref[MP_RECEIPT_ORDER_REF_MAX]; /* pay receipt=true: the order paid */
+	size_t order_ref_len;			     /* 0: not known (receipt) */
 	bool done;
 };
 
@@ -97,6 +99,9 @@ static const char *check_fields(const struct receipt_op *r, const struct mp_rece
 	if (memcmp(rc->channel_id, r->channel_id, MP_ID_LEN) || rc->seg_seq != r->seg_seq ||
 	    rc->index != r->index)
 		return "the Receipt is for another payment than the one asked";
+	if (r->order_ref_len && (rc->order_ref_len != r->order_ref_len ||
+				 memcmp(rc->order_ref, r->order_ref, r->order_ref_len)))
+		return "the Receipt names another order_ref than the one paid";
 	return NULL;
 }
 
@@ -306,8 +311,10 @@ void wallet_admin_receipt(struct mp_admin_req *req, json_t *params, void *ctx)
 
 bool wallet_receipt_after_pay(struct wallet *w, struct mp_admin_req *req, json_t *pay_answer,
 			      struct wchannel *ch, uint32_t index, const uint8_t target[MP_ID_LEN],
-			      const char *endpoint)
+			      const char *endpoint, const uint8_t *order_ref, size_t order_ref_len)
 {
+	if (order_ref_len < 1 || order_ref_len > MP_RECEIPT_ORDER_REF_MAX)
+		return false;
 	struct receipt_op *r = calloc(1, sizeof(*r));
 	if (!r)
 		return false;
@@ -316,6 +323,8 @@ bool wallet_receipt_after_pay(struct wallet *w, struct mp_admin_req *req, json_t
 	memcpy(r->target, target, MP_ID_LEN);
 	mp_hex_encode(target, MP_ID_LEN, r->target_hex);
 	snprintf(r->endpoint, sizeof(r->endpoint), "%s", endpoint);
+	memcpy(r->order_ref, order_ref, order_ref_len);
+	r->order_ref_len = order_ref_len;
 	if (wallet_channel_word(w, ch, index, r->w_index) &&
 	    (r->timer = evtimer_new(w->base, on_timeout, r)) && receipt_connect(r)) {
 		r->after_pay = pay_answer;

@@ -21,6 +21,7 @@
 #include "harness.h"
 #include "harness_ledger.h"
 #include "harness_merchant.h"
+#include "harness_net.h"
 #include "receipt.h"
 #include "stmt.h"
 #include "../check_run.h"
@@ -287,6 +288,9 @@ START_TEST(receipt_for_unaccepted_payment_refused)
 	net_new_order(&net, "m1", 8, order, sizeof(order));
 	pay(channel, 4, order); /* one Pay, j = 4: indices 1-3 were never a payment */
 
+	int64_t refusals = metric(&net, "m1", "micropay_merchant_receipt_refusals_total");
+	int64_t signed_before = metric(&net, "m1", "micropay_merchant_receipts_signed_total");
+	ck_assert_int_ge(refusals, 0);
 	receipt_refused(channel, 2, "OUT_OF_RANGE");
 	receipt_refused(channel, 5, "not an acknowledged payment"); /* no payword sent */
 	receipt_refused(channel, 0, "not an acknowledged payment");
@@ -298,6 +302,11 @@ START_TEST(receipt_for_unaccepted_payment_refused)
 	ck_assert_int_eq(wire_receipt(id, 7, w), MP_ST(OUT_OF_RANGE));
 	ck_assert_int_eq(wire_receipt(unknown, 4, w), MP_ST(UNKNOWN_CHANNEL));
 	ck_assert_int_eq(wire_receipt(id, 0, w), MP_ST(MALFORMED));
+	/* five refused at m1 (two were refused by the wallet, never sent), none signed */
+	ck_assert_int_eq(metric(&net, "m1", "micropay_merchant_receipt_refusals_total"),
+			 refusals + 5);
+	ck_assert_int_eq(metric(&net, "m1", "micropay_merchant_receipts_signed_total"),
+			 signed_before);
 
 	char params[200];
 	snprintf(params, sizeof(params), "{\"channel_id\":\"%s\"}", channel);
