@@ -11,8 +11,11 @@
  *   bind_lookup --(no channel)---------------------------------------------> UNKNOWN_CHANNEL
  *      | owner key of the current segment
  *      v
- *   Move verified (type, key, signature; channel, seg_seq, from_epoch 0, to_mid = peer)
+ *   VERIFYING [worker pool, verify_job.h]: the Move (type, key, signature, strict parse)
+ *      |                                         --(queue full)------------> LIMIT busy
  *      |                                         --(refused)---------------> BAD_SIG/MALFORMED
+ *      |                                         --(pool stopped)----------> INTERNAL
+ *      | then on the loop: channel, seg_seq, from_epoch 0, to_mid = peer ---> MALFORMED
  *      v
  *   SIGNING [worker pool, common/sign_job.h]: the Bind --(queue full)------> LIMIT busy
  *      |                                   --(failed, or pool stopped)--> INTERNAL
@@ -21,8 +24,8 @@
  *                         NOT_HOLDER + the stored Bind of another merchant /
  *                         refusal (EXPIRED, MALFORMED, ...)
  *
- * Nothing is stored before mp_bind. While the Bind is on a worker the call holds its own
- * reference to the connection: a peer that hangs up only loses the answer. */
+ * Nothing is stored before mp_bind. While the Move or the Bind is on a worker the call holds its
+ * own reference to the connection: a peer that hangs up only loses the answer. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +37,7 @@
 #include "stmt.h"
 #include "tls.h"
 #include "util.h"
+#include "verify_job.h"
 
 struct bind_call {
 	struct broker_call *call;
@@ -41,6 +45,7 @@ struct bind_call {
 	uint8_t peer_mid[MP_ID_LEN];
 	MpSigned *move;
 	uint8_t owner_pk[MP_PK_LEN];	   /* of the current segment, from bind_lookup */
+	uint32_t seg_seq;		   /* the current segment, from bind_lookup */
 	char what[2 * MP_HEX_ID_LEN + 16]; /* "channel X for merchant Y" context for logs */
 };
 
@@ -147,44 +152,54 @@ static void sign_bind(struct bind_call *bc)
 	reply_bind(bc, MP_ST(LIMIT), "broker busy: signing queue full, retry later", NULL);
 }
 
-/* The Move under the key from our own state, then its fields against the request. */
-static MpCode check_move(const struct bind_call *bc, const uint8_t owner_pk[MP_PK_LEN],
-			 uint32_t seg_seq, const char **detail)
+/* The Move's fields against the request, once its signature verified. */
+static MpCode check_move(const struct bind_call *bc, const Micropay__V1__Move *mv,
+			 const char **detail)
 {
-	ProtobufCMessage *body;
-	MpCode code =
-	    mp_stmt_open(bc->move, MP_STMT_MOVE, owner_pk, &micropay__v1__move__descriptor, &body);
-	if (code != MP_ST(OK)) {
-		*detail = "Move refused under the current segment's owner key";
-		return code;
-	}
-	const Micropay__V1__Move *mv = (const Micropay__V1__Move *)body;
-	code = MP_ST(MALFORMED);
 	if (!mp_bytes_len_is(mv->channel_id, MP_ID_LEN) || !mp_bytes_len_is(mv->to_mid, MP_ID_LEN))
-		*detail = "Move field lengths";
-	else if (memcmp(mv->channel_id.data, bc->channel_id, MP_ID_LEN) != 0)
-		*detail = "Move names another channel";
-	else if (memcmp(mv->to_mid.data, bc->peer_mid, MP_ID_LEN) != 0)
-		*detail = "Move names another merchant than the peer certificate";
-	else if (mv->seg_seq != seg_seq)
-		*detail = "Move names another segment than the current one";
-	else if (mv->from_epoch != 0)
-		*detail = "Move for a Bind must have from_epoch 0";
-	else
-		code = MP_ST(OK);
+		return *detail = "Move field lengths", MP_ST(MALFORMED);
+	if (memcmp(mv->channel_id.data, bc->channel_id, MP_ID_LEN) != 0)
+		return *detail = "Move names another channel", MP_ST(MALFORMED);
+	if (memcmp(mv->to_mid.data, bc->peer_mid, MP_ID_LEN) != 0)
+		return *detail = "Move names another merchant than the peer certificate",
+		       MP_ST(MALFORMED);
+	if (mv->seg_seq != bc->seg_seq)
+		return *detail = "Move names another segment than the current one",
+		       MP_ST(MALFORMED);
+	if (mv->from_epoch != 0)
+		return *detail = "Move for a Bind must have from_epoch 0", MP_ST(MALFORMED);
+	return MP_ST(OK);
+}
+
+/* VERIFYING done, on the loop: the Move's signature under the owner key from our state. */
+static void on_move_opened(void *arg, MpCode code, ProtobufCMessage *body)
+{
+	struct bind_call *bc = arg;
+	if (code != MP_ST(OK)) {
+		reply_bind(bc, code,
+			   code == MP_ST(INTERNAL)
+			       ? "verification did not finish; retry"
+			       : "Move refused under the current segment's owner key",
+			   NULL);
+		return;
+	}
+	const char *detail = NULL;
+	code = check_move(bc, (const Micropay__V1__Move *)body, &detail);
 	protobuf_c_message_free_unpacked(body, NULL);
-	return code;
+	if (code != MP_ST(OK))
+		reply_bind(bc, code, detail, NULL);
+	else
+		sign_bind(bc);
 }
 
 static void on_lookup(const PGresult *res, const char *error, void *arg)
 {
 	struct bind_call *bc = arg;
-	uint8_t owner_pk[MP_PK_LEN];
 	if (!res) {
 		reply_bind(bc, MP_ST(INTERNAL), error, NULL);
 		return;
 	}
-	if (PQntuples(res) != 1 || !db_get_bytes(res, 0, "owner_pk", owner_pk, MP_PK_LEN)) {
+	if (PQntuples(res) != 1 || !db_get_bytes(res, 0, "owner_pk", bc->owner_pk, MP_PK_LEN)) {
 		reply_bind(bc, MP_ST(UNKNOWN_CHANNEL), "no such channel", NULL);
 		return;
 	}
@@ -192,13 +207,11 @@ static void on_lookup(const PGresult *res, const char *error, void *arg)
 		reply_bind(bc, MP_ST(NOT_HOLDER), "the cert names holder0: no Bind", NULL);
 		return;
 	}
-	const char *detail = NULL;
-	MpCode code = check_move(bc, owner_pk, (uint32_t)db_get_i64(res, 0, "seg_seq"), &detail);
-	memcpy(bc->owner_pk, owner_pk, MP_PK_LEN);
-	if (code != MP_ST(OK))
-		reply_bind(bc, code, detail, NULL);
-	else
-		sign_bind(bc);
+	bc->seg_seq = (uint32_t)db_get_i64(res, 0, "seg_seq");
+	/* bc->move is the job's to read until on_move_opened. */
+	if (!broker_verify_submit(bc->call->b, bc->move, MP_STMT_MOVE, bc->owner_pk,
+				  &micropay__v1__move__descriptor, on_move_opened, bc))
+		reply_bind(bc, MP_ST(LIMIT), BROKER_BUSY_VERIFYING, NULL);
 }
 
 void handle_bind(struct broker *b, struct mp_conn *c, const MpEnvelope *env)

@@ -68,6 +68,7 @@ struct broker_stats {
 	uint64_t bad_chain_budget_refusals; /* Redeems refused: budget exhausted */
 	uint64_t worker_queue_refusals;	    /* requests refused: worker queue full */
 	uint64_t signatures_worker;	    /* statements signed on the worker pool */
+	uint64_t verifications_worker;	    /* statements verified on the worker pool */
 	uint64_t redeem_timeouts;	    /* Redeems answered LIMIT: statement timeout */
 	uint64_t unroutable_requests;	    /* requests of a kind the broker does not serve */
 	uint64_t refunds;		    /* RefundRequests answered OK */

@@ -83,6 +83,9 @@ static void register_limits(struct broker *b)
 	mp_metrics_u64(b->metrics, MP_METRIC_COUNTER, "micropay_broker_signatures_total",
 		       "Statements brokerd signed while serving peers, by where the signature ran.",
 		       (const char *[]){"where", "worker", NULL}, &s->signatures_worker);
+	mp_metrics_u64(b->metrics, MP_METRIC_COUNTER, "micropay_broker_verifications_total",
+		       "Signatures of peers' statements brokerd checked, by where the check ran.",
+		       (const char *[]){"where", "worker", NULL}, &s->verifications_worker);
 	counter(b, "micropay_broker_redeem_timeouts_total",
 		"Redeems answered LIMIT: a database step ran past the statement timeout.",
 		&s->redeem_timeouts);

@@ -41,6 +41,7 @@
 #include "sign_job.h"
 #include "stmt.h"
 #include "util.h"
+#include "verify_job.h"
 
 #define HOUR	      3600ULL
 #define DAY	      (24 * HOUR)
@@ -310,9 +311,9 @@ static void on_verified(void *arg, MpCode code, ProtobufCMessage *body)
  * job's to read until on_verified), then everything else. */
 static void verify_and_issue(struct issue *is, const uint8_t pk[MP_PK_LEN])
 {
-	if (!mp_verify_job_submit(is->call->b->workers, is->stmt, MP_STMT_ISSUE_REQUEST, pk,
+	if (!broker_verify_submit(is->call->b, is->stmt, MP_STMT_ISSUE_REQUEST, pk,
 				  &micropay__v1__issue_request__descriptor, on_verified, is))
-		reply_busy(is, "verification");
+		reply_issue(is, MP_ST(LIMIT), BROKER_BUSY_VERIFYING, NULL, NULL); /* counted */
 }
 
 static void on_account_key(const PGresult *res, const char *error, void *arg)

@@ -11,7 +11,12 @@
  *   refund_lookup --(no channel)---------------------------------------> UNKNOWN_CHANNEL
  *      | the last segment and its key(s)
  *      v
- *   Signed.type 12, signer_pk one of those keys, signature --(else)---> BAD_SIG
+ *   signer_pk one of those keys --(else)------------------------------> BAD_SIG
+ *      v
+ *   VERIFYING [worker pool, verify_job.h]: Signed.type 12, signature, strict parse
+ *      |          --(queue full)--> LIMIT busy   --(refused)--> BAD_SIG / MALFORMED
+ *      |          --(pool stopped)--> INTERNAL
+ *      v
  *      | body: refund_id 16, channel_id as peeked, payout 0 or 16 bytes --(else)--> MALFORMED
  *      v
  *      | custody without a Close, a close that is not a Close ----------> MALFORMED
@@ -32,10 +37,11 @@
 #include "refund.h"
 #include "stmt.h"
 #include "util.h"
+#include "verify_job.h"
 
 /* A RefundRequest without a Close is about 100 bytes; with one it carries the Close and up to
  * MAX_HANDOFFS Handoffs (a Signed Handoff is about 300 bytes). Larger ones are refused before
- * their signature is checked on the loop. */
+ * their signature is checked (on a worker). */
 #define REFUND_SIGNED_STMT_MAX 512
 #define REFUND_BODY_MAX	       (1024 + (MP_MAX_HANDOFFS + 1) * REFUND_SIGNED_STMT_MAX)
 
@@ -171,6 +177,29 @@ static const char *check_body(const struct refund_call *rc, const Micropay__V1__
 	return NULL;
 }
 
+/* VERIFYING done, on the loop: the body may be looked at now. */
+static void on_opened(void *arg, MpCode code, ProtobufCMessage *body)
+{
+	struct refund_call *rc = arg;
+	if (code != MP_ST(OK)) {
+		refund_reply(rc, code,
+			     code == MP_ST(INTERNAL)
+				 ? "verification did not finish; retry"
+				 : "RefundRequest refused under the last segment's key",
+			     NULL);
+		return;
+	}
+	const Micropay__V1__RefundRequest *rq = (const Micropay__V1__RefundRequest *)body;
+	const char *bad = check_body(rc, rq);
+	if (bad)
+		refund_reply(rc, MP_ST(MALFORMED), bad, NULL);
+	else if (rq->close)
+		refund_early_run(rc, rq);
+	else
+		call_request(rc, rq);
+	protobuf_c_message_free_unpacked(body, NULL);
+}
+
 static void on_lookup(const PGresult *res, const char *error, void *arg)
 {
 	struct refund_call *rc = arg;
@@ -191,23 +220,11 @@ static void on_lookup(const PGresult *res, const char *error, void *arg)
 			     NULL);
 		return;
 	}
-	ProtobufCMessage *body;
-	MpCode code = mp_stmt_open(rc->stmt, MP_STMT_REFUND_REQUEST, key,
-				   &micropay__v1__refund_request__descriptor, &body);
-	if (code != MP_ST(OK)) {
-		refund_reply(rc, code, "RefundRequest refused under the last segment's key", NULL);
-		return;
-	}
-	const Micropay__V1__RefundRequest *rq = (const Micropay__V1__RefundRequest *)body;
-	const char *bad = check_body(rc, rq);
 	rc->last_seg = (uint32_t)db_get_i64(res, 0, "seg_seq");
-	if (bad)
-		refund_reply(rc, MP_ST(MALFORMED), bad, NULL);
-	else if (rq->close)
-		refund_early_run(rc, rq);
-	else
-		call_request(rc, rq);
-	protobuf_c_message_free_unpacked(body, NULL);
+	/* rc->stmt is the job's to read until on_opened. */
+	if (!broker_verify_submit(rc->call->b, rc->stmt, MP_STMT_REFUND_REQUEST, key,
+				  &micropay__v1__refund_request__descriptor, on_opened, rc))
+		refund_reply(rc, MP_ST(LIMIT), BROKER_BUSY_VERIFYING, NULL);
 }
 
 void handle_refund(struct broker *b, struct mp_conn *c, const MpEnvelope *env)

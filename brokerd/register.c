@@ -1,5 +1,10 @@
 /* RegisterAccount and RegisterMerchant (protocol.md section 6, "Register and fund"). Both are
- * checked against the key in their own body: they move no money. */
+ * checked against the key in their own body (register_open.h: the signature on the worker
+ * pool; a full queue answers LIMIT busy with nothing stored): they move no money.
+ *
+ *   RegisterAccount: VERIFYING [worker pool] --(refused)--> its status
+ *      v
+ *   register_account (db: the account by its key) --> OK / DUPLICATE_OK + the account id */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,11 +13,12 @@
 #include "cert_renewal.h"
 #include "db.h"
 #include "log.h"
-#include "pb_peek.h"
 #include "sign_job.h"
 #include "stmt.h"
 #include "tls.h"
 #include "util.h"
+#include "register_open.h"
+#include "verify_job.h"
 
 static void reply_account(struct broker_call *call, MpCode code, const char *detail,
 			  const uint8_t *account_id)
@@ -48,64 +54,36 @@ static void on_account_registered(const PGresult *res, const char *error, void *
 	reply_account(call, created ? MP_ST(OK) : MP_ST(DUPLICATE_OK), NULL, account_id);
 }
 
-/* The number of the field at key_offset in messages of desc (0 if none). */
-static uint32_t field_number(const ProtobufCMessageDescriptor *desc, size_t key_offset)
+/* A RegisterAccount while its signature is checked on a worker. */
+struct account_reg {
+	struct broker_call *call;
+	MpSigned *stmt; /* our copy: the job's to read until on_account_opened */
+};
+
+static void account_refused(struct broker_call *call, MpCode code, const char *detail)
 {
-	for (unsigned i = 0; i < desc->n_fields; i++)
-		if (desc->fields[i].offset == key_offset)
-			return desc->fields[i].id;
-	return 0;
+	call->b->stats.requests_refused++;
+	reply_account(call, code, detail, NULL);
 }
 
-/* Open a self-signed statement (checked against the key in its own body, protocol.md section
- * 2). Verify before parse here too: the key is read from the body's framing only
- * (common/pb_peek.c), the signature checked under exactly that key and type, and only then is
- * the body parsed, whose key must be the one the signature was checked under. */
-static MpCode open_self_signed(const MpSigned *s, enum mp_stmt_type type,
-			       const ProtobufCMessageDescriptor *desc, size_t key_offset,
-			       ProtobufCMessage **out)
+/* VERIFYING done, on the loop: the account is created (or found) by its key. */
+static void on_account_opened(void *arg, MpCode code, ProtobufCMessage *body)
 {
-	*out = NULL;
-	const uint8_t *key;
-	size_t len;
-	if (!s ||
-	    !mp_pb_peek_bytes(s->body.data, s->body.len, field_number(desc, key_offset), &key,
-			      &len) ||
-	    len != MP_PK_LEN)
-		return MP_ST(MALFORMED);
-	uint8_t pk[MP_PK_LEN];
-	memcpy(pk, key, MP_PK_LEN);
-	MpCode code = mp_stmt_open(s, type, pk, desc, out);
-	if (code != MP_ST(OK))
-		return code;
-	ProtobufCBinaryData parsed = *(ProtobufCBinaryData *)((char *)*out + key_offset);
-	if (!mp_bytes_len_is(parsed, MP_PK_LEN) || memcmp(parsed.data, pk, MP_PK_LEN) != 0) {
-		protobuf_c_message_free_unpacked(*out, NULL);
-		*out = NULL;
-		return MP_ST(MALFORMED);
-	}
-	return MP_ST(OK);
-}
-
-void handle_register_account(struct broker *b, struct mp_conn *c, const MpEnvelope *env)
-{
-	struct broker_call *call = broker_call_new(b, c, env);
-	if (!call)
-		return;
-	const MpSigned *s = env->register_account_req->stmt;
-	ProtobufCMessage *body;
-	MpCode code = open_self_signed(s, MP_STMT_REGISTER_ACCOUNT,
-				       &micropay__v1__register_account__descriptor,
-				       offsetof(Micropay__V1__RegisterAccount, account_pk), &body);
+	struct account_reg *ar = arg;
+	struct broker_call *call = ar->call;
+	struct broker *b = call->b;
 	if (code != MP_ST(OK)) {
-		b->stats.requests_refused++;
-		reply_account(call, code, "RegisterAccount refused", NULL);
+		account_refused(call, code,
+				code == MP_ST(INTERNAL) ? "verification did not finish; retry"
+							: "RegisterAccount refused");
+		mp_stmt_free(ar->stmt);
+		free(ar);
 		return;
 	}
 	Micropay__V1__RegisterAccount *ra = (Micropay__V1__RegisterAccount *)body;
 	uint8_t new_id[MP_ID_LEN];
 	size_t stmt_len;
-	uint8_t *stmt = mp_stmt_encode(s, &stmt_len);
+	uint8_t *stmt = mp_stmt_encode(ar->stmt, &stmt_len);
 	struct db_params p = {0};
 	db_param_bytes(&p, ra->account_pk.data, MP_PK_LEN);
 	db_param_bytes(&p, new_id, MP_ID_LEN);
@@ -119,11 +97,38 @@ void handle_register_account(struct broker *b, struct mp_conn *c, const MpEnvelo
 		reply_account(call, MP_ST(INTERNAL), refused, NULL);
 	free(stmt);
 	protobuf_c_message_free_unpacked(body, NULL);
+	mp_stmt_free(ar->stmt);
+	free(ar);
+}
+
+void handle_register_account(struct broker *b, struct mp_conn *c, const MpEnvelope *env)
+{
+	struct broker_call *call = broker_call_new(b, c, env);
+	if (!call)
+		return;
+	const MpSigned *s = env->register_account_req->stmt;
+	struct account_reg *ar = calloc(1, sizeof(*ar));
+	if (!ar || (s && !(ar->stmt = mp_stmt_copy(s)))) {
+		free(ar);
+		reply_account(call, MP_ST(INTERNAL), "out of memory", NULL);
+		return;
+	}
+	ar->call = call;
+	MpCode code = register_open_submit(
+	    b, ar->stmt, MP_STMT_REGISTER_ACCOUNT, &micropay__v1__register_account__descriptor,
+	    offsetof(Micropay__V1__RegisterAccount, account_pk), on_account_opened, ar);
+	if (code == MP_ST(OK))
+		return;
+	account_refused(call, code,
+			code == MP_ST(LIMIT) ? BROKER_BUSY_VERIFYING : "RegisterAccount refused");
+	mp_stmt_free(ar->stmt);
+	free(ar);
 }
 
 /* ---- RegisterMerchant ----
  * Flow (one request):
- *   check the statement and the peer certificate
+ *   VERIFYING [worker pool, register_open.h] the statement, then (on the loop) its fields and
+ *   the peer certificate (read when the request arrived)
  *     -> merchant_lookup (the broker's protocol time p_now, stored cert, renewal_due)
  *        unknown merchant                         -> UNKNOWN_ACCOUNT
  *        registered, another statement            -> CONFLICT + the stored cert
@@ -141,6 +146,9 @@ void handle_register_account(struct broker *b, struct mp_conn *c, const MpEnvelo
 
 struct merchant_reg {
 	struct broker_call *call;
+	MpSigned *stmt; /* our copy: the job's to read until on_merchant_opened */
+	bool has_peer_mid;
+	uint8_t peer_mid[MP_ID_LEN]; /* the peer certificate's merchant id, read on arrival */
 	Micropay__V1__RegisterMerchant *rm;
 	uint8_t reg_hash[MP_HASH_LEN];
 	MpSigned *cert;
@@ -154,6 +162,7 @@ static void merchant_reg_free(struct merchant_reg *reg)
 {
 	if (reg->rm)
 		micropay__v1__register_merchant__free_unpacked(reg->rm, NULL);
+	mp_stmt_free(reg->stmt);
 	mp_stmt_free(reg->cert);
 	free(reg);
 }
@@ -322,26 +331,50 @@ static void on_merchant_looked_up(const PGresult *res, const char *error, void *
 	sign_merchant_cert(reg);
 }
 
-static MpCode check_register_merchant(struct mp_conn *c, const MpSigned *s,
-				      Micropay__V1__RegisterMerchant **out, const char **detail)
+/* The fields of a verified RegisterMerchant, and the peer certificate read on arrival. */
+static MpCode check_register_merchant(const struct merchant_reg *reg, const char **detail)
 {
-	ProtobufCMessage *body;
-	MpCode code = open_self_signed(
-	    s, MP_STMT_REGISTER_MERCHANT, &micropay__v1__register_merchant__descriptor,
-	    offsetof(Micropay__V1__RegisterMerchant, merchant_pk), &body);
-	*out = (Micropay__V1__RegisterMerchant *)body;
-	*detail = "RegisterMerchant refused";
-	if (code != MP_ST(OK))
-		return code;
-	if (!mp_bytes_len_is((*out)->merchant_id, MP_ID_LEN) || !(*out)->endpoint[0]) {
+	if (!mp_bytes_len_is(reg->rm->merchant_id, MP_ID_LEN) || !reg->rm->endpoint[0]) {
 		*detail = "merchant_id must be 16 bytes and endpoint non-empty";
 		return MP_ST(MALFORMED);
 	}
-	if (!mp_tls_peer_is_merchant(mp_conn_ssl(c), (*out)->merchant_id.data)) {
+	if (!reg->has_peer_mid || memcmp(reg->peer_mid, reg->rm->merchant_id.data, MP_ID_LEN)) {
 		*detail = "the peer certificate does not name this merchant";
 		return MP_ST(BAD_SIG);
 	}
 	return MP_ST(OK);
+}
+
+static void merchant_refused(struct merchant_reg *reg, MpCode code, const char *detail)
+{
+	reg->call->b->stats.requests_refused++;
+	reply_merchant(reg, code, detail, NULL);
+}
+
+/* VERIFYING done, on the loop: the fields, then the lookup. */
+static void on_merchant_opened(void *arg, MpCode code, ProtobufCMessage *body)
+{
+	struct merchant_reg *reg = arg;
+	struct broker *b = reg->call->b;
+	const char *detail = code == MP_ST(INTERNAL) ? "verification did not finish; retry"
+						     : "RegisterMerchant refused";
+	reg->rm = (Micropay__V1__RegisterMerchant *)body;
+	if (code == MP_ST(OK))
+		code = check_register_merchant(reg, &detail);
+	if (code != MP_ST(OK)) {
+		merchant_refused(reg, code, detail);
+		return;
+	}
+	mp_stmt_hash(reg->stmt, reg->reg_hash);
+	struct db_params p = {0};
+	db_param_bytes(&p, reg->rm->merchant_id.data, MP_ID_LEN);
+	db_param_u64(&p, mp_cert_channel_need(b->cfg.t_grace));
+	reg->now = mp_clock_now(&b->clock);
+	db_param_u64(&p, reg->now);
+	const char *refused =
+	    db_call(b->db, "merchant_lookup_renewal", &p, on_merchant_looked_up, reg);
+	if (refused)
+		reply_merchant(reg, MP_ST(INTERNAL), refused, NULL);
 }
 
 void handle_register_merchant(struct broker *b, struct mp_conn *c, const MpEnvelope *env)
@@ -352,21 +385,16 @@ void handle_register_merchant(struct broker *b, struct mp_conn *c, const MpEnvel
 		return;
 	}
 	const MpSigned *s = env->register_merchant_req->stmt;
-	const char *detail;
-	MpCode code = check_register_merchant(c, s, &reg->rm, &detail);
-	if (code != MP_ST(OK)) {
-		b->stats.requests_refused++;
-		reply_merchant(reg, code, detail, NULL);
+	if (s && !(reg->stmt = mp_stmt_copy(s))) {
+		reply_merchant(reg, MP_ST(INTERNAL), "out of memory", NULL);
 		return;
 	}
-	mp_stmt_hash(s, reg->reg_hash);
-	struct db_params p = {0};
-	db_param_bytes(&p, reg->rm->merchant_id.data, MP_ID_LEN);
-	db_param_u64(&p, mp_cert_channel_need(b->cfg.t_grace));
-	reg->now = mp_clock_now(&b->clock);
-	db_param_u64(&p, reg->now);
-	const char *refused =
-	    db_call(b->db, "merchant_lookup_renewal", &p, on_merchant_looked_up, reg);
-	if (refused)
-		reply_merchant(reg, MP_ST(INTERNAL), refused, NULL);
+	reg->has_peer_mid = mp_tls_peer_merchant_id(mp_conn_ssl(c), reg->peer_mid);
+	MpCode code = register_open_submit(
+	    b, reg->stmt, MP_STMT_REGISTER_MERCHANT, &micropay__v1__register_merchant__descriptor,
+	    offsetof(Micropay__V1__RegisterMerchant, merchant_pk), on_merchant_opened, reg);
+	if (code != MP_ST(OK))
+		merchant_refused(reg, code,
+				 code == MP_ST(LIMIT) ? BROKER_BUSY_VERIFYING
+						      : "RegisterMerchant refused");
 }

@@ -11,10 +11,14 @@
  *      v
  *   lookup --(no channel)---------------------------------------------------> UNKNOWN_CHANNEL
  *      | --(bound: NOT_HOLDER + the Bind; the cert names holder0)-----------> NOT_HOLDER
- *      | new_seg_seq in 1..current: under the owner of segment s-1 ----------> BAD_SIG /
- *      |     DUPLICATE_OK (the stored Cap) / CONFLICT (the stored pair)
  *      v
- *   verified under the current owner (type, key, signature, strict parse) ---> BAD_SIG/MALFORMED
+ *   VERIFYING [worker pool, verify_job.h] (type, key, signature, strict parse) under
+ *      |   the owner of segment s-1 when new_seg_seq s is in 1..current (already capped),
+ *      |   else under the current owner      --(queue full)----------------> LIMIT busy
+ *      |                                     --(refused)-------------------> BAD_SIG/MALFORMED
+ *      |                                     --(pool stopped)--------------> INTERNAL
+ *      | already capped: DUPLICATE_OK (the stored Cap) / CONFLICT (the stored pair)
+ *      v
  *      | lengths, channel_id, new_seg_seq = current + 1, prev_seg_hash ------> MALFORMED
  *      | holder_epoch 0 ---------------------------------------------------> NOT_HOLDER
  *      | new_seg_seq < MAX_SEGMENTS --------------------------------------> LIMIT
@@ -27,8 +31,8 @@
  *                                     (bound meanwhile) / EXPIRED (database
  *                                     clock) / MALFORMED ("reused")
  *
- * Nothing is stored before mp_unbound_transfer. While the Cap is on a worker the call holds
- * its own reference to the connection: a peer that hangs up only loses the answer. */
+ * Nothing is stored before mp_unbound_transfer. While the Transfer or the Cap is on a worker the
+ * call holds its own reference to the connection: a peer that hangs up only loses the answer. */
 #include "unbound_transfer.h"
 
 #include <stdio.h>
@@ -42,6 +46,7 @@
 #include "proto_limits.h"
 #include "stmt.h"
 #include "util.h"
+#include "verify_job.h"
 
 #define DELTA_XFER 3600 /* protocol.md section 8: Transfer and Cap below pay_until - δ_xfer */
 
@@ -56,6 +61,7 @@ struct unbound_call {
 	struct broker_call *call;
 	uint8_t channel_id[MP_ID_LEN];
 	uint64_t peeked_seg; /* new_seg_seq read from the body before verification */
+	uint32_t capped_seg; /* > 0: the Transfer is for this segment, already capped */
 	MpSigned *transfer;
 	Micropay__V1__Transfer *t; /* parsed once verified and checked */
 	struct unbound_seg segs[MP_MAX_SEGMENTS];
@@ -247,20 +253,10 @@ static MpCode check(const struct unbound_call *uc, const Micropay__V1__Transfer 
 	return MP_ST(OK);
 }
 
-/* A Transfer for a segment already capped: verified under the owner of segment s-1. */
+/* A Transfer for segment s, already capped, verified under the owner of segment s-1. */
 static void answer_capped(struct unbound_call *uc, uint32_t s)
 {
 	const struct unbound_seg *seg = &uc->segs[s];
-	ProtobufCMessage *body = NULL;
-	MpCode code = mp_stmt_open(uc->transfer, MP_STMT_TRANSFER, uc->segs[s - 1].owner_pk,
-				   &micropay__v1__transfer__descriptor, &body);
-	if (body)
-		protobuf_c_message_free_unpacked(body, NULL);
-	if (code != MP_ST(OK)) {
-		reply(uc, code, "Transfer refused under the owner key of its segment", NULL, NULL,
-		      NULL, 0);
-		return;
-	}
 	uint8_t got[MP_HASH_LEN], stored[MP_HASH_LEN];
 	mp_stmt_hash(uc->transfer, got);
 	mp_stmt_hash(seg->transfer, stored);
@@ -271,20 +267,21 @@ static void answer_capped(struct unbound_call *uc, uint32_t s)
 		      seg->cap, NULL, s);
 }
 
-static void decide(struct unbound_call *uc)
+/* VERIFYING done, on the loop: the Transfer under the key decide() chose. */
+static void on_transfer_opened(void *arg, MpCode code, ProtobufCMessage *body)
 {
-	uint32_t s = uc->peeked_seg <= UINT32_MAX ? (uint32_t)uc->peeked_seg : UINT32_MAX;
-	if (s >= 1 && s < uc->n_segs) {
-		answer_capped(uc, s);
+	struct unbound_call *uc = arg;
+	if (code != MP_ST(OK)) {
+		reply(uc, code,
+		      code == MP_ST(INTERNAL) ? "verification did not finish; retry"
+		      : uc->capped_seg ? "Transfer refused under the owner key of its segment"
+				       : "Transfer refused under the current segment's owner key",
+		      NULL, NULL, NULL, 0);
 		return;
 	}
-	ProtobufCMessage *body = NULL;
-	MpCode code =
-	    mp_stmt_open(uc->transfer, MP_STMT_TRANSFER, uc->segs[uc->n_segs - 1].owner_pk,
-			 &micropay__v1__transfer__descriptor, &body);
-	if (code != MP_ST(OK)) {
-		reply(uc, code, "Transfer refused under the current segment's owner key", NULL,
-		      NULL, NULL, 0);
+	if (uc->capped_seg) {
+		protobuf_c_message_free_unpacked(body, NULL);
+		answer_capped(uc, uc->capped_seg);
 		return;
 	}
 	uc->t = (Micropay__V1__Transfer *)body;
@@ -294,6 +291,20 @@ static void decide(struct unbound_call *uc)
 		sign_cap(uc);
 	else
 		reply(uc, code, detail, NULL, NULL, NULL, 0);
+}
+
+/* Which key must have signed: for a segment already capped the owner of the one before it
+ * (the answer is then the stored pair), else the current segment's owner. */
+static void decide(struct unbound_call *uc)
+{
+	uint32_t s = uc->peeked_seg <= UINT32_MAX ? (uint32_t)uc->peeked_seg : UINT32_MAX;
+	uc->capped_seg = s >= 1 && s < uc->n_segs ? s : 0;
+	const uint8_t *pk =
+	    uc->capped_seg ? uc->segs[s - 1].owner_pk : uc->segs[uc->n_segs - 1].owner_pk;
+	/* uc->transfer is the job's to read until on_transfer_opened. */
+	if (!broker_verify_submit(uc->call->b, uc->transfer, MP_STMT_TRANSFER, pk,
+				  &micropay__v1__transfer__descriptor, on_transfer_opened, uc))
+		reply(uc, MP_ST(LIMIT), BROKER_BUSY_VERIFYING, NULL, NULL, NULL, 0);
 }
 
 /* Our records, one row per segment in order: key, root, start; the head of each segment (the

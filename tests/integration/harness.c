@@ -365,7 +365,8 @@ void tchannel_make(struct tchannel *ch, const struct twallet *tw, uint32_t n, ui
 	ck_assert(mp_key_generate(&ch->owner, owner_seed));
 	ch->n = n;
 	ch->unit_value = unit;
-	memcpy(ch->holder0, holder0, MP_ID_LEN);
+	if (holder0)
+		memcpy(ch->holder0, holder0, MP_ID_LEN);
 	struct mp_hasher *h = mp_hasher_new();
 	ck_assert_int_eq(mp_chain_generate(h, ch->seed, ch->nonce, n, 0, NULL, NULL, ch->root), 0);
 	mp_hasher_free(h);
@@ -378,7 +379,7 @@ void tchannel_make(struct tchannel *ch, const struct twallet *tw, uint32_t n, ui
 	r.n = n;
 	r.unit_value = unit;
 	r.currency = "EUR";
-	r.holder0 = (ProtobufCBinaryData){MP_ID_LEN, ch->holder0};
+	r.holder0 = (ProtobufCBinaryData){holder0 ? MP_ID_LEN : 0, ch->holder0};
 	r.pay_until_days = 1;
 	ch->request = mp_stmt_sign(&tw->account, MP_STMT_ISSUE_REQUEST, &r.base);
 	ck_assert(ch->request != NULL);

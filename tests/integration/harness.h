@@ -89,7 +89,8 @@ struct tchannel {
 };
 
 void twallet_register(struct twallet *tw, struct wire *broker);
-/* Build and sign an IssueRequest (fresh chain material). */
+/* Build and sign an IssueRequest (fresh chain material). holder0 NULL: none, an unbound
+ * channel (ch->holder0 stays zero). */
 void tchannel_make(struct tchannel *ch, const struct twallet *tw, uint32_t n, uint64_t unit,
 		   const uint8_t holder0[MP_ID_LEN]);
 /* Send IssueReq with the channel's request; returns the response status, stores the cert. */

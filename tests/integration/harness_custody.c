@@ -365,3 +365,29 @@ MpCode segment_claim_send(const struct net *n, MpSigned *stmt, MpSigned **pairs,
 	micropay__v1__envelope__free_unpacked(resp, NULL);
 	return code;
 }
+
+void expect_broker_cap(const MpSigned *cap, const MpSigned *t, uint32_t seg_seq,
+		       const uint8_t root0[MP_HASH_LEN], const uint8_t channel_id[MP_ID_LEN],
+		       const uint8_t broker_pk[MP_PK_LEN])
+{
+	ck_assert_ptr_nonnull(cap);
+	ProtobufCMessage *body = NULL;
+	ck_assert_int_eq(
+	    mp_stmt_open(cap, MP_STMT_CAP, broker_pk, &micropay__v1__cap__descriptor, &body),
+	    MP_ST(OK));
+	const Micropay__V1__Cap *c = (const Micropay__V1__Cap *)body;
+	uint8_t t_hash[MP_HASH_LEN];
+	mp_stmt_hash(t, t_hash);
+	ck_assert(mp_bytes_len_is(c->channel_id, MP_ID_LEN) &&
+		  memcmp(c->channel_id.data, channel_id, MP_ID_LEN) == 0);
+	ck_assert_uint_eq(c->new_seg_seq, seg_seq);
+	ck_assert(mp_bytes_len_is(c->transfer_hash, MP_HASH_LEN) &&
+		  memcmp(c->transfer_hash.data, t_hash, MP_HASH_LEN) == 0);
+	ck_assert_uint_eq(c->hseq, 0);
+	ck_assert_ptr_nonnull(c->point);
+	ck_assert_uint_eq(c->point->seg_seq, seg_seq - 1);
+	ck_assert_uint_eq(c->point->index, 0);
+	ck_assert(mp_bytes_len_is(c->point->w, MP_HASH_LEN) &&
+		  memcmp(c->point->w.data, root0, MP_HASH_LEN) == 0);
+	protobuf_c_message_free_unpacked(body, NULL);
+}

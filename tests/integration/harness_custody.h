@@ -87,6 +87,11 @@ void tseg_word(const struct tseg *s, uint32_t k, uint8_t out[MP_HASH_LEN]);
 MpSigned *transfer_sign(const uint8_t channel_id[MP_ID_LEN], uint32_t seg_seq, uint32_t epoch,
 			uint32_t declared_last, const struct tseg *to, const struct mp_key *signer,
 			const uint8_t prev_hash[MP_HASH_LEN]);
+/* The Cap is the broker's (broker_pk), for Transfer t of the channel, ending segment
+ * seg_seq-1 at (0, root0): an unbound channel's transfer (docs/transfer.md). */
+void expect_broker_cap(const MpSigned *cap, const MpSigned *t, uint32_t seg_seq,
+		       const uint8_t root0[MP_HASH_LEN], const uint8_t channel_id[MP_ID_LEN],
+		       const uint8_t broker_pk[MP_PK_LEN]);
 /* The same for c; prev: Transfer seg_seq-1 (NULL: the cert). */
 MpSigned *tchan_transfer(const struct tchan *c, uint32_t seg_seq, uint32_t epoch,
 			 uint32_t declared_last, const struct tseg *to, const struct mp_key *signer,

@@ -8,7 +8,17 @@
  *  - with one worker and a queue of one job, a burst of IssueRequests is partly answered
  *    LIMIT busy: those left nothing behind (the balance moved by the issued escrow only, and
  *    each refused request sent again later is issued OK, not DUPLICATE_OK), and
- *    worker_queue_refusals counts them. The audit is clean at the end. */
+ *    worker_queue_refusals counts them;
+ *  - the signature checks moved off the loop (docs/keys.md, "Signature checks"), shown with
+ *    unbound transfers, whose Transfer is verified and whose Cap is signed on the pool: many
+ *    TransferReqs pipelined on several connections (a forged one among them) are each
+ *    verified on a worker (micropay_broker_verifications_total{where="worker"} moved by exactly
+ *    the number sent), the forged one refused BAD_SIG with nothing recorded, the others capped
+ *    by the broker (each Cap verified), an empty Envelope answered meanwhile; each sent again
+ *    gets DUPLICATE_OK and its Cap byte for byte;
+ *  - with one worker and a queue of one, a burst of TransferReqs is partly answered LIMIT
+ *    busy, some of them at the verification: none of those left a row, each sent again later
+ *    is capped OK (not DUPLICATE_OK). The audit is clean at the end of every test. */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,18 +26,23 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "harness_custody.h"
+#include "harness_db.h"
 #include "harness_ledger.h"
 #include "harness_net.h"
+#include "harness_peer.h"
 #include "ids.h"
 #include "../check_run.h"
 
-#define CONNS		 4
-#define PER_CONN	 16
-#define BURST		 48
-#define UNITS		 10
-#define UNIT_VALUE	 1
-#define SIGNED_BY_WORKER "micropay_broker_signatures_total{where=\"worker\"}"
-#define REFUSED_BUSY	 "micropay_broker_worker_queue_refusals_total"
+#define CONNS		   4
+#define PER_CONN	   16
+#define BURST		   48
+#define UNITS		   10
+#define UNIT_VALUE	   1
+#define SIGNED_BY_WORKER   "micropay_broker_signatures_total{where=\"worker\"}"
+#define REFUSED_BUSY	   "micropay_broker_worker_queue_refusals_total"
+#define VERIFIED_BY_WORKER "micropay_broker_verifications_total{where=\"worker\"}"
+#define TRANSFERS	   32
 
 static struct net net;
 static char token_dir[64] = "/tmp/mpsignpool.XXXXXX";
@@ -136,17 +151,23 @@ static void send_issues(struct wire *w, struct tchannel *chs, size_t n, uint64_t
 	free(reqs);
 }
 
-/* n answers (in any order) into resp[request_id - first_id]. */
-static void read_answers(struct wire *w, MpEnvelope **resp, size_t n, uint64_t first_id)
+/* n answers of kind body (in any order) into resp[request_id - first_id]. */
+static void read_answers_of(struct wire *w, MpEnvelope **resp, size_t n, uint64_t first_id,
+			    Micropay__V1__Envelope__BodyCase body)
 {
 	for (size_t got = 0; got < n; got++) {
 		MpEnvelope *e = wire_recv_within(w, 60000);
 		ck_assert_msg(e != NULL, "answer %zu of %zu missing", got + 1, n);
-		ck_assert(e->body_case == MP_BODY(ISSUE_RESP));
+		ck_assert(e->body_case == body);
 		ck_assert(e->request_id >= first_id && e->request_id < first_id + n);
 		ck_assert(resp[e->request_id - first_id] == NULL);
 		resp[e->request_id - first_id] = e;
 	}
+}
+
+static void read_answers(struct wire *w, MpEnvelope **resp, size_t n, uint64_t first_id)
+{
+	read_answers_of(w, resp, n, first_id, MP_BODY(ISSUE_RESP));
 }
 
 /* The cert verifies under the broker's key and names the channel ch asked for. */
@@ -322,6 +343,210 @@ START_TEST(queue_full_answers_busy_and_stores_nothing)
 }
 END_TEST
 
+/* ---- Transfers of unbound channels: the Transfer verified, the Cap signed, on the pool ---- */
+
+struct unbound_xfer {
+	struct tchannel ch;
+	uint8_t id[MP_ID_LEN];
+	struct tseg to;
+	MpSigned *transfer; /* segment 0's owner gives segment 1 to `to` */
+};
+
+/* n channels of tw without holder0, issued, each with its Transfer 1 signed (by forger's key
+ * for the one at forged, if any: n means none). */
+static void make_unbound_transfers(struct unbound_xfer *x, size_t n, struct twallet *tw,
+				   size_t forged)
+{
+	struct wire w;
+	connect_broker(&w);
+	struct mp_key forger;
+	uint8_t seed[MP_SK_LEN];
+	ck_assert(mp_key_generate(&forger, seed));
+	for (size_t i = 0; i < n; i++) {
+		tchannel_make(&x[i].ch, tw, UNITS, UNIT_VALUE, NULL);
+		ck_assert_int_eq(tchannel_issue(&x[i].ch, &w), MP_ST(OK));
+		tchannel_id(&x[i].ch, x[i].id);
+		uint8_t cert_hash[MP_HASH_LEN];
+		mp_stmt_hash(x[i].ch.cert, cert_hash);
+		tseg_make(&x[i].to, UNITS);
+		x[i].transfer = transfer_sign(x[i].id, 1, 0, 0, &x[i].to,
+					      i == forged ? &forger : &x[i].ch.owner, cert_hash);
+	}
+	mp_key_free(&forger);
+	wire_close(&w);
+}
+
+static void free_unbound_transfers(struct unbound_xfer *x, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		mp_stmt_free(x[i].transfer);
+		mp_key_free(&x[i].to.owner);
+		tchannel_free(&x[i].ch);
+	}
+}
+
+/* The TransferReqs of x[0..n) in one write, request ids first_id.. */
+static void send_transfers(struct wire *w, const struct unbound_xfer *x, size_t n,
+			   uint64_t first_id)
+{
+	MpEnvelope *envs[BURST];
+	Micropay__V1__TransferReq reqs[BURST];
+	ck_assert_uint_le(n, BURST);
+	MpEnvelope env[BURST];
+	for (size_t i = 0; i < n; i++) {
+		micropay__v1__envelope__init(&env[i]);
+		micropay__v1__transfer_req__init(&reqs[i]);
+		reqs[i].transfer = x[i].transfer;
+		env[i].body_case = MP_BODY(TRANSFER_REQ);
+		env[i].transfer_req = &reqs[i];
+		envs[i] = &env[i];
+	}
+	ck_assert(wire_send_pipelined(w, envs, n, first_id));
+}
+
+/* Rows the broker recorded for the transfer of channel id (segment_transfers). */
+static long recorded_transfers(const uint8_t id[MP_ID_LEN])
+{
+	char hex[MP_HEX_ID_LEN + 1];
+	mp_hex_encode(id, MP_ID_LEN, hex);
+	char *v = sql_value(&net,
+			    "SELECT count(*) FROM segment_transfers WHERE channel_id = "
+			    "'\\x%s'::bytea",
+			    hex);
+	ck_assert(v != NULL);
+	long count = strtol(v, NULL, 10);
+	free(v);
+	return count;
+}
+
+/* An answer OK with the broker's Cap of x's Transfer (and the Transfer itself). */
+static void check_capped(const struct unbound_xfer *x, const Micropay__V1__TransferResp *r)
+{
+	ck_assert_msg(r->status->code == MP_ST(OK), "transfer: %s %s",
+		      mp_code_name(r->status->code), r->status->detail);
+	ck_assert(same_statement(r->transfer, x->transfer));
+	expect_broker_cap(r->cap, x->transfer, 1, x->ch.root, x->id, broker_pk);
+	ck_assert_int_eq(recorded_transfers(x->id), 1);
+}
+
+START_TEST(pipelined_transfers_verified_on_workers)
+{
+	enum { PER = TRANSFERS / CONNS };
+	struct twallet tw;
+	new_funded_wallet(&tw, 100000);
+	static struct unbound_xfer x[TRANSFERS];
+	const size_t forged = 5;
+	make_unbound_transfers(x, TRANSFERS, &tw, forged);
+	int64_t verified_before = metric(&net, "broker", VERIFIED_BY_WORKER);
+	int64_t signed_before = metric(&net, "broker", SIGNED_BY_WORKER);
+	ck_assert_int_ge(verified_before, TRANSFERS); /* the IssueRequests, verified there too */
+
+	static MpEnvelope *resp[CONNS][PER], *again[CONNS][PER];
+	struct wire w[CONNS];
+	for (int c = 0; c < CONNS; c++)
+		connect_broker(&w[c]);
+	for (int c = 0; c < CONNS; c++)
+		send_transfers(&w[c], &x[c * PER], PER, 1);
+	cheap_request_answered();
+	for (int c = 0; c < CONNS; c++)
+		read_answers_of(&w[c], resp[c], PER, 1, MP_BODY(TRANSFER_RESP));
+	for (size_t i = 0; i < TRANSFERS; i++) {
+		const Micropay__V1__TransferResp *r = resp[i / PER][i % PER]->transfer_resp;
+		if (i != forged) {
+			check_capped(&x[i], r);
+			continue;
+		}
+		ck_assert_int_eq(r->status->code, MP_ST(BAD_SIG));
+		ck_assert(r->cap == NULL);
+		ck_assert_int_eq(recorded_transfers(x[i].id), 0);
+	}
+	ck_assert_int_eq(metric(&net, "broker", VERIFIED_BY_WORKER), verified_before + TRANSFERS);
+	ck_assert_int_eq(metric(&net, "broker", SIGNED_BY_WORKER), signed_before + TRANSFERS - 1);
+
+	/* Sent again: each verified again on a worker, the stored Cap byte for byte. */
+	for (int c = 0; c < CONNS; c++)
+		send_transfers(&w[c], &x[c * PER], PER, 1000);
+	for (int c = 0; c < CONNS; c++)
+		read_answers_of(&w[c], again[c], PER, 1000, MP_BODY(TRANSFER_RESP));
+	for (size_t i = 0; i < TRANSFERS; i++) {
+		const Micropay__V1__TransferResp *r = again[i / PER][i % PER]->transfer_resp;
+		const Micropay__V1__TransferResp *first = resp[i / PER][i % PER]->transfer_resp;
+		if (i == forged) {
+			ck_assert_int_eq(r->status->code, MP_ST(BAD_SIG));
+		} else {
+			ck_assert_int_eq(r->status->code, MP_ST(DUPLICATE_OK));
+			ck_assert(same_statement(r->cap, first->cap));
+			ck_assert(same_statement(r->transfer, first->transfer));
+		}
+		ck_assert_int_eq(recorded_transfers(x[i].id), i == forged ? 0 : 1);
+		micropay__v1__envelope__free_unpacked(resp[i / PER][i % PER], NULL);
+		micropay__v1__envelope__free_unpacked(again[i / PER][i % PER], NULL);
+	}
+	ck_assert_int_eq(metric(&net, "broker", VERIFIED_BY_WORKER),
+			 verified_before + 2 * TRANSFERS);
+	for (int c = 0; c < CONNS; c++)
+		wire_close(&w[c]);
+	free_unbound_transfers(x, TRANSFERS);
+	mp_key_free(&tw.account);
+	net_audit_clean(&net);
+}
+END_TEST
+
+/* After queue_full_answers_busy_and_stores_nothing: one worker, a queue of one. */
+START_TEST(queue_full_refuses_transfers_storing_nothing)
+{
+	struct twallet tw;
+	new_funded_wallet(&tw, 100000);
+	static struct unbound_xfer x[BURST];
+	make_unbound_transfers(x, BURST, &tw, BURST);
+	int64_t refused_before = metric(&net, "broker", REFUSED_BUSY);
+	struct wire w;
+	connect_broker(&w);
+	static MpEnvelope *resp[BURST];
+	send_transfers(&w, x, BURST, 1);
+	read_answers_of(&w, resp, BURST, 1, MP_BODY(TRANSFER_RESP));
+	int capped = 0, busy = 0, busy_verifying = 0;
+	bool was_busy[BURST] = {false};
+	for (int i = 0; i < BURST; i++) {
+		const Micropay__V1__TransferResp *r = resp[i]->transfer_resp;
+		if (r->status->code == MP_ST(OK)) {
+			check_capped(&x[i], r);
+			capped++;
+		} else {
+			ck_assert_msg(r->status->code == MP_ST(LIMIT) &&
+					  strstr(r->status->detail, "busy"),
+				      "transfer %d: %s %s", i, mp_code_name(r->status->code),
+				      r->status->detail);
+			ck_assert(r->cap == NULL);
+			ck_assert_int_eq(recorded_transfers(x[i].id), 0);
+			busy_verifying += strstr(r->status->detail, "verification") != NULL;
+			was_busy[i] = true;
+			busy++;
+		}
+		micropay__v1__envelope__free_unpacked(resp[i], NULL);
+	}
+	printf("burst of %d TransferReqs, one worker, queue of one: %d capped, %d LIMIT busy "
+	       "(%d at the verification)\n",
+	       BURST, capped, busy, busy_verifying);
+	ck_assert_msg(busy_verifying >= 1, "no TransferReq refused at its verification");
+	ck_assert_int_ge(capped, 1);
+	ck_assert_int_eq(metric(&net, "broker", REFUSED_BUSY), refused_before + busy);
+	/* Nothing was stored for a refused request: sent again alone, it is capped afresh. */
+	for (int i = 0; i < BURST; i++) {
+		if (!was_busy[i])
+			continue;
+		MpEnvelope *e = twallet_transfer_call(broker_ep, ca, x[i].transfer);
+		ck_assert(e != NULL && e->body_case == MP_BODY(TRANSFER_RESP));
+		check_capped(&x[i], e->transfer_resp);
+		micropay__v1__envelope__free_unpacked(e, NULL);
+	}
+	wire_close(&w);
+	free_unbound_transfers(x, BURST);
+	mp_key_free(&tw.account);
+	net_audit_clean(&net);
+}
+END_TEST
+
 int main(void)
 {
 	if (system("command -v softhsm2-util >/dev/null 2>&1") != 0) {
@@ -333,7 +558,9 @@ int main(void)
 	tcase_add_unchecked_fixture(tc, setup_net, teardown_net);
 	tcase_set_timeout(tc, 600);
 	tcase_add_test(tc, concurrent_issues_signed_on_workers);
+	tcase_add_test(tc, pipelined_transfers_verified_on_workers);
 	tcase_add_test(tc, queue_full_answers_busy_and_stores_nothing);
+	tcase_add_test(tc, queue_full_refuses_transfers_storing_nothing);
 	suite_add_tcase(s, tc);
 	return mp_check_run(s);
 }
