@@ -1,5 +1,5 @@
 /* Redeem: batched, signed, idempotent redemption (protocol.md section 6, "Redemption").
- * The loop keeps answering everyone else while a Redeem is verified: the signature of a large
+ * The loop keeps answering everyone else while a Redeem is verified: the signature of the
  * statement and the hashing of claims run on the worker pool (redeem_verify.c), with copies of
  * what they read, and come back to the loop for the next step.
  *
@@ -9,8 +9,8 @@
  *   merchant_lookup(M) (db) --(not registered)-------------------------------> UNKNOWN_ACCOUNT
  *      | M's key, from our state
  *      v
- *   SIGNATURE: type, signer_pk, signature, then strict parse
- *      [body > REDEEM_INLINE_BODY: worker pool] --(refused)----------------> BAD_SIG/MALFORMED
+ *   SIGNATURE [worker pool]: type, signer_pk, signature, then strict parse
+ *      |                                        --(refused)----------------> BAD_SIG/MALFORMED
  *      |                                        --(pool queue full)--------> LIMIT busy
  *      | ids (merchant_id = M), 1 <= claims <= MAX_CLAIMS_PER_REDEEM -(no)-> MALFORMED/LIMIT
  *      v
@@ -23,7 +23,7 @@
  *      | total cost > REDEEM_HASH_BUDGET ---------------------------------> LIMIT, split it
  *      | reserve the cost in M's bad-chain bucket --(short)---------------> LIMIT, retry later
  *      v
- *   HASHING [cost > REDEEM_INLINE_HASHES: worker pool] --(queue full)------> LIMIT busy
+ *   HASHING [worker pool] --(queue full)-----------------------------------> LIMIT busy
  *      | failing claims become BAD_CHAIN; their hashes stay charged to M,
  *      | the rest of the reservation returns to M's bucket
  *      v
@@ -48,11 +48,9 @@
 #include "util.h"
 #include "workers.h"
 
-/* Smaller statements are verified on the loop (well under a millisecond); so are Redeems
- * needing at most this many hashes (about a millisecond). */
-#define REDEEM_INLINE_BODY   (16 * 1024)
-#define REDEEM_INLINE_HASHES 4096
-
+/* Every signature and every hash of a Redeem runs on the worker pool, however small (an
+ * Ed25519 check is 50-100 us, 4096 hashes about 2 ms: a peer sending many small Redeems must
+ * not hold the loop either). */
 static const char busy_detail[] = "broker busy: verification queue full, retry later";
 
 static void merchant_hex(const struct redeem *rd, char hex[MP_HEX_ID_LEN + 1])
@@ -176,12 +174,6 @@ static void start_hashing(struct redeem *rd, struct redeem_chain_job *job, uint6
 	}
 	rd->reserved = cost;
 	job->owner = rd;
-	if (cost <= REDEEM_INLINE_HASHES) {
-		atomic_bool never = false;
-		redeem_chain_work(job, &never);
-		on_chain_verified(job, MP_JOB_DONE);
-		return;
-	}
 	if (!mp_workers_submit(b->workers, redeem_chain_work, on_chain_verified, job)) {
 		free(job->tasks);
 		free(job);
@@ -342,6 +334,7 @@ static void on_signature_checked(void *arg, enum mp_job_outcome outcome)
 			     NULL);
 		return;
 	}
+	rd->call->b->stats.verifications_worker++; /* the Redeem's own signature */
 	if (code != MP_ST(OK)) {
 		redeem_reply(rd, code, "Redeem refused", NULL, 0, NULL);
 		return;
@@ -377,12 +370,6 @@ static void check_signature(struct redeem *rd, const uint8_t pk[MP_PK_LEN])
 	memcpy(job->pk, pk, MP_PK_LEN);
 	job->stmt = rd->stmt; /* the job's until it is handed back */
 	rd->stmt = NULL;
-	if (job->stmt->body.len <= REDEEM_INLINE_BODY) {
-		atomic_bool never = false;
-		redeem_sig_work(job, &never);
-		on_signature_checked(job, MP_JOB_DONE);
-		return;
-	}
 	if (!mp_workers_submit(rd->call->b->workers, redeem_sig_work, on_signature_checked, job)) {
 		rd->stmt = job->stmt;
 		free(job);
