@@ -174,6 +174,11 @@ static void start_hashing(struct redeem *rd, struct redeem_chain_job *job, uint6
 	}
 	rd->reserved = cost;
 	job->owner = rd;
+	if (job->n == 0) { /* nothing to hash (every claim decided by the checks) */
+		job->complete = true;
+		on_chain_verified(job, MP_JOB_DONE);
+		return;
+	}
 	if (!mp_workers_submit(b->workers, redeem_chain_work, on_chain_verified, job)) {
 		free(job->tasks);
 		free(job);

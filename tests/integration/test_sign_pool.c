@@ -30,6 +30,7 @@
 #include "harness_db.h"
 #include "harness_ledger.h"
 #include "harness_net.h"
+#include "harness_merchant.h"
 #include "harness_peer.h"
 #include "ids.h"
 #include "../check_run.h"
@@ -492,6 +493,73 @@ START_TEST(pipelined_transfers_verified_on_workers)
 }
 END_TEST
 
+/* Small Redeems (one claim each on an unknown channel: stored, nothing credited). */
+#define REDEEMS 16
+
+struct small_redeems {
+	struct tmerchant tm;
+	struct wire w;
+	MpSigned *stmt[REDEEMS];
+};
+
+/* A merchant whose key is a file (the token's keys cannot sign a test's Redeems): m3, added
+ * without the token. */
+static void prepare_small_redeems(struct small_redeems *sr)
+{
+	unsetenv("MP_PKCS11_MODULE");
+	ck_assert_int_eq(net_cmd(&net, "merchant", "m3"), 0);
+	tmerchant_load(&sr->tm, &net, "m3");
+	tmerchant_connect(&sr->tm, &sr->w, broker_ep, ca);
+}
+
+static void send_small_redeems(struct small_redeems *sr)
+{
+	MpEnvelope env[REDEEMS], *envs[REDEEMS];
+	Micropay__V1__RedeemReq req[REDEEMS];
+	for (int i = 0; i < REDEEMS; i++) {
+		uint8_t redeem_id[MP_ID_LEN];
+		struct tclaim claim = {.index = 3};
+		ck_assert(mp_random_bytes(redeem_id, MP_ID_LEN));
+		ck_assert(mp_random_bytes(claim.channel_id, MP_ID_LEN));
+		ck_assert(mp_random_bytes(claim.w, MP_HASH_LEN));
+		sr->stmt[i] = tmerchant_redeem(&sr->tm, redeem_id, &claim, 1);
+		micropay__v1__envelope__init(&env[i]);
+		micropay__v1__redeem_req__init(&req[i]);
+		req[i].stmt = sr->stmt[i];
+		env[i].body_case = MP_BODY(REDEEM_REQ);
+		env[i].redeem_req = &req[i];
+		envs[i] = &env[i];
+	}
+	ck_assert(wire_send_pipelined(&sr->w, envs, REDEEMS, 1));
+}
+
+/* The answers: each OK (stored) or LIMIT busy (nothing stored: sent again it is OK, not
+ * DUPLICATE_OK); the stored ones sent again are DUPLICATE_OK. Returns how many were busy. */
+static int check_small_redeems(struct small_redeems *sr)
+{
+	static MpEnvelope *resp[REDEEMS];
+	read_answers_of(&sr->w, resp, REDEEMS, 1, MP_BODY(REDEEM_RESP));
+	int busy = 0;
+	for (int i = 0; i < REDEEMS; i++) {
+		const MpStatus *st = resp[i]->redeem_resp->status;
+		bool refused = st->code == MP_ST(LIMIT);
+		ck_assert_msg(st->code == MP_ST(OK) || (refused && strstr(st->detail, "busy")),
+			      "redeem %d: %s %s", i, mp_code_name(st->code), st->detail);
+		busy += refused;
+		micropay__v1__envelope__free_unpacked(resp[i], NULL);
+		MpEnvelope *again = redeem_call(&sr->w, sr->stmt[i]);
+		ck_assert_int_eq(again->redeem_resp->status->code,
+				 refused ? MP_ST(OK) : MP_ST(DUPLICATE_OK));
+		ck_assert_uint_eq(again->redeem_resp->n_results, 1);
+		ck_assert_int_eq(again->redeem_resp->results[0]->status, MP_ST(UNKNOWN_CHANNEL));
+		micropay__v1__envelope__free_unpacked(again, NULL);
+		mp_stmt_free(sr->stmt[i]);
+	}
+	wire_close(&sr->w);
+	tmerchant_free(&sr->tm);
+	return busy;
+}
+
 /* After queue_full_answers_busy_and_stores_nothing: one worker, a queue of one. */
 START_TEST(queue_full_refuses_transfers_storing_nothing)
 {
@@ -499,11 +567,15 @@ START_TEST(queue_full_refuses_transfers_storing_nothing)
 	new_funded_wallet(&tw, 100000);
 	static struct unbound_xfer x[BURST];
 	make_unbound_transfers(x, BURST, &tw, BURST);
+	struct small_redeems sr;
+	prepare_small_redeems(&sr);
 	int64_t refused_before = metric(&net, "broker", REFUSED_BUSY);
 	struct wire w;
 	connect_broker(&w);
 	static MpEnvelope *resp[BURST];
+	int64_t verified_before = metric(&net, "broker", VERIFIED_BY_WORKER);
 	send_transfers(&w, x, BURST, 1);
+	send_small_redeems(&sr); /* their signatures wait for the same worker */
 	read_answers_of(&w, resp, BURST, 1, MP_BODY(TRANSFER_RESP));
 	int capped = 0, busy = 0, busy_verifying = 0;
 	bool was_busy[BURST] = {false};
@@ -528,9 +600,16 @@ START_TEST(queue_full_refuses_transfers_storing_nothing)
 	printf("burst of %d TransferReqs, one worker, queue of one: %d capped, %d LIMIT busy "
 	       "(%d at the verification)\n",
 	       BURST, capped, busy, busy_verifying);
+	int redeems_busy = check_small_redeems(&sr);
+	printf("%d small Redeems pipelined meanwhile: %d LIMIT busy\n", REDEEMS, redeems_busy);
 	ck_assert_msg(busy_verifying >= 1, "no TransferReq refused at its verification");
+	ck_assert_msg(redeems_busy >= 1, "no small Redeem refused: verified on the loop?");
 	ck_assert_int_ge(capped, 1);
-	ck_assert_int_eq(metric(&net, "broker", REFUSED_BUSY), refused_before + busy);
+	ck_assert_int_eq(metric(&net, "broker", REFUSED_BUSY),
+			 refused_before + busy + redeems_busy);
+	/* Every TransferReq and Redeem that was not refused was verified on the worker. */
+	ck_assert_int_eq(metric(&net, "broker", VERIFIED_BY_WORKER),
+			 verified_before + (BURST - busy_verifying) + 2 * REDEEMS - redeems_busy);
 	/* Nothing was stored for a refused request: sent again alone, it is capped afresh. */
 	for (int i = 0; i < BURST; i++) {
 		if (!was_busy[i])
