@@ -123,3 +123,28 @@ void wire_set_timeout(struct wire *w, int seconds)
 	struct timeval tv = {seconds, 0};
 	ck_assert_int_eq(setsockopt(w->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
 }
+
+/* count claims at `index` of the channel with random words: each costs `index` hashes from
+ * the root and ends BAD_CHAIN. */
+static struct tclaim *junk_claims(const struct tchannel *ch, uint32_t index, size_t count)
+{
+	struct tclaim *claims = calloc(count, sizeof(*claims));
+	ck_assert(claims != NULL);
+	for (size_t i = 0; i < count; i++) {
+		tchannel_id(ch, claims[i].channel_id);
+		claims[i].index = index;
+		ck_assert(mp_random_bytes(claims[i].w, MP_HASH_LEN));
+	}
+	return claims;
+}
+
+MpSigned *junk_redeem(const struct tmerchant *tm, const struct tchannel *ch, uint32_t index,
+		      size_t count)
+{
+	uint8_t redeem_id[MP_ID_LEN];
+	ck_assert(mp_random_bytes(redeem_id, MP_ID_LEN));
+	struct tclaim *claims = junk_claims(ch, index, count);
+	MpSigned *s = tmerchant_redeem(tm, redeem_id, claims, count);
+	free(claims);
+	return s;
+}

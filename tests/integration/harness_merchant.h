@@ -30,6 +30,10 @@ struct tclaim {
 /* A Redeem of these claims (epoch 0, segment 0) signed with the merchant's key. */
 MpSigned *tmerchant_redeem(const struct tmerchant *tm, const uint8_t redeem_id[MP_ID_LEN],
 			   const struct tclaim *claims, size_t n);
+/* A Redeem by tm of count claims at `index` of ch with random words: each costs `index`
+ * hashes from the root and ends BAD_CHAIN (charged to tm's bad-chain budget). */
+MpSigned *junk_redeem(const struct tmerchant *tm, const struct tchannel *ch, uint32_t index,
+		      size_t count);
 /* Send a RedeemReq carrying stmt and wait for its RedeemResp (fails the test otherwise). */
 MpEnvelope *redeem_call(struct wire *w, const MpSigned *stmt);
 

@@ -15,10 +15,15 @@
  *    verified on a worker (micropay_broker_verifications_total{where="worker"} moved by exactly
  *    the number sent), the forged one refused BAD_SIG with nothing recorded, the others capped
  *    by the broker (each Cap verified), an empty Envelope answered meanwhile; each sent again
- *    gets DUPLICATE_OK and its Cap byte for byte;
- *  - with one worker and a queue of one, a burst of TransferReqs is partly answered LIMIT
- *    busy, some of them at the verification: none of those left a row, each sent again later
- *    is capped OK (not DUPLICATE_OK). The audit is clean at the end of every test. */
+ *    gets DUPLICATE_OK and its Cap byte for byte; peers that hang up with their Transfers on
+ *    the pool only lose the answers (sent again, each gets the broker's Cap);
+ *  - with one worker and a queue of one, that worker held by a junk Redeem's hashing (about
+ *    a second): an empty Envelope is answered meanwhile, a burst of TransferReqs and a burst of
+ *    small Redeems (one claim each) are answered LIMIT busy at their verification but for the
+ *    one job the queue holds: none of those left a row (each TransferReq sent again later is
+ *    capped OK; each Redeem sent again is OK, not DUPLICATE_OK, and the stored ones are
+ *    DUPLICATE_OK), and the verification counter moved by exactly the checks that ran. The
+ *    audit is clean at the end of every test. */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -493,6 +498,40 @@ START_TEST(pipelined_transfers_verified_on_workers)
 }
 END_TEST
 
+/* Peers that hang up while their Transfers are verified and capped on the pool: the broker
+ * finishes each (it only loses the answers), keeps serving, and each Transfer sent again gets
+ * the broker's Cap (OK when the first never got as far as recording, else DUPLICATE_OK). */
+START_TEST(connection_gone_while_verifying)
+{
+	enum { GONE = 16 };
+	struct twallet tw;
+	new_funded_wallet(&tw, 100000);
+	static struct unbound_xfer x[GONE];
+	make_unbound_transfers(x, GONE, &tw, GONE);
+	for (int round = 0; round < 4; round++) {
+		struct wire w;
+		connect_broker(&w);
+		send_transfers(&w, &x[round * GONE / 4], GONE / 4, 1);
+		wire_close(&w);
+	}
+	cheap_request_answered();
+	for (int i = 0; i < GONE; i++) {
+		MpEnvelope *e = twallet_transfer_call(broker_ep, ca, x[i].transfer);
+		ck_assert(e != NULL && e->body_case == MP_BODY(TRANSFER_RESP));
+		const Micropay__V1__TransferResp *r = e->transfer_resp;
+		ck_assert_msg(
+		    r->status->code == MP_ST(OK) || r->status->code == MP_ST(DUPLICATE_OK),
+		    "transfer %d: %s %s", i, mp_code_name(r->status->code), r->status->detail);
+		expect_broker_cap(r->cap, x[i].transfer, 1, x[i].ch.root, x[i].id, broker_pk);
+		ck_assert_int_eq(recorded_transfers(x[i].id), 1);
+		micropay__v1__envelope__free_unpacked(e, NULL);
+	}
+	free_unbound_transfers(x, GONE);
+	mp_key_free(&tw.account);
+	net_audit_clean(&net);
+}
+END_TEST
+
 /* Small Redeems (one claim each on an unknown channel: stored, nothing credited). */
 #define REDEEMS 16
 
@@ -560,22 +599,75 @@ static int check_small_redeems(struct small_redeems *sr)
 	return busy;
 }
 
-/* After queue_full_answers_busy_and_stores_nothing: one worker, a queue of one. */
+/* A junk Redeem of m3 whose claims cost 4 x 2^20 hashes (about a second or more): sent on its
+ * own connection, it holds the one worker until it is answered (all BAD_CHAIN). */
+#define JUNK_UNITS (1u << 20)
+
+static MpSigned *junk_of(struct small_redeems *sr, struct twallet *tw)
+{
+	struct tchannel ch;
+	struct wire w;
+	connect_broker(&w);
+	tchannel_make(&ch, tw, JUNK_UNITS, 1, sr->tm.mid);
+	ck_assert_int_eq(tchannel_issue(&ch, &w), MP_ST(OK));
+	wire_close(&w);
+	MpSigned *junk = junk_redeem(&sr->tm, &ch, JUNK_UNITS, 4);
+	tchannel_free(&ch);
+	return junk;
+}
+
+static void hold_the_worker(struct small_redeems *sr, MpSigned *junk, struct wire *jw)
+{
+	tmerchant_connect(&sr->tm, jw, broker_ep, ca);
+	Micropay__V1__RedeemReq req = MICROPAY__V1__REDEEM_REQ__INIT;
+	req.stmt = junk;
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.body_case = MP_BODY(REDEEM_REQ);
+	env.redeem_req = &req;
+	ck_assert(wire_send(jw, &env));
+	ck_assert_int_ge(metric_wait(&net, "broker", "micropay_broker_worker_busy", 1, 30000), 1);
+	usleep(100 * 1000); /* past its signature check and database steps: hashing */
+	ck_assert_msg(metric(&net, "broker", "micropay_broker_worker_busy") >= 1,
+		      "the junk Redeem is not being hashed");
+}
+
+static void junk_answered(struct wire *jw, MpSigned *junk)
+{
+	wire_set_timeout(jw, 300);
+	MpEnvelope *e = wire_recv(jw);
+	ck_assert(e != NULL && e->body_case == MP_BODY(REDEEM_RESP));
+	ck_assert_int_eq(e->redeem_resp->status->code, MP_ST(OK));
+	ck_assert_uint_eq(e->redeem_resp->n_results, 4);
+	for (size_t i = 0; i < 4; i++)
+		ck_assert_int_eq(e->redeem_resp->results[i]->status, MP_ST(BAD_CHAIN));
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	e = redeem_call(jw, junk); /* stored: its answer again, nothing hashed */
+	ck_assert_int_eq(e->redeem_resp->status->code, MP_ST(DUPLICATE_OK));
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	wire_close(jw);
+	mp_stmt_free(junk);
+}
+
+/* After queue_full_answers_busy_and_stores_nothing: one worker, a queue of one, that worker
+ * held by a junk Redeem's hashing while TransferReqs and small Redeems arrive. */
 START_TEST(queue_full_refuses_transfers_storing_nothing)
 {
 	struct twallet tw;
-	new_funded_wallet(&tw, 100000);
+	new_funded_wallet(&tw, 100000 + JUNK_UNITS);
 	static struct unbound_xfer x[BURST];
 	make_unbound_transfers(x, BURST, &tw, BURST);
 	struct small_redeems sr;
 	prepare_small_redeems(&sr);
-	int64_t refused_before = metric(&net, "broker", REFUSED_BUSY);
-	struct wire w;
+	MpSigned *junk = junk_of(&sr, &tw);
+	struct wire w, jw;
 	connect_broker(&w);
-	static MpEnvelope *resp[BURST];
+	int64_t refused_before = metric(&net, "broker", REFUSED_BUSY);
 	int64_t verified_before = metric(&net, "broker", VERIFIED_BY_WORKER);
+	hold_the_worker(&sr, junk, &jw);
+	static MpEnvelope *resp[BURST];
 	send_transfers(&w, x, BURST, 1);
-	send_small_redeems(&sr); /* their signatures wait for the same worker */
+	send_small_redeems(&sr);
+	cheap_request_answered();
 	read_answers_of(&w, resp, BURST, 1, MP_BODY(TRANSFER_RESP));
 	int capped = 0, busy = 0, busy_verifying = 0;
 	bool was_busy[BURST] = {false};
@@ -597,19 +689,22 @@ START_TEST(queue_full_refuses_transfers_storing_nothing)
 		}
 		micropay__v1__envelope__free_unpacked(resp[i], NULL);
 	}
-	printf("burst of %d TransferReqs, one worker, queue of one: %d capped, %d LIMIT busy "
-	       "(%d at the verification)\n",
-	       BURST, capped, busy, busy_verifying);
+	junk_answered(&jw, junk);
 	int redeems_busy = check_small_redeems(&sr);
-	printf("%d small Redeems pipelined meanwhile: %d LIMIT busy\n", REDEEMS, redeems_busy);
-	ck_assert_msg(busy_verifying >= 1, "no TransferReq refused at its verification");
-	ck_assert_msg(redeems_busy >= 1, "no small Redeem refused: verified on the loop?");
-	ck_assert_int_ge(capped, 1);
+	printf("one worker held by a junk Redeem, queue of one: of %d TransferReqs %d capped, %d "
+	       "LIMIT busy (%d at the verification); of %d small Redeems %d LIMIT busy\n",
+	       BURST, capped, busy, busy_verifying, REDEEMS, redeems_busy);
+	ck_assert_msg(busy_verifying >= BURST - 2,
+		      "TransferReqs verified while the worker was held");
+	ck_assert_msg(redeems_busy >= REDEEMS - 1,
+		      "small Redeems verified while the worker was held");
 	ck_assert_int_eq(metric(&net, "broker", REFUSED_BUSY),
 			 refused_before + busy + redeems_busy);
-	/* Every TransferReq and Redeem that was not refused was verified on the worker. */
+	/* Every check that ran was on the worker: the junk Redeem's (twice: sent again), the
+	 * TransferReqs and Redeems not refused at their verification, the Redeems sent again. */
 	ck_assert_int_eq(metric(&net, "broker", VERIFIED_BY_WORKER),
-			 verified_before + (BURST - busy_verifying) + 2 * REDEEMS - redeems_busy);
+			 verified_before + 2 + (BURST - busy_verifying) + 2 * REDEEMS -
+			     redeems_busy);
 	/* Nothing was stored for a refused request: sent again alone, it is capped afresh. */
 	for (int i = 0; i < BURST; i++) {
 		if (!was_busy[i])
@@ -638,6 +733,7 @@ int main(void)
 	tcase_set_timeout(tc, 600);
 	tcase_add_test(tc, concurrent_issues_signed_on_workers);
 	tcase_add_test(tc, pipelined_transfers_verified_on_workers);
+	tcase_add_test(tc, connection_gone_while_verifying);
 	tcase_add_test(tc, queue_full_answers_busy_and_stores_nothing);
 	tcase_add_test(tc, queue_full_refuses_transfers_storing_nothing);
 	suite_add_tcase(s, tc);
