@@ -70,7 +70,6 @@ static void settle_budget(struct redeem *rd, uint64_t wasted)
 
 static void redeem_free(struct redeem *rd)
 {
-	settle_budget(rd, 0);
 	mp_stmt_free(rd->stmt);
 	if (rd->r)
 		micropay__v1__redeem__free_unpacked(rd->r, NULL);
@@ -94,6 +93,8 @@ void redeem_reply(struct redeem *rd, MpCode code, const char *detail,
 	env.redeem_resp = &resp;
 	if (code != MP_ST(OK) && code != MP_ST(DUPLICATE_OK))
 		rd->call->b->stats.requests_refused++;
+	settle_budget(rd, 0); /* a reservation still held returns (cancelled); before the call,
+				 which holds the broker, is freed with the answer */
 	broker_call_reply(rd->call, &env);
 	redeem_free(rd);
 }
