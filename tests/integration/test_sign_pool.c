@@ -545,8 +545,12 @@ struct small_redeems {
  * without the token. */
 static void prepare_small_redeems(struct small_redeems *sr)
 {
+	const char *registered = "micropay_broker_merchants_registered_total";
+	int64_t before = metric(&net, "broker", registered);
 	unsetenv("MP_PKCS11_MODULE");
 	ck_assert_int_eq(net_cmd(&net, "merchant", "m3"), 0);
+	/* Its RegisterMerchant (verified on the pool too) done before the counts start. */
+	ck_assert_int_eq(metric_wait(&net, "broker", registered, before + 1, 60000), before + 1);
 	tmerchant_load(&sr->tm, &net, "m3");
 	tmerchant_connect(&sr->tm, &sr->w, broker_ep, ca);
 }
