@@ -133,8 +133,17 @@ static void *killer_main(void *arg)
 	else
 		kill_daemon(k->net, NAMES[k->victim]);
 	k->kills[k->victim]++;
+	if (__atomic_load_n(&k->busy, __ATOMIC_ACQUIRE)) {
+		k->inside++;
+		k->inside_by[k->victim]++;
+	}
 	__atomic_store_n(&k->killed, true, __ATOMIC_RELEASE);
 	return NULL;
+}
+
+void chaos_busy(struct chaos_killer *k, bool busy)
+{
+	__atomic_store_n(&k->busy, busy, __ATOMIC_RELEASE);
 }
 
 void chaos_arm(struct chaos_killer *k, enum chaos_victim v, unsigned delay_ms)

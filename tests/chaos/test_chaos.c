@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "chaos_kill.h"
+#include "chaos_replay.h"
 #include "harness.h"
 #include "harness_ledger.h"
 #include "harness_merchant.h"
@@ -48,16 +49,19 @@
 #include "harness_settle.h"
 #include "../check_run.h"
 
-#define N_MERCHANTS    2
-#define N_WALLETS      2
-#define WALLET_FUNDS   10000000
-#define MERCHANT_FUNDS 100000
-#define KILL_WINDOW_MS 600
-#define RETRY_MS       120000
-#define MAX_WIRE       256
-#define PAY_MARGIN     (3 * 3600)
-#define DEFAULT_SEED   11
-#define MAX_CAPPED     256
+#define N_MERCHANTS	2
+#define N_WALLETS	2
+#define WALLET_FUNDS	10000000
+#define MERCHANT_FUNDS	100000
+#define KILL_WINDOW_MS	600
+#define RETRY_MS	120000
+#define MAX_WIRE	256
+#define PAY_MARGIN	(3 * 3600)
+#define DEFAULT_SEED	11
+#define MAX_CAPPED	256
+#define TARGETED_PCT	50  /* default share of targeted cycles (MP_CHAOS_TARGETED) */
+#define FIRST_OP_MS	200 /* the first guess of an operation's duration */
+#define TARGET_PERMILLE 800 /* a targeted kill: within the first 80% of the usual duration */
 
 static struct net net;
 static struct tmerchant tm[N_MERCHANTS + 1]; /* 1.. */
@@ -68,10 +72,12 @@ static struct model md;
 static struct chaos_killer killer;
 static uint64_t paid_out[N_MERCHANTS + 1];
 static int64_t merchant_base[N_MERCHANTS + 1];
+static struct chaos_replays rp;
+static struct chaos_peers peers;
 
 struct stats {
 	unsigned ops, pays, units, handoffs, transfers, closes, redeems, refunds, payouts, issues;
-	unsigned retries, replays, orphans, cap_replays;
+	unsigned retries, replays, orphans, cap_replays, targeted, targeted_inside, credit_checks;
 };
 static struct stats st;
 
@@ -184,6 +190,76 @@ static MpCode wire_issue_send(struct wire_issue *w, uint8_t *cert, size_t *cert_
 	}
 }
 
+/* ---- targeted kills ---- */
+
+/* A cycle's kill: random (any victim, 0..KILL_WINDOW_MS after the cycle starts) or targeted
+ * (one of the parties of the operation, armed when its core request leaves, after a drawn
+ * fraction of that operation's usual duration: the kill lands inside it). What an operation
+ * left to record once its victim runs again is kept here too.
+ *
+ *   targeted: OPERATION starts --core request (in_flight)--> ARM(party, fraction * usual
+ *             duration) --> the request, retried through the crash --> REVIVE --> RECORD and
+ *             REPLAY what it acknowledged --> CHECK
+ *   an operation that reaches no core request (nothing to do): ARM(any victim, 0) after it */
+enum op_kind {
+	OP_ISSUE,
+	OP_PAY,
+	OP_HANDOFF,
+	OP_TRANSFER,
+	OP_REDEEM,
+	OP_CLOSE,
+	OP_REFUND,
+	OP_PAYOUT,
+	OP_WIRE_ISSUE,
+	OP_WIRE_REPLAY,
+	OP_COUNT
+};
+
+struct cycle {
+	bool targeted, armed;
+	uint64_t victim_draw; /* which party */
+	unsigned permille;    /* how far into the operation's usual duration */
+	uint64_t t_core;      /* when the core request left (0: not yet) */
+	/* recorded after the revive */
+	struct mchannel *handoff; /* Handoff hseq from signer to successor asked by wallet */
+	uint32_t hseq;
+	int signer, successor, wallet;
+	struct mchannel *closed; /* closed at close_holder; close_b64 the wallet's answer */
+	int close_holder;
+	char close_b64[1024];
+	int cap;      /* index in caps, -1: none */
+	int redeemer; /* merchant whose credit to check, 0: none */
+};
+static struct cycle cyc;
+static unsigned op_ms[OP_COUNT]; /* per operation: its usual duration from the core request on */
+
+static enum chaos_victim merchant_victim(int m)
+{
+	return (enum chaos_victim)(V_M1 + m - 1);
+}
+
+static enum chaos_victim wallet_victim(int w)
+{
+	return (enum chaos_victim)(V_W1 + w - 1);
+}
+
+/* The operation's core request leaves now; parties[0..n) are the processes it involves. */
+static void in_flight(const enum chaos_victim *parties, size_t n, enum op_kind op)
+{
+	if (cyc.t_core)
+		return;
+	cyc.t_core = now_ms();
+	if (!cyc.targeted)
+		return;
+	unsigned usual = op_ms[op] ? op_ms[op] : FIRST_OP_MS;
+	enum chaos_victim v = parties[cyc.victim_draw % n];
+	unsigned delay = (unsigned)((uint64_t)usual * cyc.permille / 1000);
+	fprintf(stderr, "  kill %s after %u ms (usual %u ms)\n", chaos_victim_name(v), delay,
+		usual);
+	chaos_arm(&killer, v, delay);
+	cyc.armed = true;
+}
+
 /* ---- the operations; each returns false when it did not apply ---- */
 
 static struct mchannel *add_channel(int owner, const char *id, unsigned n, uint64_t unit, int m)
@@ -238,6 +314,7 @@ static bool op_issue(void)
 		snprintf(holder, sizeof(holder), "\"merchant_id\":\"%s\",", tm[m].mid_hex);
 	snprintf(params, sizeof(params), "{%s\"n\":%u,\"unit_value\":%" PRIu64 ",\"days\":1}",
 		 holder, n, unit);
+	in_flight((enum chaos_victim[]){wallet_victim(w), V_BROKER, V_PG}, 3, OP_ISSUE);
 	json_t *r = call(wname(w), "issue", params, NULL);
 	r = issued(w, r);
 	struct mchannel *c = add_channel(w, json_str(r, "channel_id"), n, unit, unbound ? 0 : m);
@@ -256,6 +333,7 @@ static bool op_wire_issue(void)
 	int m = (int)rng_range(&rng, 1, N_MERCHANTS);
 	unsigned n = (unsigned)rng_range(&rng, 5, 40);
 	tchannel_make(&w->ch, &tw, n, 2, tm[m].mid);
+	in_flight((enum chaos_victim[]){V_BROKER, V_PG}, 2, OP_WIRE_ISSUE);
 	MpCode code = wire_issue_send(w, w->cert, &w->cert_len);
 	ck_assert_msg(code == MP_ST(OK) || code == MP_ST(DUPLICATE_OK), "wire issue: %s",
 		      mp_code_name(code));
@@ -288,6 +366,7 @@ static bool op_wire_replay(void)
 {
 	if (n_wiss == 0)
 		return false;
+	in_flight((enum chaos_victim[]){V_BROKER, V_PG}, 2, OP_WIRE_REPLAY);
 	wire_replay(&wiss[rng_range(&rng, 0, (uint64_t)n_wiss - 1)]);
 	fprintf(stderr, "  wire replay: the same ChannelCert\n");
 	return true;
@@ -310,7 +389,7 @@ static struct mchannel *pick_payable(void)
 /* Pay k units of c at merchant m (a handoff, or the Bind, when m is not the holder). A pay
  * retried after a crash resends its in-flight Pays and then pays k again: the wallet was told
  * at least k more were acknowledged. */
-static void pay(struct mchannel *c, int m, unsigned k)
+static void pay(struct mchannel *c, int m, unsigned k, bool target)
 {
 	char params[600], order[64];
 	snprintf(params, sizeof(params), "{\"price\":%" PRIu64 "}", k * c->unit);
@@ -321,6 +400,16 @@ static void pay(struct mchannel *c, int m, unsigned k)
 		 "{\"channel_id\":\"%s\",\"merchant_id\":\"%s\",\"endpoint\":\"%s\","
 		 "\"units\":%u,\"order_ref\":\"%s\"}",
 		 c->id, tm[m].mid_hex, ep[m], k, order);
+	enum chaos_victim parties[4] = {wallet_victim(c->owner), merchant_victim(m)};
+	size_t n = 2;
+	if (!c->holder) { /* the Bind */
+		parties[n++] = V_BROKER;
+		parties[n++] = V_PG;
+	} else if (c->holder != m) { /* the Handoff */
+		parties[n++] = merchant_victim(c->holder);
+	}
+	if (target)
+		in_flight(parties, n, c->holder == m ? OP_PAY : OP_HANDOFF);
 	unsigned failed;
 	r = call(wname(c->owner), "pay", params, &failed);
 	unsigned last = (unsigned)json_int(r, "last");
@@ -330,10 +419,16 @@ static void pay(struct mchannel *c, int m, unsigned k)
 	else
 		ck_assert_msg(last >= c->last + k && last <= c->n,
 			      "%s: last %u after a retried pay", c->id, last);
-	if (c->holder != m) {
-		model_new_epoch(c, m);
+	if (c->holder && c->holder != m) {
+		cyc.handoff = c;
+		cyc.hseq = (uint32_t)c->n_epochs;
+		cyc.signer = c->holder;
+		cyc.successor = m;
+		cyc.wallet = c->owner;
 		st.handoffs++;
 	}
+	if (c->holder != m)
+		model_new_epoch(c, m);
 	c->holder_cert_known = true;
 	st.units += last - c->last;
 	c->last = last;
@@ -354,7 +449,7 @@ static bool op_pay_at_holder(void)
 	struct mchannel *c = pick_payable();
 	if (!c || !c->holder)
 		return false;
-	pay(c, c->holder, pick_units(c));
+	pay(c, c->holder, pick_units(c), true);
 	return true;
 }
 
@@ -367,9 +462,9 @@ static bool op_pay_elsewhere(void)
 	if (m == c->holder)
 		m = m % N_MERCHANTS + 1;
 	if (c->holder && !c->holder_cert_known)
-		pay(c, c->holder, 1); /* walletd needs the holder's MerchantCert for a Move */
+		pay(c, c->holder, 1, false); /* walletd needs the holder's MerchantCert */
 	if (c->n - c->last >= 2)
-		pay(c, m, pick_units(c));
+		pay(c, m, pick_units(c), true);
 	return true;
 }
 
@@ -427,7 +522,12 @@ static bool op_transfer(void)
 	snprintf(params, sizeof(params), "{\"channel_id\":\"%s\",\"offer\":\"%s\"%s}", c->id,
 		 json_str(r, "offer"), hold);
 	json_decref(r);
+	in_flight((enum chaos_victim[]){wallet_victim(c->owner),
+					c->holder ? merchant_victim(c->holder) : V_BROKER,
+					wallet_victim(to), V_BROKER},
+		  4, OP_TRANSFER);
 	r = call(wname(c->owner), "transfer.send", params, NULL);
+	cyc.cap = n_caps < MAX_CAPPED ? n_caps : -1;
 	keep_capped(json_str(r, "bundle"), c->holder);
 	ck_assert_int_lt(strlen(json_str(r, "bundle")) + 20, sizeof(params));
 	snprintf(params, sizeof(params), "{\"bundle\":\"%s\"}", json_str(r, "bundle"));
@@ -484,9 +584,16 @@ static bool op_close(void)
 	char params[300];
 	snprintf(params, sizeof(params), "{\"channel_id\":\"%s\",\"endpoint\":\"%s\"}", c->id,
 		 ep[c->holder]);
+	in_flight((enum chaos_victim[]){wallet_victim(c->owner), merchant_victim(c->holder),
+					V_BROKER, V_PG},
+		  4, OP_CLOSE);
 	json_t *r = call(wname(c->owner), "close", params, NULL);
 	ck_assert_str_eq(json_str(r, "state"), "CLOSED");
 	ck_assert_int_eq(json_int(r, "final_index"), c->last);
+	ck_assert_int_lt(strlen(json_str(r, "close")), sizeof(cyc.close_b64));
+	snprintf(cyc.close_b64, sizeof(cyc.close_b64), "%s", json_str(r, "close"));
+	cyc.closed = c;
+	cyc.close_holder = c->holder;
 	json_decref(r);
 	unsigned spent = c->last;
 	for (int k = 0; k < c->n_epochs; k++)
@@ -504,6 +611,7 @@ static bool op_close(void)
 
 static void redeem_at(int m)
 {
+	in_flight((enum chaos_victim[]){merchant_victim(m), V_BROKER, V_PG}, 3, OP_REDEEM);
 	json_decref(call(mname(m), "redeem", NULL, NULL));
 	model_redeemed(&md, m);
 	st.redeems++;
@@ -513,6 +621,7 @@ static bool op_redeem(void)
 {
 	int m = (int)rng_range(&rng, 1, N_MERCHANTS);
 	redeem_at(m);
+	cyc.redeemer = m;
 	fprintf(stderr, "  redeem at %s\n", mname(m));
 	return true;
 }
@@ -525,6 +634,7 @@ static bool op_refund(void)
 		return false;
 	char params[128];
 	snprintf(params, sizeof(params), "{\"channel_id\":\"%s\"}", c->id);
+	in_flight((enum chaos_victim[]){wallet_victim(c->owner), V_BROKER, V_PG}, 3, OP_REFUND);
 	json_t *r = refund_call(c, params);
 	ck_assert_str_eq(json_str(r, "broker_status"), "TOO_EARLY");
 	json_decref(r);
@@ -558,6 +668,7 @@ static bool op_payout(void)
 		 "%016" PRIx64 "\"}",
 		 tm[m].mid_hex, amount, rng_next(&rng), (uint64_t)st.payouts);
 	unsigned failed;
+	in_flight((enum chaos_victim[]){V_BROKER, V_PG}, 2, OP_PAYOUT);
 	json_t *r = call("broker", "account.payout", params, &failed);
 	const char *s = json_str(r, "status");
 	ck_assert_msg(strcmp(s, "OK") == 0 || (failed && strcmp(s, "DUPLICATE_OK") == 0),
@@ -579,26 +690,34 @@ struct op {
 	unsigned weight;
 };
 
-static const struct op ops[] = {
-    {"issue", op_issue, 8},
-    {"pay", op_pay_at_holder, 26},
-    {"handoff", op_pay_elsewhere, 10},
-    {"transfer", op_transfer, 6},
-    {"redeem", op_redeem, 8},
-    {"close", op_close, 3},
-    {"refund", op_refund, 4},
-    {"payout", op_payout, 5},
-    {"wire issue", op_wire_issue, 3},
-    {"wire replay", op_wire_replay, 3},
+static const struct op ops[OP_COUNT] = {
+    [OP_ISSUE] = {"issue", op_issue, 8},
+    [OP_PAY] = {"pay", op_pay_at_holder, 26},
+    [OP_HANDOFF] = {"handoff", op_pay_elsewhere, 10},
+    [OP_TRANSFER] = {"transfer", op_transfer, 6},
+    [OP_REDEEM] = {"redeem", op_redeem, 8},
+    [OP_CLOSE] = {"close", op_close, 3},
+    [OP_REFUND] = {"refund", op_refund, 4},
+    [OP_PAYOUT] = {"payout", op_payout, 5},
+    [OP_WIRE_ISSUE] = {"wire issue", op_wire_issue, 3},
+    [OP_WIRE_REPLAY] = {"wire replay", op_wire_replay, 3},
 };
 
-static const struct op *pick_op(void)
+static enum op_kind pick_op(void)
 {
-	return &ops[rng_weighted(&rng, ops, sizeof(ops) / sizeof(ops[0]), sizeof(ops[0]),
-				 offsetof(struct op, weight))];
+	return (enum op_kind)rng_weighted(&rng, ops, OP_COUNT, sizeof(ops[0]),
+					  offsetof(struct op, weight));
 }
 
 /* ---- the checks ---- */
+
+static struct mchannel *model_find(const char *hex)
+{
+	for (int i = 0; i < md.n_chans; i++)
+		if (strcmp(md.chans[i].id, hex) == 0)
+			return &md.chans[i];
+	return NULL;
+}
 
 /* Merchant m's durable `last` of every channel it has recorded (hex id -> last). */
 static json_t *merchant_channels(int m)
@@ -634,22 +753,90 @@ static void check_acknowledged(int m)
 	json_decref(r);
 }
 
+/* Merchant m's credit at the broker so far: pending + available + paid out, less what it had
+ * before the run. */
+static int64_t merchant_credit(int m)
+{
+	char params[128];
+	snprintf(params, sizeof(params), "{\"account\":\"%s\"}", tm[m].mid_hex);
+	json_t *r = call("broker", "account.show", params, NULL);
+	int64_t credit = json_int(r, "balance") + (int64_t)paid_out[m] - merchant_base[m];
+	json_t *related = json_object_get(r, "related"), *e;
+	size_t i;
+	json_array_foreach(related, i, e)
+	{
+		if (strcmp(json_str(e, "kind"), "merchant_pending") == 0)
+			credit += json_int(e, "balance");
+	}
+	json_decref(r);
+	return credit;
+}
+
+/* The signer's answer to a Handoff's request sent again, from the model: the same Handoff while
+ * it is the signer's latest custody event; in the chain of a later one it signed after holding
+ * the channel again; no statement while it holds the channel again. */
+static enum replay_expect handoff_expect(const struct mchannel *c, uint32_t hseq, int signer)
+{
+	int last = -1;
+	for (int k = 0; k < c->n_epochs; k++)
+		if (c->epochs[k].merchant == signer)
+			last = k;
+	if (last == (int)hseq - 1)
+		return EXPECT_SAME;
+	return last < c->n_epochs - 1 ? EXPECT_IN_CHAIN : EXPECT_NO_STATEMENT;
+}
+
+/* What the cycle's operation acknowledged, recorded now that its victim runs again, and asked
+ * for again at once: the Handoff, the Close, the Cap, each the same bytes; after a redeem the
+ * merchant's credit is exactly what the model says it acknowledged and redeemed (nothing
+ * credited twice through the crash). */
+static void record_and_replay(void)
+{
+	if (cyc.handoff) {
+		const struct handoff_rec *h =
+		    chaos_handoff_record(&rp, &peers, cyc.handoff->id, cyc.hseq, cyc.signer,
+					 cyc.successor, wname(cyc.wallet));
+		if (h)
+			chaos_handoff_replay(&rp, &peers, h, EXPECT_SAME, false);
+	}
+	if (cyc.closed) {
+		const struct close_rec *c =
+		    chaos_close_record(&rp, &peers, cyc.closed->id, cyc.close_holder, cyc.close_b64,
+				       wname(cyc.closed->owner));
+		if (c)
+			chaos_close_replay(&rp, &peers, c);
+	}
+	if (cyc.cap >= 0 && cyc.cap < n_caps)
+		cap_replay(&caps[cyc.cap]);
+	if (cyc.redeemer) {
+		int64_t credit = merchant_credit(cyc.redeemer);
+		ck_assert_msg(credit == (int64_t)model_credit(&md, cyc.redeemer),
+			      "%s after its redeem: credit %lld, model %llu", mname(cyc.redeemer),
+			      (long long)credit,
+			      (unsigned long long)model_credit(&md, cyc.redeemer));
+		st.credit_checks++;
+	}
+}
+
+/* No honest party signed two statements for one slot through the crashes: the broker recorded
+ * no custody conflict. */
+static void check_no_conflicts(void)
+{
+	json_t *r = call("broker", "conflicts", NULL, NULL);
+	json_t *list = json_object_get(r, "conflicts");
+	ck_assert_msg(json_array_size(list) == 0, "conflicts: %s", json_dumps(r, JSON_COMPACT));
+	json_decref(r);
+}
+
 static void check_cycle(void)
 {
 	for (int m = 1; m <= N_MERCHANTS; m++)
 		check_acknowledged(m);
+	check_no_conflicts();
 	json_t *r = call("broker", "audit", NULL, NULL);
 	ck_assert_msg(json_is_true(json_object_get(r, "ok")), "audit: %s",
 		      json_dumps(r, JSON_COMPACT));
 	json_decref(r);
-}
-
-static struct mchannel *model_find(const char *hex)
-{
-	for (int i = 0; i < md.n_chans; i++)
-		if (strcmp(md.chans[i].id, hex) == 0)
-			return &md.chans[i];
-	return NULL;
 }
 
 /* Channels of a wallet the model does not know: an issue whose admin answer a crash of walletd
@@ -685,11 +872,30 @@ static void orphans(int w, bool finalized)
 	json_decref(r);
 }
 
+/* Every Handoff and Close recorded, asked for again (before redemption and finalisation). */
+static void replay_all(void)
+{
+	for (int i = 0; i < rp.n_handoffs; i++) {
+		const struct handoff_rec *h = &rp.handoffs[i];
+		char hex[MP_HEX_ID_LEN + 1];
+		mp_hex_encode(h->id, MP_ID_LEN, hex);
+		const struct mchannel *c = model_find(hex);
+		ck_assert_ptr_nonnull(c);
+		chaos_handoff_replay(&rp, &peers, h, handoff_expect(c, h->hseq, h->signer),
+				     c->state == CH_CLOSED);
+	}
+	for (int i = 0; i < rp.n_closes; i++)
+		chaos_close_replay(&rp, &peers, &rp.closes[i]);
+}
+
 static void finish_and_check(void)
 {
+	memset(&cyc, 0, sizeof(cyc));
+	cyc.cap = -1;
 	for (int i = 0; i < n_caps; i++)
 		cap_replay(&caps[i]); /* before redemption and finalisation, while every capper
 					 holds its records */
+	replay_all();
 	for (int m = 1; m <= N_MERCHANTS; m++) {
 		check_acknowledged(m);
 		redeem_at(m);
@@ -721,6 +927,7 @@ static void finish_and_check(void)
 		orphans(w, true);
 	for (int i = 0; i < n_wiss; i++)
 		wire_replay(&wiss[i]);
+	check_no_conflicts();
 	net_audit_clean(&net);
 }
 
@@ -758,6 +965,7 @@ static void setup_net(void)
 	mp_hex_encode(tw.account_id, MP_ID_LEN, account[0]);
 	net_fund(&net, account[0], WALLET_FUNDS);
 	killer.net = &net;
+	peers = (struct chaos_peers){.net = &net, .tm = tm, .ep = ep, .ca = ca};
 }
 
 static void teardown_net(void)
@@ -767,6 +975,7 @@ static void teardown_net(void)
 		tmerchant_free(&tm[m]);
 	for (int i = 0; i < n_wiss; i++)
 		tchannel_free(&wiss[i].ch);
+	chaos_replays_free(&rp);
 	net_down(&net);
 }
 
@@ -785,13 +994,21 @@ static void report(uint64_t seed, unsigned cycles, uint64_t ms)
 		"chaos: seed %" PRIu64 ": %u cycles, %u kills (broker %u, m1 %u, m2 %u, w1 %u, "
 		"w2 %u, postgres %u) in %.1f s; %u operations: %u pays (%u units, %u handoffs), "
 		"%u issues, %u transfers, %u closes, %u redeems, %u refunds, %u payouts, %u "
-		"certificate replays, %u Cap replays; %u retries; %d channels (+%u orphans from "
-		"retried issues)\n",
+		"certificate replays, %u Cap replays, %u Handoff replays (%u recorded, %u "
+		"superseded), %u Close replays (%u recorded), %u credit checks after a redeem; "
+		"%u targeted cycles (%u kills inside); %u kills inside an operation (broker %u, m1 "
+		"%u, m2 %u, w1 %u, "
+		"w2 %u, postgres %u); %u retries; %u wallet store reads; %d channels (+%u orphans "
+		"from retried issues)\n",
 		seed, cycles, kills, killer.kills[V_BROKER], killer.kills[V_M1], killer.kills[V_M2],
 		killer.kills[V_W1], killer.kills[V_W2], killer.kills[V_PG], ms / 1000.0, st.ops,
 		st.pays, st.units, st.handoffs, st.issues, st.transfers, st.closes, st.redeems,
-		st.refunds, st.payouts, st.replays, st.cap_replays, st.retries, md.n_chans,
-		st.orphans);
+		st.refunds, st.payouts, st.replays, st.cap_replays, rp.handoff_replays,
+		rp.n_handoffs, rp.superseded, rp.close_replays, rp.n_closes, st.credit_checks,
+		st.targeted, st.targeted_inside, killer.inside, killer.inside_by[V_BROKER],
+		killer.inside_by[V_M1], killer.inside_by[V_M2], killer.inside_by[V_W1],
+		killer.inside_by[V_W2], killer.inside_by[V_PG], st.retries, rp.wallet_reads,
+		md.n_chans, st.orphans);
 }
 
 START_TEST(kill_anything_anytime)
@@ -801,25 +1018,54 @@ START_TEST(kill_anything_anytime)
 	if (seed == 0)
 		seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20);
 	unsigned cycles = env_uint("MP_CHAOS_CYCLES", 30);
+	unsigned targeted = env_uint("MP_CHAOS_TARGETED", TARGETED_PCT);
 	uint64_t limit_ms = (uint64_t)env_uint("MP_CHAOS_SECONDS", 300) * 1000;
 	fprintf(stderr,
-		"chaos: seed %" PRIu64 " (MP_CHAOS_SEED=%" PRIu64 " reproduces it), %u cycles\n",
-		seed, seed, cycles);
+		"chaos: seed %" PRIu64 " (MP_CHAOS_SEED=%" PRIu64 " reproduces it), %u cycles, "
+		"%u%% targeted\n",
+		seed, seed, cycles, targeted);
 	rng.state = seed;
 	uint64_t t0 = now_ms();
+	cyc.cap = -1;
 	op_issue();
 	unsigned i;
 	for (i = 0; i < cycles && now_ms() - t0 < limit_ms; i++) {
 		enum chaos_victim v = (enum chaos_victim)rng_range(&rng, 0, V_COUNT - 1);
 		unsigned delay = (unsigned)rng_range(&rng, 0, KILL_WINDOW_MS);
-		const struct op *op = pick_op();
-		fprintf(stderr, "cycle %u (%.1f s): %s, kill %s after %u ms\n", i,
-			(now_ms() - t0) / 1000.0, op->name, chaos_victim_name(v), delay);
-		chaos_arm(&killer, v, delay);
-		if (!op->run())
+		memset(&cyc, 0, sizeof(cyc));
+		cyc.cap = -1;
+		cyc.targeted = rng_range(&rng, 0, 99) < targeted;
+		cyc.victim_draw = rng_next(&rng);
+		cyc.permille = (unsigned)rng_range(&rng, 0, TARGET_PERMILLE);
+		enum op_kind op = pick_op();
+		if (cyc.targeted) {
+			fprintf(stderr, "cycle %u (%.1f s): %s, targeted kill at %u/1000\n", i,
+				(now_ms() - t0) / 1000.0, ops[op].name, cyc.permille);
+			st.targeted++;
+		} else {
+			fprintf(stderr, "cycle %u (%.1f s): %s, kill %s after %u ms\n", i,
+				(now_ms() - t0) / 1000.0, ops[op].name, chaos_victim_name(v),
+				delay);
+			chaos_arm(&killer, v, delay);
+		}
+		unsigned retries = st.retries, inside = killer.inside;
+		chaos_busy(&killer, true);
+		if (!ops[op].run())
 			fprintf(stderr, "  (nothing to do)\n");
+		chaos_busy(&killer, false);
+		if (cyc.t_core && st.retries == retries) /* its usual duration, undisturbed */
+			op_ms[op] = (3 * (op_ms[op] ? op_ms[op] : FIRST_OP_MS) +
+				     (unsigned)(now_ms() - cyc.t_core)) /
+				    4;
+		if (cyc.targeted && !cyc.armed) /* no core request: a kill all the same */
+			chaos_arm(&killer, v, 0);
 		st.ops++;
 		chaos_revive(&killer);
+		if (killer.inside > inside)
+			fprintf(stderr, "  (the kill landed inside the operation)\n");
+		if (cyc.targeted && killer.inside > inside)
+			st.targeted_inside++;
+		record_and_replay();
 		check_cycle();
 		if (i % 50 == 49)
 			report(seed, i + 1, now_ms() - t0);
