@@ -22,9 +22,23 @@ static void store_file(const struct net *n, const char *daemon, const char *file
 	net_path(n, rel, path, len);
 }
 
-/* The owner key of segment seg_seq of channel id, from walletd `wallet`'s store (its current
- * segment; walletd locks its store exclusively, so it is stopped for the read and started
- * again), kept for the next Move of that segment. */
+/* One blob of channel id's row that sql selects from walletd `wallet`'s store (walletd locks it
+ * exclusively: it is stopped with SIGTERM for the read and started again); NULL if none. */
+static uint8_t *wallet_blob(struct chaos_replays *r, const struct chaos_peers *p,
+			    const char *wallet, const char *sql, const uint8_t id[MP_ID_LEN],
+			    size_t *len)
+{
+	char path[700];
+	store_file(p->net, wallet, "wallet.db", path, sizeof(path));
+	ck_assert_int_eq(net_cmd(p->net, "kill", wallet), 0);
+	uint8_t *blob = store_row_blob(path, sql, id, MP_ID_LEN, 0, 0, len);
+	ck_assert_msg(net_cmd(p->net, "start", wallet) == 0, "%s did not start again", wallet);
+	r->wallet_reads++;
+	return blob;
+}
+
+/* The owner key of segment seg_seq of channel id: walletd `wallet`'s key of the channel's
+ * current segment, read once and kept for the next Moves of that segment. */
 static const struct mp_key *owner_key(struct chaos_replays *r, const struct chaos_peers *p,
 				      const uint8_t id[MP_ID_LEN], uint32_t seg_seq,
 				      const char *wallet)
@@ -34,15 +48,9 @@ static const struct mp_key *owner_key(struct chaos_replays *r, const struct chao
 			return &r->keys[i].key;
 	if (r->n_keys == REPLAY_MAX)
 		return NULL;
-	char path[700];
 	size_t len = 0;
-	store_file(p->net, wallet, "wallet.db", path, sizeof(path));
-	ck_assert_int_eq(net_cmd(p->net, "kill", wallet), 0);
-	uint8_t *seed =
-	    store_row_blob(path, "SELECT owner_seed FROM channels WHERE channel_id = ?1", id,
-			   MP_ID_LEN, 0, 0, &len);
-	ck_assert_msg(net_cmd(p->net, "start", wallet) == 0, "%s did not start again", wallet);
-	r->wallet_reads++;
+	uint8_t *seed = wallet_blob(
+	    r, p, wallet, "SELECT owner_seed FROM channels WHERE channel_id = ?1", id, &len);
 	ck_assert_msg(seed && len == MP_SK_LEN, "%s: no plain owner key for the channel", wallet);
 	struct owner_key *k = &r->keys[r->n_keys];
 	memcpy(k->id, id, MP_ID_LEN);
@@ -66,8 +74,8 @@ static const MpStatus *resp_status(const MpEnvelope *e)
 
 /* env sent to endpoint (as merchant `as`, or without a client certificate) over a fresh
  * connection until an answer does not say "retry" (no answer, LIMIT, INTERNAL). */
-static MpEnvelope *send_again(const char *endpoint, const char *ca, const struct tmerchant *as,
-			      MpEnvelope *env, const char *what)
+static MpEnvelope *resend(const char *endpoint, const char *ca, const struct tmerchant *as,
+			  MpEnvelope *env, const char *what)
 {
 	uint64_t t0 = now_ms();
 	for (unsigned tries = 1;; tries++) {
@@ -88,6 +96,31 @@ static MpEnvelope *send_again(const char *endpoint, const char *ca, const struct
 			      "%s at %s: unanswered after %u tries", what, endpoint, tries);
 		usleep(200000);
 	}
+}
+
+/* A HandoffReq carrying the Move stmt (as merchant `as`), or a CloseReq carrying the
+ * CloseRequest stmt (as = NULL: without a client certificate), sent to endpoint over a fresh
+ * connection until an answer does not say "retry" (no answer, LIMIT, INTERNAL). */
+static MpEnvelope *send_again(const char *endpoint, const char *ca, const struct tmerchant *as,
+			      const uint8_t *stmt, size_t stmt_len, const char *what)
+{
+	MpSigned *s = mp_stmt_decode(stmt, stmt_len);
+	ck_assert_ptr_nonnull(s);
+	Micropay__V1__HandoffReq hreq = MICROPAY__V1__HANDOFF_REQ__INIT;
+	Micropay__V1__CloseReq creq = MICROPAY__V1__CLOSE_REQ__INIT;
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	if (as) {
+		hreq.move = s;
+		env.body_case = MP_BODY(HANDOFF_REQ);
+		env.handoff_req = &hreq;
+	} else {
+		creq.request = s;
+		env.body_case = MP_BODY(CLOSE_REQ);
+		env.close_req = &creq;
+	}
+	MpEnvelope *resp = resend(endpoint, ca, as, &env, what);
+	mp_stmt_free(s);
+	return resp;
 }
 
 static bool same_bytes(const MpSigned *s, const uint8_t *want, size_t want_len)
@@ -145,11 +178,8 @@ const struct handoff_rec *chaos_handoff_record(struct chaos_replays *r, const st
 	if (r->n_handoffs == REPLAY_MAX)
 		return NULL;
 	struct handoff_rec *h = &r->handoffs[r->n_handoffs];
-	memset(h, 0, sizeof(*h));
+	*h = (struct handoff_rec){.hseq = hseq, .signer = signer, .successor = successor};
 	hex_to_bytes(channel_hex, h->id, MP_ID_LEN);
-	h->hseq = hseq;
-	h->signer = signer;
-	h->successor = successor;
 	char path[700];
 	store_file(p->net, p->tm[successor].name, "merchant.db", path, sizeof(path));
 	h->handoff =
@@ -208,16 +238,10 @@ void chaos_handoff_replay(struct chaos_replays *r, const struct chaos_peers *p,
 	mp_hex_encode(h->id, MP_ID_LEN, hex);
 	snprintf(where, sizeof(where), "replayed HandoffReq for Handoff %u of %s (%s -> %s)",
 		 h->hseq, hex, p->tm[h->signer].name, p->tm[h->successor].name);
-	Micropay__V1__HandoffReq req = MICROPAY__V1__HANDOFF_REQ__INIT;
-	req.move = mp_stmt_decode(h->move, h->move_len);
-	ck_assert_ptr_nonnull(req.move);
-	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
-	env.body_case = MP_BODY(HANDOFF_REQ);
-	env.handoff_req = &req;
-	MpEnvelope *e = send_again(p->ep[h->signer], p->ca, &p->tm[h->successor], &env, where);
+	MpEnvelope *e =
+	    send_again(p->ep[h->signer], p->ca, &p->tm[h->successor], h->move, h->move_len, where);
 	check_handoff_answer(r, e->handoff_resp, h, expect, closed, where);
 	micropay__v1__envelope__free_unpacked(e, NULL);
-	mp_stmt_free(req.move);
 	r->handoff_replays++;
 }
 
@@ -230,17 +254,11 @@ const struct close_rec *chaos_close_record(struct chaos_replays *r, const struct
 	if (r->n_closes == REPLAY_MAX)
 		return NULL;
 	struct close_rec *c = &r->closes[r->n_closes];
-	memset(c, 0, sizeof(*c));
-	hex_to_bytes(channel_hex, c->id, MP_ID_LEN);
-	c->holder = holder;
+	*c = (struct close_rec){.holder = holder};
 	c->close = twallet_b64_decode(close_b64, &c->close_len);
-	char path[700];
-	store_file(p->net, wallet, "wallet.db", path, sizeof(path));
-	ck_assert_int_eq(net_cmd(p->net, "kill", wallet), 0);
-	c->request = store_row_blob(path, "SELECT request FROM closes WHERE channel_id = ?1", c->id,
-				    MP_ID_LEN, 0, 0, &c->request_len);
-	ck_assert_msg(net_cmd(p->net, "start", wallet) == 0, "%s did not start again", wallet);
-	r->wallet_reads++;
+	hex_to_bytes(channel_hex, c->id, MP_ID_LEN);
+	c->request = wallet_blob(r, p, wallet, "SELECT request FROM closes WHERE channel_id = ?1",
+				 c->id, &c->request_len);
 	ck_assert_msg(c->request != NULL, "%s closed %s but stored no CloseRequest", wallet,
 		      channel_hex);
 	r->n_closes++;
@@ -254,13 +272,8 @@ void chaos_close_replay(struct chaos_replays *r, const struct chaos_peers *p,
 	mp_hex_encode(c->id, MP_ID_LEN, hex);
 	snprintf(where, sizeof(where), "replayed CloseRequest of %s at %s", hex,
 		 p->tm[c->holder].name);
-	Micropay__V1__CloseReq req = MICROPAY__V1__CLOSE_REQ__INIT;
-	req.request = mp_stmt_decode(c->request, c->request_len);
-	ck_assert_ptr_nonnull(req.request);
-	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
-	env.body_case = MP_BODY(CLOSE_REQ);
-	env.close_req = &req;
-	MpEnvelope *e = send_again(p->ep[c->holder], p->ca, NULL, &env, where);
+	MpEnvelope *e =
+	    send_again(p->ep[c->holder], p->ca, NULL, c->request, c->request_len, where);
 	const Micropay__V1__CloseResp *resp = e->close_resp;
 	ck_assert_msg(resp->status->code == MP_ST(DUPLICATE_OK), "%s: %s %s, not DUPLICATE_OK",
 		      where, mp_code_name(resp->status->code),
@@ -268,7 +281,6 @@ void chaos_close_replay(struct chaos_replays *r, const struct chaos_peers *p,
 	ck_assert_msg(same_bytes(resp->close, c->close, c->close_len),
 		      "%s: DUPLICATE_OK with another Close than the one the wallet got", where);
 	micropay__v1__envelope__free_unpacked(e, NULL);
-	mp_stmt_free(req.request);
 	r->close_replays++;
 }
 

@@ -2,18 +2,23 @@
  * w1 and w2, PostgreSQL; --test-clock) while a random one of them is killed with SIGKILL at a
  * random moment and restarted, cycle after cycle.
  *
- * Each cycle arms the killer (chaos_kill.h: a victim and a delay of 0..KILL_WINDOW_MS) and runs
- * one load operation chosen by the seeded PRNG: issue (walletd), pay at the holder, pay at the
- * other merchant (a handoff), transfer to the other wallet, redeem, close (with its early
- * refund), refund, payout, and an IssueReq sent by a raw wire client (then replayed later). An
- * operation whose call fails (the daemon it talks to, or one behind it, died) waits for the
- * killer, brings the victim back and sends the same request again until it is answered (at
- * most RETRY_MS). Every answer is recorded in the model (harness_model.h): what each wallet
- * was told a merchant acknowledged, what each redeem and close said.
+ * Each cycle arms the killer (chaos_kill.h: a victim and a delay of 0..KILL_WINDOW_MS; or, in a
+ * targeted cycle, one of the operation's parties when its core request leaves, after a fraction
+ * of its usual duration: see struct cycle) and runs one load operation chosen by the seeded PRNG:
+ * issue (walletd), pay at the holder, pay at the other merchant (a handoff), transfer to the other
+ * wallet, redeem, close (with its early refund), refund, payout, and an IssueReq sent by a raw wire
+ * client (then replayed later). An operation whose call fails (the daemon it talks to, or one
+ * behind it, died) waits for the killer, brings the victim back and sends the same request again
+ * until it is answered (at most RETRY_MS). Every answer is recorded in the model (harness_model.h):
+ * what each wallet was told a merchant acknowledged, what each redeem and close said.
  *
  *   per cycle: ARM killer --> OPERATION (retried through the crash) --> REVIVE victim -->
- *              CHECK: the audit is clean; every merchant still has every payment it
- *              acknowledged (its durable `last` for the channel >= the acknowledged index)
+ *              RECORD and REPLAY (chaos_replay.h): the Handoff, Close or Cap the operation
+ *              acknowledged, asked for again at once, the same bytes; after a redeem the
+ *              merchant's credit is exactly the model's -->
+ *              CHECK: no custody conflict; the audit is clean; every merchant still has every
+ *              payment it acknowledged (its durable `last` for the channel >= the acknowledged
+ *              index)
  *   at the end: every merchant redeems; the clock passes every finalize_at; the sweep
  *              finalises every channel with the model's figures (credit + early refund +
  *              refund + unclaimed = escrow); each merchant's credit (pending + available +
@@ -22,13 +27,16 @@
  *              its escrow accounted for; every IssueReq of the wire client answered again with
  *              the same ChannelCert bytes, and (before redemption) every Transfer sent again to
  *              whoever capped it answered DUPLICATE_OK with the same Cap bytes its wallet got
- *              in the bundle; the audit is clean.
+ *              in the bundle, every HandoffReq and CloseRequest sent again to its signer
+ *              answered as the protocol says for the signer's state (the same bytes while the
+ *              statement is its latest); no custody conflict; the audit is clean.
  *
- * Which operations run and which daemon dies, after how long, follow from the seed alone; where
- * a kill lands inside an operation depends on timing too. The seed is printed first:
+ * Which operations run and which daemon dies follow from the seed alone, and so does a random
+ * kill's delay (a targeted kill's is a seeded fraction of a measured duration); where a kill
+ * lands inside an operation depends on timing too. The seed is printed first:
  * MP_CHAOS_SEED=<seed> runs it again (default DEFAULT_SEED; 0: one drawn from the time),
  * MP_CHAOS_CYCLES=<k> (default 30) bounds the kills, MP_CHAOS_SECONDS=<s> (default 300) the load
- * phase's time. */
+ * phase's time, MP_CHAOS_TARGETED=<per cent> (default 50) the share of targeted cycles. */
 #include <check.h>
 #include <inttypes.h>
 #include <stddef.h>

@@ -27,6 +27,7 @@
 #include "harness_merchant.h"
 #include "harness_redeem.h"
 #include "harness_settle.h"
+#include "harness_store.h"
 #include "../check_run.h"
 
 static struct net net;
@@ -138,22 +139,7 @@ static uint8_t *store_blob(const char *rel, const char *sql, const uint8_t id[MP
 {
 	char path[700];
 	net_path(&net, rel, path, sizeof(path));
-	sqlite3 *db = NULL;
-	sqlite3_stmt *st = NULL;
-	uint8_t *out = NULL;
-	ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-	sqlite3_busy_timeout(db, 5000);
-	ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-	sqlite3_bind_blob(st, 1, id, MP_ID_LEN, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW) {
-		*len = (size_t)sqlite3_column_bytes(st, col);
-		out = malloc(*len ? *len : 1);
-		ck_assert(out != NULL);
-		memcpy(out, sqlite3_column_blob(st, col), *len);
-	}
-	sqlite3_finalize(st);
-	sqlite3_close(db);
-	return out;
+	return store_row_blob(path, sql, id, MP_ID_LEN, 0, col, len);
 }
 
 /* What the test needs of w1's secrets for a channel it issued (segment 0): its chain and its
