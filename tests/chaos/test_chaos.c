@@ -542,6 +542,17 @@ static bool op_transfer(void)
 	snprintf(params, sizeof(params), "{\"bundle\":\"%s\"}", json_str(r, "bundle"));
 	json_decref(r);
 	r = call(wname(to), "transfer.accept", params, NULL);
+	/* The transfer is complete once the broker acknowledged the SegmentClaim (it records the
+	 * new segment's payout account then): walletd resends the stored claim on every
+	 * transfer.accept (and at start-up), so a claim a kill of brokerd or PostgreSQL cut is
+	 * sent again here until acknowledged. */
+	uint64_t t0 = now_ms();
+	for (unsigned tries = 1; !json_is_true(json_object_get(r, "broker_ack")); tries++) {
+		ck_assert_msg(now_ms() - t0 < RETRY_MS, "%s: SegmentClaim unacknowledged", c->id);
+		after_failure(tries, "SegmentClaim", json_str(r, "broker_status"));
+		json_decref(r);
+		r = call(wname(to), "transfer.accept", params, NULL);
+	}
 	ck_assert_str_eq(json_str(r, "channel_id"), c->id);
 	ck_assert_int_eq(json_int(r, "spendable"), c->n - c->last);
 	json_decref(r);
