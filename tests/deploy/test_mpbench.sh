@@ -63,7 +63,10 @@ for name, merchant in [("handoff", "merchantd2"), ("transfer", "merchantd")]:
     r = res[name]
     need(r["count"] == r["channels"] == 20 and r["failed"] == 0 and r["lost"] == 0,
          name + ": every channel exactly once, none refused")
-    need(r["cpu_seconds"][merchant] > 0, name + ": CPU seconds of the merchant serving it")
+    # 20 handoffs or transfers may take less CPU than one clock tick of /proc (10 ms): the
+    # figure must be there, not above zero (pay's, thousands of payments, is checked above 0)
+    need(r["cpu_seconds"].get(merchant, -1) >= 0,
+         name + ": CPU seconds of the merchant serving it")
 hp = res["half-peak"]
 need(hp["peak"]["count"] > 0 and
      abs(hp["paced_at_per_second"] - hp["peak"]["per_second"] / 2) < 0.01 and
