@@ -158,6 +158,7 @@ static void wallet_stop(struct wallet *w)
 {
 	wallet_metrics_close(w);
 	wallet_refund_stop(w);
+	wallet_segment_claim_stop(w);
 	if (w->workers) /* cancelled verifications answer their admin requests first */
 		mp_workers_free(w->workers);
 	while (w->ops)

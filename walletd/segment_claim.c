@@ -1,10 +1,15 @@
 /* B's SegmentClaim (docs/transfer.md, "B: transfer.accept", steps 3-4): the exact
  * SegmentClaimReq stored when the channel was accepted is sent to the broker, and resent
  * verbatim until the broker acknowledges it (OK or DUPLICATE_OK): on every repeated
- * transfer.accept and at start-up. B should be paid by A only once broker_ack is true.
+ * transfer.accept, at start-up, and on its own after a cut exchange (no answer, LIMIT,
+ * INTERNAL), after 1, 2, 4, ... seconds (at most CLAIM_RETRY_MAX). B should be paid by A only
+ * once broker_ack is true.
  *
  *   STORED --sent--> (broker) --OK / DUPLICATE_OK--> ACKNOWLEDGED (stored)
- *                             --refused, unreachable--> STORED (answer kept for the operator) */
+ *     sent --no answer, LIMIT, INTERNAL--> retry timer (backoff) --> sent again (same bytes)
+ *     sent --another refusal--> STORED (answer kept for the operator; sent again on the next
+ *       transfer.accept or start) */
+#include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,11 +19,15 @@
 #include "store.h"
 #include "wallet.h"
 
+#define CLAIM_RETRY_MAX 60 /* seconds */
+
 struct claim_op {
 	struct wallet *w;
 	struct mp_admin_req *req; /* NULL at start-up */
 	uint8_t channel_id[MP_ID_LEN];
 };
+
+static void claim_retry_schedule(struct wallet *w);
 
 static void claim_reply(struct claim_op *op, const struct wchannel *ch, const char *status)
 {
@@ -40,7 +49,9 @@ static void on_claim_reply(void *arg, const MpEnvelope *reply, const char *error
 	struct wchannel *ch = wallet_channel_find(op->w, op->channel_id);
 	char hex[MP_HEX_ID_LEN + 1], text[600];
 	mp_hex_encode(op->channel_id, MP_ID_LEN, hex);
-	bool acked = false;
+	bool acked = false, transient = true;
+	if (ch)
+		ch->claim_busy = false;
 	if (!reply) {
 		snprintf(text, sizeof(text), "broker unreachable: %s", error);
 	} else if (reply->body_case != MP_BODY(SEGMENT_CLAIM_RESP) ||
@@ -53,6 +64,7 @@ static void on_claim_reply(void *arg, const MpEnvelope *reply, const char *error
 		MpCode code = reply->segment_claim_resp->status->code;
 		wallet_status_text(reply->segment_claim_resp->status, text, sizeof(text));
 		acked = code == MP_ST(OK) || code == MP_ST(DUPLICATE_OK);
+		transient = code == MP_ST(LIMIT) || code == MP_ST(INTERNAL);
 	}
 	if (!ch) {
 		free(op);
@@ -66,15 +78,20 @@ static void on_claim_reply(void *arg, const MpEnvelope *reply, const char *error
 		free(op);
 		return;
 	}
-	if (acked)
+	if (acked) {
 		ch->claim_state = 1;
-	if (acked)
+		op->w->claim_backoff = 0;
 		log_info("channel %s: segment %u claimed at the broker (%s)", hex, ch->seg_seq,
 			 text);
-	else
-		log_warn("channel %s: segment %u claim not acknowledged: %s (resent on the next "
+	} else if (transient) {
+		log_warn("channel %s: segment %u claim not acknowledged: %s (resent on its own)",
+			 hex, ch->seg_seq, text);
+		claim_retry_schedule(op->w);
+	} else {
+		log_warn("channel %s: segment %u claim refused: %s (resent on the next "
 			 "transfer.accept or start)",
 			 hex, ch->seg_seq, text);
+	}
 	claim_reply(op, ch, text);
 	free(op);
 }
@@ -101,6 +118,8 @@ void wallet_segment_claim_send(struct wallet *w, struct wchannel *ch, struct mp_
 	} else if (!wallet_broker_send_claim(w, c.request, c.request_len, on_claim_reply, op, err,
 					     sizeof(err))) {
 		on_claim_reply(op, NULL, err);
+	} else {
+		ch->claim_busy = true;
 	}
 	wstore_claim_clear(&c);
 }
@@ -117,4 +136,40 @@ void wallet_segment_claim_resume(struct wallet *w)
 			 hex, ch->seg_seq);
 		wallet_segment_claim_send(w, ch, NULL);
 	}
+}
+
+/* The retry timer: every claim not yet acknowledged and not on its way is sent again. */
+static void on_claim_retry(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct wallet *w = arg;
+	if (w->stopping)
+		return;
+	for (struct wchannel *ch = w->channels; ch; ch = ch->next)
+		if (ch->claim_state == 0 && !ch->claim_busy)
+			wallet_segment_claim_send(w, ch, NULL);
+}
+
+static void claim_retry_schedule(struct wallet *w)
+{
+	if (w->stopping)
+		return;
+	if (!w->claim_timer)
+		w->claim_timer = event_new(w->base, -1, 0, on_claim_retry, w);
+	if (!w->claim_timer || event_pending(w->claim_timer, EV_TIMEOUT, NULL))
+		return;
+	w->claim_backoff = w->claim_backoff ? 2 * w->claim_backoff : 1;
+	if (w->claim_backoff > CLAIM_RETRY_MAX)
+		w->claim_backoff = CLAIM_RETRY_MAX;
+	struct timeval tv = {.tv_sec = w->claim_backoff};
+	if (event_add(w->claim_timer, &tv) != 0)
+		log_err("transfer: cannot schedule the resend of a SegmentClaim");
+}
+
+void wallet_segment_claim_stop(struct wallet *w)
+{
+	if (w->claim_timer)
+		event_free(w->claim_timer);
+	w->claim_timer = NULL;
 }

@@ -117,6 +117,7 @@ struct wchannel {
 	struct wallet *refund_wallet; /* ... the wallet, for the timer's callback */
 	int claim_state; /* received channels: 0 claim not acknowledged yet, 1 acknowledged;
 			    -1 segment 0 (no claim) */
+	bool claim_busy; /* segment_claim.c: its SegmentClaimReq is on its way to the broker */
 	struct wchain chain;
 	struct wchannel *next;
 };
@@ -145,6 +146,8 @@ struct wallet {
 	struct wchannel *channels;
 	struct wallet_op *ops;	    /* network exchanges in progress */
 	struct event *refund_timer; /* refund.c: asks for refunds on its own */
+	struct event *claim_timer;  /* segment_claim.c: resends SegmentClaims cut on their way */
+	unsigned claim_backoff;	    /* ... its next delay in seconds (doubles, at most 60) */
 	const char *config_path;    /* -c: read again on reload */
 	struct mp_service *service; /* READY=1, STATUS=, watchdog (service.c) */
 	struct mp_reload *reload;   /* SIGHUP, admin reload */
@@ -257,6 +260,8 @@ void wallet_refund_retry_free(struct wchannel *ch);
 void wallet_segment_claim_send(struct wallet *w, struct wchannel *ch, struct mp_admin_req *req);
 /* Resend every received channel's SegmentClaim the broker has not acknowledged (start-up). */
 void wallet_segment_claim_resume(struct wallet *w);
+/* Stop the SegmentClaim retry timer (before the connections close). */
+void wallet_segment_claim_stop(struct wallet *w);
 /* offers of this wallet not yet accepted, for `channels`: [{channel_id, state: OFFERED, ...}] */
 json_t *wallet_offers_json(struct wallet *w);
 

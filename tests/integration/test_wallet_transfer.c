@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "harness_custody.h"
 #include "harness_db.h"
 #include "harness_merchant.h"
 #include "../check_run.h"
@@ -767,6 +768,62 @@ END_TEST
  * transfer.send resends the stored Transfer byte for byte and gets the stored Cap
  * (DUPLICATE_OK), the same one the broker records from m1's outbox; asking again returns the
  * identical bundle. */
+/* B accepts while the broker is down: the SegmentClaim is cut (broker_ack false). Once the
+ * broker is back, walletd resends the stored claim on its own (segment_claim.c's retry timer),
+ * without another transfer.accept and without a restart, and the broker records B's account
+ * as the segment's payout account. */
+START_TEST(segment_claim_cut_by_a_broker_outage_is_resent_on_its_own)
+{
+	char channel[64], offer_text[4096], err[1024];
+	issue_w1(30, channel, sizeof(channel));
+	json_t *r = pay_at("w1", channel, "m1", 3, err, sizeof(err));
+	ck_assert_msg(r != NULL, "%s", err);
+	json_decref(r);
+	offer("w2", channel, 0, offer_text, sizeof(offer_text));
+	char *params = malloc(strlen(offer_text) + 200);
+	sprintf(params, "{\"channel_id\":\"%s\",\"offer\":\"%s\"}", channel, offer_text);
+	r = admin_ok(&net, "w1", "transfer.send", params);
+	char *bundle = strdup(json_str(r, "bundle"));
+	json_decref(r);
+	free(params);
+
+	ck_assert_int_eq(net_cmd(&net, "kill", "broker"), 0);
+	params = malloc(strlen(bundle) + 64);
+	sprintf(params, "{\"bundle\":\"%s\"}", bundle);
+	r = admin_ok(&net, "w2", "transfer.accept", params);
+	ck_assert_msg(json_is_false(json_object_get(r, "broker_ack")), "acknowledged: %s",
+		      json_str(r, "broker_status"));
+	fprintf(stderr, "wallet_transfer: claim with the broker down: %s\n",
+		json_str(r, "broker_status"));
+	json_decref(r);
+	free(params);
+	free(bundle);
+	ck_assert_int_eq(net_cmd(&net, "start", "broker"), 0);
+
+	/* No transfer.accept, no restart: the wallet's own retry gets the acknowledgement (the
+	 * backoff is at most 60 s; the wait's deadline is generous for a loaded machine). */
+	bool acked = false;
+	for (int i = 0; i < 180 && !acked; i++) {
+		json_t *c = wallet_channel("w2", channel);
+		acked = json_is_true(json_object_get(c, "broker_ack"));
+		json_decref(c);
+		if (!acked)
+			usleep(500 * 1000);
+	}
+	ck_assert_msg(acked, "the SegmentClaim was not resent on its own");
+	uint8_t id[MP_ID_LEN];
+	hex_to_bytes(channel, id, MP_ID_LEN);
+	json_t *segs = channel_segments(&net, id);
+	ck_assert_int_eq(json_array_size(segs), 2);
+	r = admin_ok(&net, "w2", "register", NULL);
+	ck_assert_str_eq(json_str(json_array_get(segs, 1), "payout_account"),
+			 json_str(r, "account_id"));
+	json_decref(r);
+	json_decref(segs);
+	net_audit_clean(&net);
+}
+END_TEST
+
 START_TEST(send_retried_after_a_lost_answer_returns_the_same_bundle)
 {
 	char channel[64], offer_text[4096], err[1024];
@@ -1016,6 +1073,7 @@ int main(void)
 	tcase_add_test(tc, accept_refuses_bad_input);
 	tcase_add_test(tc, accept_verifies_and_stores_the_segment);
 	tcase_add_test(tc, a_gives_b_the_rest_and_b_pays_at_two_merchants);
+	tcase_add_test(tc, segment_claim_cut_by_a_broker_outage_is_resent_on_its_own);
 	tcase_add_test(tc, send_retried_after_a_lost_answer_returns_the_same_bundle);
 	tcase_add_test(tc, a_receives_back_the_channel_it_gave_away);
 	tcase_add_test(tc, refund_after_the_channel_came_back_is_signed_for_the_new_segment);
