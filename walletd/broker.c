@@ -1,5 +1,13 @@
 /* One-shot requests to the broker: a fresh TLS connection whose certificate must name "broker"
- * (protocol.md section 3), one request, one answer, close. */
+ * (protocol.md section 3), one request, one answer, close. The whole exchange (connect,
+ * handshake, request, answer) has one deadline of [wallet] idle_timeout: a broker that answers
+ * nothing, trickles its answer or sends frames answering no request (each byte resets the
+ * connection's idle timeout) cannot hold a call, and what waits on it, for ever.
+ *
+ *   CONNECTING --handshake, CN broker--> SENT --answer--> done (closed)
+ *        \--CN not broker / closed / deadline--> failed (closed; the caller keeps its stored
+ *            request for a verbatim retry) */
+#include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -18,6 +26,7 @@ struct broker_req {
 	wallet_broker_fn fn;
 	void *arg;
 	bool done;
+	struct event *deadline; /* the whole exchange's ([wallet] idle_timeout) */
 };
 
 void wallet_status_text(const MpStatus *st, char *out, size_t len)
@@ -33,6 +42,8 @@ void wallet_status_text(const MpStatus *st, char *out, size_t len)
 static void request_free(struct broker_req *r)
 {
 	mp_stmt_free(r->stmt);
+	if (r->deadline)
+		event_free(r->deadline);
 	if (r->claim)
 		protobuf_c_message_free_unpacked(&r->claim->base, NULL);
 	free(r);
@@ -115,9 +126,29 @@ static const struct mp_conn_ops broker_ops = {
     .on_close = on_close,
 };
 
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct broker_req *r = arg;
+	char why[300];
+	snprintf(why, sizeof(why), "no answer from the broker within %u s (idle_timeout)",
+		 r->w->cfg.idle_timeout);
+	log_warn("broker %s: %s; closing", mp_conn_peer(r->op.conn), why);
+	finish(r, NULL, why);
+	mp_conn_close(r->op.conn, "no answer in time");
+}
+
 /* Connect for r (whose request is set); false (r freed, err filled) if that cannot start. */
 static bool broker_connect(struct wallet *w, struct broker_req *r, char *err, size_t errlen)
 {
+	struct timeval tv = {(time_t)w->cfg.idle_timeout, 0};
+	if (!(r->deadline = evtimer_new(w->base, on_deadline, r)) ||
+	    evtimer_add(r->deadline, &tv) != 0) {
+		snprintf(err, errlen, "cannot arm the deadline of a broker call");
+		request_free(r);
+		return false;
+	}
 	struct mp_net_opts opts = {.max_frame = MP_FRAME_MAX_WALLET,
 				   .idle_timeout_s = w->cfg.idle_timeout,
 				   .name = "broker"};

@@ -232,6 +232,44 @@ START_TEST(walletd_survives_hostile_merchants)
 }
 END_TEST
 
+/* A broker gone bad (its certificate, its port) that trickles its answer: every byte resets
+ * walletd's idle timeout, so only the call's own deadline ([wallet] idle_timeout, from the
+ * connect) ends it. The issue stays ISSUING with the reason, its stored request is resent by
+ * issue.retry once the real broker is back, and the channel is issued once. */
+START_TEST(walletd_broker_calls_end_at_their_deadline)
+{
+	char broker_ep[128], cert[700], key[700], params[300], err[600];
+	net_read(&net, "broker", "endpoint", broker_ep, sizeof(broker_ep));
+	net_path(&net, "tls/broker.crt", cert, sizeof(cert));
+	net_path(&net, "tls/broker.key", key, sizeof(key));
+	uint16_t port = (uint16_t)atoi(strrchr(broker_ep, ':') + 1);
+	ck_assert_int_eq(net_cmd(&net, "kill", "broker"), 0);
+	struct hostile h;
+	hostile_start(&h, port, cert, key, HOSTILE_TRICKLE, 0, answer, &(struct script){0});
+	snprintf(params, sizeof(params),
+		 "{\"merchant_id\":\"%s\",\"n\":20,\"unit_value\":1,\"days\":1}", m1.mid_hex);
+	json_t *r = admin(&net, "w1", "issue", params, err, sizeof(err));
+	unsigned asked = atomic_load(&h.requests);
+	hostile_stop(&h);
+	ck_assert_msg(r != NULL, "issue: %s", err);
+	printf("broker trickling: issue %s: %s\n", json_str(r, "status"), json_str(r, "detail"));
+	ck_assert_uint_ge(asked, 1);
+	ck_assert_str_eq(json_str(r, "status"), "ISSUING");
+	ck_assert_ptr_nonnull(strstr(json_str(r, "detail"), "no answer from the broker within"));
+	char channel[64];
+	snprintf(channel, sizeof(channel), "%s", json_str(r, "channel_id"));
+	json_decref(r);
+	pay_honestly(other_ch, NULL); /* walletd serves meanwhile */
+
+	ck_assert_int_eq(net_cmd(&net, "start", "broker"), 0);
+	snprintf(params, sizeof(params), "{\"channel_id\":\"%s\"}", channel);
+	r = admin_ok(&net, "w1", "issue.retry", params);
+	ck_assert_str_eq(json_str(r, "status"), "ACTIVE");
+	json_decref(r);
+	net_audit_clean(&net);
+}
+END_TEST
+
 /* A pay of channel at m1 that moves it from m2 (a Move): m1 asks m2's endpoint for a Handoff.
  * NULL and the error in err when refused. */
 static json_t *move_to_m1(const char *channel, char *err, size_t errlen)
@@ -310,6 +348,7 @@ int main(void)
 	tcase_set_timeout(tc, 900);
 	tcase_add_test(tc, walletd_survives_hostile_merchants);
 	tcase_add_test(tc, merchantd_survives_a_hostile_holder);
+	tcase_add_test(tc, walletd_broker_calls_end_at_their_deadline);
 	suite_add_tcase(s, tc);
 	return mp_check_run(s);
 }
