@@ -11,7 +11,11 @@
  * its port; a wallet moving a channel from m2 to m1 makes m1 ask it for a Handoff, answered by
  * silence, a trickle, the wrong type, garbage, an oversized frame or a close. m1 answers the
  * Open with a clear refusal (nothing stored, no payword sent), serves other wallets meanwhile,
- * and takes the channel over once the real m2 is back. The audit is clean. */
+ * and takes the channel over once the real m2 is back.
+ * Then the broker's port: a server with the broker's certificate trickles its answer to
+ * walletd's IssueReq (the call ends at its deadline, the channel stays ISSUING, issue.retry
+ * issues it later), and answers merchantd's BindReq with forged Binds (m1 refuses each and holds
+ * nothing; the real broker binds the channel to m1 later). The audit is clean. */
 #include <check.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -270,6 +274,110 @@ START_TEST(walletd_broker_calls_end_at_their_deadline)
 }
 END_TEST
 
+/* ---- a broker that forges Binds ---- */
+
+/* The hostile broker's answer to a BindReq: OK with the Bind of arg (other requests get none). */
+static size_t forged_bind(const MpEnvelope *req, uint8_t *frame, size_t cap, void *arg)
+{
+	if (req->body_case != MP_BODY(BIND_REQ))
+		return 0;
+	MpStatus st = MICROPAY__V1__STATUS__INIT;
+	st.code = MP_ST(OK);
+	Micropay__V1__BindResp resp = MICROPAY__V1__BIND_RESP__INIT;
+	resp.status = &st;
+	resp.bind = arg;
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.body_case = MP_BODY(BIND_RESP);
+	env.bind_resp = &resp;
+	return env_frame(&env, req->request_id, frame, cap);
+}
+
+static MpSigned *bind_signed(const struct mp_key *key, const char *channel_hex,
+			     const uint8_t mid[MP_ID_LEN])
+{
+	uint8_t id[MP_ID_LEN];
+	hex_to_bytes(channel_hex, id, MP_ID_LEN);
+	Micropay__V1__Bind b = MICROPAY__V1__BIND__INIT;
+	b.channel_id = (ProtobufCBinaryData){MP_ID_LEN, id};
+	b.merchant_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)mid};
+	MpSigned *s = mp_stmt_sign(key, MP_STMT_BIND, &b.base);
+	ck_assert_ptr_nonnull(s);
+	return s;
+}
+
+/* w1 pays an unbound channel at m1 while the broker's port is held by a server with the
+ * broker's certificate answering m1's BindReq with bind: m1 must not take the channel. */
+static void forged_bind_case(const char *name, const char *channel, MpSigned *bind)
+{
+	char broker_ep[128], cert[700], key[700], err[600], params[600], order[64];
+	net_read(&net, "broker", "endpoint", broker_ep, sizeof(broker_ep));
+	net_path(&net, "tls/broker.crt", cert, sizeof(cert));
+	net_path(&net, "tls/broker.key", key, sizeof(key));
+	ck_assert_int_eq(net_cmd(&net, "kill", "broker"), 0);
+	struct hostile h;
+	hostile_start(&h, (uint16_t)atoi(strrchr(broker_ep, ':') + 1), cert, key, HOSTILE_SILENT,
+		      1000, forged_bind, bind);
+	net_new_order(&net, "m1", 2, order, sizeof(order));
+	snprintf(params, sizeof(params),
+		 "{\"channel_id\":\"%s\",\"merchant_id\":\"%s\",\"endpoint\":\"%s\","
+		 "\"units\":2,\"order_ref\":\"%s\"}",
+		 channel, m1.mid_hex, m1_ep, order);
+	json_t *r = admin(&net, "w1", "pay", params, err, sizeof(err));
+	unsigned asked = atomic_load(&h.requests);
+	hostile_stop(&h);
+	ck_assert_int_eq(net_cmd(&net, "start", "broker"), 0);
+	printf("forged Bind (%s): pay failed: %s\n", name, r ? "(it did not)" : err);
+	ck_assert_msg(r == NULL, "forged Bind (%s): m1 took the channel", name);
+	ck_assert_uint_ge(asked, 1);
+	ck_assert_msg(strstr(err, "the broker's Bind does not verify"),
+		      "forged Bind (%s): error '%s'", name, err);
+}
+
+START_TEST(merchantd_refuses_forged_binds)
+{
+	json_t *r = admin_ok(&net, "w1", "issue", "{\"n\":40,\"unit_value\":1,\"days\":1}");
+	char channel[64], other[64], path[700], kerr[200];
+	snprintf(channel, sizeof(channel), "%s", json_str(r, "channel_id"));
+	json_decref(r);
+	struct mp_key broker_key;
+	net_path(&net, "broker/broker.key", path, sizeof(path));
+	ck_assert_msg(mp_key_load(&broker_key, path, kerr, sizeof(kerr)), "%s", kerr);
+	/* Named m1 and this channel, but signed by m2's key. */
+	MpSigned *by_m2 = bind_signed(&m2.key, channel, m1.mid);
+	forged_bind_case("signed by m2", channel, by_m2);
+	/* Signed by the broker's key and naming m1, but for another channel. */
+	memcpy(other, channel, sizeof(other));
+	other[0] = other[0] == '0' ? '1' : '0';
+	MpSigned *elsewhere = bind_signed(&broker_key, other, m1.mid);
+	forged_bind_case("another channel's", channel, elsewhere);
+	/* Signed by the broker's key for this channel, naming m2, answered OK. */
+	MpSigned *for_m2 = bind_signed(&broker_key, channel, m2.mid);
+	forged_bind_case("naming m2, answered OK", channel, for_m2);
+	mp_stmt_free(by_m2);
+	mp_stmt_free(elsewhere);
+	mp_stmt_free(for_m2);
+	mp_key_free(&broker_key);
+
+	/* The real broker binds the channel to m1: paid once, credited exactly (what m1 holds
+	 * from the earlier cases is redeemed first). */
+	json_decref(admin_ok(&net, "m1", "redeem", NULL));
+	int64_t before = net_pending(&net, m1.mid_hex);
+	char order[64], params[600], err[600];
+	net_new_order(&net, "m1", 2, order, sizeof(order));
+	snprintf(params, sizeof(params),
+		 "{\"channel_id\":\"%s\",\"merchant_id\":\"%s\",\"endpoint\":\"%s\","
+		 "\"units\":2,\"order_ref\":\"%s\"}",
+		 channel, m1.mid_hex, m1_ep, order);
+	r = admin(&net, "w1", "pay", params, err, sizeof(err));
+	ck_assert_msg(r != NULL, "pay after the broker came back: %s", err);
+	ck_assert_int_eq(json_int(r, "last"), 2);
+	json_decref(r);
+	json_decref(admin_ok(&net, "m1", "redeem", NULL));
+	ck_assert_int_eq(net_pending(&net, m1.mid_hex) - before, 2);
+	net_audit_clean(&net);
+}
+END_TEST
+
 /* A pay of channel at m1 that moves it from m2 (a Move): m1 asks m2's endpoint for a Handoff.
  * NULL and the error in err when refused. */
 static json_t *move_to_m1(const char *channel, char *err, size_t errlen)
@@ -349,6 +457,7 @@ int main(void)
 	tcase_add_test(tc, walletd_survives_hostile_merchants);
 	tcase_add_test(tc, merchantd_survives_a_hostile_holder);
 	tcase_add_test(tc, walletd_broker_calls_end_at_their_deadline);
+	tcase_add_test(tc, merchantd_refuses_forged_binds);
 	suite_add_tcase(s, tc);
 	return mp_check_run(s);
 }
