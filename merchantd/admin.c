@@ -12,6 +12,7 @@
 #include "amount.h"
 #include "batch.h"
 #include "cap_outbox.h"
+#include "catalogue_admin.h"
 #include "compact.h"
 #include "drain.h"
 #include "admin_service.h"
@@ -229,6 +230,7 @@ static const struct mp_admin_method merchant_methods[] = {
     {"orders", admin_orders, "orders by reference, paged", admin_orders_params},
     {"order.show", admin_order_show, "one order",
      MP_ADMIN_PARAMS({"order_ref", MP_ADMIN_T_HEX, true, NULL, "the order reference (hex)"})},
+    {"catalogue", admin_catalogue, "the goods on sale (docs/goods.md)", NULL},
     {"redeem", admin_redeem, "redeem accepted payments now", NULL},
     {"restore.confirm", restore_admin_confirm,
      "after a restore (--restored): serve a channel as held again, once its custody is confirmed",
@@ -239,8 +241,8 @@ static const struct mp_admin_method merchant_methods[] = {
     {"clock.show", admin_clock_show, "protocol time: {test_clock, offset, now}", NULL},
     {"clock.advance", admin_clock_advance, "move the test clock forward (--test-clock only)",
      MP_ADMIN_PARAMS({"seconds", MP_ADMIN_T_UINT, true, NULL, "seconds to add"})},
-    {"reload", admin_reload, "re-read the TLS certificate, key, CA and log level (as SIGHUP)",
-     NULL},
+    {"reload", admin_reload,
+     "re-read the TLS certificate, key, CA, log level and catalogue (as SIGHUP)", NULL},
     {"shutdown", admin_shutdown, "stop gracefully: answer what is in flight, then exit", NULL},
     {NULL, NULL, NULL, NULL},
 };

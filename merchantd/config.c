@@ -32,6 +32,8 @@ static const struct mp_cfg_key merchant_keys[] = {
     K("merchant", "broker", MP_CFG_STRING, broker, true, "brokerd host:port"),
     K("merchant", "broker_pk", MP_CFG_STRING, broker_pk_hex, true, "64 hex digits"),
     K("merchant", "currency", MP_CFG_STRING, currency, false, "ISO 4217, default EUR"),
+    K("merchant", "catalogue", MP_CFG_STRING, catalogue, false,
+      "the goods on sale: a catalogue file (docs/goods.md), re-read on reload; default none"),
     N("merchant", "max_jump", MP_CFG_U32, max_jump, 1, 1u << 20, "units, default 4096"),
     N("merchant", "max_bad_chain", MP_CFG_U32, max_bad_chain, 1, 1000, "per connection"),
     N("merchant", "pay_margin", MP_CFG_U64, pay_margin, 0, MP_DAYS(1), "seconds before pay_until"),

@@ -8,6 +8,7 @@
 #include "admin.h"
 #include "batch.h"
 #include "cap_outbox.h"
+#include "catalogue_admin.h"
 #include "compact.h"
 #include "clock.h"
 #include "daemon.h"
@@ -74,7 +75,8 @@ static bool load_state(struct merchant *m)
 
 static bool merchant_start(struct merchant *m)
 {
-	if (!load_identity(m) || !load_state(m) || !batch_init(m) || !compactor_start(m))
+	if (!load_identity(m) || !merchant_catalogue_start(m) || !load_state(m) || !batch_init(m) ||
+	    !compactor_start(m))
 		return false;
 	m->workers = mp_workers_new(m->base, m->cfg.handoff_workers, 64);
 	m->dns = mp_dns_new(m->base, m->cfg.broker_resolv_conf);
@@ -119,6 +121,7 @@ static void merchant_stop(struct merchant *m)
 	mp_listener_free(m->listener);
 	table_free_channels(&m->channels);
 	table_free_orders(&m->orders);
+	merchant_catalogue_free(m);
 	store_close(m->store);
 	if (m->server_tls)
 		SSL_CTX_free(m->server_tls);

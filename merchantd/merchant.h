@@ -30,6 +30,7 @@ struct merchant_config {
 	char *broker;
 	char *broker_pk_hex;
 	char *currency;
+	char *catalogue; /* the catalogue file (catalogue.h), NULL: none */
 	uint32_t max_jump;
 	uint32_t max_bad_chain;
 	uint64_t pay_margin;	   /* δ_pay, seconds */
@@ -215,10 +216,11 @@ struct merchant {
 	struct compactor *compactor;
 	struct redeemer *redeemer;
 	struct mp_hasher *hasher;
-	struct mp_workers *workers; /* custody chain verification, off the loop */
-	struct evdns_base *dns;	    /* takeover.c: resolves holders' endpoints on the loop */
-	struct takeover *takeovers; /* takeover.c: in progress */
-	struct binding *binds;	    /* bind.c: asking the broker for a Bind */
+	struct mp_workers *workers;  /* custody chain verification, off the loop */
+	struct catalogue *catalogue; /* the goods on sale (catalogue.h), never NULL once started */
+	struct evdns_base *dns;	     /* takeover.c: resolves holders' endpoints on the loop */
+	struct takeover *takeovers;  /* takeover.c: in progress */
+	struct binding *binds;	     /* bind.c: asking the broker for a Bind */
 	size_t n_binds;
 	struct cap_outbox *cap_outbox; /* cap_outbox.c: Caps not yet acknowledged by the broker */
 	const char *config_path;       /* -c: read again on reload */

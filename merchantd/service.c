@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "batch.h"
+#include "catalogue_admin.h"
 #include "cert_expiry.h"
 #include "drain.h"
 #include "log.h"
@@ -58,8 +59,9 @@ static void merchant_status_line(void *ctx, char *out, size_t len)
 }
 
 /* The configuration file again: new TLS contexts (server for new wallet connections, client
- * for new connections to the broker and to other merchants), the log level. Other keys take
- * effect at the next start. */
+ * for new connections to the broker and to other merchants), the log level, the catalogue
+ * ([merchant] catalogue, catalogue_admin.h). Other keys take effect at the next start. Any
+ * fault and nothing changes: the old contexts, level and catalogue stay. */
 static bool merchant_reload(void *ctx, char *err, size_t errlen)
 {
 	struct merchant *m = ctx;
@@ -72,6 +74,14 @@ static bool merchant_reload(void *ctx, char *err, size_t errlen)
 		merchant_config_free(&fresh);
 		return false;
 	}
+	struct catalogue *goods = merchant_catalogue_prepare(fresh.catalogue, err, errlen);
+	if (!goods) {
+		SSL_CTX_free(server);
+		SSL_CTX_free(client);
+		merchant_config_free(&fresh);
+		return false;
+	}
+	merchant_catalogue_adopt(m, goods);
 	mp_listener_set_ctx(m->listener, server);
 	/* Connections made with the old contexts hold their own references. */
 	SSL_CTX_free(m->server_tls);

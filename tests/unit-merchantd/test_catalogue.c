@@ -1,0 +1,215 @@
+/* merchantd's catalogue file (merchantd/catalogue.c): a valid file with a whole-priced item, a
+ * metered item and a directory loads sorted with sizes, chunk counts and totals; chunk prices of
+ * a whole-priced item add up to its price exactly; each fault (unknown key, bad id, twice the
+ * same id, no price, file and dir, a missing, empty or non-regular file, ranges, an overflowing
+ * metered total, a key outside a section, a syntax error) is refused with file:line or the item
+ * named, and nothing is returned. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "catalogue.h"
+#include "../check_run.h"
+
+#define DIR_TEMPLATE "/tmp/mp-test-cat-XXXXXX"
+static char dir[sizeof(DIR_TEMPLATE)];
+static char cat_path[sizeof(dir) + 16];
+static char err[1024];
+
+static void write_file(const char *rel, size_t bytes)
+{
+	char p[256];
+	snprintf(p, sizeof(p), "%s/%s", dir, rel);
+	FILE *f = fopen(p, "w");
+	ck_assert_ptr_nonnull(f);
+	for (size_t i = 0; i < bytes; i++)
+		fputc((int)(i * 7 % 251), f);
+	fclose(f);
+}
+
+static void setup(void)
+{
+	memcpy(dir, DIR_TEMPLATE, sizeof(dir));
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(cat_path, sizeof(cat_path), "%s/goods.ini", dir);
+	char sub[256];
+	snprintf(sub, sizeof(sub), "%s/books", dir);
+	ck_assert_int_eq(mkdir(sub, 0700), 0);
+	snprintf(sub, sizeof(sub), "%s/books/nested", dir);
+	ck_assert_int_eq(mkdir(sub, 0700), 0);
+	write_file("song.ogg", 100000);	  /* 2 chunks of 64 KiB */
+	write_file("film.bin", 3 * 4096); /* 3 chunks of 4 KiB */
+	write_file("books/b.txt", 10);	  /* 1 chunk */
+	write_file("books/a.txt", 2048);  /* 2 chunks of 1 KiB */
+	write_file("books/.hidden", 5);	  /* skipped */
+	write_file("empty", 0);
+}
+
+static void teardown(void)
+{
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	ck_assert_int_eq(system(cmd), 0);
+}
+
+/* The catalogue file: text with every "@" replaced by the temporary folder. */
+static void write_catalogue(const char *text)
+{
+	FILE *f = fopen(cat_path, "w");
+	ck_assert_ptr_nonnull(f);
+	for (const char *t = text; *t; t++)
+		if (*t == '@')
+			fputs(dir, f);
+		else
+			fputc(*t, f);
+	fclose(f);
+}
+
+static const char valid[] = "; the goods\n"
+			    "[song]\nfile = @/song.ogg\nprice = 10\n"
+			    "[film]\nfile = @/film.bin\nprice = 3\nmetered = true\n"
+			    "chunk_size = 4096\n"
+			    "[books]\ndir = @/books\nprice = 7\nchunk_size = 1024\n";
+
+START_TEST(valid_catalogue)
+{
+	write_catalogue(valid);
+	struct catalogue *c = catalogue_load(cat_path, err, sizeof(err));
+	ck_assert_msg(c != NULL, "%s", err);
+	ck_assert_uint_eq(c->n, 4);
+	ck_assert_str_eq(c->items[0].id, "books/a.txt"); /* sorted; .hidden, nested skipped */
+	ck_assert_str_eq(c->items[1].id, "books/b.txt");
+	ck_assert_str_eq(c->items[2].id, "film");
+	ck_assert_str_eq(c->items[3].id, "song");
+	ck_assert_str_eq(c->source, cat_path);
+	const struct catalogue_item *song = catalogue_find(c, "song");
+	ck_assert_ptr_nonnull(song);
+	ck_assert_uint_eq(song->size, 100000);
+	ck_assert_uint_eq(song->chunk_size, CATALOGUE_CHUNK_DEFAULT);
+	ck_assert_uint_eq(song->chunks, 2);
+	ck_assert(!song->metered);
+	ck_assert_uint_eq(song->total, 10);
+	ck_assert_uint_eq(catalogue_chunk_len(song, 0), 65536);
+	ck_assert_uint_eq(catalogue_chunk_len(song, 1), 100000 - 65536);
+	ck_assert_uint_eq(catalogue_chunk_len(song, 2), 0);
+	const struct catalogue_item *film = catalogue_find(c, "film");
+	ck_assert_uint_eq(film->chunks, 3);
+	ck_assert(film->metered);
+	ck_assert_uint_eq(film->total, 9);
+	for (uint64_t k = 0; k < 3; k++) {
+		ck_assert_uint_eq(catalogue_chunk_price(film, k), 3);
+		ck_assert_uint_eq(catalogue_chunk_len(film, k), 4096);
+	}
+	ck_assert_uint_eq(catalogue_chunk_price(film, 3), 0);
+	const struct catalogue_item *a = catalogue_find(c, "books/a.txt");
+	ck_assert_uint_eq(a->chunks, 2);
+	ck_assert_uint_eq(a->total, 7);
+	ck_assert_str_eq(strrchr(a->path, '/'), "/a.txt");
+	ck_assert_ptr_null(catalogue_find(c, "books"));
+	ck_assert_ptr_null(catalogue_find(c, "nothing"));
+	catalogue_free(c);
+}
+END_TEST
+
+/* A whole price split over its chunks: the shares add up to it exactly, each within one. */
+START_TEST(whole_price_shares)
+{
+	static const uint64_t prices[] = {1, 2, 7, 10, 65537, (uint64_t)INT64_MAX};
+	static const uint64_t chunks[] = {1, 2, 3, 7, 1000, 65536};
+	for (size_t i = 0; i < sizeof(prices) / sizeof(prices[0]); i++)
+		for (size_t j = 0; j < sizeof(chunks) / sizeof(chunks[0]); j++) {
+			struct catalogue_item it = {.price = prices[i], .chunks = chunks[j]};
+			uint64_t sum = 0, lo = prices[i] / chunks[j];
+			for (uint64_t k = 0; k < chunks[j]; k++) {
+				uint64_t p = catalogue_chunk_price(&it, k);
+				ck_assert(p == lo || p == lo + 1);
+				sum += p;
+			}
+			ck_assert_uint_eq(sum, prices[i]);
+		}
+}
+END_TEST
+
+START_TEST(empty_catalogue)
+{
+	write_catalogue("; nothing on sale\n");
+	struct catalogue *c = catalogue_load(cat_path, err, sizeof(err));
+	ck_assert_msg(c != NULL, "%s", err);
+	ck_assert_uint_eq(c->n, 0);
+	ck_assert_ptr_null(catalogue_find(c, "x"));
+	catalogue_free(c);
+}
+END_TEST
+
+/* Each bad catalogue: refused, the error contains want. */
+static const struct {
+	const char *text, *want;
+} bad[] = {
+    {"[a]\nfile = @/song.ogg\nprice = 1\ncolour = red\n", "goods.ini:4: unknown key 'colour'"},
+    {"[a]\nfile = @/song.ogg\n", "item [a]: needs price"},
+    {"[a]\nfile = @/song.ogg\ndir = @/books\nprice = 1\n", "exactly one of file or dir"},
+    {"[a]\nprice = 1\n", "exactly one of file or dir"},
+    {"[a]\nfile = @/missing\nprice = 1\n", "missing: No such file or directory"},
+    {"[a]\nfile = @/empty\nprice = 1\n", "empty (an item has at least one byte)"},
+    {"[a]\nfile = @/books\nprice = 1\n", "not a regular file"},
+    {"[a]\nfile = @/song.ogg\nprice = 0\n", "goods.ini:3: price = 0"},
+    {"[a]\nfile = @/song.ogg\nprice = 9223372036854775808\n", "price = 9223372036854775808"},
+    {"[a]\nfile = @/song.ogg\nprice = -1\n", "price = -1"},
+    {"[a]\nfile = @/song.ogg\nprice = 1\nchunk_size = 1023\n", "goods.ini:4: chunk_size = 1023"},
+    {"[a]\nfile = @/song.ogg\nprice = 1\nchunk_size = 524289\n", "chunk_size = 524289"},
+    {"[a]\nfile = @/song.ogg\nprice = 1\nmetered = maybe\n", "metered = maybe"},
+    {"[a]\nfile = @/song.ogg\nprice = 9223372036854775807\nmetered = true\n",
+     "price * chunks is above 2^63-1"},
+    {"[a]\nfile = @/song.ogg\nprice = 1\n[b]\nfile = @/film.bin\nprice = 1\n[a]\nprice = 2\n",
+     "goods.ini:8: item 'a' defined twice"},
+    {"[../x]\nfile = @/song.ogg\nprice = 1\n", "goods.ini:2: bad item id '../x'"},
+    {"[/x]\nfile = @/song.ogg\nprice = 1\n", "bad item id '/x'"},
+    {"[a b]\nfile = @/song.ogg\nprice = 1\n", "bad item id 'a b'"},
+    {"[books/a.txt]\nfile = @/song.ogg\nprice = 1\n[books]\ndir = @/books\nprice = 1\n",
+     "item id 'books/a.txt' given twice"},
+    {"[d]\ndir = @/nowhere\nprice = 1\n", "dir "},
+    {"[d]\ndir = @/books/nested\nprice = 1\n", "no regular file in it"},
+    {"price = 1\n", "goods.ini:1: key 'price' outside an item section"},
+    {"[a]\nfile = @/song.ogg\nprice = 1\nthis is not ini\n", "goods.ini:4: syntax error"},
+};
+
+START_TEST(bad_catalogue)
+{
+	write_catalogue(bad[_i].text);
+	err[0] = 0;
+	struct catalogue *c = catalogue_load(cat_path, err, sizeof(err));
+	ck_assert_msg(c == NULL, "case %d loaded", _i);
+	ck_assert_msg(strstr(err, bad[_i].want) != NULL, "case %d: '%s' lacks '%s'", _i, err,
+		      bad[_i].want);
+}
+END_TEST
+
+START_TEST(missing_catalogue)
+{
+	struct catalogue *c = catalogue_load("/nonexistent/goods.ini", err, sizeof(err));
+	ck_assert_ptr_null(c);
+	ck_assert_ptr_nonnull(strstr(err, "cannot open the catalogue"));
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("merchantd_catalogue");
+	TCase *tc = tcase_create("catalogue");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, valid_catalogue);
+	tcase_add_test(tc, whole_price_shares);
+	tcase_add_test(tc, empty_catalogue);
+	tcase_add_loop_test(tc, bad_catalogue, 0, (int)(sizeof(bad) / sizeof(bad[0])));
+	tcase_add_test(tc, missing_catalogue);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return mp_check_run(suite());
+}
