@@ -215,6 +215,8 @@ START_TEST(bad_catalogue_at_start)
 	ck_assert_int_eq(run_without_our_fds(cmd), 1);
 	slurp(out, text, sizeof(text));
 	ck_assert_msg(strstr(text, "catalogue.ini:3: price = 0"), "merchantd said: %s", text);
+	ck_assert_msg(!strstr(text, "Sanitizer") && !strstr(text, "runtime error:"),
+		      "merchantd (sanitizers) said: %s", text);
 	json_decref(admin_ok(&net, "m1", "status", NULL));
 	net_audit_clean(&net);
 }
