@@ -65,17 +65,9 @@ void wallet_refund_retry(struct wallet *w, struct wchannel *ch)
 {
 	if (w->stopping || ch->refunded)
 		return;
-	if (!ch->refund_retry) {
-		ch->refund_wallet = w;
-		ch->refund_retry = event_new(w->base, -1, 0, on_retry, ch);
-	}
-	if (!ch->refund_retry || event_pending(ch->refund_retry, EV_TIMEOUT, NULL))
-		return;
-	ch->refund_backoff = ch->refund_backoff ? 2 * ch->refund_backoff : 1;
-	if (ch->refund_backoff > REFUND_RETRY_MAX)
-		ch->refund_backoff = REFUND_RETRY_MAX;
-	struct timeval tv = {.tv_sec = ch->refund_backoff};
-	if (event_add(ch->refund_retry, &tv) != 0)
+	ch->refund_wallet = w;
+	if (!wallet_backoff_arm(w, &ch->refund_retry, on_retry, ch, &ch->refund_backoff,
+				REFUND_RETRY_MAX))
 		log_err("refund: cannot schedule the retry of a closed channel's refund");
 }
 

@@ -153,17 +153,8 @@ static void on_claim_retry(evutil_socket_t fd, short what, void *arg)
 
 static void claim_retry_schedule(struct wallet *w)
 {
-	if (w->stopping)
-		return;
-	if (!w->claim_timer)
-		w->claim_timer = event_new(w->base, -1, 0, on_claim_retry, w);
-	if (!w->claim_timer || event_pending(w->claim_timer, EV_TIMEOUT, NULL))
-		return;
-	w->claim_backoff = w->claim_backoff ? 2 * w->claim_backoff : 1;
-	if (w->claim_backoff > CLAIM_RETRY_MAX)
-		w->claim_backoff = CLAIM_RETRY_MAX;
-	struct timeval tv = {.tv_sec = w->claim_backoff};
-	if (event_add(w->claim_timer, &tv) != 0)
+	if (!w->stopping && !wallet_backoff_arm(w, &w->claim_timer, on_claim_retry, w,
+						&w->claim_backoff, CLAIM_RETRY_MAX))
 		log_err("transfer: cannot schedule the resend of a SegmentClaim");
 }
 

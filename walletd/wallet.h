@@ -1,6 +1,7 @@
 /* walletd: the daemon context, its channels and the handlers' entry points. */
 #pragma once
 #include "config_doc.h"
+#include <event2/event.h>
 #include <jansson.h>
 #include <openssl/ssl.h>
 #include <stdbool.h>
@@ -260,6 +261,10 @@ void wallet_refund_retry_free(struct wchannel *ch);
 void wallet_segment_claim_send(struct wallet *w, struct wchannel *ch, struct mp_admin_req *req);
 /* Resend every received channel's SegmentClaim the broker has not acknowledged (start-up). */
 void wallet_segment_claim_resume(struct wallet *w);
+/* backoff.c: arm *timer (made with cb and arg on first use) for the next try, after 1, 2, 4, ...
+ * seconds (*backoff, at most max); a pending timer is left as it is. False if it cannot be. */
+bool wallet_backoff_arm(struct wallet *w, struct event **timer, event_callback_fn cb, void *arg,
+			unsigned *backoff, unsigned max);
 /* Stop the SegmentClaim retry timer (before the connections close). */
 void wallet_segment_claim_stop(struct wallet *w);
 /* offers of this wallet not yet accepted, for `channels`: [{channel_id, state: OFFERED, ...}] */
