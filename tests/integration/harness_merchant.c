@@ -7,6 +7,8 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 
+#include "harness_ledger.h"
+
 void tmerchant_load(struct tmerchant *tm, const struct net *n, const char *name)
 {
 	char key_path[700], err[256];
@@ -147,4 +149,28 @@ MpSigned *junk_redeem(const struct tmerchant *tm, const struct tchannel *ch, uin
 	MpSigned *s = tmerchant_redeem(tm, redeem_id, claims, count);
 	free(claims);
 	return s;
+}
+
+void tchannel_opened(const struct net *net, const char *name, struct twallet *tw,
+		     struct tchannel *ch, uint32_t n, struct wire *w)
+{
+	char ca[700], broker_ep[128], ep[128], hex[MP_HEX_ID_LEN + 1];
+	uint8_t mid[MP_ID_LEN];
+	net_path(net, "tls/ca.crt", ca, sizeof(ca));
+	net_read(net, "broker", "endpoint", broker_ep, sizeof(broker_ep));
+	net_read(net, name, "endpoint", ep, sizeof(ep));
+	net_read(net, name, "merchant_id", hex, sizeof(hex));
+	hex_to_bytes(hex, mid, MP_ID_LEN);
+	struct wire b;
+	ck_assert(wire_connect(&b, broker_ep, ca, NULL, NULL));
+	twallet_register(tw, &b);
+	net_fund_id(net, tw->account_id, n);
+	tchannel_make(ch, tw, n, 1, mid);
+	ck_assert_int_eq(tchannel_issue(ch, &b), MP_ST(OK));
+	wire_close(&b);
+	ck_assert(wire_connect(w, ep, ca, NULL, NULL));
+	MpEnvelope *ack = tchannel_open(ch, w);
+	ck_assert(ack && ack->body_case == MP_BODY(OPEN_ACK));
+	ck_assert_int_eq(ack->open_ack->status->code, MP_ST(OK));
+	micropay__v1__envelope__free_unpacked(ack, NULL);
 }

@@ -22,6 +22,11 @@ void tmerchant_free(struct tmerchant *tm);
 void tmerchant_connect(const struct tmerchant *tm, struct wire *w, const char *broker_ep,
 		       const char *ca);
 
+/* A funded test wallet (registered here) with a channel of n units held by merchant NAME,
+ * issued at the broker and opened on w (a fresh connection to NAME). */
+void tchannel_opened(const struct net *net, const char *name, struct twallet *tw,
+		     struct tchannel *ch, uint32_t n, struct wire *w);
+
 struct tclaim {
 	uint8_t channel_id[MP_ID_LEN];
 	uint32_t index;

@@ -19,8 +19,7 @@
 #include "../check_run.h"
 
 static struct net net;
-static char ca[700], broker_ep[128], m1_ep[128], m1_db[700];
-static uint8_t m1[MP_ID_LEN];
+static char m1_db[700];
 
 #define IDLE  "micropay_merchant_batches_submitted_total{trigger=\"idle\"}"
 #define AFTER "micropay_merchant_batches_submitted_total{trigger=\"after_commit\"}"
@@ -40,35 +39,12 @@ static void setup_net(void)
 {
 	setenv("MP_NO_WALLET", "1", 1);
 	net_up(&net);
-	net_path(&net, "tls/ca.crt", ca, sizeof(ca));
 	net_path(&net, "m1/merchant.db", m1_db, sizeof(m1_db));
-	net_read(&net, "broker", "endpoint", broker_ep, sizeof(broker_ep));
-	net_read(&net, "m1", "endpoint", m1_ep, sizeof(m1_ep));
-	char hex[MP_HEX_ID_LEN + 1];
-	net_read(&net, "m1", "merchant_id", hex, sizeof(hex));
-	hex_to_bytes(hex, m1, MP_ID_LEN);
 }
 
 static void teardown_net(void)
 {
 	net_down(&net);
-}
-
-/* A funded test wallet's channel of n units held by m1, opened on w (a fresh connection). */
-static void opened_channel(struct twallet *tw, struct tchannel *ch, uint32_t n, struct wire *w)
-{
-	struct wire b;
-	ck_assert(wire_connect(&b, broker_ep, ca, NULL, NULL));
-	twallet_register(tw, &b);
-	net_fund_id(&net, tw->account_id, n);
-	tchannel_make(ch, tw, n, 1, m1);
-	ck_assert_int_eq(tchannel_issue(ch, &b), MP_ST(OK));
-	wire_close(&b);
-	ck_assert(wire_connect(w, m1_ep, ca, NULL, NULL));
-	MpEnvelope *ack = tchannel_open(ch, w);
-	ck_assert(ack && ack->body_case == MP_BODY(OPEN_ACK));
-	ck_assert_int_eq(ack->open_ack->status->code, MP_ST(OK));
-	micropay__v1__envelope__free_unpacked(ack, NULL);
 }
 
 /* The next answer on w is the PayAck of index j, accepted (the benchmark's order_ref names no
@@ -89,7 +65,7 @@ START_TEST(a_lone_pay_is_committed_at_once_not_by_the_timer)
 	struct twallet tw;
 	struct tchannel ch;
 	struct wire w;
-	opened_channel(&tw, &ch, 20, &w);
+	tchannel_opened(&net, "m1", &tw, &ch, 20, &w);
 	for (uint32_t j = 1; j <= 3; j++) {
 		struct triggers before = triggers_now();
 		tchannel_send_pay(&ch, &w, j);
@@ -111,7 +87,7 @@ START_TEST(pays_arriving_during_a_commit_follow_it_as_one_batch)
 	struct twallet tw;
 	struct tchannel ch;
 	struct wire w;
-	opened_channel(&tw, &ch, 20, &w);
+	tchannel_opened(&net, "m1", &tw, &ch, 20, &w);
 	struct triggers before = triggers_now();
 	int64_t batches = metric(&net, "m1", "micropay_merchant_batches_total");
 	sqlite3 *lock = store_lock_hold(m1_db);
@@ -145,7 +121,7 @@ START_TEST(a_configured_delay_commits_by_the_timer)
 	struct twallet tw;
 	struct tchannel ch;
 	struct wire w;
-	opened_channel(&tw, &ch, 20, &w);
+	tchannel_opened(&net, "m1", &tw, &ch, 20, &w);
 	struct triggers before = triggers_now();
 	tchannel_send_pay(&ch, &w, 1);
 	expect_accepted(&w, 1);

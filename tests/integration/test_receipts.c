@@ -22,6 +22,7 @@
 #include "harness_ledger.h"
 #include "harness_merchant.h"
 #include "harness_net.h"
+#include "harness_store.h"
 #include "receipt.h"
 #include "stmt.h"
 #include "../check_run.h"
@@ -318,6 +319,46 @@ START_TEST(receipt_for_unaccepted_payment_refused)
 }
 END_TEST
 
+/* A payment whose batch has not committed (m1's store held by an outside write lock, as a
+ * stalled disk would) is acknowledged to nobody yet, and its receipt is TOO_EARLY with nothing
+ * signed; once the batch commits, the same ReceiptReq is signed. */
+START_TEST(receipt_before_the_payment_is_durable_is_too_early)
+{
+	struct twallet tw;
+	struct tchannel ch;
+	struct wire w;
+	tchannel_opened(&net, "m1", &tw, &ch, 20, &w);
+	uint8_t id[MP_ID_LEN], w1[MP_HASH_LEN];
+	tchannel_id(&ch, id);
+	tchannel_word(&ch, 1, w1);
+	char db[700];
+	net_path(&net, "m1/merchant.db", db, sizeof(db));
+	const char *idle = "micropay_merchant_batches_submitted_total{trigger=\"idle\"}";
+	int64_t submitted = metric(&net, "m1", idle);
+	int64_t signed_before = metric(&net, "m1", "micropay_merchant_receipts_signed_total");
+	sqlite3 *lock = store_lock_hold(db);
+	tchannel_send_pay(&ch, &w, 1);
+	/* The Pay is in a batch whose commit waits on the lock. */
+	ck_assert_int_eq(metric_wait(&net, "m1", idle, submitted + 1, 5000), submitted + 1);
+	ck_assert_int_eq(wire_receipt(id, 1, w1), MP_ST(TOO_EARLY));
+	ck_assert_int_eq(metric(&net, "m1", "micropay_merchant_receipts_signed_total"),
+			 signed_before);
+	store_lock_release(lock);
+	MpEnvelope *e = wire_recv(&w);
+	ck_assert(e && e->body_case == MP_BODY(PAY_ACK));
+	ck_assert_uint_eq(e->pay_ack->last, 1);
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	ck_assert_int_eq(wire_receipt(id, 1, w1), MP_ST(OK));
+	ck_assert_int_eq(metric(&net, "m1", "micropay_merchant_receipts_signed_total"),
+			 signed_before + 1);
+	wire_close(&w);
+	tchannel_free(&ch);
+	mp_key_free(&tw.account);
+	json_decref(admin_ok(&net, "m1", "redeem", NULL));
+	net_audit_clean(&net);
+}
+END_TEST
+
 START_TEST(tampered_receipt_refused)
 {
 	char channel[64], order[64];
@@ -367,6 +408,7 @@ int main(void)
 	tcase_add_test(tc, receipt_verified_offline_and_replayed_byte_for_byte);
 	tcase_add_test(tc, pay_with_receipt);
 	tcase_add_test(tc, receipt_for_unaccepted_payment_refused);
+	tcase_add_test(tc, receipt_before_the_payment_is_durable_is_too_early);
 	tcase_add_test(tc, tampered_receipt_refused);
 	suite_add_tcase(s, tc);
 	return mp_check_run(s);
