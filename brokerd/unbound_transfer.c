@@ -11,6 +11,7 @@
  *      v
  *   lookup --(no channel)---------------------------------------------------> UNKNOWN_CHANNEL
  *      | --(bound: NOT_HOLDER + the Bind; the cert names holder0)-----------> NOT_HOLDER
+ *      |   (unless the Transfer names a segment this broker capped: its replay goes on)
  *      v
  *   VERIFYING [worker pool, verify_job.h] (type, key, signature, strict parse) under
  *      |   the owner of segment s-1 when new_seg_seq s is in 1..current (already capped),
@@ -339,6 +340,18 @@ static bool load_segments(struct unbound_call *uc, const PGresult *res)
 	return true;
 }
 
+/* The Transfer names a segment this broker capped itself (while the channel was unbound): a
+ * resend gets the stored pair (protocol.md section 5) even once the channel is bound. */
+static bool broker_capped(const struct unbound_call *uc)
+{
+	uint64_t s = uc->peeked_seg;
+	if (s < 1 || s >= uc->n_segs)
+		return false;
+	const MpSigned *cap = uc->segs[s].cap;
+	return cap->signer_pk.len == MP_PK_LEN &&
+	       memcmp(cap->signer_pk.data, uc->call->b->key.pk, MP_PK_LEN) == 0;
+}
+
 static void on_lookup(const PGresult *res, const char *error, void *arg)
 {
 	struct unbound_call *uc = arg;
@@ -350,20 +363,18 @@ static void on_lookup(const PGresult *res, const char *error, void *arg)
 		reply(uc, MP_ST(UNKNOWN_CHANNEL), "no such channel", NULL, NULL, NULL, 0);
 		return;
 	}
-	if (!db_is_null(res, 0, "bind")) {
-		MpSigned *bind = row_stmt(res, 0, "bind");
-		reply(uc, MP_ST(NOT_HOLDER), "the channel is bound: ask its holder", NULL, NULL,
-		      bind, 0);
-		mp_stmt_free(bind);
-		return;
-	}
-	if (db_get_bool(res, 0, "cert_holder0")) {
-		reply(uc, MP_ST(NOT_HOLDER), "the cert names holder0: ask the holder", NULL, NULL,
-		      NULL, 0);
-		return;
-	}
 	if (!load_segments(uc, res)) {
 		reply(uc, MP_ST(INTERNAL), "stored segments unreadable", NULL, NULL, NULL, 0);
+		return;
+	}
+	bool bound = !db_is_null(res, 0, "bind");
+	if ((bound || db_get_bool(res, 0, "cert_holder0")) && !broker_capped(uc)) {
+		MpSigned *bind = bound ? row_stmt(res, 0, "bind") : NULL;
+		reply(uc, MP_ST(NOT_HOLDER),
+		      bound ? "the channel is bound: ask its holder"
+			    : "the cert names holder0: ask the holder",
+		      NULL, NULL, bind, 0);
+		mp_stmt_free(bind);
 		return;
 	}
 	decide(uc);

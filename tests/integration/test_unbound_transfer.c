@@ -6,7 +6,8 @@
  * stored pair (CONFLICT), a forged Transfer, a wrong seg_seq or a wrong epoch change nothing;
  * B's SegmentClaim verifies the broker's Cap; a Bind needs B's consent in segment 1 (A's Move
  * binds nothing); once bound, the broker refuses the next Transfer with NOT_HOLDER carrying
- * the Bind. Every test ends with the broker's audit clean. */
+ * the Bind, and still answers a resend of the Transfer it capped with the stored Cap. Every
+ * test ends with the broker's audit clean. */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -448,6 +449,19 @@ START_TEST(broker_caps_an_unbound_channel)
 			 MP_ST(OK));
 	protobuf_c_message_free_unpacked(bind_body, NULL);
 	micropay__v1__envelope__free_unpacked(nh, NULL);
+	expect_sql("count(*)", "segment_transfers", u.hex, "1");
+	/* ... but the Transfer the broker capped before the Bind, resent, still gets its stored
+	 * Cap byte for byte (protocol.md section 5; found by the chaos test's end replays), and
+	 * another Transfer for that segment the stored pair. */
+	dup = transfer_req(t1);
+	ck_assert_msg(dup->transfer_resp->status->code == MP_ST(DUPLICATE_OK),
+		      "resent after the Bind: %s", mp_code_name(dup->transfer_resp->status->code));
+	ck_assert(same_stmt(dup->transfer_resp->cap, cap1));
+	micropay__v1__envelope__free_unpacked(dup, NULL);
+	conf = transfer_req(t1c);
+	ck_assert_int_eq(conf->transfer_resp->status->code, MP_ST(CONFLICT));
+	ck_assert(same_stmt(conf->transfer_resp->cap, cap1));
+	micropay__v1__envelope__free_unpacked(conf, NULL);
 	expect_sql("count(*)", "segment_transfers", u.hex, "1");
 
 	MpSigned *all[] = {forged, t2, e1, too_short, bad_prev, t1, cap1, t1c, t2a, t2b};
