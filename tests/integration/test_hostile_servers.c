@@ -15,7 +15,11 @@
  * Then the broker's port: a server with the broker's certificate trickles its answer to
  * walletd's IssueReq (the call ends at its deadline, the channel stays ISSUING, issue.retry
  * issues it later), and answers merchantd's BindReq with forged Binds (m1 refuses each and holds
- * nothing; the real broker binds the channel to m1 later). The audit is clean. */
+ * nothing; the real broker binds the channel to m1 later). Last a hostile holder with m2's
+ * certificate answers m1's HandoffReqs OK with a forged Handoff (the wrong key, another channel,
+ * another merchant) or a genuine one replayed (another channel's; the channel's own older one):
+ * m1 refuses each Open, stores nothing, no payword leaves; with the real m2 back the moves
+ * succeed and the credit is exact. The audit is clean. */
 #include <check.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -24,10 +28,13 @@
 #include <unistd.h>
 
 #include "frame.h"
+#include "harness_forged_handoff.h"
+#include "harness_handoff.h"
 #include "harness_hostile.h"
 #include "harness_ledger.h"
 #include "harness_merchant.h"
 #include "harness_net.h"
+#include "harness_peer.h"
 #include "../check_run.h"
 
 #define WALLET_IDLE_S 6 /* walletd's idle_timeout here: the deadline of each Pay's answer */
@@ -389,14 +396,15 @@ static json_t *move_to_m1(const char *channel, char *err, size_t errlen)
 	return pc.result;
 }
 
-/* m1 asks a hostile "m2" (its certificate, its port) for a Handoff of channel: the Open is
- * refused with a clear error and no payword leaves; m1 serves another wallet meanwhile. */
-static void hostile_holder_case(const char *name, const char *channel, uint16_t port,
-				enum hostile_mode mode, unsigned honest, const char *expect)
+/* m1 asks a hostile "m2" (its certificate, its port) for a Handoff of channel, answered by fn
+ * (arg): the Open is refused with a clear error and no payword leaves; m1 serves another wallet
+ * meanwhile. */
+static void hostile_holder_run(const char *name, const char *channel, uint16_t port,
+			       enum hostile_mode mode, unsigned honest, hostile_answer_fn fn,
+			       void *arg, const char *expect)
 {
-	struct script sc = {0};
 	struct hostile h;
-	hostile_start(&h, port, m2.cert, m2.tls_key, mode, honest, answer, &sc);
+	hostile_start(&h, port, m2.cert, m2.tls_key, mode, honest, fn, arg);
 	struct pay_call pc;
 	pay_start(&pc, channel, m1_ep);
 	pay_honestly(other_ch, NULL);
@@ -409,6 +417,20 @@ static void hostile_holder_case(const char *name, const char *channel, uint16_t 
 	ck_assert_msg(strstr(pc.err, expect) && strstr(pc.err, "no payword sent"),
 		      "holder %s: error '%s' does not say '%s' and 'no payword sent'", name, pc.err,
 		      expect);
+}
+
+static void hostile_holder_case(const char *name, const char *channel, uint16_t port,
+				enum hostile_mode mode, unsigned honest, const char *expect)
+{
+	struct script sc = {0};
+	hostile_holder_run(name, channel, port, mode, honest, answer, &sc, expect);
+}
+
+/* The hostile holder answers every HandoffReq with fn (arg). */
+static void hostile_holder_answering(const char *name, const char *channel, uint16_t port,
+				     hostile_answer_fn fn, void *arg, const char *expect)
+{
+	hostile_holder_run(name, channel, port, HOSTILE_SILENT, 1000, fn, arg, expect);
 }
 
 START_TEST(merchantd_survives_a_hostile_holder)
@@ -448,6 +470,116 @@ START_TEST(merchantd_survives_a_hostile_holder)
 }
 END_TEST
 
+/* ---- a holder that forges or replays HandoffResps ---- */
+
+/* A pay of channel at (endpoint, merchant) that must be acknowledged. */
+static void pay_ok_at(const char *channel, const char *endpoint, const struct tmerchant *merchant)
+{
+	struct pay_call pc;
+	pay_start_to(&pc, channel, endpoint, merchant);
+	pay_join(&pc, 90);
+	ck_assert_msg(pc.result, "pay of %s at %s: %s", channel, merchant->name, pc.err);
+	json_decref(pc.result);
+}
+
+/* m1's view of channel (state, epoch, last) is still `was` (or it still does not list it). */
+static void m1_unchanged(const char *name, const char *channel, const char *was, int64_t epoch,
+			 int64_t last)
+{
+	char state[32] = "";
+	int64_t e = -1, l = -1;
+	bool listed = merchant_channel_state(&net, "m1", channel, state, sizeof(state), &e, &l);
+	if (!was) {
+		ck_assert_msg(!listed, "forged Handoff (%s): m1 lists the channel %s", name, state);
+		return;
+	}
+	ck_assert_msg(listed && !strcmp(state, was) && e == epoch && l == last,
+		      "forged Handoff (%s): m1 has the channel %s epoch %lld last %lld", name,
+		      state, (long long)e, (long long)l);
+}
+
+static void forged_case(const char *name, const char *channel, uint16_t port,
+			struct forged_holder *f, const char *expect)
+{
+	char was[32] = "";
+	int64_t epoch = -1, last = -1;
+	bool listed = merchant_channel_state(&net, "m1", channel, was, sizeof(was), &epoch, &last);
+	hostile_holder_answering(name, channel, port, forged_handoff_answer, f, expect);
+	m1_unchanged(name, channel, listed ? was : NULL, epoch, last);
+}
+
+/* A second channel ("old") moved for real m2 -> m1 -> m2 gives m1 genuine Handoffs 1 and 2 to
+ * replay. Then m2 is stopped and a hostile "m2" answers m1's HandoffReqs for a channel issued at
+ * m2 (paid once there) with OK and a Handoff signed by the wrong key, for another channel,
+ * naming another merchant, or old's genuine Handoff 1 replayed (for this channel, and for old
+ * itself, at an hseq below what m1 holds). Each Open is refused, m1 stores nothing, no payword
+ * leaves; with the real m2 back both moves succeed and the credit is exact. */
+START_TEST(merchantd_refuses_forged_handoffs)
+{
+	char m2_ep[128], ch[64], old[64];
+	net_read(&net, "m2", "endpoint", m2_ep, sizeof(m2_ep));
+	uint16_t port = (uint16_t)atoi(strrchr(m2_ep, ':') + 1);
+	json_decref(admin_ok(&net, "m1", "redeem", NULL));
+	json_decref(admin_ok(&net, "m2", "redeem", NULL));
+	int64_t p1 = net_pending(&net, m1.mid_hex), p2 = net_pending(&net, m2.mid_hex);
+	net_wallet_issue(&net, "w1", m2.mid_hex, 10, 1, old, sizeof(old));
+	pay_ok_at(old, m2_ep, &m2);
+	pay_ok_at(old, m1_ep, &m1);
+	pay_ok_at(old, m2_ep, &m2);
+	net_wallet_issue(&net, "w1", m2.mid_hex, 10, 1, ch, sizeof(ch));
+	pay_ok_at(ch, m2_ep, &m2);
+	struct tchannel tch;
+	twallet_channel_load(&net, "w1", ch, &tch);
+	MpSigned *m2_cert = tmerchant_stored_cert(&net, "m2");
+	MpSigned *genuine = merchant_stored_handoff(&net, "m1", old, 1);
+	ck_assert_int_eq(net_cmd(&net, "kill", "m2"), 0);
+
+	struct forged_holder f = {.key = &m2.key, .ch = &tch, .at = 1, .holder_cert = m2_cert};
+	tchannel_id(&tch, f.channel_id);
+	memcpy(f.from, m2.mid, MP_ID_LEN);
+	memcpy(f.to, m1.mid, MP_ID_LEN);
+	struct forged_holder c = f;
+	c.key = &m1.key;
+	forged_case("signed by m1's key", ch, port, &c, "signer_pk is not the key of merchant");
+	struct mp_key fresh;
+	uint8_t seed[MP_SK_LEN];
+	ck_assert(mp_key_generate(&fresh, seed));
+	c.key = &fresh;
+	forged_case("signed by a fresh key", ch, port, &c, "signer_pk is not the key of merchant");
+	c = f;
+	c.channel_id[0] ^= 1;
+	forged_case("for another channel", ch, port, &c, "names another channel");
+	c = f;
+	memset(c.to, 0x33, MP_ID_LEN);
+	forged_case("naming another merchant", ch, port, &c, "does not name this merchant");
+	c = f;
+	c.replay = genuine;
+	forged_case("another channel's genuine Handoff replayed", ch, port, &c,
+		    "names another channel");
+	forged_case("its own genuine Handoff 1 replayed", old, port, &c, "does not carry our Move");
+
+	ck_assert_int_eq(net_cmd(&net, "start", "m2"), 0);
+	char err[512];
+	json_t *r = NULL;
+	for (int i = 0; i < 20 && !(r = move_to_m1(ch, err, sizeof(err))); i++)
+		sleep(1); /* m2 starting */
+	ck_assert_msg(r, "the move to m1 with the real m2 back: %s", err);
+	json_decref(r);
+	pay_ok_at(old, m1_ep, &m1);
+	json_decref(admin_ok(&net, "m1", "redeem", NULL));
+	json_decref(admin_ok(&net, "m2", "redeem", NULL));
+	/* m1: old's j=2 and j=4, ch's j=2, and other_ch once per case (6); m2: old's j=1 and j=3,
+	 * ch's j=1. */
+	ck_assert_int_eq(net_pending(&net, m1.mid_hex) - p1, 3 + 6);
+	ck_assert_int_eq(net_pending(&net, m2.mid_hex) - p2, 3);
+	mp_key_free(&fresh);
+	mp_stmt_free(genuine);
+	mp_stmt_free(m2_cert);
+	tchannel_free(&tch);
+	net_audit_clean(&net);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("hostile_servers");
@@ -458,6 +590,7 @@ int main(void)
 	tcase_add_test(tc, merchantd_survives_a_hostile_holder);
 	tcase_add_test(tc, walletd_broker_calls_end_at_their_deadline);
 	tcase_add_test(tc, merchantd_refuses_forged_binds);
+	tcase_add_test(tc, merchantd_refuses_forged_handoffs);
 	suite_add_tcase(s, tc);
 	return mp_check_run(s);
 }
