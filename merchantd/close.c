@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "batch.h"
+#include "chan_sign.h"
 #include "close_reply.h"
 #include "fault.h"
 #include "log.h"
@@ -73,31 +74,21 @@ static struct channel *request_channel(struct merchant *m, const MpSigned *r, ui
 	return ch;
 }
 
-/* Sign the Close at the pay path's point; the entry's write (bytes copied into ch->close). */
-static struct custody_write *sign_close(struct merchant *m, struct channel *ch)
+/* The entry's write for the Close signed at the channel's point (bytes copied into ch->close). */
+static struct custody_write *close_write(struct merchant *m, struct channel *ch, const MpSigned *s)
 {
-	Micropay__V1__Close cl = MICROPAY__V1__CLOSE__INIT;
-	MpPoint pt = MICROPAY__V1__POINT__INIT;
-	cl.channel_id = (ProtobufCBinaryData){MP_ID_LEN, ch->id};
-	cl.hseq = ch->hseq;
-	pt.seg_seq = ch->seg_seq;
-	pt.index = ch->last;
-	pt.w = (ProtobufCBinaryData){MP_HASH_LEN, ch->w_last};
-	cl.point = &pt;
-	MpSigned *s = mp_stmt_sign(&m->key, MP_STMT_CLOSE, &cl.base);
-	struct custody_write *cw = s ? calloc(1, sizeof(*cw)) : NULL;
-	if (cw) {
-		cw->handoff.hseq = ch->hseq;
-		memcpy(cw->handoff.mid, m->mid, MP_ID_LEN);
-		cw->handoff.data = mp_stmt_encode(s, &cw->handoff.len);
-		cw->closed_hseq = ch->hseq;
-		cw->end_seg = ch->seg_seq;
-		cw->end_index = ch->last;
-		memcpy(cw->w_end, ch->w_last, MP_HASH_LEN);
-		cw->redeemed_end = ch->redeemed_end;
-	}
-	mp_stmt_free(s);
-	if (cw && (!cw->handoff.data || !(ch->close = malloc(cw->handoff.len)))) {
+	struct custody_write *cw = calloc(1, sizeof(*cw));
+	if (!cw)
+		return NULL;
+	cw->handoff.hseq = ch->hseq;
+	memcpy(cw->handoff.mid, m->mid, MP_ID_LEN);
+	cw->handoff.data = mp_stmt_encode(s, &cw->handoff.len);
+	cw->closed_hseq = ch->hseq;
+	cw->end_seg = ch->seg_seq;
+	cw->end_index = ch->last;
+	memcpy(cw->w_end, ch->w_last, MP_HASH_LEN);
+	cw->redeemed_end = ch->redeemed_end;
+	if (!cw->handoff.data || !(ch->close = malloc(cw->handoff.len))) {
 		custody_write_free(cw);
 		return NULL;
 	}
@@ -106,17 +97,23 @@ static struct custody_write *sign_close(struct merchant *m, struct channel *ch)
 	return cw;
 }
 
-static void close_channel(struct merchant *m, struct mp_conn *c, uint64_t request_id,
-			  struct channel *ch, const char *hex)
+/* Back from the worker (chan_sign.h): CLOSED in memory, queued after the channel's pending
+ * Pays; the answer once durable. */
+static void on_close_signed(struct merchant *m, struct channel *ch, struct mp_conn *c,
+			    uint64_t request_id, const MpSigned *s, void *ctx)
 {
-	if (!batch_has_room(m)) {
-		m->stats.store_busy++;
-		refuse(m, c, request_id, MP_ST(LIMIT), "merchant busy; retry", hex);
-		return;
-	}
-	struct custody_write *cw = sign_close(m, ch);
+	(void)ctx;
+	char hex[MP_HEX_ID_LEN + 1] = "?";
+	if (ch)
+		mp_hex_encode(ch->id, MP_ID_LEN, hex);
+	bool room = s && batch_has_room(m);
+	struct custody_write *cw = room ? close_write(m, ch, s) : NULL;
 	if (!cw) {
-		refuse(m, c, request_id, MP_ST(INTERNAL), "cannot sign the Close", hex);
+		if (s && !room)
+			m->stats.store_busy++;
+		if (mp_conn_is_open(c))
+			refuse(m, c, request_id, room || !s ? MP_ST(INTERNAL) : MP_ST(LIMIT),
+			       room || !s ? "cannot sign the Close" : "merchant busy; retry", hex);
 		return;
 	}
 	ch->state = CHANNEL_CLOSED;
@@ -127,6 +124,28 @@ static void close_channel(struct merchant *m, struct mp_conn *c, uint64_t reques
 	batch_add(m, &e);
 	log_info("channel %s: Close of epoch %u at index %u (segment %u) signed; sent once durable",
 		 hex, cw->closed_hseq, cw->end_index, cw->end_seg);
+}
+
+/* Build the Close at the pay path's point and sign it on the pool (SIGNING until it is back). */
+static void close_channel(struct merchant *m, struct mp_conn *c, uint64_t request_id,
+			  struct channel *ch, const char *hex)
+{
+	if (!batch_has_room(m)) {
+		m->stats.store_busy++;
+		refuse(m, c, request_id, MP_ST(LIMIT), "merchant busy; retry", hex);
+		return;
+	}
+	Micropay__V1__Close cl = MICROPAY__V1__CLOSE__INIT;
+	MpPoint pt = MICROPAY__V1__POINT__INIT;
+	cl.channel_id = (ProtobufCBinaryData){MP_ID_LEN, ch->id};
+	cl.hseq = ch->hseq;
+	pt.seg_seq = ch->seg_seq;
+	pt.index = ch->last;
+	pt.w = (ProtobufCBinaryData){MP_HASH_LEN, ch->w_last};
+	cl.point = &pt;
+	if (!chan_sign_submit(m, ch, c, request_id, MP_STMT_CLOSE, &cl.base, on_close_signed, NULL))
+		refuse(m, c, request_id, MP_ST(LIMIT), "merchant busy: signing queue full; retry",
+		       hex);
 }
 
 void close_acknowledge(struct merchant *m, struct batch_entry *e)
@@ -212,5 +231,9 @@ void handle_close(struct merchant *m, struct mp_conn *c, const MpEnvelope *env)
 		return;
 	}
 	mp_hex_encode(ch->id, MP_ID_LEN, hex);
+	if (ch->signing) {
+		refuse(m, c, env->request_id, MP_ST(LIMIT), CHAN_SIGNING_DETAIL, hex);
+		return;
+	}
 	serve(m, c, env->request_id, ch, request, seg, hex);
 }

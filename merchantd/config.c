@@ -54,6 +54,8 @@ static const struct mp_cfg_key merchant_keys[] = {
       "seconds to reach the holder and get its Handoff, default 10"),
     N("merchant", "handoff_workers", MP_CFG_U32, handoff_workers, 1, 64,
       "threads verifying received custody chains, default 1"),
+    N("merchant", "worker_queue", MP_CFG_U32, worker_queue, 1, 4096,
+      "jobs waiting for a worker thread (chain checks, signatures), default 64"),
     MP_NET_LIMIT_KEYS(struct merchant_config, limits),
     N("broker", "connect_timeout", MP_CFG_U32, broker_connect_timeout, 1, 3600,
       "seconds to resolve, connect and finish the TLS handshake, default 10"),
@@ -119,6 +121,7 @@ static void set_defaults(struct merchant_config *cfg)
 	cfg->idle_timeout = 300;
 	cfg->handoff_timeout = 10;
 	cfg->handoff_workers = 1;
+	cfg->worker_queue = 64;
 	mp_net_limits_default(&cfg->limits);
 	mp_service_config_default(&cfg->service);
 	cfg->broker_connect_timeout = 10;

@@ -41,6 +41,7 @@
 #include <unistd.h>
 
 #include "batch.h"
+#include "chan_sign.h"
 #include "custody_reply.h"
 #include "custody_store.h"
 #include "fault.h"
@@ -197,45 +198,49 @@ static bool event_hash(struct merchant *m, const struct channel *ch, uint32_t h,
 	return s != NULL;
 }
 
-/* Sign Handoff h+1 at the pay path's point; the entry that makes it durable. */
-static struct custody_write *sign_handoff(struct merchant *m, struct channel *ch,
-					  const MpSigned *move, const uint8_t to_mid[MP_ID_LEN])
-{
+/* Handoff h+1 at the pay path's point, to be signed on the pool. */
+struct handoff_body {
+	Micropay__V1__Handoff h;
+	MpPoint pt;
 	uint8_t prev[MP_HASH_LEN], move_hash[MP_HASH_LEN];
-	if (!event_hash(m, ch, ch->hseq, prev))
-		return NULL;
-	mp_stmt_hash(move, move_hash);
-	Micropay__V1__Handoff h = MICROPAY__V1__HANDOFF__INIT;
-	MpPoint pt = MICROPAY__V1__POINT__INIT;
-	h.channel_id = (ProtobufCBinaryData){MP_ID_LEN, ch->id};
-	h.hseq = ch->hseq + 1;
-	h.from_mid = (ProtobufCBinaryData){MP_ID_LEN, m->mid};
-	h.to_mid = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)to_mid};
-	pt.seg_seq = ch->seg_seq;
-	pt.index = ch->last;
-	pt.w = (ProtobufCBinaryData){MP_HASH_LEN, ch->w_last};
-	h.point = &pt;
-	h.segments_head = (ProtobufCBinaryData){MP_HASH_LEN, ch->seg_head};
-	h.prev_handoff_hash = (ProtobufCBinaryData){MP_HASH_LEN, prev};
-	h.move_hash = (ProtobufCBinaryData){MP_HASH_LEN, move_hash};
-	MpSigned *s = mp_stmt_sign(&m->key, MP_STMT_HANDOFF, &h.base);
-	struct custody_write *cw = s ? calloc(1, sizeof(*cw)) : NULL;
-	if (cw) {
-		cw->handoff.hseq = h.hseq;
-		memcpy(cw->handoff.mid, m->mid, MP_ID_LEN);
-		cw->handoff.data = mp_stmt_encode(s, &cw->handoff.len);
-		cw->closed_hseq = ch->hseq;
-		cw->end_seg = ch->seg_seq;
-		cw->end_index = ch->last;
-		memcpy(cw->w_end, ch->w_last, MP_HASH_LEN);
-		cw->redeemed_end = ch->redeemed_end;
-	}
-	mp_stmt_free(s);
-	if (cw && !cw->handoff.data) {
-		custody_write_free(cw);
-		cw = NULL;
-	}
-	return cw;
+};
+
+static bool build_handoff(struct merchant *m, struct channel *ch, const MpSigned *move,
+			  const uint8_t to_mid[MP_ID_LEN], struct handoff_body *hb)
+{
+	if (!event_hash(m, ch, ch->hseq, hb->prev))
+		return false;
+	mp_stmt_hash(move, hb->move_hash);
+	Micropay__V1__Handoff *h = &hb->h;
+	micropay__v1__handoff__init(h);
+	micropay__v1__point__init(&hb->pt);
+	h->channel_id = (ProtobufCBinaryData){MP_ID_LEN, ch->id};
+	h->hseq = ch->hseq + 1;
+	h->from_mid = (ProtobufCBinaryData){MP_ID_LEN, m->mid};
+	h->to_mid = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)to_mid};
+	hb->pt.seg_seq = ch->seg_seq;
+	hb->pt.index = ch->last;
+	hb->pt.w = (ProtobufCBinaryData){MP_HASH_LEN, ch->w_last};
+	h->point = &hb->pt;
+	h->segments_head = (ProtobufCBinaryData){MP_HASH_LEN, ch->seg_head};
+	h->prev_handoff_hash = (ProtobufCBinaryData){MP_HASH_LEN, hb->prev};
+	h->move_hash = (ProtobufCBinaryData){MP_HASH_LEN, hb->move_hash};
+	return true;
+}
+
+/* The signed Handoff into cw, the entry that makes it durable, at the channel's point. */
+static bool fill_write(struct merchant *m, const struct channel *ch, const MpSigned *s,
+		       struct custody_write *cw)
+{
+	cw->handoff.hseq = ch->hseq + 1;
+	memcpy(cw->handoff.mid, m->mid, MP_ID_LEN);
+	cw->handoff.data = mp_stmt_encode(s, &cw->handoff.len);
+	cw->closed_hseq = ch->hseq;
+	cw->end_seg = ch->seg_seq;
+	cw->end_index = ch->last;
+	memcpy(cw->w_end, ch->w_last, MP_HASH_LEN);
+	cw->redeemed_end = ch->redeemed_end;
+	return cw->handoff.data != NULL;
 }
 
 /* HandoffReq.requester_cert: absent, or the broker's MerchantCert of the peer; kept with the
@@ -261,24 +266,24 @@ static bool take_requester_cert(struct merchant *m, struct custody_write *cw, co
 	return cw->certs[0].data != NULL;
 }
 
-static void hand_off(struct merchant *m, struct mp_conn *c, uint64_t request_id, struct channel *ch,
-		     const MpSigned *move, const MpSigned *requester_cert,
-		     const uint8_t peer[MP_ID_LEN], const char *hex)
+/* Back from the worker (chan_sign.h): HANDED_OFF in memory, queued after the channel's
+ * pending Pays; the answer once durable. ctx: the custody write (the requester's cert). */
+static void on_handoff_signed(struct merchant *m, struct channel *ch, struct mp_conn *c,
+			      uint64_t request_id, const MpSigned *s, void *ctx)
 {
-	if (!batch_has_room(m)) {
-		m->stats.store_busy++;
-		refuse(m, c, request_id, MP_ST(LIMIT), "merchant busy; retry", hex);
-		return;
-	}
-	struct custody_write *cw = sign_handoff(m, ch, move, peer);
-	if (!cw) {
-		refuse(m, c, request_id, MP_ST(INTERNAL), "cannot sign the Handoff", hex);
-		return;
-	}
-	if (!take_requester_cert(m, cw, requester_cert, peer)) {
+	struct custody_write *cw = ctx;
+	char hex[MP_HEX_ID_LEN + 1] = "?";
+	if (ch)
+		mp_hex_encode(ch->id, MP_ID_LEN, hex);
+	bool room = s && batch_has_room(m);
+	if (!room || !fill_write(m, ch, s, cw)) {
 		custody_write_free(cw); /* signed but never stored nor sent */
-		refuse(m, c, request_id, MP_ST(MALFORMED),
-		       "requester_cert is not the broker's MerchantCert of the requester", hex);
+		if (s && !room)
+			m->stats.store_busy++;
+		if (mp_conn_is_open(c))
+			refuse(m, c, request_id, room || !s ? MP_ST(INTERNAL) : MP_ST(LIMIT),
+			       room || !s ? "cannot sign the Handoff" : "merchant busy; retry",
+			       hex);
 		return;
 	}
 	ch->state = CHANNEL_HANDED_OFF;
@@ -288,7 +293,38 @@ static void hand_off(struct merchant *m, struct mp_conn *c, uint64_t request_id,
 	memcpy(e.channel_id, ch->id, MP_ID_LEN);
 	batch_add(m, &e);
 	log_info("channel %s: Handoff %u to m-%s at index %u signed; sent once durable", hex,
-		 cw->handoff.hseq, mp_conn_peer(c), cw->end_index);
+		 cw->handoff.hseq, mp_conn_is_open(c) ? mp_conn_peer(c) : "?", cw->end_index);
+}
+
+/* Build Handoff h+1 and sign it on the pool (SIGNING until it is back). */
+static void hand_off(struct merchant *m, struct mp_conn *c, uint64_t request_id, struct channel *ch,
+		     const MpSigned *move, const MpSigned *requester_cert,
+		     const uint8_t peer[MP_ID_LEN], const char *hex)
+{
+	if (!batch_has_room(m)) {
+		m->stats.store_busy++;
+		refuse(m, c, request_id, MP_ST(LIMIT), "merchant busy; retry", hex);
+		return;
+	}
+	struct handoff_body hb;
+	struct custody_write *cw = calloc(1, sizeof(*cw));
+	if (!cw || !build_handoff(m, ch, move, peer, &hb)) {
+		free(cw);
+		refuse(m, c, request_id, MP_ST(INTERNAL), "cannot sign the Handoff", hex);
+		return;
+	}
+	if (!take_requester_cert(m, cw, requester_cert, peer)) {
+		custody_write_free(cw);
+		refuse(m, c, request_id, MP_ST(MALFORMED),
+		       "requester_cert is not the broker's MerchantCert of the requester", hex);
+		return;
+	}
+	if (!chan_sign_submit(m, ch, c, request_id, MP_STMT_HANDOFF, &hb.h.base, on_handoff_signed,
+			      cw)) {
+		custody_write_free(cw);
+		refuse(m, c, request_id, MP_ST(LIMIT), "merchant busy: signing queue full; retry",
+		       hex);
+	}
 }
 
 void handoff_acknowledge(struct merchant *m, struct batch_entry *e)
@@ -383,6 +419,10 @@ void handle_handoff(struct merchant *m, struct mp_conn *c, const MpEnvelope *env
 		return;
 	}
 	mp_hex_encode(ch->id, MP_ID_LEN, hex);
+	if (ch->signing) {
+		refuse(m, c, env->request_id, MP_ST(LIMIT), CHAN_SIGNING_DETAIL, hex);
+		return;
+	}
 	const uint8_t *owner = channel_segment_owner(ch, seg_seq);
 	if (!owner) { /* nothing is revealed for a Move we cannot verify */
 		bool gone = ch->state == CHANNEL_HANDED_OFF;

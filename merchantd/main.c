@@ -78,7 +78,7 @@ static bool merchant_start(struct merchant *m)
 	if (!load_identity(m) || !merchant_catalogue_start(m) || !load_state(m) || !batch_init(m) ||
 	    !compactor_start(m))
 		return false;
-	m->workers = mp_workers_new(m->base, m->cfg.handoff_workers, 64);
+	m->workers = mp_workers_new(m->base, m->cfg.handoff_workers, m->cfg.worker_queue);
 	m->dns = mp_dns_new(m->base, m->cfg.broker_resolv_conf);
 	if (!m->workers || !m->dns)
 		return false;

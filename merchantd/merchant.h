@@ -45,6 +45,7 @@ struct merchant_config {
 	uint32_t idle_timeout;
 	uint32_t handoff_timeout;    /* seconds to reach a holder and get its Handoff */
 	uint32_t handoff_workers;    /* threads verifying received custody chains */
+	uint32_t worker_queue;	     /* jobs waiting for one of them (chain checks, signatures) */
 	struct mp_net_limits limits; /* [limits]: the wallet-facing listener */
 	/* [broker]: the connection to brokerd (broker_link.c) */
 	uint32_t broker_connect_timeout; /* seconds: resolve, connect, TLS handshake */
@@ -118,7 +119,8 @@ struct channel {
 	bool handoff_pending; /* a Handoff we signed waits for its batch to commit */
 	bool cap_pending;     /* a Cap we signed (the last pair) waits for its batch to commit */
 	bool close_pending;   /* a Close we signed waits for its batch to commit */
-	bool fetching;	      /* takeover.c: asking the holder for a Handoff */
+	bool signing;  /* chan_sign.h: its Close, Cap or Handoff is at a worker: requests LIMIT */
+	bool fetching; /* takeover.c: asking the holder for a Handoff */
 	uint32_t durable_seg; /* the segment of the durable point */
 	uint32_t durable_last;
 	uint8_t durable_w[MP_HASH_LEN];
@@ -167,7 +169,8 @@ struct merchant_stats {
 	uint64_t handoff_redirects; /* Opens answered HANDED_OFF with a verified redirect */
 	uint64_t caps_signed, transfer_refusals, stale_segment;
 	uint64_t closes_signed, close_refusals;
-	uint64_t receipts_signed, receipt_refusals;  /* receipt.c */
+	uint64_t receipts_signed, receipt_refusals; /* receipt.c */
+	uint64_t signatures_worker; /* statements signed on the worker pool (chan_sign.h) */
 	uint64_t batches_by_trigger[BATCH_TRIGGERS]; /* batches handed to the store thread */
 };
 

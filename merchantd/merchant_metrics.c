@@ -118,6 +118,9 @@ static void register_channels(struct merchant *m)
 		&s->close_refusals);
 	counter(m, "micropay_merchant_receipts_signed_total", "Receipts signed and sent.", NULL,
 		&s->receipts_signed);
+	counter(m, "micropay_merchant_signatures_total",
+		"Statements signed (Close, Cap, Handoff, Receipt), by where the signature ran.",
+		(const char *[]){"where", "worker", NULL}, &s->signatures_worker);
 	counter(m, "micropay_merchant_receipt_refusals_total",
 		"Receipt requests refused (not accepted here, wrong word, busy, ...).", NULL,
 		&s->receipt_refusals);

@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "batch.h"
+#include "chan_sign.h"
 #include "channel_cert.h"
 #include "custody_store.h"
 #include "log.h"
@@ -274,7 +275,9 @@ static void open_verified(struct merchant *m, struct mp_conn *c, const MpEnvelop
 	struct channel *ch = channel_find(&m->channels, cc->channel_id.data);
 	bool unbound = cc->holder0.len == 0;
 	bool holder0 = !unbound && !memcmp(cc->holder0.data, m->mid, MP_ID_LEN);
-	if (ch && ch->state == CHANNEL_HELD && restore_unconfirmed(ch)) {
+	if (ch && ch->signing) { /* chan_sign.h: nothing of the channel changes meanwhile */
+		reply_open(c, env->request_id, MP_ST(LIMIT), CHAN_SIGNING_DETAIL, m, NULL);
+	} else if (ch && ch->state == CHANNEL_HELD && restore_unconfirmed(ch)) {
 		reply_open(c, env->request_id, MP_ST(NOT_HOLDER), RESTORE_DETAIL, m, NULL);
 	} else if ((ch && ch->state == CHANNEL_HELD) || (!ch && holder0)) {
 		open_hold(m, c, env->request_id, env->open_req->cert, cc, NULL, NULL, 0);

@@ -8,6 +8,7 @@
 
 #include "amount.h"
 #include "batch.h"
+#include "chan_sign.h"
 #include "log.h"
 #include "metrics.h"
 #include "restore.h"
@@ -242,6 +243,10 @@ void handle_pay(struct merchant *m, struct mp_conn *c, const MpEnvelope *env)
 	char why[200];
 	if (!mp_clock_guard_serving(m->clock_guard, why, sizeof(why))) {
 		refuse(m, c, env, MP_ST(INTERNAL), why, ch); /* nothing stored: resent later */
+		return;
+	}
+	if (ch && ch->signing) { /* chan_sign.h: the point must stay where the statement has it */
+		refuse(m, c, env, MP_ST(LIMIT), CHAN_SIGNING_DETAIL, ch);
 		return;
 	}
 	const char *detail = NULL;

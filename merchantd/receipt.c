@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "batch.h"
+#include "chan_sign.h"
 #include "log.h"
 #include "merchant.h"
 #include "receipt.h"
@@ -79,6 +80,8 @@ static void on_signed(void *arg, MpSigned *receipt)
 	if (!receipt || !cert)
 		log_err("channel %s: the receipt for index %u could not be signed", j->hex,
 			j->index);
+	if (receipt)
+		merchant_count_worker_signature(j->m);
 	if (mp_conn_is_open(j->conn)) {
 		if (receipt && cert) {
 			j->m->stats.receipts_signed++;
@@ -148,6 +151,11 @@ void handle_receipt(struct merchant *m, struct mp_conn *c, const MpEnvelope *env
 	if (!mp_bytes_len_is(r->channel_id, MP_ID_LEN) || !mp_bytes_len_is(r->w, MP_HASH_LEN) ||
 	    r->index < 1) {
 		refuse(m, c, env, MP_ST(MALFORMED), "field lengths or index 0");
+		return;
+	}
+	const struct channel *ch = channel_find(&m->channels, r->channel_id.data);
+	if (ch && ch->signing) {
+		refuse(m, c, env, MP_ST(LIMIT), CHAN_SIGNING_DETAIL);
 		return;
 	}
 	struct journalled_pay p;

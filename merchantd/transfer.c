@@ -41,6 +41,7 @@
 
 #include "batch.h"
 #include "cap_outbox.h"
+#include "chan_sign.h"
 #include "log.h"
 #include "restore.h"
 #include "merchant.h"
@@ -153,38 +154,32 @@ static MpCode check(const struct merchant *m, const struct channel *ch,
 	return MP_ST(OK);
 }
 
-/* Sign the Cap at the pay path's point: the row that makes segment s (bytes copied). */
-static bool sign_cap(struct merchant *m, const struct channel *ch, const MpSigned *transfer,
-		     struct segment_row *row)
+/* Back from the worker (chan_sign.h) with the Cap signed at the point it was built at:
+ * CAP_PENDING, the pay path moves to segment s now; the pair is queued. ctx: the Transfer's
+ * bytes (freed here). */
+static void on_cap_signed(struct merchant *m, struct channel *ch, struct mp_conn *c,
+			  uint64_t request_id, const MpSigned *s, void *ctx)
 {
-	uint8_t transfer_hash[MP_HASH_LEN];
-	mp_stmt_hash(transfer, transfer_hash);
-	Micropay__V1__Cap cap = MICROPAY__V1__CAP__INIT;
-	MpPoint pt = MICROPAY__V1__POINT__INIT;
-	cap.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)ch->id};
-	cap.new_seg_seq = ch->seg_seq + 1;
-	cap.transfer_hash = (ProtobufCBinaryData){MP_HASH_LEN, transfer_hash};
-	cap.hseq = ch->hseq;
-	pt.seg_seq = ch->seg_seq;
-	pt.index = ch->last;
-	pt.w = (ProtobufCBinaryData){MP_HASH_LEN, (uint8_t *)ch->w_last};
-	cap.point = &pt;
-	MpSigned *s = mp_stmt_sign(&m->key, MP_STMT_CAP, &cap.base);
-	bool ok = s && segment_row_from(row, transfer, s);
-	mp_stmt_free(s);
-	return ok;
-}
-
-/* CAP_PENDING: the pay path moves to segment s now; the pair is queued. */
-static void cap(struct merchant *m, struct mp_conn *c, uint64_t request_id, struct channel *ch,
-		const MpSigned *transfer, const char *hex)
-{
-	struct segment_row *row = calloc(1, sizeof(*row));
-	if (!row || !sign_cap(m, ch, transfer, row) || !channel_push_segment(ch, row)) {
+	struct mp_bytes_copy *t = ctx;
+	char hex[MP_HEX_ID_LEN + 1] = "?";
+	if (ch)
+		mp_hex_encode(ch->id, MP_ID_LEN, hex);
+	MpSigned *transfer = s ? mp_stmt_decode(t->data, t->len) : NULL;
+	free(t->data);
+	free(t);
+	bool room = s && batch_has_room(m);
+	struct segment_row *row = room && transfer ? calloc(1, sizeof(*row)) : NULL;
+	bool ok = row && segment_row_from(row, transfer, s) && channel_push_segment(ch, row);
+	mp_stmt_free(transfer);
+	if (!ok) {
 		if (row)
 			segment_row_clear(row);
 		free(row);
-		refuse(m, c, request_id, MP_ST(INTERNAL), "cannot sign the Cap", hex);
+		if (s && !room)
+			m->stats.store_busy++;
+		if (mp_conn_is_open(c))
+			refuse(m, c, request_id, room || !s ? MP_ST(INTERNAL) : MP_ST(LIMIT),
+			       room || !s ? "cannot sign the Cap" : "merchant busy; retry", hex);
 		return;
 	}
 	memcpy(ch->w_last, row->root, MP_HASH_LEN); /* last = cap_index stays */
@@ -198,6 +193,36 @@ static void cap(struct merchant *m, struct mp_conn *c, uint64_t request_id, stru
 	log_info("channel %s: Cap %u at index %u signed (epoch %u); segment %u from there, sent "
 		 "once durable",
 		 hex, row->seg_seq, row->start, row->hseq, row->seg_seq);
+}
+
+/* Build the Cap at the pay path's point and sign it on the pool (SIGNING until it is back). */
+static void cap(struct merchant *m, struct mp_conn *c, uint64_t request_id, struct channel *ch,
+		const MpSigned *transfer, const char *hex)
+{
+	uint8_t transfer_hash[MP_HASH_LEN];
+	mp_stmt_hash(transfer, transfer_hash);
+	Micropay__V1__Cap cap = MICROPAY__V1__CAP__INIT;
+	MpPoint pt = MICROPAY__V1__POINT__INIT;
+	cap.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)ch->id};
+	cap.new_seg_seq = ch->seg_seq + 1;
+	cap.transfer_hash = (ProtobufCBinaryData){MP_HASH_LEN, transfer_hash};
+	cap.hseq = ch->hseq;
+	pt.seg_seq = ch->seg_seq;
+	pt.index = ch->last;
+	pt.w = (ProtobufCBinaryData){MP_HASH_LEN, (uint8_t *)ch->w_last};
+	cap.point = &pt;
+	struct mp_bytes_copy *t = calloc(1, sizeof(*t));
+	if (!t || !(t->data = mp_stmt_encode(transfer, &t->len))) {
+		free(t);
+		refuse(m, c, request_id, MP_ST(INTERNAL), "cannot sign the Cap", hex);
+		return;
+	}
+	if (!chan_sign_submit(m, ch, c, request_id, MP_STMT_CAP, &cap.base, on_cap_signed, t)) {
+		free(t->data);
+		free(t);
+		refuse(m, c, request_id, MP_ST(LIMIT), "merchant busy: signing queue full; retry",
+		       hex);
+	}
 }
 
 void transfer_acknowledge(struct merchant *m, struct batch_entry *e)
@@ -267,6 +292,10 @@ void handle_transfer(struct merchant *m, struct mp_conn *c, const MpEnvelope *en
 		return;
 	}
 	mp_hex_encode(ch->id, MP_ID_LEN, hex);
+	if (ch->signing) {
+		refuse(m, c, env->request_id, MP_ST(LIMIT), CHAN_SIGNING_DETAIL, hex);
+		return;
+	}
 	char why[200];
 	if (!mp_clock_guard_serving(m->clock_guard, why, sizeof(why))) {
 		refuse(m, c, env->request_id, MP_ST(INTERNAL), why, hex);

@@ -37,6 +37,7 @@
 #include "harness_net.h"
 #include "harness_merchant.h"
 #include "harness_peer.h"
+#include "harness_token.h"
 #include "ids.h"
 #include "../check_run.h"
 
@@ -56,52 +57,10 @@ static char ca[700], broker_ep[128];
 static uint8_t broker_pk[MP_PK_LEN];
 static uint8_t m1[MP_ID_LEN];
 
-/* A fresh SoftHSM2 token the network's keys are generated in (deploy/mpnet, MP_PKCS11_*). */
-static void make_token(void)
-{
-	ck_assert(mkdtemp(token_dir) != NULL);
-	char path[512], cmd[1024];
-	snprintf(path, sizeof(path), "%s/softhsm2.conf", token_dir);
-	FILE *f = fopen(path, "w");
-	ck_assert(f != NULL);
-	fprintf(f, "directories.tokendir = %s/tokens\nobjectstore.backend = file\n", token_dir);
-	fclose(f);
-	setenv("SOFTHSM2_CONF", path, 1);
-	snprintf(cmd, sizeof(cmd),
-		 "mkdir -p '%s/tokens' && (umask 077; echo 1234 >'%s/pin') && "
-		 "softhsm2-util --init-token --free --label micropay --pin 1234 --so-pin 5678 "
-		 ">/dev/null",
-		 token_dir, token_dir);
-	ck_assert_msg(system(cmd) == 0, "softhsm2-util --init-token failed");
-	snprintf(path, sizeof(path), "%s/pin", token_dir);
-	setenv("MP_PKCS11_PIN_FILE", path, 1);
-	setenv("MP_PKCS11_TOKEN", "micropay", 1);
-	const char *module = "/usr/lib/softhsm/libsofthsm2.so";
-	if (access(module, R_OK) != 0)
-		module = "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so";
-	setenv("MP_PKCS11_MODULE", module, 1);
-}
-
-/* SoftHSM2 leaks a little per signature (tests/lsan.supp says what): under ASan the daemons
- * unwind through it (slow unwinding) and that leak is suppressed by the module's name. */
-static void suppress_token_leaks(void)
-{
-	const char *src = getenv("MP_SOURCE_ROOT") ? getenv("MP_SOURCE_ROOT") : ".";
-	char opts[1200];
-	const char *asan = getenv("ASAN_OPTIONS");
-	snprintf(opts, sizeof(opts), "%s%sfast_unwind_on_malloc=0", asan ? asan : "",
-		 asan && *asan ? ":" : "");
-	setenv("ASAN_OPTIONS", opts, 1);
-	const char *lsan = getenv("LSAN_OPTIONS");
-	snprintf(opts, sizeof(opts), "%s%ssuppressions=%s/tests/lsan.supp", lsan ? lsan : "",
-		 lsan && *lsan ? ":" : "", src);
-	setenv("LSAN_OPTIONS", opts, 1);
-}
-
 static void setup_net(void)
 {
-	suppress_token_leaks();
-	make_token();
+	token_suppress_leaks();
+	token_make(token_dir);
 	setenv("MP_NO_WALLET", "1", 1);
 	net_up(&net);
 	char pk_hex[80], m1_hex[64];
@@ -113,18 +72,13 @@ static void setup_net(void)
 	hex_to_bytes(m1_hex, m1, MP_ID_LEN);
 	char config[600];
 	net_path(&net, "broker/config.ini", config, sizeof(config));
-	char line[1200];
-	snprintf(line, sizeof(line), "grep -q '^key_file = pkcs11:' '%s'", config);
-	ck_assert_msg(system(line) == 0, "the broker's key is not in the token");
+	ck_assert_msg(token_holds_key(config), "the broker's key is not in the token");
 }
 
 static void teardown_net(void)
 {
 	net_down(&net);
-	char cmd[128];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", token_dir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "cannot remove %s\n", token_dir);
+	token_remove(token_dir);
 }
 
 static void connect_broker(struct wire *w)
