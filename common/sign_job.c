@@ -41,14 +41,27 @@ static void sign_done(void *arg, enum mp_job_outcome outcome)
 bool mp_sign_job_submit(struct mp_workers *w, const struct mp_key *key, enum mp_stmt_type type,
 			const ProtobufCMessage *body, mp_signed_fn done, void *arg)
 {
+	size_t len = 0;
+	uint8_t *bytes = mp_stmt_pack_body(body, &len);
+	return bytes && mp_sign_packed_job_submit(w, key, type, bytes, len, done, arg);
+}
+
+bool mp_sign_packed_job_submit(struct mp_workers *w, const struct mp_key *key,
+			       enum mp_stmt_type type, uint8_t *body, size_t len, mp_signed_fn done,
+			       void *arg)
+{
 	struct sign_job *j = calloc(1, sizeof(*j));
-	if (!j)
-		return false;
-	*j = (struct sign_job){.key = key, .type = type, .done = done, .arg = arg};
-	j->body = mp_stmt_pack_body(body, &j->body_len);
-	if (j->body && mp_workers_submit(w, sign_work, sign_done, j))
-		return true;
-	free(j->body);
+	if (j) {
+		*j = (struct sign_job){.key = key,
+				       .type = type,
+				       .body = body,
+				       .body_len = len,
+				       .done = done,
+				       .arg = arg};
+		if (mp_workers_submit(w, sign_work, sign_done, j))
+			return true;
+	}
+	free(body);
 	free(j);
 	return false;
 }

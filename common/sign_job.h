@@ -17,6 +17,8 @@
  * so a connection closing meanwhile changes nothing here (the caller holds its own reference). */
 #pragma once
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "stmt.h"
 
@@ -30,6 +32,11 @@ typedef void (*mp_opened_fn)(void *arg, MpCode code, ProtobufCMessage *body);
 
 bool mp_sign_job_submit(struct mp_workers *w, const struct mp_key *key, enum mp_stmt_type type,
 			const ProtobufCMessage *body, mp_signed_fn done, void *arg);
+/* The same for a body already serialised (malloc'd): the job owns body from here, also when
+ * false is returned (then freed). */
+bool mp_sign_packed_job_submit(struct mp_workers *w, const struct mp_key *key,
+			       enum mp_stmt_type type, uint8_t *body, size_t len, mp_signed_fn done,
+			       void *arg);
 bool mp_verify_job_submit(struct mp_workers *w, const MpSigned *stmt, enum mp_stmt_type type,
 			  const uint8_t pk[MP_PK_LEN], const ProtobufCMessageDescriptor *desc,
 			  mp_opened_fn done, void *arg);

@@ -17,6 +17,7 @@
 #include "redeem_deadline.h"
 #include "restore.h"
 #include "workers.h"
+#include "register.h"
 #include "merchant.h"
 #include "stmt.h"
 #include "store.h"
@@ -75,8 +76,8 @@ static bool load_state(struct merchant *m)
 
 static bool merchant_start(struct merchant *m)
 {
-	if (!load_identity(m) || !merchant_catalogue_start(m) || !load_state(m) || !batch_init(m) ||
-	    !compactor_start(m))
+	if (!load_identity(m) || !merchant_register_sign(m) || !merchant_catalogue_start(m) ||
+	    !load_state(m) || !batch_init(m) || !compactor_start(m))
 		return false;
 	m->workers = mp_workers_new(m->base, m->cfg.handoff_workers, m->cfg.worker_queue);
 	m->dns = mp_dns_new(m->base, m->cfg.broker_resolv_conf);
@@ -122,6 +123,8 @@ static void merchant_stop(struct merchant *m)
 	table_free_channels(&m->channels);
 	table_free_orders(&m->orders);
 	merchant_catalogue_free(m);
+	mp_stmt_free(m->registration);
+	m->registration = NULL;
 	store_close(m->store);
 	if (m->server_tls)
 		SSL_CTX_free(m->server_tls);

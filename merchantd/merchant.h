@@ -200,6 +200,7 @@ struct merchant {
 	struct merchant_config cfg;
 	uint8_t mid[MP_ID_LEN];
 	struct mp_key key;
+	MpSigned *registration; /* register.h: our RegisterMerchant, signed once at start */
 	uint8_t broker_pk[MP_PK_LEN];
 	uint8_t broker_key_id[MP_KEY_ID_LEN];
 	uint64_t cert_valid_until; /* our MerchantCert; 0 until registered */

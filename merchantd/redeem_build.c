@@ -107,7 +107,8 @@ static void set_add(struct claim_set *cs, const uint8_t *channel_id, uint32_t hs
 	cs->ptrs[i] = &cs->claims[i];
 }
 
-/* Sign the set as a Redeem under a fresh redeem_id. */
+/* The set as a Redeem body under a fresh redeem_id, serialised (the redeemer signs it on a
+ * worker thread, never here on the loop). */
 static bool seal(struct merchant *m, const struct claim_set *cs, struct outbox_item *out)
 {
 	*out = (struct outbox_item){0};
@@ -121,11 +122,9 @@ static bool seal(struct merchant *m, const struct claim_set *cs, struct outbox_i
 	rd.merchant_id = (ProtobufCBinaryData){MP_ID_LEN, m->mid};
 	rd.claims = cs->ptrs;
 	rd.n_claims = cs->n;
-	MpSigned *s = mp_stmt_sign(&m->key, MP_STMT_REDEEM, &rd.base);
-	out->bytes = s ? mp_stmt_encode(s, &out->len) : NULL;
-	mp_stmt_free(s);
+	out->bytes = mp_stmt_pack_body(&rd.base, &out->len);
 	if (!out->bytes)
-		log_err("redeem: cannot sign a Redeem of %zu claims", cs->n);
+		log_err("redeem: cannot serialise a Redeem of %zu claims", cs->n);
 	return out->bytes != NULL;
 }
 

@@ -3,8 +3,9 @@
  * the store), each with hseq_in = its epoch, our complete custody record for the channel and
  * every Transfer/Cap pair we know of it (Claim.segments; a point may lie in any segment),
  * packed within the limits the redeemer currently assumes of the broker, lowered after each
- * LIMIT. Every Redeem built here is signed with a fresh redeem_id; the redeemer stores it in the
- * outbox (on the store thread) before it can be sent. */
+ * LIMIT. Every Redeem built here has a fresh redeem_id and is handed back unsigned (its body
+ * serialised): the redeemer signs it on a worker thread and stores it in the outbox (on the
+ * store thread) before it can be sent. */
 #pragma once
 #include <stdatomic.h>
 #include <stdint.h>
@@ -28,7 +29,7 @@ struct redeem_pass {
 };
 
 enum build_result {
-	BUILD_SEALED,	    /* *out holds a signed Redeem, not stored yet */
+	BUILD_SEALED,	    /* *out holds a Redeem's serialised body, not signed nor stored yet */
 	BUILD_NOTHING_LEFT, /* the pass is over */
 	BUILD_FAILED,
 	BUILD_WALK, /* a step's word needs a long walk: *walk, then redeem_build_step */
@@ -48,14 +49,14 @@ struct step_walk {
  * *stop becomes true. */
 void redeem_step_walk(struct step_walk *w, const atomic_bool *stop);
 
-/* The next Redeem of the pass, signed (out->bytes malloc'd), not stored. A channel whose own
- * range is above the budget gets a step claim (see step_word in redeem_build.c); *steps counts
- * them. */
+/* The next Redeem of the pass, its body serialised (out->bytes malloc'd), not signed. A channel
+ * whose own range is above the budget gets a step claim (see step_word in redeem_build.c); *steps
+ * counts them. */
 enum build_result redeem_build_next(struct merchant *m, struct redeem_pass *pass,
 				    const struct redeem_limits *lim, struct outbox_item *out,
 				    unsigned *steps, struct step_walk *walk);
-/* The step claim of a finished walk, alone in a signed Redeem (BUILD_NOTHING_LEFT if the
- * channel no longer needs it). */
+/* The step claim of a finished walk, alone in a Redeem (body serialised, unsigned)
+ * (BUILD_NOTHING_LEFT if the channel no longer needs it). */
 enum build_result redeem_build_step(struct merchant *m, struct redeem_pass *pass,
 				    const struct step_walk *walk, struct outbox_item *out);
 

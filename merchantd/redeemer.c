@@ -10,8 +10,9 @@
  *         (a stored cert is confirmed, and renewed when due, by RegisterMerchant alongside)
  *   NEXT  --link not up--> (want the link; on_up: NEXT, on_down: FAILED)
  *   NEXT  --an unanswered Redeem in the outbox (an older round's, or one just stored)--> SENT
- *   NEXT  --else build and sign the next Redeem of the pass--> STORING
- *         --a step claim needs a long walk--> WALKING --worker done: signed--> STORING
+ *   NEXT  --else build the next Redeem of the pass--> SIGNING (on the worker: never on the
+ *           loop; --signing failed, pool stopped--> FAILED, nothing stored) --signed--> STORING
+ *         --a step claim needs a long walk--> WALKING --worker done: built--> SIGNING
  *         --the pass is over: it credited something (a channel redeemed in steps needs more
  *           passes)--> new pass, NEXT;  it credited nothing--> DONE
  *   STORING --outbox write durable (store thread)--> NEXT (which finds and sends it)
@@ -34,8 +35,8 @@
  * Every write (STORING, RECORDING) is a job of the store thread (store_writes.h), queued with
  * the group commits; the loop goes on serving while it waits on the disk or a lock, and nothing
  * is sent before what it depends on is durable (protocol.md section 5). One step at a time:
- * while a write or a walk is under way nothing else of the round runs, and a lost link is
- * noticed at the next step.
+ * while a write, a walk or a signature is under way nothing else of the round runs, and a lost link
+ * is noticed at the next step.
  *
  * A failed round is always retried, whatever redeem_interval says: a stalled or restarted
  * broker delays redemption, it never stops it. Each step is logged with its reason. */
@@ -46,6 +47,7 @@
 
 #include "amount.h"
 #include "broker_link.h"
+#include "chan_sign.h"
 #include "log.h"
 #include "merchant.h"
 #include "redeem_build.h"
@@ -53,6 +55,7 @@
 #include "redeem_metrics.h"
 #include "redeem_wait.h"
 #include "register.h"
+#include "sign_job.h"
 #include "stmt.h"
 #include "store_redeem.h"
 #include "store_writes.h"
@@ -79,8 +82,9 @@ struct redeemer {
 	bool awaiting; /* a Redeem sent, its answer awaited */
 	bool storing;  /* a write of ours queued on the store thread (STORING, RECORDING) */
 	bool walking;  /* a step's chain walk on the worker (WALKING) */
+	bool signing;  /* a built Redeem being signed on the worker (SIGNING) */
 	bool stopping;
-	struct mp_workers *walker; /* one thread: long step walks */
+	struct mp_workers *walker; /* one thread: long step walks, Redeem signatures */
 	unsigned failures;	   /* rounds failed in a row */
 	struct redeem_limits limits;
 	struct redeem_pass pass;
@@ -560,6 +564,52 @@ static void store_redeem(struct redeemer *r, struct outbox_item *item)
 		finish_round(r, false, "cannot queue the Redeem's outbox write");
 }
 
+struct redeem_sign {
+	struct redeemer *r;
+	uint8_t redeem_id[MP_ID_LEN];
+};
+
+static void on_redeem_signed(void *arg, MpSigned *stmt)
+{
+	struct redeem_sign *job = arg;
+	struct redeemer *r = job->r;
+	r->signing = false;
+	struct outbox_item item = {0};
+	memcpy(item.redeem_id, job->redeem_id, MP_ID_LEN);
+	free(job);
+	if (stmt)
+		merchant_count_worker_signature(r->m);
+	item.bytes = stmt ? mp_stmt_encode(stmt, &item.len) : NULL;
+	mp_stmt_free(stmt);
+	if (r->stopping)
+		free(item.bytes);
+	else if (!item.bytes)
+		finish_round(r, false, "cannot sign the Redeem (nothing stored or sent)");
+	else
+		store_redeem(r, &item);
+}
+
+/* A built Redeem (its body): signed on the worker (SIGNING), then stored. item->bytes is
+ * taken. */
+static void sign_redeem(struct redeemer *r, struct outbox_item *item)
+{
+	struct redeem_sign *job = calloc(1, sizeof(*job));
+	if (job) {
+		job->r = r;
+		memcpy(job->redeem_id, item->redeem_id, MP_ID_LEN);
+	}
+	r->signing =
+	    job && mp_sign_packed_job_submit(r->walker, &r->m->key, MP_STMT_REDEEM, item->bytes,
+					     item->len, on_redeem_signed, job);
+	if (!job)
+		free(item->bytes);
+	item->bytes = NULL;
+	if (!r->signing) {
+		free(job);
+		finish_round(r, false, "cannot start signing the Redeem");
+	}
+}
+
 struct walk_job {
 	struct redeemer *r;
 	struct step_walk walk;
@@ -583,7 +633,7 @@ static void on_walked(void *arg, enum mp_job_outcome outcome)
 			res = redeem_build_step(r->m, &r->pass, &job->walk, &item);
 		if (res == BUILD_SEALED) {
 			r->stats.steps++;
-			store_redeem(r, &item);
+			sign_redeem(r, &item);
 		} else if (res == BUILD_NOTHING_LEFT) {
 			next_step(r);
 		} else {
@@ -626,7 +676,7 @@ static enum build_result next_redeem(struct redeemer *r, struct outbox_item *ite
 
 static void next_step(struct redeemer *r)
 {
-	if (r->stopping || !r->running || r->awaiting || r->storing || r->walking)
+	if (r->stopping || !r->running || r->awaiting || r->storing || r->walking || r->signing)
 		return;
 	if (r->m->cert_valid_until == 0) {
 		ensure_registered(r);
@@ -642,7 +692,7 @@ static void next_step(struct redeemer *r)
 	switch (next_redeem(r, &item, &walk, &found)) {
 	case BUILD_SEALED:
 		if (!found)
-			store_redeem(r, &item);
+			sign_redeem(r, &item);
 		else if (send_stored(r, &item) == NOT_SENT)
 			finish_round(r, false, "cannot send the Redeem");
 		break;
@@ -672,7 +722,7 @@ static void on_link_up(void *arg)
 static void on_link_down(void *arg, const char *reason)
 {
 	struct redeemer *r = arg;
-	if (r->running && !r->awaiting && !r->storing && !r->walking) {
+	if (r->running && !r->awaiting && !r->storing && !r->walking && !r->signing) {
 		char summary[300];
 		snprintf(summary, sizeof(summary), "broker unreachable: %s", reason);
 		finish_round(r, false, summary);
@@ -775,7 +825,8 @@ void redeemer_free(struct redeemer *r)
 		return;
 	r->stopping = true;
 	if (r->walker)
-		mp_workers_free(r->walker); /* a walk under way: cancelled, on_walked frees it */
+		mp_workers_free(r->walker); /* a walk or signature under way: cancelled, its done
+					     * frees it */
 	broker_link_free(r->link);	    /* a Redeem in flight stays in the outbox */
 	if (r->tick)
 		event_free(r->tick);

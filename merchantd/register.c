@@ -118,25 +118,31 @@ static void on_registered(struct mp_conn *c, const MpEnvelope *env, void *arg)
 	}
 }
 
+bool merchant_register_sign(struct merchant *m)
+{
+	Micropay__V1__RegisterMerchant rm = MICROPAY__V1__REGISTER_MERCHANT__INIT;
+	rm.merchant_id = (ProtobufCBinaryData){MP_ID_LEN, m->mid};
+	rm.merchant_pk = (ProtobufCBinaryData){MP_PK_LEN, m->key.pk};
+	rm.endpoint = m->cfg.endpoint;
+	m->registration = mp_stmt_sign(&m->key, MP_STMT_REGISTER_MERCHANT, &rm.base);
+	if (!m->registration)
+		log_err("cannot sign our RegisterMerchant");
+	return m->registration != NULL;
+}
+
 bool merchant_register(struct merchant *m, struct broker_link *l, register_done_fn done, void *arg)
 {
 	struct registration *reg = calloc(1, sizeof(*reg));
 	if (!reg)
 		return false;
 	*reg = (struct registration){.m = m, .done = done, .arg = arg};
-	Micropay__V1__RegisterMerchant rm = MICROPAY__V1__REGISTER_MERCHANT__INIT;
-	rm.merchant_id = (ProtobufCBinaryData){MP_ID_LEN, m->mid};
-	rm.merchant_pk = (ProtobufCBinaryData){MP_PK_LEN, m->key.pk};
-	rm.endpoint = m->cfg.endpoint;
-	MpSigned *s = mp_stmt_sign(&m->key, MP_STMT_REGISTER_MERCHANT, &rm.base);
 	Micropay__V1__RegisterMerchantReq req = MICROPAY__V1__REGISTER_MERCHANT_REQ__INIT;
-	req.stmt = s;
+	req.stmt = m->registration;
 	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
 	env.version = MP_PROTOCOL_VERSION;
 	env.body_case = MP_BODY(REGISTER_MERCHANT_REQ);
 	env.register_merchant_req = &req;
-	bool sent = s && broker_link_call(l, &env, on_registered, reg) == 0;
-	mp_stmt_free(s);
+	bool sent = m->registration && broker_link_call(l, &env, on_registered, reg) == 0;
 	if (!sent)
 		free(reg);
 	return sent;

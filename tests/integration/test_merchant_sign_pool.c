@@ -4,7 +4,8 @@
  *  - a Close, a Cap (TransferReq), a Handoff (HandoffReq from m2) and a Receipt are each signed
  *    on the worker pool: micropay_merchant_signatures_total{where="worker"} moves by exactly
  *    one per statement; each request sent again is answered DUPLICATE_OK with the stored
- *    statement byte for byte (the Receipt: the same bytes);
+ *    statement byte for byte (the Receipt: the same bytes); the Redeems of all that are
+ *    signed on the redeemer's worker too (the counter moves by the Redeems sent) and credit;
  *  - a CloseReq and two Pays of the same channel in one write, several times: the Close is at
  *    the index paid before, no Pay behind it is credited (each answered LIMIT while the Close
  *    is signed, or CLOSED after), and m1's channel stays at that index;
@@ -337,6 +338,14 @@ static void receipt_and_replay(struct wire *w)
 	chan_free(&c);
 }
 
+static int64_t redeems_sent(void)
+{
+	json_t *st = admin_ok(&net, "m1", "status", NULL);
+	int64_t n = json_int(json_object_get(st, "counters"), "redeems_sent");
+	json_decref(st);
+	return n;
+}
+
 START_TEST(statements_signed_on_workers_replayed_byte_for_byte)
 {
 	struct wire w;
@@ -352,6 +361,16 @@ START_TEST(statements_signed_on_workers_replayed_byte_for_byte)
 	receipt_and_replay(&w); /* a Receipt is signed anew each time (same bytes) */
 	ck_assert_int_eq(metric(&net, "m1", SIGNED_BY_WORKER), before + 5);
 	wire_close(&w);
+	/* the Redeems of what m1 accepted (also the closed epoch, the capped segment and the
+	 * handed-off epoch) are signed on the redeemer's worker: one per Redeem sent */
+	int64_t redeems = redeems_sent();
+	json_t *r = admin_ok(&net, "m1", "redeem", NULL);
+	ck_assert_int_gt(json_int(r, "credited"), 0);
+	json_decref(r);
+	int64_t sent = redeems_sent() - redeems; /* resent bytes are not signed again */
+	int64_t signed_redeems = metric(&net, "m1", SIGNED_BY_WORKER) - (before + 5);
+	ck_assert_int_ge(signed_redeems, 1);
+	ck_assert_int_le(signed_redeems, sent);
 	net_audit_clean(&net);
 }
 END_TEST
