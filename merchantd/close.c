@@ -10,6 +10,7 @@
  * applies:
  *   no CloseRequest, or a body naming no channel -> MALFORMED
  *   channel unknown here                         -> UNKNOWN_CHANNEL
+ *   its Close, Cap or Handoff being signed (SIGNING, chan_sign.h) -> LIMIT (retry)
  *   its seg_seq names no segment we know         -> HANDED_OFF if we handed the channel off,
  *                                                   else STALE_SEGMENT "unknown segment"
  *   not signed by the owner key of its segment (type, key, signature, then the strict parse,
@@ -22,11 +23,14 @@
  *   seg_seq below the current segment (transferred) -> STALE_SEGMENT
  *   epoch != our epoch                           -> NOT_HOLDER
  *   the group commit full                        -> LIMIT (retry)
- *   otherwise: sign Close{channel_id, hseq, (seg_seq, last, w_last)} at the pay path's point,
- *   state CLOSED in memory, queue it after the channel's pending Pays (Close, epoch end, state
- *   CLOSED in one transaction) and answer (close_acknowledge) only once that batch committed.
+ *   otherwise: build Close{channel_id, hseq, (seg_seq, last, w_last)} at the pay path's point
+ *   and sign it on the worker pool (chan_sign.h; queue full -> LIMIT, nothing changed); once
+ *   signed (the group commit full by then -> LIMIT, the signature dropped): state CLOSED in
+ *   memory, queue it after the channel's pending Pays (Close, epoch end, state CLOSED in one
+ *   transaction) and answer (close_acknowledge) only once that batch committed.
  *
- *   HELD --valid CloseRequest--> CLOSE_PENDING --commit--> CLOSED: CloseResp sent
+ *   HELD --valid CloseRequest--> SIGNING (every request of the channel: LIMIT) --signed-->
+ *        CLOSE_PENDING --commit--> CLOSED: CloseResp sent
  *   CLOSED --the same CloseRequest--> DUPLICATE_OK with the stored Close
  * A crash between the commit and the answer loses nothing: the restart loads the channel CLOSED
  * with its Close, and the wallet's retry gets those bytes. */

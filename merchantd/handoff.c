@@ -6,6 +6,7 @@
  * blocks further requests on that channel with LIMIT), takes the first case that applies:
  *   peer without a merchant certificate   -> MALFORMED, nothing else (no statement leaves)
  *   channel unknown here                  -> UNKNOWN_CHANNEL
+ *   its Close, Cap or Handoff being signed (SIGNING, chan_sign.h) -> LIMIT (retry)
  *   Move for a segment we do not know      -> HANDED_OFF without a statement if we handed the
  *                                             channel off, else STALE_SEGMENT "unknown segment"
  *   Move not signed by the owner of its segment (the cert's for 0, Transfer s's to_owner_pk
@@ -26,13 +27,14 @@
  *   MAX_HANDOFFS reached                   -> LIMIT;  exhausted (last = n) -> OUT_OF_RANGE;
  *   past pay_until - δ_xfer                -> EXPIRED
  *   requester_cert present but not the broker's MerchantCert of the peer -> MALFORMED
- *   otherwise: sign Handoff h+1 at (seg_seq, last, w_last) of the pay path (the current
- *   segment; segments_head = its head) and answer with the channel's pairs too, mark the channel
+ *   otherwise: build Handoff h+1 at (seg_seq, last, w_last) of the pay path (the current
+ *   segment; segments_head = its head), sign it on the worker pool (chan_sign.h: SIGNING;
+ *   queue full, or the group commit full once signed -> LIMIT, nothing changed) and answer with the channel's pairs too, mark the channel
  *   HANDED_OFF in memory at once (every later Pay gets HANDED_OFF), queue it in the group
  *   commit after the channel's pending Pays (custody row, closed epoch, channel state in one
  *   transaction), and send it only after that batch commits (handoff_acknowledge).
  *
- *   HELD --valid Move--> HANDOFF_PENDING --commit--> HANDED_OFF --Handoff naming us--> HELD
+ *   HELD --valid Move--> SIGNING --signed--> HANDOFF_PENDING --commit--> HANDED_OFF --Handoff naming us--> HELD
  *
  * Idempotency is by (channel, to_mid, epoch): a retry is recognised by the stored Handoff's
  * to_mid and hseq, never by a nonce; the stored bytes are returned, never a re-signed one. */

@@ -8,6 +8,7 @@
  * or Cap waiting for its commit makes it LIMIT), takes the first case that applies:
  *   no Transfer, or a body naming no channel      -> MALFORMED
  *   channel unknown here                         -> UNKNOWN_CHANNEL
+ *   its Close, Cap or Handoff being signed (SIGNING, chan_sign.h) -> LIMIT (retry)
  *   handed off, unless it names a segment we capped before the Handoff -> HANDED_OFF, with a
  *   redirect for a Transfer the owner signed (transfer_redirect.c);  closed (close.c) ->
  *   CLOSED unless it names a segment we capped before the Close;  not held (a takeover in
@@ -25,13 +26,15 @@
  *   OUT_OF_RANGE;  in-memory last > declared_last -> STALE_INDEX;  last + new_len < n ->
  *   OUT_OF_RANGE;  a Handoff or Cap of the channel waiting for its commit, its record not
  *   durable yet, or the group commit full -> LIMIT (retry)
- *   otherwise: sign Cap{channel_id, new_seg_seq, transfer_hash, hseq, (current segment, last,
- *   w_last)}, switch in memory to segment s (base point (cap_index, new_root), owner
+ *   otherwise: build Cap{channel_id, new_seg_seq, transfer_hash, hseq, (current segment, last,
+ *   w_last)} and sign it on the worker pool (chan_sign.h: SIGNING, every request of the
+ *   channel LIMIT meanwhile; queue full, or the group commit full once signed -> LIMIT,
+ *   nothing changed); once signed switch in memory to segment s (base point (cap_index, new_root), owner
  *   to_owner_pk, no credit), queue the pair, the channel row in segment s and a Cap outbox row
  *   in the group commit after the channel's pending Pays, and answer (transfer_acknowledge)
  *   only once that batch has committed; then the outbox notifies the broker (cap_outbox.c).
  *
- *   HELD(seg s-1) --valid Transfer--> CAP_PENDING --commit--> HELD(seg s): TransferResp sent,
+ *   HELD(seg s-1) --valid Transfer--> SIGNING --signed--> CAP_PENDING --commit--> HELD(seg s): TransferResp sent,
  *                                                             outbox row --> CapNoticeReq
  * While CAP_PENDING, Pays of segment s are taken (they queue behind the Cap), Pays of s-1 get
  * STALE_SEGMENT (the Cap is sent as evidence only once durable), Handoffs and Transfers LIMIT. */
