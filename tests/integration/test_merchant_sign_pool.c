@@ -11,6 +11,9 @@
  *    is signed, or CLOSED after), and m1's channel stays at that index;
  *  - in the same write, a Pay of another channel is accepted while the first one's Close is at
  *    the worker;
+ *  - a peer that hangs up right after sending CloseReqs of several channels only loses the
+ *    answers: each sent again on another connection gets the Close at the index paid (OK, or
+ *    DUPLICATE_OK for those already stored), each channel CLOSED;
  *  - with one worker and a queue of one job, CloseReqs of many channels in one write: some are
  *    answered LIMIT (signing queue full), those channels are still HELD and paid nowhere else,
  *    and each of them sent again later is closed OK.
@@ -32,6 +35,7 @@
 #define SIGNED_BY_WORKER "micropay_merchant_signatures_total{where=\"worker\"}"
 #define ROUNDS		 6
 #define BURST		 16
+#define CONNS_GONE	 8
 
 static struct net net;
 static char token_dir[64] = "/tmp/mpmsignpool.XXXXXX";
@@ -439,6 +443,59 @@ START_TEST(pays_behind_a_close_request_never_credited)
 }
 END_TEST
 
+/* ---- a peer gone while its statements are at the worker ---- */
+
+/* The CloseReq sent again until it is not LIMIT (its channel may still be SIGNING for the job
+ * of the connection that is gone); at most 100 tries. */
+static MpCode close_again(struct wire *w, MpSigned *req, uint32_t *index)
+{
+	for (int i = 0; i < 100; i++) {
+		MpEnvelope *e = close_call(w, req);
+		MpCode code = e->close_resp->status->code;
+		if (e->close_resp->close)
+			*index = close_index(e->close_resp->close);
+		micropay__v1__envelope__free_unpacked(e, NULL);
+		if (code != MP_ST(LIMIT))
+			return code;
+		usleep(100000);
+	}
+	return MP_ST(LIMIT);
+}
+
+START_TEST(connection_gone_while_signing_loses_only_the_answers)
+{
+	struct wire w, w2;
+	ck_assert(wire_connect(&w, m1_ep, ca, NULL, NULL));
+	struct chan c[CONNS_GONE];
+	MpSigned *reqs[CONNS_GONE];
+	Micropay__V1__CloseReq crs[CONNS_GONE];
+	MpEnvelope envs[CONNS_GONE], *ptrs[CONNS_GONE];
+	for (int i = 0; i < CONNS_GONE; i++) {
+		memset(&c[i], 0, sizeof(c[i]));
+		chan_open(&c[i], &w, 10);
+		ck_assert(pay_accepted(pay_status(&c[i].ch, &w, 2)));
+		reqs[i] = close_request(&c[i]);
+		envs[i] = close_env(&crs[i], reqs[i]);
+		ptrs[i] = &envs[i];
+	}
+	ck_assert(wire_send_pipelined(&w, ptrs, CONNS_GONE, 7000));
+	wire_close(&w); /* gone before the answers */
+	ck_assert(wire_connect(&w2, m1_ep, ca, NULL, NULL));
+	for (int i = 0; i < CONNS_GONE; i++) {
+		uint32_t index = 0;
+		MpCode code = close_again(&w2, reqs[i], &index);
+		ck_assert_msg(code == MP_ST(OK) || code == MP_ST(DUPLICATE_OK), "close %d: %s", i,
+			      mp_code_name(code));
+		ck_assert_uint_eq(index, 2);
+		expect_m1(&c[i], "CLOSED", 2);
+		mp_stmt_free(reqs[i]);
+		chan_free(&c[i]);
+	}
+	wire_close(&w2);
+	net_audit_clean(&net);
+}
+END_TEST
+
 /* ---- a full queue: LIMIT, nothing stored, accepted on retry ---- */
 
 START_TEST(queue_full_answers_limit_then_closes_on_retry)
@@ -503,6 +560,7 @@ int main(void)
 	tcase_set_timeout(tc, 600);
 	tcase_add_test(tc, statements_signed_on_workers_replayed_byte_for_byte);
 	tcase_add_test(tc, pays_behind_a_close_request_never_credited);
+	tcase_add_test(tc, connection_gone_while_signing_loses_only_the_answers);
 	tcase_add_test(tc, queue_full_answers_limit_then_closes_on_retry);
 	suite_add_tcase(s, tc);
 	return mp_check_run(s);
