@@ -29,12 +29,13 @@
  *   requester_cert present but not the broker's MerchantCert of the peer -> MALFORMED
  *   otherwise: build Handoff h+1 at (seg_seq, last, w_last) of the pay path (the current
  *   segment; segments_head = its head), sign it on the worker pool (chan_sign.h: SIGNING;
- *   queue full, or the group commit full once signed -> LIMIT, nothing changed) and answer with the channel's pairs too, mark the channel
- *   HANDED_OFF in memory at once (every later Pay gets HANDED_OFF), queue it in the group
+ *   queue full, or the group commit full once signed -> LIMIT, nothing changed); once signed
+ *   answer with the channel's pairs too, mark the channel HANDED_OFF in memory at once (every later Pay gets HANDED_OFF), queue it in the group
  *   commit after the channel's pending Pays (custody row, closed epoch, channel state in one
  *   transaction), and send it only after that batch commits (handoff_acknowledge).
  *
- *   HELD --valid Move--> SIGNING --signed--> HANDOFF_PENDING --commit--> HANDED_OFF --Handoff naming us--> HELD
+ *   HELD --valid Move--> SIGNING --signed--> HANDOFF_PENDING --commit--> HANDED_OFF
+ *   HANDED_OFF --Handoff naming us--> HELD
  *
  * Idempotency is by (channel, to_mid, epoch): a retry is recognised by the stored Handoff's
  * to_mid and hseq, never by a nonce; the stored bytes are returned, never a re-signed one. */

@@ -29,13 +29,13 @@
  *   otherwise: build Cap{channel_id, new_seg_seq, transfer_hash, hseq, (current segment, last,
  *   w_last)} and sign it on the worker pool (chan_sign.h: SIGNING, every request of the
  *   channel LIMIT meanwhile; queue full, or the group commit full once signed -> LIMIT,
- *   nothing changed); once signed switch in memory to segment s (base point (cap_index, new_root), owner
- *   to_owner_pk, no credit), queue the pair, the channel row in segment s and a Cap outbox row
+ *   nothing changed); once signed switch in memory to segment s (base point (cap_index,
+ *   new_root), owner to_owner_pk, no credit), queue the pair, the channel row in segment s and a Cap outbox row
  *   in the group commit after the channel's pending Pays, and answer (transfer_acknowledge)
  *   only once that batch has committed; then the outbox notifies the broker (cap_outbox.c).
  *
- *   HELD(seg s-1) --valid Transfer--> SIGNING --signed--> CAP_PENDING --commit--> HELD(seg s): TransferResp sent,
- *                                                             outbox row --> CapNoticeReq
+ *   HELD(seg s-1) --valid Transfer--> SIGNING --signed--> CAP_PENDING
+ *   CAP_PENDING --commit--> HELD(seg s): TransferResp sent, outbox row --> CapNoticeReq
  * While CAP_PENDING, Pays of segment s are taken (they queue behind the Cap), Pays of s-1 get
  * STALE_SEGMENT (the Cap is sent as evidence only once durable), Handoffs and Transfers LIMIT. */
 #include <stdlib.h>
