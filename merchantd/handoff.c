@@ -31,8 +31,9 @@
  *   segment; segments_head = its head), sign it on the worker pool (chan_sign.h: SIGNING;
  *   queue full, or the group commit full once signed -> LIMIT, nothing changed); once signed
  *   answer with the channel's pairs too, mark the channel HANDED_OFF in memory at once (every
- *   later Pay gets HANDED_OFF), queue it in the group commit after the channel's pending Pays (custody row, closed epoch, channel state in one
- *   transaction), and send it only after that batch commits (handoff_acknowledge).
+ *   later Pay gets HANDED_OFF), queue it in the group commit after the channel's pending Pays
+ *   (custody row, closed epoch, channel state in one transaction), and send it only after that
+ *   batch commits (handoff_acknowledge).
  *
  *   HELD --valid Move--> SIGNING --signed--> HANDOFF_PENDING --commit--> HANDED_OFF
  *   HANDED_OFF --Handoff naming us--> HELD

@@ -32,7 +32,8 @@
  *   nothing changed); once signed switch in memory to segment s (base point (cap_index,
  *   new_root), owner to_owner_pk, no credit), queue the pair, the channel row in segment s and
  *   a Cap outbox row in the group commit after the channel's pending Pays, and answer
- *   (transfer_acknowledge) only once that batch has committed; then the outbox notifies the broker (cap_outbox.c).
+ *   (transfer_acknowledge) only once that batch has committed; then the outbox notifies the
+ *   broker (cap_outbox.c).
  *
  *   HELD(seg s-1) --valid Transfer--> SIGNING --signed--> CAP_PENDING
  *   CAP_PENDING --commit--> HELD(seg s): TransferResp sent, outbox row --> CapNoticeReq
