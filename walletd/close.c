@@ -248,7 +248,7 @@ static void on_opened(struct pay_op *s, void *arg)
 	env.version = MP_PROTOCOL_VERSION;
 	env.body_case = MP_BODY(CLOSE_REQ);
 	env.close_req = &req;
-	if (mp_conn_call(wallet_session_conn(s), &env, on_close_resp, s) != 0)
+	if (!wallet_session_call(s, &env, on_close_resp, "CloseReq (still CLOSING; retry)"))
 		wallet_session_fail(s, "cannot send the CloseReq (still CLOSING; retry)");
 }
 

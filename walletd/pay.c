@@ -804,6 +804,11 @@ struct mp_conn *wallet_session_conn(struct pay_op *p)
 	return p->op.conn;
 }
 
+struct wallet *wallet_session_wallet(struct pay_op *p)
+{
+	return p->w;
+}
+
 const MpSigned *wallet_session_custody_event(const struct pay_op *p)
 {
 	return p->custody_event;

@@ -23,6 +23,11 @@ bool wallet_session_open(struct wallet *w, struct mp_admin_req *req, const char 
 			 struct wchannel *ch, const char *endpoint, wallet_session_fn then,
 			 void *arg, void (*free_arg)(void *arg), char *err, size_t errlen);
 struct mp_conn *wallet_session_conn(struct pay_op *s);
+struct wallet *wallet_session_wallet(struct pay_op *s);
+/* session_call.c: send env to the holder; fn(conn, answer or NULL, s) once, the answer due
+ * within [wallet] idle_timeout (else the session fails "no answer to <what> ..."). False if
+ * it could not be sent (nothing pending). */
+bool wallet_session_call(struct pay_op *s, MpEnvelope *env, mp_reply_fn fn, const char *what);
 /* The continuation's argument. */
 void *wallet_session_arg(struct pay_op *s);
 /* The OpenAck's point lay in our current segment and matched our chain (ch->last took it). */

@@ -283,7 +283,8 @@ static void on_opened(struct pay_op *s, void *arg)
 	env.version = MP_PROTOCOL_VERSION;
 	env.body_case = MP_BODY(TRANSFER_REQ);
 	env.transfer_req = &req;
-	if (mp_conn_call(wallet_session_conn(s), &env, on_transfer_resp, s) != 0)
+	if (!wallet_session_call(s, &env, on_transfer_resp,
+				 "TransferReq (still TRANSFERRING; retry)"))
 		wallet_session_fail(s, "cannot send the TransferReq (still TRANSFERRING; retry)");
 }
 

@@ -580,6 +580,73 @@ START_TEST(merchantd_refuses_forged_handoffs)
 }
 END_TEST
 
+/* ---- a hostile holder on the transfer path ---- */
+
+/* w1's transfer.send of channel to w2's offer at a server with m1's certificate that answers
+ * the Open honestly and the TransferReq by mode: it must end with an error naming expect. */
+static void transfer_refused(const char *name, const char *channel, const char *offer,
+			     enum hostile_mode mode, const char *expect)
+{
+	struct hostile h;
+	hostile_start(&h, 0, m1.cert, m1.tls_key, mode, 1, answer, &(struct script){0});
+	char *params = malloc(strlen(offer) + 400), err[600];
+	sprintf(params, "{\"channel_id\":\"%s\",\"offer\":\"%s\",\"endpoint\":\"%s\"}", channel,
+		offer, h.endpoint);
+	json_t *r = admin(&net, "w1", "transfer.send", params, err, sizeof(err));
+	unsigned asked = atomic_load(&h.requests);
+	hostile_stop(&h);
+	free(params);
+	printf("transfer to a %s holder: %s\n", name, r ? "(it succeeded)" : err);
+	ck_assert_msg(r == NULL, "transfer to a %s holder succeeded", name);
+	ck_assert_uint_ge(asked, 2); /* the Open and the TransferReq */
+	ck_assert_msg(strstr(err, expect), "transfer to a %s holder: '%s' does not say '%s'", name,
+		      err, expect);
+}
+
+/* Each hostile holder ends transfer.send with a clear error, at the latest at the
+ * TransferReq's own deadline (a trickled or replayed answer held it for ever before); the
+ * channel stays TRANSFERRING, and transfer.send at the real m1 then completes the same
+ * transfer (the stored Transfer), w2 accepts it and the broker acknowledges the claim. */
+START_TEST(walletd_transfer_to_a_hostile_holder)
+{
+	ck_assert_int_eq(net_cmd(&net, "wallet", "w2"), 0);
+	json_decref(admin_ok(&net, "w2", "register", NULL));
+	enum hostile_mode modes[] = {HOSTILE_SILENT, HOSTILE_TRICKLE, HOSTILE_REPLAY,
+				     HOSTILE_WRONG_TYPE, HOSTILE_GARBAGE};
+	const char *names[] = {"silent", "trickling", "replaying", "wrong-type", "garbage"};
+	const char *expect[] = {"TransferReq", "no answer to TransferReq",
+				"no answer to TransferReq", "unexpected answer to TransferReq",
+				"unparsable"};
+	for (size_t i = 0; i < 5; i++) {
+		char ch[64], params[200];
+		net_wallet_issue(&net, "w1", m1.mid_hex, 10, 1, ch, sizeof(ch));
+		snprintf(params, sizeof(params), "{\"channel_id\":\"%s\"}", ch);
+		json_t *r = admin_ok(&net, "w2", "transfer.offer", params);
+		char *offer = strdup(json_str(r, "offer"));
+		json_decref(r);
+		transfer_refused(names[i], ch, offer, modes[i], expect[i]);
+		pay_honestly(other_ch, NULL); /* w1 serves meanwhile */
+
+		char *send = malloc(strlen(offer) + 200);
+		sprintf(send, "{\"channel_id\":\"%s\",\"offer\":\"%s\",\"endpoint\":\"%s\"}", ch,
+			offer, m1_ep);
+		r = admin_ok(&net, "w1", "transfer.send", send);
+		char *accept = malloc(strlen(json_str(r, "bundle")) + 64);
+		sprintf(accept, "{\"bundle\":\"%s\"}", json_str(r, "bundle"));
+		json_decref(r);
+		r = admin_ok(&net, "w2", "transfer.accept", accept);
+		ck_assert_msg(json_is_true(json_object_get(r, "broker_ack")), "%s: broker: %s",
+			      names[i], json_str(r, "broker_status"));
+		ck_assert_int_eq(json_int(r, "spendable"), 10);
+		json_decref(r);
+		free(accept);
+		free(send);
+		free(offer);
+	}
+	net_audit_clean(&net);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("hostile_servers");
@@ -591,6 +658,7 @@ int main(void)
 	tcase_add_test(tc, walletd_broker_calls_end_at_their_deadline);
 	tcase_add_test(tc, merchantd_refuses_forged_binds);
 	tcase_add_test(tc, merchantd_refuses_forged_handoffs);
+	tcase_add_test(tc, walletd_transfer_to_a_hostile_holder);
 	suite_add_tcase(s, tc);
 	return mp_check_run(s);
 }
