@@ -647,6 +647,39 @@ START_TEST(walletd_transfer_to_a_hostile_holder)
 }
 END_TEST
 
+/* w1's close of a fresh channel at a server with m1's certificate that answers the Open
+ * honestly and then trickles or replays: the CloseReq's own deadline ends it ("still CLOSING");
+ * close at the real m1 then sends the stored CloseRequest and gets the Close at index 0. */
+START_TEST(walletd_close_at_a_hostile_holder)
+{
+	enum hostile_mode modes[] = {HOSTILE_TRICKLE, HOSTILE_REPLAY};
+	const char *names[] = {"trickling", "replaying"};
+	for (size_t i = 0; i < 2; i++) {
+		char ch[64], params[400], err[600];
+		net_wallet_issue(&net, "w1", m1.mid_hex, 10, 1, ch, sizeof(ch));
+		struct hostile h;
+		hostile_start(&h, 0, m1.cert, m1.tls_key, modes[i], 1, answer, &(struct script){0});
+		snprintf(params, sizeof(params), "{\"channel_id\":\"%s\",\"endpoint\":\"%s\"}", ch,
+			 h.endpoint);
+		json_t *r = admin(&net, "w1", "close", params, err, sizeof(err));
+		unsigned asked = atomic_load(&h.requests);
+		hostile_stop(&h);
+		printf("close at a %s holder: %s\n", names[i], r ? "(it succeeded)" : err);
+		ck_assert_msg(r == NULL, "close at a %s holder succeeded", names[i]);
+		ck_assert_uint_ge(asked, 2); /* the Open and the CloseReq */
+		ck_assert_msg(strstr(err, "no answer to CloseReq (still CLOSING; retry)"),
+			      "close at a %s holder: %s", names[i], err);
+		snprintf(params, sizeof(params), "{\"channel_id\":\"%s\",\"endpoint\":\"%s\"}", ch,
+			 m1_ep);
+		r = admin_ok(&net, "w1", "close", params);
+		ck_assert_str_eq(json_str(r, "state"), "CLOSED");
+		ck_assert_int_eq(json_int(r, "final_index"), 0);
+		json_decref(r);
+	}
+	net_audit_clean(&net);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("hostile_servers");
@@ -659,6 +692,7 @@ int main(void)
 	tcase_add_test(tc, merchantd_refuses_forged_binds);
 	tcase_add_test(tc, merchantd_refuses_forged_handoffs);
 	tcase_add_test(tc, walletd_transfer_to_a_hostile_holder);
+	tcase_add_test(tc, walletd_close_at_a_hostile_holder);
 	suite_add_tcase(s, tc);
 	return mp_check_run(s);
 }
