@@ -71,3 +71,17 @@ bool chan_sign_submit(struct merchant *m, struct channel *ch, struct mp_conn *c,
 	ch->signing = true;
 	return true;
 }
+
+bool chan_sign_custody_write(struct custody_write *cw, const struct merchant *m,
+			     const struct channel *ch, uint32_t hseq, const MpSigned *s)
+{
+	cw->handoff.hseq = hseq;
+	memcpy(cw->handoff.mid, m->mid, MP_ID_LEN);
+	cw->handoff.data = mp_stmt_encode(s, &cw->handoff.len);
+	cw->closed_hseq = ch->hseq;
+	cw->end_seg = ch->seg_seq;
+	cw->end_index = ch->last;
+	memcpy(cw->w_end, ch->w_last, MP_HASH_LEN);
+	cw->redeemed_end = ch->redeemed_end;
+	return cw->handoff.data != NULL;
+}

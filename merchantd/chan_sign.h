@@ -18,6 +18,7 @@
  * The connection is referenced while the job is out: if it closes meanwhile only the answer
  * is lost (done sees mp_conn_is_open false). The channel is found again by id on the loop. */
 #pragma once
+#include "batch.h"
 #include "merchant.h"
 #include "stmt.h"
 
@@ -31,6 +32,12 @@ typedef void (*chan_signed_fn)(struct merchant *m, struct channel *ch, struct mp
 bool chan_sign_submit(struct merchant *m, struct channel *ch, struct mp_conn *c,
 		      uint64_t request_id, enum mp_stmt_type type, const ProtobufCMessage *body,
 		      chan_signed_fn done, void *ctx);
+
+/* The custody write of s, signed at ch's point as hseq (a Close: the epoch it ends; a
+ * Handoff: the next one): the statement's bytes and the closed epoch's end at that point.
+ * False when memory is short (cw then holds what was set: custody_write_free it). */
+bool chan_sign_custody_write(struct custody_write *cw, const struct merchant *m,
+			     const struct channel *ch, uint32_t hseq, const MpSigned *s);
 
 /* A signature made on the pool (the counter of micropay_merchant_signatures_total). */
 static inline void merchant_count_worker_signature(struct merchant *m)

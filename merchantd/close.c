@@ -84,15 +84,8 @@ static struct custody_write *close_write(struct merchant *m, struct channel *ch,
 	struct custody_write *cw = calloc(1, sizeof(*cw));
 	if (!cw)
 		return NULL;
-	cw->handoff.hseq = ch->hseq;
-	memcpy(cw->handoff.mid, m->mid, MP_ID_LEN);
-	cw->handoff.data = mp_stmt_encode(s, &cw->handoff.len);
-	cw->closed_hseq = ch->hseq;
-	cw->end_seg = ch->seg_seq;
-	cw->end_index = ch->last;
-	memcpy(cw->w_end, ch->w_last, MP_HASH_LEN);
-	cw->redeemed_end = ch->redeemed_end;
-	if (!cw->handoff.data || !(ch->close = malloc(cw->handoff.len))) {
+	if (!chan_sign_custody_write(cw, m, ch, ch->hseq, s) ||
+	    !(ch->close = malloc(cw->handoff.len))) {
 		custody_write_free(cw);
 		return NULL;
 	}

@@ -232,21 +232,6 @@ static bool build_handoff(struct merchant *m, struct channel *ch, const MpSigned
 	return true;
 }
 
-/* The signed Handoff into cw, the entry that makes it durable, at the channel's point. */
-static bool fill_write(struct merchant *m, const struct channel *ch, const MpSigned *s,
-		       struct custody_write *cw)
-{
-	cw->handoff.hseq = ch->hseq + 1;
-	memcpy(cw->handoff.mid, m->mid, MP_ID_LEN);
-	cw->handoff.data = mp_stmt_encode(s, &cw->handoff.len);
-	cw->closed_hseq = ch->hseq;
-	cw->end_seg = ch->seg_seq;
-	cw->end_index = ch->last;
-	memcpy(cw->w_end, ch->w_last, MP_HASH_LEN);
-	cw->redeemed_end = ch->redeemed_end;
-	return cw->handoff.data != NULL;
-}
-
 /* HandoffReq.requester_cert: absent, or the broker's MerchantCert of the peer; kept with the
  * Handoff (one certs row of cw) so that HANDED_OFF answers can say where the peer is. */
 static bool take_requester_cert(struct merchant *m, struct custody_write *cw, const MpSigned *cert,
@@ -280,7 +265,7 @@ static void on_handoff_signed(struct merchant *m, struct channel *ch, struct mp_
 	if (ch)
 		mp_hex_encode(ch->id, MP_ID_LEN, hex);
 	bool room = s && batch_has_room(m);
-	if (!room || !fill_write(m, ch, s, cw)) {
+	if (!room || !chan_sign_custody_write(cw, m, ch, ch->hseq + 1, s)) {
 		custody_write_free(cw); /* signed but never stored nor sent */
 		if (s && !room)
 			m->stats.store_busy++;
