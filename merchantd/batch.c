@@ -29,6 +29,7 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "purchase.h"
 #include "segments.h"
 #include "store.h"
 #include "store_thread.h"
@@ -91,6 +92,14 @@ static void make_durable(struct merchant *m, struct batch_entry *e)
 		ch->durable_price = e->price;
 		if (e->order)
 			e->order->paid_durable = true;
+		if (e->pays_purchase &&
+		    purchase_is_ref(ch->purchase, e->purchase_id, PURCHASE_ID_LEN))
+			ch->purchase->paid_durable = e->purchase_paid;
+		return;
+	case ENTRY_PURCHASE:
+		if (ch->purchase &&
+		    memcmp(ch->purchase->id, e->purchase_row->id, PURCHASE_ID_LEN) == 0)
+			ch->purchase->recorded = true;
 		return;
 	case ENTRY_OPEN:
 		if (e->insert) {
@@ -175,7 +184,12 @@ static void acknowledge(struct merchant *m, struct batch_entry *e)
 	case ENTRY_CLOSE:
 		close_acknowledge(m, e);
 		break;
+	case ENTRY_PURCHASE:
+		purchase_acknowledge(m, e);
+		break;
 	}
+	purchase_free(e->purchase_row);
+	e->purchase_row = NULL;
 	custody_write_free(e->custody);
 	e->custody = NULL;
 	segment_rows_free(e->seg, e->seg ? 1 : 0);
@@ -326,7 +340,7 @@ void batch_add(struct merchant *m, const struct batch_entry *e)
 	 * now; so does everything when the commit is adaptive (commit_delay_us = 0). */
 	if (b->count >= p->cap || e->kind == ENTRY_OPEN || e->kind == ENTRY_ORDER ||
 	    e->kind == ENTRY_HANDOFF || e->kind == ENTRY_TAKEOVER || e->kind == ENTRY_CAP ||
-	    e->kind == ENTRY_CLOSE || m->cfg.commit_delay_us == 0)
+	    e->kind == ENTRY_CLOSE || e->kind == ENTRY_PURCHASE || m->cfg.commit_delay_us == 0)
 		p->due = true;
 	if (!p->due && !p->timer_armed) {
 		uint32_t us = m->cfg.commit_delay_us;

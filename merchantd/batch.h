@@ -25,9 +25,12 @@ enum entry_kind {
 		      * a Cap outbox row; the TransferResp after the commit (transfer.c) */
 	ENTRY_CLOSE, /* a Close we signed: the Close, our epoch's end, the channel CLOSED; the
 		      * CloseResp after the commit (close.c) */
+	ENTRY_PURCHASE, /* a new purchase's row (purchase.h); its chunk 0 is read and sent after
+			 * the commit (chunk.c) */
 };
 
 struct segment_row;
+struct purchase;
 
 /* One stored statement of a custody chain (a Handoff), or a MerchantCert (mid = its merchant). */
 struct custody_blob {
@@ -95,6 +98,10 @@ struct batch_entry {
 	struct mp_admin_req *req; /* ORDER */
 	struct custody_write *custody; /* HANDOFF, TAKEOVER, OPEN: its pairs (segs; owned) */
 	struct segment_row *seg;       /* CAP: the pair we signed (owned) */
+	struct purchase *purchase_row; /* PURCHASE: a copy of the new purchase (owned) */
+	bool pays_purchase;	       /* PAY: it paid chunks of the channel's purchase ... */
+	uint8_t purchase_id[16];       /* ... this one ... */
+	uint32_t purchase_paid;	       /* ... which has this many chunks paid after it */
 };
 
 /* True if the filling batch can take one more entry. When it is full the previous batch is
@@ -118,4 +125,5 @@ void order_acknowledge(struct merchant *m, struct mp_admin_req *req, const struc
 void handoff_acknowledge(struct merchant *m, struct batch_entry *e);
 void takeover_acknowledge(struct merchant *m, struct batch_entry *e);
 void transfer_acknowledge(struct merchant *m, struct batch_entry *e);
+void purchase_acknowledge(struct merchant *m, struct batch_entry *e);
 void close_acknowledge(struct merchant *m, struct batch_entry *e);

@@ -401,6 +401,31 @@ uint64_t catalogue_chunk_price(const struct catalogue_item *it, uint64_t k)
 	return (uint64_t)(p * (k + 1) / it->chunks - p * k / it->chunks);
 }
 
+uint64_t catalogue_price_through(const struct catalogue_item *it, uint64_t k)
+{
+	if (k > it->chunks)
+		k = it->chunks;
+	if (it->metered)
+		return it->price * k; /* at most total, which load checked for overflow */
+	unsigned __int128 p = it->price;
+	return (uint64_t)(p * k / it->chunks);
+}
+
+uint64_t catalogue_chunks_covered(const struct catalogue_item *it, uint64_t from, uint64_t credit)
+{
+	if (from >= it->chunks)
+		return it->chunks;
+	unsigned __int128 b;
+	if (it->metered) {
+		b = from + credit / it->price;
+	} else {
+		/* the largest b with floor(price*b/chunks) <= floor(price*from/chunks) + credit */
+		unsigned __int128 t = (unsigned __int128)catalogue_price_through(it, from) + credit;
+		b = ((t + 1) * it->chunks - 1) / it->price;
+	}
+	return b > it->chunks ? it->chunks : (uint64_t)b;
+}
+
 uint32_t catalogue_chunk_len(const struct catalogue_item *it, uint64_t k)
 {
 	if (k >= it->chunks)

@@ -55,5 +55,10 @@ const struct catalogue_item *catalogue_find(const struct catalogue *c, const cha
  * floor(price*(k+1)/chunks) - floor(price*k/chunks) (shares add up to price exactly); 0 for
  * k >= chunks. */
 uint64_t catalogue_chunk_price(const struct catalogue_item *it, uint64_t k);
+/* What chunks 0 .. k-1 cost together (k clamped to chunks): the sum of their prices. */
+uint64_t catalogue_price_through(const struct catalogue_item *it, uint64_t k);
+/* The largest b (from <= b <= chunks) such that chunks from .. b-1 cost at most credit
+ * together: how far a credit pays, in order, starting at chunk from. */
+uint64_t catalogue_chunks_covered(const struct catalogue_item *it, uint64_t from, uint64_t credit);
 /* Bytes of chunk k: chunk_size, the remainder for the last, 0 for k >= chunks. */
 uint32_t catalogue_chunk_len(const struct catalogue_item *it, uint64_t k);

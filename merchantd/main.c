@@ -21,6 +21,7 @@
 #include "merchant.h"
 #include "stmt.h"
 #include "store.h"
+#include "purchase_store.h"
 #include "store_thread.h"
 #include "tls.h"
 #include "fault.h"
@@ -48,6 +49,19 @@ static bool load_identity(struct merchant *m)
 	return true;
 }
 
+/* Each channel's newest purchase goes back on it (a channel no longer here drops it). */
+static void attach_purchase(void *arg, struct purchase *p)
+{
+	struct merchant *m = arg;
+	struct channel *ch = channel_find(&m->channels, p->channel_id);
+	if (!ch) {
+		purchase_free(p);
+		return;
+	}
+	purchase_free(ch->purchase);
+	ch->purchase = p;
+}
+
 /* Recovery: the channel rows hold each channel's last committed payment. */
 static bool load_state(struct merchant *m)
 {
@@ -59,7 +73,9 @@ static bool load_state(struct merchant *m)
 	}
 	if (!table_init(&m->channels, 1 << 16) || !table_init(&m->orders, 1 << 14) ||
 	    !store_load_channels(m->store, &m->channels) ||
-	    !store_load_orders(m->store, &m->orders) || !restore_start(m, m->start_restored))
+	    !store_load_orders(m->store, &m->orders) ||
+	    !purchase_store_load(m->store, attach_purchase, m) ||
+	    !restore_start(m, m->start_restored))
 		return false;
 	m->channels_recorded = m->channels.count;
 	m->store_thread = store_thread_start(m->base, m->cfg.store, &m->clock, err, sizeof(err));

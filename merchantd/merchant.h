@@ -85,6 +85,7 @@ const char *channel_state_name(enum channel_state s);
  * are what the store holds (advanced when a batch's commit completes); everything reported
  * outside the pay path (OpenAck, admin methods, redemption) uses only those. */
 struct segment_row;
+struct purchase;
 
 /* The current segment (nonce, root, owner_pk, seg_seq, seg_start, seg_head) is the last of the
  * channel's Transfer/Cap pairs, or segment 0 from the cert while there is none (segments.h). */
@@ -127,15 +128,16 @@ struct channel {
 	uint64_t durable_credit;
 	uint8_t durable_order_ref[MP_ORDER_REF_MAX];
 	uint8_t durable_order_ref_len;
-	MpCode durable_code;	  /* the answer to the Pay at durable_last */
-	uint64_t durable_price;	  /* the price that Pay paid, else 0 */
-	uint32_t redeemed_end;	  /* the broker's credited_end for our epoch (durable) */
-	uint32_t redeem_pass;	  /* redeemer: the pass of redemption that last claimed it */
-	bool too_late;		  /* the broker answered TOO_LATE: never claimed again */
-	bool risk_logged;	  /* redeem_deadline.c: its at-risk warning was logged */
-	bool custody_unconfirmed; /* restore.h: held when the store was restored; not served */
-	uint64_t batch_mark;	  /* batch.c: the last batch that updates this channel's row */
-	struct channel *next;	  /* hash bucket */
+	MpCode durable_code;	   /* the answer to the Pay at durable_last */
+	uint64_t durable_price;	   /* the price that Pay paid, else 0 */
+	uint32_t redeemed_end;	   /* the broker's credited_end for our epoch (durable) */
+	uint32_t redeem_pass;	   /* redeemer: the pass of redemption that last claimed it */
+	bool too_late;		   /* the broker answered TOO_LATE: never claimed again */
+	bool risk_logged;	   /* redeem_deadline.c: its at-risk warning was logged */
+	bool custody_unconfirmed;  /* restore.h: held when the store was restored; not served */
+	uint64_t batch_mark;	   /* batch.c: the last batch that updates this channel's row */
+	struct purchase *purchase; /* purchase.h: the goods being bought with it, or NULL */
+	struct channel *next;	   /* hash bucket */
 };
 
 struct order {
@@ -169,7 +171,8 @@ struct merchant_stats {
 	uint64_t handoff_redirects; /* Opens answered HANDED_OFF with a verified redirect */
 	uint64_t caps_signed, transfer_refusals, stale_segment;
 	uint64_t closes_signed, close_refusals;
-	uint64_t receipts_signed, receipt_refusals; /* receipt.c */
+	uint64_t receipts_signed, receipt_refusals;			/* receipt.c */
+	uint64_t chunks_served, chunk_bytes, chunk_refusals, purchases; /* chunk.c */
 	uint64_t signatures_worker; /* statements signed on the worker pool (chan_sign.h) */
 	uint64_t batches_by_trigger[BATCH_TRIGGERS]; /* batches handed to the store thread */
 };
@@ -302,6 +305,10 @@ void handle_transfer(struct merchant *m, struct mp_conn *c, const MpEnvelope *en
 void handle_close(struct merchant *m, struct mp_conn *c, const MpEnvelope *env);
 /* receipt.c: a wallet's ReceiptReq for a payment we durably accepted. */
 void handle_receipt(struct merchant *m, struct mp_conn *c, const MpEnvelope *env);
+void handle_chunk(struct merchant *m, struct mp_conn *c, const MpEnvelope *env);
+/* Pay's step 1 after the channel is found (also for ChunkReq): OK if we hold ch and serve it;
+ * else the code and *detail. */
+MpCode merchant_holding(const struct channel *ch, const char **detail);
 /* An Open carrying a Move for a channel we do not hold: ask the holder (cc verified). */
 void takeover_start(struct merchant *m, struct mp_conn *c, const MpEnvelope *env,
 		    const Micropay__V1__ChannelCert *cc, struct channel *ch);

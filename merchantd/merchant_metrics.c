@@ -124,6 +124,14 @@ static void register_channels(struct merchant *m)
 	counter(m, "micropay_merchant_receipt_refusals_total",
 		"Receipt requests refused (not accepted here, wrong word, busy, ...).", NULL,
 		&s->receipt_refusals);
+	counter(m, "micropay_merchant_chunks_served_total",
+		"Chunks of goods read and sent (docs/goods.md).", NULL, &s->chunks_served);
+	counter(m, "micropay_merchant_chunk_bytes_total", "Bytes of goods sent.", NULL,
+		&s->chunk_bytes);
+	counter(m, "micropay_merchant_chunk_refusals_total",
+		"Chunk requests refused (not paid yet, unknown item, busy, ...).", NULL,
+		&s->chunk_refusals);
+	counter(m, "micropay_merchant_purchases_total", "Purchases started.", NULL, &s->purchases);
 	mp_metrics_u64(m->metrics, MP_METRIC_GAUGE,
 		       "micropay_merchant_custody_unconfirmed_channels",
 		       "Channels held when the store was restored (--restored) whose custody the "

@@ -11,6 +11,7 @@
 #include "chan_sign.h"
 #include "log.h"
 #include "metrics.h"
+#include "purchase.h"
 #include "restore.h"
 #include "merchant.h"
 #include "segments.h"
@@ -144,9 +145,7 @@ static void answer_retry(struct merchant *m, struct mp_conn *c, const MpEnvelope
 	refuse(m, c, env, MP_ST(STALE_INDEX), "index already paid", ch);
 }
 
-/* Steps 1-5: the cheap checks, in order. */
-static MpCode precheck(const struct merchant *m, const Micropay__V1__PayReq *p,
-		       const struct channel *ch, const char **detail)
+MpCode merchant_holding(const struct channel *ch, const char **detail)
 {
 	if (!ch) {
 		*detail = "unknown channel: Open it first";
@@ -168,6 +167,16 @@ static MpCode precheck(const struct merchant *m, const Micropay__V1__PayReq *p,
 		*detail = RESTORE_DETAIL;
 		return MP_ST(NOT_HOLDER);
 	}
+	return MP_ST(OK);
+}
+
+/* Steps 1-5: the cheap checks, in order. */
+static MpCode precheck(const struct merchant *m, const Micropay__V1__PayReq *p,
+		       const struct channel *ch, const char **detail)
+{
+	MpCode held = merchant_holding(ch, detail);
+	if (held != MP_ST(OK))
+		return held;
 	if (p->seg_seq < ch->seg_seq) {
 		*detail = "segment transferred: the Cap ended it";
 		return MP_ST(STALE_SEGMENT);
@@ -204,7 +213,9 @@ static void bad_chain(struct merchant *m, struct mp_conn *c, const MpEnvelope *e
 		mp_conn_close_after_flush(c, "%u BAD_CHAIN answers", ps->bad_chain);
 }
 
-/* Step 8: credit the units, settle the order if the credit covers its price. */
+/* Step 8: credit the units, settle the order if the credit covers its price; an order_ref
+ * naming the channel's purchase pays as many of its next chunks as the credit covers
+ * (purchase.h). */
 static bool settle(struct merchant *m, struct channel *ch, struct batch_entry *e)
 {
 	uint64_t added, credit;
@@ -218,6 +229,12 @@ static bool settle(struct merchant *m, struct channel *ch, struct batch_entry *e
 		o->paid = true;
 		e->order = o;
 		e->price = o->price;
+		e->code = MP_ST(OK);
+	} else if (!o && purchase_is_ref(channel_purchase(ch), e->order_ref, e->order_ref_len) &&
+		   purchase_settle(ch->purchase, &credit, &e->price)) {
+		e->pays_purchase = true;
+		memcpy(e->purchase_id, ch->purchase->id, PURCHASE_ID_LEN);
+		e->purchase_paid = ch->purchase->paid;
 		e->code = MP_ST(OK);
 	}
 	ch->last = e->j;

@@ -1,4 +1,5 @@
-/* The wallet-facing TLS listener: routes Open, Pay, HandoffReq, TransferReq and CloseReq. */
+/* The wallet-facing TLS listener: routes Open, Pay, HandoffReq, TransferReq, CloseReq,
+ * ReceiptReq and ChunkReq. */
 #include <stdlib.h>
 
 #include "log.h"
@@ -53,6 +54,9 @@ static void on_envelope(struct mp_conn *c, const MpEnvelope *env, void *arg)
 		return;
 	case MP_BODY(RECEIPT_REQ):
 		handle_receipt(m, c, env);
+		return;
+	case MP_BODY(CHUNK_REQ):
+		handle_chunk(m, c, env);
 		return;
 	default: {
 		MpStatus st;

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "merchant.h"
+#include "purchase.h"
 #include "segments.h"
 
 bool table_init(struct table *t, size_t nbuckets)
@@ -76,6 +77,7 @@ void channel_free(struct channel *ch)
 	free(ch->cert);
 	free(ch->bind);
 	free(ch->close);
+	purchase_free(ch->purchase);
 	free(ch);
 }
 

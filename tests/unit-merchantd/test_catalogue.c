@@ -3,7 +3,8 @@
  * a whole-priced item add up to its price exactly; each fault (unknown key, bad id, twice the
  * same id, no price, file and dir, a missing, empty or non-regular file, ranges, an overflowing
  * metered total, a key outside a section, a syntax error) is refused with file:line or the item
- * named, and nothing is returned. */
+ * named, and nothing is returned. A purchase's arithmetic (merchantd/purchase.c): what a credit
+ * pays, in order. */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #include "catalogue.h"
+#include "purchase.h"
 #include "../check_run.h"
 
 #define DIR_TEMPLATE "/tmp/mp-test-cat-XXXXXX"
@@ -133,6 +135,77 @@ START_TEST(whole_price_shares)
 }
 END_TEST
 
+/* What chunks 0 .. k-1 cost together, and how far a credit pays from chunk `from`: the same as
+ * adding chunk prices one by one (brute force), for whole-priced and metered items, including
+ * whole prices below the chunk count (shares of 0). */
+START_TEST(credit_pays_chunks_in_order)
+{
+	static const uint64_t prices[] = {1, 3, 7, 10, 100, 1001};
+	static const uint64_t credits[] = {0, 1, 2, 5, 13, 99, 1000, 5000};
+	for (int metered = 0; metered < 2; metered++)
+		for (size_t i = 0; i < sizeof(prices) / sizeof(prices[0]); i++)
+			for (uint64_t chunks = 1; chunks <= 23; chunks += 11) {
+				struct catalogue_item it = {
+				    .price = prices[i], .chunks = chunks, .metered = metered};
+				uint64_t sum = 0;
+				for (uint64_t k = 0; k <= chunks; k++) {
+					ck_assert_uint_eq(catalogue_price_through(&it, k), sum);
+					sum += catalogue_chunk_price(&it, k);
+				}
+				for (uint64_t from = 0; from <= chunks; from++)
+					for (size_t c = 0; c < sizeof(credits) / sizeof(credits[0]);
+					     c++) {
+						uint64_t b = from, left = credits[c];
+						while (b < chunks &&
+						       catalogue_chunk_price(&it, b) <= left)
+							left -= catalogue_chunk_price(&it, b++);
+						ck_assert_uint_eq(
+						    catalogue_chunks_covered(&it, from, credits[c]),
+						    b);
+					}
+			}
+}
+END_TEST
+
+/* A purchase: leading free chunks are paid at the start; a Pay's credit pays the next chunks
+ * it covers and keeps the rest; a credit below the next chunk's price pays nothing. */
+START_TEST(purchase_settles_chunks)
+{
+	struct catalogue_item it = {.id = "song", .path = "/dev/null", .price = 3, .chunks = 10};
+	uint8_t channel[MP_ID_LEN] = {1};
+	struct purchase *p = purchase_new(&it, channel, 0);
+	ck_assert_ptr_nonnull(p);
+	ck_assert_uint_eq(p->paid, 3); /* shares 0,0,0,1,0,0,1,0,0,1 */
+	uint64_t credit = 0, cost = 9;
+	ck_assert(!purchase_settle(p, &credit, &cost));
+	ck_assert_uint_eq(p->paid, 3);
+	credit = 2;
+	ck_assert(purchase_settle(p, &credit, &cost));
+	ck_assert_uint_eq(cost, 1);
+	ck_assert_uint_eq(credit, 1);
+	ck_assert_uint_eq(p->paid, 6); /* chunk 3 paid, chunks 4, 5 free */
+	ck_assert(purchase_settle(p, &credit, &cost));
+	ck_assert_uint_eq(p->paid, 9);
+	ck_assert_uint_eq(credit, 0);
+	p->paid_durable = p->paid;
+	ck_assert_uint_eq(purchase_next_price(p), 1);
+	credit = 7;
+	ck_assert(purchase_settle(p, &credit, &cost));
+	ck_assert_uint_eq(p->paid, 10);
+	ck_assert_uint_eq(credit, 6);
+	ck_assert(!purchase_settle(p, &credit, &cost));
+	p->paid_durable = p->paid;
+	ck_assert_uint_eq(purchase_next_price(p), 0);
+	ck_assert(!purchase_owes(p));
+	p->delivered = 11;
+	ck_assert(purchase_owes(p));
+	struct catalogue_item huge = it;
+	huge.chunks = (uint64_t)UINT32_MAX + 1;
+	ck_assert_ptr_null(purchase_new(&huge, channel, 0));
+	purchase_free(p);
+}
+END_TEST
+
 START_TEST(empty_catalogue)
 {
 	write_catalogue("; nothing on sale\n");
@@ -202,6 +275,8 @@ static Suite *suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, valid_catalogue);
 	tcase_add_test(tc, whole_price_shares);
+	tcase_add_test(tc, credit_pays_chunks_in_order);
+	tcase_add_test(tc, purchase_settles_chunks);
 	tcase_add_test(tc, empty_catalogue);
 	tcase_add_loop_test(tc, bad_catalogue, 0, (int)(sizeof(bad) / sizeof(bad[0])));
 	tcase_add_test(tc, missing_catalogue);
