@@ -179,13 +179,15 @@ START_TEST(purchase_settles_chunks)
 	uint64_t credit = 0, cost = 9;
 	ck_assert(!purchase_settle(p, &credit, &cost));
 	ck_assert_uint_eq(p->paid, 3);
-	credit = 2;
+	credit = 1;
 	ck_assert(purchase_settle(p, &credit, &cost));
 	ck_assert_uint_eq(cost, 1);
-	ck_assert_uint_eq(credit, 1);
+	ck_assert_uint_eq(credit, 0);
 	ck_assert_uint_eq(p->paid, 6); /* chunk 3 paid, chunks 4, 5 free */
+	credit = 1;
 	ck_assert(purchase_settle(p, &credit, &cost));
-	ck_assert_uint_eq(p->paid, 9);
+	ck_assert_uint_eq(cost, 1);
+	ck_assert_uint_eq(p->paid, 9); /* chunk 6 paid, chunks 7, 8 free */
 	ck_assert_uint_eq(credit, 0);
 	p->paid_durable = p->paid;
 	ck_assert_uint_eq(purchase_next_price(p), 1);
