@@ -43,6 +43,7 @@ struct mp_admin_req {
 	struct admin_conn *conn;
 	json_t *id;
 	const char *method;
+	bool progress; /* the client asked for progress lines */
 };
 
 /* Out of line: GCC cannot follow the reference count and warns of a use after free. */
@@ -95,6 +96,18 @@ static void finish(struct mp_admin_req *req, json_t *msg)
 	json_decref(req->id);
 	conn_unref(req->conn);
 	free(req);
+}
+
+void mp_admin_progress(struct mp_admin_req *req, json_t *progress)
+{
+	if (req->progress && progress) {
+		json_t *msg = json_pack("{s:O,s:i,s:O}", "id", req->id ? req->id : json_null(),
+					"version", MP_ADMIN_PROTOCOL_VERSION, "progress", progress);
+		if (msg)
+			send_json(req->conn, msg);
+		json_decref(msg);
+	}
+	json_decref(progress);
 }
 
 void mp_admin_reply(struct mp_admin_req *req, json_t *result)
@@ -204,6 +217,7 @@ static void dispatch(struct admin_conn *c, const char *line)
 	c->refs++;
 	req->id = json_incref(r.id);
 	req->method = r.method->name;
+	req->progress = r.progress;
 	r.method->fn(req, r.params, r.builtin ? (void *)c->admin : c->admin->ctx);
 	mp_admin_request_free(&r);
 }

@@ -92,6 +92,10 @@ void mp_admin_close(struct mp_admin *a);
 
 /* Answer a request (steals result). Each request is answered exactly once. */
 void mp_admin_reply(struct mp_admin_req *req, json_t *result);
+/* A long method's progress before its answer: {"id", "version", "progress": progress} (steals
+ * progress; its "line" is what mpctl prints), sent only if the request asked for progress
+ * lines with "progress": true at its top level (clients that did not ask never see one). */
+void mp_admin_progress(struct mp_admin_req *req, json_t *progress);
 void mp_admin_fail(struct mp_admin_req *req, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 const char *mp_admin_method_name(const struct mp_admin_req *req);
@@ -130,6 +134,11 @@ struct mp_admin_answer {
 /* One call with a deadline of timeout_ms on connecting, sending and answering (0: none). */
 void mp_admin_call_timed(const char *path, const char *method, json_t *params, int timeout_ms,
 			 struct mp_admin_answer *out);
+/* The same, asking for progress lines: each is given to fn (borrowed) and starts the deadline
+ * of timeout_ms again, so a long method that keeps reporting is waited for. */
+typedef void (*mp_admin_progress_fn)(void *arg, json_t *progress);
+void mp_admin_call_progress(const char *path, const char *method, json_t *params, int timeout_ms,
+			    mp_admin_progress_fn fn, void *arg, struct mp_admin_answer *out);
 void mp_admin_answer_free(struct mp_admin_answer *a);
 
 /* One blocking call (tests; a deadline of 10 minutes). NULL with err filled on any failure; a

@@ -1,8 +1,9 @@
 /* Blocking client of the admin socket, for mpctl and the tests: one request, one answer, every
  * step under one deadline.
  *
- *   connect (non-blocking, poll) -> send the request line -> read the answer line -> check its
- *   version -> result | error
+ *   connect (non-blocking, poll) -> send the request line -> read a line -> check its version
+ *   -> result | error;  a progress line (asked for by mp_admin_call_progress) -> given to the
+ *   caller, the deadline starts again -> read the next line
  *
  * Outcomes (admin.h): DOWN when no socket or nobody listens, REFUSED when the file system or
  * the daemon's credential check refuses the caller, TIMEOUT when the deadline passes,
@@ -27,6 +28,8 @@ struct call {
 	int fd;
 	int64_t deadline_ms; /* monotonic; 0: none */
 	struct mp_admin_answer *out;
+	char *buf; /* lines read: bytes after the last line taken wait here */
+	size_t len, cap;
 };
 
 static int64_t now_ms(void)
@@ -140,26 +143,44 @@ static bool send_all(struct call *c, const char *buf, size_t len, int timeout_ms
 	return true;
 }
 
-/* The answer line, malloc'd; NULL with the outcome said. */
+/* The next line, malloc'd; NULL with the outcome said. Bytes read past it stay in c->buf. */
+static char *take_line(struct call *c)
+{
+	char *nl = c->len ? memchr(c->buf, '\n', c->len) : NULL;
+	if (!nl)
+		return NULL;
+	size_t n = (size_t)(nl - c->buf);
+	char *line = malloc(n + 1);
+	if (!line)
+		return NULL;
+	memcpy(line, c->buf, n);
+	line[n] = '\0';
+	c->len -= n + 1;
+	memmove(c->buf, nl + 1, c->len);
+	return line;
+}
+
 static char *read_line(struct call *c, int timeout_ms)
 {
-	size_t cap = 4096, len = 0;
-	char *buf = malloc(cap);
-	while (buf) {
-		if (len + 1 >= cap) {
-			char *bigger = cap < ANSWER_MAX ? realloc(buf, cap *= 2) : NULL;
+	for (;;) {
+		char *line = take_line(c);
+		if (line)
+			return line;
+		if (c->len + 1 >= c->cap) {
+			size_t cap = c->cap ? c->cap * 2 : 4096;
+			char *bigger = cap <= ANSWER_MAX ? realloc(c->buf, cap) : NULL;
 			if (!bigger)
 				break;
-			buf = bigger;
+			c->buf = bigger;
+			c->cap = cap;
 		}
-		ssize_t n = recv(c->fd, buf + len, cap - 1 - len, 0);
+		ssize_t n = recv(c->fd, c->buf + c->len, c->cap - 1 - c->len, 0);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && errno == EAGAIN) {
 			int ready = wait_for(c, POLLIN);
 			if (ready == 0) {
 				say(c, MP_CALL_TIMEOUT, "no answer within %d ms", timeout_ms);
-				free(buf);
 				return NULL;
 			}
 			if (ready > 0)
@@ -168,19 +189,26 @@ static char *read_line(struct call *c, int timeout_ms)
 		if (n <= 0) {
 			say(c, MP_CALL_PROTOCOL,
 			    "the daemon closed the connection without an answer");
-			free(buf);
 			return NULL;
 		}
-		char *nl = memchr(buf + len, '\n', (size_t)n);
-		len += (size_t)n;
-		if (nl) {
-			*nl = '\0';
-			return buf;
-		}
+		c->len += (size_t)n;
 	}
 	say(c, MP_CALL_PROTOCOL, "answer too long or out of memory");
-	free(buf);
 	return NULL;
+}
+
+/* A progress line (version checked like an answer): given to fn; true. */
+static bool take_progress(const char *line, mp_admin_progress_fn fn, void *arg)
+{
+	json_t *msg = fn ? json_loads(line, 0, NULL) : NULL;
+	json_t *progress = json_object_get(msg, "progress");
+	json_t *version = json_object_get(msg, "version");
+	bool is = json_is_object(progress) && json_is_integer(version) &&
+		  json_integer_value(version) == MP_ADMIN_PROTOCOL_VERSION;
+	if (is)
+		fn(arg, progress);
+	json_decref(msg);
+	return is;
 }
 
 static void take_answer(struct call *c, const char *line)
@@ -218,16 +246,18 @@ static void take_answer(struct call *c, const char *line)
 	json_decref(reply);
 }
 
-void mp_admin_call_timed(const char *path, const char *method, json_t *params, int timeout_ms,
-			 struct mp_admin_answer *out)
+void mp_admin_call_progress(const char *path, const char *method, json_t *params, int timeout_ms,
+			    mp_admin_progress_fn fn, void *arg, struct mp_admin_answer *out)
 {
 	*out = (struct mp_admin_answer){0};
-	struct call c = {-1, timeout_ms > 0 ? now_ms() + timeout_ms : 0, out};
+	struct call c = {-1, timeout_ms > 0 ? now_ms() + timeout_ms : 0, out, NULL, 0, 0};
 	if (!connect_unix(&c, path, timeout_ms))
 		goto done;
 	json_t *req =
 	    json_pack("{s:i,s:i,s:s,s:o}", "id", 1, "version", MP_ADMIN_PROTOCOL_VERSION, "method",
 		      method, "params", params ? json_incref(params) : json_object());
+	if (req && fn)
+		json_object_set_new(req, "progress", json_true());
 	char *text = req ? json_dumps(req, JSON_COMPACT) : NULL;
 	json_decref(req);
 	if (!text) {
@@ -238,13 +268,27 @@ void mp_admin_call_timed(const char *path, const char *method, json_t *params, i
 	text[len] = '\n'; /* json_dumps' terminator: the line is sent without it */
 	bool sent = send_all(&c, text, len + 1, timeout_ms);
 	free(text);
-	char *line = sent ? read_line(&c, timeout_ms) : NULL;
-	if (line)
-		take_answer(&c, line);
-	free(line);
+	char *line;
+	while (sent && (line = read_line(&c, timeout_ms))) {
+		bool progress = take_progress(line, fn, arg);
+		if (!progress)
+			take_answer(&c, line);
+		free(line);
+		if (!progress)
+			break;
+		if (timeout_ms > 0)
+			c.deadline_ms = now_ms() + timeout_ms;
+	}
 done:
+	free(c.buf);
 	if (c.fd >= 0)
 		close(c.fd);
+}
+
+void mp_admin_call_timed(const char *path, const char *method, json_t *params, int timeout_ms,
+			 struct mp_admin_answer *out)
+{
+	mp_admin_call_progress(path, method, params, timeout_ms, NULL, NULL, out);
 }
 
 void mp_admin_answer_free(struct mp_admin_answer *a)

@@ -57,6 +57,7 @@ bool mp_admin_request_parse(const char *line, const struct mp_admin_method *tabl
 	if (!json_is_object(req->msg))
 		return refuse(why, MP_ADMIN_PARSE, NULL, "expected an object");
 	req->id = why->id = json_object_get(req->msg, "id");
+	req->progress = json_is_true(json_object_get(req->msg, "progress"));
 	if (!version_accepted(req->msg, why))
 		return false;
 	const char *method = json_string_value(json_object_get(req->msg, "method"));

@@ -15,7 +15,8 @@ struct mp_admin_request {
 	json_t *id;	/* borrowed from msg; may be NULL */
 	json_t *params; /* owned: the request's params, or an empty object */
 	const struct mp_admin_method *method;
-	bool builtin; /* the method is one of mp_admin_builtins */
+	bool builtin;  /* the method is one of mp_admin_builtins */
+	bool progress; /* "progress": true: the client reads progress lines (mp_admin_progress) */
 };
 
 struct mp_admin_refusal {

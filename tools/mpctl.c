@@ -48,7 +48,8 @@ static void usage(FILE *out)
 	    "                       instead of JSON\n"
 	    "  --json               print help as the daemon's JSON\n"
 	    "  --timeout SECONDS    give up connecting or waiting for the answer after this\n"
-	    "                       long (default 30)\n"
+	    "                       long (default 30); each progress line of a long method\n"
+	    "                       (printed to stderr) starts it again\n"
 	    "  -h, --help           this text; after a METHOD, that method's help\n"
 	    "\n"
 	    "values: digits are sent as JSON integers (except with a leading zero or above\n"
@@ -116,6 +117,17 @@ static int print_result(const struct mpctl_options *o, const json_t *result)
 	return EXIT_DONE;
 }
 
+/* A long method's progress line, to stderr: its "line", else the whole object. */
+static void print_progress(void *arg, json_t *progress)
+{
+	const struct mpctl_options *o = arg;
+	const char *line = json_string_value(json_object_get(progress, "line"));
+	char *text = line ? NULL : json_dumps(progress, JSON_COMPACT);
+	fprintf(o->errors, "%s: %s\n", o->method, line ? line : text ? text : "(progress)");
+	fflush(o->errors);
+	free(text);
+}
+
 static int run(struct mpctl_options *o)
 {
 	if (o->help && !o->method[0]) {
@@ -134,7 +146,8 @@ static int run(struct mpctl_options *o)
 		return EXIT_USAGE;
 	mpctl_as_help_request(o);
 	struct mp_admin_answer a;
-	mp_admin_call_timed(o->socket, o->method, o->params, o->timeout_ms, &a);
+	mp_admin_call_progress(o->socket, o->method, o->params, o->timeout_ms, print_progress, o,
+			       &a);
 	int rc = exit_code(a.outcome);
 	if (a.outcome == MP_CALL_OK)
 		rc = print_result(o, a.result);
