@@ -13,6 +13,7 @@
 #include "batch.h"
 #include "cap_outbox.h"
 #include "catalogue_admin.h"
+#include "purchase_admin.h"
 #include "compact.h"
 #include "drain.h"
 #include "admin_service.h"
@@ -231,6 +232,8 @@ static const struct mp_admin_method merchant_methods[] = {
     {"order.show", admin_order_show, "one order",
      MP_ADMIN_PARAMS({"order_ref", MP_ADMIN_T_HEX, true, NULL, "the order reference (hex)"})},
     {"catalogue", admin_catalogue, "the goods on sale (docs/goods.md)", NULL},
+    {"purchases", admin_purchases, "purchases of goods, newest first, paged (docs/goods.md)",
+     admin_purchases_params},
     {"redeem", admin_redeem, "redeem accepted payments now", NULL},
     {"restore.confirm", restore_admin_confirm,
      "after a restore (--restored): serve a channel as held again, once its custody is confirmed",

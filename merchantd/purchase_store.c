@@ -124,3 +124,31 @@ bool purchase_store_load(struct store *s, purchase_each_fn each, void *arg)
 	sqlite3_finalize(st);
 	return true;
 }
+
+bool purchase_store_list(struct store *s, int64_t before, unsigned limit, purchase_list_fn each,
+			 void *arg)
+{
+	const char *sql = "SELECT purchase_id, channel_id, item, path, size, chunk_size, chunks, "
+			  "price, metered, total, paid, seg_seq, rowid, created_at FROM purchases "
+			  "WHERE rowid < ? ORDER BY rowid DESC LIMIT ?";
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v2(store_db(s), sql, -1, &st, NULL) != SQLITE_OK ||
+	    (sqlite3_bind_int64(st, 1, before > 0 ? before : INT64_MAX) |
+	     sqlite3_bind_int64(st, 2, limit)) != SQLITE_OK)
+		return fail(s, "listing purchases", st);
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct purchase *p = from_row(st);
+		if (!p)
+			continue; /* unreadable: the start refuses such a store */
+		struct purchase_listed row = {.seq = sqlite3_column_int64(st, 12),
+					      .p = *p,
+					      .created_at = sqlite3_column_int64(st, 13)};
+		each(arg, &row);
+		purchase_free(p);
+	}
+	if (rc != SQLITE_DONE)
+		return fail(s, "listing purchases", st);
+	sqlite3_finalize(st);
+	return true;
+}

@@ -16,3 +16,15 @@ bool purchase_store_paid(struct store *s, const uint8_t id[PURCHASE_ID_LEN], uin
  * (logged) on a store error or an unreadable row. */
 typedef void (*purchase_each_fn)(void *arg, struct purchase *p);
 bool purchase_store_load(struct store *s, purchase_each_fn each, void *arg);
+
+/* One row of the listing (admin `purchases`). */
+struct purchase_listed {
+	int64_t seq; /* the row's order: the listing's paging key */
+	struct purchase p;
+	int64_t created_at;
+};
+typedef void (*purchase_list_fn)(void *arg, const struct purchase_listed *row);
+/* At most limit purchases with seq below `before` (0: from the newest), newest first; false
+ * (logged) on a store error. */
+bool purchase_store_list(struct store *s, int64_t before, unsigned limit, purchase_list_fn each,
+			 void *arg);
