@@ -1,5 +1,5 @@
 /* walletd's admin socket: status, metrics, register, issue, issue.retry, pay, transfer.offer,
- * transfer.send, transfer.accept, balance, channels, passphrase.change, shutdown. Every method
+ * transfer.send, transfer.accept, buy, balance, channels, passphrase.change, shutdown. Every method
  * answers one top-level object of a fixed shape. */
 #include <event2/event.h>
 #include <stdio.h>
@@ -230,6 +230,19 @@ static const struct mp_admin_method wallet_methods[] = {
 	 {"merchant_id", MP_ADMIN_T_HEX, false, "the holder",
 	  "the merchant that accepted the payment"},
 	 {"endpoint", MP_ADMIN_T_STRING, false, "the holder's", "host:port of that merchant"})},
+    {"buy", wallet_admin_buy,
+     "buy an item of the holder's catalogue chunk by chunk, each chunk paid after it arrived",
+     MP_ADMIN_PARAMS(
+	 {"item", MP_ADMIN_T_STRING, true, NULL, "the item's id in the merchant's catalogue"},
+	 {"out", MP_ADMIN_T_STRING, true, NULL, "the file to write (absolute path)"},
+	 {"channel_id", MP_ADMIN_T_HEX, false, NULL, "the channel to pay with (32 hex digits)"},
+	 {"merchant_id", MP_ADMIN_T_HEX, false, NULL,
+	  "or the merchant: its ACTIVE channel with the most units left"},
+	 {"endpoint", MP_ADMIN_T_STRING, false, "the holder's",
+	  "host:port of the merchant holding the channel"},
+	 {"max_price", MP_ADMIN_T_UINT, false, "none",
+	  "stop after chunk 0 if the item costs more (minor units)"},
+	 {"overwrite", MP_ADMIN_T_BOOL, false, "false", "replace out if it exists"})},
     {"receipts", wallet_admin_receipts, "the channel's stored receipts, checked again",
      MP_ADMIN_PARAMS(CHANNEL_ID)},
     {"receipt.verify", wallet_admin_receipt_verify,

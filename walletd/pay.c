@@ -24,8 +24,14 @@
  *         connection; at most MP_MAX_HANDOFFS redirects, all within WALLET_OPEN_TIMEOUT of the
  *         first Open
  *
- * The same session serves transfer.send (session.h): after RESENDING it hands the open
- * connection to its continuation instead of PAYING. */
+ * The same session serves transfer.send, close, receipt and buy (session.h): after RESENDING it
+ * hands the open connection to its continuation instead of PAYING. A continuation may pay on
+ * the session (wallet_session_pay, buy.c):
+ *
+ *   CONTINUATION --wallet_session_pay(units, order_ref)--> PAYING (new Pays, each persisted in
+ *   flight, at most max_jump) --all accepted--> paid(s, arg): CONTINUATION again
+ *   PAYING --refusal, timeout, lost connection, pay_until reached--> FAILED (the session's
+ *   admin request answered with the units accepted so far) */
 #include <event2/event.h>
 #include <openssl/crypto.h>
 #include <stdarg.h>
@@ -84,6 +90,7 @@ struct pay_op {
 	unsigned redirects;	 /* HANDED_OFF redirects followed so far */
 	bool want_receipt;	 /* receipt=true: the last new Pay's Receipt (receipt.c) */
 	uint32_t last_paid;	 /* the j of the last new Pay this call had accepted */
+	wallet_session_fn session_paid; /* wallet_session_pay: called once units are paid */
 };
 
 static json_t *pay_answer(struct pay_op *p, bool complete)
@@ -283,7 +290,7 @@ static void send_new_pay(struct pay_op *p)
 	uint32_t remaining = p->units - p->paid;
 	uint32_t step = remaining < p->max_jump ? remaining : p->max_jump;
 	if (mp_clock_now(&p->w->clock) + WALLET_PAY_MARGIN >= ch->pay_until) {
-		if (p->paid == 0)
+		if (p->paid == 0 || p->then)
 			pay_fail(p, "payments on this channel stopped at pay_until - %d s",
 				 WALLET_PAY_MARGIN);
 		else
@@ -309,6 +316,18 @@ static void send_new_pay(struct pay_op *p)
 	send_pay(p);
 }
 
+/* wallet_session_pay: the next new Pay, or the continuation once every unit is paid. */
+static void session_pay_next(struct pay_op *p)
+{
+	if (p->paid < p->units) {
+		send_new_pay(p);
+		return;
+	}
+	wallet_session_fn paid = p->session_paid;
+	p->session_paid = NULL;
+	paid(p, p->then_arg);
+}
+
 static void send_next(struct pay_op *p)
 {
 	struct wchannel *ch = p->ch;
@@ -316,6 +335,10 @@ static void send_next(struct pay_op *p)
 		p->cur = p->resend[p->next_resend++];
 		p->cur_is_resend = true;
 		send_pay(p);
+		return;
+	}
+	if (p->session_paid) {
+		session_pay_next(p);
 		return;
 	}
 	if (p->then) {
@@ -830,6 +853,33 @@ void wallet_session_reply(struct pay_op *p, json_t *result)
 	p->ch->busy = false;
 	mp_admin_reply(p->req, result);
 	mp_conn_close(p->op.conn, "%s done", p->verb);
+}
+
+bool wallet_session_pay(struct pay_op *p, uint32_t units, const uint8_t *order_ref, size_t len,
+			wallet_session_fn paid)
+{
+	struct wchannel *ch = p->ch;
+	if (units == 0 || len > WALLET_ORDER_REF_MAX || !p->in_segment || p->session_paid) {
+		pay_fail(p, "cannot pay %u units here", units);
+		return false;
+	}
+	if (ch->sent > p->merchant_last || units > ch->n - p->merchant_last) {
+		pay_fail(p,
+			 "cannot pay %u units: %u units left (n %u, merchant's last %u, sent %u)",
+			 units, ch->n - p->merchant_last, ch->n, p->merchant_last, ch->sent);
+		return false;
+	}
+	memcpy(p->order_ref, order_ref, len);
+	p->order_ref_len = len;
+	p->units = p->paid + units;
+	p->session_paid = paid;
+	send_new_pay(p);
+	return true;
+}
+
+uint32_t wallet_session_units_paid(const struct pay_op *p)
+{
+	return p->paid;
 }
 
 void *wallet_session_arg(struct pay_op *p)

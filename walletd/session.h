@@ -28,6 +28,15 @@ struct wallet *wallet_session_wallet(struct pay_op *s);
  * within [wallet] idle_timeout (else the session fails "no answer to <what> ..."). False if
  * it could not be sent (nothing pending). */
 bool wallet_session_call(struct pay_op *s, MpEnvelope *env, mp_reply_fn fn, const char *what);
+/* Pay `units` units in all on the open session (after the in-flight Pays were resolved): new
+ * Pays of at most max_jump each, with this order_ref, each persisted in flight before it is
+ * sent, exactly like pay; paid(s, arg) once all are accepted (OK or UNDERPAID). A refusal, a
+ * deadline or a lost connection fails the session as pay does (the answer says how many units
+ * were accepted). False (the session failed) if nothing could be started. */
+bool wallet_session_pay(struct pay_op *s, uint32_t units, const uint8_t *order_ref, size_t len,
+			wallet_session_fn paid);
+/* Units of new Pays accepted on this session so far. */
+uint32_t wallet_session_units_paid(const struct pay_op *s);
 /* The continuation's argument. */
 void *wallet_session_arg(struct pay_op *s);
 /* The OpenAck's point lay in our current segment and matched our chain (ch->last took it). */

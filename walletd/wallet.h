@@ -233,6 +233,7 @@ void wallet_admin_transfer_send(struct mp_admin_req *req, json_t *params, void *
 void wallet_admin_transfer_accept(struct mp_admin_req *req, json_t *params, void *ctx);
 /* close.c: early close at the holder (docs/close.md). */
 void wallet_admin_close(struct mp_admin_req *req, json_t *params, void *ctx);
+void wallet_admin_buy(struct mp_admin_req *req, json_t *params, void *ctx); /* buy_admin.c */
 /* At start-up: CLOSING or CLOSED for every channel with a stored close; false on a store
  * error. */
 bool wallet_close_load(struct wallet *w);

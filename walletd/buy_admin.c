@@ -1,0 +1,132 @@
+/* The admin method `buy` (buy.c does the buying): its parameters, the channel (given, or the
+ * best one of this wallet held by merchant_id), OUT.part created, the session opened at the
+ * holder. Every refusal here happens before anything is sent. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "admin.h"
+#include "buy.h"
+#include "buy_file.h"
+#include "session.h"
+#include "wallet.h"
+
+/* Units this channel can still pay. */
+static uint32_t units_left(const struct wchannel *ch)
+{
+	uint32_t spent = ch->last > ch->sent ? ch->last : ch->sent;
+	return ch->n > spent ? ch->n - spent : 0;
+}
+
+static bool payable(const struct wallet *w, const struct wchannel *ch)
+{
+	return ch->state == WCH_ACTIVE && !ch->busy && units_left(ch) > 0 &&
+	       mp_clock_now(&w->clock) + WALLET_PAY_MARGIN < ch->pay_until;
+}
+
+/* The ACTIVE, idle, payable channel held by mid with the most units left; NULL if none. */
+static struct wchannel *best_channel(struct wallet *w, const uint8_t mid[MP_ID_LEN])
+{
+	struct wchannel *best = NULL;
+	for (struct wchannel *ch = w->channels; ch; ch = ch->next)
+		if (!memcmp(ch->holder, mid, MP_ID_LEN) && payable(w, ch) &&
+		    (!best || units_left(ch) > units_left(best)))
+			best = ch;
+	return best;
+}
+
+/* channel_id or merchant_id: the channel; NULL (answered) if none fits. */
+static struct wchannel *buy_channel(struct wallet *w, struct mp_admin_req *req, json_t *params)
+{
+	uint8_t id[MP_ID_LEN];
+	bool by_channel = json_object_get(params, "channel_id") != NULL;
+	if (by_channel == (json_object_get(params, "merchant_id") != NULL)) {
+		mp_admin_fail(req, MP_ADMIN_BAD_PARAMS, "buy: give channel_id or merchant_id");
+		return NULL;
+	}
+	if (!wallet_param_hex(req, params, by_channel ? "channel_id" : "merchant_id", id, MP_ID_LEN,
+			      true, NULL))
+		return NULL;
+	struct wchannel *ch = by_channel ? wallet_channel_find(w, id) : best_channel(w, id);
+	char why[200];
+	if (!ch && by_channel)
+		mp_admin_fail(req, MP_ADMIN_FAILED, "buy: no such channel in this wallet");
+	else if (!ch)
+		mp_admin_fail(req, MP_ADMIN_FAILED,
+			      "buy: no ACTIVE channel of this wallet held by that merchant is free "
+			      "to pay (issue one, or wait for the one in use)");
+	else if (!mp_clock_guard_serving(w->clock_guard, why, sizeof(why)))
+		mp_admin_fail(req, MP_ADMIN_FAILED, "buy: %s", why);
+	else if (wallet_id_is_zero(ch->holder))
+		mp_admin_fail(req, MP_ADMIN_FAILED,
+			      "buy: the channel is not bound to a merchant yet: pay once first");
+	else if (!payable(w, ch))
+		mp_admin_fail(req, MP_ADMIN_FAILED,
+			      "buy: the channel is %s%s and cannot pay (%u units left)",
+			      wch_state_name(ch->state), ch->busy ? ", busy" : "", units_left(ch));
+	else
+		return ch;
+	return NULL;
+}
+
+/* item, out, overwrite, max_price into x; false (answered) on a bad value. */
+static bool buy_params(struct mp_admin_req *req, json_t *params, struct buy_op *x)
+{
+	const char *item, *out;
+	if (!mp_admin_param_str(req, params, "item", &item, true) ||
+	    !mp_admin_param_str(req, params, "out", &out, true) ||
+	    !mp_admin_param_u64(req, params, "max_price", &x->max_price, false))
+		return false;
+	x->has_max = json_object_get(params, "max_price") != NULL;
+	x->overwrite = json_is_true(json_object_get(params, "overwrite"));
+	struct stat st;
+	const char *bad = NULL;
+	if (!item[0] || strlen(item) > BUY_ITEM_MAX)
+		bad = "item must be 1 .. 128 characters";
+	else if (out[0] != '/')
+		bad = "out must be an absolute path";
+	else if (strlen(out) + sizeof(".part") > sizeof(x->out))
+		bad = "out is too long";
+	else if (!x->overwrite && lstat(out, &st) == 0)
+		bad = "out exists (give overwrite=true to replace it)";
+	if (bad) {
+		mp_admin_fail(req, MP_ADMIN_BAD_PARAMS, "buy: %s", bad);
+		return false;
+	}
+	snprintf(x->item, sizeof(x->item), "%s", item);
+	snprintf(x->out, sizeof(x->out), "%s", out);
+	return true;
+}
+
+void wallet_admin_buy(struct mp_admin_req *req, json_t *params, void *ctx)
+{
+	struct wallet *w = ctx;
+	char endpoint[300], err[4400];
+	if (w->stopping) {
+		mp_admin_fail(req, MP_ADMIN_FAILED, "buy: walletd is stopping");
+		return;
+	}
+	struct buy_op *x = calloc(1, sizeof(*x));
+	if (!x) {
+		mp_admin_fail(req, MP_ADMIN_INTERNAL, "buy: out of memory");
+		return;
+	}
+	if (!buy_params(req, params, x) || !(x->ch = buy_channel(w, req, params)) ||
+	    !wallet_session_endpoint(req, params, w, x->ch, "buy", "", endpoint,
+				     sizeof(endpoint))) {
+		free(x);
+		return;
+	}
+	if (!(x->file = buy_file_open(w->workers, x->out, err, sizeof(err)))) {
+		mp_admin_fail(req, MP_ADMIN_FAILED, "buy: %s", err);
+		free(x);
+		return;
+	}
+	if (!wallet_session_open(w, req, "buy", x->ch, endpoint, buy_on_opened, x, buy_op_free, err,
+				 sizeof(err))) {
+		mp_admin_fail(req, MP_ADMIN_FAILED, "buy: %s", err);
+		buy_op_free(x);
+	}
+}
