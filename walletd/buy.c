@@ -56,8 +56,13 @@ __attribute__((format(printf, 2, 3))) static void buy_fail(struct buy_op *x, con
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	wallet_session_fail(x->s, "%s (%u of %u chunks received, %u units paid)", msg, x->received,
-			    x->chunks, wallet_session_units_paid(x->s));
+	if (x->pinned)
+		wallet_session_fail(
+		    x->s, "%s (purchase %s: %u of %u chunks received, %u units paid)", msg,
+		    x->purchase_hex, x->received, x->chunks, wallet_session_units_paid(x->s));
+	else
+		wallet_session_fail(x->s, "%s (no chunk received, %u units paid)", msg,
+				    wallet_session_units_paid(x->s));
 }
 
 /* ---- the answers ---- */
