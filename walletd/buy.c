@@ -19,7 +19,6 @@
  *     how many units paid; the merchant keeps the purchase, so that a new buy of the same
  *   item on the channel resumes it (chunks paid for are served again free). */
 #include <event2/event.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,22 +47,18 @@ void buy_op_free(void *arg)
 	free(x);
 }
 
-/* Fail the session with the progress made so far. */
-__attribute__((format(printf, 2, 3))) static void buy_fail(struct buy_op *x, const char *fmt, ...)
+/* How far the buy got, for the session's failure answers. */
+static void progress(void *arg, char *out, size_t len)
 {
-	char msg[600];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
+	const struct buy_op *x = arg;
 	if (x->pinned)
-		wallet_session_fail(
-		    x->s, "%s (purchase %s: %u of %u chunks received, %u units paid)", msg,
-		    x->purchase_hex, x->received, x->chunks, wallet_session_units_paid(x->s));
+		snprintf(out, len, "purchase %s: %u of %u chunks received", x->purchase_hex,
+			 x->received, x->chunks);
 	else
-		wallet_session_fail(x->s, "%s (no chunk received, %u units paid)", msg,
-				    wallet_session_units_paid(x->s));
+		snprintf(out, len, "no chunk received");
 }
+
+#define buy_fail(x, ...) wallet_session_fail((x)->s, __VA_ARGS__)
 
 /* ---- the answers ---- */
 
@@ -283,6 +278,7 @@ void buy_on_opened(struct pay_op *s, void *arg)
 {
 	struct buy_op *x = arg;
 	x->s = s;
+	wallet_session_set_progress(s, progress);
 	if (!wallet_session_pays_resolved(s, x->ch, "buying"))
 		return;
 	if (!(x->retry = evtimer_new(wallet_session_wallet(s)->base, on_retry, x))) {

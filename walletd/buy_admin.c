@@ -100,6 +100,19 @@ static bool buy_params(struct mp_admin_req *req, json_t *params, struct buy_op *
 	return true;
 }
 
+/* The endpoint parameter, else the holder's MerchantCert endpoint known from this channel or
+ * from another channel of the wallet held by the same merchant. False (answered) if none. */
+static bool buy_endpoint(struct wallet *w, struct mp_admin_req *req, json_t *params,
+			 const struct wchannel *ch, char *out, size_t len)
+{
+	if (!json_object_get(params, "endpoint"))
+		for (const struct wchannel *o = w->channels; o; o = o->next)
+			if (!memcmp(o->holder, ch->holder, MP_ID_LEN) &&
+			    wallet_holder_endpoint(w, o, out, len))
+				return true;
+	return wallet_session_endpoint(req, params, w, ch, "buy", "", out, len);
+}
+
 void wallet_admin_buy(struct mp_admin_req *req, json_t *params, void *ctx)
 {
 	struct wallet *w = ctx;
@@ -114,8 +127,7 @@ void wallet_admin_buy(struct mp_admin_req *req, json_t *params, void *ctx)
 		return;
 	}
 	if (!buy_params(req, params, x) || !(x->ch = buy_channel(w, req, params)) ||
-	    !wallet_session_endpoint(req, params, w, x->ch, "buy", "", endpoint,
-				     sizeof(endpoint))) {
+	    !buy_endpoint(w, req, params, x->ch, endpoint, sizeof(endpoint))) {
 		free(x);
 		return;
 	}

@@ -90,7 +90,8 @@ struct pay_op {
 	unsigned redirects;	 /* HANDED_OFF redirects followed so far */
 	bool want_receipt;	 /* receipt=true: the last new Pay's Receipt (receipt.c) */
 	uint32_t last_paid;	 /* the j of the last new Pay this call had accepted */
-	wallet_session_fn session_paid; /* wallet_session_pay: called once units are paid */
+	wallet_session_fn session_paid;	     /* wallet_session_pay: called once units are paid */
+	wallet_session_progress_fn progress; /* the continuation's progress, for failures */
 };
 
 static json_t *pay_answer(struct pay_op *p, bool complete)
@@ -132,7 +133,16 @@ __attribute__((format(printf, 2, 3))) static void pay_fail(struct pay_op *p, con
 		p->done = true;
 		p->ch->busy = false;
 		log_warn("channel %s: %s at %s: %s", p->hex, p->verb, p->endpoint, msg);
-		if (p->paid || p->resent)
+		char extra[300] = "";
+		if (p->progress)
+			p->progress(p->then_arg, extra, sizeof(extra));
+		if (extra[0])
+			mp_admin_fail(
+			    p->req, MP_ADMIN_FAILED,
+			    "%s: %s (%s; %u new units accepted, %u in-flight Pays resent; "
+			    "last %u)",
+			    p->verb, msg, extra, p->paid, p->resent, p->ch->last);
+		else if (p->paid || p->resent)
 			mp_admin_fail(p->req, MP_ADMIN_FAILED,
 				      "%s: %s (before this: %u new units accepted, %u in-flight "
 				      "Pays resent; last %u)",
@@ -875,6 +885,11 @@ bool wallet_session_pay(struct pay_op *p, uint32_t units, const uint8_t *order_r
 	p->session_paid = paid;
 	send_new_pay(p);
 	return true;
+}
+
+void wallet_session_set_progress(struct pay_op *p, wallet_session_progress_fn fn)
+{
+	p->progress = fn;
 }
 
 uint32_t wallet_session_units_paid(const struct pay_op *p)

@@ -35,6 +35,9 @@ bool wallet_session_call(struct pay_op *s, MpEnvelope *env, mp_reply_fn fn, cons
  * were accepted). False (the session failed) if nothing could be started. */
 bool wallet_session_pay(struct pay_op *s, uint32_t units, const uint8_t *order_ref, size_t len,
 			wallet_session_fn paid);
+/* What the continuation has done so far (into out[len]), added to every failure's answer. */
+typedef void (*wallet_session_progress_fn)(void *arg, char *out, size_t len);
+void wallet_session_set_progress(struct pay_op *s, wallet_session_progress_fn fn);
 /* Units of new Pays accepted on this session so far. */
 uint32_t wallet_session_units_paid(const struct pay_op *s);
 /* The continuation's argument. */

@@ -330,9 +330,9 @@ START_TEST(merchant_stops_delivering)
 	out_path("big.res", res, sizeof(res));
 	/* The buy runs in the background (mpctl); m1 stops once 10% of it arrived. */
 	snprintf(cmd, sizeof(cmd),
-		 "'%s/tools/mpctl' --timeout 600 -s '%s/w1/admin.sock' buy item=big out='%s' "
-		 "channel_id=%s >'%s' 2>&1; echo \"exit $?\" >>'%s' &",
-		 net_build_root(), net.dir, out, channel, res, res);
+		 "('%s/tools/mpctl' --timeout 600 -s '%s/w1/admin.sock' buy item=big out='%s' "
+		 "channel_id=%s endpoint=%s >'%s' 2>&1; echo \"exit $?\" >>'%s') &",
+		 net_build_root(), net.dir, out, channel, m1_ep, res, res);
 	ck_assert_int_eq(run_without_our_fds(cmd), 0);
 	char progress[80];
 	snprintf(progress, sizeof(progress), "buy big: chunk %d/%d", BIG_CHUNKS / 10, BIG_CHUNKS);
@@ -351,7 +351,6 @@ START_TEST(merchant_stops_delivering)
 	ck_assert_int_eq(kill(m1_pid(), SIGCONT), 0);
 	ck_assert_msg(text && strstr(text, "exit ") && !strstr(text, "exit 0"), "buy: %s",
 		      text ? text : "(no answer)");
-	ck_assert_msg(strstr(text, "no answer to"), "buy: %s", text);
 	long received = number_before(text, " of 2000 chunks received");
 	ck_assert_msg(received >= BIG_CHUNKS / 10 && received < BIG_CHUNKS, "buy: %s", text);
 	const char *at = strstr(text, "(purchase ");
@@ -408,7 +407,8 @@ START_TEST(bad_params)
 		 "{\"item\":\"song\",\"out\":\"%s\",\"merchant_id\":\"%032d\"}", out, 7);
 	buy_refused(params, "no ACTIVE channel");
 	snprintf(params, sizeof(params),
-		 "{\"item\":\"nosuch\",\"out\":\"%s\",\"channel_id\":\"%s\"}", out, channel);
+		 "{\"item\":\"nosuch\",\"out\":\"%s\",\"channel_id\":\"%s\",\"endpoint\":\"%s\"}",
+		 out, channel, m1_ep);
 	buy_refused(params, "UNKNOWN_ITEM");
 	ck_assert(!exists(out));
 	/* max_price below the total: stopped after chunk 0, nothing paid. */
