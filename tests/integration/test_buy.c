@@ -428,6 +428,16 @@ START_TEST(bad_params)
 		 out, channel);
 	json_decref(buy_ok(params));
 	ck_assert_int_eq(spent_value(channel), SONG_PRICE);
+	/* The song paid, another item is sold on the channel; overwrite=true replaces out. */
+	buy_refused(params, "out exists");
+	snprintf(params, sizeof(params),
+		 "{\"item\":\"meter\",\"out\":\"%s\",\"channel_id\":\"%s\",\"overwrite\":true}",
+		 out, channel);
+	json_decref(buy_ok(params));
+	char src[800];
+	snprintf(src, sizeof(src), "%s/meter.bin", goods);
+	same_file(out, src);
+	ck_assert_int_eq(spent_value(channel), SONG_PRICE + 3 * METER_PRICE);
 	net_audit_clean(&net);
 }
 END_TEST
