@@ -214,6 +214,21 @@ START_TEST(honest_buys)
 	snprintf(src, sizeof(src), "%s/song.ogg", goods);
 	same_file(out, src);
 	ck_assert_int_eq(spent_value(song_ch), 2 * SONG_PRICE);
+	/* mpctl as documented, by merchant_id: the channel with the most units left (meter_ch). */
+	char cmd[3000], res[800];
+	out_path("song3.out", out, sizeof(out));
+	out_path("song3.res", res, sizeof(res));
+	snprintf(cmd, sizeof(cmd),
+		 "'%s/tools/mpctl' -s '%s/w1/admin.sock' buy item=song out='%s' merchant_id=%s "
+		 ">'%s' 2>&1",
+		 net_build_root(), net.dir, out, m1_hex, res);
+	ck_assert_int_eq(run_without_our_fds(cmd), 0);
+	size_t len;
+	char *text = slurp(res, &len);
+	ck_assert_msg(strstr(text, meter_ch) && strstr(text, "paid_chunks"), "mpctl buy: %s", text);
+	free(text);
+	same_file(out, src);
+	ck_assert_int_eq(spent_value(meter_ch), 3 * METER_PRICE + SONG_PRICE);
 	net_audit_clean(&net);
 }
 END_TEST
