@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "admin.h"
+#include "clock.h"
 #include "buy.h"
 #include "buy_file.h"
 #include "log.h"
@@ -32,6 +33,7 @@
 
 #define BUY_EARLY_TRIES	   50
 #define BUY_EARLY_DELAY_US 200000
+#define BUY_PROGRESS_S	   5
 
 static void ask(struct buy_op *x, uint32_t k);
 
@@ -117,6 +119,28 @@ static const char *check_resp(struct buy_op *x, const Micropay__V1__ChunkResp *r
 	return NULL;
 }
 
+/* Every 10 % (items of 20 chunks or more; else every chunk), and at least every
+ * BUY_PROGRESS_S seconds: logged, and a progress line to the admin client (which starts
+ * mpctl's deadline again). */
+static void report(struct buy_op *x)
+{
+	uint32_t step = x->chunks >= 20 ? x->chunks / 10 : 1;
+	bool milestone = x->received % step == 0 || x->received == x->chunks;
+	uint64_t now = mp_monotonic_s();
+	if (!milestone && now < x->reported + BUY_PROGRESS_S)
+		return;
+	x->reported = now;
+	char line[BUY_ITEM_MAX + 80];
+	snprintf(line, sizeof(line), "buy %s: chunk %u/%u", x->item, x->received, x->chunks);
+	if (milestone)
+		log_info("%s", line);
+	mp_admin_progress(wallet_session_req(x->s),
+			  json_pack("{s:s,s:s,s:I,s:I,s:I}", "line", line, "purchase_id",
+				    x->purchase_hex, "chunks_received", (json_int_t)x->received,
+				    "chunks", (json_int_t)x->chunks, "units_paid",
+				    (json_int_t)wallet_session_units_paid(x->s)));
+}
+
 static void on_committed(void *arg, const char *err)
 {
 	struct buy_op *x = arg;
@@ -155,9 +179,7 @@ static void on_written(void *arg, const char *err)
 		return;
 	}
 	x->received++;
-	uint32_t step = x->chunks >= 20 ? x->chunks / 10 : 1;
-	if (x->received % step == 0 || x->received == x->chunks)
-		log_info("buy %s: chunk %u/%u", x->item, x->received, x->chunks);
+	report(x);
 	if (x->paid >= x->asked + 1) {
 		ask(x, x->asked + 1);
 		return;

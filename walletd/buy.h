@@ -36,6 +36,7 @@ struct buy_op {
 	uint32_t asked;	 /* the chunk asked for (chunks: the state) */
 	uint32_t received;
 	unsigned early_tries;
+	uint64_t reported;   /* when the last progress line went out (monotonic s) */
 	struct event *retry; /* TOO_EARLY: ask again */
 	char what[BUY_ITEM_MAX + 64];
 	bool answered;

@@ -368,6 +368,7 @@ START_TEST(merchant_stops_delivering)
 		      text ? text : "(no answer)");
 	long received = number_before(text, " of 2000 chunks received");
 	ck_assert_msg(received >= BIG_CHUNKS / 10 && received < BIG_CHUNKS, "buy: %s", text);
+	ck_assert_msg(strstr(text, "buy: buy big: chunk 200/2000"), "no progress line: %s", text);
 	const char *at = strstr(text, "(purchase ");
 	ck_assert_msg(at && strlen(at) > 42 && at[42] == ':', "buy: %s", text);
 	char purchase[33];
