@@ -130,10 +130,13 @@ static void report(struct buy_op *x)
 	if (!milestone && now < x->reported + BUY_PROGRESS_S)
 		return;
 	x->reported = now;
-	char line[BUY_ITEM_MAX + 80];
-	snprintf(line, sizeof(line), "buy %s: chunk %u/%u", x->item, x->received, x->chunks);
+	char line[BUY_ITEM_MAX + 120];
+	uint64_t bytes = x->received == x->chunks ? x->size : (uint64_t)x->received * x->chunk_size;
+	snprintf(line, sizeof(line), "%s: chunk %u/%u, %llu of %llu bytes, %u units paid", x->item,
+		 x->received, x->chunks, (unsigned long long)bytes, (unsigned long long)x->size,
+		 wallet_session_units_paid(x->s));
 	if (milestone)
-		log_info("%s", line);
+		log_info("buy %s", line);
 	mp_admin_progress(wallet_session_req(x->s),
 			  json_pack("{s:s,s:s,s:I,s:I,s:I}", "line", line, "purchase_id",
 				    x->purchase_hex, "chunks_received", (json_int_t)x->received,

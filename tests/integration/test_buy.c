@@ -10,6 +10,9 @@
  * - a merchant that stops delivering (SIGSTOP in the middle of a buy): the buy fails within
  *   the wallet's deadline having paid for no chunk it did not receive; after SIGCONT a new buy
  *   resumes the same purchase and completes, the item paid exactly once;
+ * - the merchant's record: m1 lists the purchase with its paid and sent chunks; after SIGKILL
+ *   and a restart it serves the paid chunks again and no others; a changed file is refused
+ *   CONFLICT, never served;
  * - bad parameters (relative out, existing out, no channel, unknown item, max_price) are
  *   refused with the reason and pay nothing.
  * Every test ends with the broker's audit clean. */
@@ -315,6 +318,99 @@ START_TEST(customer_stops_paying)
 }
 END_TEST
 
+/* ---- the merchant's record: listing, a restart, a changed file ---- */
+
+/* m1's purchases listing: the one row for pid (json, to free). */
+static json_t *listed(const uint8_t pid[16])
+{
+	char hex[33];
+	for (int i = 0; i < 16; i++)
+		snprintf(hex + 2 * i, 3, "%02x", pid[i]);
+	json_t *all = admin_ok(&net, "m1", "purchases", NULL);
+	size_t i;
+	json_t *row, *found = NULL;
+	json_array_foreach(json_object_get(all, "purchases"), i, row)
+	{
+		if (!strcmp(json_str(row, "purchase_id"), hex))
+			found = json_incref(row);
+	}
+	json_decref(all);
+	ck_assert_msg(found != NULL, "purchase %s not listed by m1", hex);
+	return found;
+}
+
+static void expect_listed(const uint8_t pid[16], int64_t paid, int64_t sent, const char *state)
+{
+	json_t *row = listed(pid);
+	ck_assert_str_eq(json_str(row, "item"), "song");
+	ck_assert_int_eq(json_int(row, "chunks"), 5);
+	ck_assert_int_eq(json_int(row, "total"), SONG_PRICE);
+	ck_assert_int_eq(json_int(row, "paid"), paid);
+	ck_assert_int_eq(json_int(row, "sent"), sent);
+	ck_assert_str_eq(json_str(row, "state"), state);
+	json_decref(row);
+}
+
+static MpCode chunk_code(struct wire *w, const uint8_t id[MP_ID_LEN], const uint8_t pid[16],
+			 uint32_t k, size_t *data_len)
+{
+	MpEnvelope *e = chunk_call(w, id, NULL, pid, k);
+	MpCode code = e->chunk_resp->status->code;
+	*data_len = e->chunk_resp->data.len;
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	return code;
+}
+
+/* A purchase is in m1's store: listed with its paid and sent chunks; after SIGKILL and a
+ * restart its paid chunks are served again (and no others); once the item's file changed, a
+ * chunk is refused CONFLICT rather than served from the changed file. */
+START_TEST(purchases_outlive_a_restart)
+{
+	struct twallet tw;
+	struct tchannel ch;
+	struct wire w;
+	uint8_t id[MP_ID_LEN], pid[16];
+	size_t len;
+	tchannel_opened(&net, "m1", &tw, &ch, 50, &w);
+	tchannel_id(&ch, id);
+	MpEnvelope *e = chunk_call(&w, id, "song", NULL, 0);
+	ck_assert_int_eq(e->chunk_resp->status->code, MP_ST(OK));
+	memcpy(pid, e->chunk_resp->purchase_id.data, 16);
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	e = tchannel_pay(&ch, &w, 2, pid, 16); /* chunk 0's share: 2 */
+	ck_assert_int_eq(e->pay_ack->status->code, MP_ST(OK));
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	ck_assert_int_eq(chunk_code(&w, id, pid, 1, &len), MP_ST(OK));
+	ck_assert_uint_eq(len, 1024);
+	expect_listed(pid, 1, 2, "OPEN");
+	wire_close(&w);
+
+	ck_assert_int_eq(net_cmd(&net, "kill", "m1 KILL"), 0);
+	ck_assert_int_eq(net_cmd(&net, "start", "m1"), 0);
+	expect_listed(pid, 1, 1, "OPEN"); /* sent: only the paid chunk is known after a restart */
+	char ca[800];
+	net_path(&net, "tls/ca.crt", ca, sizeof(ca));
+	ck_assert(wire_connect(&w, m1_ep, ca, NULL, NULL));
+	ck_assert_int_eq(chunk_code(&w, id, pid, 1, &len), MP_ST(OK)); /* the goods again */
+	ck_assert_uint_eq(len, 1024);
+	ck_assert_int_eq(chunk_code(&w, id, pid, 2, &len), MP_ST(UNDERPAID));
+	ck_assert_uint_eq(len, 0);
+
+	char path[800];
+	snprintf(path, sizeof(path), "%s/song.ogg", goods);
+	ck_assert_int_eq(truncate(path, SONG_SIZE - 1), 0);
+	ck_assert_int_eq(chunk_code(&w, id, pid, 1, &len), MP_ST(CONFLICT));
+	ck_assert_uint_eq(len, 0);
+	ck_assert_int_eq(truncate(path, 0), 0); /* put it back as it was */
+	write_bytes("song.ogg", SONG_SIZE, 1);
+	ck_assert_int_eq(chunk_code(&w, id, pid, 1, &len), MP_ST(OK));
+	wire_close(&w);
+	tchannel_free(&ch);
+	mp_key_free(&tw.account);
+	net_audit_clean(&net);
+}
+END_TEST
+
 /* ---- a merchant that stops delivering ---- */
 
 static pid_t m1_pid(void)
@@ -368,7 +464,7 @@ START_TEST(merchant_stops_delivering)
 		      text ? text : "(no answer)");
 	long received = number_before(text, " of 2000 chunks received");
 	ck_assert_msg(received >= BIG_CHUNKS / 10 && received < BIG_CHUNKS, "buy: %s", text);
-	ck_assert_msg(strstr(text, "buy: buy big: chunk 200/2000"), "no progress line: %s", text);
+	ck_assert_msg(strstr(text, "buy: big: chunk 200/2000, "), "no progress line: %s", text);
 	const char *at = strstr(text, "(purchase ");
 	ck_assert_msg(at && strlen(at) > 42 && at[42] == ':', "buy: %s", text);
 	char purchase[33];
@@ -466,6 +562,7 @@ static Suite *suite(void)
 	tcase_add_checked_fixture(tc, setup_net, teardown_net);
 	tcase_add_test(tc, honest_buys);
 	tcase_add_test(tc, customer_stops_paying);
+	tcase_add_test(tc, purchases_outlive_a_restart);
 	tcase_add_test(tc, merchant_stops_delivering);
 	tcase_add_test(tc, bad_params);
 	suite_add_tcase(s, tc);
