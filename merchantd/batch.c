@@ -97,8 +97,7 @@ static void make_durable(struct merchant *m, struct batch_entry *e)
 			ch->purchase->paid_durable = e->purchase_paid;
 		return;
 	case ENTRY_PURCHASE:
-		if (ch->purchase &&
-		    memcmp(ch->purchase->id, e->purchase_row->id, PURCHASE_ID_LEN) == 0)
+		if (channel_purchase_with_id(ch, e->purchase_row->id))
 			ch->purchase->recorded = true;
 		return;
 	case ENTRY_OPEN:

@@ -203,10 +203,10 @@ void handle_chunk(struct merchant *m, struct mp_conn *c, const MpEnvelope *env)
 
 void purchase_acknowledge(struct merchant *m, struct batch_entry *e)
 {
-	struct purchase *p = e->ch->purchase;
+	struct purchase *p = channel_purchase_with_id(e->ch, e->purchase_row->id);
 	if (!mp_conn_is_open(e->conn))
 		return; /* the wallet asks again and resumes it */
-	if (!p || memcmp(p->id, e->purchase_row->id, PURCHASE_ID_LEN)) {
+	if (!p) {
 		chunk_reply(m, e->conn, e->request_id, MP_ST(OUT_OF_RANGE),
 			    "the channel's purchase changed meanwhile (a transfer); ask again",
 			    NULL, e->ch, 0, NULL, 0);

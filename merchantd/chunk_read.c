@@ -82,10 +82,8 @@ static void answer(struct read_job *j)
 {
 	struct merchant *m = j->m;
 	const struct channel *ch = channel_find(&m->channels, j->channel_id);
-	const struct purchase *p =
-	    ch && ch->purchase && !memcmp(ch->purchase->id, j->snap->id, PURCHASE_ID_LEN)
-		? ch->purchase
-		: j->snap;
+	const struct purchase *cur = channel_purchase_with_id(ch, j->snap->id);
+	const struct purchase *p = cur ? cur : j->snap;
 	char why[200];
 	switch (j->outcome) {
 	case READ_OK:

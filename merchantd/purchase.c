@@ -54,6 +54,13 @@ struct purchase *channel_purchase(const struct channel *ch)
 	return ch->purchase && ch->purchase->seg_seq == ch->seg_seq ? ch->purchase : NULL;
 }
 
+struct purchase *channel_purchase_with_id(const struct channel *ch,
+					  const uint8_t id[PURCHASE_ID_LEN])
+{
+	return ch && ch->purchase && !memcmp(ch->purchase->id, id, PURCHASE_ID_LEN) ? ch->purchase
+										    : NULL;
+}
+
 bool purchase_is_ref(const struct purchase *p, const uint8_t *ref, size_t len)
 {
 	return p && p->recorded && len == PURCHASE_ID_LEN && memcmp(p->id, ref, len) == 0;

@@ -49,6 +49,9 @@ struct channel;
 /* The channel's purchase if it began in the channel's current segment (a transfer to another
  * customer leaves the old owner's purchase behind), else NULL. */
 struct purchase *channel_purchase(const struct channel *ch);
+/* The channel's purchase if its id is id (whatever its segment), else NULL. */
+struct purchase *channel_purchase_with_id(const struct channel *ch,
+					  const uint8_t id[PURCHASE_ID_LEN]);
 /* order_ref names this purchase. */
 bool purchase_is_ref(const struct purchase *p, const uint8_t *ref, size_t len);
 /* A Pay's credit pays the next chunks it covers: paid advances and *credit drops by their

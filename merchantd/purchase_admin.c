@@ -36,9 +36,7 @@ static void add_row(void *arg, const struct purchase_listed *row)
 	struct page *pg = arg;
 	const struct purchase *p = &row->p;
 	const struct channel *ch = channel_find(&pg->m->channels, p->channel_id);
-	const struct purchase *cur =
-	    ch && ch->purchase && !memcmp(ch->purchase->id, p->id, PURCHASE_ID_LEN) ? ch->purchase
-										    : NULL;
+	const struct purchase *cur = channel_purchase_with_id(ch, p->id);
 	json_t *o =
 	    json_pack("{s:I,s:o,s:o,s:s,s:I,s:I,s:I,s:I,s:I,s:s,s:I}", "seq", (json_int_t)row->seq,
 		      "purchase_id", mp_json_hex(p->id, PURCHASE_ID_LEN), "channel_id",
