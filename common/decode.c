@@ -15,28 +15,31 @@ struct item_limit {
 };
 
 static const struct item_limit item_limits[] = {
-    {&micropay__v1__open_req__descriptor, 2, MP_MAX_SEGMENT_STMTS},	     /* segments */
-    {&micropay__v1__redeem__descriptor, 3, MP_MAX_CLAIMS_CEILING},	     /* claims */
-    {&micropay__v1__redeem_resp__descriptor, 2, MP_MAX_CLAIMS_CEILING},	     /* results */
-    {&micropay__v1__claim__descriptor, 4, MP_MAX_CUSTODY},		     /* custody */
-    {&micropay__v1__segment_claim__descriptor, 5, MP_MAX_CUSTODY},	     /* custody */
-    {&micropay__v1__refund_request__descriptor, 6, MP_MAX_CUSTODY},	     /* custody */
-    {&micropay__v1__handoff_resp__descriptor, 3, MP_MAX_CUSTODY},	     /* custody */
-    {&micropay__v1__handoff_resp__descriptor, 4, MP_MAX_CUSTODY},	     /* merchant_certs */
-    {&micropay__v1__claim__descriptor, 5, MP_MAX_SEGMENT_STMTS},	     /* segments */
-    {&micropay__v1__handoff_resp__descriptor, 5, MP_MAX_SEGMENT_STMTS},	     /* segments */
-    {&micropay__v1__transfer_resp__descriptor, 4, MP_MAX_CUSTODY},	     /* custody */
-    {&micropay__v1__transfer_resp__descriptor, 5, MP_MAX_CUSTODY},	     /* merchant_certs */
-    {&micropay__v1__transfer_resp__descriptor, 6, MP_MAX_SEGMENT_STMTS},     /* segments */
-    {&micropay__v1__cap_notice_req__descriptor, 3, MP_MAX_CUSTODY},	     /* custody */
-    {&micropay__v1__cap_notice_req__descriptor, 4, MP_MAX_SEGMENT_STMTS},    /* segments */
-    {&micropay__v1__segment_claim_req__descriptor, 2, MP_MAX_SEGMENT_STMTS}, /* segments */
-    {&micropay__v1__transfer_bundle__descriptor, 2, MP_MAX_SEGMENT_STMTS},   /* segments */
-    {&micropay__v1__transfer_bundle__descriptor, 3, MP_MAX_CUSTODY},	     /* custody */
-    {&micropay__v1__transfer_bundle__descriptor, 4, MP_MAX_CUSTODY},	     /* merchant_certs */
-    {&micropay__v1__close_resp__descriptor, 3, MP_MAX_CUSTODY},		     /* custody */
-    {&micropay__v1__close_resp__descriptor, 4, MP_MAX_CUSTODY},		     /* merchant_certs */
-    {&micropay__v1__close_resp__descriptor, 5, MP_MAX_SEGMENT_STMTS},	     /* segments */
+    {&micropay__v1__open_req__descriptor, 2, MP_MAX_SEGMENT_STMTS},	      /* segments */
+    {&micropay__v1__redeem__descriptor, 3, MP_MAX_CLAIMS_CEILING},	      /* claims */
+    {&micropay__v1__redeem_resp__descriptor, 2, MP_MAX_CLAIMS_CEILING},	      /* results */
+    {&micropay__v1__claim__descriptor, 4, MP_MAX_CUSTODY},		      /* custody */
+    {&micropay__v1__segment_claim__descriptor, 5, MP_MAX_CUSTODY},	      /* custody */
+    {&micropay__v1__refund_request__descriptor, 6, MP_MAX_CUSTODY},	      /* custody */
+    {&micropay__v1__handoff_resp__descriptor, 3, MP_MAX_CUSTODY},	      /* custody */
+    {&micropay__v1__handoff_resp__descriptor, 4, MP_MAX_CUSTODY},	      /* merchant_certs */
+    {&micropay__v1__claim__descriptor, 5, MP_MAX_SEGMENT_STMTS},	      /* segments */
+    {&micropay__v1__handoff_resp__descriptor, 5, MP_MAX_SEGMENT_STMTS},	      /* segments */
+    {&micropay__v1__transfer_resp__descriptor, 4, MP_MAX_CUSTODY},	      /* custody */
+    {&micropay__v1__transfer_resp__descriptor, 5, MP_MAX_CUSTODY},	      /* merchant_certs */
+    {&micropay__v1__transfer_resp__descriptor, 6, MP_MAX_SEGMENT_STMTS},      /* segments */
+    {&micropay__v1__cap_notice_req__descriptor, 3, MP_MAX_CUSTODY},	      /* custody */
+    {&micropay__v1__cap_notice_req__descriptor, 4, MP_MAX_SEGMENT_STMTS},     /* segments */
+    {&micropay__v1__segment_claim_req__descriptor, 2, MP_MAX_SEGMENT_STMTS},  /* segments */
+    {&micropay__v1__transfer_bundle__descriptor, 2, MP_MAX_SEGMENT_STMTS},    /* segments */
+    {&micropay__v1__transfer_bundle__descriptor, 3, MP_MAX_CUSTODY},	      /* custody */
+    {&micropay__v1__transfer_bundle__descriptor, 4, MP_MAX_CUSTODY},	      /* merchant_certs */
+    {&micropay__v1__close_resp__descriptor, 3, MP_MAX_CUSTODY},		      /* custody */
+    {&micropay__v1__close_resp__descriptor, 4, MP_MAX_CUSTODY},		      /* merchant_certs */
+    {&micropay__v1__close_resp__descriptor, 5, MP_MAX_SEGMENT_STMTS},	      /* segments */
+    {&micropay__v1__dispute_req__descriptor, 2, MP_MAX_CUSTODY},	      /* custody */
+    {&micropay__v1__dispute_req__descriptor, 3, MP_MAX_SEGMENT_STMTS},	      /* segments */
+    {&micropay__v1__open_disputes_resp__descriptor, 2, MP_MAX_OPEN_DISPUTES}, /* disputes */
 };
 
 size_t mp_decode_max_items(const ProtobufCMessageDescriptor *desc,

@@ -13,3 +13,6 @@
  * It is bounded by the decoding budget's floor (common/decode.h): a RedeemResp of this many
  * BAD_CHAIN results is 4 bytes a result on the wire and about 125 bytes decoded. */
 #define MP_MAX_CLAIMS_CEILING 20000
+/* Open disputes against one merchant answered in one OpenDisputesResp (the oldest first; the
+ * merchant asks again for the rest). */
+#define MP_MAX_OPEN_DISPUTES 256
