@@ -231,7 +231,8 @@ static const struct mp_admin_method wallet_methods[] = {
 	  "the merchant that accepted the payment"},
 	 {"endpoint", MP_ADMIN_T_STRING, false, "the holder's", "host:port of that merchant"})},
     {"buy", wallet_admin_buy,
-     "buy an item of the holder's catalogue chunk by chunk, each chunk paid after it arrived",
+     "buy an item of the holder's catalogue: chunk by chunk, each chunk paid after it arrived, "
+     "or by key release",
      MP_ADMIN_PARAMS(
 	 {"item", MP_ADMIN_T_STRING, true, NULL, "the item's id in the merchant's catalogue"},
 	 {"out", MP_ADMIN_T_STRING, true, NULL, "the file to write (absolute path)"},
@@ -241,7 +242,10 @@ static const struct mp_admin_method wallet_methods[] = {
 	 {"endpoint", MP_ADMIN_T_STRING, false, "the holder's",
 	  "host:port of the merchant holding the channel"},
 	 {"max_price", MP_ADMIN_T_UINT, false, "none",
-	  "stop after chunk 0 if the item costs more (minor units)"},
+	  "stop after chunk 0 (key: before paying) if the item costs more (minor units)"},
+	 {"delivery", MP_ADMIN_T_STRING, false, "chunks",
+	  "chunks: paid chunk by chunk; key: the holder's Offer, the ciphertext checked, one Pay, "
+	  "the key"},
 	 {"overwrite", MP_ADMIN_T_BOOL, false, "false", "replace out if it exists"})},
     {"receipts", wallet_admin_receipts, "the channel's stored receipts, checked again",
      MP_ADMIN_PARAMS(CHANNEL_ID)},

@@ -44,6 +44,7 @@ void buy_op_free(void *arg)
 		log_warn("buy %s: stopped after %u of %u chunks received", x->item, x->received,
 			 x->chunks);
 	buy_file_abandon(x->file);
+	buy_key_free(x->key);
 	if (x->retry)
 		event_free(x->retry);
 	free(x);
@@ -122,7 +123,7 @@ static const char *check_resp(struct buy_op *x, const Micropay__V1__ChunkResp *r
 /* Every 10 % (items of 20 chunks or more; else every chunk), and at least every
  * BUY_PROGRESS_S seconds: logged, and a progress line to the admin client (which starts
  * mpctl's deadline again). */
-static void report(struct buy_op *x)
+void buy_report(struct buy_op *x)
 {
 	uint32_t step = x->chunks >= 20 ? x->chunks / 10 : 1;
 	bool milestone = x->received % step == 0 || x->received == x->chunks;
@@ -182,7 +183,7 @@ static void on_written(void *arg, const char *err)
 		return;
 	}
 	x->received++;
-	report(x);
+	buy_report(x);
 	if (x->paid >= x->asked + 1) {
 		ask(x, x->asked + 1);
 		return;
@@ -306,6 +307,10 @@ void buy_on_opened(struct pay_op *s, void *arg)
 	wallet_session_set_progress(s, progress);
 	if (!wallet_session_pays_resolved(s, x->ch, "buying"))
 		return;
+	if (x->by_key) {
+		buy_key_start(x);
+		return;
+	}
 	if (!(x->retry = evtimer_new(wallet_session_wallet(s)->base, on_retry, x))) {
 		buy_fail(x, "out of memory");
 		return;

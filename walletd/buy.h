@@ -13,6 +13,7 @@ struct pay_op;
 struct wchannel;
 struct event;
 struct buy_file;
+struct buy_key;
 
 struct buy_op {
 	struct wchannel *ch; /* channels live as long as the wallet */
@@ -40,8 +41,15 @@ struct buy_op {
 	struct event *retry; /* TOO_EARLY: ask again */
 	char what[BUY_ITEM_MAX + 64];
 	bool answered;
+	bool by_key;	     /* delivery=key: bought by key release (buy_key.c) */
+	struct buy_key *key; /* ... its state */
 };
 
 /* The session's continuation (session.h) and the free of its argument. */
 void buy_on_opened(struct pay_op *s, void *arg);
 void buy_op_free(void *arg);
+/* buy_key.c: the session is open and its Pays resolved: buy x->item by key release. */
+void buy_key_start(struct buy_op *x);
+void buy_key_free(struct buy_key *k);
+/* buy.c: the progress line (logged at milestones, sent to the admin client). */
+void buy_report(struct buy_op *x);

@@ -80,10 +80,18 @@ static bool buy_params(struct mp_admin_req *req, json_t *params, struct buy_op *
 	    !mp_admin_param_u64(req, params, "max_price", &x->max_price, false))
 		return false;
 	x->has_max = json_object_get(params, "max_price") != NULL;
+	const char *delivery = "chunks";
+	if (!mp_admin_param_str(req, params, "delivery", &delivery, false))
+		return false;
+	if (!delivery)
+		delivery = "chunks";
+	x->by_key = !strcmp(delivery, "key");
 	x->overwrite = json_is_true(json_object_get(params, "overwrite"));
 	struct stat st;
 	const char *bad = NULL;
-	if (!item[0] || strlen(item) > BUY_ITEM_MAX)
+	if (!x->by_key && strcmp(delivery, "chunks"))
+		bad = "delivery must be chunks (the default) or key";
+	else if (!item[0] || strlen(item) > BUY_ITEM_MAX)
 		bad = "item must be 1 .. 128 characters";
 	else if (out[0] != '/')
 		bad = "out must be an absolute path";

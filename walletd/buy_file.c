@@ -8,6 +8,7 @@
 
 #include "buy_file.h"
 #include "log.h"
+#include "sealed.h"
 #include "workers.h"
 
 enum job { JOB_NONE, JOB_WRITE, JOB_COMMIT };
@@ -20,6 +21,7 @@ struct buy_file {
 	bool abandoned; /* abandon came while a job ran: clean up when it ends */
 	bool committed; /* OUT.part is OUT now */
 	bool overwrite;
+	struct mp_sealed_hash *hash; /* the caller's: every write added to it, in order */
 	uint8_t *data;
 	size_t len;
 	uint64_t off;
@@ -74,6 +76,9 @@ static void write_work(struct buy_file *f)
 		}
 		done += (size_t)n;
 	}
+	if (f->hash && !mp_sealed_hash_add(f->hash, f->data, f->len))
+		snprintf(f->err, sizeof(f->err), "cannot hash the chunk written at %llu",
+			 (unsigned long long)f->off);
 }
 
 static void commit_work(struct buy_file *f)
@@ -157,6 +162,11 @@ bool buy_file_commit(struct buy_file *f, bool overwrite, buy_file_fn done, void 
 		return false;
 	f->overwrite = overwrite;
 	return submit(f, JOB_COMMIT, done, arg);
+}
+
+void buy_file_hash(struct buy_file *f, struct mp_sealed_hash *h)
+{
+	f->hash = h;
 }
 
 void buy_file_abandon(struct buy_file *f)

@@ -27,6 +27,11 @@ bool buy_file_write(struct buy_file *f, uint64_t off, const uint8_t *data, size_
 /* fsync, close and rename OUT.part to OUT (refused if OUT exists, unless overwrite); done
  * afterwards. On success f is freed after done returns. False if it cannot be queued. */
 bool buy_file_commit(struct buy_file *f, bool overwrite, buy_file_fn done, void *arg);
+/* Add every later write's bytes, in the order written, to h (the caller's, which must outlive
+ * the writes): the hash runs on the worker with the write. Writes are one at a time (a write
+ * is refused while a job runs), so the order is the order of the calls. */
+struct mp_sealed_hash;
+void buy_file_hash(struct buy_file *f, struct mp_sealed_hash *h);
 /* Give the file up (NULL: nothing): OUT.part removed, f freed (at once, or when its running
  * job ends, whose done is then not called). */
 void buy_file_abandon(struct buy_file *f);

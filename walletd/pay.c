@@ -897,6 +897,11 @@ uint32_t wallet_session_units_paid(const struct pay_op *p)
 	return p->paid;
 }
 
+uint32_t wallet_session_max_jump(const struct pay_op *p)
+{
+	return p->max_jump;
+}
+
 struct mp_admin_req *wallet_session_req(struct pay_op *p)
 {
 	return p->req;

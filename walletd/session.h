@@ -40,6 +40,8 @@ typedef void (*wallet_session_progress_fn)(void *arg, char *out, size_t len);
 void wallet_session_set_progress(struct pay_op *s, wallet_session_progress_fn fn);
 /* Units of new Pays accepted on this session so far. */
 uint32_t wallet_session_units_paid(const struct pay_op *s);
+/* The holder's max_jump from its OpenAck: the most units one Pay may carry. */
+uint32_t wallet_session_max_jump(const struct pay_op *s);
 /* The admin request the session answers (e.g. for its progress lines). */
 struct mp_admin_req *wallet_session_req(struct pay_op *s);
 /* The continuation's argument. */

@@ -1,0 +1,62 @@
+/* The wallet's key-release purchases (docs/goods.md "Key release (the wallet)"): table
+ * key_offers keeps each Offer the wallet accepted, with what it needs to finish or dispute the
+ * purchase after a restart: the sealed file's place, the nonce prefix, the custody event the
+ * holder showed, and, once it came, the key.
+ *
+ *   OFFERED (checked, ciphertext being fetched) --ciphertext hash = the Offer's, stored,
+ *   flushed--> PAID when the Pay at pay_index was accepted --key checked--> KEYED
+ *   PAID --deadline passed, no key--> DISPUTED (dispute.c) --broker: key--> KEYED
+ *                                                          --broker: refunded--> REFUNDED */
+#pragma once
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "proto.h"
+#include "sealed.h"
+#include "util.h"
+
+enum wkey_offer_state {
+	WKO_OFFERED = 0,
+	WKO_PAID = 1,
+	WKO_KEYED = 2,
+	WKO_DISPUTED = 3,
+	WKO_REFUNDED = 4,
+};
+
+struct wkey_offer {
+	uint8_t channel_id[MP_ID_LEN];
+	uint8_t order_ref[MP_ID_LEN];
+	MpSigned *offer;   /* owned */
+	MpSigned *custody; /* the holder's custody event at the offer (owned; NULL: event 0) */
+	uint8_t prefix[MP_SEAL_PREFIX_LEN];
+	char item[129];
+	char out[PATH_MAX]; /* the plaintext's path; the ciphertext is OUT.sealed */
+	uint64_t size, deadline, refunded;
+	uint32_t chunk_size, chunks;
+	enum wkey_offer_state state;
+	bool has_key;
+	uint8_t key[MP_SEAL_KEY_LEN];
+};
+
+struct wstore;
+
+const char *wkey_offer_state_name(enum wkey_offer_state s);
+/* At store open, inside the schema transaction: create the table if it is missing. */
+bool wstore_key_offer_migrate(struct wstore *s);
+/* Insert the offer (state OFFERED), or nothing if (channel_id, order_ref) is stored. */
+bool wstore_key_offer_put(struct wstore *s, const struct wkey_offer *o);
+/* Move to state (key: the checked key, or NULL to keep it; refunded: DISPUTED/REFUNDED). */
+bool wstore_key_offer_set(struct wstore *s, const uint8_t channel_id[MP_ID_LEN],
+			  const uint8_t order_ref[MP_ID_LEN], enum wkey_offer_state state,
+			  const uint8_t *key, uint64_t refunded);
+/* The stored offer (fields into *o, statements owned by it: wkey_offer_clear); false if absent
+ * or on a store error (logged). */
+bool wstore_key_offer_get(struct wstore *s, const uint8_t channel_id[MP_ID_LEN],
+			  const uint8_t order_ref[MP_ID_LEN], struct wkey_offer *o);
+/* Each stored offer in state (or every offer when all), oldest first: fn(arg, offer). False
+ * (logged) on a store error. */
+typedef void (*wkey_offer_fn)(void *arg, const struct wkey_offer *o);
+bool wstore_key_offer_each(struct wstore *s, bool all, enum wkey_offer_state state,
+			   wkey_offer_fn fn, void *arg);
+void wkey_offer_clear(struct wkey_offer *o);
