@@ -247,6 +247,15 @@ static const struct mp_admin_method wallet_methods[] = {
 	  "chunks: paid chunk by chunk; key: the holder's Offer, the ciphertext checked, one Pay, "
 	  "the key"},
 	 {"overwrite", MP_ADMIN_T_BOOL, false, "false", "replace out if it exists"})},
+    {"dispute", wallet_admin_dispute,
+     "dispute a paid key-release offer whose key did not come by its deadline, at the broker; "
+     "again: the dispute's state (OPEN, KEY_RELEASED: the file written, REFUNDED)",
+     MP_ADMIN_PARAMS(CHANNEL_ID, {"order_ref", MP_ADMIN_T_HEX, true, NULL,
+				  "the offer's order_ref (32 hex digits, from key_offers)"})},
+    {"key_offers", wallet_admin_key_offers,
+     "the key-release offers on record: {channel_id, order_ref, item, out, state, deadline, "
+     "size, refunded}",
+     NULL},
     {"receipts", wallet_admin_receipts, "the channel's stored receipts, checked again",
      MP_ADMIN_PARAMS(CHANNEL_ID)},
     {"receipt.verify", wallet_admin_receipt_verify,

@@ -22,7 +22,7 @@ struct broker_req {
 	struct wallet *w;
 	int body;
 	MpSigned *stmt;
-	Micropay__V1__SegmentClaimReq *claim; /* for MP_BODY(SEGMENT_CLAIM_REQ) */
+	ProtobufCMessage *packed; /* SEGMENT_CLAIM_REQ, DISPUTE_REQ: the request, unpacked */
 	wallet_broker_fn fn;
 	void *arg;
 	bool done;
@@ -44,8 +44,8 @@ static void request_free(struct broker_req *r)
 	mp_stmt_free(r->stmt);
 	if (r->deadline)
 		event_free(r->deadline);
-	if (r->claim)
-		protobuf_c_message_free_unpacked(&r->claim->base, NULL);
+	if (r->packed)
+		protobuf_c_message_free_unpacked(r->packed, NULL);
 	free(r);
 }
 
@@ -91,7 +91,9 @@ static void on_open(struct mp_conn *c, void *arg)
 	env.version = MP_PROTOCOL_VERSION;
 	env.body_case = r->body;
 	if (r->body == MP_BODY(SEGMENT_CLAIM_REQ)) {
-		env.segment_claim_req = r->claim;
+		env.segment_claim_req = (Micropay__V1__SegmentClaimReq *)r->packed;
+	} else if (r->body == MP_BODY(DISPUTE_REQ)) {
+		env.dispute_req = (Micropay__V1__DisputeReq *)r->packed;
 	} else if (r->body == MP_BODY(TRANSFER_REQ)) { /* an unbound channel's Transfer */
 		transfer.transfer = r->stmt;
 		env.transfer_req = &transfer;
@@ -183,8 +185,9 @@ bool wallet_broker_send(struct wallet *w, int body, const MpSigned *stmt, wallet
 	return broker_connect(w, r, err, errlen);
 }
 
-bool wallet_broker_send_claim(struct wallet *w, const uint8_t *request, size_t len,
-			      wallet_broker_fn fn, void *arg, char *err, size_t errlen)
+static bool send_packed(struct wallet *w, int body, const ProtobufCMessageDescriptor *desc,
+			const uint8_t *request, size_t len, wallet_broker_fn fn, void *arg,
+			char *err, size_t errlen)
 {
 	if (w->stopping) {
 		snprintf(err, errlen, "walletd is stopping");
@@ -192,16 +195,30 @@ bool wallet_broker_send_claim(struct wallet *w, const uint8_t *request, size_t l
 	}
 	struct broker_req *r = calloc(1, sizeof(*r));
 	if (r)
-		r->claim = (Micropay__V1__SegmentClaimReq *)mp_strict_unpack(
-		    &micropay__v1__segment_claim_req__descriptor, request, len);
-	if (!r || !r->claim) {
+		r->packed = mp_strict_unpack(desc, request, len);
+	if (!r || !r->packed) {
 		free(r);
-		snprintf(err, errlen, "the stored SegmentClaimReq is unreadable");
+		snprintf(err, errlen, "the stored %s is unreadable", desc->short_name);
 		return false;
 	}
 	r->w = w;
-	r->body = MP_BODY(SEGMENT_CLAIM_REQ);
+	r->body = body;
 	r->fn = fn;
 	r->arg = arg;
 	return broker_connect(w, r, err, errlen);
+}
+
+bool wallet_broker_send_claim(struct wallet *w, const uint8_t *request, size_t len,
+			      wallet_broker_fn fn, void *arg, char *err, size_t errlen)
+{
+	return send_packed(w, MP_BODY(SEGMENT_CLAIM_REQ),
+			   &micropay__v1__segment_claim_req__descriptor, request, len, fn, arg, err,
+			   errlen);
+}
+
+bool wallet_broker_send_dispute(struct wallet *w, const uint8_t *request, size_t len,
+				wallet_broker_fn fn, void *arg, char *err, size_t errlen)
+{
+	return send_packed(w, MP_BODY(DISPUTE_REQ), &micropay__v1__dispute_req__descriptor, request,
+			   len, fn, arg, err, errlen);
 }

@@ -40,6 +40,9 @@ static const struct mp_cfg_key wallet_keys[] = {
       "seconds, default 60: a silent server, and the wait for each PayAck"),
     N("wallet", "refund_check_interval", MP_CFG_U32, refund_check_interval, 0, MP_DAYS(1),
       "seconds between the checks for refunds to ask for, default 300; 0: only on demand"),
+    N("wallet", "dispute_check_interval", MP_CFG_U32, dispute_check_interval, 0, MP_DAYS(1),
+      "seconds between the checks for paid key-release offers whose key did not come by "
+      "their deadline (disputed at the broker), default 60; 0: only on demand"),
     K("tls", "ca", MP_CFG_STRING, tls_ca, true, "PEM CA certificate"),
     K("admin", "socket", MP_CFG_STRING, admin_socket, true, "Unix socket path"),
     K("admin", "group", MP_CFG_STRING, admin_group, false,
@@ -62,6 +65,7 @@ static void set_defaults(struct wallet_config *cfg)
 	cfg->checkpoint_interval = 256;
 	cfg->idle_timeout = 60;
 	cfg->refund_check_interval = 300;
+	cfg->dispute_check_interval = 60;
 	mp_service_config_default(&cfg->service);
 	mp_clock_guard_config_default(&cfg->clock_guard);
 }

@@ -151,13 +151,14 @@ static bool wallet_start(struct wallet *w)
 		return false;
 	wallet_issue_resume(w);
 	wallet_segment_claim_resume(w);
-	return wallet_refund_start(w);
+	return wallet_refund_start(w) && wallet_dispute_start(w);
 }
 
 static void wallet_stop(struct wallet *w)
 {
 	wallet_metrics_close(w);
 	wallet_refund_stop(w);
+	wallet_dispute_stop(w);
 	wallet_segment_claim_stop(w);
 	if (w->workers) /* cancelled verifications answer their admin requests first */
 		mp_workers_free(w->workers);

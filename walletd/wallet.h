@@ -37,7 +37,8 @@ struct wallet_config {
 	char *currency;
 	uint32_t checkpoint_interval;
 	uint32_t idle_timeout;
-	uint32_t refund_check_interval; /* seconds; 0: only on the admin method refund */
+	uint32_t refund_check_interval;	 /* seconds; 0: only on the admin method refund */
+	uint32_t dispute_check_interval; /* seconds; 0: only on the admin method dispute */
 	char *tls_ca;
 	char *admin_socket;
 	char *admin_group; /* NULL: none */
@@ -145,17 +146,18 @@ struct wallet {
 	struct mp_hasher *hasher;
 	struct mp_workers *workers; /* verifies received bundles off the loop */
 	struct wchannel *channels;
-	struct wallet_op *ops;	    /* network exchanges in progress */
-	struct event *refund_timer; /* refund.c: asks for refunds on its own */
-	struct event *claim_timer;  /* segment_claim.c: resends SegmentClaims cut on their way */
-	unsigned claim_backoff;	    /* ... its next delay in seconds (doubles, at most 60) */
-	const char *config_path;    /* -c: read again on reload */
-	struct mp_service *service; /* READY=1, STATUS=, watchdog (service.c) */
-	struct mp_reload *reload;   /* SIGHUP, admin reload */
-	struct mp_drain *drain;	    /* SIGTERM, SIGINT, admin shutdown */
-	bool stopping;		    /* no new network exchange once set */
-	uint64_t started_mono;	    /* mp_monotonic_s() at start, for uptime */
-	struct mp_clock clock;	    /* protocol time (clock.h) */
+	struct wallet_op *ops;	     /* network exchanges in progress */
+	struct event *refund_timer;  /* refund.c: asks for refunds on its own */
+	struct event *dispute_timer; /* dispute.c: disputes offers whose key did not come */
+	struct event *claim_timer;   /* segment_claim.c: resends SegmentClaims cut on their way */
+	unsigned claim_backoff;	     /* ... its next delay in seconds (doubles, at most 60) */
+	const char *config_path;     /* -c: read again on reload */
+	struct mp_service *service;  /* READY=1, STATUS=, watchdog (service.c) */
+	struct mp_reload *reload;    /* SIGHUP, admin reload */
+	struct mp_drain *drain;	     /* SIGTERM, SIGINT, admin shutdown */
+	bool stopping;		     /* no new network exchange once set */
+	uint64_t started_mono;	     /* mp_monotonic_s() at start, for uptime */
+	struct mp_clock clock;	     /* protocol time (clock.h) */
 	struct wallet_stats stats;
 	struct mp_metrics *metrics;	      /* wallet_metrics.c */
 	struct mp_metrics_http *metrics_http; /* NULL: [metrics] http_listen not set */
@@ -220,6 +222,9 @@ bool wallet_broker_send(struct wallet *w, int body, const MpSigned *stmt, wallet
 /* A SegmentClaimReq (its exact packed bytes) to the broker; as wallet_broker_send. */
 bool wallet_broker_send_claim(struct wallet *w, const uint8_t *request, size_t len,
 			      wallet_broker_fn fn, void *arg, char *err, size_t errlen);
+/* A DisputeReq (its exact packed bytes: dispute.c); as wallet_broker_send. */
+bool wallet_broker_send_dispute(struct wallet *w, const uint8_t *request, size_t len,
+				wallet_broker_fn fn, void *arg, char *err, size_t errlen);
 /* "OK", "INSUFFICIENT_FUNDS: detail", ... of a Status (NULL: "no status"). */
 void wallet_status_text(const MpStatus *st, char *out, size_t len);
 
@@ -242,6 +247,12 @@ void wallet_admin_refund(struct mp_admin_req *req, json_t *params, void *ctx);
 void wallet_admin_passphrase_change(struct mp_admin_req *req, json_t *params, void *ctx);
 /* refund.c: each channel's refund state from the store (start-up). */
 bool wallet_refund_load(struct wallet *w);
+/* dispute.c: admin dispute and key_offers; the check timer ([wallet]
+ * dispute_check_interval), stopped before the connections close. */
+void wallet_admin_dispute(struct mp_admin_req *req, json_t *params, void *ctx);
+void wallet_admin_key_offers(struct mp_admin_req *req, json_t *params, void *ctx);
+bool wallet_dispute_start(struct wallet *w);
+void wallet_dispute_stop(struct wallet *w);
 /* The refund check timer ([wallet] refund_check_interval); stop before the connections close. */
 bool wallet_refund_start(struct wallet *w);
 void wallet_refund_stop(struct wallet *w);
