@@ -46,6 +46,10 @@ static const struct mp_cfg_key broker_keys[] = {
       "seconds between settlement sweeps, default 60"),
     N("broker", "sweep_batch", MP_CFG_U32, sweep_batch, 1, 10000,
       "channels listed per sweep batch, default 100"),
+    N("broker", "dispute_window", MP_CFG_U64, dispute_window, 1, MP_DAYS(31),
+      "T_dispute: seconds after an Offer's deadline a Dispute is taken, default 86400"),
+    N("broker", "dispute_answer", MP_CFG_U64, dispute_answer, 1, MP_DAYS(7),
+      "seconds a merchant has to send a disputed Offer's key, default 3600"),
     N("broker", "idle_timeout", MP_CFG_U32, idle_timeout, 1, MP_DAYS(1), "seconds"),
     N("broker", "merchant_cert_days", MP_CFG_U32, merchant_cert_days, 1, 3650,
       "MerchantCert lifetime in days, default 90"),
@@ -99,6 +103,8 @@ static void set_defaults(struct broker_config *cfg)
 	cfg->idle_timeout = 300;
 	cfg->sweep_interval = 60;
 	cfg->sweep_batch = 100;
+	cfg->dispute_window = 24 * 3600;
+	cfg->dispute_answer = 3600;
 	mp_net_limits_default(&cfg->limits);
 	mp_service_config_default(&cfg->service);
 	cfg->max_frame_merchant = MP_FRAME_MAX_MERCHANT;

@@ -47,6 +47,16 @@ const struct db_statement broker_statements[] = {
      "SELECT * FROM mp_refund_early($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, "
      "$12, $13, $14, $15, $16, $17, $18, $19, $20)",
      20},
+    {"dispute_lookup", "SELECT * FROM mp_dispute_lookup($1, $2, $3)", 3},
+    {"dispute_check", "SELECT * FROM mp_dispute_check($1, $2, $3, $4, $5, $6, $7)", 7},
+    {"dispute_open",
+     "SELECT * FROM mp_dispute_open($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, "
+     "$14, $15, $16, $17)",
+     17},
+    {"dispute_key", "SELECT * FROM mp_dispute_key($1, $2, $3, $4, $5)", 5},
+    {"open_disputes", "SELECT * FROM mp_open_disputes($1, $2)", 2},
+    {"dispute_due", "SELECT * FROM mp_dispute_due($1, $2)", 2},
+    {"dispute_refund", "SELECT mp_dispute_refund($1, $2, $3) AS refunded", 3},
     {"audit", "SELECT * FROM mp_audit()", 0},
     {"payout", "SELECT * FROM mp_payout($1, $2, $3)", 3},
     {"payouts_list", "SELECT * FROM mp_payouts_list($1)", 1},

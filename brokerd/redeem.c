@@ -81,6 +81,12 @@ static void redeem_free(struct redeem *rd)
 void redeem_reply(struct redeem *rd, MpCode code, const char *detail,
 		  Micropay__V1__ClaimResult **results, size_t n_results, const MpSigned *evidence)
 {
+	if (rd->hooks) {
+		settle_budget(rd, 0);
+		rd->hooks->refused(rd, code, detail);
+		redeem_free(rd);
+		return;
+	}
 	Micropay__V1__RedeemResp resp = MICROPAY__V1__REDEEM_RESP__INIT;
 	MpStatus st;
 	resp.status = broker_status(&st, code, detail);
@@ -96,6 +102,12 @@ void redeem_reply(struct redeem *rd, MpCode code, const char *detail,
 	settle_budget(rd, 0); /* a reservation still held returns (cancelled); before the call,
 				 which holds the broker, is freed with the answer */
 	broker_call_reply(rd->call, &env);
+	redeem_free(rd);
+}
+
+void redeem_discard(struct redeem *rd)
+{
+	settle_budget(rd, 0);
 	redeem_free(rd);
 }
 
@@ -145,7 +157,10 @@ static void on_chain_verified(void *arg, enum mp_job_outcome outcome)
 		    "bad-chain budget",
 		    hex, bad, (unsigned long long)wasted);
 	}
-	redeem_credit(rd);
+	if (rd->hooks)
+		rd->hooks->credit(rd);
+	else
+		redeem_credit(rd);
 }
 
 static void start_hashing(struct redeem *rd, struct redeem_chain_job *job, uint64_t cost)
@@ -154,7 +169,9 @@ static void start_hashing(struct redeem *rd, struct redeem_chain_job *job, uint6
 	char hex[MP_HEX_ID_LEN + 1];
 	merchant_hex(rd, hex);
 	const char *refusal = NULL;
-	switch (bad_chain_reserve(b->bad_chain, rd->peer_mid, cost, bad_chain_clock_ms())) {
+	switch (rd->hooks && rd->hooks->no_budget
+		    ? BAD_CHAIN_RESERVED
+		    : bad_chain_reserve(b->bad_chain, rd->peer_mid, cost, bad_chain_clock_ms())) {
 	case BAD_CHAIN_RESERVED:
 		break;
 	case BAD_CHAIN_EXHAUSTED:
@@ -173,7 +190,7 @@ static void start_hashing(struct redeem *rd, struct redeem_chain_job *job, uint6
 		redeem_reply(rd, MP_ST(LIMIT), refusal, NULL, 0, NULL);
 		return;
 	}
-	rd->reserved = cost;
+	rd->reserved = rd->hooks && rd->hooks->no_budget ? 0 : cost;
 	job->owner = rd;
 	if (job->n == 0) { /* nothing to hash (every claim decided by the checks) */
 		job->complete = true;
@@ -248,7 +265,8 @@ static uint64_t check_claims(struct redeem *rd, const PGresult *res, struct rede
 		struct claim_check *ck = &rd->checks[i];
 		check_claim(cl, res, (int)i, rd->peer_mid, rd->custody ? &rd->custody[i] : NULL,
 			    ck);
-		if (ck->status != MP_ST(OK) || !ck->verify)
+		if (ck->status != MP_ST(OK) ||
+		    !(ck->verify || (rd->hooks && rd->hooks->verify_all)))
 			continue;
 		struct chain_task *t = &job->tasks[job->n];
 		if (!chain_task_init(t, i, cl->point, res, (int)i)) {

@@ -15,8 +15,24 @@ struct claim_check {
 	bool verify; /* above the credited end: its word is hashed before crediting */
 };
 
+struct redeem;
+
+/* A Redeem run for another flow (a dispute's evidence, dispute_evidence.c): the same custody,
+ * checks and hashing, then the flow's own last step instead of mp_redeem and the answer. */
+struct redeem_hooks {
+	/* Every claim decided or verified (instead of redeem_credit); the hook owns rd and ends
+	 * with redeem_discard or redeem_reply. */
+	void (*credit)(struct redeem *rd);
+	/* A refusal before that (instead of the RedeemResp); rd is freed after it returns. */
+	void (*refused)(struct redeem *rd, MpCode code, const char *detail);
+	bool verify_all; /* hash every claim's word, also at or below the credited end */
+	bool no_budget;	 /* not charged to the merchant's bad-chain budget (not its request) */
+};
+
 struct redeem {
-	struct broker_call *call;
+	struct broker_call *call;	  /* with hooks: the flow's call, never answered here */
+	const struct redeem_hooks *hooks; /* NULL: a merchant's Redeem */
+	void *hook_arg;
 	MpSigned *stmt; /* lent to the signature job while it runs */
 	uint8_t peer_mid[MP_ID_LEN];
 	Micropay__V1__Redeem *r;
@@ -35,6 +51,9 @@ static inline int64_t redeem_sql_int(uint32_t v)
  * stored statement, or NULL. */
 void redeem_reply(struct redeem *rd, MpCode code, const char *detail,
 		  Micropay__V1__ClaimResult **results, size_t n_results, const MpSigned *evidence);
+
+/* Free rd without an answer (a hooked flow's end). */
+void redeem_discard(struct redeem *rd);
 
 /* Answer a failed database step (redeem_timeout.c): LIMIT "split it" after a statement
  * timeout, else INTERNAL with error (or fallback when there is none). */

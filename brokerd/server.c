@@ -40,6 +40,15 @@ static void on_envelope(struct mp_conn *c, const MpEnvelope *env, void *arg)
 	case MP_BODY(TRANSFER_REQ):
 		handle_unbound_transfer(b, c, env);
 		return;
+	case MP_BODY(DISPUTE_REQ):
+		handle_dispute(b, c, env);
+		return;
+	case MP_BODY(OPEN_DISPUTES_REQ):
+		handle_open_disputes(b, c, env);
+		return;
+	case MP_BODY(DISPUTE_KEY_REQ):
+		handle_dispute_key(b, c, env);
+		return;
 	default:
 		handle_unroutable(b, c, env);
 		return;

@@ -7,7 +7,8 @@
  * it cannot hold the others back). Only one call is in flight at a time: the sweep never takes
  * more than one pool connection from the requests.
  *
- *   idle --timer (sweep_interval) or sweep.run--> listing
+ *   idle --timer (sweep_interval) or sweep.run--> disputes (dispute_sweep.c: the OPEN disputes
+ *      past answer_by refunded, each in its own transaction) --> listing
  *   listing --(ids)--> stepping --(each channel, one at a time)--> stepping
  *   stepping --(batch done, it was full)--> listing after the last id
  *   stepping --(batch done, it was short)--> idle: pass complete, waiting admin calls answered
@@ -21,6 +22,7 @@
 #include "admin.h"
 #include "broker.h"
 #include "db.h"
+#include "dispute_sweep.h"
 #include "log.h"
 #include "metrics.h"
 #include "sweep.h"
@@ -53,6 +55,7 @@ struct sweep {
 
 static void sweep_list(struct sweep *s);
 static void sweep_step(struct sweep *s);
+static void pass_end(struct sweep *s);
 
 static uint64_t now_ms(void)
 {
@@ -69,6 +72,19 @@ static json_t *pass_json(const struct sweep *s)
 			 (json_int_t)s->stats.passes);
 }
 
+/* The pass's disputes refunded (or left for the next pass): now the channels. */
+static void on_disputes_done(void *arg, uint64_t refunded, uint64_t failures)
+{
+	struct sweep *s = arg;
+	s->stats.disputes_refunded += refunded;
+	s->pass.failures += failures;
+	s->stats.failures += failures;
+	if (s->stopping)
+		pass_end(s);
+	else
+		sweep_list(s);
+}
+
 static void pass_start(struct sweep *s)
 {
 	s->running = true;
@@ -77,7 +93,8 @@ static void pass_start(struct sweep *s)
 	memcpy(s->waiting, s->queued, s->n_queued * sizeof(s->queued[0]));
 	s->n_waiting = s->n_queued;
 	s->n_queued = 0;
-	sweep_list(s);
+	if (!dispute_sweep_run(s->b, s->pass.now, s->batch_max, on_disputes_done, s))
+		sweep_list(s); /* disputes wait for the next pass; their channels are skipped */
 }
 
 static void pass_end(struct sweep *s)
@@ -288,6 +305,8 @@ void sweep_metrics_register(struct sweep *s, struct mp_metrics *reg)
 		       "Channels finalised by the sweep.", NULL, &st->channels_finalized);
 	mp_metrics_u64(reg, MP_METRIC_COUNTER, "micropay_broker_sweep_refunds_paid_total",
 		       "Finalisations that paid the refund at once.", NULL, &st->refunds_paid);
+	mp_metrics_u64(reg, MP_METRIC_COUNTER, "micropay_broker_sweep_disputes_refunded_total",
+		       "Disputes refunded after their answer time.", NULL, &st->disputes_refunded);
 	mp_metrics_u64(reg, MP_METRIC_COUNTER, "micropay_broker_sweep_failures_total",
 		       "Sweep channel steps or listings that failed (logged).", NULL,
 		       &st->failures);

@@ -1,0 +1,141 @@
+/* A Dispute's evidence (docs/disputes.md): the payword at pay_index is the Offer's merchant's
+ * redemption evidence, so it is verified exactly as that merchant's claim at pay_index would
+ * be, by the Redeem's own steps (redeem_custody.c, redeem.c) run with hooks: a Redeem of one
+ * claim {channel, hseq_in = the number of Handoffs carried, point (seg_seq, pay_index,
+ * w_pay_index), the custody and segments carried} for the merchant, its word hashed even at
+ * or below the merchant's credited end, not charged to the merchant's bad-chain budget.
+ *
+ *   CUSTODY [worker pool]: the Handoffs 1..H carried (H = the Offer's signer's epoch) against
+ *      | the channel as the broker knows it; new Handoffs and pairs recorded
+ *      v
+ *   CHECKS: the epoch's holder is the Offer's merchant --(else)--> NOT_HOLDER; pay_index in
+ *      | its segment and epoch --(else)--> OUT_OF_RANGE
+ *      v
+ *   HASHING [worker pool]: w_pay_index against the nearest verified point --(no)--> BAD_CHAIN
+ *      v
+ *   mp_dispute_open (db, one transaction): the checks again under the channel's lock, the
+ *      epoch starts at or below after_index (else NOT_HOLDER), the claim credited by mp_redeem
+ *      (its refusal refuses the dispute, nothing stays), the dispute OPEN --> the answer */
+#include <stdlib.h>
+#include <string.h>
+
+#include "db.h"
+#include "dispute.h"
+#include "log.h"
+#include "redeem.h"
+#include "stmt.h"
+#include "util.h"
+
+static struct dispute *owner(const struct redeem *rd)
+{
+	return rd->hook_arg;
+}
+
+static void on_refused(struct redeem *rd, MpCode code, const char *detail)
+{
+	dispute_reply(owner(rd), code, detail);
+}
+
+static void on_opened(const PGresult *res, const char *error, void *arg)
+{
+	dispute_reply_row(arg, res, error);
+}
+
+/* Every check passed (or claim 0 refused): mp_dispute_open, or the refusal. */
+static void on_credit(struct redeem *rd)
+{
+	struct dispute *d = owner(rd);
+	const struct claim_check *ck = &rd->checks[0];
+	if (ck->status != MP_ST(OK)) {
+		dispute_reply(d, ck->status, ck->detail);
+		redeem_discard(rd);
+		return;
+	}
+	const struct custody_claim *cc = rd->custody ? &rd->custody[0] : NULL;
+	bool on_branch = cc && cc->checked && cc->on_branch;
+	struct broker *b = d->call->b;
+	size_t len = 0;
+	uint8_t *bytes = mp_stmt_encode(d->stmt, &len);
+	struct db_params p = {0};
+	db_param_bytes(&p, d->channel_id, MP_ID_LEN);
+	db_param_bytes(&p, d->offer.order_ref, MP_ID_LEN);
+	db_param_bytes(&p, d->stmt_hash, MP_HASH_LEN);
+	db_param_bytes(&p, bytes, len);
+	db_param_bytes(&p, d->merchant_id, MP_ID_LEN);
+	db_param_u64(&p, d->seg_seq);
+	db_param_u64(&p, d->n_custody);
+	db_param_u64(&p, d->offer.after_index);
+	db_param_u64(&p, d->offer.pay_index);
+	db_param_bytes(&p, d->w, MP_HASH_LEN);
+	db_param_bytes(&p, d->offer.key_hash, MP_HASH_LEN);
+	db_param_u64(&p, d->offer.deadline);
+	db_param_bytes(&p, d->payout, MP_ID_LEN);
+	db_param_u64(&p, b->cfg.dispute_window);
+	db_param_u64(&p, b->cfg.dispute_answer);
+	db_param_u64(&p, broker_now(b));
+	if (on_branch)
+		db_param_bytes(&p, cc->opener, MP_HASH_LEN);
+	else
+		db_param_text(&p, NULL);
+	const char *refused =
+	    bytes ? db_call(b->db, "dispute_open", &p, on_opened, d) : "out of memory";
+	free(bytes);
+	redeem_discard(rd);
+	if (refused)
+		dispute_reply(d, MP_ST(INTERNAL), refused);
+}
+
+static const struct redeem_hooks hooks = {
+    .credit = on_credit, .refused = on_refused, .verify_all = true, .no_budget = true};
+
+/* The Redeem of the one claim, packed and unpacked so that the Redeem's steps own and free
+ * it as their own. */
+static Micropay__V1__Redeem *claim_redeem(const struct dispute *d)
+{
+	MpPoint pt = MICROPAY__V1__POINT__INIT;
+	pt.seg_seq = d->seg_seq;
+	pt.index = d->offer.pay_index;
+	pt.w = (ProtobufCBinaryData){MP_HASH_LEN, (uint8_t *)d->w};
+	Micropay__V1__Claim cl = MICROPAY__V1__CLAIM__INIT;
+	Micropay__V1__Claim *claims[1] = {&cl};
+	cl.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)d->channel_id};
+	cl.hseq_in = (uint32_t)d->n_custody;
+	cl.point = &pt;
+	cl.custody = d->custody;
+	cl.n_custody = d->n_custody;
+	cl.segments = d->segments;
+	cl.n_segments = d->n_segments;
+	Micropay__V1__Redeem r = MICROPAY__V1__REDEEM__INIT;
+	r.redeem_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)d->offer.order_ref};
+	r.merchant_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)d->merchant_id};
+	r.claims = claims;
+	r.n_claims = 1;
+	size_t len = micropay__v1__redeem__get_packed_size(&r);
+	uint8_t *buf = malloc(len ? len : 1);
+	if (!buf)
+		return NULL;
+	micropay__v1__redeem__pack(&r, buf);
+	Micropay__V1__Redeem *out = micropay__v1__redeem__unpack(NULL, len, buf);
+	free(buf);
+	return out;
+}
+
+void dispute_evidence_run(struct dispute *d)
+{
+	struct redeem *rd = calloc(1, sizeof(*rd));
+	if (!rd || !(rd->r = claim_redeem(d)) || !(rd->checks = calloc(1, sizeof(*rd->checks))) ||
+	    !(rd->stmt = mp_stmt_copy(d->stmt))) {
+		if (rd && rd->r)
+			micropay__v1__redeem__free_unpacked(rd->r, NULL);
+		if (rd)
+			free(rd->checks);
+		free(rd);
+		dispute_reply(d, MP_ST(INTERNAL), "out of memory");
+		return;
+	}
+	rd->call = d->call;
+	rd->hooks = &hooks;
+	rd->hook_arg = d;
+	memcpy(rd->peer_mid, d->merchant_id, MP_ID_LEN);
+	redeem_custody(rd);
+}

@@ -1,0 +1,191 @@
+/* The merchant's side of a dispute (docs/disputes.md), on its mutual-TLS link: OpenDisputesReq
+ * lists the disputes open against it (at most MP_MAX_OPEN_DISPUTES, the oldest answer time
+ * first), DisputeKeyReq answers one with the Offer's key. The peer certificate must name
+ * merchant_id, as a Redeem's must.
+ *
+ *   OpenDisputesReq --(no merchant certificate / another merchant)--> BAD_SIG
+ *      v
+ *   mp_open_disputes (db) --> OK + the list
+ *
+ *   DisputeKeyReq --(ids not 16 bytes, key not 32)-----------------> MALFORMED
+ *      | --(no merchant certificate / another merchant)------------> BAD_SIG
+ *      v
+ *   mp_dispute_key (db, under the dispute's row lock)
+ *      --> OK KEY_RELEASED (SHA-256(key) = key_hash, OPEN, not past answer_by)
+ *        / DUPLICATE_OK (released before) / CONFLICT (another key: nothing changes)
+ *        / TOO_LATE (REFUNDED, or past answer_by) / UNKNOWN_CHANNEL (no such dispute) */
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker.h"
+#include "db.h"
+#include "dispute.h"
+#include "log.h"
+#include "proto_limits.h"
+#include "sealed.h"
+#include "tls.h"
+#include "util.h"
+
+struct key_call {
+	struct broker_call *call;
+	char mid[MP_HEX_ID_LEN + 1];
+};
+
+static bool peer_is(struct mp_conn *c, const ProtobufCBinaryData *mid)
+{
+	uint8_t peer[MP_ID_LEN];
+	return mp_bytes_len_is(*mid, MP_ID_LEN) && mp_tls_peer_merchant_id(mp_conn_ssl(c), peer) &&
+	       memcmp(peer, mid->data, MP_ID_LEN) == 0;
+}
+
+static struct key_call *key_call_new(struct broker *b, struct mp_conn *c, const MpEnvelope *env,
+				     const ProtobufCBinaryData *mid)
+{
+	struct key_call *k = calloc(1, sizeof(*k));
+	if (!k || !(k->call = broker_call_new(b, c, env))) {
+		free(k);
+		return NULL;
+	}
+	if (mp_bytes_len_is(*mid, MP_ID_LEN))
+		mp_hex_encode(mid->data, MP_ID_LEN, k->mid);
+	else
+		strcpy(k->mid, "?");
+	return k;
+}
+
+/* ---- OpenDisputesReq ---- */
+
+static void open_reply(struct key_call *k, MpCode code, const char *detail,
+		       Micropay__V1__OpenDispute **list, size_t n)
+{
+	Micropay__V1__OpenDisputesResp resp = MICROPAY__V1__OPEN_DISPUTES_RESP__INIT;
+	MpStatus st;
+	resp.status = broker_status(&st, code, detail);
+	resp.disputes = list;
+	resp.n_disputes = n;
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.body_case = MP_BODY(OPEN_DISPUTES_RESP);
+	env.open_disputes_resp = &resp;
+	if (code != MP_ST(OK)) {
+		log_info("open disputes of merchant %s: %s: %s", k->mid, mp_code_name(code),
+			 detail ? detail : "");
+		k->call->b->stats.requests_refused++;
+	}
+	broker_call_reply(k->call, &env);
+	free(k);
+}
+
+static void on_listed(const PGresult *res, const char *error, void *arg)
+{
+	struct key_call *k = arg;
+	if (!res) {
+		open_reply(k, MP_ST(INTERNAL), error ? error : "no result; retry", NULL, 0);
+		return;
+	}
+	size_t n = (size_t)PQntuples(res);
+	if (n > MP_MAX_OPEN_DISPUTES)
+		n = MP_MAX_OPEN_DISPUTES;
+	Micropay__V1__OpenDispute *items = calloc(n + 1, sizeof(*items));
+	Micropay__V1__OpenDispute **ptrs = calloc(n + 1, sizeof(*ptrs));
+	uint8_t(*ids)[2][MP_ID_LEN] = calloc(n + 1, sizeof(*ids));
+	if (!items || !ptrs || !ids) {
+		free(items), free(ptrs), free(ids);
+		open_reply(k, MP_ST(INTERNAL), "out of memory", NULL, 0);
+		return;
+	}
+	size_t m = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (!db_get_bytes(res, (int)i, "channel_id", ids[m][0], MP_ID_LEN) ||
+		    !db_get_bytes(res, (int)i, "order_ref", ids[m][1], MP_ID_LEN))
+			continue;
+		micropay__v1__open_dispute__init(&items[m]);
+		items[m].channel_id = (ProtobufCBinaryData){MP_ID_LEN, ids[m][0]};
+		items[m].order_ref = (ProtobufCBinaryData){MP_ID_LEN, ids[m][1]};
+		items[m].answer_by = (uint64_t)db_get_i64(res, (int)i, "answer_by");
+		ptrs[m] = &items[m];
+		m++;
+	}
+	open_reply(k, MP_ST(OK), NULL, ptrs, m);
+	free(items), free(ptrs), free(ids);
+}
+
+void handle_open_disputes(struct broker *b, struct mp_conn *c, const MpEnvelope *env)
+{
+	const ProtobufCBinaryData *mid = &env->open_disputes_req->merchant_id;
+	struct key_call *k = key_call_new(b, c, env, mid);
+	if (!k)
+		return;
+	if (!peer_is(c, mid)) {
+		open_reply(k, MP_ST(BAD_SIG), "the peer certificate must name merchant_id", NULL,
+			   0);
+		return;
+	}
+	struct db_params p = {0};
+	db_param_bytes(&p, mid->data, MP_ID_LEN);
+	db_param_u64(&p, MP_MAX_OPEN_DISPUTES);
+	const char *refused = db_call(b->db, "open_disputes", &p, on_listed, k);
+	if (refused)
+		open_reply(k, MP_ST(INTERNAL), refused, NULL, 0);
+}
+
+/* ---- DisputeKeyReq ---- */
+
+static void key_reply(struct key_call *k, MpCode code, const char *detail,
+		      Micropay__V1__DisputeState state)
+{
+	Micropay__V1__DisputeKeyResp resp = MICROPAY__V1__DISPUTE_KEY_RESP__INIT;
+	MpStatus st;
+	resp.status = broker_status(&st, code, detail);
+	resp.state = state;
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.body_case = MP_BODY(DISPUTE_KEY_RESP);
+	env.dispute_key_resp = &resp;
+	log_info("dispute key from merchant %s: %s%s%s", k->mid, mp_code_name(code),
+		 detail && *detail ? ": " : "", detail ? detail : "");
+	if (code != MP_ST(OK) && code != MP_ST(DUPLICATE_OK))
+		k->call->b->stats.requests_refused++;
+	broker_call_reply(k->call, &env);
+	free(k);
+}
+
+static void on_keyed(const PGresult *res, const char *error, void *arg)
+{
+	struct key_call *k = arg;
+	if (!res || PQntuples(res) != 1) {
+		key_reply(k, MP_ST(INTERNAL), error ? error : "unexpected database result; retry",
+			  MICROPAY__V1__DISPUTE_STATE__DISPUTE_NONE);
+		return;
+	}
+	key_reply(k, (MpCode)db_get_i64(res, 0, "status"), db_get_text(res, 0, "detail"),
+		  dispute_state_of(db_get_text(res, 0, "state")));
+}
+
+void handle_dispute_key(struct broker *b, struct mp_conn *c, const MpEnvelope *env)
+{
+	const Micropay__V1__DisputeKeyReq *req = env->dispute_key_req;
+	struct key_call *k = key_call_new(b, c, env, &req->merchant_id);
+	if (!k)
+		return;
+	if (!mp_bytes_len_is(req->merchant_id, MP_ID_LEN) ||
+	    !mp_bytes_len_is(req->channel_id, MP_ID_LEN) ||
+	    !mp_bytes_len_is(req->order_ref, MP_ID_LEN) ||
+	    !mp_bytes_len_is(req->key, MP_SEAL_KEY_LEN)) {
+		key_reply(k, MP_ST(MALFORMED), "ids 16 bytes, key 32",
+			  MICROPAY__V1__DISPUTE_STATE__DISPUTE_NONE);
+		return;
+	}
+	if (!peer_is(c, &req->merchant_id)) {
+		key_reply(k, MP_ST(BAD_SIG), "the peer certificate must name merchant_id",
+			  MICROPAY__V1__DISPUTE_STATE__DISPUTE_NONE);
+		return;
+	}
+	struct db_params p = {0};
+	db_param_bytes(&p, req->merchant_id.data, MP_ID_LEN);
+	db_param_bytes(&p, req->channel_id.data, MP_ID_LEN);
+	db_param_bytes(&p, req->order_ref.data, MP_ID_LEN);
+	db_param_bytes(&p, req->key.data, MP_SEAL_KEY_LEN);
+	db_param_u64(&p, broker_now(b));
+	const char *refused = db_call(b->db, "dispute_key", &p, on_keyed, k);
+	if (refused)
+		key_reply(k, MP_ST(INTERNAL), refused, MICROPAY__V1__DISPUTE_STATE__DISPUTE_NONE);
+}

@@ -1,0 +1,372 @@
+/* Disputes at brokerd (protocol.md section 6 "Fair exchange", statement 16; docs/disputes.md)
+ * through the real daemons with the test clock: brokerd, merchants m1 and m2. The test acts as
+ * the wallet (raw channels paid at m1, Disputes signed with the channel's owner key) and as
+ * m1 (Offers signed with m1's key, DisputeKeyReq over m1's mutual TLS).
+ * - refusals change nothing: before the Offer's deadline (TOO_EARLY), a wrong w_pay_index
+ *   (BAD_CHAIN), signed by a key that does not own the segment (BAD_SIG), an Offer by m2, which
+ *   did not hold the epoch (NOT_HOLDER);
+ * - an accepted dispute credits m1 up to pay_index; the same statement again DUPLICATE_OK,
+ *   another for the same order_ref CONFLICT with the stored one; it is listed to m1;
+ * - m1 sends the key of a second dispute: a wrong key CONFLICT, the right one KEY_RELEASED,
+ *   again DUPLICATE_OK; the wallet's retry gets the key; another merchant's certificate BAD_SIG;
+ * - no key for the first: after answer_by the sweep refunds (pay_index - after_index) *
+ *   unit_value from m1's pending credit to the payout account, exactly once over two sweeps;
+ *   the key after that TOO_LATE; the wallet's retry REFUNDED with the amount;
+ * - both channels finalise: the refund does not pay the disputed units twice, m1 keeps the
+ *   released dispute's payment; the audit is clean after each step. */
+#include <check.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "harness_db.h"
+#include "harness_ledger.h"
+#include "harness_merchant.h"
+#include "harness_redeem.h"
+#include "harness_settle.h"
+#include "offer.h"
+#include "../check_run.h"
+
+#define UNITS 100
+#define UNIT  2
+
+static struct net net;
+static struct tmerchant m1, m2;
+static char ca[700], broker_ep[128];
+
+static void setup_net(void)
+{
+	setenv("MP_TEST_CLOCK", "1", 1);
+	setenv("MP_SWEEP_INTERVAL", "3600", 1); /* sweeps when the test asks */
+	setenv("MP_DEADLINE_CHECK", "3600", 1);
+	setenv("MP_REDEEM_INTERVAL", "3600", 1); /* m1 redeems nothing on its own */
+	setenv("MP_REFUND_CHECK", "0", 1);
+	net_up(&net);
+	ck_assert_int_eq(net_cmd(&net, "merchant", "m2"), 0);
+	unsetenv("MP_TEST_CLOCK");
+	unsetenv("MP_SWEEP_INTERVAL");
+	unsetenv("MP_DEADLINE_CHECK");
+	unsetenv("MP_REDEEM_INTERVAL");
+	unsetenv("MP_REFUND_CHECK");
+	tmerchant_load(&m1, &net, "m1");
+	tmerchant_load(&m2, &net, "m2");
+	net_path(&net, "tls/ca.crt", ca, sizeof(ca));
+	net_read(&net, "broker", "endpoint", broker_ep, sizeof(broker_ep));
+}
+
+static void teardown_net(void)
+{
+	tmerchant_free(&m1);
+	tmerchant_free(&m2);
+	net_down(&net);
+}
+
+/* ---- statements ---- */
+
+struct sale {
+	struct twallet tw;
+	struct tchannel ch;
+	uint8_t cid[MP_ID_LEN];
+	char cid_hex[MP_HEX_ID_LEN + 1], acct_hex[MP_HEX_ID_LEN + 1];
+	struct mp_offer o;
+	uint8_t key[32];
+};
+
+/* A channel paid at m1 up to index 2, and m1's Offer after it: price 7 at unit 2 = 4 units,
+ * pay_index 6, deadline 100 s from the broker's now. */
+static void sale_make(struct sale *s)
+{
+	static const uint32_t pays[] = {1, 2};
+	memset(s, 0, sizeof(*s));
+	paid_channel(&net, "m1", &s->tw, &s->ch, UNITS, UNIT, pays, 2);
+	tchannel_id(&s->ch, s->cid);
+	mp_hex_encode(s->cid, MP_ID_LEN, s->cid_hex);
+	mp_hex_encode(s->tw.account_id, MP_ID_LEN, s->acct_hex);
+	ck_assert(mp_random_bytes(s->key, sizeof(s->key)));
+	memcpy(s->o.merchant_id, m1.mid, MP_ID_LEN);
+	memcpy(s->o.channel_id, s->cid, MP_ID_LEN);
+	s->o.seg_seq = 0;
+	s->o.after_index = 2;
+	s->o.pay_index = 6;
+	ck_assert(mp_random_bytes(s->o.order_ref, MP_ID_LEN));
+	s->o.price = 7;
+	SHA256(s->key, sizeof(s->key), s->o.key_hash);
+	ck_assert(mp_random_bytes(s->o.ciphertext_hash, MP_HASH_LEN));
+	s->o.deadline = settle_broker_now(&net) + 100;
+}
+
+static MpSigned *offer_signed(const struct mp_offer *o, const struct tmerchant *by)
+{
+	Micropay__V1__Offer body;
+	mp_offer_body(o, &body);
+	MpSigned *s = mp_stmt_sign(&by->key, MP_STMT_OFFER, &body.base);
+	ck_assert(s);
+	return s;
+}
+
+/* The Dispute of s's Offer (signed by `by`), w_pay_index the word at `word`, signed by key. */
+static MpSigned *dispute_signed(const struct sale *s, const struct tmerchant *by, uint32_t word,
+				const struct mp_key *key)
+{
+	uint8_t w[MP_HASH_LEN];
+	tchannel_word(&s->ch, word, w);
+	Micropay__V1__Dispute d = MICROPAY__V1__DISPUTE__INIT;
+	d.offer = offer_signed(&s->o, by);
+	d.w_pay_index = (ProtobufCBinaryData){MP_HASH_LEN, w};
+	d.payout_account_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)s->tw.account_id};
+	MpSigned *out = mp_stmt_sign(key, MP_STMT_DISPUTE, &d.base);
+	mp_stmt_free(d.offer);
+	ck_assert(out);
+	return out;
+}
+
+/* ---- calls ---- */
+
+static MpEnvelope *dispute_call(const MpSigned *stmt)
+{
+	struct wire b;
+	ck_assert(wire_connect(&b, broker_ep, ca, NULL, NULL));
+	Micropay__V1__DisputeReq req = MICROPAY__V1__DISPUTE_REQ__INIT;
+	req.stmt = (MpSigned *)stmt;
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.body_case = MP_BODY(DISPUTE_REQ);
+	env.dispute_req = &req;
+	MpEnvelope *r = wire_call(&b, &env);
+	wire_close(&b);
+	ck_assert(r && r->body_case == MP_BODY(DISPUTE_RESP) && r->dispute_resp->status);
+	return r;
+}
+
+static MpCode dispute_code(MpSigned *stmt)
+{
+	MpEnvelope *r = dispute_call(stmt);
+	MpCode code = r->dispute_resp->status->code;
+	micropay__v1__envelope__free_unpacked(r, NULL);
+	mp_stmt_free(stmt);
+	return code;
+}
+
+static MpEnvelope *key_call(const struct tmerchant *cert, const struct tmerchant *as,
+			    const struct sale *s, const uint8_t key[32])
+{
+	struct wire b;
+	tmerchant_connect(cert, &b, broker_ep, ca);
+	Micropay__V1__DisputeKeyReq req = MICROPAY__V1__DISPUTE_KEY_REQ__INIT;
+	req.merchant_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)as->mid};
+	req.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)s->cid};
+	req.order_ref = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)s->o.order_ref};
+	req.key = (ProtobufCBinaryData){32, (uint8_t *)key};
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.body_case = MP_BODY(DISPUTE_KEY_REQ);
+	env.dispute_key_req = &req;
+	MpEnvelope *r = wire_call(&b, &env);
+	wire_close(&b);
+	ck_assert(r && r->body_case == MP_BODY(DISPUTE_KEY_RESP) && r->dispute_key_resp->status);
+	return r;
+}
+
+static void expect_key(const struct tmerchant *cert, const struct sale *s, const uint8_t key[32],
+		       MpCode code, Micropay__V1__DisputeState state)
+{
+	MpEnvelope *r = key_call(cert, cert, s, key);
+	ck_assert_int_eq(r->dispute_key_resp->status->code, code);
+	ck_assert_int_eq(r->dispute_key_resp->state, state);
+	micropay__v1__envelope__free_unpacked(r, NULL);
+}
+
+/* m1's open disputes: how many, and whether s's is among them. */
+static size_t open_disputes(const struct tmerchant *cert, const uint8_t *mid, const struct sale *s,
+			    bool *listed, MpCode *code)
+{
+	struct wire b;
+	tmerchant_connect(cert, &b, broker_ep, ca);
+	Micropay__V1__OpenDisputesReq req = MICROPAY__V1__OPEN_DISPUTES_REQ__INIT;
+	req.merchant_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)mid};
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.body_case = MP_BODY(OPEN_DISPUTES_REQ);
+	env.open_disputes_req = &req;
+	MpEnvelope *r = wire_call(&b, &env);
+	wire_close(&b);
+	ck_assert(r && r->body_case == MP_BODY(OPEN_DISPUTES_RESP));
+	const Micropay__V1__OpenDisputesResp *o = r->open_disputes_resp;
+	*code = o->status->code;
+	*listed = false;
+	for (size_t i = 0; i < o->n_disputes; i++)
+		*listed =
+		    *listed || (!memcmp(o->disputes[i]->channel_id.data, s->cid, MP_ID_LEN) &&
+				!memcmp(o->disputes[i]->order_ref.data, s->o.order_ref, MP_ID_LEN));
+	size_t n = o->n_disputes;
+	micropay__v1__envelope__free_unpacked(r, NULL);
+	return n;
+}
+
+static char *dispute_state(const struct sale *s)
+{
+	char ref[MP_HEX_ID_LEN + 1];
+	mp_hex_encode(s->o.order_ref, MP_ID_LEN, ref);
+	return sql_value(&net,
+			 "SELECT coalesce((SELECT state FROM disputes WHERE channel_id = '\\x%s' "
+			 "AND order_ref = '\\x%s'), 'none')",
+			 s->cid_hex, ref);
+}
+
+static void expect_state(const struct sale *s, const char *state)
+{
+	char *v = dispute_state(s);
+	ck_assert_str_eq(v, state);
+	free(v);
+}
+
+/* ---- the test ---- */
+
+static struct sale a, b; /* a: never answered (refunded); b: answered with the key */
+
+static void refusals(void)
+{
+	int64_t pending = broker_pending(&net, m1.mid_hex);
+	ck_assert_int_eq(dispute_code(dispute_signed(&a, &m1, 6, &a.ch.owner)), MP_ST(TOO_EARLY));
+	net_clock_advance(&net, 200);
+	ck_assert_int_eq(dispute_code(dispute_signed(&a, &m1, 5, &a.ch.owner)), MP_ST(BAD_CHAIN));
+	ck_assert_int_eq(dispute_code(dispute_signed(&a, &m1, 6, &a.tw.account)), MP_ST(BAD_SIG));
+	struct sale by_m2 = a;
+	memcpy(by_m2.o.merchant_id, m2.mid, MP_ID_LEN);
+	ck_assert_int_eq(dispute_code(dispute_signed(&by_m2, &m2, 6, &a.ch.owner)),
+			 MP_ST(NOT_HOLDER));
+	ck_assert_int_eq(broker_pending(&net, m1.mid_hex), pending);
+	expect_state(&a, "none");
+	broker_audit_clean(&net);
+}
+
+static void accepted(void)
+{
+	int64_t pending = broker_pending(&net, m1.mid_hex);
+	MpSigned *stmt = dispute_signed(&a, &m1, 6, &a.ch.owner);
+	MpEnvelope *r = dispute_call(stmt);
+	ck_assert_int_eq(r->dispute_resp->status->code, MP_ST(OK));
+	ck_assert_int_eq(r->dispute_resp->state, MICROPAY__V1__DISPUTE_STATE__DISPUTE_OPEN);
+	ck_assert_uint_gt(r->dispute_resp->answer_by, settle_broker_now(&net));
+	micropay__v1__envelope__free_unpacked(r, NULL);
+	/* the word at 6 is m1's redemption evidence: credited 1..6 (nothing was before) */
+	ck_assert_int_eq(broker_pending(&net, m1.mid_hex), pending + 6 * UNIT);
+	r = dispute_call(stmt);
+	ck_assert_int_eq(r->dispute_resp->status->code, MP_ST(DUPLICATE_OK));
+	ck_assert_int_eq(r->dispute_resp->state, MICROPAY__V1__DISPUTE_STATE__DISPUTE_OPEN);
+	micropay__v1__envelope__free_unpacked(r, NULL);
+	mp_stmt_free(stmt);
+	/* another Dispute (another Offer) for the same order_ref */
+	struct sale other = a;
+	other.o.price = 8;
+	r = dispute_call(stmt = dispute_signed(&other, &m1, 6, &a.ch.owner));
+	ck_assert_int_eq(r->dispute_resp->status->code, MP_ST(CONFLICT));
+	ck_assert(r->dispute_resp->status->evidence);
+	micropay__v1__envelope__free_unpacked(r, NULL);
+	mp_stmt_free(stmt);
+	ck_assert_int_eq(broker_pending(&net, m1.mid_hex), pending + 6 * UNIT);
+	expect_state(&a, "OPEN");
+	broker_audit_clean(&net);
+}
+
+static void key_released(void)
+{
+	int64_t pending = broker_pending(&net, m1.mid_hex);
+	MpSigned *stmt = dispute_signed(&b, &m1, 6, &b.ch.owner);
+	MpEnvelope *r = dispute_call(stmt);
+	ck_assert_int_eq(r->dispute_resp->status->code, MP_ST(OK));
+	micropay__v1__envelope__free_unpacked(r, NULL);
+	bool listed_a = false, listed_b = false;
+	MpCode code;
+	ck_assert_uint_eq(open_disputes(&m1, m1.mid, &a, &listed_a, &code), 2);
+	open_disputes(&m1, m1.mid, &b, &listed_b, &code);
+	ck_assert(listed_a && listed_b);
+	ck_assert_int_eq(code, MP_ST(OK));
+	open_disputes(&m2, m1.mid, &a, &listed_a, &code);
+	ck_assert_int_eq(code, MP_ST(BAD_SIG));
+
+	uint8_t wrong[32];
+	memcpy(wrong, b.key, 32);
+	wrong[0] ^= 1;
+	expect_key(&m1, &b, wrong, MP_ST(CONFLICT), MICROPAY__V1__DISPUTE_STATE__DISPUTE_OPEN);
+	expect_state(&b, "OPEN");
+	MpEnvelope *k = key_call(&m2, &m1, &b, b.key); /* m2's certificate, m1's id */
+	ck_assert_int_eq(k->dispute_key_resp->status->code, MP_ST(BAD_SIG));
+	micropay__v1__envelope__free_unpacked(k, NULL);
+	expect_key(&m1, &b, b.key, MP_ST(OK), MICROPAY__V1__DISPUTE_STATE__DISPUTE_KEY_RELEASED);
+	expect_key(&m1, &b, b.key, MP_ST(DUPLICATE_OK),
+		   MICROPAY__V1__DISPUTE_STATE__DISPUTE_KEY_RELEASED);
+	r = dispute_call(stmt);
+	ck_assert_int_eq(r->dispute_resp->status->code, MP_ST(DUPLICATE_OK));
+	ck_assert_int_eq(r->dispute_resp->state, MICROPAY__V1__DISPUTE_STATE__DISPUTE_KEY_RELEASED);
+	ck_assert_uint_eq(r->dispute_resp->key.len, 32);
+	ck_assert(!memcmp(r->dispute_resp->key.data, b.key, 32));
+	micropay__v1__envelope__free_unpacked(r, NULL);
+	mp_stmt_free(stmt);
+	ck_assert_uint_eq(open_disputes(&m1, m1.mid, &b, &listed_b, &code), 1);
+	ck_assert(!listed_b);
+	ck_assert_int_eq(broker_pending(&net, m1.mid_hex), pending + 6 * UNIT);
+	broker_audit_clean(&net);
+}
+
+static void refunded(void)
+{
+	int64_t pending = broker_pending(&net, m1.mid_hex);
+	int64_t paid = net_balance(&net, a.acct_hex);
+	json_decref(settle_sweep(&net)); /* not yet past answer_by: nothing */
+	expect_state(&a, "OPEN");
+	net_clock_advance(&net, 3700);
+	json_decref(settle_sweep(&net));
+	expect_state(&a, "REFUNDED");
+	json_decref(settle_sweep(&net)); /* exactly once */
+	ck_assert_int_eq(net_balance(&net, a.acct_hex), paid + 4 * UNIT);
+	ck_assert_int_eq(broker_pending(&net, m1.mid_hex), pending - 4 * UNIT);
+	expect_key(&m1, &a, a.key, MP_ST(TOO_LATE), MICROPAY__V1__DISPUTE_STATE__DISPUTE_REFUNDED);
+	MpSigned *stmt = dispute_signed(&a, &m1, 6, &a.ch.owner);
+	MpEnvelope *r = dispute_call(stmt);
+	ck_assert_int_eq(r->dispute_resp->status->code, MP_ST(DUPLICATE_OK));
+	ck_assert_int_eq(r->dispute_resp->state, MICROPAY__V1__DISPUTE_STATE__DISPUTE_REFUNDED);
+	ck_assert_uint_eq(r->dispute_resp->refunded, 4 * UNIT);
+	micropay__v1__envelope__free_unpacked(r, NULL);
+	mp_stmt_free(stmt);
+	broker_audit_clean(&net);
+}
+
+static void finalised(void)
+{
+	int64_t paid_a = net_balance(&net, a.acct_hex), paid_b = net_balance(&net, b.acct_hex);
+	settle_advance_to(&net, settle_broker_now(&net) + 5 * 86400);
+	json_decref(settle_sweep(&net));
+	/* spent 6 in both: refund (100 - 6) * 2; credited 6 units; nothing unclaimed */
+	settle_expect_finalized(&net, a.cid_hex, 6, (UNITS - 6) * UNIT, 0, 6 * UNIT);
+	settle_expect_finalized(&net, b.cid_hex, 6, (UNITS - 6) * UNIT, 0, 6 * UNIT);
+	/* a's wallet: the dispute's 4 units and the rest, never the 4 units twice */
+	ck_assert_int_eq(net_balance(&net, a.acct_hex), paid_a + (UNITS - 6) * UNIT);
+	ck_assert_int_eq(net_balance(&net, b.acct_hex), paid_b + (UNITS - 6) * UNIT);
+	ck_assert_int_eq(broker_pending(&net, m1.mid_hex), 0);
+	broker_audit_clean(&net);
+}
+
+START_TEST(dispute_flow)
+{
+	sale_make(&a);
+	sale_make(&b);
+	refusals();
+	accepted();
+	key_released();
+	refunded();
+	finalised();
+	tchannel_free(&a.ch);
+	tchannel_free(&b.ch);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("dispute");
+	TCase *tc = tcase_create("dispute");
+	tcase_set_timeout(tc, 600);
+	tcase_add_unchecked_fixture(tc, setup_net, teardown_net);
+	tcase_add_test(tc, dispute_flow);
+	suite_add_tcase(s, tc);
+	return mp_check_run(s);
+}
