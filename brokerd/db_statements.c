@@ -48,6 +48,9 @@ const struct db_statement broker_statements[] = {
      "$12, $13, $14, $15, $16, $17, $18, $19, $20)",
      20},
     {"dispute_lookup", "SELECT * FROM mp_dispute_lookup($1, $2, $3)", 3},
+    /* The Handoffs before a Dispute's carried custody chain (dispute_evidence.c). */
+    {"dispute_handoffs",
+     "SELECT hseq, stmt FROM handoffs WHERE channel_id = $1 AND hseq < $2 ORDER BY hseq", 2},
     {"dispute_check", "SELECT * FROM mp_dispute_check($1, $2, $3, $4, $5, $6, $7)", 7},
     {"dispute_open",
      "SELECT * FROM mp_dispute_open($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, "

@@ -5,6 +5,9 @@
  * w_pay_index), the custody and segments carried} for the merchant, its word hashed even at
  * or below the merchant's credited end, not charged to the merchant's bad-chain budget.
  *
+ *   COMPLETE (db): a carried chain starting at Handoff k > 1 (walletd carries the holder's own
+ *      | Handoff only) gets the broker's stored Handoffs 1..k-1 in front, when it has them all
+ *      v
  *   CUSTODY [worker pool]: the Handoffs 1..H carried (H = the Offer's signer's epoch) against
  *      | the channel as the broker knows it; new Handoffs and pairs recorded
  *      v
@@ -22,6 +25,8 @@
 #include "db.h"
 #include "dispute.h"
 #include "log.h"
+#include "pb_peek.h"
+#include "proto_limits.h"
 #include "redeem.h"
 #include "stmt.h"
 #include "util.h"
@@ -120,7 +125,7 @@ static Micropay__V1__Redeem *claim_redeem(const struct dispute *d)
 	return out;
 }
 
-void dispute_evidence_run(struct dispute *d)
+static void evidence_start(struct dispute *d)
 {
 	struct redeem *rd = calloc(1, sizeof(*rd));
 	if (!rd || !(rd->r = claim_redeem(d)) || !(rd->checks = calloc(1, sizeof(*rd->checks))) ||
@@ -138,4 +143,77 @@ void dispute_evidence_run(struct dispute *d)
 	rd->hook_arg = d;
 	memcpy(rd->peer_mid, d->merchant_id, MP_ID_LEN);
 	redeem_custody(rd);
+}
+
+/* ---- COMPLETE: Handoffs 1..k-1 the broker stored, before a carried chain starting at k ---- */
+
+/* The hseq of the first carried Handoff (0 if none or unreadable). */
+static uint32_t first_hseq(const struct dispute *d)
+{
+	uint64_t h = 0;
+	if (d->n_custody == 0 ||
+	    !mp_pb_peek_uint(d->custody[0]->body.data, d->custody[0]->body.len, 2, &h) ||
+	    h > MP_MAX_HANDOFFS)
+		return 0;
+	return (uint32_t)h;
+}
+
+/* The stored Handoffs 1..k-1 in front of the carried ones; false (nothing changed) unless the
+ * rows are exactly those. */
+static bool prepend_stored(struct dispute *d, const PGresult *res, uint32_t k)
+{
+	int rows = PQntuples(res);
+	if (rows != (int)k - 1)
+		return false;
+	MpSigned **all = calloc((size_t)rows + d->n_custody + 1, sizeof(*all));
+	if (!all)
+		return false;
+	bool ok = true;
+	for (int i = 0; ok && i < rows; i++) {
+		size_t len = 0;
+		uint8_t *bytes = db_get_blob(res, i, "stmt", &len);
+		ok = bytes && db_get_i64(res, i, "hseq") == i + 1 &&
+		     (all[i] = mp_stmt_decode(bytes, len)) != NULL;
+		free(bytes);
+	}
+	if (!ok) {
+		for (int i = 0; i < rows; i++)
+			mp_stmt_free(all[i]);
+		free(all);
+		return false;
+	}
+	memcpy(all + rows, d->custody, d->n_custody * sizeof(*all));
+	free(d->custody);
+	d->custody = all;
+	d->n_custody += (size_t)rows;
+	return true;
+}
+
+static void on_stored(const PGresult *res, const char *error, void *arg)
+{
+	struct dispute *d = arg;
+	uint32_t k = first_hseq(d);
+	if (!res) {
+		dispute_reply(d, MP_ST(INTERNAL), error ? error : "no result; retry");
+		return;
+	}
+	if (prepend_stored(d, res, k))
+		log_info("dispute %s: custody completed with the %u Handoffs the broker stored",
+			 d->what, k - 1);
+	evidence_start(d); /* else the chain as carried: its verification says what is missing */
+}
+
+void dispute_evidence_run(struct dispute *d)
+{
+	uint32_t k = first_hseq(d);
+	if (k <= 1 || k - 1 + d->n_custody > MP_MAX_HANDOFFS) {
+		evidence_start(d);
+		return;
+	}
+	struct db_params p = {0};
+	db_param_bytes(&p, d->channel_id, MP_ID_LEN);
+	db_param_u64(&p, k);
+	const char *refused = db_call(d->call->b->db, "dispute_handoffs", &p, on_stored, d);
+	if (refused)
+		dispute_reply(d, MP_ST(INTERNAL), refused);
 }

@@ -9,6 +9,9 @@
  *   another for the same order_ref CONFLICT with the stored one; it is listed to m1;
  * - m1 sends the key of a second dispute: a wrong key CONFLICT, the right one KEY_RELEASED,
  *   again DUPLICATE_OK; the wallet's retry gets the key; another merchant's certificate BAD_SIG;
+ * - epochs above 0 (Handoffs m1 -> m2 -> m1 signed here): m2's Offer disputed with Handoff 1,
+ *   m1's in epoch 2 with Handoff 2 only (the broker adds the Handoff 1 it stored), m1's Offer in
+ *   m2's epoch NOT_HOLDER;
  * - no key for the first: after answer_by the sweep refunds (pay_index - after_index) *
  *   unit_value from m1's pending credit to the payout account, exactly once over two sweeps;
  *   the key after that TOO_LATE; the wallet's retry REFUNDED with the amount;
@@ -22,6 +25,7 @@
 
 #include "harness.h"
 #include "harness_db.h"
+#include "harness_handoff.h"
 #include "harness_ledger.h"
 #include "harness_merchant.h"
 #include "harness_redeem.h"
@@ -124,12 +128,14 @@ static MpSigned *dispute_signed(const struct sale *s, const struct tmerchant *by
 
 /* ---- calls ---- */
 
-static MpEnvelope *dispute_call(const MpSigned *stmt)
+static MpEnvelope *dispute_call_custody(const MpSigned *stmt, MpSigned **custody, size_t n)
 {
 	struct wire b;
 	ck_assert(wire_connect(&b, broker_ep, ca, NULL, NULL));
 	Micropay__V1__DisputeReq req = MICROPAY__V1__DISPUTE_REQ__INIT;
 	req.stmt = (MpSigned *)stmt;
+	req.custody = custody;
+	req.n_custody = n;
 	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
 	env.body_case = MP_BODY(DISPUTE_REQ);
 	env.dispute_req = &req;
@@ -137,6 +143,11 @@ static MpEnvelope *dispute_call(const MpSigned *stmt)
 	wire_close(&b);
 	ck_assert(r && r->body_case == MP_BODY(DISPUTE_RESP) && r->dispute_resp->status);
 	return r;
+}
+
+static MpEnvelope *dispute_call(const MpSigned *stmt)
+{
+	return dispute_call_custody(stmt, NULL, 0);
 }
 
 static MpCode dispute_code(MpSigned *stmt)
@@ -222,6 +233,7 @@ static void expect_state(const struct sale *s, const char *state)
 /* ---- the test ---- */
 
 static struct sale a, b; /* a: never answered (refunded); b: answered with the key */
+static struct sale c;	 /* handed m1 -> m2 -> m1: disputes in epochs 1 and 2 */
 
 static void refusals(void)
 {
@@ -308,6 +320,61 @@ static void key_released(void)
 	broker_audit_clean(&net);
 }
 
+/* Handoff hseq of s's channel from `from` to `to` at index at, linked to prev. */
+static MpSigned *handoff(const struct sale *s, const struct tmerchant *from,
+			 const struct tmerchant *to, uint32_t hseq, uint32_t at,
+			 const uint8_t prev[MP_HASH_LEN])
+{
+	uint8_t w[MP_HASH_LEN], head[MP_HASH_LEN], move_hash[MP_HASH_LEN];
+	tchannel_word(&s->ch, at, w);
+	mp_stmt_hash(s->ch.cert, head);
+	MpSigned *move = sign_move(&s->ch.owner, s->cid, hseq - 1, to->mid);
+	mp_stmt_hash(move, move_hash);
+	mp_stmt_free(move);
+	return handoff_forge(&from->key, s->cid, hseq, from->mid, to->mid, at, w, head,
+			     prev ? prev : head, move_hash);
+}
+
+/* An Offer of s by `by` after `after` (4 units), a fresh order_ref; the dispute's answer. */
+static MpCode epoch_dispute(struct sale *s, const struct tmerchant *by, uint32_t after,
+			    MpSigned **custody, size_t n)
+{
+	memcpy(s->o.merchant_id, by->mid, MP_ID_LEN);
+	s->o.after_index = after;
+	s->o.pay_index = after + 4;
+	ck_assert(mp_random_bytes(s->o.order_ref, MP_ID_LEN));
+	MpSigned *stmt = dispute_signed(s, by, after + 4, &s->ch.owner);
+	MpEnvelope *r = dispute_call_custody(stmt, custody, n);
+	MpCode code = r->dispute_resp->status->code;
+	micropay__v1__envelope__free_unpacked(r, NULL);
+	mp_stmt_free(stmt);
+	return code;
+}
+
+/* Epochs above 0: m1 hands c to m2 at 2 (Handoff 1), m2 back to m1 at 8 (Handoff 2). A
+ * dispute of m2's Offer in epoch 1 carries Handoff 1; of m1's in epoch 2 only Handoff 2 (as
+ * walletd sends it), which the broker completes with the Handoff 1 it stored. An Offer by m1
+ * in epoch 1 is NOT_HOLDER. Both keys released, so the credit stays. */
+static void later_epochs(void)
+{
+	int64_t p1 = broker_pending(&net, m1.mid_hex), p2 = broker_pending(&net, m2.mid_hex);
+	MpSigned *h1 = handoff(&c, &m1, &m2, 1, 2, NULL);
+	uint8_t h1_hash[MP_HASH_LEN];
+	mp_stmt_hash(h1, h1_hash);
+	MpSigned *h2 = handoff(&c, &m2, &m1, 2, 8, h1_hash);
+	ck_assert_int_eq(epoch_dispute(&c, &m1, 2, &h1, 1), MP_ST(NOT_HOLDER));
+	ck_assert_int_eq(broker_pending(&net, m1.mid_hex), p1);
+	ck_assert_int_eq(epoch_dispute(&c, &m2, 2, &h1, 1), MP_ST(OK));
+	ck_assert_int_eq(broker_pending(&net, m2.mid_hex), p2 + 4 * UNIT);
+	expect_key(&m2, &c, c.key, MP_ST(OK), MICROPAY__V1__DISPUTE_STATE__DISPUTE_KEY_RELEASED);
+	ck_assert_int_eq(epoch_dispute(&c, &m1, 8, &h2, 1), MP_ST(OK));
+	ck_assert_int_eq(broker_pending(&net, m1.mid_hex), p1 + 4 * UNIT);
+	expect_key(&m1, &c, c.key, MP_ST(OK), MICROPAY__V1__DISPUTE_STATE__DISPUTE_KEY_RELEASED);
+	mp_stmt_free(h1);
+	mp_stmt_free(h2);
+	broker_audit_clean(&net);
+}
+
 static void refunded(void)
 {
 	int64_t pending = broker_pending(&net, m1.mid_hex);
@@ -339,10 +406,14 @@ static void finalised(void)
 	/* spent 6 in both: refund (100 - 6) * 2; credited 6 units; nothing unclaimed */
 	settle_expect_finalized(&net, a.cid_hex, 6, (UNITS - 6) * UNIT, 0, 6 * UNIT);
 	settle_expect_finalized(&net, b.cid_hex, 6, (UNITS - 6) * UNIT, 0, 6 * UNIT);
+	/* c: credited (2, 6] to m2 and (8, 12] to m1; (0, 2] (m1 never redeemed it) and (6, 8]
+	 * spent and unclaimed */
+	settle_expect_finalized(&net, c.cid_hex, 12, (UNITS - 12) * UNIT, 4 * UNIT, 8 * UNIT);
 	/* a's wallet: the dispute's 4 units and the rest, never the 4 units twice */
 	ck_assert_int_eq(net_balance(&net, a.acct_hex), paid_a + (UNITS - 6) * UNIT);
 	ck_assert_int_eq(net_balance(&net, b.acct_hex), paid_b + (UNITS - 6) * UNIT);
 	ck_assert_int_eq(broker_pending(&net, m1.mid_hex), 0);
+	ck_assert_int_eq(broker_pending(&net, m2.mid_hex), 0);
 	broker_audit_clean(&net);
 }
 
@@ -350,13 +421,16 @@ START_TEST(dispute_flow)
 {
 	sale_make(&a);
 	sale_make(&b);
+	sale_make(&c);
 	refusals();
 	accepted();
 	key_released();
+	later_epochs();
 	refunded();
 	finalised();
 	tchannel_free(&a.ch);
 	tchannel_free(&b.ch);
+	tchannel_free(&c.ch);
 }
 END_TEST
 
