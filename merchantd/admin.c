@@ -13,6 +13,7 @@
 #include "batch.h"
 #include "cap_outbox.h"
 #include "catalogue_admin.h"
+#include "offer_admin.h"
 #include "purchase_admin.h"
 #include "compact.h"
 #include "drain.h"
@@ -234,6 +235,8 @@ static const struct mp_admin_method merchant_methods[] = {
     {"catalogue", admin_catalogue, "the goods on sale (docs/goods.md)", NULL},
     {"purchases", admin_purchases, "purchases of goods, newest first, paged (docs/goods.md)",
      admin_purchases_params},
+    {"offers", admin_offers, "key-release offers, newest first, paged (docs/goods.md)",
+     admin_offers_params},
     {"redeem", admin_redeem, "redeem accepted payments now", NULL},
     {"restore.confirm", restore_admin_confirm,
      "after a restore (--restored): serve a channel as held again, once its custody is confirmed",

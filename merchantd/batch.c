@@ -29,6 +29,7 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "offer.h"
 #include "purchase.h"
 #include "segments.h"
 #include "store.h"
@@ -95,6 +96,13 @@ static void make_durable(struct merchant *m, struct batch_entry *e)
 		if (e->pays_purchase &&
 		    purchase_is_ref(ch->purchase, e->purchase_id, PURCHASE_ID_LEN))
 			ch->purchase->paid_durable = e->purchase_paid;
+		if (e->pays_offer && offer_is_ref(ch->offer, e->offer_ref, OFFER_REF_LEN))
+			ch->offer->paid_durable = true;
+		return;
+	case ENTRY_OFFER:
+		if (ch->offer &&
+		    !memcmp(ch->offer->order_ref, e->offer_row->order_ref, OFFER_REF_LEN))
+			ch->offer->recorded = true;
 		return;
 	case ENTRY_PURCHASE:
 		if (channel_purchase_with_id(ch, e->purchase_row->id))
@@ -186,7 +194,12 @@ static void acknowledge(struct merchant *m, struct batch_entry *e)
 	case ENTRY_PURCHASE:
 		purchase_acknowledge(m, e);
 		break;
+	case ENTRY_OFFER:
+		offer_acknowledge(m, e);
+		break;
 	}
+	offer_free(e->offer_row);
+	e->offer_row = NULL;
 	purchase_free(e->purchase_row);
 	e->purchase_row = NULL;
 	custody_write_free(e->custody);
@@ -339,7 +352,8 @@ void batch_add(struct merchant *m, const struct batch_entry *e)
 	 * now; so does everything when the commit is adaptive (commit_delay_us = 0). */
 	if (b->count >= p->cap || e->kind == ENTRY_OPEN || e->kind == ENTRY_ORDER ||
 	    e->kind == ENTRY_HANDOFF || e->kind == ENTRY_TAKEOVER || e->kind == ENTRY_CAP ||
-	    e->kind == ENTRY_CLOSE || e->kind == ENTRY_PURCHASE || m->cfg.commit_delay_us == 0)
+	    e->kind == ENTRY_CLOSE || e->kind == ENTRY_PURCHASE || e->kind == ENTRY_OFFER ||
+	    m->cfg.commit_delay_us == 0)
 		p->due = true;
 	if (!p->due && !p->timer_armed) {
 		uint32_t us = m->cfg.commit_delay_us;

@@ -27,10 +27,13 @@ enum entry_kind {
 		      * CloseResp after the commit (close.c) */
 	ENTRY_PURCHASE, /* a new purchase's row (purchase.h); its chunk 0 is read and sent after
 			 * the commit (chunk.c) */
+	ENTRY_OFFER,	/* a new offer's row with its key (offer.h); the Offer is sent after the
+			 * commit (offer.c) */
 };
 
 struct segment_row;
 struct purchase;
+struct offer;
 
 /* One stored statement of a custody chain (a Handoff), or a MerchantCert (mid = its merchant). */
 struct custody_blob {
@@ -102,6 +105,9 @@ struct batch_entry {
 	bool pays_purchase;	       /* PAY: it paid chunks of the channel's purchase ... */
 	uint8_t purchase_id[16];       /* ... this one ... */
 	uint32_t purchase_paid;	       /* ... which has this many chunks paid after it */
+	struct offer *offer_row;       /* OFFER: a copy of the new offer (owned) */
+	bool pays_offer;	       /* PAY: it paid the channel's offer ... */
+	uint8_t offer_ref[16];	       /* ... this one */
 };
 
 /* True if the filling batch can take one more entry. When it is full the previous batch is
@@ -126,4 +132,5 @@ void handoff_acknowledge(struct merchant *m, struct batch_entry *e);
 void takeover_acknowledge(struct merchant *m, struct batch_entry *e);
 void transfer_acknowledge(struct merchant *m, struct batch_entry *e);
 void purchase_acknowledge(struct merchant *m, struct batch_entry *e);
+void offer_acknowledge(struct merchant *m, struct batch_entry *e);
 void close_acknowledge(struct merchant *m, struct batch_entry *e);

@@ -24,6 +24,7 @@ struct entry {
 	char *file, *dir;
 	uint64_t price;
 	bool metered;
+	bool key_release;
 	uint32_t chunk_size;
 };
 
@@ -140,7 +141,16 @@ static bool set_key(struct parse *p, struct entry *e, const char *name, const ch
 		}
 		return fail(p, "metered = %s%s: expected true or false", value, "");
 	}
-	return fail(p, "unknown key '%s' in item [%s] (file, dir, price, metered, chunk_size)",
+	if (!strcmp(name, "delivery")) {
+		if (!strcmp(value, "chunks") || !strcmp(value, "key")) {
+			e->key_release = value[0] == 'k';
+			return true;
+		}
+		return fail(p, "delivery = %s%s: expected chunks or key", value, "");
+	}
+	return fail(p,
+		    "unknown key '%s' in item [%s] (file, dir, price, metered, chunk_size, "
+		    "delivery)",
 		    name, e->id);
 }
 
@@ -205,8 +215,10 @@ static bool add_item(struct build *b, const struct entry *e, const char *id, con
 		c->items = items;
 		b->cap = cap;
 	}
-	struct catalogue_item it = {
-	    .price = e->price, .metered = e->metered, .chunk_size = e->chunk_size};
+	struct catalogue_item it = {.price = e->price,
+				    .metered = e->metered,
+				    .key_release = e->key_release,
+				    .chunk_size = e->chunk_size};
 	if (!id_valid(id))
 		return item_fail(b, e, "%s: not a valid item id%s", id, "");
 	snprintf(it.id, sizeof(it.id), "%s", id);
@@ -296,6 +308,9 @@ static bool expand(struct build *b, const struct entry *e)
 		return item_fail(b, e, "%s%s", "needs exactly one of file or dir", "");
 	if (!e->price)
 		return item_fail(b, e, "%s%s", "needs price (minor units)", "");
+	if (e->key_release && e->metered)
+		return item_fail(b, e, "%s%s",
+				 "delivery = key needs an item priced whole (metered = false)", "");
 	return e->file ? add_item(b, e, e->id, e->file) : expand_dir(b, e);
 }
 

@@ -10,6 +10,8 @@
  *   price = 120                 ; minor units of [merchant] currency, 1 .. 2^63-1
  *   metered = false             ; true: price is per chunk; false: for the whole item
  *   chunk_size = 65536          ; bytes per chunk, 1024 .. 524288, default 65536
+ *   delivery = chunks           ; chunks (default): bought chunk by chunk (purchase.h);
+ *                               ; key: sold whole by key release (offer.h), metered = false
  *
  * Every item is delivered in chunks of chunk_size bytes (the last may be shorter). A metered
  * item costs `price` per chunk; an item priced whole costs `price` in all, split over its
@@ -31,6 +33,7 @@ struct catalogue_item {
 	char *path;	     /* the file */
 	uint64_t price;	     /* minor units: per chunk if metered, else for the whole item */
 	bool metered;	     /* priced per chunk */
+	bool key_release;    /* delivery = key: sold by key release (offer.h), never metered */
 	uint32_t chunk_size; /* bytes */
 	uint64_t size;	     /* bytes, at load */
 	uint64_t chunks;     /* ceil(size / chunk_size), >= 1 */

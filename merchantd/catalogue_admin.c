@@ -47,10 +47,11 @@ void merchant_catalogue_free(struct merchant *m)
 
 static json_t *item_json(const struct catalogue_item *it)
 {
-	return json_pack("{s:s,s:I,s:I,s:I,s:b,s:I,s:I}", "item", it->id, "size",
+	return json_pack("{s:s,s:I,s:I,s:I,s:b,s:I,s:I,s:s}", "item", it->id, "size",
 			 (json_int_t)it->size, "chunk_size", (json_int_t)it->chunk_size, "chunks",
 			 (json_int_t)it->chunks, "metered", it->metered, "price",
-			 (json_int_t)it->price, "total", (json_int_t)it->total);
+			 (json_int_t)it->price, "total", (json_int_t)it->total, "delivery",
+			 it->key_release ? "key" : "chunks");
 }
 
 void admin_catalogue(struct mp_admin_req *req, json_t *params, void *ctx)

@@ -5,10 +5,11 @@
  *   no purchase_id (chunk 0 of ITEM):
  *        the channel's purchase unrecorded or a Pay for it committing --> TOO_EARLY
  *        its purchase is of ITEM and not paid in full --> resume: chunk 0 read and sent
- *        ITEM not in the catalogue --> UNKNOWN_ITEM
+ *        ITEM not in the catalogue, or sold by key release --> UNKNOWN_ITEM
  *        its purchase has a chunk out unpaid --> UNDERPAID, naming that purchase
  *        channel no longer payable --> EXPIRED;  batch full --> LIMIT
  *        --> new purchase, row queued (ENTRY_PURCHASE) --committed--> chunk 0 read and sent
+ *   purchase_id = the channel's offer's order_ref: its sealed chunk k (offer_chunk.c)
  *   purchase_id (chunk k):
  *        not the channel's purchase --> OUT_OF_RANGE;  k > chunks --> OUT_OF_RANGE
  *        k > paid_durable --> TOO_EARLY (the paying Pay is committing) or UNDERPAID
@@ -23,6 +24,7 @@
 
 #include "batch.h"
 #include "log.h"
+#include "offer.h"
 
 void chunk_reply(struct merchant *m, struct mp_conn *c, uint64_t request_id, MpCode code,
 		 const char *detail, const struct purchase *p, const struct channel *ch,
@@ -102,8 +104,11 @@ static void start(struct merchant *m, struct mp_conn *c, const MpEnvelope *env, 
 		return;
 	}
 	const struct catalogue_item *it = catalogue_find(m->catalogue, r->item);
-	if (!it) {
-		refuse(m, c, env, MP_ST(UNKNOWN_ITEM), "no such item in the catalogue", NULL, ch);
+	if (!it || it->key_release) {
+		refuse(m, c, env, MP_ST(UNKNOWN_ITEM),
+		       it ? "this item is sold by key release: ask for an Offer (OfferReq)"
+			  : "no such item in the catalogue",
+		       NULL, ch);
 		return;
 	}
 	if (p && purchase_owes(p)) {
@@ -195,7 +200,10 @@ void handle_chunk(struct merchant *m, struct mp_conn *c, const MpEnvelope *env)
 		refuse(m, c, env, code, detail, NULL, NULL);
 		return;
 	}
-	if (r->purchase_id.len)
+	struct offer *o = channel_offer(ch);
+	if (offer_is_ref(o, r->purchase_id.data, r->purchase_id.len))
+		offer_chunk(m, c, env->request_id, ch, o, r->chunk); /* sealed, free (offer.h) */
+	else if (r->purchase_id.len)
 		go_on(m, c, env, ch);
 	else
 		start(m, c, env, ch);

@@ -6,18 +6,14 @@
  *   else CHANGED), pread the whole chunk--> on the loop: OK with the bytes | CONFLICT (the
  *   file changed since the purchase began) | INTERNAL (cannot read); nothing if the wallet
  *   has gone. Memory: at most worker_queue jobs, each holding one chunk (<= 512 KiB). */
-#include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "chunk.h"
+#include "goods_read.h"
 #include "log.h"
 #include "workers.h"
-
-enum read_outcome { READ_OK, READ_CHANGED, READ_FAILED };
 
 struct read_job {
 	struct merchant *m;
@@ -29,35 +25,19 @@ struct read_job {
 	uint64_t offset;
 	uint32_t len;
 	uint8_t *data;
-	enum read_outcome outcome;
-	int err; /* READ_FAILED: errno */
+	enum goods_read outcome;
+	int err; /* GOODS_FAILED: errno */
 };
 
-static enum read_outcome read_chunk(struct read_job *j)
+static enum goods_read read_chunk(struct read_job *j)
 {
-	int fd = open(j->snap->item.path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		j->err = errno;
-		return errno == ENOENT ? READ_CHANGED : READ_FAILED;
-	}
-	struct stat st;
-	enum read_outcome out = READ_OK;
-	if (fstat(fd, &st) != 0) {
-		j->err = errno;
-		out = READ_FAILED;
-	} else if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != j->snap->item.size) {
-		out = READ_CHANGED;
-	}
-	for (uint32_t got = 0; out == READ_OK && got < j->len;) {
-		ssize_t n = pread(fd, j->data + got, j->len - got, (off_t)(j->offset + got));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			j->err = n < 0 ? errno : 0;
-			out = n < 0 ? READ_FAILED : READ_CHANGED; /* shorter than it was */
-		}
-		got += n > 0 ? (uint32_t)n : 0;
-	}
+	struct goods_pin pin = {j->snap->item.path, j->snap->item.size, GOODS_ANY_MTIME};
+	int fd;
+	int64_t mtime;
+	enum goods_read out = goods_open(&pin, &fd, &mtime, &j->err);
+	if (out != GOODS_OK)
+		return out;
+	out = goods_pread(fd, j->data, j->len, j->offset, &j->err);
 	close(fd);
 	return out;
 }
@@ -86,12 +66,12 @@ static void answer(struct read_job *j)
 	const struct purchase *p = cur ? cur : j->snap;
 	char why[200];
 	switch (j->outcome) {
-	case READ_OK:
+	case GOODS_OK:
 		m->stats.chunks_served++;
 		m->stats.chunk_bytes += j->len;
 		chunk_reply(m, j->conn, j->request_id, MP_ST(OK), "", p, ch, j->k, j->data, j->len);
 		return;
-	case READ_CHANGED:
+	case GOODS_CHANGED:
 		log_warn("purchase of '%s': %s changed since the purchase began (not a regular "
 			 "file of %llu bytes any more): chunk %u not sent",
 			 p->item.id, p->item.path, (unsigned long long)p->item.size, j->k);
@@ -99,7 +79,7 @@ static void answer(struct read_job *j)
 			    "the item's file changed since the purchase began; buy it again", p, ch,
 			    j->k, NULL, 0);
 		return;
-	case READ_FAILED:
+	case GOODS_FAILED:
 		log_err("purchase of '%s': reading chunk %u of %s: %s", p->item.id, j->k,
 			p->item.path, strerror(j->err));
 		snprintf(why, sizeof(why), "cannot read chunk %u; retry", j->k);
@@ -127,7 +107,7 @@ bool chunk_read_submit(struct merchant *m, struct mp_conn *c, uint64_t request_i
 			       .k = k,
 			       .offset = (uint64_t)k * p->item.chunk_size,
 			       .len = catalogue_chunk_len(&p->item, k),
-			       .outcome = READ_FAILED};
+			       .outcome = GOODS_FAILED};
 	memcpy(j->channel_id, ch->id, MP_ID_LEN);
 	j->snap = purchase_copy(p);
 	j->data = malloc(j->len ? j->len : 1);

@@ -34,6 +34,8 @@ static const struct mp_cfg_key merchant_keys[] = {
     K("merchant", "currency", MP_CFG_STRING, currency, false, "ISO 4217, default EUR"),
     K("merchant", "catalogue", MP_CFG_STRING, catalogue, false,
       "the goods on sale: a catalogue file (docs/goods.md), re-read on reload; default none"),
+    N("merchant", "key_deadline", MP_CFG_U64, key_deadline, 60, MP_DAYS(1),
+      "seconds an Offer (key release, docs/goods.md) stays payable, default 600"),
     N("merchant", "max_jump", MP_CFG_U32, max_jump, 1, 1u << 20, "units, default 4096"),
     N("merchant", "max_bad_chain", MP_CFG_U32, max_bad_chain, 1, 1000, "per connection"),
     N("merchant", "pay_margin", MP_CFG_U64, pay_margin, 0, MP_DAYS(1), "seconds before pay_until"),
@@ -116,6 +118,7 @@ static void set_defaults(struct merchant_config *cfg)
 	cfg->tls_expiry_warning_days = 21;
 	cfg->commit_max = 256;
 	cfg->t_dedupe = 3600;
+	cfg->key_deadline = 600;
 	cfg->outbox_retention = 7 * 24 * 3600;
 	cfg->compact_interval = 600;
 	cfg->idle_timeout = 300;

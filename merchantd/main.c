@@ -21,6 +21,7 @@
 #include "merchant.h"
 #include "stmt.h"
 #include "store.h"
+#include "offer_store.h"
 #include "purchase_store.h"
 #include "store_thread.h"
 #include "tls.h"
@@ -62,6 +63,19 @@ static void attach_purchase(void *arg, struct purchase *p)
 	ch->purchase = p;
 }
 
+/* Each channel's newest offer goes back on it (a channel no longer here drops it). */
+static void attach_offer(void *arg, struct offer *o)
+{
+	struct merchant *m = arg;
+	struct channel *ch = channel_find(&m->channels, o->channel_id);
+	if (!ch) {
+		offer_free(o);
+		return;
+	}
+	offer_free(ch->offer);
+	ch->offer = o;
+}
+
 /* Recovery: the channel rows hold each channel's last committed payment. */
 static bool load_state(struct merchant *m)
 {
@@ -75,7 +89,7 @@ static bool load_state(struct merchant *m)
 	    !store_load_channels(m->store, &m->channels) ||
 	    !store_load_orders(m->store, &m->orders) ||
 	    !purchase_store_load(m->store, attach_purchase, m) ||
-	    !restore_start(m, m->start_restored))
+	    !offer_store_load(m->store, attach_offer, m) || !restore_start(m, m->start_restored))
 		return false;
 	m->channels_recorded = m->channels.count;
 	m->store_thread = store_thread_start(m->base, m->cfg.store, &m->clock, err, sizeof(err));

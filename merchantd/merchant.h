@@ -30,7 +30,8 @@ struct merchant_config {
 	char *broker;
 	char *broker_pk_hex;
 	char *currency;
-	char *catalogue; /* the catalogue file (catalogue.h), NULL: none */
+	char *catalogue;       /* the catalogue file (catalogue.h), NULL: none */
+	uint64_t key_deadline; /* seconds an Offer is payable (offer.h) */
 	uint32_t max_jump;
 	uint32_t max_bad_chain;
 	uint64_t pay_margin;	   /* δ_pay, seconds */
@@ -86,6 +87,7 @@ const char *channel_state_name(enum channel_state s);
  * outside the pay path (OpenAck, admin methods, redemption) uses only those. */
 struct segment_row;
 struct purchase;
+struct offer;
 
 /* The current segment (nonce, root, owner_pk, seg_seq, seg_start, seg_head) is the last of the
  * channel's Transfer/Cap pairs, or segment 0 from the cert while there is none (segments.h). */
@@ -137,6 +139,8 @@ struct channel {
 	bool custody_unconfirmed;  /* restore.h: held when the store was restored; not served */
 	uint64_t batch_mark;	   /* batch.c: the last batch that updates this channel's row */
 	struct purchase *purchase; /* purchase.h: the goods being bought with it, or NULL */
+	struct offer *offer;	   /* offer.h: its newest offer (key release), or NULL */
+	bool offer_busy;	   /* offer.c: an offer for it is being hashed or signed */
 	struct channel *next;	   /* hash bucket */
 };
 
@@ -173,6 +177,7 @@ struct merchant_stats {
 	uint64_t closes_signed, close_refusals;
 	uint64_t receipts_signed, receipt_refusals;			/* receipt.c */
 	uint64_t chunks_served, chunk_bytes, chunk_refusals, purchases; /* chunk.c */
+	uint64_t offers, keys_released;					/* offer.c, key.c */
 	uint64_t signatures_worker; /* statements signed on the worker pool (chan_sign.h) */
 	uint64_t batches_by_trigger[BATCH_TRIGGERS]; /* batches handed to the store thread */
 };
@@ -306,6 +311,9 @@ void handle_close(struct merchant *m, struct mp_conn *c, const MpEnvelope *env);
 /* receipt.c: a wallet's ReceiptReq for a payment we durably accepted. */
 void handle_receipt(struct merchant *m, struct mp_conn *c, const MpEnvelope *env);
 void handle_chunk(struct merchant *m, struct mp_conn *c, const MpEnvelope *env);
+/* offer.c, key.c: key release (offer.h). */
+void handle_offer(struct merchant *m, struct mp_conn *c, const MpEnvelope *env);
+void handle_key(struct merchant *m, struct mp_conn *c, const MpEnvelope *env);
 /* Pay's step 1 after the channel is found (also for ChunkReq): OK if we hold ch and serve it;
  * else the code and *detail. */
 MpCode merchant_holding(const struct channel *ch, const char **detail);

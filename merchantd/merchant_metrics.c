@@ -132,6 +132,10 @@ static void register_channels(struct merchant *m)
 		"Chunk requests refused (not paid yet, unknown item, busy, ...).", NULL,
 		&s->chunk_refusals);
 	counter(m, "micropay_merchant_purchases_total", "Purchases started.", NULL, &s->purchases);
+	counter(m, "micropay_merchant_offers_total", "Offers made (key release, docs/goods.md).",
+		NULL, &s->offers);
+	counter(m, "micropay_merchant_keys_released_total",
+		"Keys of paid offers sent to wallets (KeyResp OK).", NULL, &s->keys_released);
 	mp_metrics_u64(m->metrics, MP_METRIC_GAUGE,
 		       "micropay_merchant_custody_unconfirmed_channels",
 		       "Channels held when the store was restored (--restored) whose custody the "

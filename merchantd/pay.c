@@ -11,6 +11,7 @@
 #include "chan_sign.h"
 #include "log.h"
 #include "metrics.h"
+#include "offer.h"
 #include "purchase.h"
 #include "restore.h"
 #include "merchant.h"
@@ -215,7 +216,7 @@ static void bad_chain(struct merchant *m, struct mp_conn *c, const MpEnvelope *e
 
 /* Step 8: credit the units, settle the order if the credit covers its price; an order_ref
  * naming the channel's purchase pays as many of its next chunks as the credit covers
- * (purchase.h). */
+ * (purchase.h); one naming the channel's offer pays its price (offer.h, checked before). */
 static bool settle(struct merchant *m, struct channel *ch, struct batch_entry *e)
 {
 	uint64_t added, credit;
@@ -236,6 +237,8 @@ static bool settle(struct merchant *m, struct channel *ch, struct batch_entry *e
 		memcpy(e->purchase_id, ch->purchase->id, PURCHASE_ID_LEN);
 		e->purchase_paid = ch->purchase->paid;
 		e->code = MP_ST(OK);
+	} else if (!o) {
+		offer_settle(channel_offer(ch), e, &credit);
 	}
 	ch->last = e->j;
 	memcpy(ch->w_last, e->w, MP_HASH_LEN);
@@ -278,6 +281,12 @@ void handle_pay(struct merchant *m, struct mp_conn *c, const MpEnvelope *env)
 	}
 	if (code != MP_ST(OK)) {
 		refuse(m, c, env, code, detail, ch);
+		return;
+	}
+	struct offer *o = channel_offer(ch); /* a Pay naming it pays it exactly, or nothing */
+	if (offer_is_ref(o, p->order_ref.data, p->order_ref.len) &&
+	    (code = offer_pay_check(m, ch, o, p->j, why, sizeof(why))) != MP_ST(OK)) {
+		refuse(m, c, env, code, why, ch);
 		return;
 	}
 	if (store_busy(m, c, env, ch))

@@ -1,5 +1,5 @@
 /* The wallet-facing TLS listener: routes Open, Pay, HandoffReq, TransferReq, CloseReq,
- * ReceiptReq and ChunkReq. */
+ * ReceiptReq, ChunkReq, OfferReq and KeyReq. */
 #include <stdlib.h>
 
 #include "log.h"
@@ -57,6 +57,12 @@ static void on_envelope(struct mp_conn *c, const MpEnvelope *env, void *arg)
 		return;
 	case MP_BODY(CHUNK_REQ):
 		handle_chunk(m, c, env);
+		return;
+	case MP_BODY(OFFER_REQ):
+		handle_offer(m, c, env);
+		return;
+	case MP_BODY(KEY_REQ):
+		handle_key(m, c, env);
 		return;
 	default: {
 		MpStatus st;

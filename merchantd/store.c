@@ -13,6 +13,7 @@
 #include "close_store.h"
 #include "redeem_wait_store.h"
 #include "too_late_store.h"
+#include "offer_store.h"
 #include "purchase_store.h"
 #include "restore_store.h"
 #include "custody_store.h"
@@ -193,7 +194,7 @@ static bool initialise(struct store *s)
 	       migrate_custody(s) && segment_store_migrate(s) && bind_store_migrate(s) &&
 	       close_store_migrate(s) && too_late_store_migrate(s) &&
 	       redeem_wait_store_migrate(s) && restore_store_migrate(s) &&
-	       purchase_store_migrate(s) && ensure_incremental_vacuum(s);
+	       purchase_store_migrate(s) && offer_store_migrate(s) && ensure_incremental_vacuum(s);
 }
 
 struct store *store_open(const char *path, const struct mp_clock *clock, char *err, size_t errlen)
@@ -386,7 +387,7 @@ static bool journal_entry(struct store *s, const struct batch_entry *e, int64_t 
 	    sqlite3_bind_int64(st, 8, (sqlite3_int64)e->price) | sqlite3_bind_int64(st, 9, now);
 	if (!bound(s, st, rcs) || !step_done(s, st))
 		return false;
-	if (!e->price || e->pays_purchase) /* a purchase's paid count: purchase_store_paid */
+	if (!e->price || e->pays_purchase || e->pays_offer) /* purchase_/offer_store_paid */
 		return true;
 	st = s->st[ST_ORDER_PAID];
 	rcs = sqlite3_bind_blob(st, 1, e->order_ref, e->order_ref_len, SQLITE_STATIC);
@@ -445,9 +446,12 @@ static bool write_entry(struct store *s, const struct batch_entry *e, int64_t no
 	case ENTRY_PAY:
 		return journal_entry(s, e, now) &&
 		       (!e->pays_purchase ||
-			purchase_store_paid(s, e->purchase_id, e->purchase_paid));
+			purchase_store_paid(s, e->purchase_id, e->purchase_paid)) &&
+		       (!e->pays_offer || offer_store_paid(s, e->offer_ref));
 	case ENTRY_PURCHASE:
 		return purchase_store_put(s, e->purchase_row, now);
+	case ENTRY_OFFER:
+		return offer_store_put(s, e->offer_row, now);
 	case ENTRY_OPEN:
 		return !e->insert || (channel_insert_row(s, &e->row) &&
 				      (!e->row.bind || bind_store_put(s, e->channel_id, e->row.bind,

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "merchant.h"
+#include "offer.h"
 #include "purchase.h"
 #include "segments.h"
 
@@ -78,6 +79,7 @@ void channel_free(struct channel *ch)
 	free(ch->bind);
 	free(ch->close);
 	purchase_free(ch->purchase);
+	offer_free(ch->offer);
 	free(ch);
 }
 

@@ -2,7 +2,8 @@
  * metered item and a directory loads sorted with sizes, chunk counts and totals; chunk prices of
  * a whole-priced item add up to its price exactly; each fault (unknown key, bad id, twice the
  * same id, no price, file and dir, a missing, empty or non-regular file, ranges, an overflowing
- * metered total, a key outside a section, a syntax error) is refused with file:line or the item
+ * metered total, a key outside a section, a syntax error, a bad `delivery`, `delivery = key` on
+ * a metered item) is refused with file:line or the item
  * named, and nothing is returned. A purchase's arithmetic (merchantd/purchase.c): what a credit
  * pays, in order. */
 #include <check.h>
@@ -71,10 +72,11 @@ static void write_catalogue(const char *text)
 }
 
 static const char valid[] = "; the goods\n"
-			    "[song]\nfile = @/song.ogg\nprice = 10\n"
+			    "[song]\nfile = @/song.ogg\nprice = 10\ndelivery = key\n"
 			    "[film]\nfile = @/film.bin\nprice = 3\nmetered = true\n"
 			    "chunk_size = 4096\n"
-			    "[books]\ndir = @/books\nprice = 7\nchunk_size = 1024\n";
+			    "[books]\ndir = @/books\nprice = 7\nchunk_size = 1024\n"
+			    "delivery = chunks\n";
 
 START_TEST(valid_catalogue)
 {
@@ -93,6 +95,7 @@ START_TEST(valid_catalogue)
 	ck_assert_uint_eq(song->chunk_size, CATALOGUE_CHUNK_DEFAULT);
 	ck_assert_uint_eq(song->chunks, 2);
 	ck_assert(!song->metered);
+	ck_assert(song->key_release);
 	ck_assert_uint_eq(song->total, 10);
 	ck_assert_uint_eq(catalogue_chunk_len(song, 0), 65536);
 	ck_assert_uint_eq(catalogue_chunk_len(song, 1), 100000 - 65536);
@@ -100,6 +103,7 @@ START_TEST(valid_catalogue)
 	const struct catalogue_item *film = catalogue_find(c, "film");
 	ck_assert_uint_eq(film->chunks, 3);
 	ck_assert(film->metered);
+	ck_assert(!film->key_release); /* default: chunks */
 	ck_assert_uint_eq(film->total, 9);
 	for (uint64_t k = 0; k < 3; k++) {
 		ck_assert_uint_eq(catalogue_chunk_price(film, k), 3);
@@ -109,6 +113,7 @@ START_TEST(valid_catalogue)
 	const struct catalogue_item *a = catalogue_find(c, "books/a.txt");
 	ck_assert_uint_eq(a->chunks, 2);
 	ck_assert_uint_eq(a->total, 7);
+	ck_assert(!a->key_release);
 	ck_assert_str_eq(strrchr(a->path, '/'), "/a.txt");
 	ck_assert_ptr_null(catalogue_find(c, "books"));
 	ck_assert_ptr_null(catalogue_find(c, "nothing"));
@@ -248,6 +253,10 @@ static const struct {
     {"[d]\ndir = @/nowhere\nprice = 1\n", "dir "},
     {"[d]\ndir = @/books/nested\nprice = 1\n", "no regular file in it"},
     {"price = 1\n", "goods.ini:1: key 'price' outside an item section"},
+    {"[a]\nfile = @/song.ogg\nprice = 1\ndelivery = mail\n",
+     "goods.ini:4: delivery = mail: expected chunks or key"},
+    {"[a]\nfile = @/song.ogg\nprice = 1\nmetered = true\ndelivery = key\n",
+     "goods.ini:2: item [a]: delivery = key needs an item priced whole"},
     {"[a]\nfile = @/song.ogg\nprice = 1\nthis is not ini\n", "goods.ini:4: syntax error"},
 };
 

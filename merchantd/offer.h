@@ -1,0 +1,77 @@
+/* Goods sold by key release (docs/goods.md "Key release"): an item of the catalogue with
+ * `delivery = key` is sold whole, in one payment, against the holder's signed Offer (common/
+ * offer.h). The merchant draws a key K and a nonce prefix per offer, hashes the item sealed
+ * under them (common/sealed.h) on its worker pool, signs the Offer, records it with K durably
+ * and only then answers it. The wallet fetches the sealed chunks (ChunkReq naming the offer's
+ * order_ref, free), pays exactly pay_index with the offer's order_ref and asks for K (KeyReq).
+ *
+ * One offer per channel is current (ch->offer, the newest; older ones stay in the store: their
+ * keys are still released to a dispute, offer_key_of). An offer is payable while it is unpaid,
+ * the channel's last is its after_index and the merchant clock is before its deadline. */
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/offer.h" /* the Offer statement: a header of the same name */
+#include "catalogue.h"
+#include "proto.h"
+#include "sealed.h"
+#include "util.h"
+
+struct merchant;
+struct channel;
+struct mp_conn;
+
+#define OFFER_REF_LEN 16
+
+struct offer {
+	uint8_t order_ref[OFFER_REF_LEN];
+	uint8_t channel_id[MP_ID_LEN];
+	uint32_t seg_seq;	    /* the channel's segment when the offer was made */
+	struct catalogue_item item; /* pinned; item.path is owned */
+	int64_t mtime_ns;	    /* the file's modification time when it was hashed */
+	uint8_t key[MP_SEAL_KEY_LEN];
+	uint8_t prefix[MP_SEAL_PREFIX_LEN];
+	uint32_t after_index, pay_index;
+	uint64_t price;	       /* item.total */
+	uint64_t deadline;     /* merchant clock */
+	uint8_t *signed_offer; /* the Offer statement's stored bytes (owned) */
+	size_t signed_len;
+	bool recorded;	   /* its row is durable */
+	bool paid;	   /* pay path: a Pay at pay_index naming it was accepted (maybe pending) */
+	bool paid_durable; /* that Pay is committed */
+};
+
+/* A deep copy (for the store thread); NULL on out of memory. */
+struct offer *offer_copy(const struct offer *o);
+void offer_free(struct offer *o);
+
+/* The channel's current offer if it was made in the channel's current segment, else NULL. */
+struct offer *channel_offer(const struct channel *ch);
+/* order_ref names this offer, recorded. */
+bool offer_is_ref(const struct offer *o, const uint8_t *ref, size_t len);
+
+/* For the dispute side: true iff the store holds the offer (channel_id, order_ref), paid or
+ * not, with its key copied out. Answered from the channel's current offer in memory when it is
+ * that one (and recorded), else by one primary-key read on the loop's store connection (bounded;
+ * committed rows only). Works after a restart: the store row is the truth. */
+bool offer_key_of(struct merchant *m, const uint8_t channel_id[MP_ID_LEN],
+		  const uint8_t order_ref[MP_ID_LEN], uint8_t key[MP_SEAL_KEY_LEN]);
+
+/* The Pay path (pay.c), for a fresh Pay at j on ch naming offer o (the channel's current
+ * offer): OK if it pays o (j = pay_index, the channel's last = after_index, o unpaid, before
+ * the deadline); else CONFLICT or EXPIRED with why (a detail naming the indices) in buf. */
+MpCode offer_pay_check(const struct merchant *m, const struct channel *ch, const struct offer *o,
+		       uint32_t j, char *buf, size_t len);
+
+struct batch_entry;
+/* Settle the Pay e (its credit in *credit, the units included) against o if it names o: the
+ * price leaves the credit (the rest stays channel credit), o paid, e marked (pays_offer, its
+ * price, OK). False (nothing changed) if e does not name o or the credit does not cover it. */
+bool offer_settle(struct offer *o, struct batch_entry *e, uint64_t *credit);
+
+/* ChunkReq naming the channel's offer (chunk.c): sealed chunk k, read and sealed on the worker
+ * pool, free, again on every request. */
+void offer_chunk(struct merchant *m, struct mp_conn *c, uint64_t request_id,
+		 const struct channel *ch, struct offer *o, uint32_t k);

@@ -1,0 +1,102 @@
+/* An offer's life outside its making (offer.h): copies, the channel's current offer, whether a
+ * Pay pays it, and its key for the dispute side. */
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "batch.h"
+#include "merchant.h"
+#include "offer.h"
+#include "offer_store.h"
+
+struct offer *offer_copy(const struct offer *o)
+{
+	struct offer *c = malloc(sizeof(*c));
+	if (!c)
+		return NULL;
+	*c = *o;
+	c->item.path = strdup(o->item.path);
+	c->signed_offer = o->signed_len ? malloc(o->signed_len) : NULL;
+	if (!c->item.path || (o->signed_len && !c->signed_offer)) {
+		free(c->item.path);
+		free(c->signed_offer);
+		free(c);
+		return NULL;
+	}
+	if (o->signed_len)
+		memcpy(c->signed_offer, o->signed_offer, o->signed_len);
+	return c;
+}
+
+void offer_free(struct offer *o)
+{
+	if (!o)
+		return;
+	OPENSSL_cleanse(o->key, sizeof(o->key));
+	free(o->item.path);
+	free(o->signed_offer);
+	free(o);
+}
+
+struct offer *channel_offer(const struct channel *ch)
+{
+	return ch && ch->offer && ch->offer->seg_seq == ch->seg_seq ? ch->offer : NULL;
+}
+
+bool offer_is_ref(const struct offer *o, const uint8_t *ref, size_t len)
+{
+	return o && o->recorded && len == OFFER_REF_LEN && memcmp(o->order_ref, ref, len) == 0;
+}
+
+MpCode offer_pay_check(const struct merchant *m, const struct channel *ch, const struct offer *o,
+		       uint32_t j, char *buf, size_t len)
+{
+	if (o->paid) {
+		snprintf(buf, len, "offer already paid at index %u", o->pay_index);
+		return MP_ST(CONFLICT);
+	}
+	if (ch->last != o->after_index || j != o->pay_index) {
+		snprintf(buf, len,
+			 "the offer is paid only by the Pay at pay_index %u right after "
+			 "after_index %u (the channel's last is %u, this Pay's index %u)",
+			 o->pay_index, o->after_index, ch->last, j);
+		return MP_ST(CONFLICT);
+	}
+	if (merchant_now(m) >= o->deadline) {
+		snprintf(buf, len, "the offer's deadline %llu has passed: ask for a new offer",
+			 (unsigned long long)o->deadline);
+		return MP_ST(EXPIRED);
+	}
+	return MP_ST(OK);
+}
+
+bool offer_settle(struct offer *o, struct batch_entry *e, uint64_t *credit)
+{
+	if (!offer_is_ref(o, e->order_ref, e->order_ref_len) || o->paid || *credit < o->price)
+		return false;
+	*credit -= o->price;
+	o->paid = true;
+	e->pays_offer = true;
+	memcpy(e->offer_ref, o->order_ref, OFFER_REF_LEN);
+	e->price = o->price;
+	e->code = MP_ST(OK);
+	return true;
+}
+
+bool offer_key_of(struct merchant *m, const uint8_t channel_id[MP_ID_LEN],
+		  const uint8_t order_ref[MP_ID_LEN], uint8_t key[MP_SEAL_KEY_LEN])
+{
+	const struct channel *ch = channel_find(&m->channels, channel_id);
+	const struct offer *o = ch ? ch->offer : NULL;
+	if (offer_is_ref(o, order_ref, OFFER_REF_LEN)) {
+		memcpy(key, o->key, MP_SEAL_KEY_LEN);
+		return true;
+	}
+	struct offer *stored = NULL;
+	if (offer_store_find(m->store, channel_id, order_ref, &stored) != 1)
+		return false;
+	memcpy(key, stored->key, MP_SEAL_KEY_LEN);
+	offer_free(stored);
+	return true;
+}
