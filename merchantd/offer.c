@@ -297,11 +297,11 @@ static bool units_fit(const struct merchant *m, const struct channel *ch,
 }
 
 /* The channel's current offer may be answered again: of it, unpaid, open, before its
- * deadline. */
+ * deadline, its file not found changed. */
 static bool same_open_offer(const struct merchant *m, const struct channel *ch,
 			    const struct offer *o, const char *item)
 {
-	return o && o->recorded && !o->paid && !strcmp(o->item.id, item) &&
+	return o && o->recorded && !o->paid && !o->stale && !strcmp(o->item.id, item) &&
 	       ch->last == o->after_index && merchant_now(m) < o->deadline;
 }
 

@@ -41,6 +41,7 @@ struct offer {
 	bool recorded;	   /* its row is durable */
 	bool paid;	   /* pay path: a Pay at pay_index naming it was accepted (maybe pending) */
 	bool paid_durable; /* that Pay is committed */
+	bool stale;	   /* memory only: a chunk read found its file changed; not offered again */
 };
 
 /* A deep copy (for the store thread); NULL on out of memory. */

@@ -4,7 +4,8 @@
  *   k >= chunks --> OUT_OF_RANGE
  *   submitted --worker: open, fstat (a regular file of the pinned size and modification time,
  *   else CHANGED), pread chunk k, seal it (prefix || be32(k))--> on the loop: OK with the
- *   sealed bytes (len + 16) | CONFLICT (the file changed since the offer) | INTERNAL; nothing
+ *   sealed bytes (len + 16) | CONFLICT (the file changed since the offer: the channel's offer
+ *   is then stale, and an OfferReq makes a new one) | INTERNAL; nothing
  *   if the wallet has gone. The queue full --> LIMIT. Memory: at most worker_queue jobs, each
  *   holding one chunk and its sealed copy. */
 #include <stdio.h>
@@ -91,7 +92,7 @@ static void answer(struct seal_job *j)
 {
 	struct merchant *m = j->m;
 	const struct channel *ch = channel_find(&m->channels, j->channel_id);
-	const struct offer *cur = ch ? ch->offer : NULL;
+	struct offer *cur = ch ? ch->offer : NULL;
 	const struct offer *o =
 	    cur && !memcmp(cur->order_ref, j->snap->order_ref, OFFER_REF_LEN) ? cur : j->snap;
 	char why[200];
@@ -103,6 +104,8 @@ static void answer(struct seal_job *j)
 		      j->len + MP_SEAL_TAG_LEN);
 		return;
 	case GOODS_CHANGED:
+		if (o == cur) /* the next OfferReq makes a new offer */
+			cur->stale = true;
 		log_warn("offer of '%s': %s changed since the offer was made: sealed chunk %u not "
 			 "sent",
 			 o->item.id, o->item.path, j->k);

@@ -154,6 +154,12 @@ MpSigned *junk_redeem(const struct tmerchant *tm, const struct tchannel *ch, uin
 void tchannel_opened(const struct net *net, const char *name, struct twallet *tw,
 		     struct tchannel *ch, uint32_t n, struct wire *w)
 {
+	tchannel_opened_unit(net, name, tw, ch, n, 1, w);
+}
+
+void tchannel_opened_unit(const struct net *net, const char *name, struct twallet *tw,
+			  struct tchannel *ch, uint32_t n, uint64_t unit, struct wire *w)
+{
 	char ca[700], broker_ep[128], ep[128], hex[MP_HEX_ID_LEN + 1];
 	uint8_t mid[MP_ID_LEN];
 	net_path(net, "tls/ca.crt", ca, sizeof(ca));
@@ -164,8 +170,8 @@ void tchannel_opened(const struct net *net, const char *name, struct twallet *tw
 	struct wire b;
 	ck_assert(wire_connect(&b, broker_ep, ca, NULL, NULL));
 	twallet_register(tw, &b);
-	net_fund_id(net, tw->account_id, n);
-	tchannel_make(ch, tw, n, 1, mid);
+	net_fund_id(net, tw->account_id, (uint64_t)n * unit);
+	tchannel_make(ch, tw, n, unit, mid);
 	ck_assert_int_eq(tchannel_issue(ch, &b), MP_ST(OK));
 	wire_close(&b);
 	ck_assert(wire_connect(w, ep, ca, NULL, NULL));

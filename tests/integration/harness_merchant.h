@@ -26,6 +26,9 @@ void tmerchant_connect(const struct tmerchant *tm, struct wire *w, const char *b
  * issued at the broker and opened on w (a fresh connection to NAME). */
 void tchannel_opened(const struct net *net, const char *name, struct twallet *tw,
 		     struct tchannel *ch, uint32_t n, struct wire *w);
+/* The same with units of `unit` minor units (tchannel_opened: 1). */
+void tchannel_opened_unit(const struct net *net, const char *name, struct twallet *tw,
+			  struct tchannel *ch, uint32_t n, uint64_t unit, struct wire *w);
 
 struct tclaim {
 	uint8_t channel_id[MP_ID_LEN];

@@ -1,0 +1,499 @@
+/* Key release at the merchant (docs/goods.md "Key release") against the real daemons
+ * (deploy/mpnet with MP_TEST_CLOCK: brokerd, merchant m1 restarted with a catalogue and
+ * `key_deadline = 60`), the wallet's side played by a raw client:
+ * - an honest sale: one unit paid, OfferReq, the Offer verified under m1's key, every sealed
+ *   chunk fetched free and hashed to the Offer's ciphertext_hash, KeyReq refused UNDERPAID,
+ *   exactly pay_index paid naming the offer (the excess of the units over the price stays
+ *   credit), KeyReq answers the key whose SHA-256 is key_hash, each chunk opens to the file
+ *   byte for byte; listed by `offers`, counted by the metrics;
+ * - refusals: an OfferReq before any paid unit (UNDERPAID), a key item asked chunk by chunk and
+ *   a chunk item asked by Offer (UNKNOWN_ITEM), the same OfferReq twice (the same bytes), a Pay
+ *   at the wrong index or after the channel's last moved naming the offer (CONFLICT, nothing
+ *   accepted; the next correct Pay works), a Pay past the deadline (EXPIRED, nothing accepted),
+ *   a KeyReq for no offer (UNKNOWN_ITEM);
+ * - offers outlive SIGKILL: the same Offer bytes and sealed chunks after a restart, the key
+ *   after another; a changed file is refused CONFLICT, and the next OfferReq makes a new offer.
+ * Every test ends with the broker's audit clean. */
+#include <check.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "harness_ledger.h"
+#include "harness_merchant.h"
+#include "harness_net.h"
+#include "offer.h"
+#include "sealed.h"
+#include "../check_run.h"
+
+static struct net net;
+static char goods[700], cat_path[760];
+static struct tmerchant m1;
+
+#define SONG_SIZE   (5 * 1024 - 100) /* 5 chunks of 1 KiB, the last shorter */
+#define SONG_PRICE  13		     /* whole, sold by key release */
+#define SONG_CHUNKS 5
+
+static void write_bytes(const char *rel, size_t bytes, unsigned seed)
+{
+	char p[800];
+	snprintf(p, sizeof(p), "%s/%s", goods, rel);
+	FILE *f = fopen(p, "w");
+	ck_assert_msg(f != NULL, "cannot write %s", p);
+	for (size_t i = 0; i < bytes; i++)
+		fputc((int)((i * 131 + seed + i / 1024) % 256), f);
+	fclose(f);
+}
+
+static void setup_net(void)
+{
+	setenv("MP_TEST_CLOCK", "1", 1);
+	net_up(&net);
+	snprintf(goods, sizeof(goods), "%s/goods", net.dir);
+	snprintf(cat_path, sizeof(cat_path), "%s/catalogue.ini", net.dir);
+	ck_assert_int_eq(mkdir(goods, 0700), 0);
+	write_bytes("song.ogg", SONG_SIZE, 1);
+	write_bytes("meter.bin", 3000, 2);
+	FILE *f = fopen(cat_path, "w");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f,
+		"[song]\nfile = %s/song.ogg\nprice = %d\nchunk_size = 1024\ndelivery = key\n"
+		"[meter]\nfile = %s/meter.bin\nprice = 3\nmetered = true\nchunk_size = 1024\n",
+		goods, SONG_PRICE, goods);
+	fclose(f);
+	char setting[900];
+	snprintf(setting, sizeof(setting), "catalogue = %s\nkey_deadline = 60", cat_path);
+	net_restart_with(&net, "m1", "merchant", setting);
+	tmerchant_load(&m1, &net, "m1");
+}
+
+static void teardown_net(void)
+{
+	tmerchant_free(&m1);
+	net_down(&net);
+}
+
+/* ---- the raw client's requests ---- */
+
+static MpEnvelope *offer_call(struct wire *w, const uint8_t id[MP_ID_LEN], const char *item)
+{
+	Micropay__V1__OfferReq req = MICROPAY__V1__OFFER_REQ__INIT;
+	req.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)id};
+	req.item = (char *)item;
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.body_case = MP_BODY(OFFER_REQ);
+	env.offer_req = &req;
+	MpEnvelope *e = wire_call(w, &env);
+	ck_assert_msg(e && e->body_case == MP_BODY(OFFER_RESP) && e->offer_resp->status,
+		      "no OfferResp for '%s'", item);
+	return e;
+}
+
+static MpCode offer_code(struct wire *w, const uint8_t id[MP_ID_LEN], const char *item,
+			 const char *detail_has)
+{
+	MpEnvelope *e = offer_call(w, id, item);
+	MpCode code = e->offer_resp->status->code;
+	ck_assert_msg(!detail_has || strstr(e->offer_resp->status->detail, detail_has),
+		      "OfferResp detail '%s' lacks '%s'", e->offer_resp->status->detail,
+		      detail_has);
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	return code;
+}
+
+static MpEnvelope *key_call(struct wire *w, const uint8_t id[MP_ID_LEN], const uint8_t ref[16])
+{
+	Micropay__V1__KeyReq req = MICROPAY__V1__KEY_REQ__INIT;
+	req.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)id};
+	req.order_ref = (ProtobufCBinaryData){16, (uint8_t *)ref};
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.body_case = MP_BODY(KEY_REQ);
+	env.key_req = &req;
+	MpEnvelope *e = wire_call(w, &env);
+	ck_assert_msg(e && e->body_case == MP_BODY(KEY_RESP) && e->key_resp->status, "no KeyResp");
+	return e;
+}
+
+static MpCode key_code(struct wire *w, const uint8_t id[MP_ID_LEN], const uint8_t ref[16])
+{
+	MpEnvelope *e = key_call(w, id, ref);
+	MpCode code = e->key_resp->status->code;
+	if (code != MP_ST(OK))
+		ck_assert_uint_eq(e->key_resp->key.len, 0);
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	return code;
+}
+
+static MpEnvelope *chunk_call(struct wire *w, const uint8_t id[MP_ID_LEN], const char *item,
+			      const uint8_t *ref, uint32_t chunk)
+{
+	Micropay__V1__ChunkReq req = MICROPAY__V1__CHUNK_REQ__INIT;
+	req.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)id};
+	req.item = (char *)(item ? item : "");
+	if (ref)
+		req.purchase_id = (ProtobufCBinaryData){16, (uint8_t *)ref};
+	req.chunk = chunk;
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.body_case = MP_BODY(CHUNK_REQ);
+	env.chunk_req = &req;
+	MpEnvelope *e = wire_call(w, &env);
+	ck_assert_msg(e && e->body_case == MP_BODY(CHUNK_RESP) && e->chunk_resp->status,
+		      "no ChunkResp for chunk %u", chunk);
+	return e;
+}
+
+/* Pay j naming ref (16 bytes) or the plain order_ref 0x01; the answer's code, *last its
+ * durable last. */
+static MpCode pay(struct tchannel *ch, struct wire *w, uint32_t j, const uint8_t *ref,
+		  uint32_t *last, uint64_t *credit, const char *detail_has)
+{
+	static const uint8_t plain = 1;
+	MpEnvelope *e = tchannel_pay(ch, w, j, ref ? ref : &plain, ref ? 16 : 1);
+	ck_assert(e && e->body_case == MP_BODY(PAY_ACK));
+	MpCode code = e->pay_ack->status->code;
+	ck_assert_msg(!detail_has || strstr(e->pay_ack->status->detail, detail_has),
+		      "PayAck detail '%s' lacks '%s'", e->pay_ack->status->detail, detail_has);
+	if (last)
+		*last = e->pay_ack->last;
+	if (credit)
+		*credit = e->pay_ack->credit;
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	return code;
+}
+
+/* ---- an offer as the wallet sees it ---- */
+
+struct got_offer {
+	struct mp_offer o;
+	uint8_t prefix[MP_SEAL_PREFIX_LEN];
+	uint8_t *bytes; /* the Signed Offer, packed: compared between answers */
+	size_t len;
+};
+
+/* OfferReq answered OK: the Offer opened under m1's key and checked against the answer. */
+static void get_offer(struct wire *w, const uint8_t id[MP_ID_LEN], struct got_offer *g)
+{
+	MpEnvelope *e = offer_call(w, id, "song");
+	const Micropay__V1__OfferResp *r = e->offer_resp;
+	ck_assert_msg(r->status->code == MP_ST(OK), "OfferReq: %s: %s",
+		      mp_code_name(r->status->code), r->status->detail);
+	const char *bad = mp_offer_open(r->offer, m1.key.pk, &g->o);
+	ck_assert_msg(bad == NULL, "%s", bad);
+	ck_assert(!memcmp(g->o.merchant_id, m1.mid, MP_ID_LEN));
+	ck_assert(!memcmp(g->o.channel_id, id, MP_ID_LEN));
+	ck_assert_uint_eq(g->o.seg_seq, 0);
+	ck_assert_uint_eq(g->o.price, SONG_PRICE);
+	ck_assert_str_eq(r->item, "song");
+	ck_assert_uint_eq(r->size, SONG_SIZE);
+	ck_assert_uint_eq(r->chunk_size, 1024);
+	ck_assert_uint_eq(r->chunks, SONG_CHUNKS);
+	ck_assert_uint_eq(r->nonce_prefix.len, MP_SEAL_PREFIX_LEN);
+	memcpy(g->prefix, r->nonce_prefix.data, MP_SEAL_PREFIX_LEN);
+	g->len = micropay__v1__signed__get_packed_size(r->offer);
+	g->bytes = malloc(g->len);
+	ck_assert_ptr_nonnull(g->bytes);
+	micropay__v1__signed__pack(r->offer, g->bytes);
+	micropay__v1__envelope__free_unpacked(e, NULL);
+}
+
+static bool same_offer(const struct got_offer *a, const struct got_offer *b)
+{
+	return a->len == b->len && !memcmp(a->bytes, b->bytes, a->len);
+}
+
+/* Every sealed chunk of the offer, fetched free (each len + 16 bytes, paid as given),
+ * concatenated in *sealed; their SHA-256 equals the Offer's ciphertext_hash. */
+static void fetch_sealed(struct wire *w, const uint8_t id[MP_ID_LEN], const struct got_offer *g,
+			 uint32_t paid, uint8_t **sealed, size_t *len)
+{
+	*sealed = malloc(SONG_SIZE + SONG_CHUNKS * MP_SEAL_TAG_LEN);
+	*len = 0;
+	for (uint32_t k = 0; k < SONG_CHUNKS; k++) {
+		MpEnvelope *e = chunk_call(w, id, NULL, g->o.order_ref, k);
+		const Micropay__V1__ChunkResp *r = e->chunk_resp;
+		size_t plain = k + 1 < SONG_CHUNKS ? 1024 : SONG_SIZE - 4 * 1024;
+		ck_assert_msg(r->status->code == MP_ST(OK), "chunk %u: %s", k, r->status->detail);
+		ck_assert_uint_eq(r->data.len, plain + MP_SEAL_TAG_LEN);
+		ck_assert_uint_eq(r->chunk, k);
+		ck_assert_uint_eq(r->chunks, SONG_CHUNKS);
+		ck_assert_uint_eq(r->total, SONG_PRICE);
+		ck_assert_uint_eq(r->paid, paid);
+		ck_assert(!memcmp(r->purchase_id.data, g->o.order_ref, 16));
+		memcpy(*sealed + *len, r->data.data, r->data.len);
+		*len += r->data.len;
+		micropay__v1__envelope__free_unpacked(e, NULL);
+	}
+	uint8_t h[32];
+	SHA256(*sealed, *len, h);
+	ck_assert_msg(!memcmp(h, g->o.ciphertext_hash, 32), "the sealed chunks do not hash to "
+							    "the Offer's ciphertext_hash");
+}
+
+/* The key checked against key_hash opens every chunk to the file's bytes. */
+static void open_all(const struct got_offer *g, const uint8_t key[32], const uint8_t *sealed)
+{
+	uint8_t h[32], plain[1024];
+	SHA256(key, 32, h);
+	ck_assert(!memcmp(h, g->o.key_hash, 32));
+	char path[800];
+	snprintf(path, sizeof(path), "%s/song.ogg", goods);
+	FILE *f = fopen(path, "rb");
+	ck_assert_ptr_nonnull(f);
+	uint8_t file[SONG_SIZE];
+	ck_assert_uint_eq(fread(file, 1, SONG_SIZE, f), SONG_SIZE);
+	fclose(f);
+	size_t at = 0;
+	for (uint32_t k = 0; k < SONG_CHUNKS; k++) {
+		size_t len = k + 1 < SONG_CHUNKS ? 1024 : SONG_SIZE - 4 * 1024;
+		ck_assert_msg(
+		    mp_open_chunk(key, g->prefix, k, sealed + at, len + MP_SEAL_TAG_LEN, plain),
+		    "chunk %u does not open", k);
+		ck_assert_msg(!memcmp(plain, file + k * 1024, len), "chunk %u differs", k);
+		at += len + MP_SEAL_TAG_LEN;
+	}
+}
+
+static json_t *listed(const uint8_t ref[16])
+{
+	char hex[33];
+	for (int i = 0; i < 16; i++)
+		snprintf(hex + 2 * i, 3, "%02x", ref[i]);
+	json_t *all = admin_ok(&net, "m1", "offers", NULL);
+	size_t i;
+	json_t *row, *found = NULL;
+	json_array_foreach(json_object_get(all, "offers"), i, row)
+	{
+		if (!strcmp(json_str(row, "order_ref"), hex))
+			found = json_incref(row);
+	}
+	json_decref(all);
+	ck_assert_msg(found != NULL, "offer %s not listed by m1", hex);
+	return found;
+}
+
+/* ---- an honest sale ---- */
+
+START_TEST(honest_offer)
+{
+	struct twallet tw;
+	struct tchannel ch;
+	struct wire w;
+	uint8_t id[MP_ID_LEN], *sealed;
+	size_t sealed_len;
+	uint32_t last;
+	uint64_t credit;
+	tchannel_opened_unit(&net, "m1", &tw, &ch, 50, 2, &w);
+	tchannel_id(&ch, id);
+	ck_assert_int_eq(pay(&ch, &w, 1, NULL, NULL, NULL, NULL), MP_ST(UNDERPAID)); /* credit 2 */
+	struct got_offer g;
+	get_offer(&w, id, &g);
+	ck_assert_uint_eq(g.o.after_index, 1);
+	ck_assert_uint_eq(g.o.pay_index, 1 + 7); /* ceil(13 / 2) */
+	fetch_sealed(&w, id, &g, 0, &sealed, &sealed_len);
+	MpEnvelope *e = chunk_call(&w, id, NULL, g.o.order_ref, SONG_CHUNKS);
+	ck_assert_int_eq(e->chunk_resp->status->code, MP_ST(OUT_OF_RANGE));
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	ck_assert_int_eq(key_code(&w, id, g.o.order_ref), MP_ST(UNDERPAID));
+	json_t *row = listed(g.o.order_ref);
+	ck_assert(!json_is_true(json_object_get(row, "paid")));
+	json_decref(row);
+	/* Exactly pay_index naming the offer: 14 of credit, 13 for the song, 2 + 1 left. */
+	ck_assert_int_eq(pay(&ch, &w, g.o.pay_index, g.o.order_ref, &last, &credit, NULL),
+			 MP_ST(OK));
+	ck_assert_uint_eq(last, g.o.pay_index);
+	ck_assert_uint_eq(credit, 2 + 7 * 2 - SONG_PRICE);
+	e = key_call(&w, id, g.o.order_ref);
+	ck_assert_int_eq(e->key_resp->status->code, MP_ST(OK));
+	ck_assert_uint_eq(e->key_resp->key.len, 32);
+	ck_assert(!memcmp(e->key_resp->order_ref.data, g.o.order_ref, 16));
+	open_all(&g, e->key_resp->key.data, sealed);
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	e = chunk_call(&w, id, NULL, g.o.order_ref, 0); /* paid: chunks */
+	ck_assert_int_eq(e->chunk_resp->status->code, MP_ST(OK));
+	ck_assert_uint_eq(e->chunk_resp->paid, SONG_CHUNKS);
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	row = listed(g.o.order_ref);
+	ck_assert(json_is_true(json_object_get(row, "paid")));
+	ck_assert_int_eq(json_int(row, "after_index"), 1);
+	ck_assert_int_eq(json_int(row, "pay_index"), 8);
+	ck_assert_int_eq(json_int(row, "price"), SONG_PRICE);
+	ck_assert_str_eq(json_str(row, "item"), "song");
+	json_decref(row);
+	ck_assert_int_ge(metric(&net, "m1", "micropay_merchant_offers_total"), 1);
+	ck_assert_int_ge(metric(&net, "m1", "micropay_merchant_keys_released_total"), 1);
+	free(sealed);
+	free(g.bytes);
+	wire_close(&w);
+	tchannel_free(&ch);
+	mp_key_free(&tw.account);
+	net_audit_clean(&net);
+}
+END_TEST
+
+/* ---- refusals ---- */
+
+START_TEST(offer_refusals)
+{
+	struct twallet tw;
+	struct tchannel ch;
+	struct wire w;
+	uint8_t id[MP_ID_LEN], nothing[16] = {9};
+	uint32_t last;
+	tchannel_opened(&net, "m1", &tw, &ch, 100, &w);
+	tchannel_id(&ch, id);
+	ck_assert_int_eq(offer_code(&w, id, "song", "at least one paid unit"), MP_ST(UNDERPAID));
+	MpEnvelope *e = chunk_call(&w, id, "song", NULL, 0);
+	ck_assert_int_eq(e->chunk_resp->status->code, MP_ST(UNKNOWN_ITEM));
+	ck_assert_ptr_nonnull(strstr(e->chunk_resp->status->detail, "key release"));
+	ck_assert_uint_eq(e->chunk_resp->data.len, 0);
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	ck_assert_int_eq(offer_code(&w, id, "meter", "chunk by chunk"), MP_ST(UNKNOWN_ITEM));
+	ck_assert_int_eq(offer_code(&w, id, "nosuch", NULL), MP_ST(UNKNOWN_ITEM));
+	ck_assert_int_eq(key_code(&w, id, nothing), MP_ST(UNKNOWN_ITEM));
+	ck_assert_int_eq(pay(&ch, &w, 1, NULL, NULL, NULL, NULL), MP_ST(UNDERPAID));
+	/* The same OfferReq twice: the same bytes. */
+	struct got_offer a, b;
+	get_offer(&w, id, &a);
+	get_offer(&w, id, &b);
+	ck_assert(same_offer(&a, &b));
+	ck_assert_uint_eq(a.o.pay_index, 1 + SONG_PRICE);
+	free(b.bytes);
+	/* A Pay at the wrong index naming the offer: CONFLICT, nothing accepted. */
+	ck_assert_int_eq(pay(&ch, &w, a.o.pay_index + 1, a.o.order_ref, &last, NULL, "pay_index"),
+			 MP_ST(CONFLICT));
+	ck_assert_uint_eq(last, 1);
+	ck_assert_int_eq(pay(&ch, &w, a.o.pay_index - 1, a.o.order_ref, &last, NULL, "pay_index"),
+			 MP_ST(CONFLICT));
+	ck_assert_uint_eq(last, 1);
+	/* The channel's last moves (an ordinary unit): the offer is no longer payable. */
+	ck_assert_int_eq(pay(&ch, &w, 2, NULL, &last, NULL, NULL), MP_ST(UNDERPAID));
+	ck_assert_uint_eq(last, 2);
+	ck_assert_int_eq(pay(&ch, &w, a.o.pay_index, a.o.order_ref, &last, NULL, "after_index 1"),
+			 MP_ST(CONFLICT));
+	ck_assert_uint_eq(last, 2);
+	/* A new offer at the new last; past its deadline a Pay is EXPIRED, nothing accepted. */
+	get_offer(&w, id, &b);
+	ck_assert(!same_offer(&a, &b));
+	ck_assert_uint_eq(b.o.after_index, 2);
+	net_clock_advance(&net, 61);
+	ck_assert_int_eq(pay(&ch, &w, b.o.pay_index, b.o.order_ref, &last, NULL, "deadline"),
+			 MP_ST(EXPIRED));
+	ck_assert_uint_eq(last, 2);
+	ck_assert_int_eq(key_code(&w, id, b.o.order_ref), MP_ST(UNDERPAID));
+	/* Asked again: a new offer (the old one lapsed); the correct Pay now works. */
+	struct got_offer c;
+	get_offer(&w, id, &c);
+	ck_assert(!same_offer(&b, &c));
+	ck_assert_int_eq(pay(&ch, &w, c.o.pay_index, c.o.order_ref, &last, NULL, NULL), MP_ST(OK));
+	ck_assert_uint_eq(last, 2 + SONG_PRICE);
+	ck_assert_int_eq(key_code(&w, id, c.o.order_ref), MP_ST(OK));
+	ck_assert_int_eq(key_code(&w, id, a.o.order_ref), MP_ST(UNDERPAID)); /* from the store */
+	/* Paid: the same item again is a new offer after the new last. */
+	get_offer(&w, id, &a);
+	ck_assert_uint_eq(a.o.after_index, 2 + SONG_PRICE);
+	free(a.bytes);
+	free(b.bytes);
+	free(c.bytes);
+	wire_close(&w);
+	tchannel_free(&ch);
+	mp_key_free(&tw.account);
+	net_audit_clean(&net);
+}
+END_TEST
+
+/* ---- offers outlive a restart; a changed file ---- */
+
+static void reconnect(struct wire *w)
+{
+	char ca[800], ep[128];
+	net_path(&net, "tls/ca.crt", ca, sizeof(ca));
+	net_read(&net, "m1", "endpoint", ep, sizeof(ep));
+	ck_assert(wire_connect(w, ep, ca, NULL, NULL));
+}
+
+static void kill_and_start(struct wire *w)
+{
+	wire_close(w);
+	ck_assert_int_eq(net_cmd(&net, "kill", "m1 KILL"), 0);
+	ck_assert_int_eq(net_cmd(&net, "start", "m1"), 0);
+	reconnect(w);
+}
+
+START_TEST(offers_outlive_a_restart)
+{
+	struct twallet tw;
+	struct tchannel ch;
+	struct wire w;
+	uint8_t id[MP_ID_LEN], *sealed, *again;
+	size_t len, len2;
+	tchannel_opened(&net, "m1", &tw, &ch, 100, &w);
+	tchannel_id(&ch, id);
+	ck_assert_int_eq(pay(&ch, &w, 1, NULL, NULL, NULL, NULL), MP_ST(UNDERPAID));
+	struct got_offer a, b;
+	get_offer(&w, id, &a);
+	fetch_sealed(&w, id, &a, 0, &sealed, &len);
+	kill_and_start(&w);
+	get_offer(&w, id, &b); /* the store row: the same Offer */
+	ck_assert(same_offer(&a, &b));
+	free(b.bytes);
+	fetch_sealed(&w, id, &a, 0, &again, &len2);
+	ck_assert(len == len2 && !memcmp(sealed, again, len));
+	free(again);
+	ck_assert_int_eq(key_code(&w, id, a.o.order_ref), MP_ST(UNDERPAID));
+	ck_assert_int_eq(pay(&ch, &w, a.o.pay_index, a.o.order_ref, NULL, NULL, NULL), MP_ST(OK));
+	kill_and_start(&w);
+	MpEnvelope *e = key_call(&w, id, a.o.order_ref);
+	ck_assert_int_eq(e->key_resp->status->code, MP_ST(OK));
+	open_all(&a, e->key_resp->key.data, sealed);
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	free(sealed);
+	/* A new offer, then its file changes: its chunks are refused CONFLICT, never served. */
+	get_offer(&w, id, &b);
+	char path[800];
+	snprintf(path, sizeof(path), "%s/song.ogg", goods);
+	ck_assert_int_eq(truncate(path, SONG_SIZE - 1), 0);
+	e = chunk_call(&w, id, NULL, b.o.order_ref, 0);
+	ck_assert_int_eq(e->chunk_resp->status->code, MP_ST(CONFLICT));
+	ck_assert_uint_eq(e->chunk_resp->data.len, 0);
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	ck_assert_int_eq(offer_code(&w, id, "song", "changed"), MP_ST(CONFLICT));
+	/* The same bytes again but written anew (another mtime): still not the offer's file. */
+	write_bytes("song.ogg", SONG_SIZE, 1);
+	e = chunk_call(&w, id, NULL, b.o.order_ref, 0);
+	ck_assert_int_eq(e->chunk_resp->status->code, MP_ST(CONFLICT));
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	/* A new OfferReq makes a new offer of the file as it is now, served and hashed. */
+	get_offer(&w, id, &a);
+	ck_assert(!same_offer(&a, &b));
+	fetch_sealed(&w, id, &a, 0, &sealed, &len);
+	free(sealed);
+	free(a.bytes);
+	free(b.bytes);
+	wire_close(&w);
+	tchannel_free(&ch);
+	mp_key_free(&tw.account);
+	net_audit_clean(&net);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("offer");
+	TCase *tc = tcase_create("offer");
+	tcase_set_timeout(tc, 600);
+	tcase_add_checked_fixture(tc, setup_net, teardown_net);
+	tcase_add_test(tc, honest_offer);
+	tcase_add_test(tc, offer_refusals);
+	tcase_add_test(tc, offers_outlive_a_restart);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return mp_check_run(suite());
+}
