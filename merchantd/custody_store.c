@@ -7,6 +7,7 @@
 #include "bind_store.h"
 #include "log.h"
 #include "segment_store.h"
+#include "stmt.h"
 #include "store.h"
 
 static sqlite3_stmt *prep(struct store *s, const char *sql)
@@ -210,6 +211,22 @@ bool custody_store_get(struct store *s, const uint8_t channel_id[MP_ID_LEN], uin
 	}
 	sqlite3_finalize(st);
 	return found;
+}
+
+Micropay__V1__Handoff *
+custody_store_handoff_body(struct store *s, const uint8_t channel_id[MP_ID_LEN], uint32_t hseq)
+{
+	struct custody_blob b;
+	if (!custody_store_get(s, channel_id, hseq, &b))
+		return NULL;
+	MpSigned *st = mp_stmt_decode(b.data, b.len);
+	Micropay__V1__Handoff *h =
+	    st ? (Micropay__V1__Handoff *)mp_strict_unpack(&micropay__v1__handoff__descriptor,
+							   st->body.data, st->body.len)
+	       : NULL;
+	mp_stmt_free(st);
+	free(b.data);
+	return h;
 }
 
 uint32_t custody_store_max_hseq(struct store *s, const uint8_t channel_id[MP_ID_LEN])

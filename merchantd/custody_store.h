@@ -25,6 +25,10 @@ bool custody_store_chain(struct store *s, const uint8_t channel_id[MP_ID_LEN],
 /* The stored Handoff hseq of the channel (data malloc'd); false if absent. */
 bool custody_store_get(struct store *s, const uint8_t channel_id[MP_ID_LEN], uint32_t hseq,
 		       struct custody_blob *out);
+/* The body of the stored Handoff hseq of the channel (free with
+ * micropay__v1__handoff__free_unpacked); NULL if absent or unreadable. */
+Micropay__V1__Handoff *
+custody_store_handoff_body(struct store *s, const uint8_t channel_id[MP_ID_LEN], uint32_t hseq);
 /* The highest hseq recorded for the channel, 0 if none. */
 uint32_t custody_store_max_hseq(struct store *s, const uint8_t channel_id[MP_ID_LEN]);
 /* A peer's stored MerchantCert (malloc'd); false if absent. */

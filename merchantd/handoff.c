@@ -120,20 +120,11 @@ static struct channel *move_channel(struct merchant *m, const MpSigned *move, ui
 static bool stored_handoff_names(struct merchant *m, const struct channel *ch,
 				 const uint8_t to_mid[MP_ID_LEN])
 {
-	struct custody_blob b;
-	if (!custody_store_get(m->store, ch->id, ch->hseq + 1, &b))
-		return false;
-	MpSigned *s = mp_stmt_decode(b.data, b.len);
-	Micropay__V1__Handoff *h =
-	    s ? (Micropay__V1__Handoff *)mp_strict_unpack(&micropay__v1__handoff__descriptor,
-							  s->body.data, s->body.len)
-	      : NULL;
+	Micropay__V1__Handoff *h = custody_store_handoff_body(m->store, ch->id, ch->hseq + 1);
 	bool names = h && mp_bytes_len_is(h->to_mid, MP_ID_LEN) &&
 		     !memcmp(h->to_mid.data, to_mid, MP_ID_LEN);
 	if (h)
 		micropay__v1__handoff__free_unpacked(h, NULL);
-	mp_stmt_free(s);
-	free(b.data);
 	return names;
 }
 

@@ -110,21 +110,12 @@ static bool epoch_start(struct merchant *m, const struct channel *ch, uint32_t *
 	*start = 0;
 	if (ch->hseq == 0)
 		return true;
-	struct custody_blob b;
-	if (!custody_store_get(m->store, ch->id, ch->hseq, &b))
-		return false;
-	MpSigned *s = mp_stmt_decode(b.data, b.len);
-	Micropay__V1__Handoff *h =
-	    s ? (Micropay__V1__Handoff *)mp_strict_unpack(&micropay__v1__handoff__descriptor,
-							  s->body.data, s->body.len)
-	      : NULL;
+	Micropay__V1__Handoff *h = custody_store_handoff_body(m->store, ch->id, ch->hseq);
 	bool ok = h && h->point;
 	if (ok)
 		*start = h->point->index;
 	if (h)
 		micropay__v1__handoff__free_unpacked(h, NULL);
-	mp_stmt_free(s);
-	free(b.data);
 	return ok;
 }
 

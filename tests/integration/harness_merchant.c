@@ -180,3 +180,21 @@ void tchannel_opened_unit(const struct net *net, const char *name, struct twalle
 	ck_assert_int_eq(ack->open_ack->status->code, MP_ST(OK));
 	micropay__v1__envelope__free_unpacked(ack, NULL);
 }
+
+MpEnvelope *chunk_req_call(struct wire *w, const uint8_t id[MP_ID_LEN], const char *item,
+			   const uint8_t *purchase, uint32_t chunk)
+{
+	Micropay__V1__ChunkReq req = MICROPAY__V1__CHUNK_REQ__INIT;
+	req.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)id};
+	req.item = (char *)(item ? item : "");
+	if (purchase)
+		req.purchase_id = (ProtobufCBinaryData){16, (uint8_t *)purchase};
+	req.chunk = chunk;
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.body_case = MP_BODY(CHUNK_REQ);
+	env.chunk_req = &req;
+	MpEnvelope *e = wire_call(w, &env);
+	ck_assert_msg(e && e->body_case == MP_BODY(CHUNK_RESP) && e->chunk_resp->status,
+		      "no ChunkResp for chunk %u", chunk);
+	return e;
+}

@@ -26,6 +26,10 @@ void tmerchant_connect(const struct tmerchant *tm, struct wire *w, const char *b
  * issued at the broker and opened on w (a fresh connection to NAME). */
 void tchannel_opened(const struct net *net, const char *name, struct twallet *tw,
 		     struct tchannel *ch, uint32_t n, struct wire *w);
+/* ChunkReq{channel id, item (NULL: none), purchase_id (16 bytes, or NULL), chunk} on w: its
+ * ChunkResp (the test fails without one). */
+MpEnvelope *chunk_req_call(struct wire *w, const uint8_t id[MP_ID_LEN], const char *item,
+			   const uint8_t *purchase, uint32_t chunk);
 /* The same with units of `unit` minor units (tchannel_opened: 1). */
 void tchannel_opened_unit(const struct net *net, const char *name, struct twallet *tw,
 			  struct tchannel *ch, uint32_t n, uint64_t unit, struct wire *w);

@@ -238,24 +238,6 @@ END_TEST
 
 /* ---- a customer that stops paying (raw client) ---- */
 
-static MpEnvelope *chunk_call(struct wire *w, const uint8_t id[MP_ID_LEN], const char *item,
-			      const uint8_t *purchase, uint32_t chunk)
-{
-	Micropay__V1__ChunkReq req = MICROPAY__V1__CHUNK_REQ__INIT;
-	req.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)id};
-	req.item = (char *)(item ? item : "");
-	if (purchase)
-		req.purchase_id = (ProtobufCBinaryData){16, (uint8_t *)purchase};
-	req.chunk = chunk;
-	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
-	env.body_case = MP_BODY(CHUNK_REQ);
-	env.chunk_req = &req;
-	MpEnvelope *e = wire_call(w, &env);
-	ck_assert_msg(e && e->body_case == MP_BODY(CHUNK_RESP) && e->chunk_resp->status,
-		      "no ChunkResp for chunk %u", chunk);
-	return e;
-}
-
 START_TEST(customer_stops_paying)
 {
 	struct twallet tw;
@@ -265,7 +247,7 @@ START_TEST(customer_stops_paying)
 	tchannel_opened(&net, "m1", &tw, &ch, 50, &w);
 	tchannel_id(&ch, id);
 	/* Chunk 0 is given unpaid. */
-	MpEnvelope *e = chunk_call(&w, id, "song", NULL, 0);
+	MpEnvelope *e = chunk_req_call(&w, id, "song", NULL, 0);
 	const Micropay__V1__ChunkResp *r = e->chunk_resp;
 	ck_assert_int_eq(r->status->code, MP_ST(OK));
 	ck_assert_uint_eq(r->purchase_id.len, 16);
@@ -278,7 +260,7 @@ START_TEST(customer_stops_paying)
 	ck_assert_uint_eq(r->total, SONG_PRICE);
 	micropay__v1__envelope__free_unpacked(e, NULL);
 	/* Chunk 1 without paying: UNDERPAID, no data. */
-	e = chunk_call(&w, id, NULL, pid, 1);
+	e = chunk_req_call(&w, id, NULL, pid, 1);
 	r = e->chunk_resp;
 	ck_assert_int_eq(r->status->code, MP_ST(UNDERPAID));
 	ck_assert_uint_eq(r->data.len, 0);
@@ -287,7 +269,7 @@ START_TEST(customer_stops_paying)
 	ck_assert_uint_eq(r->paid, 0);
 	micropay__v1__envelope__free_unpacked(e, NULL);
 	/* Another item on this channel: UNDERPAID naming the purchase to pay first. */
-	e = chunk_call(&w, id, "meter", NULL, 0);
+	e = chunk_req_call(&w, id, "meter", NULL, 0);
 	r = e->chunk_resp;
 	ck_assert_int_eq(r->status->code, MP_ST(UNDERPAID));
 	ck_assert_uint_eq(r->data.len, 0);
@@ -299,7 +281,7 @@ START_TEST(customer_stops_paying)
 	ck_assert(e && e->body_case == MP_BODY(PAY_ACK));
 	ck_assert_int_eq(e->pay_ack->status->code, MP_ST(OK));
 	micropay__v1__envelope__free_unpacked(e, NULL);
-	e = chunk_call(&w, id, NULL, pid, 1);
+	e = chunk_req_call(&w, id, NULL, pid, 1);
 	r = e->chunk_resp;
 	ck_assert_int_eq(r->status->code, MP_ST(OK));
 	ck_assert_uint_eq(r->chunk, 1);
@@ -307,7 +289,7 @@ START_TEST(customer_stops_paying)
 	ck_assert_uint_eq(r->paid, 1);
 	micropay__v1__envelope__free_unpacked(e, NULL);
 	/* Chunk 2 is again refused until chunk 1 is paid. */
-	e = chunk_call(&w, id, NULL, pid, 2);
+	e = chunk_req_call(&w, id, NULL, pid, 2);
 	ck_assert_int_eq(e->chunk_resp->status->code, MP_ST(UNDERPAID));
 	ck_assert_uint_eq(e->chunk_resp->data.len, 0);
 	micropay__v1__envelope__free_unpacked(e, NULL);
@@ -354,7 +336,7 @@ static void expect_listed(const uint8_t pid[16], int64_t paid, int64_t sent, con
 static MpCode chunk_code(struct wire *w, const uint8_t id[MP_ID_LEN], const uint8_t pid[16],
 			 uint32_t k, size_t *data_len)
 {
-	MpEnvelope *e = chunk_call(w, id, NULL, pid, k);
+	MpEnvelope *e = chunk_req_call(w, id, NULL, pid, k);
 	MpCode code = e->chunk_resp->status->code;
 	*data_len = e->chunk_resp->data.len;
 	micropay__v1__envelope__free_unpacked(e, NULL);
@@ -373,7 +355,7 @@ START_TEST(purchases_outlive_a_restart)
 	size_t len;
 	tchannel_opened(&net, "m1", &tw, &ch, 50, &w);
 	tchannel_id(&ch, id);
-	MpEnvelope *e = chunk_call(&w, id, "song", NULL, 0);
+	MpEnvelope *e = chunk_req_call(&w, id, "song", NULL, 0);
 	ck_assert_int_eq(e->chunk_resp->status->code, MP_ST(OK));
 	memcpy(pid, e->chunk_resp->purchase_id.data, 16);
 	micropay__v1__envelope__free_unpacked(e, NULL);

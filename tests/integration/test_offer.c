@@ -5,7 +5,8 @@
  *   chunk fetched free and hashed to the Offer's ciphertext_hash, KeyReq refused UNDERPAID,
  *   exactly pay_index paid naming the offer (the excess of the units over the price stays
  *   credit), KeyReq answers the key whose SHA-256 is key_hash, each chunk opens to the file
- *   byte for byte; listed by `offers`, counted by the metrics;
+ *   byte for byte; listed by `offers` (and the item by `catalogue` with delivery key), counted
+ *   by the metrics;
  * - refusals: an OfferReq before any paid unit (UNDERPAID), a key item asked chunk by chunk and
  *   a chunk item asked by Offer (UNKNOWN_ITEM), the same OfferReq twice (the same bytes), a Pay
  *   at the wrong index or after the channel's last moved naming the offer (CONFLICT, nothing
@@ -128,24 +129,6 @@ static MpCode key_code(struct wire *w, const uint8_t id[MP_ID_LEN], const uint8_
 	return code;
 }
 
-static MpEnvelope *chunk_call(struct wire *w, const uint8_t id[MP_ID_LEN], const char *item,
-			      const uint8_t *ref, uint32_t chunk)
-{
-	Micropay__V1__ChunkReq req = MICROPAY__V1__CHUNK_REQ__INIT;
-	req.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)id};
-	req.item = (char *)(item ? item : "");
-	if (ref)
-		req.purchase_id = (ProtobufCBinaryData){16, (uint8_t *)ref};
-	req.chunk = chunk;
-	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
-	env.body_case = MP_BODY(CHUNK_REQ);
-	env.chunk_req = &req;
-	MpEnvelope *e = wire_call(w, &env);
-	ck_assert_msg(e && e->body_case == MP_BODY(CHUNK_RESP) && e->chunk_resp->status,
-		      "no ChunkResp for chunk %u", chunk);
-	return e;
-}
-
 /* Pay j naming ref (16 bytes) or the plain order_ref 0x01; the answer's code, *last its
  * durable last. */
 static MpCode pay(struct tchannel *ch, struct wire *w, uint32_t j, const uint8_t *ref,
@@ -213,7 +196,7 @@ static void fetch_sealed(struct wire *w, const uint8_t id[MP_ID_LEN], const stru
 	*sealed = malloc(SONG_SIZE + SONG_CHUNKS * MP_SEAL_TAG_LEN);
 	*len = 0;
 	for (uint32_t k = 0; k < SONG_CHUNKS; k++) {
-		MpEnvelope *e = chunk_call(w, id, NULL, g->o.order_ref, k);
+		MpEnvelope *e = chunk_req_call(w, id, NULL, g->o.order_ref, k);
 		const Micropay__V1__ChunkResp *r = e->chunk_resp;
 		size_t plain = k + 1 < SONG_CHUNKS ? 1024 : SONG_SIZE - 4 * 1024;
 		ck_assert_msg(r->status->code == MP_ST(OK), "chunk %u: %s", k, r->status->detail);
@@ -286,6 +269,12 @@ START_TEST(honest_offer)
 	size_t sealed_len;
 	uint32_t last;
 	uint64_t credit;
+	json_t *cat = admin_ok(&net, "m1", "catalogue", NULL); /* sorted: meter, song */
+	json_t *items = json_object_get(cat, "items");
+	ck_assert_str_eq(json_str(json_array_get(items, 0), "delivery"), "chunks");
+	ck_assert_str_eq(json_str(json_array_get(items, 1), "item"), "song");
+	ck_assert_str_eq(json_str(json_array_get(items, 1), "delivery"), "key");
+	json_decref(cat);
 	tchannel_opened_unit(&net, "m1", &tw, &ch, 50, 2, &w);
 	tchannel_id(&ch, id);
 	ck_assert_int_eq(pay(&ch, &w, 1, NULL, NULL, NULL, NULL), MP_ST(UNDERPAID)); /* credit 2 */
@@ -294,7 +283,7 @@ START_TEST(honest_offer)
 	ck_assert_uint_eq(g.o.after_index, 1);
 	ck_assert_uint_eq(g.o.pay_index, 1 + 7); /* ceil(13 / 2) */
 	fetch_sealed(&w, id, &g, 0, &sealed, &sealed_len);
-	MpEnvelope *e = chunk_call(&w, id, NULL, g.o.order_ref, SONG_CHUNKS);
+	MpEnvelope *e = chunk_req_call(&w, id, NULL, g.o.order_ref, SONG_CHUNKS);
 	ck_assert_int_eq(e->chunk_resp->status->code, MP_ST(OUT_OF_RANGE));
 	micropay__v1__envelope__free_unpacked(e, NULL);
 	ck_assert_int_eq(key_code(&w, id, g.o.order_ref), MP_ST(UNDERPAID));
@@ -312,7 +301,7 @@ START_TEST(honest_offer)
 	ck_assert(!memcmp(e->key_resp->order_ref.data, g.o.order_ref, 16));
 	open_all(&g, e->key_resp->key.data, sealed);
 	micropay__v1__envelope__free_unpacked(e, NULL);
-	e = chunk_call(&w, id, NULL, g.o.order_ref, 0); /* paid: chunks */
+	e = chunk_req_call(&w, id, NULL, g.o.order_ref, 0); /* paid: chunks */
 	ck_assert_int_eq(e->chunk_resp->status->code, MP_ST(OK));
 	ck_assert_uint_eq(e->chunk_resp->paid, SONG_CHUNKS);
 	micropay__v1__envelope__free_unpacked(e, NULL);
@@ -346,7 +335,7 @@ START_TEST(offer_refusals)
 	tchannel_opened(&net, "m1", &tw, &ch, 100, &w);
 	tchannel_id(&ch, id);
 	ck_assert_int_eq(offer_code(&w, id, "song", "at least one paid unit"), MP_ST(UNDERPAID));
-	MpEnvelope *e = chunk_call(&w, id, "song", NULL, 0);
+	MpEnvelope *e = chunk_req_call(&w, id, "song", NULL, 0);
 	ck_assert_int_eq(e->chunk_resp->status->code, MP_ST(UNKNOWN_ITEM));
 	ck_assert_ptr_nonnull(strstr(e->chunk_resp->status->detail, "key release"));
 	ck_assert_uint_eq(e->chunk_resp->data.len, 0);
@@ -456,14 +445,14 @@ START_TEST(offers_outlive_a_restart)
 	char path[800];
 	snprintf(path, sizeof(path), "%s/song.ogg", goods);
 	ck_assert_int_eq(truncate(path, SONG_SIZE - 1), 0);
-	e = chunk_call(&w, id, NULL, b.o.order_ref, 0);
+	e = chunk_req_call(&w, id, NULL, b.o.order_ref, 0);
 	ck_assert_int_eq(e->chunk_resp->status->code, MP_ST(CONFLICT));
 	ck_assert_uint_eq(e->chunk_resp->data.len, 0);
 	micropay__v1__envelope__free_unpacked(e, NULL);
 	ck_assert_int_eq(offer_code(&w, id, "song", "changed"), MP_ST(CONFLICT));
 	/* The same bytes again but written anew (another mtime): still not the offer's file. */
 	write_bytes("song.ogg", SONG_SIZE, 1);
-	e = chunk_call(&w, id, NULL, b.o.order_ref, 0);
+	e = chunk_req_call(&w, id, NULL, b.o.order_ref, 0);
 	ck_assert_int_eq(e->chunk_resp->status->code, MP_ST(CONFLICT));
 	micropay__v1__envelope__free_unpacked(e, NULL);
 	/* A new OfferReq makes a new offer of the file as it is now, served and hashed. */
