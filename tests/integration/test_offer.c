@@ -382,6 +382,7 @@ START_TEST(offer_refusals)
 	ck_assert_int_eq(key_code(&w, id, c.o.order_ref), MP_ST(OK));
 	ck_assert_int_eq(key_code(&w, id, a.o.order_ref), MP_ST(UNDERPAID)); /* from the store */
 	/* Paid: the same item again is a new offer after the new last. */
+	free(a.bytes);
 	get_offer(&w, id, &a);
 	ck_assert_uint_eq(a.o.after_index, 2 + SONG_PRICE);
 	free(a.bytes);
@@ -456,6 +457,7 @@ START_TEST(offers_outlive_a_restart)
 	ck_assert_int_eq(e->chunk_resp->status->code, MP_ST(CONFLICT));
 	micropay__v1__envelope__free_unpacked(e, NULL);
 	/* A new OfferReq makes a new offer of the file as it is now, served and hashed. */
+	free(a.bytes);
 	get_offer(&w, id, &a);
 	ck_assert(!same_offer(&a, &b));
 	fetch_sealed(&w, id, &a, 0, &sealed, &len);
