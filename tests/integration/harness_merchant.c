@@ -198,3 +198,21 @@ MpEnvelope *chunk_req_call(struct wire *w, const uint8_t id[MP_ID_LEN], const ch
 		      "no ChunkResp for chunk %u", chunk);
 	return e;
 }
+
+json_t *listed_row(const struct net *n, const char *method, const char *field, const uint8_t id[16])
+{
+	char hex[33];
+	for (int i = 0; i < 16; i++)
+		snprintf(hex + 2 * i, 3, "%02x", id[i]);
+	json_t *all = admin_ok(n, "m1", method, NULL);
+	size_t i;
+	json_t *row, *found = NULL;
+	json_array_foreach(json_object_get(all, method), i, row)
+	{
+		if (!strcmp(json_str(row, field), hex))
+			found = json_incref(row);
+	}
+	json_decref(all);
+	ck_assert_msg(found != NULL, "%s: %s %s not listed by m1", method, field, hex);
+	return found;
+}

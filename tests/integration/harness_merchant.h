@@ -26,6 +26,10 @@ void tmerchant_connect(const struct tmerchant *tm, struct wire *w, const char *b
  * issued at the broker and opened on w (a fresh connection to NAME). */
 void tchannel_opened(const struct net *net, const char *name, struct twallet *tw,
 		     struct tchannel *ch, uint32_t n, struct wire *w);
+/* The row of m1's admin listing `method` (its array `method`, e.g. "purchases") whose field
+ * `field` is the hex of the 16 bytes id (json, to free); the test fails if none is. */
+json_t *listed_row(const struct net *n, const char *method, const char *field,
+		   const uint8_t id[16]);
 /* ChunkReq{channel id, item (NULL: none), purchase_id (16 bytes, or NULL), chunk} on w: its
  * ChunkResp (the test fails without one). */
 MpEnvelope *chunk_req_call(struct wire *w, const uint8_t id[MP_ID_LEN], const char *item,

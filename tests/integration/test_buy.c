@@ -305,20 +305,7 @@ END_TEST
 /* m1's purchases listing: the one row for pid (json, to free). */
 static json_t *listed(const uint8_t pid[16])
 {
-	char hex[33];
-	for (int i = 0; i < 16; i++)
-		snprintf(hex + 2 * i, 3, "%02x", pid[i]);
-	json_t *all = admin_ok(&net, "m1", "purchases", NULL);
-	size_t i;
-	json_t *row, *found = NULL;
-	json_array_foreach(json_object_get(all, "purchases"), i, row)
-	{
-		if (!strcmp(json_str(row, "purchase_id"), hex))
-			found = json_incref(row);
-	}
-	json_decref(all);
-	ck_assert_msg(found != NULL, "purchase %s not listed by m1", hex);
-	return found;
+	return listed_row(&net, "purchases", "purchase_id", pid);
 }
 
 static void expect_listed(const uint8_t pid[16], int64_t paid, int64_t sent, const char *state)

@@ -242,20 +242,7 @@ static void open_all(const struct got_offer *g, const uint8_t key[32], const uin
 
 static json_t *listed(const uint8_t ref[16])
 {
-	char hex[33];
-	for (int i = 0; i < 16; i++)
-		snprintf(hex + 2 * i, 3, "%02x", ref[i]);
-	json_t *all = admin_ok(&net, "m1", "offers", NULL);
-	size_t i;
-	json_t *row, *found = NULL;
-	json_array_foreach(json_object_get(all, "offers"), i, row)
-	{
-		if (!strcmp(json_str(row, "order_ref"), hex))
-			found = json_incref(row);
-	}
-	json_decref(all);
-	ck_assert_msg(found != NULL, "offer %s not listed by m1", hex);
-	return found;
+	return listed_row(&net, "offers", "order_ref", ref);
 }
 
 /* ---- an honest sale ---- */
