@@ -39,6 +39,13 @@ static void answer(struct merchant *m, struct mp_conn *c, const MpEnvelope *env,
 	const Micropay__V1__KeyReq *r = env->key_req;
 	char why[200], hex[MP_HEX_ID_LEN + 1];
 	mp_hex_encode(r->channel_id.data, MP_ID_LEN, hex);
+	if (o->paid_durable && m->fault == MP_FAULT_KEY_WITHHOLD) { /* fault.h */
+		log_warn("%s: MP_FAULT=key_withhold: the key of the offer of '%s' withheld",
+			 mp_conn_peer(c), o->item.id);
+		reply_key(c, env->request_id, MP_ST(INTERNAL),
+			  "key withheld (MP_FAULT=key_withhold)", o->order_ref, NULL);
+		return;
+	}
 	if (o->paid_durable) {
 		m->stats.keys_released++;
 		log_info("%s: key of the offer of '%s' on channel %s released", mp_conn_peer(c),

@@ -98,6 +98,8 @@ static void answer(struct seal_job *j)
 	char why[200];
 	switch (j->outcome) {
 	case GOODS_OK:
+		if (m->fault == MP_FAULT_OFFER_TAMPER_CHUNK) /* fault.h: a dishonest seller */
+			j->sealed[0] ^= 0x01;
 		m->stats.chunks_served++;
 		m->stats.chunk_bytes += j->len + MP_SEAL_TAG_LEN;
 		reply(m, j->conn, j->request_id, MP_ST(OK), "", o, ch, j->k, j->sealed,
