@@ -133,8 +133,9 @@ void buy_report(struct buy_op *x)
 	x->reported = now;
 	char line[BUY_ITEM_MAX + 120];
 	uint64_t bytes = x->received == x->chunks ? x->size : (uint64_t)x->received * x->chunk_size;
-	snprintf(line, sizeof(line), "%s: chunk %u/%u, %llu of %llu bytes, %u units paid", x->item,
-		 x->received, x->chunks, (unsigned long long)bytes, (unsigned long long)x->size,
+	snprintf(line, sizeof(line), "%s: %schunk %u/%u, %llu of %llu bytes, %u units paid",
+		 x->item, x->by_key ? "sealed " : "", x->received, x->chunks,
+		 (unsigned long long)bytes, (unsigned long long)x->size,
 		 wallet_session_units_paid(x->s));
 	if (milestone)
 		log_info("buy %s", line);
