@@ -42,6 +42,9 @@ static const struct mp_cfg_key merchant_keys[] = {
     N("merchant", "t_grace", MP_CFG_U64, t_grace, 0, MP_DAYS(31), "seconds"),
     N("merchant", "max_pay_window", MP_CFG_U64, max_pay_window, 1, MP_DAYS(366), "seconds"),
     N("merchant", "redeem_interval", MP_CFG_U32, redeem_interval, 0, MP_DAYS(7), "seconds, 0: off"),
+    N("merchant", "dispute_poll", MP_CFG_U32, dispute_poll, 1, 86400,
+      "seconds between asking the broker for disputes open against this merchant (answered "
+      "with the offers' keys), default 30"),
     N("merchant", "commit_delay_us", MP_CFG_U32, commit_delay_us, 0, 999999,
       "microseconds a batch waits for more; default 0: commit at once when the store is idle"),
     N("merchant", "commit_max", MP_CFG_U32, commit_max, 1, 1000000, "payments per batch"),
@@ -114,6 +117,7 @@ static void set_defaults(struct merchant_config *cfg)
 	cfg->t_grace = 24 * 3600;
 	cfg->max_pay_window = 31 * 24 * 3600;
 	cfg->redeem_interval = 60;
+	cfg->dispute_poll = 30;
 	cfg->commit_delay_us = 0;
 	cfg->tls_expiry_warning_days = 21;
 	cfg->commit_max = 256;

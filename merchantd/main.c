@@ -8,6 +8,7 @@
 #include "admin.h"
 #include "batch.h"
 #include "cap_outbox.h"
+#include "dispute_answer.h"
 #include "catalogue_admin.h"
 #include "compact.h"
 #include "clock.h"
@@ -116,7 +117,7 @@ static bool merchant_start(struct merchant *m)
 	if (!merchant_listen(m) || !merchant_admin_open(m))
 		return false;
 	m->redeemer = redeemer_new(m);
-	if (!m->redeemer || !cap_outbox_start(m))
+	if (!m->redeemer || !cap_outbox_start(m) || !dispute_answer_start(m))
 		return false;
 	m->clock_guard = mp_clock_guard_new(m->base, &m->clock, &m->cfg.clock_guard, "merchantd",
 					    redeemer_probe_clock, m->redeemer);
@@ -133,6 +134,7 @@ static void merchant_stop(struct merchant *m)
 	merchant_metrics_close(m);
 	redeemer_stop(m->redeemer); /* its writes completing below send nothing */
 	cap_outbox_stop(m);
+	dispute_answer_stop(m);
 	if (m->workers)
 		mp_workers_free(m->workers); /* takeovers being verified are refused */
 	takeover_stop_all(m);
@@ -147,6 +149,7 @@ static void merchant_stop(struct merchant *m)
 	mp_clock_guard_free(m->clock_guard);
 	bind_stop_all(m);
 	cap_outbox_free(m); /* after the link: a notice in flight got its answer, none */
+	dispute_answer_free(m);
 	merchant_service_stop(m);
 	mp_admin_close(m->admin);
 	mp_listener_free(m->listener);

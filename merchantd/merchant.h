@@ -38,6 +38,7 @@ struct merchant_config {
 	uint64_t t_grace;	   /* the broker's T_grace, seconds */
 	uint64_t max_pay_window;   /* refuse channels whose pay_until is further away */
 	uint32_t redeem_interval;  /* seconds; 0: only on demand */
+	uint32_t dispute_poll;	   /* seconds between asking the broker for open disputes */
 	uint32_t commit_delay_us;  /* group commit: wait this long for company; 0: adaptive */
 	uint32_t commit_max;	   /* ... or this many payments */
 	uint64_t t_dedupe;	   /* seconds a Pay stays in the journal at least */
@@ -200,6 +201,7 @@ struct redeemer;
 struct takeover;
 struct binding;
 struct cap_outbox;
+struct dispute_answer;
 struct evdns_base;
 struct redeem_deadline;
 
@@ -235,6 +237,7 @@ struct merchant {
 	struct binding *binds;	     /* bind.c: asking the broker for a Bind */
 	size_t n_binds;
 	struct cap_outbox *cap_outbox; /* cap_outbox.c: Caps not yet acknowledged by the broker */
+	struct dispute_answer *dispute_answer; /* dispute_answer.c: keys for open disputes */
 	const char *config_path;       /* -c: read again on reload */
 	struct mp_service *service;    /* READY=1, STATUS=, watchdog (service.c) */
 	struct mp_reload *reload;      /* SIGHUP, admin reload */

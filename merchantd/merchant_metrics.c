@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include "cap_outbox.h"
+#include "dispute_answer.h"
 #include "compact.h"
 #include "log.h"
 #include "merchant.h"
@@ -174,6 +175,7 @@ bool merchant_metrics_open(struct merchant *m)
 	register_channels(m);
 	redeemer_metrics_register(m->redeemer, m->metrics);
 	cap_outbox_metrics_register(m, m->metrics);
+	dispute_answer_metrics_register(m, m->metrics);
 	redeem_deadline_metrics_register(m->deadline, m->metrics);
 	mp_listener_metrics_register(m->listener, m->metrics, "micropay_merchant");
 	register_time(m);
