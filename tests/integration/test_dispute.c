@@ -15,6 +15,8 @@
  * - no key for the first: after answer_by the sweep refunds (pay_index - after_index) *
  *   unit_value from m1's pending credit to the payout account, exactly once over two sweeps;
  *   the key after that TOO_LATE; the wallet's retry REFUNDED with the amount;
+ * - merchantd's poller: a real key-release sale at m1 whose key the wallet never asks for is
+ *   disputed, and m1 answers it with the key from its store within its poll;
  * - both channels finalise: the refund does not pay the disputed units twice, m1 keeps the
  *   released dispute's payment; the audit is clean after each step. */
 #include <check.h>
@@ -47,6 +49,7 @@ static void setup_net(void)
 	setenv("MP_DEADLINE_CHECK", "3600", 1);
 	setenv("MP_REDEEM_INTERVAL", "3600", 1); /* m1 redeems nothing on its own */
 	setenv("MP_REFUND_CHECK", "0", 1);
+	setenv("MP_DISPUTE_POLL", "1", 1); /* merchantd asks the broker every second */
 	net_up(&net);
 	ck_assert_int_eq(net_cmd(&net, "merchant", "m2"), 0);
 	unsetenv("MP_TEST_CLOCK");
@@ -54,6 +57,7 @@ static void setup_net(void)
 	unsetenv("MP_DEADLINE_CHECK");
 	unsetenv("MP_REDEEM_INTERVAL");
 	unsetenv("MP_REFUND_CHECK");
+	unsetenv("MP_DISPUTE_POLL");
 	tmerchant_load(&m1, &net, "m1");
 	tmerchant_load(&m2, &net, "m2");
 	net_path(&net, "tls/ca.crt", ca, sizeof(ca));
@@ -434,6 +438,99 @@ START_TEST(dispute_flow)
 }
 END_TEST
 
+/* ---- merchantd's poller (merchantd/dispute_answer.c) ---- */
+
+struct poll_wait {
+	const MpSigned *stmt;
+	uint8_t key[32];
+	bool keyed;
+};
+
+static bool key_relayed(void *arg)
+{
+	struct poll_wait *pw = arg;
+	MpEnvelope *r = dispute_call(pw->stmt);
+	const Micropay__V1__DisputeResp *d = r->dispute_resp;
+	pw->keyed = d->status->code == MP_ST(DUPLICATE_OK) &&
+		    d->state == MICROPAY__V1__DISPUTE_STATE__DISPUTE_KEY_RELEASED &&
+		    d->key.len == 32;
+	if (pw->keyed)
+		memcpy(pw->key, d->key.data, 32);
+	micropay__v1__envelope__free_unpacked(r, NULL);
+	return pw->keyed;
+}
+
+/* A real key-release sale at m1 (catalogue item delivery = key): one unit paid, m1's Offer,
+ * pay_index paid naming it, the key never asked. After the deadline the Dispute is OPEN; m1's
+ * poller (every second) finds it, answers with the key from its store, and the wallet's retry
+ * gets that key, which hashes to the Offer's key_hash. */
+START_TEST(merchant_poller)
+{
+	char goods[700], setting[900];
+	snprintf(goods, sizeof(goods), "%s/song.bin", net.dir);
+	FILE *f = fopen(goods, "w");
+	ck_assert_ptr_nonnull(f);
+	for (int i = 0; i < 3000; i++)
+		fputc(i * 7 % 256, f);
+	fclose(f);
+	snprintf(setting, sizeof(setting), "%s/catalogue.ini", net.dir);
+	f = fopen(setting, "w");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f, "[song]\nfile = %s\nprice = 13\nchunk_size = 1024\ndelivery = key\n", goods);
+	fclose(f);
+	char conf[1000];
+	snprintf(conf, sizeof(conf), "catalogue = %s\nkey_deadline = 60", setting);
+	net_restart_with(&net, "m1", "merchant", conf);
+
+	struct sale s = {0};
+	struct wire w;
+	tchannel_opened(&net, "m1", &s.tw, &s.ch, 50, &w);
+	tchannel_id(&s.ch, s.cid);
+	static const uint8_t plain = 1;
+	MpEnvelope *e = tchannel_pay(&s.ch, &w, 1, &plain, 1);
+	ck_assert(e && e->body_case == MP_BODY(PAY_ACK));
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	Micropay__V1__OfferReq oreq = MICROPAY__V1__OFFER_REQ__INIT;
+	oreq.channel_id = (ProtobufCBinaryData){MP_ID_LEN, s.cid};
+	oreq.item = "song";
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.body_case = MP_BODY(OFFER_REQ);
+	env.offer_req = &oreq;
+	MpEnvelope *oe = wire_call(&w, &env);
+	ck_assert(oe && oe->body_case == MP_BODY(OFFER_RESP));
+	ck_assert_int_eq(oe->offer_resp->status->code, MP_ST(OK));
+	struct mp_offer o;
+	ck_assert_ptr_null(mp_offer_open(oe->offer_resp->offer, m1.key.pk, &o));
+	e = tchannel_pay(&s.ch, &w, o.pay_index, o.order_ref, MP_ID_LEN);
+	ck_assert(e && e->body_case == MP_BODY(PAY_ACK));
+	ck_assert_int_eq(e->pay_ack->status->code, MP_ST(OK));
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	wire_close(&w);
+
+	net_clock_advance(&net, 120); /* past the Offer's deadline, no key asked */
+	uint8_t wd[MP_HASH_LEN];
+	tchannel_word(&s.ch, o.pay_index, wd);
+	Micropay__V1__Dispute d = MICROPAY__V1__DISPUTE__INIT;
+	d.offer = oe->offer_resp->offer;
+	d.w_pay_index = (ProtobufCBinaryData){MP_HASH_LEN, wd};
+	d.payout_account_id = (ProtobufCBinaryData){MP_ID_LEN, s.tw.account_id};
+	MpSigned *stmt = mp_stmt_sign(&s.ch.owner, MP_STMT_DISPUTE, &d.base);
+	micropay__v1__envelope__free_unpacked(oe, NULL);
+	MpEnvelope *r = dispute_call(stmt);
+	ck_assert_int_eq(r->dispute_resp->status->code, MP_ST(OK));
+	micropay__v1__envelope__free_unpacked(r, NULL);
+
+	struct poll_wait pw = {.stmt = stmt};
+	ck_assert_msg(wait_for(key_relayed, &pw, 60000), "merchantd's poller sent no key");
+	uint8_t h[MP_HASH_LEN];
+	SHA256(pw.key, 32, h);
+	ck_assert(!memcmp(h, o.key_hash, MP_HASH_LEN));
+	mp_stmt_free(stmt);
+	tchannel_free(&s.ch);
+	broker_audit_clean(&net);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("dispute");
@@ -441,6 +538,7 @@ int main(void)
 	tcase_set_timeout(tc, 600);
 	tcase_add_unchecked_fixture(tc, setup_net, teardown_net);
 	tcase_add_test(tc, dispute_flow);
+	tcase_add_test(tc, merchant_poller);
 	suite_add_tcase(s, tc);
 	return mp_check_run(s);
 }
