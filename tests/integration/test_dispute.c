@@ -42,6 +42,27 @@ static struct net net;
 static struct tmerchant m1, m2;
 static char ca[700], broker_ep[128];
 
+/* m1 sells "song" (3,000 bytes, price 13) with delivery = key; restarted before any clock
+ * moves (a restarted daemon's test clock starts at the real time). */
+static void key_catalogue(void)
+{
+	char goods[700], setting[900];
+	snprintf(goods, sizeof(goods), "%s/song.bin", net.dir);
+	FILE *f = fopen(goods, "w");
+	ck_assert_ptr_nonnull(f);
+	for (int i = 0; i < 3000; i++)
+		fputc(i * 7 % 256, f);
+	fclose(f);
+	snprintf(setting, sizeof(setting), "%s/catalogue.ini", net.dir);
+	f = fopen(setting, "w");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f, "[song]\nfile = %s\nprice = 13\nchunk_size = 1024\ndelivery = key\n", goods);
+	fclose(f);
+	char conf[1000];
+	snprintf(conf, sizeof(conf), "catalogue = %s\nkey_deadline = 60", setting);
+	net_restart_with(&net, "m1", "merchant", conf);
+}
+
 static void setup_net(void)
 {
 	setenv("MP_TEST_CLOCK", "1", 1);
@@ -58,6 +79,7 @@ static void setup_net(void)
 	unsetenv("MP_REDEEM_INTERVAL");
 	unsetenv("MP_REFUND_CHECK");
 	unsetenv("MP_DISPUTE_POLL");
+	key_catalogue();
 	tmerchant_load(&m1, &net, "m1");
 	tmerchant_load(&m2, &net, "m2");
 	net_path(&net, "tls/ca.crt", ca, sizeof(ca));
@@ -466,22 +488,6 @@ static bool key_relayed(void *arg)
  * gets that key, which hashes to the Offer's key_hash. */
 START_TEST(merchant_poller)
 {
-	char goods[700], setting[900];
-	snprintf(goods, sizeof(goods), "%s/song.bin", net.dir);
-	FILE *f = fopen(goods, "w");
-	ck_assert_ptr_nonnull(f);
-	for (int i = 0; i < 3000; i++)
-		fputc(i * 7 % 256, f);
-	fclose(f);
-	snprintf(setting, sizeof(setting), "%s/catalogue.ini", net.dir);
-	f = fopen(setting, "w");
-	ck_assert_ptr_nonnull(f);
-	fprintf(f, "[song]\nfile = %s\nprice = 13\nchunk_size = 1024\ndelivery = key\n", goods);
-	fclose(f);
-	char conf[1000];
-	snprintf(conf, sizeof(conf), "catalogue = %s\nkey_deadline = 60", setting);
-	net_restart_with(&net, "m1", "merchant", conf);
-
 	struct sale s = {0};
 	struct wire w;
 	tchannel_opened(&net, "m1", &s.tw, &s.ch, 50, &w);
