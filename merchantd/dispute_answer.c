@@ -204,7 +204,7 @@ bool dispute_answer_start(struct merchant *m)
 	da->timer = evtimer_new(m->base, on_timer, da);
 	if (!da->timer)
 		return false;
-	arm(da, 0); /* the first poll once the loop runs */
+	arm(da, m->cfg.dispute_poll); /* the first poll one period after the start */
 	return true;
 }
 

@@ -16,7 +16,7 @@ struct dispute_answer_stats {
 	uint64_t failures; /* polls or answers that got no usable answer */
 };
 
-/* Starts the timer (a first poll once the loop runs); false on failure. */
+/* Starts the timer (the first poll one period after the start); false on failure. */
 bool dispute_answer_start(struct merchant *m);
 void dispute_answer_stop(struct merchant *m);
 /* After the broker link is freed (a request in flight got its answer: none). */

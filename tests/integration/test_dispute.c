@@ -454,9 +454,11 @@ START_TEST(dispute_flow)
 	later_epochs();
 	refunded();
 	finalised();
-	tchannel_free(&a.ch);
-	tchannel_free(&b.ch);
-	tchannel_free(&c.ch);
+	struct sale *all[] = {&a, &b, &c};
+	for (size_t i = 0; i < 3; i++) {
+		tchannel_free(&all[i]->ch);
+		mp_key_free(&all[i]->tw.account);
+	}
 }
 END_TEST
 
@@ -533,6 +535,7 @@ START_TEST(merchant_poller)
 	ck_assert(!memcmp(h, o.key_hash, MP_HASH_LEN));
 	mp_stmt_free(stmt);
 	tchannel_free(&s.ch);
+	mp_key_free(&s.tw.account);
 	broker_audit_clean(&net);
 }
 END_TEST
