@@ -4,7 +4,8 @@
  * m1 (Offers signed with m1's key, DisputeKeyReq over m1's mutual TLS).
  * - refusals change nothing: before the Offer's deadline (TOO_EARLY), a wrong w_pay_index
  *   (BAD_CHAIN), signed by a key that does not own the segment (BAD_SIG), an Offer by m2, which
- *   did not hold the epoch (NOT_HOLDER);
+ *   did not hold the epoch (NOT_HOLDER), a payout that is no customer account
+ *   (UNKNOWN_ACCOUNT), past the deadline + T_dispute (TOO_LATE);
  * - an accepted dispute credits m1 up to pay_index; the same statement again DUPLICATE_OK,
  *   another for the same order_ref CONFLICT with the stored one; it is listed to m1;
  * - m1 sends the key of a second dispute: a wrong key CONFLICT, the right one KEY_RELEASED,
@@ -424,6 +425,24 @@ static void refunded(void)
 	broker_audit_clean(&net);
 }
 
+/* A payout that is not a customer account: UNKNOWN_ACCOUNT; past deadline + T_dispute (24 h,
+ * still before redeem_until): TOO_LATE. Each a fresh order_ref of b; nothing changes. */
+static void late_or_unknown(void)
+{
+	int64_t pending = broker_pending(&net, m1.mid_hex);
+	struct sale x = b;
+	ck_assert(mp_random_bytes(x.o.order_ref, MP_ID_LEN));
+	ck_assert(mp_random_bytes(x.tw.account_id, MP_ID_LEN));
+	ck_assert_int_eq(dispute_code(dispute_signed(&x, &m1, 6, &b.ch.owner)),
+			 MP_ST(UNKNOWN_ACCOUNT));
+	memcpy(x.tw.account_id, b.tw.account_id, MP_ID_LEN);
+	net_clock_advance(&net, 86400);
+	ck_assert_int_eq(dispute_code(dispute_signed(&x, &m1, 6, &b.ch.owner)), MP_ST(TOO_LATE));
+	expect_state(&x, "none");
+	ck_assert_int_eq(broker_pending(&net, m1.mid_hex), pending);
+	broker_audit_clean(&net);
+}
+
 static void finalised(void)
 {
 	int64_t paid_a = net_balance(&net, a.acct_hex), paid_b = net_balance(&net, b.acct_hex);
@@ -453,6 +472,7 @@ START_TEST(dispute_flow)
 	key_released();
 	later_epochs();
 	refunded();
+	late_or_unknown();
 	finalised();
 	struct sale *all[] = {&a, &b, &c};
 	for (size_t i = 0; i < 3; i++) {
