@@ -1,0 +1,383 @@
+/* Buying by key release (docs/goods.md "Key release") with walletd against the real daemons
+ * (deploy/mpnet: brokerd, merchant m1 restarted with a catalogue, walletd w1):
+ * - an honest purchase: a chunk item first (the channel then has paid units, which an Offer
+ *   needs), then a key item: the Offer checked, the ciphertext fetched and checked, exactly
+ *   ceil(price / unit_value) units paid in one Pay at pay_index, the key checked, the file equal
+ *   to the source byte for byte, the offer KEYED in key_offers and no .sealed file left;
+ *   an Offer on a channel without a paid unit is refused and nothing is paid;
+ * - a merchant whose ciphertext does not match its Offer (MP_FAULT=offer_tamper_chunk,
+ *   merchantd/fault.h): the wallet finds out before paying; nothing is paid;
+ * - a merchant that withholds the key (MP_FAULT=key_withhold): the wallet has paid and says
+ *   so; `dispute` before the deadline is refused by the broker (TOO_EARLY); after it the dispute
+ *   is OPEN; with the merchant down past the broker's answer time the price is refunded to
+ *   the wallet's account exactly once (REFUNDED, asked again: the same);
+ * - a merchant that answers the dispute late but in time: restarted without the fault, its
+ *   poller hands the key to the broker, and the wallet's next `dispute` gets the key through
+ *   the broker and writes the file.
+ * Every test ends with the broker's audit clean. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "harness_ledger.h"
+#include "harness_net.h"
+#include "harness_settle.h"
+#include "../check_run.h"
+
+static struct net net;
+static char goods[700], cat_path[760], m1_hex[64], m1_ep[128], account[64];
+
+#define SONG_SIZE  (3 * 1024 - 10) /* 3 chunks of 1 KiB, the last shorter */
+#define SONG_PRICE 3
+#define BOOK_SIZE  (7 * 1024 + 5) /* 8 sealed chunks of 1 KiB, the last 5 bytes */
+#define BOOK_PRICE 25		  /* unit_value 2: 13 units */
+#define BOOK_UNITS 13
+
+static void write_bytes(const char *rel, size_t bytes, unsigned seed)
+{
+	char p[800];
+	snprintf(p, sizeof(p), "%s/%s", goods, rel);
+	FILE *f = fopen(p, "w");
+	ck_assert_msg(f != NULL, "cannot write %s", p);
+	for (size_t i = 0; i < bytes; i++)
+		fputc((int)((i * 131 + seed + i / 1024) % 256), f);
+	fclose(f);
+}
+
+/* m1 (re)started with the catalogue, MP_FAULT=fault when fault is not NULL. */
+static void restart_m1(const char *fault)
+{
+	char setting[800];
+	snprintf(setting, sizeof(setting), "catalogue = %s\ndispute_poll = 1", cat_path);
+	if (fault)
+		ck_assert_int_eq(setenv("MP_FAULT", fault, 1), 0);
+	net_restart_with(&net, "m1", "merchant", setting);
+	unsetenv("MP_FAULT");
+}
+
+static void setup_net(void)
+{
+	setenv("MP_WALLET_IDLE_TIMEOUT", "10", 1);
+	setenv("MP_TEST_CLOCK", "1", 1);
+	setenv("MP_SWEEP_INTERVAL", "3600", 1); /* the broker sweeps when the test asks */
+	net_up(&net);
+	unsetenv("MP_TEST_CLOCK");
+	net_read(&net, "m1", "merchant_id", m1_hex, sizeof(m1_hex));
+	net_read(&net, "m1", "endpoint", m1_ep, sizeof(m1_ep));
+	snprintf(goods, sizeof(goods), "%s/goods", net.dir);
+	snprintf(cat_path, sizeof(cat_path), "%s/catalogue.ini", net.dir);
+	ck_assert_int_eq(mkdir(goods, 0700), 0);
+	write_bytes("song.ogg", SONG_SIZE, 1);
+	write_bytes("book.pdf", BOOK_SIZE, 2);
+	FILE *f = fopen(cat_path, "w");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f,
+		"[song]\nfile = %s/song.ogg\nprice = %d\nchunk_size = 1024\n"
+		"[book]\nfile = %s/book.pdf\nprice = %d\nchunk_size = 1024\ndelivery = key\n",
+		goods, SONG_PRICE, goods, BOOK_PRICE);
+	fclose(f);
+	restart_m1(NULL);
+	json_t *w = admin_ok(&net, "w1", "register", NULL);
+	snprintf(account, sizeof(account), "%s", json_str(w, "account_id"));
+	net_fund(&net, account, 100000);
+	json_decref(w);
+}
+
+static void teardown_net(void)
+{
+	net_down(&net);
+}
+
+/* ---- helpers ---- */
+
+static char *slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	ck_assert_msg(f != NULL, "cannot read %s", path);
+	fseek(f, 0, SEEK_END);
+	long n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	char *buf = malloc((size_t)n + 1);
+	ck_assert_ptr_nonnull(buf);
+	*len = fread(buf, 1, (size_t)n, f);
+	fclose(f);
+	return buf;
+}
+
+static void same_file(const char *a, const char *b)
+{
+	size_t la, lb;
+	char *x = slurp(a, &la), *y = slurp(b, &lb);
+	ck_assert_msg(la == lb && !memcmp(x, y, la), "%s (%zu bytes) differs from %s (%zu)", a, la,
+		      b, lb);
+	free(x);
+	free(y);
+}
+
+static bool exists(const char *path)
+{
+	struct stat st;
+	return lstat(path, &st) == 0;
+}
+
+/* The wallet's `last` of a channel. */
+static int64_t w1_last(const char *channel)
+{
+	json_t *all = admin_ok(&net, "w1", "channels", NULL);
+	size_t i;
+	json_t *ch;
+	int64_t last = -1;
+	json_array_foreach(json_object_get(all, "channels"), i, ch)
+	{
+		if (!strcmp(json_str(ch, "channel_id"), channel))
+			last = json_int(ch, "last");
+	}
+	json_decref(all);
+	ck_assert_msg(last >= 0, "no channel %s in w1", channel);
+	return last;
+}
+
+static void out_path(const char *name, char *out, size_t len)
+{
+	snprintf(out, len, "%s/%s", net.dir, name);
+}
+
+static json_t *buy(const char *item, const char *channel, const char *out, bool by_key, char *err,
+		   size_t errlen)
+{
+	char params[2000];
+	snprintf(params, sizeof(params),
+		 "{\"item\":\"%s\",\"out\":\"%s\",\"channel_id\":\"%s\",\"endpoint\":\"%s\"%s}",
+		 item, out, channel, m1_ep, by_key ? ",\"delivery\":\"key\"" : "");
+	return admin(&net, "w1", "buy", params, err, errlen);
+}
+
+static void buy_song(const char *channel)
+{
+	char out[800], err[2048];
+	out_path("song.out", out, sizeof(out));
+	unlink(out);
+	json_t *r = buy("song", channel, out, false, err, sizeof(err));
+	ck_assert_msg(r != NULL, "buy song: %s", err);
+	json_decref(r);
+}
+
+/* The wallet's stored key offer of order_ref (json, to free). */
+static json_t *key_offer(const char *order_ref)
+{
+	json_t *all = admin_ok(&net, "w1", "key_offers", NULL);
+	size_t i;
+	json_t *o, *found = NULL;
+	json_array_foreach(json_object_get(all, "offers"), i, o)
+	{
+		if (!strcmp(json_str(o, "order_ref"), order_ref))
+			found = json_incref(o);
+	}
+	json_decref(all);
+	ck_assert_msg(found != NULL, "no key offer %s in w1", order_ref);
+	return found;
+}
+
+/* The order_ref of w1's only key offer on channel. */
+static void only_offer(const char *channel, char *out, size_t len)
+{
+	json_t *all = admin_ok(&net, "w1", "key_offers", NULL);
+	size_t i, n = 0;
+	json_t *o;
+	json_array_foreach(json_object_get(all, "offers"), i, o)
+	{
+		if (!strcmp(json_str(o, "channel_id"), channel)) {
+			snprintf(out, len, "%s", json_str(o, "order_ref"));
+			n++;
+		}
+	}
+	json_decref(all);
+	ck_assert_int_eq(n, 1);
+}
+
+/* ---- honest ---- */
+
+START_TEST(honest_key_purchase)
+{
+	char ch[80], bare[80], out[800], src[800], err[2048];
+	net_wallet_issue(&net, "w1", m1_hex, 100, 2, ch, sizeof(ch));
+	out_path("book.out", out, sizeof(out));
+	/* A channel with no paid unit: the holder makes no Offer; nothing paid. */
+	net_wallet_issue(&net, "w1", m1_hex, 100, 2, bare, sizeof(bare));
+	ck_assert(buy("book", bare, out, true, err, sizeof(err)) == NULL);
+	ck_assert_msg(strstr(err, "nothing paid") && strstr(err, "UNDERPAID"), "%s", err);
+	ck_assert_int_eq(w1_last(bare), 0);
+	ck_assert(!exists(out));
+
+	buy_song(ch);
+	int64_t before = w1_last(ch);
+	json_t *r = buy("book", ch, out, true, err, sizeof(err));
+	ck_assert_msg(r != NULL, "buy book: %s", err);
+	ck_assert_str_eq(json_str(r, "delivery"), "key");
+	ck_assert_int_eq(json_int(r, "bytes"), BOOK_SIZE);
+	ck_assert_int_eq(json_int(r, "chunks"), 8);
+	ck_assert_int_eq(json_int(r, "price"), BOOK_PRICE);
+	ck_assert_int_eq(json_int(r, "after_index"), before);
+	ck_assert_int_eq(json_int(r, "pay_index"), before + BOOK_UNITS);
+	ck_assert_int_eq(json_int(r, "units_paid"), BOOK_UNITS);
+	ck_assert_int_eq(w1_last(ch), before + BOOK_UNITS);
+	snprintf(src, sizeof(src), "%s/book.pdf", goods);
+	same_file(out, src);
+	json_t *o = key_offer(json_str(r, "order_ref"));
+	ck_assert_str_eq(json_str(o, "state"), "KEYED");
+	json_decref(o);
+	json_decref(r);
+	char side[900];
+	snprintf(side, sizeof(side), "%s.sealed", out);
+	ck_assert(!exists(side));
+	snprintf(side, sizeof(side), "%s.part", out);
+	ck_assert(!exists(side));
+	net_audit_clean(&net);
+}
+END_TEST
+
+/* ---- a merchant whose ciphertext is not its Offer's ---- */
+
+START_TEST(tampered_ciphertext_not_paid)
+{
+	char ch[80], out[800], err[2048];
+	net_wallet_issue(&net, "w1", m1_hex, 100, 2, ch, sizeof(ch));
+	buy_song(ch);
+	int64_t before = w1_last(ch);
+	restart_m1("offer_tamper_chunk");
+	out_path("book.out", out, sizeof(out));
+	ck_assert(buy("book", ch, out, true, err, sizeof(err)) == NULL);
+	ck_assert_msg(strstr(err, "nothing paid") && strstr(err, "ciphertext_hash"), "%s", err);
+	ck_assert_int_eq(w1_last(ch), before);
+	ck_assert(!exists(out));
+	char side[900];
+	snprintf(side, sizeof(side), "%s.sealed", out);
+	ck_assert(!exists(side));
+	restart_m1(NULL);
+	net_audit_clean(&net);
+}
+END_TEST
+
+/* ---- a merchant that withholds the key ---- */
+
+static json_t *dispute(const char *channel, const char *order_ref, char *err, size_t errlen)
+{
+	char params[300];
+	snprintf(params, sizeof(params), "{\"channel_id\":\"%s\",\"order_ref\":\"%s\"}", channel,
+		 order_ref);
+	return admin(&net, "w1", "dispute", params, err, errlen);
+}
+
+/* w1 buys the book on a fresh channel at m1 running MP_FAULT=key_withhold: paid, no key. */
+static void paid_without_key(char *ch, size_t chlen, char *ref, size_t reflen, char *out,
+			     size_t outlen, int64_t *paid_to)
+{
+	char err[2048];
+	net_wallet_issue(&net, "w1", m1_hex, 100, 2, ch, chlen);
+	buy_song(ch);
+	restart_m1("key_withhold");
+	out_path("book.out", out, outlen);
+	ck_assert(buy("book", ch, out, true, err, sizeof(err)) == NULL);
+	ck_assert_msg(strstr(err, "paid up to") && strstr(err, "KeyReq refused"), "%s", err);
+	only_offer(ch, ref, reflen);
+	json_t *o = key_offer(ref);
+	ck_assert_str_eq(json_str(o, "state"), "PAID");
+	json_decref(o);
+	*paid_to = w1_last(ch);
+	/* Before the deadline the broker refuses: the merchant still has time. */
+	ck_assert(dispute(ch, ref, err, sizeof(err)) == NULL);
+	ck_assert_msg(strstr(err, "TOO_EARLY"), "%s", err);
+}
+
+/* w1's account balance at the broker. */
+static int64_t balance(void)
+{
+	return net_balance(&net, account);
+}
+
+START_TEST(withheld_key_refunded)
+{
+	char ch[80], ref[80], out[800], err[2048];
+	int64_t paid_to;
+	paid_without_key(ch, sizeof(ch), ref, sizeof(ref), out, sizeof(out), &paid_to);
+	ck_assert_int_eq(net_cmd(&net, "kill", "m1"), 0); /* and it never answers the broker */
+	net_clock_advance(&net, 601);			  /* past the Offer's deadline */
+	json_t *r = dispute(ch, ref, err, sizeof(err));
+	ck_assert_msg(r != NULL, "dispute: %s", err);
+	ck_assert_str_eq(json_str(r, "state"), "DISPUTED");
+	ck_assert(json_int(r, "answer_by") > 0);
+	json_decref(r);
+	int64_t bal = balance();
+	net_clock_advance(&net, 3601); /* past the broker's answer time */
+	json_decref(settle_sweep(&net)); /* the sweep refunds the unanswered dispute */
+	r = dispute(ch, ref, err, sizeof(err));
+	ck_assert_msg(r != NULL, "dispute: %s", err);
+	ck_assert_str_eq(json_str(r, "state"), "REFUNDED");
+	ck_assert_int_eq(json_int(r, "refunded"), BOOK_UNITS * 2);
+	json_decref(r);
+	json_decref(settle_sweep(&net)); /* exactly once */
+	json_t *o = key_offer(ref);
+	ck_assert_str_eq(json_str(o, "state"), "REFUNDED");
+	json_decref(o);
+	ck_assert_int_eq(balance(), bal + BOOK_UNITS * 2);
+	/* Asked again: the same answer, nothing paid twice. */
+	ck_assert(dispute(ch, ref, err, sizeof(err)) == NULL); /* REFUNDED offers are final */
+	ck_assert_int_eq(balance(), bal + BOOK_UNITS * 2);
+	ck_assert_int_eq(net_cmd(&net, "start", "m1"), 0);
+	net_audit_clean(&net);
+}
+END_TEST
+
+START_TEST(late_key_through_the_broker)
+{
+	char ch[80], ref[80], out[800], src[800], err[2048];
+	int64_t paid_to;
+	paid_without_key(ch, sizeof(ch), ref, sizeof(ref), out, sizeof(out), &paid_to);
+	net_clock_advance(&net, 601);
+	json_t *r = dispute(ch, ref, err, sizeof(err));
+	ck_assert_msg(r != NULL, "dispute: %s", err);
+	json_decref(r);
+	int64_t bal = balance();
+	restart_m1(NULL); /* its poller finds the open dispute and sends the key */
+	bool keyed = false;
+	for (int i = 0; i < 300 && !keyed; i++) {
+		r = dispute(ch, ref, err, sizeof(err));
+		ck_assert_msg(r != NULL, "dispute: %s", err);
+		keyed = !strcmp(json_str(r, "state"), "KEY_RELEASED");
+		json_decref(r);
+		if (!keyed)
+			usleep(100 * 1000);
+	}
+	ck_assert_msg(keyed, "the key never came through the broker");
+	snprintf(src, sizeof(src), "%s/book.pdf", goods);
+	same_file(out, src);
+	json_t *o = key_offer(ref);
+	ck_assert_str_eq(json_str(o, "state"), "KEYED");
+	json_decref(o);
+	ck_assert_int_eq(balance(), bal); /* the merchant keeps its payment */
+	net_audit_clean(&net);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("buy_key");
+	TCase *tc = tcase_create("buy_key");
+	tcase_set_timeout(tc, 600);
+	tcase_add_checked_fixture(tc, setup_net, teardown_net);
+	tcase_add_test(tc, honest_key_purchase);
+	tcase_add_test(tc, tampered_ciphertext_not_paid);
+	tcase_add_test(tc, withheld_key_refunded);
+	tcase_add_test(tc, late_key_through_the_broker);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	return mp_check_run(suite());
+}
