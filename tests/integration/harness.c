@@ -464,6 +464,12 @@ void tchannel_send_pay(const struct tchannel *ch, struct wire *merchant, uint32_
 	pay_word(ch, merchant, j, ref, sizeof(ref), false);
 }
 
+void tchannel_send_pay_ref(const struct tchannel *ch, struct wire *merchant, uint32_t j,
+			   const uint8_t *order_ref, size_t ref_len)
+{
+	pay_word(ch, merchant, j, order_ref, ref_len, false);
+}
+
 void tchannel_free(struct tchannel *ch)
 {
 	mp_stmt_free(ch->request);

@@ -103,6 +103,9 @@ MpEnvelope *tchannel_pay(const struct tchannel *ch, struct wire *merchant, uint3
 			 const uint8_t *order_ref, size_t ref_len);
 /* The same Pay (order_ref 0x01), sent without waiting for its answer. */
 void tchannel_send_pay(const struct tchannel *ch, struct wire *merchant, uint32_t j);
+/* The same naming order_ref. */
+void tchannel_send_pay_ref(const struct tchannel *ch, struct wire *merchant, uint32_t j,
+			   const uint8_t *order_ref, size_t ref_len);
 void tchannel_free(struct tchannel *ch);
 
 /* Hex helpers for tests. */

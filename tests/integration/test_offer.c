@@ -13,7 +13,9 @@
  *   accepted; the next correct Pay works), a Pay past the deadline (EXPIRED, nothing accepted),
  *   a KeyReq for no offer (UNKNOWN_ITEM);
  * - offers outlive SIGKILL: the same Offer bytes and sealed chunks after a restart, the key
- *   after another; a changed file is refused CONFLICT, and the next OfferReq makes a new offer.
+ *   after another; a changed file is refused CONFLICT, and the next OfferReq makes a new offer;
+ * - the paying Pay in a batch that cannot commit (the store write-locked from outside): KeyReq
+ *   and OfferReq TOO_EARLY, no key released; after the commit the Pay OK and the key out.
  * Every test ends with the broker's audit clean. */
 #include <check.h>
 #include <openssl/sha.h>
@@ -27,6 +29,7 @@
 #include "harness_ledger.h"
 #include "harness_merchant.h"
 #include "harness_net.h"
+#include "harness_store.h"
 #include "offer.h"
 #include "sealed.h"
 #include "../check_run.h"
@@ -458,6 +461,53 @@ START_TEST(offers_outlive_a_restart)
 }
 END_TEST
 
+/* ---- while the paying Pay commits ---- */
+
+/* The Pay at pay_index in a batch that cannot commit (m1's store held by an outside write
+ * lock, as a stalled disk would): KeyReq and OfferReq are TOO_EARLY, no key goes out; once the
+ * batch commits the Pay is acknowledged and the key released. */
+START_TEST(key_too_early_while_the_pay_commits)
+{
+	struct twallet tw;
+	struct tchannel ch;
+	struct wire w, w2;
+	uint8_t id[MP_ID_LEN];
+	tchannel_opened(&net, "m1", &tw, &ch, 100, &w);
+	tchannel_id(&ch, id);
+	ck_assert_int_eq(pay(&ch, &w, 1, NULL, NULL, NULL, NULL), MP_ST(UNDERPAID));
+	struct got_offer a;
+	get_offer(&w, id, &a);
+	reconnect(&w2);
+	char db[700];
+	net_path(&net, "m1/merchant.db", db, sizeof(db));
+	const char *idle = "micropay_merchant_batches_submitted_total{trigger=\"idle\"}";
+	int64_t submitted = metric(&net, "m1", idle);
+	int64_t released = metric(&net, "m1", "micropay_merchant_keys_released_total");
+	sqlite3 *lock = store_lock_hold(db);
+	tchannel_send_pay_ref(&ch, &w, a.o.pay_index, a.o.order_ref, 16);
+	ck_assert_int_eq(metric_wait(&net, "m1", idle, submitted + 1, 4000), submitted + 1);
+	MpCode key = key_code(&w2, id, a.o.order_ref);
+	MpCode offer = offer_code(&w2, id, "song", "committing");
+	store_lock_release(lock);
+	ck_assert_int_eq(key, MP_ST(TOO_EARLY));
+	ck_assert_int_eq(offer, MP_ST(TOO_EARLY));
+	ck_assert_int_eq(metric(&net, "m1", "micropay_merchant_keys_released_total"), released);
+	MpEnvelope *e = wire_recv(&w);
+	ck_assert(e && e->body_case == MP_BODY(PAY_ACK));
+	ck_assert_int_eq(e->pay_ack->status->code, MP_ST(OK));
+	ck_assert_uint_eq(e->pay_ack->last, a.o.pay_index);
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	ck_assert_int_eq(key_code(&w2, id, a.o.order_ref), MP_ST(OK));
+	ck_assert_int_eq(metric(&net, "m1", "micropay_merchant_keys_released_total"), released + 1);
+	free(a.bytes);
+	wire_close(&w2);
+	wire_close(&w);
+	tchannel_free(&ch);
+	mp_key_free(&tw.account);
+	net_audit_clean(&net);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("offer");
@@ -467,6 +517,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, honest_offer);
 	tcase_add_test(tc, offer_refusals);
 	tcase_add_test(tc, offers_outlive_a_restart);
+	tcase_add_test(tc, key_too_early_while_the_pay_commits);
 	suite_add_tcase(s, tc);
 	return s;
 }
