@@ -60,11 +60,15 @@ bool offer_is_ref(const struct offer *o, const uint8_t *ref, size_t len);
 bool offer_key_of(struct merchant *m, const uint8_t channel_id[MP_ID_LEN],
 		  const uint8_t order_ref[MP_ID_LEN], uint8_t key[MP_SEAL_KEY_LEN]);
 
-/* The Pay path (pay.c), for a fresh Pay at j on ch naming offer o (the channel's current
- * offer): OK if it pays o (j = pay_index, the channel's last = after_index, o unpaid, before
- * the deadline); else CONFLICT or EXPIRED with why (a detail naming the indices) in buf. */
-MpCode offer_pay_check(const struct merchant *m, const struct channel *ch, const struct offer *o,
-		       uint32_t j, char *buf, size_t len);
+/* The Pay path (pay.c), for a fresh Pay at j on ch naming ref: OK if it may go on, i.e. it
+ * names no offer of the channel, or it pays the channel's current offer (j = pay_index, the
+ * channel's last = after_index, the offer unpaid, before its deadline); else CONFLICT or
+ * EXPIRED with why (a detail naming the indices) in buf, or INTERNAL if the store cannot be
+ * read. An older offer (replaced by a newer one) is no longer payable: a 16-byte ref that is
+ * not the current offer, an order or the purchase, on a channel that had an offer, is looked
+ * up in the store (one primary-key read on the loop). */
+MpCode offer_pay_check(struct merchant *m, const struct channel *ch, const uint8_t *ref,
+		       size_t ref_len, uint32_t j, char *buf, size_t len);
 
 struct batch_entry;
 /* Settle the Pay e (its credit in *credit, the units included) against o if it names o: the

@@ -9,6 +9,7 @@
 #include "merchant.h"
 #include "offer.h"
 #include "offer_store.h"
+#include "purchase.h"
 
 struct offer *offer_copy(const struct offer *o)
 {
@@ -49,8 +50,8 @@ bool offer_is_ref(const struct offer *o, const uint8_t *ref, size_t len)
 	return o && o->recorded && len == OFFER_REF_LEN && memcmp(o->order_ref, ref, len) == 0;
 }
 
-MpCode offer_pay_check(const struct merchant *m, const struct channel *ch, const struct offer *o,
-		       uint32_t j, char *buf, size_t len)
+static MpCode current_offer_check(const struct merchant *m, const struct channel *ch,
+				  const struct offer *o, uint32_t j, char *buf, size_t len)
 {
 	if (o->paid) {
 		snprintf(buf, len, "offer already paid at index %u", o->pay_index);
@@ -69,6 +70,37 @@ MpCode offer_pay_check(const struct merchant *m, const struct channel *ch, const
 		return MP_ST(EXPIRED);
 	}
 	return MP_ST(OK);
+}
+
+/* ref names an older offer of ch in the store: CONFLICT; none: OK. */
+static MpCode older_offer_check(struct merchant *m, const struct channel *ch, const uint8_t *ref,
+				char *buf, size_t len)
+{
+	struct offer *old = NULL;
+	int found = offer_store_find(m->store, ch->id, ref, &old);
+	if (found < 0) {
+		snprintf(buf, len, "cannot read the store; retry");
+		return MP_ST(INTERNAL);
+	}
+	if (found == 1)
+		snprintf(buf, len,
+			 "the offer (after_index %u, pay_index %u) is no longer the channel's "
+			 "offer (a newer one replaced it): ask for a new offer",
+			 old->after_index, old->pay_index);
+	offer_free(old);
+	return found ? MP_ST(CONFLICT) : MP_ST(OK);
+}
+
+MpCode offer_pay_check(struct merchant *m, const struct channel *ch, const uint8_t *ref,
+		       size_t ref_len, uint32_t j, char *buf, size_t len)
+{
+	const struct offer *o = channel_offer(ch);
+	if (offer_is_ref(o, ref, ref_len))
+		return current_offer_check(m, ch, o, j, buf, len);
+	if (!ch->offer || ref_len != OFFER_REF_LEN || order_find(&m->orders, ref, ref_len) ||
+	    purchase_is_ref(channel_purchase(ch), ref, ref_len))
+		return MP_ST(OK);
+	return older_offer_check(m, ch, ref, buf, len);
 }
 
 bool offer_settle(struct offer *o, struct batch_entry *e, uint64_t *credit)

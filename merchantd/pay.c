@@ -283,9 +283,9 @@ void handle_pay(struct merchant *m, struct mp_conn *c, const MpEnvelope *env)
 		refuse(m, c, env, code, detail, ch);
 		return;
 	}
-	struct offer *o = channel_offer(ch); /* a Pay naming it pays it exactly, or nothing */
-	if (offer_is_ref(o, p->order_ref.data, p->order_ref.len) &&
-	    (code = offer_pay_check(m, ch, o, p->j, why, sizeof(why))) != MP_ST(OK)) {
+	/* A Pay naming an offer pays the current one exactly, or nothing (offer.h). */
+	code = offer_pay_check(m, ch, p->order_ref.data, p->order_ref.len, p->j, why, sizeof(why));
+	if (code != MP_ST(OK)) {
 		refuse(m, c, env, code, why, ch);
 		return;
 	}

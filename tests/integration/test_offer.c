@@ -11,6 +11,7 @@
  *   a chunk item asked by Offer (UNKNOWN_ITEM), the same OfferReq twice (the same bytes), a Pay
  *   at the wrong index or after the channel's last moved naming the offer (CONFLICT, nothing
  *   accepted; the next correct Pay works), a Pay past the deadline (EXPIRED, nothing accepted),
+ *   a Pay naming an older offer replaced by a newer one (CONFLICT, nothing accepted),
  *   a KeyReq for no offer (UNKNOWN_ITEM);
  * - offers outlive SIGKILL: the same Offer bytes and sealed chunks after a restart, the key
  *   after another; a changed file is refused CONFLICT, and the next OfferReq makes a new offer;
@@ -375,6 +376,10 @@ START_TEST(offer_refusals)
 	free(a.bytes);
 	get_offer(&w, id, &a);
 	ck_assert_uint_eq(a.o.after_index, 2 + SONG_PRICE);
+	/* A Pay naming an older offer (replaced, in the store only): CONFLICT, nothing accepted. */
+	ck_assert_int_eq(pay(&ch, &w, 3 + SONG_PRICE, b.o.order_ref, &last, NULL, "no longer"),
+			 MP_ST(CONFLICT));
+	ck_assert_uint_eq(last, 2 + SONG_PRICE);
 	free(a.bytes);
 	free(b.bytes);
 	free(c.bytes);
