@@ -249,7 +249,8 @@ static const struct mp_admin_method wallet_methods[] = {
 	 {"overwrite", MP_ADMIN_T_BOOL, false, "false", "replace out if it exists"})},
     {"dispute", wallet_admin_dispute,
      "dispute a paid key-release offer whose key did not come by its deadline, at the broker; "
-     "again: the dispute's state (OPEN, KEY_RELEASED: the file written, REFUNDED)",
+     "again: its state (DISPUTED while the merchant may still answer, KEY_RELEASED: the file "
+     "written, REFUNDED)",
      MP_ADMIN_PARAMS(CHANNEL_ID, {"order_ref", MP_ADMIN_T_HEX, true, NULL,
 				  "the offer's order_ref (32 hex digits, from key_offers)"})},
     {"key_offers", wallet_admin_key_offers,
