@@ -99,7 +99,7 @@ static json_t *balance_entry(const struct wallet *w, const struct wchannel *ch,
 	char hex[MP_HEX_ID_LEN + 1];
 	mp_hex_encode(ch->channel_id, MP_ID_LEN, hex);
 	/* n * unit_value was checked at issue, so neither can overflow. */
-	uint32_t spent = ch->last > ch->sent ? ch->last : ch->sent;
+	uint32_t spent = wallet_channel_spent(ch);
 	uint64_t unspent = (uint64_t)(ch->n - spent) * ch->unit_value;
 	uint64_t now = wallet_now(w);
 	/* A closed channel's unspent rest is refunded early, an expired one's at finalisation;

@@ -16,7 +16,7 @@
 /* Units this channel can still pay. */
 static uint32_t units_left(const struct wchannel *ch)
 {
-	uint32_t spent = ch->last > ch->sent ? ch->last : ch->sent;
+	uint32_t spent = wallet_channel_spent(ch);
 	return ch->n > spent ? ch->n - spent : 0;
 }
 

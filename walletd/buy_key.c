@@ -332,7 +332,7 @@ static void fetch(struct buy_op *x, uint32_t k)
 static const char *check_offer_fields(struct buy_op *x, const struct mp_offer *of)
 {
 	const struct wchannel *ch = x->ch;
-	uint32_t spent = ch->last > ch->sent ? ch->last : ch->sent, units = 0;
+	uint32_t spent = wallet_channel_spent(ch), units = 0;
 	if (memcmp(of->merchant_id, ch->holder, MP_ID_LEN) ||
 	    memcmp(of->channel_id, ch->channel_id, MP_ID_LEN))
 		return "it names another merchant or channel";

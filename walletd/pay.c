@@ -734,7 +734,7 @@ static bool session_connect(struct pay_op *p, const char *host, uint16_t port)
 static const char *pay_refusal(struct wallet *w, struct pay_op *p, char *why, size_t len)
 {
 	struct wchannel *ch = p->ch;
-	uint32_t spent = ch->last > ch->sent ? ch->last : ch->sent;
+	uint32_t spent = wallet_channel_spent(ch);
 	if (w->stopping)
 		return "walletd is stopping";
 	if (!mp_clock_guard_serving(w->clock_guard, why, len))

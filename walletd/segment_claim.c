@@ -35,7 +35,7 @@ static void claim_reply(struct claim_op *op, const struct wchannel *ch, const ch
 		return;
 	char hex[MP_HEX_ID_LEN + 1];
 	mp_hex_encode(ch->channel_id, MP_ID_LEN, hex);
-	uint32_t spent = ch->last > ch->sent ? ch->last : ch->sent;
+	uint32_t spent = wallet_channel_spent(ch);
 	mp_admin_reply(op->req,
 		       json_pack("{s:s,s:I,s:I,s:I,s:b,s:s}", "channel_id", hex, "seg_seq",
 				 (json_int_t)ch->seg_seq, "start", (json_int_t)ch->seg_start,

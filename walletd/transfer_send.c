@@ -345,7 +345,7 @@ static bool offer_key_used(const struct send_op *x)
 static const char *refusal(struct send_op *x, char *why, size_t len)
 {
 	struct wchannel *ch = x->ch;
-	uint32_t spent = ch->last > ch->sent ? ch->last : ch->sent;
+	uint32_t spent = wallet_channel_spent(ch);
 	if (ch->state != WCH_ACTIVE) {
 		snprintf(why, len, "channel %s is %s, not ACTIVE", x->hex,
 			 wch_state_name(ch->state));

@@ -190,6 +190,12 @@ json_t *wallet_channel_json(const struct wallet *w, const struct wchannel *ch);
 /* The state a user sees: wch_state_name, or REFUND_PENDING / REFUNDED for an ACTIVE channel
  * past pay_until or a CLOSED one / refunded. */
 const char *wallet_channel_state_name(const struct wallet *w, const struct wchannel *ch);
+/* The highest index the channel may have spent: the merchant's acknowledged last, or a Pay in
+ * flight above it (the wallet never reuses a word it may have sent). */
+static inline uint32_t wallet_channel_spent(const struct wchannel *ch)
+{
+	return ch->last > ch->sent ? ch->last : ch->sent;
+}
 /* The wallet's protocol time. */
 static inline uint64_t wallet_now(const struct wallet *w)
 {
