@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "harness_goods.h"
 #include "harness_ledger.h"
 #include "harness_merchant.h"
 #include "harness_net.h"
@@ -39,17 +40,6 @@ static char goods[700], cat_path[760], m1_hex[64], m1_ep[128];
 #define METER_PRICE 3		     /* per chunk: 9 in all */
 #define BIG_CHUNKS  2000	     /* metered, 1 per chunk of 1 KiB */
 
-static void write_bytes(const char *rel, size_t bytes, unsigned seed)
-{
-	char p[800];
-	snprintf(p, sizeof(p), "%s/%s", goods, rel);
-	FILE *f = fopen(p, "w");
-	ck_assert_msg(f != NULL, "cannot write %s", p);
-	for (size_t i = 0; i < bytes; i++)
-		fputc((int)((i * 131 + seed + i / 1024) % 256), f);
-	fclose(f);
-}
-
 static void setup_net(void)
 {
 	setenv("MP_WALLET_IDLE_TIMEOUT", "10", 1); /* the buy's answer deadline */
@@ -59,9 +49,9 @@ static void setup_net(void)
 	snprintf(goods, sizeof(goods), "%s/goods", net.dir);
 	snprintf(cat_path, sizeof(cat_path), "%s/catalogue.ini", net.dir);
 	ck_assert_int_eq(mkdir(goods, 0700), 0);
-	write_bytes("song.ogg", SONG_SIZE, 1);
-	write_bytes("meter.bin", METER_SIZE, 2);
-	write_bytes("big.bin", BIG_CHUNKS * 1024, 3);
+	goods_write(goods, "song.ogg", SONG_SIZE, 1);
+	goods_write(goods, "meter.bin", METER_SIZE, 2);
+	goods_write(goods, "big.bin", BIG_CHUNKS * 1024, 3);
 	FILE *f = fopen(cat_path, "w");
 	ck_assert_ptr_nonnull(f);
 	fprintf(f,
@@ -84,37 +74,6 @@ static void teardown_net(void)
 }
 
 /* ---- helpers ---- */
-
-static char *slurp(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	ck_assert_msg(f != NULL, "cannot read %s", path);
-	fseek(f, 0, SEEK_END);
-	long n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	char *buf = malloc((size_t)n + 1);
-	ck_assert_ptr_nonnull(buf);
-	*len = fread(buf, 1, (size_t)n, f);
-	buf[*len] = 0;
-	fclose(f);
-	return buf;
-}
-
-static void same_file(const char *a, const char *b)
-{
-	size_t la, lb;
-	char *x = slurp(a, &la), *y = slurp(b, &lb);
-	ck_assert_msg(la == lb && !memcmp(x, y, la), "%s (%zu bytes) differs from %s (%zu)", a, la,
-		      b, lb);
-	free(x);
-	free(y);
-}
-
-static bool exists(const char *path)
-{
-	struct stat st;
-	return lstat(path, &st) == 0;
-}
 
 /* The wallet's view of one channel (json, to free). */
 static json_t *wchannel(const char *channel)
@@ -191,8 +150,8 @@ START_TEST(honest_buys)
 	json_decref(ch);
 	json_decref(r);
 	snprintf(src, sizeof(src), "%s/song.ogg", goods);
-	same_file(out, src);
-	ck_assert(!exists(strcat(strcpy(params, out), ".part")));
+	goods_same_file(out, src);
+	ck_assert(!goods_exists(strcat(strcpy(params, out), ".part")));
 	ck_assert_int_eq(spent_value(song_ch), SONG_PRICE);
 	/* A metered item by merchant_id: the channel with the most units left (not song_ch). */
 	net_wallet_issue(&net, "w1", m1_hex, 200, 1, meter_ch, sizeof(meter_ch));
@@ -206,7 +165,7 @@ START_TEST(honest_buys)
 	ck_assert_int_eq(json_int(r, "units_paid"), 3 * METER_PRICE);
 	json_decref(r);
 	snprintf(src, sizeof(src), "%s/meter.bin", goods);
-	same_file(out, src);
+	goods_same_file(out, src);
 	ck_assert_int_eq(spent_value(meter_ch), 3 * METER_PRICE);
 	ck_assert_int_eq(spent_value(song_ch), SONG_PRICE);
 	/* The same item again on the song channel: a new purchase, paid again in full. */
@@ -215,7 +174,7 @@ START_TEST(honest_buys)
 		 out, song_ch);
 	json_decref(buy_ok(params));
 	snprintf(src, sizeof(src), "%s/song.ogg", goods);
-	same_file(out, src);
+	goods_same_file(out, src);
 	ck_assert_int_eq(spent_value(song_ch), 2 * SONG_PRICE);
 	/* mpctl as documented, by merchant_id: the channel with the most units left (meter_ch). */
 	char cmd[3000], res[800];
@@ -227,10 +186,10 @@ START_TEST(honest_buys)
 		 net_build_root(), net.dir, out, m1_hex, res);
 	ck_assert_int_eq(run_without_our_fds(cmd), 0);
 	size_t len;
-	char *text = slurp(res, &len);
+	char *text = goods_slurp(res, &len);
 	ck_assert_msg(strstr(text, meter_ch) && strstr(text, "paid_chunks"), "mpctl buy: %s", text);
 	free(text);
-	same_file(out, src);
+	goods_same_file(out, src);
 	ck_assert_int_eq(spent_value(meter_ch), 3 * METER_PRICE + SONG_PRICE);
 	net_audit_clean(&net);
 }
@@ -371,7 +330,7 @@ START_TEST(purchases_outlive_a_restart)
 	ck_assert_int_eq(chunk_code(&w, id, pid, 1, &len), MP_ST(CONFLICT));
 	ck_assert_uint_eq(len, 0);
 	ck_assert_int_eq(truncate(path, 0), 0); /* put it back as it was */
-	write_bytes("song.ogg", SONG_SIZE, 1);
+	goods_write(goods, "song.ogg", SONG_SIZE, 1);
 	ck_assert_int_eq(chunk_code(&w, id, pid, 1, &len), MP_ST(OK));
 	wire_close(&w);
 	tchannel_free(&ch);
@@ -423,7 +382,7 @@ START_TEST(merchant_stops_delivering)
 	char *text = NULL;
 	for (int i = 0; i < 1200; i++) {
 		free(text);
-		text = exists(res) ? slurp(res, &len) : NULL;
+		text = goods_exists(res) ? goods_slurp(res, &len) : NULL;
 		if (text && strstr(text, "exit "))
 			break;
 		usleep(50000);
@@ -439,9 +398,9 @@ START_TEST(merchant_stops_delivering)
 	char purchase[33];
 	snprintf(purchase, sizeof(purchase), "%.32s", at + 10);
 	free(text);
-	ck_assert(!exists(out));
+	ck_assert(!goods_exists(out));
 	strcat(strcpy(src, out), ".part");
-	ck_assert(!exists(src));
+	ck_assert(!goods_exists(src));
 	/* Paid for no chunk it did not receive: every unit sent (accepted or in flight) bought a
 	 * received chunk (price 1, unit_value 1), and at most the last one is unpaid. */
 	json_t *ch = wchannel(channel);
@@ -461,7 +420,7 @@ START_TEST(merchant_stops_delivering)
 	ck_assert_int_eq(json_int(r, "units_paid"), BIG_CHUNKS - sent);
 	json_decref(r);
 	snprintf(src, sizeof(src), "%s/big.bin", goods);
-	same_file(out, src);
+	goods_same_file(out, src);
 	ck_assert_int_eq(spent_value(channel), BIG_CHUNKS);
 	net_audit_clean(&net);
 }
@@ -491,13 +450,13 @@ START_TEST(bad_params)
 		 "{\"item\":\"nosuch\",\"out\":\"%s\",\"channel_id\":\"%s\",\"endpoint\":\"%s\"}",
 		 out, channel, m1_ep);
 	buy_refused(params, "UNKNOWN_ITEM");
-	ck_assert(!exists(out));
+	ck_assert(!goods_exists(out));
 	/* max_price below the total: stopped after chunk 0, nothing paid. */
 	snprintf(params, sizeof(params),
 		 "{\"item\":\"song\",\"out\":\"%s\",\"channel_id\":\"%s\",\"max_price\":12}", out,
 		 channel);
 	buy_refused(params, "above max_price 12");
-	ck_assert(!exists(out));
+	ck_assert(!goods_exists(out));
 	ck_assert_int_eq(spent_value(channel), 0);
 	/* The channel now owes song's chunk 0: another item is refused, naming that purchase. */
 	snprintf(params, sizeof(params),
@@ -517,7 +476,7 @@ START_TEST(bad_params)
 	json_decref(buy_ok(params));
 	char src[800];
 	snprintf(src, sizeof(src), "%s/meter.bin", goods);
-	same_file(out, src);
+	goods_same_file(out, src);
 	ck_assert_int_eq(spent_value(channel), SONG_PRICE + 3 * METER_PRICE);
 	net_audit_clean(&net);
 }

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "harness_goods.h"
 #include "harness_ledger.h"
 #include "harness_net.h"
 #include "harness_settle.h"
@@ -36,17 +37,6 @@ static char goods[700], cat_path[760], m1_hex[64], m1_ep[128], account[64];
 #define BOOK_SIZE  (7 * 1024 + 5) /* 8 sealed chunks of 1 KiB, the last 5 bytes */
 #define BOOK_PRICE 25		  /* unit_value 2: 13 units */
 #define BOOK_UNITS 13
-
-static void write_bytes(const char *rel, size_t bytes, unsigned seed)
-{
-	char p[800];
-	snprintf(p, sizeof(p), "%s/%s", goods, rel);
-	FILE *f = fopen(p, "w");
-	ck_assert_msg(f != NULL, "cannot write %s", p);
-	for (size_t i = 0; i < bytes; i++)
-		fputc((int)((i * 131 + seed + i / 1024) % 256), f);
-	fclose(f);
-}
 
 /* m1 (re)started with the catalogue, MP_FAULT=fault when fault is not NULL. */
 static void restart_m1(const char *fault)
@@ -71,8 +61,8 @@ static void setup_net(void)
 	snprintf(goods, sizeof(goods), "%s/goods", net.dir);
 	snprintf(cat_path, sizeof(cat_path), "%s/catalogue.ini", net.dir);
 	ck_assert_int_eq(mkdir(goods, 0700), 0);
-	write_bytes("song.ogg", SONG_SIZE, 1);
-	write_bytes("book.pdf", BOOK_SIZE, 2);
+	goods_write(goods, "song.ogg", SONG_SIZE, 1);
+	goods_write(goods, "book.pdf", BOOK_SIZE, 2);
 	FILE *f = fopen(cat_path, "w");
 	ck_assert_ptr_nonnull(f);
 	fprintf(f,
@@ -93,36 +83,6 @@ static void teardown_net(void)
 }
 
 /* ---- helpers ---- */
-
-static char *slurp(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	ck_assert_msg(f != NULL, "cannot read %s", path);
-	fseek(f, 0, SEEK_END);
-	long n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	char *buf = malloc((size_t)n + 1);
-	ck_assert_ptr_nonnull(buf);
-	*len = fread(buf, 1, (size_t)n, f);
-	fclose(f);
-	return buf;
-}
-
-static void same_file(const char *a, const char *b)
-{
-	size_t la, lb;
-	char *x = slurp(a, &la), *y = slurp(b, &lb);
-	ck_assert_msg(la == lb && !memcmp(x, y, la), "%s (%zu bytes) differs from %s (%zu)", a, la,
-		      b, lb);
-	free(x);
-	free(y);
-}
-
-static bool exists(const char *path)
-{
-	struct stat st;
-	return lstat(path, &st) == 0;
-}
 
 /* The wallet's `last` of a channel. */
 static int64_t w1_last(const char *channel)
@@ -211,7 +171,7 @@ START_TEST(honest_key_purchase)
 	ck_assert(buy("book", bare, out, true, err, sizeof(err)) == NULL);
 	ck_assert_msg(strstr(err, "nothing paid") && strstr(err, "UNDERPAID"), "%s", err);
 	ck_assert_int_eq(w1_last(bare), 0);
-	ck_assert(!exists(out));
+	ck_assert(!goods_exists(out));
 
 	buy_song(ch);
 	int64_t before = w1_last(ch);
@@ -226,16 +186,16 @@ START_TEST(honest_key_purchase)
 	ck_assert_int_eq(json_int(r, "units_paid"), BOOK_UNITS);
 	ck_assert_int_eq(w1_last(ch), before + BOOK_UNITS);
 	snprintf(src, sizeof(src), "%s/book.pdf", goods);
-	same_file(out, src);
+	goods_same_file(out, src);
 	json_t *o = key_offer(json_str(r, "order_ref"));
 	ck_assert_str_eq(json_str(o, "state"), "KEYED");
 	json_decref(o);
 	json_decref(r);
 	char side[900];
 	snprintf(side, sizeof(side), "%s.sealed", out);
-	ck_assert(!exists(side));
+	ck_assert(!goods_exists(side));
 	snprintf(side, sizeof(side), "%s.part", out);
-	ck_assert(!exists(side));
+	ck_assert(!goods_exists(side));
 	net_audit_clean(&net);
 }
 END_TEST
@@ -253,10 +213,10 @@ START_TEST(tampered_ciphertext_not_paid)
 	ck_assert(buy("book", ch, out, true, err, sizeof(err)) == NULL);
 	ck_assert_msg(strstr(err, "nothing paid") && strstr(err, "ciphertext_hash"), "%s", err);
 	ck_assert_int_eq(w1_last(ch), before);
-	ck_assert(!exists(out));
+	ck_assert(!goods_exists(out));
 	char side[900];
 	snprintf(side, sizeof(side), "%s.sealed", out);
-	ck_assert(!exists(side));
+	ck_assert(!goods_exists(side));
 	restart_m1(NULL);
 	net_audit_clean(&net);
 }
@@ -312,7 +272,7 @@ START_TEST(withheld_key_refunded)
 	ck_assert(json_int(r, "answer_by") > 0);
 	json_decref(r);
 	int64_t bal = balance();
-	net_clock_advance(&net, 3601); /* past the broker's answer time */
+	net_clock_advance(&net, 3601);	 /* past the broker's answer time */
 	json_decref(settle_sweep(&net)); /* the sweep refunds the unanswered dispute */
 	r = dispute(ch, ref, err, sizeof(err));
 	ck_assert_msg(r != NULL, "dispute: %s", err);
@@ -354,7 +314,7 @@ START_TEST(late_key_through_the_broker)
 	}
 	ck_assert_msg(keyed, "the key never came through the broker");
 	snprintf(src, sizeof(src), "%s/book.pdf", goods);
-	same_file(out, src);
+	goods_same_file(out, src);
 	json_t *o = key_offer(ref);
 	ck_assert_str_eq(json_str(o, "state"), "KEYED");
 	json_decref(o);

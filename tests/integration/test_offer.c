@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "harness_goods.h"
 #include "harness_ledger.h"
 #include "harness_merchant.h"
 #include "harness_net.h"
@@ -43,17 +44,6 @@ static struct tmerchant m1;
 #define SONG_PRICE  13		     /* whole, sold by key release */
 #define SONG_CHUNKS 5
 
-static void write_bytes(const char *rel, size_t bytes, unsigned seed)
-{
-	char p[800];
-	snprintf(p, sizeof(p), "%s/%s", goods, rel);
-	FILE *f = fopen(p, "w");
-	ck_assert_msg(f != NULL, "cannot write %s", p);
-	for (size_t i = 0; i < bytes; i++)
-		fputc((int)((i * 131 + seed + i / 1024) % 256), f);
-	fclose(f);
-}
-
 static void setup_net(void)
 {
 	setenv("MP_TEST_CLOCK", "1", 1);
@@ -61,8 +51,8 @@ static void setup_net(void)
 	snprintf(goods, sizeof(goods), "%s/goods", net.dir);
 	snprintf(cat_path, sizeof(cat_path), "%s/catalogue.ini", net.dir);
 	ck_assert_int_eq(mkdir(goods, 0700), 0);
-	write_bytes("song.ogg", SONG_SIZE, 1);
-	write_bytes("meter.bin", 3000, 2);
+	goods_write(goods, "song.ogg", SONG_SIZE, 1);
+	goods_write(goods, "meter.bin", 3000, 2);
 	FILE *f = fopen(cat_path, "w");
 	ck_assert_ptr_nonnull(f);
 	fprintf(f,
@@ -447,7 +437,7 @@ START_TEST(offers_outlive_a_restart)
 	micropay__v1__envelope__free_unpacked(e, NULL);
 	ck_assert_int_eq(offer_code(&w, id, "song", "changed"), MP_ST(CONFLICT));
 	/* The same bytes again but written anew (another mtime): still not the offer's file. */
-	write_bytes("song.ogg", SONG_SIZE, 1);
+	goods_write(goods, "song.ogg", SONG_SIZE, 1);
 	e = chunk_req_call(&w, id, NULL, b.o.order_ref, 0);
 	ck_assert_int_eq(e->chunk_resp->status->code, MP_ST(CONFLICT));
 	micropay__v1__envelope__free_unpacked(e, NULL);

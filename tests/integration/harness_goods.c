@@ -1,0 +1,49 @@
+#include "harness_goods.h"
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+void goods_write(const char *dir, const char *rel, size_t bytes, unsigned seed)
+{
+	char p[1200];
+	snprintf(p, sizeof(p), "%s/%s", dir, rel);
+	FILE *f = fopen(p, "w");
+	ck_assert_msg(f != NULL, "cannot write %s", p);
+	for (size_t i = 0; i < bytes; i++)
+		fputc((int)((i * 131 + seed + i / 1024) % 256), f);
+	ck_assert_int_eq(fclose(f), 0);
+}
+
+char *goods_slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	ck_assert_msg(f != NULL, "cannot read %s", path);
+	fseek(f, 0, SEEK_END);
+	long n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	char *buf = malloc((size_t)n + 1);
+	ck_assert_ptr_nonnull(buf);
+	*len = fread(buf, 1, (size_t)n, f);
+	buf[*len] = 0;
+	fclose(f);
+	return buf;
+}
+
+void goods_same_file(const char *a, const char *b)
+{
+	size_t la, lb;
+	char *x = goods_slurp(a, &la), *y = goods_slurp(b, &lb);
+	ck_assert_msg(la == lb && !memcmp(x, y, la), "%s (%zu bytes) differs from %s (%zu)", a, la,
+		      b, lb);
+	free(x);
+	free(y);
+}
+
+bool goods_exists(const char *path)
+{
+	struct stat st;
+	return lstat(path, &st) == 0;
+}

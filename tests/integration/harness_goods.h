@@ -1,0 +1,14 @@
+/* Goods files for the buying suites (buy, buy_key, offer): a deterministic file to sell, and
+ * byte-for-byte comparison of what a wallet wrote with its source. */
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+
+/* DIR/REL with `bytes` bytes of a pattern that differs by seed and from chunk to chunk. */
+void goods_write(const char *dir, const char *rel, size_t bytes, unsigned seed);
+/* The whole file (malloc'd, NUL added; *len its size); fails the test if unreadable. */
+char *goods_slurp(const char *path, size_t *len);
+/* Fails the test unless a and b hold the same bytes. */
+void goods_same_file(const char *a, const char *b);
+/* Something (a file, a link) is at path. */
+bool goods_exists(const char *path);
