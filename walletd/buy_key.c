@@ -4,15 +4,17 @@
  * key_hash, opens the ciphertext into OUT. The session (session.h) is open and its Pays are
  * resolved when this starts.
  *
- *   START --a stored PAID offer of this item on the channel--> KEY (resumed)
+ *   START --a stored PAID or PAYING offer of this item on the channel--> KEY (resumed; a
+ *     PAYING offer's Pay is resent by the session's Open if it is still in flight)
  *   START --else--> OFFER: OfferReq{channel, item} --OK, the Offer checked (the holder's key,
  *     this channel and segment, after_index = our spent index, pay_index = after_index +
  *     ceil(price / unit_value) within max_jump, the deadline ahead, max_price)--> stored
  *     OFFERED --> FETCHING sealed chunk k (ChunkReq, purchase_id = order_ref), written to
  *     OUT.sealed.part and hashed on the worker, for k = 0 .. chunks-1
  *   FETCHING --all written--> COMMITTING (fsync, rename to OUT.sealed) --SHA-256 of the sealed
- *     chunks = ciphertext_hash--> PAYING pay_index - after_index units, order_ref = the
- *     Offer's (one Pay, in flight on record first) --accepted--> stored PAID --> KEY
+ *     chunks = ciphertext_hash, the deadline still KEY_PAY_MARGIN_S ahead--> stored PAYING -->
+ *     PAYING pay_index - after_index units, order_ref = the Offer's (one Pay, in flight on
+ *     record first) --accepted--> stored PAID --> KEY
  *   KEY: KeyReq --OK, SHA-256(key) = key_hash--> stored KEYED --> UNSEALING (worker:
  *     every chunk's tag verified) --> DONE (answered)
  *   KEY --TOO_EARLY (the Pay still committing)--> KeyReq again after 200 ms, a bounded number
@@ -45,6 +47,13 @@
 #define KEY_EARLY_DELAY_US 200000
 /* An Offer whose deadline is this close is refused: fetching and paying must fit before it. */
 #define KEY_DEADLINE_MARGIN_S 30
+/* Nothing is paid when the deadline is this close after fetching: the Pay must arrive first. */
+#define KEY_PAY_MARGIN_S 10
+/* An Offer's deadline at most this far ahead (merchantd's own maximum key_deadline), and this
+ * long before the channel's redeem_until, so that a dispute can still be filed and answered
+ * (protocol.md section 6: disputes are taken before redeem_until). */
+#define KEY_DEADLINE_MAX_S	    86400
+#define KEY_DISPUTE_BEFORE_REDEEM_S (2 * 3600)
 
 struct buy_key {
 	struct wkey_offer o;   /* as stored; o.offer owned */
@@ -237,6 +246,15 @@ static void on_sealed_committed(void *arg, const char *err)
 			 units, wallet_session_max_jump(x->s));
 		return;
 	}
+	if (wallet_now(wallet_of(x)) + KEY_PAY_MARGIN_S > k->offer.deadline) {
+		key_fail(x, "nothing paid: the offer's deadline came too close while fetching");
+		return;
+	}
+	if (!wstore_key_offer_set(wallet_of(x)->store, x->ch->channel_id, x->purchase_id,
+				  WKO_PAYING, NULL, 0)) {
+		key_fail(x, "nothing paid: the offer's state cannot be stored");
+		return;
+	}
 	wallet_session_pay(x->s, units, x->purchase_id, MP_ID_LEN, on_offer_paid);
 }
 
@@ -346,8 +364,12 @@ static const char *check_offer_fields(struct buy_op *x, const struct mp_offer *o
 		       "max_jump";
 	if (of->pay_index > ch->n || of->pay_index > ch->seg_start + ch->seg_len)
 		return "its pay_index is beyond the channel's chain";
-	if (of->deadline < wallet_now(wallet_of(x)) + KEY_DEADLINE_MARGIN_S)
+	uint64_t now = wallet_now(wallet_of(x));
+	if (of->deadline < now + KEY_DEADLINE_MARGIN_S)
 		return "its deadline is passed or too close";
+	if (of->deadline > now + KEY_DEADLINE_MAX_S ||
+	    of->deadline + KEY_DISPUTE_BEFORE_REDEEM_S > ch->redeem_until)
+		return "its deadline is so far ahead that a dispute could not be filed in time";
 	return NULL;
 }
 
@@ -482,13 +504,15 @@ static void match_paid(void *arg, const struct wkey_offer *o)
 	ps->found->custody = o->custody ? mp_stmt_copy(o->custody) : NULL;
 }
 
-/* A stored PAID offer of this item on the channel: resume at the key. */
+/* A stored PAID (or PAYING) offer of this item on the channel: resume at the key. */
 static bool resume_paid(struct buy_op *x)
 {
 	struct buy_key *k = x->key;
 	struct paid_search ps = {x, &k->o};
 	uint8_t pk[MP_PK_LEN];
 	if (!wstore_key_offer_each(wallet_of(x)->store, false, WKO_PAID, match_paid, &ps) ||
+	    (!k->o.offer &&
+	     !wstore_key_offer_each(wallet_of(x)->store, false, WKO_PAYING, match_paid, &ps)) ||
 	    !k->o.offer)
 		return false;
 	if (!x->ch->holder_cert ||

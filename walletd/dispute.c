@@ -36,8 +36,14 @@ struct dispute_op {
 	json_t *answer; /* kept while the file is unsealed */
 };
 
+/* The wallet's own check sends at most this many disputes a round, and starts no round while
+ * one of its disputes is still on its way (every request is a TLS connection to the broker). */
+#define DISPUTE_CHECK_MAX 16
+
 static void op_free(struct dispute_op *op)
 {
+	if (!op->req)
+		op->w->disputes_in_flight--;
 	wkey_offer_clear(&op->o);
 	json_decref(op->answer);
 	free(op);
@@ -115,7 +121,7 @@ static void take_key(struct dispute_op *op, const ProtobufCBinaryData *key)
 		op_fail(op, "the key cannot be stored");
 		return;
 	}
-	struct buy_unseal_spec spec = {.overwrite = true,
+	struct buy_unseal_spec spec = {.overwrite = false, /* OUT is the user's if it exists */
 				       .size = op->o.size,
 				       .chunk_size = op->o.chunk_size,
 				       .chunks = op->o.chunks};
@@ -212,6 +218,8 @@ static void dispute_send(struct wallet *w, const struct wkey_offer *o, struct mp
 		return;
 	}
 	*op = (struct dispute_op){.w = w, .req = req, .o = *o};
+	if (!req)
+		w->disputes_in_flight++;
 	op->o.offer = mp_stmt_copy(o->offer);
 	op->o.custody = o->custody ? mp_stmt_copy(o->custody) : NULL;
 	if (!op->o.offer || (o->custody && !op->o.custody)) {
@@ -262,9 +270,10 @@ void wallet_admin_dispute(struct mp_admin_req *req, json_t *params, void *ctx)
 			      "dispute: no such key-release offer in the store");
 		return;
 	}
-	if (o.state != WKO_PAID && o.state != WKO_DISPUTED) {
+	if (o.state != WKO_PAID && o.state != WKO_PAYING && o.state != WKO_DISPUTED) {
 		mp_admin_fail(req, MP_ADMIN_FAILED,
-			      "dispute: the offer is %s; only a PAID or DISPUTED offer is disputed",
+			      "dispute: the offer is %s; only a PAYING, PAID or DISPUTED offer is "
+			      "disputed",
 			      wkey_offer_state_name(o.state));
 	} else if (!w->registered) {
 		mp_admin_fail(req, MP_ADMIN_FAILED, "dispute: the wallet is not registered");
@@ -308,16 +317,17 @@ struct due {
 static void dispute_if_due(void *arg, const struct wkey_offer *o)
 {
 	struct due *d = arg;
-	if (o->deadline <= d->now)
+	if (o->deadline <= d->now && d->w->disputes_in_flight < DISPUTE_CHECK_MAX)
 		dispute_send(d->w, o, NULL);
 }
 
 static void on_dispute_check(evutil_socket_t fd, short what, void *arg)
 {
 	struct wallet *w = arg;
-	if (w->stopping || !w->registered)
+	if (w->stopping || !w->registered || w->disputes_in_flight)
 		return;
 	struct due d = {w, wallet_now(w)};
+	wstore_key_offer_each(w->store, false, WKO_PAYING, dispute_if_due, &d);
 	wstore_key_offer_each(w->store, false, WKO_PAID, dispute_if_due, &d);
 	wstore_key_offer_each(w->store, false, WKO_DISPUTED, dispute_if_due, &d);
 }

@@ -9,7 +9,8 @@
 
 const char *wkey_offer_state_name(enum wkey_offer_state s)
 {
-	static const char *const names[] = {"OFFERED", "PAID", "KEYED", "DISPUTED", "REFUNDED"};
+	static const char *const names[] = {"OFFERED",	"PAID",	    "KEYED",
+					    "DISPUTED", "REFUNDED", "PAYING"};
 	return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "?";
 }
 
@@ -23,7 +24,7 @@ bool wstore_key_offer_migrate(struct wstore *s)
 			    "  item TEXT NOT NULL, out TEXT NOT NULL,"
 			    "  size INTEGER NOT NULL, chunk_size INTEGER NOT NULL,"
 			    "  chunks INTEGER NOT NULL, deadline INTEGER NOT NULL,"
-			    "  state INTEGER NOT NULL CHECK (state BETWEEN 0 AND 4),"
+			    "  state INTEGER NOT NULL CHECK (state BETWEEN 0 AND 5),"
 			    "  key BLOB CHECK (key IS NULL OR length(key) = 32),"
 			    "  refunded INTEGER NOT NULL DEFAULT 0,"
 			    "  stored_at INTEGER NOT NULL,"

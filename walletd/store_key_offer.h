@@ -4,9 +4,13 @@
  * holder showed, and, once it came, the key.
  *
  *   OFFERED (checked, ciphertext being fetched) --ciphertext hash = the Offer's, stored,
- *   flushed--> PAID when the Pay at pay_index was accepted --key checked--> KEYED
- *   PAID --deadline passed, no key--> DISPUTED (dispute.c) --broker: key--> KEYED
- *                                                          --broker: refunded--> REFUNDED */
+ *   flushed--> PAYING (on record before the word at pay_index leaves) --the Pay accepted-->
+ *   PAID --key checked--> KEYED
+ *   PAYING or PAID --deadline passed, no key--> DISPUTED (dispute.c) --broker: key--> KEYED
+ *                                                          --broker: refunded--> REFUNDED
+ * A PAYING offer counts as paid: the holder may have seen the word even if its answer never
+ * came, so the next buy of the item asks for the key and the wallet disputes it after the
+ * deadline. */
 #pragma once
 #include <limits.h>
 #include <stdbool.h>
@@ -22,6 +26,7 @@ enum wkey_offer_state {
 	WKO_KEYED = 2,
 	WKO_DISPUTED = 3,
 	WKO_REFUNDED = 4,
+	WKO_PAYING = 5,
 };
 
 struct wkey_offer {

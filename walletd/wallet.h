@@ -149,6 +149,7 @@ struct wallet {
 	struct wallet_op *ops;	     /* network exchanges in progress */
 	struct event *refund_timer;  /* refund.c: asks for refunds on its own */
 	struct event *dispute_timer; /* dispute.c: disputes offers whose key did not come */
+	unsigned disputes_in_flight; /* ... its own requests still on their way */
 	struct event *claim_timer;   /* segment_claim.c: resends SegmentClaims cut on their way */
 	unsigned claim_backoff;	     /* ... its next delay in seconds (doubles, at most 60) */
 	const char *config_path;     /* -c: read again on reload */
