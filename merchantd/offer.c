@@ -7,6 +7,7 @@
  *        or Pays of the channel committing, or its Cap committing --> TOO_EARLY
  *        the current offer is of ITEM, unpaid, at the channel's last, before its deadline
  *             --> OK with the SAME stored Offer bytes
+ *        the current offer is of another item and open (offer_live) --> CONFLICT
  *        no paid unit in the holder's epoch (last <= its start) --> UNDERPAID
  *        a purchase of the channel with a chunk out unpaid --> UNDERPAID
  *        channel no longer payable --> EXPIRED
@@ -319,6 +320,16 @@ static void start(struct merchant *m, struct mp_conn *c, const MpEnvelope *env, 
 	}
 	if (same_open_offer(m, ch, channel_offer(ch), r->item)) {
 		reply_offer(c, env->request_id, MP_ST(OK), "", ch->offer);
+		return;
+	}
+	const struct offer *live = offer_live(m, ch);
+	if (live) {
+		snprintf(
+		    why, sizeof(why),
+		    "an offer of '%s' is open on this channel until %llu: pay it, or ask again "
+		    "after its deadline",
+		    live->item.id, (unsigned long long)live->deadline);
+		refuse(c, env->request_id, ch->id, r->item, MP_ST(CONFLICT), why);
 		return;
 	}
 	MpCode code = not_now(m, ch, why, sizeof(why));

@@ -50,6 +50,13 @@ void offer_free(struct offer *o);
 
 /* The channel's current offer if it was made in the channel's current segment, else NULL. */
 struct offer *channel_offer(const struct channel *ch);
+struct merchant;
+/* The channel's offer while it is open: recorded, unpaid, its file not found changed, the
+ * channel's last still its after_index and the merchant clock before its deadline; else NULL.
+ * While one is open the channel takes no other offer and no Pay past after_index that does not
+ * name it, so that no two offers of a channel cover the same indices and a word at its
+ * pay_index cannot come from another order before its deadline. */
+const struct offer *offer_live(const struct merchant *m, const struct channel *ch);
 /* order_ref names this offer, recorded. */
 bool offer_is_ref(const struct offer *o, const uint8_t *ref, size_t len);
 

@@ -91,16 +91,34 @@ static MpCode older_offer_check(struct merchant *m, const struct channel *ch, co
 	return found ? MP_ST(CONFLICT) : MP_ST(OK);
 }
 
+const struct offer *offer_live(const struct merchant *m, const struct channel *ch)
+{
+	const struct offer *o = channel_offer(ch);
+	return o && o->recorded && !o->paid && !o->stale && ch->last == o->after_index &&
+		       merchant_now(m) < o->deadline
+		   ? o
+		   : NULL;
+}
+
 MpCode offer_pay_check(struct merchant *m, const struct channel *ch, const uint8_t *ref,
 		       size_t ref_len, uint32_t j, char *buf, size_t len)
 {
-	const struct offer *o = channel_offer(ch);
+	const struct offer *o = channel_offer(ch), *live = offer_live(m, ch);
 	if (offer_is_ref(o, ref, ref_len))
 		return current_offer_check(m, ch, o, j, buf, len);
-	if (!ch->offer || ref_len != OFFER_REF_LEN || order_find(&m->orders, ref, ref_len) ||
-	    purchase_is_ref(channel_purchase(ch), ref, ref_len))
-		return MP_ST(OK);
-	return older_offer_check(m, ch, ref, buf, len);
+	MpCode code = MP_ST(OK);
+	if (ch->offer && ref_len == OFFER_REF_LEN && !order_find(&m->orders, ref, ref_len) &&
+	    !purchase_is_ref(channel_purchase(ch), ref, ref_len))
+		code = older_offer_check(m, ch, ref, buf, len);
+	if (code == MP_ST(OK) && live && j > live->after_index) {
+		snprintf(buf, len,
+			 "an offer of '%s' is open on this channel until %llu (pay_index %u): the "
+			 "channel pays nothing else past index %u until it is paid or lapses",
+			 live->item.id, (unsigned long long)live->deadline, live->pay_index,
+			 live->after_index);
+		code = MP_ST(CONFLICT);
+	}
+	return code;
 }
 
 bool offer_settle(struct offer *o, struct batch_entry *e, uint64_t *credit)

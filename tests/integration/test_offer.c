@@ -53,12 +53,14 @@ static void setup_net(void)
 	ck_assert_int_eq(mkdir(goods, 0700), 0);
 	goods_write(goods, "song.ogg", SONG_SIZE, 1);
 	goods_write(goods, "meter.bin", 3000, 2);
+	goods_write(goods, "book.pdf", 2000, 3);
 	FILE *f = fopen(cat_path, "w");
 	ck_assert_ptr_nonnull(f);
 	fprintf(f,
 		"[song]\nfile = %s/song.ogg\nprice = %d\nchunk_size = 1024\ndelivery = key\n"
-		"[meter]\nfile = %s/meter.bin\nprice = 3\nmetered = true\nchunk_size = 1024\n",
-		goods, SONG_PRICE, goods);
+		"[meter]\nfile = %s/meter.bin\nprice = 3\nmetered = true\nchunk_size = 1024\n"
+		"[book]\nfile = %s/book.pdf\nprice = 5\nchunk_size = 1024\ndelivery = key\n",
+		goods, SONG_PRICE, goods, goods);
 	fclose(f);
 	char setting[900];
 	snprintf(setting, sizeof(setting), "catalogue = %s\nkey_deadline = 60", cat_path);
@@ -250,11 +252,11 @@ START_TEST(honest_offer)
 	size_t sealed_len;
 	uint32_t last;
 	uint64_t credit;
-	json_t *cat = admin_ok(&net, "m1", "catalogue", NULL); /* sorted: meter, song */
+	json_t *cat = admin_ok(&net, "m1", "catalogue", NULL); /* sorted: book, meter, song */
 	json_t *items = json_object_get(cat, "items");
-	ck_assert_str_eq(json_str(json_array_get(items, 0), "delivery"), "chunks");
-	ck_assert_str_eq(json_str(json_array_get(items, 1), "item"), "song");
-	ck_assert_str_eq(json_str(json_array_get(items, 1), "delivery"), "key");
+	ck_assert_str_eq(json_str(json_array_get(items, 1), "delivery"), "chunks");
+	ck_assert_str_eq(json_str(json_array_get(items, 2), "item"), "song");
+	ck_assert_str_eq(json_str(json_array_get(items, 2), "delivery"), "key");
 	json_decref(cat);
 	tchannel_opened_unit(&net, "m1", &tw, &ch, 50, 2, &w);
 	tchannel_id(&ch, id);
@@ -332,6 +334,8 @@ START_TEST(offer_refusals)
 	ck_assert(same_offer(&a, &b));
 	ck_assert_uint_eq(a.o.pay_index, 1 + SONG_PRICE);
 	free(b.bytes);
+	/* Another item while it is open: CONFLICT (no two offers of a channel cover one index). */
+	ck_assert_int_eq(offer_code(&w, id, "book", "is open"), MP_ST(CONFLICT));
 	/* A Pay at the wrong index naming the offer: CONFLICT, nothing accepted. */
 	ck_assert_int_eq(pay(&ch, &w, a.o.pay_index + 1, a.o.order_ref, &last, NULL, "pay_index"),
 			 MP_ST(CONFLICT));
@@ -339,6 +343,10 @@ START_TEST(offer_refusals)
 	ck_assert_int_eq(pay(&ch, &w, a.o.pay_index - 1, a.o.order_ref, &last, NULL, "pay_index"),
 			 MP_ST(CONFLICT));
 	ck_assert_uint_eq(last, 1);
+	/* While the offer is open the channel pays nothing else past its after_index. */
+	ck_assert_int_eq(pay(&ch, &w, 2, NULL, &last, NULL, "is open"), MP_ST(CONFLICT));
+	ck_assert_uint_eq(last, 1);
+	net_clock_advance(&net, 61); /* the offer lapses */
 	/* The channel's last moves (an ordinary unit): the offer is no longer payable. */
 	ck_assert_int_eq(pay(&ch, &w, 2, NULL, &last, NULL, NULL), MP_ST(UNDERPAID));
 	ck_assert_uint_eq(last, 2);
