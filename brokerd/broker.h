@@ -38,6 +38,7 @@ struct broker_config {
 	uint32_t sweep_batch;	     /* channels listed per batch */
 	uint64_t dispute_window;     /* T_dispute: seconds after an Offer's deadline */
 	uint64_t dispute_answer;     /* seconds the merchant has to send the key */
+	uint64_t release_wait;	     /* T_release: seconds before a ForcedClose */
 	struct mp_net_limits limits; /* [limits]: the listener, and frames from wallets */
 	uint32_t max_frame_merchant; /* [limits]: frames from peers with a merchant certificate */
 	uint32_t register_rate;	     /* [limits]: RegisterAccount per minute per address */
@@ -167,6 +168,8 @@ void handle_refund(struct broker *b, struct mp_conn *c, const MpEnvelope *env);
 void handle_dispute(struct broker *b, struct mp_conn *c, const MpEnvelope *env);
 void handle_open_disputes(struct broker *b, struct mp_conn *c, const MpEnvelope *env);
 void handle_dispute_key(struct broker *b, struct mp_conn *c, const MpEnvelope *env);
+void handle_release(struct broker *b, struct mp_conn *c, const MpEnvelope *env);
+void handle_forced_closes(struct broker *b, struct mp_conn *c, const MpEnvelope *env);
 /* unroutable.c: MALFORMED "not a broker request", logged within limits; the per-connection
  * state it keeps (mp_conn_data) is made at open and freed at close. */
 void handle_unroutable(struct broker *b, struct mp_conn *c, const MpEnvelope *env);

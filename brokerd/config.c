@@ -50,6 +50,8 @@ static const struct mp_cfg_key broker_keys[] = {
       "T_dispute: seconds after an Offer's deadline a Dispute is taken, default 86400"),
     N("broker", "dispute_answer", MP_CFG_U64, dispute_answer, 1, MP_DAYS(7),
       "seconds a merchant has to send a disputed Offer's key, default 3600"),
+    N("broker", "release_wait", MP_CFG_U64, release_wait, 1, MP_DAYS(7),
+      "T_release: seconds a holder has to hand off or close before a ForcedClose, default 7200"),
     N("broker", "idle_timeout", MP_CFG_U32, idle_timeout, 1, MP_DAYS(1), "seconds"),
     N("broker", "merchant_cert_days", MP_CFG_U32, merchant_cert_days, 1, 3650,
       "MerchantCert lifetime in days, default 90"),
@@ -105,6 +107,7 @@ static void set_defaults(struct broker_config *cfg)
 	cfg->sweep_batch = 100;
 	cfg->dispute_window = 24 * 3600;
 	cfg->dispute_answer = 3600;
+	cfg->release_wait = 7200;
 	mp_net_limits_default(&cfg->limits);
 	mp_service_config_default(&cfg->service);
 	cfg->max_frame_merchant = MP_FRAME_MAX_MERCHANT;

@@ -60,6 +60,13 @@ const struct db_statement broker_statements[] = {
     {"open_disputes", "SELECT * FROM mp_open_disputes($1, $2)", 2},
     {"dispute_due", "SELECT * FROM mp_dispute_due($1, $2)", 2},
     {"dispute_refund", "SELECT mp_dispute_refund($1, $2, $3) AS refunded", 3},
+    /* Forced release (release.c, release_sweep.c, release_deliver.c; docs/release.md). */
+    {"release_lookup", "SELECT * FROM mp_release_lookup($1)", 1},
+    {"release_request", "SELECT * FROM mp_release_request($1, $2, $3, $4, $5, $6, $7, $8, $9)", 9},
+    {"release_due", "SELECT * FROM mp_release_due($1, $2)", 2},
+    {"release_prepare", "SELECT * FROM mp_release_prepare($1, $2)", 2},
+    {"release_force", "SELECT * FROM mp_release_force($1, $2, $3, $4, $5, $6)", 6},
+    {"forced_closes", "SELECT * FROM mp_forced_closes($1, $2)", 2},
     {"audit", "SELECT * FROM mp_audit()", 0},
     {"payout", "SELECT * FROM mp_payout($1, $2, $3)", 3},
     {"payouts_list", "SELECT * FROM mp_payouts_list($1)", 1},

@@ -49,6 +49,12 @@ static void on_envelope(struct mp_conn *c, const MpEnvelope *env, void *arg)
 	case MP_BODY(DISPUTE_KEY_REQ):
 		handle_dispute_key(b, c, env);
 		return;
+	case MP_BODY(RELEASE_REQ):
+		handle_release(b, c, env);
+		return;
+	case MP_BODY(FORCED_CLOSES_REQ):
+		handle_forced_closes(b, c, env);
+		return;
 	default:
 		handle_unroutable(b, c, env);
 		return;

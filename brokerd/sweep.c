@@ -8,7 +8,8 @@
  * more than one pool connection from the requests.
  *
  *   idle --timer (sweep_interval) or sweep.run--> disputes (dispute_sweep.c: the OPEN disputes
- *      past answer_by refunded, each in its own transaction) --> listing
+ *      past answer_by refunded, each in its own transaction) --> releases (release_sweep.c:
+ *      the PENDING releases past release_at forced, each in its own transaction) --> listing
  *   listing --(ids)--> stepping --(each channel, one at a time)--> stepping
  *   stepping --(batch done, it was full)--> listing after the last id
  *   stepping --(batch done, it was short)--> idle: pass complete, waiting admin calls answered
@@ -23,6 +24,7 @@
 #include "broker.h"
 #include "db.h"
 #include "dispute_sweep.h"
+#include "release_sweep.h"
 #include "log.h"
 #include "metrics.h"
 #include "sweep.h"
@@ -72,7 +74,20 @@ static json_t *pass_json(const struct sweep *s)
 			 (json_int_t)s->stats.passes);
 }
 
-/* The pass's disputes refunded (or left for the next pass): now the channels. */
+/* The pass's releases forced (or left for the next pass): now the channels. */
+static void on_releases_done(void *arg, uint64_t forced, uint64_t failures)
+{
+	struct sweep *s = arg;
+	s->stats.releases_forced += forced;
+	s->pass.failures += failures;
+	s->stats.failures += failures;
+	if (s->stopping)
+		pass_end(s);
+	else
+		sweep_list(s);
+}
+
+/* The pass's disputes refunded (or left for the next pass): now the releases. */
 static void on_disputes_done(void *arg, uint64_t refunded, uint64_t failures)
 {
 	struct sweep *s = arg;
@@ -81,8 +96,8 @@ static void on_disputes_done(void *arg, uint64_t refunded, uint64_t failures)
 	s->stats.failures += failures;
 	if (s->stopping)
 		pass_end(s);
-	else
-		sweep_list(s);
+	else if (!release_sweep_run(s->b, s->pass.now, s->batch_max, on_releases_done, s))
+		sweep_list(s); /* releases wait for the next pass */
 }
 
 static void pass_start(struct sweep *s)
@@ -307,6 +322,9 @@ void sweep_metrics_register(struct sweep *s, struct mp_metrics *reg)
 		       "Finalisations that paid the refund at once.", NULL, &st->refunds_paid);
 	mp_metrics_u64(reg, MP_METRIC_COUNTER, "micropay_broker_sweep_disputes_refunded_total",
 		       "Disputes refunded after their answer time.", NULL, &st->disputes_refunded);
+	mp_metrics_u64(reg, MP_METRIC_COUNTER, "micropay_broker_sweep_releases_forced_total",
+		       "Releases forced with a ForcedClose after release_wait.", NULL,
+		       &st->releases_forced);
 	mp_metrics_u64(reg, MP_METRIC_COUNTER, "micropay_broker_sweep_failures_total",
 		       "Sweep channel steps or listings that failed (logged).", NULL,
 		       &st->failures);

@@ -15,6 +15,7 @@ struct sweep_stats {
 	uint64_t channels_finalized; /* -> FINALIZED steps committed */
 	uint64_t refunds_paid;	     /* finalisations that paid the refund at once */
 	uint64_t disputes_refunded;  /* OPEN disputes past answer_by refunded (dispute_sweep.c) */
+	uint64_t releases_forced;    /* PENDING releases forced (release_sweep.c) */
 	uint64_t failures;	     /* channel steps or listings that failed (logged) */
 	uint64_t last_pass_at;	     /* broker time of the last completed pass, 0: none */
 	uint64_t last_pass_ms;	     /* its duration */

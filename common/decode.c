@@ -40,6 +40,7 @@ static const struct item_limit item_limits[] = {
     {&micropay__v1__dispute_req__descriptor, 2, MP_MAX_CUSTODY},	      /* custody */
     {&micropay__v1__dispute_req__descriptor, 3, MP_MAX_SEGMENT_STMTS},	      /* segments */
     {&micropay__v1__open_disputes_resp__descriptor, 2, MP_MAX_OPEN_DISPUTES}, /* disputes */
+    {&micropay__v1__forced_closes_resp__descriptor, 2, MP_MAX_FORCED_CLOSES}, /* forced_closes */
 };
 
 size_t mp_decode_max_items(const ProtobufCMessageDescriptor *desc,

@@ -16,3 +16,6 @@
 /* Open disputes against one merchant answered in one OpenDisputesResp (the oldest first; the
  * merchant asks again for the rest). */
 #define MP_MAX_OPEN_DISPUTES 256
+/* ForcedCloses of epochs one merchant held answered in one ForcedClosesResp (the newest first;
+ * older ones were delivered by earlier polls). */
+#define MP_MAX_FORCED_CLOSES 256

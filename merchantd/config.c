@@ -79,6 +79,8 @@ static const struct mp_cfg_key merchant_keys[] = {
     N("redeem", "deadline_margin", MP_CFG_U64, deadline_margin, 60, MP_DAYS(2),
       "seconds before redeem_until when every unredeemed channel is redeemed on its own and "
       "counted at risk, default 21600"),
+    N("merchant", "release_poll", MP_CFG_U32, release_poll, 1, MP_DAYS(1),
+      "seconds between asking the broker for ForcedCloses of our epochs, default 30"),
     N("redeem", "deadline_check_interval", MP_CFG_U32, deadline_check, 1, 3600,
       "seconds between the checks for channels near redeem_until, default 60"),
     K("tls", "cert", MP_CFG_STRING, tls_cert, true, "PEM certificate, CN m-<id>"),
@@ -118,6 +120,7 @@ static void set_defaults(struct merchant_config *cfg)
 	cfg->max_pay_window = 31 * 24 * 3600;
 	cfg->redeem_interval = 60;
 	cfg->dispute_poll = 30;
+	cfg->release_poll = 30;
 	cfg->commit_delay_us = 0;
 	cfg->tls_expiry_warning_days = 21;
 	cfg->commit_max = 256;

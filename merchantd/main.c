@@ -16,6 +16,7 @@
 #include "dns.h"
 #include "log.h"
 #include "redeem_deadline.h"
+#include "release_poll.h"
 #include "restore.h"
 #include "workers.h"
 #include "register.h"
@@ -124,7 +125,8 @@ static bool merchant_start(struct merchant *m)
 	if (!m->clock_guard)
 		return false;
 	m->deadline = redeem_deadline_start(m, m->cfg.deadline_check);
-	if (!m->deadline || !merchant_metrics_open(m))
+	m->release_poll = release_poll_start(m, m->cfg.release_poll);
+	if (!m->deadline || !m->release_poll || !merchant_metrics_open(m))
 		return false;
 	return merchant_service_start(m);
 }
@@ -133,6 +135,7 @@ static void merchant_stop(struct merchant *m)
 {
 	merchant_metrics_close(m);
 	redeemer_stop(m->redeemer); /* its writes completing below send nothing */
+	release_poll_stop(m->release_poll);
 	cap_outbox_stop(m);
 	dispute_answer_stop(m);
 	if (m->workers)
@@ -145,6 +148,7 @@ static void merchant_stop(struct merchant *m)
 	compactor_free(m);
 	batch_free(m);
 	redeem_deadline_free(m->deadline);
+	release_poll_free(m->release_poll); /* after the store thread: its writes are done */
 	redeemer_free(m->redeemer); /* Binds awaited get their answer: none */
 	mp_clock_guard_free(m->clock_guard);
 	bind_stop_all(m);

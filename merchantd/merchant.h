@@ -60,6 +60,7 @@ struct merchant_config {
 	uint32_t redeem_retry_max; /* seconds: longest wait before a failed Redeem is retried */
 	uint64_t deadline_margin;  /* redeem everything this long before redeem_until */
 	uint32_t deadline_check;   /* seconds between the checks for it */
+	uint32_t release_poll;	   /* seconds between ForcedClose polls (release_poll.c) */
 	char *tls_cert;
 	char *tls_key;
 	char *tls_ca;
@@ -171,6 +172,7 @@ enum batch_trigger {
 struct merchant_stats {
 	uint64_t pays_ok, pays_underpaid, pays_duplicate, pays_refused, bad_chain;
 	uint64_t store_busy; /* requests refused while the store was behind */
+	uint64_t forced_closes_applied, forced_closes_refused; /* release_poll.c */
 	uint64_t batches, opens, redeems_sent, claims_credited, amount_credited;
 	uint64_t handoffs_signed, handoffs_taken, handoff_refusals;
 	uint64_t handoff_redirects; /* Opens answered HANDED_OFF with a verified redirect */
@@ -224,6 +226,7 @@ struct merchant {
 	struct store_thread *store_thread; /* every write: commits, outbox, compaction */
 	struct table channels;		   /* struct channel, by id */
 	struct redeem_deadline *deadline;  /* redeem_deadline.c */
+	struct release_poll *release_poll; /* release_poll.c */
 	struct table orders;		   /* struct order, by ref */
 	size_t channels_recorded;	   /* channels whose row is durable */
 	struct batch_pipe *batch;

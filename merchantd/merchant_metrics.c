@@ -117,6 +117,12 @@ static void register_channels(struct merchant *m)
 		&s->closes_signed);
 	counter(m, "micropay_merchant_close_refusals_total", "Closes refused.", NULL,
 		&s->close_refusals);
+	counter(m, "micropay_merchant_forced_closes_applied_total",
+		"The broker's ForcedCloses applied (channels made CLOSED).", NULL,
+		&s->forced_closes_applied);
+	counter(m, "micropay_merchant_forced_closes_refused_total",
+		"ForcedCloses refused (not under the broker key, or not of our epoch).", NULL,
+		&s->forced_closes_refused);
 	counter(m, "micropay_merchant_receipts_signed_total", "Receipts signed and sent.", NULL,
 		&s->receipts_signed);
 	counter(m, "micropay_merchant_signatures_total",

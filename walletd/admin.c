@@ -253,6 +253,13 @@ static const struct mp_admin_method wallet_methods[] = {
      "written, REFUNDED)",
      MP_ADMIN_PARAMS(CHANNEL_ID, {"order_ref", MP_ADMIN_T_HEX, true, NULL,
 				  "the offer's order_ref (32 hex digits, from key_offers)"})},
+    {"release", wallet_admin_release,
+     "ask the broker to release the channel from a holder that does not answer: after "
+     "[broker] release_wait without its Handoff or Close, a ForcedClose at its highest redeemed "
+     "point and the rest refunded; again: the state (PENDING, DONE, FORCED with final_index)",
+     MP_ADMIN_PARAMS(CHANNEL_ID,
+		     {"to_mid", MP_ADMIN_T_HEX, false, "none", "the merchant to hand it to"},
+		     {"close", MP_ADMIN_T_BOOL, false, "false", "close it (instead of to_mid)"})},
     {"key_offers", wallet_admin_key_offers,
      "the key-release offers on record: {channel_id, order_ref, item, out, state, deadline, "
      "size, refunded}",

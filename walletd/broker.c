@@ -88,6 +88,7 @@ static void on_open(struct mp_conn *c, void *arg)
 	Micropay__V1__IssueReq issue = MICROPAY__V1__ISSUE_REQ__INIT;
 	Micropay__V1__TransferReq transfer = MICROPAY__V1__TRANSFER_REQ__INIT;
 	Micropay__V1__RefundReq refund = MICROPAY__V1__REFUND_REQ__INIT;
+	Micropay__V1__ReleaseReq release = MICROPAY__V1__RELEASE_REQ__INIT;
 	env.version = MP_PROTOCOL_VERSION;
 	env.body_case = r->body;
 	if (r->body == MP_BODY(SEGMENT_CLAIM_REQ)) {
@@ -100,6 +101,9 @@ static void on_open(struct mp_conn *c, void *arg)
 	} else if (r->body == MP_BODY(REFUND_REQ)) {
 		refund.stmt = r->stmt;
 		env.refund_req = &refund;
+	} else if (r->body == MP_BODY(RELEASE_REQ)) {
+		release.stmt = r->stmt;
+		env.release_req = &release;
 	} else if (r->body == MP_BODY(REGISTER_ACCOUNT_REQ)) {
 		reg.stmt = r->stmt;
 		env.register_account_req = &reg;

@@ -222,7 +222,8 @@ void wallet_op_remove(struct wallet *w, struct wallet_op *op);
 /* A one-shot request to the broker over TLS (broker.c). fn gets the reply, or NULL and a reason
  * (unreachable, certificate not CN broker, connection lost). The reply is freed after fn. */
 typedef void (*wallet_broker_fn)(void *arg, const MpEnvelope *reply, const char *error);
-/* body is MP_BODY(REGISTER_ACCOUNT_REQ), ISSUE_REQ, TRANSFER_REQ or REFUND_REQ; stmt is copied.
+/* body is MP_BODY(REGISTER_ACCOUNT_REQ), ISSUE_REQ, TRANSFER_REQ, REFUND_REQ or RELEASE_REQ;
+ * stmt is copied.
  * False (with err) if the connection could not even start; fn is then never called. */
 bool wallet_broker_send(struct wallet *w, int body, const MpSigned *stmt, wallet_broker_fn fn,
 			void *arg, char *err, size_t errlen);
@@ -240,6 +241,7 @@ void wallet_admin_register(struct mp_admin_req *req, json_t *params, void *ctx);
 void wallet_admin_issue(struct mp_admin_req *req, json_t *params, void *ctx);
 void wallet_admin_issue_retry(struct mp_admin_req *req, json_t *params, void *ctx);
 void wallet_admin_pay(struct mp_admin_req *req, json_t *params, void *ctx);
+void wallet_admin_release(struct mp_admin_req *req, json_t *params, void *ctx);
 void wallet_admin_transfer_offer(struct mp_admin_req *req, json_t *params, void *ctx);
 void wallet_admin_transfer_send(struct mp_admin_req *req, json_t *params, void *ctx);
 void wallet_admin_transfer_accept(struct mp_admin_req *req, json_t *params, void *ctx);

@@ -1,0 +1,101 @@
+/* The holder's side of a forced release (docs/release.md "Delivery"), on its mutual-TLS link:
+ * ForcedClosesReq lists the ForcedCloses of epochs the merchant held (at most
+ * MP_MAX_FORCED_CLOSES, the newest first), each exactly as stored with its early refund. The
+ * peer certificate must name merchant_id, as a Redeem's must.
+ *
+ *   ForcedClosesReq --(no merchant certificate / another merchant)--> BAD_SIG
+ *      v
+ *   mp_forced_closes (db) --> OK + the list */
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker.h"
+#include "db.h"
+#include "log.h"
+#include "proto_limits.h"
+#include "stmt.h"
+#include "tls.h"
+#include "util.h"
+
+struct fc_call {
+	struct broker_call *call;
+	char mid[MP_HEX_ID_LEN + 1];
+};
+
+static void fc_reply(struct fc_call *k, MpCode code, const char *detail, MpSigned **list,
+		     size_t n)
+{
+	Micropay__V1__ForcedClosesResp resp = MICROPAY__V1__FORCED_CLOSES_RESP__INIT;
+	MpStatus st;
+	resp.status = broker_status(&st, code, detail);
+	resp.forced_closes = list;
+	resp.n_forced_closes = n;
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.body_case = MP_BODY(FORCED_CLOSES_RESP);
+	env.forced_closes_resp = &resp;
+	if (code != MP_ST(OK)) {
+		log_info("forced closes of merchant %s: %s: %s", k->mid, mp_code_name(code),
+			 detail ? detail : "");
+		k->call->b->stats.requests_refused++;
+	}
+	broker_call_reply(k->call, &env);
+	free(k);
+}
+
+static void on_listed(const PGresult *res, const char *error, void *arg)
+{
+	struct fc_call *k = arg;
+	if (!res) {
+		fc_reply(k, MP_ST(INTERNAL), error ? error : "no result; retry", NULL, 0);
+		return;
+	}
+	size_t n = (size_t)PQntuples(res);
+	if (n > MP_MAX_FORCED_CLOSES)
+		n = MP_MAX_FORCED_CLOSES;
+	MpSigned **list = calloc(n + 1, sizeof(*list));
+	if (!list) {
+		fc_reply(k, MP_ST(INTERNAL), "out of memory", NULL, 0);
+		return;
+	}
+	size_t m = 0;
+	for (size_t i = 0; i < n; i++) {
+		size_t len = 0;
+		uint8_t *blob = db_get_blob(res, (int)i, "forced_close", &len);
+		if (blob && (list[m] = mp_stmt_decode(blob, len)))
+			m++;
+		else
+			log_err("forced closes of merchant %s: a stored ForcedClose is unreadable",
+				k->mid);
+		free(blob);
+	}
+	fc_reply(k, MP_ST(OK), NULL, list, m);
+	for (size_t i = 0; i < m; i++)
+		mp_stmt_free(list[i]);
+	free(list);
+}
+
+void handle_forced_closes(struct broker *b, struct mp_conn *c, const MpEnvelope *env)
+{
+	const ProtobufCBinaryData *mid = &env->forced_closes_req->merchant_id;
+	struct fc_call *k = calloc(1, sizeof(*k));
+	if (!k || !(k->call = broker_call_new(b, c, env))) {
+		free(k);
+		return;
+	}
+	strcpy(k->mid, "?");
+	if (mp_bytes_len_is(*mid, MP_ID_LEN))
+		mp_hex_encode(mid->data, MP_ID_LEN, k->mid);
+	uint8_t peer[MP_ID_LEN];
+	if (!mp_bytes_len_is(*mid, MP_ID_LEN) ||
+	    !mp_tls_peer_merchant_id(mp_conn_ssl(c), peer) ||
+	    memcmp(peer, mid->data, MP_ID_LEN) != 0) {
+		fc_reply(k, MP_ST(BAD_SIG), "the peer certificate must name merchant_id", NULL, 0);
+		return;
+	}
+	struct db_params p = {0};
+	db_param_bytes(&p, mid->data, MP_ID_LEN);
+	db_param_u64(&p, MP_MAX_FORCED_CLOSES);
+	const char *refused = db_call(b->db, "forced_closes", &p, on_listed, k);
+	if (refused)
+		fc_reply(k, MP_ST(INTERNAL), refused, NULL, 0);
+}

@@ -1,0 +1,329 @@
+/* Forced release (protocol.md section 6 "Release", statements 17 and 18; docs/release.md)
+ * through the real daemons with the test clock: brokerd, merchant m1, walletd w1.
+ * - the holder m1 redeemed 4 units and was paid 3 more, then is down: bad ReleaseRequests are
+ *   refused and change nothing (a stranger's key BAD_SIG, an epoch the broker does not know
+ *   OUT_OF_RANGE); the wallet's `release close=true` is PENDING with release_at, again the
+ *   same; a sweep before release_at changes nothing; after release_wait the sweep signs a
+ *   ForcedClose at m1's highest redeemed index 4 and pays the early refund (100 - 4) units once
+ *   (a second sweep pays nothing); the wallet's retry is FORCED with final_index 4;
+ * - m1 back (its poll slow): its Redeem of the unredeemed 5..7 is refused and recorded as a
+ *   claim_above_forced_close conflict against m1, its pending credit unchanged; m1 back with
+ *   a 1 s poll: it applies the ForcedClose and refuses the wallet's Pay (CLOSED);
+ * - a release whose holder answers in time (the wallet's close at m1 before release_at) ends
+ *   DONE without a ForcedClose, also after release_at;
+ * - a finalised channel's release is TOO_LATE.
+ * The audit is clean after each step. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "harness_ledger.h"
+#include "harness_merchant.h"
+#include "harness_redeem.h"
+#include "harness_settle.h"
+#include "harness_store.h"
+#include "../check_run.h"
+
+#define UNIT 1
+
+static struct net net;
+static struct tmerchant m1;
+static char ep1[128], account[64], ca[700], broker_ep[128];
+
+static void setup_net(void)
+{
+	setenv("MP_TEST_CLOCK", "1", 1);
+	setenv("MP_SWEEP_INTERVAL", "3600", 1); /* sweeps when the test asks */
+	setenv("MP_DEADLINE_CHECK", "3600", 1);
+	setenv("MP_REFUND_CHECK", "0", 1);
+	setenv("MP_RELEASE_POLL", "3600", 1); /* m1 learns of ForcedCloses when the test says */
+	net_up(&net);
+	unsetenv("MP_TEST_CLOCK");
+	unsetenv("MP_SWEEP_INTERVAL");
+	unsetenv("MP_DEADLINE_CHECK");
+	unsetenv("MP_REFUND_CHECK");
+	unsetenv("MP_RELEASE_POLL");
+	tmerchant_load(&m1, &net, "m1");
+	net_read(&net, "m1", "endpoint", ep1, sizeof(ep1));
+	net_path(&net, "tls/ca.crt", ca, sizeof(ca));
+	net_read(&net, "broker", "endpoint", broker_ep, sizeof(broker_ep));
+	json_t *r = admin_ok(&net, "w1", "register", NULL);
+	snprintf(account, sizeof(account), "%s", json_str(r, "account_id"));
+	json_decref(r);
+	net_fund(&net, account, 1000);
+}
+
+static void teardown_net(void)
+{
+	tmerchant_free(&m1);
+	net_down(&net);
+}
+
+/* ---- the wallet ---- */
+
+static void issue(unsigned n, char *channel, size_t len)
+{
+	char params[300];
+	snprintf(params, sizeof(params),
+		 "{\"merchant_id\":\"%s\",\"n\":%u,\"unit_value\":%d,\"days\":1}", m1.mid_hex, n,
+		 UNIT);
+	json_t *r = admin_ok(&net, "w1", "issue", params);
+	snprintf(channel, len, "%s", json_str(r, "channel_id"));
+	json_decref(r);
+}
+
+/* w1 pays `units` at m1; NULL on success, else the error (static). */
+static const char *pay(const char *channel, unsigned units, int64_t expect_last)
+{
+	static char err[512];
+	char params[500], order[64];
+	net_new_order(&net, "m1", units * UNIT, order, sizeof(order));
+	snprintf(params, sizeof(params),
+		 "{\"channel_id\":\"%s\",\"merchant_id\":\"%s\",\"endpoint\":\"%s\",\"units\":%u,"
+		 "\"order_ref\":\"%s\"}",
+		 channel, m1.mid_hex, ep1, units, order);
+	json_t *r = admin(&net, "w1", "pay", params, err, sizeof(err));
+	if (!r)
+		return err;
+	ck_assert_int_eq(json_int(r, "last"), expect_last);
+	json_decref(r);
+	return NULL;
+}
+
+/* w1's `release close=true`: its answer (caller frees). */
+static json_t *release(const char *channel)
+{
+	char params[128];
+	snprintf(params, sizeof(params), "{\"channel_id\":\"%s\",\"close\":true}", channel);
+	return admin_ok(&net, "w1", "release", params);
+}
+
+static void expect_release(const char *channel, const char *state, const char *status)
+{
+	json_t *r = release(channel);
+	ck_assert_str_eq(json_str(r, "state"), state);
+	ck_assert_msg(!strncmp(json_str(r, "status"), status, strlen(status)), "status %s",
+		      json_str(r, "status"));
+	json_decref(r);
+}
+
+/* w1's owner key of a channel it issued (segment 0), read from its store (w1 is stopped for it
+ * and started again). */
+static void w1_owner(const uint8_t id[MP_ID_LEN], struct mp_key *owner)
+{
+	char path[700];
+	size_t len = 0;
+	net_path(&net, "w1/wallet.db", path, sizeof(path));
+	ck_assert_int_eq(net_cmd(&net, "kill", "w1"), 0);
+	uint8_t *seed = store_row_blob(path, "SELECT owner_seed FROM channels WHERE channel_id = ?1",
+				       id, MP_ID_LEN, 0, 0, &len);
+	ck_assert_int_eq(net_cmd(&net, "start", "w1"), 0);
+	ck_assert(seed && len == MP_SK_LEN);
+	ck_assert(mp_key_from_seed(owner, seed));
+	free(seed);
+}
+
+/* A raw ReleaseReq {channel, seg 0, epoch, to_mid m1 or close} signed by key: its status. */
+static MpCode raw_release(const struct mp_key *key, const uint8_t id[MP_ID_LEN], uint32_t epoch,
+			  bool to_m1)
+{
+	Micropay__V1__ReleaseRequest rq = MICROPAY__V1__RELEASE_REQUEST__INIT;
+	rq.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)id};
+	rq.epoch = epoch;
+	if (to_m1)
+		rq.to_mid = (ProtobufCBinaryData){MP_ID_LEN, m1.mid};
+	else
+		rq.close = true;
+	MpSigned *stmt = mp_stmt_sign(key, MP_STMT_RELEASE_REQUEST, &rq.base);
+	ck_assert(stmt);
+	struct wire w;
+	ck_assert(wire_connect(&w, broker_ep, ca, NULL, NULL));
+	Micropay__V1__ReleaseReq req = MICROPAY__V1__RELEASE_REQ__INIT;
+	req.stmt = stmt;
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.body_case = MP_BODY(RELEASE_REQ);
+	env.release_req = &req;
+	ck_assert(wire_send(&w, &env));
+	MpEnvelope *e = wire_recv(&w);
+	wire_close(&w);
+	mp_stmt_free(stmt);
+	ck_assert(e && e->body_case == MP_BODY(RELEASE_RESP) && e->release_resp->status);
+	MpCode code = e->release_resp->status->code;
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	return code;
+}
+
+/* ---- the broker ---- */
+
+static void expect_broker_channel(const char *channel, const char *state, int64_t close_index,
+				  int64_t early_refund)
+{
+	json_t *s = settle_channel(&net, channel);
+	ck_assert_str_eq(json_str(s, "state"), state);
+	if (close_index >= 0)
+		ck_assert_int_eq(json_int(s, "close_index"), close_index);
+	ck_assert_int_eq(json_int(s, "early_refund"), early_refund);
+	json_decref(s);
+}
+
+static int conflicts_of(const char *channel, const char *kind, const char *liable)
+{
+	json_t *r = admin_ok(&net, "broker", "conflicts", NULL);
+	json_t *list = json_object_get(r, "conflicts");
+	int count = 0;
+	for (size_t i = 0; i < json_array_size(list); i++) {
+		json_t *c = json_array_get(list, i);
+		count += !strcmp(json_str(c, "channel"), channel) &&
+			 !strcmp(json_str(c, "kind"), kind) && !strcmp(json_str(c, "liable"), liable);
+	}
+	json_decref(r);
+	return count;
+}
+
+static bool closed_early(void *arg)
+{
+	json_t *s = settle_channel(&net, arg);
+	bool closed = !strcmp(json_str(s, "state"), "CLOSED_EARLY");
+	json_decref(s);
+	return closed;
+}
+
+static bool m1_applied(void *arg)
+{
+	(void)arg;
+	return log_contains(&net, "m1", "ForcedClose of epoch 0 at index 4 applied");
+}
+
+/* ---- the tests ---- */
+
+/* n = 100 at unit 1: m1 redeems 4, is paid 3 more, goes down; the release is forced at 4. */
+START_TEST(forced_release_with_the_holder_down)
+{
+	char ch[64];
+	uint8_t id[MP_ID_LEN];
+	issue(100, ch, sizeof(ch));
+	hex_to_bytes(ch, id, MP_ID_LEN);
+	ck_assert_ptr_null(pay(ch, 4, 4));
+	json_decref(admin_ok(&net, "m1", "redeem", NULL));
+	ck_assert_int_eq(net_pending(&net, m1.mid_hex), 4);
+	ck_assert_ptr_null(pay(ch, 3, 7));
+	ck_assert_int_eq(net_balance(&net, account), 900);
+	ck_assert_int_eq(net_cmd(&net, "kill", "m1"), 0);
+
+	/* Bad requests: refused, nothing stored (the wallet's next request is the first). */
+	struct mp_key owner, stranger;
+	uint8_t seed[MP_SK_LEN];
+	ck_assert(mp_key_generate(&stranger, seed));
+	w1_owner(id, &owner);
+	ck_assert_int_eq(raw_release(&stranger, id, 0, false), MP_ST(BAD_SIG));
+	ck_assert_int_eq(raw_release(&owner, id, 1, false), MP_ST(OUT_OF_RANGE));
+	expect_broker_channel(ch, "OPEN", -1, 0);
+	net_audit_clean(&net);
+
+	/* PENDING until release_at, the same statement again the same. */
+	uint64_t now = settle_broker_now(&net);
+	json_t *r = release(ch);
+	ck_assert_str_eq(json_str(r, "status"), "OK");
+	ck_assert_str_eq(json_str(r, "state"), "PENDING");
+	uint64_t release_at = (uint64_t)json_int(r, "release_at");
+	ck_assert_uint_ge(release_at, now + 7200);
+	json_decref(r);
+	expect_release(ch, "PENDING", "DUPLICATE_OK");
+	ck_assert_int_eq(raw_release(&owner, id, 0, true), MP_ST(CONFLICT));
+	json_decref(settle_sweep(&net));
+	expect_release(ch, "PENDING", "DUPLICATE_OK");
+	expect_broker_channel(ch, "OPEN", -1, 0);
+
+	/* After release_wait: the ForcedClose at m1's highest redeemed index, the refund once. */
+	settle_advance_to(&net, release_at);
+	json_decref(settle_sweep(&net));
+	r = release(ch);
+	ck_assert_str_eq(json_str(r, "state"), "FORCED");
+	json_t *fc = json_object_get(r, "forced_close");
+	ck_assert_int_eq(json_int(fc, "epoch"), 0);
+	ck_assert_int_eq(json_int(fc, "final_index"), 4);
+	json_decref(r);
+	expect_broker_channel(ch, "CLOSED_EARLY", 4, 96);
+	ck_assert_int_eq(net_balance(&net, account), 900 + 96);
+	json_decref(settle_sweep(&net));
+	ck_assert_int_eq(net_balance(&net, account), 900 + 96);
+	net_audit_clean(&net);
+
+	/* m1 back before it polls: its claim of 5..7 is refused and recorded against it. */
+	ck_assert_int_eq(net_cmd(&net, "start", "m1"), 0);
+	json_decref(admin_ok(&net, "m1", "redeem", NULL));
+	ck_assert_int_eq(net_pending(&net, m1.mid_hex), 4);
+	ck_assert_int_eq(conflicts_of(ch, "claim_above_forced_close", m1.mid_hex), 1);
+	net_audit_clean(&net);
+
+	/* m1 polling every second: the ForcedClose applied, Pays refused. */
+	net_restart_with(&net, "m1", "merchant", "release_poll = 1");
+	ck_assert_msg(wait_for(m1_applied, NULL, 20000), "m1 did not apply the ForcedClose");
+	const char *err = pay(ch, 1, 8);
+	ck_assert_msg(err && strstr(err, "CLOSED"), "pay after the ForcedClose: %s",
+		      err ? err : "accepted");
+	ck_assert_int_eq(net_pending(&net, m1.mid_hex), 4);
+	ck_assert_int_eq(net_balance(&net, account), 900 + 96);
+	net_audit_clean(&net);
+	mp_key_free(&owner);
+	mp_key_free(&stranger);
+}
+END_TEST
+
+/* The holder answers in time (the wallet's close at m1): DONE, no ForcedClose; a finalised
+ * channel's release is TOO_LATE. */
+START_TEST(release_answered_in_time_and_too_late)
+{
+	char ch[64], late[64];
+	issue(100, ch, sizeof(ch));
+	issue(100, late, sizeof(late));
+	ck_assert_ptr_null(pay(ch, 2, 2));
+	json_t *r = release(ch);
+	ck_assert_str_eq(json_str(r, "state"), "PENDING");
+	uint64_t release_at = (uint64_t)json_int(r, "release_at");
+	json_decref(r);
+
+	char params[128];
+	snprintf(params, sizeof(params), "{\"channel_id\":\"%s\"}", ch);
+	r = admin_ok(&net, "w1", "close", params);
+	ck_assert_int_eq(json_int(r, "final_index"), 2);
+	json_decref(r);
+	ck_assert_msg(wait_for(closed_early, ch, 10000), "w1's early refund did not come");
+	expect_broker_channel(ch, "CLOSED_EARLY", 2, 98);
+	expect_release(ch, "DONE", "DUPLICATE_OK");
+	settle_advance_to(&net, release_at);
+	json_decref(settle_sweep(&net));
+	r = release(ch);
+	ck_assert_str_eq(json_str(r, "state"), "DONE");
+	ck_assert(json_is_null(json_object_get(r, "forced_close")));
+	json_decref(r);
+	expect_broker_channel(ch, "CLOSED_EARLY", 2, 98);
+	ck_assert_int_eq(net_balance(&net, account), 800 + 98);
+	net_audit_clean(&net);
+
+	/* Finalised: TOO_LATE, nothing changes. */
+	json_t *s = settle_channel(&net, late);
+	settle_advance_to(&net, (uint64_t)json_int(s, "finalize_at"));
+	json_decref(s);
+	json_decref(settle_sweep(&net));
+	snprintf(params, sizeof(params), "{\"channel_id\":\"%s\",\"close\":true}", late);
+	char err[512];
+	r = admin(&net, "w1", "release", params, err, sizeof(err));
+	ck_assert_msg(!r && strstr(err, "TOO_LATE"), "release of a finalised channel: %s", err);
+	net_audit_clean(&net);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("release");
+	TCase *tc = tcase_create("release");
+	tcase_set_timeout(tc, 300);
+	tcase_add_checked_fixture(tc, setup_net, teardown_net);
+	tcase_add_test(tc, forced_release_with_the_holder_down);
+	tcase_add_test(tc, release_answered_in_time_and_too_late);
+	suite_add_tcase(s, tc);
+	return mp_check_run(s);
+}
