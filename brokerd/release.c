@@ -95,7 +95,8 @@ static void on_recorded(const PGresult *res, const char *error, void *arg)
 {
 	struct release *r = arg;
 	if (!res || PQntuples(res) != 1) {
-		release_reply(r, MP_ST(INTERNAL), error ? error : "unexpected database result; retry");
+		release_reply(r, MP_ST(INTERNAL),
+			      error ? error : "unexpected database result; retry");
 		return;
 	}
 	Micropay__V1__ReleaseResp resp = MICROPAY__V1__RELEASE_RESP__INIT;
@@ -152,10 +153,11 @@ static void on_verified(void *arg, MpCode code, ProtobufCMessage *body)
 {
 	struct release *r = arg;
 	if (code != MP_ST(OK)) {
-		release_reply(r, code,
-			      code == MP_ST(INTERNAL)
-				  ? "verification did not finish; retry"
-				  : "ReleaseRequest refused under the owner key of the current segment");
+		release_reply(
+		    r, code,
+		    code == MP_ST(INTERNAL)
+			? "verification did not finish; retry"
+			: "ReleaseRequest refused under the owner key of the current segment");
 		return;
 	}
 	r->call->b->stats.verifications_worker++;

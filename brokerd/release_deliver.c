@@ -22,8 +22,7 @@ struct fc_call {
 	char mid[MP_HEX_ID_LEN + 1];
 };
 
-static void fc_reply(struct fc_call *k, MpCode code, const char *detail, MpSigned **list,
-		     size_t n)
+static void fc_reply(struct fc_call *k, MpCode code, const char *detail, MpSigned **list, size_t n)
 {
 	Micropay__V1__ForcedClosesResp resp = MICROPAY__V1__FORCED_CLOSES_RESP__INIT;
 	MpStatus st;
@@ -86,8 +85,7 @@ void handle_forced_closes(struct broker *b, struct mp_conn *c, const MpEnvelope 
 	if (mp_bytes_len_is(*mid, MP_ID_LEN))
 		mp_hex_encode(mid->data, MP_ID_LEN, k->mid);
 	uint8_t peer[MP_ID_LEN];
-	if (!mp_bytes_len_is(*mid, MP_ID_LEN) ||
-	    !mp_tls_peer_merchant_id(mp_conn_ssl(c), peer) ||
+	if (!mp_bytes_len_is(*mid, MP_ID_LEN) || !mp_tls_peer_merchant_id(mp_conn_ssl(c), peer) ||
 	    memcmp(peer, mid->data, MP_ID_LEN) != 0) {
 		fc_reply(k, MP_ST(BAD_SIG), "the peer certificate must name merchant_id", NULL, 0);
 		return;

@@ -117,7 +117,8 @@ static void write_done(struct st_job *job)
 	} else if (ch) {
 		ch->state = CHANNEL_HELD;
 		ch->close_pending = false;
-		log_err("channel %s: storing the ForcedClose failed; the next poll tries again", hex);
+		log_err("channel %s: storing the ForcedClose failed; the next poll tries again",
+			hex);
 	}
 	free(w->bytes);
 	free(w);
@@ -221,6 +222,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	Micropay__V1__ForcedClosesReq req = MICROPAY__V1__FORCED_CLOSES_REQ__INIT;
 	req.merchant_id = (ProtobufCBinaryData){MP_ID_LEN, p->m->mid};
 	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.version = MP_PROTOCOL_VERSION;
 	env.body_case = MP_BODY(FORCED_CLOSES_REQ);
 	env.forced_closes_req = &req;
 	if (broker_link_call(l, &env, on_answer, p) == 0)

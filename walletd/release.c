@@ -58,7 +58,8 @@ static void on_release_reply(void *arg, const MpEnvelope *reply, const char *err
 	struct release_op *op = arg;
 	char text[400];
 	if (!reply || reply->body_case != MP_BODY(RELEASE_RESP)) {
-		wallet_status_text(reply && reply->body_case == MP_BODY(ERROR) ? reply->error : NULL,
+		wallet_status_text(reply && reply->body_case == MP_BODY(ERROR) ? reply->error
+									       : NULL,
 				   text, sizeof(text));
 		mp_admin_fail(op->req, MP_ADMIN_FAILED, "release: %s", error ? error : text);
 		free(op);
@@ -81,10 +82,10 @@ static void on_release_reply(void *arg, const MpEnvelope *reply, const char *err
 		free(op);
 		return;
 	}
-	mp_admin_reply(op->req, json_pack("{s:s,s:s,s:I,s:o}", "status", text, "state",
-					  state_name(r->state), "release_at",
-					  (json_int_t)r->release_at, "forced_close",
-					  forced ? forced : json_null()));
+	mp_admin_reply(op->req,
+		       json_pack("{s:s,s:s,s:I,s:o}", "status", text, "state", state_name(r->state),
+				 "release_at", (json_int_t)r->release_at, "forced_close",
+				 forced ? forced : json_null()));
 	free(op);
 }
 
