@@ -7,7 +7,8 @@
  *
  *   admin release --sign, ReleaseReq--> PENDING (release_at shown)
  *      --asked again--> PENDING | DONE (the holder handed off or closed) |
- *      FORCED (the broker's ForcedClose, checked under the broker key: epoch, final_index shown)
+ *      FORCED (the broker's ForcedClose, checked under the broker key and stored in table
+ *      forced_closes: epoch, final_index shown)
  *   any --refused, unreachable--> the answer says why; nothing changes here */
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,11 +17,13 @@
 #include "admin.h"
 #include "log.h"
 #include "stmt.h"
+#include "store_release.h"
 #include "wallet.h"
 
 struct release_op {
 	struct wallet *w;
 	struct mp_admin_req *req;
+	uint8_t channel_id[MP_ID_LEN];
 };
 
 static const char *state_name(Micropay__V1__ReleaseState s)
@@ -37,18 +40,22 @@ static const char *state_name(Micropay__V1__ReleaseState s)
 	}
 }
 
-/* The ForcedClose's epoch and final_index, checked under the broker key. */
-static json_t *forced_json(const struct wallet *w, const MpSigned *fc)
+/* The ForcedClose checked under the broker key and stored: its epoch and final_index. */
+static json_t *forced_json(const struct release_op *op, const MpSigned *fc)
 {
+	const struct wallet *w = op->w;
 	ProtobufCMessage *body = NULL;
 	if (!fc || mp_stmt_open(fc, MP_STMT_FORCED_CLOSE, w->cfg.broker_pk,
 				&micropay__v1__forced_close__descriptor, &body) != MP_ST(OK))
 		return NULL;
 	const Micropay__V1__ForcedClose *f = (const Micropay__V1__ForcedClose *)body;
-	json_t *out = f->point ? json_pack("{s:I,s:I,s:I}", "epoch", (json_int_t)f->epoch,
-					   "seg_seq", (json_int_t)f->point->seg_seq, "final_index",
-					   (json_int_t)f->point->index)
-			       : NULL;
+	json_t *out = NULL;
+	if (f->point && mp_bytes_len_is(f->channel_id, MP_ID_LEN) &&
+	    !memcmp(f->channel_id.data, op->channel_id, MP_ID_LEN) &&
+	    wstore_forced_close_put(w->store, op->channel_id, fc, f->epoch, f->point->index))
+		out = json_pack("{s:I,s:I,s:I}", "epoch", (json_int_t)f->epoch, "seg_seq",
+				(json_int_t)f->point->seg_seq, "final_index",
+				(json_int_t)f->point->index);
 	protobuf_c_message_free_unpacked(body, NULL);
 	return out;
 }
@@ -75,10 +82,10 @@ static void on_release_reply(void *arg, const MpEnvelope *reply, const char *err
 	}
 	json_t *forced = NULL;
 	if (r->state == MICROPAY__V1__RELEASE_STATE__RELEASE_FORCED &&
-	    !(forced = forced_json(op->w, r->forced_close))) {
+	    !(forced = forced_json(op, r->forced_close))) {
 		mp_admin_fail(op->req, MP_ADMIN_FAILED,
 			      "release: FORCED, but the ForcedClose does not verify under the "
-			      "broker key");
+			      "broker key for this channel, or cannot be stored");
 		free(op);
 		return;
 	}
@@ -129,7 +136,8 @@ void wallet_admin_release(struct mp_admin_req *req, json_t *params, void *ctx)
 	struct release_op *op = stmt ? calloc(1, sizeof(*op)) : NULL;
 	char err[300] = "cannot sign the ReleaseRequest";
 	if (op) {
-		*op = (struct release_op){w, req};
+		*op = (struct release_op){w, req, {0}};
+		memcpy(op->channel_id, id, MP_ID_LEN);
 		if (wallet_broker_send(w, MP_BODY(RELEASE_REQ), stmt, on_release_reply, op, err,
 				       sizeof(err))) {
 			mp_stmt_free(stmt);

@@ -5,7 +5,8 @@
  *   OUT_OF_RANGE); the wallet's `release close=true` is PENDING with release_at, again the
  *   same; a sweep before release_at changes nothing; after release_wait the sweep signs a
  *   ForcedClose at m1's highest redeemed index 4 and pays the early refund (100 - 4) units once
- *   (a second sweep pays nothing); the wallet's retry is FORCED with final_index 4;
+ *   (a second sweep pays nothing); the wallet's retry is FORCED with final_index 4 and stores
+ *   the ForcedClose;
  * - m1 back (its poll slow): its Redeem of the unredeemed 5..7 is refused and recorded as a
  *   claim_above_forced_close conflict against m1, its pending credit unchanged; m1 back with
  *   a 1 s poll: it applies the ForcedClose and refuses the wallet's Pay (CLOSED);
@@ -124,6 +125,34 @@ static void w1_owner(const uint8_t id[MP_ID_LEN], struct mp_key *owner)
 	ck_assert(seed && len == MP_SK_LEN);
 	ck_assert(mp_key_from_seed(owner, seed));
 	free(seed);
+}
+
+/* The final_index of the ForcedClose w1 stored for a channel (-1: none); w1 is stopped for it
+ * and started again. */
+static int64_t w1_forced_index(const uint8_t id[MP_ID_LEN])
+{
+	char path[700];
+	size_t len = 0;
+	net_path(&net, "w1/wallet.db", path, sizeof(path));
+	ck_assert_int_eq(net_cmd(&net, "kill", "w1"), 0);
+	uint8_t *fc = store_row_blob(path,
+				     "SELECT forced_close FROM forced_closes WHERE "
+				     "channel_id = ?1",
+				     id, MP_ID_LEN, 0, 0, &len);
+	int64_t index = -1;
+	if (fc) {
+		MpSigned *s = mp_stmt_decode(fc, len);
+		Micropay__V1__ForcedClose *b =
+		    s ? micropay__v1__forced_close__unpack(NULL, s->body.len, s->body.data) : NULL;
+		if (b && b->point)
+			index = b->point->index;
+		if (b)
+			micropay__v1__forced_close__free_unpacked(b, NULL);
+		mp_stmt_free(s);
+	}
+	free(fc);
+	ck_assert_int_eq(net_cmd(&net, "start", "w1"), 0);
+	return index;
 }
 
 /* A raw ReleaseReq {channel, seg 0, epoch, to_mid m1 or close} signed by key: its status. */
@@ -259,6 +288,7 @@ START_TEST(forced_release_with_the_holder_down)
 	ck_assert_int_eq(json_int(fc, "epoch"), 0);
 	ck_assert_int_eq(json_int(fc, "final_index"), 4);
 	json_decref(r);
+	ck_assert_int_eq(w1_forced_index(id), 4);
 	expect_broker_channel(ch, "CLOSED_EARLY", 4, 96);
 	ck_assert_int_eq(net_balance(&net, account), 900 + 96);
 	json_decref(settle_sweep(&net));
