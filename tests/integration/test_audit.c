@@ -88,12 +88,13 @@ static char *audit_under(const char *corrupt)
 	char *stmt = with_ids(corrupt);
 	char *out = sql_value(
 	    &net,
-	    /* the invariants mp_audit_0022 had (migration 0027 adds the disputes' three) */
+	    /* the invariants mp_audit_0022 had (migration 0027 adds the disputes' three, 0028 the
+	     * forced releases' one) */
 	    "CREATE FUNCTION pg_temp.audit_0022_checks() "
 	    "RETURNS TABLE (check_name text, ok boolean, detail text, offenders text[]) "
 	    "LANGUAGE sql AS $f$ SELECT * FROM mp_audit() a WHERE a.check_name NOT IN "
 	    "('dispute_refunds_match_ledger', 'no_open_dispute_on_finalized_channel', "
-	    "'dispute_keys_match_offers') $f$; "
+	    "'dispute_keys_match_offers', 'forced_release_matches_early_refund') $f$; "
 	    "CREATE FUNCTION pg_temp.audit_under(p_corrupt text) RETURNS text "
 	    "LANGUAGE plpgsql AS $f$ "
 	    "DECLARE v_diff text; v_failed text; "
