@@ -134,3 +134,5 @@ void transfer_acknowledge(struct merchant *m, struct batch_entry *e);
 void purchase_acknowledge(struct merchant *m, struct batch_entry *e);
 void offer_acknowledge(struct merchant *m, struct batch_entry *e);
 void close_acknowledge(struct merchant *m, struct batch_entry *e);
+/* Whether a CLOSED channel's stored Close is the broker's ForcedClose (release_poll.c). */
+bool channel_closed_by_broker(const struct channel *ch);

@@ -158,6 +158,14 @@ void close_acknowledge(struct merchant *m, struct batch_entry *e)
 		close_reply(m, e->conn, e->request_id, MP_ST(OK), NULL, e->ch);
 }
 
+bool channel_closed_by_broker(const struct channel *ch)
+{
+	MpSigned *s = ch->close ? mp_stmt_decode(ch->close, ch->close_len) : NULL;
+	bool forced = s && s->type == MP_STMT_FORCED_CLOSE;
+	mp_stmt_free(s);
+	return forced;
+}
+
 static MpCode check(const struct channel *ch, const Micropay__V1__CloseRequest *r,
 		    const char **detail)
 {
@@ -166,6 +174,8 @@ static MpCode check(const struct channel *ch, const Micropay__V1__CloseRequest *
 		return *detail = "another channel", MP_ST(MALFORMED);
 	if (ch->handoff_pending || ch->cap_pending || ch->close_pending || !ch->recorded)
 		return *detail = "the channel's record is being committed; retry", MP_ST(LIMIT);
+	if (ch->state == CHANNEL_CLOSED && channel_closed_by_broker(ch))
+		return *detail = "closed by the broker's ForcedClose", MP_ST(CLOSED);
 	if (ch->state == CHANNEL_CLOSED) {
 		bool same = r->seg_seq == ch->seg_seq && r->epoch == ch->hseq;
 		return *detail = same ? "the stored Close" : "closed: the Close ended the channel",

@@ -148,8 +148,9 @@ static void merchant_stop(struct merchant *m)
 	compactor_free(m);
 	batch_free(m);
 	redeem_deadline_free(m->deadline);
-	release_poll_free(m->release_poll); /* after the store thread: its writes are done */
-	redeemer_free(m->redeemer);	    /* Binds awaited get their answer: none */
+	redeemer_free(m->redeemer); /* Binds awaited get their answer: none */
+	/* after the store thread (its writes are done) and the link (its call answered) */
+	release_poll_free(m->release_poll);
 	mp_clock_guard_free(m->clock_guard);
 	bind_stop_all(m);
 	cap_outbox_free(m); /* after the link: a notice in flight got its answer, none */

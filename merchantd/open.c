@@ -260,8 +260,10 @@ static void open_closed(struct merchant *m, struct mp_conn *c, uint64_t request_
 {
 	MpSigned *close = ch->close_pending ? NULL : mp_stmt_decode(ch->close, ch->close_len);
 	reply_open_evidence(c, request_id, MP_ST(CLOSED),
-			    close ? "closed by its owner: the Close" : "closed by its owner", m,
-			    close);
+			    channel_closed_by_broker(ch) ? "closed by the broker's ForcedClose"
+			    : close			 ? "closed by its owner: the Close"
+							 : "closed by its owner",
+			    m, close);
 	mp_stmt_free(close);
 }
 

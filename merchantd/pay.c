@@ -157,7 +157,10 @@ MpCode merchant_holding(const struct channel *ch, const char **detail)
 		return MP_ST(HANDED_OFF);
 	}
 	if (ch->state == CHANNEL_CLOSED) {
-		*detail = "closed by its owner: no more payments";
+		*detail = channel_closed_by_broker(ch)
+			      ? "closed by the broker's ForcedClose: no more "
+				"payments"
+			      : "closed by its owner: no more payments";
 		return MP_ST(CLOSED);
 	}
 	if (ch->state != CHANNEL_HELD) {

@@ -9,7 +9,7 @@
  *   the ForcedClose;
  * - m1 back (its poll slow): its Redeem of the unredeemed 5..7 is refused and recorded as a
  *   claim_above_forced_close conflict against m1, its pending credit unchanged; m1 back with
- *   a 1 s poll: it applies the ForcedClose and refuses the wallet's Pay (CLOSED);
+ *   a 1 s poll: it applies the ForcedClose and refuses the wallet's Pay and Close (CLOSED);
  * - a release whose holder answers in time (the wallet's close at m1 before release_at) ends
  *   DONE without a ForcedClose, also after release_at;
  * - a finalised channel's release is TOO_LATE.
@@ -308,8 +308,13 @@ START_TEST(forced_release_with_the_holder_down)
 	m1_catch_up();
 	ck_assert_msg(wait_for(m1_applied, NULL, 20000), "m1 did not apply the ForcedClose");
 	const char *err = pay(ch, 1, 8);
-	ck_assert_msg(err && strstr(err, "CLOSED"), "pay after the ForcedClose: %s",
-		      err ? err : "accepted");
+	ck_assert_msg(err && strstr(err, "CLOSED") && strstr(err, "ForcedClose"),
+		      "pay after the ForcedClose: %s", err ? err : "accepted");
+	char params[128], cerr[512];
+	snprintf(params, sizeof(params), "{\"channel_id\":\"%s\"}", ch);
+	r = admin(&net, "w1", "close", params, cerr, sizeof(cerr));
+	ck_assert_msg(!r && strstr(cerr, "CLOSED") && strstr(cerr, "ForcedClose"),
+		      "close after the ForcedClose: %s", r ? "accepted" : cerr);
 	ck_assert_int_eq(net_pending(&net, m1.mid_hex), 4);
 	ck_assert_int_eq(net_balance(&net, account), 900 + 96);
 	net_audit_clean(&net);
