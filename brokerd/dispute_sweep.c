@@ -1,15 +1,19 @@
 /* Refunding unanswered disputes (protocol.md section 6 "Fair exchange"; docs/disputes.md): at
  * the start of every settlement sweep pass (sweep.c), the OPEN disputes whose answer_by has
- * passed at the pass's time are listed (mp_dispute_due, the oldest first) and each refunded in
- * its own transaction under its channel's and its own row lock (mp_dispute_refund): `amount`
- * from the merchant's pending credit to the payout account, REFUNDED. A dispute no longer OPEN
+ * passed at the pass's time are listed (mp_dispute_due: never tried first, the oldest first)
+ * and each refunded in its own transaction under its channel's and its own row lock
+ * (mp_dispute_refund): `amount` to the payout account from what this channel's credit to the
+ * merchant still holds in its pending account, then its bond, then the loss reserve,
+ * REFUNDED. A refund they cannot cover, or that fails, moves nothing: the dispute stays OPEN,
+ * the attempt is recorded and the next pass lists it after the untried ones, so it never
+ * blocks the queue (logged and counted here). A dispute no longer OPEN
  * is left as it is, so a retried or repeated pass, or a broker killed in between, refunds
  * each dispute exactly once. Channels are then finalised by the same pass (mp_sweep_due skips
  * a channel only while a dispute on it is OPEN).
  *
  *   listing --(ids)--> refunding --(each, one call at a time)--> refunding --> done
  *   listing --(database error)--> done (counted; the next pass tries again)
- *   refunding --(a step fails)--> logged, counted, the next one */
+ *   refunding --(a step fails or is not covered)--> logged, counted, the next one */
 #include "dispute_sweep.h"
 
 #include <stdlib.h>
@@ -63,6 +67,10 @@ static void on_refunded(const PGresult *res, const char *error, void *arg)
 	} else if (db_get_bool(res, 0, "refunded")) {
 		log_info("sweep: dispute %s/%s REFUNDED", ch, ref);
 		s->refunded++;
+	} else if (!db_is_null(res, 0, "detail")) {
+		log_warn("sweep: dispute %s/%s left OPEN, listed after the others: refund %s", ch,
+			 ref, db_get_text(res, 0, "detail"));
+		s->failures++;
 	}
 	step(s);
 }
