@@ -37,6 +37,7 @@
 #include <string.h>
 
 #include "db.h"
+#include "dispute_budget.h"
 #include "log.h"
 #include "pb_peek.h"
 #include "proto_limits.h"
@@ -87,7 +88,12 @@ static void send_resp(struct dispute *d, Micropay__V1__DisputeResp *resp, MpCode
 		 detail ? detail : "");
 	if (code != MP_ST(OK) && code != MP_ST(DUPLICATE_OK))
 		d->call->b->stats.requests_refused++;
+	struct mp_conn *conn = d->call->conn;
+	mp_conn_ref(conn);
 	broker_call_reply(d->call, &env);
+	if (d->budgeted)
+		dispute_budget_done(conn, code);
+	mp_conn_unref(conn);
 	dispute_free(d);
 }
 

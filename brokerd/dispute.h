@@ -30,6 +30,7 @@ struct dispute {
 	struct mp_offer offer;
 	uint8_t w[MP_HASH_LEN], payout[MP_ID_LEN];
 	char what[MP_HEX_ID_LEN + 80]; /* "channel X from PEER" for logs */
+	bool budgeted; /* counted by dispute_budget_admit: dispute_budget_done when answered */
 };
 
 /* The DisputeState of a disputes.state text (NONE for NULL). */

@@ -3,8 +3,11 @@
  * be, by the Redeem's own steps (redeem_custody.c, redeem.c) run with hooks: a Redeem of one
  * claim {channel, hseq_in = the number of Handoffs carried, point (seg_seq, pay_index,
  * w_pay_index), the custody and segments carried} for the merchant, its word hashed even at
- * or below the merchant's credited end, not charged to the merchant's bad-chain budget.
+ * or below the merchant's credited end, not charged to the merchant's bad-chain budget (the
+ * sender is any client): the connection's own budget (dispute_budget.c) admits it first.
  *
+ *   BUDGET: verifying + BAD_CHAIN answers on this connection < 3 --(else)--> LIMIT
+ *      v
  *   COMPLETE (db): a carried chain starting at Handoff k > 1 (walletd carries the holder's own
  *      | Handoff only) gets the broker's stored Handoffs 1..k-1 in front, when it has them all
  *      v
@@ -24,6 +27,7 @@
 
 #include "db.h"
 #include "dispute.h"
+#include "dispute_budget.h"
 #include "log.h"
 #include "pb_peek.h"
 #include "proto_limits.h"
@@ -205,6 +209,12 @@ static void on_stored(const PGresult *res, const char *error, void *arg)
 
 void dispute_evidence_run(struct dispute *d)
 {
+	char why[160];
+	if (!dispute_budget_admit(d->call->conn, why, sizeof(why))) {
+		dispute_reply(d, MP_ST(LIMIT), why);
+		return;
+	}
+	d->budgeted = true;
 	uint32_t k = first_hseq(d);
 	if (k <= 1 || k - 1 + d->n_custody > MP_MAX_HANDOFFS) {
 		evidence_start(d);

@@ -10,14 +10,11 @@
 #include <stdlib.h>
 
 #include "broker.h"
+#include "broker_peer.h"
 #include "log.h"
 #include "util.h"
 
 #define UNROUTABLE_LOG_EVERY_S 10
-
-struct broker_peer {
-	uint64_t unroutable; /* requests of this connection not served by the broker */
-};
 
 void broker_peer_open(struct mp_conn *c)
 {

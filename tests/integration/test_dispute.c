@@ -3,9 +3,10 @@
  * the wallet (raw channels paid at m1, Disputes signed with the channel's owner key) and as
  * m1 (Offers signed with m1's key, DisputeKeyReq over m1's mutual TLS).
  * - refusals change nothing: before the Offer's deadline (TOO_EARLY), a wrong w_pay_index
- *   (BAD_CHAIN), signed by a key that does not own the segment (BAD_SIG), an Offer by m2, which
- *   did not hold the epoch (NOT_HOLDER), a payout that is no customer account
- *   (UNKNOWN_ACCOUNT), past the deadline + T_dispute (TOO_LATE);
+ *   (BAD_CHAIN; the third on one connection closes it), signed by a key that does not own
+ *   the segment (BAD_SIG), an Offer by m2, which did not hold the epoch (NOT_HOLDER), a
+ *   payout that is no customer account (UNKNOWN_ACCOUNT), past the deadline + T_dispute
+ *   (TOO_LATE);
  * - an accepted dispute credits m1 up to pay_index; the same statement again DUPLICATE_OK,
  *   another for the same order_ref CONFLICT with the stored one; it is listed to m1;
  * - m1 sends the key of a second dispute: a wrong key CONFLICT, the right one KEY_RELEASED,
@@ -14,7 +15,8 @@
  *   m1's in epoch 2 with Handoff 2 only (the broker adds the Handoff 1 it stored), m1's Offer in
  *   m2's epoch NOT_HOLDER;
  * - no key for the first: after answer_by the sweep refunds (pay_index - after_index) *
- *   unit_value from m1's pending credit to the payout account, exactly once over two sweeps;
+ *   unit_value from m1's pending credit of that channel to the payout account (none from its
+ *   bond or the loss reserve), exactly once over two sweeps;
  *   the key after that TOO_LATE; the wallet's retry REFUNDED with the amount;
  * - merchantd's poller: a real key-release sale at m1 whose key the wallet never asks for is
  *   disputed, and m1 answers it with the key from its store within its poll;
@@ -257,6 +259,31 @@ static void expect_state(const struct sale *s, const char *state)
 	free(v);
 }
 
+/* Disputes with a wrong word on one connection (dispute_budget.c): each answered BAD_CHAIN,
+ * and after the third the broker closes the connection, so a fourth gets no answer; a new
+ * connection is answered again (BAD_CHAIN: the budget is the connection's). */
+static void bad_chain_closes(const struct sale *s)
+{
+	MpSigned *stmt = dispute_signed(s, &m1, 5, &s->ch.owner);
+	Micropay__V1__DisputeReq req = MICROPAY__V1__DISPUTE_REQ__INIT;
+	req.stmt = stmt;
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.body_case = MP_BODY(DISPUTE_REQ);
+	env.dispute_req = &req;
+	struct wire w;
+	ck_assert(wire_connect(&w, broker_ep, ca, NULL, NULL));
+	for (int i = 0; i < 3; i++) {
+		MpEnvelope *r = wire_call(&w, &env);
+		ck_assert(r && r->body_case == MP_BODY(DISPUTE_RESP) && r->dispute_resp->status);
+		ck_assert_int_eq(r->dispute_resp->status->code, MP_ST(BAD_CHAIN));
+		micropay__v1__envelope__free_unpacked(r, NULL);
+	}
+	MpEnvelope *after = wire_call(&w, &env);
+	ck_assert_ptr_null(after);
+	wire_close(&w);
+	ck_assert_int_eq(dispute_code(stmt), MP_ST(BAD_CHAIN));
+}
+
 /* ---- the test ---- */
 
 static struct sale a, b; /* a: never answered (refunded); b: answered with the key */
@@ -268,6 +295,7 @@ static void refusals(void)
 	ck_assert_int_eq(dispute_code(dispute_signed(&a, &m1, 6, &a.ch.owner)), MP_ST(TOO_EARLY));
 	net_clock_advance(&net, 200);
 	ck_assert_int_eq(dispute_code(dispute_signed(&a, &m1, 5, &a.ch.owner)), MP_ST(BAD_CHAIN));
+	bad_chain_closes(&a);
 	ck_assert_int_eq(dispute_code(dispute_signed(&a, &m1, 6, &a.tw.account)), MP_ST(BAD_SIG));
 	struct sale by_m2 = a;
 	memcpy(by_m2.o.merchant_id, m2.mid, MP_ID_LEN);
@@ -414,6 +442,17 @@ static void refunded(void)
 	json_decref(settle_sweep(&net)); /* exactly once */
 	ck_assert_int_eq(net_balance(&net, a.acct_hex), paid + 4 * UNIT);
 	ck_assert_int_eq(broker_pending(&net, m1.mid_hex), pending - 4 * UNIT);
+	char ref[MP_HEX_ID_LEN + 1], want[64];
+	mp_hex_encode(a.o.order_ref, MP_ID_LEN, ref);
+	char *parts =
+	    sql_value(&net,
+		      "SELECT from_pending || '/' || from_bond || '/' || from_reserve || '/' "
+		      "|| coalesce(refund_detail, 'none') FROM disputes WHERE channel_id = "
+		      "'\\x%s' AND order_ref = '\\x%s'",
+		      a.cid_hex, ref);
+	snprintf(want, sizeof(want), "%d/0/0/none", 4 * UNIT);
+	ck_assert_str_eq(parts, want);
+	free(parts);
 	expect_key(&m1, &a, a.key, MP_ST(TOO_LATE), MICROPAY__V1__DISPUTE_STATE__DISPUTE_REFUNDED);
 	MpSigned *stmt = dispute_signed(&a, &m1, 6, &a.ch.owner);
 	MpEnvelope *r = dispute_call(stmt);
