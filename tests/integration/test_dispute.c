@@ -17,6 +17,9 @@
  * - no key for the first: after answer_by the sweep refunds (pay_index - after_index) *
  *   unit_value from m1's pending credit of that channel to the payout account (none from its
  *   bond or the loss reserve), exactly once over two sweeps;
+ * - two overlapping Offers of m1 disputed on one channel: the second refund is short of the
+ *   channel's credit and stays OPEN (nothing moves) until the loss reserve is funded, then is
+ *   paid from the credit's rest and the reserve;
  *   the key after that TOO_LATE; the wallet's retry REFUNDED with the amount;
  * - merchantd's poller: a real key-release sale at m1 whose key the wallet never asks for is
  *   disputed, and m1 answers it with the key from its store within its poll;
@@ -288,6 +291,7 @@ static void bad_chain_closes(const struct sale *s)
 
 static struct sale a, b; /* a: never answered (refunded); b: answered with the key */
 static struct sale c;	 /* handed m1 -> m2 -> m1: disputes in epochs 1 and 2 */
+static struct sale dd;	 /* two overlapping Offers of m1 disputed: refunds beyond the credit */
 
 static void refusals(void)
 {
@@ -464,6 +468,77 @@ static void refunded(void)
 	broker_audit_clean(&net);
 }
 
+static int64_t loss_reserve_balance(void)
+{
+	char *v = sql_value(&net, "SELECT coalesce(sum(balance), 0) FROM accounts "
+				  "WHERE kind = 'loss_reserve'");
+	int64_t out = strtoll(v, NULL, 10);
+	free(v);
+	return out;
+}
+
+/* "OPEN/REFUNDED count,from_pending,from_bond,from_reserve,short details" of dd's channel. */
+static char *d_refunds(void)
+{
+	return sql_value(&net,
+			 "SELECT count(*) FILTER (WHERE state = 'OPEN') || '/' || count(*) FILTER "
+			 "(WHERE state = 'REFUNDED') || ',' || sum(from_pending) || ',' || "
+			 "sum(from_bond) || ',' || sum(from_reserve) || ',' || count(*) FILTER "
+			 "(WHERE refund_detail LIKE 'not covered: short %d of %%') FROM disputes "
+			 "WHERE channel_id = '\\x%s'",
+			 2 * UNIT, dd.cid_hex);
+}
+
+/* m1 signed two Offers after index 2 on channel dd (4 units and 5 units): both disputed, the
+ * channel credits m1 7 units, the refunds owe 9. The sweep refunds the first one listed (the
+ * two are due at the same time: either) from m1's pending credit of dd; what is left of it
+ * (3 or 2 units) does not cover the other, m1 has no bond and the loss reserve is empty, so
+ * that one stays OPEN with nothing moved ("not covered: short 2 units"), the audit clean. A
+ * second sweep changes nothing. Once
+ * loss_reserve.fund puts 2 units in the reserve, the next sweep refunds it: 7 units in all from
+ * m1's pending credit of dd, 2 from the reserve, m1's pending back where it was. */
+static void short_refund(void)
+{
+	struct sale d2 = dd;
+	ck_assert(mp_random_bytes(d2.o.order_ref, MP_ID_LEN));
+	d2.o.price = 10; /* pay_index 7 */
+	d2.o.pay_index = 7;
+	int64_t pending = broker_pending(&net, m1.mid_hex), paid = net_balance(&net, dd.acct_hex);
+	ck_assert_int_eq(dispute_code(dispute_signed(&dd, &m1, 6, &dd.ch.owner)), MP_ST(OK));
+	ck_assert_int_eq(dispute_code(dispute_signed(&d2, &m1, 7, &dd.ch.owner)), MP_ST(OK));
+	ck_assert_int_eq(broker_pending(&net, m1.mid_hex), pending + 7 * UNIT);
+	ck_assert_int_eq(loss_reserve_balance(), 0);
+	net_clock_advance(&net, 3700);
+	json_decref(settle_sweep(&net));
+	char *v = d_refunds();
+	char want[64];
+	snprintf(want, sizeof(want), "1/1,%lld,0,0,1",
+		 (long long)(net_balance(&net, dd.acct_hex) - paid));
+	ck_assert_str_eq(v, want);
+	free(v);
+	int64_t part = net_balance(&net, dd.acct_hex) - paid;
+	ck_assert(part == 4 * UNIT || part == 5 * UNIT);
+	ck_assert_int_eq(broker_pending(&net, m1.mid_hex), pending + 7 * UNIT - part);
+	broker_audit_clean(&net);
+	json_decref(settle_sweep(&net)); /* still short: nothing moves */
+	ck_assert_int_eq(net_balance(&net, dd.acct_hex), paid + part);
+	uint8_t id[MP_ID_LEN];
+	char params[128], id_hex[MP_HEX_ID_LEN + 1];
+	ck_assert(mp_random_bytes(id, MP_ID_LEN));
+	mp_hex_encode(id, MP_ID_LEN, id_hex);
+	snprintf(params, sizeof(params), "{\"amount\":%d,\"fund_id\":\"%s\"}", 2 * UNIT, id_hex);
+	json_decref(admin_ok(&net, "broker", "loss_reserve.fund", params));
+	json_decref(settle_sweep(&net));
+	v = d_refunds();
+	snprintf(want, sizeof(want), "0/2,%d,0,%d,0", 7 * UNIT, 2 * UNIT);
+	ck_assert_str_eq(v, want);
+	free(v);
+	ck_assert_int_eq(net_balance(&net, dd.acct_hex), paid + 9 * UNIT);
+	ck_assert_int_eq(broker_pending(&net, m1.mid_hex), pending);
+	ck_assert_int_eq(loss_reserve_balance(), 0);
+	broker_audit_clean(&net);
+}
+
 /* A payout that is not a customer account: UNKNOWN_ACCOUNT; past deadline + T_dispute (24 h,
  * still before redeem_until): TOO_LATE. Each a fresh order_ref of b; nothing changes. */
 static void late_or_unknown(void)
@@ -493,6 +568,8 @@ static void finalised(void)
 	/* c: credited (2, 6] to m2 and (8, 12] to m1; (0, 2] (m1 never redeemed it) and (6, 8]
 	 * spent and unclaimed */
 	settle_expect_finalized(&net, c.cid_hex, 12, (UNITS - 12) * UNIT, 4 * UNIT, 8 * UNIT);
+	/* d: credited 7 units, all refunded to the wallet (with 2 from the reserve) */
+	settle_expect_finalized(&net, dd.cid_hex, 7, (UNITS - 7) * UNIT, 0, 7 * UNIT);
 	/* a's wallet: the dispute's 4 units and the rest, never the 4 units twice */
 	ck_assert_int_eq(net_balance(&net, a.acct_hex), paid_a + (UNITS - 6) * UNIT);
 	ck_assert_int_eq(net_balance(&net, b.acct_hex), paid_b + (UNITS - 6) * UNIT);
@@ -506,15 +583,17 @@ START_TEST(dispute_flow)
 	sale_make(&a);
 	sale_make(&b);
 	sale_make(&c);
+	sale_make(&dd);
 	refusals();
 	accepted();
 	key_released();
 	later_epochs();
 	refunded();
+	short_refund();
 	late_or_unknown();
 	finalised();
-	struct sale *all[] = {&a, &b, &c};
-	for (size_t i = 0; i < 3; i++) {
+	struct sale *all[] = {&a, &b, &c, &dd};
+	for (size_t i = 0; i < 4; i++) {
 		tchannel_free(&all[i]->ch);
 		mp_key_free(&all[i]->tw.account);
 	}
