@@ -238,7 +238,8 @@ static const struct mp_admin_method wallet_methods[] = {
 	 {"out", MP_ADMIN_T_STRING, true, NULL, "the file to write (absolute path)"},
 	 {"channel_id", MP_ADMIN_T_HEX, false, NULL, "the channel to pay with (32 hex digits)"},
 	 {"merchant_id", MP_ADMIN_T_HEX, false, NULL,
-	  "or the merchant: its ACTIVE channel with the most units left"},
+	  "the merchant to buy at: alone, its ACTIVE channel with the most units left, else "
+	  "another merchant's; a channel held by another merchant is handed off to it"},
 	 {"endpoint", MP_ADMIN_T_STRING, false, "the holder's",
 	  "host:port of the merchant holding the channel"},
 	 {"max_price", MP_ADMIN_T_UINT, false, "none",

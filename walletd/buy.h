@@ -16,8 +16,9 @@ struct buy_file;
 struct buy_key;
 
 struct buy_op {
-	struct wchannel *ch; /* channels live as long as the wallet */
-	struct pay_op *s;    /* the session, once open */
+	struct wchannel *ch;	   /* channels live as long as the wallet */
+	uint8_t target[MP_ID_LEN]; /* the merchant bought at (not the holder: a handoff) */
+	struct pay_op *s;	   /* the session, once open */
 	char item[BUY_ITEM_MAX + 1];
 	char out[PATH_MAX];
 	bool overwrite;

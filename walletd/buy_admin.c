@@ -1,6 +1,7 @@
 /* The admin method `buy` (buy.c does the buying): its parameters, the channel (given, or the
- * best one of this wallet held by merchant_id), OUT.part created, the session opened at the
- * holder. Every refusal here happens before anything is sent. */
+ * best one of this wallet held by merchant_id, else another merchant's), OUT.part created, the
+ * session opened at merchant_id (the channel handed off to it when another merchant holds it)
+ * or at the holder. Every refusal here happens before anything is sent. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,37 +27,52 @@ static bool payable(const struct wallet *w, const struct wchannel *ch)
 	       mp_clock_now(&w->clock) + WALLET_PAY_MARGIN < ch->pay_until;
 }
 
-/* The ACTIVE, idle, payable channel held by mid with the most units left; NULL if none. */
-static struct wchannel *best_channel(struct wallet *w, const uint8_t mid[MP_ID_LEN])
+/* The ACTIVE, idle, payable channel with the most units left, held by mid (held_by) or by
+ * another merchant than mid (!held_by, bound); NULL if none. */
+static struct wchannel *best_channel(struct wallet *w, const uint8_t mid[MP_ID_LEN], bool held_by)
 {
 	struct wchannel *best = NULL;
-	for (struct wchannel *ch = w->channels; ch; ch = ch->next)
-		if (!memcmp(ch->holder, mid, MP_ID_LEN) && payable(w, ch) &&
+	for (struct wchannel *ch = w->channels; ch; ch = ch->next) {
+		bool at_mid = !memcmp(ch->holder, mid, MP_ID_LEN);
+		if (at_mid == held_by && !wallet_id_is_zero(ch->holder) && payable(w, ch) &&
 		    (!best || units_left(ch) > units_left(best)))
 			best = ch;
+	}
 	return best;
 }
 
-/* channel_id or merchant_id: the channel; NULL (answered) if none fits. */
-static struct wchannel *buy_channel(struct wallet *w, struct mp_admin_req *req, json_t *params)
+/* The channel and the merchant to buy at (x->target): channel_id (at its holder, or at
+ * merchant_id through a handoff), or merchant_id alone (its channel with the most units
+ * left, else another merchant's channel handed off to it). NULL (answered) if none fits. */
+static struct wchannel *buy_channel(struct wallet *w, struct mp_admin_req *req, json_t *params,
+				    struct buy_op *x)
 {
 	uint8_t id[MP_ID_LEN];
 	bool by_channel = json_object_get(params, "channel_id") != NULL;
-	if (by_channel == (json_object_get(params, "merchant_id") != NULL)) {
+	bool by_merchant = json_object_get(params, "merchant_id") != NULL;
+	if (!by_channel && !by_merchant) {
 		mp_admin_fail(req, MP_ADMIN_BAD_PARAMS, "buy: give channel_id or merchant_id");
 		return NULL;
 	}
-	if (!wallet_param_hex(req, params, by_channel ? "channel_id" : "merchant_id", id, MP_ID_LEN,
-			      true, NULL))
+	if ((by_channel &&
+	     !wallet_param_hex(req, params, "channel_id", id, MP_ID_LEN, true, NULL)) ||
+	    (by_merchant &&
+	     !wallet_param_hex(req, params, "merchant_id", x->target, MP_ID_LEN, true, NULL)))
 		return NULL;
-	struct wchannel *ch = by_channel ? wallet_channel_find(w, id) : best_channel(w, id);
+	struct wchannel *ch =
+	    by_channel ? wallet_channel_find(w, id) : best_channel(w, x->target, true);
+	if (!ch && !by_channel)
+		ch = best_channel(w, x->target, false);
+	if (ch && !by_merchant)
+		memcpy(x->target, ch->holder, MP_ID_LEN);
 	char why[200];
 	if (!ch && by_channel)
 		mp_admin_fail(req, MP_ADMIN_FAILED, "buy: no such channel in this wallet");
 	else if (!ch)
-		mp_admin_fail(req, MP_ADMIN_FAILED,
-			      "buy: no ACTIVE channel of this wallet held by that merchant is free "
-			      "to pay (issue one, or wait for the one in use)");
+		mp_admin_fail(
+		    req, MP_ADMIN_FAILED,
+		    "buy: no ACTIVE channel of this wallet is free to pay, at that merchant "
+		    "or another (issue one, or wait for the one in use)");
 	else if (!mp_clock_guard_serving(w->clock_guard, why, sizeof(why)))
 		mp_admin_fail(req, MP_ADMIN_FAILED, "buy: %s", why);
 	else if (wallet_id_is_zero(ch->holder))
@@ -108,17 +124,24 @@ static bool buy_params(struct mp_admin_req *req, json_t *params, struct buy_op *
 	return true;
 }
 
-/* The endpoint parameter, else the holder's MerchantCert endpoint known from this channel or
- * from another channel of the wallet held by the same merchant. False (answered) if none. */
+/* The endpoint parameter, else the MerchantCert endpoint of the merchant bought at, known from
+ * a channel of the wallet it holds. False (answered) if none. */
 static bool buy_endpoint(struct wallet *w, struct mp_admin_req *req, json_t *params,
-			 const struct wchannel *ch, char *out, size_t len)
+			 const uint8_t target[MP_ID_LEN], char *out, size_t len)
 {
-	if (!json_object_get(params, "endpoint"))
-		for (const struct wchannel *o = w->channels; o; o = o->next)
-			if (!memcmp(o->holder, ch->holder, MP_ID_LEN) &&
-			    wallet_holder_endpoint(w, o, out, len))
-				return true;
-	return wallet_session_endpoint(req, params, w, ch, "buy", "", out, len);
+	const char *given = NULL;
+	if (!mp_admin_param_str(req, params, "endpoint", &given, false))
+		return false;
+	if (given) {
+		snprintf(out, len, "%s", given);
+		return true;
+	}
+	for (const struct wchannel *o = w->channels; o; o = o->next)
+		if (!memcmp(o->holder, target, MP_ID_LEN) && wallet_holder_endpoint(w, o, out, len))
+			return true;
+	mp_admin_fail(req, MP_ADMIN_BAD_PARAMS,
+		      "buy: the merchant's endpoint is not known yet: give endpoint=HOST:PORT");
+	return false;
 }
 
 void wallet_admin_buy(struct mp_admin_req *req, json_t *params, void *ctx)
@@ -134,8 +157,8 @@ void wallet_admin_buy(struct mp_admin_req *req, json_t *params, void *ctx)
 		mp_admin_fail(req, MP_ADMIN_INTERNAL, "buy: out of memory");
 		return;
 	}
-	if (!buy_params(req, params, x) || !(x->ch = buy_channel(w, req, params)) ||
-	    !buy_endpoint(w, req, params, x->ch, endpoint, sizeof(endpoint))) {
+	if (!buy_params(req, params, x) || !(x->ch = buy_channel(w, req, params, x)) ||
+	    !buy_endpoint(w, req, params, x->target, endpoint, sizeof(endpoint))) {
 		free(x);
 		return;
 	}
@@ -144,8 +167,8 @@ void wallet_admin_buy(struct mp_admin_req *req, json_t *params, void *ctx)
 		free(x);
 		return;
 	}
-	if (!wallet_session_open(w, req, "buy", x->ch, endpoint, buy_on_opened, x, buy_op_free, err,
-				 sizeof(err))) {
+	if (!wallet_session_open_at(w, req, "buy", x->ch, x->target, endpoint, buy_on_opened, x,
+				    buy_op_free, err, sizeof(err))) {
 		mp_admin_fail(req, MP_ADMIN_FAILED, "buy: %s", err);
 		buy_op_free(x);
 	}

@@ -800,10 +800,32 @@ bool wallet_session_open(struct wallet *w, struct mp_admin_req *req, const char 
 			 struct wchannel *ch, const char *endpoint, wallet_session_fn then,
 			 void *arg, void (*free_arg)(void *arg), char *err, size_t errlen)
 {
+	return wallet_session_open_at(w, req, verb, ch, ch->holder, endpoint, then, arg, free_arg,
+				      err, errlen);
+}
+
+/* The Move to target when it is not the holder (as pay_refusal signs it); NULL reason if
+ * none is needed or it is signed. */
+static const char *session_move(struct pay_op *p)
+{
+	const struct wchannel *ch = p->ch;
+	if (!memcmp(p->target, ch->holder, MP_ID_LEN))
+		return NULL;
+	if (!ch->holder_cert && !wallet_id_is_zero(ch->holder))
+		return "no MerchantCert of the holder is known yet: use the channel at its holder "
+		       "once, then at other merchants";
+	return (p->move = wallet_move_sign(p->w, ch, p->target)) ? NULL : "cannot sign the Move";
+}
+
+bool wallet_session_open_at(struct wallet *w, struct mp_admin_req *req, const char *verb,
+			    struct wchannel *ch, const uint8_t target[MP_ID_LEN],
+			    const char *endpoint, wallet_session_fn then, void *arg,
+			    void (*free_arg)(void *arg), char *err, size_t errlen)
+{
 	char host[256];
 	uint16_t port;
 	if (!mp_split_endpoint(endpoint, host, sizeof(host), &port)) {
-		snprintf(err, errlen, "the holder's endpoint '%s' is not host:port", endpoint);
+		snprintf(err, errlen, "the merchant's endpoint '%s' is not host:port", endpoint);
 		return false;
 	}
 	struct pay_op *p = calloc(1, sizeof(*p));
@@ -818,12 +840,16 @@ bool wallet_session_open(struct wallet *w, struct mp_admin_req *req, const char 
 	p->verb = verb;
 	p->then = then;
 	p->then_arg = arg;
-	memcpy(p->target, ch->holder, MP_ID_LEN);
+	memcpy(p->target, target, MP_ID_LEN);
 	mp_hex_encode(p->target, MP_ID_LEN, p->target_hex);
 	mp_hex_encode(ch->channel_id, MP_ID_LEN, p->hex);
 	snprintf(p->endpoint, sizeof(p->endpoint), "%s", endpoint);
-	if (!session_connect(p, host, port)) {
-		snprintf(err, errlen, "cannot connect to %s", endpoint);
+	const char *bad = session_move(p);
+	if (bad || !session_connect(p, host, port)) {
+		snprintf(err, errlen, "%s", bad ? bad : "cannot connect");
+		if (!bad)
+			snprintf(err, errlen, "cannot connect to %s", endpoint);
+		mp_stmt_free(p->move);
 		event_free(p->open_timer);
 		free(p);
 		return false;

@@ -10,6 +10,7 @@
 
 #include "net.h"
 #include "proto.h"
+#include "util.h"
 
 struct pay_op;
 struct wallet;
@@ -22,6 +23,12 @@ typedef void (*wallet_session_fn)(struct pay_op *s, void *arg);
 bool wallet_session_open(struct wallet *w, struct mp_admin_req *req, const char *verb,
 			 struct wchannel *ch, const char *endpoint, wallet_session_fn then,
 			 void *arg, void (*free_arg)(void *arg), char *err, size_t errlen);
+/* The same at merchant target rather than the holder: the channel is handed off to it (a
+ * Move signed by the owner key, the Handoff checked in its OpenAck, as pay does). */
+bool wallet_session_open_at(struct wallet *w, struct mp_admin_req *req, const char *verb,
+			    struct wchannel *ch, const uint8_t target[MP_ID_LEN],
+			    const char *endpoint, wallet_session_fn then, void *arg,
+			    void (*free_arg)(void *arg), char *err, size_t errlen);
 struct mp_conn *wallet_session_conn(struct pay_op *s);
 struct wallet *wallet_session_wallet(struct pay_op *s);
 /* session_call.c: send env to the holder; fn(conn, answer or NULL, s) once, the answer due

@@ -1,5 +1,6 @@
 /* One request to the holder on an open session (transfer.send's TransferReq, close's
- * CloseReq) with its own answer deadline, [wallet] idle_timeout from the send: a holder that
+ * CloseReq) with its own answer deadline, [wallet] idle_timeout less 250 ms from the send (so it
+ * comes before the connection's own idle timeout and names the request): a holder that
  * answers nothing, trickles its answer or sends frames that answer no request (each byte resets
  * the connection's idle timeout) would otherwise hold the session, and the channel, for ever.
  *
@@ -47,7 +48,9 @@ bool wallet_session_call(struct pay_op *s, MpEnvelope *env, mp_reply_fn fn, cons
 	if (!call)
 		return false;
 	*call = (struct session_call){s, fn, NULL, what};
-	struct timeval tv = {(time_t)w->cfg.idle_timeout, 0};
+	/* A quarter second before the connection's own idle timeout, armed by the same send: the
+	 * two would otherwise expire together, and the failure should name the request. */
+	struct timeval tv = {(time_t)w->cfg.idle_timeout - 1, 750000};
 	if (!(call->deadline = evtimer_new(w->base, on_deadline, call)) ||
 	    mp_conn_call(wallet_session_conn(s), env, on_reply, call) != 0) {
 		if (call->deadline)

@@ -426,6 +426,45 @@ START_TEST(merchant_stops_delivering)
 }
 END_TEST
 
+/* ---- buying at another merchant: the channel handed off ---- */
+
+/* A channel used at m1 buys at m2 (merchant_id and endpoint of m2): walletd hands it off in the
+ * session's Open (a Move, the Handoff checked) and buys there; the channel's holder is then m2,
+ * and the item equals its source. */
+START_TEST(buy_through_a_handoff)
+{
+	char channel[80], out[800], src[800], params[2000], m2_hex[64], m2_ep[128];
+	net_wallet_issue(&net, "w1", m1_hex, 200, 1, channel, sizeof(channel));
+	out_path("song.out", out, sizeof(out));
+	snprintf(params, sizeof(params),
+		 "{\"item\":\"song\",\"out\":\"%s\",\"channel_id\":\"%s\",\"endpoint\":\"%s\"}",
+		 out, channel, m1_ep);
+	json_decref(buy_ok(params));
+	ck_assert_int_eq(net_cmd(&net, "merchant", "m2"), 0);
+	net_read(&net, "m2", "merchant_id", m2_hex, sizeof(m2_hex));
+	net_read(&net, "m2", "endpoint", m2_ep, sizeof(m2_ep));
+	char setting[800];
+	snprintf(setting, sizeof(setting), "catalogue = %s", cat_path);
+	net_restart_with(&net, "m2", "merchant", setting);
+	out_path("meter.out", out, sizeof(out));
+	snprintf(params, sizeof(params),
+		 "{\"item\":\"meter\",\"out\":\"%s\",\"merchant_id\":\"%s\",\"endpoint\":\"%s\"}",
+		 out, m2_hex, m2_ep);
+	json_t *r = buy_ok(params); /* m1's channel, the only one: handed off to m2 */
+	ck_assert_str_eq(json_str(r, "channel_id"), channel);
+	ck_assert_int_eq(json_int(r, "units_paid"), 3 * METER_PRICE);
+	json_decref(r);
+	snprintf(src, sizeof(src), "%s/meter.bin", goods);
+	goods_same_file(out, src);
+	json_t *ch = wchannel(channel);
+	ck_assert_str_eq(json_str(ch, "holder"), m2_hex);
+	ck_assert_int_eq(json_int(ch, "epoch"), 1);
+	ck_assert_int_eq(json_int(ch, "last"), SONG_PRICE + 3 * METER_PRICE);
+	json_decref(ch);
+	net_audit_clean(&net);
+}
+END_TEST
+
 /* ---- bad parameters ---- */
 
 START_TEST(bad_params)
@@ -443,9 +482,11 @@ START_TEST(bad_params)
 	buy_refused(params, "out exists");
 	snprintf(params, sizeof(params), "{\"item\":\"song\",\"out\":\"%s\"}", out);
 	buy_refused(params, "give channel_id or merchant_id");
+	/* A merchant no channel is held by: m1's channel would be handed off to it, whose
+	 * endpoint the wallet does not know. */
 	snprintf(params, sizeof(params),
 		 "{\"item\":\"song\",\"out\":\"%s\",\"merchant_id\":\"%032d\"}", out, 7);
-	buy_refused(params, "no ACTIVE channel");
+	buy_refused(params, "endpoint is not known yet");
 	snprintf(params, sizeof(params),
 		 "{\"item\":\"nosuch\",\"out\":\"%s\",\"channel_id\":\"%s\",\"endpoint\":\"%s\"}",
 		 out, channel, m1_ep);
@@ -492,6 +533,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, customer_stops_paying);
 	tcase_add_test(tc, purchases_outlive_a_restart);
 	tcase_add_test(tc, merchant_stops_delivering);
+	tcase_add_test(tc, buy_through_a_handoff);
 	tcase_add_test(tc, bad_params);
 	suite_add_tcase(s, tc);
 	return s;
