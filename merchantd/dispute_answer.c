@@ -112,9 +112,10 @@ static void answer_next(struct dispute_answer *da)
 		const struct open_dispute *d = &da->list[da->next];
 		ids_hex(d, ch, ref);
 		if (!offer_key_of(da->m, d->channel_id, d->order_ref, key)) {
-			log_warn("dispute %s/%s: no such offer in the store; the broker will refund "
-				 "it",
-				 ch, ref);
+			log_warn(
+			    "dispute %s/%s: no such offer in the store; the broker will refund "
+			    "it",
+			    ch, ref);
 			da->stats.unknown++;
 			continue;
 		}

@@ -241,14 +241,14 @@ struct merchant {
 	size_t n_binds;
 	struct cap_outbox *cap_outbox; /* cap_outbox.c: Caps not yet acknowledged by the broker */
 	struct dispute_answer *dispute_answer; /* dispute_answer.c: keys for open disputes */
-	const char *config_path;       /* -c: read again on reload */
-	struct mp_service *service;    /* READY=1, STATUS=, watchdog (service.c) */
-	struct mp_reload *reload;      /* SIGHUP, admin reload */
-	struct mp_drain *drain;	       /* SIGTERM, SIGINT, admin shutdown */
-	struct mp_cert_expiry *cert_expiry; /* warnings ahead of the TLS certificate expiring */
-	uint64_t started_mono;		    /* mp_monotonic_s() at start, for uptime */
-	struct mp_clock clock;		    /* protocol time (clock.h) */
-	struct mp_clock_guard *clock_guard; /* offset against the broker (clock_guard.h) */
+	const char *config_path;	       /* -c: read again on reload */
+	struct mp_service *service;	       /* READY=1, STATUS=, watchdog (service.c) */
+	struct mp_reload *reload;	       /* SIGHUP, admin reload */
+	struct mp_drain *drain;		       /* SIGTERM, SIGINT, admin shutdown */
+	struct mp_cert_expiry *cert_expiry;    /* warnings ahead of the TLS certificate expiring */
+	uint64_t started_mono;		       /* mp_monotonic_s() at start, for uptime */
+	struct mp_clock clock;		       /* protocol time (clock.h) */
+	struct mp_clock_guard *clock_guard;    /* offset against the broker (clock_guard.h) */
 	struct merchant_stats stats;
 	struct mp_metrics *metrics;	      /* merchant_metrics.c */
 	struct mp_metrics_http *metrics_http; /* NULL: [metrics] http_listen not set */
