@@ -64,15 +64,9 @@ static void dispute_free(struct dispute *d)
 
 Micropay__V1__DisputeState dispute_state_of(const char *state)
 {
-	if (!state)
-		return MICROPAY__V1__DISPUTE_STATE__DISPUTE_NONE;
-	if (strcmp(state, "OPEN") == 0)
-		return MICROPAY__V1__DISPUTE_STATE__DISPUTE_OPEN;
-	if (strcmp(state, "KEY_RELEASED") == 0)
-		return MICROPAY__V1__DISPUTE_STATE__DISPUTE_KEY_RELEASED;
-	if (strcmp(state, "REFUNDED") == 0)
-		return MICROPAY__V1__DISPUTE_STATE__DISPUTE_REFUNDED;
-	return MICROPAY__V1__DISPUTE_STATE__DISPUTE_NONE;
+	return (Micropay__V1__DisputeState)mp_enum_value(&micropay__v1__dispute_state__descriptor,
+							 "DISPUTE_", state,
+							 MICROPAY__V1__DISPUTE_STATE__DISPUTE_NONE);
 }
 
 static void send_resp(struct dispute *d, Micropay__V1__DisputeResp *resp, MpCode code,

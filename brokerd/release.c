@@ -47,15 +47,9 @@ struct release {
 
 static Micropay__V1__ReleaseState state_of(const char *state)
 {
-	if (!state)
-		return MICROPAY__V1__RELEASE_STATE__RELEASE_NONE;
-	if (strcmp(state, "PENDING") == 0)
-		return MICROPAY__V1__RELEASE_STATE__RELEASE_PENDING;
-	if (strcmp(state, "DONE") == 0)
-		return MICROPAY__V1__RELEASE_STATE__RELEASE_DONE;
-	if (strcmp(state, "FORCED") == 0)
-		return MICROPAY__V1__RELEASE_STATE__RELEASE_FORCED;
-	return MICROPAY__V1__RELEASE_STATE__RELEASE_NONE;
+	return (Micropay__V1__ReleaseState)mp_enum_value(&micropay__v1__release_state__descriptor,
+							 "RELEASE_", state,
+							 MICROPAY__V1__RELEASE_STATE__RELEASE_NONE);
 }
 
 static void send_resp(struct release *r, Micropay__V1__ReleaseResp *resp, MpCode code,

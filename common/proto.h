@@ -16,6 +16,10 @@ typedef Micropay__V1__StatusCode MpCode;
 
 /* The protocol name of a status code ("OK", "BAD_SIG", ...). */
 const char *mp_code_name(MpCode code);
+/* The value of enum desc named prefix + name (a database state such as "OPEN" for
+ * DisputeState's "DISPUTE_OPEN"); none (NULL name, unknown name): fallback. */
+int mp_enum_value(const ProtobufCEnumDescriptor *desc, const char *prefix, const char *name,
+		  int fallback);
 
 static inline bool mp_bytes_len_is(ProtobufCBinaryData b, size_t len)
 {
