@@ -11,6 +11,8 @@
  *                         --KEY_RELEASED: the key checked against key_hash--> KEYED, OUT.sealed
  *                           opened into OUT (buy_unseal.c)
  *                         --REFUNDED--> REFUNDED (the amount paid to the payout account)
+ *   PAYING or PAID --TOO_LATE (past the Offer's deadline + T_dispute, or redeem_until)-->
+ *     TOO_LATE: final, neither the check nor `dispute` asks again (the answer says why)
  *   any --TOO_EARLY, refused, unreachable--> unchanged (the answer says why) */
 #include <event2/event.h>
 #include <stdarg.h>
@@ -133,6 +135,20 @@ static void take_key(struct dispute_op *op, const ProtobufCBinaryData *key)
 		op_fail(op, "the key is stored but the decryption cannot be queued");
 }
 
+/* The broker's TOO_LATE is final: the window to dispute has closed at broker time, so the
+ * offer is kept as TOO_LATE and never disputed again (the paid units are lost to the buyer). */
+static void too_late(struct dispute_op *op, const char *text)
+{
+	if (!wstore_key_offer_set(op->w->store, op->o.channel_id, op->o.order_ref, WKO_TOO_LATE,
+				  NULL, 0)) {
+		op_fail(op, "the broker refused it (%s), and the state cannot be stored", text);
+		return;
+	}
+	op_fail(op,
+		"the broker refused it: %s; the offer is now TOO_LATE and is not disputed again",
+		text);
+}
+
 static void on_dispute_reply(void *arg, const MpEnvelope *reply, const char *error)
 {
 	struct dispute_op *op = arg;
@@ -148,6 +164,10 @@ static void on_dispute_reply(void *arg, const MpEnvelope *reply, const char *err
 	const Micropay__V1__DisputeResp *r = reply->dispute_resp;
 	MpCode code = r->status->code;
 	wallet_status_text(r->status, text, sizeof(text));
+	if (code == MP_ST(TOO_LATE) && op->o.state != WKO_DISPUTED) {
+		too_late(op, text);
+		return;
+	}
 	if (code != MP_ST(OK) && code != MP_ST(DUPLICATE_OK)) {
 		op_fail(op, "the broker refused it: %s", text);
 		return;

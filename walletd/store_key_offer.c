@@ -9,26 +9,53 @@
 
 const char *wkey_offer_state_name(enum wkey_offer_state s)
 {
-	static const char *const names[] = {"OFFERED",	"PAID",	    "KEYED",
-					    "DISPUTED", "REFUNDED", "PAYING"};
+	static const char *const names[] = {"OFFERED",	"PAID",	  "KEYED",   "DISPUTED",
+					    "REFUNDED", "PAYING", "TOO_LATE"};
 	return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "?";
 }
 
+/* The table's columns; TABLE is its name (the rebuild below creates it under another). */
+#define KEY_OFFERS_TABLE(TABLE)                                                                    \
+	"CREATE TABLE IF NOT EXISTS " TABLE " ("                                                   \
+	"  channel_id BLOB NOT NULL CHECK (length(channel_id) = 16),"                              \
+	"  order_ref BLOB NOT NULL CHECK (length(order_ref) = 16),"                                \
+	"  offer BLOB NOT NULL, custody BLOB,"                                                     \
+	"  prefix BLOB NOT NULL CHECK (length(prefix) = 8),"                                       \
+	"  item TEXT NOT NULL, out TEXT NOT NULL,"                                                 \
+	"  size INTEGER NOT NULL, chunk_size INTEGER NOT NULL,"                                    \
+	"  chunks INTEGER NOT NULL, deadline INTEGER NOT NULL,"                                    \
+	"  state INTEGER NOT NULL CHECK (state BETWEEN 0 AND 6),"                                  \
+	"  key BLOB CHECK (key IS NULL OR length(key) = 32),"                                      \
+	"  refunded INTEGER NOT NULL DEFAULT 0,"                                                   \
+	"  stored_at INTEGER NOT NULL,"                                                            \
+	"  PRIMARY KEY (channel_id, order_ref));"
+
+/* 1 if the stored table predates state TOO_LATE (its CHECK stops at 5), 0 if not, -1 on error. */
+static int table_needs_widening(struct wstore *s)
+{
+	sqlite3_stmt *st =
+	    wsql_prep(s, "SELECT instr(sql, 'BETWEEN 0 AND 5') > 0 FROM sqlite_schema "
+			 "WHERE type = 'table' AND name = 'key_offers'");
+	if (!st)
+		return -1;
+	int rc = sqlite3_step(st);
+	int old = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : rc == SQLITE_DONE ? 0 : -1;
+	sqlite3_finalize(st);
+	return old;
+}
+
+/* SQLite cannot change a CHECK in place: the table is copied under the new one (same columns). */
+static const char widen_sql[] =
+    KEY_OFFERS_TABLE("key_offers_v2") "INSERT INTO key_offers_v2 SELECT * FROM key_offers;"
+				      "DROP TABLE key_offers;"
+				      "ALTER TABLE key_offers_v2 RENAME TO key_offers;";
+
 bool wstore_key_offer_migrate(struct wstore *s)
 {
-	return wsql_exec(s, "CREATE TABLE IF NOT EXISTS key_offers ("
-			    "  channel_id BLOB NOT NULL CHECK (length(channel_id) = 16),"
-			    "  order_ref BLOB NOT NULL CHECK (length(order_ref) = 16),"
-			    "  offer BLOB NOT NULL, custody BLOB,"
-			    "  prefix BLOB NOT NULL CHECK (length(prefix) = 8),"
-			    "  item TEXT NOT NULL, out TEXT NOT NULL,"
-			    "  size INTEGER NOT NULL, chunk_size INTEGER NOT NULL,"
-			    "  chunks INTEGER NOT NULL, deadline INTEGER NOT NULL,"
-			    "  state INTEGER NOT NULL CHECK (state BETWEEN 0 AND 5),"
-			    "  key BLOB CHECK (key IS NULL OR length(key) = 32),"
-			    "  refunded INTEGER NOT NULL DEFAULT 0,"
-			    "  stored_at INTEGER NOT NULL,"
-			    "  PRIMARY KEY (channel_id, order_ref));");
+	int old = table_needs_widening(s);
+	if (old < 0)
+		return false;
+	return wsql_exec(s, old ? widen_sql : KEY_OFFERS_TABLE("key_offers"));
 }
 
 bool wstore_key_offer_put(struct wstore *s, const struct wkey_offer *o)

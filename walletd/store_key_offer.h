@@ -8,6 +8,8 @@
  *   PAID --key checked--> KEYED
  *   PAYING or PAID --deadline passed, no key--> DISPUTED (dispute.c) --broker: key--> KEYED
  *                                                          --broker: refunded--> REFUNDED
+ *   PAYING or PAID --the broker refuses the dispute TOO_LATE (past T_dispute)--> TOO_LATE,
+ *   final: the check never asks again
  * A PAYING offer counts as paid: the holder may have seen the word even if its answer never
  * came, so the next buy of the item asks for the key and the wallet disputes it after the
  * deadline. */
@@ -27,6 +29,7 @@ enum wkey_offer_state {
 	WKO_DISPUTED = 3,
 	WKO_REFUNDED = 4,
 	WKO_PAYING = 5,
+	WKO_TOO_LATE = 6, /* the broker refused its dispute TOO_LATE: final, never asked again */
 };
 
 struct wkey_offer {

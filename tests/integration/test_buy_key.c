@@ -13,7 +13,9 @@
  *   the wallet's account exactly once (REFUNDED, asked again: the same);
  * - a merchant that answers the dispute late but in time: restarted without the fault, its
  *   poller hands the key to the broker, and the wallet's next `dispute` gets the key through
- *   the broker and writes the file.
+ *   the broker and writes the file;
+ * - a buyer who lets T_dispute pass: the broker refuses TOO_LATE, the offer is kept TOO_LATE
+ *   and the wallet refuses to dispute it again; nothing is refunded.
  * Every test ends with the broker's audit clean. */
 #include <check.h>
 #include <stdio.h>
@@ -323,6 +325,28 @@ START_TEST(late_key_through_the_broker)
 }
 END_TEST
 
+/* A buyer who never disputes within T_dispute: the broker refuses TOO_LATE, and the wallet
+ * keeps the offer TOO_LATE (final) instead of asking again every round. */
+START_TEST(dispute_too_late_is_final)
+{
+	char ch[80], ref[80], out[800], err[2048];
+	int64_t paid_to;
+	paid_without_key(ch, sizeof(ch), ref, sizeof(ref), out, sizeof(out), &paid_to);
+	int64_t bal = balance();
+	net_clock_advance(&net, 601 + 86400 + 1); /* past the deadline and T_dispute */
+	/* The wallet's own check may have asked first; either way the answer names TOO_LATE. */
+	ck_assert(dispute(ch, ref, err, sizeof(err)) == NULL);
+	ck_assert_msg(strstr(err, "TOO_LATE"), "%s", err);
+	json_t *o = key_offer(ref);
+	ck_assert_str_eq(json_str(o, "state"), "TOO_LATE");
+	json_decref(o);
+	ck_assert(dispute(ch, ref, err, sizeof(err)) == NULL); /* final: refused by the wallet */
+	ck_assert_msg(strstr(err, "the offer is TOO_LATE"), "%s", err);
+	ck_assert_int_eq(balance(), bal); /* nothing refunded */
+	net_audit_clean(&net);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("buy_key");
@@ -333,6 +357,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, tampered_ciphertext_not_paid);
 	tcase_add_test(tc, withheld_key_refunded);
 	tcase_add_test(tc, late_key_through_the_broker);
+	tcase_add_test(tc, dispute_too_late_is_final);
 	suite_add_tcase(s, tc);
 	return s;
 }

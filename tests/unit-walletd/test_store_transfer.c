@@ -2,7 +2,8 @@
  * is migrated with its channel intact in segment 0; a transfer out is TRANSFERRING with its exact
  * Transfer bytes, then TRANSFERRED_OUT with its bundle, across reopening; an offer, its
  * acceptance (channel row in segment s from the offer's secrets, pairs, claim) and the claim's
- * answer come back after reopening. */
+ * answer come back after reopening. A key_offers table from before state TOO_LATE is widened
+ * at open with its rows intact. */
 #include <check.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #include "stmt.h"
+#include "store_key_offer.h"
 #include "store.h"
 #include "wallet.h"
 #include "../check_run.h"
@@ -277,6 +279,62 @@ START_TEST(offer_accept_and_claim_survive_reopening)
 }
 END_TEST
 
+/* key_offers as walletd created it before state TOO_LATE (CHECK state BETWEEN 0 AND 5). */
+static const char key_offers_v1[] = "CREATE TABLE key_offers_v1 ("
+				    "  channel_id BLOB NOT NULL CHECK (length(channel_id) = 16),"
+				    "  order_ref BLOB NOT NULL CHECK (length(order_ref) = 16),"
+				    "  offer BLOB NOT NULL, custody BLOB,"
+				    "  prefix BLOB NOT NULL CHECK (length(prefix) = 8),"
+				    "  item TEXT NOT NULL, out TEXT NOT NULL,"
+				    "  size INTEGER NOT NULL, chunk_size INTEGER NOT NULL,"
+				    "  chunks INTEGER NOT NULL, deadline INTEGER NOT NULL,"
+				    "  state INTEGER NOT NULL CHECK (state BETWEEN 0 AND 5),"
+				    "  key BLOB CHECK (key IS NULL OR length(key) = 32),"
+				    "  refunded INTEGER NOT NULL DEFAULT 0,"
+				    "  stored_at INTEGER NOT NULL,"
+				    "  PRIMARY KEY (channel_id, order_ref));"
+				    "INSERT INTO key_offers_v1 SELECT * FROM key_offers;"
+				    "DROP TABLE key_offers;"
+				    "ALTER TABLE key_offers_v1 RENAME TO key_offers;";
+
+START_TEST(old_key_offers_widened_for_too_late)
+{
+	struct wstore *s = wstore_open(path, &test_clock, err, sizeof(err));
+	ck_assert_msg(s != NULL, "%s", err);
+	struct wkey_offer o = {.channel_id = {1},
+			       .order_ref = {2},
+			       .size = 10,
+			       .chunk_size = 1024,
+			       .chunks = 1,
+			       .deadline = 99};
+	o.offer = stmt(15, 0x60);
+	snprintf(o.item, sizeof(o.item), "book");
+	snprintf(o.out, sizeof(o.out), "/tmp/book.out");
+	ck_assert(wstore_key_offer_put(s, &o));
+	ck_assert(wstore_key_offer_set(s, o.channel_id, o.order_ref, WKO_PAID, NULL, 0));
+	wstore_close(s);
+	sql(key_offers_v1);			  /* back to the old table, the row in it */
+	for (int round = 0; round < 2; round++) { /* widened once; the second open keeps it */
+		s = wstore_open(path, &test_clock, err, sizeof(err));
+		ck_assert_msg(s != NULL, "%s", err);
+		struct wkey_offer got;
+		ck_assert(wstore_key_offer_get(s, o.channel_id, o.order_ref, &got));
+		ck_assert_int_eq(got.state, round ? WKO_TOO_LATE : WKO_PAID);
+		ck_assert_str_eq(got.item, "book");
+		ck_assert_uint_eq(got.deadline, 99);
+		uint8_t want_hash[MP_HASH_LEN], got_hash[MP_HASH_LEN];
+		mp_stmt_hash(o.offer, want_hash);
+		mp_stmt_hash(got.offer, got_hash);
+		ck_assert_mem_eq(got_hash, want_hash, MP_HASH_LEN);
+		wkey_offer_clear(&got);
+		ck_assert(
+		    wstore_key_offer_set(s, o.channel_id, o.order_ref, WKO_TOO_LATE, NULL, 0));
+		wstore_close(s);
+	}
+	mp_stmt_free(o.offer);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("walletd_store_transfer");
@@ -284,6 +342,7 @@ int main(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, v2_store_migrates_and_transfers_out);
 	tcase_add_test(tc, offer_accept_and_claim_survive_reopening);
+	tcase_add_test(tc, old_key_offers_widened_for_too_late);
 	suite_add_tcase(s, tc);
 	return mp_check_run(s);
 }
