@@ -56,6 +56,7 @@ const struct db_statement broker_statements[] = {
      "SELECT * FROM mp_dispute_open($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, "
      "$14, $15, $16, $17)",
      17},
+    {"dispute_prove", "SELECT * FROM mp_dispute_prove($1, $2, $3, $4, $5, $6, $7)", 7},
     {"dispute_key", "SELECT * FROM mp_dispute_key($1, $2, $3, $4, $5)", 5},
     {"open_disputes", "SELECT * FROM mp_open_disputes($1, $2)", 2},
     {"dispute_due", "SELECT * FROM mp_dispute_due($1, $2)", 2},

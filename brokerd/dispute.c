@@ -16,6 +16,9 @@
  *      | (type 15) under the merchant key, each strictly parsed   --(refused)--> BAD_SIG /
  *      |                     MALFORMED             --(queue full)--> LIMIT busy
  *      v
+ *      | with a BadKeyProof (bad_key): checked against the verified Offer on the same worker
+ *      | (common/sealed_proof.h) --(the key opens the chunk)--> CONFLICT; --(not the Offer's
+ *      | key or chunk, malformed)--> MALFORMED; else proven
  *   fields: w 32 bytes, payout 16, the Offer's ids as peeked, pay_index = after_index +
  *      | ceil(price / unit_value) within MAX_JUMP and <= n --(else)--------> MALFORMED
  *      v
@@ -27,6 +30,9 @@
  *      v
  *   mp_dispute_open (db, one transaction) --> OK + OPEN, answer_by (or a refusal, nothing
  *      stored)
+ *   proven, the dispute stored (by mp_dispute_open just now, or found by dispute_check with
+ *      the same statement) --> mp_dispute_prove (dispute_prove.c): OPEN with answer_by = now,
+ *      refunded by the next sweep (or the stored answer, or TOO_LATE)
  *
  * Every refusal before mp_dispute_open stores nothing, except that custody evidence (Handoffs,
  * Transfer/Cap pairs) verified on the way is recorded as a Redeem's is. */
@@ -42,6 +48,7 @@
 #include "pb_peek.h"
 #include "proto_limits.h"
 #include "sealed.h"
+#include "sealed_proof.h"
 #include "stmt.h"
 #include "util.h"
 #include "verify_job.h"
@@ -59,6 +66,7 @@ static void dispute_free(struct dispute *d)
 		mp_stmt_free(d->segments[i]);
 	free(d->custody);
 	free(d->segments);
+	free(d->proof);
 	free(d);
 }
 
@@ -127,8 +135,11 @@ void dispute_reply_row(struct dispute *d, const PGresult *res, const char *error
 static void on_checked(const PGresult *res, const char *error, void *arg)
 {
 	struct dispute *d = arg;
-	if (res && PQntuples(res) == 1 && db_get_i64(res, 0, "status") == MP_ST(OK))
+	int64_t status = res && PQntuples(res) == 1 ? db_get_i64(res, 0, "status") : -1;
+	if (status == MP_ST(OK))
 		dispute_evidence_run(d);
+	else if (status == MP_ST(DUPLICATE_OK) && d->proven)
+		dispute_prove(d); /* stored: the proof goes on it */
 	else
 		dispute_reply_row(d, res, error);
 }
@@ -159,6 +170,9 @@ struct sig_job {
 	char detail[160];
 	struct mp_offer offer;
 	uint8_t w[MP_HASH_LEN], payout[MP_ID_LEN];
+	const uint8_t *proof; /* d's packed BadKeyProof, or NULL */
+	size_t proof_len;
+	bool proven;
 };
 
 static MpCode sig_fail(struct sig_job *job, MpCode code, const char *what)
@@ -186,6 +200,26 @@ static void open_body(struct sig_job *job, const Micropay__V1__Dispute *body)
 	job->code = MP_ST(OK);
 }
 
+/* The BadKeyProof against the verified Offer (common/sealed_proof.h): one AES-GCM pass over
+ * at most 512 KiB and a few dozen hashes, on this worker. */
+static void check_proof(struct sig_job *job)
+{
+	ProtobufCMessage *m =
+	    mp_strict_unpack(&micropay__v1__bad_key_proof__descriptor, job->proof, job->proof_len);
+	if (!m) {
+		sig_fail(job, MP_ST(MALFORMED), "bad_key unreadable");
+		return;
+	}
+	enum mp_bad_key_verdict v = mp_bad_key_check(
+	    (const Micropay__V1__BadKeyProof *)m, job->offer.key_hash, job->offer.ciphertext_hash);
+	protobuf_c_message_free_unpacked(m, NULL);
+	if (v == MP_BAD_KEY_PROVEN)
+		job->proven = true;
+	else
+		sig_fail(job, v == MP_BAD_KEY_OPENS ? MP_ST(CONFLICT) : MP_ST(MALFORMED),
+			 mp_bad_key_verdict_text(v));
+}
+
 static void sig_work(void *arg, const atomic_bool *stop)
 {
 	(void)stop;
@@ -199,6 +233,8 @@ static void sig_work(void *arg, const atomic_bool *stop)
 	}
 	open_body(job, (const Micropay__V1__Dispute *)body);
 	protobuf_c_message_free_unpacked(body, NULL);
+	if (job->code == MP_ST(OK) && job->proof)
+		check_proof(job);
 }
 
 static const char *check_offer(const struct dispute *d, const struct mp_offer *o)
@@ -234,6 +270,7 @@ static void on_signed(void *arg, enum mp_job_outcome outcome)
 		return;
 	}
 	d->offer = job->offer;
+	d->proven = job->proven;
 	memcpy(d->w, job->w, MP_HASH_LEN);
 	memcpy(d->payout, job->payout, MP_ID_LEN);
 	free(job);
@@ -262,7 +299,11 @@ static void on_lookup(const PGresult *res, const char *error, void *arg)
 		dispute_reply(d, MP_ST(INTERNAL), "out of memory");
 		return;
 	}
-	*job = (struct sig_job){.d = d, .stmt = d->stmt, .code = MP_ST(INTERNAL)};
+	*job = (struct sig_job){.d = d,
+				.stmt = d->stmt,
+				.code = MP_ST(INTERNAL),
+				.proof = d->proof,
+				.proof_len = d->proof_len};
 	d->n = (uint32_t)db_get_i64(res, 0, "n");
 	d->unit_value = (uint64_t)db_get_i64(res, 0, "unit_value");
 	const char *refusal = NULL;
@@ -332,6 +373,12 @@ static const char *take_request(struct dispute *d, const Micropay__V1__DisputeRe
 	    !copy_list(&d->segments, &d->n_segments, req->segments, req->n_segments))
 		return "custody or segments unreadable";
 	mp_stmt_hash(d->stmt, d->stmt_hash);
+	if (req->bad_key) {
+		d->proof_len = protobuf_c_message_get_packed_size(&req->bad_key->base);
+		if (!(d->proof = malloc(d->proof_len)))
+			return "out of memory";
+		protobuf_c_message_pack(&req->bad_key->base, d->proof);
+	}
 	return NULL;
 }
 

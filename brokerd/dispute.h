@@ -31,6 +31,10 @@ struct dispute {
 	uint8_t w[MP_HASH_LEN], payout[MP_ID_LEN];
 	char what[MP_HEX_ID_LEN + 80]; /* "channel X from PEER" for logs */
 	bool budgeted; /* counted by dispute_budget_admit: dispute_budget_done when answered */
+	/* the request's BadKeyProof, packed (NULL: none); proven once checked on the worker */
+	uint8_t *proof;
+	size_t proof_len;
+	bool proven;
 };
 
 /* The DisputeState of a disputes.state text (NONE for NULL). */
@@ -42,3 +46,6 @@ void dispute_reply_row(struct dispute *d, const PGresult *res, const char *error
 /* The evidence step (dispute_evidence.c): w_pay_index and the custody verified as the
  * merchant's claim at pay_index, then mp_dispute_open. Answers and frees d. */
 void dispute_evidence_run(struct dispute *d);
+/* The proven BadKeyProof recorded on the stored dispute (dispute_prove.c, mp_dispute_prove).
+ * Answers and frees d. */
+void dispute_prove(struct dispute *d);

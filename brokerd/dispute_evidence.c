@@ -47,7 +47,11 @@ static void on_refused(struct redeem *rd, MpCode code, const char *detail)
 
 static void on_opened(const PGresult *res, const char *error, void *arg)
 {
-	dispute_reply_row(arg, res, error);
+	struct dispute *d = arg;
+	if (d->proven && res && PQntuples(res) == 1 && db_get_i64(res, 0, "status") == MP_ST(OK))
+		dispute_prove(d); /* opened: the proof goes on it */
+	else
+		dispute_reply_row(d, res, error);
 }
 
 /* Every check passed (or claim 0 refused): mp_dispute_open, or the refusal. */

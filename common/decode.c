@@ -35,6 +35,7 @@ static const struct item_limit item_limits[] = {
     {&micropay__v1__transfer_bundle__descriptor, 3, MP_MAX_CUSTODY},	      /* custody */
     {&micropay__v1__transfer_bundle__descriptor, 4, MP_MAX_CUSTODY},	      /* merchant_certs */
     {&micropay__v1__close_resp__descriptor, 3, MP_MAX_CUSTODY},		      /* custody */
+    {&micropay__v1__bad_key_proof__descriptor, 5, MP_MAX_PROOF_PATH},	      /* path */
     {&micropay__v1__close_resp__descriptor, 4, MP_MAX_CUSTODY},		      /* merchant_certs */
     {&micropay__v1__close_resp__descriptor, 5, MP_MAX_SEGMENT_STMTS},	      /* segments */
     {&micropay__v1__dispute_req__descriptor, 2, MP_MAX_CUSTODY},	      /* custody */

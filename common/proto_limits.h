@@ -19,3 +19,5 @@
 /* ForcedCloses of epochs one merchant held answered in one ForcedClosesResp (the newest first;
  * older ones were delivered by earlier polls). */
 #define MP_MAX_FORCED_CLOSES 256
+/* Hashes in a BadKeyProof's audit path: a tree of up to 2^32 chunks (common/sealed_tree.h). */
+#define MP_MAX_PROOF_PATH 32

@@ -3,7 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/sha.h>
 
 #include "log.h"
 
@@ -72,38 +74,13 @@ bool mp_open_chunk(const uint8_t key[MP_SEAL_KEY_LEN], const uint8_t prefix[MP_S
 	return ok;
 }
 
-struct mp_sealed_hash {
-	EVP_MD_CTX *md;
-};
-
-struct mp_sealed_hash *mp_sealed_hash_new(void)
+void mp_sealed_prefix(const uint8_t key[MP_SEAL_KEY_LEN], uint8_t prefix[MP_SEAL_PREFIX_LEN])
 {
-	struct mp_sealed_hash *h = calloc(1, sizeof(*h));
-	if (!h)
-		return NULL;
-	h->md = EVP_MD_CTX_new();
-	if (!h->md || EVP_DigestInit_ex(h->md, EVP_sha256(), NULL) != 1) {
-		mp_sealed_hash_free(h);
-		return NULL;
-	}
-	return h;
-}
-
-bool mp_sealed_hash_add(struct mp_sealed_hash *h, const uint8_t *sealed, size_t len)
-{
-	return EVP_DigestUpdate(h->md, sealed, len) == 1;
-}
-
-bool mp_sealed_hash_final(struct mp_sealed_hash *h, uint8_t out[32])
-{
-	unsigned int n = 0;
-	return EVP_DigestFinal_ex(h->md, out, &n) == 1 && n == 32;
-}
-
-void mp_sealed_hash_free(struct mp_sealed_hash *h)
-{
-	if (!h)
-		return;
-	EVP_MD_CTX_free(h->md);
-	free(h);
+	static const char label[] = "MPAY1-SEALED-PREFIX";
+	uint8_t in[sizeof(label) - 1 + MP_SEAL_KEY_LEN], h[SHA256_DIGEST_LENGTH];
+	memcpy(in, label, sizeof(label) - 1);
+	memcpy(in + sizeof(label) - 1, key, MP_SEAL_KEY_LEN);
+	SHA256(in, sizeof(in), h);
+	memcpy(prefix, h, MP_SEAL_PREFIX_LEN);
+	OPENSSL_cleanse(in, sizeof(in));
 }

@@ -2,8 +2,10 @@
  * with AES-256-GCM (OpenSSL EVP) under one fresh 32-byte key per offer. Chunk k (0-based) uses
  * the 12-byte nonce prefix[8] || be32(k), no associated data, and is carried as its ciphertext
  * followed by its 16-byte tag, so a chunk of len bytes seals to len + 16. A nonce is never
- * reused under a key: every offer draws its own key, and k differs per chunk. The Offer's
- * ciphertext_hash is SHA-256 over the sealed chunks in order (mp_sealed_hash_*).
+ * reused under a key: every offer draws its own key, and k differs per chunk. The nonce prefix is
+ * derived from the key (mp_sealed_prefix), and the Offer's ciphertext_hash is a Merkle tree over
+ * the sealed chunks (sealed_tree.h), so a key that matches key_hash but does not open a chunk
+ * can be proven to the broker.
  *
  * Thread-safe: nothing is shared; merchantd seals on its worker pool, walletd opens on its. */
 #pragma once
@@ -26,10 +28,7 @@ bool mp_seal_chunk(const uint8_t key[MP_SEAL_KEY_LEN], const uint8_t prefix[MP_S
 bool mp_open_chunk(const uint8_t key[MP_SEAL_KEY_LEN], const uint8_t prefix[MP_SEAL_PREFIX_LEN],
 		   uint32_t k, const uint8_t *in, size_t sealed_len, uint8_t *out);
 
-/* SHA-256 over the sealed chunks in order: new, add each, final, free.
- * NULL from init when memory is short. */
-struct mp_sealed_hash;
-struct mp_sealed_hash *mp_sealed_hash_new(void);
-bool mp_sealed_hash_add(struct mp_sealed_hash *h, const uint8_t *sealed, size_t len);
-bool mp_sealed_hash_final(struct mp_sealed_hash *h, uint8_t out[32]);
-void mp_sealed_hash_free(struct mp_sealed_hash *h);
+/* The nonce prefix of an offer sealed under key: the first 8 bytes of
+ * SHA-256("MPAY1-SEALED-PREFIX" || key). Derived, not drawn, so the key alone fixes how every
+ * chunk opens. */
+void mp_sealed_prefix(const uint8_t key[MP_SEAL_KEY_LEN], uint8_t prefix[MP_SEAL_PREFIX_LEN]);

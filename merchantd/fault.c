@@ -14,6 +14,7 @@ static const struct {
     {"close_after_commit", MP_FAULT_CLOSE_AFTER_COMMIT},
     {"offer_tamper_chunk", MP_FAULT_OFFER_TAMPER_CHUNK},
     {"key_withhold", MP_FAULT_KEY_WITHHOLD},
+    {"offer_wrong_key", MP_FAULT_OFFER_WRONG_KEY},
 };
 
 bool mp_fault_from_env(enum mp_fault *out)
@@ -29,7 +30,7 @@ bool mp_fault_from_env(enum mp_fault *out)
 			return true;
 		}
 	log_err("MP_FAULT=%s: unknown fault point (known: handoff_after_commit, cap_after_commit, "
-		"close_after_commit, offer_tamper_chunk, key_withhold)",
+		"close_after_commit, offer_tamper_chunk, key_withhold, offer_wrong_key)",
 		name);
 	return false;
 }

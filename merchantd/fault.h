@@ -21,6 +21,9 @@ enum mp_fault {
 	MP_FAULT_OFFER_TAMPER_CHUNK,
 	/* a seller that withholds keys: KeyReq for a paid offer is answered INTERNAL, no key */
 	MP_FAULT_KEY_WITHHOLD,
+	/* a seller whose key does not open its goods: chunks are sealed under SHA-256(K) while
+	 * the Offer's key_hash and every released key are K's (offer_sealing_copy) */
+	MP_FAULT_OFFER_WRONG_KEY,
 };
 
 /* MP_FAULT from the environment; false (and the reason logged) for an unknown name. */

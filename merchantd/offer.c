@@ -13,8 +13,9 @@
  *        channel no longer payable --> EXPIRED
  *        units above MAX_JUMP, pay_index beyond n, the worker queue full --> LIMIT
  *        v
- *   HASHING [worker pool, offer_seal.c]: K, prefix, order_ref drawn; the file read, sealed and
- *        hashed --(changed)--> CONFLICT; --(unreadable)--> INTERNAL
+ *   HASHING [worker pool, offer_seal.c]: K and order_ref drawn, the prefix derived from K;
+ *        the file read, sealed and hashed into the Merkle tree (common/sealed_tree.h)
+ *        --(changed)--> CONFLICT; --(unreadable)--> INTERNAL
  *        v   (the channel's last moved, or it is no longer held --> CONFLICT: ask again)
  *   SIGNING [worker pool, common/sign_job.h]: the Offer statement under our key
  *        --(queue full)--> LIMIT; --(failed)--> INTERNAL
@@ -218,7 +219,19 @@ static void on_hashed(void *arg, const struct offer_hashed *r)
 	}
 }
 
-/* A new offer of it on ch (arithmetic checked by the caller): K, prefix and order_ref drawn. */
+struct offer *offer_sealing_copy(const struct merchant *m, const struct offer *o)
+{
+	struct offer *c = offer_copy(o);
+	if (c && m->fault == MP_FAULT_OFFER_WRONG_KEY) { /* fault.h: a dishonest seller */
+		uint8_t other[SHA256_DIGEST_LENGTH];
+		SHA256(o->key, MP_SEAL_KEY_LEN, other);
+		memcpy(c->key, other, MP_SEAL_KEY_LEN);
+	}
+	return c;
+}
+
+/* A new offer of it on ch (arithmetic checked by the caller): K and order_ref drawn, the nonce
+ * prefix derived from K (mp_sealed_prefix). */
 static struct offer *offer_new(const struct merchant *m, const struct catalogue_item *it,
 			       const struct channel *ch, uint32_t units)
 {
@@ -228,11 +241,11 @@ static struct offer *offer_new(const struct merchant *m, const struct catalogue_
 	o->item = *it;
 	o->item.path = strdup(it->path);
 	if (!o->item.path || !mp_random_bytes(o->key, MP_SEAL_KEY_LEN) ||
-	    !mp_random_bytes(o->prefix, MP_SEAL_PREFIX_LEN) ||
 	    !mp_random_bytes(o->order_ref, OFFER_REF_LEN)) {
 		offer_free(o);
 		return NULL;
 	}
+	mp_sealed_prefix(o->key, o->prefix);
 	memcpy(o->channel_id, ch->id, MP_ID_LEN);
 	o->seg_seq = ch->seg_seq;
 	o->after_index = ch->last;

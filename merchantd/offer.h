@@ -46,6 +46,9 @@ struct offer {
 
 /* A deep copy (for the store thread); NULL on out of memory. */
 struct offer *offer_copy(const struct offer *o);
+/* A copy for sealing chunks: its key is the key the goods are sealed under (the offer's own;
+ * under MP_FAULT_OFFER_WRONG_KEY, fault.h, another). NULL when memory is short. */
+struct offer *offer_sealing_copy(const struct merchant *m, const struct offer *o);
 void offer_free(struct offer *o);
 
 /* The channel's current offer if it was made in the channel's current segment, else NULL. */

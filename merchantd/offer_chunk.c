@@ -147,7 +147,7 @@ void offer_chunk(struct merchant *m, struct mp_conn *c, uint64_t request_id,
 				       .k = k,
 				       .len = catalogue_chunk_len(&o->item, k),
 				       .outcome = GOODS_FAILED,
-				       .snap = offer_copy(o)};
+				       .snap = offer_sealing_copy(m, o)};
 		memcpy(j->channel_id, ch->id, MP_ID_LEN);
 		j->plain = malloc(j->len);
 		j->sealed = malloc(j->len + MP_SEAL_TAG_LEN);

@@ -13,6 +13,7 @@
 #include "log.h"
 #include "merchant.h"
 #include "sealed.h"
+#include "sealed_tree.h"
 #include "workers.h"
 
 struct hash_job {
@@ -71,7 +72,7 @@ static void done(void *arg, enum mp_job_outcome outcome)
 bool offer_hash_submit(struct merchant *m, const struct offer *o, offer_hashed_fn fn, void *arg)
 {
 	struct hash_job *j = calloc(1, sizeof(*j));
-	if (!j || !(j->o = offer_copy(o))) {
+	if (!j || !(j->o = offer_sealing_copy(m, o))) {
 		free(j);
 		return false;
 	}

@@ -9,6 +9,7 @@
 #include "buy_file.h"
 #include "log.h"
 #include "sealed.h"
+#include "sealed_tree.h"
 #include "workers.h"
 
 enum job { JOB_NONE, JOB_WRITE, JOB_COMMIT };

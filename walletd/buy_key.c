@@ -16,7 +16,10 @@
  *     PAYING pay_index - after_index units, order_ref = the Offer's (one Pay, in flight on
  *     record first) --accepted--> stored PAID --> KEY
  *   KEY: KeyReq --OK, SHA-256(key) = key_hash--> stored KEYED --> UNSEALING (worker:
- *     every chunk's tag verified) --> DONE (answered)
+ *     every chunk's tag verified, the nonce prefix derived from the key) --> DONE (answered)
+ *   UNSEALING --chunk k does not open under the key--> stored KEY_BAD with a BadKeyProof
+ *     (buy_unseal.h) --> FAILED, paid: after the deadline the wallet disputes it with the
+ *     proof and the broker refunds it (dispute.c)
  *   KEY --TOO_EARLY (the Pay still committing)--> KeyReq again after 200 ms, a bounded number
  *     of times
  *   OFFER, FETCHING, COMMITTING --refusal, bad answer, hash mismatch--> FAILED, nothing paid
@@ -38,6 +41,7 @@
 #include "buy_unseal.h"
 #include "log.h"
 #include "offer.h"
+#include "sealed_tree.h"
 #include "session.h"
 #include "stmt.h"
 #include "store_key_offer.h"
@@ -90,9 +94,23 @@ static void sealed_path(const struct buy_op *x, char *out, size_t len)
 
 /* ---- the key, and the plaintext ---- */
 
-static void on_unsealed(void *arg, const char *err)
+static void on_unsealed(void *arg, const char *err, const uint8_t *proof, size_t proof_len)
 {
 	struct buy_op *x = arg;
+	if (proof && !wstore_key_offer_bad_key(wallet_of(x)->store, x->ch->channel_id,
+					       x->purchase_id, proof, proof_len)) {
+		key_fail(x, "the key arrived and is stored, but %s; the proof cannot be stored",
+			 err);
+		return;
+	}
+	if (proof) {
+		key_fail(x,
+			 "paid up to %u, but the merchant's key does not open its goods (%s): the "
+			 "proof is stored (KEY_BAD) and the wallet disputes it at the broker after "
+			 "the deadline %llu",
+			 x->key->offer.pay_index, err, (unsigned long long)x->key->offer.deadline);
+		return;
+	}
 	if (err) {
 		key_fail(x, "the key arrived and is stored, but %s", err);
 		return;
@@ -120,7 +138,6 @@ static void unseal(struct buy_op *x, const uint8_t key[MP_SEAL_KEY_LEN])
 				       .chunks = x->chunks};
 	snprintf(spec.out, sizeof(spec.out), "%s", x->key->o.out);
 	memcpy(spec.key, key, MP_SEAL_KEY_LEN);
-	memcpy(spec.prefix, x->key->o.prefix, MP_SEAL_PREFIX_LEN);
 	if (!buy_unseal(wallet_of(x)->workers, &spec, on_unsealed, x))
 		key_fail(x, "the key is stored but the decryption cannot be queued (workers busy)");
 }

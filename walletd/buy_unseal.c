@@ -8,13 +8,22 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "log.h"
+#include "proto.h"
+#include "sealed_tree.h"
 #include "workers.h"
 
 struct unseal_job {
 	struct buy_unseal_spec spec;
+	uint8_t prefix[MP_SEAL_PREFIX_LEN];
 	char sealed[4104], part[4104];
 	char err[8400];
+	bool bad_chunk; /* chunk bad_k's tag did not verify */
+	uint32_t bad_k;
+	uint8_t *proof; /* the packed BadKeyProof, when built */
+	size_t proof_len;
 	buy_unseal_fn done;
 	void *arg;
 };
@@ -66,7 +75,9 @@ static bool open_all(struct unseal_job *j, int in, int out, uint8_t *sealed, uin
 				 j->sealed);
 			return false;
 		}
-		if (!mp_open_chunk(sp->key, sp->prefix, k, sealed, len + MP_SEAL_TAG_LEN, plain)) {
+		if (!mp_open_chunk(sp->key, j->prefix, k, sealed, len + MP_SEAL_TAG_LEN, plain)) {
+			j->bad_chunk = true;
+			j->bad_k = k;
 			snprintf(j->err, sizeof(j->err),
 				 "chunk %u of %s does not open under the key (its tag does not "
 				 "verify)",
@@ -80,6 +91,54 @@ static bool open_all(struct unseal_job *j, int in, int out, uint8_t *sealed, uin
 		}
 	}
 	return true;
+}
+
+/* Every chunk's leaf hash (n x 32 bytes, malloc'd); NULL with j->err. */
+static uint8_t (*leaf_hashes(struct unseal_job *j, int in, uint8_t *sealed))[MP_SEALED_HASH_LEN]
+{
+	const struct buy_unseal_spec *sp = &j->spec;
+	uint8_t(*leaves)[MP_SEALED_HASH_LEN] = calloc(sp->chunks, MP_SEALED_HASH_LEN);
+	for (uint32_t k = 0; leaves && k < sp->chunks; k++) {
+		size_t len = chunk_len(sp, k) + MP_SEAL_TAG_LEN;
+		if (!read_full(in, sealed, len, (uint64_t)k * (sp->chunk_size + MP_SEAL_TAG_LEN)) ||
+		    !mp_sealed_leaf(k, sealed, len, leaves[k])) {
+			free(leaves);
+			leaves = NULL;
+		}
+	}
+	if (!leaves)
+		snprintf(j->err + strlen(j->err), sizeof(j->err) - strlen(j->err),
+			 "; no proof could be built from %s", j->sealed);
+	return leaves;
+}
+
+/* The BadKeyProof of chunk bad_k (read into sealed), packed into j->proof. */
+static void build_proof(struct unseal_job *j, int in, uint8_t *sealed)
+{
+	struct buy_unseal_spec *sp = &j->spec;
+	uint8_t(*leaves)[MP_SEALED_HASH_LEN] = leaf_hashes(j, in, sealed);
+	uint8_t path[MP_SEALED_PATH_MAX][MP_SEALED_HASH_LEN];
+	ProtobufCBinaryData hashes[MP_SEALED_PATH_MAX];
+	size_t len = chunk_len(sp, j->bad_k) + MP_SEAL_TAG_LEN;
+	if (!leaves ||
+	    !read_full(in, sealed, len, (uint64_t)j->bad_k * (sp->chunk_size + MP_SEAL_TAG_LEN))) {
+		free(leaves);
+		return;
+	}
+	Micropay__V1__BadKeyProof p = MICROPAY__V1__BAD_KEY_PROOF__INIT;
+	p.key = (ProtobufCBinaryData){MP_SEAL_KEY_LEN, sp->key};
+	p.chunk_index = j->bad_k;
+	p.chunk_count = sp->chunks;
+	p.sealed_chunk = (ProtobufCBinaryData){len, sealed};
+	p.n_path = mp_sealed_path((const uint8_t(*)[MP_SEALED_HASH_LEN])leaves, sp->chunks,
+				  j->bad_k, path);
+	for (size_t i = 0; i < p.n_path; i++)
+		hashes[i] = (ProtobufCBinaryData){MP_SEALED_HASH_LEN, path[i]};
+	p.path = hashes;
+	free(leaves);
+	j->proof_len = protobuf_c_message_get_packed_size(&p.base);
+	if ((j->proof = malloc(j->proof_len)))
+		protobuf_c_message_pack(&p.base, j->proof);
 }
 
 static bool finish(struct unseal_job *j, int out)
@@ -118,6 +177,8 @@ static void work(void *arg, const atomic_bool *stop)
 			 j->part, strerror(errno));
 	else
 		ok = open_all(j, in, out, sealed, plain) && finish(j, out);
+	if (!ok && j->bad_chunk)
+		build_proof(j, in, sealed);
 	if (in >= 0)
 		close(in);
 	if (out >= 0)
@@ -133,7 +194,9 @@ static void job_done(void *arg, enum mp_job_outcome outcome)
 	struct unseal_job *j = arg;
 	if (outcome == MP_JOB_CANCELLED && !j->err[0])
 		snprintf(j->err, sizeof(j->err), "walletd is stopping");
-	j->done(j->arg, j->err[0] ? j->err : NULL);
+	j->done(j->arg, j->err[0] ? j->err : NULL, j->proof, j->proof_len);
+	OPENSSL_cleanse(j->spec.key, sizeof(j->spec.key));
+	free(j->proof);
 	free(j);
 }
 
@@ -144,6 +207,7 @@ bool buy_unseal(struct mp_workers *workers, const struct buy_unseal_spec *spec, 
 	if (!j)
 		return false;
 	j->spec = *spec;
+	mp_sealed_prefix(spec->key, j->prefix);
 	snprintf(j->sealed, sizeof(j->sealed), "%s.sealed", spec->out);
 	snprintf(j->part, sizeof(j->part), "%s.part", spec->out);
 	j->done = done;

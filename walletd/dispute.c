@@ -11,7 +11,10 @@
  *                         --KEY_RELEASED: the key checked against key_hash--> KEYED, OUT.sealed
  *                           opened into OUT (buy_unseal.c)
  *                         --REFUNDED--> REFUNDED (the amount paid to the payout account)
- *   PAYING or PAID --TOO_LATE (past the Offer's deadline + T_dispute, or redeem_until)-->
+ *   KEY_BAD (the key does not open a chunk, buy_unseal.h) --deadline passed: the same dispute
+ *     with the stored BadKeyProof--> DISPUTED (the broker answers OPEN, due at once) -->
+ *     REFUNDED after its next sweep; the proof goes with every later ask
+ *   PAYING, PAID or KEY_BAD --TOO_LATE (past the Offer's deadline + T_dispute, or redeem_until)-->
  *     TOO_LATE: final, neither the check nor `dispute` asks again (the answer says why)
  *   any --TOO_EARLY, refused, unreachable--> unchanged (the answer says why) */
 #include <event2/event.h>
@@ -91,9 +94,17 @@ static json_t *answer_of(const struct dispute_op *op, const char *state, uint64_
 			 "out", op->o.out);
 }
 
-static void on_unsealed(void *arg, const char *err)
+static void on_unsealed(void *arg, const char *err, const uint8_t *proof, size_t proof_len)
 {
 	struct dispute_op *op = arg;
+	if (proof) {
+		bool kept = wstore_key_offer_bad_key(op->w->store, op->o.channel_id,
+						     op->o.order_ref, proof, proof_len);
+		op_fail(op, "the key the broker relayed does not open the goods (%s): %s", err,
+			kept ? "the proof is stored (KEY_BAD) and sent with the next dispute"
+			     : "the proof cannot be stored");
+		return;
+	}
 	if (err) {
 		op_fail(op, "the broker relayed the key (stored), but %s", err);
 		return;
@@ -129,7 +140,6 @@ static void take_key(struct dispute_op *op, const ProtobufCBinaryData *key)
 				       .chunks = op->o.chunks};
 	snprintf(spec.out, sizeof(spec.out), "%s", op->o.out);
 	memcpy(spec.key, key->data, MP_SEAL_KEY_LEN);
-	memcpy(spec.prefix, op->o.prefix, MP_SEAL_PREFIX_LEN);
 	op->answer = answer_of(op, "KEY_RELEASED", 0, 0);
 	if (!buy_unseal(op->w->workers, &spec, on_unsealed, op))
 		op_fail(op, "the key is stored but the decryption cannot be queued");
@@ -219,9 +229,18 @@ static uint8_t *build_request(struct dispute_op *op, struct wchannel *ch, size_t
 	rq.n_custody = op->o.custody ? 1 : 0;
 	rq.segments = ch->segments;
 	rq.n_segments = ch->n_segments;
-	uint8_t *bytes = mp_stmt_pack_body(&rq.base, len);
+	if (op->o.proof)
+		rq.bad_key =
+		    micropay__v1__bad_key_proof__unpack(NULL, op->o.proof_len, op->o.proof);
+	*why = "the stored proof is unreadable";
+	uint8_t *bytes = op->o.proof && !rq.bad_key ? NULL : mp_stmt_pack_body(&rq.base, len);
+	if (rq.bad_key) {
+		micropay__v1__bad_key_proof__free_unpacked(rq.bad_key, NULL);
+		*why = "out of memory";
+	} else if (!op->o.proof) {
+		*why = "out of memory";
+	}
 	mp_stmt_free(stmt);
-	*why = "out of memory";
 	return bytes;
 }
 
@@ -242,7 +261,10 @@ static void dispute_send(struct wallet *w, const struct wkey_offer *o, struct mp
 		w->disputes_in_flight++;
 	op->o.offer = mp_stmt_copy(o->offer);
 	op->o.custody = o->custody ? mp_stmt_copy(o->custody) : NULL;
-	if (!op->o.offer || (o->custody && !op->o.custody)) {
+	op->o.proof = o->proof ? malloc(o->proof_len) : NULL;
+	if (op->o.proof)
+		memcpy(op->o.proof, o->proof, o->proof_len);
+	if (!op->o.offer || (o->custody && !op->o.custody) || (o->proof && !op->o.proof)) {
 		op_fail(op, "out of memory");
 		return;
 	}
@@ -290,10 +312,11 @@ void wallet_admin_dispute(struct mp_admin_req *req, json_t *params, void *ctx)
 			      "dispute: no such key-release offer in the store");
 		return;
 	}
-	if (o.state != WKO_PAID && o.state != WKO_PAYING && o.state != WKO_DISPUTED) {
+	if (o.state != WKO_PAID && o.state != WKO_PAYING && o.state != WKO_DISPUTED &&
+	    o.state != WKO_KEY_BAD) {
 		mp_admin_fail(req, MP_ADMIN_FAILED,
-			      "dispute: the offer is %s; only a PAYING, PAID or DISPUTED offer is "
-			      "disputed",
+			      "dispute: the offer is %s; only a PAYING, PAID, KEY_BAD or DISPUTED "
+			      "offer is disputed",
 			      wkey_offer_state_name(o.state));
 	} else if (!w->registered) {
 		mp_admin_fail(req, MP_ADMIN_FAILED, "dispute: the wallet is not registered");
@@ -350,6 +373,7 @@ static void on_dispute_check(evutil_socket_t fd, short what, void *arg)
 	wstore_key_offer_each(w->store, false, WKO_PAYING, dispute_if_due, &d);
 	wstore_key_offer_each(w->store, false, WKO_PAID, dispute_if_due, &d);
 	wstore_key_offer_each(w->store, false, WKO_DISPUTED, dispute_if_due, &d);
+	wstore_key_offer_each(w->store, false, WKO_KEY_BAD, dispute_if_due, &d);
 }
 
 bool wallet_dispute_start(struct wallet *w)

@@ -1,6 +1,7 @@
 #include "store_key_offer.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "clock.h"
@@ -9,8 +10,8 @@
 
 const char *wkey_offer_state_name(enum wkey_offer_state s)
 {
-	static const char *const names[] = {"OFFERED",	"PAID",	  "KEYED",   "DISPUTED",
-					    "REFUNDED", "PAYING", "TOO_LATE"};
+	static const char *const names[] = {"OFFERED",	"PAID",	  "KEYED",    "DISPUTED",
+					    "REFUNDED", "PAYING", "TOO_LATE", "KEY_BAD"};
 	return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "?";
 }
 
@@ -24,29 +25,37 @@ const char *wkey_offer_state_name(enum wkey_offer_state s)
 	"  item TEXT NOT NULL, out TEXT NOT NULL,"                                                 \
 	"  size INTEGER NOT NULL, chunk_size INTEGER NOT NULL,"                                    \
 	"  chunks INTEGER NOT NULL, deadline INTEGER NOT NULL,"                                    \
-	"  state INTEGER NOT NULL CHECK (state BETWEEN 0 AND 6),"                                  \
+	"  state INTEGER NOT NULL CHECK (state BETWEEN 0 AND 7),"                                  \
 	"  key BLOB CHECK (key IS NULL OR length(key) = 32),"                                      \
 	"  refunded INTEGER NOT NULL DEFAULT 0,"                                                   \
 	"  stored_at INTEGER NOT NULL,"                                                            \
+	"  bad_key_proof BLOB CHECK (bad_key_proof IS NULL OR state IN (3, 4, 6, 7)),"             \
 	"  PRIMARY KEY (channel_id, order_ref));"
 
-/* 1 if the stored table predates state TOO_LATE (its CHECK stops at 5), 0 if not, -1 on error. */
+/* 1 if the stored table predates states TOO_LATE and KEY_BAD (no bad_key_proof column), 0 if
+ * not (or there is none yet), -1 on error. */
 static int table_needs_widening(struct wstore *s)
 {
-	sqlite3_stmt *st =
-	    wsql_prep(s, "SELECT instr(sql, 'BETWEEN 0 AND 5') > 0 FROM sqlite_schema "
-			 "WHERE type = 'table' AND name = 'key_offers'");
+	sqlite3_stmt *st = wsql_prep(
+	    s, "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND "
+	       "name = 'key_offers') AND NOT EXISTS (SELECT 1 FROM pragma_table_info('key_offers') "
+	       "WHERE name = 'bad_key_proof')");
 	if (!st)
 		return -1;
 	int rc = sqlite3_step(st);
-	int old = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : rc == SQLITE_DONE ? 0 : -1;
+	int old = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
 	sqlite3_finalize(st);
 	return old;
 }
 
-/* SQLite cannot change a CHECK in place: the table is copied under the new one (same columns). */
+#define OLD_COLUMNS                                                                                \
+	"channel_id, order_ref, offer, custody, prefix, item, out, size, chunk_size, chunks, "     \
+	"deadline, state, key, refunded, stored_at"
+
+/* SQLite cannot change a CHECK in place: the table is copied under the new one. */
 static const char widen_sql[] =
-    KEY_OFFERS_TABLE("key_offers_v2") "INSERT INTO key_offers_v2 SELECT * FROM key_offers;"
+    KEY_OFFERS_TABLE("key_offers_v2") "INSERT INTO key_offers_v2 (" OLD_COLUMNS
+				      ") SELECT " OLD_COLUMNS " FROM key_offers;"
 				      "DROP TABLE key_offers;"
 				      "ALTER TABLE key_offers_v2 RENAME TO key_offers;";
 
@@ -105,7 +114,7 @@ bool wstore_key_offer_set(struct wstore *s, const uint8_t channel_id[MP_ID_LEN],
 
 #define COLUMNS                                                                                    \
 	"channel_id, order_ref, offer, custody, prefix, item, out, size, chunk_size, chunks, "     \
-	"deadline, state, key, refunded"
+	"deadline, state, key, refunded, bad_key_proof"
 
 /* One row (COLUMNS) into *o; false if it does not decode. */
 static bool row_read(sqlite3_stmt *st, struct wkey_offer *o)
@@ -129,6 +138,14 @@ static bool row_read(sqlite3_stmt *st, struct wkey_offer *o)
 	o->state = (enum wkey_offer_state)sqlite3_column_int64(st, 11);
 	o->has_key = wsql_column_bytes(st, 12, o->key, MP_SEAL_KEY_LEN);
 	o->refunded = (uint64_t)sqlite3_column_int64(st, 13);
+	if (sqlite3_column_type(st, 14) != SQLITE_NULL) {
+		int len = sqlite3_column_bytes(st, 14);
+		const void *proof = sqlite3_column_blob(st, 14);
+		if (len <= 0 || !proof || !(o->proof = malloc((size_t)len)))
+			return false;
+		memcpy(o->proof, proof, (size_t)len);
+		o->proof_len = (size_t)len;
+	}
 	return true;
 }
 
@@ -136,7 +153,25 @@ void wkey_offer_clear(struct wkey_offer *o)
 {
 	mp_stmt_free(o->offer);
 	mp_stmt_free(o->custody);
+	free(o->proof);
 	o->offer = o->custody = NULL;
+	o->proof = NULL;
+	o->proof_len = 0;
+}
+
+bool wstore_key_offer_bad_key(struct wstore *s, const uint8_t channel_id[MP_ID_LEN],
+			      const uint8_t order_ref[MP_ID_LEN], const uint8_t *proof,
+			      size_t proof_len)
+{
+	sqlite3_stmt *st = wsql_prep(s, "UPDATE key_offers SET state = 7, bad_key_proof = ?3 "
+					"WHERE channel_id = ?1 AND order_ref = ?2");
+	if (st)
+		st = wsql_bound(s, st,
+				wsql_bind_blob(st, 1, channel_id, MP_ID_LEN) |
+				    wsql_bind_blob(st, 2, order_ref, MP_ID_LEN) |
+				    wsql_bind_blob(st, 3, proof, proof_len),
+				"binding a key offer's proof");
+	return wsql_run(s, st, "storing a key offer's proof");
 }
 
 bool wstore_key_offer_get(struct wstore *s, const uint8_t channel_id[MP_ID_LEN],

@@ -10,6 +10,9 @@
  *                                                          --broker: refunded--> REFUNDED
  *   PAYING or PAID --the broker refuses the dispute TOO_LATE (past T_dispute)--> TOO_LATE,
  *   final: the check never asks again
+ *   PAID --the key matches key_hash but a chunk does not open under it--> KEY_BAD (the key and
+ *   a BadKeyProof stored) --deadline passed: dispute with the proof--> DISPUTED (the proof kept
+ *   and sent again on every ask) --broker: refunded--> REFUNDED
  * A PAYING offer counts as paid: the holder may have seen the word even if its answer never
  * came, so the next buy of the item asks for the key and the wallet disputes it after the
  * deadline. */
@@ -30,6 +33,7 @@ enum wkey_offer_state {
 	WKO_REFUNDED = 4,
 	WKO_PAYING = 5,
 	WKO_TOO_LATE = 6, /* the broker refused its dispute TOO_LATE: final, never asked again */
+	WKO_KEY_BAD = 7,  /* the key matches key_hash but does not open a chunk: proof stored */
 };
 
 struct wkey_offer {
@@ -45,6 +49,8 @@ struct wkey_offer {
 	enum wkey_offer_state state;
 	bool has_key;
 	uint8_t key[MP_SEAL_KEY_LEN];
+	uint8_t *proof; /* the packed BadKeyProof (owned), NULL if none */
+	size_t proof_len;
 };
 
 struct wstore;
@@ -58,6 +64,10 @@ bool wstore_key_offer_put(struct wstore *s, const struct wkey_offer *o);
 bool wstore_key_offer_set(struct wstore *s, const uint8_t channel_id[MP_ID_LEN],
 			  const uint8_t order_ref[MP_ID_LEN], enum wkey_offer_state state,
 			  const uint8_t *key, uint64_t refunded);
+/* KEY_BAD: the packed BadKeyProof of a chunk the stored key (matching key_hash) does not open. */
+bool wstore_key_offer_bad_key(struct wstore *s, const uint8_t channel_id[MP_ID_LEN],
+			      const uint8_t order_ref[MP_ID_LEN], const uint8_t *proof,
+			      size_t proof_len);
 /* The stored offer (fields into *o, statements owned by it: wkey_offer_clear); false if absent
  * or on a store error (logged). */
 bool wstore_key_offer_get(struct wstore *s, const uint8_t channel_id[MP_ID_LEN],

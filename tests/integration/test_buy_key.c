@@ -15,7 +15,10 @@
  *   poller hands the key to the broker, and the wallet's next `dispute` gets the key through
  *   the broker and writes the file;
  * - a buyer who lets T_dispute pass: the broker refuses TOO_LATE, the offer is kept TOO_LATE
- *   and the wallet refuses to dispute it again; nothing is refunded.
+ *   and the wallet refuses to dispute it again; nothing is refunded;
+ * - a merchant whose key matches key_hash but does not open its goods
+ *   (MP_FAULT=offer_wrong_key): the wallet stores a proof (KEY_BAD), disputes with it after the
+ *   deadline, and the sweep refunds the price exactly once.
  * Every test ends with the broker's audit clean. */
 #include <check.h>
 #include <stdio.h>
@@ -347,6 +350,46 @@ START_TEST(dispute_too_late_is_final)
 }
 END_TEST
 
+/* A merchant whose key does not open its goods (MP_FAULT=offer_wrong_key: sealed under another
+ * key than key_hash names): the wallet pays, gets a key that matches key_hash, finds chunk 0
+ * does not open, stores the proof (KEY_BAD) and, after the deadline, disputes with it; the
+ * broker checks the proof, the sweep refunds the price once, and the merchant cannot answer
+ * it with the same key. */
+START_TEST(key_that_does_not_open_is_refunded)
+{
+	char ch[80], ref[80], out[800], err[2048];
+	net_wallet_issue(&net, "w1", m1_hex, 100, 2, ch, sizeof(ch));
+	buy_song(ch);
+	restart_m1("offer_wrong_key");
+	out_path("book.out", out, sizeof(out));
+	ck_assert(buy("book", ch, out, true, err, sizeof(err)) == NULL);
+	ck_assert_msg(strstr(err, "does not open") && strstr(err, "KEY_BAD"), "%s", err);
+	ck_assert(!goods_exists(out));
+	only_offer(ch, ref, sizeof(ref));
+	json_t *o = key_offer(ref);
+	ck_assert_str_eq(json_str(o, "state"), "KEY_BAD");
+	json_decref(o);
+	ck_assert(dispute(ch, ref, err, sizeof(err)) == NULL); /* before the deadline */
+	ck_assert_msg(strstr(err, "TOO_EARLY"), "%s", err);
+	int64_t bal = balance();
+	net_clock_advance(&net, 601);
+	json_t *r = dispute(ch, ref, err, sizeof(err));
+	ck_assert_msg(r != NULL, "dispute: %s", err);
+	ck_assert_str_eq(json_str(r, "state"), "DISPUTED"); /* proven: due at the next sweep */
+	json_decref(r);
+	json_decref(settle_sweep(&net));
+	r = dispute(ch, ref, err, sizeof(err));
+	ck_assert_msg(r != NULL, "dispute: %s", err);
+	ck_assert_str_eq(json_str(r, "state"), "REFUNDED");
+	ck_assert_int_eq(json_int(r, "refunded"), BOOK_UNITS * 2);
+	json_decref(r);
+	json_decref(settle_sweep(&net)); /* exactly once */
+	ck_assert_int_eq(balance(), bal + BOOK_UNITS * 2);
+	restart_m1(NULL);
+	net_audit_clean(&net);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("buy_key");
@@ -358,6 +401,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, withheld_key_refunded);
 	tcase_add_test(tc, late_key_through_the_broker);
 	tcase_add_test(tc, dispute_too_late_is_final);
+	tcase_add_test(tc, key_that_does_not_open_is_refunded);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -34,6 +34,7 @@
 #include "harness_store.h"
 #include "offer.h"
 #include "sealed.h"
+#include "sealed_tree.h"
 #include "../check_run.h"
 
 static struct net net;
@@ -185,12 +186,15 @@ static bool same_offer(const struct got_offer *a, const struct got_offer *b)
 }
 
 /* Every sealed chunk of the offer, fetched free (each len + 16 bytes, paid as given),
- * concatenated in *sealed; their SHA-256 equals the Offer's ciphertext_hash. */
+ * concatenated in *sealed; their Merkle tree (common/sealed_tree.h) is the Offer's
+ * ciphertext_hash. */
 static void fetch_sealed(struct wire *w, const uint8_t id[MP_ID_LEN], const struct got_offer *g,
 			 uint32_t paid, uint8_t **sealed, size_t *len)
 {
 	*sealed = malloc(SONG_SIZE + SONG_CHUNKS * MP_SEAL_TAG_LEN);
 	*len = 0;
+	struct mp_sealed_hash *tree = mp_sealed_hash_new();
+	ck_assert_ptr_nonnull(tree);
 	for (uint32_t k = 0; k < SONG_CHUNKS; k++) {
 		MpEnvelope *e = chunk_req_call(w, id, NULL, g->o.order_ref, k);
 		const Micropay__V1__ChunkResp *r = e->chunk_resp;
@@ -204,10 +208,12 @@ static void fetch_sealed(struct wire *w, const uint8_t id[MP_ID_LEN], const stru
 		ck_assert(!memcmp(r->purchase_id.data, g->o.order_ref, 16));
 		memcpy(*sealed + *len, r->data.data, r->data.len);
 		*len += r->data.len;
+		ck_assert(mp_sealed_hash_add(tree, r->data.data, r->data.len));
 		micropay__v1__envelope__free_unpacked(e, NULL);
 	}
 	uint8_t h[32];
-	SHA256(*sealed, *len, h);
+	ck_assert(mp_sealed_hash_final(tree, h));
+	mp_sealed_hash_free(tree);
 	ck_assert_msg(!memcmp(h, g->o.ciphertext_hash, 32), "the sealed chunks do not hash to "
 							    "the Offer's ciphertext_hash");
 }
@@ -218,6 +224,9 @@ static void open_all(const struct got_offer *g, const uint8_t key[32], const uin
 	uint8_t h[32], plain[1024];
 	SHA256(key, 32, h);
 	ck_assert(!memcmp(h, g->o.key_hash, 32));
+	uint8_t derived[MP_SEAL_PREFIX_LEN];
+	mp_sealed_prefix(key, derived);
+	ck_assert_mem_eq(derived, g->prefix, MP_SEAL_PREFIX_LEN); /* the key's prefix, as sent */
 	char path[800];
 	snprintf(path, sizeof(path), "%s/song.ogg", goods);
 	FILE *f = fopen(path, "rb");

@@ -279,23 +279,26 @@ START_TEST(offer_accept_and_claim_survive_reopening)
 }
 END_TEST
 
-/* key_offers as walletd created it before state TOO_LATE (CHECK state BETWEEN 0 AND 5). */
-static const char key_offers_v1[] = "CREATE TABLE key_offers_v1 ("
-				    "  channel_id BLOB NOT NULL CHECK (length(channel_id) = 16),"
-				    "  order_ref BLOB NOT NULL CHECK (length(order_ref) = 16),"
-				    "  offer BLOB NOT NULL, custody BLOB,"
-				    "  prefix BLOB NOT NULL CHECK (length(prefix) = 8),"
-				    "  item TEXT NOT NULL, out TEXT NOT NULL,"
-				    "  size INTEGER NOT NULL, chunk_size INTEGER NOT NULL,"
-				    "  chunks INTEGER NOT NULL, deadline INTEGER NOT NULL,"
-				    "  state INTEGER NOT NULL CHECK (state BETWEEN 0 AND 5),"
-				    "  key BLOB CHECK (key IS NULL OR length(key) = 32),"
-				    "  refunded INTEGER NOT NULL DEFAULT 0,"
-				    "  stored_at INTEGER NOT NULL,"
-				    "  PRIMARY KEY (channel_id, order_ref));"
-				    "INSERT INTO key_offers_v1 SELECT * FROM key_offers;"
-				    "DROP TABLE key_offers;"
-				    "ALTER TABLE key_offers_v1 RENAME TO key_offers;";
+/* key_offers as walletd created it before states TOO_LATE and KEY_BAD (CHECK state BETWEEN 0
+ * AND 5, no bad_key_proof). */
+static const char key_offers_v1[] =
+    "CREATE TABLE key_offers_v1 ("
+    "  channel_id BLOB NOT NULL CHECK (length(channel_id) = 16),"
+    "  order_ref BLOB NOT NULL CHECK (length(order_ref) = 16),"
+    "  offer BLOB NOT NULL, custody BLOB,"
+    "  prefix BLOB NOT NULL CHECK (length(prefix) = 8),"
+    "  item TEXT NOT NULL, out TEXT NOT NULL,"
+    "  size INTEGER NOT NULL, chunk_size INTEGER NOT NULL,"
+    "  chunks INTEGER NOT NULL, deadline INTEGER NOT NULL,"
+    "  state INTEGER NOT NULL CHECK (state BETWEEN 0 AND 5),"
+    "  key BLOB CHECK (key IS NULL OR length(key) = 32),"
+    "  refunded INTEGER NOT NULL DEFAULT 0,"
+    "  stored_at INTEGER NOT NULL,"
+    "  PRIMARY KEY (channel_id, order_ref));"
+    "INSERT INTO key_offers_v1 SELECT channel_id, order_ref, offer, custody, prefix, item, out,"
+    " size, chunk_size, chunks, deadline, state, key, refunded, stored_at FROM key_offers;"
+    "DROP TABLE key_offers;"
+    "ALTER TABLE key_offers_v1 RENAME TO key_offers;";
 
 START_TEST(old_key_offers_widened_for_too_late)
 {
