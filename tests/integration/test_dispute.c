@@ -24,7 +24,12 @@
  * - merchantd's poller: a real key-release sale at m1 whose key the wallet never asks for is
  *   disputed, and m1 answers it with the key from its store within its poll;
  * - both channels finalise: the refund does not pay the disputed units twice, m1 keeps the
- *   released dispute's payment; the audit is clean after each step. */
+ *   released dispute's payment;
+ * - a key that does not open (BadKeyProof): a proof of a chunk the key opens CONFLICT, a
+ *   tampered path MALFORMED, the proof of a chunk it does not open makes a KEY_RELEASED dispute
+ *   OPEN and due at once (m1's key then refused, the dispute not listed to m1), a first request
+ *   with the proof opens and proves in one; the sweep refunds both exactly once;
+ * the audit is clean after each step. */
 #include <check.h>
 #include <openssl/sha.h>
 #include <stdio.h>
@@ -39,6 +44,8 @@
 #include "harness_redeem.h"
 #include "harness_settle.h"
 #include "offer.h"
+#include "sealed.h"
+#include "sealed_tree.h"
 #include "../check_run.h"
 
 #define UNITS 100
@@ -678,6 +685,126 @@ START_TEST(merchant_poller)
 }
 END_TEST
 
+/* ---- a key that does not open (docs/disputes.md "A key that does not open") ---- */
+
+/* s's goods: chunk 0 sealed under s->key, chunk 1 under another key (both with s->key's
+ * prefix); the Offer's ciphertext_hash is their Merkle tree. */
+struct sealed_goods {
+	uint8_t chunk[2][40 + MP_SEAL_TAG_LEN];
+	uint8_t leaves[2][MP_SEALED_HASH_LEN];
+};
+
+static void goods_seal(struct sale *s, struct sealed_goods *g)
+{
+	uint8_t prefix[MP_SEAL_PREFIX_LEN], wrong[MP_SEAL_KEY_LEN], plain[40];
+	mp_sealed_prefix(s->key, prefix);
+	SHA256(s->key, sizeof(s->key), wrong);
+	memset(plain, 'x', sizeof(plain));
+	ck_assert(mp_seal_chunk(s->key, prefix, 0, plain, sizeof(plain), g->chunk[0]));
+	ck_assert(mp_seal_chunk(wrong, prefix, 1, plain, sizeof(plain), g->chunk[1]));
+	struct mp_sealed_hash *h = mp_sealed_hash_new();
+	for (uint32_t k = 0; k < 2; k++) {
+		ck_assert(mp_sealed_hash_add(h, g->chunk[k], sizeof(g->chunk[k])));
+		ck_assert(mp_sealed_leaf(k, g->chunk[k], sizeof(g->chunk[k]), g->leaves[k]));
+	}
+	ck_assert(mp_sealed_hash_final(h, s->o.ciphertext_hash));
+	mp_sealed_hash_free(h);
+}
+
+/* The DisputeReq of s with the proof of chunk k (its path's first byte flipped if tamper). */
+static MpEnvelope *proof_call(struct sale *s, struct sealed_goods *g, uint32_t k, bool tamper)
+{
+	uint8_t path[MP_SEALED_PATH_MAX][MP_SEALED_HASH_LEN];
+	ProtobufCBinaryData ph[MP_SEALED_PATH_MAX];
+	Micropay__V1__BadKeyProof p = MICROPAY__V1__BAD_KEY_PROOF__INIT;
+	p.key = (ProtobufCBinaryData){sizeof(s->key), s->key};
+	p.chunk_index = k;
+	p.chunk_count = 2;
+	p.sealed_chunk = (ProtobufCBinaryData){sizeof(g->chunk[k]), g->chunk[k]};
+	p.n_path = mp_sealed_path((const uint8_t(*)[MP_SEALED_HASH_LEN])g->leaves, 2, k, path);
+	for (size_t i = 0; i < p.n_path; i++)
+		ph[i] = (ProtobufCBinaryData){MP_SEALED_HASH_LEN, path[i]};
+	p.path = ph;
+	path[0][0] ^= tamper;
+	MpSigned *stmt = dispute_signed(s, &m1, 6, &s->ch.owner);
+	struct wire conn;
+	ck_assert(wire_connect(&conn, broker_ep, ca, NULL, NULL));
+	Micropay__V1__DisputeReq req = MICROPAY__V1__DISPUTE_REQ__INIT;
+	req.stmt = stmt;
+	req.bad_key = &p;
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.body_case = MP_BODY(DISPUTE_REQ);
+	env.dispute_req = &req;
+	MpEnvelope *r = wire_call(&conn, &env);
+	wire_close(&conn);
+	mp_stmt_free(stmt);
+	ck_assert(r && r->body_case == MP_BODY(DISPUTE_RESP) && r->dispute_resp->status);
+	return r;
+}
+
+static void expect_proof(struct sale *s, struct sealed_goods *g, uint32_t k, bool tamper,
+			 MpCode code, Micropay__V1__DisputeState state)
+{
+	MpEnvelope *r = proof_call(s, g, k, tamper);
+	ck_assert_msg(r->dispute_resp->status->code == code, "%s", r->dispute_resp->status->detail);
+	ck_assert_int_eq(r->dispute_resp->state, state);
+	if (code == MP_ST(OK))
+		ck_assert_uint_le(r->dispute_resp->answer_by, settle_broker_now(&net));
+	micropay__v1__envelope__free_unpacked(r, NULL);
+}
+
+/* e: disputed, m1 releases its key, which does not open chunk 1: a proof of chunk 0 (which
+ * opens) CONFLICT, a tampered path MALFORMED, the proof of chunk 1 OPEN (due now); m1 can no
+ * longer answer it nor sees it listed. f: the first request carries the proof. The sweep
+ * refunds both exactly once. */
+START_TEST(bad_key_proof)
+{
+	struct sale e, f;
+	struct sealed_goods ge, gf;
+	sale_make(&e);
+	sale_make(&f);
+	goods_seal(&e, &ge);
+	goods_seal(&f, &gf);
+	net_clock_advance(&net, 200); /* past the Offers' deadlines */
+	MpSigned *stmt = dispute_signed(&e, &m1, 6, &e.ch.owner);
+	MpEnvelope *r = dispute_call(stmt);
+	ck_assert_int_eq(r->dispute_resp->status->code, MP_ST(OK));
+	micropay__v1__envelope__free_unpacked(r, NULL);
+	mp_stmt_free(stmt);
+	expect_key(&m1, &e, e.key, MP_ST(OK), MICROPAY__V1__DISPUTE_STATE__DISPUTE_KEY_RELEASED);
+	expect_proof(&e, &ge, 0, false, MP_ST(CONFLICT), MICROPAY__V1__DISPUTE_STATE__DISPUTE_NONE);
+	expect_proof(&e, &ge, 1, true, MP_ST(MALFORMED), MICROPAY__V1__DISPUTE_STATE__DISPUTE_NONE);
+	expect_state(&e, "KEY_RELEASED");
+	expect_proof(&e, &ge, 1, false, MP_ST(OK), MICROPAY__V1__DISPUTE_STATE__DISPUTE_OPEN);
+	expect_state(&e, "OPEN");
+	expect_key(&m1, &e, e.key, MP_ST(CONFLICT), MICROPAY__V1__DISPUTE_STATE__DISPUTE_OPEN);
+	bool listed;
+	MpCode code;
+	open_disputes(&m1, m1.mid, &e, &listed, &code);
+	ck_assert(!listed);
+	expect_proof(&e, &ge, 1, false, MP_ST(DUPLICATE_OK),
+		     MICROPAY__V1__DISPUTE_STATE__DISPUTE_OPEN);
+	int64_t pending = broker_pending(&net, m1.mid_hex);
+	expect_proof(&f, &gf, 1, false, MP_ST(OK), MICROPAY__V1__DISPUTE_STATE__DISPUTE_OPEN);
+	ck_assert_int_eq(broker_pending(&net, m1.mid_hex), pending + 6 * UNIT); /* credited */
+	broker_audit_clean(&net);
+	int64_t paid_e = net_balance(&net, e.acct_hex), paid_f = net_balance(&net, f.acct_hex);
+	json_decref(settle_sweep(&net));
+	expect_state(&e, "REFUNDED");
+	expect_state(&f, "REFUNDED");
+	json_decref(settle_sweep(&net)); /* exactly once */
+	ck_assert_int_eq(net_balance(&net, e.acct_hex), paid_e + 4 * UNIT);
+	ck_assert_int_eq(net_balance(&net, f.acct_hex), paid_f + 4 * UNIT);
+	expect_proof(&e, &ge, 1, false, MP_ST(DUPLICATE_OK),
+		     MICROPAY__V1__DISPUTE_STATE__DISPUTE_REFUNDED);
+	tchannel_free(&e.ch);
+	tchannel_free(&f.ch);
+	mp_key_free(&e.tw.account);
+	mp_key_free(&f.tw.account);
+	broker_audit_clean(&net);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("dispute");
@@ -686,6 +813,7 @@ int main(void)
 	tcase_add_unchecked_fixture(tc, setup_net, teardown_net);
 	tcase_add_test(tc, dispute_flow);
 	tcase_add_test(tc, merchant_poller);
+	tcase_add_test(tc, bad_key_proof);
 	suite_add_tcase(s, tc);
 	return mp_check_run(s);
 }
