@@ -177,12 +177,13 @@ static void on_compacted(void *arg, bool ok, const struct compact_report *r, con
 		return;
 	}
 	mp_admin_reply(
-	    req, json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b,s:I}", "journal_rows",
+	    req, json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b,s:I}", "journal_rows",
 			   (json_int_t)r->journal_rows, "outbox_rows", (json_int_t)r->outbox_rows,
-			   "pages_before", (json_int_t)r->pages_before, "pages_after",
-			   (json_int_t)r->pages_after, "pages_freed", (json_int_t)r->pages_freed,
-			   "file_bytes_before", (json_int_t)r->file_bytes_before,
-			   "file_bytes_after", (json_int_t)r->file_bytes_after, "wal_bytes_before",
+			   "goods_rows", (json_int_t)r->goods_rows, "pages_before",
+			   (json_int_t)r->pages_before, "pages_after", (json_int_t)r->pages_after,
+			   "pages_freed", (json_int_t)r->pages_freed, "file_bytes_before",
+			   (json_int_t)r->file_bytes_before, "file_bytes_after",
+			   (json_int_t)r->file_bytes_after, "wal_bytes_before",
 			   (json_int_t)r->wal_bytes_before, "wal_bytes_after",
 			   (json_int_t)r->wal_bytes_after, "checkpointed", r->checkpointed, "steps",
 			   (json_int_t)r->steps));

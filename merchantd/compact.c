@@ -4,6 +4,8 @@
  *   IDLE --timer | store.compact--> JOURNAL: delete the eligible rows among the next
  *        STEP_ROWS journal rows (by seq) --window empty, or all of it newer than T_dedupe-->
  *   OUTBOX: delete up to STEP_ROWS answered Redeems past retention --fewer left-->
+ *   GOODS: delete up to STEP_ROWS offers and finished purchases past goods_retention
+ *     (compact_goods.c) --fewer left-->
  *   VACUUM: give up to VACUUM_PAGES free pages back --freelist empty-->
  *   CHECKPOINT: wal_checkpoint(TRUNCATE) (PASSIVE if a reader holds the WAL) --> IDLE
  *   any step failing --> IDLE, reported and logged (nothing acknowledged depends on it)
@@ -20,6 +22,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "compact_goods.h"
 #include "log.h"
 #include "store.h"
 #include "store_thread.h"
@@ -28,7 +31,14 @@
 #define VACUUM_PAGES 1024
 #define MAX_WAITERS  8
 
-enum compact_phase { PHASE_JOURNAL, PHASE_OUTBOX, PHASE_VACUUM, PHASE_CHECKPOINT, PHASE_DONE };
+enum compact_phase {
+	PHASE_JOURNAL,
+	PHASE_OUTBOX,
+	PHASE_GOODS,
+	PHASE_VACUUM,
+	PHASE_CHECKPOINT,
+	PHASE_DONE
+};
 
 struct waiter {
 	compact_done_fn done;
@@ -44,7 +54,7 @@ struct waiters {
 struct compact_run_state {
 	enum compact_phase phase;
 	int64_t cursor; /* the last journal seq examined */
-	int64_t journal_cutoff, outbox_cutoff;
+	int64_t journal_cutoff, outbox_cutoff, goods_cutoff;
 	bool failed;
 	char error[256];
 	struct compact_report report;
@@ -161,12 +171,24 @@ static void outbox_step(sqlite3 *db, struct compact_run_state *r)
 		int n = sqlite3_changes(db);
 		r->report.outbox_rows += (uint64_t)n;
 		if (n < STEP_ROWS)
-			r->phase = PHASE_VACUUM;
+			r->phase = PHASE_GOODS;
 	} else {
 		fail(r, db, "outbox delete");
 		r->phase = PHASE_DONE;
 	}
 	sqlite3_finalize(st);
+}
+
+static void goods_step(sqlite3 *db, struct compact_run_state *r)
+{
+	bool more = false;
+	if (!compact_goods_step(db, r->goods_cutoff, STEP_ROWS, &r->report.goods_rows, &more,
+				r->error, sizeof(r->error))) {
+		r->failed = true;
+		r->phase = PHASE_DONE;
+	} else if (!more) {
+		r->phase = PHASE_VACUUM;
+	}
 }
 
 static void vacuum_step(sqlite3 *db, struct compact_run_state *r)
@@ -228,6 +250,9 @@ static void run_step(struct store *s, struct st_job *job)
 	case PHASE_OUTBOX:
 		outbox_step(db, r);
 		return;
+	case PHASE_GOODS:
+		goods_step(db, r);
+		return;
 	case PHASE_VACUUM:
 		vacuum_step(db, r);
 		return;
@@ -262,15 +287,17 @@ static void finish_run(struct compactor *c)
 	c->totals.runs++;
 	c->totals.journal_rows += rep->journal_rows;
 	c->totals.outbox_rows += rep->outbox_rows;
+	c->totals.goods_rows += rep->goods_rows;
 	c->totals.pages_freed += rep->pages_freed;
 	if (ok)
-		log_info("store compaction: %llu journal rows folded, %llu outbox rows deleted, "
-			 "%llu pages freed, file %lld -> %lld bytes, WAL %lld -> %lld bytes%s, "
-			 "%u steps",
+		log_info("store compaction: %llu journal rows folded, %llu outbox rows and %llu "
+			 "offer or purchase rows deleted, %llu pages freed, file %lld -> %lld "
+			 "bytes, WAL %lld -> %lld bytes%s, %u steps",
 			 (unsigned long long)rep->journal_rows,
-			 (unsigned long long)rep->outbox_rows, (unsigned long long)rep->pages_freed,
-			 (long long)rep->file_bytes_before, (long long)rep->file_bytes_after,
-			 (long long)rep->wal_bytes_before, (long long)rep->wal_bytes_after,
+			 (unsigned long long)rep->outbox_rows, (unsigned long long)rep->goods_rows,
+			 (unsigned long long)rep->pages_freed, (long long)rep->file_bytes_before,
+			 (long long)rep->file_bytes_after, (long long)rep->wal_bytes_before,
+			 (long long)rep->wal_bytes_after,
 			 rep->checkpointed ? "" : " (not truncated: a reader held it)", rep->steps);
 	else
 		log_err("store compaction: %s (after %llu journal rows, %llu outbox rows)", detail,
@@ -305,6 +332,8 @@ static void start_run(struct compactor *c)
 	    .journal_cutoff = (int64_t)(now - (cfg->t_dedupe < now ? cfg->t_dedupe : now)),
 	    .outbox_cutoff =
 		(int64_t)(now - (cfg->outbox_retention < now ? cfg->outbox_retention : now)),
+	    .goods_cutoff =
+		(int64_t)(now - (cfg->goods_retention < now ? cfg->goods_retention : now)),
 	};
 	c->running = true;
 	c->job = (struct st_job){.run = run_step, .done = on_step, .arg = c};

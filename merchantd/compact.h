@@ -6,6 +6,8 @@
  *    updated by every batch), so folding a row into it is deleting the row; the last Pay of a
  *    channel stays answerable from that row until the channel record goes;
  *  - the redemption outbox: answered Redeems older than outbox_retention;
+ *  - goods: key-release offers whose deadline is older than goods_retention and finished
+ *    purchases started before it (compact_goods.h);
  *  - then the freed pages go back to the file system (incremental vacuum) and the WAL is
  *    checkpointed and truncated. */
 #pragma once
@@ -17,6 +19,7 @@
 struct compact_report {
 	uint64_t journal_rows; /* pay journal rows folded away */
 	uint64_t outbox_rows;  /* answered Redeems deleted */
+	uint64_t goods_rows;   /* offers and finished purchases deleted */
 	uint64_t pages_before, pages_after, pages_freed;
 	int64_t file_bytes_before, file_bytes_after; /* the main store file */
 	int64_t wal_bytes_before, wal_bytes_after;
@@ -25,7 +28,7 @@ struct compact_report {
 };
 
 struct compact_totals {
-	uint64_t runs, journal_rows, outbox_rows, pages_freed;
+	uint64_t runs, journal_rows, outbox_rows, goods_rows, pages_freed;
 };
 
 bool compactor_start(struct merchant *m);

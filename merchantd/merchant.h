@@ -43,6 +43,7 @@ struct merchant_config {
 	uint32_t commit_max;	   /* ... or this many payments */
 	uint64_t t_dedupe;	   /* seconds a Pay stays in the journal at least */
 	uint64_t outbox_retention; /* seconds an answered Redeem stays in the outbox */
+	uint64_t goods_retention;  /* seconds an offer outlives its deadline (compact_goods.h) */
 	uint32_t compact_interval; /* seconds between compactions; 0: only on demand */
 	uint32_t idle_timeout;
 	uint32_t handoff_timeout;    /* seconds to reach a holder and get its Handoff */

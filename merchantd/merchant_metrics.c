@@ -90,6 +90,9 @@ static void register_commit(struct merchant *m)
 		"Redeemed journal rows folded by compaction.", NULL, &ct->journal_rows);
 	counter(m, "micropay_merchant_outbox_rows_deleted_total",
 		"Answered Redeem outbox rows deleted by compaction.", NULL, &ct->outbox_rows);
+	counter(m, "micropay_merchant_goods_rows_deleted_total",
+		"Key-release offers and finished purchases deleted by compaction.", NULL,
+		&ct->goods_rows);
 	counter(m, "micropay_merchant_store_pages_freed_total", "Store pages freed by compaction.",
 		NULL, &ct->pages_freed);
 }

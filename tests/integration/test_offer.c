@@ -16,7 +16,9 @@
  * - offers outlive SIGKILL: the same Offer bytes and sealed chunks after a restart, the key
  *   after another; a changed file is refused CONFLICT, and the next OfferReq makes a new offer;
  * - the paying Pay in a batch that cannot commit (the store write-locked from outside): KeyReq
- *   and OfferReq TOO_EARLY, no key released; after the commit the Pay OK and the key out.
+ *   and OfferReq TOO_EARLY, no key released; after the commit the Pay OK and the key out;
+ * - retention: a paid offer is kept by store.compact until goods_retention after its deadline,
+ *   then deleted (goods_rows, the metric), and after a restart its key is unknown.
  * Every test ends with the broker's audit clean. */
 #include <check.h>
 #include <openssl/sha.h>
@@ -520,6 +522,61 @@ START_TEST(key_too_early_while_the_pay_commits)
 }
 END_TEST
 
+/* ---- retention ---- */
+
+/* Whether m1's `offers` lists ref. */
+static bool offer_listed(const uint8_t ref[16])
+{
+	char hex[33];
+	mp_hex_encode(ref, 16, hex);
+	json_t *all = admin_ok(&net, "m1", "offers", NULL);
+	size_t i;
+	json_t *row;
+	bool found = false;
+	json_array_foreach(json_object_get(all, "offers"), i, row)
+	{
+		found = found || !strcmp(json_str(row, "order_ref"), hex);
+	}
+	json_decref(all);
+	return found;
+}
+
+/* A paid offer stays through compactions until goods_retention (8 days by default) after its
+ * deadline, then store.compact deletes it; after a restart its key is no longer known. */
+START_TEST(old_offers_folded_by_compaction)
+{
+	struct twallet tw;
+	struct tchannel ch;
+	struct wire w;
+	uint8_t id[MP_ID_LEN];
+	tchannel_opened_unit(&net, "m1", &tw, &ch, 50, 2, &w);
+	tchannel_id(&ch, id);
+	ck_assert_int_eq(pay(&ch, &w, 1, NULL, NULL, NULL, NULL), MP_ST(UNDERPAID));
+	struct got_offer g;
+	get_offer(&w, id, &g);
+	ck_assert_int_eq(pay(&ch, &w, g.o.pay_index, g.o.order_ref, NULL, NULL, NULL), MP_ST(OK));
+	ck_assert_int_eq(key_code(&w, id, g.o.order_ref), MP_ST(OK));
+	net_clock_advance(&net, 61); /* past the deadline, well within the retention */
+	json_t *r = admin_ok(&net, "m1", "store.compact", NULL);
+	ck_assert_int_eq(json_int(r, "goods_rows"), 0);
+	json_decref(r);
+	ck_assert(offer_listed(g.o.order_ref));
+	net_clock_advance(&net, 8 * 86400);
+	r = admin_ok(&net, "m1", "store.compact", NULL);
+	ck_assert_int_ge(json_int(r, "goods_rows"), 1);
+	json_decref(r);
+	ck_assert(!offer_listed(g.o.order_ref));
+	ck_assert_int_ge(metric(&net, "m1", "micropay_merchant_goods_rows_deleted_total"), 1);
+	kill_and_start(&w);
+	ck_assert_int_eq(key_code(&w, id, g.o.order_ref), MP_ST(UNKNOWN_ITEM));
+	free(g.bytes);
+	wire_close(&w);
+	tchannel_free(&ch);
+	mp_key_free(&tw.account);
+	net_audit_clean(&net);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("offer");
@@ -530,6 +587,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, offer_refusals);
 	tcase_add_test(tc, offers_outlive_a_restart);
 	tcase_add_test(tc, key_too_early_while_the_pay_commits);
+	tcase_add_test(tc, old_offers_folded_by_compaction);
 	suite_add_tcase(s, tc);
 	return s;
 }
