@@ -244,7 +244,9 @@ static const struct mp_admin_method merchant_methods[] = {
      MP_ADMIN_PARAMS({"channel", MP_ADMIN_T_HEX, true, NULL,
 		      "the channel id (32 hex digits) whose custody is confirmed"})},
     {"store.compact", admin_store_compact,
-     "fold old redeemed payments, drop old answered Redeems, shrink the store", NULL},
+     "fold old redeemed payments, drop old answered Redeems, old offers and finished purchases, "
+     "shrink the store",
+     NULL},
     {"clock.show", admin_clock_show, "protocol time: {test_clock, offset, now}", NULL},
     {"clock.advance", admin_clock_advance, "move the test clock forward (--test-clock only)",
      MP_ADMIN_PARAMS({"seconds", MP_ADMIN_T_UINT, true, NULL, "seconds to add"})},

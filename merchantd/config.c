@@ -53,9 +53,7 @@ static const struct mp_cfg_key merchant_keys[] = {
     N("merchant", "outbox_retention", MP_CFG_U64, outbox_retention, 0, MP_DAYS(366),
       "seconds an answered Redeem is kept, default 604800"),
     N("merchant", "goods_retention", MP_CFG_U64, goods_retention, MP_DAYS(2), MP_DAYS(3660),
-      "seconds a key-release offer is kept after its deadline, and a finished purchase after "
-      "its start, default 691200; keep it above the broker's dispute_window + "
-      "dispute_answer"),
+      "seconds old offers and finished purchases are kept, default 691200 (docs/goods.md)"),
     N("merchant", "compact_interval", MP_CFG_U32, compact_interval, 0, MP_DAYS(1),
       "seconds between store compactions, default 600; 0: only store.compact"),
     N("merchant", "idle_timeout", MP_CFG_U32, idle_timeout, 1, MP_DAYS(1), "seconds"),
