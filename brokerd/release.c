@@ -2,8 +2,9 @@
  * channel's current segment asks the broker to release the channel from its holder. Any
  * client may send it, as a RefundReq; the key comes from our own state: the ReleaseRequest
  * must be signed by the owner key of the channel's current segment as the broker knows it.
- * Idempotent by channel: the same statement again answers the release's state (DUPLICATE_OK,
- * with the ForcedClose once signed), another CONFLICT with the stored one.
+ * Idempotent by statement: the same statement again answers the release's state (DUPLICATE_OK,
+ * with the ForcedClose once signed); another while one is PENDING or FORCED, or for the
+ * segment and epoch of a DONE one, CONFLICT with the stored one (migration 0032).
  *
  *   received --(no statement, too large, no channel_id)-----------------> MALFORMED
  *      v
@@ -13,7 +14,8 @@
  *   SIGNATURE [worker pool]: ReleaseRequest (type 17) under the owner key, strictly parsed
  *      |                           --(refused)--> BAD_SIG / MALFORMED --(queue full)--> LIMIT
  *      v
- *   fields: channel_id as peeked, to_mid 16 bytes xor close --(else)----> MALFORMED
+ *   fields: channel_id as peeked, to_mid 16 bytes xor close, seg_seq and epoch at most
+ *      | 2^31-1 --(else)-------------------------------------------------> MALFORMED
  *      v
  *   mp_release_request (db, one transaction under the channel's row lock)
  *      --> OK PENDING + release_at / DUPLICATE_OK + state / CONFLICT + the stored request /
@@ -21,6 +23,7 @@
  *          / NOT_HOLDER
  *
  * Every refusal stores nothing. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,6 +143,8 @@ static const char *check_fields(const struct release *r, const Micropay__V1__Rel
 		return "to_mid 16 bytes";
 	if ((rq->to_mid.len == MP_ID_LEN) == rq->close)
 		return "exactly one of to_mid and close";
+	if (rq->seg_seq > INT32_MAX || rq->epoch > INT32_MAX)
+		return "seg_seq and epoch at most 2^31-1";
 	return NULL;
 }
 

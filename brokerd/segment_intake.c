@@ -10,7 +10,9 @@
  *      | SegmentClaim and its payout account)
  *      v
  *   answer after COMMIT: OK / DUPLICATE_OK / CONFLICT + stored Cap or SegmentClaim /
- *      MALFORMED reused / UNKNOWN_ACCOUNT / TOO_EARLY / LIMIT
+ *      MALFORMED reused / UNKNOWN_ACCOUNT / TOO_EARLY / LIMIT / CLOSED (a new segment or
+ *      SegmentClaim of a channel closed early: nothing stored; a new Cap of a ForcedClose's
+ *      epoch recorded as the conflict cap_after_forced_close, migration 0032)
  *
  * Nothing is stored before the last step, and that step is idempotent by (channel, seg_seq). */
 #include "segment_intake.h"
@@ -75,7 +77,8 @@ static void on_recorded(const PGresult *res, const char *error, void *arg)
 	if (code == MP_ST(CONFLICT) && !evidence)
 		log_err("%s: stored statement unreadable", in->what);
 	if (db_get_i64(res, 0, "conflicts_new"))
-		log_warn("%s: double_cap conflict recorded", in->what);
+		log_warn("%s: conflict recorded (%s)", in->what,
+			 code == MP_ST(CLOSED) ? "cap_after_forced_close" : "double_cap");
 	segment_intake_reply(in, code, db_get_text(res, 0, "detail"), evidence);
 	mp_stmt_free(evidence);
 }

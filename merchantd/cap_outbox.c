@@ -152,6 +152,13 @@ static void on_answer(struct mp_conn *c, const MpEnvelope *env, void *arg)
 			"this segment (CONFLICT: %s); kept for the operator",
 			hex, ob->seg_seq, detail);
 		mark(ob, CAP_OUTBOX_CONFLICT, detail);
+	} else if (r && code == MP_ST(CLOSED)) {
+		ob->refused++;
+		log_err(
+		    "cap outbox: channel %s segment %u: the broker refuses the Cap: the channel "
+		    "was closed early (CLOSED: %s); kept for the operator",
+		    hex, ob->seg_seq, detail);
+		mark(ob, CAP_OUTBOX_CONFLICT, detail);
 	} else {
 		ob->refused++;
 		ob->sweep_failed = true;

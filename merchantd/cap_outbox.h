@@ -2,8 +2,9 @@
  * has a durable row (written with the pair, segment_store.h); a CapNoticeReq{Transfer, Cap,
  * Handoffs up to the Cap's epoch, earlier pairs} goes to the broker over the broker link at once
  * after the commit and again, with a doubling backoff (1 s up to min([redeem] retry_max,
- * T_notify)), until the broker answers OK or DUPLICATE_OK (row DELIVERED) or CONFLICT (row
- * CONFLICT, logged as an error and kept for the operator). Rows survive restarts: the outbox
+ * T_notify)), until the broker answers OK or DUPLICATE_OK (row DELIVERED) or CONFLICT or CLOSED
+ * (the channel was closed early, e.g. by the broker's ForcedClose: row CONFLICT, logged as an
+ * error and kept for the operator). Rows survive restarts: the outbox
  * starts with a sweep. Whether or not the channel has anything to redeem.
  *
  *   IDLE | BACKOFF --kick (a Cap committed) | timer--> NEXT (sweep from the oldest pending row;
@@ -13,7 +14,8 @@
  *   NEXT --a row, link not up--> WAITING (want the link; poll every 200 ms up to the broker's
  *         connect timeout) --up--> NEXT;  --still down--> BACKOFF
  *   NEXT --a row, link up--> SENDING (CapNoticeReq)
- *   SENDING --OK / DUPLICATE_OK / CONFLICT--> MARKING (store thread) --written--> NEXT (after it)
+ *   SENDING --OK / DUPLICATE_OK / CONFLICT / CLOSED--> MARKING (store thread) --written-->
+ *         NEXT (after it)
  *   SENDING --another answer (e.g. an unroutable request before the broker serves CapNotice)-->
  *         NEXT (after it; the sweep is marked failed)
  *   SENDING --no answer (connection lost, deadline)--> BACKOFF

@@ -12,8 +12,8 @@
  *      v
  *   CLOSED in memory at once (no more Pays), then WRITING on the store thread: the closes row
  *      (the ForcedClose's bytes, its epoch and final_index) and the channel row's state, in one
- *      transaction --> IDLE when every write is done (a failed one: back to HELD, the next poll
- *      applies it again)
+ *      transaction --> IDLE when every write is done (a failed one: back to its state before,
+ *      HELD or EXPIRED; the next poll applies it again)
  *
  * Applying a ForcedClose again changes nothing (the channel is CLOSED: skipped). */
 #include "release_poll.h"
@@ -44,6 +44,7 @@ struct fc_write {
 	struct release_poll *p;
 	uint8_t channel_id[MP_ID_LEN];
 	uint32_t epoch, final_index;
+	enum channel_state was; /* the channel's state before: restored if the write fails */
 	uint8_t *bytes;
 	size_t len;
 	bool ok;
@@ -115,7 +116,7 @@ static void write_done(struct st_job *job)
 			 "CLOSED",
 			 hex, w->epoch, w->final_index);
 	} else if (ch) {
-		ch->state = CHANNEL_HELD;
+		ch->state = w->was;
 		ch->close_pending = false;
 		log_err("channel %s: storing the ForcedClose failed; the next poll tries again",
 			hex);
@@ -177,6 +178,7 @@ static void apply(struct release_poll *p, const MpSigned *s)
 		free(w);
 		return;
 	}
+	w->was = ch->state;
 	ch->state = CHANNEL_CLOSED; /* no Pay from now on */
 	ch->close_pending = true;
 	w->p = p;

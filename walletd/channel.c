@@ -25,6 +25,8 @@ const char *wch_state_name(enum wch_state s)
 		return "CLOSING";
 	case WCH_CLOSED:
 		return "CLOSED";
+	case WCH_RELEASED:
+		return "RELEASED";
 	}
 	return "?";
 }

@@ -296,6 +296,9 @@ static const char *refusal(struct wallet *w, const struct wchannel *ch, char *wh
 		return "channel is TRANSFERRING: finish the transfer with transfer.send";
 	case WCH_TRANSFERRED_OUT:
 		return "channel transferred out (its rest belongs to the customer it was given to)";
+	case WCH_RELEASED:
+		return "channel RELEASED: CLOSED by the broker's ForcedClose (its rest refunded); "
+		       "nothing to close";
 	case WCH_ISSUING:
 	case WCH_FAILED:
 		snprintf(why, len, "the channel is %s, not ACTIVE", wch_state_name(ch->state));

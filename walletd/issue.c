@@ -355,6 +355,7 @@ void wallet_admin_issue_retry(struct mp_admin_req *req, json_t *params, void *ct
 	case WCH_TRANSFERRED_OUT:
 	case WCH_CLOSING:
 	case WCH_CLOSED:
+	case WCH_RELEASED:
 		mp_admin_reply(req, issue_result(ch, NULL));
 		return;
 	case WCH_FAILED:

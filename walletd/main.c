@@ -132,7 +132,7 @@ static bool wallet_start(struct wallet *w)
 	for (struct wchannel *ch = w->channels; ch; ch = ch->next)
 		if (!wallet_segment_load(w, ch))
 			return false;
-	if (!wallet_close_load(w) || !wallet_refund_load(w))
+	if (!wallet_close_load(w) || !wallet_release_load(w) || !wallet_refund_load(w))
 		return false;
 	w->tls = mp_tls_client_ctx(w->cfg.tls_ca, NULL, NULL, err, sizeof(err));
 	if (!w->tls) {

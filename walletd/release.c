@@ -8,7 +8,8 @@
  *   admin release --sign, ReleaseReq--> PENDING (release_at shown)
  *      --asked again--> PENDING | DONE (the holder handed off or closed) |
  *      FORCED (the broker's ForcedClose, checked under the broker key and stored in table
- *      forced_closes: epoch, final_index shown)
+ *      forced_closes: epoch, final_index shown; the channel RELEASED from then on, also after
+ *      a restart: pay, transfer, close and buy refuse it)
  *   any --refused, unreachable--> the answer says why; nothing changes here */
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,6 +90,14 @@ static void on_release_reply(void *arg, const MpEnvelope *reply, const char *err
 		free(op);
 		return;
 	}
+	struct wchannel *ch = forced ? wallet_channel_find(op->w, op->channel_id) : NULL;
+	if (ch && ch->state != WCH_RELEASED) {
+		char hex[MP_HEX_ID_LEN + 1];
+		mp_hex_encode(op->channel_id, MP_ID_LEN, hex);
+		log_warn("channel %s: the broker's ForcedClose stored: RELEASED (was %s)", hex,
+			 wch_state_name(ch->state));
+		ch->state = WCH_RELEASED;
+	}
 	mp_admin_reply(op->req,
 		       json_pack("{s:s,s:s,s:I,s:o}", "status", text, "state", state_name(r->state),
 				 "release_at", (json_int_t)r->release_at, "forced_close",
@@ -147,4 +156,16 @@ void wallet_admin_release(struct mp_admin_req *req, json_t *params, void *ctx)
 	mp_stmt_free(stmt);
 	free(op);
 	mp_admin_fail(req, MP_ADMIN_FAILED, "release: %s", err);
+}
+
+bool wallet_release_load(struct wallet *w)
+{
+	for (struct wchannel *ch = w->channels; ch; ch = ch->next) {
+		int found = wstore_forced_close_has(w->store, ch->channel_id);
+		if (found < 0)
+			return false;
+		if (found == 1)
+			ch->state = WCH_RELEASED;
+	}
+	return true;
 }

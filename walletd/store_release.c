@@ -28,3 +28,19 @@ bool wstore_forced_close_put(struct wstore *s, const uint8_t channel_id[MP_ID_LE
 		    "binding a ForcedClose");
 	return wsql_run(s, st, "storing a ForcedClose");
 }
+
+int wstore_forced_close_has(struct wstore *s, const uint8_t channel_id[MP_ID_LEN])
+{
+	sqlite3_stmt *st = wsql_prep(s, "SELECT 1 FROM forced_closes WHERE channel_id = ?1");
+	if (st)
+		st = wsql_bound(s, st, wsql_bind_blob(st, 1, channel_id, MP_ID_LEN),
+				"binding a channel id");
+	if (!st)
+		return -1;
+	int rc = sqlite3_step(st);
+	int found = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+	if (found < 0)
+		wsql_log_error(s, "reading a ForcedClose");
+	sqlite3_finalize(st);
+	return found;
+}

@@ -64,6 +64,10 @@ struct wallet_config {
  * FAILED when the broker refused the issue (nothing debited). CLOSING and CLOSED come from the
  * store's closes table (store_close.h), not from the channels row.
  *
+ *   any --release answered FORCED: the broker's ForcedClose checked and stored--> RELEASED
+ *   (release.c; from table forced_closes at start, store_release.h): closed by the broker, its
+ *   rest refunded with the ForcedClose; pay, transfer, close and buy refuse it.
+ *
  * Refund (refund.c; not a column of the channels table): an ACTIVE channel past pay_until shows
  * as REFUND_PENDING, and as REFUNDED once the broker answered the refund's result:
  *   ACTIVE --pay_until--> REFUND_PENDING --refund: OK / DUPLICATE_OK--> REFUNDED
@@ -76,6 +80,7 @@ enum wch_state {
 	WCH_TRANSFERRED_OUT,
 	WCH_CLOSING,
 	WCH_CLOSED,
+	WCH_RELEASED,
 };
 
 struct wchannel {
@@ -251,6 +256,8 @@ void wallet_admin_buy(struct mp_admin_req *req, json_t *params, void *ctx); /* b
 /* At start-up: CLOSING or CLOSED for every channel with a stored close; false on a store
  * error. */
 bool wallet_close_load(struct wallet *w);
+/* release.c: at start, after wallet_close_load: channels with a stored ForcedClose RELEASED. */
+bool wallet_release_load(struct wallet *w);
 void wallet_admin_refund(struct mp_admin_req *req, json_t *params, void *ctx);
 /* passphrase.c: the store's data key re-wrapped under [wallet] passphrase_file. */
 void wallet_admin_passphrase_change(struct mp_admin_req *req, json_t *params, void *ctx);

@@ -15,6 +15,7 @@
  * - a finalised channel's release is TOO_LATE.
  * The audit is clean after each step. */
 #include <check.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,8 +76,9 @@ static void issue(unsigned n, char *channel, size_t len)
 	json_decref(r);
 }
 
-/* w1 pays `units` at m1; NULL on success, else the error (static). */
-static const char *pay(const char *channel, unsigned units, int64_t expect_last)
+/* `wallet` pays `units` at m1; NULL on success, else the error (static). */
+static const char *pay_as(const char *wallet, const char *channel, unsigned units,
+			  int64_t expect_last)
 {
 	static char err[512];
 	char params[500], order[64];
@@ -85,12 +87,67 @@ static const char *pay(const char *channel, unsigned units, int64_t expect_last)
 		 "{\"channel_id\":\"%s\",\"merchant_id\":\"%s\",\"endpoint\":\"%s\",\"units\":%u,"
 		 "\"order_ref\":\"%s\"}",
 		 channel, m1.mid_hex, ep1, units, order);
-	json_t *r = admin(&net, "w1", "pay", params, err, sizeof(err));
+	json_t *r = admin(&net, wallet, "pay", params, err, sizeof(err));
 	if (!r)
 		return err;
 	ck_assert_int_eq(json_int(r, "last"), expect_last);
 	json_decref(r);
 	return NULL;
+}
+
+static const char *pay(const char *channel, unsigned units, int64_t expect_last)
+{
+	return pay_as("w1", channel, units, expect_last);
+}
+
+/* w1's admin `method` on a channel it must refuse: the error contains each of want (NULL-ended). */
+static void expect_refused(const char *method, const char *params, const char *want, ...)
+{
+	char err[512];
+	json_t *r = admin(&net, "w1", method, params, err, sizeof(err));
+	ck_assert_msg(!r, "%s %s accepted", method, params);
+	va_list ap;
+	va_start(ap, want);
+	for (const char *w = want; w; w = va_arg(ap, const char *))
+		ck_assert_msg(strstr(err, w), "%s: %s (wanted %s)", method, err, w);
+	va_end(ap);
+}
+
+/* w2's offer to take a channel (caller frees). */
+static char *w2_offer(const char *channel)
+{
+	char params[128];
+	snprintf(params, sizeof(params), "{\"channel_id\":\"%s\"}", channel);
+	json_t *r = admin_ok(&net, "w2", "transfer.offer", params);
+	char *offer = strdup(json_str(r, "offer"));
+	json_decref(r);
+	return offer;
+}
+
+/* A RELEASED channel of w1: shown RELEASED; pay, transfer.send and close refused by w1 itself. */
+static void expect_w1_released(const char *channel)
+{
+	json_t *r = admin_ok(&net, "w1", "channels", NULL);
+	json_t *list = json_object_get(r, "channels");
+	const char *state = NULL;
+	for (size_t i = 0; i < json_array_size(list); i++)
+		if (!strcmp(json_str(json_array_get(list, i), "channel_id"), channel))
+			state = json_str(json_array_get(list, i), "state");
+	ck_assert_msg(state && !strcmp(state, "RELEASED"), "w1 shows %s", state ? state : "none");
+	json_decref(r);
+	char params[4096];
+	snprintf(params, sizeof(params),
+		 "{\"channel_id\":\"%s\",\"merchant_id\":\"%s\",\"endpoint\":\"%s\","
+		 "\"units\":1,\"order_ref\":\"0011\"}",
+		 channel, m1.mid_hex, ep1);
+	expect_refused("pay", params, "RELEASED", NULL);
+	char *offer = w2_offer(channel);
+	snprintf(params, sizeof(params), "{\"channel_id\":\"%s\",\"offer\":\"%s\"}", channel,
+		 offer);
+	free(offer);
+	expect_refused("transfer.send", params, "RELEASED", NULL);
+	snprintf(params, sizeof(params), "{\"channel_id\":\"%s\"}", channel);
+	expect_refused("close", params, "RELEASED", "ForcedClose", NULL);
 }
 
 /* w1's `release close=true`: its answer (caller frees). */
@@ -155,12 +212,13 @@ static int64_t w1_forced_index(const uint8_t id[MP_ID_LEN])
 	return index;
 }
 
-/* A raw ReleaseReq {channel, seg 0, epoch, to_mid m1 or close} signed by key: its status. */
-static MpCode raw_release(const struct mp_key *key, const uint8_t id[MP_ID_LEN], uint32_t epoch,
-			  bool to_m1)
+/* A raw ReleaseReq {channel, seg_seq, epoch, to_mid m1 or close} signed by key: its status. */
+static MpCode raw_release(const struct mp_key *key, const uint8_t id[MP_ID_LEN], uint32_t seg_seq,
+			  uint32_t epoch, bool to_m1)
 {
 	Micropay__V1__ReleaseRequest rq = MICROPAY__V1__RELEASE_REQUEST__INIT;
 	rq.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)id};
+	rq.seg_seq = seg_seq;
 	rq.epoch = epoch;
 	if (to_m1)
 		rq.to_mid = (ProtobufCBinaryData){MP_ID_LEN, m1.mid};
@@ -239,20 +297,34 @@ static bool m1_applied(void *arg)
 	return log_contains(&net, "m1", "ForcedClose of epoch 0 at index 4 applied");
 }
 
+static bool m1_applied_sold(void *arg)
+{
+	(void)arg;
+	return log_contains(&net, "m1", "ForcedClose of epoch 0 at index 0 applied");
+}
+
 /* ---- the tests ---- */
 
-/* n = 100 at unit 1: m1 redeems 4, is paid 3 more, goes down; the release is forced at 4. */
+/* n = 100 at unit 1: m1 redeems 4 of ch, is paid 3 more and 2 on `sold`, goes down; both
+ * releases are forced (ch at 4, sold at 0). w1 stores ch's ForcedClose and refuses ch from then
+ * on; sold, still ACTIVE in w1, is given to w2 through m1 (which has not polled yet): the
+ * broker refuses w2's SegmentClaim CLOSED, stores no segment and records m1's Cap as
+ * cap_after_forced_close. */
 START_TEST(forced_release_with_the_holder_down)
 {
-	char ch[64];
+	char ch[64], sold[64];
 	uint8_t id[MP_ID_LEN];
+	ck_assert_int_eq(net_cmd(&net, "wallet", "w2"), 0);
+	json_decref(admin_ok(&net, "w2", "register", NULL));
 	issue(100, ch, sizeof(ch));
+	issue(100, sold, sizeof(sold));
 	hex_to_bytes(ch, id, MP_ID_LEN);
 	ck_assert_ptr_null(pay(ch, 4, 4));
 	json_decref(admin_ok(&net, "m1", "redeem", NULL));
 	ck_assert_int_eq(net_pending(&net, m1.mid_hex), 4);
 	ck_assert_ptr_null(pay(ch, 3, 7));
-	ck_assert_int_eq(net_balance(&net, account), 900);
+	ck_assert_ptr_null(pay(sold, 2, 2));
+	ck_assert_int_eq(net_balance(&net, account), 800);
 	ck_assert_int_eq(net_cmd(&net, "kill", "m1"), 0);
 
 	/* Bad requests: refused, nothing stored (the wallet's next request is the first). */
@@ -260,8 +332,10 @@ START_TEST(forced_release_with_the_holder_down)
 	uint8_t seed[MP_SK_LEN];
 	ck_assert(mp_key_generate(&stranger, seed));
 	w1_owner(id, &owner);
-	ck_assert_int_eq(raw_release(&stranger, id, 0, false), MP_ST(BAD_SIG));
-	ck_assert_int_eq(raw_release(&owner, id, 1, false), MP_ST(OUT_OF_RANGE));
+	ck_assert_int_eq(raw_release(&stranger, id, 0, 0, false), MP_ST(BAD_SIG));
+	ck_assert_int_eq(raw_release(&owner, id, 0, 1, false), MP_ST(OUT_OF_RANGE));
+	ck_assert_int_eq(raw_release(&owner, id, 0, 0x80000000u, false), MP_ST(MALFORMED));
+	ck_assert_int_eq(raw_release(&owner, id, 0x80000000u, 0, false), MP_ST(MALFORMED));
 	expect_broker_channel(ch, "OPEN", -1, 0);
 	net_audit_clean(&net);
 
@@ -274,13 +348,17 @@ START_TEST(forced_release_with_the_holder_down)
 	ck_assert_uint_ge(release_at, now + 7200);
 	json_decref(r);
 	expect_release(ch, "PENDING", "DUPLICATE_OK");
-	ck_assert_int_eq(raw_release(&owner, id, 0, true), MP_ST(CONFLICT));
+	ck_assert_int_eq(raw_release(&owner, id, 0, 0, true), MP_ST(CONFLICT));
+	r = release(sold);
+	ck_assert_str_eq(json_str(r, "state"), "PENDING");
+	uint64_t sold_at = (uint64_t)json_int(r, "release_at");
+	json_decref(r);
 	json_decref(settle_sweep(&net));
 	expect_release(ch, "PENDING", "DUPLICATE_OK");
 	expect_broker_channel(ch, "OPEN", -1, 0);
 
 	/* After release_wait: the ForcedClose at m1's highest redeemed index, the refund once. */
-	settle_advance_to(&net, release_at);
+	settle_advance_to(&net, release_at > sold_at ? release_at : sold_at);
 	json_decref(settle_sweep(&net));
 	r = release(ch);
 	ck_assert_str_eq(json_str(r, "state"), "FORCED");
@@ -288,11 +366,14 @@ START_TEST(forced_release_with_the_holder_down)
 	ck_assert_int_eq(json_int(fc, "epoch"), 0);
 	ck_assert_int_eq(json_int(fc, "final_index"), 4);
 	json_decref(r);
+	expect_w1_released(ch); /* at once */
 	ck_assert_int_eq(w1_forced_index(id), 4);
+	expect_w1_released(ch); /* after w1's restart (w1_forced_index restarts it) */
 	expect_broker_channel(ch, "CLOSED_EARLY", 4, 96);
-	ck_assert_int_eq(net_balance(&net, account), 900 + 96);
+	expect_broker_channel(sold, "CLOSED_EARLY", 0, 100);
+	ck_assert_int_eq(net_balance(&net, account), 800 + 96 + 100);
 	json_decref(settle_sweep(&net));
-	ck_assert_int_eq(net_balance(&net, account), 900 + 96);
+	ck_assert_int_eq(net_balance(&net, account), 800 + 96 + 100);
 	net_audit_clean(&net);
 
 	/* m1 back before it polls: its claim of 5..7 is refused and recorded against it. */
@@ -303,20 +384,36 @@ START_TEST(forced_release_with_the_holder_down)
 	ck_assert_int_eq(conflicts_of(ch, "claim_above_forced_close", m1.mid_hex), 1);
 	net_audit_clean(&net);
 
-	/* m1 polling every second: the ForcedClose applied, Pays refused. */
+	/* sold given to w2 through m1, which still holds it: the broker refuses w2's claim. */
+	char params[4096], *offer = w2_offer(sold);
+	snprintf(params, sizeof(params), "{\"channel_id\":\"%s\",\"offer\":\"%s\"}", sold, offer);
+	free(offer);
+	r = admin_ok(&net, "w1", "transfer.send", params);
+	snprintf(params, sizeof(params), "{\"bundle\":\"%s\"}", json_str(r, "bundle"));
+	json_decref(r);
+	r = admin_ok(&net, "w2", "transfer.accept", params);
+	ck_assert(json_is_false(json_object_get(r, "broker_ack")));
+	const char *why = json_str(r, "broker_status");
+	ck_assert_msg(strstr(why, "CLOSED") && strstr(why, "ForcedClose"), "w2's claim: %s", why);
+	json_decref(r);
+	ck_assert_int_eq(conflicts_of(sold, "cap_after_forced_close", m1.mid_hex), 1);
+	json_t *sc = settle_channel(&net, sold);
+	ck_assert_str_eq(json_str(sc, "state"), "CLOSED_EARLY");
+	ck_assert(json_is_null(json_object_get(sc, "finalization")));
+	json_decref(sc);
+	ck_assert_int_eq(net_balance(&net, account), 800 + 96 + 100);
+	net_audit_clean(&net);
+
+	/* m1 polling every second: both ForcedCloses applied, w2's Pay on sold refused by m1. */
 	net_restart_with(&net, "m1", "merchant", "release_poll = 1");
 	m1_catch_up();
 	ck_assert_msg(wait_for(m1_applied, NULL, 20000), "m1 did not apply the ForcedClose");
-	const char *err = pay(ch, 1, 8);
+	ck_assert_msg(wait_for(m1_applied_sold, NULL, 20000), "m1 did not apply sold's");
+	const char *err = pay_as("w2", sold, 1, 3);
 	ck_assert_msg(err && strstr(err, "CLOSED") && strstr(err, "ForcedClose"),
 		      "pay after the ForcedClose: %s", err ? err : "accepted");
-	char params[128], cerr[512];
-	snprintf(params, sizeof(params), "{\"channel_id\":\"%s\"}", ch);
-	r = admin(&net, "w1", "close", params, cerr, sizeof(cerr));
-	ck_assert_msg(!r && strstr(cerr, "CLOSED") && strstr(cerr, "ForcedClose"),
-		      "close after the ForcedClose: %s", r ? "accepted" : cerr);
 	ck_assert_int_eq(net_pending(&net, m1.mid_hex), 4);
-	ck_assert_int_eq(net_balance(&net, account), 900 + 96);
+	ck_assert_int_eq(net_balance(&net, account), 800 + 96 + 100);
 	net_audit_clean(&net);
 	mp_key_free(&owner);
 	mp_key_free(&stranger);
