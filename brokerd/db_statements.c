@@ -62,7 +62,7 @@ const struct db_statement broker_statements[] = {
     {"dispute_due", "SELECT * FROM mp_dispute_due($1, $2)", 2},
     {"dispute_refund", "SELECT * FROM mp_dispute_refund($1, $2, $3)", 3},
     /* Forced release (release.c, release_sweep.c, release_deliver.c; docs/release.md). */
-    {"release_lookup", "SELECT * FROM mp_release_lookup($1)", 1},
+    {"release_lookup", "SELECT * FROM mp_release_lookup($1, $2)", 2},
     {"release_request", "SELECT * FROM mp_release_request($1, $2, $3, $4, $5, $6, $7, $8, $9)", 9},
     {"release_due", "SELECT * FROM mp_release_due($1, $2)", 2},
     {"release_prepare", "SELECT * FROM mp_release_prepare($1, $2)", 2},

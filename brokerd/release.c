@@ -9,6 +9,7 @@
  *   received --(no statement, too large, no channel_id)-----------------> MALFORMED
  *      v
  *   release_lookup (db) --(no channel)--------------------------------> UNKNOWN_CHANNEL
+ *      | --(these exact bytes stored: verified then)--> mp_release_request (its answer)
  *      | the current segment's owner key --(none)--------------------> STALE_SEGMENT
  *      v
  *   SIGNATURE [worker pool]: ReleaseRequest (type 17) under the owner key, strictly parsed
@@ -169,6 +170,20 @@ static void on_verified(void *arg, MpCode code, ProtobufCMessage *body)
 	protobuf_c_message_free_unpacked(body, NULL);
 }
 
+/* These exact bytes were verified when they were stored: their release's answer, without a
+ * new verification (the channel may have another owner by now). */
+static void answer_stored(struct release *r)
+{
+	ProtobufCMessage *body = mp_strict_unpack(&micropay__v1__release_request__descriptor,
+						  r->stmt->body.data, r->stmt->body.len);
+	if (!body) {
+		release_reply(r, MP_ST(INTERNAL), "a stored ReleaseRequest unreadable");
+		return;
+	}
+	record(r, (const Micropay__V1__ReleaseRequest *)body);
+	protobuf_c_message_free_unpacked(body, NULL);
+}
+
 static void on_lookup(const PGresult *res, const char *error, void *arg)
 {
 	struct release *r = arg;
@@ -178,6 +193,8 @@ static void on_lookup(const PGresult *res, const char *error, void *arg)
 		release_reply(r, MP_ST(INTERNAL), error ? error : "no result; retry");
 	} else if (PQntuples(res) != 1) {
 		release_reply(r, MP_ST(UNKNOWN_CHANNEL), "no such channel");
+	} else if (db_get_bool(res, 0, "stored")) {
+		answer_stored(r);
 	} else if (!db_get_bytes(res, 0, "owner_pk", owner_pk, MP_PK_LEN)) {
 		release_reply(r, MP_ST(STALE_SEGMENT), "the channel has no current segment");
 	} else if (!mp_verify_job_submit(b->workers, r->stmt, MP_STMT_RELEASE_REQUEST, owner_pk,
@@ -212,6 +229,7 @@ void handle_release(struct broker *b, struct mp_conn *c, const MpEnvelope *env)
 	snprintf(r->what, sizeof(r->what), "channel %s from %s", ch, mp_conn_peer(c));
 	struct db_params p = {0};
 	db_param_bytes(&p, r->channel_id, MP_ID_LEN);
+	db_param_bytes(&p, r->stmt_hash, MP_HASH_LEN);
 	const char *refused = db_call(b->db, "release_lookup", &p, on_lookup, r);
 	if (refused)
 		release_reply(r, MP_ST(INTERNAL), refused);

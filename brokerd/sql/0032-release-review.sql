@@ -313,3 +313,17 @@ LANGUAGE sql STABLE AS $$
      ORDER BY r.tried_at NULLS FIRST, r.release_at, r.channel_id
      LIMIT greatest(p_limit, 1)
 $$;
+
+-- What brokerd needs before verifying a ReleaseRequest, and whether these exact bytes are
+-- stored already (verified when they were recorded: asked again, they answer the release's
+-- state without a new verification, also once the channel has another owner).
+CREATE FUNCTION mp_release_lookup(p_channel_id bytea, p_stmt_hash bytea)
+RETURNS TABLE (seg_seq int, owner_pk bytea, stored boolean)
+LANGUAGE sql STABLE AS $$
+    SELECT l.seg_seq, l.owner_pk,
+           EXISTS (SELECT 1 FROM releases r
+                    WHERE r.channel_id = c.channel_id AND r.stmt_hash = p_stmt_hash)
+      FROM channels c
+      LEFT JOIN LATERAL mp_last_segment(c.channel_id) l ON true
+     WHERE c.channel_id = p_channel_id
+$$;

@@ -57,6 +57,13 @@ static void setup_net(void)
 	net_fund(&net, account, 1000);
 }
 
+static void setup_net_batch1(void)
+{
+	setenv("MP_SWEEP_BATCH", "1", 1);
+	setup_net();
+	unsetenv("MP_SWEEP_BATCH");
+}
+
 static void teardown_net(void)
 {
 	tmerchant_free(&m1);
@@ -124,6 +131,27 @@ static char *w2_offer(const char *channel)
 	return offer;
 }
 
+/* w1's transfer.send of channel to w2's offer through m1: the bundle (caller frees). */
+static char *w1_gives_to_w2(const char *channel)
+{
+	char params[4096], *offer = w2_offer(channel);
+	snprintf(params, sizeof(params), "{\"channel_id\":\"%s\",\"offer\":\"%s\"}", channel,
+		 offer);
+	free(offer);
+	json_t *r = admin_ok(&net, "w1", "transfer.send", params);
+	char *bundle = strdup(json_str(r, "bundle"));
+	json_decref(r);
+	return bundle;
+}
+
+/* w2's transfer.accept of a bundle: its answer (caller frees). */
+static json_t *w2_accepts(const char *bundle)
+{
+	char params[4096];
+	snprintf(params, sizeof(params), "{\"bundle\":\"%s\"}", bundle);
+	return admin_ok(&net, "w2", "transfer.accept", params);
+}
+
 /* A RELEASED channel of w1: shown RELEASED; pay, transfer.send and close refused by w1 itself. */
 static void expect_w1_released(const char *channel)
 {
@@ -150,12 +178,26 @@ static void expect_w1_released(const char *channel)
 	expect_refused("close", params, "RELEASED", "ForcedClose", NULL);
 }
 
-/* w1's `release close=true`: its answer (caller frees). */
-static json_t *release(const char *channel)
+/* A wallet's `release close=true`: its answer (caller frees). */
+static json_t *release_as(const char *wallet, const char *channel)
 {
 	char params[128];
 	snprintf(params, sizeof(params), "{\"channel_id\":\"%s\",\"close\":true}", channel);
-	return admin_ok(&net, "w1", "release", params);
+	return admin_ok(&net, wallet, "release", params);
+}
+
+static json_t *release(const char *channel)
+{
+	return release_as("w1", channel);
+}
+
+/* w2 up and registered: its account. */
+static void w2_up(char *w2_account, size_t len)
+{
+	ck_assert_int_eq(net_cmd(&net, "wallet", "w2"), 0);
+	json_t *r = admin_ok(&net, "w2", "register", NULL);
+	snprintf(w2_account, len, "%s", json_str(r, "account_id"));
+	json_decref(r);
 }
 
 static void expect_release(const char *channel, const char *state, const char *status)
@@ -167,18 +209,19 @@ static void expect_release(const char *channel, const char *state, const char *s
 	json_decref(r);
 }
 
-/* w1's owner key of a channel it issued (segment 0), read from its store (w1 is stopped for it
- * and started again). */
-static void w1_owner(const uint8_t id[MP_ID_LEN], struct mp_key *owner)
+/* A wallet's owner key of a channel, read from its store (`table`: channels for one it issued,
+ * offers for one it offered to take); the wallet is stopped for it and started again. */
+static void wallet_owner(const char *wallet, const char *table, const uint8_t id[MP_ID_LEN],
+			 struct mp_key *owner)
 {
-	char path[700];
+	char path[700], rel[64], sql[128];
 	size_t len = 0;
-	net_path(&net, "w1/wallet.db", path, sizeof(path));
-	ck_assert_int_eq(net_cmd(&net, "kill", "w1"), 0);
-	uint8_t *seed =
-	    store_row_blob(path, "SELECT owner_seed FROM channels WHERE channel_id = ?1", id,
-			   MP_ID_LEN, 0, 0, &len);
-	ck_assert_int_eq(net_cmd(&net, "start", "w1"), 0);
+	snprintf(rel, sizeof(rel), "%s/wallet.db", wallet);
+	snprintf(sql, sizeof(sql), "SELECT owner_seed FROM %s WHERE channel_id = ?1", table);
+	net_path(&net, rel, path, sizeof(path));
+	ck_assert_int_eq(net_cmd(&net, "kill", wallet), 0);
+	uint8_t *seed = store_row_blob(path, sql, id, MP_ID_LEN, 0, 0, &len);
+	ck_assert_int_eq(net_cmd(&net, "start", wallet), 0);
 	ck_assert(seed && len == MP_SK_LEN);
 	ck_assert(mp_key_from_seed(owner, seed));
 	free(seed);
@@ -314,8 +357,8 @@ START_TEST(forced_release_with_the_holder_down)
 {
 	char ch[64], sold[64];
 	uint8_t id[MP_ID_LEN];
-	ck_assert_int_eq(net_cmd(&net, "wallet", "w2"), 0);
-	json_decref(admin_ok(&net, "w2", "register", NULL));
+	char w2_account[64];
+	w2_up(w2_account, sizeof(w2_account));
 	issue(100, ch, sizeof(ch));
 	issue(100, sold, sizeof(sold));
 	hex_to_bytes(ch, id, MP_ID_LEN);
@@ -331,7 +374,7 @@ START_TEST(forced_release_with_the_holder_down)
 	struct mp_key owner, stranger;
 	uint8_t seed[MP_SK_LEN];
 	ck_assert(mp_key_generate(&stranger, seed));
-	w1_owner(id, &owner);
+	wallet_owner("w1", "channels", id, &owner);
 	ck_assert_int_eq(raw_release(&stranger, id, 0, 0, false), MP_ST(BAD_SIG));
 	ck_assert_int_eq(raw_release(&owner, id, 0, 1, false), MP_ST(OUT_OF_RANGE));
 	ck_assert_int_eq(raw_release(&owner, id, 0, 0x80000000u, false), MP_ST(MALFORMED));
@@ -385,18 +428,15 @@ START_TEST(forced_release_with_the_holder_down)
 	net_audit_clean(&net);
 
 	/* sold given to w2 through m1, which still holds it: the broker refuses w2's claim. */
-	char params[4096], *offer = w2_offer(sold);
-	snprintf(params, sizeof(params), "{\"channel_id\":\"%s\",\"offer\":\"%s\"}", sold, offer);
-	free(offer);
-	r = admin_ok(&net, "w1", "transfer.send", params);
-	snprintf(params, sizeof(params), "{\"bundle\":\"%s\"}", json_str(r, "bundle"));
-	json_decref(r);
-	r = admin_ok(&net, "w2", "transfer.accept", params);
+	char *bundle = w1_gives_to_w2(sold);
+	r = w2_accepts(bundle);
+	free(bundle);
 	ck_assert(json_is_false(json_object_get(r, "broker_ack")));
 	const char *why = json_str(r, "broker_status");
 	ck_assert_msg(strstr(why, "CLOSED") && strstr(why, "ForcedClose"), "w2's claim: %s", why);
 	json_decref(r);
 	ck_assert_int_eq(conflicts_of(sold, "cap_after_forced_close", m1.mid_hex), 1);
+	ck_assert_int_eq(net_balance(&net, w2_account), 0);
 	json_t *sc = settle_channel(&net, sold);
 	ck_assert_str_eq(json_str(sc, "state"), "CLOSED_EARLY");
 	ck_assert(json_is_null(json_object_get(sc, "finalization")));
@@ -464,6 +504,130 @@ START_TEST(release_answered_in_time_and_too_late)
 }
 END_TEST
 
+static void expect_release_as(const char *wallet, const char *channel, const char *state,
+			      const char *status)
+{
+	json_t *r = release_as(wallet, channel);
+	ck_assert_str_eq(json_str(r, "state"), state);
+	ck_assert_msg(!strncmp(json_str(r, "status"), status, strlen(status)), "status %s",
+		      json_str(r, "status"));
+	json_decref(r);
+}
+
+/* w1 asks for a release, then gives the channel to w2 (SegmentClaim acknowledged): w1's
+ * release is DONE and never forced (it would refund w2, who never asked); w2's own release of
+ * the same channel and epoch is then accepted (a DONE release blocks no later one) and forced,
+ * the rest refunded to w2 and the channel RELEASED in w2. */
+START_TEST(release_after_a_change_of_owner)
+{
+	char ch[64], w2_account[64];
+	w2_up(w2_account, sizeof(w2_account));
+	issue(100, ch, sizeof(ch));
+	ck_assert_ptr_null(pay(ch, 2, 2));
+	json_decref(admin_ok(&net, "m1", "redeem", NULL));
+	json_t *r = release(ch);
+	ck_assert_str_eq(json_str(r, "state"), "PENDING");
+	uint64_t release_at = (uint64_t)json_int(r, "release_at");
+	json_decref(r);
+
+	char *bundle = w1_gives_to_w2(ch);
+	r = w2_accepts(bundle);
+	free(bundle);
+	ck_assert(json_is_true(json_object_get(r, "broker_ack")));
+	json_decref(r);
+	expect_release(ch, "DONE", "DUPLICATE_OK");
+	settle_advance_to(&net, release_at);
+	json_decref(settle_sweep(&net));
+	expect_release(ch, "DONE", "DUPLICATE_OK");
+	expect_broker_channel(ch, "OPEN", -1, 0);
+	ck_assert_int_eq(net_balance(&net, w2_account), 0);
+	net_audit_clean(&net);
+
+	/* w2's release of segment 1 in the same epoch: a new one, forced at m1's 2, paid to w2. */
+	r = release_as("w2", ch);
+	ck_assert_str_eq(json_str(r, "status"), "OK");
+	ck_assert_str_eq(json_str(r, "state"), "PENDING");
+	release_at = (uint64_t)json_int(r, "release_at");
+	json_decref(r);
+	expect_release_as("w2", ch, "PENDING", "DUPLICATE_OK");
+	expect_release(ch, "DONE", "DUPLICATE_OK");
+	settle_advance_to(&net, release_at);
+	json_decref(settle_sweep(&net));
+	r = release_as("w2", ch);
+	ck_assert_str_eq(json_str(r, "state"), "FORCED");
+	ck_assert_int_eq(json_int(json_object_get(r, "forced_close"), "final_index"), 2);
+	json_decref(r);
+	expect_broker_channel(ch, "CLOSED_EARLY", 2, 98);
+	ck_assert_int_eq(net_balance(&net, w2_account), 98);
+	json_t *l = admin_ok(&net, "w2", "channels", NULL);
+	json_t *list = json_object_get(l, "channels");
+	ck_assert_int_eq(json_array_size(list), 1);
+	ck_assert_str_eq(json_str(json_array_get(list, 0), "state"), "RELEASED");
+	json_decref(l);
+	net_audit_clean(&net);
+}
+END_TEST
+
+struct owner_release {
+	const struct mp_key *key;
+	const uint8_t *id;
+	uint32_t seg_seq;
+};
+
+static bool release_recorded(void *arg)
+{
+	const struct owner_release *o = arg;
+	MpCode code = raw_release(o->key, o->id, o->seg_seq, 0, false);
+	return code == MP_ST(OK) || code == MP_ST(DUPLICATE_OK);
+}
+
+/* Sweep batch 1. `stuck` was given to w2, whose claim the broker has not seen (m1's Cap notice
+ * recorded segment 1, no payout account): w2's release of it is due first but cannot be paid;
+ * the next pass forces the younger due release of `other` instead of trying `stuck` again; once
+ * w2's claim names its account, `stuck` is forced too. */
+START_TEST(stuck_release_goes_last)
+{
+	char stuck[64], other[64], w2_account[64];
+	uint8_t id[MP_ID_LEN];
+	w2_up(w2_account, sizeof(w2_account));
+	issue(100, stuck, sizeof(stuck));
+	issue(100, other, sizeof(other));
+	hex_to_bytes(stuck, id, MP_ID_LEN);
+	ck_assert_ptr_null(pay(stuck, 1, 1));
+	ck_assert_ptr_null(pay(other, 1, 1));
+	json_decref(admin_ok(&net, "m1", "redeem", NULL));
+	char *bundle = w1_gives_to_w2(stuck);
+	struct mp_key owner;
+	wallet_owner("w2", "offers", id, &owner);
+	struct owner_release o = {&owner, id, 1};
+	ck_assert_msg(wait_for(release_recorded, &o, 20000), "w2's release of stuck refused");
+	json_t *r = release(other);
+	uint64_t release_at = (uint64_t)json_int(r, "release_at");
+	json_decref(r);
+
+	settle_advance_to(&net, release_at);
+	json_decref(settle_sweep(&net)); /* stuck: no payout account */
+	expect_broker_channel(stuck, "OPEN", -1, 0);
+	expect_broker_channel(other, "OPEN", -1, 0);
+	json_decref(settle_sweep(&net)); /* other, not stuck again */
+	expect_broker_channel(stuck, "OPEN", -1, 0);
+	expect_broker_channel(other, "CLOSED_EARLY", 1, 99);
+	ck_assert_int_eq(net_balance(&net, account), 800 + 99);
+	net_audit_clean(&net);
+
+	r = w2_accepts(bundle);
+	free(bundle);
+	ck_assert(json_is_true(json_object_get(r, "broker_ack")));
+	json_decref(r);
+	json_decref(settle_sweep(&net));
+	expect_broker_channel(stuck, "CLOSED_EARLY", 1, 99);
+	ck_assert_int_eq(net_balance(&net, w2_account), 99);
+	expect_release_as("w2", stuck, "FORCED", "DUPLICATE_OK");
+	net_audit_clean(&net);
+	mp_key_free(&owner);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("release");
@@ -472,6 +636,12 @@ int main(void)
 	tcase_add_checked_fixture(tc, setup_net, teardown_net);
 	tcase_add_test(tc, forced_release_with_the_holder_down);
 	tcase_add_test(tc, release_answered_in_time_and_too_late);
+	tcase_add_test(tc, release_after_a_change_of_owner);
 	suite_add_tcase(s, tc);
+	TCase *batch1 = tcase_create("release_batch1");
+	tcase_set_timeout(batch1, 300);
+	tcase_add_checked_fixture(batch1, setup_net_batch1, teardown_net);
+	tcase_add_test(batch1, stuck_release_goes_last);
+	suite_add_tcase(s, batch1);
 	return mp_check_run(s);
 }
