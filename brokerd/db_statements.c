@@ -68,6 +68,7 @@ const struct db_statement broker_statements[] = {
     {"release_prepare", "SELECT * FROM mp_release_prepare($1, $2)", 2},
     {"release_force", "SELECT * FROM mp_release_force($1, $2, $3, $4, $5, $6)", 6},
     {"forced_closes", "SELECT * FROM mp_forced_closes($1, $2)", 2},
+    {"release_pending_of", "SELECT * FROM mp_release_pending_of($1)", 1},
     {"audit", "SELECT * FROM mp_audit()", 0},
     {"payout", "SELECT * FROM mp_payout($1, $2, $3)", 3},
     {"payouts_list", "SELECT * FROM mp_payouts_list($1)", 1},

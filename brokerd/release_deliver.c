@@ -1,11 +1,16 @@
 /* The holder's side of a forced release (docs/release.md "Delivery"), on its mutual-TLS link:
  * ForcedClosesReq lists the ForcedCloses of epochs the merchant held (at most
- * MP_MAX_FORCED_CLOSES, the newest first), each exactly as stored with its early refund. The
- * peer certificate must name merchant_id, as a Redeem's must.
+ * MP_MAX_FORCED_CLOSES, the newest first), each exactly as stored with its early refund, and
+ * says how many PENDING releases name it as the holder (the broker asking it for a Handoff or
+ * Close: merchantd redeems at once, release_poll.c). The peer certificate must name
+ * merchant_id, as a Redeem's must.
  *
  *   ForcedClosesReq --(no merchant certificate / another merchant)--> BAD_SIG
  *      v
- *   mp_forced_closes (db) --> OK + the list */
+ *   mp_release_pending_of (db): the count and the first release_at
+ *      v
+ *   mp_forced_closes (db) --> OK + the list + the pending count */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,6 +25,9 @@
 struct fc_call {
 	struct broker_call *call;
 	char mid[MP_HEX_ID_LEN + 1];
+	uint8_t mid_raw[MP_ID_LEN];
+	uint32_t pending;
+	uint64_t first_release_at;
 };
 
 static void fc_reply(struct fc_call *k, MpCode code, const char *detail, MpSigned **list, size_t n)
@@ -29,6 +37,8 @@ static void fc_reply(struct fc_call *k, MpCode code, const char *detail, MpSigne
 	resp.status = broker_status(&st, code, detail);
 	resp.forced_closes = list;
 	resp.n_forced_closes = n;
+	resp.pending_releases = k->pending;
+	resp.first_release_at = k->first_release_at;
 	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
 	env.body_case = MP_BODY(FORCED_CLOSES_RESP);
 	env.forced_closes_resp = &resp;
@@ -73,6 +83,24 @@ static void on_listed(const PGresult *res, const char *error, void *arg)
 	free(list);
 }
 
+static void on_pending(const PGresult *res, const char *error, void *arg)
+{
+	struct fc_call *k = arg;
+	if (!res || PQntuples(res) != 1) {
+		fc_reply(k, MP_ST(INTERNAL), error ? error : "no result; retry", NULL, 0);
+		return;
+	}
+	int64_t pending = db_get_i64(res, 0, "pending");
+	k->pending = pending > UINT32_MAX ? UINT32_MAX : (uint32_t)pending;
+	k->first_release_at = (uint64_t)db_get_i64(res, 0, "first_release_at");
+	struct db_params p = {0};
+	db_param_bytes(&p, k->mid_raw, MP_ID_LEN);
+	db_param_u64(&p, MP_MAX_FORCED_CLOSES);
+	const char *refused = db_call(k->call->b->db, "forced_closes", &p, on_listed, k);
+	if (refused)
+		fc_reply(k, MP_ST(INTERNAL), refused, NULL, 0);
+}
+
 void handle_forced_closes(struct broker *b, struct mp_conn *c, const MpEnvelope *env)
 {
 	const ProtobufCBinaryData *mid = &env->forced_closes_req->merchant_id;
@@ -90,10 +118,10 @@ void handle_forced_closes(struct broker *b, struct mp_conn *c, const MpEnvelope 
 		fc_reply(k, MP_ST(BAD_SIG), "the peer certificate must name merchant_id", NULL, 0);
 		return;
 	}
+	memcpy(k->mid_raw, mid->data, MP_ID_LEN);
 	struct db_params p = {0};
 	db_param_bytes(&p, mid->data, MP_ID_LEN);
-	db_param_u64(&p, MP_MAX_FORCED_CLOSES);
-	const char *refused = db_call(b->db, "forced_closes", &p, on_listed, k);
+	const char *refused = db_call(b->db, "release_pending_of", &p, on_pending, k);
 	if (refused)
 		fc_reply(k, MP_ST(INTERNAL), refused, NULL, 0);
 }

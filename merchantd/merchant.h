@@ -174,6 +174,7 @@ struct merchant_stats {
 	uint64_t pays_ok, pays_underpaid, pays_duplicate, pays_refused, bad_chain;
 	uint64_t store_busy; /* requests refused while the store was behind */
 	uint64_t forced_closes_applied, forced_closes_refused; /* release_poll.c */
+	uint64_t release_redeems; /* ... redemptions started for a PENDING release */
 	uint64_t batches, opens, redeems_sent, claims_credited, amount_credited;
 	uint64_t handoffs_signed, handoffs_taken, handoff_refusals;
 	uint64_t handoff_redirects; /* Opens answered HANDED_OFF with a verified redirect */

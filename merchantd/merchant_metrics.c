@@ -126,6 +126,9 @@ static void register_channels(struct merchant *m)
 	counter(m, "micropay_merchant_forced_closes_refused_total",
 		"ForcedCloses refused (not under the broker key, or not of our epoch).", NULL,
 		&s->forced_closes_refused);
+	counter(m, "micropay_merchant_release_redeems_total",
+		"Redemptions started because the broker holds a PENDING release naming us.", NULL,
+		&s->release_redeems);
 	counter(m, "micropay_merchant_receipts_signed_total", "Receipts signed and sent.", NULL,
 		&s->receipts_signed);
 	counter(m, "micropay_merchant_signatures_total",

@@ -15,6 +15,9 @@
  *      transaction --> IDLE when every write is done (a failed one: back to its state before,
  *      HELD or EXPIRED; the next poll applies it again)
  *
+ *   the answer's pending_releases > 0 (PENDING releases name us as the holder): logged,
+ *      counted, a redemption round started at once (pending_releases below)
+ *
  * Applying a ForcedClose again changes nothing (the channel is CLOSED: skipped). */
 #include "release_poll.h"
 
@@ -187,6 +190,23 @@ static void apply(struct release_poll *p, const MpSigned *s)
 	store_thread_submit(p->m->store_thread, &w->job);
 }
 
+/* ---- PENDING releases ---- */
+
+/* The broker asks us, as the holder, for a Handoff or Close of channels whose owners asked for
+ * a release. We cannot close on our own (a Close goes to the broker with the owner's refund
+ * request), so we redeem at once: the ForcedClose, if it comes, is then at our highest
+ * accepted point, and our Redeem's custody carries the Handoffs we signed (a release whose
+ * holder handed off ends DONE). */
+static void pending_releases(struct release_poll *p, uint32_t n, uint64_t first_at)
+{
+	log_warn(
+	    "release poll: the broker holds %u PENDING release(s) naming us as the holder, the "
+	    "first due at %llu: redeeming now",
+	    n, (unsigned long long)first_at);
+	p->m->stats.release_redeems++;
+	redeemer_run(p->m->redeemer, NULL, NULL);
+}
+
 /* ---- ASKING ---- */
 
 static void on_answer(struct mp_conn *c, const MpEnvelope *env, void *arg)
@@ -209,6 +229,8 @@ static void on_answer(struct mp_conn *c, const MpEnvelope *env, void *arg)
 	}
 	for (size_t i = 0; i < r->n_forced_closes; i++)
 		apply(p, r->forced_closes[i]);
+	if (r->pending_releases)
+		pending_releases(p, r->pending_releases, r->first_release_at);
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)

@@ -327,3 +327,13 @@ LANGUAGE sql STABLE AS $$
       LEFT JOIN LATERAL mp_last_segment(c.channel_id) l ON true
      WHERE c.channel_id = p_channel_id
 $$;
+
+-- The PENDING releases a merchant is the holder of (ForcedClosesResp.pending_releases): how
+-- many, and the first release_at.
+CREATE INDEX releases_pending_holder_idx ON releases (holder_mid) WHERE state = 'PENDING';
+CREATE FUNCTION mp_release_pending_of(p_merchant_id bytea)
+RETURNS TABLE (pending bigint, first_release_at bigint)
+LANGUAGE sql STABLE AS $$
+    SELECT count(*), coalesce(min(r.release_at), 0) FROM releases r
+     WHERE r.holder_mid = p_merchant_id AND r.state = 'PENDING'
+$$;

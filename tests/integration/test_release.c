@@ -568,6 +568,41 @@ START_TEST(release_after_a_change_of_owner)
 }
 END_TEST
 
+/* m1 holds ch, paid 3 units it has not redeemed, polling every second: told of w1's PENDING
+ * release, it redeems at once (nobody asks it to), so the ForcedClose is at its highest accepted
+ * point 3, not at the epoch's start. */
+static bool m1_credited_3(void *arg)
+{
+	(void)arg;
+	return net_pending(&net, m1.mid_hex) == 3;
+}
+
+START_TEST(holder_told_of_a_pending_release)
+{
+	char ch[64];
+	net_restart_with(&net, "m1", "merchant", "release_poll = 1");
+	m1_catch_up();
+	issue(100, ch, sizeof(ch));
+	ck_assert_ptr_null(pay(ch, 3, 3));
+	ck_assert_int_eq(net_pending(&net, m1.mid_hex), 0);
+	json_t *r = release(ch);
+	ck_assert_str_eq(json_str(r, "state"), "PENDING");
+	uint64_t release_at = (uint64_t)json_int(r, "release_at");
+	json_decref(r);
+	ck_assert_msg(wait_for(m1_credited_3, NULL, 20000), "m1 did not redeem when told");
+	ck_assert(log_contains(&net, "m1", "PENDING release(s) naming us"));
+	settle_advance_to(&net, release_at);
+	json_decref(settle_sweep(&net));
+	r = release(ch);
+	ck_assert_str_eq(json_str(r, "state"), "FORCED");
+	ck_assert_int_eq(json_int(json_object_get(r, "forced_close"), "final_index"), 3);
+	json_decref(r);
+	expect_broker_channel(ch, "CLOSED_EARLY", 3, 97);
+	ck_assert_int_eq(net_balance(&net, account), 900 + 97);
+	net_audit_clean(&net);
+}
+END_TEST
+
 struct owner_release {
 	const struct mp_key *key;
 	const uint8_t *id;
@@ -637,6 +672,7 @@ int main(void)
 	tcase_add_test(tc, forced_release_with_the_holder_down);
 	tcase_add_test(tc, release_answered_in_time_and_too_late);
 	tcase_add_test(tc, release_after_a_change_of_owner);
+	tcase_add_test(tc, holder_told_of_a_pending_release);
 	suite_add_tcase(s, tc);
 	TCase *batch1 = tcase_create("release_batch1");
 	tcase_set_timeout(batch1, 300);
