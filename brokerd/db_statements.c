@@ -69,6 +69,7 @@ const struct db_statement broker_statements[] = {
     {"release_force", "SELECT * FROM mp_release_force($1, $2, $3, $4, $5, $6)", 6},
     {"forced_closes", "SELECT * FROM mp_forced_closes($1, $2)", 2},
     {"release_pending_of", "SELECT * FROM mp_release_pending_of($1)", 1},
+    {"forced_closes_after", "SELECT * FROM mp_forced_closes_after($1, $2, $3)", 3},
     {"audit", "SELECT * FROM mp_audit()", 0},
     {"payout", "SELECT * FROM mp_payout($1, $2, $3)", 3},
     {"payouts_list", "SELECT * FROM mp_payouts_list($1)", 1},

@@ -1,6 +1,8 @@
 /* The holder's side of a forced release (docs/release.md "Delivery"), on its mutual-TLS link:
  * ForcedClosesReq lists the ForcedCloses of epochs the merchant held (at most
- * MP_MAX_FORCED_CLOSES, the newest first), each exactly as stored with its early refund, and
+ * MP_MAX_FORCED_CLOSES, the newest first; paged: those after the cursor `after`, the oldest
+ * first, at most `limit`, with the next cursor and whether the page was full), each exactly as
+ * stored with its early refund, and
  * says how many PENDING releases name it as the holder (the broker asking it for a Handoff or
  * Close: merchantd redeems at once, release_poll.c). The peer certificate must name
  * merchant_id, as a Redeem's must.
@@ -9,7 +11,8 @@
  *      v
  *   mp_release_pending_of (db): the count and the first release_at
  *      v
- *   mp_forced_closes (db) --> OK + the list + the pending count */
+ *   mp_forced_closes / paged: mp_forced_closes_after (db) --> OK + the list + the pending
+ *      count (+ paged: next_after, more) */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +31,10 @@ struct fc_call {
 	uint8_t mid_raw[MP_ID_LEN];
 	uint32_t pending;
 	uint64_t first_release_at;
+	bool paged;
+	uint64_t after; /* paged: the cursor asked from, then the one after the last listed */
+	uint32_t limit; /* paged: the page size */
+	bool more;
 };
 
 static void fc_reply(struct fc_call *k, MpCode code, const char *detail, MpSigned **list, size_t n)
@@ -39,6 +46,10 @@ static void fc_reply(struct fc_call *k, MpCode code, const char *detail, MpSigne
 	resp.n_forced_closes = n;
 	resp.pending_releases = k->pending;
 	resp.first_release_at = k->first_release_at;
+	if (k->paged) {
+		resp.next_after = k->after;
+		resp.more = k->more;
+	}
 	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
 	env.body_case = MP_BODY(FORCED_CLOSES_RESP);
 	env.forced_closes_resp = &resp;
@@ -61,6 +72,10 @@ static void on_listed(const PGresult *res, const char *error, void *arg)
 	size_t n = (size_t)PQntuples(res);
 	if (n > MP_MAX_FORCED_CLOSES)
 		n = MP_MAX_FORCED_CLOSES;
+	if (k->paged && n > 0) {
+		k->after = (uint64_t)db_get_i64(res, (int)n - 1, "forced_seq");
+		k->more = n >= k->limit;
+	}
 	MpSigned **list = calloc(n + 1, sizeof(*list));
 	if (!list) {
 		fc_reply(k, MP_ST(INTERNAL), "out of memory", NULL, 0);
@@ -95,8 +110,11 @@ static void on_pending(const PGresult *res, const char *error, void *arg)
 	k->first_release_at = (uint64_t)db_get_i64(res, 0, "first_release_at");
 	struct db_params p = {0};
 	db_param_bytes(&p, k->mid_raw, MP_ID_LEN);
-	db_param_u64(&p, MP_MAX_FORCED_CLOSES);
-	const char *refused = db_call(k->call->b->db, "forced_closes", &p, on_listed, k);
+	if (k->paged)
+		db_param_u64(&p, k->after);
+	db_param_u64(&p, k->paged ? k->limit : MP_MAX_FORCED_CLOSES);
+	const char *refused = db_call(
+	    k->call->b->db, k->paged ? "forced_closes_after" : "forced_closes", &p, on_listed, k);
 	if (refused)
 		fc_reply(k, MP_ST(INTERNAL), refused, NULL, 0);
 }
@@ -119,6 +137,11 @@ void handle_forced_closes(struct broker *b, struct mp_conn *c, const MpEnvelope 
 		return;
 	}
 	memcpy(k->mid_raw, mid->data, MP_ID_LEN);
+	const Micropay__V1__ForcedClosesReq *rq = env->forced_closes_req;
+	k->paged = rq->paged;
+	k->after = rq->after > INT64_MAX ? INT64_MAX : rq->after;
+	k->limit =
+	    rq->limit == 0 || rq->limit > MP_MAX_FORCED_CLOSES ? MP_MAX_FORCED_CLOSES : rq->limit;
 	struct db_params p = {0};
 	db_param_bytes(&p, mid->data, MP_ID_LEN);
 	const char *refused = db_call(b->db, "release_pending_of", &p, on_pending, k);

@@ -3,7 +3,12 @@
  *   IDLE --timer (release_poll s)--> link up? --no--> broker_link_want, IDLE (next tick asks)
  *      | yes
  *      v
- *   ASKING: ForcedClosesReq{merchant_id} --(no answer / refused)--> logged, IDLE
+ *   ASKING: ForcedClosesReq{merchant_id, paged, after: our cursor} --(no answer / refused)-->
+ *      | logged, IDLE
+ *      | the answer's next_after is our cursor from then on (in memory: from 0 after a
+ *      | restart, ForcedCloses already applied are skipped), unless one of the page's
+ *      | channels is busy (a Handoff, Cap or Close being written: the same page next poll);
+ *      | more (a full page) --> ASKING again at once
  *      v
  *   each ForcedClose: channel_id peeked; a channel we hold in that epoch (HELD or EXPIRED,
  *      | nothing of its record pending) --else--> skipped (already CLOSED, handed off, unknown)
@@ -13,7 +18,7 @@
  *   CLOSED in memory at once (no more Pays), then WRITING on the store thread: the closes row
  *      (the ForcedClose's bytes, its epoch and final_index) and the channel row's state, in one
  *      transaction --> IDLE when every write is done (a failed one: back to its state before,
- *      HELD or EXPIRED; the next poll applies it again)
+ *      HELD or EXPIRED; the cursor back to 0, so the next poll applies it again)
  *
  *   the answer's pending_releases > 0 (PENDING releases name us as the holder): logged,
  *      counted, a redemption round started at once (pending_releases below)
@@ -40,6 +45,9 @@ struct release_poll {
 	struct event *timer;
 	bool asking, stopping;
 	unsigned writing; /* store writes in flight */
+	uint64_t after;	  /* the broker's cursor after the last ForcedClose listed (0 at start) */
+	bool again;	  /* a ForcedClose of this page could not be applied yet: keep the cursor */
+	bool rewind;	  /* a ForcedClose's store write failed: the cursor back to 0 */
 };
 
 struct fc_write {
@@ -120,6 +128,8 @@ static void write_done(struct st_job *job)
 			 hex, w->epoch, w->final_index);
 	} else if (ch) {
 		ch->state = w->was;
+		p->after = 0; /* the next polls list it again */
+		p->rewind = true;
 		ch->close_pending = false;
 		log_err("channel %s: storing the ForcedClose failed; the next poll tries again",
 			hex);
@@ -137,9 +147,12 @@ static struct channel *held_channel(struct release_poll *p, const MpSigned *s)
 	if (!s || !mp_pb_peek_bytes(s->body.data, s->body.len, 1, &v, &len) || len != MP_ID_LEN)
 		return NULL;
 	struct channel *ch = channel_find(&p->m->channels, v);
-	if (!ch || (ch->state != CHANNEL_HELD && ch->state != CHANNEL_EXPIRED) ||
-	    ch->handoff_pending || ch->cap_pending || ch->close_pending || !ch->recorded)
+	if (!ch || (ch->state != CHANNEL_HELD && ch->state != CHANNEL_EXPIRED))
 		return NULL;
+	if (ch->handoff_pending || ch->cap_pending || ch->close_pending || !ch->recorded) {
+		p->again = true; /* busy now: this page again on the next poll */
+		return NULL;
+	}
 	return ch;
 }
 
@@ -209,6 +222,8 @@ static void pending_releases(struct release_poll *p, uint32_t n, uint64_t first_
 
 /* ---- ASKING ---- */
 
+static void ask(struct release_poll *p);
+
 static void on_answer(struct mp_conn *c, const MpEnvelope *env, void *arg)
 {
 	(void)c;
@@ -227,15 +242,31 @@ static void on_answer(struct mp_conn *c, const MpEnvelope *env, void *arg)
 			 r->status->detail ? r->status->detail : "");
 		return;
 	}
+	p->again = false;
 	for (size_t i = 0; i < r->n_forced_closes; i++)
 		apply(p, r->forced_closes[i]);
 	if (r->pending_releases)
 		pending_releases(p, r->pending_releases, r->first_release_at);
+	if (p->rewind) { /* an answer in flight when a write failed: from the start again */
+		p->rewind = false;
+		p->after = 0;
+		return;
+	}
+	if (p->again)
+		return; /* the same page on the next poll */
+	if (r->next_after > p->after)
+		p->after = r->next_after;
+	if (r->more) /* a full page: the next one at once */
+		ask(p);
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
-	struct release_poll *p = arg;
+	ask(arg);
+}
+
+static void ask(struct release_poll *p)
+{
 	struct broker_link *l = redeemer_link(p->m->redeemer);
 	if (p->asking || p->stopping || !l)
 		return;
@@ -245,6 +276,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	}
 	Micropay__V1__ForcedClosesReq req = MICROPAY__V1__FORCED_CLOSES_REQ__INIT;
 	req.merchant_id = (ProtobufCBinaryData){MP_ID_LEN, p->m->mid};
+	req.paged = true;
+	req.after = p->after;
 	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
 	env.version = MP_PROTOCOL_VERSION;
 	env.body_case = MP_BODY(FORCED_CLOSES_REQ);

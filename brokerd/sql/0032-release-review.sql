@@ -337,3 +337,44 @@ LANGUAGE sql STABLE AS $$
     SELECT count(*), coalesce(min(r.release_at), 0) FROM releases r
      WHERE r.holder_mid = p_merchant_id AND r.state = 'PENDING'
 $$;
+
+-- ---- 6. paging the ForcedCloses ----
+
+-- Every FORCED release gets the next forced_seq when it is forced (the old ones in the order
+-- they were forced): a merchant pages through its ForcedCloses after a cursor, oldest first.
+CREATE SEQUENCE releases_forced_seq;
+ALTER TABLE releases ADD COLUMN forced_seq bigint;
+UPDATE releases r SET forced_seq = o.seq
+  FROM (SELECT channel_id, seg_seq, epoch,
+               nextval('releases_forced_seq') AS seq
+          FROM (SELECT channel_id, seg_seq, epoch FROM releases WHERE state = 'FORCED'
+                 ORDER BY ended_at, channel_id) f) o
+ WHERE r.channel_id = o.channel_id AND r.seg_seq = o.seg_seq AND r.epoch = o.epoch;
+ALTER TABLE releases ADD CONSTRAINT releases_forced_seq_set
+    CHECK ((state = 'FORCED') = (forced_seq IS NOT NULL));
+CREATE INDEX releases_forced_seq_idx ON releases (holder_mid, forced_seq)
+    WHERE state = 'FORCED';
+
+CREATE FUNCTION mp_release_forced_seq()
+RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.state = 'FORCED' AND NEW.forced_seq IS NULL THEN
+        NEW.forced_seq := nextval('releases_forced_seq');
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER releases_forced_seq BEFORE UPDATE OF state ON releases
+    FOR EACH ROW EXECUTE FUNCTION mp_release_forced_seq();
+
+-- The ForcedCloses of epochs a merchant held recorded after p_after, the oldest first, at
+-- most p_limit.
+CREATE FUNCTION mp_forced_closes_after(p_merchant_id bytea, p_after bigint, p_limit int)
+RETURNS TABLE (channel_id bytea, forced_close bytea, forced_seq bigint)
+LANGUAGE sql STABLE AS $$
+    SELECT r.channel_id, r.forced_close, r.forced_seq FROM releases r
+     WHERE r.holder_mid = p_merchant_id AND r.state = 'FORCED' AND r.forced_seq > p_after
+     ORDER BY r.forced_seq
+     LIMIT greatest(p_limit, 1)
+$$;

@@ -346,6 +346,62 @@ static bool m1_applied_sold(void *arg)
 	return log_contains(&net, "m1", "ForcedClose of epoch 0 at index 0 applied");
 }
 
+/* m1's paged ForcedClosesReq {after, limit} over mutual TLS: how many listed (their channels'
+ * hex in `seen`, appended), the next cursor and whether the page was full. */
+static size_t forced_page(uint64_t after, uint32_t limit, uint64_t *next, bool *more, char *seen,
+			  size_t seen_len)
+{
+	struct wire w;
+	tmerchant_connect(&m1, &w, broker_ep, ca);
+	Micropay__V1__ForcedClosesReq req = MICROPAY__V1__FORCED_CLOSES_REQ__INIT;
+	req.merchant_id = (ProtobufCBinaryData){MP_ID_LEN, m1.mid};
+	req.paged = true;
+	req.after = after;
+	req.limit = limit;
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.body_case = MP_BODY(FORCED_CLOSES_REQ);
+	env.forced_closes_req = &req;
+	ck_assert(wire_send(&w, &env));
+	MpEnvelope *e = wire_recv(&w);
+	wire_close(&w);
+	ck_assert(e && e->body_case == MP_BODY(FORCED_CLOSES_RESP) &&
+		  e->forced_closes_resp->status);
+	const Micropay__V1__ForcedClosesResp *r = e->forced_closes_resp;
+	ck_assert_int_eq(r->status->code, MP_ST(OK));
+	for (size_t i = 0; i < r->n_forced_closes; i++) {
+		Micropay__V1__ForcedClose *fc = micropay__v1__forced_close__unpack(
+		    NULL, r->forced_closes[i]->body.len, r->forced_closes[i]->body.data);
+		ck_assert(fc && fc->channel_id.len == MP_ID_LEN);
+		char hex[MP_HEX_ID_LEN + 1];
+		mp_hex_encode(fc->channel_id.data, MP_ID_LEN, hex);
+		strncat(seen, hex, seen_len - strlen(seen) - 1);
+		strncat(seen, " ", seen_len - strlen(seen) - 1);
+		micropay__v1__forced_close__free_unpacked(fc, NULL);
+	}
+	*next = r->next_after;
+	*more = r->more;
+	size_t n = r->n_forced_closes;
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	return n;
+}
+
+/* m1's two ForcedCloses (ch, sold) walked one per page: each once, then an empty last page. */
+static void expect_two_pages(const char *ch, const char *sold)
+{
+	char seen[200] = "";
+	uint64_t a = 0, b = 0, c = 0;
+	bool more = false;
+	ck_assert_int_eq(forced_page(0, 1, &a, &more, seen, sizeof(seen)), 1);
+	ck_assert(more && a > 0);
+	ck_assert_int_eq(forced_page(a, 1, &b, &more, seen, sizeof(seen)), 1);
+	ck_assert(b > a);
+	ck_assert_int_eq(forced_page(b, 1, &c, &more, seen, sizeof(seen)), 0);
+	ck_assert(!more && c == b);
+	ck_assert_msg(strstr(seen, ch) && strstr(seen, sold), "pages listed %s", seen);
+	ck_assert_int_eq(forced_page(0, 0, &c, &more, seen, sizeof(seen)), 2); /* 0: the most */
+	ck_assert(!more && c == b);
+}
+
 /* ---- the tests ---- */
 
 /* n = 100 at unit 1: m1 redeems 4 of ch, is paid 3 more and 2 on `sold`, goes down; both
@@ -414,6 +470,7 @@ START_TEST(forced_release_with_the_holder_down)
 	expect_w1_released(ch); /* after w1's restart (w1_forced_index restarts it) */
 	expect_broker_channel(ch, "CLOSED_EARLY", 4, 96);
 	expect_broker_channel(sold, "CLOSED_EARLY", 0, 100);
+	expect_two_pages(ch, sold);
 	ck_assert_int_eq(net_balance(&net, account), 800 + 96 + 100);
 	json_decref(settle_sweep(&net));
 	ck_assert_int_eq(net_balance(&net, account), 800 + 96 + 100);
@@ -636,6 +693,7 @@ START_TEST(stuck_release_goes_last)
 	wallet_owner("w2", "offers", id, &owner);
 	struct owner_release o = {&owner, id, 1};
 	ck_assert_msg(wait_for(release_recorded, &o, 20000), "w2's release of stuck refused");
+	settle_advance_to(&net, settle_broker_now(&net) + 60); /* other's release is younger */
 	json_t *r = release(other);
 	uint64_t release_at = (uint64_t)json_int(r, "release_at");
 	json_decref(r);
