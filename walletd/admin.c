@@ -1,6 +1,6 @@
 /* walletd's admin socket: status, metrics, register, issue, issue.retry, pay, transfer.offer,
- * transfer.send, transfer.accept, buy, balance, channels, passphrase.change, shutdown. Every method
- * answers one top-level object of a fixed shape. */
+ * transfer.send, transfer.accept, buy, budget, balance, channels, passphrase.change, shutdown.
+ * Every method answers one top-level object of a fixed shape. */
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -247,7 +247,14 @@ static const struct mp_admin_method wallet_methods[] = {
 	 {"delivery", MP_ADMIN_T_STRING, false, "chunks",
 	  "chunks: paid chunk by chunk; key: the holder's Offer, the ciphertext checked, one Pay, "
 	  "the key"},
-	 {"overwrite", MP_ADMIN_T_BOOL, false, "false", "replace out if it exists"})},
+	 {"overwrite", MP_ADMIN_T_BOOL, false, "false", "replace out if it exists"},
+	 {"budget", MP_ADMIN_T_UINT, false, "what is left of [wallet] auto_issue_budget",
+	  "the most this buy may escrow in a channel it issues when none fits (needs "
+	  "max_price)"})},
+    {"budget", wallet_admin_budget,
+     "[wallet] auto_issue_budget: committed by the channels buy issued by itself, left, and "
+     "those channels",
+     NULL},
     {"dispute", wallet_admin_dispute,
      "dispute a paid key-release offer whose key did not come by its deadline, at the broker; "
      "again: its state (DISPUTED while the merchant may still answer, KEY_RELEASED: the file "

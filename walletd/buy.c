@@ -161,12 +161,12 @@ static void on_committed(void *arg, const char *err)
 		 x->chunks, (unsigned long long)x->size, x->out, x->purchase_hex,
 		 wallet_session_units_paid(x->s));
 	wallet_session_reply(
-	    x->s, json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I}", "item", x->item,
+	    x->s, json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:b}", "item", x->item,
 			    "purchase_id", x->purchase_hex, "channel_id", ch_hex, "out", x->out,
 			    "bytes", (json_int_t)x->size, "chunks", (json_int_t)x->chunks, "total",
 			    (json_int_t)x->total, "paid_chunks", (json_int_t)x->paid, "units_paid",
 			    (json_int_t)wallet_session_units_paid(x->s), "credit",
-			    (json_int_t)x->credit));
+			    (json_int_t)x->credit, "issued", x->issued));
 }
 
 static void on_paid(struct pay_op *s, void *arg)
@@ -301,6 +301,30 @@ static void ask(struct buy_op *x, uint32_t k)
 		buy_fail(x, "cannot send the ChunkReq for chunk %u", k);
 }
 
+/* By key on a channel buy issued: its opening unit is paid, the Offer can be asked. */
+static void on_opening_unit(struct pay_op *s, void *arg)
+{
+	buy_key_start(arg);
+}
+
+/* The opening unit (a Pay of one unit, order_ref = the channel id), unless the channel was
+ * paid meanwhile (a Pay of an earlier buy resent by the Open). */
+static void pay_opening_unit(struct buy_op *x)
+{
+	if (wallet_channel_spent(x->ch) > x->ch->seg_start) {
+		buy_key_start(x);
+		return;
+	}
+	char line[BUY_ITEM_MAX + 160];
+	snprintf(line, sizeof(line),
+		 "%s: paying one opening unit (a holder makes offers only on a channel with a "
+		 "paid unit)",
+		 x->item);
+	log_info("buy %s", line);
+	mp_admin_progress(wallet_session_req(x->s), json_pack("{s:s}", "line", line));
+	wallet_session_pay(x->s, 1, x->ch->channel_id, MP_ID_LEN, on_opening_unit);
+}
+
 void buy_on_opened(struct pay_op *s, void *arg)
 {
 	struct buy_op *x = arg;
@@ -308,6 +332,10 @@ void buy_on_opened(struct pay_op *s, void *arg)
 	wallet_session_set_progress(s, progress);
 	if (!wallet_session_pays_resolved(s, x->ch, "buying"))
 		return;
+	if (x->by_key && x->opening_unit) {
+		pay_opening_unit(x);
+		return;
+	}
 	if (x->by_key) {
 		buy_key_start(x);
 		return;

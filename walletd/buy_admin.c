@@ -41,11 +41,27 @@ static struct wchannel *best_channel(struct wallet *w, const uint8_t mid[MP_ID_L
 	return best;
 }
 
+/* merchant_id alone: its channel with the most units left, else another merchant's. With
+ * [wallet] auto_issue_budget, only a channel that can pay the item, else NULL and *issue. */
+static struct wchannel *pick(struct wallet *w, struct buy_op *x, bool *issue)
+{
+	struct wchannel *at = best_channel(w, x->target, true);
+	struct wchannel *other = best_channel(w, x->target, false);
+	if (!w->cfg.auto_issue_budget)
+		return at ? at : other;
+	if (at && buy_budget_fits(x, at))
+		return at;
+	if (other && buy_budget_fits(x, other))
+		return other;
+	*issue = true;
+	return NULL;
+}
+
 /* The channel and the merchant to buy at (x->target): channel_id (at its holder, or at
- * merchant_id through a handoff), or merchant_id alone (its channel with the most units
- * left, else another merchant's channel handed off to it). NULL (answered) if none fits. */
+ * merchant_id through a handoff), or merchant_id alone (pick). NULL (answered) if none fits,
+ * or (not answered) with *issue when buy_budget.c is to issue one. */
 static struct wchannel *buy_channel(struct wallet *w, struct mp_admin_req *req, json_t *params,
-				    struct buy_op *x)
+				    struct buy_op *x, bool *issue)
 {
 	uint8_t id[MP_ID_LEN];
 	bool by_channel = json_object_get(params, "channel_id") != NULL;
@@ -59,10 +75,9 @@ static struct wchannel *buy_channel(struct wallet *w, struct mp_admin_req *req, 
 	    (by_merchant &&
 	     !wallet_param_hex(req, params, "merchant_id", x->target, MP_ID_LEN, true, NULL)))
 		return NULL;
-	struct wchannel *ch =
-	    by_channel ? wallet_channel_find(w, id) : best_channel(w, x->target, true);
-	if (!ch && !by_channel)
-		ch = best_channel(w, x->target, false);
+	struct wchannel *ch = by_channel ? wallet_channel_find(w, id) : pick(w, x, issue);
+	if (*issue)
+		return NULL;
 	if (ch && !by_merchant)
 		memcpy(x->target, ch->holder, MP_ID_LEN);
 	char why[200];
@@ -144,10 +159,22 @@ static bool buy_endpoint(struct wallet *w, struct mp_admin_req *req, json_t *par
 	return false;
 }
 
+void buy_open(struct wallet *w, struct mp_admin_req *req, struct buy_op *x, const char *endpoint)
+{
+	char err[4400];
+	x->opening_unit = x->by_key && buy_budget_needs_unit(w, x->ch);
+	if (!wallet_session_open_at(w, req, "buy", x->ch, x->target, endpoint, buy_on_opened, x,
+				    buy_op_free, err, sizeof(err))) {
+		mp_admin_fail(req, MP_ADMIN_FAILED, "buy: %s", err);
+		buy_op_free(x);
+	}
+}
+
 void wallet_admin_buy(struct mp_admin_req *req, json_t *params, void *ctx)
 {
 	struct wallet *w = ctx;
 	char endpoint[300], err[4400];
+	bool issue = false;
 	if (w->stopping) {
 		mp_admin_fail(req, MP_ADMIN_FAILED, "buy: walletd is stopping");
 		return;
@@ -157,7 +184,9 @@ void wallet_admin_buy(struct mp_admin_req *req, json_t *params, void *ctx)
 		mp_admin_fail(req, MP_ADMIN_INTERNAL, "buy: out of memory");
 		return;
 	}
-	if (!buy_params(req, params, x) || !(x->ch = buy_channel(w, req, params, x)) ||
+	if (!buy_params(req, params, x) ||
+	    (!(x->ch = buy_channel(w, req, params, x, &issue)) && !issue) ||
+	    (issue && !buy_budget_plan(w, req, params, x)) ||
 	    !buy_endpoint(w, req, params, x->target, endpoint, sizeof(endpoint))) {
 		free(x);
 		return;
@@ -167,9 +196,8 @@ void wallet_admin_buy(struct mp_admin_req *req, json_t *params, void *ctx)
 		free(x);
 		return;
 	}
-	if (!wallet_session_open_at(w, req, "buy", x->ch, x->target, endpoint, buy_on_opened, x,
-				    buy_op_free, err, sizeof(err))) {
-		mp_admin_fail(req, MP_ADMIN_FAILED, "buy: %s", err);
-		buy_op_free(x);
-	}
+	if (issue)
+		buy_budget_issue(w, req, x, endpoint);
+	else
+		buy_open(w, req, x, endpoint);
 }

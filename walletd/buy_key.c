@@ -122,12 +122,13 @@ static void on_unsealed(void *arg, const char *err, const uint8_t *proof, size_t
 	log_info("buy %s: %llu bytes in %s by key release (offer %s, paid up to %u)", x->item,
 		 (unsigned long long)x->size, x->key->o.out, x->purchase_hex, of->pay_index);
 	wallet_session_reply(
-	    x->s, json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I}", "item", x->item,
-			    "delivery", "key", "order_ref", x->purchase_hex, "channel_id", ch_hex,
-			    "out", x->key->o.out, "bytes", (json_int_t)x->size, "chunks",
-			    (json_int_t)x->chunks, "price", (json_int_t)of->price, "after_index",
-			    (json_int_t)of->after_index, "pay_index", (json_int_t)of->pay_index,
-			    "units_paid", (json_int_t)wallet_session_units_paid(x->s)));
+	    x->s,
+	    json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:b}", "item", x->item,
+		      "delivery", "key", "order_ref", x->purchase_hex, "channel_id", ch_hex, "out",
+		      x->key->o.out, "bytes", (json_int_t)x->size, "chunks", (json_int_t)x->chunks,
+		      "price", (json_int_t)of->price, "after_index", (json_int_t)of->after_index,
+		      "pay_index", (json_int_t)of->pay_index, "units_paid",
+		      (json_int_t)wallet_session_units_paid(x->s), "issued", x->issued));
 }
 
 static void unseal(struct buy_op *x, const uint8_t key[MP_SEAL_KEY_LEN])

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "amount.h"
 #include "config_doc.h"
 #include "clock_guard.h"
 #include "service.h"
@@ -43,6 +44,17 @@ static const struct mp_cfg_key wallet_keys[] = {
     N("wallet", "dispute_check_interval", MP_CFG_U32, dispute_check_interval, 0, MP_DAYS(1),
       "seconds between the checks for paid key-release offers whose key did not come by "
       "their deadline (disputed at the broker), default 60; 0: only on demand"),
+    N("wallet", "auto_issue_budget", MP_CFG_U64, auto_issue_budget, 0, MP_AMOUNT_MAX,
+      "minor units `buy` may escrow in channels it issues by itself when no channel at the "
+      "merchant fits, in all over the store's life (the wallet's `budget` shows what is "
+      "committed), default 0: never (docs/goods.md \"Buying with a budget\")"),
+    N("wallet", "auto_issue_channel", MP_CFG_U64, auto_issue_channel, 0, MP_AMOUNT_MAX,
+      "minor units: the least escrow of a channel `buy` issues, so that later buys at the "
+      "merchant use it too, default 0: what the item needs"),
+    N("wallet", "auto_issue_unit_value", MP_CFG_U64, auto_issue_unit_value, 1, MP_AMOUNT_MAX,
+      "minor units: the least unit value of a channel `buy` issues, default 1"),
+    N("wallet", "auto_issue_days", MP_CFG_U32, auto_issue_days, 1, 30,
+      "the lifetime of a channel `buy` issues: 1, 7 or 30 days, default 7"),
     K("tls", "ca", MP_CFG_STRING, tls_ca, true, "PEM CA certificate"),
     K("admin", "socket", MP_CFG_STRING, admin_socket, true, "Unix socket path"),
     K("admin", "group", MP_CFG_STRING, admin_group, false,
@@ -66,6 +78,8 @@ static void set_defaults(struct wallet_config *cfg)
 	cfg->idle_timeout = 60;
 	cfg->refund_check_interval = 300;
 	cfg->dispute_check_interval = 60;
+	cfg->auto_issue_unit_value = 1;
+	cfg->auto_issue_days = 7;
 	mp_service_config_default(&cfg->service);
 	mp_clock_guard_config_default(&cfg->clock_guard);
 }
@@ -93,6 +107,11 @@ bool wallet_config_load(struct wallet_config *cfg, const char *path, char *err, 
 			       &cfg->broker_port)) {
 		snprintf(err, errlen, "%s: [wallet] broker must be host:port, not '%s'", path,
 			 cfg->broker);
+		return false;
+	}
+	if (cfg->auto_issue_days != 1 && cfg->auto_issue_days != 7 && cfg->auto_issue_days != 30) {
+		snprintf(err, errlen, "%s: [wallet] auto_issue_days must be 1, 7 or 30, not %u",
+			 path, cfg->auto_issue_days);
 		return false;
 	}
 	enum mp_log_level level;

@@ -3,6 +3,7 @@
  * request leaves, and every retry sends those bytes again. The cert is checked against the
  * request before the channel becomes ACTIVE. */
 #include <openssl/crypto.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include "amount.h"
 #include "certcheck.h"
 #include "ids.h"
+#include "issue.h"
 #include "log.h"
 #include "stmt.h"
 #include "store.h"
@@ -18,7 +20,9 @@
 
 struct issue_op {
 	struct wallet *w;
-	struct mp_admin_req *req; /* NULL for a resend at start-up */
+	struct mp_admin_req *req; /* NULL for a resend at start-up or for done */
+	wallet_issue_fn done;	  /* NULL: the admin request (if any) is answered */
+	void *done_arg;
 	uint8_t channel_id[MP_ID_LEN];
 };
 
@@ -43,6 +47,30 @@ static json_t *issue_result(const struct wchannel *ch, const char *broker_status
 			 "broker_status", broker_status, "detail", ch->detail);
 }
 
+/* The channel (ACTIVE, or still ISSUING with why) to whoever asked. */
+static void answer_ok(struct issue_op *op, struct wchannel *ch, const char *broker_status,
+		      const char *why)
+{
+	if (op->done)
+		op->done(op->done_arg, ch, why);
+	else if (op->req)
+		mp_admin_reply(op->req, issue_result(ch, broker_status));
+}
+
+__attribute__((format(printf, 4, 5))) static void
+answer_fail(struct issue_op *op, struct wchannel *ch, int code, const char *fmt, ...)
+{
+	char text[1000];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	if (op->done)
+		op->done(op->done_arg, ch, text);
+	else if (op->req)
+		mp_admin_fail(op->req, code, "%s", text);
+}
+
 /* New state and detail, stored first, then in memory. */
 static bool set_state(struct wallet *w, struct wchannel *ch, enum wch_state state,
 		      const char *detail)
@@ -63,14 +91,10 @@ static void still_issuing(struct issue_op *op, struct wchannel *ch, const char *
 	char hex[MP_HEX_ID_LEN + 1];
 	channel_hex(ch, hex);
 	log_warn("channel %s: issue not finished, stays ISSUING: %s", hex, why);
-	if (!set_state(op->w, ch, WCH_ISSUING, why)) {
-		if (op->req)
-			mp_admin_fail(op->req, MP_ADMIN_INTERNAL,
-				      "issue: cannot store the channel state");
-		return;
-	}
-	if (op->req)
-		mp_admin_reply(op->req, issue_result(ch, broker_status));
+	if (!set_state(op->w, ch, WCH_ISSUING, why))
+		answer_fail(op, ch, MP_ADMIN_INTERNAL, "issue: cannot store the channel state");
+	else
+		answer_ok(op, ch, broker_status, why);
 }
 
 static const char *activate(struct wallet *w, struct wchannel *ch, const MpSigned *cert)
@@ -115,12 +139,10 @@ static void on_issue_reply(void *arg, const MpEnvelope *reply, const char *error
 	char hex[MP_HEX_ID_LEN + 1], text[600];
 	channel_hex(ch, hex);
 	if (ch->state == WCH_ACTIVE) { /* another exchange for this channel finished first */
-		if (op->req)
-			mp_admin_reply(op->req, issue_result(ch, NULL));
+		answer_ok(op, ch, NULL, NULL);
 	} else if (ch->state == WCH_FAILED) {
-		if (op->req)
-			mp_admin_fail(op->req, MP_ADMIN_FAILED, "issue refused: %s",
-				      ch->detail ? ch->detail : "FAILED");
+		answer_fail(op, ch, MP_ADMIN_FAILED, "issue refused: %s",
+			    ch->detail ? ch->detail : "FAILED");
 	} else if (!reply) {
 		snprintf(text, sizeof(text), "broker unreachable: %s", error);
 		still_issuing(op, ch, NULL, text);
@@ -139,44 +161,40 @@ static void on_issue_reply(void *arg, const MpEnvelope *reply, const char *error
 			const char *why = activate(w, ch, resp->channel_cert);
 			if (!why) {
 				log_info("channel %s: ACTIVE (%s)", hex, mp_code_name(code));
-				if (op->req)
-					mp_admin_reply(op->req,
-						       issue_result(ch, mp_code_name(code)));
+				answer_ok(op, ch, mp_code_name(code), NULL);
 			} else {
 				char detail[300];
 				snprintf(detail, sizeof(detail), "ChannelCert refused: %s", why);
 				log_err("channel %s: %s; the channel stays ISSUING", hex, detail);
 				set_state(w, ch, WCH_ISSUING, detail);
-				if (op->req)
-					mp_admin_fail(op->req, MP_ADMIN_FAILED, "issue: %s",
-						      detail);
+				answer_fail(op, ch, MP_ADMIN_FAILED, "issue: %s", detail);
 			}
 		} else if (code == MP_ST(INTERNAL)) {
 			still_issuing(op, ch, mp_code_name(code), text);
 		} else {
 			log_warn("channel %s: issue refused: %s", hex, text);
-			bool stored = set_state(w, ch, WCH_FAILED, text);
-			if (op->req && stored)
-				mp_admin_fail(op->req, MP_ADMIN_FAILED, "issue refused: %s", text);
-			else if (op->req)
-				mp_admin_fail(op->req, MP_ADMIN_INTERNAL,
-					      "issue refused (%s) and the state cannot be stored",
-					      text);
+			if (set_state(w, ch, WCH_FAILED, text))
+				answer_fail(op, ch, MP_ADMIN_FAILED, "issue refused: %s", text);
+			else
+				answer_fail(op, ch, MP_ADMIN_INTERNAL,
+					    "issue refused (%s) and the state cannot be stored",
+					    text);
 		}
 	}
 	free(op);
 }
 
-/* Send (or resend) the channel's stored request. */
-static void issue_send(struct wallet *w, struct wchannel *ch, struct mp_admin_req *req)
+/* Send (or resend) the channel's stored request; req or done (or neither) gets the answer. */
+static void issue_send(struct wallet *w, struct wchannel *ch, struct mp_admin_req *req,
+		       wallet_issue_fn done, void *arg)
 {
 	struct issue_op *op = calloc(1, sizeof(*op));
 	if (!op) {
-		if (req)
-			mp_admin_fail(req, MP_ADMIN_INTERNAL, "out of memory");
+		struct issue_op oom = {w, req, done, arg, {0}};
+		answer_fail(&oom, ch, MP_ADMIN_INTERNAL, "out of memory");
 		return;
 	}
-	*op = (struct issue_op){w, req, {0}};
+	*op = (struct issue_op){w, req, done, arg, {0}};
 	memcpy(op->channel_id, ch->channel_id, MP_ID_LEN);
 	w->stats.issue_attempts++;
 	char err[300];
@@ -197,7 +215,7 @@ void wallet_issue_resume(struct wallet *w)
 		char hex[MP_HEX_ID_LEN + 1];
 		channel_hex(ch, hex);
 		log_info("channel %s: ISSUING; resending the stored IssueRequest", hex);
-		issue_send(w, ch, NULL);
+		issue_send(w, ch, NULL, NULL, NULL);
 	}
 }
 
@@ -232,8 +250,10 @@ static MpSigned *sign_request(struct wallet *w, const struct wchannel *ch,
 	return mp_stmt_sign(&w->account_key, MP_STMT_ISSUE_REQUEST, &r.base);
 }
 
-/* Secrets, chain, checkpoints and the signed request, durably, in one transaction. */
-static const char *create_channel(struct wallet *w, struct wchannel *ch)
+/* Secrets, chain, checkpoints and the signed request, durably, in one transaction (with
+ * in_tx's writes, if any). */
+static const char *create_channel(struct wallet *w, struct wchannel *ch, wallet_issue_tx_fn in_tx,
+				  void *arg)
 {
 	uint8_t chain_seed[MP_SEED_LEN], owner_seed[MP_SK_LEN], root[MP_HASH_LEN];
 	struct mp_key owner = {0};
@@ -252,7 +272,7 @@ static const char *create_channel(struct wallet *w, struct wchannel *ch)
 	} else if (!(ch->request = sign_request(w, ch, owner.pk, root))) {
 		why = "cannot sign the IssueRequest";
 	} else if (!wstore_channel_insert(w->store, ch, chain_seed, owner_seed) ||
-		   !wstore_commit(w->store)) {
+		   (in_tx && !in_tx(arg, ch)) || !wstore_commit(w->store)) {
 		why = "cannot store the channel";
 	}
 	if (why)
@@ -293,6 +313,33 @@ static bool issue_params(struct mp_admin_req *req, json_t *params, struct wchann
 	return true;
 }
 
+/* ch (parameters set, heap) ISSUING: created and stored, then at the end of w->channels; freed
+ * and false with *why on failure. */
+static bool add_channel(struct wallet *w, struct wchannel *ch, wallet_issue_tx_fn in_tx, void *arg,
+			const char **why)
+{
+	ch->state = WCH_ISSUING;
+	ch->interval = w->cfg.checkpoint_interval;
+	memcpy(ch->currency, w->cfg.currency, 4);
+	if ((*why = create_channel(w, ch, in_tx, arg))) {
+		wallet_channel_free(ch);
+		return false;
+	}
+	ch->seg_len = ch->n;
+	memcpy(ch->chain_key, ch->channel_id, MP_ID_LEN);
+	ch->claim_state = -1;
+	wchain_init(&ch->chain, ch->nonce, ch->seg_len, ch->interval);
+	struct wchannel **tail = &w->channels;
+	while (*tail)
+		tail = &(*tail)->next;
+	*tail = ch;
+	char hex[MP_HEX_ID_LEN + 1];
+	channel_hex(ch, hex);
+	log_info("channel %s: ISSUING (n %u, unit_value %llu, %u days)", hex, ch->n,
+		 (unsigned long long)ch->unit_value, ch->days);
+	return true;
+}
+
 void wallet_admin_issue(struct mp_admin_req *req, json_t *params, void *ctx)
 {
 	struct wallet *w = ctx;
@@ -314,28 +361,33 @@ void wallet_admin_issue(struct mp_admin_req *req, json_t *params, void *ctx)
 		free(ch);
 		return;
 	}
-	ch->state = WCH_ISSUING;
-	ch->interval = w->cfg.checkpoint_interval;
-	memcpy(ch->currency, w->cfg.currency, 4);
-	const char *why = create_channel(w, ch);
-	if (why) {
-		wallet_channel_free(ch);
+	const char *why;
+	if (!add_channel(w, ch, NULL, NULL, &why)) {
 		mp_admin_fail(req, MP_ADMIN_INTERNAL, "issue: %s", why);
 		return;
 	}
-	ch->seg_len = ch->n;
-	memcpy(ch->chain_key, ch->channel_id, MP_ID_LEN);
-	ch->claim_state = -1;
-	wchain_init(&ch->chain, ch->nonce, ch->seg_len, ch->interval);
-	struct wchannel **tail = &w->channels;
-	while (*tail)
-		tail = &(*tail)->next;
-	*tail = ch;
-	char hex[MP_HEX_ID_LEN + 1];
-	channel_hex(ch, hex);
-	log_info("channel %s: ISSUING (n %u, unit_value %llu, %u days)", hex, ch->n,
-		 (unsigned long long)ch->unit_value, ch->days);
-	issue_send(w, ch, req);
+	issue_send(w, ch, req, NULL, NULL);
+}
+
+struct wchannel *wallet_issue_new(struct wallet *w, const struct wallet_issue_spec *spec,
+				  wallet_issue_tx_fn in_tx, void *arg, const char **why)
+{
+	struct wchannel *ch = calloc(1, sizeof(*ch));
+	if (!ch) {
+		*why = "out of memory";
+		return NULL;
+	}
+	memcpy(ch->holder0, spec->holder0, MP_ID_LEN);
+	memcpy(ch->holder, spec->holder0, MP_ID_LEN);
+	ch->n = spec->n;
+	ch->unit_value = spec->unit_value;
+	ch->days = spec->days;
+	return add_channel(w, ch, in_tx, arg, why) ? ch : NULL;
+}
+
+void wallet_issue_send(struct wallet *w, struct wchannel *ch, wallet_issue_fn done, void *arg)
+{
+	issue_send(w, ch, NULL, done, arg);
 }
 
 void wallet_admin_issue_retry(struct mp_admin_req *req, json_t *params, void *ctx)
@@ -364,7 +416,7 @@ void wallet_admin_issue_retry(struct mp_admin_req *req, json_t *params, void *ct
 			      ch->detail ? ch->detail : "FAILED");
 		return;
 	case WCH_ISSUING:
-		issue_send(w, ch, req);
+		issue_send(w, ch, req, NULL, NULL);
 		return;
 	}
 }

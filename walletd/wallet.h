@@ -39,6 +39,10 @@ struct wallet_config {
 	uint32_t idle_timeout;
 	uint32_t refund_check_interval;	 /* seconds; 0: only on the admin method refund */
 	uint32_t dispute_check_interval; /* seconds; 0: only on the admin method dispute */
+	/* buy within a budget (buy_budget.c): the escrow buy may commit in channels it issues by
+	 * itself, in all (0: never); each such channel's least escrow, unit value and days. */
+	uint64_t auto_issue_budget, auto_issue_channel, auto_issue_unit_value;
+	uint32_t auto_issue_days;
 	char *tls_ca;
 	char *admin_socket;
 	char *admin_group; /* NULL: none */
@@ -252,7 +256,8 @@ void wallet_admin_transfer_send(struct mp_admin_req *req, json_t *params, void *
 void wallet_admin_transfer_accept(struct mp_admin_req *req, json_t *params, void *ctx);
 /* close.c: early close at the holder (docs/close.md). */
 void wallet_admin_close(struct mp_admin_req *req, json_t *params, void *ctx);
-void wallet_admin_buy(struct mp_admin_req *req, json_t *params, void *ctx); /* buy_admin.c */
+void wallet_admin_buy(struct mp_admin_req *req, json_t *params, void *ctx);    /* buy_admin.c */
+void wallet_admin_budget(struct mp_admin_req *req, json_t *params, void *ctx); /* budget_admin.c */
 /* At start-up: CLOSING or CLOSED for every channel with a stored close; false on a store
  * error. */
 bool wallet_close_load(struct wallet *w);
