@@ -239,7 +239,8 @@ static const struct mp_admin_method wallet_methods[] = {
 	 {"channel_id", MP_ADMIN_T_HEX, false, NULL, "the channel to pay with (32 hex digits)"},
 	 {"merchant_id", MP_ADMIN_T_HEX, false, NULL,
 	  "the merchant to buy at: alone, its ACTIVE channel with the most units left, else "
-	  "another merchant's; a channel held by another merchant is handed off to it"},
+	  "another merchant's (with [wallet] auto_issue_budget: one that can pay max_price, else "
+	  "a new one); a channel held by another merchant is handed off to it"},
 	 {"endpoint", MP_ADMIN_T_STRING, false, "the holder's",
 	  "host:port of the merchant holding the channel"},
 	 {"max_price", MP_ADMIN_T_UINT, false, "none",

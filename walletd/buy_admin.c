@@ -41,8 +41,19 @@ static struct wchannel *best_channel(struct wallet *w, const uint8_t mid[MP_ID_L
 	return best;
 }
 
+/* An ACTIVE channel held by mid that could pay the item but is busy (a pay or buy on it). */
+static bool busy_fit(const struct wallet *w, const struct buy_op *x)
+{
+	for (const struct wchannel *ch = w->channels; ch; ch = ch->next)
+		if (ch->state == WCH_ACTIVE && ch->busy &&
+		    !memcmp(ch->holder, x->target, MP_ID_LEN) && buy_budget_fits(x, ch))
+			return true;
+	return false;
+}
+
 /* merchant_id alone: its channel with the most units left, else another merchant's. With
- * [wallet] auto_issue_budget, only a channel that can pay the item, else NULL and *issue. */
+ * [wallet] auto_issue_budget, only a channel that can pay the item, else NULL and *issue
+ * (unless one that could is busy: the buy waits for it rather than spend the budget). */
 static struct wchannel *pick(struct wallet *w, struct buy_op *x, bool *issue)
 {
 	struct wchannel *at = best_channel(w, x->target, true);
@@ -53,7 +64,7 @@ static struct wchannel *pick(struct wallet *w, struct buy_op *x, bool *issue)
 		return at;
 	if (other && buy_budget_fits(x, other))
 		return other;
-	*issue = true;
+	*issue = !busy_fit(w, x);
 	return NULL;
 }
 
