@@ -1,7 +1,7 @@
 /* walletd's store (walletd/store.c): a private file, one walletd per store, and everything the
  * wallet must find again after a restart (account, channel with its exact request bytes,
- * checkpoints, in-flight Pays, progress); a parameter that cannot be bound is an error, never a
- * NULL that finds nothing. */
+ * checkpoints, in-flight Pays, progress, the budget of channels buy issued); a parameter that
+ * cannot be bound is an error, never a NULL that finds nothing. */
 #include <check.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -12,6 +12,7 @@
 
 #include "stmt.h"
 #include "store.h"
+#include "store_budget.h"
 #include "wallet.h"
 #include "../check_run.h"
 #include "clock.h"
@@ -365,6 +366,76 @@ START_TEST(failed_bind_is_an_error)
 }
 END_TEST
 
+/* ---- the budget of channels buy issues (store_budget.c) ---- */
+
+static int budget_rows;
+static uint64_t budget_failed_escrow;
+
+static void count_row(void *arg, const struct wbudget_row *r)
+{
+	budget_rows++;
+	ck_assert_str_eq(r->item, "song");
+	ck_assert_uint_eq(r->merchant_id[0], 3);
+	if (r->state && !strcmp(r->state, "FAILED"))
+		budget_failed_escrow += r->amount;
+}
+
+/* A channel and its budget row in one transaction, as buy_budget.c stores them. */
+static void insert_with_budget(struct wstore *s, struct wchannel *ch, uint64_t escrow, bool commit)
+{
+	uint8_t chain_seed[MP_SEED_LEN] = {9}, owner_seed[MP_SK_LEN] = {8}, mid[MP_ID_LEN];
+	memset(mid, 3, MP_ID_LEN);
+	ck_assert(wstore_begin(s));
+	ck_assert(wstore_channel_insert(s, ch, chain_seed, owner_seed));
+	ck_assert(wstore_budget_add(s, ch->channel_id, mid, escrow, "song"));
+	if (commit)
+		ck_assert(wstore_commit(s));
+	else
+		wstore_rollback(s);
+}
+
+START_TEST(budget_is_durable_and_failed_issues_free_it)
+{
+	uint8_t seed[MP_SK_LEN];
+	struct mp_key account;
+	ck_assert(mp_key_generate(&account, seed));
+	struct wstore *s = wstore_open(path, &test_clock, err, sizeof(err));
+	ck_assert_msg(s != NULL, "%s", err);
+	uint64_t committed = 1;
+	ck_assert(wstore_budget_committed(s, &committed));
+	ck_assert_uint_eq(committed, 0);
+	struct wchannel *a = make_channel(&account), *b = make_channel(&account);
+	memset(b->channel_id, 5, MP_ID_LEN);
+	memset(b->issue_req_id, 6, MP_ID_LEN);
+	insert_with_budget(s, a, 30, true);
+	insert_with_budget(s, b, 14, false); /* rolled back: neither the channel nor its row */
+	ck_assert_int_eq(wstore_budget_has(s, a->channel_id), 1);
+	ck_assert_int_eq(wstore_budget_has(s, b->channel_id), 0);
+	insert_with_budget(s, b, 14, true);
+	ck_assert(wstore_budget_committed(s, &committed));
+	ck_assert_uint_eq(committed, 44);
+	/* The broker refused b: its escrow is no longer committed. */
+	ck_assert(wstore_channel_set_state(s, b->channel_id, "FAILED", "INSUFFICIENT_FUNDS"));
+	ck_assert(wstore_budget_committed(s, &committed));
+	ck_assert_uint_eq(committed, 30);
+	wstore_close(s);
+	/* After a restart: the same rows and sum. */
+	s = wstore_open(path, &test_clock, err, sizeof(err));
+	ck_assert_msg(s != NULL, "%s", err);
+	ck_assert(wstore_budget_committed(s, &committed));
+	ck_assert_uint_eq(committed, 30);
+	budget_rows = 0;
+	budget_failed_escrow = 0;
+	ck_assert(wstore_budget_each(s, count_row, NULL));
+	ck_assert_int_eq(budget_rows, 2);
+	ck_assert_uint_eq(budget_failed_escrow, 14);
+	wstore_close(s);
+	wallet_channel_free(a);
+	wallet_channel_free(b);
+	mp_key_free(&account);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("walletd store");
@@ -374,6 +445,7 @@ int main(void)
 	tcase_add_test(tc, account_round_trip);
 	tcase_add_test(tc, channel_and_inflight_survive_restart);
 	tcase_add_test(tc, failed_bind_is_an_error);
+	tcase_add_test(tc, budget_is_durable_and_failed_issues_free_it);
 	tcase_add_test(tc, sqlite_frees_the_seed_unwiped_by_default);
 	tcase_add_test(tc, freed_sqlite_memory_is_wiped);
 	suite_add_tcase(s, tc);
