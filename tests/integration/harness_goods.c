@@ -6,6 +6,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "harness.h"
+
 void goods_write(const char *dir, const char *rel, size_t bytes, unsigned seed)
 {
 	char p[1200];
@@ -46,4 +48,27 @@ bool goods_exists(const char *path)
 {
 	struct stat st;
 	return lstat(path, &st) == 0;
+}
+
+json_t *goods_wallet_channel(const struct net *n, const char *wallet, const char *channel)
+{
+	json_t *all = admin_ok(n, wallet, "channels", NULL);
+	size_t i;
+	json_t *ch, *found = NULL;
+	json_array_foreach(json_object_get(all, "channels"), i, ch)
+	{
+		if (!strcmp(json_str(ch, "channel_id"), channel))
+			found = json_incref(ch);
+	}
+	json_decref(all);
+	ck_assert_msg(found != NULL, "no channel %s in %s", channel, wallet);
+	return found;
+}
+
+int64_t goods_spent_value(const struct net *n, const char *wallet, const char *channel)
+{
+	json_t *ch = goods_wallet_channel(n, wallet, channel);
+	int64_t v = json_int(ch, "last") * json_int(ch, "unit_value") - json_int(ch, "credit");
+	json_decref(ch);
+	return v;
 }

@@ -3,6 +3,11 @@
 #pragma once
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+struct net;
 
 /* DIR/REL with `bytes` bytes of a pattern that differs by seed and from chunk to chunk. */
 void goods_write(const char *dir, const char *rel, size_t bytes, unsigned seed);
@@ -12,3 +17,7 @@ char *goods_slurp(const char *path, size_t *len);
 void goods_same_file(const char *a, const char *b);
 /* Something (a file, a link) is at path. */
 bool goods_exists(const char *path);
+/* WALLET's view of one of its channels (`channels`; json, to free); fails the test if absent. */
+json_t *goods_wallet_channel(const struct net *n, const char *wallet, const char *channel);
+/* The value the channel has spent at its holder: last * unit_value - credit. */
+int64_t goods_spent_value(const struct net *n, const char *wallet, const char *channel);

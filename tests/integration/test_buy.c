@@ -75,29 +75,6 @@ static void teardown_net(void)
 
 /* ---- helpers ---- */
 
-/* The wallet's view of one channel (json, to free). */
-static json_t *wchannel(const char *channel)
-{
-	json_t *all = admin_ok(&net, "w1", "channels", NULL);
-	size_t i;
-	json_t *ch, *found = NULL;
-	json_array_foreach(json_object_get(all, "channels"), i,
-			   ch) if (!strcmp(json_str(ch, "channel_id"), channel)) found =
-	    json_incref(ch);
-	json_decref(all);
-	ck_assert_msg(found != NULL, "no channel %s in w1", channel);
-	return found;
-}
-
-/* Value the channel has spent at m1 on goods: last * unit_value - credit. */
-static int64_t spent_value(const char *channel)
-{
-	json_t *ch = wchannel(channel);
-	int64_t v = json_int(ch, "last") * json_int(ch, "unit_value") - json_int(ch, "credit");
-	json_decref(ch);
-	return v;
-}
-
 static json_t *buy(const char *params, char *err, size_t errlen)
 {
 	return admin(&net, "w1", "buy", params, err, errlen);
@@ -144,7 +121,7 @@ START_TEST(honest_buys)
 	ck_assert_int_eq(json_int(r, "chunks"), 5);
 	ck_assert_int_eq(json_int(r, "paid_chunks"), 5);
 	ck_assert_int_eq(json_int(r, "total"), SONG_PRICE);
-	json_t *ch = wchannel(song_ch);
+	json_t *ch = goods_wallet_channel(&net, "w1", song_ch);
 	ck_assert_int_eq(json_int(r, "units_paid"), json_int(ch, "last"));
 	ck_assert_int_eq(json_int(r, "credit"), json_int(ch, "credit"));
 	json_decref(ch);
@@ -152,7 +129,7 @@ START_TEST(honest_buys)
 	snprintf(src, sizeof(src), "%s/song.ogg", goods);
 	goods_same_file(out, src);
 	ck_assert(!goods_exists(strcat(strcpy(params, out), ".part")));
-	ck_assert_int_eq(spent_value(song_ch), SONG_PRICE);
+	ck_assert_int_eq(goods_spent_value(&net, "w1", song_ch), SONG_PRICE);
 	/* A metered item by merchant_id: the channel with the most units left (not song_ch). */
 	net_wallet_issue(&net, "w1", m1_hex, 200, 1, meter_ch, sizeof(meter_ch));
 	out_path("meter.out", out, sizeof(out));
@@ -166,8 +143,8 @@ START_TEST(honest_buys)
 	json_decref(r);
 	snprintf(src, sizeof(src), "%s/meter.bin", goods);
 	goods_same_file(out, src);
-	ck_assert_int_eq(spent_value(meter_ch), 3 * METER_PRICE);
-	ck_assert_int_eq(spent_value(song_ch), SONG_PRICE);
+	ck_assert_int_eq(goods_spent_value(&net, "w1", meter_ch), 3 * METER_PRICE);
+	ck_assert_int_eq(goods_spent_value(&net, "w1", song_ch), SONG_PRICE);
 	/* The same item again on the song channel: a new purchase, paid again in full. */
 	out_path("song2.out", out, sizeof(out));
 	snprintf(params, sizeof(params), "{\"item\":\"song\",\"out\":\"%s\",\"channel_id\":\"%s\"}",
@@ -175,7 +152,7 @@ START_TEST(honest_buys)
 	json_decref(buy_ok(params));
 	snprintf(src, sizeof(src), "%s/song.ogg", goods);
 	goods_same_file(out, src);
-	ck_assert_int_eq(spent_value(song_ch), 2 * SONG_PRICE);
+	ck_assert_int_eq(goods_spent_value(&net, "w1", song_ch), 2 * SONG_PRICE);
 	/* mpctl as documented, by merchant_id: the channel with the most units left (meter_ch). */
 	char cmd[3000], res[800];
 	out_path("song3.out", out, sizeof(out));
@@ -190,7 +167,7 @@ START_TEST(honest_buys)
 	ck_assert_msg(strstr(text, meter_ch) && strstr(text, "paid_chunks"), "mpctl buy: %s", text);
 	free(text);
 	goods_same_file(out, src);
-	ck_assert_int_eq(spent_value(meter_ch), 3 * METER_PRICE + SONG_PRICE);
+	ck_assert_int_eq(goods_spent_value(&net, "w1", meter_ch), 3 * METER_PRICE + SONG_PRICE);
 	net_audit_clean(&net);
 }
 END_TEST
@@ -403,7 +380,7 @@ START_TEST(merchant_stops_delivering)
 	ck_assert(!goods_exists(src));
 	/* Paid for no chunk it did not receive: every unit sent (accepted or in flight) bought a
 	 * received chunk (price 1, unit_value 1), and at most the last one is unpaid. */
-	json_t *ch = wchannel(channel);
+	json_t *ch = goods_wallet_channel(&net, "w1", channel);
 	ck_assert_int_le(json_int(ch, "sent"), received);
 	ck_assert_int_le(json_int(ch, "last"), received);
 	ck_assert_int_ge(json_int(ch, "last"), received - 1);
@@ -421,7 +398,7 @@ START_TEST(merchant_stops_delivering)
 	json_decref(r);
 	snprintf(src, sizeof(src), "%s/big.bin", goods);
 	goods_same_file(out, src);
-	ck_assert_int_eq(spent_value(channel), BIG_CHUNKS);
+	ck_assert_int_eq(goods_spent_value(&net, "w1", channel), BIG_CHUNKS);
 	net_audit_clean(&net);
 }
 END_TEST
@@ -456,7 +433,7 @@ START_TEST(buy_through_a_handoff)
 	json_decref(r);
 	snprintf(src, sizeof(src), "%s/meter.bin", goods);
 	goods_same_file(out, src);
-	json_t *ch = wchannel(channel);
+	json_t *ch = goods_wallet_channel(&net, "w1", channel);
 	ck_assert_str_eq(json_str(ch, "holder"), m2_hex);
 	ck_assert_int_eq(json_int(ch, "epoch"), 1);
 	ck_assert_int_eq(json_int(ch, "last"), SONG_PRICE + 3 * METER_PRICE);
@@ -498,17 +475,17 @@ START_TEST(bad_params)
 		 channel);
 	buy_refused(params, "above max_price 12");
 	ck_assert(!goods_exists(out));
-	ck_assert_int_eq(spent_value(channel), 0);
+	ck_assert_int_eq(goods_spent_value(&net, "w1", channel), 0);
 	/* The channel now owes song's chunk 0: another item is refused, naming that purchase. */
 	snprintf(params, sizeof(params),
 		 "{\"item\":\"meter\",\"out\":\"%s\",\"channel_id\":\"%s\"}", out, channel);
 	buy_refused(params, "has a delivered chunk not paid yet");
-	ck_assert_int_eq(spent_value(channel), 0);
+	ck_assert_int_eq(goods_spent_value(&net, "w1", channel), 0);
 	/* song itself resumes and completes. */
 	snprintf(params, sizeof(params), "{\"item\":\"song\",\"out\":\"%s\",\"channel_id\":\"%s\"}",
 		 out, channel);
 	json_decref(buy_ok(params));
-	ck_assert_int_eq(spent_value(channel), SONG_PRICE);
+	ck_assert_int_eq(goods_spent_value(&net, "w1", channel), SONG_PRICE);
 	/* The song paid, another item is sold on the channel; overwrite=true replaces out. */
 	buy_refused(params, "out exists");
 	snprintf(params, sizeof(params),
@@ -518,7 +495,7 @@ START_TEST(bad_params)
 	char src[800];
 	snprintf(src, sizeof(src), "%s/meter.bin", goods);
 	goods_same_file(out, src);
-	ck_assert_int_eq(spent_value(channel), SONG_PRICE + 3 * METER_PRICE);
+	ck_assert_int_eq(goods_spent_value(&net, "w1", channel), SONG_PRICE + 3 * METER_PRICE);
 	net_audit_clean(&net);
 }
 END_TEST

@@ -81,31 +81,6 @@ static size_t channel_count(void)
 	return n;
 }
 
-/* The wallet's view of one channel (json, to free). */
-static json_t *wchannel(const char *channel)
-{
-	json_t *all = admin_ok(&net, "w1", "channels", NULL);
-	size_t i;
-	json_t *ch, *found = NULL;
-	json_array_foreach(json_object_get(all, "channels"), i, ch)
-	{
-		if (!strcmp(json_str(ch, "channel_id"), channel))
-			found = json_incref(ch);
-	}
-	json_decref(all);
-	ck_assert_msg(found != NULL, "no channel %s in w1", channel);
-	return found;
-}
-
-/* Value the channel has spent at m1: last * unit_value - credit. */
-static int64_t spent_value(const char *channel)
-{
-	json_t *ch = wchannel(channel);
-	int64_t v = json_int(ch, "last") * json_int(ch, "unit_value") - json_int(ch, "credit");
-	json_decref(ch);
-	return v;
-}
-
 /* The wallet's `budget`: committed and left, and the count of its channels. */
 static void budget_is(int64_t cap, int64_t committed, size_t channels)
 {
@@ -220,7 +195,7 @@ START_TEST(buy_within_a_budget)
 	ck_assert_int_eq(json_int(row, "escrow"), 30);
 	json_decref(b);
 	budget_is(50, 30, 1);
-	ck_assert_int_eq(spent_value(ch), SONG_PRICE);
+	ck_assert_int_eq(goods_spent_value(&net, "w1", ch), SONG_PRICE);
 	ck_assert_int_eq(net_balance(&net, account), FUNDS - 30);
 	/* A second buy fits the channel's rest (17): reused, nothing issued. */
 	json_t *r = buy_ok("meter", "meter.out", ",\"max_price\":9");
@@ -228,13 +203,13 @@ START_TEST(buy_within_a_budget)
 	ck_assert(json_is_false(json_object_get(r, "issued")));
 	json_decref(r);
 	same_as_source("meter.out", "meter.bin");
-	ck_assert_int_eq(spent_value(ch), SONG_PRICE + 3 * METER_PRICE);
+	ck_assert_int_eq(goods_spent_value(&net, "w1", ch), SONG_PRICE + 3 * METER_PRICE);
 	budget_is(50, 30, 1);
 	/* The rest (8) does not pay the song again, and another channel of 30 is over what is
 	 * left (20): refused, nothing issued, nothing paid. */
 	buy_refused("song", "song2.out", ",\"max_price\":13", "over budget");
 	ck_assert_uint_eq(channel_count(), 1);
-	ck_assert_int_eq(spent_value(ch), SONG_PRICE + 3 * METER_PRICE);
+	ck_assert_int_eq(goods_spent_value(&net, "w1", ch), SONG_PRICE + 3 * METER_PRICE);
 	/* A restart (SIGKILL) keeps what is committed. */
 	ck_assert_int_eq(net_cmd(&net, "kill", "w1 KILL"), 0);
 	ck_assert_int_eq(net_cmd(&net, "start", "w1"), 0);
@@ -266,7 +241,7 @@ START_TEST(issue_cut_is_resumed_not_repeated)
 	same_as_source("song1.out", "song.ogg");
 	ck_assert_uint_eq(channel_count(), 1);
 	budget_is(100, 14, 1);
-	ck_assert_int_eq(spent_value(ch), SONG_PRICE);
+	ck_assert_int_eq(goods_spent_value(&net, "w1", ch), SONG_PRICE);
 	/* Cut again, then the wallet killed: at start it finishes the issue itself, and the buy
 	 * after it uses that channel. */
 	ck_assert_int_eq(net_cmd(&net, "kill", "broker"), 0);
@@ -303,7 +278,7 @@ START_TEST(buy_by_key_within_a_budget)
 	snprintf(ch, sizeof(ch), "%s", json_str(r, "channel_id"));
 	json_decref(r);
 	same_as_source("novel.out", "novel.txt");
-	json_t *c = wchannel(ch);
+	json_t *c = goods_wallet_channel(&net, "w1", ch);
 	ck_assert_int_eq(json_int(c, "n"), 26);
 	ck_assert_int_eq(json_int(c, "last"), 26);
 	json_decref(c);
