@@ -45,12 +45,11 @@ static const struct mp_cfg_key wallet_keys[] = {
       "seconds between the checks for paid key-release offers whose key did not come by "
       "their deadline (disputed at the broker), default 60; 0: only on demand"),
     N("wallet", "auto_issue_budget", MP_CFG_U64, auto_issue_budget, 0, MP_AMOUNT_MAX,
-      "minor units `buy` may escrow in channels it issues by itself when no channel at the "
-      "merchant fits, in all over the store's life (the wallet's `budget` shows what is "
-      "committed), default 0: never (docs/goods.md \"Buying with a budget\")"),
+      "minor units `buy` may escrow in all in channels it issues itself when none fits "
+      "(docs/goods.md), default 0: never"),
     N("wallet", "auto_issue_channel", MP_CFG_U64, auto_issue_channel, 0, MP_AMOUNT_MAX,
-      "minor units: the least escrow of a channel `buy` issues, so that later buys at the "
-      "merchant use it too, default 0: what the item needs"),
+      "minor units: the least escrow of a channel `buy` issues (for later buys too), "
+      "default 0: what the item needs"),
     N("wallet", "auto_issue_unit_value", MP_CFG_U64, auto_issue_unit_value, 1, MP_AMOUNT_MAX,
       "minor units: the least unit value of a channel `buy` issues, default 1"),
     N("wallet", "auto_issue_days", MP_CFG_U32, auto_issue_days, 1, 30,
