@@ -61,7 +61,25 @@ size_t mp_decode_budget(size_t wire_len)
 struct budget {
 	size_t used, limit;
 	bool exhausted;
+	struct mp_decode_arena *arena; /* NULL: every allocation on the heap */
+	unsigned allocs;	       /* allocations made */
 };
+
+/* The next 16-byte aligned piece of the arena's buffer, or NULL if size does not fit. */
+static void *arena_carve(struct mp_decode_arena *a, size_t size)
+{
+	size_t at = (a->used + 15) & ~(size_t)15;
+	if (at > a->cap || size > a->cap - at)
+		return NULL;
+	a->used = at + size;
+	return a->buf + at;
+}
+
+static bool in_arena(const struct mp_decode_arena *a, const void *p)
+{
+	const uint8_t *q = p;
+	return a && a->buf && q >= a->buf && q < a->buf + a->cap;
+}
 
 static void *budget_alloc(void *data, size_t size)
 {
@@ -72,12 +90,20 @@ static void *budget_alloc(void *data, size_t size)
 		return NULL;
 	}
 	b->used += cost;
+	b->allocs++;
+	void *p = b->arena ? arena_carve(b->arena, size) : NULL;
+	if (p || !b->arena)
+		return p ? p : malloc(size);
+	b->arena->heap_allocs++;
+	b->arena->spilled++;
 	return malloc(size);
 }
 
 static void budget_free(void *data, void *p)
 {
-	free(p); /* the budget counts what was allocated, never what is given back */
+	struct budget *b = data;
+	if (!in_arena(b->arena, p))
+		free(p); /* the budget counts what was allocated, never what is given back */
 }
 
 /* An unknown field numbered 0, which no encoder writes: protobuf-c takes it when its tag is
@@ -131,20 +157,20 @@ static enum mp_decode_result refusal(const ProtobufCMessage *m, struct mp_decode
 	return MP_DECODE_OK;
 }
 
-ProtobufCMessage *mp_decode(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
-			    struct mp_decode_error *err, size_t *used)
+static ProtobufCMessage *decode(struct budget *b, const ProtobufCMessageDescriptor *desc,
+				const uint8_t *data, size_t len, struct mp_decode_error *err,
+				size_t *used)
 {
-	struct budget b = {0, mp_decode_budget(len), false};
-	ProtobufCAllocator alloc = {budget_alloc, budget_free, &b};
+	ProtobufCAllocator alloc = {budget_alloc, budget_free, b};
 	ProtobufCMessage *m = protobuf_c_message_unpack(desc, &alloc, len, data);
 	if (used)
-		*used = b.used;
+		*used = b->used;
 	err->code = MP_DECODE_OK;
 	err->detail[0] = '\0';
-	if (!m && b.exhausted) {
+	if (!m && b->exhausted) {
 		err->code = MP_DECODE_OVER_BUDGET;
 		snprintf(err->detail, sizeof(err->detail),
-			 "decoded size above the budget of %zu bytes for a %zu-byte %s", b.limit,
+			 "decoded size above the budget of %zu bytes for a %zu-byte %s", b->limit,
 			 len, desc->short_name);
 		return NULL;
 	}
@@ -157,8 +183,69 @@ ProtobufCMessage *mp_decode(const ProtobufCMessageDescriptor *desc, const uint8_
 	enum mp_decode_result code = refusal(m, err);
 	if (code != MP_DECODE_OK) {
 		err->code = code;
-		protobuf_c_message_free_unpacked(m, NULL);
+		protobuf_c_message_free_unpacked(m, &alloc);
 		return NULL;
 	}
 	return m;
+}
+
+ProtobufCMessage *mp_decode(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
+			    struct mp_decode_error *err, size_t *used)
+{
+	struct budget b = {0, mp_decode_budget(len), false, NULL, 0};
+	return decode(&b, desc, data, len, err, used);
+}
+
+bool mp_decode_arena_init(struct mp_decode_arena *a, size_t cap)
+{
+	*a = (struct mp_decode_arena){.buf = malloc(cap), .cap = cap};
+	if (!a->buf)
+		a->cap = 0;
+	return a->buf != NULL;
+}
+
+void mp_decode_arena_fini(struct mp_decode_arena *a)
+{
+	free(a->buf);
+	*a = (struct mp_decode_arena){0};
+}
+
+/* A decode while the arena is taken (nested) is made on the heap, its allocations counted. */
+ProtobufCMessage *mp_decode_in(struct mp_decode_arena *a, const ProtobufCMessageDescriptor *desc,
+			       const uint8_t *data, size_t len, struct mp_decode_error *err,
+			       size_t *used)
+{
+	if (!a || !a->buf || a->taken) {
+		struct budget heap = {0, mp_decode_budget(len), false, NULL, 0};
+		ProtobufCMessage *m = decode(&heap, desc, data, len, err, used);
+		if (a)
+			a->heap_allocs += heap.allocs;
+		return m;
+	}
+	a->used = 0;
+	a->spilled = 0;
+	struct budget b = {0, mp_decode_budget(len), false, a, 0};
+	ProtobufCMessage *m = decode(&b, desc, data, len, err, used);
+	a->taken = m != NULL;
+	if (!m)
+		a->used = 0;
+	return m;
+}
+
+void mp_decode_release(struct mp_decode_arena *a, ProtobufCMessage *m)
+{
+	if (!m)
+		return;
+	if (!in_arena(a, m)) { /* decoded on the heap */
+		protobuf_c_message_free_unpacked(m, NULL);
+		return;
+	}
+	if (a->spilled) { /* only what went to malloc is freed; the arena's pieces stay */
+		struct budget b = {0, 0, false, a, 0};
+		ProtobufCAllocator alloc = {budget_alloc, budget_free, &b};
+		protobuf_c_message_free_unpacked(m, &alloc);
+	}
+	a->used = 0;
+	a->spilled = 0;
+	a->taken = false;
 }

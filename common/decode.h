@@ -7,6 +7,7 @@
  * (common/limits.h); a repeated field without a declared limit accepts no item at all. */
 #pragma once
 #include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -38,6 +39,35 @@ size_t mp_decode_budget(size_t wire_len);
  * If used is not NULL it receives the bytes charged (for tests and measurements). */
 ProtobufCMessage *mp_decode(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
 			    struct mp_decode_error *err, size_t *used);
+
+/* A decode arena: one fixed buffer that decoded messages are carved from, so that decoding a
+ * frame allocates nothing on the heap (issue 9, docs/performance.md). One message lives in it
+ * at a time: mp_decode_in takes it, mp_decode_release gives it back (resetting it). The decode
+ * budget above is charged exactly as for the heap (size + MP_DECODE_ALLOC_OVERHEAD per
+ * allocation): the arena changes where memory comes from, never how much a message may take.
+ * An allocation that does not fit in what is left of the buffer, and every allocation of a
+ * message decoded while the arena is taken (a nested decode), goes to malloc and is counted in
+ * heap_allocs. Owned by one thread (the event loop of a listener). */
+#define MP_DECODE_ARENA_SIZE (64u << 10)
+
+struct mp_decode_arena {
+	uint8_t *buf;
+	size_t cap, used;
+	bool taken;	      /* a decoded message lives in the buffer */
+	unsigned spilled;     /* heap allocations of that message (then release walks it) */
+	uint64_t heap_allocs; /* allocations that went to malloc, since the arena was made */
+};
+
+/* A buffer of cap bytes; false (nothing allocated) if memory is short. */
+bool mp_decode_arena_init(struct mp_decode_arena *a, size_t cap);
+void mp_decode_arena_fini(struct mp_decode_arena *a);
+
+/* mp_decode into the arena (a NULL: on the heap, as mp_decode). Free the result with
+ * mp_decode_release(a, m), never with protobuf-c's free. */
+ProtobufCMessage *mp_decode_in(struct mp_decode_arena *a, const ProtobufCMessageDescriptor *desc,
+			       const uint8_t *data, size_t len, struct mp_decode_error *err,
+			       size_t *used);
+void mp_decode_release(struct mp_decode_arena *a, ProtobufCMessage *m);
 
 /* The most items field f of desc may hold (0 if the protocol declares no limit for it). */
 size_t mp_decode_max_items(const ProtobufCMessageDescriptor *desc,

@@ -40,6 +40,13 @@ enum mp_frame_result mp_frame_peek(const uint8_t *buf, size_t avail, size_t max,
 enum mp_frame_result mp_frame_take(struct evbuffer *in, size_t max, MpEnvelope **env, size_t *len,
 				   struct mp_decode_error *err)
 {
+	return mp_frame_take_in(in, max, NULL, env, len, err);
+}
+
+enum mp_frame_result mp_frame_take_in(struct evbuffer *in, size_t max,
+				      struct mp_decode_arena *arena, MpEnvelope **env, size_t *len,
+				      struct mp_decode_error *err)
+{
 	uint8_t header[MP_FRAME_HEADER_LEN];
 	size_t avail = evbuffer_get_length(in);
 	if (avail < MP_FRAME_HEADER_LEN)
@@ -52,7 +59,8 @@ enum mp_frame_result mp_frame_take(struct evbuffer *in, size_t max, MpEnvelope *
 	const uint8_t *frame = evbuffer_pullup(in, (ev_ssize_t)(MP_FRAME_HEADER_LEN + n));
 	if (!frame)
 		return MP_FRAME_NOMEM;
-	*env = mp_envelope_decode(frame + MP_FRAME_HEADER_LEN, n, err);
+	*env = (MpEnvelope *)mp_decode_in(arena, &micropay__v1__envelope__descriptor,
+					  frame + MP_FRAME_HEADER_LEN, n, err, NULL);
 	*len = n;
 	evbuffer_drain(in, MP_FRAME_HEADER_LEN + n);
 	return MP_FRAME_OK;

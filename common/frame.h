@@ -31,6 +31,11 @@ enum mp_frame_result mp_frame_peek(const uint8_t *buf, size_t avail, size_t max,
  * size budget, too many items; *len says how big the frame was). */
 enum mp_frame_result mp_frame_take(struct evbuffer *in, size_t max, MpEnvelope **env, size_t *len,
 				   struct mp_decode_error *err);
+/* The same decoding into arena (common/decode.h; NULL: the heap): free *env with
+ * mp_decode_release(arena, &(*env)->base). */
+enum mp_frame_result mp_frame_take_in(struct evbuffer *in, size_t max,
+				      struct mp_decode_arena *arena, MpEnvelope **env, size_t *len,
+				      struct mp_decode_error *err);
 
 /* Append be32(len) || packed envelope to out. Returns 0, or -1 (logged) on failure. */
 int mp_frame_push(struct evbuffer *out, const MpEnvelope *env, size_t max);

@@ -368,8 +368,10 @@ static bool take_one(struct mp_conn *c)
 	MpEnvelope *env = NULL;
 	size_t len = 0;
 	struct mp_decode_error err = {MP_DECODE_OK, ""};
-	enum mp_frame_result r =
-	    mp_frame_take(bufferevent_get_input(c->bev), c->opts.max_frame, &env, &len, &err);
+	/* Accepted connections decode into their listener's arena: no allocation per frame. */
+	struct mp_decode_arena *arena = c->listener ? &c->listener->arena : NULL;
+	enum mp_frame_result r = mp_frame_take_in(bufferevent_get_input(c->bev), c->opts.max_frame,
+						  arena, &env, &len, &err);
 	if (r != MP_FRAME_OK) {
 		refuse_frame(c, r);
 		return false;
@@ -391,7 +393,7 @@ static bool take_one(struct mp_conn *c)
 	} else {
 		drop_unsolicited(c, env);
 	}
-	micropay__v1__envelope__free_unpacked(env, NULL);
+	mp_decode_release(arena, &env->base);
 	return true;
 }
 

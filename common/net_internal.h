@@ -2,6 +2,7 @@
 #pragma once
 #include <sys/socket.h>
 
+#include "decode.h"
 #include "net.h"
 #include "net_budget.h"
 
@@ -93,7 +94,8 @@ struct mp_listener {
 	struct mp_conn *conns;
 	struct net_stats stats;
 	struct net_budget budget;
-	uint64_t refusal_logged_at; /* refusals at accept are logged at most once a second */
+	struct mp_decode_arena arena; /* frames of its connections are decoded here (decode.h) */
+	uint64_t refusal_logged_at;   /* refusals at accept are logged at most once a second */
 	uint64_t refusals_unlogged;
 };
 

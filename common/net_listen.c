@@ -193,6 +193,11 @@ struct mp_listener *mp_listen(struct event_base *base, SSL_CTX *ctx, const char 
 	l->ctx = ctx;
 	l->opts = *opts;
 	l->budget.limit = opts->read_budget;
+	if (!mp_decode_arena_init(&l->arena, MP_DECODE_ARENA_SIZE)) {
+		log_err("%s listener: out of memory for its decode arena", opts->name);
+		free(l);
+		return NULL;
+	}
 	l->ops = ops;
 	l->arg = arg;
 	l->port = port;
@@ -202,6 +207,7 @@ struct mp_listener *mp_listen(struct event_base *base, SSL_CTX *ctx, const char 
 	if (!l->evl) {
 		log_err("%s listener: cannot listen on %s:%u: %s", opts->name, host, port,
 			evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+		mp_decode_arena_fini(&l->arena);
 		free(l);
 		return NULL;
 	}
@@ -257,6 +263,7 @@ void mp_listener_free(struct mp_listener *l)
 		evconnlistener_free(l->evl);
 	while (l->conns)
 		net_conn_end(l->conns, NET_END_SHUTDOWN, "shutting down");
+	mp_decode_arena_fini(&l->arena);
 	free(l);
 }
 
@@ -297,6 +304,11 @@ void mp_listener_metrics_register(const struct mp_listener *l, struct mp_metrics
 	mp_metrics_u64(reg, MP_METRIC_COUNTER, name, "Times reading from a peer paused, by limit.",
 		       (const char *[]){"listener", n, "reason", "read_budget", NULL},
 		       &l->budget.waits);
+	snprintf(name, sizeof(name), "%s_decode_heap_allocs_total", prefix);
+	mp_metrics_u64(reg, MP_METRIC_COUNTER, name,
+		       "Allocations on the heap while decoding frames: the rest of a frame whose "
+		       "decoded form did not fit the listener's decode arena, or a nested decode.",
+		       (const char *[]){"listener", n, NULL}, &l->arena.heap_allocs);
 	snprintf(name, sizeof(name), "%s_read_budget_bytes", prefix);
 	mp_metrics_u64(reg, MP_METRIC_GAUGE, name, "[limits] read_budget of the listener.",
 		       (const char *[]){"listener", n, NULL}, &l->budget.limit);
