@@ -191,8 +191,11 @@ static void stmt_seeds(struct world *w)
 	frame[2] = (uint8_t)(flen >> 8);
 	frame[3] = (uint8_t)flen;
 	put("fuzz_frame", "open-req", frame, flen + 4, NULL, 0);
-	uint8_t zero = 0;
-	put("fuzz_decode", "envelope-open-req", &zero, 1, frame + 4, flen);
+	/* fuzz_decode: which message (0: the Envelope), then the arena's size (255: 64 KiB, n:
+	 * 16 n + 1 bytes, so that the decode spills to the heap). */
+	const uint8_t full[2] = {0, 255}, small[2] = {0, 2};
+	put("fuzz_decode", "envelope-open-req", full, 2, frame + 4, flen);
+	put("fuzz_decode", "envelope-open-req-small-arena", small, 2, frame + 4, flen);
 	Micropay__V1__PayReq pay = MICROPAY__V1__PAY_REQ__INIT;
 	uint8_t ref[1] = {1};
 	pay.channel_id = (ProtobufCBinaryData){MP_ID_LEN, w->channel_id};
@@ -208,7 +211,8 @@ static void stmt_seeds(struct world *w)
 	memcpy(two, frame, flen + 4);
 	memcpy(two + flen + 4, frame, flen + 4);
 	put("fuzz_frame", "two-pays", two, 2 * (flen + 4), NULL, 0);
-	put("fuzz_decode", "envelope-pay-req", &zero, 1, frame + 4, flen);
+	put("fuzz_decode", "envelope-pay-req", full, 2, frame + 4, flen);
+	put("fuzz_decode", "envelope-pay-req-small-arena", small, 2, frame + 4, flen);
 	free(enc);
 	mp_stmt_free(s);
 }
