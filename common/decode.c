@@ -7,6 +7,24 @@
 #include "proto_limits.h"
 #include "proto.h"
 
+/* Under AddressSanitizer the arena's free part is poisoned: a pointer into a released message
+ * (kept past its handler) faults as a freed heap block would. */
+#if defined(__SANITIZE_ADDRESS__)
+#define ARENA_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ARENA_ASAN 1
+#endif
+#endif
+#ifdef ARENA_ASAN
+#include <sanitizer/asan_interface.h>
+#define ARENA_POISON(p, n)   ASAN_POISON_MEMORY_REGION(p, n)
+#define ARENA_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define ARENA_POISON(p, n)   ((void)(p), (void)(n))
+#define ARENA_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
 /* Every repeated field of proto/micropay.proto with the most items the protocol allows. */
 struct item_limit {
 	const ProtobufCMessageDescriptor *message;
@@ -72,7 +90,18 @@ static void *arena_carve(struct mp_decode_arena *a, size_t size)
 	if (at > a->cap || size > a->cap - at)
 		return NULL;
 	a->used = at + size;
+	ARENA_UNPOISON(a->buf + at, size);
 	return a->buf + at;
+}
+
+/* Empty again; what was carved is poisoned (under ASan). */
+static void arena_reset(struct mp_decode_arena *a)
+{
+	ARENA_POISON(a->buf, a->used);
+	a->used = 0;
+	a->spilled = 0;
+	a->taken = false;
+	a->message = NULL;
 }
 
 static bool in_arena(const struct mp_decode_arena *a, const void *p)
@@ -201,11 +230,15 @@ bool mp_decode_arena_init(struct mp_decode_arena *a, size_t cap)
 	*a = (struct mp_decode_arena){.buf = malloc(cap), .cap = cap};
 	if (!a->buf)
 		a->cap = 0;
+	else
+		ARENA_POISON(a->buf, cap);
 	return a->buf != NULL;
 }
 
 void mp_decode_arena_fini(struct mp_decode_arena *a)
 {
+	if (a->buf)
+		ARENA_UNPOISON(a->buf, a->cap);
 	free(a->buf);
 	*a = (struct mp_decode_arena){0};
 }
@@ -227,8 +260,9 @@ ProtobufCMessage *mp_decode_in(struct mp_decode_arena *a, const ProtobufCMessage
 	struct budget b = {0, mp_decode_budget(len), false, a, 0};
 	ProtobufCMessage *m = decode(&b, desc, data, len, err, used);
 	a->taken = m != NULL;
+	a->message = m;
 	if (!m)
-		a->used = 0;
+		arena_reset(a);
 	return m;
 }
 
@@ -236,7 +270,7 @@ void mp_decode_release(struct mp_decode_arena *a, ProtobufCMessage *m)
 {
 	if (!m)
 		return;
-	if (!in_arena(a, m)) { /* decoded on the heap */
+	if (!a || !a->taken || a->message != m) { /* decoded on the heap */
 		protobuf_c_message_free_unpacked(m, NULL);
 		return;
 	}
@@ -245,7 +279,5 @@ void mp_decode_release(struct mp_decode_arena *a, ProtobufCMessage *m)
 		ProtobufCAllocator alloc = {budget_alloc, budget_free, &b};
 		protobuf_c_message_free_unpacked(m, &alloc);
 	}
-	a->used = 0;
-	a->spilled = 0;
-	a->taken = false;
+	arena_reset(a);
 }

@@ -54,6 +54,7 @@ struct mp_decode_arena {
 	uint8_t *buf;
 	size_t cap, used;
 	bool taken;	      /* a decoded message lives in the buffer */
+	const void *message;  /* that message (its top may have spilled to the heap) */
 	unsigned spilled;     /* heap allocations of that message (then release walks it) */
 	uint64_t heap_allocs; /* allocations that went to malloc, since the arena was made */
 };
