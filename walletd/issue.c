@@ -169,7 +169,9 @@ static void on_issue_reply(void *arg, const MpEnvelope *reply, const char *error
 				set_state(w, ch, WCH_ISSUING, detail);
 				answer_fail(op, ch, MP_ADMIN_FAILED, "issue: %s", detail);
 			}
-		} else if (code == MP_ST(INTERNAL)) {
+		} else if (code == MP_ST(INTERNAL) || code == MP_ST(LIMIT)) {
+			/* Not an answer about the request (the database, or busy before it): an
+			 * earlier send may have issued it, so it stays ISSUING and is resent. */
 			still_issuing(op, ch, mp_code_name(code), text);
 		} else {
 			log_warn("channel %s: issue refused: %s", hex, text);

@@ -753,10 +753,11 @@ static void expect_proof(struct sale *s, struct sealed_goods *g, uint32_t k, boo
 	micropay__v1__envelope__free_unpacked(r, NULL);
 }
 
-/* e: disputed, m1 releases its key, which does not open chunk 1: a proof of chunk 0 (which
- * opens) CONFLICT, a tampered path MALFORMED, the proof of chunk 1 OPEN (due now); m1 can no
- * longer answer it nor sees it listed. f: the first request carries the proof. The sweep
- * refunds both exactly once. */
+/* e: disputed, m1 releases its key, which does not open chunk 1. f: the first request carries
+ * the proof (opened and proven in one). Then, past e's deadline + T_dispute but within
+ * T_dispute of m1's answer: a proof of chunk 0 (which opens) CONFLICT, a tampered path
+ * MALFORMED, the proof of chunk 1 OPEN (due now); m1 can no longer answer it nor sees it
+ * listed. The sweep refunds both exactly once. */
 START_TEST(bad_key_proof)
 {
 	struct sale e, f;
@@ -772,6 +773,11 @@ START_TEST(bad_key_proof)
 	micropay__v1__envelope__free_unpacked(r, NULL);
 	mp_stmt_free(stmt);
 	expect_key(&m1, &e, e.key, MP_ST(OK), MICROPAY__V1__DISPUTE_STATE__DISPUTE_KEY_RELEASED);
+	int64_t pending = broker_pending(&net, m1.mid_hex);
+	expect_proof(&f, &gf, 1, false, MP_ST(OK), MICROPAY__V1__DISPUTE_STATE__DISPUTE_OPEN);
+	ck_assert_int_eq(broker_pending(&net, m1.mid_hex), pending + 6 * UNIT); /* credited */
+	/* Past the Offer's deadline + T_dispute, within T_dispute of m1's answer: still taken. */
+	net_clock_advance(&net, 86350);
 	expect_proof(&e, &ge, 0, false, MP_ST(CONFLICT), MICROPAY__V1__DISPUTE_STATE__DISPUTE_NONE);
 	expect_proof(&e, &ge, 1, true, MP_ST(MALFORMED), MICROPAY__V1__DISPUTE_STATE__DISPUTE_NONE);
 	expect_state(&e, "KEY_RELEASED");
@@ -784,9 +790,6 @@ START_TEST(bad_key_proof)
 	ck_assert(!listed);
 	expect_proof(&e, &ge, 1, false, MP_ST(DUPLICATE_OK),
 		     MICROPAY__V1__DISPUTE_STATE__DISPUTE_OPEN);
-	int64_t pending = broker_pending(&net, m1.mid_hex);
-	expect_proof(&f, &gf, 1, false, MP_ST(OK), MICROPAY__V1__DISPUTE_STATE__DISPUTE_OPEN);
-	ck_assert_int_eq(broker_pending(&net, m1.mid_hex), pending + 6 * UNIT); /* credited */
 	broker_audit_clean(&net);
 	int64_t paid_e = net_balance(&net, e.acct_hex), paid_f = net_balance(&net, f.acct_hex);
 	json_decref(settle_sweep(&net));
