@@ -557,10 +557,11 @@ static int check_small_redeems(struct small_redeems *sr)
 	return busy;
 }
 
-/* A junk Redeem of m3 whose claims cost 2 x 2^20 hashes (about a second here, tens of seconds
- * under ASan): sent on its own connection, it holds the one worker until it is answered (all
- * BAD_CHAIN). */
-#define JUNK_CLAIMS 2
+/* A junk Redeem of m3 whose claims cost 12 x 2^20 hashes (a few seconds here, plain or under
+ * ASan, since chain links are hashed without an allocation each): sent on its own connection,
+ * it holds the one worker until it is answered (all BAD_CHAIN), long enough for the bursts
+ * below to arrive while it is held. */
+#define JUNK_CLAIMS 12
 #define JUNK_UNITS  (1u << 20)
 
 static MpSigned *junk_of(struct small_redeems *sr, struct twallet *tw)
