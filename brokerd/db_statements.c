@@ -59,6 +59,8 @@ const struct db_statement broker_statements[] = {
     {"dispute_prove", "SELECT * FROM mp_dispute_prove($1, $2, $3, $4, $5, $6, $7)", 7},
     {"dispute_key", "SELECT * FROM mp_dispute_key($1, $2, $3, $4, $5)", 5},
     {"open_disputes", "SELECT * FROM mp_open_disputes($1, $2)", 2},
+    {"dispute_stmt", "SELECT * FROM mp_dispute_stmt($1, $2, $3)", 3},
+    {"dispute_cancel", "SELECT * FROM mp_dispute_cancel($1, $2, $3, $4, $5)", 5},
     {"dispute_due", "SELECT * FROM mp_dispute_due($1, $2)", 2},
     {"dispute_refund", "SELECT * FROM mp_dispute_refund($1, $2, $3)", 3},
     /* Forced release (release.c, release_sweep.c, release_deliver.c; docs/release.md). */

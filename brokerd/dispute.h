@@ -49,3 +49,15 @@ void dispute_evidence_run(struct dispute *d);
 /* The proven BadKeyProof recorded on the stored dispute (dispute_prove.c, mp_dispute_prove).
  * Answers and frees d. */
 void dispute_prove(struct dispute *d);
+
+/* The merchant's answer to an open dispute (dispute_key.c, on its mutual-TLS link). */
+struct key_call {
+	struct broker_call *call;
+	char mid[MP_HEX_ID_LEN + 1];
+};
+/* Answer the DisputeKeyReq and free k. */
+void dispute_key_reply(struct key_call *k, MpCode code, const char *detail,
+		       Micropay__V1__DisputeState state);
+/* DisputeKeyReq carrying the buyer's OfferCancel instead of the key (dispute_cancel.c; its
+ * lengths and the peer checked): answers and frees k. */
+void dispute_cancel_run(struct key_call *k, const Micropay__V1__DisputeKeyReq *req);

@@ -7,8 +7,9 @@
  *      v
  *   mp_open_disputes (db) --> OK + the list
  *
- *   DisputeKeyReq --(ids not 16 bytes, key not 32)-----------------> MALFORMED
+ *   DisputeKeyReq --(ids not 16 bytes, key not 32; or a cancel and a key)--> MALFORMED
  *      | --(no merchant certificate / another merchant)------------> BAD_SIG
+ *      | --a cancel instead of the key--> dispute_cancel.c
  *      v
  *   mp_dispute_key (db, under the dispute's row lock)
  *      --> OK KEY_RELEASED (SHA-256(key) = key_hash, OPEN, not past answer_by)
@@ -25,11 +26,6 @@
 #include "sealed.h"
 #include "tls.h"
 #include "util.h"
-
-struct key_call {
-	struct broker_call *call;
-	char mid[MP_HEX_ID_LEN + 1];
-};
 
 static bool peer_is(struct mp_conn *c, const ProtobufCBinaryData *mid)
 {
@@ -130,8 +126,8 @@ void handle_open_disputes(struct broker *b, struct mp_conn *c, const MpEnvelope 
 
 /* ---- DisputeKeyReq ---- */
 
-static void key_reply(struct key_call *k, MpCode code, const char *detail,
-		      Micropay__V1__DisputeState state)
+void dispute_key_reply(struct key_call *k, MpCode code, const char *detail,
+		       Micropay__V1__DisputeState state)
 {
 	Micropay__V1__DisputeKeyResp resp = MICROPAY__V1__DISPUTE_KEY_RESP__INIT;
 	MpStatus st;
@@ -152,12 +148,13 @@ static void on_keyed(const PGresult *res, const char *error, void *arg)
 {
 	struct key_call *k = arg;
 	if (!res || PQntuples(res) != 1) {
-		key_reply(k, MP_ST(INTERNAL), error ? error : "unexpected database result; retry",
-			  MICROPAY__V1__DISPUTE_STATE__DISPUTE_NONE);
+		dispute_key_reply(k, MP_ST(INTERNAL),
+				  error ? error : "unexpected database result; retry",
+				  MICROPAY__V1__DISPUTE_STATE__DISPUTE_NONE);
 		return;
 	}
-	key_reply(k, (MpCode)db_get_i64(res, 0, "status"), db_get_text(res, 0, "detail"),
-		  dispute_state_of(db_get_text(res, 0, "state")));
+	dispute_key_reply(k, (MpCode)db_get_i64(res, 0, "status"), db_get_text(res, 0, "detail"),
+			  dispute_state_of(db_get_text(res, 0, "state")));
 }
 
 void handle_dispute_key(struct broker *b, struct mp_conn *c, const MpEnvelope *env)
@@ -169,14 +166,19 @@ void handle_dispute_key(struct broker *b, struct mp_conn *c, const MpEnvelope *e
 	if (!mp_bytes_len_is(req->merchant_id, MP_ID_LEN) ||
 	    !mp_bytes_len_is(req->channel_id, MP_ID_LEN) ||
 	    !mp_bytes_len_is(req->order_ref, MP_ID_LEN) ||
-	    !mp_bytes_len_is(req->key, MP_SEAL_KEY_LEN)) {
-		key_reply(k, MP_ST(MALFORMED), "ids 16 bytes, key 32",
-			  MICROPAY__V1__DISPUTE_STATE__DISPUTE_NONE);
+	    (req->cancel ? req->key.len != 0 : !mp_bytes_len_is(req->key, MP_SEAL_KEY_LEN))) {
+		dispute_key_reply(k, MP_ST(MALFORMED),
+				  "ids 16 bytes, and a key of 32 bytes or a cancel (not both)",
+				  MICROPAY__V1__DISPUTE_STATE__DISPUTE_NONE);
 		return;
 	}
 	if (!peer_is(c, &req->merchant_id)) {
-		key_reply(k, MP_ST(BAD_SIG), "the peer certificate must name merchant_id",
-			  MICROPAY__V1__DISPUTE_STATE__DISPUTE_NONE);
+		dispute_key_reply(k, MP_ST(BAD_SIG), "the peer certificate must name merchant_id",
+				  MICROPAY__V1__DISPUTE_STATE__DISPUTE_NONE);
+		return;
+	}
+	if (req->cancel) {
+		dispute_cancel_run(k, req);
 		return;
 	}
 	struct db_params p = {0};
@@ -187,5 +189,6 @@ void handle_dispute_key(struct broker *b, struct mp_conn *c, const MpEnvelope *e
 	db_param_u64(&p, broker_now(b));
 	const char *refused = db_call(b->db, "dispute_key", &p, on_keyed, k);
 	if (refused)
-		key_reply(k, MP_ST(INTERNAL), refused, MICROPAY__V1__DISPUTE_STATE__DISPUTE_NONE);
+		dispute_key_reply(k, MP_ST(INTERNAL), refused,
+				  MICROPAY__V1__DISPUTE_STATE__DISPUTE_NONE);
 }

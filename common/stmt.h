@@ -30,6 +30,7 @@ enum mp_stmt_type {
 	MP_STMT_FORCED_CLOSE = 18,
 	MP_STMT_REGISTER_ACCOUNT = 19,
 	MP_STMT_REGISTER_MERCHANT = 20,
+	MP_STMT_OFFER_CANCEL = 21,
 };
 
 /* A heap Signed owning its buffers, built from parts (copied). Free with mp_stmt_free. */

@@ -104,6 +104,10 @@ static void make_durable(struct merchant *m, struct batch_entry *e)
 		    !memcmp(ch->offer->order_ref, e->offer_row->order_ref, OFFER_REF_LEN))
 			ch->offer->recorded = true;
 		return;
+	case ENTRY_OFFER_CANCEL:
+		if (ch && offer_is_ref(ch->offer, e->offer_row->order_ref, OFFER_REF_LEN))
+			ch->offer->cancel_durable = true;
+		return;
 	case ENTRY_PURCHASE:
 		if (channel_purchase_with_id(ch, e->purchase_row->id))
 			ch->purchase->recorded = true;
@@ -196,6 +200,9 @@ static void acknowledge(struct merchant *m, struct batch_entry *e)
 		break;
 	case ENTRY_OFFER:
 		offer_acknowledge(m, e);
+		break;
+	case ENTRY_OFFER_CANCEL:
+		offer_cancel_acknowledge(m, e);
 		break;
 	}
 	offer_free(e->offer_row);
@@ -353,7 +360,7 @@ void batch_add(struct merchant *m, const struct batch_entry *e)
 	if (b->count >= p->cap || e->kind == ENTRY_OPEN || e->kind == ENTRY_ORDER ||
 	    e->kind == ENTRY_HANDOFF || e->kind == ENTRY_TAKEOVER || e->kind == ENTRY_CAP ||
 	    e->kind == ENTRY_CLOSE || e->kind == ENTRY_PURCHASE || e->kind == ENTRY_OFFER ||
-	    m->cfg.commit_delay_us == 0)
+	    e->kind == ENTRY_OFFER_CANCEL || m->cfg.commit_delay_us == 0)
 		p->due = true;
 	if (!p->due && !p->timer_armed) {
 		uint32_t us = m->cfg.commit_delay_us;

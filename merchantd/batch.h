@@ -25,10 +25,11 @@ enum entry_kind {
 		      * a Cap outbox row; the TransferResp after the commit (transfer.c) */
 	ENTRY_CLOSE, /* a Close we signed: the Close, our epoch's end, the channel CLOSED; the
 		      * CloseResp after the commit (close.c) */
-	ENTRY_PURCHASE, /* a new purchase's row (purchase.h); its chunk 0 is read and sent after
-			 * the commit (chunk.c) */
-	ENTRY_OFFER,	/* a new offer's row with its key (offer.h); the Offer is sent after the
-			 * commit (offer.c) */
+	ENTRY_PURCHASE,	    /* a new purchase's row (purchase.h); its chunk 0 is read and sent after
+			     * the commit (chunk.c) */
+	ENTRY_OFFER,	    /* a new offer's row with its key (offer.h); the Offer is sent after the
+			     * commit (offer.c) */
+	ENTRY_OFFER_CANCEL, /* the buyer's OfferCancel into its offer's row (offer_cancel.c) */
 };
 
 struct segment_row;
@@ -105,7 +106,8 @@ struct batch_entry {
 	bool pays_purchase;	       /* PAY: it paid chunks of the channel's purchase ... */
 	uint8_t purchase_id[16];       /* ... this one ... */
 	uint32_t purchase_paid;	       /* ... which has this many chunks paid after it */
-	struct offer *offer_row;       /* OFFER: a copy of the new offer (owned) */
+	struct offer *offer_row;       /* OFFER: a copy of the new offer; OFFER_CANCEL: a copy of
+					* the offer with its cancel (owned) */
 	bool pays_offer;	       /* PAY: it paid the channel's offer ... */
 	uint8_t offer_ref[16];	       /* ... this one */
 };
@@ -133,6 +135,7 @@ void takeover_acknowledge(struct merchant *m, struct batch_entry *e);
 void transfer_acknowledge(struct merchant *m, struct batch_entry *e);
 void purchase_acknowledge(struct merchant *m, struct batch_entry *e);
 void offer_acknowledge(struct merchant *m, struct batch_entry *e);
+void offer_cancel_acknowledge(struct merchant *m, struct batch_entry *e);
 void close_acknowledge(struct merchant *m, struct batch_entry *e);
 /* Whether a CLOSED channel's stored Close is the broker's ForcedClose (release_poll.c). */
 bool channel_closed_by_broker(const struct channel *ch);

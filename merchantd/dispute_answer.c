@@ -2,15 +2,16 @@
  * "Fair exchange"): a wallet that got no key disputes at the broker, which asks the merchant
  * through this poll on the existing broker link (redeemer_link). Every [merchant]
  * dispute_poll seconds: OpenDisputesReq (at most MP_MAX_OPEN_DISPUTES, the oldest answer time
- * first), then for each dispute whose offer the store holds (offer_key_of) one DisputeKeyReq
- * with its key, one at a time. A dispute of an offer the store does not hold is counted and
- * logged (the broker refunds it after answer_by). Every request is idempotent at the broker, so
- * a lost answer is only asked again at the next poll.
+ * first), then for each dispute whose offer the store holds (offer_lookup) one DisputeKeyReq
+ * with its key, or with the buyer's OfferCancel when the buyer gave the offer up (offer_cancel.h:
+ * the broker ends the dispute CANCELLED), one at a time. A dispute of an offer the store does not
+ * hold is counted and logged (the broker refunds it after answer_by). Every request is idempotent
+ * at the broker, so a lost answer is only asked again at the next poll.
  *
  *   IDLE --timer--> link up? --no: broker_link_want--> IDLE (next poll)
  *      | yes
  *      v
- *   LISTING --OpenDisputesResp OK--> ANSWERING --(each: offer_key_of, DisputeKeyReq, its
+ *   LISTING --OpenDisputesResp OK--> ANSWERING --(each: offer_lookup, DisputeKeyReq, its
  *      |                                          answer counted)--> IDLE (next poll)
  *      +--no answer / refused--> IDLE (counted; next poll) */
 #include "dispute_answer.h"
@@ -27,6 +28,7 @@
 #include "offer.h"
 #include "proto_limits.h"
 #include "sealed.h"
+#include "stmt.h"
 #include "util.h"
 
 struct open_dispute {
@@ -74,7 +76,12 @@ static void on_key_answer(struct mp_conn *c, const MpEnvelope *env, void *arg)
 		da->stats.failures++;
 	} else {
 		const MpStatus *st = env->dispute_key_resp->status;
-		if (st->code == MP_ST(OK) || st->code == MP_ST(DUPLICATE_OK)) {
+		if ((st->code == MP_ST(OK) || st->code == MP_ST(DUPLICATE_OK)) &&
+		    env->dispute_key_resp->state ==
+			MICROPAY__V1__DISPUTE_STATE__DISPUTE_CANCELLED) {
+			log_info("dispute %s/%s: ended by the buyer's OfferCancel", ch, ref);
+			da->stats.cancelled++;
+		} else if (st->code == MP_ST(OK) || st->code == MP_ST(DUPLICATE_OK)) {
 			log_info("dispute %s/%s: key released to the broker", ch, ref);
 			da->stats.released++;
 		} else {
@@ -88,30 +95,39 @@ static void on_key_answer(struct mp_conn *c, const MpEnvelope *env, void *arg)
 	answer_next(da);
 }
 
-/* Send the key of da->list[da->next]; false if it cannot be sent. */
-static bool send_key(struct dispute_answer *da, const uint8_t key[MP_SEAL_KEY_LEN])
+/* Answer da->list[da->next] with the offer's cancel if the buyer gave it up, else its key;
+ * false if it cannot be sent. */
+static bool send_answer(struct dispute_answer *da, const struct offer *o)
 {
 	Micropay__V1__DisputeKeyReq req = MICROPAY__V1__DISPUTE_KEY_REQ__INIT;
 	const struct open_dispute *d = &da->list[da->next];
 	req.merchant_id = (ProtobufCBinaryData){MP_ID_LEN, da->m->mid};
 	req.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)d->channel_id};
 	req.order_ref = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)d->order_ref};
-	req.key = (ProtobufCBinaryData){MP_SEAL_KEY_LEN, (uint8_t *)key};
+	MpSigned *cancel = o->cancel ? mp_stmt_decode(o->cancel, o->cancel_len) : NULL;
+	if (o->cancel && !cancel)
+		return false;
+	if (cancel)
+		req.cancel = cancel;
+	else
+		req.key = (ProtobufCBinaryData){MP_SEAL_KEY_LEN, (uint8_t *)o->key};
 	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
 	env.version = MP_PROTOCOL_VERSION;
 	env.body_case = MP_BODY(DISPUTE_KEY_REQ);
 	env.dispute_key_req = &req;
-	return broker_link_call(redeemer_link(da->m->redeemer), &env, on_key_answer, da) == 0;
+	bool sent = broker_link_call(redeemer_link(da->m->redeemer), &env, on_key_answer, da) == 0;
+	mp_stmt_free(cancel);
+	return sent;
 }
 
 static void answer_next(struct dispute_answer *da)
 {
-	uint8_t key[MP_SEAL_KEY_LEN];
 	char ch[MP_HEX_ID_LEN + 1], ref[MP_HEX_ID_LEN + 1];
 	for (; da->next < da->n; da->next++) {
 		const struct open_dispute *d = &da->list[da->next];
 		ids_hex(d, ch, ref);
-		if (!offer_key_of(da->m, d->channel_id, d->order_ref, key)) {
+		struct offer *o = offer_lookup(da->m, d->channel_id, d->order_ref);
+		if (!o) {
 			log_warn(
 			    "dispute %s/%s: no such offer in the store; the broker will refund "
 			    "it",
@@ -119,8 +135,8 @@ static void answer_next(struct dispute_answer *da)
 			da->stats.unknown++;
 			continue;
 		}
-		bool sent = send_key(da, key);
-		OPENSSL_cleanse(key, sizeof(key));
+		bool sent = send_answer(da, o);
+		offer_free(o);
 		if (sent)
 			return;
 		log_warn("dispute %s/%s: the key cannot be sent; at the next poll", ch, ref);
@@ -236,7 +252,7 @@ const struct dispute_answer_stats *dispute_answer_stats(const struct merchant *m
 void dispute_answer_metrics_register(struct merchant *m, struct mp_metrics *reg)
 {
 	struct dispute_answer_stats *s = &m->dispute_answer->stats;
-	const char *help = "Open disputes answered with a key, by result.";
+	const char *help = "Open disputes answered with a key (or the buyer's cancel), by result.";
 	mp_metrics_u64(reg, MP_METRIC_COUNTER, "micropay_merchant_dispute_polls_total",
 		       "OpenDisputesReq answered by the broker.", NULL, &s->polls);
 	mp_metrics_u64(reg, MP_METRIC_COUNTER, "micropay_merchant_dispute_keys_total", help,
@@ -245,6 +261,8 @@ void dispute_answer_metrics_register(struct merchant *m, struct mp_metrics *reg)
 		       (const char *[]){"result", "refused", NULL}, &s->refused);
 	mp_metrics_u64(reg, MP_METRIC_COUNTER, "micropay_merchant_dispute_keys_total", help,
 		       (const char *[]){"result", "unknown_offer", NULL}, &s->unknown);
+	mp_metrics_u64(reg, MP_METRIC_COUNTER, "micropay_merchant_dispute_keys_total", help,
+		       (const char *[]){"result", "cancelled", NULL}, &s->cancelled);
 	mp_metrics_u64(reg, MP_METRIC_COUNTER, "micropay_merchant_dispute_failures_total",
 		       "Dispute polls or key answers without a usable answer.", NULL, &s->failures);
 }

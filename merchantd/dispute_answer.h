@@ -9,11 +9,12 @@ struct merchant;
 struct mp_metrics;
 
 struct dispute_answer_stats {
-	uint64_t polls;	   /* OpenDisputesReq answered OK */
-	uint64_t released; /* keys the broker took (OK or DUPLICATE_OK) */
-	uint64_t refused;  /* keys it refused (logged with its detail) */
-	uint64_t unknown;  /* open disputes of offers the store does not hold */
-	uint64_t failures; /* polls or answers that got no usable answer */
+	uint64_t polls;	    /* OpenDisputesReq answered OK */
+	uint64_t released;  /* keys the broker took (OK or DUPLICATE_OK) */
+	uint64_t refused;   /* keys it refused (logged with its detail) */
+	uint64_t unknown;   /* open disputes of offers the store does not hold */
+	uint64_t cancelled; /* disputes ended by the buyer's OfferCancel (CANCELLED) */
+	uint64_t failures;  /* polls or answers that got no usable answer */
 };
 
 /* Starts the timer (the first poll one period after the start); false on failure. */

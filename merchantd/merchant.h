@@ -183,6 +183,7 @@ struct merchant_stats {
 	uint64_t receipts_signed, receipt_refusals;			/* receipt.c */
 	uint64_t chunks_served, chunk_bytes, chunk_refusals, purchases; /* chunk.c */
 	uint64_t offers, keys_released;					/* offer.c, key.c */
+	uint64_t offers_cancelled;  /* OfferCancels recorded (offer_cancel.c) */
 	uint64_t signatures_worker; /* statements signed on the worker pool (chan_sign.h) */
 	uint64_t batches_by_trigger[BATCH_TRIGGERS]; /* batches handed to the store thread */
 };
@@ -322,6 +323,7 @@ void handle_chunk(struct merchant *m, struct mp_conn *c, const MpEnvelope *env);
 /* offer.c, key.c: key release (offer.h). */
 void handle_offer(struct merchant *m, struct mp_conn *c, const MpEnvelope *env);
 void handle_key(struct merchant *m, struct mp_conn *c, const MpEnvelope *env);
+void handle_offer_cancel(struct merchant *m, struct mp_conn *c, const MpEnvelope *env);
 /* Pay's step 1 after the channel is found (also for ChunkReq): OK if we hold ch and serve it;
  * else the code and *detail. */
 MpCode merchant_holding(const struct channel *ch, const char **detail);

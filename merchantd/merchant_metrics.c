@@ -149,6 +149,9 @@ static void register_channels(struct merchant *m)
 		NULL, &s->offers);
 	counter(m, "micropay_merchant_keys_released_total",
 		"Keys of paid offers sent to wallets (KeyResp OK).", NULL, &s->keys_released);
+	counter(m, "micropay_merchant_offers_cancelled_total",
+		"Unpaid offers the buyer gave up with an OfferCancel (recorded).", NULL,
+		&s->offers_cancelled);
 	mp_metrics_u64(m->metrics, MP_METRIC_GAUGE,
 		       "micropay_merchant_custody_unconfirmed_channels",
 		       "Channels held when the store was restored (--restored) whose custody the "

@@ -7,7 +7,8 @@
  *        or Pays of the channel committing, or its Cap committing --> TOO_EARLY
  *        the current offer is of ITEM, unpaid, at the channel's last, before its deadline
  *             --> OK with the SAME stored Offer bytes
- *        the current offer is of another item and open (offer_live) --> CONFLICT
+ *        the current offer holds the channel (offer_holding: unpaid, not cancelled, also
+ *             past its deadline) and is not that one --> CONFLICT: pay it or cancel it
  *        no paid unit in the holder's epoch (last <= its start) --> UNDERPAID
  *        a purchase of the channel with a chunk out unpaid --> UNDERPAID
  *        channel no longer payable --> EXPIRED
@@ -301,13 +302,11 @@ static bool units_fit(const struct merchant *m, const struct channel *ch,
 	return true;
 }
 
-/* The channel's current offer may be answered again: of it, unpaid, open, before its
- * deadline, its file not found changed. */
+/* The channel's current offer may be answered again: of it, open (offer_open). */
 static bool same_open_offer(const struct merchant *m, const struct channel *ch,
 			    const struct offer *o, const char *item)
 {
-	return o && o->recorded && !o->paid && !o->stale && !strcmp(o->item.id, item) &&
-	       ch->last == o->after_index && merchant_now(m) < o->deadline;
+	return offer_open(m, ch, o) && !strcmp(o->item.id, item);
 }
 
 static const char *settling(const struct channel *ch)
@@ -335,13 +334,13 @@ static void start(struct merchant *m, struct mp_conn *c, const MpEnvelope *env, 
 		reply_offer(c, env->request_id, MP_ST(OK), "", ch->offer);
 		return;
 	}
-	const struct offer *live = offer_live(m, ch);
-	if (live) {
+	const struct offer *held = offer_holding(ch);
+	if (held) {
 		snprintf(
 		    why, sizeof(why),
-		    "an offer of '%s' is open on this channel until %llu: pay it, or ask again "
-		    "after its deadline",
-		    live->item.id, (unsigned long long)live->deadline);
+		    "an offer of '%s' (deadline %llu) holds this channel: pay it, or cancel it "
+		    "(OfferCancelReq; the OpenAck names it)",
+		    held->item.id, (unsigned long long)held->deadline);
 		refuse(c, env->request_id, ch->id, r->item, MP_ST(CONFLICT), why);
 		return;
 	}

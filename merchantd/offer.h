@@ -42,6 +42,9 @@ struct offer {
 	bool paid;	   /* pay path: a Pay at pay_index naming it was accepted (maybe pending) */
 	bool paid_durable; /* that Pay is committed */
 	bool stale;	   /* memory only: a chunk read found its file changed; not offered again */
+	uint8_t *cancel;   /* the buyer's OfferCancel (signed bytes, owned), NULL: none */
+	size_t cancel_len;
+	bool cancel_durable; /* that cancel is committed */
 };
 
 /* A deep copy (for the store thread); NULL on out of memory. */
@@ -54,21 +57,26 @@ void offer_free(struct offer *o);
 /* The channel's current offer if it was made in the channel's current segment, else NULL. */
 struct offer *channel_offer(const struct channel *ch);
 struct merchant;
-/* The channel's offer while it is open: recorded, unpaid, its file not found changed, the
- * channel's last still its after_index and the merchant clock before its deadline; else NULL.
- * While one is open the channel takes no other offer and no Pay past after_index that does not
- * name it, so that no two offers of a channel cover the same indices and a word at its
- * pay_index cannot come from another order before its deadline. */
-const struct offer *offer_live(const struct merchant *m, const struct channel *ch);
+/* The channel's offer while it holds the channel: recorded, neither paid nor cancelled, the
+ * channel's last still its after_index; else NULL. Past its deadline too: while one holds it
+ * the channel takes no other offer and no Pay past after_index that does not name it, so that
+ * no two offers of a channel cover the same indices and a word at its pay_index never pays
+ * another order unless the buyer gave the offer up with an OfferCancel (offer_cancel.h): a
+ * payword does not name its order, and the buyer could otherwise dispute the lapsed offer with
+ * a word it paid for something else. */
+const struct offer *offer_holding(const struct channel *ch);
+/* The offer is open to a Pay: holding the channel, before its deadline, its file unchanged. */
+bool offer_open(const struct merchant *m, const struct channel *ch, const struct offer *o);
 /* order_ref names this offer, recorded. */
 bool offer_is_ref(const struct offer *o, const uint8_t *ref, size_t len);
 
-/* For the dispute side: true iff the store holds the offer (channel_id, order_ref), paid or
- * not, with its key copied out. Answered from the channel's current offer in memory when it is
- * that one (and recorded), else by one primary-key read on the loop's store connection (bounded;
- * committed rows only). Works after a restart: the store row is the truth. */
-bool offer_key_of(struct merchant *m, const uint8_t channel_id[MP_ID_LEN],
-		  const uint8_t order_ref[MP_ID_LEN], uint8_t key[MP_SEAL_KEY_LEN]);
+/* The offer (channel_id, order_ref), paid or not, as a copy (offer_free); NULL if the store
+ * holds none (or on a store error, logged). Answered from the channel's current offer in memory
+ * when it is that one (and recorded), else by one primary-key read on the loop's store
+ * connection (bounded; committed rows only). Works after a restart: the store row is the truth.
+ * For the dispute side (its key, or the buyer's cancel) and OfferCancelReq. */
+struct offer *offer_lookup(struct merchant *m, const uint8_t channel_id[MP_ID_LEN],
+			   const uint8_t order_ref[MP_ID_LEN]);
 
 /* The Pay path (pay.c), for a fresh Pay at j on ch naming ref: OK if it may go on, i.e. it
  * names no offer of the channel, or it pays the channel's current offer (j = pay_index, the

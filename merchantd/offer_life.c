@@ -19,14 +19,18 @@ struct offer *offer_copy(const struct offer *o)
 	*c = *o;
 	c->item.path = strdup(o->item.path);
 	c->signed_offer = o->signed_len ? malloc(o->signed_len) : NULL;
-	if (!c->item.path || (o->signed_len && !c->signed_offer)) {
+	c->cancel = o->cancel_len ? malloc(o->cancel_len) : NULL;
+	if (!c->item.path || (o->signed_len && !c->signed_offer) || (o->cancel_len && !c->cancel)) {
 		free(c->item.path);
 		free(c->signed_offer);
+		free(c->cancel);
 		free(c);
 		return NULL;
 	}
 	if (o->signed_len)
 		memcpy(c->signed_offer, o->signed_offer, o->signed_len);
+	if (o->cancel_len)
+		memcpy(c->cancel, o->cancel, o->cancel_len);
 	return c;
 }
 
@@ -37,6 +41,7 @@ void offer_free(struct offer *o)
 	OPENSSL_cleanse(o->key, sizeof(o->key));
 	free(o->item.path);
 	free(o->signed_offer);
+	free(o->cancel);
 	free(o);
 }
 
@@ -55,6 +60,11 @@ static MpCode current_offer_check(const struct merchant *m, const struct channel
 {
 	if (o->paid) {
 		snprintf(buf, len, "offer already paid at index %u", o->pay_index);
+		return MP_ST(CONFLICT);
+	}
+	if (o->cancel) {
+		snprintf(buf, len,
+			 "the buyer cancelled this offer (OfferCancel): ask for a new one");
 		return MP_ST(CONFLICT);
 	}
 	if (ch->last != o->after_index || j != o->pay_index) {
@@ -91,31 +101,35 @@ static MpCode older_offer_check(struct merchant *m, const struct channel *ch, co
 	return found ? MP_ST(CONFLICT) : MP_ST(OK);
 }
 
-const struct offer *offer_live(const struct merchant *m, const struct channel *ch)
+const struct offer *offer_holding(const struct channel *ch)
 {
 	const struct offer *o = channel_offer(ch);
-	return o && o->recorded && !o->paid && !o->stale && ch->last == o->after_index &&
-		       merchant_now(m) < o->deadline
-		   ? o
-		   : NULL;
+	return o && o->recorded && !o->paid && !o->cancel && ch->last == o->after_index ? o : NULL;
+}
+
+bool offer_open(const struct merchant *m, const struct channel *ch, const struct offer *o)
+{
+	return o && o == offer_holding(ch) && !o->stale && merchant_now(m) < o->deadline;
 }
 
 MpCode offer_pay_check(struct merchant *m, const struct channel *ch, const uint8_t *ref,
 		       size_t ref_len, uint32_t j, char *buf, size_t len)
 {
-	const struct offer *o = channel_offer(ch), *live = offer_live(m, ch);
+	const struct offer *o = channel_offer(ch), *held = offer_holding(ch);
 	if (offer_is_ref(o, ref, ref_len))
 		return current_offer_check(m, ch, o, j, buf, len);
 	MpCode code = MP_ST(OK);
 	if (ch->offer && ref_len == OFFER_REF_LEN && !order_find(&m->orders, ref, ref_len) &&
 	    !purchase_is_ref(channel_purchase(ch), ref, ref_len))
 		code = older_offer_check(m, ch, ref, buf, len);
-	if (code == MP_ST(OK) && live && j > live->after_index) {
-		snprintf(buf, len,
-			 "an offer of '%s' is open on this channel until %llu (pay_index %u): the "
-			 "channel pays nothing else past index %u until it is paid or lapses",
-			 live->item.id, (unsigned long long)live->deadline, live->pay_index,
-			 live->after_index);
+	if (code == MP_ST(OK) && held && j > held->after_index) {
+		snprintf(
+		    buf, len,
+		    "an offer of '%s' (pay_index %u, deadline %llu) holds this channel: it pays "
+		    "nothing else past index %u until the offer is paid or the buyer cancels it "
+		    "(OfferCancelReq; the OpenAck names it)",
+		    held->item.id, held->pay_index, (unsigned long long)held->deadline,
+		    held->after_index);
 		code = MP_ST(CONFLICT);
 	}
 	return code;
@@ -134,19 +148,13 @@ bool offer_settle(struct offer *o, struct batch_entry *e, uint64_t *credit)
 	return true;
 }
 
-bool offer_key_of(struct merchant *m, const uint8_t channel_id[MP_ID_LEN],
-		  const uint8_t order_ref[MP_ID_LEN], uint8_t key[MP_SEAL_KEY_LEN])
+struct offer *offer_lookup(struct merchant *m, const uint8_t channel_id[MP_ID_LEN],
+			   const uint8_t order_ref[MP_ID_LEN])
 {
 	const struct channel *ch = channel_find(&m->channels, channel_id);
 	const struct offer *o = ch ? ch->offer : NULL;
-	if (offer_is_ref(o, order_ref, OFFER_REF_LEN)) {
-		memcpy(key, o->key, MP_SEAL_KEY_LEN);
-		return true;
-	}
+	if (offer_is_ref(o, order_ref, OFFER_REF_LEN))
+		return offer_copy(o);
 	struct offer *stored = NULL;
-	if (offer_store_find(m->store, channel_id, order_ref, &stored) != 1)
-		return false;
-	memcpy(key, stored->key, MP_SEAL_KEY_LEN);
-	offer_free(stored);
-	return true;
+	return offer_store_find(m->store, channel_id, order_ref, &stored) == 1 ? stored : NULL;
 }

@@ -10,23 +10,28 @@
 
 bool offer_store_migrate(struct store *s)
 {
-	return store_exec(
-	    s, "CREATE TABLE IF NOT EXISTS offers ("
-	       " order_ref BLOB PRIMARY KEY CHECK (length(order_ref) = 16),"
-	       " channel_id BLOB NOT NULL CHECK (length(channel_id) = 16),"
-	       " seg_seq INTEGER NOT NULL, item TEXT NOT NULL, path TEXT NOT NULL,"
-	       " size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, chunk_size INTEGER NOT NULL,"
-	       " chunks INTEGER NOT NULL, key BLOB NOT NULL CHECK (length(key) = 32),"
-	       " nonce_prefix BLOB NOT NULL CHECK (length(nonce_prefix) = 8),"
-	       " after_index INTEGER NOT NULL, pay_index INTEGER NOT NULL,"
-	       " price INTEGER NOT NULL, deadline INTEGER NOT NULL, offer BLOB NOT NULL,"
-	       " paid INTEGER NOT NULL, created_at INTEGER NOT NULL);"
-	       "CREATE INDEX IF NOT EXISTS offers_channel ON offers (channel_id);");
+	if (!store_exec(
+		s, "CREATE TABLE IF NOT EXISTS offers ("
+		   " order_ref BLOB PRIMARY KEY CHECK (length(order_ref) = 16),"
+		   " channel_id BLOB NOT NULL CHECK (length(channel_id) = 16),"
+		   " seg_seq INTEGER NOT NULL, item TEXT NOT NULL, path TEXT NOT NULL,"
+		   " size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, chunk_size INTEGER NOT NULL,"
+		   " chunks INTEGER NOT NULL, key BLOB NOT NULL CHECK (length(key) = 32),"
+		   " nonce_prefix BLOB NOT NULL CHECK (length(nonce_prefix) = 8),"
+		   " after_index INTEGER NOT NULL, pay_index INTEGER NOT NULL,"
+		   " price INTEGER NOT NULL, deadline INTEGER NOT NULL, offer BLOB NOT NULL,"
+		   " paid INTEGER NOT NULL, created_at INTEGER NOT NULL);"
+		   "CREATE INDEX IF NOT EXISTS offers_channel ON offers (channel_id);"))
+		return false;
+	if (store_has_column(s, "SELECT cancel FROM offers LIMIT 0"))
+		return true;
+	log_info("store %s: adding the buyer's OfferCancel to offers", store_path(s));
+	return store_exec(s, "ALTER TABLE offers ADD COLUMN cancel BLOB;");
 }
 
 #define COLUMNS                                                                                    \
 	"order_ref, channel_id, seg_seq, item, path, size, mtime_ns, chunk_size, chunks, key, "    \
-	"nonce_prefix, after_index, pay_index, price, deadline, offer, paid"
+	"nonce_prefix, after_index, pay_index, price, deadline, offer, paid, cancel"
 
 static bool fail(struct store *s, const char *what, sqlite3_stmt *st)
 {
@@ -38,7 +43,7 @@ static bool fail(struct store *s, const char *what, sqlite3_stmt *st)
 bool offer_store_put(struct store *s, const struct offer *o, int64_t now)
 {
 	const char *sql = "INSERT INTO offers (" COLUMNS ", created_at) VALUES (?, ?, ?, ?, ?, ?, "
-			  "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+			  "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 	const struct catalogue_item *it = &o->item;
 	sqlite3_stmt *st = NULL;
 	if (sqlite3_prepare_v2(store_db(s), sql, -1, &st, NULL) != SQLITE_OK ||
@@ -56,7 +61,9 @@ bool offer_store_put(struct store *s, const struct offer *o, int64_t now)
 	     sqlite3_bind_int64(st, 14, (sqlite3_int64)o->price) |
 	     sqlite3_bind_int64(st, 15, (sqlite3_int64)o->deadline) |
 	     sqlite3_bind_blob(st, 16, o->signed_offer, (int)o->signed_len, SQLITE_STATIC) |
-	     sqlite3_bind_int(st, 17, o->paid) | sqlite3_bind_int64(st, 18, now)) != SQLITE_OK ||
+	     sqlite3_bind_int(st, 17, o->paid) |
+	     sqlite3_bind_blob(st, 18, o->cancel, (int)o->cancel_len, SQLITE_STATIC) |
+	     sqlite3_bind_int64(st, 19, now)) != SQLITE_OK ||
 	    sqlite3_step(st) != SQLITE_DONE)
 		return fail(s, "recording an offer", st);
 	sqlite3_finalize(st);
@@ -72,6 +79,35 @@ bool offer_store_paid(struct store *s, const uint8_t ref[OFFER_REF_LEN])
 	    sqlite3_step(st) != SQLITE_DONE || sqlite3_changes(store_db(s)) != 1)
 		return fail(s, "recording the Pay that paid an offer", st);
 	sqlite3_finalize(st);
+	return true;
+}
+
+bool offer_store_cancel(struct store *s, const uint8_t ref[OFFER_REF_LEN], const uint8_t *cancel,
+			size_t len)
+{
+	const char *sql = "UPDATE offers SET cancel = ? WHERE order_ref = ? AND cancel IS NULL AND "
+			  "paid = 0";
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v2(store_db(s), sql, -1, &st, NULL) != SQLITE_OK ||
+	    (sqlite3_bind_blob(st, 1, cancel, (int)len, SQLITE_STATIC) |
+	     sqlite3_bind_blob(st, 2, ref, OFFER_REF_LEN, SQLITE_STATIC)) != SQLITE_OK ||
+	    sqlite3_step(st) != SQLITE_DONE)
+		return fail(s, "recording an OfferCancel", st);
+	sqlite3_finalize(st);
+	return true;
+}
+
+/* The cancel column (17) into o; false when memory is short. */
+static bool take_cancel(sqlite3_stmt *st, struct offer *o)
+{
+	int len = sqlite3_column_bytes(st, 17);
+	if (len <= 0)
+		return true;
+	if (!(o->cancel = malloc((size_t)len)))
+		return false;
+	memcpy(o->cancel, sqlite3_column_blob(st, 17), (size_t)len);
+	o->cancel_len = (size_t)len;
+	o->cancel_durable = true;
 	return true;
 }
 
@@ -94,7 +130,7 @@ static struct offer *from_row(sqlite3_stmt *st)
 	    !blob_is(st, 0, o->order_ref, OFFER_REF_LEN) ||
 	    !blob_is(st, 1, o->channel_id, MP_ID_LEN) || !blob_is(st, 9, o->key, MP_SEAL_KEY_LEN) ||
 	    !blob_is(st, 10, o->prefix, MP_SEAL_PREFIX_LEN) ||
-	    !blob_is(st, 15, o->signed_offer, signed_len)) {
+	    !blob_is(st, 15, o->signed_offer, signed_len) || !take_cancel(st, o)) {
 		offer_free(o);
 		return NULL;
 	}
@@ -181,9 +217,9 @@ bool offer_store_list(struct store *s, int64_t before, unsigned limit, offer_lis
 		struct offer *o = from_row(st);
 		if (!o)
 			continue; /* unreadable: the start refuses such a store */
-		struct offer_listed row = {.seq = sqlite3_column_int64(st, 17),
+		struct offer_listed row = {.seq = sqlite3_column_int64(st, 18),
 					   .o = o,
-					   .created_at = sqlite3_column_int64(st, 18)};
+					   .created_at = sqlite3_column_int64(st, 19)};
 		each(arg, &row);
 		offer_free(o);
 	}

@@ -14,6 +14,10 @@ bool offer_store_migrate(struct store *s);
 /* Store thread, inside the batch transaction. */
 bool offer_store_put(struct store *s, const struct offer *o, int64_t now);
 bool offer_store_paid(struct store *s, const uint8_t ref[OFFER_REF_LEN]);
+/* The buyer's OfferCancel (signed bytes) of an unpaid offer without one; nothing otherwise
+ * (a paid offer is never cancelled, the first cancel stays). */
+bool offer_store_cancel(struct store *s, const uint8_t ref[OFFER_REF_LEN], const uint8_t *cancel,
+			size_t len);
 /* Each channel's newest offer, in the order they were made; each(arg, o) takes o. False
  * (logged) on a store error or an unreadable row. */
 typedef void (*offer_each_fn)(void *arg, struct offer *o);

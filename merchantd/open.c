@@ -30,6 +30,7 @@
 #include "channel_cert.h"
 #include "custody_store.h"
 #include "log.h"
+#include "offer.h"
 #include "restore.h"
 #include "merchant.h"
 #include "segments.h"
@@ -65,6 +66,9 @@ static void reply_open_full(struct mp_conn *c, uint64_t request_id, MpCode code,
 			ack.custody_event = mp_stmt_decode(ch->bind, ch->bind_len);
 		if (merchant_own_cert(m, &own, &own_len))
 			ack.holder_cert = mp_stmt_decode(own, own_len);
+		const struct offer *held = offer_holding(ch);
+		if (held && ch->durable_last == held->after_index)
+			ack.held_by_offer = mp_stmt_decode(held->signed_offer, held->signed_len);
 	}
 	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
 	env.body_case = MP_BODY(OPEN_ACK);
@@ -72,6 +76,7 @@ static void reply_open_full(struct mp_conn *c, uint64_t request_id, MpCode code,
 	merchant_send(c, request_id, &env);
 	mp_stmt_free(ack.custody_event);
 	mp_stmt_free(ack.holder_cert);
+	mp_stmt_free(ack.held_by_offer);
 	free(event.data);
 	free(own);
 }

@@ -30,25 +30,16 @@ static bool exec(struct store *s, const char *sql)
 	return false;
 }
 
-static bool has_column(struct store *s, const char *sql)
-{
-	sqlite3_stmt *probe;
-	if (sqlite3_prepare_v2(store_db(s), sql, -1, &probe, NULL) != SQLITE_OK)
-		return false;
-	sqlite3_finalize(probe);
-	return true;
-}
-
 bool segment_store_migrate(struct store *s)
 {
-	if (!has_column(s, "SELECT seg_seq FROM segments LIMIT 0")) {
+	if (!store_has_column(s, "SELECT seg_seq FROM segments LIMIT 0")) {
 		log_info("store %s: adding segments (Transfer/Cap pairs) and the Cap outbox",
 			 store_path(s));
 		if (!exec(s, "BEGIN IMMEDIATE;") || !exec(s, schema_segments) ||
 		    !exec(s, "COMMIT;"))
 			return false;
 	}
-	if (has_column(s, "SELECT seg_seq FROM epochs LIMIT 0"))
+	if (store_has_column(s, "SELECT seg_seq FROM epochs LIMIT 0"))
 		return true;
 	log_info("store %s: adding the segment of each handed-off epoch's end", store_path(s));
 	return exec(s, "ALTER TABLE epochs ADD COLUMN seg_seq INTEGER NOT NULL DEFAULT 0;");

@@ -64,6 +64,9 @@ static void on_envelope(struct mp_conn *c, const MpEnvelope *env, void *arg)
 	case MP_BODY(KEY_REQ):
 		handle_key(m, c, env);
 		return;
+	case MP_BODY(OFFER_CANCEL_REQ):
+		handle_offer_cancel(m, c, env);
+		return;
 	default: {
 		MpStatus st;
 		MpEnvelope out = MICROPAY__V1__ENVELOPE__INIT;

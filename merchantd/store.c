@@ -95,6 +95,15 @@ bool store_exec(struct store *s, const char *sql)
 	return exec(s, sql);
 }
 
+bool store_has_column(struct store *s, const char *probe)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(s->db, probe, -1, &st, NULL) != SQLITE_OK)
+		return false;
+	sqlite3_finalize(st);
+	return true;
+}
+
 static bool step_done(struct store *s, sqlite3_stmt *st)
 {
 	int rc = sqlite3_step(st);
@@ -452,6 +461,9 @@ static bool write_entry(struct store *s, const struct batch_entry *e, int64_t no
 		return purchase_store_put(s, e->purchase_row, now);
 	case ENTRY_OFFER:
 		return offer_store_put(s, e->offer_row, now);
+	case ENTRY_OFFER_CANCEL:
+		return offer_store_cancel(s, e->offer_row->order_ref, e->offer_row->cancel,
+					  e->offer_row->cancel_len);
 	case ENTRY_OPEN:
 		return !e->insert || (channel_insert_row(s, &e->row) &&
 				      (!e->row.bind || bind_store_put(s, e->channel_id, e->row.bind,

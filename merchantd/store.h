@@ -39,6 +39,8 @@ const char *store_path(const struct store *s);
 /* Run sql (statements without results, e.g. a table's creation); false (logged with the sql)
  * on an error. */
 bool store_exec(struct store *s, const char *sql);
+/* Whether probe (a "SELECT column FROM table LIMIT 0") prepares: the column exists. */
+bool store_has_column(struct store *s, const char *probe);
 
 bool store_load_channels(struct store *s, struct table *channels);
 bool store_load_orders(struct store *s, struct table *orders);

@@ -11,6 +11,8 @@
  *                         --KEY_RELEASED: the key checked against key_hash--> KEYED, OUT.sealed
  *                           opened into OUT (buy_unseal.c)
  *                         --REFUNDED--> REFUNDED (the amount paid to the payout account)
+ *                         --CANCELLED (the merchant showed an OfferCancel of ours)--> CANCELLED:
+ *                           final (this wallet signs one only for an offer it never paid)
  *   KEY_BAD (the key does not open a chunk, buy_unseal.h) --deadline passed: the same dispute
  *     with the stored BadKeyProof--> DISPUTED (the broker answers OPEN, due at once) -->
  *     REFUNDED after its next sweep; the proof goes with every later ask
@@ -183,12 +185,14 @@ static void on_dispute_reply(void *arg, const MpEnvelope *reply, const char *err
 		return;
 	}
 	enum wkey_offer_state next =
-	    r->state == MICROPAY__V1__DISPUTE_STATE__DISPUTE_REFUNDED ? WKO_REFUNDED : WKO_DISPUTED;
+	    r->state == MICROPAY__V1__DISPUTE_STATE__DISPUTE_REFUNDED	 ? WKO_REFUNDED
+	    : r->state == MICROPAY__V1__DISPUTE_STATE__DISPUTE_CANCELLED ? WKO_CANCELLED
+									 : WKO_DISPUTED;
 	if (r->state == MICROPAY__V1__DISPUTE_STATE__DISPUTE_KEY_RELEASED) {
 		take_key(op, &r->key);
 		return;
 	}
-	if (r->state != MICROPAY__V1__DISPUTE_STATE__DISPUTE_OPEN && next != WKO_REFUNDED) {
+	if (r->state != MICROPAY__V1__DISPUTE_STATE__DISPUTE_OPEN && next == WKO_DISPUTED) {
 		op_fail(op, "the broker answered %s without a dispute state", text);
 		return;
 	}

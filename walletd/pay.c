@@ -16,6 +16,7 @@
  * seg_seq s and the Move is signed by segment s's owner key.
  *
  *   CONNECTING --CN names the merchant--> OPENING --OpenAck checked--> RESENDING (in-flight Pays)
+ *   --the OpenAck named an unpaid Offer holding the channel--> CANCELLING (offer_cancel.c)
  *   --> PAYING --units paid--> DONE;   any --refusal, timeout, lost connection--> FAILED
  *   (each Pay's answer is awaited at most idle_timeout, however the merchant keeps the
  *   connection busy: bytes trickled, frames that answer no request)
@@ -92,6 +93,7 @@ struct pay_op {
 	uint32_t last_paid;	 /* the j of the last new Pay this call had accepted */
 	wallet_session_fn session_paid;	     /* wallet_session_pay: called once units are paid */
 	wallet_session_progress_fn progress; /* the continuation's progress, for failures */
+	MpSigned *held; /* the OpenAck's held_by_offer, until offer_cancel.c dealt with it */
 };
 
 static json_t *pay_answer(struct pay_op *p, bool complete)
@@ -347,6 +349,10 @@ static void send_next(struct pay_op *p)
 		send_pay(p);
 		return;
 	}
+	if (p->held) { /* an unpaid Offer holds the channel: offer_cancel.c */
+		wallet_session_cancel_held(p, p->held);
+		return;
+	}
 	if (p->session_paid) {
 		session_pay_next(p);
 		return;
@@ -520,7 +526,8 @@ static void on_open_ack(struct mp_conn *c, const MpEnvelope *env, void *arg)
 		pay_fail(p, "OpenAck announces max_jump 0; no payword sent");
 	} else if ((bad = adopt_holder(p, ack))) {
 		pay_fail(p, "OpenAck epoch %u: %s; no payword sent", ack->hseq, bad);
-	} else if (ack->custody_event && !(p->custody_event = mp_stmt_copy(ack->custody_event))) {
+	} else if ((ack->custody_event && !(p->custody_event = mp_stmt_copy(ack->custody_event))) ||
+		   (ack->held_by_offer && !(p->held = mp_stmt_copy(ack->held_by_offer)))) {
 		pay_fail(p, "out of memory");
 	} else {
 		p->open_last = p->merchant_last = pt->index;
@@ -637,6 +644,7 @@ static void on_close(struct mp_conn *c, const char *reason, void *arg)
 	free(p->resend);
 	mp_stmt_free(p->move);
 	mp_stmt_free(p->custody_event);
+	mp_stmt_free(p->held);
 	if (p->then_free)
 		p->then_free(p->then_arg);
 	event_free(p->open_timer);
@@ -941,6 +949,23 @@ void *wallet_session_arg(struct pay_op *p)
 bool wallet_session_in_segment(const struct pay_op *p)
 {
 	return p->in_segment;
+}
+
+const struct wchannel *wallet_session_channel(const struct pay_op *p)
+{
+	return p->ch;
+}
+
+uint32_t wallet_session_point(const struct pay_op *p)
+{
+	return p->open_last;
+}
+
+void wallet_session_held_done(struct pay_op *p)
+{
+	mp_stmt_free(p->held);
+	p->held = NULL;
+	send_next(p);
 }
 
 void *wallet_session_handover(struct pay_op *p, struct mp_admin_req **req)

@@ -55,6 +55,15 @@ struct mp_admin_req *wallet_session_req(struct pay_op *s);
 void *wallet_session_arg(struct pay_op *s);
 /* The OpenAck's point lay in our current segment and matched our chain (ch->last took it). */
 bool wallet_session_in_segment(const struct pay_op *s);
+/* The channel of the session, and the OpenAck's point index (0 before it came). */
+const struct wchannel *wallet_session_channel(const struct pay_op *s);
+uint32_t wallet_session_point(const struct pay_op *s);
+/* offer_cancel.c, after the in-flight Pays were resent, when the OpenAck named an unpaid Offer
+ * holding the channel (held_by_offer, the session's copy): cancelled if the wallet never paid
+ * it, then wallet_session_held_done; a failure fails the session. */
+void wallet_session_cancel_held(struct pay_op *s, const MpSigned *held);
+/* The held Offer dealt with: the session goes on (new Pays, or the continuation). */
+void wallet_session_held_done(struct pay_op *s);
 /* End the session without answering: the continuation's argument and the admin request are
  * the caller's from now on (the connection closes, the channel is no longer busy). */
 void *wallet_session_handover(struct pay_op *s, struct mp_admin_req **req);

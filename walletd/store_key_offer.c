@@ -10,8 +10,9 @@
 
 const char *wkey_offer_state_name(enum wkey_offer_state s)
 {
-	static const char *const names[] = {"OFFERED",	"PAID",	  "KEYED",    "DISPUTED",
-					    "REFUNDED", "PAYING", "TOO_LATE", "KEY_BAD"};
+	static const char *const names[] = {"OFFERED",	"PAID",	    "KEYED",
+					    "DISPUTED", "REFUNDED", "PAYING",
+					    "TOO_LATE", "KEY_BAD",  "CANCELLED"};
 	return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "?";
 }
 
@@ -25,27 +26,29 @@ const char *wkey_offer_state_name(enum wkey_offer_state s)
 	"  item TEXT NOT NULL, out TEXT NOT NULL,"                                                 \
 	"  size INTEGER NOT NULL, chunk_size INTEGER NOT NULL,"                                    \
 	"  chunks INTEGER NOT NULL, deadline INTEGER NOT NULL,"                                    \
-	"  state INTEGER NOT NULL CHECK (state BETWEEN 0 AND 7),"                                  \
+	"  state INTEGER NOT NULL CHECK (state BETWEEN 0 AND 8),"                                  \
 	"  key BLOB CHECK (key IS NULL OR length(key) = 32),"                                      \
 	"  refunded INTEGER NOT NULL DEFAULT 0,"                                                   \
 	"  stored_at INTEGER NOT NULL,"                                                            \
 	"  bad_key_proof BLOB CHECK (bad_key_proof IS NULL OR state IN (3, 4, 6, 7)),"             \
 	"  PRIMARY KEY (channel_id, order_ref));"
 
-/* 1 if the stored table predates states TOO_LATE and KEY_BAD (no bad_key_proof column), 0 if
- * not (or there is none yet), -1 on error. */
-static int table_needs_widening(struct wstore *s)
+/* The stored table's age: 0 none yet or current; 1 before states TOO_LATE and KEY_BAD (no
+ * bad_key_proof column); 2 before state CANCELLED (its CHECK ends at 7); -1 on error. */
+static int table_age(struct wstore *s)
 {
 	sqlite3_stmt *st = wsql_prep(
-	    s, "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND "
-	       "name = 'key_offers') AND NOT EXISTS (SELECT 1 FROM pragma_table_info('key_offers') "
-	       "WHERE name = 'bad_key_proof')");
+	    s, "SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND "
+	       "name = 'key_offers') THEN 0 WHEN NOT EXISTS (SELECT 1 FROM "
+	       "pragma_table_info('key_offers') WHERE name = 'bad_key_proof') THEN 1 WHEN (SELECT "
+	       "sql FROM sqlite_schema WHERE type = 'table' AND name = 'key_offers') NOT LIKE "
+	       "'%BETWEEN 0 AND 8%' THEN 2 ELSE 0 END");
 	if (!st)
 		return -1;
 	int rc = sqlite3_step(st);
-	int old = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
+	int age = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
 	sqlite3_finalize(st);
-	return old;
+	return age;
 }
 
 #define OLD_COLUMNS                                                                                \
@@ -53,18 +56,21 @@ static int table_needs_widening(struct wstore *s)
 	"deadline, state, key, refunded, stored_at"
 
 /* SQLite cannot change a CHECK in place: the table is copied under the new one. */
-static const char widen_sql[] =
-    KEY_OFFERS_TABLE("key_offers_v2") "INSERT INTO key_offers_v2 (" OLD_COLUMNS
-				      ") SELECT " OLD_COLUMNS " FROM key_offers;"
-				      "DROP TABLE key_offers;"
-				      "ALTER TABLE key_offers_v2 RENAME TO key_offers;";
+#define WIDEN_SQL(COLUMNS)                                                                         \
+	KEY_OFFERS_TABLE("key_offers_v2")                                                          \
+	"INSERT INTO key_offers_v2 (" COLUMNS ") SELECT " COLUMNS " FROM key_offers;"              \
+	"DROP TABLE key_offers;"                                                                   \
+	"ALTER TABLE key_offers_v2 RENAME TO key_offers;"
 
 bool wstore_key_offer_migrate(struct wstore *s)
 {
-	int old = table_needs_widening(s);
-	if (old < 0)
-		return false;
-	return wsql_exec(s, old ? widen_sql : KEY_OFFERS_TABLE("key_offers"));
+	static const char *const sql[] = {
+	    KEY_OFFERS_TABLE("key_offers"),
+	    WIDEN_SQL(OLD_COLUMNS),
+	    WIDEN_SQL(OLD_COLUMNS ", bad_key_proof"),
+	};
+	int age = table_age(s);
+	return age >= 0 && wsql_exec(s, sql[age]);
 }
 
 bool wstore_key_offer_put(struct wstore *s, const struct wkey_offer *o)
@@ -194,6 +200,27 @@ bool wstore_key_offer_get(struct wstore *s, const uint8_t channel_id[MP_ID_LEN],
 		wkey_offer_clear(o);
 	sqlite3_finalize(st);
 	return ok;
+}
+
+int wstore_key_offer_state(struct wstore *s, const uint8_t channel_id[MP_ID_LEN],
+			   const uint8_t order_ref[MP_ID_LEN], enum wkey_offer_state *state)
+{
+	sqlite3_stmt *st = wsql_prep(s, "SELECT state FROM key_offers WHERE channel_id = ?1 AND "
+					"order_ref = ?2");
+	if (st)
+		st = wsql_bound(s, st,
+				wsql_bind_blob(st, 1, channel_id, MP_ID_LEN) |
+				    wsql_bind_blob(st, 2, order_ref, MP_ID_LEN),
+				"binding a key offer's id");
+	if (!st)
+		return -1;
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*state = (enum wkey_offer_state)sqlite3_column_int(st, 0);
+	else if (rc != SQLITE_DONE)
+		wsql_log_error(s, "reading a key offer's state");
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
 }
 
 bool wstore_key_offer_each(struct wstore *s, bool all, enum wkey_offer_state state,

@@ -13,6 +13,9 @@
  *   PAID --the key matches key_hash but a chunk does not open under it--> KEY_BAD (the key and
  *   a BadKeyProof stored) --deadline passed: dispute with the proof--> DISPUTED (the proof kept
  *   and sent again on every ask) --broker: refunded--> REFUNDED
+ *   OFFERED (or no row: an Offer the wallet never stored) --the holder names it as holding the
+ *   channel at an Open (offer_cancel.c)--> CANCELLED (on record before the OfferCancel leaves:
+ *   never paid from then on), final
  * A PAYING offer counts as paid: the holder may have seen the word even if its answer never
  * came, so the next buy of the item asks for the key and the wallet disputes it after the
  * deadline. */
@@ -32,8 +35,9 @@ enum wkey_offer_state {
 	WKO_DISPUTED = 3,
 	WKO_REFUNDED = 4,
 	WKO_PAYING = 5,
-	WKO_TOO_LATE = 6, /* the broker refused its dispute TOO_LATE: final, never asked again */
-	WKO_KEY_BAD = 7,  /* the key matches key_hash but does not open a chunk: proof stored */
+	WKO_TOO_LATE = 6,  /* the broker refused its dispute TOO_LATE: final, never asked again */
+	WKO_KEY_BAD = 7,   /* the key matches key_hash but does not open a chunk: proof stored */
+	WKO_CANCELLED = 8, /* given up unpaid with an OfferCancel (offer_cancel.c): final */
 };
 
 struct wkey_offer {
@@ -72,6 +76,9 @@ bool wstore_key_offer_bad_key(struct wstore *s, const uint8_t channel_id[MP_ID_L
  * or on a store error (logged). */
 bool wstore_key_offer_get(struct wstore *s, const uint8_t channel_id[MP_ID_LEN],
 			  const uint8_t order_ref[MP_ID_LEN], struct wkey_offer *o);
+/* The stored offer's state in *state: 1; 0 if there is none; -1 on a store error (logged). */
+int wstore_key_offer_state(struct wstore *s, const uint8_t channel_id[MP_ID_LEN],
+			   const uint8_t order_ref[MP_ID_LEN], enum wkey_offer_state *state);
 /* Each stored offer in state (or every offer when all), oldest first: fn(arg, offer). False
  * (logged) on a store error. */
 typedef void (*wkey_offer_fn)(void *arg, const struct wkey_offer *o);

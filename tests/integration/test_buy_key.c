@@ -6,7 +6,8 @@
  *   to the source byte for byte, the offer KEYED in key_offers and no .sealed file left;
  *   an Offer on a channel without a paid unit is refused and nothing is paid;
  * - a merchant whose ciphertext does not match its Offer (MP_FAULT=offer_tamper_chunk,
- *   merchantd/fault.h): the wallet finds out before paying; nothing is paid;
+ *   merchantd/fault.h): the wallet finds out before paying; nothing is paid; the unpaid Offer
+ *   holds the channel at m1 until w1's next Open, where w1 cancels it (CANCELLED) and pays on;
  * - a merchant that withholds the key (MP_FAULT=key_withhold): the wallet has paid and says
  *   so; `dispute` before the deadline is refused by the broker (TOO_EARLY); after it the dispute
  *   is OPEN; with the merchant down past the broker's answer time the price is refunded to
@@ -222,7 +223,17 @@ START_TEST(tampered_ciphertext_not_paid)
 	char side[900];
 	snprintf(side, sizeof(side), "%s.sealed", out);
 	ck_assert(!goods_exists(side));
+	/* The unpaid Offer holds the channel at m1 (also after a restart); the next buy's Open
+	 * names it, and w1, which never paid it, cancels it before paying anything else. */
+	char ref[80];
+	only_offer(ch, ref, sizeof(ref));
 	restart_m1(NULL);
+	buy_song(ch);
+	ck_assert_int_gt(w1_last(ch), before); /* paid on past the cancelled offer */
+	json_t *o = key_offer(ref);
+	ck_assert_str_eq(json_str(o, "state"), "CANCELLED");
+	json_decref(o);
+	ck_assert_int_eq(metric(&net, "m1", "micropay_merchant_offers_cancelled_total"), 1);
 	net_audit_clean(&net);
 }
 END_TEST

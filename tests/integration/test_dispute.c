@@ -29,12 +29,18 @@
  *   tampered path MALFORMED, the proof of a chunk it does not open makes a KEY_RELEASED dispute
  *   OPEN and due at once (m1's key then refused, the dispute not listed to m1), a first request
  *   with the proof opens and proves in one; the sweep refunds both exactly once;
+ * - the buyer's OfferCancel (docs/disputes.md "Cancelling an offer"): shown by m1, it ends an
+ *   OPEN dispute CANCELLED with nothing refunded (cancels by another key, of another
+ *   statement, or with a key too refused; past answer_by TOO_LATE); end to end, a lapsed
+ *   Offer's indices paid for other orders after the cancel, then disputed: m1's poller answers
+ *   with the stored cancel;
  * the audit is clean after each step. */
 #include <check.h>
 #include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "harness_db.h"
@@ -44,6 +50,7 @@
 #include "harness_redeem.h"
 #include "harness_settle.h"
 #include "offer.h"
+#include "offer_cancel.h"
 #include "sealed.h"
 #include "sealed_tree.h"
 #include "../check_run.h"
@@ -808,6 +815,179 @@ START_TEST(bad_key_proof)
 }
 END_TEST
 
+/* ---- a dispute ended by the buyer's OfferCancel (docs/disputes.md "Cancelling an offer") ---- */
+
+/* The cancel of s's Offer (as m1 signed it) by key; the Offer's body spoiled first if
+ * other_offer (another statement: another stmt_hash). */
+static MpSigned *cancel_signed(const struct sale *s, const struct mp_key *key, bool other_offer)
+{
+	MpSigned *offer = offer_signed(&s->o, &m1);
+	if (other_offer)
+		offer->body.data[offer->body.len - 1] ^= 1;
+	MpSigned *cancel = mp_offer_cancel_sign(key, offer, &s->o);
+	mp_stmt_free(offer);
+	ck_assert_ptr_nonnull(cancel);
+	return cancel;
+}
+
+/* DisputeKeyReq from m1 for s with the cancel (and the key too if with_key); the answer. */
+static void expect_cancel(const struct sale *s, MpSigned *cancel, bool with_key, MpCode code,
+			  Micropay__V1__DisputeState state)
+{
+	struct wire conn;
+	tmerchant_connect(&m1, &conn, broker_ep, ca);
+	Micropay__V1__DisputeKeyReq req = MICROPAY__V1__DISPUTE_KEY_REQ__INIT;
+	req.merchant_id = (ProtobufCBinaryData){MP_ID_LEN, m1.mid};
+	req.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)s->cid};
+	req.order_ref = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)s->o.order_ref};
+	req.cancel = cancel;
+	if (with_key)
+		req.key = (ProtobufCBinaryData){32, (uint8_t *)s->key};
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.body_case = MP_BODY(DISPUTE_KEY_REQ);
+	env.dispute_key_req = &req;
+	MpEnvelope *r = wire_call(&conn, &env);
+	wire_close(&conn);
+	ck_assert(r && r->body_case == MP_BODY(DISPUTE_KEY_RESP) && r->dispute_key_resp->status);
+	ck_assert_msg(r->dispute_key_resp->status->code == code, "%s: %s",
+		      mp_code_name(r->dispute_key_resp->status->code),
+		      r->dispute_key_resp->status->detail);
+	ck_assert_int_eq(r->dispute_key_resp->state, state);
+	micropay__v1__envelope__free_unpacked(r, NULL);
+	mp_stmt_free(cancel);
+}
+
+/* Two of m1's Offers disputed after their deadline. e: m1 shows a cancel by another key
+ * (BAD_SIG), one naming another statement (MALFORMED), a cancel and a key together
+ * (MALFORMED), then the owner's cancel: CANCELLED, again DUPLICATE_OK; the key afterwards
+ * CONFLICT; not listed to m1; the wallet's retry CANCELLED with nothing refunded, and no sweep
+ * refunds it. f: a cancel past answer_by is TOO_LATE and the sweep refunds f. */
+START_TEST(cancel_ends_a_dispute)
+{
+	struct sale e, f;
+	sale_make(&e);
+	sale_make(&f);
+	uint8_t seed[MP_SK_LEN];
+	struct mp_key other;
+	ck_assert(mp_key_generate(&other, seed));
+	net_clock_advance(&net, 101); /* past both deadlines */
+	ck_assert_int_eq(dispute_code(dispute_signed(&e, &m1, 6, &e.ch.owner)), MP_ST(OK));
+	ck_assert_int_eq(dispute_code(dispute_signed(&f, &m1, 6, &f.ch.owner)), MP_ST(OK));
+	const Micropay__V1__DisputeState none = MICROPAY__V1__DISPUTE_STATE__DISPUTE_NONE,
+					 cancelled = MICROPAY__V1__DISPUTE_STATE__DISPUTE_CANCELLED;
+	expect_cancel(&e, cancel_signed(&e, &other, false), false, MP_ST(BAD_SIG), none);
+	expect_cancel(&e, cancel_signed(&e, &e.ch.owner, true), false, MP_ST(MALFORMED), none);
+	expect_cancel(&e, cancel_signed(&e, &e.ch.owner, false), true, MP_ST(MALFORMED), none);
+	expect_state(&e, "OPEN");
+	expect_cancel(&e, cancel_signed(&e, &e.ch.owner, false), false, MP_ST(OK), cancelled);
+	expect_cancel(&e, cancel_signed(&e, &e.ch.owner, false), false, MP_ST(DUPLICATE_OK),
+		      cancelled);
+	expect_key(&m1, &e, e.key, MP_ST(CONFLICT), cancelled);
+	bool listed = true;
+	MpCode code;
+	open_disputes(&m1, m1.mid, &e, &listed, &code);
+	ck_assert(!listed);
+	broker_audit_clean(&net);
+
+	int64_t paid_e = net_balance(&net, e.acct_hex), paid_f = net_balance(&net, f.acct_hex);
+	net_clock_advance(&net, 3700); /* past answer_by */
+	expect_cancel(&f, cancel_signed(&f, &f.ch.owner, false), false, MP_ST(TOO_LATE),
+		      MICROPAY__V1__DISPUTE_STATE__DISPUTE_OPEN);
+	json_decref(settle_sweep(&net));
+	expect_state(&e, "CANCELLED");
+	expect_state(&f, "REFUNDED");
+	ck_assert_int_eq(net_balance(&net, e.acct_hex), paid_e);
+	ck_assert_int_eq(net_balance(&net, f.acct_hex), paid_f + 4 * UNIT);
+	MpEnvelope *r = dispute_call(dispute_signed(&e, &m1, 6, &e.ch.owner));
+	ck_assert_int_eq(r->dispute_resp->status->code, MP_ST(DUPLICATE_OK));
+	ck_assert_int_eq(r->dispute_resp->state, cancelled);
+	ck_assert_uint_eq(r->dispute_resp->refunded, 0);
+	ck_assert_uint_eq(r->dispute_resp->key.len, 0);
+	micropay__v1__envelope__free_unpacked(r, NULL);
+	struct sale *all[] = {&e, &f};
+	for (size_t i = 0; i < 2; i++) {
+		tchannel_free(&all[i]->ch);
+		mp_key_free(&all[i]->tw.account);
+	}
+	mp_key_free(&other);
+	broker_audit_clean(&net);
+}
+END_TEST
+
+/* The attack the cancel closes, end to end at m1: an Offer of m1 lapses unpaid; the buyer's
+ * next Pays are refused until it cancels the Offer; it then pays the Offer's indices for other
+ * orders and disputes the Offer with the word at pay_index. m1's poller answers the dispute
+ * with the stored cancel: CANCELLED, nothing refunded, and the buyer gets no key. */
+START_TEST(lapsed_offer_dispute_cancelled_by_m1)
+{
+	struct sale s = {0};
+	struct wire w;
+	static const uint8_t plain = 1;
+	tchannel_opened(&net, "m1", &s.tw, &s.ch, 50, &w);
+	tchannel_id(&s.ch, s.cid);
+	MpEnvelope *e = tchannel_pay(&s.ch, &w, 1, &plain, 1);
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	Micropay__V1__OfferReq oreq = MICROPAY__V1__OFFER_REQ__INIT;
+	oreq.channel_id = (ProtobufCBinaryData){MP_ID_LEN, s.cid};
+	oreq.item = "song";
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.body_case = MP_BODY(OFFER_REQ);
+	env.offer_req = &oreq;
+	MpEnvelope *oe = wire_call(&w, &env);
+	ck_assert(oe && oe->body_case == MP_BODY(OFFER_RESP));
+	ck_assert_int_eq(oe->offer_resp->status->code, MP_ST(OK));
+	ck_assert_ptr_null(mp_offer_open(oe->offer_resp->offer, m1.key.pk, &s.o));
+	net_clock_advance(&net, 120); /* lapsed unpaid */
+	e = tchannel_pay(&s.ch, &w, 2, &plain, 1);
+	ck_assert_int_eq(e->pay_ack->status->code, MP_ST(CONFLICT));
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	MpSigned *cancel = mp_offer_cancel_sign(&s.ch.owner, oe->offer_resp->offer, &s.o);
+	Micropay__V1__OfferCancelReq creq = MICROPAY__V1__OFFER_CANCEL_REQ__INIT;
+	creq.cancel = cancel;
+	env.body_case = MP_BODY(OFFER_CANCEL_REQ);
+	env.offer_cancel_req = &creq;
+	e = wire_call(&w, &env);
+	ck_assert(e && e->body_case == MP_BODY(OFFER_CANCEL_RESP));
+	ck_assert_int_eq(e->offer_cancel_resp->status->code, MP_ST(OK));
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	mp_stmt_free(cancel);
+	for (uint32_t j = 2; j <= s.o.pay_index + 1; j++) { /* other orders */
+		e = tchannel_pay(&s.ch, &w, j, &plain, 1);
+		ck_assert_int_eq(e->pay_ack->status->code, MP_ST(UNDERPAID));
+		micropay__v1__envelope__free_unpacked(e, NULL);
+	}
+	wire_close(&w);
+	uint8_t wd[MP_HASH_LEN];
+	tchannel_word(&s.ch, s.o.pay_index, wd);
+	Micropay__V1__Dispute d = MICROPAY__V1__DISPUTE__INIT;
+	d.offer = oe->offer_resp->offer;
+	d.w_pay_index = (ProtobufCBinaryData){MP_HASH_LEN, wd};
+	d.payout_account_id = (ProtobufCBinaryData){MP_ID_LEN, s.tw.account_id};
+	MpSigned *stmt = mp_stmt_sign(&s.ch.owner, MP_STMT_DISPUTE, &d.base);
+	micropay__v1__envelope__free_unpacked(oe, NULL);
+	MpEnvelope *r = dispute_call(stmt);
+	ck_assert_int_eq(r->dispute_resp->status->code, MP_ST(OK));
+	micropay__v1__envelope__free_unpacked(r, NULL);
+	mp_hex_encode(s.cid, MP_ID_LEN, s.cid_hex);
+	uint64_t t0 = now_ms();
+	char *state = NULL;
+	while ((state = dispute_state(&s)) && strcmp(state, "CANCELLED") && now_ms() - t0 < 60000) {
+		free(state);
+		usleep(200 * 1000);
+	}
+	ck_assert_msg(state && !strcmp(state, "CANCELLED"), "m1 did not show the cancel");
+	free(state);
+	r = dispute_call(stmt);
+	ck_assert_int_eq(r->dispute_resp->state, MICROPAY__V1__DISPUTE_STATE__DISPUTE_CANCELLED);
+	ck_assert_uint_eq(r->dispute_resp->key.len, 0);
+	micropay__v1__envelope__free_unpacked(r, NULL);
+	mp_stmt_free(stmt);
+	tchannel_free(&s.ch);
+	mp_key_free(&s.tw.account);
+	broker_audit_clean(&net);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("dispute");
@@ -817,6 +997,8 @@ int main(void)
 	tcase_add_test(tc, dispute_flow);
 	tcase_add_test(tc, merchant_poller);
 	tcase_add_test(tc, bad_key_proof);
+	tcase_add_test(tc, cancel_ends_a_dispute);
+	tcase_add_test(tc, lapsed_offer_dispute_cancelled_by_m1);
 	suite_add_tcase(s, tc);
 	return mp_check_run(s);
 }

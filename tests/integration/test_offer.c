@@ -11,10 +11,15 @@
  *   a chunk item asked by Offer (UNKNOWN_ITEM), the same OfferReq twice (the same bytes), a Pay
  *   at the wrong index or after the channel's last moved naming the offer (CONFLICT, nothing
  *   accepted; the next correct Pay works), a Pay past the deadline (EXPIRED, nothing accepted),
+ *   other Pays and offers while an unpaid offer holds the channel, also lapsed (CONFLICT),
  *   a Pay naming an older offer replaced by a newer one (CONFLICT, nothing accepted),
  *   a KeyReq for no offer (UNKNOWN_ITEM);
  * - offers outlive SIGKILL: the same Offer bytes and sealed chunks after a restart, the key
- *   after another; a changed file is refused CONFLICT, and the next OfferReq makes a new offer;
+ *   after another; a changed file is refused CONFLICT, the unpaid offer holds the channel, and
+ *   once cancelled the next OfferReq makes a new offer;
+ * - an unpaid offer holds the channel past its deadline until the buyer's OfferCancel (named
+ *   in the OpenAck; cancels by another key, of another statement or merchant refused; kept
+ *   over SIGKILL; a paid offer never cancelled);
  * - the paying Pay in a batch that cannot commit (the store write-locked from outside): KeyReq
  *   and OfferReq TOO_EARLY, no key released; after the commit the Pay OK and the key out;
  * - retention: a paid offer is kept by store.compact until goods_retention after its deadline,
@@ -35,6 +40,7 @@
 #include "harness_net.h"
 #include "harness_store.h"
 #include "offer.h"
+#include "offer_cancel.h"
 #include "sealed.h"
 #include "sealed_tree.h"
 #include "../check_run.h"
@@ -185,6 +191,31 @@ static void get_offer(struct wire *w, const uint8_t id[MP_ID_LEN], struct got_of
 static bool same_offer(const struct got_offer *a, const struct got_offer *b)
 {
 	return a->len == b->len && !memcmp(a->bytes, b->bytes, a->len);
+}
+
+/* OfferCancelReq for g signed by key (the hash it names spoiled if wrong_hash); the code. */
+static MpCode cancel_code(struct wire *w, const struct got_offer *g, const struct mp_key *key,
+			  bool wrong_hash)
+{
+	MpSigned *offer = mp_stmt_decode(g->bytes, g->len);
+	ck_assert_ptr_nonnull(offer);
+	struct mp_offer o = g->o;
+	if (wrong_hash)
+		offer->body.data[0] ^= 1; /* another statement: another stmt_hash */
+	MpSigned *cancel = mp_offer_cancel_sign(key, offer, &o);
+	mp_stmt_free(offer);
+	ck_assert_ptr_nonnull(cancel);
+	Micropay__V1__OfferCancelReq req = MICROPAY__V1__OFFER_CANCEL_REQ__INIT;
+	req.cancel = cancel;
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.body_case = MP_BODY(OFFER_CANCEL_REQ);
+	env.offer_cancel_req = &req;
+	MpEnvelope *e = wire_call(w, &env);
+	mp_stmt_free(cancel);
+	ck_assert(e && e->body_case == MP_BODY(OFFER_CANCEL_RESP) && e->offer_cancel_resp->status);
+	MpCode code = e->offer_cancel_resp->status->code;
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	return code;
 }
 
 /* Every sealed chunk of the offer, fetched free (each len + 16 bytes, paid as given),
@@ -346,7 +377,7 @@ START_TEST(offer_refusals)
 	ck_assert_uint_eq(a.o.pay_index, 1 + SONG_PRICE);
 	free(b.bytes);
 	/* Another item while it is open: CONFLICT (no two offers of a channel cover one index). */
-	ck_assert_int_eq(offer_code(&w, id, "book", "is open"), MP_ST(CONFLICT));
+	ck_assert_int_eq(offer_code(&w, id, "book", "holds this channel"), MP_ST(CONFLICT));
 	/* A Pay at the wrong index naming the offer: CONFLICT, nothing accepted. */
 	ck_assert_int_eq(pay(&ch, &w, a.o.pay_index + 1, a.o.order_ref, &last, NULL, "pay_index"),
 			 MP_ST(CONFLICT));
@@ -355,13 +386,17 @@ START_TEST(offer_refusals)
 			 MP_ST(CONFLICT));
 	ck_assert_uint_eq(last, 1);
 	/* While the offer is open the channel pays nothing else past its after_index. */
-	ck_assert_int_eq(pay(&ch, &w, 2, NULL, &last, NULL, "is open"), MP_ST(CONFLICT));
+	ck_assert_int_eq(pay(&ch, &w, 2, NULL, &last, NULL, "holds this channel"), MP_ST(CONFLICT));
 	ck_assert_uint_eq(last, 1);
-	net_clock_advance(&net, 61); /* the offer lapses */
-	/* The channel's last moves (an ordinary unit): the offer is no longer payable. */
+	net_clock_advance(&net, 61); /* the offer lapses unpaid: it still holds the channel */
+	ck_assert_int_eq(pay(&ch, &w, 2, NULL, &last, NULL, "holds this channel"), MP_ST(CONFLICT));
+	ck_assert_uint_eq(last, 1);
+	ck_assert_int_eq(offer_code(&w, id, "book", "holds this channel"), MP_ST(CONFLICT));
+	ck_assert_int_eq(cancel_code(&w, &a, &ch.owner, false), MP_ST(OK));
+	/* Cancelled, the channel's last moves (an ordinary unit): the offer is not payable. */
 	ck_assert_int_eq(pay(&ch, &w, 2, NULL, &last, NULL, NULL), MP_ST(UNDERPAID));
 	ck_assert_uint_eq(last, 2);
-	ck_assert_int_eq(pay(&ch, &w, a.o.pay_index, a.o.order_ref, &last, NULL, "after_index 1"),
+	ck_assert_int_eq(pay(&ch, &w, a.o.pay_index, a.o.order_ref, &last, NULL, "cancelled"),
 			 MP_ST(CONFLICT));
 	ck_assert_uint_eq(last, 2);
 	/* A new offer at the new last; past its deadline a Pay is EXPIRED, nothing accepted. */
@@ -373,7 +408,8 @@ START_TEST(offer_refusals)
 			 MP_ST(EXPIRED));
 	ck_assert_uint_eq(last, 2);
 	ck_assert_int_eq(key_code(&w, id, b.o.order_ref), MP_ST(UNDERPAID));
-	/* Asked again: a new offer (the old one lapsed); the correct Pay now works. */
+	/* Cancelled, then asked again: a new offer; the correct Pay now works. */
+	ck_assert_int_eq(cancel_code(&w, &b, &ch.owner, false), MP_ST(OK));
 	struct got_offer c;
 	get_offer(&w, id, &c);
 	ck_assert(!same_offer(&b, &c));
@@ -417,6 +453,82 @@ static void kill_and_start(struct wire *w)
 	reconnect(w);
 }
 
+/* The offer the OpenAck names as holding the channel (NULL: none; to mp_stmt_free). */
+static MpSigned *held_by(struct tchannel *ch, struct wire *w)
+{
+	MpEnvelope *e = tchannel_open(ch, w);
+	ck_assert(e && e->body_case == MP_BODY(OPEN_ACK) && e->open_ack->status);
+	ck_assert_int_eq(e->open_ack->status->code, MP_ST(OK));
+	MpSigned *held =
+	    e->open_ack->held_by_offer ? mp_stmt_copy(e->open_ack->held_by_offer) : NULL;
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	return held;
+}
+
+static bool held_is(struct tchannel *ch, struct wire *w, const struct got_offer *g)
+{
+	MpSigned *held = held_by(ch, w);
+	size_t len = 0;
+	uint8_t *bytes = held ? mp_stmt_encode(held, &len) : NULL;
+	bool same = bytes && len == g->len && !memcmp(bytes, g->bytes, len);
+	free(bytes);
+	mp_stmt_free(held);
+	return same;
+}
+
+/* An unpaid offer holds the channel past its deadline until the buyer cancels it (docs/
+ * goods.md "Cancelling an offer"): the OpenAck names it; a cancel signed by another key is
+ * BAD_SIG, one naming another statement MALFORMED, one naming another merchant UNKNOWN_ITEM;
+ * the owner's OK, again DUPLICATE_OK, also after SIGKILL (from the store); the channel then
+ * pays on and takes a new offer; a paid offer is never cancelled (CONFLICT). */
+START_TEST(lapsed_offer_cancelled)
+{
+	struct twallet tw;
+	struct tchannel ch;
+	struct wire w;
+	uint8_t id[MP_ID_LEN], seed[MP_SK_LEN];
+	uint32_t last;
+	struct mp_key other;
+	ck_assert(mp_key_generate(&other, seed));
+	tchannel_opened(&net, "m1", &tw, &ch, 100, &w);
+	tchannel_id(&ch, id);
+	ck_assert_int_eq(pay(&ch, &w, 1, NULL, &last, NULL, NULL), MP_ST(UNDERPAID));
+	struct got_offer a, b;
+	get_offer(&w, id, &a);
+	ck_assert(held_is(&ch, &w, &a));
+	net_clock_advance(&net, 61); /* lapsed unpaid */
+	ck_assert(held_is(&ch, &w, &a));
+	ck_assert_int_eq(pay(&ch, &w, 2, NULL, &last, NULL, "holds this channel"), MP_ST(CONFLICT));
+	ck_assert_int_eq(cancel_code(&w, &a, &other, false), MP_ST(BAD_SIG));
+	ck_assert_int_eq(cancel_code(&w, &a, &ch.owner, true), MP_ST(MALFORMED));
+	struct got_offer elsewhere = a;
+	elsewhere.o.merchant_id[0] ^= 1;
+	ck_assert_int_eq(cancel_code(&w, &elsewhere, &ch.owner, false), MP_ST(UNKNOWN_ITEM));
+	ck_assert(held_is(&ch, &w, &a)); /* none of them changed anything */
+	ck_assert_int_eq(cancel_code(&w, &a, &ch.owner, false), MP_ST(OK));
+	ck_assert_int_eq(cancel_code(&w, &a, &ch.owner, false), MP_ST(DUPLICATE_OK));
+	MpSigned *held = held_by(&ch, &w);
+	ck_assert_ptr_null(held);
+	ck_assert_int_eq(metric(&net, "m1", "micropay_merchant_offers_cancelled_total"), 1);
+	ck_assert_int_eq(pay(&ch, &w, 2, NULL, &last, NULL, NULL), MP_ST(UNDERPAID));
+	ck_assert_uint_eq(last, 2);
+	/* A paid offer is not cancelled. */
+	get_offer(&w, id, &b);
+	ck_assert_int_eq(pay(&ch, &w, b.o.pay_index, b.o.order_ref, &last, NULL, NULL), MP_ST(OK));
+	ck_assert_int_eq(cancel_code(&w, &b, &ch.owner, false), MP_ST(CONFLICT));
+	kill_and_start(&w);
+	ck_assert_int_eq(cancel_code(&w, &a, &ch.owner, false), MP_ST(DUPLICATE_OK));
+	ck_assert_int_eq(cancel_code(&w, &b, &ch.owner, false), MP_ST(CONFLICT));
+	free(a.bytes);
+	free(b.bytes);
+	wire_close(&w);
+	tchannel_free(&ch);
+	mp_key_free(&tw.account);
+	mp_key_free(&other);
+	net_audit_clean(&net);
+}
+END_TEST
+
 START_TEST(offers_outlive_a_restart)
 {
 	struct twallet tw;
@@ -454,13 +566,16 @@ START_TEST(offers_outlive_a_restart)
 	ck_assert_int_eq(e->chunk_resp->status->code, MP_ST(CONFLICT));
 	ck_assert_uint_eq(e->chunk_resp->data.len, 0);
 	micropay__v1__envelope__free_unpacked(e, NULL);
-	ck_assert_int_eq(offer_code(&w, id, "song", "changed"), MP_ST(CONFLICT));
+	/* Unpaid, it holds the channel until the buyer cancels it. */
+	ck_assert_int_eq(offer_code(&w, id, "song", "holds this channel"), MP_ST(CONFLICT));
 	/* The same bytes again but written anew (another mtime): still not the offer's file. */
 	goods_write(goods, "song.ogg", SONG_SIZE, 1);
 	e = chunk_req_call(&w, id, NULL, b.o.order_ref, 0);
 	ck_assert_int_eq(e->chunk_resp->status->code, MP_ST(CONFLICT));
 	micropay__v1__envelope__free_unpacked(e, NULL);
-	/* A new OfferReq makes a new offer of the file as it is now, served and hashed. */
+	/* Cancelled, a new OfferReq makes a new offer of the file as it is now, served and
+	 * hashed. */
+	ck_assert_int_eq(cancel_code(&w, &b, &ch.owner, false), MP_ST(OK));
 	free(a.bytes);
 	get_offer(&w, id, &a);
 	ck_assert(!same_offer(&a, &b));
@@ -585,6 +700,7 @@ static Suite *suite(void)
 	tcase_add_checked_fixture(tc, setup_net, teardown_net);
 	tcase_add_test(tc, honest_offer);
 	tcase_add_test(tc, offer_refusals);
+	tcase_add_test(tc, lapsed_offer_cancelled);
 	tcase_add_test(tc, offers_outlive_a_restart);
 	tcase_add_test(tc, key_too_early_while_the_pay_commits);
 	tcase_add_test(tc, old_offers_folded_by_compaction);

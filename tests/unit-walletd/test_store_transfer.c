@@ -338,6 +338,65 @@ START_TEST(old_key_offers_widened_for_too_late)
 }
 END_TEST
 
+/* key_offers as walletd created it before state CANCELLED (CHECK state BETWEEN 0 AND 7). */
+static const char key_offers_v2[] =
+    "CREATE TABLE key_offers_v2 ("
+    "  channel_id BLOB NOT NULL CHECK (length(channel_id) = 16),"
+    "  order_ref BLOB NOT NULL CHECK (length(order_ref) = 16),"
+    "  offer BLOB NOT NULL, custody BLOB,"
+    "  prefix BLOB NOT NULL CHECK (length(prefix) = 8),"
+    "  item TEXT NOT NULL, out TEXT NOT NULL,"
+    "  size INTEGER NOT NULL, chunk_size INTEGER NOT NULL,"
+    "  chunks INTEGER NOT NULL, deadline INTEGER NOT NULL,"
+    "  state INTEGER NOT NULL CHECK (state BETWEEN 0 AND 7),"
+    "  key BLOB CHECK (key IS NULL OR length(key) = 32),"
+    "  refunded INTEGER NOT NULL DEFAULT 0,"
+    "  stored_at INTEGER NOT NULL,"
+    "  bad_key_proof BLOB CHECK (bad_key_proof IS NULL OR state IN (3, 4, 6, 7)),"
+    "  PRIMARY KEY (channel_id, order_ref));"
+    "INSERT INTO key_offers_v2 SELECT * FROM key_offers;"
+    "DROP TABLE key_offers;"
+    "ALTER TABLE key_offers_v2 RENAME TO key_offers;";
+
+/* A table of the second shape is widened for CANCELLED, keeping a stored BadKeyProof. */
+START_TEST(old_key_offers_widened_for_cancelled)
+{
+	struct wstore *s = wstore_open(path, &test_clock, err, sizeof(err));
+	ck_assert_msg(s != NULL, "%s", err);
+	struct wkey_offer a = {.channel_id = {1}, .order_ref = {2}, .chunks = 1, .deadline = 99};
+	struct wkey_offer b = a;
+	b.order_ref[0] = 3;
+	a.offer = b.offer = stmt(15, 0x61);
+	a.size = b.size = 10;
+	a.chunk_size = b.chunk_size = 1024;
+	snprintf(a.item, sizeof(a.item), "book");
+	snprintf(b.item, sizeof(b.item), "film");
+	ck_assert(wstore_key_offer_put(s, &a) && wstore_key_offer_put(s, &b));
+	const uint8_t proof[3] = {7, 8, 9};
+	ck_assert(wstore_key_offer_bad_key(s, a.channel_id, a.order_ref, proof, sizeof(proof)));
+	wstore_close(s);
+	sql(key_offers_v2);
+	for (int round = 0; round < 2; round++) { /* widened once; the second open keeps it */
+		s = wstore_open(path, &test_clock, err, sizeof(err));
+		ck_assert_msg(s != NULL, "%s", err);
+		struct wkey_offer got;
+		ck_assert(wstore_key_offer_get(s, a.channel_id, a.order_ref, &got));
+		ck_assert_int_eq(got.state, WKO_KEY_BAD);
+		ck_assert_uint_eq(got.proof_len, sizeof(proof));
+		ck_assert_mem_eq(got.proof, proof, sizeof(proof));
+		wkey_offer_clear(&got);
+		ck_assert(wstore_key_offer_get(s, b.channel_id, b.order_ref, &got));
+		ck_assert_int_eq(got.state, round ? WKO_CANCELLED : WKO_OFFERED);
+		ck_assert_str_eq(got.item, "film");
+		wkey_offer_clear(&got);
+		ck_assert(
+		    wstore_key_offer_set(s, b.channel_id, b.order_ref, WKO_CANCELLED, NULL, 0));
+		wstore_close(s);
+	}
+	mp_stmt_free(a.offer);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("walletd_store_transfer");
@@ -346,6 +405,7 @@ int main(void)
 	tcase_add_test(tc, v2_store_migrates_and_transfers_out);
 	tcase_add_test(tc, offer_accept_and_claim_survive_reopening);
 	tcase_add_test(tc, old_key_offers_widened_for_too_late);
+	tcase_add_test(tc, old_key_offers_widened_for_cancelled);
 	suite_add_tcase(s, tc);
 	return mp_check_run(s);
 }
