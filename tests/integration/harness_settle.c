@@ -22,6 +22,16 @@ void settle_advance_to(const struct net *n, uint64_t t)
 	ck_assert_uint_ge(settle_broker_now(n), t);
 }
 
+void settle_advance_broker_to(const struct net *n, uint64_t t)
+{
+	uint64_t now = settle_broker_now(n);
+	char params[64];
+	snprintf(params, sizeof(params), "{\"seconds\":%llu}", (unsigned long long)(t - now));
+	if (now < t)
+		json_decref(admin_ok(n, "broker", "clock.advance", params));
+	ck_assert_uint_ge(settle_broker_now(n), t);
+}
+
 json_t *settle_sweep(const struct net *n)
 {
 	return admin_ok(n, "broker", "sweep.run", NULL);

@@ -11,6 +11,8 @@
 uint64_t settle_broker_now(const struct net *n);
 /* Move every daemon's test clock so that the broker's time is at least t. */
 void settle_advance_to(const struct net *n, uint64_t t);
+/* The broker's test clock alone to at least t (the others stay where they are). */
+void settle_advance_broker_to(const struct net *n, uint64_t t);
 /* Admin sweep.run: {time, expired, finalized, failures, passes} (caller frees). */
 json_t *settle_sweep(const struct net *n);
 /* Admin channel.settlement of a channel (hex id) (caller frees). */
