@@ -5,7 +5,8 @@
  *
  *   OpenDisputesReq --(no merchant certificate / another merchant)--> BAD_SIG
  *      v
- *   mp_open_disputes (db) --> OK + the list
+ *   mp_open_disputes (db) --> OK + the list, each with its Dispute's word at pay_index (the
+ *      merchant takes it as the Offer's payment before it releases the key)
  *
  *   DisputeKeyReq --(ids not 16 bytes, key not 32; or a cancel and a key)--> MALFORMED
  *      | --(no merchant certificate / another merchant)------------> BAD_SIG
@@ -24,6 +25,7 @@
 #include "log.h"
 #include "proto_limits.h"
 #include "sealed.h"
+#include "stmt.h"
 #include "tls.h"
 #include "util.h"
 
@@ -71,6 +73,31 @@ static void open_reply(struct key_call *k, MpCode code, const char *detail,
 	free(k);
 }
 
+struct listed {
+	uint8_t channel_id[MP_ID_LEN], order_ref[MP_ID_LEN], w[MP_HASH_LEN];
+};
+
+/* The word at pay_index of a stored Dispute's bytes into w; false if they do not parse (they
+ * were parsed strictly when the dispute was taken). */
+static bool stored_word(const PGresult *res, int row, uint8_t w[MP_HASH_LEN])
+{
+	size_t len = 0;
+	uint8_t *bytes = db_get_blob(res, row, "stmt", &len);
+	MpSigned *stmt = bytes ? mp_stmt_decode(bytes, len) : NULL;
+	free(bytes);
+	Micropay__V1__Dispute *d =
+	    stmt ? (Micropay__V1__Dispute *)mp_strict_unpack(&micropay__v1__dispute__descriptor,
+							     stmt->body.data, stmt->body.len)
+		 : NULL;
+	bool ok = d && mp_bytes_len_is(d->w_pay_index, MP_HASH_LEN);
+	if (ok)
+		memcpy(w, d->w_pay_index.data, MP_HASH_LEN);
+	if (d)
+		protobuf_c_message_free_unpacked(&d->base, NULL);
+	mp_stmt_free(stmt);
+	return ok;
+}
+
 static void on_listed(const PGresult *res, const char *error, void *arg)
 {
 	struct key_call *k = arg;
@@ -83,26 +110,31 @@ static void on_listed(const PGresult *res, const char *error, void *arg)
 		n = MP_MAX_OPEN_DISPUTES;
 	Micropay__V1__OpenDispute *items = calloc(n + 1, sizeof(*items));
 	Micropay__V1__OpenDispute **ptrs = calloc(n + 1, sizeof(*ptrs));
-	uint8_t(*ids)[2][MP_ID_LEN] = calloc(n + 1, sizeof(*ids));
-	if (!items || !ptrs || !ids) {
-		free(items), free(ptrs), free(ids);
+	struct listed *rows = calloc(n + 1, sizeof(*rows));
+	if (!items || !ptrs || !rows) {
+		free(items), free(ptrs), free(rows);
 		open_reply(k, MP_ST(INTERNAL), "out of memory", NULL, 0);
 		return;
 	}
 	size_t m = 0;
 	for (size_t i = 0; i < n; i++) {
-		if (!db_get_bytes(res, (int)i, "channel_id", ids[m][0], MP_ID_LEN) ||
-		    !db_get_bytes(res, (int)i, "order_ref", ids[m][1], MP_ID_LEN))
+		struct listed *r = &rows[m];
+		if (!db_get_bytes(res, (int)i, "channel_id", r->channel_id, MP_ID_LEN) ||
+		    !db_get_bytes(res, (int)i, "order_ref", r->order_ref, MP_ID_LEN) ||
+		    !stored_word(res, (int)i, r->w)) {
+			log_err("open disputes of merchant %s: an unreadable dispute row", k->mid);
 			continue;
+		}
 		micropay__v1__open_dispute__init(&items[m]);
-		items[m].channel_id = (ProtobufCBinaryData){MP_ID_LEN, ids[m][0]};
-		items[m].order_ref = (ProtobufCBinaryData){MP_ID_LEN, ids[m][1]};
+		items[m].channel_id = (ProtobufCBinaryData){MP_ID_LEN, r->channel_id};
+		items[m].order_ref = (ProtobufCBinaryData){MP_ID_LEN, r->order_ref};
 		items[m].answer_by = (uint64_t)db_get_i64(res, (int)i, "answer_by");
+		items[m].w_pay_index = (ProtobufCBinaryData){MP_HASH_LEN, r->w};
 		ptrs[m] = &items[m];
 		m++;
 	}
 	open_reply(k, MP_ST(OK), NULL, ptrs, m);
-	free(items), free(ptrs), free(ids);
+	free(items), free(ptrs), free(rows);
 }
 
 void handle_open_disputes(struct broker *b, struct mp_conn *c, const MpEnvelope *env)

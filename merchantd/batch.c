@@ -168,8 +168,8 @@ static void acknowledge(struct merchant *m, struct batch_entry *e)
 {
 	switch (e->kind) {
 	case ENTRY_PAY:
-	case ENTRY_RETRY:
-		if (mp_conn_is_open(e->conn))
+	case ENTRY_RETRY: /* a PAY without a connection came from a dispute (pay_from_dispute) */
+		if (e->conn && mp_conn_is_open(e->conn))
 			reply_pay(e->conn, e->request_id,
 				  e->kind == ENTRY_PAY ? e->code : MP_ST(DUPLICATE_OK),
 				  e->kind == ENTRY_PAY ? NULL : mp_code_name(e->code), e->j,
@@ -213,7 +213,8 @@ static void acknowledge(struct merchant *m, struct batch_entry *e)
 	e->custody = NULL;
 	segment_rows_free(e->seg, e->seg ? 1 : 0);
 	e->seg = NULL;
-	mp_conn_unref(e->conn);
+	if (e->conn)
+		mp_conn_unref(e->conn);
 }
 
 /* Loop: the batch committed. */

@@ -13,6 +13,10 @@
  *      v
  *   LISTING --OpenDisputesResp OK--> ANSWERING --(each: offer_lookup, DisputeKeyReq, its
  *      |                                          answer counted)--> IDLE (next poll)
+ *      |   an offer that still holds its channel unpaid (offer.h): the Dispute's word at
+ *      |   pay_index (in the list) is first applied as the offer's Pay (pay_from_dispute), and
+ *      |   the key goes at the next poll, once that Pay is durable; a cancelled offer is
+ *      |   answered with the buyer's cancel, never the key
  *      +--no answer / refused--> IDLE (counted; next poll) */
 #include "dispute_answer.h"
 
@@ -33,6 +37,8 @@
 
 struct open_dispute {
 	uint8_t channel_id[MP_ID_LEN], order_ref[MP_ID_LEN];
+	uint8_t w[MP_HASH_LEN]; /* the Dispute's word at pay_index (zero: a broker too old) */
+	bool has_w;
 };
 
 struct dispute_answer {
@@ -120,6 +126,32 @@ static bool send_answer(struct dispute_answer *da, const struct offer *o)
 	return sent;
 }
 
+/* d's offer holds its channel unpaid: its Dispute's word is its payment (the broker credited
+ * us up to pay_index), applied as the offer's Pay before the key leaves, so that the channel
+ * goes on after pay_index and the buyer can no longer cancel the offer. True if it was (or
+ * could not be) applied now: the key waits for the next poll, once that Pay is durable. */
+static bool paid_by_the_dispute(struct dispute_answer *da, const struct open_dispute *d,
+				const char *ch_hex, const char *ref_hex)
+{
+	struct channel *ch = channel_find(&da->m->channels, d->channel_id);
+	const struct offer *held = ch ? offer_holding(ch) : NULL;
+	if (!offer_is_ref(held, d->order_ref, OFFER_REF_LEN))
+		return false;
+	char why[200];
+	MpCode code =
+	    d->has_w ? pay_from_dispute(da->m, ch, held, d->w, why, sizeof(why)) : MP_ST(MALFORMED);
+	if (code == MP_ST(OK))
+		log_info("dispute %s/%s: the Dispute's word pays the offer (pay_index %u); the key "
+			 "goes once that is durable",
+			 ch_hex, ref_hex, held->pay_index);
+	else
+		log_warn("dispute %s/%s: the offer holds the channel unpaid and the Dispute's word "
+			 "cannot pay it (%s: %s); no key sent",
+			 ch_hex, ref_hex, mp_code_name(code),
+			 d->has_w ? why : "the broker sent no word");
+	return true;
+}
+
 static void answer_next(struct dispute_answer *da)
 {
 	char ch[MP_HEX_ID_LEN + 1], ref[MP_HEX_ID_LEN + 1];
@@ -135,10 +167,14 @@ static void answer_next(struct dispute_answer *da)
 			da->stats.unknown++;
 			continue;
 		}
-		bool sent = send_answer(da, o);
+		bool wait = !o->cancel &&
+			    (paid_by_the_dispute(da, d, ch, ref) || (o->paid && !o->paid_durable));
+		bool sent = !wait && send_answer(da, o);
 		offer_free(o);
 		if (sent)
 			return;
+		if (wait)
+			continue; /* the next poll answers it */
 		log_warn("dispute %s/%s: the key cannot be sent; at the next poll", ch, ref);
 		da->stats.failures++;
 		break;
@@ -172,9 +208,13 @@ static void on_listed(struct mp_conn *c, const MpEnvelope *env, void *arg)
 		if (!d || !mp_bytes_len_is(d->channel_id, MP_ID_LEN) ||
 		    !mp_bytes_len_is(d->order_ref, MP_ID_LEN))
 			continue;
-		memcpy(da->list[da->n].channel_id, d->channel_id.data, MP_ID_LEN);
-		memcpy(da->list[da->n].order_ref, d->order_ref.data, MP_ID_LEN);
-		da->n++;
+		struct open_dispute *o = &da->list[da->n++];
+		memcpy(o->channel_id, d->channel_id.data, MP_ID_LEN);
+		memcpy(o->order_ref, d->order_ref.data, MP_ID_LEN);
+		o->has_w = mp_bytes_len_is(d->w_pay_index, MP_HASH_LEN);
+		memset(o->w, 0, MP_HASH_LEN);
+		if (o->has_w)
+			memcpy(o->w, d->w_pay_index.data, MP_HASH_LEN);
 	}
 	if (da->n)
 		log_info("disputes: %zu open against this merchant", da->n);

@@ -57,15 +57,17 @@ void offer_free(struct offer *o);
 /* The channel's current offer if it was made in the channel's current segment, else NULL. */
 struct offer *channel_offer(const struct channel *ch);
 struct merchant;
-/* The channel's offer while it holds the channel: recorded, neither paid nor cancelled, the
- * channel's last still its after_index; else NULL. Past its deadline too: while one holds it
+/* The channel's offer while it holds the channel: neither paid nor cancelled, the channel's
+ * last still its after_index (from the moment it is made, before its row is durable); else
+ * NULL. Past its deadline too: while one holds it
  * the channel takes no other offer and no Pay past after_index that does not name it, so that
  * no two offers of a channel cover the same indices and a word at its pay_index never pays
  * another order unless the buyer gave the offer up with an OfferCancel (offer_cancel.h): a
  * payword does not name its order, and the buyer could otherwise dispute the lapsed offer with
  * a word it paid for something else. */
 const struct offer *offer_holding(const struct channel *ch);
-/* The offer is open to a Pay: holding the channel, before its deadline, its file unchanged. */
+/* The offer is open to a Pay: holding the channel, recorded, before its deadline, its file
+ * unchanged. */
 bool offer_open(const struct merchant *m, const struct channel *ch, const struct offer *o);
 /* order_ref names this offer, recorded. */
 bool offer_is_ref(const struct offer *o, const uint8_t *ref, size_t len);
@@ -87,6 +89,15 @@ struct offer *offer_lookup(struct merchant *m, const uint8_t channel_id[MP_ID_LE
  * up in the store (one primary-key read on the loop). */
 MpCode offer_pay_check(struct merchant *m, const struct channel *ch, const uint8_t *ref,
 		       size_t ref_len, uint32_t j, char *buf, size_t len);
+
+/* pay.c: the word w at the holding offer o's pay_index, from a Dispute the broker took (its
+ * word is the offer's payment: the broker credited us up to pay_index), applied as the Pay
+ * naming o at pay_index (past its deadline too) with no wallet to answer: chain-checked, o
+ * paid, the channel's last at pay_index, queued in the batch (durable with it). OK, or why
+ * not in why (the channel not held, signing or the store behind: LIMIT; o no longer holding
+ * the channel: CONFLICT; a word not of our chain: BAD_CHAIN). */
+MpCode pay_from_dispute(struct merchant *m, struct channel *ch, const struct offer *o,
+			const uint8_t w[MP_HASH_LEN], char *why, size_t len);
 
 struct batch_entry;
 /* Settle the Pay e (its credit in *credit, the units included) against o if it names o: the

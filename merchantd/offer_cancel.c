@@ -7,6 +7,7 @@
  *        the channel unknown here --> UNKNOWN_CHANNEL
  *        the offer (the channel's current one, or the store's row) unknown --> UNKNOWN_ITEM
  *        paid (also by a Pay still committing) --> CONFLICT;  cancelled before --> DUPLICATE_OK
+ *        (TOO_EARLY while that cancel is committing)
  *        v
  *   VERIFYING [worker pool]: the signature under the owner key of the offer's segment
  *        --(queue full)--> LIMIT;  --(type, signer, signature)--> BAD_SIG
@@ -76,6 +77,11 @@ static bool settled(const struct offer *o, MpCode *code, char *why, size_t len)
 		snprintf(why, len, "the offer was paid at index %u: it cannot be cancelled",
 			 o->pay_index);
 		*code = MP_ST(CONFLICT);
+		return true;
+	}
+	if (o->cancel && !o->cancel_durable) {
+		snprintf(why, len, "the offer's cancel is being recorded; retry");
+		*code = MP_ST(TOO_EARLY);
 		return true;
 	}
 	if (o->cancel) {
@@ -159,8 +165,9 @@ static void on_verified(void *arg, MpCode code, ProtobufCMessage *body)
 	    o ? names_check(j->m, o, (const Micropay__V1__OfferCancel *)body) : "no such offer";
 	protobuf_c_message_free_unpacked(body, NULL);
 	if (bad) {
+		code = o ? MP_ST(MALFORMED) : MP_ST(UNKNOWN_ITEM);
 		offer_free(o);
-		job_reply(j, o ? MP_ST(MALFORMED) : MP_ST(UNKNOWN_ITEM), bad);
+		job_reply(j, code, bad);
 		return;
 	}
 	if (settled(o, &code, why, sizeof(why))) {

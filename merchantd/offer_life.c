@@ -104,12 +104,13 @@ static MpCode older_offer_check(struct merchant *m, const struct channel *ch, co
 const struct offer *offer_holding(const struct channel *ch)
 {
 	const struct offer *o = channel_offer(ch);
-	return o && o->recorded && !o->paid && !o->cancel && ch->last == o->after_index ? o : NULL;
+	return o && !o->paid && !o->cancel && ch->last == o->after_index ? o : NULL;
 }
 
 bool offer_open(const struct merchant *m, const struct channel *ch, const struct offer *o)
 {
-	return o && o == offer_holding(ch) && !o->stale && merchant_now(m) < o->deadline;
+	return o && o == offer_holding(ch) && o->recorded && !o->stale &&
+	       merchant_now(m) < o->deadline;
 }
 
 MpCode offer_pay_check(struct merchant *m, const struct channel *ch, const uint8_t *ref,

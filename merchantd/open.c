@@ -67,7 +67,7 @@ static void reply_open_full(struct mp_conn *c, uint64_t request_id, MpCode code,
 		if (merchant_own_cert(m, &own, &own_len))
 			ack.holder_cert = mp_stmt_decode(own, own_len);
 		const struct offer *held = offer_holding(ch);
-		if (held && ch->durable_last == held->after_index)
+		if (held && held->recorded && ch->durable_last == held->after_index)
 			ack.held_by_offer = mp_stmt_decode(held->signed_offer, held->signed_len);
 	}
 	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;

@@ -3,6 +3,7 @@
  * Indices are absolute; the chain check is relative to the current segment's start (a segment
  * after a transfer is paid with its owner's own chain, docs/transfer.md). A Pay of an earlier
  * segment gets STALE_SEGMENT carrying the Cap that ended that segment (once it is durable). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -315,6 +316,47 @@ void handle_pay(struct merchant *m, struct mp_conn *c, const MpEnvelope *env)
 		return;
 	}
 	batch_add(m, &e);
+}
+
+MpCode pay_from_dispute(struct merchant *m, struct channel *ch, const struct offer *o,
+			const uint8_t w[MP_HASH_LEN], char *why, size_t len)
+{
+	const char *detail = NULL;
+	MpCode code = merchant_holding(ch, &detail);
+	if (code == MP_ST(OK) && (ch->signing || !batch_has_room(m))) {
+		code = MP_ST(LIMIT);
+		detail = "the channel is signing or the store is behind";
+	}
+	if (code != MP_ST(OK)) {
+		snprintf(why, len, "%s", detail ? detail : mp_code_name(code));
+		return code;
+	}
+	if (o != offer_holding(ch) || o->seg_seq != ch->seg_seq) {
+		snprintf(why, len, "the offer no longer holds the channel");
+		return MP_ST(CONFLICT);
+	}
+	if (!mp_chain_verify(m->hasher, ch->nonce, ch->last - ch->seg_start, ch->w_last,
+			     o->pay_index - ch->seg_start, w)) {
+		snprintf(why, len, "the Dispute's word is not our chain at pay_index %u",
+			 o->pay_index);
+		return MP_ST(BAD_CHAIN);
+	}
+	struct batch_entry e = {.kind = ENTRY_PAY,
+				.ch = ch,
+				.seg_seq = ch->seg_seq,
+				.j = o->pay_index,
+				.order_ref_len = OFFER_REF_LEN,
+				.read_us = mp_metrics_now_us()};
+	memcpy(e.channel_id, ch->id, MP_ID_LEN);
+	memcpy(e.w, w, MP_HASH_LEN);
+	memcpy(e.order_ref, o->order_ref, OFFER_REF_LEN);
+	if (!settle(m, ch, &e) || !e.pays_offer) {
+		snprintf(why, len,
+			 "the channel's credit would overflow or does not cover the offer");
+		return MP_ST(LIMIT);
+	}
+	batch_add(m, &e);
+	return MP_ST(OK);
 }
 
 void *merchant_peer_new(void)

@@ -9,24 +9,22 @@
  *   START --else--> OFFER: OfferReq{channel, item} --OK, the Offer checked (the holder's key,
  *     this channel and segment, after_index = our spent index, pay_index = after_index +
  *     ceil(price / unit_value) within max_jump, the deadline ahead, max_price)--> stored
- *     OFFERED --> FETCHING sealed chunk k (ChunkReq, purchase_id = order_ref), written to
- *     OUT.sealed.part and hashed on the worker, for k = 0 .. chunks-1
- *   FETCHING --all written--> COMMITTING (fsync, rename to OUT.sealed) --SHA-256 of the sealed
- *     chunks = ciphertext_hash, the deadline still KEY_PAY_MARGIN_S ahead--> stored PAYING -->
- *     PAYING pay_index - after_index units, order_ref = the Offer's (one Pay, in flight on
- *     record first) --accepted--> stored PAID --> KEY
- *   KEY: KeyReq --OK, SHA-256(key) = key_hash--> stored KEYED --> UNSEALING (worker:
- *     every chunk's tag verified, the nonce prefix derived from the key) --> DONE (answered)
- *   UNSEALING --chunk k does not open under the key--> stored KEY_BAD with a BadKeyProof
- *     (buy_unseal.h) --> FAILED, paid: after the deadline the wallet disputes it with the
- *     proof and the broker refunds it (dispute.c)
- *   KEY --TOO_EARLY (the Pay still committing)--> KeyReq again after 200 ms, a bounded number
- *     of times
- *   OFFER, FETCHING, COMMITTING --refusal, bad answer, hash mismatch--> FAILED, nothing paid
- *     (OUT.sealed removed)
- *   KEY --refusal, bad key, no answer--> FAILED, paid: the answer says so; the offer stays
- *     PAID, a new buy of the item asks for the key again, and after the deadline the wallet
- *     disputes it at the broker (dispute.c) */
+ *     OFFERED (refused, nothing paid, if our store holds that Offer already: one we cancelled
+ *     or paid is never bought again) --> FETCHING sealed chunk k (ChunkReq, purchase_id =
+ * order_ref), written to OUT.sealed.part and hashed on the worker, for k = 0 .. chunks-1 FETCHING
+ * --all written--> COMMITTING (fsync, rename to OUT.sealed) --SHA-256 of the sealed chunks =
+ * ciphertext_hash, the deadline still KEY_PAY_MARGIN_S ahead--> stored PAYING (only from OFFERED: a
+ * cancelled offer is never paid) --> PAYING pay_index - after_index units, order_ref = the Offer's
+ * (one Pay, in flight on record first) --accepted--> stored PAID --> KEY KEY: KeyReq --OK,
+ * SHA-256(key) = key_hash--> stored KEYED --> UNSEALING (worker: every chunk's tag verified, the
+ * nonce prefix derived from the key) --> DONE (answered) UNSEALING --chunk k does not open under
+ * the key--> stored KEY_BAD with a BadKeyProof (buy_unseal.h) --> FAILED, paid: after the deadline
+ * the wallet disputes it with the proof and the broker refunds it (dispute.c) KEY --TOO_EARLY (the
+ * Pay still committing)--> KeyReq again after 200 ms, a bounded number of times OFFER, FETCHING,
+ * COMMITTING --refusal, bad answer, hash mismatch--> FAILED, nothing paid (OUT.sealed removed) KEY
+ * --refusal, bad key, no answer--> FAILED, paid: the answer says so; the offer stays PAID, a new
+ * buy of the item asks for the key again, and after the deadline the wallet disputes it at the
+ * broker (dispute.c) */
 #include <event2/event.h>
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
@@ -268,9 +266,9 @@ static void on_sealed_committed(void *arg, const char *err)
 		key_fail(x, "nothing paid: the offer's deadline came too close while fetching");
 		return;
 	}
-	if (!wstore_key_offer_set(wallet_of(x)->store, x->ch->channel_id, x->purchase_id,
-				  WKO_PAYING, NULL, 0)) {
-		key_fail(x, "nothing paid: the offer's state cannot be stored");
+	if (!wstore_key_offer_paying(wallet_of(x)->store, x->ch->channel_id, x->purchase_id)) {
+		key_fail(x, "nothing paid: the offer is no longer OFFERED on record (or the store "
+			    "failed)");
 		return;
 	}
 	wallet_session_pay(x->s, units, x->purchase_id, MP_ID_LEN, on_offer_paid);
@@ -443,6 +441,20 @@ static void record_offer(struct buy_op *x, const Micropay__V1__OfferResp *r)
 	    (custody && !(k->o.custody = mp_stmt_copy(custody))) ||
 	    !(k->hash = mp_sealed_hash_new())) {
 		key_fail(x, "nothing paid: out of memory");
+		return;
+	}
+	/* An Offer we hold already is never bought again: it may be one we cancelled (the holder
+	 * would keep the payment and answer a dispute with our cancel) or paid. */
+	enum wkey_offer_state known;
+	int found =
+	    wstore_key_offer_state(wallet_of(x)->store, k->o.channel_id, k->o.order_ref, &known);
+	if (found < 0) {
+		key_fail(x, "nothing paid: our offers cannot be read");
+		return;
+	}
+	if (found > 0) {
+		key_fail(x, "nothing paid: the holder sent an Offer we hold already (%s)",
+			 wkey_offer_state_name(known));
 		return;
 	}
 	if (!wstore_key_offer_put(wallet_of(x)->store, &k->o)) {

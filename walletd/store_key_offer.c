@@ -202,6 +202,19 @@ bool wstore_key_offer_get(struct wstore *s, const uint8_t channel_id[MP_ID_LEN],
 	return ok;
 }
 
+bool wstore_key_offer_paying(struct wstore *s, const uint8_t channel_id[MP_ID_LEN],
+			     const uint8_t order_ref[MP_ID_LEN])
+{
+	sqlite3_stmt *st = wsql_prep(s, "UPDATE key_offers SET state = 5 WHERE channel_id = ?1 AND "
+					"order_ref = ?2 AND state = 0");
+	if (st)
+		st = wsql_bound(s, st,
+				wsql_bind_blob(st, 1, channel_id, MP_ID_LEN) |
+				    wsql_bind_blob(st, 2, order_ref, MP_ID_LEN),
+				"binding a key offer's id");
+	return wsql_run(s, st, "marking a key offer PAYING") && sqlite3_changes(s->db) == 1;
+}
+
 int wstore_key_offer_state(struct wstore *s, const uint8_t channel_id[MP_ID_LEN],
 			   const uint8_t order_ref[MP_ID_LEN], enum wkey_offer_state *state)
 {

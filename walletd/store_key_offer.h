@@ -76,6 +76,10 @@ bool wstore_key_offer_bad_key(struct wstore *s, const uint8_t channel_id[MP_ID_L
  * or on a store error (logged). */
 bool wstore_key_offer_get(struct wstore *s, const uint8_t channel_id[MP_ID_LEN],
 			  const uint8_t order_ref[MP_ID_LEN], struct wkey_offer *o);
+/* OFFERED -> PAYING (before the word at pay_index leaves); false if the row is in another
+ * state (e.g. CANCELLED) or on a store error (logged). */
+bool wstore_key_offer_paying(struct wstore *s, const uint8_t channel_id[MP_ID_LEN],
+			     const uint8_t order_ref[MP_ID_LEN]);
 /* The stored offer's state in *state: 1; 0 if there is none; -1 on a store error (logged). */
 int wstore_key_offer_state(struct wstore *s, const uint8_t channel_id[MP_ID_LEN],
 			   const uint8_t order_ref[MP_ID_LEN], enum wkey_offer_state *state);

@@ -146,3 +146,17 @@ BEGIN
     END IF;
 END
 $$;
+
+-- mp_open_disputes of 0031 with each Dispute's bytes: brokerd hands the merchant the word at
+-- pay_index, which merchantd takes as the Offer's payment before it releases the key (an
+-- unpaid Offer holds its channel; paid through the dispute it no longer does, and the channel
+-- goes on after pay_index, never paying those indices twice).
+DROP FUNCTION mp_open_disputes(bytea, int);
+CREATE FUNCTION mp_open_disputes(p_merchant_id bytea, p_limit int)
+RETURNS TABLE (channel_id bytea, order_ref bytea, answer_by bigint, stmt bytea)
+LANGUAGE sql STABLE AS $$
+    SELECT d.channel_id, d.order_ref, d.answer_by, d.stmt FROM disputes d
+     WHERE d.merchant_id = p_merchant_id AND d.state = 'OPEN' AND d.bad_key_proof IS NULL
+     ORDER BY d.answer_by, d.channel_id, d.order_ref
+     LIMIT greatest(p_limit, 1)
+$$;

@@ -33,7 +33,9 @@
  *   OPEN dispute CANCELLED with nothing refunded (cancels by another key, of another
  *   statement, or with a key too refused; past answer_by TOO_LATE); end to end, a lapsed
  *   Offer's indices paid for other orders after the cancel, then disputed: m1's poller answers
- *   with the stored cancel;
+ *   with the stored cancel; an unpaid Offer disputed with the word at pay_index: m1's poller
+ *   takes that word as the offer's payment before it releases the key (the channel at
+ *   pay_index, a cancel CONFLICT, the next Pay after pay_index);
  * the audit is clean after each step. */
 #include <check.h>
 #include <openssl/sha.h>
@@ -988,6 +990,75 @@ START_TEST(lapsed_offer_dispute_cancelled_by_m1)
 }
 END_TEST
 
+/* The other half: an Offer of m1 left unpaid (the buyer's Pay never came) and disputed with
+ * the word at pay_index. m1's poller takes the Dispute's word as the offer's payment (the
+ * broker credited m1 up to pay_index) before it releases the key: the channel's point moves to
+ * pay_index, the offer no longer holds it, a cancel of it is CONFLICT, and the channel pays on
+ * after pay_index, so those indices are never paid twice. */
+START_TEST(unpaid_offer_paid_by_its_dispute)
+{
+	struct sale s = {0};
+	struct wire w;
+	static const uint8_t plain = 1;
+	tchannel_opened(&net, "m1", &s.tw, &s.ch, 50, &w);
+	tchannel_id(&s.ch, s.cid);
+	MpEnvelope *e = tchannel_pay(&s.ch, &w, 1, &plain, 1);
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	Micropay__V1__OfferReq oreq = MICROPAY__V1__OFFER_REQ__INIT;
+	oreq.channel_id = (ProtobufCBinaryData){MP_ID_LEN, s.cid};
+	oreq.item = "song";
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.body_case = MP_BODY(OFFER_REQ);
+	env.offer_req = &oreq;
+	MpEnvelope *oe = wire_call(&w, &env);
+	ck_assert(oe && oe->body_case == MP_BODY(OFFER_RESP));
+	ck_assert_int_eq(oe->offer_resp->status->code, MP_ST(OK));
+	ck_assert_ptr_null(mp_offer_open(oe->offer_resp->offer, m1.key.pk, &s.o));
+	net_clock_advance(&net, 120); /* lapsed, never paid at m1 */
+	uint8_t wd[MP_HASH_LEN];
+	tchannel_word(&s.ch, s.o.pay_index, wd);
+	Micropay__V1__Dispute d = MICROPAY__V1__DISPUTE__INIT;
+	d.offer = oe->offer_resp->offer;
+	d.w_pay_index = (ProtobufCBinaryData){MP_HASH_LEN, wd};
+	d.payout_account_id = (ProtobufCBinaryData){MP_ID_LEN, s.tw.account_id};
+	MpSigned *stmt = mp_stmt_sign(&s.ch.owner, MP_STMT_DISPUTE, &d.base);
+	MpSigned *cancel = mp_offer_cancel_sign(&s.ch.owner, oe->offer_resp->offer, &s.o);
+	micropay__v1__envelope__free_unpacked(oe, NULL);
+	MpEnvelope *r = dispute_call(stmt);
+	ck_assert_int_eq(r->dispute_resp->status->code, MP_ST(OK));
+	micropay__v1__envelope__free_unpacked(r, NULL);
+	struct poll_wait pw = {.stmt = stmt};
+	ck_assert_msg(wait_for(key_relayed, &pw, 60000), "merchantd's poller sent no key");
+	uint8_t h[MP_HASH_LEN];
+	SHA256(pw.key, 32, h);
+	ck_assert(!memcmp(h, s.o.key_hash, MP_HASH_LEN));
+	/* m1's channel is at pay_index, the offer paid: nothing holds it, no cancel taken. */
+	e = tchannel_open(&s.ch, &w);
+	ck_assert_int_eq(e->open_ack->status->code, MP_ST(OK));
+	ck_assert_uint_eq(e->open_ack->point->index, s.o.pay_index);
+	ck_assert_ptr_null(e->open_ack->held_by_offer);
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	Micropay__V1__OfferCancelReq creq = MICROPAY__V1__OFFER_CANCEL_REQ__INIT;
+	creq.cancel = cancel;
+	env.body_case = MP_BODY(OFFER_CANCEL_REQ);
+	env.offer_cancel_req = &creq;
+	e = wire_call(&w, &env);
+	ck_assert(e && e->body_case == MP_BODY(OFFER_CANCEL_RESP));
+	ck_assert_int_eq(e->offer_cancel_resp->status->code, MP_ST(CONFLICT));
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	mp_stmt_free(cancel);
+	e = tchannel_pay(&s.ch, &w, s.o.pay_index + 1, &plain, 1);
+	ck_assert_int_eq(e->pay_ack->status->code, MP_ST(UNDERPAID));
+	ck_assert_uint_eq(e->pay_ack->last, s.o.pay_index + 1);
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	wire_close(&w);
+	mp_stmt_free(stmt);
+	tchannel_free(&s.ch);
+	mp_key_free(&s.tw.account);
+	broker_audit_clean(&net);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("dispute");
@@ -999,6 +1070,7 @@ int main(void)
 	tcase_add_test(tc, bad_key_proof);
 	tcase_add_test(tc, cancel_ends_a_dispute);
 	tcase_add_test(tc, lapsed_offer_dispute_cancelled_by_m1);
+	tcase_add_test(tc, unpaid_offer_paid_by_its_dispute);
 	suite_add_tcase(s, tc);
 	return mp_check_run(s);
 }

@@ -358,7 +358,8 @@ static const char key_offers_v2[] =
     "DROP TABLE key_offers;"
     "ALTER TABLE key_offers_v2 RENAME TO key_offers;";
 
-/* A table of the second shape is widened for CANCELLED, keeping a stored BadKeyProof. */
+/* A table of the second shape is widened for CANCELLED, keeping a stored BadKeyProof; a
+ * CANCELLED offer never becomes PAYING, an OFFERED one does. */
 START_TEST(old_key_offers_widened_for_cancelled)
 {
 	struct wstore *s = wstore_open(path, &test_clock, err, sizeof(err));
@@ -391,8 +392,24 @@ START_TEST(old_key_offers_widened_for_cancelled)
 		wkey_offer_clear(&got);
 		ck_assert(
 		    wstore_key_offer_set(s, b.channel_id, b.order_ref, WKO_CANCELLED, NULL, 0));
+		/* A cancelled offer is never paid: PAYING only from OFFERED. */
+		ck_assert(!wstore_key_offer_paying(s, b.channel_id, b.order_ref));
+		enum wkey_offer_state st;
+		ck_assert_int_eq(wstore_key_offer_state(s, b.channel_id, b.order_ref, &st), 1);
+		ck_assert_int_eq(st, WKO_CANCELLED);
 		wstore_close(s);
 	}
+	struct wkey_offer c = a;
+	c.order_ref[0] = 4;
+	s = wstore_open(path, &test_clock, err, sizeof(err));
+	ck_assert_msg(s != NULL, "%s", err);
+	enum wkey_offer_state st;
+	ck_assert_int_eq(wstore_key_offer_state(s, c.channel_id, c.order_ref, &st), 0);
+	ck_assert(wstore_key_offer_put(s, &c));
+	ck_assert(wstore_key_offer_paying(s, c.channel_id, c.order_ref));
+	ck_assert_int_eq(wstore_key_offer_state(s, c.channel_id, c.order_ref, &st), 1);
+	ck_assert_int_eq(st, WKO_PAYING);
+	wstore_close(s);
 	mp_stmt_free(a.offer);
 }
 END_TEST
