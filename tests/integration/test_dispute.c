@@ -900,7 +900,9 @@ START_TEST(cancel_ends_a_dispute)
 	expect_state(&f, "REFUNDED");
 	ck_assert_int_eq(net_balance(&net, e.acct_hex), paid_e);
 	ck_assert_int_eq(net_balance(&net, f.acct_hex), paid_f + 4 * UNIT);
-	MpEnvelope *r = dispute_call(dispute_signed(&e, &m1, 6, &e.ch.owner));
+	MpSigned *again = dispute_signed(&e, &m1, 6, &e.ch.owner);
+	MpEnvelope *r = dispute_call(again);
+	mp_stmt_free(again);
 	ck_assert_int_eq(r->dispute_resp->status->code, MP_ST(DUPLICATE_OK));
 	ck_assert_int_eq(r->dispute_resp->state, cancelled);
 	ck_assert_uint_eq(r->dispute_resp->refunded, 0);
