@@ -918,6 +918,49 @@ START_TEST(cancel_ends_a_dispute)
 }
 END_TEST
 
+/* A raw channel at m1 (50 units, unit 1 paid) and m1's real Offer of "song" after it (its
+ * fields in s->o); the Offer (to mp_stmt_free), *w connected to m1. */
+static MpSigned *real_offer(struct sale *s, struct wire *w)
+{
+	static const uint8_t plain = 1;
+	tchannel_opened(&net, "m1", &s->tw, &s->ch, 50, w);
+	tchannel_id(&s->ch, s->cid);
+	mp_hex_encode(s->cid, MP_ID_LEN, s->cid_hex);
+	MpEnvelope *e = tchannel_pay(&s->ch, w, 1, &plain, 1);
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	Micropay__V1__OfferReq oreq = MICROPAY__V1__OFFER_REQ__INIT;
+	oreq.channel_id = (ProtobufCBinaryData){MP_ID_LEN, s->cid};
+	oreq.item = "song";
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.body_case = MP_BODY(OFFER_REQ);
+	env.offer_req = &oreq;
+	MpEnvelope *oe = wire_call(w, &env);
+	ck_assert(oe && oe->body_case == MP_BODY(OFFER_RESP));
+	ck_assert_int_eq(oe->offer_resp->status->code, MP_ST(OK));
+	ck_assert_ptr_null(mp_offer_open(oe->offer_resp->offer, m1.key.pk, &s->o));
+	MpSigned *offer = mp_stmt_copy(oe->offer_resp->offer);
+	micropay__v1__envelope__free_unpacked(oe, NULL);
+	return offer;
+}
+
+/* The Dispute of offer with the word at its pay_index, signed by s's owner key, taken by the
+ * broker (OK); the statement (to mp_stmt_free). */
+static MpSigned *dispute_of(const struct sale *s, const MpSigned *offer)
+{
+	uint8_t wd[MP_HASH_LEN];
+	tchannel_word(&s->ch, s->o.pay_index, wd);
+	Micropay__V1__Dispute d = MICROPAY__V1__DISPUTE__INIT;
+	d.offer = (MpSigned *)offer;
+	d.w_pay_index = (ProtobufCBinaryData){MP_HASH_LEN, wd};
+	d.payout_account_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)s->tw.account_id};
+	MpSigned *stmt = mp_stmt_sign(&s->ch.owner, MP_STMT_DISPUTE, &d.base);
+	ck_assert_ptr_nonnull(stmt);
+	MpEnvelope *r = dispute_call(stmt);
+	ck_assert_int_eq(r->dispute_resp->status->code, MP_ST(OK));
+	micropay__v1__envelope__free_unpacked(r, NULL);
+	return stmt;
+}
+
 /* The attack the cancel closes, end to end at m1: an Offer of m1 lapses unpaid; the buyer's
  * next Pays are refused until it cancels the Offer; it then pays the Offer's indices for other
  * orders and disputes the Offer with the word at pay_index. m1's poller answers the dispute
@@ -927,25 +970,14 @@ START_TEST(lapsed_offer_dispute_cancelled_by_m1)
 	struct sale s = {0};
 	struct wire w;
 	static const uint8_t plain = 1;
-	tchannel_opened(&net, "m1", &s.tw, &s.ch, 50, &w);
-	tchannel_id(&s.ch, s.cid);
-	MpEnvelope *e = tchannel_pay(&s.ch, &w, 1, &plain, 1);
-	micropay__v1__envelope__free_unpacked(e, NULL);
-	Micropay__V1__OfferReq oreq = MICROPAY__V1__OFFER_REQ__INIT;
-	oreq.channel_id = (ProtobufCBinaryData){MP_ID_LEN, s.cid};
-	oreq.item = "song";
+	MpSigned *offer = real_offer(&s, &w);
+	MpEnvelope *e;
 	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
-	env.body_case = MP_BODY(OFFER_REQ);
-	env.offer_req = &oreq;
-	MpEnvelope *oe = wire_call(&w, &env);
-	ck_assert(oe && oe->body_case == MP_BODY(OFFER_RESP));
-	ck_assert_int_eq(oe->offer_resp->status->code, MP_ST(OK));
-	ck_assert_ptr_null(mp_offer_open(oe->offer_resp->offer, m1.key.pk, &s.o));
 	net_clock_advance(&net, 120); /* lapsed unpaid */
 	e = tchannel_pay(&s.ch, &w, 2, &plain, 1);
 	ck_assert_int_eq(e->pay_ack->status->code, MP_ST(CONFLICT));
 	micropay__v1__envelope__free_unpacked(e, NULL);
-	MpSigned *cancel = mp_offer_cancel_sign(&s.ch.owner, oe->offer_resp->offer, &s.o);
+	MpSigned *cancel = mp_offer_cancel_sign(&s.ch.owner, offer, &s.o);
 	Micropay__V1__OfferCancelReq creq = MICROPAY__V1__OFFER_CANCEL_REQ__INIT;
 	creq.cancel = cancel;
 	env.body_case = MP_BODY(OFFER_CANCEL_REQ);
@@ -961,17 +993,9 @@ START_TEST(lapsed_offer_dispute_cancelled_by_m1)
 		micropay__v1__envelope__free_unpacked(e, NULL);
 	}
 	wire_close(&w);
-	uint8_t wd[MP_HASH_LEN];
-	tchannel_word(&s.ch, s.o.pay_index, wd);
-	Micropay__V1__Dispute d = MICROPAY__V1__DISPUTE__INIT;
-	d.offer = oe->offer_resp->offer;
-	d.w_pay_index = (ProtobufCBinaryData){MP_HASH_LEN, wd};
-	d.payout_account_id = (ProtobufCBinaryData){MP_ID_LEN, s.tw.account_id};
-	MpSigned *stmt = mp_stmt_sign(&s.ch.owner, MP_STMT_DISPUTE, &d.base);
-	micropay__v1__envelope__free_unpacked(oe, NULL);
-	MpEnvelope *r = dispute_call(stmt);
-	ck_assert_int_eq(r->dispute_resp->status->code, MP_ST(OK));
-	micropay__v1__envelope__free_unpacked(r, NULL);
+	MpSigned *stmt = dispute_of(&s, offer);
+	mp_stmt_free(offer);
+	MpEnvelope *r;
 	mp_hex_encode(s.cid, MP_ID_LEN, s.cid_hex);
 	uint64_t t0 = now_ms();
 	char *state = NULL;
@@ -1002,33 +1026,13 @@ START_TEST(unpaid_offer_paid_by_its_dispute)
 	struct sale s = {0};
 	struct wire w;
 	static const uint8_t plain = 1;
-	tchannel_opened(&net, "m1", &s.tw, &s.ch, 50, &w);
-	tchannel_id(&s.ch, s.cid);
-	MpEnvelope *e = tchannel_pay(&s.ch, &w, 1, &plain, 1);
-	micropay__v1__envelope__free_unpacked(e, NULL);
-	Micropay__V1__OfferReq oreq = MICROPAY__V1__OFFER_REQ__INIT;
-	oreq.channel_id = (ProtobufCBinaryData){MP_ID_LEN, s.cid};
-	oreq.item = "song";
+	MpSigned *offer = real_offer(&s, &w);
+	MpEnvelope *e;
 	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
-	env.body_case = MP_BODY(OFFER_REQ);
-	env.offer_req = &oreq;
-	MpEnvelope *oe = wire_call(&w, &env);
-	ck_assert(oe && oe->body_case == MP_BODY(OFFER_RESP));
-	ck_assert_int_eq(oe->offer_resp->status->code, MP_ST(OK));
-	ck_assert_ptr_null(mp_offer_open(oe->offer_resp->offer, m1.key.pk, &s.o));
 	net_clock_advance(&net, 120); /* lapsed, never paid at m1 */
-	uint8_t wd[MP_HASH_LEN];
-	tchannel_word(&s.ch, s.o.pay_index, wd);
-	Micropay__V1__Dispute d = MICROPAY__V1__DISPUTE__INIT;
-	d.offer = oe->offer_resp->offer;
-	d.w_pay_index = (ProtobufCBinaryData){MP_HASH_LEN, wd};
-	d.payout_account_id = (ProtobufCBinaryData){MP_ID_LEN, s.tw.account_id};
-	MpSigned *stmt = mp_stmt_sign(&s.ch.owner, MP_STMT_DISPUTE, &d.base);
-	MpSigned *cancel = mp_offer_cancel_sign(&s.ch.owner, oe->offer_resp->offer, &s.o);
-	micropay__v1__envelope__free_unpacked(oe, NULL);
-	MpEnvelope *r = dispute_call(stmt);
-	ck_assert_int_eq(r->dispute_resp->status->code, MP_ST(OK));
-	micropay__v1__envelope__free_unpacked(r, NULL);
+	MpSigned *stmt = dispute_of(&s, offer);
+	MpSigned *cancel = mp_offer_cancel_sign(&s.ch.owner, offer, &s.o);
+	mp_stmt_free(offer);
 	struct poll_wait pw = {.stmt = stmt};
 	ck_assert_msg(wait_for(key_relayed, &pw, 60000), "merchantd's poller sent no key");
 	uint8_t h[MP_HASH_LEN];
