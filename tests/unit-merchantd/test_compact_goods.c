@@ -57,7 +57,7 @@ static void offer_row(int n, int deadline)
 {
 	sql("INSERT INTO offers VALUES (x'000000000000000000000000000000%02x', zeroblob(16), 0, "
 	    "'song', '/x', "
-	    "10, 0, 1024, 1, zeroblob(32), zeroblob(8), 1, 2, 3, %d, x'00', 1, 0)",
+	    "10, 0, 1024, 1, zeroblob(32), zeroblob(8), 1, 2, 3, %d, x'00', 1, 0, NULL)",
 	    n, deadline, 0);
 }
 
