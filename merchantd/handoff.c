@@ -26,6 +26,7 @@
  *   broker's Bind, which every answer carries in HandoffResp.bind)
  *   MAX_HANDOFFS reached                   -> LIMIT;  exhausted (last = n) -> OUT_OF_RANGE;
  *   past pay_until - δ_xfer                -> EXPIRED
+ *   an unpaid offer holds the channel (offer_blocks, offer.h) -> CONFLICT naming it
  *   requester_cert present but not the broker's MerchantCert of the peer -> MALFORMED
  *   otherwise: build Handoff h+1 at (seg_seq, last, w_last) of the pay path (the current
  *   segment; segments_head = its head), sign it on the worker pool (chan_sign.h: SIGNING;
@@ -52,6 +53,7 @@
 #include "log.h"
 #include "restore.h"
 #include "merchant.h"
+#include "offer.h"
 #include "proto_limits.h"
 #include "segments.h"
 #include "stmt.h"
@@ -368,6 +370,11 @@ static void serve(struct merchant *m, struct mp_conn *c, uint64_t request_id, st
 		refuse_evidence(m, c, request_id, code, detail, hex, cap);
 		mp_stmt_free(cap);
 		return;
+	}
+	char held[300];
+	if (code == MP_ST(OK) && offer_blocks(ch, "handoff", held, sizeof(held))) {
+		code = MP_ST(CONFLICT);
+		detail = held;
 	}
 	if (code != MP_ST(OK)) {
 		refuse(m, c, request_id, code, detail, hex);

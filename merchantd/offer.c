@@ -17,7 +17,9 @@
  *   HASHING [worker pool, offer_seal.c]: K and order_ref drawn, the prefix derived from K;
  *        the file read, sealed and hashed into the Merkle tree (common/sealed_tree.h)
  *        --(changed)--> CONFLICT; --(unreadable)--> INTERNAL
- *        v   (the channel's last moved, or it is no longer held --> CONFLICT: ask again)
+ *        v   (the channel's last moved, it is no longer held, or a Handoff, Cap or Close of
+ *             it is being signed or committed --> CONFLICT: ask again; so no offer comes to
+ *             hold a channel that is leaving, offer_blocks)
  *   SIGNING [worker pool, common/sign_job.h]: the Offer statement under our key
  *        --(queue full)--> LIMIT; --(failed)--> INTERNAL
  *        v   (the same checks again; the batch full --> LIMIT)
@@ -131,6 +133,8 @@ static const char *moved(struct prep *p, struct channel **out)
 	*out = ch;
 	if (merchant_holding(ch, &detail) != MP_ST(OK))
 		return "the channel is no longer held here";
+	if (ch->signing || ch->handoff_pending || ch->cap_pending || ch->close_pending)
+		return "a Handoff, Cap or Close of the channel is being made; ask again";
 	if (ch->seg_seq != p->o->seg_seq || ch->last != p->o->after_index ||
 	    ch->durable_last != p->o->after_index)
 		return "the channel's last moved while the offer was made; ask again";

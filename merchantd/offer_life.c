@@ -107,6 +107,18 @@ const struct offer *offer_holding(const struct channel *ch)
 	return o && !o->paid && !o->cancel && ch->last == o->after_index ? o : NULL;
 }
 
+bool offer_blocks(const struct channel *ch, const char *what, char *buf, size_t len)
+{
+	const struct offer *held = offer_holding(ch);
+	if (held)
+		snprintf(buf, len,
+			 "an unpaid offer of '%s' (pay_index %u) holds this channel at index %u: "
+			 "no %s until the offer is paid or the buyer cancels it (OfferCancelReq at "
+			 "this merchant; the OpenAck names the offer)",
+			 held->item.id, held->pay_index, held->after_index, what);
+	return held != NULL;
+}
+
 bool offer_open(const struct merchant *m, const struct channel *ch, const struct offer *o)
 {
 	return o && o == offer_holding(ch) && o->recorded && !o->stale &&

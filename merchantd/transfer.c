@@ -26,6 +26,7 @@
  *   OUT_OF_RANGE;  in-memory last > declared_last -> STALE_INDEX;  last + new_len < n ->
  *   OUT_OF_RANGE;  a Handoff or Cap of the channel waiting for its commit, its record not
  *   durable yet, or the group commit full -> LIMIT (retry)
+ *   an unpaid offer holds the channel (offer_blocks, offer.h) -> CONFLICT naming it
  *   otherwise: build Cap{channel_id, new_seg_seq, transfer_hash, hseq, (current segment, last,
  *   w_last)} and sign it on the worker pool (chan_sign.h: SIGNING, every request of the
  *   channel LIMIT meanwhile; queue full, or the group commit full once signed -> LIMIT,
@@ -49,6 +50,7 @@
 #include "log.h"
 #include "restore.h"
 #include "merchant.h"
+#include "offer.h"
 #include "proto_limits.h"
 #include "segments.h"
 #include "stmt.h"
@@ -274,6 +276,11 @@ static void serve(struct merchant *m, struct mp_conn *c, uint64_t request_id, st
 	const char *detail = "Transfer not signed by the current segment's owner";
 	if (code == MP_ST(OK))
 		code = check(m, ch, (const Micropay__V1__Transfer *)body, &detail);
+	char held[300];
+	if (code == MP_ST(OK) && offer_blocks(ch, "transfer", held, sizeof(held))) {
+		code = MP_ST(CONFLICT);
+		detail = held;
+	}
 	if (body)
 		protobuf_c_message_free_unpacked(body, NULL);
 	if (code != MP_ST(OK)) {

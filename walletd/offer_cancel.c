@@ -136,3 +136,30 @@ void wallet_session_cancel_held(struct pay_op *s, const MpSigned *held)
 		 stored ? wkey_offer_state_name(state) : "not stored");
 	send_cancel(s, held, &o, stored == 1);
 }
+
+struct may_hold {
+	const struct wchannel *ch;
+	uint8_t holder_pk[MP_PK_LEN];
+	bool found;
+};
+
+static void note_offered(void *arg, const struct wkey_offer *row)
+{
+	struct may_hold *h = arg;
+	struct mp_offer o;
+	if (h->found || memcmp(row->channel_id, h->ch->channel_id, MP_ID_LEN) != 0 ||
+	    mp_offer_open(row->offer, h->holder_pk, &o))
+		return;
+	h->found = o.seg_seq == h->ch->seg_seq && o.after_index == wallet_channel_spent(h->ch);
+}
+
+bool wallet_offer_may_hold(struct wallet *w, const struct wchannel *ch)
+{
+	struct may_hold h = {.ch = ch};
+	if (!ch->holder_cert ||
+	    wallet_merchant_cert_check(w, ch->holder_cert, ch->holder, h.holder_pk))
+		return false;
+	if (!wstore_key_offer_each(w->store, false, WKO_OFFERED, note_offered, &h))
+		return true; /* the store cannot tell: ask the holder */
+	return h.found;
+}

@@ -739,6 +739,53 @@ static bool session_connect(struct pay_op *p, const char *host, uint16_t port)
 	return true;
 }
 
+/* ---- a Move behind an unpaid Offer ----
+ * A holder hands off no channel that an unpaid Offer of ours holds (docs/disputes.md
+ * "Cancelling an offer"): when our store has such an Offer (OFFERED, of the holder, at our
+ * point), the Move waits for a session at the holder first, whose Open cancels it
+ * (offer_cancel.c):
+ *   MOVE --an OFFERED Offer may hold the channel--> HOLDER SESSION (Open, in-flight Pays
+ *   resent, the held Offer cancelled) --done--> connect to the target with the Move
+ *   HOLDER SESSION --fails--> the request answered with its failure, the Move never sent */
+
+static void pending_move_free(void *arg)
+{
+	struct pay_op *p = arg;
+	mp_stmt_free(p->move);
+	if (p->then_free)
+		p->then_free(p->then_arg);
+	event_free(p->open_timer);
+	free(p);
+}
+
+static void move_after_holder(struct pay_op *s, void *arg)
+{
+	struct mp_admin_req *req;
+	struct pay_op *p = wallet_session_handover(s, &req);
+	char host[256];
+	uint16_t port;
+	if (mp_split_endpoint(p->endpoint, host, sizeof(host), &port) &&
+	    session_connect(p, host, port))
+		return;
+	mp_admin_fail(req, MP_ADMIN_FAILED, "%s: cannot connect to %s", p->verb, p->endpoint);
+	pending_move_free(p);
+}
+
+/* Connect p to host:port, after a session at the holder when an unpaid Offer of ours may hold
+ * the channel there; false (p's parts are the caller's) if nothing could be started. */
+static bool start_session(struct pay_op *p, const char *host, uint16_t port)
+{
+	char at[300], err[200];
+	if (!p->move || !wallet_offer_may_hold(p->w, p->ch) ||
+	    !wallet_holder_endpoint(p->w, p->ch, at, sizeof(at)))
+		return session_connect(p, host, port);
+	log_info("channel %s: an unpaid offer of ours may hold it at its holder: cancelling it "
+		 "there before the Move",
+		 p->hex);
+	return wallet_session_open(p->w, p->req, p->verb, p->ch, at, move_after_holder, p,
+				   pending_move_free, err, sizeof(err));
+}
+
 static const char *pay_refusal(struct wallet *w, struct pay_op *p, char *why, size_t len)
 {
 	struct wchannel *ch = p->ch;
@@ -794,7 +841,7 @@ void wallet_admin_pay(struct mp_admin_req *req, json_t *params, void *ctx)
 		free(p);
 		return;
 	}
-	if (!session_connect(p, host, port)) {
+	if (!start_session(p, host, port)) {
 		mp_admin_fail(req, MP_ADMIN_FAILED, "pay: cannot connect to %s", p->endpoint);
 		mp_stmt_free(p->move);
 		event_free(p->open_timer);
@@ -853,7 +900,7 @@ bool wallet_session_open_at(struct wallet *w, struct mp_admin_req *req, const ch
 	mp_hex_encode(ch->channel_id, MP_ID_LEN, p->hex);
 	snprintf(p->endpoint, sizeof(p->endpoint), "%s", endpoint);
 	const char *bad = session_move(p);
-	if (bad || !session_connect(p, host, port)) {
+	if (bad || !start_session(p, host, port)) {
 		snprintf(err, errlen, "%s", bad ? bad : "cannot connect");
 		if (!bad)
 			snprintf(err, errlen, "cannot connect to %s", endpoint);

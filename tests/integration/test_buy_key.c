@@ -22,6 +22,7 @@
  *   deadline, and the sweep refunds the price exactly once.
  * Every test ends with the broker's audit clean. */
 #include <check.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -238,6 +239,111 @@ START_TEST(tampered_ciphertext_not_paid)
 }
 END_TEST
 
+/* ---- an abandoned offer and a Move ---- */
+
+/* w1 pays an order of units at m2 (id mid, endpoint ep), the channel moved there if m1 holds
+ * it. */
+static json_t *pay_at(const char *channel, const char *mid, const char *ep, int units, char *err,
+		      size_t errlen)
+{
+	char params[700], order[64];
+	net_new_order(&net, "m2", units, order, sizeof(order));
+	snprintf(params, sizeof(params),
+		 "{\"channel_id\":\"%s\",\"endpoint\":\"%s\",\"units\":%d,\"merchant_id\":\"%s\","
+		 "\"order_ref\":\"%s\"}",
+		 channel, ep, units, mid, order);
+	return admin(&net, "w1", "pay", params, err, errlen);
+}
+
+/* A fresh channel with one song bought, then a book whose ciphertext m1 tampers with: the
+ * unpaid Offer, OFFERED in w1's store (its order_ref into ref), holds the channel at m1. */
+static void abandoned_offer(char *ch, size_t chlen, char *ref, size_t reflen)
+{
+	char out[800], err[2048];
+	net_wallet_issue(&net, "w1", m1_hex, 100, 2, ch, chlen);
+	buy_song(ch);
+	restart_m1("offer_tamper_chunk");
+	out_path("book.out", out, sizeof(out));
+	ck_assert(buy("book", ch, out, true, err, sizeof(err)) == NULL);
+	only_offer(ch, ref, reflen);
+	json_t *o = key_offer(ref);
+	ck_assert_str_eq(json_str(o, "state"), "OFFERED");
+	json_decref(o);
+	restart_m1(NULL);
+}
+
+/* The wallet's store loses its record of the channel's offers (as if walletd had died between
+ * the OfferResp and storing it). */
+static void forget_offers(const char *channel)
+{
+	char path[800];
+	uint8_t id[MP_ID_LEN];
+	hex_to_bytes(channel, id, MP_ID_LEN);
+	ck_assert_int_eq(net_cmd(&net, "kill", "w1"), 0);
+	net_path(&net, "w1/wallet.db", path, sizeof(path));
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	ck_assert_int_eq(
+	    sqlite3_prepare_v2(db, "DELETE FROM key_offers WHERE channel_id = ?1", -1, &st, NULL),
+	    SQLITE_OK);
+	sqlite3_bind_blob(st, 1, id, MP_ID_LEN, SQLITE_STATIC);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_DONE);
+	ck_assert_int_eq(sqlite3_changes(db), 1);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	ck_assert_int_eq(net_cmd(&net, "start", "w1"), 0);
+}
+
+/* An unpaid offer holds its channel at m1 against a Handoff too (merchantd/offer.h
+ * offer_blocks): otherwise the buyer could move the channel at after_index, pay the offer's
+ * indices at m2, and dispute m1's offer before the broker learns of the move. w1, which knows
+ * its abandoned offer, cancels it at m1 before the Move; a wallet that lost its record gets
+ * m1's CONFLICT through m2 with the reason, nothing moved or paid, and a session at m1 (which
+ * cancels the offer its Open names) lets the Move through. */
+START_TEST(abandoned_offer_cancelled_before_a_move)
+{
+	char ch[80], ref[80], err[2048], m2_hex[64], m2_ep[128];
+	ck_assert_int_eq(net_cmd(&net, "merchant", "m2"), 0);
+	net_read(&net, "m2", "merchant_id", m2_hex, sizeof(m2_hex));
+	net_read(&net, "m2", "endpoint", m2_ep, sizeof(m2_ep));
+	abandoned_offer(ch, sizeof(ch), ref, sizeof(ref));
+	int64_t before = w1_last(ch);
+	json_t *r = pay_at(ch, m2_hex, m2_ep, 2, err, sizeof(err));
+	ck_assert_msg(r != NULL, "pay at m2: %s", err);
+	json_decref(r);
+	json_t *o = key_offer(ref);
+	ck_assert_str_eq(json_str(o, "state"), "CANCELLED");
+	json_decref(o);
+	ck_assert_int_eq(metric(&net, "m1", "micropay_merchant_offers_cancelled_total"), 1);
+	json_t *c = goods_wallet_channel(&net, "w1", ch);
+	ck_assert_str_eq(json_str(c, "holder"), m2_hex);
+	ck_assert_int_eq(json_int(c, "last"), before + 2);
+	json_decref(c);
+
+	char ch2[80], ref2[80];
+	abandoned_offer(ch2, sizeof(ch2), ref2, sizeof(ref2));
+	forget_offers(ch2);
+	before = w1_last(ch2);
+	ck_assert(pay_at(ch2, m2_hex, m2_ep, 2, err, sizeof(err)) == NULL);
+	ck_assert_msg(strstr(err, "CONFLICT") && strstr(err, "holds this channel") &&
+			  strstr(err, "no handoff"),
+		      "%s", err);
+	c = goods_wallet_channel(&net, "w1", ch2);
+	ck_assert_str_eq(json_str(c, "holder"), m1_hex);
+	json_decref(c);
+	ck_assert_int_eq(w1_last(ch2), before);
+	buy_song(ch2); /* the Open names the offer; w1, with no record of paying it, cancels it */
+	ck_assert_int_eq(metric(&net, "m1", "micropay_merchant_offers_cancelled_total"),
+			 1); /* counted since m1's restart in abandoned_offer */
+	r = pay_at(ch2, m2_hex, m2_ep, 2, err, sizeof(err));
+	ck_assert_msg(r != NULL, "pay at m2 after the cancel: %s", err);
+	json_decref(r);
+	net_audit_clean(&net);
+}
+END_TEST
+
 /* ---- a merchant that withholds the key ---- */
 
 static json_t *dispute(const char *channel, const char *order_ref, char *err, size_t errlen)
@@ -409,6 +515,7 @@ static Suite *suite(void)
 	tcase_add_checked_fixture(tc, setup_net, teardown_net);
 	tcase_add_test(tc, honest_key_purchase);
 	tcase_add_test(tc, tampered_ciphertext_not_paid);
+	tcase_add_test(tc, abandoned_offer_cancelled_before_a_move);
 	tcase_add_test(tc, withheld_key_refunded);
 	tcase_add_test(tc, late_key_through_the_broker);
 	tcase_add_test(tc, dispute_too_late_is_final);

@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "harness_custody.h"
 #include "harness_goods.h"
 #include "harness_ledger.h"
 #include "harness_merchant.h"
@@ -476,11 +477,39 @@ static bool held_is(struct tchannel *ch, struct wire *w, const struct got_offer 
 	return same;
 }
 
+/* The owner's TransferReq of ch's rest after declared_last to a new customer, on w: the
+ * TransferResp's code; its detail must hold detail_has. */
+static MpCode transfer_code(struct tchannel *ch, struct wire *w, uint32_t declared_last,
+			    const char *detail_has)
+{
+	struct tseg seg;
+	uint8_t id[MP_ID_LEN], cert_hash[MP_HASH_LEN];
+	tchannel_id(ch, id);
+	tseg_make(&seg, ch->n - declared_last);
+	mp_stmt_hash(ch->cert, cert_hash);
+	MpSigned *t = transfer_sign(id, 1, 0, declared_last, &seg, &ch->owner, cert_hash);
+	Micropay__V1__TransferReq req = MICROPAY__V1__TRANSFER_REQ__INIT;
+	req.transfer = t;
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.body_case = MP_BODY(TRANSFER_REQ);
+	env.transfer_req = &req;
+	MpEnvelope *e = wire_call(w, &env);
+	mp_stmt_free(t);
+	mp_key_free(&seg.owner);
+	ck_assert(e && e->body_case == MP_BODY(TRANSFER_RESP) && e->transfer_resp->status);
+	MpCode code = e->transfer_resp->status->code;
+	ck_assert_msg(strstr(e->transfer_resp->status->detail, detail_has),
+		      "TransferResp detail '%s' lacks '%s'", e->transfer_resp->status->detail,
+		      detail_has);
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	return code;
+}
+
 /* An unpaid offer holds the channel past its deadline until the buyer cancels it (docs/
- * goods.md "Cancelling an offer"): the OpenAck names it; a cancel signed by another key is
- * BAD_SIG, one naming another statement MALFORMED, one naming another merchant UNKNOWN_ITEM;
- * the owner's OK, again DUPLICATE_OK, also after SIGKILL (from the store); the channel then
- * pays on and takes a new offer; a paid offer is never cancelled (CONFLICT). */
+ * goods.md "Cancelling an offer"): the OpenAck names it; a Transfer is refused CONFLICT; a cancel
+ * signed by another key is BAD_SIG, one naming another statement MALFORMED, one naming another
+ * merchant UNKNOWN_ITEM; the owner's OK, again DUPLICATE_OK, also after SIGKILL (from the store);
+ * the channel then pays on and takes a new offer; a paid offer is never cancelled (CONFLICT). */
 START_TEST(lapsed_offer_cancelled)
 {
 	struct twallet tw;
@@ -499,6 +528,9 @@ START_TEST(lapsed_offer_cancelled)
 	net_clock_advance(&net, 61); /* lapsed unpaid */
 	ck_assert(held_is(&ch, &w, &a));
 	ck_assert_int_eq(pay(&ch, &w, 2, NULL, &last, NULL, "holds this channel"), MP_ST(CONFLICT));
+	/* Nor does the channel leave m1 by a Cap while held (offer_blocks). */
+	ck_assert_int_eq(transfer_code(&ch, &w, 1, "no transfer until the offer is paid"),
+			 MP_ST(CONFLICT));
 	ck_assert_int_eq(cancel_code(&w, &a, &other, false), MP_ST(BAD_SIG));
 	ck_assert_int_eq(cancel_code(&w, &a, &ch.owner, true), MP_ST(MALFORMED));
 	struct got_offer elsewhere = a;
