@@ -22,6 +22,7 @@
  *   handed off -> HANDED_OFF;  not held (a takeover in progress) -> NOT_HOLDER
  *   seg_seq below the current segment (transferred) -> STALE_SEGMENT
  *   epoch != our epoch                           -> NOT_HOLDER
+ *   an unpaid offer holds the channel (offer_blocks, offer.h) -> CONFLICT naming it
  *   the group commit full                        -> LIMIT (retry)
  *   otherwise: build Close{channel_id, hseq, (seg_seq, last, w_last)} at the pay path's point
  *   and sign it on the worker pool (chan_sign.h; queue full -> LIMIT, nothing changed); once
@@ -45,6 +46,7 @@
 #include "log.h"
 #include "restore.h"
 #include "merchant.h"
+#include "offer.h"
 #include "segments.h"
 #include "stmt.h"
 
@@ -212,6 +214,11 @@ static void serve(struct merchant *m, struct mp_conn *c, uint64_t request_id, st
 	const char *detail = "CloseRequest not signed by the owner of its segment";
 	if (code == MP_ST(OK))
 		code = check(ch, (const Micropay__V1__CloseRequest *)body, &detail);
+	char held[300];
+	if (code == MP_ST(OK) && offer_blocks(ch, "close", held, sizeof(held))) {
+		code = MP_ST(CONFLICT);
+		detail = held;
+	}
 	if (body)
 		protobuf_c_message_free_unpacked(body, NULL);
 	if (code == MP_ST(DUPLICATE_OK)) {

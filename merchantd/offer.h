@@ -66,13 +66,11 @@ struct merchant;
  * payword does not name its order, and the buyer could otherwise dispute the lapsed offer with
  * a word it paid for something else. */
 const struct offer *offer_holding(const struct channel *ch);
-/* An offer holding ch also keeps it from leaving this merchant at its after_index: no Handoff
- * and no Cap while it holds (a Close is allowed: it ends the channel at after_index, and a
- * word above a Close is neither paid here nor credited by the broker once it knows the Close).
- * Otherwise the buyer could move the channel on at after_index, pay the offer's indices
- * elsewhere, and dispute the offer before the broker learns of the move (docs/disputes.md
- * "Cancelling an offer"). True, with a detail naming the offer and what blocks `what`, if one
- * holds. */
+/* An offer holding ch also keeps it from leaving this merchant at its after_index: no
+ * Handoff, Cap or Close while it holds. Otherwise the buyer could move or end the channel at
+ * after_index, pay the offer's indices elsewhere, and dispute the offer before the broker
+ * learns of the Handoff, Cap or Close (docs/disputes.md "A held channel does not leave the
+ * merchant"). True, with a detail naming the offer and what it blocks (`what`), if one holds. */
 bool offer_blocks(const struct channel *ch, const char *what, char *buf, size_t len);
 /* The offer is open to a Pay: holding the channel, recorded, before its deadline, its file
  * unchanged. */

@@ -505,8 +505,35 @@ static MpCode transfer_code(struct tchannel *ch, struct wire *w, uint32_t declar
 	return code;
 }
 
+/* The owner's CloseReq for ch (segment 0, epoch 0) on w: the CloseResp's code; its detail must
+ * hold detail_has. */
+static MpCode close_code(struct tchannel *ch, struct wire *w, const char *detail_has)
+{
+	uint8_t id[MP_ID_LEN];
+	tchannel_id(ch, id);
+	Micropay__V1__CloseRequest r = MICROPAY__V1__CLOSE_REQUEST__INIT;
+	r.channel_id = (ProtobufCBinaryData){MP_ID_LEN, id};
+	MpSigned *s = mp_stmt_sign(&ch->owner, MP_STMT_CLOSE_REQUEST, &r.base);
+	ck_assert_ptr_nonnull(s);
+	Micropay__V1__CloseReq req = MICROPAY__V1__CLOSE_REQ__INIT;
+	req.request = s;
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.body_case = MP_BODY(CLOSE_REQ);
+	env.close_req = &req;
+	MpEnvelope *e = wire_call(w, &env);
+	mp_stmt_free(s);
+	ck_assert(e && e->body_case == MP_BODY(CLOSE_RESP) && e->close_resp->status);
+	MpCode code = e->close_resp->status->code;
+	ck_assert_msg(strstr(e->close_resp->status->detail, detail_has),
+		      "CloseResp detail '%s' lacks '%s'", e->close_resp->status->detail,
+		      detail_has);
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	return code;
+}
+
 /* An unpaid offer holds the channel past its deadline until the buyer cancels it (docs/
- * goods.md "Cancelling an offer"): the OpenAck names it; a Transfer is refused CONFLICT; a cancel
+ * goods.md "Cancelling an offer"): the OpenAck names it; a Transfer and a Close are refused
+ * CONFLICT; a cancel
  * signed by another key is BAD_SIG, one naming another statement MALFORMED, one naming another
  * merchant UNKNOWN_ITEM; the owner's OK, again DUPLICATE_OK, also after SIGKILL (from the store);
  * the channel then pays on and takes a new offer; a paid offer is never cancelled (CONFLICT). */
@@ -528,9 +555,10 @@ START_TEST(lapsed_offer_cancelled)
 	net_clock_advance(&net, 61); /* lapsed unpaid */
 	ck_assert(held_is(&ch, &w, &a));
 	ck_assert_int_eq(pay(&ch, &w, 2, NULL, &last, NULL, "holds this channel"), MP_ST(CONFLICT));
-	/* Nor does the channel leave m1 by a Cap while held (offer_blocks). */
+	/* Nor does the channel leave m1 by a Cap or end by a Close while held (offer_blocks). */
 	ck_assert_int_eq(transfer_code(&ch, &w, 1, "no transfer until the offer is paid"),
 			 MP_ST(CONFLICT));
+	ck_assert_int_eq(close_code(&ch, &w, "no close until the offer is paid"), MP_ST(CONFLICT));
 	ck_assert_int_eq(cancel_code(&w, &a, &other, false), MP_ST(BAD_SIG));
 	ck_assert_int_eq(cancel_code(&w, &a, &ch.owner, true), MP_ST(MALFORMED));
 	struct got_offer elsewhere = a;
