@@ -158,7 +158,15 @@ static void answer_next(struct dispute_answer *da)
 	for (; da->next < da->n; da->next++) {
 		const struct open_dispute *d = &da->list[da->next];
 		ids_hex(d, ch, ref);
-		struct offer *o = offer_lookup(da->m, d->channel_id, d->order_ref);
+		struct offer *o = NULL;
+		int found = offer_lookup(da->m, d->channel_id, d->order_ref, &o);
+		if (found < 0) {
+			log_warn("dispute %s/%s: the offer cannot be read from the store; at the "
+				 "next poll",
+				 ch, ref);
+			da->stats.failures++;
+			break;
+		}
 		if (!o) {
 			log_warn(
 			    "dispute %s/%s: no such offer in the store; the broker will refund "

@@ -78,13 +78,14 @@ bool offer_open(const struct merchant *m, const struct channel *ch, const struct
 /* order_ref names this offer, recorded. */
 bool offer_is_ref(const struct offer *o, const uint8_t *ref, size_t len);
 
-/* The offer (channel_id, order_ref), paid or not, as a copy (offer_free); NULL if the store
- * holds none (or on a store error, logged). Answered from the channel's current offer in memory
+/* The offer (channel_id, order_ref), paid or not, as a copy in *out (offer_free): 1; 0 if the
+ * store holds none; -1 on a store error or out of memory (logged), which callers answer as
+ * INTERNAL (retry), never as an unknown offer. Answered from the channel's current offer in memory
  * when it is that one (and recorded), else by one primary-key read on the loop's store
  * connection (bounded; committed rows only). Works after a restart: the store row is the truth.
  * For the dispute side (its key, or the buyer's cancel) and OfferCancelReq. */
-struct offer *offer_lookup(struct merchant *m, const uint8_t channel_id[MP_ID_LEN],
-			   const uint8_t order_ref[MP_ID_LEN]);
+int offer_lookup(struct merchant *m, const uint8_t channel_id[MP_ID_LEN],
+		 const uint8_t order_ref[MP_ID_LEN], struct offer **out);
 
 /* The Pay path (pay.c), for a fresh Pay at j on ch naming ref: OK if it may go on, i.e. it
  * names no offer of the channel, or it pays the channel's current offer (j = pay_index, the

@@ -5,7 +5,8 @@
  *   OfferCancelReq --cancel missing, its body not a strict OfferCancel, ids or hash of the
  *        wrong length--> MALFORMED;  --naming another merchant--> UNKNOWN_ITEM
  *        the channel unknown here --> UNKNOWN_CHANNEL
- *        the offer (the channel's current one, or the store's row) unknown --> UNKNOWN_ITEM
+ *        the offer (the channel's current one, or the store's row) unknown --> UNKNOWN_ITEM;
+ *        the store cannot be read --> INTERNAL (retry)
  *        paid (also by a Pay still committing) --> CONFLICT;  cancelled before --> DUPLICATE_OK
  *        (TOO_EARLY while that cancel is committing)
  *        v
@@ -160,12 +161,15 @@ static void on_verified(void *arg, MpCode code, ProtobufCMessage *body)
 						    : "malformed OfferCancel body");
 		return;
 	}
-	struct offer *o = offer_lookup(j->m, j->channel_id, j->order_ref);
-	const char *bad =
-	    o ? names_check(j->m, o, (const Micropay__V1__OfferCancel *)body) : "no such offer";
+	struct offer *o = NULL;
+	int found = offer_lookup(j->m, j->channel_id, j->order_ref, &o);
+	const char *bad = found < 0 ? "cannot read the offer from the store; retry"
+			  : found == 0
+			      ? "no such offer"
+			      : names_check(j->m, o, (const Micropay__V1__OfferCancel *)body);
 	protobuf_c_message_free_unpacked(body, NULL);
 	if (bad) {
-		code = o ? MP_ST(MALFORMED) : MP_ST(UNKNOWN_ITEM);
+		code = found < 0 ? MP_ST(INTERNAL) : o ? MP_ST(MALFORMED) : MP_ST(UNKNOWN_ITEM);
 		offer_free(o);
 		job_reply(j, code, bad);
 		return;
@@ -202,9 +206,13 @@ static bool find_offer(struct merchant *m, struct mp_conn *c, uint64_t request_i
 	char why[200];
 	MpCode code;
 	const struct channel *ch = channel_find(&m->channels, b->channel_id.data);
-	struct offer *o = ch ? offer_lookup(m, b->channel_id.data, b->order_ref.data) : NULL;
+	struct offer *o = NULL;
+	int found = ch ? offer_lookup(m, b->channel_id.data, b->order_ref.data, &o) : 0;
 	if (!ch || ch->state == CHANNEL_UNKNOWN) {
 		reply(c, request_id, MP_ST(UNKNOWN_CHANNEL), "no such channel here");
+	} else if (found < 0) {
+		reply(c, request_id, MP_ST(INTERNAL),
+		      "cannot read the offer from the store; retry");
 	} else if (!o || o->seg_seq > ch->seg_seq) {
 		reply(c, request_id, MP_ST(UNKNOWN_ITEM), "no such offer on this channel");
 	} else if (settled(o, &code, why, sizeof(why))) {

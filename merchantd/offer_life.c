@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "batch.h"
+#include "log.h"
 #include "merchant.h"
 #include "offer.h"
 #include "offer_store.h"
@@ -161,13 +162,16 @@ bool offer_settle(struct offer *o, struct batch_entry *e, uint64_t *credit)
 	return true;
 }
 
-struct offer *offer_lookup(struct merchant *m, const uint8_t channel_id[MP_ID_LEN],
-			   const uint8_t order_ref[MP_ID_LEN])
+int offer_lookup(struct merchant *m, const uint8_t channel_id[MP_ID_LEN],
+		 const uint8_t order_ref[MP_ID_LEN], struct offer **out)
 {
 	const struct channel *ch = channel_find(&m->channels, channel_id);
 	const struct offer *o = ch ? ch->offer : NULL;
-	if (offer_is_ref(o, order_ref, OFFER_REF_LEN))
-		return offer_copy(o);
-	struct offer *stored = NULL;
-	return offer_store_find(m->store, channel_id, order_ref, &stored) == 1 ? stored : NULL;
+	*out = NULL;
+	if (offer_is_ref(o, order_ref, OFFER_REF_LEN)) {
+		if (!(*out = offer_copy(o)))
+			log_err("offer lookup: out of memory");
+		return *out ? 1 : -1;
+	}
+	return offer_store_find(m->store, channel_id, order_ref, out);
 }

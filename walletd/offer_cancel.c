@@ -6,7 +6,9 @@
  *   CHECK: an Offer signed by the holder's MerchantCert key, of this channel and our segment,
  *        made at the OpenAck's point --else--> the session fails (nothing signed)
  *   our key_offers row: PAYING, PAID, KEYED, DISPUTED, REFUNDED, TOO_LATE or KEY_BAD (a word
- *        at its pay_index may have left, or did) --> not ours to give up: the session goes on
+ *        at its pay_index may have left, or did), or the session resent an in-flight Pay
+ *        naming its order_ref (a `pay` given the Offer's order_ref by hand, interrupted)
+ *        --> not ours to give up: the session goes on
  *        (a resent Pay may have paid it; if not, the holder refuses new Pays and says why)
  *   OFFERED, CANCELLED or no row (never paid: the row is PAYING before the word leaves) -->
  *   SIGNING: OfferCancel under the owner key of our segment --> CANCELLED on record (never
@@ -127,6 +129,14 @@ void wallet_session_cancel_held(struct pay_op *s, const MpSigned *held)
 	if (maybe_paid(state)) {
 		log_info("offer %s holds the channel and is %s here: not cancelled", ref,
 			 wkey_offer_state_name(state));
+		wallet_session_held_done(s);
+		return;
+	}
+	if (wallet_session_resent_ref(s, o.order_ref, MP_ID_LEN)) {
+		log_info(
+		    "offer %s: this session resent an in-flight Pay naming it (a `pay` with its "
+		    "order_ref): not cancelled",
+		    ref);
 		wallet_session_held_done(s);
 		return;
 	}

@@ -1008,6 +1008,14 @@ uint32_t wallet_session_point(const struct pay_op *p)
 	return p->open_last;
 }
 
+bool wallet_session_resent_ref(const struct pay_op *p, const uint8_t *ref, size_t len)
+{
+	for (int i = 0; i < p->n_resend; i++)
+		if (p->resend[i].order_ref_len == len && !memcmp(p->resend[i].order_ref, ref, len))
+			return true;
+	return false;
+}
+
 void wallet_session_held_done(struct pay_op *p)
 {
 	mp_stmt_free(p->held);

@@ -66,6 +66,8 @@ void wallet_session_cancel_held(struct pay_op *s, const MpSigned *held);
  * segment, made at our spent index, may hold the channel there (its holder hands off nothing
  * while it does); true too when the store cannot tell. */
 bool wallet_offer_may_hold(struct wallet *w, const struct wchannel *ch);
+/* The session resent an in-flight Pay naming this order_ref (it may have paid that Offer). */
+bool wallet_session_resent_ref(const struct pay_op *s, const uint8_t *ref, size_t len);
 /* The held Offer dealt with: the session goes on (new Pays, or the continuation). */
 void wallet_session_held_done(struct pay_op *s);
 /* End the session without answering: the continuation's argument and the admin request are

@@ -33,6 +33,7 @@
 #include "harness_goods.h"
 #include "harness_ledger.h"
 #include "harness_net.h"
+#include "harness_peer.h"
 #include "harness_settle.h"
 #include "../check_run.h"
 
@@ -344,6 +345,69 @@ START_TEST(abandoned_offer_cancelled_before_a_move)
 }
 END_TEST
 
+/* w1's store gets an in-flight Pay of ch at j naming order_ref ref (hex), as a `pay` given the
+ * offer's order_ref by hand leaves it when the connection drops before the answer. */
+static void put_inflight(const char *channel, uint32_t j, const char *ref)
+{
+	struct tchannel tc;
+	twallet_channel_load(&net, "w1", channel, &tc);
+	uint8_t id[MP_ID_LEN], w[MP_HASH_LEN], order[MP_ID_LEN];
+	tchannel_id(&tc, id);
+	tchannel_word(&tc, j, w);
+	hex_to_bytes(ref, order, MP_ID_LEN);
+	tchannel_free(&tc);
+	char path[800];
+	ck_assert_int_eq(net_cmd(&net, "kill", "w1"), 0);
+	net_path(&net, "w1/wallet.db", path, sizeof(path));
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	ck_assert_int_eq(sqlite3_prepare_v2(db,
+					    "INSERT INTO inflight (channel_id, j, w, order_ref) "
+					    "VALUES (?1, ?2, ?3, ?4)",
+					    -1, &st, NULL),
+			 SQLITE_OK);
+	sqlite3_bind_blob(st, 1, id, MP_ID_LEN, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, j);
+	sqlite3_bind_blob(st, 3, w, MP_HASH_LEN, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 4, order, MP_ID_LEN, SQLITE_STATIC);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_DONE);
+	sqlite3_finalize(st);
+	ck_assert_int_eq(sqlite3_prepare_v2(db,
+					    "UPDATE channels SET sent = max(sent, ?2) "
+					    "WHERE channel_id = ?1",
+					    -1, &st, NULL),
+			 SQLITE_OK);
+	sqlite3_bind_blob(st, 1, id, MP_ID_LEN, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, j);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_DONE);
+	ck_assert_int_eq(sqlite3_changes(db), 1);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	ck_assert_int_eq(net_cmd(&net, "start", "w1"), 0);
+}
+
+/* An in-flight Pay naming the held offer (a hand-typed `pay` with its order_ref, interrupted)
+ * is resent at the next Open and pays the offer; the wallet then signs no OfferCancel for it
+ * (an honest holder would refuse it CONFLICT, a dishonest one could keep it to answer a
+ * dispute), and the session goes on. */
+START_TEST(resent_pay_of_a_held_offer_not_cancelled)
+{
+	char ch[80], ref[80];
+	abandoned_offer(ch, sizeof(ch), ref, sizeof(ref));
+	uint32_t pay_index = (uint32_t)w1_last(ch) + BOOK_UNITS;
+	put_inflight(ch, pay_index, ref);
+	buy_song(ch); /* resends the Pay at pay_index, then buys the song after it */
+	ck_assert_int_gt(w1_last(ch), pay_index);
+	json_t *o = key_offer(ref);
+	ck_assert_str_eq(json_str(o, "state"), "OFFERED"); /* never cancelled */
+	json_decref(o);
+	ck_assert_int_eq(metric(&net, "m1", "micropay_merchant_offers_cancelled_total"), 0);
+	net_audit_clean(&net);
+}
+END_TEST
+
 /* ---- a merchant that withholds the key ---- */
 
 static json_t *dispute(const char *channel, const char *order_ref, char *err, size_t errlen)
@@ -516,6 +580,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, honest_key_purchase);
 	tcase_add_test(tc, tampered_ciphertext_not_paid);
 	tcase_add_test(tc, abandoned_offer_cancelled_before_a_move);
+	tcase_add_test(tc, resent_pay_of_a_held_offer_not_cancelled);
 	tcase_add_test(tc, withheld_key_refunded);
 	tcase_add_test(tc, late_key_through_the_broker);
 	tcase_add_test(tc, dispute_too_late_is_final);
