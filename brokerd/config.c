@@ -9,6 +9,7 @@
 #include "config_doc.h"
 #include "frame.h"
 #include "proto_limits.h"
+#include "sealed_proof.h"
 #include "service.h"
 
 /* A string or boolean key. */
@@ -127,6 +128,14 @@ static bool check_limits(const struct broker_config *cfg, const char *path, char
 	if (!mp_net_limits_check(&cfg->limits, path, err, errlen) ||
 	    !mp_net_idle_timeout_check(cfg->idle_timeout, path, "broker", err, errlen))
 		return false;
+	if (cfg->limits.max_frame < MP_PROOF_FRAME_MIN) {
+		snprintf(
+		    err, errlen,
+		    "%s: [limits] max_frame must be at least %u in brokerd, not %u: a wallet's "
+		    "dispute carries a sealed chunk of up to 512 KiB as its BadKeyProof",
+		    path, MP_PROOF_FRAME_MIN, cfg->limits.max_frame);
+		return false;
+	}
 	if (cfg->max_frame_merchant < cfg->limits.max_frame ||
 	    cfg->max_frame_merchant > MP_FRAME_MAX_MERCHANT) {
 		snprintf(err, errlen, "%s: [limits] max_frame_merchant must be max_frame..%u", path,

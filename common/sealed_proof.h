@@ -17,6 +17,10 @@
 
 /* The largest sealed chunk a proof may carry: the catalogue's largest chunk and its tag. */
 #define MP_PROOF_CHUNK_MAX (512u * 1024u + 16u)
+/* The smallest frame maximum a broker may give wallets: a DisputeReq carrying the largest
+ * proof (MP_PROOF_CHUNK_MAX and an audit path of at most MP_MAX_PROOF_PATH hashes) with room
+ * left for the Dispute and its custody chain. brokerd refuses a smaller [limits] max_frame. */
+#define MP_PROOF_FRAME_MIN (768u * 1024u)
 
 enum mp_bad_key_verdict {
 	MP_BAD_KEY_PROVEN = 0,

@@ -9,18 +9,46 @@
 #include "log.h"
 #include "merchant.h"
 
-struct catalogue *merchant_catalogue_prepare(const char *path, char *err, size_t errlen)
+/* A ChunkResp carries the chunk (sealed: chunk_size + 16 bytes) with its ids and status, all
+ * well within this much on top of chunk_size. */
+#define CHUNK_FRAME_ROOM 4096u
+
+/* Every item's chunk fits in a frame of max_frame; else err names the first that does not. */
+static bool chunks_fit(const struct catalogue *c, uint32_t max_frame, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < c->n; i++) {
+		const struct catalogue_item *it = &c->items[i];
+		if ((uint64_t)it->chunk_size + CHUNK_FRAME_ROOM > max_frame) {
+			snprintf(err, errlen,
+				 "%s: item [%s]: chunk_size %u does not fit in a frame of [limits] "
+				 "max_frame %u with the %u bytes around it: lower chunk_size or "
+				 "raise max_frame",
+				 c->source ? c->source : "catalogue", it->id, it->chunk_size,
+				 max_frame, CHUNK_FRAME_ROOM);
+			return false;
+		}
+	}
+	return true;
+}
+
+struct catalogue *merchant_catalogue_prepare(const char *path, uint32_t max_frame, char *err,
+					     size_t errlen)
 {
 	struct catalogue *c = path ? catalogue_load(path, err, errlen) : catalogue_empty();
 	if (!c && !path)
 		snprintf(err, errlen, "catalogue: out of memory");
+	if (c && !chunks_fit(c, max_frame, err, errlen)) {
+		catalogue_free(c);
+		return NULL;
+	}
 	return c;
 }
 
 bool merchant_catalogue_start(struct merchant *m)
 {
 	char err[1024];
-	m->catalogue = merchant_catalogue_prepare(m->cfg.catalogue, err, sizeof(err));
+	m->catalogue =
+	    merchant_catalogue_prepare(m->cfg.catalogue, m->cfg.limits.max_frame, err, sizeof(err));
 	if (!m->catalogue) {
 		log_err("catalogue: %s", err);
 		return false;

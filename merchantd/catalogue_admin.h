@@ -4,6 +4,7 @@
 #pragma once
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "admin.h"
 
@@ -12,9 +13,11 @@ struct catalogue;
 
 /* At start: the configured catalogue (or an empty one); false (logged) on any fault. */
 bool merchant_catalogue_start(struct merchant *m);
-/* Reload, step 1: the catalogue file path (NULL: none) read and validated, not yet in use.
- * NULL with err on a fault. */
-struct catalogue *merchant_catalogue_prepare(const char *path, char *err, size_t errlen);
+/* Reload, step 1: the catalogue file path (NULL: none) read and validated, not yet in use,
+ * every item's chunk fitting in a frame of max_frame (the listener's, which a reload does not
+ * change). NULL with err on a fault. */
+struct catalogue *merchant_catalogue_prepare(const char *path, uint32_t max_frame, char *err,
+					     size_t errlen);
 /* Reload, step 2 (once everything else of the reload succeeded): c replaces the catalogue. */
 void merchant_catalogue_adopt(struct merchant *m, struct catalogue *c);
 void merchant_catalogue_free(struct merchant *m);

@@ -74,7 +74,8 @@ static bool merchant_reload(void *ctx, char *err, size_t errlen)
 		merchant_config_free(&fresh);
 		return false;
 	}
-	struct catalogue *goods = merchant_catalogue_prepare(fresh.catalogue, err, errlen);
+	struct catalogue *goods =
+	    merchant_catalogue_prepare(fresh.catalogue, m->cfg.limits.max_frame, err, errlen);
 	if (!goods) {
 		SSL_CTX_free(server);
 		SSL_CTX_free(client);

@@ -33,6 +33,18 @@ for d in brokerd merchantd walletd; do
 	done
 	echo "ok: $d: example and --print-config agree, --check-config accepts it and refuses a bad key at line $line, --help lists every key"
 done
+# brokerd gives wallets frames large enough for a dispute's BadKeyProof (a sealed chunk of up
+# to 512 KiB): a smaller [limits] max_frame is refused with the reason.
+cp "$src/deploy/config/brokerd.ini" "$tmp/small-frame.ini"
+printf '[limits]\nmax_frame = 65536\n' >>"$tmp/small-frame.ini"
+set +e
+"$build/brokerd/brokerd" -c "$tmp/small-frame.ini" --check-config >/dev/null 2>"$tmp/small-frame.err"
+rc=$?
+set -e
+[ "$rc" = 1 ] || fail "brokerd --check-config with max_frame 65536 exited $rc, not 1"
+grep -q "max_frame must be at least 786432 in brokerd, not 65536: a wallet's dispute" \
+	"$tmp/small-frame.err" || fail "brokerd did not say why: $(cat "$tmp/small-frame.err")"
+echo "ok: brokerd refuses a max_frame too small for a BadKeyProof"
 # docs/config.md as deploy/gen-config-docs would write it now, in a scratch copy.
 mkdir -p "$tmp/deploy" "$tmp/docs"
 cp "$src/deploy/gen-config-docs" "$tmp/deploy/"

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "catalogue.h"
+#include "catalogue_admin.h"
 #include "purchase.h"
 #include "../check_run.h"
 
@@ -279,6 +280,27 @@ START_TEST(missing_catalogue)
 }
 END_TEST
 
+/* merchantd's loader refuses a catalogue whose chunks do not fit in its frames: a ChunkResp
+ * carries chunk_size bytes (and 16 more when sealed) with up to 4 KiB around them. */
+START_TEST(chunks_must_fit_the_frame)
+{
+	write_catalogue(valid); /* chunks of 65536 (song), 4096 and 1024 bytes */
+	struct catalogue *c = merchant_catalogue_prepare(cat_path, 65536 + 4096, err, sizeof(err));
+	ck_assert_msg(c != NULL, "%s", err);
+	catalogue_free(c);
+	c = merchant_catalogue_prepare(cat_path, 65536 + 4095, err, sizeof(err));
+	ck_assert_ptr_null(c);
+	ck_assert_msg(strstr(err,
+			     "item [song]: chunk_size 65536 does not fit in a frame of [limits] "
+			     "max_frame 69631"),
+		      "%s", err);
+	c = merchant_catalogue_prepare(NULL, 4096, err,
+				       sizeof(err)); /* no catalogue: nothing to fit */
+	ck_assert_msg(c != NULL, "%s", err);
+	catalogue_free(c);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("merchantd_catalogue");
@@ -291,6 +313,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, empty_catalogue);
 	tcase_add_loop_test(tc, bad_catalogue, 0, (int)(sizeof(bad) / sizeof(bad[0])));
 	tcase_add_test(tc, missing_catalogue);
+	tcase_add_test(tc, chunks_must_fit_the_frame);
 	suite_add_tcase(s, tc);
 	return s;
 }
