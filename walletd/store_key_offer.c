@@ -180,16 +180,27 @@ bool wstore_key_offer_bad_key(struct wstore *s, const uint8_t channel_id[MP_ID_L
 	return wsql_run(s, st, "storing a key offer's proof");
 }
 
-bool wstore_key_offer_get(struct wstore *s, const uint8_t channel_id[MP_ID_LEN],
-			  const uint8_t order_ref[MP_ID_LEN], struct wkey_offer *o)
+/* sql prepared with ?1 = channel_id and ?2 = order_ref bound; NULL (logged) on a failure. */
+static sqlite3_stmt *prep_by_id(struct wstore *s, const char *sql,
+				const uint8_t channel_id[MP_ID_LEN],
+				const uint8_t order_ref[MP_ID_LEN])
 {
-	sqlite3_stmt *st = wsql_prep(s, "SELECT " COLUMNS " FROM key_offers WHERE channel_id = ?1 "
-					"AND order_ref = ?2");
+	sqlite3_stmt *st = wsql_prep(s, sql);
 	if (st)
 		st = wsql_bound(s, st,
 				wsql_bind_blob(st, 1, channel_id, MP_ID_LEN) |
 				    wsql_bind_blob(st, 2, order_ref, MP_ID_LEN),
 				"binding a key offer's id");
+	return st;
+}
+
+bool wstore_key_offer_get(struct wstore *s, const uint8_t channel_id[MP_ID_LEN],
+			  const uint8_t order_ref[MP_ID_LEN], struct wkey_offer *o)
+{
+	sqlite3_stmt *st = prep_by_id(s,
+				      "SELECT " COLUMNS " FROM key_offers WHERE channel_id = ?1 "
+				      "AND order_ref = ?2",
+				      channel_id, order_ref);
 	if (!st)
 		return false;
 	int rc = sqlite3_step(st);
@@ -205,26 +216,19 @@ bool wstore_key_offer_get(struct wstore *s, const uint8_t channel_id[MP_ID_LEN],
 bool wstore_key_offer_paying(struct wstore *s, const uint8_t channel_id[MP_ID_LEN],
 			     const uint8_t order_ref[MP_ID_LEN])
 {
-	sqlite3_stmt *st = wsql_prep(s, "UPDATE key_offers SET state = 5 WHERE channel_id = ?1 AND "
-					"order_ref = ?2 AND state = 0");
-	if (st)
-		st = wsql_bound(s, st,
-				wsql_bind_blob(st, 1, channel_id, MP_ID_LEN) |
-				    wsql_bind_blob(st, 2, order_ref, MP_ID_LEN),
-				"binding a key offer's id");
+	sqlite3_stmt *st = prep_by_id(s,
+				      "UPDATE key_offers SET state = 5 WHERE channel_id = ?1 AND "
+				      "order_ref = ?2 AND state = 0",
+				      channel_id, order_ref);
 	return wsql_run(s, st, "marking a key offer PAYING") && sqlite3_changes(s->db) == 1;
 }
 
 int wstore_key_offer_state(struct wstore *s, const uint8_t channel_id[MP_ID_LEN],
 			   const uint8_t order_ref[MP_ID_LEN], enum wkey_offer_state *state)
 {
-	sqlite3_stmt *st = wsql_prep(s, "SELECT state FROM key_offers WHERE channel_id = ?1 AND "
-					"order_ref = ?2");
-	if (st)
-		st = wsql_bound(s, st,
-				wsql_bind_blob(st, 1, channel_id, MP_ID_LEN) |
-				    wsql_bind_blob(st, 2, order_ref, MP_ID_LEN),
-				"binding a key offer's id");
+	sqlite3_stmt *st =
+	    prep_by_id(s, "SELECT state FROM key_offers WHERE channel_id = ?1 AND order_ref = ?2",
+		       channel_id, order_ref);
 	if (!st)
 		return -1;
 	int rc = sqlite3_step(st);
