@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "harness.h"
+#include "offer_cancel.h"
 
 void goods_write(const char *dir, const char *rel, size_t bytes, unsigned seed)
 {
@@ -71,4 +72,22 @@ int64_t goods_spent_value(const struct net *n, const char *wallet, const char *c
 	int64_t v = json_int(ch, "last") * json_int(ch, "unit_value") - json_int(ch, "credit");
 	json_decref(ch);
 	return v;
+}
+
+int goods_offer_cancel(struct wire *w, const struct mp_key *key, const MpSigned *offer,
+		       const struct mp_offer *o)
+{
+	MpSigned *cancel = mp_offer_cancel_sign(key, offer, o);
+	ck_assert_ptr_nonnull(cancel);
+	Micropay__V1__OfferCancelReq req = MICROPAY__V1__OFFER_CANCEL_REQ__INIT;
+	req.cancel = cancel;
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.body_case = MP_BODY(OFFER_CANCEL_REQ);
+	env.offer_cancel_req = &req;
+	MpEnvelope *e = wire_call(w, &env);
+	mp_stmt_free(cancel);
+	ck_assert(e && e->body_case == MP_BODY(OFFER_CANCEL_RESP) && e->offer_cancel_resp->status);
+	int code = e->offer_cancel_resp->status->code;
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	return code;
 }

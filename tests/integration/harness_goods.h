@@ -7,6 +7,8 @@
 
 #include <jansson.h>
 
+#include "proto.h"
+
 struct net;
 
 /* DIR/REL with `bytes` bytes of a pattern that differs by seed and from chunk to chunk. */
@@ -19,5 +21,12 @@ void goods_same_file(const char *a, const char *b);
 bool goods_exists(const char *path);
 /* WALLET's view of one of its channels (`channels`; json, to free); fails the test if absent. */
 json_t *goods_wallet_channel(const struct net *n, const char *wallet, const char *channel);
+/* The buyer's OfferCancel of offer (its fields in o), signed by key, sent on w in an
+ * OfferCancelReq; the OfferCancelResp's code (fails the test on any other answer). */
+struct wire;
+struct mp_key;
+struct mp_offer;
+int goods_offer_cancel(struct wire *w, const struct mp_key *key, const MpSigned *offer,
+		       const struct mp_offer *o);
 /* The value the channel has spent at its holder: last * unit_value - credit. */
 int64_t goods_spent_value(const struct net *n, const char *wallet, const char *channel);

@@ -79,6 +79,48 @@ uint8_t *twallet_blob(const struct net *n, const char *wallet, const char *sql,
 	return out;
 }
 
+void twallet_store_edit(const struct net *n, const char *wallet,
+			void (*edit)(sqlite3 *db, void *arg), void *arg)
+{
+	char rel[64], path[700];
+	snprintf(rel, sizeof(rel), "%s/wallet.db", wallet);
+	net_path(n, rel, path, sizeof(path));
+	ck_assert_int_eq(net_cmd(n, "kill", wallet), 0);
+	sqlite3 *db;
+	ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	edit(db, arg);
+	ck_assert_int_eq(sqlite3_close(db), SQLITE_OK);
+	ck_assert_int_eq(net_cmd(n, "start", wallet), 0);
+}
+
+void twallet_db_put_inflight(sqlite3 *db, const uint8_t id[MP_ID_LEN], uint32_t j,
+			     const uint8_t w[MP_HASH_LEN], const uint8_t *ref, size_t len)
+{
+	sqlite3_stmt *st;
+	ck_assert_int_eq(sqlite3_prepare_v2(db,
+					    "INSERT INTO inflight (channel_id, j, w, order_ref) "
+					    "VALUES (?1, ?2, ?3, ?4)",
+					    -1, &st, NULL),
+			 SQLITE_OK);
+	sqlite3_bind_blob(st, 1, id, MP_ID_LEN, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, j);
+	sqlite3_bind_blob(st, 3, w, MP_HASH_LEN, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 4, ref, (int)len, SQLITE_STATIC);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_DONE);
+	sqlite3_finalize(st);
+	ck_assert_int_eq(sqlite3_prepare_v2(db,
+					    "UPDATE channels SET sent = max(sent, ?2) "
+					    "WHERE channel_id = ?1",
+					    -1, &st, NULL),
+			 SQLITE_OK);
+	sqlite3_bind_blob(st, 1, id, MP_ID_LEN, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, j);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_DONE);
+	ck_assert_int_eq(sqlite3_changes(db), 1);
+	sqlite3_finalize(st);
+}
+
 MpEnvelope *twallet_transfer_call(const char *endpoint, const char *ca, MpSigned *t)
 {
 	struct wire w;

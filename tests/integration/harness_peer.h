@@ -19,6 +19,16 @@ void twallet_channel_load(const struct net *n, const char *wallet, const char *c
 uint8_t *twallet_blob(const struct net *n, const char *wallet, const char *sql,
 		      const char *channel_hex, size_t *len);
 
+/* walletd WALLET stopped (SIGTERM), edit(db, arg) run on its store opened read-write, walletd
+ * started again: for states a test cannot reach through walletd itself. */
+typedef struct sqlite3 sqlite3;
+void twallet_store_edit(const struct net *n, const char *wallet,
+			void (*edit)(sqlite3 *db, void *arg), void *arg);
+/* In a walletd store: Pay j of channel id in flight with word w and order_ref ref (len bytes),
+ * the channel's sent raised to j, as walletd records a Pay before sending it. */
+void twallet_db_put_inflight(sqlite3 *db, const uint8_t id[MP_ID_LEN], uint32_t j,
+			     const uint8_t w[MP_HASH_LEN], const uint8_t *ref, size_t len);
+
 /* A wallet's TransferReq carrying t to endpoint (a merchant, or the broker), without a client
  * certificate; the TransferResp (fails the test if there is none; the caller frees it). */
 MpEnvelope *twallet_transfer_call(const char *endpoint, const char *ca, MpSigned *t);

@@ -275,26 +275,23 @@ static void abandoned_offer(char *ch, size_t chlen, char *ref, size_t reflen)
 
 /* The wallet's store loses its record of the channel's offers (as if walletd had died between
  * the OfferResp and storing it). */
-static void forget_offers(const char *channel)
+static void delete_offers(sqlite3 *db, void *arg)
 {
-	char path[800];
-	uint8_t id[MP_ID_LEN];
-	hex_to_bytes(channel, id, MP_ID_LEN);
-	ck_assert_int_eq(net_cmd(&net, "kill", "w1"), 0);
-	net_path(&net, "w1/wallet.db", path, sizeof(path));
-	sqlite3 *db;
 	sqlite3_stmt *st;
-	ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
-	sqlite3_busy_timeout(db, 5000);
 	ck_assert_int_eq(
 	    sqlite3_prepare_v2(db, "DELETE FROM key_offers WHERE channel_id = ?1", -1, &st, NULL),
 	    SQLITE_OK);
-	sqlite3_bind_blob(st, 1, id, MP_ID_LEN, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 1, arg, MP_ID_LEN, SQLITE_STATIC);
 	ck_assert_int_eq(sqlite3_step(st), SQLITE_DONE);
 	ck_assert_int_eq(sqlite3_changes(db), 1);
 	sqlite3_finalize(st);
-	sqlite3_close(db);
-	ck_assert_int_eq(net_cmd(&net, "start", "w1"), 0);
+}
+
+static void forget_offers(const char *channel)
+{
+	uint8_t id[MP_ID_LEN];
+	hex_to_bytes(channel, id, MP_ID_LEN);
+	twallet_store_edit(&net, "w1", delete_offers, id);
 }
 
 /* An unpaid offer holds its channel at m1 against a Handoff too (merchantd/offer.h
@@ -347,45 +344,27 @@ END_TEST
 
 /* w1's store gets an in-flight Pay of ch at j naming order_ref ref (hex), as a `pay` given the
  * offer's order_ref by hand leaves it when the connection drops before the answer. */
+struct inflight_edit {
+	uint8_t id[MP_ID_LEN], w[MP_HASH_LEN], ref[MP_ID_LEN];
+	uint32_t j;
+};
+
+static void add_inflight(sqlite3 *db, void *arg)
+{
+	const struct inflight_edit *x = arg;
+	twallet_db_put_inflight(db, x->id, x->j, x->w, x->ref, MP_ID_LEN);
+}
+
 static void put_inflight(const char *channel, uint32_t j, const char *ref)
 {
 	struct tchannel tc;
+	struct inflight_edit x = {.j = j};
 	twallet_channel_load(&net, "w1", channel, &tc);
-	uint8_t id[MP_ID_LEN], w[MP_HASH_LEN], order[MP_ID_LEN];
-	tchannel_id(&tc, id);
-	tchannel_word(&tc, j, w);
-	hex_to_bytes(ref, order, MP_ID_LEN);
+	tchannel_id(&tc, x.id);
+	tchannel_word(&tc, j, x.w);
 	tchannel_free(&tc);
-	char path[800];
-	ck_assert_int_eq(net_cmd(&net, "kill", "w1"), 0);
-	net_path(&net, "w1/wallet.db", path, sizeof(path));
-	sqlite3 *db;
-	sqlite3_stmt *st;
-	ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
-	sqlite3_busy_timeout(db, 5000);
-	ck_assert_int_eq(sqlite3_prepare_v2(db,
-					    "INSERT INTO inflight (channel_id, j, w, order_ref) "
-					    "VALUES (?1, ?2, ?3, ?4)",
-					    -1, &st, NULL),
-			 SQLITE_OK);
-	sqlite3_bind_blob(st, 1, id, MP_ID_LEN, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, j);
-	sqlite3_bind_blob(st, 3, w, MP_HASH_LEN, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 4, order, MP_ID_LEN, SQLITE_STATIC);
-	ck_assert_int_eq(sqlite3_step(st), SQLITE_DONE);
-	sqlite3_finalize(st);
-	ck_assert_int_eq(sqlite3_prepare_v2(db,
-					    "UPDATE channels SET sent = max(sent, ?2) "
-					    "WHERE channel_id = ?1",
-					    -1, &st, NULL),
-			 SQLITE_OK);
-	sqlite3_bind_blob(st, 1, id, MP_ID_LEN, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, j);
-	ck_assert_int_eq(sqlite3_step(st), SQLITE_DONE);
-	ck_assert_int_eq(sqlite3_changes(db), 1);
-	sqlite3_finalize(st);
-	sqlite3_close(db);
-	ck_assert_int_eq(net_cmd(&net, "start", "w1"), 0);
+	hex_to_bytes(ref, x.ref, MP_ID_LEN);
+	twallet_store_edit(&net, "w1", add_inflight, &x);
 }
 
 /* An in-flight Pay naming the held offer (a hand-typed `pay` with its order_ref, interrupted)

@@ -45,6 +45,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "harness_goods.h"
 #include "harness_db.h"
 #include "harness_handoff.h"
 #include "harness_ledger.h"
@@ -943,24 +944,6 @@ static MpSigned *real_offer(struct sale *s, struct wire *w)
 	return offer;
 }
 
-/* The owner's OfferCancel of offer (of sale s) sent on w; the OfferCancelResp's code. */
-static MpCode cancel_call(const struct sale *s, struct wire *w, const MpSigned *offer)
-{
-	MpSigned *cancel = mp_offer_cancel_sign(&s->ch.owner, offer, &s->o);
-	ck_assert_ptr_nonnull(cancel);
-	Micropay__V1__OfferCancelReq creq = MICROPAY__V1__OFFER_CANCEL_REQ__INIT;
-	creq.cancel = cancel;
-	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
-	env.body_case = MP_BODY(OFFER_CANCEL_REQ);
-	env.offer_cancel_req = &creq;
-	MpEnvelope *e = wire_call(w, &env);
-	mp_stmt_free(cancel);
-	ck_assert(e && e->body_case == MP_BODY(OFFER_CANCEL_RESP) && e->offer_cancel_resp->status);
-	MpCode code = e->offer_cancel_resp->status->code;
-	micropay__v1__envelope__free_unpacked(e, NULL);
-	return code;
-}
-
 /* The Dispute of offer with the word at its pay_index, signed by s's owner key, taken by the
  * broker (OK); the statement (to mp_stmt_free). */
 static MpSigned *dispute_of(const struct sale *s, const MpSigned *offer)
@@ -994,7 +977,7 @@ START_TEST(lapsed_offer_dispute_cancelled_by_m1)
 	e = tchannel_pay(&s.ch, &w, 2, &plain, 1);
 	ck_assert_int_eq(e->pay_ack->status->code, MP_ST(CONFLICT));
 	micropay__v1__envelope__free_unpacked(e, NULL);
-	ck_assert_int_eq(cancel_call(&s, &w, offer), MP_ST(OK));
+	ck_assert_int_eq(goods_offer_cancel(&w, &s.ch.owner, offer, &s.o), MP_ST(OK));
 	for (uint32_t j = 2; j <= s.o.pay_index + 1; j++) { /* other orders */
 		e = tchannel_pay(&s.ch, &w, j, &plain, 1);
 		ck_assert_int_eq(e->pay_ack->status->code, MP_ST(UNDERPAID));
@@ -1049,7 +1032,7 @@ START_TEST(unpaid_offer_paid_by_its_dispute)
 	ck_assert_uint_eq(e->open_ack->point->index, s.o.pay_index);
 	ck_assert_ptr_null(e->open_ack->held_by_offer);
 	micropay__v1__envelope__free_unpacked(e, NULL);
-	ck_assert_int_eq(cancel_call(&s, &w, offer), MP_ST(CONFLICT));
+	ck_assert_int_eq(goods_offer_cancel(&w, &s.ch.owner, offer, &s.o), MP_ST(CONFLICT));
 	mp_stmt_free(offer);
 	e = tchannel_pay(&s.ch, &w, s.o.pay_index + 1, &plain, 1);
 	ck_assert_int_eq(e->pay_ack->status->code, MP_ST(UNDERPAID));

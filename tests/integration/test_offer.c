@@ -203,19 +203,8 @@ static MpCode cancel_code(struct wire *w, const struct got_offer *g, const struc
 	struct mp_offer o = g->o;
 	if (wrong_hash)
 		offer->body.data[0] ^= 1; /* another statement: another stmt_hash */
-	MpSigned *cancel = mp_offer_cancel_sign(key, offer, &o);
+	MpCode code = goods_offer_cancel(w, key, offer, &o);
 	mp_stmt_free(offer);
-	ck_assert_ptr_nonnull(cancel);
-	Micropay__V1__OfferCancelReq req = MICROPAY__V1__OFFER_CANCEL_REQ__INIT;
-	req.cancel = cancel;
-	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
-	env.body_case = MP_BODY(OFFER_CANCEL_REQ);
-	env.offer_cancel_req = &req;
-	MpEnvelope *e = wire_call(w, &env);
-	mp_stmt_free(cancel);
-	ck_assert(e && e->body_case == MP_BODY(OFFER_CANCEL_RESP) && e->offer_cancel_resp->status);
-	MpCode code = e->offer_cancel_resp->status->code;
-	micropay__v1__envelope__free_unpacked(e, NULL);
 	return code;
 }
 

@@ -20,6 +20,7 @@
 #include "harness_custody.h"
 #include "harness_db.h"
 #include "harness_merchant.h"
+#include "harness_peer.h"
 #include "../check_run.h"
 
 static struct net net;
@@ -174,57 +175,43 @@ static char *pack_b64(const ProtobufCMessage *m)
 /* With `who` stopped, record Pay j of channel as in flight in its store (sent := j), with the
  * channel's own chain word (from the stored checkpoint at n, n <= the checkpoint interval) or,
  * if !genuine, a word the merchant refuses. */
-static void inject_inflight(const char *who, const char *channel, uint32_t j, bool genuine)
+struct inflight_edit {
+	uint8_t id[MP_ID_LEN];
+	uint32_t j;
+	bool genuine;
+};
+
+static void put_inflight(sqlite3 *db, void *arg)
 {
-	char db_path[700], rel[64];
-	uint8_t id[MP_ID_LEN], nonce[MP_NONCE_LEN], top[MP_HASH_LEN], w[MP_HASH_LEN] = {0};
-	hex_to_bytes(channel, id, MP_ID_LEN);
-	snprintf(rel, sizeof(rel), "%s/wallet.db", who);
-	net_path(&net, rel, db_path, sizeof(db_path));
-	snprintf(rel, sizeof(rel), "%s", who);
-	ck_assert_int_eq(net_cmd(&net, "kill", rel), 0);
-	sqlite3 *db;
+	const struct inflight_edit *x = arg;
+	uint8_t nonce[MP_NONCE_LEN], top[MP_HASH_LEN], w[MP_HASH_LEN] = {0};
 	sqlite3_stmt *st;
-	ck_assert_int_eq(sqlite3_open(db_path, &db), SQLITE_OK);
 	ck_assert_int_eq(sqlite3_prepare_v2(db,
 					    "SELECT c.nonce, c.n, k.word FROM channels c JOIN "
 					    "checkpoints k ON k.channel_id = c.channel_id AND "
 					    "k.idx = c.n WHERE c.channel_id = ?1",
 					    -1, &st, NULL),
 			 SQLITE_OK);
-	sqlite3_bind_blob(st, 1, id, MP_ID_LEN, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 1, x->id, MP_ID_LEN, SQLITE_STATIC);
 	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
 	memcpy(nonce, sqlite3_column_blob(st, 0), MP_NONCE_LEN);
 	uint32_t n = (uint32_t)sqlite3_column_int64(st, 1);
 	memcpy(top, sqlite3_column_blob(st, 2), MP_HASH_LEN);
 	sqlite3_finalize(st);
-	if (genuine) {
+	if (x->genuine) {
 		struct mp_hasher *h = mp_hasher_new();
-		mp_chain_walk(h, nonce, n, top, j, w);
+		mp_chain_walk(h, nonce, n, top, x->j, w);
 		mp_hasher_free(h);
 	}
-	uint8_t ref = 1;
-	ck_assert_int_eq(sqlite3_prepare_v2(db,
-					    "INSERT INTO inflight (channel_id, j, w, order_ref) "
-					    "VALUES (?1, ?2, ?3, ?4)",
-					    -1, &st, NULL),
-			 SQLITE_OK);
-	sqlite3_bind_blob(st, 1, id, MP_ID_LEN, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, j);
-	sqlite3_bind_blob(st, 3, w, MP_HASH_LEN, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 4, &ref, 1, SQLITE_STATIC);
-	ck_assert_int_eq(sqlite3_step(st), SQLITE_DONE);
-	sqlite3_finalize(st);
-	ck_assert_int_eq(sqlite3_prepare_v2(db,
-					    "UPDATE channels SET sent = ?2 WHERE channel_id = ?1",
-					    -1, &st, NULL),
-			 SQLITE_OK);
-	sqlite3_bind_blob(st, 1, id, MP_ID_LEN, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, j);
-	ck_assert_int_eq(sqlite3_step(st), SQLITE_DONE);
-	sqlite3_finalize(st);
-	sqlite3_close(db);
-	ck_assert_int_eq(net_cmd(&net, "start", rel), 0);
+	static const uint8_t ref = 1;
+	twallet_db_put_inflight(db, x->id, x->j, w, &ref, 1);
+}
+
+static void inject_inflight(const char *who, const char *channel, uint32_t j, bool genuine)
+{
+	struct inflight_edit x = {.j = j, .genuine = genuine};
+	hex_to_bytes(channel, x.id, MP_ID_LEN);
+	twallet_store_edit(&net, who, put_inflight, &x);
 }
 
 /* ---- B's offer ---- */
