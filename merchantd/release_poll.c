@@ -6,9 +6,10 @@
  *   ASKING: ForcedClosesReq{merchant_id, paged, after: our cursor} --(no answer / refused)-->
  *      | logged, IDLE
  *      | the answer's next_after is our cursor from then on (in memory: from 0 after a
- *      | restart, ForcedCloses already applied are skipped), unless one of the page's
- *      | channels is busy (a Handoff, Cap or Close being written: the same page next poll);
- *      | more (a full page) --> ASKING again at once
+ *      | restart, ForcedCloses already applied are skipped); more (a full page) --> ASKING
+ *      | again at once; the walk's last page, and a channel of the walk was busy (a Handoff,
+ *      | Cap or Close being written) --> the cursor back to 0: the next poll walks again
+ *      | from the start (a busy channel never holds back the ForcedCloses after it)
  *      v
  *   each ForcedClose: channel_id peeked; a channel we hold in that epoch (HELD or EXPIRED,
  *      | nothing of its record pending) --else--> skipped (already CLOSED, handed off, unknown)
@@ -46,8 +47,8 @@ struct release_poll {
 	bool asking, stopping;
 	unsigned writing; /* store writes in flight */
 	uint64_t after;	  /* the broker's cursor after the last ForcedClose listed (0 at start) */
-	bool again;	  /* a ForcedClose of this page could not be applied yet: keep the cursor */
-	bool rewind;	  /* a ForcedClose's store write failed: the cursor back to 0 */
+	bool revisit; /* a ForcedClose of this walk could not be applied yet: walk again from 0 */
+	bool rewind;  /* a ForcedClose's store write failed: the cursor back to 0 */
 };
 
 struct fc_write {
@@ -150,7 +151,7 @@ static struct channel *held_channel(struct release_poll *p, const MpSigned *s)
 	if (!ch || (ch->state != CHANNEL_HELD && ch->state != CHANNEL_EXPIRED))
 		return NULL;
 	if (ch->handoff_pending || ch->cap_pending || ch->close_pending || !ch->recorded) {
-		p->again = true; /* busy now: this page again on the next poll */
+		p->revisit = true; /* busy now: the next walk starts from the beginning */
 		return NULL;
 	}
 	return ch;
@@ -242,7 +243,6 @@ static void on_answer(struct mp_conn *c, const MpEnvelope *env, void *arg)
 			 r->status->detail ? r->status->detail : "");
 		return;
 	}
-	p->again = false;
 	for (size_t i = 0; i < r->n_forced_closes; i++)
 		apply(p, r->forced_closes[i]);
 	if (r->pending_releases)
@@ -252,12 +252,16 @@ static void on_answer(struct mp_conn *c, const MpEnvelope *env, void *arg)
 		p->after = 0;
 		return;
 	}
-	if (p->again)
-		return; /* the same page on the next poll */
 	if (r->next_after > p->after)
 		p->after = r->next_after;
-	if (r->more) /* a full page: the next one at once */
+	if (r->more) { /* a full page: the next one at once */
 		ask(p);
+		return;
+	}
+	if (p->revisit) { /* the walk is over: the one that skipped a busy channel starts again */
+		p->revisit = false;
+		p->after = 0;
+	}
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
