@@ -31,10 +31,10 @@ struct read_job {
 
 static enum goods_read read_chunk(struct read_job *j)
 {
-	struct goods_pin pin = {j->snap->item.path, j->snap->item.size, GOODS_ANY_MTIME};
+	struct goods_pin pin = {j->snap->item.path, j->snap->item.size, GOODS_ANY, GOODS_ANY};
 	int fd;
-	int64_t mtime;
-	enum goods_read out = goods_open(&pin, &fd, &mtime, &j->err);
+	struct goods_seen seen;
+	enum goods_read out = goods_open(&pin, &fd, &seen, &j->err);
 	if (out != GOODS_OK)
 		return out;
 	out = goods_pread(fd, j->data, j->len, j->offset, &j->err);

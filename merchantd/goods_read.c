@@ -6,33 +6,57 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int64_t mtime_of(const struct stat *st)
+static int64_t ns_of(struct timespec t)
 {
-	return (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+	return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
 }
 
-static enum goods_read check(int fd, const struct goods_pin *pin, int64_t *mtime_ns, int *err)
+/* splitmix64's finaliser: every input bit moves about half the output bits. */
+static uint64_t mix(uint64_t x)
+{
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+	return x ^ (x >> 31);
+}
+
+/* Device, inode and ctime folded into 63 bits (never GOODS_ANY): not secret, only distinct. */
+static int64_t ident_of(const struct stat *st)
+{
+	uint64_t h = mix((uint64_t)st->st_dev);
+	h = mix(h ^ (uint64_t)st->st_ino);
+	h = mix(h ^ (uint64_t)ns_of(st->st_ctim));
+	return (int64_t)(h >> 1);
+}
+
+static bool pinned_differs(int64_t pinned, int64_t now)
+{
+	return pinned != GOODS_ANY && pinned != now;
+}
+
+static enum goods_read check(int fd, const struct goods_pin *pin, struct goods_seen *seen, int *err)
 {
 	struct stat st;
 	if (fstat(fd, &st) != 0) {
 		*err = errno;
 		return GOODS_FAILED;
 	}
-	*mtime_ns = mtime_of(&st);
+	seen->mtime_ns = ns_of(st.st_mtim);
+	seen->ident = ident_of(&st);
 	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != pin->size ||
-	    (pin->mtime_ns != GOODS_ANY_MTIME && *mtime_ns != pin->mtime_ns))
+	    pinned_differs(pin->mtime_ns, seen->mtime_ns) ||
+	    pinned_differs(pin->ident, seen->ident))
 		return GOODS_CHANGED;
 	return GOODS_OK;
 }
 
-enum goods_read goods_open(const struct goods_pin *pin, int *fd, int64_t *mtime_ns, int *err)
+enum goods_read goods_open(const struct goods_pin *pin, int *fd, struct goods_seen *seen, int *err)
 {
 	*fd = open(pin->path, O_RDONLY | O_CLOEXEC);
 	if (*fd < 0) {
 		*err = errno;
 		return errno == ENOENT ? GOODS_CHANGED : GOODS_FAILED;
 	}
-	enum goods_read r = check(*fd, pin, mtime_ns, err);
+	enum goods_read r = check(*fd, pin, seen, err);
 	if (r != GOODS_OK) {
 		close(*fd);
 		*fd = -1;
@@ -57,6 +81,6 @@ enum goods_read goods_pread(int fd, uint8_t *buf, uint32_t len, uint64_t offset,
 
 enum goods_read goods_still(int fd, const struct goods_pin *pin, int *err)
 {
-	int64_t mtime;
-	return check(fd, pin, &mtime, err);
+	struct goods_seen seen;
+	return check(fd, pin, &seen, err);
 }

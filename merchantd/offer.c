@@ -219,7 +219,8 @@ static void on_hashed(void *arg, const struct offer_hashed *r)
 	} else if (why) {
 		prep_fail(p, MP_ST(CONFLICT), why);
 	} else {
-		p->o->mtime_ns = r->mtime_ns;
+		p->o->mtime_ns = r->seen.mtime_ns;
+		p->o->ident = r->seen.ident;
 		sign(p, r->ciphertext_hash);
 	}
 }

@@ -31,6 +31,7 @@ struct offer {
 	uint32_t seg_seq;	    /* the channel's segment when the offer was made */
 	struct catalogue_item item; /* pinned; item.path is owned */
 	int64_t mtime_ns;	    /* the file's modification time when it was hashed */
+	int64_t ident; /* its identity then (goods_read.h); GOODS_ANY for offers stored before */
 	uint8_t key[MP_SEAL_KEY_LEN];
 	uint8_t prefix[MP_SEAL_PREFIX_LEN];
 	uint32_t after_index, pay_index;

@@ -63,10 +63,11 @@ static void reply(struct merchant *m, struct mp_conn *c, uint64_t request_id, Mp
 static void work(void *arg, const atomic_bool *stop)
 {
 	struct seal_job *j = arg;
-	struct goods_pin pin = {j->snap->item.path, j->snap->item.size, j->snap->mtime_ns};
+	struct goods_pin pin = {j->snap->item.path, j->snap->item.size, j->snap->mtime_ns,
+				j->snap->ident};
 	int fd;
-	int64_t mtime;
-	if (atomic_load(stop) || (j->outcome = goods_open(&pin, &fd, &mtime, &j->err)) != GOODS_OK)
+	struct goods_seen seen;
+	if (atomic_load(stop) || (j->outcome = goods_open(&pin, &fd, &seen, &j->err)) != GOODS_OK)
 		return;
 	j->outcome =
 	    goods_pread(fd, j->plain, j->len, (uint64_t)j->k * j->snap->item.chunk_size, &j->err);

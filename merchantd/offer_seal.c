@@ -1,9 +1,9 @@
 /* Hashing an offer's ciphertext on the worker pool (offer_seal.h).
  *
  *   submitted --worker: open (a regular file of the catalogue's size, else CHANGED), for each
- *   chunk k: pread, seal (prefix || be32(k)), hash; then fstat again (size and mtime as at the
- *   open, else CHANGED: written meanwhile)--> loop: done(arg, outcome) | done(arg, NULL) when
- *   cancelled. Memory: one chunk and its sealed copy (<= 2 x 512 KiB + 16) per job. */
+ *   chunk k: pread, seal (prefix || be32(k)), hash; then fstat again (size, mtime and identity
+ *   as at the open, else CHANGED: written meanwhile)--> loop: done(arg, outcome) | done(arg, NULL)
+ * when cancelled. Memory: one chunk and its sealed copy (<= 2 x 512 KiB + 16) per job. */
 #include "offer_seal.h"
 
 #include <stdlib.h>
@@ -46,14 +46,15 @@ static bool seal_all(struct hash_job *j, int fd, const atomic_bool *stop)
 static void work(void *arg, const atomic_bool *stop)
 {
 	struct hash_job *j = arg;
-	struct goods_pin pin = {j->o->item.path, j->o->item.size, GOODS_ANY_MTIME};
+	struct goods_pin pin = {j->o->item.path, j->o->item.size, GOODS_ANY, GOODS_ANY};
 	int fd;
-	j->r.outcome = goods_open(&pin, &fd, &j->r.mtime_ns, &j->r.err);
+	j->r.outcome = goods_open(&pin, &fd, &j->r.seen, &j->r.err);
 	if (j->r.outcome != GOODS_OK)
 		return;
 	bool ok = seal_all(j, fd, stop);
 	if (ok) {
-		pin.mtime_ns = j->r.mtime_ns;
+		pin.mtime_ns = j->r.seen.mtime_ns;
+		pin.ident = j->r.seen.ident;
 		j->r.outcome = goods_still(fd, &pin, &j->r.err);
 	} else if (j->r.outcome == GOODS_OK) {
 		j->r.outcome = GOODS_FAILED; /* sealing, hashing or memory; err 0 */

@@ -13,7 +13,7 @@ struct merchant;
 struct offer_hashed {
 	enum goods_read outcome; /* GOODS_OK: the hash below is the whole file's, unchanged */
 	int err;		 /* GOODS_FAILED: errno (0: a sealing or memory failure) */
-	int64_t mtime_ns;	 /* the file's modification time while it was read */
+	struct goods_seen seen;	 /* the file's mtime and identity while it was read */
 	uint8_t ciphertext_hash[32];
 };
 

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "goods_read.h"
 #include "log.h"
 
 bool offer_store_migrate(struct store *s)
@@ -23,15 +24,22 @@ bool offer_store_migrate(struct store *s)
 		   " paid INTEGER NOT NULL, created_at INTEGER NOT NULL);"
 		   "CREATE INDEX IF NOT EXISTS offers_channel ON offers (channel_id);"))
 		return false;
-	if (store_has_column(s, "SELECT cancel FROM offers LIMIT 0"))
+	if (!store_has_column(s, "SELECT cancel FROM offers LIMIT 0")) {
+		log_info("store %s: adding the buyer's OfferCancel to offers", store_path(s));
+		if (!store_exec(s, "ALTER TABLE offers ADD COLUMN cancel BLOB;"))
+			return false;
+	}
+	if (store_has_column(s, "SELECT ident FROM offers LIMIT 0"))
 		return true;
-	log_info("store %s: adding the buyer's OfferCancel to offers", store_path(s));
-	return store_exec(s, "ALTER TABLE offers ADD COLUMN cancel BLOB;");
+	log_info("store %s: adding the goods file's identity to offers (older offers keep "
+		 "size and mtime only)",
+		 store_path(s));
+	return store_exec(s, "ALTER TABLE offers ADD COLUMN ident INTEGER;");
 }
 
 #define COLUMNS                                                                                    \
 	"order_ref, channel_id, seg_seq, item, path, size, mtime_ns, chunk_size, chunks, key, "    \
-	"nonce_prefix, after_index, pay_index, price, deadline, offer, paid, cancel"
+	"nonce_prefix, after_index, pay_index, price, deadline, offer, paid, cancel, ident"
 
 static bool fail(struct store *s, const char *what, sqlite3_stmt *st)
 {
@@ -43,7 +51,7 @@ static bool fail(struct store *s, const char *what, sqlite3_stmt *st)
 bool offer_store_put(struct store *s, const struct offer *o, int64_t now)
 {
 	const char *sql = "INSERT INTO offers (" COLUMNS ", created_at) VALUES (?, ?, ?, ?, ?, ?, "
-			  "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+			  "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 	const struct catalogue_item *it = &o->item;
 	sqlite3_stmt *st = NULL;
 	if (sqlite3_prepare_v2(store_db(s), sql, -1, &st, NULL) != SQLITE_OK ||
@@ -63,7 +71,9 @@ bool offer_store_put(struct store *s, const struct offer *o, int64_t now)
 	     sqlite3_bind_blob(st, 16, o->signed_offer, (int)o->signed_len, SQLITE_STATIC) |
 	     sqlite3_bind_int(st, 17, o->paid) |
 	     sqlite3_bind_blob(st, 18, o->cancel, (int)o->cancel_len, SQLITE_STATIC) |
-	     sqlite3_bind_int64(st, 19, now)) != SQLITE_OK ||
+	     (o->ident == GOODS_ANY ? sqlite3_bind_null(st, 19)
+				    : sqlite3_bind_int64(st, 19, o->ident)) |
+	     sqlite3_bind_int64(st, 20, now)) != SQLITE_OK ||
 	    sqlite3_step(st) != SQLITE_DONE)
 		return fail(s, "recording an offer", st);
 	sqlite3_finalize(st);
@@ -139,6 +149,8 @@ static struct offer *from_row(sqlite3_stmt *st)
 	o->seg_seq = (uint32_t)sqlite3_column_int64(st, 2);
 	o->item.size = (uint64_t)sqlite3_column_int64(st, 5);
 	o->mtime_ns = sqlite3_column_int64(st, 6);
+	o->ident =
+	    sqlite3_column_type(st, 18) == SQLITE_NULL ? GOODS_ANY : sqlite3_column_int64(st, 18);
 	o->item.chunk_size = (uint32_t)sqlite3_column_int64(st, 7);
 	o->item.chunks = (uint64_t)sqlite3_column_int64(st, 8);
 	o->after_index = (uint32_t)sqlite3_column_int64(st, 11);

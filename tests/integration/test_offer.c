@@ -15,7 +15,8 @@
  *   a Pay naming an older offer replaced by a newer one (CONFLICT, nothing accepted),
  *   a KeyReq for no offer (UNKNOWN_ITEM);
  * - offers outlive SIGKILL: the same Offer bytes and sealed chunks after a restart, the key
- *   after another; a changed file is refused CONFLICT, the unpaid offer holds the channel, and
+ *   after another; a changed file is refused CONFLICT (also one rewritten in place with its
+ *   size and mtime kept), the unpaid offer holds the channel, and
  *   once cancelled the next OfferReq makes a new offer;
  * - an unpaid offer holds the channel past its deadline until the buyer's OfferCancel (named
  *   in the OpenAck; cancels by another key, of another statement or merchant refused; kept
@@ -26,6 +27,7 @@
  *   then deleted (goods_rows, the metric), and after a restart its key is unknown.
  * Every test ends with the broker's audit clean. */
 #include <check.h>
+#include <fcntl.h>
 #include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -578,6 +580,28 @@ START_TEST(lapsed_offer_cancelled)
 }
 END_TEST
 
+/* Flip one byte of the file at path in place, then set its modification time back. */
+static void rewrite_keeping_mtime(const char *path)
+{
+	struct stat before;
+	ck_assert_int_eq(stat(path, &before), 0);
+	usleep(20 * 1000); /* a later kernel timestamp tick than the offer's look at the file */
+	int fd = open(path, O_RDWR);
+	ck_assert_int_ge(fd, 0);
+	uint8_t b;
+	ck_assert_int_eq(pread(fd, &b, 1, 100), 1);
+	b ^= 0xff;
+	ck_assert_int_eq(pwrite(fd, &b, 1, 100), 1);
+	struct timespec times[2] = {before.st_atim, before.st_mtim};
+	ck_assert_int_eq(futimens(fd, times), 0);
+	close(fd);
+	struct stat after;
+	ck_assert_int_eq(stat(path, &after), 0);
+	ck_assert(after.st_size == before.st_size &&
+		  after.st_mtim.tv_sec == before.st_mtim.tv_sec &&
+		  after.st_mtim.tv_nsec == before.st_mtim.tv_nsec);
+}
+
 START_TEST(offers_outlive_a_restart)
 {
 	struct twallet tw;
@@ -630,6 +654,15 @@ START_TEST(offers_outlive_a_restart)
 	ck_assert(!same_offer(&a, &b));
 	fetch_sealed(&w, id, &a, 0, &sealed, &len);
 	free(sealed);
+	/* One byte rewritten in place and the mtime set back (as cp -p or rsync -t leave it):
+	 * same size, same mtime, other bytes. Chunk 0 sealed again under the offer's key and
+	 * nonce would be two plaintexts under one nonce: the file's identity (its ctime moved)
+	 * refuses it. */
+	rewrite_keeping_mtime(path);
+	e = chunk_req_call(&w, id, NULL, a.o.order_ref, 0);
+	ck_assert_int_eq(e->chunk_resp->status->code, MP_ST(CONFLICT));
+	ck_assert_uint_eq(e->chunk_resp->data.len, 0);
+	micropay__v1__envelope__free_unpacked(e, NULL);
 	free(a.bytes);
 	free(b.bytes);
 	wire_close(&w);

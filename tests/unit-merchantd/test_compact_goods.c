@@ -55,9 +55,11 @@ static void sql(const char *fmt, int a, int b, int c)
 /* Offer number n with that deadline; purchase number n started at `at` with paid of 4. */
 static void offer_row(int n, int deadline)
 {
-	sql("INSERT INTO offers VALUES (x'000000000000000000000000000000%02x', zeroblob(16), 0, "
-	    "'song', '/x', "
-	    "10, 0, 1024, 1, zeroblob(32), zeroblob(8), 1, 2, 3, %d, x'00', 1, 0, NULL)",
+	sql("INSERT INTO offers (order_ref, channel_id, seg_seq, item, path, size, mtime_ns, "
+	    "chunk_size, chunks, key, nonce_prefix, after_index, pay_index, price, deadline, "
+	    "offer, "
+	    "paid, created_at) VALUES (x'000000000000000000000000000000%02x', zeroblob(16), 0, "
+	    "'song', '/x', 10, 0, 1024, 1, zeroblob(32), zeroblob(8), 1, 2, 3, %d, x'00', 1, 0)",
 	    n, deadline, 0);
 }
 
