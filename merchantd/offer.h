@@ -6,7 +6,7 @@
  * order_ref, free), pays exactly pay_index with the offer's order_ref and asks for K (KeyReq).
  *
  * One offer per channel is current (ch->offer, the newest; older ones stay in the store: their
- * keys are still released to a dispute, offer_key_of). An offer is payable while it is unpaid,
+ * keys are still released to a dispute, offer_lookup). An offer is payable while it is unpaid,
  * the channel's last is its after_index and the merchant clock is before its deadline. */
 #pragma once
 #include <stdbool.h>
