@@ -58,7 +58,9 @@ static const struct mp_cfg_key broker_keys[] = {
       "MerchantCert lifetime in days, default 90"),
     N("broker", "merchant_cert_lifetime_s", MP_CFG_U64, merchant_cert_lifetime_s, 0, MP_DAYS(3650),
       "MerchantCert lifetime in seconds, overrides merchant_cert_days (tests); 0: off"),
-    MP_NET_LIMIT_KEYS(struct broker_config, limits),
+    MP_NET_LIMIT_KEYS(struct broker_config, limits, MP_PROOF_FRAME_MIN,
+		      "bytes, default 1 MiB; at least 768 KiB, since a dispute's BadKeyProof "
+		      "carries a sealed chunk of up to 512 KiB"),
     N("limits", "max_frame_merchant", MP_CFG_U32, max_frame_merchant, 4096, MP_FRAME_MAX_MERCHANT,
       "bytes, at least max_frame, default 16 MiB"),
     N("limits", "register_rate", MP_CFG_U32, register_rate, 1, 1000000,
@@ -128,14 +130,6 @@ static bool check_limits(const struct broker_config *cfg, const char *path, char
 	if (!mp_net_limits_check(&cfg->limits, path, err, errlen) ||
 	    !mp_net_idle_timeout_check(cfg->idle_timeout, path, "broker", err, errlen))
 		return false;
-	if (cfg->limits.max_frame < MP_PROOF_FRAME_MIN) {
-		snprintf(
-		    err, errlen,
-		    "%s: [limits] max_frame must be at least %u in brokerd, not %u: a wallet's "
-		    "dispute carries a sealed chunk of up to 512 KiB as its BadKeyProof",
-		    path, MP_PROOF_FRAME_MIN, cfg->limits.max_frame);
-		return false;
-	}
 	if (cfg->max_frame_merchant < cfg->limits.max_frame ||
 	    cfg->max_frame_merchant > MP_FRAME_MAX_MERCHANT) {
 		snprintf(err, errlen, "%s: [limits] max_frame_merchant must be max_frame..%u", path,

@@ -25,12 +25,12 @@ struct mp_net_limits {
 };
 
 /* The [limits] keys, for a daemon's key table: type is its config struct, member the
- * struct mp_net_limits in it. */
+ * struct mp_net_limits in it, max_frame at least frame_min (frame_help says why). */
 #define MP_NET_LIMIT_KEY(type, member, name, min, max, help)                                       \
 	{                                                                                          \
 		"limits", #name, MP_CFG_U32, offsetof(type, member.name), false, help, min, max    \
 	}
-#define MP_NET_LIMIT_KEYS(type, member)                                                            \
+#define MP_NET_LIMIT_KEYS(type, member, frame_min, frame_help)                                     \
 	MP_NET_LIMIT_KEY(type, member, max_connections, 1, 1000000, "per listener"),               \
 	    MP_NET_LIMIT_KEY(type, member, max_in_flight, 1, 65536, "requests per connection"),    \
 	    MP_NET_LIMIT_KEY(type, member, output_high_water, 4096, 1u << 30, "bytes"),            \
@@ -39,8 +39,8 @@ struct mp_net_limits {
 	    MP_NET_LIMIT_KEY(type, member, handshake_timeout, 1, 3600, "seconds"),                 \
 	    MP_NET_LIMIT_KEY(type, member, frame_timeout, 1, 3600,                                 \
 			     "seconds from a frame's first byte to its last"),                     \
-	    MP_NET_LIMIT_KEY(type, member, max_frame, 4096, MP_FRAME_MAX_MERCHANT,                 \
-			     "bytes, default 1 MiB"),                                              \
+	    MP_NET_LIMIT_KEY(type, member, max_frame, frame_min, MP_FRAME_MAX_MERCHANT,            \
+			     frame_help),                                                          \
 	    MP_NET_LIMIT_KEY(type, member, read_budget, MP_NET_READ_BUDGET_MIN,                    \
 			     MP_NET_READ_BUDGET_MAX,                                               \
 			     "bytes held in partly read frames, all connections together; "        \

@@ -42,8 +42,8 @@ set +e
 rc=$?
 set -e
 [ "$rc" = 1 ] || fail "brokerd --check-config with max_frame 65536 exited $rc, not 1"
-grep -q "max_frame must be at least 786432 in brokerd, not 65536: a wallet's dispute" \
-	"$tmp/small-frame.err" || fail "brokerd did not say why: $(cat "$tmp/small-frame.err")"
+grep -q "small-frame.ini:[0-9]*: \[limits\] max_frame = 65536 is out of range: expected 786432 .. .*BadKeyProof" \
+	"$tmp/small-frame.err" || fail "brokerd did not say where and why: $(cat "$tmp/small-frame.err")"
 echo "ok: brokerd refuses a max_frame too small for a BadKeyProof"
 # docs/config.md as deploy/gen-config-docs would write it now, in a scratch copy.
 mkdir -p "$tmp/deploy" "$tmp/docs"
