@@ -214,7 +214,7 @@ static void serve(struct merchant *m, struct mp_conn *c, uint64_t request_id, st
 	const char *detail = "CloseRequest not signed by the owner of its segment";
 	if (code == MP_ST(OK))
 		code = check(ch, (const Micropay__V1__CloseRequest *)body, &detail);
-	char held[300];
+	char held[512];
 	if (code == MP_ST(OK) && offer_blocks(ch, "close", held, sizeof(held))) {
 		code = MP_ST(CONFLICT);
 		detail = held;

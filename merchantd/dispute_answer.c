@@ -165,7 +165,7 @@ static void answer_next(struct dispute_answer *da)
 				 "next poll",
 				 ch, ref);
 			da->stats.failures++;
-			break;
+			continue; /* the others are still answered */
 		}
 		if (!o) {
 			log_warn(

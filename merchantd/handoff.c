@@ -371,7 +371,7 @@ static void serve(struct merchant *m, struct mp_conn *c, uint64_t request_id, st
 		mp_stmt_free(cap);
 		return;
 	}
-	char held[300];
+	char held[512];
 	if (code == MP_ST(OK) && offer_blocks(ch, "handoff", held, sizeof(held))) {
 		code = MP_ST(CONFLICT);
 		detail = held;

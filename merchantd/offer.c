@@ -17,10 +17,10 @@
  *   HASHING [worker pool, offer_seal.c]: K and order_ref drawn, the prefix derived from K;
  *        the file read, sealed and hashed into the Merkle tree (common/sealed_tree.h)
  *        --(changed)--> CONFLICT; --(unreadable)--> INTERNAL
- *        v   (the channel's last moved, it is no longer held, or a Handoff, Cap or Close of
- *             it is being signed or committed --> CONFLICT: ask again; so no offer comes to
- *             hold a channel that is leaving, offer_blocks)
- *   SIGNING [worker pool, common/sign_job.h]: the Offer statement under our key
+ *        v   (the channel's last or epoch moved, it is no longer held, or a Handoff, Cap or Close
+ * of it is being signed or committed --> CONFLICT: ask again; so no offer comes to hold a channel
+ * that is leaving, offer_blocks) SIGNING [worker pool, common/sign_job.h]: the Offer statement
+ * under our key
  *        --(queue full)--> LIMIT; --(failed)--> INTERNAL
  *        v   (the same checks again; the batch full --> LIMIT)
  *   RECORDING: ch->offer = the offer (the previous one stays in the store only), its row with
@@ -50,6 +50,7 @@ struct prep {
 	struct mp_conn *conn; /* referenced until answered */
 	uint64_t request_id;
 	uint8_t channel_id[MP_ID_LEN];
+	uint32_t hseq; /* the channel's epoch when the offer was asked for */
 	struct offer *o;
 };
 
@@ -135,7 +136,7 @@ static const char *moved(struct prep *p, struct channel **out)
 		return "the channel is no longer held here";
 	if (ch->signing || ch->handoff_pending || ch->cap_pending || ch->close_pending)
 		return "a Handoff, Cap or Close of the channel is being made; ask again";
-	if (ch->seg_seq != p->o->seg_seq || ch->last != p->o->after_index ||
+	if (ch->seg_seq != p->o->seg_seq || ch->hseq != p->hseq || ch->last != p->o->after_index ||
 	    ch->durable_last != p->o->after_index)
 		return "the channel's last moved while the offer was made; ask again";
 	return NULL;
@@ -363,7 +364,8 @@ static void start(struct merchant *m, struct mp_conn *c, const MpEnvelope *env, 
 		refuse(c, env->request_id, ch->id, r->item, MP_ST(LIMIT), "out of memory; retry");
 		return;
 	}
-	*p = (struct prep){.m = m, .conn = c, .request_id = env->request_id, .o = p->o};
+	*p = (struct prep){
+	    .m = m, .conn = c, .request_id = env->request_id, .hseq = ch->hseq, .o = p->o};
 	memcpy(p->channel_id, ch->id, MP_ID_LEN);
 	mp_conn_ref(c);
 	if (!offer_hash_submit(m, p->o, on_hashed, p)) {

@@ -276,7 +276,7 @@ static void serve(struct merchant *m, struct mp_conn *c, uint64_t request_id, st
 	const char *detail = "Transfer not signed by the current segment's owner";
 	if (code == MP_ST(OK))
 		code = check(m, ch, (const Micropay__V1__Transfer *)body, &detail);
-	char held[300];
+	char held[512];
 	if (code == MP_ST(OK) && offer_blocks(ch, "transfer", held, sizeof(held))) {
 		code = MP_ST(CONFLICT);
 		detail = held;

@@ -133,10 +133,13 @@ void wallet_session_cancel_held(struct pay_op *s, const MpSigned *held)
 		return;
 	}
 	if (wallet_session_resent_ref(s, o.order_ref, MP_ID_LEN)) {
-		log_info(
-		    "offer %s: this session resent an in-flight Pay naming it (a `pay` with its "
-		    "order_ref): not cancelled",
-		    ref);
+		/* Its word may have left: PAYING, so the next buy asks for the key and the wallet
+		 * disputes it after the deadline, as for any Offer it paid. */
+		bool paying =
+		    stored == 1 && wstore_key_offer_paying(w->store, o.channel_id, o.order_ref);
+		log_info("offer %s: this session resent an in-flight Pay naming it (a `pay` with "
+			 "its order_ref): not cancelled%s",
+			 ref, paying ? "; now PAYING" : "");
 		wallet_session_held_done(s);
 		return;
 	}

@@ -772,18 +772,25 @@ static void move_after_holder(struct pay_op *s, void *arg)
 }
 
 /* Connect p to host:port, after a session at the holder when an unpaid Offer of ours may hold
- * the channel there; false (p's parts are the caller's) if nothing could be started. */
-static bool start_session(struct pay_op *p, const char *host, uint16_t port)
+ * the channel there, or Pays of ours are still in flight to it (one may pay such an Offer:
+ * resent, it does); false (p's parts are the caller's, err says why) if nothing could be
+ * started. */
+static bool start_session(struct pay_op *p, const char *host, uint16_t port, char *err,
+			  size_t errlen)
 {
-	char at[300], err[200];
-	if (!p->move || !wallet_offer_may_hold(p->w, p->ch) ||
+	char at[300];
+	snprintf(err, errlen, "cannot connect to %s", p->endpoint);
+	if (!p->move || (p->ch->inflight == 0 && !wallet_offer_may_hold(p->w, p->ch)) ||
 	    !wallet_holder_endpoint(p->w, p->ch, at, sizeof(at)))
 		return session_connect(p, host, port);
-	log_info("channel %s: an unpaid offer of ours may hold it at its holder: cancelling it "
-		 "there before the Move",
-		 p->hex);
-	return wallet_session_open(p->w, p->req, p->verb, p->ch, at, move_after_holder, p,
-				   pending_move_free, err, sizeof(err));
+	log_info("channel %s: %s at its holder: a session there first, then the Move", p->hex,
+		 p->ch->inflight ? "Pays in flight" : "an unpaid offer of ours may hold it");
+	char why[200];
+	bool started = wallet_session_open(p->w, p->req, p->verb, p->ch, at, move_after_holder, p,
+					   pending_move_free, why, sizeof(why));
+	if (!started)
+		snprintf(err, errlen, "the holder first (at %s): %s", at, why);
+	return started;
 }
 
 static const char *pay_refusal(struct wallet *w, struct pay_op *p, char *why, size_t len)
@@ -841,8 +848,9 @@ void wallet_admin_pay(struct mp_admin_req *req, json_t *params, void *ctx)
 		free(p);
 		return;
 	}
-	if (!start_session(p, host, port)) {
-		mp_admin_fail(req, MP_ADMIN_FAILED, "pay: cannot connect to %s", p->endpoint);
+	char err[400];
+	if (!start_session(p, host, port, err, sizeof(err))) {
+		mp_admin_fail(req, MP_ADMIN_FAILED, "pay: %s", err);
 		mp_stmt_free(p->move);
 		event_free(p->open_timer);
 		free(p);
@@ -900,10 +908,9 @@ bool wallet_session_open_at(struct wallet *w, struct mp_admin_req *req, const ch
 	mp_hex_encode(ch->channel_id, MP_ID_LEN, p->hex);
 	snprintf(p->endpoint, sizeof(p->endpoint), "%s", endpoint);
 	const char *bad = session_move(p);
-	if (bad || !start_session(p, host, port)) {
-		snprintf(err, errlen, "%s", bad ? bad : "cannot connect");
-		if (!bad)
-			snprintf(err, errlen, "cannot connect to %s", endpoint);
+	if (bad || !start_session(p, host, port, err, errlen)) {
+		if (bad)
+			snprintf(err, errlen, "%s", bad);
 		mp_stmt_free(p->move);
 		event_free(p->open_timer);
 		free(p);

@@ -370,17 +370,27 @@ static void put_inflight(const char *channel, uint32_t j, const char *ref)
 /* An in-flight Pay naming the held offer (a hand-typed `pay` with its order_ref, interrupted)
  * is resent at the next Open and pays the offer; the wallet then signs no OfferCancel for it
  * (an honest holder would refuse it CONFLICT, a dishonest one could keep it to answer a
- * dispute), and the session goes on. */
+ * dispute) and marks it PAYING (its word left), and the session goes on. Here the next
+ * exchange is a Move to m2: with a Pay in flight, walletd first opens a session at m1 (which
+ * resends it), then moves the channel. */
 START_TEST(resent_pay_of_a_held_offer_not_cancelled)
 {
-	char ch[80], ref[80];
+	char ch[80], ref[80], err[2048], m2_hex[64], m2_ep[128];
+	ck_assert_int_eq(net_cmd(&net, "merchant", "m2"), 0);
+	net_read(&net, "m2", "merchant_id", m2_hex, sizeof(m2_hex));
+	net_read(&net, "m2", "endpoint", m2_ep, sizeof(m2_ep));
 	abandoned_offer(ch, sizeof(ch), ref, sizeof(ref));
 	uint32_t pay_index = (uint32_t)w1_last(ch) + BOOK_UNITS;
 	put_inflight(ch, pay_index, ref);
-	buy_song(ch); /* resends the Pay at pay_index, then buys the song after it */
-	ck_assert_int_gt(w1_last(ch), pay_index);
+	json_t *r = pay_at(ch, m2_hex, m2_ep, 2, err, sizeof(err));
+	ck_assert_msg(r != NULL, "pay at m2: %s", err);
+	json_decref(r);
+	json_t *c = goods_wallet_channel(&net, "w1", ch);
+	ck_assert_str_eq(json_str(c, "holder"), m2_hex);
+	ck_assert_int_eq(json_int(c, "last"), pay_index + 2);
+	json_decref(c);
 	json_t *o = key_offer(ref);
-	ck_assert_str_eq(json_str(o, "state"), "OFFERED"); /* never cancelled */
+	ck_assert_str_eq(json_str(o, "state"), "PAYING"); /* never cancelled */
 	json_decref(o);
 	ck_assert_int_eq(metric(&net, "m1", "micropay_merchant_offers_cancelled_total"), 0);
 	net_audit_clean(&net);
