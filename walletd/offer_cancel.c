@@ -156,14 +156,14 @@ struct may_hold {
 	bool found;
 };
 
-static void note_offered(void *arg, const struct wkey_offer *row)
+static void note_unsettled(void *arg, const struct wkey_offer *row)
 {
 	struct may_hold *h = arg;
 	struct mp_offer o;
 	if (h->found || memcmp(row->channel_id, h->ch->channel_id, MP_ID_LEN) != 0 ||
 	    mp_offer_open(row->offer, h->holder_pk, &o))
 		return;
-	h->found = o.seg_seq == h->ch->seg_seq && o.after_index == wallet_channel_spent(h->ch);
+	h->found = o.seg_seq == h->ch->seg_seq && o.after_index == h->ch->last;
 }
 
 bool wallet_offer_may_hold(struct wallet *w, const struct wchannel *ch)
@@ -172,7 +172,8 @@ bool wallet_offer_may_hold(struct wallet *w, const struct wchannel *ch)
 	if (!ch->holder_cert ||
 	    wallet_merchant_cert_check(w, ch->holder_cert, ch->holder, h.holder_pk))
 		return false;
-	if (!wstore_key_offer_each(w->store, false, WKO_OFFERED, note_offered, &h))
+	if (!wstore_key_offer_each(w->store, false, WKO_OFFERED, note_unsettled, &h) ||
+	    !wstore_key_offer_each(w->store, false, WKO_PAYING, note_unsettled, &h))
 		return true; /* the store cannot tell: ask the holder */
 	return h.found;
 }

@@ -740,12 +740,14 @@ static bool session_connect(struct pay_op *p, const char *host, uint16_t port)
 }
 
 /* ---- a Move behind an unpaid Offer ----
- * A holder hands off no channel that an unpaid Offer of ours holds (docs/disputes.md
- * "Cancelling an offer"): when our store has such an Offer (OFFERED, of the holder, at our
- * point), the Move waits for a session at the holder first, whose Open cancels it
+ * A holder hands off no channel that an unpaid Offer holds (docs/disputes.md "A held channel
+ * does not leave the merchant"): when our store has an Offer of the holder that may still hold
+ * it (wallet_offer_may_hold: OFFERED, or PAYING with its Pay unacknowledged, made at the
+ * holder's last acknowledged index), the Move waits for a session at the holder first, whose
+ * Open resends the in-flight Pays (one may pay the Offer) and cancels an Offer never paid
  * (offer_cancel.c):
- *   MOVE --an OFFERED Offer may hold the channel--> HOLDER SESSION (Open, in-flight Pays
- *   resent, the held Offer cancelled) --done--> connect to the target with the Move
+ *   MOVE --an Offer of ours may hold the channel--> HOLDER SESSION (Open, in-flight Pays
+ *   resent, a held Offer never paid cancelled) --done--> connect to the target with the Move
  *   HOLDER SESSION --fails--> the request answered with its failure, the Move never sent */
 
 static void pending_move_free(void *arg)
@@ -771,20 +773,20 @@ static void move_after_holder(struct pay_op *s, void *arg)
 	pending_move_free(p);
 }
 
-/* Connect p to host:port, after a session at the holder when an unpaid Offer of ours may hold
- * the channel there, or Pays of ours are still in flight to it (one may pay such an Offer:
- * resent, it does); false (p's parts are the caller's, err says why) if nothing could be
+/* Connect p to host:port, after a session at the holder when an Offer of ours may still hold
+ * the channel there; false (p's parts are the caller's, err says why) if nothing could be
  * started. */
 static bool start_session(struct pay_op *p, const char *host, uint16_t port, char *err,
 			  size_t errlen)
 {
 	char at[300];
 	snprintf(err, errlen, "cannot connect to %s", p->endpoint);
-	if (!p->move || (p->ch->inflight == 0 && !wallet_offer_may_hold(p->w, p->ch)) ||
+	if (!p->move || !wallet_offer_may_hold(p->w, p->ch) ||
 	    !wallet_holder_endpoint(p->w, p->ch, at, sizeof(at)))
 		return session_connect(p, host, port);
-	log_info("channel %s: %s at its holder: a session there first, then the Move", p->hex,
-		 p->ch->inflight ? "Pays in flight" : "an unpaid offer of ours may hold it");
+	log_info("channel %s: an offer of ours may still hold it at its holder: a session there "
+		 "first, then the Move",
+		 p->hex);
 	char why[200];
 	bool started = wallet_session_open(p->w, p->req, p->verb, p->ch, at, move_after_holder, p,
 					   pending_move_free, why, sizeof(why));

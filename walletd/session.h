@@ -62,9 +62,10 @@ uint32_t wallet_session_point(const struct pay_op *s);
  * holding the channel (held_by_offer, the session's copy): cancelled if the wallet never paid
  * it, then wallet_session_held_done; a failure fails the session. */
 void wallet_session_cancel_held(struct pay_op *s, const MpSigned *held);
-/* offer_cancel.c: an Offer of ours in state OFFERED (never paid) signed by the holder, in our
- * segment, made at our spent index, may hold the channel there (its holder hands off nothing
- * while it does); true too when the store cannot tell. */
+/* offer_cancel.c: an Offer of ours signed by the holder in our segment, made at the last index
+ * the holder acknowledged, OFFERED (never paid) or PAYING (its Pay not acknowledged: maybe
+ * still in flight), may hold the channel there (its holder hands off nothing while it does);
+ * true too when the store cannot tell. */
 bool wallet_offer_may_hold(struct wallet *w, const struct wchannel *ch);
 /* The session resent an in-flight Pay naming this order_ref (it may have paid that Offer). */
 bool wallet_session_resent_ref(const struct pay_op *s, const uint8_t *ref, size_t len);

@@ -371,8 +371,9 @@ static void put_inflight(const char *channel, uint32_t j, const char *ref)
  * is resent at the next Open and pays the offer; the wallet then signs no OfferCancel for it
  * (an honest holder would refuse it CONFLICT, a dishonest one could keep it to answer a
  * dispute) and marks it PAYING (its word left), and the session goes on. Here the next
- * exchange is a Move to m2: with a Pay in flight, walletd first opens a session at m1 (which
- * resends it), then moves the channel. */
+ * exchange is a Move to m2: with the offer still possibly holding the channel at m1 (the
+ * holder acknowledged nothing past its after_index), walletd first opens a session at m1
+ * (which resends the Pay), then moves the channel. */
 START_TEST(resent_pay_of_a_held_offer_not_cancelled)
 {
 	char ch[80], ref[80], err[2048], m2_hex[64], m2_ep[128];
