@@ -477,6 +477,20 @@ void tchannel_free(struct tchannel *ch)
 	mp_key_free(&ch->owner);
 }
 
+/* mpnet start DAEMON; on a failure the test fails with mpnet's and the daemon's last lines on
+ * stderr (the network's folder goes away with it). */
+static void start_or_report(const struct net *n, const char *daemon)
+{
+	if (net_cmd(n, "start", daemon) == 0)
+		return;
+	char log[1500];
+	snprintf(log, sizeof(log), "tail -n 5 '%s/mpnet.log' >&2; tail -n 30 '%s/%s/log' >&2",
+		 n->dir, n->dir, daemon);
+	if (system(log) != 0)
+		fprintf(stderr, "(no logs)\n");
+	ck_abort_msg("mpnet start %s failed in %s (its log above)", daemon, n->dir);
+}
+
 void net_restart_with(const struct net *n, const char *daemon, const char *section,
 		      const char *settings)
 {
@@ -487,7 +501,7 @@ void net_restart_with(const struct net *n, const char *daemon, const char *secti
 	ck_assert_msg(f != NULL, "cannot append to %s", path);
 	fprintf(f, "[%s]\n%s\n", section, settings);
 	fclose(f);
-	ck_assert_int_eq(net_cmd(n, "start", daemon), 0);
+	start_or_report(n, daemon);
 }
 
 void net_audit_clean(const struct net *n)
