@@ -17,10 +17,10 @@
  *   HASHING [worker pool, offer_seal.c]: K and order_ref drawn, the prefix derived from K;
  *        the file read, sealed and hashed into the Merkle tree (common/sealed_tree.h)
  *        --(changed)--> CONFLICT; --(unreadable)--> INTERNAL
- *        v   (the channel's last or epoch moved, it is no longer held, or a Handoff, Cap or Close
- * of it is being signed or committed --> CONFLICT: ask again; so no offer comes to hold a channel
- * that is leaving, offer_blocks) SIGNING [worker pool, common/sign_job.h]: the Offer statement
- * under our key
+ *        v   (its last or epoch moved, it is no longer held, or a Handoff, Cap or
+ *            Close of it is being signed or committed --> CONFLICT: ask again; so
+ *            no offer comes to hold a channel that is leaving, offer_blocks)
+ *   SIGNING [worker pool, common/sign_job.h]: the Offer statement under our key
  *        --(queue full)--> LIMIT; --(failed)--> INTERNAL
  *        v   (the same checks again; the batch full --> LIMIT)
  *   RECORDING: ch->offer = the offer (the previous one stays in the store only), its row with

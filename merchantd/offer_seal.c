@@ -1,9 +1,10 @@
 /* Hashing an offer's ciphertext on the worker pool (offer_seal.h).
  *
  *   submitted --worker: open (a regular file of the catalogue's size, else CHANGED), for each
- *   chunk k: pread, seal (prefix || be32(k)), hash; then fstat again (size, mtime and identity
- *   as at the open, else CHANGED: written meanwhile)--> loop: done(arg, outcome) | done(arg, NULL)
- * when cancelled. Memory: one chunk and its sealed copy (<= 2 x 512 KiB + 16) per job. */
+ *   chunk k: pread, seal (prefix || be32(k)), hash; then fstat again (size, mtime and
+ *   identity as at the open, else CHANGED: written meanwhile)--> loop: done(arg, outcome) |
+ *   done(arg, NULL) when cancelled. Memory: one chunk and its sealed copy (<= 2 x 512 KiB +
+ *   16) per job. */
 #include "offer_seal.h"
 
 #include <stdlib.h>
