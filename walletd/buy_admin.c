@@ -23,8 +23,8 @@ static uint32_t units_left(const struct wchannel *ch)
 
 static bool payable(const struct wallet *w, const struct wchannel *ch)
 {
-	return ch->state == WCH_ACTIVE && !ch->busy && units_left(ch) > 0 &&
-	       mp_clock_now(&w->clock) + WALLET_PAY_MARGIN < ch->pay_until;
+	return ch->state == WCH_ACTIVE && !wallet_channel_claim_refusal(ch) && !ch->busy &&
+	       units_left(ch) > 0 && mp_clock_now(&w->clock) + WALLET_PAY_MARGIN < ch->pay_until;
 }
 
 /* The ACTIVE, idle, payable channel with the most units left, held by mid (held_by) or by
@@ -104,6 +104,8 @@ static struct wchannel *buy_channel(struct wallet *w, struct mp_admin_req *req, 
 	else if (wallet_id_is_zero(ch->holder))
 		mp_admin_fail(req, MP_ADMIN_FAILED,
 			      "buy: the channel is not bound to a merchant yet: pay once first");
+	else if (wallet_channel_claim_refusal(ch))
+		mp_admin_fail(req, MP_ADMIN_FAILED, "buy: %s", wallet_channel_claim_refusal(ch));
 	else if (!payable(w, ch))
 		mp_admin_fail(req, MP_ADMIN_FAILED,
 			      "buy: the channel is %s%s and cannot pay (%u units left)",

@@ -1,5 +1,6 @@
 /* The wallet's channels in memory (loaded from the store at start, written through on change)
  * and their chain words. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -106,8 +107,29 @@ static json_t *time_json(uint64_t t)
 	return t ? json_integer((json_int_t)t) : json_null();
 }
 
+void wallet_channel_claim_refused(struct wchannel *ch, const char *status)
+{
+	char text[400];
+	snprintf(text, sizeof(text),
+		 "the broker refused this channel's SegmentClaim for good (%s): nothing can be "
+		 "paid, transferred or closed with it; ask the customer who gave it",
+		 status);
+	ch->claim_state = WCLAIM_REFUSED;
+	free(ch->detail);
+	ch->detail = strdup(text); /* shown in `channels`; NULL (out of memory): a fixed text */
+}
+
+const char *wallet_channel_claim_refusal(const struct wchannel *ch)
+{
+	if (ch->claim_state != WCLAIM_REFUSED)
+		return NULL;
+	return ch->detail ? ch->detail : "the broker refused this channel's SegmentClaim for good";
+}
+
 const char *wallet_channel_state_name(const struct wallet *w, const struct wchannel *ch)
 {
+	if (ch->state == WCH_ACTIVE && ch->claim_state == WCLAIM_REFUSED)
+		return "CLAIM_REFUSED";
 	if (ch->state == WCH_CLOSED) /* closed early: its refund is asked for at once */
 		return ch->refunded ? "REFUNDED" : "REFUND_PENDING";
 	if (ch->state != WCH_ACTIVE)
@@ -136,8 +158,9 @@ json_t *wallet_channel_json(const struct wallet *w, const struct wchannel *ch)
 	if (o) {
 		json_object_set_new(o, "segment", wallet_segment_json(ch));
 		json_object_set_new(o, "broker_ack",
-				    ch->claim_state < 0 ? json_null()
-							: json_boolean(ch->claim_state > 0));
+				    ch->claim_state < 0
+					? json_null()
+					: json_boolean(ch->claim_state == WCLAIM_ACKED));
 	}
 	return o;
 }

@@ -306,6 +306,8 @@ static const char *refusal(struct wallet *w, const struct wchannel *ch, char *wh
 	}
 	if (wallet_id_is_zero(ch->holder))
 		return "no merchant holds the channel: nothing to close at a holder";
+	if (wallet_channel_claim_refusal(ch))
+		return wallet_channel_claim_refusal(ch);
 	return NULL;
 }
 

@@ -16,6 +16,9 @@
  *   KEY_BAD (the key does not open a chunk, buy_unseal.h) --deadline passed: the same dispute
  *     with the stored BadKeyProof--> DISPUTED (the broker answers OPEN, due at once) -->
  *     REFUNDED after its next sweep; the proof goes with every later ask
+ *   KEY_BAD --the broker refuses the proof (CONFLICT: the key opens the chunk; MALFORMED: the
+ *     chunk is not the Offer's, the local copy damaged after it was checked)--> PROOF_REFUSED:
+ *     final, neither the check nor `dispute` asks again (the answer says why)
  *   PAYING, PAID or KEY_BAD --TOO_LATE (past the Offer's deadline + T_dispute, or redeem_until)-->
  *     TOO_LATE: final, neither the check nor `dispute` asks again (the answer says why)
  *   any --TOO_EARLY, refused, unreachable--> unchanged (the answer says why) */
@@ -147,18 +150,19 @@ static void take_key(struct dispute_op *op, const ProtobufCBinaryData *key)
 		op_fail(op, "the key is stored but the decryption cannot be queued");
 }
 
-/* The broker's TOO_LATE is final: the window to dispute has closed at broker time, so the
- * offer is kept as TOO_LATE and never disputed again (the paid units are lost to the buyer). */
-static void too_late(struct dispute_op *op, const char *text)
+/* A refusal that asking again cannot change, kept as final state `final`: TOO_LATE (the
+ * window to dispute has closed at broker time) or PROOF_REFUSED (the broker refused the stored
+ * BadKeyProof; the Dispute and the proof are the same bytes every time). The offer is never
+ * disputed again (the paid units are lost to the buyer). */
+static void refused_for_good(struct dispute_op *op, enum wkey_offer_state final, const char *text)
 {
-	if (!wstore_key_offer_set(op->w->store, op->o.channel_id, op->o.order_ref, WKO_TOO_LATE,
-				  NULL, 0)) {
+	if (!wstore_key_offer_set(op->w->store, op->o.channel_id, op->o.order_ref, final, NULL,
+				  0)) {
 		op_fail(op, "the broker refused it (%s), and the state cannot be stored", text);
 		return;
 	}
-	op_fail(op,
-		"the broker refused it: %s; the offer is now TOO_LATE and is not disputed again",
-		text);
+	op_fail(op, "the broker refused it: %s; the offer is now %s and is not disputed again",
+		text, wkey_offer_state_name(final));
 }
 
 static void on_dispute_reply(void *arg, const MpEnvelope *reply, const char *error)
@@ -177,7 +181,11 @@ static void on_dispute_reply(void *arg, const MpEnvelope *reply, const char *err
 	MpCode code = r->status->code;
 	wallet_status_text(r->status, text, sizeof(text));
 	if (code == MP_ST(TOO_LATE) && op->o.state != WKO_DISPUTED) {
-		too_late(op, text);
+		refused_for_good(op, WKO_TOO_LATE, text);
+		return;
+	}
+	if (op->o.state == WKO_KEY_BAD && (code == MP_ST(CONFLICT) || code == MP_ST(MALFORMED))) {
+		refused_for_good(op, WKO_PROOF_REFUSED, text);
 		return;
 	}
 	if (code != MP_ST(OK) && code != MP_ST(DUPLICATE_OK)) {

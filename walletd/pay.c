@@ -811,6 +811,8 @@ static const char *pay_refusal(struct wallet *w, struct pay_op *p, char *why, si
 		snprintf(why, len, "the channel is %s, not ACTIVE", wch_state_name(ch->state));
 		return why;
 	}
+	if (wallet_channel_claim_refusal(ch))
+		return wallet_channel_claim_refusal(ch);
 	if (ch->busy)
 		return "another pay or transfer on this channel is in progress";
 	if (mp_clock_now(&w->clock) + WALLET_PAY_MARGIN >= ch->pay_until) {

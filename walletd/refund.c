@@ -247,6 +247,10 @@ void wallet_admin_refund(struct mp_admin_req *req, json_t *params, void *ctx)
 			      wch_state_name(ch->state));
 		return;
 	}
+	if (wallet_channel_claim_refusal(ch)) {
+		mp_admin_fail(req, MP_ADMIN_FAILED, "refund: %s", wallet_channel_claim_refusal(ch));
+		return;
+	}
 	wallet_refund_send(w, ch, req);
 }
 
@@ -273,7 +277,8 @@ static void on_refund_check(evutil_socket_t fd, short what, void *arg)
 	uint64_t now = wallet_now(w);
 	for (struct wchannel *ch = w->channels; ch && !w->stopping; ch = ch->next) {
 		if (ch->state != WCH_ACTIVE || ch->refunded || ch->refund_busy || !ch->pay_until ||
-		    now < ch->pay_until || now < ch->refund_not_before || !w->registered)
+		    now < ch->pay_until || now < ch->refund_not_before || !w->registered ||
+		    wallet_channel_claim_refusal(ch))
 			continue;
 		wallet_refund_send(w, ch, NULL);
 	}

@@ -27,7 +27,9 @@ bool wallet_segment_load(struct wallet *w, struct wchannel *ch)
 	int found = wstore_claim_get(w->store, ch->channel_id, ch->seg_seq, &c);
 	if (found < 0)
 		return false;
-	ch->claim_state = found == 1 && c.acked ? 1 : 0;
+	ch->claim_state = found == 1 ? (int)c.answer : WCLAIM_WAITING;
+	if (found == 1 && c.answer == WCLAIM_REFUSED)
+		wallet_channel_claim_refused(ch, c.status);
 	if (found == 1)
 		wstore_claim_clear(&c);
 	return true;

@@ -7,6 +7,9 @@
  *
  *   STORED --sent--> (broker) --OK / DUPLICATE_OK--> ACKNOWLEDGED (stored)
  *     sent --no answer, LIMIT, INTERNAL--> retry timer (backoff) --> sent again (same bytes)
+ *     sent --CLOSED (the channel closed early) or CONFLICT (another claim or Cap of the
+ *       segment stored)--> REFUSED (stored; shown CLAIM_REFUSED, never sent again; pay, buy,
+ *       transfer.send, close and refund refuse the channel)
  *     sent --another refusal--> STORED (answer kept for the operator; sent again on the next
  *       transfer.accept or start) */
 #include <event2/event.h>
@@ -40,7 +43,7 @@ static void claim_reply(struct claim_op *op, const struct wchannel *ch, const ch
 		       json_pack("{s:s,s:I,s:I,s:I,s:b,s:s}", "channel_id", hex, "seg_seq",
 				 (json_int_t)ch->seg_seq, "start", (json_int_t)ch->seg_start,
 				 "spendable", (json_int_t)(ch->n - spent), "broker_ack",
-				 ch->claim_state > 0, "broker_status", status));
+				 ch->claim_state == WCLAIM_ACKED, "broker_status", status));
 }
 
 static void on_claim_reply(void *arg, const MpEnvelope *reply, const char *error)
@@ -49,7 +52,8 @@ static void on_claim_reply(void *arg, const MpEnvelope *reply, const char *error
 	struct wchannel *ch = wallet_channel_find(op->w, op->channel_id);
 	char hex[MP_HEX_ID_LEN + 1], text[600];
 	mp_hex_encode(op->channel_id, MP_ID_LEN, hex);
-	bool acked = false, transient = true;
+	enum wclaim_answer answer = WCLAIM_WAITING;
+	bool transient = true;
 	if (ch)
 		ch->claim_busy = false;
 	if (!reply) {
@@ -63,14 +67,16 @@ static void on_claim_reply(void *arg, const MpEnvelope *reply, const char *error
 	} else {
 		MpCode code = reply->segment_claim_resp->status->code;
 		wallet_status_text(reply->segment_claim_resp->status, text, sizeof(text));
-		acked = code == MP_ST(OK) || code == MP_ST(DUPLICATE_OK);
+		answer = code == MP_ST(OK) || code == MP_ST(DUPLICATE_OK)   ? WCLAIM_ACKED
+			 : code == MP_ST(CLOSED) || code == MP_ST(CONFLICT) ? WCLAIM_REFUSED
+									    : WCLAIM_WAITING;
 		transient = code == MP_ST(LIMIT) || code == MP_ST(INTERNAL);
 	}
 	if (!ch) {
 		free(op);
 		return;
 	}
-	if (!wstore_claim_answer(op->w->store, ch->channel_id, ch->seg_seq, acked, text)) {
+	if (!wstore_claim_answer(op->w->store, ch->channel_id, ch->seg_seq, answer, text)) {
 		if (op->req)
 			mp_admin_fail(op->req, MP_ADMIN_INTERNAL,
 				      "transfer.accept: cannot store the broker's answer (%s)",
@@ -78,11 +84,16 @@ static void on_claim_reply(void *arg, const MpEnvelope *reply, const char *error
 		free(op);
 		return;
 	}
-	if (acked) {
-		ch->claim_state = 1;
+	if (answer == WCLAIM_ACKED) {
+		ch->claim_state = WCLAIM_ACKED;
 		op->w->claim_backoff = 0;
 		log_info("channel %s: segment %u claimed at the broker (%s)", hex, ch->seg_seq,
 			 text);
+	} else if (answer == WCLAIM_REFUSED) {
+		wallet_channel_claim_refused(ch, text);
+		log_warn("channel %s: segment %u claim refused for good: %s (not sent again; the "
+			 "channel cannot be spent)",
+			 hex, ch->seg_seq, text);
 	} else if (transient) {
 		log_warn("channel %s: segment %u claim not acknowledged: %s (resent on its own)",
 			 hex, ch->seg_seq, text);
@@ -111,8 +122,11 @@ void wallet_segment_claim_send(struct wallet *w, struct wchannel *ch, struct mp_
 	*op = (struct claim_op){w, req, {0}};
 	memcpy(op->channel_id, ch->channel_id, MP_ID_LEN);
 	char err[300];
-	if (c.acked) {
-		ch->claim_state = 1;
+	if (c.answer != WCLAIM_WAITING) { /* answered for good: the stored answer again */
+		if (c.answer == WCLAIM_REFUSED)
+			wallet_channel_claim_refused(ch, c.status);
+		else
+			ch->claim_state = WCLAIM_ACKED;
 		claim_reply(op, ch, c.status);
 		free(op);
 	} else if (!wallet_broker_send_claim(w, c.request, c.request_len, on_claim_reply, op, err,
@@ -127,7 +141,7 @@ void wallet_segment_claim_send(struct wallet *w, struct wchannel *ch, struct mp_
 void wallet_segment_claim_resume(struct wallet *w)
 {
 	for (struct wchannel *ch = w->channels; ch; ch = ch->next) {
-		if (ch->claim_state != 0)
+		if (ch->claim_state != WCLAIM_WAITING)
 			continue;
 		char hex[MP_HEX_ID_LEN + 1];
 		mp_hex_encode(ch->channel_id, MP_ID_LEN, hex);
@@ -147,7 +161,7 @@ static void on_claim_retry(evutil_socket_t fd, short what, void *arg)
 	if (w->stopping)
 		return;
 	for (struct wchannel *ch = w->channels; ch; ch = ch->next)
-		if (ch->claim_state == 0 && !ch->claim_busy)
+		if (ch->claim_state == WCLAIM_WAITING && !ch->claim_busy)
 			wallet_segment_claim_send(w, ch, NULL);
 }
 

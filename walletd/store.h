@@ -145,17 +145,23 @@ struct wstore_accept {
 bool wstore_accept(struct wstore *s, const struct wchannel *ch, const struct wstore_accept *a);
 
 /* B's SegmentClaimReq for (channel, seg_seq) and the broker's answer so far. */
+/* The broker's answer to a received segment's SegmentClaim, as stored (column acked). */
+enum wclaim_answer {
+	WCLAIM_WAITING = 0, /* not acknowledged yet: sent again */
+	WCLAIM_ACKED = 1,   /* OK or DUPLICATE_OK */
+	WCLAIM_REFUSED = 2, /* CLOSED or CONFLICT: refused for good, never sent again */
+};
 struct wstore_claim {
 	uint8_t *request;
 	size_t request_len;
-	bool acked;
+	enum wclaim_answer answer;
 	char status[200];
 };
 int wstore_claim_get(struct wstore *s, const uint8_t id[MP_ID_LEN], uint32_t seg_seq,
 		     struct wstore_claim *c);
 void wstore_claim_clear(struct wstore_claim *c);
 bool wstore_claim_answer(struct wstore *s, const uint8_t id[MP_ID_LEN], uint32_t seg_seq,
-			 bool acked, const char *status);
+			 enum wclaim_answer answer, const char *status);
 
 /* A channel's refund (store_refund.c): the exact signed RefundRequest and the broker's answer.
  * refunded: the broker answered OK or DUPLICATE_OK with the result below (written once). */

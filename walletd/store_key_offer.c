@@ -10,9 +10,9 @@
 
 const char *wkey_offer_state_name(enum wkey_offer_state s)
 {
-	static const char *const names[] = {"OFFERED",	"PAID",	    "KEYED",
-					    "DISPUTED", "REFUNDED", "PAYING",
-					    "TOO_LATE", "KEY_BAD",  "CANCELLED"};
+	static const char *const names[] = {"OFFERED",	 "PAID",	 "KEYED",    "DISPUTED",
+					    "REFUNDED",	 "PAYING",	 "TOO_LATE", "KEY_BAD",
+					    "CANCELLED", "PROOF_REFUSED"};
 	return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "?";
 }
 
@@ -26,23 +26,25 @@ const char *wkey_offer_state_name(enum wkey_offer_state s)
 	"  item TEXT NOT NULL, out TEXT NOT NULL,"                                                 \
 	"  size INTEGER NOT NULL, chunk_size INTEGER NOT NULL,"                                    \
 	"  chunks INTEGER NOT NULL, deadline INTEGER NOT NULL,"                                    \
-	"  state INTEGER NOT NULL CHECK (state BETWEEN 0 AND 8),"                                  \
+	"  state INTEGER NOT NULL CHECK (state BETWEEN 0 AND 9),"                                  \
 	"  key BLOB CHECK (key IS NULL OR length(key) = 32),"                                      \
 	"  refunded INTEGER NOT NULL DEFAULT 0,"                                                   \
 	"  stored_at INTEGER NOT NULL,"                                                            \
-	"  bad_key_proof BLOB CHECK (bad_key_proof IS NULL OR state IN (3, 4, 6, 7)),"             \
+	"  bad_key_proof BLOB CHECK (bad_key_proof IS NULL OR state IN (3, 4, 6, 7, 9)),"          \
 	"  PRIMARY KEY (channel_id, order_ref));"
 
 /* The stored table's age: 0 none yet or current; 1 before states TOO_LATE and KEY_BAD (no
- * bad_key_proof column); 2 before state CANCELLED (its CHECK ends at 7); -1 on error. */
+ * bad_key_proof column); 2 before state CANCELLED (its CHECK ends at 7); 3 before state
+ * PROOF_REFUSED (its CHECK ends at 8); -1 on error. */
 static int table_age(struct wstore *s)
 {
 	sqlite3_stmt *st = wsql_prep(
 	    s, "SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND "
 	       "name = 'key_offers') THEN 0 WHEN NOT EXISTS (SELECT 1 FROM "
 	       "pragma_table_info('key_offers') WHERE name = 'bad_key_proof') THEN 1 WHEN (SELECT "
-	       "sql FROM sqlite_schema WHERE type = 'table' AND name = 'key_offers') NOT LIKE "
-	       "'%BETWEEN 0 AND 8%' THEN 2 ELSE 0 END");
+	       "sql FROM sqlite_schema WHERE type = 'table' AND name = 'key_offers') LIKE "
+	       "'%BETWEEN 0 AND 7%' THEN 2 WHEN (SELECT sql FROM sqlite_schema WHERE type = "
+	       "'table' AND name = 'key_offers') LIKE '%BETWEEN 0 AND 8%' THEN 3 ELSE 0 END");
 	if (!st)
 		return -1;
 	int rc = sqlite3_step(st);
@@ -67,6 +69,7 @@ bool wstore_key_offer_migrate(struct wstore *s)
 	static const char *const sql[] = {
 	    KEY_OFFERS_TABLE("key_offers"),
 	    WIDEN_SQL(OLD_COLUMNS),
+	    WIDEN_SQL(OLD_COLUMNS ", bad_key_proof"),
 	    WIDEN_SQL(OLD_COLUMNS ", bad_key_proof"),
 	};
 	int age = table_age(s);

@@ -38,6 +38,8 @@ enum wkey_offer_state {
 	WKO_TOO_LATE = 6,  /* the broker refused its dispute TOO_LATE: final, never asked again */
 	WKO_KEY_BAD = 7,   /* the key matches key_hash but does not open a chunk: proof stored */
 	WKO_CANCELLED = 8, /* given up unpaid with an OfferCancel (offer_cancel.c): final */
+	WKO_PROOF_REFUSED = 9, /* the broker refused the KEY_BAD proof (the key opens the chunk,
+				  or the chunk is not the Offer's): final, never asked again */
 };
 
 struct wkey_offer {

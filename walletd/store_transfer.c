@@ -2,7 +2,8 @@
  * segment (columns of channels), its Transfer/Cap pairs (segments), B's offers with their chain
  * secrets (offers; the chain's checkpoints are stored under the offer's chain_key), A's transfers
  * out (transfers_out: the offer, the exact signed Transfer, then the bundle) and B's segment
- * claims (segment_claims: the exact signed SegmentClaim and whether the broker acknowledged it).
+ * claims (segment_claims: the exact signed SegmentClaim and the broker's answer: waiting,
+ * acknowledged, or refused for good).
  * Every write is durable when the call returns. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,8 +91,8 @@ static const char migrate_v3[] =
     "CREATE TABLE segment_claims ("
     "  channel_id BLOB NOT NULL,"
     "  seg_seq INTEGER NOT NULL,"
-    "  request BLOB NOT NULL," /* the exact SegmentClaimReq, resent verbatim */
-    "  acked INTEGER NOT NULL DEFAULT 0,"
+    "  request BLOB NOT NULL,"		  /* the exact SegmentClaimReq, resent verbatim */
+    "  acked INTEGER NOT NULL DEFAULT 0," /* enum wclaim_answer: 0 waiting, 1 acked, 2 refused */
     "  status TEXT,"
     "  PRIMARY KEY (channel_id, seg_seq)"
     ") WITHOUT ROWID;";
@@ -429,7 +430,10 @@ int wstore_claim_get(struct wstore *s, const uint8_t id[MP_ID_LEN], uint32_t seg
 		found = 0;
 	} else if (rc == SQLITE_ROW) {
 		const char *status = (const char *)sqlite3_column_text(st, 2);
-		c->acked = sqlite3_column_int(st, 1) != 0;
+		int answer = sqlite3_column_int(st, 1);
+		c->answer = answer == WCLAIM_ACKED     ? WCLAIM_ACKED
+			    : answer == WCLAIM_REFUSED ? WCLAIM_REFUSED
+						       : WCLAIM_WAITING;
 		snprintf(c->status, sizeof(c->status), "%s", status ? status : "");
 		found = column_copy(st, 0, &c->request, &c->request_len) && c->request ? 1 : -1;
 	}
@@ -446,20 +450,22 @@ void wstore_claim_clear(struct wstore_claim *c)
 	c->request_len = 0;
 }
 
+/* An acknowledged claim stays acknowledged (a later answer only updates its status text). */
 bool wstore_claim_answer(struct wstore *s, const uint8_t id[MP_ID_LEN], uint32_t seg_seq,
-			 bool acked, const char *status)
+			 enum wclaim_answer answer, const char *status)
 {
 	sqlite3_stmt *st =
 	    by_channel(s,
-		       "UPDATE segment_claims SET acked = max(acked, ?3), status = ?4 "
+		       "UPDATE segment_claims SET acked = CASE WHEN acked = 1 THEN 1 "
+		       "ELSE ?3 END, status = ?4 "
 		       "WHERE channel_id = ?1 AND seg_seq = ?2",
 		       id);
 	if (st)
-		st =
-		    wsql_bound(s, st,
-			       sqlite3_bind_int64(st, 2, seg_seq) | sqlite3_bind_int(st, 3, acked) |
-				   sqlite3_bind_text(st, 4, status, -1, SQLITE_TRANSIENT),
-			       "binding a claim's answer");
+		st = wsql_bound(s, st,
+				sqlite3_bind_int64(st, 2, seg_seq) |
+				    sqlite3_bind_int(st, 3, (int)answer) |
+				    sqlite3_bind_text(st, 4, status, -1, SQLITE_TRANSIENT),
+				"binding a claim's answer");
 	return wsql_run(s, st, "storing a claim's answer");
 }
 

@@ -351,6 +351,8 @@ static const char *refusal(struct send_op *x, char *why, size_t len)
 			 wch_state_name(ch->state));
 		return why;
 	}
+	if (wallet_channel_claim_refusal(ch))
+		return wallet_channel_claim_refusal(ch);
 	if (ch->busy)
 		return "a pay or transfer on this channel is in progress";
 	if (spent >= ch->n)

@@ -126,8 +126,9 @@ struct wchannel {
 	struct event *refund_retry; /* refund_early.c: the next try of a CLOSED channel's refund */
 	unsigned refund_backoff;    /* ... its delay in seconds (doubles, at most 60) */
 	struct wallet *refund_wallet; /* ... the wallet, for the timer's callback */
-	int claim_state; /* received channels: 0 claim not acknowledged yet, 1 acknowledged;
-			    -1 segment 0 (no claim) */
+	int claim_state; /* received channels: enum wclaim_answer (0 claim not acknowledged
+			    yet, 1 acknowledged, 2 refused for good: shown CLAIM_REFUSED, not
+			    spendable); -1 segment 0 (no claim) */
 	bool claim_busy; /* segment_claim.c: its SegmentClaimReq is on its way to the broker */
 	struct wchain chain;
 	struct wchannel *next;
@@ -198,8 +199,15 @@ bool wallet_channel_word(struct wallet *w, struct wchannel *ch, uint32_t j,
 			 uint8_t out[MP_HASH_LEN]);
 json_t *wallet_channel_json(const struct wallet *w, const struct wchannel *ch);
 /* The state a user sees: wch_state_name, or REFUND_PENDING / REFUNDED for an ACTIVE channel
- * past pay_until or a CLOSED one / refunded. */
+ * past pay_until or a CLOSED one / refunded, or CLAIM_REFUSED for a received channel whose
+ * SegmentClaim the broker refused for good. */
 const char *wallet_channel_state_name(const struct wallet *w, const struct wchannel *ch);
+/* A received channel whose SegmentClaim the broker refused for good (CLOSED: the channel was
+ * closed early; CONFLICT: another claim or Cap of that segment is stored): marks it (claim_state,
+ * detail from the broker's status text). Pay, buy, transfer.send, close and refund refuse it with
+ * wallet_channel_claim_refusal (NULL for any other channel). */
+void wallet_channel_claim_refused(struct wchannel *ch, const char *status);
+const char *wallet_channel_claim_refusal(const struct wchannel *ch);
 /* The highest index the channel may have spent: the merchant's acknowledged last, or a Pay in
  * flight above it (the wallet never reuses a word it may have sent). */
 static inline uint32_t wallet_channel_spent(const struct wchannel *ch)

@@ -561,6 +561,72 @@ START_TEST(key_that_does_not_open_is_refunded)
 }
 END_TEST
 
+/* In a walletd store: the last byte of every stored BadKeyProof flipped (a byte of its sealed
+ * chunk or of its Merkle path), as a local copy damaged after it was checked. */
+static void damage_proofs(sqlite3 *db, void *arg)
+{
+	(void)arg;
+	sqlite3_stmt *rd, *wr;
+	ck_assert_int_eq(sqlite3_prepare_v2(db,
+					    "SELECT rowid, bad_key_proof FROM key_offers WHERE "
+					    "bad_key_proof IS NOT NULL",
+					    -1, &rd, NULL),
+			 SQLITE_OK);
+	ck_assert_int_eq(sqlite3_prepare_v2(db,
+					    "UPDATE key_offers SET bad_key_proof = ?2 WHERE "
+					    "rowid = ?1",
+					    -1, &wr, NULL),
+			 SQLITE_OK);
+	int damaged = 0;
+	while (sqlite3_step(rd) == SQLITE_ROW) {
+		int len = sqlite3_column_bytes(rd, 1);
+		uint8_t *proof = malloc((size_t)len);
+		ck_assert(proof && len > 0);
+		memcpy(proof, sqlite3_column_blob(rd, 1), (size_t)len);
+		proof[len - 1] ^= 0x01;
+		sqlite3_bind_int64(wr, 1, sqlite3_column_int64(rd, 0));
+		sqlite3_bind_blob(wr, 2, proof, len, SQLITE_TRANSIENT);
+		ck_assert_int_eq(sqlite3_step(wr), SQLITE_DONE);
+		sqlite3_reset(wr);
+		free(proof);
+		damaged++;
+	}
+	ck_assert_int_eq(damaged, 1);
+	sqlite3_finalize(rd);
+	sqlite3_finalize(wr);
+}
+
+/* A BadKeyProof the broker refuses (the wallet's copy of the goods damaged after its check:
+ * the chunk is no longer the Offer's) ends the wallet's disputes of that offer: PROOF_REFUSED,
+ * final: `dispute` refuses it (and the wallet's check lists only PAYING, PAID, DISPUTED and
+ * KEY_BAD offers); nothing refunded. */
+START_TEST(refused_proof_ends_the_disputes)
+{
+	char ch[80], ref[80], out[800], err[2048];
+	net_wallet_issue(&net, "w1", m1_hex, 100, 2, ch, sizeof(ch));
+	buy_song(ch);
+	restart_m1("offer_wrong_key");
+	out_path("book.out", out, sizeof(out));
+	ck_assert(buy("book", ch, out, true, err, sizeof(err)) == NULL);
+	ck_assert_msg(strstr(err, "KEY_BAD"), "%s", err);
+	only_offer(ch, ref, sizeof(ref));
+	twallet_store_edit(&net, "w1", damage_proofs, NULL);
+	int64_t bal = balance();
+	net_clock_advance(&net, 601);
+	ck_assert(dispute(ch, ref, err, sizeof(err)) == NULL);
+	ck_assert_msg(strstr(err, "MALFORMED") && strstr(err, "PROOF_REFUSED"), "%s", err);
+	json_t *o = key_offer(ref);
+	ck_assert_str_eq(json_str(o, "state"), "PROOF_REFUSED");
+	json_decref(o);
+	ck_assert(dispute(ch, ref, err, sizeof(err)) == NULL); /* final: refused by the wallet */
+	ck_assert_msg(strstr(err, "the offer is PROOF_REFUSED"), "%s", err);
+	json_decref(settle_sweep(&net));
+	ck_assert_int_eq(balance(), bal); /* nothing refunded */
+	restart_m1(NULL);
+	net_audit_clean(&net);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("buy_key");
@@ -575,6 +641,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, late_key_through_the_broker);
 	tcase_add_test(tc, dispute_too_late_is_final);
 	tcase_add_test(tc, key_that_does_not_open_is_refunded);
+	tcase_add_test(tc, refused_proof_ends_the_disputes);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -18,11 +18,13 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sqlite3.h>
 #include <string.h>
 
 #include "harness.h"
 #include "harness_ledger.h"
 #include "harness_merchant.h"
+#include "harness_peer.h"
 #include "harness_redeem.h"
 #include "harness_settle.h"
 #include "harness_store.h"
@@ -152,17 +154,52 @@ static json_t *w2_accepts(const char *bundle)
 	return admin_ok(&net, "w2", "transfer.accept", params);
 }
 
-/* A RELEASED channel of w1: shown RELEASED; pay, transfer.send and close refused by w1 itself. */
-static void expect_w1_released(const char *channel)
+/* The state `wallet` shows for channel is want. */
+static void expect_shown(const char *wallet, const char *channel, const char *want)
 {
-	json_t *r = admin_ok(&net, "w1", "channels", NULL);
+	json_t *r = admin_ok(&net, wallet, "channels", NULL);
 	json_t *list = json_object_get(r, "channels");
 	const char *state = NULL;
 	for (size_t i = 0; i < json_array_size(list); i++)
 		if (!strcmp(json_str(json_array_get(list, i), "channel_id"), channel))
 			state = json_str(json_array_get(list, i), "state");
-	ck_assert_msg(state && !strcmp(state, "RELEASED"), "w1 shows %s", state ? state : "none");
+	ck_assert_msg(state && !strcmp(state, want), "%s shows %s, not %s", wallet,
+		      state ? state : "none", want);
 	json_decref(r);
+}
+
+/* A channel w2 received whose SegmentClaim the broker refused CLOSED: shown CLAIM_REFUSED; pay
+ * and close refused by w2 itself with the broker's reason; the same bundle again answers the
+ * stored refusal (broker_ack false). */
+static void expect_w2_claim_refused(const char *channel, const char *bundle)
+{
+	expect_shown("w2", channel, "CLAIM_REFUSED");
+	const char *err = pay_as("w2", channel, 1, 3);
+	ck_assert_msg(err && strstr(err, "SegmentClaim") && strstr(err, "ForcedClose"),
+		      "w2's pay on a refused claim: %s", err ? err : "accepted");
+	char params[4096], why[512];
+	snprintf(params, sizeof(params), "{\"channel_id\":\"%s\"}", channel);
+	json_t *r = admin(&net, "w2", "close", params, why, sizeof(why));
+	ck_assert_msg(!r && strstr(why, "SegmentClaim"), "w2's close of a refused claim: %s",
+		      r ? "accepted" : why);
+	r = w2_accepts(bundle);
+	ck_assert(json_is_false(json_object_get(r, "broker_ack")));
+	ck_assert_ptr_nonnull(strstr(json_str(r, "broker_status"), "ForcedClose"));
+	json_decref(r);
+}
+
+/* In w2's store: every segment claim acknowledged, as a wallet that missed the refusal. */
+static void claims_acked(sqlite3 *db, void *arg)
+{
+	(void)arg;
+	ck_assert_int_eq(sqlite3_exec(db, "UPDATE segment_claims SET acked = 1", NULL, NULL, NULL),
+			 SQLITE_OK);
+}
+
+/* A RELEASED channel of w1: shown RELEASED; pay, transfer.send and close refused by w1 itself. */
+static void expect_w1_released(const char *channel)
+{
+	expect_shown("w1", channel, "RELEASED");
 	char params[4096];
 	snprintf(params, sizeof(params),
 		 "{\"channel_id\":\"%s\",\"merchant_id\":\"%s\",\"endpoint\":\"%s\","
@@ -408,7 +445,7 @@ static void expect_two_pages(const char *ch, const char *sold)
  * releases are forced (ch at 4, sold at 0). w1 stores ch's ForcedClose and refuses ch from then
  * on; sold, still ACTIVE in w1, is given to w2 through m1 (which has not polled yet): the
  * broker refuses w2's SegmentClaim CLOSED, stores no segment and records m1's Cap as
- * cap_after_forced_close. */
+ * cap_after_forced_close; w2 shows the channel CLAIM_REFUSED and spends nothing on it. */
 START_TEST(forced_release_with_the_holder_down)
 {
 	char ch[64], sold[64];
@@ -487,11 +524,17 @@ START_TEST(forced_release_with_the_holder_down)
 	/* sold given to w2 through m1, which still holds it: the broker refuses w2's claim. */
 	char *bundle = w1_gives_to_w2(sold);
 	r = w2_accepts(bundle);
-	free(bundle);
 	ck_assert(json_is_false(json_object_get(r, "broker_ack")));
 	const char *why = json_str(r, "broker_status");
 	ck_assert_msg(strstr(why, "CLOSED") && strstr(why, "ForcedClose"), "w2's claim: %s", why);
 	json_decref(r);
+	ck_assert_int_eq(conflicts_of(sold, "cap_after_forced_close", m1.mid_hex), 1);
+	/* w2 spends nothing on it, though m1 would still take it: before and after a restart. */
+	expect_w2_claim_refused(sold, bundle);
+	ck_assert_int_eq(net_cmd(&net, "kill", "w2"), 0);
+	ck_assert_int_eq(net_cmd(&net, "start", "w2"), 0);
+	expect_w2_claim_refused(sold, bundle);
+	free(bundle);
 	ck_assert_int_eq(conflicts_of(sold, "cap_after_forced_close", m1.mid_hex), 1);
 	ck_assert_int_eq(net_balance(&net, w2_account), 0);
 	json_t *sc = settle_channel(&net, sold);
@@ -501,13 +544,16 @@ START_TEST(forced_release_with_the_holder_down)
 	ck_assert_int_eq(net_balance(&net, account), 800 + 96 + 100);
 	net_audit_clean(&net);
 
-	/* m1 polling every second: both ForcedCloses applied, w2's Pay on sold refused by m1. */
+	/* m1 polling every second: both ForcedCloses applied; a Pay on sold from a w2 that
+	 * believes its claim acknowledged is refused by m1. */
 	net_restart_with(&net, "m1", "merchant", "release_poll = 1");
 	m1_catch_up();
 	ck_assert_msg(wait_for(m1_applied, NULL, 20000), "m1 did not apply the ForcedClose");
 	ck_assert_msg(wait_for(m1_applied_sold, NULL, 20000), "m1 did not apply sold's");
+	twallet_store_edit(&net, "w2", claims_acked, NULL); /* so that w2 asks m1 */
 	const char *err = pay_as("w2", sold, 1, 3);
-	ck_assert_msg(err && strstr(err, "CLOSED") && strstr(err, "ForcedClose"),
+	ck_assert_msg(err && strstr(err, "CLOSED") && strstr(err, "ForcedClose") &&
+			  !strstr(err, "SegmentClaim"),
 		      "pay after the ForcedClose: %s", err ? err : "accepted");
 	ck_assert_int_eq(net_pending(&net, m1.mid_hex), 4);
 	ck_assert_int_eq(net_balance(&net, account), 800 + 96 + 100);

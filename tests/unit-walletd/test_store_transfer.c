@@ -261,15 +261,21 @@ START_TEST(offer_accept_and_claim_survive_reopening)
 
 	struct wstore_claim c;
 	ck_assert_int_eq(wstore_claim_get(s, r->channel_id, 2, &c), 1);
-	ck_assert(!c.acked);
+	ck_assert_int_eq(c.answer, WCLAIM_WAITING);
 	ck_assert_mem_eq(c.request, claim_req, sizeof(claim_req));
 	wstore_claim_clear(&c);
-	ck_assert(wstore_claim_answer(s, r->channel_id, 2, true, "OK"));
-	ck_assert(wstore_claim_answer(s, r->channel_id, 2, false, "broker unreachable"));
+	ck_assert(wstore_claim_answer(s, r->channel_id, 2, WCLAIM_REFUSED, "CLOSED: closed early"));
+	ck_assert_int_eq(wstore_claim_get(s, r->channel_id, 2, &c), 1);
+	ck_assert_int_eq(c.answer, WCLAIM_REFUSED);
+	ck_assert_str_eq(c.status, "CLOSED: closed early");
+	wstore_claim_clear(&c);
+	ck_assert(wstore_claim_answer(s, r->channel_id, 2, WCLAIM_ACKED, "OK"));
+	ck_assert(wstore_claim_answer(s, r->channel_id, 2, WCLAIM_WAITING, "broker unreachable"));
+	ck_assert(wstore_claim_answer(s, r->channel_id, 2, WCLAIM_REFUSED, "CONFLICT"));
 	s = reopen(s);
 	ck_assert_int_eq(wstore_claim_get(s, loaded[0]->channel_id, 2, &c), 1);
-	ck_assert(c.acked); /* an acknowledgement is never taken back */
-	ck_assert_str_eq(c.status, "broker unreachable");
+	ck_assert_int_eq(c.answer, WCLAIM_ACKED); /* an acknowledgement is never taken back */
+	ck_assert_str_eq(c.status, "CONFLICT");
 	wstore_claim_clear(&c);
 	wstore_close(s);
 	mp_stmt_free(ch.cert);
@@ -338,25 +344,28 @@ START_TEST(old_key_offers_widened_for_too_late)
 }
 END_TEST
 
-/* key_offers as walletd created it before state CANCELLED (CHECK state BETWEEN 0 AND 7). */
-static const char key_offers_v2[] =
-    "CREATE TABLE key_offers_v2 ("
-    "  channel_id BLOB NOT NULL CHECK (length(channel_id) = 16),"
-    "  order_ref BLOB NOT NULL CHECK (length(order_ref) = 16),"
-    "  offer BLOB NOT NULL, custody BLOB,"
-    "  prefix BLOB NOT NULL CHECK (length(prefix) = 8),"
-    "  item TEXT NOT NULL, out TEXT NOT NULL,"
-    "  size INTEGER NOT NULL, chunk_size INTEGER NOT NULL,"
-    "  chunks INTEGER NOT NULL, deadline INTEGER NOT NULL,"
-    "  state INTEGER NOT NULL CHECK (state BETWEEN 0 AND 7),"
-    "  key BLOB CHECK (key IS NULL OR length(key) = 32),"
-    "  refunded INTEGER NOT NULL DEFAULT 0,"
-    "  stored_at INTEGER NOT NULL,"
-    "  bad_key_proof BLOB CHECK (bad_key_proof IS NULL OR state IN (3, 4, 6, 7)),"
-    "  PRIMARY KEY (channel_id, order_ref));"
-    "INSERT INTO key_offers_v2 SELECT * FROM key_offers;"
-    "DROP TABLE key_offers;"
-    "ALTER TABLE key_offers_v2 RENAME TO key_offers;";
+/* key_offers as walletd created it with a bad_key_proof column and CHECK state BETWEEN 0 AND
+ * LAST: 7 before state CANCELLED, 8 before state PROOF_REFUSED. */
+#define KEY_OFFERS_WITH_PROOF(NAME, LAST)                                                          \
+	"CREATE TABLE " NAME " ("                                                                  \
+	"  channel_id BLOB NOT NULL CHECK (length(channel_id) = 16),"                              \
+	"  order_ref BLOB NOT NULL CHECK (length(order_ref) = 16),"                                \
+	"  offer BLOB NOT NULL, custody BLOB,"                                                     \
+	"  prefix BLOB NOT NULL CHECK (length(prefix) = 8),"                                       \
+	"  item TEXT NOT NULL, out TEXT NOT NULL,"                                                 \
+	"  size INTEGER NOT NULL, chunk_size INTEGER NOT NULL,"                                    \
+	"  chunks INTEGER NOT NULL, deadline INTEGER NOT NULL,"                                    \
+	"  state INTEGER NOT NULL CHECK (state BETWEEN 0 AND " LAST "),"                           \
+	"  key BLOB CHECK (key IS NULL OR length(key) = 32),"                                      \
+	"  refunded INTEGER NOT NULL DEFAULT 0,"                                                   \
+	"  stored_at INTEGER NOT NULL,"                                                            \
+	"  bad_key_proof BLOB CHECK (bad_key_proof IS NULL OR state IN (3, 4, 6, 7)),"             \
+	"  PRIMARY KEY (channel_id, order_ref));"                                                  \
+	"INSERT INTO " NAME " SELECT * FROM key_offers;"                                           \
+	"DROP TABLE key_offers;"                                                                   \
+	"ALTER TABLE " NAME " RENAME TO key_offers;"
+static const char key_offers_v2[] = KEY_OFFERS_WITH_PROOF("key_offers_v2", "7");
+static const char key_offers_v3[] = KEY_OFFERS_WITH_PROOF("key_offers_v3", "8");
 
 /* A table of the second shape is widened for CANCELLED, keeping a stored BadKeyProof; a
  * CANCELLED offer never becomes PAYING, an OFFERED one does. */
@@ -414,6 +423,40 @@ START_TEST(old_key_offers_widened_for_cancelled)
 }
 END_TEST
 
+/* A table of the third shape is widened for PROOF_REFUSED, keeping the stored BadKeyProof
+ * (kept with that state too). */
+START_TEST(old_key_offers_widened_for_proof_refused)
+{
+	struct wstore *s = wstore_open(path, &test_clock, err, sizeof(err));
+	ck_assert_msg(s != NULL, "%s", err);
+	struct wkey_offer a = {.channel_id = {1}, .order_ref = {2}, .chunks = 1, .deadline = 99};
+	a.offer = stmt(15, 0x62);
+	a.size = 10;
+	a.chunk_size = 1024;
+	snprintf(a.item, sizeof(a.item), "book");
+	ck_assert(wstore_key_offer_put(s, &a));
+	const uint8_t proof[3] = {7, 8, 9};
+	ck_assert(wstore_key_offer_bad_key(s, a.channel_id, a.order_ref, proof, sizeof(proof)));
+	wstore_close(s);
+	sql(key_offers_v3);
+	for (int round = 0; round < 2; round++) { /* widened once; the second open keeps it */
+		s = wstore_open(path, &test_clock, err, sizeof(err));
+		ck_assert_msg(s != NULL, "%s", err);
+		struct wkey_offer got;
+		ck_assert(wstore_key_offer_get(s, a.channel_id, a.order_ref, &got));
+		ck_assert_int_eq(got.state, round ? WKO_PROOF_REFUSED : WKO_KEY_BAD);
+		ck_assert_uint_eq(got.proof_len, sizeof(proof));
+		ck_assert_mem_eq(got.proof, proof, sizeof(proof));
+		wkey_offer_clear(&got);
+		ck_assert(
+		    wstore_key_offer_set(s, a.channel_id, a.order_ref, WKO_PROOF_REFUSED, NULL, 0));
+		wstore_close(s);
+	}
+	ck_assert_str_eq(wkey_offer_state_name(WKO_PROOF_REFUSED), "PROOF_REFUSED");
+	mp_stmt_free(a.offer);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("walletd_store_transfer");
@@ -423,6 +466,7 @@ int main(void)
 	tcase_add_test(tc, offer_accept_and_claim_survive_reopening);
 	tcase_add_test(tc, old_key_offers_widened_for_too_late);
 	tcase_add_test(tc, old_key_offers_widened_for_cancelled);
+	tcase_add_test(tc, old_key_offers_widened_for_proof_refused);
 	suite_add_tcase(s, tc);
 	return mp_check_run(s);
 }
