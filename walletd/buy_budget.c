@@ -7,6 +7,8 @@
  *   PLAN --an ISSUING channel issued for an earlier buy at this merchant (cut before the broker
  *     answered: a lost connection, a crash)--> ISSUING: its stored request resent (the broker
  *     answers DUPLICATE_OK with the same cert), so a buy cut anywhere never issues twice
+ *   PLAN --such a channel whose issue is on its way now (the earlier buy still running, e.g. its
+ *     caller gave up waiting)--> refused, nothing issued: try again once it has ended
  *   PLAN --else: sized by the rule (buy_budget_size)--> the channel and its auto_issues row
  *     stored in one transaction --> ISSUING
  *   ISSUING --cert checked, ACTIVE--> OPEN at the merchant (buy_open: buy.c, buy_key.c; by
@@ -70,16 +72,20 @@ static const char *size_channel(const struct wallet *w, struct buy_op *x)
 	return NULL;
 }
 
-/* An ISSUING channel issued for a buy at x->target (its issue cut before the broker answered),
- * not busy with another buy's issue; NULL if none. */
+/* An ISSUING channel issued for a buy at x->target (its issue cut before the broker answered,
+ * or on its way now: busy), the idle one first; NULL if none. */
 static struct wchannel *issuing_for(struct wallet *w, const struct buy_op *x)
 {
-	for (struct wchannel *ch = w->channels; ch; ch = ch->next)
-		if (ch->state == WCH_ISSUING && !ch->busy &&
-		    !memcmp(ch->holder0, x->target, MP_ID_LEN) &&
-		    wstore_budget_has(w->store, ch->channel_id) == 1)
+	struct wchannel *busy = NULL;
+	for (struct wchannel *ch = w->channels; ch; ch = ch->next) {
+		if (ch->state != WCH_ISSUING || memcmp(ch->holder0, x->target, MP_ID_LEN) ||
+		    wstore_budget_has(w->store, ch->channel_id) != 1)
+			continue;
+		if (!ch->busy)
 			return ch;
-	return NULL;
+		busy = ch;
+	}
+	return busy;
 }
 
 /* The per-call `budget` and the store's committed sum: false (answered) if the escrow does not
@@ -134,6 +140,18 @@ bool buy_budget_plan(struct wallet *w, struct mp_admin_req *req, json_t *params,
 		return false;
 	}
 	if ((x->ch = issuing_for(w, x))) { /* its escrow is counted already */
+		if (x->ch->busy) {
+			char hex[MP_HEX_ID_LEN + 1];
+			mp_hex_encode(x->ch->channel_id, MP_ID_LEN, hex);
+			mp_admin_fail(
+			    req, MP_ADMIN_FAILED,
+			    "buy: channel %s, issued for an earlier buy at that merchant, is "
+			    "being issued now: nothing issued, nothing paid; buy again once "
+			    "that buy has ended",
+			    hex);
+			x->ch = NULL;
+			return false;
+		}
 		if (buy_budget_fits(x, x->ch))
 			return true;
 		mp_admin_fail(

@@ -136,6 +136,13 @@ void net_read(const struct net *n, const char *daemon, const char *file, char *o
 		out[--got] = '\0';
 }
 
+void net_signal(const struct net *n, const char *daemon, int sig)
+{
+	char pid[32];
+	net_read(n, daemon, "pid", pid, sizeof(pid));
+	ck_assert_msg(kill((pid_t)atol(pid), sig) == 0, "cannot signal %s (pid %s)", daemon, pid);
+}
+
 /* Whether daemon (running) serves as far as its clock guard goes (common/clock_guard.h): its
  * status has no clock (brokerd) or a clock within the maximum offset. */
 static bool clock_within(const struct net *n, const char *daemon)

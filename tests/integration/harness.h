@@ -31,6 +31,8 @@ void net_restart_with(const struct net *n, const char *daemon, const char *secti
 int run_without_our_fds(const char *line);
 /* Contents of DIR/DAEMON/FILE, trailing newline removed (static buffer per call site use). */
 void net_read(const struct net *n, const char *daemon, const char *file, char *out, size_t len);
+/* Send sig to the daemon's process (DIR/NAME/pid), without waiting. */
+void net_signal(const struct net *n, const char *daemon, int sig);
 void net_path(const struct net *n, const char *rel, char *out, size_t len);
 /* Where the daemons' binaries are built ($MP_BUILD, default ./build). */
 const char *net_build_root(void);

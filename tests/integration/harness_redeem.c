@@ -130,13 +130,6 @@ int64_t merchant_redeemed_end(const struct net *n, const char *name, const struc
 	return end;
 }
 
-void net_signal(const struct net *n, const char *daemon, int sig)
-{
-	char pid[32];
-	net_read(n, daemon, "pid", pid, sizeof(pid));
-	ck_assert_msg(kill((pid_t)atol(pid), sig) == 0, "cannot signal %s (pid %s)", daemon, pid);
-}
-
 int64_t metric(const struct net *n, const char *daemon, const char *name)
 {
 	json_t *r = admin_ok(n, daemon, "metrics", NULL);

@@ -21,8 +21,6 @@ void paid_channel(const struct net *n, const char *name, struct twallet *tw, str
 /* The merchant's redeemed_end of a channel (admin `channels`); -1 if unknown. */
 int64_t merchant_redeemed_end(const struct net *n, const char *name, const struct tchannel *ch);
 
-/* Send sig to the daemon's process (DIR/NAME/pid), without waiting. */
-void net_signal(const struct net *n, const char *daemon, int sig);
 /* The value of an unlabelled line "metric value" in the daemon's admin `metrics`; aborts the
  * test if absent. */
 int64_t metric(const struct net *n, const char *daemon, const char *name);

@@ -8,7 +8,8 @@
  *   and nothing paid; the committed sum is the same after a restart (SIGKILL) of the wallet;
  * - a buy whose issue is cut (brokerd down) leaves one ISSUING channel, counted once: the
  *   next buy resumes that issue instead of issuing another, and a wallet killed with its
- *   issue cut finishes it at start;
+ *   issue cut finishes it at start; a buy while an earlier buy's issue is on its way (brokerd
+ *   stopped) is refused, nothing issued;
  * - by key release: a buy with no channel issues one and pays its opening unit before the
  *   Offer, the file byte for byte.
  * Every test ends with the broker's audit clean. */
@@ -16,7 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -223,6 +226,41 @@ END_TEST
 
 /* ---- an issue cut on its way ---- */
 
+/* With w1's two channels spent: a buy whose issue is on its way (brokerd stopped, the buy run
+ * by a child) makes a second buy, of a caller that gave up waiting, refused: nothing issued.
+ * Once brokerd goes on, the first buy ends on its channel, and the refused buy, asked again,
+ * issues one of its own (each channel here is sized for one song). */
+static void buy_while_issuing(void)
+{
+	net_signal(&net, "broker", SIGSTOP);
+	pid_t child = fork();
+	ck_assert_int_ge(child, 0);
+	if (child == 0) {
+		char err[2048];
+		json_t *r = buy_at_m1("song", "song3.out", ",\"max_price\":13", err, sizeof(err));
+		_exit(r ? 0 : 1);
+	}
+	for (int tries = 0; channel_count() < 3; tries++) {
+		ck_assert_msg(tries < 100, "the first buy issued no channel");
+		usleep(100000);
+	}
+	buy_refused("song", "song4.out", ",\"max_price\":13", "being issued now");
+	ck_assert_uint_eq(channel_count(), 3);
+	budget_is(100, 42, 3);
+	net_signal(&net, "broker", SIGCONT);
+	int status = -1;
+	ck_assert_int_eq(waitpid(child, &status, 0), child);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the first buy failed");
+	same_as_source("song3.out", "song.ogg");
+	json_t *r = buy_ok("song", "song4.out", ",\"max_price\":13"); /* a channel of its own */
+	ck_assert(json_is_true(json_object_get(r, "issued")));
+	json_decref(r);
+	same_as_source("song4.out", "song.ogg");
+	ck_assert_uint_eq(channel_count(), 4);
+	budget_is(100, 56, 4);
+	ck_assert_int_eq(net_balance(&net, account), FUNDS - 56);
+}
+
 START_TEST(issue_cut_is_resumed_not_repeated)
 {
 	net_restart_with(&net, "w1", "wallet", "auto_issue_budget = 100");
@@ -259,6 +297,7 @@ START_TEST(issue_cut_is_resumed_not_repeated)
 	ck_assert_uint_eq(channel_count(), 2);
 	budget_is(100, 28, 2);
 	ck_assert_int_eq(net_balance(&net, account), FUNDS - 28);
+	buy_while_issuing();
 	net_audit_clean(&net);
 }
 END_TEST
