@@ -168,6 +168,7 @@ void handle_refund(struct broker *b, struct mp_conn *c, const MpEnvelope *env);
 void handle_dispute(struct broker *b, struct mp_conn *c, const MpEnvelope *env);
 void handle_open_disputes(struct broker *b, struct mp_conn *c, const MpEnvelope *env);
 void handle_dispute_key(struct broker *b, struct mp_conn *c, const MpEnvelope *env);
+void handle_dispute_state(struct broker *b, struct mp_conn *c, const MpEnvelope *env);
 void handle_release(struct broker *b, struct mp_conn *c, const MpEnvelope *env);
 void handle_forced_closes(struct broker *b, struct mp_conn *c, const MpEnvelope *env);
 /* unroutable.c: MALFORMED "not a broker request", logged within limits; the per-connection

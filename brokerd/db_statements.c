@@ -58,6 +58,11 @@ const struct db_statement broker_statements[] = {
      17},
     {"dispute_prove", "SELECT * FROM mp_dispute_prove($1, $2, $3, $4, $5, $6, $7)", 7},
     {"dispute_key", "SELECT * FROM mp_dispute_key($1, $2, $3, $4, $5)", 5},
+    /* One dispute of a merchant, read only (dispute_key.c, DisputeStateReq). */
+    {"dispute_state",
+     "SELECT state, stmt, bad_key_proof IS NOT NULL AS proven FROM disputes WHERE merchant_id "
+     "= $1 AND channel_id = $2 AND order_ref = $3",
+     3},
     {"open_disputes", "SELECT * FROM mp_open_disputes($1, $2)", 2},
     {"dispute_stmt", "SELECT * FROM mp_dispute_stmt($1, $2, $3)", 3},
     {"dispute_cancel", "SELECT * FROM mp_dispute_cancel($1, $2, $3, $4, $5)", 5},

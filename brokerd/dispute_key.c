@@ -15,7 +15,13 @@
  *   mp_dispute_key (db, under the dispute's row lock)
  *      --> OK KEY_RELEASED (SHA-256(key) = key_hash, OPEN, not past answer_by)
  *        / DUPLICATE_OK (released before) / CONFLICT (another key: nothing changes)
- *        / TOO_LATE (REFUNDED, or past answer_by) / UNKNOWN_CHANNEL (no such dispute) */
+ *        / TOO_LATE (REFUNDED, or past answer_by) / UNKNOWN_CHANNEL (no such dispute)
+ *
+ *   DisputeStateReq --(ids not 16 bytes)--> MALFORMED; --(another merchant)--> BAD_SIG
+ *      v
+ *   dispute_state (db, one read) --> OK + state, the Dispute's word, proven / UNKNOWN_CHANNEL
+ *      (for a held offer whose dispute ended while the merchant was away: merchantd
+ *      dispute_ended.c) */
 #include <stdlib.h>
 #include <string.h>
 
@@ -223,4 +229,76 @@ void handle_dispute_key(struct broker *b, struct mp_conn *c, const MpEnvelope *e
 	if (refused)
 		dispute_key_reply(k, MP_ST(INTERNAL), refused,
 				  MICROPAY__V1__DISPUTE_STATE__DISPUTE_NONE);
+}
+
+/* ---- DisputeStateReq ---- */
+
+static void state_reply(struct key_call *k, MpCode code, const char *detail,
+			Micropay__V1__DisputeState state, const uint8_t *w, bool proven)
+{
+	Micropay__V1__DisputeStateResp resp = MICROPAY__V1__DISPUTE_STATE_RESP__INIT;
+	MpStatus st;
+	resp.status = broker_status(&st, code, detail);
+	resp.state = state;
+	if (w)
+		resp.w_pay_index = (ProtobufCBinaryData){MP_HASH_LEN, (uint8_t *)w};
+	resp.proven = proven;
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.body_case = MP_BODY(DISPUTE_STATE_RESP);
+	env.dispute_state_resp = &resp;
+	if (code != MP_ST(OK)) {
+		log_info("dispute state for merchant %s: %s: %s", k->mid, mp_code_name(code),
+			 detail ? detail : "");
+		k->call->b->stats.requests_refused++;
+	}
+	broker_call_reply(k->call, &env);
+	free(k);
+}
+
+static void on_state(const PGresult *res, const char *error, void *arg)
+{
+	struct key_call *k = arg;
+	uint8_t w[MP_HASH_LEN];
+	if (!res) {
+		state_reply(k, MP_ST(INTERNAL), error ? error : "no result; retry",
+			    MICROPAY__V1__DISPUTE_STATE__DISPUTE_NONE, NULL, false);
+	} else if (PQntuples(res) == 0) {
+		state_reply(k, MP_ST(UNKNOWN_CHANNEL),
+			    "no dispute of this merchant for that channel and order_ref",
+			    MICROPAY__V1__DISPUTE_STATE__DISPUTE_NONE, NULL, false);
+	} else if (!stored_word(res, 0, w)) {
+		log_err("dispute state for merchant %s: an unreadable dispute row", k->mid);
+		state_reply(k, MP_ST(INTERNAL), "the stored Dispute is unreadable",
+			    MICROPAY__V1__DISPUTE_STATE__DISPUTE_NONE, NULL, false);
+	} else {
+		state_reply(k, MP_ST(OK), NULL, dispute_state_of(db_get_text(res, 0, "state")), w,
+			    db_get_bool(res, 0, "proven"));
+	}
+}
+
+void handle_dispute_state(struct broker *b, struct mp_conn *c, const MpEnvelope *env)
+{
+	const Micropay__V1__DisputeStateReq *req = env->dispute_state_req;
+	struct key_call *k = key_call_new(b, c, env, &req->merchant_id);
+	if (!k)
+		return;
+	if (!mp_bytes_len_is(req->channel_id, MP_ID_LEN) ||
+	    !mp_bytes_len_is(req->order_ref, MP_ID_LEN)) {
+		state_reply(k, MP_ST(MALFORMED), "ids 16 bytes",
+			    MICROPAY__V1__DISPUTE_STATE__DISPUTE_NONE, NULL, false);
+		return;
+	}
+	if (!peer_is(c, &req->merchant_id)) {
+		state_reply(k, MP_ST(BAD_SIG), "the peer certificate must name merchant_id",
+			    MICROPAY__V1__DISPUTE_STATE__DISPUTE_NONE, NULL, false);
+		return;
+	}
+	struct db_params p = {0};
+	db_param_bytes(&p, req->merchant_id.data, MP_ID_LEN);
+	db_param_bytes(&p, req->channel_id.data, MP_ID_LEN);
+	db_param_bytes(&p, req->order_ref.data, MP_ID_LEN);
+	const char *refused = db_call(b->db, "dispute_state", &p, on_state, k);
+	if (refused)
+		state_reply(k, MP_ST(INTERNAL), refused, MICROPAY__V1__DISPUTE_STATE__DISPUTE_NONE,
+			    NULL, false);
 }

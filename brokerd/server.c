@@ -49,6 +49,9 @@ static void on_envelope(struct mp_conn *c, const MpEnvelope *env, void *arg)
 	case MP_BODY(DISPUTE_KEY_REQ):
 		handle_dispute_key(b, c, env);
 		return;
+	case MP_BODY(DISPUTE_STATE_REQ):
+		handle_dispute_state(b, c, env);
+		return;
 	case MP_BODY(RELEASE_REQ):
 		handle_release(b, c, env);
 		return;

@@ -109,7 +109,8 @@ struct batch_entry {
 	struct offer *offer_row;       /* OFFER: a copy of the new offer; OFFER_CANCEL: a copy of
 					* the offer with its cancel (owned) */
 	bool pays_offer;	       /* PAY: it paid the channel's offer ... */
-	uint8_t offer_ref[16];	       /* ... this one */
+	uint8_t offer_ref[16];	       /* ... this one ... */
+	bool offer_refunded;	       /* ... by a Dispute the broker refunded (dispute_ended.c) */
 };
 
 /* True if the filling batch can take one more entry. When it is full the previous batch is

@@ -17,7 +17,9 @@
  *      |   pay_index (in the list) is first applied as the offer's Pay (pay_from_dispute), and
  *      |   the key goes at the next poll, once that Pay is durable; a cancelled offer is
  *      |   answered with the buyer's cancel, never the key
- *      +--no answer / refused--> IDLE (counted; next poll) */
+ *      +--no answer / refused--> IDLE (counted; next poll)
+ *   ANSWERING done --> ENDED: the disputes of offers still holding their channels past their
+ *      deadlines, asked one by one (dispute_ended.c) --> IDLE (next poll) */
 #include "dispute_answer.h"
 
 #include <event2/event.h>
@@ -26,6 +28,7 @@
 #include <string.h>
 
 #include "broker_link.h"
+#include "dispute_ended.h"
 #include "log.h"
 #include "merchant.h"
 #include "metrics.h"
@@ -48,6 +51,7 @@ struct dispute_answer {
 	struct open_dispute list[MP_MAX_OPEN_DISPUTES];
 	size_t n, next;
 	struct dispute_answer_stats stats;
+	struct dispute_ended *ended; /* dispute_ended.c: held offers whose dispute ended */
 };
 
 static void arm(struct dispute_answer *da, uint32_t seconds)
@@ -59,6 +63,12 @@ static void arm(struct dispute_answer *da, uint32_t seconds)
 }
 
 static void answer_next(struct dispute_answer *da);
+
+static void on_ended_round(void *arg)
+{
+	struct dispute_answer *da = arg;
+	arm(da, da->m->cfg.dispute_poll);
+}
 
 static void ids_hex(const struct open_dispute *d, char ch[MP_HEX_ID_LEN + 1],
 		    char ref[MP_HEX_ID_LEN + 1])
@@ -138,8 +148,8 @@ static bool paid_by_the_dispute(struct dispute_answer *da, const struct open_dis
 	if (!offer_is_ref(held, d->order_ref, OFFER_REF_LEN))
 		return false;
 	char why[200];
-	MpCode code =
-	    d->has_w ? pay_from_dispute(da->m, ch, held, d->w, why, sizeof(why)) : MP_ST(MALFORMED);
+	MpCode code = d->has_w ? pay_from_dispute(da->m, ch, held, d->w, false, why, sizeof(why))
+			       : MP_ST(MALFORMED);
 	if (code == MP_ST(OK))
 		log_info("dispute %s/%s: the Dispute's word pays the offer (pay_index %u); the key "
 			 "goes once that is durable",
@@ -187,7 +197,7 @@ static void answer_next(struct dispute_answer *da)
 		da->stats.failures++;
 		break;
 	}
-	arm(da, da->m->cfg.dispute_poll);
+	dispute_ended_round(da->ended, on_ended_round, da);
 }
 
 /* ---- LISTING ---- */
@@ -267,7 +277,8 @@ bool dispute_answer_start(struct merchant *m)
 	m->dispute_answer = da;
 	da->m = m;
 	da->timer = evtimer_new(m->base, on_timer, da);
-	if (!da->timer)
+	da->ended = dispute_ended_new(m);
+	if (!da->timer || !da->ended)
 		return false;
 	arm(da, m->cfg.dispute_poll); /* the first poll one period after the start */
 	return true;
@@ -277,6 +288,7 @@ void dispute_answer_stop(struct merchant *m)
 {
 	if (m->dispute_answer) {
 		m->dispute_answer->stopping = true;
+		dispute_ended_stop(m->dispute_answer->ended);
 		evtimer_del(m->dispute_answer->timer);
 	}
 }
@@ -288,6 +300,7 @@ void dispute_answer_free(struct merchant *m)
 		return;
 	if (da->timer)
 		event_free(da->timer);
+	dispute_ended_free(da->ended);
 	free(da);
 	m->dispute_answer = NULL;
 }
@@ -313,4 +326,14 @@ void dispute_answer_metrics_register(struct merchant *m, struct mp_metrics *reg)
 		       (const char *[]){"result", "cancelled", NULL}, &s->cancelled);
 	mp_metrics_u64(reg, MP_METRIC_COUNTER, "micropay_merchant_dispute_failures_total",
 		       "Dispute polls or key answers without a usable answer.", NULL, &s->failures);
+	struct dispute_ended_stats *e = dispute_ended_stats(m->dispute_answer->ended);
+	const char *ended = "Offers holding their channels past their deadlines freed by a "
+			    "dispute that ended while we were away, by its end.";
+	mp_metrics_u64(reg, MP_METRIC_COUNTER, "micropay_merchant_dispute_state_asks_total",
+		       "DisputeStateReq about held offers answered by the broker.", NULL,
+		       &e->asked);
+	mp_metrics_u64(reg, MP_METRIC_COUNTER, "micropay_merchant_dispute_ended_offers_total",
+		       ended, (const char *[]){"end", "refunded", NULL}, &e->refunded);
+	mp_metrics_u64(reg, MP_METRIC_COUNTER, "micropay_merchant_dispute_ended_offers_total",
+		       ended, (const char *[]){"end", "key_released", NULL}, &e->released);
 }

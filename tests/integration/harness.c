@@ -201,6 +201,21 @@ void net_clock_advance(const struct net *n, uint64_t seconds)
 			usleep(50 * 1000);
 }
 
+void net_clock_catch_up(const struct net *n, const char *daemon)
+{
+	json_t *b = admin_ok(n, "broker", "clock.show", NULL);
+	json_t *d = admin_ok(n, daemon, "clock.show", NULL);
+	uint64_t broker_now = (uint64_t)json_int(b, "now"),
+		 daemon_now = (uint64_t)json_int(d, "now");
+	json_decref(b);
+	json_decref(d);
+	char params[64];
+	snprintf(params, sizeof(params), "{\"seconds\":%llu}",
+		 (unsigned long long)(broker_now - daemon_now));
+	if (broker_now > daemon_now)
+		json_decref(admin_ok(n, daemon, "clock.advance", params));
+}
+
 json_t *admin(const struct net *n, const char *daemon, const char *method, const char *params,
 	      char *err, size_t errlen)
 {

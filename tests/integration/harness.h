@@ -48,6 +48,9 @@ json_t *admin_ok(const struct net *n, const char *daemon, const char *method, co
  * skipped. Returns once every daemon whose clock guard served before serves again (it asks
  * the broker's time when its clock moves: common/clock_guard.h). */
 void net_clock_advance(const struct net *n, uint64_t seconds);
+/* A daemon restarted after the clocks moved (its test clock starts at the real time) brought
+ * to the broker's now. */
+void net_clock_catch_up(const struct net *n, const char *daemon);
 /* The broker's audit answers ok; fails the test with the whole answer otherwise. */
 void net_audit_clean(const struct net *n);
 int64_t json_int(json_t *obj, const char *key);

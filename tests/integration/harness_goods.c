@@ -74,6 +74,29 @@ int64_t goods_spent_value(const struct net *n, const char *wallet, const char *c
 	return v;
 }
 
+MpEnvelope *goods_key_call(struct wire *w, const uint8_t id[MP_ID_LEN], const uint8_t ref[16])
+{
+	Micropay__V1__KeyReq req = MICROPAY__V1__KEY_REQ__INIT;
+	req.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)id};
+	req.order_ref = (ProtobufCBinaryData){16, (uint8_t *)ref};
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.body_case = MP_BODY(KEY_REQ);
+	env.key_req = &req;
+	MpEnvelope *e = wire_call(w, &env);
+	ck_assert_msg(e && e->body_case == MP_BODY(KEY_RESP) && e->key_resp->status, "no KeyResp");
+	return e;
+}
+
+MpCode goods_key_code(struct wire *w, const uint8_t id[MP_ID_LEN], const uint8_t ref[16])
+{
+	MpEnvelope *e = goods_key_call(w, id, ref);
+	MpCode code = e->key_resp->status->code;
+	if (code != MP_ST(OK))
+		ck_assert_uint_eq(e->key_resp->key.len, 0);
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	return code;
+}
+
 int goods_offer_cancel(struct wire *w, const struct mp_key *key, const MpSigned *offer,
 		       const struct mp_offer *o)
 {

@@ -8,6 +8,7 @@
 #include <jansson.h>
 
 #include "proto.h"
+#include "util.h"
 
 struct net;
 
@@ -28,5 +29,9 @@ struct mp_key;
 struct mp_offer;
 int goods_offer_cancel(struct wire *w, const struct mp_key *key, const MpSigned *offer,
 		       const struct mp_offer *o);
+/* KeyReq for the offer ref (16 bytes) of channel id on w: the KeyResp (fails the test on any
+ * other answer; the caller frees it), or its code (a refusal carries no key). */
+MpEnvelope *goods_key_call(struct wire *w, const uint8_t id[MP_ID_LEN], const uint8_t ref[16]);
+MpCode goods_key_code(struct wire *w, const uint8_t id[MP_ID_LEN], const uint8_t ref[16]);
 /* The value the channel has spent at its holder: last * unit_value - credit. */
 int64_t goods_spent_value(const struct net *n, const char *wallet, const char *channel);

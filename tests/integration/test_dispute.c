@@ -29,6 +29,8 @@
  *   tampered path MALFORMED, the proof of a chunk it does not open makes a KEY_RELEASED dispute
  *   OPEN and due at once (m1's key then refused, the dispute not listed to m1), a first request
  *   with the proof opens and proves in one; the sweep refunds both exactly once;
+ * - an unpaid Offer disputed and refunded while m1 was down: back up, m1 asks the dispute's
+ *   state, takes its word as the offer's payment (no key ever given), and the channel pays on;
  * - the buyer's OfferCancel (docs/disputes.md "Cancelling an offer"): shown by m1, it ends an
  *   OPEN dispute CANCELLED with nothing refunded (cancels by another key, of another
  *   statement, or with a key too refused; past answer_by TOO_LATE); end to end, a lapsed
@@ -1046,6 +1048,77 @@ START_TEST(unpaid_offer_paid_by_its_dispute)
 }
 END_TEST
 
+static bool m1_freed_the_offer(void *arg)
+{
+	(void)arg;
+	return log_contains(&net, "m1", "was refunded to the buyer while we were away");
+}
+
+/* An unpaid Offer of m1 disputed while m1 is down, and refunded by the broker's sweep after
+ * answer_by: no longer OPEN, it is never listed to m1 again. Back up, m1 asks the broker the
+ * state of the dispute of its offer that still holds the channel past its deadline
+ * (merchantd/dispute_ended.c): REFUNDED with the Dispute's word, which pays the offer (no key
+ * is ever given for it: KeyReq TOO_LATE), so the channel pays on after pay_index instead of
+ * being held for good; a cancel of the offer is CONFLICT. The refund moved once. */
+START_TEST(refunded_while_away_frees_the_channel)
+{
+	struct sale s = {0};
+	struct wire w;
+	static const uint8_t plain = 1;
+	MpSigned *offer = real_offer(&s, &w);
+	wire_close(&w);
+	mp_hex_encode(s.tw.account_id, MP_ID_LEN, s.acct_hex);
+	ck_assert_int_eq(net_cmd(&net, "kill", "m1"), 0);
+	net_clock_advance(&net, 120); /* lapsed, never paid at m1 */
+	MpSigned *stmt = dispute_of(&s, offer);
+	int64_t pending = broker_pending(&net, m1.mid_hex), paid = net_balance(&net, s.acct_hex);
+	net_clock_advance(&net, 3700); /* past answer_by: m1 never answered */
+	json_decref(settle_sweep(&net));
+	expect_state(&s, "REFUNDED");
+	int64_t refund = (int64_t)(s.o.pay_index - s.o.after_index) * 1; /* unit 1 */
+	ck_assert_int_eq(net_balance(&net, s.acct_hex), paid + refund);
+	ck_assert_int_eq(broker_pending(&net, m1.mid_hex), pending - refund);
+	ck_assert_int_eq(net_cmd(&net, "start", "m1"), 0);
+	net_clock_catch_up(&net, "m1");
+	ck_assert_msg(wait_for(m1_freed_the_offer, NULL, 30000), "m1 did not free the offer");
+	MpEnvelope *e;
+	char ep[128];
+	net_read(&net, "m1", "endpoint", ep, sizeof(ep));
+	for (int tries = 0;; tries++) { /* the word's Pay is durable with its batch */
+		ck_assert(wire_connect(&w, ep, ca, NULL, NULL));
+		e = tchannel_open(&s.ch, &w);
+		ck_assert_int_eq(e->open_ack->status->code, MP_ST(OK));
+		if (e->open_ack->point->index == s.o.pay_index || tries > 50)
+			break;
+		micropay__v1__envelope__free_unpacked(e, NULL);
+		wire_close(&w);
+		usleep(100000);
+	}
+	ck_assert_uint_eq(e->open_ack->point->index, s.o.pay_index);
+	ck_assert_ptr_null(e->open_ack->held_by_offer);
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	ck_assert_int_eq(goods_key_code(&w, s.cid, s.o.order_ref), MP_ST(TOO_LATE));
+	ck_assert_int_eq(goods_offer_cancel(&w, &s.ch.owner, offer, &s.o), MP_ST(CONFLICT));
+	e = tchannel_pay(&s.ch, &w, s.o.pay_index + 1, &plain, 1);
+	ck_assert_int_eq(e->pay_ack->status->code, MP_ST(UNDERPAID));
+	ck_assert_uint_eq(e->pay_ack->last, s.o.pay_index + 1);
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	wire_close(&w);
+	json_decref(settle_sweep(&net)); /* the refund moved once */
+	ck_assert_int_eq(net_balance(&net, s.acct_hex), paid + refund);
+	json_t *m = admin_ok(&net, "m1", "metrics", NULL);
+	ck_assert_ptr_nonnull(
+	    strstr(json_str(m, "prometheus"),
+		   "micropay_merchant_dispute_ended_offers_total{end=\"refunded\"} 1"));
+	json_decref(m);
+	mp_stmt_free(offer);
+	mp_stmt_free(stmt);
+	tchannel_free(&s.ch);
+	mp_key_free(&s.tw.account);
+	broker_audit_clean(&net);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("dispute");
@@ -1058,6 +1131,7 @@ int main(void)
 	tcase_add_test(tc, cancel_ends_a_dispute);
 	tcase_add_test(tc, lapsed_offer_dispute_cancelled_by_m1);
 	tcase_add_test(tc, unpaid_offer_paid_by_its_dispute);
+	tcase_add_test(tc, refunded_while_away_frees_the_channel);
 	suite_add_tcase(s, tc);
 	return mp_check_run(s);
 }

@@ -114,29 +114,6 @@ static MpCode offer_code(struct wire *w, const uint8_t id[MP_ID_LEN], const char
 	return code;
 }
 
-static MpEnvelope *key_call(struct wire *w, const uint8_t id[MP_ID_LEN], const uint8_t ref[16])
-{
-	Micropay__V1__KeyReq req = MICROPAY__V1__KEY_REQ__INIT;
-	req.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)id};
-	req.order_ref = (ProtobufCBinaryData){16, (uint8_t *)ref};
-	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
-	env.body_case = MP_BODY(KEY_REQ);
-	env.key_req = &req;
-	MpEnvelope *e = wire_call(w, &env);
-	ck_assert_msg(e && e->body_case == MP_BODY(KEY_RESP) && e->key_resp->status, "no KeyResp");
-	return e;
-}
-
-static MpCode key_code(struct wire *w, const uint8_t id[MP_ID_LEN], const uint8_t ref[16])
-{
-	MpEnvelope *e = key_call(w, id, ref);
-	MpCode code = e->key_resp->status->code;
-	if (code != MP_ST(OK))
-		ck_assert_uint_eq(e->key_resp->key.len, 0);
-	micropay__v1__envelope__free_unpacked(e, NULL);
-	return code;
-}
-
 /* Pay j naming ref (16 bytes) or the plain order_ref 0x01; the answer's code, *last its
  * durable last. */
 static MpCode pay(struct tchannel *ch, struct wire *w, uint32_t j, const uint8_t *ref,
@@ -303,7 +280,7 @@ START_TEST(honest_offer)
 	MpEnvelope *e = chunk_req_call(&w, id, NULL, g.o.order_ref, SONG_CHUNKS);
 	ck_assert_int_eq(e->chunk_resp->status->code, MP_ST(OUT_OF_RANGE));
 	micropay__v1__envelope__free_unpacked(e, NULL);
-	ck_assert_int_eq(key_code(&w, id, g.o.order_ref), MP_ST(UNDERPAID));
+	ck_assert_int_eq(goods_key_code(&w, id, g.o.order_ref), MP_ST(UNDERPAID));
 	json_t *row = listed(g.o.order_ref);
 	ck_assert(!json_is_true(json_object_get(row, "paid")));
 	json_decref(row);
@@ -312,7 +289,7 @@ START_TEST(honest_offer)
 			 MP_ST(OK));
 	ck_assert_uint_eq(last, g.o.pay_index);
 	ck_assert_uint_eq(credit, 2 + 7 * 2 - SONG_PRICE);
-	e = key_call(&w, id, g.o.order_ref);
+	e = goods_key_call(&w, id, g.o.order_ref);
 	ck_assert_int_eq(e->key_resp->status->code, MP_ST(OK));
 	ck_assert_uint_eq(e->key_resp->key.len, 32);
 	ck_assert(!memcmp(e->key_resp->order_ref.data, g.o.order_ref, 16));
@@ -359,7 +336,7 @@ START_TEST(offer_refusals)
 	micropay__v1__envelope__free_unpacked(e, NULL);
 	ck_assert_int_eq(offer_code(&w, id, "meter", "chunk by chunk"), MP_ST(UNKNOWN_ITEM));
 	ck_assert_int_eq(offer_code(&w, id, "nosuch", NULL), MP_ST(UNKNOWN_ITEM));
-	ck_assert_int_eq(key_code(&w, id, nothing), MP_ST(UNKNOWN_ITEM));
+	ck_assert_int_eq(goods_key_code(&w, id, nothing), MP_ST(UNKNOWN_ITEM));
 	ck_assert_int_eq(pay(&ch, &w, 1, NULL, NULL, NULL, NULL), MP_ST(UNDERPAID));
 	/* The same OfferReq twice: the same bytes. */
 	struct got_offer a, b;
@@ -399,7 +376,7 @@ START_TEST(offer_refusals)
 	ck_assert_int_eq(pay(&ch, &w, b.o.pay_index, b.o.order_ref, &last, NULL, "deadline"),
 			 MP_ST(EXPIRED));
 	ck_assert_uint_eq(last, 2);
-	ck_assert_int_eq(key_code(&w, id, b.o.order_ref), MP_ST(UNDERPAID));
+	ck_assert_int_eq(goods_key_code(&w, id, b.o.order_ref), MP_ST(UNDERPAID));
 	/* Cancelled, then asked again: a new offer; the correct Pay now works. */
 	ck_assert_int_eq(cancel_code(&w, &b, &ch.owner, false), MP_ST(OK));
 	struct got_offer c;
@@ -407,8 +384,9 @@ START_TEST(offer_refusals)
 	ck_assert(!same_offer(&b, &c));
 	ck_assert_int_eq(pay(&ch, &w, c.o.pay_index, c.o.order_ref, &last, NULL, NULL), MP_ST(OK));
 	ck_assert_uint_eq(last, 2 + SONG_PRICE);
-	ck_assert_int_eq(key_code(&w, id, c.o.order_ref), MP_ST(OK));
-	ck_assert_int_eq(key_code(&w, id, a.o.order_ref), MP_ST(UNDERPAID)); /* from the store */
+	ck_assert_int_eq(goods_key_code(&w, id, c.o.order_ref), MP_ST(OK));
+	ck_assert_int_eq(goods_key_code(&w, id, a.o.order_ref),
+			 MP_ST(UNDERPAID)); /* from the store */
 	/* Paid: the same item again is a new offer after the new last. */
 	free(a.bytes);
 	get_offer(&w, id, &a);
@@ -622,10 +600,10 @@ START_TEST(offers_outlive_a_restart)
 	fetch_sealed(&w, id, &a, 0, &again, &len2);
 	ck_assert(len == len2 && !memcmp(sealed, again, len));
 	free(again);
-	ck_assert_int_eq(key_code(&w, id, a.o.order_ref), MP_ST(UNDERPAID));
+	ck_assert_int_eq(goods_key_code(&w, id, a.o.order_ref), MP_ST(UNDERPAID));
 	ck_assert_int_eq(pay(&ch, &w, a.o.pay_index, a.o.order_ref, NULL, NULL, NULL), MP_ST(OK));
 	kill_and_start(&w);
-	MpEnvelope *e = key_call(&w, id, a.o.order_ref);
+	MpEnvelope *e = goods_key_call(&w, id, a.o.order_ref);
 	ck_assert_int_eq(e->key_resp->status->code, MP_ST(OK));
 	open_all(&a, e->key_resp->key.data, sealed);
 	micropay__v1__envelope__free_unpacked(e, NULL);
@@ -697,7 +675,7 @@ START_TEST(key_too_early_while_the_pay_commits)
 	sqlite3 *lock = store_lock_hold(db);
 	tchannel_send_pay_ref(&ch, &w, a.o.pay_index, a.o.order_ref, 16);
 	ck_assert_int_eq(metric_wait(&net, "m1", idle, submitted + 1, 4000), submitted + 1);
-	MpCode key = key_code(&w2, id, a.o.order_ref);
+	MpCode key = goods_key_code(&w2, id, a.o.order_ref);
 	MpCode offer = offer_code(&w2, id, "song", "committing");
 	store_lock_release(lock);
 	ck_assert_int_eq(key, MP_ST(TOO_EARLY));
@@ -708,7 +686,7 @@ START_TEST(key_too_early_while_the_pay_commits)
 	ck_assert_int_eq(e->pay_ack->status->code, MP_ST(OK));
 	ck_assert_uint_eq(e->pay_ack->last, a.o.pay_index);
 	micropay__v1__envelope__free_unpacked(e, NULL);
-	ck_assert_int_eq(key_code(&w2, id, a.o.order_ref), MP_ST(OK));
+	ck_assert_int_eq(goods_key_code(&w2, id, a.o.order_ref), MP_ST(OK));
 	ck_assert_int_eq(metric(&net, "m1", "micropay_merchant_keys_released_total"), released + 1);
 	free(a.bytes);
 	wire_close(&w2);
@@ -752,7 +730,7 @@ START_TEST(old_offers_folded_by_compaction)
 	struct got_offer g;
 	get_offer(&w, id, &g);
 	ck_assert_int_eq(pay(&ch, &w, g.o.pay_index, g.o.order_ref, NULL, NULL, NULL), MP_ST(OK));
-	ck_assert_int_eq(key_code(&w, id, g.o.order_ref), MP_ST(OK));
+	ck_assert_int_eq(goods_key_code(&w, id, g.o.order_ref), MP_ST(OK));
 	net_clock_advance(&net, 61); /* past the deadline, well within the retention */
 	json_t *r = admin_ok(&net, "m1", "store.compact", NULL);
 	ck_assert_int_eq(json_int(r, "goods_rows"), 0);
@@ -765,7 +743,7 @@ START_TEST(old_offers_folded_by_compaction)
 	ck_assert(!offer_listed(g.o.order_ref));
 	ck_assert_int_ge(metric(&net, "m1", "micropay_merchant_goods_rows_deleted_total"), 1);
 	kill_and_start(&w);
-	ck_assert_int_eq(key_code(&w, id, g.o.order_ref), MP_ST(UNKNOWN_ITEM));
+	ck_assert_int_eq(goods_key_code(&w, id, g.o.order_ref), MP_ST(UNKNOWN_ITEM));
 	free(g.bytes);
 	wire_close(&w);
 	tchannel_free(&ch);
