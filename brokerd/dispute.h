@@ -54,6 +54,7 @@ void dispute_prove(struct dispute *d);
 struct key_call {
 	struct broker_call *call;
 	char mid[MP_HEX_ID_LEN + 1];
+	uint64_t window_end; /* DisputeStateReq: the Offer's deadline + T_dispute (0: unknown) */
 };
 /* Answer the DisputeKeyReq and free k. */
 void dispute_key_reply(struct key_call *k, MpCode code, const char *detail,

@@ -19,9 +19,10 @@
  *
  *   DisputeStateReq --(ids not 16 bytes)--> MALFORMED; --(another merchant)--> BAD_SIG
  *      v
- *   dispute_state (db, one read) --> OK + state, the Dispute's word, proven / UNKNOWN_CHANNEL
- *      (for a held offer whose dispute ended while the merchant was away: merchantd
- *      dispute_ended.c) */
+ *   dispute_state (db, one read) --> OK + state, the Dispute's word, proven / UNKNOWN_CHANNEL,
+ *      window_closed when the broker's now is past the given deadline + T_dispute (for a held
+ *      offer whose dispute ended, or can no longer come, while the merchant was away:
+ *      merchantd dispute_ended.c) */
 #include <stdlib.h>
 #include <string.h>
 
@@ -240,13 +241,16 @@ static void state_reply(struct key_call *k, MpCode code, const char *detail,
 	MpStatus st;
 	resp.status = broker_status(&st, code, detail);
 	resp.state = state;
+	/* No Dispute of the Offer is taken past its deadline + T_dispute (mp_dispute_check). */
+	resp.window_closed = code == MP_ST(UNKNOWN_CHANNEL) && k->window_end &&
+			     broker_now(k->call->b) > k->window_end;
 	if (w)
 		resp.w_pay_index = (ProtobufCBinaryData){MP_HASH_LEN, (uint8_t *)w};
 	resp.proven = proven;
 	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
 	env.body_case = MP_BODY(DISPUTE_STATE_RESP);
 	env.dispute_state_resp = &resp;
-	if (code != MP_ST(OK)) {
+	if (code != MP_ST(OK) && code != MP_ST(UNKNOWN_CHANNEL)) {
 		log_info("dispute state for merchant %s: %s: %s", k->mid, mp_code_name(code),
 			 detail ? detail : "");
 		k->call->b->stats.requests_refused++;
@@ -293,6 +297,8 @@ void handle_dispute_state(struct broker *b, struct mp_conn *c, const MpEnvelope 
 			    MICROPAY__V1__DISPUTE_STATE__DISPUTE_NONE, NULL, false);
 		return;
 	}
+	if (req->deadline && req->deadline <= UINT64_MAX - b->cfg.dispute_window)
+		k->window_end = req->deadline + b->cfg.dispute_window;
 	struct db_params p = {0};
 	db_param_bytes(&p, req->merchant_id.data, MP_ID_LEN);
 	db_param_bytes(&p, req->channel_id.data, MP_ID_LEN);

@@ -24,6 +24,7 @@
 #include "redeem_deadline.h"
 #include "restore.h"
 #include "merchant.h"
+#include "offer.h"
 #include "segments.h"
 #include "store.h"
 
@@ -68,9 +69,11 @@ static uint32_t durable_seg_start(const struct channel *ch)
 	return ch->durable_seg == 0 ? 0 : ch->segs[ch->durable_seg - 1].start;
 }
 
+/* held_by_offer: the order_ref of the unpaid offer holding the channel (offer.h), or null. */
 static json_t *channel_json(const struct channel *ch)
 {
-	return json_pack("{s:o,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b}", "channel_id",
+	const struct offer *held = offer_holding(ch);
+	return json_pack("{s:o,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b,s:o}", "channel_id",
 			 mp_json_hex(ch->id, MP_ID_LEN), "state", channel_state_name(ch->state),
 			 "epoch", (json_int_t)ch->hseq, "segment", (json_int_t)ch->durable_seg,
 			 "seg_start", (json_int_t)durable_seg_start(ch), "n", (json_int_t)ch->n,
@@ -78,7 +81,8 @@ static json_t *channel_json(const struct channel *ch)
 			 (json_int_t)ch->durable_last, "credit", (json_int_t)ch->durable_credit,
 			 "redeemed_end", (json_int_t)ch->redeemed_end, "pay_until",
 			 (json_int_t)ch->pay_until, "redeem_until", (json_int_t)ch->redeem_until,
-			 "custody_unconfirmed", ch->custody_unconfirmed);
+			 "custody_unconfirmed", ch->custody_unconfirmed, "held_by_offer",
+			 held ? mp_json_hex(held->order_ref, OFFER_REF_LEN) : json_null());
 }
 
 static void admin_channels(struct mp_admin_req *req, json_t *params, void *ctx)

@@ -327,8 +327,9 @@ void dispute_answer_metrics_register(struct merchant *m, struct mp_metrics *reg)
 	mp_metrics_u64(reg, MP_METRIC_COUNTER, "micropay_merchant_dispute_failures_total",
 		       "Dispute polls or key answers without a usable answer.", NULL, &s->failures);
 	struct dispute_ended_stats *e = dispute_ended_stats(m->dispute_answer->ended);
-	const char *ended = "Offers holding their channels past their deadlines freed by a "
-			    "dispute that ended while we were away, by its end.";
+	const char *ended = "Offers holding their channels past their deadlines freed after a "
+			    "dispute poll: by a dispute that ended while we were away, or by the "
+			    "dispute window closing with none, by how.";
 	mp_metrics_u64(reg, MP_METRIC_COUNTER, "micropay_merchant_dispute_state_asks_total",
 		       "DisputeStateReq about held offers answered by the broker.", NULL,
 		       &e->asked);
@@ -336,4 +337,6 @@ void dispute_answer_metrics_register(struct merchant *m, struct mp_metrics *reg)
 		       ended, (const char *[]){"end", "refunded", NULL}, &e->refunded);
 	mp_metrics_u64(reg, MP_METRIC_COUNTER, "micropay_merchant_dispute_ended_offers_total",
 		       ended, (const char *[]){"end", "key_released", NULL}, &e->released);
+	mp_metrics_u64(reg, MP_METRIC_COUNTER, "micropay_merchant_dispute_ended_offers_total",
+		       ended, (const char *[]){"end", "window_closed", NULL}, &e->lapsed);
 }

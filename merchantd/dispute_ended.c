@@ -9,8 +9,12 @@
  * DISPUTE_ENDED_EVERY polls, one request at a time on the broker link:
  *
  *   SCAN (the channel table, in memory) --held offers past their deadline, not asked lately-->
- *   ASKING --DisputeStateReq--> UNKNOWN_CHANNEL (no dispute yet) / OPEN (the open list answers
- *      |     it) / CANCELLED / no answer: nothing changes (asked again later)
+ *   ASKING --DisputeStateReq (with the Offer's deadline)--> UNKNOWN_CHANNEL (no dispute yet) /
+ *      |     OPEN (the open list answers it) / CANCELLED / no answer: nothing changes (asked
+ *      |     again later)
+ *      +--UNKNOWN_CHANNEL, window_closed (the broker's now past deadline + T_dispute: no Dispute
+ *      |     of it can come any more)--> lapsed (memory only; asked again after a restart):
+ *      |     the offer holds the channel no longer, which pays on from after_index
  *      +--REFUNDED--> the Dispute's word applied as the offer's Pay (pay_from_dispute,
  *      |     refunded: the key is never given, KeyReq answers TOO_LATE): the channel goes on
  *      |     after pay_index
@@ -32,6 +36,7 @@
 
 struct asked_offer {
 	uint8_t channel_id[MP_ID_LEN], order_ref[OFFER_REF_LEN];
+	uint64_t deadline;
 };
 
 struct dispute_ended {
@@ -83,6 +88,7 @@ static void scan(struct dispute_ended *de)
 		o->state_asked_at = now;
 		memcpy(de->list[de->n].channel_id, ch->id, MP_ID_LEN);
 		memcpy(de->list[de->n].order_ref, o->order_ref, OFFER_REF_LEN);
+		de->list[de->n].deadline = o->deadline;
 		if (++de->n == DISPUTE_ENDED_MAX)
 			return;
 	}
@@ -119,6 +125,22 @@ static void apply_word(struct dispute_ended *de, const struct asked_offer *a, co
 		de->stats.released++;
 }
 
+/* No Dispute of a's offer was taken, and none can be any more: the offer lapses. */
+static void lapse(struct dispute_ended *de, const struct asked_offer *a)
+{
+	char hex[MP_HEX_ID_LEN + 1];
+	mp_hex_encode(a->channel_id, MP_ID_LEN, hex);
+	struct channel *ch = channel_find(&de->m->channels, a->channel_id);
+	if (!ch || !ch->offer || ch->offer != offer_holding(ch) ||
+	    !offer_is_ref(ch->offer, a->order_ref, OFFER_REF_LEN))
+		return; /* paid or cancelled meanwhile */
+	ch->offer->lapsed = true;
+	de->stats.lapsed++;
+	log_info("channel %s: the offer of '%s' (after_index %u) was never disputed and can no "
+		 "longer be: it holds the channel no longer",
+		 hex, ch->offer->item.id, ch->offer->after_index);
+}
+
 static void on_state(struct mp_conn *c, const MpEnvelope *env, void *arg)
 {
 	(void)c;
@@ -134,6 +156,10 @@ static void on_state(struct mp_conn *c, const MpEnvelope *env, void *arg)
 		if ((refunded || r->state == MICROPAY__V1__DISPUTE_STATE__DISPUTE_KEY_RELEASED) &&
 		    mp_bytes_len_is(r->w_pay_index, MP_HASH_LEN))
 			apply_word(de, a, r->w_pay_index.data, refunded);
+	} else if (r && r->status && r->status->code == MP_ST(UNKNOWN_CHANNEL) &&
+		   r->window_closed) {
+		de->stats.asked++;
+		lapse(de, a);
 	} else if (!r || !r->status || r->status->code != MP_ST(UNKNOWN_CHANNEL)) {
 		char hex[MP_HEX_ID_LEN + 1];
 		mp_hex_encode(a->channel_id, MP_ID_LEN, hex);
@@ -157,6 +183,7 @@ static void ask_next(struct dispute_ended *de)
 	req.merchant_id = (ProtobufCBinaryData){MP_ID_LEN, de->m->mid};
 	req.channel_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)a->channel_id};
 	req.order_ref = (ProtobufCBinaryData){OFFER_REF_LEN, (uint8_t *)a->order_ref};
+	req.deadline = a->deadline;
 	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
 	env.version = MP_PROTOCOL_VERSION;
 	env.body_case = MP_BODY(DISPUTE_STATE_REQ);

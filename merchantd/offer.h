@@ -49,6 +49,8 @@ struct offer {
 	bool refunded;	     /* paid by a Dispute the broker refunded to the buyer (dispute_ended.c;
 				paid = 2 in the store): its key is never given */
 	uint64_t state_asked_at; /* memory only: dispute_ended.c's last DisputeStateReq of it */
+	bool lapsed; /* memory only: never disputed, and the broker said no Dispute of it can come
+			any more (dispute_ended.c): it holds the channel no longer */
 };
 
 /* A deep copy (for the store thread); NULL on out of memory. */
@@ -61,7 +63,8 @@ void offer_free(struct offer *o);
 /* The channel's current offer if it was made in the channel's current segment, else NULL. */
 struct offer *channel_offer(const struct channel *ch);
 struct merchant;
-/* The channel's offer while it holds the channel: neither paid nor cancelled, the channel's
+/* The channel's offer while it holds the channel: neither paid nor cancelled nor lapsed (never
+ * disputed, and past the broker's dispute window: dispute_ended.c), the channel's
  * last still its after_index (from the moment it is made, before its row is durable); else
  * NULL. Past its deadline too: while one holds it
  * the channel takes no other offer and no Pay past after_index that does not name it, so that

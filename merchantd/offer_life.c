@@ -105,7 +105,7 @@ static MpCode older_offer_check(struct merchant *m, const struct channel *ch, co
 const struct offer *offer_holding(const struct channel *ch)
 {
 	const struct offer *o = channel_offer(ch);
-	return o && !o->paid && !o->cancel && ch->last == o->after_index ? o : NULL;
+	return o && !o->paid && !o->cancel && !o->lapsed && ch->last == o->after_index ? o : NULL;
 }
 
 bool offer_blocks(const struct channel *ch, const char *what, char *buf, size_t len)

@@ -31,6 +31,8 @@
  *   with the proof opens and proves in one; the sweep refunds both exactly once;
  * - an unpaid Offer disputed and refunded while m1 was down: back up, m1 asks the dispute's
  *   state, takes its word as the offer's payment (no key ever given), and the channel pays on;
+ * - an unpaid Offer nobody disputes: it holds its channel while a Dispute may come, and lapses
+ *   once the broker's dispute window has closed;
  * - the buyer's OfferCancel (docs/disputes.md "Cancelling an offer"): shown by m1, it ends an
  *   OPEN dispute CANCELLED with nothing refunded (cancels by another key, of another
  *   statement, or with a key too refused; past answer_by TOO_LATE); end to end, a lapsed
@@ -1119,6 +1121,84 @@ START_TEST(refunded_while_away_frees_the_channel)
 }
 END_TEST
 
+struct asks {
+	int64_t before;
+};
+
+static bool m1_asked(void *arg)
+{
+	struct asks *seen = arg;
+	return metric(&net, "m1", "micropay_merchant_dispute_state_asks_total") > seen->before;
+}
+
+/* Whether m1's `channels` listing shows channel cid held by an offer. */
+static bool m1_lists_held(const char *cid_hex)
+{
+	json_t *r = admin_ok(&net, "m1", "channels", NULL);
+	json_t *list = json_object_get(r, "channels");
+	int held = -1;
+	for (size_t i = 0; i < json_array_size(list); i++) {
+		json_t *row = json_array_get(list, i);
+		if (!strcmp(json_str(row, "channel_id"), cid_hex))
+			held = !json_is_null(json_object_get(row, "held_by_offer"));
+	}
+	json_decref(r);
+	ck_assert_msg(held >= 0, "m1 does not list channel %s", cid_hex);
+	return held;
+}
+
+static bool m1_lapsed_the_offer(void *arg)
+{
+	(void)arg;
+	return log_contains(&net, "m1", "was never disputed and can no longer be");
+}
+
+/* An unpaid Offer nobody disputes or cancels: past its deadline m1 asks the broker, which has
+ * no dispute of it, and the offer keeps holding the channel while a Dispute may still come;
+ * once the broker's now is past deadline + T_dispute (window_closed) the offer lapses and
+ * holds the channel no longer (m1's `channels` shows no held_by_offer), and a Dispute of it is
+ * TOO_LATE.
+ * Last: it moves the clocks a day. */
+START_TEST(undisputed_offer_lapses_after_the_window)
+{
+	struct sale s = {0};
+	struct wire w;
+	MpSigned *offer = real_offer(&s, &w);
+	wire_close(&w);
+	struct asks asked = {metric(&net, "m1", "micropay_merchant_dispute_state_asks_total")};
+	net_clock_advance(&net, 120); /* past the deadline: a Dispute may come */
+	ck_assert_msg(wait_for(m1_asked, &asked, 30000), "m1 asked nothing");
+	char ep[128];
+	net_read(&net, "m1", "endpoint", ep, sizeof(ep));
+	ck_assert(wire_connect(&w, ep, ca, NULL, NULL));
+	MpEnvelope *e = tchannel_open(&s.ch, &w);
+	ck_assert_ptr_nonnull(e->open_ack->held_by_offer); /* still held */
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	wire_close(&w);
+	ck_assert(m1_lists_held(s.cid_hex));
+	net_clock_advance(&net, 86400 + 60); /* past deadline + T_dispute (a day) */
+	ck_assert_msg(wait_for(m1_lapsed_the_offer, NULL, 30000), "the offer did not lapse");
+	ck_assert(!m1_lists_held(s.cid_hex)); /* (the channel is past pay_until: no Open) */
+	uint8_t wd[MP_HASH_LEN];
+	tchannel_word(&s.ch, s.o.pay_index, wd);
+	Micropay__V1__Dispute d = MICROPAY__V1__DISPUTE__INIT;
+	d.offer = offer;
+	d.w_pay_index = (ProtobufCBinaryData){MP_HASH_LEN, wd};
+	d.payout_account_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)s.tw.account_id};
+	ck_assert_int_eq(dispute_code(mp_stmt_sign(&s.ch.owner, MP_STMT_DISPUTE, &d.base)),
+			 MP_ST(TOO_LATE));
+	json_t *m = admin_ok(&net, "m1", "metrics", NULL);
+	ck_assert_ptr_nonnull(strstr(json_str(m, "prometheus"),
+				     "micropay_merchant_dispute_ended_offers_total{end=\"window_"
+				     "closed\"} 1"));
+	json_decref(m);
+	mp_stmt_free(offer);
+	tchannel_free(&s.ch);
+	mp_key_free(&s.tw.account);
+	broker_audit_clean(&net);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("dispute");
@@ -1132,6 +1212,7 @@ int main(void)
 	tcase_add_test(tc, lapsed_offer_dispute_cancelled_by_m1);
 	tcase_add_test(tc, unpaid_offer_paid_by_its_dispute);
 	tcase_add_test(tc, refunded_while_away_frees_the_channel);
+	tcase_add_test(tc, undisputed_offer_lapses_after_the_window);
 	suite_add_tcase(s, tc);
 	return mp_check_run(s);
 }
