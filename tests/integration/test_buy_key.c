@@ -521,6 +521,22 @@ START_TEST(dispute_too_late_is_final)
 }
 END_TEST
 
+/* w1's channel ch (100 units of 2) at m1, the song bought on it, then the book bought from m1
+ * restarted with MP_FAULT=offer_wrong_key: paid, its key does not open (KEY_BAD, nothing
+ * written); ref the offer's order_ref. */
+static void key_bad_purchase(char ch[80], char ref[80])
+{
+	char out[800], err[2048];
+	net_wallet_issue(&net, "w1", m1_hex, 100, 2, ch, 80);
+	buy_song(ch);
+	restart_m1("offer_wrong_key");
+	out_path("book.out", out, sizeof(out));
+	ck_assert(buy("book", ch, out, true, err, sizeof(err)) == NULL);
+	ck_assert_msg(strstr(err, "does not open") && strstr(err, "KEY_BAD"), "%s", err);
+	ck_assert(!goods_exists(out));
+	only_offer(ch, ref, 80);
+}
+
 /* A merchant whose key does not open its goods (MP_FAULT=offer_wrong_key: sealed under another
  * key than key_hash names): the wallet pays, gets a key that matches key_hash, finds chunk 0
  * does not open, stores the proof (KEY_BAD) and, after the deadline, disputes with it; the
@@ -528,15 +544,8 @@ END_TEST
  * it with the same key. */
 START_TEST(key_that_does_not_open_is_refunded)
 {
-	char ch[80], ref[80], out[800], err[2048];
-	net_wallet_issue(&net, "w1", m1_hex, 100, 2, ch, sizeof(ch));
-	buy_song(ch);
-	restart_m1("offer_wrong_key");
-	out_path("book.out", out, sizeof(out));
-	ck_assert(buy("book", ch, out, true, err, sizeof(err)) == NULL);
-	ck_assert_msg(strstr(err, "does not open") && strstr(err, "KEY_BAD"), "%s", err);
-	ck_assert(!goods_exists(out));
-	only_offer(ch, ref, sizeof(ref));
+	char ch[80], ref[80], err[2048];
+	key_bad_purchase(ch, ref);
 	json_t *o = key_offer(ref);
 	ck_assert_str_eq(json_str(o, "state"), "KEY_BAD");
 	json_decref(o);
@@ -602,14 +611,8 @@ static void damage_proofs(sqlite3 *db, void *arg)
  * KEY_BAD offers); nothing refunded. */
 START_TEST(refused_proof_ends_the_disputes)
 {
-	char ch[80], ref[80], out[800], err[2048];
-	net_wallet_issue(&net, "w1", m1_hex, 100, 2, ch, sizeof(ch));
-	buy_song(ch);
-	restart_m1("offer_wrong_key");
-	out_path("book.out", out, sizeof(out));
-	ck_assert(buy("book", ch, out, true, err, sizeof(err)) == NULL);
-	ck_assert_msg(strstr(err, "KEY_BAD"), "%s", err);
-	only_offer(ch, ref, sizeof(ref));
+	char ch[80], ref[80], err[2048];
+	key_bad_purchase(ch, ref);
 	twallet_store_edit(&net, "w1", damage_proofs, NULL);
 	int64_t bal = balance();
 	net_clock_advance(&net, 601);
