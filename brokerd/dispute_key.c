@@ -234,6 +234,11 @@ void handle_dispute_key(struct broker *b, struct mp_conn *c, const MpEnvelope *e
 
 /* ---- DisputeStateReq ---- */
 
+/* Seconds past an Offer's deadline + T_dispute before window_closed: far above the protocol's
+ * maximum clock offset (30 s) between brokerd processes and the seconds a Dispute takes from
+ * binding its now to committing in mp_dispute_open. */
+#define DISPUTE_STATE_MARGIN 600
+
 static void state_reply(struct key_call *k, MpCode code, const char *detail,
 			Micropay__V1__DisputeState state, const uint8_t *w, bool proven)
 {
@@ -241,9 +246,12 @@ static void state_reply(struct key_call *k, MpCode code, const char *detail,
 	MpStatus st;
 	resp.status = broker_status(&st, code, detail);
 	resp.state = state;
-	/* No Dispute of the Offer is taken past its deadline + T_dispute (mp_dispute_check). */
+	/* No Dispute of the Offer is taken past its deadline + T_dispute (mp_dispute_open checks
+	 * it with its own now). A Dispute checked just before the window closed may still be
+	 * on its way to its commit, and another brokerd process's clock may be behind ours: the
+	 * window counts as closed only DISPUTE_STATE_MARGIN later. */
 	resp.window_closed = code == MP_ST(UNKNOWN_CHANNEL) && k->window_end &&
-			     broker_now(k->call->b) > k->window_end;
+			     broker_now(k->call->b) > k->window_end + DISPUTE_STATE_MARGIN;
 	if (w)
 		resp.w_pay_index = (ProtobufCBinaryData){MP_HASH_LEN, (uint8_t *)w};
 	resp.proven = proven;
@@ -297,7 +305,8 @@ void handle_dispute_state(struct broker *b, struct mp_conn *c, const MpEnvelope 
 			    MICROPAY__V1__DISPUTE_STATE__DISPUTE_NONE, NULL, false);
 		return;
 	}
-	if (req->deadline && req->deadline <= UINT64_MAX - b->cfg.dispute_window)
+	if (req->deadline &&
+	    req->deadline <= UINT64_MAX - b->cfg.dispute_window - DISPUTE_STATE_MARGIN)
 		k->window_end = req->deadline + b->cfg.dispute_window;
 	struct db_params p = {0};
 	db_param_bytes(&p, req->merchant_id.data, MP_ID_LEN);

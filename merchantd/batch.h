@@ -110,7 +110,7 @@ struct batch_entry {
 					* the offer with its cancel (owned) */
 	bool pays_offer;	       /* PAY: it paid the channel's offer ... */
 	uint8_t offer_ref[16];	       /* ... this one ... */
-	bool offer_refunded;	       /* ... by a Dispute the broker refunded (dispute_ended.c) */
+	bool offer_by_dispute;	       /* ... with a Dispute's word (pay_from_dispute) */
 };
 
 /* True if the filling batch can take one more entry. When it is full the previous batch is

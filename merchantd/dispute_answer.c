@@ -148,8 +148,8 @@ static bool paid_by_the_dispute(struct dispute_answer *da, const struct open_dis
 	if (!offer_is_ref(held, d->order_ref, OFFER_REF_LEN))
 		return false;
 	char why[200];
-	MpCode code = d->has_w ? pay_from_dispute(da->m, ch, held, d->w, false, why, sizeof(why))
-			       : MP_ST(MALFORMED);
+	MpCode code =
+	    d->has_w ? pay_from_dispute(da->m, ch, held, d->w, why, sizeof(why)) : MP_ST(MALFORMED);
 	if (code == MP_ST(OK))
 		log_info("dispute %s/%s: the Dispute's word pays the offer (pay_index %u); the key "
 			 "goes once that is durable",

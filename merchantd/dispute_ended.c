@@ -15,10 +15,10 @@
  *      +--UNKNOWN_CHANNEL, window_closed (the broker's now past deadline + T_dispute: no Dispute
  *      |     of it can come any more)--> lapsed (memory only; asked again after a restart):
  *      |     the offer holds the channel no longer, which pays on from after_index
- *      +--REFUNDED--> the Dispute's word applied as the offer's Pay (pay_from_dispute,
- *      |     refunded: the key is never given, KeyReq answers TOO_LATE): the channel goes on
- *      |     after pay_index
- *      +--KEY_RELEASED--> the same, not refunded (the buyer has the key through the broker)
+ *      +--REFUNDED--> the Dispute's word applied as the offer's Pay (pay_from_dispute: its key
+ *      |     goes only through the broker, KeyReq answers CONFLICT, so a refunded buyer gets
+ *      |     none): the channel goes on after pay_index
+ *      +--KEY_RELEASED--> the same (the buyer has the key through the broker)
  *   --list done--> done(arg) */
 #include "dispute_ended.h"
 
@@ -106,7 +106,7 @@ static void apply_word(struct dispute_ended *de, const struct asked_offer *a, co
 	const struct offer *held = ch ? offer_holding(ch) : NULL;
 	if (!offer_is_ref(held, a->order_ref, OFFER_REF_LEN))
 		return; /* paid or cancelled meanwhile */
-	MpCode code = pay_from_dispute(de->m, ch, held, w, refunded, why, sizeof(why));
+	MpCode code = pay_from_dispute(de->m, ch, held, w, why, sizeof(why));
 	if (code != MP_ST(OK)) {
 		log_warn("channel %s: the offer's dispute %s, but its word cannot pay the offer "
 			 "(%s: %s); asked again later",
@@ -115,10 +115,10 @@ static void apply_word(struct dispute_ended *de, const struct asked_offer *a, co
 		return;
 	}
 	log_info("channel %s: the offer of '%s' (pay_index %u) %s while we were away: its "
-		 "Dispute's word pays it, the channel goes on after pay_index%s",
+		 "Dispute's word pays it, the channel goes on after pay_index (its key only "
+		 "through the broker)",
 		 hex, held->item.id, held->pay_index,
-		 refunded ? "was refunded to the buyer" : "had its key released",
-		 refunded ? " (its key is never given)" : "");
+		 refunded ? "was refunded to the buyer" : "had its key released");
 	if (refunded)
 		de->stats.refunded++;
 	else

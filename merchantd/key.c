@@ -3,7 +3,8 @@
  *   KeyReq --lengths (channel_id, order_ref 16 bytes)--(else MALFORMED)-->
  *   the channel's current offer (memory) or else its row in the store (one primary-key read)
  *        --none on that channel--> UNKNOWN_ITEM
- *        --paid by a Dispute the broker refunded (dispute_ended.c)--> TOO_LATE, no key
+ *        --paid by a Dispute's word (pay_from_dispute)--> CONFLICT, no key: it goes only
+ *          through the broker, which releases it to the buyer or refunds the buyer, never both
  *        --paid by a committed Pay--> OK with the key (also after the deadline)
  *        --paid by a Pay in a batch--> TOO_EARLY (retry once it is committed)
  *        --not paid--> UNDERPAID, naming pay_index
@@ -47,13 +48,15 @@ static void answer(struct merchant *m, struct mp_conn *c, const MpEnvelope *env,
 			  "key withheld (MP_FAULT=key_withhold)", o->order_ref, NULL);
 		return;
 	}
-	if (o->paid && o->refunded) {
-		log_info("%s: key of the offer of '%s' on channel %s refused: its dispute was "
-			 "refunded",
+	if (o->paid && o->by_dispute) {
+		log_info("%s: key of the offer of '%s' on channel %s refused: paid by its Dispute",
 			 mp_conn_peer(c), o->item.id, hex);
-		reply_key(c, env->request_id, MP_ST(TOO_LATE),
-			  "the broker refunded this offer's dispute to the buyer: no key",
-			  o->order_ref, NULL);
+		reply_key(
+		    c, env->request_id, MP_ST(CONFLICT),
+		    "this offer was paid by its Dispute's word: its key goes only through the "
+		    "broker (the Dispute's answer carries it once released; a refunded dispute "
+		    "has none)",
+		    o->order_ref, NULL);
 		return;
 	}
 	if (o->paid_durable) {

@@ -46,8 +46,8 @@ struct offer {
 	uint8_t *cancel;   /* the buyer's OfferCancel (signed bytes, owned), NULL: none */
 	size_t cancel_len;
 	bool cancel_durable; /* that cancel is committed */
-	bool refunded;	     /* paid by a Dispute the broker refunded to the buyer (dispute_ended.c;
-				paid = 2 in the store): its key is never given */
+	bool by_dispute;     /* paid by a Dispute's word (pay_from_dispute; paid = 2 in the store):
+				its key goes only through the broker, never in a KeyResp */
 	uint64_t state_asked_at; /* memory only: dispute_ended.c's last DisputeStateReq of it */
 	bool lapsed; /* memory only: never disputed, and the broker said no Dispute of it can come
 			any more (dispute_ended.c): it holds the channel no longer */
@@ -107,12 +107,12 @@ MpCode offer_pay_check(struct merchant *m, const struct channel *ch, const uint8
 /* pay.c: the word w at the holding offer o's pay_index, from a Dispute the broker took (its
  * word is the offer's payment: the broker credited us up to pay_index), applied as the Pay
  * naming o at pay_index (past its deadline too) with no wallet to answer: chain-checked, o
- * paid (and refunded: the broker refunded the dispute, so the key is never given), the
- * channel's last at pay_index, queued in the batch (durable with it). OK, or why not in why
- * (the channel not held, signing or the store behind: LIMIT; o no longer holding the channel:
- * CONFLICT; a word not of our chain: BAD_CHAIN). */
+ * paid by_dispute (its key then goes only through the broker, which either releases it or
+ * refunds the buyer, never both), the channel's last at pay_index, queued in the batch
+ * (durable with it). OK, or why not in why (the channel not held, signing or the store behind:
+ * LIMIT; o no longer holding the channel: CONFLICT; a word not of our chain: BAD_CHAIN). */
 MpCode pay_from_dispute(struct merchant *m, struct channel *ch, const struct offer *o,
-			const uint8_t w[MP_HASH_LEN], bool refunded, char *why, size_t len);
+			const uint8_t w[MP_HASH_LEN], char *why, size_t len);
 
 struct batch_entry;
 /* Settle the Pay e (its credit in *credit, the units included) against o if it names o: the

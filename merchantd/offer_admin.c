@@ -25,11 +25,12 @@ static void add_offer(void *arg, const struct offer_listed *row)
 	const struct offer *o = row->o;
 	json_array_append_new(
 	    l->rows,
-	    json_pack("{s:I,s:o,s:o,s:s,s:I,s:I,s:I,s:b,s:I,s:I,s:I}", "seq", (json_int_t)row->seq,
-		      "channel_id", mp_json_hex(o->channel_id, MP_ID_LEN), "order_ref",
-		      mp_json_hex(o->order_ref, OFFER_REF_LEN), "item", o->item.id, "after_index",
-		      (json_int_t)o->after_index, "pay_index", (json_int_t)o->pay_index, "price",
-		      (json_int_t)o->price, "paid", o->paid, "deadline", (json_int_t)o->deadline,
+	    json_pack("{s:I,s:o,s:o,s:s,s:I,s:I,s:I,s:b,s:b,s:I,s:I,s:I}", "seq",
+		      (json_int_t)row->seq, "channel_id", mp_json_hex(o->channel_id, MP_ID_LEN),
+		      "order_ref", mp_json_hex(o->order_ref, OFFER_REF_LEN), "item", o->item.id,
+		      "after_index", (json_int_t)o->after_index, "pay_index",
+		      (json_int_t)o->pay_index, "price", (json_int_t)o->price, "paid", o->paid,
+		      "paid_by_dispute", o->by_dispute, "deadline", (json_int_t)o->deadline,
 		      "seg_seq", (json_int_t)o->seg_seq, "created_at",
 		      (json_int_t)row->created_at));
 	l->oldest = row->seq;

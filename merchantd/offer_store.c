@@ -80,13 +80,13 @@ bool offer_store_put(struct store *s, const struct offer *o, int64_t now)
 	return true;
 }
 
-bool offer_store_paid(struct store *s, const uint8_t ref[OFFER_REF_LEN], bool refunded)
+bool offer_store_paid(struct store *s, const uint8_t ref[OFFER_REF_LEN], bool by_dispute)
 {
 	const char *sql = "UPDATE offers SET paid = ?2 WHERE order_ref = ?1";
 	sqlite3_stmt *st = NULL;
 	if (sqlite3_prepare_v2(store_db(s), sql, -1, &st, NULL) != SQLITE_OK ||
 	    (sqlite3_bind_blob(st, 1, ref, OFFER_REF_LEN, SQLITE_STATIC) |
-	     sqlite3_bind_int(st, 2, refunded ? 2 : 1)) != SQLITE_OK ||
+	     sqlite3_bind_int(st, 2, by_dispute ? 2 : 1)) != SQLITE_OK ||
 	    sqlite3_step(st) != SQLITE_DONE || sqlite3_changes(store_db(s)) != 1)
 		return fail(s, "recording the Pay that paid an offer", st);
 	sqlite3_finalize(st);
@@ -159,7 +159,7 @@ static struct offer *from_row(sqlite3_stmt *st)
 	o->price = o->item.price = o->item.total = (uint64_t)sqlite3_column_int64(st, 13);
 	o->deadline = (uint64_t)sqlite3_column_int64(st, 14);
 	o->paid = o->paid_durable = sqlite3_column_int(st, 16) != 0;
-	o->refunded = sqlite3_column_int(st, 16) == 2; /* offer_store_paid */
+	o->by_dispute = sqlite3_column_int(st, 16) == 2; /* offer_store_paid */
 	o->item.key_release = o->recorded = true;
 	if (!o->item.chunks || o->item.chunks > UINT32_MAX || !o->price ||
 	    o->pay_index <= o->after_index) {

@@ -13,8 +13,8 @@
 bool offer_store_migrate(struct store *s);
 /* Store thread, inside the batch transaction. */
 bool offer_store_put(struct store *s, const struct offer *o, int64_t now);
-/* paid = 1, or 2 when the buyer was refunded by the broker's dispute (its key never given). */
-bool offer_store_paid(struct store *s, const uint8_t ref[OFFER_REF_LEN], bool refunded);
+/* paid = 1, or 2 when paid by a Dispute's word (its key goes only through the broker). */
+bool offer_store_paid(struct store *s, const uint8_t ref[OFFER_REF_LEN], bool by_dispute);
 /* The buyer's OfferCancel (signed bytes) of an unpaid offer without one; nothing otherwise
  * (a paid offer is never cancelled, the first cancel stays). */
 bool offer_store_cancel(struct store *s, const uint8_t ref[OFFER_REF_LEN], const uint8_t *cancel,

@@ -319,7 +319,7 @@ void handle_pay(struct merchant *m, struct mp_conn *c, const MpEnvelope *env)
 }
 
 MpCode pay_from_dispute(struct merchant *m, struct channel *ch, const struct offer *o,
-			const uint8_t w[MP_HASH_LEN], bool refunded, char *why, size_t len)
+			const uint8_t w[MP_HASH_LEN], char *why, size_t len)
 {
 	const char *detail = NULL;
 	MpCode code = merchant_holding(ch, &detail);
@@ -355,8 +355,8 @@ MpCode pay_from_dispute(struct merchant *m, struct channel *ch, const struct off
 			 "the channel's credit would overflow or does not cover the offer");
 		return MP_ST(LIMIT);
 	}
-	e.offer_refunded = refunded;
-	ch->offer->refunded = refunded; /* ch->offer is o (checked above) */
+	e.offer_by_dispute = true;
+	ch->offer->by_dispute = true; /* ch->offer is o (checked above) */
 	batch_add(m, &e);
 	return MP_ST(OK);
 }

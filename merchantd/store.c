@@ -456,7 +456,7 @@ static bool write_entry(struct store *s, const struct batch_entry *e, int64_t no
 		return journal_entry(s, e, now) &&
 		       (!e->pays_purchase ||
 			purchase_store_paid(s, e->purchase_id, e->purchase_paid)) &&
-		       (!e->pays_offer || offer_store_paid(s, e->offer_ref, e->offer_refunded));
+		       (!e->pays_offer || offer_store_paid(s, e->offer_ref, e->offer_by_dispute));
 	case ENTRY_PURCHASE:
 		return purchase_store_put(s, e->purchase_row, now);
 	case ENTRY_OFFER:

@@ -106,7 +106,9 @@ static json_t *balance_entry(const struct wallet *w, const struct wchannel *ch,
 	 * a CLOSING channel pays no more but its value is still in the channel. */
 	bool expired = ch->state == WCH_CLOSED || (ch->pay_until && now >= ch->pay_until);
 	bool payable = ch->state == WCH_ACTIVE && now + WALLET_PAY_MARGIN < ch->pay_until;
-	if (ch->refunded)
+	if (wallet_channel_claim_refusal(ch)) /* never this wallet's: in no total */
+		payable = false;
+	else if (ch->refunded)
 		add_capped(&pos->refunded, ch->refund_amount);
 	else if (expired)
 		add_capped(&pos->pending_refunds, unspent);

@@ -21,7 +21,7 @@ bool wallet_segment_load(struct wallet *w, struct wchannel *ch)
 		return false;
 	}
 	ch->claim_state = -1;
-	if (ch->request) /* issued by this wallet: segment 0 is ours, no claim */
+	if (ch->request && ch->seg_seq == 0) /* issued by this wallet: segment 0, no claim */
 		return true;
 	struct wstore_claim c;
 	int found = wstore_claim_get(w->store, ch->channel_id, ch->seg_seq, &c);

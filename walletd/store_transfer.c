@@ -450,14 +450,15 @@ void wstore_claim_clear(struct wstore_claim *c)
 	c->request_len = 0;
 }
 
-/* An acknowledged claim stays acknowledged (a later answer only updates its status text). */
+/* An acknowledged claim stays acknowledged, and a refusal for good is not undone by a later
+ * answer that leaves it waiting (a later answer only updates its status text). */
 bool wstore_claim_answer(struct wstore *s, const uint8_t id[MP_ID_LEN], uint32_t seg_seq,
 			 enum wclaim_answer answer, const char *status)
 {
 	sqlite3_stmt *st =
 	    by_channel(s,
 		       "UPDATE segment_claims SET acked = CASE WHEN acked = 1 THEN 1 "
-		       "ELSE ?3 END, status = ?4 "
+		       "WHEN acked = 2 AND ?3 = 0 THEN 2 ELSE ?3 END, status = ?4 "
 		       "WHERE channel_id = ?1 AND seg_seq = ?2",
 		       id);
 	if (st)

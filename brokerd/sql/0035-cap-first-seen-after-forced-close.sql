@@ -7,7 +7,15 @@
 -- honest holder that was down before it could send its CapNotice, the buyer's SegmentClaim
 -- arriving late). The broker cannot tell the two apart, so the record (kind unchanged, liable
 -- the epoch's holder, evidence the ForcedClose and the Cap, no money moves) now says what it
--- knows: first seen after the ForcedClose, not signed after it.
+-- knows: first seen after the ForcedClose, not signed after it. The records written before
+-- say the same from now on.
+
+UPDATE conflicts
+   SET detail = replace(detail, ' after the broker''s ForcedClose at ',
+                        ' first seen by the broker after its ForcedClose at ')
+                || ' (a Cap carries no time: signed after the ForcedClose, or before it and '
+                || 'shown only now)'
+ WHERE kind = 'cap_after_forced_close' AND detail NOT LIKE '%first seen by the broker%';
 
 CREATE OR REPLACE FUNCTION mp_caps_after_forced_close(p_channel_id bytea, p_e early_refunds,
                                                       p_seg int[], p_start int[], p_cap bytea[],

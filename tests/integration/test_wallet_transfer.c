@@ -937,7 +937,8 @@ static json_t *accept_bundle(const char *who, const char *bundle)
 
 /* A -> B -> A: w1 gives the channel to w2, w2 pays and gives the rest back; w1 offers with a
  * fresh key although the channel is in its store (TRANSFERRED_OUT), accepts it back in segment
- * 2 (its row updated, surviving a restart) and pays again at the holder; w2's and w1's old
+ * 2 (its row updated and its claim acknowledged, surviving a restart) and pays again at the
+ * holder; w2's and w1's old
  * paywords are refused, an old offer is refused, and m1 is credited every unit of the three
  * segments. */
 START_TEST(a_receives_back_the_channel_it_gave_away)
@@ -993,6 +994,8 @@ START_TEST(a_receives_back_the_channel_it_gave_away)
 	free(params);
 	c = wallet_channel("w1", channel);
 	ck_assert_str_eq(json_str(c, "state"), "ACTIVE");
+	/* Segment 2's claim is read at start although w1 issued the channel (segment 0). */
+	ck_assert(json_is_true(json_object_get(c, "broker_ack")));
 	json_decref(c);
 
 	json_decref(admin_ok(&net, "m1", "redeem", NULL));
