@@ -948,9 +948,9 @@ static MpSigned *real_offer(struct sale *s, struct wire *w)
 	return offer;
 }
 
-/* The Dispute of offer with the word at its pay_index, signed by s's owner key, taken by the
- * broker (OK); the statement (to mp_stmt_free). */
-static MpSigned *dispute_of(const struct sale *s, const MpSigned *offer)
+/* The Dispute of offer with the word at its pay_index, signed by s's owner key (to
+ * mp_stmt_free). */
+static MpSigned *dispute_of_offer(const struct sale *s, const MpSigned *offer)
 {
 	uint8_t wd[MP_HASH_LEN];
 	tchannel_word(&s->ch, s->o.pay_index, wd);
@@ -960,6 +960,13 @@ static MpSigned *dispute_of(const struct sale *s, const MpSigned *offer)
 	d.payout_account_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)s->tw.account_id};
 	MpSigned *stmt = mp_stmt_sign(&s->ch.owner, MP_STMT_DISPUTE, &d.base);
 	ck_assert_ptr_nonnull(stmt);
+	return stmt;
+}
+
+/* The same, taken by the broker (OK). */
+static MpSigned *dispute_of(const struct sale *s, const MpSigned *offer)
+{
+	MpSigned *stmt = dispute_of_offer(s, offer);
 	MpEnvelope *r = dispute_call(stmt);
 	ck_assert_int_eq(r->dispute_resp->status->code, MP_ST(OK));
 	micropay__v1__envelope__free_unpacked(r, NULL);
@@ -1184,14 +1191,7 @@ START_TEST(undisputed_offer_lapses_after_the_window)
 	net_clock_advance(&net, 86400 + 700); /* past deadline + T_dispute (a day) + 600 s */
 	ck_assert_msg(wait_for(m1_lapsed_the_offer, NULL, 30000), "the offer did not lapse");
 	ck_assert(!m1_lists_held(s.cid_hex)); /* (the channel is past pay_until: no Open) */
-	uint8_t wd[MP_HASH_LEN];
-	tchannel_word(&s.ch, s.o.pay_index, wd);
-	Micropay__V1__Dispute d = MICROPAY__V1__DISPUTE__INIT;
-	d.offer = offer;
-	d.w_pay_index = (ProtobufCBinaryData){MP_HASH_LEN, wd};
-	d.payout_account_id = (ProtobufCBinaryData){MP_ID_LEN, (uint8_t *)s.tw.account_id};
-	ck_assert_int_eq(dispute_code(mp_stmt_sign(&s.ch.owner, MP_STMT_DISPUTE, &d.base)),
-			 MP_ST(TOO_LATE));
+	ck_assert_int_eq(dispute_code(dispute_of_offer(&s, offer)), MP_ST(TOO_LATE));
 	json_t *m = admin_ok(&net, "m1", "metrics", NULL);
 	ck_assert_ptr_nonnull(strstr(json_str(m, "prometheus"),
 				     "micropay_merchant_dispute_ended_offers_total{end=\"window_"
