@@ -20,9 +20,9 @@
  *   DisputeStateReq --(ids not 16 bytes)--> MALFORMED; --(another merchant)--> BAD_SIG
  *      v
  *   dispute_state (db, one read) --> OK + state, the Dispute's word, proven / UNKNOWN_CHANNEL,
- *      window_closed when the broker's now is past the given deadline + T_dispute (for a held
- *      offer whose dispute ended, or can no longer come, while the merchant was away:
- *      merchantd dispute_ended.c) */
+ *      window_closed when the broker's now is past the given deadline + T_dispute + 600 s (for a
+ * held offer whose dispute ended, or can no longer come, while the merchant was away: merchantd
+ * dispute_ended.c) */
 #include <stdlib.h>
 #include <string.h>
 

@@ -9,7 +9,7 @@ struct dispute_ended;
 
 struct dispute_ended_stats {
 	uint64_t asked;	   /* DisputeStateReq answered */
-	uint64_t refunded; /* offers freed by a REFUNDED dispute's word (the key never given) */
+	uint64_t refunded; /* offers freed by a REFUNDED dispute's word (the buyer gets no key) */
 	uint64_t released; /* offers freed by a KEY_RELEASED dispute's word */
 	uint64_t lapsed;   /* offers never disputed past the broker's dispute window */
 };
