@@ -49,6 +49,7 @@ struct broker_config {
 	uint32_t tls_expiry_warning_days;
 	char *db_conninfo;
 	uint32_t db_pool;
+	uint32_t issue_batch; /* [db] issue_batch: IssueRequests per mp_issue_batch call */
 	uint32_t db_max_queue;
 	uint32_t db_queue_timeout_ms;
 	uint32_t db_statement_timeout_ms;
@@ -64,6 +65,10 @@ struct broker_stats {
 	uint64_t merchant_certs_renewed;
 	uint64_t channels_issued;
 	uint64_t issue_duplicates;
+	uint64_t issue_batches;	       /* mp_issue_batch calls sent */
+	uint64_t issue_batched;	       /* IssueRequests in them */
+	uint64_t issue_queue_refusals; /* refused: [db] max_queue requests already waiting */
+	uint64_t issue_queue_expired;  /* answered timed out while queued */
 	uint64_t claims_credited;
 	uint64_t redeems;
 	uint64_t requests_refused;
@@ -110,6 +115,7 @@ struct broker {
 	struct unroutable_log unroutable_log;
 	struct mp_admin *admin;
 	struct db_pool *db;
+	struct issue_batcher *issues; /* issue_batch.c: IssueRequests stored in batches */
 	struct mp_hasher *hasher;
 	struct mp_workers *workers;
 	struct bad_chain_budget *bad_chain;

@@ -7,6 +7,7 @@
 
 #include "broker.h"
 #include "db.h"
+#include "issue_batch.h"
 #include "log.h"
 #include "metrics.h"
 #include "ratelimit.h"
@@ -24,6 +25,12 @@ static double worker_busy(const void *arg)
 {
 	const struct broker *b = arg;
 	return mp_workers_busy(b->workers);
+}
+
+static double issue_queue(const void *arg)
+{
+	const struct broker *b = arg;
+	return b->issues ? issue_batcher_queued(b->issues) : 0;
 }
 
 static double register_addresses(const void *arg)
@@ -56,6 +63,19 @@ static void register_requests(struct broker *b)
 		&s->channels_issued);
 	counter(b, "micropay_broker_issue_duplicates_total",
 		"IssueReq retries answered with the stored cert.", &s->issue_duplicates);
+	counter(b, "micropay_broker_issue_batches_total",
+		"Batches of IssueRequests sent to the database (one call and transaction each).",
+		&s->issue_batches);
+	counter(b, "micropay_broker_issue_batched_total",
+		"IssueRequests in those batches (divided by the batches: the mean batch size).",
+		&s->issue_batched);
+	counter(b, "micropay_broker_issue_queue_refusals_total",
+		"IssueRequests refused at once: [db] max_queue requests already waited for the "
+		"database.",
+		&s->issue_queue_refusals);
+	counter(b, "micropay_broker_issue_queue_expired_total",
+		"IssueRequests answered timed out: queued longer than [db] queue_timeout_ms.",
+		&s->issue_queue_expired);
 	counter(b, "micropay_broker_redeems_total", "Redeem requests answered.", &s->redeems);
 	counter(b, "micropay_broker_claims_credited_total", "Claims that credited a merchant.",
 		&s->claims_credited);
@@ -89,6 +109,8 @@ static void register_limits(struct broker *b)
 	counter(b, "micropay_broker_redeem_timeouts_total",
 		"Redeems answered LIMIT: a database step ran past the statement timeout.",
 		&s->redeem_timeouts);
+	mp_metrics_fn(b->metrics, MP_METRIC_GAUGE, "micropay_broker_issue_queue",
+		      "IssueRequests waiting for a batch to the database.", NULL, issue_queue, b);
 	mp_metrics_fn(b->metrics, MP_METRIC_GAUGE, "micropay_broker_worker_queue",
 		      "Hashing jobs waiting.", NULL, worker_queue, b);
 	mp_metrics_fn(b->metrics, MP_METRIC_GAUGE, "micropay_broker_worker_busy",

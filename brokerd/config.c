@@ -74,6 +74,9 @@ static const struct mp_cfg_key broker_keys[] = {
       "never), default 21"),
     K("db", "conninfo", MP_CFG_STRING, db_conninfo, true, "libpq connection string"),
     N("db", "pool", MP_CFG_U32, db_pool, 1, 64, "connections, default 4"),
+    N("db", "issue_batch", MP_CFG_U32, issue_batch, 1, 1000,
+      "IssueRequests stored together in one call and transaction, at most; default 64 (1: "
+      "one by one)"),
     N("db", "max_queue", MP_CFG_U32, db_max_queue, 1, 1000000,
       "requests waiting for a connection, default 10000"),
     N("db", "queue_timeout_ms", MP_CFG_U32, db_queue_timeout_ms, 10, 600000,
@@ -117,6 +120,7 @@ static void set_defaults(struct broker_config *cfg)
 	cfg->register_rate = 30;
 	cfg->register_burst = 30;
 	cfg->db_pool = 4;
+	cfg->issue_batch = 64;
 	cfg->merchant_cert_days = 90;
 	cfg->db_max_queue = 10000;
 	cfg->db_queue_timeout_ms = 5000;

@@ -12,9 +12,9 @@ const struct db_statement broker_statements[] = {
     {"register_merchant",
      "SELECT * FROM mp_register_merchant($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)", 9},
     {"fund", "SELECT * FROM mp_fund($1, $2, $3)", 3},
-    {"issue",
-     "SELECT * FROM mp_issue($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, "
-     "$16, $17, $18, $19, $20, $21, $22)",
+    {"issue_batch",
+     "SELECT * FROM mp_issue_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, "
+     "$15, $16, $17, $18, $19, $20, $21, $22)",
      22},
     {"bind_lookup", "SELECT * FROM mp_bind_lookup($1)", 1},
     {"bind", "SELECT * FROM mp_bind($1, $2, $3, $4, $5, $6, $7)", 7},

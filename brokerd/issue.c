@@ -1,7 +1,8 @@
 /* IssueRequest -> ChannelCert (protocol.md section 6, "Issue"). The signature is checked
  * first, under the account's registered key (claimed_account says how that key is found
  * without parsing the body); then one SQL function decides replay, conflict, bounds, funds and
- * reuse in one transaction, and the cert leaves only after COMMIT. Both Ed25519 operations run
+ * reuse in one transaction (with the other requests of its batch), and the cert leaves only
+ * after COMMIT. Both Ed25519 operations run
  * on the worker pool (common/sign_job.h), never on the loop: the request's verification, and
  * the cert's signature (in memory or in a PKCS#11 token, docs/keys.md).
  *
@@ -21,13 +22,15 @@
  *   SIGNING [worker]: the ChannelCert --(pool queue full)------------|----> LIMIT busy
  *      |                          --(failed, or pool stopped)--------|----> INTERNAL
  *      v                                                             v
- *   mp_issue (db) --(COMMIT)--> OK / DUPLICATE_OK (the stored cert, byte for byte) /
- *                               CONFLICT + stored request / refusal
+ *   mp_issue_batch (db, issue_batch.c: queued, then with the other requests waiting)
+ *      --(COMMIT)--> OK / DUPLICATE_OK (the stored cert, byte for byte) /
+ *                    CONFLICT + stored request / refusal
  *
  * Nothing is stored before mp_issue: a LIMIT busy or INTERNAL before it leaves no trace, and a
  * resent request goes through the whole path again. A connection that closes while a job is on
  * a worker only loses the answer: the call holds its own reference to the connection, and the
  * job's arg (the issue) stays valid until its done ran on the loop. */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +39,7 @@
 #include "broker.h"
 #include "db.h"
 #include "ids.h"
+#include "issue_batch.h"
 #include "log.h"
 #include "pb_peek.h"
 #include "sign_job.h"
@@ -62,6 +66,7 @@ struct issue {
 	const char *bounds_detail;
 	uint8_t channel_id[MP_ID_LEN];
 	struct cert_times t;
+	struct issue_row row; /* mp_issue's parameters, in the batch queue (issue_batch.c) */
 };
 
 static const char busy_detail[] = "broker busy: signing queue full, retry later";
@@ -69,6 +74,7 @@ static const char busy_detail[] = "broker busy: signing queue full, retry later"
 static void issue_free(struct issue *is)
 {
 	mp_stmt_free(is->stmt);
+	issue_row_clear(&is->row);
 	if (is->req)
 		micropay__v1__issue_request__free_unpacked(is->req, NULL);
 	free(is);
@@ -133,32 +139,32 @@ static bool lengths_ok(const Micropay__V1__IssueRequest *r)
 	       (r->holder0.len == 0 || mp_bytes_len_is(r->holder0, MP_ID_LEN));
 }
 
-static MpSigned *stored_statement(const PGresult *res, const char *col)
+static MpSigned *stored_statement(const PGresult *res, int row, const char *col)
 {
 	size_t len = 0;
-	uint8_t *bytes = db_get_blob(res, 0, col, &len);
+	uint8_t *bytes = db_get_blob(res, row, col, &len);
 	MpSigned *s = bytes ? mp_stmt_decode(bytes, len) : NULL;
 	free(bytes);
 	return s;
 }
 
-static void on_issued(const PGresult *res, const char *error, void *arg)
+/* The request's row of its batch's result (issue_batch.c), or the batch's error. */
+static void on_issued(struct issue_row *row, const PGresult *res, int res_row, const char *error)
 {
-	struct issue *is = arg;
-	if (!res || PQntuples(res) != 1) {
-		reply_issue(is, MP_ST(INTERNAL),
-			    error ? error : "unexpected database result; retry", NULL, NULL);
+	struct issue *is = (struct issue *)((char *)row - offsetof(struct issue, row));
+	if (!res) {
+		reply_issue(is, MP_ST(INTERNAL), error, NULL, NULL);
 		return;
 	}
-	MpCode code = (MpCode)db_get_i64(res, 0, "status");
-	const char *detail = db_get_text(res, 0, "detail");
+	MpCode code = (MpCode)db_get_i64(res, res_row, "status");
+	const char *detail = db_get_text(res, res_row, "detail");
 	char hex[MP_HEX_ID_LEN + 1];
 	mp_hex_encode(is->account_id, MP_ID_LEN, hex);
 	log_info("issue for account %s: %s%s%s", hex, mp_code_name(code), detail ? ": " : "",
 		 detail ? detail : "");
 	MpSigned *stored = NULL;
 	if (code == MP_ST(OK) || code == MP_ST(DUPLICATE_OK)) {
-		stored = stored_statement(res, "cert");
+		stored = stored_statement(res, res_row, "cert");
 		if (!stored)
 			code = MP_ST(INTERNAL);
 		else if (code == MP_ST(OK))
@@ -167,7 +173,7 @@ static void on_issued(const PGresult *res, const char *error, void *arg)
 			is->call->b->stats.issue_duplicates++;
 		reply_issue(is, code, detail, stored, NULL);
 	} else if (code == MP_ST(CONFLICT)) {
-		stored = stored_statement(res, "request");
+		stored = stored_statement(res, res_row, "request");
 		reply_issue(is, code, "issue_req_id already used with another request", NULL,
 			    stored);
 	} else {
@@ -176,54 +182,37 @@ static void on_issued(const PGresult *res, const char *error, void *arg)
 	mp_stmt_free(stored);
 }
 
-/* mp_issue with the request and, when in bounds, the signed cert (NULL otherwise). */
+/* The request as a row for mp_issue with, when in bounds, the signed cert (NULL otherwise),
+ * into the batch queue. */
 static void store_issue(struct issue *is, const MpSigned *cert)
 {
-	struct broker *b = is->call->b;
 	const Micropay__V1__IssueRequest *r = is->req;
-	const struct cert_times *t = &is->t;
-	uint8_t escrow_id[MP_ID_LEN], req_hash[MP_HASH_LEN];
-	mp_stmt_hash(is->stmt, req_hash);
-	size_t req_len = 0, cert_len = 0;
-	uint8_t *req_bytes = mp_stmt_encode(is->stmt, &req_len);
-	uint8_t *cert_bytes = cert ? mp_stmt_encode(cert, &cert_len) : NULL;
-	bool ok =
-	    mp_random_bytes(escrow_id, sizeof(escrow_id)) && req_bytes && (!cert || cert_bytes);
-	bool in_bounds = is->bounds == MP_ST(OK);
-	struct db_params p = {0};
-	db_param_bytes(&p, r->account_id.data, MP_ID_LEN);
-	db_param_bytes(&p, r->issue_req_id.data, MP_ID_LEN);
-	db_param_bytes(&p, req_hash, MP_HASH_LEN);
-	db_param_bytes(&p, req_bytes, req_len);
-	db_param_i64(&p, is->bounds);
-	db_param_text(&p, is->bounds_detail ? is->bounds_detail : "");
-	db_param_bytes(&p, is->channel_id, MP_ID_LEN);
-	db_param_bytes(&p, escrow_id, MP_ID_LEN);
-	db_param_bytes(&p, r->owner_pk.data, MP_PK_LEN);
-	db_param_bytes(&p, r->chain_nonce.data, MP_NONCE_LEN);
-	db_param_bytes(&p, r->root.data, MP_HASH_LEN);
-	/* Refused bounds never reach a SQL integer: they could not even be converted. */
-	db_param_u64(&p, in_bounds ? r->n : 0);
-	db_param_u64(&p, in_bounds ? r->unit_value : 0);
-	db_param_text(&p, r->currency);
-	db_param_bytes(&p, r->holder0.data, r->holder0.len);
-	db_param_u64(&p, t->issued_at);
-	db_param_u64(&p, t->pay_until);
-	db_param_u64(&p, t->redeem_until);
-	db_param_u64(&p, b->cfg.t_grace);
-	/* The SQL function compares brokerd's clock with the database's: without the test
-	 * clock's offset, which moves the deadlines (issued_at, pay_until), not the machine. */
-	db_param_u64(&p, t->now - (uint64_t)atomic_load(&b->clock.offset));
-	db_param_u64(&p, b->cfg.max_offset);
-	if (cert_bytes)
-		db_param_bytes(&p, cert_bytes, cert_len);
-	else
-		db_param_text(&p, NULL);
-	const char *refused = ok ? db_call(b->db, "issue", &p, on_issued, is) : "out of memory";
+	struct issue_row *row = &is->row;
+	memcpy(row->account_id, r->account_id.data, MP_ID_LEN);
+	memcpy(row->issue_req_id, r->issue_req_id.data, MP_ID_LEN);
+	memcpy(row->channel_id, is->channel_id, MP_ID_LEN);
+	memcpy(row->owner_pk, r->owner_pk.data, MP_PK_LEN);
+	memcpy(row->nonce, r->chain_nonce.data, MP_NONCE_LEN);
+	memcpy(row->root, r->root.data, MP_HASH_LEN);
+	memcpy(row->holder0, r->holder0.data, r->holder0.len); /* 0 or MP_ID_LEN: lengths_ok */
+	row->holder0_len = r->holder0.len;
+	mp_stmt_hash(is->stmt, row->req_hash);
+	row->request = mp_stmt_encode(is->stmt, &row->request_len);
+	row->cert = cert ? mp_stmt_encode(cert, &row->cert_len) : NULL;
+	row->currency = strdup(r->currency);
+	row->bounds = is->bounds;
+	row->bounds_detail = is->bounds_detail;
+	row->n = r->n;
+	row->unit_value = r->unit_value;
+	row->issued_at = is->t.issued_at;
+	row->pay_until = is->t.pay_until;
+	row->redeem_until = is->t.redeem_until;
+	row->done = on_issued;
+	bool ok = mp_random_bytes(row->escrow_id, sizeof(row->escrow_id)) && row->request &&
+		  (!cert || row->cert) && row->currency;
+	const char *refused = ok ? issue_batcher_submit(is->call->b->issues, row) : "out of memory";
 	if (refused)
 		reply_issue(is, MP_ST(INTERNAL), refused, NULL, NULL);
-	free(req_bytes);
-	free(cert_bytes);
 }
 
 static void reply_busy(struct issue *is, const char *step)

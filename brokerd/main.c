@@ -11,6 +11,7 @@
 #include "daemon.h"
 #include "broker.h"
 #include "db.h"
+#include "issue_batch.h"
 #include "log.h"
 #include "migrate.h"
 #include "sweep.h"
@@ -77,7 +78,8 @@ static bool broker_start(struct broker *b)
 	    .idle_in_tx_timeout_ms = b->cfg.db_idle_in_tx_timeout_ms,
 	};
 	b->db = db_pool_open(b->base, &pool, broker_statements);
-	if (!b->db)
+	b->issues = issue_batcher_new(b);
+	if (!b->db || !b->issues)
 		return false;
 	struct db_params p = {0};
 	db_param_text(&p, b->cfg.currency);
@@ -111,6 +113,7 @@ static void broker_stop(struct broker *b)
 	mp_listener_free(b->listener);
 	register_limit_stop(b);
 	sweep_stop(b->sweep);
+	issue_batcher_free(b->issues);
 	db_pool_close(b->db);
 	sweep_free(b->sweep);
 	if (b->tls)

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "log.h"
+#include "util.h"
 
 static bool usable(const struct pg_array *a)
 {
@@ -43,9 +44,21 @@ void pg_array_bytea(struct pg_array *a, const uint8_t *data, size_t len)
 	separator(a);
 	/* "\\x..." inside an array literal is the bytea \x... */
 	check(a, fputs("\"\\\\x", a->f) != EOF);
-	for (size_t i = 0; i < len && usable(a); i++)
-		check(a, fprintf(a->f, "%02x", data[i]) == 2);
+	char hex[2 * 256 + 1];
+	for (size_t at = 0; at < len && usable(a); at += 256) {
+		size_t chunk = len - at < 256 ? len - at : 256;
+		mp_hex_encode(data + at, chunk, hex);
+		check(a, fwrite(hex, 1, 2 * chunk, a->f) == 2 * chunk);
+	}
 	check(a, fputc('"', a->f) != EOF);
+}
+
+void pg_array_null(struct pg_array *a)
+{
+	if (!usable(a))
+		return;
+	separator(a);
+	check(a, fputs("NULL", a->f) != EOF);
 }
 
 void pg_array_int(struct pg_array *a, int64_t v)
