@@ -69,6 +69,7 @@ struct broker_stats {
 	uint64_t issue_batched;	       /* IssueRequests in them */
 	uint64_t issue_queue_refusals; /* refused: [db] max_queue requests already waiting */
 	uint64_t issue_queue_expired;  /* answered timed out while queued */
+	uint64_t issue_batch_splits;   /* batches past the statement timeout, sent again halved */
 	uint64_t claims_credited;
 	uint64_t redeems;
 	uint64_t requests_refused;

@@ -76,6 +76,10 @@ static void register_requests(struct broker *b)
 	counter(b, "micropay_broker_issue_queue_expired_total",
 		"IssueRequests answered timed out: queued longer than [db] queue_timeout_ms.",
 		&s->issue_queue_expired);
+	counter(b, "micropay_broker_issue_batch_splits_total",
+		"Batches of IssueRequests cancelled by the statement timeout (nothing stored) and "
+		"sent again in halves.",
+		&s->issue_batch_splits);
 	counter(b, "micropay_broker_redeems_total", "Redeem requests answered.", &s->redeems);
 	counter(b, "micropay_broker_claims_credited_total", "Claims that credited a merchant.",
 		&s->claims_credited);

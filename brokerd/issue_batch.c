@@ -10,7 +10,9 @@
  *     |       left for everything else)--> up to [db] issue_batch rows, in arrival order
  *     v
  *   IN FLIGHT (one transaction) --(COMMIT)--> each row's answer from its result row
- *     |                          --(error: timeout, connection lost, ...)--> each row the error
+ *     |        --(statement timeout, several rows: nothing stored)--> back to the queue's head,
+ *     |                    batches half as large until one commits
+ *     |        --(any other error, or one row timed out)--> each row the error
  *     v
  *   slot free: the rows that queued meanwhile go next
  *
@@ -37,7 +39,11 @@ struct issue_batcher {
 	struct issue_row *head, *tail;
 	unsigned queued, in_flight;
 	unsigned in_batches; /* rows of the batches in flight */
+	unsigned max_rows;   /* the next batch's most rows: [db] issue_batch, less after a split */
 };
+
+/* PostgreSQL's primary message for SQLSTATE 57014 raised by statement_timeout. */
+#define STATEMENT_TIMEOUT_MESSAGE "canceling statement due to statement timeout"
 
 /* A batch in flight: its rows by position (mp_issue_batch's ord - 1). */
 struct issue_batch {
@@ -173,12 +179,45 @@ static void fail_batch(struct issue_batch *batch, const char *error)
 		batch->rows[i]->done(batch->rows[i], NULL, 0, error);
 }
 
+/* A batch of several rows cancelled by the statement timeout stored nothing (one transaction):
+ * its rows go back to the head of the queue, in order, and the batches are half as large
+ * until one commits. A single row that times out is answered with the error. */
+static bool split_timed_out(struct issue_batch *batch, const char *error)
+{
+	struct issue_batcher *ib = batch->ib;
+	if (batch->count < 2 || !error || !strstr(error, STATEMENT_TIMEOUT_MESSAGE))
+		return false;
+	uint64_t now = monotonic_ms(); /* each had a connection: its wait for one starts again */
+	for (unsigned i = batch->count; i-- > 0;) {
+		batch->rows[i]->queued_at_ms = now;
+		batch->rows[i]->next = ib->head;
+		ib->head = batch->rows[i];
+		if (!ib->tail)
+			ib->tail = batch->rows[i];
+		ib->queued++;
+	}
+	ib->max_rows = batch->count / 2;
+	ib->b->stats.issue_batch_splits++;
+	log_warn("issue batch of %u requests ran past the statement timeout (nothing stored): "
+		 "sent again in batches of at most %u",
+		 batch->count, ib->max_rows);
+	return true;
+}
+
 static void on_batch_done(const PGresult *res, const char *error, void *arg)
 {
 	struct issue_batch *batch = arg;
 	struct issue_batcher *ib = batch->ib;
 	ib->in_flight--;
 	ib->in_batches -= batch->count;
+	if (!res && split_timed_out(batch, error)) {
+		free(batch);
+		flush(ib);
+		return;
+	}
+	if (res && ib->max_rows < ib->b->cfg.issue_batch)
+		ib->max_rows = ib->max_rows * 2 < ib->b->cfg.issue_batch ? ib->max_rows * 2
+									 : ib->b->cfg.issue_batch;
 	bool answered[batch->count];
 	memset(answered, 0, sizeof(answered));
 	for (int row = 0; res && row < PQntuples(res); row++) {
@@ -203,7 +242,9 @@ static void on_batch_done(const PGresult *res, const char *error, void *arg)
 /* The next batch's rows off the queue, in arrival order. */
 static struct issue_batch *take_batch(struct issue_batcher *ib)
 {
-	unsigned max = ib->b->cfg.issue_batch ? ib->b->cfg.issue_batch : 1;
+	if (!ib->max_rows || ib->max_rows > ib->b->cfg.issue_batch)
+		ib->max_rows = ib->b->cfg.issue_batch; /* the start, or a reload that lowered it */
+	unsigned max = ib->max_rows ? ib->max_rows : 1;
 	unsigned count = ib->queued < max ? ib->queued : max;
 	struct issue_batch *batch = malloc(sizeof(*batch) + count * sizeof(batch->rows[0]));
 	if (!batch)

@@ -245,6 +245,74 @@ START_TEST(statement_timeout_cancels_a_blocked_statement)
 }
 END_TEST
 
+/* IssueRequests go to the database in batches (brokerd/issue_batch.c): a batch that runs past
+ * the statement timeout stores nothing, and its requests are sent again in halves, so the
+ * requests of an account whose row is locked are answered INTERNAL (statement timeout) while
+ * the others, batched with them, are issued. Each on a connection of its own, sent at once. */
+START_TEST(batch_past_the_timeout_is_split)
+{
+	char lines[64];
+	snprintf(lines, sizeof(lines), "queue_timeout_ms = %d", 10 * STATEMENT_TIMEOUT_MS);
+	broker_reconfigure_db(&net, lines); /* the halves wait behind the blocked batches */
+	uint64_t splits0 = broker_metric("micropay_broker_issue_batch_splits_total");
+	struct twallet locked, open;
+	funded_wallet(&locked, 100);
+	funded_wallet(&open, 100);
+	enum { N = 5, LOCKED = 3 }; /* requests 0..2 of `locked`, 3..4 of `open` */
+	MpSigned *req[N];
+	struct wire w[N];
+	for (int i = 0; i < N; i++) {
+		req[i] = issue_request(i < LOCKED ? &locked : &open, 10);
+		connect_broker(&w[i]);
+	}
+	PGconn *lock = row_lock("accounts", "id", locked.account_id);
+	uint64_t t0 = now_ms();
+	for (int i = 0; i < N; i++)
+		ck_assert(send_issue(&w[i], req[i]));
+	struct answer a[N];
+	bool answered[N] = {false};
+	for (int left = N; left > 0;) {
+		struct pollfd p[N];
+		for (int i = 0; i < N; i++)
+			p[i] = (struct pollfd){answered[i] ? -1 : w[i].fd, POLLIN, 0};
+		ck_assert_msg(poll(p, N, 60000) > 0, "%d requests got no answer", left);
+		for (int i = 0; i < N; i++)
+			if (p[i].revents & POLLIN) {
+				receive_answer(&w[i], &a[i], t0);
+				ck_assert_msg(a[i].got, "request %d got no answer", i);
+				answered[i] = true;
+				left--;
+			}
+	}
+	row_unlock(lock);
+	for (int i = 0; i < N; i++) {
+		if (i < LOCKED) {
+			ck_assert_int_eq(a[i].code, MP_ST(INTERNAL));
+			ck_assert_msg(strstr(a[i].detail, "statement timeout"), "detail: %s",
+				      a[i].detail);
+		} else {
+			ck_assert_msg(a[i].code == MP_ST(OK), "request %d: %s %s", i,
+				      mp_code_name(a[i].code), a[i].detail);
+		}
+	}
+	ck_assert_uint_ge(broker_metric("micropay_broker_issue_batch_splits_total"), splits0 + 1);
+	ck_assert_int_eq(balance_of(open.account_id), 100 - 2 * 10);
+	ck_assert_int_eq(balance_of(locked.account_id), 100); /* nothing stored */
+	for (int i = 0; i < LOCKED; i++)		      /* the verbatim retry issues */
+		ck_assert_int_eq(retry_verbatim(&w[i], req[i], false, 30000).code, MP_ST(OK));
+	ck_assert_int_eq(balance_of(locked.account_id), 100 - LOCKED * 10);
+	for (int i = 0; i < N; i++) {
+		wire_close(&w[i]);
+		mp_stmt_free(req[i]);
+	}
+	mp_key_free(&locked.account);
+	mp_key_free(&open.account);
+	snprintf(lines, sizeof(lines), "queue_timeout_ms = %d", QUEUE_TIMEOUT_MS);
+	broker_reconfigure_db(&net, lines);
+	audit_clean();
+}
+END_TEST
+
 /* The connection of a request in flight is killed: the outcome is unknown, and said so; the
  * verbatim retry then issues once. The pool reconnects. */
 START_TEST(connection_lost_in_flight_is_outcome_unknown)
@@ -741,6 +809,7 @@ Suite *pgrestart_suite(void)
 	tcase_set_timeout(tc, 180);
 	tcase_add_test(tc, db_config_out_of_range_is_refused);
 	tcase_add_test(tc, statement_timeout_cancels_a_blocked_statement);
+	tcase_add_test(tc, batch_past_the_timeout_is_split);
 	tcase_add_test(tc, connection_lost_in_flight_is_outcome_unknown);
 	tcase_add_test(tc, answer_lost_after_commit_is_replayed_on_retry);
 	tcase_add_test(tc, queue_deadline_answers_internal_while_db_down);
