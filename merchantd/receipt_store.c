@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 #include <string.h>
 
+#include "journal_chain.h"
 #include "log.h"
 
 static bool take_row(sqlite3_stmt *st, struct journalled_pay *out)
@@ -22,8 +23,9 @@ bool receipt_store_find(struct store *s, const uint8_t channel_id[MP_ID_LEN], ui
 			uint32_t j, struct journalled_pay *out)
 {
 	/* The first row: a Pay is journalled once (a retry is answered, never journalled). */
-	const char *sql = "SELECT w, order_ref, at FROM pay_journal WHERE channel_id = ? AND "
-			  "j = ? AND seg_seq = ? ORDER BY seq LIMIT 1";
+	const char *sql = JOURNAL_WALK "SELECT p.w, p.order_ref, p.at FROM walk JOIN pay_journal p "
+				       "ON p.seq = walk.seq WHERE p.j = ?2 AND p.seg_seq = ?3 "
+				       "ORDER BY p.seq LIMIT 1";
 	sqlite3_stmt *st = NULL;
 	int rc = sqlite3_prepare_v2(store_db(s), sql, -1, &st, NULL);
 	if (rc == SQLITE_OK)

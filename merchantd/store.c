@@ -20,6 +20,7 @@
 #include "log.h"
 #include "util.h"
 #include "segment_store.h"
+#include "journal_chain.h"
 
 static const char schema[] =
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);"
@@ -29,12 +30,12 @@ static const char schema[] =
     " last INTEGER NOT NULL, w_last BLOB NOT NULL, credit INTEGER NOT NULL,"
     " last_order_ref BLOB NOT NULL, redeemed_end INTEGER NOT NULL DEFAULT 0,"
     " redeem_until INTEGER NOT NULL, last_code INTEGER NOT NULL DEFAULT 0,"
-    " last_price INTEGER NOT NULL DEFAULT 0);"
+    " last_price INTEGER NOT NULL DEFAULT 0, head_seq INTEGER);"
     "CREATE TABLE IF NOT EXISTS pay_journal ("
     " seq INTEGER PRIMARY KEY, channel_id BLOB NOT NULL, seg_seq INTEGER NOT NULL,"
     " j INTEGER NOT NULL, w BLOB NOT NULL, order_ref BLOB NOT NULL, code INTEGER NOT NULL,"
-    " credit INTEGER NOT NULL, price INTEGER NOT NULL, at INTEGER NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS pay_journal_channel ON pay_journal (channel_id, j);"
+    " credit INTEGER NOT NULL, price INTEGER NOT NULL, at INTEGER NOT NULL,"
+    " prev_seq INTEGER, mark INTEGER NOT NULL DEFAULT 0);"
     "CREATE TABLE IF NOT EXISTS orders ("
     " order_ref BLOB PRIMARY KEY, price INTEGER NOT NULL, paid INTEGER NOT NULL DEFAULT 0,"
     " created_at INTEGER NOT NULL);"
@@ -52,6 +53,7 @@ enum stmt_id {
 	ST_ORDER_INSERT,
 	ST_ORDER_PAID,
 	ST_FIND_PAY,
+	ST_JOURNAL_HEAD,
 	ST_COUNT
 };
 
@@ -59,8 +61,14 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
+    /* journal_chain.h: linked to the channel's newest row, marked at a block or segment */
     [ST_JOURNAL] = "INSERT INTO pay_journal (channel_id, seg_seq, j, w, order_ref, code, "
-		   "credit, price, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		   "credit, price, at, prev_seq, mark) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
+		   "c.head_seq, h.seq IS NULL OR h.seg_seq <> ?2 OR h.j / 64 <> ?3 / 64 "
+		   "FROM channels c LEFT JOIN pay_journal h ON h.seq = c.head_seq "
+		   "WHERE c.channel_id = ?1",
+    [ST_JOURNAL_HEAD] = "UPDATE channels SET head_seq = last_insert_rowid() "
+			"WHERE channel_id = ?",
     [ST_CHANNEL_INSERT] = "INSERT INTO channels (channel_id, cert, state, hseq, seg_seq, "
 			  "seg_start, last, w_last, credit, last_order_ref, redeem_until) "
 			  "VALUES (?, ?, ?, ?, ?, ?, 0, ?, 0, x'', ?)",
@@ -68,8 +76,9 @@ static const char *const stmt_sql[ST_COUNT] = {
 			  "last_order_ref = ?, last_code = ?, last_price = ? WHERE channel_id = ?",
     [ST_ORDER_INSERT] = "INSERT INTO orders (order_ref, price, created_at) VALUES (?, ?, ?)",
     [ST_ORDER_PAID] = "UPDATE orders SET paid = 1 WHERE order_ref = ?",
-    [ST_FIND_PAY] = "SELECT w, order_ref, code, credit, price FROM pay_journal "
-		    "WHERE channel_id = ? AND j = ? AND seg_seq = ? ORDER BY seq DESC LIMIT 1",
+    [ST_FIND_PAY] = JOURNAL_WALK "SELECT p.w, p.order_ref, p.code, p.credit, p.price "
+				 "FROM walk JOIN pay_journal p ON p.seq = walk.seq "
+				 "WHERE p.j = ?2 AND p.seg_seq = ?3 ORDER BY p.seq DESC LIMIT 1",
 };
 
 struct store {
@@ -200,8 +209,8 @@ static bool initialise(struct store *s)
 	sqlite3_busy_timeout(s->db, 5000);
 	return exec(s, "PRAGMA auto_vacuum=INCREMENTAL") && exec(s, "PRAGMA journal_mode=WAL") &&
 	       exec(s, "PRAGMA synchronous=FULL") && exec(s, schema) && migrate_last_answer(s) &&
-	       migrate_custody(s) && segment_store_migrate(s) && bind_store_migrate(s) &&
-	       close_store_migrate(s) && too_late_store_migrate(s) &&
+	       journal_chain_migrate(s) && migrate_custody(s) && segment_store_migrate(s) &&
+	       bind_store_migrate(s) && close_store_migrate(s) && too_late_store_migrate(s) &&
 	       redeem_wait_store_migrate(s) && restore_store_migrate(s) &&
 	       purchase_store_migrate(s) && offer_store_migrate(s) && ensure_incremental_vacuum(s);
 }
@@ -394,6 +403,14 @@ static bool journal_entry(struct store *s, const struct batch_entry *e, int64_t 
 	    sqlite3_bind_blob(st, 5, e->order_ref, e->order_ref_len, SQLITE_STATIC) |
 	    sqlite3_bind_int(st, 6, e->code) | sqlite3_bind_int64(st, 7, (sqlite3_int64)e->credit) |
 	    sqlite3_bind_int64(st, 8, (sqlite3_int64)e->price) | sqlite3_bind_int64(st, 9, now);
+	if (!bound(s, st, rcs) || !step_done(s, st))
+		return false;
+	if (sqlite3_changes(s->db) != 1) { /* INSERT ... SELECT: no channel row, no row */
+		log_err("store %s: a Pay of a channel without a row", s->path);
+		return false;
+	}
+	st = s->st[ST_JOURNAL_HEAD];
+	rcs = sqlite3_bind_blob(st, 1, e->channel_id, MP_ID_LEN, SQLITE_STATIC);
 	if (!bound(s, st, rcs) || !step_done(s, st))
 		return false;
 	if (!e->price || e->pays_purchase || e->pays_offer) /* purchase_/offer_store_paid */

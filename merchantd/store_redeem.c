@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 #include <string.h>
 
+#include "journal_chain.h"
 #include "log.h"
 #include "store.h"
 
@@ -19,9 +20,16 @@ bool store_word_at_or_above(struct store *s, const uint8_t channel_id[MP_ID_LEN]
 {
 	sqlite3 *db = store_db(s);
 	sqlite3_stmt *st;
+	/* The walk finds the rows at or above index up to the first mark above it; past that mark
+	 * the segment's first row at or above index is a mark itself (a segment's first row is
+	 * marked), found by the second part. */
 	if (!prepare(db,
-		     "SELECT j, w FROM pay_journal WHERE channel_id = ? AND j >= ? AND seg_seq = ? "
-		     "ORDER BY j LIMIT 1",
+		     JOURNAL_WALK
+		     "SELECT j, w FROM (SELECT p.j, p.w FROM walk JOIN pay_journal p ON "
+		     "p.seq = walk.seq WHERE p.j >= ?2 AND p.seg_seq = ?3 UNION ALL "
+		     "SELECT * FROM (SELECT m.j, m.w FROM pay_journal m WHERE "
+		     "m.channel_id = ?1 AND m.mark = 1 AND m.j >= ?2 AND "
+		     "m.seg_seq = ?3 ORDER BY m.j LIMIT 1)) ORDER BY j LIMIT 1",
 		     &st))
 		return false;
 	/* A parameter left NULL by a failed bind would match nothing: a store error, logged. */
@@ -42,25 +50,50 @@ bool store_word_at_or_above(struct store *s, const uint8_t channel_id[MP_ID_LEN]
 	return found;
 }
 
+/* The time of channel ch's first payment above its redeemed end: one mark seek and a walk of
+ * at most a block (journal_chain.h). 0 if none is journalled. */
+static uint64_t first_unredeemed_at(sqlite3_stmt *walk, const void *ch, int ch_len, int64_t first)
+{
+	uint64_t at = 0;
+	if ((sqlite3_bind_blob(walk, 1, ch, ch_len, SQLITE_TRANSIENT) |
+	     sqlite3_bind_int64(walk, 2, first)) == SQLITE_OK &&
+	    sqlite3_step(walk) == SQLITE_ROW)
+		at = (uint64_t)sqlite3_column_int64(walk, 0);
+	sqlite3_reset(walk);
+	sqlite3_clear_bindings(walk);
+	return at;
+}
+
 bool store_oldest_unredeemed(struct store *s, uint64_t *at)
 {
 	sqlite3 *db = store_db(s);
-	sqlite3_stmt *st;
-	/* One index seek (pay_journal_channel) per channel with unredeemed payments. */
+	sqlite3_stmt *st, *walk;
 	if (!prepare(db,
-		     "SELECT min((SELECT p.at FROM pay_journal p WHERE p.channel_id = c.channel_id "
-		     "AND p.j > c.redeemed_end ORDER BY p.j LIMIT 1)) FROM channels c "
-		     "WHERE c.last > c.redeemed_end",
+		     "SELECT channel_id, redeemed_end + 1 FROM channels WHERE last > redeemed_end",
 		     &st))
 		return false;
-	int rc = sqlite3_step(st);
-	bool ok = rc == SQLITE_ROW;
+	if (!prepare(db,
+		     JOURNAL_WALK "SELECT p.at FROM walk JOIN pay_journal p ON p.seq = walk.seq "
+				  "WHERE p.j >= ?2 ORDER BY p.j LIMIT 1",
+		     &walk)) {
+		sqlite3_finalize(st);
+		return false;
+	}
+	uint64_t oldest = 0;
+	int rc;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		uint64_t t =
+		    first_unredeemed_at(walk, sqlite3_column_blob(st, 0),
+					sqlite3_column_bytes(st, 0), sqlite3_column_int64(st, 1));
+		if (t && (!oldest || t < oldest))
+			oldest = t;
+	}
+	bool ok = rc == SQLITE_DONE;
 	if (ok)
-		*at = sqlite3_column_type(st, 0) == SQLITE_NULL
-			  ? 0
-			  : (uint64_t)sqlite3_column_int64(st, 0);
+		*at = oldest;
 	else
 		log_err("store: oldest unredeemed payment: %s", sqlite3_errmsg(db));
+	sqlite3_finalize(walk);
 	sqlite3_finalize(st);
 	return ok;
 }

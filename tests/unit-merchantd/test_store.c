@@ -1,18 +1,27 @@
 /* merchantd's store (merchantd/store.c): a batch is one transaction (channel and order records,
  * journalled Pays, the channel row with its last Pay's answer) that a restart finds again; a
  * batch that fails leaves nothing; a store from before the channel row kept its last answer is
- * migrated and converted to incremental auto-vacuum; a parameter that cannot be bound is an
- * error, never a NULL. */
+ * migrated and converted to incremental auto-vacuum (its journal rows linked into each
+ * channel's chain, the old per-row index dropped); a parameter that cannot be bound is an
+ * error, never a NULL; the journal's lookups walk each channel's chain (journal_chain.h): with
+ * two channels' rows interleaved over many batches, 1- and 7-unit steps and a second segment,
+ * every journalled Pay is found by store_find_pay and receipt_store_find and no other,
+ * store_word_at_or_above answers as a scan of the rows would for every index, the redemption
+ * lag is the first unredeemed row's time, and one row in each block of 64 indices (and each
+ * segment's first) is marked. */
 #include <check.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "receipt_store.h"
 #include "stmt.h"
 #include "store.h"
+#include "store_redeem.h"
 #include "../check_run.h"
 #include "clock.h"
 
@@ -315,10 +324,142 @@ START_TEST(old_store_is_migrated)
 	ck_assert_int_eq(ch->durable_code, MP_ST(OK)); /* from the journal row of j = 3 */
 	ck_assert_uint_eq(ch->durable_price, 2);
 	ck_assert_uint_eq(ch->durable_credit, 1);
+	struct stored_pay sp;
+	for (uint32_t j = 1; j <= 3; j++) { /* the old rows, through the chain */
+		ck_assert(store_find_pay(s, c.id, 0, j, &sp));
+		ck_assert_uint_eq(sp.credit, j == 3 ? 1 : j);
+	}
+	ck_assert(!store_find_pay(s, c.id, 0, 4, &sp));
+	sqlite3_stmt *idx;
+	ck_assert_int_eq(
+	    sqlite3_prepare_v2(store_db(s),
+			       "SELECT count(*) FROM sqlite_master WHERE type = 'index' "
+			       "AND name = 'pay_journal_channel'",
+			       -1, &idx, NULL),
+	    SQLITE_OK);
+	ck_assert_int_eq(sqlite3_step(idx), SQLITE_ROW);
+	ck_assert_int_eq(sqlite3_column_int(idx, 0), 0);
+	sqlite3_finalize(idx);
 	table_free_channels(&channels);
 	store_close(s);
 	ck_assert_int_eq(pragma("auto_vacuum"), 2); /* incremental */
 	free(c.bytes);
+}
+END_TEST
+
+/* Channel c's journal in this test: j by steps of 1 and 7, segment 1 from CHAIN_SEG1_AT. */
+#define CHAIN_TOP     400
+#define CHAIN_SEG1_AT 250
+#define CHAIN_BATCH   9
+
+static bool chain_paid(uint32_t j)
+{
+	/* 1..99 every index, then every seventh: both dense blocks and blocks with few rows */
+	return j >= 1 && j <= CHAIN_TOP && (j < 100 || j % 7 == 0);
+}
+
+static uint32_t chain_seg(uint32_t j)
+{
+	return j >= CHAIN_SEG1_AT ? 1 : 0;
+}
+
+static int64_t count_of(struct store *s, const char *sql, const uint8_t id[MP_ID_LEN])
+{
+	sqlite3_stmt *st;
+	ck_assert_int_eq(sqlite3_prepare_v2(store_db(s), sql, -1, &st, NULL), SQLITE_OK);
+	sqlite3_bind_blob(st, 1, id, MP_ID_LEN, SQLITE_STATIC);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+	int64_t n = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return n;
+}
+
+/* Commits c's Pays (and one of d's after each) in batches of CHAIN_BATCH, the protocol time
+ * one second later for each batch; the first batch's time in *first_at. */
+static void chain_commit(struct store *s, const struct cert *c, const struct cert *d,
+			 uint64_t *first_at)
+{
+	const uint8_t ref[4] = {'o', 'r', 'd', '1'};
+	struct batch_entry open[2] = {open_entry(c), open_entry(d)};
+	ck_assert(store_commit_batch(s, open, 2));
+	struct batch_entry b[2 * CHAIN_BATCH];
+	size_t n = 0;
+	*first_at = 0;
+	for (uint32_t j = 1; j <= CHAIN_TOP + 1; j++) {
+		if (chain_paid(j)) {
+			b[n] = pay_entry(c, j, ref, MP_ST(UNDERPAID), j, 0);
+			b[n].seg_seq = chain_seg(j);
+			b[n + 1] = pay_entry(d, j, ref, MP_ST(UNDERPAID), j, 0);
+			n += 2;
+		}
+		if (n == 2 * CHAIN_BATCH || (j == CHAIN_TOP + 1 && n)) {
+			b[n - 2].updates_row = b[n - 1].updates_row = true;
+			if (!*first_at)
+				*first_at = mp_clock_now(&test_clock);
+			ck_assert(store_commit_batch(s, b, n));
+			atomic_fetch_add(&test_clock.offset, 1);
+			n = 0;
+		}
+	}
+}
+
+START_TEST(journal_lookups_walk_the_chain)
+{
+	struct cert c, d;
+	make_cert(&c);
+	make_cert(&d);
+	struct store *s = store_open(path, &test_clock, err, sizeof(err));
+	ck_assert_msg(s != NULL, "%s", err);
+	uint64_t first_at;
+	chain_commit(s, &c, &d, &first_at);
+	struct stored_pay sp;
+	struct journalled_pay jp;
+	for (uint32_t j = 0; j <= CHAIN_TOP + 2; j++) {
+		for (uint32_t seg = 0; seg <= 1; seg++) {
+			bool here = chain_paid(j) && chain_seg(j) == seg;
+			ck_assert_msg(store_find_pay(s, c.id, seg, j, &sp) == here, "j %u seg %u",
+				      j, seg);
+			ck_assert(receipt_store_find(s, c.id, seg, j, &jp) == here);
+			if (here) {
+				ck_assert_uint_eq(sp.credit, j);
+				ck_assert_uint_eq(sp.w[0], (uint8_t)j);
+				ck_assert_uint_eq(jp.w[0], (uint8_t)j);
+			}
+			uint32_t want = 0, got = 0;
+			uint8_t w[MP_HASH_LEN];
+			for (uint32_t k = j; k <= CHAIN_TOP && !want; k++)
+				if (chain_paid(k) && chain_seg(k) == seg)
+					want = k;
+			bool found = store_word_at_or_above(s, c.id, seg, j, &got, w);
+			ck_assert_msg(found == (want != 0) && got == want,
+				      "word at or above %u in segment %u: %u, expected %u", j, seg,
+				      got, want);
+		}
+	}
+	/* Marks: the first row of each block of 64 indices and of each segment. */
+	int64_t blocks = 0;
+	for (uint32_t j = 1, last = UINT32_MAX; j <= CHAIN_TOP; j++)
+		if (chain_paid(j)) {
+			uint32_t key = chain_seg(j) * 1000 + j / 64;
+			blocks += key != last;
+			last = key;
+		}
+	ck_assert_int_eq(
+	    count_of(s, "SELECT count(*) FROM pay_journal WHERE channel_id = ? AND mark = 1", c.id),
+	    blocks);
+	uint64_t oldest = 0;
+	ck_assert(store_oldest_unredeemed(s, &oldest));
+	ck_assert_uint_eq(oldest, first_at);
+	/* Redeemed up to 150: the lag is the time of the batch that journalled 154. */
+	ck_assert(store_exec(s, "UPDATE channels SET redeemed_end = 150"));
+	ck_assert(store_oldest_unredeemed(s, &oldest));
+	ck_assert_uint_gt(oldest, first_at);
+	ck_assert_int_eq(
+	    count_of(s, "SELECT at FROM pay_journal WHERE channel_id = ? AND j = 154", c.id),
+	    (int64_t)oldest);
+	store_close(s);
+	free(c.bytes);
+	free(d.bytes);
 }
 END_TEST
 
@@ -374,6 +515,7 @@ static Suite *store_suite(void)
 	tcase_add_test(tc, batch_survives_restart);
 	tcase_add_test(tc, failed_batch_leaves_nothing);
 	tcase_add_test(tc, old_store_is_migrated);
+	tcase_add_test(tc, journal_lookups_walk_the_chain);
 	tcase_add_test(tc, new_store_is_incremental);
 	tcase_add_test(tc, failed_bind_is_an_error);
 	suite_add_tcase(s, tc);
