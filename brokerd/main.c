@@ -113,8 +113,10 @@ static void broker_stop(struct broker *b)
 	mp_listener_free(b->listener);
 	register_limit_stop(b);
 	sweep_stop(b->sweep);
-	issue_batcher_free(b->issues);
+	/* The pool first: the batches in flight are answered (their rows with them), and any
+	 * request still queued is refused by the closing pool; then the queue, empty by now. */
 	db_pool_close(b->db);
+	issue_batcher_free(b->issues);
 	sweep_free(b->sweep);
 	if (b->tls)
 		SSL_CTX_free(b->tls);

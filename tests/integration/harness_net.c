@@ -402,3 +402,25 @@ bool honest_request_answered(const char *endpoint, const char *ca)
 	wire_close(&w);
 	return answered;
 }
+
+MpEnvelope *issue_envelope(const struct tchannel *ch, Micropay__V1__IssueReq *req)
+{
+	MpEnvelope *env = calloc(1, sizeof(*env));
+	ck_assert_ptr_nonnull(env);
+	micropay__v1__envelope__init(env);
+	micropay__v1__issue_req__init(req);
+	req->stmt = ch->request;
+	env->body_case = MP_BODY(ISSUE_REQ);
+	env->issue_req = req;
+	return env;
+}
+
+bool stmt_same_bytes(const MpSigned *a, const MpSigned *b)
+{
+	size_t la = 0, lb = 0;
+	uint8_t *ba = mp_stmt_encode(a, &la), *bb = mp_stmt_encode(b, &lb);
+	bool same = ba && bb && la == lb && memcmp(ba, bb, la) == 0;
+	free(ba);
+	free(bb);
+	return same;
+}

@@ -27,6 +27,10 @@ bool wire_send_env(struct wire *w, const MpEnvelope *env);
 size_t env_frame(MpEnvelope *env, uint64_t request_id, uint8_t *frame, size_t cap);
 /* Several envelopes in one TLS write (pipelined): version 1, request_ids first_id, +1, ... */
 bool wire_send_pipelined(struct wire *w, MpEnvelope *const *envs, size_t n, uint64_t first_id);
+/* An IssueReq envelope (calloc'd; free it, not its parts) carrying ch's request, req its body. */
+MpEnvelope *issue_envelope(const struct tchannel *ch, Micropay__V1__IssueReq *req);
+/* Two signed statements encode to the same bytes. */
+bool stmt_same_bytes(const MpSigned *a, const MpSigned *b);
 /* Read one frame and decode it; NULL on EOF, error or after ms. */
 MpEnvelope *wire_recv_within(struct wire *w, int ms);
 /* The server closes within ms (answers still arriving are read and dropped). */

@@ -185,37 +185,16 @@ END_TEST
 #define CONNS	 4
 #define PER_ACCT 12 /* 48 requests in all: within the worker queue (64) */
 
-static MpEnvelope *issue_env(const struct tchannel *ch, Micropay__V1__IssueReq *req)
-{
-	MpEnvelope *env = calloc(1, sizeof(*env));
-	micropay__v1__envelope__init(env);
-	micropay__v1__issue_req__init(req);
-	req->stmt = ch->request;
-	env->body_case = MP_BODY(ISSUE_REQ);
-	env->issue_req = req;
-	return env;
-}
-
 /* One connection's burst: the requests of chs[0..n) in one write, request ids 1.. */
 static void send_burst(struct wire *w, struct tchannel **chs, size_t n)
 {
 	MpEnvelope *envs[3 * PER_ACCT];
 	Micropay__V1__IssueReq reqs[3 * PER_ACCT];
 	for (size_t i = 0; i < n; i++)
-		envs[i] = issue_env(chs[i], &reqs[i]);
+		envs[i] = issue_envelope(chs[i], &reqs[i]);
 	ck_assert(wire_send_pipelined(w, envs, n, 1));
 	for (size_t i = 0; i < n; i++)
 		free(envs[i]);
-}
-
-static bool same_statement(const MpSigned *x, const MpSigned *y)
-{
-	size_t lx = 0, ly = 0;
-	uint8_t *bx = mp_stmt_encode(x, &lx), *by = mp_stmt_encode(y, &ly);
-	bool same = bx && by && lx == ly && memcmp(bx, by, lx) == 0;
-	free(bx);
-	free(by);
-	return same;
 }
 
 START_TEST(pipelined_issues_are_batched_once_each)
@@ -277,7 +256,7 @@ START_TEST(pipelined_issues_are_batched_once_each)
 				(codes[i][1] == MP_ST(OK) && codes[i][0] == MP_ST(DUPLICATE_OK)),
 			    "a's request %d: %s and %s", i, mp_code_name(codes[i][0]),
 			    mp_code_name(codes[i][1]));
-			ck_assert(same_statement(cert_of[i][0], cert_of[i][1]));
+			ck_assert(stmt_same_bytes(cert_of[i][0], cert_of[i][1]));
 		} else if (i < 2 * PER_ACCT) {
 			ck_assert_int_eq(answers[i], 1);
 			ck_assert_msg(codes[i][0] == MP_ST(OK), "b's request %d: %s", i - PER_ACCT,

@@ -86,24 +86,13 @@ static void connect_broker(struct wire *w)
 	ck_assert(wire_connect(w, broker_ep, ca, NULL, NULL));
 }
 
-static MpEnvelope *issue_env(const struct tchannel *ch, Micropay__V1__IssueReq *req)
-{
-	MpEnvelope *env = calloc(1, sizeof(*env));
-	micropay__v1__envelope__init(env);
-	micropay__v1__issue_req__init(req);
-	req->stmt = ch->request;
-	env->body_case = MP_BODY(ISSUE_REQ);
-	env->issue_req = req;
-	return env;
-}
-
 /* The IssueRequests of chs[0..n) in one write, request ids first_id.. */
 static void send_issues(struct wire *w, struct tchannel *chs, size_t n, uint64_t first_id)
 {
 	MpEnvelope **envs = calloc(n, sizeof(*envs));
 	Micropay__V1__IssueReq *reqs = calloc(n, sizeof(*reqs));
 	for (size_t i = 0; i < n; i++)
-		envs[i] = issue_env(&chs[i], &reqs[i]);
+		envs[i] = issue_envelope(&chs[i], &reqs[i]);
 	ck_assert(wire_send_pipelined(w, envs, n, first_id));
 	for (size_t i = 0; i < n; i++)
 		free(envs[i]);
@@ -145,16 +134,6 @@ static void check_cert(const struct tchannel *ch, const struct twallet *tw, cons
 	ck_assert(cc->root.len == MP_HASH_LEN && !memcmp(cc->root.data, ch->root, MP_HASH_LEN));
 	ck_assert_int_eq(cc->n, UNITS);
 	protobuf_c_message_free_unpacked(body, NULL);
-}
-
-static bool same_statement(const MpSigned *a, const MpSigned *b)
-{
-	size_t la = 0, lb = 0;
-	uint8_t *ba = mp_stmt_encode(a, &la), *bb = mp_stmt_encode(b, &lb);
-	bool same = ba && bb && la == lb && memcmp(ba, bb, la) == 0;
-	free(ba);
-	free(bb);
-	return same;
 }
 
 /* A request with no body on its own connection: MALFORMED, "not a broker request". */
@@ -228,7 +207,7 @@ START_TEST(concurrent_issues_signed_on_workers)
 			Micropay__V1__IssueResp *r = again[c][i]->issue_resp;
 			ck_assert_int_eq(r->status->code, MP_ST(DUPLICATE_OK));
 			ck_assert(
-			    same_statement(r->channel_cert, resp[c][i]->issue_resp->channel_cert));
+			    stmt_same_bytes(r->channel_cert, resp[c][i]->issue_resp->channel_cert));
 			micropay__v1__envelope__free_unpacked(resp[c][i], NULL);
 			micropay__v1__envelope__free_unpacked(again[c][i], NULL);
 			tchannel_free(&chs[c][i]);
@@ -384,7 +363,7 @@ static void check_capped(const struct unbound_xfer *x, const Micropay__V1__Trans
 {
 	ck_assert_msg(r->status->code == MP_ST(OK), "transfer: %s %s",
 		      mp_code_name(r->status->code), r->status->detail);
-	ck_assert(same_statement(r->transfer, x->transfer));
+	ck_assert(stmt_same_bytes(r->transfer, x->transfer));
 	expect_broker_cap(r->cap, x->transfer, 1, x->ch.root, x->id, broker_pk);
 	ck_assert_int_eq(recorded_transfers(x->id), 1);
 }
@@ -435,8 +414,8 @@ START_TEST(pipelined_transfers_verified_on_workers)
 			ck_assert_int_eq(r->status->code, MP_ST(BAD_SIG));
 		} else {
 			ck_assert_int_eq(r->status->code, MP_ST(DUPLICATE_OK));
-			ck_assert(same_statement(r->cap, first->cap));
-			ck_assert(same_statement(r->transfer, first->transfer));
+			ck_assert(stmt_same_bytes(r->cap, first->cap));
+			ck_assert(stmt_same_bytes(r->transfer, first->transfer));
 		}
 		ck_assert_int_eq(recorded_transfers(x[i].id), i == forged ? 0 : 1);
 		micropay__v1__envelope__free_unpacked(resp[i / PER][i % PER], NULL);
