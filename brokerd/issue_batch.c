@@ -165,7 +165,10 @@ static void add_row(struct pg_array *col, const struct issue_row *r)
 	/* Refused bounds never reach a SQL integer: mp_issue gets 0 (brokerd passes 0 too). */
 	pg_array_int(&col[COL_N], r->bounds == 0 ? (int64_t)r->n : 0);
 	pg_array_int(&col[COL_UNIT], r->bounds == 0 ? (int64_t)r->unit_value : 0);
-	pg_array_text(&col[COL_CURRENCY], r->currency);
+	/* A request refused in bounds may name any bytes as its currency, not even UTF-8, which
+	 * would fail the whole array and so the batch; mp_issue never reads a refused request's
+	 * currency (its bounds answer first), and an accepted one's is ours. */
+	pg_array_text(&col[COL_CURRENCY], r->bounds == 0 ? r->currency : "");
 	pg_array_bytea(&col[COL_HOLDER0], r->holder0, r->holder0_len);
 	pg_array_int(&col[COL_ISSUED_AT], (int64_t)r->issued_at);
 	pg_array_int(&col[COL_PAY_UNTIL], (int64_t)r->pay_until);
@@ -196,7 +199,8 @@ static bool split_timed_out(struct issue_batch *batch, const char *error)
 			ib->tail = batch->rows[i];
 		ib->queued++;
 	}
-	ib->max_rows = batch->count / 2;
+	if (!ib->max_rows || batch->count / 2 < ib->max_rows)
+		ib->max_rows = batch->count / 2; /* never back up after another split */
 	ib->b->stats.issue_batch_splits++;
 	log_warn("issue batch of %u requests ran past the statement timeout (nothing stored): "
 		 "sent again in batches of at most %u",

@@ -8,8 +8,9 @@
  *    requests only, stored together. Balances, ledger entries and epochs are exactly those of
  *    the requests issued, and the audit is clean;
  *  - through brokerd: bursts of IssueRequests pipelined on several connections by three
- *    accounts, each of one account's requests sent twice on two connections, and one account
- *    funded for half of its requests, are batched (the mean batch holds more than one
+ *    accounts, each of one account's requests sent twice on two connections, one account
+ *    funded for half of its requests, and a request whose currency is not even UTF-8 (refused
+ *    MALFORMED, the others of its batch unharmed), are batched (the mean batch holds more than one
  *    request, from the metrics); each request is issued once (its twin DUPLICATE_OK with the
  *    same cert, byte for byte), the underfunded account gets exactly as many as it can pay,
  *    the balances are exact and the audit is clean. */
@@ -197,6 +198,22 @@ static void send_burst(struct wire *w, struct tchannel **chs, size_t n)
 		free(envs[i]);
 }
 
+/* ch's request with another currency, signed again by tw (bytes that need not be UTF-8). */
+static void with_currency(struct tchannel *ch, const struct twallet *tw, const char *currency)
+{
+	Micropay__V1__IssueRequest *r = (Micropay__V1__IssueRequest *)mp_strict_unpack(
+	    &micropay__v1__issue_request__descriptor, ch->request->body.data,
+	    ch->request->body.len);
+	ck_assert_ptr_nonnull(r);
+	char *own = r->currency;
+	r->currency = (char *)currency;
+	mp_stmt_free(ch->request);
+	ch->request = mp_stmt_sign(&tw->account, MP_STMT_ISSUE_REQUEST, &r->base);
+	ck_assert_ptr_nonnull(ch->request);
+	r->currency = own;
+	micropay__v1__issue_request__free_unpacked(r, NULL);
+}
+
 START_TEST(pipelined_issues_are_batched_once_each)
 {
 	/* a: each request twice; b: plain; c: funded for half of its requests. */
@@ -208,6 +225,8 @@ START_TEST(pipelined_issues_are_batched_once_each)
 	for (int i = 0; i < PER_ACCT; i++) {
 		tchannel_make(&ca_[i], &a, UNITS, 1, m1);
 		tchannel_make(&cb[i], &b, UNITS, 1, m1);
+		if (i == 0) /* refused in bounds; its bytes must not fail the batch it joins */
+			with_currency(&cb[i], &b, "\xff\xfe\x80");
 		tchannel_make(&cc[i], &c, UNITS, 1, i % 2 ? NULL : m1);
 	}
 	/* Connection k gets a's requests twice over (k and k+1), b's and c's once. */
@@ -259,7 +278,8 @@ START_TEST(pipelined_issues_are_batched_once_each)
 			ck_assert(stmt_same_bytes(cert_of[i][0], cert_of[i][1]));
 		} else if (i < 2 * PER_ACCT) {
 			ck_assert_int_eq(answers[i], 1);
-			ck_assert_msg(codes[i][0] == MP_ST(OK), "b's request %d: %s", i - PER_ACCT,
+			ck_assert_msg(codes[i][0] == (i == PER_ACCT ? MP_ST(MALFORMED) : MP_ST(OK)),
+				      "b's request %d: %s", i - PER_ACCT,
 				      mp_code_name(codes[i][0]));
 		} else {
 			ck_assert_int_eq(answers[i], 1);
@@ -273,7 +293,7 @@ START_TEST(pipelined_issues_are_batched_once_each)
 	}
 	ck_assert_int_eq(c_ok, PER_ACCT / 2);
 	ck_assert_int_eq(balance(&a), 100000 - PER_ACCT * UNITS);
-	ck_assert_int_eq(balance(&b), 100000 - PER_ACCT * UNITS);
+	ck_assert_int_eq(balance(&b), 100000 - (PER_ACCT - 1) * UNITS);
 	ck_assert_int_eq(balance(&c), 0);
 	int64_t batches = metric(&net, "broker", "micropay_broker_issue_batches_total") - batches0;
 	int64_t batched = metric(&net, "broker", "micropay_broker_issue_batched_total") - batched0;
