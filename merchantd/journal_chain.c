@@ -8,8 +8,11 @@
  * the journal's last page, the channel's row (written by the batch anyway) and, once in 64
  * chain indices of a channel, the partial index. Reading (store_find_pay, receipts, the
  * redeemer's words, the redemption lag) seeks a mark and walks back (JOURNAL_WALK). Compaction
- * deletes old redeemed rows: a walk that reaches a deleted row stops, and every older row of
- * that channel is as old and as redeemed, so it is gone too or goes in the same pass. */
+ * deletes old redeemed rows: a walk that reaches a deleted row stops. Every older row of that
+ * channel is redeemed too and as old (protocol time only moves forward), so it is deleted by
+ * the same or the next compaction run; until then a lookup of it (a retry of a redeemed Pay
+ * past T_dedupe) may miss it. A channel whose head row was compacted away starts a new chain
+ * with its next Pay (marked, no link), even if another channel's row took that seq. */
 #include "journal_chain.h"
 
 #include <sqlite3.h>

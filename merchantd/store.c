@@ -61,12 +61,13 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
-    /* journal_chain.h: linked to the channel's newest row, marked at a block or segment */
+    /* journal_chain.h: linked to the channel's newest row, marked at a block or segment; a
+     * head compacted away (its seq perhaps reused by another channel) starts a new chain */
     [ST_JOURNAL] = "INSERT INTO pay_journal (channel_id, seg_seq, j, w, order_ref, code, "
 		   "credit, price, at, prev_seq, mark) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
-		   "c.head_seq, h.seq IS NULL OR h.seg_seq <> ?2 OR h.j / 64 <> ?3 / 64 "
+		   "h.seq, h.seq IS NULL OR h.seg_seq <> ?2 OR h.j / 64 <> ?3 / 64 "
 		   "FROM channels c LEFT JOIN pay_journal h ON h.seq = c.head_seq "
-		   "WHERE c.channel_id = ?1",
+		   "AND h.channel_id = c.channel_id WHERE c.channel_id = ?1",
     [ST_JOURNAL_HEAD] = "UPDATE channels SET head_seq = last_insert_rowid() "
 			"WHERE channel_id = ?",
     [ST_CHANNEL_INSERT] = "INSERT INTO channels (channel_id, cert, state, hseq, seg_seq, "

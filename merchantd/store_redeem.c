@@ -50,18 +50,22 @@ bool store_word_at_or_above(struct store *s, const uint8_t channel_id[MP_ID_LEN]
 	return found;
 }
 
-/* The time of channel ch's first payment above its redeemed end: one mark seek and a walk of
- * at most a block (journal_chain.h). 0 if none is journalled. */
-static uint64_t first_unredeemed_at(sqlite3_stmt *walk, const void *ch, int ch_len, int64_t first)
+/* The time of channel ch's first payment above its redeemed end into *at (0 if none is
+ * journalled): one mark seek and a walk of at most a block (journal_chain.h). False on a
+ * store error. */
+static bool first_unredeemed_at(sqlite3_stmt *walk, const void *ch, int ch_len, int64_t first,
+				uint64_t *at)
 {
-	uint64_t at = 0;
-	if ((sqlite3_bind_blob(walk, 1, ch, ch_len, SQLITE_TRANSIENT) |
-	     sqlite3_bind_int64(walk, 2, first)) == SQLITE_OK &&
-	    sqlite3_step(walk) == SQLITE_ROW)
-		at = (uint64_t)sqlite3_column_int64(walk, 0);
+	*at = 0;
+	int rc = (sqlite3_bind_blob(walk, 1, ch, ch_len, SQLITE_TRANSIENT) |
+		  sqlite3_bind_int64(walk, 2, first)) == SQLITE_OK
+		     ? sqlite3_step(walk)
+		     : SQLITE_MISUSE;
+	if (rc == SQLITE_ROW)
+		*at = (uint64_t)sqlite3_column_int64(walk, 0);
 	sqlite3_reset(walk);
 	sqlite3_clear_bindings(walk);
-	return at;
+	return rc == SQLITE_ROW || rc == SQLITE_DONE;
 }
 
 bool store_oldest_unredeemed(struct store *s, uint64_t *at)
@@ -81,14 +85,16 @@ bool store_oldest_unredeemed(struct store *s, uint64_t *at)
 	}
 	uint64_t oldest = 0;
 	int rc;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		uint64_t t =
-		    first_unredeemed_at(walk, sqlite3_column_blob(st, 0),
-					sqlite3_column_bytes(st, 0), sqlite3_column_int64(st, 1));
-		if (t && (!oldest || t < oldest))
+	bool walked = true;
+	while (walked && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		uint64_t t;
+		walked = first_unredeemed_at(walk, sqlite3_column_blob(st, 0),
+					     sqlite3_column_bytes(st, 0),
+					     sqlite3_column_int64(st, 1), &t);
+		if (walked && t && (!oldest || t < oldest))
 			oldest = t;
 	}
-	bool ok = rc == SQLITE_DONE;
+	bool ok = walked && rc == SQLITE_DONE;
 	if (ok)
 		*at = oldest;
 	else
