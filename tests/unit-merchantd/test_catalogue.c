@@ -305,6 +305,8 @@ static Suite *suite(void)
 {
 	Suite *s = suite_create("merchantd_catalogue");
 	TCase *tc = tcase_create("catalogue");
+	tcase_set_timeout(
+	    tc, 60); /* each test forks `rm -rf` in its teardown: slow under ASan and load */
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, valid_catalogue);
 	tcase_add_test(tc, whole_price_shares);
