@@ -194,7 +194,8 @@ static void store_issue(struct issue *is, const MpSigned *cert)
 	memcpy(row->owner_pk, r->owner_pk.data, MP_PK_LEN);
 	memcpy(row->nonce, r->chain_nonce.data, MP_NONCE_LEN);
 	memcpy(row->root, r->root.data, MP_HASH_LEN);
-	memcpy(row->holder0, r->holder0.data, r->holder0.len); /* 0 or MP_ID_LEN: lengths_ok */
+	if (r->holder0.len) /* 0 or MP_ID_LEN: lengths_ok; data may be NULL when 0 */
+		memcpy(row->holder0, r->holder0.data, r->holder0.len);
 	row->holder0_len = r->holder0.len;
 	mp_stmt_hash(is->stmt, row->req_hash);
 	row->request = mp_stmt_encode(is->stmt, &row->request_len);
