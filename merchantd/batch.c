@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gateway.h"
 #include "log.h"
 #include "metrics.h"
 #include "offer.h"
@@ -169,7 +170,9 @@ static void acknowledge(struct merchant *m, struct batch_entry *e)
 	switch (e->kind) {
 	case ENTRY_PAY:
 	case ENTRY_RETRY: /* a PAY without a connection came from a dispute (pay_from_dispute) */
-		if (e->conn && mp_conn_is_open(e->conn))
+		if (e->http)
+			gateway_paid(m, e);
+		else if (e->conn && mp_conn_is_open(e->conn))
 			reply_pay(e->conn, e->request_id,
 				  e->kind == ENTRY_PAY ? e->code : MP_ST(DUPLICATE_OK),
 				  e->kind == ENTRY_PAY ? NULL : mp_code_name(e->code), e->j,

@@ -33,6 +33,7 @@ enum entry_kind {
 };
 
 struct segment_row;
+struct gw_call;
 struct purchase;
 struct offer;
 
@@ -100,6 +101,7 @@ struct batch_entry {
 	uint64_t read_us;	  /* PAY, RETRY: mp_metrics_now_us() when the Pay was taken from its
 				   * frame, for the pay latency histogram */
 	struct mp_admin_req *req; /* ORDER */
+	struct gw_call *http;	  /* PAY: a paid HTTP request (gateway.h), answered once durable */
 	struct custody_write *custody; /* HANDOFF, TAKEOVER, OPEN: its pairs (segs; owned) */
 	struct segment_row *seg;       /* CAP: the pair we signed (owned) */
 	struct purchase *purchase_row; /* PURCHASE: a copy of the new purchase (owned) */

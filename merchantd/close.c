@@ -245,8 +245,9 @@ void handle_close(struct merchant *m, struct mp_conn *c, const MpEnvelope *env)
 		return;
 	}
 	mp_hex_encode(ch->id, MP_ID_LEN, hex);
-	if (ch->signing) {
-		refuse(m, c, env->request_id, MP_ST(LIMIT), CHAN_SIGNING_DETAIL, hex);
+	const char *busy = channel_busy(ch);
+	if (busy) {
+		refuse(m, c, env->request_id, MP_ST(LIMIT), busy, hex);
 		return;
 	}
 	serve(m, c, env->request_id, ch, request, seg, hex);

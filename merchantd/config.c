@@ -98,6 +98,23 @@ static const struct mp_cfg_key merchant_keys[] = {
     MP_SERVICE_KEYS(struct merchant_config, service),
     MP_METRICS_KEYS(struct merchant_config, metrics),
     MP_CLOCK_GUARD_KEYS(struct merchant_config, clock_guard),
+    K("gateway", "listen", MP_CFG_STRING, gateway_listen, false,
+      "host:port of the HTTP 402 gateway (docs/gateway.md); default none: off"),
+    K("gateway", "upstream", MP_CFG_STRING, gateway_upstream, false,
+      "host:port of the plain-HTTP service behind the gateway; required with listen"),
+    K("gateway", "routes", MP_CFG_STRING, gateway_routes, false,
+      "the price list: 'METHOD PATH PRICE' entries separated by ';' (PATH ending in * is a "
+      "prefix, PRICE in minor units, 0: free); a path no route names is answered 404"),
+    N("gateway", "upstream_timeout", MP_CFG_U32, gateway_upstream_timeout, 1, 3600,
+      "seconds to connect to the upstream, send and get its answer, default 30"),
+    N("gateway", "read_timeout", MP_CFG_U32, gateway_read_timeout, 1, 3600,
+      "seconds a client may take to send its request, default 30"),
+    N("gateway", "max_body", MP_CFG_U64, gateway_max_body, 0, (uint64_t)1 << 30,
+      "request body bytes, default 1 MiB (larger: 413)"),
+    N("gateway", "max_response", MP_CFG_U64, gateway_max_response, 1, (uint64_t)1 << 30,
+      "upstream answer body bytes, default 16 MiB (larger: 502, not charged)"),
+    N("gateway", "max_pending", MP_CFG_U32, gateway_max_pending, 1, 65536,
+      "requests waiting for the upstream or the group commit, default 256 (more: 503)"),
     MP_CFG_END,
 };
 
@@ -151,6 +168,20 @@ static void set_defaults(struct merchant_config *cfg)
 	cfg->deadline_margin = 6 * 3600;
 	cfg->deadline_check = 60;
 	mp_clock_guard_config_default(&cfg->clock_guard);
+	cfg->gateway_upstream_timeout = 30;
+	cfg->gateway_read_timeout = 30;
+	cfg->gateway_max_body = 1 << 20;
+	cfg->gateway_max_response = 16 << 20;
+	cfg->gateway_max_pending = 256;
+}
+
+static bool gateway_valid(const struct merchant_config *cfg, const char *path, char *err,
+			  size_t errlen)
+{
+	if (!cfg->gateway_listen || cfg->gateway_upstream)
+		return true;
+	snprintf(err, errlen, "%s: [gateway] listen needs [gateway] upstream", path);
+	return false;
 }
 
 bool merchant_config_load(struct merchant_config *cfg, const char *path, char *err, size_t errlen)
@@ -171,6 +202,7 @@ bool merchant_config_load(struct merchant_config *cfg, const char *path, char *e
 	return mp_service_log_level(&cfg->service, path, &level, err, errlen) &&
 	       broker_endpoint_valid(cfg, path, err, errlen) &&
 	       mp_net_limits_check(&cfg->limits, path, err, errlen) &&
+	       gateway_valid(cfg, path, err, errlen) &&
 	       mp_net_idle_timeout_check(cfg->idle_timeout, path, "merchant", err, errlen);
 }
 

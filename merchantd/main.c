@@ -7,6 +7,7 @@
 
 #include "admin.h"
 #include "batch.h"
+#include "gateway.h"
 #include "cap_outbox.h"
 #include "dispute_answer.h"
 #include "catalogue_admin.h"
@@ -115,7 +116,7 @@ static bool merchant_start(struct merchant *m)
 	m->dns = mp_dns_new(m->base, m->cfg.broker_resolv_conf);
 	if (!m->workers || !m->dns)
 		return false;
-	if (!merchant_listen(m) || !merchant_admin_open(m))
+	if (!merchant_listen(m) || !merchant_admin_open(m) || !gateway_start(m))
 		return false;
 	m->redeemer = redeemer_new(m);
 	if (!m->redeemer || !cap_outbox_start(m) || !dispute_answer_start(m))
@@ -141,9 +142,11 @@ static void merchant_stop(struct merchant *m)
 	if (m->workers)
 		mp_workers_free(m->workers); /* takeovers being verified are refused */
 	takeover_stop_all(m);
+	gateway_stop(m); /* requests waiting for their upstream: released, uncharged */
 	compactor_stop(m);
 	if (m->batch && m->store_thread)
 		batch_drain(m); /* commits and acknowledges what is pending */
+	gateway_free(m);
 	store_thread_stop(m->store_thread);
 	compactor_free(m);
 	batch_free(m);

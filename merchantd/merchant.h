@@ -70,6 +70,15 @@ struct merchant_config {
 	char *admin_group; /* NULL: none */
 	struct mp_metrics_config metrics;
 	struct mp_clock_guard_config clock_guard; /* [clock] */
+	/* [gateway]: the HTTP 402 gateway (gateway.h), off unless gateway_listen is set */
+	char *gateway_listen;		   /* host:port for HTTP clients */
+	char *gateway_upstream;		   /* host:port of the service behind it */
+	char *gateway_routes;		   /* the price list (gateway_routes.h) */
+	uint32_t gateway_upstream_timeout; /* seconds: connect, send, answer */
+	uint32_t gateway_read_timeout;	   /* seconds a client may take to send a request */
+	uint64_t gateway_max_body;	   /* request body bytes */
+	uint64_t gateway_max_response;	   /* upstream answer body bytes */
+	uint32_t gateway_max_pending;	   /* requests waiting for the upstream or the commit */
 };
 
 /* protocol.md section 10, merchant channel: UNKNOWN -> HELD(epoch) -> HANDED_OFF | CLOSED, and
@@ -125,8 +134,9 @@ struct channel {
 	bool handoff_pending; /* a Handoff we signed waits for its batch to commit */
 	bool cap_pending;     /* a Cap we signed (the last pair) waits for its batch to commit */
 	bool close_pending;   /* a Close we signed waits for its batch to commit */
-	bool signing;  /* chan_sign.h: its Close, Cap or Handoff is at a worker: requests LIMIT */
-	bool fetching; /* takeover.c: asking the holder for a Handoff */
+	bool signing; /* chan_sign.h: its Close, Cap or Handoff is at a worker: requests LIMIT */
+	bool gateway_hold;    /* gateway.h: a paid HTTP request waits for its upstream: LIMIT */
+	bool fetching;	      /* takeover.c: asking the holder for a Handoff */
 	uint32_t durable_seg; /* the segment of the durable point */
 	uint32_t durable_last;
 	uint8_t durable_w[MP_HASH_LEN];
@@ -209,6 +219,7 @@ struct cap_outbox;
 struct dispute_answer;
 struct evdns_base;
 struct redeem_deadline;
+struct gateway;
 
 struct merchant {
 	struct event_base *base;
@@ -256,8 +267,9 @@ struct merchant {
 	struct mp_metrics *metrics;	      /* merchant_metrics.c */
 	struct mp_metrics_http *metrics_http; /* NULL: [metrics] http_listen not set */
 	struct merchant_hot_metrics hot;
-	enum mp_fault fault; /* fault.h: test-only, from MP_FAULT at start-up */
-	bool start_restored; /* --restored: mark the channels held now (restore.h) */
+	struct gateway *gateway; /* gateway.h: NULL when off */
+	enum mp_fault fault;	 /* fault.h: test-only, from MP_FAULT at start-up */
+	bool start_restored;	 /* --restored: mark the channels held now (restore.h) */
 	struct {
 		uint64_t restored_at; /* protocol time of the latest --restored start; 0: never */
 		uint64_t unconfirmed; /* channels whose custody is unconfirmed (restore.h) */
@@ -324,6 +336,13 @@ void handle_chunk(struct merchant *m, struct mp_conn *c, const MpEnvelope *env);
 void handle_offer(struct merchant *m, struct mp_conn *c, const MpEnvelope *env);
 void handle_key(struct merchant *m, struct mp_conn *c, const MpEnvelope *env);
 void handle_offer_cancel(struct merchant *m, struct mp_conn *c, const MpEnvelope *env);
+/* Pay's steps 1-5 for ch (NULL: unknown): OK also when j <= ch->last (a retry or a stale
+ * index, the caller's to tell); else the code and *detail. */
+MpCode merchant_pay_precheck(const struct merchant *m, uint32_t seg_seq, uint32_t j,
+			     const struct channel *ch, const char **detail);
+/* Why requests that would move ch's point are answered LIMIT now (its statement being signed,
+ * chan_sign.h; a paid HTTP request waiting for its upstream, gateway.h), or NULL. */
+const char *channel_busy(const struct channel *ch);
 /* Pay's step 1 after the channel is found (also for ChunkReq): OK if we hold ch and serve it;
  * else the code and *detail. */
 MpCode merchant_holding(const struct channel *ch, const char **detail);

@@ -39,6 +39,7 @@
 #include "log.h"
 #include "merchant.h"
 #include "offer.h"
+#include "gateway.h"
 #include "offer_seal.h"
 #include "purchase.h"
 #include "sign_job.h"
@@ -136,6 +137,8 @@ static const char *moved(struct prep *p, struct channel **out)
 		return "the channel is no longer held here";
 	if (ch->signing || ch->handoff_pending || ch->cap_pending || ch->close_pending)
 		return "a Handoff, Cap or Close of the channel is being made; ask again";
+	if (ch->gateway_hold)
+		return GATEWAY_HOLD_DETAIL;
 	if (ch->seg_seq != p->o->seg_seq || ch->hseq != p->hseq || ch->last != p->o->after_index ||
 	    ch->durable_last != p->o->after_index)
 		return "the channel's last moved while the offer was made; ask again";
@@ -390,9 +393,9 @@ void handle_offer(struct merchant *m, struct mp_conn *c, const MpEnvelope *env)
 	struct channel *ch = channel_find(&m->channels, r->channel_id.data);
 	const char *detail = NULL;
 	MpCode code = merchant_holding(ch, &detail);
-	if (code == MP_ST(OK) && ch->signing) {
+	if (code == MP_ST(OK) && channel_busy(ch)) {
 		code = MP_ST(LIMIT);
-		detail = CHAN_SIGNING_DETAIL;
+		detail = channel_busy(ch);
 	}
 	if (!mp_clock_guard_serving(m->clock_guard, why, sizeof(why))) {
 		code = MP_ST(INTERNAL);

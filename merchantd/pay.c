@@ -10,6 +10,7 @@
 #include "amount.h"
 #include "batch.h"
 #include "chan_sign.h"
+#include "gateway.h"
 #include "log.h"
 #include "metrics.h"
 #include "offer.h"
@@ -147,6 +148,15 @@ static void answer_retry(struct merchant *m, struct mp_conn *c, const MpEnvelope
 	refuse(m, c, env, MP_ST(STALE_INDEX), "index already paid", ch);
 }
 
+const char *channel_busy(const struct channel *ch)
+{
+	if (ch->signing)
+		return CHAN_SIGNING_DETAIL;
+	if (ch->gateway_hold)
+		return GATEWAY_HOLD_DETAIL;
+	return NULL;
+}
+
 MpCode merchant_holding(const struct channel *ch, const char **detail)
 {
 	if (!ch) {
@@ -175,28 +185,27 @@ MpCode merchant_holding(const struct channel *ch, const char **detail)
 	return MP_ST(OK);
 }
 
-/* Steps 1-5: the cheap checks, in order. */
-static MpCode precheck(const struct merchant *m, const Micropay__V1__PayReq *p,
-		       const struct channel *ch, const char **detail)
+MpCode merchant_pay_precheck(const struct merchant *m, uint32_t seg_seq, uint32_t j,
+			     const struct channel *ch, const char **detail)
 {
 	MpCode held = merchant_holding(ch, detail);
 	if (held != MP_ST(OK))
 		return held;
-	if (p->seg_seq < ch->seg_seq) {
+	if (seg_seq < ch->seg_seq) {
 		*detail = "segment transferred: the Cap ended it";
 		return MP_ST(STALE_SEGMENT);
 	}
-	if (p->seg_seq > ch->seg_seq) {
+	if (seg_seq > ch->seg_seq) {
 		*detail = "unknown segment";
 		return MP_ST(STALE_SEGMENT);
 	}
-	if (p->j <= ch->last)
+	if (j <= ch->last)
 		return MP_ST(OK); /* step 3: a retry or a stale index, decided by the caller */
-	if (p->j > ch->n) {
+	if (j > ch->n) {
 		*detail = "index beyond n";
 		return MP_ST(OUT_OF_RANGE);
 	}
-	if (p->j - ch->last > m->cfg.max_jump) {
+	if (j - ch->last > m->cfg.max_jump) {
 		*detail = "jump above MAX_JUMP";
 		return MP_ST(OUT_OF_RANGE);
 	}
@@ -269,12 +278,13 @@ void handle_pay(struct merchant *m, struct mp_conn *c, const MpEnvelope *env)
 		refuse(m, c, env, MP_ST(INTERNAL), why, ch); /* nothing stored: resent later */
 		return;
 	}
-	if (ch && ch->signing) { /* chan_sign.h: the point must stay where the statement has it */
-		refuse(m, c, env, MP_ST(LIMIT), CHAN_SIGNING_DETAIL, ch);
+	const char *busy = ch ? channel_busy(ch) : NULL;
+	if (busy) { /* chan_sign.h, gateway.h: the point must stay where it is */
+		refuse(m, c, env, MP_ST(LIMIT), busy, ch);
 		return;
 	}
 	const char *detail = NULL;
-	MpCode code = precheck(m, p, ch, &detail);
+	MpCode code = merchant_pay_precheck(m, p->seg_seq, p->j, ch, &detail);
 	if (code == MP_ST(OK) && p->j <= ch->last) {
 		answer_retry(m, c, env, ch, read_us);
 		return;
@@ -323,7 +333,7 @@ MpCode pay_from_dispute(struct merchant *m, struct channel *ch, const struct off
 {
 	const char *detail = NULL;
 	MpCode code = merchant_holding(ch, &detail);
-	if (code == MP_ST(OK) && (ch->signing || !batch_has_room(m))) {
+	if (code == MP_ST(OK) && (channel_busy(ch) || !batch_has_room(m))) {
 		code = MP_ST(LIMIT);
 		detail = "the channel is signing or the store is behind";
 	}

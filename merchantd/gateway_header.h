@@ -1,0 +1,38 @@
+/* The gateway's three headers (docs/gateway.md), each base64 of a JSON object:
+ *   Payment-Required (402 answers): what a request costs and where to open a channel;
+ *   X-Payment (requests): channel, segment, index, payword and the request's reference;
+ *   X-Payment-Response (paid answers): the index accepted, the credit left, charged or not.
+ * The reference binds a payment to one request: SHA-256 of "mpay1-http", the method, the
+ * URI as sent (path and query) and SHA-256 of the body, NUL-separated. */
+#pragma once
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util.h"
+
+#define GW_SCHEME	   "mpay1"
+#define GW_HEADER_REQUIRED "Payment-Required"
+#define GW_HEADER_PAYMENT  "X-Payment"
+#define GW_HEADER_RESPONSE "X-Payment-Response"
+#define GW_HEADER_ERROR	   "X-Payment-Error"
+#define GW_REF_LEN	   32
+#define GW_HEADER_MAX	   2048 /* longest X-Payment accepted */
+
+struct gw_payment {
+	uint8_t channel_id[MP_ID_LEN];
+	uint32_t seg_seq, j;
+	uint8_t w[32];
+	uint8_t ref[GW_REF_LEN];
+};
+
+/* Decode an X-Payment value; false with *why set. */
+bool gw_payment_parse(const char *value, struct gw_payment *p, const char **why);
+/* The reference of method + uri + body. False only if the digest failed. */
+bool gw_request_ref(const char *method, const char *uri, const void *body, size_t len,
+		    uint8_t out[GW_REF_LEN]);
+/* base64 of obj's compact JSON (malloc'd), NULL when out of memory; obj is released. */
+char *gw_header_value(json_t *obj);
+/* An X-Payment value for p (tests and clients; malloc'd). */
+char *gw_payment_encode(const struct gw_payment *p);

@@ -1,0 +1,463 @@
+/* The HTTP 402 gateway (docs/gateway.md) against the real daemons: m1 with [gateway] in front
+ * of an upstream HTTP server run by this test (evhttp on a thread of its own), a test wallet's
+ * channel opened over TLS, then plain HTTP requests carrying X-Payment headers: unpaid, paid,
+ * replayed, bound to another request, underpaid, a bad payword, upstream 5xx and upstream
+ * down (never charged), a free route, and the next TLS Pay after the gateway's. Ends with a
+ * redemption of exactly what was charged and the broker's audit. */
+#include <arpa/inet.h>
+#include <check.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <netinet/in.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "gateway_header.h"
+#include "harness.h"
+#include "harness_ledger.h"
+#include "../check_run.h"
+
+#define UNIT 1
+
+static struct net net;
+static char ca[700], broker_ep[128], m1_ep[128], m1_hex[64];
+static uint8_t m1[MP_ID_LEN];
+static uint16_t gw_port;
+
+/* ---- the upstream: echoes what it got; /fail answers 503 ---- */
+struct upstream {
+	struct event_base *base;
+	struct evhttp *http;
+	pthread_t thread;
+	struct event *tick; /* looks at stop: the base is not shared with this thread's lock */
+	int stop;
+	uint16_t port;
+	int hits; /* requests seen (read after the thread stopped, or racy-but-monotonic) */
+};
+static struct upstream up;
+
+static void on_upstream(struct evhttp_request *req, void *arg)
+{
+	struct upstream *u = arg;
+	__atomic_add_fetch(&u->hits, 1, __ATOMIC_SEQ_CST);
+	const char *uri = evhttp_request_get_uri(req);
+	struct evbuffer *out = evbuffer_new();
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	evbuffer_add_printf(out, "upstream saw %s body=", uri);
+	evbuffer_add_buffer(out, in);
+	const char *pay = evhttp_find_header(evhttp_request_get_input_headers(req), "X-Payment");
+	evhttp_add_header(evhttp_request_get_output_headers(req), "X-Upstream", "yes");
+	evhttp_add_header(evhttp_request_get_output_headers(req), "X-Saw-Payment",
+			  pay ? "yes" : "no");
+	if (strncmp(uri, "/fail", 5) == 0)
+		evhttp_send_reply(req, 503, "Down For Maintenance", out);
+	else
+		evhttp_send_reply(req, 200, "OK", out);
+	evbuffer_free(out);
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct upstream *u = arg;
+	if (__atomic_load_n(&u->stop, __ATOMIC_SEQ_CST))
+		event_base_loopbreak(u->base);
+}
+
+static void *upstream_run(void *arg)
+{
+	event_base_dispatch(((struct upstream *)arg)->base);
+	return NULL;
+}
+
+static void upstream_start(struct upstream *u, uint16_t port)
+{
+	u->base = event_base_new();
+	u->http = evhttp_new(u->base);
+	evhttp_set_gencb(u->http, on_upstream, u);
+	struct evhttp_bound_socket *s = evhttp_bind_socket_with_handle(u->http, "127.0.0.1", port);
+	ck_assert_msg(s, "upstream cannot listen");
+	struct sockaddr_in sa;
+	socklen_t len = sizeof(sa);
+	getsockname(evhttp_bound_socket_get_fd(s), (struct sockaddr *)&sa, &len);
+	u->port = ntohs(sa.sin_port);
+	u->stop = 0;
+	u->tick = event_new(u->base, -1, EV_PERSIST, on_tick, u);
+	struct timeval ms20 = {0, 20000};
+	event_add(u->tick, &ms20);
+	pthread_create(&u->thread, NULL, upstream_run, u);
+}
+
+static void upstream_stop(struct upstream *u)
+{
+	__atomic_store_n(&u->stop, 1, __ATOMIC_SEQ_CST);
+	pthread_join(u->thread, NULL);
+	event_free(u->tick);
+	evhttp_free(u->http);
+	event_base_free(u->base);
+}
+
+static uint16_t free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(sa);
+	ck_assert(bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+	getsockname(fd, (struct sockaddr *)&sa, &len);
+	close(fd);
+	return ntohs(sa.sin_port);
+}
+
+/* ---- a blocking HTTP/1.1 client (Connection: close) ---- */
+struct http_answer {
+	int status;
+	char head[8192];
+	char body[8192];
+};
+
+static void http_call(const char *method, const char *uri, const char *body, const char *payment,
+		      struct http_answer *a)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+				 .sin_port = htons(gw_port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	ck_assert_msg(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0, "gateway unreachable");
+	char req[4096];
+	int n = snprintf(req, sizeof(req),
+			 "%s %s HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n%s%s%s"
+			 "Content-Length: %zu\r\n\r\n%s",
+			 method, uri, payment ? "X-Payment: " : "", payment ? payment : "",
+			 payment ? "\r\n" : "", strlen(body), body);
+	ck_assert(write(fd, req, (size_t)n) == n);
+	static char raw[20000];
+	size_t got = 0;
+	ssize_t r;
+	while ((r = read(fd, raw + got, sizeof(raw) - 1 - got)) > 0)
+		got += (size_t)r;
+	close(fd);
+	raw[got] = 0;
+	memset(a, 0, sizeof(*a));
+	ck_assert_msg(sscanf(raw, "HTTP/1.1 %d", &a->status) == 1, "no status line: %s", raw);
+	char *end = strstr(raw, "\r\n\r\n");
+	ck_assert(end);
+	snprintf(a->head, sizeof(a->head), "%.*s", (int)(end - raw), raw);
+	snprintf(a->body, sizeof(a->body), "%s", end + 4);
+}
+
+/* The JSON in header name of a (base64), or NULL. */
+static json_t *header_json(const struct http_answer *a, const char *name)
+{
+	char key[80];
+	snprintf(key, sizeof(key), "\r\n%s: ", name);
+	const char *p = strstr(a->head, key);
+	if (!p)
+		return NULL;
+	p += strlen(key);
+	size_t len = strcspn(p, "\r\n");
+	unsigned char raw[4096];
+	char b64[4096];
+	snprintf(b64, sizeof(b64), "%.*s", (int)len, p);
+	int n = EVP_DecodeBlock(raw, (unsigned char *)b64, (int)len);
+	ck_assert_int_gt(n, 0);
+	while (n > 0 && raw[n - 1] == 0)
+		n--;
+	return json_loadb((char *)raw, (size_t)n, 0, NULL);
+}
+
+static bool has_error(const struct http_answer *a, const char *code)
+{
+	char key[80];
+	snprintf(key, sizeof(key), "\r\nX-Payment-Error: %s ", code);
+	return strstr(a->head, key) != NULL;
+}
+
+/* ---- channels ---- */
+static void issued_open_channel(struct tchannel *ch, uint32_t n)
+{
+	struct twallet tw;
+	struct wire b, m;
+	ck_assert(wire_connect(&b, broker_ep, ca, NULL, NULL));
+	twallet_register(&tw, &b);
+	net_fund_id(&net, tw.account_id, (uint64_t)n * UNIT);
+	tchannel_make(ch, &tw, n, UNIT, m1);
+	ck_assert_int_eq(tchannel_issue(ch, &b), MP_ST(OK));
+	wire_close(&b);
+	mp_key_free(&tw.account);
+	ck_assert(wire_connect(&m, m1_ep, ca, NULL, NULL));
+	MpEnvelope *ack = tchannel_open(ch, &m);
+	ck_assert(ack && ack->open_ack->status->code == MP_ST(OK));
+	micropay__v1__envelope__free_unpacked(ack, NULL);
+	wire_close(&m);
+}
+
+/* An X-Payment for method uri body at index j (malloc'd). */
+static char *payment(const struct tchannel *ch, uint32_t j, const char *method, const char *uri,
+		     const char *body)
+{
+	struct gw_payment p = {.seg_seq = 0, .j = j};
+	tchannel_id(ch, p.channel_id);
+	tchannel_word(ch, j, p.w);
+	ck_assert(gw_request_ref(method, uri, body, strlen(body), p.ref));
+	return gw_payment_encode(&p);
+}
+
+static json_t *m1_channel(const struct tchannel *ch)
+{
+	uint8_t id[MP_ID_LEN];
+	char hex[MP_HEX_ID_LEN + 1];
+	tchannel_id(ch, id);
+	mp_hex_encode(id, MP_ID_LEN, hex);
+	json_t *all = admin_ok(&net, "m1", "channels", NULL);
+	json_t *list = json_object_get(all, "channels"), *v, *found = NULL;
+	size_t i;
+	json_array_foreach(list, i, v) if (strcmp(json_str(v, "channel_id"), hex) == 0) found = v;
+	ck_assert_msg(found, "m1 does not list the channel");
+	json_incref(found);
+	json_decref(all);
+	return found;
+}
+
+static int64_t m1_last(const struct tchannel *ch)
+{
+	json_t *c = m1_channel(ch);
+	int64_t last = json_int(c, "last");
+	json_decref(c);
+	return last;
+}
+
+static void setup_net(void)
+{
+	net_up(&net);
+	net_path(&net, "tls/ca.crt", ca, sizeof(ca));
+	net_read(&net, "broker", "endpoint", broker_ep, sizeof(broker_ep));
+	net_read(&net, "m1", "endpoint", m1_ep, sizeof(m1_ep));
+	net_read(&net, "m1", "merchant_id", m1_hex, sizeof(m1_hex));
+	hex_to_bytes(m1_hex, m1, MP_ID_LEN);
+	upstream_start(&up, 0);
+	gw_port = free_port();
+	char settings[512];
+	snprintf(settings, sizeof(settings),
+		 "listen = 127.0.0.1:%u\nupstream = 127.0.0.1:%u\nupstream_timeout = 5\n"
+		 "routes = GET /quote 5; POST /api/* 3; * /fail* 2; GET /free* 0\n",
+		 gw_port, up.port);
+	net_restart_with(&net, "m1", "gateway", settings);
+}
+
+static void teardown_net(void)
+{
+	upstream_stop(&up);
+	net_down(&net);
+}
+
+START_TEST(unpaid_request_gets_the_requirements)
+{
+	struct http_answer a;
+	http_call("GET", "/quote", "", NULL, &a);
+	ck_assert_int_eq(a.status, 402);
+	json_t *req = header_json(&a, "Payment-Required");
+	ck_assert_msg(req, "no Payment-Required: %s", a.head);
+	ck_assert_str_eq(json_str(req, "scheme"), "mpay1");
+	ck_assert_str_eq(json_str(req, "merchant"), m1_hex);
+	ck_assert_int_eq(json_int(req, "price"), 5);
+	ck_assert_str_eq(json_str(req, "endpoint"), m1_ep);
+	ck_assert_str_eq(json_str(req, "path"), "/quote");
+	json_decref(req);
+	ck_assert_ptr_nonnull(strstr(a.body, "payment required"));
+	http_call("GET", "/nowhere", "", NULL, &a);
+	ck_assert_int_eq(a.status, 404);
+	http_call("GET", "/free/x?y=1", "", NULL, &a); /* a free route is forwarded as is */
+	ck_assert_int_eq(a.status, 200);
+	ck_assert_ptr_nonnull(strstr(a.body, "upstream saw /free/x?y=1"));
+	ck_assert_ptr_null(strstr(a.head, "X-Payment-Response"));
+	net_audit_clean(&net);
+}
+END_TEST
+
+START_TEST(paid_request_is_forwarded_charged_once)
+{
+	struct tchannel ch;
+	issued_open_channel(&ch, 100);
+	int hits = __atomic_load_n(&up.hits, __ATOMIC_SEQ_CST);
+	char *pay = payment(&ch, 5, "GET", "/quote", "");
+	struct http_answer a;
+	http_call("GET", "/quote", "", pay, &a);
+	ck_assert_msg(a.status == 200, "%d %s %s", a.status, a.head, a.body);
+	ck_assert_ptr_nonnull(strstr(a.body, "upstream saw /quote"));
+	ck_assert_ptr_nonnull(strstr(a.head, "X-Upstream: yes"));
+	ck_assert_ptr_nonnull(strstr(a.head, "X-Saw-Payment: no")); /* not passed on */
+	json_t *r = header_json(&a, "X-Payment-Response");
+	ck_assert_msg(r, "no X-Payment-Response: %s", a.head);
+	ck_assert(json_is_true(json_object_get(r, "charged")));
+	ck_assert_int_eq(json_int(r, "j"), 5);
+	ck_assert_int_eq(json_int(r, "price"), 5);
+	ck_assert_int_eq(json_int(r, "credit"), 0);
+	json_decref(r);
+	ck_assert_int_eq(m1_last(&ch), 5); /* durable before the answer */
+	ck_assert_int_eq(__atomic_load_n(&up.hits, __ATOMIC_SEQ_CST), hits + 1);
+
+	/* the same header again: refused, the upstream not asked */
+	http_call("GET", "/quote", "", pay, &a);
+	ck_assert_int_eq(a.status, 402);
+	ck_assert_msg(has_error(&a, "STALE_INDEX"), "%s", a.head);
+	ck_assert_int_eq(__atomic_load_n(&up.hits, __ATOMIC_SEQ_CST), hits + 1);
+	free(pay);
+
+	/* 8 units for a price of 3: 5 left as credit, which pays the next one with 0 units more
+	 * is impossible (an index must move), so 1 unit + credit 5 covers 3 again */
+	pay = payment(&ch, 13, "POST", "/api/v1/x", "{\"q\":1}");
+	http_call("POST", "/api/v1/x", "{\"q\":1}", pay, &a);
+	ck_assert_msg(a.status == 200, "%d %s", a.status, a.body);
+	ck_assert_ptr_nonnull(strstr(a.body, "body={\"q\":1}"));
+	r = header_json(&a, "X-Payment-Response");
+	ck_assert_int_eq(json_int(r, "credit"), 5);
+	json_decref(r);
+	free(pay);
+	pay = payment(&ch, 14, "POST", "/api/v1/x", "{\"q\":2}");
+	http_call("POST", "/api/v1/x", "{\"q\":2}", pay, &a);
+	ck_assert_int_eq(a.status, 200);
+	r = header_json(&a, "X-Payment-Response");
+	ck_assert_int_eq(json_int(r, "credit"), 3);
+	json_decref(r);
+	free(pay);
+
+	/* the wallet's next Pay over TLS continues the chain */
+	struct wire m;
+	ck_assert(wire_connect(&m, m1_ep, ca, NULL, NULL));
+	MpEnvelope *ack = tchannel_pay(&ch, &m, 15, (const uint8_t *)"\x01", 1);
+	ck_assert(ack && ack->pay_ack->status->code == MP_ST(UNDERPAID)); /* no such order */
+	micropay__v1__envelope__free_unpacked(ack, NULL);
+	wire_close(&m);
+	ck_assert_int_eq(m1_last(&ch), 15);
+	tchannel_free(&ch);
+}
+END_TEST
+
+START_TEST(refused_payments_change_nothing)
+{
+	struct tchannel ch;
+	issued_open_channel(&ch, 100);
+	int hits = __atomic_load_n(&up.hits, __ATOMIC_SEQ_CST);
+	struct http_answer a;
+	/* bound to another path, another body, another method */
+	char *pay = payment(&ch, 5, "GET", "/quote?a=1", "");
+	http_call("GET", "/quote?a=2", "", pay, &a);
+	ck_assert_int_eq(a.status, 402);
+	ck_assert_msg(has_error(&a, "CONFLICT"), "%s", a.head);
+	free(pay);
+	pay = payment(&ch, 5, "POST", "/api/x", "one");
+	http_call("POST", "/api/x", "two", pay, &a);
+	ck_assert_msg(has_error(&a, "CONFLICT"), "%s", a.head);
+	http_call("PUT", "/api/x", "one", pay, &a); /* no PUT route */
+	ck_assert_int_eq(a.status, 404);
+	free(pay);
+	/* 4 units for a price of 5 */
+	pay = payment(&ch, 4, "GET", "/quote", "");
+	http_call("GET", "/quote", "", pay, &a);
+	ck_assert_msg(has_error(&a, "UNDERPAID"), "%s", a.head);
+	free(pay);
+	/* a payword of another index */
+	struct gw_payment p = {.j = 6};
+	tchannel_id(&ch, p.channel_id);
+	tchannel_word(&ch, 7, p.w);
+	ck_assert(gw_request_ref("GET", "/quote", "", 0, p.ref));
+	pay = gw_payment_encode(&p);
+	http_call("GET", "/quote", "", pay, &a);
+	ck_assert_msg(has_error(&a, "BAD_CHAIN"), "%s", a.head);
+	free(pay);
+	/* an unknown channel, a malformed header, an index beyond n */
+	p.channel_id[0] ^= 1;
+	pay = gw_payment_encode(&p);
+	http_call("GET", "/quote", "", pay, &a);
+	ck_assert_msg(has_error(&a, "UNKNOWN_CHANNEL"), "%s", a.head);
+	free(pay);
+	http_call("GET", "/quote", "", "bm90IGpzb24=", &a);
+	ck_assert_msg(has_error(&a, "MALFORMED"), "%s", a.head);
+	pay = payment(&ch, 101, "GET", "/quote", "");
+	http_call("GET", "/quote", "", pay, &a);
+	ck_assert_msg(has_error(&a, "OUT_OF_RANGE"), "%s", a.head);
+	free(pay);
+	ck_assert_int_eq(m1_last(&ch), 0);
+	ck_assert_int_eq(__atomic_load_n(&up.hits, __ATOMIC_SEQ_CST), hits);
+	/* and the index is still good for a request that pays */
+	pay = payment(&ch, 5, "GET", "/quote", "");
+	http_call("GET", "/quote", "", pay, &a);
+	ck_assert_int_eq(a.status, 200);
+	free(pay);
+	ck_assert_int_eq(m1_last(&ch), 5);
+	tchannel_free(&ch);
+}
+END_TEST
+
+START_TEST(upstream_failure_costs_nothing)
+{
+	struct tchannel ch;
+	issued_open_channel(&ch, 100);
+	struct http_answer a;
+	/* the upstream answers 503: relayed, not charged */
+	char *pay = payment(&ch, 2, "GET", "/fail/now", "");
+	http_call("GET", "/fail/now", "", pay, &a);
+	ck_assert_int_eq(a.status, 503);
+	ck_assert_ptr_nonnull(strstr(a.body, "upstream saw /fail/now"));
+	json_t *r = header_json(&a, "X-Payment-Response");
+	ck_assert(r && json_is_false(json_object_get(r, "charged")));
+	ck_assert_int_eq(json_int(r, "j"), 0);
+	json_decref(r);
+	ck_assert_int_eq(m1_last(&ch), 0);
+	/* the same index pays a retry once the upstream is well */
+	http_call("GET", "/fail/now", "", pay, &a);
+	ck_assert_int_eq(a.status, 503);
+	free(pay);
+
+	/* the upstream down: 502, not charged; back up: the same index pays */
+	uint16_t port = up.port;
+	upstream_stop(&up);
+	pay = payment(&ch, 5, "GET", "/quote", "");
+	http_call("GET", "/quote", "", pay, &a);
+	ck_assert_int_eq(a.status, 502);
+	ck_assert_ptr_nonnull(strstr(a.body, "you were not charged"));
+	r = header_json(&a, "X-Payment-Response");
+	ck_assert(r && json_is_false(json_object_get(r, "charged")));
+	json_decref(r);
+	ck_assert_int_eq(m1_last(&ch), 0);
+	upstream_start(&up, port);
+	http_call("GET", "/quote", "", pay, &a);
+	ck_assert_int_eq(a.status, 200);
+	free(pay);
+	ck_assert_int_eq(m1_last(&ch), 5);
+
+	/* what was charged in this network is redeemed to the last unit: 5 + 8 + 1 + 5 + 5 (the
+	 * earlier tests' channels) */
+	int64_t before = net_pending(&net, m1_hex);
+	json_decref(admin_ok(&net, "m1", "redeem", NULL));
+	ck_assert_int_ge(net_pending(&net, m1_hex) - before, 5);
+	net_audit_clean(&net);
+	tchannel_free(&ch);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("gateway");
+	TCase *tc = tcase_create("gateway");
+	tcase_set_timeout(tc, 300);
+	tcase_add_unchecked_fixture(tc, setup_net, teardown_net);
+	tcase_add_test(tc, unpaid_request_gets_the_requirements);
+	tcase_add_test(tc, paid_request_is_forwarded_charged_once);
+	tcase_add_test(tc, refused_payments_change_nothing);
+	tcase_add_test(tc, upstream_failure_costs_nothing);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	/* the upstream's thread lives in this process: the tests must run in it too */
+	setenv("CK_FORK", "no", 1);
+	return mp_check_run(suite());
+}
