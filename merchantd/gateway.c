@@ -93,6 +93,7 @@ static void call_free(struct gw_call *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	g->n_calls--;
+	g->m->stats.gateway_in_flight = g->n_calls;
 	gw_upstream_cancel(c->up);
 	gw_answer_free(c->answer);
 	if (c->retry)
@@ -111,7 +112,13 @@ static struct gw_call *call_new(struct gateway *g, struct evhttp_request *req,
 		c->next->prev = c;
 	g->calls = c;
 	g->n_calls++;
+	g->m->stats.gateway_in_flight = g->n_calls;
 	return c;
+}
+
+static void count(struct gateway *g, enum gateway_result r)
+{
+	g->m->stats.gateway[r]++;
 }
 
 static void add_header_value(struct evhttp_request *req, const char *name, char *value)
@@ -160,6 +167,7 @@ static void refuse(struct gateway *g, struct evhttp_request *req, const struct g
 {
 	char line[300];
 	snprintf(line, sizeof(line), "%s %s", code, detail);
+	count(g, strcmp(code, "REQUIRED") == 0 ? GW_REQUIRED : GW_REFUSED);
 	add_header_value(req, GW_HEADER_REQUIRED, requirements(g, r, method, path));
 	if (strcmp(code, "REQUIRED") != 0)
 		evhttp_add_header(evhttp_request_get_output_headers(req), GW_HEADER_ERROR, line);
@@ -189,6 +197,7 @@ static char *payment_response(const struct gw_call *c, bool charged)
 /* Relay an upstream answer (NULL: 502 with why), with X-Payment-Response for a paid route. */
 static void relay(struct gw_call *c, struct gw_answer *a, const char *why, bool charged)
 {
+	count(c->g, charged ? GW_PAID : c->route->price ? GW_NOT_CHARGED : GW_FREE);
 	if (c->route->price)
 		add_header_value(c->req, GW_HEADER_RESPONSE, payment_response(c, charged));
 	if (!a) {
@@ -294,6 +303,7 @@ static void forward(struct gw_call *c)
 	if (c->up)
 		return;
 	release(c);
+	count(c->g, GW_BUSY);
 	reply_text(c->req, 503, "Service Unavailable", "out of memory; you were not charged");
 	call_free(c);
 }
@@ -399,6 +409,7 @@ static void on_request(struct evhttp_request *req, void *arg)
 	else if (!(c = call_new(g, req, r)))
 		reply_text(req, 503, "Service Unavailable", "out of memory");
 	if (!c) {
+		count(g, !method || !path || !r ? GW_NO_ROUTE : GW_BUSY);
 		free(path);
 		return;
 	}
@@ -497,6 +508,7 @@ void gateway_stop(struct merchant *m)
 		if (c->state == CALL_COMMITTING)
 			continue; /* answered by batch_drain */
 		release(c);
+		count(g, c->route->price ? GW_NOT_CHARGED : GW_BUSY);
 		reply_text(c->req, 503, "Service Unavailable",
 			   "the merchant is stopping; you were not charged");
 		call_free(c);

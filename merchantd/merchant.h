@@ -180,6 +180,18 @@ enum batch_trigger {
 };
 #define BATCH_TRIGGERS (BATCH_TIMER + 1)
 
+/* What the HTTP 402 gateway did with a request (gateway.c), counted in merchant_stats. */
+enum gateway_result {
+	GW_PAID,	/* upstream answered, payment committed, answer relayed */
+	GW_FREE,	/* a route of price 0: forwarded without payment */
+	GW_REQUIRED,	/* no X-Payment: 402 with the requirements */
+	GW_REFUSED,	/* X-Payment refused: nothing changed */
+	GW_NOT_CHARGED, /* verified, but the upstream failed or answered >= 500 */
+	GW_NO_ROUTE,	/* 400 or 404 */
+	GW_BUSY,	/* 503: too many in flight, stopping, out of memory */
+	GW_RESULTS
+};
+
 struct merchant_stats {
 	uint64_t pays_ok, pays_underpaid, pays_duplicate, pays_refused, bad_chain;
 	uint64_t store_busy; /* requests refused while the store was behind */
@@ -196,6 +208,8 @@ struct merchant_stats {
 	uint64_t offers_cancelled;  /* OfferCancels recorded (offer_cancel.c) */
 	uint64_t signatures_worker; /* statements signed on the worker pool (chan_sign.h) */
 	uint64_t batches_by_trigger[BATCH_TRIGGERS]; /* batches handed to the store thread */
+	uint64_t gateway[GW_RESULTS];		     /* gateway.c: requests by result */
+	uint64_t gateway_in_flight; /* gateway.c: requests waiting for the upstream or commit */
 };
 
 /* Metrics the pay path and the redeemer update on the loop thread (merchant_metrics.c);

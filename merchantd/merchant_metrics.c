@@ -162,6 +162,26 @@ static void register_channels(struct merchant *m)
 		       &m->restore.restored_at);
 }
 
+static void register_gateway(struct merchant *m)
+{
+	static const char *const result[GW_RESULTS] = {[GW_PAID] = "paid",
+						       [GW_FREE] = "free",
+						       [GW_REQUIRED] = "required",
+						       [GW_REFUSED] = "refused",
+						       [GW_NOT_CHARGED] = "not_charged",
+						       [GW_NO_ROUTE] = "no_route",
+						       [GW_BUSY] = "busy"};
+	for (int r = 0; r < GW_RESULTS; r++)
+		counter(m, "micropay_merchant_gateway_requests_total",
+			"HTTP 402 gateway requests by result (docs/gateway.md): paid, free, "
+			"required (402, no payment), refused, not_charged (upstream failed), "
+			"no_route, busy.",
+			(const char *[]){"result", result[r], NULL}, &m->stats.gateway[r]);
+	mp_metrics_u64(m->metrics, MP_METRIC_GAUGE, "micropay_merchant_gateway_in_flight",
+		       "Gateway requests waiting for the upstream or the group commit.", NULL,
+		       &m->stats.gateway_in_flight);
+}
+
 static void register_time(struct merchant *m)
 {
 	mp_metrics_fn(m->metrics, MP_METRIC_GAUGE, "micropay_merchant_tls_cert_expiry_time",
@@ -188,6 +208,7 @@ bool merchant_metrics_open(struct merchant *m)
 	register_pays(m);
 	register_commit(m);
 	register_channels(m);
+	register_gateway(m);
 	redeemer_metrics_register(m->redeemer, m->metrics);
 	cap_outbox_metrics_register(m, m->metrics);
 	dispute_answer_metrics_register(m, m->metrics);

@@ -29,6 +29,7 @@ static struct net net;
 static char ca[700], broker_ep[128], m1_ep[128], m1_hex[64];
 static uint8_t m1[MP_ID_LEN];
 static uint16_t gw_port;
+static int64_t pending_at_start; /* m1's pending amount at the broker before any test */
 
 /* ---- the upstream: echoes what it got; /fail answers 503 ---- */
 struct upstream {
@@ -239,6 +240,7 @@ static void setup_net(void)
 	net_read(&net, "m1", "endpoint", m1_ep, sizeof(m1_ep));
 	net_read(&net, "m1", "merchant_id", m1_hex, sizeof(m1_hex));
 	hex_to_bytes(m1_hex, m1, MP_ID_LEN);
+	pending_at_start = net_pending(&net, m1_hex);
 	upstream_start(&up, 0);
 	gw_port = free_port();
 	char settings[512];
@@ -431,11 +433,28 @@ START_TEST(upstream_failure_costs_nothing)
 	free(pay);
 	ck_assert_int_eq(m1_last(&ch), 5);
 
-	/* what was charged in this network is redeemed to the last unit: 5 + 8 + 1 + 5 + 5 (the
-	 * earlier tests' channels) */
-	int64_t before = net_pending(&net, m1_hex);
+	/* every request of the tests before, by result (they run in order, in this process) */
+	json_t *mt = admin_ok(&net, "m1", "metrics", NULL);
+	const char *text = json_str(mt, "prometheus");
+	static const struct {
+		const char *result;
+		int n;
+	} want[] = {{"paid", 5},	{"free", 1},	 {"required", 1}, {"refused", 8},
+		    {"not_charged", 3}, {"no_route", 2}, {"busy", 0}};
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		char line[120];
+		snprintf(line, sizeof(line),
+			 "micropay_merchant_gateway_requests_total{result=\"%s\"} %d\n",
+			 want[i].result, want[i].n);
+		ck_assert_msg(strstr(text, line), "no '%s' in the metrics", line);
+	}
+	ck_assert_ptr_nonnull(strstr(text, "micropay_merchant_gateway_in_flight 0\n"));
+	json_decref(mt);
+
+	/* redeemed to the unit: 14 units by the gateway and 1 Pay over TLS on the first channel,
+	 * 5 on the second, 5 on this one (one unit is worth 1) */
 	json_decref(admin_ok(&net, "m1", "redeem", NULL));
-	ck_assert_int_ge(net_pending(&net, m1_hex) - before, 5);
+	ck_assert_int_eq(net_pending(&net, m1_hex) - pending_at_start, 15 + 5 + 5);
 	net_audit_clean(&net);
 	tchannel_free(&ch);
 }
