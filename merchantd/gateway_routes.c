@@ -33,13 +33,15 @@ static bool price_parse(const char *s, uint64_t *out)
 /* One "METHOD PATH PRICE" entry (NUL-terminated, may be modified). */
 static bool entry_parse(char *entry, struct gw_route *r, char *err, size_t errlen)
 {
+	char shown[80]; /* the entry as written, for the message (strtok_r cuts it) */
+	snprintf(shown, sizeof(shown), "%s", entry);
 	char *save = NULL;
 	char *method = strtok_r(entry, " \t", &save);
 	char *path = strtok_r(NULL, " \t", &save);
 	char *price = strtok_r(NULL, " \t", &save);
 	char *extra = strtok_r(NULL, " \t", &save);
 	if (!method || !path || !price || extra) {
-		snprintf(err, errlen, "route '%s': want METHOD PATH PRICE", entry);
+		snprintf(err, errlen, "route '%s': want METHOD PATH PRICE", shown);
 		return false;
 	}
 	size_t len = strlen(path);

@@ -1,4 +1,5 @@
-/* The gateway's three headers (docs/gateway.md), each base64 of a JSON object:
+/* The HTTP 402 gateway's headers (docs/gateway.md), shared by merchantd (which verifies them)
+ * and walletd (which pays with them), each base64 of a JSON object:
  *   Payment-Required (402 answers): what a request costs and where to open a channel;
  *   X-Payment (requests): channel, segment, index, payword and the request's reference;
  *   X-Payment-Response (paid answers): the index accepted, the credit left, charged or not.
@@ -27,6 +28,25 @@ struct gw_payment {
 	uint8_t ref[GW_REF_LEN];
 };
 
+/* A Payment-Required value, as a paying client reads it. */
+struct gw_requirements {
+	uint8_t merchant[MP_ID_LEN];
+	uint8_t broker_key[8]; /* the broker's key id (MP_KEY_ID_LEN) */
+	uint64_t price;
+	char currency[4];
+	char endpoint[256]; /* host:port of the merchant's wallet-facing (TLS) port */
+};
+
+/* An X-Payment-Response value. */
+struct gw_response {
+	uint8_t channel_id[MP_ID_LEN];
+	uint32_t seg_seq, j;
+	uint64_t credit, price;
+	bool charged;
+};
+
+bool gw_requirements_parse(const char *value, struct gw_requirements *r, const char **why);
+bool gw_response_parse(const char *value, struct gw_response *r, const char **why);
 /* Decode an X-Payment value; false with *why set. */
 bool gw_payment_parse(const char *value, struct gw_payment *p, const char **why);
 /* The reference of method + uri + body. False only if the digest failed. */

@@ -88,6 +88,70 @@ bool gw_payment_parse(const char *value, struct gw_payment *p, const char **why)
 	return ok;
 }
 
+static bool u64_field(json_t *obj, const char *key, uint64_t *out)
+{
+	json_t *v = json_object_get(obj, key);
+	if (!json_is_integer(v) || json_integer_value(v) < 0)
+		return false;
+	*out = (uint64_t)json_integer_value(v);
+	return true;
+}
+
+static bool string_field(json_t *obj, const char *key, char *out, size_t cap)
+{
+	const char *s = json_string_value(json_object_get(obj, key));
+	if (!s || !*s || strlen(s) >= cap)
+		return false;
+	memcpy(out, s, strlen(s) + 1);
+	return true;
+}
+
+/* The object of value if its scheme is ours; NULL with *why. */
+static json_t *scheme_object(const char *value, const char **why)
+{
+	json_t *obj = decode_value(value);
+	const char *scheme = obj ? json_string_value(json_object_get(obj, "scheme")) : NULL;
+	if (scheme && strcmp(scheme, GW_SCHEME) == 0)
+		return obj;
+	*why = obj ? "the scheme is not " GW_SCHEME : "not base64 of a JSON object";
+	json_decref(obj);
+	return NULL;
+}
+
+bool gw_requirements_parse(const char *value, struct gw_requirements *r, const char **why)
+{
+	json_t *obj = scheme_object(value, why);
+	if (!obj)
+		return false;
+	bool ok = hex_field(obj, "merchant", r->merchant, MP_ID_LEN) &&
+		  hex_field(obj, "broker_key", r->broker_key, sizeof(r->broker_key)) &&
+		  u64_field(obj, "price", &r->price) &&
+		  string_field(obj, "currency", r->currency, sizeof(r->currency)) &&
+		  string_field(obj, "endpoint", r->endpoint, sizeof(r->endpoint));
+	if (!ok)
+		*why = "merchant, broker_key, price, currency or endpoint missing or malformed";
+	json_decref(obj);
+	return ok;
+}
+
+bool gw_response_parse(const char *value, struct gw_response *r, const char **why)
+{
+	json_t *obj = scheme_object(value, why);
+	if (!obj)
+		return false;
+	json_t *charged = json_object_get(obj, "charged");
+	bool ok = hex_field(obj, "channel", r->channel_id, MP_ID_LEN) &&
+		  u32_field(obj, "seg", &r->seg_seq) && u32_field(obj, "j", &r->j) &&
+		  u64_field(obj, "credit", &r->credit) && u64_field(obj, "price", &r->price) &&
+		  json_is_boolean(charged);
+	if (ok)
+		r->charged = json_is_true(charged);
+	else
+		*why = "channel, seg, j, credit, price or charged missing or malformed";
+	json_decref(obj);
+	return ok;
+}
+
 char *gw_payment_encode(const struct gw_payment *p)
 {
 	char channel[2 * MP_ID_LEN + 1], w[65], ref[2 * GW_REF_LEN + 1];
