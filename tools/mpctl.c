@@ -38,6 +38,8 @@ static void usage(FILE *out)
 	    "       mpctl [options] -s SOCKET WORD [WORD ...] [key=value ...]  (words joined with "
 	    "'.')\n"
 	    "       mpctl [options] -s SOCKET METHOD --params JSON\n"
+	    "       mpctl [options] -s WALLET_SOCKET http [GET|POST|...] URL [max_price=N ...]\n"
+	    "                            fetch URL, paying its HTTP 402 gateway (docs/gateway.md)\n"
 	    "       mpctl -s SOCKET help [METHOD]    the daemon's methods and their parameters\n"
 	    "       mpctl -s SOCKET METHOD --help    one method\n"
 	    "\n"

@@ -99,6 +99,20 @@ static bool add_word(struct mpctl_options *o, const char *word)
 	return true;
 }
 
+/* `http METHOD URL` (a walletd method): the two words after http are its method and url
+ * parameters, taken whole (a URL holds '=' and '.'). True if word was taken so. */
+static bool http_positional(struct mpctl_options *o, const char *word)
+{
+	if (strcmp(o->method, "http") != 0)
+		return false;
+	const char *key = !json_object_get(o->params, "method") &&
+				  !json_object_get(o->params, "url") && !strchr(word, ':')
+			      ? "method"
+			  : !json_object_get(o->params, "url") ? "url"
+							       : NULL;
+	return key && json_object_set_new(o->params, key, json_string(word)) == 0;
+}
+
 /* An option taking a value: --name VALUE or --name=VALUE. */
 static const char *option_value(const struct mpctl_options *o, int argc, char **argv, int *i,
 				const char *name)
@@ -141,6 +155,8 @@ bool mpctl_parse_args(int argc, char **argv, struct mpctl_options *o)
 		} else if (a[0] == '-' && a[1]) {
 			mpctl_complain(o, "unknown option '%s' (see --help)", a);
 			return false;
+		} else if (!in_params && http_positional(o, a)) {
+			continue;
 		} else if (strchr(a, '=')) {
 			in_params = true;
 			if (!add_param(o, o->params, a))

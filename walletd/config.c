@@ -54,6 +54,9 @@ static const struct mp_cfg_key wallet_keys[] = {
       "minor units: the least unit value of a channel `buy` issues, default 1"),
     N("wallet", "auto_issue_days", MP_CFG_U32, auto_issue_days, 1, 30,
       "the lifetime of a channel `buy` issues: 1, 7 or 30 days, default 7"),
+    N("wallet", "http_max_price", MP_CFG_U64, http_max_price, 0, (uint64_t)1 << 53,
+      "minor units one HTTP request may cost (mpctl http; docs/gateway.md) unless max_price "
+      "says otherwise, default 100"),
     K("tls", "ca", MP_CFG_STRING, tls_ca, true, "PEM CA certificate"),
     K("admin", "socket", MP_CFG_STRING, admin_socket, true, "Unix socket path"),
     K("admin", "group", MP_CFG_STRING, admin_group, false,
@@ -79,6 +82,7 @@ static void set_defaults(struct wallet_config *cfg)
 	cfg->dispute_check_interval = 60;
 	cfg->auto_issue_unit_value = 1;
 	cfg->auto_issue_days = 7;
+	cfg->http_max_price = 100;
 	mp_service_config_default(&cfg->service);
 	mp_clock_guard_config_default(&cfg->clock_guard);
 }

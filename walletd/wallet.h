@@ -43,6 +43,7 @@ struct wallet_config {
 	 * itself, in all (0: never); each such channel's least escrow, unit value and days. */
 	uint64_t auto_issue_budget, auto_issue_channel, auto_issue_unit_value;
 	uint32_t auto_issue_days;
+	uint64_t http_max_price; /* http_pay.c: the most one request may cost unless told */
 	char *tls_ca;
 	char *admin_socket;
 	char *admin_group; /* NULL: none */
@@ -110,6 +111,7 @@ struct wchannel {
 	char *detail;	   /* why the last issue attempt did not finish */
 	unsigned inflight; /* in-flight Pays on record */
 	bool busy;	   /* a pay or transfer.send is running on this channel */
+	bool http_ready; /* http_pay.c: opened at its holder in this run, nothing in flight since */
 	/* The current segment (protocol.md section 4; docs/transfer.md): segment 0 from the cert,
 	 * or the segment this wallet received by transfer. Its chain is this wallet's: absolute
 	 * index j is paid with u_{j - seg_start}, of a chain of seg_len words whose checkpoints
@@ -258,6 +260,8 @@ void wallet_admin_register(struct mp_admin_req *req, json_t *params, void *ctx);
 void wallet_admin_issue(struct mp_admin_req *req, json_t *params, void *ctx);
 void wallet_admin_issue_retry(struct mp_admin_req *req, json_t *params, void *ctx);
 void wallet_admin_pay(struct mp_admin_req *req, json_t *params, void *ctx);
+/* http_pay.c: fetch a URL, paying an HTTP 402 gateway (docs/gateway.md). */
+void wallet_admin_http(struct mp_admin_req *req, json_t *params, void *ctx);
 void wallet_admin_release(struct mp_admin_req *req, json_t *params, void *ctx);
 void wallet_admin_transfer_offer(struct mp_admin_req *req, json_t *params, void *ctx);
 void wallet_admin_transfer_send(struct mp_admin_req *req, json_t *params, void *ctx);

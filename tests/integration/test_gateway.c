@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "gateway_header.h"
@@ -460,6 +461,107 @@ START_TEST(upstream_failure_costs_nothing)
 }
 END_TEST
 
+/* micropay_merchant_opens_total of m1: Opens (TLS round trips) it answered. */
+static long m1_opens(void)
+{
+	json_t *mt = admin_ok(&net, "m1", "metrics", NULL);
+	const char *p = strstr(json_str(mt, "prometheus"), "\nmicropay_merchant_opens_total ");
+	ck_assert(p);
+	long n = atol(p + strlen("\nmicropay_merchant_opens_total "));
+	json_decref(mt);
+	return n;
+}
+
+/* mpctl -s w1's socket http ARGS: its stdout parsed (exit 0 expected). */
+static json_t *mpctl_http(const char *args)
+{
+	char cmd[1500], sock[700];
+	net_path(&net, "w1/admin.sock", sock, sizeof(sock));
+	snprintf(cmd, sizeof(cmd), "%s/tools/mpctl -s %s http %s", net_build_root(), sock, args);
+	FILE *f = popen(cmd, "r");
+	ck_assert(f);
+	static char out[20000];
+	size_t got = fread(out, 1, sizeof(out) - 1, f);
+	out[got] = 0;
+	int st = pclose(f);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s: exit %#x: %s", cmd, st, out);
+	json_t *j = json_loads(out, 0, NULL);
+	ck_assert_msg(j, "not JSON: %s", out);
+	return j;
+}
+
+static json_t *wallet_http(const char *params, char *err, size_t len)
+{
+	return admin(&net, "w1", "http", params, err, len);
+}
+
+START_TEST(wallet_pays_the_gateway)
+{
+	char chan[MP_HEX_ID_LEN + 1], url[200], params[400], err[600];
+	json_t *reg = admin_ok(&net, "w1", "register", NULL);
+	net_fund(&net, json_str(reg, "account_id"), 50);
+	json_decref(reg);
+	net_wallet_issue(&net, "w1", m1_hex, 50, 1, chan, sizeof(chan));
+	/* the first request opens the channel at m1 (one session), then pays by header */
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u/quote", gw_port);
+	snprintf(params, sizeof(params), "GET %s max_price=10", url);
+	json_t *r = mpctl_http(params);
+	ck_assert_int_eq(json_int(r, "status"), 200);
+	ck_assert_ptr_nonnull(strstr(json_str(r, "body"), "upstream saw /quote"));
+	json_t *paid = json_object_get(r, "paid");
+	ck_assert_str_eq(json_str(paid, "channel_id"), chan);
+	ck_assert_int_eq(json_int(paid, "j"), 5);
+	ck_assert_int_eq(json_int(paid, "units"), 5);
+	ck_assert_int_eq(json_int(paid, "price"), 5);
+	json_decref(r);
+	/* the next ones pay with the header only: no Open */
+	long opens = m1_opens();
+	snprintf(params, sizeof(params),
+		 "{\"url\":\"http://127.0.0.1:%u/api/v2\",\"method\":\"POST\",\"body\":\"{}\"}",
+		 gw_port);
+	r = admin_ok(&net, "w1", "http", params);
+	ck_assert_int_eq(json_int(r, "status"), 200);
+	ck_assert_ptr_nonnull(strstr(json_str(r, "body"), "body={}"));
+	ck_assert_int_eq(json_int(json_object_get(r, "paid"), "j"), 8);
+	json_decref(r);
+	ck_assert_int_eq(m1_opens(), opens);
+	/* above max_price: refused before anything is spent */
+	snprintf(params, sizeof(params), "{\"url\":\"%s\",\"max_price\":2}", url);
+	ck_assert_ptr_null(wallet_http(params, err, sizeof(err)));
+	ck_assert_msg(strstr(err, "above max_price"), "%s", err);
+	/* a free path: nothing paid */
+	snprintf(params, sizeof(params), "{\"url\":\"http://127.0.0.1:%u/free/y\"}", gw_port);
+	r = admin_ok(&net, "w1", "http", params);
+	ck_assert(json_is_null(json_object_get(r, "paid")));
+	json_decref(r);
+
+	/* the upstream down: not charged; the index stays in flight ... */
+	uint16_t port = up.port;
+	upstream_stop(&up);
+	snprintf(params, sizeof(params), "{\"url\":\"%s\"}", url);
+	r = admin_ok(&net, "w1", "http", params);
+	ck_assert_int_eq(json_int(r, "status"), 502);
+	ck_assert(json_is_true(json_object_get(r, "not_charged")));
+	json_decref(r);
+	upstream_start(&up, port);
+	/* ... and the next request resolves it in a session (resent over TLS: the merchant keeps
+	 * its 5 units as credit), then pays 1 unit with that credit */
+	r = admin_ok(&net, "w1", "http", params);
+	ck_assert_int_eq(json_int(r, "status"), 200);
+	paid = json_object_get(r, "paid");
+	ck_assert_int_eq(json_int(paid, "j"), 14);
+	ck_assert_int_eq(json_int(paid, "units"), 1);
+	ck_assert_int_eq(json_int(paid, "credit"), 1);
+	json_decref(r);
+	ck_assert_int_eq(m1_opens(), opens + 1);
+
+	/* 14 units spent by the wallet, redeemed by m1 to the unit, with everything before */
+	json_decref(admin_ok(&net, "m1", "redeem", NULL));
+	ck_assert_int_eq(net_pending(&net, m1_hex) - pending_at_start, 15 + 5 + 5 + 14);
+	net_audit_clean(&net);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("gateway");
@@ -470,6 +572,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, paid_request_is_forwarded_charged_once);
 	tcase_add_test(tc, refused_payments_change_nothing);
 	tcase_add_test(tc, upstream_failure_costs_nothing);
+	tcase_add_test(tc, wallet_pays_the_gateway);
 	suite_add_tcase(s, tc);
 	return s;
 }
