@@ -40,11 +40,21 @@ struct admin_conn {
 };
 
 struct mp_admin_req {
-	struct admin_conn *conn;
+	struct admin_conn *conn; /* NULL: a local request (mp_admin_req_local) */
 	json_t *id;
 	const char *method;
 	bool progress; /* the client asked for progress lines */
+	mp_admin_local_fn local;
+	void *local_arg;
 };
+
+struct mp_admin_req *mp_admin_req_local(const char *method, mp_admin_local_fn answer, void *arg)
+{
+	struct mp_admin_req *req = calloc(1, sizeof(*req));
+	if (req)
+		*req = (struct mp_admin_req){.method = method, .local = answer, .local_arg = arg};
+	return req;
+}
 
 /* Out of line: GCC cannot follow the reference count and warns of a use after free. */
 __attribute__((noinline)) static void conn_unref(struct admin_conn *c)
@@ -89,6 +99,12 @@ static void send_json(struct admin_conn *c, json_t *msg)
 
 static void finish(struct mp_admin_req *req, json_t *msg)
 {
+	if (req->local) {
+		req->local(req->local_arg, msg);
+		json_decref(msg);
+		free(req);
+		return;
+	}
 	json_object_set(msg, "id", req->id ? req->id : json_null());
 	json_object_set_new(msg, "version", json_integer(MP_ADMIN_PROTOCOL_VERSION));
 	send_json(req->conn, msg);

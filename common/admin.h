@@ -90,6 +90,12 @@ struct mp_admin *mp_admin_open(struct event_base *base, const char *path, const 
 			       const struct mp_admin_method *methods, void *ctx);
 void mp_admin_close(struct mp_admin *a);
 
+/* A request made inside the daemon (no client): the method runs as for a client, and its one
+ * answer, {"result": ...} or {"error": {...}} (still owned by the caller of answer), goes to
+ * answer(arg, msg) instead of a socket; progress lines are dropped. NULL when out of memory. */
+typedef void (*mp_admin_local_fn)(void *arg, json_t *msg);
+struct mp_admin_req *mp_admin_req_local(const char *method, mp_admin_local_fn answer, void *arg);
+
 /* Answer a request (steals result). Each request is answered exactly once. */
 void mp_admin_reply(struct mp_admin_req *req, json_t *result);
 /* A long method's progress before its answer: {"id", "version", "progress": progress} (steals

@@ -35,6 +35,7 @@
 #include "gateway_upstream.h"
 #include "log.h"
 #include "merchant.h"
+#include "offer.h"
 
 enum call_state { CALL_FORWARDED, CALL_HELD, CALL_WAIT_ROOM, CALL_COMMITTING };
 
@@ -353,6 +354,10 @@ static struct verdict verify(struct gateway *g, struct gw_call *c, const char *m
 		return refused(402, mp_code_name(code), detail);
 	if (c->pay.j <= ch->last)
 		return refused(402, "STALE_INDEX", "index already paid: this payment was used");
+	/* an offer holding the channel (key release, offer.h): nothing else is paid past it */
+	code = offer_pay_check(m, ch, c->pay.ref, GW_REF_LEN, c->pay.j, why, whylen);
+	if (code != MP_ST(OK))
+		return refused(code == MP_ST(INTERNAL) ? 503 : 402, mp_code_name(code), why);
 	uint64_t added, credit;
 	if (!mp_amount_mul(c->pay.j - ch->last, ch->unit_value, &added) ||
 	    !mp_amount_add(ch->credit, added, &credit))
