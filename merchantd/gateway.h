@@ -12,6 +12,10 @@ struct batch_entry;
 
 /* Listen if configured (true when off); false (logged) when the listener cannot start. */
 bool gateway_start(struct merchant *m);
+/* Drain (SIGTERM): no new connection or request; those in flight go on. */
+void gateway_drain(struct merchant *m);
+/* Nothing in flight (or no gateway). */
+bool gateway_idle(const struct merchant *m);
 /* No new requests; requests waiting for the upstream are answered 503, uncharged, their
  * channels released. Requests whose payment is committing stay until batch_drain. */
 void gateway_stop(struct merchant *m);

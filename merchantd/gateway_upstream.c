@@ -16,6 +16,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "gateway_header.h"
 #include "log.h"
 
 struct gw_upstream_call {
@@ -25,9 +26,13 @@ struct gw_upstream_call {
 	struct event *reap; /* frees evcon after libevent's callback returned */
 	gw_upstream_done_fn done;
 	void *arg;
+	bool answered;		  /* libevent's callback ran: the request is libevent's to free */
+	struct gw_answer *answer; /* DELIVERING: handed to done */
+	const char *why;	  /* DELIVERING without an answer */
 };
 
-/* Hop-by-hop headers (RFC 9110 section 7.6.1) and ours: never passed on. */
+/* Hop-by-hop headers (RFC 9110 section 7.6.1), Expect (the body is sent whole), and the
+ * payment headers, which only the gateway writes: never passed on. */
 static bool hop_by_hop(const char *key)
 {
 	static const char *const names[] = {"Connection",
@@ -41,17 +46,36 @@ static bool hop_by_hop(const char *key)
 					    "Upgrade",
 					    "Host",
 					    "Content-Length",
-					    "X-Payment"};
+					    "Expect",
+					    GW_HEADER_PAYMENT,
+					    GW_HEADER_REQUIRED,
+					    GW_HEADER_RESPONSE,
+					    GW_HEADER_ERROR};
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		if (strcasecmp(key, names[i]) == 0)
 			return true;
 	return false;
 }
 
+/* A header the Connection header names (hop-by-hop too). */
+static bool named_by_connection(const struct evkeyvalq *from, const char *key)
+{
+	const char *conn = evhttp_find_header(from, "Connection");
+	size_t len = strlen(key);
+	for (const char *p = conn; p && *p;) {
+		p += strspn(p, " \t,");
+		size_t n = strcspn(p, " \t,");
+		if (n == len && strncasecmp(p, key, n) == 0)
+			return true;
+		p += n;
+	}
+	return false;
+}
+
 void gw_headers_copy(const struct evkeyvalq *from, struct evkeyvalq *out)
 {
 	for (const struct evkeyval *h = TAILQ_FIRST(from); h; h = TAILQ_NEXT(h, next))
-		if (!hop_by_hop(h->key))
+		if (!hop_by_hop(h->key) && !named_by_connection(from, h->key))
 			evhttp_add_header(out, h->key, h->value);
 }
 
@@ -67,6 +91,7 @@ void gw_answer_free(struct gw_answer *a)
 
 static void call_free(struct gw_upstream_call *c)
 {
+	gw_answer_free(c->answer);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -80,9 +105,13 @@ static void call_free(struct gw_upstream_call *c)
 	free(c);
 }
 
-static void on_reap(evutil_socket_t fd, short what, void *arg)
+static void on_deliver(evutil_socket_t fd, short what, void *arg)
 {
-	call_free(arg);
+	struct gw_upstream_call *c = arg;
+	struct gw_answer *a = c->answer;
+	c->answer = NULL;
+	c->done(c->arg, a, a ? NULL : c->why);
+	call_free(c);
 }
 
 static struct gw_answer *answer_copy(struct evhttp_request *r)
@@ -106,13 +135,13 @@ static struct gw_answer *answer_copy(struct evhttp_request *r)
 static void on_answer(struct evhttp_request *r, void *arg)
 {
 	struct gw_upstream_call *c = arg;
-	struct gw_answer *a = NULL;
-	const char *why = "the upstream did not answer (refused, reset or timed out)";
+	c->answered = true;
+	c->why = "the upstream did not answer (refused, reset, too large or timed out)";
 	if (r && evhttp_request_get_response_code(r) > 0) {
-		a = answer_copy(r);
-		why = a ? NULL : "out of memory copying the upstream's answer";
+		c->answer = answer_copy(r);
+		if (!c->answer)
+			c->why = "out of memory copying the upstream's answer";
 	}
-	c->done(c->arg, a, why);
 	event_active(c->reap, EV_TIMEOUT, 0);
 }
 
@@ -151,7 +180,7 @@ struct gw_upstream_call *gw_upstream_send(struct gw_upstream *cfg, struct evhttp
 	cfg->calls = c;
 	c->done = done;
 	c->arg = arg;
-	c->reap = event_new(cfg->base, -1, 0, on_reap, c);
+	c->reap = event_new(cfg->base, -1, 0, on_deliver, c);
 	c->evcon =
 	    c->reap ? evhttp_connection_base_new(cfg->base, cfg->dns, cfg->host, cfg->port) : NULL;
 	struct evhttp_request *r = c->evcon ? evhttp_request_new(on_answer, c) : NULL;
@@ -170,7 +199,11 @@ struct gw_upstream_call *gw_upstream_send(struct gw_upstream *cfg, struct evhttp
 	}
 	if (evhttp_make_request(c->evcon, r, evhttp_request_get_command(client),
 				evhttp_request_get_uri(client)) != 0) {
-		call_free(c); /* evhttp_make_request freed r */
+		/* a failed connect leaves r unlinked but not freed, unless it was answered (and
+		 * freed) on the way */
+		if (!c->answered)
+			evhttp_request_free(r);
+		call_free(c);
 		return NULL;
 	}
 	return c;

@@ -150,7 +150,8 @@ static struct channel *held_channel(struct release_poll *p, const MpSigned *s)
 	struct channel *ch = channel_find(&p->m->channels, v);
 	if (!ch || (ch->state != CHANNEL_HELD && ch->state != CHANNEL_EXPIRED))
 		return NULL;
-	if (ch->handoff_pending || ch->cap_pending || ch->close_pending || !ch->recorded) {
+	if (ch->handoff_pending || ch->cap_pending || ch->close_pending || !ch->recorded ||
+	    channel_busy(ch)) {	   /* signing, or held by a paid HTTP request (gateway.h) */
 		p->revisit = true; /* busy now: the next walk starts from the beginning */
 		return NULL;
 	}

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "batch.h"
+#include "gateway.h"
 #include "catalogue_admin.h"
 #include "cert_expiry.h"
 #include "drain.h"
@@ -101,6 +102,7 @@ static void merchant_drain_begin(void *ctx)
 {
 	struct merchant *m = ctx;
 	mp_listener_drain(m->listener, "merchantd is stopping");
+	gateway_drain(m); /* requests in flight finish: answered, committed */
 	batch_flush(m); /* the open batch commits now rather than at its timer */
 }
 
@@ -109,9 +111,10 @@ static bool merchant_drain_idle(void *ctx, char *left, size_t len)
 	struct merchant *m = ctx;
 	unsigned open = mp_listener_connections(m->listener);
 	bool batch_idle = batch_is_idle(m);
-	snprintf(left, len, "%u connections with answers owed, group commit %s", open,
-		 batch_idle ? "idle" : "not done");
-	return open == 0 && batch_idle;
+	bool gateway = gateway_idle(m);
+	snprintf(left, len, "%u connections with answers owed, group commit %s, gateway %s", open,
+		 batch_idle ? "idle" : "not done", gateway ? "idle" : "with requests in flight");
+	return open == 0 && batch_idle && gateway;
 }
 
 static const struct mp_drain_hooks merchant_drain_hooks = {merchant_drain_begin,

@@ -1,8 +1,9 @@
 /* One HTTP exchange on walletd's loop (http_fetch.h).
  *
- *   SENT --libevent's callback: an answer (copied) or none--> done(arg, r | NULL, why)
- *        --> the connection freed from a zero-delay event (libevent frees the request after
- *            its callback returns; the connection must outlive it) */
+ *   SENT --libevent's callback: an answer (copied) or none--> kept
+ *        --> from a zero-delay event: done(arg, r | NULL, why), then the connection freed.
+ *            Never from libevent's callback: it frees the request after it returns, and it
+ *            may run inside evhttp_make_request (a connection failing at once). */
 #include "http_fetch.h"
 
 #include <event2/buffer.h>
@@ -19,6 +20,9 @@ struct http_fetch {
 	struct event *reap;
 	http_fetch_fn done;
 	void *arg;
+	bool answered;		    /* libevent's callback ran */
+	struct http_result *result; /* kept for done */
+	const char *why;
 };
 
 void http_result_free(struct http_result *r)
@@ -34,6 +38,7 @@ void http_result_free(struct http_result *r)
 
 static void fetch_free(struct http_fetch *f)
 {
+	http_result_free(f->result);
 	if (f->evcon)
 		evhttp_connection_free(f->evcon);
 	if (f->reap)
@@ -41,9 +46,13 @@ static void fetch_free(struct http_fetch *f)
 	free(f);
 }
 
-static void on_reap(evutil_socket_t fd, short what, void *arg)
+static void on_deliver(evutil_socket_t fd, short what, void *arg)
 {
-	fetch_free(arg);
+	struct http_fetch *f = arg;
+	struct http_result *r = f->result;
+	f->result = NULL;
+	f->done(f->arg, r, r ? NULL : f->why);
+	fetch_free(f);
 }
 
 static char *header_copy(struct evhttp_request *r, const char *name)
@@ -76,13 +85,13 @@ static struct http_result *result_copy(struct evhttp_request *req)
 static void on_answer(struct evhttp_request *req, void *arg)
 {
 	struct http_fetch *f = arg;
-	struct http_result *r = NULL;
-	const char *why = "no answer (refused, reset, timed out or above the size limits)";
+	f->answered = true;
+	f->why = "no answer (refused, reset, timed out or above the size limits)";
 	if (req && evhttp_request_get_response_code(req) > 0) {
-		r = result_copy(req);
-		why = r ? NULL : "out of memory copying the answer";
+		f->result = result_copy(req);
+		if (!f->result)
+			f->why = "out of memory copying the answer";
 	}
-	f->done(f->arg, r, why);
 	event_active(f->reap, EV_TIMEOUT, 0);
 }
 
@@ -111,7 +120,7 @@ struct http_fetch *http_fetch_start(struct event_base *base, struct evdns_base *
 		return NULL;
 	f->done = done;
 	f->arg = arg;
-	f->reap = event_new(base, -1, 0, on_reap, f);
+	f->reap = event_new(base, -1, 0, on_deliver, f);
 	f->evcon = f->reap ? evhttp_connection_base_new(base, dns, host, port) : NULL;
 	struct evhttp_request *req = f->evcon ? evhttp_request_new(on_answer, f) : NULL;
 	if (!req) {
@@ -128,7 +137,9 @@ struct http_fetch *http_fetch_start(struct event_base *base, struct evdns_base *
 		return NULL;
 	}
 	if (evhttp_make_request(f->evcon, req, method, uri) != 0) {
-		fetch_free(f); /* evhttp_make_request freed req */
+		if (!f->answered) /* a failed connect leaves req unlinked, not freed */
+			evhttp_request_free(req);
+		fetch_free(f);
 		return NULL;
 	}
 	return f;
