@@ -222,6 +222,8 @@ static const struct mp_admin_method wallet_methods[] = {
 		      "the most this request may cost, minor units"},
 		     {"channel_id", MP_ADMIN_T_HEX, false, "a free channel at the merchant",
 		      "the channel to pay with"})},
+    {"http.spending", wallet_admin_http_spending,
+     "what HTTP 402 gateways were paid, per host, and the forward proxy's budget", NULL},
     {"transfer.offer", wallet_admin_transfer_offer, "the receiver's offer to take a channel",
      MP_ADMIN_PARAMS(CHANNEL_ID, {"len", MP_ADMIN_T_UINT, false, "10000",
 				  "length of the receiver's new chain"})},

@@ -57,6 +57,11 @@ static const struct mp_cfg_key wallet_keys[] = {
     N("wallet", "http_max_price", MP_CFG_U64, http_max_price, 0, (uint64_t)1 << 53,
       "minor units one HTTP request may cost (mpctl http; docs/gateway.md) unless max_price "
       "says otherwise, default 100"),
+    K("proxy", "listen", MP_CFG_STRING, proxy_listen, false,
+      "loopback host:port of the forward proxy that pays HTTP 402 gateways (docs/gateway.md); "
+      "default none: off"),
+    N("proxy", "host_budget", MP_CFG_U64, proxy_host_budget, 0, MP_AMOUNT_MAX,
+      "minor units the proxy may pay each host:port in all (kept in the store), default 1000"),
     K("tls", "ca", MP_CFG_STRING, tls_ca, true, "PEM CA certificate"),
     K("admin", "socket", MP_CFG_STRING, admin_socket, true, "Unix socket path"),
     K("admin", "group", MP_CFG_STRING, admin_group, false,
@@ -83,6 +88,7 @@ static void set_defaults(struct wallet_config *cfg)
 	cfg->auto_issue_unit_value = 1;
 	cfg->auto_issue_days = 7;
 	cfg->http_max_price = 100;
+	cfg->proxy_host_budget = 1000;
 	mp_service_config_default(&cfg->service);
 	mp_clock_guard_config_default(&cfg->clock_guard);
 }

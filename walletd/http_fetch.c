@@ -16,6 +16,8 @@
 #include "gateway_header.h"
 
 struct http_fetch {
+	struct http_fetch_list *list;
+	struct http_fetch *prev, *next;
 	struct evhttp_connection *evcon;
 	struct event *reap;
 	http_fetch_fn done;
@@ -32,12 +34,19 @@ void http_result_free(struct http_result *r)
 	free(r->required);
 	free(r->response);
 	free(r->error);
+	free(r->content_type);
 	free(r->body);
 	free(r);
 }
 
 static void fetch_free(struct http_fetch *f)
 {
+	if (f->prev)
+		f->prev->next = f->next;
+	else
+		f->list->head = f->next;
+	if (f->next)
+		f->next->prev = f->prev;
 	http_result_free(f->result);
 	if (f->evcon)
 		evhttp_connection_free(f->evcon);
@@ -70,6 +79,7 @@ static struct http_result *result_copy(struct evhttp_request *req)
 	r->required = header_copy(req, GW_HEADER_REQUIRED);
 	r->response = header_copy(req, GW_HEADER_RESPONSE);
 	r->error = header_copy(req, GW_HEADER_ERROR);
+	r->content_type = header_copy(req, "Content-Type");
 	struct evbuffer *in = evhttp_request_get_input_buffer(req);
 	r->body_len = evbuffer_get_length(in);
 	r->body = malloc(r->body_len + 1);
@@ -109,15 +119,31 @@ static bool request_fill(struct evhttp_request *req, const char *host, uint16_t 
 	       (!len || evbuffer_add(evhttp_request_get_output_buffer(req), body, len) == 0);
 }
 
-struct http_fetch *http_fetch_start(struct event_base *base, struct evdns_base *dns,
-				    const char *host, uint16_t port, enum evhttp_cmd_type method,
-				    const char *uri, const char *body, size_t body_len,
-				    const char *payment, unsigned timeout_s, http_fetch_fn done,
-				    void *arg)
+void http_fetch_abort_all(struct http_fetch_list *list)
+{
+	while (list->head) {
+		struct http_fetch *f = list->head;
+		http_result_free(f->result);
+		f->result = NULL;
+		f->why = "walletd is stopping";
+		on_deliver(-1, 0, f);
+	}
+}
+
+struct http_fetch *http_fetch_start(struct http_fetch_list *list, struct event_base *base,
+				    struct evdns_base *dns, const char *host, uint16_t port,
+				    enum evhttp_cmd_type method, const char *uri, const char *body,
+				    size_t body_len, const char *payment, unsigned timeout_s,
+				    http_fetch_fn done, void *arg)
 {
 	struct http_fetch *f = calloc(1, sizeof(*f));
 	if (!f)
 		return NULL;
+	f->list = list;
+	f->next = list->head;
+	if (f->next)
+		f->next->prev = f;
+	list->head = f;
 	f->done = done;
 	f->arg = arg;
 	f->reap = event_new(base, -1, 0, on_deliver, f);

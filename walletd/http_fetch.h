@@ -14,10 +14,11 @@ struct evdns_base;
 
 struct http_result {
 	int status;
-	char *required; /* Payment-Required, or NULL */
-	char *response; /* X-Payment-Response, or NULL */
-	char *error;	/* X-Payment-Error, or NULL */
-	char *body;	/* NUL-terminated copy (may hold NULs before it) */
+	char *required;	    /* Payment-Required, or NULL */
+	char *response;	    /* X-Payment-Response, or NULL */
+	char *error;	    /* X-Payment-Error, or NULL */
+	char *content_type; /* Content-Type, or NULL */
+	char *body;	    /* NUL-terminated copy (may hold NULs before it) */
 	size_t body_len;
 };
 void http_result_free(struct http_result *r);
@@ -26,10 +27,17 @@ void http_result_free(struct http_result *r);
 typedef void (*http_fetch_fn)(void *arg, struct http_result *r, const char *why);
 
 struct http_fetch;
+/* Every exchange in progress (the wallet's), for shutdown. */
+struct http_fetch_list {
+	struct http_fetch *head;
+};
+/* At shutdown: each exchange in progress ends, done(arg, NULL, "walletd is stopping"). */
+void http_fetch_abort_all(struct http_fetch_list *list);
+
 /* Send method uri (origin-form) with body and, if payment is not NULL, X-Payment to
  * host:port. NULL (done never called) when out of memory. */
-struct http_fetch *http_fetch_start(struct event_base *base, struct evdns_base *dns,
-				    const char *host, uint16_t port, enum evhttp_cmd_type method,
-				    const char *uri, const char *body, size_t body_len,
-				    const char *payment, unsigned timeout_s, http_fetch_fn done,
-				    void *arg);
+struct http_fetch *http_fetch_start(struct http_fetch_list *list, struct event_base *base,
+				    struct evdns_base *dns, const char *host, uint16_t port,
+				    enum evhttp_cmd_type method, const char *uri, const char *body,
+				    size_t body_len, const char *payment, unsigned timeout_s,
+				    http_fetch_fn done, void *arg);

@@ -32,6 +32,7 @@
 #include "log.h"
 #include "session.h"
 #include "store.h"
+#include "store_http.h"
 #include "wallet.h"
 
 #define HTTP_URL_MAX 2048
@@ -81,8 +82,8 @@ static void op_fail(struct http_op *o, const char *fmt, ...)
 static json_t *answer_json(const struct http_result *r, json_t *paid)
 {
 	json_t *body = json_stringn(r->body, r->body_len);
-	json_t *out =
-	    json_pack("{s:i, s:o}", "status", r->status, "paid", paid ? paid : json_null());
+	json_t *out = json_pack("{s:i, s:o, s:s?}", "status", r->status, "paid",
+				paid ? paid : json_null(), "content_type", r->content_type);
 	if (body) {
 		json_object_set_new(out, "body", body);
 	} else {
@@ -95,8 +96,9 @@ static json_t *answer_json(const struct http_result *r, json_t *paid)
 
 static bool fetch(struct http_op *o, const char *payment, http_fetch_fn done)
 {
-	return http_fetch_start(o->w->base, o->w->dns, o->host, o->port, o->cmd, o->uri, o->body,
-				o->body_len, payment, o->w->cfg.idle_timeout, done, o) != NULL;
+	return http_fetch_start(&o->w->fetches, o->w->base, o->w->dns, o->host, o->port, o->cmd,
+				o->uri, o->body, o->body_len, payment, o->w->cfg.idle_timeout, done,
+				o) != NULL;
 }
 
 static void on_paid(void *arg, struct http_result *r, const char *why)
@@ -122,6 +124,11 @@ static void on_paid(void *arg, struct http_result *r, const char *why)
 			ch->inflight--;
 		}
 		o->w->stats.units_paid += o->units;
+		char host[300];
+		snprintf(host, sizeof(host), "%s:%u", o->host, o->port);
+		if (!wstore_http_add(o->w->store, host, resp.price)) /* logged */
+			log_err("channel %s: the price paid to %s is not in its spending", hex,
+				host);
 		json_t *paid = json_pack("{s:s, s:I, s:I, s:I, s:I, s:s}", "channel_id", hex, "j",
 					 (json_int_t)o->pay.j, "units", (json_int_t)o->units,
 					 "price", (json_int_t)resp.price, "credit",

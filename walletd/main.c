@@ -147,7 +147,7 @@ static bool wallet_start(struct wallet *w)
 					    wallet_clock_probe, w);
 	if (!w->dns || !w->clock_guard || !wallet_admin_open(w) || !wallet_metrics_open(w))
 		return false;
-	if (!wallet_service_start(w))
+	if (!wallet_service_start(w) || !wallet_proxy_start(w))
 		return false;
 	wallet_issue_resume(w);
 	wallet_segment_claim_resume(w);
@@ -162,9 +162,11 @@ static void wallet_stop(struct wallet *w)
 	wallet_segment_claim_stop(w);
 	if (w->workers) /* cancelled verifications answer their admin requests first */
 		mp_workers_free(w->workers);
+	wallet_proxy_stop(w); /* its requests answered 503; their exchanges end below */
 	while (w->ops)
 		mp_conn_close(w->ops->conn, "walletd is stopping");
-	mp_dns_free(w->dns); /* after the connections: they may have been resolving */
+	http_fetch_abort_all(&w->fetches); /* their admin requests answered */
+	mp_dns_free(w->dns);		   /* after the connections: they may have been resolving */
 	mp_clock_guard_free(w->clock_guard); /* after the connections: a probe's answer uses it */
 	wallet_service_stop(w);
 	mp_admin_close(w->admin);

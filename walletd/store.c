@@ -14,6 +14,7 @@
 #include "log.h"
 #include "stmt.h"
 #include "store_budget.h"
+#include "store_http.h"
 #include "store_close.h"
 #include "store_key_offer.h"
 #include "store_receipt.h"
@@ -228,7 +229,8 @@ static bool set_up(struct wstore *s, char *err, size_t errlen)
 	    !wstore_migrate_transfer(s, version) || !wstore_close_migrate(s) ||
 	    !wstore_receipt_migrate(s) || !wstore_key_offer_migrate(s) ||
 	    !wstore_release_migrate(s) || !wstore_migrate_refund(s) || !wstore_budget_migrate(s) ||
-	    !wstore_migrate_vault(s, version) || !wsql_exec(s, bump) || !wstore_commit(s)) {
+	    !wstore_http_migrate(s) || !wstore_migrate_vault(s, version) || !wsql_exec(s, bump) ||
+	    !wstore_commit(s)) {
 		wstore_rollback(s);
 		snprintf(err, errlen, "%s: cannot create the store schema: %s", s->path,
 			 sqlite3_errmsg(s->db));

@@ -19,8 +19,11 @@
 #include "sig.h"
 #include "util.h"
 
+#include "http_fetch.h"
+
 struct mp_admin;
 struct mp_admin_req;
+struct wallet_proxy;
 struct wstore;
 
 #define WALLET_N_MAX	     (1u << 20) /* protocol.md section 11: N_MAX */
@@ -43,7 +46,9 @@ struct wallet_config {
 	 * itself, in all (0: never); each such channel's least escrow, unit value and days. */
 	uint64_t auto_issue_budget, auto_issue_channel, auto_issue_unit_value;
 	uint32_t auto_issue_days;
-	uint64_t http_max_price; /* http_pay.c: the most one request may cost unless told */
+	uint64_t http_max_price;    /* http_pay.c: the most one request may cost unless told */
+	char *proxy_listen;	    /* http_proxy.c: loopback host:port, NULL: no proxy */
+	uint64_t proxy_host_budget; /* ... what it may pay each host in all */
 	char *tls_ca;
 	char *admin_socket;
 	char *admin_group; /* NULL: none */
@@ -158,19 +163,21 @@ struct wallet {
 	struct mp_hasher *hasher;
 	struct mp_workers *workers; /* verifies received bundles off the loop */
 	struct wchannel *channels;
-	struct wallet_op *ops;	     /* network exchanges in progress */
-	struct event *refund_timer;  /* refund.c: asks for refunds on its own */
-	struct event *dispute_timer; /* dispute.c: disputes offers whose key did not come */
-	unsigned disputes_in_flight; /* ... its own requests still on their way */
-	struct event *claim_timer;   /* segment_claim.c: resends SegmentClaims cut on their way */
-	unsigned claim_backoff;	     /* ... its next delay in seconds (doubles, at most 60) */
-	const char *config_path;     /* -c: read again on reload */
-	struct mp_service *service;  /* READY=1, STATUS=, watchdog (service.c) */
-	struct mp_reload *reload;    /* SIGHUP, admin reload */
-	struct mp_drain *drain;	     /* SIGTERM, SIGINT, admin shutdown */
-	bool stopping;		     /* no new network exchange once set */
-	uint64_t started_mono;	     /* mp_monotonic_s() at start, for uptime */
-	struct mp_clock clock;	     /* protocol time (clock.h) */
+	struct wallet_op *ops;		/* network exchanges in progress */
+	struct http_fetch_list fetches; /* http_fetch.h: HTTP exchanges in progress */
+	struct wallet_proxy *proxy;	/* http_proxy.c: the forward proxy, NULL when off */
+	struct event *refund_timer;	/* refund.c: asks for refunds on its own */
+	struct event *dispute_timer;	/* dispute.c: disputes offers whose key did not come */
+	unsigned disputes_in_flight;	/* ... its own requests still on their way */
+	struct event *claim_timer;  /* segment_claim.c: resends SegmentClaims cut on their way */
+	unsigned claim_backoff;	    /* ... its next delay in seconds (doubles, at most 60) */
+	const char *config_path;    /* -c: read again on reload */
+	struct mp_service *service; /* READY=1, STATUS=, watchdog (service.c) */
+	struct mp_reload *reload;   /* SIGHUP, admin reload */
+	struct mp_drain *drain;	    /* SIGTERM, SIGINT, admin shutdown */
+	bool stopping;		    /* no new network exchange once set */
+	uint64_t started_mono;	    /* mp_monotonic_s() at start, for uptime */
+	struct mp_clock clock;	    /* protocol time (clock.h) */
 	struct wallet_stats stats;
 	struct mp_metrics *metrics;	      /* wallet_metrics.c */
 	struct mp_metrics_http *metrics_http; /* NULL: [metrics] http_listen not set */
@@ -260,6 +267,12 @@ void wallet_admin_register(struct mp_admin_req *req, json_t *params, void *ctx);
 void wallet_admin_issue(struct mp_admin_req *req, json_t *params, void *ctx);
 void wallet_admin_issue_retry(struct mp_admin_req *req, json_t *params, void *ctx);
 void wallet_admin_pay(struct mp_admin_req *req, json_t *params, void *ctx);
+/* http_proxy.c: the forward proxy (docs/gateway.md), when [proxy] listen is set; stopped
+ * before the HTTP exchanges are aborted. */
+bool wallet_proxy_start(struct wallet *w);
+/* http.spending: what each host was paid, the budget and the proxy's port. */
+void wallet_admin_http_spending(struct mp_admin_req *req, json_t *params, void *ctx);
+void wallet_proxy_stop(struct wallet *w);
 /* http_pay.c: fetch a URL, paying an HTTP 402 gateway (docs/gateway.md). */
 void wallet_admin_http(struct mp_admin_req *req, json_t *params, void *ctx);
 void wallet_admin_release(struct mp_admin_req *req, json_t *params, void *ctx);

@@ -664,6 +664,66 @@ START_TEST(wallet_pays_the_gateway)
 }
 END_TEST
 
+/* curl -x the proxy URL: status, head and body into out. */
+static int curl_via(uint16_t proxy, const char *url, char *out, size_t len)
+{
+	char cmd[600];
+	snprintf(cmd, sizeof(cmd), "curl -s -D - -x http://127.0.0.1:%u '%s'", proxy, url);
+	FILE *f = popen(cmd, "r");
+	ck_assert(f);
+	size_t got = fread(out, 1, len - 1, f);
+	out[got] = 0;
+	ck_assert_msg(pclose(f) == 0, "%s failed: %s", cmd, out);
+	int status = 0;
+	sscanf(out, "HTTP/1.1 %d", &status);
+	return status;
+}
+
+static int64_t host_spent(const char *host)
+{
+	json_t *s = admin_ok(&net, "w1", "http.spending", NULL);
+	json_t *v;
+	size_t i;
+	int64_t spent = 0;
+	json_array_foreach(json_object_get(s, "hosts"), i,
+			   v) if (!strcmp(json_str(v, "host"), host)) spent = json_int(v, "spent");
+	json_decref(s);
+	return spent;
+}
+
+START_TEST(proxy_pays_for_curl_within_its_budget)
+{
+	char host[64], settings[200], url[200], out[20000];
+	snprintf(host, sizeof(host), "127.0.0.1:%u", gw_port);
+	int64_t before = host_spent(host); /* what wallet_pays_the_gateway paid */
+	ck_assert_int_eq(before, 5 + 3 + 5);
+	uint16_t proxy = free_port();
+	snprintf(settings, sizeof(settings), "listen = 127.0.0.1:%u\nhost_budget = %lld\n", proxy,
+		 (long long)before + 12);
+	net_restart_with(&net, "w1", "proxy", settings);
+	snprintf(url, sizeof(url), "http://%s/quote", host);
+	for (int i = 0; i < 2; i++) { /* 2 x 5 of the 12 left */
+		ck_assert_int_eq(curl_via(proxy, url, out, sizeof(out)), 200);
+		ck_assert_ptr_nonnull(strstr(out, "upstream saw /quote"));
+		ck_assert_msg(strstr(out, "X-Micropay-Paid: 5 EUR"), "%s", out);
+	}
+	ck_assert_int_eq(host_spent(host), before + 10);
+	/* 2 left, the price is 5: refused, nothing paid */
+	ck_assert_int_eq(curl_via(proxy, url, out, sizeof(out)), 402);
+	ck_assert_msg(strstr(out, "above max_price 2") && strstr(out, "of a budget of"), "%s", out);
+	ck_assert_int_eq(host_spent(host), before + 10);
+	/* https through the proxy is not offered */
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u/free/z", gw_port);
+	ck_assert_int_eq(curl_via(proxy, url, out, sizeof(out)), 200); /* free: no budget used */
+	json_decref(admin_ok(&net, "m1", "redeem", NULL));
+	/* redeemed to the unit: 15, 5 and 5 on the first tests' channels, 2 on the held test's,
+	 * and w1's channel at index 23: 14 by wallet_pays_the_gateway, then 4 units (its credit
+	 * of 1 paid the rest) and 5 through the proxy */
+	ck_assert_int_eq(net_pending(&net, m1_hex) - pending_at_start, 15 + 5 + 5 + 2 + 23);
+	net_audit_clean(&net);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("gateway");
@@ -676,6 +736,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, upstream_failure_costs_nothing);
 	tcase_add_test(tc, wallet_pays_the_gateway);
 	tcase_add_test(tc, held_requests_survive_clients_and_slow_upstreams);
+	tcase_add_test(tc, proxy_pays_for_curl_within_its_budget);
 	suite_add_tcase(s, tc);
 	return s;
 }
