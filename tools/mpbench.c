@@ -23,8 +23,9 @@
 #define MPBENCH_BUILD_ROOT "build"
 #endif
 
-static const char *const built[] = {"chain",  "tls",	 "pay",	     "online-baseline", "issue",
-				    "redeem", "handoff", "transfer", "half-peak",	"issue2"};
+static const char *const built[] = {"chain",	 "tls",	   "pay",     "online-baseline",
+				    "issue",	 "redeem", "handoff", "transfer",
+				    "half-peak", "issue2", "http"};
 #define N_BUILT (sizeof(built) / sizeof(built[0]))
 
 static void usage(FILE *out)
@@ -33,7 +34,7 @@ static void usage(FILE *out)
 	    out,
 	    "usage: mpbench [options] [SCENARIO ...]\n"
 	    "scenarios (default: all, in this order): chain tls pay online-baseline issue redeem\n"
-	    "handoff transfer half-peak issue2\n"
+	    "handoff transfer half-peak issue2 http\n"
 	    "  chain            chain links/s with the project's hash code (the ceiling)\n"
 	    "  tls              frames/s echoed by brokerd with no work (an Envelope without a "
 	    "body)\n"
@@ -48,6 +49,9 @@ static void usage(FILE *out)
 	    "                   then one paced at half its rate (--rate paces every scenario)\n"
 	    "  issue2           channels issued/s by two brokerd processes over one database\n"
 	    "                   (half the connections each; --spawn starts the second, b2)\n"
+	    "  http             paid HTTP requests/s through merchantd's HTTP 402 gateway, with\n"
+	    "                   the same upstream direct and through a free route (needs --spawn\n"
+	    "                   or --net: m1 is restarted with a [gateway] section)\n"
 	    "the network:\n"
 	    "  --spawn[=DIR]         start a private network (deploy/mpnet) and stop it after\n"
 	    "  --keep                with --spawn: leave it running\n"
@@ -294,7 +298,8 @@ static int parse(struct bench_opts *o, int argc, char **argv)
 		if (!known(argv[i]) || o->n_scenarios == 16) {
 			fprintf(stderr,
 				"mpbench: unknown scenario '%s' (built: chain tls pay "
-				"online-baseline issue redeem handoff transfer half-peak issue2)\n",
+				"online-baseline issue redeem handoff transfer half-peak issue2 "
+				"http)\n",
 				argv[i]);
 			return 2;
 		}
@@ -308,6 +313,7 @@ static int parse(struct bench_opts *o, int argc, char **argv)
 	}
 	o->second_merchant = asked(o, "handoff");
 	o->second_broker = asked(o, "issue2");
+	o->http = asked(o, "http");
 	return 0;
 }
 
@@ -317,6 +323,8 @@ static json_t *run_one(const char *name, const struct bench_opts *o, const struc
 		fprintf(stderr, "mpbench: running %s\n", name);
 	if (strcmp(name, "chain") == 0)
 		return scenario_chain(o);
+	if (strcmp(name, "http") == 0)
+		return scenario_http(o, n);
 	if (strcmp(name, "tls") == 0)
 		return scenario_tls(o, n);
 	if (strcmp(name, "pay") == 0)

@@ -8,6 +8,7 @@
  *   mpbench_simple.c   the ceilings: `chain` (links/s) and `tls` (frames/s)
  *   mpbench_pg.c       `online-baseline`: one PostgreSQL debit transaction per payment
  *   mpbench_custody.c  `handoff` (merchant to merchant) and `transfer` (customer to customer)
+ *   mpbench_http.c     `http`: paid requests through merchantd's HTTP 402 gateway
  *   mpbench_report.c   the human table, --json, --csv */
 #pragma once
 #include <jansson.h>
@@ -38,6 +39,7 @@ struct bench_opts {
 	bool json, csv, compare, quiet, keep;
 	bool second_merchant; /* a scenario needs merchant m2 (handoff) */
 	bool second_broker;   /* a scenario needs brokerd b2 (issue2) */
+	bool http;	      /* a scenario needs m1's gateway and mpbench's upstream (http) */
 	unsigned sweep[16];   /* --sweep channels=A,B,...: the scenarios once per value */
 	unsigned n_sweep;
 	const char *scenarios[16];
@@ -51,6 +53,8 @@ struct bench_daemon {
 	bool with_children; /* PostgreSQL: the postmaster and its backends */
 };
 
+struct bench_upstream;
+
 /* The network, however it was found. */
 struct bench_net {
 	char dir[512]; /* an mpnet folder, or "" */
@@ -62,6 +66,8 @@ struct bench_net {
 	char broker2[256]; /* a second brokerd over the same database (b2) when there is one */
 	struct bench_daemon daemons[BENCH_MAX_DAEMONS];
 	unsigned n_daemons;
+	struct bench_upstream *upstream; /* mpbench_http.c: the upstream it runs, or NULL */
+	char gateway[64];		 /* m1's gateway host:port, or "" */
 };
 
 struct bench_cpu {
@@ -99,6 +105,15 @@ void bench_net_close(struct bench_net *n, const struct bench_opts *o);
 /* An admin call; NULL with a message on stderr. */
 json_t *bench_admin(const char *sock, const char *method, json_t *params);
 pid_t bench_daemon_pid(const struct bench_net *n, const char *name);
+/* deploy/mpnet kill and start of daemon NAME (its pid read again as `label`); false said. */
+bool bench_net_restart(struct bench_net *n, const struct bench_opts *o, const char *name,
+		       const char *label);
+
+/* ---- mpbench_http.c ---- */
+struct bench_upstream;
+/* mpbench's upstream started and m1 restarted with a [gateway] in front of it. */
+bool bench_http_gateway(struct bench_net *n, const struct bench_opts *o);
+void bench_http_stop(struct bench_net *n);
 
 /* ---- scenarios: each returns its result object, or NULL (failure, said on stderr) ---- */
 json_t *scenario_chain(const struct bench_opts *o);
@@ -111,6 +126,7 @@ json_t *scenario_half_peak(const struct bench_opts *o, const struct bench_net *n
 json_t *scenario_online_baseline(const struct bench_opts *o, const struct bench_net *n);
 json_t *scenario_handoff(const struct bench_opts *o, const struct bench_net *n);
 json_t *scenario_transfer(const struct bench_opts *o, const struct bench_net *n);
+json_t *scenario_http(const struct bench_opts *o, const struct bench_net *n);
 
 /* ---- mpbench_report.c ---- */
 /* Adds "ratios" to every scenario result (against chain, tls and online-baseline when they

@@ -185,11 +185,28 @@ bool bench_net_open(struct bench_net *n, const struct bench_opts *o)
 	copy_flag(n->broker_admin, sizeof(n->broker_admin), o->broker_admin);
 	copy_flag(n->merchant_admin, sizeof(n->merchant_admin), o->merchant_admin);
 	copy_flag(n->pg, sizeof(n->pg), o->pg);
+	return !o->http || bench_http_gateway(n, o);
+}
+
+bool bench_net_restart(struct bench_net *n, const struct bench_opts *o, const char *name,
+		       const char *label)
+{
+	char rel[64];
+	snprintf(rel, sizeof(rel), "%s/pid", name);
+	if (run(o, "kill", n->dir, name) != 0 || run(o, "start", n->dir, name) != 0) {
+		fprintf(stderr, "mpbench: restarting %s in %s failed (see %s/mpnet.log)\n", name,
+			n->dir, n->dir);
+		return false;
+	}
+	for (unsigned i = 0; i < n->n_daemons; i++)
+		if (strcmp(n->daemons[i].name, label) == 0)
+			n->daemons[i].pid = pid_in(n->dir, rel);
 	return true;
 }
 
 void bench_net_close(struct bench_net *n, const struct bench_opts *o)
 {
+	bench_http_stop(n);
 	if (!n->spawned)
 		return;
 	if (o->keep) {

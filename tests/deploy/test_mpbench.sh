@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # mpbench's smoke test (not a benchmark: no timing is asserted). A private network with
 # --spawn, every built scenario (chain tls pay online-baseline issue redeem handoff transfer
-# half-peak issue2) for one second with a handful of channels, --json: the machine facts, a result with a
+# half-peak issue2 http) for one second with a handful of channels, --json: the machine facts, a result with a
 # non-zero count for every scenario, the ratios, the pay extras, every unit paid redeemed, every
 # channel handed off to m2 and transferred once, and the broker's audit clean afterwards
 # (mpbench's own and, independently, mpctl's). An unknown scenario is refused with usage status
@@ -37,7 +37,7 @@ need(len(m["load_average"]) == 3, "load average")
 need(m["disk_sync"]["rounds"] > 0 and m["disk_sync"]["p50_us"] > 0, "disk sync latency")
 res = run["results"]
 for name in ["chain", "tls", "pay", "online-baseline", "issue", "redeem", "handoff", "transfer",
-             "half-peak", "issue2"]:
+             "half-peak", "issue2", "http"]:
     r = res.get(name)
     need(r is not None, "no result for " + name)
     need(r["count"] > 0 and r["per_second"] > 0, name + ": zero count or rate")
@@ -73,6 +73,10 @@ need(hp["peak"]["count"] > 0 and
      hp["failed"] == 0 and hp["lost"] == 0 and "behind" in hp,
      "half-peak: a peak run, then one paced at half its rate")
 need(res["online-baseline"]["cpu_seconds"]["postgres"] > 0, "online-baseline: postgres CPU")
+http = res["http"]
+need(http["failed"] == 0 and http["direct"]["count"] > 0 and http["free"]["count"] > 0 and
+     http["paid_vs_direct"] > 0 and http["paid_vs_free"] > 0 and http["channels"] == 20,
+     "http: paid requests through the gateway, the direct and free loads beside them")
 red = res["redeem"]
 # The round redeems everything the merchant holds unredeemed: the pay scenario's payments too.
 need(red["pay"]["failed"] == 0 and
