@@ -69,7 +69,9 @@ for name, merchant in [("handoff", "merchantd2"), ("transfer", "merchantd")]:
          name + ": CPU seconds of the merchant serving it")
 hp = res["half-peak"]
 need(hp["peak"]["count"] > 0 and
-     abs(hp["paced_at_per_second"] - hp["peak"]["per_second"] / 2) < 0.01 and
+     # both figures are printed with 6 significant digits: compare relatively
+     abs(hp["paced_at_per_second"] - hp["peak"]["per_second"] / 2) <=
+     1e-4 * hp["peak"]["per_second"] and
      hp["failed"] == 0 and hp["lost"] == 0 and "behind" in hp,
      "half-peak: a peak run, then one paced at half its rate")
 need(res["online-baseline"]["cpu_seconds"]["postgres"] > 0, "online-baseline: postgres CPU")
