@@ -105,6 +105,10 @@ static const struct mp_cfg_key merchant_keys[] = {
     K("gateway", "routes", MP_CFG_STRING, gateway_routes, false,
       "the price list: 'METHOD PATH PRICE' entries separated by ';' (PATH ending in * is a "
       "prefix, PRICE in minor units, 0: free); a path no route names is answered 404"),
+    K("gateway", "tls_cert", MP_CFG_STRING, gateway_tls_cert, false,
+      "PEM certificate chain: the gateway speaks HTTPS (TLS 1.3) with it; default none: plain "
+      "HTTP"),
+    K("gateway", "tls_key", MP_CFG_STRING, gateway_tls_key, false, "PEM private key of tls_cert"),
     N("gateway", "upstream_timeout", MP_CFG_U32, gateway_upstream_timeout, 1, 3600,
       "seconds to connect to the upstream, send and get its answer, default 30"),
     N("gateway", "read_timeout", MP_CFG_U32, gateway_read_timeout, 1, 3600,

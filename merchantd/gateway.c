@@ -13,13 +13,17 @@
  * Drain (SIGTERM): no new request is taken (the listening socket is closed); those in flight
  * finish (answered, committed) before the loop ends. At shutdown after the loop, what is left
  * waiting for the upstream is answered 503 uncharged; committing ones by batch_drain. */
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+#include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "gateway_internal.h"
 #include "log.h"
+#include "tls.h"
 
 static const char *method_name(enum evhttp_cmd_type t)
 {
@@ -154,6 +158,39 @@ static bool upstream_parse(struct gateway *g, const struct merchant_config *cfg)
 	return true;
 }
 
+/* HTTPS: each accepted connection wrapped in TLS (the [gateway] tls_cert's context). */
+static struct bufferevent *https_bev(struct event_base *base, void *arg)
+{
+	struct gateway *g = arg;
+	SSL *ssl = SSL_new(g->tls);
+	struct bufferevent *bev =
+	    ssl ? bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+						 BEV_OPT_CLOSE_ON_FREE)
+		: NULL;
+	if (!bev && ssl)
+		SSL_free(ssl);
+	return bev; /* NULL (out of memory): evhttp makes a plain socket, no TLS client can use */
+}
+
+static bool tls_setup(struct gateway *g, const struct merchant_config *cfg)
+{
+	if (!cfg->gateway_tls_cert && !cfg->gateway_tls_key)
+		return true;
+	char err[400];
+	if (!cfg->gateway_tls_cert || !cfg->gateway_tls_key) {
+		log_err("gateway: [gateway] tls_cert and tls_key go together");
+		return false;
+	}
+	g->tls = mp_tls_server_ctx(cfg->gateway_tls_cert, cfg->gateway_tls_key, cfg->tls_ca,
+				   MP_CLIENT_CERT_NONE, err, sizeof(err));
+	if (!g->tls) {
+		log_err("gateway: HTTPS: %s", err);
+		return false;
+	}
+	evhttp_set_bevcb(g->http, https_bev, g);
+	return true;
+}
+
 static bool listen_on(struct gateway *g, const char *endpoint)
 {
 	char host[256];
@@ -173,6 +210,8 @@ static bool listen_on(struct gateway *g, const char *endpoint)
 						EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
 						EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
 	evhttp_set_gencb(g->http, on_request, g);
+	if (!tls_setup(g, cfg))
+		return false;
 	g->bound = evhttp_bind_socket_with_handle(g->http, host, port);
 	if (!g->bound) {
 		log_err("gateway: cannot listen on %s", endpoint);
@@ -198,8 +237,8 @@ bool gateway_start(struct merchant *m)
 	}
 	if (!upstream_parse(g, cfg) || !listen_on(g, cfg->gateway_listen))
 		return false;
-	log_info("gateway: listening on %s for %s, %zu routes", cfg->gateway_listen,
-		 cfg->gateway_upstream, g->routes.n);
+	log_info("gateway: listening on %s (%s) for %s, %zu routes", cfg->gateway_listen,
+		 g->tls ? "HTTPS" : "plain HTTP", cfg->gateway_upstream, g->routes.n);
 	return true;
 }
 
@@ -249,6 +288,8 @@ void gateway_free(struct merchant *m)
 	gw_upstream_free_all(&g->up);
 	if (g->http)
 		evhttp_free(g->http);
+	if (g->tls)
+		SSL_CTX_free(g->tls);
 	gw_routes_free(&g->routes);
 	free(g);
 	m->gateway = NULL;

@@ -3,6 +3,7 @@
  * gateway_reply.c (what the client is sent). Loop thread only. */
 #pragma once
 #include <event2/http.h>
+#include <openssl/ssl.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -40,6 +41,7 @@ struct gateway {
 	struct merchant *m;
 	struct evhttp *http;
 	struct evhttp_bound_socket *bound;
+	SSL_CTX *tls; /* HTTPS ([gateway] tls_cert), or NULL: plain HTTP */
 	struct gw_routes routes;
 	struct gw_upstream up;
 	struct gw_call *calls;

@@ -71,14 +71,15 @@ struct merchant_config {
 	struct mp_metrics_config metrics;
 	struct mp_clock_guard_config clock_guard; /* [clock] */
 	/* [gateway]: the HTTP 402 gateway (gateway.h), off unless gateway_listen is set */
-	char *gateway_listen;		   /* host:port for HTTP clients */
-	char *gateway_upstream;		   /* host:port of the service behind it */
-	char *gateway_routes;		   /* the price list (gateway_routes.h) */
-	uint32_t gateway_upstream_timeout; /* seconds: connect, send, answer */
-	uint32_t gateway_read_timeout;	   /* seconds a client may take to send a request */
-	uint64_t gateway_max_body;	   /* request body bytes */
-	uint64_t gateway_max_response;	   /* upstream answer body bytes */
-	uint32_t gateway_max_pending;	   /* requests waiting for the upstream or the commit */
+	char *gateway_listen;			  /* host:port for HTTP clients */
+	char *gateway_upstream;			  /* host:port of the service behind it */
+	char *gateway_routes;			  /* the price list (gateway_routes.h) */
+	char *gateway_tls_cert, *gateway_tls_key; /* HTTPS when both are set */
+	uint32_t gateway_upstream_timeout;	  /* seconds: connect, send, answer */
+	uint32_t gateway_read_timeout;		  /* seconds a client may take to send a request */
+	uint64_t gateway_max_body;		  /* request body bytes */
+	uint64_t gateway_max_response;		  /* upstream answer body bytes */
+	uint32_t gateway_max_pending; /* requests waiting for the upstream or the commit */
 };
 
 /* protocol.md section 10, merchant channel: UNKNOWN -> HELD(epoch) -> HANDED_OFF | CLOSED, and

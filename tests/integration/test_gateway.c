@@ -724,6 +724,51 @@ START_TEST(proxy_pays_for_curl_within_its_budget)
 }
 END_TEST
 
+START_TEST(https_listener_serves_the_same)
+{
+	char settings[1500], crt[700], key[700], cmd[1500], out[20000];
+	snprintf(settings, sizeof(settings), "tls/m-%s.crt", m1_hex);
+	net_path(&net, settings, crt, sizeof(crt));
+	snprintf(settings, sizeof(settings), "tls/m-%s.key", m1_hex);
+	net_path(&net, settings, key, sizeof(key));
+	snprintf(settings, sizeof(settings), "tls_cert = %s\ntls_key = %s\n", crt, key);
+	net_restart_with(&net, "m1", "gateway", settings);
+	struct tchannel ch;
+	issued_open_channel(&ch, 100);
+	/* unpaid over HTTPS (TLS 1.3, the merchant's certificate): 402 with the requirements */
+	snprintf(cmd, sizeof(cmd),
+		 "curl -s -k --tlsv1.3 -o /dev/null -w '%%{http_code} %%{ssl_verify_result}' "
+		 "--cacert %s https://127.0.0.1:%u/quote",
+		 ca, gw_port);
+	FILE *f = popen(cmd, "r");
+	size_t got = fread(out, 1, sizeof(out) - 1, f);
+	out[got] = 0;
+	ck_assert_int_eq(pclose(f), 0);
+	ck_assert_msg(strncmp(out, "402", 3) == 0, "%s: %s", cmd, out);
+	/* paid over HTTPS */
+	char *pay = payment(&ch, 5, "GET", "/quote", "");
+	snprintf(cmd, sizeof(cmd), "curl -s -k -D - -H 'X-Payment: %s' https://127.0.0.1:%u/quote",
+		 pay, gw_port);
+	free(pay);
+	f = popen(cmd, "r");
+	got = fread(out, 1, sizeof(out) - 1, f);
+	out[got] = 0;
+	ck_assert_int_eq(pclose(f), 0);
+	ck_assert_msg(strstr(out, " 200 ") && strstr(out, "upstream saw /quote"), "%s", out);
+	ck_assert_int_eq(m1_last(&ch), 5);
+	/* plain HTTP to the HTTPS port gets no HTTP answer */
+	snprintf(cmd, sizeof(cmd),
+		 "curl -s -m 5 -o /dev/null -w '%%{http_code}' http://127.0.0.1:%u/quote", gw_port);
+	f = popen(cmd, "r");
+	got = fread(out, 1, sizeof(out) - 1, f);
+	out[got] = 0;
+	pclose(f);
+	ck_assert_msg(strcmp(out, "000") == 0, "plain HTTP on the HTTPS port: %s", out);
+	net_audit_clean(&net);
+	tchannel_free(&ch);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("gateway");
@@ -737,6 +782,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, wallet_pays_the_gateway);
 	tcase_add_test(tc, held_requests_survive_clients_and_slow_upstreams);
 	tcase_add_test(tc, proxy_pays_for_curl_within_its_budget);
+	tcase_add_test(tc, https_listener_serves_the_same); /* last: m1's gateway is HTTPS after */
 	suite_add_tcase(s, tc);
 	return s;
 }
