@@ -187,9 +187,11 @@ enum gateway_result {
 	GW_FREE,	/* a route of price 0: forwarded without payment */
 	GW_REQUIRED,	/* no X-Payment: 402 with the requirements */
 	GW_REFUSED,	/* X-Payment refused: nothing changed */
-	GW_NOT_CHARGED, /* verified, but the upstream failed or answered >= 500 */
+	GW_NOT_CHARGED, /* verified, not charged: the upstream failed, timed out or answered
+			 * >= 500, 408 or 429; the channel no longer payable; no room in time;
+			 * the merchant stopping */
 	GW_NO_ROUTE,	/* 400 or 404 */
-	GW_BUSY,	/* 503: too many in flight, stopping, out of memory */
+	GW_BUSY,	/* 503 before any check: too many in flight, stopping, out of memory */
 	GW_RESULTS
 };
 

@@ -172,11 +172,13 @@ static void register_gateway(struct merchant *m)
 						       [GW_NO_ROUTE] = "no_route",
 						       [GW_BUSY] = "busy"};
 	for (int r = 0; r < GW_RESULTS; r++)
-		counter(m, "micropay_merchant_gateway_requests_total",
-			"HTTP 402 gateway requests by result (docs/gateway.md): paid, free, "
-			"required (402, no payment), refused, not_charged (upstream failed), "
-			"no_route, busy.",
-			(const char *[]){"result", result[r], NULL}, &m->stats.gateway[r]);
+		counter(
+		    m, "micropay_merchant_gateway_requests_total",
+		    "HTTP 402 gateway requests by result (docs/gateway.md): paid, free, "
+		    "required (402, no payment), refused, not_charged (verified but not charged: "
+		    "the upstream failed or answered >= 500, 408 or 429, the channel no longer "
+		    "payable, no room in time, stopping), no_route, busy.",
+		    (const char *[]){"result", result[r], NULL}, &m->stats.gateway[r]);
 	mp_metrics_u64(m->metrics, MP_METRIC_GAUGE, "micropay_merchant_gateway_in_flight",
 		       "Gateway requests waiting for the upstream or the group commit.", NULL,
 		       &m->stats.gateway_in_flight);

@@ -6,9 +6,11 @@
  *   RECEIVED --the host's budget read--> the wallet's `http` method run for it (http_pay.c),
  *            max_price = the least of [wallet] http_max_price and what is left of the budget;
  *            the client's connection not read meanwhile (libevent 2.1, see gateway_reply.c)
+ *   RECEIVED --walletd draining--> 503
  *   --answered--> the upstream's status, Content-Type and body, X-Micropay-Paid when paid
- *   --failed (over budget or max_price, no channel, unknown broker, ...)--> 402 (nothing
- *            paid) or 502, with "micropay proxy: <why>" as the body
+ *   --refused before paying (over budget or max_price, no channel, unknown broker, ...)-->
+ *            402, nothing paid;  --no answer once the payment left--> 502 (the payment stays
+ *            in flight: the channel's next use resolves it); the body "micropay proxy: <why>"
  *   --proxy stopped first--> 503 to the client; the method's later answer is dropped */
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -132,7 +134,9 @@ static void on_answer(void *arg, json_t *msg)
 			snprintf(text, sizeof(text), "%s (%s: %llu spent of a budget of %llu)",
 				 why ? why : "failed", x->host, (unsigned long long)x->spent,
 				 (unsigned long long)p->w->cfg.proxy_host_budget);
-			reply_text(x->req, 402, "Payment Required", text);
+			bool in_flight = why && strstr(why, "is in flight");
+			reply_text(x->req, in_flight ? 502 : 402,
+				   in_flight ? "Bad Gateway" : "Payment Required", text);
 		}
 	}
 	free(x);
@@ -146,8 +150,12 @@ static void on_request(struct evhttp_request *req, void *arg)
 	const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(req);
 	const char *scheme = u ? evhttp_uri_get_scheme(u) : NULL;
 	const char *host = u ? evhttp_uri_get_host(u) : NULL;
+	if (w->stopping) {
+		reply_text(req, 503, "Service Unavailable", "walletd is stopping");
+		return;
+	}
 	if (evhttp_request_get_command(req) == EVHTTP_REQ_CONNECT || !scheme ||
-	    strcasecmp(scheme, "http") || !host || w->stopping) {
+	    strcasecmp(scheme, "http") || !host) {
 		reply_text(req, 501, "Not Implemented",
 			   "only plain http:// URLs in absolute form (no CONNECT, no https)");
 		return;
@@ -258,6 +266,11 @@ bool wallet_proxy_start(struct wallet *w)
 	log_info("proxy: listening on %s (budget %llu per host)", w->cfg.proxy_listen,
 		 (unsigned long long)w->cfg.proxy_host_budget);
 	return true;
+}
+
+bool wallet_proxy_idle(const struct wallet *w)
+{
+	return !w->proxy || !w->proxy->pending;
 }
 
 void wallet_proxy_stop(struct wallet *w)

@@ -77,8 +77,10 @@ static bool wallet_drain_idle(void *ctx, char *left, size_t len)
 	struct wallet *w = ctx;
 	unsigned ops = ops_in_progress(w);
 	unsigned jobs = mp_workers_busy(w->workers) + mp_workers_queued(w->workers);
-	snprintf(left, len, "%u network exchanges, %u verifications in progress", ops, jobs);
-	return ops == 0 && jobs == 0;
+	bool http = w->fetches.head == NULL && wallet_proxy_idle(w);
+	snprintf(left, len, "%u network exchanges, %u verifications in progress%s", ops, jobs,
+		 http ? "" : ", HTTP exchanges or proxied requests");
+	return ops == 0 && jobs == 0 && http;
 }
 
 static const struct mp_drain_hooks wallet_drain_hooks = {wallet_drain_begin, wallet_drain_idle};

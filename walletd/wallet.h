@@ -273,6 +273,8 @@ bool wallet_proxy_start(struct wallet *w);
 /* http.spending: what each host was paid, the budget and the proxy's port. */
 void wallet_admin_http_spending(struct mp_admin_req *req, json_t *params, void *ctx);
 void wallet_proxy_stop(struct wallet *w);
+/* No proxied request waits for its answer (or no proxy). */
+bool wallet_proxy_idle(const struct wallet *w);
 /* http_pay.c: fetch a URL, paying an HTTP 402 gateway (docs/gateway.md). */
 void wallet_admin_http(struct mp_admin_req *req, json_t *params, void *ctx);
 void wallet_admin_release(struct mp_admin_req *req, json_t *params, void *ctx);

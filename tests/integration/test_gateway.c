@@ -712,9 +712,21 @@ START_TEST(proxy_pays_for_curl_within_its_budget)
 	ck_assert_int_eq(curl_via(proxy, url, out, sizeof(out)), 402);
 	ck_assert_msg(strstr(out, "above max_price 2") && strstr(out, "of a budget of"), "%s", out);
 	ck_assert_int_eq(host_spent(host), before + 10);
-	/* https through the proxy is not offered */
+	/* a free route: nothing paid, no budget used */
 	snprintf(url, sizeof(url), "http://127.0.0.1:%u/free/z", gw_port);
-	ck_assert_int_eq(curl_via(proxy, url, out, sizeof(out)), 200); /* free: no budget used */
+	ck_assert_int_eq(curl_via(proxy, url, out, sizeof(out)), 200);
+	ck_assert_ptr_null(strstr(out, "X-Micropay-Paid"));
+	/* https (CONNECT) through the proxy is not offered: 501 to the CONNECT */
+	char cmd[400];
+	snprintf(cmd, sizeof(cmd),
+		 "curl -s -o /dev/null -w '%%{http_connect}' -x http://127.0.0.1:%u "
+		 "https://127.0.0.1:%u/quote",
+		 proxy, gw_port);
+	FILE *f = popen(cmd, "r");
+	size_t got = fread(out, 1, sizeof(out) - 1, f);
+	out[got] = 0;
+	pclose(f); /* curl fails: the tunnel was refused */
+	ck_assert_msg(strcmp(out, "501") == 0, "CONNECT through the proxy: '%s'", out);
 	json_decref(admin_ok(&net, "m1", "redeem", NULL));
 	/* redeemed to the unit: 15, 5 and 5 on the first tests' channels, 2 on the held test's,
 	 * and w1's channel at index 23: 14 by wallet_pays_the_gateway, then 4 units (its credit

@@ -1,4 +1,4 @@
-/* The gateway's parsers (merchantd/gateway_routes.c, merchantd/gateway_header.c): a price list
+/* The gateway's parsers (merchantd/gateway_routes.c, common/gateway_header.c): a price list
  * parses into its routes and matches exact paths, prefixes and any method, the first match
  * winning; each malformed entry (no price, a relative path, an unknown method, a negative,
  * trailing or overflowing price, more than GW_ROUTES_MAX routes) is refused with a message and
