@@ -49,6 +49,9 @@ static void usage(FILE *out)
 	    "  --human              print tables (arrays of objects) and key: value lines\n"
 	    "                       instead of JSON\n"
 	    "  --json               print help as the daemon's JSON\n"
+	    "  --field KEY          print only the result's top-level field KEY: a string as\n"
+	    "                       it is, anything else as compact JSON (for scripts; exit 1\n"
+	    "                       when the result has no such field)\n"
 	    "  --timeout SECONDS    give up connecting or waiting for the answer after this\n"
 	    "                       long (default 30); each progress line of a long method\n"
 	    "                       (printed to stderr) starts it again\n"
@@ -99,12 +102,36 @@ static int exit_code(enum mp_admin_outcome outcome)
 	return EXIT_PROTOCOL;
 }
 
+/* --field KEY: one top-level field, a string unquoted (as scripts want it). */
+static int print_field(const struct mpctl_options *o, const json_t *result)
+{
+	const json_t *v = json_is_object(result) ? json_object_get(result, o->field) : NULL;
+	if (!v) {
+		mpctl_complain(o, "the result of %s has no field '%s'", o->method, o->field);
+		return EXIT_METHOD_FAILED;
+	}
+	if (json_is_string(v)) {
+		puts(json_string_value(v));
+		return EXIT_DONE;
+	}
+	char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+	if (!text) {
+		mpctl_complain(o, "cannot print the field '%s'", o->field);
+		return EXIT_PROTOCOL;
+	}
+	puts(text);
+	free(text);
+	return EXIT_DONE;
+}
+
 static int print_result(const struct mpctl_options *o, const json_t *result)
 {
 	if (!strcmp(o->method, "help") && !o->json) {
 		mpctl_print_help(stdout, result);
 		return EXIT_DONE;
 	}
+	if (o->field)
+		return print_field(o, result);
 	if (o->human) {
 		mpctl_print_human(stdout, result);
 		return EXIT_DONE;

@@ -148,6 +148,10 @@ bool mpctl_parse_args(int argc, char **argv, struct mpctl_options *o)
 			if (!*v)
 				return false;
 			o->socket = v;
+		} else if ((v = option_value(o, argc, argv, &i, "--field"))) {
+			if (!*v)
+				return false;
+			o->field = v;
 		} else if ((v = option_value(o, argc, argv, &i, "--params"))) {
 			if (!*v)
 				return false;

@@ -8,6 +8,7 @@
 
 struct mpctl_options {
 	const char *socket, *raw_params;
+	const char *field; /* --field KEY: print only this top-level field of the result */
 	char method[256];
 	json_t *params; /* an object, created by the caller */
 	bool human, json, help;

@@ -34,7 +34,7 @@ cleanup() {
 	rm -rf "$dir"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+free_port() { perl -MSocket -e 'socket(my $s, PF_INET, SOCK_STREAM, 0) or die; bind($s, pack_sockaddr_in(0, inet_aton("127.0.0.1"))) or die; print((unpack_sockaddr_in(getsockname($s)))[0], "\n")'; }
 run() { # NAME: `mpnet exec` in the background, as the service's command does, until it answers
 	"$mpnet" exec "$dir" "$1" >>"$dir/$1.out" 2>&1 &
 	pids+=($!)

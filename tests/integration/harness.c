@@ -156,6 +156,22 @@ static bool clock_within(const struct net *n, const char *daemon)
 	return within;
 }
 
+bool pid_running(pid_t pid)
+{
+	/* A daemon that exited stays a zombie until PID 1 reaps it (seconds on some machines); it
+	 * holds nothing any more, so it counts as gone. */
+	char path[64], stat[256];
+	snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return false;
+	size_t got = fread(stat, 1, sizeof(stat) - 1, f);
+	fclose(f);
+	stat[got] = '\0';
+	const char *end = strrchr(stat, ')');
+	return end && end[1] == ' ' && end[2] != 'Z';
+}
+
 static bool daemon_running(const struct net *n, const char *name)
 {
 	char pidfile[1100], pid[32];
@@ -165,7 +181,7 @@ static bool daemon_running(const struct net *n, const char *name)
 		return false;
 	bool have = fgets(pid, sizeof(pid), f) != NULL;
 	fclose(f);
-	return have && kill((pid_t)atol(pid), 0) == 0;
+	return have && pid_running((pid_t)atol(pid));
 }
 
 #define NET_MAX_DAEMONS 32

@@ -6,6 +6,7 @@
 #include <openssl/ssl.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "chain.h"
 #include "proto.h"
@@ -32,6 +33,8 @@ int run_without_our_fds(const char *line);
 /* Contents of DIR/DAEMON/FILE, trailing newline removed (static buffer per call site use). */
 void net_read(const struct net *n, const char *daemon, const char *file, char *out, size_t len);
 /* Send sig to the daemon's process (DIR/NAME/pid), without waiting. */
+/* The process runs (not gone, not a zombie). */
+bool pid_running(pid_t pid);
 void net_signal(const struct net *n, const char *daemon, int sig);
 void net_path(const struct net *n, const char *rel, char *out, size_t len);
 /* Where the daemons' binaries are built ($MP_BUILD, default ./build). */

@@ -650,7 +650,7 @@ static bool m1_running(void)
 {
 	char pid[32];
 	net_read(&net, "m1", "pid", pid, sizeof(pid));
-	return kill((pid_t)atoi(pid), 0) == 0;
+	return pid_running((pid_t)atoi(pid));
 }
 
 /* A batch that cannot commit (the lock held past the busy timeout) stops merchantd with a

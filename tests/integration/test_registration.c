@@ -392,7 +392,7 @@ START_TEST(merchantd_stops_on_conflict)
 	bool alive = true;
 	for (int i = 0; i < 100 && alive; i++) {
 		usleep(100000);
-		alive = kill(pid, 0) == 0;
+		alive = pid_running(pid);
 	}
 	ck_assert_msg(!alive, "merchantd keeps running after a registration CONFLICT");
 	snprintf(cmd, sizeof(cmd),

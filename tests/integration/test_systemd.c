@@ -228,11 +228,6 @@ static bool accepts_connections(const char *endpoint)
 	return ok;
 }
 
-static bool running(pid_t pid)
-{
-	return kill(pid, 0) == 0;
-}
-
 START_TEST(merchantd_notify_reload_and_drain)
 {
 	struct notify_sock ns;
@@ -293,7 +288,7 @@ START_TEST(merchantd_notify_reload_and_drain)
 	int drains = log_lines_with(&net, "m1", "drain: done");
 	stopping_after_sigterm(pid, &ns, "m1");
 	usleep(300 * 1000);
-	ck_assert_msg(running(pid), "merchantd exited with a payment in flight");
+	ck_assert_msg(pid_running(pid), "merchantd exited with a payment in flight");
 	ck_assert_msg(!accepts_connections(m1_ep), "merchantd still listens while draining");
 	unlock_m1_store(lock);
 	expect_pay_ack(&old, 2);
@@ -362,7 +357,7 @@ START_TEST(brokerd_notify_reload_and_drain)
 	int drains = log_lines_with(&net, "broker", "drain: done");
 	stopping_after_sigterm(pid, &ns, "broker");
 	usleep(200 * 1000);
-	ck_assert_msg(running(pid), "brokerd exited with a request in flight");
+	ck_assert_msg(pid_running(pid), "brokerd exited with a request in flight");
 	ck_assert_msg(!accepts_connections(broker_ep), "brokerd still listens while draining");
 	MpEnvelope *e = wire_recv(&old);
 	ck_assert_msg(e && e->body_case == MP_BODY(ISSUE_RESP),
@@ -458,7 +453,7 @@ START_TEST(walletd_notify_reload_and_drain)
 	int drains = log_lines_with(&net, "w1", "drain: done");
 	stopping_after_sigterm(pid, &ns, "w1");
 	usleep(300 * 1000);
-	ck_assert_msg(running(pid), "walletd exited with a payment in flight");
+	ck_assert_msg(pid_running(pid), "walletd exited with a payment in flight");
 	unlock_m1_store(lock);
 	pthread_join(t, NULL);
 	ck_assert_msg(call.result != NULL, "the payment in flight failed: %s", call.err);
