@@ -1,44 +1,28 @@
-/* The gateway's headers (gateway_header.h): base64 (OpenSSL's EVP_EncodeBlock) of JSON
- * (jansson), the same two libraries the rest of the daemons use. */
+/* The gateway's headers (gateway_header.h): base64 (common/b64.c) of JSON (jansson). */
 #include "gateway_header.h"
 
 #include <openssl/evp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "b64.h"
 
 char *gw_header_value(json_t *obj)
 {
 	char *json = obj ? json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 	json_decref(obj);
-	if (!json)
-		return NULL;
-	size_t len = strlen(json);
-	char *out = malloc(4 * ((len + 2) / 3) + 1);
-	if (out)
-		EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)json, (int)len);
+	char *out = json ? mp_b64_encode((const uint8_t *)json, strlen(json)) : NULL;
 	free(json);
 	return out;
 }
 
-/* The JSON object in a base64 value, or NULL. */
-static json_t *decode_value(const char *value)
+/* The JSON object in a base64 value of at most max characters, or NULL. */
+static json_t *decode_value(const char *value, size_t max)
 {
-	size_t len = strlen(value);
-	if (len == 0 || len > GW_HEADER_MAX || len % 4)
-		return NULL;
-	unsigned char *raw = malloc(len / 4 * 3 + 1);
-	if (!raw)
-		return NULL;
-	int n = EVP_DecodeBlock(raw, (const unsigned char *)value, (int)len);
-	json_t *obj = NULL;
-	if (n > 0) {
-		/* EVP_DecodeBlock counts the padding's zero bytes: drop them */
-		while (n > 0 && value[len - 1] == '=' && raw[n - 1] == 0) {
-			n--;
-			len--;
-		}
-		obj = json_loadb((const char *)raw, (size_t)n, JSON_REJECT_DUPLICATES, NULL);
-	}
+	size_t len = 0;
+	uint8_t *raw = strlen(value) <= max ? mp_b64_decode(value, max, &len) : NULL;
+	json_t *obj = raw ? json_loadb((const char *)raw, len, JSON_REJECT_DUPLICATES, NULL) : NULL;
 	free(raw);
 	if (obj && !json_is_object(obj)) {
 		json_decref(obj);
@@ -63,9 +47,17 @@ static bool u32_field(json_t *obj, const char *key, uint32_t *out)
 	return true;
 }
 
+/* An absent key is false. */
+static bool optional_bool(json_t *obj, const char *key, bool *out)
+{
+	json_t *v = json_object_get(obj, key);
+	*out = json_is_true(v);
+	return !v || json_is_boolean(v);
+}
+
 bool gw_payment_parse(const char *value, struct gw_payment *p, const char **why)
 {
-	json_t *obj = decode_value(value);
+	json_t *obj = decode_value(value, GW_HEADER_MAX);
 	if (!obj) {
 		*why = "X-Payment is not base64 of a JSON object";
 		return false;
@@ -82,6 +74,8 @@ bool gw_payment_parse(const char *value, struct gw_payment *p, const char **why)
 		*why = "X-Payment: w is not 64 hex digits";
 	else if (!hex_field(obj, "ref", p->ref, GW_REF_LEN))
 		*why = "X-Payment: ref is not 64 hex digits";
+	else if (!optional_bool(obj, "receipt", &p->receipt))
+		*why = "X-Payment: receipt must be true or false";
 	else
 		ok = true;
 	json_decref(obj);
@@ -107,9 +101,9 @@ static bool string_field(json_t *obj, const char *key, char *out, size_t cap)
 }
 
 /* The object of value if its scheme is ours; NULL with *why. */
-static json_t *scheme_object(const char *value, const char **why)
+static json_t *scheme_object(const char *value, size_t max, const char **why)
 {
-	json_t *obj = decode_value(value);
+	json_t *obj = decode_value(value, max);
 	const char *scheme = obj ? json_string_value(json_object_get(obj, "scheme")) : NULL;
 	if (scheme && strcmp(scheme, GW_SCHEME) == 0)
 		return obj;
@@ -120,7 +114,7 @@ static json_t *scheme_object(const char *value, const char **why)
 
 bool gw_requirements_parse(const char *value, struct gw_requirements *r, const char **why)
 {
-	json_t *obj = scheme_object(value, why);
+	json_t *obj = scheme_object(value, GW_HEADER_MAX, why);
 	if (!obj)
 		return false;
 	bool ok = hex_field(obj, "merchant", r->merchant, MP_ID_LEN) &&
@@ -134,12 +128,25 @@ bool gw_requirements_parse(const char *value, struct gw_requirements *r, const c
 	return ok;
 }
 
+/* An optional base64 statement: absent (true, nothing set), or decoded into *out. */
+static bool optional_blob(json_t *obj, const char *key, uint8_t **out, size_t *len)
+{
+	json_t *v = json_object_get(obj, key);
+	if (!v)
+		return true;
+	const char *s = json_string_value(v);
+	*out = s ? mp_b64_decode(s, GW_RESPONSE_MAX, len) : NULL;
+	return *out != NULL;
+}
+
 bool gw_response_parse(const char *value, struct gw_response *r, const char **why)
 {
-	json_t *obj = scheme_object(value, why);
+	*r = (struct gw_response){0};
+	json_t *obj = scheme_object(value, GW_RESPONSE_MAX, why);
 	if (!obj)
 		return false;
 	json_t *charged = json_object_get(obj, "charged");
+	const char *receipt_error = json_string_value(json_object_get(obj, "receipt_error"));
 	bool ok = hex_field(obj, "channel", r->channel_id, MP_ID_LEN) &&
 		  u32_field(obj, "seg", &r->seg_seq) && u32_field(obj, "j", &r->j) &&
 		  u64_field(obj, "credit", &r->credit) && u64_field(obj, "price", &r->price) &&
@@ -148,8 +155,26 @@ bool gw_response_parse(const char *value, struct gw_response *r, const char **wh
 		r->charged = json_is_true(charged);
 	else
 		*why = "channel, seg, j, credit, price or charged missing or malformed";
+	if (ok &&
+	    (!optional_blob(obj, "receipt", &r->receipt, &r->receipt_len) ||
+	     !optional_blob(obj, "merchant_cert", &r->merchant_cert, &r->merchant_cert_len))) {
+		ok = false;
+		*why = "receipt or merchant_cert is not base64";
+	}
+	if (ok && receipt_error)
+		snprintf(r->receipt_error, sizeof(r->receipt_error), "%s", receipt_error);
 	json_decref(obj);
+	if (!ok)
+		gw_response_clear(r);
 	return ok;
+}
+
+void gw_response_clear(struct gw_response *r)
+{
+	free(r->receipt);
+	free(r->merchant_cert);
+	r->receipt = r->merchant_cert = NULL;
+	r->receipt_len = r->merchant_cert_len = 0;
 }
 
 char *gw_payment_encode(const struct gw_payment *p)
@@ -158,9 +183,12 @@ char *gw_payment_encode(const struct gw_payment *p)
 	mp_hex_encode(p->channel_id, MP_ID_LEN, channel);
 	mp_hex_encode(p->w, sizeof(p->w), w);
 	mp_hex_encode(p->ref, GW_REF_LEN, ref);
-	return gw_header_value(json_pack("{s:s, s:s, s:I, s:I, s:s, s:s}", "scheme", GW_SCHEME,
-					 "channel", channel, "seg", (json_int_t)p->seg_seq, "j",
-					 (json_int_t)p->j, "w", w, "ref", ref));
+	json_t *obj =
+	    json_pack("{s:s, s:s, s:I, s:I, s:s, s:s}", "scheme", GW_SCHEME, "channel", channel,
+		      "seg", (json_int_t)p->seg_seq, "j", (json_int_t)p->j, "w", w, "ref", ref);
+	if (obj && p->receipt)
+		json_object_set_new(obj, "receipt", json_true());
+	return gw_header_value(obj);
 }
 
 bool gw_request_ref(const char *method, const char *uri, const void *body, size_t len,

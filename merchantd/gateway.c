@@ -69,6 +69,8 @@ void gw_call_free(struct gw_call *c)
 		event_free(c->deadline);
 	if (c->retry)
 		event_free(c->retry);
+	free(c->receipt_b64);
+	free(c->cert_b64);
 	free(c);
 }
 
@@ -265,10 +267,11 @@ void gateway_stop(struct merchant *m)
 	if (!g)
 		return;
 	gateway_drain(m);
+	g->stopped = true;
 	for (struct gw_call *c = g->calls, *next; c; c = next) {
 		next = c->next;
-		if (c->state == CALL_COMMITTING)
-			continue; /* answered by batch_drain */
+		if (c->state == CALL_COMMITTING || c->state == CALL_SIGNING)
+			continue; /* answered by batch_drain, or when signed */
 		if (c->ch && c->state != CALL_FORWARDED)
 			c->ch->gateway_hold = false;
 		gw_count(g, c->route->price ? GW_NOT_CHARGED : GW_BUSY);

@@ -6,7 +6,8 @@
  *   HELD --answer with a status that rendered the service (< 500, not 408 or 429)-->
  *        the channel checked again (a ForcedClose waits for the hold; the clock does not):
  *        still payable --> the Pay on the pay path, queued in the group commit (hold ends)
- *        --> COMMITTING --committed (gateway_paid)--> the answer relayed, charged
+ *        --> COMMITTING --committed (gateway_paid)--> the answer relayed, charged (after its
+ *        Receipt is signed when the payment asked for one: gateway_receipt.c)
  *        no longer payable --> released, 503, nothing charged, the answer not relayed
  *   HELD --answer >= 500, 408 or 429, none, deadline--> released, relayed (or 502 / 504) with
  *        charged: false; the same index may pay again
@@ -164,13 +165,6 @@ static void on_upstream(void *arg, struct gw_answer *a, const char *why)
 	}
 	c->answer = a;
 	commit(c);
-}
-
-void gateway_paid(struct merchant *m, struct batch_entry *e)
-{
-	struct gw_call *c = e->http;
-	gw_relay(c, c->answer, 200, NULL, true);
-	gw_call_free(c);
 }
 
 void gw_forward(struct gw_call *c)

@@ -1,6 +1,7 @@
 /* The HTTP 402 gateway's parts (gateway.h): gateway.c (listener, requests, drain),
  * gateway_verify.c (a payment's checks), gateway_charge.c (upstream, charging, commit),
- * gateway_reply.c (what the client is sent). Loop thread only. */
+ * gateway_reply.c (what the client is sent), gateway_receipt.c (a Receipt in the answer). Loop
+ * thread only. */
 #pragma once
 #include <event2/http.h>
 #include <openssl/ssl.h>
@@ -19,6 +20,7 @@ enum call_state {
 	CALL_HELD,	 /* verified, the channel held: waiting for the upstream */
 	CALL_WAIT_ROOM,	 /* the upstream answered; the group commit is full */
 	CALL_COMMITTING, /* the Pay is in the group commit */
+	CALL_SIGNING,	 /* committed; its Receipt is being signed on the worker pool */
 };
 
 struct gw_call {
@@ -30,11 +32,13 @@ struct gw_call {
 	enum call_state state;
 	struct channel *ch; /* HELD and after */
 	struct gw_payment pay;
-	uint64_t credit;	     /* COMMITTING: the channel's credit after this payment */
-	struct gw_upstream_call *up; /* FORWARDED, HELD */
-	struct gw_answer *answer;    /* WAIT_ROOM, COMMITTING */
-	struct event *deadline;	     /* the upstream's whole answer, then the room's wait */
-	struct event *retry;	     /* WAIT_ROOM: looks for room every millisecond */
+	uint64_t credit;	      /* COMMITTING: the channel's credit after this payment */
+	struct gw_upstream_call *up;  /* FORWARDED, HELD */
+	struct gw_answer *answer;     /* WAIT_ROOM, COMMITTING */
+	struct event *deadline;	      /* the upstream's whole answer, then the room's wait */
+	struct event *retry;	      /* WAIT_ROOM: looks for room every millisecond */
+	char *receipt_b64, *cert_b64; /* SIGNING done: the Receipt and our MerchantCert */
+	char receipt_error[160];      /* a Receipt asked for and not given: why */
 };
 
 struct gateway {
@@ -46,7 +50,8 @@ struct gateway {
 	struct gw_upstream up;
 	struct gw_call *calls;
 	size_t n_calls;
-	bool stopping;
+	bool stopping; /* draining: no new requests */
+	bool stopped;  /* the worker pool is gone: no Receipt is signed */
 };
 
 /* gateway.c */

@@ -107,8 +107,9 @@ void gw_refuse(struct gateway *g, struct evhttp_request *req, const struct gw_ro
 	gw_reply_text(g, req, status, reason_of(status), text);
 }
 
-/* X-Payment-Response: charged, the index and the credit after this payment; else the
- * channel's point as the payment left it. */
+/* X-Payment-Response: charged, the index and the credit after this payment (and the Receipt,
+ * or why none, when the payment asked for one); else the channel's point as the payment left
+ * it. */
 static char *payment_response(const struct gw_call *c, bool charged)
 {
 	char channel[MP_HEX_ID_LEN + 1];
@@ -116,10 +117,17 @@ static char *payment_response(const struct gw_call *c, bool charged)
 	const struct channel *ch = c->ch;
 	uint64_t j = charged ? c->pay.j : ch ? ch->last : 0;
 	uint64_t credit = charged ? c->credit : ch ? ch->credit : 0;
-	return gw_header_value(json_pack(
-	    "{s:s, s:s, s:I, s:I, s:I, s:I, s:b}", "scheme", GW_SCHEME, "channel", channel, "seg",
-	    (json_int_t)c->pay.seg_seq, "j", (json_int_t)j, "credit", (json_int_t)credit, "price",
-	    (json_int_t)(charged ? c->route->price : 0), "charged", charged));
+	json_t *obj = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:b}", "scheme", GW_SCHEME,
+				"channel", channel, "seg", (json_int_t)c->pay.seg_seq, "j",
+				(json_int_t)j, "credit", (json_int_t)credit, "price",
+				(json_int_t)(charged ? c->route->price : 0), "charged", charged);
+	if (obj && charged && c->receipt_b64 && c->cert_b64) {
+		json_object_set_new(obj, "receipt", json_string(c->receipt_b64));
+		json_object_set_new(obj, "merchant_cert", json_string(c->cert_b64));
+	} else if (obj && charged && c->pay.receipt) {
+		json_object_set_new(obj, "receipt_error", json_string(c->receipt_error));
+	}
+	return gw_header_value(obj);
 }
 
 void gw_relay(struct gw_call *c, struct gw_answer *a, int status, const char *why, bool charged)

@@ -221,7 +221,10 @@ static const struct mp_admin_method wallet_methods[] = {
 		     {"max_price", MP_ADMIN_T_UINT, false, "[wallet] http_max_price",
 		      "the most this request may cost, minor units"},
 		     {"channel_id", MP_ADMIN_T_HEX, false, "a free channel at the merchant",
-		      "the channel to pay with"})},
+		      "the channel to pay with"},
+		     {"receipt", MP_ADMIN_T_BOOL, false, "false",
+		      "ask for the merchant's signed Receipt in the answer (checked, stored, "
+		      "shown as paid.receipt)"})},
     {"http.spending", wallet_admin_http_spending,
      "what HTTP 402 gateways were paid, per host, and the forward proxy's budget", NULL},
     {"transfer.offer", wallet_admin_transfer_offer, "the receiver's offer to take a channel",

@@ -105,7 +105,7 @@ static json_t *closed_json(const struct wchannel *ch, const uint8_t *resp, size_
 	json_t *out = NULL;
 	size_t slen = 0;
 	uint8_t *sbytes = cl && cl->point ? mp_stmt_encode(r->close, &slen) : NULL;
-	char *text = sbytes ? wallet_b64_encode(sbytes, slen) : NULL;
+	char *text = sbytes ? mp_b64_encode(sbytes, slen) : NULL;
 	if (text) {
 		char hex[MP_HEX_ID_LEN + 1];
 		mp_hex_encode(ch->channel_id, MP_ID_LEN, hex);

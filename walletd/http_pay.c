@@ -29,6 +29,7 @@
 #include "b64.h"
 #include "gateway_header.h"
 #include "http_fetch.h"
+#include "http_receipt.h"
 #include "log.h"
 #include "session.h"
 #include "store.h"
@@ -53,6 +54,7 @@ struct http_op {
 	uint32_t units;
 	bool busy_mine;	 /* this op marked ch busy (not while a session has it) */
 	bool by_channel; /* channel_id given: pay with that one only */
+	bool receipt;	 /* receipt=true: a Receipt asked for in the header */
 	uint8_t channel_id[MP_ID_LEN];
 	struct wstore_pay pay;
 };
@@ -87,7 +89,7 @@ static json_t *answer_json(const struct http_result *r, json_t *paid)
 	if (body) {
 		json_object_set_new(out, "body", body);
 	} else {
-		char *b64 = wallet_b64_encode((const uint8_t *)r->body, r->body_len);
+		char *b64 = mp_b64_encode((const uint8_t *)r->body, r->body_len);
 		json_object_set_new(out, "body_base64", b64 ? json_string(b64) : json_null());
 		free(b64);
 	}
@@ -99,6 +101,15 @@ static bool fetch(struct http_op *o, const char *payment, http_fetch_fn done)
 	return http_fetch_start(&o->w->fetches, o->w->base, o->w->dns, o->host, o->port, o->cmd,
 				o->uri, o->body, o->body_len, payment, o->w->cfg.idle_timeout, done,
 				o) != NULL;
+}
+
+static void add_receipt(const struct http_op *o, const struct gw_response *resp, json_t *paid)
+{
+	struct http_receipt_want want = {.seg_seq = o->ch->seg_seq, .j = o->pay.j};
+	memcpy(want.merchant, o->want.merchant, MP_ID_LEN);
+	memcpy(want.channel_id, o->ch->channel_id, MP_ID_LEN);
+	memcpy(want.ref, o->pay.order_ref, GW_REF_LEN);
+	http_receipt_add(o->w, resp, &want, paid);
 }
 
 static void on_paid(void *arg, struct http_result *r, const char *why)
@@ -133,11 +144,15 @@ static void on_paid(void *arg, struct http_result *r, const char *why)
 					 (json_int_t)o->pay.j, "units", (json_int_t)o->units,
 					 "price", (json_int_t)resp.price, "credit",
 					 (json_int_t)resp.credit, "currency", o->want.currency);
+		if (paid && o->receipt)
+			add_receipt(o, &resp, paid);
+		gw_response_clear(&resp);
 		mp_admin_reply(o->req, answer_json(r, paid));
 		http_result_free(r);
 		op_free(o);
 		return;
 	}
+	gw_response_clear(&resp);
 	/* not charged, refused or no answer: j stays in flight, resolved by the next session */
 	ch->http_ready = false;
 	if (!r) {
@@ -159,7 +174,9 @@ static void on_paid(void *arg, struct http_result *r, const char *why)
 static void pay_now(struct http_op *o)
 {
 	struct wchannel *ch = o->ch;
-	struct gw_payment p = {.seg_seq = ch->seg_seq, .j = wallet_channel_spent(ch) + o->units};
+	struct gw_payment p = {.seg_seq = ch->seg_seq,
+			       .j = wallet_channel_spent(ch) + o->units,
+			       .receipt = o->receipt};
 	memcpy(p.channel_id, ch->channel_id, MP_ID_LEN);
 	if (p.j > ch->n || p.j > ch->seg_start + ch->seg_len ||
 	    !wallet_channel_word(o->w, ch, p.j, p.w) ||
@@ -368,6 +385,7 @@ void wallet_admin_http(struct mp_admin_req *req, json_t *params, void *ctx)
 		free(o);
 		return;
 	}
+	o->receipt = json_is_true(json_object_get(params, "receipt"));
 	const char *bad = url_parse(o, url);
 	if (!bad && !method_parse(o, method ? method : "GET"))
 		bad = "method must be GET, POST, PUT, DELETE, PATCH or HEAD";

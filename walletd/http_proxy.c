@@ -107,7 +107,7 @@ static void relay_result(struct proxied *x, json_t *res)
 		evbuffer_add(body, text, json_string_length(json_object_get(res, "body")));
 	} else if (body && b64) {
 		size_t len = 0;
-		uint8_t *raw = wallet_b64_decode(b64, HTTP_FETCH_BODY_MAX, &len);
+		uint8_t *raw = mp_b64_decode(b64, HTTP_FETCH_BODY_MAX, &len);
 		if (raw)
 			evbuffer_add(body, raw, len);
 		free(raw);

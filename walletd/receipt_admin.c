@@ -19,7 +19,7 @@ static json_t *b64_json(const MpSigned *s)
 {
 	size_t len = 0;
 	uint8_t *bytes = mp_stmt_encode(s, &len);
-	char *text = bytes ? wallet_b64_encode(bytes, len) : NULL;
+	char *text = bytes ? mp_b64_encode(bytes, len) : NULL;
 	json_t *out = text ? json_string(text) : json_null();
 	free(bytes);
 	free(text);
@@ -50,7 +50,7 @@ static MpSigned *signed_param(struct mp_admin_req *req, json_t *params, const ch
 	if (!mp_admin_param_str(req, params, key, &text, true))
 		return NULL;
 	size_t len = 0;
-	uint8_t *bytes = wallet_b64_decode(text, RECEIPT_B64_MAX, &len);
+	uint8_t *bytes = mp_b64_decode(text, RECEIPT_B64_MAX, &len);
 	MpSigned *s = bytes ? mp_stmt_decode(bytes, len) : NULL;
 	free(bytes);
 	if (!s)

@@ -451,7 +451,7 @@ void wallet_admin_transfer_accept(struct mp_admin_req *req, json_t *params, void
 	if (w->stopping) {
 		bad = "walletd is stopping";
 		code = MP_ADMIN_UNAVAILABLE;
-	} else if (!(j->bytes = wallet_b64_decode(text, MP_FRAME_MAX_WALLET, &j->len))) {
+	} else if (!(j->bytes = mp_b64_decode(text, MP_FRAME_MAX_WALLET, &j->len))) {
 		bad = "bundle is not base64 (of at most 1 MiB)";
 	} else if (!(j->b = (Micropay__V1__TransferBundle *)mp_strict_unpack(
 			 &micropay__v1__transfer_bundle__descriptor, j->bytes, j->len))) {

@@ -79,7 +79,7 @@ static const char *create_offer(struct wallet *w, struct wstore_offer *o)
 
 static void reply_offer(struct mp_admin_req *req, const struct wstore_offer *o)
 {
-	char *text = wallet_b64_encode(o->offer, o->offer_len);
+	char *text = mp_b64_encode(o->offer, o->offer_len);
 	char hex[MP_HEX_ID_LEN + 1];
 	mp_hex_encode(o->channel_id, MP_ID_LEN, hex);
 	if (!text) {

@@ -41,7 +41,7 @@ void send_op_free(void *arg)
 /* The offer as given: base64 of a TransferOffer with fields of the right lengths. */
 static const char *offer_parse(const char *text, struct send_op *x)
 {
-	if (!(x->offer_bytes = wallet_b64_decode(text, 4096, &x->offer_len)))
+	if (!(x->offer_bytes = mp_b64_decode(text, 4096, &x->offer_len)))
 		return "offer is not base64 (of at most 4096 bytes)";
 	x->offer = (Micropay__V1__TransferOffer *)mp_strict_unpack(
 	    &micropay__v1__transfer_offer__descriptor, x->offer_bytes, x->offer_len);
@@ -148,7 +148,7 @@ static uint8_t *pack_bundle(struct send_op *x, struct pay_op *s,
 void transfer_reply_bundle(struct mp_admin_req *req, struct pay_op *s, const uint8_t *bundle,
 			   size_t len, uint32_t seg_seq)
 {
-	char *text = wallet_b64_encode(bundle, len);
+	char *text = mp_b64_encode(bundle, len);
 	json_t *r =
 	    text ? json_pack("{s:s,s:I}", "bundle", text, "seg_seq", (json_int_t)seg_seq) : NULL;
 	free(text);

@@ -255,7 +255,7 @@ const struct close_rec *chaos_close_record(struct chaos_replays *r, const struct
 		return NULL;
 	struct close_rec *c = &r->closes[r->n_closes];
 	*c = (struct close_rec){.holder = holder};
-	c->close = twallet_b64_decode(close_b64, &c->close_len);
+	c->close = tmp_b64_decode(close_b64, &c->close_len);
 	hex_to_bytes(channel_hex, c->id, MP_ID_LEN);
 	c->request = wallet_blob(r, p, wallet, "SELECT request FROM closes WHERE channel_id = ?1",
 				 c->id, &c->request_len);

@@ -483,7 +483,7 @@ static void keep_capped(const char *bundle_b64, int capper)
 	if (n_caps == MAX_CAPPED)
 		return;
 	size_t len;
-	uint8_t *bytes = twallet_b64_decode(bundle_b64, &len);
+	uint8_t *bytes = tmp_b64_decode(bundle_b64, &len);
 	Micropay__V1__TransferBundle *b = micropay__v1__transfer_bundle__unpack(NULL, len, bytes);
 	ck_assert_msg(b && b->n_segments >= 2 && b->n_segments % 2 == 0, "a bundle without pairs");
 	struct capped *k = &caps[n_caps++];

@@ -137,7 +137,7 @@ MpEnvelope *twallet_transfer_call(const char *endpoint, const char *ca, MpSigned
 	return e;
 }
 
-uint8_t *twallet_b64_decode(const char *text, size_t *len)
+uint8_t *tmp_b64_decode(const char *text, size_t *len)
 {
 	size_t n = strlen(text);
 	uint8_t *out = malloc(n + 1);

@@ -34,7 +34,7 @@ void twallet_db_put_inflight(sqlite3 *db, const uint8_t id[MP_ID_LEN], uint32_t 
 MpEnvelope *twallet_transfer_call(const char *endpoint, const char *ca, MpSigned *t);
 
 /* A walletd answer's base64 text (an offer, a bundle) as bytes (malloc'd; *len its length). */
-uint8_t *twallet_b64_decode(const char *text, size_t *len);
+uint8_t *tmp_b64_decode(const char *text, size_t *len);
 
 /* Merchant NAME's own MerchantCert (from its store's meta table). Fails the test if absent. */
 MpSigned *tmerchant_stored_cert(const struct net *n, const char *name);

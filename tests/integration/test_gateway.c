@@ -19,9 +19,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "b64.h"
 #include "gateway_header.h"
 #include "harness.h"
 #include "harness_ledger.h"
+#include "receipt.h"
 #include "../check_run.h"
 
 #define UNIT 1
@@ -736,6 +738,133 @@ START_TEST(proxy_pays_for_curl_within_its_budget)
 }
 END_TEST
 
+/* The X-Payment-Response's receipt (base64), decoded; NULL when there is none. */
+static MpSigned *response_statement(json_t *resp, const char *key)
+{
+	const char *b64 = json_string_value(json_object_get(resp, key));
+	size_t len = 0;
+	uint8_t *raw = b64 ? mp_b64_decode(b64, 4096, &len) : NULL;
+	MpSigned *s = raw ? mp_stmt_decode(raw, len) : NULL;
+	free(raw);
+	return s;
+}
+
+/* A ReceiptReq over TLS for (channel, index): the Receipt's Signed bytes (malloc'd). */
+static uint8_t *receipt_over_tls(const struct tchannel *ch, uint32_t index, size_t *len)
+{
+	uint8_t id[MP_ID_LEN], w[MP_HASH_LEN];
+	tchannel_id(ch, id);
+	tchannel_word(ch, index, w);
+	struct wire m;
+	ck_assert(wire_connect(&m, m1_ep, ca, NULL, NULL));
+	Micropay__V1__ReceiptReq rq = MICROPAY__V1__RECEIPT_REQ__INIT;
+	rq.channel_id = (ProtobufCBinaryData){MP_ID_LEN, id};
+	rq.index = index;
+	rq.w = (ProtobufCBinaryData){MP_HASH_LEN, w};
+	MpEnvelope env = MICROPAY__V1__ENVELOPE__INIT;
+	env.body_case = MP_BODY(RECEIPT_REQ);
+	env.receipt_req = &rq;
+	MpEnvelope *e = wire_call(&m, &env);
+	ck_assert(e && e->body_case == MP_BODY(RECEIPT_RESP));
+	ck_assert_int_eq(e->receipt_resp->status->code, MP_ST(OK));
+	uint8_t *bytes = mp_stmt_encode(e->receipt_resp->receipt, len);
+	micropay__v1__envelope__free_unpacked(e, NULL);
+	wire_close(&m);
+	return bytes;
+}
+
+START_TEST(receipt_on_request_comes_with_the_answer)
+{
+	char pk_hex[80], chan[MP_HEX_ID_LEN + 1], params[600], ref_hex[2 * GW_REF_LEN + 1];
+	uint8_t broker_pk[MP_PK_LEN], id[MP_ID_LEN];
+	net_read(&net, "broker", "broker_pk", pk_hex, sizeof(pk_hex));
+	hex_to_bytes(pk_hex, broker_pk, MP_PK_LEN);
+	struct tchannel ch;
+	issued_open_channel(&ch, 40);
+	tchannel_id(&ch, id);
+	json_decref(admin_ok(&net, "m1", "redeem", NULL)); /* what earlier tests paid */
+	int64_t pending = net_pending(&net, m1_hex);
+
+	/* receipt: true in X-Payment: the Receipt and the MerchantCert in X-Payment-Response */
+	struct gw_payment p = {.j = 5, .receipt = true};
+	memcpy(p.channel_id, id, MP_ID_LEN);
+	tchannel_word(&ch, 5, p.w);
+	ck_assert(gw_request_ref("GET", "/quote?r=1", "", 0, p.ref));
+	char *pay = gw_payment_encode(&p);
+	struct http_answer a;
+	http_call("GET", "/quote?r=1", "", pay, &a);
+	free(pay);
+	ck_assert_msg(a.status == 200, "%d %s", a.status, a.head);
+	json_t *r = header_json(&a, "X-Payment-Response");
+	ck_assert(r && json_is_true(json_object_get(r, "charged")));
+	MpSigned *receipt = response_statement(r, "receipt");
+	MpSigned *cert = response_statement(r, "merchant_cert");
+	ck_assert_msg(receipt && cert, "no receipt in %s", a.head);
+	struct mp_receipt rc;
+	const char *bad = mp_receipt_verify(receipt, cert, broker_pk, &rc);
+	ck_assert_msg(bad == NULL, "%s", bad);
+	ck_assert_mem_eq(rc.channel_id, id, MP_ID_LEN);
+	ck_assert_mem_eq(rc.merchant_id, m1, MP_ID_LEN);
+	ck_assert_int_eq(rc.seg_seq, 0);
+	ck_assert_int_eq(rc.index, 5);
+	ck_assert_int_eq(rc.order_ref_len, GW_REF_LEN); /* the request it paid for */
+	ck_assert_mem_eq(rc.order_ref, p.ref, GW_REF_LEN);
+	/* byte for byte the Receipt a ReceiptReq over TLS gets for the same payment */
+	size_t len = 0, tls_len = 0;
+	uint8_t *bytes = mp_stmt_encode(receipt, &len);
+	uint8_t *tls = receipt_over_tls(&ch, 5, &tls_len);
+	ck_assert_uint_eq(len, tls_len);
+	ck_assert_mem_eq(bytes, tls, len);
+	free(bytes);
+	free(tls);
+	mp_stmt_free(receipt);
+	mp_stmt_free(cert);
+	json_decref(r);
+
+	/* not asked for: none */
+	pay = payment(&ch, 10, "GET", "/quote", "");
+	http_call("GET", "/quote", "", pay, &a);
+	free(pay);
+	ck_assert_int_eq(a.status, 200);
+	r = header_json(&a, "X-Payment-Response");
+	ck_assert_ptr_null(json_object_get(r, "receipt"));
+	ck_assert_ptr_null(json_object_get(r, "receipt_error"));
+	json_decref(r);
+
+	/* walletd: receipt=true gives the checked receipt, stored with the channel's others */
+	json_t *reg = admin_ok(&net, "w1", "register", NULL); /* again: the same account */
+	net_fund(&net, json_str(reg, "account_id"), 20);
+	json_decref(reg);
+	net_wallet_issue(&net, "w1", m1_hex, 20, 1, chan, sizeof(chan));
+	snprintf(params, sizeof(params),
+		 "{\"url\":\"http://127.0.0.1:%u/quote?w=1\",\"channel_id\":\"%s\","
+		 "\"receipt\":true}",
+		 gw_port, chan);
+	r = admin_ok(&net, "w1", "http", params);
+	ck_assert_int_eq(json_int(r, "status"), 200);
+	json_t *paid = json_object_get(r, "paid"), *got = json_object_get(paid, "receipt");
+	ck_assert_msg(got, "no receipt: %s", json_dumps(r, 0));
+	ck_assert_str_eq(json_str(got, "channel_id"), chan);
+	ck_assert_int_eq(json_int(got, "index"), 5);
+	ck_assert_str_eq(json_str(got, "merchant_id"), m1_hex);
+	uint8_t wref[GW_REF_LEN];
+	ck_assert(gw_request_ref("GET", "/quote?w=1", "", 0, wref));
+	mp_hex_encode(wref, GW_REF_LEN, ref_hex);
+	ck_assert_str_eq(json_str(got, "order_ref"), ref_hex);
+	json_decref(r);
+	snprintf(params, sizeof(params), "{\"channel_id\":\"%s\"}", chan);
+	r = admin_ok(&net, "w1", "receipts", params);
+	ck_assert_int_eq(json_array_size(json_object_get(r, "receipts")), 1);
+	json_decref(r);
+
+	/* charged exactly 10 + 5 units, redeemed to the unit */
+	json_decref(admin_ok(&net, "m1", "redeem", NULL));
+	ck_assert_int_eq(net_pending(&net, m1_hex) - pending, 15);
+	net_audit_clean(&net);
+	tchannel_free(&ch);
+}
+END_TEST
+
 START_TEST(https_listener_serves_the_same)
 {
 	char settings[1500], crt[700], key[700], cmd[1500], out[20000];
@@ -794,6 +923,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, wallet_pays_the_gateway);
 	tcase_add_test(tc, held_requests_survive_clients_and_slow_upstreams);
 	tcase_add_test(tc, proxy_pays_for_curl_within_its_budget);
+	tcase_add_test(tc, receipt_on_request_comes_with_the_answer);
 	tcase_add_test(tc, https_listener_serves_the_same); /* last: m1's gateway is HTTPS after */
 	suite_add_tcase(s, tc);
 	return s;

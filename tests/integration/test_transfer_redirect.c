@@ -179,7 +179,7 @@ static void expect_resigned(const char *channel, const char *bundle, const uint8
 			    size_t t0_len, const struct tchannel *tch)
 {
 	size_t blen;
-	uint8_t *bb = twallet_b64_decode(bundle, &blen);
+	uint8_t *bb = tmp_b64_decode(bundle, &blen);
 	Micropay__V1__TransferBundle *tb = (Micropay__V1__TransferBundle *)mp_strict_unpack(
 	    &micropay__v1__transfer_bundle__descriptor, bb, blen);
 	ck_assert_ptr_nonnull(tb);

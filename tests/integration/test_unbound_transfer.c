@@ -732,7 +732,7 @@ START_TEST(bound_while_transferring_sends_the_same_transfer_to_the_holder)
 		 ep[1]);
 	char *bundle = call_str(1, "transfer.send", params, "bundle");
 	size_t blen;
-	uint8_t *bb = twallet_b64_decode(bundle, &blen);
+	uint8_t *bb = tmp_b64_decode(bundle, &blen);
 	Micropay__V1__TransferBundle *tb = (Micropay__V1__TransferBundle *)mp_strict_unpack(
 	    &micropay__v1__transfer_bundle__descriptor, bb, blen);
 	ck_assert_ptr_nonnull(tb);

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-char *wallet_b64_encode(const uint8_t *data, size_t len)
+char *mp_b64_encode(const uint8_t *data, size_t len)
 {
 	if (len > (size_t)INT32_MAX / 2)
 		return NULL;
@@ -20,7 +20,7 @@ static bool b64_char(char c)
 	       c == '+' || c == '/';
 }
 
-uint8_t *wallet_b64_decode(const char *text, size_t max, size_t *len)
+uint8_t *mp_b64_decode(const char *text, size_t max, size_t *len)
 {
 	size_t n = strlen(text);
 	if (n == 0 || n % 4 != 0 || n / 4 * 3 > max + 2)
