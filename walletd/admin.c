@@ -214,7 +214,8 @@ static const struct mp_admin_method wallet_methods[] = {
 	 {"receipt", MP_ADMIN_T_BOOL, false, "false",
 	  "also ask for the signed Receipt of the last Pay (stored, shown as \"receipt\")"})},
     {"http", wallet_admin_http,
-     "fetch a URL, paying an HTTP 402 gateway with a channel held by its merchant",
+     "fetch a URL, paying an HTTP 402 gateway with a channel held by its merchant (one issued "
+     "within [wallet] auto_issue_budget when none can pay)",
      MP_ADMIN_PARAMS({"url", MP_ADMIN_T_STRING, true, NULL, "http://host:port/path?query"},
 		     {"method", MP_ADMIN_T_STRING, false, "GET", "GET, POST, PUT, DELETE, ..."},
 		     {"body", MP_ADMIN_T_STRING, false, "empty", "the request body"},
@@ -269,8 +270,8 @@ static const struct mp_admin_method wallet_methods[] = {
 	  "the most this buy may escrow in a channel it issues when none fits (needs "
 	  "max_price)"})},
     {"budget", wallet_admin_budget,
-     "[wallet] auto_issue_budget: committed by the channels buy issued by itself, left, and "
-     "those channels",
+     "[wallet] auto_issue_budget: committed by the channels buy and http issued by "
+     "themselves, left, and those channels",
      NULL},
     {"dispute", wallet_admin_dispute,
      "dispute a paid key-release offer whose key did not come by its deadline, at the broker; "

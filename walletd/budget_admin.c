@@ -1,5 +1,5 @@
 /* The admin method `budget` (docs/goods.md "Buying with a budget"): [wallet] auto_issue_budget,
- * what the channels `buy` issued by itself commit of it, and those channels. */
+ * what the channels `buy` and `http` issued by themselves commit of it, and those channels. */
 #include <jansson.h>
 
 #include "admin.h"

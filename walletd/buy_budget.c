@@ -9,7 +9,7 @@
  *     answers DUPLICATE_OK with the same cert), so a buy cut anywhere never issues twice
  *   PLAN --such a channel whose issue is on its way now (the earlier buy still running, e.g. its
  *     caller gave up waiting)--> refused, nothing issued: try again once it has ended
- *   PLAN --else: sized by the rule (buy_budget_size)--> the channel and its auto_issues row
+ *   PLAN --else: sized by the rule (auto_issue_size)--> the channel and its auto_issues row
  *     stored in one transaction --> ISSUING
  *   ISSUING --cert checked, ACTIVE--> OPEN at the merchant (buy_open: buy.c, buy_key.c; by
  *     key on a channel never paid, one opening unit first)
@@ -24,15 +24,12 @@
 
 #include "admin.h"
 #include "amount.h"
+#include "auto_issue.h"
 #include "buy.h"
 #include "log.h"
 #include "store.h"
 #include "store_budget.h"
 #include "wallet.h"
-
-/* protocol.md section 11: MAX_JUMP, the default of every holder's max_jump. A price of at most
- * MAX_JUMP units is paid by key release in one Pay. */
-#define BUDGET_MAX_JUMP 4096
 
 bool buy_budget_fits(const struct buy_op *x, const struct wchannel *ch)
 {
@@ -50,42 +47,10 @@ bool buy_budget_fits(const struct buy_op *x, const struct wchannel *ch)
 	return value >= need || value + ch->credit >= need; /* both sums below 2^64 */
 }
 
-/* The rule: unit_value u = max([wallet] auto_issue_unit_value, ceil(P / MAX_JUMP)) for the
- * price P = max_price; n = ceil(P / u) + 1 (one unit more: the opening unit of key release,
- * and at most one unit of rounding when buying chunk by chunk), at least ceil([wallet]
- * auto_issue_channel / u). NULL, or why not. */
+/* The rule of auto_issue_size for the price max_price. NULL, or why not. */
 static const char *size_channel(const struct wallet *w, struct buy_op *x)
 {
-	const struct wallet_config *c = &w->cfg;
-	uint64_t price = x->max_price, u = (price + BUDGET_MAX_JUMP - 1) / BUDGET_MAX_JUMP;
-	if (u < c->auto_issue_unit_value)
-		u = c->auto_issue_unit_value;
-	uint64_t n = price / u + (price % u != 0) + 1,
-		 least = c->auto_issue_channel / u + (c->auto_issue_channel % u != 0);
-	if (n < least)
-		n = least;
-	if (n > WALLET_N_MAX || !mp_amount_mul(n, u, &x->escrow))
-		return "a channel for max_price would have more than N_MAX units";
-	x->spec = (struct wallet_issue_spec){
-	    .n = (uint32_t)n, .unit_value = u, .days = c->auto_issue_days};
-	memcpy(x->spec.holder0, x->target, MP_ID_LEN);
-	return NULL;
-}
-
-/* An ISSUING channel issued for a buy at x->target (its issue cut before the broker answered,
- * or on its way now: busy), the idle one first; NULL if none. */
-static struct wchannel *issuing_for(struct wallet *w, const struct buy_op *x)
-{
-	struct wchannel *busy = NULL;
-	for (struct wchannel *ch = w->channels; ch; ch = ch->next) {
-		if (ch->state != WCH_ISSUING || memcmp(ch->holder0, x->target, MP_ID_LEN) ||
-		    wstore_budget_has(w->store, ch->channel_id) != 1)
-			continue;
-		if (!ch->busy)
-			return ch;
-		busy = ch;
-	}
-	return busy;
+	return auto_issue_size(w, x->max_price, x->target, &x->spec, &x->escrow);
 }
 
 /* The per-call `budget` and the store's committed sum: false (answered) if the escrow does not
@@ -93,7 +58,7 @@ static struct wchannel *issuing_for(struct wallet *w, const struct buy_op *x)
 static bool within_budget(struct wallet *w, struct mp_admin_req *req, json_t *params,
 			  const struct buy_op *x)
 {
-	uint64_t cap = w->cfg.auto_issue_budget, given, committed;
+	uint64_t cap = w->cfg.auto_issue_budget, given, committed, left;
 	if (!mp_admin_param_u64(req, params, "budget", &given, false))
 		return false;
 	if (json_object_get(params, "budget") && given > cap) {
@@ -102,11 +67,10 @@ static bool within_budget(struct wallet *w, struct mp_admin_req *req, json_t *pa
 				    (unsigned long long)given, (unsigned long long)cap);
 		return false;
 	}
-	if (!wstore_budget_committed(w->store, &committed)) {
+	if (!auto_issue_left(w, &left, &committed)) {
 		mp_admin_fail(req, MP_ADMIN_INTERNAL, "buy: cannot read the budget from the store");
 		return false;
 	}
-	uint64_t left = committed < cap ? cap - committed : 0;
 	if (json_object_get(params, "budget") && given < left)
 		left = given;
 	if (x->escrow <= left)
@@ -139,7 +103,7 @@ bool buy_budget_plan(struct wallet *w, struct mp_admin_req *req, json_t *params,
 		mp_admin_fail(req, MP_ADMIN_FAILED, "buy: %s", bad);
 		return false;
 	}
-	if ((x->ch = issuing_for(w, x))) { /* its escrow is counted already */
+	if ((x->ch = auto_issue_pending(w, x->target))) { /* its escrow is counted already */
 		if (x->ch->busy) {
 			char hex[MP_HEX_ID_LEN + 1];
 			mp_hex_encode(x->ch->channel_id, MP_ID_LEN, hex);

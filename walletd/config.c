@@ -45,15 +45,15 @@ static const struct mp_cfg_key wallet_keys[] = {
       "seconds between the checks for paid key-release offers whose key did not come by "
       "their deadline (disputed at the broker), default 60; 0: only on demand"),
     N("wallet", "auto_issue_budget", MP_CFG_U64, auto_issue_budget, 0, MP_AMOUNT_MAX,
-      "minor units `buy` may escrow in all in channels it issues itself when none fits "
-      "(docs/goods.md), default 0: never"),
+      "minor units `buy` and `http` may escrow in all in channels they issue themselves when "
+      "none fits (docs/goods.md, docs/gateway.md), default 0: never"),
     N("wallet", "auto_issue_channel", MP_CFG_U64, auto_issue_channel, 0, MP_AMOUNT_MAX,
-      "minor units: the least escrow of a channel `buy` issues (for later buys too), "
-      "default 0: what the item needs"),
+      "minor units: the least escrow of a channel `buy` or `http` issues (for later ones "
+      "too), default 0: what the item or request needs"),
     N("wallet", "auto_issue_unit_value", MP_CFG_U64, auto_issue_unit_value, 1, MP_AMOUNT_MAX,
-      "minor units: the least unit value of a channel `buy` issues, default 1"),
+      "minor units: the least unit value of a channel `buy` or `http` issues, default 1"),
     N("wallet", "auto_issue_days", MP_CFG_U32, auto_issue_days, 1, 30,
-      "the lifetime of a channel `buy` issues: 1, 7 or 30 days, default 7"),
+      "the lifetime of a channel `buy` or `http` issues: 1, 7 or 30 days, default 7"),
     N("wallet", "http_max_price", MP_CFG_U64, http_max_price, 0, (uint64_t)1 << 53,
       "minor units one HTTP request may cost (mpctl http; docs/gateway.md) unless max_price "
       "says otherwise, default 100"),

@@ -29,6 +29,7 @@
 #include "b64.h"
 #include "gateway_header.h"
 #include "http_fetch.h"
+#include "http_internal.h"
 #include "http_receipt.h"
 #include "log.h"
 #include "session.h"
@@ -36,30 +37,7 @@
 #include "store_http.h"
 #include "wallet.h"
 
-#define HTTP_URL_MAX 2048
-
-struct http_op {
-	struct wallet *w;
-	struct mp_admin_req *req;
-	enum evhttp_cmd_type cmd;
-	char method[8];
-	char host[256];
-	uint16_t port;
-	char uri[HTTP_URL_MAX];
-	char *body;
-	size_t body_len;
-	uint64_t max_price;
-	struct gw_requirements want;
-	struct wchannel *ch;
-	uint32_t units;
-	bool busy_mine;	 /* this op marked ch busy (not while a session has it) */
-	bool by_channel; /* channel_id given: pay with that one only */
-	bool receipt;	 /* receipt=true: a Receipt asked for in the header */
-	uint8_t channel_id[MP_ID_LEN];
-	struct wstore_pay pay;
-};
-
-static void op_free(void *arg)
+void http_op_free(void *arg)
 {
 	struct http_op *o = arg;
 	if (o->ch && o->busy_mine)
@@ -68,8 +46,7 @@ static void op_free(void *arg)
 	free(o);
 }
 
-static void op_fail(struct http_op *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void op_fail(struct http_op *o, const char *fmt, ...)
+void http_op_fail(struct http_op *o, const char *fmt, ...)
 {
 	char msg[600];
 	va_list ap;
@@ -77,7 +54,7 @@ static void op_fail(struct http_op *o, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	mp_admin_fail(o->req, MP_ADMIN_FAILED, "http: %s", msg);
-	op_free(o);
+	http_op_free(o);
 }
 
 /* {status, body | body_base64, paid} */
@@ -146,20 +123,23 @@ static void on_paid(void *arg, struct http_result *r, const char *why)
 					 (json_int_t)resp.credit, "currency", o->want.currency);
 		if (paid && o->receipt)
 			add_receipt(o, &resp, paid);
+		if (paid && o->issued)
+			json_object_set_new(paid, "issued", json_true());
 		gw_response_clear(&resp);
 		mp_admin_reply(o->req, answer_json(r, paid));
 		http_result_free(r);
-		op_free(o);
+		http_op_free(o);
 		return;
 	}
 	gw_response_clear(&resp);
 	/* not charged, refused or no answer: j stays in flight, resolved by the next session */
 	ch->http_ready = false;
 	if (!r) {
-		op_fail(o,
-			"no answer with the payment (%s); payment j=%u of channel %s is in flight "
-			"and is resolved at the channel's next use",
-			why, o->pay.j, hex);
+		http_op_fail(
+		    o,
+		    "no answer with the payment (%s); payment j=%u of channel %s is in flight "
+		    "and is resolved at the channel's next use",
+		    why, o->pay.j, hex);
 		return;
 	}
 	json_t *out = answer_json(r, NULL);
@@ -167,7 +147,7 @@ static void on_paid(void *arg, struct http_result *r, const char *why)
 	json_object_set_new(out, "payment_error", r->error ? json_string(r->error) : json_null());
 	mp_admin_reply(o->req, out);
 	http_result_free(r);
-	op_free(o);
+	http_op_free(o);
 }
 
 /* PAYING: the next index, persisted in flight, then the request with X-Payment. */
@@ -181,14 +161,14 @@ static void pay_now(struct http_op *o)
 	if (p.j > ch->n || p.j > ch->seg_start + ch->seg_len ||
 	    !wallet_channel_word(o->w, ch, p.j, p.w) ||
 	    !gw_request_ref(o->method, o->uri, o->body, o->body_len, p.ref)) {
-		op_fail(o, "cannot make the payword at index %u", p.j);
+		http_op_fail(o, "cannot make the payword at index %u", p.j);
 		return;
 	}
 	o->pay = (struct wstore_pay){.j = p.j, .order_ref_len = GW_REF_LEN};
 	memcpy(o->pay.w, p.w, MP_HASH_LEN);
 	memcpy(o->pay.order_ref, p.ref, GW_REF_LEN);
 	if (!wstore_inflight_add(o->w->store, ch->channel_id, &o->pay)) {
-		op_fail(o, "cannot record the payment j=%u as in flight; not sent", p.j);
+		http_op_fail(o, "cannot record the payment j=%u as in flight; not sent", p.j);
 		return;
 	}
 	if (ch->sent < p.j)
@@ -199,10 +179,11 @@ static void pay_now(struct http_op *o)
 	bool sent = header && fetch(o, header, on_paid);
 	free(header);
 	if (!sent)
-		op_fail(o,
-			"out of memory; payment j=%u is in flight and resolved at the channel's "
-			"next use",
-			p.j);
+		http_op_fail(
+		    o,
+		    "out of memory; payment j=%u is in flight and resolved at the channel's "
+		    "next use",
+		    p.j);
 }
 
 /* Units to cover price with the credit the merchant holds for us (at least one). */
@@ -234,6 +215,8 @@ static const char *unpayable(struct http_op *o, const struct wchannel *ch)
 	return NULL;
 }
 
+/* A channel that can pay now; NULL with the call answered (channel_id's refused) or handed to
+ * http_issue (none can pay). */
 static struct wchannel *choose(struct http_op *o)
 {
 	if (o->by_channel) {
@@ -241,18 +224,13 @@ static struct wchannel *choose(struct http_op *o)
 		const char *why = ch ? unpayable(o, ch) : "not in this wallet";
 		if (!why)
 			return ch;
-		op_fail(o, "channel_id: the channel is %s", why);
+		http_op_fail(o, "channel_id: the channel is %s", why);
 		return NULL;
 	}
 	for (struct wchannel *ch = o->w->channels; ch; ch = ch->next)
 		if (!unpayable(o, ch))
 			return ch;
-	char mid[MP_HEX_ID_LEN + 1];
-	mp_hex_encode(o->want.merchant, MP_ID_LEN, mid);
-	op_fail(o,
-		"no ACTIVE channel of this wallet at merchant %s can pay %llu %s now: issue one "
-		"(issue merchant_id=%s ...)",
-		mid, (unsigned long long)o->want.price, o->want.currency, mid);
+	http_issue(o);
 	return NULL;
 }
 
@@ -270,30 +248,35 @@ static void after_session(struct pay_op *s, void *arg)
 	pay_now(o);
 }
 
-/* The 402's requirements checked, a channel chosen: pay at once or open a session first. */
+/* The 402's requirements checked, a channel chosen (or issued): pay at once or open a session
+ * first. */
 static void pay_required(struct http_op *o, const struct http_result *r)
 {
 	const char *why = "no " GW_HEADER_REQUIRED " header";
 	uint8_t key_id[MP_KEY_ID_LEN];
 	mp_key_id(o->w->cfg.broker_pk, key_id);
 	if (!r->required || !gw_requirements_parse(r->required, &o->want, &why)) {
-		op_fail(o, "402 without usable payment requirements: %s", why);
+		http_op_fail(o, "402 without usable payment requirements: %s", why);
 		return;
 	}
 	if (memcmp(o->want.broker_key, key_id, MP_KEY_ID_LEN)) {
-		op_fail(o, "the gateway's merchant is registered with another broker (unknown "
-			   "broker key): not paying");
+		http_op_fail(o, "the gateway's merchant is registered with another broker (unknown "
+				"broker key): not paying");
 		return;
 	}
 	if (o->want.price > o->max_price) {
-		op_fail(o, "the price %llu %s is above max_price %llu: not paying",
-			(unsigned long long)o->want.price, o->want.currency,
-			(unsigned long long)o->max_price);
+		http_op_fail(o, "the price %llu %s is above max_price %llu: not paying",
+			     (unsigned long long)o->want.price, o->want.currency,
+			     (unsigned long long)o->max_price);
 		return;
 	}
 	struct wchannel *ch = choose(o);
-	if (!ch)
-		return;
+	if (ch)
+		http_use_channel(o, ch);
+}
+
+void http_use_channel(struct http_op *o, struct wchannel *ch)
+{
 	o->ch = ch;
 	if (ch->http_ready && ch->sent <= ch->last) {
 		ch->busy = o->busy_mine = true;
@@ -303,20 +286,20 @@ static void pay_required(struct http_op *o, const struct http_result *r)
 	}
 	char err[300];
 	if (!wallet_session_open(o->w, o->req, "http", ch, o->want.endpoint, after_session, o,
-				 op_free, err, sizeof(err)))
-		op_fail(o, "cannot open the channel at %s: %s", o->want.endpoint, err);
+				 http_op_free, err, sizeof(err)))
+		http_op_fail(o, "cannot open the channel at %s: %s", o->want.endpoint, err);
 }
 
 static void on_probe(void *arg, struct http_result *r, const char *why)
 {
 	struct http_op *o = arg;
 	if (!r) {
-		op_fail(o, "%s %s:%u%s: %s", o->method, o->host, o->port, o->uri, why);
+		http_op_fail(o, "%s %s:%u%s: %s", o->method, o->host, o->port, o->uri, why);
 		return;
 	}
 	if (r->status != 402) {
 		mp_admin_reply(o->req, answer_json(r, NULL));
-		op_free(o);
+		http_op_free(o);
 	} else {
 		pay_required(o, r);
 	}
@@ -398,6 +381,6 @@ void wallet_admin_http(struct mp_admin_req *req, json_t *params, void *ctx)
 		bad = "out of memory";
 	if (bad) {
 		mp_admin_fail(req, MP_ADMIN_BAD_PARAMS, "http: %s", bad);
-		op_free(o);
+		http_op_free(o);
 	}
 }

@@ -865,6 +865,73 @@ START_TEST(receipt_on_request_comes_with_the_answer)
 }
 END_TEST
 
+static json_t *w2_http(const char *path, char *err, size_t len)
+{
+	char params[300];
+	snprintf(params, sizeof(params), "{\"url\":\"http://127.0.0.1:%u%s\"}", gw_port, path);
+	return admin(&net, "w2", "http", params, err, len);
+}
+
+/* A paid GET /quote (price 5) through w2: paid's channel_id (out) and whether it was issued. */
+static bool w2_paid_quote(char *channel, size_t len, int64_t j)
+{
+	char err[600];
+	json_t *r = w2_http("/quote", err, sizeof(err));
+	ck_assert_msg(r, "w2 http: %s", err);
+	ck_assert_int_eq(json_int(r, "status"), 200);
+	json_t *paid = json_object_get(r, "paid");
+	ck_assert_int_eq(json_int(paid, "j"), j);
+	snprintf(channel, len, "%s", json_str(paid, "channel_id"));
+	bool issued = json_is_true(json_object_get(paid, "issued"));
+	json_decref(r);
+	return issued;
+}
+
+START_TEST(wallet_issues_a_channel_when_none_can_pay)
+{
+	char err[600], first[MP_HEX_ID_LEN + 1], chan[MP_HEX_ID_LEN + 1];
+	ck_assert_int_eq(net_cmd(&net, "wallet", "w2"), 0);
+	json_t *reg = admin_ok(&net, "w2", "register", NULL);
+	net_fund(&net, json_str(reg, "account_id"), 100);
+	json_decref(reg);
+	json_decref(admin_ok(&net, "m1", "redeem", NULL)); /* what earlier tests paid */
+	int64_t pending = net_pending(&net, m1_hex);
+
+	/* no channel, auto_issue_budget 0 (the default): refused, nothing issued */
+	ck_assert_ptr_null(w2_http("/quote", err, sizeof(err)));
+	ck_assert_msg(strstr(err, "auto_issue_budget is 0") && strstr(err, "issue one"), "%s", err);
+	json_t *b = admin_ok(&net, "w2", "budget", NULL);
+	ck_assert_int_eq(json_array_size(json_object_get(b, "channels")), 0);
+	json_decref(b);
+
+	/* allowed: a channel of 12 units (auto_issue_channel) issued, opened and paid */
+	net_restart_with(&net, "w2", "wallet", "auto_issue_budget = 30\nauto_issue_channel = 12");
+	ck_assert(w2_paid_quote(first, sizeof(first), 5));
+	ck_assert(!w2_paid_quote(chan, sizeof(chan), 10)); /* the same channel, by header */
+	ck_assert_str_eq(chan, first);
+	/* exhausted (2 units left for a price of 5): a second one issued */
+	ck_assert(w2_paid_quote(chan, sizeof(chan), 5));
+	ck_assert_str_ne(chan, first);
+	ck_assert(!w2_paid_quote(chan, sizeof(chan), 10));
+	/* exhausted again, and a third would escrow 36 of a budget of 30: refused */
+	ck_assert_ptr_null(w2_http("/quote", err, sizeof(err)));
+	ck_assert_msg(strstr(err, "over budget"), "%s", err);
+	b = admin_ok(&net, "w2", "budget", NULL);
+	ck_assert_int_eq(json_int(b, "committed"), 24);
+	json_t *rows = json_object_get(b, "channels");
+	ck_assert_int_eq(json_array_size(rows), 2);
+	char item[80];
+	snprintf(item, sizeof(item), "http://127.0.0.1:%u", gw_port);
+	ck_assert_str_eq(json_str(json_array_get(rows, 0), "item"), item);
+	json_decref(b);
+
+	/* 4 requests of 5 paid, redeemed to the unit */
+	json_decref(admin_ok(&net, "m1", "redeem", NULL));
+	ck_assert_int_eq(net_pending(&net, m1_hex) - pending, 20);
+	net_audit_clean(&net);
+}
+END_TEST
+
 START_TEST(https_listener_serves_the_same)
 {
 	char settings[1500], crt[700], key[700], cmd[1500], out[20000];
@@ -924,6 +991,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, held_requests_survive_clients_and_slow_upstreams);
 	tcase_add_test(tc, proxy_pays_for_curl_within_its_budget);
 	tcase_add_test(tc, receipt_on_request_comes_with_the_answer);
+	tcase_add_test(tc, wallet_issues_a_channel_when_none_can_pay);
 	tcase_add_test(tc, https_listener_serves_the_same); /* last: m1's gateway is HTTPS after */
 	suite_add_tcase(s, tc);
 	return s;
