@@ -101,22 +101,20 @@ static void on_paid(void *arg, struct http_result *r, const char *why)
 		       resp.charged && resp.j == o->pay.j &&
 		       !memcmp(resp.channel_id, ch->channel_id, MP_ID_LEN);
 	if (charged) {
-		if (!wstore_inflight_done(o->w->store, ch->channel_id, o->pay.j, o->pay.j,
-					  resp.credit))
-			log_err("channel %s: HTTP payment j=%u accepted but not stored as such; "
-				"resolved at its next session",
-				hex, o->pay.j);
+		char host[300];
+		snprintf(host, sizeof(host), "%s:%u", o->host, o->port);
+		if (!wstore_http_charged(o->w->store, ch->channel_id, o->pay.j, resp.credit, host,
+					 resp.price))
+			log_err(
+			    "channel %s: HTTP payment j=%u accepted but not stored as such (nor "
+			    "its price in %s's spending); resolved at its next session",
+			    hex, o->pay.j, host);
 		else {
 			ch->last = o->pay.j;
 			ch->credit = resp.credit;
 			ch->inflight--;
 		}
 		o->w->stats.units_paid += o->units;
-		char host[300];
-		snprintf(host, sizeof(host), "%s:%u", o->host, o->port);
-		if (!wstore_http_add(o->w->store, host, resp.price)) /* logged */
-			log_err("channel %s: the price paid to %s is not in its spending", hex,
-				host);
 		json_t *paid = json_pack("{s:s, s:I, s:I, s:I, s:I, s:s}", "channel_id", hex, "j",
 					 (json_int_t)o->pay.j, "units", (json_int_t)o->units,
 					 "price", (json_int_t)resp.price, "credit",

@@ -3,8 +3,11 @@
  * gateways within a budget per host ([proxy] host_budget, counted in table http_spend).
  *
  *   RECEIVED --not absolute-form http:// (CONNECT, origin-form)--> 501 / 400
+ *   RECEIVED --more than PROXY_MAX_PENDING requests in flight--> 503
  *   RECEIVED --the host's budget read--> the wallet's `http` method run for it (http_pay.c),
- *            max_price = the least of [wallet] http_max_price and what is left of the budget;
+ *            max_price = the least of [wallet] http_max_price and what is left of the budget
+ *            once the max_price of each request to that host still in flight is set aside
+ *            (so concurrent requests cannot together pay more than the budget);
  *            the client's connection not read meanwhile (libevent 2.1, see gateway_reply.c)
  *   RECEIVED --walletd draining--> 503
  *   --answered--> the upstream's status, Content-Type and body, X-Micropay-Paid when paid
@@ -32,13 +35,17 @@ struct proxied {
 	struct proxied *prev, *next;
 	struct evhttp_request *req;
 	char host[300];
-	uint64_t spent; /* the host's spending when the request came */
+	uint64_t spent;	   /* the host's spending when the request came */
+	uint64_t reserved; /* the most it may pay: set aside from the host's budget */
 };
+
+#define PROXY_MAX_PENDING 64
 
 struct wallet_proxy {
 	struct wallet *w;
 	struct evhttp *http;
 	struct proxied *pending;
+	size_t n_pending;
 };
 
 static struct bufferevent *client_bev(struct evhttp_request *req)
@@ -78,7 +85,18 @@ static void unlink_pending(struct proxied *x)
 		x->p->pending = x->next;
 	if (x->next)
 		x->next->prev = x->prev;
+	x->p->n_pending--;
 	x->p = NULL;
+}
+
+/* What the requests to host still in flight may pay in all. */
+static uint64_t reserved_for(const struct wallet_proxy *p, const char *host)
+{
+	uint64_t sum = 0;
+	for (const struct proxied *x = p->pending; x; x = x->next)
+		if (!strcmp(x->host, host))
+			sum += x->reserved; /* each at most the budget, at most 64 of them */
+	return sum;
 }
 
 /* The method's result: the upstream's answer, relayed. */
@@ -131,9 +149,13 @@ static void on_answer(void *arg, json_t *msg)
 			const char *why = json_string_value(
 			    json_object_get(json_object_get(msg, "error"), "message"));
 			char text[700];
-			snprintf(text, sizeof(text), "%s (%s: %llu spent of a budget of %llu)",
-				 why ? why : "failed", x->host, (unsigned long long)x->spent,
-				 (unsigned long long)p->w->cfg.proxy_host_budget);
+			snprintf(
+			    text, sizeof(text),
+			    "%s (%s: %llu spent of a budget of %llu, %llu set aside for requests "
+			    "in flight)",
+			    why ? why : "failed", x->host, (unsigned long long)x->spent,
+			    (unsigned long long)p->w->cfg.proxy_host_budget,
+			    (unsigned long long)(reserved_for(p, x->host)));
 			bool in_flight = why && strstr(why, "is in flight");
 			reply_text(x->req, in_flight ? 502 : 402,
 				   in_flight ? "Bad Gateway" : "Payment Required", text);
@@ -160,6 +182,10 @@ static void on_request(struct evhttp_request *req, void *arg)
 			   "only plain http:// URLs in absolute form (no CONNECT, no https)");
 		return;
 	}
+	if (p->n_pending >= PROXY_MAX_PENDING) {
+		reply_text(req, 503, "Service Unavailable", "too many requests in flight; retry");
+		return;
+	}
 	struct proxied *x = calloc(1, sizeof(*x));
 	int port = evhttp_uri_get_port(u);
 	if (x)
@@ -169,9 +195,10 @@ static void on_request(struct evhttp_request *req, void *arg)
 		reply_text(req, 503, "Service Unavailable", "out of memory or store error");
 		return;
 	}
-	uint64_t left =
-	    w->cfg.proxy_host_budget > x->spent ? w->cfg.proxy_host_budget - x->spent : 0;
+	uint64_t used = x->spent + reserved_for(p, x->host);
+	uint64_t left = w->cfg.proxy_host_budget > used ? w->cfg.proxy_host_budget - used : 0;
 	uint64_t max = left < w->cfg.http_max_price ? left : w->cfg.http_max_price;
+	x->reserved = max;
 	struct evbuffer *in = evhttp_request_get_input_buffer(req);
 	size_t len = evbuffer_get_length(in);
 	json_t *params = json_pack("{s:s, s:s#, s:I}", "url", target, "body",
@@ -196,6 +223,7 @@ static void on_request(struct evhttp_request *req, void *arg)
 	if (x->next)
 		x->next->prev = x;
 	p->pending = x;
+	p->n_pending++;
 	struct bufferevent *bev = client_bev(req);
 	if (bev)
 		bufferevent_disable(bev, EV_READ);

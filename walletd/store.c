@@ -688,19 +688,24 @@ bool wstore_inflight_add(struct wstore *s, const uint8_t id[MP_ID_LEN],
 	return wstore_commit(s);
 }
 
-bool wstore_inflight_done(struct wstore *s, const uint8_t id[MP_ID_LEN], uint32_t j, uint32_t last,
-			  uint64_t credit)
+bool wstore_inflight_clear(struct wstore *s, const uint8_t id[MP_ID_LEN], uint32_t j, uint32_t last,
+			   uint64_t credit)
 {
-	if (!wstore_begin(s))
-		return false;
 	sqlite3_stmt *st = wsql_prep(s, "DELETE FROM inflight WHERE channel_id = ?1 AND j = ?2");
 	if (st)
 		st = wsql_bound(s, st,
 				wsql_bind_blob(st, 1, id, MP_ID_LEN) | sqlite3_bind_int64(st, 2, j),
 				"binding an in-flight Pay's key");
-	bool ok = wsql_run(s, st, "clearing an in-flight Pay") &&
-		  wsql_run(s, progress_stmt(s, id, last, credit), "storing a channel's progress");
-	if (!ok) {
+	return wsql_run(s, st, "clearing an in-flight Pay") &&
+	       wsql_run(s, progress_stmt(s, id, last, credit), "storing a channel's progress");
+}
+
+bool wstore_inflight_done(struct wstore *s, const uint8_t id[MP_ID_LEN], uint32_t j, uint32_t last,
+			  uint64_t credit)
+{
+	if (!wstore_begin(s))
+		return false;
+	if (!wstore_inflight_clear(s, id, j, last, credit)) {
 		wstore_rollback(s);
 		return false;
 	}

@@ -4,6 +4,7 @@
 #include "clock.h"
 #include "sig.h"
 #include "util.h"
+#include "store.h"
 #include "store_internal.h"
 
 bool wstore_http_migrate(struct wstore *s)
@@ -15,7 +16,7 @@ bool wstore_http_migrate(struct wstore *s)
 			    "  last_at INTEGER NOT NULL);");
 }
 
-bool wstore_http_add(struct wstore *s, const char *host, uint64_t price)
+static bool http_add(struct wstore *s, const char *host, uint64_t price)
 {
 	sqlite3_stmt *st = wsql_prep(
 	    s, "INSERT INTO http_spend (host, spent, requests, last_at) VALUES (?1, ?2, 1, ?3) "
@@ -29,6 +30,18 @@ bool wstore_http_add(struct wstore *s, const char *host, uint64_t price)
 				   sqlite3_bind_int64(st, 3, (sqlite3_int64)mp_clock_now(s->clock)),
 			       "binding an HTTP payment");
 	return wsql_run(s, st, "storing an HTTP payment's price");
+}
+
+bool wstore_http_charged(struct wstore *s, const uint8_t id[MP_ID_LEN], uint32_t j, uint64_t credit,
+			 const char *host, uint64_t price)
+{
+	if (!wstore_begin(s))
+		return false;
+	if (!wstore_inflight_clear(s, id, j, j, credit) || !http_add(s, host, price)) {
+		wstore_rollback(s);
+		return false;
+	}
+	return wstore_commit(s);
 }
 
 bool wstore_http_spent(struct wstore *s, const char *host, uint64_t *spent)

@@ -1,16 +1,21 @@
 /* What walletd paid HTTP 402 gateways, per host (docs/gateway.md "The forward proxy"): table
- * http_spend, one row per host:port, the price of every charged request added once its
- * charge is stored. The forward proxy's budget per host is counted against it. */
+ * http_spend, one row per host:port, the price of every charged request added in the
+ * transaction that stores its charge. The forward proxy's budget per host is counted against
+ * it. */
 #pragma once
 #include <stdbool.h>
 #include <stdint.h>
+
+#include "util.h"
 
 struct wstore;
 
 /* At store open, inside the schema transaction: create the table if it is missing. */
 bool wstore_http_migrate(struct wstore *s);
-/* Add one charged request of price to host. */
-bool wstore_http_add(struct wstore *s, const char *host, uint64_t price);
+/* A charged HTTP payment, in one transaction: the in-flight Pay j of channel id done (the
+ * channel's last = j, its credit), and price added to what host was paid. */
+bool wstore_http_charged(struct wstore *s, const uint8_t id[MP_ID_LEN], uint32_t j, uint64_t credit,
+			 const char *host, uint64_t price);
 /* What host was paid in all (0 if never). False (logged) on a store error. */
 bool wstore_http_spent(struct wstore *s, const char *host, uint64_t *spent);
 

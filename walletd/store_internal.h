@@ -49,3 +49,8 @@ bool wsql_column_secret(struct wstore *s, sqlite3_stmt *st, int col, uint8_t *ou
 /* Columns (owner_seed, the row's chain key) of channel or offer id: the owner seed opened. */
 bool wsql_column_owner_seed(struct wstore *s, sqlite3_stmt *st, const uint8_t id[MP_ID_LEN],
 			    uint8_t seed[MP_SK_LEN]);
+
+/* The in-flight Pay j of channel id acknowledged: its row deleted, the channel's last and
+ * credit stored; inside the caller's transaction (wstore_inflight_done makes one). */
+bool wstore_inflight_clear(struct wstore *s, const uint8_t id[MP_ID_LEN], uint32_t j, uint32_t last,
+			   uint64_t credit);

@@ -714,26 +714,46 @@ START_TEST(proxy_pays_for_curl_within_its_budget)
 	ck_assert_int_eq(curl_via(proxy, url, out, sizeof(out)), 402);
 	ck_assert_msg(strstr(out, "above max_price 2") && strstr(out, "of a budget of"), "%s", out);
 	ck_assert_int_eq(host_spent(host), before + 10);
+	/* one request priced 1 (1 left), then two at once, each priced 1, with two channels to pay
+	 * with: the first sets the 1 aside (what is left, as the proxy does not know a price
+	 * before asking), so the second is refused: the budget is not exceeded, whatever their
+	 * order */
+	json_t *reg = admin_ok(&net, "w1", "register", NULL);
+	net_fund(&net, json_str(reg, "account_id"), 10);
+	json_decref(reg);
+	char second[MP_HEX_ID_LEN + 1], cmd[700];
+	net_wallet_issue(&net, "w1", m1_hex, 10, 1, second, sizeof(second));
+	snprintf(url, sizeof(url), "http://%s/slow/10", host);
+	ck_assert_int_eq(curl_via(proxy, url, out, sizeof(out)), 200);
+	snprintf(cmd, sizeof(cmd),
+		 "for i in 1 2; do curl -s -o /dev/null -w '%%{http_code}\\n' -x "
+		 "http://127.0.0.1:%u http://%s/slow/1000 & done; wait",
+		 proxy, host);
+	FILE *f = popen(cmd, "r");
+	size_t got = fread(out, 1, sizeof(out) - 1, f);
+	out[got] = 0;
+	pclose(f);
+	ck_assert_msg(strstr(out, "200\n") && strstr(out, "402\n"), "two at once: %s", out);
+	ck_assert_int_eq(host_spent(host), before + 12); /* the whole budget, not more */
 	/* a free route: nothing paid, no budget used */
 	snprintf(url, sizeof(url), "http://127.0.0.1:%u/free/z", gw_port);
 	ck_assert_int_eq(curl_via(proxy, url, out, sizeof(out)), 200);
 	ck_assert_ptr_null(strstr(out, "X-Micropay-Paid"));
 	/* https (CONNECT) through the proxy is not offered: 501 to the CONNECT */
-	char cmd[400];
 	snprintf(cmd, sizeof(cmd),
 		 "curl -s -o /dev/null -w '%%{http_connect}' -x http://127.0.0.1:%u "
 		 "https://127.0.0.1:%u/quote",
 		 proxy, gw_port);
-	FILE *f = popen(cmd, "r");
-	size_t got = fread(out, 1, sizeof(out) - 1, f);
+	f = popen(cmd, "r");
+	got = fread(out, 1, sizeof(out) - 1, f);
 	out[got] = 0;
 	pclose(f); /* curl fails: the tunnel was refused */
 	ck_assert_msg(strcmp(out, "501") == 0, "CONNECT through the proxy: '%s'", out);
 	json_decref(admin_ok(&net, "m1", "redeem", NULL));
 	/* redeemed to the unit: 15, 5 and 5 on the first tests' channels, 2 on the held test's,
 	 * and w1's channel at index 23: 14 by wallet_pays_the_gateway, then 4 units (its credit
-	 * of 1 paid the rest) and 5 through the proxy */
-	ck_assert_int_eq(net_pending(&net, m1_hex) - pending_at_start, 15 + 5 + 5 + 2 + 23);
+	 * of 1 paid the rest) and 5 through the proxy; 1 + 1 for /slow/ through the proxy */
+	ck_assert_int_eq(net_pending(&net, m1_hex) - pending_at_start, 15 + 5 + 5 + 2 + 23 + 2);
 	net_audit_clean(&net);
 }
 END_TEST
