@@ -119,6 +119,9 @@ static const struct mp_cfg_key merchant_keys[] = {
       "upstream answer body bytes, default 16 MiB (larger: 502, not charged)"),
     N("gateway", "max_pending", MP_CFG_U32, gateway_max_pending, 1, 65536,
       "requests waiting for the upstream or the group commit, default 256 (more: 503)"),
+    N("gateway", "upstream_idle", MP_CFG_U32, gateway_upstream_idle, 0, 1024,
+      "idle connections to the upstream kept open for the next requests (HTTP keep-alive), "
+      "default 32; 0: a connection per request"),
     MP_CFG_END,
 };
 
@@ -177,6 +180,7 @@ static void set_defaults(struct merchant_config *cfg)
 	cfg->gateway_max_body = 1 << 20;
 	cfg->gateway_max_response = 16 << 20;
 	cfg->gateway_max_pending = 256;
+	cfg->gateway_upstream_idle = 32;
 }
 
 static bool gateway_valid(const struct merchant_config *cfg, const char *path, char *err,

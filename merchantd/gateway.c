@@ -153,11 +153,11 @@ static bool upstream_parse(struct gateway *g, const struct merchant_config *cfg)
 			cfg->gateway_upstream ? cfg->gateway_upstream : "(unset)");
 		return false;
 	}
-	g->up.base = g->m->base;
-	g->up.dns = g->m->dns;
-	g->up.timeout_s = cfg->gateway_upstream_timeout;
-	g->up.max_response = cfg->gateway_max_response;
-	return true;
+	if (gw_upstream_init(&g->up, g->m->base, g->m->dns, cfg->gateway_upstream_timeout,
+			     cfg->gateway_max_response, cfg->gateway_upstream_idle))
+		return true;
+	log_err("gateway: out of memory");
+	return false;
 }
 
 /* HTTPS: each accepted connection wrapped in TLS (the [gateway] tls_cert's context). */

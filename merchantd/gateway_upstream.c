@@ -1,10 +1,8 @@
-/* The gateway's upstream requests (gateway_upstream.h).
+/* The gateway's upstream requests (gateway_upstream.h): what is forwarded and what is copied
+ * back; the exchange itself is common/http_client.c's.
  *
- *   SENT --answer or failure (libevent's callback)--> answer copied out, done(arg, a | NULL)
- *        --> DONE: the connection is freed from a zero-delay timer, never inside libevent's own
- *            callback (which frees the request after it returns)
- *   SENT --gw_upstream_cancel--> the connection freed at once (its request with it, without a
- *        callback)
+ *   SENT --answer or failure--> done(arg, a | NULL, why) from a zero-delay event
+ *   SENT --gw_upstream_cancel--> the exchange dropped, its connection closed (no callback)
  */
 #include <sys/queue.h>
 
@@ -12,23 +10,21 @@
 
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "gateway_header.h"
+#include "http_client.h"
 #include "log.h"
 
 struct gw_upstream_call {
 	struct gw_upstream *up;
-	struct gw_upstream_call *prev, *next; /* up->calls */
-	struct evhttp_connection *evcon;
-	struct event *reap; /* frees evcon after libevent's callback returned */
+	struct mp_http_call *call;
+	struct evhttp_request *client; /* until sent: what is forwarded */
 	gw_upstream_done_fn done;
 	void *arg;
-	bool answered;		  /* libevent's callback ran: the request is libevent's to free */
-	struct gw_answer *answer; /* DELIVERING: handed to done */
-	const char *why;	  /* DELIVERING without an answer */
 };
 
 /* Hop-by-hop headers (RFC 9110 section 7.6.1), Expect (the body is sent whole), and the
@@ -89,32 +85,21 @@ void gw_answer_free(struct gw_answer *a)
 	free(a);
 }
 
-static void call_free(struct gw_upstream_call *c)
-{
-	gw_answer_free(c->answer);
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		c->up->calls = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
-	if (c->evcon)
-		evhttp_connection_free(c->evcon);
-	if (c->reap)
-		event_free(c->reap);
-	free(c);
-}
-
-static void on_deliver(evutil_socket_t fd, short what, void *arg)
+static void on_done(void *arg, void *copy, const char *why)
 {
 	struct gw_upstream_call *c = arg;
-	struct gw_answer *a = c->answer;
-	c->answer = NULL;
-	c->done(c->arg, a, a ? NULL : c->why);
-	call_free(c);
+	gw_upstream_done_fn done = c->done;
+	void *done_arg = c->arg;
+	free(c);
+	done(done_arg, copy, why);
 }
 
-static struct gw_answer *answer_copy(struct evhttp_request *r)
+static void answer_discard(void *copy)
+{
+	gw_answer_free(copy);
+}
+
+static void *answer_copy(struct evhttp_request *r)
 {
 	struct gw_answer *a = calloc(1, sizeof(*a));
 	if (!a)
@@ -132,91 +117,68 @@ static struct gw_answer *answer_copy(struct evhttp_request *r)
 	return a;
 }
 
-static void on_answer(struct evhttp_request *r, void *arg)
+/* The client's end-to-end headers and a copy of its body (the client's body stays for the
+ * reference and for logging). */
+static bool request_fill(void *arg, struct evhttp_request *r)
 {
 	struct gw_upstream_call *c = arg;
-	c->answered = true;
-	c->why = "the upstream did not answer (refused, reset, too large or timed out)";
-	if (r && evhttp_request_get_response_code(r) > 0) {
-		c->answer = answer_copy(r);
-		if (!c->answer)
-			c->why = "out of memory copying the upstream's answer";
-	}
-	event_active(c->reap, EV_TIMEOUT, 0);
-}
-
-static bool request_fill(const struct gw_upstream *cfg, struct evhttp_request *client,
-			 struct evhttp_request *r)
-{
 	struct evkeyvalq *out = evhttp_request_get_output_headers(r);
-	gw_headers_copy(evhttp_request_get_input_headers(client), out);
-	char host[300];
-	snprintf(host, sizeof(host), "%s:%u", cfg->host, cfg->port);
-	evhttp_add_header(out, "Host", host);
-	struct evbuffer *body = evhttp_request_get_input_buffer(client);
+	gw_headers_copy(evhttp_request_get_input_headers(c->client), out);
+	struct evbuffer *body = evhttp_request_get_input_buffer(c->client);
 	size_t len = evbuffer_get_length(body);
-	if (len) {
-		char n[32];
-		snprintf(n, sizeof(n), "%zu", len);
-		evhttp_add_header(out, "Content-Length", n);
-		/* a copy: the client's body stays for the reference and for logging */
-		if (evbuffer_add(evhttp_request_get_output_buffer(r), evbuffer_pullup(body, -1),
-				 len) != 0)
-			return false;
-	}
-	return true;
+	if (!len)
+		return true;
+	char n[32];
+	snprintf(n, sizeof(n), "%zu", len);
+	return evhttp_add_header(out, "Content-Length", n) == 0 &&
+	       evbuffer_add(evhttp_request_get_output_buffer(r), evbuffer_pullup(body, -1), len) ==
+		   0;
 }
 
-struct gw_upstream_call *gw_upstream_send(struct gw_upstream *cfg, struct evhttp_request *client,
+bool gw_upstream_init(struct gw_upstream *up, struct event_base *base, struct evdns_base *dns,
+		      uint32_t timeout_s, uint64_t max_response, uint32_t keep_idle)
+{
+	struct mp_http_limits limits = {.timeout_s = timeout_s,
+					.max_body = (size_t)max_response,
+					.max_headers = 64 * 1024,
+					.keep_idle = keep_idle};
+	up->http = mp_http_client_new(base, dns, &limits);
+	return up->http != NULL;
+}
+
+struct gw_upstream_call *gw_upstream_send(struct gw_upstream *up, struct evhttp_request *client,
 					  gw_upstream_done_fn done, void *arg)
 {
 	struct gw_upstream_call *c = calloc(1, sizeof(*c));
 	if (!c)
 		return NULL;
-	c->up = cfg;
-	c->next = cfg->calls;
-	if (c->next)
-		c->next->prev = c;
-	cfg->calls = c;
-	c->done = done;
-	c->arg = arg;
-	c->reap = event_new(cfg->base, -1, 0, on_deliver, c);
-	c->evcon =
-	    c->reap ? evhttp_connection_base_new(cfg->base, cfg->dns, cfg->host, cfg->port) : NULL;
-	struct evhttp_request *r = c->evcon ? evhttp_request_new(on_answer, c) : NULL;
-	if (!r) {
-		call_free(c);
+	*c = (struct gw_upstream_call){.up = up, .client = client, .done = done, .arg = arg};
+	struct mp_http_exchange x = {.method = evhttp_request_get_command(client),
+				     .uri = evhttp_request_get_uri(client),
+				     .fill = request_fill,
+				     .copy = answer_copy,
+				     .discard = answer_discard,
+				     .done = on_done,
+				     .arg = c};
+	c->call = mp_http_send(up->http, up->host, up->port, &x);
+	if (!c->call) {
+		free(c);
 		return NULL;
 	}
-	evhttp_connection_set_timeout(c->evcon, (int)cfg->timeout_s);
-	evhttp_connection_set_retries(c->evcon, 0);
-	evhttp_connection_set_max_body_size(c->evcon, (ev_ssize_t)cfg->max_response);
-	evhttp_connection_set_max_headers_size(c->evcon, 64 * 1024);
-	if (!request_fill(cfg, client, r)) {
-		evhttp_request_free(r);
-		call_free(c);
-		return NULL;
-	}
-	if (evhttp_make_request(c->evcon, r, evhttp_request_get_command(client),
-				evhttp_request_get_uri(client)) != 0) {
-		/* a failed connect leaves r unlinked but not freed, unless it was answered (and
-		 * freed) on the way */
-		if (!c->answered)
-			evhttp_request_free(r);
-		call_free(c);
-		return NULL;
-	}
+	c->client = NULL;
 	return c;
 }
 
 void gw_upstream_cancel(struct gw_upstream_call *c)
 {
-	if (c)
-		call_free(c);
+	if (!c)
+		return;
+	mp_http_cancel(c->call);
+	free(c);
 }
 
 void gw_upstream_free_all(struct gw_upstream *up)
 {
-	while (up->calls)
-		call_free(up->calls);
+	mp_http_client_free(up->http);
+	up->http = NULL;
 }

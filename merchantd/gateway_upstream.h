@@ -1,6 +1,7 @@
-/* The gateway's upstream: one HTTP/1.1 request per client request, on a connection of its own
- * (evhttp client, resolved with the daemon's asynchronous resolver), with a deadline. The
- * answer is copied out of libevent's request before its callback returns. */
+/* The gateway's upstream: one HTTP/1.1 request per client request (common/http_client.h: an
+ * evhttp client resolved with the daemon's asynchronous resolver, with libevent's per-step
+ * deadline, [gateway] upstream_idle connections kept open for the next requests). The answer
+ * is copied out of libevent's request before its callback returns. */
 #pragma once
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -13,15 +14,16 @@ struct evbuffer;
 
 struct gw_upstream_call;
 
+struct mp_http_client;
+
 struct gw_upstream {
-	struct event_base *base;
-	struct evdns_base *dns;
+	struct mp_http_client *http;
 	char host[256];
 	uint16_t port;
-	uint32_t timeout_s;		/* connect, send and answer, each */
-	uint64_t max_response;		/* body bytes */
-	struct gw_upstream_call *calls; /* every call not yet freed (sent or being reaped) */
 };
+/* The client to host:port; false when out of memory. */
+bool gw_upstream_init(struct gw_upstream *up, struct event_base *base, struct evdns_base *dns,
+		      uint32_t timeout_s, uint64_t max_response, uint32_t keep_idle);
 
 /* An upstream answer, owned by whoever the done callback hands it to. */
 struct gw_answer {
@@ -41,7 +43,7 @@ struct gw_upstream_call *gw_upstream_send(struct gw_upstream *up, struct evhttp_
 					  gw_upstream_done_fn done, void *arg);
 /* Drop a call whose done has not been called: it never will be. */
 void gw_upstream_cancel(struct gw_upstream_call *c);
-/* At shutdown: every call still held is freed (done is not called). */
+/* At shutdown: every call still held is dropped (done is not called), the client freed. */
 void gw_upstream_free_all(struct gw_upstream *up);
 /* Copy a's end-to-end headers into out. */
 void gw_headers_copy(const struct evkeyvalq *from, struct evkeyvalq *out);

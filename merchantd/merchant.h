@@ -79,7 +79,8 @@ struct merchant_config {
 	uint32_t gateway_read_timeout;		  /* seconds a client may take to send a request */
 	uint64_t gateway_max_body;		  /* request body bytes */
 	uint64_t gateway_max_response;		  /* upstream answer body bytes */
-	uint32_t gateway_max_pending; /* requests waiting for the upstream or the commit */
+	uint32_t gateway_max_pending;	/* requests waiting for the upstream or the commit */
+	uint32_t gateway_upstream_idle; /* idle upstream connections kept for reuse */
 };
 
 /* protocol.md section 10, merchant channel: UNKNOWN -> HELD(epoch) -> HANDED_OFF | CLOSED, and

@@ -1,9 +1,6 @@
-/* One HTTP exchange on walletd's loop (http_fetch.h).
- *
- *   SENT --libevent's callback: an answer (copied) or none--> kept
- *        --> from a zero-delay event: done(arg, r | NULL, why), then the connection freed.
- *            Never from libevent's callback: it frees the request after it returns, and it
- *            may run inside evhttp_make_request (a connection failing at once). */
+/* One HTTP exchange on walletd's loop (http_fetch.h); the exchange itself, its connections and
+ * the moment done runs (from a zero-delay event, never inside libevent) are
+ * common/http_client.c's. */
 #include "http_fetch.h"
 
 #include <event2/buffer.h>
@@ -14,17 +11,14 @@
 #include <string.h>
 
 #include "gateway_header.h"
+#include "http_client.h"
 
+/* What the request carries and whom to tell. */
 struct http_fetch {
-	struct http_fetch_list *list;
-	struct http_fetch *prev, *next;
-	struct evhttp_connection *evcon;
-	struct event *reap;
+	const char *body, *payment; /* until sent */
+	size_t body_len;
 	http_fetch_fn done;
 	void *arg;
-	bool answered;		    /* libevent's callback ran */
-	struct http_result *result; /* kept for done */
-	const char *why;
 };
 
 void http_result_free(struct http_result *r)
@@ -39,29 +33,18 @@ void http_result_free(struct http_result *r)
 	free(r);
 }
 
-static void fetch_free(struct http_fetch *f)
-{
-	if (f->prev)
-		f->prev->next = f->next;
-	else
-		f->list->head = f->next;
-	if (f->next)
-		f->next->prev = f->prev;
-	http_result_free(f->result);
-	if (f->evcon)
-		evhttp_connection_free(f->evcon);
-	if (f->reap)
-		event_free(f->reap);
-	free(f);
-}
-
-static void on_deliver(evutil_socket_t fd, short what, void *arg)
+static void on_done(void *arg, void *copy, const char *why)
 {
 	struct http_fetch *f = arg;
-	struct http_result *r = f->result;
-	f->result = NULL;
-	f->done(f->arg, r, r ? NULL : f->why);
-	fetch_free(f);
+	http_fetch_fn done = f->done;
+	void *done_arg = f->arg;
+	free(f);
+	done(done_arg, copy, why);
+}
+
+static void result_discard(void *copy)
+{
+	http_result_free(copy);
 }
 
 static char *header_copy(struct evhttp_request *r, const char *name)
@@ -70,7 +53,7 @@ static char *header_copy(struct evhttp_request *r, const char *name)
 	return v ? strdup(v) : NULL;
 }
 
-static struct http_result *result_copy(struct evhttp_request *req)
+static void *result_copy(struct evhttp_request *req)
 {
 	struct http_result *r = calloc(1, sizeof(*r));
 	if (!r)
@@ -92,81 +75,46 @@ static struct http_result *result_copy(struct evhttp_request *req)
 	return r;
 }
 
-static void on_answer(struct evhttp_request *req, void *arg)
+static bool request_fill(void *arg, struct evhttp_request *req)
 {
-	struct http_fetch *f = arg;
-	f->answered = true;
-	f->why = "no answer (refused, reset, timed out or above the size limits)";
-	if (req && evhttp_request_get_response_code(req) > 0) {
-		f->result = result_copy(req);
-		if (!f->result)
-			f->why = "out of memory copying the answer";
-	}
-	event_active(f->reap, EV_TIMEOUT, 0);
-}
-
-static bool request_fill(struct evhttp_request *req, const char *host, uint16_t port,
-			 const char *body, size_t len, const char *payment)
-{
+	const struct http_fetch *f = arg;
 	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-	char hostport[300], n[32];
-	snprintf(hostport, sizeof(hostport), "%s:%u", host, port);
-	snprintf(n, sizeof(n), "%zu", len);
-	return evhttp_add_header(h, "Host", hostport) == 0 &&
-	       evhttp_add_header(h, "Connection", "close") == 0 &&
-	       evhttp_add_header(h, "Content-Length", n) == 0 &&
-	       (!payment || evhttp_add_header(h, GW_HEADER_PAYMENT, payment) == 0) &&
-	       (!len || evbuffer_add(evhttp_request_get_output_buffer(req), body, len) == 0);
+	char n[32];
+	snprintf(n, sizeof(n), "%zu", f->body_len);
+	return evhttp_add_header(h, "Content-Length", n) == 0 &&
+	       (!f->payment || evhttp_add_header(h, GW_HEADER_PAYMENT, f->payment) == 0) &&
+	       (!f->body_len ||
+		evbuffer_add(evhttp_request_get_output_buffer(req), f->body, f->body_len) == 0);
 }
 
-void http_fetch_abort_all(struct http_fetch_list *list)
+struct mp_http_client *http_fetch_client(struct event_base *base, struct evdns_base *dns,
+					 unsigned timeout_s)
 {
-	while (list->head) {
-		struct http_fetch *f = list->head;
-		http_result_free(f->result);
-		f->result = NULL;
-		f->why = "walletd is stopping";
-		on_deliver(-1, 0, f);
-	}
+	struct mp_http_limits limits = {.timeout_s = timeout_s,
+					.max_body = HTTP_FETCH_BODY_MAX,
+					.max_headers = 64 * 1024,
+					.keep_idle = 8};
+	return mp_http_client_new(base, dns, &limits);
 }
 
-struct http_fetch *http_fetch_start(struct http_fetch_list *list, struct event_base *base,
-				    struct evdns_base *dns, const char *host, uint16_t port,
-				    enum evhttp_cmd_type method, const char *uri, const char *body,
-				    size_t body_len, const char *payment, unsigned timeout_s,
-				    http_fetch_fn done, void *arg)
+bool http_fetch_start(struct mp_http_client *http, const char *host, uint16_t port,
+		      enum evhttp_cmd_type method, const char *uri, const char *body,
+		      size_t body_len, const char *payment, http_fetch_fn done, void *arg)
 {
 	struct http_fetch *f = calloc(1, sizeof(*f));
 	if (!f)
-		return NULL;
-	f->list = list;
-	f->next = list->head;
-	if (f->next)
-		f->next->prev = f;
-	list->head = f;
-	f->done = done;
-	f->arg = arg;
-	f->reap = event_new(base, -1, 0, on_deliver, f);
-	f->evcon = f->reap ? evhttp_connection_base_new(base, dns, host, port) : NULL;
-	struct evhttp_request *req = f->evcon ? evhttp_request_new(on_answer, f) : NULL;
-	if (!req) {
-		fetch_free(f);
-		return NULL;
-	}
-	evhttp_connection_set_timeout(f->evcon, (int)timeout_s);
-	evhttp_connection_set_retries(f->evcon, 0);
-	evhttp_connection_set_max_body_size(f->evcon, HTTP_FETCH_BODY_MAX);
-	evhttp_connection_set_max_headers_size(f->evcon, 64 * 1024);
-	if (!request_fill(req, host, port, body, body_len, payment)) {
-		evhttp_request_free(req);
-		fetch_free(f);
-		return NULL;
-	}
-	if (evhttp_make_request(f->evcon, req, method, uri) != 0) {
-		if (!f->answered) /* a failed connect leaves req unlinked, not freed */
-			evhttp_request_free(req);
-		fetch_free(f);
-		return NULL;
-	}
-	return f;
+		return false;
+	*f = (struct http_fetch){
+	    .body = body, .body_len = body_len, .payment = payment, .done = done, .arg = arg};
+	struct mp_http_exchange x = {.method = method,
+				     .uri = uri,
+				     .fill = request_fill,
+				     .copy = result_copy,
+				     .discard = result_discard,
+				     .done = on_done,
+				     .arg = f};
+	if (mp_http_send(http, host, port, &x))
+		return true;
+	free(f);
+	return false;
 }

@@ -1,6 +1,7 @@
-/* One HTTP/1.1 exchange from walletd's loop (evhttp client, resolved with the wallet's
- * asynchronous resolver, a deadline on connect, send and answer): what the paying client of
- * the HTTP 402 gateway (http_pay.c) needs of an answer, copied out of libevent's request. */
+/* One HTTP/1.1 exchange from walletd's loop (common/http_client.h: evhttp, the wallet's
+ * asynchronous resolver, a deadline on connect, send and answer, a few connections kept open
+ * for the next exchange): what the paying client of the HTTP 402 gateway (http_pay.c) needs of
+ * an answer, copied out of libevent's request. */
 #pragma once
 #include <event2/http.h>
 #include <stdbool.h>
@@ -26,18 +27,15 @@ void http_result_free(struct http_result *r);
 /* r: the answer (the callee's), or NULL when none came (why says what happened). */
 typedef void (*http_fetch_fn)(void *arg, struct http_result *r, const char *why);
 
-struct http_fetch;
-/* Every exchange in progress (the wallet's), for shutdown. */
-struct http_fetch_list {
-	struct http_fetch *head;
-};
-/* At shutdown: each exchange in progress ends, done(arg, NULL, "walletd is stopping"). */
-void http_fetch_abort_all(struct http_fetch_list *list);
+struct mp_http_client;
+
+/* walletd's client (w->http): [wallet] idle_timeout per step, bodies up to HTTP_FETCH_BODY_MAX,
+ * a few idle connections kept. NULL when out of memory. */
+struct mp_http_client *http_fetch_client(struct event_base *base, struct evdns_base *dns,
+					 unsigned timeout_s);
 
 /* Send method uri (origin-form) with body and, if payment is not NULL, X-Payment to
- * host:port. NULL (done never called) when out of memory. */
-struct http_fetch *http_fetch_start(struct http_fetch_list *list, struct event_base *base,
-				    struct evdns_base *dns, const char *host, uint16_t port,
-				    enum evhttp_cmd_type method, const char *uri, const char *body,
-				    size_t body_len, const char *payment, unsigned timeout_s,
-				    http_fetch_fn done, void *arg);
+ * host:port. False (done never called) when out of memory or the connection failed at once. */
+bool http_fetch_start(struct mp_http_client *http, const char *host, uint16_t port,
+		      enum evhttp_cmd_type method, const char *uri, const char *body,
+		      size_t body_len, const char *payment, http_fetch_fn done, void *arg);

@@ -75,9 +75,8 @@ static json_t *answer_json(const struct http_result *r, json_t *paid)
 
 static bool fetch(struct http_op *o, const char *payment, http_fetch_fn done)
 {
-	return http_fetch_start(&o->w->fetches, o->w->base, o->w->dns, o->host, o->port, o->cmd,
-				o->uri, o->body, o->body_len, payment, o->w->cfg.idle_timeout, done,
-				o) != NULL;
+	return http_fetch_start(o->w->http, o->host, o->port, o->cmd, o->uri, o->body, o->body_len,
+				payment, done, o);
 }
 
 static void add_receipt(const struct http_op *o, const struct gw_response *resp, json_t *paid)

@@ -10,6 +10,8 @@
 #include "clock.h"
 #include "daemon.h"
 #include "dns.h"
+#include "http_client.h"
+#include "http_fetch.h"
 #include "log.h"
 #include "store.h"
 #include "tls.h"
@@ -145,7 +147,9 @@ static bool wallet_start(struct wallet *w)
 	w->dns = mp_dns_new(w->base, NULL);
 	w->clock_guard = mp_clock_guard_new(w->base, &w->clock, &w->cfg.clock_guard, "walletd",
 					    wallet_clock_probe, w);
-	if (!w->dns || !w->clock_guard || !wallet_admin_open(w) || !wallet_metrics_open(w))
+	w->http = w->dns ? http_fetch_client(w->base, w->dns, w->cfg.idle_timeout) : NULL;
+	if (!w->dns || !w->http || !w->clock_guard || !wallet_admin_open(w) ||
+	    !wallet_metrics_open(w))
 		return false;
 	if (!wallet_service_start(w) || !wallet_proxy_start(w))
 		return false;
@@ -165,8 +169,10 @@ static void wallet_stop(struct wallet *w)
 	wallet_proxy_stop(w); /* its requests answered 503; their exchanges end below */
 	while (w->ops)
 		mp_conn_close(w->ops->conn, "walletd is stopping");
-	http_fetch_abort_all(&w->fetches); /* their admin requests answered */
-	mp_dns_free(w->dns);		   /* after the connections: they may have been resolving */
+	if (w->http) /* their admin requests answered */
+		mp_http_client_abort(w->http, "walletd is stopping");
+	mp_http_client_free(w->http);
+	mp_dns_free(w->dns); /* after the connections: they may have been resolving */
 	mp_clock_guard_free(w->clock_guard); /* after the connections: a probe's answer uses it */
 	wallet_service_stop(w);
 	mp_admin_close(w->admin);

@@ -10,6 +10,7 @@
 #include "log.h"
 #include "reload.h"
 #include "tls.h"
+#include "http_client.h"
 #include "wallet.h"
 #include "workers.h"
 
@@ -77,7 +78,7 @@ static bool wallet_drain_idle(void *ctx, char *left, size_t len)
 	struct wallet *w = ctx;
 	unsigned ops = ops_in_progress(w);
 	unsigned jobs = mp_workers_busy(w->workers) + mp_workers_queued(w->workers);
-	bool http = w->fetches.head == NULL && wallet_proxy_idle(w);
+	bool http = !mp_http_client_busy(w->http) && wallet_proxy_idle(w);
 	snprintf(left, len, "%u network exchanges, %u verifications in progress%s", ops, jobs,
 		 http ? "" : ", HTTP exchanges or proxied requests");
 	return ops == 0 && jobs == 0 && http;

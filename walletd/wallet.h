@@ -163,21 +163,21 @@ struct wallet {
 	struct mp_hasher *hasher;
 	struct mp_workers *workers; /* verifies received bundles off the loop */
 	struct wchannel *channels;
-	struct wallet_op *ops;		/* network exchanges in progress */
-	struct http_fetch_list fetches; /* http_fetch.h: HTTP exchanges in progress */
-	struct wallet_proxy *proxy;	/* http_proxy.c: the forward proxy, NULL when off */
-	struct event *refund_timer;	/* refund.c: asks for refunds on its own */
-	struct event *dispute_timer;	/* dispute.c: disputes offers whose key did not come */
-	unsigned disputes_in_flight;	/* ... its own requests still on their way */
-	struct event *claim_timer;  /* segment_claim.c: resends SegmentClaims cut on their way */
-	unsigned claim_backoff;	    /* ... its next delay in seconds (doubles, at most 60) */
-	const char *config_path;    /* -c: read again on reload */
-	struct mp_service *service; /* READY=1, STATUS=, watchdog (service.c) */
-	struct mp_reload *reload;   /* SIGHUP, admin reload */
-	struct mp_drain *drain;	    /* SIGTERM, SIGINT, admin shutdown */
-	bool stopping;		    /* no new network exchange once set */
-	uint64_t started_mono;	    /* mp_monotonic_s() at start, for uptime */
-	struct mp_clock clock;	    /* protocol time (clock.h) */
+	struct wallet_op *ops;	     /* network exchanges in progress */
+	struct mp_http_client *http; /* http_fetch.h: HTTP exchanges to gateways */
+	struct wallet_proxy *proxy;  /* http_proxy.c: the forward proxy, NULL when off */
+	struct event *refund_timer;  /* refund.c: asks for refunds on its own */
+	struct event *dispute_timer; /* dispute.c: disputes offers whose key did not come */
+	unsigned disputes_in_flight; /* ... its own requests still on their way */
+	struct event *claim_timer;   /* segment_claim.c: resends SegmentClaims cut on their way */
+	unsigned claim_backoff;	     /* ... its next delay in seconds (doubles, at most 60) */
+	const char *config_path;     /* -c: read again on reload */
+	struct mp_service *service;  /* READY=1, STATUS=, watchdog (service.c) */
+	struct mp_reload *reload;    /* SIGHUP, admin reload */
+	struct mp_drain *drain;	     /* SIGTERM, SIGINT, admin shutdown */
+	bool stopping;		     /* no new network exchange once set */
+	uint64_t started_mono;	     /* mp_monotonic_s() at start, for uptime */
+	struct mp_clock clock;	     /* protocol time (clock.h) */
 	struct wallet_stats stats;
 	struct mp_metrics *metrics;	      /* wallet_metrics.c */
 	struct mp_metrics_http *metrics_http; /* NULL: [metrics] http_listen not set */
