@@ -155,14 +155,16 @@ bool gw_response_parse(const char *value, struct gw_response *r, const char **wh
 		r->charged = json_is_true(charged);
 	else
 		*why = "channel, seg, j, credit, price or charged missing or malformed";
+	if (ok && receipt_error)
+		snprintf(r->receipt_error, sizeof(r->receipt_error), "%s", receipt_error);
+	/* the receipt is optional: a bad one is said, the charge stands */
 	if (ok &&
 	    (!optional_blob(obj, "receipt", &r->receipt, &r->receipt_len) ||
 	     !optional_blob(obj, "merchant_cert", &r->merchant_cert, &r->merchant_cert_len))) {
-		ok = false;
-		*why = "receipt or merchant_cert is not base64";
+		gw_response_clear(r);
+		snprintf(r->receipt_error, sizeof(r->receipt_error),
+			 "the answer's receipt or merchant_cert is not base64");
 	}
-	if (ok && receipt_error)
-		snprintf(r->receipt_error, sizeof(r->receipt_error), "%s", receipt_error);
 	json_decref(obj);
 	if (!ok)
 		gw_response_clear(r);

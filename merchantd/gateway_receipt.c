@@ -65,7 +65,8 @@ static void on_signed(void *arg, MpSigned *receipt)
 	if (receipt)
 		merchant_count_worker_signature(c->g->m);
 	if (!receipt)
-		set_error(c, "the receipt could not be signed; ask for it with a ReceiptReq");
+		set_error(c, "the receipt could not be signed (the merchant is stopping, or the "
+			     "signature failed); ask for it with a ReceiptReq");
 	else if (!take_statements(c, receipt, job->cert, job->cert_len))
 		set_error(c, "out of memory; ask for the receipt with a ReceiptReq");
 	else
@@ -80,7 +81,7 @@ static void on_signed(void *arg, MpSigned *receipt)
 static const char *start(struct gw_call *c)
 {
 	struct merchant *m = c->g->m;
-	if (c->g->stopped)
+	if (c->g->stopped || !m->workers)
 		return "the merchant is stopping; ask for the receipt with a ReceiptReq";
 	struct journalled_pay p;
 	if (!receipt_store_find(m->store, c->pay.channel_id, c->pay.seg_seq, c->pay.j, &p))

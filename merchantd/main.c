@@ -139,8 +139,8 @@ static void merchant_stop(struct merchant *m)
 	release_poll_stop(m->release_poll);
 	cap_outbox_stop(m);
 	dispute_answer_stop(m);
-	if (m->workers)
-		mp_workers_free(m->workers); /* takeovers being verified are refused */
+	mp_workers_free(m->workers); /* takeovers being verified are refused */
+	m->workers = NULL;
 	takeover_stop_all(m);
 	gateway_stop(m); /* requests waiting for their upstream: released, uncharged */
 	compactor_stop(m);

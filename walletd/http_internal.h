@@ -33,6 +33,7 @@ struct http_op {
 	bool by_channel; /* channel_id given: pay with that one only */
 	bool receipt;	 /* receipt=true: a Receipt asked for in the header */
 	bool issued;	 /* ch was issued for this call (http_issue.c) */
+	bool resumed;	 /* ... an earlier call's ISSUING channel being finished */
 	uint8_t channel_id[MP_ID_LEN];
 	struct wstore_pay pay;
 };
@@ -40,6 +41,8 @@ struct http_op {
 /* Answer the call with "http: <why>" and free it. */
 void http_op_fail(struct http_op *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void http_op_free(void *arg);
+/* Why ch cannot pay o's price at its merchant now (busy counted with mind_busy), or NULL. */
+const char *http_unpayable(const struct http_op *o, const struct wchannel *ch, bool mind_busy);
 /* Pay with ch (chosen, or just issued): at once by header, or after a session at the merchant. */
 void http_use_channel(struct http_op *o, struct wchannel *ch);
 /* http_issue.c: no channel can pay o->want: issue one within [wallet] auto_issue_budget, then

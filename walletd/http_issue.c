@@ -7,7 +7,8 @@
  *        refused: nothing issued, nothing paid (the reason, and how to issue one by hand)
  *   PLAN --an ISSUING channel auto-issued for this merchant (an earlier call cut before the
  *        broker answered)--> its stored IssueRequest resent (the same bytes: never issued
- *        twice); busy (on its way now) --> refused, try again
+ *        twice); busy (on its way now) --> refused, try again; once ACTIVE, too small for this
+ *        price (it was sized for another) --> a new one planned as below
  *   PLAN --else: sized for the price (auto_issue_size; at least auto_issue_channel), its
  *        escrow within what is left of the budget (else refused)--> the channel and its
  *        auto_issues row stored in one transaction --> ISSUING
@@ -39,6 +40,8 @@ static bool record(void *arg, const struct wchannel *ch)
 				 item);
 }
 
+static void issue_new(struct http_op *o);
+
 static void on_issued(void *arg, struct wchannel *ch, const char *err)
 {
 	struct http_op *o = arg;
@@ -52,6 +55,19 @@ static void on_issued(void *arg, struct wchannel *ch, const char *err)
 						     : "is still ISSUING (the next request to this "
 						       "merchant, or issue.retry, finishes it)",
 			     err);
+		return;
+	}
+	const char *why = http_unpayable(o, ch, false);
+	if (why && o->resumed) { /* issued for an earlier, smaller price: one for this one */
+		log_info("http: channel %s, resumed, is %s for %llu: issuing another", hex, why,
+			 (unsigned long long)o->want.price);
+		o->resumed = false;
+		issue_new(o);
+		return;
+	}
+	if (why) {
+		http_op_fail(o, "channel %s, issued for this request, is %s; nothing paid", hex,
+			     why);
 		return;
 	}
 	log_info("http: channel %s issued for %s:%u (n %u x unit_value %llu); paying with it", hex,
@@ -128,8 +144,20 @@ void http_issue(struct http_op *o)
 			     mid);
 		return;
 	}
-	if (!ch && !(ch = new_channel(o)))
+	if (!ch) {
+		issue_new(o);
 		return;
+	}
+	o->resumed = true;
 	ch->busy = true; /* no other call resumes or pays with it meanwhile */
+	wallet_issue_send(o->w, ch, on_issued, o);
+}
+
+static void issue_new(struct http_op *o)
+{
+	struct wchannel *ch = new_channel(o);
+	if (!ch)
+		return;
+	ch->busy = true;
 	wallet_issue_send(o->w, ch, on_issued, o);
 }

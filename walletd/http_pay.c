@@ -88,6 +88,49 @@ static void add_receipt(const struct http_op *o, const struct gw_response *resp,
 	http_receipt_add(o->w, resp, &want, paid);
 }
 
+/* Charged for j: stored with the host's spending, answered with what was paid. */
+static void paid_reply(struct http_op *o, struct http_result *r, struct gw_response *resp,
+		       const char *hex)
+{
+	struct wchannel *ch = o->ch;
+	char host[300];
+	snprintf(host, sizeof(host), "%s:%u", o->host, o->port);
+	if (!wstore_http_charged(o->w->store, ch->channel_id, o->pay.j, resp->credit, host,
+				 resp->price))
+		log_err("channel %s: HTTP payment j=%u accepted but not stored as such (nor its "
+			"price in %s's spending); resolved at its next session",
+			hex, o->pay.j, host);
+	else {
+		ch->last = o->pay.j;
+		ch->credit = resp->credit;
+		ch->inflight--;
+	}
+	o->w->stats.units_paid += o->units;
+	json_t *paid = json_pack("{s:s, s:I, s:I, s:I, s:I, s:s}", "channel_id", hex, "j",
+				 (json_int_t)o->pay.j, "units", (json_int_t)o->units, "price",
+				 (json_int_t)resp->price, "credit", (json_int_t)resp->credit,
+				 "currency", o->want.currency);
+	if (paid && o->receipt)
+		add_receipt(o, resp, paid);
+	if (paid && o->issued)
+		json_object_set_new(paid, "issued", json_true());
+	mp_admin_reply(o->req, answer_json(r, paid));
+}
+
+/* Whether the payment was charged is not known (no answer, or none this wallet can read): its
+ * price is counted against the host's spending now, so that no budget is exceeded; the next
+ * session resolves the payment itself (DUPLICATE_OK, or channel credit: then counted once too
+ * many). */
+static void count_unknown(struct http_op *o, const char *hex)
+{
+	char host[300];
+	snprintf(host, sizeof(host), "%s:%u", o->host, o->port);
+	if (!wstore_http_add(o->w->store, host, o->want.price))
+		log_err("channel %s: the price of HTTP payment j=%u, charged or not, is not in "
+			"%s's spending",
+			hex, o->pay.j, host);
+}
+
 static void on_paid(void *arg, struct http_result *r, const char *why)
 {
 	struct http_op *o = arg;
@@ -96,40 +139,22 @@ static void on_paid(void *arg, struct http_result *r, const char *why)
 	mp_hex_encode(ch->channel_id, MP_ID_LEN, hex);
 	struct gw_response resp = {0};
 	const char *bad = NULL;
-	bool charged = r && r->response && gw_response_parse(r->response, &resp, &bad) &&
-		       resp.charged && resp.j == o->pay.j &&
-		       !memcmp(resp.channel_id, ch->channel_id, MP_ID_LEN);
+	bool parsed = r && r->response && gw_response_parse(r->response, &resp, &bad) &&
+		      !memcmp(resp.channel_id, ch->channel_id, MP_ID_LEN);
+	bool charged = parsed && resp.charged && resp.j == o->pay.j;
+	bool refused = !parsed && r && !r->response && r->error; /* a check of the gateway's */
 	if (charged) {
-		char host[300];
-		snprintf(host, sizeof(host), "%s:%u", o->host, o->port);
-		if (!wstore_http_charged(o->w->store, ch->channel_id, o->pay.j, resp.credit, host,
-					 resp.price))
-			log_err(
-			    "channel %s: HTTP payment j=%u accepted but not stored as such (nor "
-			    "its price in %s's spending); resolved at its next session",
-			    hex, o->pay.j, host);
-		else {
-			ch->last = o->pay.j;
-			ch->credit = resp.credit;
-			ch->inflight--;
-		}
-		o->w->stats.units_paid += o->units;
-		json_t *paid = json_pack("{s:s, s:I, s:I, s:I, s:I, s:s}", "channel_id", hex, "j",
-					 (json_int_t)o->pay.j, "units", (json_int_t)o->units,
-					 "price", (json_int_t)resp.price, "credit",
-					 (json_int_t)resp.credit, "currency", o->want.currency);
-		if (paid && o->receipt)
-			add_receipt(o, &resp, paid);
-		if (paid && o->issued)
-			json_object_set_new(paid, "issued", json_true());
+		paid_reply(o, r, &resp, hex);
 		gw_response_clear(&resp);
-		mp_admin_reply(o->req, answer_json(r, paid));
 		http_result_free(r);
 		http_op_free(o);
 		return;
 	}
 	gw_response_clear(&resp);
-	/* not charged, refused or no answer: j stays in flight, resolved by the next session */
+	bool known = refused || (parsed && !resp.charged);
+	if (!known)
+		count_unknown(o, hex);
+	/* not charged, refused or not known: j stays in flight, resolved by the next session */
 	ch->http_ready = false;
 	if (!r) {
 		http_op_fail(
@@ -140,8 +165,12 @@ static void on_paid(void *arg, struct http_result *r, const char *why)
 		return;
 	}
 	json_t *out = answer_json(r, NULL);
-	json_object_set_new(out, "not_charged", json_true());
-	json_object_set_new(out, "payment_error", r->error ? json_string(r->error) : json_null());
+	json_object_set_new(out, known ? "not_charged" : "charge_unknown", json_true());
+	json_object_set_new(
+	    out, "payment_error",
+	    r->error ? json_string(r->error)
+	    : known  ? json_null()
+		     : json_string(bad ? bad : "no X-Payment-Response for this payment"));
 	mp_admin_reply(o->req, out);
 	http_result_free(r);
 	http_op_free(o);
@@ -193,13 +222,13 @@ static uint32_t units_for(const struct wchannel *ch, uint64_t price)
 }
 
 /* Why ch cannot pay price at merchant now, or NULL. */
-static const char *unpayable(struct http_op *o, const struct wchannel *ch)
+const char *http_unpayable(const struct http_op *o, const struct wchannel *ch, bool mind_busy)
 {
 	uint32_t spent = wallet_channel_spent(ch);
 	uint32_t units = units_for(ch, o->want.price);
 	if (ch->state != WCH_ACTIVE || wallet_channel_claim_refusal(ch))
 		return "not ACTIVE";
-	if (ch->busy)
+	if (mind_busy && ch->busy)
 		return "busy with another payment or transfer";
 	if (memcmp(ch->holder, o->want.merchant, MP_ID_LEN))
 		return "held by another merchant";
@@ -212,22 +241,30 @@ static const char *unpayable(struct http_op *o, const struct wchannel *ch)
 	return NULL;
 }
 
-/* A channel that can pay now; NULL with the call answered (channel_id's refused) or handed to
- * http_issue (none can pay). */
+/* A channel that can pay now; NULL with the call answered (channel_id's refused, or every
+ * channel that could pay busy) or handed to http_issue (none can pay). */
 static struct wchannel *choose(struct http_op *o)
 {
 	if (o->by_channel) {
 		struct wchannel *ch = wallet_channel_find(o->w, o->channel_id);
-		const char *why = ch ? unpayable(o, ch) : "not in this wallet";
+		const char *why = ch ? http_unpayable(o, ch, true) : "not in this wallet";
 		if (!why)
 			return ch;
 		http_op_fail(o, "channel_id: the channel is %s", why);
 		return NULL;
 	}
-	for (struct wchannel *ch = o->w->channels; ch; ch = ch->next)
-		if (!unpayable(o, ch))
+	bool busy = false;
+	for (struct wchannel *ch = o->w->channels; ch; ch = ch->next) {
+		if (!http_unpayable(o, ch, true))
 			return ch;
-	http_issue(o);
+		busy |= !http_unpayable(o, ch, false);
+	}
+	if (busy) /* one will be free soon: no channel is issued for a moment's wait */
+		http_op_fail(o,
+			     "every channel of this wallet that can pay this merchant is busy with "
+			     "another request; retry when it has ended");
+	else
+		http_issue(o);
 	return NULL;
 }
 

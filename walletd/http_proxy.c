@@ -118,6 +118,10 @@ static void relay_result(struct proxied *x, json_t *res)
 	}
 	if (json_is_true(json_object_get(res, "not_charged")))
 		evhttp_add_header(h, "X-Micropay-Paid", "nothing (not charged)");
+	if (json_is_true(json_object_get(res, "charge_unknown")))
+		evhttp_add_header(h, "X-Micropay-Paid",
+				  "not known (counted against the budget; the payment is resolved "
+				  "at the channel's next use)");
 	struct evbuffer *body = evbuffer_new();
 	const char *text = json_string_value(json_object_get(res, "body"));
 	const char *b64 = json_string_value(json_object_get(res, "body_base64"));

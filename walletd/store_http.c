@@ -16,7 +16,7 @@ bool wstore_http_migrate(struct wstore *s)
 			    "  last_at INTEGER NOT NULL);");
 }
 
-static bool http_add(struct wstore *s, const char *host, uint64_t price)
+bool wstore_http_add(struct wstore *s, const char *host, uint64_t price)
 {
 	sqlite3_stmt *st = wsql_prep(
 	    s, "INSERT INTO http_spend (host, spent, requests, last_at) VALUES (?1, ?2, 1, ?3) "
@@ -37,7 +37,7 @@ bool wstore_http_charged(struct wstore *s, const uint8_t id[MP_ID_LEN], uint32_t
 {
 	if (!wstore_begin(s))
 		return false;
-	if (!wstore_inflight_clear(s, id, j, j, credit) || !http_add(s, host, price)) {
+	if (!wstore_inflight_clear(s, id, j, j, credit) || !wstore_http_add(s, host, price)) {
 		wstore_rollback(s);
 		return false;
 	}

@@ -16,6 +16,8 @@ bool wstore_http_migrate(struct wstore *s);
  * channel's last = j, its credit), and price added to what host was paid. */
 bool wstore_http_charged(struct wstore *s, const uint8_t id[MP_ID_LEN], uint32_t j, uint64_t credit,
 			 const char *host, uint64_t price);
+/* Add price to what host was paid: a payment whose charge is not known (its answer was lost). */
+bool wstore_http_add(struct wstore *s, const char *host, uint64_t price);
 /* What host was paid in all (0 if never). False (logged) on a store error. */
 bool wstore_http_spent(struct wstore *s, const char *host, uint64_t *spent);
 

@@ -158,8 +158,8 @@ static bool clock_within(const struct net *n, const char *daemon)
 
 bool pid_running(pid_t pid)
 {
-	/* A daemon that exited stays a zombie until PID 1 reaps it (seconds on some machines); it
-	 * holds nothing any more, so it counts as gone. */
+	/* A daemon that exited stays a zombie until PID 1 reaps it (seconds on some machines); once
+	 * all its threads are gone it holds nothing any more, so it counts as gone. */
 	char path[64], stat[256];
 	snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
 	FILE *f = fopen(path, "r");
@@ -169,7 +169,19 @@ bool pid_running(pid_t pid)
 	fclose(f);
 	stat[got] = '\0';
 	const char *end = strrchr(stat, ')');
-	return end && end[1] == ' ' && end[2] != 'Z';
+	if (!end || end[1] != ' ')
+		return false;
+	if (end[2] != 'Z')
+		return true;
+	/* the main thread exited: running while another thread still exits */
+	snprintf(path, sizeof(path), "/proc/%ld/task", (long)pid);
+	DIR *d = opendir(path);
+	int tasks = 0;
+	for (struct dirent *e; d && (e = readdir(d));)
+		tasks += e->d_name[0] != '.';
+	if (d)
+		closedir(d);
+	return tasks > 1;
 }
 
 static bool daemon_running(const struct net *n, const char *name)
