@@ -78,7 +78,11 @@ static void on_upstream(struct evhttp_request *req, void *arg)
 		evhttp_send_reply(req, 503, "Down For Maintenance", out);
 	else if (strncmp(uri, "/fake402", 8) == 0)
 		fake_402(req, out);
-	else
+	else if (strncmp(uri, "/mimic", 6) == 0 && !pay) {
+		evhttp_add_header(evhttp_request_get_output_headers(req), GW_HEADER_REQUIRED,
+				  u->mimic_required);
+		evhttp_send_reply(req, 402, "Payment Required", out);
+	} else
 		evhttp_send_reply(req, 200, "OK", out);
 	evbuffer_free(out);
 }

@@ -13,7 +13,9 @@
 
 /* The upstream: echoes the target and body (X-Upstream: yes, X-Saw-Payment); /fail answers
  * 503, /fail408 408, /fail429 429; /slow/MS answers MS milliseconds later; /fake402 answers
- * 402 with the Payment-Required of a merchant of another broker. */
+ * 402 with the Payment-Required of a merchant of another broker; /mimic answers 402 with
+ * mimic_required when it comes without X-Payment, else 200 without X-Payment-Response (a
+ * gateway whose answer says nothing of the charge). */
 struct gw_upstream {
 	struct event_base *base;
 	struct evhttp *http;
@@ -21,7 +23,8 @@ struct gw_upstream {
 	struct event *tick; /* looks at stop: the base is not shared with this thread's lock */
 	int stop;
 	uint16_t port;
-	int hits; /* requests seen (atomic) */
+	int hits;		   /* requests seen (atomic) */
+	char mimic_required[1024]; /* set before the thread is asked for /mimic */
 };
 void gw_upstream_start(struct gw_upstream *u, uint16_t port);
 void gw_upstream_stop(struct gw_upstream *u);

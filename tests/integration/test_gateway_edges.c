@@ -177,6 +177,56 @@ START_TEST(wallet_refuses_a_merchant_of_another_broker)
 }
 END_TEST
 
+/* The raw value of header name in a's head. */
+static void header_value(const struct http_answer *a, const char *name, char *out, size_t len)
+{
+	char key[80];
+	snprintf(key, sizeof(key), "\r\n%s: ", name);
+	const char *p = strstr(a->head, key);
+	ck_assert_msg(p, "no %s in %s", name, a->head);
+	p += strlen(key);
+	snprintf(out, len, "%.*s", (int)strcspn(p, "\r\n"), p);
+}
+
+START_TEST(unknown_charge_counts_against_the_budget)
+{
+	/* a "gateway" (the upstream, mimicking m1's 402) that answers a paid request without
+	 * saying whether it charged: walletd counts the price against that host at once, and the
+	 * payment, never forwarded to m1, becomes credit at m1 at the channel's next session */
+	struct http_answer a;
+	gw_http(&g, "GET", "/quote", "", NULL, &a);
+	ck_assert_int_eq(a.status, 402);
+	header_value(&a, "Payment-Required", g.up.mimic_required, sizeof(g.up.mimic_required));
+	char chan[MP_HEX_ID_LEN + 1], params[300], host[64];
+	json_t *reg = admin_ok(&g.net, "w1", "register", NULL);
+	net_fund(&g.net, json_str(reg, "account_id"), 20);
+	json_decref(reg);
+	net_wallet_issue(&g.net, "w1", g.m1_hex, 20, 1, chan, sizeof(chan));
+	int64_t before = net_pending(&g.net, g.m1_hex);
+	snprintf(params, sizeof(params), "{\"url\":\"http://127.0.0.1:%u/mimic\"}", g.up.port);
+	json_t *r = admin_ok(&g.net, "w1", "http", params);
+	ck_assert_int_eq(json_int(r, "status"), 200);
+	ck_assert(json_is_true(json_object_get(r, "charge_unknown")));
+	ck_assert(json_is_null(json_object_get(r, "paid")));
+	json_decref(r);
+	snprintf(host, sizeof(host), "127.0.0.1:%u", g.up.port);
+	json_t *sp = admin_ok(&g.net, "w1", "http.spending", NULL);
+	json_t *row = json_array_get(json_object_get(sp, "hosts"), 0);
+	ck_assert_str_eq(json_str(row, "host"), host);
+	ck_assert_int_eq(json_int(row, "spent"), 5);
+	json_decref(sp);
+	/* the real gateway next: the session resolves j=5 at m1 as credit, 1 unit more pays */
+	snprintf(params, sizeof(params), "{\"url\":\"http://127.0.0.1:%u/quote\"}", g.port);
+	r = admin_ok(&g.net, "w1", "http", params);
+	ck_assert_int_eq(json_int(r, "status"), 200);
+	json_t *paid = json_object_get(r, "paid");
+	ck_assert_int_eq(json_int(paid, "j"), 6);
+	ck_assert_int_eq(json_int(paid, "units"), 1);
+	json_decref(r);
+	redeemed_exactly(before, 6);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("gateway_edges");
@@ -187,6 +237,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, held_channel_refuses_a_second_payment);
 	tcase_add_test(tc, sigterm_lets_a_held_request_finish);
 	tcase_add_test(tc, wallet_refuses_a_merchant_of_another_broker);
+	tcase_add_test(tc, unknown_charge_counts_against_the_budget);
 	suite_add_tcase(s, tc);
 	return s;
 }
