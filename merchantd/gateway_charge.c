@@ -24,6 +24,7 @@
 #include "amount.h"
 #include "batch.h"
 #include "gateway_internal.h"
+#include "http_deferred.h"
 #include "log.h"
 
 #define ROOM_WAIT_MS 2000
@@ -175,7 +176,7 @@ void gw_forward(struct gw_call *c)
 	if (c->deadline && evtimer_add(c->deadline, &total) == 0)
 		c->up = gw_upstream_send(&g->up, c->req, on_upstream, c);
 	if (c->up) {
-		gw_client_pause(c->req);
+		mp_http_defer(c->req); /* answered later: not read meanwhile */
 		return;
 	}
 	release(c);

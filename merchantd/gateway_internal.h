@@ -70,12 +70,8 @@ char *gw_request_path(struct evhttp_request *req);
 /* gateway_charge.c */
 void gw_forward(struct gw_call *c);
 
-/* gateway_reply.c. A deferred request's client stops being read until it is answered (libevent
- * 2.1 reads on and exits on a byte received while a request is out: "illegal connection
- * state"); every answer to it goes through gw_send, which reads it again. */
-void gw_client_pause(struct evhttp_request *req);
-void gw_send(struct gateway *g, struct evhttp_request *req, int status, const char *reason,
-	     struct evbuffer *body);
+/* gateway_reply.c. A deferred request (common/http_deferred.h) is answered through
+ * mp_http_reply, which reads its client again. */
 void gw_reply_text(struct gateway *g, struct evhttp_request *req, int status, const char *reason,
 		   const char *text);
 /* A payment refused, or none sent: status, the requirements, "CODE detail" (X-Payment-Error). */

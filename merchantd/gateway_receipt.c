@@ -12,7 +12,7 @@
  *        --signed--> relayed with receipt and merchant_cert;  --failed--> with receipt_error
  *
  * Every field comes from the journal, so the Receipt is byte for byte the one a later ReceiptReq
- * for the same payment gets. The client is not read meanwhile (gw_client_pause), so the request
+ * for the same payment gets. The client is not read meanwhile (mp_http_defer), so the request
  * stays valid until the answer is sent. */
 #include <stdio.h>
 #include <stdlib.h>

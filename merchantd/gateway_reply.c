@@ -8,28 +8,7 @@
 #include <string.h>
 
 #include "gateway_internal.h"
-
-static struct bufferevent *client_bev(struct evhttp_request *req)
-{
-	struct evhttp_connection *conn = evhttp_request_get_connection(req);
-	return conn ? evhttp_connection_get_bufferevent(conn) : NULL;
-}
-
-void gw_client_pause(struct evhttp_request *req)
-{
-	struct bufferevent *bev = client_bev(req);
-	if (bev)
-		bufferevent_disable(bev, EV_READ);
-}
-
-void gw_send(struct gateway *g, struct evhttp_request *req, int status, const char *reason,
-	     struct evbuffer *body)
-{
-	struct bufferevent *bev = client_bev(req); /* before: the reply may end the request */
-	evhttp_send_reply(req, status, reason, body);
-	if (bev) /* evhttp writes now, with no read callback set: nothing is read meanwhile */
-		bufferevent_enable(bev, EV_READ | EV_WRITE);
-}
+#include "http_deferred.h"
 
 void gw_reply_text(struct gateway *g, struct evhttp_request *req, int status, const char *reason,
 		   const char *text)
@@ -42,7 +21,7 @@ void gw_reply_text(struct gateway *g, struct evhttp_request *req, int status, co
 		evhttp_add_header(h, "Retry-After", "1");
 	if (body)
 		evbuffer_add_printf(body, "%s\n", text);
-	gw_send(g, req, status, reason, body);
+	mp_http_reply(req, status, reason, body);
 	if (body)
 		evbuffer_free(body);
 }
@@ -144,5 +123,5 @@ void gw_relay(struct gw_call *c, struct gw_answer *a, int status, const char *wh
 		return;
 	}
 	gw_headers_copy(&a->headers, evhttp_request_get_output_headers(c->req));
-	gw_send(g, c->req, a->code, a->reason[0] ? a->reason : "OK", a->body);
+	mp_http_reply(c->req, a->code, a->reason[0] ? a->reason : "OK", a->body);
 }

@@ -26,6 +26,7 @@
 
 #include "admin.h"
 #include "b64.h"
+#include "http_deferred.h"
 #include "log.h"
 #include "store_http.h"
 #include "wallet.h"
@@ -48,21 +49,6 @@ struct wallet_proxy {
 	size_t n_pending;
 };
 
-static struct bufferevent *client_bev(struct evhttp_request *req)
-{
-	struct evhttp_connection *conn = evhttp_request_get_connection(req);
-	return conn ? evhttp_connection_get_bufferevent(conn) : NULL;
-}
-
-static void send_reply(struct evhttp_request *req, int status, const char *reason,
-		       struct evbuffer *body)
-{
-	struct bufferevent *bev = client_bev(req);
-	evhttp_send_reply(req, status, reason, body);
-	if (bev)
-		bufferevent_enable(bev, EV_READ | EV_WRITE);
-}
-
 static void reply_text(struct evhttp_request *req, int status, const char *reason, const char *text)
 {
 	struct evbuffer *body = evbuffer_new();
@@ -70,7 +56,7 @@ static void reply_text(struct evhttp_request *req, int status, const char *reaso
 			  "text/plain; charset=utf-8");
 	if (body)
 		evbuffer_add_printf(body, "micropay proxy: %s\n", text);
-	send_reply(req, status, reason, body);
+	mp_http_reply(req, status, reason, body);
 	if (body)
 		evbuffer_free(body);
 }
@@ -135,7 +121,7 @@ static void relay_result(struct proxied *x, json_t *res)
 		free(raw);
 	}
 	int status = (int)json_integer_value(json_object_get(res, "status"));
-	send_reply(x->req, status, status == 200 ? "OK" : "Upstream", body);
+	mp_http_reply(x->req, status, status == 200 ? "OK" : "Upstream", body);
 	if (body)
 		evbuffer_free(body);
 }
@@ -228,9 +214,7 @@ static void on_request(struct evhttp_request *req, void *arg)
 		x->next->prev = x;
 	p->pending = x;
 	p->n_pending++;
-	struct bufferevent *bev = client_bev(req);
-	if (bev)
-		bufferevent_disable(bev, EV_READ);
+	mp_http_defer(req);
 	wallet_admin_http(local, params, w); /* answers through on_answer, maybe at once */
 	json_decref(params);
 }
