@@ -47,6 +47,17 @@ static int send_paid(const char *uri, const char *payment)
 	return fd;
 }
 
+/* A paid GET /slow/800 at index j, left waiting: verified and held by now, the upstream
+ * answering about 600 ms later. Its connection, for read_answer. */
+static int hold_slow(const struct tchannel *ch, uint32_t j)
+{
+	char *pay = gw_payment(ch, j, "GET", "/slow/800", "");
+	int fd = send_paid("/slow/800", pay);
+	free(pay);
+	usleep(200 * 1000);
+	return fd;
+}
+
 /* The whole answer on fd (closed) into *a; its status. */
 static int read_answer(int fd, struct http_answer *a)
 {
@@ -116,12 +127,9 @@ START_TEST(held_channel_refuses_a_second_payment)
 	struct tchannel ch;
 	gw_open_channel(&g, &ch, 20);
 	int64_t before = net_pending(&g.net, g.m1_hex);
-	char *pay = gw_payment(&ch, 1, "GET", "/slow/800", "");
-	int held = send_paid("/slow/800", pay);
-	free(pay);
-	usleep(200 * 1000); /* verified and held, the upstream answering in 600 ms more */
+	int held = hold_slow(&ch, 1);
 	struct http_answer a;
-	pay = gw_payment(&ch, 6, "GET", "/quote", "");
+	char *pay = gw_payment(&ch, 6, "GET", "/quote", "");
 	gw_http(&g, "GET", "/quote", "", pay, &a);
 	ck_assert_msg(a.status == 409 && gw_has_error(&a, "LIMIT"), "%d %s", a.status, a.head);
 	struct http_answer slow;
@@ -144,10 +152,7 @@ START_TEST(sigterm_lets_a_held_request_finish)
 	struct tchannel ch;
 	gw_open_channel(&g, &ch, 20);
 	int64_t before = net_pending(&g.net, g.m1_hex);
-	char *pay = gw_payment(&ch, 3, "GET", "/slow/800", "");
-	int held = send_paid("/slow/800", pay);
-	free(pay);
-	usleep(200 * 1000);
+	int held = hold_slow(&ch, 3);
 	net_signal(&g.net, "m1", SIGTERM);
 	struct http_answer a;
 	ck_assert_int_eq(read_answer(held, &a), 200);
