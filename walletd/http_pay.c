@@ -131,6 +131,23 @@ static void count_unknown(struct http_op *o, const char *hex)
 			hex, o->pay.j, host);
 }
 
+/* A refusal whose Payment-Required names another price than the one paid: said so. */
+static void say_price_change(const struct http_op *o, const struct http_result *r, json_t *out)
+{
+	struct gw_requirements now;
+	const char *why = NULL;
+	if (!r->required || !gw_requirements_parse(r->required, &now, &why) ||
+	    now.price == o->want.price)
+		return;
+	char text[400];
+	snprintf(text, sizeof(text),
+		 "price changed: %llu %s when asked, %llu now (%s); nothing charged, ask again",
+		 (unsigned long long)o->want.price, o->want.currency, (unsigned long long)now.price,
+		 r->error);
+	json_object_set_new(out, "payment_error", json_string(text));
+	json_object_set_new(out, "price_changed", json_true());
+}
+
 static void on_paid(void *arg, struct http_result *r, const char *why)
 {
 	struct http_op *o = arg;
@@ -171,6 +188,8 @@ static void on_paid(void *arg, struct http_result *r, const char *why)
 	    r->error ? json_string(r->error)
 	    : known  ? json_null()
 		     : json_string(bad ? bad : "no X-Payment-Response for this payment"));
+	if (refused)
+		say_price_change(o, r, out);
 	mp_admin_reply(o->req, out);
 	http_result_free(r);
 	http_op_free(o);

@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "b64.h"
 #include "gateway_header.h"
 #include "harness_ledger.h"
 
@@ -43,6 +44,24 @@ static void fake_402(struct evhttp_request *req, struct evbuffer *out)
 		      1, "currency", "EUR", "endpoint", "127.0.0.1:9"));
 	evhttp_add_header(evhttp_request_get_output_headers(req), GW_HEADER_REQUIRED, value);
 	free(value);
+	evhttp_send_reply(req, 402, "Payment Required", out);
+}
+
+/* The mimicked 402, its price raised to 7, refusing the payment as UNDERPAID. */
+static void raised_402(struct gw_upstream *u, struct evhttp_request *req, struct evbuffer *out)
+{
+	size_t len = 0;
+	uint8_t *raw = mp_b64_decode(u->mimic_required, sizeof(u->mimic_required), &len);
+	json_t *obj = raw ? json_loadb((const char *)raw, len, 0, NULL) : NULL;
+	free(raw);
+	if (obj)
+		json_object_set_new(obj, "price", json_integer(7));
+	char *value = gw_header_value(obj);
+	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+	if (value)
+		evhttp_add_header(h, GW_HEADER_REQUIRED, value);
+	free(value);
+	evhttp_add_header(h, GW_HEADER_ERROR, "UNDERPAID the price is 7");
 	evhttp_send_reply(req, 402, "Payment Required", out);
 }
 
@@ -78,6 +97,8 @@ static void on_upstream(struct evhttp_request *req, void *arg)
 		evhttp_send_reply(req, 503, "Down For Maintenance", out);
 	else if (strncmp(uri, "/fake402", 8) == 0)
 		fake_402(req, out);
+	else if (strncmp(uri, "/mimic-raise", 12) == 0 && pay)
+		raised_402(u, req, out);
 	else if (strncmp(uri, "/mimic", 6) == 0 && !pay) {
 		evhttp_add_header(evhttp_request_get_output_headers(req), GW_HEADER_REQUIRED,
 				  u->mimic_required);

@@ -15,7 +15,8 @@
  * 503, /fail408 408, /fail429 429; /slow/MS answers MS milliseconds later; /fake402 answers
  * 402 with the Payment-Required of a merchant of another broker; /mimic answers 402 with
  * mimic_required when it comes without X-Payment, else 200 without X-Payment-Response (a
- * gateway whose answer says nothing of the charge). */
+ * gateway whose answer says nothing of the charge); /mimic-raise the same, but with a payment
+ * 402 with the price raised to 7 and UNDERPAID (a price changed after the 402). */
 struct gw_upstream {
 	struct event_base *base;
 	struct evhttp *http;

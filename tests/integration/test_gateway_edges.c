@@ -232,6 +232,38 @@ START_TEST(unknown_charge_counts_against_the_budget)
 }
 END_TEST
 
+START_TEST(price_changed_after_the_402_is_said)
+{
+	/* the "gateway" asks 5, then refuses the payment of 5 asking 7 (UNDERPAID): walletd says
+	 * the price changed, nothing charged, nothing counted; the units become credit at m1 */
+	char params[300], host[64];
+	snprintf(params, sizeof(params), "{\"url\":\"http://127.0.0.1:%u/mimic-raise\"}",
+		 g.up.port);
+	int64_t before = net_pending(&g.net, g.m1_hex);
+	json_t *r = admin_ok(&g.net, "w1", "http", params);
+	ck_assert_int_eq(json_int(r, "status"), 402);
+	ck_assert(json_is_true(json_object_get(r, "not_charged")));
+	ck_assert(json_is_true(json_object_get(r, "price_changed")));
+	ck_assert_msg(
+	    strstr(json_str(r, "payment_error"), "price changed: 5 EUR when asked, 7 now"), "%s",
+	    json_str(r, "payment_error"));
+	json_decref(r);
+	snprintf(host, sizeof(host), "127.0.0.1:%u", g.up.port);
+	json_t *sp = admin_ok(&g.net, "w1", "http.spending", NULL);
+	json_t *row = json_array_get(json_object_get(sp, "hosts"), 0);
+	ck_assert_str_eq(json_str(row, "host"), host);
+	ck_assert_int_eq(json_int(row, "spent"), 5); /* the earlier unknown charge only */
+	json_decref(sp);
+	/* the next request at the real gateway resolves it as credit and pays with it */
+	snprintf(params, sizeof(params), "{\"url\":\"http://127.0.0.1:%u/quote\"}", g.port);
+	r = admin_ok(&g.net, "w1", "http", params);
+	ck_assert_int_eq(json_int(r, "status"), 200);
+	ck_assert_int_eq(json_int(json_object_get(r, "paid"), "units"), 1);
+	json_decref(r);
+	redeemed_exactly(before, 5); /* 4 units (with the channel's credit of 1) + 1 */
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("gateway_edges");
@@ -243,6 +275,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, sigterm_lets_a_held_request_finish);
 	tcase_add_test(tc, wallet_refuses_a_merchant_of_another_broker);
 	tcase_add_test(tc, unknown_charge_counts_against_the_budget);
+	tcase_add_test(tc, price_changed_after_the_402_is_said); /* after: uses its 402 */
 	suite_add_tcase(s, tc);
 	return s;
 }
