@@ -55,6 +55,15 @@ static bool optional_bool(json_t *obj, const char *key, bool *out)
 	return !v || json_is_boolean(v);
 }
 
+static bool u64_field(json_t *obj, const char *key, uint64_t *out)
+{
+	json_t *v = json_object_get(obj, key);
+	if (!json_is_integer(v) || json_integer_value(v) < 0)
+		return false;
+	*out = (uint64_t)json_integer_value(v);
+	return true;
+}
+
 bool gw_payment_parse(const char *value, struct gw_payment *p, const char **why)
 {
 	json_t *obj = decode_value(value, GW_HEADER_MAX);
@@ -76,19 +85,13 @@ bool gw_payment_parse(const char *value, struct gw_payment *p, const char **why)
 		*why = "X-Payment: ref is not 64 hex digits";
 	else if (!optional_bool(obj, "receipt", &p->receipt))
 		*why = "X-Payment: receipt must be true or false";
+	else if ((p->has_price = json_object_get(obj, "price") != NULL) &&
+		 !u64_field(obj, "price", &p->price))
+		*why = "X-Payment: price must be an integer >= 0";
 	else
 		ok = true;
 	json_decref(obj);
 	return ok;
-}
-
-static bool u64_field(json_t *obj, const char *key, uint64_t *out)
-{
-	json_t *v = json_object_get(obj, key);
-	if (!json_is_integer(v) || json_integer_value(v) < 0)
-		return false;
-	*out = (uint64_t)json_integer_value(v);
-	return true;
 }
 
 static bool string_field(json_t *obj, const char *key, char *out, size_t cap)
@@ -190,6 +193,8 @@ char *gw_payment_encode(const struct gw_payment *p)
 		      "seg", (json_int_t)p->seg_seq, "j", (json_int_t)p->j, "w", w, "ref", ref);
 	if (obj && p->receipt)
 		json_object_set_new(obj, "receipt", json_true());
+	if (obj && p->has_price)
+		json_object_set_new(obj, "price", json_integer((json_int_t)p->price));
 	return gw_header_value(obj);
 }
 

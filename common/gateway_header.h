@@ -31,6 +31,8 @@ struct gw_payment {
 	uint8_t w[32];
 	uint8_t ref[GW_REF_LEN];
 	bool receipt; /* a Receipt wanted in the answer */
+	bool has_price;
+	uint64_t price; /* has_price: the most this payment agreed to (the 402's price) */
 };
 
 /* A Payment-Required value, as a paying client reads it. */

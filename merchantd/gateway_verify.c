@@ -76,6 +76,12 @@ struct gw_verdict gw_verify(struct gateway *g, struct gw_call *c, char *why, siz
 	v = check_channel(g, c, ch, why, whylen);
 	if (v.status)
 		return v;
+	if (c->pay.has_price && c->pay.price < c->route->price) {
+		snprintf(why, whylen,
+			 "the price is %llu now, above the %llu this payment agreed to: ask again",
+			 (unsigned long long)c->route->price, (unsigned long long)c->pay.price);
+		return refused(402, "UNDERPAID", why);
+	}
 	uint64_t added, credit;
 	if (!mp_amount_mul(c->pay.j - ch->last, ch->unit_value, &added) ||
 	    !mp_amount_add(ch->credit, added, &credit))

@@ -106,6 +106,10 @@ static void paid_reply(struct http_op *o, struct http_result *r, struct gw_respo
 		ch->inflight--;
 	}
 	o->w->stats.units_paid += o->units;
+	if (resp->price > o->want.price) /* the header said the price: a gateway ignoring it */
+		log_warn("channel %s: %s charged %llu for a price of %llu agreed in the payment",
+			 hex, host, (unsigned long long)resp->price,
+			 (unsigned long long)o->want.price);
 	json_t *paid = json_pack("{s:s, s:I, s:I, s:I, s:I, s:s}", "channel_id", hex, "j",
 				 (json_int_t)o->pay.j, "units", (json_int_t)o->units, "price",
 				 (json_int_t)resp->price, "credit", (json_int_t)resp->credit,
@@ -201,7 +205,9 @@ static void pay_now(struct http_op *o)
 	struct wchannel *ch = o->ch;
 	struct gw_payment p = {.seg_seq = ch->seg_seq,
 			       .j = wallet_channel_spent(ch) + o->units,
-			       .receipt = o->receipt};
+			       .receipt = o->receipt,
+			       .has_price = true,
+			       .price = o->want.price}; /* never charged more than the 402 said */
 	memcpy(p.channel_id, ch->channel_id, MP_ID_LEN);
 	if (p.j > ch->n || p.j > ch->seg_start + ch->seg_len ||
 	    !wallet_channel_word(o->w, ch, p.j, p.w) ||

@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "gateway_header.h"
 #include "harness.h"
 #include "harness_gateway.h"
 #include "harness_ledger.h"
@@ -118,6 +119,34 @@ START_TEST(statuses_that_render_no_service_cost_nothing)
 	ck_assert(charged(&a));
 	ck_assert_int_eq(gw_m1_last(&g, &ch), 2);
 	redeemed_exactly(before, 2);
+	tchannel_free(&ch);
+}
+END_TEST
+
+START_TEST(agreed_price_bounds_the_charge)
+{
+	/* X-Payment's price is the most the payment agreed to: a route priced above it refuses */
+	struct tchannel ch;
+	gw_open_channel(&g, &ch, 20);
+	int64_t before = net_pending(&g.net, g.m1_hex);
+	struct gw_payment p = {.j = 7, .has_price = true, .price = 4};
+	tchannel_id(&ch, p.channel_id);
+	tchannel_word(&ch, 7, p.w);
+	ck_assert(gw_request_ref("GET", "/quote", "", 0, p.ref));
+	char *pay = gw_payment_encode(&p);
+	struct http_answer a;
+	gw_http(&g, "GET", "/quote", "", pay, &a); /* 7 units cover 5, but 4 was agreed */
+	free(pay);
+	ck_assert_msg(a.status == 402 && gw_has_error(&a, "UNDERPAID"), "%d %s", a.status, a.head);
+	ck_assert_ptr_nonnull(strstr(a.head, "the price is 5 now, above the 4"));
+	ck_assert_int_eq(gw_m1_last(&g, &ch), 0);
+	p.price = 5;
+	pay = gw_payment_encode(&p);
+	gw_http(&g, "GET", "/quote", "", pay, &a);
+	free(pay);
+	ck_assert_int_eq(a.status, 200);
+	ck_assert(charged(&a));
+	redeemed_exactly(before, 7);
 	tchannel_free(&ch);
 }
 END_TEST
@@ -271,6 +300,7 @@ static Suite *suite(void)
 	tcase_set_timeout(tc, 300);
 	tcase_add_unchecked_fixture(tc, setup_net, teardown_net);
 	tcase_add_test(tc, statuses_that_render_no_service_cost_nothing);
+	tcase_add_test(tc, agreed_price_bounds_the_charge);
 	tcase_add_test(tc, held_channel_refuses_a_second_payment);
 	tcase_add_test(tc, sigterm_lets_a_held_request_finish);
 	tcase_add_test(tc, wallet_refuses_a_merchant_of_another_broker);
