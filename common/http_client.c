@@ -3,15 +3,23 @@
  *   SENT (on an idle connection to host:port, or a new one)
  *        --libevent's callback: an answer (copied by x.copy) or none--> DELIVERING
  *        --> from a zero-delay event: unlinked; the connection back among the idle ones when
- *            the exchange was answered (evhttp reconnects it if either side closed it), else
- *            closed; then done(arg, copy | NULL, why)
+ *            the exchange was answered, else closed; then done(arg, copy | NULL, why)
  *   SENT --mp_http_cancel / mp_http_client_free--> the connection closed with its request (no
  *        callback)
- *   SENT --mp_http_client_abort--> done(arg, NULL, why) at once, the connection closed
+ *   SENT --mp_http_client_abort--> done at once: with the answer if it was already copied,
+ *        else NULL and why; the connection closed
  *
- * Idle connections: at most keep_idle per client, the oldest closed first; evhttp watches an
- * idle connection and resets it when the peer closes it, so the next exchange on it connects
- * again. */
+ * The request is ours from the start (evhttp_request_own): libevent never frees it, whatever
+ * path its failure takes (evhttp_make_request failing before or after queueing it, the callback
+ * run with NULL), and call_free frees it once, after its connection.
+ *
+ * Idle connections: at most keep_idle per client, the oldest closed first, none kept longer
+ * than IDLE_MAX_MS. evhttp itself closes a connection whose answer said Connection: close (or
+ * came over HTTP/1.0 without keep-alive) and watches an idle one, resetting it when the peer
+ * closes it, so the next exchange on it connects again. A peer closing an idle connection at
+ * the moment it is reused still loses that exchange ("no answer", never sent twice: retries
+ * are 0); keeping idle connections at most IDLE_MAX_MS, below the usual keep-alive timeouts of
+ * HTTP servers (5 s and more), keeps that rare. */
 #include "http_client.h"
 
 #include <event2/buffer.h>
@@ -21,10 +29,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define IDLE_MAX_MS 2000
+
 struct idle_conn {
 	struct evhttp_connection *evcon;
 	char host[256];
 	uint16_t port;
+	struct timeval since;
 };
 
 struct mp_http_client {
@@ -32,6 +43,7 @@ struct mp_http_client {
 	struct evdns_base *dns;
 	struct mp_http_limits limits;
 	struct mp_http_call *calls; /* exchanges not yet delivered */
+	bool aborting;		    /* mp_http_client_abort: no new exchange */
 	struct idle_conn *idle;	    /* keep_idle slots, oldest first */
 	size_t n_idle;
 };
@@ -40,7 +52,8 @@ struct mp_http_call {
 	struct mp_http_client *client;
 	struct mp_http_call *prev, *next;
 	struct evhttp_connection *evcon;
-	struct event *reap; /* delivers after libevent's callback returned */
+	struct evhttp_request *req; /* ours (evhttp_request_own), freed by call_free */
+	struct event *reap;	    /* delivers after libevent's callback returned */
 	struct mp_http_exchange x;
 	char host[256];
 	uint16_t port;
@@ -67,6 +80,8 @@ struct mp_http_client *mp_http_client_new(struct event_base *base, struct evdns_
 static void unlink_call(struct mp_http_call *call)
 {
 	struct mp_http_client *c = call->client;
+	if (!c)
+		return;
 	if (call->prev)
 		call->prev->next = call->next;
 	else if (c->calls == call)
@@ -74,6 +89,7 @@ static void unlink_call(struct mp_http_call *call)
 	if (call->next)
 		call->next->prev = call->prev;
 	call->prev = call->next = NULL;
+	call->client = NULL; /* done may free the client: nothing of it is used after */
 }
 
 static void call_free(struct mp_http_call *call)
@@ -81,24 +97,47 @@ static void call_free(struct mp_http_call *call)
 	unlink_call(call);
 	if (call->copy && call->x.discard)
 		call->x.discard(call->copy);
-	if (call->evcon)
+	if (call->evcon) /* unlinks the request, which is ours to free */
 		evhttp_connection_free(call->evcon);
+	if (call->req)
+		evhttp_request_free(call->req);
 	if (call->reap)
 		event_free(call->reap);
 	free(call);
+}
+
+static void drop_idle(struct mp_http_client *c, size_t i)
+{
+	memmove(&c->idle[i], &c->idle[i + 1], (c->n_idle - i - 1) * sizeof(*c->idle));
+	c->n_idle--;
+}
+
+/* Close the idle connections kept longer than IDLE_MAX_MS (the oldest are first). */
+static void expire_idle(struct mp_http_client *c)
+{
+	struct timeval now;
+	event_base_gettimeofday_cached(c->base, &now);
+	while (c->n_idle) {
+		struct timeval *t = &c->idle[0].since;
+		long ms = (now.tv_sec - t->tv_sec) * 1000 + (now.tv_usec - t->tv_usec) / 1000;
+		if (ms < IDLE_MAX_MS)
+			return;
+		evhttp_connection_free(c->idle[0].evcon);
+		drop_idle(c, 0);
+	}
 }
 
 /* An idle connection to host:port, taken out of the idle set; NULL if none. */
 static struct evhttp_connection *take_idle(struct mp_http_client *c, const char *host,
 					   uint16_t port)
 {
+	expire_idle(c);
 	for (size_t i = c->n_idle; i-- > 0;) {
 		struct idle_conn *s = &c->idle[i];
 		if (s->port != port || strcmp(s->host, host) != 0)
 			continue;
 		struct evhttp_connection *evcon = s->evcon;
-		memmove(s, s + 1, (c->n_idle - i - 1) * sizeof(*s));
-		c->n_idle--;
+		drop_idle(c, i);
 		return evcon;
 	}
 	return NULL;
@@ -110,12 +149,12 @@ static void keep_idle(struct mp_http_client *c, struct mp_http_call *call)
 		return;
 	if (c->n_idle == c->limits.keep_idle) { /* the oldest goes */
 		evhttp_connection_free(c->idle[0].evcon);
-		memmove(c->idle, c->idle + 1, (c->n_idle - 1) * sizeof(*c->idle));
-		c->n_idle--;
+		drop_idle(c, 0);
 	}
 	struct idle_conn *s = &c->idle[c->n_idle++];
 	s->evcon = call->evcon;
 	s->port = call->port;
+	event_base_gettimeofday_cached(c->base, &s->since);
 	snprintf(s->host, sizeof(s->host), "%s", call->host);
 	call->evcon = NULL;
 }
@@ -123,9 +162,10 @@ static void keep_idle(struct mp_http_client *c, struct mp_http_call *call)
 static void on_deliver(evutil_socket_t fd, short what, void *arg)
 {
 	struct mp_http_call *call = arg;
+	struct mp_http_client *c = call->client;
 	unlink_call(call); /* done may free the client: this call is no longer its */
-	if (call->reusable)
-		keep_idle(call->client, call);
+	if (call->reusable && !c->aborting)
+		keep_idle(c, call);
 	void *copy = call->copy;
 	call->copy = NULL;
 	call->x.done(call->x.arg, copy, copy ? NULL : call->why);
@@ -172,6 +212,8 @@ static bool host_header(struct evhttp_request *req, const char *host, uint16_t p
 struct mp_http_call *mp_http_send(struct mp_http_client *c, const char *host, uint16_t port,
 				  const struct mp_http_exchange *x)
 {
+	if (c->aborting)
+		return NULL;
 	struct mp_http_call *call = calloc(1, sizeof(*call));
 	if (!call || strlen(host) >= sizeof(call->host)) {
 		free(call);
@@ -184,22 +226,15 @@ struct mp_http_call *mp_http_send(struct mp_http_client *c, const char *host, ui
 	c->calls = call;
 	call->reap = event_new(c->base, -1, 0, on_deliver, call);
 	call->evcon = call->reap ? connection(c, host, port) : NULL;
-	struct evhttp_request *req = call->evcon ? evhttp_request_new(on_answer, call) : NULL;
-	if (!req) {
+	call->req = call->evcon ? evhttp_request_new(on_answer, call) : NULL;
+	if (!call->req) {
 		call_free(call);
 		return NULL;
 	}
-	if (!host_header(req, host, port) || !x->fill(x->arg, req)) {
-		evhttp_request_free(req);
-		call_free(call);
-		return NULL;
-	}
-	if (evhttp_make_request(call->evcon, req, x->method, x->uri) != 0) {
-		/* a failed connect leaves req unlinked but not freed, unless it was answered (and
-		 * freed) on the way */
-		if (!call->answered)
-			evhttp_request_free(req);
-		call_free(call);
+	evhttp_request_own(call->req);
+	if (!host_header(call->req, host, port) || !x->fill(x->arg, call->req) ||
+	    evhttp_make_request(call->evcon, call->req, x->method, x->uri) != 0) {
+		call_free(call); /* the connection (and with it the request's queueing) first */
 		return NULL;
 	}
 	return call;
@@ -213,15 +248,14 @@ void mp_http_cancel(struct mp_http_call *call)
 
 void mp_http_client_abort(struct mp_http_client *c, const char *why)
 {
+	c->aborting = true; /* a done sending again gets NULL: the loop ends */
 	while (c->calls) {
 		struct mp_http_call *call = c->calls;
-		if (call->copy && call->x.discard)
-			call->x.discard(call->copy);
-		call->copy = NULL;
-		call->reusable = false;
-		call->why = why;
+		if (!call->copy) /* an answer already copied is delivered as it is */
+			call->why = why;
 		on_deliver(-1, 0, call);
 	}
+	c->aborting = false;
 }
 
 bool mp_http_client_busy(const struct mp_http_client *c)

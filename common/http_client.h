@@ -45,13 +45,15 @@ struct mp_http_client *mp_http_client_new(struct event_base *base, struct evdns_
 					  const struct mp_http_limits *limits);
 /* Every exchange in progress dropped (done not called), the idle connections closed. */
 void mp_http_client_free(struct mp_http_client *c);
-/* Every exchange in progress ends now: done(arg, NULL, why). */
+/* Every exchange in progress ends now: done(arg, the answer if it was already copied, else
+ * NULL and why); exchanges sent from such a done are refused (NULL). */
 void mp_http_client_abort(struct mp_http_client *c, const char *why);
 /* Exchanges in progress. */
 bool mp_http_client_busy(const struct mp_http_client *c);
 
-/* Send x to host:port; NULL (nothing sent, done never called) when out of memory or the
- * connection failed at once. */
+/* Send x to host:port; NULL (nothing sent, done never called) when out of memory or libevent
+ * refused the request. A connection that fails is reported through done. done may free the
+ * client. */
 struct mp_http_call *mp_http_send(struct mp_http_client *c, const char *host, uint16_t port,
 				  const struct mp_http_exchange *x);
 /* Drop an exchange whose done has not run: it never will; its connection is closed. */

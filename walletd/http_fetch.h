@@ -35,7 +35,8 @@ struct mp_http_client *http_fetch_client(struct event_base *base, struct evdns_b
 					 unsigned timeout_s);
 
 /* Send method uri (origin-form) with body and, if payment is not NULL, X-Payment to
- * host:port. False (done never called) when out of memory or the connection failed at once. */
+ * host:port. False (done never called) when out of memory or libevent refused the request; a
+ * connection that fails is reported through done. */
 bool http_fetch_start(struct mp_http_client *http, const char *host, uint16_t port,
 		      enum evhttp_cmd_type method, const char *uri, const char *body,
 		      size_t body_len, const char *payment, http_fetch_fn done, void *arg);
