@@ -87,6 +87,13 @@ static bool charged(const struct http_answer *a)
 	return yes;
 }
 
+/* A channel of 20 units opened at m1; m1's pending amount at the broker now. */
+static int64_t fresh_channel(struct tchannel *ch)
+{
+	gw_open_channel(&g, ch, 20);
+	return net_pending(&g.net, g.m1_hex);
+}
+
 /* m1 redeems; its pending amount at the broker grew by exactly units since before. */
 static void redeemed_exactly(int64_t before, int64_t units)
 {
@@ -98,8 +105,7 @@ static void redeemed_exactly(int64_t before, int64_t units)
 START_TEST(statuses_that_render_no_service_cost_nothing)
 {
 	struct tchannel ch;
-	gw_open_channel(&g, &ch, 20);
-	int64_t before = net_pending(&g.net, g.m1_hex);
+	int64_t before = fresh_channel(&ch);
 	static const char *const uris[] = {"/fail408", "/fail429", "/fail"};
 	static const int statuses[] = {408, 429, 503};
 	struct http_answer a;
@@ -127,8 +133,7 @@ START_TEST(agreed_price_bounds_the_charge)
 {
 	/* X-Payment's price is the most the payment agreed to: a route priced above it refuses */
 	struct tchannel ch;
-	gw_open_channel(&g, &ch, 20);
-	int64_t before = net_pending(&g.net, g.m1_hex);
+	int64_t before = fresh_channel(&ch);
 	struct gw_payment p = {.j = 7, .has_price = true, .price = 4};
 	tchannel_id(&ch, p.channel_id);
 	tchannel_word(&ch, 7, p.w);
@@ -154,8 +159,7 @@ END_TEST
 START_TEST(held_channel_refuses_a_second_payment)
 {
 	struct tchannel ch;
-	gw_open_channel(&g, &ch, 20);
-	int64_t before = net_pending(&g.net, g.m1_hex);
+	int64_t before = fresh_channel(&ch);
 	int held = hold_slow(&ch, 1);
 	struct http_answer a;
 	char *pay = gw_payment(&ch, 6, "GET", "/quote", "");
@@ -179,8 +183,7 @@ END_TEST
 START_TEST(sigterm_lets_a_held_request_finish)
 {
 	struct tchannel ch;
-	gw_open_channel(&g, &ch, 20);
-	int64_t before = net_pending(&g.net, g.m1_hex);
+	int64_t before = fresh_channel(&ch);
 	int held = hold_slow(&ch, 3);
 	net_signal(&g.net, "m1", SIGTERM);
 	struct http_answer a;
