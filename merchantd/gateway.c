@@ -274,13 +274,7 @@ void gateway_stop(struct merchant *m)
 			continue; /* answered by batch_drain, or when signed */
 		if (c->ch && c->state != CALL_FORWARDED)
 			c->ch->gateway_hold = false;
-		if (c->route->price) { /* X-Payment-Response says: not charged */
-			gw_relay(c, NULL, 503, "the merchant is stopping", false);
-		} else {
-			gw_count(g, GW_BUSY);
-			gw_reply_text(g, c->req, 503, "Service Unavailable",
-				      "the merchant is stopping");
-		}
+		gw_unserved(c, "the merchant is stopping");
 		gw_call_free(c);
 	}
 }

@@ -180,11 +180,6 @@ void gw_forward(struct gw_call *c)
 		return;
 	}
 	release(c);
-	if (c->route->price) { /* X-Payment-Response says: not charged */
-		gw_relay(c, NULL, 503, "out of memory", false);
-	} else {
-		gw_count(g, GW_BUSY);
-		gw_reply_text(g, c->req, 503, "Service Unavailable", "out of memory");
-	}
+	gw_unserved(c, "out of memory");
 	gw_call_free(c);
 }

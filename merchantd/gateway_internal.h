@@ -78,5 +78,8 @@ void gw_reply_text(struct gateway *g, struct evhttp_request *req, int status, co
 void gw_refuse(struct gateway *g, struct evhttp_request *req, const struct gw_route *r,
 	       const char *method, const char *path, int status, const char *code,
 	       const char *detail);
+/* A request the gateway could not serve (stopping, out of memory): 503 with why, and on a paid
+ * route X-Payment-Response with charged: false. */
+void gw_unserved(struct gw_call *c, const char *why);
 /* The upstream's answer (NULL: status with why), X-Payment-Response on a paid route. */
 void gw_relay(struct gw_call *c, struct gw_answer *a, int status, const char *why, bool charged);

@@ -125,3 +125,13 @@ void gw_relay(struct gw_call *c, struct gw_answer *a, int status, const char *wh
 	gw_headers_copy(&a->headers, evhttp_request_get_output_headers(c->req));
 	mp_http_reply(c->req, a->code, a->reason[0] ? a->reason : "OK", a->body);
 }
+
+void gw_unserved(struct gw_call *c, const char *why)
+{
+	if (c->route->price) { /* X-Payment-Response says: not charged */
+		gw_relay(c, NULL, 503, why, false);
+		return;
+	}
+	gw_count(c->g, GW_BUSY);
+	gw_reply_text(c->g, c->req, 503, "Service Unavailable", why);
+}
