@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 struct event_base;
 struct db_pool;
@@ -31,6 +32,17 @@ typedef void (*db_done_fn)(const PGresult *res, const char *error, void *arg);
 	"database connection lost while the request was in flight: outcome unknown; retry "        \
 	"verbatim"
 #define DB_ERR_SHUTTING_DOWN "shutting down"
+/* A statement cancelled by PostgreSQL (SQLSTATE 57014, query_canceled): brokerd sends no cancel
+ * requests, so it is the session's statement_timeout (or an operator's pg_cancel_backend). Its
+ * transaction was rolled back: nothing of it is stored. */
+#define SQLSTATE_QUERY_CANCELED "57014"
+#define DB_ERR_STATEMENT_TIMEOUT                                                                   \
+	"database error: statement cancelled by the statement timeout (SQLSTATE 57014)"
+
+static inline bool db_error_is_statement_timeout(const char *error)
+{
+	return error && strcmp(error, DB_ERR_STATEMENT_TIMEOUT) == 0;
+}
 
 struct db_statement {
 	const char *name;

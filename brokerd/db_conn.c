@@ -260,6 +260,7 @@ static void keep_result(struct db_conn *c, PGresult *r)
 		copy_message(msg, sizeof(msg), PQresultErrorMessage(r));
 		snprintf(c->diag, sizeof(c->diag), "%s (SQLSTATE %s)", msg, state ? state : "none");
 		copy_message(c->primary, sizeof(c->primary), primary ? primary : PQresStatus(st));
+		snprintf(c->sqlstate, sizeof(c->sqlstate), "%s", state ? state : "");
 		c->failed = true;
 	}
 	if (st == PGRES_TUPLES_OK && !c->result)
@@ -283,13 +284,16 @@ static void query_done(struct db_conn *c)
 	if (!c->failed && (!res || PQresultStatus(res) != PGRES_TUPLES_OK)) {
 		snprintf(c->diag, sizeof(c->diag), "no result rows");
 		snprintf(c->primary, sizeof(c->primary), "no result rows");
+		c->sqlstate[0] = '\0';
 		c->failed = true;
 	}
 	if (c->failed) {
 		char detail[DB_DIAG_LEN + 32];
 		log_warn("db: %s on connection %u failed: %s", q->statement, c->index, c->diag);
 		snprintf(detail, sizeof(detail), "database error: %s", c->primary);
-		db_query_answer(q, NULL, detail);
+		/* Told apart by its SQLSTATE, not its message, which follows the server's lc_messages */
+		bool timed_out = strcmp(c->sqlstate, SQLSTATE_QUERY_CANCELED) == 0;
+		db_query_answer(q, NULL, timed_out ? DB_ERR_STATEMENT_TIMEOUT : detail);
 	} else {
 		db_query_answer(q, res, NULL);
 	}

@@ -41,6 +41,7 @@ struct db_conn {
 	bool failed;		   /* the current command had an error result */
 	char diag[DB_DIAG_LEN];	   /* its full message, for the log */
 	char primary[DB_DIAG_LEN]; /* its primary message, for the client */
+	char sqlstate[6];	   /* its SQLSTATE, "" if it had none */
 	unsigned backoff_ms;	   /* wait before the next attempt */
 	unsigned failed_attempts;  /* since the connection was last ready */
 	bool attempted;		   /* made its first attempt: later ones are reconnects */

@@ -42,9 +42,6 @@ struct issue_batcher {
 	unsigned max_rows;   /* the next batch's most rows: [db] issue_batch, less after a split */
 };
 
-/* PostgreSQL's primary message for SQLSTATE 57014 raised by statement_timeout. */
-#define STATEMENT_TIMEOUT_MESSAGE "canceling statement due to statement timeout"
-
 /* A batch in flight: its rows by position (mp_issue_batch's ord - 1). */
 struct issue_batch {
 	struct issue_batcher *ib;
@@ -188,7 +185,7 @@ static void fail_batch(struct issue_batch *batch, const char *error)
 static bool split_timed_out(struct issue_batch *batch, const char *error)
 {
 	struct issue_batcher *ib = batch->ib;
-	if (batch->count < 2 || !error || !strstr(error, STATEMENT_TIMEOUT_MESSAGE))
+	if (batch->count < 2 || !db_error_is_statement_timeout(error))
 		return false;
 	uint64_t now = monotonic_ms(); /* each had a connection: its wait for one starts again */
 	for (unsigned i = batch->count; i-- > 0;) {

@@ -8,17 +8,15 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "db.h"
 #include "log.h"
 #include "redeem.h"
 #include "util.h"
 
-/* PostgreSQL's primary message for SQLSTATE 57014 raised by statement_timeout. */
-#define STATEMENT_TIMEOUT_MESSAGE "canceling statement due to statement timeout"
-
 void redeem_reply_db_error(struct redeem *rd, const char *step, const char *error,
 			   const char *fallback)
 {
-	if (!error || !strstr(error, STATEMENT_TIMEOUT_MESSAGE)) {
+	if (!db_error_is_statement_timeout(error)) {
 		redeem_reply(rd, MP_ST(INTERNAL), error ? error : fallback, NULL, 0, NULL);
 		return;
 	}
