@@ -92,6 +92,7 @@ static void make_durable(struct merchant *m, struct batch_entry *e)
 		ch->durable_order_ref_len = e->order_ref_len;
 		ch->durable_code = e->code;
 		ch->durable_price = e->price;
+		ch->journal_head = e->journal_seq;
 		if (e->order)
 			e->order->paid_durable = true;
 		if (e->pays_purchase &&
@@ -241,22 +242,6 @@ static void on_committed(struct st_job *job)
 	submit(p, BATCH_AFTER_COMMIT);
 }
 
-/* Mark the last Pay of each channel in the batch: only it updates the channel row (after every
- * entry is written). A Cap writes the row itself (the new segment's base point): the Pays of
- * the capped segment before it in the batch leave the row alone, those after it update it. */
-static void mark_row_updates(struct batch *b)
-{
-	for (size_t i = b->count; i-- > 0;) {
-		struct batch_entry *e = &b->entries[i];
-		if (e->kind == ENTRY_CAP)
-			e->ch->batch_mark = b->seq;
-		if (e->kind != ENTRY_PAY)
-			continue;
-		e->updates_row = e->ch->batch_mark != b->seq;
-		e->ch->batch_mark = b->seq;
-	}
-}
-
 /* Hand the filling batch to the store thread if it is due, not empty, and the thread is free;
  * count what triggered it. */
 static void submit(struct batch_pipe *p, enum batch_trigger trigger)
@@ -270,7 +255,6 @@ static void submit(struct batch_pipe *p, enum batch_trigger trigger)
 	}
 	p->due = false;
 	b->seq = ++p->next_seq;
-	mark_row_updates(b);
 	p->committing = b;
 	p->filling = b == &p->b[0] ? &p->b[1] : &p->b[0];
 	p->m->stats.batches_by_trigger[trigger]++;

@@ -93,7 +93,7 @@ struct batch_entry {
 	MpCode code;	  /* PAY: OK or UNDERPAID; RETRY: the pending Pay's answer */
 	uint64_t credit;  /* channel credit after this payment */
 	uint64_t price;	  /* the order's price when this Pay paid it (ORDER: its price), else 0 */
-	bool updates_row; /* PAY: the batch's last Pay of its channel (set when submitted) */
+	int64_t journal_seq; /* PAY: its journal row, set by the store thread */
 	bool insert;	  /* OPEN: the channel is new; row is written */
 	struct channel_row row;
 	struct mp_conn *conn; /* PAY, RETRY, OPEN: where the answer goes (referenced) */

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "bind_store.h"
+#include "journal_chain.h"
 #include "log.h"
 #include "segment_store.h"
 #include "stmt.h"
@@ -107,6 +108,8 @@ bool custody_store_handoff(struct store *s, const uint8_t channel_id[MP_ID_LEN],
 static bool put_channel(struct store *s, const struct custody_write *cw,
 			const struct channel_row *r)
 {
+	if (!cw->insert && !journal_heads_fold(s, r->id)) /* its last Pay first (journal_chain.h) */
+		return false;
 	sqlite3_stmt *st =
 	    cw->insert
 		? prep(s,

@@ -84,7 +84,9 @@ static const char *start(struct gw_call *c)
 	if (c->g->stopped || !m->workers)
 		return "the merchant is stopping; ask for the receipt with a ReceiptReq";
 	struct journalled_pay p;
-	if (!receipt_store_find(m->store, c->pay.channel_id, c->pay.seg_seq, c->pay.j, &p))
+	const struct channel *ch = channel_find(&m->channels, c->pay.channel_id);
+	if (!receipt_store_find(m->store, c->pay.channel_id, ch ? ch->journal_head : 0,
+				c->pay.seg_seq, c->pay.j, &p))
 		return "the payment's journal row cannot be read; ask with a ReceiptReq";
 	struct gw_receipt_job *job = calloc(1, sizeof(*job));
 	if (!job)

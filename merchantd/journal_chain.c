@@ -45,3 +45,83 @@ bool journal_chain_migrate(struct store *s)
 			     " (channel_id, j) WHERE mark = 1;"
 			     "DROP INDEX IF EXISTS pay_journal_channel;");
 }
+
+/* The Pay state of a channel row, from its newest journal row p. */
+#define FOLD_SET                                                                                   \
+	"UPDATE channels SET last = p.j, w_last = p.w, credit = p.credit, "                        \
+	"last_order_ref = p.order_ref, last_code = p.code, last_price = p.price, head_seq = p.seq "
+
+static const char heads_table_sql[] =
+    "PRAGMA temp_store = MEMORY;"
+    "CREATE TEMP TABLE IF NOT EXISTS journal_heads ("
+    " channel_id BLOB PRIMARY KEY, head_seq INTEGER NOT NULL) WITHOUT ROWID;";
+
+/* A store from before lazy channel rows had every row current: its synced seq is the newest. */
+static const char recover_sql[] =
+    "BEGIN IMMEDIATE;"
+    "INSERT OR IGNORE INTO meta (key, value) VALUES ('journal_synced_seq',"
+    " (SELECT coalesce(max(seq), 0) FROM pay_journal));"
+    "WITH newest(channel_id, seq) AS (SELECT channel_id, max(seq) FROM pay_journal"
+    "  WHERE seq > (SELECT value FROM meta WHERE key = 'journal_synced_seq')"
+    "  GROUP BY channel_id) " FOLD_SET "FROM newest n JOIN pay_journal p ON p.seq = n.seq"
+    " WHERE channels.channel_id = n.channel_id"
+    " AND (channels.head_seq IS NULL OR n.seq > channels.head_seq);"
+    "UPDATE meta SET value = (SELECT coalesce(max(seq), 0) FROM pay_journal)"
+    " WHERE key = 'journal_synced_seq'"
+    " AND value < (SELECT coalesce(max(seq), 0) FROM pay_journal);"
+    "COMMIT;";
+
+bool journal_heads_open(struct store *s)
+{
+	if (!store_exec(s, heads_table_sql))
+		return false;
+	if (store_exec(s, recover_sql))
+		return true;
+	store_exec(s, "ROLLBACK;");
+	log_err("store %s: folding the journal's newest rows into the channel rows failed",
+		store_path(s));
+	return false;
+}
+
+int journal_bind_head(sqlite3_stmt *st, int64_t head)
+{
+	return head > 0 ? sqlite3_bind_int64(st, 9, head) : sqlite3_bind_null(st, 9);
+}
+
+static const char checkpoint_sql[] =
+    FOLD_SET "FROM temp.journal_heads t JOIN pay_journal p ON p.seq = t.head_seq"
+	     " WHERE channels.channel_id = t.channel_id;"
+	     "DELETE FROM temp.journal_heads;"
+	     "UPDATE meta SET value = (SELECT coalesce(max(seq), 0) FROM pay_journal)"
+	     " WHERE key = 'journal_synced_seq';";
+
+bool journal_heads_checkpoint(struct store *s)
+{
+	if (store_exec(s, checkpoint_sql))
+		return true;
+	log_err("store %s: folding the paid channels' journal rows into their rows failed",
+		store_path(s));
+	return false;
+}
+
+bool journal_heads_fold(struct store *s, const uint8_t channel_id[MP_ID_LEN])
+{
+	sqlite3 *db = store_db(s);
+	sqlite3_stmt *fold = NULL, *forget = NULL;
+	bool ok = sqlite3_prepare_v2(db,
+				     FOLD_SET "FROM temp.journal_heads t JOIN pay_journal p"
+					      " ON p.seq = t.head_seq WHERE t.channel_id = ?1"
+					      " AND channels.channel_id = ?1",
+				     -1, &fold, NULL) == SQLITE_OK &&
+		  sqlite3_prepare_v2(db, "DELETE FROM temp.journal_heads WHERE channel_id = ?1", -1,
+				     &forget, NULL) == SQLITE_OK &&
+		  sqlite3_bind_blob(fold, 1, channel_id, MP_ID_LEN, SQLITE_STATIC) == SQLITE_OK &&
+		  sqlite3_bind_blob(forget, 1, channel_id, MP_ID_LEN, SQLITE_STATIC) == SQLITE_OK &&
+		  sqlite3_step(fold) == SQLITE_DONE && sqlite3_step(forget) == SQLITE_DONE;
+	if (!ok)
+		log_err("store %s: folding a channel's journal row into its row: %s",
+			store_path(s), sqlite3_errmsg(db));
+	sqlite3_finalize(fold);
+	sqlite3_finalize(forget);
+	return ok;
+}

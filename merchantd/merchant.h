@@ -152,7 +152,7 @@ struct channel {
 	bool too_late;		   /* the broker answered TOO_LATE: never claimed again */
 	bool risk_logged;	   /* redeem_deadline.c: its at-risk warning was logged */
 	bool custody_unconfirmed;  /* restore.h: held when the store was restored; not served */
-	uint64_t batch_mark;	   /* batch.c: the last batch that updates this channel's row */
+	int64_t journal_head;	   /* its newest committed journal row, 0: not known (store.h) */
 	struct purchase *purchase; /* purchase.h: the goods being bought with it, or NULL */
 	struct offer *offer;	   /* offer.h: its newest offer (key release), or NULL */
 	bool offer_busy;	   /* offer.c: an offer for it is being hashed or signed */

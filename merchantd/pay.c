@@ -136,7 +136,7 @@ static void answer_retry(struct merchant *m, struct mp_conn *c, const MpEnvelope
 		return;
 	}
 	struct stored_pay sp;
-	if (!pending && store_find_pay(m->store, ch->id, p->seg_seq, p->j, &sp) &&
+	if (!pending && store_find_pay(m->store, ch->id, ch->journal_head, p->seg_seq, p->j, &sp) &&
 	    same_pay(sp.w, sp.order_ref, sp.order_ref_len, p->w_j.data, p->order_ref.data,
 		     p->order_ref.len)) {
 		m->stats.pays_duplicate++;

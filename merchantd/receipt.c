@@ -160,7 +160,8 @@ void handle_receipt(struct merchant *m, struct mp_conn *c, const MpEnvelope *env
 	}
 	struct journalled_pay p;
 	const char *detail = NULL;
-	if (!receipt_store_find(m->store, r->channel_id.data, r->seg_seq, r->index, &p)) {
+	if (!receipt_store_find(m->store, r->channel_id.data, ch ? ch->journal_head : 0, r->seg_seq,
+				r->index, &p)) {
 		MpCode code = not_found(m, r, &detail);
 		refuse(m, c, env, code, detail);
 		return;

@@ -19,8 +19,8 @@ static bool take_row(sqlite3_stmt *st, struct journalled_pay *out)
 	return true;
 }
 
-bool receipt_store_find(struct store *s, const uint8_t channel_id[MP_ID_LEN], uint32_t seg_seq,
-			uint32_t j, struct journalled_pay *out)
+bool receipt_store_find(struct store *s, const uint8_t channel_id[MP_ID_LEN], int64_t head,
+			uint32_t seg_seq, uint32_t j, struct journalled_pay *out)
 {
 	/* The first row: a Pay is journalled once (a retry is answered, never journalled). */
 	const char *sql = JOURNAL_WALK "SELECT p.w, p.order_ref, p.at FROM walk JOIN pay_journal p "
@@ -30,7 +30,8 @@ bool receipt_store_find(struct store *s, const uint8_t channel_id[MP_ID_LEN], ui
 	int rc = sqlite3_prepare_v2(store_db(s), sql, -1, &st, NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_blob(st, 1, channel_id, MP_ID_LEN, SQLITE_STATIC) |
-		     sqlite3_bind_int64(st, 2, j) | sqlite3_bind_int64(st, 3, seg_seq);
+		     sqlite3_bind_int64(st, 2, j) | sqlite3_bind_int64(st, 3, seg_seq) |
+		     journal_bind_head(st, head);
 	int step = rc == SQLITE_OK ? sqlite3_step(st) : rc;
 	bool found = step == SQLITE_ROW && take_row(st, out);
 	if (step != SQLITE_ROW && step != SQLITE_DONE) {

@@ -17,5 +17,5 @@ struct journalled_pay {
 
 /* True and *out if the payment at (channel_id, seg_seq, j) is in the journal; false if not, or
  * on a store error (logged). */
-bool receipt_store_find(struct store *s, const uint8_t channel_id[MP_ID_LEN], uint32_t seg_seq,
-			uint32_t j, struct journalled_pay *out);
+bool receipt_store_find(struct store *s, const uint8_t channel_id[MP_ID_LEN], int64_t head,
+			uint32_t seg_seq, uint32_t j, struct journalled_pay *out);

@@ -181,7 +181,7 @@ static bool step_word(struct merchant *m, const struct channel *ch, uint32_t tar
 	segment_at(ch, target, &v);
 	uint32_t j;
 	uint8_t wj[MP_HASH_LEN];
-	if (!store_word_at_or_above(m->store, ch->id, v.seg_seq, target, &j, wj) || j > v.top) {
+	if (!store_word_at_or_above(m->store, ch, v.seg_seq, target, &j, wj) || j > v.top) {
 		log_warn("redeem: channel %s: no journalled word at or above %u in segment %u; "
 			 "hashing down from its highest (%u)",
 			 hex, target, v.seg_seq, v.top);

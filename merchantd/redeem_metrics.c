@@ -26,7 +26,7 @@ static double oldest_unredeemed_age(const void *arg)
 {
 	const struct merchant *m = arg;
 	uint64_t oldest = 0, now = mp_clock_now(&m->clock);
-	if (store_oldest_unredeemed(m->store, &oldest) && oldest && now > oldest)
+	if (store_oldest_unredeemed(m->store, &m->channels, &oldest) && oldest && now > oldest)
 		return (double)(now - oldest);
 	return 0;
 }

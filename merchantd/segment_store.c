@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "journal_chain.h"
 #include "log.h"
 #include "store.h"
 
@@ -175,6 +176,8 @@ static bool insert_pair(struct store *s, const uint8_t channel_id[MP_ID_LEN],
 static bool move_row(struct store *s, const uint8_t channel_id[MP_ID_LEN],
 		     const struct segment_row *r)
 {
+	if (!journal_heads_fold(s, channel_id)) /* its last Pay folded first (journal_chain.h) */
+		return false;
 	sqlite3_stmt *st =
 	    prep(s, "UPDATE channels SET seg_seq = ?1, seg_start = ?2, last = ?2, w_last = ?3, "
 		    "credit = 0, last_order_ref = x'', last_code = 0, last_price = 0 "

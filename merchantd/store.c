@@ -18,6 +18,7 @@
 #include "restore_store.h"
 #include "custody_store.h"
 #include "log.h"
+#include "metrics.h"
 #include "util.h"
 #include "segment_store.h"
 #include "journal_chain.h"
@@ -49,7 +50,6 @@ enum stmt_id {
 	ST_ROLLBACK,
 	ST_JOURNAL,
 	ST_CHANNEL_INSERT,
-	ST_CHANNEL_UPDATE,
 	ST_ORDER_INSERT,
 	ST_ORDER_PAID,
 	ST_FIND_PAY,
@@ -66,15 +66,14 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_JOURNAL] = "INSERT INTO pay_journal (channel_id, seg_seq, j, w, order_ref, code, "
 		   "credit, price, at, prev_seq, mark) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
 		   "h.seq, h.seq IS NULL OR h.seg_seq <> ?2 OR h.j / 64 <> ?3 / 64 "
-		   "FROM channels c LEFT JOIN pay_journal h ON h.seq = c.head_seq "
+		   "FROM channels c LEFT JOIN pay_journal h ON h.seq = coalesce((SELECT "
+		   "t.head_seq FROM temp.journal_heads t WHERE t.channel_id = ?1), c.head_seq) "
 		   "AND h.channel_id = c.channel_id WHERE c.channel_id = ?1",
-    [ST_JOURNAL_HEAD] = "UPDATE channels SET head_seq = last_insert_rowid() "
-			"WHERE channel_id = ?",
+    [ST_JOURNAL_HEAD] = "INSERT OR REPLACE INTO temp.journal_heads (channel_id, head_seq) "
+			"VALUES (?, last_insert_rowid())",
     [ST_CHANNEL_INSERT] = "INSERT INTO channels (channel_id, cert, state, hseq, seg_seq, "
 			  "seg_start, last, w_last, credit, last_order_ref, redeem_until) "
 			  "VALUES (?, ?, ?, ?, ?, ?, 0, ?, 0, x'', ?)",
-    [ST_CHANNEL_UPDATE] = "UPDATE channels SET last = ?, w_last = ?, credit = ?, "
-			  "last_order_ref = ?, last_code = ?, last_price = ? WHERE channel_id = ?",
     [ST_ORDER_INSERT] = "INSERT INTO orders (order_ref, price, created_at) VALUES (?, ?, ?)",
     [ST_ORDER_PAID] = "UPDATE orders SET paid = 1 WHERE order_ref = ?",
     [ST_FIND_PAY] = JOURNAL_WALK "SELECT p.w, p.order_ref, p.code, p.credit, p.price "
@@ -87,6 +86,8 @@ struct store {
 	sqlite3 *db;
 	sqlite3_stmt *st[ST_COUNT];
 	char path[512];
+	bool heads_unsynced;  /* writer: journal_heads has rows no checkpoint folded yet */
+	uint64_t synced_at_us; /* writer: the last checkpoint (mp_metrics_now_us) */
 };
 
 static bool exec(struct store *s, const char *sql)
@@ -213,7 +214,8 @@ static bool initialise(struct store *s)
 	       journal_chain_migrate(s) && migrate_custody(s) && segment_store_migrate(s) &&
 	       bind_store_migrate(s) && close_store_migrate(s) && too_late_store_migrate(s) &&
 	       redeem_wait_store_migrate(s) && restore_store_migrate(s) &&
-	       purchase_store_migrate(s) && offer_store_migrate(s) && ensure_incremental_vacuum(s);
+	       purchase_store_migrate(s) && offer_store_migrate(s) && ensure_incremental_vacuum(s) &&
+	       journal_heads_open(s);
 }
 
 struct store *store_open(const char *path, const struct mp_clock *clock, char *err, size_t errlen)
@@ -278,6 +280,10 @@ void store_close(struct store *s)
 {
 	if (!s)
 		return;
+	if (s->db && !store_sync_heads(s)) /* else the next open folds them */
+		log_err("store %s: the paid channels' rows were not brought up to date at close; "
+			"the next start does it from the journal",
+			s->path);
 	for (int i = 0; i < ST_COUNT; i++)
 		sqlite3_finalize(s->st[i]);
 	sqlite3_close(s->db);
@@ -394,7 +400,7 @@ bool store_load_orders(struct store *s, struct table *orders)
 	return ok;
 }
 
-static bool journal_entry(struct store *s, const struct batch_entry *e, int64_t now)
+static bool journal_entry(struct store *s, struct batch_entry *e, int64_t now)
 {
 	sqlite3_stmt *st = s->st[ST_JOURNAL];
 	int rcs =
@@ -410,6 +416,8 @@ static bool journal_entry(struct store *s, const struct batch_entry *e, int64_t 
 		log_err("store %s: a Pay of a channel without a row", s->path);
 		return false;
 	}
+	e->journal_seq = sqlite3_last_insert_rowid(s->db);
+	s->heads_unsynced = true;
 	st = s->st[ST_JOURNAL_HEAD];
 	rcs = sqlite3_bind_blob(st, 1, e->channel_id, MP_ID_LEN, SQLITE_STATIC);
 	if (!bound(s, st, rcs) || !step_done(s, st))
@@ -418,22 +426,6 @@ static bool journal_entry(struct store *s, const struct batch_entry *e, int64_t 
 		return true;
 	st = s->st[ST_ORDER_PAID];
 	rcs = sqlite3_bind_blob(st, 1, e->order_ref, e->order_ref_len, SQLITE_STATIC);
-	return bound(s, st, rcs) && step_done(s, st);
-}
-
-/* The channel row takes the state after the batch's last payment of that channel, with the
- * answer given to it, so that a retry of that Pay is recognised after its journal row is
- * folded away. */
-static bool channel_update(struct store *s, const struct batch_entry *e)
-{
-	sqlite3_stmt *st = s->st[ST_CHANNEL_UPDATE];
-	int rcs = sqlite3_bind_int64(st, 1, e->j) |
-		  sqlite3_bind_blob(st, 2, e->w, MP_HASH_LEN, SQLITE_STATIC) |
-		  sqlite3_bind_int64(st, 3, (sqlite3_int64)e->credit) |
-		  sqlite3_bind_blob(st, 4, e->order_ref, e->order_ref_len, SQLITE_STATIC) |
-		  sqlite3_bind_int(st, 5, e->code) |
-		  sqlite3_bind_int64(st, 6, (sqlite3_int64)e->price) |
-		  sqlite3_bind_blob(st, 7, e->channel_id, MP_ID_LEN, SQLITE_STATIC);
 	return bound(s, st, rcs) && step_done(s, st);
 }
 
@@ -467,7 +459,7 @@ static bool open_segments_put(struct store *s, const struct batch_entry *e)
 	return ok;
 }
 
-static bool write_entry(struct store *s, const struct batch_entry *e, int64_t now)
+static bool write_entry(struct store *s, struct batch_entry *e, int64_t now)
 {
 	switch (e->kind) {
 	case ENTRY_PAY:
@@ -503,7 +495,19 @@ static bool write_entry(struct store *s, const struct batch_entry *e, int64_t no
 	return false;
 }
 
-bool store_commit_batch(struct store *s, const struct batch_entry *entries, size_t n)
+/* Whether this batch folds the paid channels' journal rows into their rows (journal_chain.h):
+ * at most once in JOURNAL_SYNC_MS, so a channel's row page is written once a checkpoint, not
+ * once a batch. */
+static bool checkpoint_due(struct store *s)
+{
+	uint64_t now_us = mp_metrics_now_us();
+	if (!s->heads_unsynced || now_us - s->synced_at_us < JOURNAL_SYNC_MS * 1000ull)
+		return false;
+	s->synced_at_us = now_us;
+	return true;
+}
+
+bool store_commit_batch(struct store *s, struct batch_entry *entries, size_t n)
 {
 	int64_t now = (int64_t)mp_clock_now(s->clock);
 	if (!step_done(s, s->st[ST_BEGIN]))
@@ -511,21 +515,39 @@ bool store_commit_batch(struct store *s, const struct batch_entry *entries, size
 	bool ok = true;
 	for (size_t i = 0; ok && i < n; i++)
 		ok = write_entry(s, &entries[i], now);
-	for (size_t i = 0; ok && i < n; i++)
-		if (entries[i].kind == ENTRY_PAY && entries[i].updates_row)
-			ok = channel_update(s, &entries[i]);
-	if (ok && step_done(s, s->st[ST_COMMIT]))
+	bool checkpoint = ok && checkpoint_due(s);
+	if (checkpoint)
+		ok = journal_heads_checkpoint(s);
+	if (ok && step_done(s, s->st[ST_COMMIT])) {
+		if (checkpoint)
+			s->heads_unsynced = false;
 		return true;
+	}
+	step_done(s, s->st[ST_ROLLBACK]); /* the TEMP table's rows roll back with it */
+	return false;
+}
+
+bool store_sync_heads(struct store *s)
+{
+	if (!s->heads_unsynced)
+		return true;
+	if (!step_done(s, s->st[ST_BEGIN]))
+		return false;
+	if (journal_heads_checkpoint(s) && step_done(s, s->st[ST_COMMIT])) {
+		s->heads_unsynced = false;
+		return true;
+	}
 	step_done(s, s->st[ST_ROLLBACK]);
 	return false;
 }
 
-bool store_find_pay(struct store *s, const uint8_t ch[MP_ID_LEN], uint32_t seg_seq, uint32_t j,
-		    struct stored_pay *out)
+bool store_find_pay(struct store *s, const uint8_t ch[MP_ID_LEN], int64_t head, uint32_t seg_seq,
+		    uint32_t j, struct stored_pay *out)
 {
 	sqlite3_stmt *st = s->st[ST_FIND_PAY];
 	int rcs = sqlite3_bind_blob(st, 1, ch, MP_ID_LEN, SQLITE_STATIC) |
-		  sqlite3_bind_int64(st, 2, j) | sqlite3_bind_int64(st, 3, seg_seq);
+		  sqlite3_bind_int64(st, 2, j) | sqlite3_bind_int64(st, 3, seg_seq) |
+		  journal_bind_head(st, head);
 	if (!bound(s, st, rcs))
 		return false;
 	bool found = false;

@@ -46,12 +46,17 @@ bool store_load_channels(struct store *s, struct table *channels);
 bool store_load_orders(struct store *s, struct table *orders);
 
 /* One transaction, entries in order: insert new channel and order records, journal every
- * fresh Pay and mark the orders it paid, then update the row of each channel from its
- * updates_row entry. False (logged) if it did not commit. Store thread. */
-bool store_commit_batch(struct store *s, const struct batch_entry *entries, size_t n);
-/* The journalled Pay of channel ch in segment seg_seq at index j, if any. */
-bool store_find_pay(struct store *s, const uint8_t ch[MP_ID_LEN], uint32_t seg_seq, uint32_t j,
-		    struct stored_pay *out);
+ * fresh Pay (its journal_seq set) and mark the orders it paid; the paid channels' rows are
+ * brought up to date from the journal at most JOURNAL_SYNC_MS later (journal_chain.h). False
+ * (logged) if it did not commit. Store thread. */
+bool store_commit_batch(struct store *s, struct batch_entry *entries, size_t n);
+/* The paid channels' rows brought up to date from the journal now, in a transaction of its
+ * own (store_close does it). Store thread. */
+bool store_sync_heads(struct store *s);
+/* The journalled Pay of channel ch in segment seg_seq at index j, if any. head: the channel's
+ * newest committed journal row known to the loop (struct channel's journal_head), or 0. */
+bool store_find_pay(struct store *s, const uint8_t ch[MP_ID_LEN], int64_t head, uint32_t seg_seq,
+		    uint32_t j, struct stored_pay *out);
 
 bool store_meta_get(struct store *s, const char *key, uint8_t **value, size_t *len);
 bool store_meta_put(struct store *s, const char *key, const uint8_t *value, size_t len);

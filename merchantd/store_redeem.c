@@ -5,6 +5,7 @@
 
 #include "journal_chain.h"
 #include "log.h"
+#include "merchant.h"
 #include "store.h"
 
 static bool prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st)
@@ -15,7 +16,7 @@ static bool prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st)
 	return false;
 }
 
-bool store_word_at_or_above(struct store *s, const uint8_t channel_id[MP_ID_LEN], uint32_t seg_seq,
+bool store_word_at_or_above(struct store *s, const struct channel *ch, uint32_t seg_seq,
 			    uint32_t index, uint32_t *j, uint8_t w[MP_HASH_LEN])
 {
 	sqlite3 *db = store_db(s);
@@ -33,8 +34,9 @@ bool store_word_at_or_above(struct store *s, const uint8_t channel_id[MP_ID_LEN]
 		     &st))
 		return false;
 	/* A parameter left NULL by a failed bind would match nothing: a store error, logged. */
-	int rcs = sqlite3_bind_blob(st, 1, channel_id, MP_ID_LEN, SQLITE_STATIC) |
-		  sqlite3_bind_int64(st, 2, index) | sqlite3_bind_int64(st, 3, seg_seq);
+	int rcs = sqlite3_bind_blob(st, 1, ch->id, MP_ID_LEN, SQLITE_STATIC) |
+		  sqlite3_bind_int64(st, 2, index) | sqlite3_bind_int64(st, 3, seg_seq) |
+		  journal_bind_head(st, ch->journal_head);
 	if (rcs != SQLITE_OK) {
 		log_err("store: binding the step word query (index %u): %s", index,
 			sqlite3_errmsg(db));
@@ -53,12 +55,12 @@ bool store_word_at_or_above(struct store *s, const uint8_t channel_id[MP_ID_LEN]
 /* The time of channel ch's first payment above its redeemed end into *at (0 if none is
  * journalled): one mark seek and a walk of at most a block (journal_chain.h). False on a
  * store error. */
-static bool first_unredeemed_at(sqlite3_stmt *walk, const void *ch, int ch_len, int64_t first,
-				uint64_t *at)
+static bool first_unredeemed_at(sqlite3_stmt *walk, const struct channel *ch, uint64_t *at)
 {
 	*at = 0;
-	int rc = (sqlite3_bind_blob(walk, 1, ch, ch_len, SQLITE_TRANSIENT) |
-		  sqlite3_bind_int64(walk, 2, first)) == SQLITE_OK
+	int rc = (sqlite3_bind_blob(walk, 1, ch->id, MP_ID_LEN, SQLITE_STATIC) |
+		  sqlite3_bind_int64(walk, 2, (int64_t)ch->redeemed_end + 1) |
+		  journal_bind_head(walk, ch->journal_head)) == SQLITE_OK
 		     ? sqlite3_step(walk)
 		     : SQLITE_MISUSE;
 	if (rc == SQLITE_ROW)
@@ -68,38 +70,32 @@ static bool first_unredeemed_at(sqlite3_stmt *walk, const void *ch, int ch_len, 
 	return rc == SQLITE_ROW || rc == SQLITE_DONE;
 }
 
-bool store_oldest_unredeemed(struct store *s, uint64_t *at)
+bool store_oldest_unredeemed(struct store *s, const struct table *channels, uint64_t *at)
 {
 	sqlite3 *db = store_db(s);
-	sqlite3_stmt *st, *walk;
-	if (!prepare(db,
-		     "SELECT channel_id, redeemed_end + 1 FROM channels WHERE last > redeemed_end",
-		     &st))
-		return false;
+	sqlite3_stmt *walk;
 	if (!prepare(db,
 		     JOURNAL_WALK "SELECT p.at FROM walk JOIN pay_journal p ON p.seq = walk.seq "
 				  "WHERE p.j >= ?2 ORDER BY p.j LIMIT 1",
-		     &walk)) {
-		sqlite3_finalize(st);
+		     &walk))
 		return false;
-	}
 	uint64_t oldest = 0;
-	int rc;
-	bool walked = true;
-	while (walked && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+	bool ok = true;
+	TABLE_FOREACH(channels, struct channel, ch)
+	{
 		uint64_t t;
-		walked = first_unredeemed_at(walk, sqlite3_column_blob(st, 0),
-					     sqlite3_column_bytes(st, 0),
-					     sqlite3_column_int64(st, 1), &t);
-		if (walked && t && (!oldest || t < oldest))
+		if (ch->durable_last <= ch->redeemed_end)
+			continue;
+		ok = first_unredeemed_at(walk, ch, &t);
+		if (!ok)
+			break;
+		if (t && (!oldest || t < oldest))
 			oldest = t;
 	}
-	bool ok = walked && rc == SQLITE_DONE;
 	if (ok)
 		*at = oldest;
 	else
 		log_err("store: oldest unredeemed payment: %s", sqlite3_errmsg(db));
 	sqlite3_finalize(walk);
-	sqlite3_finalize(st);
 	return ok;
 }

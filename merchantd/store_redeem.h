@@ -9,6 +9,8 @@
 #include "util.h"
 
 struct store;
+struct channel;
+struct table;
 
 /* A signed Redeem waiting in the outbox. */
 struct outbox_item {
@@ -17,10 +19,11 @@ struct outbox_item {
 	size_t len;
 };
 
-/* The journalled (accepted) word of a channel's segment with the smallest index >= index. */
-bool store_word_at_or_above(struct store *s, const uint8_t channel_id[MP_ID_LEN], uint32_t seg_seq,
+/* The journalled (accepted) word of channel ch's segment with the smallest index >= index. */
+bool store_word_at_or_above(struct store *s, const struct channel *ch, uint32_t seg_seq,
 			    uint32_t index, uint32_t *j, uint8_t w[MP_HASH_LEN]);
 
 /* When the oldest journalled payment above its channel's redeemed end was accepted (unix
- * seconds); 0 if every payment is redeemed. False (logged) on a store error. */
-bool store_oldest_unredeemed(struct store *s, uint64_t *at);
+ * seconds), over the channels of the table with durable payments above it; 0 if every payment
+ * is redeemed. False (logged) on a store error. */
+bool store_oldest_unredeemed(struct store *s, const struct table *channels, uint64_t *at);

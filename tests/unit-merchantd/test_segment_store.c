@@ -89,8 +89,7 @@ static struct batch_entry open_entry(const struct cert *c)
 	return e;
 }
 
-static struct batch_entry pay_entry(const struct cert *c, uint32_t seg, uint32_t j,
-				    bool updates_row)
+static struct batch_entry pay_entry(const struct cert *c, uint32_t seg, uint32_t j)
 {
 	static const uint8_t ref[4] = {1, 2, 3, 4};
 	struct batch_entry e = {.kind = ENTRY_PAY,
@@ -98,8 +97,7 @@ static struct batch_entry pay_entry(const struct cert *c, uint32_t seg, uint32_t
 				.j = j,
 				.order_ref_len = 4,
 				.code = MP_ST(UNDERPAID),
-				.credit = j,
-				.updates_row = updates_row};
+				.credit = j};
 	memcpy(e.channel_id, c->id, MP_ID_LEN);
 	memset(e.w, (int)j, MP_HASH_LEN);
 	memcpy(e.order_ref, ref, 4);
@@ -154,9 +152,9 @@ START_TEST(cap_moves_the_channel_and_survives_restart)
 	struct store *s = store_open(path, &test_clock, err, sizeof(err));
 	ck_assert_msg(s != NULL, "%s", err);
 	/* Pays of segment 0 before the Cap leave the row to it; a Pay after it moves it on. */
-	struct batch_entry first[] = {open_entry(&c), pay_entry(&c, 0, 2, false),
-				      pay_entry(&c, 0, 3, false), cap_entry(&c, &r1),
-				      pay_entry(&c, 1, 4, true)};
+	struct batch_entry first[] = {open_entry(&c), pay_entry(&c, 0, 2),
+				      pay_entry(&c, 0, 3), cap_entry(&c, &r1),
+				      pay_entry(&c, 1, 4)};
 	ck_assert(store_commit_batch(s, first, 5));
 	ck_assert_int_eq(cap_outbox_count(s, CAP_OUTBOX_PENDING), 1);
 	struct batch_entry second[] = {cap_entry(&c, &r2)};
@@ -186,8 +184,8 @@ START_TEST(cap_moves_the_channel_and_survives_restart)
 	ck_assert_mem_eq(channel_segment_owner(ch, 1), r1.owner_pk, MP_PK_LEN);
 	ck_assert_ptr_null(channel_segment_owner(ch, 3));
 	struct stored_pay sp;
-	ck_assert(store_find_pay(s, c.id, 1, 4, &sp));
-	ck_assert(!store_find_pay(s, c.id, 0, 4, &sp)); /* by segment */
+	ck_assert(store_find_pay(s, c.id, 0, 1, 4, &sp));
+	ck_assert(!store_find_pay(s, c.id, 0, 0, 4, &sp)); /* by segment */
 
 	/* The outbox in order; a marked row is no longer pending. */
 	uint8_t id[MP_ID_LEN];
@@ -220,7 +218,7 @@ START_TEST(pay_after_cap_in_one_batch)
 	make_row(&r1, 1, 0);
 	struct store *s = store_open(path, &test_clock, err, sizeof(err));
 	ck_assert_msg(s != NULL, "%s", err);
-	struct batch_entry e[] = {open_entry(&c), cap_entry(&c, &r1), pay_entry(&c, 1, 2, true)};
+	struct batch_entry e[] = {open_entry(&c), cap_entry(&c, &r1), pay_entry(&c, 1, 2)};
 	ck_assert(store_commit_batch(s, e, 3));
 	store_close(s);
 	s = store_open(path, &test_clock, err, sizeof(err));
