@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "gateway.h"
+#include "journal_sync.h"
 #include "log.h"
 #include "metrics.h"
 #include "offer.h"
@@ -233,8 +234,13 @@ static void on_committed(struct st_job *job)
 		mp_histogram_observe(m->hot.batch_seconds,
 				     (double)(mp_metrics_now_us() - b->submitted_us) / 1e6);
 	}
-	for (size_t i = 0; i < b->count; i++)
+	bool paid = false;
+	for (size_t i = 0; i < b->count; i++) {
 		make_durable(m, &b->entries[i]);
+		paid = paid || b->entries[i].kind == ENTRY_PAY;
+	}
+	if (paid)
+		journal_sync_note(m);
 	for (size_t i = 0; i < b->count; i++)
 		acknowledge(m, &b->entries[i]);
 	b->count = 0;

@@ -90,11 +90,11 @@ struct batch_entry {
 	uint8_t w[MP_HASH_LEN];
 	uint8_t order_ref[MP_ORDER_REF_MAX];
 	uint8_t order_ref_len;
-	MpCode code;	  /* PAY: OK or UNDERPAID; RETRY: the pending Pay's answer */
-	uint64_t credit;  /* channel credit after this payment */
-	uint64_t price;	  /* the order's price when this Pay paid it (ORDER: its price), else 0 */
+	MpCode code;	 /* PAY: OK or UNDERPAID; RETRY: the pending Pay's answer */
+	uint64_t credit; /* channel credit after this payment */
+	uint64_t price;	 /* the order's price when this Pay paid it (ORDER: its price), else 0 */
 	int64_t journal_seq; /* PAY: its journal row, set by the store thread */
-	bool insert;	  /* OPEN: the channel is new; row is written */
+	bool insert;	     /* OPEN: the channel is new; row is written */
 	struct channel_row row;
 	struct mp_conn *conn; /* PAY, RETRY, OPEN: where the answer goes (referenced) */
 	uint64_t request_id;

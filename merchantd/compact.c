@@ -133,15 +133,16 @@ static void journal_step(sqlite3 *db, struct compact_run_state *r)
 		return;
 	}
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(db,
-			       "DELETE FROM pay_journal WHERE seq > ?1 AND seq <= ?2 AND at < ?3 "
-			       "AND j <= (SELECT c.redeemed_end FROM channels c "
-			       "WHERE c.channel_id = pay_journal.channel_id) "
-			       /* journal_chain.h: the rows no checkpoint folded into their channel
-				* rows stay, and the newest, so that no seq is given twice */
-			       "AND seq <= (SELECT value FROM meta WHERE key = 'journal_synced_seq') "
-			       "AND seq < (SELECT max(seq) FROM pay_journal)",
-			       -1, &st, NULL) != SQLITE_OK) {
+	if (sqlite3_prepare_v2(
+		db,
+		"DELETE FROM pay_journal WHERE seq > ?1 AND seq <= ?2 AND at < ?3 "
+		"AND j <= (SELECT c.redeemed_end FROM channels c "
+		"WHERE c.channel_id = pay_journal.channel_id) "
+		/* journal_chain.h: the rows no checkpoint folded into their channel
+		 * rows stay, and the newest, so that no seq is given twice */
+		"AND seq <= (SELECT value FROM meta WHERE key = 'journal_synced_seq') "
+		"AND seq < (SELECT max(seq) FROM pay_journal)",
+		-1, &st, NULL) != SQLITE_OK) {
 		fail(r, db, "journal delete");
 		r->phase = PHASE_DONE;
 		return;

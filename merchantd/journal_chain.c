@@ -1,18 +1,21 @@
 /* The pay journal's per-channel chain (journal_chain.h). Writing a Pay (store.c):
  *
- *   INSERT the row: prev_seq = the channel row's head_seq; mark = no head row, or the head in
- *     another segment or another block of 64 chain indices
- *   UPDATE the channel row: head_seq = the new row
+ *   INSERT the row: prev_seq = the channel's head (its journal_heads entry, else the channel
+ *     row's head_seq); mark = no head row, or the head in another segment or another block of
+ *     64 chain indices
+ *   journal_heads (TEMP, the writer's connection): the channel's head = the new row
  *
- * both in the batch's transaction, so the chain is as durable as the rows. A Pay's row touches
- * the journal's last page, the channel's row (written by the batch anyway) and, once in 64
- * chain indices of a channel, the partial index. Reading (store_find_pay, receipts, the
+ * in the batch's transaction; the channel row takes its head and Pay state at the next
+ * checkpoint (or at open after a crash). A Pay's row touches the journal's last page and, once
+ * in 64 chain indices of a channel, the partial index. Reading (store_find_pay, receipts, the
  * redeemer's words, the redemption lag) seeks a mark and walks back (JOURNAL_WALK). Compaction
  * deletes old redeemed rows: a walk that reaches a deleted row stops. Every older row of that
  * channel is redeemed too and as old (protocol time only moves forward), so it is deleted by
  * the same or the next compaction run; until then a lookup of it (a retry of a redeemed Pay
  * past T_dedupe) may miss it. A channel whose head row was compacted away starts a new chain
- * with its next Pay (marked, no link), even if another channel's row took that seq. */
+ * with its next Pay (marked, no link). Compaction keeps the journal's newest row, so SQLite
+ * never gives a seq twice (it gives max(seq) + 1); a store from before that rule may have
+ * given one again, which the join on channel_id tells apart. */
 #include "journal_chain.h"
 
 #include <sqlite3.h>
@@ -49,14 +52,23 @@ bool journal_chain_migrate(struct store *s)
 /* The Pay state of a channel row, from its newest journal row p. */
 #define FOLD_SET                                                                                   \
 	"UPDATE channels SET last = p.j, w_last = p.w, credit = p.credit, "                        \
-	"last_order_ref = p.order_ref, last_code = p.code, last_price = p.price, head_seq = p.seq "
+	"last_order_ref = p.order_ref, last_code = p.code, last_price = p.price, head_seq = "      \
+	"p.seq "
 
 static const char heads_table_sql[] =
     "PRAGMA temp_store = MEMORY;"
     "CREATE TEMP TABLE IF NOT EXISTS journal_heads ("
     " channel_id BLOB PRIMARY KEY, head_seq INTEGER NOT NULL) WITHOUT ROWID;";
 
-/* A store from before lazy channel rows had every row current: its synced seq is the newest. */
+/* A store from before lazy channel rows had every row current: its synced seq is the newest.
+ * A channel's newest row above the synced seq is folded in unless the channel row's head_seq
+ * is newer: a fold before a direct write (a new segment, a takeover) set it to a row above the
+ * synced seq, which compaction keeps, and everything older is in the row. A head_seq naming no
+ * row of the channel (NULL, or a row compacted away) cannot be such a fold: when the direct
+ * write came, the channel had no row above the synced seq (it would have had a journal_heads
+ * entry, folded then), so its rows above it all came later. (Before lazy rows, compaction could
+ * delete the journal's newest rows and SQLite gave their seqs again: an upgraded store's
+ * head_seq can be above every row.) */
 static const char recover_sql[] =
     "BEGIN IMMEDIATE;"
     "INSERT OR IGNORE INTO meta (key, value) VALUES ('journal_synced_seq',"
@@ -65,7 +77,8 @@ static const char recover_sql[] =
     "  WHERE seq > (SELECT value FROM meta WHERE key = 'journal_synced_seq')"
     "  GROUP BY channel_id) " FOLD_SET "FROM newest n JOIN pay_journal p ON p.seq = n.seq"
     " WHERE channels.channel_id = n.channel_id"
-    " AND (channels.head_seq IS NULL OR n.seq > channels.head_seq);"
+    " AND (n.seq > channels.head_seq OR NOT EXISTS (SELECT 1 FROM pay_journal h"
+    "  WHERE h.seq = channels.head_seq AND h.channel_id = channels.channel_id));"
     "UPDATE meta SET value = (SELECT coalesce(max(seq), 0) FROM pay_journal)"
     " WHERE key = 'journal_synced_seq'"
     " AND value < (SELECT coalesce(max(seq), 0) FROM pay_journal);"
@@ -119,8 +132,8 @@ bool journal_heads_fold(struct store *s, const uint8_t channel_id[MP_ID_LEN])
 		  sqlite3_bind_blob(forget, 1, channel_id, MP_ID_LEN, SQLITE_STATIC) == SQLITE_OK &&
 		  sqlite3_step(fold) == SQLITE_DONE && sqlite3_step(forget) == SQLITE_DONE;
 	if (!ok)
-		log_err("store %s: folding a channel's journal row into its row: %s",
-			store_path(s), sqlite3_errmsg(db));
+		log_err("store %s: folding a channel's journal row into its row: %s", store_path(s),
+			sqlite3_errmsg(db));
 	sqlite3_finalize(fold);
 	sqlite3_finalize(forget);
 	return ok;

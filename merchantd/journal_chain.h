@@ -31,9 +31,9 @@ struct sqlite3_stmt;
 
 /* The rows of channel ?1 from the first mark at or above chain index ?2 (else the channel's
  * newest row: ?9 if bound, the newest committed row the loop knows of, else the writer's
- * journal_heads, else the channel row's head_seq) back to the first row below ?2, as `walk(seq)`: every row of the channel with
- * j >= ?2 up to that mark. A statement goes on with `SELECT ... FROM walk JOIN pay_journal p
- * ON p.seq = walk.seq ...`. */
+ * journal_heads, else the channel row's head_seq) back to the first row below ?2, as `walk(seq)`:
+ * every row of the channel with j >= ?2 up to that mark. A statement goes on with `SELECT ... FROM
+ * walk JOIN pay_journal p ON p.seq = walk.seq ...`. */
 #define JOURNAL_WALK                                                                               \
 	"WITH RECURSIVE walk(seq, prev, j) AS ("                                                   \
 	" SELECT p.seq, p.prev_seq, p.j FROM pay_journal p WHERE p.channel_id = ?1 AND p.seq ="    \

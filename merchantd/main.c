@@ -8,6 +8,7 @@
 #include "admin.h"
 #include "batch.h"
 #include "gateway.h"
+#include "journal_sync.h"
 #include "cap_outbox.h"
 #include "dispute_answer.h"
 #include "catalogue_admin.h"
@@ -110,7 +111,7 @@ static bool load_state(struct merchant *m)
 static bool merchant_start(struct merchant *m)
 {
 	if (!load_identity(m) || !merchant_register_sign(m) || !merchant_catalogue_start(m) ||
-	    !load_state(m) || !batch_init(m) || !compactor_start(m))
+	    !load_state(m) || !batch_init(m) || !compactor_start(m) || !journal_sync_start(m))
 		return false;
 	m->workers = mp_workers_new(m->base, m->cfg.handoff_workers, m->cfg.worker_queue);
 	m->dns = mp_dns_new(m->base, m->cfg.broker_resolv_conf);
@@ -149,6 +150,7 @@ static void merchant_stop(struct merchant *m)
 	gateway_free(m);
 	store_thread_stop(m->store_thread);
 	compactor_free(m);
+	journal_sync_free(m);
 	batch_free(m);
 	redeem_deadline_free(m->deadline);
 	redeemer_free(m->redeemer); /* Binds awaited get their answer: none */

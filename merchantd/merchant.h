@@ -263,6 +263,7 @@ struct merchant {
 	size_t channels_recorded;	   /* channels whose row is durable */
 	struct batch_pipe *batch;
 	struct compactor *compactor;
+	struct journal_sync *journal_sync; /* journal_sync.h */
 	struct redeemer *redeemer;
 	struct mp_hasher *hasher;
 	struct mp_workers *workers;  /* custody chain verification, off the loop */

@@ -86,7 +86,7 @@ struct store {
 	sqlite3 *db;
 	sqlite3_stmt *st[ST_COUNT];
 	char path[512];
-	bool heads_unsynced;  /* writer: journal_heads has rows no checkpoint folded yet */
+	bool heads_unsynced;   /* writer: journal_heads has rows no checkpoint folded yet */
 	uint64_t synced_at_us; /* writer: the last checkpoint (mp_metrics_now_us) */
 };
 
@@ -214,8 +214,8 @@ static bool initialise(struct store *s)
 	       journal_chain_migrate(s) && migrate_custody(s) && segment_store_migrate(s) &&
 	       bind_store_migrate(s) && close_store_migrate(s) && too_late_store_migrate(s) &&
 	       redeem_wait_store_migrate(s) && restore_store_migrate(s) &&
-	       purchase_store_migrate(s) && offer_store_migrate(s) && ensure_incremental_vacuum(s) &&
-	       journal_heads_open(s);
+	       purchase_store_migrate(s) && offer_store_migrate(s) &&
+	       ensure_incremental_vacuum(s) && journal_heads_open(s);
 }
 
 struct store *store_open(const char *path, const struct mp_clock *clock, char *err, size_t errlen)
@@ -535,6 +535,7 @@ bool store_sync_heads(struct store *s)
 		return false;
 	if (journal_heads_checkpoint(s) && step_done(s, s->st[ST_COMMIT])) {
 		s->heads_unsynced = false;
+		s->synced_at_us = mp_metrics_now_us();
 		return true;
 	}
 	step_done(s, s->st[ST_ROLLBACK]);

@@ -464,6 +464,58 @@ START_TEST(redeem_does_not_stall_the_loop_on_the_store_lock)
 }
 END_TEST
 
+/* The point m1's channel row of ch holds (the stored row, read as another process would). */
+static int64_t stored_row_last(const struct tchannel *ch)
+{
+	uint8_t id[MP_ID_LEN];
+	tchannel_id(ch, id);
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	ck_assert_int_eq(sqlite3_open_v2(m1_db, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	ck_assert_int_eq(
+	    sqlite3_prepare_v2(db, "SELECT last FROM channels WHERE channel_id = ?", -1, &st, NULL),
+	    SQLITE_OK);
+	sqlite3_bind_blob(st, 1, id, MP_ID_LEN, SQLITE_STATIC);
+	int64_t last = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return last;
+}
+
+/* A channel row follows the journal lazily (merchantd/journal_chain.h): once Pays stop, m1
+ * brings it up to date by itself within about two seconds (journal_sync.c), not only at the
+ * next batch or restart. Waited for up to 20 s (a deadline, not a timing assertion). */
+START_TEST(channel_row_folded_when_pays_stop)
+{
+	struct twallet tw;
+	struct tchannel ch;
+	struct words ws;
+	struct wire w;
+	uint8_t order[MP_ID_LEN];
+	new_order(1000000, order);
+	issued_channel(&tw, &ch, 40);
+	chain_words(&ch, &ws);
+	ck_assert(wire_connect(&w, m1_ep, ca, NULL, NULL));
+	uint32_t last;
+	uint64_t credit;
+	open_point(&w, &ch, &last, &credit);
+	for (uint32_t j = last + 1; j <= last + 5; j++) {
+		ck_assert_int_eq(pay_code(&w, &ch, &ws, j, order), MP_ST(UNDERPAID));
+		usleep(1200 * 1000 * (j == last + 3)); /* past one checkpoint's turn */
+	}
+	int64_t row_last = stored_row_last(&ch);
+	for (int i = 0; i < 200 && row_last != last + 5; i++) {
+		usleep(100 * 1000);
+		row_last = stored_row_last(&ch);
+	}
+	ck_assert_int_eq(row_last, last + 5);
+	wire_close(&w);
+	free_words(&ws);
+	tchannel_free(&ch);
+	mp_key_free(&tw.account);
+}
+END_TEST
+
 /* The unanswered Redeems in m1's outbox: how many, and the oldest one's id and bytes. */
 static int outbox_unanswered(uint8_t id[MP_ID_LEN], uint8_t **stmt, size_t *len)
 {
@@ -1025,6 +1077,7 @@ static Suite *merchant_store_suite(void)
 	tcase_add_test(tc, sigkill_during_a_pay_stream_loses_no_acknowledged_pay);
 	tcase_add_test(tc, compaction_folds_old_payments_and_shrinks_the_store);
 	tcase_add_test(tc, compaction_runs_periodically);
+	tcase_add_test(tc, channel_row_folded_when_pays_stop);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -152,9 +152,8 @@ START_TEST(cap_moves_the_channel_and_survives_restart)
 	struct store *s = store_open(path, &test_clock, err, sizeof(err));
 	ck_assert_msg(s != NULL, "%s", err);
 	/* Pays of segment 0 before the Cap leave the row to it; a Pay after it moves it on. */
-	struct batch_entry first[] = {open_entry(&c), pay_entry(&c, 0, 2),
-				      pay_entry(&c, 0, 3), cap_entry(&c, &r1),
-				      pay_entry(&c, 1, 4)};
+	struct batch_entry first[] = {open_entry(&c), pay_entry(&c, 0, 2), pay_entry(&c, 0, 3),
+				      cap_entry(&c, &r1), pay_entry(&c, 1, 4)};
 	ck_assert(store_commit_batch(s, first, 5));
 	ck_assert_int_eq(cap_outbox_count(s, CAP_OUTBOX_PENDING), 1);
 	struct batch_entry second[] = {cap_entry(&c, &r2)};

@@ -245,6 +245,38 @@ static void copy_file(const char *from, const char *to)
 
 static int64_t count_of(struct store *s, const char *sql, const uint8_t id[MP_ID_LEN]);
 
+/* What a process killed now leaves (every batch committed, nothing folded at close): the store
+ * and its WAL copied to dir/crash.db, whose path goes to crashed. */
+static void crash_copy(char crashed[sizeof(path) + 16])
+{
+	char from[sizeof(path) + 16 + 8], to[sizeof(from)];
+	snprintf(crashed, sizeof(path) + 16, "%s/crash.db", dir);
+	copy_file(path, crashed);
+	snprintf(from, sizeof(from), "%s-wal", path);
+	snprintf(to, sizeof(to), "%s-wal", crashed);
+	copy_file(from, to);
+}
+
+static void crash_remove(const char *crashed)
+{
+	char p[sizeof(path) + 16 + 8];
+	static const char *const suffixes[] = {"", "-wal", "-shm"};
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(p, sizeof(p), "%s%s", crashed, suffixes[i]);
+		unlink(p);
+	}
+}
+
+/* The channel c as a restart of the store at p loads it (table freed by the caller). */
+static struct channel *load_channel(struct store *s, struct table *channels, const struct cert *c)
+{
+	ck_assert(table_init(channels, 16));
+	ck_assert(store_load_channels(s, channels));
+	struct channel *ch = channel_find(channels, c->id);
+	ck_assert_ptr_nonnull(ch);
+	return ch;
+}
+
 /* A channel row is written lazily (journal_chain.h): a batch journals its Pays only, until a
  * checkpoint. A crash before it (the files copied as they are after a commit: what a killed
  * process leaves) loses nothing: the next open folds the journal into the row. Meanwhile
@@ -258,7 +290,8 @@ START_TEST(channel_rows_lag_and_are_recovered)
 	struct store *s = store_open(path, &test_clock, err, sizeof(err));
 	ck_assert_msg(s != NULL, "%s", err);
 	/* The first batch checkpoints (none ran before); the second is within JOURNAL_SYNC_MS. */
-	struct batch_entry first[] = {open_entry(&c), pay_entry(&c, 2, ref, MP_ST(UNDERPAID), 2, 0)};
+	struct batch_entry first[] = {open_entry(&c),
+				      pay_entry(&c, 2, ref, MP_ST(UNDERPAID), 2, 0)};
 	ck_assert(store_commit_batch(s, first, 2));
 	/* The loop's connection, open before (an open folds what no checkpoint did). */
 	struct store *reader = store_open(path, &test_clock, err, sizeof(err));
@@ -277,21 +310,14 @@ START_TEST(channel_rows_lag_and_are_recovered)
 	ck_assert(store_find_pay(reader, c.id, second[1].journal_seq, 0, 5, &sp));
 	store_close(reader);
 
-	char crashed[sizeof(path) + 16], from[sizeof(crashed) + 8], to[sizeof(crashed) + 8];
-	snprintf(crashed, sizeof(crashed), "%s/crash.db", dir);
-	copy_file(path, crashed);
-	snprintf(from, sizeof(from), "%s-wal", path);
-	snprintf(to, sizeof(to), "%s-wal", crashed);
-	copy_file(from, to);
+	char crashed[sizeof(path) + 16];
+	crash_copy(crashed);
 	store_close(s);
 
 	s = store_open(crashed, &test_clock, err, sizeof(err));
 	ck_assert_msg(s != NULL, "%s", err);
 	struct table channels;
-	ck_assert(table_init(&channels, 16));
-	ck_assert(store_load_channels(s, &channels));
-	struct channel *ch = channel_find(&channels, c.id);
-	ck_assert_ptr_nonnull(ch);
+	struct channel *ch = load_channel(s, &channels, &c);
 	ck_assert_uint_eq(ch->durable_last, 9);
 	ck_assert_uint_eq(ch->durable_credit, 9);
 	ck_assert_uint_eq(ch->durable_price, 7);
@@ -301,17 +327,64 @@ START_TEST(channel_rows_lag_and_are_recovered)
 	/* A Pay after the recovery links to the recovered head. */
 	struct batch_entry third[] = {pay_entry(&c, 11, ref, MP_ST(UNDERPAID), 11, 0)};
 	ck_assert(store_commit_batch(s, third, 1));
-	ck_assert_int_eq(count_of(s, "SELECT prev_seq FROM pay_journal WHERE channel_id = ? "
-				     "AND j = 11",
+	ck_assert_int_eq(count_of(s,
+				  "SELECT prev_seq FROM pay_journal WHERE channel_id = ? "
+				  "AND j = 11",
 				  c.id),
 			 second[1].journal_seq);
 	table_free_channels(&channels);
 	store_close(s);
-	snprintf(from, sizeof(from), "%s-shm", crashed);
-	unlink(crashed);
-	unlink(to);
-	unlink(from);
+	crash_remove(crashed);
 	free(c.bytes);
+}
+END_TEST
+
+/* A store from before lazy channel rows whose compaction deleted the journal's newest rows: a
+ * channel row's head_seq names a seq above every row, and SQLite gives that seq again. A Pay
+ * of that channel after the upgrade, not yet folded at a crash, is still folded at the next
+ * open (review finding: the head_seq comparison alone skipped it). */
+START_TEST(upgraded_store_with_a_head_above_the_journal)
+{
+	struct cert c, d;
+	make_cert(&c);
+	make_cert(&d);
+	const uint8_t ref[4] = {'o', 'r', 'd', '4'};
+	struct store *s = store_open(path, &test_clock, err, sizeof(err));
+	ck_assert_msg(s != NULL, "%s", err);
+	struct batch_entry open[] = {open_entry(&c), open_entry(&d),
+				     pay_entry(&c, 40, ref, MP_ST(UNDERPAID), 40, 0)};
+	ck_assert(store_commit_batch(s, open, 3));
+	store_close(s); /* folded at close */
+	s = store_open(path, &test_clock, err, sizeof(err));
+	ck_assert_msg(s != NULL, "%s", err);
+	ck_assert(store_exec(s, "DELETE FROM pay_journal; UPDATE channels SET head_seq = 5000;"
+				"DELETE FROM meta WHERE key = 'journal_synced_seq';"));
+	store_close(s);
+
+	s = store_open(path, &test_clock, err, sizeof(err)); /* the upgrade */
+	ck_assert_msg(s != NULL, "%s", err);
+	struct batch_entry first[] = {pay_entry(&d, 3, ref, MP_ST(UNDERPAID), 3, 0)};
+	ck_assert(store_commit_batch(s, first, 1)); /* checkpoints */
+	struct batch_entry second[] = {pay_entry(&c, 41, ref, MP_ST(UNDERPAID), 41, 0)};
+	ck_assert(store_commit_batch(s, second, 1)); /* does not */
+	ck_assert_int_lt(second[0].journal_seq, 5000);
+	char crashed[sizeof(path) + 16];
+	crash_copy(crashed);
+	store_close(s);
+
+	s = store_open(crashed, &test_clock, err, sizeof(err));
+	ck_assert_msg(s != NULL, "%s", err);
+	struct table channels;
+	struct channel *ch = load_channel(s, &channels, &c);
+	ck_assert_uint_eq(ch->durable_last, 41);
+	ck_assert_uint_eq(ch->durable_credit, 41);
+	struct stored_pay sp;
+	ck_assert(store_find_pay(s, c.id, 0, 0, 41, &sp));
+	table_free_channels(&channels);
+	store_close(s);
+	crash_remove(crashed);
+	free(c.bytes);
+	free(d.bytes);
 }
 END_TEST
 
@@ -516,8 +589,8 @@ START_TEST(journal_lookups_walk_the_chain)
 			if (seg != chain_seg(j) && j % 5) /* the other segment: a sample */
 				continue;
 			bool here = chain_paid(j) && chain_seg(j) == seg;
-			ck_assert_msg(store_find_pay(s, c.id, 0, seg, j, &sp) == here, "j %u seg %u",
-				      j, seg);
+			ck_assert_msg(store_find_pay(s, c.id, 0, seg, j, &sp) == here,
+				      "j %u seg %u", j, seg);
 			ck_assert(receipt_store_find(s, c.id, 0, seg, j, &jp) == here);
 			if (here) {
 				ck_assert_uint_eq(sp.credit, j);
@@ -613,6 +686,7 @@ static Suite *store_suite(void)
 	tcase_add_test(tc, batch_survives_restart);
 	tcase_add_test(tc, failed_batch_leaves_nothing);
 	tcase_add_test(tc, channel_rows_lag_and_are_recovered);
+	tcase_add_test(tc, upgraded_store_with_a_head_above_the_journal);
 	tcase_add_test(tc, old_store_is_migrated);
 	tcase_add_test(tc, new_store_is_incremental);
 	tcase_add_test(tc, failed_bind_is_an_error);

@@ -1,0 +1,88 @@
+/* A fold of the paid channels' rows once batches stop (journal_sync.h):
+ *
+ *   IDLE --a batch with Pays committed--> ARMED (timer: twice JOURNAL_SYNC_MS)
+ *   ARMED --more batches--> ARMED (the timer is not pushed back)
+ *   ARMED --timer--> RUNNING: store_sync_heads on the store thread (nothing to do, and no
+ *        transaction, if a batch folded everything meanwhile)
+ *   RUNNING --done--> IDLE (a failure is logged: the next batch or the next open folds them)
+ *
+ * At most one job is queued or running, so the store thread's queue stays bounded. */
+#include "journal_sync.h"
+
+#include <event2/event.h>
+#include <stdlib.h>
+
+#include "journal_chain.h"
+#include "log.h"
+#include "merchant.h"
+#include "store.h"
+#include "store_thread.h"
+
+struct journal_sync {
+	struct merchant *m;
+	struct event *timer;
+	struct st_job job;
+	bool running;
+	bool ok; /* written by the store thread, read by the loop after it */
+};
+
+/* Store thread. */
+static void run_sync(struct store *s, struct st_job *job)
+{
+	struct journal_sync *js = job->arg;
+	js->ok = store_sync_heads(s);
+}
+
+/* Loop. */
+static void sync_done(struct st_job *job)
+{
+	struct journal_sync *js = job->arg;
+	js->running = false;
+	if (!js->ok)
+		log_err(
+		    "store: bringing the paid channels' rows up to date from the journal failed; "
+		    "the next batch or the next start does it");
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct journal_sync *js = arg;
+	js->running = true;
+	store_thread_submit(js->m->store_thread, &js->job);
+}
+
+bool journal_sync_start(struct merchant *m)
+{
+	struct journal_sync *js = calloc(1, sizeof(*js));
+	if (!js)
+		return false;
+	js->m = m;
+	js->job = (struct st_job){.run = run_sync, .done = sync_done, .arg = js};
+	js->timer = evtimer_new(m->base, on_timer, js);
+	m->journal_sync = js;
+	return js->timer != NULL;
+}
+
+void journal_sync_note(struct merchant *m)
+{
+	struct journal_sync *js = m->journal_sync;
+	if (!js || js->running || evtimer_pending(js->timer, NULL))
+		return;
+	struct timeval tv = {0, 2 * JOURNAL_SYNC_MS * 1000};
+	tv.tv_sec = tv.tv_usec / 1000000;
+	tv.tv_usec %= 1000000;
+	if (evtimer_add(js->timer, &tv) != 0)
+		log_err("store: cannot arm the timer that folds the journal into the channel rows; "
+			"the next batch does it");
+}
+
+void journal_sync_free(struct merchant *m)
+{
+	struct journal_sync *js = m->journal_sync;
+	if (!js)
+		return;
+	if (js->timer)
+		event_free(js->timer);
+	free(js);
+	m->journal_sync = NULL;
+}
