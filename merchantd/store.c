@@ -218,7 +218,8 @@ static bool initialise(struct store *s)
 	       ensure_incremental_vacuum(s) && journal_heads_open(s);
 }
 
-struct store *store_open(const char *path, const struct mp_clock *clock, char *err, size_t errlen)
+static struct store *open_with(const char *path, const struct mp_clock *clock, int mutex_flag,
+			       char *err, size_t errlen)
 {
 	struct store *s = calloc(1, sizeof(*s));
 	if (!s) {
@@ -237,8 +238,7 @@ struct store *store_open(const char *path, const struct mp_clock *clock, char *e
 	int fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0600);
 	if (fd >= 0)
 		close(fd);
-	if (sqlite3_open_v2(path, &s->db,
-			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+	if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | mutex_flag,
 			    NULL) != SQLITE_OK) {
 		snprintf(err, errlen, "%s: %s", path,
 			 s->db ? sqlite3_errmsg(s->db) : "cannot open");
@@ -259,6 +259,18 @@ struct store *store_open(const char *path, const struct mp_clock *clock, char *e
 		}
 	}
 	return s;
+}
+
+struct store *store_open(const char *path, const struct mp_clock *clock, char *err, size_t errlen)
+{
+	return open_with(path, clock, SQLITE_OPEN_FULLMUTEX, err, errlen);
+}
+
+/* One thread at a time uses the connection (handed over, never shared): no lock per call. */
+struct store *store_open_unshared(const char *path, const struct mp_clock *clock, char *err,
+				  size_t errlen)
+{
+	return open_with(path, clock, SQLITE_OPEN_NOMUTEX, err, errlen);
 }
 
 void store_set_lock_wait(struct store *s, int ms)

@@ -26,7 +26,11 @@ struct stored_pay {
 	uint64_t price;
 };
 
+/* A connection any thread may call (SQLite serialises the calls). */
 struct store *store_open(const char *path, const struct mp_clock *clock, char *err, size_t errlen);
+/* A connection one thread uses at a time (the store thread's): no lock taken per call. */
+struct store *store_open_unshared(const char *path, const struct mp_clock *clock, char *err,
+				  size_t errlen);
 void store_close(struct store *s);
 /* How long a statement on this connection waits for a lock another connection holds before it
  * fails SQLITE_BUSY (store_open: 5 s, for start-up and the store thread). The loop's connection

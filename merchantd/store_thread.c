@@ -134,7 +134,7 @@ struct store_thread *store_thread_start(struct event_base *base, const char *pat
 	pthread_mutex_init(&t->mu, NULL);
 	pthread_cond_init(&t->wake, NULL);
 	pthread_cond_init(&t->idle, NULL);
-	t->store = store_open(path, clock, err, errlen);
+	t->store = store_open_unshared(path, clock, err, errlen);
 	if (!t->store) {
 		thread_free(t);
 		return NULL;
