@@ -58,7 +58,9 @@ bool journal_chain_migrate(struct store *s)
 static const char heads_table_sql[] =
     "PRAGMA temp_store = MEMORY;"
     "CREATE TEMP TABLE IF NOT EXISTS journal_heads ("
-    " channel_id BLOB PRIMARY KEY, head_seq INTEGER NOT NULL) WITHOUT ROWID;";
+    " channel_id BLOB PRIMARY KEY, head_seq INTEGER NOT NULL, first_seq INTEGER NOT NULL)"
+    " WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS temp.journal_heads_first ON journal_heads (first_seq);";
 
 /* A store from before lazy channel rows had every row current: its synced seq is the newest.
  * A channel's newest row above the synced seq is folded in unless the channel row's head_seq
@@ -101,20 +103,60 @@ int journal_bind_head(sqlite3_stmt *st, int64_t head)
 	return head > 0 ? sqlite3_bind_int64(st, 9, head) : sqlite3_bind_null(st, 9);
 }
 
-static const char checkpoint_sql[] =
-    FOLD_SET "FROM temp.journal_heads t JOIN pay_journal p ON p.seq = t.head_seq"
-	     " WHERE channels.channel_id = t.channel_id;"
-	     "DELETE FROM temp.journal_heads;"
-	     "UPDATE meta SET value = (SELECT coalesce(max(seq), 0) FROM pay_journal)"
-	     " WHERE key = 'journal_synced_seq';";
+/* The channels to fold: oldest unfolded row at or below ?1, at most ?2 of them, oldest first
+ * (first_seq is a journal seq: no two entries share one). */
+#define FOLD_PICK                                                                                  \
+	"SELECT channel_id, head_seq FROM temp.journal_heads WHERE first_seq <= ?1"                \
+	" ORDER BY first_seq LIMIT ?2"
 
-bool journal_heads_checkpoint(struct store *s)
+enum { FOLD_ROWS, FOLD_FORGET, FOLD_SYNCED, FOLD_LEFT, FOLD_STEPS };
+
+static const char *const fold_sql[FOLD_STEPS] = {
+    [FOLD_ROWS] =
+	"WITH f AS (" FOLD_PICK ") " FOLD_SET "FROM f JOIN pay_journal p ON p.seq = f.head_seq"
+	" WHERE channels.channel_id = f.channel_id",
+    [FOLD_FORGET] = "DELETE FROM temp.journal_heads WHERE channel_id IN"
+		    " (SELECT channel_id FROM (" FOLD_PICK "))",
+    /* every row below the oldest one left unfolded is in its channel row */
+    [FOLD_SYNCED] = "UPDATE meta SET value = coalesce((SELECT min(first_seq) - 1 FROM"
+		    " temp.journal_heads), (SELECT coalesce(max(seq), 0) FROM pay_journal))"
+		    " WHERE key = 'journal_synced_seq'",
+    [FOLD_LEFT] = "SELECT EXISTS (SELECT 1 FROM temp.journal_heads WHERE first_seq <= ?1),"
+		  " EXISTS (SELECT 1 FROM temp.journal_heads)",
+};
+
+/* One statement of a fold; for FOLD_LEFT its two answers. */
+static bool fold_step(sqlite3 *db, int step, int64_t upto, int limit, bool left[2])
 {
-	if (store_exec(s, checkpoint_sql))
-		return true;
-	log_err("store %s: folding the paid channels' journal rows into their rows failed",
-		store_path(s));
-	return false;
+	sqlite3_stmt *st = NULL;
+	bool ok = sqlite3_prepare_v2(db, fold_sql[step], -1, &st, NULL) == SQLITE_OK;
+	int params = ok ? sqlite3_bind_parameter_count(st) : 0;
+	ok = ok && (params < 1 || sqlite3_bind_int64(st, 1, upto) == SQLITE_OK) &&
+	     (params < 2 || sqlite3_bind_int(st, 2, limit) == SQLITE_OK);
+	int rc = ok ? sqlite3_step(st) : SQLITE_ERROR;
+	if (step == FOLD_LEFT && rc == SQLITE_ROW) {
+		left[0] = sqlite3_column_int(st, 0) != 0;
+		left[1] = sqlite3_column_int(st, 1) != 0;
+		rc = SQLITE_DONE;
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE;
+}
+
+bool journal_heads_checkpoint(struct store *s, int64_t upto, int limit, bool *more, bool *unfolded)
+{
+	sqlite3 *db = store_db(s);
+	bool left[2] = {true, true};
+	for (int step = 0; step < FOLD_STEPS; step++)
+		if (!fold_step(db, step, upto, limit, left)) {
+			log_err(
+			    "store %s: folding the paid channels' journal rows into their rows: %s",
+			    store_path(s), sqlite3_errmsg(db));
+			return false;
+		}
+	*more = left[0];
+	*unfolded = left[1];
+	return true;
 }
 
 bool journal_heads_fold(struct store *s, const uint8_t channel_id[MP_ID_LEN])

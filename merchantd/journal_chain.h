@@ -9,10 +9,13 @@
  * The channel row's state after its last Pay (last, w_last, credit, last_order_ref, last_code,
  * last_price, head_seq) is written lazily: a batch journals its Pays and nothing else of the
  * channel, and the writer's connection keeps each paid channel's newest row in a TEMP table
- * (journal_heads, memory only) until a checkpoint folds those rows into the channel rows, in
- * the transaction of a batch at most JOURNAL_SYNC_MS after the last one, and at close. The
+ * (journal_heads, memory only) until a checkpoint folds those rows into the channel rows: once
+ * JOURNAL_SYNC_MS has passed since the last one, the channels paid up to then are folded in the
+ * next batches' transactions, JOURNAL_FOLD_PER_BATCH of them a batch (oldest first, so a fold
+ * of many channels is spread over batches); when Pays stop (journal_sync.c) and at close, all. The
  * journal row holds every one of those values, so nothing is lost with the TEMP table: meta
- * `journal_synced_seq` is the journal's newest seq at the last checkpoint, and opening the store
+ * `journal_synced_seq` is a seq at or below which every row is in its channel row (just below
+ * the oldest unfolded row; the journal's newest when none is), and opening the store
  * folds every channel's newest row above it into its channel row (journal_heads_recover)
  * before anything reads the rows. A statement that writes those columns directly (a new
  * segment, a takeover) folds that channel first (journal_heads_fold), so a later checkpoint
@@ -58,8 +61,13 @@ bool journal_heads_open(struct store *s);
 /* Binds ?9 of a JOURNAL_WALK statement: the channel's newest committed journal row known to
  * the caller (struct channel's journal_head), or NULL when 0. */
 int journal_bind_head(struct sqlite3_stmt *st, int64_t head);
-/* Writer, in a transaction: every channel's newest row folded into its channel row, and
- * journal_synced_seq moved to the journal's newest seq. */
-bool journal_heads_checkpoint(struct store *s);
+/* Channels a fold takes in one batch: a fold of many channels is spread over batches. */
+#define JOURNAL_FOLD_PER_BATCH 512
+
+/* Writer, in a transaction: the newest row of each paid channel whose oldest unfolded row is at
+ * or below upto folded into its channel row, at most limit channels (oldest first; -1: no
+ * limit), and journal_synced_seq moved to just below the oldest row left unfolded. *more: such
+ * channels are left; *unfolded: any channel is. */
+bool journal_heads_checkpoint(struct store *s, int64_t upto, int limit, bool *more, bool *unfolded);
 /* Writer, in a transaction, before a statement writes channel_id's Pay state directly. */
 bool journal_heads_fold(struct store *s, const uint8_t channel_id[MP_ID_LEN]);

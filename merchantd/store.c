@@ -69,8 +69,9 @@ static const char *const stmt_sql[ST_COUNT] = {
 		   "FROM channels c LEFT JOIN pay_journal h ON h.seq = coalesce((SELECT "
 		   "t.head_seq FROM temp.journal_heads t WHERE t.channel_id = ?1), c.head_seq) "
 		   "AND h.channel_id = c.channel_id WHERE c.channel_id = ?1",
-    [ST_JOURNAL_HEAD] = "INSERT OR REPLACE INTO temp.journal_heads (channel_id, head_seq) "
-			"VALUES (?, last_insert_rowid())",
+    [ST_JOURNAL_HEAD] = "INSERT INTO temp.journal_heads (channel_id, head_seq, first_seq) "
+			"VALUES (?, last_insert_rowid(), last_insert_rowid()) ON CONFLICT "
+			"(channel_id) DO UPDATE SET head_seq = excluded.head_seq",
     [ST_CHANNEL_INSERT] = "INSERT INTO channels (channel_id, cert, state, hseq, seg_seq, "
 			  "seg_start, last, w_last, credit, last_order_ref, redeem_until) "
 			  "VALUES (?, ?, ?, ?, ?, ?, 0, ?, 0, x'', ?)",
@@ -87,7 +88,9 @@ struct store {
 	sqlite3_stmt *st[ST_COUNT];
 	char path[512];
 	bool heads_unsynced;   /* writer: journal_heads has rows no checkpoint folded yet */
-	uint64_t synced_at_us; /* writer: the last checkpoint (mp_metrics_now_us) */
+	uint64_t synced_at_us; /* writer: when the last fold ended (mp_metrics_now_us) */
+	int64_t fold_upto;     /* writer: a fold in progress, of the channels paid up to here */
+	int64_t newest_seq;    /* writer: the newest journal row it wrote */
 };
 
 static bool exec(struct store *s, const char *sql)
@@ -429,6 +432,7 @@ static bool journal_entry(struct store *s, struct batch_entry *e, int64_t now)
 		return false;
 	}
 	e->journal_seq = sqlite3_last_insert_rowid(s->db);
+	s->newest_seq = e->journal_seq;
 	s->heads_unsynced = true;
 	st = s->st[ST_JOURNAL_HEAD];
 	rcs = sqlite3_bind_blob(st, 1, e->channel_id, MP_ID_LEN, SQLITE_STATIC);
@@ -507,15 +511,28 @@ static bool write_entry(struct store *s, struct batch_entry *e, int64_t now)
 	return false;
 }
 
-/* Whether this batch folds the paid channels' journal rows into their rows (journal_chain.h):
- * at most once in JOURNAL_SYNC_MS, so a channel's row page is written once a checkpoint, not
- * once a batch. */
-static bool checkpoint_due(struct store *s)
+/* The batch's share of a fold of the paid channels' journal rows into their rows
+ * (journal_chain.h): a fold starts JOURNAL_SYNC_MS after the last one ended, takes the channels
+ * paid up to the journal's newest row then, JOURNAL_FOLD_PER_BATCH a batch, so a channel's row
+ * page is written about once a JOURNAL_SYNC_MS, not once a batch, and a fold of many channels
+ * is spread over batches. (The fields move before the commit: a batch that does not commit
+ * stops the daemon.) */
+static bool fold_share(struct store *s)
 {
 	uint64_t now_us = mp_metrics_now_us();
-	if (!s->heads_unsynced || now_us - s->synced_at_us < JOURNAL_SYNC_MS * 1000ull)
+	if (!s->fold_upto) {
+		if (!s->heads_unsynced || now_us - s->synced_at_us < JOURNAL_SYNC_MS * 1000ull)
+			return true;
+		s->fold_upto = s->newest_seq;
+	}
+	bool more, unfolded;
+	if (!journal_heads_checkpoint(s, s->fold_upto, JOURNAL_FOLD_PER_BATCH, &more, &unfolded))
 		return false;
-	s->synced_at_us = now_us;
+	if (!more) {
+		s->fold_upto = 0;
+		s->synced_at_us = now_us;
+		s->heads_unsynced = unfolded;
+	}
 	return true;
 }
 
@@ -527,14 +544,8 @@ bool store_commit_batch(struct store *s, struct batch_entry *entries, size_t n)
 	bool ok = true;
 	for (size_t i = 0; ok && i < n; i++)
 		ok = write_entry(s, &entries[i], now);
-	bool checkpoint = ok && checkpoint_due(s);
-	if (checkpoint)
-		ok = journal_heads_checkpoint(s);
-	if (ok && step_done(s, s->st[ST_COMMIT])) {
-		if (checkpoint)
-			s->heads_unsynced = false;
+	if (ok && fold_share(s) && step_done(s, s->st[ST_COMMIT]))
 		return true;
-	}
 	step_done(s, s->st[ST_ROLLBACK]); /* the TEMP table's rows roll back with it */
 	return false;
 }
@@ -545,8 +556,11 @@ bool store_sync_heads(struct store *s)
 		return true;
 	if (!step_done(s, s->st[ST_BEGIN]))
 		return false;
-	if (journal_heads_checkpoint(s) && step_done(s, s->st[ST_COMMIT])) {
-		s->heads_unsynced = false;
+	bool more, unfolded;
+	if (journal_heads_checkpoint(s, INT64_MAX, -1, &more, &unfolded) &&
+	    step_done(s, s->st[ST_COMMIT])) {
+		s->heads_unsynced = unfolded;
+		s->fold_upto = 0;
 		s->synced_at_us = mp_metrics_now_us();
 		return true;
 	}

@@ -22,6 +22,7 @@
 #include "stmt.h"
 #include "store.h"
 #include "store_redeem.h"
+#include "journal_chain.h"
 #include "../check_run.h"
 #include "clock.h"
 
@@ -336,6 +337,77 @@ START_TEST(channel_rows_lag_and_are_recovered)
 	store_close(s);
 	crash_remove(crashed);
 	free(c.bytes);
+}
+END_TEST
+
+static int64_t synced_seq(struct store *s)
+{
+	sqlite3_stmt *st;
+	ck_assert_int_eq(sqlite3_prepare_v2(
+			     store_db(s), "SELECT value FROM meta WHERE key = 'journal_synced_seq'",
+			     -1, &st, NULL),
+			 SQLITE_OK);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+	int64_t v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+static int64_t rows_at(struct store *s, uint32_t last)
+{
+	sqlite3_stmt *st;
+	ck_assert_int_eq(sqlite3_prepare_v2(store_db(s),
+					    "SELECT count(*) FROM channels WHERE last = ?", -1, &st,
+					    NULL),
+			 SQLITE_OK);
+	sqlite3_bind_int64(st, 1, last);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+	int64_t n = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return n;
+}
+
+#define SPREAD_CHANNELS (2 * JOURNAL_FOLD_PER_BATCH + 76)
+
+/* A fold of more channels than JOURNAL_FOLD_PER_BATCH is spread over the next batches, oldest
+ * first; journal_synced_seq stays just below the oldest row left unfolded, and a channel paid
+ * again during the fold waits for the next one. The files of a process killed meanwhile
+ * reopen with every Pay in its row. */
+START_TEST(a_fold_of_many_channels_is_spread_over_batches)
+{
+	static struct cert c[SPREAD_CHANNELS];
+	static struct batch_entry b[2 * SPREAD_CHANNELS];
+	const uint8_t ref[4] = {'o', 'r', 'd', '5'};
+	for (int i = 0; i < SPREAD_CHANNELS; i++) {
+		make_cert(&c[i]);
+		b[2 * i] = open_entry(&c[i]);
+		b[2 * i + 1] = pay_entry(&c[i], 1, ref, MP_ST(UNDERPAID), 1, 0);
+	}
+	struct store *s = store_open(path, &test_clock, err, sizeof(err));
+	ck_assert_msg(s != NULL, "%s", err);
+	ck_assert(store_commit_batch(s, b, 2 * SPREAD_CHANNELS)); /* the first fold starts */
+	ck_assert_int_eq(rows_at(s, 1), JOURNAL_FOLD_PER_BATCH);
+	ck_assert_int_eq(synced_seq(s), b[2 * JOURNAL_FOLD_PER_BATCH + 1].journal_seq - 1);
+	struct batch_entry again[] = {pay_entry(&c[0], 2, ref, MP_ST(UNDERPAID), 2, 0)};
+	ck_assert(store_commit_batch(s, again, 1));
+	ck_assert_int_eq(rows_at(s, 1), 2 * JOURNAL_FOLD_PER_BATCH);
+	struct batch_entry more[] = {pay_entry(&c[1], 2, ref, MP_ST(UNDERPAID), 2, 0)};
+	ck_assert(store_commit_batch(s, more, 1)); /* the fold ends; c[0] and c[1] wait */
+	ck_assert_int_eq(rows_at(s, 1), SPREAD_CHANNELS);
+	ck_assert_int_eq(rows_at(s, 2), 0);
+	ck_assert_int_eq(synced_seq(s), again[0].journal_seq - 1);
+
+	char crashed[sizeof(path) + 16];
+	crash_copy(crashed);
+	store_close(s);
+	s = store_open(crashed, &test_clock, err, sizeof(err));
+	ck_assert_msg(s != NULL, "%s", err);
+	ck_assert_int_eq(rows_at(s, 2), 2);
+	ck_assert_int_eq(rows_at(s, 1), SPREAD_CHANNELS - 2);
+	store_close(s);
+	crash_remove(crashed);
+	for (int i = 0; i < SPREAD_CHANNELS; i++)
+		free(c[i].bytes);
 }
 END_TEST
 
@@ -687,6 +759,7 @@ static Suite *store_suite(void)
 	tcase_add_test(tc, failed_batch_leaves_nothing);
 	tcase_add_test(tc, channel_rows_lag_and_are_recovered);
 	tcase_add_test(tc, upgraded_store_with_a_head_above_the_journal);
+	tcase_add_test(tc, a_fold_of_many_channels_is_spread_over_batches);
 	tcase_add_test(tc, old_store_is_migrated);
 	tcase_add_test(tc, new_store_is_incremental);
 	tcase_add_test(tc, failed_bind_is_an_error);
