@@ -258,6 +258,16 @@ static void crash_copy(char crashed[sizeof(path) + 16])
 	copy_file(from, to);
 }
 
+/* s killed now (crash_copy), closed, and its copy opened: what the next start finds. */
+static struct store *crash_and_reopen(struct store *s, char crashed[sizeof(path) + 16])
+{
+	crash_copy(crashed);
+	store_close(s);
+	s = store_open(crashed, &test_clock, err, sizeof(err));
+	ck_assert_msg(s != NULL, "%s", err);
+	return s;
+}
+
 static void crash_remove(const char *crashed)
 {
 	char p[sizeof(path) + 16 + 8];
@@ -312,11 +322,7 @@ START_TEST(channel_rows_lag_and_are_recovered)
 	store_close(reader);
 
 	char crashed[sizeof(path) + 16];
-	crash_copy(crashed);
-	store_close(s);
-
-	s = store_open(crashed, &test_clock, err, sizeof(err));
-	ck_assert_msg(s != NULL, "%s", err);
+	s = crash_and_reopen(s, crashed);
 	struct table channels;
 	struct channel *ch = load_channel(s, &channels, &c);
 	ck_assert_uint_eq(ch->durable_last, 9);
@@ -398,10 +404,7 @@ START_TEST(a_fold_of_many_channels_is_spread_over_batches)
 	ck_assert_int_eq(synced_seq(s), again[0].journal_seq - 1);
 
 	char crashed[sizeof(path) + 16];
-	crash_copy(crashed);
-	store_close(s);
-	s = store_open(crashed, &test_clock, err, sizeof(err));
-	ck_assert_msg(s != NULL, "%s", err);
+	s = crash_and_reopen(s, crashed);
 	ck_assert_int_eq(rows_at(s, 2), 2);
 	ck_assert_int_eq(rows_at(s, 1), SPREAD_CHANNELS - 2);
 	store_close(s);
@@ -441,11 +444,7 @@ START_TEST(upgraded_store_with_a_head_above_the_journal)
 	ck_assert(store_commit_batch(s, second, 1)); /* does not */
 	ck_assert_int_lt(second[0].journal_seq, 5000);
 	char crashed[sizeof(path) + 16];
-	crash_copy(crashed);
-	store_close(s);
-
-	s = store_open(crashed, &test_clock, err, sizeof(err));
-	ck_assert_msg(s != NULL, "%s", err);
+	s = crash_and_reopen(s, crashed);
 	struct table channels;
 	struct channel *ch = load_channel(s, &channels, &c);
 	ck_assert_uint_eq(ch->durable_last, 41);
