@@ -1,10 +1,13 @@
 /* A fold of the paid channels' rows once batches stop (journal_sync.h):
  *
  *   IDLE --a batch with Pays committed--> ARMED (timer: twice JOURNAL_SYNC_MS)
- *   ARMED --more batches--> ARMED (the timer is not pushed back)
- *   ARMED --timer--> RUNNING: store_sync_heads on the store thread (nothing to do, and no
- *        transaction, if a batch folded everything meanwhile)
- *   RUNNING --done--> IDLE (a failure is logged: the next batch or the next open folds them)
+ *   ARMED --another such batch--> ARMED, the timer pushed back (under load the batches fold,
+ *        JOURNAL_FOLD_PER_BATCH channels each: a fold of everything here would undo that)
+ *   ARMED --timer: no Pays for that long--> RUNNING: store_sync_heads on the store thread
+ *        (nothing to do, and no transaction, if the batches folded everything)
+ *   RUNNING --such a batch--> RUNNING, noted
+ *   RUNNING --done--> IDLE, or ARMED if noted (a failure is logged: the next batch or the
+ *        next open folds them)
  *
  * At most one job is queued or running, so the store thread's queue stays bounded. */
 #include "journal_sync.h"
@@ -23,7 +26,8 @@ struct journal_sync {
 	struct event *timer;
 	struct st_job job;
 	bool running;
-	bool ok; /* written by the store thread, read by the loop after it */
+	bool noted; /* a batch with Pays committed while running */
+	bool ok;    /* written by the store thread, read by the loop after it */
 };
 
 /* Store thread. */
@@ -38,6 +42,10 @@ static void sync_done(struct st_job *job)
 {
 	struct journal_sync *js = job->arg;
 	js->running = false;
+	if (js->noted) {
+		js->noted = false;
+		journal_sync_note(js->m);
+	}
 	if (!js->ok)
 		log_err(
 		    "store: bringing the paid channels' rows up to date from the journal failed; "
@@ -66,8 +74,12 @@ bool journal_sync_start(struct merchant *m)
 void journal_sync_note(struct merchant *m)
 {
 	struct journal_sync *js = m->journal_sync;
-	if (!js || js->running || evtimer_pending(js->timer, NULL))
+	if (!js)
 		return;
+	if (js->running) {
+		js->noted = true;
+		return;
+	}
 	struct timeval tv = {0, 2 * JOURNAL_SYNC_MS * 1000};
 	tv.tv_sec = tv.tv_usec / 1000000;
 	tv.tv_usec %= 1000000;
