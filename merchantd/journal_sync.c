@@ -6,8 +6,7 @@
  *   ARMED --timer: no Pays for that long--> RUNNING: store_sync_heads on the store thread
  *        (nothing to do, and no transaction, if the batches folded everything)
  *   RUNNING --such a batch--> RUNNING, noted
- *   RUNNING --done--> IDLE, or ARMED if noted (a failure is logged: the next batch or the
- *        next open folds them)
+ *   RUNNING --done--> IDLE, or ARMED if noted or if it failed (logged; tried again then)
  *
  * At most one job is queued or running, so the store thread's queue stays bounded. */
 #include "journal_sync.h"
@@ -42,14 +41,15 @@ static void sync_done(struct st_job *job)
 {
 	struct journal_sync *js = job->arg;
 	js->running = false;
-	if (js->noted) {
-		js->noted = false;
-		journal_sync_note(js->m);
-	}
 	if (!js->ok)
 		log_err(
 		    "store: bringing the paid channels' rows up to date from the journal failed; "
-		    "the next batch or the next start does it");
+		    "tried again in %d ms (nothing is lost: the next start folds them too)",
+		    2 * JOURNAL_SYNC_MS);
+	if (js->noted || !js->ok) {
+		js->noted = false;
+		journal_sync_note(js->m);
+	}
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
