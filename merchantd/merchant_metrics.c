@@ -4,8 +4,9 @@
  *
  * Threads: every value here changes on the loop thread. The store thread commits batches, but
  * their sizes and durations are measured on the loop (submit and completion both run there);
- * compaction totals and the Cap outbox counts are updated by their loop callbacks. So no
- * metric needs an atomic. docs/metrics.md lists every metric. */
+ * compaction totals and the Cap outbox counts are updated by their loop callbacks. Only the
+ * WAL checkpoints' counters change on other threads (register_wal): atomics. docs/metrics.md lists
+ * every metric. */
 #include <stdlib.h>
 
 #include "cap_outbox.h"
@@ -14,6 +15,8 @@
 #include "log.h"
 #include "merchant.h"
 #include "redeem_deadline.h"
+#include "store_thread.h"
+#include "wal_checkpointer.h"
 #include "tls.h"
 
 /* Seconds; a Pay waits at most commit_delay_us (adaptive, 0: one commit in flight) plus one
@@ -63,6 +66,28 @@ static void register_pays(struct merchant *m)
 		"Requests refused while the store was behind (LIMIT).", NULL, &s->store_busy);
 }
 
+/* Updated by the store thread and the WAL checkpointer's thread: atomics. */
+static void register_wal(struct merchant *m)
+{
+	const struct wal_checkpoint_totals *w = store_thread_wal_totals(m->store_thread);
+	const char *name = "micropay_merchant_wal_checkpoints_total";
+	const char *help = "WAL checkpoints, by who ran them: thread (the checkpointer, beside the "
+			   "commits), writer (in a commit: the frames appended while the thread "
+			   "copied), limit (in a commit, at the WAL's size limit: all of it).";
+	mp_metrics_atomic(m->metrics, MP_METRIC_COUNTER, name, help,
+			  (const char *[]){"by", "thread", NULL}, &w->runs);
+	mp_metrics_atomic(m->metrics, MP_METRIC_COUNTER, name, help,
+			  (const char *[]){"by", "writer", NULL}, &w->writer_runs);
+	mp_metrics_atomic(m->metrics, MP_METRIC_COUNTER, name, help,
+			  (const char *[]){"by", "limit", NULL}, &w->limit_runs);
+	mp_metrics_atomic(
+	    m->metrics, MP_METRIC_COUNTER, "micropay_merchant_wal_checkpoint_failures_total",
+	    "WAL checkpoints that failed (a busy one is not counted).", NULL, &w->failures);
+	mp_metrics_atomic(m->metrics, MP_METRIC_GAUGE, "micropay_merchant_wal_frames",
+			  "The store's WAL size after the last commit, in pages.", NULL,
+			  &w->wal_frames);
+}
+
 static void register_commit(struct merchant *m)
 {
 	counter(m, "micropay_merchant_batches_total", "Group-commit batches committed.", NULL,
@@ -95,6 +120,7 @@ static void register_commit(struct merchant *m)
 		&ct->goods_rows);
 	counter(m, "micropay_merchant_store_pages_freed_total", "Store pages freed by compaction.",
 		NULL, &ct->pages_freed);
+	register_wal(m);
 }
 
 static void register_channels(struct merchant *m)

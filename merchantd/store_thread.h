@@ -23,6 +23,7 @@ struct mp_clock;
 struct event_base;
 struct store;
 struct store_thread;
+struct wal_checkpoint_totals;
 
 struct st_job {
 	/* On the store thread, with the thread's own connection. */
@@ -37,6 +38,8 @@ struct st_job {
 struct store_thread *store_thread_start(struct event_base *base, const char *path,
 					const struct mp_clock *clock, char *err, size_t errlen);
 void store_thread_submit(struct store_thread *t, struct st_job *job);
+/* The WAL checkpointer's counters (wal_checkpointer.h): it runs beside this thread. */
+const struct wal_checkpoint_totals *store_thread_wal_totals(const struct store_thread *t);
 /* Outside the loop (shutdown): wait until no job is queued or running, running each finished
  * job's done callback here, including the jobs those callbacks submit. */
 void store_thread_sync(struct store_thread *t);
