@@ -224,12 +224,15 @@ static void vacuum_step(sqlite3 *db, struct compact_run_state *r)
 	r->report.pages_freed += (uint64_t)(free_before - free_after);
 }
 
-static void checkpoint_step(sqlite3 *db, const char *path, struct compact_run_state *r)
+/* After the WAL checkpointer's running checkpoint, if any (store_checkpoint). */
+static void checkpoint_step(struct store *s, struct compact_run_state *r)
 {
-	int rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+	sqlite3 *db = store_db(s);
+	const char *path = store_path(s);
+	int rc = store_checkpoint(s, SQLITE_CHECKPOINT_TRUNCATE);
 	r->report.checkpointed = rc == SQLITE_OK;
 	if (rc == SQLITE_BUSY)
-		rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+		rc = store_checkpoint(s, SQLITE_CHECKPOINT_PASSIVE);
 	if (rc != SQLITE_OK)
 		fail(r, db, "wal checkpoint");
 	r->report.pages_after = (uint64_t)pragma_int(db, "PRAGMA page_count");
@@ -262,7 +265,7 @@ static void run_step(struct store *s, struct st_job *job)
 		vacuum_step(db, r);
 		return;
 	case PHASE_CHECKPOINT:
-		checkpoint_step(db, store_path(s), r);
+		checkpoint_step(s, r);
 		return;
 	case PHASE_DONE:
 		return;

@@ -22,6 +22,7 @@
 #include "util.h"
 #include "segment_store.h"
 #include "journal_chain.h"
+#include "wal_checkpointer.h"
 
 static const char schema[] =
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);"
@@ -91,6 +92,7 @@ struct store {
 	uint64_t synced_at_us; /* writer: when the last fold ended (mp_metrics_now_us) */
 	int64_t fold_upto;     /* writer: a fold in progress, of the channels paid up to here */
 	int64_t newest_seq;    /* writer: the newest journal row it wrote */
+	struct wal_checkpointer *checkpointer; /* writer: beside it, NULL if none */
 };
 
 static bool exec(struct store *s, const char *sql)
@@ -284,6 +286,17 @@ void store_set_lock_wait(struct store *s, int ms)
 struct sqlite3 *store_db(struct store *s)
 {
 	return s->db;
+}
+
+void store_attach_checkpointer(struct store *s, struct wal_checkpointer *c)
+{
+	s->checkpointer = c;
+	wal_checkpointer_attach(c, s->db);
+}
+
+int store_checkpoint(struct store *s, int mode)
+{
+	return wal_checkpointer_run_after_thread(s->checkpointer, s->db, mode, NULL, NULL);
 }
 
 const char *store_path(const struct store *s)

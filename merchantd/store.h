@@ -15,6 +15,7 @@
 struct mp_clock;
 
 struct store;
+struct wal_checkpointer;
 
 struct stored_pay {
 	uint32_t j;
@@ -39,6 +40,12 @@ void store_close(struct store *s);
 void store_set_lock_wait(struct store *s, int ms);
 /* For compact.c and store_redeem.c: the connection and the file it opened. */
 struct sqlite3 *store_db(struct store *s);
+/* The writer's connection: its WAL checkpointer (wal_checkpointer.h) is attached (the hook
+ * installed) and kept for store_checkpoint. */
+void store_attach_checkpointer(struct store *s, struct wal_checkpointer *c);
+/* A checkpoint of the store's WAL in mode (SQLITE_CHECKPOINT_*), after the checkpointer's
+ * running one if any: compaction's. An SQLite result code. */
+int store_checkpoint(struct store *s, int mode);
 const char *store_path(const struct store *s);
 /* Run sql (statements without results, e.g. a table's creation); false (logged with the sql)
  * on an error. */

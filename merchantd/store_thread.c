@@ -153,7 +153,7 @@ struct store_thread *store_thread_start(struct event_base *base, const char *pat
 		thread_free(t);
 		return NULL;
 	}
-	wal_checkpointer_attach(t->checkpointer, store_db(t->store));
+	store_attach_checkpointer(t->store, t->checkpointer);
 	t->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (t->efd >= 0)
 		t->ev = event_new(base, t->efd, EV_READ | EV_PERSIST, on_finished, t);

@@ -15,9 +15,10 @@
 struct writer_view {
 	uint32_t gen;
 	int last_pages;
-	uint64_t woken_for; /* the report (below) the thread was last woken after */
-	uint64_t finished;  /* the report the writer last finished a generation after */
-	bool failing;	    /* the writer's last checkpoint failed (logged once) */
+	uint64_t woken_at; /* runs_ended (below) when the thread was last woken */
+	bool woken;	   /* the thread was woken at least once */
+	uint64_t finished; /* the report the writer last finished a generation after */
+	bool failing;	   /* the writer's last checkpoint failed (logged once) */
 };
 
 struct wal_checkpointer {
@@ -28,12 +29,16 @@ struct wal_checkpointer {
 	bool started;
 	pthread_mutex_t mu;
 	pthread_cond_t wake;
-	bool wanted;	   /* under mu: the hook asked for a checkpoint */
-	uint32_t wake_gen; /* under mu: the generation it asked in */
-	bool stop;	   /* under mu */
-	/* The thread's last checkpoint: generation << 32 | frames copied. Written by the thread,
-	 * read by the hook. */
+	bool wanted;		/* under mu: the hook asked for a checkpoint */
+	uint32_t wake_gen;	/* under mu: the generation it asked in */
+	bool stop;		/* under mu */
+	pthread_mutex_t run_mu; /* held by the thread while it checkpoints (and by
+				   wal_checkpointer_run_after_thread) */
+	/* The thread's last checkpoint that succeeded: generation << 32 | frames copied, and the
+	 * number of runs that ended, whatever their result. Written by the thread, read by the
+	 * hook. */
 	_Atomic uint64_t report;
+	_Atomic uint64_t runs_ended;
 	bool thread_failing; /* checkpointer thread only: the last run failed (logged once) */
 	struct writer_view writer;
 	struct wal_checkpoint_totals totals;
@@ -60,10 +65,9 @@ static void note_result(struct wal_checkpointer *c, bool *failing, const char *w
 	if (failed) {
 		atomic_fetch_add(&c->totals.failures, 1);
 		if (!*failing)
-			log_err(
-			    "store %s: WAL checkpoint by the %s failed: %s (the WAL grows until "
-			    "one succeeds)",
-			    c->path, who, sqlite3_errmsg(db));
+			log_err("store %s: WAL checkpoint by the %s failed: %s (tried again; the "
+				"writer copies the WAL at %d frames meanwhile)",
+				c->path, who, sqlite3_errmsg(db), c->limits.limit_pages);
 	} else if (*failing) {
 		log_info("store %s: WAL checkpoint by the %s succeeds again", c->path, who);
 	}
@@ -73,12 +77,15 @@ static void note_result(struct wal_checkpointer *c, bool *failing, const char *w
 static void run_once(struct wal_checkpointer *c, uint32_t gen)
 {
 	int log_frames, copied;
+	pthread_mutex_lock(&c->run_mu);
 	int rc = checkpoint(c->db, &log_frames, &copied);
+	pthread_mutex_unlock(&c->run_mu);
 	note_result(c, &c->thread_failing, "checkpointer thread", rc, c->db);
-	if (rc != SQLITE_OK)
-		return; /* the writer checkpoints at the limit meanwhile */
-	atomic_store(&c->report, report_of(gen, copied));
-	atomic_fetch_add(&c->totals.runs, 1);
+	if (rc == SQLITE_OK) {
+		atomic_store(&c->report, report_of(gen, copied));
+		atomic_fetch_add(&c->totals.runs, 1);
+	}
+	atomic_fetch_add(&c->runs_ended, 1); /* a failed run may be woken again */
 }
 
 static void *thread_main(void *arg)
@@ -138,23 +145,34 @@ static int on_commit(void *arg, sqlite3 *db, const char *schema, int pages)
 	} else if (thread_copied && report != v->finished) {
 		v->finished = report; /* once per report: a failure waits for the limit */
 		writer_checkpoint(c, db, &c->totals.writer_runs);
-	} else if (pages - copied >= c->limits.step_pages && report != v->woken_for) {
-		v->woken_for = report; /* once: the thread reports, or the limit comes */
-		wake_thread(c, v->gen);
+	} else if (pages - copied >= c->limits.step_pages) {
+		uint64_t ended = atomic_load(&c->runs_ended);
+		if (ended != v->woken_at || !v->woken) { /* not while woken and not yet done */
+			v->woken_at = ended;
+			v->woken = true;
+			wake_thread(c, v->gen);
+		}
 	}
 	return SQLITE_OK; /* the commit itself is done either way */
 }
 
 /* A connection finds the WAL only once it has read the database: until then a checkpoint
- * does nothing (and says so with -1 frames). Reading the journal mode does both. */
-static bool in_wal_mode(sqlite3 *db)
+ * does nothing (and says so with -1 frames). Reading the journal mode does both. Its syncs
+ * are what make starting the WAL over safe: FULL, as the store's own connections. */
+static bool prepare_connection(struct wal_checkpointer *c, char *err, size_t errlen)
 {
-	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL) != SQLITE_OK)
-		return false;
-	const unsigned char *mode =
-	    sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_text(st, 0) : NULL;
+	sqlite3_stmt *st = NULL;
+	const unsigned char *mode = NULL;
+	if (sqlite3_exec(c->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL) == SQLITE_OK &&
+	    sqlite3_prepare_v2(c->db, "PRAGMA journal_mode", -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW)
+		mode = sqlite3_column_text(st, 0);
 	bool wal = mode && strcmp((const char *)mode, "wal") == 0;
+	if (!mode)
+		snprintf(err, errlen, "WAL checkpointer: %s: %s", c->path, sqlite3_errmsg(c->db));
+	else if (!wal)
+		snprintf(err, errlen, "WAL checkpointer: %s is not in WAL mode (%s)", c->path,
+			 (const char *)mode);
 	sqlite3_finalize(st);
 	return wal;
 }
@@ -163,6 +181,7 @@ static void checkpointer_free(struct wal_checkpointer *c)
 {
 	sqlite3_close(c->db);
 	pthread_mutex_destroy(&c->mu);
+	pthread_mutex_destroy(&c->run_mu);
 	pthread_cond_destroy(&c->wake);
 	free(c);
 }
@@ -180,6 +199,7 @@ struct wal_checkpointer *wal_checkpointer_start(const char *path,
 	c->writer.gen = 1; /* the empty report (generation 0) is no generation's */
 	snprintf(c->path, sizeof(c->path), "%s", path);
 	pthread_mutex_init(&c->mu, NULL);
+	pthread_mutex_init(&c->run_mu, NULL);
 	pthread_cond_init(&c->wake, NULL);
 	/* The file exists (the store opened it first): no create, so its mode stays private. */
 	if (sqlite3_open_v2(path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
@@ -189,8 +209,7 @@ struct wal_checkpointer *wal_checkpointer_start(const char *path,
 		checkpointer_free(c);
 		return NULL;
 	}
-	if (!in_wal_mode(c->db)) {
-		snprintf(err, errlen, "WAL checkpointer: %s is not in WAL mode", path);
+	if (!prepare_connection(c, err, errlen)) {
 		checkpointer_free(c);
 		return NULL;
 	}
@@ -207,6 +226,17 @@ struct wal_checkpointer *wal_checkpointer_start(const char *path,
 void wal_checkpointer_attach(struct wal_checkpointer *c, sqlite3 *writer)
 {
 	sqlite3_wal_hook(writer, on_commit, c);
+}
+
+int wal_checkpointer_run_after_thread(struct wal_checkpointer *c, sqlite3 *db, int mode,
+				      int *log_frames, int *copied)
+{
+	if (!c)
+		return sqlite3_wal_checkpoint_v2(db, NULL, mode, log_frames, copied);
+	pthread_mutex_lock(&c->run_mu);
+	int rc = sqlite3_wal_checkpoint_v2(db, NULL, mode, log_frames, copied);
+	pthread_mutex_unlock(&c->run_mu);
+	return rc;
 }
 
 const struct wal_checkpoint_totals *wal_checkpointer_totals(const struct wal_checkpointer *c)

@@ -1,11 +1,14 @@
 /* merchantd's WAL checkpointer (merchantd/wal_checkpointer.c) on a real SQLite file: once
- * step_pages frames are not yet copied the thread checkpoints beside the writer, the writer
- * copies only the rest of each pass and the WAL starts over (the limit never reached); with
- * the thread never woken, the writer checkpoints at limit_pages and the WAL
- * file stays below the limit plus one commit; every row written is there after a reopen; stop
- * joins the thread with a wake pending; a store missing or not in WAL mode is refused at start
- * (a connection that never read the file would find no WAL to copy). No timing is asserted: the
- * waits have deadlines only so that a broken checkpointer fails instead of hanging. */
+ * step_pages frames are not yet copied the thread checkpoints beside the writer and the WAL
+ * starts over without the limit; when a reader kept the thread from copying a pass's newest
+ * frames, the writer copies them and the next commit starts the WAL over, pass after pass
+ * (each pass's start seen); a reader holding the WAL for good gets the thread woken again
+ * after each run; with the thread never woken, the writer checkpoints at limit_pages and the
+ * WAL file stays below the limit plus one commit; every row written is there after a reopen;
+ * stop joins the thread after the writer closed; a store missing or not in WAL mode is refused
+ * at start (a connection that never read the file would find no WAL to copy). No timing is
+ * asserted: the waits have deadlines only so that a broken checkpointer fails instead of
+ * hanging. */
 #include <check.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
@@ -141,38 +144,77 @@ static void wait_for_runs(const struct wal_checkpoint_totals *tot, uint64_t n)
 	ck_assert_uint_ge(atomic_load(&tot->runs), n);
 }
 
-/* A reader's snapshot keeps the thread from copying the newest frames, so the pass is not
- * finished when the thread reports: the writer's next commit copies the rest, and the commit
- * after it starts the WAL over. */
-START_TEST(writer_finishes_the_pass_the_thread_copied)
+#define STEP 64 /* frames: a handful of commits stay below it */
+
+/* One pass of the WAL whose newest frames a reader's snapshot keeps the thread from copying,
+ * so the pass is not finished when the thread reports: the writer's next commit copies the
+ * rest and the commit after it starts the WAL over. Pass n: the thread's nth run. */
+static void pass_with_a_pinned_tail(sqlite3 *writer, const struct wal_checkpoint_totals *tot,
+				    int *k, uint64_t n)
+{
+	commit_row(writer, (*k)++);
+	commit_row(writer, (*k)++);
+	sqlite3 *reader = NULL;
+	ck_assert_int_eq(sqlite3_open(path, &reader), SQLITE_OK);
+	exec(reader, "BEGIN; SELECT count(*) FROM t");
+	while (atomic_load(&tot->wal_frames) < STEP)
+		commit_row(writer, (*k)++); /* the last one wakes the thread */
+	wait_for_runs(tot, n);
+	ck_assert_uint_eq(atomic_load(&tot->writer_runs), n - 1);
+	exec(reader, "COMMIT");
+	sqlite3_close(reader);
+	uint64_t frames = atomic_load(&tot->wal_frames);
+	commit_row(writer, (*k)++);
+	ck_assert_uint_eq(atomic_load(&tot->writer_runs), n);
+	ck_assert_uint_gt(atomic_load(&tot->wal_frames), frames); /* not yet started over */
+	commit_row(writer, (*k)++);
+	ck_assert_uint_lt(atomic_load(&tot->wal_frames), frames); /* started over */
+}
+
+/* Twice: the second pass wakes the thread at STEP frames again (its start was seen), not
+ * STEP frames past what the thread copied in the first. */
+START_TEST(writer_finishes_each_pass_the_thread_copied)
 {
 	sqlite3 *writer = open_writer();
-	struct wal_checkpointer_limits limits = {.step_pages = 16, .limit_pages = 1 << 20};
+	struct wal_checkpointer_limits limits = {.step_pages = STEP, .limit_pages = 1 << 20};
 	struct wal_checkpointer *c = wal_checkpointer_start(path, &limits, err, sizeof(err));
 	ck_assert_msg(c != NULL, "%s", err);
 	wal_checkpointer_attach(c, writer);
 	const struct wal_checkpoint_totals *tot = wal_checkpointer_totals(c);
 	int k = 0;
-	for (; k < 4; k++)
-		commit_row(writer, k);
+	pass_with_a_pinned_tail(writer, tot, &k, 1);
+	pass_with_a_pinned_tail(writer, tot, &k, 2);
+	ck_assert_uint_eq(atomic_load(&tot->limit_runs), 0);
+	ck_assert_uint_eq(atomic_load(&tot->failures), 0);
+	wal_checkpointer_stop(c);
+	sqlite3_close(writer);
+	ck_assert_int_eq(rows_in(path), k);
+}
+END_TEST
+
+/* A reader holds the WAL for good: each run copies the same frames and reports the same; the
+ * thread is still woken again after each run (not left to the limit). */
+START_TEST(thread_woken_again_while_a_reader_holds_the_wal)
+{
+	sqlite3 *writer = open_writer();
+	struct wal_checkpointer_limits limits = {.step_pages = STEP, .limit_pages = 1 << 20};
+	struct wal_checkpointer *c = wal_checkpointer_start(path, &limits, err, sizeof(err));
+	ck_assert_msg(c != NULL, "%s", err);
+	wal_checkpointer_attach(c, writer);
+	const struct wal_checkpoint_totals *tot = wal_checkpointer_totals(c);
+	int k = 0;
+	commit_row(writer, k++);
 	sqlite3 *reader = NULL;
 	ck_assert_int_eq(sqlite3_open(path, &reader), SQLITE_OK);
 	exec(reader, "BEGIN; SELECT count(*) FROM t");
-	while (atomic_load(&tot->wal_frames) < 16)
-		commit_row(writer, k++); /* the last one wakes the thread */
-	wait_for_runs(tot, 1);
-	ck_assert_uint_eq(atomic_load(&tot->writer_runs), 0);
+	for (int waited = 0; atomic_load(&tot->runs) < 3 && waited < 30000; waited++) {
+		commit_row(writer, k++);
+		sleep_ms(1);
+	}
+	ck_assert_uint_ge(atomic_load(&tot->runs), 3);
+	ck_assert_uint_eq(atomic_load(&tot->limit_runs), 0);
 	exec(reader, "COMMIT");
 	sqlite3_close(reader);
-	uint64_t frames = atomic_load(&tot->wal_frames);
-	commit_row(writer, k++);
-	ck_assert_uint_eq(atomic_load(&tot->writer_runs), 1);
-	ck_assert_uint_gt(atomic_load(&tot->wal_frames), frames); /* not yet started over */
-	commit_row(writer, k++);
-	ck_assert_uint_lt(atomic_load(&tot->wal_frames), frames); /* started over */
-	ck_assert_uint_eq(atomic_load(&tot->writer_runs), 1);
-	ck_assert_uint_eq(atomic_load(&tot->limit_runs), 0);
-	ck_assert_uint_eq(atomic_load(&tot->failures), 0);
 	wal_checkpointer_stop(c);
 	sqlite3_close(writer);
 	ck_assert_int_eq(rows_in(path), k);
@@ -187,7 +229,7 @@ START_TEST(writer_bounds_the_wal_when_the_thread_is_not_woken)
 	ck_assert_msg(c != NULL, "%s", err);
 	wal_checkpointer_attach(c, writer);
 	const struct wal_checkpoint_totals *tot = wal_checkpointer_totals(c);
-	const int rows = 400; /* about 800 frames: twelve times the limit */
+	const int rows = 400; /* more than 800 frames: over twelve times the limit */
 	for (int k = 0; k < rows; k++)
 		commit_row(writer, k);
 	ck_assert_uint_eq(atomic_load(&tot->runs), 0);
@@ -204,7 +246,9 @@ START_TEST(writer_bounds_the_wal_when_the_thread_is_not_woken)
 }
 END_TEST
 
-START_TEST(stop_with_a_wake_pending)
+/* As store_thread.c stops: the writer closed (its last commits may have woken the thread),
+ * then the checkpointer, which joins its thread whether it is running, woken or idle. */
+START_TEST(stop_after_the_writer_closed)
 {
 	sqlite3 *writer = open_writer();
 	struct wal_checkpointer_limits limits = {.step_pages = 1, .limit_pages = 1 << 20};
@@ -212,12 +256,10 @@ START_TEST(stop_with_a_wake_pending)
 	ck_assert_msg(c != NULL, "%s", err);
 	wal_checkpointer_attach(c, writer);
 	for (int k = 0; k < 20; k++)
-		commit_row(writer, k);	      /* each wakes the thread */
-	sqlite3_wal_hook(writer, NULL, NULL); /* detached before the checkpointer stops */
-	wal_checkpointer_stop(c);
-	commit_row(writer, 20);
+		commit_row(writer, k); /* the thread woken again whenever its run ended */
 	sqlite3_close(writer);
-	ck_assert_int_eq(rows_in(path), 21);
+	wal_checkpointer_stop(c);
+	ck_assert_int_eq(rows_in(path), 20);
 }
 END_TEST
 
@@ -251,9 +293,10 @@ static Suite *checkpointer_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, thread_checkpoints_beside_the_writer);
-	tcase_add_test(tc, writer_finishes_the_pass_the_thread_copied);
+	tcase_add_test(tc, writer_finishes_each_pass_the_thread_copied);
+	tcase_add_test(tc, thread_woken_again_while_a_reader_holds_the_wal);
 	tcase_add_test(tc, writer_bounds_the_wal_when_the_thread_is_not_woken);
-	tcase_add_test(tc, stop_with_a_wake_pending);
+	tcase_add_test(tc, stop_after_the_writer_closed);
 	tcase_add_test(tc, start_fails_on_a_missing_store);
 	tcase_add_test(tc, start_fails_on_a_store_not_in_wal_mode);
 	suite_add_tcase(s, tc);
