@@ -24,8 +24,8 @@ static const char writer_pragmas[] = "PRAGMA cache_size=-32768;"; /* KiB */
 /* wal_checkpointer.h: the thread copies the WAL into the database once 4,096 frames (16 MiB
  * of 4 KiB pages) are not yet copied, and the writer the few batches' frames appended
  * meanwhile; if the thread fails or a reader holds the WAL, the writer copies everything at
- * 16,384 frames (64 MiB). Measured at 1,000 channels against steps of 1,024, 2,048 and 8,192
- * (docs/performance.md, "The WAL checkpoint off the commit"). */
+ * 16,384 frames (64 MiB). Other steps tried: docs/performance.md, "The WAL checkpoint off the
+ * commit". */
 static const struct wal_checkpointer_limits wal_limits = {.step_pages = 4096, .limit_pages = 16384};
 
 struct job_list {
