@@ -94,6 +94,7 @@ struct batch_entry {
 	uint64_t credit; /* channel credit after this payment */
 	uint64_t price;	 /* the order's price when this Pay paid it (ORDER: its price), else 0 */
 	int64_t journal_seq; /* PAY: its journal row, set by the store thread */
+	uint64_t journal_at; /* PAY: the protocol time stamped on that row, set with it */
 	bool insert;	     /* OPEN: the channel is new; row is written */
 	struct channel_row row;
 	struct mp_conn *conn; /* PAY, RETRY, OPEN: where the answer goes (referenced) */

@@ -19,6 +19,7 @@
 #include "dns.h"
 #include "log.h"
 #include "redeem_deadline.h"
+#include "redeem_lag.h"
 #include "release_poll.h"
 #include "restore.h"
 #include "workers.h"
@@ -92,7 +93,7 @@ static bool load_state(struct merchant *m)
 	}
 	if (!table_init(&m->channels, 1 << 16) || !table_init(&m->orders, 1 << 14) ||
 	    !store_load_channels(m->store, &m->channels) ||
-	    !store_load_orders(m->store, &m->orders) ||
+	    !redeem_lag_load(m->store, &m->channels) || !store_load_orders(m->store, &m->orders) ||
 	    !purchase_store_load(m->store, attach_purchase, m) ||
 	    !offer_store_load(m->store, attach_offer, m) || !restore_start(m, m->start_restored))
 		return false;

@@ -153,6 +153,9 @@ struct channel {
 	bool risk_logged;	   /* redeem_deadline.c: its at-risk warning was logged */
 	bool custody_unconfirmed;  /* restore.h: held when the store was restored; not served */
 	int64_t journal_head;	   /* its newest committed journal row, 0: not known (store.h) */
+	uint64_t unredeemed_since; /* redeem_lag.h: when its first durable Pay above
+				      redeemed_end was journalled; meaningful only while
+				      durable_last > redeemed_end */
 	struct purchase *purchase; /* purchase.h: the goods being bought with it, or NULL */
 	struct offer *offer;	   /* offer.h: its newest offer (key release), or NULL */
 	bool offer_busy;	   /* offer.c: an offer for it is being hashed or signed */

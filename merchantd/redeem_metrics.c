@@ -3,7 +3,7 @@
 #include "amount.h"
 #include "merchant.h"
 #include "metrics.h"
-#include "store_redeem.h"
+#include "redeem_lag.h"
 
 /* Earned but not yet credited: durable payments above each channel's redeemed end. */
 static double unredeemed_amount(const void *arg)
@@ -25,10 +25,8 @@ static double unredeemed_amount(const void *arg)
 static double oldest_unredeemed_age(const void *arg)
 {
 	const struct merchant *m = arg;
-	uint64_t oldest = 0, now = mp_clock_now(&m->clock);
-	if (store_oldest_unredeemed(m->store, &m->channels, &oldest) && oldest && now > oldest)
-		return (double)(now - oldest);
-	return 0;
+	uint64_t oldest = redeem_lag_oldest(&m->channels), now = mp_clock_now(&m->clock);
+	return oldest && now > oldest ? (double)(now - oldest) : 0;
 }
 
 static void counter(struct mp_metrics *reg, const char *name, const char *help,

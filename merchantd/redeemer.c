@@ -52,6 +52,7 @@
 #include "merchant.h"
 #include "redeem_build.h"
 #include "redeem_deadline.h"
+#include "redeem_lag.h"
 #include "redeem_metrics.h"
 #include "redeem_wait.h"
 #include "register.h"
@@ -340,8 +341,10 @@ static void apply_results(struct redeemer *r, const struct answered *a)
 	for (size_t i = 0; i < a->n; i++) {
 		struct channel *ch = channel_find(&r->m->channels, a->claims[i].channel_id);
 		if (ch && ch->hseq == a->claims[i].hseq && ch->state == CHANNEL_HELD &&
-		    a->claims[i].credited_end > ch->redeemed_end)
+		    a->claims[i].credited_end > ch->redeemed_end) {
 			ch->redeemed_end = a->claims[i].credited_end;
+			redeem_lag_credited(r->m, ch);
+		}
 		if (!mp_amount_add(r->m->stats.amount_credited, a->amounts[i],
 				   &r->m->stats.amount_credited))
 			log_warn("redeem: credited amount counter overflow");

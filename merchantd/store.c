@@ -445,6 +445,7 @@ static bool journal_entry(struct store *s, struct batch_entry *e, int64_t now)
 		return false;
 	}
 	e->journal_seq = sqlite3_last_insert_rowid(s->db);
+	e->journal_at = (uint64_t)now;
 	s->newest_seq = e->journal_seq;
 	s->heads_unsynced = true;
 	st = s->st[ST_JOURNAL_HEAD];

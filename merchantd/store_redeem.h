@@ -23,7 +23,7 @@ struct outbox_item {
 bool store_word_at_or_above(struct store *s, const struct channel *ch, uint32_t seg_seq,
 			    uint32_t index, uint32_t *j, uint8_t w[MP_HASH_LEN]);
 
-/* When the oldest journalled payment above its channel's redeemed end was accepted (unix
- * seconds), over the channels of the table with durable payments above it; 0 if every payment
- * is redeemed. False (logged) on a store error. */
-bool store_oldest_unredeemed(struct store *s, const struct table *channels, uint64_t *at);
+/* When channel ch's first journalled payment above its redeemed end was accepted (unix
+ * seconds) into *at, 0 if none is journalled: one mark seek and a walk of at most a block
+ * (journal_chain.h). False (logged) on a store error. */
+bool store_first_unredeemed_at(struct store *s, const struct channel *ch, uint64_t *at);

@@ -80,10 +80,9 @@ static MpCode pay_code(MpEnvelope *e)
 void paid_channel(const struct net *n, const char *name, struct twallet *tw, struct tchannel *ch,
 		  uint32_t units, uint64_t unit, const uint32_t *pays, size_t n_pays)
 {
-	char ca[700], broker_ep[128], ep[128], mid_hex[64];
+	char ca[700], broker_ep[128], mid_hex[64];
 	net_path(n, "tls/ca.crt", ca, sizeof(ca));
 	net_read(n, "broker", "endpoint", broker_ep, sizeof(broker_ep));
-	net_read(n, name, "endpoint", ep, sizeof(ep));
 	net_read(n, name, "merchant_id", mid_hex, sizeof(mid_hex));
 	uint8_t mid[MP_ID_LEN];
 	hex_to_bytes(mid_hex, mid, MP_ID_LEN);
@@ -94,7 +93,15 @@ void paid_channel(const struct net *n, const char *name, struct twallet *tw, str
 	tchannel_make(ch, tw, units, unit, mid);
 	ck_assert_int_eq(tchannel_issue(ch, &b), MP_ST(OK));
 	wire_close(&b);
+	pay_channel_underpaid(n, name, ch, pays, n_pays);
+}
 
+void pay_channel_underpaid(const struct net *n, const char *name, const struct tchannel *ch,
+			   const uint32_t *pays, size_t n_pays)
+{
+	char ca[700], ep[128];
+	net_path(n, "tls/ca.crt", ca, sizeof(ca));
+	net_read(n, name, "endpoint", ep, sizeof(ep));
 	struct wire m;
 	ck_assert_msg(wire_connect(&m, ep, ca, NULL, NULL), "cannot reach merchantd %s", name);
 	MpEnvelope *ack = tchannel_open(ch, &m);

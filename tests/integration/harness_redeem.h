@@ -18,6 +18,10 @@ void broker_audit_clean(const struct net *n);
  * MAX_JUMP), for an order never covered (every Pay is UNDERPAID and kept as credit). */
 void paid_channel(const struct net *n, const char *name, struct twallet *tw, struct tchannel *ch,
 		  uint32_t units, uint64_t unit, const uint32_t *pays, size_t n_pays);
+/* Open ch at merchant `name` on a new connection and pay it once per index in pays[] (as
+ * paid_channel does, for a new order). */
+void pay_channel_underpaid(const struct net *n, const char *name, const struct tchannel *ch,
+			   const uint32_t *pays, size_t n_pays);
 /* The merchant's redeemed_end of a channel (admin `channels`); -1 if unknown. */
 int64_t merchant_redeemed_end(const struct net *n, const char *name, const struct tchannel *ch);
 

@@ -317,6 +317,42 @@ static int run_merchant_with(const char *key, const char *value, char *out, size
 	return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
 
+static int64_t lag(void)
+{
+	return metric(&net, "m1", "micropay_merchant_unredeemed_oldest_age_seconds");
+}
+
+/* The redemption lag is kept per channel in memory (merchantd/redeem_lag.h): read from the
+ * journal at start, reset by a credit, and started again by the first Pay after it (not the
+ * time of the Pays the credit covered). */
+START_TEST(redemption_lag_survives_a_restart_and_restarts_after_a_credit)
+{
+	struct twallet tw;
+	struct tchannel ch;
+	static const uint32_t pays[] = {10};
+	redeem_ok("m1"); /* nothing left from the tests before */
+	ck_assert_int_eq(lag(), 0);
+	paid_channel(&net, "m1", &tw, &ch, 100, 1, pays, 1);
+	sleep(2);
+	ck_assert_int_ge(lag(), 2);
+	net_restart_with(&net, "m1", "merchant", "");
+	ck_assert_int_ge(lag(), 2); /* from the journal */
+	redeem_ok("m1");
+	ck_assert_int_eq(lag(), 0);
+	static const uint32_t more[] = {20};
+	pay_channel_underpaid(&net, "m1", &ch, more, 1);
+	ck_assert_int_le(lag(), 1); /* this Pay's time, not the credited one's */
+	sleep(2);
+	ck_assert_int_ge(lag(), 2);
+	redeem_ok("m1");
+	ck_assert_int_eq(lag(), 0);
+	ck_assert_int_eq(merchant_redeemed_end(&net, "m1", &ch), 20);
+	broker_audit_clean(&net);
+	tchannel_free(&ch);
+	mp_key_free(&tw.account);
+}
+END_TEST
+
 START_TEST(broker_and_redeem_settings_out_of_range_are_refused)
 {
 	char out[4096];
@@ -349,6 +385,7 @@ Suite *redeemer_suite(void)
 	tcase_add_test(tc, a_stalled_broker_delays_redemption_and_never_stops_it);
 	tcase_add_test(tc, a_killed_and_restarted_broker_delays_redemption_and_never_stops_it);
 	tcase_add_test(tc, a_limit_that_asks_to_retry_later_keeps_the_redeem);
+	tcase_add_test(tc, redemption_lag_survives_a_restart_and_restarts_after_a_credit);
 	tcase_add_test(tc, the_brokers_host_name_is_resolved_without_blocking);
 	tcase_add_test(tc, broker_and_redeem_settings_out_of_range_are_refused);
 	suite_add_tcase(s, tc);
