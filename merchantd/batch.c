@@ -87,7 +87,7 @@ static void make_durable(struct merchant *m, struct batch_entry *e)
 	struct channel *ch = e->ch;
 	switch (e->kind) {
 	case ENTRY_PAY:
-		redeem_lag_paid(ch, e->journal_at);
+		redeem_lag_paid(ch, e->j, e->journal_at);
 		ch->durable_last = e->j;
 		memcpy(ch->durable_w, e->w, MP_HASH_LEN);
 		ch->durable_credit = e->credit;

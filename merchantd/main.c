@@ -93,10 +93,11 @@ static bool load_state(struct merchant *m)
 	}
 	if (!table_init(&m->channels, 1 << 16) || !table_init(&m->orders, 1 << 14) ||
 	    !store_load_channels(m->store, &m->channels) ||
-	    !redeem_lag_load(m->store, &m->channels) || !store_load_orders(m->store, &m->orders) ||
+	    !store_load_orders(m->store, &m->orders) ||
 	    !purchase_store_load(m->store, attach_purchase, m) ||
 	    !offer_store_load(m->store, attach_offer, m) || !restore_start(m, m->start_restored))
 		return false;
+	redeem_lag_load(m->store, &m->channels);
 	m->channels_recorded = m->channels.count;
 	m->store_thread = store_thread_start(m->base, m->cfg.store, &m->clock, err, sizeof(err));
 	if (!m->store_thread) {

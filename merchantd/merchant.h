@@ -156,6 +156,8 @@ struct channel {
 	uint64_t unredeemed_since; /* redeem_lag.h: when its first durable Pay above
 				      redeemed_end was journalled; meaningful only while
 				      durable_last > redeemed_end */
+	uint64_t next_since;	   /* redeem_lag.h: the first durable Pay's above claim_top */
+	uint32_t claim_top;	   /* redeem_lag.h: the point a Redeem claims it up to, 0: none */
 	struct purchase *purchase; /* purchase.h: the goods being bought with it, or NULL */
 	struct offer *offer;	   /* offer.h: its newest offer (key release), or NULL */
 	bool offer_busy;	   /* offer.c: an offer for it is being hashed or signed */

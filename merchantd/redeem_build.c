@@ -7,6 +7,7 @@
 #include "custody_store.h"
 #include "log.h"
 #include "redeem_deadline.h"
+#include "redeem_lag.h"
 #include "segments.h"
 #include "stmt.h"
 #include "store.h"
@@ -291,6 +292,7 @@ static void fill(struct merchant *m, struct redeem_pass *pass, const struct rede
 				const uint8_t *w = ch->durable_w;
 				claim_point_inside(ch, &seg_seq, ch->durable_last, &w);
 				set_add(cs, ch->id, ch->hseq, seg_seq, ch->durable_last, w);
+				redeem_lag_claimed(ch);
 				cost += need;
 			} else if (cs->n > 0) {
 				return; /* the next Redeem takes it */

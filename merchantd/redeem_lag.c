@@ -1,5 +1,6 @@
 #include "redeem_lag.h"
 
+#include "log.h"
 #include "merchant.h"
 #include "store_redeem.h"
 
@@ -8,27 +9,35 @@ static bool unredeemed(const struct channel *ch)
 	return ch->durable_last > ch->redeemed_end;
 }
 
-void redeem_lag_paid(struct channel *ch, uint64_t journal_at)
+void redeem_lag_paid(struct channel *ch, uint32_t j, uint64_t journal_at)
 {
-	if (!unredeemed(ch))
+	if (!unredeemed(ch) || !ch->unredeemed_since)
 		ch->unredeemed_since = journal_at;
+	if (ch->claim_top && ch->durable_last <= ch->claim_top && j > ch->claim_top)
+		ch->next_since = journal_at;
 }
 
-void redeem_lag_credited(struct merchant *m, struct channel *ch)
+void redeem_lag_claimed(struct channel *ch)
 {
-	uint64_t at;
-	if (unredeemed(ch) && store_first_unredeemed_at(m->store, ch, &at) && at)
-		ch->unredeemed_since = at;
+	ch->claim_top = ch->durable_last;
+	ch->next_since = 0;
 }
 
-bool redeem_lag_load(struct store *s, struct table *channels)
+void redeem_lag_credited(struct channel *ch)
 {
-	TABLE_FOREACH(channels, struct channel, ch)
-	{
-		if (unredeemed(ch) && !store_first_unredeemed_at(s, ch, &ch->unredeemed_since))
-			return false;
+	if (unredeemed(ch) && ch->claim_top && ch->redeemed_end == ch->claim_top && ch->next_since)
+		ch->unredeemed_since = ch->next_since;
+	if (ch->claim_top && ch->redeemed_end >= ch->claim_top) {
+		ch->claim_top = 0;
+		ch->next_since = 0;
 	}
-	return true;
+}
+
+void redeem_lag_load(struct store *s, struct table *channels)
+{
+	if (!store_load_unredeemed_since(s, channels))
+		log_err("store: the redemption lag of some channels is unknown until their next "
+			"Pay or credit");
 }
 
 uint64_t redeem_lag_oldest(const struct table *channels)

@@ -340,10 +340,12 @@ static void apply_results(struct redeemer *r, const struct answered *a)
 {
 	for (size_t i = 0; i < a->n; i++) {
 		struct channel *ch = channel_find(&r->m->channels, a->claims[i].channel_id);
-		if (ch && ch->hseq == a->claims[i].hseq && ch->state == CHANNEL_HELD &&
+		/* Any state: a channel handed off or closed since is credited for the epoch we
+		 * held (hseq), as store_outbox_answered records it. */
+		if (ch && ch->hseq == a->claims[i].hseq &&
 		    a->claims[i].credited_end > ch->redeemed_end) {
 			ch->redeemed_end = a->claims[i].credited_end;
-			redeem_lag_credited(r->m, ch);
+			redeem_lag_credited(ch);
 		}
 		if (!mp_amount_add(r->m->stats.amount_credited, a->amounts[i],
 				   &r->m->stats.amount_credited))

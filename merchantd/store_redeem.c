@@ -52,16 +52,11 @@ bool store_word_at_or_above(struct store *s, const struct channel *ch, uint32_t 
 	return found;
 }
 
-bool store_first_unredeemed_at(struct store *s, const struct channel *ch, uint64_t *at)
+/* The time of channel ch's first payment above its redeemed end into *at (0 if none is
+ * journalled): one mark seek and a walk of at most a block (journal_chain.h). */
+static bool first_unredeemed_at(sqlite3_stmt *walk, const struct channel *ch, uint64_t *at)
 {
-	sqlite3 *db = store_db(s);
-	sqlite3_stmt *walk;
 	*at = 0;
-	if (!prepare(db,
-		     JOURNAL_WALK "SELECT p.at FROM walk JOIN pay_journal p ON p.seq = walk.seq "
-				  "WHERE p.j >= ?2 ORDER BY p.j LIMIT 1",
-		     &walk))
-		return false;
 	int rc = (sqlite3_bind_blob(walk, 1, ch->id, MP_ID_LEN, SQLITE_STATIC) |
 		  sqlite3_bind_int64(walk, 2, (int64_t)ch->redeemed_end + 1) |
 		  journal_bind_head(walk, ch->journal_head)) == SQLITE_OK
@@ -69,8 +64,31 @@ bool store_first_unredeemed_at(struct store *s, const struct channel *ch, uint64
 		     : SQLITE_MISUSE;
 	if (rc == SQLITE_ROW)
 		*at = (uint64_t)sqlite3_column_int64(walk, 0);
-	else if (rc != SQLITE_DONE)
-		log_err("store: the first unredeemed payment's time: %s", sqlite3_errmsg(db));
-	sqlite3_finalize(walk);
+	sqlite3_reset(walk);
+	sqlite3_clear_bindings(walk);
 	return rc == SQLITE_ROW || rc == SQLITE_DONE;
+}
+
+bool store_load_unredeemed_since(struct store *s, struct table *channels)
+{
+	sqlite3 *db = store_db(s);
+	sqlite3_stmt *walk;
+	if (!prepare(db,
+		     JOURNAL_WALK "SELECT p.at FROM walk JOIN pay_journal p ON p.seq = walk.seq "
+				  "WHERE p.j >= ?2 ORDER BY p.j LIMIT 1",
+		     &walk))
+		return false;
+	bool ok = true;
+	TABLE_FOREACH(channels, struct channel, ch)
+	{
+		if (ch->durable_last <= ch->redeemed_end)
+			continue;
+		if (!first_unredeemed_at(walk, ch, &ch->unredeemed_since)) {
+			ok = false;
+			log_err("store: the first unredeemed payment's time: %s",
+				sqlite3_errmsg(db));
+		}
+	}
+	sqlite3_finalize(walk);
+	return ok;
 }

@@ -23,7 +23,8 @@ struct outbox_item {
 bool store_word_at_or_above(struct store *s, const struct channel *ch, uint32_t seg_seq,
 			    uint32_t index, uint32_t *j, uint8_t w[MP_HASH_LEN]);
 
-/* When channel ch's first journalled payment above its redeemed end was accepted (unix
- * seconds) into *at, 0 if none is journalled: one mark seek and a walk of at most a block
- * (journal_chain.h). False (logged) on a store error. */
-bool store_first_unredeemed_at(struct store *s, const struct channel *ch, uint64_t *at);
+/* For every channel of the table with durable payments above its redeemed end: when the first
+ * of them was journalled (unix seconds) into its unredeemed_since, 0 if none is journalled;
+ * one mark seek and a walk of at most a block each (journal_chain.h). False (logged) on a store
+ * error (the other channels are read). */
+bool store_load_unredeemed_since(struct store *s, struct table *channels);

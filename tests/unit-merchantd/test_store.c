@@ -637,10 +637,10 @@ static uint64_t oldest_unredeemed(struct store *s)
 	ck_assert(table_init(&channels, 16));
 	ck_assert(store_load_channels(s, &channels));
 	uint64_t oldest = 0;
+	ck_assert(store_load_unredeemed_since(s, &channels));
 	TABLE_FOREACH(&channels, struct channel, ch)
 	{
-		uint64_t at;
-		ck_assert(store_first_unredeemed_at(s, ch, &at));
+		uint64_t at = ch->unredeemed_since;
 		if (ch->durable_last > ch->redeemed_end && at && (!oldest || at < oldest))
 			oldest = at;
 	}
