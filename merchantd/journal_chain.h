@@ -10,7 +10,7 @@
  * last_price, head_seq) is written lazily: a batch journals its Pays and nothing else of the
  * channel, and the writer's connection keeps each paid channel's newest row in a TEMP table
  * (journal_heads, memory only) until a checkpoint folds those rows into the channel rows: once
- * JOURNAL_SYNC_MS has passed since the last one, the channels paid up to then are folded in the
+ * JOURNAL_FOLD_MS has passed since the last one, the channels paid up to then are folded in the
  * next batches' transactions, JOURNAL_FOLD_PER_BATCH of them a batch (oldest first, so a fold
  * of many channels is spread over batches); when Pays stop (journal_sync.c) and at close, all. The
  * journal row holds every one of those values, so nothing is lost with the TEMP table: meta
@@ -52,7 +52,13 @@ struct sqlite3_stmt;
  * channels' heads, the partial index, and the old (channel_id, j) index dropped. */
 bool journal_chain_migrate(struct store *s);
 
-/* How long a paid channel's row may lag behind its journal (the next batch after it folds). */
+/* Under load, how long a paid channel's row may lag behind its journal (the next batch after
+ * it folds). A fold writes each channel paid since the last one: at 100,000 channels paid
+ * about once every 7 s each, a 1 s fold rewrote a channel row (a random page) per Pay and
+ * bounded the pay path (docs/performance.md, "Folds every 10 s"). The cost of a longer lag:
+ * a start after a crash folds up to this much more journal, compaction keeps it. */
+#define JOURNAL_FOLD_MS 10000
+/* When batches stop, the rows are folded this long (twice) after the last (journal_sync.c). */
 #define JOURNAL_SYNC_MS 1000
 
 /* At store open, on every connection: the TEMP table, and the rows of Pays journalled after

@@ -1,5 +1,5 @@
 /* The channel rows brought up to date from the journal when batches stop coming
- * (journal_sync.c): a batch folds them at most once in JOURNAL_SYNC_MS (journal_chain.h), so
+ * (journal_sync.c): a batch folds them at most once in JOURNAL_FOLD_MS (journal_chain.h), so
  * after the last batch of a burst this does it, and a quiet merchant's rows never lag for long
  * (which would keep its newest journal rows from compaction). */
 #pragma once

@@ -526,16 +526,16 @@ static bool write_entry(struct store *s, struct batch_entry *e, int64_t now)
 }
 
 /* The batch's share of a fold of the paid channels' journal rows into their rows
- * (journal_chain.h): a fold starts JOURNAL_SYNC_MS after the last one ended, takes the channels
+ * (journal_chain.h): a fold starts JOURNAL_FOLD_MS after the last one ended, takes the channels
  * paid up to the journal's newest row then, JOURNAL_FOLD_PER_BATCH a batch, so a channel's row
- * page is written about once a JOURNAL_SYNC_MS, not once a batch, and a fold of many channels
+ * page is written about once a JOURNAL_FOLD_MS, not once a batch, and a fold of many channels
  * is spread over batches. (The fields move before the commit: a batch that does not commit
  * stops the daemon.) */
 static bool fold_share(struct store *s)
 {
 	uint64_t now_us = mp_metrics_now_us();
 	if (!s->fold_upto) {
-		if (!s->heads_unsynced || now_us - s->synced_at_us < JOURNAL_SYNC_MS * 1000ull)
+		if (!s->heads_unsynced || now_us - s->synced_at_us < JOURNAL_FOLD_MS * 1000ull)
 			return true;
 		s->fold_upto = s->newest_seq;
 	}

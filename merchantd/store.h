@@ -58,7 +58,7 @@ bool store_load_orders(struct store *s, struct table *orders);
 
 /* One transaction, entries in order: insert new channel and order records, journal every
  * fresh Pay (its journal_seq set) and mark the orders it paid; the paid channels' rows are
- * brought up to date from the journal at most JOURNAL_SYNC_MS later (journal_chain.h). False
+ * brought up to date from the journal at most JOURNAL_FOLD_MS later (journal_chain.h). False
  * (logged) if it did not commit. Store thread. */
 bool store_commit_batch(struct store *s, struct batch_entry *entries, size_t n);
 /* The paid channels' rows brought up to date from the journal now, in a transaction of its

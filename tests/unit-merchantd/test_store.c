@@ -300,7 +300,7 @@ START_TEST(channel_rows_lag_and_are_recovered)
 	const uint8_t ref[4] = {'o', 'r', 'd', '3'};
 	struct store *s = store_open(path, &test_clock, err, sizeof(err));
 	ck_assert_msg(s != NULL, "%s", err);
-	/* The first batch checkpoints (none ran before); the second is within JOURNAL_SYNC_MS. */
+	/* The first batch checkpoints (none ran before); the second is within JOURNAL_FOLD_MS. */
 	struct batch_entry first[] = {open_entry(&c),
 				      pay_entry(&c, 2, ref, MP_ST(UNDERPAID), 2, 0)};
 	ck_assert(store_commit_batch(s, first, 2));
