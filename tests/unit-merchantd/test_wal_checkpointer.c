@@ -105,13 +105,29 @@ static void sleep_ms(long ms)
 	nanosleep(&ts, NULL);
 }
 
-START_TEST(thread_checkpoints_beside_the_writer)
+/* A checkpointer with these limits, attached to writer. */
+static struct wal_checkpointer *start_on(sqlite3 *writer, int step_pages, int limit_pages)
 {
-	sqlite3 *writer = open_writer();
-	struct wal_checkpointer_limits limits = {.step_pages = 16, .limit_pages = 1 << 20};
+	struct wal_checkpointer_limits limits = {.step_pages = step_pages,
+						 .limit_pages = limit_pages};
 	struct wal_checkpointer *c = wal_checkpointer_start(path, &limits, err, sizeof(err));
 	ck_assert_msg(c != NULL, "%s", err);
 	wal_checkpointer_attach(c, writer);
+	return c;
+}
+
+/* Stop it, close the writer, and find every row written in the file. */
+static void stop_and_count(struct wal_checkpointer *c, sqlite3 *writer, int rows)
+{
+	wal_checkpointer_stop(c);
+	sqlite3_close(writer);
+	ck_assert_int_eq(rows_in(path), rows);
+}
+
+START_TEST(thread_checkpoints_beside_the_writer)
+{
+	sqlite3 *writer = open_writer();
+	struct wal_checkpointer *c = start_on(writer, 16, 1 << 20);
 	const struct wal_checkpoint_totals *tot = wal_checkpointer_totals(c);
 	off_t db_before = file_size("");
 	/* Commits go on until the WAL has started over twice (30 s at most: a deadline, not a
@@ -131,9 +147,7 @@ START_TEST(thread_checkpoints_beside_the_writer)
 	ck_assert_uint_eq(atomic_load(&tot->failures), 0);
 	/* The database file itself received pages: a checkpoint copied them. */
 	ck_assert_int_gt(file_size(""), db_before);
-	wal_checkpointer_stop(c);
-	sqlite3_close(writer);
-	ck_assert_int_eq(rows_in(path), k);
+	stop_and_count(c, writer, k);
 }
 END_TEST
 
@@ -176,19 +190,14 @@ static void pass_with_a_pinned_tail(sqlite3 *writer, const struct wal_checkpoint
 START_TEST(writer_finishes_each_pass_the_thread_copied)
 {
 	sqlite3 *writer = open_writer();
-	struct wal_checkpointer_limits limits = {.step_pages = STEP, .limit_pages = 1 << 20};
-	struct wal_checkpointer *c = wal_checkpointer_start(path, &limits, err, sizeof(err));
-	ck_assert_msg(c != NULL, "%s", err);
-	wal_checkpointer_attach(c, writer);
+	struct wal_checkpointer *c = start_on(writer, STEP, 1 << 20);
 	const struct wal_checkpoint_totals *tot = wal_checkpointer_totals(c);
 	int k = 0;
 	pass_with_a_pinned_tail(writer, tot, &k, 1);
 	pass_with_a_pinned_tail(writer, tot, &k, 2);
 	ck_assert_uint_eq(atomic_load(&tot->limit_runs), 0);
 	ck_assert_uint_eq(atomic_load(&tot->failures), 0);
-	wal_checkpointer_stop(c);
-	sqlite3_close(writer);
-	ck_assert_int_eq(rows_in(path), k);
+	stop_and_count(c, writer, k);
 }
 END_TEST
 
@@ -197,10 +206,7 @@ END_TEST
 START_TEST(thread_woken_again_while_a_reader_holds_the_wal)
 {
 	sqlite3 *writer = open_writer();
-	struct wal_checkpointer_limits limits = {.step_pages = STEP, .limit_pages = 1 << 20};
-	struct wal_checkpointer *c = wal_checkpointer_start(path, &limits, err, sizeof(err));
-	ck_assert_msg(c != NULL, "%s", err);
-	wal_checkpointer_attach(c, writer);
+	struct wal_checkpointer *c = start_on(writer, STEP, 1 << 20);
 	const struct wal_checkpoint_totals *tot = wal_checkpointer_totals(c);
 	int k = 0;
 	commit_row(writer, k++);
@@ -215,19 +221,14 @@ START_TEST(thread_woken_again_while_a_reader_holds_the_wal)
 	ck_assert_uint_eq(atomic_load(&tot->limit_runs), 0);
 	exec(reader, "COMMIT");
 	sqlite3_close(reader);
-	wal_checkpointer_stop(c);
-	sqlite3_close(writer);
-	ck_assert_int_eq(rows_in(path), k);
+	stop_and_count(c, writer, k);
 }
 END_TEST
 
 START_TEST(writer_bounds_the_wal_when_the_thread_is_not_woken)
 {
 	sqlite3 *writer = open_writer();
-	struct wal_checkpointer_limits limits = {.step_pages = 1 << 30, .limit_pages = 64};
-	struct wal_checkpointer *c = wal_checkpointer_start(path, &limits, err, sizeof(err));
-	ck_assert_msg(c != NULL, "%s", err);
-	wal_checkpointer_attach(c, writer);
+	struct wal_checkpointer *c = start_on(writer, 1 << 30, 64);
 	const struct wal_checkpoint_totals *tot = wal_checkpointer_totals(c);
 	const int rows = 400; /* more than 800 frames: over twelve times the limit */
 	for (int k = 0; k < rows; k++)
@@ -240,9 +241,7 @@ START_TEST(writer_bounds_the_wal_when_the_thread_is_not_woken)
 	/* The file restarted instead of growing: header + frames of (4 KiB page + 24 B). */
 	off_t wal = file_size("-wal");
 	ck_assert_int_le(wal, 32 + (64 + 8) * (4096 + 24));
-	wal_checkpointer_stop(c);
-	sqlite3_close(writer);
-	ck_assert_int_eq(rows_in(path), rows);
+	stop_and_count(c, writer, rows);
 }
 END_TEST
 
@@ -251,10 +250,7 @@ END_TEST
 START_TEST(stop_after_the_writer_closed)
 {
 	sqlite3 *writer = open_writer();
-	struct wal_checkpointer_limits limits = {.step_pages = 1, .limit_pages = 1 << 20};
-	struct wal_checkpointer *c = wal_checkpointer_start(path, &limits, err, sizeof(err));
-	ck_assert_msg(c != NULL, "%s", err);
-	wal_checkpointer_attach(c, writer);
+	struct wal_checkpointer *c = start_on(writer, 1, 1 << 20);
 	for (int k = 0; k < 20; k++)
 		commit_row(writer, k); /* the thread woken again whenever its run ended */
 	sqlite3_close(writer);
