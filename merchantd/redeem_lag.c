@@ -36,8 +36,8 @@ void redeem_lag_credited(struct channel *ch)
 void redeem_lag_load(struct store *s, struct table *channels)
 {
 	if (!store_load_unredeemed_since(s, channels))
-		log_err("store: the redemption lag of some channels is unknown until their next "
-			"Pay or credit");
+		log_err("store: the redemption lag of some channels is unknown: it reads as old as "
+			"can be until they are credited");
 }
 
 uint64_t redeem_lag_oldest(const struct table *channels)

@@ -30,8 +30,8 @@ void redeem_lag_paid(struct channel *ch, uint32_t j, uint64_t journal_at);
 void redeem_lag_claimed(struct channel *ch);
 /* After ch's redeemed_end moved to a credited end (redeemer.c). */
 void redeem_lag_credited(struct channel *ch);
-/* At start, every channel of the table read from s; a store error is logged and leaves those
- * channels' times to their next Pay or credit. */
+/* At start, every channel of the table read from s; on a store error (logged) those channels'
+ * times are unknown and read as old as can be until a credit. */
 void redeem_lag_load(struct store *s, struct table *channels);
 /* The oldest unredeemed payment's journal time over the table, 0 if there is none. */
 uint64_t redeem_lag_oldest(const struct table *channels);

@@ -72,21 +72,22 @@ static bool first_unredeemed_at(sqlite3_stmt *walk, const struct channel *ch, ui
 bool store_load_unredeemed_since(struct store *s, struct table *channels)
 {
 	sqlite3 *db = store_db(s);
-	sqlite3_stmt *walk;
-	if (!prepare(db,
-		     JOURNAL_WALK "SELECT p.at FROM walk JOIN pay_journal p ON p.seq = walk.seq "
-				  "WHERE p.j >= ?2 ORDER BY p.j LIMIT 1",
-		     &walk))
-		return false;
-	bool ok = true;
+	sqlite3_stmt *walk = NULL;
+	bool ok =
+	    prepare(db,
+		    JOURNAL_WALK "SELECT p.at FROM walk JOIN pay_journal p ON p.seq = walk.seq "
+				 "WHERE p.j >= ?2 ORDER BY p.j LIMIT 1",
+		    &walk);
 	TABLE_FOREACH(channels, struct channel, ch)
 	{
 		if (ch->durable_last <= ch->redeemed_end)
 			continue;
-		if (!first_unredeemed_at(walk, ch, &ch->unredeemed_since)) {
+		if (!walk || !first_unredeemed_at(walk, ch, &ch->unredeemed_since)) {
+			ch->unredeemed_since = 1; /* unknown: as old as can be, never too young */
+			if (walk && ok)
+				log_err("store: the first unredeemed payment's time: %s",
+					sqlite3_errmsg(db));
 			ok = false;
-			log_err("store: the first unredeemed payment's time: %s",
-				sqlite3_errmsg(db));
 		}
 	}
 	sqlite3_finalize(walk);

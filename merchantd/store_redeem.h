@@ -26,5 +26,6 @@ bool store_word_at_or_above(struct store *s, const struct channel *ch, uint32_t 
 /* For every channel of the table with durable payments above its redeemed end: when the first
  * of them was journalled (unix seconds) into its unredeemed_since, 0 if none is journalled;
  * one mark seek and a walk of at most a block each (journal_chain.h). False (logged) on a store
- * error (the other channels are read). */
+ * error: those channels get 1 (unknown, so the lag reads as high as can be, never low), the
+ * others are read. */
 bool store_load_unredeemed_since(struct store *s, struct table *channels);
