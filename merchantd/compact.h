@@ -2,9 +2,10 @@
  * the admin method store.compact:
  *  - the pay journal: a row goes once the broker has credited its index (j <= the channel's
  *    redeemed_end) and it is older than T_dedupe (protocol.md section 6, step 7). The channel
- *    row already holds the channel's point, credit and last Pay with its answer (it is
- *    updated by every batch), so folding a row into it is deleting the row; the last Pay of a
- *    channel stays answerable from that row until the channel record goes;
+ *    row holds the channel's point, credit and last Pay with its answer once a fold took it
+ *    in (journal_chain.h: rows above journal_synced_seq are kept until then), so folding a row
+ *    into it is deleting the row; the last Pay of a channel stays answerable from that row
+ *    until the channel record goes;
  *  - the redemption outbox: answered Redeems older than outbox_retention;
  *  - goods: key-release offers whose deadline is older than goods_retention and finished
  *    purchases started before it (compact_goods.h);

@@ -3,12 +3,16 @@
  *   IDLE --a batch with Pays committed--> ARMED (timer: twice JOURNAL_SYNC_MS)
  *   ARMED --another such batch--> ARMED, the timer pushed back (under load the batches fold,
  *        JOURNAL_FOLD_PER_BATCH channels each: a fold of everything here would undo that)
- *   ARMED --timer: no Pays for that long--> RUNNING: store_sync_heads on the store thread
- *        (nothing to do, and no transaction, if the batches folded everything)
+ *   ARMED --timer: no Pays for that long--> RUNNING: store_sync_heads_some on the store
+ *        thread, JOURNAL_IDLE_FOLD_PER_JOB channels (nothing to do, and no transaction, if the
+ *        batches folded everything)
  *   RUNNING --such a batch--> RUNNING, noted
+ *   RUNNING --done, channels left, not noted--> RUNNING: the next part queued at once
  *   RUNNING --done--> IDLE, or ARMED if noted or if it failed (logged; tried again then)
  *
- * At most one job is queued or running, so the store thread's queue stays bounded. */
+ * In parts, so that a Pay arriving after a pause waits behind one part at most (at 100,000
+ * channels, 10 s of paid channels could be 100,000 row writes). At most one job is queued or
+ * running, so the store thread's queue stays bounded. */
 #include "journal_sync.h"
 
 #include <event2/event.h>
@@ -27,19 +31,27 @@ struct journal_sync {
 	bool running;
 	bool noted; /* a batch with Pays committed while running */
 	bool ok;    /* written by the store thread, read by the loop after it */
+	bool more;  /* the same: channels are left to fold */
 };
+
+/* Channels one idle fold job takes: about the cost of a few batches' folds. */
+#define JOURNAL_IDLE_FOLD_PER_JOB 4096
 
 /* Store thread. */
 static void run_sync(struct store *s, struct st_job *job)
 {
 	struct journal_sync *js = job->arg;
-	js->ok = store_sync_heads(s);
+	js->ok = store_sync_heads_some(s, JOURNAL_IDLE_FOLD_PER_JOB, &js->more);
 }
 
 /* Loop. */
 static void sync_done(struct st_job *job)
 {
 	struct journal_sync *js = job->arg;
+	if (js->ok && js->more && !js->noted) {
+		store_thread_submit(js->m->store_thread, &js->job); /* the next part */
+		return;
+	}
 	js->running = false;
 	if (!js->ok)
 		log_err(

@@ -564,22 +564,32 @@ bool store_commit_batch(struct store *s, struct batch_entry *entries, size_t n)
 	return false;
 }
 
-bool store_sync_heads(struct store *s)
+bool store_sync_heads_some(struct store *s, int limit, bool *more)
 {
+	*more = false;
 	if (!s->heads_unsynced)
 		return true;
 	if (!step_done(s, s->st[ST_BEGIN]))
 		return false;
-	bool more, unfolded;
-	if (journal_heads_checkpoint(s, INT64_MAX, -1, &more, &unfolded) &&
+	bool unfolded;
+	if (journal_heads_checkpoint(s, INT64_MAX, limit, more, &unfolded) &&
 	    step_done(s, s->st[ST_COMMIT])) {
-		s->heads_unsynced = unfolded;
-		s->fold_upto = 0;
-		s->synced_at_us = mp_metrics_now_us();
+		if (!*more) {
+			s->heads_unsynced = unfolded;
+			s->fold_upto = 0;
+			s->synced_at_us = mp_metrics_now_us();
+		}
 		return true;
 	}
 	step_done(s, s->st[ST_ROLLBACK]);
+	*more = false;
 	return false;
+}
+
+bool store_sync_heads(struct store *s)
+{
+	bool more;
+	return store_sync_heads_some(s, -1, &more);
 }
 
 bool store_find_pay(struct store *s, const uint8_t ch[MP_ID_LEN], int64_t head, uint32_t seg_seq,

@@ -64,6 +64,9 @@ bool store_commit_batch(struct store *s, struct batch_entry *entries, size_t n);
 /* The paid channels' rows brought up to date from the journal now, in a transaction of its
  * own (store_close does it). Store thread. */
 bool store_sync_heads(struct store *s);
+/* The same for at most limit channels (oldest first, -1: all) in a transaction of its own;
+ * *more: channels are left. Store thread. */
+bool store_sync_heads_some(struct store *s, int limit, bool *more);
 /* The journalled Pay of channel ch in segment seg_seq at index j, if any. head: the channel's
  * newest committed journal row known to the loop (struct channel's journal_head), or 0. */
 bool store_find_pay(struct store *s, const uint8_t ch[MP_ID_LEN], int64_t head, uint32_t seg_seq,

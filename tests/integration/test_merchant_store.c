@@ -501,7 +501,7 @@ START_TEST(channel_row_folded_when_pays_stop)
 	open_point(&w, &ch, &last, &credit);
 	for (uint32_t j = last + 1; j <= last + 5; j++) {
 		ck_assert_int_eq(pay_code(&w, &ch, &ws, j, order), MP_ST(UNDERPAID));
-		usleep(1200 * 1000 * (j == last + 3)); /* past one checkpoint's turn */
+		usleep(1200 * 1000 * (j == last + 3)); /* a pause inside a fold's interval */
 	}
 	int64_t row_last = stored_row_last(&ch);
 	for (int i = 0; i < 200 && row_last != last + 5; i++) {

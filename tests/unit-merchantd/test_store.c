@@ -414,6 +414,39 @@ START_TEST(a_fold_of_many_channels_is_spread_over_batches)
 }
 END_TEST
 
+/* The fold when Pays stop (journal_sync.c) goes in parts of a given size, oldest first, each
+ * its own transaction; journal_synced_seq follows, and the last part says nothing is left. */
+START_TEST(an_idle_fold_goes_in_parts)
+{
+	static struct cert c[SPREAD_CHANNELS];
+	static struct batch_entry b[2 * SPREAD_CHANNELS];
+	const uint8_t ref[4] = {'o', 'r', 'd', '6'};
+	for (int i = 0; i < SPREAD_CHANNELS; i++) {
+		make_cert(&c[i]);
+		b[2 * i] = open_entry(&c[i]);
+		b[2 * i + 1] = pay_entry(&c[i], 1, ref, MP_ST(UNDERPAID), 1, 0);
+	}
+	struct store *s = store_open(path, &test_clock, err, sizeof(err));
+	ck_assert_msg(s != NULL, "%s", err);
+	ck_assert(store_commit_batch(s, b, 2 * SPREAD_CHANNELS)); /* folds the first part */
+	ck_assert_int_eq(rows_at(s, 1), JOURNAL_FOLD_PER_BATCH);
+	bool more;
+	ck_assert(store_sync_heads_some(s, 500, &more));
+	ck_assert(more);
+	ck_assert_int_eq(rows_at(s, 1), JOURNAL_FOLD_PER_BATCH + 500);
+	ck_assert_int_eq(synced_seq(s), b[2 * (JOURNAL_FOLD_PER_BATCH + 500) + 1].journal_seq - 1);
+	ck_assert(store_sync_heads_some(s, 500, &more));
+	ck_assert(!more);
+	ck_assert_int_eq(rows_at(s, 1), SPREAD_CHANNELS);
+	ck_assert_int_eq(synced_seq(s), b[2 * SPREAD_CHANNELS - 1].journal_seq);
+	ck_assert(store_sync_heads_some(s, 500, &more)); /* nothing left: no transaction */
+	ck_assert(!more);
+	store_close(s);
+	for (int i = 0; i < SPREAD_CHANNELS; i++)
+		free(c[i].bytes);
+}
+END_TEST
+
 /* A store from before lazy channel rows whose compaction deleted the journal's newest rows: a
  * channel row's head_seq names a seq above every row, and SQLite gives that seq again. A Pay
  * of that channel after the upgrade, not yet folded at a crash, is still folded at the next
@@ -765,6 +798,7 @@ static Suite *store_suite(void)
 	tcase_add_test(tc, channel_rows_lag_and_are_recovered);
 	tcase_add_test(tc, upgraded_store_with_a_head_above_the_journal);
 	tcase_add_test(tc, a_fold_of_many_channels_is_spread_over_batches);
+	tcase_add_test(tc, an_idle_fold_goes_in_parts);
 	tcase_add_test(tc, old_store_is_migrated);
 	tcase_add_test(tc, new_store_is_incremental);
 	tcase_add_test(tc, failed_bind_is_an_error);
