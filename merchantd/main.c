@@ -91,7 +91,7 @@ static bool load_state(struct merchant *m)
 		log_err("store: %s", err);
 		return false;
 	}
-	if (!table_init(&m->channels, 1 << 16) || !table_init(&m->orders, 1 << 14) ||
+	if (!table_init(&m->channels, 1 << 10) || !table_init(&m->orders, 1 << 10) ||
 	    !store_load_channels(m->store, &m->channels) ||
 	    !store_load_orders(m->store, &m->orders) ||
 	    !purchase_store_load(m->store, attach_purchase, m) ||

@@ -175,8 +175,12 @@ struct order {
 };
 
 struct table {
-	void **buckets;
-	size_t nbuckets, count;
+	void **buckets;	 /* nbuckets in use, room for capacity */
+	size_t nbuckets; /* in use: base + split (table.c, linear hashing) */
+	size_t base;	 /* a power of two */
+	size_t split;	 /* the next bucket to split, below base */
+	size_t capacity; /* slots allocated */
+	size_t count;	 /* entries */
 };
 
 /* What handed a group-commit batch to the store thread (batch.c). */

