@@ -40,7 +40,8 @@ static const struct mp_cfg_key broker_keys[] = {
     N("broker", "bad_chain_hash_burst", MP_CFG_U64, bad_chain_hash_burst, 1, (uint64_t)1 << 50,
       "hashes a merchant may waste at once"),
     N("broker", "workers", MP_CFG_U32, workers, 1, 64, "hashing threads, default 2"),
-    N("broker", "worker_queue", MP_CFG_U32, worker_queue, 1, 4096, "jobs waiting"),
+    N("broker", "worker_queue", MP_CFG_U32, worker_queue, 1, 4096,
+      "jobs waiting for a worker thread, default 1024"),
     N("broker", "t_grace", MP_CFG_U64, t_grace, 0, MP_DAYS(31), "seconds"),
     N("broker", "max_clock_offset", MP_CFG_U64, max_offset, 1, 3600, "seconds"),
     N("broker", "sweep_interval", MP_CFG_U32, sweep_interval, 1, 3600,
@@ -104,7 +105,8 @@ static void set_defaults(struct broker_config *cfg)
 	cfg->bad_chain_hash_rate = (uint64_t)1 << 17;
 	cfg->bad_chain_hash_burst = (uint64_t)1 << 28;
 	cfg->workers = 2;
-	cfg->worker_queue = 64;
+	cfg->worker_queue =
+	    1024; /* 16 connections of 64 requests in flight: a burst queues, not refused */
 	cfg->t_grace = 24 * 3600;
 	cfg->max_offset = 30;
 	cfg->tls_expiry_warning_days = 21;
