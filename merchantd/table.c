@@ -4,7 +4,7 @@
  * A table grows by linear hashing: each insert that leaves more entries than buckets splits
  * one bucket, so the load stays at most 1 entry per bucket at any size (a table that stayed
  * at its first 65,536 buckets had chains of 15 on average at a million channels) and no insert
- * rehashes more than one chain: the loop never stops to rehash the whole table (doubling a
+ * rehashes more than two chains: the loop never stops to rehash the whole table (doubling a
  * million-channel table at once took 217 ms). With base n (a power of two) and split pointer
  * s, the buckets in use are 0 .. n + s - 1; a key whose hash h has h mod n below s lives in
  * h mod 2n, else in h mod n. Splitting bucket s moves its entries to s or s + n; once s
@@ -12,10 +12,11 @@
  *
  * A walk by bucket index that resumes after the table grew (redeem_build.c's pass) still
  * meets every entry it had not met: an entry moves only from bucket b to b + n, never to a
- * lower index; it may meet again some it had (the pass marks the channels it has done and
- * skips them). The bucket array is grown by realloc before it runs out (a failed realloc only
- * defers the split: longer chains, still correct); the slots past the buckets in use are
- * never read before a split writes them. */
+ * lower index; it may meet again some it had (the pass marks the channels it claimed and
+ * skips them; others it checks again). The bucket array is grown by realloc when full; a
+ * failed realloc skips that split (longer chains, still correct) and later inserts make up
+ * for it, two splits each until the load is at most 1 again. The slots past the buckets in use
+ * are never read before a split writes them. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,7 +38,7 @@ bool table_init(struct table *t, size_t nbuckets)
 	t->base = power_of_two_at_least(nbuckets ? nbuckets : 1);
 	t->split = 0;
 	t->nbuckets = t->base;
-	t->capacity = 2 * t->base;
+	t->capacity = t->base; /* the first split doubles it */
 	t->buckets = calloc(t->capacity, sizeof(*t->buckets));
 	t->count = 0;
 	return t->buckets != NULL;
@@ -94,11 +95,12 @@ static bool room_for_split(struct table *t)
 	return true;
 }
 
-/* Splits bucket s into s and s + n (the diagram at the top of the file). */
-static void split_one(struct table *t, enum table_kind kind)
+/* Splits bucket s into s and s + n (the diagram at the top of the file); false when the
+ * bucket array could not grow. */
+static bool split_one(struct table *t, enum table_kind kind)
 {
 	if (!room_for_split(t))
-		return;
+		return false;
 	size_t from = t->split, to = t->split + t->base;
 	void *e = t->buckets[from];
 	t->buckets[from] = NULL;
@@ -116,6 +118,15 @@ static void split_one(struct table *t, enum table_kind kind)
 		t->base *= 2;
 		t->split = 0;
 	}
+	return true;
+}
+
+/* After an insert: one split, or two while splits that a failed realloc skipped are made up. */
+static void keep_load(struct table *t, enum table_kind kind)
+{
+	for (int i = 0; i < 2 && t->count > t->nbuckets; i++)
+		if (!split_one(t, kind))
+			return;
 }
 
 struct channel *channel_find(struct table *t, const uint8_t id[MP_ID_LEN])
@@ -131,8 +142,8 @@ void channel_insert(struct table *t, struct channel *ch)
 	size_t b = bucket_of(t, ch->id, MP_ID_LEN);
 	ch->next = t->buckets[b];
 	t->buckets[b] = ch;
-	if (++t->count > t->nbuckets)
-		split_one(t, TABLE_CHANNELS);
+	t->count++;
+	keep_load(t, TABLE_CHANNELS);
 }
 
 struct order *order_find(struct table *t, const uint8_t *ref, size_t len)
@@ -148,8 +159,8 @@ void order_insert(struct table *t, struct order *o)
 	size_t b = bucket_of(t, o->ref, o->ref_len);
 	o->next = t->buckets[b];
 	t->buckets[b] = o;
-	if (++t->count > t->nbuckets)
-		split_one(t, TABLE_ORDERS);
+	t->count++;
+	keep_load(t, TABLE_ORDERS);
 }
 
 void table_free_channels(struct table *t)

@@ -2,7 +2,8 @@
  * per insert, so the buckets never hold more than one entry each on average; every entry
  * stays findable across splits and reallocations of the bucket array;
  * a walk by bucket index that resumes after the table grew (as redeem_build.c's pass does)
- * meets every entry it had not met; orders grow the same way; a bucket count asked for is
+ * meets every entry it had not met, also when it stops inside a bucket and splits happen
+ * between its steps; orders grow the same way; a bucket count asked for is
  * rounded up to a power of two. */
 #include <check.h>
 #include <stdlib.h>
@@ -94,7 +95,12 @@ START_TEST(orders_grow_and_stay_findable)
 			continue; /* two short refs can be equal: keep the first */
 		order_insert(&t, &os[i]);
 	}
-	ck_assert_uint_le(t.count, t.nbuckets);
+	/* 250 refs of one byte take 64 values: 186 dropped, 2,814 orders in */
+	ck_assert_uint_eq(t.count, 2814);
+	ck_assert_uint_eq(t.nbuckets, t.count);
+	const uint8_t absent[] = {0xFF, 0xFE, 0xFD, 0xFC, 0xFB, 0xFA, 0xF9,
+				  0xF8, 0xF7, 0xF6, 0xF5, 0xF4, 0xF3};
+	ck_assert_ptr_null(order_find(&t, absent, sizeof(absent)));
 	size_t walked = 0;
 	TABLE_FOREACH(&t, struct order, o)
 	{
@@ -107,12 +113,47 @@ START_TEST(orders_grow_and_stay_findable)
 }
 END_TEST
 
+/* The redemption pass stops inside a bucket ("this bucket again next time") and resumes at
+ * that bucket, skipping what it marked; splits happen between its steps. */
+START_TEST(a_walk_stopped_inside_a_bucket_meets_every_channel)
+{
+	enum { FIRST = 3000, MORE = 200, STEP = 7 };
+	struct channel *chs = channels_make(FIRST + MORE * 20);
+	struct table t;
+	ck_assert(table_init(&t, 1024));
+	for (size_t i = 0; i < FIRST; i++)
+		channel_insert(&t, &chs[i]);
+	size_t bucket = 0, inserted = FIRST;
+	while (bucket < t.nbuckets) {
+		unsigned marked = 0; /* STEP channels a step, then stop where it is */
+		for (; bucket < t.nbuckets && marked < STEP; bucket++) {
+			for (struct channel *ch = t.buckets[bucket]; ch && marked < STEP;
+			     ch = ch->next)
+				if (ch->redeem_pass != 1) {
+					ch->redeem_pass = 1;
+					marked++;
+				}
+			if (marked == STEP)
+				break; /* this bucket again next time */
+		}
+		for (size_t k = 0; k < MORE / 20 && inserted < FIRST + MORE * 20; k++)
+			channel_insert(&t, &chs[inserted++]); /* splits between the steps */
+	}
+	ck_assert_uint_gt(inserted, FIRST + MORE);
+	for (size_t i = 0; i < FIRST; i++)
+		ck_assert_msg(chs[i].redeem_pass == 1, "channel %zu present before was not met", i);
+	free(t.buckets);
+	free(chs);
+}
+END_TEST
+
 static Suite *table_suite(void)
 {
 	Suite *s = suite_create("merchantd tables");
 	TCase *tc = tcase_create("table");
 	tcase_add_test(tc, grows_and_finds_every_channel);
 	tcase_add_test(tc, a_walk_resumed_after_growth_meets_every_channel);
+	tcase_add_test(tc, a_walk_stopped_inside_a_bucket_meets_every_channel);
 	tcase_add_test(tc, orders_grow_and_stay_findable);
 	suite_add_tcase(s, tc);
 	return s;
